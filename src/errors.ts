@@ -1,0 +1,58 @@
+/**
+ * Typed errors with stable codes. The code is the contract: clients and tests match on it, the HTTP
+ * layer maps it to a status in exactly one place (src/http/errors.ts), and messages may change freely.
+ */
+export type ErrorCode =
+  // input
+  | 'invalid_handle'
+  | 'invalid_zone_name'
+  | 'invalid_request'
+  | 'invalid_json'
+  | 'payload_too_large'
+  | 'invalid_jws'
+  | 'invalid_signature'
+  | 'invalid_key'
+  | 'invalid_endpoint'
+  | 'invalid_resource'
+  | 'invalid_config'
+  | 'iat_out_of_range'
+  // authority
+  | 'not_authoritative'
+  | 'zone_not_found'
+  | 'zone_exists'
+  | 'not_primary'
+  | 'handle_not_found'
+  | 'handle_exists'
+  | 'handle_mismatch'
+  | 'stale_prev'
+  | 'replayed'
+  | 'unauthorized_key'
+  | 'registration_closed'
+  | 'invite_required'
+  | 'invite_invalid'
+  | 'storage_full'
+  | 'key_unavailable'
+  // client side
+  | 'network_error'
+  | 'bad_response'
+  | 'verification_failed'
+  | 'internal';
+
+/** Base class of every error idns raises on purpose. */
+export class IdnsError extends Error {
+  readonly code: ErrorCode;
+  /** Extra machine-readable facts for the client (never secrets). */
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'IdnsError';
+    this.code = code;
+    this.details = options?.details;
+  }
+}
+
+/** True when `err` is an IdnsError, optionally with the given code. */
+export function isIdnsError(err: unknown, code?: ErrorCode): err is IdnsError {
+  return err instanceof IdnsError && (code === undefined || err.code === code);
+}
