@@ -1,0 +1,66 @@
+-- The idns database: the one definition of its tables. src/store/database.ts applies this file to a new
+-- database and records the version below in PRAGMA user_version; a later version adds a migration there.
+-- schema-version: 1
+--
+-- Private keys never live here: they sit in the key directory beside the database (files mode 0600).
+
+-- Every zone this server holds, as primary or secondary.
+CREATE TABLE zones (
+  name         TEXT PRIMARY KEY,            -- '.' for the root, else the normalised domain name
+  role         TEXT NOT NULL CHECK (role IN ('primary', 'secondary')),
+  version      INTEGER NOT NULL,            -- change counter, never wraps; serial = version mod 2^32
+  policy       TEXT NOT NULL CHECK (policy IN ('open', 'invite', 'closed')),
+  settings     TEXT NOT NULL,               -- JSON: servers, timers, TTLs, signing windows (src/authority/settings.ts)
+  salt         TEXT NOT NULL,               -- denial hash salt
+  digest_state BLOB NOT NULL,               -- LtHash state of every record below (src/records/digest.ts)
+  record       TEXT NOT NULL,               -- the signed zone record (compact JWS) at this version
+  record_exp   INTEGER NOT NULL,            -- its signature expiry, seconds
+  created_at   INTEGER NOT NULL
+) STRICT;
+
+-- The zone's content: every signed record except the zone record, exactly as served and transferred.
+CREATE TABLE records (
+  zone    TEXT NOT NULL REFERENCES zones (name) ON DELETE CASCADE,
+  type    TEXT NOT NULL CHECK (type IN ('handle', 'delegation', 'denial')),
+  key     TEXT NOT NULL,                    -- handle | child zone name | gap start hash ('' = start of the space)
+  version INTEGER NOT NULL,                 -- zone version at which this record was written
+  exp     INTEGER NOT NULL,                 -- signature expiry, seconds (drives re-signing)
+  jws     TEXT NOT NULL,
+  PRIMARY KEY (zone, type, key)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX records_by_exp ON records (zone, exp);
+
+-- The change journal (like IXFR's): for each version, the records it put or deleted, in order.
+CREATE TABLE journal (
+  zone       TEXT NOT NULL REFERENCES zones (name) ON DELETE CASCADE,
+  version    INTEGER NOT NULL,
+  idx        INTEGER NOT NULL,
+  action     TEXT NOT NULL CHECK (action IN ('put', 'del')),
+  type       TEXT NOT NULL,
+  key        TEXT NOT NULL,
+  jws        TEXT,                          -- the new record for 'put', NULL for 'del'
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (zone, version, idx)
+) STRICT, WITHOUT ROWID;
+
+-- Every accepted change request of a handle, signed by its owner: the handle's history.
+CREATE TABLE operations (
+  cid         TEXT PRIMARY KEY,             -- base64url SHA-256 of the request's compact JWS
+  zone        TEXT NOT NULL REFERENCES zones (name) ON DELETE CASCADE,
+  handle      TEXT NOT NULL,
+  action      TEXT NOT NULL CHECK (action IN ('register', 'update', 'delete')),
+  version     INTEGER NOT NULL,
+  jws         TEXT NOT NULL,
+  received_at INTEGER NOT NULL              -- milliseconds
+) STRICT;
+CREATE INDEX operations_by_handle ON operations (handle, version);
+
+-- Single-use invite codes; only their hashes are kept, so a database copy reveals no usable code.
+CREATE TABLE invites (
+  code_hash  TEXT PRIMARY KEY,
+  zone       TEXT NOT NULL REFERENCES zones (name) ON DELETE CASCADE,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER,
+  used_at    INTEGER,
+  used_by    TEXT
+) STRICT;

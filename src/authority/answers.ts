@@ -1,0 +1,61 @@
+import type { Clock } from '../clock.js';
+import { epochSeconds } from '../clock.js';
+import { IdnsError } from '../errors.js';
+import { parseHandle } from '../names/handle.js';
+import { nameHash } from '../records/denial.js';
+import type { Store } from '../store/store.js';
+import { decodePayload } from './editor.js';
+import { serialOf } from './serial.js';
+import type { ZoneService } from './zones.js';
+
+/** An authoritative answer for one handle. */
+export interface AuthoritativeAnswer {
+  status: 'answer' | 'denial';
+  zone: string;
+  serial: number;
+  /** The signed handle record (answer) or the signed gap covering the name's hash (denial). */
+  record: string;
+  /** The signed zone record, so a client can check `record` without a second request. */
+  zoneRecord: string;
+  /** Seconds a cache may keep this: the record's TTL (the zone's minimum for a denial), capped by `exp`. */
+  ttl: number;
+}
+
+/** Answers queries for the zones this server holds, from stored signed records only: no signing here. */
+export class Authority {
+  constructor(
+    private readonly store: Store,
+    private readonly zones: ZoneService,
+    private readonly clock: Clock,
+  ) {}
+
+  /** Answers for a handle, or throws not_authoritative when no zone here holds it. */
+  resolve(input: string): AuthoritativeAnswer {
+    const { handle, host } = parseHandle(input);
+    const zone = this.zones.closestHosted(host);
+    if (!zone) throw new IdnsError('not_authoritative', `this server is not authoritative for ${host}`);
+    const settings = this.zones.settings(zone);
+    const now = epochSeconds(this.clock);
+    const found = this.store.records.get(zone.name, 'handle', handle);
+    if (found) {
+      const ttl = Number(decodePayload(found.jws).ttl);
+      return this.answer('answer', zone.name, zone.version, found.jws, zone.record, ttl, found.exp, now);
+    }
+    const gap = this.store.records.gapBelow(zone.name, nameHash(zone.salt, handle));
+    if (!gap) throw new IdnsError('internal', `zone ${zone.name} has no denial covering the name`);
+    return this.answer('denial', zone.name, zone.version, gap.jws, zone.record, settings.minimum, gap.exp, now);
+  }
+
+  private answer(
+    status: AuthoritativeAnswer['status'],
+    zone: string,
+    version: number,
+    record: string,
+    zoneRecord: string,
+    ttl: number,
+    exp: number,
+    now: number,
+  ): AuthoritativeAnswer {
+    return { status, zone, serial: serialOf(version), record, zoneRecord, ttl: Math.max(0, Math.min(ttl, exp - now)) };
+  }
+}

@@ -1,0 +1,71 @@
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { IdnsError } from '../errors.js';
+import { generatePrivateJwk, signingKeyFromJwk, type SigningKey } from '../records/keys.js';
+
+/**
+ * Zone signing keys, one file per key under `<data>/keys/<zone>/<kid>.jwk`, mode 0600. Keys never enter
+ * the database, so a transfer or a copy of the database cannot leak them.
+ */
+export class KeyRing {
+  private readonly cache = new Map<string, SigningKey>();
+
+  constructor(private readonly keysDir: string) {}
+
+  /** Generates a new key for a zone, writes it (0600) and returns it. */
+  create(zone: string): SigningKey {
+    const jwk = generatePrivateJwk();
+    const key = signingKeyFromJwk(jwk);
+    const dir = this.zoneDir(zone);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    chmodSync(dir, 0o700);
+    // 'wx': never overwrite an existing key file.
+    writeFileSync(join(dir, `${key.kid}.jwk`), `${JSON.stringify(jwk)}\n`, { mode: 0o600, flag: 'wx' });
+    this.cache.set(`${zone}/${key.kid}`, key);
+    return key;
+  }
+
+  /** Loads a zone's key by kid, refusing key files that others can read. */
+  load(zone: string, kid: string): SigningKey {
+    const id = `${zone}/${kid}`;
+    const cached = this.cache.get(id);
+    if (cached) return cached;
+    const key = readKeyFile(join(this.zoneDir(zone), `${kid}.jwk`), `the key of zone ${zone}`);
+    if (key.kid !== kid) throw new IdnsError('key_unavailable', `key file for ${kid} holds key ${key.kid}`);
+    this.cache.set(id, key);
+    return key;
+  }
+
+  /** True when the key file for (zone, kid) exists. */
+  has(zone: string, kid: string): boolean {
+    return existsSync(join(this.zoneDir(zone), `${kid}.jwk`));
+  }
+
+  private zoneDir(zone: string): string {
+    // '.' is the root zone; other names are LDH plus dots, safe as a directory name.
+    return join(this.keysDir, zone === '.' ? '_root' : zone);
+  }
+}
+
+/** Reads a private JWK file, refusing one that group or others can read (the key would be exposed). */
+export function readKeyFile(path: string, what = 'key file'): SigningKey {
+  let mode: number;
+  try {
+    mode = statSync(path).mode;
+  } catch (cause) {
+    throw new IdnsError('key_unavailable', `${what} is missing: ${path}`, { cause });
+  }
+  if ((mode & 0o077) !== 0) {
+    throw new IdnsError(
+      'key_unavailable',
+      `${what} ${path} is readable by other users (mode ${(mode & 0o777).toString(8)}); fix it with: chmod 600 ${path}`,
+    );
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (cause) {
+    throw new IdnsError('invalid_key', `${what} ${path} is not a JSON JWK`, { cause });
+  }
+  return signingKeyFromJwk(parsed, `${what} ${path}`);
+}

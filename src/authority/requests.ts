@@ -1,0 +1,143 @@
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import { IdnsError } from '../errors.js';
+import { parseHandle } from '../names/handle.js';
+import { decodeCompact, OPERATION_TYP, type DecodedJws } from '../records/jws.js';
+import { parsePublicJwk, thumbprint, type PublicJwk } from '../records/keys.js';
+
+/**
+ * A change request of a handle: a compact JWS signed by the handle's key (the key being registered for
+ * `register`; a current key of the handle, named by `kid`, for `update` and `delete`). Its payload names
+ * the id of the request it follows (`prev`), so a replayed or reordered request is refused.
+ */
+export type ChangeAction = 'register' | 'update' | 'delete';
+
+/** A parsed, not yet authorised, change request. */
+export interface ChangeRequest {
+  /** base64url SHA-256 of the exact JWS string: the request's id. */
+  cid: string;
+  jws: string;
+  decoded: DecodedJws;
+  action: ChangeAction;
+  handle: string;
+  host: string;
+  endpoint: string | null;
+  keys: PublicJwk[] | null;
+  prev: string | null;
+  iat: number;
+  invite: string | null;
+  /** For register: the key in the header, which must be one of `keys`. */
+  headerKey: PublicJwk | null;
+  kid: string | null;
+}
+
+/** Most keys one handle may publish. */
+export const MAX_HANDLE_KEYS = 8;
+/** Longest endpoint URL accepted. */
+export const MAX_ENDPOINT_LENGTH = 2048;
+
+const payloadSchema = z
+  .object({
+    v: z.literal(1),
+    action: z.enum(['register', 'update', 'delete']),
+    handle: z.string().max(400),
+    endpoint: z.string().optional(),
+    keys: z.array(z.unknown()).optional(),
+    prev: z.string().max(64).nullable(),
+    iat: z.number().int(),
+    invite: z.string().max(128).optional(),
+  })
+  .strict();
+
+/** The id of a request (or any JWS): base64url SHA-256 of its compact serialisation. */
+export function requestId(jws: string): string {
+  return createHash('sha256').update(jws).digest('base64url');
+}
+
+/** Decodes and validates the shape of a change request; signature and state checks come later. */
+export function parseChangeRequest(jws: unknown): ChangeRequest {
+  const decoded = decodeCompact(jws);
+  if (decoded.header.typ !== OPERATION_TYP) {
+    throw new IdnsError('invalid_jws', `a change request must have header typ "${OPERATION_TYP}"`);
+  }
+  const parsed = payloadSchema.safeParse(decoded.payload);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new IdnsError('invalid_request', `request payload ${issue?.path.join('.') || ''}: ${issue?.message ?? 'invalid'}`.trim());
+  }
+  const p = parsed.data;
+  const { handle, host } = parseHandle(p.handle);
+  const needsState = p.action !== 'delete';
+  if (needsState && (p.endpoint === undefined || p.keys === undefined)) {
+    throw new IdnsError('invalid_request', `a ${p.action} request must carry "endpoint" and "keys"`);
+  }
+  if (!needsState && (p.endpoint !== undefined || p.keys !== undefined)) {
+    throw new IdnsError('invalid_request', 'a delete request carries no "endpoint" or "keys"');
+  }
+  const keys = p.keys === undefined ? null : parseKeys(p.keys);
+  const endpoint = p.endpoint === undefined ? null : p.endpoint;
+  if (endpoint !== null) parseEndpoint(endpoint, false);
+
+  let headerKey: PublicJwk | null = null;
+  let kid: string | null = null;
+  if (p.action === 'register') {
+    if (p.prev !== null) throw new IdnsError('invalid_request', 'a register request has "prev": null');
+    if (decoded.header.jwk === undefined) throw new IdnsError('invalid_jws', 'a register request carries the signing key in the header "jwk"');
+    headerKey = parsePublicJwk(decoded.header.jwk, 'header jwk');
+    const headerKid = thumbprint(headerKey);
+    if (!keys!.some((k) => thumbprint(k) === headerKid)) {
+      throw new IdnsError('unauthorized_key', 'a register request must be signed by one of the keys it registers');
+    }
+  } else {
+    if (p.prev === null) throw new IdnsError('invalid_request', `an ${p.action} request names the current record's op in "prev"`);
+    if (decoded.header.jwk !== undefined) throw new IdnsError('invalid_jws', `an ${p.action} request names its key by "kid", not "jwk"`);
+    if (decoded.header.kid === undefined) throw new IdnsError('invalid_jws', `an ${p.action} request names its signing key in the header "kid"`);
+    kid = decoded.header.kid;
+  }
+  return {
+    cid: requestId(jws as string),
+    jws: jws as string,
+    decoded,
+    action: p.action,
+    handle,
+    host,
+    endpoint,
+    keys,
+    prev: p.prev,
+    iat: p.iat,
+    invite: p.invite ?? null,
+    headerKey,
+    kid,
+  };
+}
+
+function parseKeys(input: unknown[]): PublicJwk[] {
+  if (input.length === 0) throw new IdnsError('invalid_key', 'a handle needs at least one key');
+  if (input.length > MAX_HANDLE_KEYS) throw new IdnsError('invalid_key', `a handle has at most ${MAX_HANDLE_KEYS} keys`);
+  const keys = input.map((k, i) => parsePublicJwk(k, `keys[${i}]`));
+  const ids = new Set(keys.map(thumbprint));
+  if (ids.size !== keys.length) throw new IdnsError('invalid_key', 'the same key is listed twice');
+  return keys;
+}
+
+const LOOPBACK_HOSTS = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/;
+
+/**
+ * Checks a home-server endpoint: an https URL without credentials or fragment. http is accepted only for
+ * loopback hosts and only in zones that allow it (development), because a consumer fetching a loopback
+ * URL taken from a record would be talking to itself (SSRF).
+ */
+export function parseEndpoint(endpoint: string, allowLoopbackHttp: boolean): URL {
+  if (endpoint.length > MAX_ENDPOINT_LENGTH) throw new IdnsError('invalid_endpoint', `the endpoint is longer than ${MAX_ENDPOINT_LENGTH} characters`);
+  if (!URL.canParse(endpoint)) throw new IdnsError('invalid_endpoint', 'the endpoint is not a valid URL');
+  const url = new URL(endpoint);
+  if (url.username !== '' || url.password !== '') throw new IdnsError('invalid_endpoint', 'the endpoint must not contain credentials');
+  if (url.hash !== '') throw new IdnsError('invalid_endpoint', 'the endpoint must not contain a fragment');
+  if (url.protocol === 'https:') return url;
+  if (url.protocol === 'http:') {
+    if (!LOOPBACK_HOSTS.test(url.hostname)) throw new IdnsError('invalid_endpoint', 'the endpoint must be an https URL (http only for loopback in development zones)');
+    if (!allowLoopbackHttp) throw new IdnsError('invalid_endpoint', 'this zone accepts only https endpoints');
+    return url;
+  }
+  throw new IdnsError('invalid_endpoint', `the endpoint must be an https URL, not ${url.protocol}`);
+}

@@ -1,0 +1,43 @@
+import { IdnsError } from '../errors.js';
+import { keyForKid, verifyDecoded } from '../records/jws.js';
+import { publicKeyObject, thumbprint, type PublicJwk } from '../records/keys.js';
+import type { HandleFields } from '../records/types.js';
+import type { ChangeRequest } from './requests.js';
+import { parseEndpoint } from './requests.js';
+
+/** How far a request's `iat` may be from the server's clock, seconds. */
+export const MAX_CLOCK_SKEW = 300;
+
+/** What the rules need to know about the zone. */
+export interface ZoneRules {
+  allowLoopbackEndpoints: boolean;
+}
+
+/**
+ * The protocol's rules for the next change of a handle, pure and synchronous so that they run inside the
+ * write transaction against the state they judge. `current` is the handle's present state, or null.
+ * Throws the typed error a client should see; returns normally when the change may be applied.
+ */
+export function assureValidChange(req: ChangeRequest, current: Pick<HandleFields, 'keys' | 'op'> | null, nowSeconds: number, zone: ZoneRules): void {
+  if (Math.abs(req.iat - nowSeconds) > MAX_CLOCK_SKEW) {
+    throw new IdnsError('iat_out_of_range', `the request's iat is more than ${MAX_CLOCK_SKEW} s from the server's clock; check the client's clock`, {
+      details: { serverTime: nowSeconds },
+    });
+  }
+  if (req.endpoint !== null) parseEndpoint(req.endpoint, zone.allowLoopbackEndpoints);
+
+  if (req.action === 'register') {
+    if (current !== null) throw new IdnsError('handle_exists', `${req.handle} is already registered`);
+    verifyDecoded(req.decoded, publicKeyObject(req.headerKey!));
+    return;
+  }
+  if (current === null) throw new IdnsError('handle_not_found', `${req.handle} is not registered`);
+  const candidates = current.keys.map((jwk: PublicJwk) => ({ kid: thumbprint(jwk), jwk }));
+  const signer = keyForKid(req.decoded, candidates);
+  verifyDecoded(req.decoded, publicKeyObject(signer.jwk));
+  if (req.prev !== current.op) {
+    throw new IdnsError('stale_prev', `the request's prev does not name the current record of ${req.handle}; fetch it and retry`, {
+      details: { current: current.op },
+    });
+  }
+}

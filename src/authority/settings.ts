@@ -1,0 +1,80 @@
+import { z } from 'zod';
+import { IdnsError } from '../errors.js';
+
+/** Per-zone settings kept in the zones table (JSON) and published, in part, in the zone record. */
+export interface ZoneSettings {
+  /** URL of the primary server (the zone record's `primary`). */
+  primary: string;
+  /** URLs of every server that answers for the zone (the zone record's `servers`). */
+  servers: string[];
+  /** Kids (thumbprints) of the zone's signing keys; the first one signs. */
+  keyIds: string[];
+  refresh: number;
+  retry: number;
+  expire: number;
+  /** Negative TTL: how long a denial may be cached. */
+  minimum: number;
+  /** TTL of the zone record. */
+  ttl: number;
+  /** TTL of handle records. */
+  handleTtl: number;
+  /** How long a signature is valid, seconds. */
+  signatureValidity: number;
+  /** Re-sign a record when its signature has less than this left, seconds. */
+  resignBefore: number;
+  /** Accept http:// endpoints on loopback hosts (development zones such as `localhost` only). */
+  allowLoopbackEndpoints: boolean;
+}
+
+const DAY = 24 * 3600;
+
+/** Defaults modelled on DNS practice, tuned so copies outlive an outage: signatures last 21 days and are
+ * renewed with 10 days left, so a secondary's copy stays valid past `expire` (7 days). */
+export const DEFAULT_ZONE_TIMERS = {
+  refresh: 3600,
+  retry: 300,
+  expire: 7 * DAY,
+  minimum: 300,
+  ttl: 3600,
+  handleTtl: 3600,
+  signatureValidity: 21 * DAY,
+  resignBefore: 10 * DAY,
+} as const;
+
+const serverUrl = z
+  .string()
+  .max(2048)
+  .refine((s) => {
+    if (!URL.canParse(s)) return false;
+    const u = new URL(s);
+    return (u.protocol === 'https:' || u.protocol === 'http:') && u.username === '' && u.password === '' && u.search === '' && u.hash === '';
+  }, 'must be an http(s) URL without credentials, query or fragment');
+
+const schema = z
+  .object({
+    primary: serverUrl,
+    servers: z.array(serverUrl).min(1).max(16),
+    keyIds: z.array(z.string().min(1).max(64)).max(8),
+    refresh: z.number().int().min(1).max(30 * DAY),
+    retry: z.number().int().min(1).max(30 * DAY),
+    expire: z.number().int().min(60).max(90 * DAY),
+    minimum: z.number().int().min(0).max(DAY),
+    ttl: z.number().int().min(0).max(7 * DAY),
+    handleTtl: z.number().int().min(0).max(7 * DAY),
+    signatureValidity: z.number().int().min(3600).max(365 * DAY),
+    resignBefore: z.number().int().min(60).max(364 * DAY),
+    allowLoopbackEndpoints: z.boolean(),
+  })
+  .strict()
+  .refine((s) => s.resignBefore < s.signatureValidity, { message: 'resignBefore must be shorter than signatureValidity', path: ['resignBefore'] });
+
+/** Validates zone settings; the error names the offending key. */
+export function parseZoneSettings(input: unknown): ZoneSettings {
+  const result = schema.safeParse(input);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const path = issue?.path.join('.') || '(settings)';
+    throw new IdnsError('invalid_request', `zone setting ${path}: ${issue?.message ?? 'invalid'}`);
+  }
+  return result.data;
+}

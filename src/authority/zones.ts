@@ -1,0 +1,165 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { Clock } from '../clock.js';
+import { IdnsError } from '../errors.js';
+import { ancestors } from '../names/zone.js';
+import { GAP_START } from '../records/denial.js';
+import { ZoneDigest } from '../records/digest.js';
+import type { Store } from '../store/store.js';
+import type { RegistrationPolicy, ZoneRow } from '../store/zones.js';
+import { ZoneEditor } from './editor.js';
+import type { KeyRing } from './keyring.js';
+import { serialOf } from './serial.js';
+import { DEFAULT_ZONE_TIMERS, parseZoneSettings, type ZoneSettings } from './settings.js';
+
+/** What `idns zone create` takes. */
+export interface CreateZoneOptions {
+  /** Public URLs of the zone's servers; the first is the primary unless `primary` is given. */
+  servers: string[];
+  primary?: string;
+  policy?: RegistrationPolicy;
+  allowLoopbackEndpoints?: boolean;
+  timers?: Partial<Pick<ZoneSettings, keyof typeof DEFAULT_ZONE_TIMERS>>;
+}
+
+/** A zone as operators see it. */
+export interface ZoneInfo {
+  name: string;
+  role: ZoneRow['role'];
+  serial: number;
+  version: number;
+  policy: RegistrationPolicy;
+  settings: ZoneSettings;
+  record: string;
+  keyThumbprints: string[];
+  digest: string;
+  handles: number;
+}
+
+/** Zones held by this server: creating them, reading them, and opening them for change. */
+export class ZoneService {
+  private readonly settingsCache = new Map<string, { raw: string; parsed: ZoneSettings }>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly keys: KeyRing,
+    private readonly clock: Clock,
+  ) {}
+
+  /** Creates a primary zone with a new signing key, its zone record and its first denial gap. */
+  create(name: string, options: CreateZoneOptions): ZoneInfo {
+    if (this.store.zones.get(name)) throw new IdnsError('zone_exists', `zone ${name} already exists here`);
+    const partial = {
+      primary: options.primary ?? options.servers[0],
+      servers: options.servers,
+      keyIds: [] as string[],
+      ...DEFAULT_ZONE_TIMERS,
+      ...options.timers,
+      allowLoopbackEndpoints: options.allowLoopbackEndpoints ?? false,
+    };
+    parseZoneSettings(partial); // validate before a key file is written
+    const key = this.keys.create(name);
+    const settings = parseZoneSettings({ ...partial, keyIds: [key.kid] });
+    this.store.write(() => {
+      this.store.zones.insert({
+        name,
+        role: 'primary',
+        version: 0,
+        policy: options.policy ?? 'open',
+        settings: JSON.stringify(settings),
+        salt: randomBytes(8).toString('hex'),
+        digestState: ZoneDigest.empty().state(),
+        record: '',
+        recordExp: 0,
+        createdAt: this.clock.now(),
+      });
+      const editor = this.editor(name);
+      editor.beginChange();
+      editor.put('denial', GAP_START, { after: null, next: null, hash: { alg: 'sha256', salt: editor.zone.salt }, ttl: settings.minimum });
+      editor.commit();
+    });
+    return this.info(name);
+  }
+
+  /** The zone row, or zone_not_found. */
+  require(name: string): ZoneRow {
+    const row = this.store.zones.get(name);
+    if (!row) throw new IdnsError('zone_not_found', `zone ${name} is not held by this server`);
+    return row;
+  }
+
+  /** Operator's view of a zone. */
+  info(name: string): ZoneInfo {
+    const row = this.require(name);
+    const settings = this.settings(row);
+    return {
+      name: row.name,
+      role: row.role,
+      serial: serialOf(row.version),
+      version: row.version,
+      policy: row.policy,
+      settings,
+      record: row.record,
+      keyThumbprints: settings.keyIds,
+      digest: ZoneDigest.fromState(row.digestState).value(),
+      handles: this.store.records.count(name, 'handle'),
+    };
+  }
+
+  /** Every zone held here. */
+  list(): ZoneRow[] {
+    return this.store.zones.list();
+  }
+
+  /**
+   * The hosted zone that holds `host`: the longest of its ancestors that this server holds. Uses the
+   * cached rows, so it is cheap on the read path.
+   */
+  closestHosted(host: string): ZoneRow | undefined {
+    for (const candidate of ancestors(host)) {
+      const row = this.store.zones.cached(candidate);
+      if (row) return row;
+    }
+    return undefined;
+  }
+
+  /** Parsed settings of a zone row (cached by the raw JSON, which changes rarely). */
+  settings(row: ZoneRow): ZoneSettings {
+    const hit = this.settingsCache.get(row.name);
+    if (hit && hit.raw === row.settings) return hit.parsed;
+    const parsed = parseZoneSettings(JSON.parse(row.settings));
+    this.settingsCache.set(row.name, { raw: row.settings, parsed });
+    return parsed;
+  }
+
+  /** Opens a primary zone for change; call inside a write transaction. */
+  editor(name: string): ZoneEditor {
+    const row = this.require(name);
+    if (row.role !== 'primary') throw new IdnsError('not_primary', `zone ${name} is a secondary here; changes go to its primary`);
+    const settings = this.settings(row);
+    const kid = settings.keyIds[0];
+    if (kid === undefined) throw new IdnsError('key_unavailable', `zone ${name} has no signing key configured`);
+    return new ZoneEditor(this.store, row, settings, this.keys.load(name, kid), this.clock);
+  }
+
+  /** Sets who may register in a zone. */
+  setPolicy(name: string, policy: RegistrationPolicy): void {
+    this.require(name);
+    this.store.write(() => this.store.zones.setPolicy(name, policy));
+  }
+
+  /** Makes a single-use invite code for a zone; only its hash is stored, so this is the one time it is seen. */
+  createInvite(name: string, validForSeconds: number | null = 30 * 24 * 3600): { code: string; expiresAt: number | null } {
+    this.require(name);
+    const code = `inv_${randomBytes(18).toString('base64url')}`;
+    const now = this.clock.now();
+    const expiresAt = validForSeconds === null ? null : now + validForSeconds * 1000;
+    this.store.write(() => this.store.invites.insert(inviteHash(code), name, now, expiresAt));
+    return { code, expiresAt };
+  }
+}
+
+/** The stored form of an invite code. */
+export function inviteHash(code: string): string {
+  return createHash('sha256').update(code).digest('hex');
+}
+

@@ -1,0 +1,45 @@
+import { epochSeconds, systemClock, type Clock } from '../clock.js';
+import { IdnsError } from '../errors.js';
+import { parseHandle } from '../names/handle.js';
+import { verifyDenial, verifyHandleRecord, verifyZoneRecord } from '../records/verify.js';
+import type { HandleRecord } from '../records/types.js';
+import { errorFromBody, jsonRequest } from './http.js';
+
+/** The verified outcome of asking one authoritative server about a handle. */
+export type CheckedAnswer =
+  | { status: 'answer'; handle: string; zone: string; serial: number; record: HandleRecord; jws: string; zoneKey: string; anchored: boolean; ttl: number }
+  | { status: 'denial'; handle: string; zone: string; serial: number; zoneKey: string; anchored: boolean; ttl: number };
+
+/**
+ * Checks an authoritative answer body (`GET /v1/resolve/{handle}`): the zone record is signed by one of
+ * its own keys, and by a key in `anchors` when the caller gave anchors for that zone; the handle record or
+ * the denial is signed by that zone key and is for the handle asked about. `anchored` tells whether the
+ * zone key was vouched for by an anchor or is merely self-consistent.
+ */
+export function checkAnswer(body: unknown, handle: string, anchors: Map<string, string[]>, clock: Clock = systemClock): CheckedAnswer {
+  const b = body as { status?: unknown; zone?: unknown; record?: unknown; zoneRecord?: unknown; ttl?: unknown } | null;
+  if (!b || (b.status !== 'answer' && b.status !== 'denial') || typeof b.zone !== 'string') {
+    throw new IdnsError('bad_response', 'the server did not send an answer or a denial');
+  }
+  const now = epochSeconds(clock);
+  const trusted = anchors.get(b.zone);
+  const zone = verifyZoneRecord(b.zoneRecord, b.zone, now, trusted);
+  const zoneKey = [...zone.keys.keys()].find((kid) => zone.jws.includes(kid)) ?? [...zone.keys.keys()][0]!;
+  const ttl = typeof b.ttl === 'number' ? b.ttl : 0;
+  const common = { handle, zone: b.zone, serial: zone.record.serial, zoneKey, anchored: trusted !== undefined, ttl };
+  if (b.status === 'answer') {
+    const record = verifyHandleRecord(b.record, handle, zone, now);
+    return { status: 'answer', record, jws: b.record as string, ...common };
+  }
+  verifyDenial(b.record, handle, zone, now);
+  return { status: 'denial', ...common };
+}
+
+/** Asks one authoritative server about a handle and verifies what it says. */
+export async function queryAuthoritative(server: string, input: string, anchors: Map<string, string[]> = new Map(), clock: Clock = systemClock): Promise<CheckedAnswer> {
+  const { handle } = parseHandle(input);
+  const res = await jsonRequest(`${server.replace(/\/+$/, '')}/v1/resolve/${encodeURIComponent(handle)}`);
+  const err = errorFromBody(res.body);
+  if (err) throw err;
+  return checkAnswer(res.body, handle, anchors, clock);
+}

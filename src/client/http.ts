@@ -1,0 +1,81 @@
+import { request, type Dispatcher } from 'undici';
+import { IdnsError, type ErrorCode } from '../errors.js';
+
+/** Options for one JSON request to an idns server. */
+export interface JsonRequestOptions {
+  method?: 'GET' | 'POST' | 'PUT' | 'DELETE';
+  body?: unknown;
+  /** Whole-request time limit, ms. */
+  timeoutMs?: number;
+  /** Largest response body read, bytes; a larger one is cut off and refused. */
+  maxBytes?: number;
+  dispatcher?: Dispatcher;
+}
+
+/** A parsed JSON response. */
+export interface JsonResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: unknown;
+}
+
+const DEFAULT_TIMEOUT_MS = 10_000;
+const DEFAULT_MAX_BYTES = 1024 * 1024;
+
+/**
+ * Sends a request and reads a JSON response, with a time limit and a size cap, and without following
+ * redirects (a redirect is returned as is). Network failures become network_error, a body that is not
+ * JSON or too large becomes bad_response.
+ */
+export async function jsonRequest(url: string, options: JsonRequestOptions = {}): Promise<JsonResponse> {
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES;
+  const signal = AbortSignal.timeout(timeoutMs);
+  let res: Dispatcher.ResponseData;
+  try {
+    res = await request(url, {
+      method: options.method ?? 'GET',
+      headers: options.body === undefined ? { accept: 'application/json' } : { accept: 'application/json', 'content-type': 'application/json' },
+      body: options.body === undefined ? undefined : JSON.stringify(options.body),
+      signal,
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
+      ...(options.dispatcher ? { dispatcher: options.dispatcher } : {}),
+    });
+  } catch (cause) {
+    throw new IdnsError('network_error', `${options.method ?? 'GET'} ${url}: ${(cause as Error).message}`, { cause });
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of res.body) {
+      size += (chunk as Buffer).length;
+      if (size > maxBytes) {
+        res.body.destroy();
+        throw new IdnsError('bad_response', `${url}: the response is larger than ${maxBytes} bytes`);
+      }
+      chunks.push(chunk as Buffer);
+    }
+  } catch (cause) {
+    if (cause instanceof IdnsError) throw cause;
+    throw new IdnsError('network_error', `${url}: the response was cut off: ${(cause as Error).message}`, { cause });
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  let body: unknown = null;
+  if (text !== '') {
+    try {
+      body = JSON.parse(text);
+    } catch (cause) {
+      throw new IdnsError('bad_response', `${url}: the response (status ${res.statusCode}) is not JSON`, { cause });
+    }
+  }
+  return { status: res.statusCode, headers: res.headers, body };
+}
+
+/** Turns an idns JSON error body into the typed error it describes, or null when the body is not one. */
+export function errorFromBody(body: unknown): IdnsError | null {
+  const err = (body as { error?: { code?: unknown; message?: unknown; details?: unknown } } | null)?.error;
+  if (!err || typeof err.code !== 'string' || typeof err.message !== 'string') return null;
+  const details = typeof err.details === 'object' && err.details !== null ? (err.details as Record<string, unknown>) : undefined;
+  return new IdnsError(err.code as ErrorCode, err.message, details ? { details } : undefined);
+}

@@ -1,0 +1,158 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { IdnsError } from './errors.js';
+import type { LogLevel } from './log.js';
+
+/** The server's configuration, read once at start-up from a file, the environment and flags. */
+export interface ServerConfig {
+  /** Database and key directory. */
+  dataDir: string;
+  listen: { host: string; port: number };
+  logLevel: LogLevel;
+  /** On an empty data directory, create the development zone `localhost` (open registration). */
+  bootstrap: boolean;
+  /** Public URL of this server, written into zones it bootstraps. Default: http://LISTEN. */
+  publicUrl: string | null;
+  limits: {
+    /** Largest request body accepted, bytes. */
+    bodyBytes: number;
+    /** Time allowed to receive a whole request, ms. */
+    requestTimeoutMs: number;
+    /** Time allowed to receive the request headers, ms. */
+    headersTimeoutMs: number;
+  };
+  resign: {
+    intervalMs: number;
+    batchSize: number;
+  };
+}
+
+export const DEFAULT_LISTEN = '127.0.0.1:8053';
+
+export const DEFAULT_CONFIG: ServerConfig = {
+  dataDir: './data',
+  listen: { host: '127.0.0.1', port: 8053 },
+  logLevel: 'info',
+  bootstrap: true,
+  publicUrl: null,
+  limits: { bodyBytes: 64 * 1024, requestTimeoutMs: 10_000, headersTimeoutMs: 5_000 },
+  resign: { intervalMs: 60_000, batchSize: 1000 },
+};
+
+/** Parses `HOST:PORT` (IPv6 as `[::1]:8053`); port 0 asks the system for a free port. */
+export function parseListen(value: string, key = 'listen'): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(value);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new IdnsError('invalid_config', `${key}: expected HOST:PORT (for example ${DEFAULT_LISTEN}), got "${value}"`);
+  return { host: (m[1] ?? m[2])!, port };
+}
+
+const fileSchema = z
+  .object({
+    data: z.string().min(1).optional(),
+    listen: z.string().optional(),
+    logLevel: z.enum(['debug', 'info', 'warn', 'error', 'silent']).optional(),
+    bootstrap: z.boolean().optional(),
+    publicUrl: z.string().url().optional(),
+    limits: z
+      .object({
+        bodyBytes: z.number().int().min(1024).max(16 * 1024 * 1024).optional(),
+        requestTimeoutMs: z.number().int().min(100).max(600_000).optional(),
+        headersTimeoutMs: z.number().int().min(100).max(600_000).optional(),
+      })
+      .strict()
+      .optional(),
+    resign: z
+      .object({
+        intervalMs: z.number().int().min(100).max(86_400_000).optional(),
+        batchSize: z.number().int().min(1).max(1_000_000).optional(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
+export type ConfigFile = z.infer<typeof fileSchema>;
+
+/** Settings given on the command line (already parsed by the CLI). */
+export interface ConfigFlags {
+  config?: string;
+  data?: string;
+  listen?: string;
+  logLevel?: string;
+  bootstrap?: boolean;
+  publicUrl?: string;
+}
+
+/**
+ * Builds the configuration: defaults, then the config file (`--config` or IDNS_CONFIG), then the
+ * environment (IDNS_DATA, IDNS_LISTEN, IDNS_LOG_LEVEL, IDNS_PUBLIC_URL), then flags. Every value is
+ * validated here, and an error names the key and where it came from.
+ */
+export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.env): ServerConfig {
+  const configPath = flags.config ?? env.IDNS_CONFIG;
+  const file = configPath ? readConfigFile(configPath) : {};
+  // Later sources win: file < environment < flag. `source` names where the value came from, for errors.
+  const pick = (key: keyof typeof SOURCES, flag: string | undefined): { value: string | undefined; source: string } => {
+    const { flagName, envName } = SOURCES[key];
+    if (flag !== undefined) return { value: flag, source: flagName };
+    const fromEnv = env[envName];
+    if (fromEnv !== undefined && fromEnv !== '') return { value: fromEnv, source: envName };
+    return { value: file[key], source: configPath ? `${configPath}: ${key}` : key };
+  };
+
+  const config: ServerConfig = structuredClone(DEFAULT_CONFIG);
+  const data = pick('data', flags.data);
+  if (data.value !== undefined) config.dataDir = data.value;
+  config.dataDir = resolve(config.dataDir);
+  const listen = pick('listen', flags.listen);
+  if (listen.value !== undefined) config.listen = parseListen(listen.value, listen.source);
+  const level = pick('logLevel', flags.logLevel);
+  if (level.value !== undefined) {
+    if (!['debug', 'info', 'warn', 'error', 'silent'].includes(level.value)) {
+      throw new IdnsError('invalid_config', `${level.source}: expected one of debug, info, warn, error, silent, got "${level.value}"`);
+    }
+    config.logLevel = level.value as LogLevel;
+  }
+  const publicUrl = pick('publicUrl', flags.publicUrl);
+  if (publicUrl.value !== undefined) {
+    if (!URL.canParse(publicUrl.value) || !/^https?:$/.test(new URL(publicUrl.value).protocol)) {
+      throw new IdnsError('invalid_config', `${publicUrl.source}: expected an http(s) URL, got "${publicUrl.value}"`);
+    }
+    config.publicUrl = publicUrl.value.replace(/\/+$/, '');
+  }
+  config.bootstrap = flags.bootstrap ?? file.bootstrap ?? config.bootstrap;
+  Object.assign(config.limits, file.limits);
+  Object.assign(config.resign, file.resign);
+  return config;
+}
+
+const SOURCES = {
+  data: { flagName: '--data', envName: 'IDNS_DATA' },
+  listen: { flagName: '--listen', envName: 'IDNS_LISTEN' },
+  logLevel: { flagName: '--log-level', envName: 'IDNS_LOG_LEVEL' },
+  publicUrl: { flagName: '--public-url', envName: 'IDNS_PUBLIC_URL' },
+} as const;
+
+function readConfigFile(path: string): ConfigFile {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (cause) {
+    throw new IdnsError('invalid_config', `cannot read the config file ${path}: ${(cause as Error).message}`, { cause });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (cause) {
+    throw new IdnsError('invalid_config', `the config file ${path} is not valid JSON: ${(cause as Error).message}`, { cause });
+  }
+  const parsed = fileSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const key = issue.path.join('.') || (issue.code === 'unrecognized_keys' ? (issue as { keys?: string[] }).keys?.join(', ') : '') || '(top level)';
+    throw new IdnsError('invalid_config', `${path}: ${key}: ${issue.message}`);
+  }
+  return parsed.data;
+}

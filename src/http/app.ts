@@ -1,0 +1,38 @@
+import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import type { AppContext } from '../context.js';
+import { body, errorResponse } from './errors.js';
+import { Metrics } from './metrics.js';
+import { handleRoutes } from './routes/handles.js';
+import { healthRoutes } from './routes/health.js';
+import { resolveRoutes } from './routes/resolve.js';
+import { webfingerRoutes } from './routes/webfinger.js';
+import { zoneRoutes } from './routes/zones.js';
+
+/** Builds the HTTP application over a server context. */
+export function createApp(ctx: AppContext): { app: Hono; metrics: Metrics } {
+  const metrics = new Metrics(ctx);
+  const app = new Hono();
+
+  app.use('*', async function countRequests(c, next) {
+    await next();
+    metrics.requests.inc({ route: c.req.routePath, method: c.req.method, status: String(c.res.status) });
+  });
+  app.use(
+    '*',
+    bodyLimit({
+      maxSize: ctx.config.limits.bodyBytes,
+      onError: (c) => c.json(body('payload_too_large', `the request body is larger than ${ctx.config.limits.bodyBytes} bytes`), 413),
+    }),
+  );
+
+  app.route('/', resolveRoutes(ctx));
+  app.route('/', zoneRoutes(ctx));
+  app.route('/', handleRoutes(ctx));
+  app.route('/', webfingerRoutes(ctx));
+  app.route('/', healthRoutes(ctx, metrics));
+
+  app.notFound((c) => c.json(body('invalid_request', `no such endpoint: ${c.req.method} ${c.req.path}`), 404));
+  app.onError((err, c) => errorResponse(c, err, ctx.log));
+  return { app, metrics };
+}

@@ -1,0 +1,66 @@
+import type { Context } from 'hono';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import type { ErrorCode } from '../errors.js';
+import { IdnsError } from '../errors.js';
+import type { Logger } from '../log.js';
+
+/** The one place error codes become HTTP statuses. */
+export const STATUS_OF: Record<ErrorCode, ContentfulStatusCode> = {
+  invalid_handle: 400,
+  invalid_zone_name: 400,
+  invalid_request: 400,
+  invalid_json: 400,
+  payload_too_large: 413,
+  invalid_jws: 400,
+  invalid_signature: 403,
+  invalid_key: 400,
+  invalid_endpoint: 400,
+  invalid_resource: 400,
+  invalid_config: 500,
+  iat_out_of_range: 400,
+  not_authoritative: 421,
+  zone_not_found: 404,
+  zone_exists: 409,
+  not_primary: 409,
+  handle_not_found: 404,
+  handle_exists: 409,
+  handle_mismatch: 400,
+  stale_prev: 409,
+  replayed: 409,
+  unauthorized_key: 403,
+  registration_closed: 403,
+  invite_required: 403,
+  invite_invalid: 403,
+  storage_full: 507,
+  key_unavailable: 503,
+  network_error: 502,
+  bad_response: 502,
+  verification_failed: 502,
+  internal: 500,
+};
+
+/** The JSON error body of every failed request. */
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string; details?: Record<string, unknown> };
+}
+
+/** Renders an error as the JSON error response; a 5xx never carries internal detail. */
+export function errorResponse(c: Context, err: unknown, log: Logger): Response {
+  if (err instanceof IdnsError) {
+    const status = STATUS_OF[err.code];
+    if (status >= 500) {
+      log.error('request failed', { code: err.code, err, path: c.req.path });
+      if (err.code === 'internal' || err.code === 'invalid_config') return c.json(body('internal', 'internal error'), 500);
+    }
+    const b = body(err.code, err.message);
+    if (err.details) b.error.details = err.details;
+    return c.json(b, status);
+  }
+  log.error('unexpected error', { err, path: c.req.path, method: c.req.method });
+  return c.json(body('internal', 'internal error'), 500);
+}
+
+/** Builds an error body. */
+export function body(code: ErrorCode, message: string): ErrorBody {
+  return { error: { code, message } };
+}

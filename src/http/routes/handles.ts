@@ -1,0 +1,40 @@
+import { Hono, type Context } from 'hono';
+import { handleHistory, MAX_HISTORY_PAGE } from '../../authority/history.js';
+import type { AppContext } from '../../context.js';
+import { IdnsError } from '../../errors.js';
+import { normaliseHandle } from '../../names/handle.js';
+import { intQuery, readJsonObject } from '../request.js';
+
+/** Registration and updates: each body is `{ "request": "<compact JWS>" }` signed by the handle's key. */
+export function handleRoutes(ctx: AppContext): Hono {
+  const app = new Hono();
+
+  app.post('/v1/handles', async (c) => {
+    return c.json(await ctx.changes.submit(await requestOf(c), { expectAction: 'register' }), 201);
+  });
+
+  app.put('/v1/handles/:handle', async (c) => {
+    const options = { expectAction: 'update', expectHandle: c.req.param('handle') } as const;
+    return c.json(await ctx.changes.submit(await requestOf(c), options), 200);
+  });
+
+  app.delete('/v1/handles/:handle', async (c) => {
+    const options = { expectAction: 'delete', expectHandle: c.req.param('handle') } as const;
+    return c.json(await ctx.changes.submit(await requestOf(c), options), 200);
+  });
+
+  app.get('/v1/handles/:handle/log', (c) => {
+    const after = intQuery(c, 'after', 0);
+    const limit = intQuery(c, 'limit', 100, MAX_HISTORY_PAGE);
+    const handle = normaliseHandle(c.req.param('handle'));
+    return c.json({ handle, operations: handleHistory(ctx.store, handle, after, limit) });
+  });
+
+  return app;
+}
+
+async function requestOf(c: Context): Promise<string> {
+  const body = await readJsonObject(c);
+  if (typeof body.request !== 'string') throw new IdnsError('invalid_request', 'the body must be {"request": "<compact JWS>"}');
+  return body.request;
+}

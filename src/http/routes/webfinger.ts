@@ -1,0 +1,46 @@
+import { Hono } from 'hono';
+import type { AppContext } from '../../context.js';
+import { IdnsError } from '../../errors.js';
+import { parseHandle } from '../../names/handle.js';
+import { decodePayload } from '../../authority/editor.js';
+
+/** Property name under which the JRD carries the signed handle record, for clients that verify. */
+export const RECORD_PROPERTY = 'https://idns.dev/ns/record';
+
+/** Parses a WebFinger `resource` (RFC 7033 4.1): only `acct:` URIs (RFC 7565) of a valid handle. */
+export function parseAcctResource(resource: string | undefined): string {
+  if (resource === undefined || resource === '') throw new IdnsError('invalid_resource', 'the "resource" query parameter is required');
+  if (!/^acct:/i.test(resource)) throw new IdnsError('invalid_resource', 'resource must be an acct: URI, such as acct:alice@example.com');
+  try {
+    return parseHandle(resource.slice(5)).handle;
+  } catch (cause) {
+    throw new IdnsError('invalid_resource', `resource is not a valid handle: ${(cause as Error).message}`, { cause });
+  }
+}
+
+/** `GET /.well-known/webfinger?resource=acct:…`: the handle as a JRD, readable from any origin. */
+export function webfingerRoutes(ctx: AppContext): Hono {
+  const app = new Hono();
+  app.use('/.well-known/webfinger', async (c, next) => {
+    await next();
+    // RFC 7033 5: WebFinger resources are public and must be readable by in-browser clients.
+    c.res.headers.set('Access-Control-Allow-Origin', '*');
+  });
+  app.get('/.well-known/webfinger', (c) => {
+    const handle = parseAcctResource(c.req.query('resource'));
+    const rels = c.req.queries('rel') ?? [];
+    const answer = ctx.authority.resolve(handle);
+    if (answer.status !== 'answer') throw new IdnsError('handle_not_found', `${handle} does not exist`);
+    const record = decodePayload(answer.record) as { endpoint: string };
+    const links = [{ rel: 'self', type: 'application/activity+json', href: record.endpoint }];
+    const jrd = {
+      subject: `acct:${handle}`,
+      links: rels.length === 0 ? links : links.filter((l) => rels.includes(l.rel)),
+      properties: { [RECORD_PROPERTY]: answer.record },
+    };
+    c.header('Cache-Control', `public, max-age=${answer.ttl}`);
+    c.header('Content-Type', 'application/jrd+json');
+    return c.body(JSON.stringify(jrd), 200);
+  });
+  return app;
+}

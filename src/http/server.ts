@@ -1,0 +1,46 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { getRequestListener } from '@hono/node-server';
+import type { AppContext } from '../context.js';
+import { createApp } from './app.js';
+
+/** A running HTTP server. */
+export interface RunningServer {
+  /** Base URL, e.g. http://127.0.0.1:8053 */
+  url: string;
+  port: number;
+  server: Server;
+  /** Stops accepting, lets in-flight requests finish, then resolves. */
+  close(): Promise<void>;
+}
+
+/** Starts the HTTP server for a context on host:port (port 0: any free port). */
+export async function startServer(ctx: AppContext, host: string, port: number): Promise<RunningServer> {
+  const { app } = createApp(ctx);
+  const listener = getRequestListener(app.fetch);
+  const server = createServer(listener);
+  // Every input from the network is time-limited: slow headers or a slow-drip body are cut off.
+  server.headersTimeout = ctx.config.limits.headersTimeoutMs;
+  server.requestTimeout = ctx.config.limits.requestTimeoutMs;
+  server.keepAliveTimeout = 5_000;
+  server.maxHeadersCount = 100;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return {
+    url: `http://${shownHost}:${address.port}`,
+    port: address.port,
+    server,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      }),
+  };
+}

@@ -1,0 +1,65 @@
+import { IdnsError, isIdnsError } from '../errors.js';
+import { normaliseHost, quoteForMessage } from './zone.js';
+
+/** A normalised handle: `local@host`, local part lower-case ASCII, host lower-case ASCII (IDNA A-labels). */
+export type Handle = string;
+
+/** The parts of a parsed handle, all normalised. */
+export interface ParsedHandle {
+  handle: Handle;
+  local: string;
+  host: string;
+}
+
+// 64 (local) + 1 (@) + 253 (host) is 318; the cap bounds work on hostile input before any parsing.
+const MAX_INPUT = 320;
+const MAX_LOCAL = 64;
+const LOCAL_CHARS = /^[A-Za-z0-9._-]+$/;
+const WHITESPACE_OR_CONTROL = /[\u0000-\u0020\u007f-\u009f\s]/u;
+const NON_ASCII = /[^\u0000-\u007f]/u;
+
+const show = quoteForMessage;
+
+function fail(message: string, cause?: unknown): never {
+  throw new IdnsError('invalid_handle', `invalid handle: ${message}`, cause === undefined ? undefined : { cause });
+}
+
+function normaliseLocal(local: string): string {
+  if (local.length === 0) fail('the local part (before \'@\') is empty');
+  // Checked before lower-casing: toLowerCase maps some non-ASCII letters (U+212A KELVIN SIGN, U+0130)
+  // onto ASCII, which would let a look-alike handle collide with a real one.
+  const nonAscii = NON_ASCII.exec(local);
+  if (nonAscii) {
+    const cp = nonAscii[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0');
+    fail(`local part ${show(local)} contains a non-ASCII character (U+${cp}); only ASCII is allowed`);
+  }
+  if (WHITESPACE_OR_CONTROL.test(local)) fail(`local part ${show(local)} contains whitespace or control characters`);
+  if (!LOCAL_CHARS.test(local)) fail(`local part ${show(local)} may contain only letters, digits, '.', '_' and '-'`);
+  if (local.length > MAX_LOCAL) fail(`local part is ${local.length} characters (at most ${MAX_LOCAL})`);
+  if (/^[.-]|[.-]$/.test(local)) fail(`local part ${show(local)} must not start or end with '.' or '-'`);
+  if (local.includes('..')) fail(`local part ${show(local)} must not contain '..'`);
+  return local.toLowerCase();
+}
+
+/** Parses `local@host` into its normalised parts; throws IdnsError 'invalid_handle' with a reason. */
+export function parseHandle(input: string): ParsedHandle {
+  if (input.length > MAX_INPUT) fail(`is ${input.length} characters (at most ${MAX_INPUT})`);
+  const at = input.indexOf('@');
+  if (at === -1) fail(`${show(input)} has no '@'; expected local@host`);
+  if (input.indexOf('@', at + 1) !== -1) fail(`${show(input)} contains more than one '@'`);
+  const local = normaliseLocal(input.slice(0, at));
+  let host: string;
+  try {
+    host = normaliseHost(input.slice(at + 1), 'host');
+  } catch (err) {
+    // Callers match on the code, so a bad host inside a handle is a bad handle, not a bad zone name.
+    if (isIdnsError(err)) fail(err.message, err);
+    throw err;
+  }
+  return { handle: `${local}@${host}`, local, host };
+}
+
+/** Returns the canonical form of a handle, under which equal handles compare equal as strings. */
+export function normaliseHandle(input: string): Handle {
+  return parseHandle(input).handle;
+}

@@ -1,0 +1,112 @@
+import type { KeyObject } from 'node:crypto';
+import { IdnsError } from '../errors.js';
+import { isAtOrBelow } from '../names/zone.js';
+import { gapCovers, nameHash } from './denial.js';
+import { decodeCompact, RECORD_TYP, verifyDecoded } from './jws.js';
+import { publicKeyObject, thumbprint } from './keys.js';
+import { recordSchemas, type DelegationRecord, type DenialRecord, type HandleRecord, type ZoneRecord } from './types.js';
+
+/** How far in the future an `iat` may be before a record is refused, seconds (clock skew between peers). */
+export const MAX_FUTURE_IAT = 300;
+
+/** A zone's verified keys, ready to check records with. */
+export interface VerifiedZone {
+  record: ZoneRecord;
+  jws: string;
+  /** kid (RFC 7638 thumbprint) → key. */
+  keys: Map<string, KeyObject>;
+}
+
+type Schemas = typeof recordSchemas;
+
+/**
+ * Verifies a signed record of the given type with the zone's keys and returns its payload. Checks, in
+ * order: the JWS form, `typ`, that `kid` is one of the zone's keys, the signature, the payload's schema,
+ * that it belongs to `zone`, and that the signature is current (`iat` not in the future, `exp` not past).
+ */
+export function verifyRecord<T extends keyof Schemas>(jws: unknown, type: T, zone: VerifiedZone, nowSeconds: number): ReturnType<Schemas[T]['parse']> {
+  const decoded = asVerificationFailure(() => decodeCompact(jws), type);
+  if (decoded.header.typ !== RECORD_TYP) throw fail(`a ${type} record must have typ "${RECORD_TYP}"`);
+  const kid = decoded.header.kid;
+  const key = kid === undefined ? undefined : zone.keys.get(kid);
+  if (!key) throw fail(`the ${type} record is signed by key ${kid ?? '(none)'}, not a key of zone ${zone.record.zone}`);
+  asVerificationFailure(() => verifyDecoded(decoded, key), type);
+  return checkPayload(decoded.payload, type, zone.record.zone, nowSeconds);
+}
+
+/**
+ * Verifies a zone record. It is signed by one of the keys it lists; `trusted` (thumbprints from a trust
+ * anchor or the parent's `ds`) says which of those keys may vouch for the zone. Without `trusted` the
+ * record is only self-consistent, which callers must say when they report it.
+ */
+export function verifyZoneRecord(jws: unknown, zoneName: string, nowSeconds: number, trusted?: readonly string[]): VerifiedZone {
+  const decoded = asVerificationFailure(() => decodeCompact(jws), 'zone');
+  if (decoded.header.typ !== RECORD_TYP) throw fail(`a zone record must have typ "${RECORD_TYP}"`);
+  const record = checkPayload(decoded.payload, 'zone', zoneName, nowSeconds);
+  const keys = new Map<string, KeyObject>();
+  for (const jwk of record.keys) keys.set(thumbprint(jwk), asVerificationFailure(() => publicKeyObject(jwk), 'zone'));
+  const kid = decoded.header.kid;
+  if (kid === undefined || !keys.has(kid)) throw fail(`the zone record of ${zoneName} is not signed by one of its own keys`);
+  if (trusted && !trusted.includes(kid)) {
+    throw fail(`the zone record of ${zoneName} is signed by key ${kid}, which is not among the trusted keys ${trusted.join(', ')}`);
+  }
+  asVerificationFailure(() => verifyDecoded(decoded, keys.get(kid)!), 'zone');
+  return { record, jws: jws as string, keys };
+}
+
+/** Verifies a handle record and that it is the record of `handle`. */
+export function verifyHandleRecord(jws: unknown, handle: string, zone: VerifiedZone, nowSeconds: number): HandleRecord {
+  const record = verifyRecord(jws, 'handle', zone, nowSeconds) as HandleRecord;
+  if (record.handle !== handle) throw fail(`the record is for ${record.handle}, not ${handle}`);
+  assureInZone(handle, zone.record.zone);
+  return record;
+}
+
+/** Verifies a denial and that it proves `handle` does not exist in the zone. */
+export function verifyDenial(jws: unknown, handle: string, zone: VerifiedZone, nowSeconds: number): DenialRecord {
+  const record = verifyRecord(jws, 'denial', zone, nowSeconds) as DenialRecord;
+  assureInZone(handle, zone.record.zone);
+  if (record.hash.salt !== zone.record.denial.salt || record.hash.alg !== zone.record.denial.alg) {
+    throw fail('the denial uses hash parameters other than its zone record');
+  }
+  const hash = nameHash(record.hash.salt, handle);
+  if (!gapCovers(record.after, record.next, hash)) throw fail(`the denial's gap does not cover ${handle}`);
+  return record;
+}
+
+/** Verifies a delegation record of the zone. */
+export function verifyDelegation(jws: unknown, zone: VerifiedZone, nowSeconds: number): DelegationRecord {
+  return verifyRecord(jws, 'delegation', zone, nowSeconds) as DelegationRecord;
+}
+
+function checkPayload<T extends keyof Schemas>(payload: unknown, type: T, zoneName: string, nowSeconds: number): ReturnType<Schemas[T]['parse']> {
+  const parsed = recordSchemas[type].safeParse(payload);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw fail(`the ${type} record is malformed: ${issue?.path.join('.') ?? ''} ${issue?.message ?? ''}`.trim());
+  }
+  const record = parsed.data as ReturnType<Schemas[T]['parse']> & { zone: string; iat: number; exp: number };
+  if (record.zone !== zoneName) throw fail(`the ${type} record belongs to zone ${record.zone}, not ${zoneName}`);
+  if (record.exp <= nowSeconds) throw fail(`the ${type} record's signature expired at ${new Date(record.exp * 1000).toISOString()}`);
+  if (record.iat > nowSeconds + MAX_FUTURE_IAT) throw fail(`the ${type} record is signed in the future (${new Date(record.iat * 1000).toISOString()})`);
+  return record;
+}
+
+function assureInZone(handle: string, zone: string): void {
+  const host = handle.slice(handle.lastIndexOf('@') + 1);
+  if (!isAtOrBelow(host, zone)) throw fail(`${handle} is outside zone ${zone} (out of bailiwick)`);
+}
+
+/** Whatever was wrong with a record from the network, the caller hears one code: verification_failed. */
+function asVerificationFailure<R>(fn: () => R, type: string): R {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof IdnsError) throw new IdnsError('verification_failed', `${type} record: ${err.message}`, { cause: err });
+    throw err;
+  }
+}
+
+function fail(message: string): IdnsError {
+  return new IdnsError('verification_failed', message);
+}

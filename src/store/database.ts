@@ -1,0 +1,58 @@
+import Database from 'better-sqlite3';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { IdnsError } from '../errors.js';
+
+export type Db = Database.Database;
+
+/** The schema version schema.sql defines; bumped together with a migration below. */
+export const SCHEMA_VERSION = 1;
+
+// src/store/ and dist/store/ both sit two levels below the package root, where schema.sql lives.
+const SCHEMA_PATH = new URL('../../schema.sql', import.meta.url);
+
+/** Opens (creating if needed) the server's database in `dataDir` and brings its schema up to date. */
+export function openDatabase(dataDir: string, options: { readonly?: boolean } = {}): Db {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const db = new Database(join(dataDir, 'idns.sqlite'), { readonly: options.readonly ?? false });
+  configure(db);
+  migrate(db);
+  return db;
+}
+
+/** Opens an in-memory database with the schema, for unit tests of pure storage logic. */
+export function openMemoryDatabase(): Db {
+  const db = new Database(':memory:');
+  configure(db);
+  migrate(db);
+  return db;
+}
+
+function configure(db: Db): void {
+  db.pragma('journal_mode = WAL');
+  // FULL: a commit is on disk (WAL fsynced) before it returns, so an acknowledged write survives a crash
+  // or power loss, not just a process kill.
+  db.pragma('synchronous = FULL');
+  db.pragma('foreign_keys = ON');
+  // The CLI may write (zone create, invites) while a server holds the database: wait, don't fail.
+  db.pragma('busy_timeout = 5000');
+}
+
+function migrate(db: Db): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current === SCHEMA_VERSION) return;
+  if (current > SCHEMA_VERSION) {
+    throw new IdnsError('invalid_config', `the database has schema version ${current}, newer than this idns (${SCHEMA_VERSION}); upgrade idns`);
+  }
+  const schema = readFileSync(SCHEMA_PATH, 'utf8');
+  db.transaction(() => {
+    if (current === 0) db.exec(schema);
+    db.pragma(`user_version = ${SCHEMA_VERSION}`);
+  }).immediate();
+}
+
+/** Maps SQLite's "disk full" family to a typed error so callers answer clearly instead of with a bare 500. */
+export function isStorageFull(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === 'SQLITE_FULL' || code === 'SQLITE_IOERR_WRITE';
+}

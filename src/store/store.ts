@@ -1,0 +1,55 @@
+import { IdnsError } from '../errors.js';
+import { isStorageFull, openDatabase, openMemoryDatabase, type Db } from './database.js';
+import { InviteStore } from './invites.js';
+import { JournalStore } from './journal.js';
+import { OperationStore } from './operations.js';
+import { RecordStore } from './records.js';
+import { ZoneStore } from './zones.js';
+
+/** The server's storage: one SQLite database, one store per table family. */
+export class Store {
+  readonly zones: ZoneStore;
+  readonly records: RecordStore;
+  readonly journal: JournalStore;
+  readonly operations: OperationStore;
+  readonly invites: InviteStore;
+
+  constructor(private readonly db: Db) {
+    this.zones = new ZoneStore(db);
+    this.records = new RecordStore(db);
+    this.journal = new JournalStore(db);
+    this.operations = new OperationStore(db);
+    this.invites = new InviteStore(db);
+  }
+
+  /** Opens the database of a data directory. */
+  static open(dataDir: string): Store {
+    return new Store(openDatabase(dataDir));
+  }
+
+  /** An in-memory store for unit tests. */
+  static memory(): Store {
+    return new Store(openMemoryDatabase());
+  }
+
+  /**
+   * Runs `fn` in one write transaction (BEGIN IMMEDIATE, so a concurrent writer waits instead of failing
+   * half-way). It is durable when this returns (synchronous = FULL).
+   */
+  write<T>(fn: () => T): T {
+    try {
+      return this.db.transaction(fn).immediate();
+    } catch (err) {
+      if (isStorageFull(err)) throw new IdnsError('storage_full', 'the database is full; the change was not applied', { cause: err });
+      throw err;
+    } finally {
+      // Rows cached before or during the transaction may be stale now, whether it committed or not.
+      this.zones.invalidate();
+    }
+  }
+
+  /** Closes the database. */
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
