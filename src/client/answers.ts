@@ -24,9 +24,8 @@ export function checkAnswer(body: unknown, handle: string, anchors: Map<string, 
   const now = epochSeconds(clock);
   const trusted = anchors.get(b.zone);
   const zone = verifyZoneRecord(b.zoneRecord, b.zone, now, trusted);
-  const zoneKey = [...zone.keys.keys()].find((kid) => zone.jws.includes(kid)) ?? [...zone.keys.keys()][0]!;
   const ttl = typeof b.ttl === 'number' ? b.ttl : 0;
-  const common = { handle, zone: b.zone, serial: zone.record.serial, zoneKey, anchored: trusted !== undefined, ttl };
+  const common = { handle, zone: b.zone, serial: zone.record.serial, zoneKey: zone.signer, anchored: trusted !== undefined, ttl };
   if (b.status === 'answer') {
     const record = verifyHandleRecord(b.record, handle, zone, now);
     return { status: 'answer', record, jws: b.record as string, ...common };

@@ -15,6 +15,8 @@ export interface VerifiedZone {
   jws: string;
   /** kid (RFC 7638 thumbprint) → key. */
   keys: Map<string, KeyObject>;
+  /** The kid of the key that signed the zone record. */
+  signer: string;
 }
 
 type Schemas = typeof recordSchemas;
@@ -51,7 +53,7 @@ export function verifyZoneRecord(jws: unknown, zoneName: string, nowSeconds: num
     throw fail(`the zone record of ${zoneName} is signed by key ${kid}, which is not among the trusted keys ${trusted.join(', ')}`);
   }
   asVerificationFailure(() => verifyDecoded(decoded, keys.get(kid)!), 'zone');
-  return { record, jws: jws as string, keys };
+  return { record, jws: jws as string, keys, signer: kid };
 }
 
 /** Verifies a handle record and that it is the record of `handle`. */

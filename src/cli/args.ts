@@ -1,0 +1,71 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+
+/** A command-line mistake: printed with the command's usage, exit status 2. */
+export class UsageError extends Error {
+  constructor(
+    message: string,
+    readonly usage: string,
+  ) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/** What a command declares: its usage text, its options, how many positionals it takes. */
+export interface CommandSpec<O extends Options> {
+  usage: string;
+  options: O;
+  positionals: string[];
+}
+
+/** Output of every command: lines for people, or one JSON document with --json. */
+export interface Io {
+  out: (text: string) => void;
+  err: (text: string) => void;
+}
+
+/** The values of parsed options: booleans, strings, or string lists for `multiple` options. */
+export type OptionValues<O extends Options> = {
+  [K in keyof O]?: O[K] extends { type: 'boolean' } ? boolean : O[K] extends { multiple: true } ? string[] : string;
+};
+
+/** Parses a command's arguments strictly; unknown options and missing positionals are usage errors. */
+export function parseCommand<O extends Options>(spec: CommandSpec<O>, argv: string[]): { values: OptionValues<O>; positionals: string[]; help: boolean } {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: { ...spec.options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new UsageError((err as Error).message, spec.usage);
+  }
+  const help = (parsed.values as { help?: boolean }).help === true;
+  if (!help) {
+    if (parsed.positionals.length < spec.positionals.length) {
+      throw new UsageError(`missing ${spec.positionals.slice(parsed.positionals.length).join(' ')}`, spec.usage);
+    }
+    if (parsed.positionals.length > spec.positionals.length) {
+      throw new UsageError(`unexpected argument "${parsed.positionals[spec.positionals.length]}"`, spec.usage);
+    }
+  }
+  return { values: parsed.values as OptionValues<O>, positionals: parsed.positionals, help };
+}
+
+/** Parses an integer option, or throws a usage error naming it. */
+export function intOption(value: string | undefined, name: string, usage: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d{1,10}$/.test(value)) throw new UsageError(`--${name} must be a non-negative integer`, usage);
+  return Number(value);
+}
+
+/** Parses repeated `ZONE=THUMBPRINT` options into a map. */
+export function parseAnchors(values: string[] | undefined, usage: string, parseZone: (z: string) => string): Map<string, string[]> {
+  const anchors = new Map<string, string[]>();
+  for (const v of values ?? []) {
+    const i = v.lastIndexOf('=');
+    if (i <= 0 || i === v.length - 1) throw new UsageError(`--anchor takes ZONE=THUMBPRINT, got "${v}"`, usage);
+    const zone = parseZone(v.slice(0, i));
+    anchors.set(zone, [...(anchors.get(zone) ?? []), v.slice(i + 1)]);
+  }
+  return anchors;
+}

@@ -1,0 +1,196 @@
+import type { ChangeResult } from '../../authority/changes.js';
+import { queryAuthoritative } from '../../client/answers.js';
+import { errorFromBody, jsonRequest } from '../../client/http.js';
+import { signChangeRequest, type ChangeIntent } from '../../client/requests.js';
+import type { AppContext } from '../../context.js';
+import { IdnsError } from '../../errors.js';
+import { readKeyFile } from '../../authority/keyring.js';
+import { parseHandle } from '../../names/handle.js';
+import type { PrivateJwk, PublicJwk, SigningKey } from '../../records/keys.js';
+import { thumbprint } from '../../records/keys.js';
+import { parseCommand, UsageError, type Io, type OptionValues } from '../args.js';
+import { localOptions, openLocal } from '../local.js';
+import { DEFAULT_SERVER } from './resolve.js';
+import { decodePayload } from '../../authority/editor.js';
+import { handleHistory } from '../../authority/history.js';
+
+const usage = `usage: idns handle <command> HANDLE ... [--server URL | --data DIR] [--json]
+
+Commands (each request is signed with your key; --server sends it to a server over HTTP,
+default ${DEFAULT_SERVER}; --data applies it directly to a data directory as the operator,
+which is how handles are registered in a closed zone):
+  register HANDLE --key FILE --endpoint URL [--invite CODE]
+        Registers HANDLE with the public key of FILE (which signs the request).
+  update HANDLE --key FILE [--endpoint URL] [--add-key FILE...] [--remove-key THUMBPRINT...]
+        Changes the endpoint or the key set; signed by a current key.
+  rotate HANDLE --key FILE --new-key FILE
+        Replaces every key of HANDLE by the key in --new-key; signed by a current key.
+  delete HANDLE --key FILE
+        Deletes HANDLE; signed by a current key.
+  show HANDLE   The verified current record (same as idns resolve).
+  log HANDLE    The signed history of HANDLE's changes.`;
+
+const options = {
+  ...localOptions,
+  server: { type: 'string' },
+  key: { type: 'string' },
+  'new-key': { type: 'string' },
+  endpoint: { type: 'string' },
+  invite: { type: 'string' },
+  'add-key': { type: 'string', multiple: true },
+  'remove-key': { type: 'string', multiple: true },
+} as const;
+
+type Values = OptionValues<typeof options>;
+
+/** `idns handle ...` */
+export async function handle(argv: string[], io: Io): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub === undefined || sub === '--help' || sub === '-h') {
+    io.out(usage);
+    return sub === undefined ? 2 : 0;
+  }
+  if (!['register', 'update', 'rotate', 'delete', 'show', 'log'].includes(sub)) throw new UsageError(`unknown handle command "${sub}"`, usage);
+  const { values, positionals, help } = parseCommand({ usage, options, positionals: ['HANDLE'] }, rest);
+  if (help) return io.out(usage), 0;
+  if (values.server !== undefined && values.data !== undefined) throw new UsageError('give either --server or --data, not both', usage);
+  const { handle } = parseHandle(positionals[0]!);
+  const target = values.data !== undefined ? new LocalTarget(openLocal(values)) : new RemoteTarget(values.server ?? DEFAULT_SERVER);
+  try {
+    switch (sub) {
+      case 'show':
+        return await show(target, handle, values, io);
+      case 'log':
+        return await log(target, handle, values, io);
+      default:
+        return await change(sub as 'register' | 'update' | 'rotate' | 'delete', target, handle, values, io);
+    }
+  } finally {
+    target.close();
+  }
+}
+
+async function change(sub: 'register' | 'update' | 'rotate' | 'delete', target: Target, handle: string, values: Values, io: Io): Promise<number> {
+  if (!values.key) throw new UsageError('--key FILE is required (the private key that signs the request)', usage);
+  const key = readKeyFile(values.key, 'key file');
+  const privateJwk = exportPrivate(key);
+  let intent: ChangeIntent;
+  if (sub === 'register') {
+    if (!values.endpoint) throw new UsageError('--endpoint URL is required', usage);
+    intent = { action: 'register', handle, endpoint: values.endpoint, keys: [key.publicJwk], ...(values.invite ? { invite: values.invite } : {}) };
+  } else {
+    const current = await target.current(handle);
+    if (sub === 'delete') {
+      intent = { action: 'delete', handle, prev: current.op };
+    } else if (sub === 'rotate') {
+      if (!values['new-key']) throw new UsageError('--new-key FILE is required', usage);
+      const next = readKeyFile(values['new-key'], 'new key file');
+      intent = { action: 'update', handle, endpoint: values.endpoint ?? current.endpoint, keys: [next.publicJwk], prev: current.op };
+    } else {
+      let keys: PublicJwk[] = current.keys;
+      for (const file of values['add-key'] ?? []) keys = [...keys, readKeyFile(file, 'added key file').publicJwk];
+      const removed = new Set(values['remove-key'] ?? []);
+      keys = keys.filter((k) => !removed.has(thumbprint(k)));
+      if (keys.length === 0) throw new UsageError('the update would leave the handle without keys', usage);
+      intent = { action: 'update', handle, endpoint: values.endpoint ?? current.endpoint, keys, prev: current.op };
+    }
+  }
+  const result = await target.submit(signChangeRequest(intent, privateJwk));
+  if (values.json) io.out(JSON.stringify(result));
+  else io.out(`${result.action} ${result.handle}: accepted in zone ${result.zone} at serial ${result.serial} (op ${result.op})`);
+  return 0;
+}
+
+async function show(target: Target, handle: string, values: Values, io: Io): Promise<number> {
+  const current = await target.current(handle);
+  if (values.json) io.out(JSON.stringify(current));
+  else io.out(`${handle}\n  endpoint: ${current.endpoint}\n  keys: ${current.keys.map(thumbprint).join(' ')}\n  op: ${current.op}`);
+  return 0;
+}
+
+async function log(target: Target, handle: string, values: Values, io: Io): Promise<number> {
+  const entries = await target.log(handle);
+  if (values.json) io.out(JSON.stringify({ handle, operations: entries }));
+  else io.out(entries.map((e) => `${e.receivedAt}\tserial ${e.serial}\t${e.action}\t${e.op}`).join('\n'));
+  return 0;
+}
+
+function exportPrivate(key: SigningKey): PrivateJwk {
+  const jwk = key.privateKey.export({ format: 'jwk' });
+  return { kty: 'OKP', crv: 'Ed25519', x: String(jwk.x), d: String(jwk.d) };
+}
+
+interface CurrentState {
+  endpoint: string;
+  keys: PublicJwk[];
+  op: string;
+}
+
+interface LogEntry {
+  op: string;
+  action: string;
+  serial: number;
+  receivedAt: string;
+}
+
+/** Where handle commands go: a server over HTTP, or the operator's data directory. */
+interface Target {
+  current(handle: string): Promise<CurrentState>;
+  submit(jws: string): Promise<ChangeResult>;
+  log(handle: string): Promise<LogEntry[]>;
+  close(): void;
+}
+
+class RemoteTarget implements Target {
+  constructor(private readonly server: string) {}
+
+  async current(handle: string): Promise<CurrentState> {
+    const answer = await queryAuthoritative(this.server, handle);
+    if (answer.status !== 'answer') throw new IdnsError('handle_not_found', `${handle} does not exist (verified denial from zone ${answer.zone})`);
+    return { endpoint: answer.record.endpoint, keys: answer.record.keys, op: answer.record.op };
+  }
+
+  async submit(jws: string): Promise<ChangeResult> {
+    const { action, handle } = decodePayload(jws) as { action: string; handle: string };
+    const base = this.server.replace(/\/+$/, '');
+    const url = action === 'register' ? `${base}/v1/handles` : `${base}/v1/handles/${encodeURIComponent(handle)}`;
+    const method = action === 'register' ? 'POST' : action === 'update' ? 'PUT' : 'DELETE';
+    const res = await jsonRequest(url, { method, body: { request: jws } });
+    const err = errorFromBody(res.body);
+    if (err) throw err;
+    if (res.status !== 200 && res.status !== 201) throw new IdnsError('bad_response', `${url}: unexpected status ${res.status}`);
+    return res.body as ChangeResult;
+  }
+
+  async log(handle: string): Promise<LogEntry[]> {
+    const res = await jsonRequest(`${this.server.replace(/\/+$/, '')}/v1/handles/${encodeURIComponent(handle)}/log`);
+    const err = errorFromBody(res.body);
+    if (err) throw err;
+    return (res.body as { operations: LogEntry[] }).operations;
+  }
+
+  close(): void {}
+}
+
+class LocalTarget implements Target {
+  constructor(private readonly ctx: AppContext) {}
+
+  async current(handle: string): Promise<CurrentState> {
+    const answer = this.ctx.authority.resolve(handle);
+    if (answer.status !== 'answer') throw new IdnsError('handle_not_found', `${handle} does not exist in zone ${answer.zone}`);
+    const record = decodePayload(answer.record) as unknown as CurrentState;
+    return { endpoint: record.endpoint, keys: record.keys, op: record.op };
+  }
+
+  async submit(jws: string): Promise<ChangeResult> {
+    return this.ctx.changes.applyNow(jws, { operator: true });
+  }
+
+  async log(handle: string): Promise<LogEntry[]> {
+    return handleHistory(this.ctx.store, handle);
+  }
+
+  close(): void {
+    this.ctx.close();
+  }
+}

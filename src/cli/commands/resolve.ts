@@ -1,0 +1,45 @@
+import { queryAuthoritative } from '../../client/answers.js';
+import { parseZoneName } from '../../names/zone.js';
+import { thumbprint } from '../../records/keys.js';
+import { parseAnchors, parseCommand, type Io } from '../args.js';
+
+export const DEFAULT_SERVER = 'http://127.0.0.1:8053';
+
+const usage = `usage: idns resolve HANDLE [--server URL] [--anchor ZONE=THUMBPRINT...] [--json]
+
+Asks one authoritative server (default ${DEFAULT_SERVER}) about HANDLE, verifies the
+signatures, and prints the record or the verified proof that HANDLE does not exist.
+With --anchor, the zone's key must have that thumbprint; without it the answer is only
+checked to be consistent with the key the zone itself publishes, and says so.
+Exit status: 0 found, 3 verified not found, 1 any error.`;
+
+/** `idns resolve` */
+export async function resolve(argv: string[], io: Io): Promise<number> {
+  const options = { server: { type: 'string' }, anchor: { type: 'string', multiple: true }, json: { type: 'boolean' } } as const;
+  const { values, positionals, help } = parseCommand({ usage, options, positionals: ['HANDLE'] }, argv);
+  if (help) return io.out(usage), 0;
+  const anchors = parseAnchors(values.anchor, usage, parseZoneName);
+  const answer = await queryAuthoritative(values.server ?? DEFAULT_SERVER, positionals[0]!, anchors);
+  const trust = answer.anchored ? `anchored key ${answer.zoneKey}` : `zone key ${answer.zoneKey} (not anchored: pass --anchor ${answer.zone}=${answer.zoneKey} to pin it)`;
+  if (answer.status === 'denial') {
+    if (values.json) io.out(JSON.stringify({ status: 'denial', handle: answer.handle, zone: answer.zone, serial: answer.serial, zoneKey: answer.zoneKey, anchored: answer.anchored }));
+    else io.out(`${answer.handle} does not exist (verified denial from zone ${answer.zone}, serial ${answer.serial}, ${trust})`);
+    return 3;
+  }
+  const r = answer.record;
+  if (values.json) {
+    io.out(JSON.stringify({ status: 'answer', handle: r.handle, endpoint: r.endpoint, keys: r.keys, ttl: answer.ttl, zone: answer.zone, serial: answer.serial, op: r.op, zoneKey: answer.zoneKey, anchored: answer.anchored, record: answer.jws }));
+  } else {
+    io.out(
+      [
+        `${r.handle}`,
+        `  endpoint: ${r.endpoint}`,
+        `  keys: ${r.keys.map(thumbprint).join(' ')}`,
+        `  ttl: ${answer.ttl}s`,
+        `  zone: ${answer.zone} (serial ${answer.serial})`,
+        `  verified: signature valid until ${new Date(r.exp * 1000).toISOString()}, ${trust}`,
+      ].join('\n'),
+    );
+  }
+  return 0;
+}

@@ -1,0 +1,84 @@
+import { loadConfig } from '../../config.js';
+import { AppContext } from '../../context.js';
+import { startServer } from '../../http/server.js';
+import { parseCommand, type Io } from '../args.js';
+
+const usage = `usage: idns serve [--listen HOST:PORT] [--data DIR] [--config FILE] [--public-url URL]
+                  [--log-level debug|info|warn|error|silent] [--no-bootstrap]
+
+Serves every zone in the data directory (default ./data) over HTTP on HOST:PORT (default
+127.0.0.1:8053). On an empty data directory it first creates the development zone
+"localhost" with open registration, unless --no-bootstrap is given.
+Settings come from FILE (JSON), then IDNS_DATA, IDNS_LISTEN, IDNS_LOG_LEVEL,
+IDNS_PUBLIC_URL, IDNS_CONFIG, then the flags. SIGINT/SIGTERM stop it gracefully.`;
+
+/** `idns serve`: runs until SIGINT or SIGTERM. */
+export async function serve(argv: string[], io: Io): Promise<number> {
+  const options = {
+    listen: { type: 'string' },
+    data: { type: 'string' },
+    config: { type: 'string' },
+    'public-url': { type: 'string' },
+    'log-level': { type: 'string' },
+    'no-bootstrap': { type: 'boolean' },
+  } as const;
+  const { values, help } = parseCommand({ usage, options, positionals: [] }, argv);
+  if (help) return io.out(usage), 0;
+  const config = loadConfig({
+    data: values.data,
+    listen: values.listen,
+    config: values.config,
+    publicUrl: values['public-url'],
+    logLevel: values['log-level'],
+    ...(values['no-bootstrap'] ? { bootstrap: false } : {}),
+  });
+  const ctx = new AppContext(config);
+  let running;
+  try {
+    running = await startServer(ctx, config.listen.host, config.listen.port);
+  } catch (err) {
+    ctx.close();
+    throw err;
+  }
+  const publicUrl = config.publicUrl ?? running.url.replace('0.0.0.0', '127.0.0.1').replace('[::]', '[::1]');
+  let bootstrapped = false;
+  if (config.bootstrap && ctx.zones.list().length === 0) {
+    ctx.zones.create('localhost', { servers: [publicUrl], policy: 'open', allowLoopbackEndpoints: true });
+    bootstrapped = true;
+  }
+  ctx.resigner.runOnce();
+  ctx.resigner.start(config.resign.intervalMs, (err) => ctx.log.error('re-signing failed', { err }));
+
+  const zones = ctx.zones.list().map((z) => ctx.zones.info(z.name));
+  io.out(`idns serving on ${running.url} (data: ${config.dataDir})`);
+  for (const z of zones) io.out(`  zone ${z.name}: ${z.role}, serial ${z.serial}, ${z.policy} registration, key ${z.keyThumbprints.join(' ')}`);
+  if (zones.length === 0) io.out('  no zones yet: create one with  idns zone create ZONE --server-url URL');
+  if (bootstrapped || zones.some((z) => z.name === 'localhost')) {
+    const server = running.url === 'http://127.0.0.1:8053' ? '' : ` --server ${running.url}`;
+    io.out(
+      [
+        '',
+        'Next, in another terminal:',
+        '  npx idns keygen --out alice.jwk',
+        `  npx idns handle register alice@localhost --key alice.jwk --endpoint https://social.example/users/alice${server}`,
+        `  npx idns resolve alice@localhost${server}`,
+      ].join('\n'),
+    );
+  }
+  ctx.log.info('listening', { url: running.url, zones: zones.map((z) => z.name) });
+
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      ctx.log.info('shutting down', { signal });
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+  await running.close();
+  await ctx.changes.drain();
+  ctx.close();
+  return 0;
+}

@@ -1,0 +1,62 @@
+import { IdnsError } from '../errors.js';
+import { UsageError, type Io } from './args.js';
+import { handle } from './commands/handle.js';
+import { keygen } from './commands/keygen.js';
+import { resolve } from './commands/resolve.js';
+import { serve } from './commands/serve.js';
+import { zone } from './commands/zone.js';
+
+const usage = `usage: idns <command> [options]   (idns <command> --help for each)
+
+Server side (--data DIR, default ./data):
+  serve      Run an identity server for the zones in DIR.
+  zone       create | show | list | invite | policy
+Client side (--server URL, default http://127.0.0.1:8053):
+  keygen     Make an Ed25519 key file for a handle.
+  handle     register | update | rotate | delete | show | log
+  resolve    Ask an authoritative server about a handle and verify the answer.`;
+
+const stdio: Io = {
+  out: (text) => process.stdout.write(`${text}\n`),
+  err: (text) => process.stderr.write(`${text}\n`),
+};
+
+/** Runs the `idns` command line; returns the exit status. */
+export async function main(argv: string[], io: Io = stdio): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'serve':
+        return await serve(rest, io);
+      case 'keygen':
+        return keygen(rest, io);
+      case 'zone':
+        return zone(rest, io);
+      case 'handle':
+        return await handle(rest, io);
+      case 'resolve':
+        return await resolve(rest, io);
+      case '--help':
+      case '-h':
+      case 'help':
+        io.out(usage);
+        return 0;
+      case undefined:
+        io.err(usage);
+        return 2;
+      default:
+        throw new UsageError(`unknown command "${command}"`, usage);
+    }
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.err(`idns: ${err.message}\n\n${err.usage}`);
+      return 2;
+    }
+    if (err instanceof IdnsError) {
+      io.err(`idns: ${err.message} (${err.code})`);
+      return 1;
+    }
+    io.err(`idns: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    return 1;
+  }
+}
