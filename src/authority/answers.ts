@@ -2,6 +2,7 @@ import type { Clock } from '../clock.js';
 import { epochSeconds } from '../clock.js';
 import { IdnsError } from '../errors.js';
 import { parseHandle } from '../names/handle.js';
+import { isAtOrBelow } from '../names/zone.js';
 import { nameHash } from '../records/denial.js';
 import type { Store } from '../store/store.js';
 import { decodePayload } from './editor.js';
@@ -10,10 +11,11 @@ import type { ZoneService } from './zones.js';
 
 /** An authoritative answer for one handle. */
 export interface AuthoritativeAnswer {
-  status: 'answer' | 'denial';
+  /** answer: the handle record; denial: proof it does not exist; referral: the delegation of the child zone that holds it. */
+  status: 'answer' | 'denial' | 'referral';
   zone: string;
   serial: number;
-  /** The signed handle record (answer) or the signed gap covering the name's hash (denial). */
+  /** The signed handle record (answer), the signed gap covering the name's hash (denial), or the signed delegation (referral). */
   record: string;
   /** The signed zone record, so a client can check `record` without a second request. */
   zoneRecord: string;
@@ -29,13 +31,26 @@ export class Authority {
     private readonly clock: Clock,
   ) {}
 
-  /** Answers for a handle, or throws not_authoritative when no zone here holds it. */
-  resolve(input: string): AuthoritativeAnswer {
+  /**
+   * Answers for a handle from the closest zone held here, or from `fromZone` when the asker names the zone
+   * it believes it is talking to (a resolver walking down from a parent does, so that a server holding both
+   * a parent and its child still gives the parent's referral). Throws not_authoritative when no zone here
+   * holds the handle (or `fromZone` is not held here or does not contain it).
+   */
+  resolve(input: string, fromZone?: string): AuthoritativeAnswer {
     const { handle, host } = parseHandle(input);
-    const zone = this.zones.closestHosted(host);
-    if (!zone) throw new IdnsError('not_authoritative', `this server is not authoritative for ${host}`);
+    const zone = fromZone === undefined ? this.zones.closestHosted(host) : this.zones.cachedZone(fromZone);
+    if (!zone) throw new IdnsError('not_authoritative', `this server is not authoritative for ${fromZone ?? host}`);
+    if (fromZone !== undefined && !isAtOrBelow(host, fromZone)) {
+      throw new IdnsError('not_authoritative', `${handle} is not in zone ${fromZone}`);
+    }
     const settings = this.zones.settings(zone);
     const now = epochSeconds(this.clock);
+    const cut = this.zones.cutFor(zone.name, host);
+    if (cut) {
+      const ttl = Number(decodePayload(cut.jws).ttl);
+      return this.answer('referral', zone.name, zone.version, cut.jws, zone.record, ttl, cut.exp, now);
+    }
     const found = this.store.records.get(zone.name, 'handle', handle);
     if (found) {
       const ttl = Number(decodePayload(found.jws).ttl);

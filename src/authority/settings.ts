@@ -68,6 +68,16 @@ const schema = z
   .strict()
   .refine((s) => s.resignBefore < s.signatureValidity, { message: 'resignBefore must be shorter than signatureValidity', path: ['resignBefore'] });
 
+/** Validates a list of server URLs (for `--server-url` and delegations); the error names `what`. */
+export function parseServerUrls(urls: string[], what: string): string[] {
+  const result = z.array(serverUrl).min(1).max(16).safeParse(urls);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    throw new IdnsError('invalid_request', `${what}: ${issue?.message ?? 'invalid'}${issue?.path.length ? ` (item ${issue.path.join('.')})` : ''}`);
+  }
+  return result.data;
+}
+
 /** Validates zone settings; the error names the offending key. */
 export function parseZoneSettings(input: unknown): ZoneSettings {
   const result = schema.safeParse(input);

@@ -1,15 +1,16 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import { IdnsError } from '../errors.js';
-import { ancestors } from '../names/zone.js';
+import { ancestors, isAtOrBelow } from '../names/zone.js';
 import { GAP_START } from '../records/denial.js';
 import { ZoneDigest } from '../records/digest.js';
+import type { StoredRecord } from '../store/records.js';
 import type { Store } from '../store/store.js';
 import type { RegistrationPolicy, ZoneRow } from '../store/zones.js';
 import { ZoneEditor } from './editor.js';
 import type { KeyRing } from './keyring.js';
 import { serialOf } from './serial.js';
-import { DEFAULT_ZONE_TIMERS, parseZoneSettings, type ZoneSettings } from './settings.js';
+import { DEFAULT_ZONE_TIMERS, parseServerUrls, parseZoneSettings, type ZoneSettings } from './settings.js';
 
 /** What `idns zone create` takes. */
 export interface CreateZoneOptions {
@@ -120,6 +121,58 @@ export class ZoneService {
       if (row) return row;
     }
     return undefined;
+  }
+
+  /**
+   * The delegation in `zone` that cuts `host` away from it, if any: the topmost delegated name between
+   * the zone and the host (as in DNS, below the first cut the parent has no authority at all).
+   */
+  cutFor(zone: string, host: string): StoredRecord | undefined {
+    const below = ancestors(host);
+    const at = below.indexOf(zone);
+    if (at <= 0) return undefined;
+    for (let i = at - 1; i >= 0; i--) {
+      const found = this.store.records.get(zone, 'delegation', below[i]!);
+      if (found) return found;
+    }
+    return undefined;
+  }
+
+  /** Delegates `child` (strictly below `parent`) to its own servers, vouching for its keys by thumbprint. */
+  delegate(parent: string, child: string, delegation: { servers: string[]; ds: string[]; ttl?: number }): string {
+    if (child === parent || !isAtOrBelow(child, parent)) throw new IdnsError('invalid_request', `${child} is not below zone ${parent}`);
+    const servers = parseServerUrls(delegation.servers, 'delegation servers');
+    if (delegation.ds.length === 0 || delegation.ds.length > 8) throw new IdnsError('invalid_request', 'a delegation names 1 to 8 key thumbprints (--ds)');
+    for (const ds of delegation.ds) {
+      if (!/^[A-Za-z0-9_-]{43}$/.test(ds)) throw new IdnsError('invalid_request', `--ds ${ds} is not a key thumbprint (43 base64url characters)`);
+    }
+    return this.store.write(() => {
+      const editor = this.editor(parent);
+      const occluded = this.store.records.countHandlesUnder(parent, child);
+      if (occluded > 0) {
+        throw new IdnsError('invalid_request', `zone ${parent} holds ${occluded} handle(s) at or below ${child}; delete them before delegating ${child}`);
+      }
+      editor.beginChange();
+      const jws = editor.put('delegation', child, { name: child, servers, ds: [...new Set(delegation.ds)], ttl: delegation.ttl ?? editor.settings.ttl });
+      editor.commit();
+      return jws;
+    });
+  }
+
+  /** Removes the delegation of `child` from `parent`. */
+  undelegate(parent: string, child: string): void {
+    this.store.write(() => {
+      const editor = this.editor(parent);
+      if (!this.store.records.get(parent, 'delegation', child)) throw new IdnsError('zone_not_found', `zone ${parent} has no delegation for ${child}`);
+      editor.beginChange();
+      editor.remove('delegation', child);
+      editor.commit();
+    });
+  }
+
+  /** A zone row from the read-path cache. */
+  cachedZone(name: string): ZoneRow | undefined {
+    return this.store.zones.cached(name);
   }
 
   /** Parsed settings of a zone row (cached by the raw JSON, which changes rarely). */

@@ -1,14 +1,16 @@
 import { epochSeconds, systemClock, type Clock } from '../clock.js';
 import { IdnsError } from '../errors.js';
 import { parseHandle } from '../names/handle.js';
-import { verifyDenial, verifyHandleRecord, verifyZoneRecord } from '../records/verify.js';
-import type { HandleRecord } from '../records/types.js';
+import { isAtOrBelow } from '../names/zone.js';
+import { verifyDelegation, verifyDenial, verifyHandleRecord, verifyZoneRecord } from '../records/verify.js';
+import type { DelegationRecord, HandleRecord } from '../records/types.js';
 import { errorFromBody, jsonRequest } from './http.js';
 
 /** The verified outcome of asking one authoritative server about a handle. */
 export type CheckedAnswer =
   | { status: 'answer'; handle: string; zone: string; serial: number; record: HandleRecord; jws: string; zoneKey: string; anchored: boolean; ttl: number }
-  | { status: 'denial'; handle: string; zone: string; serial: number; zoneKey: string; anchored: boolean; ttl: number };
+  | { status: 'denial'; handle: string; zone: string; serial: number; zoneKey: string; anchored: boolean; ttl: number }
+  | { status: 'referral'; handle: string; zone: string; serial: number; zoneKey: string; anchored: boolean; ttl: number; delegation: DelegationRecord; jws: string };
 
 /**
  * Checks an authoritative answer body (`GET /v1/resolve/{handle}`): the zone record is signed by one of
@@ -18,8 +20,8 @@ export type CheckedAnswer =
  */
 export function checkAnswer(body: unknown, handle: string, anchors: Map<string, string[]>, clock: Clock = systemClock): CheckedAnswer {
   const b = body as { status?: unknown; zone?: unknown; record?: unknown; zoneRecord?: unknown; ttl?: unknown } | null;
-  if (!b || (b.status !== 'answer' && b.status !== 'denial') || typeof b.zone !== 'string') {
-    throw new IdnsError('bad_response', 'the server did not send an answer or a denial');
+  if (!b || (b.status !== 'answer' && b.status !== 'denial' && b.status !== 'referral') || typeof b.zone !== 'string') {
+    throw new IdnsError('bad_response', 'the server did not send an answer, a denial or a referral');
   }
   const now = epochSeconds(clock);
   const trusted = anchors.get(b.zone);
@@ -29,6 +31,14 @@ export function checkAnswer(body: unknown, handle: string, anchors: Map<string, 
   if (b.status === 'answer') {
     const record = verifyHandleRecord(b.record, handle, zone, now);
     return { status: 'answer', record, jws: b.record as string, ...common };
+  }
+  if (b.status === 'referral') {
+    const delegation = verifyDelegation(b.record, zone, now);
+    const host = handle.slice(handle.lastIndexOf('@') + 1);
+    if (delegation.name === b.zone || !isAtOrBelow(delegation.name, b.zone) || !isAtOrBelow(host, delegation.name)) {
+      throw new IdnsError('verification_failed', `the referral to ${delegation.name} does not lead from ${b.zone} towards ${handle}`);
+    }
+    return { status: 'referral', delegation, jws: b.record as string, ...common };
   }
   verifyDenial(b.record, handle, zone, now);
   return { status: 'denial', ...common };

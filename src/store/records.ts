@@ -19,6 +19,7 @@ export class RecordStore {
   private readonly gapStmt;
   private readonly dueStmt;
   private readonly countStmt;
+  private readonly underStmt;
 
   constructor(db: Db) {
     this.getStmt = db.prepare<[string, string, string], StoredRecord>(
@@ -37,6 +38,10 @@ export class RecordStore {
       `SELECT type, key, version, exp, jws FROM records WHERE zone = ? AND exp < ? ORDER BY exp LIMIT ?`,
     );
     this.countStmt = db.prepare<[string, string], { n: number }>(`SELECT count(*) AS n FROM records WHERE zone = ? AND type = ?`);
+    // GLOB is case-sensitive and host names hold no glob metacharacters (LDH only), so the pattern is literal.
+    this.underStmt = db.prepare<[string, string, string], { n: number }>(
+      `SELECT count(*) AS n FROM records WHERE zone = ? AND type = 'handle' AND (key GLOB '*@' || ? OR key GLOB '*.' || ?)`,
+    );
   }
 
   /** One record, or undefined. */
@@ -62,6 +67,11 @@ export class RecordStore {
   /** Up to `limit` records whose signatures expire before `before` (seconds), soonest first. */
   expiringBefore(zone: string, before: number, limit: number): StoredRecord[] {
     return this.dueStmt.all(zone, before, limit);
+  }
+
+  /** How many handles of a zone have their host at or below `host` (a full scan: operator commands only). */
+  countHandlesUnder(zone: string, host: string): number {
+    return this.underStmt.get(zone, host, host)?.n ?? 0;
   }
 
   /** How many records of a type a zone holds. */

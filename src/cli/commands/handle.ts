@@ -146,7 +146,8 @@ class RemoteTarget implements Target {
 
   async current(handle: string): Promise<CurrentState> {
     const answer = await queryAuthoritative(this.server, handle);
-    if (answer.status !== 'answer') throw new IdnsError('handle_not_found', `${handle} does not exist (verified denial from zone ${answer.zone})`);
+    if (answer.status === 'referral') throw new IdnsError('not_authoritative', `${handle} is in zone ${answer.delegation.name}, served by ${answer.delegation.servers.join(' ')}`);
+    if (answer.status === 'denial') throw new IdnsError('handle_not_found', `${handle} does not exist (verified denial from zone ${answer.zone})`);
     return { endpoint: answer.record.endpoint, keys: answer.record.keys, op: answer.record.op };
   }
 
@@ -177,7 +178,8 @@ class LocalTarget implements Target {
 
   async current(handle: string): Promise<CurrentState> {
     const answer = this.ctx.authority.resolve(handle);
-    if (answer.status !== 'answer') throw new IdnsError('handle_not_found', `${handle} does not exist in zone ${answer.zone}`);
+    if (answer.status === 'referral') throw new IdnsError('not_authoritative', `${handle} is delegated away from zone ${answer.zone}`);
+    if (answer.status === 'denial') throw new IdnsError('handle_not_found', `${handle} does not exist in zone ${answer.zone}`);
     const record = decodePayload(answer.record) as unknown as CurrentState;
     return { endpoint: record.endpoint, keys: record.keys, op: record.op };
   }

@@ -11,7 +11,7 @@ Asks one authoritative server (default ${DEFAULT_SERVER}) about HANDLE, verifies
 signatures, and prints the record or the verified proof that HANDLE does not exist.
 With --anchor, the zone's key must have that thumbprint; without it the answer is only
 checked to be consistent with the key the zone itself publishes, and says so.
-Exit status: 0 found, 3 verified not found, 1 any error.`;
+Exit status: 0 found, 3 verified not found, 4 referral to a child zone, 1 any error.`;
 
 /** `idns resolve` */
 export async function resolve(argv: string[], io: Io): Promise<number> {
@@ -21,6 +21,13 @@ export async function resolve(argv: string[], io: Io): Promise<number> {
   const anchors = parseAnchors(values.anchor, usage, parseZoneName);
   const answer = await queryAuthoritative(values.server ?? DEFAULT_SERVER, positionals[0]!, anchors);
   const trust = answer.anchored ? `anchored key ${answer.zoneKey}` : `zone key ${answer.zoneKey} (not anchored: pass --anchor ${answer.zone}=${answer.zoneKey} to pin it)`;
+  if (answer.status === 'referral') {
+    const d = answer.delegation;
+    if (values.json) io.out(JSON.stringify({ status: 'referral', handle: answer.handle, zone: answer.zone, child: d.name, servers: d.servers, ds: d.ds, zoneKey: answer.zoneKey, anchored: answer.anchored }));
+    else io.out(`${answer.handle} is in zone ${d.name}, delegated by ${answer.zone} (${trust}) to ${d.servers.join(' ')} with keys ${d.ds.join(' ')}
+  ask those servers, or use idns lookup to follow referrals`);
+    return 4;
+  }
   if (answer.status === 'denial') {
     if (values.json) io.out(JSON.stringify({ status: 'denial', handle: answer.handle, zone: answer.zone, serial: answer.serial, zoneKey: answer.zoneKey, anchored: answer.anchored }));
     else io.out(`${answer.handle} does not exist (verified denial from zone ${answer.zone}, serial ${answer.serial}, ${trust})`);

@@ -17,7 +17,12 @@ Commands (they act on the data directory; a running server sees the change at on
   invite ZONE [--valid-for SECONDS]
         Makes a single-use invite code (shown once; only its hash is stored).
   policy ZONE open|invite|closed
-        Sets who may register: anyone, holders of an invite code, or only the operator.`;
+        Sets who may register: anyone, holders of an invite code, or only the operator.
+  delegate PARENT CHILD --server-url URL... --ds THUMBPRINT... [--ttl S]
+        Delegates CHILD (below PARENT) to its own servers; --ds lists the thumbprints of
+        the child zone's keys (printed by zone create/show where the child is held).
+  undelegate PARENT CHILD
+        Removes the delegation.`;
 
 const POLICIES = ['open', 'invite', 'closed'];
 
@@ -49,6 +54,10 @@ export function zone(argv: string[], io: Io): number {
       return invite(rest, io);
     case 'policy':
       return policy(rest, io);
+    case 'delegate':
+      return delegate(rest, io);
+    case 'undelegate':
+      return undelegate(rest, io);
     case undefined:
     case '--help':
     case '-h':
@@ -146,6 +155,40 @@ function policy(argv: string[], io: Io): number {
   withLocal(values, (ctx) => ctx.zones.setPolicy(name, p as RegistrationPolicy));
   if (values.json) io.out(JSON.stringify({ zone: name, policy: p }));
   else io.out(`zone ${name}: policy ${p}`);
+  return 0;
+}
+
+function delegate(argv: string[], io: Io): number {
+  const options = { ...localOptions, 'server-url': { type: 'string', multiple: true }, ds: { type: 'string', multiple: true }, ttl: { type: 'string' } } as const;
+  const { values, positionals, help } = parseCommand({ usage, options, positionals: ['PARENT', 'CHILD'] }, argv);
+  if (help) return io.out(usage), 0;
+  const parent = parseZoneName(positionals[0]!);
+  const child = parseZoneName(positionals[1]!);
+  const servers = values['server-url'] ?? [];
+  const ds = values.ds ?? [];
+  if (servers.length === 0) throw new UsageError('--server-url URL is required (the child zone\'s servers)', usage);
+  if (ds.length === 0) throw new UsageError('--ds THUMBPRINT is required (the child zone\'s key thumbprints)', usage);
+  const ttl = intOption(values.ttl, 'ttl', usage);
+  const record = withLocal(values, (ctx) => {
+    ctx.zones.delegate(parent, child, { servers, ds, ...(ttl === undefined ? {} : { ttl }) });
+    return ctx.zones.info(parent);
+  });
+  if (values.json) io.out(JSON.stringify({ parent, child, servers, ds, serial: record.serial }));
+  else io.out(`zone ${parent}: delegated ${child} to ${servers.join(' ')} (serial ${record.serial})`);
+  return 0;
+}
+
+function undelegate(argv: string[], io: Io): number {
+  const { values, positionals, help } = parseCommand({ usage, options: localOptions, positionals: ['PARENT', 'CHILD'] }, argv);
+  if (help) return io.out(usage), 0;
+  const parent = parseZoneName(positionals[0]!);
+  const child = parseZoneName(positionals[1]!);
+  const info = withLocal(values, (ctx) => {
+    ctx.zones.undelegate(parent, child);
+    return ctx.zones.info(parent);
+  });
+  if (values.json) io.out(JSON.stringify({ parent, child, serial: info.serial }));
+  else io.out(`zone ${parent}: removed the delegation of ${child} (serial ${info.serial})`);
   return 0;
 }
 

@@ -1,19 +1,21 @@
 import { createHash } from 'node:crypto';
 import { Hono } from 'hono';
 import type { AppContext } from '../../context.js';
+import { zoneFromPath } from './zones.js';
 
-/** `GET /v1/resolve/{handle}`: authoritative, non-recursive answers from the zones held here. */
+/** `GET /v1/resolve/{handle}[?zone=Z]`: authoritative, non-recursive answers from the zones held here. */
 export function resolveRoutes(ctx: AppContext): Hono {
   const app = new Hono();
   app.get('/v1/resolve/:handle', (c) => {
-    const answer = ctx.authority.resolve(c.req.param('handle'));
+    const zone = c.req.query('zone');
+    const answer = ctx.authority.resolve(c.req.param('handle'), zone === undefined ? undefined : zoneFromPath(zone));
     const text = JSON.stringify(answer);
     const etag = `"${createHash('sha256').update(text).digest('base64url').slice(0, 27)}"`;
     c.header('Cache-Control', `public, max-age=${answer.ttl}`);
     c.header('ETag', etag);
     if (c.req.header('If-None-Match') === etag) return c.body(null, 304);
     c.header('Content-Type', 'application/json');
-    return c.body(text, answer.status === 'answer' ? 200 : 404);
+    return c.body(text, answer.status === 'denial' ? 404 : 200);
   });
   return app;
 }

@@ -30,6 +30,7 @@ export function webfingerRoutes(ctx: AppContext): Hono {
     const handle = parseAcctResource(c.req.query('resource'));
     const rels = c.req.queries('rel') ?? [];
     const answer = ctx.authority.resolve(handle);
+    if (answer.status === 'referral') throw new IdnsError('not_authoritative', `${handle} is in a zone delegated away from ${answer.zone}`);
     if (answer.status !== 'answer') throw new IdnsError('handle_not_found', `${handle} does not exist`);
     const record = decodePayload(answer.record) as { endpoint: string };
     const links = [{ rel: 'self', type: 'application/activity+json', href: record.endpoint }];
