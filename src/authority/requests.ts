@@ -76,7 +76,8 @@ export function parseChangeRequest(jws: unknown): ChangeRequest {
   }
   const keys = p.keys === undefined ? null : parseKeys(p.keys);
   const endpoint = p.endpoint === undefined ? null : p.endpoint;
-  if (endpoint !== null) parseEndpoint(endpoint, false);
+  // Form only here; whether this zone accepts loopback http is the rules' decision (rules.ts).
+  if (endpoint !== null) parseEndpoint(endpoint, true);
 
   let headerKey: PublicJwk | null = null;
   let kid: string | null = null;

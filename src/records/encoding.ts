@@ -6,8 +6,13 @@ export function b64u(data: Uint8Array | string): string {
   return Buffer.from(data).toString('base64url');
 }
 
-/** Decodes unpadded base64url; returns null on any character outside the alphabet or a bad length. */
+/**
+ * Decodes unpadded base64url; returns null on any character outside the alphabet, a bad length, or a
+ * non-canonical spelling (unused trailing bits set). Canonical only, because ids are hashes of the exact
+ * string: a second spelling of the same bytes would otherwise pass as a different request (a replay).
+ */
 export function fromB64u(text: string): Buffer | null {
   if (!B64URL.test(text) || text.length % 4 === 1) return null;
-  return Buffer.from(text, 'base64url');
+  const bytes = Buffer.from(text, 'base64url');
+  return bytes.toString('base64url') === text ? bytes : null;
 }

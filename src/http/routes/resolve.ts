@@ -13,9 +13,16 @@ export function resolveRoutes(ctx: AppContext): Hono {
     const etag = `"${createHash('sha256').update(text).digest('base64url').slice(0, 27)}"`;
     c.header('Cache-Control', `public, max-age=${answer.ttl}`);
     c.header('ETag', etag);
-    if (c.req.header('If-None-Match') === etag) return c.body(null, 304);
+    if (etagMatches(c.req.header('If-None-Match'), etag)) return c.body(null, 304);
     c.header('Content-Type', 'application/json');
     return c.body(text, answer.status === 'denial' ? 404 : 200);
   });
   return app;
+}
+
+/** RFC 9110 13.1.2: If-None-Match uses weak comparison, may list several tags, and `*` matches any. */
+export function etagMatches(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  if (header.trim() === '*') return true;
+  return header.split(',').some((t) => t.trim().replace(/^W\//, '') === etag);
 }

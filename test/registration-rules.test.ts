@@ -1,0 +1,197 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { parseChangeRequest, requestId, MAX_HANDLE_KEYS } from '../src/authority/requests.js';
+import { assureValidChange, MAX_CLOCK_SKEW, type ZoneRules } from '../src/authority/rules.js';
+import { signChangeRequest } from '../src/client/requests.js';
+import { epochSeconds, ManualClock } from '../src/clock.js';
+import { IdnsError } from '../src/errors.js';
+import { OPERATION_TYP, RECORD_TYP, signCompact } from '../src/records/jws.js';
+import { signingKeyFromJwk, type PublicJwk } from '../src/records/keys.js';
+import { newUserKey, type UserKey } from './support/keys.js';
+
+const clock = new ManualClock(Date.UTC(2026, 2, 1, 12));
+const NOW = epochSeconds(clock);
+const alice = newUserKey();
+const bob = newUserKey();
+const PREV = 'Pb3yJ3Nl0S2n3p0lq8i5x7VwzW5H9x6l1M2cS7u0kQ4';
+const httpsOnly: ZoneRules = { allowLoopbackEndpoints: false };
+const devZone: ZoneRules = { allowLoopbackEndpoints: true };
+
+/** Signs an arbitrary change-request payload and header (the parts a well-behaved client would not send). */
+function craft(payload: Record<string, unknown>, key: UserKey, header: Record<string, unknown> = {}): string {
+  return signCompact(payload, signingKeyFromJwk(key.private), (header.typ as string | undefined) ?? OPERATION_TYP, header);
+}
+
+function registerPayload(extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { v: 1, action: 'register', handle: 'alice@example.com', endpoint: 'https://social.example/alice', keys: [alice.public], prev: null, iat: NOW, ...extra };
+}
+
+function updatePayload(extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { v: 1, action: 'update', handle: 'alice@example.com', endpoint: 'https://social.example/alice2', keys: [alice.public], prev: PREV, iat: NOW, ...extra };
+}
+
+function deletePayload(extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { v: 1, action: 'delete', handle: 'alice@example.com', prev: PREV, iat: NOW, ...extra };
+}
+
+function codeOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    if (!(err instanceof IdnsError)) throw err;
+    return err.code;
+  }
+  return 'accepted';
+}
+
+const registerHeader = { jwk: alice.public };
+const distinctKeys = (n: number): PublicJwk[] => Array.from({ length: n }, () => newUserKey().public);
+
+describe('parseChangeRequest: form of a change request', () => {
+  it.each<[string, string, () => unknown]>([
+    ['a well-formed register', 'accepted', () => craft(registerPayload(), alice, registerHeader)],
+    ['a well-formed update', 'accepted', () => craft(updatePayload(), alice)],
+    ['a well-formed delete', 'accepted', () => craft(deletePayload(), alice)],
+    ['a register with an invite', 'accepted', () => craft(registerPayload({ invite: 'inv_abc' }), alice, registerHeader)],
+    ['a register with the maximum of 8 keys', 'accepted', () => craft(registerPayload({ keys: [alice.public, ...distinctKeys(MAX_HANDLE_KEYS - 1)] }), alice, registerHeader)],
+    ['an http loopback endpoint (allowed or not by the zone later, not by the form)', 'accepted', () => craft(registerPayload({ endpoint: 'http://127.0.0.1:3000/a' }), alice, registerHeader)],
+
+    ['not a string', 'invalid_jws', () => 42],
+    ['an empty string', 'invalid_jws', () => ''],
+    ['typ missing', 'invalid_jws', () => craft(registerPayload(), alice, { ...registerHeader, typ: undefined })],
+    ['typ of a record', 'invalid_jws', () => craft(registerPayload(), alice, { ...registerHeader, typ: RECORD_TYP })],
+    ['typ JWT', 'invalid_jws', () => craft(registerPayload(), alice, { ...registerHeader, typ: 'JWT' })],
+    ['alg other than EdDSA', 'invalid_jws', () => craft(registerPayload(), alice, { ...registerHeader, alg: 'HS256' })],
+    ['a crit header', 'invalid_jws', () => craft(registerPayload(), alice, { ...registerHeader, crit: ['exp'] })],
+    ['a payload that is not JSON', 'invalid_jws', () => {
+      const [h, , sig] = craft(registerPayload(), alice, registerHeader).split('.');
+      return `${h}.${Buffer.from('{not json').toString('base64url')}.${sig}`;
+    }],
+    ['a signature of the wrong length', 'invalid_signature', () => `${craft(registerPayload(), alice, registerHeader).split('.').slice(0, 2).join('.')}.${Buffer.alloc(32).toString('base64url')}`],
+
+    ['register without header jwk', 'invalid_jws', () => craft(registerPayload(), alice)],
+    ['register whose header jwk is not among keys', 'unauthorized_key', () => craft(registerPayload({ keys: [bob.public] }), alice, registerHeader)],
+    ['register with a non-null prev', 'invalid_request', () => craft(registerPayload({ prev: PREV }), alice, registerHeader)],
+    ['register with a header jwk that is not Ed25519', 'invalid_key', () => craft(registerPayload(), alice, { jwk: { kty: 'EC', crv: 'P-256', x: 'a', y: 'b' } })],
+    ['register whose header jwk carries d', 'invalid_key', () => craft(registerPayload(), alice, { jwk: alice.private })],
+    ['register without endpoint', 'invalid_request', () => craft(registerPayload({ endpoint: undefined }), alice, registerHeader)],
+    ['register without keys', 'invalid_request', () => craft(registerPayload({ keys: undefined }), alice, registerHeader)],
+    ['update with jwk instead of kid', 'invalid_jws', () => craft(updatePayload(), alice, { jwk: alice.public, kid: undefined })],
+    ['update with both jwk and kid', 'invalid_jws', () => craft(updatePayload(), alice, { jwk: alice.public })],
+    ['update without kid', 'invalid_jws', () => craft(updatePayload(), alice, { kid: undefined })],
+    ['update with a null prev', 'invalid_request', () => craft(updatePayload({ prev: null }), alice)],
+    ['update without prev', 'invalid_request', () => craft(updatePayload({ prev: undefined }), alice)],
+    ['update without keys', 'invalid_request', () => craft(updatePayload({ keys: undefined }), alice)],
+    ['delete carrying keys', 'invalid_request', () => craft(deletePayload({ keys: [alice.public] }), alice)],
+    ['delete carrying an endpoint', 'invalid_request', () => craft(deletePayload({ endpoint: 'https://social.example/x' }), alice)],
+
+    ['no keys', 'invalid_key', () => craft(registerPayload({ keys: [] }), alice, registerHeader)],
+    ['duplicate keys', 'invalid_key', () => craft(registerPayload({ keys: [alice.public, alice.public] }), alice, registerHeader)],
+    ['duplicate keys differing only in optional members', 'invalid_key', () => craft(registerPayload({ keys: [alice.public, { ...alice.public, alg: 'EdDSA' }] }), alice, registerHeader)],
+    ['more than 8 keys', 'invalid_key', () => craft(registerPayload({ keys: [alice.public, ...distinctKeys(MAX_HANDLE_KEYS)] }), alice, registerHeader)],
+    ['an RSA key', 'invalid_key', () => craft(registerPayload({ keys: [alice.public, generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ format: 'jwk' })] }), alice, registerHeader)],
+    ['a P-256 key', 'invalid_key', () => craft(registerPayload({ keys: [alice.public, generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'jwk' })] }), alice, registerHeader)],
+    ['an X25519 key', 'invalid_key', () => craft(registerPayload({ keys: [alice.public, generateKeyPairSync('x25519').publicKey.export({ format: 'jwk' })] }), alice, registerHeader)],
+    ['a key with a private member d', 'invalid_key', () => craft(registerPayload({ keys: [alice.private] }), alice, registerHeader)],
+    ['a key with a short x', 'invalid_key', () => craft(registerPayload({ keys: [alice.public, { kty: 'OKP', crv: 'Ed25519', x: 'AAAA' }] }), alice, registerHeader)],
+    ['a key that is a string', 'invalid_key', () => craft(registerPayload({ keys: [alice.public, 'key'] }), alice, registerHeader)],
+
+    ['an unknown payload member', 'invalid_request', () => craft(registerPayload({ admin: true }), alice, registerHeader)],
+    ['version 2', 'invalid_request', () => craft(registerPayload({ v: 2 }), alice, registerHeader)],
+    ['an unknown action', 'invalid_request', () => craft(registerPayload({ action: 'transfer' }), alice, registerHeader)],
+    ['iat not an integer', 'invalid_request', () => craft(registerPayload({ iat: NOW + 0.5 }), alice, registerHeader)],
+    ['iat as a string', 'invalid_request', () => craft(registerPayload({ iat: String(NOW) }), alice, registerHeader)],
+    ['handle missing', 'invalid_request', () => craft(registerPayload({ handle: undefined }), alice, registerHeader)],
+    ['an invalid handle', 'invalid_handle', () => craft(registerPayload({ handle: 'alice@@example.com' }), alice, registerHeader)],
+    ['a handle with a space', 'invalid_handle', () => craft(registerPayload({ handle: 'al ice@example.com' }), alice, registerHeader)],
+    ['an ftp endpoint', 'invalid_endpoint', () => craft(registerPayload({ endpoint: 'ftp://files.example/a' }), alice, registerHeader)],
+    ['a javascript endpoint', 'invalid_endpoint', () => craft(registerPayload({ endpoint: 'javascript:alert(1)' }), alice, registerHeader)],
+    ['an http endpoint on a public host', 'invalid_endpoint', () => craft(registerPayload({ endpoint: 'http://social.example/a' }), alice, registerHeader)],
+    ['an endpoint that is too long', 'invalid_endpoint', () => craft(registerPayload({ endpoint: `https://social.example/${'a'.repeat(2100)}` }), alice, registerHeader)],
+
+  ])('%s → %s', (_name, expected, make) => {
+    expect(codeOf(() => parseChangeRequest(make()))).toBe(expected);
+  });
+
+  it('normalises the handle: Alice@Example.COM is accepted as alice@example.com', () => {
+    const req = parseChangeRequest(craft(registerPayload({ handle: 'Alice@Example.COM' }), alice, registerHeader));
+    expect(req.handle).toBe('alice@example.com');
+    expect(req.host).toBe('example.com');
+  });
+
+  it('returns the parts a change needs, with the id as base64url SHA-256 of the JWS', () => {
+    const jws = signChangeRequest({ action: 'register', handle: 'alice@example.com', endpoint: 'https://social.example/alice', keys: [alice.public], invite: 'inv_x' }, alice.private, clock);
+    const req = parseChangeRequest(jws);
+    expect(req).toMatchObject({ action: 'register', handle: 'alice@example.com', endpoint: 'https://social.example/alice', keys: [alice.public], prev: null, iat: NOW, invite: 'inv_x', headerKey: alice.public, kid: null, jws });
+    expect(req.cid).toBe(requestId(jws));
+    expect(req.cid).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    const upd = parseChangeRequest(signChangeRequest({ action: 'update', handle: 'alice@example.com', endpoint: 'https://social.example/a', keys: [bob.public], prev: PREV }, alice.private, clock));
+    expect(upd).toMatchObject({ action: 'update', kid: alice.kid, headerKey: null, prev: PREV, keys: [bob.public] });
+  });
+
+  it('canonicalises keys to {kty, crv, x}', () => {
+    const req = parseChangeRequest(craft(registerPayload({ keys: [{ ...alice.public, kid: 'mine', use: 'sig', alg: 'EdDSA' }] }), alice, registerHeader));
+    expect(req.keys).toEqual([alice.public]);
+  });
+});
+
+describe('assureValidChange: the rules for the next change of a handle', () => {
+  const current = { keys: [alice.public], op: PREV };
+  const reg = (extra: Record<string, unknown> = {}, key = alice, header: Record<string, unknown> = registerHeader) => parseChangeRequest(craft(registerPayload(extra), key, header));
+  const upd = (extra: Record<string, unknown> = {}, key = alice) => parseChangeRequest(craft(updatePayload(extra), key));
+  const del = (extra: Record<string, unknown> = {}, key = alice) => parseChangeRequest(craft(deletePayload(extra), key));
+  const tampered = (jws: string) => {
+    const [h, p, sig] = jws.split('.') as [string, string, string];
+    const bytes = Buffer.from(sig, 'base64url');
+    bytes[0] = bytes[0]! ^ 0x80;
+    return parseChangeRequest(`${h}.${p}.${bytes.toString('base64url')}`);
+  };
+
+  it.each<[string, () => string]>([
+    ['register of a new handle', () => codeOf(() => assureValidChange(reg(), null, NOW, httpsOnly))],
+    ['register with iat exactly 300 s behind', () => codeOf(() => assureValidChange(reg({ iat: NOW - MAX_CLOCK_SKEW }), null, NOW, httpsOnly))],
+    ['register with iat exactly 300 s ahead', () => codeOf(() => assureValidChange(reg({ iat: NOW + MAX_CLOCK_SKEW }), null, NOW, httpsOnly))],
+    ['update by a current key with the current prev', () => codeOf(() => assureValidChange(upd(), current, NOW, httpsOnly))],
+    ['update by the second of two current keys', () => codeOf(() => assureValidChange(upd({}, bob), { keys: [alice.public, bob.public], op: PREV }, NOW, httpsOnly))],
+    ['rotation: update to new keys signed by the old key', () => codeOf(() => assureValidChange(upd({ keys: [bob.public] }), current, NOW, httpsOnly))],
+    ['delete by a current key with the current prev', () => codeOf(() => assureValidChange(del(), current, NOW, httpsOnly))],
+    ['http loopback endpoint in a development zone', () => codeOf(() => assureValidChange(reg({ endpoint: 'http://localhost:3000/a' }), null, NOW, devZone))],
+  ])('accepts %s', (_name, run) => {
+    expect(run()).toBe('accepted');
+  });
+
+  it.each<[string, () => string, string]>([
+    ['iat 301 s behind', () => codeOf(() => assureValidChange(reg({ iat: NOW - MAX_CLOCK_SKEW - 1 }), null, NOW, httpsOnly)), 'iat_out_of_range'],
+    ['iat 301 s ahead', () => codeOf(() => assureValidChange(reg({ iat: NOW + MAX_CLOCK_SKEW + 1 }), null, NOW, httpsOnly)), 'iat_out_of_range'],
+    ['iat 10 minutes ahead on update', () => codeOf(() => assureValidChange(upd({ iat: NOW + 600 }), current, NOW, httpsOnly)), 'iat_out_of_range'],
+    ['http loopback endpoint in an https-only zone', () => codeOf(() => assureValidChange(upd({ endpoint: 'http://127.0.0.1/a' }), current, NOW, httpsOnly)), 'invalid_endpoint'],
+    ['register of an existing handle', () => codeOf(() => assureValidChange(reg(), current, NOW, httpsOnly)), 'handle_exists'],
+    ['register whose signature does not verify', () => codeOf(() => assureValidChange(tampered(craft(registerPayload(), alice, registerHeader)), null, NOW, httpsOnly)), 'invalid_signature'],
+    ['register signed by another key than the header jwk', () => codeOf(() => assureValidChange(reg({ keys: [alice.public, bob.public] }, bob, registerHeader), null, NOW, httpsOnly)), 'invalid_signature'],
+    ['update of a handle that does not exist', () => codeOf(() => assureValidChange(upd(), null, NOW, httpsOnly)), 'handle_not_found'],
+    ['delete of a handle that does not exist', () => codeOf(() => assureValidChange(del(), null, NOW, httpsOnly)), 'handle_not_found'],
+    ['update signed by a key not on the handle', () => codeOf(() => assureValidChange(upd({}, bob), current, NOW, httpsOnly)), 'unauthorized_key'],
+    ['rotation signed by the new key only', () => codeOf(() => assureValidChange(upd({ keys: [bob.public] }, bob), current, NOW, httpsOnly)), 'unauthorized_key'],
+    ['delete signed by a key not on the handle', () => codeOf(() => assureValidChange(del({}, bob), current, NOW, httpsOnly)), 'unauthorized_key'],
+    ['update whose signature does not verify', () => codeOf(() => assureValidChange(tampered(craft(updatePayload(), alice)), current, NOW, httpsOnly)), 'invalid_signature'],
+    ['update naming a stale prev', () => codeOf(() => assureValidChange(upd({ prev: 'old-op' }), current, NOW, httpsOnly)), 'stale_prev'],
+    ['delete naming a stale prev', () => codeOf(() => assureValidChange(del({ prev: 'old-op' }), current, NOW, httpsOnly)), 'stale_prev'],
+  ])('refuses %s', (_name, run, expected) => {
+    expect(run()).toBe(expected);
+  });
+
+  it('names the server time on iat_out_of_range and the current op on stale_prev', () => {
+    try {
+      assureValidChange(reg({ iat: NOW - 3600 }), null, NOW, httpsOnly);
+      throw new Error('accepted');
+    } catch (err) {
+      expect((err as IdnsError).details).toEqual({ serverTime: NOW });
+    }
+    try {
+      assureValidChange(upd({ prev: 'old-op' }), current, NOW, httpsOnly);
+      throw new Error('accepted');
+    } catch (err) {
+      expect((err as IdnsError).details).toEqual({ current: PREV });
+    }
+  });
+});
