@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { z } from 'zod';
 import { IdnsError } from './errors.js';
 import type { LogLevel } from './log.js';
+import { parseZoneName } from './names/zone.js';
 
 /** The server's configuration, read once at start-up from a file, the environment and flags. */
 export interface ServerConfig {
@@ -26,6 +27,18 @@ export interface ServerConfig {
     intervalMs: number;
     batchSize: number;
   };
+  /** The resolver role, when configured (root servers and anchors, or forwarders). */
+  resolver: ResolverConfig | null;
+}
+
+/** The resolver role's settings (ResolverOptions of the library, as configuration). */
+export interface ResolverConfig {
+  rootServers: string[];
+  anchors: Record<string, string[]>;
+  forwarders: string[];
+  allowPrivate: boolean;
+  cache: { maxEntries?: number; serveStaleSeconds?: number; staleWhileRevalidateSeconds?: number; prefetch?: boolean };
+  limits: { requestTimeoutMs?: number; lookupBudgetMs?: number; maxReferrals?: number; maxQueries?: number; maxResponseBytes?: number };
 }
 
 export const DEFAULT_LISTEN = '127.0.0.1:8053';
@@ -38,6 +51,7 @@ export const DEFAULT_CONFIG: ServerConfig = {
   publicUrl: null,
   limits: { bodyBytes: 64 * 1024, requestTimeoutMs: 10_000, headersTimeoutMs: 5_000 },
   resign: { intervalMs: 60_000, batchSize: 1000 },
+  resolver: null,
 };
 
 /** Parses `HOST:PORT` (IPv6 as `[::1]:8053`); port 0 asks the system for a free port. */
@@ -70,6 +84,34 @@ const fileSchema = z
       })
       .strict()
       .optional(),
+    resolver: z
+      .object({
+        root: z.array(z.string().url()).max(32).optional(),
+        anchors: z.record(z.string(), z.array(z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'a key thumbprint')).min(1).max(8)).optional(),
+        forward: z.array(z.string().url()).max(32).optional(),
+        allowPrivate: z.boolean().optional(),
+        cache: z
+          .object({
+            maxEntries: z.number().int().min(1).max(100_000_000).optional(),
+            serveStaleSeconds: z.number().int().min(0).max(30 * 86_400).optional(),
+            staleWhileRevalidateSeconds: z.number().int().min(0).max(86_400).optional(),
+            prefetch: z.boolean().optional(),
+          })
+          .strict()
+          .optional(),
+        limits: z
+          .object({
+            requestTimeoutMs: z.number().int().min(10).max(120_000).optional(),
+            lookupBudgetMs: z.number().int().min(10).max(600_000).optional(),
+            maxReferrals: z.number().int().min(1).max(64).optional(),
+            maxQueries: z.number().int().min(1).max(1000).optional(),
+            maxResponseBytes: z.number().int().min(1024).max(64 * 1024 * 1024).optional(),
+          })
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -83,6 +125,11 @@ export interface ConfigFlags {
   logLevel?: string;
   bootstrap?: boolean;
   publicUrl?: string;
+  /** Resolver role: root servers, `ZONE=THUMBPRINT` anchors, forwarders, private addresses. */
+  root?: string[];
+  anchor?: string[];
+  forward?: string[];
+  allowPrivate?: boolean;
 }
 
 /**
@@ -125,7 +172,52 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
   config.bootstrap = flags.bootstrap ?? file.bootstrap ?? config.bootstrap;
   Object.assign(config.limits, file.limits);
   Object.assign(config.resign, file.resign);
+  config.resolver = resolverConfig(file.resolver, flags, configPath);
   return config;
+}
+
+/** Merges the resolver settings of the file and the flags; null when the role is not configured. */
+function resolverConfig(file: ConfigFile['resolver'], flags: ConfigFlags, configPath: string | undefined): ResolverConfig | null {
+  const rootServers = flags.root ?? file?.root ?? [];
+  const forwarders = flags.forward ?? file?.forward ?? [];
+  const anchors: Record<string, string[]> = flags.anchor
+    ? parseAnchorFlags(flags.anchor)
+    : parseAnchorFlags(Object.entries(file?.anchors ?? {}).flatMap(([zone, kids]) => kids.map((k) => `${zone}=${k}`)));
+  const where = flags.anchor || flags.root || flags.forward ? 'flags' : (configPath ?? 'flags');
+  if (rootServers.length === 0 && forwarders.length === 0) {
+    if (Object.keys(anchors).length > 0) throw new IdnsError('invalid_config', `${where}: resolver anchors given without --root or --forward servers`);
+    return null;
+  }
+  for (const url of [...rootServers, ...forwarders]) {
+    if (!URL.canParse(url) || !/^https?:$/.test(new URL(url).protocol)) throw new IdnsError('invalid_config', `${where}: resolver server "${url}" is not an http(s) URL`);
+  }
+  if (Object.keys(anchors).length === 0) throw new IdnsError('invalid_config', `${where}: the resolver needs at least one trust anchor (--anchor ZONE=THUMBPRINT)`);
+  return {
+    rootServers,
+    forwarders,
+    anchors,
+    allowPrivate: flags.allowPrivate ?? file?.allowPrivate ?? false,
+    cache: { ...file?.cache },
+    limits: { ...file?.limits },
+  };
+}
+
+/** Parses `ZONE=THUMBPRINT` values; the zone may be `.` for the root. */
+export function parseAnchorFlags(values: string[]): Record<string, string[]> {
+  const anchors: Record<string, string[]> = {};
+  for (const v of values) {
+    const i = v.lastIndexOf('=');
+    const kid = v.slice(i + 1);
+    if (i <= 0 || !/^[A-Za-z0-9_-]{43}$/.test(kid)) throw new IdnsError('invalid_config', `--anchor: expected ZONE=THUMBPRINT, got "${v}"`);
+    let zone: string;
+    try {
+      zone = parseZoneName(v.slice(0, i));
+    } catch (cause) {
+      throw new IdnsError('invalid_config', `--anchor: ${(cause as Error).message}`, { cause });
+    }
+    (anchors[zone] ??= []).push(kid);
+  }
+  return anchors;
 }
 
 const SOURCES = {

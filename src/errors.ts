@@ -32,6 +32,12 @@ export type ErrorCode =
   | 'invite_invalid'
   | 'storage_full'
   | 'key_unavailable'
+  // resolver
+  | 'no_trust_anchor'
+  | 'resolution_failed'
+  | 'referral_limit'
+  | 'budget_exceeded'
+  | 'address_refused'
   // client side
   | 'network_error'
   | 'bad_response'

@@ -2,6 +2,7 @@ import { IdnsError } from '../errors.js';
 import { UsageError, type Io } from './args.js';
 import { handle } from './commands/handle.js';
 import { keygen } from './commands/keygen.js';
+import { lookup } from './commands/lookup.js';
 import { resolve } from './commands/resolve.js';
 import { serve } from './commands/serve.js';
 import { zone } from './commands/zone.js';
@@ -14,7 +15,8 @@ Server side (--data DIR, default ./data):
 Client side (--server URL, default http://127.0.0.1:8053):
   keygen     Make an Ed25519 key file for a handle.
   handle     register | update | rotate | delete | show | log
-  resolve    Ask an authoritative server about a handle and verify the answer.`;
+  resolve    Ask an authoritative server about a handle and verify the answer.
+  lookup     Resolve a handle through the hierarchy (or a resolver), verifying the chain.`;
 
 const stdio: Io = {
   out: (text) => process.stdout.write(`${text}\n`),
@@ -36,6 +38,8 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
         return await handle(rest, io);
       case 'resolve':
         return await resolve(rest, io);
+      case 'lookup':
+        return await lookup(rest, io);
       case '--help':
       case '-h':
       case 'help':

@@ -5,6 +5,7 @@ import { body, errorResponse } from './errors.js';
 import { Metrics } from './metrics.js';
 import { handleRoutes } from './routes/handles.js';
 import { healthRoutes } from './routes/health.js';
+import { lookupRoutes } from './routes/lookup.js';
 import { resolveRoutes } from './routes/resolve.js';
 import { webfingerRoutes } from './routes/webfinger.js';
 import { zoneRoutes } from './routes/zones.js';
@@ -27,6 +28,7 @@ export function createApp(ctx: AppContext): { app: Hono; metrics: Metrics } {
   );
 
   app.route('/', resolveRoutes(ctx));
+  app.route('/', lookupRoutes(ctx));
   app.route('/', zoneRoutes(ctx));
   app.route('/', handleRoutes(ctx));
   app.route('/', webfingerRoutes(ctx));

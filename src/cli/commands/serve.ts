@@ -5,12 +5,19 @@ import { parseCommand, type Io } from '../args.js';
 
 const usage = `usage: idns serve [--listen HOST:PORT] [--data DIR] [--config FILE] [--public-url URL]
                   [--log-level debug|info|warn|error|silent] [--no-bootstrap]
+                  [--root URL... --anchor ZONE=THUMBPRINT... | --forward URL... --anchor ...]
+                  [--allow-private]
 
 Serves every zone in the data directory (default ./data) over HTTP on HOST:PORT (default
 127.0.0.1:8053). On an empty data directory it first creates the development zone
-"localhost" with open registration, unless --no-bootstrap is given.
+"localhost" with open registration, unless --no-bootstrap is given or the resolver role is on.
 Settings come from FILE (JSON), then IDNS_DATA, IDNS_LISTEN, IDNS_LOG_LEVEL,
-IDNS_PUBLIC_URL, IDNS_CONFIG, then the flags. SIGINT/SIGTERM stop it gracefully.`;
+IDNS_PUBLIC_URL, IDNS_CONFIG, then the flags. SIGINT/SIGTERM stop it gracefully.
+
+--root and --anchor turn on the resolver role (GET/POST /v1/lookup): it walks the
+hierarchy from the root servers, trusting only keys chained to the anchors. --forward
+asks upstream resolvers instead, still verifying their proofs against the anchors.
+--allow-private lets the resolver reach http and loopback/private addresses (tests, demo).`;
 
 /** `idns serve`: runs until SIGINT or SIGTERM. */
 export async function serve(argv: string[], io: Io): Promise<number> {
@@ -21,6 +28,10 @@ export async function serve(argv: string[], io: Io): Promise<number> {
     'public-url': { type: 'string' },
     'log-level': { type: 'string' },
     'no-bootstrap': { type: 'boolean' },
+    root: { type: 'string', multiple: true },
+    anchor: { type: 'string', multiple: true },
+    forward: { type: 'string', multiple: true },
+    'allow-private': { type: 'boolean' },
   } as const;
   const { values, help } = parseCommand({ usage, options, positionals: [] }, argv);
   if (help) return io.out(usage), 0;
@@ -31,6 +42,10 @@ export async function serve(argv: string[], io: Io): Promise<number> {
     publicUrl: values['public-url'],
     logLevel: values['log-level'],
     ...(values['no-bootstrap'] ? { bootstrap: false } : {}),
+    ...(values.root ? { root: values.root } : {}),
+    ...(values.anchor ? { anchor: values.anchor } : {}),
+    ...(values.forward ? { forward: values.forward } : {}),
+    ...(values['allow-private'] ? { allowPrivate: true } : {}),
   });
   const ctx = new AppContext(config);
   let running;
@@ -42,7 +57,8 @@ export async function serve(argv: string[], io: Io): Promise<number> {
   }
   const publicUrl = config.publicUrl ?? running.url.replace('0.0.0.0', '127.0.0.1').replace('[::]', '[::1]');
   let bootstrapped = false;
-  if (config.bootstrap && ctx.zones.list().length === 0) {
+  // A resolver-only server has no use for a development zone.
+  if (config.bootstrap && !config.resolver && ctx.zones.list().length === 0) {
     ctx.zones.create('localhost', { servers: [publicUrl], policy: 'open', allowLoopbackEndpoints: true });
     bootstrapped = true;
   }
@@ -51,6 +67,10 @@ export async function serve(argv: string[], io: Io): Promise<number> {
 
   const zones = ctx.zones.list().map((z) => ctx.zones.info(z.name));
   io.out(`idns serving on ${running.url} (data: ${config.dataDir})`);
+  if (config.resolver) {
+    const mode = config.resolver.forwarders.length > 0 ? `forwarding to ${config.resolver.forwarders.join(' ')}` : `from ${config.resolver.rootServers.join(' ')}`;
+    io.out(`  resolver: ${mode}, anchors ${Object.entries(config.resolver.anchors).map(([z, k]) => `${z}=${k.join(',')}`).join(' ')}`);
+  }
   for (const z of zones) io.out(`  zone ${z.name}: ${z.role}, serial ${z.serial}, ${z.policy} registration, key ${z.keyThumbprints.join(' ')}`);
   if (zones.length === 0) io.out('  no zones yet: create one with  idns zone create ZONE --server-url URL');
   if (bootstrapped || zones.some((z) => z.name === 'localhost')) {

@@ -1,6 +1,7 @@
 import { Hono } from 'hono';
 import type { AppContext } from '../../context.js';
-import { IdnsError } from '../../errors.js';
+import { IdnsError, isIdnsError } from '../../errors.js';
+import type { AuthoritativeAnswer } from '../../authority/answers.js';
 import { parseHandle } from '../../names/handle.js';
 import { decodePayload } from '../../authority/editor.js';
 
@@ -18,6 +19,28 @@ export function parseAcctResource(resource: string | undefined): string {
   }
 }
 
+/**
+ * The handle's endpoint and signed record: from a zone held here, or, on a server that also runs the
+ * resolver role, through the resolver for handles held elsewhere.
+ */
+async function findHandle(ctx: AppContext, handle: string): Promise<{ endpoint: string; record: string; ttl: number }> {
+  let answer: AuthoritativeAnswer | null = null;
+  try {
+    answer = ctx.authority.resolve(handle);
+  } catch (err) {
+    if (!isIdnsError(err, 'not_authoritative') || !ctx.resolver) throw err;
+  }
+  if (answer === null || (answer.status === 'referral' && ctx.resolver)) {
+    const r = await ctx.resolver!.lookup(handle);
+    if (r.status === 'not_found') throw new IdnsError('handle_not_found', `${handle} does not exist`);
+    return { endpoint: r.endpoint!, record: r.proof.record, ttl: r.ttl };
+  }
+  if (answer.status === 'referral') throw new IdnsError('not_authoritative', `${handle} is in a zone delegated away from ${answer.zone}`);
+  if (answer.status !== 'answer') throw new IdnsError('handle_not_found', `${handle} does not exist`);
+  const record = decodePayload(answer.record) as { endpoint: string };
+  return { endpoint: record.endpoint, record: answer.record, ttl: answer.ttl };
+}
+
 /** `GET /.well-known/webfinger?resource=acct:…`: the handle as a JRD, readable from any origin. */
 export function webfingerRoutes(ctx: AppContext): Hono {
   const app = new Hono();
@@ -26,20 +49,17 @@ export function webfingerRoutes(ctx: AppContext): Hono {
     // RFC 7033 5: WebFinger resources are public and must be readable by in-browser clients.
     c.res.headers.set('Access-Control-Allow-Origin', '*');
   });
-  app.get('/.well-known/webfinger', (c) => {
+  app.get('/.well-known/webfinger', async (c) => {
     const handle = parseAcctResource(c.req.query('resource'));
     const rels = c.req.queries('rel') ?? [];
-    const answer = ctx.authority.resolve(handle);
-    if (answer.status === 'referral') throw new IdnsError('not_authoritative', `${handle} is in a zone delegated away from ${answer.zone}`);
-    if (answer.status !== 'answer') throw new IdnsError('handle_not_found', `${handle} does not exist`);
-    const record = decodePayload(answer.record) as { endpoint: string };
-    const links = [{ rel: 'self', type: 'application/activity+json', href: record.endpoint }];
+    const found = await findHandle(ctx, handle);
+    const links = [{ rel: 'self', type: 'application/activity+json', href: found.endpoint }];
     const jrd = {
       subject: `acct:${handle}`,
       links: rels.length === 0 ? links : links.filter((l) => rels.includes(l.rel)),
-      properties: { [RECORD_PROPERTY]: answer.record },
+      properties: { [RECORD_PROPERTY]: found.record },
     };
-    c.header('Cache-Control', `public, max-age=${answer.ttl}`);
+    c.header('Cache-Control', `public, max-age=${found.ttl}`);
     c.header('Content-Type', 'application/jrd+json');
     return c.body(JSON.stringify(jrd), 200);
   });

@@ -1,0 +1,40 @@
+import { Hono, type Context } from 'hono';
+import type { AppContext } from '../../context.js';
+import { IdnsError } from '../../errors.js';
+import type { LookupResult, Resolver } from '../../resolver/resolver.js';
+import { MAX_BATCH } from '../../resolver/resolver.js';
+import { readJsonObject } from '../request.js';
+
+/** The JSON form of a lookup result (docs/protocol.md, "GET /v1/lookup"). */
+export function lookupBody(r: LookupResult) {
+  return { handle: r.handle, status: r.status, zone: r.zone, endpoint: r.endpoint, keys: r.keys, ttl: r.ttl, stale: r.stale, proof: r.proof };
+}
+
+/** The resolver role: `GET /v1/lookup/{handle}` and `POST /v1/lookup` (up to 100 handles). */
+export function lookupRoutes(ctx: AppContext): Hono {
+  const app = new Hono();
+  const resolverOf = (): Resolver => {
+    if (!ctx.resolver) throw new IdnsError('not_authoritative', 'this server does not run the resolver role (start it with --root and --anchor, or --forward)');
+    return ctx.resolver;
+  };
+
+  app.get('/v1/lookup/:handle', async (c: Context) => {
+    const r = await resolverOf().lookup(c.req.param('handle')!);
+    c.header('Cache-Control', `public, max-age=${r.ttl}`);
+    return c.json(lookupBody(r), r.status === 'found' ? 200 : 404);
+  });
+
+  app.post('/v1/lookup', async (c) => {
+    const resolver = resolverOf();
+    const body = await readJsonObject(c);
+    const handles = body.handles;
+    if (!Array.isArray(handles) || handles.length === 0 || handles.length > MAX_BATCH || !handles.every((h) => typeof h === 'string')) {
+      throw new IdnsError('invalid_request', `the body must be {"handles": [1 to ${MAX_BATCH} handle strings]}`);
+    }
+    const results = await resolver.resolveMany(handles as string[]);
+    return c.json({
+      results: results.map((r) => ('result' in r ? lookupBody(r.result) : { handle: r.handle, error: { code: r.error.code, message: r.error.message } })),
+    });
+  });
+  return app;
+}

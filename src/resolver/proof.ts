@@ -1,0 +1,109 @@
+import { IdnsError } from '../errors.js';
+import { parseHandle } from '../names/handle.js';
+import { isAtOrBelow } from '../names/zone.js';
+import type { PublicJwk } from '../records/keys.js';
+import { verifyDelegation, verifyDenial, verifyHandleRecord, verifyZoneRecord } from '../records/verify.js';
+
+/**
+ * The proof of a resolution: the zone records from a trust anchor down to the zone that answered, each
+ * zone (but the last) with the signed delegation of the next, then the answer (a handle record) or the
+ * denial. Anyone holding the anchor can check it with jose alone; a forwarding resolver checks what its
+ * upstream sends this way, so the upstream cannot forge an answer.
+ */
+export interface ProofStep {
+  zone: string;
+  zoneRecord: string;
+  /** The delegation, signed by this zone, of the next step's zone. Absent on the last step. */
+  delegation?: string;
+}
+
+export interface Proof {
+  steps: ProofStep[];
+  /** The handle record (found) or the denial (not found), signed by the last step's zone. */
+  record: string;
+}
+
+/** A verified resolution. */
+export interface Resolution {
+  handle: string;
+  status: 'found' | 'not_found';
+  /** The zone that answered. */
+  zone: string;
+  endpoint: string | null;
+  keys: PublicJwk[] | null;
+  /** Seconds the result may be cached from the moment it was verified. */
+  ttl: number;
+  /** Signature expiry of the earliest-expiring record of the proof, seconds since the epoch. */
+  exp: number;
+  proof: Proof;
+}
+
+/** Trust anchors: zone name → thumbprints of keys trusted to sign that zone's record. */
+export type TrustAnchors = ReadonlyMap<string, readonly string[]>;
+
+/**
+ * Verifies a proof for `handle` against the anchors, at time `now` (seconds). Throws verification_failed
+ * with the reason, or no_trust_anchor when the proof starts at a zone without an anchor.
+ */
+export function verifyProof(proof: unknown, input: string, anchors: TrustAnchors, now: number, expected?: 'answer' | 'denial'): Resolution {
+  const { handle, host } = parseHandle(input);
+  const p = proof as Partial<Proof> | null;
+  if (!p || !Array.isArray(p.steps) || p.steps.length === 0 || typeof p.record !== 'string') {
+    throw new IdnsError('verification_failed', 'the proof must have steps and a record');
+  }
+  if (p.steps.length > 64) throw new IdnsError('verification_failed', 'the proof has too many steps');
+  const first = p.steps[0] as ProofStep;
+  const anchored = anchors.get(first?.zone);
+  if (!anchored) throw new IdnsError('no_trust_anchor', `the proof starts at zone ${String(first?.zone)}, which has no trust anchor here`);
+  let trusted: readonly string[] = anchored;
+  let exp = Infinity;
+  let zone = verifyZoneRecord(first.zoneRecord, first.zone, now, trusted);
+  if (!isAtOrBelow(host, first.zone)) throw new IdnsError('verification_failed', `${handle} is not under the anchored zone ${first.zone}`);
+  exp = Math.min(exp, zone.record.exp);
+  for (let i = 0; i < p.steps.length - 1; i++) {
+    const step = p.steps[i] as ProofStep;
+    const next = p.steps[i + 1] as ProofStep;
+    if (typeof step.delegation !== 'string') throw new IdnsError('verification_failed', `step ${i} (${step.zone}) has no delegation to ${next?.zone}`);
+    const d = verifyDelegation(step.delegation, zone, now);
+    // Bailiwick: a zone may only delegate names strictly below itself, and only on the way to the handle.
+    if (d.name !== next.zone || d.name === step.zone || !isAtOrBelow(d.name, step.zone) || !isAtOrBelow(host, d.name)) {
+      throw new IdnsError('verification_failed', `zone ${step.zone} delegates ${d.name}, which is not on the way from ${step.zone} to ${handle}`);
+    }
+    exp = Math.min(exp, d.exp);
+    trusted = d.ds;
+    zone = verifyZoneRecord(next.zoneRecord, next.zone, now, trusted);
+    exp = Math.min(exp, zone.record.exp);
+  }
+  const last = p.steps[p.steps.length - 1] as ProofStep;
+  if (last.delegation !== undefined) throw new IdnsError('verification_failed', 'the last step of a proof carries no delegation');
+  const kind = (decodeType(p.record) ?? 'unknown') as string;
+  if (kind === 'handle' && expected !== 'denial') {
+    const r = verifyHandleRecord(p.record, handle, zone, now);
+    return {
+      handle,
+      status: 'found',
+      zone: last.zone,
+      endpoint: r.endpoint,
+      keys: r.keys,
+      ttl: Math.max(0, Math.min(r.ttl, r.exp - now)),
+      exp: Math.min(exp, r.exp),
+      proof: p as Proof,
+    };
+  }
+  if (kind === 'denial' && expected !== 'answer') {
+    const r = verifyDenial(p.record, handle, zone, now);
+    const ttl = Math.min(r.ttl, zone.record.minimum);
+    return { handle, status: 'not_found', zone: last.zone, endpoint: null, keys: null, ttl: Math.max(0, Math.min(ttl, r.exp - now)), exp: Math.min(exp, r.exp), proof: p as Proof };
+  }
+  throw new IdnsError('verification_failed', `the proof ends in a ${kind} record, not ${expected ?? 'a handle record or a denial'}`);
+}
+
+function decodeType(jws: string): string | undefined {
+  const payload = jws.split('.')[1];
+  if (payload === undefined) return undefined;
+  try {
+    return (JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as { type?: string }).type;
+  } catch (cause) {
+    throw new IdnsError('verification_failed', 'the proof record payload is not JSON', { cause });
+  }
+}

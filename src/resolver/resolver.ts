@@ -1,0 +1,333 @@
+import { Agent, type Dispatcher } from 'undici';
+import { epochSeconds, systemClock, type Clock } from '../clock.js';
+import { errorFromBody, jsonRequest, type JsonResponse } from '../client/http.js';
+import { IdnsError, isIdnsError } from '../errors.js';
+import { parseHandle } from '../names/handle.js';
+import { ancestors, isAtOrBelow, ROOT } from '../names/zone.js';
+import { verifyDelegation, verifyDenial, verifyHandleRecord, verifyZoneRecord, type VerifiedZone } from '../records/verify.js';
+import { assureAllowedUrl, publicOnlyLookup } from './address-policy.js';
+import { LruCache } from './cache.js';
+import { resolveOptions, type ResolvedOptions, type ResolverOptions } from './options.js';
+import { verifyProof, type ProofStep, type Resolution } from './proof.js';
+import { ServerSelector } from './servers.js';
+
+/** A lookup's result as the resolver hands it out: the verified resolution, with TTL left and staleness. */
+export interface LookupResult extends Resolution {
+  /** True when served from expired cache because the zone's servers could not be reached (RFC 8767). */
+  stale: boolean;
+}
+
+/** The part of a handle's record a microblog server needs. */
+export interface ResolvedHandle {
+  handle: string;
+  endpoint: string;
+  keys: NonNullable<Resolution['keys']>;
+  zone: string;
+  ttl: number;
+  stale: boolean;
+}
+
+/** One result of resolveMany: a lookup result or the typed error of that handle. */
+export type BatchResult = { handle: string; result: LookupResult } | { handle: string; error: IdnsError };
+
+/** Most handles in one batch. */
+export const MAX_BATCH = 100;
+
+/** A zone cut the resolver knows: where to ask, which keys to trust, and the proof that leads there. */
+interface ZoneCut {
+  name: string;
+  servers: string[];
+  trusted: readonly string[];
+  /** Proof steps from the anchor down to (not including) this zone. */
+  prefix: ProofStep[];
+}
+
+type Cached = { kind: 'answer'; resolution: Resolution } | { kind: 'cut'; cut: ZoneCut };
+
+/** The work one lookup may still do. */
+class Budget {
+  private queries: number;
+  readonly deadline: number;
+  constructor(
+    private readonly clock: Clock,
+    opts: ResolvedOptions,
+  ) {
+    this.queries = opts.maxQueries;
+    this.deadline = clock.now() + opts.lookupBudgetMs;
+  }
+  /** Takes one upstream request from the budget, or throws when the lookup has used its share. */
+  spend(): number {
+    const left = this.deadline - this.clock.now();
+    if (left <= 0) throw new IdnsError('budget_exceeded', 'the lookup ran out of time');
+    if (this.queries-- <= 0) throw new IdnsError('budget_exceeded', 'the lookup made as many requests as it may');
+    return left;
+  }
+}
+
+/** A server's verified reply to `GET /v1/resolve/{handle}?zone=Z`. */
+type ZoneReply =
+  | { status: 'answer' | 'denial'; zone: VerifiedZone; record: string }
+  | { status: 'referral'; zone: VerifiedZone; record: string; child: ZoneCut };
+
+/**
+ * The caching, verifying resolver: walks the hierarchy from its trust anchors (or asks upstream resolvers
+ * and checks their proofs), verifies every signature, and caches answers, denials and zone cuts.
+ */
+export class Resolver {
+  readonly options: ResolvedOptions;
+  private readonly clock: Clock;
+  private readonly cache: LruCache<Cached>;
+  private readonly inflight = new Map<string, Promise<Resolution>>();
+  private readonly selector: ServerSelector;
+  private readonly dispatcher: Dispatcher;
+  private readonly ownsDispatcher: boolean;
+  private readonly onBackgroundError: (err: unknown) => void;
+  /** Requests sent to servers, for metrics and tests. */
+  upstreamRequests = 0;
+
+  constructor(options: ResolverOptions) {
+    this.options = resolveOptions(options);
+    this.clock = options.clock ?? systemClock;
+    this.cache = new LruCache(this.options.maxEntries);
+    this.selector = new ServerSelector(this.clock);
+    this.ownsDispatcher = options.dispatcher === undefined;
+    this.dispatcher =
+      options.dispatcher ??
+      new Agent({
+        keepAliveTimeout: 10_000,
+        connections: 16,
+        connect: { timeout: this.options.requestTimeoutMs, ...(this.options.allowPrivate ? {} : { lookup: publicOnlyLookup }) },
+      });
+    this.onBackgroundError = options.onBackgroundError ?? (() => {});
+  }
+
+  /** Resolves a handle to its verified endpoint and keys; throws handle_not_found on a verified denial. */
+  async resolve(handle: string): Promise<ResolvedHandle> {
+    const r = await this.lookup(handle);
+    if (r.status === 'not_found') throw new IdnsError('handle_not_found', `${r.handle} does not exist (verified denial from zone ${r.zone})`);
+    return { handle: r.handle, endpoint: r.endpoint!, keys: r.keys!, zone: r.zone, ttl: r.ttl, stale: r.stale };
+  }
+
+  /** Resolves up to 100 handles at once; each gets its result or its own error. */
+  async resolveMany(handles: readonly string[]): Promise<BatchResult[]> {
+    if (handles.length > MAX_BATCH) throw new IdnsError('invalid_request', `at most ${MAX_BATCH} handles per batch`);
+    return Promise.all(
+      handles.map(async (handle): Promise<BatchResult> => {
+        try {
+          return { handle, result: await this.lookup(handle) };
+        } catch (error) {
+          if (!isIdnsError(error)) throw error;
+          return { handle, error };
+        }
+      }),
+    );
+  }
+
+  /** The full verified result of a lookup, found or not found, with its proof. */
+  async lookup(input: string): Promise<LookupResult> {
+    const { handle } = parseHandle(input);
+    const now = this.clock.now();
+    const entry = this.cache.get(`a:${handle}`, now);
+    const cached = entry?.value.kind === 'answer' ? entry.value.resolution : undefined;
+    if (entry && cached && now < entry.expiresAt) {
+      // Prefetch: a hot entry near expiry is refreshed before anyone has to wait for it.
+      if (this.options.prefetch && entry.hits >= 2 && entry.expiresAt - now < entry.ttlMs / 10) this.background(handle);
+      return this.fromCache(cached, entry.expiresAt, now, false);
+    }
+    if (entry && cached && now < entry.expiresAt + this.options.staleWhileRevalidateMs) {
+      this.background(handle);
+      return this.fromCache(cached, entry.expiresAt, now, true);
+    }
+    try {
+      const fresh = await this.refresh(handle);
+      return { ...fresh, stale: false };
+    } catch (err) {
+      // RFC 8767: when the zone's servers cannot give an answer, expired data (still validly signed) is
+      // better than none, for a bounded window, and marked as stale.
+      if (entry && cached) return this.fromCache(cached, entry.expiresAt, this.clock.now(), true);
+      throw err;
+    }
+  }
+
+  /** Number of cache entries. */
+  get cacheSize(): number {
+    return this.cache.size;
+  }
+
+  /** Empties the cache. */
+  clearCache(): void {
+    this.cache.clear();
+  }
+
+  /** Closes the connections this resolver opened. */
+  async close(): Promise<void> {
+    if (this.ownsDispatcher) await this.dispatcher.close();
+  }
+
+  private fromCache(r: Resolution, expiresAt: number, now: number, stale: boolean): LookupResult {
+    return { ...r, ttl: stale ? 0 : Math.max(0, Math.ceil((expiresAt - now) / 1000)), stale };
+  }
+
+  private background(handle: string): void {
+    if (this.inflight.has(handle)) return;
+    this.refresh(handle).catch(this.onBackgroundError);
+  }
+
+  /** One upstream resolution per name at a time: concurrent lookups share the pending promise. */
+  private refresh(handle: string): Promise<Resolution> {
+    const pending = this.inflight.get(handle);
+    if (pending) return pending;
+    const p = (this.options.forwarders.length > 0 ? this.forward(handle) : this.walk(handle)).then((r) => {
+      const now = this.clock.now();
+      this.cache.set(`a:${handle}`, { kind: 'answer', resolution: r }, now, r.ttl * 1000, this.options.serveStaleMs, r.exp * 1000);
+      return r;
+    });
+    this.inflight.set(handle, p);
+    const done = () => this.inflight.delete(handle);
+    p.then(done, done);
+    return p;
+  }
+
+  /** Iterative resolution: from the closest known zone cut down the referrals to the answering zone. */
+  private async walk(handle: string): Promise<Resolution> {
+    const host = handle.slice(handle.lastIndexOf('@') + 1);
+    const budget = new Budget(this.clock, this.options);
+    let cut = this.closestCut(host);
+    const steps: ProofStep[] = cut.prefix.map((s) => ({ ...s }));
+    for (let referrals = 0; ; referrals++) {
+      const reply = await this.askZone(cut, handle, host, budget);
+      steps.push({ zone: cut.name, zoneRecord: reply.zone.jws });
+      this.rememberServers(cut, reply.zone);
+      if (reply.status !== 'referral') {
+        return verifyProof({ steps, record: reply.record }, handle, this.options.anchors, epochSeconds(this.clock));
+      }
+      if (referrals >= this.options.maxReferrals) {
+        throw new IdnsError('referral_limit', `more than ${this.options.maxReferrals} referrals for ${handle}`);
+      }
+      steps[steps.length - 1]!.delegation = reply.record;
+      const child: ZoneCut = { ...reply.child, prefix: steps.map((s) => ({ ...s })) };
+      const d = verifyDelegation(reply.record, reply.zone, epochSeconds(this.clock));
+      this.cache.set(`z:${child.name}`, { kind: 'cut', cut: child }, this.clock.now(), d.ttl * 1000, this.options.serveStaleMs, d.exp * 1000);
+      cut = child;
+    }
+  }
+
+  /** The deepest fresh cached zone cut above the host, else the deepest trust anchor above it. */
+  private closestCut(host: string): ZoneCut {
+    const now = this.clock.now();
+    for (const name of ancestors(host)) {
+      const entry = this.cache.get(`z:${name}`, now);
+      if (entry && now < entry.expiresAt && entry.value.kind === 'cut') return entry.value.cut;
+      const anchor = this.options.anchors.get(name);
+      if (anchor) return { name, servers: [...this.options.rootServers], trusted: anchor, prefix: [] };
+    }
+    throw new IdnsError('no_trust_anchor', `no trust anchor covers ${host}`);
+  }
+
+  /** The zone record lists the zone's own servers (secondaries included): ask those too next time. */
+  private rememberServers(cut: ZoneCut, zone: VerifiedZone): void {
+    for (const s of zone.record.servers) if (!cut.servers.includes(s) && cut.servers.length < 32) cut.servers.push(s);
+  }
+
+  /**
+   * Asks the zone's servers, best first, until one gives a reply that verifies. A timeout, an error, a
+   * redirect, an oversized body or a bad signature all count against that server and move on to the next.
+   */
+  private async askZone(cut: ZoneCut, handle: string, host: string, budget: Budget): Promise<ZoneReply> {
+    const zoneParam = cut.name === ROOT ? '_root' : cut.name;
+    let lastError: unknown = new IdnsError('resolution_failed', `zone ${cut.name} lists no servers`);
+    let verificationFailed = false;
+    for (const server of this.selector.order(cut.servers)) {
+      const left = budget.spend();
+      const started = this.clock.now();
+      try {
+        assureAllowedUrl(server, this.options.allowPrivate);
+        const url = `${server.replace(/\/+$/, '')}/v1/resolve/${encodeURIComponent(handle)}?zone=${encodeURIComponent(zoneParam)}`;
+        const res = await this.get(url, left);
+        const reply = this.checkZoneReply(res, cut, handle, host);
+        this.selector.success(server, this.clock.now() - started);
+        return reply;
+      } catch (err) {
+        if (isIdnsError(err, 'budget_exceeded')) throw err;
+        this.selector.failure(server);
+        verificationFailed ||= isIdnsError(err, 'verification_failed');
+        lastError = err;
+      }
+    }
+    const reason = lastError instanceof Error ? lastError.message : String(lastError);
+    // A lie or a refused address says more than "failed": pass it on as it is.
+    if ((verificationFailed && isIdnsError(lastError, 'verification_failed')) || isIdnsError(lastError, 'address_refused')) throw lastError;
+    throw new IdnsError('resolution_failed', `no server of zone ${cut.name} gave a usable answer (last: ${reason})`, { cause: lastError });
+  }
+
+  private checkZoneReply(res: JsonResponse, cut: ZoneCut, handle: string, host: string): ZoneReply {
+    if (res.status >= 300 && res.status < 400) throw new IdnsError('bad_response', `redirect (${res.status}) refused: redirects are not followed`);
+    const err = errorFromBody(res.body);
+    if (err) throw new IdnsError('bad_response', `the server answered ${err.code}: ${err.message}`);
+    const b = res.body as { status?: unknown; zone?: unknown; record?: unknown; zoneRecord?: unknown } | null;
+    if (!b || typeof b !== 'object') throw new IdnsError('bad_response', 'the reply is not an object');
+    // Bailiwick: we asked zone `cut.name`; only that zone may answer.
+    if (b.zone !== cut.name) throw new IdnsError('verification_failed', `asked zone ${cut.name}, the reply is from ${String(b.zone)}`);
+    const now = epochSeconds(this.clock);
+    const zone = verifyZoneRecord(b.zoneRecord, cut.name, now, cut.trusted);
+    if (typeof b.record !== 'string') throw new IdnsError('bad_response', 'the reply carries no record');
+    if (b.status === 'answer') {
+      verifyHandleRecord(b.record, handle, zone, now);
+      return { status: 'answer', zone, record: b.record };
+    }
+    if (b.status === 'denial') {
+      verifyDenial(b.record, handle, zone, now);
+      return { status: 'denial', zone, record: b.record };
+    }
+    if (b.status === 'referral') {
+      const d = verifyDelegation(b.record, zone, now);
+      // Each referral must go strictly deeper towards the handle: this rules out loops and sideways jumps.
+      if (d.name === cut.name || !isAtOrBelow(d.name, cut.name) || !isAtOrBelow(host, d.name)) {
+        throw new IdnsError('verification_failed', `zone ${cut.name} referred to ${d.name}, which is not below it on the way to ${handle}`);
+      }
+      return { status: 'referral', zone, record: b.record, child: { name: d.name, servers: [...d.servers], trusted: d.ds, prefix: [] } };
+    }
+    throw new IdnsError('bad_response', `unknown reply status ${JSON.stringify(b.status)}`);
+  }
+
+  /** Forwarding: ask upstream resolvers, and verify their proofs against our own anchors. */
+  private async forward(handle: string): Promise<Resolution> {
+    const budget = new Budget(this.clock, this.options);
+    let lastError: unknown = new IdnsError('resolution_failed', 'no upstream resolver configured');
+    for (const upstream of this.selector.order(this.options.forwarders)) {
+      const left = budget.spend();
+      const started = this.clock.now();
+      try {
+        assureAllowedUrl(upstream, this.options.allowPrivate);
+        const res = await this.get(`${upstream.replace(/\/+$/, '')}/v1/lookup/${encodeURIComponent(handle)}`, left);
+        if (res.status >= 300 && res.status < 400) throw new IdnsError('bad_response', `redirect (${res.status}) refused`);
+        const err = errorFromBody(res.body);
+        if (err) throw new IdnsError('bad_response', `the upstream answered ${err.code}: ${err.message}`);
+        const proof = (res.body as { proof?: unknown } | null)?.proof;
+        const resolution = verifyProof(proof, handle, this.options.anchors, epochSeconds(this.clock));
+        this.selector.success(upstream, this.clock.now() - started);
+        return resolution;
+      } catch (err) {
+        if (isIdnsError(err, 'budget_exceeded')) throw err;
+        this.selector.failure(upstream);
+        lastError = err;
+      }
+    }
+    if (isIdnsError(lastError, 'verification_failed') || isIdnsError(lastError, 'no_trust_anchor') || isIdnsError(lastError, 'address_refused')) throw lastError;
+    throw new IdnsError('resolution_failed', `no upstream resolver gave a usable answer (last: ${(lastError as Error).message})`, { cause: lastError });
+  }
+
+  private async get(url: string, budgetLeftMs: number): Promise<JsonResponse> {
+    this.upstreamRequests += 1;
+    return jsonRequest(url, {
+      timeoutMs: Math.max(1, Math.min(this.options.requestTimeoutMs, budgetLeftMs)),
+      maxBytes: this.options.maxResponseBytes,
+      dispatcher: this.dispatcher,
+    });
+  }
+}
+
+/** Creates a resolver (see ResolverOptions for every setting and its default). */
+export function createResolver(options: ResolverOptions): Resolver {
+  return new Resolver(options);
+}

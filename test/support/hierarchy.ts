@@ -1,0 +1,88 @@
+import { rmSync } from 'node:fs';
+import type { Clock } from '../../src/clock.js';
+import { signChangeRequest } from '../../src/client/requests.js';
+import { newUserKey, type UserKey } from './keys.js';
+import { startTestServer, tempDir, type TestServer } from './server.js';
+
+/** One zone of a test hierarchy: two real servers over one data directory (two processes' worth of HTTP). */
+export interface TestZone {
+  name: string;
+  a: TestServer;
+  b: TestServer;
+  kid: string;
+  dataDir: string;
+}
+
+/** A running hierarchy: root → example → {social.example, news.example}, and root → skip.example.org. */
+export interface Hierarchy {
+  zones: Map<string, TestZone>;
+  rootServers: string[];
+  anchors: Map<string, string[]>;
+  owner: UserKey;
+  /** Registers a handle in its zone (on server a). */
+  register(handle: string, zone: string, endpoint?: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+const ZONES = ['.', 'example', 'social.example', 'news.example', 'skip.example.org'];
+const DELEGATIONS: [string, string][] = [
+  ['.', 'example'],
+  ['example', 'social.example'],
+  ['example', 'news.example'],
+  // The root may delegate several levels down at once.
+  ['.', 'skip.example.org'],
+];
+
+/** Starts the hierarchy with a few handles at every level. */
+export async function startHierarchy(options: { clock?: Clock } = {}): Promise<Hierarchy> {
+  const zones = new Map<string, TestZone>();
+  for (const name of ZONES) {
+    const { dir } = tempDir();
+    const a = await startTestServer({ dataDir: dir, ...(options.clock ? { clock: options.clock } : {}) });
+    const b = await startTestServer({ dataDir: dir, ...(options.clock ? { clock: options.clock } : {}) });
+    const info = a.ctx.zones.create(name, { servers: [a.url, b.url], allowLoopbackEndpoints: true });
+    zones.set(name, { name, a, b, kid: info.keyThumbprints[0]!, dataDir: dir });
+  }
+  for (const [parent, child] of DELEGATIONS) {
+    const c = zones.get(child)!;
+    zones.get(parent)!.a.ctx.zones.delegate(parent, child, { servers: [c.a.url, c.b.url], ds: [c.kid] });
+  }
+  const owner = newUserKey();
+  const h: Hierarchy = {
+    zones,
+    rootServers: [zones.get('.')!.a.url, zones.get('.')!.b.url],
+    anchors: new Map([['.', [zones.get('.')!.kid]]]),
+    owner,
+    async register(handle, zone, endpoint = `https://home.example/${handle}`) {
+      const jws = signChangeRequest({ action: 'register', handle, endpoint, keys: [owner.public] }, owner.private, options.clock);
+      await zones.get(zone)!.a.ctx.changes.submit(jws);
+    },
+    async close() {
+      for (const z of zones.values()) {
+        await z.a.close();
+        await z.b.close();
+        rmSync(z.dataDir, { recursive: true, force: true });
+      }
+    },
+  };
+  await h.register('alice@social.example', 'social.example');
+  await h.register('bob@example', 'example');
+  await h.register('carol@news.example', 'news.example');
+  await h.register('dave@org', '.');
+  await h.register('eve@deep.skip.example.org', 'skip.example.org');
+  return h;
+}
+
+/** Counts the authoritative queries (`GET /v1/resolve`) the hierarchy's servers have answered. */
+export async function resolveQueries(h: Hierarchy): Promise<number> {
+  let total = 0;
+  for (const z of h.zones.values()) {
+    for (const s of [z.a, z.b]) {
+      const text = await (await fetch(`${s.url}/metrics`)).text();
+      for (const line of text.split('\n')) {
+        if (line.startsWith('idns_http_requests_total{route="/v1/resolve/:handle"')) total += Number(line.split(' ').pop());
+      }
+    }
+  }
+  return total;
+}
