@@ -109,3 +109,20 @@ describe('resolution through the hierarchy', () => {
     }
   });
 });
+
+describe('the package entry point', () => {
+  it('exports createResolver for microblog servers, working through the hierarchy', async () => {
+    const h = await startHierarchy();
+    try {
+      // Self-reference through package.json "exports", exactly as `import { createResolver } from 'idns'`.
+      const idns = (await import('idns')) as typeof import('../src/index.js');
+      const r = idns.createResolver({ trustAnchors: Object.fromEntries(h.anchors), rootServers: h.rootServers, allowPrivate: true });
+      const found = await r.resolve('alice@social.example');
+      expect(found.endpoint).toBe('https://home.example/alice@social.example');
+      await expect(r.resolve('nobody@social.example')).rejects.toBeInstanceOf(idns.IdnsError);
+      await r.close();
+    } finally {
+      await h.close();
+    }
+  });
+});
