@@ -15,20 +15,32 @@ CREATE TABLE zones (
   digest_state BLOB NOT NULL,               -- LtHash state of every record below (src/records/digest.ts)
   record       TEXT NOT NULL,               -- the signed zone record (compact JWS) at this version
   record_exp   INTEGER NOT NULL,            -- its signature expiry, seconds
+  content      TEXT NOT NULL,               -- id of the zone's records in `records` (see below)
+  journal_floor INTEGER NOT NULL DEFAULT 0, -- the journal holds every change after this version
+  refreshed_at INTEGER,                     -- secondary: last successful check against a primary, ms
   created_at   INTEGER NOT NULL
 ) STRICT;
 
 -- The zone's content: every signed record except the zone record, exactly as served and transferred.
+-- Rows belong to a content id rather than a zone name: a primary's content id is its zone name; a
+-- secondary loads a full transfer under a new id and switches zones.content to it in one short
+-- transaction, so a transfer of any size is applied atomically and the old copy is dropped afterwards.
 CREATE TABLE records (
-  zone    TEXT NOT NULL REFERENCES zones (name) ON DELETE CASCADE,
+  content TEXT NOT NULL,
   type    TEXT NOT NULL CHECK (type IN ('handle', 'delegation', 'denial')),
   key     TEXT NOT NULL,                    -- handle | child zone name | gap start hash ('' = start of the space)
   version INTEGER NOT NULL,                 -- zone version at which this record was written
   exp     INTEGER NOT NULL,                 -- signature expiry, seconds (drives re-signing)
   jws     TEXT NOT NULL,
-  PRIMARY KEY (zone, type, key)
+  PRIMARY KEY (content, type, key)
 ) STRICT, WITHOUT ROWID;
-CREATE INDEX records_by_exp ON records (zone, exp);
+CREATE INDEX records_by_exp ON records (content, exp);
+
+-- Content ids no zone uses any more (replaced copies, interrupted transfers), deleted in small batches.
+CREATE TABLE retired_content (
+  content    TEXT PRIMARY KEY,
+  retired_at INTEGER NOT NULL
+) STRICT;
 
 -- The change journal (like IXFR's): for each version, the records it put or deleted, in order.
 CREATE TABLE journal (

@@ -115,7 +115,7 @@ describe('the package entry point', () => {
     const h = await startHierarchy();
     try {
       // Self-reference through package.json "exports", exactly as `import { createResolver } from 'idns'`.
-      const idns = (await import('idns')) as typeof import('../src/index.js');
+      const idns = await import('idns');
       const r = idns.createResolver({ trustAnchors: Object.fromEntries(h.anchors), rootServers: h.rootServers, allowPrivate: true });
       const found = await r.resolve('alice@social.example');
       expect(found.endpoint).toBe('https://home.example/alice@social.example');

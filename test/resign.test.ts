@@ -41,7 +41,7 @@ afterEach(async () => {
 });
 
 function rows(zone: string): Row[] {
-  return db.prepare<[string], Row>('SELECT type, key, version, exp, jws FROM records WHERE zone = ? ORDER BY type, key').all(zone);
+  return db.prepare<[string], Row>('SELECT type, key, version, exp, jws FROM records WHERE content = ? ORDER BY type, key').all(zone);
 }
 
 function zoneRow(zone: string): { version: number; record: string; recordExp: number } {

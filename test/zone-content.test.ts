@@ -18,7 +18,7 @@ interface Row {
 function zoneRows(dataDir: string, zone: string): Row[] {
   const db = new Database(join(dataDir, 'idns.sqlite'), { readonly: true });
   try {
-    return db.prepare<[string], Row>('SELECT type, key, jws FROM records WHERE zone = ? ORDER BY type, key').all(zone);
+    return db.prepare<[string], Row>('SELECT type, key, jws FROM records WHERE content = ? ORDER BY type, key').all(zone);
   } finally {
     db.close();
   }

@@ -46,17 +46,17 @@ export class Authority {
     }
     const settings = this.zones.settings(zone);
     const now = epochSeconds(this.clock);
-    const cut = this.zones.cutFor(zone.name, host);
+    const cut = this.zones.cutFor(zone, host);
     if (cut) {
       const ttl = Number(decodePayload(cut.jws).ttl);
       return this.answer('referral', zone.name, zone.version, cut.jws, zone.record, ttl, cut.exp, now);
     }
-    const found = this.store.records.get(zone.name, 'handle', handle);
+    const found = this.store.records.get(zone.content, 'handle', handle);
     if (found) {
       const ttl = Number(decodePayload(found.jws).ttl);
       return this.answer('answer', zone.name, zone.version, found.jws, zone.record, ttl, found.exp, now);
     }
-    const gap = this.store.records.gapBelow(zone.name, nameHash(zone.salt, handle));
+    const gap = this.store.records.gapBelow(zone.content, nameHash(zone.salt, handle));
     if (!gap) throw new IdnsError('internal', `zone ${zone.name} has no denial covering the name`);
     return this.answer('denial', zone.name, zone.version, gap.jws, zone.record, settings.minimum, gap.exp, now);
   }

@@ -124,7 +124,7 @@ export class ChangeProcessor {
   private zoneFor(host: string): string {
     const row = this.zones.closestHosted(host);
     if (!row) throw new IdnsError('not_authoritative', `this server holds no zone for ${host}`);
-    if (this.zones.cutFor(row.name, host)) throw new IdnsError('not_authoritative', `${host} is delegated away from zone ${row.name}; register with the child zone's servers`);
+    if (this.zones.cutFor(row, host)) throw new IdnsError('not_authoritative', `${host} is delegated away from zone ${row.name}; register with the child zone's servers`);
     if (row.role !== 'primary') throw new IdnsError('not_primary', `zone ${row.name} is a secondary here; send changes to its primary`, { details: { zone: row.name } });
     return row.name;
   }
@@ -181,8 +181,8 @@ export class ChangeProcessor {
     const zone = editor.zone.name;
     if (this.store.operations.exists(req.cid)) throw new IdnsError('replayed', 'this exact request was already accepted');
     // Checked again here: a delegation may have been made since the request was queued.
-    if (this.zones.cutFor(zone, req.host)) throw new IdnsError('not_authoritative', `${req.host} is delegated away from zone ${zone}`);
-    const stored = this.store.records.get(zone, 'handle', req.handle);
+    if (this.zones.cutFor(editor.zone, req.host)) throw new IdnsError('not_authoritative', `${req.host} is delegated away from zone ${zone}`);
+    const stored = this.store.records.get(editor.zone.content, 'handle', req.handle);
     const current = stored ? (decodePayload(stored.jws) as unknown as HandleFields) : null;
     assureValidChange(req, current, now, editor.settings);
     if (req.action === 'register' && !item.operator) this.assurePolicy(req, editor);

@@ -53,20 +53,20 @@ export class ZoneEditor {
   /** Signs and stores a record, replacing any record with the same type and key. */
   put<T extends Exclude<RecordType, 'zone'>>(type: T, key: string, fields: FieldsOf<T>): string {
     const jws = this.sign(type, fields);
-    const old = this.store.records.get(this.zone.name, type, key);
+    const old = this.store.records.get(this.zone.content, type, key);
     if (old) this.digest.remove(old.jws);
     this.digest.add(jws);
-    this.store.records.put(this.zone.name, type, key, this.version, this.iat + this.settings.signatureValidity, jws);
+    this.store.records.put(this.zone.content, type, key, this.version, this.iat + this.settings.signatureValidity, jws);
     this.journal('put', type, key, jws);
     return jws;
   }
 
   /** Deletes a record; returns false when it was not there. */
   remove(type: StoredType, key: string): boolean {
-    const old = this.store.records.get(this.zone.name, type, key);
+    const old = this.store.records.get(this.zone.content, type, key);
     if (!old) return false;
     this.digest.remove(old.jws);
-    this.store.records.delete(this.zone.name, type, key);
+    this.store.records.delete(this.zone.content, type, key);
     this.journal('del', type, key, null);
     return true;
   }
@@ -74,7 +74,7 @@ export class ZoneEditor {
   /** Splits the denial gap that covers a new handle's hash (one gap out, two in). */
   addName(handle: string): void {
     const hash = nameHash(this.zone.salt, handle);
-    const gap = this.store.records.gapBelow(this.zone.name, hash);
+    const gap = this.store.records.gapBelow(this.zone.content, hash);
     if (!gap) throw new Error(`zone ${this.zone.name}: no denial gap covers ${hash}; the zone's denial chain is broken`);
     const next = this.gapNext(gap.jws);
     this.put('denial', gap.key, this.denialFields(gap.key === GAP_START ? null : gap.key, hash));
@@ -84,8 +84,8 @@ export class ZoneEditor {
   /** Merges the two gaps around a removed handle's hash (two gaps out, one in). */
   removeName(handle: string): void {
     const hash = nameHash(this.zone.salt, handle);
-    const upper = this.store.records.get(this.zone.name, 'denial', hash);
-    const lower = this.store.records.gapBelow(this.zone.name, hash);
+    const upper = this.store.records.get(this.zone.content, 'denial', hash);
+    const lower = this.store.records.gapBelow(this.zone.content, hash);
     if (!upper || !lower) throw new Error(`zone ${this.zone.name}: the denial gaps around ${hash} are missing`);
     const next = this.gapNext(upper.jws);
     this.remove('denial', hash);

@@ -25,7 +25,7 @@ export class Resigner {
       if (row.role !== 'primary') continue;
       const settings = this.zones.settings(row);
       const threshold = epochSeconds(this.clock) + settings.resignBefore;
-      const due = this.store.records.expiringBefore(row.name, threshold, this.batchSize);
+      const due = this.store.records.expiringBefore(row.content, threshold, this.batchSize);
       if (due.length === 0 && row.recordExp >= threshold) continue;
       this.store.write(() => {
         const editor = this.zones.editor(row.name);

@@ -71,6 +71,9 @@ export class ZoneService {
         digestState: ZoneDigest.empty().state(),
         record: '',
         recordExp: 0,
+        content: name,
+        journalFloor: 0,
+        refreshedAt: null,
         createdAt: this.clock.now(),
       });
       const editor = this.editor(name);
@@ -102,7 +105,7 @@ export class ZoneService {
       record: row.record,
       keyThumbprints: settings.keyIds,
       digest: ZoneDigest.fromState(row.digestState).value(),
-      handles: this.store.records.count(name, 'handle'),
+      handles: this.store.records.count(row.content, 'handle'),
     };
   }
 
@@ -127,12 +130,12 @@ export class ZoneService {
    * The delegation in `zone` that cuts `host` away from it, if any: the topmost delegated name between
    * the zone and the host (as in DNS, below the first cut the parent has no authority at all).
    */
-  cutFor(zone: string, host: string): StoredRecord | undefined {
+  cutFor(zone: ZoneRow, host: string): StoredRecord | undefined {
     const below = ancestors(host);
-    const at = below.indexOf(zone);
+    const at = below.indexOf(zone.name);
     if (at <= 0) return undefined;
     for (let i = at - 1; i >= 0; i--) {
-      const found = this.store.records.get(zone, 'delegation', below[i]!);
+      const found = this.store.records.get(zone.content, 'delegation', below[i]!);
       if (found) return found;
     }
     return undefined;
@@ -148,7 +151,7 @@ export class ZoneService {
     }
     return this.store.write(() => {
       const editor = this.editor(parent);
-      const occluded = this.store.records.countHandlesUnder(parent, child);
+      const occluded = this.store.records.countHandlesUnder(editor.zone.content, child);
       if (occluded > 0) {
         throw new IdnsError('invalid_request', `zone ${parent} holds ${occluded} handle(s) at or below ${child}; delete them before delegating ${child}`);
       }
@@ -163,7 +166,7 @@ export class ZoneService {
   undelegate(parent: string, child: string): void {
     this.store.write(() => {
       const editor = this.editor(parent);
-      if (!this.store.records.get(parent, 'delegation', child)) throw new IdnsError('zone_not_found', `zone ${parent} has no delegation for ${child}`);
+      if (!this.store.records.get(editor.zone.content, 'delegation', child)) throw new IdnsError('zone_not_found', `zone ${parent} has no delegation for ${child}`);
       editor.beginChange();
       editor.remove('delegation', child);
       editor.commit();

@@ -11,7 +11,10 @@ export interface StoredRecord {
   jws: string;
 }
 
-/** The signed records of every zone, keyed by (zone, type, key). */
+/**
+ * The signed records of every zone, keyed by (content id, type, key). Callers pass the zone row's
+ * `content`, which is the zone name on a primary and the current copy's id on a secondary.
+ */
 export class RecordStore {
   private readonly getStmt;
   private readonly putStmt;
@@ -20,62 +23,76 @@ export class RecordStore {
   private readonly dueStmt;
   private readonly countStmt;
   private readonly underStmt;
+  private readonly deleteSomeStmt;
 
   constructor(db: Db) {
     this.getStmt = db.prepare<[string, string, string], StoredRecord>(
-      `SELECT type, key, version, exp, jws FROM records WHERE zone = ? AND type = ? AND key = ?`,
+      `SELECT type, key, version, exp, jws FROM records WHERE content = ? AND type = ? AND key = ?`,
     );
     this.putStmt = db.prepare(
-      `INSERT INTO records (zone, type, key, version, exp, jws) VALUES (?, ?, ?, ?, ?, ?)
-       ON CONFLICT (zone, type, key) DO UPDATE SET version = excluded.version, exp = excluded.exp, jws = excluded.jws`,
+      `INSERT INTO records (content, type, key, version, exp, jws) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (content, type, key) DO UPDATE SET version = excluded.version, exp = excluded.exp, jws = excluded.jws`,
     );
-    this.delStmt = db.prepare(`DELETE FROM records WHERE zone = ? AND type = ? AND key = ?`);
+    this.delStmt = db.prepare(`DELETE FROM records WHERE content = ? AND type = ? AND key = ?`);
     // The gap that starts at the greatest key below the hash: the gaps tile the hash space.
     this.gapStmt = db.prepare<[string, string], StoredRecord>(
-      `SELECT type, key, version, exp, jws FROM records WHERE zone = ? AND type = 'denial' AND key < ? ORDER BY key DESC LIMIT 1`,
+      `SELECT type, key, version, exp, jws FROM records WHERE content = ? AND type = 'denial' AND key < ? ORDER BY key DESC LIMIT 1`,
     );
     this.dueStmt = db.prepare<[string, number, number], StoredRecord>(
-      `SELECT type, key, version, exp, jws FROM records WHERE zone = ? AND exp < ? ORDER BY exp LIMIT ?`,
+      `SELECT type, key, version, exp, jws FROM records WHERE content = ? AND exp < ? ORDER BY exp LIMIT ?`,
     );
-    this.countStmt = db.prepare<[string, string], { n: number }>(`SELECT count(*) AS n FROM records WHERE zone = ? AND type = ?`);
+    this.countStmt = db.prepare<[string, string], { n: number }>(`SELECT count(*) AS n FROM records WHERE content = ? AND type = ?`);
     // GLOB is case-sensitive and host names hold no glob metacharacters (LDH only), so the pattern is literal.
+    this.deleteSomeStmt = db.prepare(
+      `DELETE FROM records WHERE content = ?1 AND (type, key) IN (SELECT type, key FROM records WHERE content = ?1 LIMIT ?2)`,
+    );
     this.underStmt = db.prepare<[string, string, string], { n: number }>(
-      `SELECT count(*) AS n FROM records WHERE zone = ? AND type = 'handle' AND (key GLOB '*@' || ? OR key GLOB '*.' || ?)`,
+      `SELECT count(*) AS n FROM records WHERE content = ? AND type = 'handle' AND (key GLOB '*@' || ? OR key GLOB '*.' || ?)`,
     );
   }
 
   /** One record, or undefined. */
-  get(zone: string, type: StoredType, key: string): StoredRecord | undefined {
-    return this.getStmt.get(zone, type, key);
+  get(content: string, type: StoredType, key: string): StoredRecord | undefined {
+    return this.getStmt.get(content, type, key);
   }
 
   /** Inserts or replaces a record. */
-  put(zone: string, type: StoredType, key: string, version: number, exp: number, jws: string): void {
-    this.putStmt.run(zone, type, key, version, exp, jws);
+  put(content: string, type: StoredType, key: string, version: number, exp: number, jws: string): void {
+    this.putStmt.run(content, type, key, version, exp, jws);
   }
 
   /** Deletes a record; true if it existed. */
-  delete(zone: string, type: StoredType, key: string): boolean {
-    return this.delStmt.run(zone, type, key).changes > 0;
+  delete(content: string, type: StoredType, key: string): boolean {
+    return this.delStmt.run(content, type, key).changes > 0;
   }
 
   /** The denial gap whose start lies below `hash` (the one covering it, when the hash is not a handle's). */
-  gapBelow(zone: string, hash: string): StoredRecord | undefined {
-    return this.gapStmt.get(zone, hash);
+  gapBelow(content: string, hash: string): StoredRecord | undefined {
+    return this.gapStmt.get(content, hash);
   }
 
   /** Up to `limit` records whose signatures expire before `before` (seconds), soonest first. */
-  expiringBefore(zone: string, before: number, limit: number): StoredRecord[] {
-    return this.dueStmt.all(zone, before, limit);
+  expiringBefore(content: string, before: number, limit: number): StoredRecord[] {
+    return this.dueStmt.all(content, before, limit);
+  }
+
+  /** Inserts many records under a content id (a transfer being loaded); call inside a transaction. */
+  putMany(content: string, rows: readonly StoredRecord[]): void {
+    for (const r of rows) this.putStmt.run(content, r.type, r.key, r.version, r.exp, r.jws);
+  }
+
+  /** Deletes up to `limit` records of a content id; returns how many went (retired copies are dropped in batches). */
+  deleteSome(content: string, limit: number): number {
+    return this.deleteSomeStmt.run(content, limit).changes;
   }
 
   /** How many handles of a zone have their host at or below `host` (a full scan: operator commands only). */
-  countHandlesUnder(zone: string, host: string): number {
-    return this.underStmt.get(zone, host, host)?.n ?? 0;
+  countHandlesUnder(content: string, host: string): number {
+    return this.underStmt.get(content, host, host)?.n ?? 0;
   }
 
   /** How many records of a type a zone holds. */
-  count(zone: string, type: StoredType): number {
-    return this.countStmt.get(zone, type)?.n ?? 0;
+  count(content: string, type: StoredType): number {
+    return this.countStmt.get(content, type)?.n ?? 0;
   }
 }

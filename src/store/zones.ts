@@ -14,6 +14,12 @@ export interface ZoneRow {
   digestState: Buffer;
   record: string;
   recordExp: number;
+  /** Id of the zone's rows in the records table (the zone name on a primary). */
+  content: string;
+  /** The journal holds every change after this version. */
+  journalFloor: number;
+  /** Secondary: last successful check against a primary, ms; null before the first. */
+  refreshedAt: number | null;
   createdAt: number;
 }
 
@@ -24,6 +30,10 @@ export class ZoneStore {
   private readonly insertStmt;
   private readonly updateStateStmt;
   private readonly updatePolicyStmt;
+  private readonly replaceCopyStmt;
+  private readonly refreshedStmt;
+  private readonly promoteStmt;
+  private readonly settingsStmt;
 
   private cache: Map<string, ZoneRow> | null = null;
   private cacheGeneration = '';
@@ -33,17 +43,25 @@ export class ZoneStore {
   constructor(db: Db) {
     // data_version changes when another connection (the CLI) commits; our own commits bump localWrites.
     this.dataVersion = db.prepare<[], number>('PRAGMA data_version').pluck();
-    const cols = `name, role, version, policy, settings, salt, digest_state AS digestState, record, record_exp AS recordExp, created_at AS createdAt`;
+    const cols = `name, role, version, policy, settings, salt, digest_state AS digestState, record, record_exp AS recordExp,
+      content, journal_floor AS journalFloor, refreshed_at AS refreshedAt, created_at AS createdAt`;
     this.byName = db.prepare<[string], ZoneRow>(`SELECT ${cols} FROM zones WHERE name = ?`);
     this.all = db.prepare<[], ZoneRow>(`SELECT ${cols} FROM zones ORDER BY name`);
     this.insertStmt = db.prepare(
-      `INSERT INTO zones (name, role, version, policy, settings, salt, digest_state, record, record_exp, created_at)
-       VALUES (@name, @role, @version, @policy, @settings, @salt, @digestState, @record, @recordExp, @createdAt)`,
+      `INSERT INTO zones (name, role, version, policy, settings, salt, digest_state, record, record_exp, content, journal_floor, refreshed_at, created_at)
+       VALUES (@name, @role, @version, @policy, @settings, @salt, @digestState, @record, @recordExp, @content, @journalFloor, @refreshedAt, @createdAt)`,
     );
     this.updateStateStmt = db.prepare(
       `UPDATE zones SET version = ?, digest_state = ?, record = ?, record_exp = ? WHERE name = ?`,
     );
     this.updatePolicyStmt = db.prepare(`UPDATE zones SET policy = ? WHERE name = ?`);
+    this.replaceCopyStmt = db.prepare(
+      `UPDATE zones SET version = @version, digest_state = @digestState, record = @record, record_exp = @recordExp, salt = @salt,
+         content = @content, journal_floor = @journalFloor, refreshed_at = @refreshedAt WHERE name = @name`,
+    );
+    this.refreshedStmt = db.prepare(`UPDATE zones SET refreshed_at = ? WHERE name = ?`);
+    this.promoteStmt = db.prepare(`UPDATE zones SET role = 'primary', settings = ?, refreshed_at = NULL WHERE name = ?`);
+    this.settingsStmt = db.prepare(`UPDATE zones SET settings = ? WHERE name = ?`);
   }
 
   /** The zone row, or undefined when this server does not hold the zone. */
@@ -82,6 +100,26 @@ export class ZoneStore {
   /** Stores a zone's new version, digest and signed zone record together. */
   updateState(name: string, version: number, digestState: Buffer, record: string, recordExp: number): void {
     this.updateStateStmt.run(version, digestState, record, recordExp, name);
+  }
+
+  /** A secondary's new copy: everything the primary's zone record and the transfer define, at once. */
+  replaceCopy(row: Pick<ZoneRow, 'name' | 'version' | 'digestState' | 'record' | 'recordExp' | 'salt' | 'content' | 'journalFloor' | 'refreshedAt'>): void {
+    this.replaceCopyStmt.run(row);
+  }
+
+  /** Records a secondary's successful check against its primary. */
+  setRefreshed(name: string, at: number): void {
+    this.refreshedStmt.run(at, name);
+  }
+
+  /** Turns a secondary into a primary with new settings. */
+  promote(name: string, settings: string): void {
+    this.promoteStmt.run(settings, name);
+  }
+
+  /** Replaces a zone's settings JSON. */
+  setSettings(name: string, settings: string): void {
+    this.settingsStmt.run(settings, name);
   }
 
   /** Changes a zone's registration policy. */
