@@ -59,7 +59,7 @@ async function populate(dataDir) {
     pending.push(ctx.changes.submit(signChangeRequest({ action: 'register', handle, endpoint: `https://social.example/users/${i}`, keys: [pub] }, key)));
   }
   await Promise.all(pending);
-  ctx.close();
+  await ctx.close();
   return handles;
 }
 

@@ -29,6 +29,10 @@ export interface ServerConfig {
   };
   /** The resolver role, when configured (root servers and anchors, or forwarders). */
   resolver: ResolverConfig | null;
+  /** How long each zone's change journal is kept (incremental transfers reach back this far). */
+  journal: { maxEntries: number; maxAgeSeconds: number };
+  /** Background upkeep (journal trimming, dropping replaced copies), interval ms. */
+  housekeepingIntervalMs: number;
 }
 
 /** The resolver role's settings (ResolverOptions of the library, as configuration). */
@@ -52,6 +56,8 @@ export const DEFAULT_CONFIG: ServerConfig = {
   limits: { bodyBytes: 64 * 1024, requestTimeoutMs: 10_000, headersTimeoutMs: 5_000 },
   resign: { intervalMs: 60_000, batchSize: 1000 },
   resolver: null,
+  journal: { maxEntries: 1_000_000, maxAgeSeconds: 14 * 24 * 3600 },
+  housekeepingIntervalMs: 10_000,
 };
 
 /** Parses `HOST:PORT` (IPv6 as `[::1]:8053`); port 0 asks the system for a free port. */
@@ -84,6 +90,14 @@ const fileSchema = z
       })
       .strict()
       .optional(),
+    journal: z
+      .object({
+        maxEntries: z.number().int().min(1).max(1_000_000_000).optional(),
+        maxAgeSeconds: z.number().int().min(1).max(365 * 86_400).optional(),
+      })
+      .strict()
+      .optional(),
+    housekeepingIntervalMs: z.number().int().min(10).max(3_600_000).optional(),
     resolver: z
       .object({
         root: z.array(z.string().url()).max(32).optional(),
@@ -172,6 +186,8 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
   config.bootstrap = flags.bootstrap ?? file.bootstrap ?? config.bootstrap;
   Object.assign(config.limits, file.limits);
   Object.assign(config.resign, file.resign);
+  Object.assign(config.journal, file.journal);
+  config.housekeepingIntervalMs = file.housekeepingIntervalMs ?? config.housekeepingIntervalMs;
   config.resolver = resolverConfig(file.resolver, flags, configPath);
   return config;
 }

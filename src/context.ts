@@ -9,6 +9,11 @@ import type { ServerConfig } from './config.js';
 import { createLogger, type Logger } from './log.js';
 import { Store } from './store/store.js';
 import { createResolver, type Resolver } from './resolver/resolver.js';
+import { Agent } from 'undici';
+import { CredentialStore } from './replication/credentials.js';
+import { Housekeeper } from './replication/housekeeping.js';
+import { Notifier } from './replication/notifier.js';
+import { Replicator } from './replication/secondary.js';
 
 /**
  * Everything a server process owns, built once at start-up in a straight line: storage, keys, the
@@ -23,6 +28,12 @@ export class AppContext {
   readonly resigner: Resigner;
   /** The resolver role, when configured. */
   readonly resolver: Resolver | null;
+  readonly credentials: CredentialStore;
+  readonly replicator: Replicator;
+  readonly notifier: Notifier;
+  readonly housekeeper: Housekeeper;
+  /** Outbound connections of replication (transfers, notifies) to operator-configured servers. */
+  private readonly replicationAgent: Agent;
 
   constructor(
     readonly config: ServerConfig,
@@ -48,12 +59,30 @@ export class AppContext {
           onBackgroundError: (err) => this.log.warn('background resolution failed', { err }),
         })
       : null;
+    this.credentials = new CredentialStore(join(config.dataDir, 'keys'));
+    this.replicationAgent = new Agent({ keepAliveTimeout: 10_000, connections: 8 });
+    this.replicator = new Replicator(this.store, this.zones, this.credentials, clock, this.log, this.replicationAgent);
+    this.notifier = new Notifier(this.zones, this.credentials, clock, this.log, this.replicationAgent);
+    this.store.onZoneChanged((zone) => this.notifier.zoneChanged(zone));
+    this.housekeeper = new Housekeeper(this.store, clock, this.log, config.journal);
+  }
+
+  /** Starts the background work of a serving process: re-signing, replication, notifies, upkeep. */
+  startBackground(): void {
+    this.resigner.start(this.config.resign.intervalMs, (err) => this.log.error('re-signing failed', { err }));
+    this.replicator.start();
+    this.notifier.start();
+    this.housekeeper.start(this.config.housekeepingIntervalMs);
   }
 
   /** Stops background work and closes the database. */
-  close(): void {
+  async close(): Promise<void> {
     this.resigner.stop();
-    void this.resolver?.close();
+    this.notifier.stop();
+    this.housekeeper.stop();
+    await this.replicator.stop();
+    await this.resolver?.close();
+    await this.replicationAgent.close();
     this.store.close();
   }
 }

@@ -32,6 +32,11 @@ export type ErrorCode =
   | 'invite_invalid'
   | 'storage_full'
   | 'key_unavailable'
+  | 'zone_unavailable'
+  | 'journal_too_old'
+  | 'auth_required'
+  | 'auth_failed'
+  | 'transfer_failed'
   // resolver
   | 'no_trust_anchor'
   | 'resolution_failed'

@@ -3,6 +3,9 @@ import { epochSeconds } from '../clock.js';
 import { IdnsError } from '../errors.js';
 import { parseHandle } from '../names/handle.js';
 import { isAtOrBelow } from '../names/zone.js';
+import { namesBetween } from '../records/verify.js';
+import type { StoredRecord } from '../store/records.js';
+import type { ZoneRow } from '../store/zones.js';
 import { nameHash } from '../records/denial.js';
 import type { Store } from '../store/store.js';
 import { decodePayload } from './editor.js';
@@ -21,6 +24,8 @@ export interface AuthoritativeAnswer {
   zoneRecord: string;
   /** Seconds a cache may keep this: the record's TTL (the zone's minimum for a denial), capped by `exp`. */
   ttl: number;
+  /** Denial only, when the host is below the zone: gaps proving that no name in between is a delegated zone. */
+  noCut?: string[];
 }
 
 /** Answers queries for the zones this server holds, from stored signed records only: no signing here. */
@@ -44,7 +49,10 @@ export class Authority {
     if (fromZone !== undefined && !isAtOrBelow(host, fromZone)) {
       throw new IdnsError('not_authoritative', `${handle} is not in zone ${fromZone}`);
     }
-    const settings = this.zones.settings(zone);
+    const zoneRecord = this.zones.zoneRecord(zone);
+    if (zoneRecord === null) throw new IdnsError('zone_unavailable', `zone ${zone.name} has not been loaded yet`);
+    const unavailable = this.zones.unavailable(zone);
+    if (unavailable) throw new IdnsError('zone_unavailable', unavailable);
     const now = epochSeconds(this.clock);
     const cut = this.zones.cutFor(zone, host);
     if (cut) {
@@ -56,9 +64,21 @@ export class Authority {
       const ttl = Number(decodePayload(found.jws).ttl);
       return this.answer('answer', zone.name, zone.version, found.jws, zone.record, ttl, found.exp, now);
     }
-    const gap = this.store.records.gapBelow(zone.content, nameHash(zone.salt, handle));
+    const gap = this.gap(zone, handle);
+    const answer = this.answer('denial', zone.name, zone.version, gap.jws, zone.record, zoneRecord.minimum, gap.exp, now);
+    const between = namesBetween(host, zone.name);
+    if (between.length > 0) {
+      const noCut = new Set(between.map((name) => this.gap(zone, name).jws));
+      noCut.delete(gap.jws);
+      answer.noCut = [...noCut];
+    }
+    return answer;
+  }
+
+  private gap(zone: ZoneRow, name: string): StoredRecord {
+    const gap = this.store.records.gapBelow(zone.content, nameHash(zone.salt, name));
     if (!gap) throw new IdnsError('internal', `zone ${zone.name} has no denial covering the name`);
-    return this.answer('denial', zone.name, zone.version, gap.jws, zone.record, settings.minimum, gap.exp, now);
+    return gap;
   }
 
   private answer(

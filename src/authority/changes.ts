@@ -125,7 +125,12 @@ export class ChangeProcessor {
     const row = this.zones.closestHosted(host);
     if (!row) throw new IdnsError('not_authoritative', `this server holds no zone for ${host}`);
     if (this.zones.cutFor(row, host)) throw new IdnsError('not_authoritative', `${host} is delegated away from zone ${row.name}; register with the child zone's servers`);
-    if (row.role !== 'primary') throw new IdnsError('not_primary', `zone ${row.name} is a secondary here; send changes to its primary`, { details: { zone: row.name } });
+    if (row.role !== 'primary') {
+      const primary = this.zones.zoneRecord(row)?.primary;
+      throw new IdnsError('not_primary', `zone ${row.name} is a secondary here; send changes to its primary${primary ? ` ${primary}` : ''}`, {
+        details: { zone: row.name, ...(primary ? { primary } : {}) },
+      });
+    }
     return row.name;
   }
 

@@ -54,8 +54,8 @@ export class ZoneEditor {
   put<T extends Exclude<RecordType, 'zone'>>(type: T, key: string, fields: FieldsOf<T>): string {
     const jws = this.sign(type, fields);
     const old = this.store.records.get(this.zone.content, type, key);
-    if (old) this.digest.remove(old.jws);
-    this.digest.add(jws);
+    if (old) this.digest.remove(type, key, old.jws);
+    this.digest.add(type, key, jws);
     this.store.records.put(this.zone.content, type, key, this.version, this.iat + this.settings.signatureValidity, jws);
     this.journal('put', type, key, jws);
     return jws;
@@ -65,15 +65,18 @@ export class ZoneEditor {
   remove(type: StoredType, key: string): boolean {
     const old = this.store.records.get(this.zone.content, type, key);
     if (!old) return false;
-    this.digest.remove(old.jws);
+    this.digest.remove(type, key, old.jws);
     this.store.records.delete(this.zone.content, type, key);
     this.journal('del', type, key, null);
     return true;
   }
 
-  /** Splits the denial gap that covers a new handle's hash (one gap out, two in). */
-  addName(handle: string): void {
-    const hash = nameHash(this.zone.salt, handle);
+  /**
+   * Splits the denial gap that covers a new name's hash (one gap out, two in). Names are handles and the
+   * zone's delegated child zones (which have no '@', so the two never collide).
+   */
+  addName(name: string): void {
+    const hash = nameHash(this.zone.salt, name);
     const gap = this.store.records.gapBelow(this.zone.content, hash);
     if (!gap) throw new Error(`zone ${this.zone.name}: no denial gap covers ${hash}; the zone's denial chain is broken`);
     const next = this.gapNext(gap.jws);
@@ -81,9 +84,9 @@ export class ZoneEditor {
     this.put('denial', hash, this.denialFields(hash, next));
   }
 
-  /** Merges the two gaps around a removed handle's hash (two gaps out, one in). */
-  removeName(handle: string): void {
-    const hash = nameHash(this.zone.salt, handle);
+  /** Merges the two gaps around a removed name's hash (two gaps out, one in). */
+  removeName(name: string): void {
+    const hash = nameHash(this.zone.salt, name);
     const upper = this.store.records.get(this.zone.content, 'denial', hash);
     const lower = this.store.records.gapBelow(this.zone.content, hash);
     if (!upper || !lower) throw new Error(`zone ${this.zone.name}: the denial gaps around ${hash} are missing`);
@@ -115,6 +118,7 @@ export class ZoneEditor {
     };
     const record = this.sign('zone', fields);
     this.store.zones.updateState(this.zone.name, this.version, this.digest.state(), record, this.iat + this.settings.signatureValidity);
+    this.store.markChanged(this.zone.name);
     return { version: this.version, record };
   }
 

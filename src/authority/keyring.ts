@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { IdnsError } from '../errors.js';
 import { generatePrivateJwk, signingKeyFromJwk, type SigningKey } from '../records/keys.js';
@@ -34,6 +34,32 @@ export class KeyRing {
     if (key.kid !== kid) throw new IdnsError('key_unavailable', `key file for ${kid} holds key ${key.kid}`);
     this.cache.set(id, key);
     return key;
+  }
+
+  /**
+   * Copies a zone key from another key directory (a backup of the old primary's) into this one, taking
+   * the first key file there whose thumbprint is in `accepted`.
+   */
+  importFrom(zone: string, fromDir: string, accepted: ReadonlySet<string>): SigningKey {
+    let files: string[];
+    try {
+      files = readdirSync(fromDir).filter((f) => f.endsWith('.jwk'));
+    } catch (cause) {
+      throw new IdnsError('key_unavailable', `cannot read the key directory ${fromDir}`, { cause });
+    }
+    for (const file of files) {
+      const key = readKeyFile(join(fromDir, file), 'key file');
+      if (!accepted.has(key.kid)) continue;
+      const dir = this.zoneDir(zone);
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      chmodSync(dir, 0o700);
+      const target = join(dir, `${key.kid}.jwk`);
+      if (!existsSync(target)) copyFileSync(join(fromDir, file), target);
+      chmodSync(target, 0o600);
+      this.cache.set(`${zone}/${key.kid}`, key);
+      return key;
+    }
+    throw new IdnsError('key_unavailable', `${fromDir} holds no key of zone ${zone} (the zone record lists ${[...accepted].join(', ')})`);
   }
 
   /** True when the key file for (zone, kid) exists. */

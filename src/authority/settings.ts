@@ -57,7 +57,7 @@ const schema = z
     keyIds: z.array(z.string().min(1).max(64)).max(8),
     refresh: z.number().int().min(1).max(30 * DAY),
     retry: z.number().int().min(1).max(30 * DAY),
-    expire: z.number().int().min(60).max(90 * DAY),
+    expire: z.number().int().min(1).max(90 * DAY),
     minimum: z.number().int().min(0).max(DAY),
     ttl: z.number().int().min(0).max(7 * DAY),
     handleTtl: z.number().int().min(0).max(7 * DAY),
@@ -85,6 +85,31 @@ export function parseZoneSettings(input: unknown): ZoneSettings {
     const issue = result.error.issues[0];
     const path = issue?.path.join('.') || '(settings)';
     throw new IdnsError('invalid_request', `zone setting ${path}: ${issue?.message ?? 'invalid'}`);
+  }
+  return result.data;
+}
+
+/** Settings of a secondary zone: where to copy it from and which zone keys to trust. */
+export interface SecondarySettings {
+  /** URLs of the servers to transfer from (the primary, or another secondary), in order of preference. */
+  primaries: string[];
+  /** Thumbprints of the zone keys the zone record must be signed by (like a DS). */
+  ds: string[];
+}
+
+const secondarySchema = z
+  .object({
+    primaries: z.array(serverUrl).min(1).max(16),
+    ds: z.array(z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'a key thumbprint')).min(1).max(8),
+  })
+  .strict();
+
+/** Validates secondary settings; the error names the offending key. */
+export function parseSecondarySettings(input: unknown): SecondarySettings {
+  const result = secondarySchema.safeParse(input);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    throw new IdnsError('invalid_request', `secondary setting ${issue?.path.join('.') || '(settings)'}: ${issue?.message ?? 'invalid'}`);
   }
   return result.data;
 }

@@ -5,12 +5,15 @@ import { ancestors, isAtOrBelow } from '../names/zone.js';
 import { GAP_START } from '../records/denial.js';
 import { ZoneDigest } from '../records/digest.js';
 import type { StoredRecord } from '../store/records.js';
+import { thumbprint } from '../records/keys.js';
 import type { Store } from '../store/store.js';
 import type { RegistrationPolicy, ZoneRow } from '../store/zones.js';
 import { ZoneEditor } from './editor.js';
 import type { KeyRing } from './keyring.js';
 import { serialOf } from './serial.js';
-import { DEFAULT_ZONE_TIMERS, parseServerUrls, parseZoneSettings, type ZoneSettings } from './settings.js';
+import { DEFAULT_ZONE_TIMERS, parseSecondarySettings, parseServerUrls, parseZoneSettings, type SecondarySettings, type ZoneSettings } from './settings.js';
+import { decodePayload } from './editor.js';
+import type { ZoneRecord } from '../records/types.js';
 
 /** What `idns zone create` takes. */
 export interface CreateZoneOptions {
@@ -29,7 +32,12 @@ export interface ZoneInfo {
   serial: number;
   version: number;
   policy: RegistrationPolicy;
-  settings: ZoneSettings;
+  /** Primary settings (null on a secondary). */
+  settings: ZoneSettings | null;
+  /** Secondary settings (null on a primary). */
+  secondary: SecondarySettings | null;
+  /** Servers listed in the zone record. */
+  servers: string[];
   record: string;
   keyThumbprints: string[];
   digest: string;
@@ -39,6 +47,7 @@ export interface ZoneInfo {
 /** Zones held by this server: creating them, reading them, and opening them for change. */
 export class ZoneService {
   private readonly settingsCache = new Map<string, { raw: string; parsed: ZoneSettings }>();
+  private readonly recordCache = new Map<string, { raw: string; parsed: ZoneRecord }>();
 
   constructor(
     private readonly store: Store,
@@ -84,6 +93,72 @@ export class ZoneService {
     return this.info(name);
   }
 
+  /** Adds a secondary zone: no key, no content until its first transfer from `primaries`. */
+  createSecondary(name: string, secondary: SecondarySettings): ZoneInfo {
+    if (this.store.zones.get(name)) throw new IdnsError('zone_exists', `zone ${name} already exists here`);
+    const settings = parseSecondarySettings({ primaries: secondary.primaries, ds: [...new Set(secondary.ds)] });
+    this.store.write(() =>
+      this.store.zones.insert({
+        name,
+        role: 'secondary',
+        version: 0,
+        policy: 'closed',
+        settings: JSON.stringify(settings),
+        salt: '',
+        digestState: ZoneDigest.empty().state(),
+        record: '',
+        recordExp: 0,
+        content: name,
+        journalFloor: 0,
+        refreshedAt: null,
+        createdAt: this.clock.now(),
+      }),
+    );
+    return this.info(name);
+  }
+
+  /**
+   * Disaster recovery: turns a secondary into the zone's primary, with the zone's private key(s) taken
+   * from `keyDir` (the old primary's key directory, from a backup). The key must be one the zone record
+   * lists; the copy, its serial and its journal carry on, and the zone record is re-signed at once
+   * naming the new primary. Records transferred without their expiry are re-signed by the resigner.
+   */
+  promote(name: string, keyDir: string, options: { primary: string; servers?: string[]; policy?: RegistrationPolicy; allowLoopbackEndpoints?: boolean }): ZoneInfo {
+    const row = this.require(name);
+    if (row.role !== 'secondary') throw new IdnsError('invalid_request', `zone ${name} is already a primary here`);
+    const record = this.zoneRecord(row);
+    if (!record) throw new IdnsError('zone_unavailable', `zone ${name} has no copy to promote yet`);
+    const published = new Set(record.keys.map((k) => thumbprint(k)));
+    const key = this.keys.importFrom(name, keyDir, published);
+    const settings = parseZoneSettings({
+      primary: options.primary,
+      servers: options.servers ?? record.servers,
+      keyIds: [key.kid],
+      refresh: record.refresh,
+      retry: record.retry,
+      expire: record.expire,
+      minimum: record.minimum,
+      ttl: record.ttl,
+      handleTtl: DEFAULT_ZONE_TIMERS.handleTtl,
+      signatureValidity: DEFAULT_ZONE_TIMERS.signatureValidity,
+      resignBefore: DEFAULT_ZONE_TIMERS.resignBefore,
+      allowLoopbackEndpoints: options.allowLoopbackEndpoints ?? false,
+    });
+    this.store.write(() => {
+      this.store.zones.promote(name, JSON.stringify(settings));
+      if (options.policy) this.store.zones.setPolicy(name, options.policy);
+      const editor = this.editor(name);
+      editor.beginChange();
+      editor.commit();
+    });
+    return this.info(name);
+  }
+
+  /** The zone row, or undefined when this server does not hold the zone. */
+  get(name: string): ZoneRow | undefined {
+    return this.store.zones.get(name);
+  }
+
   /** The zone row, or zone_not_found. */
   require(name: string): ZoneRow {
     const row = this.store.zones.get(name);
@@ -94,7 +169,8 @@ export class ZoneService {
   /** Operator's view of a zone. */
   info(name: string): ZoneInfo {
     const row = this.require(name);
-    const settings = this.settings(row);
+    const settings = row.role === 'primary' ? this.settings(row) : null;
+    const zoneRecord = this.zoneRecord(row);
     return {
       name: row.name,
       role: row.role,
@@ -102,8 +178,10 @@ export class ZoneService {
       version: row.version,
       policy: row.policy,
       settings,
+      secondary: row.role === 'secondary' ? this.secondarySettings(row) : null,
+      servers: zoneRecord?.servers ?? settings?.servers ?? [],
       record: row.record,
-      keyThumbprints: settings.keyIds,
+      keyThumbprints: settings ? settings.keyIds : (zoneRecord?.keys ?? []).map((k) => thumbprint(k)),
       digest: ZoneDigest.fromState(row.digestState).value(),
       handles: this.store.records.count(row.content, 'handle'),
     };
@@ -156,7 +234,10 @@ export class ZoneService {
         throw new IdnsError('invalid_request', `zone ${parent} holds ${occluded} handle(s) at or below ${child}; delete them before delegating ${child}`);
       }
       editor.beginChange();
+      const existed = this.store.records.get(editor.zone.content, 'delegation', child) !== undefined;
       const jws = editor.put('delegation', child, { name: child, servers, ds: [...new Set(delegation.ds)], ttl: delegation.ttl ?? editor.settings.ttl });
+      // The cut's name joins the hashed names, so no denial of this zone can cover it (verify.ts verifyDenial).
+      if (!existed) editor.addName(child);
       editor.commit();
       return jws;
     });
@@ -169,6 +250,7 @@ export class ZoneService {
       if (!this.store.records.get(editor.zone.content, 'delegation', child)) throw new IdnsError('zone_not_found', `zone ${parent} has no delegation for ${child}`);
       editor.beginChange();
       editor.remove('delegation', child);
+      editor.removeName(child);
       editor.commit();
     });
   }
@@ -178,8 +260,42 @@ export class ZoneService {
     return this.store.zones.cached(name);
   }
 
-  /** Parsed settings of a zone row (cached by the raw JSON, which changes rarely). */
+  /** The payload of a zone's current signed zone record (its timers, keys, servers), cached per record. */
+  zoneRecord(row: ZoneRow): ZoneRecord | null {
+    if (row.record === '') return null;
+    const hit = this.recordCache.get(row.name);
+    if (hit && hit.raw === row.record) return hit.parsed;
+    const parsed = decodePayload(row.record) as unknown as ZoneRecord;
+    this.recordCache.set(row.name, { raw: row.record, parsed });
+    return parsed;
+  }
+
+  /**
+   * Why a zone cannot be answered from, or null when it can: a secondary stops answering once `expire`
+   * seconds (from the zone record) have passed without a successful check against a primary, as a DNS
+   * secondary does, rather than serve data that may be long out of date.
+   */
+  unavailable(row: ZoneRow): string | null {
+    if (row.role !== 'secondary') return null;
+    const record = this.zoneRecord(row);
+    if (record === null) return `zone ${row.name} has not been transferred yet`;
+    const last = row.refreshedAt ?? row.createdAt;
+    const silentFor = Math.floor((this.clock.now() - last) / 1000);
+    if (silentFor > record.expire) {
+      return `zone ${row.name} expired: no successful check with its primary for ${silentFor} s (expire is ${record.expire} s)`;
+    }
+    return null;
+  }
+
+  /** Settings of a secondary zone. */
+  secondarySettings(row: ZoneRow): SecondarySettings {
+    if (row.role !== 'secondary') throw new IdnsError('invalid_request', `zone ${row.name} is not a secondary here`);
+    return parseSecondarySettings(JSON.parse(row.settings));
+  }
+
+  /** Parsed settings of a primary zone row (cached by the raw JSON, which changes rarely). */
   settings(row: ZoneRow): ZoneSettings {
+    if (row.role !== 'primary') throw new IdnsError('not_primary', `zone ${row.name} is a secondary here`);
     const hit = this.settingsCache.get(row.name);
     if (hit && hit.raw === row.settings) return hit.parsed;
     const parsed = parseZoneSettings(JSON.parse(row.settings));

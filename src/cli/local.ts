@@ -9,12 +9,12 @@ export function openLocal(values: { data?: string | undefined; config?: string |
 }
 
 /** Runs `fn` with the local context and always closes it. */
-export function withLocal<T>(values: { data?: string | undefined; config?: string | undefined }, fn: (ctx: AppContext) => T): T {
+export async function withLocal<T>(values: { data?: string | undefined; config?: string | undefined }, fn: (ctx: AppContext) => T | Promise<T>): Promise<T> {
   const ctx = openLocal(values);
   try {
-    return fn(ctx);
+    return await fn(ctx);
   } finally {
-    ctx.close();
+    await ctx.close();
   }
 }
 

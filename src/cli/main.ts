@@ -33,7 +33,7 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
       case 'keygen':
         return keygen(rest, io);
       case 'zone':
-        return zone(rest, io);
+        return await zone(rest, io);
       case 'handle':
         return await handle(rest, io);
       case 'resolve':

@@ -2,7 +2,7 @@ import { epochSeconds, systemClock, type Clock } from '../clock.js';
 import { IdnsError } from '../errors.js';
 import { parseHandle } from '../names/handle.js';
 import { isAtOrBelow } from '../names/zone.js';
-import { verifyDelegation, verifyDenial, verifyHandleRecord, verifyZoneRecord } from '../records/verify.js';
+import { noCutOf, verifyDelegation, verifyDenial, verifyHandleRecord, verifyZoneRecord } from '../records/verify.js';
 import type { DelegationRecord, HandleRecord } from '../records/types.js';
 import { errorFromBody, jsonRequest } from './http.js';
 
@@ -19,7 +19,7 @@ export type CheckedAnswer =
  * zone key was vouched for by an anchor or is merely self-consistent.
  */
 export function checkAnswer(body: unknown, handle: string, anchors: Map<string, string[]>, clock: Clock = systemClock): CheckedAnswer {
-  const b = body as { status?: unknown; zone?: unknown; record?: unknown; zoneRecord?: unknown; ttl?: unknown } | null;
+  const b = body as { status?: unknown; zone?: unknown; record?: unknown; zoneRecord?: unknown; ttl?: unknown; noCut?: unknown } | null;
   if (!b || (b.status !== 'answer' && b.status !== 'denial' && b.status !== 'referral') || typeof b.zone !== 'string') {
     throw new IdnsError('bad_response', 'the server did not send an answer, a denial or a referral');
   }
@@ -40,7 +40,7 @@ export function checkAnswer(body: unknown, handle: string, anchors: Map<string, 
     }
     return { status: 'referral', delegation, jws: b.record as string, ...common };
   }
-  verifyDenial(b.record, handle, zone, now);
+  verifyDenial(b.record, handle, zone, now, noCutOf(b.noCut));
   return { status: 'denial', ...common };
 }
 
@@ -52,3 +52,4 @@ export async function queryAuthoritative(server: string, input: string, anchors:
   if (err) throw err;
   return checkAnswer(res.body, handle, anchors, clock);
 }
+

@@ -43,6 +43,9 @@ export async function jsonRequest(url: string, options: JsonRequestOptions = {})
       ...(options.dispatcher ? { dispatcher: options.dispatcher } : {}),
     });
   } catch (cause) {
+    // A refusal by our own address policy (made in the connect lookup) keeps its meaning.
+    const refused = [cause, (cause as { cause?: unknown })?.cause].find((e) => e instanceof IdnsError);
+    if (refused) throw refused;
     throw new IdnsError('network_error', `${options.method ?? 'GET'} ${url}: ${(cause as Error).message}`, { cause });
   }
   const chunks: Buffer[] = [];

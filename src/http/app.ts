@@ -8,6 +8,7 @@ import { healthRoutes } from './routes/health.js';
 import { lookupRoutes } from './routes/lookup.js';
 import { resolveRoutes } from './routes/resolve.js';
 import { webfingerRoutes } from './routes/webfinger.js';
+import { transferRoutes } from './routes/transfer.js';
 import { zoneRoutes } from './routes/zones.js';
 
 /** Builds the HTTP application over a server context. */
@@ -30,6 +31,7 @@ export function createApp(ctx: AppContext): { app: Hono; metrics: Metrics } {
   app.route('/', resolveRoutes(ctx));
   app.route('/', lookupRoutes(ctx));
   app.route('/', zoneRoutes(ctx));
+  app.route('/', transferRoutes(ctx));
   app.route('/', handleRoutes(ctx));
   app.route('/', webfingerRoutes(ctx));
   app.route('/', healthRoutes(ctx, metrics));

@@ -21,7 +21,7 @@ export const STATUS_OF: Record<ErrorCode, ContentfulStatusCode> = {
   not_authoritative: 421,
   zone_not_found: 404,
   zone_exists: 409,
-  not_primary: 409,
+  not_primary: 307,
   handle_not_found: 404,
   handle_exists: 409,
   handle_mismatch: 400,
@@ -33,6 +33,11 @@ export const STATUS_OF: Record<ErrorCode, ContentfulStatusCode> = {
   invite_invalid: 403,
   storage_full: 507,
   key_unavailable: 503,
+  zone_unavailable: 503,
+  journal_too_old: 410,
+  auth_required: 401,
+  auth_failed: 403,
+  transfer_failed: 502,
   no_trust_anchor: 422,
   resolution_failed: 502,
   referral_limit: 502,
@@ -53,6 +58,11 @@ export interface ErrorBody {
 export function errorResponse(c: Context, err: unknown, log: Logger): Response {
   if (err instanceof IdnsError) {
     const status = STATUS_OF[err.code];
+    // A write sent to a secondary goes to the zone's primary: same path, same method (307 keeps the body).
+    if (err.code === 'not_primary' && typeof err.details?.primary === 'string') {
+      const url = new URL(c.req.url);
+      c.header('Location', `${err.details.primary.replace(/\/+$/, '')}${url.pathname}${url.search}`);
+    }
     if (status >= 500) {
       log.error('request failed', { code: err.code, err, path: c.req.path });
       if (err.code === 'internal' || err.code === 'invalid_config') return c.json(body('internal', 'internal error'), 500);

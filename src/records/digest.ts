@@ -2,8 +2,9 @@ import { createHash } from 'node:crypto';
 import { b64u } from './encoding.js';
 
 /**
- * The zone digest: an LtHash (Bellare–Micciancio multiset hash, as used by Facebook's LtHash16) over the
- * exact bytes of every record in the zone except the zone record itself. Each record maps to 1024 16-bit
+ * The zone digest: an LtHash (Bellare–Micciancio multiset hash, as used by Facebook's LtHash16) over
+ * every record in the zone except the zone record itself, each taken as `type "\n" key "\n" jws` so the
+ * digest also fixes which key each record is stored under (a transfer cannot swap them). Each record maps to 1024 16-bit
  * lanes (SHAKE128, 2048 bytes); the zone's state is the lane-wise sum mod 2^16. Adding or removing a record
  * is one hash and 1024 additions, so the primary keeps the digest current in O(1) per change, and a
  * secondary recomputes it over a transfer at hashing speed.
@@ -33,15 +34,15 @@ export class ZoneDigest {
     return new ZoneDigest(lanes);
   }
 
-  /** Adds one record (its compact JWS) to the multiset. */
-  add(record: string): void {
-    const h = elementLanes(record);
+  /** Adds one record, stored under (type, key), to the multiset. */
+  add(type: string, key: string, jws: string): void {
+    const h = elementLanes(type, key, jws);
     for (let i = 0; i < DIGEST_LANES; i++) this.lanes[i] = (this.lanes[i]! + h[i]!) & 0xffff;
   }
 
-  /** Removes one record (the exact JWS that was added) from the multiset. */
-  remove(record: string): void {
-    const h = elementLanes(record);
+  /** Removes one record (exactly as it was added) from the multiset. */
+  remove(type: string, key: string, jws: string): void {
+    const h = elementLanes(type, key, jws);
     for (let i = 0; i < DIGEST_LANES; i++) this.lanes[i] = (this.lanes[i]! - h[i]!) & 0xffff;
   }
 
@@ -63,8 +64,8 @@ export class ZoneDigest {
   }
 }
 
-function elementLanes(record: string): Uint16Array {
-  const bytes = createHash('shake128', { outputLength: DIGEST_STATE_BYTES }).update(record).digest();
+function elementLanes(type: string, key: string, jws: string): Uint16Array {
+  const bytes = createHash('shake128', { outputLength: DIGEST_STATE_BYTES }).update(`${type}\n${key}\n${jws}`).digest();
   const lanes = new Uint16Array(DIGEST_LANES);
   for (let i = 0; i < DIGEST_LANES; i++) lanes[i] = bytes.readUInt16LE(i * 2);
   return lanes;

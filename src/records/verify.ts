@@ -1,6 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import { IdnsError } from '../errors.js';
-import { isAtOrBelow } from '../names/zone.js';
+import { ancestors, isAtOrBelow } from '../names/zone.js';
 import { gapCovers, nameHash } from './denial.js';
 import { decodeCompact, RECORD_TYP, verifyDecoded } from './jws.js';
 import { publicKeyObject, thumbprint } from './keys.js';
@@ -64,15 +64,42 @@ export function verifyHandleRecord(jws: unknown, handle: string, zone: VerifiedZ
   return record;
 }
 
-/** Verifies a denial and that it proves `handle` does not exist in the zone. */
-export function verifyDenial(jws: unknown, handle: string, zone: VerifiedZone, nowSeconds: number): DenialRecord {
-  const record = verifyRecord(jws, 'denial', zone, nowSeconds) as DenialRecord;
+/** The names strictly below `zone` and at or above `host`: each could be a zone cut on the way to the host. */
+export function namesBetween(host: string, zone: string): string[] {
+  const up = ancestors(host);
+  const at = up.indexOf(zone);
+  return at <= 0 ? [] : up.slice(0, at);
+}
+
+/** Most extra gaps a denial may bring (one per label between the zone and the host). */
+export const MAX_NO_CUT_PROOFS = 127;
+
+/**
+ * Verifies that `handle` does not exist in the zone: `jws` is a signed gap covering the handle's name
+ * hash, and `noCut` holds signed gaps covering the hash of every name between the zone and the handle's
+ * host. The zone's hashed names include its delegated child zones, so those gaps prove that no child
+ * zone holds the handle: without them a genuine parent denial could be passed off in place of a referral.
+ */
+export function verifyDenial(jws: unknown, handle: string, zone: VerifiedZone, nowSeconds: number, noCut: readonly unknown[] = []): DenialRecord {
+  const record = verifyGap(jws, zone, nowSeconds);
   assureInZone(handle, zone.record.zone);
+  if (!gapCovers(record.after, record.next, nameHash(record.hash.salt, handle))) throw fail(`the denial's gap does not cover ${handle}`);
+  const host = handle.slice(handle.lastIndexOf('@') + 1);
+  const between = namesBetween(host, zone.record.zone);
+  if (noCut.length > MAX_NO_CUT_PROOFS) throw fail('too many gaps in the denial');
+  const gaps = between.length === 0 ? [] : [record, ...noCut.map((g) => verifyGap(g, zone, nowSeconds))];
+  for (const name of between) {
+    const hash = nameHash(record.hash.salt, name);
+    if (!gaps.some((g) => gapCovers(g.after, g.next, hash))) throw fail(`the denial does not prove that ${name} is not a delegated zone`);
+  }
+  return record;
+}
+
+function verifyGap(jws: unknown, zone: VerifiedZone, nowSeconds: number): DenialRecord {
+  const record = verifyRecord(jws, 'denial', zone, nowSeconds) as DenialRecord;
   if (record.hash.salt !== zone.record.denial.salt || record.hash.alg !== zone.record.denial.alg) {
     throw fail('the denial uses hash parameters other than its zone record');
   }
-  const hash = nameHash(record.hash.salt, handle);
-  if (!gapCovers(record.after, record.next, hash)) throw fail(`the denial's gap does not cover ${handle}`);
   return record;
 }
 
@@ -111,4 +138,11 @@ function asVerificationFailure<R>(fn: () => R, type: string): R {
 
 function fail(message: string): IdnsError {
   return new IdnsError('verification_failed', message);
+}
+
+/** The optional `noCut` gaps of a denial reply, as a list (their contents are verified by verifyDenial). */
+export function noCutOf(value: unknown): unknown[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) throw new IdnsError('verification_failed', "the denial's noCut must be a list of signed gaps");
+  return value;
 }

@@ -2,7 +2,7 @@ import { IdnsError } from '../errors.js';
 import { parseHandle } from '../names/handle.js';
 import { isAtOrBelow } from '../names/zone.js';
 import type { PublicJwk } from '../records/keys.js';
-import { verifyDelegation, verifyDenial, verifyHandleRecord, verifyZoneRecord } from '../records/verify.js';
+import { noCutOf, verifyDelegation, verifyDenial, verifyHandleRecord, verifyZoneRecord } from '../records/verify.js';
 
 /**
  * The proof of a resolution: the zone records from a trust anchor down to the zone that answered, each
@@ -21,6 +21,8 @@ export interface Proof {
   steps: ProofStep[];
   /** The handle record (found) or the denial (not found), signed by the last step's zone. */
   record: string;
+  /** With a denial for a host below the last zone: gaps proving no name in between is a delegated zone. */
+  noCut?: string[];
 }
 
 /** A verified resolution. */
@@ -52,6 +54,9 @@ export function verifyProof(proof: unknown, input: string, anchors: TrustAnchors
     throw new IdnsError('verification_failed', 'the proof must have steps and a record');
   }
   if (p.steps.length > 64) throw new IdnsError('verification_failed', 'the proof has too many steps');
+  if (!p.steps.every((step) => typeof step === 'object' && step !== null && !Array.isArray(step))) {
+    throw new IdnsError('verification_failed', 'every step of a proof is an object');
+  }
   const first = p.steps[0] as ProofStep;
   const anchored = anchors.get(first?.zone);
   if (!anchored) throw new IdnsError('no_trust_anchor', `the proof starts at zone ${String(first?.zone)}, which has no trust anchor here`);
@@ -91,7 +96,7 @@ export function verifyProof(proof: unknown, input: string, anchors: TrustAnchors
     };
   }
   if (kind === 'denial' && expected !== 'answer') {
-    const r = verifyDenial(p.record, handle, zone, now);
+    const r = verifyDenial(p.record, handle, zone, now, noCutOf(p.noCut));
     const ttl = Math.min(r.ttl, zone.record.minimum);
     return { handle, status: 'not_found', zone: last.zone, endpoint: null, keys: null, ttl: Math.max(0, Math.min(ttl, r.exp - now)), exp: Math.min(exp, r.exp), proof: p as Proof };
   }

@@ -4,7 +4,7 @@ import { errorFromBody, jsonRequest, type JsonResponse } from '../client/http.js
 import { IdnsError, isIdnsError } from '../errors.js';
 import { parseHandle } from '../names/handle.js';
 import { ancestors, isAtOrBelow, ROOT } from '../names/zone.js';
-import { verifyDelegation, verifyDenial, verifyHandleRecord, verifyZoneRecord, type VerifiedZone } from '../records/verify.js';
+import { noCutOf, verifyDelegation, verifyDenial, verifyHandleRecord, verifyZoneRecord, type VerifiedZone } from '../records/verify.js';
 import { assureAllowedUrl, publicOnlyLookup } from './address-policy.js';
 import { LruCache } from './cache.js';
 import { resolveOptions, type ResolvedOptions, type ResolverOptions } from './options.js';
@@ -40,6 +40,8 @@ interface ZoneCut {
   trusted: readonly string[];
   /** Proof steps from the anchor down to (not including) this zone. */
   prefix: ProofStep[];
+  /** Earliest signature expiry (seconds) of the records in `prefix` and the delegation: the cut is no good after it. */
+  exp: number;
 }
 
 type Cached = { kind: 'answer'; resolution: Resolution } | { kind: 'cut'; cut: ZoneCut };
@@ -66,7 +68,7 @@ class Budget {
 
 /** A server's verified reply to `GET /v1/resolve/{handle}?zone=Z`. */
 type ZoneReply =
-  | { status: 'answer' | 'denial'; zone: VerifiedZone; record: string }
+  | { status: 'answer' | 'denial'; zone: VerifiedZone; record: string; noCut?: string[] }
   | { status: 'referral'; zone: VerifiedZone; record: string; child: ZoneCut };
 
 /**
@@ -179,7 +181,9 @@ export class Resolver {
     if (pending) return pending;
     const p = (this.options.forwarders.length > 0 ? this.forward(handle) : this.walk(handle)).then((r) => {
       const now = this.clock.now();
-      this.cache.set(`a:${handle}`, { kind: 'answer', resolution: r }, now, r.ttl * 1000, this.options.serveStaleMs, r.exp * 1000);
+      // Kept past expiry for whichever window is longer: serve-stale on failure, or stale-while-revalidate.
+      const staleMs = Math.max(this.options.serveStaleMs, this.options.staleWhileRevalidateMs);
+      this.cache.set(`a:${handle}`, { kind: 'answer', resolution: r }, now, r.ttl * 1000, staleMs, r.exp * 1000);
       return r;
     });
     this.inflight.set(handle, p);
@@ -194,20 +198,25 @@ export class Resolver {
     const budget = new Budget(this.clock, this.options);
     let cut = this.closestCut(host);
     const steps: ProofStep[] = cut.prefix.map((s) => ({ ...s }));
+    let exp = cut.exp;
     for (let referrals = 0; ; referrals++) {
       const reply = await this.askZone(cut, handle, host, budget);
       steps.push({ zone: cut.name, zoneRecord: reply.zone.jws });
+      exp = Math.min(exp, reply.zone.record.exp);
       this.rememberServers(cut, reply.zone);
       if (reply.status !== 'referral') {
-        return verifyProof({ steps, record: reply.record }, handle, this.options.anchors, epochSeconds(this.clock));
+        const proof = { steps, record: reply.record, ...(reply.noCut ? { noCut: reply.noCut } : {}) };
+        return verifyProof(proof, handle, this.options.anchors, epochSeconds(this.clock));
       }
       if (referrals >= this.options.maxReferrals) {
         throw new IdnsError('referral_limit', `more than ${this.options.maxReferrals} referrals for ${handle}`);
       }
       steps[steps.length - 1]!.delegation = reply.record;
-      const child: ZoneCut = { ...reply.child, prefix: steps.map((s) => ({ ...s })) };
       const d = verifyDelegation(reply.record, reply.zone, epochSeconds(this.clock));
-      this.cache.set(`z:${child.name}`, { kind: 'cut', cut: child }, this.clock.now(), d.ttl * 1000, this.options.serveStaleMs, d.exp * 1000);
+      exp = Math.min(exp, d.exp);
+      const child: ZoneCut = { ...reply.child, prefix: steps.map((s) => ({ ...s })), exp };
+      // Nothing cached outlives the earliest signature on the proof that leads to it.
+      this.cache.set(`z:${child.name}`, { kind: 'cut', cut: child }, this.clock.now(), d.ttl * 1000, this.options.serveStaleMs, exp * 1000);
       cut = child;
     }
   }
@@ -219,7 +228,7 @@ export class Resolver {
       const entry = this.cache.get(`z:${name}`, now);
       if (entry && now < entry.expiresAt && entry.value.kind === 'cut') return entry.value.cut;
       const anchor = this.options.anchors.get(name);
-      if (anchor) return { name, servers: [...this.options.rootServers], trusted: anchor, prefix: [] };
+      if (anchor) return { name, servers: [...this.options.rootServers], trusted: anchor, prefix: [], exp: Infinity };
     }
     throw new IdnsError('no_trust_anchor', `no trust anchor covers ${host}`);
   }
@@ -264,8 +273,8 @@ export class Resolver {
     if (res.status >= 300 && res.status < 400) throw new IdnsError('bad_response', `redirect (${res.status}) refused: redirects are not followed`);
     const err = errorFromBody(res.body);
     if (err) throw new IdnsError('bad_response', `the server answered ${err.code}: ${err.message}`);
-    const b = res.body as { status?: unknown; zone?: unknown; record?: unknown; zoneRecord?: unknown } | null;
-    if (!b || typeof b !== 'object') throw new IdnsError('bad_response', 'the reply is not an object');
+    const b = res.body as { status?: unknown; zone?: unknown; record?: unknown; zoneRecord?: unknown; noCut?: unknown } | null;
+    if (!b || typeof b !== 'object' || Array.isArray(b)) throw new IdnsError('bad_response', 'the reply is not an object');
     // Bailiwick: we asked zone `cut.name`; only that zone may answer.
     if (b.zone !== cut.name) throw new IdnsError('verification_failed', `asked zone ${cut.name}, the reply is from ${String(b.zone)}`);
     const now = epochSeconds(this.clock);
@@ -276,8 +285,9 @@ export class Resolver {
       return { status: 'answer', zone, record: b.record };
     }
     if (b.status === 'denial') {
-      verifyDenial(b.record, handle, zone, now);
-      return { status: 'denial', zone, record: b.record };
+      const noCut = noCutOf(b.noCut);
+      verifyDenial(b.record, handle, zone, now, noCut);
+      return { status: 'denial', zone, record: b.record, ...(noCut.length > 0 ? { noCut: noCut as string[] } : {}) };
     }
     if (b.status === 'referral') {
       const d = verifyDelegation(b.record, zone, now);
@@ -285,7 +295,7 @@ export class Resolver {
       if (d.name === cut.name || !isAtOrBelow(d.name, cut.name) || !isAtOrBelow(host, d.name)) {
         throw new IdnsError('verification_failed', `zone ${cut.name} referred to ${d.name}, which is not below it on the way to ${handle}`);
       }
-      return { status: 'referral', zone, record: b.record, child: { name: d.name, servers: [...d.servers], trusted: d.ds, prefix: [] } };
+      return { status: 'referral', zone, record: b.record, child: { name: d.name, servers: [...d.servers], trusted: d.ds, prefix: [], exp: d.exp } };
     }
     throw new IdnsError('bad_response', `unknown reply status ${JSON.stringify(b.status)}`);
   }

@@ -14,11 +14,53 @@ export interface JournalEntry {
 /** The per-zone change journal that incremental transfers are served from. */
 export class JournalStore {
   private readonly appendStmt;
+  private readonly clearStmt;
+  private readonly trimStmt;
+  private readonly boundsStmt;
+  private readonly versionAtStmt;
+  private readonly beforeStmt;
 
   constructor(db: Db) {
     this.appendStmt = db.prepare(
       `INSERT INTO journal (zone, version, idx, action, type, key, jws, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
     );
+    this.clearStmt = db.prepare(`DELETE FROM journal WHERE zone = ?`);
+    this.trimStmt = db.prepare(`DELETE FROM journal WHERE zone = ? AND version <= ?`);
+    this.boundsStmt = db.prepare<[string], { entries: number; oldest: number | null }>(
+      `SELECT count(*) AS entries, min(created_at) AS oldest FROM journal WHERE zone = ?`,
+    );
+    // The version below which dropping the oldest entries leaves at most `keep` entries.
+    this.beforeStmt = db.prepare<[string, number], { version: number }>(
+      `SELECT max(version) AS version FROM journal WHERE zone = ? AND created_at < ?`,
+    );
+    this.versionAtStmt = db.prepare<[string, number], { version: number }>(
+      `SELECT version FROM journal WHERE zone = ? ORDER BY version DESC, idx DESC LIMIT 1 OFFSET ?`,
+    );
+  }
+
+  /** Deletes a zone's whole journal (a secondary that took a full transfer starts a new one). */
+  clear(zone: string): void {
+    this.clearStmt.run(zone);
+  }
+
+  /** Deletes the entries of versions up to and including `version`. */
+  trimThrough(zone: string, version: number): number {
+    return this.trimStmt.run(zone, version).changes;
+  }
+
+  /** How many entries a zone's journal holds and the time of its oldest (ms). */
+  bounds(zone: string): { entries: number; oldest: number | null } {
+    return this.boundsStmt.get(zone) ?? { entries: 0, oldest: null };
+  }
+
+  /** The version of the entry `keep` places from the newest (the last version to drop to keep at most `keep`). */
+  versionKeeping(zone: string, keep: number): number | undefined {
+    return this.versionAtStmt.get(zone, keep)?.version;
+  }
+
+  /** The newest version with entries created before `time` (ms). */
+  newestBefore(zone: string, time: number): number | undefined {
+    return this.beforeStmt.get(zone, time)?.version;
   }
 
   /** Appends one entry; called inside the transaction that makes the change. */

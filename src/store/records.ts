@@ -24,6 +24,9 @@ export class RecordStore {
   private readonly countStmt;
   private readonly underStmt;
   private readonly deleteSomeStmt;
+  private readonly retireStmt;
+  private readonly unretireStmt;
+  private readonly nextRetiredStmt;
 
   constructor(db: Db) {
     this.getStmt = db.prepare<[string, string, string], StoredRecord>(
@@ -46,6 +49,9 @@ export class RecordStore {
     this.deleteSomeStmt = db.prepare(
       `DELETE FROM records WHERE content = ?1 AND (type, key) IN (SELECT type, key FROM records WHERE content = ?1 LIMIT ?2)`,
     );
+    this.retireStmt = db.prepare(`INSERT OR REPLACE INTO retired_content (content, retired_at) VALUES (?, ?)`);
+    this.unretireStmt = db.prepare(`DELETE FROM retired_content WHERE content = ?`);
+    this.nextRetiredStmt = db.prepare<[], { content: string }>(`SELECT content FROM retired_content ORDER BY retired_at LIMIT 1`);
     this.underStmt = db.prepare<[string, string, string], { n: number }>(
       `SELECT count(*) AS n FROM records WHERE content = ? AND type = 'handle' AND (key GLOB '*@' || ? OR key GLOB '*.' || ?)`,
     );
@@ -84,6 +90,21 @@ export class RecordStore {
   /** Deletes up to `limit` records of a content id; returns how many went (retired copies are dropped in batches). */
   deleteSome(content: string, limit: number): number {
     return this.deleteSomeStmt.run(content, limit).changes;
+  }
+
+  /** Lists a content id for deletion (a replaced copy, or a transfer in progress that may be abandoned). */
+  retire(content: string, at: number): void {
+    this.retireStmt.run(content, at);
+  }
+
+  /** Takes a content id off the deletion list (the transfer that was loading it succeeded). */
+  unretire(content: string): void {
+    this.unretireStmt.run(content);
+  }
+
+  /** A content id waiting for deletion, if any. */
+  nextRetired(): string | undefined {
+    return this.nextRetiredStmt.get()?.content;
   }
 
   /** How many handles of a zone have their host at or below `host` (a full scan: operator commands only). */

@@ -14,6 +14,9 @@ export class Store {
   readonly operations: OperationStore;
   readonly invites: InviteStore;
 
+  private readonly changedInTransaction = new Set<string>();
+  private readonly changeListeners: ((zone: string) => void)[] = [];
+
   constructor(private readonly db: Db) {
     this.zones = new ZoneStore(db);
     this.records = new RecordStore(db);
@@ -37,15 +40,39 @@ export class Store {
    * half-way). It is durable when this returns (synchronous = FULL).
    */
   write<T>(fn: () => T): T {
+    // A nested write is a savepoint inside the outer transaction; only the outermost one announces changes.
+    if (this.db.inTransaction) return this.db.transaction(fn)();
+    this.changedInTransaction.clear();
     try {
-      return this.db.transaction(fn).immediate();
+      const result = this.db.transaction(fn).immediate();
+      // After the commit, never inside it: listeners (notify, caches) must only see durable changes.
+      const changed = [...this.changedInTransaction];
+      this.changedInTransaction.clear();
+      for (const zone of changed) for (const listener of this.changeListeners) listener(zone);
+      return result;
     } catch (err) {
+      this.changedInTransaction.clear();
       if (isStorageFull(err)) throw new IdnsError('storage_full', 'the database is full; the change was not applied', { cause: err });
       throw err;
     } finally {
       // Rows cached before or during the transaction may be stale now, whether it committed or not.
       this.zones.invalidate();
     }
+  }
+
+  /** Marks a zone as changed by the running transaction; listeners hear of it once it commits. */
+  markChanged(zone: string): void {
+    this.changedInTransaction.add(zone);
+  }
+
+  /** Calls `listener` with the zone name after every committed transaction that changed that zone. */
+  onZoneChanged(listener: (zone: string) => void): void {
+    this.changeListeners.push(listener);
+  }
+
+  /** Path of the database file, for a separate read-only connection (transfers read a snapshot). */
+  get path(): string {
+    return this.db.name;
   }
 
   /** Closes the database. */

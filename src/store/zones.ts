@@ -34,6 +34,7 @@ export class ZoneStore {
   private readonly refreshedStmt;
   private readonly promoteStmt;
   private readonly settingsStmt;
+  private readonly floorStmt;
 
   private cache: Map<string, ZoneRow> | null = null;
   private cacheGeneration = '';
@@ -62,6 +63,7 @@ export class ZoneStore {
     this.refreshedStmt = db.prepare(`UPDATE zones SET refreshed_at = ? WHERE name = ?`);
     this.promoteStmt = db.prepare(`UPDATE zones SET role = 'primary', settings = ?, refreshed_at = NULL WHERE name = ?`);
     this.settingsStmt = db.prepare(`UPDATE zones SET settings = ? WHERE name = ?`);
+    this.floorStmt = db.prepare(`UPDATE zones SET journal_floor = max(journal_floor, ?) WHERE name = ?`);
   }
 
   /** The zone row, or undefined when this server does not hold the zone. */
@@ -115,6 +117,11 @@ export class ZoneStore {
   /** Turns a secondary into a primary with new settings. */
   promote(name: string, settings: string): void {
     this.promoteStmt.run(settings, name);
+  }
+
+  /** Records that the journal now starts after `version`. */
+  setJournalFloor(name: string, version: number): void {
+    this.floorStmt.run(version, name);
   }
 
   /** Replaces a zone's settings JSON. */

@@ -66,7 +66,7 @@ export async function handle(argv: string[], io: Io): Promise<number> {
         return await change(sub as 'register' | 'update' | 'rotate' | 'delete', target, handle, values, io);
     }
   } finally {
-    target.close();
+    await target.close();
   }
 }
 
@@ -138,7 +138,7 @@ interface Target {
   current(handle: string): Promise<CurrentState>;
   submit(jws: string): Promise<ChangeResult>;
   log(handle: string): Promise<LogEntry[]>;
-  close(): void;
+  close(): Promise<void>;
 }
 
 class RemoteTarget implements Target {
@@ -156,7 +156,13 @@ class RemoteTarget implements Target {
     const base = this.server.replace(/\/+$/, '');
     const url = action === 'register' ? `${base}/v1/handles` : `${base}/v1/handles/${encodeURIComponent(handle)}`;
     const method = action === 'register' ? 'POST' : action === 'update' ? 'PUT' : 'DELETE';
-    const res = await jsonRequest(url, { method, body: { request: jws } });
+    let res = await jsonRequest(url, { method, body: { request: jws } });
+    // A secondary sends writes on to the zone's primary (307, same method and body); follow a few hops.
+    for (let hops = 0; res.status === 307 && hops < 3; hops++) {
+      const location = res.headers.location;
+      if (typeof location !== 'string' || !/^https?:\/\//.test(location)) break;
+      res = await jsonRequest(location, { method, body: { request: jws } });
+    }
     const err = errorFromBody(res.body);
     if (err) throw err;
     if (res.status !== 200 && res.status !== 201) throw new IdnsError('bad_response', `${url}: unexpected status ${res.status}`);
@@ -170,7 +176,7 @@ class RemoteTarget implements Target {
     return (res.body as { operations: LogEntry[] }).operations;
   }
 
-  close(): void {}
+  async close(): Promise<void> {}
 }
 
 class LocalTarget implements Target {
@@ -192,7 +198,7 @@ class LocalTarget implements Target {
     return handleHistory(this.ctx.store, handle);
   }
 
-  close(): void {
-    this.ctx.close();
+  close(): Promise<void> {
+    return this.ctx.close();
   }
 }

@@ -1,4 +1,5 @@
-import { loadConfig } from '../../config.js';
+import { loadConfig, type ServerConfig } from '../../config.js';
+import { IdnsError } from '../../errors.js';
 import { AppContext } from '../../context.js';
 import { startServer } from '../../http/server.js';
 import { parseCommand, type Io } from '../args.js';
@@ -18,6 +19,19 @@ IDNS_PUBLIC_URL, IDNS_CONFIG, then the flags. SIGINT/SIGTERM stop it gracefully.
 hierarchy from the root servers, trusting only keys chained to the anchors. --forward
 asks upstream resolvers instead, still verifying their proofs against the anchors.
 --allow-private lets the resolver reach http and loopback/private addresses (tests, demo).`;
+
+/** Opens the data directory, turning file-system failures into one-line reasons. */
+function openContext(config: ServerConfig): AppContext {
+  try {
+    return new AppContext(config);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) {
+      throw new IdnsError('invalid_config', `cannot use the data directory ${config.dataDir}: ${(err as Error).message}`, { cause: err });
+    }
+    throw err;
+  }
+}
 
 /** `idns serve`: runs until SIGINT or SIGTERM. */
 export async function serve(argv: string[], io: Io): Promise<number> {
@@ -47,12 +61,15 @@ export async function serve(argv: string[], io: Io): Promise<number> {
     ...(values.forward ? { forward: values.forward } : {}),
     ...(values['allow-private'] ? { allowPrivate: true } : {}),
   });
-  const ctx = new AppContext(config);
+  const ctx = openContext(config);
   let running;
   try {
     running = await startServer(ctx, config.listen.host, config.listen.port);
   } catch (err) {
-    ctx.close();
+    await ctx.close();
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') throw new IdnsError('invalid_config', `cannot listen on ${config.listen.host}:${config.listen.port}: the address is in use`, { cause: err });
+    if (code === 'EACCES' || code === 'EADDRNOTAVAIL') throw new IdnsError('invalid_config', `cannot listen on ${config.listen.host}:${config.listen.port}: ${(err as Error).message}`, { cause: err });
     throw err;
   }
   const publicUrl = config.publicUrl ?? running.url.replace('0.0.0.0', '127.0.0.1').replace('[::]', '[::1]');
@@ -63,7 +80,7 @@ export async function serve(argv: string[], io: Io): Promise<number> {
     bootstrapped = true;
   }
   ctx.resigner.runOnce();
-  ctx.resigner.start(config.resign.intervalMs, (err) => ctx.log.error('re-signing failed', { err }));
+  ctx.startBackground();
 
   const zones = ctx.zones.list().map((z) => ctx.zones.info(z.name));
   io.out(`idns serving on ${running.url} (data: ${config.dataDir})`);
@@ -99,6 +116,6 @@ export async function serve(argv: string[], io: Io): Promise<number> {
   });
   await running.close();
   await ctx.changes.drain();
-  ctx.close();
+  await ctx.close();
   return 0;
 }

@@ -3,6 +3,9 @@ import { parseZoneName } from '../../names/zone.js';
 import type { RegistrationPolicy } from '../../store/zones.js';
 import { intOption, parseCommand, UsageError, type Io } from '../args.js';
 import { localOptions, withLocal } from '../local.js';
+import { parseCredential } from '../../replication/credentials.js';
+import { parseServerUrls } from '../../authority/settings.js';
+import { IdnsError } from '../../errors.js';
 
 const usage = `usage: idns zone <command> ... [--data DIR] [--json]
 
@@ -22,7 +25,20 @@ Commands (they act on the data directory; a running server sees the change at on
         Delegates CHILD (below PARENT) to its own servers; --ds lists the thumbprints of
         the child zone's keys (printed by zone create/show where the child is held).
   undelegate PARENT CHILD
-        Removes the delegation.`;
+        Removes the delegation.
+  secondary ZONE --primary URL... --ds THUMBPRINT... [--credential NAME:SECRET]
+        Holds ZONE as a secondary: copies it from the primary (or another secondary),
+        trusting only zone records signed by a key with one of the --ds thumbprints.
+  digest ZONE   The zone's serial and the digest of the content held here.
+  allow-transfer ZONE --name NAME [--notify URL]
+        Restricts transfers of ZONE to named secondaries and adds NAME; prints the
+        credential NAME:SECRET (shown once) to give to that secondary. --notify is
+        where to send it notifies.
+  deny-transfer ZONE --name NAME
+        Removes a secondary's credential.
+  promote ZONE --key-dir DIR --primary-url URL [--server-url URL...] [--policy P]
+        Disaster recovery: turns this secondary into the primary, with the zone key
+        from DIR (a backup of the old primary's key directory).`;
 
 const POLICIES = ['open', 'invite', 'closed'];
 
@@ -41,7 +57,7 @@ const createOptions = {
 } as const;
 
 /** `idns zone ...` */
-export function zone(argv: string[], io: Io): number {
+export async function zone(argv: string[], io: Io): Promise<number> {
   const [sub, ...rest] = argv;
   switch (sub) {
     case 'create':
@@ -58,6 +74,16 @@ export function zone(argv: string[], io: Io): number {
       return delegate(rest, io);
     case 'undelegate':
       return undelegate(rest, io);
+    case 'secondary':
+      return secondary(rest, io);
+    case 'digest':
+      return digest(rest, io);
+    case 'allow-transfer':
+      return allowTransfer(rest, io);
+    case 'deny-transfer':
+      return denyTransfer(rest, io);
+    case 'promote':
+      return promote(rest, io);
     case undefined:
     case '--help':
     case '-h':
@@ -68,7 +94,7 @@ export function zone(argv: string[], io: Io): number {
   }
 }
 
-function create(argv: string[], io: Io): number {
+async function create(argv: string[], io: Io): Promise<number> {
   const { values, positionals, help } = parseCommand({ usage, options: createOptions, positionals: ['ZONE'] }, argv);
   if (help) return io.out(usage), 0;
   const name = parseZoneName(positionals[0]!);
@@ -87,7 +113,7 @@ function create(argv: string[], io: Io): number {
     const v = intOption(values[flag], flag, usage);
     if (v !== undefined) timers[key] = v;
   }
-  const info = withLocal(values, (ctx) =>
+  const info = await withLocal(values, (ctx) =>
     ctx.zones.create(name, {
       servers,
       ...(values['primary-url'] ? { primary: values['primary-url'] } : {}),
@@ -101,10 +127,10 @@ function create(argv: string[], io: Io): number {
   return 0;
 }
 
-function show(argv: string[], io: Io): number {
+async function show(argv: string[], io: Io): Promise<number> {
   const { values, positionals, help } = parseCommand({ usage, options: localOptions, positionals: ['ZONE'] }, argv);
   if (help) return io.out(usage), 0;
-  const info = withLocal(values, (ctx) => ctx.zones.info(parseZoneName(positionals[0]!)));
+  const info = await withLocal(values, (ctx) => ctx.zones.info(parseZoneName(positionals[0]!)));
   if (values.json) {
     io.out(JSON.stringify(zoneJson(info)));
     return 0;
@@ -116,7 +142,8 @@ function show(argv: string[], io: Io): number {
       `  serial: ${info.serial}`,
       `  policy: ${info.policy}`,
       `  handles: ${info.handles}`,
-      `  servers: ${info.settings.servers.join(' ')}`,
+      `  servers: ${info.servers.join(' ')}`,
+      ...(info.secondary ? [`  copied from: ${info.secondary.primaries.join(' ')} (trusting keys ${info.secondary.ds.join(' ')})`] : []),
       `  key thumbprints: ${info.keyThumbprints.join(' ')}`,
       `  digest: ${info.digest}`,
       `  record: ${info.record}`,
@@ -125,40 +152,40 @@ function show(argv: string[], io: Io): number {
   return 0;
 }
 
-function list(argv: string[], io: Io): number {
+async function list(argv: string[], io: Io): Promise<number> {
   const { values, help } = parseCommand({ usage, options: localOptions, positionals: [] }, argv);
   if (help) return io.out(usage), 0;
-  const zones = withLocal(values, (ctx) => ctx.zones.list().map((z) => ctx.zones.info(z.name)));
+  const zones = await withLocal(values, (ctx) => ctx.zones.list().map((z) => ctx.zones.info(z.name)));
   if (values.json) io.out(JSON.stringify(zones.map(zoneJson)));
   else io.out(zones.map((z) => `${z.name}\t${z.role}\tserial ${z.serial}\t${z.policy}\t${z.handles} handles`).join('\n') || '(no zones)');
   return 0;
 }
 
-function invite(argv: string[], io: Io): number {
+async function invite(argv: string[], io: Io): Promise<number> {
   const { values, positionals, help } = parseCommand({ usage, options: { ...localOptions, 'valid-for': { type: 'string' } }, positionals: ['ZONE'] }, argv);
   if (help) return io.out(usage), 0;
   const validFor = intOption(values['valid-for'], 'valid-for', usage);
   const name = parseZoneName(positionals[0]!);
-  const made = withLocal(values, (ctx) => ctx.zones.createInvite(name, validFor ?? 30 * 24 * 3600));
+  const made = await withLocal(values, (ctx) => ctx.zones.createInvite(name, validFor ?? 30 * 24 * 3600));
   const expiresAt = made.expiresAt === null ? null : new Date(made.expiresAt).toISOString();
   if (values.json) io.out(JSON.stringify({ zone: name, code: made.code, expiresAt }));
   else io.out(made.code);
   return 0;
 }
 
-function policy(argv: string[], io: Io): number {
+async function policy(argv: string[], io: Io): Promise<number> {
   const { values, positionals, help } = parseCommand({ usage, options: localOptions, positionals: ['ZONE', 'POLICY'] }, argv);
   if (help) return io.out(usage), 0;
   const p = positionals[1]!;
   if (!POLICIES.includes(p)) throw new UsageError('POLICY must be open, invite or closed', usage);
   const name = parseZoneName(positionals[0]!);
-  withLocal(values, (ctx) => ctx.zones.setPolicy(name, p as RegistrationPolicy));
+  await withLocal(values, (ctx) => ctx.zones.setPolicy(name, p as RegistrationPolicy));
   if (values.json) io.out(JSON.stringify({ zone: name, policy: p }));
   else io.out(`zone ${name}: policy ${p}`);
   return 0;
 }
 
-function delegate(argv: string[], io: Io): number {
+async function delegate(argv: string[], io: Io): Promise<number> {
   const options = { ...localOptions, 'server-url': { type: 'string', multiple: true }, ds: { type: 'string', multiple: true }, ttl: { type: 'string' } } as const;
   const { values, positionals, help } = parseCommand({ usage, options, positionals: ['PARENT', 'CHILD'] }, argv);
   if (help) return io.out(usage), 0;
@@ -169,7 +196,7 @@ function delegate(argv: string[], io: Io): number {
   if (servers.length === 0) throw new UsageError('--server-url URL is required (the child zone\'s servers)', usage);
   if (ds.length === 0) throw new UsageError('--ds THUMBPRINT is required (the child zone\'s key thumbprints)', usage);
   const ttl = intOption(values.ttl, 'ttl', usage);
-  const record = withLocal(values, (ctx) => {
+  const record = await withLocal(values, (ctx) => {
     ctx.zones.delegate(parent, child, { servers, ds, ...(ttl === undefined ? {} : { ttl }) });
     return ctx.zones.info(parent);
   });
@@ -178,17 +205,92 @@ function delegate(argv: string[], io: Io): number {
   return 0;
 }
 
-function undelegate(argv: string[], io: Io): number {
+async function undelegate(argv: string[], io: Io): Promise<number> {
   const { values, positionals, help } = parseCommand({ usage, options: localOptions, positionals: ['PARENT', 'CHILD'] }, argv);
   if (help) return io.out(usage), 0;
   const parent = parseZoneName(positionals[0]!);
   const child = parseZoneName(positionals[1]!);
-  const info = withLocal(values, (ctx) => {
+  const info = await withLocal(values, (ctx) => {
     ctx.zones.undelegate(parent, child);
     return ctx.zones.info(parent);
   });
   if (values.json) io.out(JSON.stringify({ parent, child, serial: info.serial }));
   else io.out(`zone ${parent}: removed the delegation of ${child} (serial ${info.serial})`);
+  return 0;
+}
+
+async function secondary(argv: string[], io: Io): Promise<number> {
+  const options = { ...localOptions, primary: { type: 'string', multiple: true }, ds: { type: 'string', multiple: true }, credential: { type: 'string' } } as const;
+  const { values, positionals, help } = parseCommand({ usage, options, positionals: ['ZONE'] }, argv);
+  if (help) return io.out(usage), 0;
+  const name = parseZoneName(positionals[0]!);
+  if (!values.primary?.length) throw new UsageError('--primary URL is required (where to copy the zone from)', usage);
+  if (!values.ds?.length) throw new UsageError('--ds THUMBPRINT is required (the zone key to trust)', usage);
+  const credential = values.credential === undefined ? null : parseCredential(values.credential);
+  const info = await withLocal(values, (ctx) => {
+    const made = ctx.zones.createSecondary(name, { primaries: values.primary!, ds: values.ds! });
+    if (credential) ctx.credentials.setOwn(name, credential);
+    return made;
+  });
+  if (values.json) io.out(JSON.stringify(zoneJson(info)));
+  else io.out(`zone ${name}: secondary of ${values.primary.join(' ')}; a running server copies it within seconds`);
+  return 0;
+}
+
+async function digest(argv: string[], io: Io): Promise<number> {
+  const { values, positionals, help } = parseCommand({ usage, options: localOptions, positionals: ['ZONE'] }, argv);
+  if (help) return io.out(usage), 0;
+  const info = await withLocal(values, (ctx) => ctx.zones.info(parseZoneName(positionals[0]!)));
+  if (values.json) io.out(JSON.stringify({ zone: info.name, serial: info.serial, digest: info.digest }));
+  else io.out(`${info.name} serial ${info.serial} digest ${info.digest}`);
+  return 0;
+}
+
+async function allowTransfer(argv: string[], io: Io): Promise<number> {
+  const options = { ...localOptions, name: { type: 'string' }, notify: { type: 'string' } } as const;
+  const { values, positionals, help } = parseCommand({ usage, options, positionals: ['ZONE'] }, argv);
+  if (help) return io.out(usage), 0;
+  if (!values.name) throw new UsageError('--name NAME is required (a name for the secondary)', usage);
+  const name = parseZoneName(positionals[0]!);
+  if (values.notify !== undefined) parseServerUrls([values.notify], '--notify');
+  const cred = await withLocal(values, (ctx) => {
+    ctx.zones.require(name);
+    return ctx.credentials.allow(name, values.name!, values.notify ?? null);
+  });
+  if (values.json) io.out(JSON.stringify({ zone: name, credential: `${cred.name}:${cred.secret}` }));
+  else io.out(`${cred.name}:${cred.secret}`);
+  return 0;
+}
+
+async function denyTransfer(argv: string[], io: Io): Promise<number> {
+  const options = { ...localOptions, name: { type: 'string' } } as const;
+  const { values, positionals, help } = parseCommand({ usage, options, positionals: ['ZONE'] }, argv);
+  if (help) return io.out(usage), 0;
+  if (!values.name) throw new UsageError('--name NAME is required', usage);
+  const name = parseZoneName(positionals[0]!);
+  const removed = await withLocal(values, (ctx) => ctx.credentials.deny(name, values.name!));
+  if (!removed) throw new IdnsError('invalid_request', `zone ${name} has no secondary named ${values.name}`);
+  io.out(values.json ? JSON.stringify({ zone: name, removed: values.name }) : `zone ${name}: ${values.name} may no longer transfer`);
+  return 0;
+}
+
+async function promote(argv: string[], io: Io): Promise<number> {
+  const options = { ...localOptions, 'key-dir': { type: 'string' }, 'primary-url': { type: 'string' }, 'server-url': { type: 'string', multiple: true }, policy: { type: 'string' } } as const;
+  const { values, positionals, help } = parseCommand({ usage, options, positionals: ['ZONE'] }, argv);
+  if (help) return io.out(usage), 0;
+  if (!values['key-dir']) throw new UsageError('--key-dir DIR is required (where the zone key is)', usage);
+  if (!values['primary-url']) throw new UsageError('--primary-url URL is required (the public URL of this server)', usage);
+  if (values.policy !== undefined && !POLICIES.includes(values.policy)) throw new UsageError('--policy must be open, invite or closed', usage);
+  const name = parseZoneName(positionals[0]!);
+  const info = await withLocal(values, (ctx) =>
+    ctx.zones.promote(name, values['key-dir']!, {
+      primary: values['primary-url']!,
+      ...(values['server-url'] ? { servers: values['server-url'] } : {}),
+      ...(values.policy ? { policy: values.policy as RegistrationPolicy } : {}),
+    }),
+  );
+  if (values.json) io.out(JSON.stringify(zoneJson(info)));
+  else io.out(`zone ${name} is now primary here at serial ${info.serial}, key ${info.keyThumbprints.join(' ')}`);
   return 0;
 }
 
@@ -199,8 +301,9 @@ function zoneJson(info: ZoneInfo) {
     serial: info.serial,
     policy: info.policy,
     handles: info.handles,
-    servers: info.settings.servers,
-    primary: info.settings.primary,
+    servers: info.servers,
+    primary: info.settings?.primary ?? null,
+    primaries: info.secondary?.primaries ?? null,
     keyThumbprints: info.keyThumbprints,
     digest: info.digest,
     record: info.record,

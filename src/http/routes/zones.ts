@@ -2,6 +2,8 @@ import { Hono } from 'hono';
 import type { AppContext } from '../../context.js';
 import { parseZoneName } from '../../names/zone.js';
 import { serialOf } from '../../authority/serial.js';
+import { IdnsError } from '../../errors.js';
+import { ZoneDigest } from '../../records/digest.js';
 
 /** Spelling of the root zone in a URL path, because URL parsers drop a `.` path segment. */
 export const ROOT_IN_PATH = '_root';
@@ -17,9 +19,12 @@ export function zoneRoutes(ctx: AppContext): Hono {
   app.get('/v1/zones/:zone', (c) => {
     const name = zoneFromPath(c.req.param('zone'));
     const row = ctx.zones.require(name);
-    const settings = ctx.zones.settings(row);
-    c.header('Cache-Control', `public, max-age=${Math.min(settings.ttl, settings.refresh)}`);
-    return c.json({ zone: row.name, serial: serialOf(row.version), record: row.record });
+    const record = ctx.zones.zoneRecord(row);
+    if (record === null) throw new IdnsError('zone_unavailable', `zone ${name} has not been loaded yet`);
+    c.header('Cache-Control', `public, max-age=${Math.min(record.ttl, record.refresh)}`);
+    // The digest of the content this server holds (its own running state, not the one the record claims):
+    // equal digests on two servers prove they hold the same records.
+    return c.json({ zone: row.name, serial: serialOf(row.version), role: row.role, digest: ZoneDigest.fromState(row.digestState).value(), record: row.record });
   });
   return app;
 }

@@ -1,0 +1,44 @@
+import { Hono, type Context } from 'hono';
+import type { AppContext } from '../../context.js';
+import { epochSeconds } from '../../clock.js';
+import { IdnsError } from '../../errors.js';
+import { verifyAuthorization } from '../../replication/credentials.js';
+import { openTransfer } from '../../replication/transfer-source.js';
+import { zoneFromPath } from './zones.js';
+
+/** Zone transfer (full or incremental) and notify, between a zone's servers. */
+export function transferRoutes(ctx: AppContext): Hono {
+  const app = new Hono();
+
+  app.get('/v1/zones/:zone/transfer', (c) => {
+    const zone = zoneFromPath(c.req.param('zone'));
+    ctx.zones.require(zone);
+    // A zone with named secondaries transfers only to them; without any, the zone is public data anyway.
+    const acl = ctx.credentials.allowed(zone);
+    if (Object.keys(acl).length > 0) authenticate(c, ctx, '', (name) => acl[name]?.secret);
+    const sinceRaw = c.req.query('since');
+    if (sinceRaw !== undefined && !/^\d{1,10}$/.test(sinceRaw)) throw new IdnsError('invalid_request', 'since must be a serial (0 to 4294967295)');
+    const since = sinceRaw === undefined ? null : Number(sinceRaw);
+    if (since !== null && since > 0xffffffff) throw new IdnsError('invalid_request', 'since must be a serial (0 to 4294967295)');
+    const stream = openTransfer(ctx.store.path, { zone, since });
+    return new Response(stream, { status: 200, headers: { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' } });
+  });
+
+  app.post('/v1/zones/:zone/notify', async (c) => {
+    const zone = zoneFromPath(c.req.param('zone'));
+    const body = await c.req.text();
+    const row = ctx.zones.require(zone);
+    if (row.role !== 'secondary') throw new IdnsError('invalid_request', `zone ${zone} is not a secondary here; notifies are for secondaries`);
+    const own = ctx.credentials.own(zone);
+    if (own) authenticate(c, ctx, body, (name) => (name === own.name ? own.secret : undefined));
+    ctx.replicator.notify(zone);
+    return c.json({ zone, status: 'check_scheduled' }, 202);
+  });
+
+  return app;
+}
+
+function authenticate(c: Context, ctx: AppContext, body: string, secretOf: (name: string) => string | undefined): string {
+  const url = new URL(c.req.url);
+  return verifyAuthorization(c.req.header('authorization'), c.req.method, `${url.pathname}${url.search}`, body, epochSeconds(ctx.clock), secretOf);
+}

@@ -1,0 +1,33 @@
+import { IdnsError } from '../errors.js';
+
+/**
+ * Splits a byte stream into JSON lines, holding at most one partial line in memory; a line longer than
+ * `maxLineBytes` (a peer trying to make us buffer without bound) ends the stream with an error.
+ */
+export async function* ndjsonLines(body: AsyncIterable<Uint8Array>, maxLineBytes: number): AsyncGenerator<unknown> {
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  let pending = '';
+  for await (const chunk of body) {
+    const text = pending + decoder.decode(chunk, { stream: true });
+    let from = 0;
+    let nl: number;
+    // Walk the chunk by index: re-slicing the remainder after every line would be quadratic in the chunk.
+    while ((nl = text.indexOf('\n', from)) !== -1) {
+      const line = text.slice(from, nl);
+      from = nl + 1;
+      if (line.trim() !== '') yield parseLine(line);
+    }
+    pending = text.slice(from);
+    if (pending.length > maxLineBytes) throw new IdnsError('transfer_failed', `a transfer line is longer than ${maxLineBytes} bytes`);
+  }
+  pending += decoder.decode();
+  if (pending.trim() !== '') throw new IdnsError('transfer_failed', 'the transfer stream ended in the middle of a line');
+}
+
+function parseLine(line: string): unknown {
+  try {
+    return JSON.parse(line);
+  } catch (cause) {
+    throw new IdnsError('transfer_failed', 'a transfer line is not valid JSON', { cause });
+  }
+}

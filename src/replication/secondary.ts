@@ -1,0 +1,196 @@
+import type { Dispatcher } from 'undici';
+import { serialLess, serialOf } from '../authority/serial.js';
+import type { ZoneService } from '../authority/zones.js';
+import type { Clock } from '../clock.js';
+import type { Logger } from '../log.js';
+import type { Store } from '../store/store.js';
+import type { CredentialStore } from './credentials.js';
+import { TransferClient, type Source, type TransferLimits, DEFAULT_TRANSFER_LIMITS } from './transfer-client.js';
+
+/** What a secondary zone's loop knows, for /readyz, metrics and the operator. */
+export interface SecondaryStatus {
+  zone: string;
+  serial: number | null;
+  lastSuccess: number | null;
+  lastAttempt: number | null;
+  lastError: string | null;
+  /** Serial the primary announced at the last successful check. */
+  primarySerial: number | null;
+  transfers: { full: number; incremental: number; failed: number };
+}
+
+interface ZoneLoop {
+  timer: NodeJS.Timeout | null;
+  running: Promise<void> | null;
+  again: boolean;
+  status: SecondaryStatus;
+}
+
+/** Defaults when the zone record is not known yet (before the first transfer), seconds. */
+const INITIAL_RETRY_S = 5;
+
+/**
+ * The secondary's refresh/retry loop, one per secondary zone held here: check the zone record's serial
+ * every `refresh` seconds (at once on a notify), transfer incrementally when the source's journal reaches
+ * back, fully otherwise, and retry every `retry` seconds after a failure. Expiry needs no timer: the
+ * answer path compares the last success with `expire` (ZoneService.unavailable).
+ */
+export class Replicator {
+  private readonly loops = new Map<string, ZoneLoop>();
+  private readonly client: TransferClient;
+  private scanTimer: NodeJS.Timeout | null = null;
+  private stopped = false;
+
+  constructor(
+    private readonly store: Store,
+    private readonly zones: ZoneService,
+    private readonly credentials: CredentialStore,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+    dispatcher: Dispatcher,
+    limits: TransferLimits = DEFAULT_TRANSFER_LIMITS,
+  ) {
+    this.client = new TransferClient(store, zones, clock, dispatcher, limits);
+  }
+
+  /** Starts a loop for every secondary zone, and looks for zones added later (by the CLI) every few seconds. */
+  start(scanIntervalMs = 2000): void {
+    this.stopped = false;
+    this.scan();
+    this.scanTimer = setInterval(() => this.scan(), scanIntervalMs);
+    this.scanTimer.unref();
+  }
+
+  /** Stops every timer; transfers in progress finish. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.scanTimer) clearInterval(this.scanTimer);
+    for (const loop of this.loops.values()) if (loop.timer) clearTimeout(loop.timer);
+    await Promise.allSettled([...this.loops.values()].map((l) => l.running));
+  }
+
+  /** A notify arrived: check soon. Notifies only ever trigger a check; nothing in them is trusted. */
+  notify(zone: string): boolean {
+    const loop = this.loops.get(zone);
+    if (!loop) return false;
+    if (loop.running) loop.again = true;
+    else this.schedule(zone, 0);
+    return true;
+  }
+
+  /** Checks a zone now and waits for the outcome (tests, the CLI). */
+  async checkNow(zone: string): Promise<SecondaryStatus> {
+    this.ensureLoop(zone);
+    const loop = this.loops.get(zone)!;
+    if (loop.running) await loop.running;
+    await this.run(zone);
+    return loop.status;
+  }
+
+  /** The state of every secondary zone's loop. */
+  statuses(): SecondaryStatus[] {
+    return [...this.loops.values()].map((l) => l.status);
+  }
+
+  private scan(): void {
+    for (const row of this.zones.list()) if (row.role === 'secondary' && !this.loops.has(row.name)) this.ensureLoop(row.name, true);
+  }
+
+  private ensureLoop(zone: string, startNow = false): void {
+    if (this.loops.has(zone)) return;
+    const row = this.zones.require(zone);
+    this.loops.set(zone, {
+      timer: null,
+      running: null,
+      again: false,
+      status: {
+        zone,
+        serial: row.record === '' ? null : serialOf(row.version),
+        lastSuccess: row.refreshedAt,
+        lastAttempt: null,
+        lastError: null,
+        primarySerial: null,
+        transfers: { full: 0, incremental: 0, failed: 0 },
+      },
+    });
+    if (startNow) this.schedule(zone, 0);
+  }
+
+  private schedule(zone: string, delayMs: number): void {
+    const loop = this.loops.get(zone);
+    if (!loop || this.stopped) return;
+    if (loop.timer) clearTimeout(loop.timer);
+    loop.timer = setTimeout(() => {
+      loop.timer = null;
+      void this.run(zone);
+    }, delayMs);
+    loop.timer.unref();
+  }
+
+  private run(zone: string): Promise<void> {
+    const loop = this.loops.get(zone)!;
+    if (loop.running) {
+      loop.again = true;
+      return loop.running;
+    }
+    loop.again = false;
+    loop.running = this.check(zone, loop).finally(() => {
+      loop.running = null;
+      if (loop.again) this.schedule(zone, 0);
+    });
+    return loop.running;
+  }
+
+  private async check(zone: string, loop: ZoneLoop): Promise<void> {
+    const row = this.zones.get(zone);
+    if (!row || row.role !== 'secondary') {
+      this.loops.delete(zone);
+      return;
+    }
+    const settings = this.zones.secondarySettings(row);
+    const credential = this.credentials.own(zone);
+    loop.status.lastAttempt = this.clock.now();
+    let lastError = 'no source configured';
+    for (const server of settings.primaries) {
+      const src: Source = { server, zone, trusted: settings.ds, credential };
+      try {
+        const { record } = await this.client.zoneRecord(src);
+        loop.status.primarySerial = record.serial;
+        const current = this.zones.require(zone);
+        const ours = current.record === '' ? null : serialOf(current.version);
+        if (ours === null || serialLess(ours, record.serial)) {
+          let serial: number | false = false;
+          if (ours !== null) serial = await this.client.incremental(src);
+          if (serial === false) {
+            serial = await this.client.full(src);
+            loop.status.transfers.full += 1;
+          } else {
+            loop.status.transfers.incremental += 1;
+          }
+          this.log.info('zone transferred', { zone, serial, from: server });
+        } else if (ours !== record.serial) {
+          throw new Error(`the source's serial ${record.serial} is behind ours (${ours})`);
+        } else {
+          this.store.write(() => this.store.zones.setRefreshed(zone, this.clock.now()));
+        }
+        const fresh = this.zones.require(zone);
+        loop.status.serial = serialOf(fresh.version);
+        loop.status.lastSuccess = fresh.refreshedAt;
+        loop.status.lastError = null;
+        this.schedule(zone, this.timer(fresh, 'refresh'));
+        return;
+      } catch (err) {
+        lastError = `${server}: ${(err as Error).message}`;
+        loop.status.transfers.failed += 1;
+        this.log.warn('zone check failed', { zone, server, err });
+      }
+    }
+    loop.status.lastError = lastError;
+    this.schedule(zone, this.timer(this.zones.require(zone), 'retry'));
+  }
+
+  private timer(row: ReturnType<ZoneService['require']>, which: 'refresh' | 'retry'): number {
+    const record = this.zones.zoneRecord(row);
+    return (record ? record[which] : INITIAL_RETRY_S) * 1000;
+  }
+}

@@ -1,0 +1,294 @@
+import { randomBytes } from 'node:crypto';
+import { request, type Dispatcher } from 'undici';
+import { serialLess, serialOf } from '../authority/serial.js';
+import type { ZoneService } from '../authority/zones.js';
+import { epochSeconds, type Clock } from '../clock.js';
+import { errorFromBody, jsonRequest } from '../client/http.js';
+import { IdnsError } from '../errors.js';
+import { ZoneDigest } from '../records/digest.js';
+import { MAX_JWS_LENGTH } from '../records/jws.js';
+import type { ZoneRecord } from '../records/types.js';
+import { verifyZoneRecord } from '../records/verify.js';
+import type { StoredRecord, StoredType } from '../store/records.js';
+import type { Store } from '../store/store.js';
+import type { ZoneRow } from '../store/zones.js';
+import { authorization, type Credential } from './credentials.js';
+import { ndjsonLines } from './ndjson.js';
+
+/** Limits on what a transfer peer can make us do. */
+export interface TransferLimits {
+  /** Time limit for the response headers and between body chunks, ms. */
+  timeoutMs: number;
+  /** Longest line of a transfer stream, bytes. */
+  maxLineBytes: number;
+  /** Most entries of an incremental transfer held in memory; a longer one is abandoned for a full one. */
+  maxIncrementalEntries: number;
+  /** Records written per transaction while loading a full transfer. */
+  batchRows: number;
+}
+
+export const DEFAULT_TRANSFER_LIMITS: TransferLimits = { timeoutMs: 10_000, maxLineBytes: 128 * 1024, maxIncrementalEntries: 200_000, batchRows: 2000 };
+
+const TYPES = new Set<StoredType>(['handle', 'delegation', 'denial']);
+
+/** Where to copy from, with what to trust. */
+export interface Source {
+  server: string;
+  zone: string;
+  /** Thumbprints of the keys the zone record must be signed by. */
+  trusted: readonly string[];
+  credential: Credential | null;
+}
+
+/**
+ * The secondary's side of zone transfer: fetches the zone record, then a full or incremental transfer,
+ * and applies it only once the digest of the result equals the digest in the zone record the stream was
+ * signed with. Nothing is served from a transfer before that check.
+ */
+export class TransferClient {
+  /** Content ids being loaded right now: listed as retired (for crash safety) but not to be cleaned. */
+  static readonly loading = new Set<string>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly zones: ZoneService,
+    private readonly clock: Clock,
+    private readonly dispatcher: Dispatcher,
+    private readonly limits: TransferLimits = DEFAULT_TRANSFER_LIMITS,
+  ) {}
+
+  /** The primary's current zone record, verified. */
+  async zoneRecord(src: Source): Promise<{ record: ZoneRecord; jws: string }> {
+    const path = `/v1/zones/${pathZone(src.zone)}`;
+    const res = await jsonRequest(`${base(src.server)}${path}`, { timeoutMs: this.limits.timeoutMs, maxBytes: 64 * 1024, dispatcher: this.dispatcher });
+    const err = errorFromBody(res.body);
+    if (err) throw new IdnsError('transfer_failed', `${src.server}: ${err.code}: ${err.message}`);
+    const jws = (res.body as { record?: unknown } | null)?.record;
+    const zone = verifyZoneRecord(jws, src.zone, epochSeconds(this.clock), src.trusted);
+    return { record: zone.record, jws: jws as string };
+  }
+
+  /** Copies the whole zone and switches to the copy; returns the new serial. */
+  async full(src: Source): Promise<number> {
+    const before = this.zones.require(src.zone);
+    const body = await this.open(src, null);
+    const lines = ndjsonLines(body, this.limits.maxLineBytes);
+    const content = `${src.zone}#${randomBytes(6).toString('hex')}`;
+    // Listed as retired until it is complete and checked: a crash mid-transfer leaves it for the cleaner.
+    this.store.write(() => this.store.records.retire(content, this.clock.now()));
+    TransferClient.loading.add(content);
+    const digest = ZoneDigest.empty();
+    let count = 0;
+    try {
+      const start = await this.startLine(lines, src, before, 'full');
+      let batch: StoredRecord[] = [];
+      const flush = () => {
+        const rows = batch;
+        batch = [];
+        this.store.write(() => this.store.records.putMany(content, rows));
+      };
+      for (;;) {
+        const line = await next(lines);
+        if (line.kind === 'end') {
+          this.endLine(line, start.jws, count);
+          break;
+        }
+        if (line.kind !== 'record') throw new IdnsError('transfer_failed', `unexpected line kind ${String(line.kind)} in a full transfer`);
+        const r = recordLine(line);
+        digest.add(r.type, r.key, r.jws);
+        batch.push(r);
+        count += 1;
+        if (batch.length >= this.limits.batchRows) flush();
+      }
+      if (batch.length > 0) flush();
+      if (digest.value() !== start.record.digest) {
+        throw new IdnsError('transfer_failed', `the transferred content does not match the digest of serial ${start.record.serial}; transfer refused`);
+      }
+      this.store.write(() => {
+        const current = this.zones.require(src.zone);
+        const version = current.record === '' ? start.record.serial : current.version + ((start.record.serial - serialOf(current.version) + 2 ** 32) % 2 ** 32);
+        this.store.zones.replaceCopy({
+          name: src.zone,
+          version,
+          digestState: digest.state(),
+          record: start.jws,
+          recordExp: start.record.exp,
+          salt: start.record.denial.salt,
+          content,
+          journalFloor: version,
+          refreshedAt: this.clock.now(),
+        });
+        this.store.journal.clear(src.zone);
+        this.store.records.unretire(content);
+        if (current.content !== content) this.store.records.retire(current.content, this.clock.now());
+        this.store.markChanged(src.zone);
+      });
+      return start.record.serial;
+    } finally {
+      TransferClient.loading.delete(content);
+      await lines.return(undefined);
+    }
+  }
+
+  /**
+   * Applies the changes after our serial in one transaction. Returns false when the source's journal no
+   * longer reaches back (take a full transfer), or when the change set is too large to hold.
+   */
+  async incremental(src: Source): Promise<number | false> {
+    const before = this.zones.require(src.zone);
+    const since = serialOf(before.version);
+    let body: AsyncIterable<Uint8Array>;
+    try {
+      body = await this.open(src, since);
+    } catch (err) {
+      if (err instanceof IdnsError && err.code === 'journal_too_old') return false;
+      throw err;
+    }
+    const lines = ndjsonLines(body, this.limits.maxLineBytes);
+    try {
+      const start = await this.startLine(lines, src, before, 'incremental');
+      const changes: { serial: number; action: 'put' | 'del'; type: StoredType; key: string; jws: string | null }[] = [];
+      let serial = -1;
+      for (;;) {
+        const line = await next(lines);
+        if (line.kind === 'end') {
+          this.endLine(line, start.jws, changes.length);
+          break;
+        }
+        if (line.kind === 'version') {
+          if (typeof line.serial !== 'number') throw new IdnsError('transfer_failed', 'a version line without a serial');
+          serial = line.serial;
+          continue;
+        }
+        if (serial === -1) throw new IdnsError('transfer_failed', 'a change before any version line');
+        if (changes.length >= this.limits.maxIncrementalEntries) return false;
+        if (line.kind === 'put') {
+          const r = recordLine(line);
+          changes.push({ serial, action: 'put', type: r.type, key: r.key, jws: r.jws });
+        } else if (line.kind === 'del') {
+          const { type, key } = keyOf(line);
+          changes.push({ serial, action: 'del', type, key, jws: null });
+        } else {
+          throw new IdnsError('transfer_failed', `unexpected line kind ${String(line.kind)} in an incremental transfer`);
+        }
+      }
+      this.store.write(() => {
+        const row = this.zones.require(src.zone);
+        if (row.version !== before.version) throw new IdnsError('transfer_failed', 'the zone changed during the transfer');
+        const digest = ZoneDigest.fromState(row.digestState);
+        const localVersion = (s: number) => row.version + ((s - serialOf(row.version) + 2 ** 32) % 2 ** 32);
+        let idx = 0;
+        let last = -1;
+        for (const c of changes) {
+          const version = localVersion(c.serial);
+          if (version !== last) {
+            idx = 0;
+            last = version;
+          }
+          const old = this.store.records.get(row.content, c.type, c.key);
+          if (old) digest.remove(c.type, c.key, old.jws);
+          if (c.action === 'put') {
+            digest.add(c.type, c.key, c.jws!);
+            // Copies are never re-signed here, so the signature expiry column is not kept (0).
+            this.store.records.put(row.content, c.type, c.key, version, 0, c.jws!);
+          } else {
+            if (!old) throw new IdnsError('transfer_failed', `the transfer deletes ${c.type} ${c.key}, which this copy does not hold`);
+            this.store.records.delete(row.content, c.type, c.key);
+          }
+          this.store.journal.append(src.zone, { version, idx: idx++, action: c.action, type: c.type, key: c.key, jws: c.jws }, this.clock.now());
+        }
+        // Checked inside the transaction: a mismatch rolls every change back and the old copy stays.
+        if (digest.value() !== start.record.digest) {
+          throw new IdnsError('transfer_failed', `the changes do not produce the digest of serial ${start.record.serial}; transfer refused`);
+        }
+        this.store.zones.updateState(src.zone, localVersion(start.record.serial), digest.state(), start.jws, start.record.exp);
+        this.store.zones.setRefreshed(src.zone, this.clock.now());
+        this.store.markChanged(src.zone);
+      });
+      return start.record.serial;
+    } finally {
+      await lines.return(undefined);
+    }
+  }
+
+  private async open(src: Source, since: number | null): Promise<AsyncIterable<Uint8Array>> {
+    const path = `/v1/zones/${pathZone(src.zone)}/transfer${since === null ? '' : `?since=${since}`}`;
+    const headers: Record<string, string> = { accept: 'application/x-ndjson' };
+    if (src.credential) headers.authorization = authorization(src.credential, 'GET', path, '', epochSeconds(this.clock));
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await request(`${base(src.server)}${path}`, {
+        headers,
+        dispatcher: this.dispatcher,
+        headersTimeout: this.limits.timeoutMs,
+        bodyTimeout: this.limits.timeoutMs,
+      });
+    } catch (cause) {
+      throw new IdnsError('transfer_failed', `${src.server}: ${(cause as Error).message}`, { cause });
+    }
+    if (res.statusCode !== 200) {
+      const text = (await res.body.text()).slice(0, 4096);
+      let code = String(res.statusCode);
+      try {
+        code = (JSON.parse(text) as { error?: { code?: string } }).error?.code ?? code;
+      } catch {
+        // Not JSON: the status is all there is to report.
+      }
+      if (code === 'journal_too_old') throw new IdnsError('journal_too_old', `${src.server}: the journal does not reach back to serial ${since}`);
+      throw new IdnsError('transfer_failed', `${src.server} refused the transfer: ${code} (status ${res.statusCode})`);
+    }
+    return res.body;
+  }
+
+  private async startLine(lines: AsyncGenerator<unknown>, src: Source, before: ZoneRow, mode: 'full' | 'incremental') {
+    const line = await next(lines);
+    if (line.kind !== 'start' || line.mode !== mode || line.zone !== src.zone) {
+      throw new IdnsError('transfer_failed', `the stream does not start with the ${mode} transfer of ${src.zone}`);
+    }
+    const zone = verifyZoneRecord(line.record, src.zone, epochSeconds(this.clock), src.trusted);
+    if (before.record !== '') {
+      const ours = serialOf(before.version);
+      // A serial going backwards is a replay of an older zone, or a broken primary: never take it.
+      if (serialLess(zone.record.serial, ours) || (mode === 'full' && zone.record.serial === ours)) {
+        throw new IdnsError('transfer_failed', `the source offers serial ${zone.record.serial}, not newer than ours (${ours})`);
+      }
+    }
+    return { record: zone.record, jws: line.record as string };
+  }
+
+  private endLine(line: Line, startJws: string, count: number): void {
+    if (line.record !== startJws) throw new IdnsError('transfer_failed', 'the stream ends with another zone record than it started with');
+    if (line.count !== count) throw new IdnsError('transfer_failed', `the stream announced ${String(line.count)} entries and carried ${count}`);
+  }
+}
+
+type Line = Record<string, unknown>;
+
+async function next(lines: AsyncGenerator<unknown>): Promise<Line> {
+  const r = await lines.next();
+  if (r.done) throw new IdnsError('transfer_failed', 'the transfer stream stopped before its end line');
+  if (typeof r.value !== 'object' || r.value === null || Array.isArray(r.value)) throw new IdnsError('transfer_failed', 'a transfer line is not an object');
+  return r.value as Line;
+}
+
+function keyOf(line: Line): { type: StoredType; key: string } {
+  if (!TYPES.has(line.type as StoredType) || typeof line.key !== 'string' || line.key.length > 400) {
+    throw new IdnsError('transfer_failed', 'a transfer line has a bad type or key');
+  }
+  return { type: line.type as StoredType, key: line.key };
+}
+
+function recordLine(line: Line): StoredRecord {
+  const { type, key } = keyOf(line);
+  if (typeof line.record !== 'string' || line.record.length > MAX_JWS_LENGTH) throw new IdnsError('transfer_failed', 'a transfer line has a bad record');
+  return { type, key, version: 0, exp: 0, jws: line.record };
+}
+
+function base(url: string): string {
+  return url.replace(/\/+$/, '');
+}
+
+/** A zone name as a URL path segment (the root is `_root`). */
+export function pathZone(zone: string): string {
+  return zone === '.' ? '_root' : encodeURIComponent(zone);
+}

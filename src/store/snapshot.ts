@@ -1,0 +1,50 @@
+import Database from 'better-sqlite3';
+import type { JournalEntry } from './journal.js';
+import type { StoredRecord } from './records.js';
+import type { ZoneRow } from './zones.js';
+
+/**
+ * A read-only connection holding one snapshot of the database (WAL keeps it stable while writers go on),
+ * for producing a transfer: the stream is consistent at one serial however long the client takes to
+ * read it, and the server's own connection stays free for other requests meanwhile.
+ */
+export class SnapshotReader {
+  private readonly db: Database.Database;
+  private open = true;
+
+  constructor(path: string) {
+    this.db = new Database(path, { readonly: true, fileMustExist: true });
+    this.db.pragma('busy_timeout = 5000');
+    this.db.exec('BEGIN');
+  }
+
+  /** The zone row as of the snapshot. */
+  zone(name: string): ZoneRow | undefined {
+    return this.db
+      .prepare<[string], ZoneRow>(
+        `SELECT name, role, version, policy, settings, salt, digest_state AS digestState, record, record_exp AS recordExp,
+           content, journal_floor AS journalFloor, refreshed_at AS refreshedAt, created_at AS createdAt FROM zones WHERE name = ?`,
+      )
+      .get(name);
+  }
+
+  /** Every record of a content id, in key order, read lazily (bounded memory). */
+  *records(content: string): Generator<StoredRecord> {
+    yield* this.db.prepare<[string], StoredRecord>(`SELECT type, key, version, exp, jws FROM records WHERE content = ? ORDER BY type, key`).iterate(content);
+  }
+
+  /** The journal entries of a zone after `afterVersion`, in order, read lazily. */
+  *journal(zone: string, afterVersion: number): Generator<JournalEntry> {
+    yield* this.db
+      .prepare<[string, number], JournalEntry>(`SELECT version, idx, action, type, key, jws FROM journal WHERE zone = ? AND version > ? ORDER BY version, idx`)
+      .iterate(zone, afterVersion);
+  }
+
+  /** Ends the snapshot and closes the connection (idempotent). */
+  close(): void {
+    if (!this.open) return;
+    this.open = false;
+    if (this.db.inTransaction) this.db.exec('COMMIT');
+    this.db.close();
+  }
+}
