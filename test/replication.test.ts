@@ -1,0 +1,271 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { signChangeRequest } from '../src/client/requests.js';
+import { Housekeeper } from '../src/replication/housekeeping.js';
+import { newUserKey } from './support/keys.js';
+import { startTestServer, type TestServer } from './support/server.js';
+
+const owner = newUserKey();
+const started: TestServer[] = [];
+const proxies: Server[] = [];
+
+afterEach(async () => {
+  for (const p of proxies.splice(0)) await new Promise((r) => p.close(r));
+  for (const s of started.splice(0).reverse()) await s.close();
+});
+
+async function server(options: Parameters<typeof startTestServer>[0] = {}): Promise<TestServer> {
+  const s = await startTestServer({ background: true, ...options });
+  started.push(s);
+  return s;
+}
+
+async function register(s: TestServer, handle: string): Promise<void> {
+  await s.ctx.changes.submit(signChangeRequest({ action: 'register', handle, endpoint: `https://home.example/${handle}`, keys: [owner.public] }, owner.private));
+}
+
+async function zoneState(s: TestServer, zone = 'example') {
+  const res = await fetch(`${s.url}/v1/zones/${zone}`);
+  return (await res.json()) as { serial: number; digest: string; role: string; record: string };
+}
+
+/** Waits (bounded) until `check` holds. */
+async function until(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 8000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+async function primaryAndSecondary(options: { expire?: number } = {}) {
+  const primary = await server({ zones: { example: options.expire ? { timers: { expire: options.expire, refresh: 1, retry: 1 } } : {} } });
+  const kid = primary.ctx.zones.info('example').keyThumbprints[0]!;
+  const secondary = await server();
+  // The primary lists the secondary as a server of the zone, so it notifies it.
+  return { primary, secondary, kid };
+}
+
+describe('secondary replicas', () => {
+  it('copies a zone with a full transfer, answers like the primary, and converges after notify', async () => {
+    const { primary, secondary, kid } = await primaryAndSecondary();
+    primary.ctx.credentials.allow('example', 'sec1', secondary.url);
+    const cred = primary.ctx.credentials.allowed('example').sec1!;
+    for (let i = 0; i < 20; i++) await register(primary, `user${i}@example`);
+
+    secondary.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });
+    secondary.ctx.credentials.setOwn('example', { name: 'sec1', secret: cred.secret });
+    const status = await secondary.ctx.replicator.checkNow('example');
+    expect(status.transfers.full).toBe(1);
+    const [p, s] = [await zoneState(primary), await zoneState(secondary)];
+    expect(s).toMatchObject({ serial: p.serial, digest: p.digest, role: 'secondary', record: p.record });
+
+    // The secondary serves the same signed answers and denials.
+    for (const path of ['/v1/resolve/user3@example', '/v1/resolve/nobody@example']) {
+      const a = await (await fetch(`${primary.url}${path}`)).json();
+      const b = await (await fetch(`${secondary.url}${path}`)).json();
+      expect(b).toEqual(a);
+    }
+
+    // New registrations reach the secondary through notify, incrementally.
+    for (let i = 20; i < 30; i++) await register(primary, `user${i}@example`);
+    const target = (await zoneState(primary)).serial;
+    await until(async () => (await zoneState(secondary)).serial === target, 'the secondary to reach the primary serial');
+    expect((await zoneState(secondary)).digest).toBe((await zoneState(primary)).digest);
+    expect(secondary.ctx.replicator.statuses()[0]!.transfers.incremental).toBeGreaterThan(0);
+    expect((await fetch(`${secondary.url}/v1/resolve/user29@example`)).status).toBe(200);
+  });
+
+  it('refuses transfers and notifies without valid credentials, revealing nothing', async () => {
+    const { primary, secondary, kid } = await primaryAndSecondary();
+    primary.ctx.credentials.allow('example', 'sec1', null);
+    const noAuth = await fetch(`${primary.url}/v1/zones/example/transfer`);
+    expect(noAuth.status).toBe(401);
+    const body = await noAuth.text();
+    expect(body).not.toContain('serial');
+    const bad = await fetch(`${primary.url}/v1/zones/example/transfer`, {
+      headers: { authorization: `IDNS-HMAC name="sec1", ts="${Math.floor(Date.now() / 1000)}", mac="${'A'.repeat(43)}"` },
+    });
+    expect(bad.status).toBe(403);
+
+    // A secondary with a wrong secret fails to copy and keeps serving nothing.
+    secondary.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });
+    secondary.ctx.credentials.setOwn('example', { name: 'sec1', secret: 'B'.repeat(43) });
+    const status = await secondary.ctx.replicator.checkNow('example');
+    expect(status.lastError).toContain('auth_failed');
+    expect((await fetch(`${secondary.url}/v1/resolve/a@example`)).status).toBe(503);
+
+    // A notify to a secondary that holds a credential must carry it.
+    const notify = await fetch(`${secondary.url}/v1/zones/example/notify`, { method: 'POST', body: '{}' });
+    expect(notify.status).toBe(401);
+  });
+
+  it('takes a full transfer when the journal no longer reaches back', async () => {
+    const { primary, secondary, kid } = await primaryAndSecondary();
+    await register(primary, 'a@example');
+    secondary.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });
+    await secondary.ctx.replicator.checkNow('example');
+    for (let i = 0; i < 5; i++) await register(primary, `more${i}@example`);
+    // Trim the primary's journal to its last entry only.
+    new Housekeeper(primary.ctx.store, primary.ctx.clock, primary.ctx.log, { maxEntries: 1, maxAgeSeconds: 3600 }).trim('example');
+    const since = (await zoneState(secondary)).serial;
+    const tooOld = await fetch(`${primary.url}/v1/zones/example/transfer?since=${since}`);
+    expect(tooOld.status).toBe(410);
+    expect(((await tooOld.json()) as { error: { code: string } }).error.code).toBe('journal_too_old');
+    const before = secondary.ctx.replicator.statuses()[0]!.transfers.full;
+    await secondary.ctx.replicator.checkNow('example');
+    expect(secondary.ctx.replicator.statuses()[0]!.transfers.full).toBe(before + 1);
+    expect((await zoneState(secondary)).digest).toBe((await zoneState(primary)).digest);
+  });
+
+  it.each([
+    ['alters', (lines: string[]) => lines.map((l) => (l.includes('"kind":"record"') && l.includes('"type":"handle"') ? alterRecord(l) : l))],
+    ['drops', (lines: string[]) => lines.filter((l, i) => !(l.includes('"kind":"record"') && i === 2))],
+    ['adds', (lines: string[]) => [...lines.slice(0, 2), lines[1]!.replace('"key":"', '"key":"x'), ...lines.slice(2)]],
+    ['repeats', (lines: string[]) => [...lines.slice(0, 2), lines[1]!, ...lines.slice(2)]],
+    ['cuts short', (lines: string[]) => lines.slice(0, 3)],
+  ])('rejects a full transfer whose stream a man in the middle %s, keeping its copy', async (_what, tamper) => {
+    const { primary, secondary, kid } = await primaryAndSecondary();
+    for (let i = 0; i < 5; i++) await register(primary, `user${i}@example`);
+    const mitm = await tamperingProxy(primary.url, (path, text) => (path.includes('/transfer') ? tamper(text.trimEnd().split('\n')).join('\n') + '\n' : text));
+    secondary.ctx.zones.createSecondary('example', { primaries: [mitm], ds: [kid] });
+    const status = await secondary.ctx.replicator.checkNow('example');
+    expect(status.lastError).toMatch(/digest|stopped before|announced|another zone record|line/);
+    expect(status.serial).toBeNull();
+    expect((await fetch(`${secondary.url}/v1/resolve/user1@example`)).status).toBe(503);
+  });
+
+  it('rejects a tampered incremental transfer and keeps its previous copy', async () => {
+    const { primary, secondary, kid } = await primaryAndSecondary();
+    await register(primary, 'a@example');
+    let tampering = false;
+    const mitm = await tamperingProxy(primary.url, (path, text) =>
+      tampering && path.includes('since=')
+        ? text
+            .trimEnd()
+            .split('\n')
+            .map((l) => (l.includes('"kind":"put"') && l.includes('"type":"handle"') ? alterRecord(l) : l))
+            .join('\n') + '\n'
+        : text,
+    );
+    secondary.ctx.zones.createSecondary('example', { primaries: [mitm], ds: [kid] });
+    await secondary.ctx.replicator.checkNow('example');
+    const copy = await zoneState(secondary);
+    tampering = true;
+    await register(primary, 'b@example');
+    const status = await secondary.ctx.replicator.checkNow('example');
+    expect(status.lastError).toContain('digest');
+    expect(await zoneState(secondary)).toEqual(copy);
+    expect((await fetch(`${secondary.url}/v1/resolve/b@example`)).status).toBe(404);
+  });
+
+  it('redirects writes sent to a secondary to the primary (307, same path)', async () => {
+    const { primary, secondary, kid } = await primaryAndSecondary();
+    secondary.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });
+    await secondary.ctx.replicator.checkNow('example');
+    const request = signChangeRequest({ action: 'register', handle: 'r@example', endpoint: 'https://h.example/', keys: [owner.public] }, owner.private);
+    const res = await fetch(`${secondary.url}/v1/handles`, { method: 'POST', body: JSON.stringify({ request }), redirect: 'manual' });
+    expect(res.status).toBe(307);
+    expect(res.headers.get('location')).toBe(`${primary.url}/v1/handles`);
+    // Clients that follow the redirect end up registered at the primary.
+    const followed = await fetch(`${secondary.url}/v1/handles`, { method: 'POST', body: JSON.stringify({ request }), headers: { 'content-type': 'application/json' } });
+    expect(followed.status).toBe(201);
+    expect((await fetch(`${primary.url}/v1/resolve/r@example`)).status).toBe(200);
+  });
+
+  it('stops answering after expire without a successful check, says why, and recovers', async () => {
+    const { primary, secondary, kid } = await primaryAndSecondary({ expire: 2 });
+    await register(primary, 'a@example');
+    let cutOff = false;
+    const link = await tamperingProxy(primary.url, (_path, text) => text, () => cutOff);
+    secondary.ctx.zones.createSecondary('example', { primaries: [link], ds: [kid] });
+    await secondary.ctx.replicator.checkNow('example');
+    expect((await fetch(`${secondary.url}/v1/resolve/a@example`)).status).toBe(200);
+    // Cut the secondary off from its primary.
+    cutOff = true;
+    await until(async () => (await fetch(`${secondary.url}/v1/resolve/a@example`)).status === 503, 'the copy to expire', 6000);
+    const answer = (await (await fetch(`${secondary.url}/v1/resolve/a@example`)).json()) as { error: { code: string; message: string } };
+    expect(answer.error).toMatchObject({ code: 'zone_unavailable' });
+    expect(answer.error.message).toContain('expired');
+    const ready = await fetch(`${secondary.url}/readyz`);
+    expect(ready.status).toBe(503);
+    expect(JSON.stringify(await ready.json())).toContain('expired');
+    // Reconnected, it recovers at its next check (retry is 1 s), with the changes made meanwhile.
+    await register(primary, 'b@example');
+    cutOff = false;
+    await until(async () => (await fetch(`${secondary.url}/v1/resolve/b@example`)).status === 200, 'the secondary to recover', 6000);
+    expect((await fetch(`${secondary.url}/readyz`)).status).toBe(200);
+    expect((await zoneState(secondary)).digest).toBe((await zoneState(primary)).digest);
+  });
+
+  it('chains: a secondary copies from another secondary and converges', async () => {
+    const { primary, secondary, kid } = await primaryAndSecondary();
+    await register(primary, 'a@example');
+    secondary.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });
+    await secondary.ctx.replicator.checkNow('example');
+    const third = await server();
+    third.ctx.zones.createSecondary('example', { primaries: [secondary.url], ds: [kid] });
+    await third.ctx.replicator.checkNow('example');
+    await register(primary, 'b@example');
+    await secondary.ctx.replicator.checkNow('example');
+    await third.ctx.replicator.checkNow('example');
+    const [p, t] = [await zoneState(primary), await zoneState(third)];
+    expect(t.serial).toBe(p.serial);
+    expect(t.digest).toBe(p.digest);
+    expect(third.ctx.replicator.statuses()[0]!.transfers.incremental).toBe(1);
+  });
+
+  it('promotes a secondary to primary with the zone key from a backup', async () => {
+    const { primary, secondary, kid } = await primaryAndSecondary();
+    await register(primary, 'a@example');
+    secondary.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });
+    await secondary.ctx.replicator.checkNow('example');
+    const before = await zoneState(secondary);
+    const keyDir = `${primary.dataDir}/keys/example`;
+    await primary.server.close();
+    expect(() => secondary.ctx.zones.promote('example', '/nonexistent', { primary: secondary.url })).toThrow(expect.objectContaining({ code: 'key_unavailable' }));
+    const info = secondary.ctx.zones.promote('example', keyDir, { primary: secondary.url, policy: 'open' });
+    expect(info).toMatchObject({ role: 'primary', keyThumbprints: [kid] });
+    expect(info.serial).toBe(before.serial + 1);
+    // It accepts writes now, signed with the same key, continuing the serial.
+    await register(secondary, 'b@example');
+    const after = await zoneState(secondary);
+    expect(after.serial).toBe(before.serial + 2);
+    const answer = await (await fetch(`${secondary.url}/v1/resolve/a@example`)).json();
+    expect(answer).toMatchObject({ status: 'answer' });
+  });
+});
+
+/** Rewrites the endpoint inside a transfer line's record (keeping its signature, which then no longer matches). */
+function alterRecord(line: string): string {
+  const parsed = JSON.parse(line) as { record: string };
+  const [h, p, sig] = parsed.record.split('.') as [string, string, string];
+  const payload = JSON.parse(Buffer.from(p, 'base64url').toString()) as Record<string, unknown>;
+  payload.endpoint = 'https://evil.example/';
+  parsed.record = `${h}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}.${sig}`;
+  return JSON.stringify(parsed);
+}
+
+/** An HTTP proxy in front of `target` that rewrites response bodies: a man in the middle. */
+async function tamperingProxy(target: string, rewrite: (path: string, body: string) => string, down: () => boolean = () => false): Promise<string> {
+  const proxy = createServer(async (req, res) => {
+    if (down()) {
+      req.socket.destroy();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const upstream = await fetch(`${target}${req.url}`, {
+      method: req.method,
+      headers: Object.fromEntries(Object.entries(req.headers).filter(([k]) => k !== 'host' && k !== 'connection') as [string, string][]),
+      ...(chunks.length ? { body: Buffer.concat(chunks) } : {}),
+    });
+    const text = rewrite(req.url ?? '', await upstream.text());
+    res.writeHead(upstream.status, { 'content-type': upstream.headers.get('content-type') ?? 'application/json' });
+    res.end(text);
+  });
+  proxies.push(proxy);
+  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+  return `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+}
