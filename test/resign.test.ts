@@ -51,7 +51,7 @@ function zoneRow(zone: string): { version: number; record: string; recordExp: nu
 /** The zone digest recomputed from scratch over every stored record of the zone. */
 function recomputedDigest(zone: string): string {
   const d = ZoneDigest.empty();
-  for (const r of rows(zone)) d.add(r.jws);
+  for (const r of rows(zone)) d.add(r.type, r.key, r.jws);
   return d.value();
 }
 

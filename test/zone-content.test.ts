@@ -26,7 +26,7 @@ function zoneRows(dataDir: string, zone: string): Row[] {
 
 function digestOf(rows: Row[]): string {
   const d = ZoneDigest.empty();
-  for (const r of rows) d.add(r.jws);
+  for (const r of rows) d.add(r.type, r.key, r.jws);
   return d.value();
 }
 
@@ -34,15 +34,25 @@ describe('zone digest (LtHash)', () => {
   it('does not depend on the order records are added in, and removal undoes addition', () => {
     const records = Array.from({ length: 50 }, (_, i) => `record-${i}`);
     const a = ZoneDigest.empty();
-    records.forEach((r) => a.add(r));
+    records.forEach((r) => a.add('handle', r, r));
     const b = ZoneDigest.empty();
-    [...records].reverse().forEach((r) => b.add(r));
+    [...records].reverse().forEach((r) => b.add('handle', r, r));
     expect(a.value()).toBe(b.value());
     const c = a.clone();
-    c.add('extra');
-    c.remove('extra');
+    c.add('handle', 'extra', 'extra');
+    c.remove('handle', 'extra', 'extra');
     expect(c.value()).toBe(a.value());
     expect(ZoneDigest.fromState(a.state()).value()).toBe(a.value());
+  });
+
+  it('fixes the key each record is stored under: swapping two keys changes it', () => {
+    const one = ZoneDigest.empty();
+    one.add('handle', 'a@x', 'jws-a');
+    one.add('handle', 'b@x', 'jws-b');
+    const swapped = ZoneDigest.empty();
+    swapped.add('handle', 'a@x', 'jws-b');
+    swapped.add('handle', 'b@x', 'jws-a');
+    expect(swapped.value()).not.toBe(one.value());
   });
 
   it('changes when one record is altered, added or dropped', () => {

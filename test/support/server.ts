@@ -25,7 +25,7 @@ export interface TestServer {
 
 /** Starts a server; `zones` maps zone names to creation options (servers default to the server's own URL). */
 export async function startTestServer(
-  options: { clock?: Clock; zones?: Record<string, Partial<CreateZoneOptions>>; config?: Partial<ServerConfig>; dataDir?: string } = {},
+  options: { clock?: Clock; zones?: Record<string, Partial<CreateZoneOptions>>; config?: Partial<ServerConfig>; dataDir?: string; background?: boolean } = {},
 ): Promise<TestServer> {
   const tmp = options.dataDir ? null : tempDir();
   const dataDir = options.dataDir ?? tmp!.dir;
@@ -35,6 +35,8 @@ export async function startTestServer(
   for (const [name, zone] of Object.entries(options.zones ?? {})) {
     ctx.zones.create(name, { servers: [server.url], ...zone });
   }
+  // Replication, notifies and upkeep run only where a test asks for them, as `idns serve` runs them.
+  if (options.background) ctx.startBackground();
   return {
     ctx,
     url: server.url,
@@ -42,7 +44,7 @@ export async function startTestServer(
     dataDir,
     close: async () => {
       await server.close();
-      ctx.close();
+      await ctx.close();
       tmp?.remove();
     },
   };
