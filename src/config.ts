@@ -33,6 +33,8 @@ export interface ServerConfig {
   journal: { maxEntries: number; maxAgeSeconds: number };
   /** Background upkeep (journal trimming, dropping replaced copies), interval ms. */
   housekeepingIntervalMs: number;
+  /** Request rate limits (on by default unless the server listens on loopback only). */
+  rateLimits: RateLimitConfig;
 }
 
 /** The resolver role's settings (ResolverOptions of the library, as configuration). */
@@ -44,6 +46,36 @@ export interface ResolverConfig {
   cache: { maxEntries?: number; serveStaleSeconds?: number; staleWhileRevalidateSeconds?: number; prefetch?: boolean };
   limits: { requestTimeoutMs?: number; lookupBudgetMs?: number; maxReferrals?: number; maxQueries?: number; maxResponseBytes?: number };
 }
+
+/** Rate limits, each a token bucket: `rate` tokens per `per` seconds, up to `burst` at once. */
+export interface RateLimitConfig {
+  enabled: boolean;
+  /** Lookups (`/v1/lookup`, `/v1/resolve`, WebFinger) per client address; a batch counts each handle. */
+  lookups: Bucket;
+  /** Writes (`/v1/handles`) per client address. */
+  writes: Bucket;
+  /** Accepted changes per handle (the PLC directory allows 10 an hour). */
+  changesPerHandle: Bucket;
+  /** Failed invite codes per zone (guessing). */
+  inviteFailuresPerZone: Bucket;
+  /** Most keys each table tracks; the least recently used are forgotten, so memory stays bounded. */
+  maxKeys: number;
+}
+
+export interface Bucket {
+  rate: number;
+  per: number;
+  burst: number;
+}
+
+export const DEFAULT_RATE_LIMITS: RateLimitConfig = {
+  enabled: true,
+  lookups: { rate: 200, per: 1, burst: 1000 },
+  writes: { rate: 30, per: 60, burst: 60 },
+  changesPerHandle: { rate: 10, per: 3600, burst: 10 },
+  inviteFailuresPerZone: { rate: 20, per: 3600, burst: 20 },
+  maxKeys: 100_000,
+};
 
 export const DEFAULT_LISTEN = '127.0.0.1:8053';
 
@@ -58,15 +90,21 @@ export const DEFAULT_CONFIG: ServerConfig = {
   resolver: null,
   journal: { maxEntries: 1_000_000, maxAgeSeconds: 14 * 24 * 3600 },
   housekeepingIntervalMs: 10_000,
+  // The default listen address is loopback, where limits are off (see loadConfig).
+  rateLimits: { ...DEFAULT_RATE_LIMITS, enabled: false },
 };
 
 /** Parses `HOST:PORT` (IPv6 as `[::1]:8053`); port 0 asks the system for a free port. */
 export function parseListen(value: string, key = 'listen'): { host: string; port: number } {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(value);
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(value);
   const port = m ? Number(m[3]) : NaN;
   if (!m || port > 65535) throw new IdnsError('invalid_config', `${key}: expected HOST:PORT (for example ${DEFAULT_LISTEN}), got "${value}"`);
   return { host: (m[1] ?? m[2])!, port };
 }
+
+const bucketSchema = z
+  .object({ rate: z.number().positive().max(1e9), per: z.number().positive().max(86_400 * 30), burst: z.number().positive().max(1e9) })
+  .strict();
 
 const fileSchema = z
   .object({
@@ -98,6 +136,17 @@ const fileSchema = z
       .strict()
       .optional(),
     housekeepingIntervalMs: z.number().int().min(10).max(3_600_000).optional(),
+    rateLimits: z
+      .object({
+        enabled: z.boolean().optional(),
+        lookups: bucketSchema.optional(),
+        writes: bucketSchema.optional(),
+        changesPerHandle: bucketSchema.optional(),
+        inviteFailuresPerZone: bucketSchema.optional(),
+        maxKeys: z.number().int().min(100).max(10_000_000).optional(),
+      })
+      .strict()
+      .optional(),
     resolver: z
       .object({
         root: z.array(z.string().url()).max(32).optional(),
@@ -188,6 +237,10 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
   Object.assign(config.resign, file.resign);
   Object.assign(config.journal, file.journal);
   config.housekeepingIntervalMs = file.housekeepingIntervalMs ?? config.housekeepingIntervalMs;
+  // Internet-facing servers are rate limited unless the file says otherwise; a loopback-only server
+  // (a developer's, a test's, one behind a proxy that limits) is not.
+  const loopbackOnly = /^(127\.|localhost$|::1$)/.test(config.listen.host);
+  config.rateLimits = { ...DEFAULT_RATE_LIMITS, ...file.rateLimits, enabled: file.rateLimits?.enabled ?? !loopbackOnly };
   config.resolver = resolverConfig(file.resolver, flags, configPath);
   return config;
 }

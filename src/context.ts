@@ -5,9 +5,12 @@ import { KeyRing } from './authority/keyring.js';
 import { Resigner } from './authority/resigner.js';
 import { ZoneService } from './authority/zones.js';
 import { systemClock, type Clock } from './clock.js';
+import { IdnsError } from './errors.js';
 import type { ServerConfig } from './config.js';
 import { createLogger, type Logger } from './log.js';
 import { Store } from './store/store.js';
+import { RateLimits } from './http/rate-limits.js';
+import type { ChangeGuard } from './authority/changes.js';
 import { createResolver, type Resolver } from './resolver/resolver.js';
 import { Agent } from 'undici';
 import { CredentialStore } from './replication/credentials.js';
@@ -32,6 +35,7 @@ export class AppContext {
   readonly replicator: Replicator;
   readonly notifier: Notifier;
   readonly housekeeper: Housekeeper;
+  readonly rateLimits: RateLimits;
   /** Outbound connections of replication (transfers, notifies) to operator-configured servers. */
   private readonly replicationAgent: Agent;
 
@@ -43,7 +47,8 @@ export class AppContext {
     this.store = Store.open(config.dataDir);
     this.keys = new KeyRing(join(config.dataDir, 'keys'));
     this.zones = new ZoneService(this.store, this.keys, clock);
-    this.changes = new ChangeProcessor(this.store, this.zones, clock);
+    this.rateLimits = new RateLimits(config.rateLimits, clock);
+    this.changes = new ChangeProcessor(this.store, this.zones, clock, 512, config.rateLimits.enabled ? changeGuard(this.rateLimits) : undefined);
     this.authority = new Authority(this.store, this.zones, clock);
     this.resigner = new Resigner(this.store, this.zones, clock, config.resign.batchSize);
     const r = config.resolver;
@@ -85,4 +90,16 @@ export class AppContext {
     await this.replicationAgent.close();
     this.store.close();
   }
+}
+
+/** Per-handle and per-zone limits on changes, applied by the change processor. */
+function changeGuard(limits: RateLimits): ChangeGuard {
+  return {
+    before: (req, zone) => {
+      limits.changes.take(req.handle);
+      const wait = req.invite === null ? 0 : limits.inviteFailures.blocked(zone);
+      if (wait > 0) throw new IdnsError('rate_limited', `too many wrong invite codes for zone ${zone}; retry in ${wait} s`, { details: { retryAfter: wait } });
+    },
+    inviteFailed: (zone) => void limits.inviteFailures.tryTake(zone, 1),
+  };
 }

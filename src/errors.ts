@@ -37,6 +37,7 @@ export type ErrorCode =
   | 'auth_required'
   | 'auth_failed'
   | 'transfer_failed'
+  | 'rate_limited'
   // resolver
   | 'no_trust_anchor'
   | 'resolution_failed'

@@ -44,6 +44,14 @@ function parseExpected(jws: unknown, options: SubmitOptions): ChangeRequest {
   return req;
 }
 
+/** Limits applied to changes (rate limits), kept out of the protocol rules. */
+export interface ChangeGuard {
+  /** Called for each well-formed request before it is queued; throws to refuse it. */
+  before(req: ChangeRequest, zone: string): void;
+  /** Called when a registration in `zone` failed on its invite code. */
+  inviteFailed(zone: string): void;
+}
+
 /** Hook for tests and metrics: runs after every committed batch. */
 export type BatchListener = (results: { zone: string; version: number }[]) => void;
 
@@ -70,6 +78,7 @@ export class ChangeProcessor {
     private readonly zones: ZoneService,
     private readonly clock: Clock,
     private readonly maxBatch = 512,
+    private readonly guard?: ChangeGuard,
   ) {}
 
   /** Validates a change request's form and queues it; resolves once it is durable. */
@@ -79,6 +88,7 @@ export class ChangeProcessor {
     try {
       req = parseExpected(jws, options);
       zone = this.zoneFor(req.host);
+      if (!options.operator) this.guard?.before(req, zone);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -226,6 +236,7 @@ export class ChangeProcessor {
       if (req.invite === null) throw new IdnsError('invite_required', `zone ${editor.zone.name} needs an invite code to register`);
       // Looked up by hash: the comparison never touches the secret byte by byte.
       if (!this.store.invites.consume(inviteHash(req.invite), editor.zone.name, req.handle, this.clock.now())) {
+        this.guard?.inviteFailed(editor.zone.name);
         throw new IdnsError('invite_invalid', 'the invite code is unknown, expired or already used');
       }
     }

@@ -28,6 +28,15 @@ export function createApp(ctx: AppContext): { app: Hono; metrics: Metrics } {
     }),
   );
 
+  const lookups = ctx.rateLimits.perClient('lookups');
+  const writes = ctx.rateLimits.perClient('writes');
+  app.use('/v1/resolve/*', lookups);
+  app.use('/v1/lookup/*', lookups);
+  app.use('/v1/lookup', lookups);
+  app.use('/.well-known/webfinger', lookups);
+  app.use('/v1/handles', writes);
+  app.use('/v1/handles/*', async (c, next) => (c.req.method === 'GET' ? lookups(c, next) : writes(c, next)));
+
   app.route('/', resolveRoutes(ctx));
   app.route('/', lookupRoutes(ctx));
   app.route('/', zoneRoutes(ctx));

@@ -38,6 +38,7 @@ export const STATUS_OF: Record<ErrorCode, ContentfulStatusCode> = {
   auth_required: 401,
   auth_failed: 403,
   transfer_failed: 502,
+  rate_limited: 429,
   no_trust_anchor: 422,
   resolution_failed: 502,
   referral_limit: 502,
@@ -58,6 +59,7 @@ export interface ErrorBody {
 export function errorResponse(c: Context, err: unknown, log: Logger): Response {
   if (err instanceof IdnsError) {
     const status = STATUS_OF[err.code];
+    if (err.code === 'rate_limited' && typeof err.details?.retryAfter === 'number') c.header('Retry-After', String(err.details.retryAfter));
     // A write sent to a secondary goes to the zone's primary: same path, same method (307 keeps the body).
     if (err.code === 'not_primary' && typeof err.details?.primary === 'string') {
       const url = new URL(c.req.url);

@@ -47,7 +47,8 @@ type Values = OptionValues<typeof options>;
 export async function handle(argv: string[], io: Io): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub === undefined || sub === '--help' || sub === '-h') {
-    io.out(usage);
+    if (sub === undefined) io.err(usage);
+    else io.out(usage);
     return sub === undefined ? 2 : 0;
   }
   if (!['register', 'update', 'rotate', 'delete', 'show', 'log'].includes(sub)) throw new UsageError(`unknown handle command "${sub}"`, usage);

@@ -1,6 +1,6 @@
-import { loadConfig, type ServerConfig } from '../../config.js';
+import { loadConfig } from '../../config.js';
 import { IdnsError } from '../../errors.js';
-import { AppContext } from '../../context.js';
+import { openContext } from '../local.js';
 import { startServer } from '../../http/server.js';
 import { parseCommand, type Io } from '../args.js';
 
@@ -19,19 +19,6 @@ IDNS_PUBLIC_URL, IDNS_CONFIG, then the flags. SIGINT/SIGTERM stop it gracefully.
 hierarchy from the root servers, trusting only keys chained to the anchors. --forward
 asks upstream resolvers instead, still verifying their proofs against the anchors.
 --allow-private lets the resolver reach http and loopback/private addresses (tests, demo).`;
-
-/** Opens the data directory, turning file-system failures into one-line reasons. */
-function openContext(config: ServerConfig): AppContext {
-  try {
-    return new AppContext(config);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) {
-      throw new IdnsError('invalid_config', `cannot use the data directory ${config.dataDir}: ${(err as Error).message}`, { cause: err });
-    }
-    throw err;
-  }
-}
 
 /** `idns serve`: runs until SIGINT or SIGTERM. */
 export async function serve(argv: string[], io: Io): Promise<number> {

@@ -87,7 +87,8 @@ export async function zone(argv: string[], io: Io): Promise<number> {
     case undefined:
     case '--help':
     case '-h':
-      io.out(usage);
+      if (sub === undefined) io.err(usage);
+      else io.out(usage);
       return sub === undefined ? 2 : 0;
     default:
       throw new UsageError(`unknown zone command "${sub}"`, usage);

@@ -4,6 +4,7 @@ import { IdnsError } from '../../errors.js';
 import type { LookupResult, Resolver } from '../../resolver/resolver.js';
 import { MAX_BATCH } from '../../resolver/resolver.js';
 import { readJsonObject } from '../request.js';
+import { clientKey } from '../rate-limits.js';
 
 /** The JSON form of a lookup result (docs/protocol.md, "GET /v1/lookup"). */
 export function lookupBody(r: LookupResult) {
@@ -31,6 +32,8 @@ export function lookupRoutes(ctx: AppContext): Hono {
     if (!Array.isArray(handles) || handles.length === 0 || handles.length > MAX_BATCH || !handles.every((h) => typeof h === 'string')) {
       throw new IdnsError('invalid_request', `the body must be {"handles": [1 to ${MAX_BATCH} handle strings]}`);
     }
+    // The middleware charged one lookup; a batch costs one per handle.
+    if (ctx.rateLimits.config.enabled && handles.length > 1) ctx.rateLimits.lookups.take(clientKey(c), handles.length - 1);
     const results = await resolver.resolveMany(handles as string[]);
     return c.json({
       results: results.map((r) => ('result' in r ? lookupBody(r.result) : { handle: r.handle, error: { code: r.error.code, message: r.error.message } })),

@@ -1,0 +1,110 @@
+import type { Context, MiddlewareHandler } from 'hono';
+import { getConnInfo } from '@hono/node-server/conninfo';
+import type { Clock } from '../clock.js';
+import type { Bucket } from '../config.js';
+import { IdnsError } from '../errors.js';
+import type { RateLimitConfig } from '../config.js';
+
+/**
+ * A table of token buckets keyed by client address, handle or zone, in a bounded LRU map: an attacker
+ * with many addresses can only push old entries out (which resets those clients' buckets to full,
+ * erring on the side of serving), never grow the table.
+ */
+export class BucketTable {
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+
+  constructor(
+    private readonly bucket: Bucket,
+    private readonly clock: Clock,
+    private readonly maxKeys: number,
+  ) {}
+
+  /** Takes `cost` tokens for `key`, or throws rate_limited with the seconds to wait. */
+  take(key: string, cost = 1): void {
+    const wait = this.tryTake(key, cost);
+    if (wait > 0) {
+      throw new IdnsError('rate_limited', `too many requests; retry in ${wait} s`, { details: { retryAfter: wait } });
+    }
+  }
+
+  /** Seconds until `key` has a whole token again (0: it has one now); takes nothing. */
+  blocked(key: string): number {
+    const b = this.refill(key);
+    return b.tokens >= 1 ? 0 : Math.max(1, Math.ceil((1 - b.tokens) / (this.bucket.rate / this.bucket.per)));
+  }
+
+  /** Takes tokens if there are enough; returns 0, or the whole seconds to wait until there would be. */
+  tryTake(key: string, cost = 1): number {
+    const b = this.refill(key);
+    if (b.tokens >= cost) {
+      b.tokens -= cost;
+      return 0;
+    }
+    return Math.max(1, Math.ceil((cost - b.tokens) / (this.bucket.rate / this.bucket.per)));
+  }
+
+  private refill(key: string): { tokens: number; at: number } {
+    const now = this.clock.now();
+    const perMs = this.bucket.rate / (this.bucket.per * 1000);
+    let b = this.buckets.get(key);
+    if (b) {
+      this.buckets.delete(key);
+      b.tokens = Math.min(this.bucket.burst, b.tokens + (now - b.at) * perMs);
+      b.at = now;
+    } else {
+      b = { tokens: this.bucket.burst, at: now };
+    }
+    this.buckets.set(key, b);
+    if (this.buckets.size > this.maxKeys) this.buckets.delete(this.buckets.keys().next().value as string);
+    return b;
+  }
+
+  /** Keys tracked (for tests of the bound). */
+  get size(): number {
+    return this.buckets.size;
+  }
+}
+
+/** The limiters of one server. */
+export class RateLimits {
+  readonly lookups: BucketTable;
+  readonly writes: BucketTable;
+  readonly changes: BucketTable;
+  readonly inviteFailures: BucketTable;
+
+  constructor(
+    readonly config: RateLimitConfig,
+    clock: Clock,
+  ) {
+    this.lookups = new BucketTable(config.lookups, clock, config.maxKeys);
+    this.writes = new BucketTable(config.writes, clock, config.maxKeys);
+    this.changes = new BucketTable(config.changesPerHandle, clock, config.maxKeys);
+    this.inviteFailures = new BucketTable(config.inviteFailuresPerZone, clock, config.maxKeys);
+  }
+
+  /** Middleware charging a table per client address; `cost` may depend on the request (a batch). */
+  perClient(table: 'lookups' | 'writes', cost: (c: Context) => number | Promise<number> = () => 1): MiddlewareHandler {
+    const limits = this;
+    return async function rateLimit(c, next) {
+      if (limits.config.enabled) limits[table].take(clientKey(c), await cost(c));
+      await next();
+    };
+  }
+}
+
+/**
+ * The client's address as the limit key. IPv6 clients are grouped by /64, the block one subscriber
+ * usually gets, so one client cannot multiply its allowance by rotating addresses within it.
+ */
+export function clientKey(c: Context): string {
+  let address = '';
+  try {
+    address = getConnInfo(c).remote.address ?? '';
+  } catch {
+    // Requests made in-process (app.request in tests) have no socket: they share one bucket.
+    address = 'local';
+  }
+  if (address.startsWith('::ffff:')) return address.slice(7);
+  if (address.includes(':')) return `${address.split(':').slice(0, 4).join(':')}::/64`;
+  return address;
+}

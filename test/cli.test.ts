@@ -1,0 +1,457 @@
+import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { queryAuthoritative } from '../src/client/answers.js';
+import { thumbprint } from '../src/records/keys.js';
+import { newUserKey, writeUserKey } from './support/keys.js';
+import { runIdns, spawnServer, type ServerProcess } from './support/process.js';
+import { tempDir } from './support/server.js';
+
+// The `idns` command as people and scripts use it: real CLI processes against a real `idns serve`.
+
+const cleanups: (() => Promise<unknown> | unknown)[] = [];
+afterEach(async () => {
+  for (const clean of cleanups.splice(0).reverse()) {
+    try {
+      await clean();
+    } catch {
+      // keep cleaning
+    }
+  }
+});
+
+function newDir(): string {
+  const tmp = tempDir('idns-cli-');
+  cleanups.push(tmp.remove);
+  return tmp.dir;
+}
+
+/** Starts `idns serve` on a free port over `data` (bootstrapping zone localhost unless told not to). */
+async function serve(data: string, extra: string[] = []): Promise<ServerProcess> {
+  const server = await spawnServer(['--listen', '127.0.0.1:0', '--data', data, ...extra]);
+  cleanups.push(() => server.stop('SIGKILL'));
+  return server;
+}
+
+/** A working directory with its own data directory and a bootstrapped server (zone localhost, open). */
+async function setup(): Promise<{ cwd: string; data: string; url: string; idns: (args: string[]) => ReturnType<typeof runIdns> }> {
+  const cwd = newDir();
+  const data = join(cwd, 'data');
+  const server = await serve(data);
+  return { cwd, data, url: server.url, idns: (args) => runIdns(args, { cwd }) };
+}
+
+/** Asserts a failed command: the exit status, and one line on stderr that contains `code`. */
+function expectFailure(res: { code: number | null; stdout: string; stderr: string }, status: number, code: string): void {
+  expect(res.code, `stdout: ${res.stdout}\nstderr: ${res.stderr}`).toBe(status);
+  const lines = res.stderr.trimEnd().split('\n');
+  expect(lines, res.stderr).toHaveLength(1);
+  expect(lines[0]).toContain(code);
+  expect(lines[0]).toMatch(/^idns: /);
+}
+
+function expectOk(res: { code: number | null; stdout: string; stderr: string }): string {
+  expect(res.code, `stdout: ${res.stdout}\nstderr: ${res.stderr}`).toBe(0);
+  return res.stdout;
+}
+
+const THUMBPRINT = /^[A-Za-z0-9_-]{43}$/;
+
+describe('README quick start', () => {
+  it('keygen, register alice@localhost, resolve her with verification, bob does not exist', async () => {
+    const { cwd, url, idns } = await setup();
+
+    const kid = expectOk(await idns(['keygen', '--out', 'alice.jwk'])).trim();
+    expect(kid).toMatch(THUMBPRINT);
+    expect(statSync(join(cwd, 'alice.jwk')).mode & 0o777).toBe(0o600);
+    const jwk = JSON.parse(readFileSync(join(cwd, 'alice.jwk'), 'utf8')) as Record<string, string>;
+    expect(jwk).toMatchObject({ kty: 'OKP', crv: 'Ed25519' });
+    expect(jwk.d).toBeDefined();
+
+    const reg = expectOk(await idns(['handle', 'register', 'alice@localhost', '--key', 'alice.jwk', '--endpoint', 'https://social.example/users/alice', '--server', url]));
+    expect(reg).toMatch(/register alice@localhost: accepted in zone localhost at serial \d+/);
+
+    const resolved = expectOk(await idns(['resolve', 'alice@localhost', '--server', url]));
+    expect(resolved).toContain('https://social.example/users/alice');
+    expect(resolved).toContain('verified');
+    expect(resolved).toContain(kid);
+
+    // Case is normalised: the same handle.
+    expect(expectOk(await idns(['resolve', 'Alice@LOCALHOST', '--server', url]))).toContain('https://social.example/users/alice');
+
+    const bob = await idns(['resolve', 'bob@localhost', '--server', url]);
+    expect(bob.code, bob.stderr).toBe(3);
+    expect(bob.stdout).toContain('does not exist');
+    expect(bob.stdout).toContain('verified');
+  });
+
+  it('prints JSON with --json: keygen, zone show, handle register, resolve (answer and denial)', async () => {
+    const { data, url, idns } = await setup();
+
+    const key = JSON.parse(expectOk(await idns(['keygen', '--out', 'carol.jwk', '--json']))) as { thumbprint: string; publicKey: Record<string, string> };
+    expect(key.thumbprint).toMatch(THUMBPRINT);
+    expect(key.publicKey).toMatchObject({ kty: 'OKP', crv: 'Ed25519' });
+    expect(key.publicKey).not.toHaveProperty('d');
+
+    const zone = JSON.parse(expectOk(await idns(['zone', 'show', 'localhost', '--data', data, '--json']))) as { zone: string; serial: number; policy: string; keyThumbprints: string[]; record: string };
+    expect(zone).toMatchObject({ zone: 'localhost', policy: 'open' });
+    expect(zone.keyThumbprints).toHaveLength(1);
+    expect(zone.keyThumbprints[0]).toMatch(THUMBPRINT);
+    expect(zone.record.split('.')).toHaveLength(3);
+
+    const reg = JSON.parse(
+      expectOk(await idns(['handle', 'register', 'carol@localhost', '--key', 'carol.jwk', '--endpoint', 'https://social.example/users/carol', '--server', url, '--json'])),
+    ) as { handle: string; zone: string; serial: number; action: string; op: string };
+    expect(reg).toMatchObject({ handle: 'carol@localhost', zone: 'localhost', action: 'register', serial: zone.serial + 1 });
+
+    const answer = JSON.parse(expectOk(await idns(['resolve', 'carol@localhost', '--server', url, '--json']))) as Record<string, unknown>;
+    expect(answer).toMatchObject({ status: 'answer', handle: 'carol@localhost', endpoint: 'https://social.example/users/carol', zone: 'localhost', op: reg.op, zoneKey: zone.keyThumbprints[0] });
+    expect((answer.keys as unknown[]).length).toBe(1);
+
+    const denial = await idns(['resolve', 'dave@localhost', '--server', url, '--json']);
+    expect(denial.code).toBe(3);
+    expect(JSON.parse(denial.stdout)).toMatchObject({ status: 'denial', handle: 'dave@localhost', zone: 'localhost' });
+  });
+});
+
+describe('handle update, rotate, delete, show and log', () => {
+  it('changes a handle through its life; an old key cannot change it after rotation', async () => {
+    const { cwd, url, idns } = await setup();
+    // Key files made in-process (keygen itself is tested elsewhere) to keep the test fast.
+    const [k1, k2, k3] = ['k1.jwk', 'k2.jwk', 'k3.jwk'].map((name) => {
+      const key = newUserKey();
+      writeUserKey(cwd, name, key);
+      return key.kid;
+    }) as [string, string, string];
+    const h = 'bob@localhost';
+    const s = ['--server', url];
+    // The server's verified state, checked in-process.
+    const resolveJson = async () => {
+      const a = await queryAuthoritative(url, h);
+      if (a.status !== 'answer') throw new Error(`${h} does not resolve`);
+      return { endpoint: a.record.endpoint, keys: a.record.keys.map(thumbprint), serial: a.serial, op: a.record.op };
+    };
+
+    expectOk(await idns(['handle', 'register', h, '--key', 'k1.jwk', '--endpoint', 'https://social.example/users/bob', ...s]));
+
+    const upd = JSON.parse(expectOk(await idns(['handle', 'update', h, '--key', 'k1.jwk', '--endpoint', 'https://other.example/bob', ...s, '--json']))) as { action: string; op: string };
+    expect(upd.action).toBe('update');
+    let now = await resolveJson();
+    expect(now.endpoint).toBe('https://other.example/bob');
+    expect(now.op).toBe(upd.op);
+
+    // Adding a key keeps the endpoint; both keys are on the handle.
+    expectOk(await idns(['handle', 'update', h, '--key', 'k1.jwk', '--add-key', 'k3.jwk', ...s]));
+    expect(await resolveJson()).toMatchObject({ keys: [k1, k3], endpoint: 'https://other.example/bob' });
+    // Removing it again, signed by the key being kept.
+    expectOk(await idns(['handle', 'update', h, '--key', 'k1.jwk', '--remove-key', k3, ...s]));
+    const shownJson = JSON.parse(expectOk(await idns(['handle', 'show', h, ...s, '--json']))) as { endpoint: string; keys: unknown[]; op: string };
+    expect(shownJson.keys).toHaveLength(1);
+    expect(thumbprint(shownJson.keys[0] as never)).toBe(k1);
+    expect(shownJson.op).toBe((await resolveJson()).op);
+
+    const rot = expectOk(await idns(['handle', 'rotate', h, '--key', 'k1.jwk', '--new-key', 'k2.jwk', ...s]));
+    expect(rot).toContain('accepted');
+    const shown = expectOk(await idns(['handle', 'show', h, ...s]));
+    expect(shown).toContain(k2);
+    expect(shown).not.toContain(k1);
+    now = await resolveJson();
+    expect(now.keys).toEqual([k2]);
+    expect(now.endpoint).toBe('https://other.example/bob');
+
+    // The old key is no longer on the handle: refused with a stable code, and nothing changes.
+    const refused = await idns(['handle', 'update', h, '--key', 'k1.jwk', '--endpoint', 'https://evil.example/bob', ...s]);
+    expectFailure(refused, 1, 'unauthorized_key');
+    expect(refused.stdout).toBe('');
+    const after = await resolveJson();
+    expect(after.endpoint).toBe('https://other.example/bob');
+    expect(after.op).toBe(now.op);
+    expect(after.serial).toBe(now.serial);
+    // Nor can it delete.
+    expectFailure(await idns(['handle', 'delete', h, '--key', 'k1.jwk', ...s]), 1, 'unauthorized_key');
+
+    // The new key can.
+    expectOk(await idns(['handle', 'update', h, '--key', 'k2.jwk', '--endpoint', 'https://social.example/users/bob', ...s]));
+
+    const log = JSON.parse(expectOk(await idns(['handle', 'log', h, ...s, '--json']))) as { handle: string; operations: { action: string; op: string; serial: number }[] };
+    expect(log.handle).toBe(h);
+    expect(log.operations.map((o) => o.action)).toEqual(['register', 'update', 'update', 'update', 'update', 'update']);
+    const serials = log.operations.map((o) => o.serial);
+    expect([...serials].sort((a, b) => a - b)).toEqual(serials);
+    expect(new Set(serials).size).toBe(serials.length);
+    expect(log.operations.at(-1)!.op).toBe((await resolveJson()).op);
+
+    expect(expectOk(await idns(['handle', 'delete', h, '--key', 'k2.jwk', ...s]))).toContain('accepted');
+    expect((await queryAuthoritative(url, h)).status).toBe('denial');
+    const text = expectOk(await idns(['handle', 'log', h, ...s]));
+    expect(text.trim().split('\n')).toHaveLength(7);
+    expect(text.trim().split('\n').at(-1)).toContain('delete');
+    const finalLog = JSON.parse(expectOk(await idns(['handle', 'log', h, ...s, '--json']))) as { operations: { action: string }[] };
+    expect(finalLog.operations.map((o) => o.action).at(-1)).toBe('delete');
+    // Changing a deleted handle: it is not found.
+    expectFailure(await idns(['handle', 'update', h, '--key', 'k2.jwk', '--endpoint', 'https://x.example/', ...s]), 1, 'handle_not_found');
+  });
+});
+
+describe('resolve --anchor', () => {
+  it('fails verification with a wrong thumbprint and succeeds, anchored, with the zone key', async () => {
+    const { cwd, data, url, idns } = await setup();
+    writeUserKey(cwd, 'alice.jwk', newUserKey());
+    expectOk(await idns(['handle', 'register', 'alice@localhost', '--key', 'alice.jwk', '--endpoint', 'https://social.example/users/alice', '--server', url]));
+    const wrong = newUserKey().kid;
+    const zone = JSON.parse(expectOk(await idns(['zone', 'show', 'localhost', '--data', data, '--json']))) as { keyThumbprints: string[] };
+    const right = zone.keyThumbprints[0]!;
+
+    const bad = await idns(['resolve', 'alice@localhost', '--server', url, '--anchor', `localhost=${wrong}`]);
+    expectFailure(bad, 1, 'verification_failed');
+    expect(bad.stdout).toBe('');
+    // A wrong anchor fails a denial too: it never turns into "does not exist".
+    expectFailure(await idns(['resolve', 'nobody@localhost', '--server', url, '--anchor', `localhost=${wrong}`]), 1, 'verification_failed');
+
+    const good = expectOk(await idns(['resolve', 'alice@localhost', '--server', url, '--anchor', `localhost=${right}`]));
+    expect(good).toContain('https://social.example/users/alice');
+    expect(good).toContain(`anchored key ${right}`);
+    // Several anchors for a zone: any one of them will do.
+    const json = JSON.parse(
+      expectOk(await idns(['resolve', 'alice@localhost', '--server', url, '--anchor', `localhost=${wrong}`, '--anchor', `localhost=${right}`, '--json'])),
+    ) as { anchored: boolean; zoneKey: string };
+    expect(json).toMatchObject({ anchored: true, zoneKey: right });
+
+    const malformed = await idns(['resolve', 'alice@localhost', '--server', url, '--anchor', 'localhost']);
+    expect(malformed.code).toBe(2);
+    expect(malformed.stderr).toContain('--anchor');
+  });
+});
+
+describe('zone commands and registration policies', () => {
+  it('creates, shows and lists zones; invite codes are single-use; a closed zone takes only the operator', async () => {
+    const cwd = newDir();
+    const data = join(cwd, 'data');
+    const idns = (args: string[]) => runIdns(args, { cwd });
+
+    const created = JSON.parse(expectOk(await idns(['zone', 'create', 'example.com', '--server-url', 'http://127.0.0.1:1', '--policy', 'invite', '--data', data, '--json']))) as {
+      zone: string;
+      policy: string;
+      serial: number;
+      keyThumbprints: string[];
+      servers: string[];
+    };
+    expect(created).toMatchObject({ zone: 'example.com', policy: 'invite', servers: ['http://127.0.0.1:1'] });
+    expect(created.keyThumbprints).toHaveLength(1);
+    const keyFile = join(data, 'keys', 'example.com', `${created.keyThumbprints[0]}.jwk`);
+    expect(statSync(keyFile).mode & 0o777).toBe(0o600);
+
+    expectFailure(await idns(['zone', 'create', 'example.com', '--server-url', 'http://127.0.0.1:1', '--data', data]), 1, 'zone_exists');
+    expect(readFileSync(keyFile, 'utf8')).toContain('"d"');
+    const noUrl = await idns(['zone', 'create', 'other.example', '--data', data]);
+    expect(noUrl.code).toBe(2);
+    expect(noUrl.stderr).toContain('--server-url');
+    const badPolicy = await idns(['zone', 'create', 'other.example', '--server-url', 'http://127.0.0.1:1', '--policy', 'maybe', '--data', data]);
+    expect(badPolicy.code).toBe(2);
+    expect(badPolicy.stderr).toContain('--policy');
+
+    const human = expectOk(await idns(['zone', 'create', 'Closed.Example', '--server-url', 'http://127.0.0.1:1', '--policy', 'closed', '--data', data]));
+    expect(human).toContain('created zone closed.example');
+
+    const list = JSON.parse(expectOk(await idns(['zone', 'list', '--data', data, '--json']))) as { zone: string; policy: string }[];
+    expect(list.map((z) => [z.zone, z.policy])).toEqual([
+      ['closed.example', 'closed'],
+      ['example.com', 'invite'],
+    ]);
+    expect(expectOk(await idns(['zone', 'list', '--data', data]))).toMatch(/example\.com\tprimary\tserial \d+\tinvite\t0 handles/);
+    const shown = expectOk(await idns(['zone', 'show', 'example.com', '--data', data]));
+    expect(shown).toContain('policy: invite');
+    expect(shown).toContain(`key thumbprints: ${created.keyThumbprints[0]}`);
+    expectFailure(await idns(['zone', 'show', 'missing.example', '--data', data]), 1, 'zone_not_found');
+
+    const server = await serve(data, ['--no-bootstrap']);
+    const s = ['--server', server.url];
+    for (const name of ['carol', 'dave', 'erin', 'frank']) writeUserKey(cwd, `${name}.jwk`, newUserKey());
+    const status = async (handle: string) => (await queryAuthoritative(server.url, handle)).status;
+    const register = (handle: string, key: string, more: string[] = []) =>
+      idns(['handle', 'register', handle, '--key', key, '--endpoint', `https://social.example/users/${handle.split('@')[0]}`, ...more]);
+
+    // Invite policy: no code, then a fresh code, then the same code again.
+    expectFailure(await register('carol@example.com', 'carol.jwk', s), 1, 'invite_required');
+    const code = expectOk(await idns(['zone', 'invite', 'example.com', '--data', data])).trim();
+    expect(code.length).toBeGreaterThanOrEqual(16);
+    const invited = JSON.parse(expectOk(await idns(['zone', 'invite', 'example.com', '--data', data, '--json', '--valid-for', '3600']))) as { code: string; expiresAt: string };
+    expect(invited.code).not.toBe(code);
+    expect(Date.parse(invited.expiresAt)).toBeGreaterThan(Date.now());
+    expectFailure(await register('carol@example.com', 'carol.jwk', [...s, '--invite', 'not-a-real-code']), 1, 'invite_invalid');
+    expectOk(await register('carol@example.com', 'carol.jwk', [...s, '--invite', code]));
+    expectFailure(await register('dave@example.com', 'dave.jwk', [...s, '--invite', code]), 1, 'invite_invalid');
+    expect(await status('dave@example.com')).toBe('denial');
+    expectOk(await register('dave@example.com', 'dave.jwk', [...s, '--invite', invited.code]));
+
+    // Closed: the remote registration is refused; the operator registers through the data directory,
+    // while the server runs, and the server answers for the new handle at once.
+    expectOk(await idns(['zone', 'policy', 'example.com', 'closed', '--data', data]));
+    const another = expectOk(await idns(['zone', 'invite', 'example.com', '--data', data])).trim();
+    expectFailure(await register('erin@example.com', 'erin.jwk', s), 1, 'registration_closed');
+    expectFailure(await register('erin@example.com', 'erin.jwk', [...s, '--invite', another]), 1, 'registration_closed');
+    expect(await status('erin@example.com')).toBe('denial');
+    expectOk(await register('erin@example.com', 'erin.jwk', ['--data', data]));
+    expect(await status('erin@example.com')).toBe('answer');
+    expect(expectOk(await idns(['handle', 'show', 'erin@example.com', '--data', data]))).toContain('https://social.example/users/erin');
+    expectFailure(await register('frank@closed.example', 'frank.jwk', s), 1, 'registration_closed');
+
+    // Open again: anyone registers.
+    expectOk(await idns(['zone', 'policy', 'example.com', 'open', '--data', data]));
+    expectOk(await register('frank@example.com', 'frank.jwk', s));
+    const badP = await idns(['zone', 'policy', 'example.com', 'sometimes', '--data', data]);
+    expect(badP.code).toBe(2);
+
+    const info = JSON.parse(expectOk(await idns(['zone', 'show', 'example.com', '--data', data, '--json']))) as { handles: number; policy: string };
+    expect(info).toMatchObject({ handles: 4, policy: 'open' });
+  });
+});
+
+describe('key files', () => {
+  it('keygen refuses to overwrite a file; a key readable by others is refused with how to fix it', async () => {
+    const cwd = newDir();
+    const idns = (args: string[]) => runIdns(args, { cwd });
+    const kid = expectOk(await idns(['keygen', '--out', 'me.jwk'])).trim();
+    const before = readFileSync(join(cwd, 'me.jwk'), 'utf8');
+    const again = await idns(['keygen', '--out', 'me.jwk']);
+    expect(again.code).not.toBe(0);
+    expect(again.stderr.trim().split('\n')).toHaveLength(1);
+    expect(again.stderr).toContain('me.jwk');
+    expect(readFileSync(join(cwd, 'me.jwk'), 'utf8')).toBe(before);
+    const noOut = await idns(['keygen']);
+    expect(noOut.code).toBe(2);
+    expect(noOut.stderr).toContain('--out');
+
+    chmodSync(join(cwd, 'me.jwk'), 0o644);
+    const refused = await idns(['handle', 'register', 'me@localhost', '--key', 'me.jwk', '--endpoint', 'https://social.example/me', '--server', 'http://127.0.0.1:1']);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr.trim().split('\n')).toHaveLength(1);
+    expect(refused.stderr).toContain('chmod 600');
+    expect(refused.stderr).toContain('me.jwk');
+    expect(refused.stderr).not.toContain(JSON.parse(before).d);
+
+    // Not JSON, or not an Ed25519 key: refused by name, one line, with the secret never echoed.
+    writeFileSync(join(cwd, 'junk.jwk'), 'not json', { mode: 0o600 });
+    const junk = await idns(['handle', 'register', 'me@localhost', '--key', 'junk.jwk', '--endpoint', 'https://social.example/me', '--server', 'http://127.0.0.1:1']);
+    expect(junk.code).toBe(1);
+    expect(junk.stderr.trim().split('\n')).toHaveLength(1);
+    expect(junk.stderr).toContain('junk.jwk');
+    expect(kid).toMatch(THUMBPRINT);
+  });
+});
+
+const HELP: string[][] = [
+  ['serve'],
+  ['keygen'],
+  ['zone'],
+  ['zone', 'create'],
+  ['zone', 'show'],
+  ['zone', 'invite'],
+  ['zone', 'policy'],
+  ['zone', 'list'],
+  ['handle'],
+  ['handle', 'register'],
+  ['handle', 'update'],
+  ['handle', 'rotate'],
+  ['handle', 'delete'],
+  ['handle', 'show'],
+  ['handle', 'log'],
+  ['resolve'],
+];
+
+describe('usage', () => {
+  it('--help works on every command and subcommand', async () => {
+    const cwd = newDir();
+    const commands = [...[[], ...HELP].map((cmd) => [...cmd, '--help']), ['-h'], ['zone', '-h'], ['handle', 'log', '-h'], ['resolve', '-h']];
+    const results = await Promise.all(commands.map((cmd) => runIdns(cmd, { cwd }).then((r) => ({ cmd, ...r }))));
+    for (const r of results) {
+      expect(r.code, `idns ${r.cmd.join(' ')}: ${r.stderr}`).toBe(0);
+      expect(r.stdout, `idns ${r.cmd.join(' ')}`).toMatch(/usage: idns/);
+      expect(r.stderr, `idns ${r.cmd.join(' ')}`).toBe('');
+    }
+    // Each command's help describes that command.
+    const out = (cmd: string) => results.find((r) => r.cmd.join(' ') === `${cmd} --help`)!.stdout;
+    expect(out('serve')).toContain('--listen');
+    expect(out('keygen')).toContain('--out');
+    expect(out('zone create')).toContain('--server-url');
+    expect(out('handle register')).toContain('--endpoint');
+    expect(out('resolve')).toContain('--anchor');
+    // help runs without touching a data directory.
+    expect((await runIdns(['zone', 'list', '--help'], { cwd })).code).toBe(0);
+    expect(() => statSync(join(cwd, 'data'))).toThrow();
+  });
+
+  it('an unknown command, subcommand or option exits 2 with a message on stderr', async () => {
+    const cwd = newDir();
+    const cases: [string[], string][] = [
+      [['frobnicate'], 'frobnicate'],
+      [['zone', 'frobnicate'], 'frobnicate'],
+      [['handle', 'frobnicate', 'a@localhost'], 'frobnicate'],
+      [['keygen', '--out', 'x.jwk', '--bogus'], '--bogus'],
+      [['serve', '--bogus'], '--bogus'],
+      [['zone', 'create', 'example.com', '--server-url', 'http://127.0.0.1:1', '--bogus'], '--bogus'],
+      [['handle', 'register', 'a@localhost', '--key', 'k.jwk', '--bogus'], '--bogus'],
+      [['resolve', 'a@localhost', '--bogus'], '--bogus'],
+      [['resolve'], 'HANDLE'],
+      [['zone', 'show'], 'ZONE'],
+    ];
+    const results = await Promise.all(cases.map(([args]) => runIdns(args, { cwd })));
+    results.forEach((r, i) => {
+      const [args, mention] = cases[i]!;
+      expect(r.code, `idns ${args.join(' ')}: ${r.stderr}`).toBe(2);
+      expect(r.stdout, `idns ${args.join(' ')}`).toBe('');
+      expect(r.stderr.split('\n')[0], `idns ${args.join(' ')}`).toMatch(/^idns: /);
+      expect(r.stderr.split('\n')[0], `idns ${args.join(' ')}`).toContain(mention);
+    });
+    // Nothing was created by a refused command.
+    expect(() => statSync(join(cwd, 'x.jwk'))).toThrow();
+    expect(() => statSync(join(cwd, 'data'))).toThrow();
+  });
+
+  it('a missing command or subcommand is an error: exit 2, usage on stderr, nothing on stdout', async () => {
+    const results = await Promise.all([[], ['zone'], ['handle']].map((args) => runIdns(args).then((r) => ({ args, ...r }))));
+    for (const r of results) {
+      expect(r.code, `idns ${r.args.join(' ')}`).toBe(2);
+      expect(r.stderr, `idns ${r.args.join(' ')}`).toMatch(/usage: idns/);
+      expect(r.stdout, `idns ${r.args.join(' ')}`).toBe('');
+    }
+  });
+
+  it('a bad handle is refused with a one-line reason', async () => {
+    const res = await runIdns(['resolve', 'not a handle', '--server', 'http://127.0.0.1:1']);
+    expectFailure(res, 1, 'invalid_handle');
+  });
+});
+
+describe('serve start-up failures', () => {
+  it('a port in use gives a one-line reason and a non-zero exit, not a stack trace', async () => {
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise((resolve) => blocker.close(resolve)));
+    const port = (blocker.address() as { port: number }).port;
+    const res = await runIdns(['serve', '--listen', `127.0.0.1:${port}`, '--data', join(newDir(), 'data'), '--log-level', 'warn']);
+    expect(res.code).not.toBe(0);
+    expect(res.code).not.toBeNull();
+    const lines = res.stderr.trim().split('\n');
+    expect(lines, res.stderr).toHaveLength(1);
+    expect(lines[0]).toContain(String(port));
+    expect(lines[0]).not.toContain('unexpected error');
+  });
+
+  it('a data directory that is a file gives a one-line reason', async () => {
+    const file = join(newDir(), 'not-a-dir');
+    writeFileSync(file, 'x');
+    for (const args of [
+      ['serve', '--listen', '127.0.0.1:0', '--data', file, '--log-level', 'warn'],
+      ['zone', 'list', '--data', file],
+    ]) {
+      const res = await runIdns(args);
+      expect(res.code, args.join(' ')).toBe(1);
+      const lines = res.stderr.trim().split('\n');
+      expect(lines, res.stderr).toHaveLength(1);
+      expect(lines[0]).toContain(file);
+      expect(lines[0]).not.toContain('unexpected error');
+    }
+  });
+});
