@@ -1,3 +1,4 @@
+import { TextDecoder } from 'node:util';
 import { IdnsError } from '../errors.js';
 
 /**
@@ -8,7 +9,7 @@ export async function* ndjsonLines(body: AsyncIterable<Uint8Array>, maxLineBytes
   const decoder = new TextDecoder('utf-8', { fatal: true });
   let pending = '';
   for await (const chunk of body) {
-    const text = pending + decoder.decode(chunk, { stream: true });
+    const text = pending + decode(decoder, chunk, true);
     let from = 0;
     let nl: number;
     // Walk the chunk by index: re-slicing the remainder after every line would be quadratic in the chunk.
@@ -20,7 +21,7 @@ export async function* ndjsonLines(body: AsyncIterable<Uint8Array>, maxLineBytes
     pending = text.slice(from);
     if (pending.length > maxLineBytes) throw new IdnsError('transfer_failed', `a transfer line is longer than ${maxLineBytes} bytes`);
   }
-  pending += decoder.decode();
+  pending += decode(decoder, undefined, false);
   if (pending.trim() !== '') throw new IdnsError('transfer_failed', 'the transfer stream ended in the middle of a line');
 }
 
@@ -29,5 +30,13 @@ function parseLine(line: string): unknown {
     return JSON.parse(line);
   } catch (cause) {
     throw new IdnsError('transfer_failed', 'a transfer line is not valid JSON', { cause });
+  }
+}
+
+function decode(decoder: TextDecoder, chunk: Uint8Array | undefined, stream: boolean): string {
+  try {
+    return decoder.decode(chunk, { stream });
+  } catch (cause) {
+    throw new IdnsError('transfer_failed', 'the transfer stream is not valid UTF-8', { cause });
   }
 }
