@@ -22,6 +22,8 @@ export interface ServerConfig {
     requestTimeoutMs: number;
     /** Time allowed to receive the request headers, ms. */
     headersTimeoutMs: number;
+    /** Largest size of the database file, bytes (null: as large as the disk allows). */
+    maxDatabaseBytes: number | null;
   };
   resign: {
     intervalMs: number;
@@ -85,7 +87,7 @@ export const DEFAULT_CONFIG: ServerConfig = {
   logLevel: 'info',
   bootstrap: true,
   publicUrl: null,
-  limits: { bodyBytes: 64 * 1024, requestTimeoutMs: 10_000, headersTimeoutMs: 5_000 },
+  limits: { bodyBytes: 64 * 1024, requestTimeoutMs: 10_000, headersTimeoutMs: 5_000, maxDatabaseBytes: null },
   resign: { intervalMs: 60_000, batchSize: 1000 },
   resolver: null,
   journal: { maxEntries: 1_000_000, maxAgeSeconds: 14 * 24 * 3600 },
@@ -118,6 +120,7 @@ const fileSchema = z
         bodyBytes: z.number().int().min(1024).max(16 * 1024 * 1024).optional(),
         requestTimeoutMs: z.number().int().min(100).max(600_000).optional(),
         headersTimeoutMs: z.number().int().min(100).max(600_000).optional(),
+        maxDatabaseBytes: z.number().int().min(64 * 1024).nullable().optional(),
       })
       .strict()
       .optional(),

@@ -44,7 +44,7 @@ export class AppContext {
     readonly clock: Clock = systemClock,
     readonly log: Logger = createLogger(config.logLevel),
   ) {
-    this.store = Store.open(config.dataDir);
+    this.store = Store.open(config.dataDir, config.limits.maxDatabaseBytes);
     this.keys = new KeyRing(join(config.dataDir, 'keys'));
     this.zones = new ZoneService(this.store, this.keys, clock);
     this.rateLimits = new RateLimits(config.rateLimits, clock);

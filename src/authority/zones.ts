@@ -93,6 +93,14 @@ export class ZoneService {
     return this.info(name);
   }
 
+  /** Loads every primary zone's signing key now, so a missing or exposed key stops start-up, not a later write. */
+  assureKeys(): void {
+    for (const row of this.list()) {
+      if (row.role !== 'primary') continue;
+      for (const kid of this.settings(row).keyIds) this.keys.load(row.name, kid);
+    }
+  }
+
   /** Adds a secondary zone: no key, no content until its first transfer from `primaries`. */
   createSecondary(name: string, secondary: SecondarySettings): ZoneInfo {
     if (this.store.zones.get(name)) throw new IdnsError('zone_exists', `zone ${name} already exists here`);

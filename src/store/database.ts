@@ -12,11 +12,16 @@ export const SCHEMA_VERSION = 1;
 const SCHEMA_PATH = new URL('../../schema.sql', import.meta.url);
 
 /** Opens (creating if needed) the server's database in `dataDir` and brings its schema up to date. */
-export function openDatabase(dataDir: string, options: { readonly?: boolean } = {}): Db {
+export function openDatabase(dataDir: string, options: { readonly?: boolean; maxBytes?: number | null } = {}): Db {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const db = new Database(join(dataDir, 'idns.sqlite'), { readonly: options.readonly ?? false });
   configure(db);
   migrate(db);
+  if (options.maxBytes) {
+    // A cap on the file (like a full disk, but chosen): writes past it fail with SQLITE_FULL, nothing is half-written.
+    const pageSize = db.pragma('page_size', { simple: true }) as number;
+    db.pragma(`max_page_count = ${Math.max(1, Math.floor(options.maxBytes / pageSize))}`);
+  }
   return db;
 }
 

@@ -26,8 +26,8 @@ export class Store {
   }
 
   /** Opens the database of a data directory. */
-  static open(dataDir: string): Store {
-    return new Store(openDatabase(dataDir));
+  static open(dataDir: string, maxBytes: number | null = null): Store {
+    return new Store(openDatabase(dataDir, { maxBytes }));
   }
 
   /** An in-memory store for unit tests. */

@@ -51,6 +51,7 @@ export async function serve(argv: string[], io: Io): Promise<number> {
   const ctx = openContext(config);
   let running;
   try {
+    ctx.zones.assureKeys();
     running = await startServer(ctx, config.listen.host, config.listen.port);
   } catch (err) {
     await ctx.close();
