@@ -39,7 +39,15 @@ export async function startServer(ctx: AppContext, host: string, port: number): 
     server,
     close: () =>
       new Promise<void>((resolve) => {
-        server.close(() => resolve());
+        // Graceful: stop accepting, let requests in flight finish, and close each keep-alive connection
+        // as soon as it is idle rather than waiting for its client; after the deadline, close what is left.
+        const sweep = setInterval(() => server.closeIdleConnections(), 50);
+        const deadline = setTimeout(() => server.closeAllConnections(), ctx.config.limits.requestTimeoutMs);
+        server.close(() => {
+          clearInterval(sweep);
+          clearTimeout(deadline);
+          resolve();
+        });
         server.closeIdleConnections();
       }),
   };
