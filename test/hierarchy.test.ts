@@ -2,13 +2,22 @@ import { calculateJwkThumbprint, compactVerify, importJWK, type JWK } from 'jose
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createResolver } from '../src/resolver/resolver.js';
 import { startHierarchy, resolveQueries, type Hierarchy } from './support/hierarchy.js';
+import { startNoise, type Noise } from './support/noise.js';
 
 describe('resolution through the hierarchy', () => {
   let h: Hierarchy;
+  let noise: Noise;
   beforeAll(async () => {
     h = await startHierarchy();
+    // Malformed and oversized requests hit every server for as long as these tests run.
+    noise = startNoise(() => [...h.zones.values()].flatMap((z) => [z.a.url, z.b.url]));
   });
-  afterAll(async () => h.close());
+  afterAll(async () => {
+    const seen = await noise.stop();
+    await h.close();
+    expect(seen.sent).toBeGreaterThan(50);
+    expect(seen.serverErrors).toEqual([]);
+  });
 
   const resolver = () => createResolver({ trustAnchors: h.anchors, rootServers: h.rootServers, allowPrivate: true });
 

@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startNoise, type Noise } from './support/noise.js';
 import { signChangeRequest } from '../src/client/requests.js';
 import { Housekeeper } from '../src/replication/housekeeping.js';
 import { newUserKey } from './support/keys.js';
@@ -9,6 +10,17 @@ import { startTestServer, type TestServer } from './support/server.js';
 const owner = newUserKey();
 const started: TestServer[] = [];
 const proxies: Server[] = [];
+
+// Malformed and oversized requests hit every server of these tests while they run.
+let noise: Noise;
+beforeAll(() => {
+  noise = startNoise(() => started.map((s) => s.url));
+});
+afterAll(async () => {
+  const seen = await noise.stop();
+  expect(seen.sent).toBeGreaterThan(50);
+  expect(seen.serverErrors).toEqual([]);
+});
 
 afterEach(async () => {
   for (const p of proxies.splice(0)) await new Promise((r) => p.close(r));

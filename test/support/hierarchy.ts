@@ -73,14 +73,17 @@ export async function startHierarchy(options: { clock?: Clock } = {}): Promise<H
   return h;
 }
 
-/** Counts the authoritative queries (`GET /v1/resolve`) the hierarchy's servers have answered. */
+/**
+ * Counts the authoritative queries (`GET /v1/resolve`) the hierarchy's servers answered with 200 (answers
+ * and referrals); malformed background traffic only ever gets 4xx, so it does not count.
+ */
 export async function resolveQueries(h: Hierarchy): Promise<number> {
   let total = 0;
   for (const z of h.zones.values()) {
     for (const s of [z.a, z.b]) {
       const text = await (await fetch(`${s.url}/metrics`)).text();
       for (const line of text.split('\n')) {
-        if (line.startsWith('idns_http_requests_total{route="/v1/resolve/:handle"')) total += Number(line.split(' ').pop());
+        if (line.startsWith('idns_http_requests_total{route="/v1/resolve/:handle"') && line.includes('status="200"')) total += Number(line.split(' ').pop());
       }
     }
   }
