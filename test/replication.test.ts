@@ -4,6 +4,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startNoise, type Noise } from './support/noise.js';
 import { signChangeRequest } from '../src/client/requests.js';
 import { Housekeeper } from '../src/replication/housekeeping.js';
+import { ManualClock } from '../src/clock.js';
 import { newUserKey } from './support/keys.js';
 import { startTestServer, type TestServer } from './support/server.js';
 
@@ -209,6 +210,23 @@ describe('secondary replicas', () => {
     await until(async () => (await fetch(`${secondary.url}/v1/resolve/b@example`)).status === 200, 'the secondary to recover', 6000);
     expect((await fetch(`${secondary.url}/readyz`)).status).toBe(200);
     expect((await zoneState(secondary)).digest).toBe((await zoneState(primary)).digest);
+  });
+
+  it('expires on a virtual clock without sleeping: serving up to expire, 503 after, serving again after a check', async () => {
+    const { primary, kid } = await primaryAndSecondary();
+    await register(primary, 'a@example');
+    const clock = new ManualClock(Date.now());
+    const secondary = await server({ clock, background: false });
+    secondary.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });
+    await secondary.ctx.replicator.checkNow('example');
+    const expire = 7 * 24 * 3600; // the default, from the zone record
+    clock.advance((expire - 1) * 1000);
+    expect((await fetch(`${secondary.url}/v1/resolve/a@example`)).status).toBe(200);
+    clock.advance(2000);
+    expect((await fetch(`${secondary.url}/v1/resolve/a@example`)).status).toBe(503);
+    // Signatures stay valid for 21 days, so a successful check now brings the copy back.
+    await secondary.ctx.replicator.checkNow('example');
+    expect((await fetch(`${secondary.url}/v1/resolve/a@example`)).status).toBe(200);
   });
 
   it('chains: a secondary copies from another secondary and converges', async () => {
