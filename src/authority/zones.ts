@@ -205,8 +205,9 @@ export class ZoneService {
    * cached rows, so it is cheap on the read path.
    */
   closestHosted(host: string): ZoneRow | undefined {
+    const zones = this.store.zones.snapshot();
     for (const candidate of ancestors(host)) {
-      const row = this.store.zones.cached(candidate);
+      const row = zones.get(candidate);
       if (row) return row;
     }
     return undefined;

@@ -76,12 +76,17 @@ export class ZoneStore {
    * looks up several candidate zones per query.
    */
   cached(name: string): ZoneRow | undefined {
+    return this.snapshot().get(name);
+  }
+
+  /** Every zone row by name, from the cache (checked against the database once per call). */
+  snapshot(): ReadonlyMap<string, ZoneRow> {
     const generation = `${this.dataVersion.get()}:${this.localWrites}`;
     if (this.cache === null || generation !== this.cacheGeneration) {
       this.cache = new Map(this.all.all().map((row) => [row.name, row]));
       this.cacheGeneration = generation;
     }
-    return this.cache.get(name);
+    return this.cache;
   }
 
   /** Marks the cache stale after a write on this connection. */
