@@ -35,7 +35,7 @@ export type OptionValues<O extends Options> = {
 export function parseCommand<O extends Options>(spec: CommandSpec<O>, argv: string[]): { values: OptionValues<O>; positionals: string[]; help: boolean } {
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, options: { ...spec.options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: expandLists(spec.options, argv), options: { ...spec.options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
   } catch (err) {
     throw new UsageError((err as Error).message, spec.usage);
   }
@@ -49,6 +49,23 @@ export function parseCommand<O extends Options>(spec: CommandSpec<O>, argv: stri
     }
   }
   return { values: parsed.values as OptionValues<O>, positionals: parsed.positionals, help };
+}
+
+/**
+ * Options that take several values (`--server-url URL...`) accept them repeated (`--server-url a
+ * --server-url b`) or listed after one flag (`--server-url a b`): the values run up to the next option.
+ */
+function expandLists(options: Options, argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    out.push(arg);
+    const name = arg.startsWith('--') && !arg.includes('=') ? arg.slice(2) : null;
+    if (name === null || options[name]?.multiple !== true) continue;
+    if (i + 1 < argv.length) out.push(argv[++i]!);
+    while (i + 1 < argv.length && !argv[i + 1]!.startsWith('-')) out.push(arg, argv[++i]!);
+  }
+  return out;
 }
 
 /** Parses an integer option, or throws a usage error naming it. */
