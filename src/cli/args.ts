@@ -17,7 +17,7 @@ type Options = NonNullable<ParseArgsConfig['options']>;
 export interface CommandSpec<O extends Options> {
   usage: string;
   options: O;
-  positionals: string[];
+  positionals: readonly string[];
 }
 
 /** Output of every command: lines for people, or one JSON document with --json. */

@@ -21,10 +21,17 @@ export interface SecondaryStatus {
 
 interface ZoneLoop {
   timer: NodeJS.Timeout | null;
+  /** When the scheduled check is due (ms, wall clock). */
+  dueAt: number;
+  /** When the last check started (ms, wall clock). */
+  lastStarted: number;
   running: Promise<void> | null;
   again: boolean;
   status: SecondaryStatus;
 }
+
+/** Least time between two checks triggered by notifies, ms (wall clock: it paces network work). */
+const NOTIFY_INTERVAL_MS = 250;
 
 /** Defaults when the zone record is not known yet (before the first transfer), seconds. */
 const INITIAL_RETRY_S = 5;
@@ -69,12 +76,21 @@ export class Replicator {
     await Promise.allSettled([...this.loops.values()].map((l) => l.running));
   }
 
-  /** A notify arrived: check soon. Notifies only ever trigger a check; nothing in them is trusted. */
+  /**
+   * A notify arrived: check soon. Notifies only ever trigger a check; nothing in them is trusted. A flood
+   * of notifies costs at most one check per NOTIFY_INTERVAL_MS: the first after a quiet spell runs at
+   * once, the rest fold into one check at the end of the interval.
+   */
   notify(zone: string): boolean {
     const loop = this.loops.get(zone);
     if (!loop) return false;
-    if (loop.running) loop.again = true;
-    else this.schedule(zone, 0);
+    if (loop.running) {
+      loop.again = true;
+      return true;
+    }
+    const since = Date.now() - loop.lastStarted;
+    const delay = Math.max(0, NOTIFY_INTERVAL_MS - since);
+    if (loop.timer === null || delay === 0 || loop.dueAt > Date.now() + delay) this.schedule(zone, delay);
     return true;
   }
 
@@ -101,6 +117,8 @@ export class Replicator {
     const row = this.zones.require(zone);
     this.loops.set(zone, {
       timer: null,
+      dueAt: 0,
+      lastStarted: 0,
       running: null,
       again: false,
       status: {
@@ -120,6 +138,7 @@ export class Replicator {
     const loop = this.loops.get(zone);
     if (!loop || this.stopped) return;
     if (loop.timer) clearTimeout(loop.timer);
+    loop.dueAt = Date.now() + delayMs;
     loop.timer = setTimeout(() => {
       loop.timer = null;
       void this.run(zone);
@@ -134,9 +153,10 @@ export class Replicator {
       return loop.running;
     }
     loop.again = false;
+    loop.lastStarted = Date.now();
     loop.running = this.check(zone, loop).finally(() => {
       loop.running = null;
-      if (loop.again) this.schedule(zone, 0);
+      if (loop.again) this.schedule(zone, NOTIFY_INTERVAL_MS);
     });
     return loop.running;
   }
