@@ -4,22 +4,62 @@ export interface Clock {
   now(): number;
 }
 
+/** Timers that follow a clock: the real ones, or a ManualClock's, which fire as it is advanced. */
+export interface Timers {
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
 /** The real wall clock. */
 export const systemClock: Clock = { now: () => Date.now() };
 
-/** A clock that only moves when told to (tests, simulations). */
-export class ManualClock implements Clock {
+/** Real timers, unref'd so that they never keep a process alive on their own. */
+export const systemTimers: Timers = {
+  setTimeout: (fn, ms) => setTimeout(fn, ms).unref(),
+  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};
+
+/** The timers that go with a clock: a ManualClock's own, or the real ones. */
+export function timersFor(clock: Clock): Timers {
+  return clock instanceof ManualClock ? clock : systemTimers;
+}
+
+/** A clock that only moves when told to (tests, simulations); its timers fire as it is advanced. */
+export class ManualClock implements Clock, Timers {
+  private timers: { id: number; at: number; fn: () => void }[] = [];
+  private nextId = 1;
+
   constructor(private t: number = Date.UTC(2026, 0, 1)) {}
   now(): number {
     return this.t;
   }
-  /** Moves the clock forward by `ms` milliseconds. */
+  /** Moves the clock forward by `ms` milliseconds, firing every timer that falls due, in order. */
   advance(ms: number): void {
-    this.t += ms;
+    const end = this.t + ms;
+    for (;;) {
+      const due = this.timers.filter((x) => x.at <= end).sort((a, b) => a.at - b.at || a.id - b.id)[0];
+      if (!due) break;
+      this.timers = this.timers.filter((x) => x !== due);
+      this.t = Math.max(this.t, due.at);
+      due.fn();
+    }
+    this.t = end;
   }
-  /** Sets the clock to an absolute time. */
+  /** Sets the clock to an absolute time (timers do not fire). */
   set(t: number): void {
     this.t = t;
+  }
+  setTimeout(fn: () => void, ms: number): unknown {
+    const id = this.nextId++;
+    this.timers.push({ id, at: this.t + Math.max(0, ms), fn });
+    return id;
+  }
+  clearTimeout(handle: unknown): void {
+    this.timers = this.timers.filter((x) => x.id !== handle);
+  }
+  /** Timers waiting to fire. */
+  get pending(): number {
+    return this.timers.length;
   }
 }
 

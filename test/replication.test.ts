@@ -212,20 +212,51 @@ describe('secondary replicas', () => {
     expect((await zoneState(secondary)).digest).toBe((await zoneState(primary)).digest);
   });
 
-  it('expires on a virtual clock without sleeping: serving up to expire, 503 after, serving again after a check', async () => {
-    const { primary, kid } = await primaryAndSecondary();
+  it('refreshes, retries and expires on a virtual clock, without sleeping', async () => {
+    const primary = await server({ zones: { example: { timers: { refresh: 60, retry: 10, expire: 300 } } } });
+    const kid = primary.ctx.zones.info('example').keyThumbprints[0]!;
     await register(primary, 'a@example');
+    let cutOff = false;
+    const link = await tamperingProxy(primary.url, (_p, text) => text, () => cutOff);
     const clock = new ManualClock(Date.now());
-    const secondary = await server({ clock, background: false });
-    secondary.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });
-    await secondary.ctx.replicator.checkNow('example');
-    const expire = 7 * 24 * 3600; // the default, from the zone record
-    clock.advance((expire - 1) * 1000);
+    const secondary = await server({ clock });
+    secondary.ctx.zones.createSecondary('example', { primaries: [link], ds: [kid] });
+    const status = await secondary.ctx.replicator.checkNow('example');
+    const t0 = clock.now();
+    expect(status.lastAttempt).toBe(t0);
+    /** Advances the virtual clock and waits (briefly, for real I/O) for the check it may trigger to finish. */
+    const step = async (ms: number) => {
+      clock.advance(ms);
+      await until(() => !secondary.ctx.replicator.busy('example'), 'the check to finish');
+    };
+
+    // Refresh: nothing before 60 s, a check at 60 s.
+    await step(59_000);
+    expect(status.lastAttempt).toBe(t0);
+    await step(1_000);
+    expect(status.lastAttempt).toBe(t0 + 60_000);
+    expect(status.lastError).toBeNull();
+
+    // Retry: cut off, the check at 120 s fails; the next comes 10 s later, not 60.
+    cutOff = true;
+    await step(60_000);
+    expect(status.lastAttempt).toBe(t0 + 120_000);
+    expect(status.lastError).not.toBeNull();
+    await step(9_000);
+    expect(status.lastAttempt).toBe(t0 + 120_000);
+    await step(1_000);
+    expect(status.lastAttempt).toBe(t0 + 130_000);
+
+    // Expire: still answering until 300 s after the last success (at 60 s), then 503.
+    while (clock.now() < t0 + 360_000) await step(10_000);
     expect((await fetch(`${secondary.url}/v1/resolve/a@example`)).status).toBe(200);
-    clock.advance(2000);
+    await step(10_000);
     expect((await fetch(`${secondary.url}/v1/resolve/a@example`)).status).toBe(503);
-    // Signatures stay valid for 21 days, so a successful check now brings the copy back.
-    await secondary.ctx.replicator.checkNow('example');
+
+    // Reconnected: the next retry succeeds and the zone is served again.
+    cutOff = false;
+    await step(10_000);
+    expect(status.lastError).toBeNull();
     expect((await fetch(`${secondary.url}/v1/resolve/a@example`)).status).toBe(200);
   });
 

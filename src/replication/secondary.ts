@@ -1,7 +1,7 @@
 import type { Dispatcher } from 'undici';
 import { serialLess, serialOf } from '../authority/serial.js';
 import type { ZoneService } from '../authority/zones.js';
-import type { Clock } from '../clock.js';
+import { timersFor, type Clock, type Timers } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { Store } from '../store/store.js';
 import type { CredentialStore } from './credentials.js';
@@ -20,7 +20,7 @@ export interface SecondaryStatus {
 }
 
 interface ZoneLoop {
-  timer: NodeJS.Timeout | null;
+  timer: unknown;
   /** When the scheduled check is due (ms, wall clock). */
   dueAt: number;
   /** When the last check started (ms, wall clock). */
@@ -30,7 +30,7 @@ interface ZoneLoop {
   status: SecondaryStatus;
 }
 
-/** Least time between two checks triggered by notifies, ms (wall clock: it paces network work). */
+/** Least time between two checks triggered by notifies, ms. */
 const NOTIFY_INTERVAL_MS = 250;
 
 /** Defaults when the zone record is not known yet (before the first transfer), seconds. */
@@ -47,6 +47,7 @@ export class Replicator {
   private readonly client: TransferClient;
   private scanTimer: NodeJS.Timeout | null = null;
   private stopped = false;
+  private readonly timers: Timers;
 
   constructor(
     private readonly store: Store,
@@ -58,6 +59,8 @@ export class Replicator {
     limits: TransferLimits = DEFAULT_TRANSFER_LIMITS,
   ) {
     this.client = new TransferClient(store, zones, clock, dispatcher, limits);
+    // Refresh and retry follow the clock, so a virtual clock drives them in tests without sleeping.
+    this.timers = timersFor(clock);
   }
 
   /** Starts a loop for every secondary zone, and looks for zones added later (by the CLI) every few seconds. */
@@ -72,7 +75,7 @@ export class Replicator {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.scanTimer) clearInterval(this.scanTimer);
-    for (const loop of this.loops.values()) if (loop.timer) clearTimeout(loop.timer);
+    for (const loop of this.loops.values()) if (loop.timer !== null) this.timers.clearTimeout(loop.timer);
     await Promise.allSettled([...this.loops.values()].map((l) => l.running));
   }
 
@@ -88,9 +91,9 @@ export class Replicator {
       loop.again = true;
       return true;
     }
-    const since = Date.now() - loop.lastStarted;
+    const since = this.clock.now() - loop.lastStarted;
     const delay = Math.max(0, NOTIFY_INTERVAL_MS - since);
-    if (loop.timer === null || delay === 0 || loop.dueAt > Date.now() + delay) this.schedule(zone, delay);
+    if (loop.timer === null || delay === 0 || loop.dueAt > this.clock.now() + delay) this.schedule(zone, delay);
     return true;
   }
 
@@ -101,6 +104,11 @@ export class Replicator {
     if (loop.running) await loop.running;
     await this.run(zone);
     return loop.status;
+  }
+
+  /** True while a check of the zone is running. */
+  busy(zone: string): boolean {
+    return this.loops.get(zone)?.running != null;
   }
 
   /** The state of every secondary zone's loop. */
@@ -137,13 +145,12 @@ export class Replicator {
   private schedule(zone: string, delayMs: number): void {
     const loop = this.loops.get(zone);
     if (!loop || this.stopped) return;
-    if (loop.timer) clearTimeout(loop.timer);
-    loop.dueAt = Date.now() + delayMs;
-    loop.timer = setTimeout(() => {
+    if (loop.timer !== null) this.timers.clearTimeout(loop.timer);
+    loop.dueAt = this.clock.now() + delayMs;
+    loop.timer = this.timers.setTimeout(() => {
       loop.timer = null;
       void this.run(zone);
     }, delayMs);
-    loop.timer.unref();
   }
 
   private run(zone: string): Promise<void> {
@@ -153,7 +160,7 @@ export class Replicator {
       return loop.running;
     }
     loop.again = false;
-    loop.lastStarted = Date.now();
+    loop.lastStarted = this.clock.now();
     loop.running = this.check(zone, loop).finally(() => {
       loop.running = null;
       if (loop.again) this.schedule(zone, NOTIFY_INTERVAL_MS);
