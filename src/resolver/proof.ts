@@ -38,6 +38,8 @@ export interface Resolution {
   /** Signature expiry of the earliest-expiring record of the proof, seconds since the epoch. */
   exp: number;
   proof: Proof;
+  /** Which server answered for each zone of the proof, as this resolver saw it (not part of the proof). */
+  trace?: { zone: string; server: string; rttMs: number }[];
 }
 
 /** Trust anchors: zone name → thumbprints of keys trusted to sign that zone's record. */

@@ -67,9 +67,10 @@ class Budget {
 }
 
 /** A server's verified reply to `GET /v1/resolve/{handle}?zone=Z`. */
-type ZoneReply =
+type ZoneReply = (
   | { status: 'answer' | 'denial'; zone: VerifiedZone; record: string; noCut?: string[] }
-  | { status: 'referral'; zone: VerifiedZone; record: string; child: ZoneCut };
+  | { status: 'referral'; zone: VerifiedZone; record: string; child: ZoneCut }
+) & { server: string; rttMs: number };
 
 /**
  * The caching, verifying resolver: walks the hierarchy from its trust anchors (or asks upstream resolvers
@@ -199,14 +200,16 @@ export class Resolver {
     let cut = this.closestCut(host);
     const steps: ProofStep[] = cut.prefix.map((s) => ({ ...s }));
     let exp = cut.exp;
+    const trace: NonNullable<Resolution['trace']> = [];
     for (let referrals = 0; ; referrals++) {
       const reply = await this.askZone(cut, handle, host, budget);
       steps.push({ zone: cut.name, zoneRecord: reply.zone.jws });
+      trace.push({ zone: cut.name, server: reply.server, rttMs: reply.rttMs });
       exp = Math.min(exp, reply.zone.record.exp);
       this.rememberServers(cut, reply.zone);
       if (reply.status !== 'referral') {
         const proof = { steps, record: reply.record, ...(reply.noCut ? { noCut: reply.noCut } : {}) };
-        return verifyProof(proof, handle, this.options.anchors, epochSeconds(this.clock));
+        return { ...verifyProof(proof, handle, this.options.anchors, epochSeconds(this.clock)), trace };
       }
       if (referrals >= this.options.maxReferrals) {
         throw new IdnsError('referral_limit', `more than ${this.options.maxReferrals} referrals for ${handle}`);
@@ -254,8 +257,9 @@ export class Resolver {
         const url = `${server.replace(/\/+$/, '')}/v1/resolve/${encodeURIComponent(handle)}?zone=${encodeURIComponent(zoneParam)}`;
         const res = await this.get(url, left);
         const reply = this.checkZoneReply(res, cut, handle, host);
-        this.selector.success(server, this.clock.now() - started);
-        return reply;
+        const rttMs = this.clock.now() - started;
+        this.selector.success(server, rttMs);
+        return { ...reply, server, rttMs };
       } catch (err) {
         if (isIdnsError(err, 'budget_exceeded')) throw err;
         this.selector.failure(server);
@@ -269,7 +273,7 @@ export class Resolver {
     throw new IdnsError('resolution_failed', `no server of zone ${cut.name} gave a usable answer (last: ${reason})`, { cause: lastError });
   }
 
-  private checkZoneReply(res: JsonResponse, cut: ZoneCut, handle: string, host: string): ZoneReply {
+  private checkZoneReply(res: JsonResponse, cut: ZoneCut, handle: string, host: string): DistributiveOmit<ZoneReply, 'server' | 'rttMs'> {
     if (res.status >= 300 && res.status < 400) throw new IdnsError('bad_response', `redirect (${res.status}) refused: redirects are not followed`);
     const err = errorFromBody(res.body);
     if (err) throw new IdnsError('bad_response', `the server answered ${err.code}: ${err.message}`);
@@ -315,8 +319,9 @@ export class Resolver {
         if (err) throw new IdnsError('bad_response', `the upstream answered ${err.code}: ${err.message}`);
         const proof = (res.body as { proof?: unknown } | null)?.proof;
         const resolution = verifyProof(proof, handle, this.options.anchors, epochSeconds(this.clock));
-        this.selector.success(upstream, this.clock.now() - started);
-        return resolution;
+        const rttMs = this.clock.now() - started;
+        this.selector.success(upstream, rttMs);
+        return { ...resolution, trace: [{ zone: '(upstream resolver)', server: upstream, rttMs }] };
       } catch (err) {
         if (isIdnsError(err, 'budget_exceeded')) throw err;
         this.selector.failure(upstream);
@@ -341,3 +346,6 @@ export class Resolver {
 export function createResolver(options: ResolverOptions): Resolver {
   return new Resolver(options);
 }
+
+/** Omit over each member of a union (the built-in Omit would merge the members). */
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;

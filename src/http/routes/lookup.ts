@@ -8,7 +8,7 @@ import { clientKey } from '../rate-limits.js';
 
 /** The JSON form of a lookup result (docs/protocol.md, "GET /v1/lookup"). */
 export function lookupBody(r: LookupResult) {
-  return { handle: r.handle, status: r.status, zone: r.zone, endpoint: r.endpoint, keys: r.keys, ttl: r.ttl, stale: r.stale, proof: r.proof };
+  return { handle: r.handle, status: r.status, zone: r.zone, endpoint: r.endpoint, keys: r.keys, ttl: r.ttl, stale: r.stale, proof: r.proof, ...(r.trace ? { trace: r.trace } : {}) };
 }
 
 /** The resolver role: `GET /v1/lookup/{handle}` and `POST /v1/lookup` (up to 100 handles). */
