@@ -10,6 +10,7 @@ import type { ServerConfig } from './config.js';
 import { createLogger, type Logger } from './log.js';
 import { Store } from './store/store.js';
 import { RateLimits } from './http/rate-limits.js';
+import { Metrics } from './http/metrics.js';
 import type { ChangeGuard } from './authority/changes.js';
 import { createResolver, type Resolver } from './resolver/resolver.js';
 import { Agent } from 'undici';
@@ -36,6 +37,7 @@ export class AppContext {
   readonly notifier: Notifier;
   readonly housekeeper: Housekeeper;
   readonly rateLimits: RateLimits;
+  readonly metrics: Metrics;
   /** Outbound connections of replication (transfers, notifies) to operator-configured servers. */
   private readonly replicationAgent: Agent;
 
@@ -45,6 +47,8 @@ export class AppContext {
     readonly log: Logger = createLogger(config.logLevel),
   ) {
     this.store = Store.open(config.dataDir, config.limits.maxDatabaseBytes);
+    // Metrics read the rest of the context only when scraped, so they can be made first.
+    this.metrics = new Metrics(this);
     this.keys = new KeyRing(join(config.dataDir, 'keys'));
     this.zones = new ZoneService(this.store, this.keys, clock);
     this.rateLimits = new RateLimits(config.rateLimits, clock);
@@ -62,6 +66,10 @@ export class AppContext {
           limits: r.limits,
           clock,
           onBackgroundError: (err) => this.log.warn('background resolution failed', { err }),
+          events: {
+            upstream: (seconds, ok) => this.metrics.upstream.observe({ outcome: ok ? 'ok' : 'error' }, seconds),
+            cache: (result) => this.metrics.cache.inc({ result }),
+          },
         })
       : null;
     this.credentials = new CredentialStore(join(config.dataDir, 'keys'));

@@ -1,7 +1,7 @@
-/** Structured logging: one JSON object per line on stderr. Secrets (keys, invite codes) are never passed in. */
-export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
+import pino from 'pino';
 
-const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
+/** Structured logging: one JSON object per line (pino), on stderr. Secrets (keys, invite codes) are never passed in. */
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
 
 export interface Logger {
   debug(msg: string, fields?: Record<string, unknown>): void;
@@ -10,22 +10,17 @@ export interface Logger {
   error(msg: string, fields?: Record<string, unknown>): void;
 }
 
-/** A logger writing JSON lines at or above `level` to `out`. */
-export function createLogger(level: LogLevel, out: (line: string) => void = (l) => process.stderr.write(l)): Logger {
-  const min = ORDER[level];
-  const emit = (lvl: Exclude<LogLevel, 'silent'>, msg: string, fields?: Record<string, unknown>): void => {
-    if (ORDER[lvl] < min) return;
-    out(`${JSON.stringify({ time: new Date().toISOString(), level: lvl, msg, ...fields }, errorReplacer)}\n`);
-  };
+/**
+ * A logger writing JSON lines at or above `level`, to stderr or to `out` (tests). Errors passed as the
+ * `err` field are serialised with their message, code and stack.
+ */
+export function createLogger(level: LogLevel, out?: (line: string) => void): Logger {
+  const destination = out ? { write: out } : pino.destination({ dest: 2, sync: false });
+  const p = pino({ level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime, serializers: { err: pino.stdSerializers.err } }, destination);
   return {
-    debug: (m, f) => emit('debug', m, f),
-    info: (m, f) => emit('info', m, f),
-    warn: (m, f) => emit('warn', m, f),
-    error: (m, f) => emit('error', m, f),
+    debug: (msg, fields) => p.debug(fields ?? {}, msg),
+    info: (msg, fields) => p.info(fields ?? {}, msg),
+    warn: (msg, fields) => p.warn(fields ?? {}, msg),
+    error: (msg, fields) => p.error(fields ?? {}, msg),
   };
-}
-
-function errorReplacer(_key: string, value: unknown): unknown {
-  if (value instanceof Error) return { name: value.name, message: value.message, code: (value as { code?: unknown }).code, stack: value.stack };
-  return value;
 }

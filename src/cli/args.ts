@@ -59,11 +59,16 @@ function expandLists(options: Options, argv: string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
-    out.push(arg);
     const name = arg.startsWith('--') && !arg.includes('=') ? arg.slice(2) : null;
-    if (name === null || options[name]?.multiple !== true) continue;
-    if (i + 1 < argv.length) out.push(argv[++i]!);
-    while (i + 1 < argv.length && !argv[i + 1]!.startsWith('-')) out.push(arg, argv[++i]!);
+    const option = name === null ? undefined : options[name];
+    if (option?.type !== 'string' || i + 1 >= argv.length) {
+      out.push(arg);
+      continue;
+    }
+    // `--name=value` form, so that a value starting with '-' (a base64url thumbprint may) is still a value.
+    out.push(`${arg}=${argv[++i]!}`);
+    if (option.multiple !== true) continue;
+    while (i + 1 < argv.length && !argv[i + 1]!.startsWith('-')) out.push(`${arg}=${argv[++i]!}`);
   }
   return out;
 }

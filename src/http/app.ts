@@ -2,10 +2,12 @@ import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { AppContext } from '../context.js';
 import { body, errorResponse } from './errors.js';
-import { Metrics } from './metrics.js';
+import type { Metrics } from './metrics.js';
+import { observe } from './observe.js';
 import { handleRoutes } from './routes/handles.js';
 import { healthRoutes } from './routes/health.js';
 import { lookupRoutes } from './routes/lookup.js';
+import { operatorPageRoutes } from './routes/operator-page.js';
 import { resolveRoutes } from './routes/resolve.js';
 import { webfingerRoutes } from './routes/webfinger.js';
 import { transferRoutes } from './routes/transfer.js';
@@ -13,13 +15,10 @@ import { zoneRoutes } from './routes/zones.js';
 
 /** Builds the HTTP application over a server context. */
 export function createApp(ctx: AppContext): { app: Hono; metrics: Metrics } {
-  const metrics = new Metrics(ctx);
+  const metrics = ctx.metrics;
   const app = new Hono();
 
-  app.use('*', async function countRequests(c, next) {
-    await next();
-    metrics.requests.inc({ route: c.req.routePath, method: c.req.method, status: String(c.res.status) });
-  });
+  app.use('*', observe(ctx.log, metrics));
   app.use(
     '*',
     bodyLimit({
@@ -44,6 +43,7 @@ export function createApp(ctx: AppContext): { app: Hono; metrics: Metrics } {
   app.route('/', handleRoutes(ctx));
   app.route('/', webfingerRoutes(ctx));
   app.route('/', healthRoutes(ctx, metrics));
+  app.route('/', operatorPageRoutes(ctx));
 
   app.notFound((c) => c.json(body('invalid_request', `no such endpoint: ${c.req.method} ${c.req.path}`), 404));
   app.onError((err, c) => errorResponse(c, err, ctx.log));

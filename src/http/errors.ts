@@ -3,6 +3,7 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { ErrorCode } from '../errors.js';
 import { IdnsError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { note } from './observe.js';
 
 /** The one place error codes become HTTP statuses. */
 export const STATUS_OF: Record<ErrorCode, ContentfulStatusCode> = {
@@ -57,6 +58,7 @@ export interface ErrorBody {
 
 /** Renders an error as the JSON error response; a 5xx never carries internal detail. */
 export function errorResponse(c: Context, err: unknown, log: Logger): Response {
+  note(c, { outcome: err instanceof IdnsError ? err.code : 'internal' });
   if (err instanceof IdnsError) {
     const status = STATUS_OF[err.code];
     if (err.code === 'rate_limited' && typeof err.details?.retryAfter === 'number') c.header('Retry-After', String(err.details.retryAfter));

@@ -1,27 +1,104 @@
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { serialOf } from '../authority/serial.js';
 import type { AppContext } from '../context.js';
 
-/** The server's Prometheus metrics. Label values come from route patterns and zone names held here, never from raw input. */
+/**
+ * The server's Prometheus metrics. Label values come from route patterns, fixed outcome names, error
+ * codes and the names of zones held here, never from raw request input, so cardinality stays bounded.
+ */
 export class Metrics {
   readonly registry = new Registry();
   readonly requests: Counter<'route' | 'method' | 'status'>;
+  readonly queries: Counter<'role' | 'outcome'>;
+  readonly changes: Counter<'action' | 'outcome'>;
+  readonly cache: Counter<'result'>;
+  readonly upstream: Histogram<'outcome'>;
 
   constructor(ctx: AppContext) {
-    this.requests = new Counter({
-      name: 'idns_http_requests_total',
-      help: 'HTTP requests by route pattern, method and status',
-      labelNames: ['route', 'method', 'status'],
-      registers: [this.registry],
+    const registers = [this.registry];
+    this.requests = new Counter({ name: 'idns_http_requests_total', help: 'HTTP requests by route pattern, method and status', labelNames: ['route', 'method', 'status'], registers });
+    this.queries = new Counter({
+      name: 'idns_queries_total',
+      help: 'Queries by role (authoritative, resolver) and outcome (answer, denial, referral, found, not_found, or an error code)',
+      labelNames: ['role', 'outcome'],
+      registers,
+    });
+    this.changes = new Counter({
+      name: 'idns_changes_total',
+      help: 'Handle change requests (registrations, updates, deletions) by action and outcome (accepted or an error code)',
+      labelNames: ['action', 'outcome'],
+      registers,
+    });
+    this.cache = new Counter({ name: 'idns_resolver_cache_total', help: 'Resolver cache lookups by result (hit, miss, stale)', labelNames: ['result'], registers });
+    this.upstream = new Histogram({
+      name: 'idns_resolver_upstream_seconds',
+      help: 'Latency of the resolver requests to zone servers and upstream resolvers, by outcome (ok, error)',
+      labelNames: ['outcome'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
     });
     new Gauge({
       name: 'idns_zone_serial',
       help: 'Current serial of each zone held here',
       labelNames: ['zone', 'role'],
-      registers: [this.registry],
+      registers,
       collect() {
         this.reset();
-        for (const z of ctx.zones.list()) this.set({ zone: z.name, role: z.role }, serialOf(z.version));
+        for (const z of ctx.zones.list()) if (z.record !== '') this.set({ zone: z.name, role: z.role }, serialOf(z.version));
+      },
+    });
+    new Gauge({
+      name: 'idns_secondary_lag_serials',
+      help: "How many serials a secondary zone is behind its source's last announced serial",
+      labelNames: ['zone'],
+      registers,
+      collect() {
+        this.reset();
+        for (const s of ctx.replicator.statuses()) {
+          if (s.primarySerial !== null && s.serial !== null) this.set({ zone: s.zone }, (s.primarySerial - s.serial + 2 ** 32) % 2 ** 32);
+        }
+      },
+    });
+    new Gauge({
+      name: 'idns_secondary_seconds_since_check',
+      help: 'Seconds since a secondary zone last checked its source successfully',
+      labelNames: ['zone'],
+      registers,
+      collect() {
+        this.reset();
+        for (const row of ctx.zones.list()) {
+          if (row.role === 'secondary' && row.refreshedAt !== null) this.set({ zone: row.name }, (ctx.clock.now() - row.refreshedAt) / 1000);
+        }
+      },
+    });
+    new Gauge({
+      name: 'idns_transfers',
+      help: 'Zone transfers since start, by zone and kind (full, incremental, failed)',
+      labelNames: ['zone', 'kind'],
+      registers,
+      collect() {
+        this.reset();
+        for (const s of ctx.replicator.statuses()) {
+          for (const kind of ['full', 'incremental', 'failed'] as const) this.set({ zone: s.zone, kind }, s.transfers[kind]);
+        }
+      },
+    });
+    new Gauge({
+      name: 'idns_notifies',
+      help: 'Notifies since start, by result (sent, including retries; gave_up)',
+      labelNames: ['result'],
+      registers,
+      collect() {
+        this.set({ result: 'sent' }, ctx.notifier.sent);
+        this.set({ result: 'gave_up' }, ctx.notifier.failed);
+      },
+    });
+    new Gauge({
+      name: 'idns_resolver_cache_entries',
+      help: 'Entries in the resolver cache',
+      registers,
+      collect() {
+        this.set(ctx.resolver?.cacheSize ?? 0);
       },
     });
   }

@@ -38,6 +38,11 @@ export interface ResolverOptions {
   dispatcher?: Dispatcher;
   /** Called with errors of background work (prefetch, stale-while-revalidate refreshes). */
   onBackgroundError?: (err: unknown) => void;
+  /** Hooks for metrics: each request to a server (seconds, success), each cache lookup (hit, miss, stale). */
+  events?: {
+    upstream?: (seconds: number, ok: boolean) => void;
+    cache?: (result: 'hit' | 'miss' | 'stale') => void;
+  };
 }
 
 /** The options with every default filled in. */

@@ -85,6 +85,7 @@ export class Resolver {
   private readonly dispatcher: Dispatcher;
   private readonly ownsDispatcher: boolean;
   private readonly onBackgroundError: (err: unknown) => void;
+  private readonly events: NonNullable<ResolverOptions['events']>;
   /** Requests sent to servers, for metrics and tests. */
   upstreamRequests = 0;
 
@@ -102,6 +103,7 @@ export class Resolver {
         connect: { timeout: this.options.requestTimeoutMs, ...(this.options.allowPrivate ? {} : { lookup: publicOnlyLookup }) },
       });
     this.onBackgroundError = options.onBackgroundError ?? (() => {});
+    this.events = options.events ?? {};
   }
 
   /** Resolves a handle to its verified endpoint and keys; throws handle_not_found on a verified denial. */
@@ -135,19 +137,25 @@ export class Resolver {
     if (entry && cached && now < entry.expiresAt) {
       // Prefetch: a hot entry near expiry is refreshed before anyone has to wait for it.
       if (this.options.prefetch && entry.hits >= 2 && entry.expiresAt - now < entry.ttlMs / 10) this.background(handle);
+      this.events.cache?.('hit');
       return this.fromCache(cached, entry.expiresAt, now, false);
     }
     if (entry && cached && now < entry.expiresAt + this.options.staleWhileRevalidateMs) {
       this.background(handle);
+      this.events.cache?.('stale');
       return this.fromCache(cached, entry.expiresAt, now, true);
     }
+    this.events.cache?.('miss');
     try {
       const fresh = await this.refresh(handle);
       return { ...fresh, stale: false };
     } catch (err) {
       // RFC 8767: when the zone's servers cannot give an answer, expired data (still validly signed) is
       // better than none, for a bounded window, and marked as stale.
-      if (entry && cached) return this.fromCache(cached, entry.expiresAt, this.clock.now(), true);
+      if (entry && cached) {
+        this.events.cache?.('stale');
+        return this.fromCache(cached, entry.expiresAt, this.clock.now(), true);
+      }
       throw err;
     }
   }
@@ -334,11 +342,19 @@ export class Resolver {
 
   private async get(url: string, budgetLeftMs: number): Promise<JsonResponse> {
     this.upstreamRequests += 1;
-    return jsonRequest(url, {
-      timeoutMs: Math.max(1, Math.min(this.options.requestTimeoutMs, budgetLeftMs)),
-      maxBytes: this.options.maxResponseBytes,
-      dispatcher: this.dispatcher,
-    });
+    const started = performance.now();
+    let ok = false;
+    try {
+      const res = await jsonRequest(url, {
+        timeoutMs: Math.max(1, Math.min(this.options.requestTimeoutMs, budgetLeftMs)),
+        maxBytes: this.options.maxResponseBytes,
+        dispatcher: this.dispatcher,
+      });
+      ok = res.status < 500;
+      return res;
+    } finally {
+      this.events.upstream?.((performance.now() - started) / 1000, ok);
+    }
   }
 }
 

@@ -4,24 +4,30 @@ import type { AppContext } from '../../context.js';
 import { IdnsError } from '../../errors.js';
 import { normaliseHandle } from '../../names/handle.js';
 import { intQuery, readJsonObject } from '../request.js';
+import { note } from '../observe.js';
 
 /** Registration and updates: each body is `{ "request": "<compact JWS>" }` signed by the handle's key. */
 export function handleRoutes(ctx: AppContext): Hono {
   const app = new Hono();
 
   app.post('/v1/handles', async (c) => {
-    return c.json(await ctx.changes.submit(await requestOf(c), { expectAction: 'register' }), 201);
+    return c.json(await submit(c, { expectAction: 'register' }), 201);
   });
 
   app.put('/v1/handles/:handle', async (c) => {
-    const options = { expectAction: 'update', expectHandle: c.req.param('handle') } as const;
-    return c.json(await ctx.changes.submit(await requestOf(c), options), 200);
+    return c.json(await submit(c, { expectAction: 'update', expectHandle: c.req.param('handle') }), 200);
   });
 
   app.delete('/v1/handles/:handle', async (c) => {
-    const options = { expectAction: 'delete', expectHandle: c.req.param('handle') } as const;
-    return c.json(await ctx.changes.submit(await requestOf(c), options), 200);
+    return c.json(await submit(c, { expectAction: 'delete', expectHandle: c.req.param('handle') }), 200);
   });
+
+  async function submit(c: Context, options: { expectAction: 'register' | 'update' | 'delete'; expectHandle?: string }) {
+    note(c, { role: 'change', action: options.expectAction });
+    const result = await ctx.changes.submit(await requestOf(c), options);
+    note(c, { zone: result.zone, outcome: 'accepted' });
+    return result;
+  }
 
   app.get('/v1/handles/:handle/log', (c) => {
     const after = intQuery(c, 'after', 0);

@@ -5,6 +5,7 @@ import type { LookupResult, Resolver } from '../../resolver/resolver.js';
 import { MAX_BATCH } from '../../resolver/resolver.js';
 import { readJsonObject } from '../request.js';
 import { clientKey } from '../rate-limits.js';
+import { note } from '../observe.js';
 
 /** The JSON form of a lookup result (docs/protocol.md, "GET /v1/lookup"). */
 export function lookupBody(r: LookupResult) {
@@ -20,12 +21,15 @@ export function lookupRoutes(ctx: AppContext): Hono {
   };
 
   app.get('/v1/lookup/:handle', async (c: Context) => {
+    note(c, { role: 'resolver' });
     const r = await resolverOf().lookup(c.req.param('handle')!);
+    note(c, { zone: r.zone, outcome: r.stale ? 'stale' : r.status });
     c.header('Cache-Control', `public, max-age=${r.ttl}`);
     return c.json(lookupBody(r), r.status === 'found' ? 200 : 404);
   });
 
   app.post('/v1/lookup', async (c) => {
+    note(c, { role: 'resolver_batch' });
     const resolver = resolverOf();
     const body = await readJsonObject(c);
     const handles = body.handles;
@@ -35,6 +39,7 @@ export function lookupRoutes(ctx: AppContext): Hono {
     // The middleware charged one lookup; a batch costs one per handle.
     if (ctx.rateLimits.config.enabled && handles.length > 1) ctx.rateLimits.lookups.take(clientKey(c), handles.length - 1);
     const results = await resolver.resolveMany(handles as string[]);
+    note(c, { outcome: 'batch' });
     return c.json({
       results: results.map((r) => ('result' in r ? lookupBody(r.result) : { handle: r.handle, error: { code: r.error.code, message: r.error.message } })),
     });

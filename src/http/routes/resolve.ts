@@ -2,13 +2,16 @@ import { createHash } from 'node:crypto';
 import { Hono } from 'hono';
 import type { AppContext } from '../../context.js';
 import { zoneFromPath } from './zones.js';
+import { note } from '../observe.js';
 
 /** `GET /v1/resolve/{handle}[?zone=Z]`: authoritative, non-recursive answers from the zones held here. */
 export function resolveRoutes(ctx: AppContext): Hono {
   const app = new Hono();
   app.get('/v1/resolve/:handle', (c) => {
+    note(c, { role: 'authoritative' });
     const zone = c.req.query('zone');
     const answer = ctx.authority.resolve(c.req.param('handle'), zone === undefined ? undefined : zoneFromPath(zone));
+    note(c, { zone: answer.zone, outcome: answer.status });
     const text = JSON.stringify(answer);
     const etag = `"${createHash('sha256').update(text).digest('base64url').slice(0, 27)}"`;
     c.header('Cache-Control', `public, max-age=${answer.ttl}`);

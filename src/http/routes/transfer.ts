@@ -12,7 +12,7 @@ export function transferRoutes(ctx: AppContext): Hono {
 
   app.get('/v1/zones/:zone/transfer', (c) => {
     const zone = zoneFromPath(c.req.param('zone'));
-    ctx.zones.require(zone);
+    const row = ctx.zones.require(zone);
     // A zone with named secondaries transfers only to them; without any, the zone is public data anyway.
     const acl = ctx.credentials.allowed(zone);
     if (Object.keys(acl).length > 0) authenticate(c, ctx, '', (name) => acl[name]?.secret);
@@ -20,6 +20,8 @@ export function transferRoutes(ctx: AppContext): Hono {
     if (sinceRaw !== undefined && !/^\d{1,10}$/.test(sinceRaw)) throw new IdnsError('invalid_request', 'since must be a serial (0 to 4294967295)');
     const since = sinceRaw === undefined ? null : Number(sinceRaw);
     if (since !== null && since > 0xffffffff) throw new IdnsError('invalid_request', 'since must be a serial (0 to 4294967295)');
+    const unavailable = ctx.zones.unavailable(row);
+    if (unavailable) throw new IdnsError('zone_unavailable', unavailable);
     const stream = openTransfer(ctx.store.path, { zone, since });
     return new Response(stream, { status: 200, headers: { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' } });
   });

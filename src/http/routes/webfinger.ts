@@ -4,6 +4,7 @@ import { IdnsError, isIdnsError } from '../../errors.js';
 import type { AuthoritativeAnswer } from '../../authority/answers.js';
 import { parseHandle } from '../../names/handle.js';
 import { decodePayload } from '../../authority/editor.js';
+import { note } from '../observe.js';
 
 /** Property name under which the JRD carries the signed handle record, for clients that verify. */
 export const RECORD_PROPERTY = 'https://idns.dev/ns/record';
@@ -50,9 +51,11 @@ export function webfingerRoutes(ctx: AppContext): Hono {
     c.res.headers.set('Access-Control-Allow-Origin', '*');
   });
   app.get('/.well-known/webfinger', async (c) => {
+    note(c, { role: 'webfinger' });
     const handle = parseAcctResource(c.req.query('resource'));
     const rels = c.req.queries('rel') ?? [];
     const found = await findHandle(ctx, handle);
+    note(c, { outcome: 'found' });
     const links = [{ rel: 'self', type: 'application/activity+json', href: found.endpoint }];
     const jrd = {
       subject: `acct:${handle}`,

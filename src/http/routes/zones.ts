@@ -21,6 +21,9 @@ export function zoneRoutes(ctx: AppContext): Hono {
     const row = ctx.zones.require(name);
     const record = ctx.zones.zoneRecord(row);
     if (record === null) throw new IdnsError('zone_unavailable', `zone ${name} has not been loaded yet`);
+    // An expired secondary must not vouch for its copy, or replicas chained from it would never expire.
+    const unavailable = ctx.zones.unavailable(row);
+    if (unavailable) throw new IdnsError('zone_unavailable', unavailable);
     c.header('Cache-Control', `public, max-age=${Math.min(record.ttl, record.refresh)}`);
     // The digest of the content this server holds (its own running state, not the one the record claims):
     // equal digests on two servers prove they hold the same records.
