@@ -289,9 +289,9 @@ export class ZoneService {
     const record = this.zoneRecord(row);
     if (record === null) return `zone ${row.name} has not been transferred yet`;
     const last = row.refreshedAt ?? row.createdAt;
-    const silentFor = Math.floor((this.clock.now() - last) / 1000);
-    if (silentFor > record.expire) {
-      return `zone ${row.name} expired: no successful check with its primary for ${silentFor} s (expire is ${record.expire} s)`;
+    const silentMs = this.clock.now() - last;
+    if (silentMs > record.expire * 1000) {
+      return `zone ${row.name} expired: no successful check with its primary for ${Math.floor(silentMs / 1000)} s (expire is ${record.expire} s)`;
     }
     return null;
   }

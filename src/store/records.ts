@@ -47,7 +47,7 @@ export class RecordStore {
     this.countStmt = db.prepare<[string, string], { n: number }>(`SELECT count(*) AS n FROM records WHERE content = ? AND type = ?`);
     // GLOB is case-sensitive and host names hold no glob metacharacters (LDH only), so the pattern is literal.
     this.deleteSomeStmt = db.prepare(
-      `DELETE FROM records WHERE content = ?1 AND (type, key) IN (SELECT type, key FROM records WHERE content = ?1 LIMIT ?2)`,
+      `DELETE FROM records WHERE content = ? AND (type, key) IN (SELECT type, key FROM records WHERE content = ? LIMIT ?)`,
     );
     this.retireStmt = db.prepare(`INSERT OR REPLACE INTO retired_content (content, retired_at) VALUES (?, ?)`);
     this.unretireStmt = db.prepare(`DELETE FROM retired_content WHERE content = ?`);
@@ -89,7 +89,7 @@ export class RecordStore {
 
   /** Deletes up to `limit` records of a content id; returns how many went (retired copies are dropped in batches). */
   deleteSome(content: string, limit: number): number {
-    return this.deleteSomeStmt.run(content, limit).changes;
+    return this.deleteSomeStmt.run(content, content, limit).changes;
   }
 
   /** Lists a content id for deletion (a replaced copy, or a transfer in progress that may be abandoned). */

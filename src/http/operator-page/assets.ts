@@ -14,6 +14,7 @@ h2 { font-size: 17px; margin: 24px 0 8px; }
 h3 { font-size: 15px; margin: 0 0 6px; }
 code, .mono { font-family: ui-monospace, "DejaVu Sans Mono", "Liberation Mono", monospace; font-size: 12.5px; overflow-wrap: anywhere; }
 .muted { color: var(--muted); }
+code.zone-name { white-space: nowrap; font-weight: 600; }
 .ok { color: var(--ok); }
 .bad { color: var(--bad); }
 .warn { color: var(--warn); }

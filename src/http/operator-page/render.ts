@@ -108,7 +108,7 @@ ${zones.map((z) => renderZoneRow(z))}
 
 function renderZoneRow(z: ZoneView): Html {
   return html`<tr data-zone="${z.name}">
-<td><code>${z.name}</code></td>
+<td><code class="zone-name">${z.name}</code></td>
 <td>${z.role}</td>
 <td class="num">${z.serial ?? html`<span class="muted">none yet</span>`}</td>
 <td>${z.policy ?? html`<span class="muted">set on the primary</span>`}</td>
@@ -193,7 +193,7 @@ function renderStep(step: ChainStep, i: number, now: number): Html {
       ? html`<strong>trust anchor</strong> configured on this server${v.thumbprints.length ? html`: ${v.thumbprints.map((t, j) => html`${j ? ', ' : ''}<code>${t}</code>`)}` : ''}${v.thumbprints.includes(step.signedBy) ? html` <span class="ok">✓ matches</span>` : ''}`
       : html`the delegation from <code>${v.parent}</code> (signed by key <code>${v.signedBy}</code>, valid until ${expiry(v.exp, now)}) lists ds ${v.ds.map((d, j) => html`${j ? ', ' : ''}<code>${d}</code>`)}${v.ds.includes(step.signedBy) ? html` <span class="ok">✓ matches</span>` : ''}`;
   return html`<li class="step" data-step-zone="${step.zone}">
-<h3>${i + 1}. zone <code>${step.zone}</code></h3>
+<h3>${i + 1}. zone <code class="zone-name">${step.zone}</code>${step.zone === '.' ? html` <span class="muted">(the root)</span>` : ''}</h3>
 <dl class="kv">
 <dt>answered by</dt><dd>${answered}</dd>
 <dt>zone record signed by</dt><dd>key <code class="kid">${step.signedBy}</code> <span class="muted">· serial ${step.serial}</span></dd>
