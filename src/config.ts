@@ -15,6 +15,8 @@ export interface ServerConfig {
   bootstrap: boolean;
   /** Public URL of this server, written into zones it bootstraps. Default: http://LISTEN. */
   publicUrl: string | null;
+  /** HTTPS: the server's certificate and key (PEM files), and extra CA certificates to trust when connecting out. */
+  tls: { cert: string | null; key: string | null; ca: string[] };
   limits: {
     /** Largest request body accepted, bytes. */
     bodyBytes: number;
@@ -87,6 +89,7 @@ export const DEFAULT_CONFIG: ServerConfig = {
   logLevel: 'info',
   bootstrap: true,
   publicUrl: null,
+  tls: { cert: null, key: null, ca: [] },
   limits: { bodyBytes: 64 * 1024, requestTimeoutMs: 10_000, headersTimeoutMs: 5_000, maxDatabaseBytes: null },
   resign: { intervalMs: 60_000, batchSize: 1000 },
   resolver: null,
@@ -115,6 +118,10 @@ const fileSchema = z
     logLevel: z.enum(['debug', 'info', 'warn', 'error', 'silent']).optional(),
     bootstrap: z.boolean().optional(),
     publicUrl: z.string().url().optional(),
+    tls: z
+      .object({ cert: z.string().min(1).optional(), key: z.string().min(1).optional(), ca: z.array(z.string().min(1)).max(16).optional() })
+      .strict()
+      .optional(),
     limits: z
       .object({
         bodyBytes: z.number().int().min(1024).max(16 * 1024 * 1024).optional(),
@@ -191,6 +198,9 @@ export interface ConfigFlags {
   logLevel?: string;
   bootstrap?: boolean;
   publicUrl?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  ca?: string[];
   /** Resolver role: root servers, `ZONE=THUMBPRINT` anchors, forwarders, private addresses. */
   root?: string[];
   anchor?: string[];
@@ -236,6 +246,14 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
     config.publicUrl = publicUrl.value.replace(/\/+$/, '');
   }
   config.bootstrap = flags.bootstrap ?? file.bootstrap ?? config.bootstrap;
+  config.tls = {
+    cert: flags.tlsCert ?? file.tls?.cert ?? null,
+    key: flags.tlsKey ?? file.tls?.key ?? null,
+    ca: flags.ca ?? file.tls?.ca ?? [],
+  };
+  if ((config.tls.cert === null) !== (config.tls.key === null)) {
+    throw new IdnsError('invalid_config', `${flags.tlsCert || flags.tlsKey ? 'flags' : (configPath ?? 'flags')}: HTTPS needs both --tls-cert and --tls-key`);
+  }
   Object.assign(config.limits, file.limits);
   Object.assign(config.resign, file.resign);
   Object.assign(config.journal, file.journal);

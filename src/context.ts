@@ -13,7 +13,8 @@ import { RateLimits } from './http/rate-limits.js';
 import { Metrics } from './http/metrics.js';
 import type { ChangeGuard } from './authority/changes.js';
 import { createResolver, type Resolver } from './resolver/resolver.js';
-import { Agent } from 'undici';
+import type { Agent } from 'undici';
+import { outboundAgent, trustedCas } from './tls.js';
 import { CredentialStore } from './replication/credentials.js';
 import { Housekeeper } from './replication/housekeeping.js';
 import { Notifier } from './replication/notifier.js';
@@ -55,6 +56,7 @@ export class AppContext {
     this.changes = new ChangeProcessor(this.store, this.zones, clock, 512, config.rateLimits.enabled ? changeGuard(this.rateLimits) : undefined);
     this.authority = new Authority(this.store, this.zones, clock);
     this.resigner = new Resigner(this.store, this.zones, clock, config.resign.batchSize);
+    const cas = trustedCas(config);
     const r = config.resolver;
     this.resolver = r
       ? createResolver({
@@ -65,6 +67,7 @@ export class AppContext {
           cache: r.cache,
           limits: r.limits,
           clock,
+          ...(cas ? { ca: cas } : {}),
           onBackgroundError: (err) => this.log.warn('background resolution failed', { err }),
           events: {
             upstream: (seconds, ok) => this.metrics.upstream.observe({ outcome: ok ? 'ok' : 'error' }, seconds),
@@ -73,7 +76,7 @@ export class AppContext {
         })
       : null;
     this.credentials = new CredentialStore(join(config.dataDir, 'keys'));
-    this.replicationAgent = new Agent({ keepAliveTimeout: 10_000, connections: 8 });
+    this.replicationAgent = outboundAgent(cas, 8);
     this.replicator = new Replicator(this.store, this.zones, this.credentials, clock, this.log, this.replicationAgent);
     this.notifier = new Notifier(this.zones, this.credentials, clock, this.log, this.replicationAgent);
     this.store.onZoneChanged((zone) => this.notifier.zoneChanged(zone));

@@ -1,4 +1,6 @@
 import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { serverCredentials } from '../tls.js';
 import type { AddressInfo } from 'node:net';
 import { getRequestListener } from '@hono/node-server';
 import type { AppContext } from '../context.js';
@@ -18,7 +20,8 @@ export interface RunningServer {
 export async function startServer(ctx: AppContext, host: string, port: number): Promise<RunningServer> {
   const { app } = createApp(ctx);
   const listener = getRequestListener(app.fetch);
-  const server = createServer(listener);
+  const tls = serverCredentials(ctx.config);
+  const server: Server = tls ? createHttpsServer({ cert: tls.cert, key: tls.key }, listener) : createServer(listener);
   // Every input from the network is time-limited: slow headers or a slow-drip body are cut off.
   server.headersTimeout = ctx.config.limits.headersTimeoutMs;
   server.requestTimeout = ctx.config.limits.requestTimeoutMs;
@@ -34,7 +37,7 @@ export async function startServer(ctx: AppContext, host: string, port: number): 
   const address = server.address() as AddressInfo;
   const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   return {
-    url: `http://${shownHost}:${address.port}`,
+    url: `${tls ? 'https' : 'http'}://${shownHost}:${address.port}`,
     port: address.port,
     server,
     close: () =>

@@ -36,6 +36,8 @@ export interface ResolverOptions {
   };
   /** The undici dispatcher for outbound requests (tests, custom TLS). Default: a keep-alive agent. */
   dispatcher?: Dispatcher;
+  /** CA certificates (PEM) to trust for https servers, instead of Node's default set. */
+  ca?: string[];
   /** Called with errors of background work (prefetch, stale-while-revalidate refreshes). */
   onBackgroundError?: (err: unknown) => void;
   /** Hooks for metrics: each request to a server (seconds, success), each cache lookup (hit, miss, stale). */

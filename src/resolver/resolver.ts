@@ -100,7 +100,11 @@ export class Resolver {
       new Agent({
         keepAliveTimeout: 10_000,
         connections: 16,
-        connect: { timeout: this.options.requestTimeoutMs, ...(this.options.allowPrivate ? {} : { lookup: publicOnlyLookup }) },
+        connect: {
+          timeout: this.options.requestTimeoutMs,
+          ...(this.options.allowPrivate ? {} : { lookup: publicOnlyLookup }),
+          ...(options.ca ? { ca: options.ca } : {}),
+        },
       });
     this.onBackgroundError = options.onBackgroundError ?? (() => {});
     this.events = options.events ?? {};

@@ -27,7 +27,7 @@ export async function spawnServer(args: string[], options: { timeoutMs?: number;
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`idns serve did not start within ${options.timeoutMs ?? 15_000} ms:\n${out}`)), options.timeoutMs ?? 15_000);
     const check = () => {
-      const m = /idns serving on (http:\/\/\S+)/.exec(out);
+      const m = /idns serving on (https?:\/\/\S+)/.exec(out);
       if (m) {
         clearTimeout(timer);
         child.stdout!.off('data', check);

@@ -7,7 +7,7 @@ import { parseCommand, type Io } from '../args.js';
 const usage = `usage: idns serve [--listen HOST:PORT] [--data DIR] [--config FILE] [--public-url URL]
                   [--log-level debug|info|warn|error|silent] [--no-bootstrap]
                   [--root URL... --anchor ZONE=THUMBPRINT... | --forward URL... --anchor ...]
-                  [--allow-private]
+                  [--allow-private] [--tls-cert FILE --tls-key FILE] [--ca FILE...]
 
 Serves every zone in the data directory (default ./data) over HTTP on HOST:PORT (default
 127.0.0.1:8053). On an empty data directory it first creates the development zone
@@ -18,7 +18,9 @@ IDNS_PUBLIC_URL, IDNS_CONFIG, then the flags. SIGINT/SIGTERM stop it gracefully.
 --root and --anchor turn on the resolver role (GET/POST /v1/lookup): it walks the
 hierarchy from the root servers, trusting only keys chained to the anchors. --forward
 asks upstream resolvers instead, still verifying their proofs against the anchors.
---allow-private lets the resolver reach http and loopback/private addresses (tests, demo).`;
+--allow-private lets the resolver reach http and loopback/private addresses (tests, demo).
+--tls-cert and --tls-key (PEM) serve HTTPS. --ca adds CA certificates (PEM) that the resolver
+and the secondaries trust, besides the system's, when they connect to https servers.`;
 
 /** `idns serve`: runs until SIGINT or SIGTERM. */
 export async function serve(argv: string[], io: Io): Promise<number> {
@@ -33,6 +35,9 @@ export async function serve(argv: string[], io: Io): Promise<number> {
     anchor: { type: 'string', multiple: true },
     forward: { type: 'string', multiple: true },
     'allow-private': { type: 'boolean' },
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
+    ca: { type: 'string', multiple: true },
   } as const;
   const { values, help } = parseCommand({ usage, options, positionals: [] }, argv);
   if (help) return io.out(usage), 0;
@@ -47,6 +52,9 @@ export async function serve(argv: string[], io: Io): Promise<number> {
     ...(values.anchor ? { anchor: values.anchor } : {}),
     ...(values.forward ? { forward: values.forward } : {}),
     ...(values['allow-private'] ? { allowPrivate: true } : {}),
+    ...(values['tls-cert'] ? { tlsCert: values['tls-cert'] } : {}),
+    ...(values['tls-key'] ? { tlsKey: values['tls-key'] } : {}),
+    ...(values.ca ? { ca: values.ca } : {}),
   });
   const ctx = openContext(config);
   let running;
