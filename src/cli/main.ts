@@ -1,5 +1,6 @@
 import { IdnsError } from '../errors.js';
 import { UsageError, type Io } from './args.js';
+import { demo } from './commands/demo.js';
 import { handle } from './commands/handle.js';
 import { keygen } from './commands/keygen.js';
 import { lookup } from './commands/lookup.js';
@@ -16,7 +17,9 @@ Client side (--server URL, default http://127.0.0.1:8053):
   keygen     Make an Ed25519 key file for a handle.
   handle     register | update | rotate | delete | show | log
   resolve    Ask an authoritative server about a handle and verify the answer.
-  lookup     Resolve a handle through the hierarchy (or a resolver), verifying the chain.`;
+  lookup     Resolve a handle through the hierarchy (or a resolver), verifying the chain.
+Try it:
+  demo       Run a small federation (root, example, social.example, a resolver) on loopback.`;
 
 const stdio: Io = {
   out: (text) => process.stdout.write(`${text}\n`),
@@ -40,6 +43,8 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
         return await resolve(rest, io);
       case 'lookup':
         return await lookup(rest, io);
+      case 'demo':
+        return await demo(rest, io);
       case '--help':
       case '-h':
       case 'help':

@@ -25,7 +25,11 @@ export async function spawnServer(args: string[], options: { timeoutMs?: number;
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`idns serve did not start within ${options.timeoutMs ?? 15_000} ms:\n${out}`)), options.timeoutMs ?? 15_000);
+    const timer = setTimeout(() => {
+      // Never leave a half-started server behind a failed test.
+      child.kill('SIGKILL');
+      reject(new Error(`idns serve did not start within ${options.timeoutMs ?? 15_000} ms:\n${out}`));
+    }, options.timeoutMs ?? 15_000);
     const check = () => {
       const m = /idns serving on (https?:\/\/\S+)/.exec(out);
       if (m) {

@@ -1,0 +1,188 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve as resolvePath } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { signChangeRequest } from '../../client/requests.js';
+import { DEFAULT_CONFIG } from '../../config.js';
+import { AppContext } from '../../context.js';
+import { IdnsError } from '../../errors.js';
+import { createLogger } from '../../log.js';
+import { generatePrivateJwk } from '../../records/keys.js';
+import { parseCommand, type Io } from '../args.js';
+
+const usage = `usage: idns demo [--data DIR]
+
+Runs a small federation on loopback, as real child processes: a root zone with two servers, the zone
+"example" and the zone "social.example" each with a primary and a secondary, and a resolver. Registers
+a few handles and prints commands to try. Ctrl-C stops every process it started. Its data lives in a
+temporary directory (removed on exit) unless --data DIR is given (kept).`;
+
+const BIN = fileURLToPath(new URL('../../../bin/idns.js', import.meta.url));
+
+interface Node {
+  name: string;
+  dir: string;
+  port: number;
+  url: string;
+  args: string[];
+  child?: ChildProcess;
+}
+
+/** `idns demo`: runs until SIGINT or SIGTERM. */
+export async function demo(argv: string[], io: Io): Promise<number> {
+  const { values, help } = parseCommand({ usage, options: { data: { type: 'string' } }, positionals: [] }, argv);
+  if (help) return io.out(usage), 0;
+  const keep = values.data !== undefined;
+  const base = keep ? resolvePath(values.data!) : mkdtempSync(join(tmpdir(), 'idns-demo-'));
+  mkdirSync(base, { recursive: true });
+
+  const names = ['root-1', 'root-2', 'example-primary', 'example-secondary', 'social-primary', 'social-secondary', 'resolver'];
+  const nodes = new Map<string, Node>();
+  for (const name of names) {
+    const port = await freePort();
+    nodes.set(name, { name, dir: join(base, name), port, url: `http://127.0.0.1:${port}`, args: [] });
+  }
+  const n = (name: string) => nodes.get(name)!;
+
+  // Zones, keys, delegations and a few handles, written straight into each server's data directory.
+  const setUp = (node: Node, fn: (ctx: AppContext) => void) => {
+    const ctx = new AppContext({ ...structuredClone(DEFAULT_CONFIG), dataDir: node.dir, bootstrap: false }, undefined, createLogger('warn'));
+    try {
+      fn(ctx);
+    } finally {
+      void ctx.close();
+    }
+  };
+  const kids: Record<string, string> = {};
+  const keyOf = (zone: string, primary: Node, secondary: Node) =>
+    setUp(primary, (ctx) => {
+      const info = ctx.zones.get(zone) ? ctx.zones.info(zone) : ctx.zones.create(zone, { servers: [primary.url, secondary.url], allowLoopbackEndpoints: true });
+      kids[zone] = info.keyThumbprints[0]!;
+    });
+  keyOf('social.example', n('social-primary'), n('social-secondary'));
+  keyOf('example', n('example-primary'), n('example-secondary'));
+  keyOf('.', n('root-1'), n('root-2'));
+  const fresh = (ctx: AppContext, zone: string) => !ctx.zones.get(zone);
+  setUp(n('root-1'), (ctx) => ctx.zones.delegate('.', 'example', { servers: [n('example-primary').url, n('example-secondary').url], ds: [kids.example!] }));
+  setUp(n('example-primary'), (ctx) => ctx.zones.delegate('example', 'social.example', { servers: [n('social-primary').url, n('social-secondary').url], ds: [kids['social.example']!] }));
+  for (const [secondary, zone, primary] of [
+    ['root-2', '.', 'root-1'],
+    ['example-secondary', 'example', 'example-primary'],
+    ['social-secondary', 'social.example', 'social-primary'],
+  ] as const) {
+    setUp(n(secondary), (ctx) => {
+      if (fresh(ctx, zone)) ctx.zones.createSecondary(zone, { primaries: [n(primary).url], ds: [kids[zone]!] });
+    });
+  }
+  const users: string[] = [];
+  const register = (node: Node, handle: string) =>
+    setUp(node, (ctx) => {
+      users.push(handle);
+      if (ctx.authority.resolve(handle).status === 'answer') return;
+      const key = generatePrivateJwk();
+      const intent = { action: 'register' as const, handle, endpoint: `https://${handle.split('@')[1]}/users/${handle.split('@')[0]}`, keys: [{ kty: key.kty, crv: key.crv, x: key.x }] };
+      ctx.changes.applyNow(signChangeRequest(intent, key), { operator: true });
+    });
+  register(n('social-primary'), 'alice@social.example');
+  register(n('social-primary'), 'carol@social.example');
+  register(n('example-primary'), 'bob@example');
+  n('resolver').args = ['--root', n('root-1').url, '--root', n('root-2').url, '--anchor', `.=${kids['.']!}`, '--allow-private'];
+
+  // Start every server as its own process; stop them all on Ctrl-C.
+  let stopping = false;
+  const stopAll = async () => {
+    if (stopping) return;
+    stopping = true;
+    await Promise.all([...nodes.values()].map((node) => stopChild(node.child)));
+    if (!keep) rmSync(base, { recursive: true, force: true });
+  };
+  try {
+    await Promise.all([...nodes.values()].map((node) => startNode(node, base)));
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+  const r = n('resolver').url;
+  const pidOf = (name: string) => n(name).child!.pid;
+  io.out(
+    [
+      `idns demo running (data: ${base}${keep ? '' : ', removed on exit'}); Ctrl-C stops every process.`,
+      '',
+      ...[...nodes.values()].map((node) => `  ${node.name.padEnd(18)} ${node.url}   pid ${node.child!.pid}`),
+      '',
+      `Root trust anchor: .=${kids['.']}`,
+      `Handles: ${users.join(', ')}`,
+      '',
+      'Try:',
+      `  npx idns lookup alice@social.example --resolver ${r} --anchor .=${kids['.']}`,
+      `  npx idns lookup bob@example --root ${n('root-1').url} --root ${n('root-2').url} --anchor .=${kids['.']} --allow-private`,
+      `  curl ${r}/v1/lookup/alice@social.example`,
+      `  open ${r}/ in a browser: the operator page, with the chain of trust`,
+      '',
+      'Register a handle (a write sent to a secondary is redirected to the primary):',
+      '  npx idns keygen --out dave.jwk',
+      `  npx idns handle register dave@social.example --key dave.jwk --endpoint https://social.example/users/dave --server ${n('social-secondary').url}`,
+      '',
+      'Lose a primary and keep resolving (the secondary answers):',
+      `  kill -9 ${pidOf('social-primary')}`,
+      `  npx idns lookup carol@social.example --resolver ${r} --anchor .=${kids['.']}`,
+      '',
+    ].join('\n'),
+  );
+  await new Promise<void>((done) => {
+    const stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      done();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+  io.out('stopping…');
+  await stopAll();
+  return 0;
+}
+
+async function startNode(node: Node, base: string): Promise<void> {
+  const log = createWriteStream(join(base, `${node.name}.log`), { flags: 'a' });
+  const child = spawn(process.execPath, [BIN, 'serve', '--listen', `127.0.0.1:${node.port}`, '--data', node.dir, '--no-bootstrap', '--log-level', 'warn', ...node.args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  node.child = child;
+  child.stderr!.pipe(log);
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new IdnsError('internal', `${node.name} did not start within 20 s (see ${base}/${node.name}.log)`)), 20_000);
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      log.write(d);
+      if (out.includes('idns serving on')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new IdnsError('internal', `${node.name} exited with ${code} at start (see ${base}/${node.name}.log)`));
+    });
+  });
+}
+
+async function stopChild(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill('SIGTERM');
+  const forced = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(forced);
+}
+
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as AddressInfo).port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
