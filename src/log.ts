@@ -16,7 +16,10 @@ export interface Logger {
  */
 export function createLogger(level: LogLevel, out?: (line: string) => void): Logger {
   const destination = out ? { write: out } : pino.destination({ dest: 2, sync: false });
-  const p = pino({ level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime, serializers: { err: pino.stdSerializers.err } }, destination);
+  const p = pino(
+    { level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) }, serializers: { err: pino.stdSerializers.err } },
+    destination,
+  );
   return {
     debug: (msg, fields) => p.debug(fields ?? {}, msg),
     info: (msg, fields) => p.info(fields ?? {}, msg),
