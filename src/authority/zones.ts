@@ -70,27 +70,32 @@ export class ZoneService {
     const key = this.keys.create(name);
     const settings = parseZoneSettings({ ...partial, keyIds: [key.kid] });
     this.store.write(() => {
-      this.store.zones.insert({
-        name,
-        role: 'primary',
-        version: 0,
-        policy: options.policy ?? 'open',
-        settings: JSON.stringify(settings),
-        salt: randomBytes(8).toString('hex'),
-        digestState: ZoneDigest.empty().state(),
-        record: '',
-        recordExp: 0,
-        content: name,
-        journalFloor: 0,
-        refreshedAt: null,
-        createdAt: this.clock.now(),
-      });
+      this.store.zones.insert(this.newRow(name, 'primary', options.policy ?? 'open', JSON.stringify(settings), randomBytes(8).toString('hex')));
       const editor = this.editor(name);
       editor.beginChange();
       editor.put('denial', GAP_START, { after: null, next: null, hash: { alg: 'sha256', salt: editor.zone.salt }, ttl: settings.minimum });
       editor.commit();
     });
     return this.info(name);
+  }
+
+  /** A new zone's row: version 0, empty content (its id is the zone name), no zone record yet. */
+  private newRow(name: string, role: ZoneRow['role'], policy: RegistrationPolicy, settings: string, salt: string): ZoneRow {
+    return {
+      name,
+      role,
+      version: 0,
+      policy,
+      settings,
+      salt,
+      digestState: ZoneDigest.empty().state(),
+      record: '',
+      recordExp: 0,
+      content: name,
+      journalFloor: 0,
+      refreshedAt: null,
+      createdAt: this.clock.now(),
+    };
   }
 
   /** Loads every primary zone's signing key now, so a missing or exposed key stops start-up, not a later write. */
@@ -105,23 +110,8 @@ export class ZoneService {
   createSecondary(name: string, secondary: SecondarySettings): ZoneInfo {
     if (this.store.zones.get(name)) throw new IdnsError('zone_exists', `zone ${name} already exists here`);
     const settings = parseSecondarySettings({ primaries: secondary.primaries, ds: [...new Set(secondary.ds)] });
-    this.store.write(() =>
-      this.store.zones.insert({
-        name,
-        role: 'secondary',
-        version: 0,
-        policy: 'closed',
-        settings: JSON.stringify(settings),
-        salt: '',
-        digestState: ZoneDigest.empty().state(),
-        record: '',
-        recordExp: 0,
-        content: name,
-        journalFloor: 0,
-        refreshedAt: null,
-        createdAt: this.clock.now(),
-      }),
-    );
+    // The salt, like everything else of a secondary's copy, comes with its first transfer.
+    this.store.write(() => this.store.zones.insert(this.newRow(name, 'secondary', 'closed', JSON.stringify(settings), '')));
     return this.info(name);
   }
 
