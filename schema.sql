@@ -60,9 +60,9 @@ CREATE TABLE operations (
   cid         TEXT PRIMARY KEY,             -- base64url SHA-256 of the request's compact JWS
   zone        TEXT NOT NULL REFERENCES zones (name) ON DELETE CASCADE,
   handle      TEXT NOT NULL,
-  action      TEXT NOT NULL CHECK (action IN ('register', 'update', 'delete')),
+  action      TEXT NOT NULL CHECK (action IN ('register', 'update', 'delete', 'import')),
   version     INTEGER NOT NULL,
-  jws         TEXT NOT NULL,
+  jws         TEXT NOT NULL,                -- the signed request; for 'import', the operator's import line
   received_at INTEGER NOT NULL              -- milliseconds
 ) STRICT;
 CREATE INDEX operations_by_handle ON operations (handle, version);

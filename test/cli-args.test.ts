@@ -19,3 +19,13 @@ describe('command-line lists', () => {
     expect(() => parseCommand(spec, ['z', '--policy', 'open', 'extra'])).toThrow(/unexpected argument "extra"/);
   });
 });
+
+describe('values that look like options', () => {
+  const keygen = { usage: 'u', positionals: [], options: { out: { type: 'string' }, ds: { type: 'string', multiple: true } } } as const;
+  it('takes a thumbprint starting with - as a value, but not one of the command\'s own options', () => {
+    expect(parseCommand(keygen, ['--ds', '-abc', '--ds', '--def']).values.ds).toEqual(['-abc', '--def']);
+    // A missing value is a usage error, never a file named --help.
+    expect(() => parseCommand(keygen, ['--out', '--help'])).toThrow(/ambiguous/);
+    expect(() => parseCommand(keygen, ['--out', '--ds', 'x'])).toThrow();
+  });
+});

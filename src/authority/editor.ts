@@ -24,6 +24,8 @@ export class ZoneEditor {
   private readonly digest: ZoneDigest;
   private readonly iat: number;
   private changed = false;
+  /** When false, changes are not journaled (a bulk import, after which secondaries take a full transfer). */
+  journaling = true;
 
   constructor(
     private readonly store: Store,
@@ -95,6 +97,20 @@ export class ZoneEditor {
     this.put('denial', lower.key, this.denialFields(lower.key === GAP_START ? null : lower.key, next));
   }
 
+  /**
+   * Replaces the whole denial chain by the gaps between the hashes of `names` (every handle and delegated
+   * zone of the zone, in any order): for bulk changes, where rebuilding once beats splitting gaps per name.
+   */
+  rebuildDenials(names: Iterable<string>, existingGapKeys: Iterable<string>): void {
+    for (const key of existingGapKeys) this.remove('denial', key);
+    const hashes = [...new Set([...names].map((n) => nameHash(this.zone.salt, n)))].sort();
+    let after: string | null = null;
+    for (const hash of [...hashes, null]) {
+      this.put('denial', after ?? GAP_START, this.denialFields(after, hash));
+      after = hash;
+    }
+  }
+
   /** Re-signs an existing record with fresh `iat`/`exp` (same content), as part of the current change. */
   resign(type: StoredType, key: string, jws: string): void {
     const payload = decodePayload(jws);
@@ -141,6 +157,7 @@ export class ZoneEditor {
   }
 
   private journal(action: 'put' | 'del', type: StoredType, key: string, jws: string | null): void {
+    if (!this.journaling) return;
     this.store.journal.append(this.zone.name, { version: this.version, idx: this.idx++, action, type, key, jws }, this.clock.now());
   }
 

@@ -6,7 +6,7 @@ import { serialOf } from './serial.js';
 /** One accepted change of a handle, as the log endpoint returns it. */
 export interface HistoryEntry {
   op: string;
-  action: 'register' | 'update' | 'delete';
+  action: 'register' | 'update' | 'delete' | 'import';
   serial: number;
   /** Opaque cursor: pass as `after` to read on. */
   cursor: number;

@@ -61,7 +61,10 @@ function expandLists(options: Options, argv: string[]): string[] {
     const arg = argv[i]!;
     const name = arg.startsWith('--') && !arg.includes('=') ? arg.slice(2) : null;
     const option = name === null ? undefined : options[name];
-    if (option?.type !== 'string' || i + 1 >= argv.length) {
+    // The next word is this option's value unless it is itself one of the command's options (or --help).
+    const next = argv[i + 1];
+    const nextIsOption = next !== undefined && next.startsWith('--') && (next.slice(2).split('=')[0]! in options || next === '--help');
+    if (option?.type !== 'string' || next === undefined || nextIsOption) {
       out.push(arg);
       continue;
     }

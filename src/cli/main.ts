@@ -12,7 +12,8 @@ const usage = `usage: idns <command> [options]   (idns <command> --help for each
 
 Server side (--data DIR, default ./data):
   serve      Run an identity server for the zones in DIR.
-  zone       create | show | list | invite | policy
+  zone       create | show | list | invite | policy | delegate | undelegate | import |
+             secondary | digest | allow-transfer | deny-transfer | promote
 Client side (--server URL, default http://127.0.0.1:8053):
   keygen     Make an Ed25519 key file for a handle.
   handle     register | update | rotate | delete | show | log

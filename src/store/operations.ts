@@ -5,7 +5,7 @@ export interface OperationRow {
   cid: string;
   zone: string;
   handle: string;
-  action: 'register' | 'update' | 'delete';
+  action: 'register' | 'update' | 'delete' | 'import';
   version: number;
   jws: string;
   receivedAt: number;

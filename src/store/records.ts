@@ -24,6 +24,7 @@ export class RecordStore {
   private readonly countStmt;
   private readonly underStmt;
   private readonly deleteSomeStmt;
+  private readonly keysStmt;
   private readonly retireStmt;
   private readonly unretireStmt;
   private readonly nextRetiredStmt;
@@ -49,6 +50,7 @@ export class RecordStore {
     this.deleteSomeStmt = db.prepare(
       `DELETE FROM records WHERE content = ? AND (type, key) IN (SELECT type, key FROM records WHERE content = ? LIMIT ?)`,
     );
+    this.keysStmt = db.prepare<[string, string], string>(`SELECT key FROM records WHERE content = ? AND type = ?`).pluck();
     this.retireStmt = db.prepare(`INSERT OR REPLACE INTO retired_content (content, retired_at) VALUES (?, ?)`);
     this.unretireStmt = db.prepare(`DELETE FROM retired_content WHERE content = ?`);
     this.nextRetiredStmt = db.prepare<[], { content: string }>(`SELECT content FROM retired_content ORDER BY retired_at LIMIT 1`);
@@ -105,6 +107,11 @@ export class RecordStore {
   /** A content id waiting for deletion, if any. */
   nextRetired(): string | undefined {
     return this.nextRetiredStmt.get()?.content;
+  }
+
+  /** Every key of one type under a content id (bulk operations only: it is O(zone)). */
+  keys(content: string, type: StoredType): string[] {
+    return this.keysStmt.all(content, type);
   }
 
   /** How many handles of a zone have their host at or below `host` (a full scan: operator commands only). */

@@ -6,6 +6,8 @@ import { localOptions, withLocal } from '../local.js';
 import { parseCredential } from '../../replication/credentials.js';
 import { parseServerUrls } from '../../authority/settings.js';
 import { IdnsError } from '../../errors.js';
+import { readFileSync } from 'node:fs';
+import { importHandles } from '../../authority/import.js';
 
 const usage = `usage: idns zone <command> ... [--data DIR] [--json]
 
@@ -30,6 +32,10 @@ Commands (they act on the data directory; a running server sees the change at on
         Holds ZONE as a secondary: copies it from the primary (or another secondary),
         trusting only zone records signed by a key with one of the --ds thumbprints.
   digest ZONE   The zone's serial and the digest of the content held here.
+  import ZONE FILE
+        Bulk import by the operator: FILE is NDJSON, one {"handle","endpoint","keys"} per line.
+        All lines are checked first (a bad line changes nothing); then every record is signed,
+        in one new serial; secondaries take a full transfer.
   allow-transfer ZONE --name NAME [--notify URL]
         Restricts transfers of ZONE to named secondaries and adds NAME; prints the
         credential NAME:SECRET (shown once) to give to that secondary. --notify is
@@ -78,6 +84,8 @@ export async function zone(argv: string[], io: Io): Promise<number> {
       return secondary(rest, io);
     case 'digest':
       return digest(rest, io);
+    case 'import':
+      return importZone(rest, io);
     case 'allow-transfer':
       return allowTransfer(rest, io);
     case 'deny-transfer':
@@ -244,6 +252,25 @@ async function digest(argv: string[], io: Io): Promise<number> {
   const info = await withLocal(values, (ctx) => ctx.zones.info(parseZoneName(positionals[0]!)));
   if (values.json) io.out(JSON.stringify({ zone: info.name, serial: info.serial, digest: info.digest }));
   else io.out(`${info.name} serial ${info.serial} digest ${info.digest}`);
+  return 0;
+}
+
+async function importZone(argv: string[], io: Io): Promise<number> {
+  const { values, positionals, help } = parseCommand({ usage, options: localOptions, positionals: ['ZONE', 'FILE'] }, argv);
+  if (help) return io.out(usage), 0;
+  const name = parseZoneName(positionals[0]!);
+  let text: string;
+  try {
+    text = readFileSync(positionals[1]!, 'utf8');
+  } catch (cause) {
+    throw new IdnsError('invalid_request', `cannot read ${positionals[1]}: ${(cause as Error).message}`, { cause });
+  }
+  const started = performance.now();
+  const result = await withLocal(values, (ctx) => importHandles(ctx.store, ctx.zones, ctx.clock, name, text));
+  const seconds = (performance.now() - started) / 1000;
+  const rate = Math.round(result.imported / Math.max(seconds, 0.001));
+  if (values.json) io.out(JSON.stringify({ ...result, seconds: Math.round(seconds * 1000) / 1000, perSecond: rate }));
+  else io.out(`zone ${name}: imported ${result.imported} handles at serial ${result.serial} in ${seconds.toFixed(1)} s (${rate}/s)`);
   return 0;
 }
 

@@ -1,0 +1,108 @@
+import { IdnsError } from '../errors.js';
+import { parseHandle } from '../names/handle.js';
+import { parsePublicJwk, thumbprint, type PublicJwk } from '../records/keys.js';
+import type { Store } from '../store/store.js';
+import type { Clock } from '../clock.js';
+import { parseEndpoint, requestId, MAX_HANDLE_KEYS } from './requests.js';
+import { serialOf } from './serial.js';
+import type { ZoneService } from './zones.js';
+
+/** One handle of a bulk import: `{"handle": "...", "endpoint": "https://...", "keys": [JWK, ...]}`. */
+export interface ImportLine {
+  handle: string;
+  endpoint: string;
+  keys: PublicJwk[];
+  /** The line's canonical JSON, kept as the handle's first history entry. */
+  canonical: string;
+}
+
+/** What an import did. */
+export interface ImportResult {
+  zone: string;
+  imported: number;
+  serial: number;
+}
+
+/** Most lines one import takes; larger sets are split by the operator. */
+export const MAX_IMPORT_LINES = 5_000_000;
+
+/**
+ * Bulk import by the operator (migrating a directory, seeding a zone): NDJSON, one handle per line.
+ * Everything is validated first, so a bad line changes nothing and the error names its line. Then, in one
+ * transaction and one new serial, every handle record is signed and stored, and the denial chain is
+ * rebuilt once from the sorted hashes (cheaper than splitting a gap per handle). The import is not
+ * journaled: secondaries take a full transfer, which for a bulk change is smaller anyway.
+ */
+export function importHandles(store: Store, zones: ZoneService, clock: Clock, zone: string, text: string): ImportResult {
+  const row = zones.require(zone);
+  const settings = zones.settings(row);
+  const lines = parseImport(text, (host) => {
+    const holder = zones.closestHosted(host);
+    if (holder?.name !== zone) return `it belongs to zone ${holder?.name ?? '(none held here)'}, not ${zone}`;
+    if (zones.cutFor(row, host)) return `${host} is delegated away from ${zone}`;
+    return null;
+  }, settings.allowLoopbackEndpoints);
+  return store.write(() => {
+    const editor = zones.editor(zone);
+    const existing = new Set(store.records.keys(editor.zone.content, 'handle'));
+    for (const l of lines) if (existing.has(l.handle)) throw new IdnsError('handle_exists', `${l.handle} is already registered in ${zone}`);
+    editor.journaling = false;
+    const version = editor.beginChange();
+    const receivedAt = clock.now();
+    for (const l of lines) {
+      const op = requestId(l.canonical);
+      editor.put('handle', l.handle, { handle: l.handle, endpoint: l.endpoint, keys: l.keys, ttl: settings.handleTtl, op });
+      store.operations.insert({ cid: op, zone, handle: l.handle, action: 'import', version, jws: l.canonical, receivedAt });
+    }
+    const names = [...existing, ...lines.map((l) => l.handle), ...store.records.keys(editor.zone.content, 'delegation')];
+    editor.rebuildDenials(names, store.records.keys(editor.zone.content, 'denial'));
+    editor.commit();
+    // Changes up to this version are not in the journal: secondaries must copy the zone whole.
+    store.journal.clear(zone);
+    store.zones.setJournalFloor(zone, version);
+    return { zone, imported: lines.length, serial: serialOf(version) };
+  });
+}
+
+/** Parses and validates every line; `belongs` says why a host is not in the zone, or null. */
+export function parseImport(text: string, belongs: (host: string) => string | null, allowLoopbackEndpoints: boolean): ImportLine[] {
+  const out: ImportLine[] = [];
+  const seen = new Set<string>();
+  let lineNo = 0;
+  for (const raw of text.split('\n')) {
+    lineNo += 1;
+    if (raw.trim() === '') continue;
+    if (out.length >= MAX_IMPORT_LINES) throw new IdnsError('invalid_request', `more than ${MAX_IMPORT_LINES} lines; split the import`);
+    const fail = (message: string): never => {
+      throw new IdnsError('invalid_request', `line ${lineNo}: ${message}`);
+    };
+    let v: unknown;
+    try {
+      v = JSON.parse(raw);
+    } catch {
+      fail('not valid JSON');
+    }
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) fail('expected {"handle", "endpoint", "keys"}');
+    const o = v as { handle?: unknown; endpoint?: unknown; keys?: unknown };
+    const extra = Object.keys(o).filter((k) => k !== 'handle' && k !== 'endpoint' && k !== 'keys');
+    if (extra.length > 0) fail(`unexpected member "${extra[0]}"`);
+    if (typeof o.handle !== 'string' || typeof o.endpoint !== 'string' || !Array.isArray(o.keys)) fail('expected {"handle", "endpoint", "keys"}');
+    try {
+      const { handle, host } = parseHandle(o.handle as string);
+      const why = belongs(host);
+      if (why) fail(`${handle}: ${why}`);
+      if (seen.has(handle)) fail(`${handle} appears twice`);
+      seen.add(handle);
+      parseEndpoint(o.endpoint as string, allowLoopbackEndpoints);
+      const keys = (o.keys as unknown[]).map((k, i) => parsePublicJwk(k, `keys[${i}]`));
+      if (keys.length === 0 || keys.length > MAX_HANDLE_KEYS) fail(`1 to ${MAX_HANDLE_KEYS} keys`);
+      if (new Set(keys.map(thumbprint)).size !== keys.length) fail('the same key is listed twice');
+      const line = { handle, endpoint: o.endpoint as string, keys };
+      out.push({ ...line, canonical: JSON.stringify(line) });
+    } catch (err) {
+      if (err instanceof IdnsError && !err.message.startsWith(`line ${lineNo}:`)) fail(err.message);
+      throw err;
+    }
+  }
+  return out;
+}

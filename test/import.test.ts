@@ -1,0 +1,78 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { checkAnswer } from '../src/client/answers.js';
+import { signChangeRequest } from '../src/client/requests.js';
+import { ZoneDigest } from '../src/records/digest.js';
+import { newUserKey } from './support/keys.js';
+import { runIdns } from './support/process.js';
+import { startTestServer, type TestServer } from './support/server.js';
+
+describe('idns zone import', () => {
+  let s: TestServer;
+  const owner = newUserKey();
+  const line = (handle: string, extra: Record<string, unknown> = {}) => JSON.stringify({ handle, endpoint: `https://h.example/${handle}`, keys: [owner.public], ...extra });
+  const file = (name: string, lines: string[]) => {
+    const path = join(s.dataDir, name);
+    writeFileSync(path, lines.join('\n') + '\n');
+    return path;
+  };
+
+  beforeAll(async () => {
+    s = await startTestServer({ zones: { 'imp.test': {}, 'other.test': {} } });
+    await s.ctx.changes.submit(signChangeRequest({ action: 'register', handle: 'existing@imp.test', endpoint: 'https://h.example/', keys: [owner.public] }, owner.private));
+    s.ctx.zones.delegate('imp.test', 'kid.imp.test', { servers: ['https://kid.test'], ds: [owner.kid] });
+  });
+  afterAll(async () => s.close());
+
+  it('refuses a bad file as a whole, naming the line, and changes nothing', async () => {
+    const before = s.ctx.zones.info('imp.test');
+    for (const [lines, message] of [
+      [[line('a@imp.test'), '{not json'], 'line 2: not valid JSON'],
+      [[line('a@imp.test'), line('a@imp.test')], 'line 2: a@imp.test appears twice'],
+      [[line('b@other.test')], 'line 1: b@other.test: it belongs to zone other.test'],
+      [[line('c@x.kid.imp.test')], 'delegated away'],
+      [[line('d@imp.test', { extra: 1 })], 'unexpected member "extra"'],
+      [[JSON.stringify({ handle: 'e@imp.test', endpoint: 'ftp://x', keys: [owner.public] })], 'line 1:'],
+      [[line('existing@imp.test')], 'already registered'],
+    ] as const) {
+      const r = await runIdns(['zone', 'import', 'imp.test', file('bad.ndjson', [...lines]), '--data', s.dataDir]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(message);
+    }
+    expect(s.ctx.zones.info('imp.test')).toMatchObject({ serial: before.serial, digest: before.digest, handles: before.handles });
+  });
+
+  it('imports many handles in one serial: answers and denials verify, the digest is right, updates work', async () => {
+    const handles = Array.from({ length: 300 }, (_, i) => `user${i}@imp.test`);
+    const before = s.ctx.zones.info('imp.test');
+    const r = await runIdns(['zone', 'import', 'imp.test', file('ok.ndjson', handles.map((h) => line(h))), '--data', s.dataDir, '--json']);
+    expect(r.stderr).toBe('');
+    expect(JSON.parse(r.stdout)).toMatchObject({ zone: 'imp.test', imported: 300, serial: before.serial + 1 });
+    const anchors = new Map([['imp.test', before.keyThumbprints]]);
+    for (const h of [handles[0]!, handles[299]!, 'existing@imp.test']) {
+      const body = await (await fetch(`${s.url}/v1/resolve/${h}`)).json();
+      expect(checkAnswer(body, h, anchors).status).toBe('answer');
+    }
+    const denial = await (await fetch(`${s.url}/v1/resolve/nobody@imp.test`)).json();
+    expect(checkAnswer(denial, 'nobody@imp.test', anchors).status).toBe('denial');
+    // The delegation survived the rebuilt denial chain: the child is still referred to, never denied.
+    expect(await (await fetch(`${s.url}/v1/resolve/a@kid.imp.test?zone=imp.test`)).json()).toMatchObject({ status: 'referral' });
+
+    const info = s.ctx.zones.info('imp.test');
+    const recomputed = ZoneDigest.empty();
+    for (const type of ['handle', 'delegation', 'denial'] as const) {
+      for (const key of s.ctx.store.records.keys('imp.test', type)) recomputed.add(type, key, s.ctx.store.records.get('imp.test', type, key)!.jws);
+    }
+    expect(recomputed.value()).toBe(info.digest);
+    expect(s.ctx.store.records.keys('imp.test', 'denial')).toHaveLength(300 + 1 + 1 + 1); // handles, existing, the cut, plus one
+
+    // The owner updates an imported handle, naming the import as prev.
+    const log = (await (await fetch(`${s.url}/v1/handles/user7@imp.test/log`)).json()) as { operations: { op: string; action: string }[] };
+    expect(log.operations[0]).toMatchObject({ action: 'import' });
+    const update = signChangeRequest({ action: 'update', handle: 'user7@imp.test', endpoint: 'https://new.example/', keys: [owner.public], prev: log.operations[0]!.op }, owner.private);
+    expect((await s.ctx.changes.submit(update)).serial).toBe(info.serial + 1);
+    // Secondaries must take a full transfer: the journal does not cover the import.
+    expect((await fetch(`${s.url}/v1/zones/imp.test/transfer?since=${before.serial}`)).status).toBe(410);
+  });
+});
