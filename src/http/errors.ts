@@ -68,7 +68,8 @@ export function errorResponse(c: Context, err: unknown, log: Logger): Response {
       c.header('Location', `${err.details.primary.replace(/\/+$/, '')}${url.pathname}${url.search}`);
     }
     if (status >= 500) {
-      log.error('request failed', { code: err.code, err, path: c.req.path });
+      // A bug is an error; a zone not loaded yet, a full disk or an unreachable upstream is a condition.
+      (status === 500 ? log.error : log.warn)('request failed', { code: err.code, err, path: c.req.path });
       if (err.code === 'internal' || err.code === 'invalid_config') return c.json(body('internal', 'internal error'), 500);
     }
     const b = body(err.code, err.message);

@@ -134,9 +134,12 @@ export class Resolver {
 
   /** The full verified result of a lookup, found or not found, with its proof. */
   async lookup(input: string): Promise<LookupResult> {
-    const { handle } = parseHandle(input);
     const now = this.clock.now();
-    const entry = this.cache.get(`a:${handle}`, now);
+    // Hot path: cache keys are normalised handles, so an input found as it is needs no parsing (IDNA is
+    // the costliest step of a hit); anything else is parsed and looked up by its normal form.
+    let entry = this.cache.get(`a:${input}`, now);
+    const handle = entry ? input : parseHandle(input).handle;
+    if (!entry && handle !== input) entry = this.cache.get(`a:${handle}`, now);
     const cached = entry?.value.kind === 'answer' ? entry.value.resolution : undefined;
     if (entry && cached && now < entry.expiresAt) {
       // Prefetch: a hot entry near expiry is refreshed before anyone has to wait for it.
