@@ -1,4 +1,5 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { ResolveFastPath } from './resolve-fast-path.js';
 import { createServer as createHttpsServer } from 'node:https';
 import { serverCredentials } from '../tls.js';
 import type { AddressInfo } from 'node:net';
@@ -21,7 +22,11 @@ export async function startServer(ctx: AppContext, host: string, port: number): 
   const { app } = createApp(ctx);
   const listener = getRequestListener(app.fetch);
   const tls = serverCredentials(ctx.config);
-  const server: Server = tls ? createHttpsServer({ cert: tls.cert, key: tls.key }, listener) : createServer(listener);
+  const fast = new ResolveFastPath(ctx);
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
+    if (!fast.handle(req, res)) void listener(req, res);
+  };
+  const server: Server = tls ? createHttpsServer({ cert: tls.cert, key: tls.key }, handler) : createServer(handler);
   // Every input from the network is time-limited: slow headers or a slow-drip body are cut off.
   server.headersTimeout = ctx.config.limits.headersTimeoutMs;
   server.requestTimeout = ctx.config.limits.requestTimeoutMs;

@@ -39,6 +39,8 @@ export class ZoneStore {
   private cache: Map<string, ZoneRow> | null = null;
   private cacheGeneration = '';
   private localWrites = 0;
+  private checkedAt = 0;
+  private checkedWrites = -1;
   private readonly dataVersion;
 
   constructor(db: Db) {
@@ -79,8 +81,16 @@ export class ZoneStore {
     return this.snapshot().get(name);
   }
 
-  /** Every zone row by name, from the cache (checked against the database once per call). */
+  /**
+   * Every zone row by name, from the cache. Our own writes invalidate it at once; writes by another
+   * process (the CLI) are noticed through SQLite's data_version, asked at most every 50 ms because the
+   * read path calls this for every query.
+   */
   snapshot(): ReadonlyMap<string, ZoneRow> {
+    const now = Date.now();
+    if (this.cache !== null && this.checkedWrites === this.localWrites && now - this.checkedAt < 50) return this.cache;
+    this.checkedAt = now;
+    this.checkedWrites = this.localWrites;
     const generation = `${this.dataVersion.get()}:${this.localWrites}`;
     if (this.cache === null || generation !== this.cacheGeneration) {
       this.cache = new Map(this.all.all().map((row) => [row.name, row]));
