@@ -180,6 +180,7 @@ fixed body of the same size, measured interleaved with ours in the same run. Zon
 ${ZONE_HANDLES.toLocaleString('en')} handles (the targets speak of 1,000,000; the transfer target is scaled to the zone size).
 
 ${table}
-`;
+
+${readFileSync(join(root, 'bench/analysis.md'), 'utf8')}`;
 writeFileSync(join(root, 'bench/RESULTS.md'), doc);
 process.stdout.write(`${table}\n`);
