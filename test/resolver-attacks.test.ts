@@ -345,7 +345,8 @@ describe('oversized, slow and malformed replies', () => {
     const TEN_MB = 10 * 1024 * 1024;
     const state = { written: 0, closed: false, finished: false };
     const f = await fake(async (_req, res: ServerResponse) => {
-      res.on('close', () => (state.closed = true));
+      // One listener for the hang-up, shared by every wait below (a listener per wait would pile up).
+      const hungUp = new Promise<void>((r) => res.on('close', () => ((state.closed = true), r())));
       res.writeHead(200, { 'content-type': 'application/json' });
       const chunk = Buffer.alloc(64 * 1024, 0x20);
       res.write('{"pad":"');
@@ -356,7 +357,7 @@ describe('oversized, slow and malformed replies', () => {
         await sleep(2);
         if (res.writableNeedDrain) {
           // Backpressure: wait for the reader, or notice it hung up (bounded).
-          await Promise.race([new Promise((r) => res.once('drain', r)), new Promise((r) => res.once('close', r)), sleep(2000)]);
+          await Promise.race([new Promise((r) => res.once('drain', r)), hungUp, sleep(2000)]);
         }
       }
       if (!state.closed) {

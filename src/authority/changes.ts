@@ -7,6 +7,8 @@ import type { ZoneEditor } from './editor.js';
 import { decodePayload } from './editor.js';
 import { normaliseHandle } from '../names/handle.js';
 import { parseChangeRequest, type ChangeRequest } from './requests.js';
+import { verify as verifyAsync } from 'node:crypto';
+import { publicKeyObject, thumbprint, type PublicJwk } from '../records/keys.js';
 import { assureValidChange } from './rules.js';
 import { serialOf } from './serial.js';
 import { inviteHash, type ZoneService } from './zones.js';
@@ -57,6 +59,11 @@ export type BatchListener = (results: { zone: string; version: number }[]) => vo
 
 interface Pending {
   req: ChangeRequest;
+  /**
+   * Set when the request's signature was verified before queueing: 'register' (with the key it carries),
+   * or the `op` of the handle state whose key it was verified with (valid only if that is still current).
+   */
+  verified?: string;
   zone: string;
   operator: boolean;
   resolve: (r: ChangeResult) => void;
@@ -81,24 +88,51 @@ export class ChangeProcessor {
     private readonly guard?: ChangeGuard,
   ) {}
 
-  /** Validates a change request's form and queues it; resolves once it is durable. */
-  submit(jws: unknown, options: SubmitOptions = {}): Promise<ChangeResult> {
-    let req: ChangeRequest;
-    let zone: string;
-    try {
-      req = parseExpected(jws, options);
-      zone = this.zoneFor(req.host);
-      if (!options.operator) this.guard?.before(req, zone);
-    } catch (err) {
-      return Promise.reject(err);
-    }
+  /**
+   * Validates a change request's form, checks its signature on the thread pool (so that the main thread
+   * stays free for the transaction), and queues it; resolves once it is durable.
+   */
+  async submit(jws: unknown, options: SubmitOptions = {}): Promise<ChangeResult> {
+    const req = parseExpected(jws, options);
+    const zone = this.zoneFor(req.host);
+    if (!options.operator) this.guard?.before(req, zone);
+    const verified = await this.verifyAhead(req, zone);
     return new Promise<ChangeResult>((resolve, reject) => {
-      this.queue.push({ req, zone, operator: options.operator ?? false, resolve, reject });
+      this.queue.push({ req, zone, operator: options.operator ?? false, resolve, reject, ...(verified !== undefined ? { verified } : {}) });
       if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(() => this.flush());
       }
     });
+  }
+
+  /**
+   * Verifies the signature with the key the request names, as the handle stands now; a bad signature is
+   * refused here. Returns what it was verified against, or undefined when the state decides (no such
+   * handle, unknown kid): the transaction then checks everything itself.
+   */
+  private async verifyAhead(req: ChangeRequest, zone: string): Promise<string | undefined> {
+    let key: PublicJwk | undefined;
+    let against: string;
+    if (req.action === 'register') {
+      key = req.headerKey!;
+      against = 'register';
+    } else {
+      const row = this.zones.cachedZone(zone);
+      const stored = row ? this.store.records.get(row.content, 'handle', req.handle) : undefined;
+      if (!stored) return undefined;
+      const current = decodePayload(stored.jws) as unknown as HandleFields;
+      key = current.keys.find((k) => thumbprint(k) === req.kid);
+      if (!key) return undefined;
+      against = current.op;
+    }
+    const ok = await new Promise<boolean>((resolve, reject) =>
+      verifyAsync(null, Buffer.from(req.decoded.signingInput), publicKeyObject(key!), req.decoded.signature, (err, result) => (err ? reject(err) : resolve(result))),
+    ).catch((cause: unknown) => {
+      throw new IdnsError('invalid_signature', 'the signature could not be checked', { cause });
+    });
+    if (!ok) throw new IdnsError('invalid_signature', 'the JWS signature does not verify');
+    return against;
   }
 
   /** Applies one change at once, synchronously (the CLI's operator path). */
@@ -199,7 +233,9 @@ export class ChangeProcessor {
     if (this.zones.cutFor(editor.zone, req.host)) throw new IdnsError('not_authoritative', `${req.host} is delegated away from zone ${zone}`);
     const stored = this.store.records.get(editor.zone.content, 'handle', req.handle);
     const current = stored ? (decodePayload(stored.jws) as unknown as HandleFields) : null;
-    assureValidChange(req, current, now, editor.settings);
+    // A signature checked before queueing stands if it was checked against the key set in force now.
+    const checked = item.verified !== undefined && (item.verified === 'register' ? req.action === 'register' : current?.op === item.verified);
+    assureValidChange(req, current, now, editor.settings, checked);
     if (req.action === 'register' && !item.operator) this.assurePolicy(req, editor);
 
     const version = editor.beginChange();

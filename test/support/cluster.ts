@@ -247,6 +247,8 @@ async function startProxy(target: string): Promise<Proxy> {
       const t0 = Date.now();
       void (async () => {
         try {
+          // One listener for the hang-up, shared by every wait for drain (a listener per wait would pile up).
+          const hungUp = new Promise<void>((r) => res.once('close', () => r()));
           for await (const chunk of ur as AsyncIterable<Buffer>) {
             if (isFull && proxy.holdFullTransferAfter !== null && entry.bytes + chunk.length > proxy.holdFullTransferAfter) {
               // Forward up to the threshold, then hold the rest until released.
@@ -260,7 +262,7 @@ async function startProxy(target: string): Promise<Proxy> {
               res.write(chunk.subarray(cut));
               entry.bytes += chunk.length - cut;
             } else {
-              if (!res.write(chunk)) await new Promise<void>((r) => (res.destroyed ? r() : res.once('drain', () => r()).once('close', () => r())));
+              if (!res.write(chunk)) await Promise.race([new Promise<void>((r) => (res.destroyed ? r() : res.once('drain', () => r()))), hungUp]);
               entry.bytes += chunk.length;
             }
             if (res.destroyed) throw new Error('client gone');
