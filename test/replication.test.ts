@@ -289,6 +289,8 @@ describe('secondary replicas', () => {
     const info = secondary.ctx.zones.promote('example', keyDir, { primary: secondary.url, policy: 'open' });
     expect(info).toMatchObject({ role: 'primary', keyThumbprints: [kid] });
     expect(info.serial).toBe(before.serial + 1);
+    // The copy's signatures are fresh: promotion restores their expiries, so nothing is due for re-signing.
+    expect(secondary.ctx.resigner.runOnce()).toBe(0);
     // It accepts writes now, signed with the same key, continuing the serial.
     await register(secondary, 'b@example');
     const after = await zoneState(secondary);

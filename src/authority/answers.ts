@@ -55,17 +55,19 @@ export class Authority {
     if (unavailable) throw new IdnsError('zone_unavailable', unavailable);
     const now = epochSeconds(this.clock);
     const cut = this.zones.cutFor(zone, host);
+    // TTL and expiry come from the signed payload itself, not from the stored columns: a secondary's copy
+    // does not keep the expiry column (it would have to trust the transfer for it).
     if (cut) {
-      const ttl = Number(decodePayload(cut.jws).ttl);
-      return this.answer('referral', zone.name, zone.version, cut.jws, zone.record, ttl, cut.exp, now);
+      const p = decodePayload(cut.jws);
+      return this.answer('referral', zone.name, zone.version, cut.jws, zone.record, Number(p.ttl), Number(p.exp), now);
     }
     const found = this.store.records.get(zone.content, 'handle', handle);
     if (found) {
-      const ttl = Number(decodePayload(found.jws).ttl);
-      return this.answer('answer', zone.name, zone.version, found.jws, zone.record, ttl, found.exp, now);
+      const p = decodePayload(found.jws);
+      return this.answer('answer', zone.name, zone.version, found.jws, zone.record, Number(p.ttl), Number(p.exp), now);
     }
     const gap = this.gap(zone, handle);
-    const answer = this.answer('denial', zone.name, zone.version, gap.jws, zone.record, zoneRecord.minimum, gap.exp, now);
+    const answer = this.answer('denial', zone.name, zone.version, gap.jws, zone.record, zoneRecord.minimum, Number(decodePayload(gap.jws).exp), now);
     const between = namesBetween(host, zone.name);
     if (between.length > 0) {
       const noCut = new Set(between.map((name) => this.gap(zone, name).jws));

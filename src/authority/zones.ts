@@ -119,7 +119,7 @@ export class ZoneService {
    * Disaster recovery: turns a secondary into the zone's primary, with the zone's private key(s) taken
    * from `keyDir` (the old primary's key directory, from a backup). The key must be one the zone record
    * lists; the copy, its serial and its journal carry on, and the zone record is re-signed at once
-   * naming the new primary. Records transferred without their expiry are re-signed by the resigner.
+   * naming the new primary. The records keep their signatures, re-signed as they come due.
    */
   promote(name: string, keyDir: string, options: { primary: string; servers?: string[]; policy?: RegistrationPolicy; allowLoopbackEndpoints?: boolean }): ZoneInfo {
     const row = this.require(name);
@@ -145,6 +145,11 @@ export class ZoneService {
     this.store.write(() => {
       this.store.zones.promote(name, JSON.stringify(settings));
       if (options.policy) this.store.zones.setPolicy(name, options.policy);
+      // A copy does not keep signature expiries (answers read them from the payloads); the re-signer of a
+      // primary needs them, so they are filled in once, here.
+      for (let page = this.store.records.page(row.content, null, 1000); page.length > 0; page = this.store.records.page(row.content, page[page.length - 1]!, 1000)) {
+        for (const r of page) this.store.records.setExp(row.content, r.type, r.key, Number(decodePayload(r.jws).exp));
+      }
       const editor = this.editor(name);
       editor.beginChange();
       editor.commit();

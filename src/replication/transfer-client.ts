@@ -189,7 +189,7 @@ export class TransferClient {
           if (old) digest.remove(c.type, c.key, old.jws);
           if (c.action === 'put') {
             digest.add(c.type, c.key, c.jws!);
-            this.store.records.put(row.content, c.type, c.key, version, expOf(c.jws!), c.jws!);
+            this.store.records.put(row.content, c.type, c.key, version, 0, c.jws!);
           } else {
             if (!old) throw new IdnsError('transfer_failed', `the transfer deletes ${c.type} ${c.key}, which this copy does not hold`);
             this.store.records.delete(row.content, c.type, c.key);
@@ -280,23 +280,11 @@ function keyOf(line: Line): { type: StoredType; key: string } {
 function recordLine(line: Line): StoredRecord {
   const { type, key } = keyOf(line);
   if (typeof line.record !== 'string' || line.record.length > MAX_JWS_LENGTH) throw new IdnsError('transfer_failed', 'a transfer line has a bad record');
-  return { type, key, version: 0, exp: expOf(line.record), jws: line.record };
+  // The expiry column stays 0 on a copy: answers read `exp` from the signed payload, and a promoted copy
+  // is re-signed from the oldest (all of it, soon after promotion).
+  return { type, key, version: 0, exp: 0, jws: line.record };
 }
 
-/**
- * The signature expiry of a transferred record, for the answer path's TTL cap (and for re-signing after
- * a promotion). The record itself is authenticated by the zone digest, not by this parse; a record too
- * broken to read gets 0, which serves it with TTL 0, and it fails verification at any resolver.
- */
-function expOf(jws: string): number {
-  const payload = jws.slice(jws.indexOf('.') + 1, jws.lastIndexOf('.'));
-  try {
-    const exp = (JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as { exp?: unknown }).exp;
-    return typeof exp === 'number' ? exp : 0;
-  } catch {
-    return 0;
-  }
-}
 
 function base(url: string): string {
   return url.replace(/\/+$/, '');

@@ -25,6 +25,8 @@ export class RecordStore {
   private readonly underStmt;
   private readonly deleteSomeStmt;
   private readonly keysStmt;
+  private readonly pageStmt;
+  private readonly setExpStmt;
   private readonly retireStmt;
   private readonly unretireStmt;
   private readonly nextRetiredStmt;
@@ -50,6 +52,10 @@ export class RecordStore {
     this.deleteSomeStmt = db.prepare(
       `DELETE FROM records WHERE content = ? AND (type, key) IN (SELECT type, key FROM records WHERE content = ? LIMIT ?)`,
     );
+    this.pageStmt = db.prepare<[string, string, string, number], StoredRecord>(
+      `SELECT type, key, version, exp, jws FROM records WHERE content = ? AND (type, key) > (?, ?) ORDER BY type, key LIMIT ?`,
+    );
+    this.setExpStmt = db.prepare(`UPDATE records SET exp = ? WHERE content = ? AND type = ? AND key = ?`);
     this.keysStmt = db.prepare<[string, string], string>(`SELECT key FROM records WHERE content = ? AND type = ?`).pluck();
     this.retireStmt = db.prepare(`INSERT OR REPLACE INTO retired_content (content, retired_at) VALUES (?, ?)`);
     this.unretireStmt = db.prepare(`DELETE FROM retired_content WHERE content = ?`);
@@ -107,6 +113,16 @@ export class RecordStore {
   /** A content id waiting for deletion, if any. */
   nextRetired(): string | undefined {
     return this.nextRetiredStmt.get()?.content;
+  }
+
+  /** The next `limit` records of a content id after (type, key), in key order: for walking a zone in bounded memory. */
+  page(content: string, after: { type: string; key: string } | null, limit: number): StoredRecord[] {
+    return this.pageStmt.all(content, after?.type ?? '', after?.key ?? '', limit);
+  }
+
+  /** Sets the signature-expiry column of one record. */
+  setExp(content: string, type: StoredType, key: string, exp: number): void {
+    this.setExpStmt.run(exp, content, type, key);
   }
 
   /** Every key of one type under a content id (bulk operations only: it is O(zone)). */
