@@ -55,12 +55,20 @@ export class ZoneEditor {
   /** Signs and stores a record, replacing any record with the same type and key. */
   put<T extends Exclude<RecordType, 'zone'>>(type: T, key: string, fields: FieldsOf<T>): string {
     const jws = this.sign(type, fields);
+    this.putSigned(type, key, jws, this.iat + this.settings.signatureValidity);
+    return jws;
+  }
+
+  /**
+   * Stores a record signed ahead of the transaction (bulk import signs on every core first): `jws` must
+   * carry this editor's zone and the serial of the change begun last.
+   */
+  putSigned(type: StoredType, key: string, jws: string, exp: number): void {
     const old = this.store.records.get(this.zone.content, type, key);
     if (old) this.digest.remove(type, key, old.jws);
     this.digest.add(type, key, jws);
-    this.store.records.put(this.zone.content, type, key, this.version, this.iat + this.settings.signatureValidity, jws);
+    this.store.records.put(this.zone.content, type, key, this.version, exp, jws);
     this.journal('put', type, key, jws);
-    return jws;
   }
 
   /** Deletes a record; returns false when it was not there. */
@@ -95,20 +103,6 @@ export class ZoneEditor {
     const next = this.gapNext(upper.jws);
     this.remove('denial', hash);
     this.put('denial', lower.key, this.denialFields(lower.key === GAP_START ? null : lower.key, next));
-  }
-
-  /**
-   * Replaces the whole denial chain by the gaps between the hashes of `names` (every handle and delegated
-   * zone of the zone, in any order): for bulk changes, where rebuilding once beats splitting gaps per name.
-   */
-  rebuildDenials(names: Iterable<string>, existingGapKeys: Iterable<string>): void {
-    for (const key of existingGapKeys) this.remove('denial', key);
-    const hashes = [...new Set([...names].map((n) => nameHash(this.zone.salt, n)))].sort();
-    let after: string | null = null;
-    for (const hash of [...hashes, null]) {
-      this.put('denial', after ?? GAP_START, this.denialFields(after, hash));
-      after = hash;
-    }
   }
 
   /** Re-signs an existing record with fresh `iat`/`exp` (same content), as part of the current change. */

@@ -2,7 +2,9 @@ import { IdnsError } from '../errors.js';
 import { parseHandle } from '../names/handle.js';
 import { parsePublicJwk, thumbprint, type PublicJwk } from '../records/keys.js';
 import type { Store } from '../store/store.js';
-import type { Clock } from '../clock.js';
+import { epochSeconds, type Clock } from '../clock.js';
+import { GAP_START, nameHash } from '../records/denial.js';
+import { RECORD_TYP, signCompactAsync } from '../records/jws.js';
 import { parseEndpoint, requestId, MAX_HANDLE_KEYS } from './requests.js';
 import { serialOf } from './serial.js';
 import type { ZoneService } from './zones.js';
@@ -28,12 +30,12 @@ export const MAX_IMPORT_LINES = 5_000_000;
 
 /**
  * Bulk import by the operator (migrating a directory, seeding a zone): NDJSON, one handle per line.
- * Everything is validated first, so a bad line changes nothing and the error names its line. Then, in one
- * transaction and one new serial, every handle record is signed and stored, and the denial chain is
- * rebuilt once from the sorted hashes (cheaper than splitting a gap per handle). The import is not
+ * Everything is validated first, so a bad line changes nothing and the error names its line. Then every
+ * handle record and the whole new denial chain (rebuilt once from the sorted hashes, cheaper than
+ * splitting a gap per handle) are signed on every core, and stored in one transaction and one serial. The import is not
  * journaled: secondaries take a full transfer, which for a bulk change is smaller anyway.
  */
-export function importHandles(store: Store, zones: ZoneService, clock: Clock, zone: string, text: string): ImportResult {
+export async function importHandles(store: Store, zones: ZoneService, clock: Clock, zone: string, text: string): Promise<ImportResult> {
   const row = zones.require(zone);
   const settings = zones.settings(row);
   const lines = parseImport(text, (host) => {
@@ -42,20 +44,43 @@ export function importHandles(store: Store, zones: ZoneService, clock: Clock, zo
     if (zones.cutFor(row, host)) return `${host} is delegated away from ${zone}`;
     return null;
   }, settings.allowLoopbackEndpoints);
+  const existing = store.records.keys(row.content, 'handle');
+  const known = new Set(existing);
+  for (const l of lines) if (known.has(l.handle)) throw new IdnsError('handle_exists', `${l.handle} is already registered in ${zone}`);
+
+  // Sign everything first, on every core (the thread pool), for the serial this import will have; the
+  // transaction below only stores, and refuses if the zone changed meanwhile.
+  const version = row.version + 1;
+  const key = zones.signingKey(row);
+  const iat = epochSeconds(clock);
+  const exp = iat + settings.signatureValidity;
+  const base = { v: 1, zone, serial: serialOf(version), iat, exp };
+  const ops = lines.map((l) => requestId(l.canonical));
+  const handleJws = await Promise.all(
+    lines.map((l, i) => signCompactAsync({ ...base, type: 'handle', handle: l.handle, endpoint: l.endpoint, keys: l.keys, ttl: settings.handleTtl, op: ops[i] }, key, RECORD_TYP)),
+  );
+  const names = [...existing, ...lines.map((l) => l.handle), ...store.records.keys(row.content, 'delegation')];
+  const hashes = [...new Set(names.map((n) => nameHash(row.salt, n)))].sort();
+  const bounds = [null, ...hashes, null];
+  const gaps = await Promise.all(
+    hashes.concat(['']).map((_, i) => {
+      const fields = { after: bounds[i] ?? null, next: bounds[i + 1] ?? null, hash: { alg: 'sha256', salt: row.salt }, ttl: settings.minimum };
+      return signCompactAsync({ ...base, type: 'denial', ...fields }, key, RECORD_TYP).then((jws) => ({ key: fields.after ?? GAP_START, jws }));
+    }),
+  );
+
   return store.write(() => {
     const editor = zones.editor(zone);
-    const existing = new Set(store.records.keys(editor.zone.content, 'handle'));
-    for (const l of lines) if (existing.has(l.handle)) throw new IdnsError('handle_exists', `${l.handle} is already registered in ${zone}`);
+    if (editor.zone.version !== row.version) throw new IdnsError('stale_prev', `zone ${zone} changed during the import; run it again`);
     editor.journaling = false;
-    const version = editor.beginChange();
+    editor.beginChange();
     const receivedAt = clock.now();
-    for (const l of lines) {
-      const op = requestId(l.canonical);
-      editor.put('handle', l.handle, { handle: l.handle, endpoint: l.endpoint, keys: l.keys, ttl: settings.handleTtl, op });
-      store.operations.insert({ cid: op, zone, handle: l.handle, action: 'import', version, jws: l.canonical, receivedAt });
-    }
-    const names = [...existing, ...lines.map((l) => l.handle), ...store.records.keys(editor.zone.content, 'delegation')];
-    editor.rebuildDenials(names, store.records.keys(editor.zone.content, 'denial'));
+    lines.forEach((l, i) => {
+      editor.putSigned('handle', l.handle, handleJws[i]!, exp);
+      store.operations.insert({ cid: ops[i]!, zone, handle: l.handle, action: 'import', version, jws: l.canonical, receivedAt });
+    });
+    for (const old of store.records.keys(editor.zone.content, 'denial')) editor.remove('denial', old);
+    for (const g of gaps) editor.putSigned('denial', g.key, g.jws, exp);
     editor.commit();
     // Changes up to this version are not in the journal: secondaries must copy the zone whole.
     store.journal.clear(zone);

@@ -5,7 +5,7 @@ import { ancestors, isAtOrBelow } from '../names/zone.js';
 import { GAP_START } from '../records/denial.js';
 import { ZoneDigest } from '../records/digest.js';
 import type { StoredRecord } from '../store/records.js';
-import { thumbprint } from '../records/keys.js';
+import { thumbprint, type SigningKey } from '../records/keys.js';
 import type { Store } from '../store/store.js';
 import type { RegistrationPolicy, ZoneRow } from '../store/zones.js';
 import { ZoneEditor } from './editor.js';
@@ -305,6 +305,13 @@ export class ZoneService {
     const parsed = parseZoneSettings(JSON.parse(row.settings));
     this.settingsCache.set(row.name, { raw: row.settings, parsed });
     return parsed;
+  }
+
+  /** A primary zone's current signing key. */
+  signingKey(row: ZoneRow): SigningKey {
+    const kid = this.settings(row).keyIds[0];
+    if (kid === undefined) throw new IdnsError('key_unavailable', `zone ${row.name} has no signing key configured`);
+    return this.keys.load(row.name, kid);
   }
 
   /** Opens a primary zone for change; call inside a write transaction. */
