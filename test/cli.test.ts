@@ -1,25 +1,17 @@
 import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { queryAuthoritative } from '../src/client/answers.js';
 import { thumbprint } from '../src/records/keys.js';
 import { newUserKey, writeUserKey } from './support/keys.js';
 import { runIdns, spawnServer, type ServerProcess } from './support/process.js';
+import { cleanupEachTest } from './support/cleanup.js';
 import { tempDir } from './support/server.js';
 
 // The `idns` command as people and scripts use it: real CLI processes against a real `idns serve`.
 
-const cleanups: (() => Promise<unknown> | unknown)[] = [];
-afterEach(async () => {
-  for (const clean of cleanups.splice(0).reverse()) {
-    try {
-      await clean();
-    } catch {
-      // keep cleaning
-    }
-  }
-});
+const cleanups = cleanupEachTest();
 
 function newDir(): string {
   const tmp = tempDir('idns-cli-');

@@ -1,26 +1,18 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Pool } from 'undici';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { checkAnswer, queryAuthoritative } from '../src/client/answers.js';
 import { signChangeRequest } from '../src/client/requests.js';
 import { newUserKey } from './support/keys.js';
 import { runIdns, spawnServer, type ServerProcess } from './support/process.js';
+import { cleanupEachTest } from './support/cleanup.js';
 import { tempDir } from './support/server.js';
 
 // Durability of acknowledged writes across kill -9 and SIGTERM, with real `idns serve` child processes over
 // real SQLite files. Every process and directory a test makes is released in afterEach, pass or fail.
 
-const cleanups: (() => Promise<unknown> | unknown)[] = [];
-afterEach(async () => {
-  for (const clean of cleanups.splice(0).reverse()) {
-    try {
-      await clean();
-    } catch {
-      // keep cleaning
-    }
-  }
-});
+const cleanups = cleanupEachTest();
 
 function newDir(): string {
   const tmp = tempDir('idns-durability-');

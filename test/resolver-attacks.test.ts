@@ -1,7 +1,7 @@
 import { lookup as dnsLookup } from 'node:dns/promises';
 import { hostname } from 'node:os';
 import type { ServerResponse } from 'node:http';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock, type Clock } from '../src/clock.js';
 import { signChangeRequest } from '../src/client/requests.js';
 import { IdnsError } from '../src/errors.js';
@@ -25,6 +25,7 @@ import {
   type FakeHandler,
   type FakeServer,
 } from './support/fake-server.js';
+import { cleanupEachTest } from './support/cleanup.js';
 import { startHierarchy, type Hierarchy } from './support/hierarchy.js';
 import { startTestServer, type TestServer } from './support/server.js';
 
@@ -41,17 +42,12 @@ const GOOD = 'alice@social.example';
 const endpointOf = (handle: string) => `https://home.example/${handle}`;
 
 let h: Hierarchy;
-let cleanups: (() => Promise<void> | void)[] = [];
+const cleanups = cleanupEachTest();
 
 beforeAll(async () => {
   h = await startHierarchy();
 });
 afterAll(async () => h?.close());
-afterEach(async () => {
-  const list = cleanups.reverse();
-  cleanups = [];
-  for (const c of list) await c();
-});
 
 function resolver(options: Partial<ResolverOptions> = {}): Resolver {
   const r = createResolver({

@@ -1,10 +1,11 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ManualClock } from '../src/clock.js';
 import { signChangeRequest } from '../src/client/requests.js';
 import { IdnsError } from '../src/errors.js';
 import { createResolver, type Resolver } from '../src/resolver/resolver.js';
 import type { ResolverOptions } from '../src/resolver/options.js';
 import { freshKey, sendJson, startFakeServer, zoneReply, ZoneSigner, type FakeServer } from './support/fake-server.js';
+import { cleanupEachTest } from './support/cleanup.js';
 import { startHierarchy, type Hierarchy } from './support/hierarchy.js';
 import { startTestServer } from './support/server.js';
 
@@ -19,16 +20,11 @@ const HOUR = 3600_000;
 const endpointOf = (handle: string) => `https://home.example/${handle}`;
 
 let h: Hierarchy;
-let cleanups: (() => Promise<void> | void)[] = [];
+const cleanups = cleanupEachTest();
 beforeAll(async () => {
   h = await startHierarchy();
 });
 afterAll(async () => h?.close());
-afterEach(async () => {
-  const list = cleanups.reverse();
-  cleanups = [];
-  for (const c of list) await c();
-});
 
 function resolver(clock: ManualClock, cache: ResolverOptions['cache'] = {}, hierarchy: Hierarchy = h): Resolver {
   const r = createResolver({
