@@ -14,7 +14,8 @@ const result = await autocannon({
   connections: opts.connections ?? 64,
   pipelining: 1,
   duration: opts.duration ?? 5,
-  ...(bodies ? { amount: bodies.length } : {}),
+  // Bodies that must each be sent once (registrations) bound the run; repeatable ones (batch lookups) don't.
+  ...(bodies && !opts.repeat ? { amount: bodies.length } : {}),
   requests: [
     {
       method: opts.method ?? 'GET',

@@ -66,6 +66,15 @@ function row(name, figure, baseline, ratio, target, met) {
   process.stderr.write(`${name}: ${figure} (${ratio}) target ${target}: ${met ? 'met' : 'not met'}\n`);
 }
 
+async function freePort() {
+  const { createServer } = await import('node:net');
+  const srv = createServer();
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  const port = srv.address().port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
 function baselineOf(size) {
   return start([join(root, 'bench/baseline-server.js'), String(size)], /listening (\d+)/).then((b) => `http://127.0.0.1:${b.match[1]}`);
 }
@@ -140,6 +149,59 @@ try {
   writeFileSync(regFile, JSON.stringify(regPaths));
   const reg = load(url, ['/v1/handles'], { method: 'POST', bodiesFile: regFile, duration: quick ? 3 : 8 });
   row('registrations, 64 concurrent clients, durable on acknowledgement', `${Math.round(reg.rps)} /s (non-2xx ${reg.non2xx})`, '-', '-', '≥ 2,000/s', reg.rps >= 2000);
+
+  // 3. A cold lookup through root → example → social.example, against one authoritative round trip.
+  const hier = {};
+  for (const zone of ['.', 'example', 'social.example']) {
+    const dir = tmp('zone');
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const kid = JSON.parse(idns('zone', 'create', zone, '--server-url', url, '--data', dir, '--json')).keyThumbprints[0];
+    hier[zone] = { dir, port, url, kid };
+  }
+  idns('zone', 'delegate', '.', 'example', '--server-url', hier.example.url, '--ds', hier.example.kid, '--data', hier['.'].dir);
+  idns('zone', 'delegate', 'example', 'social.example', '--server-url', hier['social.example'].url, '--ds', hier['social.example'].kid, '--data', hier.example.dir);
+  const socialUsers = join(tmp('users'), 'users.ndjson');
+  writeFileSync(socialUsers, Array.from({ length: 2000 }, (_, i) => JSON.stringify({ handle: `u${i}@social.example`, endpoint: `https://social.example/${i}`, keys: [pub] })).join('\n'));
+  idns('zone', 'import', 'social.example', socialUsers, '--data', hier['social.example'].dir);
+  for (const z of Object.values(hier)) await start([BIN, 'serve', '--listen', `127.0.0.1:${z.port}`, '--data', z.dir, '--no-bootstrap', '--log-level', 'error']);
+  const colds = [];
+  const direct = [];
+  for (let i = 0; i < (quick ? 200 : 1000); i++) {
+    const r = createResolver({ trustAnchors: { '.': [hier['.'].kid] }, rootServers: [hier['.'].url], allowPrivate: true });
+    let t = performance.now();
+    await r.lookup(`u${i}@social.example`);
+    colds.push(performance.now() - t);
+    await r.close();
+    t = performance.now();
+    await (await fetch(`${hier['social.example'].url}/v1/resolve/u${(i + 1000) % 2000}@social.example?zone=social.example`)).text();
+    direct.push(performance.now() - t);
+  }
+  const coldP50 = median(colds);
+  const oneTrip = median(direct);
+  row('cold lookup root → example → social.example (fresh resolver each time)', `p50 ${coldP50.toFixed(2)} ms`, `one authoritative round trip p50 ${oneTrip.toFixed(2)} ms`, `${(coldP50 / oneTrip).toFixed(1)}×`, '≤ 5×', coldP50 / oneTrip <= 5);
+
+  // 2. Resolver role over HTTP on cache hits (single and batch), against the baseline.
+  const resolverPort = await freePort();
+  const resolverUrl = `http://127.0.0.1:${resolverPort}`;
+  await start([BIN, 'serve', '--listen', `127.0.0.1:${resolverPort}`, '--data', tmp('resolver'), '--root', hier['.'].url, '--anchor', `.=${hier['.'].kid}`, '--allow-private', '--log-level', 'error']);
+  const lookupPaths = Array.from({ length: 2000 }, (_, i) => `/v1/lookup/u${i}@social.example`);
+  for (const p of lookupPaths) await (await fetch(`${resolverUrl}${p}`)).text();
+  const lookupSample = await (await fetch(`${resolverUrl}${lookupPaths[0]}`)).text();
+  const lookupBase = await baselineOf(lookupSample.length);
+  const lk = [];
+  const lkb = [];
+  for (let r = 0; r < RUNS; r++) {
+    lkb.push(load(lookupBase, ['/']));
+    lk.push(load(resolverUrl, lookupPaths));
+  }
+  const [lrps, lbrps] = [median(lk.map((o) => o.rps)), median(lkb.map((o) => o.rps))];
+  row('resolver GET /v1/lookup, all cache hits', `${Math.round(lrps)} req/s`, `${Math.round(lbrps)} req/s`, (lrps / lbrps).toFixed(2), '≥ 0.6', lrps / lbrps >= 0.6);
+  const batchBodies = Array.from({ length: 200 }, (_, b) => JSON.stringify({ handles: Array.from({ length: 100 }, (_, i) => `u${(b * 100 + i) % 2000}@social.example`) }));
+  const batchFile = join(tmp('batch'), 'bodies.json');
+  writeFileSync(batchFile, JSON.stringify(batchBodies));
+  const batch = median(Array.from({ length: RUNS }, () => load(resolverUrl, ['/v1/lookup'], { method: 'POST', bodiesFile: batchFile, repeat: true }).rps));
+  row('resolver POST /v1/lookup, 100 handles per request, cache hits', `${Math.round(batch * 100).toLocaleString('en')} handles/s`, '-', '-', '≥ 100,000 handles/s', batch * 100 >= 100_000);
 
   // 2. The library's resolve() on cache hits, in-process.
   const resolver = createResolver({ trustAnchors: { 'bench.example': [kid] }, rootServers: [url], allowPrivate: true });
