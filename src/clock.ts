@@ -57,10 +57,6 @@ export class ManualClock implements Clock, Timers {
   clearTimeout(handle: unknown): void {
     this.timers = this.timers.filter((x) => x.id !== handle);
   }
-  /** Timers waiting to fire. */
-  get pending(): number {
-    return this.timers.length;
-  }
 }
 
 /** Seconds since the epoch, as JWT-style `iat`/`exp` fields use. */

@@ -1,5 +1,4 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
@@ -7,6 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { checkAnswer } from '../src/client/answers.js';
 import { signChangeRequest } from '../src/client/requests.js';
 import { newUserKey } from './support/keys.js';
+import { freePort } from './support/cluster.js';
 import { startNoise } from './support/noise.js';
 import { runIdns, spawnServer, type ServerProcess } from './support/process.js';
 
@@ -23,14 +23,6 @@ afterAll(async () => {
   for (const p of procs) await p.stop('SIGKILL').catch(() => undefined);
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as AddressInfo).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 async function until(check: () => Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

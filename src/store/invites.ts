@@ -4,7 +4,6 @@ import type { Db } from './database.js';
 export class InviteStore {
   private readonly insertStmt;
   private readonly consumeStmt;
-  private readonly countStmt;
 
   constructor(db: Db) {
     this.insertStmt = db.prepare(`INSERT INTO invites (code_hash, zone, created_at, expires_at) VALUES (?, ?, ?, ?)`);
@@ -12,7 +11,6 @@ export class InviteStore {
     this.consumeStmt = db.prepare(
       `UPDATE invites SET used_at = ?, used_by = ? WHERE code_hash = ? AND zone = ? AND used_at IS NULL AND (expires_at IS NULL OR expires_at > ?)`,
     );
-    this.countStmt = db.prepare<[string], { n: number }>(`SELECT count(*) AS n FROM invites WHERE zone = ? AND used_at IS NULL`);
   }
 
   /** Stores a new code's hash. */
@@ -25,8 +23,4 @@ export class InviteStore {
     return this.consumeStmt.run(now, usedBy, codeHash, zone, now).changes === 1;
   }
 
-  /** Unused codes of a zone. */
-  unused(zone: string): number {
-    return this.countStmt.get(zone)?.n ?? 0;
-  }
 }

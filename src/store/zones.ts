@@ -33,7 +33,6 @@ export class ZoneStore {
   private readonly replaceCopyStmt;
   private readonly refreshedStmt;
   private readonly promoteStmt;
-  private readonly settingsStmt;
   private readonly floorStmt;
 
   private cache: Map<string, ZoneRow> | null = null;
@@ -64,7 +63,6 @@ export class ZoneStore {
     );
     this.refreshedStmt = db.prepare(`UPDATE zones SET refreshed_at = ? WHERE name = ?`);
     this.promoteStmt = db.prepare(`UPDATE zones SET role = 'primary', settings = ?, refreshed_at = NULL WHERE name = ?`);
-    this.settingsStmt = db.prepare(`UPDATE zones SET settings = ? WHERE name = ?`);
     this.floorStmt = db.prepare(`UPDATE zones SET journal_floor = max(journal_floor, ?) WHERE name = ?`);
   }
 
@@ -137,11 +135,6 @@ export class ZoneStore {
   /** Records that the journal now starts after `version`. */
   setJournalFloor(name: string, version: number): void {
     this.floorStmt.run(version, name);
-  }
-
-  /** Replaces a zone's settings JSON. */
-  setSettings(name: string, settings: string): void {
-    this.settingsStmt.run(settings, name);
   }
 
   /** Changes a zone's registration policy. */
