@@ -114,7 +114,7 @@ describe('answers and denials', () => {
 
   beforeAll(async () => {
     aliceReg = await registerOk(s.url, alice, 'alice@example.com', { endpoint: 'https://social.example/users/alice' });
-    // Several handles, so the zone has several gaps and a denial for one name does not cover every other.
+    // Several handles, so a denial lists several name hashes and does not cover every name.
     for (const [i, k] of others.entries()) await registerOk(s.url, k, `other${i}@example.com`);
   });
 
@@ -139,7 +139,7 @@ describe('answers and denials', () => {
     expect(res.json.record).toBe(aliceReg.record);
   });
 
-  it('denies an unknown handle with a signed gap that covers its name hash', async () => {
+  it('denies an unknown handle with a signed denial that covers its name hash', async () => {
     const res = await resolveHandle(s.url, 'nobody@example.com');
     expect(res.status).toBe(404);
     expect(res.json).toMatchObject({ status: 'denial', zone: 'example.com' });
@@ -155,34 +155,29 @@ describe('answers and denials', () => {
     const h = nameHashOf(zoneRecord.denial.salt, 'nobody@example.com');
     expect(denial.after === null || denial.after < h).toBe(true);
     expect(denial.next === null || h < denial.next).toBe(true);
-    // With seven handles, the gap is bounded on at least one side by a handle's hash.
-    expect(denial.after !== null || denial.next !== null).toBe(true);
+    // The denial lists the zone's name hashes in its range, ascending, and this name's is not among them.
+    const listed = denial.hashes as string[];
+    expect(listed).toEqual([...listed].sort());
+    expect(listed).not.toContain(h);
+    // With seven handles, alice's hash is listed or bounds the range.
+    expect([denial.after, ...listed, denial.next]).toContain(nameHashOf(zoneRecord.denial.salt, 'alice@example.com'));
     // A denial names no handle.
     expect(res.json.record.includes('other')).toBe(false);
     expect(JSON.stringify(denial)).not.toMatch(/@/);
   });
 
-  it('refuses a real denial presented for a name outside its gap (verification_failed)', async () => {
+  it('refuses a real denial presented for a handle that exists (verification_failed)', async () => {
     const res = await resolveHandle(s.url, 'nobody@example.com');
-    const denial = payloadOf(res.json.record);
-    const salt = payloadOf(res.json.zoneRecord).denial.salt as string;
-    // A name whose hash falls outside nobody's gap (there are 7 gaps of random width, so one is found quickly).
-    let outside: string | undefined;
-    for (let i = 0; i < 1000 && outside === undefined; i++) {
-      const h = nameHashOf(salt, `stranger${i}@example.com`);
-      if (!((denial.after === null || denial.after < h) && (denial.next === null || h < denial.next))) outside = `stranger${i}@example.com`;
-    }
-    expect(outside).toBeDefined();
-    expect(errorCodeOf(() => checkAnswer(res.json, outside!, anchors('example.com')))).toBe('verification_failed');
-    // Nor can it deny a handle that exists: a handle's hash is a gap boundary, never strictly inside a gap.
+    // alice's hash is one of the zone's names: listed in the denial or one of its bounds, never covered.
     expect(errorCodeOf(() => checkAnswer(res.json, 'alice@example.com', anchors('example.com')))).toBe('verification_failed');
+    expect(checkAnswer(res.json, 'nobody@example.com', anchors('example.com')).status).toBe('denial');
   });
 
-  it('refuses a denial whose gap was altered (verification_failed)', async () => {
+  it('refuses a denial whose range or list was altered (verification_failed)', async () => {
     const res = await resolveHandle(s.url, 'nobody@example.com');
     const denial = payloadOf(res.json.record);
-    // Widen the gap to the whole hash space, which would "deny" every name, alice included.
-    const widened = { ...res.json, record: withPayload(res.json.record, { ...denial, after: null, next: null }) };
+    // Widen the range to the whole hash space and empty the list, which would "deny" every name, alice included.
+    const widened = { ...res.json, record: withPayload(res.json.record, { ...denial, after: null, next: null, hashes: [] }) };
     expect(errorCodeOf(() => checkAnswer(widened, 'alice@example.com', anchors('example.com')))).toBe('verification_failed');
     const shifted = { ...res.json, record: withPayload(res.json.record, { ...denial, after: '0'.repeat(64) }) };
     expect(errorCodeOf(() => checkAnswer(shifted, 'nobody@example.com', anchors('example.com')))).toBe('verification_failed');

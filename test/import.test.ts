@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkAnswer } from '../src/client/answers.js';
 import { signChangeRequest } from '../src/client/requests.js';
 import { ZoneDigest } from '../src/records/digest.js';
+import { DENIAL_FILL, nameHash } from '../src/records/denial.js';
 import { newUserKey } from './support/keys.js';
 import { runIdns } from './support/process.js';
 import { startTestServer, type TestServer } from './support/server.js';
@@ -56,6 +57,20 @@ describe('idns zone import', () => {
     }
     const denial = await (await fetch(`${s.url}/v1/resolve/nobody@imp.test`)).json();
     expect(checkAnswer(denial, 'nobody@imp.test', anchors).status).toBe('denial');
+    // That denial covers only its own range and not the hashes it lists: presented for a name outside the
+    // range, or for an imported handle whose hash it lists, it fails verification.
+    const payload = JSON.parse(Buffer.from(denial.record.split('.')[1], 'base64url').toString()) as { after: string | null; next: string | null; hashes: string[] };
+    const salt = JSON.parse(Buffer.from(denial.zoneRecord.split('.')[1], 'base64url').toString()).denial.salt as string;
+    expect(payload.after !== null || payload.next !== null).toBe(true);
+    const outside = Array.from({ length: 2000 }, (_, i) => `stranger${i}@imp.test`).find((n) => {
+      const h = nameHash(salt, n);
+      return (payload.after !== null && h <= payload.after) || (payload.next !== null && h >= payload.next);
+    });
+    expect(outside).toBeDefined();
+    expect(() => checkAnswer(denial, outside!, anchors)).toThrow(/does not cover/);
+    const listedHandle = handles.find((h) => payload.hashes.includes(nameHash(salt, h)));
+    expect(listedHandle).toBeDefined();
+    expect(() => checkAnswer(denial, listedHandle!, anchors)).toThrow(/does not cover/);
     // The delegation survived the rebuilt denial chain: the child is still referred to, never denied.
     expect(await (await fetch(`${s.url}/v1/resolve/a@kid.imp.test?zone=imp.test`)).json()).toMatchObject({ status: 'referral' });
 
@@ -65,7 +80,10 @@ describe('idns zone import', () => {
       for (const key of s.ctx.store.records.keys('imp.test', type)) recomputed.add(type, key, s.ctx.store.records.get('imp.test', type, key)!.jws);
     }
     expect(recomputed.value()).toBe(info.digest);
-    expect(s.ctx.store.records.keys('imp.test', 'denial')).toHaveLength(300 + 1 + 1 + 1); // handles, existing, the cut, plus one
+    // 302 names (the handles, the one there before, the cut) in denials of DENIAL_FILL hashes, each bounded
+    // by the hash after it: 17 full runs of 17 hashes and a last one with the remaining 13.
+    const denials = s.ctx.store.records.keys('imp.test', 'denial');
+    expect(denials).toHaveLength(Math.floor(302 / (DENIAL_FILL + 1)) + 1);
 
     // The owner updates an imported handle, naming the import as prev.
     const log = (await (await fetch(`${s.url}/v1/handles/user7@imp.test/log`)).json()) as { operations: { op: string; action: string }[] };

@@ -491,14 +491,14 @@ describe('forged denials', () => {
     const { f } = await denialSetup(async (_q, genuine) => genuine('ghost@den.example'));
     const r = resolver();
     const err = await expectCode(r.lookup('real@den.example'), 'verification_failed');
-    expect(err.message).toMatch(/gap does not cover/);
+    expect(err.message).toMatch(/denial does not cover/);
     expect(f.requests.length).toBe(1);
     await stillResolves(r);
   });
 
   it.each([
     ['a tampered signature', (d: any) => ({ ...d, record: tamperSignature(d.record) })],
-    ['a payload rewritten to a covering gap', (d: any) => ({ ...d, record: withPayload(d.record, { ...payloadOf(d.record), after: null, next: null }) })],
+    ['a payload rewritten to cover every name', (d: any) => ({ ...d, record: withPayload(d.record, { ...payloadOf(d.record), after: null, next: null, hashes: [] }) })],
     ['garbage instead of a JWS', (d: any) => ({ ...d, record: 'not-a-jws' })],
     [
       'an unsigned (alg none) denial',

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.js';
+import { DENIAL_MAX_HASHES, nameHash } from '../src/records/denial.js';
 import { IdnsError } from '../src/errors.js';
 import { assureAllowedUrl, isPrivateAddress, publicOnlyLookup } from '../src/resolver/address-policy.js';
 import { LruCache } from '../src/resolver/cache.js';
@@ -362,6 +363,10 @@ describe('verifyProof', () => {
       },
       'verification_failed',
     ],
+    ['a denial listing the name among the zone\'s hashes', () => ({ proof: { steps: steps(), record: soc.denial(null, null, { hashes: [nameHash('fakesalt', 'bob@social.example')] }) }, handle: 'bob@social.example' }), 'verification_failed'],
+    ['a denial whose hashes are not ascending', () => ({ proof: { steps: steps(), record: soc.denial(null, null, { hashes: ['f'.repeat(64), '0'.repeat(64)] }) }, handle: 'bob@social.example' }), 'verification_failed'],
+    ['a denial listing a hash outside its range', () => ({ proof: { steps: steps(), record: soc.denial(null, 'f'.repeat(64), { hashes: ['f'.repeat(64)] }) }, handle: 'bob@social.example' }), 'verification_failed'],
+    ['a denial listing more hashes than allowed', () => ({ proof: { steps: steps(), record: soc.denial(null, null, { hashes: Array.from({ length: DENIAL_MAX_HASHES + 1 }, (_, i) => i.toString(16).padStart(64, '0')) }) }, handle: 'bob@social.example' }), 'verification_failed'],
     ['a denial whose gap does not cover the name', () => ({ proof: { steps: steps(), record: soc.denial('0'.repeat(64), '0'.repeat(63) + '1') }, handle: 'bob@social.example' }), 'verification_failed'],
     ['a denial with another salt than its zone', () => ({ proof: { steps: steps(), record: soc.denial(null, null, { salt: 'other' }) }, handle: 'bob@social.example' }), 'verification_failed'],
     ['a record that is not a JWS', () => ({ proof: { steps: steps(), record: 'garbage' } }), 'verification_failed'],

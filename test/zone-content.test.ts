@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodePayload } from '../src/authority/editor.js';
 import { serialLess, serialOf, versionOfSerial } from '../src/authority/serial.js';
 import { signChangeRequest } from '../src/client/requests.js';
-import { nameHash } from '../src/records/denial.js';
+import { DENIAL_MAX_HASHES, nameHash } from '../src/records/denial.js';
 import { ZoneDigest } from '../src/records/digest.js';
 import { newUserKey } from './support/keys.js';
 import { startTestServer, type TestServer } from './support/server.js';
@@ -80,12 +80,14 @@ describe('zone content kept incrementally by the primary', () => {
     return s.ctx.changes.submit(signChangeRequest(intent, key.private));
   }
 
-  it('keeps the digest equal to a recomputation and the denial gaps tiling the hash space through adds and deletes', async () => {
+  it('keeps the digest equal to a recomputation and the denials tiling the hash space through adds and deletes', async () => {
     const owner = newUserKey();
     const live = new Map<string, string>();
-    // Interleaved registrations and deletions in pseudo-random order.
-    for (let i = 0; i < 60; i++) {
-      const handle = `user${(i * 37) % 41}@example.com`;
+    const denialCounts: number[] = [];
+    // Interleaved registrations and deletions in pseudo-random order, enough names for denials to split
+    // (more than DENIAL_MAX_HASHES in one) and to merge again.
+    for (let i = 0; i < 240; i++) {
+      const handle = `user${(i * 37) % 97}@example.com`;
       if (live.has(handle)) {
         await change({ action: 'delete', handle, prev: live.get(handle)! }, owner);
         live.delete(handle);
@@ -100,15 +102,27 @@ describe('zone content kept incrementally by the primary', () => {
       expect(zonePayload.digest).toBe(info.digest);
       expect(zonePayload.serial).toBe(info.serial);
 
-      // Gaps: exactly one per handle plus one, each starting at '' or a live handle's hash, chained in order.
+      // Denials: stored under their `after` ('' for the first), chained in order from the start of the hash
+      // space to its end, each listing at most DENIAL_MAX_HASHES; their bounds and lists together are
+      // exactly the live handles' hashes.
       const salt = s.ctx.zones.require(zone).salt;
       const hashes = [...live.keys()].map((h) => nameHash(salt, h)).sort();
-      const gaps = rows
+      const denials = rows
         .filter((r) => r.type === 'denial')
-        .map((r) => decodePayload(r.jws) as { after: string | null; next: string | null });
-      expect(gaps.map((g) => g.after)).toEqual([null, ...hashes]);
-      expect(gaps.map((g) => g.next)).toEqual([...hashes, null]);
+        .map((r) => ({ key: r.key, ...(decodePayload(r.jws) as { after: string | null; next: string | null; hashes: string[] }) }));
+      expect(denials[0]!.after).toBeNull();
+      expect(denials.at(-1)!.next).toBeNull();
+      denials.forEach((d, j) => {
+        expect(d.key).toBe(d.after ?? '');
+        if (j > 0) expect(d.after).toBe(denials[j - 1]!.next);
+        expect(d.hashes.length).toBeLessThanOrEqual(DENIAL_MAX_HASHES);
+      });
+      expect(denials.flatMap((d) => (d.after === null ? d.hashes : [d.after, ...d.hashes]))).toEqual(hashes);
+      denialCounts.push(denials.length);
     }
+    // The sequence did split denials and merge them again.
+    expect(Math.max(...denialCounts)).toBeGreaterThanOrEqual(3);
+    expect(denialCounts.some((n, j) => j > 0 && n < denialCounts[j - 1]!)).toBe(true);
   });
 
   it('gives every accepted change its own serial and a journal entry in the same version', async () => {
@@ -127,9 +141,12 @@ describe('zone content kept incrementally by the primary', () => {
     try {
       for (const r of results) {
         const entries = db.prepare<[string, number], { action: string; type: string; key: string }>('SELECT action, type, key FROM journal WHERE zone = ? AND version = ? ORDER BY idx').all(zone, r.serial);
-        // The handle record plus the split of one denial gap into two.
+        // The handle record plus the denial that now lists its hash (two when that denial had to split).
         expect(entries).toContainEqual({ action: 'put', type: 'handle', key: r.handle });
-        expect(entries.filter((e) => e.type === 'denial')).toHaveLength(2);
+        const denials = entries.filter((e) => e.type === 'denial');
+        expect(denials.length).toBeGreaterThanOrEqual(1);
+        expect(denials.length).toBeLessThanOrEqual(2);
+        expect(denials.every((e) => e.action === 'put')).toBe(true);
       }
     } finally {
       db.close();

@@ -1,6 +1,6 @@
 import type { Clock } from '../clock.js';
 import { epochSeconds } from '../clock.js';
-import { GAP_START, nameHash } from '../records/denial.js';
+import { DENIAL_MAX_HASHES, nameHash } from '../records/denial.js';
 import { ZoneDigest } from '../records/digest.js';
 import { RECORD_TYP, signCompact } from '../records/jws.js';
 import type { SigningKey } from '../records/keys.js';
@@ -82,27 +82,51 @@ export class ZoneEditor {
   }
 
   /**
-   * Splits the denial gap that covers a new name's hash (one gap out, two in). Names are handles and the
-   * zone's delegated child zones (which have no '@', so the two never collide).
+   * Adds a new name's hash to the denial whose range holds it, splitting that denial in two when its list
+   * grows past the limit. Names are handles and the zone's delegated child zones (which have no '@', so
+   * the two never collide).
    */
   addName(name: string): void {
     const hash = nameHash(this.zone.salt, name);
-    const gap = this.store.records.gapBelow(this.zone.content, hash);
-    if (!gap) throw new Error(`zone ${this.zone.name}: no denial gap covers ${hash}; the zone's denial chain is broken`);
-    const next = this.gapNext(gap.jws);
-    this.put('denial', gap.key, this.denialFields(gap.key === GAP_START ? null : gap.key, hash));
-    this.put('denial', hash, this.denialFields(hash, next));
+    const stored = this.store.records.gapBelow(this.zone.content, hash);
+    if (!stored) throw new Error(`zone ${this.zone.name}: no denial covers ${hash}; the zone's denial chain is broken`);
+    const denial = denialOf(stored.jws);
+    const at = denial.hashes.findIndex((h) => h >= hash);
+    if (denial.hashes[at] === hash) throw new Error(`zone ${this.zone.name}: ${hash} is already a name of the zone`);
+    const hashes = at < 0 ? [...denial.hashes, hash] : [...denial.hashes.slice(0, at), hash, ...denial.hashes.slice(at)];
+    this.putDenials(stored.key, denial.after, denial.next, hashes);
   }
 
-  /** Merges the two gaps around a removed name's hash (two gaps out, one in). */
+  /**
+   * Drops a removed name's hash: from the list of the denial that holds it, or, when the hash bounds two
+   * denials, by merging them (and splitting the result again if it is too long).
+   */
   removeName(name: string): void {
     const hash = nameHash(this.zone.salt, name);
-    const upper = this.store.records.get(this.zone.content, 'denial', hash);
     const lower = this.store.records.gapBelow(this.zone.content, hash);
-    if (!upper || !lower) throw new Error(`zone ${this.zone.name}: the denial gaps around ${hash} are missing`);
-    const next = this.gapNext(upper.jws);
-    this.remove('denial', hash);
-    this.put('denial', lower.key, this.denialFields(lower.key === GAP_START ? null : lower.key, next));
+    if (!lower) throw new Error(`zone ${this.zone.name}: no denial lies below ${hash}; the zone's denial chain is broken`);
+    const low = denialOf(lower.jws);
+    const upper = this.store.records.get(this.zone.content, 'denial', hash);
+    if (upper) {
+      const up = denialOf(upper.jws);
+      this.remove('denial', hash);
+      this.putDenials(lower.key, low.after, up.next, [...low.hashes, ...up.hashes]);
+      return;
+    }
+    if (!low.hashes.includes(hash)) throw new Error(`zone ${this.zone.name}: ${hash} is not among the zone's name hashes`);
+    this.putDenials(lower.key, low.after, low.next, low.hashes.filter((h) => h !== hash));
+  }
+
+  /** Signs the denial (after, next) listing `hashes`, as two denials split at the middle hash when the list is too long. */
+  private putDenials(key: string, after: string | null, next: string | null, hashes: string[]): void {
+    if (hashes.length <= DENIAL_MAX_HASHES) {
+      this.put('denial', key, this.denialFields(after, next, hashes));
+      return;
+    }
+    const mid = hashes.length >> 1;
+    const bound = hashes[mid]!;
+    this.put('denial', key, this.denialFields(after, bound, hashes.slice(0, mid)));
+    this.put('denial', bound, this.denialFields(bound, next, hashes.slice(mid + 1)));
   }
 
   /** Re-signs an existing record with fresh `iat`/`exp` (same content), as part of the current change. */
@@ -155,13 +179,14 @@ export class ZoneEditor {
     this.store.journal.append(this.zone.name, { version: this.version, idx: this.idx++, action, type, key, jws }, this.clock.now());
   }
 
-  private denialFields(after: string | null, next: string | null): DenialFields {
-    return { after, next, hash: { alg: 'sha256', salt: this.zone.salt }, ttl: this.settings.minimum };
+  private denialFields(after: string | null, next: string | null, hashes: string[]): DenialFields {
+    return { after, next, hashes, hash: { alg: 'sha256', salt: this.zone.salt }, ttl: this.settings.minimum };
   }
+}
 
-  private gapNext(jws: string): string | null {
-    return (decodePayload(jws) as unknown as DenialFields).next;
-  }
+/** The range and hashes of a denial this server signed itself. */
+function denialOf(jws: string): Pick<DenialFields, 'after' | 'next' | 'hashes'> {
+  return decodePayload(jws) as unknown as DenialFields;
 }
 
 /** Reads the payload of a JWS this server signed itself (trusted, so no verification). */

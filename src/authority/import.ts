@@ -3,7 +3,7 @@ import { parseHandle } from '../names/handle.js';
 import { parsePublicJwk, thumbprint, type PublicJwk } from '../records/keys.js';
 import type { Store } from '../store/store.js';
 import { epochSeconds, type Clock } from '../clock.js';
-import { GAP_START, nameHash } from '../records/denial.js';
+import { DENIAL_FILL, GAP_START, nameHash } from '../records/denial.js';
 import { RECORD_TYP, signCompactAsync } from '../records/jws.js';
 import { parseEndpoint, requestId, MAX_HANDLE_KEYS } from './requests.js';
 import { serialOf } from './serial.js';
@@ -31,8 +31,8 @@ export const MAX_IMPORT_LINES = 5_000_000;
 /**
  * Bulk import by the operator (migrating a directory, seeding a zone): NDJSON, one handle per line.
  * Everything is validated first, so a bad line changes nothing and the error names its line. Then every
- * handle record and the whole new denial chain (rebuilt once from the sorted hashes, cheaper than
- * splitting a gap per handle) are signed on every core, and stored in one transaction and one serial. The import is not
+ * handle record and the whole new set of denials (rebuilt once from the sorted hashes, cheaper than
+ * adding one name at a time) are signed on every core, and stored in one transaction and one serial. The import is not
  * journaled: secondaries take a full transfer, which for a bulk change is smaller anyway.
  */
 export async function importHandles(store: Store, zones: ZoneService, clock: Clock, zone: string, text: string): Promise<ImportResult> {
@@ -61,11 +61,10 @@ export async function importHandles(store: Store, zones: ZoneService, clock: Clo
   );
   const names = [...existing, ...lines.map((l) => l.handle), ...store.records.keys(row.content, 'delegation')];
   const hashes = [...new Set(names.map((n) => nameHash(row.salt, n)))].sort();
-  const bounds = [null, ...hashes, null];
   const gaps = await Promise.all(
-    hashes.concat(['']).map((_, i) => {
-      const fields = { after: bounds[i] ?? null, next: bounds[i + 1] ?? null, hash: { alg: 'sha256', salt: row.salt }, ttl: settings.minimum };
-      return signCompactAsync({ ...base, type: 'denial', ...fields }, key, RECORD_TYP).then((jws) => ({ key: fields.after ?? GAP_START, jws }));
+    denialRuns(hashes).map((run) => {
+      const fields = { ...run, hash: { alg: 'sha256', salt: row.salt }, ttl: settings.minimum };
+      return signCompactAsync({ ...base, type: 'denial', ...fields }, key, RECORD_TYP).then((jws) => ({ key: run.after ?? GAP_START, jws }));
     }),
   );
 
@@ -87,6 +86,18 @@ export async function importHandles(store: Store, zones: ZoneService, clock: Clo
     store.zones.setJournalFloor(zone, version);
     return { zone, imported: lines.length, serial: serialOf(version) };
   });
+}
+
+/** Cuts the ascending hashes of all of a zone's names into denials of DENIAL_FILL hashes, bounded by the hashes between them. */
+export function denialRuns(hashes: readonly string[]): { after: string | null; next: string | null; hashes: string[] }[] {
+  const runs = [];
+  let after: string | null = null;
+  for (let i = 0; ; i += DENIAL_FILL + 1) {
+    const next = hashes[i + DENIAL_FILL] ?? null;
+    runs.push({ after, next, hashes: hashes.slice(i, i + DENIAL_FILL) });
+    if (next === null) return runs;
+    after = next;
+  }
 }
 
 /** Parses and validates every line; `belongs` says why a host is not in the zone, or null. */

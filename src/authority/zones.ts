@@ -73,7 +73,7 @@ export class ZoneService {
       this.store.zones.insert(this.newRow(name, 'primary', options.policy ?? 'open', JSON.stringify(settings), randomBytes(8).toString('hex')));
       const editor = this.editor(name);
       editor.beginChange();
-      editor.put('denial', GAP_START, { after: null, next: null, hash: { alg: 'sha256', salt: editor.zone.salt }, ttl: settings.minimum });
+      editor.put('denial', GAP_START, { after: null, next: null, hashes: [], hash: { alg: 'sha256', salt: editor.zone.salt }, ttl: settings.minimum });
       editor.commit();
     });
     return this.info(name);

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { PublicJwk } from './keys.js';
+import { DENIAL_MAX_HASHES } from './denial.js';
 
 /** The fields every signed record carries (DESIGN.md "Signed records"). */
 export interface RecordBase {
@@ -33,10 +34,12 @@ export interface DelegationFields {
   ttl: number;
 }
 
-/** A signed gap between hashed handle names (see denial.ts). */
+/** A signed run of gaps between hashed names: the range (after, next) and every name hash inside it (see denial.ts). */
 export interface DenialFields {
   after: string | null;
   next: string | null;
+  /** The zone's name hashes strictly between `after` and `next`, ascending. */
+  hashes: string[];
   /** Hash parameters, repeated from the zone record so a denial can be checked on its own. */
   hash: DenialHashParams;
   ttl: number;
@@ -95,7 +98,7 @@ export const recordSchemas = {
     .object({ ...base, type: z.literal('delegation'), name: z.string().min(1).max(253), servers: z.array(url).min(1).max(16), ds: z.array(z.string().max(64)).min(1).max(16), ttl })
     .strict(),
   denial: z
-    .object({ ...base, type: z.literal('denial'), after: hex64.nullable(), next: hex64.nullable(), hash: hashParams, ttl })
+    .object({ ...base, type: z.literal('denial'), after: hex64.nullable(), next: hex64.nullable(), hashes: z.array(hex64).max(DENIAL_MAX_HASHES), hash: hashParams, ttl })
     .strict(),
   zone: z
     .object({

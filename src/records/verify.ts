@@ -1,7 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import { IdnsError } from '../errors.js';
 import { ancestors, isAtOrBelow } from '../names/zone.js';
-import { gapCovers, nameHash } from './denial.js';
+import { denialCovers, denialWellFormed, nameHash } from './denial.js';
 import { decodeCompact, RECORD_TYP, verifyDecoded } from './jws.js';
 import { publicKeyObject, thumbprint } from './keys.js';
 import { recordSchemas, type DelegationRecord, type DenialRecord, type HandleRecord, type ZoneRecord } from './types.js';
@@ -75,22 +75,22 @@ export function namesBetween(host: string, zone: string): string[] {
 export const MAX_NO_CUT_PROOFS = 127;
 
 /**
- * Verifies that `handle` does not exist in the zone: `jws` is a signed gap covering the handle's name
- * hash, and `noCut` holds signed gaps covering the hash of every name between the zone and the handle's
- * host. The zone's hashed names include its delegated child zones, so those gaps prove that no child
+ * Verifies that `handle` does not exist in the zone: `jws` is a signed denial covering the handle's name
+ * hash, and `noCut` holds signed denials covering the hash of every name between the zone and the
+ * handle's host. The zone's hashed names include its delegated child zones, so those gaps prove that no child
  * zone holds the handle: without them a genuine parent denial could be passed off in place of a referral.
  */
 export function verifyDenial(jws: unknown, handle: string, zone: VerifiedZone, nowSeconds: number, noCut: readonly unknown[] = []): DenialRecord {
   const record = verifyGap(jws, zone, nowSeconds);
   assureInZone(handle, zone.record.zone);
-  if (!gapCovers(record.after, record.next, nameHash(record.hash.salt, handle))) throw fail(`the denial's gap does not cover ${handle}`);
+  if (!denialCovers(record.after, record.next, record.hashes, nameHash(record.hash.salt, handle))) throw fail(`the denial does not cover ${handle}`);
   const host = handle.slice(handle.lastIndexOf('@') + 1);
   const between = namesBetween(host, zone.record.zone);
   if (noCut.length > MAX_NO_CUT_PROOFS) throw fail('too many gaps in the denial');
   const gaps = between.length === 0 ? [] : [record, ...noCut.map((g) => verifyGap(g, zone, nowSeconds))];
   for (const name of between) {
     const hash = nameHash(record.hash.salt, name);
-    if (!gaps.some((g) => gapCovers(g.after, g.next, hash))) throw fail(`the denial does not prove that ${name} is not a delegated zone`);
+    if (!gaps.some((g) => denialCovers(g.after, g.next, g.hashes, hash))) throw fail(`the denial does not prove that ${name} is not a delegated zone`);
   }
   return record;
 }
@@ -100,6 +100,7 @@ function verifyGap(jws: unknown, zone: VerifiedZone, nowSeconds: number): Denial
   if (record.hash.salt !== zone.record.denial.salt || record.hash.alg !== zone.record.denial.alg) {
     throw fail('the denial uses hash parameters other than its zone record');
   }
+  if (!denialWellFormed(record.after, record.next, record.hashes)) throw fail("the denial's hashes are not ascending inside its range");
   return record;
 }
 

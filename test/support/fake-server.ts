@@ -153,8 +153,8 @@ export class ZoneSigner {
     return this.sign('handle', { handle, endpoint, keys, ttl: t.ttl ?? 3600, op: 'fake-op' }, t);
   }
 
-  denial(after: string | null, next: string | null, t: SignTimes & { ttl?: number; salt?: string } = {}): string {
-    return this.sign('denial', { after, next, hash: { alg: 'sha256', salt: t.salt ?? 'fakesalt' }, ttl: t.ttl ?? 300 }, t);
+  denial(after: string | null, next: string | null, t: SignTimes & { ttl?: number; salt?: string; hashes?: string[] } = {}): string {
+    return this.sign('denial', { after, next, hashes: t.hashes ?? [], hash: { alg: 'sha256', salt: t.salt ?? 'fakesalt' }, ttl: t.ttl ?? 300 }, t);
   }
 }
 

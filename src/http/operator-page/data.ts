@@ -113,7 +113,7 @@ export interface ChainStep {
 
 export type FinalRecord =
   | { type: 'handle'; handle: string; endpoint: string; keys: string[]; ttl: number; serial: number; signedBy: string; exp: number; zone: string }
-  | { type: 'denial'; after: string | null; next: string | null; ttl: number; serial: number; signedBy: string; exp: number; zone: string; noCut: number };
+  | { type: 'denial'; after: string | null; next: string | null; hashes: number; ttl: number; serial: number; signedBy: string; exp: number; zone: string; noCut: number };
 
 const MOD = 2 ** 32;
 
@@ -253,7 +253,7 @@ export function chainOf(r: LookupResult, anchors: ReadonlyMap<string, readonly s
     record = { type: 'handle', handle: h.handle, endpoint: h.endpoint, keys: h.keys.map((k) => thumbprint(k)), ttl: h.ttl, serial: h.serial, signedBy: kid, exp: h.exp, zone: h.zone };
   } else {
     const d = rec.payload as DenialRecord;
-    record = { type: 'denial', after: d.after, next: d.next, ttl: d.ttl, serial: d.serial, signedBy: kid, exp: d.exp, zone: d.zone, noCut: r.proof.noCut?.length ?? 0 };
+    record = { type: 'denial', after: d.after, next: d.next, hashes: d.hashes.length, ttl: d.ttl, serial: d.serial, signedBy: kid, exp: d.exp, zone: d.zone, noCut: r.proof.noCut?.length ?? 0 };
   }
   return { handle: r.handle, status: r.status, zone: r.zone, ttlLeft: r.ttl, stale: r.stale, exp: r.exp, steps, record };
 }

@@ -220,8 +220,8 @@ function renderFinal(r: FinalRecord, now: number): Html {
   return html`<li class="final denial" data-record="denial">
 <h3>Denial: the handle does not exist</h3>
 <dl class="kv">
-<dt>gap</dt><dd>the handle's name hash lies strictly between <code>${r.after ?? '(start of hash space)'}</code> and <code>${r.next ?? '(end of hash space)'}</code>, and zone <code>${r.zone}</code> signed that no name lies in between</dd>
-${r.noCut > 0 ? html`<dt>no delegation between</dt><dd>${r.noCut} more signed gap${r.noCut === 1 ? '' : 's'} prove no name between the zone and the host is a delegated zone</dd>` : ''}
+<dt>range</dt><dd>the handle's name hash lies strictly between <code>${r.after ?? '(start of hash space)'}</code> and <code>${r.next ?? '(end of hash space)'}</code>, where zone <code>${r.zone}</code> signed the complete list of its name hashes (${r.hashes}), and this one is not among them</dd>
+${r.noCut > 0 ? html`<dt>no delegation between</dt><dd>${r.noCut} more signed denial${r.noCut === 1 ? '' : 's'} prove no name between the zone and the host is a delegated zone</dd>` : ''}
 <dt>signed by</dt><dd>key <code class="kid">${r.signedBy}</code> of zone <code>${r.zone}</code> <span class="muted">· serial ${r.serial}</span></dd>
 <dt>denial TTL</dt><dd>${r.ttl} s</dd>
 <dt>signature expires</dt><dd>${expiry(r.exp, now)}</dd>
