@@ -55,12 +55,12 @@ describe('idns zone import', () => {
       const body = await (await fetch(`${s.url}/v1/resolve/${h}`)).json();
       expect(checkAnswer(body, h, anchors).status).toBe('answer');
     }
-    const denial = await (await fetch(`${s.url}/v1/resolve/nobody@imp.test`)).json();
+    const denial = (await (await fetch(`${s.url}/v1/resolve/nobody@imp.test`)).json()) as { record: string; zoneRecord: string };
     expect(checkAnswer(denial, 'nobody@imp.test', anchors).status).toBe('denial');
     // That denial covers only its own range and not the hashes it lists: presented for a name outside the
     // range, or for an imported handle whose hash it lists, it fails verification.
-    const payload = JSON.parse(Buffer.from(denial.record.split('.')[1], 'base64url').toString()) as { after: string | null; next: string | null; hashes: string[] };
-    const salt = JSON.parse(Buffer.from(denial.zoneRecord.split('.')[1], 'base64url').toString()).denial.salt as string;
+    const payload = JSON.parse(Buffer.from(denial.record.split('.')[1]!, 'base64url').toString()) as { after: string | null; next: string | null; hashes: string[] };
+    const salt = JSON.parse(Buffer.from(denial.zoneRecord.split('.')[1]!, 'base64url').toString()).denial.salt as string;
     expect(payload.after !== null || payload.next !== null).toBe(true);
     const outside = Array.from({ length: 2000 }, (_, i) => `stranger${i}@imp.test`).find((n) => {
       const h = nameHash(salt, n);
