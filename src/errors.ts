@@ -31,6 +31,7 @@ export type ErrorCode =
   | 'invite_required'
   | 'invite_invalid'
   | 'storage_full'
+  | 'storage_busy'
   | 'key_unavailable'
   | 'zone_unavailable'
   | 'journal_too_old'

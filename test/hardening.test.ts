@@ -71,6 +71,30 @@ describe('a full disk', () => {
   });
 });
 
+describe('a database locked by another writer (a bulk import)', () => {
+  it('refuses writes with 503 storage_busy and Retry-After once the busy timeout passes, keeps serving reads, and accepts writes again after', async () => {
+    const s: TestServer = await startTestServer({ zones: { example: {} } });
+    cleanups.push(() => s.close());
+    expect((await register(s.url, 'before@example')).status).toBe(201);
+    // Another process's long transaction, as `idns zone import` holds while it runs.
+    const other = new Database(join(s.dataDir, 'idns.sqlite'));
+    other.exec('BEGIN IMMEDIATE');
+    try {
+      const before = await (await fetch(`${s.url}/v1/zones/example`)).json();
+      const res = await register(s.url, 'during@example');
+      expect(res.status).toBe(503);
+      expect(res.headers.get('retry-after')).toBe('5');
+      expect(await res.json()).toMatchObject({ error: { code: 'storage_busy' } });
+      expect(await (await fetch(`${s.url}/v1/zones/example`)).json()).toEqual(before);
+      expect((await fetch(`${s.url}/v1/resolve/before@example`)).status).toBe(200);
+    } finally {
+      other.exec('ROLLBACK');
+      other.close();
+    }
+    expect((await register(s.url, 'during@example')).status).toBe(201);
+  }, 30_000);
+});
+
 describe('secrets', () => {
   it('refuses to serve with a zone key file that others can read, saying how to fix it', async () => {
     const { dir, remove } = tempDir();

@@ -44,6 +44,19 @@ describe('idns zone import', () => {
     expect(s.ctx.zones.info('imp.test')).toMatchObject({ serial: before.serial, digest: before.digest, handles: before.handles });
   });
 
+  it('rolls back a large import whose bad line comes after thousands of stored ones, naming the line', async () => {
+    const before = s.ctx.zones.info('imp.test');
+    // Several signing batches are stored before line 4,999 is read; the whole import must still vanish.
+    const lines = Array.from({ length: 5000 }, (_, i) => line(`bulk${i}@imp.test`));
+    lines[4998] = line('bulk0@imp.test');
+    const r = await runIdns(['zone', 'import', 'imp.test', file('late-bad.ndjson', lines), '--data', s.dataDir]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('line 4999: bulk0@imp.test appears twice');
+    expect(s.ctx.zones.info('imp.test')).toMatchObject({ serial: before.serial, digest: before.digest, handles: before.handles });
+    expect(s.ctx.store.records.get('imp.test', 'handle', 'bulk1@imp.test')).toBeUndefined();
+    expect((await fetch(`${s.url}/v1/handles/bulk1@imp.test/log`)).status).toBe(404);
+  });
+
   it('imports many handles in one serial: answers and denials verify, the digest is right, updates work', async () => {
     const handles = Array.from({ length: 300 }, (_, i) => `user${i}@imp.test`);
     const before = s.ctx.zones.info('imp.test');

@@ -71,6 +71,16 @@ export class ZoneEditor {
     this.journal('put', type, key, jws);
   }
 
+  /**
+   * Stores new records signed and digested elsewhere (a bulk import signs on worker threads): `digest` is
+   * the digest of exactly these records, none of which exists yet, so no old version is looked up.
+   */
+  putNew(type: StoredType, records: readonly { key: string; jws: string }[], exp: number, digest: ZoneDigest): void {
+    this.store.records.insertNew(this.zone.content, type, this.version, exp, records);
+    for (const r of records) this.journal('put', type, r.key, r.jws);
+    this.digest.merge(digest);
+  }
+
   /** Deletes a record; returns false when it was not there. */
   remove(type: StoredType, key: string): boolean {
     const old = this.store.records.get(this.zone.content, type, key);

@@ -4,7 +4,8 @@ import { parsePublicJwk, thumbprint, type PublicJwk } from '../records/keys.js';
 import type { Store } from '../store/store.js';
 import { epochSeconds, type Clock } from '../clock.js';
 import { DENIAL_FILL, GAP_START, nameHash } from '../records/denial.js';
-import { RECORD_TYP, signCompactAsync } from '../records/jws.js';
+import { RECORD_TYP } from '../records/jws.js';
+import { SigningPool, type SignedRecords } from '../records/signing-pool.js';
 import { parseEndpoint, requestId, MAX_HANDLE_KEYS } from './requests.js';
 import { serialOf } from './serial.js';
 import type { ZoneService } from './zones.js';
@@ -28,64 +29,103 @@ export interface ImportResult {
 /** Most lines one import takes; larger sets are split by the operator. */
 export const MAX_IMPORT_LINES = 5_000_000;
 
+/** Lines signed per batch: big enough to amortise a message to a worker, small enough to keep every core busy. */
+const BATCH_LINES = 2048;
+/** SQLite page cache for the import's transaction: the tables and indexes of a million-handle zone being built. */
+const IMPORT_CACHE_BYTES = 512 * 1024 * 1024;
+/** Batches being signed ahead of the one being stored (two per worker keeps the workers fed). */
+const BATCHES_AHEAD = 4;
+
 /**
  * Bulk import by the operator (migrating a directory, seeding a zone): NDJSON, one handle per line.
- * Everything is validated first, so a bad line changes nothing and the error names its line. Then every
- * handle record and the whole new set of denials (rebuilt once from the sorted hashes, cheaper than
- * adding one name at a time) are signed on every core, and stored in one transaction and one serial. The import is not
- * journaled: secondaries take a full transfer, which for a bulk change is smaller anyway.
+ * The import is one transaction and one serial, so a bad line anywhere rolls everything back and the
+ * error names its line. Lines are validated and stored in batches while worker threads sign the batches
+ * ahead (signing is most of the work), then the zone's denials are rebuilt once from the sorted hashes,
+ * which is cheaper than adding one name at a time. The import is not journaled: secondaries take a full
+ * transfer, which for a bulk change is smaller anyway.
+ *
+ * It holds the database's write lock from start to end: run it with the zone's server stopped, or
+ * accept that the server's writes wait (and may time out) while it runs.
  */
 export async function importHandles(store: Store, zones: ZoneService, clock: Clock, zone: string, text: string): Promise<ImportResult> {
   const row = zones.require(zone);
   const settings = zones.settings(row);
-  const lines = parseImport(text, (host) => {
-    const holder = zones.closestHosted(host);
-    if (holder?.name !== zone) return `it belongs to zone ${holder?.name ?? '(none held here)'}, not ${zone}`;
-    if (zones.cutFor(row, host)) return `${host} is delegated away from ${zone}`;
-    return null;
-  }, settings.allowLoopbackEndpoints);
-  const existing = store.records.keys(row.content, 'handle');
-  const known = new Set(existing);
-  for (const l of lines) if (known.has(l.handle)) throw new IdnsError('handle_exists', `${l.handle} is already registered in ${zone}`);
-
-  // Sign everything first, on every core (the thread pool), for the serial this import will have; the
-  // transaction below only stores, and refuses if the zone changed meanwhile.
-  const version = row.version + 1;
   const key = zones.signingKey(row);
-  const iat = epochSeconds(clock);
-  const exp = iat + settings.signatureValidity;
-  const base = { v: 1, zone, serial: serialOf(version), iat, exp };
-  const ops = lines.map((l) => requestId(l.canonical));
-  const handleJws = await Promise.all(
-    lines.map((l, i) => signCompactAsync({ ...base, type: 'handle', handle: l.handle, endpoint: l.endpoint, keys: l.keys, ttl: settings.handleTtl, op: ops[i] }, key, RECORD_TYP)),
-  );
-  const names = [...existing, ...lines.map((l) => l.handle), ...store.records.keys(row.content, 'delegation')];
-  const hashes = [...new Set(names.map((n) => nameHash(row.salt, n)))].sort();
-  const gaps = await Promise.all(
-    denialRuns(hashes).map((run) => {
-      const fields = { ...run, hash: { alg: 'sha256', salt: row.salt }, ttl: settings.minimum };
-      return signCompactAsync({ ...base, type: 'denial', ...fields }, key, RECORD_TYP).then((jws) => ({ key: run.after ?? GAP_START, jws }));
-    }),
-  );
+  const pool = new SigningPool(key, RECORD_TYP);
+  store.setCacheBytes(IMPORT_CACHE_BYTES);
+  try {
+    return await store.writeAcross(async () => {
+      const editor = zones.editor(zone);
+      editor.journaling = false;
+      const version = editor.beginChange();
+      const iat = epochSeconds(clock);
+      const exp = iat + settings.signatureValidity;
+      const base = { v: 1, zone, serial: serialOf(version), iat, exp };
+      const existing = new Set(store.records.keys(row.content, 'handle'));
+      const delegations = store.records.keys(row.content, 'delegation');
+      const hashes = [...existing, ...delegations].map((n) => nameHash(row.salt, n));
+      const belongs = (host: string): string | null => {
+        const holder = zones.closestHosted(host);
+        if (holder?.name !== zone) return `it belongs to zone ${holder?.name ?? '(none held here)'}, not ${zone}`;
+        if (zones.cutFor(row, host)) return `${host} is delegated away from ${zone}`;
+        return null;
+      };
+      const seen = new Set<string>();
+      const receivedAt = clock.now();
+      let imported = 0;
 
-  return store.write(() => {
-    const editor = zones.editor(zone);
-    if (editor.zone.version !== row.version) throw new IdnsError('stale_prev', `zone ${zone} changed during the import; run it again`);
-    editor.journaling = false;
-    editor.beginChange();
-    const receivedAt = clock.now();
-    lines.forEach((l, i) => {
-      editor.putSigned('handle', l.handle, handleJws[i]!, exp);
-      store.operations.insert({ cid: ops[i]!, zone, handle: l.handle, action: 'import', version, jws: l.canonical, receivedAt });
+      const storeBatch = (lines: ImportLine[], ops: string[], signed: SignedRecords): void => {
+        editor.putNew('handle', lines.map((l, i) => ({ key: l.handle, jws: signed.jws[i]! })), exp, signed.digest);
+        store.operations.insertMany(lines.map((l, i) => ({ cid: ops[i]!, zone, handle: l.handle, action: 'import', version, jws: l.canonical, receivedAt })));
+      };
+      const ahead: { lines: ImportLine[]; ops: string[]; signed: Promise<SignedRecords> }[] = [];
+      try {
+        for (const batch of importBatches(text, BATCH_LINES, belongs, settings.allowLoopbackEndpoints)) {
+          for (const { line: l, lineNo } of batch) {
+            if (existing.has(l.handle)) throw new IdnsError('handle_exists', `line ${lineNo}: ${l.handle} is already registered in ${zone}`);
+            if (seen.has(l.handle)) throw new IdnsError('invalid_request', `line ${lineNo}: ${l.handle} appears twice`);
+            seen.add(l.handle);
+            hashes.push(nameHash(row.salt, l.handle));
+          }
+          imported += batch.length;
+          if (imported > MAX_IMPORT_LINES) throw new IdnsError('invalid_request', `more than ${MAX_IMPORT_LINES} lines; split the import`);
+          const lines = batch.map((b) => b.line);
+          const ops = lines.map((l) => requestId(l.canonical));
+          const items = lines.map((l, i) => ({
+            type: 'handle',
+            key: l.handle,
+            payload: JSON.stringify({ ...base, type: 'handle', handle: l.handle, endpoint: l.endpoint, keys: l.keys, ttl: settings.handleTtl, op: ops[i] }),
+          }));
+          ahead.push({ lines, ops, signed: pool.sign(items) });
+          if (ahead.length > BATCHES_AHEAD) {
+            const done = ahead.shift()!;
+            storeBatch(done.lines, done.ops, await done.signed);
+          }
+        }
+        for (const done of ahead) storeBatch(done.lines, done.ops, await done.signed);
+      } catch (err) {
+        // Let the batches still being signed finish before the pool closes, so none is left rejected and
+        // unobserved; their results are not wanted: the import is failing with `err`.
+        await Promise.allSettled(ahead.map((a) => a.signed));
+        throw err;
+      }
+
+      hashes.sort();
+      const runs = denialRuns(hashes);
+      const denials = await pool.sign(
+        runs.map((run) => ({ type: 'denial', key: run.after ?? GAP_START, payload: JSON.stringify({ ...base, type: 'denial', ...run, hash: { alg: 'sha256', salt: row.salt }, ttl: settings.minimum }) })),
+      );
+      for (const old of store.records.keys(editor.zone.content, 'denial')) editor.remove('denial', old);
+      editor.putNew('denial', runs.map((run, i) => ({ key: run.after ?? GAP_START, jws: denials.jws[i]! })), exp, denials.digest);
+      editor.commit();
+      // Changes up to this version are not in the journal: secondaries must copy the zone whole.
+      store.journal.clear(zone);
+      store.zones.setJournalFloor(zone, version);
+      return { zone, imported, serial: serialOf(version) };
     });
-    for (const old of store.records.keys(editor.zone.content, 'denial')) editor.remove('denial', old);
-    for (const g of gaps) editor.putSigned('denial', g.key, g.jws, exp);
-    editor.commit();
-    // Changes up to this version are not in the journal: secondaries must copy the zone whole.
-    store.journal.clear(zone);
-    store.zones.setJournalFloor(zone, version);
-    return { zone, imported: lines.length, serial: serialOf(version) };
-  });
+  } finally {
+    await pool.close();
+  }
 }
 
 /** Cuts the ascending hashes of all of a zone's names into denials of DENIAL_FILL hashes, bounded by the hashes between them. */
@@ -100,45 +140,52 @@ export function denialRuns(hashes: readonly string[]): { after: string | null; n
   }
 }
 
-/** Parses and validates every line; `belongs` says why a host is not in the zone, or null. */
-export function parseImport(text: string, belongs: (host: string) => string | null, allowLoopbackEndpoints: boolean): ImportLine[] {
-  const out: ImportLine[] = [];
-  const seen = new Set<string>();
+/** The non-blank lines of an import, parsed and validated (but not checked against each other), `size` at a time. */
+function* importBatches(text: string, size: number, belongs: (host: string) => string | null, allowLoopbackEndpoints: boolean): Generator<{ line: ImportLine; lineNo: number }[]> {
+  let batch: { line: ImportLine; lineNo: number }[] = [];
   let lineNo = 0;
-  for (const raw of text.split('\n')) {
+  for (let at = 0; at < text.length; ) {
+    const end = text.indexOf('\n', at);
+    const raw = text.slice(at, end < 0 ? text.length : end);
+    at = end < 0 ? text.length : end + 1;
     lineNo += 1;
     if (raw.trim() === '') continue;
-    if (out.length >= MAX_IMPORT_LINES) throw new IdnsError('invalid_request', `more than ${MAX_IMPORT_LINES} lines; split the import`);
-    const fail = (message: string): never => {
-      throw new IdnsError('invalid_request', `line ${lineNo}: ${message}`);
-    };
-    let v: unknown;
-    try {
-      v = JSON.parse(raw);
-    } catch {
-      fail('not valid JSON');
-    }
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) fail('expected {"handle", "endpoint", "keys"}');
-    const o = v as { handle?: unknown; endpoint?: unknown; keys?: unknown };
-    const extra = Object.keys(o).filter((k) => k !== 'handle' && k !== 'endpoint' && k !== 'keys');
-    if (extra.length > 0) fail(`unexpected member "${extra[0]}"`);
-    if (typeof o.handle !== 'string' || typeof o.endpoint !== 'string' || !Array.isArray(o.keys)) fail('expected {"handle", "endpoint", "keys"}');
-    try {
-      const { handle, host } = parseHandle(o.handle as string);
-      const why = belongs(host);
-      if (why) fail(`${handle}: ${why}`);
-      if (seen.has(handle)) fail(`${handle} appears twice`);
-      seen.add(handle);
-      parseEndpoint(o.endpoint as string, allowLoopbackEndpoints);
-      const keys = (o.keys as unknown[]).map((k, i) => parsePublicJwk(k, `keys[${i}]`));
-      if (keys.length === 0 || keys.length > MAX_HANDLE_KEYS) fail(`1 to ${MAX_HANDLE_KEYS} keys`);
-      if (new Set(keys.map(thumbprint)).size !== keys.length) fail('the same key is listed twice');
-      const line = { handle, endpoint: o.endpoint as string, keys };
-      out.push({ ...line, canonical: JSON.stringify(line) });
-    } catch (err) {
-      if (err instanceof IdnsError && !err.message.startsWith(`line ${lineNo}:`)) fail(err.message);
-      throw err;
+    batch.push({ line: parseImportLine(raw, lineNo, belongs, allowLoopbackEndpoints), lineNo });
+    if (batch.length === size) {
+      yield batch;
+      batch = [];
     }
   }
-  return out;
+  if (batch.length > 0) yield batch;
+}
+
+function parseImportLine(raw: string, lineNo: number, belongs: (host: string) => string | null, allowLoopbackEndpoints: boolean): ImportLine {
+  const fail = (message: string): never => {
+    throw new IdnsError('invalid_request', `line ${lineNo}: ${message}`);
+  };
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch {
+    fail('not valid JSON');
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) fail('expected {"handle", "endpoint", "keys"}');
+  const o = v as { handle?: unknown; endpoint?: unknown; keys?: unknown };
+  const extra = Object.keys(o).filter((k) => k !== 'handle' && k !== 'endpoint' && k !== 'keys');
+  if (extra.length > 0) fail(`unexpected member "${extra[0]}"`);
+  if (typeof o.handle !== 'string' || typeof o.endpoint !== 'string' || !Array.isArray(o.keys)) fail('expected {"handle", "endpoint", "keys"}');
+  try {
+    const { handle, host } = parseHandle(o.handle as string);
+    const why = belongs(host);
+    if (why) fail(`${handle}: ${why}`);
+    parseEndpoint(o.endpoint as string, allowLoopbackEndpoints);
+    const keys = (o.keys as unknown[]).map((k, i) => parsePublicJwk(k, `keys[${i}]`));
+    if (keys.length === 0 || keys.length > MAX_HANDLE_KEYS) fail(`1 to ${MAX_HANDLE_KEYS} keys`);
+    if (new Set(keys.map(thumbprint)).size !== keys.length) fail('the same key is listed twice');
+    const line = { handle, endpoint: o.endpoint as string, keys };
+    return { ...line, canonical: JSON.stringify(line) };
+  } catch (err) {
+    if (err instanceof IdnsError && !err.message.startsWith(`line ${lineNo}:`)) fail(err.message);
+    throw err;
+  }
 }

@@ -33,6 +33,7 @@ export const STATUS_OF: Record<ErrorCode, ContentfulStatusCode> = {
   invite_required: 403,
   invite_invalid: 403,
   storage_full: 507,
+  storage_busy: 503,
   key_unavailable: 503,
   zone_unavailable: 503,
   journal_too_old: 410,
@@ -61,7 +62,7 @@ export function errorResponse(c: Context, err: unknown, log: Logger): Response {
   note(c, { outcome: err instanceof IdnsError ? err.code : 'internal' });
   if (err instanceof IdnsError) {
     const status = STATUS_OF[err.code];
-    if (err.code === 'rate_limited' && typeof err.details?.retryAfter === 'number') c.header('Retry-After', String(err.details.retryAfter));
+    if ((err.code === 'rate_limited' || err.code === 'storage_busy') && typeof err.details?.retryAfter === 'number') c.header('Retry-After', String(err.details.retryAfter));
     // A write sent to a secondary goes to the zone's primary: same path, same method (307 keeps the body).
     if (err.code === 'not_primary' && typeof err.details?.primary === 'string') {
       const url = new URL(c.req.url);

@@ -47,6 +47,11 @@ export class ZoneDigest {
     for (let i = 0; i < DIGEST_LANES; i++) this.lanes[i] = (this.lanes[i]! - h[i]!) & 0xffff;
   }
 
+  /** Adds every record of another digest (the two multisets' union): records hashed elsewhere, in bulk. */
+  merge(other: ZoneDigest): void {
+    for (let i = 0; i < DIGEST_LANES; i++) this.lanes[i] = (this.lanes[i]! + other.lanes[i]!) & 0xffff;
+  }
+
   /** The state to store, little-endian lanes. */
   state(): Buffer {
     const out = Buffer.alloc(DIGEST_STATE_BYTES);

@@ -36,19 +36,15 @@ export const MAX_JWS_LENGTH = 48 * 1024;
 
 /** Signs a JSON payload with a zone or handle key and returns the compact serialisation. */
 export function signCompact(payload: unknown, key: SigningKey, typ: string, extraHeader: Record<string, unknown> = {}): string {
-  const header = { alg: 'EdDSA', typ, kid: key.kid, ...extraHeader };
-  const signingInput = `${b64u(JSON.stringify(header))}.${b64u(JSON.stringify(payload))}`;
-  const signature = edSign(null, Buffer.from(signingInput), key.privateKey);
-  return `${signingInput}.${b64u(signature)}`;
+  return signCompactText(JSON.stringify(payload), key, typ, extraHeader);
 }
 
-/** Like signCompact, but signs on the libuv thread pool, so that many signatures use every core. */
-export function signCompactAsync(payload: unknown, key: SigningKey, typ: string): Promise<string> {
-  const header = { alg: 'EdDSA', typ, kid: key.kid };
-  const signingInput = `${b64u(JSON.stringify(header))}.${b64u(JSON.stringify(payload))}`;
-  return new Promise((resolve, reject) =>
-    edSign(null, Buffer.from(signingInput), key.privateKey, (err, signature) => (err ? reject(err) : resolve(`${signingInput}.${b64u(signature)}`))),
-  );
+/** Like signCompact, for a payload already serialised as JSON text. */
+export function signCompactText(payloadJson: string, key: Pick<SigningKey, 'kid' | 'privateKey'>, typ: string, extraHeader: Record<string, unknown> = {}): string {
+  const header = { alg: 'EdDSA', typ, kid: key.kid, ...extraHeader };
+  const signingInput = `${b64u(JSON.stringify(header))}.${b64u(payloadJson)}`;
+  const signature = edSign(null, Buffer.from(signingInput), key.privateKey);
+  return `${signingInput}.${b64u(signature)}`;
 }
 
 /** Splits and decodes a compact JWS without verifying it; throws invalid_jws on anything malformed. */

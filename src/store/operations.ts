@@ -1,3 +1,4 @@
+import { BulkInsert } from './bulk-insert.js';
 import type { Db } from './database.js';
 
 /** An accepted change request of a handle. */
@@ -16,11 +17,13 @@ export class OperationStore {
   private readonly insertStmt;
   private readonly existsStmt;
   private readonly historyStmt;
+  private readonly bulk;
 
   constructor(db: Db) {
     this.insertStmt = db.prepare(
       `INSERT INTO operations (cid, zone, handle, action, version, jws, received_at) VALUES (@cid, @zone, @handle, @action, @version, @jws, @receivedAt)`,
     );
+    this.bulk = new BulkInsert(db, 'INSERT INTO operations (cid, zone, handle, action, version, jws, received_at)', 7);
     this.existsStmt = db.prepare<[string], { one: number }>(`SELECT 1 AS one FROM operations WHERE cid = ?`);
     this.historyStmt = db.prepare<[string, number, number], OperationRow>(
       `SELECT cid, zone, handle, action, version, jws, received_at AS receivedAt FROM operations
@@ -31,6 +34,11 @@ export class OperationStore {
   /** Records an accepted request. */
   insert(row: OperationRow): void {
     this.insertStmt.run(row);
+  }
+
+  /** Records many accepted requests (a bulk import); call inside a transaction. */
+  insertMany(rows: readonly OperationRow[]): void {
+    this.bulk.run(rows.map((r) => [r.cid, r.zone, r.handle, r.action, r.version, r.jws, r.receivedAt]));
   }
 
   /** True when a request with this id was accepted before (a replay). */

@@ -1,3 +1,4 @@
+import { BulkInsert } from './bulk-insert.js';
 import type { Db } from './database.js';
 
 export type StoredType = 'handle' | 'delegation' | 'denial';
@@ -30,6 +31,7 @@ export class RecordStore {
   private readonly retireStmt;
   private readonly unretireStmt;
   private readonly nextRetiredStmt;
+  private readonly bulk;
 
   constructor(db: Db) {
     this.getStmt = db.prepare<[string, string, string], StoredRecord>(
@@ -57,6 +59,7 @@ export class RecordStore {
     );
     this.setExpStmt = db.prepare(`UPDATE records SET exp = ? WHERE content = ? AND type = ? AND key = ?`);
     this.keysStmt = db.prepare<[string, string], string>(`SELECT key FROM records WHERE content = ? AND type = ?`).pluck();
+    this.bulk = new BulkInsert(db, 'INSERT INTO records (content, type, key, version, exp, jws)', 6);
     this.retireStmt = db.prepare(`INSERT OR REPLACE INTO retired_content (content, retired_at) VALUES (?, ?)`);
     this.unretireStmt = db.prepare(`DELETE FROM retired_content WHERE content = ?`);
     this.nextRetiredStmt = db.prepare<[], { content: string }>(`SELECT content FROM retired_content ORDER BY retired_at LIMIT 1`);
@@ -93,6 +96,11 @@ export class RecordStore {
   /** Inserts many records under a content id (a transfer being loaded); call inside a transaction. */
   putMany(content: string, rows: readonly StoredRecord[]): void {
     for (const r of rows) this.putStmt.run(content, r.type, r.key, r.version, r.exp, r.jws);
+  }
+
+  /** Inserts new records of one type, version and expiry (a bulk import); none may exist yet. Call inside a transaction. */
+  insertNew(content: string, type: StoredType, version: number, exp: number, records: readonly { key: string; jws: string }[]): void {
+    this.bulk.run(records.map((r) => [content, type, r.key, version, exp, r.jws]));
   }
 
   /** Deletes up to `limit` records of a content id; returns how many went (retired copies are dropped in batches). */

@@ -1,10 +1,13 @@
 import { IdnsError } from '../errors.js';
-import { isStorageFull, openDatabase, openMemoryDatabase, type Db } from './database.js';
+import { isStorageBusy, isStorageFull, openDatabase, openMemoryDatabase, type Db } from './database.js';
 import { InviteStore } from './invites.js';
 import { JournalStore } from './journal.js';
 import { OperationStore } from './operations.js';
 import { RecordStore } from './records.js';
 import { ZoneStore } from './zones.js';
+
+/** Seconds a writer refused for a busy database is told to wait before trying again. */
+const BUSY_RETRY_AFTER_SECONDS = 5;
 
 /** The server's storage: one SQLite database, one store per table family. */
 export class Store {
@@ -45,19 +48,70 @@ export class Store {
     this.changedInTransaction.clear();
     try {
       const result = this.db.transaction(fn).immediate();
-      // After the commit, never inside it: listeners (notify, caches) must only see durable changes.
-      const changed = [...this.changedInTransaction];
-      this.changedInTransaction.clear();
-      for (const zone of changed) for (const listener of this.changeListeners) listener(zone);
+      this.announceChanges();
       return result;
     } catch (err) {
-      this.changedInTransaction.clear();
-      if (isStorageFull(err)) throw new IdnsError('storage_full', 'the database is full; the change was not applied', { cause: err });
-      throw err;
+      throw this.failedWrite(err);
     } finally {
       // Rows cached before or during the transaction may be stale now, whether it committed or not.
       this.zones.invalidate();
     }
+  }
+
+  /**
+   * Runs an asynchronous `fn` in one write transaction that stays open across its awaits (a bulk import
+   * signs on worker threads while it stores), committed when `fn` resolves and rolled back when it
+   * throws. The connection is shared: the caller must be the only user of this Store meanwhile (the CLI's
+   * offline commands are), or other work would join the transaction.
+   */
+  async writeAcross<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.db.inTransaction) throw new Error('writeAcross cannot run inside another transaction');
+    this.changedInTransaction.clear();
+    try {
+      this.db.exec('BEGIN IMMEDIATE');
+      let result: T;
+      try {
+        result = await fn();
+        this.db.exec('COMMIT');
+      } catch (err) {
+        if (this.db.inTransaction) this.db.exec('ROLLBACK');
+        throw err;
+      }
+      this.announceChanges();
+      return result;
+    } catch (err) {
+      throw this.failedWrite(err);
+    } finally {
+      this.zones.invalidate();
+    }
+  }
+
+  /** After a commit, never inside it: listeners (notify, caches) must only see durable changes. */
+  private announceChanges(): void {
+    const changed = [...this.changedInTransaction];
+    this.changedInTransaction.clear();
+    for (const zone of changed) for (const listener of this.changeListeners) listener(zone);
+  }
+
+  /** The error to throw for a write that did not commit. */
+  private failedWrite(err: unknown): unknown {
+    this.changedInTransaction.clear();
+    if (isStorageFull(err)) return new IdnsError('storage_full', 'the database is full; the change was not applied', { cause: err });
+    if (isStorageBusy(err)) {
+      return new IdnsError('storage_busy', 'another writer (a bulk import?) holds the database; the change was not applied, try again shortly', {
+        cause: err,
+        details: { retryAfter: BUSY_RETRY_AFTER_SECONDS },
+      });
+    }
+    return err;
+  }
+
+  /**
+   * Lets SQLite keep up to `bytes` of pages in memory (default ~2 MB). Bulk writers raise it: a million
+   * inserts at random places in the tables' B-trees otherwise re-read and re-write the same pages.
+   */
+  setCacheBytes(bytes: number): void {
+    this.db.pragma(`cache_size = -${Math.max(1, Math.floor(bytes / 1024))}`);
   }
 
   /** Marks a zone as changed by the running transaction; listeners hear of it once it commits. */

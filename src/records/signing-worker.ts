@@ -1,0 +1,24 @@
+import { parentPort, workerData } from 'node:worker_threads';
+import type { KeyObject } from 'node:crypto';
+import { ZoneDigest } from './digest.js';
+import { signCompactText } from './jws.js';
+import type { SigningBatch, SignedBatch } from './signing-pool.js';
+
+/**
+ * A thread of the record signing pool (signing-pool.ts): signs each payload of a batch with the zone key
+ * and adds the signed records to a digest of the batch, so the main thread only stores the results.
+ */
+const { privateKey, kid, typ } = workerData as { privateKey: KeyObject; kid: string; typ: string };
+const key = { kid, privateKey };
+
+parentPort!.on('message', (batch: SigningBatch) => {
+  const digest = ZoneDigest.empty();
+  const jws = batch.items.map((item) => {
+    const signed = signCompactText(item.payload, key, typ);
+    digest.add(item.type, item.key, signed);
+    return signed;
+  });
+  const state = digest.state();
+  const reply: SignedBatch = { id: batch.id, jws, digestState: state };
+  parentPort!.postMessage(reply, [state.buffer as ArrayBuffer]);
+});
