@@ -35,6 +35,12 @@ export class LruCache<V> {
     return entry;
   }
 
+  /** The entry, fresh or stale, or undefined, without counting a hit or marking it used. */
+  peek(key: string, now: number): CacheEntry<V> | undefined {
+    const entry = this.map.get(key);
+    return entry && now < entry.staleUntil ? entry : undefined;
+  }
+
   /** Stores a value; evicts the least recently used entry when full. */
   set(key: string, value: V, now: number, ttlMs: number, staleMs: number, hardLimit: number): void {
     const expiresAt = Math.min(now + ttlMs, hardLimit);

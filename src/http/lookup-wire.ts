@@ -1,0 +1,111 @@
+import type { Proof } from '../resolver/proof.js';
+import type { BatchResult, LookupResult } from '../resolver/resolver.js';
+
+/**
+ * The JSON of one cached resolution, cut where it varies: `ttl` and `stale` change with time, and in a
+ * batch the proof's chain is a reference into the batch's table. Built once per resolution (keyed by its
+ * proof object, which the resolver's cache and every result copied from it share).
+ */
+interface Wire {
+  /** `{"handle":…,"status":…,"zone":…,"endpoint":…,"keys":…,"ttl":` */
+  head: string;
+  /** JSON of the proof's steps, one string shared by every resolution with the same chain. */
+  chain: string;
+  /** The proof's other members after its steps, then the end of the body: `,"record":…}` + trace + `}`. */
+  tail: string;
+  /** Characters held by this wire (the shared chain not counted), for the memory bound. */
+  size: number;
+  /** The last `GET /v1/lookup` body built from it, with the ttl and staleness it says. */
+  body?: { ttl: number; stale: boolean; buf: Buffer };
+}
+
+/** Characters of wires and built bodies kept, at most: about this many bytes, as bodies are ASCII. */
+const MAX_CHARS = 32 * 1024 * 1024;
+/** Distinct chains remembered for sharing; a chain changes only when a zone record on it does. */
+const MAX_CHAINS = 1024;
+
+/**
+ * Serialises lookup results for `GET /v1/lookup/{handle}` and `POST /v1/lookup` (docs/protocol.md,
+ * section 7), keeping the invariant parts of each cached resolution so that a cache hit costs a map
+ * lookup and a write, not a JSON serialisation of its ~5 KiB proof. The full application and the fast
+ * path both serialise through here, so their bodies are the same bytes.
+ */
+export class LookupWire {
+  /** In insertion order, oldest first; re-inserted when its body is rebuilt, so hot entries stay. */
+  private readonly wires = new Map<Proof, Wire>();
+  private readonly chains = new Map<string, string>();
+  private chars = 0;
+
+  /** The `GET /v1/lookup/{handle}` body of a result. */
+  body(r: LookupResult): Buffer {
+    const w = this.wireOf(r.proof, r);
+    const last = w.body;
+    if (last && last.ttl === r.ttl && last.stale === r.stale) return last.buf;
+    // The body is rebuilt when the ttl it states has moved on (at most once a second) or staleness changed.
+    const buf = Buffer.from(`${w.head}${r.ttl},"stale":${r.stale},"proof":{"steps":${w.chain}${w.tail}`);
+    this.chars += buf.length - (last?.buf.length ?? 0);
+    w.size += buf.length - (last?.buf.length ?? 0);
+    w.body = { ttl: r.ttl, stale: r.stale, buf };
+    this.wires.delete(r.proof);
+    this.wires.set(r.proof, w);
+    this.trim();
+    return buf;
+  }
+
+  /**
+   * The `POST /v1/lookup` body: each chain of proof steps appears once in `chains`, and each result's
+   * proof names it by index (`"chain": k`) in place of its `steps`.
+   */
+  batch(results: readonly BatchResult[]): string {
+    const index = new Map<string, number>();
+    const chains: string[] = [];
+    const items: string[] = [];
+    for (const item of results) {
+      if (!('result' in item)) {
+        items.push(JSON.stringify({ handle: item.handle, error: { code: item.error.code, message: item.error.message } }));
+        continue;
+      }
+      const r = item.result;
+      const w = this.wireOf(r.proof, r);
+      let k = index.get(w.chain);
+      if (k === undefined) {
+        k = chains.length;
+        index.set(w.chain, k);
+        chains.push(w.chain);
+      }
+      items.push(`${w.head}${r.ttl},"stale":${r.stale},"proof":{"chain":${k}${w.tail}`);
+    }
+    return `{"chains":[${chains.join(',')}],"results":[${items.join(',')}]}`;
+  }
+
+  private wireOf(proof: Proof, r: LookupResult): Wire {
+    const known = this.wires.get(proof);
+    if (known) return known;
+    const { steps, ...rest } = proof;
+    const restJson = JSON.stringify(rest);
+    const head = `${JSON.stringify({ handle: r.handle, status: r.status, zone: r.zone, endpoint: r.endpoint, keys: r.keys }).slice(0, -1)},"ttl":`;
+    const tail = `${restJson === '{}' ? '' : `,${restJson.slice(1, -1)}`}}${r.trace ? `,"trace":${JSON.stringify(r.trace)}` : ''}}`;
+    const w: Wire = { head, chain: this.share(JSON.stringify(steps)), tail, size: head.length + tail.length };
+    this.wires.set(proof, w);
+    this.chars += w.size;
+    this.trim();
+    return w;
+  }
+
+  /** The one string held for a chain's JSON, so that equal chains share memory and compare at once. */
+  private share(chain: string): string {
+    const known = this.chains.get(chain);
+    if (known !== undefined) return known;
+    if (this.chains.size >= MAX_CHAINS) this.chains.delete(this.chains.keys().next().value as string);
+    this.chains.set(chain, chain);
+    return chain;
+  }
+
+  private trim(): void {
+    while (this.chars > MAX_CHARS && this.wires.size > 1) {
+      const [oldest, w] = this.wires.entries().next().value as [Proof, Wire];
+      this.wires.delete(oldest);
+      this.chars -= w.size;
+    }
+  }
+}
