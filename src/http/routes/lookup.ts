@@ -25,7 +25,7 @@ export function lookupRoutes(ctx: AppContext, wire: LookupWire): Hono {
     note(c, { zone: r.zone, outcome: r.stale ? 'stale' : r.status });
     c.header('Cache-Control', `public, max-age=${r.ttl}`);
     c.header('Content-Type', 'application/json');
-    // The body is a Buffer over a plain ArrayBuffer (never shared memory), as hono's type asks.
+    // Bodies are Buffers over plain ArrayBuffers (never shared memory), as hono's type asks.
     return c.body(wire.body(r) as Uint8Array<ArrayBuffer>, r.status === 'found' ? 200 : 404);
   });
 
@@ -42,7 +42,7 @@ export function lookupRoutes(ctx: AppContext, wire: LookupWire): Hono {
     const results = await resolver.resolveMany(handles as string[]);
     note(c, { outcome: 'batch' });
     c.header('Content-Type', 'application/json');
-    return c.body(wire.batch(results), 200);
+    return c.body(wire.batch(results) as Uint8Array<ArrayBuffer>, 200);
   });
   return app;
 }
