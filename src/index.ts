@@ -4,8 +4,8 @@
 export { createResolver, Resolver, MAX_BATCH } from './resolver/resolver.js';
 export type { LookupResult, ResolvedHandle, BatchResult } from './resolver/resolver.js';
 export type { ResolverOptions } from './resolver/options.js';
-export { verifyProof } from './resolver/proof.js';
-export type { Proof, ProofStep, Resolution, TrustAnchors } from './resolver/proof.js';
+export { proofFromBatch, verifyProof } from './resolver/proof.js';
+export type { BatchProof, Proof, ProofStep, Resolution, TrustAnchors } from './resolver/proof.js';
 
 // Talking to one authoritative server, and signing change requests for a handle.
 export { queryAuthoritative, checkAnswer } from './client/answers.js';

@@ -202,16 +202,25 @@ describe('publicOnlyLookup', () => {
 });
 
 describe('LruCache', () => {
-  it('evicts the least recently used entry, a hit making an entry recent', () => {
+  it('evicts the least recently used entry, a hit making an entry recent (to the second)', () => {
     const c = new LruCache<string>(2);
-    c.set('a', 'A', 0, 1000, 0, Infinity);
-    c.set('b', 'B', 0, 1000, 0, Infinity);
-    expect(c.get('a', 1)?.value).toBe('A');
-    c.set('c', 'C', 1, 1000, 0, Infinity);
+    c.set('a', 'A', 0, 10_000, 0, Infinity);
+    c.set('b', 'B', 0, 10_000, 0, Infinity);
+    expect(c.get('a', 1000)?.value).toBe('A');
+    c.set('c', 'C', 1000, 10_000, 0, Infinity);
     expect(c.size).toBe(2);
-    expect(c.get('b', 2)).toBeUndefined();
-    expect(c.get('a', 2)?.value).toBe('A');
-    expect(c.get('c', 2)?.value).toBe('C');
+    expect(c.get('b', 1000)).toBeUndefined();
+    expect(c.get('a', 1000)?.value).toBe('A');
+    expect(c.get('c', 1000)?.value).toBe('C');
+    // An entry's place is refreshed at most once a second: 'a', last moved at 1000, stays the older of
+    // the two despite a hit at 1500, so it goes first; a hit a second later moves 'c' again.
+    expect(c.get('a', 1500)?.value).toBe('A');
+    c.set('d', 'D', 1500, 10_000, 0, Infinity);
+    expect(c.get('a', 1500)).toBeUndefined();
+    expect(c.get('c', 2000)?.value).toBe('C');
+    c.set('e', 'E', 2000, 10_000, 0, Infinity);
+    expect(c.get('d', 2000)).toBeUndefined();
+    expect(c.get('c', 2000)?.value).toBe('C');
   });
 
   it('bounds freshness by the hard limit (signature expiry) and drops entries past their stale window', () => {

@@ -3,6 +3,7 @@ import { bodyLimit } from 'hono/body-limit';
 import type { AppContext } from '../context.js';
 import { body, errorResponse } from './errors.js';
 import type { Metrics } from './metrics.js';
+import { LookupWire } from './lookup-wire.js';
 import { observe } from './observe.js';
 import { handleRoutes } from './routes/handles.js';
 import { healthRoutes } from './routes/health.js';
@@ -13,8 +14,8 @@ import { webfingerRoutes } from './routes/webfinger.js';
 import { transferRoutes } from './routes/transfer.js';
 import { zoneRoutes } from './routes/zones.js';
 
-/** Builds the HTTP application over a server context. */
-export function createApp(ctx: AppContext): { app: Hono; metrics: Metrics } {
+/** Builds the HTTP application over a server context; `wire` is shared with the lookup fast path. */
+export function createApp(ctx: AppContext, wire: LookupWire = new LookupWire()): { app: Hono; metrics: Metrics } {
   const metrics = ctx.metrics;
   const app = new Hono();
 
@@ -37,7 +38,7 @@ export function createApp(ctx: AppContext): { app: Hono; metrics: Metrics } {
   app.use('/v1/handles/*', async (c, next) => (c.req.method === 'GET' ? lookups(c, next) : writes(c, next)));
 
   app.route('/', resolveRoutes(ctx));
-  app.route('/', lookupRoutes(ctx));
+  app.route('/', lookupRoutes(ctx, wire));
   app.route('/', zoneRoutes(ctx));
   app.route('/', transferRoutes(ctx));
   app.route('/', handleRoutes(ctx));

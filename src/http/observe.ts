@@ -20,7 +20,8 @@ export function note(c: Context, add: RequestFacts): void {
   facts.set(c.req.raw, { ...facts.get(c.req.raw), ...add });
 }
 
-const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
+/** A client's X-Request-Id that is echoed and logged as it is; anything else gets a new id. */
+export const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
 /**
  * One structured log line and the metrics of every request: a request id (the client's X-Request-Id when

@@ -1,7 +1,8 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AppContext } from '../context.js';
 import { IdnsError } from '../errors.js';
+import { sendFast } from './fast-reply.js';
 
 interface Cached {
   zone: string;
@@ -50,21 +51,15 @@ export class ResolveFastPath {
       if (this.cache.size >= MAX_ENTRIES) this.cache.delete(this.cache.keys().next().value as string);
       this.cache.set(url, hit);
     }
-    const given = req.headers['x-request-id'];
-    const id = typeof given === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : randomUUID();
-    res.writeHead(hit.status, {
-      'content-type': 'application/json',
-      'content-length': Buffer.byteLength(hit.body),
-      'cache-control': `public, max-age=${hit.maxAge}`,
-      etag: hit.etag,
-      'x-request-id': id,
+    sendFast(this.ctx, req, res, started, {
+      route: '/v1/resolve/:handle',
+      status: hit.status,
+      headers: { 'content-type': 'application/json', 'cache-control': `public, max-age=${hit.maxAge}`, etag: hit.etag },
+      body: hit.body,
+      role: 'authoritative',
+      zone: hit.zone,
+      outcome: hit.outcome,
     });
-    res.end(hit.body);
-    const route = '/v1/resolve/:handle';
-    this.ctx.metrics.requests.inc({ route, method: 'GET', status: String(hit.status) });
-    this.ctx.metrics.queries.inc({ role: 'authoritative', outcome: hit.outcome });
-    const ms = Math.round((performance.now() - started) * 100) / 100;
-    this.ctx.log.info('request', { reqId: id, method: 'GET', route, status: hit.status, ms, zone: hit.zone, outcome: hit.outcome });
     return true;
   }
 

@@ -1,4 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { LookupFastPath } from './lookup-fast-path.js';
+import { LookupWire } from './lookup-wire.js';
 import { ResolveFastPath } from './resolve-fast-path.js';
 import { createServer as createHttpsServer } from 'node:https';
 import { serverCredentials } from '../tls.js';
@@ -19,12 +21,14 @@ export interface RunningServer {
 
 /** Starts the HTTP server for a context on host:port (port 0: any free port). */
 export async function startServer(ctx: AppContext, host: string, port: number): Promise<RunningServer> {
-  const { app } = createApp(ctx);
+  const wire = new LookupWire();
+  const { app } = createApp(ctx, wire);
   const listener = getRequestListener(app.fetch);
   const tls = serverCredentials(ctx.config);
-  const fast = new ResolveFastPath(ctx);
+  const resolveFast = new ResolveFastPath(ctx);
+  const lookupFast = new LookupFastPath(ctx, wire);
   const handler = (req: IncomingMessage, res: ServerResponse) => {
-    if (!fast.handle(req, res)) void listener(req, res);
+    if (!resolveFast.handle(req, res) && !lookupFast.handle(req, res)) void listener(req, res);
   };
   const server: Server = tls ? createHttpsServer({ cert: tls.cert, key: tls.key }, handler) : createServer(handler);
   // Every input from the network is time-limited: slow headers or a slow-drip body are cut off.

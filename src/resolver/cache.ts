@@ -8,11 +8,16 @@ export interface CacheEntry<V> {
   /** The TTL it was stored with, ms, to tell when it is near expiry (prefetch). */
   ttlMs: number;
   hits: number;
+  /** When its place in the LRU order was last refreshed, ms. */
+  touchedAt: number;
 }
+
+/** An entry's place in the LRU order is refreshed at most this often, ms: a hot entry is not moved on every hit. */
+const TOUCH_MS = 1000;
 
 /**
  * A bounded LRU map of cache entries. A Map keeps insertion order, so re-inserting on a hit makes the
- * first key the least recently used; eviction drops it. Entries past `staleUntil` are dropped when seen.
+ * first key the least recently used; eviction drops it. The order is kept to the second (TOUCH_MS). Entries past `staleUntil` are dropped when seen.
  */
 export class LruCache<V> {
   private readonly map = new Map<string, CacheEntry<V>>();
@@ -30,15 +35,24 @@ export class LruCache<V> {
       return undefined;
     }
     entry.hits += 1;
-    this.map.delete(key);
-    this.map.set(key, entry);
+    if (now - entry.touchedAt >= TOUCH_MS) {
+      entry.touchedAt = now;
+      this.map.delete(key);
+      this.map.set(key, entry);
+    }
     return entry;
+  }
+
+  /** The entry, fresh or stale, or undefined, without counting a hit or marking it used. */
+  peek(key: string, now: number): CacheEntry<V> | undefined {
+    const entry = this.map.get(key);
+    return entry && now < entry.staleUntil ? entry : undefined;
   }
 
   /** Stores a value; evicts the least recently used entry when full. */
   set(key: string, value: V, now: number, ttlMs: number, staleMs: number, hardLimit: number): void {
     const expiresAt = Math.min(now + ttlMs, hardLimit);
-    const entry: CacheEntry<V> = { value, expiresAt, staleUntil: Math.min(expiresAt + staleMs, hardLimit), ttlMs, hits: 0 };
+    const entry: CacheEntry<V> = { value, expiresAt, staleUntil: Math.min(expiresAt + staleMs, hardLimit), ttlMs, hits: 0, touchedAt: now };
     this.map.delete(key);
     this.map.set(key, entry);
     if (this.map.size > this.maxEntries) {

@@ -114,3 +114,25 @@ function decodeType(jws: string): string | undefined {
     throw new IdnsError('verification_failed', 'the proof record payload is not JSON', { cause });
   }
 }
+
+/** A result's proof in a `POST /v1/lookup` body: its chain of steps named by index into the body's `chains`. */
+export interface BatchProof {
+  chain: number;
+  record: string;
+  noCut?: string[];
+}
+
+/**
+ * The whole proof of one result of a `POST /v1/lookup` body (docs/protocol.md, section 7): the result's
+ * `proof` with `chain` replaced by `steps: chains[chain]`, ready for verifyProof. Throws
+ * verification_failed when the reference does not name a chain of the body.
+ */
+export function proofFromBatch(chains: unknown, proof: unknown): Proof {
+  if (!Array.isArray(chains)) throw new IdnsError('verification_failed', 'the batch has no chains');
+  if (!proof || typeof proof !== 'object' || Array.isArray(proof)) throw new IdnsError('verification_failed', 'the result carries no proof');
+  const { chain, ...rest } = proof as Partial<BatchProof>;
+  if (!Number.isInteger(chain) || chain! < 0 || chain! >= chains.length || !Array.isArray(chains[chain!])) {
+    throw new IdnsError('verification_failed', `the proof names chain ${String(chain)}, which the batch does not hold`);
+  }
+  return { ...rest, steps: chains[chain!] as ProofStep[] } as Proof;
+}

@@ -1,19 +1,18 @@
 import { Hono, type Context } from 'hono';
 import type { AppContext } from '../../context.js';
 import { IdnsError } from '../../errors.js';
-import type { LookupResult, Resolver } from '../../resolver/resolver.js';
+import type { Resolver } from '../../resolver/resolver.js';
 import { MAX_BATCH } from '../../resolver/resolver.js';
 import { readJsonObject } from '../request.js';
 import { clientKey } from '../rate-limits.js';
 import { note } from '../observe.js';
+import type { LookupWire } from '../lookup-wire.js';
 
-/** The JSON form of a lookup result (docs/protocol.md, "GET /v1/lookup"). */
-export function lookupBody(r: LookupResult) {
-  return { handle: r.handle, status: r.status, zone: r.zone, endpoint: r.endpoint, keys: r.keys, ttl: r.ttl, stale: r.stale, proof: r.proof, ...(r.trace ? { trace: r.trace } : {}) };
-}
-
-/** The resolver role: `GET /v1/lookup/{handle}` and `POST /v1/lookup` (up to 100 handles). */
-export function lookupRoutes(ctx: AppContext): Hono {
+/**
+ * The resolver role: `GET /v1/lookup/{handle}` and `POST /v1/lookup` (up to 100 handles). Cache hits of
+ * the GET are usually answered by the fast path (lookup-fast-path.ts), which must answer alike.
+ */
+export function lookupRoutes(ctx: AppContext, wire: LookupWire): Hono {
   const app = new Hono();
   const resolverOf = (): Resolver => {
     if (!ctx.resolver) throw new IdnsError('not_authoritative', 'this server does not run the resolver role (start it with --root and --anchor, or --forward)');
@@ -25,7 +24,9 @@ export function lookupRoutes(ctx: AppContext): Hono {
     const r = await resolverOf().lookup(c.req.param('handle')!);
     note(c, { zone: r.zone, outcome: r.stale ? 'stale' : r.status });
     c.header('Cache-Control', `public, max-age=${r.ttl}`);
-    return c.json(lookupBody(r), r.status === 'found' ? 200 : 404);
+    c.header('Content-Type', 'application/json');
+    // Bodies are Buffers over plain ArrayBuffers (never shared memory), as hono's type asks.
+    return c.body(wire.body(r) as Uint8Array<ArrayBuffer>, r.status === 'found' ? 200 : 404);
   });
 
   app.post('/v1/lookup', async (c) => {
@@ -40,9 +41,8 @@ export function lookupRoutes(ctx: AppContext): Hono {
     if (ctx.rateLimits.config.enabled && handles.length > 1) ctx.rateLimits.lookups.take(clientKey(c), handles.length - 1);
     const results = await resolver.resolveMany(handles as string[]);
     note(c, { outcome: 'batch' });
-    return c.json({
-      results: results.map((r) => ('result' in r ? lookupBody(r.result) : { handle: r.handle, error: { code: r.error.code, message: r.error.message } })),
-    });
+    c.header('Content-Type', 'application/json');
+    return c.body(wire.batch(results) as Uint8Array<ArrayBuffer>, 200);
   });
   return app;
 }
