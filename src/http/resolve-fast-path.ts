@@ -1,4 +1,5 @@
-import { createHash, randomUUID } from 'node:crypto';
+import * as crypto from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AppContext } from '../context.js';
 import { IdnsError } from '../errors.js';
@@ -9,10 +10,17 @@ interface Cached {
   builtAt: number;
   status: number;
   outcome: string;
-  body: string;
+  body: Buffer;
   etag: string;
   maxAge: number;
 }
+
+// The route's ETag (routes/resolve.ts: base64url SHA-256 of the body); the one-shot crypto.hash (Node
+// ≥ 20.12) skips the Hash object.
+const sha256: (body: Buffer) => string =
+  typeof crypto.hash === 'function'
+    ? (body) => crypto.hash('sha256', body, 'base64url')
+    : (body) => crypto.createHash('sha256').update(body).digest('base64url');
 
 /** Longest a built answer is reused, ms: its TTL cap (`exp` − now) moves with time. */
 const REUSE_MS = 1000;
@@ -28,6 +36,8 @@ const MAX_ENTRIES = 10_000;
  */
 export class ResolveFastPath {
   private readonly cache = new Map<string, Cached>();
+  /** URLs answered once recently without being kept. */
+  private readonly seen = new Set<string>();
 
   constructor(private readonly ctx: AppContext) {}
 
@@ -38,7 +48,8 @@ export class ResolveFastPath {
     if (req.headers['if-none-match'] !== undefined || this.ctx.rateLimits.config.enabled) return false;
     const started = performance.now();
     const now = this.ctx.clock.now();
-    let hit = this.cache.get(url);
+    const cached = this.cache.get(url);
+    let hit = cached;
     if (hit) {
       const zone = this.ctx.zones.cachedZone(hit.zone);
       if (!zone || zone.version !== hit.version || now - hit.builtAt > REUSE_MS || this.ctx.zones.unavailable(zone)) hit = undefined;
@@ -47,14 +58,13 @@ export class ResolveFastPath {
       const built = this.build(url, now);
       if (!built) return false;
       hit = built;
-      if (this.cache.size >= MAX_ENTRIES) this.cache.delete(this.cache.keys().next().value as string);
-      this.cache.set(url, hit);
+      this.admit(url, built, cached !== undefined);
     }
     const given = req.headers['x-request-id'];
     const id = typeof given === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : randomUUID();
     res.writeHead(hit.status, {
       'content-type': 'application/json',
-      'content-length': Buffer.byteLength(hit.body),
+      'content-length': hit.body.length,
       'cache-control': `public, max-age=${hit.maxAge}`,
       etag: hit.etag,
       'x-request-id': id,
@@ -68,6 +78,21 @@ export class ResolveFastPath {
     return true;
   }
 
+  /**
+   * Keeps an answer for reuse only when its URL was asked for recently (or was kept before): under
+   * queries spread over a large zone most answers are never asked for again within REUSE_MS, and
+   * keeping each one would cost more (map churn, old-generation garbage) than it saves.
+   */
+  private admit(url: string, answer: Cached, wasCached: boolean): void {
+    if (!wasCached && !this.seen.has(url)) {
+      if (this.seen.size >= MAX_ENTRIES) this.seen.clear();
+      this.seen.add(url);
+      return;
+    }
+    if (this.cache.size >= MAX_ENTRIES) this.cache.delete(this.cache.keys().next().value as string);
+    this.cache.set(url, answer);
+  }
+
   private build(url: string, now: number): Cached | null {
     let handle: string;
     try {
@@ -78,23 +103,20 @@ export class ResolveFastPath {
     }
     let answer;
     try {
-      answer = this.ctx.authority.resolve(handle);
+      answer = this.ctx.authority.resolveSerialised(handle);
     } catch (err) {
       // Errors are answered by the full application, with its error mapping.
       if (err instanceof IdnsError) return null;
       throw err;
     }
-    const zone = this.ctx.zones.cachedZone(answer.zone);
-    if (!zone) return null;
-    const body = JSON.stringify(answer);
     return {
       zone: answer.zone,
-      version: zone.version,
+      version: answer.version,
       builtAt: now,
       status: answer.status === 'denial' ? 404 : 200,
       outcome: answer.status,
-      body,
-      etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`,
+      body: answer.body,
+      etag: `"${sha256(answer.body).slice(0, 27)}"`,
       maxAge: answer.ttl,
     };
   }
