@@ -1,3 +1,5 @@
+import Database from 'better-sqlite3';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { signChangeRequest } from '../src/client/requests.js';
 import { recordTimes } from '../src/authority/answers.js';
@@ -86,6 +88,18 @@ describe('the authoritative read fast path', () => {
     const first = await fetch(`${s.url}/v1/resolve/alice@example`);
     const etag = first.headers.get('etag')!;
     expect((await fetch(`${s.url}/v1/resolve/alice@example`, { headers: { 'if-none-match': etag } })).status).toBe(304);
+  });
+
+  it('commits a write made in the same turn as batched reads at once, not with the batch', () => {
+    s.ctx.authority.resolveSerialised('alice@example'); // opens the turn's read transaction
+    s.ctx.zones.setPolicy('example', 'closed'); // a write, before the batch would end
+    const other = new Database(join(s.dataDir, 'idns.sqlite'), { readonly: true });
+    try {
+      expect(other.prepare('SELECT policy FROM zones WHERE name = ?').pluck().get('example')).toBe('closed');
+    } finally {
+      other.close();
+      s.ctx.zones.setPolicy('example', 'open');
+    }
   });
 
   it('never serves an answer older than the zone: a change is visible at once', async () => {

@@ -120,6 +120,7 @@ export class Authority {
    * stringified. Denials take `resolve` itself.
    */
   resolveSerialised(input: string): SerialisedAnswer {
+    this.store.batchReads();
     const { handle, host } = this.parse(input);
     const zone = this.zones.closestHosted(host);
     // Every unusual case goes through resolve(), which throws its errors or builds the denial.
