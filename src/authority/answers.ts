@@ -35,6 +35,9 @@ export interface SerialisedAnswer {
   /** The zone's version the answer was read at. */
   version: number;
   ttl: number;
+  /** The signed record and zone record the body carries. */
+  record: string;
+  zoneRecord: string;
   /** Exactly `JSON.stringify` of the AuthoritativeAnswer that `resolve` gives for the same input, UTF-8. */
   body: Buffer;
 }
@@ -132,7 +135,8 @@ export class Authority {
     }
     const answer = this.resolve(input);
     // resolve() returned, so it found the same closest zone: `zone` is set.
-    return { status: answer.status, zone: answer.zone, version: zone!.version, ttl: answer.ttl, body: Buffer.from(JSON.stringify(answer)) };
+    const { status, ttl, record, zoneRecord } = answer;
+    return { status, zone: answer.zone, version: zone!.version, ttl, record, zoneRecord, body: Buffer.from(JSON.stringify(answer)) };
   }
 
   /** parseHandle, skipping host normalisation for a host already seen and a local part already normal. */
@@ -177,7 +181,7 @@ export class Authority {
     } else {
       body = Buffer.concat([head, Buffer.from(JSON.stringify(jws)), f.tail, Buffer.from(`${ttlText}}`)]);
     }
-    return { status, zone: zone.name, version: zone.version, ttl, body };
+    return { status, zone: zone.name, version: zone.version, ttl, record: jws, zoneRecord: zone.record, body };
   }
 
   private gap(zone: ZoneRow, name: string): StoredRecord {

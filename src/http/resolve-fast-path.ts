@@ -1,8 +1,8 @@
-import * as crypto from 'node:crypto';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AppContext } from '../context.js';
 import { IdnsError } from '../errors.js';
+import { answerEtag } from './routes/resolve.js';
 
 interface Cached {
   zone: string;
@@ -14,13 +14,6 @@ interface Cached {
   etag: string;
   maxAge: number;
 }
-
-// The route's ETag (routes/resolve.ts: base64url SHA-256 of the body); the one-shot crypto.hash (Node
-// ≥ 20.12) skips the Hash object.
-const sha256: (body: Buffer) => string =
-  typeof crypto.hash === 'function'
-    ? (body) => crypto.hash('sha256', body, 'base64url')
-    : (body) => crypto.createHash('sha256').update(body).digest('base64url');
 
 /** Longest a built answer is reused, ms: its TTL cap (`exp` − now) moves with time. */
 const REUSE_MS = 1000;
@@ -62,19 +55,22 @@ export class ResolveFastPath {
     }
     const given = req.headers['x-request-id'];
     const id = typeof given === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : randomUUID();
-    res.writeHead(hit.status, {
-      'content-type': 'application/json',
-      'content-length': hit.body.length,
-      'cache-control': `public, max-age=${hit.maxAge}`,
-      etag: hit.etag,
-      'x-request-id': id,
-    });
+    // A flat list: node:http then skips enumerating an object's keys.
+    res.writeHead(hit.status, [
+      'content-type', 'application/json',
+      'content-length', String(hit.body.length),
+      'cache-control', `public, max-age=${hit.maxAge}`,
+      'etag', hit.etag,
+      'x-request-id', id,
+    ]);
     res.end(hit.body);
     const route = '/v1/resolve/:handle';
     this.ctx.metrics.requests.inc({ route, method: 'GET', status: String(hit.status) });
     this.ctx.metrics.queries.inc({ role: 'authoritative', outcome: hit.outcome });
-    const ms = Math.round((performance.now() - started) * 100) / 100;
-    this.ctx.log.info('request', { reqId: id, method: 'GET', route, status: hit.status, ms, zone: hit.zone, outcome: hit.outcome });
+    if (this.ctx.log.enabled('info')) {
+      const ms = Math.round((performance.now() - started) * 100) / 100;
+      this.ctx.log.info('request', { reqId: id, method: 'GET', route, status: hit.status, ms, zone: hit.zone, outcome: hit.outcome });
+    }
     return true;
   }
 
@@ -116,7 +112,7 @@ export class ResolveFastPath {
       status: answer.status === 'denial' ? 404 : 200,
       outcome: answer.status,
       body: answer.body,
-      etag: `"${sha256(answer.body).slice(0, 27)}"`,
+      etag: answerEtag(answer),
       maxAge: answer.ttl,
     };
   }
