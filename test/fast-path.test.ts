@@ -1,5 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import Database from 'better-sqlite3';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { signChangeRequest } from '../src/client/requests.js';
+import { recordTimes } from '../src/authority/answers.js';
+import { decodePayload } from '../src/authority/editor.js';
+import { IdnsError } from '../src/errors.js';
+import { ResolveFastPath } from '../src/http/resolve-fast-path.js';
 import { newUserKey } from './support/keys.js';
 import { startTestServer, type TestServer } from './support/server.js';
 
@@ -10,19 +16,70 @@ describe('the authoritative read fast path', () => {
   beforeAll(async () => {
     s = await startTestServer({ zones: { example: {} } });
     await s.ctx.changes.submit(signChangeRequest({ action: 'register', handle: 'alice@example', endpoint: 'https://h.example/a', keys: [owner.public] }, owner.private));
+    await s.ctx.changes.submit(signChangeRequest({ action: 'register', handle: 'carol@deep.sub.example', endpoint: 'https://h.example/c', keys: [owner.public] }, owner.private));
+    s.ctx.zones.delegate('example', 'child.example', { servers: ['https://child.example.test'], ds: ['A'.repeat(43)] });
   });
   afterAll(async () => s.close());
 
   const get = async (path: string) => {
     const res = await fetch(`${s.url}${path}`);
-    return { status: res.status, body: await res.text(), etag: res.headers.get('etag'), cache: res.headers.get('cache-control'), type: res.headers.get('content-type') };
+    return {
+      status: res.status,
+      body: await res.text(),
+      etag: res.headers.get('etag'),
+      cache: res.headers.get('cache-control'),
+      type: res.headers.get('content-type'),
+      length: res.headers.get('content-length'),
+    };
   };
 
-  it.each(['/v1/resolve/alice@example', '/v1/resolve/nobody@example', '/v1/resolve/alice%40example'])('answers %s exactly as the full application does', async (path) => {
+  it.each([
+    ['an answer', '/v1/resolve/alice@example'],
+    ['an answer, percent-encoded', '/v1/resolve/alice%40example'],
+    ['an answer to a handle that is not in normal form', '/v1/resolve/ALICE@Example'],
+    ['an answer below the apex', '/v1/resolve/carol@deep.sub.example'],
+    ['a denial', '/v1/resolve/nobody@example'],
+    ['a denial below the apex, with noCut gaps', '/v1/resolve/nobody@other.sub.example'],
+    ['a referral', '/v1/resolve/dave@child.example'],
+    ['a referral from below the cut', '/v1/resolve/dave@x.child.example'],
+  ])('answers %s exactly as the full application does', async (_, path) => {
+    const served = vi.spyOn(ResolveFastPath.prototype, 'handle');
     const fast = await get(path);
+    expect(served.mock.results.map((r) => r.value)).toEqual([true]);
     const full = await get(`${path}?via=app`); // a query string takes the full application
+    expect(served.mock.results.map((r) => r.value)).toEqual([true, false]);
+    served.mockRestore();
     expect(fast).toEqual(full);
     expect(fast.type).toBe('application/json');
+  });
+
+  it('serialises answers exactly as JSON.stringify of the answer object', () => {
+    const inputs = ['alice@example', 'Alice@EXAMPLE', 'carol@deep.sub.example', 'nobody@example', 'nobody@other.sub.example', 'dave@child.example', 'x@y.child.example'];
+    for (const input of inputs) {
+      const answer = s.ctx.authority.resolve(input);
+      const serialised = s.ctx.authority.resolveSerialised(input);
+      expect(serialised.body.toString('utf8')).toBe(JSON.stringify(answer));
+      expect(serialised).toMatchObject({ status: answer.status, zone: answer.zone, ttl: answer.ttl, version: s.ctx.zones.cachedZone('example')!.version });
+    }
+    expect(JSON.parse(s.ctx.authority.resolveSerialised('nobody@other.sub.example').body.toString())).toHaveProperty('noCut');
+  });
+
+  it('parses handles as parseHandle does, also once their host has been seen', () => {
+    s.ctx.authority.resolve('alice@example'); // the host `example` is now remembered
+    const locals = ['a', 'a.b', 'a_b', '_a', 'a_', '0', 'a-b', 'A', 'aB', 'a..b', '.a', 'a.', '-a', 'a-', 'a b', 'a+b', 'ä', '\u212A', '', 'a'.repeat(64), 'a'.repeat(65), 'a@b'];
+    const outcome = (f: () => unknown) => {
+      try {
+        return f();
+      } catch (err) {
+        return err instanceof IdnsError ? err.code : err;
+      }
+    };
+    for (const local of locals) {
+      for (const input of [`${local}@example`, `${local}@EXAMPLE`, `${local}@${'a'.repeat(320)}.example`]) {
+        const slow = outcome(() => JSON.stringify(s.ctx.authority.resolve(input)));
+        expect(outcome(() => s.ctx.authority.resolveSerialised(input).body.toString()), input).toEqual(slow);
+      }
+    }
   });
 
   it('leaves errors, conditional requests and queries to the full application', async () => {
@@ -33,6 +90,18 @@ describe('the authoritative read fast path', () => {
     expect((await fetch(`${s.url}/v1/resolve/alice@example`, { headers: { 'if-none-match': etag } })).status).toBe(304);
   });
 
+  it('commits a write made in the same turn as batched reads at once, not with the batch', () => {
+    s.ctx.authority.resolveSerialised('alice@example'); // opens the turn's read transaction
+    s.ctx.zones.setPolicy('example', 'closed'); // a write, before the batch would end
+    const other = new Database(join(s.dataDir, 'idns.sqlite'), { readonly: true });
+    try {
+      expect(other.prepare('SELECT policy FROM zones WHERE name = ?').pluck().get('example')).toBe('closed');
+    } finally {
+      other.close();
+      s.ctx.zones.setPolicy('example', 'open');
+    }
+  });
+
   it('never serves an answer older than the zone: a change is visible at once', async () => {
     const before = await get('/v1/resolve/bob@example');
     expect(before.status).toBe(404);
@@ -41,5 +110,30 @@ describe('the authoritative read fast path', () => {
     expect(after.status).toBe(200);
     // And the answer for another name carries the new zone record too.
     expect(JSON.parse((await get('/v1/resolve/alice@example')).body).serial).toBe(JSON.parse(after.body).serial);
+  });
+});
+
+describe('recordTimes', () => {
+  const jwsOf = (payload: string) => `eyJhbGciOiJFZERTQSJ9.${Buffer.from(payload).toString('base64url')}.c2ln`;
+  it.each([
+    '{"v":1,"type":"handle","exp":1797336946,"keys":[{"kty":"OKP","crv":"Ed25519","x":"a"}],"ttl":3600,"op":"x"}',
+    '{"ttl":0,"exp":0}',
+    '{"exp":5,"keys":[{"exp":7}],"ttl":1}',
+    '{"a\\"exp":9,"exp":5,"ttl":1}',
+    '{"endpoint":"x\\",\\"exp\\":9","exp":5,"ttl":1}',
+    '{"exp":1.5,"ttl":2}',
+    '{"exp":-5,"ttl":2}',
+    '{"exp":5e3,"ttl":2}',
+    '{"exp":123456789012345678,"ttl":2}',
+    '{"exp":1234567890123456,"ttl":2}',
+    '{"exp":123456789012345,"ttl":2}',
+    '{"exp":"5","ttl":2}',
+    '{"exp":5}',
+    '{"exp":5,"ttl":null}',
+    '{"exp" :5,"ttl":2}',
+  ])('reads ttl and exp as the parsed payload gives them: %s', (payload) => {
+    const jws = jwsOf(payload);
+    const p = decodePayload(jws);
+    expect(recordTimes(jws)).toEqual({ ttl: Number(p.ttl), exp: Number(p.exp) });
   });
 });

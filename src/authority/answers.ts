@@ -1,7 +1,7 @@
 import type { Clock } from '../clock.js';
 import { epochSeconds } from '../clock.js';
 import { IdnsError } from '../errors.js';
-import { parseHandle } from '../names/handle.js';
+import { parseHandle, type ParsedHandle } from '../names/handle.js';
 import { isAtOrBelow } from '../names/zone.js';
 import { namesBetween } from '../records/verify.js';
 import type { StoredRecord } from '../store/records.js';
@@ -28,8 +28,48 @@ export interface AuthoritativeAnswer {
   noCut?: string[];
 }
 
+/** An authoritative answer already serialised, for the read fast path. */
+export interface SerialisedAnswer {
+  status: AuthoritativeAnswer['status'];
+  zone: string;
+  /** The zone's version the answer was read at. */
+  version: number;
+  ttl: number;
+  /** The signed record and zone record the body carries. */
+  record: string;
+  zoneRecord: string;
+  /** Exactly `JSON.stringify` of the AuthoritativeAnswer that `resolve` gives for the same input, UTF-8. */
+  body: Buffer;
+}
+
+/** A zone's parts of every answer body at one version, serialised once. */
+interface ZoneFragments {
+  version: number;
+  record: string;
+  /** The body up to the value of `record`, per status. */
+  answerHead: Buffer;
+  referralHead: Buffer;
+  /** From after `record` up to the value of `ttl`. */
+  tail: Buffer;
+}
+
+// A local part that parseHandle would accept and return unchanged: lower-case, 1–64 of [a-z0-9._-], not
+// starting or ending with '.' or '-', no '..'. Anything else goes through parseHandle.
+const NORMAL_LOCAL = /^(?![.-])(?!.*\.\.)[a-z0-9._-]{1,64}(?<![.-])$/;
+/** Base64url segments and dots: a compact JWS, which JSON carries unescaped. */
+const COMPACT_JWS = /^[A-Za-z0-9_.-]*$/;
+/** parseHandle's bound on the whole input. */
+const MAX_HANDLE_INPUT = 320;
+/** Distinct raw hosts remembered; hosts come from the network, so the memo is bounded. */
+const MAX_HOSTS = 1000;
+
 /** Answers queries for the zones this server holds, from stored signed records only: no signing here. */
 export class Authority {
+  // Raw host → normalised host, from successful parses: IDNA normalisation is the costliest step of
+  // parsing a handle, and the queries a server answers name few distinct hosts.
+  private readonly hosts = new Map<string, string>();
+  private readonly fragments = new Map<string, ZoneFragments>();
+
   constructor(
     private readonly store: Store,
     private readonly zones: ZoneService,
@@ -43,7 +83,7 @@ export class Authority {
    * holds the handle (or `fromZone` is not held here or does not contain it).
    */
   resolve(input: string, fromZone?: string): AuthoritativeAnswer {
-    const { handle, host } = parseHandle(input);
+    const { handle, host } = this.parse(input);
     const zone = fromZone === undefined ? this.zones.closestHosted(host) : this.zones.cachedZone(fromZone);
     if (!zone) throw new IdnsError('not_authoritative', `this server is not authoritative for ${fromZone ?? host}`);
     if (fromZone !== undefined && !isAtOrBelow(host, fromZone)) {
@@ -58,13 +98,13 @@ export class Authority {
     // TTL and expiry come from the signed payload itself, not from the stored columns: a secondary's copy
     // does not keep the expiry column (it would have to trust the transfer for it).
     if (cut) {
-      const p = decodePayload(cut.jws);
-      return this.answer('referral', zone.name, zone.version, cut.jws, zone.record, Number(p.ttl), Number(p.exp), now);
+      const t = recordTimes(cut.jws);
+      return this.answer('referral', zone.name, zone.version, cut.jws, zone.record, t.ttl, t.exp, now);
     }
     const found = this.store.records.get(zone.content, 'handle', handle);
     if (found) {
-      const p = decodePayload(found.jws);
-      return this.answer('answer', zone.name, zone.version, found.jws, zone.record, Number(p.ttl), Number(p.exp), now);
+      const t = recordTimes(found.jws);
+      return this.answer('answer', zone.name, zone.version, found.jws, zone.record, t.ttl, t.exp, now);
     }
     const gap = this.gap(zone, handle);
     const answer = this.answer('denial', zone.name, zone.version, gap.jws, zone.record, zoneRecord.minimum, Number(decodePayload(gap.jws).exp), now);
@@ -75,6 +115,73 @@ export class Authority {
       answer.noCut = [...noCut];
     }
     return answer;
+  }
+
+  /**
+   * `resolve(input)`, serialised: the same answer (or the same error), with the body of answers and
+   * referrals spliced from the stored JWS and per-zone fragments rather than built as objects and
+   * stringified. Denials take `resolve` itself.
+   */
+  resolveSerialised(input: string): SerialisedAnswer {
+    this.store.batchReads();
+    const { handle, host } = this.parse(input);
+    const zone = this.zones.closestHosted(host);
+    // Every unusual case goes through resolve(), which throws its errors or builds the denial.
+    if (zone && this.zones.zoneRecord(zone) !== null && this.zones.unavailable(zone) === null) {
+      const cut = this.zones.cutFor(zone, host);
+      if (cut) return this.spliced('referral', zone, cut.jws);
+      const jws = this.store.records.jws(zone.content, 'handle', handle);
+      if (jws !== undefined) return this.spliced('answer', zone, jws);
+    }
+    const answer = this.resolve(input);
+    // resolve() returned, so it found the same closest zone: `zone` is set.
+    const { status, ttl, record, zoneRecord } = answer;
+    return { status, zone: answer.zone, version: zone!.version, ttl, record, zoneRecord, body: Buffer.from(JSON.stringify(answer)) };
+  }
+
+  /** parseHandle, skipping host normalisation for a host already seen and a local part already normal. */
+  private parse(input: string): Pick<ParsedHandle, 'handle' | 'host'> {
+    const at = input.indexOf('@');
+    if (at > 0 && input.length <= MAX_HANDLE_INPUT) {
+      const host = this.hosts.get(input.slice(at + 1));
+      if (host !== undefined) {
+        const local = input.slice(0, at);
+        if (NORMAL_LOCAL.test(local)) return { handle: `${local}@${host}`, host };
+      }
+    }
+    const parsed = parseHandle(input);
+    if (this.hosts.size >= MAX_HOSTS) this.hosts.clear();
+    this.hosts.set(input.slice(at + 1), parsed.host);
+    return parsed;
+  }
+
+  private spliced(status: 'answer' | 'referral', zone: ZoneRow, jws: string): SerialisedAnswer {
+    const t = recordTimes(jws);
+    const ttl = cappedTtl(t.ttl, t.exp, epochSeconds(this.clock));
+    let f = this.fragments.get(zone.name);
+    if (f === undefined || f.version !== zone.version || f.record !== zone.record) {
+      // The same key order as answer() builds, so that the splice equals JSON.stringify of its object.
+      const head = (s: string) => Buffer.from(`{"status":${JSON.stringify(s)},"zone":${JSON.stringify(zone.name)},"serial":${serialOf(zone.version)},"record":`);
+      f = { version: zone.version, record: zone.record, answerHead: head('answer'), referralHead: head('referral'), tail: Buffer.from(`,"zoneRecord":${JSON.stringify(zone.record)},"ttl":`) };
+      this.fragments.set(zone.name, f);
+    }
+    const head = status === 'answer' ? f.answerHead : f.referralHead;
+    const ttlText = JSON.stringify(ttl);
+    let body: Buffer;
+    if (COMPACT_JWS.test(jws)) {
+      // Nothing in a compact JWS needs escaping in JSON: write it between quotes as it is.
+      body = Buffer.allocUnsafe(head.length + jws.length + 2 + f.tail.length + ttlText.length + 1);
+      let at = head.copy(body, 0);
+      at = body.writeUInt8(0x22, at);
+      at += body.write(jws, at, 'latin1');
+      at = body.writeUInt8(0x22, at);
+      at += f.tail.copy(body, at);
+      at += body.write(ttlText, at, 'latin1');
+      body.writeUInt8(0x7d, at);
+    } else {
+      body = Buffer.concat([head, Buffer.from(JSON.stringify(jws)), f.tail, Buffer.from(`${ttlText}}`)]);
+    }
+    return { status, zone: zone.name, version: zone.version, ttl, record: jws, zoneRecord: zone.record, body };
   }
 
   private gap(zone: ZoneRow, name: string): StoredRecord {
@@ -93,6 +200,50 @@ export class Authority {
     exp: number,
     now: number,
   ): AuthoritativeAnswer {
-    return { status, zone, serial: serialOf(version), record, zoneRecord, ttl: Math.max(0, Math.min(ttl, exp - now)) };
+    return { status, zone, serial: serialOf(version), record, zoneRecord, ttl: cappedTtl(ttl, exp, now) };
   }
+}
+
+/** A record's TTL capped by the time left before its `exp`, never negative. */
+function cappedTtl(ttl: number, exp: number, now: number): number {
+  return Math.max(0, Math.min(ttl, exp - now));
+}
+
+const TTL_KEY = Buffer.from('"ttl":');
+const EXP_KEY = Buffer.from('"exp":');
+
+/**
+ * `ttl` and `exp` of a stored handle or delegation record, as `Number(decodePayload(jws).ttl)` and
+ * `.exp` give them, without building the payload object: each key is found in the decoded payload and
+ * its digits read. That reading is taken only when it cannot differ: the key occurs once, after `{` or
+ * `,` (so not inside a string, where a quote is escaped), with digits up to `,` or `}`; a nested object
+ * could only repeat the key, which the schemas (strict, JWKs of three members) never allow. Anything
+ * else is parsed in full.
+ */
+export function recordTimes(jws: string): { ttl: number; exp: number } {
+  const payload = Buffer.from(jws.slice(jws.indexOf('.') + 1, jws.lastIndexOf('.')), 'base64url');
+  const ttl = integerAfter(payload, TTL_KEY);
+  const exp = integerAfter(payload, EXP_KEY);
+  if (ttl !== null && exp !== null) return { ttl, exp };
+  const p = decodePayload(jws);
+  return { ttl: Number(p.ttl), exp: Number(p.exp) };
+}
+
+function integerAfter(json: Buffer, key: Buffer): number | null {
+  const at = json.indexOf(key);
+  if (at < 1 || json.indexOf(key, at + 1) !== -1) return null;
+  const before = json[at - 1];
+  if (before !== 0x7b && before !== 0x2c) return null;
+  let n = 0;
+  let i = at + key.length;
+  const start = i;
+  // Up to 15 digits: every integer that long is exact as a double, like JSON.parse's.
+  for (; i < json.length && i - start <= 15; i++) {
+    const c = json[i]!;
+    if (c < 0x30 || c > 0x39) break;
+    n = n * 10 + (c - 0x30);
+  }
+  const end = json[i];
+  if (i === start || i - start > 15 || (end !== 0x2c && end !== 0x7d) || (json[start] === 0x30 && i - start > 1)) return null;
+  return n;
 }

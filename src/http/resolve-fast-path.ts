@@ -1,8 +1,8 @@
-import { createHash } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AppContext } from '../context.js';
 import { IdnsError } from '../errors.js';
-import { sendFast } from './fast-reply.js';
+import { answerEtag } from './routes/resolve.js';
 
 interface Cached {
   zone: string;
@@ -10,7 +10,7 @@ interface Cached {
   builtAt: number;
   status: number;
   outcome: string;
-  body: string;
+  body: Buffer;
   etag: string;
   maxAge: number;
 }
@@ -29,6 +29,8 @@ const MAX_ENTRIES = 10_000;
  */
 export class ResolveFastPath {
   private readonly cache = new Map<string, Cached>();
+  /** URLs answered once recently without being kept. */
+  private readonly seen = new Set<string>();
 
   constructor(private readonly ctx: AppContext) {}
 
@@ -39,7 +41,8 @@ export class ResolveFastPath {
     if (req.headers['if-none-match'] !== undefined || this.ctx.rateLimits.config.enabled) return false;
     const started = performance.now();
     const now = this.ctx.clock.now();
-    let hit = this.cache.get(url);
+    const cached = this.cache.get(url);
+    let hit = cached;
     if (hit) {
       const zone = this.ctx.zones.cachedZone(hit.zone);
       if (!zone || zone.version !== hit.version || now - hit.builtAt > REUSE_MS || this.ctx.zones.unavailable(zone)) hit = undefined;
@@ -48,19 +51,42 @@ export class ResolveFastPath {
       const built = this.build(url, now);
       if (!built) return false;
       hit = built;
-      if (this.cache.size >= MAX_ENTRIES) this.cache.delete(this.cache.keys().next().value as string);
-      this.cache.set(url, hit);
+      this.admit(url, built, cached !== undefined);
     }
-    sendFast(this.ctx, req, res, started, {
-      route: '/v1/resolve/:handle',
-      status: hit.status,
-      headers: { 'content-type': 'application/json', 'cache-control': `public, max-age=${hit.maxAge}`, etag: hit.etag },
-      body: hit.body,
-      role: 'authoritative',
-      zone: hit.zone,
-      outcome: hit.outcome,
-    });
+    const given = req.headers['x-request-id'];
+    const id = typeof given === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : randomUUID();
+    // A flat list: node:http then skips enumerating an object's keys.
+    res.writeHead(hit.status, [
+      'content-type', 'application/json',
+      'content-length', String(hit.body.length),
+      'cache-control', `public, max-age=${hit.maxAge}`,
+      'etag', hit.etag,
+      'x-request-id', id,
+    ]);
+    res.end(hit.body);
+    const route = '/v1/resolve/:handle';
+    this.ctx.metrics.requests.inc({ route, method: 'GET', status: String(hit.status) });
+    this.ctx.metrics.queries.inc({ role: 'authoritative', outcome: hit.outcome });
+    if (this.ctx.log.enabled('info')) {
+      const ms = Math.round((performance.now() - started) * 100) / 100;
+      this.ctx.log.info('request', { reqId: id, method: 'GET', route, status: hit.status, ms, zone: hit.zone, outcome: hit.outcome });
+    }
     return true;
+  }
+
+  /**
+   * Keeps an answer for reuse only when its URL was asked for recently (or was kept before): under
+   * queries spread over a large zone most answers are never asked for again within REUSE_MS, and
+   * keeping each one would cost more (map churn, old-generation garbage) than it saves.
+   */
+  private admit(url: string, answer: Cached, wasCached: boolean): void {
+    if (!wasCached && !this.seen.has(url)) {
+      if (this.seen.size >= MAX_ENTRIES) this.seen.clear();
+      this.seen.add(url);
+      return;
+    }
+    if (this.cache.size >= MAX_ENTRIES) this.cache.delete(this.cache.keys().next().value as string);
+    this.cache.set(url, answer);
   }
 
   private build(url: string, now: number): Cached | null {
@@ -73,23 +99,20 @@ export class ResolveFastPath {
     }
     let answer;
     try {
-      answer = this.ctx.authority.resolve(handle);
+      answer = this.ctx.authority.resolveSerialised(handle);
     } catch (err) {
       // Errors are answered by the full application, with its error mapping.
       if (err instanceof IdnsError) return null;
       throw err;
     }
-    const zone = this.ctx.zones.cachedZone(answer.zone);
-    if (!zone) return null;
-    const body = JSON.stringify(answer);
     return {
       zone: answer.zone,
-      version: zone.version,
+      version: answer.version,
       builtAt: now,
       status: answer.status === 'denial' ? 404 : 200,
       outcome: answer.status,
-      body,
-      etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`,
+      body: answer.body,
+      etag: answerEtag(answer),
       maxAge: answer.ttl,
     };
   }

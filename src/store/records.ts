@@ -18,6 +18,7 @@ export interface StoredRecord {
  */
 export class RecordStore {
   private readonly getStmt;
+  private readonly jwsStmt;
   private readonly putStmt;
   private readonly delStmt;
   private readonly gapStmt;
@@ -37,6 +38,8 @@ export class RecordStore {
     this.getStmt = db.prepare<[string, string, string], StoredRecord>(
       `SELECT type, key, version, exp, jws FROM records WHERE content = ? AND type = ? AND key = ?`,
     );
+    // The read path needs only the signed record: one column, no row object.
+    this.jwsStmt = db.prepare<[string, string, string], string>(`SELECT jws FROM records WHERE content = ? AND type = ? AND key = ?`).pluck();
     this.putStmt = db.prepare(
       `INSERT INTO records (content, type, key, version, exp, jws) VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT (content, type, key) DO UPDATE SET version = excluded.version, exp = excluded.exp, jws = excluded.jws`,
@@ -71,6 +74,11 @@ export class RecordStore {
   /** One record, or undefined. */
   get(content: string, type: StoredType, key: string): StoredRecord | undefined {
     return this.getStmt.get(content, type, key);
+  }
+
+  /** Just the signed record (JWS) of one record, or undefined. */
+  jws(content: string, type: StoredType, key: string): string | undefined {
+    return this.jwsStmt.get(content, type, key);
   }
 
   /** Inserts or replaces a record. */
