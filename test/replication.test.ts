@@ -132,21 +132,59 @@ describe('secondary replicas', () => {
     expect((await zoneState(secondary)).digest).toBe((await zoneState(primary)).digest);
   });
 
-  it.each([
-    ['alters', (lines: string[]) => lines.map((l) => (l.includes('"kind":"record"') && l.includes('"type":"handle"') ? alterRecord(l) : l))],
-    ['drops', (lines: string[]) => lines.filter((l, i) => !(l.includes('"kind":"record"') && i === 2))],
-    ['adds', (lines: string[]) => [...lines.slice(0, 2), lines[1]!.replace('"key":"', '"key":"x'), ...lines.slice(2)]],
-    ['repeats', (lines: string[]) => [...lines.slice(0, 2), lines[1]!, ...lines.slice(2)]],
-    ['cuts short', (lines: string[]) => lines.slice(0, 3)],
-  ])('rejects a full transfer whose stream a man in the middle %s, keeping its copy', async (_what, tamper) => {
+  // Both full-transfer formats (section 11.1): the compact one a secondary asks for, and NDJSON, which a
+  // source that does not know `format=compact` sends instead (the proxy then drops the parameter).
+  const tampers: [string, (lines: string[], f: LineFormat) => string[]][] = [
+    ['alters', (lines, f) => lines.map((l) => (f.isRecord(l) && f.type(l) === 'handle' ? f.alter(l) : l))],
+    ['drops', (lines, f) => lines.filter((l, i) => !(f.isRecord(l) && i === 2))],
+    ['adds', (lines, f) => [...lines.slice(0, 2), f.rekey(lines[1]!, 'x'), ...lines.slice(2)]],
+    ['repeats', (lines) => [...lines.slice(0, 2), lines[1]!, ...lines.slice(2)]],
+    ['cuts short', (lines) => lines.slice(0, 3)],
+  ];
+  it.each(tampers.flatMap(([what, tamper]) => (['compact', 'ndjson'] as const).map((format) => [what, format, tamper] as const)))(
+    'rejects a full transfer whose stream a man in the middle %s (%s), keeping its copy',
+    async (_what, format, tamper) => {
+      const { primary, secondary, kid } = await primaryAndSecondary();
+      for (let i = 0; i < 5; i++) await register(primary, `user${i}@example`);
+      let seen = '';
+      const mitm = await tamperingProxy(
+        primary.url,
+        (path, text) => {
+          if (!path.includes('/transfer')) return text;
+          seen = path;
+          return tamper(text.trimEnd().split('\n'), LINE_FORMATS[format]).join('\n') + '\n';
+        },
+        () => false,
+        format === 'ndjson' ? (path) => path.replace(/[?&]format=compact/, '') : (path) => path,
+      );
+      secondary.ctx.zones.createSecondary('example', { primaries: [mitm], ds: [kid] });
+      const status = await secondary.ctx.replicator.checkNow('example');
+      expect(seen).toContain('/transfer');
+      expect(status.lastError).toMatch(/digest|stopped before|announced|another zone record|line|repeats/);
+      expect(status.serial).toBeNull();
+      expect((await fetch(`${secondary.url}/v1/resolve/user1@example`)).status).toBe(503);
+    },
+  );
+
+  it.each(['compact', 'ndjson'] as const)('copies a zone through either transfer format (%s) with the same result', async (format) => {
     const { primary, secondary, kid } = await primaryAndSecondary();
     for (let i = 0; i < 5; i++) await register(primary, `user${i}@example`);
-    const mitm = await tamperingProxy(primary.url, (path, text) => (path.includes('/transfer') ? tamper(text.trimEnd().split('\n')).join('\n') + '\n' : text));
-    secondary.ctx.zones.createSecondary('example', { primaries: [mitm], ds: [kid] });
+    let type = '';
+    const proxy = await tamperingProxy(
+      primary.url,
+      (path, text, contentType) => {
+        if (path.includes('/transfer')) type = contentType;
+        return text;
+      },
+      () => false,
+      format === 'ndjson' ? (path) => path.replace(/[?&]format=compact/, '') : (path) => path,
+    );
+    secondary.ctx.zones.createSecondary('example', { primaries: [proxy], ds: [kid] });
     const status = await secondary.ctx.replicator.checkNow('example');
-    expect(status.lastError).toMatch(/digest|stopped before|announced|another zone record|line/);
-    expect(status.serial).toBeNull();
-    expect((await fetch(`${secondary.url}/v1/resolve/user1@example`)).status).toBe(503);
+    expect(status.lastError).toBeNull();
+    expect(type).toBe(format === 'compact' ? 'application/x-idns-compact' : 'application/x-ndjson');
+    const [p, s] = [await zoneState(primary), await zoneState(secondary)];
+    expect(s).toMatchObject({ serial: p.serial, digest: p.digest, record: p.record });
   });
 
   it('rejects a tampered incremental transfer and keeps its previous copy', async () => {
@@ -303,15 +341,53 @@ describe('secondary replicas', () => {
 /** Rewrites the endpoint inside a transfer line's record (keeping its signature, which then no longer matches). */
 function alterRecord(line: string): string {
   const parsed = JSON.parse(line) as { record: string };
-  const [h, p, sig] = parsed.record.split('.') as [string, string, string];
-  const payload = JSON.parse(Buffer.from(p, 'base64url').toString()) as Record<string, unknown>;
-  payload.endpoint = 'https://evil.example/';
-  parsed.record = `${h}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}.${sig}`;
+  parsed.record = alterJws(parsed.record);
   return JSON.stringify(parsed);
 }
 
+function alterJws(jws: string): string {
+  const [h, p, sig] = jws.split('.') as [string, string, string];
+  const payload = JSON.parse(Buffer.from(p, 'base64url').toString()) as Record<string, unknown>;
+  payload.endpoint = 'https://evil.example/';
+  return `${h}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}.${sig}`;
+}
+
+/** How a man in the middle reads and rewrites the record lines of each full-transfer format. */
+interface LineFormat {
+  isRecord(line: string): boolean;
+  type(line: string): string;
+  alter(line: string): string;
+  rekey(line: string, prefix: string): string;
+}
+
+const LINE_FORMATS: Record<'compact' | 'ndjson', LineFormat> = {
+  compact: {
+    isRecord: (l) => !l.startsWith('{'),
+    type: (l) => l.split('\t')[0]!,
+    alter: (l) => {
+      const [type, key, jws] = l.split('\t') as [string, string, string];
+      return `${type}\t${key}\t${alterJws(jws)}`;
+    },
+    rekey: (l, prefix) => {
+      const [type, key, jws] = l.split('\t') as [string, string, string];
+      return `${type}\t${prefix}${key}\t${jws}`;
+    },
+  },
+  ndjson: {
+    isRecord: (l) => l.includes('"kind":"record"'),
+    type: (l) => (JSON.parse(l) as { type: string }).type,
+    alter: alterRecord,
+    rekey: (l, prefix) => l.replace('"key":"', `"key":"${prefix}`),
+  },
+};
+
 /** An HTTP proxy in front of `target` that rewrites response bodies: a man in the middle. */
-async function tamperingProxy(target: string, rewrite: (path: string, body: string) => string, down: () => boolean = () => false): Promise<string> {
+async function tamperingProxy(
+  target: string,
+  rewrite: (path: string, body: string, contentType: string) => string,
+  down: () => boolean = () => false,
+  forward: (path: string) => string = (path) => path,
+): Promise<string> {
   const proxy = createServer(async (req, res) => {
     if (down()) {
       req.socket.destroy();
@@ -319,12 +395,12 @@ async function tamperingProxy(target: string, rewrite: (path: string, body: stri
     }
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
-    const upstream = await fetch(`${target}${req.url}`, {
+    const upstream = await fetch(`${target}${forward(req.url ?? '')}`, {
       method: req.method,
       headers: Object.fromEntries(Object.entries(req.headers).filter(([k]) => k !== 'host' && k !== 'connection') as [string, string][]),
       ...(chunks.length ? { body: Buffer.concat(chunks) } : {}),
     });
-    const text = rewrite(req.url ?? '', await upstream.text());
+    const text = rewrite(req.url ?? '', await upstream.text(), upstream.headers.get('content-type') ?? '');
     res.writeHead(upstream.status, { 'content-type': upstream.headers.get('content-type') ?? 'application/json' });
     res.end(text);
   });

@@ -78,7 +78,7 @@ export class ZoneEditor {
   putNew(type: StoredType, records: readonly { key: string; jws: string }[], exp: number, digest: ZoneDigest): void {
     this.store.records.insertNew(this.zone.content, type, this.version, exp, records);
     for (const r of records) this.journal('put', type, r.key, r.jws);
-    this.digest.merge(digest);
+    this.digest.merge(digest.state());
   }
 
   /** Deletes a record; returns false when it was not there. */

@@ -15,10 +15,14 @@ export const DIGEST_STATE_BYTES = DIGEST_LANES * 2;
 
 /** The running multiset hash of a zone. */
 export class ZoneDigest {
+  /** The lanes, as native 16-bit integers. */
   private readonly lanes: Uint16Array;
+  /** The same memory, two lanes per 32-bit word, for adding two lanes at a time. */
+  private readonly words: Uint32Array;
 
   private constructor(lanes: Uint16Array) {
     this.lanes = lanes;
+    this.words = new Uint32Array(lanes.buffer, lanes.byteOffset, DIGEST_LANES / 2);
   }
 
   /** The digest of an empty zone. */
@@ -37,19 +41,19 @@ export class ZoneDigest {
 
   /** Adds one record, stored under (type, key), to the multiset. */
   add(type: string, key: string, jws: string): void {
-    const h = elementLanes(type, key, jws);
-    for (let i = 0; i < DIGEST_LANES; i++) this.lanes[i] = (this.lanes[i]! + h[i]!) & 0xffff;
+    this.addElement(elementOutput(digestElement(type, key, jws)), 1);
   }
 
   /** Removes one record (exactly as it was added) from the multiset. */
   remove(type: string, key: string, jws: string): void {
-    const h = elementLanes(type, key, jws);
-    for (let i = 0; i < DIGEST_LANES; i++) this.lanes[i] = (this.lanes[i]! - h[i]!) & 0xffff;
+    this.addElement(elementOutput(digestElement(type, key, jws)), -1);
   }
 
-  /** Adds every record of another digest (the two multisets' union): records hashed elsewhere, in bulk. */
-  merge(other: ZoneDigest): void {
-    for (let i = 0; i < DIGEST_LANES; i++) this.lanes[i] = (this.lanes[i]! + other.lanes[i]!) & 0xffff;
+  /** Adds another multiset (given as its stored state) to this one: the digest of the union. */
+  merge(state: Uint8Array): void {
+    const other = ZoneDigest.fromState(state).lanes;
+    const lanes = this.lanes;
+    for (let i = 0; i < DIGEST_LANES; i++) lanes[i] = lanes[i]! + other[i]!;
   }
 
   /** The state to store, little-endian lanes. */
@@ -68,15 +72,51 @@ export class ZoneDigest {
   clone(): ZoneDigest {
     return new ZoneDigest(new Uint16Array(this.lanes));
   }
+
+  /** Adds (sign 1) or subtracts (sign -1) one element's SHAKE128 output, 1024 little-endian lanes. */
+  private addElement(bytes: Buffer, sign: 1 | -1): void {
+    if (LITTLE_ENDIAN) {
+      // The output bytes already are the lanes. Two lanes per 32-bit word: the high lanes are added
+      // (or subtracted) with the low halves masked off, the low lanes on their own, each modulo 2^16.
+      // This is several times faster than lane by lane on a Uint16Array.
+      const h = alignedWords(bytes);
+      const w = this.words;
+      if (sign === 1) {
+        for (let i = 0; i < DIGEST_LANES / 2; i++) {
+          const a = w[i]!;
+          const x = h[i]!;
+          w[i] = ((a & 0xffff0000) + (x & 0xffff0000)) | ((a + x) & 0xffff);
+        }
+      } else {
+        for (let i = 0; i < DIGEST_LANES / 2; i++) {
+          const a = w[i]!;
+          const x = h[i]!;
+          w[i] = ((a & 0xffff0000) - (x & 0xffff0000)) | ((a - x) & 0xffff);
+        }
+      }
+      return;
+    }
+    const lanes = this.lanes;
+    for (let i = 0; i < DIGEST_LANES; i++) lanes[i] = lanes[i]! + sign * bytes.readUInt16LE(i * 2);
+  }
 }
 
 const LITTLE_ENDIAN = endianness() === 'LE';
 
-function elementLanes(type: string, key: string, jws: string): Uint16Array {
-  const bytes = createHash('shake128', { outputLength: DIGEST_STATE_BYTES }).update(`${type}\n${key}\n${jws}`).digest();
-  // On a little-endian machine (every one idns runs on in practice) the bytes already are the lanes.
-  if (LITTLE_ENDIAN && bytes.byteOffset % 2 === 0) return new Uint16Array(bytes.buffer, bytes.byteOffset, DIGEST_LANES);
-  const lanes = new Uint16Array(DIGEST_LANES);
-  for (let i = 0; i < DIGEST_LANES; i++) lanes[i] = bytes.readUInt16LE(i * 2);
-  return lanes;
+/** The bytes (as a string, hashed as UTF-8) that stand for one record in the digest. */
+export function digestElement(type: string, key: string, jws: string): string {
+  return `${type}\n${key}\n${jws}`;
+}
+
+function elementOutput(element: string): Buffer {
+  return createHash('shake128', { outputLength: DIGEST_STATE_BYTES }).update(element).digest();
+}
+
+const scratch = new Uint32Array(DIGEST_LANES / 2);
+
+/** The hash output as 32-bit words, viewed in place when aligned, else copied. */
+function alignedWords(bytes: Buffer): Uint32Array {
+  if (bytes.byteOffset % 4 === 0) return new Uint32Array(bytes.buffer, bytes.byteOffset, DIGEST_LANES / 2);
+  new Uint8Array(scratch.buffer).set(bytes.subarray(0, DIGEST_STATE_BYTES));
+  return scratch;
 }

@@ -9,11 +9,14 @@ import { ZoneDigest } from '../records/digest.js';
 import { MAX_JWS_LENGTH } from '../records/jws.js';
 import type { ZoneRecord } from '../records/types.js';
 import { verifyZoneRecord } from '../records/verify.js';
-import type { StoredRecord, StoredType } from '../store/records.js';
+import type { LoadedRecord, StoredType } from '../store/records.js';
 import type { Store } from '../store/store.js';
 import type { ZoneRow } from '../store/zones.js';
 import { authorization, type Credential } from './credentials.js';
-import { ndjsonLines } from './ndjson.js';
+import { ndjsonBatches, ndjsonLines } from './ndjson.js';
+import { DigestWorkers } from './digest-workers.js';
+import { compactItems } from './compact.js';
+import { TRANSFER_CONTENT_TYPES } from './transfer-source.js';
 
 /** Limits on what a transfer peer can make us do. */
 export interface TransferLimits {
@@ -25,9 +28,11 @@ export interface TransferLimits {
   maxIncrementalEntries: number;
   /** Records written per transaction while loading a full transfer. */
   batchRows: number;
+  /** Worker threads computing the digest of a full transfer. */
+  digestWorkers: number;
 }
 
-export const DEFAULT_TRANSFER_LIMITS: TransferLimits = { timeoutMs: 10_000, maxLineBytes: 128 * 1024, maxIncrementalEntries: 200_000, batchRows: 2000 };
+export const DEFAULT_TRANSFER_LIMITS: TransferLimits = { timeoutMs: 10_000, maxLineBytes: 128 * 1024, maxIncrementalEntries: 200_000, batchRows: 2000, digestWorkers: 1 };
 
 const TYPES = new Set<StoredType>(['handle', 'delegation', 'denial']);
 
@@ -71,49 +76,87 @@ export class TransferClient {
   /** Copies the whole zone and switches to the copy; returns the new serial. */
   async full(src: Source): Promise<number> {
     const before = this.zones.require(src.zone);
-    const body = await this.open(src, null);
-    const lines = ndjsonLines(body, this.limits.maxLineBytes);
+    const opened = await this.open(src, null, 'compact');
     const content = `${src.zone}#${randomBytes(6).toString('hex')}`;
     // Listed as retired until it is complete and checked: a crash mid-transfer leaves it for the cleaner.
     this.store.write(() => this.store.records.retire(content, this.clock.now()));
     TransferClient.loading.add(content);
-    const digest = ZoneDigest.empty();
+    // Hashing is the largest cost of a transfer: it runs in worker threads while this thread parses and stores.
+    const hashing = new DigestWorkers(this.limits.digestWorkers);
+    let start: { record: ZoneRecord; jws: string } | null = null;
+    let ended = false;
     let count = 0;
-    try {
-      const start = await this.startLine(lines, src, before, 'full');
-      let batch: StoredRecord[] = [];
-      const flush = () => {
-        const rows = batch;
-        batch = [];
-        this.store.write(() => this.store.records.putMany(content, rows));
-      };
-      for (;;) {
-        const line = await next(lines);
-        if (line.kind === 'end') {
-          this.endLine(line, start.jws, count);
-          break;
-        }
-        if (line.kind !== 'record') throw new IdnsError('transfer_failed', `unexpected line kind ${String(line.kind)} in a full transfer`);
-        const r = recordLine(line);
-        digest.add(r.type, r.key, r.jws);
-        batch.push(r);
-        count += 1;
-        if (batch.length >= this.limits.batchRows) flush();
+    let rows: LoadedRecord[] = [];
+    // Unsynced: these rows are not live until the switch below, whose synced commit makes them durable.
+    const flush = () => {
+      const batch = rows;
+      rows = [];
+      this.store.writeUnsynced(() => this.store.records.insertLoaded(content, batch));
+    };
+    /** Takes a JSON line: the start line first, then the end line; true once the stream is complete. */
+    const jsonLine = (value: unknown): boolean => {
+      const line = asLine(value);
+      if (start === null) {
+        start = this.checkStart(line, src, before, 'full');
+        return false;
       }
-      if (batch.length > 0) flush();
-      if (digest.value() !== start.record.digest) {
-        throw new IdnsError('transfer_failed', `the transferred content does not match the digest of serial ${start.record.serial}; transfer refused`);
+      if (line.kind !== 'end') throw new IdnsError('transfer_failed', `unexpected line kind ${String(line.kind)} in a full transfer`);
+      this.endLine(line, start.jws, count);
+      return (ended = true);
+    };
+    const records = async (loaded: LoadedRecord[]) => {
+      if (loaded.length === 0) return;
+      if (start === null) throw new IdnsError('transfer_failed', `the stream does not start with the full transfer of ${src.zone}`);
+      count += loaded.length;
+      for (const r of loaded) rows.push(r);
+      if (rows.length >= this.limits.batchRows) flush();
+      if (!hashing.hasRoom()) await hashing.room();
+    };
+    try {
+      if (opened.compact) {
+        const items = compactItems(opened.body, this.limits.maxLineBytes);
+        for await (const item of items) {
+          if (item.kind === 'json') {
+            if (jsonLine(item.value)) break;
+          } else {
+            hashing.addElements(item.bytes, item.ranges);
+            await records(item.rows);
+          }
+        }
+      } else {
+        read: for await (const batch of ndjsonBatches(opened.body, this.limits.maxLineBytes)) {
+          const loaded: LoadedRecord[] = [];
+          for (const value of batch) {
+            const line = asLine(value);
+            if (start === null || line.kind !== 'record') {
+              await records(loaded.splice(0));
+              if (jsonLine(line)) break read;
+              continue;
+            }
+            const r = recordLine(line);
+            hashing.add(r.type, r.key, r.jws);
+            loaded.push(r);
+          }
+          await records(loaded);
+        }
+      }
+      if (start === null || !ended) throw new IdnsError('transfer_failed', 'the transfer stream stopped before its end line');
+      if (rows.length > 0) flush();
+      const digest = await hashing.finish();
+      const first: { record: ZoneRecord; jws: string } = start;
+      if (digest.value() !== first.record.digest) {
+        throw new IdnsError('transfer_failed', `the transferred content does not match the digest of serial ${first.record.serial}; transfer refused`);
       }
       this.store.write(() => {
         const current = this.zones.require(src.zone);
-        const version = current.record === '' ? start.record.serial : current.version + ((start.record.serial - serialOf(current.version) + 2 ** 32) % 2 ** 32);
+        const version = current.record === '' ? first.record.serial : current.version + ((first.record.serial - serialOf(current.version) + 2 ** 32) % 2 ** 32);
         this.store.zones.replaceCopy({
           name: src.zone,
           version,
           digestState: digest.state(),
-          record: start.jws,
-          recordExp: start.record.exp,
-          salt: start.record.denial.salt,
+          record: first.jws,
+          recordExp: first.record.exp,
+          salt: first.record.denial.salt,
           content,
           journalFloor: version,
           refreshedAt: this.clock.now(),
@@ -123,10 +166,16 @@ export class TransferClient {
         if (current.content !== content) this.store.records.retire(current.content, this.clock.now());
         this.store.markChanged(src.zone);
       });
-      return start.record.serial;
+      return first.record.serial;
+    } catch (err) {
+      // A repeated (type, key) breaks the table's key: a bad stream like any other.
+      if ((err as { code?: unknown }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new IdnsError('transfer_failed', 'the transfer repeats a record; transfer refused', { cause: err });
+      throw err;
     } finally {
       TransferClient.loading.delete(content);
-      await lines.return(undefined);
+      await hashing.close();
+      // Ends the response body if the loops above stopped before it did.
+      opened.body.destroy();
     }
   }
 
@@ -139,7 +188,7 @@ export class TransferClient {
     const since = serialOf(before.version);
     let body: AsyncIterable<Uint8Array>;
     try {
-      body = await this.open(src, since);
+      body = (await this.open(src, since)).body;
     } catch (err) {
       if (err instanceof IdnsError && err.code === 'journal_too_old') return false;
       throw err;
@@ -210,8 +259,9 @@ export class TransferClient {
     }
   }
 
-  private async open(src: Source, since: number | null): Promise<AsyncIterable<Uint8Array>> {
-    const path = `/v1/zones/${pathZone(src.zone)}/transfer${since === null ? '' : `?since=${since}`}`;
+  private async open(src: Source, since: number | null, format: 'ndjson' | 'compact' = 'ndjson'): Promise<{ body: Dispatcher.ResponseData['body']; compact: boolean }> {
+    const query = since === null ? (format === 'compact' ? '?format=compact' : '') : `?since=${since}`;
+    const path = `/v1/zones/${pathZone(src.zone)}/transfer${query}`;
     const headers: Record<string, string> = { accept: 'application/x-ndjson' };
     if (src.credential) headers.authorization = authorization(src.credential, 'GET', path, '', epochSeconds(this.clock));
     let res: Dispatcher.ResponseData;
@@ -236,11 +286,16 @@ export class TransferClient {
       if (code === 'journal_too_old') throw new IdnsError('journal_too_old', `${src.server}: the journal does not reach back to serial ${since}`);
       throw new IdnsError('transfer_failed', `${src.server} refused the transfer: ${code} (status ${res.statusCode})`);
     }
-    return res.body;
+    // A source that does not know the compact format answers NDJSON; the content type says which it sent.
+    const type = String(res.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    return { body: res.body, compact: type === TRANSFER_CONTENT_TYPES.compact };
   }
 
   private async startLine(lines: AsyncGenerator<unknown>, src: Source, before: ZoneRow, mode: 'full' | 'incremental') {
-    const line = await next(lines);
+    return this.checkStart(await next(lines), src, before, mode);
+  }
+
+  private checkStart(line: Line, src: Source, before: ZoneRow, mode: 'full' | 'incremental'): { record: ZoneRecord; jws: string } {
     if (line.kind !== 'start' || line.mode !== mode || line.zone !== src.zone) {
       throw new IdnsError('transfer_failed', `the stream does not start with the ${mode} transfer of ${src.zone}`);
     }
@@ -266,8 +321,12 @@ type Line = Record<string, unknown>;
 async function next(lines: AsyncGenerator<unknown>): Promise<Line> {
   const r = await lines.next();
   if (r.done) throw new IdnsError('transfer_failed', 'the transfer stream stopped before its end line');
-  if (typeof r.value !== 'object' || r.value === null || Array.isArray(r.value)) throw new IdnsError('transfer_failed', 'a transfer line is not an object');
-  return r.value as Line;
+  return asLine(r.value);
+}
+
+function asLine(value: unknown): Line {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new IdnsError('transfer_failed', 'a transfer line is not an object');
+  return value as Line;
 }
 
 function keyOf(line: Line): { type: StoredType; key: string } {
@@ -277,12 +336,12 @@ function keyOf(line: Line): { type: StoredType; key: string } {
   return { type: line.type as StoredType, key: line.key };
 }
 
-function recordLine(line: Line): StoredRecord {
+function recordLine(line: Line): LoadedRecord {
   const { type, key } = keyOf(line);
   if (typeof line.record !== 'string' || line.record.length > MAX_JWS_LENGTH) throw new IdnsError('transfer_failed', 'a transfer line has a bad record');
-  // The expiry column stays 0 on a copy: answers read `exp` from the signed payload, and a promoted copy
-  // is re-signed from the oldest (all of it, soon after promotion).
-  return { type, key, version: 0, exp: 0, jws: line.record };
+  // The version and expiry columns stay 0 on a copy: answers read `exp` from the signed payload, and a
+  // promoted copy is re-signed from the oldest (all of it, soon after promotion).
+  return { type, key, jws: line.record };
 }
 
 

@@ -3,21 +3,36 @@ import { serialOf, versionOfSerial } from '../authority/serial.js';
 import { SnapshotReader } from '../store/snapshot.js';
 
 /**
- * Produces a zone transfer as NDJSON (docs/protocol.md, "Zone transfer"), from a snapshot of the
- * database so the stream is consistent at one serial, pulled line by line so memory stays bounded
- * however large the zone: only what the client has not yet read is buffered, a few hundred lines at most.
+ * Produces a zone transfer (docs/protocol.md §11) from a snapshot of the database, so the stream is
+ * consistent at one serial, pulled chunk by chunk so memory stays bounded however large the zone: only
+ * what the client has not yet read is buffered, one chunk at most.
  */
 export interface TransferRequest {
   zone: string;
   /** Incremental transfer from this serial; null for a full transfer. */
   since: number | null;
+  /** The `format` query parameter, if any: `ndjson` (the default) or `compact` (full transfers only). */
+  format?: string | undefined;
 }
 
-/** Lines emitted per pull from the stream. */
-const LINES_PER_PULL = 256;
+/** A transfer ready to be sent. */
+export interface OpenedTransfer {
+  body: ReadableStream<Uint8Array>;
+  contentType: string;
+}
+
+/** Content type of each transfer format (section 11.1). */
+export const TRANSFER_CONTENT_TYPES = { ndjson: 'application/x-ndjson', compact: 'application/x-idns-compact' } as const;
+
+export type TransferFormat = keyof typeof TRANSFER_CONTENT_TYPES;
+
+/** Bytes per chunk of the stream (a line longer than this gets a chunk of its own). */
+const CHUNK_BYTES = 128 * 1024;
 
 /** Opens a transfer; throws zone_not_found, zone_unavailable, journal_too_old or invalid_request up front. */
-export function openTransfer(dbPath: string, req: TransferRequest): ReadableStream<Uint8Array> {
+export function openTransfer(dbPath: string, req: TransferRequest): OpenedTransfer {
+  const format = req.format === undefined ? 'ndjson' : req.format;
+  if (format !== 'ndjson' && format !== 'compact') throw new IdnsError('invalid_request', 'format must be ndjson or compact');
   const reader = new SnapshotReader(dbPath);
   try {
     const zone = reader.zone(req.zone);
@@ -26,43 +41,53 @@ export function openTransfer(dbPath: string, req: TransferRequest): ReadableStre
     const serial = serialOf(zone.version);
     const start = { kind: 'start', zone: zone.name, serial, record: zone.record };
     const end = { kind: 'end', zone: zone.name, serial, record: zone.record };
-    let lines: Generator<object>;
+    let chunks: Generator<Uint8Array>;
+    let sent: TransferFormat = 'ndjson';
     if (req.since === null) {
-      lines = full(reader, zone.content, start, end);
+      sent = format;
+      chunks = format === 'compact' ? compactFull(reader, zone.content, start, end) : ndjsonChunks(full(reader, zone.content, start, end));
     } else {
+      // Incremental transfers are small: they are always NDJSON, whatever format was asked for.
       const from = versionOfSerial(req.since, zone.version);
       if (from === null) throw new IdnsError('invalid_request', `serial ${req.since} is ahead of this server's serial ${serial}`);
       if (from < zone.journalFloor) {
         throw new IdnsError('journal_too_old', `the journal of ${req.zone} no longer reaches back to serial ${req.since}; take a full transfer`);
       }
-      lines = incremental(reader, zone.name, from, start, end, req.since);
+      chunks = ndjsonChunks(incremental(reader, zone.name, from, start, end, req.since));
     }
-    const encoder = new TextEncoder();
-    return new ReadableStream<Uint8Array>({
+    const body = new ReadableStream<Uint8Array>({
       pull(controller) {
-        let chunk = '';
-        for (let i = 0; i < LINES_PER_PULL; i++) {
-          const next = lines.next();
-          if (next.done) {
-            if (chunk !== '') controller.enqueue(encoder.encode(chunk));
-            reader.close();
-            controller.close();
-            return;
-          }
-          chunk += `${JSON.stringify(next.value)}\n`;
+        const next = chunks.next();
+        if (next.done) {
+          reader.close();
+          controller.close();
+        } else {
+          controller.enqueue(next.value);
         }
-        controller.enqueue(encoder.encode(chunk));
       },
       cancel() {
         // The client went away: finish the generators (which finalises their statements) and release the snapshot.
-        lines.return(undefined);
+        chunks.return(undefined);
         reader.close();
       },
     });
+    return { body, contentType: TRANSFER_CONTENT_TYPES[sent] };
   } catch (err) {
     reader.close();
     throw err;
   }
+}
+
+function* ndjsonChunks(lines: Generator<object>): Generator<Uint8Array> {
+  let chunk = '';
+  for (const line of lines) {
+    chunk += `${JSON.stringify(line)}\n`;
+    if (chunk.length >= CHUNK_BYTES) {
+      yield Buffer.from(chunk, 'utf8');
+      chunk = '';
+    }
+  }
+  if (chunk !== '') yield Buffer.from(chunk, 'utf8');
 }
 
 function* full(reader: SnapshotReader, content: string, start: object, end: object): Generator<object> {
@@ -73,6 +98,34 @@ function* full(reader: SnapshotReader, content: string, start: object, end: obje
     yield { kind: 'record', type: r.type, key: r.key, record: r.jws };
   }
   yield { ...end, count };
+}
+
+/**
+ * The compact full transfer: the start and end lines as in NDJSON, and between them one line
+ * `type TAB key TAB jws` per record. Every field is ASCII (types, normalised names, hashes, compact JWS),
+ * so each character is written as one byte, straight into the chunk.
+ */
+function* compactFull(reader: SnapshotReader, content: string, start: object, end: object): Generator<Uint8Array> {
+  let chunk = Buffer.allocUnsafe(CHUNK_BYTES);
+  let at = chunk.write(`${JSON.stringify({ ...start, mode: 'full' })}\n`, 0, 'utf8');
+  let count = 0;
+  for (const [type, key, jws] of reader.recordRows(content)) {
+    const need = type.length + key.length + jws.length + 3;
+    if (at + need > chunk.length) {
+      if (at > 0) yield chunk.subarray(0, at);
+      chunk = Buffer.allocUnsafe(Math.max(CHUNK_BYTES, need));
+      at = 0;
+    }
+    at += chunk.write(type, at, 'latin1');
+    chunk[at++] = 0x09;
+    at += chunk.write(key, at, 'latin1');
+    chunk[at++] = 0x09;
+    at += chunk.write(jws, at, 'latin1');
+    chunk[at++] = 0x0a;
+    count += 1;
+  }
+  if (at > 0) yield chunk.subarray(0, at);
+  yield Buffer.from(`${JSON.stringify({ ...end, count })}\n`, 'utf8');
 }
 
 function* incremental(reader: SnapshotReader, zone: string, from: number, start: object, end: object, since: number): Generator<object> {

@@ -12,6 +12,16 @@ export interface StoredRecord {
   jws: string;
 }
 
+/** A record as a transfer carries it: what a copy stores (its version and expiry columns stay 0). */
+export interface LoadedRecord {
+  type: StoredType;
+  key: string;
+  jws: string;
+}
+
+/** Rows per multi-row INSERT when loading a copy: one statement call instead of 64 (bounded by SQLite's 32,766 parameters). */
+const LOAD_ROWS_PER_STATEMENT = 64;
+
 /**
  * The signed records of every zone, keyed by (content id, type, key). Callers pass the zone row's
  * `content`, which is the zone name on a primary and the current copy's id on a secondary.
@@ -33,6 +43,8 @@ export class RecordStore {
   private readonly unretireStmt;
   private readonly nextRetiredStmt;
   private readonly bulk;
+  private readonly loadOneStmt;
+  private readonly loadManyStmt;
 
   constructor(db: Db) {
     this.getStmt = db.prepare<[string, string, string], StoredRecord>(
@@ -65,6 +77,11 @@ export class RecordStore {
     this.bulk = new BulkInsert(db, 'INSERT INTO records (content, type, key, version, exp, jws)', 6);
     this.retireStmt = db.prepare(`INSERT OR REPLACE INTO retired_content (content, retired_at) VALUES (?, ?)`);
     this.unretireStmt = db.prepare(`DELETE FROM retired_content WHERE content = ?`);
+    // A copy being loaded is new: a plain INSERT, so a repeated (type, key) in a transfer fails instead of replacing.
+    this.loadOneStmt = db.prepare(`INSERT INTO records (content, type, key, version, exp, jws) VALUES (?, ?, ?, 0, 0, ?)`);
+    this.loadManyStmt = db.prepare(
+      `INSERT INTO records (content, type, key, version, exp, jws) VALUES ${Array.from({ length: LOAD_ROWS_PER_STATEMENT }, () => '(?, ?, ?, 0, 0, ?)').join(', ')}`,
+    );
     this.nextRetiredStmt = db.prepare<[], { content: string }>(`SELECT content FROM retired_content ORDER BY retired_at LIMIT 1`);
     this.underStmt = db.prepare<[string, string, string], { n: number }>(
       `SELECT count(*) AS n FROM records WHERE content = ? AND type = 'handle' AND (key GLOB '*@' || ? OR key GLOB '*.' || ?)`,
@@ -109,6 +126,32 @@ export class RecordStore {
   /** Inserts new records of one type, version and expiry (a bulk import); none may exist yet. Call inside a transaction. */
   insertNew(content: string, type: StoredType, version: number, exp: number, records: readonly { key: string; jws: string }[]): void {
     this.bulk.run(records.map((r) => [content, type, r.key, version, exp, r.jws]));
+  }
+
+  /**
+   * Inserts records of a copy being loaded (version and expiry 0); call inside a transaction. Throws
+   * (SQLITE_CONSTRAINT) when a (type, key) is already there.
+   */
+  insertLoaded(content: string, rows: readonly LoadedRecord[]): void {
+    const n = rows.length;
+    let i = 0;
+    if (n >= LOAD_ROWS_PER_STATEMENT) {
+      const params: string[] = new Array<string>(LOAD_ROWS_PER_STATEMENT * 4);
+      for (; i + LOAD_ROWS_PER_STATEMENT <= n; i += LOAD_ROWS_PER_STATEMENT) {
+        for (let j = 0; j < LOAD_ROWS_PER_STATEMENT; j++) {
+          const r = rows[i + j]!;
+          params[j * 4] = content;
+          params[j * 4 + 1] = r.type;
+          params[j * 4 + 2] = r.key;
+          params[j * 4 + 3] = r.jws;
+        }
+        this.loadManyStmt.run(params);
+      }
+    }
+    for (; i < n; i++) {
+      const r = rows[i]!;
+      this.loadOneStmt.run(content, r.type, r.key, r.jws);
+    }
   }
 
   /** Deletes up to `limit` records of a content id; returns how many went (retired copies are dropped in batches). */

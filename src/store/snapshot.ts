@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import type { JournalEntry } from './journal.js';
-import type { StoredRecord } from './records.js';
+import type { StoredRecord, StoredType } from './records.js';
 import type { ZoneRow } from './zones.js';
 
 /**
@@ -31,6 +31,14 @@ export class SnapshotReader {
   /** Every record of a content id, in key order, read lazily (bounded memory). */
   *records(content: string): Generator<StoredRecord> {
     yield* this.db.prepare<[string], StoredRecord>(`SELECT type, key, version, exp, jws FROM records WHERE content = ? ORDER BY type, key`).iterate(content);
+  }
+
+  /** Every record of a content id as [type, key, jws], in key order, read lazily: the lean form a full transfer sends. */
+  *recordRows(content: string): Generator<[StoredType, string, string]> {
+    yield* this.db
+      .prepare<[string], [StoredType, string, string]>(`SELECT type, key, jws FROM records WHERE content = ? ORDER BY type, key`)
+      .raw()
+      .iterate(content);
   }
 
   /** The journal entries of a zone after `afterVersion`, in order, read lazily. */

@@ -137,6 +137,23 @@ export class Store {
     this.db.pragma(`cache_size = -${Math.max(1, Math.floor(bytes / 1024))}`);
   }
 
+  /**
+   * Like write, for rows that nothing reads until a later write() makes them live (a transfer being
+   * loaded beside the current copy): the commit does not wait for the disk. That later write() syncs the
+   * log, and with it these rows, before it returns; a crash before then can only lose rows not yet in use
+   * (WAL keeps the file consistent at the last commit that reached the disk).
+   */
+  writeUnsynced<T>(fn: () => T): T {
+    if (this.db.inTransaction) return this.write(fn);
+    const level = this.db.pragma('synchronous', { simple: true }) as number;
+    this.db.pragma('synchronous = NORMAL');
+    try {
+      return this.write(fn);
+    } finally {
+      this.db.pragma(`synchronous = ${level}`);
+    }
+  }
+
   /** Marks a zone as changed by the running transaction; listeners hear of it once it commits. */
   markChanged(zone: string): void {
     this.changedInTransaction.add(zone);

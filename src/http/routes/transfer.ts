@@ -22,8 +22,8 @@ export function transferRoutes(ctx: AppContext): Hono {
     if (since !== null && since > 0xffffffff) throw new IdnsError('invalid_request', 'since must be a serial (0 to 4294967295)');
     const unavailable = ctx.zones.unavailable(row);
     if (unavailable) throw new IdnsError('zone_unavailable', unavailable);
-    const stream = openTransfer(ctx.store.path, { zone, since });
-    return new Response(stream, { status: 200, headers: { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' } });
+    const transfer = openTransfer(ctx.store.path, { zone, since, format: c.req.query('format') });
+    return new Response(transfer.body, { status: 200, headers: { 'content-type': transfer.contentType, 'cache-control': 'no-store' } });
   });
 
   app.post('/v1/zones/:zone/notify', async (c) => {
