@@ -175,7 +175,7 @@ export async function authorityTargets(ctx) {
   }
 
   // 7. Changes reaching the notified secondary: a burst of registrations, then 100 changes on this zone
-  // against the same on a 10,000-handle zone (the cost should follow the changes, not the zone).
+  // against the same on a zone a hundredth of its size (the cost should follow the changes, not the zone).
   if (want(7)) {
     log('registrations to a notified secondary');
     const runs = [];
@@ -188,7 +188,7 @@ export async function authorityTargets(ctx) {
       id: 'notify',
       name: `${c} registrations on the primary (64 clients), until a notified secondary serves them all`,
       figure: `${lag.toFixed(2)} s after the last acknowledgement; ${total.toFixed(1)} s in all (${fmt(rate)} registrations/s; failed ${failed})`,
-      goal: `≤ 2 s after the last acknowledgement (for 10,000 changes)`,
+      goal: `≤ 2 s after the last of 10,000 is acknowledged (Knot: 0.7 s)`,
       met: lag <= 2 && failed === 0,
       compare: { 'lag s': { value: lag, better: 'lower', slack: 0.3 }, 'total s': { value: total, better: 'lower', slack: 0.3 } },
     });
@@ -213,9 +213,10 @@ export async function authorityTargets(ctx) {
       figure: `${m('big', 'visible').toFixed(2)} s (acknowledged ${m('big', 'acked').toFixed(2)} s)`,
       baseline: `${m('small', 'visible').toFixed(2)} s (acknowledged ${m('small', 'acked').toFixed(2)} s)`,
       ratio: `${visibleRatio.toFixed(2)} (acknowledged ${ackRatio.toFixed(2)})`,
-      goal: '≤ 2× (zone of 1,000,000 handles)',
+      goal: '≤ 2× (1,000,000 handles against 10,000)',
       met: visibleRatio <= 2 && ackRatio <= 2,
-      compare: { ratio: { value: visibleRatio, better: 'lower' }, 'acknowledged ratio': { value: ackRatio, better: 'lower' } },
+      // Ratios near 1 of two sub-second timings: a quarter either way is noise.
+      compare: { ratio: { value: visibleRatio, better: 'lower', slack: 0.25 }, 'acknowledged ratio': { value: ackRatio, better: 'lower', slack: 0.25 } },
     });
     await stop(smallSecondary);
     await stop(smallPrimary);
