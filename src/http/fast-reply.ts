@@ -8,8 +8,10 @@ export interface FastReply {
   /** The route pattern the full application would have matched, e.g. `/v1/lookup/:handle`. */
   route: string;
   status: number;
+  /** A fresh object for this response: Content-Length and X-Request-Id are added to it. */
   headers: OutgoingHttpHeaders;
-  body: string | Buffer;
+  /** The body, or its chunks, written in turn as one write to the socket. */
+  body: string | Buffer | readonly (string | Buffer)[];
   role: string;
   zone: string;
   outcome: string;
@@ -23,12 +25,25 @@ export interface FastReply {
 export function sendFast(ctx: AppContext, req: IncomingMessage, res: ServerResponse, started: number, reply: FastReply): void {
   const given = req.headers['x-request-id'];
   const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
-  res.writeHead(reply.status, {
-    ...reply.headers,
-    'content-length': typeof reply.body === 'string' ? Buffer.byteLength(reply.body) : reply.body.length,
-    'x-request-id': id,
-  });
-  res.end(reply.body);
+  // Completed in place rather than copied: this runs once per request of the busiest endpoints.
+  const headers = reply.headers;
+  headers['x-request-id'] = id;
+  const body = reply.body;
+  if (typeof body === 'string' || Buffer.isBuffer(body)) {
+    headers['content-length'] = typeof body === 'string' ? Buffer.byteLength(body) : body.length;
+    res.writeHead(reply.status, headers);
+    res.end(body);
+  } else {
+    let length = 0;
+    for (const chunk of body) length += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
+    headers['content-length'] = length;
+    res.writeHead(reply.status, headers);
+    // Corked, the headers and every chunk leave in one writev.
+    res.cork();
+    for (let i = 0; i < body.length - 1; i++) res.write(body[i]!);
+    res.end(body[body.length - 1]);
+    res.uncork();
+  }
   const method = req.method ?? 'GET';
   ctx.metrics.requests.inc({ route: reply.route, method, status: String(reply.status) });
   ctx.metrics.queries.inc({ role: reply.role, outcome: reply.outcome });

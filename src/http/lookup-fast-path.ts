@@ -8,8 +8,7 @@ const PREFIX = '/v1/lookup/';
 
 /**
  * The resolver's read path on cache hits, `GET /v1/lookup/{handle}`, served without the general HTTP
- * stack: the cache gives the result at once and the wire its body, kept from the last hit within the
- * same second. A miss, an error, a query string or rate limits go to the full application, which stays
+ * stack: the cache gives the result at once and the wire the kept pieces of its body. A miss, an error, a query string or rate limits go to the full application, which stays
  * the one definition of the endpoint; this path only gives the same responses faster, with the same
  * metrics and request log.
  */
@@ -48,7 +47,7 @@ export class LookupFastPath {
       route: '/v1/lookup/:handle',
       status: r.status === 'found' ? 200 : 404,
       headers: { 'content-type': 'application/json', 'cache-control': `public, max-age=${r.ttl}` },
-      body: this.wire.body(r),
+      body: this.wire.chunks(r),
       role: 'resolver',
       zone: r.zone,
       outcome: r.stale ? 'stale' : r.status,

@@ -4,8 +4,7 @@ import type { BatchResult, LookupResult } from '../resolver/resolver.js';
 /**
  * The JSON of one cached resolution, cut where it varies: `ttl` and `stale` change with time, and in a
  * batch the proof's chain is a reference into the batch's table. Built once per resolution (keyed by its
- * proof object, which the resolver's cache and every result copied from it share), as bytes, so that a
- * body is put together by copying.
+ * proof object, which the resolver's cache and every result copied from it share), as bytes.
  */
 interface Wire {
   /** `{"handle":…,"status":…,"zone":…,"endpoint":…,"keys":…,"ttl":` */
@@ -14,17 +13,16 @@ interface Wire {
   chain: Buffer;
   /** The proof's other members after its steps, then the end of the body: `,"record":…}` + trace + `}`. */
   rest: Buffer;
-  /** Bytes held by this wire (the shared chain not counted), for the memory bound. */
-  size: number;
-  /** The last `GET /v1/lookup` body built from it, with the ttl and staleness it says. */
-  body?: { ttl: number; stale: boolean; buf: Buffer };
 }
 
-/** Bytes of wires and built bodies kept, at most. */
+/** Bytes of wires kept (shared chains not counted), at most: about 20,000 resolutions. */
 const MAX_BYTES = 32 * 1024 * 1024;
 /** Distinct chains remembered for sharing; a chain changes only when a zone record on it does. */
 const MAX_CHAINS = 1024;
 const COMMA = Buffer.from(',');
+
+/** A `GET /v1/lookup` body in the pieces it is written in (see LookupWire.chunks). */
+export type BodyChunks = readonly [Buffer, string, Buffer, Buffer];
 
 /**
  * Serialises lookup results for `GET /v1/lookup/{handle}` and `POST /v1/lookup` (docs/protocol.md,
@@ -33,27 +31,26 @@ const COMMA = Buffer.from(',');
  * path both serialise through here, so their bodies are the same bytes.
  */
 export class LookupWire {
-  /** In insertion order, oldest first; re-inserted when its body is rebuilt, so hot entries stay. */
+  /** In insertion order, oldest first, for the memory bound. */
   private readonly wires = new Map<Proof, Wire>();
   private readonly chains = new Map<string, Buffer>();
   private bytes = 0;
 
-  /** The `GET /v1/lookup/{handle}` body of a result. */
-  body(r: LookupResult): Buffer {
+  /**
+   * The `GET /v1/lookup/{handle}` body of a result as four chunks to write one after the other: the
+   * result's head, the ttl and staleness of this moment, the proof's steps, and the rest. Written as
+   * they are (one writev), a hit copies nothing, and the steps — ~3 KiB, the same for every handle of a
+   * zone — are one buffer that stays in the processor's cache instead of a copy per handle.
+   */
+  chunks(r: LookupResult): BodyChunks {
     const w = this.wireOf(r.proof, r);
-    const last = w.body;
-    if (last && last.ttl === r.ttl && last.stale === r.stale) return last.buf;
-    // Rebuilt when the ttl it states has moved on (at most once a second) or its staleness changed.
-    const mid = Buffer.from(`${r.ttl},"stale":${r.stale},"proof":{"steps":`);
-    const buf = Buffer.concat([w.head, mid, w.chain, w.rest], w.head.length + mid.length + w.chain.length + w.rest.length);
-    const grown = buf.length - (last?.buf.length ?? 0);
-    this.bytes += grown;
-    w.size += grown;
-    w.body = { ttl: r.ttl, stale: r.stale, buf };
-    this.wires.delete(r.proof);
-    this.wires.set(r.proof, w);
-    this.trim();
-    return buf;
+    return [w.head, `${r.ttl},"stale":${r.stale},"proof":{"steps":`, w.chain, w.rest];
+  }
+
+  /** The `GET /v1/lookup/{handle}` body of a result, in one buffer. */
+  body(r: LookupResult): Buffer {
+    const [head, mid, chain, rest] = this.chunks(r);
+    return Buffer.concat([head, Buffer.from(mid), chain, rest]);
   }
 
   /**
@@ -91,9 +88,9 @@ export class LookupWire {
     const othersJson = JSON.stringify(others);
     const head = Buffer.from(`${JSON.stringify({ handle: r.handle, status: r.status, zone: r.zone, endpoint: r.endpoint, keys: r.keys }).slice(0, -1)},"ttl":`);
     const rest = Buffer.from(`${othersJson === '{}' ? '' : `,${othersJson.slice(1, -1)}`}}${r.trace ? `,"trace":${JSON.stringify(r.trace)}` : ''}}`);
-    const w: Wire = { head, chain: this.share(JSON.stringify(steps)), rest, size: head.length + rest.length };
+    const w: Wire = { head, chain: this.share(JSON.stringify(steps)), rest };
     this.wires.set(proof, w);
-    this.bytes += w.size;
+    this.bytes += head.length + rest.length;
     this.trim();
     return w;
   }
@@ -112,7 +109,7 @@ export class LookupWire {
     while (this.bytes > MAX_BYTES && this.wires.size > 1) {
       const [oldest, w] = this.wires.entries().next().value as [Proof, Wire];
       this.wires.delete(oldest);
-      this.bytes -= w.size;
+      this.bytes -= w.head.length + w.rest.length;
     }
   }
 }
