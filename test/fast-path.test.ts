@@ -82,6 +82,16 @@ describe('the authoritative read fast path', () => {
     }
   });
 
+  it('counts what it answers in the request and query metrics', async () => {
+    const metric = async (series: string) =>
+      Number((await (await fetch(`${s.url}/metrics`)).text()).split('\n').find((l) => l.startsWith(`${series} `))?.split(' ').pop() ?? 0);
+    const answers = 'idns_queries_total{role="authoritative",outcome="answer"}';
+    const denials = 'idns_http_requests_total{route="/v1/resolve/:handle",method="GET",status="404"}';
+    const [a0, d0] = [await metric(answers), await metric(denials)];
+    for (const path of ['/v1/resolve/alice@example', '/v1/resolve/alice@example', '/v1/resolve/none1@example', '/v1/resolve/none2@example', '/v1/resolve/none3@example']) await get(path);
+    expect([(await metric(answers)) - a0, (await metric(denials)) - d0]).toEqual([2, 3]);
+  });
+
   it('leaves errors, conditional requests and queries to the full application', async () => {
     expect((await get('/v1/resolve/not a handle')).status).toBe(400);
     expect((await get('/v1/resolve/x@elsewhere.test')).status).toBe(421);

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AppContext } from '../context.js';
 import { IdnsError } from '../errors.js';
+import type { Tally } from './metrics.js';
 import { answerEtag } from './routes/resolve.js';
 
 interface Cached {
@@ -13,8 +14,10 @@ interface Cached {
   body: Buffer;
   etag: string;
   maxAge: number;
+  tally: Tally;
 }
 
+const ROUTE = '/v1/resolve/:handle';
 /** Longest a built answer is reused, ms: its TTL cap (`exp` − now) moves with time. */
 const REUSE_MS = 1000;
 /** Most answers kept; the oldest go first. */
@@ -31,6 +34,8 @@ export class ResolveFastPath {
   private readonly cache = new Map<string, Cached>();
   /** URLs answered once recently without being kept. */
   private readonly seen = new Set<string>();
+  /** The request and query counts, per outcome. */
+  private readonly tallies = new Map<string, Tally>();
 
   constructor(private readonly ctx: AppContext) {}
 
@@ -64,12 +69,10 @@ export class ResolveFastPath {
       'x-request-id', id,
     ]);
     res.end(hit.body);
-    const route = '/v1/resolve/:handle';
-    this.ctx.metrics.requests.inc({ route, method: 'GET', status: String(hit.status) });
-    this.ctx.metrics.queries.inc({ role: 'authoritative', outcome: hit.outcome });
+    hit.tally.n += 1;
     if (this.ctx.log.enabled('info')) {
       const ms = Math.round((performance.now() - started) * 100) / 100;
-      this.ctx.log.info('request', { reqId: id, method: 'GET', route, status: hit.status, ms, zone: hit.zone, outcome: hit.outcome });
+      this.ctx.log.info('request', { reqId: id, method: 'GET', route: ROUTE, status: hit.status, ms, zone: hit.zone, outcome: hit.outcome });
     }
     return true;
   }
@@ -105,11 +108,18 @@ export class ResolveFastPath {
       if (err instanceof IdnsError) return null;
       throw err;
     }
+    const status = answer.status === 'denial' ? 404 : 200;
+    let tally = this.tallies.get(answer.status);
+    if (tally === undefined) {
+      tally = this.ctx.metrics.tally({ route: ROUTE, method: 'GET', status: String(status) }, { role: 'authoritative', outcome: answer.status });
+      this.tallies.set(answer.status, tally);
+    }
     return {
       zone: answer.zone,
       version: answer.version,
       builtAt: now,
-      status: answer.status === 'denial' ? 404 : 200,
+      status,
+      tally,
       outcome: answer.status,
       body: answer.body,
       etag: answerEtag(answer),
