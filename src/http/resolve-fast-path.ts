@@ -43,7 +43,21 @@ export class ResolveFastPath {
   handle(req: IncomingMessage, res: ServerResponse): boolean {
     const url = req.url;
     if (req.method !== 'GET' || url === undefined || !url.startsWith('/v1/resolve/') || url.includes('?')) return false;
-    if (req.headers['if-none-match'] !== undefined || this.ctx.rateLimits.config.enabled) return false;
+    if (this.ctx.rateLimits.config.enabled) return false;
+    // The two headers that matter, read from the raw list: `req.headers` is built on first use, for every header.
+    let conditional = false;
+    let given: string | undefined;
+    let ids = 0;
+    const raw = req.rawHeaders;
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i]!;
+      if (name.length === 13 && name.toLowerCase() === 'if-none-match') conditional = true;
+      else if (name.length === 12 && name.toLowerCase() === 'x-request-id') {
+        given = raw[i + 1];
+        ids += 1;
+      }
+    }
+    if (conditional) return false;
     const started = performance.now();
     const now = this.ctx.clock.now();
     const cached = this.cache.get(url);
@@ -58,8 +72,8 @@ export class ResolveFastPath {
       hit = built;
       this.admit(url, built, cached !== undefined);
     }
-    const given = req.headers['x-request-id'];
-    const id = typeof given === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : randomUUID();
+    // Repeated, the id would reach the full application joined with ", ", which is not a sane id either.
+    const id = ids === 1 && given !== undefined && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : randomUUID();
     // A flat list: node:http then skips enumerating an object's keys.
     res.writeHead(hit.status, [
       'content-type', 'application/json',
@@ -95,7 +109,8 @@ export class ResolveFastPath {
   private build(url: string, now: number): Cached | null {
     let handle: string;
     try {
-      handle = decodeURIComponent(url.slice('/v1/resolve/'.length));
+      const raw = url.slice('/v1/resolve/'.length);
+      handle = raw.includes('%') ? decodeURIComponent(raw) : raw;
     } catch (err) {
       if (err instanceof URIError) return null;
       throw err;
