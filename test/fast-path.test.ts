@@ -1,4 +1,5 @@
 import Database from 'better-sqlite3';
+import { request } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { signChangeRequest } from '../src/client/requests.js';
@@ -80,6 +81,37 @@ describe('the authoritative read fast path', () => {
         expect(outcome(() => s.ctx.authority.resolveSerialised(input).body.toString()), input).toEqual(slow);
       }
     }
+  });
+
+  it('counts what it answers in the request and query metrics', async () => {
+    const metric = async (series: string) =>
+      Number((await (await fetch(`${s.url}/metrics`)).text()).split('\n').find((l) => l.startsWith(`${series} `))?.split(' ').pop() ?? 0);
+    const answers = 'idns_queries_total{role="authoritative",outcome="answer"}';
+    const denials = 'idns_http_requests_total{route="/v1/resolve/:handle",method="GET",status="404"}';
+    const [a0, d0] = [await metric(answers), await metric(denials)];
+    for (const path of ['/v1/resolve/alice@example', '/v1/resolve/alice@example', '/v1/resolve/none1@example', '/v1/resolve/none2@example', '/v1/resolve/none3@example']) await get(path);
+    expect([(await metric(answers)) - a0, (await metric(denials)) - d0]).toEqual([2, 3]);
+  });
+
+  it('treats X-Request-Id and If-None-Match as the full application does, however they are spelled or repeated', async () => {
+    // node:http, to send a header twice (fetch would join the values).
+    const raw = (path: string, headers: Record<string, string | string[]>) =>
+      new Promise<{ status: number; id: string | undefined }>((resolve, reject) => {
+        request(`${s.url}${path}`, { headers }, (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode!, id: res.headers['x-request-id'] as string | undefined }));
+        })
+          .on('error', reject)
+          .end();
+      });
+    const uuid = /^[0-9a-f-]{36}$/;
+    for (const path of ['/v1/resolve/alice@example', '/v1/resolve/alice@example?via=app']) {
+      expect(await raw(path, { 'X-Request-ID': 'trace-1' })).toEqual({ status: 200, id: 'trace-1' });
+      expect((await raw(path, { 'x-request-id': ['trace-1', 'trace-2'] })).id).toMatch(uuid);
+      expect((await raw(path, { 'x-request-id': 'not sane' })).id).toMatch(uuid);
+    }
+    const etag = (await get('/v1/resolve/alice@example')).etag!;
+    expect((await raw('/v1/resolve/alice@example', { 'IF-NONE-MATCH': etag })).status).toBe(304);
   });
 
   it('leaves errors, conditional requests and queries to the full application', async () => {

@@ -55,7 +55,7 @@ interface ZoneFragments {
 
 // A local part that parseHandle would accept and return unchanged: lower-case, 1–64 of [a-z0-9._-], not
 // starting or ending with '.' or '-', no '..'. Anything else goes through parseHandle.
-const NORMAL_LOCAL = /^(?![.-])(?!.*\.\.)[a-z0-9._-]{1,64}(?<![.-])$/;
+const NORMAL_LOCAL = /^[a-z0-9_](?:[a-z0-9._-]{0,62}[a-z0-9_])?$/;
 /** Base64url segments and dots: a compact JWS, which JSON carries unescaped. */
 const COMPACT_JWS = /^[A-Za-z0-9_.-]*$/;
 /** parseHandle's bound on the whole input. */
@@ -128,7 +128,8 @@ export class Authority {
     const zone = this.zones.closestHosted(host);
     // Every unusual case goes through resolve(), which throws its errors or builds the denial.
     if (zone && this.zones.zoneRecord(zone) !== null && this.zones.unavailable(zone) === null) {
-      const cut = this.zones.cutFor(zone, host);
+      // A handle at the zone's apex cannot be below a cut.
+      const cut = host === zone.name ? undefined : this.zones.cutFor(zone, host);
       if (cut) return this.spliced('referral', zone, cut.jws);
       const jws = this.store.records.jws(zone.content, 'handle', handle);
       if (jws !== undefined) return this.spliced('answer', zone, jws);
@@ -146,7 +147,7 @@ export class Authority {
       const host = this.hosts.get(input.slice(at + 1));
       if (host !== undefined) {
         const local = input.slice(0, at);
-        if (NORMAL_LOCAL.test(local)) return { handle: `${local}@${host}`, host };
+        if (NORMAL_LOCAL.test(local) && !local.includes('..')) return { handle: `${local}@${host}`, host };
       }
     }
     const parsed = parseHandle(input);

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AppContext } from '../context.js';
 import { IdnsError } from '../errors.js';
+import type { Tally } from './metrics.js';
 import { answerEtag } from './routes/resolve.js';
 
 interface Cached {
@@ -13,8 +14,10 @@ interface Cached {
   body: Buffer;
   etag: string;
   maxAge: number;
+  tally: Tally;
 }
 
+const ROUTE = '/v1/resolve/:handle';
 /** Longest a built answer is reused, ms: its TTL cap (`exp` − now) moves with time. */
 const REUSE_MS = 1000;
 /** Most answers kept; the oldest go first. */
@@ -31,6 +34,8 @@ export class ResolveFastPath {
   private readonly cache = new Map<string, Cached>();
   /** URLs answered once recently without being kept. */
   private readonly seen = new Set<string>();
+  /** The request and query counts, per outcome. */
+  private readonly tallies = new Map<string, Tally>();
 
   constructor(private readonly ctx: AppContext) {}
 
@@ -38,7 +43,21 @@ export class ResolveFastPath {
   handle(req: IncomingMessage, res: ServerResponse): boolean {
     const url = req.url;
     if (req.method !== 'GET' || url === undefined || !url.startsWith('/v1/resolve/') || url.includes('?')) return false;
-    if (req.headers['if-none-match'] !== undefined || this.ctx.rateLimits.config.enabled) return false;
+    if (this.ctx.rateLimits.config.enabled) return false;
+    // The two headers that matter, read from the raw list: `req.headers` is built on first use, for every header.
+    let conditional = false;
+    let given: string | undefined;
+    let ids = 0;
+    const raw = req.rawHeaders;
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i]!;
+      if (name.length === 13 && name.toLowerCase() === 'if-none-match') conditional = true;
+      else if (name.length === 12 && name.toLowerCase() === 'x-request-id') {
+        given = raw[i + 1];
+        ids += 1;
+      }
+    }
+    if (conditional) return false;
     const started = performance.now();
     const now = this.ctx.clock.now();
     const cached = this.cache.get(url);
@@ -53,8 +72,8 @@ export class ResolveFastPath {
       hit = built;
       this.admit(url, built, cached !== undefined);
     }
-    const given = req.headers['x-request-id'];
-    const id = typeof given === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : randomUUID();
+    // Repeated, the id would reach the full application joined with ", ", which is not a sane id either.
+    const id = ids === 1 && given !== undefined && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : randomUUID();
     // A flat list: node:http then skips enumerating an object's keys.
     res.writeHead(hit.status, [
       'content-type', 'application/json',
@@ -64,12 +83,10 @@ export class ResolveFastPath {
       'x-request-id', id,
     ]);
     res.end(hit.body);
-    const route = '/v1/resolve/:handle';
-    this.ctx.metrics.requests.inc({ route, method: 'GET', status: String(hit.status) });
-    this.ctx.metrics.queries.inc({ role: 'authoritative', outcome: hit.outcome });
+    hit.tally.n += 1;
     if (this.ctx.log.enabled('info')) {
       const ms = Math.round((performance.now() - started) * 100) / 100;
-      this.ctx.log.info('request', { reqId: id, method: 'GET', route, status: hit.status, ms, zone: hit.zone, outcome: hit.outcome });
+      this.ctx.log.info('request', { reqId: id, method: 'GET', route: ROUTE, status: hit.status, ms, zone: hit.zone, outcome: hit.outcome });
     }
     return true;
   }
@@ -92,7 +109,8 @@ export class ResolveFastPath {
   private build(url: string, now: number): Cached | null {
     let handle: string;
     try {
-      handle = decodeURIComponent(url.slice('/v1/resolve/'.length));
+      const raw = url.slice('/v1/resolve/'.length);
+      handle = raw.includes('%') ? decodeURIComponent(raw) : raw;
     } catch (err) {
       if (err instanceof URIError) return null;
       throw err;
@@ -105,11 +123,18 @@ export class ResolveFastPath {
       if (err instanceof IdnsError) return null;
       throw err;
     }
+    const status = answer.status === 'denial' ? 404 : 200;
+    let tally = this.tallies.get(answer.status);
+    if (tally === undefined) {
+      tally = this.ctx.metrics.tally({ route: ROUTE, method: 'GET', status: String(status) }, { role: 'authoritative', outcome: answer.status });
+      this.tallies.set(answer.status, tally);
+    }
     return {
       zone: answer.zone,
       version: answer.version,
       builtAt: now,
-      status: answer.status === 'denial' ? 404 : 200,
+      status,
+      tally,
       outcome: answer.status,
       body: answer.body,
       etag: answerEtag(answer),
