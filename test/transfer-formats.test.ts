@@ -72,11 +72,11 @@ describe('the zone digest', () => {
     );
   });
 
-  it('computed in worker threads (strings, bytes, one or two workers) equals the one computed here', async () => {
+  it('computed in worker threads (strings, bytes, one or two workers, the first records here) equals the one computed here', async () => {
     const records: LoadedRecord[] = Array.from({ length: 1500 }, (_, i) => ({ type: TYPES[i % 3]!, key: `user${i}@example`, jws: `h.${'p'.repeat(i % 97)}.s${i}` }));
     const expected = referenceDigest(records);
-    for (const workers of [1, 2]) {
-      const pool = new DigestWorkers(workers, 100, 2);
+    for (const [workers, inlineFirst] of [[1, 0], [2, 0], [1, 300], [2, 5000]] as const) {
+      const pool = new DigestWorkers(workers, 100, 2, inlineFirst);
       for (const [i, r] of records.entries()) {
         if (i % 2 === 0) {
           pool.add(r.type, r.key, r.jws);

@@ -41,12 +41,17 @@ export class ZoneDigest {
 
   /** Adds one record, stored under (type, key), to the multiset. */
   add(type: string, key: string, jws: string): void {
-    this.addElement(elementOutput(digestElement(type, key, jws)), 1);
+    this.addOutput(elementOutput(digestElement(type, key, jws)), 1);
+  }
+
+  /** Adds one record given as its digest element (`digestElement`, or its UTF-8 bytes). */
+  addElement(element: string | Uint8Array): void {
+    this.addOutput(elementOutput(element), 1);
   }
 
   /** Removes one record (exactly as it was added) from the multiset. */
   remove(type: string, key: string, jws: string): void {
-    this.addElement(elementOutput(digestElement(type, key, jws)), -1);
+    this.addOutput(elementOutput(digestElement(type, key, jws)), -1);
   }
 
   /** Adds another multiset (given as its stored state) to this one: the digest of the union. */
@@ -74,7 +79,7 @@ export class ZoneDigest {
   }
 
   /** Adds (sign 1) or subtracts (sign -1) one element's SHAKE128 output, 1024 little-endian lanes. */
-  private addElement(bytes: Buffer, sign: 1 | -1): void {
+  private addOutput(bytes: Buffer, sign: 1 | -1): void {
     if (LITTLE_ENDIAN) {
       // The output bytes already are the lanes. Two lanes per 32-bit word: the high lanes are added
       // (or subtracted) with the low halves masked off, the low lanes on their own, each modulo 2^16.
@@ -108,7 +113,7 @@ export function digestElement(type: string, key: string, jws: string): string {
   return `${type}\n${key}\n${jws}`;
 }
 
-function elementOutput(element: string): Buffer {
+function elementOutput(element: string | Uint8Array): Buffer {
   return createHash('shake128', { outputLength: DIGEST_STATE_BYTES }).update(element).digest();
 }
 

@@ -58,10 +58,13 @@ interface Part {
  * The digest of a stream of records, computed in worker threads while the caller goes on parsing and
  * storing: records are sent in batches, round robin, and the workers' partial sums are added at the end
  * (the digest is a sum, so the split does not change it). The number of batches in flight is bounded,
- * so a fast stream waits for the hashing (`room()`) instead of queueing without bound.
+ * so a fast stream waits for the hashing (`room()`) instead of queueing without bound. The first
+ * records are hashed here: a small zone is done before a thread would have started.
  */
 export class DigestWorkers {
-  private readonly slots: Slot[];
+  private slots: Slot[] | null = null;
+  private readonly local = ZoneDigest.empty();
+  private hashedHere = 0;
   private strings: string[] = [];
   private parts: Part[] = [];
   private transfer: ArrayBuffer[] = [];
@@ -72,13 +75,19 @@ export class DigestWorkers {
   private wake: (() => void) | null = null;
   private closed = false;
 
-  /** Starts `workers` threads; batches of about `batchSize` records, at most `maxInFlight` batches queued in all. */
+  /**
+   * Hashes the first `inlineFirst` records in this thread, then uses `workers` threads, sending batches of
+   * about `batchSize` records, at most `maxInFlight` batches queued in all.
+   */
   constructor(
-    workers: number,
+    private readonly workers: number,
     private readonly batchSize = 512,
     private readonly maxInFlight = 8,
-  ) {
-    this.slots = Array.from({ length: Math.max(1, workers) }, () => {
+    private readonly inlineFirst = 4096,
+  ) {}
+
+  private start(): Slot[] {
+    return Array.from({ length: Math.max(1, this.workers) }, () => {
       const slot: Slot = { worker: new Worker(WORKER_SOURCE, { eval: true }) };
       slot.worker.on('message', (m: unknown) => {
         if (typeof m !== 'number') return;
@@ -125,7 +134,7 @@ export class DigestWorkers {
   async finish(): Promise<ZoneDigest> {
     if (this.queued > 0) this.send();
     const states = await Promise.all(
-      this.slots.map(
+      (this.slots ?? []).map(
         (slot) =>
           new Promise<Uint8Array>((resolve, reject) => {
             const onMessage = (m: unknown) => {
@@ -142,7 +151,7 @@ export class DigestWorkers {
       ),
     );
     if (this.failure) throw this.failure;
-    const digest = ZoneDigest.empty();
+    const digest = this.local.clone();
     for (const s of states) digest.merge(s);
     await this.close();
     return digest;
@@ -152,15 +161,22 @@ export class DigestWorkers {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+    await Promise.all((this.slots ?? []).map((s) => s.worker.terminate()));
   }
 
   private send(): void {
     if (this.failure) throw this.failure;
-    const slot = this.slots[this.next]!;
-    this.next = (this.next + 1) % this.slots.length;
-    slot.worker.postMessage({ strings: this.strings, parts: this.parts }, this.transfer);
-    this.inFlight += 1;
+    if (this.slots === null && this.hashedHere + this.queued <= this.inlineFirst) {
+      for (const s of this.strings) this.local.addElement(s);
+      for (const { bytes, ranges } of this.parts) for (let i = 0; i < ranges.length; i += 2) this.local.addElement(bytes.subarray(ranges[i], ranges[i + 1]));
+      this.hashedHere += this.queued;
+    } else {
+      this.slots ??= this.start();
+      const slot = this.slots[this.next]!;
+      this.next = (this.next + 1) % this.slots.length;
+      slot.worker.postMessage({ strings: this.strings, parts: this.parts }, this.transfer);
+      this.inFlight += 1;
+    }
     this.strings = [];
     this.parts = [];
     this.transfer = [];

@@ -163,7 +163,9 @@ export class Replicator {
     loop.lastStarted = this.clock.now();
     loop.running = this.check(zone, loop).finally(() => {
       loop.running = null;
-      if (loop.again) this.schedule(zone, NOTIFY_INTERVAL_MS);
+      // Notified during the check: check again as soon as the interval since this one started allows (a
+      // check that took longer than the interval is followed at once, so a busy zone's copy keeps up).
+      if (loop.again) this.schedule(zone, Math.max(0, NOTIFY_INTERVAL_MS - (this.clock.now() - loop.lastStarted)));
     });
     return loop.running;
   }

@@ -196,7 +196,7 @@ export class TransferClient {
     const lines = ndjsonLines(body, this.limits.maxLineBytes);
     try {
       const start = await this.startLine(lines, src, before, 'incremental');
-      const changes: { serial: number; action: 'put' | 'del'; type: StoredType; key: string; jws: string | null }[] = [];
+      const changes: Change[] = [];
       let serial = -1;
       for (;;) {
         const line = await next(lines);
@@ -226,6 +226,8 @@ export class TransferClient {
         if (row.version !== before.version) throw new IdnsError('transfer_failed', 'the zone changed during the transfer');
         const digest = ZoneDigest.fromState(row.digestState);
         const localVersion = (s: number) => row.version + ((s - serialOf(row.version) + 2 ** 32) % 2 ** 32);
+        this.applyChanges(row.content, digest, changes, localVersion);
+        const now = this.clock.now();
         let idx = 0;
         let last = -1;
         for (const c of changes) {
@@ -234,16 +236,7 @@ export class TransferClient {
             idx = 0;
             last = version;
           }
-          const old = this.store.records.get(row.content, c.type, c.key);
-          if (old) digest.remove(c.type, c.key, old.jws);
-          if (c.action === 'put') {
-            digest.add(c.type, c.key, c.jws!);
-            this.store.records.put(row.content, c.type, c.key, version, 0, c.jws!);
-          } else {
-            if (!old) throw new IdnsError('transfer_failed', `the transfer deletes ${c.type} ${c.key}, which this copy does not hold`);
-            this.store.records.delete(row.content, c.type, c.key);
-          }
-          this.store.journal.append(src.zone, { version, idx: idx++, action: c.action, type: c.type, key: c.key, jws: c.jws }, this.clock.now());
+          this.store.journal.append(src.zone, { version, idx: idx++, action: c.action, type: c.type, key: c.key, jws: c.jws }, now);
         }
         // Checked inside the transaction: a mismatch rolls every change back and the old copy stays.
         if (digest.value() !== start.record.digest) {
@@ -256,6 +249,40 @@ export class TransferClient {
       return start.record.serial;
     } finally {
       await lines.return(undefined);
+    }
+  }
+
+  /**
+   * Applies a change set to a copy's records and digest, with the effect of applying the changes one by
+   * one in order, but touching each record once: per (type, key) only the first state (read) and the last
+   * (written) matter, since a value put and replaced within the set is added to the digest and removed
+   * again. Records are visited in key order, so neighbouring changes share the pages they touch.
+   */
+  private applyChanges(content: string, digest: ZoneDigest, changes: readonly Change[], localVersion: (serial: number) => number): void {
+    const byKey = new Map<string, Change[]>();
+    for (const c of changes) {
+      const id = `${c.type}\n${c.key}`;
+      const ops = byKey.get(id);
+      if (ops) ops.push(c);
+      else byKey.set(id, [c]);
+    }
+    for (const id of [...byKey.keys()].sort()) {
+      const ops = byKey.get(id)!;
+      const { type, key } = ops[0]!;
+      const old = this.store.records.get(content, type, key);
+      let exists = old !== undefined;
+      for (const c of ops) {
+        if (c.action === 'del' && !exists) throw new IdnsError('transfer_failed', `the transfer deletes ${type} ${key}, which this copy does not hold`);
+        exists = c.action === 'put';
+      }
+      const final = ops[ops.length - 1]!;
+      if (old) digest.remove(type, key, old.jws);
+      if (final.action === 'put') {
+        digest.add(type, key, final.jws!);
+        this.store.records.putLoaded(content, type, key, localVersion(final.serial), final.jws!);
+      } else if (old) {
+        this.store.records.delete(content, type, key);
+      }
     }
   }
 
@@ -317,6 +344,15 @@ export class TransferClient {
 }
 
 type Line = Record<string, unknown>;
+
+/** One entry of an incremental transfer, with the serial of its version. */
+interface Change {
+  serial: number;
+  action: 'put' | 'del';
+  type: StoredType;
+  key: string;
+  jws: string | null;
+}
 
 async function next(lines: AsyncGenerator<unknown>): Promise<Line> {
   const r = await lines.next();

@@ -109,19 +109,13 @@ function* compactFull(reader: SnapshotReader, content: string, start: object, en
   let chunk = Buffer.allocUnsafe(CHUNK_BYTES);
   let at = chunk.write(`${JSON.stringify({ ...start, mode: 'full' })}\n`, 0, 'utf8');
   let count = 0;
-  for (const [type, key, jws] of reader.recordRows(content)) {
-    const need = type.length + key.length + jws.length + 3;
-    if (at + need > chunk.length) {
+  for (const line of reader.compactLines(content)) {
+    if (at + line.length > chunk.length) {
       if (at > 0) yield chunk.subarray(0, at);
-      chunk = Buffer.allocUnsafe(Math.max(CHUNK_BYTES, need));
+      chunk = Buffer.allocUnsafe(Math.max(CHUNK_BYTES, line.length));
       at = 0;
     }
-    at += chunk.write(type, at, 'latin1');
-    chunk[at++] = 0x09;
-    at += chunk.write(key, at, 'latin1');
-    chunk[at++] = 0x09;
-    at += chunk.write(jws, at, 'latin1');
-    chunk[at++] = 0x0a;
+    at += chunk.write(line, at, 'latin1');
     count += 1;
   }
   if (at > 0) yield chunk.subarray(0, at);

@@ -45,6 +45,7 @@ export class RecordStore {
   private readonly bulk;
   private readonly loadOneStmt;
   private readonly loadManyStmt;
+  private readonly putLoadedStmt;
 
   constructor(db: Db) {
     this.getStmt = db.prepare<[string, string, string], StoredRecord>(
@@ -81,6 +82,11 @@ export class RecordStore {
     this.loadOneStmt = db.prepare(`INSERT INTO records (content, type, key, version, exp, jws) VALUES (?, ?, ?, 0, 0, ?)`);
     this.loadManyStmt = db.prepare(
       `INSERT INTO records (content, type, key, version, exp, jws) VALUES ${Array.from({ length: LOAD_ROWS_PER_STATEMENT }, () => '(?, ?, ?, 0, 0, ?)').join(', ')}`,
+    );
+    // A copy's expiry column stays 0: an update leaves it (and so the expiry index) untouched.
+    this.putLoadedStmt = db.prepare(
+      `INSERT INTO records (content, type, key, version, exp, jws) VALUES (?, ?, ?, ?, 0, ?)
+       ON CONFLICT (content, type, key) DO UPDATE SET version = excluded.version, jws = excluded.jws`,
     );
     this.nextRetiredStmt = db.prepare<[], { content: string }>(`SELECT content FROM retired_content ORDER BY retired_at LIMIT 1`);
     this.underStmt = db.prepare<[string, string, string], { n: number }>(
@@ -152,6 +158,11 @@ export class RecordStore {
       const r = rows[i]!;
       this.loadOneStmt.run(content, r.type, r.key, r.jws);
     }
+  }
+
+  /** Inserts or replaces a record of a copy (expiry 0), as an incremental transfer does. */
+  putLoaded(content: string, type: StoredType, key: string, version: number, jws: string): void {
+    this.putLoadedStmt.run(content, type, key, version, jws);
   }
 
   /** Deletes up to `limit` records of a content id; returns how many went (retired copies are dropped in batches). */

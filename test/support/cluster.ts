@@ -170,6 +170,11 @@ export function handles(prefix: string, from: number, to: number, zone = 'exampl
   return Array.from({ length: to - from }, (_, k) => `${prefix}${from + k}@${zone}`);
 }
 
+/** True for the path of a full transfer (no `since`; with or without a `format`, docs/protocol.md §11.1). */
+export function isFullTransferPath(path: string): boolean {
+  return /\/transfer(\?format=[a-z]+)?$/.test(path);
+}
+
 /** One request that went through a proxy. */
 export interface ProxiedRequest {
   method: string;
@@ -220,7 +225,7 @@ async function startProxy(target: string): Promise<Proxy> {
       releaseWaiters = [];
       for (const f of w) f();
     },
-    fullTransfers: () => proxy.log.filter((r) => /\/transfer$/.test(r.path)),
+    fullTransfers: () => proxy.log.filter((r) => isFullTransferPath(r.path)),
     incrementalTransfers: () => proxy.log.filter((r) => /\/transfer\?since=/.test(r.path)),
     close: async () => {
       proxy.release();
@@ -235,7 +240,7 @@ async function startProxy(target: string): Promise<Proxy> {
     }
     const entry: ProxiedRequest = { method: req.method ?? 'GET', path: req.url ?? '/', status: null, bytes: 0, startedAt: Date.now(), endedAt: null, outcome: 'open' };
     proxy.log.push(entry);
-    const isFull = entry.method === 'GET' && /\/transfer$/.test(entry.path);
+    const isFull = entry.method === 'GET' && isFullTransferPath(entry.path);
     const headers = { ...req.headers, host: upstream.host };
     delete headers.connection;
     const up = httpRequest({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers }, (ur) => {
