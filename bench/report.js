@@ -70,9 +70,9 @@ const show = (v) => (Math.abs(v) >= 100 ? Math.round(v).toLocaleString('en') : N
 /** The markdown table of a full run. */
 export function fullTable(rows) {
   return [
-    '| benchmark | figure (median of runs) | baseline (same run) | ratio | target | met |',
-    '|---|---|---|---|---|---|',
-    ...rows.sorted().map((r) => `| ${r.name} | ${r.figure} | ${r.baseline} | ${r.ratio} | ${r.goal} | ${r.met ? 'yes' : 'no'} |`),
+    '| # | benchmark | figure (median of runs) | baseline (same run) | ratio | target | met |',
+    '|---|---|---|---|---|---|---|',
+    ...rows.sorted().map((r) => `| ${r.target} | ${r.name} | ${r.figure} | ${r.baseline} | ${r.ratio} | ${r.goal} | ${r.met ? 'yes' : 'no'} |`),
   ].join('\n');
 }
 

@@ -7,7 +7,7 @@
 // processes (autocannon in bench/load.js), never from inside the server process.
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { join, relative } from 'node:path';
 import { authorityTargets } from './authority.js';
 import { cleanup, fmt, parseOptions, root } from './lib.js';
@@ -23,6 +23,7 @@ const rows = new Rows();
 const key = generatePrivateJwk();
 const ctx = { opts, rows, key, pub: { kty: key.kty, crv: key.crv, x: key.x }, signChangeRequest, createResolver };
 const began = performance.now();
+const loadBefore = loadavg()[0];
 process.on('SIGINT', () => {
   cleanup();
   process.exit(130);
@@ -34,6 +35,8 @@ try {
   cleanup();
 }
 const seconds = (performance.now() - began) / 1000;
+// Other processes on the machine depress every figure without an in-run baseline; say how busy it was.
+const busy = `Load average (1 min) ${loadBefore.toFixed(1)} at the start, ${loadavg()[0].toFixed(1)} at the end, on ${cpus().length} cores.`;
 
 let commit = 'unknown';
 try {
@@ -58,7 +61,7 @@ if (!opts.quick) {
     `# Benchmark results
 
 Written by \`${command}\` on ${new Date().toISOString()}, commit ${commit}, in ${Math.round(seconds)} s.
-Machine: ${machine}.
+Machine: ${machine}. ${busy}
 ${method}
 
 ${table}
@@ -77,7 +80,7 @@ ${readFileSync(join(root, 'bench/analysis.md'), 'utf8')}`,
     `# Quick benchmark (regression check)
 
 Written by \`${command}\` on ${new Date().toISOString()}, commit ${commit}, in ${Math.round(seconds)} s.
-Machine: ${machine}.
+Machine: ${machine}. ${busy}
 The full figures, on a zone of 1,000,000 handles, are in [RESULTS.md](RESULTS.md); this reduced run exists to
 catch regressions. A row is marked **REGRESSED** when a figure it is compared on is worse than the
 reference's by more than 20% (higher-is-better figures below 80% of it, lower-is-better ones above
