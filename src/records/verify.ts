@@ -2,7 +2,8 @@ import type { KeyObject } from 'node:crypto';
 import { IdnsError } from '../errors.js';
 import { ancestors, isAtOrBelow } from '../names/zone.js';
 import { denialCovers, denialWellFormed, nameHash } from './denial.js';
-import { decodeCompact, RECORD_TYP, verifyDecoded } from './jws.js';
+import { decodeCompact, RECORD_TYP, verifyDecoded, type DecodedJws } from './jws.js';
+import { activeSignatureCache } from './signature-cache.js';
 import { publicKeyObject, thumbprint } from './keys.js';
 import { recordSchemas, type DelegationRecord, type DenialRecord, type HandleRecord, type ZoneRecord } from './types.js';
 
@@ -32,7 +33,7 @@ export function verifyRecord<T extends keyof Schemas>(jws: unknown, type: T, zon
   const kid = decoded.header.kid;
   const key = kid === undefined ? undefined : zone.keys.get(kid);
   if (!key) throw fail(`the ${type} record is signed by key ${kid ?? '(none)'}, not a key of zone ${zone.record.zone}`);
-  asVerificationFailure(() => verifyDecoded(decoded, key), type);
+  checkSignature(jws as string, kid!, decoded, key, type);
   return checkPayload(decoded.payload, type, zone.record.zone, nowSeconds);
 }
 
@@ -52,7 +53,7 @@ export function verifyZoneRecord(jws: unknown, zoneName: string, nowSeconds: num
   if (trusted && !trusted.includes(kid)) {
     throw fail(`the zone record of ${zoneName} is signed by key ${kid}, which is not among the trusted keys ${trusted.join(', ')}`);
   }
-  asVerificationFailure(() => verifyDecoded(decoded, keys.get(kid)!), 'zone');
+  checkSignature(jws as string, kid, decoded, keys.get(kid)!, 'zone');
   return { record, jws: jws as string, keys, signer: kid };
 }
 
@@ -125,6 +126,14 @@ function checkPayload<T extends keyof Schemas>(payload: unknown, type: T, zoneNa
 function assureInZone(handle: string, zone: string): void {
   const host = handle.slice(handle.lastIndexOf('@') + 1);
   if (!isAtOrBelow(host, zone)) throw fail(`${handle} is outside zone ${zone} (out of bailiwick)`);
+}
+
+/** Checks the signature, unless the active signature cache already saw this JWS verify under this key. */
+function checkSignature(jws: string, kid: string, decoded: DecodedJws, key: KeyObject, type: string): void {
+  const cache = activeSignatureCache();
+  if (cache?.has(kid, jws)) return;
+  asVerificationFailure(() => verifyDecoded(decoded, key), type);
+  cache?.add(kid, jws);
 }
 
 /** Whatever was wrong with a record from the network, the caller hears one code: verification_failed. */

@@ -9,6 +9,7 @@ import { assureAllowedUrl, publicOnlyLookup } from './address-policy.js';
 import { LruCache } from './cache.js';
 import { resolveOptions, type ResolvedOptions, type ResolverOptions } from './options.js';
 import { verifyProof, type ProofStep, type Resolution } from './proof.js';
+import { SignatureCache } from '../records/signature-cache.js';
 import { ServerSelector } from './servers.js';
 
 /** A lookup's result as the resolver hands it out: the verified resolution, with TTL left and staleness. */
@@ -88,6 +89,8 @@ export class Resolver {
   private readonly events: NonNullable<ResolverOptions['events']>;
   /** Requests sent to servers, for metrics and tests. */
   upstreamRequests = 0;
+  /** Signatures this resolver has checked: each walk re-checks its whole proof, and a zone's records recur. */
+  private readonly signatures = new SignatureCache();
 
   constructor(options: ResolverOptions) {
     this.options = resolveOptions(options);
@@ -248,13 +251,13 @@ export class Resolver {
       this.rememberServers(cut, reply.zone);
       if (reply.status !== 'referral') {
         const proof = { steps, record: reply.record, ...(reply.noCut ? { noCut: reply.noCut } : {}) };
-        return withTrace(verifyProof(proof, handle, this.options.anchors, epochSeconds(this.clock)), trace);
+        return withTrace(this.signatures.during(() => verifyProof(proof, handle, this.options.anchors, epochSeconds(this.clock))), trace);
       }
       if (referrals >= this.options.maxReferrals) {
         throw new IdnsError('referral_limit', `more than ${this.options.maxReferrals} referrals for ${handle}`);
       }
       steps[steps.length - 1]!.delegation = reply.record;
-      const d = verifyDelegation(reply.record, reply.zone, epochSeconds(this.clock));
+      const d = this.signatures.during(() => verifyDelegation(reply.record, reply.zone, epochSeconds(this.clock)));
       exp = Math.min(exp, d.exp);
       const child: ZoneCut = { ...reply.child, prefix: steps.map((s) => ({ ...s })), exp };
       // Nothing cached outlives the earliest signature on the proof that leads to it.
@@ -295,7 +298,7 @@ export class Resolver {
         assureAllowedUrl(server, this.options.allowPrivate);
         const url = `${server.replace(/\/+$/, '')}/v1/resolve/${encodeURIComponent(handle)}?zone=${encodeURIComponent(zoneParam)}`;
         const res = await this.get(url, left);
-        const reply = this.checkZoneReply(res, cut, handle, host);
+        const reply = this.signatures.during(() => this.checkZoneReply(res, cut, handle, host));
         const rttMs = this.clock.now() - started;
         this.selector.success(server, rttMs);
         return { ...reply, server, rttMs };
@@ -357,7 +360,7 @@ export class Resolver {
         const err = errorFromBody(res.body);
         if (err) throw new IdnsError('bad_response', `the upstream answered ${err.code}: ${err.message}`);
         const proof = (res.body as { proof?: unknown } | null)?.proof;
-        const resolution = verifyProof(proof, handle, this.options.anchors, epochSeconds(this.clock));
+        const resolution = this.signatures.during(() => verifyProof(proof, handle, this.options.anchors, epochSeconds(this.clock)));
         const rttMs = this.clock.now() - started;
         this.selector.success(upstream, rttMs);
         return withTrace(resolution, [{ zone: '(upstream resolver)', server: upstream, rttMs }]);
