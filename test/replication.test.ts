@@ -140,6 +140,7 @@ describe('secondary replicas', () => {
     ['adds', (lines, f) => [...lines.slice(0, 2), f.rekey(lines[1]!, 'x'), ...lines.slice(2)]],
     ['repeats', (lines) => [...lines.slice(0, 2), lines[1]!, ...lines.slice(2)]],
     ['cuts short', (lines) => lines.slice(0, 3)],
+    ['appends a record after the end line to', (lines) => [...lines, lines[1]!]],
   ];
   it.each(tampers.flatMap(([what, tamper]) => (['compact', 'ndjson'] as const).map((format) => [what, format, tamper] as const)))(
     'rejects a full transfer whose stream a man in the middle %s (%s), keeping its copy',
@@ -160,7 +161,7 @@ describe('secondary replicas', () => {
       secondary.ctx.zones.createSecondary('example', { primaries: [mitm], ds: [kid] });
       const status = await secondary.ctx.replicator.checkNow('example');
       expect(seen).toContain('/transfer');
-      expect(status.lastError).toMatch(/digest|stopped before|announced|another zone record|line|repeats/);
+      expect(status.lastError).toMatch(/digest|stopped before|announced|another zone record|line|repeats|after its end line/);
       expect(status.serial).toBeNull();
       expect((await fetch(`${secondary.url}/v1/resolve/user1@example`)).status).toBe(503);
     },
@@ -207,6 +208,26 @@ describe('secondary replicas', () => {
     await register(primary, 'b@example');
     const status = await secondary.ctx.replicator.checkNow('example');
     expect(status.lastError).toContain('digest');
+    expect(await zoneState(secondary)).toEqual(copy);
+    expect((await fetch(`${secondary.url}/v1/resolve/b@example`)).status).toBe(404);
+  });
+
+  it('rejects an incremental transfer with a change after its end line, keeping its previous copy', async () => {
+    const { primary, secondary, kid } = await primaryAndSecondary();
+    await register(primary, 'a@example');
+    let appending = false;
+    const mitm = await tamperingProxy(primary.url, (path, text) => {
+      if (!appending || !path.includes('since=')) return text;
+      const lines = text.trimEnd().split('\n');
+      return [...lines, lines.find((l) => l.includes('"kind":"put"'))!].join('\n') + '\n';
+    });
+    secondary.ctx.zones.createSecondary('example', { primaries: [mitm], ds: [kid] });
+    await secondary.ctx.replicator.checkNow('example');
+    const copy = await zoneState(secondary);
+    appending = true;
+    await register(primary, 'b@example');
+    const status = await secondary.ctx.replicator.checkNow('example');
+    expect(status.lastError).toContain('after its end line');
     expect(await zoneState(secondary)).toEqual(copy);
     expect((await fetch(`${secondary.url}/v1/resolve/b@example`)).status).toBe(404);
   });

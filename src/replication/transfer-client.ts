@@ -95,6 +95,7 @@ export class TransferClient {
     };
     /** Takes a JSON line: the start line first, then the end line; true once the stream is complete. */
     const jsonLine = (value: unknown): boolean => {
+      if (ended) throw afterEnd();
       const line = asLine(value);
       if (start === null) {
         start = this.checkStart(line, src, before, 'full');
@@ -106,6 +107,7 @@ export class TransferClient {
     };
     const records = async (loaded: LoadedRecord[]) => {
       if (loaded.length === 0) return;
+      if (ended) throw afterEnd();
       if (start === null) throw new IdnsError('transfer_failed', `the stream does not start with the full transfer of ${src.zone}`);
       count += loaded.length;
       for (const r of loaded) rows.push(r);
@@ -115,22 +117,25 @@ export class TransferClient {
     try {
       if (opened.compact) {
         const items = compactItems(opened.body, this.limits.maxLineBytes);
+        // Read to the end of the body, not just the end line: data after it is refused, and a response
+        // read whole leaves its connection reusable.
         for await (const item of items) {
           if (item.kind === 'json') {
-            if (jsonLine(item.value)) break;
+            jsonLine(item.value);
           } else {
+            if (ended) throw afterEnd();
             hashing.addElements(item.bytes, item.ranges);
             await records(item.rows);
           }
         }
       } else {
-        read: for await (const batch of ndjsonBatches(opened.body, this.limits.maxLineBytes)) {
+        for await (const batch of ndjsonBatches(opened.body, this.limits.maxLineBytes)) {
           const loaded: LoadedRecord[] = [];
           for (const value of batch) {
             const line = asLine(value);
-            if (start === null || line.kind !== 'record') {
+            if (start === null || ended || line.kind !== 'record') {
               await records(loaded.splice(0));
-              if (jsonLine(line)) break read;
+              jsonLine(line);
               continue;
             }
             const r = recordLine(line);
@@ -202,6 +207,7 @@ export class TransferClient {
         const line = await next(lines);
         if (line.kind === 'end') {
           this.endLine(line, start.jws, changes.length);
+          if (!(await lines.next()).done) throw afterEnd();
           break;
         }
         if (line.kind === 'version') {
@@ -388,4 +394,8 @@ function base(url: string): string {
 /** A zone name as a URL path segment (the root is `_root`). */
 export function pathZone(zone: string): string {
   return zone === '.' ? '_root' : encodeURIComponent(zone);
+}
+
+function afterEnd(): IdnsError {
+  return new IdnsError('transfer_failed', 'the transfer stream goes on after its end line; transfer refused');
 }
