@@ -8,9 +8,9 @@ const PREFIX = '/v1/lookup/';
 
 /**
  * The resolver's read path on cache hits, `GET /v1/lookup/{handle}`, served without the general HTTP
- * stack: the cache gives the result at once and the wire the kept pieces of its body. A miss, an error, a query string or rate limits go to the full application, which stays
- * the one definition of the endpoint; this path only gives the same responses faster, with the same
- * metrics and request log.
+ * stack: the cache gives the result at once and the wire the kept pieces of its body. A miss, an
+ * error, a query string or rate limits go to the full application, which stays the one definition of
+ * the endpoint; this path only gives the same responses faster, with the same metrics and request log.
  */
 export class LookupFastPath {
   constructor(

@@ -12,12 +12,13 @@ export interface CacheEntry<V> {
   touchedAt: number;
 }
 
-/** An entry's place in the LRU order is refreshed at most this often, ms: a hot entry is not moved on every hit. */
+/** An entry's place in the LRU order is refreshed at most this often, ms. */
 const TOUCH_MS = 1000;
 
 /**
  * A bounded LRU map of cache entries. A Map keeps insertion order, so re-inserting on a hit makes the
- * first key the least recently used; eviction drops it. The order is kept to the second (TOUCH_MS). Entries past `staleUntil` are dropped when seen.
+ * first key the least recently used; eviction drops it. The order is kept to the second (TOUCH_MS),
+ * which spares a hot entry two map updates on every hit. Entries past `staleUntil` are dropped when seen.
  */
 export class LruCache<V> {
   private readonly map = new Map<string, CacheEntry<V>>();

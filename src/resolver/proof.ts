@@ -134,5 +134,5 @@ export function proofFromBatch(chains: unknown, proof: unknown): Proof {
   if (!Number.isInteger(chain) || chain! < 0 || chain! >= chains.length || !Array.isArray(chains[chain!])) {
     throw new IdnsError('verification_failed', `the proof names chain ${String(chain)}, which the batch does not hold`);
   }
-  return { ...rest, steps: chains[chain!] as ProofStep[] } as Proof;
+  return { steps: chains[chain!] as ProofStep[], ...rest } as Proof;
 }
