@@ -83,6 +83,15 @@ describe('the authoritative read fast path', () => {
     }
   });
 
+  it('keeps an answer for reuse from the second time its URL is asked for', async () => {
+    const built = vi.spyOn(s.ctx.authority, 'resolveSerialised');
+    const bodies = [];
+    for (let i = 0; i < 4; i++) bodies.push(await get('/v1/resolve/asked-often@example'));
+    expect(built).toHaveBeenCalledTimes(2);
+    built.mockRestore();
+    expect(new Set(bodies.map((b) => JSON.stringify(b))).size).toBe(1);
+  });
+
   it('counts what it answers in the request and query metrics', async () => {
     const metric = async (series: string) =>
       Number((await (await fetch(`${s.url}/metrics`)).text()).split('\n').find((l) => l.startsWith(`${series} `))?.split(' ').pop() ?? 0);

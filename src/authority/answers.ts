@@ -167,7 +167,8 @@ export class Authority {
       this.fragments.set(zone.name, f);
     }
     const head = status === 'answer' ? f.answerHead : f.referralHead;
-    const ttlText = JSON.stringify(ttl);
+    // As JSON.stringify writes the number (which also turns NaN into null).
+    const ttlText = Number.isFinite(ttl) ? String(ttl) : 'null';
     let body: Buffer;
     if (COMPACT_JWS.test(jws)) {
       // Nothing in a compact JWS needs escaping in JSON: write it between quotes as it is.

@@ -32,8 +32,10 @@ const MAX_ENTRIES = 10_000;
  */
 export class ResolveFastPath {
   private readonly cache = new Map<string, Cached>();
-  /** URLs answered once recently without being kept. */
-  private readonly seen = new Set<string>();
+  /** Per hashed URL, the generation in which it was last answered without being kept. */
+  private readonly marks = new Uint16Array(65_536);
+  private generation = 1;
+  private marked = 0;
   /** The request and query counts, per outcome. */
   private readonly tallies = new Map<string, Tally>();
 
@@ -94,16 +96,33 @@ export class ResolveFastPath {
   /**
    * Keeps an answer for reuse only when its URL was asked for recently (or was kept before): under
    * queries spread over a large zone most answers are never asked for again within REUSE_MS, and
-   * keeping each one would cost more (map churn, old-generation garbage) than it saves.
+   * keeping each one would cost more (map churn, old-generation garbage) than it saves. "Asked for
+   * recently" is a hashed mark per URL, cleared every MAX_ENTRIES marks: no allocation per query, and
+   * a collision only keeps an answer that did not need keeping.
    */
   private admit(url: string, answer: Cached, wasCached: boolean): void {
-    if (!wasCached && !this.seen.has(url)) {
-      if (this.seen.size >= MAX_ENTRIES) this.seen.clear();
-      this.seen.add(url);
-      return;
+    if (!wasCached) {
+      const slot = urlHash(url) & (this.marks.length - 1);
+      if (this.marks[slot] !== this.generation) {
+        this.marks[slot] = this.generation;
+        if (++this.marked >= MAX_ENTRIES) this.nextGeneration();
+        return;
+      }
     }
     if (this.cache.size >= MAX_ENTRIES) this.cache.delete(this.cache.keys().next().value as string);
-    this.cache.set(url, answer);
+    // A body of its own: a slice of Buffer's shared pool would keep the whole pool block alive.
+    const body = Buffer.allocUnsafeSlow(answer.body.length);
+    answer.body.copy(body);
+    this.cache.set(url, { ...answer, body });
+  }
+
+  private nextGeneration(): void {
+    this.marked = 0;
+    this.generation = (this.generation + 1) & 0xffff;
+    if (this.generation === 0) {
+      this.marks.fill(0);
+      this.generation = 1;
+    }
   }
 
   private build(url: string, now: number): Cached | null {
@@ -141,4 +160,11 @@ export class ResolveFastPath {
       maxAge: answer.ttl,
     };
   }
+}
+
+/** FNV-1a over the URL's code units: a cheap spread for the admission marks, not a secure hash. */
+function urlHash(url: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < url.length; i++) h = Math.imul(h ^ url.charCodeAt(i), 0x01000193);
+  return h >>> 0;
 }
