@@ -28,7 +28,7 @@ export interface TransferLimits {
   maxIncrementalEntries: number;
   /** Records written per transaction while loading a full transfer. */
   batchRows: number;
-  /** Worker threads computing the digest of a full transfer. */
+  /** Worker threads hashing the records of a transfer (full, or a large incremental one) beside the main thread. */
   digestWorkers: number;
 }
 
