@@ -188,6 +188,55 @@ describe('secondary replicas', () => {
     expect(s).toMatchObject({ serial: p.serial, digest: p.digest, record: p.record });
   });
 
+  it('serves a full transfer as NDJSON by default, compact on request (the same records), and refuses an unknown format', async () => {
+    const { primary } = await primaryAndSecondary();
+    for (let i = 0; i < 3; i++) await register(primary, `user${i}@example`);
+    const ndjson = await fetch(`${primary.url}/v1/zones/example/transfer`);
+    expect(ndjson.headers.get('content-type')).toBe('application/x-ndjson');
+    const lines = (await ndjson.text()).trimEnd().split('\n').map((l) => JSON.parse(l) as { kind: string; type?: string; key?: string; record: string });
+    const compact = await fetch(`${primary.url}/v1/zones/example/transfer?format=compact`);
+    expect(compact.headers.get('content-type')).toBe('application/x-idns-compact');
+    const text = await compact.text();
+    expect(Buffer.from(text).every((b) => b < 0x80)).toBe(true);
+    const compactLines = text.trimEnd().split('\n');
+    // The same start and end lines, and the same records in the same order.
+    expect(JSON.parse(compactLines[0]!)).toEqual(lines[0]);
+    expect(JSON.parse(compactLines.at(-1)!)).toEqual(lines.at(-1));
+    expect(compactLines.slice(1, -1)).toEqual(lines.slice(1, -1).map((l) => `${l.type}\t${l.key}\t${l.record}`));
+    expect(lines.at(-1)).toMatchObject({ kind: 'end', count: 7 });
+    // An incremental transfer is NDJSON whatever the format asked.
+    const serial = (await zoneState(primary)).serial;
+    expect((await fetch(`${primary.url}/v1/zones/example/transfer?since=${serial - 1}&format=compact`)).headers.get('content-type')).toBe('application/x-ndjson');
+    const bad = await fetch(`${primary.url}/v1/zones/example/transfer?format=xml`);
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: { code: string } }).error.code).toBe('invalid_request');
+  });
+
+  it('applies an incremental transfer whose changes put, replace and delete the same records again', async () => {
+    const { primary, secondary, kid } = await primaryAndSecondary();
+    const doomed = await primary.ctx.changes.submit(signChangeRequest({ action: 'register', handle: 'doomed@example', endpoint: 'https://home.example/d', keys: [owner.public] }, owner.private));
+    secondary.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });
+    await secondary.ctx.replicator.checkNow('example');
+    // Between two checks: a handle registered and updated twice, another registered and deleted, an old one deleted.
+    let op = (await primary.ctx.changes.submit(signChangeRequest({ action: 'register', handle: 'busy@example', endpoint: 'https://home.example/1', keys: [owner.public] }, owner.private))).op;
+    for (const n of [2, 3]) {
+      op = (await primary.ctx.changes.submit(signChangeRequest({ action: 'update', handle: 'busy@example', endpoint: `https://home.example/${n}`, keys: [owner.public], prev: op }, owner.private))).op;
+    }
+    const brief = await primary.ctx.changes.submit(signChangeRequest({ action: 'register', handle: 'brief@example', endpoint: 'https://home.example/b', keys: [owner.public] }, owner.private));
+    await primary.ctx.changes.submit(signChangeRequest({ action: 'delete', handle: 'brief@example', prev: brief.op }, owner.private));
+    await primary.ctx.changes.submit(signChangeRequest({ action: 'delete', handle: 'doomed@example', prev: doomed.op }, owner.private));
+    const { full, incremental, failed } = secondary.ctx.replicator.statuses()[0]!.transfers;
+    const status = await secondary.ctx.replicator.checkNow('example');
+    // One incremental transfer carried all of it (nothing notifies this secondary: the zone lists only the primary).
+    expect(status.lastError).toBeNull();
+    expect(status.transfers).toEqual({ full, incremental: incremental + 1, failed });
+    const [p, s] = [await zoneState(primary), await zoneState(secondary)];
+    expect(s).toMatchObject({ serial: p.serial, digest: p.digest, record: p.record });
+    for (const h of ['busy@example', 'brief@example', 'doomed@example']) {
+      expect(await (await fetch(`${secondary.url}/v1/resolve/${h}`)).json()).toEqual(await (await fetch(`${primary.url}/v1/resolve/${h}`)).json());
+    }
+  });
+
   it('rejects a tampered incremental transfer and keeps its previous copy', async () => {
     const { primary, secondary, kid } = await primaryAndSecondary();
     await register(primary, 'a@example');

@@ -13,7 +13,7 @@ import type { LoadedRecord, StoredType } from '../store/records.js';
 import type { Store } from '../store/store.js';
 import type { ZoneRow } from '../store/zones.js';
 import { authorization, type Credential } from './credentials.js';
-import { ndjsonBatches, ndjsonLines } from './ndjson.js';
+import { ndjsonBatches } from './ndjson.js';
 import { DigestWorkers } from './digest-workers.js';
 import { compactItems } from './compact.js';
 import { TRANSFER_CONTENT_TYPES } from './transfer-source.js';
@@ -28,7 +28,7 @@ export interface TransferLimits {
   maxIncrementalEntries: number;
   /** Records written per transaction while loading a full transfer. */
   batchRows: number;
-  /** Worker threads computing the digest of a full transfer. */
+  /** Worker threads hashing the records of a transfer (full, or a large incremental one) beside the main thread. */
   digestWorkers: number;
 }
 
@@ -191,46 +191,62 @@ export class TransferClient {
   async incremental(src: Source): Promise<number | false> {
     const before = this.zones.require(src.zone);
     const since = serialOf(before.version);
-    let body: AsyncIterable<Uint8Array>;
+    let body: Dispatcher.ResponseData['body'];
     try {
       body = (await this.open(src, since)).body;
     } catch (err) {
       if (err instanceof IdnsError && err.code === 'journal_too_old') return false;
       throw err;
     }
-    const lines = ndjsonLines(body, this.limits.maxLineBytes);
+    // The records put are hashed while the stream arrives (in a worker when there are many); what they
+    // replace is only known once the changes meet the copy, in the transaction below.
+    const added = new DigestWorkers(this.limits.digestWorkers);
     try {
-      const start = await this.startLine(lines, src, before, 'incremental');
+      let start: { record: ZoneRecord; jws: string } | null = null;
+      let ended = false;
       const changes: Change[] = [];
       let serial = -1;
-      for (;;) {
-        const line = await next(lines);
-        if (line.kind === 'end') {
-          this.endLine(line, start.jws, changes.length);
-          if (!(await lines.next()).done) throw afterEnd();
-          break;
+      for await (const batch of ndjsonBatches(body, this.limits.maxLineBytes)) {
+        for (const value of batch) {
+          if (ended) throw afterEnd();
+          const line = asLine(value);
+          if (start === null) {
+            start = this.checkStart(line, src, before, 'incremental');
+            continue;
+          }
+          if (line.kind === 'end') {
+            this.endLine(line, start.jws, changes.length);
+            ended = true;
+            continue;
+          }
+          if (line.kind === 'version') {
+            if (typeof line.serial !== 'number') throw new IdnsError('transfer_failed', 'a version line without a serial');
+            serial = line.serial;
+            continue;
+          }
+          if (serial === -1) throw new IdnsError('transfer_failed', 'a change before any version line');
+          if (changes.length >= this.limits.maxIncrementalEntries) return false;
+          if (line.kind === 'put') {
+            const r = recordLine(line);
+            added.add(r.type, r.key, r.jws);
+            changes.push({ serial, action: 'put', type: r.type, key: r.key, jws: r.jws });
+          } else if (line.kind === 'del') {
+            const { type, key } = keyOf(line);
+            changes.push({ serial, action: 'del', type, key, jws: null });
+          } else {
+            throw new IdnsError('transfer_failed', `unexpected line kind ${String(line.kind)} in an incremental transfer`);
+          }
         }
-        if (line.kind === 'version') {
-          if (typeof line.serial !== 'number') throw new IdnsError('transfer_failed', 'a version line without a serial');
-          serial = line.serial;
-          continue;
-        }
-        if (serial === -1) throw new IdnsError('transfer_failed', 'a change before any version line');
-        if (changes.length >= this.limits.maxIncrementalEntries) return false;
-        if (line.kind === 'put') {
-          const r = recordLine(line);
-          changes.push({ serial, action: 'put', type: r.type, key: r.key, jws: r.jws });
-        } else if (line.kind === 'del') {
-          const { type, key } = keyOf(line);
-          changes.push({ serial, action: 'del', type, key, jws: null });
-        } else {
-          throw new IdnsError('transfer_failed', `unexpected line kind ${String(line.kind)} in an incremental transfer`);
-        }
+        if (!added.hasRoom()) await added.room();
       }
+      if (start === null || !ended) throw new IdnsError('transfer_failed', 'the transfer stream stopped before its end line');
+      const puts = await added.finish();
+      const first: { record: ZoneRecord; jws: string } = start;
       this.store.write(() => {
         const row = this.zones.require(src.zone);
         if (row.version !== before.version) throw new IdnsError('transfer_failed', 'the zone changed during the transfer');
         const digest = ZoneDigest.fromState(row.digestState);
+        digest.merge(puts.state());
         const localVersion = (s: number) => row.version + ((s - serialOf(row.version) + 2 ** 32) % 2 ** 32);
         this.applyChanges(row.content, digest, changes, localVersion);
         const now = this.clock.now();
@@ -245,24 +261,26 @@ export class TransferClient {
           this.store.journal.append(src.zone, { version, idx: idx++, action: c.action, type: c.type, key: c.key, jws: c.jws }, now);
         }
         // Checked inside the transaction: a mismatch rolls every change back and the old copy stays.
-        if (digest.value() !== start.record.digest) {
-          throw new IdnsError('transfer_failed', `the changes do not produce the digest of serial ${start.record.serial}; transfer refused`);
+        if (digest.value() !== first.record.digest) {
+          throw new IdnsError('transfer_failed', `the changes do not produce the digest of serial ${first.record.serial}; transfer refused`);
         }
-        this.store.zones.updateState(src.zone, localVersion(start.record.serial), digest.state(), start.jws, start.record.exp);
+        this.store.zones.updateState(src.zone, localVersion(first.record.serial), digest.state(), first.jws, first.record.exp);
         this.store.zones.setRefreshed(src.zone, this.clock.now());
         this.store.markChanged(src.zone);
       });
-      return start.record.serial;
+      return first.record.serial;
     } finally {
-      await lines.return(undefined);
+      await added.close();
+      body.destroy();
     }
   }
 
   /**
-   * Applies a change set to a copy's records and digest, with the effect of applying the changes one by
-   * one in order, but touching each record once: per (type, key) only the first state (read) and the last
-   * (written) matter, since a value put and replaced within the set is added to the digest and removed
-   * again. Records are visited in key order, so neighbouring changes share the pages they touch.
+   * Applies a change set to a copy's records and to its digest, which already holds every value the set
+   * puts: the effect is that of applying the changes one by one in order, but each record is touched
+   * once. Per (type, key) the first state is read and subtracted, the last is written, and every value
+   * put but not left standing is subtracted again. Records are visited in key order, so neighbouring
+   * changes share the pages they touch.
    */
   private applyChanges(content: string, digest: ZoneDigest, changes: readonly Change[], localVersion: (serial: number) => number): void {
     const byKey = new Map<string, Change[]>();
@@ -281,10 +299,10 @@ export class TransferClient {
         if (c.action === 'del' && !exists) throw new IdnsError('transfer_failed', `the transfer deletes ${type} ${key}, which this copy does not hold`);
         exists = c.action === 'put';
       }
-      const final = ops[ops.length - 1]!;
       if (old) digest.remove(type, key, old.jws);
+      const final = ops[ops.length - 1]!;
+      for (const c of ops) if (c.action === 'put' && c !== final) digest.remove(type, key, c.jws!);
       if (final.action === 'put') {
-        digest.add(type, key, final.jws!);
         this.store.records.putLoaded(content, type, key, localVersion(final.serial), final.jws!);
       } else if (old) {
         this.store.records.delete(content, type, key);
@@ -324,10 +342,6 @@ export class TransferClient {
     return { body: res.body, compact: type === TRANSFER_CONTENT_TYPES.compact };
   }
 
-  private async startLine(lines: AsyncGenerator<unknown>, src: Source, before: ZoneRow, mode: 'full' | 'incremental') {
-    return this.checkStart(await next(lines), src, before, mode);
-  }
-
   private checkStart(line: Line, src: Source, before: ZoneRow, mode: 'full' | 'incremental'): { record: ZoneRecord; jws: string } {
     if (line.kind !== 'start' || line.mode !== mode || line.zone !== src.zone) {
       throw new IdnsError('transfer_failed', `the stream does not start with the ${mode} transfer of ${src.zone}`);
@@ -358,12 +372,6 @@ interface Change {
   type: StoredType;
   key: string;
   jws: string | null;
-}
-
-async function next(lines: AsyncGenerator<unknown>): Promise<Line> {
-  const r = await lines.next();
-  if (r.done) throw new IdnsError('transfer_failed', 'the transfer stream stopped before its end line');
-  return asLine(r.value);
 }
 
 function asLine(value: unknown): Line {
