@@ -215,8 +215,9 @@ export async function authorityTargets(ctx) {
       ratio: `${visibleRatio.toFixed(2)} (acknowledged ${ackRatio.toFixed(2)})`,
       goal: '≤ 2× (1,000,000 handles against 10,000)',
       met: visibleRatio <= 2 && ackRatio <= 2,
-      // Ratios near 1 of two sub-second timings: a quarter either way is noise.
-      compare: { ratio: { value: visibleRatio, better: 'lower', slack: 0.25 }, 'acknowledged ratio': { value: ackRatio, better: 'lower', slack: 0.25 } },
+      // Ratios near 1 of two sub-second timings swing by half on a busy machine; the regression this row
+      // is for (a change costing in proportion to the zone) would multiply it by the zones' size ratio.
+      compare: { ratio: { value: visibleRatio, better: 'lower', slack: 0.5 }, 'acknowledged ratio': { value: ackRatio, better: 'lower', slack: 0.5 } },
     });
     await stop(smallSecondary);
     await stop(smallPrimary);

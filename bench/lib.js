@@ -1,6 +1,7 @@
 // Shared helpers of the benchmark (bench/run.js): the options, child processes, temporary directories,
 // the load generator, HTTP and memory readings. Every server under test is its own `idns serve` process.
 import { execFile, spawn } from 'node:child_process';
+import { generateKeyPairSync, sign } from 'node:crypto';
 import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -230,6 +231,29 @@ export const fmt = (n) => Math.round(n).toLocaleString('en');
 
 /** A process's resident memory in MB (VmHWM: its peak). */
 export const rss = (pid, field = 'VmRSS') => Number(/(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith(field)))[1]) / 1024;
+
+const speedKey = generateKeyPairSync('ed25519').privateKey;
+const speedDoc = { handle: 'alice@example.com', endpoint: 'https://social.example/users/alice', keys: [{ kty: 'OKP', crv: 'Ed25519', x: 'x'.repeat(43) }] };
+
+/**
+ * How fast the machine runs a fixed single-threaded workload now (Ed25519 signatures and JSON round
+ * trips, thousands a second; the median of five 100 ms samples). It blocks this process: call it between
+ * measurements. Printed beside the reference's, it tells whether a run had the machine's full speed.
+ */
+export function speed() {
+  const samples = [];
+  for (let s = 0; s < 5; s++) {
+    const t0 = performance.now();
+    let n = 0;
+    while (performance.now() - t0 < 100) {
+      sign(null, Buffer.from(JSON.stringify(speedDoc)), speedKey);
+      JSON.parse(JSON.stringify(speedDoc));
+      n += 1;
+    }
+    samples.push(n / (performance.now() - t0));
+  }
+  return median(samples);
+}
 
 /** An unused loopback port (closed again; a server started right after takes it). */
 export async function freePort() {

@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join, relative } from 'node:path';
 import { authorityTargets } from './authority.js';
-import { cleanup, fmt, parseOptions, root } from './lib.js';
+import { cleanup, fmt, parseOptions, root, speed } from './lib.js';
 import { fullTable, quickTable, readReference, REFERENCE_FILE, referenceOf, Rows, write } from './report.js';
 import { resolverTargets } from './resolver.js';
 
@@ -24,6 +24,7 @@ const key = generatePrivateJwk();
 const ctx = { opts, rows, key, pub: { kty: key.kty, crv: key.crv, x: key.x }, signChangeRequest, createResolver };
 const began = performance.now();
 const loadBefore = loadavg()[0];
+const speedBefore = speed();
 process.on('SIGINT', () => {
   cleanup();
   process.exit(130);
@@ -36,7 +37,7 @@ try {
 }
 const seconds = (performance.now() - began) / 1000;
 // Other processes on the machine depress every figure without an in-run baseline; say how busy it was.
-const busy = `Load average (1 min) ${loadBefore.toFixed(1)} at the start, ${loadavg()[0].toFixed(1)} at the end, on ${cpus().length} cores.`;
+const busy = `Load average (1 min) ${loadBefore.toFixed(1)} at the start, ${loadavg()[0].toFixed(1)} at the end, on ${cpus().length} cores; speed ${speedBefore.toFixed(1)} and ${speed().toFixed(1)} (bench/lib.js \`speed\`: a fixed single-threaded workload, thousands a second).`;
 
 let commit = 'unknown';
 try {
@@ -73,7 +74,7 @@ ${readFileSync(join(root, 'bench/analysis.md'), 'utf8')}`,
   const reference = readReference();
   const { table, regressed } = quickTable(rows, reference);
   const refNote = reference
-    ? `Reference: ${relative(root, REFERENCE_FILE)}, written on ${reference.written} at commit ${reference.commit} (${fmt(reference.handles)} handles${reference.handles === opts.handles ? '' : `; THIS RUN HAS ${fmt(opts.handles)}, so the comparison is loose`}).`
+    ? `Reference: ${relative(root, REFERENCE_FILE)}, written on ${reference.written} at commit ${reference.commit} (${fmt(reference.handles)} handles${reference.handles === opts.handles ? '' : `; THIS RUN HAS ${fmt(opts.handles)}, so the comparison is loose`}). ${reference.busy ?? ''}`
     : 'No reference to compare with (run `npm run bench -- --quick --save-reference` to write one).';
   write(
     opts.out,
@@ -85,7 +86,9 @@ The full figures, on a zone of 1,000,000 handles, are in [RESULTS.md](RESULTS.md
 catch regressions. A row is marked **REGRESSED** when a figure it is compared on is worse than the
 reference's by more than 20% (higher-is-better figures below 80% of it, lower-is-better ones above
 120%; figures near zero get a small absolute allowance). Rows with an in-run baseline are compared on
-their ratio to it, since absolute figures move with the machine's load.
+their ratio to it, since absolute figures move with the machine's load. Rows without one are compared as
+they are: trust their marks only when this run and the reference both had the machine to themselves
+(both runs' load averages and speeds are given here; on a busy machine, rerun or read the ratio rows).
 ${refNote}
 ${method}
 
@@ -100,6 +103,6 @@ ${opts.saveReference ? '\nThis run was then saved as the new reference.\n' : ''}
     if (opts.failOnRegression && !opts.saveReference) process.exitCode = 1;
   }
   if (opts.saveReference) {
-    write(REFERENCE_FILE, `${JSON.stringify(referenceOf(rows, { written: new Date().toISOString(), commit, handles: opts.handles, machine }), null, 2)}\n`);
+    write(REFERENCE_FILE, `${JSON.stringify(referenceOf(rows, { written: new Date().toISOString(), commit, handles: opts.handles, machine, busy }), null, 2)}\n`);
   }
 }
