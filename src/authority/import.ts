@@ -1,23 +1,15 @@
-import { IdnsError } from '../errors.js';
-import { parseHandle } from '../names/handle.js';
-import { parsePublicJwk, thumbprint, type PublicJwk } from '../records/keys.js';
+import { IdnsError, type ErrorCode } from '../errors.js';
 import type { Store } from '../store/store.js';
 import { epochSeconds, type Clock } from '../clock.js';
 import { DENIAL_FILL, GAP_START, nameHash } from '../records/denial.js';
 import { RECORD_TYP } from '../records/jws.js';
-import { SigningPool, type SignedRecords } from '../records/signing-pool.js';
-import { parseEndpoint, requestId, MAX_HANDLE_KEYS } from './requests.js';
+import { SigningPool } from '../records/signing-pool.js';
+import { ZoneDigest } from '../records/digest.js';
+import { ThreadPool, workerFile } from '../records/thread-pool.js';
 import { serialOf } from './serial.js';
 import type { ZoneService } from './zones.js';
 
-/** One handle of a bulk import: `{"handle": "...", "endpoint": "https://...", "keys": [JWK, ...]}`. */
-export interface ImportLine {
-  handle: string;
-  endpoint: string;
-  keys: PublicJwk[];
-  /** The line's canonical JSON, kept as the handle's first history entry. */
-  canonical: string;
-}
+export type { ImportLine } from './import-line.js';
 
 /** What an import did. */
 export interface ImportResult {
@@ -26,21 +18,50 @@ export interface ImportResult {
   serial: number;
 }
 
+/** @internal What every line of an import's records shares. */
+export interface ImportContext {
+  base: { v: number; zone: string; serial: number; iat: number; exp: number };
+  ttl: number;
+  salt: string;
+  allowLoopbackEndpoints: boolean;
+}
+
+/** @internal A chunk of an import's lines sent to a worker (import-worker.ts). */
+export interface ImportChunk {
+  text: string;
+  firstLineNo: number;
+  context: ImportContext;
+}
+
+/** @internal A worker's reply: the chunk's handles in order, signed, up to its first bad line (`error`). */
+export interface PreparedChunk {
+  id: number;
+  handles: string[];
+  hosts: string[];
+  lineNos: number[];
+  canonical: string[];
+  ops: string[];
+  hashes: string[];
+  jws: string[];
+  digestState: Uint8Array;
+  error: { code: ErrorCode | 'internal'; message: string } | null;
+}
+
 /** Most lines one import takes; larger sets are split by the operator. */
 export const MAX_IMPORT_LINES = 5_000_000;
 
-/** Lines signed per batch: big enough to amortise a message to a worker, small enough to keep every core busy. */
+/** Lines per chunk sent to a worker: big enough to amortise the message, small enough to keep every core busy. */
 const BATCH_LINES = 2048;
 /** SQLite page cache for the import's transaction: the tables and indexes of a million-handle zone being built. */
 const IMPORT_CACHE_BYTES = 512 * 1024 * 1024;
-/** Batches being signed ahead of the one being stored (two per worker keeps the workers fed). */
+/** Chunks being prepared ahead of the one being stored (two per worker keeps the workers fed). */
 const BATCHES_AHEAD = 4;
 
 /**
  * Bulk import by the operator (migrating a directory, seeding a zone): NDJSON, one handle per line.
  * The import is one transaction and one serial, so a bad line anywhere rolls everything back and the
- * error names its line. Lines are validated and stored in batches while worker threads sign the batches
- * ahead (signing is most of the work), then the zone's denials are rebuilt once from the sorted hashes,
+ * error names its line. Worker threads parse, validate, sign and hash the lines a chunk at a time, ahead
+ * of the main thread, which checks each chunk against the zone and the lines before it and stores it; then the zone's denials are rebuilt once from the sorted hashes,
  * which is cheaper than adding one name at a time. The import is not journaled: secondaries take a full
  * transfer, which for a bulk change is smaller anyway.
  *
@@ -51,7 +72,7 @@ export async function importHandles(store: Store, zones: ZoneService, clock: Clo
   const row = zones.require(zone);
   const settings = zones.settings(row);
   const key = zones.signingKey(row);
-  const pool = new SigningPool(key, RECORD_TYP);
+  const workers = new ThreadPool<ImportChunk, PreparedChunk>(workerFile(import.meta.url, 'import-worker'), { privateKey: key.privateKey, kid: key.kid });
   store.setCacheBytes(IMPORT_CACHE_BYTES);
   try {
     return await store.writeAcross(async () => {
@@ -60,63 +81,68 @@ export async function importHandles(store: Store, zones: ZoneService, clock: Clo
       const version = editor.beginChange();
       const iat = epochSeconds(clock);
       const exp = iat + settings.signatureValidity;
-      const base = { v: 1, zone, serial: serialOf(version), iat, exp };
+      const context: ImportContext = { base: { v: 1, zone, serial: serialOf(version), iat, exp }, ttl: settings.handleTtl, salt: row.salt, allowLoopbackEndpoints: settings.allowLoopbackEndpoints };
       const existing = new Set(store.records.keys(row.content, 'handle'));
       const delegations = store.records.keys(row.content, 'delegation');
       const hashes = [...existing, ...delegations].map((n) => nameHash(row.salt, n));
+      // Most handles are at the zone's apex; other hosts are checked once each.
+      const verdicts = new Map<string, string | null>([[zone, null]]);
       const belongs = (host: string): string | null => {
-        const holder = zones.closestHosted(host);
-        if (holder?.name !== zone) return `it belongs to zone ${holder?.name ?? '(none held here)'}, not ${zone}`;
-        if (zones.cutFor(row, host)) return `${host} is delegated away from ${zone}`;
-        return null;
+        let why = verdicts.get(host);
+        if (why === undefined) {
+          const holder = zones.closestHosted(host);
+          why = holder?.name !== zone ? `it belongs to zone ${holder?.name ?? '(none held here)'}, not ${zone}` : zones.cutFor(row, host) ? `${host} is delegated away from ${zone}` : null;
+          verdicts.set(host, why);
+        }
+        return why;
       };
       const seen = new Set<string>();
       const receivedAt = clock.now();
       let imported = 0;
 
-      const storeBatch = (lines: ImportLine[], ops: string[], signed: SignedRecords): void => {
-        editor.putNew('handle', lines.map((l, i) => ({ key: l.handle, jws: signed.jws[i]! })), exp, signed.digest);
-        store.operations.insertMany(lines.map((l, i) => ({ cid: ops[i]!, zone, handle: l.handle, action: 'import', version, jws: l.canonical, receivedAt })));
-      };
-      const ahead: { lines: ImportLine[]; ops: string[]; signed: Promise<SignedRecords> }[] = [];
-      try {
-        for (const batch of importBatches(text, BATCH_LINES, belongs, settings.allowLoopbackEndpoints)) {
-          for (const { line: l, lineNo } of batch) {
-            if (existing.has(l.handle)) throw new IdnsError('handle_exists', `line ${lineNo}: ${l.handle} is already registered in ${zone}`);
-            if (seen.has(l.handle)) throw new IdnsError('invalid_request', `line ${lineNo}: ${l.handle} appears twice`);
-            seen.add(l.handle);
-            hashes.push(nameHash(row.salt, l.handle));
-          }
-          imported += batch.length;
-          if (imported > MAX_IMPORT_LINES) throw new IdnsError('invalid_request', `more than ${MAX_IMPORT_LINES} lines; split the import`);
-          const lines = batch.map((b) => b.line);
-          const ops = lines.map((l) => requestId(l.canonical));
-          const items = lines.map((l, i) => ({
-            type: 'handle',
-            key: l.handle,
-            payload: JSON.stringify({ ...base, type: 'handle', handle: l.handle, endpoint: l.endpoint, keys: l.keys, ttl: settings.handleTtl, op: ops[i] }),
-          }));
-          ahead.push({ lines, ops, signed: pool.sign(items) });
-          if (ahead.length > BATCHES_AHEAD) {
-            const done = ahead.shift()!;
-            storeBatch(done.lines, done.ops, await done.signed);
-          }
+      /** Checks a prepared chunk against the zone and the lines before it, in line order, then stores it. */
+      const storeChunk = (c: PreparedChunk): void => {
+        for (let i = 0; i < c.handles.length; i++) {
+          const handle = c.handles[i]!;
+          const why = belongs(c.hosts[i]!);
+          if (why) throw new IdnsError('invalid_request', `line ${c.lineNos[i]}: ${handle}: ${why}`);
+          if (existing.has(handle)) throw new IdnsError('handle_exists', `line ${c.lineNos[i]}: ${handle} is already registered in ${zone}`);
+          if (seen.has(handle)) throw new IdnsError('invalid_request', `line ${c.lineNos[i]}: ${handle} appears twice`);
+          seen.add(handle);
+          hashes.push(c.hashes[i]!);
         }
-        for (const done of ahead) storeBatch(done.lines, done.ops, await done.signed);
+        if (c.error) throw c.error.code === 'internal' ? new Error(c.error.message) : new IdnsError(c.error.code, c.error.message);
+        imported += c.handles.length;
+        if (imported > MAX_IMPORT_LINES) throw new IdnsError('invalid_request', `more than ${MAX_IMPORT_LINES} lines; split the import`);
+        editor.putNew('handle', c.handles.map((h, i) => ({ key: h, jws: c.jws[i]! })), exp, ZoneDigest.fromState(c.digestState));
+        store.operations.insertMany(c.handles.map((h, i) => ({ cid: c.ops[i]!, zone, handle: h, action: 'import', version, jws: c.canonical[i]!, receivedAt })));
+      };
+      const ahead: Promise<PreparedChunk>[] = [];
+      try {
+        for (const { text: chunk, firstLineNo } of chunks(text, BATCH_LINES)) {
+          ahead.push(workers.run({ text: chunk, firstLineNo, context }));
+          if (ahead.length > BATCHES_AHEAD) storeChunk(await ahead.shift()!);
+        }
+        for (const next of ahead.splice(0)) storeChunk(await next);
       } catch (err) {
-        // Let the batches still being signed finish before the pool closes, so none is left rejected and
+        // Let the chunks still being prepared finish before the pool closes, so none is left rejected and
         // unobserved; their results are not wanted: the import is failing with `err`.
-        await Promise.allSettled(ahead.map((a) => a.signed));
+        await Promise.allSettled(ahead);
         throw err;
       }
 
       hashes.sort();
       const runs = denialRuns(hashes);
-      const denials = await pool.sign(
-        runs.map((run) => ({ type: 'denial', key: run.after ?? GAP_START, payload: JSON.stringify({ ...base, type: 'denial', ...run, hash: { alg: 'sha256', salt: row.salt }, ttl: settings.minimum }) })),
-      );
-      for (const old of store.records.keys(editor.zone.content, 'denial')) editor.remove('denial', old);
-      editor.putNew('denial', runs.map((run, i) => ({ key: run.after ?? GAP_START, jws: denials.jws[i]! })), exp, denials.digest);
+      const signer = new SigningPool(key, RECORD_TYP);
+      try {
+        const denials = await signer.sign(
+          runs.map((run) => ({ type: 'denial', key: run.after ?? GAP_START, payload: JSON.stringify({ ...context.base, type: 'denial', ...run, hash: { alg: 'sha256', salt: row.salt }, ttl: settings.minimum }) })),
+        );
+        for (const old of store.records.keys(editor.zone.content, 'denial')) editor.remove('denial', old);
+        editor.putNew('denial', runs.map((run, i) => ({ key: run.after ?? GAP_START, jws: denials.jws[i]! })), exp, denials.digest);
+      } finally {
+        await signer.close();
+      }
       editor.commit();
       // Changes up to this version are not in the journal: secondaries must copy the zone whole.
       store.journal.clear(zone);
@@ -124,7 +150,7 @@ export async function importHandles(store: Store, zones: ZoneService, clock: Clo
       return { zone, imported, serial: serialOf(version) };
     });
   } finally {
-    await pool.close();
+    await workers.close();
   }
 }
 
@@ -140,52 +166,19 @@ export function denialRuns(hashes: readonly string[]): { after: string | null; n
   }
 }
 
-/** The non-blank lines of an import, parsed and validated (but not checked against each other), `size` at a time. */
-function* importBatches(text: string, size: number, belongs: (host: string) => string | null, allowLoopbackEndpoints: boolean): Generator<{ line: ImportLine; lineNo: number }[]> {
-  let batch: { line: ImportLine; lineNo: number }[] = [];
-  let lineNo = 0;
+/** The file's lines, `size` at a time (blank ones included, so that line numbers stay right), with the number of each chunk's first line. */
+function* chunks(text: string, size: number): Generator<{ text: string; firstLineNo: number }> {
+  let lineNo = 1;
   for (let at = 0; at < text.length; ) {
-    const end = text.indexOf('\n', at);
-    const raw = text.slice(at, end < 0 ? text.length : end);
-    at = end < 0 ? text.length : end + 1;
-    lineNo += 1;
-    if (raw.trim() === '') continue;
-    batch.push({ line: parseImportLine(raw, lineNo, belongs, allowLoopbackEndpoints), lineNo });
-    if (batch.length === size) {
-      yield batch;
-      batch = [];
+    let end = at;
+    let n = 0;
+    while (n < size && end < text.length) {
+      const nl = text.indexOf('\n', end);
+      end = nl < 0 ? text.length : nl + 1;
+      n++;
     }
-  }
-  if (batch.length > 0) yield batch;
-}
-
-function parseImportLine(raw: string, lineNo: number, belongs: (host: string) => string | null, allowLoopbackEndpoints: boolean): ImportLine {
-  const fail = (message: string): never => {
-    throw new IdnsError('invalid_request', `line ${lineNo}: ${message}`);
-  };
-  let v: unknown;
-  try {
-    v = JSON.parse(raw);
-  } catch {
-    fail('not valid JSON');
-  }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) fail('expected {"handle", "endpoint", "keys"}');
-  const o = v as { handle?: unknown; endpoint?: unknown; keys?: unknown };
-  const extra = Object.keys(o).filter((k) => k !== 'handle' && k !== 'endpoint' && k !== 'keys');
-  if (extra.length > 0) fail(`unexpected member "${extra[0]}"`);
-  if (typeof o.handle !== 'string' || typeof o.endpoint !== 'string' || !Array.isArray(o.keys)) fail('expected {"handle", "endpoint", "keys"}');
-  try {
-    const { handle, host } = parseHandle(o.handle as string);
-    const why = belongs(host);
-    if (why) fail(`${handle}: ${why}`);
-    parseEndpoint(o.endpoint as string, allowLoopbackEndpoints);
-    const keys = (o.keys as unknown[]).map((k, i) => parsePublicJwk(k, `keys[${i}]`));
-    if (keys.length === 0 || keys.length > MAX_HANDLE_KEYS) fail(`1 to ${MAX_HANDLE_KEYS} keys`);
-    if (new Set(keys.map(thumbprint)).size !== keys.length) fail('the same key is listed twice');
-    const line = { handle, endpoint: o.endpoint as string, keys };
-    return { ...line, canonical: JSON.stringify(line) };
-  } catch (err) {
-    if (err instanceof IdnsError && !err.message.startsWith(`line ${lineNo}:`)) fail(err.message);
-    throw err;
+    yield { text: text.slice(at, end), firstLineNo: lineNo };
+    lineNo += n;
+    at = end;
   }
 }

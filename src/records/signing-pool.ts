@@ -1,8 +1,6 @@
-import { availableParallelism } from 'node:os';
-import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import { ZoneDigest } from './digest.js';
 import type { SigningKey } from './keys.js';
+import { ThreadPool, workerFile } from './thread-pool.js';
 
 /**
  * One record to sign: its payload as JSON text (a string crosses to a worker far more cheaply than an
@@ -33,64 +31,34 @@ export interface SignedRecords {
   digest: ZoneDigest;
 }
 
+/** Items per message to a worker: large enough to amortise the message, small enough to spread over the workers. */
+const PART_ITEMS = 2048;
+
 /**
- * Signs records with one zone key on worker threads, one per core: bulk operations (an import of a million
- * handles) need about a million Ed25519 signatures and their digest elements, which would otherwise hold
- * the main thread that stores them. Batches are spread over the workers; each returns its signatures and
- * the LtHash of its records, which the caller adds to the zone's digest in one step.
+ * Signs records with one zone key on worker threads, one per core: bulk operations need many Ed25519
+ * signatures and their digest elements, which would otherwise hold the main thread that stores them.
+ * Batches are spread over the workers; each returns its signatures and the LtHash of its records, which
+ * the caller adds to the zone's digest in one step.
  */
 export class SigningPool {
-  private readonly workers: Worker[];
-  private readonly waiting = new Map<number, { resolve: (r: SignedRecords) => void; reject: (err: Error) => void }>();
-  private nextId = 0;
-  private failure: Error | null = null;
+  private readonly pool: ThreadPool<{ items: SigningItem[] }, SignedBatch>;
 
-  constructor(key: SigningKey, typ: string, size = availableParallelism()) {
-    this.workers = Array.from({ length: Math.max(1, size) }, () => {
-      const worker = new Worker(workerPath(), { workerData: { privateKey: key.privateKey, kid: key.kid, typ } });
-      worker.on('message', (reply: SignedBatch) => {
-        const w = this.waiting.get(reply.id);
-        this.waiting.delete(reply.id);
-        w?.resolve({ jws: reply.jws, digest: ZoneDigest.fromState(reply.digestState) });
-      });
-      worker.on('error', (err) => this.fail(err));
-      worker.on('exit', (code) => {
-        if (code !== 0) this.fail(new Error(`a signing worker exited with code ${code}`));
-      });
-      return worker;
-    });
+  constructor(key: SigningKey, typ: string, size?: number) {
+    this.pool = new ThreadPool(workerFile(import.meta.url, 'signing-worker'), { privateKey: key.privateKey, kid: key.kid, typ }, size);
   }
 
-  /** Signs a batch (a few thousand items is a good size: large enough to amortise the message, small enough to overlap). */
-  sign(items: SigningItem[]): Promise<SignedRecords> {
-    if (this.failure) return Promise.reject(this.failure);
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      this.waiting.set(id, { resolve, reject });
-      const batch: SigningBatch = { id, items };
-      this.workers[id % this.workers.length]!.postMessage(batch);
-    });
+  /** Signs a batch; a large one is split so that every worker takes a part. */
+  async sign(items: SigningItem[]): Promise<SignedRecords> {
+    const parts: SigningItem[][] = [];
+    for (let at = 0; at < items.length || parts.length === 0; at += PART_ITEMS) parts.push(items.slice(at, at + PART_ITEMS));
+    const replies = await Promise.all(parts.map((part) => this.pool.run({ items: part })));
+    const digest = ZoneDigest.empty();
+    for (const r of replies) digest.merge(r.digestState);
+    return { jws: replies.length === 1 ? replies[0]!.jws : replies.flatMap((r) => r.jws), digest };
   }
 
   /** Stops the workers; batches still waiting are refused. */
-  async close(): Promise<void> {
-    this.fail(new Error('the signing pool was closed'));
-    await Promise.all(this.workers.map((w) => w.terminate()));
+  close(): Promise<void> {
+    return this.pool.close();
   }
-
-  private fail(err: Error): void {
-    this.failure ??= err;
-    for (const w of this.waiting.values()) w.reject(err);
-    this.waiting.clear();
-  }
-}
-
-/**
- * The worker's compiled file. Under the test runner this module is TypeScript source, which a worker
- * thread cannot load, so it takes the compiled copy in dist/ (the tests' global setup builds it).
- */
-function workerPath(): string {
-  const here = fileURLToPath(import.meta.url);
-  if (here.endsWith('.ts')) return here.replace(/\/src\/records\/signing-pool\.ts$/, '/dist/records/signing-worker.js');
-  return here.replace(/signing-pool\.js$/, 'signing-worker.js');
 }

@@ -1,0 +1,45 @@
+import { IdnsError } from '../errors.js';
+import { parseHandle } from '../names/handle.js';
+import { parsePublicJwk, thumbprint, type PublicJwk } from '../records/keys.js';
+import { parseEndpoint, MAX_HANDLE_KEYS } from './requests.js';
+
+/** One handle of a bulk import: `{"handle": "...", "endpoint": "https://...", "keys": [JWK, ...]}`. */
+export interface ImportLine {
+  handle: string;
+  /** The handle's host (the zone, or a name below it that must not be delegated away). */
+  host: string;
+  endpoint: string;
+  keys: PublicJwk[];
+  /** The line's canonical JSON, kept as the handle's first history entry. */
+  canonical: string;
+}
+
+/** Parses and validates one line of an import on its own (whether its host belongs to the zone is checked by the caller). */
+export function parseImportLine(raw: string, lineNo: number, allowLoopbackEndpoints: boolean): ImportLine {
+  const fail = (message: string): never => {
+    throw new IdnsError('invalid_request', `line ${lineNo}: ${message}`);
+  };
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch {
+    fail('not valid JSON');
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) fail('expected {"handle", "endpoint", "keys"}');
+  const o = v as { handle?: unknown; endpoint?: unknown; keys?: unknown };
+  for (const k in o) if (k !== 'handle' && k !== 'endpoint' && k !== 'keys') fail(`unexpected member "${k}"`);
+  if (typeof o.handle !== 'string' || typeof o.endpoint !== 'string' || !Array.isArray(o.keys)) fail('expected {"handle", "endpoint", "keys"}');
+  try {
+    const { handle, host } = parseHandle(o.handle as string);
+    parseEndpoint(o.endpoint as string, allowLoopbackEndpoints);
+    const keys = (o.keys as unknown[]).map((k, i) => parsePublicJwk(k, `keys[${i}]`));
+    if (keys.length === 0 || keys.length > MAX_HANDLE_KEYS) fail(`1 to ${MAX_HANDLE_KEYS} keys`);
+    // Thumbprints are hashes: only worth computing when there are two keys to compare.
+    if (keys.length > 1 && new Set(keys.map(thumbprint)).size !== keys.length) fail('the same key is listed twice');
+    const line = { handle, endpoint: o.endpoint as string, keys };
+    return { ...line, host, canonical: JSON.stringify(line) };
+  } catch (err) {
+    if (err instanceof IdnsError && !err.message.startsWith(`line ${lineNo}:`)) fail(err.message);
+    throw err;
+  }
+}

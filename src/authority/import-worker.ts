@@ -1,0 +1,50 @@
+import { parentPort, workerData } from 'node:worker_threads';
+import type { KeyObject } from 'node:crypto';
+import { IdnsError } from '../errors.js';
+import { nameHash } from '../records/denial.js';
+import { ZoneDigest } from '../records/digest.js';
+import { RECORD_TYP, signCompactText } from '../records/jws.js';
+import type { PoolRequest } from '../records/thread-pool.js';
+import { parseImportLine } from './import-line.js';
+import { requestId } from './requests.js';
+import type { ImportChunk, PreparedChunk } from './import.js';
+
+/**
+ * A thread of a bulk import (import.ts): parses and validates a chunk of the file's lines, then builds,
+ * signs and hashes each handle's record, so that the main thread only checks the lines against the zone
+ * and each other and stores them. The first bad line ends the chunk: what came before it is returned
+ * with the error, so the caller can still report an earlier line's error first.
+ */
+const { privateKey, kid } = workerData as { privateKey: KeyObject; kid: string };
+const key = { kid, privateKey };
+
+parentPort!.on('message', (chunk: PoolRequest<ImportChunk>) => {
+  const out: PreparedChunk = { id: chunk.id, handles: [], hosts: [], lineNos: [], canonical: [], ops: [], hashes: [], jws: [], digestState: new Uint8Array(0), error: null };
+  const digest = ZoneDigest.empty();
+  const { text, context: c } = chunk;
+  let lineNo = chunk.firstLineNo;
+  try {
+    for (let at = 0; at < text.length; lineNo++) {
+      const end = text.indexOf('\n', at);
+      const raw = text.slice(at, end < 0 ? text.length : end);
+      at = end < 0 ? text.length : end + 1;
+      if (raw.trim() === '') continue;
+      const line = parseImportLine(raw, lineNo, c.allowLoopbackEndpoints);
+      const op = requestId(line.canonical);
+      const payload = JSON.stringify({ ...c.base, type: 'handle', handle: line.handle, endpoint: line.endpoint, keys: line.keys, ttl: c.ttl, op });
+      const jws = signCompactText(payload, key, RECORD_TYP);
+      digest.add('handle', line.handle, jws);
+      out.handles.push(line.handle);
+      out.hosts.push(line.host);
+      out.lineNos.push(lineNo);
+      out.canonical.push(line.canonical);
+      out.ops.push(op);
+      out.hashes.push(nameHash(c.salt, line.handle));
+      out.jws.push(jws);
+    }
+  } catch (err) {
+    out.error = err instanceof IdnsError ? { code: err.code, message: err.message } : { code: 'internal', message: `line ${lineNo}: ${(err as Error).message}` };
+  }
+  out.digestState = digest.state();
+  parentPort!.postMessage(out, [out.digestState.buffer as ArrayBuffer]);
+});
