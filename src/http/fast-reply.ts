@@ -1,7 +1,6 @@
-import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { AppContext } from '../context.js';
-import { REQUEST_ID } from './observe.js';
+import { requestIdFor } from './observe.js';
 
 /** A response produced by a fast path, with what the request log and the metrics say about it. */
 export interface FastReply {
@@ -24,7 +23,7 @@ export interface FastReply {
  */
 export function sendFast(ctx: AppContext, req: IncomingMessage, res: ServerResponse, started: number, reply: FastReply): void {
   const given = req.headers['x-request-id'];
-  const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+  const id = requestIdFor(typeof given === 'string' ? given : undefined);
   // Completed in place rather than copied: this runs once per request of the busiest endpoints.
   const headers = reply.headers;
   headers['x-request-id'] = id;

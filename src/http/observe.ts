@@ -21,7 +21,12 @@ export function note(c: Context, add: RequestFacts): void {
 }
 
 /** A client's X-Request-Id that is echoed and logged as it is; anything else gets a new id. */
-export const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** The id of a request: the client's X-Request-Id when it is sane (a repeated header, joined with ", ", is not), else a new one. */
+export function requestIdFor(given: string | undefined): string {
+  return given !== undefined && REQUEST_ID.test(given) ? given : randomUUID();
+}
 
 /**
  * One structured log line and the metrics of every request: a request id (the client's X-Request-Id when
@@ -33,7 +38,7 @@ export function observe(log: Logger, metrics: Metrics): MiddlewareHandler {
   return async function observeRequest(c, next) {
     const started = performance.now();
     const given = c.req.header('x-request-id');
-    const id = given !== undefined && REQUEST_ID.test(given) ? given : randomUUID();
+    const id = requestIdFor(given);
     await next();
     c.res.headers.set('X-Request-Id', id);
     const f = facts.get(c.req.raw) ?? {};

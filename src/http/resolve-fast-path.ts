@@ -1,9 +1,9 @@
-import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AppContext } from '../context.js';
 import { IdnsError } from '../errors.js';
 import type { Tally } from './metrics.js';
 import { answerEtag } from './routes/resolve.js';
+import { requestIdFor } from './observe.js';
 
 interface Cached {
   zone: string;
@@ -75,7 +75,7 @@ export class ResolveFastPath {
       this.admit(url, built, cached !== undefined);
     }
     // Repeated, the id would reach the full application joined with ", ", which is not a sane id either.
-    const id = ids === 1 && given !== undefined && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : randomUUID();
+    const id = requestIdFor(ids === 1 ? given : undefined);
     // A flat list: node:http then skips enumerating an object's keys.
     res.writeHead(hit.status, [
       'content-type', 'application/json',

@@ -59,13 +59,13 @@ function migrate(db: Db): void {
   }).immediate();
 }
 
-/** Maps SQLite's "disk full" family to a typed error so callers answer clearly instead of with a bare 500. */
 /** True for SQLite's "another connection holds the write lock" (past the busy timeout). */
 export function isStorageBusy(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' && code.startsWith('SQLITE_BUSY');
 }
 
+/** True for SQLite's "disk full" family, which callers map to a typed error instead of a bare 500. */
 export function isStorageFull(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   return code === 'SQLITE_FULL' || code === 'SQLITE_IOERR_WRITE';
