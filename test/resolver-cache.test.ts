@@ -3,7 +3,9 @@ import { ManualClock } from '../src/clock.js';
 import { signChangeRequest } from '../src/client/requests.js';
 import { IdnsError } from '../src/errors.js';
 import { createResolver, type Resolver } from '../src/resolver/resolver.js';
+import { ArrayInterner } from '../src/resolver/intern.js';
 import type { ResolverOptions } from '../src/resolver/options.js';
+import type { TraceStep } from '../src/resolver/proof.js';
 import { freshKey, sendJson, startFakeServer, zoneReply, ZoneSigner, type FakeServer } from './support/fake-server.js';
 import { cleanupEachTest } from './support/cleanup.js';
 import { startHierarchy, type Hierarchy } from './support/hierarchy.js';
@@ -177,6 +179,40 @@ describe('size bound', () => {
       }
     }
     expect(r.cacheSize).toBe(3);
+  });
+});
+
+describe('sharing between entries', () => {
+  it("holds one chain of proof steps for all the handles of a zone, frozen, and one trace array per distinct trace", async () => {
+    const clock = new ManualClock(Date.now());
+    const r = resolver(clock);
+    const found = await r.lookup('alice@social.example');
+    const denied = await r.lookup('nobody@social.example');
+    const again = await r.lookup('nobody2@social.example');
+    expect(denied.status).toBe('not_found');
+    // The same object, not an equal copy: each reply brought its own copy of the zone's records.
+    expect(denied.proof.steps).toBe(found.proof.steps);
+    expect(again.proof.steps).toBe(found.proof.steps);
+    expect(Object.isFrozen(found.proof.steps) && found.proof.steps.every((s) => Object.isFrozen(s))).toBe(true);
+    expect(found.proof.steps.map((s) => s.zone)).toEqual(['.', 'example', 'social.example']);
+    // The first lookup walked three zones, the others one: different traces, each shared once equal.
+    expect(found.trace?.map((t) => t.zone)).toEqual(['.', 'example', 'social.example']);
+    expect(denied.trace?.map((t) => t.zone)).toEqual(['social.example']);
+    expect(Object.isFrozen(denied.trace)).toBe(true);
+    // A hit hands out the cached objects themselves.
+    expect((await r.lookup('alice@social.example')).proof.steps).toBe(found.proof.steps);
+  });
+
+  it('interns arrays by their exact content: equal ones become one frozen copy, others stay apart', () => {
+    const traces = new ArrayInterner<TraceStep>(2);
+    const a = traces.intern([{ zone: 'z', server: 'https://s', rttMs: 3 }]);
+    expect(traces.intern([{ zone: 'z', server: 'https://s', rttMs: 3 }])).toBe(a);
+    expect(traces.intern([{ zone: 'z', server: 'https://s', rttMs: 4 }])).not.toBe(a);
+    expect(Object.isFrozen(a) && Object.isFrozen(a[0])).toBe(true);
+    // Bounded: past `max` distinct arrays the oldest is forgotten (its holders keep their copy).
+    traces.intern([{ zone: 'z', server: 'https://s', rttMs: 5 }]);
+    expect(traces.size).toBe(2);
+    expect(traces.intern([{ zone: 'z', server: 'https://s', rttMs: 3 }])).not.toBe(a);
   });
 });
 

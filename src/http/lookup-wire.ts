@@ -1,56 +1,52 @@
-import type { Proof } from '../resolver/proof.js';
+import type { Proof, ProofStep } from '../resolver/proof.js';
 import type { BatchResult, LookupResult } from '../resolver/resolver.js';
 
-/**
- * The JSON of one cached resolution, cut where it varies: `ttl` and `stale` change with time, and in a
- * batch the proof's chain is a reference into the batch's table. Built once per resolution (keyed by its
- * proof object, which the resolver's cache and every result copied from it share), as bytes.
- */
-interface Wire {
-  /** `{"handle":…,"status":…,"zone":…,"endpoint":…,"keys":…,"ttl":` */
-  head: Buffer;
-  /** JSON of the proof's steps, one buffer shared by every resolution with the same chain. */
-  chain: Buffer;
-  /** The proof's other members after its steps, then the end of the body: `,"record":…}` + trace + `}`. */
-  rest: Buffer;
-}
+/** `,"record":"`: the record follows. */
+const OPEN = ',"record":"';
 
-/** Bytes of wires kept (shared chains not counted), at most: about 20,000 resolutions. */
-const MAX_BYTES = 32 * 1024 * 1024;
-/** Distinct chains remembered for sharing; a chain changes only when a zone record on it does. */
-const MAX_CHAINS = 1024;
-const COMMA = Buffer.from(',');
+/** Heads kept (~250 bytes each, about 1 MB in all), for the most recently made ones. */
+const HOT_HEADS = 4096;
 
 /** A `GET /v1/lookup` body in the pieces it is written in (see LookupWire.chunks). */
-export type BodyChunks = readonly [Buffer, string, Buffer, Buffer];
+export type BodyChunks = readonly [string, Buffer, string, string, string];
 
 /**
  * Serialises lookup results for `GET /v1/lookup/{handle}` and `POST /v1/lookup` (docs/protocol.md,
- * section 7), keeping the invariant parts of each cached resolution so that a cache hit costs a map
- * lookup and a write, not a JSON serialisation of its ~5 KiB proof. The full application and the fast
- * path both serialise through here, so their bodies are the same bytes.
+ * section 7). A body is written in pieces, and none of them is a copy per cached handle: at 100,000
+ * handles each such copy costs tens of megabytes.
+ * - The head (handle, status, zone, endpoint, keys) is made on a hit (~1 µs, most of a batch's cost per
+ *   handle) and kept for the last HOT_HEADS proofs only: a hot set stays fast, memory stays bounded.
+ * - The proof's steps — ~3 KiB, the same for every handle of a zone — are one buffer per chain: the
+ *   resolver shares one chain object between those handles.
+ * - The handle record is written from the proof's own string.
+ * - What follows it (the end of the proof, the trace) is one string per trace, which the resolver
+ *   shares too; a proof with more members (a denial's gaps) has its own string, kept as long as it is.
+ * The full application and the fast path both serialise through here, so their bodies are the same bytes.
  */
 export class LookupWire {
-  /** In insertion order, oldest first, for the memory bound. */
-  private readonly wires = new Map<Proof, Wire>();
-  private readonly chains = new Map<string, Buffer>();
-  private bytes = 0;
+  /** Weak: a string lives as long as the chain, trace or proof it was made from. */
+  private readonly chains = new WeakMap<readonly ProofStep[], Buffer>();
+  private readonly traces = new WeakMap<NonNullable<LookupResult['trace']>, string>();
+  private readonly rests = new WeakMap<Proof, string>();
+  /** In insertion order, oldest first; keyed by proof, which a cached resolution and its results share. */
+  private readonly heads = new Map<Proof, string>();
 
   /**
-   * The `GET /v1/lookup/{handle}` body of a result as four chunks to write one after the other: the
-   * result's head, the ttl and staleness of this moment, the proof's steps, and the rest. Written as
-   * they are (one writev), a hit copies nothing, and the steps — ~3 KiB, the same for every handle of a
-   * zone — are one buffer that stays in the processor's cache instead of a copy per handle.
+   * The `GET /v1/lookup/{handle}` body of a result as chunks to write one after the other (one writev):
+   * everything before the proof's steps, the steps, then the record and what follows it.
    */
   chunks(r: LookupResult): BodyChunks {
-    const w = this.wireOf(r.proof, r);
-    return [w.head, `${r.ttl},"stale":${r.stale},"proof":{"steps":`, w.chain, w.rest];
+    const head = `${this.headOf(r)}${r.ttl},"stale":${r.stale},"proof":{"steps":`;
+    const proof = r.proof;
+    const chain = this.chainOf(proof.steps);
+    if (isPlain(proof)) return [head, chain, OPEN, proof.record, this.tailOf(r.trace)];
+    return [head, chain, '', '', this.restOf(r)];
   }
 
   /** The `GET /v1/lookup/{handle}` body of a result, in one buffer. */
   body(r: LookupResult): Buffer {
-    const [head, mid, chain, rest] = this.chunks(r);
-    return Buffer.concat([head, Buffer.from(mid), chain, rest]);
+    const [head, chain, open, record, tail] = this.chunks(r);
+    return Buffer.concat([Buffer.from(head), chain, Buffer.from(open + record + tail)]);
   }
 
   /**
@@ -60,56 +56,102 @@ export class LookupWire {
   batch(results: readonly BatchResult[]): Buffer {
     const index = new Map<Buffer, number>();
     const chains: Buffer[] = [];
-    const items: Buffer[] = [];
+    let items = '';
     for (const item of results) {
-      if (items.length > 0) items.push(COMMA);
+      if (items.length > 0) items += ',';
       if (!('result' in item)) {
-        items.push(Buffer.from(JSON.stringify({ handle: item.handle, error: { code: item.error.code, message: item.error.message } })));
+        items += JSON.stringify({ handle: item.handle, error: { code: item.error.code, message: item.error.message } });
         continue;
       }
       const r = item.result;
-      const w = this.wireOf(r.proof, r);
-      let k = index.get(w.chain);
+      const chain = this.chainOf(r.proof.steps);
+      let k = index.get(chain);
       if (k === undefined) {
         k = index.size;
-        index.set(w.chain, k);
+        index.set(chain, k);
         if (chains.length > 0) chains.push(COMMA);
-        chains.push(w.chain);
+        chains.push(chain);
       }
-      items.push(w.head, Buffer.from(`${r.ttl},"stale":${r.stale},"proof":{"chain":${k}`), w.rest);
+      const rest = isPlain(r.proof) ? `${OPEN}${r.proof.record}${this.tailOf(r.trace)}` : this.restOf(r);
+      items += `${this.headOf(r)}${r.ttl},"stale":${r.stale},"proof":{"chain":${k}${rest}`;
     }
-    return Buffer.concat([Buffer.from('{"chains":['), ...chains, Buffer.from('],"results":['), ...items, Buffer.from(']}')]);
+    // One buffer, written in place: no intermediate copy of a body that is ~150 kB for 100 handles.
+    const end = `],"results":[${items}]}`;
+    let length = CHAINS_OPEN.length + Buffer.byteLength(end);
+    for (const chain of chains) length += chain.length;
+    const body = Buffer.allocUnsafe(length);
+    let at = CHAINS_OPEN.copy(body, 0);
+    for (const chain of chains) at += chain.copy(body, at);
+    body.write(end, at);
+    return body;
   }
 
-  private wireOf(proof: Proof, r: LookupResult): Wire {
-    const known = this.wires.get(proof);
-    if (known) return known;
-    const { steps, ...others } = proof;
-    const othersJson = JSON.stringify(others);
-    const head = Buffer.from(`${JSON.stringify({ handle: r.handle, status: r.status, zone: r.zone, endpoint: r.endpoint, keys: r.keys }).slice(0, -1)},"ttl":`);
-    const rest = Buffer.from(`${othersJson === '{}' ? '' : `,${othersJson.slice(1, -1)}`}}${r.trace ? `,"trace":${JSON.stringify(r.trace)}` : ''}}`);
-    const w: Wire = { head, chain: this.share(JSON.stringify(steps)), rest };
-    this.wires.set(proof, w);
-    this.bytes += head.length + rest.length;
-    this.trim();
-    return w;
+  /** `{"handle":…,"status":…,"zone":…,"endpoint":…,"keys":…,"ttl":` */
+  private headOf(r: LookupResult): string {
+    let head = this.heads.get(r.proof);
+    if (head === undefined) {
+      head = flat(`${JSON.stringify({ handle: r.handle, status: r.status, zone: r.zone, endpoint: r.endpoint, keys: r.keys }).slice(0, -1)},"ttl":`);
+      if (this.heads.size >= HOT_HEADS) this.heads.delete(this.heads.keys().next().value as Proof);
+      this.heads.set(r.proof, head);
+    }
+    return head;
   }
 
-  /** The one buffer held for a chain's JSON, so that equal chains share memory and are told equal at once. */
-  private share(chain: string): Buffer {
-    const known = this.chains.get(chain);
-    if (known !== undefined) return known;
-    if (this.chains.size >= MAX_CHAINS) this.chains.delete(this.chains.keys().next().value as string);
-    const buf = Buffer.from(chain);
-    this.chains.set(chain, buf);
+  private chainOf(steps: readonly ProofStep[]): Buffer {
+    let buf = this.chains.get(steps);
+    if (buf === undefined) {
+      buf = Buffer.from(JSON.stringify(steps));
+      this.chains.set(steps, buf);
+    }
     return buf;
   }
 
-  private trim(): void {
-    while (this.bytes > MAX_BYTES && this.wires.size > 1) {
-      const [oldest, w] = this.wires.entries().next().value as [Proof, Wire];
-      this.wires.delete(oldest);
-      this.bytes -= w.head.length + w.rest.length;
+  /** After a plain proof's record: its end, the trace, the end of the body. */
+  private tailOf(trace: LookupResult['trace']): string {
+    if (trace === undefined) return '"}}';
+    let tail = this.traces.get(trace);
+    if (tail === undefined) {
+      tail = flat(`"},"trace":${JSON.stringify(trace)}}`);
+      this.traces.set(trace, tail);
     }
+    return tail;
+  }
+
+  /** After the steps of any other proof: its other members, its end, the trace, the end of the body. */
+  private restOf(r: LookupResult): string {
+    let rest = this.rests.get(r.proof);
+    if (rest === undefined) {
+      const { steps: _steps, ...others } = r.proof;
+      const json = JSON.stringify(others);
+      rest = flat(`${json === '{}' ? '' : `,${json.slice(1, -1)}`}}${r.trace ? `,"trace":${JSON.stringify(r.trace)}` : ''}}`);
+      this.rests.set(r.proof, rest);
+    }
+    return rest;
   }
 }
+
+/**
+ * True for a proof of exactly `steps` and `record` (what the resolver's own walk makes): its record is
+ * written as it is, since a record that verified is a compact JWS, base64url and dots (decodeCompact),
+ * which JSON needs no escaping for.
+ */
+function isPlain(proof: Proof): boolean {
+  let n = 0;
+  for (const key in proof) {
+    if (key !== 'steps' && key !== 'record') return false;
+    n += 1;
+  }
+  return n === 2;
+}
+
+/**
+ * A flat copy of a string built by concatenation or slicing. V8 keeps such strings as ropes (32 bytes a
+ * node) or as views that keep their whole parent alive; JSON.parse makes a new flat string, exact for
+ * any string.
+ */
+function flat(s: string): string {
+  return JSON.parse(JSON.stringify(s)) as string;
+}
+
+const COMMA = Buffer.from(',');
+const CHAINS_OPEN = Buffer.from('{"chains":[');

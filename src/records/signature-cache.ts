@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+
 /**
  * Signatures already checked, so the same signed record is not verified twice: a resolver checks each
  * reply as it walks, then the whole proof once more, and every new handle of a zone brings the same zone
@@ -6,6 +8,10 @@
  * An entry says "this exact JWS verifies under the key with this RFC 7638 thumbprint": a pure fact about
  * bytes, so it never goes stale. Only the signature check is skipped; every other check (type, zone,
  * expiry, what the record is for) runs each time.
+ *
+ * The set holds a SHA-256 digest of the key's thumbprint and the JWS, not the JWS itself: a resolver's
+ * cache keeps each handle record once already, and a second copy here (~700 bytes, 4,096 of them) was
+ * a good part of what a few thousand cached handles cost. A digest costs ~1 µs, a verification ~100 µs.
  */
 export class SignatureCache {
   private readonly verified = new Set<string>();
@@ -14,12 +20,12 @@ export class SignatureCache {
   constructor(private readonly max = 4096) {}
 
   has(kid: string, jws: string): boolean {
-    return this.verified.has(`${kid} ${jws}`);
+    return this.verified.has(keyOf(kid, jws));
   }
 
   add(kid: string, jws: string): void {
     if (this.verified.size >= this.max) this.verified.delete(this.verified.values().next().value as string);
-    this.verified.add(`${kid} ${jws}`);
+    this.verified.add(keyOf(kid, jws));
   }
 
   /** Runs `fn` (synchronous) with this cache consulted by every record verification it makes. */
@@ -32,6 +38,11 @@ export class SignatureCache {
       current = outer;
     }
   }
+}
+
+function keyOf(kid: string, jws: string): string {
+  // One flat string (a digest of both): a concatenation would keep a rope node besides.
+  return createHash('sha256').update(kid).update(' ').update(jws).digest('base64');
 }
 
 /**

@@ -18,7 +18,8 @@ export interface ProofStep {
 }
 
 export interface Proof {
-  steps: ProofStep[];
+  /** Shared between the resolutions of a zone in a resolver's cache (see ChainTable): never mutated. */
+  steps: readonly ProofStep[];
   /** The handle record (found) or the denial (not found), signed by the last step's zone. */
   record: string;
   /** With a denial for a host below the last zone: gaps proving no name in between is a delegated zone. */
@@ -38,8 +39,18 @@ export interface Resolution {
   /** Signature expiry of the earliest-expiring record of the proof, seconds since the epoch. */
   exp: number;
   proof: Proof;
-  /** Which server answered for each zone of the proof, as this resolver saw it (not part of the proof). */
-  trace?: { zone: string; server: string; rttMs: number }[];
+  /**
+   * Which server answered for each zone of the proof, as this resolver saw it (not part of the proof).
+   * Shared between cached resolutions with the same trace: never mutated.
+   */
+  trace?: readonly TraceStep[];
+}
+
+/** One zone of a resolution's trace: the server that answered for it and how long it took. */
+export interface TraceStep {
+  zone: string;
+  server: string;
+  rttMs: number;
 }
 
 /** Trust anchors: zone name → thumbprints of keys trusted to sign that zone's record. */

@@ -7,8 +7,9 @@ import { ancestors, isAtOrBelow, ROOT } from '../names/zone.js';
 import { noCutOf, verifyDelegation, verifyDenial, verifyHandleRecord, verifyZoneRecord, type VerifiedZone } from '../records/verify.js';
 import { assureAllowedUrl, publicOnlyLookup } from './address-policy.js';
 import { LruCache } from './cache.js';
+import { ArrayInterner } from './intern.js';
 import { resolveOptions, type ResolvedOptions, type ResolverOptions } from './options.js';
-import { verifyProof, type ProofStep, type Resolution } from './proof.js';
+import { verifyProof, type Proof, type ProofStep, type Resolution, type TraceStep } from './proof.js';
 import { SignatureCache } from '../records/signature-cache.js';
 import { ServerSelector } from './servers.js';
 
@@ -40,12 +41,19 @@ interface ZoneCut {
   servers: string[];
   trusted: readonly string[];
   /** Proof steps from the anchor down to (not including) this zone. */
-  prefix: ProofStep[];
+  prefix: readonly ProofStep[];
   /** Earliest signature expiry (seconds) of the records in `prefix` and the delegation: the cut is no good after it. */
   exp: number;
 }
 
-type Cached = { kind: 'answer'; resolution: Resolution } | { kind: 'cut'; cut: ZoneCut };
+/**
+ * What the cache holds: a handle's resolution under the handle itself, a zone cut under `z:` + its name
+ * (a zone name has no `@`, so the two kinds of key never meet). No wrapper object: at 100,000 handles
+ * each object an entry needs costs megabytes.
+ */
+type Cached = Resolution | ZoneCut;
+
+const isCut = (v: Cached): v is ZoneCut => 'prefix' in v;
 
 /** The work one lookup may still do. */
 class Budget {
@@ -91,6 +99,9 @@ export class Resolver {
   upstreamRequests = 0;
   /** Signatures this resolver has checked: each walk re-checks its whole proof, and a zone's records recur. */
   private readonly signatures = new SignatureCache();
+  /** The proof chains and traces the cached resolutions share. */
+  private readonly chains = new ArrayInterner<ProofStep>();
+  private readonly traces = new ArrayInterner<TraceStep>();
 
   constructor(options: ResolverOptions) {
     this.options = resolveOptions(options);
@@ -156,11 +167,11 @@ export class Resolver {
     const now = this.clock.now();
     // Hot path: cache keys are normalised handles, so an input found as it is needs no parsing (IDNA is
     // the costliest step of a hit); anything else is parsed and looked up by its normal form.
-    let entry = this.cache.get(`a:${input}`, now);
+    let entry = input.includes('@') ? this.cache.get(input, now) : undefined;
     const handle = entry ? input : parseHandle(input).handle;
-    if (!entry && handle !== input) entry = this.cache.get(`a:${handle}`, now);
-    if (!entry || entry.value.kind !== 'answer') return undefined;
-    const cached = entry.value.resolution;
+    if (!entry && handle !== input) entry = this.cache.get(handle, now);
+    if (!entry || isCut(entry.value)) return undefined;
+    const cached = entry.value;
     if (now < entry.expiresAt) {
       // Prefetch: a hot entry near expiry is refreshed before anyone has to wait for it.
       if (this.options.prefetch && entry.hits >= 2 && entry.expiresAt - now < entry.ttlMs / 10) this.background(handle);
@@ -179,10 +190,13 @@ export class Resolver {
   async lookup(input: string): Promise<LookupResult> {
     const hit = this.lookupCached(input);
     if (hit) return hit;
-    const handle = parseHandle(input).handle;
+    const normal = parseHandle(input).handle;
+    // The input itself when it is already normal: it is flat, where the parsed form is a rope of its
+    // parts, and it becomes the cache key and the resolution's `handle`.
+    const handle = normal === input ? input : normal;
     // An expired entry still held is what serve-stale falls back on should the refresh fail.
-    const entry = this.cache.peek(`a:${handle}`, this.clock.now());
-    const cached = entry?.value.kind === 'answer' ? entry.value.resolution : undefined;
+    const entry = this.cache.peek(handle, this.clock.now());
+    const cached = entry && !isCut(entry.value) ? entry.value : undefined;
     this.events.cache?.('miss');
     try {
       const fresh = await this.refresh(handle);
@@ -226,7 +240,7 @@ export class Resolver {
       const now = this.clock.now();
       // Kept past expiry for whichever window is longer: serve-stale on failure, or stale-while-revalidate.
       const staleMs = Math.max(this.options.serveStaleMs, this.options.staleWhileRevalidateMs);
-      this.cache.set(`a:${handle}`, { kind: 'answer', resolution: r }, now, r.ttl * 1000, staleMs, r.exp * 1000);
+      this.cache.set(handle, r, now, r.ttl * 1000, staleMs, r.exp * 1000);
       return r;
     });
     this.inflight.set(handle, p);
@@ -240,28 +254,32 @@ export class Resolver {
     const host = handle.slice(handle.lastIndexOf('@') + 1);
     const budget = new Budget(this.clock, this.options);
     let cut = this.closestCut(host);
-    const steps: ProofStep[] = cut.prefix.map((s) => ({ ...s }));
+    // Step objects are shared (the cut's prefix, interned chains): new ones are made, none is changed.
+    const steps: ProofStep[] = [...cut.prefix];
     let exp = cut.exp;
-    const trace: NonNullable<Resolution['trace']> = [];
+    const trace: TraceStep[] = [];
     for (let referrals = 0; ; referrals++) {
       const reply = await this.askZone(cut, handle, host, budget);
-      steps.push({ zone: cut.name, zoneRecord: reply.zone.jws });
       trace.push({ zone: cut.name, server: reply.server, rttMs: reply.rttMs });
       exp = Math.min(exp, reply.zone.record.exp);
       this.rememberServers(cut, reply.zone);
       if (reply.status !== 'referral') {
-        const proof = { steps, record: reply.record, ...(reply.noCut ? { noCut: reply.noCut } : {}) };
-        return withTrace(this.signatures.during(() => verifyProof(proof, handle, this.options.anchors, epochSeconds(this.clock))), trace);
+        steps.push({ zone: cut.name, zoneRecord: reply.zone.jws });
+        const proof: Proof = { steps, record: reply.record, ...(reply.noCut ? { noCut: reply.noCut } : {}) };
+        const r = this.signatures.during(() => verifyProof(proof, handle, this.options.anchors, epochSeconds(this.clock)));
+        // Verified, the chain is swapped for the shared one with the same content.
+        proof.steps = this.chains.intern(steps);
+        return withTrace(r, this.traces.intern(trace), handle);
       }
       if (referrals >= this.options.maxReferrals) {
         throw new IdnsError('referral_limit', `more than ${this.options.maxReferrals} referrals for ${handle}`);
       }
-      steps[steps.length - 1]!.delegation = reply.record;
+      steps.push({ zone: cut.name, zoneRecord: reply.zone.jws, delegation: reply.record });
       const d = this.signatures.during(() => verifyDelegation(reply.record, reply.zone, epochSeconds(this.clock)));
       exp = Math.min(exp, d.exp);
-      const child: ZoneCut = { ...reply.child, prefix: steps.map((s) => ({ ...s })), exp };
+      const child: ZoneCut = { ...reply.child, prefix: [...steps], exp };
       // Nothing cached outlives the earliest signature on the proof that leads to it.
-      this.cache.set(`z:${child.name}`, { kind: 'cut', cut: child }, this.clock.now(), d.ttl * 1000, this.options.serveStaleMs, exp * 1000);
+      this.cache.set(`z:${child.name}`, child, this.clock.now(), d.ttl * 1000, this.options.serveStaleMs, exp * 1000);
       cut = child;
     }
   }
@@ -271,7 +289,7 @@ export class Resolver {
     const now = this.clock.now();
     for (const name of ancestors(host)) {
       const entry = this.cache.get(`z:${name}`, now);
-      if (entry && now < entry.expiresAt && entry.value.kind === 'cut') return entry.value.cut;
+      if (entry && now < entry.expiresAt && isCut(entry.value)) return entry.value;
       const anchor = this.options.anchors.get(name);
       if (anchor) return { name, servers: [...this.options.rootServers], trusted: anchor, prefix: [], exp: Infinity };
     }
@@ -361,9 +379,12 @@ export class Resolver {
         if (err) throw new IdnsError('bad_response', `the upstream answered ${err.code}: ${err.message}`);
         const proof = (res.body as { proof?: unknown } | null)?.proof;
         const resolution = this.signatures.during(() => verifyProof(proof, handle, this.options.anchors, epochSeconds(this.clock)));
+        // Verified, the chain is swapped for the shared one with the same content (the proof is this
+        // reply's own object, fresh from JSON.parse).
+        resolution.proof.steps = this.chains.intern(resolution.proof.steps);
         const rttMs = this.clock.now() - started;
         this.selector.success(upstream, rttMs);
-        return withTrace(resolution, [{ zone: '(upstream resolver)', server: upstream, rttMs }]);
+        return withTrace(resolution, this.traces.intern([{ zone: '(upstream resolver)', server: upstream, rttMs }]), handle);
       } catch (err) {
         if (isIdnsError(err, 'budget_exceeded')) throw err;
         this.selector.failure(upstream);
@@ -405,9 +426,10 @@ function result(r: Resolution, ttl: number, stale: boolean): LookupResult {
 /**
  * The resolution with its trace, built member by member: a spread here gave the cached resolutions
  * hundreds of different hidden classes, and every cache hit that read them paid for it (~1.5 µs).
+ * `handle` is the cache key (equal to `r.handle`), so that the entry holds one string for both.
  */
-function withTrace(r: Resolution, trace: NonNullable<Resolution['trace']>): Resolution {
-  return { handle: r.handle, status: r.status, zone: r.zone, endpoint: r.endpoint, keys: r.keys, ttl: r.ttl, exp: r.exp, proof: r.proof, trace };
+function withTrace(r: Resolution, trace: readonly TraceStep[], handle: string): Resolution {
+  return { handle, status: r.status, zone: r.zone, endpoint: r.endpoint, keys: r.keys, ttl: r.ttl, exp: r.exp, proof: r.proof, trace };
 }
 
 /** A handle's failure in a batch, as its typed error; anything else is a bug and propagates. */
