@@ -204,6 +204,40 @@ describe('out of bailiwick', () => {
   });
 });
 
+describe('the request sent ahead of a referral', () => {
+  it('is sent before the referral is verified, but its answer is never used when the referral does not verify', async () => {
+    const parentKey = freshKey();
+    const childKey = freshKey();
+    const handle = 'x@sub.ahead.example';
+    // The child's server answers correctly for sub.ahead.example, signed with the key the forged delegation names.
+    const child = await fake((_req, res) => {
+      const signer = new ZoneSigner('sub.ahead.example', childKey);
+      sendJson(res, 200, zoneReply('answer', 'sub.ahead.example', signer.handle(handle, endpointOf(handle), [childKey.publicJwk]), signer.zoneRecord([child.url])));
+    });
+    // ahead.example refers to it with a delegation whose signature is broken.
+    const parent = await fake((_req, res) => {
+      const signer = new ZoneSigner('ahead.example', parentKey);
+      sendJson(res, 200, zoneReply('referral', 'ahead.example', tamperSignature(signer.delegation('sub.ahead.example', [child.url], [childKey.kid])), signer.zoneRecord([parent.url])));
+    });
+    delegateFromExample('ahead.example', [parent.url], [parentKey.kid]);
+    const r = resolver();
+    await expectCode(r.resolve(handle), 'verification_failed');
+    // The request went out ahead (one, counted in the lookup's budget), and its good-looking answer was
+    // dropped; it may still be on its way when the lookup has failed.
+    for (let waited = 0; child.requests.length === 0 && waited < 2000; waited += 20) await sleep(20);
+    expect(child.requests.length).toBe(1);
+    expect(parent.requests.length).toBe(1);
+    await expectCode(r.resolve(handle), 'verification_failed');
+    await stillResolves(r);
+  });
+
+  it('is the one request a hop makes: a cold lookup down two referrals asks each zone once', async () => {
+    const r = resolver();
+    await r.resolve(GOOD);
+    expect(r.upstreamRequests).toBe(3);
+  });
+});
+
 describe('referral loops', () => {
   it.each([
     ['delegates itself', (zone: string) => zone],

@@ -1,9 +1,11 @@
+import { setImmediate as turn } from 'node:timers/promises';
 import { Agent, type Dispatcher } from 'undici';
 import { epochSeconds, systemClock, type Clock } from '../clock.js';
 import { errorFromBody, jsonRequest, type JsonResponse } from '../client/http.js';
 import { IdnsError, isIdnsError } from '../errors.js';
 import { parseHandle } from '../names/handle.js';
 import { ancestors, isAtOrBelow, ROOT } from '../names/zone.js';
+import { decodeCompact } from '../records/jws.js';
 import { noCutOf, verifyDelegation, verifyDenial, verifyHandleRecord, verifyZoneRecord, type VerifiedZone } from '../records/verify.js';
 import { assureAllowedUrl, publicOnlyLookup } from './address-policy.js';
 import { LruCache } from './cache.js';
@@ -73,6 +75,11 @@ class Budget {
     if (this.queries-- <= 0) throw new IdnsError('budget_exceeded', 'the lookup made as many requests as it may');
     return left;
   }
+}
+
+/** A walk's request sent ahead to the next zone's first server while a referral is verified. */
+interface Ahead {
+  next: { zone: string; server: string; started: number; response: Promise<JsonResponse> } | null;
 }
 
 /** A server's verified reply to `GET /v1/resolve/{handle}?zone=Z`. */
@@ -258,8 +265,9 @@ export class Resolver {
     const steps: ProofStep[] = [...cut.prefix];
     let exp = cut.exp;
     const trace: TraceStep[] = [];
+    const ahead: Ahead = { next: null };
     for (let referrals = 0; ; referrals++) {
-      const reply = await this.askZone(cut, handle, host, budget);
+      const reply = await this.askZone(cut, handle, host, budget, referrals < this.options.maxReferrals ? ahead : null);
       trace.push({ zone: cut.name, server: reply.server, rttMs: reply.rttMs });
       exp = Math.min(exp, reply.zone.record.exp);
       this.rememberServers(cut, reply.zone);
@@ -305,17 +313,29 @@ export class Resolver {
    * Asks the zone's servers, best first, until one gives a reply that verifies. A timeout, an error, a
    * redirect, an oversized body or a bad signature all count against that server and move on to the next.
    */
-  private async askZone(cut: ZoneCut, handle: string, host: string, budget: Budget): Promise<ZoneReply> {
+  private async askZone(cut: ZoneCut, handle: string, host: string, budget: Budget, ahead: Ahead | null = null): Promise<ZoneReply> {
     const zoneParam = cut.name === ROOT ? '_root' : cut.name;
     let lastError: unknown = new IdnsError('resolution_failed', `zone ${cut.name} lists no servers`);
     let verificationFailed = false;
-    for (const server of this.selector.order(cut.servers)) {
-      const left = budget.spend();
-      const started = this.clock.now();
+    const sent = ahead?.next?.zone === cut.name ? ahead.next : null;
+    if (ahead) ahead.next = null;
+    const servers = this.selector.order(cut.servers);
+    // The request sent ahead (see sendAhead) goes first, when it went to one of this zone's servers.
+    if (sent && servers.includes(sent.server)) servers.splice(servers.indexOf(sent.server), 1), servers.unshift(sent.server);
+    for (const server of servers) {
+      const early = sent?.server === server ? sent : null;
+      const left = early ? 0 : budget.spend();
+      const started = early ? early.started : this.clock.now();
       try {
         assureAllowedUrl(server, this.options.allowPrivate);
-        const url = `${server.replace(/\/+$/, '')}/v1/resolve/${encodeURIComponent(handle)}?zone=${encodeURIComponent(zoneParam)}`;
-        const res = await this.get(url, left);
+        const res = await (early ? early.response : this.get(this.resolveUrl(server, handle, zoneParam), left));
+        if (ahead && this.sendAhead(res, cut, handle, host, budget, ahead)) {
+          // Two turns of the event loop let the request ahead connect and leave before the verification
+          // below holds the thread (~0.2 ms): then the next server works on it meanwhile. Measured, one
+          // turn gains little (the connection is not made yet), two gain ~10% of a cold lookup.
+          await turn();
+          await turn();
+        }
         const reply = this.signatures.during(() => this.checkZoneReply(res, cut, handle, host));
         const rttMs = this.clock.now() - started;
         this.selector.success(server, rttMs);
@@ -331,6 +351,50 @@ export class Resolver {
     // A lie or a refused address says more than "failed": pass it on as it is.
     if ((verificationFailed && isIdnsError(lastError, 'verification_failed')) || isIdnsError(lastError, 'address_refused')) throw lastError;
     throw new IdnsError('resolution_failed', `no server of zone ${cut.name} gave a usable answer (last: ${reason})`, { cause: lastError });
+  }
+
+  private resolveUrl(server: string, handle: string, zoneParam: string): string {
+    return `${server.replace(/\/+$/, '')}/v1/resolve/${encodeURIComponent(handle)}?zone=${encodeURIComponent(zoneParam)}`;
+  }
+
+  /**
+   * A referral's next request, sent before the referral is verified so that the round trip overlaps
+   * the verification (as validating DNS resolvers do). Nothing else is taken from the unverified reply:
+   * the request goes to an address the policy allows, counts against the lookup's budget, and its
+   * response is used only if the referral then verifies and names that server (askZone); otherwise it
+   * is dropped. Anything odd in the reply just means nothing is sent ahead.
+   */
+  private sendAhead(res: JsonResponse, cut: ZoneCut, handle: string, host: string, budget: Budget, ahead: Ahead): boolean {
+    const b = res.body as { status?: unknown; zone?: unknown; record?: unknown } | null;
+    if (res.status !== 200 || !b || typeof b !== 'object' || b.status !== 'referral' || b.zone !== cut.name || typeof b.record !== 'string') return false;
+    let next: { name?: unknown; servers?: unknown };
+    try {
+      next = decodeCompact(b.record).payload as { name?: unknown; servers?: unknown };
+    } catch {
+      return false; // malformed: verification will say so
+    }
+    const { name, servers } = next;
+    if (typeof name !== 'string' || name === cut.name || !isAtOrBelow(name, cut.name) || !isAtOrBelow(host, name)) return false;
+    if (!Array.isArray(servers) || !servers.every((x): x is string => typeof x === 'string')) return false;
+    const server = this.selector.order(servers)[0];
+    if (server === undefined) return false;
+    try {
+      assureAllowedUrl(server, this.options.allowPrivate);
+    } catch {
+      return false; // refused: askZone refuses it again, with the error
+    }
+    let left: number;
+    try {
+      left = budget.spend();
+    } catch {
+      return false; // out of budget: the walk says so when it next asks
+    }
+    const started = this.clock.now();
+    const response = this.get(this.resolveUrl(server, handle, name), left);
+    // Observed here too: a request sent ahead may never be awaited (its referral did not verify).
+    response.catch(() => undefined);
+    ahead.next = { zone: name, server, started, response };
+    return true;
   }
 
   private checkZoneReply(res: JsonResponse, cut: ZoneCut, handle: string, host: string): DistributiveOmit<ZoneReply, 'server' | 'rttMs'> {
