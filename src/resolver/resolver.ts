@@ -321,7 +321,8 @@ export class Resolver {
     if (ahead) ahead.next = null;
     const servers = this.selector.order(cut.servers);
     // The request sent ahead (see sendAhead) goes first, when it went to one of this zone's servers.
-    if (sent && servers.includes(sent.server)) servers.splice(servers.indexOf(sent.server), 1), servers.unshift(sent.server);
+    const at = sent ? servers.indexOf(sent.server) : -1;
+    if (at > 0) servers.unshift(...servers.splice(at, 1));
     for (const server of servers) {
       const early = sent?.server === server ? sent : null;
       const left = early ? 0 : budget.spend();
@@ -341,6 +342,8 @@ export class Resolver {
         this.selector.success(server, rttMs);
         return { ...reply, server, rttMs };
       } catch (err) {
+        // A request sent ahead on this server's referral is not wanted now that the reply failed.
+        if (ahead) ahead.next = null;
         if (isIdnsError(err, 'budget_exceeded')) throw err;
         this.selector.failure(server);
         verificationFailed ||= isIdnsError(err, 'verification_failed');
