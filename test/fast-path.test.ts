@@ -7,6 +7,8 @@ import { recordTimes } from '../src/authority/answers.js';
 import { decodePayload } from '../src/authority/editor.js';
 import { IdnsError } from '../src/errors.js';
 import { ResolveFastPath } from '../src/http/resolve-fast-path.js';
+import { HandlesFastPath } from '../src/http/handles-fast-path.js';
+import { DEFAULT_CONFIG, DEFAULT_RATE_LIMITS } from '../src/config.js';
 import { newUserKey } from './support/keys.js';
 import { startTestServer, type TestServer } from './support/server.js';
 
@@ -176,5 +178,90 @@ describe('recordTimes', () => {
     const jws = jwsOf(payload);
     const p = decodePayload(jws);
     expect(recordTimes(jws)).toEqual({ ttl: Number(p.ttl), exp: Number(p.exp) });
+  });
+});
+
+// POST /v1/handles is served by a fast path when the body has a Content-Length; a chunked body takes
+// the full application. Both must answer alike, errors included.
+describe('the registration fast path', () => {
+  let s: TestServer;
+  const owner = newUserKey();
+  beforeAll(async () => {
+    s = await startTestServer({ zones: { example: {} }, config: { limits: { ...DEFAULT_CONFIG.limits, bodyBytes: 4096 } } });
+  });
+  afterAll(async () => s.close());
+
+  /** POSTs a body with a Content-Length (fast path) or chunked (full application). */
+  const post = (body: string, chunked: boolean) =>
+    new Promise<{ status: number; type: string | undefined; retryAfter: string | undefined; body: string }>((resolve, reject) => {
+      const u = new URL(`${s.url}/v1/handles`);
+      const req = request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'content-type': 'application/json', ...(chunked ? {} : { 'content-length': Buffer.byteLength(body) }) } }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (text += d));
+        res.on('end', () => resolve({ status: res.statusCode!, type: res.headers['content-type'], retryAfter: res.headers['retry-after'] as string | undefined, body: text }));
+      });
+      req.on('error', reject);
+      if (chunked) req.write(body.slice(0, 5));
+      req.end(chunked ? body.slice(5) : body);
+    });
+  const registration = (handle: string) => JSON.stringify({ request: signChangeRequest({ action: 'register', handle, endpoint: `https://h.example/${handle}`, keys: [owner.public] }, owner.private) });
+
+  it('registers exactly as the full application does', async () => {
+    const served = vi.spyOn(HandlesFastPath.prototype, 'handle');
+    const fast = await post(registration('fast@example'), false);
+    const full = await post(registration('full@example'), true);
+    expect(served.mock.results.map((r) => r.value)).toEqual([true, false]);
+    served.mockRestore();
+    expect(fast.status).toBe(201);
+    expect([fast.status, fast.type]).toEqual([full.status, full.type]);
+    const [f, a] = [JSON.parse(fast.body), JSON.parse(full.body)];
+    expect(Object.keys(f)).toEqual(Object.keys(a));
+    expect(f).toMatchObject({ handle: 'fast@example', zone: 'example', action: 'register' });
+    expect((await fetch(`${s.url}/v1/resolve/fast@example`)).status).toBe(200);
+  });
+
+  it.each([
+    ['a body that is not JSON', () => '{"request": '],
+    ['a body of the wrong form', () => JSON.stringify({ req: 'x' })],
+    ['a body that is not an object', () => '[1]'],
+    ['a request that is not a JWS', () => JSON.stringify({ request: 'not.a.jws' })],
+    ['a bad signature', () => JSON.stringify({ request: signChangeRequest({ action: 'register', handle: 'sig@example', endpoint: 'https://h.example/s', keys: [owner.public] }, newUserKey().private) })],
+    ['an update sent as a registration', () => JSON.stringify({ request: signChangeRequest({ action: 'update', handle: 'fast@example', endpoint: 'https://h.example/u', keys: [owner.public], prev: 'x'.repeat(43) }, owner.private) })],
+    ['a handle already registered', () => registration('fast@example')],
+    ['a body over the limit', () => JSON.stringify({ request: 'x'.repeat(5000) })],
+  ])('refuses %s exactly as the full application does', async (_, body) => {
+    const fast = await post(body(), false);
+    const full = await post(body(), true);
+    expect(fast.status).toBeGreaterThanOrEqual(400);
+    expect(fast).toEqual(full);
+    expect(JSON.parse(fast.body).error.code).toMatch(/^[a-z_]+$/);
+  });
+
+  it('applies the per-client write limit, with Retry-After, like the full application', async () => {
+    const limited = await startTestServer({ zones: { example: {} }, config: { rateLimits: { ...DEFAULT_RATE_LIMITS, enabled: true, writes: { rate: 1, per: 3600, burst: 2 } } } });
+    try {
+      const send = (handle: string, chunked: boolean) =>
+        new Promise<{ status: number; retryAfter: string | undefined; body: string }>((resolve, reject) => {
+          const u = new URL(`${limited.url}/v1/handles`);
+          const b = registration(handle);
+          const req = request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'content-type': 'application/json', ...(chunked ? {} : { 'content-length': Buffer.byteLength(b) }) } }, (res) => {
+            let text = '';
+            res.on('data', (d: Buffer) => (text += d.toString()));
+            res.on('end', () => resolve({ status: res.statusCode!, retryAfter: res.headers['retry-after'] as string | undefined, body: text }));
+          });
+          req.on('error', reject);
+          req.end(b);
+        });
+      expect((await send('r1@example', false)).status).toBe(201);
+      expect((await send('r2@example', true)).status).toBe(201);
+      const fast = await send('r3@example', false);
+      const full = await send('r4@example', true);
+      expect(fast.status).toBe(429);
+      expect(fast.retryAfter).toMatch(/^\d+$/);
+      expect({ ...fast, body: JSON.parse(fast.body).error.code }).toEqual({ ...full, body: JSON.parse(full.body).error.code });
+    } finally {
+      await limited.close();
+    }
   });
 });

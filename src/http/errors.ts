@@ -57,28 +57,45 @@ export interface ErrorBody {
   error: { code: ErrorCode; message: string; details?: Record<string, unknown> };
 }
 
-/** Renders an error as the JSON error response; a 5xx never carries internal detail. */
-export function errorResponse(c: Context, err: unknown, log: Logger): Response {
-  note(c, { outcome: err instanceof IdnsError ? err.code : 'internal' });
+/** An error as a response: status, extra headers and the JSON body; a 5xx never carries internal detail. */
+export interface ErrorReply {
+  status: ContentfulStatusCode;
+  headers: Record<string, string>;
+  body: ErrorBody;
+}
+
+/**
+ * The one mapping of errors to responses, for the application and the fast paths alike. `pathAndQuery`
+ * is the request's, for the Location of a write redirected to the primary.
+ */
+export function errorReply(err: unknown, pathAndQuery: string, method: string, log: Logger): ErrorReply {
   if (err instanceof IdnsError) {
     const status = STATUS_OF[err.code];
-    if ((err.code === 'rate_limited' || err.code === 'storage_busy') && typeof err.details?.retryAfter === 'number') c.header('Retry-After', String(err.details.retryAfter));
+    const headers: Record<string, string> = {};
+    if ((err.code === 'rate_limited' || err.code === 'storage_busy') && typeof err.details?.retryAfter === 'number') headers['Retry-After'] = String(err.details.retryAfter);
     // A write sent to a secondary goes to the zone's primary: same path, same method (307 keeps the body).
-    if (err.code === 'not_primary' && typeof err.details?.primary === 'string') {
-      const url = new URL(c.req.url);
-      c.header('Location', `${err.details.primary.replace(/\/+$/, '')}${url.pathname}${url.search}`);
-    }
+    if (err.code === 'not_primary' && typeof err.details?.primary === 'string') headers.Location = `${err.details.primary.replace(/\/+$/, '')}${pathAndQuery}`;
+    const path = pathAndQuery.split('?')[0]!;
     if (status >= 500) {
       // A bug is an error; a zone not loaded yet, a full disk or an unreachable upstream is a condition.
-      (status === 500 ? log.error : log.warn)('request failed', { code: err.code, err, path: c.req.path });
-      if (err.code === 'internal' || err.code === 'invalid_config') return c.json(body('internal', 'internal error'), 500);
+      (status === 500 ? log.error : log.warn)('request failed', { code: err.code, err, path });
+      if (err.code === 'internal' || err.code === 'invalid_config') return { status: 500, headers, body: body('internal', 'internal error') };
     }
     const b = body(err.code, err.message);
     if (err.details) b.error.details = err.details;
-    return c.json(b, status);
+    return { status, headers, body: b };
   }
-  log.error('unexpected error', { err, path: c.req.path, method: c.req.method });
-  return c.json(body('internal', 'internal error'), 500);
+  log.error('unexpected error', { err, path: pathAndQuery.split('?')[0]!, method });
+  return { status: 500, headers: {}, body: body('internal', 'internal error') };
+}
+
+/** Renders an error as the JSON error response (see errorReply). */
+export function errorResponse(c: Context, err: unknown, log: Logger): Response {
+  note(c, { outcome: err instanceof IdnsError ? err.code : 'internal' });
+  const url = new URL(c.req.url);
+  const reply = errorReply(err, `${url.pathname}${url.search}`, c.req.method, log);
+  for (const [name, value] of Object.entries(reply.headers)) c.header(name, value);
+  return c.json(reply.body, reply.status);
 }
 
 /** Builds an error body. */

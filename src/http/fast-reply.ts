@@ -12,7 +12,9 @@ export interface FastReply {
   /** The body, or its chunks, written in turn as one write to the socket. */
   body: string | Buffer | readonly (string | Buffer)[];
   role: string;
-  zone: string;
+  /** With role `change`: the change's action (register, update, delete). */
+  action?: string;
+  zone?: string;
   outcome: string;
 }
 
@@ -45,9 +47,10 @@ export function sendFast(ctx: AppContext, req: IncomingMessage, res: ServerRespo
   }
   const method = req.method ?? 'GET';
   ctx.metrics.requests.inc({ route: reply.route, method, status: String(reply.status) });
-  ctx.metrics.queries.inc({ role: reply.role, outcome: reply.outcome });
+  if (reply.role === 'change') ctx.metrics.changes.inc({ action: reply.action ?? 'unknown', outcome: reply.outcome });
+  else ctx.metrics.queries.inc({ role: reply.role, outcome: reply.outcome });
   const ms = Math.round((performance.now() - started) * 100) / 100;
-  const line = { reqId: id, method, route: reply.route, status: reply.status, ms, zone: reply.zone, outcome: reply.outcome };
+  const line = { reqId: id, method, route: reply.route, status: reply.status, ms, ...(reply.zone ? { zone: reply.zone } : {}), outcome: reply.outcome };
   if (reply.status >= 500) ctx.log.warn('request', line);
   else ctx.log.info('request', line);
 }

@@ -104,6 +104,11 @@ export function clientKey(c: Context): string {
     // Requests made in-process (app.request in tests) have no socket: they share one bucket.
     address = 'local';
   }
+  return clientKeyOf(address);
+}
+
+/** The limit key of a client address (see clientKey). */
+export function clientKeyOf(address: string): string {
   if (address.startsWith('::ffff:')) return address.slice(7);
   if (address.includes(':')) return `${address.split(':').slice(0, 4).join(':')}::/64`;
   return address;

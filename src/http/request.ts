@@ -3,7 +3,11 @@ import { IdnsError } from '../errors.js';
 
 /** Reads a JSON object body (size already bounded by the body-limit middleware). */
 export async function readJsonObject(c: Context): Promise<Record<string, unknown>> {
-  const text = await c.req.text();
+  return parseJsonObject(await c.req.text());
+}
+
+/** Parses a request body that must be a JSON object. */
+export function parseJsonObject(text: string): Record<string, unknown> {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);

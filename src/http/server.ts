@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { HandlesFastPath } from './handles-fast-path.js';
 import { LookupFastPath } from './lookup-fast-path.js';
 import { LookupWire } from './lookup-wire.js';
 import { ResolveFastPath } from './resolve-fast-path.js';
@@ -27,8 +28,9 @@ export async function startServer(ctx: AppContext, host: string, port: number): 
   const tls = serverCredentials(ctx.config);
   const resolveFast = new ResolveFastPath(ctx);
   const lookupFast = new LookupFastPath(ctx, wire);
+  const handlesFast = new HandlesFastPath(ctx);
   const handler = (req: IncomingMessage, res: ServerResponse) => {
-    if (!resolveFast.handle(req, res) && !lookupFast.handle(req, res)) void listener(req, res);
+    if (!resolveFast.handle(req, res) && !lookupFast.handle(req, res) && !handlesFast.handle(req, res)) void listener(req, res);
   };
   const server: Server = tls ? createHttpsServer({ cert: tls.cert, key: tls.key }, handler) : createServer(handler);
   // Every input from the network is time-limited: slow headers or a slow-drip body are cut off.

@@ -40,7 +40,11 @@ export function handleRoutes(ctx: AppContext): Hono {
 }
 
 async function requestOf(c: Context): Promise<string> {
-  const body = await readJsonObject(c);
+  return changeRequestOf(await readJsonObject(c));
+}
+
+/** The change request a body carries: `{ "request": "<compact JWS>" }`. */
+export function changeRequestOf(body: Record<string, unknown>): string {
   if (typeof body.request !== 'string') throw new IdnsError('invalid_request', 'the body must be {"request": "<compact JWS>"}');
   return body.request;
 }
