@@ -1,7 +1,7 @@
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { AppContext } from '../context.js';
-import { body, errorResponse } from './errors.js';
+import { body, errorResponse, tooLargeMessage } from './errors.js';
 import type { Metrics } from './metrics.js';
 import { LookupWire } from './lookup-wire.js';
 import { observe } from './observe.js';
@@ -24,7 +24,7 @@ export function createApp(ctx: AppContext, wire: LookupWire = new LookupWire()):
     '*',
     bodyLimit({
       maxSize: ctx.config.limits.bodyBytes,
-      onError: (c) => c.json(body('payload_too_large', `the request body is larger than ${ctx.config.limits.bodyBytes} bytes`), 413),
+      onError: (c) => c.json(body('payload_too_large', tooLargeMessage(ctx.config.limits.bodyBytes)), 413),
     }),
   );
 

@@ -98,6 +98,11 @@ export function errorResponse(c: Context, err: unknown, log: Logger): Response {
   return c.json(reply.body, reply.status);
 }
 
+/** The message of a body over the limit, the same from the application and the fast paths. */
+export function tooLargeMessage(limitBytes: number): string {
+  return `the request body is larger than ${limitBytes} bytes`;
+}
+
 /** Builds an error body. */
 export function body(code: ErrorCode, message: string): ErrorBody {
   return { error: { code, message } };

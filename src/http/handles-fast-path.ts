@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AppContext } from '../context.js';
 import { IdnsError } from '../errors.js';
-import { errorReply } from './errors.js';
+import { errorReply, tooLargeMessage } from './errors.js';
 import { sendFast } from './fast-reply.js';
 import { clientKeyOf } from './rate-limits.js';
 import { parseJsonObject } from './request.js';
@@ -32,7 +32,7 @@ export class HandlesFastPath {
     const ctx = this.ctx;
     try {
       // In the application's order: the body limit, then the client's write limit.
-      if (length > ctx.config.limits.bodyBytes) throw new IdnsError('payload_too_large', `the request body is larger than ${ctx.config.limits.bodyBytes} bytes`);
+      if (length > ctx.config.limits.bodyBytes) throw new IdnsError('payload_too_large', tooLargeMessage(ctx.config.limits.bodyBytes));
       const limits = ctx.rateLimits;
       if (limits.config.enabled) limits.writes.take(clientKeyOf(req.socket.remoteAddress ?? ''), 1);
       const text = await readBody(req, length);
