@@ -15,6 +15,7 @@ import { recordSchemas } from '../src/records/types.js';
 import { verifyZoneRecord } from '../src/records/verify.js';
 import { ndjsonLines } from '../src/replication/ndjson.js';
 import { verifyProof } from '../src/resolver/proof.js';
+import { chunked } from './support/chunks.js';
 
 // Property-based fuzzing of every parser that reads network (or operator) input. Properties: nothing but
 // our typed IdnsError is ever thrown, nothing hangs (each run is bounded by the test timeout), and
@@ -191,15 +192,7 @@ describe('the transfer stream', () => {
     await fc.assert(
       fc.asyncProperty(fc.array(fc.jsonValue(), { maxLength: 20 }), fc.array(fc.integer({ min: 1, max: 50 }), { maxLength: 30 }), async (values, cuts) => {
         const bytes = Buffer.from(values.map((v) => JSON.stringify(v)).join('\n') + (values.length ? '\n' : ''));
-        const chunks: Uint8Array[] = [];
-        let at = 0;
-        for (const c of cuts) {
-          if (at >= bytes.length) break;
-          chunks.push(bytes.subarray(at, at + c));
-          at += c;
-        }
-        if (at < bytes.length) chunks.push(bytes.subarray(at));
-        expect(await drain(chunks, 1 << 20)).toEqual(values.map((v) => JSON.parse(JSON.stringify(v))));
+        expect(await drain(chunked(bytes, cuts), 1 << 20)).toEqual(values.map((v) => JSON.parse(JSON.stringify(v))));
       }),
       { ...params, numRuns: Math.min(RUNS, 500) },
     );

@@ -6,6 +6,7 @@ import { DIGEST_LANES, DIGEST_STATE_BYTES, ZoneDigest, digestElement } from '../
 import { compactItems, type CompactItem } from '../src/replication/compact.js';
 import { DigestWorkers } from '../src/replication/digest-workers.js';
 import type { LoadedRecord, StoredType } from '../src/store/records.js';
+import { chunked } from './support/chunks.js';
 
 // The compact full-transfer format (docs/protocol.md §11.1), the digest (§5) computed word-wise and in
 // worker threads, checked against a plain lane-by-lane reading of §5. Seeds are fixed so a failure reproduces.
@@ -30,18 +31,6 @@ function referenceDigest(records: readonly LoadedRecord[]): string {
 function compactStream(records: readonly LoadedRecord[]): Buffer {
   const lines = [JSON.stringify({ kind: 'start', mode: 'full', zone: 'example' }), ...records.map((r) => `${r.type}\t${r.key}\t${r.jws}`), JSON.stringify({ kind: 'end', count: records.length })];
   return Buffer.from(`${lines.join('\n')}\n`, 'latin1');
-}
-
-function chunked(bytes: Buffer, cuts: number[]): Uint8Array[] {
-  const chunks: Uint8Array[] = [];
-  let at = 0;
-  for (const c of cuts) {
-    if (at >= bytes.length) break;
-    chunks.push(bytes.subarray(at, at + c));
-    at += c;
-  }
-  if (at < bytes.length) chunks.push(bytes.subarray(at));
-  return chunks;
 }
 
 async function drain(chunks: Uint8Array[], maxLine = 1 << 16): Promise<CompactItem[]> {
