@@ -107,7 +107,6 @@ export class TransferClient {
     };
     const records = async (loaded: LoadedRecord[]) => {
       if (loaded.length === 0) return;
-      if (ended) throw afterEnd();
       if (start === null) throw new IdnsError('transfer_failed', `the stream does not start with the full transfer of ${src.zone}`);
       count += loaded.length;
       for (const r of loaded) rows.push(r);

@@ -77,6 +77,11 @@ class Budget {
   }
 }
 
+/** A referral from `zone` to `child` goes strictly deeper towards `host`: this rules out loops and sideways jumps. */
+function leadsDeeper(child: string, zone: string, host: string): boolean {
+  return child !== zone && isAtOrBelow(child, zone) && isAtOrBelow(host, child);
+}
+
 /** A walk's request sent ahead to the next zone's first server while a referral is verified. */
 interface Ahead {
   next: { zone: string; server: string; started: number; response: Promise<JsonResponse> } | null;
@@ -377,7 +382,7 @@ export class Resolver {
       return false; // malformed: verification will say so
     }
     const { name, servers } = next;
-    if (typeof name !== 'string' || name === cut.name || !isAtOrBelow(name, cut.name) || !isAtOrBelow(host, name)) return false;
+    if (typeof name !== 'string' || !leadsDeeper(name, cut.name, host)) return false;
     if (!Array.isArray(servers) || !servers.every((x): x is string => typeof x === 'string')) return false;
     const server = this.selector.order(servers)[0];
     if (server === undefined) return false;
@@ -422,8 +427,7 @@ export class Resolver {
     }
     if (b.status === 'referral') {
       const d = verifyDelegation(b.record, zone, now);
-      // Each referral must go strictly deeper towards the handle: this rules out loops and sideways jumps.
-      if (d.name === cut.name || !isAtOrBelow(d.name, cut.name) || !isAtOrBelow(host, d.name)) {
+      if (!leadsDeeper(d.name, cut.name, host)) {
         throw new IdnsError('verification_failed', `zone ${cut.name} referred to ${d.name}, which is not below it on the way to ${handle}`);
       }
       return { status: 'referral', zone, record: b.record, child: { name: d.name, servers: [...d.servers], trusted: d.ds, prefix: [], exp: d.exp } };
