@@ -75,19 +75,20 @@ export function errorReply(err: unknown, pathAndQuery: string, method: string, l
     if ((err.code === 'rate_limited' || err.code === 'storage_busy') && typeof err.details?.retryAfter === 'number') headers['Retry-After'] = String(err.details.retryAfter);
     // A write sent to a secondary goes to the zone's primary: same path, same method (307 keeps the body).
     if (err.code === 'not_primary' && typeof err.details?.primary === 'string') headers.Location = `${err.details.primary.replace(/\/+$/, '')}${pathAndQuery}`;
-    const path = pathAndQuery.split('?')[0]!;
     if (status >= 500) {
       // A bug is an error; a zone not loaded yet, a full disk or an unreachable upstream is a condition.
-      (status === 500 ? log.error : log.warn)('request failed', { code: err.code, err, path });
+      (status === 500 ? log.error : log.warn)('request failed', { code: err.code, err, path: pathOf(pathAndQuery) });
       if (err.code === 'internal' || err.code === 'invalid_config') return { status: 500, headers, body: body('internal', 'internal error') };
     }
     const b = body(err.code, err.message);
     if (err.details) b.error.details = err.details;
     return { status, headers, body: b };
   }
-  log.error('unexpected error', { err, path: pathAndQuery.split('?')[0]!, method });
+  log.error('unexpected error', { err, path: pathOf(pathAndQuery), method });
   return { status: 500, headers: {}, body: body('internal', 'internal error') };
 }
+
+const pathOf = (pathAndQuery: string): string => pathAndQuery.split('?')[0]!;
 
 /** Renders an error as the JSON error response (see errorReply). */
 export function errorResponse(c: Context, err: unknown, log: Logger): Response {
