@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { Authority } from './authority/answers.js';
 import { ChangeProcessor } from './authority/changes.js';
+import { ChangeWriter } from './authority/change-writer.js';
 import { KeyRing } from './authority/keyring.js';
 import { Resigner } from './authority/resigner.js';
 import { ZoneService } from './authority/zones.js';
@@ -53,7 +54,8 @@ export class AppContext {
     this.keys = new KeyRing(join(config.dataDir, 'keys'));
     this.zones = new ZoneService(this.store, this.keys, clock);
     this.rateLimits = new RateLimits(config.rateLimits, clock);
-    this.changes = new ChangeProcessor(this.store, this.zones, clock, 512, config.rateLimits.enabled ? changeGuard(this.rateLimits) : undefined);
+    const writer = new ChangeWriter({ dataDir: config.dataDir, maxDatabaseBytes: config.limits.maxDatabaseBytes });
+    this.changes = new ChangeProcessor(this.store, this.zones, clock, 512, config.rateLimits.enabled ? changeGuard(this.rateLimits) : undefined, writer);
     this.authority = new Authority(this.store, this.zones, clock);
     this.resigner = new Resigner(this.store, this.zones, clock, config.resign.batchSize);
     const cas = trustedCas(config);
@@ -93,6 +95,7 @@ export class AppContext {
 
   /** Stops background work and closes the database. */
   async close(): Promise<void> {
+    await this.changes.close();
     this.resigner.stop();
     this.notifier.stop();
     this.housekeeper.stop();

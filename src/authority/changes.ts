@@ -1,29 +1,16 @@
+import { verify as verifyAsync } from 'node:crypto';
 import type { Clock } from '../clock.js';
-import { epochSeconds } from '../clock.js';
-import { IdnsError, isIdnsError } from '../errors.js';
+import { IdnsError } from '../errors.js';
+import { normaliseHandle } from '../names/handle.js';
+import { publicKeyObject, thumbprint, type PublicJwk } from '../records/keys.js';
 import type { HandleFields } from '../records/types.js';
 import type { Store } from '../store/store.js';
-import type { ZoneEditor } from './editor.js';
+import { ChangeApplier, type BatchResult, type BatchRunner, type ChangeResult, type QueuedChange } from './change-batch.js';
 import { decodePayload } from './editor.js';
-import { normaliseHandle } from '../names/handle.js';
 import { parseChangeRequest, type ChangeRequest } from './requests.js';
-import { verify as verifyAsync } from 'node:crypto';
-import { publicKeyObject, thumbprint, type PublicJwk } from '../records/keys.js';
-import { assureValidChange } from './rules.js';
-import { serialOf } from './serial.js';
-import { inviteHash, type ZoneService } from './zones.js';
+import type { ZoneService } from './zones.js';
 
-/** What an accepted change returns. */
-export interface ChangeResult {
-  handle: string;
-  zone: string;
-  serial: number;
-  action: ChangeRequest['action'];
-  /** The accepted request's id: the `prev` of the next change. */
-  op: string;
-  /** The new signed handle record (null after delete). */
-  record: string | null;
-}
+export type { ChangeResult } from './change-batch.js';
 
 /** How a change was submitted. */
 export interface SubmitOptions {
@@ -57,15 +44,7 @@ export interface ChangeGuard {
 /** Hook for tests and metrics: runs after every committed batch. */
 export type BatchListener = (results: { zone: string; version: number }[]) => void;
 
-interface Pending {
-  req: ChangeRequest;
-  /**
-   * Set when the request's signature was verified before queueing: 'register' (with the key it carries),
-   * or the `op` of the handle state whose key it was verified with (valid only if that is still current).
-   */
-  verified?: string;
-  zone: string;
-  operator: boolean;
+interface Pending extends QueuedChange {
   resolve: (r: ChangeResult) => void;
   reject: (e: unknown) => void;
 }
@@ -74,11 +53,17 @@ interface Pending {
  * Applies handle changes with group commit: requests that arrive while a transaction runs wait and go
  * into the next one together, so one fsync acknowledges many writes. Each accepted change is still its
  * own zone version with its own journal entries; a refused change writes nothing and fails alone.
+ *
+ * With a `writer` (the server's), the transactions run on the writer thread, one batch at a time, while
+ * this thread goes on parsing requests and checking their signatures; without one they run here.
  */
 export class ChangeProcessor {
   private queue: Pending[] = [];
   private scheduled = false;
+  /** A batch is in the writer thread. */
+  private inFlight = false;
   private readonly listeners: BatchListener[] = [];
+  private readonly applier: ChangeApplier;
 
   constructor(
     private readonly store: Store,
@@ -86,7 +71,10 @@ export class ChangeProcessor {
     private readonly clock: Clock,
     private readonly maxBatch = 512,
     private readonly guard?: ChangeGuard,
-  ) {}
+    private readonly writer?: BatchRunner,
+  ) {
+    this.applier = new ChangeApplier(store, zones, clock);
+  }
 
   /**
    * Validates a change request's form, checks its signature on the thread pool (so that the main thread
@@ -135,20 +123,13 @@ export class ChangeProcessor {
     return against;
   }
 
-  /** Applies one change at once, synchronously (the CLI's operator path). */
+  /** Applies one change at once, synchronously, on this thread's connection (the CLI's operator path). */
   applyNow(jws: unknown, options: SubmitOptions = {}): ChangeResult {
     const req = parseExpected(jws, options);
-    const zone = this.zoneFor(req.host);
-    let outcome: { ok: true; value: ChangeResult } | { ok: false; error: unknown } | undefined;
-    this.runBatch([
-      {
-        req,
-        zone,
-        operator: options.operator ?? false,
-        resolve: (value) => (outcome = { ok: true, value }),
-        reject: (error) => (outcome = { ok: false, error }),
-      },
-    ]);
+    const result = this.applier.applyBatch([{ req, zone: this.zoneFor(req.host), operator: options.operator ?? false }]);
+    for (const zone of result.inviteFailures) this.guard?.inviteFailed(zone);
+    if (result.committed.length > 0) for (const listener of this.listeners) listener(result.committed);
+    const outcome = result.outcomes[0];
     if (!outcome) throw new IdnsError('internal', 'the change produced no outcome');
     if (!outcome.ok) throw outcome.error;
     return outcome.value;
@@ -161,7 +142,13 @@ export class ChangeProcessor {
 
   /** Waits until every queued change has been applied or refused. */
   async drain(): Promise<void> {
-    while (this.queue.length > 0 || this.scheduled) await new Promise((r) => setImmediate(r));
+    while (this.queue.length > 0 || this.scheduled || this.inFlight) await new Promise((r) => setImmediate(r));
+  }
+
+  /** Applies what is queued, then stops the writer thread (if any). */
+  async close(): Promise<void> {
+    await this.drain();
+    await this.writer?.close();
   }
 
   /** The zone a host's changes go to: the closest zone held here, which must be a primary. */
@@ -180,101 +167,60 @@ export class ChangeProcessor {
 
   private flush(): void {
     this.scheduled = false;
+    if (this.writer) {
+      this.dispatch();
+      return;
+    }
     while (this.queue.length > 0) {
       const batch = this.queue.splice(0, this.maxBatch);
-      this.runBatch(batch);
+      let result: BatchResult;
+      try {
+        result = this.applier.applyBatch(batch);
+      } catch (error) {
+        this.refuse(batch, error);
+        continue;
+      }
+      this.settle(batch, result);
     }
   }
 
-  private runBatch(batch: Pending[]): void {
-    const outcomes: ({ ok: true; value: ChangeResult } | { ok: false; error: unknown })[] = [];
-    let committed: { zone: string; version: number }[] = [];
-    try {
-      this.store.write(() => {
-        const editors = new Map<string, ZoneEditor>();
-        const now = epochSeconds(this.clock);
-        for (const item of batch) {
-          try {
-            let editor = editors.get(item.zone);
-            if (!editor) {
-              editor = this.zones.editor(item.zone);
-              editors.set(item.zone, editor);
-            }
-            outcomes.push({ ok: true, value: this.apply(item, editor, now) });
-          } catch (error) {
-            // A refused change has written nothing (checks precede writes), so the rest of the batch goes on.
-            if (!isIdnsError(error)) throw error;
-            outcomes.push({ ok: false, error });
-          }
-        }
-        committed = [];
-        for (const editor of editors.values()) {
-          if (editor.dirty) committed.push({ zone: editor.zone.name, version: editor.commit().version });
-        }
+  /**
+   * Sends the next batch to the writer thread unless one is there already: the changes that arrive
+   * meanwhile wait and go together in the next one, which is what makes the group commit.
+   */
+  private dispatch(): void {
+    if (this.inFlight || this.queue.length === 0 || !this.writer) return;
+    const batch = this.queue.splice(0, this.maxBatch);
+    this.inFlight = true;
+    this.writer
+      .run(batch.map(({ req, verified, zone, operator }) => ({ req, zone, operator, ...(verified !== undefined ? { verified } : {}) })), this.clock.now())
+      .then(
+        (result) => {
+          // The writer's connection committed: this connection's cached zone rows are stale, and the
+          // listeners here (notify, caches) must hear of the change, as after a write of our own.
+          if (result.committed.length > 0) this.store.changedElsewhere(result.committed.map((c) => c.zone));
+          this.settle(batch, result);
+        },
+        (error: unknown) => this.refuse(batch, error),
+      )
+      .finally(() => {
+        this.inFlight = false;
+        this.dispatch();
       });
-    } catch (error) {
-      // The transaction rolled back: nothing in this batch was applied, so nobody may hear "accepted".
-      for (const item of batch) item.reject(error);
-      return;
-    }
+  }
+
+  /** The transaction rolled back: nothing in the batch was applied, so nobody may hear "accepted". */
+  private refuse(batch: Pending[], error: unknown): void {
+    for (const item of batch) item.reject(error);
+  }
+
+  private settle(batch: Pending[], result: BatchResult): void {
+    for (const zone of result.inviteFailures) this.guard?.inviteFailed(zone);
     batch.forEach((item, i) => {
-      const outcome = outcomes[i]!;
+      const outcome = result.outcomes[i]!;
       if (outcome.ok) item.resolve(outcome.value);
       else item.reject(outcome.error);
     });
-    if (committed.length > 0) for (const listener of this.listeners) listener(committed);
-  }
-
-  private apply(item: Pending, editor: ZoneEditor, now: number): ChangeResult {
-    const { req } = item;
-    const zone = editor.zone.name;
-    if (this.store.operations.exists(req.cid)) throw new IdnsError('replayed', 'this exact request was already accepted');
-    // Checked again here: a delegation may have been made since the request was queued.
-    if (this.zones.cutFor(editor.zone, req.host)) throw new IdnsError('not_authoritative', `${req.host} is delegated away from zone ${zone}`);
-    const stored = this.store.records.get(editor.zone.content, 'handle', req.handle);
-    const current = stored ? (decodePayload(stored.jws) as unknown as HandleFields) : null;
-    // A signature checked before queueing stands if it was checked against the key set in force now.
-    const checked = item.verified !== undefined && (item.verified === 'register' ? req.action === 'register' : current?.op === item.verified);
-    assureValidChange(req, current, now, editor.settings, checked);
-    if (req.action === 'register' && !item.operator) this.assurePolicy(req, editor);
-
-    const version = editor.beginChange();
-    let record: string | null = null;
-    if (req.action === 'delete') {
-      editor.remove('handle', req.handle);
-      editor.removeName(req.handle);
-    } else {
-      record = editor.put('handle', req.handle, {
-        handle: req.handle,
-        endpoint: req.endpoint!,
-        keys: req.keys!,
-        ttl: editor.settings.handleTtl,
-        op: req.cid,
-      });
-      if (req.action === 'register') editor.addName(req.handle);
-    }
-    this.store.operations.insert({
-      cid: req.cid,
-      zone,
-      handle: req.handle,
-      action: req.action,
-      version,
-      jws: req.jws,
-      receivedAt: this.clock.now(),
-    });
-    return { handle: req.handle, zone, serial: serialOf(version), action: req.action, op: req.cid, record };
-  }
-
-  private assurePolicy(req: ChangeRequest, editor: ZoneEditor): void {
-    const policy = editor.zone.policy;
-    if (policy === 'closed') throw new IdnsError('registration_closed', `zone ${editor.zone.name} is closed to registration; ask its operator`);
-    if (policy === 'invite') {
-      if (req.invite === null) throw new IdnsError('invite_required', `zone ${editor.zone.name} needs an invite code to register`);
-      // Looked up by hash: the comparison never touches the secret byte by byte.
-      if (!this.store.invites.consume(inviteHash(req.invite), editor.zone.name, req.handle, this.clock.now())) {
-        this.guard?.inviteFailed(editor.zone.name);
-        throw new IdnsError('invite_invalid', 'the invite code is unknown, expired or already used');
-      }
-    }
+    if (result.committed.length > 0) for (const listener of this.listeners) listener(result.committed);
   }
 }

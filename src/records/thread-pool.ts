@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Worker, type TransferListItem } from 'node:worker_threads';
+import { Worker, type TransferListItem, type WorkerOptions } from 'node:worker_threads';
 
 /** What a pool's worker receives: the caller's message with the id its reply must carry. */
 export type PoolRequest<In> = In & { id: number };
@@ -20,7 +20,7 @@ export class ThreadPool<In extends object, Out extends { id: number }> {
   /** `file` is the worker's compiled script (see workerFile), `workerData` what every worker starts with. */
   constructor(file: string, workerData: unknown, size = availableParallelism()) {
     this.workers = Array.from({ length: Math.max(1, size) }, () => {
-      const worker = new Worker(file, { workerData });
+      const worker = new Worker(file, workerOptions(workerData));
       worker.on('message', (reply: Out) => {
         const w = this.waiting.get(reply.id);
         this.waiting.delete(reply.id);
@@ -67,4 +67,16 @@ export function workerFile(callerUrl: string, name: string): string {
   const here = dirname(fileURLToPath(callerUrl));
   const dir = fileURLToPath(callerUrl).endsWith('.ts') ? here.replace(/\/src(\/[^/]+)$/, '/dist$1') : here;
   return join(dir, `${name}.js`);
+}
+
+/**
+ * Options for a worker thread running a file: `workerData`, and the process's node options less those
+ * about the main script (`--input-type`, `-e` and its text), with which such a worker fails to start.
+ * Explicit options must all be ones a worker accepts, so they are given only when something was dropped;
+ * otherwise the worker inherits them as they are.
+ */
+export function workerOptions(workerData: unknown): WorkerOptions {
+  const args = process.execArgv;
+  if (!args.some((arg) => /^(--input-type|--eval|-e|--print|-p)\b/.test(arg))) return { workerData };
+  return { workerData, execArgv: args.filter((arg) => arg.startsWith('--') && !/^--(input-type|eval|print)\b/.test(arg)) };
 }

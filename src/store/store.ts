@@ -159,6 +159,15 @@ export class Store {
     this.changedInTransaction.add(zone);
   }
 
+  /**
+   * Another connection of this process (the writer thread) committed changes to these zones: drops the
+   * cached zone rows at once (rather than at the next data_version check) and tells the listeners.
+   */
+  changedElsewhere(zones: readonly string[]): void {
+    this.zones.invalidate();
+    for (const zone of new Set(zones)) for (const listener of this.changeListeners) listener(zone);
+  }
+
   /** Calls `listener` with the zone name after every committed transaction that changed that zone. */
   onZoneChanged(listener: (zone: string) => void): void {
     this.changeListeners.push(listener);

@@ -1,0 +1,154 @@
+import type { Clock } from '../clock.js';
+import { epochSeconds } from '../clock.js';
+import { IdnsError, isIdnsError } from '../errors.js';
+import type { HandleFields } from '../records/types.js';
+import type { Store } from '../store/store.js';
+import type { ZoneEditor } from './editor.js';
+import { decodePayload } from './editor.js';
+import type { ChangeRequest } from './requests.js';
+import { assureValidChange } from './rules.js';
+import { serialOf } from './serial.js';
+import { inviteHash, type ZoneService } from './zones.js';
+
+/** What an accepted change returns. */
+export interface ChangeResult {
+  handle: string;
+  zone: string;
+  serial: number;
+  action: ChangeRequest['action'];
+  /** The accepted request's id: the `prev` of the next change. */
+  op: string;
+  /** The new signed handle record (null after delete). */
+  record: string | null;
+}
+
+/** A change ready for the transaction: parsed, routed to its zone, its signature perhaps checked already. */
+export interface QueuedChange {
+  req: ChangeRequest;
+  /**
+   * Set when the request's signature was verified before queueing: 'register' (with the key it carries),
+   * or the `op` of the handle state whose key it was verified with (valid only if that is still current).
+   */
+  verified?: string;
+  zone: string;
+  operator: boolean;
+}
+
+/** What became of one change of a batch. */
+export type ChangeOutcome = { ok: true; value: ChangeResult } | { ok: false; error: unknown };
+
+/** What a committed batch did: an outcome per change, in order, and each zone's new version. */
+export interface BatchResult {
+  outcomes: ChangeOutcome[];
+  committed: { zone: string; version: number }[];
+  /** Zones where a registration failed on its invite code (one entry per failure), for the rate limit. */
+  inviteFailures: string[];
+}
+
+/**
+ * Runs batches somewhere other than the calling thread (src/authority/change-writer.ts: a writer thread
+ * with its own database connection). Rejects when the batch's transaction did not commit.
+ */
+export interface BatchRunner {
+  /** Runs the batch at time `now`; resolves once it is committed and durable. */
+  run(batch: QueuedChange[], now: number): Promise<BatchResult>;
+  close(): Promise<void>;
+}
+
+/**
+ * Applies a batch of changes in one write transaction on its store's connection: each accepted change is
+ * its own zone version with its own journal entries, a refused change writes nothing and fails alone, and
+ * one commit (one fsync) makes the whole batch durable. Runs on the main thread or on the writer thread.
+ */
+export class ChangeApplier {
+  private inviteFailures: string[] = [];
+
+  constructor(
+    private readonly store: Store,
+    private readonly zones: ZoneService,
+    private readonly clock: Clock,
+  ) {}
+
+  /** Applies the batch and commits it; throws (nothing applied) when the transaction does not commit. */
+  applyBatch(batch: readonly QueuedChange[]): BatchResult {
+    const outcomes: ChangeOutcome[] = [];
+    let committed: { zone: string; version: number }[] = [];
+    this.inviteFailures = [];
+    this.store.write(() => {
+      const editors = new Map<string, ZoneEditor>();
+      const now = epochSeconds(this.clock);
+      for (const item of batch) {
+        try {
+          let editor = editors.get(item.zone);
+          if (!editor) {
+            editor = this.zones.editor(item.zone);
+            editors.set(item.zone, editor);
+          }
+          outcomes.push({ ok: true, value: this.apply(item, editor, now) });
+        } catch (error) {
+          // A refused change has written nothing (checks precede writes), so the rest of the batch goes on.
+          if (!isIdnsError(error)) throw error;
+          outcomes.push({ ok: false, error });
+        }
+      }
+      committed = [];
+      for (const editor of editors.values()) {
+        if (editor.dirty) committed.push({ zone: editor.zone.name, version: editor.commit().version });
+      }
+    });
+    return { outcomes, committed, inviteFailures: this.inviteFailures };
+  }
+
+  private apply(item: QueuedChange, editor: ZoneEditor, now: number): ChangeResult {
+    const { req } = item;
+    const zone = editor.zone.name;
+    if (this.store.operations.exists(req.cid)) throw new IdnsError('replayed', 'this exact request was already accepted');
+    // Checked again here: a delegation may have been made since the request was queued.
+    if (this.zones.cutFor(editor.zone, req.host)) throw new IdnsError('not_authoritative', `${req.host} is delegated away from zone ${zone}`);
+    const stored = this.store.records.get(editor.zone.content, 'handle', req.handle);
+    const current = stored ? (decodePayload(stored.jws) as unknown as HandleFields) : null;
+    // A signature checked before queueing stands if it was checked against the key set in force now.
+    const checked = item.verified !== undefined && (item.verified === 'register' ? req.action === 'register' : current?.op === item.verified);
+    assureValidChange(req, current, now, editor.settings, checked);
+    if (req.action === 'register' && !item.operator) this.assurePolicy(req, editor);
+
+    const version = editor.beginChange();
+    let record: string | null = null;
+    if (req.action === 'delete') {
+      editor.remove('handle', req.handle);
+      editor.removeName(req.handle);
+    } else {
+      record = editor.put('handle', req.handle, {
+        handle: req.handle,
+        endpoint: req.endpoint!,
+        keys: req.keys!,
+        ttl: editor.settings.handleTtl,
+        op: req.cid,
+      });
+      if (req.action === 'register') editor.addName(req.handle);
+    }
+    this.store.operations.insert({
+      cid: req.cid,
+      zone,
+      handle: req.handle,
+      action: req.action,
+      version,
+      jws: req.jws,
+      receivedAt: this.clock.now(),
+    });
+    return { handle: req.handle, zone, serial: serialOf(version), action: req.action, op: req.cid, record };
+  }
+
+  private assurePolicy(req: ChangeRequest, editor: ZoneEditor): void {
+    const policy = editor.zone.policy;
+    if (policy === 'closed') throw new IdnsError('registration_closed', `zone ${editor.zone.name} is closed to registration; ask its operator`);
+    if (policy === 'invite') {
+      if (req.invite === null) throw new IdnsError('invite_required', `zone ${editor.zone.name} needs an invite code to register`);
+      // Looked up by hash: the comparison never touches the secret byte by byte.
+      if (!this.store.invites.consume(inviteHash(req.invite), editor.zone.name, req.handle, this.clock.now())) {
+        this.inviteFailures.push(editor.zone.name);
+        throw new IdnsError('invite_invalid', 'the invite code is unknown, expired or already used');
+      }
+    }
+  }
+}

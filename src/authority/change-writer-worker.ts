@@ -1,0 +1,46 @@
+import { join } from 'node:path';
+import { parentPort, workerData } from 'node:worker_threads';
+import type { Clock } from '../clock.js';
+import { Store } from '../store/store.js';
+import { ChangeApplier, type BatchResult, type QueuedChange } from './change-batch.js';
+import { toWire, type WriterJob, type WriterReply, type WriterSetup } from './change-writer.js';
+import { KeyRing } from './keyring.js';
+import { ZoneService } from './zones.js';
+
+/**
+ * The writer thread (change-writer.ts): applies the main thread's change batches on its own database
+ * connection, at the time the main thread gives with each batch (so a test's clock holds), and answers
+ * once the batch is committed and on disk.
+ */
+const setup = workerData as WriterSetup;
+let now = 0;
+const batchClock: Clock = { now: () => now };
+const store = Store.open(setup.dataDir, setup.maxDatabaseBytes);
+const applier = new ChangeApplier(store, new ZoneService(store, new KeyRing(join(setup.dataDir, 'keys')), batchClock), batchClock);
+
+parentPort!.on('message', (job: WriterJob) => {
+  now = job.now;
+  let result: BatchResult;
+  try {
+    result = applier.applyBatch(job.batch.map(revive));
+  } catch (err) {
+    const failed: WriterReply = { id: job.id, ok: false, error: toWire(err) };
+    parentPort!.postMessage(failed);
+    return;
+  }
+  const reply: WriterReply = {
+    id: job.id,
+    ok: true,
+    outcomes: result.outcomes.map((o) => (o.ok ? o : { ok: false, error: toWire(o.error) })),
+    committed: result.committed,
+    inviteFailures: result.inviteFailures,
+  };
+  parentPort!.postMessage(reply);
+});
+
+/** A Buffer arrives as a plain Uint8Array; the signature is used as a Buffer again. */
+function revive(change: QueuedChange): QueuedChange {
+  const sig = change.req.decoded.signature as Uint8Array;
+  change.req.decoded.signature = Buffer.from(sig.buffer, sig.byteOffset, sig.byteLength);
+  return change;
+}
