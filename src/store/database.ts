@@ -34,9 +34,12 @@ export function openMemoryDatabase(): Db {
 }
 
 function configure(db: Db): void {
-  // Only takes effect on a new, empty database. Records are signed JWS of ~600 bytes: 8 KiB pages hold
-  // twice as many per B-tree leaf as the 4 KiB default, which made bulk inserts ~20% cheaper here.
-  db.pragma('page_size = 8192');
+  // Only takes effect on a new, empty database. SQLite keeps a row of a WITHOUT ROWID table in its B-tree
+  // page only up to about a quarter of the page; the rest goes to an overflow page of its own. Denials are
+  // 2-3 KB, so with 8 KiB pages each one took a whole extra page, read on every registration and rewritten
+  // (with the free list) on every change. 16 KiB pages keep every record in its leaf: a database a quarter
+  // smaller and registrations about 18% faster on a million-handle zone, for about 5% on random reads.
+  db.pragma('page_size = 16384');
   db.pragma('journal_mode = WAL');
   // FULL: a commit is on disk (WAL fsynced) before it returns, so an acknowledged write survives a crash
   // or power loss, not just a process kill.
