@@ -1,6 +1,6 @@
 import { IdnsError } from '../errors.js';
 import { keyForKid, verifyDecoded } from '../records/jws.js';
-import { publicKeyObject, thumbprint, type PublicJwk } from '../records/keys.js';
+import { thumbprint, type PublicJwk } from '../records/keys.js';
 import type { HandleFields } from '../records/types.js';
 import type { ChangeRequest } from './requests.js';
 import { parseEndpoint } from './requests.js';
@@ -35,13 +35,13 @@ export function assureValidChange(
 
   if (req.action === 'register') {
     if (current !== null) throw new IdnsError('handle_exists', `${req.handle} is already registered`);
-    if (!signatureChecked) verifyDecoded(req.decoded, publicKeyObject(req.headerKey!));
+    if (!signatureChecked) verifyDecoded(req.decoded, req.headerKey!);
     return;
   }
   if (current === null) throw new IdnsError('handle_not_found', `${req.handle} is not registered`);
   const candidates = current.keys.map((jwk: PublicJwk) => ({ kid: thumbprint(jwk), jwk }));
   const signer = keyForKid(req.decoded, candidates);
-  if (!signatureChecked) verifyDecoded(req.decoded, publicKeyObject(signer.jwk));
+  if (!signatureChecked) verifyDecoded(req.decoded, signer.jwk);
   if (req.prev !== current.op) {
     throw new IdnsError('stale_prev', `the request's prev does not name the current record of ${req.handle}; fetch it and retry`, {
       details: { current: current.op },

@@ -2,6 +2,7 @@ import { loadConfig } from '../../config.js';
 import { IdnsError } from '../../errors.js';
 import { openContext } from '../local.js';
 import { startServer } from '../../http/server.js';
+import { ed25519, ed25519Fallback } from '../../records/ed25519.js';
 import { parseCommand, type Io } from '../args.js';
 
 const usage = `usage: idns serve [--listen HOST:PORT] [--data DIR] [--config FILE] [--public-url URL]
@@ -98,7 +99,9 @@ export async function serve(argv: string[], io: Io): Promise<number> {
       ].join('\n'),
     );
   }
-  ctx.log.info('listening', { url: running.url, zones: zones.map((z) => z.name) });
+  // Signatures are most of the work of imports, registrations and cold lookups: a slower fallback is worth a line.
+  if (ed25519Fallback !== null && ed25519Fallback !== 'IDNS_ED25519=node') ctx.log.warn('Ed25519 falls back to node:crypto', { reason: ed25519Fallback });
+  ctx.log.info('listening', { url: running.url, zones: zones.map((z) => z.name), ed25519: ed25519.name });
 
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
