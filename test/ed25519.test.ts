@@ -60,7 +60,7 @@ describe('Ed25519 backends', () => {
       expect(backend.verify(message, signature, a.jwk)).toBe(true);
       expect(backend.verify(Buffer.from('an idns recorD'), signature, a.jwk)).toBe(false);
       const flipped = Buffer.from(signature);
-      flipped[10] ^= 1;
+      flipped[10] = flipped[10]! ^ 1;
       expect(backend.verify(message, flipped, a.publicKey)).toBe(false);
       expect(backend.verify(message, signature, b.jwk)).toBe(false);
       expect(backend.verify(message, signature, b.publicKey)).toBe(false);

@@ -1,8 +1,8 @@
-import { verify as verifyAsync } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import { IdnsError } from '../errors.js';
 import { normaliseHandle } from '../names/handle.js';
-import { publicKeyObject, thumbprint, type PublicJwk } from '../records/keys.js';
+import { verifyDecoded } from '../records/jws.js';
+import { thumbprint, type PublicJwk } from '../records/keys.js';
 import type { HandleFields } from '../records/types.js';
 import type { Store } from '../store/store.js';
 import { ChangeApplier, type BatchResult, type BatchRunner, type ChangeResult, type QueuedChange } from './change-batch.js';
@@ -77,14 +77,16 @@ export class ChangeProcessor {
   }
 
   /**
-   * Validates a change request's form, checks its signature on the thread pool (so that the main thread
-   * stays free for the transaction), and queues it; resolves once it is durable.
+   * Validates a change request's form, checks its signature, and queues it; resolves once it is durable.
+   * The signature is checked here, on the main thread, while the writer thread runs the previous batch:
+   * libsodium's ~50 µs beat handing it to libuv's pool (node:crypto, ~100 µs, on the core the writer
+   * and the load share), 2,300-2,600 registrations/s against 2,260.
    */
   async submit(jws: unknown, options: SubmitOptions = {}): Promise<ChangeResult> {
     const req = parseExpected(jws, options);
     const zone = this.zoneFor(req.host);
     if (!options.operator) this.guard?.before(req, zone);
-    const verified = await this.verifyAhead(req, zone);
+    const verified = this.verifyAhead(req, zone);
     return new Promise<ChangeResult>((resolve, reject) => {
       this.queue.push({ req, zone, operator: options.operator ?? false, resolve, reject, ...(verified !== undefined ? { verified } : {}) });
       if (!this.scheduled) {
@@ -99,7 +101,7 @@ export class ChangeProcessor {
    * refused here. Returns what it was verified against, or undefined when the state decides (no such
    * handle, unknown kid): the transaction then checks everything itself.
    */
-  private async verifyAhead(req: ChangeRequest, zone: string): Promise<string | undefined> {
+  private verifyAhead(req: ChangeRequest, zone: string): string | undefined {
     let key: PublicJwk | undefined;
     let against: string;
     if (req.action === 'register') {
@@ -114,12 +116,7 @@ export class ChangeProcessor {
       if (!key) return undefined;
       against = current.op;
     }
-    const ok = await new Promise<boolean>((resolve, reject) =>
-      verifyAsync(null, Buffer.from(req.decoded.signingInput), publicKeyObject(key!), req.decoded.signature, (err, result) => (err ? reject(err) : resolve(result))),
-    ).catch((cause: unknown) => {
-      throw new IdnsError('invalid_signature', 'the signature could not be checked', { cause });
-    });
-    if (!ok) throw new IdnsError('invalid_signature', 'the JWS signature does not verify');
+    verifyDecoded(req.decoded, key!);
     return against;
   }
 

@@ -23,7 +23,7 @@ export function assureValidChange(
   current: Pick<HandleFields, 'keys' | 'op'> | null,
   nowSeconds: number,
   zone: ZoneRules,
-  /** The signature was already checked (off the main thread) against the key this state names. */
+  /** The signature was already checked, before the request was queued, against the key this state names. */
   signatureChecked = false,
 ): void {
   if (Math.abs(req.iat - nowSeconds) > MAX_CLOCK_SKEW) {
