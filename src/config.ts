@@ -48,6 +48,11 @@ export interface ResolverConfig {
   forwarders: string[];
   allowPrivate: boolean;
   cache: { maxEntries?: number; serveStaleSeconds?: number; staleWhileRevalidateSeconds?: number; prefetch?: boolean };
+  /**
+   * `idns serve` runs V8's full collections in their memory-reducing mode, so that the process's memory
+   * follows what the cache holds (loadConfig: true unless the file says false).
+   */
+  compactHeap?: boolean;
   limits: { requestTimeoutMs?: number; lookupBudgetMs?: number; maxReferrals?: number; maxQueries?: number; maxResponseBytes?: number };
 }
 
@@ -169,6 +174,7 @@ const fileSchema = z
             serveStaleSeconds: z.number().int().min(0).max(30 * 86_400).optional(),
             staleWhileRevalidateSeconds: z.number().int().min(0).max(86_400).optional(),
             prefetch: z.boolean().optional(),
+            compactHeap: z.boolean().optional(),
           })
           .strict()
           .optional(),
@@ -282,12 +288,14 @@ function resolverConfig(file: ConfigFile['resolver'], flags: ConfigFlags, config
     if (!URL.canParse(url) || !/^https?:$/.test(new URL(url).protocol)) throw new IdnsError('invalid_config', `${where}: resolver server "${url}" is not an http(s) URL`);
   }
   if (Object.keys(anchors).length === 0) throw new IdnsError('invalid_config', `${where}: the resolver needs at least one trust anchor (--anchor ZONE=THUMBPRINT)`);
+  const { compactHeap, ...cacheOptions } = file?.cache ?? {};
   return {
     rootServers,
     forwarders,
     anchors,
     allowPrivate: flags.allowPrivate ?? file?.allowPrivate ?? false,
-    cache: { ...file?.cache },
+    cache: cacheOptions,
+    compactHeap: compactHeap ?? true,
     limits: { ...file?.limits },
   };
 }

@@ -206,6 +206,17 @@ describe('loadConfig refuses bad values, naming the key and where it came from',
       expect(err.message, JSON.stringify(content)).toContain(key);
     }
   });
+
+  it('resolver.cache.compactHeap: on unless the file turns it off, and kept out of the cache options', () => {
+    const role = { root: ['http://127.0.0.1:9'], anchor: [`.=${'A'.repeat(43)}`] };
+    expect(loadConfig(role, {}).resolver?.compactHeap).toBe(true);
+    const off = loadConfig({ ...role, config: configFile({ resolver: { cache: { compactHeap: false, maxEntries: 5 } } }) }, {}).resolver!;
+    expect(off.compactHeap).toBe(false);
+    expect(off.cache).toEqual({ maxEntries: 5 });
+    expect(loadConfig({}, {}).resolver).toBeNull();
+    const path = configFile({ resolver: { cache: { compactHeap: 'no' } } });
+    expect(configError({ ...role, config: path }).message).toContain('resolver.cache.compactHeap');
+  });
 });
 
 describe('parseListen', () => {

@@ -2,10 +2,14 @@ import { execFileSync } from 'node:child_process';
 import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
 import { ed25519, ed25519Fallback, nodeEd25519, sodiumEd25519 } from '../src/records/ed25519.js';
 import { b64u } from '../src/records/encoding.js';
 import type { PublicJwk } from '../src/records/keys.js';
+import { spawnServer, type ServerProcess } from './support/process.js';
+import { tempDir } from './support/server.js';
 
 // RFC 8032 section 7.1, TEST 2 (one-byte message) and TEST 3 (two bytes).
 const VECTORS = [
@@ -89,5 +93,43 @@ describe('Ed25519 backends', () => {
     const run = (env: NodeJS.ProcessEnv) => execFileSync(process.execPath, ['-e', script], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 20_000 }).trim();
     expect(run({ IDNS_ED25519: 'node' })).toBe('node:crypto | IDNS_ED25519=node');
     expect(run({ IDNS_ED25519: '' })).toBe('libsodium | null');
+  });
+});
+
+describe('idns serve', () => {
+  const cleanups: (() => unknown)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+
+  /** The fields of the server's `listening` log line (JSON), waited for at most 10 s. */
+  async function listening(server: ServerProcess): Promise<Record<string, unknown>> {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const line = server.output().split('\n').find((l) => l.includes('"listening"'));
+      if (line) return JSON.parse(line) as Record<string, unknown>;
+      if (Date.now() > deadline) throw new Error(`no listening line:\n${server.output()}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  it('logs the Ed25519 implementation, and for a resolver whether its heap is compacted', async () => {
+    const start = async (extra: string[]) => {
+      const data = tempDir('idns-serve-');
+      cleanups.push(data.remove);
+      const server = await spawnServer(['--listen', '127.0.0.1:0', '--data', data.dir, '--no-bootstrap', '--log-level', 'info', ...extra]);
+      cleanups.push(() => server.stop());
+      return listening(server);
+    };
+    const authority = await start([]);
+    expect(authority.ed25519).toBe('libsodium');
+    expect(authority).not.toHaveProperty('compactHeap');
+    const role = ['--root', 'http://127.0.0.1:9', '--anchor', `.=${'A'.repeat(43)}`];
+    expect((await start(role)).compactHeap).toBe(true);
+    const configDir = tempDir('idns-serve-config-');
+    cleanups.push(configDir.remove);
+    const config = join(configDir.dir, 'idns.json');
+    writeFileSync(config, JSON.stringify({ resolver: { cache: { compactHeap: false } } }));
+    expect((await start([...role, '--config', config])).compactHeap).toBe(false);
   });
 });

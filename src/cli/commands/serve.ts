@@ -1,3 +1,4 @@
+import { setFlagsFromString } from 'node:v8';
 import { loadConfig } from '../../config.js';
 import { IdnsError } from '../../errors.js';
 import { openContext } from '../local.js';
@@ -69,6 +70,11 @@ export async function serve(argv: string[], io: Io): Promise<number> {
     if (code === 'EACCES' || code === 'EADDRNOTAVAIL') throw new IdnsError('invalid_config', `cannot listen on ${config.listen.host}:${config.listen.port}: ${(err as Error).message}`, { cause: err });
     throw err;
   }
+  // A resolver's heap is mostly its cache, filled by lookups whose own objects die among the entries: V8's
+  // memory-reducing collections compact those holes (100,000 cached handles: ~150 MB above an empty
+  // resolver instead of 250-330 MB) for ~5% of single lookups' and ~20% of batches' throughput on hits.
+  // V8 reads this flag at each collection, so setting it now, before the first lookup, takes effect.
+  if (config.resolver?.compactHeap) setFlagsFromString('--optimize-for-size');
   const publicUrl = config.publicUrl ?? running.url.replace('0.0.0.0', '127.0.0.1').replace('[::]', '[::1]');
   let bootstrapped = false;
   // A resolver-only server has no use for a development zone.
@@ -101,7 +107,7 @@ export async function serve(argv: string[], io: Io): Promise<number> {
   }
   // Signatures are most of the work of imports, registrations and cold lookups: a slower fallback is worth a line.
   if (ed25519Fallback !== null && ed25519Fallback !== 'IDNS_ED25519=node') ctx.log.warn('Ed25519 falls back to node:crypto', { reason: ed25519Fallback });
-  ctx.log.info('listening', { url: running.url, zones: zones.map((z) => z.name), ed25519: ed25519.name });
+  ctx.log.info('listening', { url: running.url, zones: zones.map((z) => z.name), ed25519: ed25519.name, ...(config.resolver ? { compactHeap: config.resolver.compactHeap } : {}) });
 
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
