@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { z } from 'zod';
 import { IdnsError } from '../errors.js';
 import { parseHandle } from '../names/handle.js';
@@ -51,7 +51,7 @@ const payloadSchema = z
 
 /** The id of a request (or any JWS): base64url SHA-256 of its compact serialisation. */
 export function requestId(jws: string): string {
-  return createHash('sha256').update(jws).digest('base64url');
+  return hash('sha256', jws, 'base64url');
 }
 
 /** Decodes and validates the shape of a change request; signature and state checks come later. */

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /**
  * Authenticated denial of existence, in the manner of NSEC3 (RFC 5155): the zone publishes signed
@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 
 /** The hash of a handle within a zone: lower-case hex SHA-256 of the salt, a NUL byte and the handle. */
 export function nameHash(salt: string, handle: string): string {
-  return createHash('sha256').update(salt).update('\u0000').update(handle).digest('hex');
+  return hash('sha256', `${salt}\u0000${handle}`, 'hex');
 }
 
 /** The stored key of the denial whose range starts at the beginning of the hash space. */
