@@ -1,13 +1,15 @@
-import { writeFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import { spawn } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { checkAnswer } from '../src/client/answers.js';
 import { signChangeRequest } from '../src/client/requests.js';
 import { ZoneDigest } from '../src/records/digest.js';
 import { DENIAL_FILL, nameHash } from '../src/records/denial.js';
 import { newUserKey } from './support/keys.js';
-import { runIdns } from './support/process.js';
-import { startTestServer, type TestServer } from './support/server.js';
+import { IDNS_BIN, runIdns, spawnServer } from './support/process.js';
+import { startTestServer, tempDir, type TestServer } from './support/server.js';
 
 describe('idns zone import', () => {
   let s: TestServer;
@@ -105,5 +107,94 @@ describe('idns zone import', () => {
     expect((await s.ctx.changes.submit(update)).serial).toBe(info.serial + 1);
     // Secondaries must take a full transfer: the journal does not cover the import.
     expect((await fetch(`${s.url}/v1/zones/imp.test/transfer?since=${before.serial}`)).status).toBe(410);
+  });
+});
+
+describe('idns zone import with the server stopped', () => {
+  const owner = newUserKey();
+  const removers: (() => unknown)[] = [];
+  afterEach(async () => {
+    for (const r of removers.splice(0).reverse()) await r();
+  });
+
+  /** A data directory holding zone off.test and an import file of `count` handles. */
+  async function offlineZone(count: number): Promise<{ dir: string; file: string; before: { serial: number; digest: string } }> {
+    const tmp = tempDir('idns-import-offline-');
+    removers.push(tmp.remove);
+    const created = await runIdns(['zone', 'create', 'off.test', '--server-url', 'http://127.0.0.1:1', '--data', tmp.dir, '--json']);
+    expect(created.code, created.stderr).toBe(0);
+    const lines = Array.from({ length: count }, (_, i) => JSON.stringify({ handle: `u${i}@off.test`, endpoint: `https://h.example/u${i}`, keys: [owner.public] }));
+    const file = join(tmp.dir, 'handles.ndjson');
+    writeFileSync(file, lines.join('\n') + '\n');
+    const info = await runIdns(['zone', 'show', 'off.test', '--data', tmp.dir, '--json']);
+    return { dir: tmp.dir, file, before: JSON.parse(info.stdout) as { serial: number; digest: string } };
+  }
+
+  function inspect(dir: string): { integrity: unknown; journalMode: unknown; handles: number } {
+    const db = new Database(join(dir, 'idns.sqlite'));
+    try {
+      return {
+        integrity: db.pragma('integrity_check', { simple: true }),
+        journalMode: db.pragma('journal_mode', { simple: true }),
+        handles: (db.prepare("SELECT count(*) AS n FROM records WHERE type = 'handle'").get() as { n: number }).n,
+      };
+    } finally {
+      db.close();
+    }
+  }
+
+  it('writes through a rollback journal, then leaves the database in WAL mode, and the server serves it', async () => {
+    const { dir, file } = await offlineZone(3000);
+    const r = await runIdns(['zone', 'import', 'off.test', file, '--data', dir, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ imported: 3000, journal: 'rollback' });
+    expect(existsSync(join(dir, 'idns.sqlite-journal'))).toBe(false);
+    expect(inspect(dir)).toEqual({ integrity: 'ok', journalMode: 'wal', handles: 3000 });
+
+    const server = await spawnServer(['--listen', '127.0.0.1:0', '--data', dir, '--no-bootstrap']);
+    removers.push(() => server.stop());
+    const res = await fetch(`${server.url}/v1/resolve/u2999@off.test`);
+    expect(res.status).toBe(200);
+    const zone = (await (await fetch(`${server.url}/v1/zones/off.test`)).json()) as { digest: string };
+    const info = await runIdns(['zone', 'show', 'off.test', '--data', dir, '--json']);
+    expect((JSON.parse(info.stdout) as { digest: string }).digest).toBe(zone.digest);
+  });
+
+  it('leaves the zone as it was when killed (-9) in the middle, and the database opens in WAL mode', async () => {
+    const { dir, file, before } = await offlineZone(40_000);
+    const child = spawn(process.execPath, [IDNS_BIN, 'zone', 'import', 'off.test', file, '--data', dir], { stdio: 'ignore' });
+    const exited = new Promise<unknown>((resolve) => child.once('exit', resolve));
+    removers.push(async () => {
+      child.kill('SIGKILL');
+      await exited;
+    });
+    // The rollback journal exists once the import's transaction has written its first page.
+    const journal = join(dir, 'idns.sqlite-journal');
+    const deadline = Date.now() + 20_000;
+    while (!existsSync(journal)) {
+      if (Date.now() > deadline || child.exitCode !== null) throw new Error('the import never started writing');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    expect(child.exitCode).toBeNull();
+    child.kill('SIGKILL');
+    await exited;
+
+    const info = await runIdns(['zone', 'show', 'off.test', '--data', dir, '--json']);
+    expect(info.code, info.stderr).toBe(0);
+    expect(JSON.parse(info.stdout)).toMatchObject({ serial: before.serial, digest: before.digest, handles: 0 });
+    expect(existsSync(journal)).toBe(false);
+    expect(inspect(dir)).toEqual({ integrity: 'ok', journalMode: 'wal', handles: 0 });
+  });
+
+  it('keeps the WAL when a server has the database open', async () => {
+    const { dir, file } = await offlineZone(10);
+    const server = await spawnServer(['--listen', '127.0.0.1:0', '--data', dir, '--no-bootstrap']);
+    removers.push(() => server.stop());
+    const r = await runIdns(['zone', 'import', 'off.test', file, '--data', dir]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('imported 10 handles');
+    expect(r.stdout).toContain('another process (a running server?) had the database open');
+    expect((await fetch(`${server.url}/v1/resolve/u9@off.test`)).status).toBe(200);
   });
 });

@@ -16,6 +16,8 @@ export interface ImportResult {
   zone: string;
   imported: number;
   serial: number;
+  /** 'rollback' when the database had no other user (server stopped) and the import wrote each page once. */
+  journal: 'rollback' | 'wal';
 }
 
 /** @internal What every line of an import's records shares. */
@@ -75,7 +77,7 @@ export async function importHandles(store: Store, zones: ZoneService, clock: Clo
   const workers = new ThreadPool<ImportChunk, PreparedChunk>(workerFile(import.meta.url, 'import-worker'), { privateKey: key.privateKey, kid: key.kid });
   store.setCacheBytes(IMPORT_CACHE_BYTES);
   try {
-    return await store.writeAcross(async () => {
+    const { result, journal } = await store.withRollbackJournal(() => store.writeAcross(async () => {
       const editor = zones.editor(zone);
       editor.journaling = false;
       const version = editor.beginChange();
@@ -148,7 +150,8 @@ export async function importHandles(store: Store, zones: ZoneService, clock: Clo
       store.journal.clear(zone);
       store.zones.setJournalFloor(zone, version);
       return { zone, imported, serial: serialOf(version) };
-    });
+    }));
+    return { ...result, journal };
   } finally {
     await workers.close();
   }

@@ -82,6 +82,38 @@ export class Store {
   }
 
   /**
+   * Runs `fn` with a rollback journal instead of the WAL when this connection is the database's only
+   * one (an offline bulk load), then returns to the WAL. Pages a transaction adds at the end of the file
+   * need no journal in that mode, so a large load writes each page once, where the WAL writes it twice
+   * (the log, then the checkpoint the commit runs). The commit is just as atomic and durable. With
+   * another connection open (a running server), the WAL stays: `journal` says which was used.
+   */
+  async withRollbackJournal<T>(fn: () => Promise<T>): Promise<{ result: T; journal: 'rollback' | 'wal' }> {
+    const switched = this.trySwitchToRollbackJournal();
+    try {
+      return { result: await fn(), journal: switched ? 'rollback' : 'wal' };
+    } finally {
+      // Alone on the file still, unless a server opened it meanwhile; then the server's own open (which
+      // sets the WAL) waits for this, and a failure here leaves a valid database in rollback mode.
+      if (switched) this.db.pragma('journal_mode = WAL');
+    }
+  }
+
+  private trySwitchToRollbackJournal(): boolean {
+    const timeout = this.db.pragma('busy_timeout', { simple: true }) as number;
+    // Another connection makes the switch fail at once with SQLITE_BUSY: no point waiting for it.
+    this.db.pragma('busy_timeout = 0');
+    try {
+      return this.db.pragma('journal_mode = DELETE', { simple: true }) === 'delete';
+    } catch (err) {
+      if ((err as { code?: string }).code === 'SQLITE_BUSY') return false;
+      throw err;
+    } finally {
+      this.db.pragma(`busy_timeout = ${timeout}`);
+    }
+  }
+
+  /**
    * Runs an asynchronous `fn` in one write transaction that stays open across its awaits (a bulk import
    * signs on worker threads while it stores), committed when `fn` resolves and rolled back when it
    * throws. The connection is shared: the caller must be the only user of this Store meanwhile (the CLI's

@@ -270,7 +270,10 @@ async function importZone(argv: string[], io: Io): Promise<number> {
   const seconds = (performance.now() - started) / 1000;
   const rate = Math.round(result.imported / Math.max(seconds, 0.001));
   if (values.json) io.out(JSON.stringify({ ...result, seconds: Math.round(seconds * 1000) / 1000, perSecond: rate }));
-  else io.out(`zone ${name}: imported ${result.imported} handles at serial ${result.serial} in ${seconds.toFixed(1)} s (${rate}/s)`);
+  else {
+    io.out(`zone ${name}: imported ${result.imported} handles at serial ${result.serial} in ${seconds.toFixed(1)} s (${rate}/s)`);
+    if (result.journal === 'wal') io.out('  another process (a running server?) had the database open: with it stopped, a large import is faster');
+  }
   return 0;
 }
 
