@@ -67,7 +67,10 @@ export class RecordStore {
     this.dueStmt = db.prepare<[string, number, number], StoredRecord>(
       `SELECT type, key, version, exp, jws FROM records WHERE content = ? AND exp < ? ORDER BY exp LIMIT ?`,
     );
-    this.countStmt = db.prepare<[string, string], { n: number }>(`SELECT count(*) AS n FROM records WHERE content = ? AND type = ?`);
+    // Counted on the expiry index, which holds (content, exp, type, key) and nothing else: the table's own
+    // key would do too, but its leaves carry the records, and a million handles' leaves are 1.35 GB to
+    // read (1.7 s cold, 0.18 s warm) where the index's are ~50 MB (0.11 s cold, 0.08 s warm).
+    this.countStmt = db.prepare<[string, string], { n: number }>(`SELECT count(*) AS n FROM records INDEXED BY records_by_exp WHERE content = ? AND type = ?`);
     // GLOB is case-sensitive and host names hold no glob metacharacters (LDH only), so the pattern is literal.
     this.deleteSomeStmt = db.prepare(
       `DELETE FROM records WHERE content = ? AND (type, key) IN (SELECT type, key FROM records WHERE content = ? LIMIT ?)`,
