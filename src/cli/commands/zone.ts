@@ -35,7 +35,8 @@ Commands (they act on the data directory; a running server sees the change at on
   import ZONE FILE
         Bulk import by the operator: FILE is NDJSON, one {"handle","endpoint","keys"} per line.
         All lines are checked first (a bad line changes nothing); then every record is signed,
-        in one new serial; secondaries take a full transfer.
+        in one new serial; secondaries take a full transfer. Faster with the server stopped
+        (the database then writes each page once: see docs/operations.md, Bulk import).
   allow-transfer ZONE --name NAME [--notify URL]
         Restricts transfers of ZONE to named secondaries and adds NAME; prints the
         credential NAME:SECRET (shown once) to give to that secondary. --notify is
