@@ -124,8 +124,7 @@ export class ChangeProcessor {
   applyNow(jws: unknown, options: SubmitOptions = {}): ChangeResult {
     const req = parseExpected(jws, options);
     const result = this.applier.applyBatch([{ req, zone: this.zoneFor(req.host), operator: options.operator ?? false }]);
-    for (const zone of result.inviteFailures) this.guard?.inviteFailed(zone);
-    if (result.committed.length > 0) for (const listener of this.listeners) listener(result.committed);
+    this.announce(result);
     const outcome = result.outcomes[0];
     if (!outcome) throw new IdnsError('internal', 'the change produced no outcome');
     if (!outcome.ok) throw outcome.error;
@@ -212,12 +211,17 @@ export class ChangeProcessor {
   }
 
   private settle(batch: Pending[], result: BatchResult): void {
-    for (const zone of result.inviteFailures) this.guard?.inviteFailed(zone);
     batch.forEach((item, i) => {
       const outcome = result.outcomes[i]!;
       if (outcome.ok) item.resolve(outcome.value);
       else item.reject(outcome.error);
     });
+    this.announce(result);
+  }
+
+  /** Tells the rate limits of failed invite codes and the listeners of the committed versions. */
+  private announce(result: BatchResult): void {
+    for (const zone of result.inviteFailures) this.guard?.inviteFailed(zone);
     if (result.committed.length > 0) for (const listener of this.listeners) listener(result.committed);
   }
 }
