@@ -39,6 +39,8 @@ export interface ServerConfig {
   housekeepingIntervalMs: number;
   /** Request rate limits (on by default unless the server listens on loopback only). */
   rateLimits: RateLimitConfig;
+  /** Answer files: large zones' handle records in flat indexed files beside the database, for the read path. */
+  answerFiles: { enabled: boolean; minHandles: number };
 }
 
 /** The resolver role's settings (ResolverOptions of the library, as configuration). */
@@ -102,6 +104,7 @@ export const DEFAULT_CONFIG: ServerConfig = {
   housekeepingIntervalMs: 10_000,
   // The default listen address is loopback, where limits are off (see loadConfig).
   rateLimits: { ...DEFAULT_RATE_LIMITS, enabled: false },
+  answerFiles: { enabled: true, minHandles: 10_000 },
 };
 
 /** Parses `HOST:PORT` (IPv6 as `[::1]:8053`); port 0 asks the system for a free port. */
@@ -151,6 +154,10 @@ const fileSchema = z
       .strict()
       .optional(),
     housekeepingIntervalMs: z.number().int().min(10).max(3_600_000).optional(),
+    answerFiles: z
+      .object({ enabled: z.boolean().optional(), minHandles: z.number().int().min(0).max(1_000_000_000).optional() })
+      .strict()
+      .optional(),
     rateLimits: z
       .object({
         enabled: z.boolean().optional(),
@@ -264,6 +271,7 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
   Object.assign(config.resign, file.resign);
   Object.assign(config.journal, file.journal);
   config.housekeepingIntervalMs = file.housekeepingIntervalMs ?? config.housekeepingIntervalMs;
+  config.answerFiles = { ...DEFAULT_CONFIG.answerFiles, ...file.answerFiles };
   // Internet-facing servers are rate limited unless the file says otherwise; a loopback-only server
   // (a developer's, a test's, one behind a proxy that limits) is not.
   const loopbackOnly = /^(127\.|localhost$|::1$)/.test(config.listen.host);

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { Authority } from './authority/answers.js';
+import { AnswerFiles } from './authority/answer-files.js';
 import { ChangeProcessor } from './authority/changes.js';
 import { ChangeWriter } from './authority/change-writer.js';
 import { KeyRing } from './authority/keyring.js';
@@ -31,6 +32,8 @@ export class AppContext {
   readonly zones: ZoneService;
   readonly changes: ChangeProcessor;
   readonly authority: Authority;
+  /** Answer files of large zones for the read path, when enabled. */
+  readonly answerFiles: AnswerFiles | null;
   readonly resigner: Resigner;
   /** The resolver role, when configured. */
   readonly resolver: Resolver | null;
@@ -56,7 +59,9 @@ export class AppContext {
     this.rateLimits = new RateLimits(config.rateLimits, clock);
     const writer = new ChangeWriter({ dataDir: config.dataDir, maxDatabaseBytes: config.limits.maxDatabaseBytes });
     this.changes = new ChangeProcessor(this.store, this.zones, clock, 512, config.rateLimits.enabled ? changeGuard(this.rateLimits) : undefined, writer);
-    this.authority = new Authority(this.store, this.zones, clock);
+    const af = config.answerFiles;
+    this.answerFiles = af.enabled ? new AnswerFiles(this.store, { dir: join(config.dataDir, 'answers'), dbPath: this.store.path, minHandles: af.minHandles }, clock, this.log) : null;
+    this.authority = new Authority(this.store, this.zones, clock, this.answerFiles);
     this.resigner = new Resigner(this.store, this.zones, clock, config.resign.batchSize);
     const cas = trustedCas(config);
     const r = config.resolver;
@@ -91,11 +96,13 @@ export class AppContext {
     this.replicator.start();
     this.notifier.start();
     this.housekeeper.start(this.config.housekeepingIntervalMs);
+    this.answerFiles?.start(this.zones.list());
   }
 
   /** Stops background work and closes the database. */
   async close(): Promise<void> {
     await this.changes.close();
+    await this.answerFiles?.close();
     this.resigner.stop();
     this.notifier.stop();
     this.housekeeper.stop();

@@ -11,6 +11,7 @@ import type { Store } from '../store/store.js';
 import { decodePayload } from './editor.js';
 import { serialOf } from './serial.js';
 import type { ZoneService } from './zones.js';
+import type { AnswerFiles } from './answer-files.js';
 
 /** An authoritative answer for one handle. */
 export interface AuthoritativeAnswer {
@@ -74,6 +75,8 @@ export class Authority {
     private readonly store: Store,
     private readonly zones: ZoneService,
     private readonly clock: Clock,
+    /** Answer files of large zones (answer-files.ts), tried before the database on the read fast path. */
+    private readonly files: Pick<AnswerFiles, 'jws'> | null = null,
   ) {}
 
   /**
@@ -131,7 +134,7 @@ export class Authority {
       // A handle at the zone's apex cannot be below a cut.
       const cut = host === zone.name ? undefined : this.zones.cutFor(zone, host);
       if (cut) return this.spliced('referral', zone, cut.jws);
-      const jws = this.store.records.jws(zone.content, 'handle', handle);
+      const jws = this.files?.jws(zone, handle) ?? this.store.records.jws(zone.content, 'handle', handle);
       if (jws !== undefined) return this.spliced('answer', zone, jws);
     }
     const answer = this.resolve(input);

@@ -112,6 +112,19 @@ export class Metrics {
       },
     });
     new Gauge({
+      name: 'idns_answer_file_handles',
+      help: "Handles in each zone's answer file (kind=entries), and those changed since it was built, answered from the database (kind=changed)",
+      labelNames: ['zone', 'kind'],
+      registers,
+      collect() {
+        this.reset();
+        for (const f of ctx.answerFiles?.status() ?? []) {
+          this.set({ zone: f.zone, kind: 'entries' }, f.entries);
+          this.set({ zone: f.zone, kind: 'changed' }, f.changed);
+        }
+      },
+    });
+    new Gauge({
       name: 'idns_resolver_cache_entries',
       help: 'Entries in the resolver cache',
       registers,

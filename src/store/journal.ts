@@ -19,6 +19,7 @@ export class JournalStore {
   private readonly boundsStmt;
   private readonly versionAtStmt;
   private readonly beforeStmt;
+  private readonly handlesChangedStmt;
 
   constructor(db: Db) {
     this.appendStmt = db.prepare(
@@ -33,6 +34,9 @@ export class JournalStore {
     this.beforeStmt = db.prepare<[string, number], { version: number }>(
       `SELECT max(version) AS version FROM journal WHERE zone = ? AND created_at < ?`,
     );
+    this.handlesChangedStmt = db.prepare<[string, number, number], string>(
+      `SELECT DISTINCT key FROM journal WHERE zone = ? AND version > ? AND version <= ? AND type = 'handle'`,
+    ).pluck();
     this.versionAtStmt = db.prepare<[string, number], { version: number }>(
       `SELECT version FROM journal WHERE zone = ? ORDER BY version DESC, idx DESC LIMIT 1 OFFSET ?`,
     );
@@ -61,6 +65,11 @@ export class JournalStore {
   /** The newest version with entries created before `time` (ms). */
   newestBefore(zone: string, time: number): number | undefined {
     return this.beforeStmt.get(zone, time)?.version;
+  }
+
+  /** The handles put or deleted by the versions after `after` up to `through`. */
+  handlesChanged(zone: string, after: number, through: number): string[] {
+    return this.handlesChangedStmt.all(zone, after, through);
   }
 
   /** Appends one entry; called inside the transaction that makes the change. */

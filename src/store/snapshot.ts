@@ -44,6 +44,16 @@ export class SnapshotReader {
       .iterate(content);
   }
 
+  /** How many handles a content id holds (counted on the expiry index, which is much smaller than the table). */
+  handleCount(content: string): number {
+    return this.db.prepare<[string], number>(`SELECT count(*) FROM records INDEXED BY records_by_exp WHERE content = ? AND type = 'handle'`).pluck().get(content) ?? 0;
+  }
+
+  /** Every handle of a content id with its signed record, in key order, read lazily. */
+  *handles(content: string): Generator<{ key: string; jws: string }> {
+    yield* this.db.prepare<[string], { key: string; jws: string }>(`SELECT key, jws FROM records WHERE content = ? AND type = 'handle' ORDER BY key`).iterate(content);
+  }
+
   /** The journal entries of a zone after `afterVersion`, in order, read lazily. */
   *journal(zone: string, afterVersion: number): Generator<JournalEntry> {
     yield* this.db

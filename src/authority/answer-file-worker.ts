@@ -1,0 +1,31 @@
+import { parentPort, workerData } from 'node:worker_threads';
+import { writeAnswerFile } from '../store/answer-file.js';
+import { SnapshotReader } from '../store/snapshot.js';
+import type { BuildJob, BuildReply } from './answer-files.js';
+
+/**
+ * Builds one zone's answer file (answer-files.ts) on its own thread and read-only connection: reading a
+ * million records and writing them out takes seconds, which the serving thread cannot give. The records
+ * and the zone row come from one snapshot, so the file matches the version it names.
+ */
+const job = workerData as BuildJob;
+const reader = new SnapshotReader(job.dbPath);
+let reply: BuildReply;
+try {
+  const row = reader.zone(job.zone);
+  if (row === undefined || row.record === '') {
+    reply = { kind: 'gone' };
+  } else {
+    const meta = { zone: row.name, content: row.content, createdAt: row.createdAt, version: row.version };
+    const handles = reader.handleCount(row.content);
+    if (handles < job.minHandles) {
+      reply = { kind: 'small', meta: { ...meta, entries: handles } };
+    } else {
+      const entries = writeAnswerFile(job.path, meta, handles, reader.handles(row.content));
+      reply = { kind: 'built', meta: { ...meta, entries } };
+    }
+  }
+} finally {
+  reader.close();
+}
+parentPort!.postMessage(reply);

@@ -1,0 +1,271 @@
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Worker } from 'node:worker_threads';
+import type { Clock } from '../clock.js';
+import type { Logger } from '../log.js';
+import { workerFile, workerOptions } from '../records/thread-pool.js';
+import { AnswerFile, AnswerFileInvalid, type AnswerFileMeta } from '../store/answer-file.js';
+import type { Store } from '../store/store.js';
+import type { ZoneRow } from '../store/zones.js';
+
+/** What a build thread is asked to do. */
+export interface BuildJob {
+  dbPath: string;
+  zone: string;
+  path: string;
+  minHandles: number;
+}
+
+/** A build thread's answer: the file it wrote, or why it wrote none. */
+export type BuildReply = { kind: 'built'; meta: AnswerFileMeta } | { kind: 'small'; meta: AnswerFileMeta } | { kind: 'gone' };
+
+/** Settings of the answer files (configuration `answerFiles`). */
+export interface AnswerFilesOptions {
+  /** Directory of the files (`answers/` in the data directory). */
+  dir: string;
+  /** The database, which each build reads through its own read-only connection. */
+  dbPath: string;
+  /** Zones with fewer handles are answered from the database alone. */
+  minHandles: number;
+}
+
+/** A file in use, and the handles changed since the version it holds, which it must not answer for. */
+interface Installed {
+  file: AnswerFile;
+  /** The zone version `changed` has been brought up to. */
+  through: number;
+  changed: Set<string>;
+}
+
+interface ZoneState {
+  installed: Installed | null;
+  /** The last build found the zone below minHandles, at this version. */
+  small: AnswerFileMeta | null;
+  /** A build is queued or running. */
+  pending: boolean;
+  /** When the last build failed (ms); the next waits RETRY_AFTER_MS. */
+  failedAt: number | null;
+}
+
+/** Handles changed since a file was built, past which it is rebuilt: at least this many... */
+const MIN_CHANGED_FOR_REBUILD = 10_000;
+/** ...and at least this share of the file's entries. */
+const REBUILD_SHARE = 0.25;
+const RETRY_AFTER_MS = 10 * 60_000;
+const SUFFIX = '.answers';
+
+/**
+ * Answer files: per large zone, a flat file of every handle's signed record with an open-addressing
+ * index (store/answer-file.ts), read with two preads where a SQLite point read of a zone too large for
+ * any cache costs a B-tree descent and a 16 KiB leaf. The database stays the one source of truth: a
+ * file holds the zone as of one version, built on a background thread, and the handles the journal
+ * shows changed since then are answered from the database until the next build. A file that can no
+ * longer be brought up to date that way (another copy of the zone, a journal trimmed past it, a bulk
+ * import) is dropped at once; nothing in it is used after that.
+ */
+export class AnswerFiles {
+  private readonly zones = new Map<string, ZoneState>();
+  private readonly queue: string[] = [];
+  private worker: Worker | null = null;
+  private closed = false;
+  /** Builds that ended (built, small, gone or failed), for tests and operators. */
+  builds = 0;
+
+  constructor(
+    private readonly store: Store,
+    private readonly options: AnswerFilesOptions,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+  ) {}
+
+  /**
+   * Takes up the files a previous run left that still fit their zones (deleting the rest and any
+   * half-written one), then starts building for the zones that have none.
+   */
+  start(rows: readonly ZoneRow[]): void {
+    mkdirSync(this.options.dir, { recursive: true, mode: 0o700 });
+    const byName = new Map(rows.map((r) => [r.name, r]));
+    for (const name of readdirSync(this.options.dir)) {
+      const path = join(this.options.dir, name);
+      if (!name.endsWith(SUFFIX)) {
+        if (name.endsWith(`${SUFFIX}.tmp`)) rmSync(path, { force: true });
+        continue;
+      }
+      let file: AnswerFile;
+      try {
+        file = AnswerFile.open(path);
+      } catch (err) {
+        if (!(err instanceof AnswerFileInvalid)) throw err;
+        this.log.warn('answer file damaged; deleting it', { path, err });
+        rmSync(path, { force: true });
+        continue;
+      }
+      const row = byName.get(file.meta.zone);
+      const state = row && this.state(row.name);
+      if (!row || !state || state.installed !== null || !sameZone(row, file.meta) || row.version < file.meta.version || row.journalFloor > file.meta.version) {
+        discard(file);
+        continue;
+      }
+      state.installed = { file, through: file.meta.version, changed: new Set() };
+    }
+    for (const row of rows) if (this.state(row.name).installed === null) this.consider(row, this.state(row.name));
+  }
+
+  /**
+   * The signed record of `handle` in `zone` (the zone row the caller read) when a file can answer for
+   * it, else undefined: the caller then asks the database, which is always right.
+   */
+  jws(zone: ZoneRow, handle: string): string | undefined {
+    const state = this.zones.get(zone.name);
+    const installed = state?.installed;
+    if (installed == null) {
+      if (!this.closed) this.consider(zone, state ?? this.state(zone.name));
+      return undefined;
+    }
+    const meta = installed.file.meta;
+    if (zone.content !== meta.content || zone.createdAt !== meta.createdAt) {
+      this.drop(state!, 'the zone has another copy');
+      this.consider(zone, state!);
+      return undefined;
+    }
+    if (zone.version !== installed.through && !this.catchUp(zone, state!, installed)) return undefined;
+    if (installed.changed.has(handle)) return undefined;
+    return installed.file.get(handle);
+  }
+
+  /** Per zone with a file: its entries, and the handles changed since it was built (answered from the database). */
+  status(): { zone: string; version: number; entries: number; changed: number }[] {
+    const out = [];
+    for (const [zone, s] of this.zones) {
+      if (s.installed) out.push({ zone, version: s.installed.file.meta.version, entries: s.installed.file.meta.entries, changed: s.installed.changed.size });
+    }
+    return out;
+  }
+
+  /** Stops building and closes the files (they stay on disk for the next start). */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.queue.length = 0;
+    await this.worker?.terminate();
+    this.worker = null;
+    for (const s of this.zones.values()) {
+      s.installed?.file.close();
+      s.installed = null;
+    }
+  }
+
+  private state(zone: string): ZoneState {
+    let s = this.zones.get(zone);
+    if (s === undefined) {
+      s = { installed: null, small: null, pending: false, failedAt: null };
+      this.zones.set(zone, s);
+    }
+    return s;
+  }
+
+  /**
+   * Adds the handles changed up to the zone's version to the file's set; false when the file cannot
+   * answer now: the row is older than the file (a cached row, caught up shortly), or the journal no
+   * longer reaches back to the file (then the file is dropped).
+   */
+  private catchUp(zone: ZoneRow, state: ZoneState, installed: Installed): boolean {
+    if (zone.version < installed.through) return false;
+    if (zone.journalFloor > installed.through) {
+      this.drop(state, 'the journal no longer reaches back to it');
+      this.consider(zone, state);
+      return false;
+    }
+    for (const key of this.store.journal.handlesChanged(zone.name, installed.through, zone.version)) installed.changed.add(key);
+    installed.through = zone.version;
+    if (installed.changed.size >= Math.max(MIN_CHANGED_FOR_REBUILD, installed.file.meta.entries * REBUILD_SHARE)) this.request(zone.name, state);
+    return true;
+  }
+
+  /** Starts a build for a zone without a file, unless one is under way, failed lately, or the zone is still too small. */
+  private consider(zone: ZoneRow, state: ZoneState): void {
+    if (state.pending || zone.record === '') return;
+    const small = state.small;
+    // Without a bulk change (a new copy, an import, which moves the journal floor), each version adds at
+    // most one handle: the zone cannot have reached the threshold before this many versions.
+    if (small && sameZone(zone, small) && zone.journalFloor <= small.version && zone.version - small.version < this.options.minHandles - small.entries) return;
+    this.request(zone.name, state);
+  }
+
+  private request(zone: string, state: ZoneState): void {
+    if (state.pending || this.closed) return;
+    if (state.failedAt !== null && this.clock.now() - state.failedAt < RETRY_AFTER_MS) return;
+    state.pending = true;
+    this.queue.push(zone);
+    this.next();
+  }
+
+  /** Runs the next queued build: one at a time, so that building never takes both cores. */
+  private next(): void {
+    if (this.worker !== null || this.closed) return;
+    const zone = this.queue.shift();
+    if (zone === undefined) return;
+    const state = this.state(zone);
+    const path = join(this.options.dir, `${zone === '.' ? '_root' : zone}.${randomBytes(6).toString('hex')}${SUFFIX}`);
+    const job: BuildJob = { dbPath: this.options.dbPath, zone, path, minHandles: this.options.minHandles };
+    const started = this.clock.now();
+    const worker = new Worker(workerFile(import.meta.url, 'answer-file-worker'), workerOptions(job));
+    this.worker = worker;
+    let reply: BuildReply | null = null;
+    worker.on('message', (m: BuildReply) => (reply = m));
+    worker.on('error', (err) => {
+      state.failedAt = this.clock.now();
+      this.log.warn('building an answer file failed; the zone is answered from the database', { zone, err });
+    });
+    worker.on('exit', () => {
+      this.worker = null;
+      state.pending = false;
+      this.builds += 1;
+      if (reply !== null && !this.closed) this.finish(zone, state, path, reply, this.clock.now() - started);
+      else rmSync(path, { force: true });
+      this.next();
+    });
+  }
+
+  private finish(zone: string, state: ZoneState, path: string, reply: BuildReply, ms: number): void {
+    if (reply.kind !== 'built') {
+      // A zone that shrank below the threshold (or went) keeps no file: tracking its changes would only
+      // ask for builds that write none.
+      state.small = reply.kind === 'small' ? reply.meta : null;
+      this.drop(state, reply.kind === 'small' ? `the zone has fewer than ${this.options.minHandles} handles` : 'the zone is gone');
+      return;
+    }
+    let file: AnswerFile;
+    try {
+      file = AnswerFile.open(path);
+    } catch (err) {
+      state.failedAt = this.clock.now();
+      this.log.warn('a new answer file could not be opened; the zone is answered from the database', { zone, path, err });
+      rmSync(path, { force: true });
+      return;
+    }
+    state.small = null;
+    state.failedAt = null;
+    this.drop(state, null);
+    state.installed = { file, through: file.meta.version, changed: new Set() };
+    this.log.info('answer file ready', { zone, version: file.meta.version, entries: file.meta.entries, ms });
+  }
+
+  /** Stops using a zone's file and deletes it. */
+  private drop(state: ZoneState, why: string | null): void {
+    const installed = state.installed;
+    if (installed === null) return;
+    state.installed = null;
+    if (why !== null) this.log.info('answer file dropped', { zone: installed.file.meta.zone, why });
+    discard(installed.file);
+  }
+}
+
+function sameZone(row: ZoneRow, meta: AnswerFileMeta): boolean {
+  return row.content === meta.content && row.createdAt === meta.createdAt;
+}
+
+function discard(file: AnswerFile): void {
+  file.close();
+  rmSync(file.path, { force: true });
+}

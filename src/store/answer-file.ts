@@ -1,0 +1,226 @@
+import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+
+/**
+ * What an answer file holds: the signed handle records of one zone's content at one version. The file
+ * is derived data, rebuilt from the database whenever it cannot be trusted to match it.
+ */
+export interface AnswerFileMeta {
+  zone: string;
+  /** The zone row's content id and creation time: a different copy, or a zone deleted and made again, is a different zone. */
+  content: string;
+  createdAt: number;
+  /** The zone version the records were read at. */
+  version: number;
+  entries: number;
+}
+
+// Layout (little-endian):
+//   magic "IDNSANS1" | u32 meta length | u32 slot count | meta (JSON, UTF-8, padded to 8 bytes)
+//   slots: slot count × 16 bytes: u32 hash, u32 entry length (0 = empty), u32 offset low, u32 offset high
+//   entries: u16 key length, key, signed record (both ASCII)
+//   trailer "IDNSEND1"
+// A file whose size or trailer does not match is refused: it was cut short.
+const MAGIC = Buffer.from('IDNSANS1');
+const TRAILER = Buffer.from('IDNSEND1');
+const FIXED = 16;
+const SLOT = 16;
+/** Slots read per pread: with at most half the slots used, a probe rarely needs a second read. */
+const SLOTS_PER_READ = 4;
+const WRITE_BUFFER = 1 << 20;
+const MAX_KEY = 0xffff;
+/** Longest entry: records are bounded far below this by the zone's limits; larger ones are left to the database. */
+const MAX_ENTRY = 1 << 20;
+const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
+
+/** The error for a file that is not a complete answer file. */
+export class AnswerFileInvalid extends Error {}
+
+/** FNV-1a over the key's code units (keys are ASCII): cheap, and spread enough for an open-addressing table. */
+function keyHash(key: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+/** Slots for `n` entries: a power of two, at least twice as many. */
+function slotCountFor(n: number): number {
+  let slots = 16;
+  while (slots < n * 2) slots *= 2;
+  return slots;
+}
+
+/**
+ * Writes an answer file: the records to `path`.tmp, synced, then renamed over `path`, so that `path` is
+ * always either absent or complete. `count` bounds how many records `records` yields (it sizes the
+ * table); records whose key or JWS is not printable ASCII are left out (the database answers for them).
+ * Returns how many went in.
+ */
+export function writeAnswerFile(path: string, meta: Omit<AnswerFileMeta, 'entries'>, count: number, records: Iterable<{ key: string; jws: string }>): number {
+  const slotCount = slotCountFor(count);
+  const slots = Buffer.alloc(slotCount * SLOT);
+  const view = new Uint32Array(slots.buffer, slots.byteOffset, slotCount * 4);
+  const mask = slotCount - 1;
+  const tmp = `${path}.tmp`;
+  const fd = openSync(tmp, 'w', 0o600);
+  try {
+    // The data goes after a space left for the header and slots, which are written last (their size
+    // depends on the meta, which holds the entry count: reserve room for the largest count).
+    const metaRoom = Buffer.byteLength(JSON.stringify({ ...meta, entries: count })) + 8;
+    const dataAt = FIXED + pad8(metaRoom) + slots.length;
+    const staging = Buffer.allocUnsafe(WRITE_BUFFER);
+    let staged = 0;
+    let written = 0;
+    let entries = 0;
+    const flush = () => {
+      writeSync(fd, staging, 0, staged, dataAt + written);
+      written += staged;
+      staged = 0;
+    };
+    for (const { key, jws } of records) {
+      const len = 2 + key.length + jws.length;
+      if (key.length > MAX_KEY || len > MAX_ENTRY || !PRINTABLE_ASCII.test(key) || !PRINTABLE_ASCII.test(jws)) continue;
+      if (entries >= count) throw new Error(`answer file ${path}: more records than the ${count} counted`);
+      const h = keyHash(key);
+      let i = h & mask;
+      while (view[i * 4 + 1] !== 0) i = (i + 1) & mask;
+      const offset = written + staged;
+      view[i * 4] = h;
+      view[i * 4 + 1] = len;
+      view[i * 4 + 2] = offset % 2 ** 32;
+      view[i * 4 + 3] = Math.floor(offset / 2 ** 32);
+      if (staged + len > WRITE_BUFFER) flush();
+      if (len > WRITE_BUFFER) {
+        const one = Buffer.allocUnsafe(len);
+        one.writeUInt16LE(key.length, 0);
+        one.write(key, 2, 'latin1');
+        one.write(jws, 2 + key.length, 'latin1');
+        writeSync(fd, one, 0, len, dataAt + written);
+        written += len;
+      } else {
+        staging.writeUInt16LE(key.length, staged);
+        staging.write(key, staged + 2, 'latin1');
+        staging.write(jws, staged + 2 + key.length, 'latin1');
+        staged += len;
+      }
+      entries += 1;
+    }
+    flush();
+    writeSync(fd, TRAILER, 0, TRAILER.length, dataAt + written);
+    const metaBytes = Buffer.alloc(pad8(metaRoom), 0x20);
+    metaBytes.write(JSON.stringify({ ...meta, entries }));
+    const head = Buffer.alloc(FIXED);
+    MAGIC.copy(head, 0);
+    head.writeUInt32LE(metaBytes.length, 8);
+    head.writeUInt32LE(slotCount, 12);
+    writeSync(fd, Buffer.concat([head, metaBytes, slots]), 0, dataAt, 0);
+    fsyncSync(fd);
+    closeSync(fd);
+    renameSync(tmp, path);
+    return entries;
+  } catch (err) {
+    closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw err;
+  }
+}
+
+function pad8(n: number): number {
+  return (n + 7) & ~7;
+}
+
+/**
+ * A read-only answer file: a handle's signed record in two preads (its slot, then its entry), without
+ * holding the file in memory. Reads are synchronous, as SQLite's are: they come from the page cache.
+ */
+export class AnswerFile {
+  private readonly slotBuf = Buffer.alloc(SLOT * SLOTS_PER_READ);
+  private readonly slotView = new Uint32Array(this.slotBuf.buffer, this.slotBuf.byteOffset, SLOTS_PER_READ * 4);
+  private entryBuf = Buffer.allocUnsafe(4096);
+  private fd: number | null;
+
+  private constructor(
+    fd: number,
+    readonly path: string,
+    readonly meta: AnswerFileMeta,
+    private readonly slotCount: number,
+    private readonly slotsAt: number,
+    private readonly dataAt: number,
+  ) {
+    this.fd = fd;
+  }
+
+  /** Opens and checks a file; throws AnswerFileInvalid when it is not a complete answer file. */
+  static open(path: string): AnswerFile {
+    const fd = openSync(path, 'r');
+    try {
+      const size = fstatSync(fd).size;
+      const head = Buffer.alloc(FIXED);
+      if (size < FIXED + TRAILER.length || readSync(fd, head, 0, FIXED, 0) !== FIXED || !head.subarray(0, 8).equals(MAGIC)) {
+        throw new AnswerFileInvalid(`${path} is not an answer file`);
+      }
+      const metaLen = head.readUInt32LE(8);
+      const slotCount = head.readUInt32LE(12);
+      if (metaLen > 64 * 1024 || slotCount < 16 || (slotCount & (slotCount - 1)) !== 0 || FIXED + metaLen + slotCount * SLOT > size) {
+        throw new AnswerFileInvalid(`${path} has a damaged header`);
+      }
+      const metaBytes = Buffer.alloc(metaLen);
+      readSync(fd, metaBytes, 0, metaLen, FIXED);
+      let meta: AnswerFileMeta;
+      try {
+        meta = JSON.parse(metaBytes.toString('utf8')) as AnswerFileMeta;
+      } catch (cause) {
+        throw new AnswerFileInvalid(`${path} has a damaged header`, { cause });
+      }
+      if (typeof meta.zone !== 'string' || typeof meta.content !== 'string' || !Number.isSafeInteger(meta.version) || !Number.isSafeInteger(meta.entries) || typeof meta.createdAt !== 'number') {
+        throw new AnswerFileInvalid(`${path} has a damaged header`);
+      }
+      const tail = Buffer.alloc(TRAILER.length);
+      readSync(fd, tail, 0, TRAILER.length, size - TRAILER.length);
+      if (!tail.equals(TRAILER)) throw new AnswerFileInvalid(`${path} was cut short`);
+      const slotsAt = FIXED + metaLen;
+      return new AnswerFile(fd, path, meta, slotCount, slotsAt, slotsAt + slotCount * SLOT);
+    } catch (err) {
+      closeSync(fd);
+      throw err;
+    }
+  }
+
+  /** The signed record stored for `key`, or undefined when the file has none. */
+  get(key: string): string | undefined {
+    const fd = this.fd;
+    if (fd === null) throw new Error(`answer file ${this.path} is closed`);
+    const h = keyHash(key);
+    const mask = this.slotCount - 1;
+    const view = this.slotView;
+    let i = h & mask;
+    for (let probed = 0; probed < this.slotCount; ) {
+      const n = Math.min(SLOTS_PER_READ, this.slotCount - i);
+      readSync(fd, this.slotBuf, 0, n * SLOT, this.slotsAt + i * SLOT);
+      for (let j = 0; j < n; j++, probed++) {
+        const len = view[j * 4 + 1]!;
+        if (len === 0) return undefined;
+        if (view[j * 4] !== h) continue;
+        const found = this.entry(fd, view[j * 4 + 2]! + view[j * 4 + 3]! * 2 ** 32, len, key);
+        if (found !== undefined) return found;
+      }
+      i = (i + n) & mask;
+    }
+    return undefined;
+  }
+
+  private entry(fd: number, offset: number, len: number, key: string): string | undefined {
+    if (len > this.entryBuf.length) this.entryBuf = Buffer.allocUnsafe(Math.max(len, this.entryBuf.length * 2));
+    const buf = this.entryBuf;
+    if (readSync(fd, buf, 0, len, this.dataAt + offset) !== len) throw new AnswerFileInvalid(`${this.path} was cut short`);
+    const keyLen = buf.readUInt16LE(0);
+    if (keyLen !== key.length || buf.toString('latin1', 2, 2 + keyLen) !== key) return undefined;
+    return buf.toString('latin1', 2 + keyLen, len);
+  }
+
+  /** Closes the file (idempotent). */
+  close(): void {
+    if (this.fd === null) return;
+    closeSync(this.fd);
+    this.fd = null;
+  }
+}
