@@ -2,6 +2,7 @@
 // 7 (changes reaching a notified secondary) and 4 (registrations), all on one zone of `--handles`
 // handles with a primary and a notified secondary, each its own process.
 import {
+  answerFileReady,
   baselineOf,
   bodiesFile,
   converged,
@@ -118,7 +119,7 @@ export async function authorityTargets(ctx) {
   const primary = await serve(big.primaryDir, `127.0.0.1:${big.primaryPort}`);
   const url = big.primaryUrl;
   if (want(1)) {
-    log('authoritative reads');
+    log(`authoritative reads (answer file ready after ${(await answerFileReady(url, 'bench.example')).toFixed(1)} s)`);
     const paths = shuffled(Array.from({ length: N }, (_, i) => `/v1/resolve/user${i}@bench.example`));
     const sample = (await http(`${url}${paths[0]}`)).body;
     const baseUrl = await baselineOf(JSON.stringify(sample).length);

@@ -219,6 +219,21 @@ export async function converged(primaryUrl, secondaryUrl, zone, timeoutMs = 600_
   }
 }
 
+/**
+ * Waits until a server has an answer file for a zone (its metric idns_answer_file_handles shows the
+ * entries; bounded) and resolves to the seconds it took: the read path serves from the database until then.
+ */
+export async function answerFileReady(url, zone, timeoutMs = 300_000) {
+  const t0 = performance.now();
+  const line = `idns_answer_file_handles{zone="${zone}",kind="entries"}`;
+  for (;;) {
+    const r = await http(`${url}/metrics`).catch(() => null);
+    if (typeof r?.body === 'string' && r.body.includes(line)) return (performance.now() - t0) / 1000;
+    if (performance.now() - t0 > timeoutMs) throw new Error(`${url} built no answer file for ${zone} in ${timeoutMs / 1000} s`);
+    await sleep(50);
+  }
+}
+
 const began = performance.now();
 /** A progress line on stderr, with the seconds since the run began. */
 export function log(msg) {

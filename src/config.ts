@@ -40,7 +40,13 @@ export interface ServerConfig {
   /** Request rate limits (on by default unless the server listens on loopback only). */
   rateLimits: RateLimitConfig;
   /** Answer files: large zones' handle records in flat indexed files beside the database, for the read path. */
-  answerFiles: { enabled: boolean; minHandles: number };
+  answerFiles: {
+    enabled: boolean;
+    /** Zones with fewer handles get no file (their records fit SQLite's cache). */
+    minHandles: number;
+    /** A zone's file is rebuilt once this many handles (and a quarter of its entries) changed since it was built. */
+    rebuildAfter: number;
+  };
 }
 
 /** The resolver role's settings (ResolverOptions of the library, as configuration). */
@@ -104,7 +110,7 @@ export const DEFAULT_CONFIG: ServerConfig = {
   housekeepingIntervalMs: 10_000,
   // The default listen address is loopback, where limits are off (see loadConfig).
   rateLimits: { ...DEFAULT_RATE_LIMITS, enabled: false },
-  answerFiles: { enabled: true, minHandles: 10_000 },
+  answerFiles: { enabled: true, minHandles: 10_000, rebuildAfter: 10_000 },
 };
 
 /** Parses `HOST:PORT` (IPv6 as `[::1]:8053`); port 0 asks the system for a free port. */
@@ -155,7 +161,11 @@ const fileSchema = z
       .optional(),
     housekeepingIntervalMs: z.number().int().min(10).max(3_600_000).optional(),
     answerFiles: z
-      .object({ enabled: z.boolean().optional(), minHandles: z.number().int().min(0).max(1_000_000_000).optional() })
+      .object({
+        enabled: z.boolean().optional(),
+        minHandles: z.number().int().min(0).max(1_000_000_000).optional(),
+        rebuildAfter: z.number().int().min(1).max(1_000_000_000).optional(),
+      })
       .strict()
       .optional(),
     rateLimits: z

@@ -2,6 +2,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { writeAnswerFile } from '../store/answer-file.js';
 import { SnapshotReader } from '../store/snapshot.js';
 import type { BuildJob, BuildReply } from './answer-files.js';
+import { recordTimes } from './answers.js';
 
 /**
  * Builds one zone's answer file (answer-files.ts) on its own thread and read-only connection: reading a
@@ -21,7 +22,7 @@ try {
     if (handles < job.minHandles) {
       reply = { kind: 'small', meta: { ...meta, entries: handles } };
     } else {
-      const entries = writeAnswerFile(job.path, meta, handles, reader.handles(row.content));
+      const entries = writeAnswerFile(job.path, meta, handles, withTimes(reader.handles(row.content)));
       reply = { kind: 'built', meta: { ...meta, entries } };
     }
   }
@@ -29,3 +30,8 @@ try {
   reader.close();
 }
 parentPort!.postMessage(reply);
+
+/** Each record with the TTL and expiry of its payload, read once here instead of on every answer. */
+function* withTimes(records: Iterable<{ key: string; jws: string }>) {
+  for (const r of records) yield { ...r, ...recordTimes(r.jws) };
+}

@@ -5,7 +5,7 @@ import { Worker } from 'node:worker_threads';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import { workerFile, workerOptions } from '../records/thread-pool.js';
-import { AnswerFile, AnswerFileInvalid, type AnswerFileMeta } from '../store/answer-file.js';
+import { AnswerFile, AnswerFileInvalid, type AnswerFileMeta, type FileRecord } from '../store/answer-file.js';
 import type { Store } from '../store/store.js';
 import type { ZoneRow } from '../store/zones.js';
 
@@ -28,6 +28,8 @@ export interface AnswerFilesOptions {
   dbPath: string;
   /** Zones with fewer handles are answered from the database alone. */
   minHandles: number;
+  /** A file is rebuilt once this many of its handles (and at least a quarter of them) have changed since it was built. */
+  rebuildAfter: number;
 }
 
 /** A file in use, and the handles changed since the version it holds, which it must not answer for. */
@@ -48,9 +50,7 @@ interface ZoneState {
   failedAt: number | null;
 }
 
-/** Handles changed since a file was built, past which it is rebuilt: at least this many... */
-const MIN_CHANGED_FOR_REBUILD = 10_000;
-/** ...and at least this share of the file's entries. */
+/** The share of a file's entries that must have changed before it is rebuilt (as well as options.rebuildAfter). */
 const REBUILD_SHARE = 0.25;
 const RETRY_AFTER_MS = 10 * 60_000;
 const SUFFIX = '.answers';
@@ -68,6 +68,8 @@ export class AnswerFiles {
   private readonly zones = new Map<string, ZoneState>();
   private readonly queue: string[] = [];
   private worker: Worker | null = null;
+  /** start() has run: until then (and after close()) nothing is built or read. */
+  private started = false;
   private closed = false;
   /** Builds that ended (built, small, gone or failed), for tests and operators. */
   builds = 0;
@@ -84,6 +86,8 @@ export class AnswerFiles {
    * half-written one), then starts building for the zones that have none.
    */
   start(rows: readonly ZoneRow[]): void {
+    if (this.started || this.closed) return;
+    this.started = true;
     mkdirSync(this.options.dir, { recursive: true, mode: 0o700 });
     const byName = new Map(rows.map((r) => [r.name, r]));
     for (const name of readdirSync(this.options.dir)) {
@@ -110,17 +114,23 @@ export class AnswerFiles {
       state.installed = { file, through: file.meta.version, changed: new Set() };
     }
     for (const row of rows) if (this.state(row.name).installed === null) this.consider(row, this.state(row.name));
+    // A zone that grows past the threshold gets its file without waiting for a query to notice.
+    this.store.onZoneChanged((zone) => {
+      const row = this.store.zones.cached(zone);
+      const state = row && this.state(zone);
+      if (row && state && state.installed === null && !this.closed) this.consider(row, state);
+    });
   }
 
   /**
-   * The signed record of `handle` in `zone` (the zone row the caller read) when a file can answer for
-   * it, else undefined: the caller then asks the database, which is always right.
+   * The record of `handle` in `zone` (the zone row the caller read) when a file can answer for it, else
+   * undefined: the caller then asks the database, which is always right.
    */
-  jws(zone: ZoneRow, handle: string): string | undefined {
+  record(zone: ZoneRow, handle: string): FileRecord | undefined {
     const state = this.zones.get(zone.name);
     const installed = state?.installed;
     if (installed == null) {
-      if (!this.closed) this.consider(zone, state ?? this.state(zone.name));
+      if (this.started && !this.closed) this.consider(zone, state ?? this.state(zone.name));
       return undefined;
     }
     const meta = installed.file.meta;
@@ -178,7 +188,7 @@ export class AnswerFiles {
     }
     for (const key of this.store.journal.handlesChanged(zone.name, installed.through, zone.version)) installed.changed.add(key);
     installed.through = zone.version;
-    if (installed.changed.size >= Math.max(MIN_CHANGED_FOR_REBUILD, installed.file.meta.entries * REBUILD_SHARE)) this.request(zone.name, state);
+    if (installed.changed.size >= Math.max(this.options.rebuildAfter, installed.file.meta.entries * REBUILD_SHARE)) this.request(zone.name, state);
     return true;
   }
 

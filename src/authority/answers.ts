@@ -76,7 +76,7 @@ export class Authority {
     private readonly zones: ZoneService,
     private readonly clock: Clock,
     /** Answer files of large zones (answer-files.ts), tried before the database on the read fast path. */
-    private readonly files: Pick<AnswerFiles, 'jws'> | null = null,
+    private readonly files: Pick<AnswerFiles, 'record'> | null = null,
   ) {}
 
   /**
@@ -134,7 +134,10 @@ export class Authority {
       // A handle at the zone's apex cannot be below a cut.
       const cut = host === zone.name ? undefined : this.zones.cutFor(zone, host);
       if (cut) return this.spliced('referral', zone, cut.jws);
-      const jws = this.files?.jws(zone, handle) ?? this.store.records.jws(zone.content, 'handle', handle);
+      // An answer file's record comes with its times, and is a compact JWS (the file holds no other kind).
+      const filed = this.files?.record(zone, handle);
+      if (filed !== undefined) return this.spliced('answer', zone, filed.jws, filed, true);
+      const jws = this.store.records.jws(zone.content, 'handle', handle);
       if (jws !== undefined) return this.spliced('answer', zone, jws);
     }
     const answer = this.resolve(input);
@@ -159,8 +162,8 @@ export class Authority {
     return parsed;
   }
 
-  private spliced(status: 'answer' | 'referral', zone: ZoneRow, jws: string): SerialisedAnswer {
-    const t = recordTimes(jws);
+  private spliced(status: 'answer' | 'referral', zone: ZoneRow, jws: string, times = recordTimes(jws), compact = COMPACT_JWS.test(jws)): SerialisedAnswer {
+    const t = times;
     const ttl = cappedTtl(t.ttl, t.exp, epochSeconds(this.clock));
     let f = this.fragments.get(zone.name);
     if (f === undefined || f.version !== zone.version || f.record !== zone.record) {
@@ -173,7 +176,7 @@ export class Authority {
     // As JSON.stringify writes the number (which also turns NaN into null).
     const ttlText = Number.isFinite(ttl) ? String(ttl) : 'null';
     let body: Buffer;
-    if (COMPACT_JWS.test(jws)) {
+    if (compact) {
       // Nothing in a compact JWS needs escaping in JSON: write it between quotes as it is.
       body = Buffer.allocUnsafe(head.length + jws.length + 2 + f.tail.length + ttlText.length + 1);
       let at = head.copy(body, 0);

@@ -17,7 +17,7 @@ export interface AnswerFileMeta {
 // Layout (little-endian):
 //   magic "IDNSANS1" | u32 meta length | u32 slot count | meta (JSON, UTF-8, padded to 8 bytes)
 //   slots: slot count × 16 bytes: u32 hash, u32 entry length (0 = empty), u32 offset low, u32 offset high
-//   entries: u16 key length, key, signed record (both ASCII)
+//   entries: u16 key length, u32 TTL, u32 signature expiry, key, signed record (both ASCII)
 //   trailer "IDNSEND1"
 // A file whose size or trailer does not match is refused: it was cut short.
 const MAGIC = Buffer.from('IDNSANS1');
@@ -31,12 +31,22 @@ const MAX_KEY = 0xffff;
 /** Longest entry: records are bounded far below this by the zone's limits; larger ones are left to the database. */
 const MAX_ENTRY = 1 << 20;
 const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
+/** Base64url segments and dots: a compact JWS, which a JSON string holds as it is. */
+const COMPACT_JWS = /^[A-Za-z0-9_.-]*$/;
+const ENTRY_HEAD = 10;
+
+/** A handle's record as an answer file holds it: the compact JWS, and the TTL and expiry its payload gives. */
+export interface FileRecord {
+  jws: string;
+  ttl: number;
+  exp: number;
+}
 
 /** The error for a file that is not a complete answer file. */
 export class AnswerFileInvalid extends Error {}
 
 /** FNV-1a over the key's code units (keys are ASCII): cheap, and spread enough for an open-addressing table. */
-function keyHash(key: string): number {
+export function keyHash(key: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
   return h >>> 0;
@@ -52,10 +62,11 @@ function slotCountFor(n: number): number {
 /**
  * Writes an answer file: the records to `path`.tmp, synced, then renamed over `path`, so that `path` is
  * always either absent or complete. `count` bounds how many records `records` yields (it sizes the
- * table); records whose key or JWS is not printable ASCII are left out (the database answers for them).
- * Returns how many went in.
+ * table). Records the file cannot hold as they are (a key that is not printable ASCII, a JWS that is not
+ * compact, times that are not 32-bit integers) are left out: the database answers for them. Returns how
+ * many went in.
  */
-export function writeAnswerFile(path: string, meta: Omit<AnswerFileMeta, 'entries'>, count: number, records: Iterable<{ key: string; jws: string }>): number {
+export function writeAnswerFile(path: string, meta: Omit<AnswerFileMeta, 'entries'>, count: number, records: Iterable<FileRecord & { key: string }>): number {
   const slotCount = slotCountFor(count);
   const slots = Buffer.alloc(slotCount * SLOT);
   const view = new Uint32Array(slots.buffer, slots.byteOffset, slotCount * 4);
@@ -76,9 +87,9 @@ export function writeAnswerFile(path: string, meta: Omit<AnswerFileMeta, 'entrie
       written += staged;
       staged = 0;
     };
-    for (const { key, jws } of records) {
-      const len = 2 + key.length + jws.length;
-      if (key.length > MAX_KEY || len > MAX_ENTRY || !PRINTABLE_ASCII.test(key) || !PRINTABLE_ASCII.test(jws)) continue;
+    for (const { key, jws, ttl, exp } of records) {
+      const len = ENTRY_HEAD + key.length + jws.length;
+      if (key.length > MAX_KEY || len > MAX_ENTRY || !PRINTABLE_ASCII.test(key) || !COMPACT_JWS.test(jws) || !isU32(ttl) || !isU32(exp)) continue;
       if (entries >= count) throw new Error(`answer file ${path}: more records than the ${count} counted`);
       const h = keyHash(key);
       let i = h & mask;
@@ -91,16 +102,11 @@ export function writeAnswerFile(path: string, meta: Omit<AnswerFileMeta, 'entrie
       if (staged + len > WRITE_BUFFER) flush();
       if (len > WRITE_BUFFER) {
         const one = Buffer.allocUnsafe(len);
-        one.writeUInt16LE(key.length, 0);
-        one.write(key, 2, 'latin1');
-        one.write(jws, 2 + key.length, 'latin1');
+        putEntry(one, 0, key, jws, ttl, exp);
         writeSync(fd, one, 0, len, dataAt + written);
         written += len;
       } else {
-        staging.writeUInt16LE(key.length, staged);
-        staging.write(key, staged + 2, 'latin1');
-        staging.write(jws, staged + 2 + key.length, 'latin1');
-        staged += len;
+        staged = putEntry(staging, staged, key, jws, ttl, exp);
       }
       entries += 1;
     }
@@ -122,6 +128,19 @@ export function writeAnswerFile(path: string, meta: Omit<AnswerFileMeta, 'entrie
     rmSync(tmp, { force: true });
     throw err;
   }
+}
+
+function putEntry(buf: Buffer, at: number, key: string, jws: string, ttl: number, exp: number): number {
+  buf.writeUInt16LE(key.length, at);
+  buf.writeUInt32LE(ttl, at + 2);
+  buf.writeUInt32LE(exp, at + 6);
+  buf.write(key, at + ENTRY_HEAD, 'latin1');
+  buf.write(jws, at + ENTRY_HEAD + key.length, 'latin1');
+  return at + ENTRY_HEAD + key.length + jws.length;
+}
+
+function isU32(n: number): boolean {
+  return Number.isInteger(n) && n >= 0 && n < 2 ** 32;
 }
 
 function pad8(n: number): number {
@@ -185,8 +204,8 @@ export class AnswerFile {
     }
   }
 
-  /** The signed record stored for `key`, or undefined when the file has none. */
-  get(key: string): string | undefined {
+  /** The record stored for `key`, or undefined when the file has none. */
+  get(key: string): FileRecord | undefined {
     const fd = this.fd;
     if (fd === null) throw new Error(`answer file ${this.path} is closed`);
     const h = keyHash(key);
@@ -208,13 +227,13 @@ export class AnswerFile {
     return undefined;
   }
 
-  private entry(fd: number, offset: number, len: number, key: string): string | undefined {
+  private entry(fd: number, offset: number, len: number, key: string): FileRecord | undefined {
     if (len > this.entryBuf.length) this.entryBuf = Buffer.allocUnsafe(Math.max(len, this.entryBuf.length * 2));
     const buf = this.entryBuf;
     if (readSync(fd, buf, 0, len, this.dataAt + offset) !== len) throw new AnswerFileInvalid(`${this.path} was cut short`);
     const keyLen = buf.readUInt16LE(0);
-    if (keyLen !== key.length || buf.toString('latin1', 2, 2 + keyLen) !== key) return undefined;
-    return buf.toString('latin1', 2 + keyLen, len);
+    if (keyLen !== key.length || buf.toString('latin1', ENTRY_HEAD, ENTRY_HEAD + keyLen) !== key) return undefined;
+    return { jws: buf.toString('latin1', ENTRY_HEAD + keyLen, len), ttl: buf.readUInt32LE(2), exp: buf.readUInt32LE(6) };
   }
 
   /** Closes the file (idempotent). */
