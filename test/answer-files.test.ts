@@ -23,11 +23,14 @@ describe('answer file format', () => {
   let n = 0;
   const path = () => join(tmp.dir, `f${n++}.answers`);
 
-  it('finds every record it was given and nothing else', () => {
+  it.each([
+    ['its slot table in memory', undefined],
+    ['its slot table read from the file', 0],
+  ])('finds every record it was given and nothing else, with %s', (_, inMemory) => {
     const records = Array.from({ length: 3000 }, (_, i) => rec(`user${i}@example`, `h.${'p'.repeat(i % 700)}.${i}`, i));
     const p = path();
     expect(writeAnswerFile(p, meta, records.length, records)).toBe(3000);
-    const f = AnswerFile.open(p);
+    const f = AnswerFile.open(p, inMemory);
     expect(f.meta).toEqual({ ...meta, entries: 3000 });
     for (const { key, ...r } of records) expect(f.get(key)).toEqual(r);
     for (let i = 3000; i < 3300; i++) expect(f.get(`user${i}@example`)).toBeUndefined();
@@ -36,13 +39,16 @@ describe('answer file format', () => {
     expect(() => f.get('user1@example')).toThrow(/closed/);
   });
 
-  it('probes past occupied slots, wrapping round the end of the table', () => {
+  it.each([
+    ['its slot table in memory', undefined],
+    ['its slot table read from the file', 0],
+  ])('probes past occupied slots, wrapping round the end of the table, with %s', (_, inMemory) => {
     // 7 records get 16 slots; keys are picked so that all start their probe in the last slot.
     const keys: string[] = [];
     for (let i = 0; keys.length < 7; i++) if ((keyHash(`k${i}@x`) & 15) === 15) keys.push(`k${i}@x`);
     const p = path();
     writeAnswerFile(p, meta, 7, keys.map((key, i) => rec(key, `jws-of-${key.replace('@', '.')}`, i)));
-    const f = AnswerFile.open(p);
+    const f = AnswerFile.open(p, inMemory);
     keys.forEach((key, i) => expect(f.get(key)?.jws).toBe(`jws-of-${key.replace('@', '.')}`));
     keys.forEach((key, i) => expect(f.get(key)?.ttl).toBe(60 + i));
     const absent = Array.from({ length: 400 }, (_, i) => `absent${i}@x`);

@@ -24,6 +24,11 @@ const MAGIC = Buffer.from('IDNSANS1');
 const TRAILER = Buffer.from('IDNSEND1');
 const FIXED = 16;
 const SLOT = 16;
+/**
+ * Slot tables up to this size (4M slots: zones of up to 2M handles) are read into memory when the file
+ * is opened, so that a lookup is one pread instead of two; larger ones are read a few slots at a time.
+ */
+export const SLOTS_IN_MEMORY_BYTES = 64 * 1024 * 1024;
 /** Slots read per pread: with at most half the slots used, a probe rarely needs a second read. */
 const SLOTS_PER_READ = 4;
 const WRITE_BUFFER = 1 << 20;
@@ -164,12 +169,17 @@ export class AnswerFile {
     private readonly slotCount: number,
     private readonly slotsAt: number,
     private readonly dataAt: number,
+    /** The slot table, when it is held in memory. */
+    private readonly table: Uint32Array | null,
   ) {
     this.fd = fd;
   }
 
-  /** Opens and checks a file; throws AnswerFileInvalid when it is not a complete answer file. */
-  static open(path: string): AnswerFile {
+  /**
+   * Opens and checks a file, reading its slot table into memory when that is at most `slotsInMemoryBytes`;
+   * throws AnswerFileInvalid when it is not a complete answer file.
+   */
+  static open(path: string, slotsInMemoryBytes = SLOTS_IN_MEMORY_BYTES): AnswerFile {
     const fd = openSync(path, 'r');
     try {
       const size = fstatSync(fd).size;
@@ -197,7 +207,18 @@ export class AnswerFile {
       readSync(fd, tail, 0, TRAILER.length, size - TRAILER.length);
       if (!tail.equals(TRAILER)) throw new AnswerFileInvalid(`${path} was cut short`);
       const slotsAt = FIXED + metaLen;
-      return new AnswerFile(fd, path, meta, slotCount, slotsAt, slotsAt + slotCount * SLOT);
+      let table: Uint32Array | null = null;
+      if (slotCount * SLOT <= slotsInMemoryBytes) {
+        // Its own allocation, not a slice of the shared pool; read whole (readSync may return less).
+        const bytes = Buffer.allocUnsafeSlow(slotCount * SLOT);
+        for (let at = 0; at < bytes.length; ) {
+          const n = readSync(fd, bytes, at, bytes.length - at, slotsAt + at);
+          if (n === 0) throw new AnswerFileInvalid(`${path} was cut short`);
+          at += n;
+        }
+        table = new Uint32Array(bytes.buffer, bytes.byteOffset, slotCount * 4);
+      }
+      return new AnswerFile(fd, path, meta, slotCount, slotsAt, slotsAt + slotCount * SLOT, table);
     } catch (err) {
       closeSync(fd);
       throw err;
@@ -210,8 +231,19 @@ export class AnswerFile {
     if (fd === null) throw new Error(`answer file ${this.path} is closed`);
     const h = keyHash(key);
     const mask = this.slotCount - 1;
-    const view = this.slotView;
     let i = h & mask;
+    const table = this.table;
+    if (table !== null) {
+      for (let probed = 0; probed < this.slotCount; probed++, i = (i + 1) & mask) {
+        const len = table[i * 4 + 1]!;
+        if (len === 0) return undefined;
+        if (table[i * 4] !== h) continue;
+        const found = this.entry(fd, table[i * 4 + 2]! + table[i * 4 + 3]! * 2 ** 32, len, key);
+        if (found !== undefined) return found;
+      }
+      return undefined;
+    }
+    const view = this.slotView;
     for (let probed = 0; probed < this.slotCount; ) {
       const n = Math.min(SLOTS_PER_READ, this.slotCount - i);
       readSync(fd, this.slotBuf, 0, n * SLOT, this.slotsAt + i * SLOT);
