@@ -194,14 +194,14 @@ describe('answer files on a server', () => {
 
   it('builds no file for a zone below the threshold, and does not keep trying', async () => {
     const s = await server({ minHandles: 1000 });
+    const files$ = s.ctx.answerFiles!;
+    const deadline = Date.now() + 15_000;
+    while (files$.building > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    // One build at start found the zone too small; five versions cannot have brought it to 1000.
+    expect([files$.builds, files$.building]).toEqual([1, 0]);
     for (let i = 0; i < 5; i++) await change(s, 'register', `user${i}@example`);
     for (let i = 0; i < 50; i++) s.ctx.authority.resolveSerialised(`user${i % 5}@example`);
-    await new Promise((r) => setTimeout(r, 300));
-    const builds = s.ctx.answerFiles!.builds;
-    // One build at start found the zone too small; five versions cannot have brought it to 1000.
-    expect(builds).toBe(1);
-    for (let i = 0; i < 50; i++) s.ctx.authority.resolveSerialised(`user${i % 5}@example`);
-    expect(s.ctx.answerFiles!.builds).toBe(builds);
+    expect([files$.builds, files$.building]).toEqual([1, 0]);
     expect(files(s)).toEqual([]);
     expectAnswersMatchDatabase(s, ['user1@example', 'nobody@example']);
   });
@@ -216,11 +216,15 @@ describe('answer files on a server', () => {
       await change(s, 'register', 'after@example');
       await s.close();
       started.length = 0;
+      // What a build killed part-way leaves behind.
+      const leftover = join(dir.dir, 'answers', 'example.0123456789ab.answers.tmp');
+      writeFileSync(leftover, 'half a file');
 
       // Restarted: the same file, caught up through the journal; no build.
       s = await server({ dataDir: dir.dir, zone: false });
       expect(s.ctx.answerFiles!.status()).toMatchObject([{ zone: 'example', entries: 20 }]);
       expect(files(s)).toEqual([kept]);
+      expect(existsSync(leftover)).toBe(false);
       expectAnswersMatchDatabase(s, ['user1@example', 'after@example']);
       expect(s.ctx.answerFiles!.builds).toBe(0);
       await s.close();
@@ -251,6 +255,42 @@ describe('answer files on a server', () => {
       for (const s of started.splice(0)) await s.close();
       dir.remove();
     }
+  });
+
+  it('on a secondary: builds a file of its copy, follows incremental transfers, and replaces it with a new full copy', async () => {
+    const primary = await server();
+    const handles = Array.from({ length: 25 }, (_, i) => `user${i}@example`);
+    for (const h of handles) await change(primary, 'register', h);
+    const kid = primary.ctx.zones.info('example').keyThumbprints[0]!;
+    const secondary = await server({ zone: false });
+    primary.ctx.credentials.allow('example', 'sec1', secondary.url);
+    secondary.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });
+    secondary.ctx.credentials.setOwn('example', { name: 'sec1', secret: primary.ctx.credentials.allowed('example').sec1!.secret });
+    expect((await secondary.ctx.replicator.checkNow('example')).transfers.full).toBe(1);
+    const first = await fileOf(secondary, 25);
+    const firstFile = files(secondary)[0];
+    const same = (h: string) => expect(secondary.ctx.authority.resolveSerialised(h).record).toBe(primary.ctx.authority.resolve(h).record);
+    expectAnswersMatchDatabase(secondary, handles);
+    handles.forEach(same);
+
+    // An incremental transfer: the changed handle is answered from the copy in the database.
+    await change(primary, 'update', 'user1@example', 'https://moved.example/1');
+    const status = await secondary.ctx.replicator.checkNow('example');
+    expect(status.transfers.incremental).toBe(1);
+    same('user1@example');
+    expect(secondary.ctx.answerFiles!.status()[0]!.changed).toBe(1);
+
+    // A bulk import on the primary forces a full transfer: a new copy, so a new file.
+    const store = Store.open(primary.dataDir);
+    const zones = new ZoneService(store, new KeyRing(join(primary.dataDir, 'keys')), systemClock);
+    const lines = Array.from({ length: 30 }, (_, i) => JSON.stringify({ handle: `bulk${i}@example`, endpoint: `https://b.example/${i}`, keys: [owner.public] }));
+    await importHandles(store, zones, systemClock, 'example', lines.join('\n'));
+    store.close();
+    expect((await secondary.ctx.replicator.checkNow('example')).transfers.full).toBe(2);
+    await fileOf(secondary, 55, first.version);
+    expect(files(secondary)).toHaveLength(1);
+    expect(files(secondary)).not.toContain(firstFile);
+    [...handles, 'bulk7@example'].forEach(same);
   });
 
   it('is off when the configuration says so', async () => {

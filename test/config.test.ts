@@ -217,6 +217,15 @@ describe('loadConfig refuses bad values, naming the key and where it came from',
     const path = configFile({ resolver: { cache: { compactHeap: 'no' } } });
     expect(configError({ ...role, config: path }).message).toContain('resolver.cache.compactHeap');
   });
+
+  it('answerFiles: on by default, each setting taken from the file, bad values refused by name', () => {
+    expect(loadConfig({}, {}).answerFiles).toEqual({ enabled: true, minHandles: 10_000, rebuildAfter: 10_000 });
+    expect(loadConfig({ config: configFile({ answerFiles: { minHandles: 5 } }) }, {}).answerFiles).toEqual({ enabled: true, minHandles: 5, rebuildAfter: 10_000 });
+    expect(loadConfig({ config: configFile({ answerFiles: { enabled: false } }) }, {}).answerFiles.enabled).toBe(false);
+    for (const bad of [{ minHandles: -1 }, { rebuildAfter: 0 }, { enabled: 'yes' }, { other: 1 }]) {
+      expect(configError({ config: configFile({ answerFiles: bad }) }).message, JSON.stringify(bad)).toContain('answerFiles');
+    }
+  });
 });
 
 describe('parseListen', () => {

@@ -114,11 +114,16 @@ export class AnswerFiles {
       state.installed = { file, through: file.meta.version, changed: new Set() };
     }
     for (const row of rows) if (this.state(row.name).installed === null) this.consider(row, this.state(row.name));
-    // A zone that grows past the threshold gets its file without waiting for a query to notice.
+    // Without waiting for a query: a zone that grows past the threshold gets its file, and a file of a
+    // replaced copy (or a deleted zone) goes, with the disk space it holds.
     this.store.onZoneChanged((zone) => {
+      if (this.closed) return;
       const row = this.store.zones.cached(zone);
-      const state = row && this.state(zone);
-      if (row && state && state.installed === null && !this.closed) this.consider(row, state);
+      const state = this.zones.get(zone) ?? (row ? this.state(zone) : undefined);
+      if (state === undefined) return;
+      if (!row) return this.drop(state, 'the zone is gone');
+      if (state.installed !== null && !sameZone(row, state.installed.file.meta)) this.drop(state, 'the zone has another copy');
+      if (state.installed === null) this.consider(row, state);
     });
   }
 
@@ -151,6 +156,11 @@ export class AnswerFiles {
       if (s.installed) out.push({ zone, version: s.installed.file.meta.version, entries: s.installed.file.meta.entries, changed: s.installed.changed.size });
     }
     return out;
+  }
+
+  /** How many builds are queued or running. */
+  get building(): number {
+    return this.queue.length + (this.worker === null ? 0 : 1);
   }
 
   /** Stops building and closes the files (they stay on disk for the next start). */
