@@ -96,6 +96,7 @@ describe('answer file format', () => {
 describe('answer files on a server', () => {
   const started: TestServer[] = [];
   afterEach(async () => {
+    vi.restoreAllMocks();
     for (const s of started.splice(0)) await s.close();
   });
 
@@ -168,9 +169,18 @@ describe('answer files on a server', () => {
     const status = s.ctx.answerFiles!.status()[0]!;
     expect(status.changed).toBeGreaterThanOrEqual(3);
     expectAnswersMatchDatabase(s, [...handles, 'late@example', 'nobody@example']);
+
     const metrics = await (await fetch(`${s.url}/metrics`)).text();
     expect(metrics).toContain(`idns_answer_file_handles{zone="example",kind="entries"} ${status.entries}`);
     expect(metrics).toContain(`idns_answer_file_handles{zone="example",kind="changed"} ${status.changed}`);
+    // A file cut short under the running server: the database answers, and the file is built again.
+    const path = join(s.dataDir, 'answers', files(s)[0]!);
+    truncateSync(path, 1500);
+    const version = status.version;
+    expectAnswersMatchDatabase(s, handles);
+    await fileOf(s, 20, version - 1);
+    expect(existsSync(path)).toBe(false);
+    expectAnswersMatchDatabase(s, handles);
     get.mockRestore();
     fromDb.mockRestore();
   });

@@ -146,7 +146,16 @@ export class AnswerFiles {
     }
     if (zone.version !== installed.through && !this.catchUp(zone, state!, installed)) return undefined;
     if (installed.changed.has(handle)) return undefined;
-    return installed.file.get(handle);
+    try {
+      return installed.file.get(handle);
+    } catch (err) {
+      // A file cut short or unreadable under the server (a disk error, an operator's mistake): the
+      // database answers, and a new file is built.
+      this.log.warn('answer file unreadable; the zone is answered from the database', { zone: zone.name, path: installed.file.path, err });
+      this.drop(state!, 'it could not be read');
+      this.consider(zone, state!);
+      return undefined;
+    }
   }
 
   /** Per zone with a file: its entries, and the handles changed since it was built (answered from the database). */
@@ -243,6 +252,8 @@ export class AnswerFiles {
       this.builds += 1;
       if (reply !== null && !this.closed) this.finish(zone, state, path, reply, this.clock.now() - started);
       else rmSync(path, { force: true });
+      // A thread stopped part-way (close()) leaves its temporary file.
+      rmSync(`${path}.tmp`, { force: true });
       this.next();
     });
   }
