@@ -57,8 +57,8 @@ const SUFFIX = '.answers';
 
 /**
  * Answer files: per large zone, a flat file of every handle's signed record with an open-addressing
- * index (store/answer-file.ts), read with two preads where a SQLite point read of a zone too large for
- * any cache costs a B-tree descent and a 16 KiB leaf. The database stays the one source of truth: a
+ * index (store/answer-file.ts), read with one pread (two above 2M handles) where a SQLite point read of
+ * a zone too large for any cache costs a B-tree descent and a 16 KiB leaf. The database stays the one source of truth: a
  * file holds the zone as of one version, built on a background thread, and the handles the journal
  * shows changed since then are answered from the database until the next build. A file that can no
  * longer be brought up to date that way (another copy of the zone, a journal trimmed past it, a bulk
@@ -100,9 +100,13 @@ export class AnswerFiles {
       try {
         file = AnswerFile.open(path);
       } catch (err) {
-        if (!(err instanceof AnswerFileInvalid)) throw err;
-        this.log.warn('answer file damaged; deleting it', { path, err });
-        rmSync(path, { force: true });
+        // Damaged, or unreadable (then the delete may fail too): either way the zone gets a new file.
+        this.log.warn(err instanceof AnswerFileInvalid ? 'answer file damaged; deleting it' : 'answer file unreadable; deleting it', { path, err });
+        try {
+          rmSync(path, { force: true });
+        } catch (cause) {
+          this.log.warn('could not delete an answer file', { path, err: cause });
+        }
         continue;
       }
       const row = byName.get(file.meta.zone);
