@@ -126,20 +126,22 @@ export class Authority {
    * stringified. Denials take `resolve` itself.
    */
   resolveSerialised(input: string): SerialisedAnswer {
-    this.store.batchReads();
     const { handle, host } = this.parse(input);
     const zone = this.zones.closestHosted(host);
     // Every unusual case goes through resolve(), which throws its errors or builds the denial.
     if (zone && this.zones.zoneRecord(zone) !== null && this.zones.unavailable(zone) === null) {
-      // A handle at the zone's apex cannot be below a cut.
-      const cut = host === zone.name ? undefined : this.zones.cutFor(zone, host);
+      // A handle at the zone's apex cannot be below a cut. The read batch is opened only for a read of
+      // the database: an answer from an answer file needs none.
+      const cut = host === zone.name ? undefined : (this.store.batchReads(), this.zones.cutFor(zone, host));
       if (cut) return this.spliced('referral', zone, cut.jws);
       // An answer file's record comes with its times, and is a compact JWS (the file holds no other kind).
       const filed = this.files?.record(zone, handle);
       if (filed !== undefined) return this.spliced('answer', zone, filed.jws, filed, true);
+      this.store.batchReads();
       const jws = this.store.records.jws(zone.content, 'handle', handle);
       if (jws !== undefined) return this.spliced('answer', zone, jws);
     }
+    this.store.batchReads();
     const answer = this.resolve(input);
     // resolve() returned, so it found the same closest zone: `zone` is set.
     const { status, ttl, record, zoneRecord } = answer;
