@@ -119,7 +119,7 @@ export async function authorityTargets(ctx) {
   const primary = await serve(big.primaryDir, `127.0.0.1:${big.primaryPort}`);
   const url = big.primaryUrl;
   if (want(1)) {
-    log(`authoritative reads (answer file ready after ${(await answerFileReady(url, 'bench.example')).toFixed(1)} s)`);
+    log(`authoritative reads (answer file ready after ${(await answerFileReady(url, 'bench.example', N)).toFixed(1)} s)`);
     const paths = shuffled(Array.from({ length: N }, (_, i) => `/v1/resolve/user${i}@bench.example`));
     const sample = (await http(`${url}${paths[0]}`)).body;
     const baseUrl = await baselineOf(JSON.stringify(sample).length);
@@ -159,17 +159,20 @@ export async function authorityTargets(ctx) {
   const transferS = (performance.now() - t0) / 1000;
   const peakSecondary = rss(secondary.child.pid, 'VmHWM');
   const growth = peakPrimary - primaryBefore;
+  // Once serving, the secondary builds the answer file of its copy in the background: its peak counts too.
+  const fileS = await answerFileReady(big.secondaryUrl, 'bench.example', N);
+  const peakWithFile = rss(secondary.child.pid, 'VmHWM');
   if (want(6)) {
     rows.add({
       target: 6,
       id: 'transfer',
       name: `full transfer of ${n} handles to a fresh secondary, verified, until it serves`,
-      figure: `${transferS.toFixed(1)} s; secondary peak RSS ${Math.round(peakSecondary)} MB; primary RSS growth ${Math.round(growth)} MB`,
+      figure: `${transferS.toFixed(1)} s; secondary peak RSS ${Math.round(peakSecondary)} MB (${Math.round(peakWithFile)} MB with its answer file, built ${fileS.toFixed(1)} s later); primary RSS growth ${Math.round(growth)} MB`,
       goal: '≤ 15 s for 1,000,000 (scaled to the zone); peak ≤ 300 MB; growth ≤ 100 MB',
-      met: transferS <= 15 * (N / 1_000_000) && peakSecondary <= 300 && growth <= 100,
+      met: transferS <= 15 * (N / 1_000_000) && peakWithFile <= 300 && growth <= 100,
       compare: {
         seconds: { value: transferS, better: 'lower', slack: 0.3 },
-        'secondary peak MB': { value: peakSecondary, better: 'lower', slack: 10 },
+        'secondary peak MB': { value: peakWithFile, better: 'lower', slack: 10 },
         'primary growth MB': { value: growth, better: 'lower', slack: 10 },
       },
     });
