@@ -15,30 +15,35 @@ export interface AnswerFileMeta {
 }
 
 // Layout (little-endian):
-//   magic "IDNSANS1" | u32 meta length | u32 slot count | meta (JSON, UTF-8, padded to 8 bytes)
-//   slots: slot count × 16 bytes: u32 hash, u32 entry length (0 = empty), u32 offset low, u32 offset high
-//   entries: u16 key length, u32 TTL, u32 signature expiry, key, signed record (both ASCII)
+//   magic "IDNSANS2" | u32 meta length | u32 slot count | meta (JSON, UTF-8, padded to 8 bytes)
+//   slots: slot count × 8 bytes: u32 hash, u32 entry reference (offset in the entries / 8, plus 1; 0 = empty)
+//   entries, each starting at a multiple of 8: u32 length, u16 key length, u32 TTL, u32 signature
+//   expiry, key, signed record (both ASCII)
 //   trailer "IDNSEND1"
 // A file whose size or trailer does not match is refused: it was cut short.
-const MAGIC = Buffer.from('IDNSANS1');
+const MAGIC = Buffer.from('IDNSANS2');
 const TRAILER = Buffer.from('IDNSEND1');
 const FIXED = 16;
-const SLOT = 16;
+const SLOT = 8;
 /**
- * Slot tables up to this size (4M slots: zones of up to 2M handles) are read into memory when the file
+ * Slot tables up to this size (8M slots: zones of up to 4M handles) are read into memory when the file
  * is opened, so that a lookup is one pread instead of two; larger ones are read a few slots at a time.
  */
 export const SLOTS_IN_MEMORY_BYTES = 64 * 1024 * 1024;
 /** Slots read per pread: with at most half the slots used, a probe rarely needs a second read. */
-const SLOTS_PER_READ = 4;
+const SLOTS_PER_READ = 8;
+/** Bytes read for an entry before its length is known: a handle's record is ~700 bytes; longer ones take a second read. */
+const READ_AHEAD = 1024;
 const WRITE_BUFFER = 1 << 20;
 const MAX_KEY = 0xffff;
 /** Longest entry: records are bounded far below this by the zone's limits; larger ones are left to the database. */
-const MAX_ENTRY = 1 << 20;
+const MAX_ENTRY = WRITE_BUFFER;
+/** The entries' end a 32-bit reference in units of 8 bytes can reach. */
+const MAX_DATA = (2 ** 32 - 2) * 8;
 const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
 /** Base64url segments and dots: a compact JWS, which a JSON string holds as it is. */
 const COMPACT_JWS = /^[A-Za-z0-9_.-]*$/;
-const ENTRY_HEAD = 10;
+const ENTRY_HEAD = 14;
 
 /** A handle's record as an answer file holds it: the compact JWS, and the TTL and expiry its payload gives. */
 export interface FileRecord {
@@ -74,7 +79,7 @@ function slotCountFor(n: number): number {
 export function writeAnswerFile(path: string, meta: Omit<AnswerFileMeta, 'entries'>, count: number, records: Iterable<FileRecord & { key: string }>): number {
   const slotCount = slotCountFor(count);
   const slots = Buffer.alloc(slotCount * SLOT);
-  const view = new Uint32Array(slots.buffer, slots.byteOffset, slotCount * 4);
+  const view = new Uint32Array(slots.buffer, slots.byteOffset, slotCount * 2);
   const mask = slotCount - 1;
   const tmp = `${path}.tmp`;
   const fd = openSync(tmp, 'w', 0o600);
@@ -83,39 +88,31 @@ export function writeAnswerFile(path: string, meta: Omit<AnswerFileMeta, 'entrie
     // depends on the meta, which holds the entry count: reserve room for the largest count).
     const metaRoom = Buffer.byteLength(JSON.stringify({ ...meta, entries: count })) + 8;
     const dataAt = FIXED + pad8(metaRoom) + slots.length;
-    const staging = Buffer.allocUnsafe(WRITE_BUFFER);
+    const staging = Buffer.alloc(WRITE_BUFFER);
     let staged = 0;
     let written = 0;
     let entries = 0;
-    const flush = () => {
-      writeSync(fd, staging, 0, staged, dataAt + written);
-      written += staged;
-      staged = 0;
-    };
     for (const { key, jws, ttl, exp } of records) {
       const len = ENTRY_HEAD + key.length + jws.length;
       if (key.length > MAX_KEY || len > MAX_ENTRY || !PRINTABLE_ASCII.test(key) || !COMPACT_JWS.test(jws) || !isU32(ttl) || !isU32(exp)) continue;
       if (entries >= count) throw new Error(`answer file ${path}: more records than the ${count} counted`);
+      if (staged + len > WRITE_BUFFER) {
+        writeSync(fd, staging, 0, staged, dataAt + written);
+        written += staged;
+        staged = 0;
+      }
+      const offset = written + staged;
+      if (offset + len > MAX_DATA) throw new Error(`answer file ${path}: more than ${MAX_DATA} bytes of records`);
       const h = keyHash(key);
       let i = h & mask;
-      while (view[i * 4 + 1] !== 0) i = (i + 1) & mask;
-      const offset = written + staged;
-      view[i * 4] = h;
-      view[i * 4 + 1] = len;
-      view[i * 4 + 2] = offset % 2 ** 32;
-      view[i * 4 + 3] = Math.floor(offset / 2 ** 32);
-      if (staged + len > WRITE_BUFFER) flush();
-      if (len > WRITE_BUFFER) {
-        const one = Buffer.allocUnsafe(len);
-        putEntry(one, 0, key, jws, ttl, exp);
-        writeSync(fd, one, 0, len, dataAt + written);
-        written += len;
-      } else {
-        staged = putEntry(staging, staged, key, jws, ttl, exp);
-      }
+      while (view[i * 2 + 1] !== 0) i = (i + 1) & mask;
+      view[i * 2] = h;
+      view[i * 2 + 1] = offset / 8 + 1;
+      staged = pad8(putEntry(staging, staged, len, key, jws, ttl, exp));
       entries += 1;
     }
-    flush();
+    writeSync(fd, staging, 0, staged, dataAt + written);
+    written += staged;
     writeSync(fd, TRAILER, 0, TRAILER.length, dataAt + written);
     const metaBytes = Buffer.alloc(pad8(metaRoom), 0x20);
     metaBytes.write(JSON.stringify({ ...meta, entries }));
@@ -135,10 +132,11 @@ export function writeAnswerFile(path: string, meta: Omit<AnswerFileMeta, 'entrie
   }
 }
 
-function putEntry(buf: Buffer, at: number, key: string, jws: string, ttl: number, exp: number): number {
-  buf.writeUInt16LE(key.length, at);
-  buf.writeUInt32LE(ttl, at + 2);
-  buf.writeUInt32LE(exp, at + 6);
+function putEntry(buf: Buffer, at: number, len: number, key: string, jws: string, ttl: number, exp: number): number {
+  buf.writeUInt32LE(len, at);
+  buf.writeUInt16LE(key.length, at + 4);
+  buf.writeUInt32LE(ttl, at + 6);
+  buf.writeUInt32LE(exp, at + 10);
   buf.write(key, at + ENTRY_HEAD, 'latin1');
   buf.write(jws, at + ENTRY_HEAD + key.length, 'latin1');
   return at + ENTRY_HEAD + key.length + jws.length;
@@ -158,8 +156,8 @@ function pad8(n: number): number {
  */
 export class AnswerFile {
   private readonly slotBuf = Buffer.alloc(SLOT * SLOTS_PER_READ);
-  private readonly slotView = new Uint32Array(this.slotBuf.buffer, this.slotBuf.byteOffset, SLOTS_PER_READ * 4);
-  private entryBuf = Buffer.allocUnsafe(4096);
+  private readonly slotView = new Uint32Array(this.slotBuf.buffer, this.slotBuf.byteOffset, SLOTS_PER_READ * 2);
+  private entryBuf = Buffer.allocUnsafe(READ_AHEAD);
   private fd: number | null;
 
   private constructor(
@@ -216,7 +214,7 @@ export class AnswerFile {
           if (n === 0) throw new AnswerFileInvalid(`${path} was cut short`);
           at += n;
         }
-        table = new Uint32Array(bytes.buffer, bytes.byteOffset, slotCount * 4);
+        table = new Uint32Array(bytes.buffer, bytes.byteOffset, slotCount * 2);
       }
       return new AnswerFile(fd, path, meta, slotCount, slotsAt, slotsAt + slotCount * SLOT, table);
     } catch (err) {
@@ -235,10 +233,10 @@ export class AnswerFile {
     const table = this.table;
     if (table !== null) {
       for (let probed = 0; probed < this.slotCount; probed++, i = (i + 1) & mask) {
-        const len = table[i * 4 + 1]!;
-        if (len === 0) return undefined;
-        if (table[i * 4] !== h) continue;
-        const found = this.entry(fd, table[i * 4 + 2]! + table[i * 4 + 3]! * 2 ** 32, len, key);
+        const ref = table[i * 2 + 1]!;
+        if (ref === 0) return undefined;
+        if (table[i * 2] !== h) continue;
+        const found = this.entry(fd, (ref - 1) * 8, key);
         if (found !== undefined) return found;
       }
       return undefined;
@@ -248,10 +246,10 @@ export class AnswerFile {
       const n = Math.min(SLOTS_PER_READ, this.slotCount - i);
       readSync(fd, this.slotBuf, 0, n * SLOT, this.slotsAt + i * SLOT);
       for (let j = 0; j < n; j++, probed++) {
-        const len = view[j * 4 + 1]!;
-        if (len === 0) return undefined;
-        if (view[j * 4] !== h) continue;
-        const found = this.entry(fd, view[j * 4 + 2]! + view[j * 4 + 3]! * 2 ** 32, len, key);
+        const ref = view[j * 2 + 1]!;
+        if (ref === 0) return undefined;
+        if (view[j * 2] !== h) continue;
+        const found = this.entry(fd, (ref - 1) * 8, key);
         if (found !== undefined) return found;
       }
       i = (i + n) & mask;
@@ -259,13 +257,19 @@ export class AnswerFile {
     return undefined;
   }
 
-  private entry(fd: number, offset: number, len: number, key: string): FileRecord | undefined {
-    if (len > this.entryBuf.length) this.entryBuf = Buffer.allocUnsafe(Math.max(len, this.entryBuf.length * 2));
-    const buf = this.entryBuf;
-    if (readSync(fd, buf, 0, len, this.dataAt + offset) !== len) throw new AnswerFileInvalid(`${this.path} was cut short`);
-    const keyLen = buf.readUInt16LE(0);
+  /** The entry at `offset` when it is `key`'s: one read of READ_AHEAD bytes, a second for a longer entry. */
+  private entry(fd: number, offset: number, key: string): FileRecord | undefined {
+    let buf = this.entryBuf;
+    const got = readSync(fd, buf, 0, READ_AHEAD, this.dataAt + offset);
+    const len = got >= ENTRY_HEAD ? buf.readUInt32LE(0) : 0;
+    if (len < ENTRY_HEAD || len > MAX_ENTRY) throw new AnswerFileInvalid(`${this.path} was cut short or is damaged`);
+    if (len > got) {
+      if (len > buf.length) buf = this.entryBuf = Buffer.allocUnsafe(len);
+      if (readSync(fd, buf, 0, len, this.dataAt + offset) !== len) throw new AnswerFileInvalid(`${this.path} was cut short`);
+    }
+    const keyLen = buf.readUInt16LE(4);
     if (keyLen !== key.length || buf.toString('latin1', ENTRY_HEAD, ENTRY_HEAD + keyLen) !== key) return undefined;
-    return { jws: buf.toString('latin1', ENTRY_HEAD + keyLen, len), ttl: buf.readUInt32LE(2), exp: buf.readUInt32LE(6) };
+    return { jws: buf.toString('latin1', ENTRY_HEAD + keyLen, len), ttl: buf.readUInt32LE(6), exp: buf.readUInt32LE(10) };
   }
 
   /** Closes the file (idempotent). */
