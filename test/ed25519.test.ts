@@ -114,15 +114,20 @@ describe('idns serve', () => {
   }
 
   it('logs the Ed25519 implementation, and for a resolver whether its heap is compacted', async () => {
-    const start = async (extra: string[]) => {
+    let last: ServerProcess | null = null;
+    const start = async (extra: string[], env?: NodeJS.ProcessEnv) => {
       const data = tempDir('idns-serve-');
       cleanups.push(data.remove);
-      const server = await spawnServer(['--listen', '127.0.0.1:0', '--data', data.dir, '--no-bootstrap', '--log-level', 'info', ...extra]);
+      const server = await spawnServer(['--listen', '127.0.0.1:0', '--data', data.dir, '--no-bootstrap', '--log-level', 'info', ...extra], env ? { env } : {});
       cleanups.push(() => server.stop());
+      last = server;
       return listening(server);
     };
     const authority = await start([]);
     expect(authority.ed25519).toBe('libsodium');
+    // node:crypto when asked for, without the warning a failed binding gets.
+    expect((await start([], { ...process.env, IDNS_ED25519: 'node' })).ed25519).toBe('node:crypto');
+    expect(last!.output()).not.toContain('falls back');
     expect(authority).not.toHaveProperty('compactHeap');
     const role = ['--root', 'http://127.0.0.1:9', '--anchor', `.=${'A'.repeat(43)}`];
     expect((await start(role)).compactHeap).toBe(true);

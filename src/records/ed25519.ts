@@ -90,8 +90,11 @@ export function sodiumEd25519(sodium: SodiumBinding): Ed25519 {
 /** Why libsodium is not in use, when it is not: the operator sees it in the server's startup log. */
 export let ed25519Fallback: string | null = null;
 
+/** node:crypto was asked for (IDNS_ED25519=node): a choice, not a failure to warn about. */
+export const ed25519NodeRequested = process.env.IDNS_ED25519 === 'node';
+
 function choose(): Ed25519 {
-  if (process.env.IDNS_ED25519 === 'node') {
+  if (ed25519NodeRequested) {
     ed25519Fallback = 'IDNS_ED25519=node';
     return nodeEd25519;
   }

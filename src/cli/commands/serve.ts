@@ -3,7 +3,7 @@ import { loadConfig } from '../../config.js';
 import { IdnsError } from '../../errors.js';
 import { openContext } from '../local.js';
 import { startServer } from '../../http/server.js';
-import { ed25519, ed25519Fallback } from '../../records/ed25519.js';
+import { ed25519, ed25519Fallback, ed25519NodeRequested } from '../../records/ed25519.js';
 import { parseCommand, type Io } from '../args.js';
 
 const usage = `usage: idns serve [--listen HOST:PORT] [--data DIR] [--config FILE] [--public-url URL]
@@ -106,7 +106,7 @@ export async function serve(argv: string[], io: Io): Promise<number> {
     );
   }
   // Signatures are most of the work of imports, registrations and cold lookups: a slower fallback is worth a line.
-  if (ed25519Fallback !== null && ed25519Fallback !== 'IDNS_ED25519=node') ctx.log.warn('Ed25519 falls back to node:crypto', { reason: ed25519Fallback });
+  if (ed25519Fallback !== null && !ed25519NodeRequested) ctx.log.warn('Ed25519 falls back to node:crypto', { reason: ed25519Fallback });
   ctx.log.info('listening', { url: running.url, zones: zones.map((z) => z.name), ed25519: ed25519.name, ...(config.resolver ? { compactHeap: config.resolver.compactHeap } : {}) });
 
   await new Promise<void>((resolve) => {
