@@ -303,6 +303,30 @@ describe('answer files on a server', () => {
     [...handles, 'bulk7@example'].forEach(same);
   });
 
+  it('builds afresh at start-up instead of catching up on many changes made while it was stopped', async () => {
+    const dir = tempDir();
+    try {
+      let s = await server({ dataDir: dir.dir, rebuildAfter: 5 });
+      for (let i = 0; i < 20; i++) await change(s, 'register', `user${i}@example`);
+      const first = await fileOf(s, 20);
+      const kept = files(s)[0];
+      await s.close();
+      started.length = 0;
+      // Changes while the file's server is stopped (another process: the writer and the journal are the same).
+      s = await startTestServer({ dataDir: dir.dir });
+      for (let i = 0; i < 6; i++) await change(s, 'update', `user${i}@example`, `https://moved.example/${i}`);
+      await s.close();
+      s = await server({ dataDir: dir.dir, zone: false, rebuildAfter: 5 });
+      expect(files(s)).not.toContain(kept);
+      const second = await fileOf(s, 20, first.version);
+      expect(second.changed).toBe(0);
+      expectAnswersMatchDatabase(s, ['user0@example', 'user5@example', 'user9@example']);
+    } finally {
+      for (const s of started.splice(0)) await s.close();
+      dir.remove();
+    }
+  });
+
   it('is off when the configuration says so', async () => {
     const s = await startTestServer({ zones: { example: {} }, config: { answerFiles: { ...DEFAULT_CONFIG.answerFiles, enabled: false } }, background: true });
     started.push(s);

@@ -116,6 +116,12 @@ export class AnswerFiles {
         discard(file);
         continue;
       }
+      // Catching up reads the changed handles on the serving thread: after many changes while the server
+      // was stopped, a new build is cheaper (and would follow at once anyway).
+      if (this.store.journal.countAfter(row.name, file.meta.version) >= this.rebuildThreshold(file)) {
+        discard(file);
+        continue;
+      }
       state.installed = { file, through: file.meta.version, changed: new Set() };
     }
     for (const row of rows) if (this.state(row.name).installed === null) this.consider(row, this.state(row.name));
@@ -212,8 +218,13 @@ export class AnswerFiles {
     }
     for (const key of this.store.journal.handlesChanged(zone.name, installed.through, zone.version)) installed.changed.add(key);
     installed.through = zone.version;
-    if (installed.changed.size >= Math.max(this.options.rebuildAfter, installed.file.meta.entries * REBUILD_SHARE)) this.request(zone.name, state);
+    if (installed.changed.size >= this.rebuildThreshold(installed.file)) this.request(zone.name, state);
     return true;
+  }
+
+  /** How many changed handles make a file worth building again. */
+  private rebuildThreshold(file: AnswerFile): number {
+    return Math.max(this.options.rebuildAfter, file.meta.entries * REBUILD_SHARE);
   }
 
   /** Starts a build for a zone without a file, unless one is under way, failed lately, or the zone is still too small. */
