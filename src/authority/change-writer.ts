@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import { IdnsError, type ErrorCode } from '../errors.js';
-import { workerFile, workerOptions } from '../records/thread-pool.js';
+import { PendingReplies, workerFile, workerOptions } from '../records/thread-pool.js';
 import type { BatchResult, BatchRunner, ChangeOutcome, ChangeResult, QueuedChange } from './change-batch.js';
 
 /** What the writer thread starts with: where the database and the zone keys are. */
@@ -34,11 +34,6 @@ export type WriterReply =
     }
   | { id: number; ok: false; error: WireError };
 
-interface Waiting {
-  resolve: (result: BatchResult) => void;
-  reject: (err: unknown) => void;
-}
-
 /**
  * Runs change batches on a writer thread with its own connection to the database
  * (change-writer-worker.ts), so that signing, SQLite's work and the wait for fsync leave the main
@@ -47,36 +42,32 @@ interface Waiting {
  */
 export class ChangeWriter implements BatchRunner {
   private worker: Worker | null = null;
-  private readonly waiting = new Map<number, Waiting>();
-  private nextId = 0;
+  private readonly pending = new PendingReplies<BatchResult>();
 
   constructor(private readonly setup: WriterSetup) {}
 
   /** Applies the batch on the writer thread; resolves once it is durable, rejects when it did not commit. */
   run(batch: QueuedChange[], now: number): Promise<BatchResult> {
     const worker = (this.worker ??= this.start());
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      this.waiting.set(id, { resolve, reject });
-      const job: WriterJob = { id, batch, now };
-      worker.postMessage(job);
-    });
+    const { id, reply } = this.pending.add();
+    const job: WriterJob = { id, batch, now };
+    worker.postMessage(job);
+    return reply;
   }
 
   /** Stops the writer thread (after the processor has drained: nothing is waiting then). */
   async close(): Promise<void> {
     const worker = this.worker;
     this.worker = null;
-    this.failAll(new IdnsError('internal', 'the server is shutting down; the changes were not confirmed'));
+    this.pending.failAll(new IdnsError('internal', 'the server is shutting down; the changes were not confirmed'));
     await worker?.terminate();
   }
 
   private start(): Worker {
     const worker = new Worker(workerFile(import.meta.url, 'change-writer-worker'), workerOptions(this.setup));
     worker.on('message', (message: WriterReply) => {
-      const waiting = this.waiting.get(message.id);
+      const waiting = this.pending.take(message.id);
       if (!waiting) return;
-      this.waiting.delete(message.id);
       if (!message.ok) {
         waiting.reject(fromWire(message.error));
         return;
@@ -93,12 +84,7 @@ export class ChangeWriter implements BatchRunner {
     if (this.worker !== worker) return;
     this.worker = null;
     // Whether the batches in the thread committed is unknown, so none of their changes may be called accepted.
-    this.failAll(new IdnsError('internal', 'the writer thread failed; the changes were not confirmed, send them again', { cause }));
-  }
-
-  private failAll(err: IdnsError): void {
-    for (const waiting of this.waiting.values()) waiting.reject(err);
-    this.waiting.clear();
+    this.pending.failAll(new IdnsError('internal', 'the writer thread failed; the changes were not confirmed, send them again', { cause }));
   }
 }
 

@@ -6,6 +6,32 @@ import { Worker, type TransferListItem, type WorkerOptions } from 'node:worker_t
 /** What a pool's worker receives: the caller's message with the id its reply must carry. */
 export type PoolRequest<In> = In & { id: number };
 
+/** The replies awaited from worker threads, by message id: one promise per message, settled by its reply or failed together. */
+export class PendingReplies<T> {
+  private readonly waiting = new Map<number, { resolve: (reply: T) => void; reject: (err: unknown) => void }>();
+  private nextId = 0;
+
+  /** A new message id and the promise its reply will settle. */
+  add(): { id: number; reply: Promise<T> } {
+    const id = this.nextId++;
+    const reply = new Promise<T>((resolve, reject) => this.waiting.set(id, { resolve, reject }));
+    return { id, reply };
+  }
+
+  /** Removes and returns the waiter of `id`: undefined when there is none (it failed already). */
+  take(id: number): { resolve: (reply: T) => void; reject: (err: unknown) => void } | undefined {
+    const waiting = this.waiting.get(id);
+    this.waiting.delete(id);
+    return waiting;
+  }
+
+  /** Fails every reply still awaited. */
+  failAll(err: unknown): void {
+    for (const waiting of this.waiting.values()) waiting.reject(err);
+    this.waiting.clear();
+  }
+}
+
 /**
  * A fixed set of worker threads running one script, one per core by default, for bulk work (signing,
  * parsing) that would otherwise hold the main thread. Each job is a message with an id, answered by one
@@ -13,19 +39,14 @@ export type PoolRequest<In> = In & { id: number };
  */
 export class ThreadPool<In extends object, Out extends { id: number }> {
   private readonly workers: Worker[];
-  private readonly waiting = new Map<number, { resolve: (r: Out) => void; reject: (err: Error) => void }>();
-  private nextId = 0;
+  private readonly pending = new PendingReplies<Out>();
   private failure: Error | null = null;
 
   /** `file` is the worker's compiled script (see workerFile), `workerData` what every worker starts with. */
   constructor(file: string, workerData: unknown, size = availableParallelism()) {
     this.workers = Array.from({ length: Math.max(1, size) }, () => {
       const worker = new Worker(file, workerOptions(workerData));
-      worker.on('message', (reply: Out) => {
-        const w = this.waiting.get(reply.id);
-        this.waiting.delete(reply.id);
-        w?.resolve(reply);
-      });
+      worker.on('message', (reply: Out) => this.pending.take(reply.id)?.resolve(reply));
       worker.on('error', (err) => this.fail(err));
       worker.on('exit', (code) => {
         if (code !== 0) this.fail(new Error(`a worker thread exited with code ${code}`));
@@ -37,12 +58,10 @@ export class ThreadPool<In extends object, Out extends { id: number }> {
   /** Sends a job to the next worker; resolves with its reply. */
   run(job: In, transfer: readonly TransferListItem[] = []): Promise<Out> {
     if (this.failure) return Promise.reject(this.failure);
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      this.waiting.set(id, { resolve, reject });
-      const request: PoolRequest<In> = { ...job, id };
-      this.workers[id % this.workers.length]!.postMessage(request, transfer);
-    });
+    const { id, reply } = this.pending.add();
+    const request: PoolRequest<In> = { ...job, id };
+    this.workers[id % this.workers.length]!.postMessage(request, transfer);
+    return reply;
   }
 
   /** Stops the workers; jobs still waiting are refused. */
@@ -53,8 +72,7 @@ export class ThreadPool<In extends object, Out extends { id: number }> {
 
   private fail(err: Error): void {
     this.failure ??= err;
-    for (const w of this.waiting.values()) w.reject(err);
-    this.waiting.clear();
+    this.pending.failAll(err);
   }
 }
 
