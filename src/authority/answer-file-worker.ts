@@ -17,7 +17,7 @@ try {
   if (row === undefined || row.record === '') {
     reply = { kind: 'gone' };
   } else {
-    const meta = { zone: row.name, content: row.content, createdAt: row.createdAt, version: row.version };
+    const meta = { zone: row.name, content: row.content, createdAt: row.createdAt, version: row.version, zoneRecord: row.record };
     const handles = reader.handleCount(row.content);
     if (handles < job.minHandles) {
       reply = { kind: 'small', meta: { ...meta, entries: handles } };

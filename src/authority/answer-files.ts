@@ -83,8 +83,8 @@ export class AnswerFiles {
   ) {}
 
   /**
-   * Takes up the files a previous run left that still fit their zones (deleting the rest and any
-   * half-written one), then starts building for the zones that have none.
+   * Takes up the files a previous run left whose zones have not changed since (deleting the rest and
+   * any half-written one), then starts building for the zones that have none.
    */
   start(rows: readonly ZoneRow[]): void {
     if (this.started || this.closed) return;
@@ -110,15 +110,13 @@ export class AnswerFiles {
         }
         continue;
       }
+      // Only a zone exactly as the file holds it: the same version and signed zone record, whose digest
+      // covers every record. Catching up through the journal is safe while one server sees every change;
+      // across a stop the database may have been restored from a backup and changed again, reaching the
+      // file's version by another history.
       const row = byName.get(file.meta.zone);
       const state = row && this.state(row.name);
-      if (!row || !state || state.installed !== null || !sameZone(row, file.meta) || row.version < file.meta.version || row.journalFloor > file.meta.version) {
-        discard(file);
-        continue;
-      }
-      // Catching up reads the changed handles on the serving thread: after many changes while the server
-      // was stopped, a new build is cheaper (and would follow at once anyway).
-      if (this.store.journal.countAfter(row.name, file.meta.version) >= this.rebuildThreshold(file)) {
+      if (!row || !state || state.installed !== null || !sameZone(row, file.meta) || row.version !== file.meta.version || row.record !== file.meta.zoneRecord) {
         discard(file);
         continue;
       }

@@ -9,8 +9,9 @@ export interface AnswerFileMeta {
   /** The zone row's content id and creation time: a different copy, or a zone deleted and made again, is a different zone. */
   content: string;
   createdAt: number;
-  /** The zone version the records were read at. */
+  /** The zone version the records were read at, and the signed zone record of that version. */
   version: number;
+  zoneRecord: string;
   entries: number;
 }
 
@@ -198,7 +199,14 @@ export class AnswerFile {
       } catch (cause) {
         throw new AnswerFileInvalid(`${path} has a damaged header`, { cause });
       }
-      if (typeof meta.zone !== 'string' || typeof meta.content !== 'string' || !Number.isSafeInteger(meta.version) || !Number.isSafeInteger(meta.entries) || typeof meta.createdAt !== 'number') {
+      if (
+        typeof meta.zone !== 'string' ||
+        typeof meta.content !== 'string' ||
+        typeof meta.zoneRecord !== 'string' ||
+        !Number.isSafeInteger(meta.version) ||
+        !Number.isSafeInteger(meta.entries) ||
+        typeof meta.createdAt !== 'number'
+      ) {
         throw new AnswerFileInvalid(`${path} has a damaged header`);
       }
       const tail = Buffer.alloc(TRAILER.length);

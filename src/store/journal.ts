@@ -20,7 +20,6 @@ export class JournalStore {
   private readonly versionAtStmt;
   private readonly beforeStmt;
   private readonly handlesChangedStmt;
-  private readonly countAfterStmt;
 
   constructor(db: Db) {
     this.appendStmt = db.prepare(
@@ -38,7 +37,6 @@ export class JournalStore {
     this.handlesChangedStmt = db.prepare<[string, number, number], string>(
       `SELECT DISTINCT key FROM journal WHERE zone = ? AND version > ? AND version <= ? AND type = 'handle'`,
     ).pluck();
-    this.countAfterStmt = db.prepare<[string, number], number>(`SELECT count(*) FROM journal WHERE zone = ? AND version > ?`).pluck();
     this.versionAtStmt = db.prepare<[string, number], { version: number }>(
       `SELECT version FROM journal WHERE zone = ? ORDER BY version DESC, idx DESC LIMIT 1 OFFSET ?`,
     );
@@ -72,11 +70,6 @@ export class JournalStore {
   /** The handles put or deleted by the versions after `after` up to `through`. */
   handlesChanged(zone: string, after: number, through: number): string[] {
     return this.handlesChangedStmt.all(zone, after, through);
-  }
-
-  /** How many entries the versions after `after` hold (an upper bound on the records they changed). */
-  countAfter(zone: string, after: number): number {
-    return this.countAfterStmt.get(zone, after) ?? 0;
   }
 
   /** Appends one entry; called inside the transaction that makes the change. */
