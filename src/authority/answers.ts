@@ -164,8 +164,8 @@ export class Authority {
     return parsed;
   }
 
-  private spliced(status: 'answer' | 'referral', zone: ZoneRow, jws: string, times = recordTimes(jws), compact = COMPACT_JWS.test(jws)): SerialisedAnswer {
-    const t = times;
+  /** The answer body spliced around `jws`; `t` and `compact` are given when already known (an answer file's record). */
+  private spliced(status: 'answer' | 'referral', zone: ZoneRow, jws: string, t = recordTimes(jws), compact = COMPACT_JWS.test(jws)): SerialisedAnswer {
     const ttl = cappedTtl(t.ttl, t.exp, epochSeconds(this.clock));
     let f = this.fragments.get(zone.name);
     if (f === undefined || f.version !== zone.version || f.record !== zone.record) {
