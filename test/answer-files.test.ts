@@ -3,6 +3,8 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { signChangeRequest } from '../src/client/requests.js';
 import { importHandles } from '../src/authority/import.js';
+import { AnswerFiles } from '../src/authority/answer-files.js';
+import { createLogger } from '../src/log.js';
 import { ZoneService } from '../src/authority/zones.js';
 import { KeyRing } from '../src/authority/keyring.js';
 import { systemClock } from '../src/clock.js';
@@ -346,6 +348,28 @@ describe('answer files on a server', () => {
       for (const s of started.splice(0)) await s.close();
       dir.remove();
       backup.remove();
+    }
+  });
+
+  it('stops a build that runs past its time limit, and does not start another at once', async () => {
+    const lines: string[] = [];
+    const log = createLogger('warn', (line) => void lines.push(line));
+    const s = await startTestServer({ zones: { example: {} } });
+    started.push(s);
+    for (let i = 0; i < 3; i++) await change(s, 'register', `user${i}@example`);
+    const files$ = new AnswerFiles(s.ctx.store, { dir: join(s.dataDir, 'answers'), dbPath: s.ctx.store.path, minHandles: 1, rebuildAfter: 1, buildTimeoutMs: 1 }, systemClock, log);
+    try {
+      files$.start(s.ctx.zones.list());
+      const deadline = Date.now() + 15_000;
+      while (files$.builds === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      expect(files$.builds).toBe(1);
+      expect(files$.status()).toEqual([]);
+      expect(lines.join('')).toContain('took too long');
+      for (let i = 0; i < 20; i++) expect(files$.record(s.ctx.zones.cachedZone('example')!, `user${i % 3}@example`)).toBeUndefined();
+      expect(files$.building).toBe(0);
+      expect(readdirSync(join(s.dataDir, 'answers'))).toEqual([]);
+    } finally {
+      await files$.close();
     }
   });
 

@@ -30,6 +30,8 @@ export interface AnswerFilesOptions {
   minHandles: number;
   /** A file is rebuilt once this many of its handles (and at least a quarter of them) have changed since it was built. */
   rebuildAfter: number;
+  /** Longest a build may run before it is stopped (a stuck build would hold up every later one). */
+  buildTimeoutMs?: number;
 }
 
 /** A file in use, and the handles changed since the version it holds, which it must not answer for. */
@@ -55,6 +57,8 @@ const REBUILD_SHARE = 0.25;
 const RETRY_AFTER_MS = 10 * 60_000;
 const SUFFIX = '.answers';
 const BUILD_YOUNG_GENERATION_MB = 4;
+/** A million handles take 4–9 s: this leaves room for zones a hundred times larger on a slow disk. */
+const BUILD_TIMEOUT_MS = 30 * 60_000;
 
 /**
  * Answer files: per large zone, a flat file of every handle's signed record with an open-addressing
@@ -262,7 +266,15 @@ export class AnswerFiles {
       state.failedAt = this.clock.now();
       this.log.warn('building an answer file failed; the zone is answered from the database', { zone, err });
     });
+    const timeoutMs = this.options.buildTimeoutMs ?? BUILD_TIMEOUT_MS;
+    const timer = setTimeout(() => {
+      state.failedAt = this.clock.now();
+      this.log.warn('building an answer file took too long and was stopped; the zone is answered from the database', { zone, ms: timeoutMs });
+      void worker.terminate();
+    }, timeoutMs);
+    timer.unref();
     worker.on('exit', () => {
+      clearTimeout(timer);
       this.worker = null;
       state.pending = false;
       this.builds += 1;
