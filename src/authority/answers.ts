@@ -7,6 +7,7 @@ import { namesBetween } from '../records/verify.js';
 import type { StoredRecord } from '../store/records.js';
 import type { ZoneRow } from '../store/zones.js';
 import { nameHash } from '../records/denial.js';
+import { COMPACT_JWS_TEXT } from '../records/encoding.js';
 import type { Store } from '../store/store.js';
 import { decodePayload } from './editor.js';
 import { serialOf } from './serial.js';
@@ -57,8 +58,6 @@ interface ZoneFragments {
 // A local part that parseHandle would accept and return unchanged: lower-case, 1–64 of [a-z0-9._-], not
 // starting or ending with '.' or '-', no '..'. Anything else goes through parseHandle.
 const NORMAL_LOCAL = /^[a-z0-9_](?:[a-z0-9._-]{0,62}[a-z0-9_])?$/;
-/** Base64url segments and dots: a compact JWS, which JSON carries unescaped. */
-const COMPACT_JWS = /^[A-Za-z0-9_.-]*$/;
 /** parseHandle's bound on the whole input. */
 const MAX_HANDLE_INPUT = 320;
 /** Distinct raw hosts remembered; hosts come from the network, so the memo is bounded. */
@@ -165,7 +164,7 @@ export class Authority {
   }
 
   /** The answer body spliced around `jws`; `t` and `compact` are given when already known (an answer file's record). */
-  private spliced(status: 'answer' | 'referral', zone: ZoneRow, jws: string, t = recordTimes(jws), compact = COMPACT_JWS.test(jws)): SerialisedAnswer {
+  private spliced(status: 'answer' | 'referral', zone: ZoneRow, jws: string, t = recordTimes(jws), compact = COMPACT_JWS_TEXT.test(jws)): SerialisedAnswer {
     const ttl = cappedTtl(t.ttl, t.exp, epochSeconds(this.clock));
     let f = this.fragments.get(zone.name);
     if (f === undefined || f.version !== zone.version || f.record !== zone.record) {

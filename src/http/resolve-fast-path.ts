@@ -4,6 +4,7 @@ import { IdnsError } from '../errors.js';
 import type { Tally } from './metrics.js';
 import { answerEtag } from './routes/resolve.js';
 import { requestIdFor } from './observe.js';
+import { fnv1a } from '../records/encoding.js';
 
 interface Cached {
   zone: string;
@@ -102,7 +103,7 @@ export class ResolveFastPath {
    */
   private admit(url: string, answer: Cached, wasCached: boolean): void {
     if (!wasCached) {
-      const slot = urlHash(url) & (this.marks.length - 1);
+      const slot = fnv1a(url) & (this.marks.length - 1);
       if (this.marks[slot] !== this.generation) {
         this.marks[slot] = this.generation;
         if (++this.marked >= MAX_ENTRIES) this.nextGeneration();
@@ -160,11 +161,4 @@ export class ResolveFastPath {
       maxAge: answer.ttl,
     };
   }
-}
-
-/** FNV-1a over the URL's code units: a cheap spread for the admission marks, not a secure hash. */
-function urlHash(url: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < url.length; i++) h = Math.imul(h ^ url.charCodeAt(i), 0x01000193);
-  return h >>> 0;
 }

@@ -1,4 +1,5 @@
 import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { COMPACT_JWS_TEXT, fnv1a } from '../records/encoding.js';
 
 /**
  * What an answer file holds: the signed handle records of one zone's content at one version. The file
@@ -42,8 +43,6 @@ const MAX_ENTRY = WRITE_BUFFER;
 /** The entries' end a 32-bit reference in units of 8 bytes can reach. */
 const MAX_DATA = (2 ** 32 - 2) * 8;
 const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
-/** Base64url segments and dots: a compact JWS, which a JSON string holds as it is. */
-const COMPACT_JWS = /^[A-Za-z0-9_.-]*$/;
 const ENTRY_HEAD = 14;
 
 /** A handle's record as an answer file holds it: the compact JWS, and the TTL and expiry its payload gives. */
@@ -56,12 +55,8 @@ export interface FileRecord {
 /** The error for a file that is not a complete answer file. */
 export class AnswerFileInvalid extends Error {}
 
-/** FNV-1a over the key's code units (keys are ASCII): cheap, and spread enough for an open-addressing table. */
-export function keyHash(key: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
-  return h >>> 0;
-}
+/** The hash that places a key in the slot table (keys are ASCII, so FNV-1a over code units is over bytes). */
+export const keyHash = fnv1a;
 
 /** Slots for `n` entries: a power of two, at least twice as many. */
 function slotCountFor(n: number): number {
@@ -95,7 +90,7 @@ export function writeAnswerFile(path: string, meta: Omit<AnswerFileMeta, 'entrie
     let entries = 0;
     for (const { key, jws, ttl, exp } of records) {
       const len = ENTRY_HEAD + key.length + jws.length;
-      if (key.length > MAX_KEY || len > MAX_ENTRY || !PRINTABLE_ASCII.test(key) || !COMPACT_JWS.test(jws) || !isU32(ttl) || !isU32(exp)) continue;
+      if (key.length > MAX_KEY || len > MAX_ENTRY || !PRINTABLE_ASCII.test(key) || !COMPACT_JWS_TEXT.test(jws) || !isU32(ttl) || !isU32(exp)) continue;
       if (entries >= count) throw new Error(`answer file ${path}: more records than the ${count} counted`);
       if (staged + len > WRITE_BUFFER) {
         writeSync(fd, staging, 0, staged, dataAt + written);
@@ -152,8 +147,9 @@ function pad8(n: number): number {
 }
 
 /**
- * A read-only answer file: a handle's signed record in two preads (its slot, then its entry), without
- * holding the file in memory. Reads are synchronous, as SQLite's are: they come from the page cache.
+ * A read-only answer file: a handle's signed record in one pread of its entry, the slot table held in
+ * memory (two preads, its slots then its entry, for a table larger than SLOTS_IN_MEMORY_BYTES). Reads
+ * are synchronous, as SQLite's are: they come from the page cache.
  */
 export class AnswerFile {
   private readonly slotBuf = Buffer.alloc(SLOT * SLOTS_PER_READ);
