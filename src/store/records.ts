@@ -19,6 +19,14 @@ export interface LoadedRecord {
   jws: string;
 }
 
+/**
+ * How many records of a (content, type) there are, counted on the expiry index, which holds (content,
+ * exp, type, key) and nothing else: the table's own key would do too, but its leaves carry the records,
+ * and a million handles' leaves are 1.35 GB to read (1.7 s cold, 0.18 s warm) where the index's are
+ * ~50 MB (0.11 s cold, 0.08 s warm).
+ */
+export const COUNT_BY_TYPE_SQL = `SELECT count(*) FROM records INDEXED BY records_by_exp WHERE content = ? AND type = ?`;
+
 /** Rows per multi-row INSERT when loading a copy: one statement call instead of 64 (bounded by SQLite's 32,766 parameters). */
 const LOAD_ROWS_PER_STATEMENT = 64;
 
@@ -67,10 +75,7 @@ export class RecordStore {
     this.dueStmt = db.prepare<[string, number, number], StoredRecord>(
       `SELECT type, key, version, exp, jws FROM records WHERE content = ? AND exp < ? ORDER BY exp LIMIT ?`,
     );
-    // Counted on the expiry index, which holds (content, exp, type, key) and nothing else: the table's own
-    // key would do too, but its leaves carry the records, and a million handles' leaves are 1.35 GB to
-    // read (1.7 s cold, 0.18 s warm) where the index's are ~50 MB (0.11 s cold, 0.08 s warm).
-    this.countStmt = db.prepare<[string, string], { n: number }>(`SELECT count(*) AS n FROM records INDEXED BY records_by_exp WHERE content = ? AND type = ?`);
+    this.countStmt = db.prepare<[string, string], number>(COUNT_BY_TYPE_SQL).pluck();
     // GLOB is case-sensitive and host names hold no glob metacharacters (LDH only), so the pattern is literal.
     this.deleteSomeStmt = db.prepare(
       `DELETE FROM records WHERE content = ? AND (type, key) IN (SELECT type, key FROM records WHERE content = ? LIMIT ?)`,
@@ -212,6 +217,6 @@ export class RecordStore {
 
   /** How many records of a type a zone holds. */
   count(content: string, type: StoredType): number {
-    return this.countStmt.get(content, type)?.n ?? 0;
+    return this.countStmt.get(content, type) ?? 0;
   }
 }

@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import type { JournalEntry } from './journal.js';
-import type { StoredRecord } from './records.js';
+import { COUNT_BY_TYPE_SQL, type StoredRecord } from './records.js';
 import type { ZoneRow } from './zones.js';
 
 /**
@@ -44,9 +44,9 @@ export class SnapshotReader {
       .iterate(content);
   }
 
-  /** How many handles a content id holds (counted on the expiry index, which is much smaller than the table). */
+  /** How many handles a content id holds. */
   handleCount(content: string): number {
-    return this.db.prepare<[string], number>(`SELECT count(*) FROM records INDEXED BY records_by_exp WHERE content = ? AND type = 'handle'`).pluck().get(content) ?? 0;
+    return this.db.prepare<[string, string], number>(COUNT_BY_TYPE_SQL).pluck().get(content, 'handle') ?? 0;
   }
 
   /** Every handle of a content id with its signed record, in key order, read lazily. */
