@@ -226,7 +226,8 @@ export async function converged(primaryUrl, secondaryUrl, zone, timeoutMs = 600_
  */
 export async function answerFileReady(url, zone, handles, timeoutMs = 300_000) {
   // Zones below the server's default answerFiles.minHandles get no file.
-  if (handles < 10_000) return 0;
+  const { DEFAULT_CONFIG } = await import(`${root}dist/config.js`);
+  if (handles < DEFAULT_CONFIG.answerFiles.minHandles) return 0;
   const t0 = performance.now();
   const line = `idns_answer_file_handles{zone="${zone}",kind="entries"}`;
   for (;;) {
