@@ -6,9 +6,9 @@ import { serialLag, type OperatorPageData } from '../src/http/operator-page/data
 import { escapeHtml } from '../src/http/operator-page/html.js';
 import { renderOperatorPage } from '../src/http/operator-page/render.js';
 import { startHierarchy, type Hierarchy } from './support/hierarchy.js';
+import { CHROMIUM } from './support/global-setup.js';
 import { startTestServer, type TestServer } from './support/server.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const SCREENSHOT = '/tmp/operator-page.png';
 
@@ -113,7 +113,7 @@ describe('operator page over a real hierarchy', () => {
   /** A fresh headless Chromium (playwright's launch uses a new temporary profile each time). */
   async function openPage(): Promise<Page> {
     if (!existsSync(CHROMIUM)) {
-      throw new Error(`Chromium is not installed at ${CHROMIUM}: the operator page's browser test needs Debian's chromium (apt-get install -y chromium; .ci/run installs it)`);
+      throw new Error(`Chromium is not installed at ${CHROMIUM}: the operator page's browser test needs Debian's chromium (the test set-up, test/support/global-setup.ts, installs it when missing)`);
     }
     browser ??= await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 30_000 });
     const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
