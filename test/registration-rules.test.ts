@@ -17,8 +17,8 @@ const alice = newUserKey();
 const bob = newUserKey();
 const mallory = newUserKey();
 const PREV = 'Pb3yJ3Nl0S2n3p0lq8i5x7VwzW5H9x6l1M2cS7u0kQ4';
-const httpsOnly: ZoneRules = { allowLoopbackEndpoints: false };
-const devZone: ZoneRules = { allowLoopbackEndpoints: true };
+const httpsOnly: ZoneRules = { allowLoopbackEndpoints: false, hostScripts: 'strict' };
+const devZone: ZoneRules = { allowLoopbackEndpoints: true, hostScripts: 'strict' };
 
 /** Signs an arbitrary change-request payload and header (the parts a well-behaved client would not send). */
 function craft(payload: Record<string, unknown>, key: UserKey, header: Record<string, unknown> = {}): string {

@@ -2,6 +2,7 @@ import { IdnsError } from '../errors.js';
 import { keyForKid, verifyDecoded } from '../records/jws.js';
 import { thumbprint, type PublicJwk } from '../records/keys.js';
 import type { HandleFields } from '../records/types.js';
+import { assureHostScripts, type HostScriptsLevel } from '../names/host-scripts.js';
 import { verifyPossessionProofs } from '../records/pop.js';
 import type { ChangeRequest } from './requests.js';
 import { assureProofsFor, parseEndpoint } from './requests.js';
@@ -12,6 +13,8 @@ export const MAX_CLOCK_SKEW = 300;
 /** What the rules need to know about the zone. */
 export interface ZoneRules {
   allowLoopbackEndpoints: boolean;
+  /** Look-alike checks of the hosts of new registrations; existing handles are never judged by them. */
+  hostScripts: HostScriptsLevel;
 }
 
 /**
@@ -36,6 +39,7 @@ export function assureValidChange(
 
   if (req.action === 'register') {
     if (current !== null) throw new IdnsError('handle_exists', `${req.handle} is already registered`);
+    assureHostScripts(req.host, zone.hostScripts);
     // Which keys need a proof does not depend on the state for a registration: parseChangeRequest checked it.
     if (!signatureChecked) {
       verifyDecoded(req.decoded, req.headerKey!);
