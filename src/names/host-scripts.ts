@@ -30,9 +30,10 @@ const RECOMMENDED = [
   'Han', 'Hangul', 'Hebrew', 'Hiragana', 'Kannada', 'Katakana', 'Khmer', 'Lao', 'Latin', 'Malayalam', 'Myanmar', 'Oriya',
   'Sinhala', 'Tamil', 'Telugu', 'Thaana', 'Thai', 'Tibetan',
 ] as const;
-const SCRIPT_PATTERNS = RECOMMENDED.map((name) => ({ name, re: new RegExp(`^\\p{Script_Extensions=${name}}$`, 'u') }));
-// Common and Inherited characters (digits, '-', most combining marks) go with any script (UTS #39 5.1).
-const ANY_SCRIPT = /^[\p{Script_Extensions=Common}\p{Script_Extensions=Inherited}]$/u;
+// Built on the first non-ASCII label: Unicode property classes take V8 a while to build, and a process
+// that never sees one (the CLI, most servers) should not pay for them at start-up.
+let scriptPatterns: { name: string; re: RegExp }[] | undefined;
+let anyScript: RegExp | undefined;
 // UTS #39 5.1 augmentation: the writing systems that mix Han with a syllabary count as one script.
 const AUGMENT: Record<string, string[]> = {
   Han: ['Hanb', 'Jpan', 'Kore'],
@@ -43,8 +44,9 @@ const AUGMENT: Record<string, string[]> = {
 };
 const CJK_SETS = ['Jpan', 'Kore', 'Hanb'];
 // Blank glyphs that are neither ignorable nor spaces, yet show nothing (Braille blank, Hangul fillers).
-const INVISIBLE = /[\p{Default_Ignorable_Code_Point}\p{White_Space}\p{Cc}\p{Cf}\p{Co}\p{Cs}\p{Cn}\u2800\u115F\u1160\u3164\uFFA0]/u;
-const NONSPACING_MARK = /^\p{Mn}$/u;
+const INVISIBLE_SOURCE = String.raw`[\p{Default_Ignorable_Code_Point}\p{White_Space}\p{Cc}\p{Cf}\p{Co}\p{Cs}\p{Cn}\u2800\u115F\u1160\u3164\uFFA0]`;
+let invisible: RegExp | undefined;
+let nonspacingMark: RegExp | undefined;
 const MAX_MARKS_IN_A_ROW = 4;
 const ASCII_ONLY = /^[\u0000-\u007f]*$/;
 
@@ -87,13 +89,18 @@ export function assureHostScripts(host: string, level: HostScriptsLevel): void {
 }
 
 function checkLabel(host: string, label: string, level: Exclude<HostScriptsLevel, 'off'>): void {
-  const invisible = INVISIBLE.exec(label);
-  if (invisible) refuse(host, label, `contains the invisible character ${codePoint(invisible[0])}`);
+  // Common and Inherited characters (digits, '-', most combining marks) go with any script (UTS #39 5.1).
+  anyScript ??= /^[\p{Script_Extensions=Common}\p{Script_Extensions=Inherited}]$/u;
+  scriptPatterns ??= RECOMMENDED.map((name) => ({ name, re: new RegExp(`^\\p{Script_Extensions=${name}}$`, 'u') }));
+  invisible ??= new RegExp(INVISIBLE_SOURCE, 'u');
+  nonspacingMark ??= /^\p{Mn}$/u;
+  const hidden = invisible.exec(label);
+  if (hidden) refuse(host, label, `contains the invisible character ${codePoint(hidden[0])}`);
 
   let run = 0;
   let previous = '';
   for (const ch of label.normalize('NFD')) {
-    if (!NONSPACING_MARK.test(ch)) {
+    if (!nonspacingMark.test(ch)) {
       run = 0;
       previous = ch;
       continue;
@@ -108,8 +115,8 @@ function checkLabel(host: string, label: string, level: Exclude<HostScriptsLevel
   const sets: Set<string>[] = [];
   const seen: string[] = [];
   for (const ch of label) {
-    if (ANY_SCRIPT.test(ch)) continue;
-    const scripts = SCRIPT_PATTERNS.filter((s) => s.re.test(ch)).map((s) => s.name);
+    if (anyScript.test(ch)) continue;
+    const scripts = scriptPatterns.filter((s) => s.re.test(ch)).map((s) => s.name);
     if (scripts.length === 0) refuse(host, label, `contains ${codePoint(ch)}, of a script not recommended for identifiers (UAX #31)`);
     for (const s of scripts) if (!seen.includes(s)) seen.push(s);
     sets.push(new Set(scripts.flatMap((s) => [s, ...(AUGMENT[s] ?? [])])));
