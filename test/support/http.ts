@@ -1,7 +1,6 @@
 import { request } from 'undici';
 import type { Clock } from '../../src/clock.js';
 import { signChangeRequest, type ChangeIntent } from '../../src/client/requests.js';
-import type { PublicJwk } from '../../src/records/keys.js';
 import type { UserKey } from './keys.js';
 
 /** Every HTTP call a test makes is bounded by this. */
