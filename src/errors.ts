@@ -27,6 +27,8 @@ export type ErrorCode =
   | 'stale_prev'
   | 'replayed'
   | 'unauthorized_key'
+  | 'missing_proof'
+  | 'confusable_host'
   | 'registration_closed'
   | 'invite_required'
   | 'invite_invalid'

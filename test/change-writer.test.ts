@@ -124,4 +124,30 @@ describe('the writer thread', () => {
     expect(result.committed).toEqual([{ zone: 'example.com', version: expect.any(Number) }]);
     expect(storedHandle(dir, 'after@example.com')).toBe(true);
   });
+  it('checks the proofs of possession of a change it was not told are verified, on the thread, and refuses a forged one alone', async () => {
+    const dir = await zoneDirectory();
+    const writer = new ChangeWriter({ dataDir: dir, maxDatabaseBytes: null });
+    open.push(writer);
+    const owner = newUserKey();
+    const added = newUserKey();
+    const other = newUserKey();
+    const intent = (handle: string) => ({ action: 'register' as const, handle, endpoint: 'https://social.example/', keys: [owner.public, added.public] });
+    const good = parseChangeRequest(signChangeRequest(intent('pop@example.com'), owner.private, undefined, [added.private]));
+    // The added key's proof swapped for one by another key over the same payload, header kept.
+    const honest = parseChangeRequest(signChangeRequest(intent('forged@example.com'), owner.private, undefined, [added.private]));
+    honest.proofs[0]!.decoded.signature = parseChangeRequest(
+      signChangeRequest({ ...intent('forged@example.com'), keys: [owner.public, other.public] }, owner.private, undefined, [other.private]),
+    ).proofs[0]!.decoded.signature;
+    const result = await writer.run(
+      [
+        { req: good, zone: 'example.com', operator: false },
+        { req: honest, zone: 'example.com', operator: false },
+      ],
+      Date.now(),
+    );
+    expect(result.outcomes[0]!.ok).toBe(true);
+    expect(result.outcomes[1]).toMatchObject({ ok: false, error: { code: 'invalid_signature' } });
+    expect(storedHandle(dir, 'pop@example.com')).toBe(true);
+    expect(storedHandle(dir, 'forged@example.com')).toBe(false);
+  });
 });

@@ -186,6 +186,52 @@ describe('handle update, rotate, delete, show and log', () => {
   });
 });
 
+describe('handle keys: every added key signs (proof of possession)', () => {
+  /** A server and four key files: main, phone, laptop, next. */
+  async function withKeys() {
+    const env = await setup();
+    const keys = Object.fromEntries(
+      ['main', 'phone', 'laptop', 'next'].map((name) => {
+        const key = newUserKey();
+        writeUserKey(env.cwd, `${name}.jwk`, key);
+        return [name, key];
+      }),
+    ) as Record<'main' | 'phone' | 'laptop' | 'next', ReturnType<typeof newUserKey>>;
+    const keysNow = async (h: string) => {
+      const a = await queryAuthoritative(env.url, h);
+      if (a.status !== 'answer') throw new Error(`${h} does not resolve`);
+      return a.record.keys.map(thumbprint);
+    };
+    return { ...env, keys, keysNow, s: ['--server', env.url] };
+  }
+
+  it('registers extra keys with --add-key, adds one signed by an added key, and rotates with --new-key, each added key signing', async () => {
+    const { idns, keys, keysNow, s } = await withKeys();
+    const h = 'multi@localhost';
+    expectOk(await idns(['handle', 'register', h, '--key', 'main.jwk', '--endpoint', 'https://social.example/m', '--add-key', 'phone.jwk', ...s]));
+    expect(await keysNow(h)).toEqual([keys.main.kid, keys.phone.kid]);
+    // Signed by the phone key, adding the laptop key.
+    expectOk(await idns(['handle', 'update', h, '--key', 'phone.jwk', '--add-key', 'laptop.jwk', ...s]));
+    expect(await keysNow(h)).toEqual([keys.main.kid, keys.phone.kid, keys.laptop.kid]);
+    expectOk(await idns(['handle', 'rotate', h, '--key', 'main.jwk', '--new-key', 'next.jwk', ...s]));
+    expect(await keysNow(h)).toEqual([keys.next.kid]);
+  });
+
+  it('refuses a thumbprint or a public key file as an added key, saying the private key file is needed, and sends nothing', async () => {
+    const { cwd, url, idns, keys, s } = await withKeys();
+    const h = 'thumb@localhost';
+    const byThumbprint = await idns(['handle', 'register', h, '--key', 'main.jwk', '--endpoint', 'https://social.example/m', '--add-key', keys.phone.kid, ...s]);
+    expect(byThumbprint.code).toBe(2);
+    expect(byThumbprint.stderr).toContain('looks like a thumbprint');
+    expect(byThumbprint.stderr).toContain('private key file');
+    writeFileSync(join(cwd, 'phone.pub.jwk'), JSON.stringify(keys.phone.public), { mode: 0o600 });
+    const byPublic = await idns(['handle', 'register', h, '--key', 'main.jwk', '--endpoint', 'https://social.example/m', '--add-key', 'phone.pub.jwk', ...s]);
+    expectFailure(byPublic, 1, 'invalid_key');
+    expect(byPublic.stderr).toContain('holds only a public key');
+    expect((await queryAuthoritative(url, h)).status).toBe('denial');
+  });
+});
+
 describe('resolve --anchor', () => {
   it('fails verification with a wrong thumbprint and succeeds, anchored, with the zone key', async () => {
     const { cwd, data, url, idns } = await setup();

@@ -1,4 +1,4 @@
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, sign } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { parseChangeRequest, requestId, MAX_HANDLE_KEYS } from '../src/authority/requests.js';
 import { assureValidChange, MAX_CLOCK_SKEW, type ZoneRules } from '../src/authority/rules.js';
@@ -7,19 +7,39 @@ import { epochSeconds, ManualClock } from '../src/clock.js';
 import { IdnsError } from '../src/errors.js';
 import { OPERATION_TYP, RECORD_TYP, signCompact } from '../src/records/jws.js';
 import { signingKeyFromJwk, type PublicJwk } from '../src/records/keys.js';
+import { POP_TYP, signPossessionProof, type PopEntry } from '../src/records/pop.js';
+import { b64u } from '../src/records/encoding.js';
 import { newUserKey, type UserKey } from './support/keys.js';
 
 const clock = new ManualClock(Date.UTC(2026, 2, 1, 12));
 const NOW = epochSeconds(clock);
 const alice = newUserKey();
 const bob = newUserKey();
+const mallory = newUserKey();
 const PREV = 'Pb3yJ3Nl0S2n3p0lq8i5x7VwzW5H9x6l1M2cS7u0kQ4';
-const httpsOnly: ZoneRules = { allowLoopbackEndpoints: false };
-const devZone: ZoneRules = { allowLoopbackEndpoints: true };
+const httpsOnly: ZoneRules = { allowLoopbackEndpoints: false, hostScripts: 'strict' };
+const devZone: ZoneRules = { allowLoopbackEndpoints: true, hostScripts: 'strict' };
 
 /** Signs an arbitrary change-request payload and header (the parts a well-behaved client would not send). */
 function craft(payload: Record<string, unknown>, key: UserKey, header: Record<string, unknown> = {}): string {
   return signCompact(payload, signingKeyFromJwk(key.private), (header.typ as string | undefined) ?? OPERATION_TYP, header);
+}
+
+/** A proof of possession by `key` over `payload`, as a client makes it. */
+function proofOf(payload: Record<string, unknown>, key: UserKey): PopEntry {
+  return signPossessionProof(b64u(JSON.stringify(payload)), signingKeyFromJwk(key.private));
+}
+
+/** craft, with the header member `pop` made of proofs by `provers` over the same payload. */
+function craftWithProofs(payload: Record<string, unknown>, key: UserKey, header: Record<string, unknown>, provers: UserKey[]): string {
+  return craft(payload, key, { ...header, pop: provers.map((p) => proofOf(payload, p)) });
+}
+
+/** A proof whose protected header is exactly `header` (any content), signed by `key` over `payload`. */
+function rawProof(payload: Record<string, unknown>, key: UserKey, header: Record<string, unknown>): PopEntry {
+  const protectedB64 = b64u(JSON.stringify(header));
+  const signingInput = `${protectedB64}.${b64u(JSON.stringify(payload))}`;
+  return { protected: protectedB64, signature: b64u(sign(null, Buffer.from(signingInput), signingKeyFromJwk(key.private).privateKey)) };
 }
 
 function registerPayload(extra: Record<string, unknown> = {}): Record<string, unknown> {
@@ -53,7 +73,12 @@ describe('parseChangeRequest: form of a change request', () => {
     ['a well-formed update', 'accepted', () => craft(updatePayload(), alice)],
     ['a well-formed delete', 'accepted', () => craft(deletePayload(), alice)],
     ['a register with an invite', 'accepted', () => craft(registerPayload({ invite: 'inv_abc' }), alice, registerHeader)],
-    ['a register with the maximum of 8 keys', 'accepted', () => craft(registerPayload({ keys: [alice.public, ...distinctKeys(MAX_HANDLE_KEYS - 1)] }), alice, registerHeader)],
+    ['a register with the maximum of 8 keys, each other key proving possession', 'accepted', () => {
+      const others = Array.from({ length: MAX_HANDLE_KEYS - 1 }, newUserKey);
+      return craftWithProofs(registerPayload({ keys: [alice.public, ...others.map((k) => k.public)] }), alice, registerHeader, others);
+    }],
+    ['a register adding bob\'s key with bob\'s proof', 'accepted', () => craftWithProofs(registerPayload({ keys: [alice.public, bob.public] }), alice, registerHeader, [bob])],
+    ['an update adding a key with its proof (the state decides later)', 'accepted', () => craftWithProofs(updatePayload({ keys: [alice.public, bob.public] }), alice, {}, [bob])],
     ['an http loopback endpoint (allowed or not by the zone later, not by the form)', 'accepted', () => craft(registerPayload({ endpoint: 'http://127.0.0.1:3000/a' }), alice, registerHeader)],
 
     ['not a string', 'invalid_jws', () => 42],
@@ -84,6 +109,53 @@ describe('parseChangeRequest: form of a change request', () => {
     ['update without keys', 'invalid_request', () => craft(updatePayload({ keys: undefined }), alice)],
     ['delete carrying keys', 'invalid_request', () => craft(deletePayload({ keys: [alice.public] }), alice)],
     ['delete carrying an endpoint', 'invalid_request', () => craft(deletePayload({ endpoint: 'https://social.example/x' }), alice)],
+
+    ['a register listing another key without its proof', 'missing_proof', () => craft(registerPayload({ keys: [alice.public, bob.public] }), alice, registerHeader)],
+    ['a register listing 8 keys with a proof missing', 'missing_proof', () => {
+      const others = Array.from({ length: MAX_HANDLE_KEYS - 1 }, newUserKey);
+      return craftWithProofs(registerPayload({ keys: [alice.public, ...others.map((k) => k.public)] }), alice, registerHeader, others.slice(1));
+    }],
+    ['a register with a proof for the signing key itself', 'invalid_request', () => craftWithProofs(registerPayload({ keys: [alice.public, bob.public] }), alice, registerHeader, [bob, alice])],
+    ['a register with the same proof twice', 'invalid_request', () => craftWithProofs(registerPayload({ keys: [alice.public, bob.public] }), alice, registerHeader, [bob, bob])],
+    ['a register with a proof for a key it does not list', 'invalid_request', () => craftWithProofs(registerPayload(), alice, registerHeader, [bob])],
+    ['an update with a proof for a key it does not list', 'invalid_request', () => craftWithProofs(updatePayload(), alice, {}, [bob])],
+    ['a delete carrying pop', 'invalid_request', () => craft(deletePayload(), alice, { pop: [proofOf(deletePayload(), bob)] })],
+    ['pop that is not an array', 'invalid_jws', () => craft(registerPayload({ keys: [alice.public, bob.public] }), alice, { ...registerHeader, pop: proofOf(registerPayload({ keys: [alice.public, bob.public] }), bob) })],
+    ['an empty pop', 'invalid_jws', () => craft(registerPayload(), alice, { ...registerHeader, pop: [] })],
+    ['pop with more entries than a handle has keys', 'invalid_jws', () => craft(registerPayload(), alice, { ...registerHeader, pop: Array.from({ length: MAX_HANDLE_KEYS + 1 }, () => proofOf(registerPayload(), bob)) })],
+    ['a pop entry with an extra member', 'invalid_jws', () => {
+      const payload = registerPayload({ keys: [alice.public, bob.public] });
+      return craft(payload, alice, { ...registerHeader, pop: [{ ...proofOf(payload, bob), header: { kid: 'x' } }] });
+    }],
+    ['a pop entry that is a compact string', 'invalid_jws', () => craft(registerPayload({ keys: [alice.public, bob.public] }), alice, { ...registerHeader, pop: ['a.b.c'] })],
+    ['a pop entry without jwk', 'invalid_jws', () => {
+      const payload = registerPayload({ keys: [alice.public, bob.public] });
+      return craft(payload, alice, { ...registerHeader, pop: [rawProof(payload, bob, { alg: 'EdDSA', typ: POP_TYP })] });
+    }],
+    ['a pop entry of typ idns-op (a request signature passed off as a proof)', 'invalid_jws', () => {
+      const payload = registerPayload({ keys: [alice.public, bob.public] });
+      return craft(payload, alice, { ...registerHeader, pop: [rawProof(payload, bob, { alg: 'EdDSA', typ: OPERATION_TYP, jwk: bob.public })] });
+    }],
+    ['a pop entry with a kid in its header', 'invalid_jws', () => {
+      const payload = registerPayload({ keys: [alice.public, bob.public] });
+      return craft(payload, alice, { ...registerHeader, pop: [rawProof(payload, bob, { alg: 'EdDSA', typ: POP_TYP, jwk: bob.public, kid: bob.kid })] });
+    }],
+    ['a pop entry with crit', 'invalid_jws', () => {
+      const payload = registerPayload({ keys: [alice.public, bob.public] });
+      return craft(payload, alice, { ...registerHeader, pop: [rawProof(payload, bob, { alg: 'EdDSA', typ: POP_TYP, jwk: bob.public, crit: ['b64'] })] });
+    }],
+    ['a pop entry with alg none', 'invalid_jws', () => {
+      const payload = registerPayload({ keys: [alice.public, bob.public] });
+      return craft(payload, alice, { ...registerHeader, pop: [{ protected: b64u(JSON.stringify({ alg: 'none', typ: POP_TYP, jwk: bob.public })), signature: '' }] });
+    }],
+    ['a pop entry whose jwk carries d', 'invalid_key', () => {
+      const payload = registerPayload({ keys: [alice.public, bob.public] });
+      return craft(payload, alice, { ...registerHeader, pop: [rawProof(payload, bob, { alg: 'EdDSA', typ: POP_TYP, jwk: bob.private })] });
+    }],
+    ['a pop entry with a short signature', 'invalid_signature', () => {
+      const payload = registerPayload({ keys: [alice.public, bob.public] });
+      return craft(payload, alice, { ...registerHeader, pop: [{ ...proofOf(payload, bob), signature: b64u(Buffer.alloc(32)) }] });
+    }],
 
     ['no keys', 'invalid_key', () => craft(registerPayload({ keys: [] }), alice, registerHeader)],
     ['duplicate keys', 'invalid_key', () => craft(registerPayload({ keys: [alice.public, alice.public] }), alice, registerHeader)],
@@ -140,6 +212,7 @@ describe('assureValidChange: the rules for the next change of a handle', () => {
   const reg = (extra: Record<string, unknown> = {}, key = alice, header: Record<string, unknown> = registerHeader) => parseChangeRequest(craft(registerPayload(extra), key, header));
   const upd = (extra: Record<string, unknown> = {}, key = alice) => parseChangeRequest(craft(updatePayload(extra), key));
   const del = (extra: Record<string, unknown> = {}, key = alice) => parseChangeRequest(craft(deletePayload(extra), key));
+  const updWithProofs = (extra: Record<string, unknown>, key: UserKey, provers: UserKey[]) => parseChangeRequest(craftWithProofs(updatePayload(extra), key, {}, provers));
   const tampered = (jws: string) => {
     const [h, p, sig] = jws.split('.') as [string, string, string];
     const bytes = Buffer.from(sig, 'base64url');
@@ -153,7 +226,10 @@ describe('assureValidChange: the rules for the next change of a handle', () => {
     ['register with iat exactly 300 s ahead', () => codeOf(() => assureValidChange(reg({ iat: NOW + MAX_CLOCK_SKEW }), null, NOW, httpsOnly))],
     ['update by a current key with the current prev', () => codeOf(() => assureValidChange(upd(), current, NOW, httpsOnly))],
     ['update by the second of two current keys', () => codeOf(() => assureValidChange(upd({}, bob), { keys: [alice.public, bob.public], op: PREV }, NOW, httpsOnly))],
-    ['rotation: update to new keys signed by the old key', () => codeOf(() => assureValidChange(upd({ keys: [bob.public] }), current, NOW, httpsOnly))],
+    ['rotation: update to new keys signed by the old key, the new key proving possession', () => codeOf(() => assureValidChange(updWithProofs({ keys: [bob.public] }, alice, [bob]), current, NOW, httpsOnly))],
+    ['update adding bob\'s key with bob\'s proof', () => codeOf(() => assureValidChange(updWithProofs({ keys: [alice.public, bob.public] }, alice, [bob]), current, NOW, httpsOnly))],
+    ['update keeping a key and dropping another: nothing added, no proof', () => codeOf(() => assureValidChange(upd({ keys: [bob.public] }), { keys: [alice.public, bob.public], op: PREV }, NOW, httpsOnly))],
+    ['register with proofs, signatures not checked again when checked before queueing', () => codeOf(() => assureValidChange(parseChangeRequest(craftWithProofs(registerPayload({ keys: [alice.public, bob.public] }), alice, registerHeader, [bob])), null, NOW, httpsOnly, true))],
     ['delete by a current key with the current prev', () => codeOf(() => assureValidChange(del(), current, NOW, httpsOnly))],
     ['http loopback endpoint in a development zone', () => codeOf(() => assureValidChange(reg({ endpoint: 'http://localhost:3000/a' }), null, NOW, devZone))],
   ])('accepts %s', (_name, run) => {
@@ -167,7 +243,26 @@ describe('assureValidChange: the rules for the next change of a handle', () => {
     ['http loopback endpoint in an https-only zone', () => codeOf(() => assureValidChange(upd({ endpoint: 'http://127.0.0.1/a' }), current, NOW, httpsOnly)), 'invalid_endpoint'],
     ['register of an existing handle', () => codeOf(() => assureValidChange(reg(), current, NOW, httpsOnly)), 'handle_exists'],
     ['register whose signature does not verify', () => codeOf(() => assureValidChange(tampered(craft(registerPayload(), alice, registerHeader)), null, NOW, httpsOnly)), 'invalid_signature'],
-    ['register signed by another key than the header jwk', () => codeOf(() => assureValidChange(reg({ keys: [alice.public, bob.public] }, bob, registerHeader), null, NOW, httpsOnly)), 'invalid_signature'],
+    ['register signed by another key than the header jwk', () => codeOf(() => assureValidChange(reg({}, bob, registerHeader), null, NOW, httpsOnly)), 'invalid_signature'],
+    ['register whose proof for bob is signed by mallory', () => {
+      const payload = registerPayload({ keys: [alice.public, bob.public] });
+      const forged = rawProof(payload, mallory, { alg: 'EdDSA', typ: POP_TYP, jwk: bob.public });
+      return codeOf(() => assureValidChange(parseChangeRequest(craft(payload, alice, { ...registerHeader, pop: [forged] })), null, NOW, httpsOnly));
+    }, 'invalid_signature'],
+    ['register whose proof by bob was made over another payload', () => {
+      const payload = registerPayload({ keys: [alice.public, bob.public] });
+      const elsewhere = proofOf(registerPayload({ keys: [alice.public, bob.public], handle: 'bob@example.com' }), bob);
+      return codeOf(() => assureValidChange(parseChangeRequest(craft(payload, alice, { ...registerHeader, pop: [elsewhere] })), null, NOW, httpsOnly));
+    }, 'invalid_signature'],
+    ['rotation to a new key without its proof', () => codeOf(() => assureValidChange(upd({ keys: [bob.public] }), current, NOW, httpsOnly)), 'missing_proof'],
+    ['update adding bob\'s key without bob\'s proof', () => codeOf(() => assureValidChange(upd({ keys: [alice.public, bob.public] }), current, NOW, httpsOnly)), 'missing_proof'],
+    ['update adding bob\'s key with a proof by mallory', () => {
+      const payload = updatePayload({ keys: [alice.public, bob.public] });
+      const forged = rawProof(payload, mallory, { alg: 'EdDSA', typ: POP_TYP, jwk: bob.public });
+      return codeOf(() => assureValidChange(parseChangeRequest(craft(payload, alice, { pop: [forged] })), current, NOW, httpsOnly));
+    }, 'invalid_signature'],
+    ['update with a proof for a key the handle already has', () => codeOf(() => assureValidChange(updWithProofs({ keys: [alice.public, bob.public] }, alice, [bob]), { keys: [alice.public, bob.public], op: PREV }, NOW, httpsOnly)), 'invalid_request'],
+    ['update with a proof for its own signing key', () => codeOf(() => assureValidChange(updWithProofs({ keys: [alice.public, bob.public] }, alice, [alice, bob]), current, NOW, httpsOnly)), 'invalid_request'],
     ['update of a handle that does not exist', () => codeOf(() => assureValidChange(upd(), null, NOW, httpsOnly)), 'handle_not_found'],
     ['delete of a handle that does not exist', () => codeOf(() => assureValidChange(del(), null, NOW, httpsOnly)), 'handle_not_found'],
     ['update signed by a key not on the handle', () => codeOf(() => assureValidChange(upd({}, bob), current, NOW, httpsOnly)), 'unauthorized_key'],

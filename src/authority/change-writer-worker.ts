@@ -38,9 +38,11 @@ parentPort!.on('message', (job: WriterJob) => {
   parentPort!.postMessage(reply);
 });
 
-/** A Buffer arrives as a plain Uint8Array; the signature is used as a Buffer again. */
+/** A Buffer arrives as a plain Uint8Array; the signatures (the request's and its proofs') are used as Buffers again. */
 function revive(change: QueuedChange): QueuedChange {
-  const sig = change.req.decoded.signature as Uint8Array;
-  change.req.decoded.signature = Buffer.from(sig.buffer, sig.byteOffset, sig.byteLength);
+  for (const decoded of [change.req.decoded, ...change.req.proofs.map((p) => p.decoded)]) {
+    const sig = decoded.signature as Uint8Array;
+    decoded.signature = Buffer.from(sig.buffer, sig.byteOffset, sig.byteLength);
+  }
   return change;
 }

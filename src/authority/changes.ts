@@ -3,6 +3,7 @@ import { IdnsError } from '../errors.js';
 import { normaliseHandle } from '../names/handle.js';
 import { verifyDecoded } from '../records/jws.js';
 import { thumbprint, type PublicJwk } from '../records/keys.js';
+import { verifyPossessionProofs } from '../records/pop.js';
 import type { HandleFields } from '../records/types.js';
 import type { Store } from '../store/store.js';
 import { ChangeApplier, type BatchResult, type BatchRunner, type ChangeResult, type QueuedChange } from './change-batch.js';
@@ -97,8 +98,8 @@ export class ChangeProcessor {
   }
 
   /**
-   * Verifies the signature with the key the request names, as the handle stands now; a bad signature is
-   * refused here. Returns what it was verified against, or undefined when the state decides (no such
+   * Verifies the signature with the key the request names, as the handle stands now, and the proofs of
+   * possession of added keys; a bad signature is refused here. Returns what it was verified against, or undefined when the state decides (no such
    * handle, unknown kid): the transaction then checks everything itself.
    */
   private verifyAhead(req: ChangeRequest, zone: string): string | undefined {
@@ -117,6 +118,7 @@ export class ChangeProcessor {
       against = current.op;
     }
     verifyDecoded(req.decoded, key!);
+    verifyPossessionProofs(req.proofs);
     return against;
   }
 

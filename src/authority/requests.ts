@@ -4,11 +4,14 @@ import { IdnsError } from '../errors.js';
 import { parseHandle } from '../names/handle.js';
 import { decodeCompact, OPERATION_TYP, type DecodedJws } from '../records/jws.js';
 import { parsePublicJwk, thumbprint, type PublicJwk } from '../records/keys.js';
+import { parsePossessionProofs, POP_MEMBER, type PossessionProof } from '../records/pop.js';
 
 /**
  * A change request of a handle: a compact JWS signed by the handle's key (the key being registered for
  * `register`; a current key of the handle, named by `kid`, for `update` and `delete`). Its payload names
- * the id of the request it follows (`prev`), so a replayed or reordered request is refused.
+ * the id of the request it follows (`prev`), so a replayed or reordered request is refused. Every other
+ * key it adds to the handle signs it too: one proof of possession per added key in the header `pop`
+ * (src/records/pop.ts), so nobody can list another person's key as a key of their own handle.
  */
 export type ChangeAction = 'register' | 'update' | 'delete';
 
@@ -23,12 +26,16 @@ export interface ChangeRequest {
   host: string;
   endpoint: string | null;
   keys: PublicJwk[] | null;
+  /** Thumbprints of `keys`, in order (null with `keys`). */
+  keyIds: string[] | null;
   prev: string | null;
   iat: number;
   invite: string | null;
   /** For register: the key in the header, which must be one of `keys`. */
   headerKey: PublicJwk | null;
   kid: string | null;
+  /** Proofs of possession of added keys (header `pop`), parsed; their signatures are checked with the request's. */
+  proofs: PossessionProof[];
 }
 
 /** Most keys one handle may publish. */
@@ -74,19 +81,22 @@ export function parseChangeRequest(jws: unknown): ChangeRequest {
   if (!needsState && (p.endpoint !== undefined || p.keys !== undefined)) {
     throw new IdnsError('invalid_request', 'a delete request carries no "endpoint" or "keys"');
   }
-  const keys = p.keys === undefined ? null : parseKeys(p.keys);
+  const parsedKeys = p.keys === undefined ? null : parseKeys(p.keys);
+  const keys = parsedKeys?.keys ?? null;
+  const keyIds = parsedKeys?.ids ?? null;
   const endpoint = p.endpoint === undefined ? null : p.endpoint;
   // Form only here; whether this zone accepts loopback http is the rules' decision (rules.ts).
   if (endpoint !== null) parseEndpoint(endpoint, true);
 
   let headerKey: PublicJwk | null = null;
+  let headerKid: string | null = null;
   let kid: string | null = null;
   if (p.action === 'register') {
     if (p.prev !== null) throw new IdnsError('invalid_request', 'a register request has "prev": null');
     if (decoded.header.jwk === undefined) throw new IdnsError('invalid_jws', 'a register request carries the signing key in the header "jwk"');
     headerKey = parsePublicJwk(decoded.header.jwk, 'header jwk');
-    const headerKid = thumbprint(headerKey);
-    if (!keys!.some((k) => thumbprint(k) === headerKid)) {
+    headerKid = thumbprint(headerKey);
+    if (!keyIds!.includes(headerKid)) {
       throw new IdnsError('unauthorized_key', 'a register request must be signed by one of the keys it registers');
     }
   } else {
@@ -95,6 +105,9 @@ export function parseChangeRequest(jws: unknown): ChangeRequest {
     if (decoded.header.kid === undefined) throw new IdnsError('invalid_jws', `an ${p.action} request names its signing key in the header "kid"`);
     kid = decoded.header.kid;
   }
+  const proofs = parseProofs(decoded, p.action, keyIds);
+  // A registration adds every key it lists: all but the signer's own need a proof, whatever the state.
+  if (headerKid !== null) assureProofsFor(proofs, keyIds!.filter((k) => k !== headerKid));
   return {
     cid: requestId(jws as string),
     jws: jws as string,
@@ -104,21 +117,57 @@ export function parseChangeRequest(jws: unknown): ChangeRequest {
     host,
     endpoint,
     keys,
+    keyIds,
     prev: p.prev,
     iat: p.iat,
     invite: p.invite ?? null,
     headerKey,
     kid,
+    proofs,
   };
 }
 
-function parseKeys(input: unknown[]): PublicJwk[] {
+function parseProofs(decoded: DecodedJws, action: ChangeAction, keyIds: string[] | null): PossessionProof[] {
+  const input = (decoded.header as unknown as Record<string, unknown>)[POP_MEMBER];
+  if (input === undefined) return [];
+  if (keyIds === null) throw new IdnsError('invalid_request', `a ${action} request adds no key, so it carries no "${POP_MEMBER}"`);
+  const payloadB64 = decoded.signingInput.slice(decoded.signingInput.indexOf('.') + 1);
+  const proofs = parsePossessionProofs(input, payloadB64, MAX_HANDLE_KEYS);
+  for (const proof of proofs) {
+    if (!keyIds.includes(proof.kid)) throw new IdnsError('invalid_request', `"${POP_MEMBER}" has a proof for key ${proof.kid}, which the request does not list in "keys"`);
+  }
+  return proofs;
+}
+
+/**
+ * Checks that the proofs are exactly one per key in `added` (the thumbprints of the keys the request adds
+ * to the handle): a missing one is refused with missing_proof, a proof for any other key (the signer's,
+ * one the handle already has) with invalid_request, so a request has one meaning and one encoding.
+ */
+export function assureProofsFor(proofs: readonly PossessionProof[], added: readonly string[]): void {
+  const proved = new Set(proofs.map((p) => p.kid));
+  const missing = added.filter((kid) => !proved.has(kid));
+  if (missing.length > 0) {
+    throw new IdnsError(
+      'missing_proof',
+      `the request adds key${missing.length > 1 ? 's' : ''} ${missing.join(', ')} without ${missing.length > 1 ? 'their' : 'its'} signature: every key added to a handle must sign the request that adds it (header "${POP_MEMBER}")`,
+      { details: { keys: missing } },
+    );
+  }
+  const wanted = new Set(added);
+  const extra = proofs.find((p) => !wanted.has(p.kid));
+  if (extra) {
+    throw new IdnsError('invalid_request', `"${POP_MEMBER}" has a proof for key ${extra.kid}, which this request does not add (the signing key and keys the handle already has take none)`);
+  }
+}
+
+function parseKeys(input: unknown[]): { keys: PublicJwk[]; ids: string[] } {
   if (input.length === 0) throw new IdnsError('invalid_key', 'a handle needs at least one key');
   if (input.length > MAX_HANDLE_KEYS) throw new IdnsError('invalid_key', `a handle has at most ${MAX_HANDLE_KEYS} keys`);
   const keys = input.map((k, i) => parsePublicJwk(k, `keys[${i}]`));
-  const ids = new Set(keys.map(thumbprint));
-  if (ids.size !== keys.length) throw new IdnsError('invalid_key', 'the same key is listed twice');
-  return keys;
+  const ids = keys.map(thumbprint);
+  if (new Set(ids).size !== keys.length) throw new IdnsError('invalid_key', 'the same key is listed twice');
+  return { keys, ids };
 }
 
 const LOOPBACK_HOSTS = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/;

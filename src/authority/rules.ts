@@ -2,8 +2,10 @@ import { IdnsError } from '../errors.js';
 import { keyForKid, verifyDecoded } from '../records/jws.js';
 import { thumbprint, type PublicJwk } from '../records/keys.js';
 import type { HandleFields } from '../records/types.js';
+import { assureHostScripts, type HostScriptsLevel } from '../names/host-scripts.js';
+import { verifyPossessionProofs } from '../records/pop.js';
 import type { ChangeRequest } from './requests.js';
-import { parseEndpoint } from './requests.js';
+import { assureProofsFor, parseEndpoint } from './requests.js';
 
 /** How far a request's `iat` may be from the server's clock, seconds. */
 export const MAX_CLOCK_SKEW = 300;
@@ -11,6 +13,8 @@ export const MAX_CLOCK_SKEW = 300;
 /** What the rules need to know about the zone. */
 export interface ZoneRules {
   allowLoopbackEndpoints: boolean;
+  /** Look-alike checks of the hosts of new registrations; existing handles are never judged by them. */
+  hostScripts: HostScriptsLevel;
 }
 
 /**
@@ -35,16 +39,27 @@ export function assureValidChange(
 
   if (req.action === 'register') {
     if (current !== null) throw new IdnsError('handle_exists', `${req.handle} is already registered`);
-    if (!signatureChecked) verifyDecoded(req.decoded, req.headerKey!);
+    assureHostScripts(req.host, zone.hostScripts);
+    // Which keys need a proof does not depend on the state for a registration: parseChangeRequest checked it.
+    if (!signatureChecked) {
+      verifyDecoded(req.decoded, req.headerKey!);
+      verifyPossessionProofs(req.proofs);
+    }
     return;
   }
   if (current === null) throw new IdnsError('handle_not_found', `${req.handle} is not registered`);
   const candidates = current.keys.map((jwk: PublicJwk) => ({ kid: thumbprint(jwk), jwk }));
   const signer = keyForKid(req.decoded, candidates);
-  if (!signatureChecked) verifyDecoded(req.decoded, signer.jwk);
+  if (!signatureChecked) {
+    verifyDecoded(req.decoded, signer.jwk);
+    verifyPossessionProofs(req.proofs);
+  }
   if (req.prev !== current.op) {
     throw new IdnsError('stale_prev', `the request's prev does not name the current record of ${req.handle}; fetch it and retry`, {
       details: { current: current.op },
     });
   }
+  // Added keys are judged against the state `prev` names (checked just above), so they are exactly determined.
+  const held = new Set(candidates.map((c) => c.kid));
+  assureProofsFor(req.proofs, req.keyIds === null ? [] : req.keyIds.filter((kid) => !held.has(kid)));
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { IdnsError } from '../errors.js';
+import { HOST_SCRIPTS_LEVELS, type HostScriptsLevel } from '../names/host-scripts.js';
 
 /** Per-zone settings kept in the zones table (JSON) and published, in part, in the zone record. */
 export interface ZoneSettings {
@@ -24,6 +25,11 @@ export interface ZoneSettings {
   resignBefore: number;
   /** Accept http:// endpoints on loopback hosts (development zones such as `localhost` only). */
   allowLoopbackEndpoints: boolean;
+  /**
+   * UTS #39 checks of the hosts of new registrations (src/names/host-scripts.ts): `strict` (Highly
+   * Restrictive, the default, also for zones made before the setting existed), `moderate`, or `off`.
+   */
+  hostScripts: HostScriptsLevel;
 }
 
 const DAY = 24 * 3600;
@@ -64,6 +70,7 @@ const schema = z
     signatureValidity: z.number().int().min(3600).max(365 * DAY),
     resignBefore: z.number().int().min(60).max(364 * DAY),
     allowLoopbackEndpoints: z.boolean(),
+    hostScripts: z.enum(HOST_SCRIPTS_LEVELS).default('strict'),
   })
   .strict()
   .refine((s) => s.resignBefore < s.signatureValidity, { message: 'resignBefore must be shorter than signatureValidity', path: ['resignBefore'] });

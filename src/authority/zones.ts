@@ -14,6 +14,7 @@ import { serialOf } from './serial.js';
 import { DEFAULT_ZONE_TIMERS, parseSecondarySettings, parseServerUrls, parseZoneSettings, type SecondarySettings, type ZoneSettings } from './settings.js';
 import { decodePayload } from './editor.js';
 import type { ZoneRecord } from '../records/types.js';
+import type { HostScriptsLevel } from '../names/host-scripts.js';
 
 /** What `idns zone create` takes. */
 export interface CreateZoneOptions {
@@ -22,6 +23,8 @@ export interface CreateZoneOptions {
   primary?: string;
   policy?: RegistrationPolicy;
   allowLoopbackEndpoints?: boolean;
+  /** UTS #39 checks of new hosts; default `strict`. */
+  hostScripts?: HostScriptsLevel;
   timers?: Partial<Pick<ZoneSettings, keyof typeof DEFAULT_ZONE_TIMERS>>;
 }
 
@@ -65,6 +68,7 @@ export class ZoneService {
       ...DEFAULT_ZONE_TIMERS,
       ...options.timers,
       allowLoopbackEndpoints: options.allowLoopbackEndpoints ?? false,
+      hostScripts: options.hostScripts ?? 'strict',
     };
     parseZoneSettings(partial); // validate before a key file is written
     const key = this.keys.create(name);
@@ -322,6 +326,15 @@ export class ZoneService {
     const kid = settings.keyIds[0];
     if (kid === undefined) throw new IdnsError('key_unavailable', `zone ${name} has no signing key configured`);
     return new ZoneEditor(this.store, row, settings, this.keys.load(name, kid), this.clock);
+  }
+
+  /** Sets the UTS #39 checks of the hosts of new registrations in a primary zone. */
+  setHostScripts(name: string, level: HostScriptsLevel): ZoneSettings {
+    const row = this.require(name);
+    if (row.role !== 'primary') throw new IdnsError('invalid_request', `zone ${name} is a secondary here; set it on its primary`);
+    const settings = parseZoneSettings({ ...this.settings(row), hostScripts: level });
+    this.store.write(() => this.store.zones.setSettings(name, JSON.stringify(settings)));
+    return settings;
   }
 
   /** Sets who may register in a zone. */

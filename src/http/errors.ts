@@ -29,6 +29,8 @@ export const STATUS_OF: Record<ErrorCode, ContentfulStatusCode> = {
   stale_prev: 409,
   replayed: 409,
   unauthorized_key: 403,
+  missing_proof: 403,
+  confusable_host: 400,
   registration_closed: 403,
   invite_required: 403,
   invite_invalid: 403,

@@ -30,6 +30,7 @@ export class ZoneStore {
   private readonly insertStmt;
   private readonly updateStateStmt;
   private readonly updatePolicyStmt;
+  private readonly updateSettingsStmt;
   private readonly replaceCopyStmt;
   private readonly refreshedStmt;
   private readonly promoteStmt;
@@ -57,6 +58,7 @@ export class ZoneStore {
       `UPDATE zones SET version = ?, digest_state = ?, record = ?, record_exp = ? WHERE name = ?`,
     );
     this.updatePolicyStmt = db.prepare(`UPDATE zones SET policy = ? WHERE name = ?`);
+    this.updateSettingsStmt = db.prepare(`UPDATE zones SET settings = ? WHERE name = ?`);
     this.replaceCopyStmt = db.prepare(
       `UPDATE zones SET version = @version, digest_state = @digestState, record = @record, record_exp = @recordExp, salt = @salt,
          content = @content, journal_floor = @journalFloor, refreshed_at = @refreshedAt WHERE name = @name`,
@@ -140,5 +142,10 @@ export class ZoneStore {
   /** Changes a zone's registration policy. */
   setPolicy(name: string, policy: RegistrationPolicy): void {
     this.updatePolicyStmt.run(policy, name);
+  }
+
+  /** Replaces a zone's settings (JSON, validated by the caller). */
+  setSettings(name: string, settings: string): void {
+    this.updateSettingsStmt.run(settings, name);
   }
 }

@@ -1,7 +1,6 @@
 import { request } from 'undici';
 import type { Clock } from '../../src/clock.js';
 import { signChangeRequest, type ChangeIntent } from '../../src/client/requests.js';
-import type { PublicJwk } from '../../src/records/keys.js';
 import type { UserKey } from './keys.js';
 
 /** Every HTTP call a test makes is bounded by this. */
@@ -74,21 +73,25 @@ export function resolveHandle(base: string, handle: string, headers?: Record<str
   return get(base, `/v1/resolve/${encodeURIComponent(handle)}`, headers);
 }
 
-/** Signs a register request for `key` and posts it; fails the test unless it is accepted with 201. */
+/**
+ * Signs a register request for `key` and posts it; fails the test unless it is accepted with 201.
+ * `addedKeys` are further keys of the handle, each listed and proving possession (as the server demands).
+ */
 export async function registerOk(
   base: string,
   key: UserKey,
   handle: string,
-  options: { endpoint?: string; keys?: PublicJwk[]; invite?: string; clock?: Clock } = {},
+  options: { endpoint?: string; addedKeys?: UserKey[]; invite?: string; clock?: Clock } = {},
 ): Promise<{ op: string; serial: number; record: string; jws: string }> {
+  const added = options.addedKeys ?? [];
   const intent: ChangeIntent = {
     action: 'register',
     handle,
     endpoint: options.endpoint ?? `https://social.example/users/${handle.split('@')[0]}`,
-    keys: options.keys ?? [key.public],
+    keys: [key.public, ...added.map((k) => k.public)],
     ...(options.invite === undefined ? {} : { invite: options.invite }),
   };
-  const jws = signChangeRequest(intent, key.private, options.clock);
+  const jws = signChangeRequest(intent, key.private, options.clock, added.map((k) => k.private));
   const res = await postChange(base, jws);
   if (res.status !== 201) throw new Error(`registering ${handle} failed: ${res.status} ${res.text}`);
   return { op: res.json.op, serial: res.json.serial, record: res.json.record, jws };

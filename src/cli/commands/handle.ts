@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from 'node:fs';
 import type { ChangeResult } from '../../authority/changes.js';
 import { queryAuthoritative } from '../../client/answers.js';
 import { errorFromBody, jsonRequest } from '../../client/http.js';
@@ -19,12 +20,16 @@ const usage = `usage: idns handle <command> HANDLE ... [--server URL | --data DI
 Commands (each request is signed with your key; --server sends it to a server over HTTP,
 default ${DEFAULT_SERVER}; --data applies it directly to a data directory as the operator,
 which is how handles are registered in a closed zone):
-  register HANDLE --key FILE --endpoint URL [--invite CODE]
-        Registers HANDLE with the public key of FILE (which signs the request).
+  register HANDLE --key FILE --endpoint URL [--invite CODE] [--add-key FILE...]
+        Registers HANDLE with the public key of FILE (which signs the request), and the
+        keys of the --add-key files.
   update HANDLE --key FILE [--endpoint URL] [--add-key FILE...] [--remove-key THUMBPRINT...]
         Changes the endpoint or the key set; signed by a current key.
   rotate HANDLE --key FILE --new-key FILE
         Replaces every key of HANDLE by the key in --new-key; signed by a current key.
+
+Every key added to a handle must sign the request that adds it (proof of possession), so
+--add-key and --new-key take the PRIVATE key file of the added key, never a thumbprint.
   delete HANDLE --key FILE
         Deletes HANDLE; signed by a current key.
   show HANDLE   The verified current record (same as idns resolve).
@@ -76,27 +81,36 @@ async function change(sub: 'register' | 'update' | 'rotate' | 'delete', target: 
   const key = readKeyFile(values.key, 'key file');
   const privateJwk = exportPrivate(key);
   let intent: ChangeIntent;
+  // The private keys of the keys this request adds besides the signer's: each signs it (proof of possession).
+  let added: SigningKey[] = [];
   if (sub === 'register') {
     if (!values.endpoint) throw new UsageError('--endpoint URL is required', usage);
-    intent = { action: 'register', handle, endpoint: values.endpoint, keys: [key.publicJwk], ...(values.invite ? { invite: values.invite } : {}) };
+    added = (values['add-key'] ?? []).map((file) => readAddedKey(file, '--add-key'));
+    const keys = [key.publicJwk, ...added.map((k) => k.publicJwk)];
+    intent = { action: 'register', handle, endpoint: values.endpoint, keys, ...(values.invite ? { invite: values.invite } : {}) };
   } else {
     const current = await target.current(handle);
     if (sub === 'delete') {
       intent = { action: 'delete', handle, prev: current.op };
     } else if (sub === 'rotate') {
       if (!values['new-key']) throw new UsageError('--new-key FILE is required', usage);
-      const next = readKeyFile(values['new-key'], 'new key file');
+      const next = readAddedKey(values['new-key'], '--new-key');
+      if (!current.keys.some((k) => thumbprint(k) === next.kid)) added = [next];
       intent = { action: 'update', handle, endpoint: values.endpoint ?? current.endpoint, keys: [next.publicJwk], prev: current.op };
     } else {
       let keys: PublicJwk[] = current.keys;
-      for (const file of values['add-key'] ?? []) keys = [...keys, readKeyFile(file, 'added key file').publicJwk];
+      added = (values['add-key'] ?? []).map((file) => readAddedKey(file, '--add-key'));
+      for (const k of added) {
+        if (keys.some((held) => thumbprint(held) === k.kid)) throw new UsageError(`--add-key ${k.kid} is already a key of ${handle}`, usage);
+        keys = [...keys, k.publicJwk];
+      }
       const removed = new Set(values['remove-key'] ?? []);
       keys = keys.filter((k) => !removed.has(thumbprint(k)));
       if (keys.length === 0) throw new UsageError('the update would leave the handle without keys', usage);
       intent = { action: 'update', handle, endpoint: values.endpoint ?? current.endpoint, keys, prev: current.op };
     }
   }
-  const result = await target.submit(signChangeRequest(intent, privateJwk));
+  const result = await target.submit(signChangeRequest(intent, privateJwk, undefined, added.map(exportPrivate)));
   if (values.json) io.out(JSON.stringify(result));
   else io.out(`${result.action} ${result.handle}: accepted in zone ${result.zone} at serial ${result.serial} (op ${result.op})`);
   return 0;
@@ -114,6 +128,28 @@ async function log(target: Target, handle: string, values: Values, io: Io): Prom
   if (values.json) io.out(JSON.stringify({ handle, operations: entries }));
   else io.out(entries.map((e) => `${e.receivedAt}\tserial ${e.serial}\t${e.action}\t${e.op}`).join('\n'));
   return 0;
+}
+
+const THUMBPRINT = /^[A-Za-z0-9_-]{43}$/;
+
+/**
+ * Reads the private key file of a key to add. A thumbprint or a public key cannot sign the request, and
+ * the server refuses a key added without its signature, so both are refused here with the reason.
+ */
+function readAddedKey(path: string, flag: string): SigningKey {
+  const why = `every key added to a handle must sign the request that adds it, so ${flag} takes the private key file of that key (made by idns keygen); have its holder run the command, or add it with their key file`;
+  if (!existsSync(path)) {
+    if (THUMBPRINT.test(path)) throw new UsageError(`${flag} ${path} looks like a thumbprint, not a key file: ${why}`, usage);
+    throw new IdnsError('key_unavailable', `${flag} file is missing: ${path}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (cause) {
+    throw new IdnsError('invalid_key', `${flag} file ${path} is not a JSON JWK`, { cause });
+  }
+  if (typeof parsed === 'object' && parsed !== null && !('d' in parsed)) throw new IdnsError('invalid_key', `${flag} file ${path} holds only a public key: ${why}`);
+  return readKeyFile(path, `${flag} file`);
 }
 
 function exportPrivate(key: SigningKey): PrivateJwk {

@@ -5,6 +5,7 @@ import { intOption, parseCommand, UsageError, type Io } from '../args.js';
 import { localOptions, withLocal } from '../local.js';
 import { parseCredential } from '../../replication/credentials.js';
 import { parseServerUrls } from '../../authority/settings.js';
+import { HOST_SCRIPTS_LEVELS, type HostScriptsLevel } from '../../names/host-scripts.js';
 import { IdnsError } from '../../errors.js';
 import { readFileSync } from 'node:fs';
 import { importHandles } from '../../authority/import.js';
@@ -13,16 +14,22 @@ const usage = `usage: idns zone <command> ... [--data DIR] [--json]
 
 Commands (they act on the data directory; a running server sees the change at once):
   create ZONE --server-url URL... [--primary-url URL] [--policy open|invite|closed]
-              [--allow-loopback-endpoints] [--handle-ttl S] [--ttl S] [--minimum S]
-              [--refresh S] [--retry S] [--expire S]
+              [--allow-loopback-endpoints] [--host-scripts strict|moderate|off]
+              [--handle-ttl S] [--ttl S] [--minimum S] [--refresh S] [--retry S] [--expire S]
         Creates a primary zone, its Ed25519 signing key (in DIR/keys, mode 0600) and its
         signed zone record. --server-url lists the public URL(s) of the zone's servers.
+        --host-scripts: look-alike checks of new hosts (UTS #39), default strict.
   show ZONE     The signed zone record, serial, digest and key thumbprints.
   list          Every zone held in DIR.
   invite ZONE [--valid-for SECONDS]
         Makes a single-use invite code (shown once; only its hash is stored).
   policy ZONE open|invite|closed
         Sets who may register: anyone, holders of an invite code, or only the operator.
+  host-scripts ZONE strict|moderate|off
+        Sets the look-alike checks of the hosts of new registrations (UTS #39): strict
+        (one script per label, or Latin with Han/kana/Hangul/Bopomofo; no label confusable
+        with an ASCII one; no invisible characters or stacked marks), moderate (Latin may
+        also mix with one other script but Cyrillic and Greek), or off.
   delegate PARENT CHILD --server-url URL... --ds THUMBPRINT... [--ttl S]
         Delegates CHILD (below PARENT) to its own servers; --ds lists the thumbprints of
         the child zone's keys (printed by zone create/show where the child is held).
@@ -55,6 +62,7 @@ const createOptions = {
   'primary-url': { type: 'string' },
   policy: { type: 'string' },
   'allow-loopback-endpoints': { type: 'boolean' },
+  'host-scripts': { type: 'string' },
   'handle-ttl': { type: 'string' },
   ttl: { type: 'string' },
   minimum: { type: 'string' },
@@ -77,6 +85,8 @@ export async function zone(argv: string[], io: Io): Promise<number> {
       return invite(rest, io);
     case 'policy':
       return policy(rest, io);
+    case 'host-scripts':
+      return hostScripts(rest, io);
     case 'delegate':
       return delegate(rest, io);
     case 'undelegate':
@@ -111,6 +121,8 @@ async function create(argv: string[], io: Io): Promise<number> {
   const servers = values['server-url'] ?? [];
   if (servers.length === 0) throw new UsageError('--server-url URL is required (the public URL of each server of the zone)', usage);
   if (values.policy !== undefined && !POLICIES.includes(values.policy)) throw new UsageError('--policy must be open, invite or closed', usage);
+  const level = values['host-scripts'];
+  if (level !== undefined && !isHostScriptsLevel(level)) throw new UsageError('--host-scripts must be strict, moderate or off', usage);
   const timers: NonNullable<CreateZoneOptions['timers']> = {};
   for (const [flag, key] of [
     ['handle-ttl', 'handleTtl'],
@@ -129,6 +141,7 @@ async function create(argv: string[], io: Io): Promise<number> {
       ...(values['primary-url'] ? { primary: values['primary-url'] } : {}),
       policy: (values.policy ?? 'open') as RegistrationPolicy,
       allowLoopbackEndpoints: values['allow-loopback-endpoints'] ?? false,
+      ...(level !== undefined ? { hostScripts: level } : {}),
       timers,
     }),
   );
@@ -151,6 +164,7 @@ async function show(argv: string[], io: Io): Promise<number> {
       `  role: ${info.role}`,
       `  serial: ${info.serial}`,
       `  policy: ${info.policy}`,
+      ...(info.settings ? [`  host scripts: ${info.settings.hostScripts}`] : []),
       `  handles: ${info.handles}`,
       `  servers: ${info.servers.join(' ')}`,
       ...(info.secondary ? [`  copied from: ${info.secondary.primaries.join(' ')} (trusting keys ${info.secondary.ds.join(' ')})`] : []),
@@ -192,6 +206,20 @@ async function policy(argv: string[], io: Io): Promise<number> {
   await withLocal(values, (ctx) => ctx.zones.setPolicy(name, p as RegistrationPolicy));
   if (values.json) io.out(JSON.stringify({ zone: name, policy: p }));
   else io.out(`zone ${name}: policy ${p}`);
+  return 0;
+}
+
+const isHostScriptsLevel = (v: string): v is HostScriptsLevel => (HOST_SCRIPTS_LEVELS as readonly string[]).includes(v);
+
+async function hostScripts(argv: string[], io: Io): Promise<number> {
+  const { values, positionals, help } = parseCommand({ usage, options: localOptions, positionals: ['ZONE', 'LEVEL'] }, argv);
+  if (help) return io.out(usage), 0;
+  const level = positionals[1]!;
+  if (!isHostScriptsLevel(level)) throw new UsageError('LEVEL must be strict, moderate or off', usage);
+  const name = parseZoneName(positionals[0]!);
+  await withLocal(values, (ctx) => ctx.zones.setHostScripts(name, level));
+  if (values.json) io.out(JSON.stringify({ zone: name, hostScripts: level }));
+  else io.out(`zone ${name}: host scripts ${level}`);
   return 0;
 }
 
@@ -332,6 +360,7 @@ function zoneJson(info: ZoneInfo) {
     role: info.role,
     serial: info.serial,
     policy: info.policy,
+    hostScripts: info.settings?.hostScripts ?? null,
     handles: info.handles,
     servers: info.servers,
     primary: info.settings?.primary ?? null,
