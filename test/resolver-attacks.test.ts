@@ -717,6 +717,10 @@ describe('private and loopback addresses', () => {
     ['https on [::1]', (port: number) => `https://[::1]:${port}`],
     ['https on an IPv4-mapped loopback', (port: number) => `https://[::ffff:127.0.0.1]:${port}`],
     ['https on a decimal loopback', (port: number) => `https://2130706433:${port}`],
+    ['https on a NAT64 loopback (the URL parser writes it 64:ff9b::7f00:1)', (port: number) => `https://[64:ff9b::127.0.0.1]:${port}`],
+    ['https on an IPv4-compatible loopback', (port: number) => `https://[::127.0.0.1]:${port}`],
+    ['https on a 6to4 address of 10.0.0.1', (port: number) => `https://[2002:a00:1::1]:${port}`],
+    ['https on a hex-and-short loopback', (port: number) => `https://0x7f.1:${port}`],
   ])('refuses a root server URL with %s (address_refused, nothing contacted)', async (_what, url) => {
     const f = await fake((_req, res) => sendJson(res, 500, {}));
     const r = publicResolver([url(f.port)]);

@@ -148,6 +148,63 @@ describe('isPrivateAddress', () => {
   ])('%s → private %s', (address, expected) => {
     expect(isPrivateAddress(address)).toBe(expected);
   });
+
+  // Issue 14, item 5: the verdict is taken on the address's bytes, so every spelling of one address and
+  // every IPv6 form carrying an IPv4 address get the verdict of what they point at.
+  it.each([
+    // IPv4-compatible ::/96 (deprecated), in each spelling.
+    ['::127.0.0.1', true],
+    ['::7f00:1', true],
+    ['0:0:0:0:0:0:7f00:1', true],
+    ['::8.8.8.8', true],
+    ['::2', true],
+    // IPv4-mapped, IPv4-translated.
+    ['0:0:0:0:0:ffff:7f00:1', true],
+    ['::ffff:a9fe:a9fe', true],
+    ['::ffff:0:7f00:1', true],
+    ['::ffff:0:808:808', false],
+    // NAT64 well-known prefix: the embedded address decides; local-use 64:ff9b:1::/48 is never public.
+    ['64:ff9b::127.0.0.1', true],
+    ['64:ff9b::7f00:1', true],
+    ['64:ff9b::a9fe:a9fe', true],
+    ['64:ff9b:0:0:0:0:a00:1', true],
+    ['64:ff9b::808:808', false],
+    ['64:ff9b:1::808:808', true],
+    // 6to4: the embedded IPv4 address decides.
+    ['2002:7f00:1::', true],
+    ['2002:a00:1::1', true],
+    ['2002:c0a8:101::1', true],
+    ['2002:808:808::1', false],
+    // Teredo: server address in bits 32-63, client address inverted in the last 32 bits.
+    ['2001:0:808:808::80ff:fffe', true], // client 127.0.0.1
+    ['2001:0:a00:1::f7f7:f7f7', true], // server 10.0.0.1
+    ['2001:0:808:808::f7f7:f7f7', false], // server 8.8.8.8, client 8.8.8.8
+    // The rest of the IANA special-purpose registries.
+    ['100::1', true],
+    ['2001:2::1', true],
+    ['2001:10::1', true],
+    ['2001:1::1', true],
+    ['2001:db8:1::1', true],
+    ['3fff::1', true],
+    ['5f00::1', true],
+    ['fec0::1', true],
+    ['feff::1', true],
+    ['ff0e::1', true],
+    ['4000::1', true],
+    ['fe80::1%eth0', true],
+    ['192.0.0.9', true],
+    ['192.88.99.1', true],
+    ['198.19.255.255', true],
+    ['198.20.0.0', false],
+    ['100.127.255.255', true],
+    ['100.128.0.0', false],
+    ['0.1.2.3', true],
+    ['240.0.0.1', true],
+    ['239.255.255.255', true],
+    ['2a00:1450:4001::1', false],
+  ])('%s → private %s (bytes, not text)', (address, expected) => {
+    expect(isPrivateAddress(address)).toBe(expected);
+  });
 });
 
 describe('assureAllowedUrl', () => {
@@ -170,6 +227,32 @@ describe('assureAllowedUrl', () => {
     'https://0x7f000001',
     'https://127.1',
     'https://0',
+    // Issue 14, item 5: each form the WHATWG URL parser turns into an address that is not public.
+    'https://0x7f.1',
+    'https://0177.0.0.1',
+    'https://0x7f.0.0.1',
+    'https://127.0.1',
+    'https://127.0.0.1.',
+    'https://017700000001',
+    'https://169.254.43518',
+    'https://[64:ff9b::127.0.0.1]',
+    'https://[64:ff9b::7f00:1]',
+    'https://[64:ff9b::169.254.169.254]',
+    'https://[::127.0.0.1]',
+    'https://[::7f00:1]',
+    'https://[0:0:0:0:0:0:0:1]',
+    'https://[0000::1]',
+    'https://[::]',
+    'https://[::ffff:0:127.0.0.1]',
+    'https://[0:0:0:0:0:ffff:7f00:1]',
+    'https://[2002:7f00:1::1]',
+    'https://[2001:0:808:808::80ff:fffe]',
+    'https://[fec0::1]',
+    'https://[ff02::1]',
+    'https://100.64.0.1',
+    'https://198.18.0.1',
+    'https://255.255.255.255',
+    'https://localhost.',
     'http://ns.example.com',
     'ftp://ns.example.com',
     'not a url',
@@ -177,7 +260,7 @@ describe('assureAllowedUrl', () => {
     expect(codeOf(() => assureAllowedUrl(url, false))).toBe('address_refused');
   });
 
-  it.each(['https://ns.example.com', 'https://ns.example.com:8443/base', 'https://8.8.8.8', 'https://[2606:4700:4700::1111]'])('allows %s', (url) => {
+  it.each(['https://ns.example.com', 'https://ns.example.com:8443/base', 'https://8.8.8.8', 'https://[2606:4700:4700::1111]', 'https://[64:ff9b::8.8.8.8]', 'https://0x8.8.8.8'])('allows %s', (url) => {
     expect(assureAllowedUrl(url, false).toString()).toBe(new URL(url).toString());
   });
 
@@ -198,6 +281,23 @@ describe('publicOnlyLookup', () => {
     });
     expect(err).toBeInstanceOf(IdnsError);
     expect((err as IdnsError).code).toBe('address_refused');
+  });
+
+  // The address connected to is judged by the same byte classifier as a URL's: the system resolver hands
+  // an IP literal back as it is, in the spelling given, so each form reaches the classifier as text.
+  it.each(['64:ff9b::127.0.0.1', '::127.0.0.1', '::ffff:0:7f00:1', '2002:a00:1::1', '0:0:0:0:0:0:0:1', '127.0.0.1'])('refuses the connected address %s', async (address) => {
+    const err = await new Promise<unknown>((resolve) => {
+      publicOnlyLookup(address, {}, (e) => resolve(e));
+    });
+    expect(err).toBeInstanceOf(IdnsError);
+    expect((err as IdnsError).code).toBe('address_refused');
+  });
+
+  it('hands a public address on', async () => {
+    const got = await new Promise<{ err: unknown; address: unknown }>((resolve) => {
+      publicOnlyLookup('8.8.8.8', {}, (err, address) => resolve({ err, address }));
+    });
+    expect(got).toEqual({ err: null, address: '8.8.8.8' });
   });
 });
 
