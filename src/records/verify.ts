@@ -80,6 +80,11 @@ export const MAX_NO_CUT_PROOFS = 127;
  * hash, and `noCut` holds signed denials covering the hash of every name between the zone and the
  * handle's host. The zone's hashed names include its delegated child zones, so those gaps prove that no child
  * zone holds the handle: without them a genuine parent denial could be passed off in place of a referral.
+ *
+ * `noCut` must hold only what that proof needs, or the denial is refused: for each name between not
+ * covered by `jws`, the first gap of `noCut` that covers it is the one used, and every gap must be used
+ * for some name. So there is at most one gap per name, none when the host is the zone's own name, and
+ * no duplicate, junk or unneeded gap rides along to be kept, cached and served by whoever checks it.
  */
 export function verifyDenial(jws: unknown, handle: string, zone: VerifiedZone, nowSeconds: number, noCut: readonly unknown[] = []): DenialRecord {
   const record = verifyGap(jws, zone, nowSeconds);
@@ -87,12 +92,18 @@ export function verifyDenial(jws: unknown, handle: string, zone: VerifiedZone, n
   if (!denialCovers(record.after, record.next, record.hashes, nameHash(record.hash.salt, handle))) throw fail(`the denial does not cover ${handle}`);
   const host = handle.slice(handle.lastIndexOf('@') + 1);
   const between = namesBetween(host, zone.record.zone);
-  if (noCut.length > MAX_NO_CUT_PROOFS) throw fail('too many gaps in the denial');
-  const gaps = between.length === 0 ? [] : [record, ...noCut.map((g) => verifyGap(g, zone, nowSeconds))];
+  // Counted before any signature is checked: more gaps than names can never all be needed.
+  if (noCut.length > Math.min(between.length, MAX_NO_CUT_PROOFS)) throw fail(`the denial carries ${noCut.length} noCut gaps for ${between.length} names between zone and host`);
+  const gaps = noCut.map((g) => verifyGap(g, zone, nowSeconds));
+  const used = new Set<number>();
   for (const name of between) {
     const hash = nameHash(record.hash.salt, name);
-    if (!gaps.some((g) => denialCovers(g.after, g.next, g.hashes, hash))) throw fail(`the denial does not prove that ${name} is not a delegated zone`);
+    if (denialCovers(record.after, record.next, record.hashes, hash)) continue;
+    const by = gaps.findIndex((g) => denialCovers(g.after, g.next, g.hashes, hash));
+    if (by < 0) throw fail(`the denial does not prove that ${name} is not a delegated zone`);
+    used.add(by);
   }
+  if (used.size !== gaps.length) throw fail('the denial carries noCut gaps its proof does not need');
   return record;
 }
 
