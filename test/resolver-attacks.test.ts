@@ -593,6 +593,66 @@ describe('forged denials', () => {
   });
 });
 
+describe("a zone's own server padding its denials (issue 14, item 2)", () => {
+  /**
+   * A real zone on its own server, reached through a fake that passes the genuine reply on after `pad`
+   * has added to it: the zone's server is the attacker, with the zone's real key.
+   */
+  async function paddedZone(name: string, pad: (body: any, signer: ZoneSigner, salt: string) => unknown, handles: string[] = []) {
+    const zone = await realZone(name, { handles });
+    const f = await fake(async (_req, res, q) => {
+      const { status, body } = await resolveAt(zone.server.url, q.handle!, q.zone!);
+      sendJson(res, status, body.status === 'denial' ? pad(body, zone.signer, payloadOf(body.zoneRecord).denial.salt) : body);
+    });
+    delegateFromExample(name, [f.url], [zone.kid]);
+    return { zone, f };
+  }
+
+  /** `n` gaps, each validly signed by the zone's key with the zone's hash parameters, covering nothing asked. */
+  function validGaps(signer: ZoneSigner, salt: string, n: number): string[] {
+    return Array.from({ length: n }, (_, i) => {
+      const after = i.toString(16).padStart(8, '0').padEnd(64, '0');
+      return signer.denial(after, after.slice(0, 63) + '1', { salt });
+    });
+  }
+
+  it.each([
+    ['240 KB of junk strings', (b: any) => ({ ...b, noCut: Array.from({ length: 120 }, () => 'x'.repeat(2000)) })],
+    ['100 valid gaps signed with the zone key', (b: any, signer: ZoneSigner, salt: string) => ({ ...b, noCut: validGaps(signer, salt, 100) })],
+    ['its own record again', (b: any) => ({ ...b, noCut: [b.record] })],
+    ['a noCut that is not a list', (b: any) => ({ ...b, noCut: 'x'.repeat(100_000) })],
+  ])('refuses a denial of a handle at the zone that carries %s, and caches nothing of it', async (_what, pad) => {
+    await paddedZone('pad.example', pad);
+    const r = resolver();
+    await expectCode(r.lookup('ghost@pad.example'), 'verification_failed');
+    expect(r.lookupCached('ghost@pad.example')).toBeUndefined();
+    await stillResolves(r);
+  });
+
+  it('refuses gaps beyond the one per name a handle below the zone needs, and accepts exactly the needed ones', async () => {
+    let extra: (b: any, signer: ZoneSigner, salt: string) => string[] = () => [];
+    // Enough handles for several gaps, so that the names between zone and host need gaps of their own.
+    const handles = Array.from({ length: 80 }, (_, i) => `user${i}@pad2.example`);
+    await paddedZone('pad2.example', (b, signer, salt) => ({ ...b, noCut: [...(b.noCut ?? []), ...extra(b, signer, salt)] }), handles);
+    const deep = 'ghost@a.b.c.pad2.example';
+    // Control: the honest reply verifies, and its gaps are at most one per name between (a.b.c, b.c, c).
+    const honest = await resolver().lookup(deep);
+    expect(honest.status).toBe('not_found');
+    expect(honest.proof.noCut?.length ?? 0).toBeLessThanOrEqual(3);
+    for (const [what, more] of [
+      ['60 valid but unneeded gaps', (_b: any, signer: ZoneSigner, salt: string) => validGaps(signer, salt, 60)],
+      ['one valid unneeded gap', (_b: any, signer: ZoneSigner, salt: string) => validGaps(signer, salt, 1)],
+      ['the record repeated', (b: any) => [b.record]],
+    ] as const) {
+      extra = more;
+      const r = resolver();
+      const err = await expectCode(r.lookup(deep), 'verification_failed');
+      expect(err.message, what).toMatch(/noCut/);
+      expect(r.lookupCached(deep)).toBeUndefined();
+    }
+  });
+});
+
 describe('forwarding mode', () => {
   let upstream: TestServer;
   beforeAll(async () => {
@@ -675,6 +735,30 @@ describe('forwarding mode', () => {
     );
     // Expected: verification_failed. Actual (bug): { status: 'not_found', zone: 'example' }: alice "does not exist".
     expect(result).toEqual({ code: 'verification_failed' });
+  });
+
+  it("keeps only the verified members of an upstream's proof: padding beside them is neither cached nor served", async () => {
+    const pad = 'p'.repeat(50_000);
+    const f = await fake(async (_req, res, q) => {
+      const body = await honestLookup(q.handle!);
+      const steps = body.proof.steps.map((s: any) => ({ ...s, padding: pad }));
+      sendJson(res, 200, { ...body, proof: { ...body.proof, steps, padding: pad } });
+    });
+    const r = forwarding([f.url]);
+    const found = await r.lookup(GOOD);
+    expect(found).toMatchObject({ status: 'found', endpoint: endpointOf(GOOD) });
+    expect(JSON.stringify(found.proof)).not.toContain(pad);
+    expect(JSON.stringify((await r.lookup(GOOD)).proof)).not.toContain(pad);
+    expect(f.requests.length).toBe(1);
+    expect(r.cacheBytes).toBeLessThan(50_000);
+  });
+
+  it('refuses noCut gaps attached to the proof of a handle that exists', async () => {
+    const f = await fake(async (_req, res, q) => {
+      const body = await honestLookup(q.handle!);
+      sendJson(res, 200, { ...body, proof: { ...body.proof, noCut: Array.from({ length: 100 }, () => 'x'.repeat(2000)) } });
+    });
+    await expectCode(forwarding([f.url]).lookup(GOOD), 'verification_failed');
   });
 
   it('succeeds through an honest upstream when the other upstream lies', async () => {
