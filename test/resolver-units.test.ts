@@ -336,6 +336,61 @@ describe('LruCache', () => {
     expect(c.get('b', 6_000)).toBeUndefined();
   });
 
+  /** Values weighing their string length; `shared` arrays count their length once however many hold them. */
+  type V = { own: string; shared: string[][] };
+  const weigher = { own: (v: V) => v.own.length, shared: (v: V) => v.shared, sharedBytes: (p: object) => (p as string[]).join('').length };
+
+  it('evicts the least recently used entries while over maxBytes, counting a shared part once', () => {
+    const c = new LruCache<V>({ maxEntries: 100, maxBytes: 1000 }, weigher);
+    const chain = ['x'.repeat(300)];
+    c.set('a', { own: 'a'.repeat(100), shared: [chain] }, 0, 10_000, 0, Infinity);
+    c.set('b', { own: 'b'.repeat(100), shared: [chain] }, 0, 10_000, 0, Infinity);
+    expect(c.bytes).toBe(500);
+    c.set('c', { own: 'c'.repeat(400), shared: [] }, 0, 10_000, 0, Infinity);
+    expect(c.bytes).toBe(900);
+    c.set('d', { own: 'd'.repeat(200), shared: [] }, 0, 10_000, 0, Infinity);
+    // 1100 > 1000: 'a' goes; the chain stays, 'b' still holds it.
+    expect(c.get('a', 1)).toBeUndefined();
+    expect(c.bytes).toBe(1000);
+    c.set('e', { own: 'e'.repeat(50), shared: [] }, 0, 10_000, 0, Infinity);
+    // 'b' goes, and with it the chain: 200 + 400 + 50 ... 'c' and 'd' and 'e'.
+    expect(c.get('b', 1)).toBeUndefined();
+    expect(c.bytes).toBe(650);
+    c.delete('c');
+    expect(c.bytes).toBe(250);
+    // Replacing an entry releases what the old value weighed.
+    c.set('d', { own: 'd'.repeat(10), shared: [] }, 0, 10_000, 0, Infinity);
+    expect(c.bytes).toBe(60);
+    // Dropped past its stale window: released too.
+    c.set('f', { own: 'f'.repeat(10), shared: [chain] }, 0, 1_000, 0, Infinity);
+    expect(c.bytes).toBe(370);
+    expect(c.get('f', 1_000)).toBeUndefined();
+    expect(c.bytes).toBe(60);
+    c.clear();
+    expect(c.bytes).toBe(0);
+  });
+
+  it('does not store a value heavier than maxEntryBytes (shared parts included), and drops the entry it would replace', () => {
+    const c = new LruCache<V>({ maxEntries: 100, maxBytes: 10_000, maxEntryBytes: 500 }, weigher);
+    expect(c.set('a', { own: 'a'.repeat(100), shared: [] }, 0, 10_000, 0, Infinity)).toBe(true);
+    expect(c.set('a', { own: 'a'.repeat(100), shared: [['x'.repeat(401)]] }, 0, 10_000, 0, Infinity)).toBe(false);
+    expect(c.get('a', 1)).toBeUndefined();
+    expect(c.size).toBe(0);
+    expect(c.bytes).toBe(0);
+  });
+
+  it('weighs an entry again after its value grew in place', () => {
+    const c = new LruCache<V>({ maxEntries: 100, maxBytes: 1000 }, weigher);
+    const grows = { own: 'a'.repeat(100), shared: [] };
+    c.set('a', grows, 0, 10_000, 0, Infinity);
+    c.set('b', { own: 'b'.repeat(100), shared: [] }, 0, 10_000, 0, Infinity);
+    grows.own = 'a'.repeat(950);
+    c.reweigh('a');
+    // 1050 > 1000: the least recently used ('a' itself) goes.
+    expect(c.get('a', 1)).toBeUndefined();
+    expect(c.bytes).toBe(100);
+  });
+
   it('counts hits', () => {
     const c = new LruCache<string>(10);
     c.set('a', 'A', 0, 1000, 0, Infinity);
