@@ -186,7 +186,16 @@ describe('byte bound (issue 14, item 2)', () => {
   it('stays under cache.maxBytes however many answers and denials it is given, answering each correctly', async () => {
     const clock = new ManualClock(Date.now());
     const maxBytes = 48 * 1024;
-    const r = resolver(clock, { maxBytes, maxEntryBytes: 16 * 1024 });
+    const r = createResolver({
+      trustAnchors: h.anchors,
+      rootServers: h.rootServers,
+      allowPrivate: true,
+      clock,
+      // About bytes, not time: limits a busy machine cannot trip by accident.
+      limits: { requestTimeoutMs: 10_000, lookupBudgetMs: 30_000 },
+      cache: { prefetch: false, maxBytes, maxEntryBytes: 16 * 1024 },
+    });
+    cleanups.push(() => r.close());
     const handles = ['alice@social.example', 'bob@example', 'carol@news.example', 'dave@org', 'eve@deep.skip.example.org'];
     let peak = 0;
     for (let i = 0; i < 40; i++) {
@@ -217,7 +226,7 @@ describe('byte bound (issue 14, item 2)', () => {
       sendJson(res, 200, zoneReply('answer', 'big.example', record, zone.zoneRecord([f.url])));
     });
     cleanups.push(() => f.close());
-    const r = createResolver({ trustAnchors: { 'big.example': [zone.kid] }, rootServers: [f.url], allowPrivate: true, clock, limits: LIMITS, cache: { maxEntryBytes: 8 * 1024 } });
+    const r = createResolver({ trustAnchors: { 'big.example': [zone.kid] }, rootServers: [f.url], allowPrivate: true, clock, limits: { requestTimeoutMs: 10_000, lookupBudgetMs: 30_000 }, cache: { maxEntryBytes: 8 * 1024 } });
     cleanups.push(() => r.close());
     for (let i = 0; i < 2; i++) {
       const large = await r.lookup('large@big.example');

@@ -545,3 +545,77 @@ describe('verifyProof', () => {
     expect(Array.isArray(code) ? code : [code]).toContain(got);
   });
 });
+
+describe('noCut gaps: only what the proof needs (issue 14, item 2)', () => {
+  const now = Math.floor(Date.now() / 1000);
+  const at = () => now;
+  const S = ['https://ns.example'];
+  const soc = new ZoneSigner('social.example', freshKey(), at);
+  const anchors = new Map([['social.example', [soc.kid]]]);
+  const steps = (): ProofStep[] => [{ zone: 'social.example', zoneRecord: soc.zoneRecord(S) }];
+  const DEEP = 'bob@a.b.social.example';
+  const hex = (n: bigint) => n.toString(16).padStart(64, '0');
+  /** A gap covering exactly the hash of `name` (a range of three values around it). */
+  const narrow = (name: string) => {
+    const h = BigInt(`0x${nameHash('fakesalt', name)}`);
+    return soc.denial(hex(h - 1n), hex(h + 1n));
+  };
+  const record = narrow(DEEP);
+  const A = narrow('a.b.social.example');
+  const B = narrow('b.social.example');
+  /** A gap covering both names between (and nothing asked otherwise, unless they are neighbours of the handle's hash). */
+  const [lo, hi] = [nameHash('fakesalt', 'a.b.social.example'), nameHash('fakesalt', 'b.social.example')].sort();
+  const wide = soc.denial(hex(BigInt(`0x${lo}`) - 1n), hex(BigInt(`0x${hi}`) + 1n));
+  const elsewhere = soc.denial('0'.repeat(64), '0'.repeat(63) + '2');
+  const check = (noCut: unknown, handle = DEEP, rec = record) => verifyProof({ steps: steps(), record: rec, noCut }, handle, anchors, now);
+  const refusal = (noCut: unknown, handle = DEEP, rec = record): string => {
+    try {
+      check(noCut, handle, rec);
+    } catch (err) {
+      expect((err as IdnsError).code).toBe('verification_failed');
+      return (err as IdnsError).message;
+    }
+    throw new Error('expected verification_failed');
+  };
+
+  it('accepts the gap of each name between, in any order, and keeps exactly those', () => {
+    expect(check([A, B]).proof.noCut).toEqual([A, B]);
+    expect(check([B, A]).proof.noCut).toEqual([B, A]);
+    // Two gaps covering one name, each needed for some name (an honest server read during a split).
+    expect(check([wide, A]).status).toBe('not_found');
+  });
+
+  it.each([
+    ['a missing gap', () => [A], /does not prove that b\.social\.example/],
+    ['a gap covering no name between', () => [A, B, elsewhere], /noCut/],
+    ['a gap twice', () => [A, A], /twice/],
+    ['the record itself', () => [A, B, record], /noCut/],
+    ['more gaps than names between, before checking any', () => ['x', 'y', 'z'], /3 noCut gaps for 2 names/],
+    ['junk', () => [A, 'x'.repeat(1000)], /./],
+  ])('refuses %s', (_what, noCut, message) => {
+    expect(refusal(noCut())).toMatch(message);
+  });
+
+  it('refuses any gap beside a denial that covers every name itself, or for a handle at the zone', () => {
+    const everything = soc.denial(null, null);
+    expect(check([], DEEP, everything).status).toBe('not_found');
+    expect(refusal([A], DEEP, everything)).toMatch(/noCut/);
+    expect(check([], 'bob@social.example', everything).status).toBe('not_found');
+    expect(refusal([everything], 'bob@social.example', everything)).toMatch(/0 names/);
+    expect(refusal([A], 'bob@social.example', everything)).toMatch(/0 names/);
+  });
+
+  it('refuses noCut gaps beside a handle record', () => {
+    const handleRecord = soc.handle(DEEP, 'https://home.example/bob', [newUserKey().public]);
+    expect(verifyProof({ steps: steps(), record: handleRecord, noCut: [] }, DEEP, anchors, now).status).toBe('found');
+    expect(codeOf(() => verifyProof({ steps: steps(), record: handleRecord, noCut: [A] }, DEEP, anchors, now))).toBe('verification_failed');
+  });
+
+  it('keeps only the members it verified: padding on the proof or its steps is dropped', () => {
+    const pad = 'p'.repeat(10_000);
+    const r = verifyProof({ steps: steps().map((s) => ({ ...s, pad })), record, noCut: [A, B], pad }, DEEP, anchors, now);
+    expect(JSON.stringify(r.proof)).not.toContain(pad);
+    expect(Object.keys(r.proof).sort()).toEqual(['noCut', 'record', 'steps']);
+    expect(Object.keys(r.proof.steps[0]!).sort()).toEqual(['zone', 'zoneRecord']);
+  });
+});

@@ -81,10 +81,11 @@ export const MAX_NO_CUT_PROOFS = 127;
  * handle's host. The zone's hashed names include its delegated child zones, so those gaps prove that no child
  * zone holds the handle: without them a genuine parent denial could be passed off in place of a referral.
  *
- * `noCut` must hold only what that proof needs, or the denial is refused: for each name between not
- * covered by `jws`, the first gap of `noCut` that covers it is the one used, and every gap must be used
- * for some name. So there is at most one gap per name, none when the host is the zone's own name, and
- * no duplicate, junk or unneeded gap rides along to be kept, cached and served by whoever checks it.
+ * `noCut` must hold only what that proof needs, or the denial is refused: no more gaps than names
+ * between (none when the host is the zone's own name), none twice, and each covering a name between
+ * that `jws` does not. So no junk or unneeded gap rides along to be kept, cached and served by whoever
+ * checks it. (Two gaps may still cover one name: a server reading its gaps while a change splits one
+ * can send the old and the new, both validly signed; refusing that would fail an honest server.)
  */
 export function verifyDenial(jws: unknown, handle: string, zone: VerifiedZone, nowSeconds: number, noCut: readonly unknown[] = []): DenialRecord {
   const record = verifyGap(jws, zone, nowSeconds);
@@ -94,16 +95,19 @@ export function verifyDenial(jws: unknown, handle: string, zone: VerifiedZone, n
   const between = namesBetween(host, zone.record.zone);
   // Counted before any signature is checked: more gaps than names can never all be needed.
   if (noCut.length > Math.min(between.length, MAX_NO_CUT_PROOFS)) throw fail(`the denial carries ${noCut.length} noCut gaps for ${between.length} names between zone and host`);
+  if (new Set(noCut).size !== noCut.length) throw fail('the denial carries a noCut gap twice');
   const gaps = noCut.map((g) => verifyGap(g, zone, nowSeconds));
-  const used = new Set<number>();
+  const used = new Array<boolean>(gaps.length).fill(false);
   for (const name of between) {
     const hash = nameHash(record.hash.salt, name);
     if (denialCovers(record.after, record.next, record.hashes, hash)) continue;
-    const by = gaps.findIndex((g) => denialCovers(g.after, g.next, g.hashes, hash));
-    if (by < 0) throw fail(`the denial does not prove that ${name} is not a delegated zone`);
-    used.add(by);
+    let covered = false;
+    gaps.forEach((g, i) => {
+      if (denialCovers(g.after, g.next, g.hashes, hash)) covered = used[i] = true;
+    });
+    if (!covered) throw fail(`the denial does not prove that ${name} is not a delegated zone`);
   }
-  if (used.size !== gaps.length) throw fail('the denial carries noCut gaps its proof does not need');
+  if (used.includes(false)) throw fail('the denial carries noCut gaps its proof does not need');
   return record;
 }
 
