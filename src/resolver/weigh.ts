@@ -3,7 +3,7 @@ import type { ProofStep, Resolution, TraceStep } from './proof.js';
 /**
  * Estimates of the memory a resolver's cache entries hold, for its byte bound. Cheap (no traversal of
  * anything but the entry's own few members) and honest: the costs are V8's on 64-bit Node 20 (no
- * pointer compression), measured against heap growth (see docs/operations.md): a string is a 16-byte
+ * pointer compression), checked against the heap a filled cache frees when cleared (docs/operations.md): a string is a 16-byte
  * header plus one byte per character (two for text decoded from a payload, which may be outside
  * Latin-1), an object a 24-byte header plus 8 bytes per member, an array 32 bytes plus 8 per element.
  */
@@ -13,8 +13,8 @@ const SLOT = 8;
 const ARRAY = 32;
 /** A Map entry (key, value, chain link) and the share of a hash table bucket. */
 const MAP_ENTRY = 32;
-/** The cache's own record of an entry (CacheEntry: seven members). */
-const CACHE_ENTRY = OBJECT + 7 * SLOT;
+/** The cache's own record of an entry (CacheEntry: eight members). */
+const CACHE_ENTRY = OBJECT + 8 * SLOT;
 
 const ascii = (s: string): number => STRING + s.length;
 const text = (s: string): number => STRING + 2 * s.length;
