@@ -28,6 +28,7 @@ import {
 import { cleanupEachTest } from './support/cleanup.js';
 import { startHierarchy, type Hierarchy } from './support/hierarchy.js';
 import { startTestServer, type TestServer } from './support/server.js';
+import { send } from './support/http.js';
 
 /**
  * Hostile and broken peers against the iterative and forwarding resolver. The hierarchy is real (root →
@@ -629,6 +630,23 @@ describe("a zone's own server padding its denials (issue 14, item 2)", () => {
     await expectCode(r.lookup('ghost@pad.example'), 'verification_failed');
     expect(r.lookupCached('ghost@pad.example')).toBeUndefined();
     await stillResolves(r);
+  });
+
+  it("keeps a resolver server's batch answer small: 20 padded denials give 20 errors, not 20 copies of the padding", async () => {
+    await paddedZone('pad3.example', (b) => ({ ...b, noCut: Array.from({ length: 120 }, () => 'x'.repeat(2000)) }));
+    const server = await startTestServer({
+      config: {
+        resolver: { rootServers: h.rootServers, anchors: { '.': [h.zones.get('.')!.kid] }, forwarders: [], allowPrivate: true, cache: {}, limits: PATIENT.limits },
+      },
+    });
+    cleanups.push(() => server.close());
+    const handles = Array.from({ length: 20 }, (_, i) => `ghost${i}@pad3.example`);
+    const res = await send(server.url, 'POST', '/v1/lookup', { json: { handles } });
+    expect(res.status).toBe(200);
+    expect(res.json.results.map((x: any) => x.error?.code)).toEqual(handles.map(() => 'verification_failed'));
+    // Before: each result was a "not found" carrying the 240 KB, a 4.8 MB body (24 MB for a batch of 100).
+    expect(res.text.length).toBeLessThan(64 * 1024);
+    expect(server.ctx.resolver!.cacheBytes).toBeLessThan(64 * 1024);
   });
 
   it('refuses gaps beyond the one per name a handle below the zone needs, and accepts exactly the needed ones', async () => {
