@@ -55,7 +55,7 @@ export interface ResolverConfig {
   anchors: Record<string, string[]>;
   forwarders: string[];
   allowPrivate: boolean;
-  cache: { maxEntries?: number; serveStaleSeconds?: number; staleWhileRevalidateSeconds?: number; prefetch?: boolean };
+  cache: { maxEntries?: number; maxBytes?: number; maxEntryBytes?: number; serveStaleSeconds?: number; staleWhileRevalidateSeconds?: number; prefetch?: boolean };
   /**
    * `idns serve` runs V8's full collections in their memory-reducing mode, so that the process's memory
    * follows what the cache holds (loadConfig: true unless the file says false).
@@ -188,6 +188,8 @@ const fileSchema = z
         cache: z
           .object({
             maxEntries: z.number().int().min(1).max(100_000_000).optional(),
+            maxBytes: z.number().int().min(1024 * 1024).max(2 ** 40).optional(),
+            maxEntryBytes: z.number().int().min(4096).max(64 * 1024 * 1024).optional(),
             serveStaleSeconds: z.number().int().min(0).max(30 * 86_400).optional(),
             staleWhileRevalidateSeconds: z.number().int().min(0).max(86_400).optional(),
             prefetch: z.boolean().optional(),
@@ -307,6 +309,9 @@ function resolverConfig(file: ConfigFile['resolver'], flags: ConfigFlags, config
   }
   if (Object.keys(anchors).length === 0) throw new IdnsError('invalid_config', `${where}: the resolver needs at least one trust anchor (--anchor ZONE=THUMBPRINT)`);
   const { compactHeap, ...cacheOptions } = file?.cache ?? {};
+  if ((cacheOptions.maxEntryBytes ?? 0) > (cacheOptions.maxBytes ?? Infinity)) {
+    throw new IdnsError('invalid_config', `${configPath ?? 'flags'}: resolver.cache.maxEntryBytes must not exceed resolver.cache.maxBytes`);
+  }
   return {
     rootServers,
     forwarders,

@@ -218,6 +218,19 @@ describe('loadConfig refuses bad values, naming the key and where it came from',
     expect(configError({ ...role, config: path }).message).toContain('resolver.cache.compactHeap');
   });
 
+  it('resolver.cache.maxBytes / maxEntryBytes: passed on to the resolver, bounded, the cap not above the bound', () => {
+    const role = { root: ['http://127.0.0.1:9'], anchor: [`.=${'A'.repeat(43)}`] };
+    const ok = loadConfig({ ...role, config: configFile({ resolver: { cache: { maxBytes: 64 * 1024 * 1024, maxEntryBytes: 65_536 } } }) }, {}).resolver!;
+    expect(ok.cache).toEqual({ maxBytes: 64 * 1024 * 1024, maxEntryBytes: 65_536 });
+    for (const [cache, key] of [
+      [{ maxBytes: 1000 }, 'resolver.cache.maxBytes'],
+      [{ maxEntryBytes: 10 }, 'resolver.cache.maxEntryBytes'],
+      [{ maxBytes: 2 * 1024 * 1024, maxEntryBytes: 4 * 1024 * 1024 }, 'maxEntryBytes must not exceed'],
+    ] as const) {
+      expect(configError({ ...role, config: configFile({ resolver: { cache } }) }).message, JSON.stringify(cache)).toContain(key);
+    }
+  });
+
   it('answerFiles: on by default, each setting taken from the file, bad values refused by name', () => {
     expect(loadConfig({}, {}).answerFiles).toEqual({ enabled: true, minHandles: 10_000, rebuildAfter: 10_000 });
     expect(loadConfig({ config: configFile({ answerFiles: { minHandles: 5 } }) }, {}).answerFiles).toEqual({ enabled: true, minHandles: 5, rebuildAfter: 10_000 });

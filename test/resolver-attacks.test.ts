@@ -28,6 +28,7 @@ import {
 import { cleanupEachTest } from './support/cleanup.js';
 import { startHierarchy, type Hierarchy } from './support/hierarchy.js';
 import { startTestServer, type TestServer } from './support/server.js';
+import { send } from './support/http.js';
 
 /**
  * Hostile and broken peers against the iterative and forwarding resolver. The hierarchy is real (root →
@@ -38,6 +39,8 @@ import { startTestServer, type TestServer } from './support/server.js';
  */
 
 const LIMITS = { requestTimeoutMs: 300, lookupBudgetMs: 3000 };
+/** For attacks about content, not time: limits a busy machine cannot trip by accident. */
+const PATIENT = { limits: { requestTimeoutMs: 10_000, lookupBudgetMs: 30_000 } };
 const GOOD = 'alice@social.example';
 const endpointOf = (handle: string) => `https://home.example/${handle}`;
 
@@ -593,6 +596,91 @@ describe('forged denials', () => {
   });
 });
 
+describe("a zone's own server padding its denials (issue 14, item 2)", () => {
+  /**
+   * A real zone on its own server, reached through a fake that passes the genuine reply on after `pad`
+   * has added to it: the zone's server is the attacker, with the zone's real key.
+   */
+  async function paddedZone(name: string, pad: (body: any, signer: ZoneSigner, salt: string) => unknown, handles: string[] = []) {
+    const zone = await realZone(name, { handles });
+    const f = await fake(async (_req, res, q) => {
+      const { status, body } = await resolveAt(zone.server.url, q.handle!, q.zone!);
+      sendJson(res, status, body.status === 'denial' ? pad(body, zone.signer, payloadOf(body.zoneRecord).denial.salt) : body);
+    });
+    delegateFromExample(name, [f.url], [zone.kid]);
+    return { zone, f };
+  }
+
+  /** `n` gaps, each validly signed by the zone's key with the zone's hash parameters, covering nothing asked. */
+  function validGaps(signer: ZoneSigner, salt: string, n: number): string[] {
+    return Array.from({ length: n }, (_, i) => {
+      const after = i.toString(16).padStart(8, '0').padEnd(64, '0');
+      return signer.denial(after, after.slice(0, 63) + '1', { salt });
+    });
+  }
+
+  it.each([
+    ['240 KB of junk strings', (b: any) => ({ ...b, noCut: Array.from({ length: 120 }, () => 'x'.repeat(2000)) })],
+    ['100 valid gaps signed with the zone key', (b: any, signer: ZoneSigner, salt: string) => ({ ...b, noCut: validGaps(signer, salt, 100) })],
+    ['its own record again', (b: any) => ({ ...b, noCut: [b.record] })],
+    ['a noCut that is not a list', (b: any) => ({ ...b, noCut: 'x'.repeat(100_000) })],
+  ])('refuses a denial of a handle at the zone that carries %s, and caches nothing of it', async (_what, pad) => {
+    await paddedZone('pad.example', pad);
+    const r = resolver(PATIENT);
+    await expectCode(r.lookup('ghost@pad.example'), 'verification_failed');
+    expect(r.lookupCached('ghost@pad.example')).toBeUndefined();
+    await stillResolves(r);
+  });
+
+  it("keeps a resolver server's batch answer small: 20 padded denials give 20 errors, not 20 copies of the padding", async () => {
+    await paddedZone('pad3.example', (b) => ({ ...b, noCut: Array.from({ length: 120 }, () => 'x'.repeat(2000)) }));
+    const server = await startTestServer({
+      config: {
+        resolver: { rootServers: h.rootServers, anchors: { '.': [h.zones.get('.')!.kid] }, forwarders: [], allowPrivate: true, cache: {}, limits: PATIENT.limits },
+      },
+    });
+    cleanups.push(() => server.close());
+    const handles = Array.from({ length: 20 }, (_, i) => `ghost${i}@pad3.example`);
+    const res = await send(server.url, 'POST', '/v1/lookup', { json: { handles } });
+    expect(res.status).toBe(200);
+    expect(res.json.results.map((x: any) => x.error?.code)).toEqual(handles.map(() => 'verification_failed'));
+    // Before: each result was a "not found" carrying the 240 KB, a 4.8 MB body (24 MB for a batch of 100).
+    expect(res.text.length).toBeLessThan(64 * 1024);
+    expect(server.ctx.resolver!.cacheBytes).toBeLessThan(64 * 1024);
+  });
+
+  it('refuses gaps beyond the one per name a handle below the zone needs, and accepts exactly the needed ones', async () => {
+    let extra: (b: any, signer: ZoneSigner, salt: string) => string[] = () => [];
+    // Enough handles for several gaps, so that the names between zone and host need gaps of their own.
+    const handles = Array.from({ length: 80 }, (_, i) => `user${i}@pad2.example`);
+    const { zone } = await paddedZone('pad2.example', (b, signer, salt) => ({ ...b, noCut: [...(b.noCut ?? []), ...extra(b, signer, salt)] }), handles);
+    // The zone's salt is random: pick a host whose names between need gaps of their own (bounded search).
+    let deep = '';
+    for (let i = 0; i < 100 && deep === ''; i++) {
+      const candidate = `ghost@a.b.c${i}.pad2.example`;
+      if (((await resolveAt(zone.server.url, candidate, 'pad2.example')).body.noCut ?? []).length > 0) deep = candidate;
+    }
+    expect(deep).not.toBe('');
+    // Control: the honest reply verifies, and its gaps are at most one per name between (a.b.cN, b.cN, cN).
+    const honest = await resolver(PATIENT).lookup(deep);
+    expect(honest.status).toBe('not_found');
+    expect(honest.proof.noCut!.length).toBeGreaterThan(0);
+    expect(honest.proof.noCut!.length).toBeLessThanOrEqual(3);
+    for (const [what, more] of [
+      ['60 valid but unneeded gaps', (_b: any, signer: ZoneSigner, salt: string) => validGaps(signer, salt, 60)],
+      ['one valid unneeded gap', (_b: any, signer: ZoneSigner, salt: string) => validGaps(signer, salt, 1)],
+      ['the record repeated', (b: any) => [b.record]],
+      ['a needed gap repeated', (b: any) => [b.noCut[0]]],
+    ] as const) {
+      extra = more;
+      const r = resolver(PATIENT);
+      const err = await expectCode(r.lookup(deep), 'verification_failed');
+      expect(err.message, what).toMatch(/noCut/);
+      expect(r.lookupCached(deep)).toBeUndefined();
+    }
+  });
+});
+
 describe('forwarding mode', () => {
   let upstream: TestServer;
   beforeAll(async () => {
@@ -677,6 +765,30 @@ describe('forwarding mode', () => {
     expect(result).toEqual({ code: 'verification_failed' });
   });
 
+  it("keeps only the verified members of an upstream's proof: padding beside them is neither cached nor served", async () => {
+    const pad = 'p'.repeat(50_000);
+    const f = await fake(async (_req, res, q) => {
+      const body = await honestLookup(q.handle!);
+      const steps = body.proof.steps.map((s: any) => ({ ...s, padding: pad }));
+      sendJson(res, 200, { ...body, proof: { ...body.proof, steps, padding: pad } });
+    });
+    const r = resolver({ rootServers: [], forwarders: [f.url], ...PATIENT });
+    const found = await r.lookup(GOOD);
+    expect(found).toMatchObject({ status: 'found', endpoint: endpointOf(GOOD) });
+    expect(JSON.stringify(found.proof)).not.toContain(pad);
+    expect(JSON.stringify((await r.lookup(GOOD)).proof)).not.toContain(pad);
+    expect(f.requests.length).toBe(1);
+    expect(r.cacheBytes).toBeLessThan(50_000);
+  });
+
+  it('refuses noCut gaps attached to the proof of a handle that exists', async () => {
+    const f = await fake(async (_req, res, q) => {
+      const body = await honestLookup(q.handle!);
+      sendJson(res, 200, { ...body, proof: { ...body.proof, noCut: Array.from({ length: 100 }, () => 'x'.repeat(2000)) } });
+    });
+    await expectCode(resolver({ rootServers: [], forwarders: [f.url], ...PATIENT }).lookup(GOOD), 'verification_failed');
+  });
+
   it('succeeds through an honest upstream when the other upstream lies', async () => {
     const liar = await fake(async (_req, res, q) => {
       const body = await honestLookup(q.handle!);
@@ -717,6 +829,10 @@ describe('private and loopback addresses', () => {
     ['https on [::1]', (port: number) => `https://[::1]:${port}`],
     ['https on an IPv4-mapped loopback', (port: number) => `https://[::ffff:127.0.0.1]:${port}`],
     ['https on a decimal loopback', (port: number) => `https://2130706433:${port}`],
+    ['https on a NAT64 loopback (the URL parser writes it 64:ff9b::7f00:1)', (port: number) => `https://[64:ff9b::127.0.0.1]:${port}`],
+    ['https on an IPv4-compatible loopback', (port: number) => `https://[::127.0.0.1]:${port}`],
+    ['https on a 6to4 address of 10.0.0.1', (port: number) => `https://[2002:a00:1::1]:${port}`],
+    ['https on a hex-and-short loopback', (port: number) => `https://0x7f.1:${port}`],
   ])('refuses a root server URL with %s (address_refused, nothing contacted)', async (_what, url) => {
     const f = await fake((_req, res) => sendJson(res, 500, {}));
     const r = publicResolver([url(f.port)]);

@@ -182,6 +182,69 @@ describe('size bound', () => {
   });
 });
 
+describe('byte bound (issue 14, item 2)', () => {
+  it('stays under cache.maxBytes however many answers and denials it is given, answering each correctly', async () => {
+    const clock = new ManualClock(Date.now());
+    const maxBytes = 48 * 1024;
+    const r = createResolver({
+      trustAnchors: h.anchors,
+      rootServers: h.rootServers,
+      allowPrivate: true,
+      clock,
+      // About bytes, not time: limits a busy machine cannot trip by accident.
+      limits: { requestTimeoutMs: 10_000, lookupBudgetMs: 30_000 },
+      cache: { prefetch: false, maxBytes, maxEntryBytes: 16 * 1024 },
+    });
+    cleanups.push(() => r.close());
+    const handles = ['alice@social.example', 'bob@example', 'carol@news.example', 'dave@org', 'eve@deep.skip.example.org'];
+    let peak = 0;
+    for (let i = 0; i < 40; i++) {
+      const found = handles[i % handles.length]!;
+      expect((await r.lookup(found)).endpoint).toBe(endpointOf(found));
+      expect((await r.lookup(`nobody${i}@x.y.news.example`)).status).toBe('not_found');
+      peak = Math.max(peak, r.cacheBytes);
+      expect(r.cacheBytes).toBeLessThanOrEqual(maxBytes);
+    }
+    // Overfilled: entries were evicted for bytes (the entry bound, 100,000, is far away)...
+    expect(peak).toBeGreaterThan(maxBytes / 2);
+    expect(r.cacheSize).toBeLessThan(45);
+    // ...least recently used first: the last answer is still a hit.
+    const before = r.upstreamRequests;
+    expect((await r.lookup('nobody39@x.y.news.example')).status).toBe('not_found');
+    expect(r.upstreamRequests).toBe(before);
+    r.clearCache();
+    expect(r.cacheBytes).toBe(0);
+  });
+
+  it('returns an answer heavier than cache.maxEntryBytes without caching it; lighter ones are cached', async () => {
+    const clock = new ManualClock(Date.now());
+    const zone = new ZoneSigner('big.example', freshKey(), () => Math.floor(clock.now() / 1000));
+    const keys = Array.from({ length: 16 }, () => freshKey().publicJwk);
+    const longEndpoint = `https://home.example/${'a'.repeat(2000)}`;
+    const f: FakeServer = await startFakeServer((_req, res, q) => {
+      const record = q.handle === 'large@big.example' ? zone.handle(q.handle, longEndpoint, keys) : zone.handle(q.handle!, endpointOf(q.handle!), [keys[0]!]);
+      sendJson(res, 200, zoneReply('answer', 'big.example', record, zone.zoneRecord([f.url])));
+    });
+    cleanups.push(() => f.close());
+    const r = createResolver({ trustAnchors: { 'big.example': [zone.kid] }, rootServers: [f.url], allowPrivate: true, clock, limits: { requestTimeoutMs: 10_000, lookupBudgetMs: 30_000 }, cache: { maxEntryBytes: 8 * 1024 } });
+    cleanups.push(() => r.close());
+    for (let i = 0; i < 2; i++) {
+      const large = await r.lookup('large@big.example');
+      expect(large).toMatchObject({ status: 'found', endpoint: longEndpoint, stale: false });
+      expect(large.keys).toHaveLength(16);
+      await r.lookup('small@big.example');
+    }
+    // The large answer was asked for both times; the small one once.
+    expect(f.requests.map((q) => q.handle)).toEqual(['large@big.example', 'small@big.example', 'large@big.example']);
+    expect(r.lookupCached('large@big.example')).toBeUndefined();
+    expect(r.lookupCached('small@big.example')?.endpoint).toBe(endpointOf('small@big.example'));
+  });
+
+  it('refuses a per-entry cap above the byte bound', () => {
+    expect(() => createResolver({ trustAnchors: h.anchors, rootServers: h.rootServers, cache: { maxBytes: 10_000, maxEntryBytes: 20_000 } })).toThrow(/maxEntryBytes/);
+  });
+});
+
 describe('sharing between entries', () => {
   it("holds one chain of proof steps for all the handles of a zone, frozen, and one trace array per distinct trace", async () => {
     const clock = new ManualClock(Date.now());
@@ -213,6 +276,26 @@ describe('sharing between entries', () => {
     traces.intern([{ zone: 'z', server: 'https://s', rttMs: 5 }]);
     expect(traces.size).toBe(2);
     expect(traces.intern([{ zone: 'z', server: 'https://s', rttMs: 3 }])).not.toBe(a);
+  });
+});
+
+describe('interner bounds (issue 14, item 2)', () => {
+  it('remembers arrays up to a total of characters, and never one longer than its per-array bound', () => {
+    const step = (n: number, rttMs = 1) => [{ zone: 'z', server: 's'.repeat(n), rttMs }];
+    const traces = new ArrayInterner<TraceStep>(1024, 1000, 600);
+    const a = traces.intern(step(400));
+    const b = traces.intern(step(400, 2));
+    expect(traces.intern(step(400))).toBe(a);
+    expect(traces.size).toBe(2);
+    // Over the total (about 3 × 440 characters): the oldest is forgotten to make room.
+    traces.intern(step(300));
+    expect(traces.size).toBe(2);
+    expect(traces.intern(step(400, 2))).toBe(b);
+    expect(traces.intern(step(400))).not.toBe(a);
+    // Over the per-array bound: frozen, handed back, not remembered.
+    const big = traces.intern(step(700));
+    expect(Object.isFrozen(big) && Object.isFrozen(big[0])).toBe(true);
+    expect(traces.intern(step(700))).not.toBe(big);
   });
 });
 

@@ -148,6 +148,63 @@ describe('isPrivateAddress', () => {
   ])('%s → private %s', (address, expected) => {
     expect(isPrivateAddress(address)).toBe(expected);
   });
+
+  // Issue 14, item 5: the verdict is taken on the address's bytes, so every spelling of one address and
+  // every IPv6 form carrying an IPv4 address get the verdict of what they point at.
+  it.each([
+    // IPv4-compatible ::/96 (deprecated), in each spelling.
+    ['::127.0.0.1', true],
+    ['::7f00:1', true],
+    ['0:0:0:0:0:0:7f00:1', true],
+    ['::8.8.8.8', true],
+    ['::2', true],
+    // IPv4-mapped, IPv4-translated.
+    ['0:0:0:0:0:ffff:7f00:1', true],
+    ['::ffff:a9fe:a9fe', true],
+    ['::ffff:0:7f00:1', true],
+    ['::ffff:0:808:808', false],
+    // NAT64 well-known prefix: the embedded address decides; local-use 64:ff9b:1::/48 is never public.
+    ['64:ff9b::127.0.0.1', true],
+    ['64:ff9b::7f00:1', true],
+    ['64:ff9b::a9fe:a9fe', true],
+    ['64:ff9b:0:0:0:0:a00:1', true],
+    ['64:ff9b::808:808', false],
+    ['64:ff9b:1::808:808', true],
+    // 6to4: the embedded IPv4 address decides.
+    ['2002:7f00:1::', true],
+    ['2002:a00:1::1', true],
+    ['2002:c0a8:101::1', true],
+    ['2002:808:808::1', false],
+    // Teredo: server address in bits 32-63, client address inverted in the last 32 bits.
+    ['2001:0:808:808::80ff:fffe', true], // client 127.0.0.1
+    ['2001:0:a00:1::f7f7:f7f7', true], // server 10.0.0.1
+    ['2001:0:808:808::f7f7:f7f7', false], // server 8.8.8.8, client 8.8.8.8
+    // The rest of the IANA special-purpose registries.
+    ['100::1', true],
+    ['2001:2::1', true],
+    ['2001:10::1', true],
+    ['2001:1::1', true],
+    ['2001:db8:1::1', true],
+    ['3fff::1', true],
+    ['5f00::1', true],
+    ['fec0::1', true],
+    ['feff::1', true],
+    ['ff0e::1', true],
+    ['4000::1', true],
+    ['fe80::1%eth0', true],
+    ['192.0.0.9', true],
+    ['192.88.99.1', true],
+    ['198.19.255.255', true],
+    ['198.20.0.0', false],
+    ['100.127.255.255', true],
+    ['100.128.0.0', false],
+    ['0.1.2.3', true],
+    ['240.0.0.1', true],
+    ['239.255.255.255', true],
+    ['2a00:1450:4001::1', false],
+  ])('%s → private %s (bytes, not text)', (address, expected) => {
+    expect(isPrivateAddress(address)).toBe(expected);
+  });
 });
 
 describe('assureAllowedUrl', () => {
@@ -170,6 +227,32 @@ describe('assureAllowedUrl', () => {
     'https://0x7f000001',
     'https://127.1',
     'https://0',
+    // Issue 14, item 5: each form the WHATWG URL parser turns into an address that is not public.
+    'https://0x7f.1',
+    'https://0177.0.0.1',
+    'https://0x7f.0.0.1',
+    'https://127.0.1',
+    'https://127.0.0.1.',
+    'https://017700000001',
+    'https://169.254.43518',
+    'https://[64:ff9b::127.0.0.1]',
+    'https://[64:ff9b::7f00:1]',
+    'https://[64:ff9b::169.254.169.254]',
+    'https://[::127.0.0.1]',
+    'https://[::7f00:1]',
+    'https://[0:0:0:0:0:0:0:1]',
+    'https://[0000::1]',
+    'https://[::]',
+    'https://[::ffff:0:127.0.0.1]',
+    'https://[0:0:0:0:0:ffff:7f00:1]',
+    'https://[2002:7f00:1::1]',
+    'https://[2001:0:808:808::80ff:fffe]',
+    'https://[fec0::1]',
+    'https://[ff02::1]',
+    'https://100.64.0.1',
+    'https://198.18.0.1',
+    'https://255.255.255.255',
+    'https://localhost.',
     'http://ns.example.com',
     'ftp://ns.example.com',
     'not a url',
@@ -177,7 +260,7 @@ describe('assureAllowedUrl', () => {
     expect(codeOf(() => assureAllowedUrl(url, false))).toBe('address_refused');
   });
 
-  it.each(['https://ns.example.com', 'https://ns.example.com:8443/base', 'https://8.8.8.8', 'https://[2606:4700:4700::1111]'])('allows %s', (url) => {
+  it.each(['https://ns.example.com', 'https://ns.example.com:8443/base', 'https://8.8.8.8', 'https://[2606:4700:4700::1111]', 'https://[64:ff9b::8.8.8.8]', 'https://0x8.8.8.8'])('allows %s', (url) => {
     expect(assureAllowedUrl(url, false).toString()).toBe(new URL(url).toString());
   });
 
@@ -198,6 +281,23 @@ describe('publicOnlyLookup', () => {
     });
     expect(err).toBeInstanceOf(IdnsError);
     expect((err as IdnsError).code).toBe('address_refused');
+  });
+
+  // The address connected to is judged by the same byte classifier as a URL's: the system resolver hands
+  // an IP literal back as it is, in the spelling given, so each form reaches the classifier as text.
+  it.each(['64:ff9b::127.0.0.1', '::127.0.0.1', '::ffff:0:7f00:1', '2002:a00:1::1', '0:0:0:0:0:0:0:1', '127.0.0.1'])('refuses the connected address %s', async (address) => {
+    const err = await new Promise<unknown>((resolve) => {
+      publicOnlyLookup(address, {}, (e) => resolve(e));
+    });
+    expect(err).toBeInstanceOf(IdnsError);
+    expect((err as IdnsError).code).toBe('address_refused');
+  });
+
+  it('hands a public address on', async () => {
+    const got = await new Promise<{ err: unknown; address: unknown }>((resolve) => {
+      publicOnlyLookup('8.8.8.8', {}, (err, address) => resolve({ err, address }));
+    });
+    expect(got).toEqual({ err: null, address: '8.8.8.8' });
   });
 });
 
@@ -234,6 +334,61 @@ describe('LruCache', () => {
     c.set('b', 'B', 0, 1_000, 5_000, Infinity);
     expect(c.get('b', 5_999)?.expiresAt).toBe(1_000);
     expect(c.get('b', 6_000)).toBeUndefined();
+  });
+
+  /** Values weighing their string length; `shared` arrays count their length once however many hold them. */
+  type V = { own: string; shared: string[][] };
+  const weigher = { own: (v: V) => v.own.length, shared: (v: V) => v.shared, sharedBytes: (p: object) => (p as string[]).join('').length };
+
+  it('evicts the least recently used entries while over maxBytes, counting a shared part once', () => {
+    const c = new LruCache<V>({ maxEntries: 100, maxBytes: 1000 }, weigher);
+    const chain = ['x'.repeat(300)];
+    c.set('a', { own: 'a'.repeat(100), shared: [chain] }, 0, 10_000, 0, Infinity);
+    c.set('b', { own: 'b'.repeat(100), shared: [chain] }, 0, 10_000, 0, Infinity);
+    expect(c.bytes).toBe(500);
+    c.set('c', { own: 'c'.repeat(400), shared: [] }, 0, 10_000, 0, Infinity);
+    expect(c.bytes).toBe(900);
+    c.set('d', { own: 'd'.repeat(200), shared: [] }, 0, 10_000, 0, Infinity);
+    // 1100 > 1000: 'a' goes; the chain stays, 'b' still holds it.
+    expect(c.get('a', 1)).toBeUndefined();
+    expect(c.bytes).toBe(1000);
+    c.set('e', { own: 'e'.repeat(50), shared: [] }, 0, 10_000, 0, Infinity);
+    // 'b' goes, and with it the chain: 200 + 400 + 50 ... 'c' and 'd' and 'e'.
+    expect(c.get('b', 1)).toBeUndefined();
+    expect(c.bytes).toBe(650);
+    c.delete('c');
+    expect(c.bytes).toBe(250);
+    // Replacing an entry releases what the old value weighed.
+    c.set('d', { own: 'd'.repeat(10), shared: [] }, 0, 10_000, 0, Infinity);
+    expect(c.bytes).toBe(60);
+    // Dropped past its stale window: released too.
+    c.set('f', { own: 'f'.repeat(10), shared: [chain] }, 0, 1_000, 0, Infinity);
+    expect(c.bytes).toBe(370);
+    expect(c.get('f', 1_000)).toBeUndefined();
+    expect(c.bytes).toBe(60);
+    c.clear();
+    expect(c.bytes).toBe(0);
+  });
+
+  it('does not store a value heavier than maxEntryBytes (shared parts included), and drops the entry it would replace', () => {
+    const c = new LruCache<V>({ maxEntries: 100, maxBytes: 10_000, maxEntryBytes: 500 }, weigher);
+    expect(c.set('a', { own: 'a'.repeat(100), shared: [] }, 0, 10_000, 0, Infinity)).toBe(true);
+    expect(c.set('a', { own: 'a'.repeat(100), shared: [['x'.repeat(401)]] }, 0, 10_000, 0, Infinity)).toBe(false);
+    expect(c.get('a', 1)).toBeUndefined();
+    expect(c.size).toBe(0);
+    expect(c.bytes).toBe(0);
+  });
+
+  it('weighs an entry again after its value grew in place', () => {
+    const c = new LruCache<V>({ maxEntries: 100, maxBytes: 1000 }, weigher);
+    const grows = { own: 'a'.repeat(100), shared: [] };
+    c.set('a', grows, 0, 10_000, 0, Infinity);
+    c.set('b', { own: 'b'.repeat(100), shared: [] }, 0, 10_000, 0, Infinity);
+    grows.own = 'a'.repeat(950);
+    c.reweigh('a');
+    // 1050 > 1000: the least recently used ('a' itself) goes.
+    expect(c.get('a', 1)).toBeUndefined();
+    expect(c.bytes).toBe(100);
   });
 
   it('counts hits', () => {
@@ -388,5 +543,79 @@ describe('verifyProof', () => {
     const c = make();
     const got = codeOf(() => verifyProof(c.proof, c.handle ?? HANDLE, c.anchors ?? anchors, now, c.expected));
     expect(Array.isArray(code) ? code : [code]).toContain(got);
+  });
+});
+
+describe('noCut gaps: only what the proof needs (issue 14, item 2)', () => {
+  const now = Math.floor(Date.now() / 1000);
+  const at = () => now;
+  const S = ['https://ns.example'];
+  const soc = new ZoneSigner('social.example', freshKey(), at);
+  const anchors = new Map([['social.example', [soc.kid]]]);
+  const steps = (): ProofStep[] => [{ zone: 'social.example', zoneRecord: soc.zoneRecord(S) }];
+  const DEEP = 'bob@a.b.social.example';
+  const hex = (n: bigint) => n.toString(16).padStart(64, '0');
+  /** A gap covering exactly the hash of `name` (a range of three values around it). */
+  const narrow = (name: string) => {
+    const h = BigInt(`0x${nameHash('fakesalt', name)}`);
+    return soc.denial(hex(h - 1n), hex(h + 1n));
+  };
+  const record = narrow(DEEP);
+  const A = narrow('a.b.social.example');
+  const B = narrow('b.social.example');
+  /** A gap covering both names between (and nothing asked otherwise, unless they are neighbours of the handle's hash). */
+  const [lo, hi] = [nameHash('fakesalt', 'a.b.social.example'), nameHash('fakesalt', 'b.social.example')].sort();
+  const wide = soc.denial(hex(BigInt(`0x${lo}`) - 1n), hex(BigInt(`0x${hi}`) + 1n));
+  const elsewhere = soc.denial('0'.repeat(64), '0'.repeat(63) + '2');
+  const check = (noCut: unknown, handle = DEEP, rec = record) => verifyProof({ steps: steps(), record: rec, noCut }, handle, anchors, now);
+  const refusal = (noCut: unknown, handle = DEEP, rec = record): string => {
+    try {
+      check(noCut, handle, rec);
+    } catch (err) {
+      expect((err as IdnsError).code).toBe('verification_failed');
+      return (err as IdnsError).message;
+    }
+    throw new Error('expected verification_failed');
+  };
+
+  it('accepts the gap of each name between, in any order, and keeps exactly those', () => {
+    expect(check([A, B]).proof.noCut).toEqual([A, B]);
+    expect(check([B, A]).proof.noCut).toEqual([B, A]);
+    // Two gaps covering one name, each needed for some name (an honest server read during a split).
+    expect(check([wide, A]).status).toBe('not_found');
+  });
+
+  it.each([
+    ['a missing gap', () => [A], /does not prove that b\.social\.example/],
+    ['a gap covering no name between', () => [A, B, elsewhere], /noCut/],
+    ['a gap twice', () => [A, A], /twice/],
+    ['the record itself', () => [A, B, record], /noCut/],
+    ['more gaps than names between, before checking any', () => ['x', 'y', 'z'], /3 noCut gaps for 2 names/],
+    ['junk', () => [A, 'x'.repeat(1000)], /./],
+  ])('refuses %s', (_what, noCut, message) => {
+    expect(refusal(noCut())).toMatch(message);
+  });
+
+  it('refuses any gap beside a denial that covers every name itself, or for a handle at the zone', () => {
+    const everything = soc.denial(null, null);
+    expect(check([], DEEP, everything).status).toBe('not_found');
+    expect(refusal([A], DEEP, everything)).toMatch(/noCut/);
+    expect(check([], 'bob@social.example', everything).status).toBe('not_found');
+    expect(refusal([everything], 'bob@social.example', everything)).toMatch(/0 names/);
+    expect(refusal([A], 'bob@social.example', everything)).toMatch(/0 names/);
+  });
+
+  it('refuses noCut gaps beside a handle record', () => {
+    const handleRecord = soc.handle(DEEP, 'https://home.example/bob', [newUserKey().public]);
+    expect(verifyProof({ steps: steps(), record: handleRecord, noCut: [] }, DEEP, anchors, now).status).toBe('found');
+    expect(codeOf(() => verifyProof({ steps: steps(), record: handleRecord, noCut: [A] }, DEEP, anchors, now))).toBe('verification_failed');
+  });
+
+  it('keeps only the members it verified: padding on the proof or its steps is dropped', () => {
+    const pad = 'p'.repeat(10_000);
+    const r = verifyProof({ steps: steps().map((s) => ({ ...s, pad })), record, noCut: [A, B], pad }, DEEP, anchors, now);
+    expect(JSON.stringify(r.proof)).not.toContain(pad);
+    expect(Object.keys(r.proof).sort()).toEqual(['noCut', 'record', 'steps']);
+    expect(Object.keys(r.proof.steps[0]!).sort()).toEqual(['zone', 'zoneRecord']);
   });
 });

@@ -132,6 +132,14 @@ export class Metrics {
         this.set(ctx.resolver?.cacheSize ?? 0);
       },
     });
+    new Gauge({
+      name: 'idns_resolver_cache_bytes',
+      help: 'Estimated bytes held by the resolver cache (bounded by resolver.cache.maxBytes)',
+      registers,
+      collect() {
+        this.set(ctx.resolver?.cacheBytes ?? 0);
+      },
+    });
   }
 
   /** A tally for requests with these labels (one per label set: keep and reuse it). */

@@ -80,6 +80,12 @@ export const MAX_NO_CUT_PROOFS = 127;
  * hash, and `noCut` holds signed denials covering the hash of every name between the zone and the
  * handle's host. The zone's hashed names include its delegated child zones, so those gaps prove that no child
  * zone holds the handle: without them a genuine parent denial could be passed off in place of a referral.
+ *
+ * `noCut` must hold only what that proof needs, or the denial is refused: no more gaps than names
+ * between (none when the host is the zone's own name), none twice, and each covering a name between
+ * that `jws` does not. So no junk or unneeded gap rides along to be kept, cached and served by whoever
+ * checks it. (Two gaps may still cover one name: a server reading its gaps while a change splits one
+ * can send the old and the new, both validly signed; refusing that would fail an honest server.)
  */
 export function verifyDenial(jws: unknown, handle: string, zone: VerifiedZone, nowSeconds: number, noCut: readonly unknown[] = []): DenialRecord {
   const record = verifyGap(jws, zone, nowSeconds);
@@ -87,12 +93,21 @@ export function verifyDenial(jws: unknown, handle: string, zone: VerifiedZone, n
   if (!denialCovers(record.after, record.next, record.hashes, nameHash(record.hash.salt, handle))) throw fail(`the denial does not cover ${handle}`);
   const host = handle.slice(handle.lastIndexOf('@') + 1);
   const between = namesBetween(host, zone.record.zone);
-  if (noCut.length > MAX_NO_CUT_PROOFS) throw fail('too many gaps in the denial');
-  const gaps = between.length === 0 ? [] : [record, ...noCut.map((g) => verifyGap(g, zone, nowSeconds))];
+  // Counted before any signature is checked: more gaps than names can never all be needed.
+  if (noCut.length > Math.min(between.length, MAX_NO_CUT_PROOFS)) throw fail(`the denial carries ${noCut.length} noCut gaps for ${between.length} names between zone and host`);
+  if (new Set(noCut).size !== noCut.length) throw fail('the denial carries a noCut gap twice');
+  const gaps = noCut.map((g) => verifyGap(g, zone, nowSeconds));
+  const used = new Array<boolean>(gaps.length).fill(false);
   for (const name of between) {
     const hash = nameHash(record.hash.salt, name);
-    if (!gaps.some((g) => denialCovers(g.after, g.next, g.hashes, hash))) throw fail(`the denial does not prove that ${name} is not a delegated zone`);
+    if (denialCovers(record.after, record.next, record.hashes, hash)) continue;
+    let covered = false;
+    gaps.forEach((g, i) => {
+      if (denialCovers(g.after, g.next, g.hashes, hash)) covered = used[i] = true;
+    });
+    if (!covered) throw fail(`the denial does not prove that ${name} is not a delegated zone`);
   }
+  if (used.includes(false)) throw fail('the denial carries noCut gaps its proof does not need');
   return record;
 }
 

@@ -1,55 +1,146 @@
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
-import { BlockList, isIP, type LookupFunction } from 'node:net';
+import { isIPv4, isIPv6, type LookupFunction } from 'node:net';
 import { IdnsError } from '../errors.js';
 
 /**
  * Which addresses a resolver may connect to. Zone server URLs come from signed records, but a zone's owner
  * is still a stranger: without this, anyone could point a resolver at its own loopback or private network
  * (SSRF). Refused unless the resolver is configured for tests or a private deployment.
+ *
+ * The verdict is taken on the address's bytes (4 for IPv4, 16 for IPv6), never on its text: one address
+ * has many spellings (`::ffff:127.0.0.1`, `::ffff:7f00:1`, `0:0:0:0:0:ffff:7f00:1`, and the WHATWG URL
+ * parser's own rewrites of `127.1`, `0x7f.1`, `2130706433`, `[64:ff9b::127.0.0.1]`), and a pattern over
+ * the text misses some. IPv6 forms that carry an IPv4 address (mapped, translated, NAT64, 6to4, Teredo)
+ * are judged by that address too.
  */
-const PRIVATE = new BlockList();
-for (const [net, prefix] of [
-  ['0.0.0.0', 8],
-  ['10.0.0.0', 8],
-  ['100.64.0.0', 10],
-  ['127.0.0.0', 8],
-  ['169.254.0.0', 16],
-  ['172.16.0.0', 12],
-  ['192.0.0.0', 24],
-  ['192.0.2.0', 24],
-  ['192.168.0.0', 16],
-  ['198.18.0.0', 15],
-  ['198.51.100.0', 24],
-  ['203.0.113.0', 24],
-  ['224.0.0.0', 4],
-  ['240.0.0.0', 4],
-] as const) {
-  PRIVATE.addSubnet(net, prefix, 'ipv4');
-}
-for (const [net, prefix] of [
-  ['::', 128],
-  ['::1', 128],
-  ['fc00::', 7],
-  ['fe80::', 10],
-  ['ff00::', 8],
-  ['2001:db8::', 32],
-  ['100::', 64],
-] as const) {
-  PRIVATE.addSubnet(net, prefix, 'ipv6');
+
+/** A prefix of an address: its first `bits` bits equal those of `net`. */
+interface Prefix {
+  net: Uint8Array;
+  bits: number;
 }
 
-/** True when an IP address is loopback, private, link-local, multicast or otherwise not on the public internet. */
+function prefix(text: string, bits: number): Prefix {
+  const net = parseAddress(text);
+  if (!net) throw new Error(`bad prefix ${text}`);
+  return { net, bits };
+}
+
+/**
+ * IPv4 special-purpose ranges (IANA IPv4 Special-Purpose Address Registry, RFC 6890 and updates) that are
+ * not globally reachable, plus multicast and the reserved 240/4 (with the limited broadcast address).
+ */
+const V4_NOT_PUBLIC: readonly Prefix[] = [
+  ['0.0.0.0', 8], // "this network" (RFC 791)
+  ['10.0.0.0', 8], // private (RFC 1918)
+  ['100.64.0.0', 10], // shared address space, CGNAT (RFC 6598)
+  ['127.0.0.0', 8], // loopback
+  ['169.254.0.0', 16], // link-local, cloud metadata
+  ['172.16.0.0', 12], // private
+  ['192.0.0.0', 24], // IETF protocol assignments (RFC 6890)
+  ['192.0.2.0', 24], // documentation TEST-NET-1 (RFC 5737)
+  ['192.88.99.0', 24], // 6to4 relay anycast, deprecated (RFC 7526)
+  ['192.168.0.0', 16], // private
+  ['198.18.0.0', 15], // benchmarking (RFC 2544)
+  ['198.51.100.0', 24], // documentation TEST-NET-2
+  ['203.0.113.0', 24], // documentation TEST-NET-3
+  ['224.0.0.0', 4], // multicast
+  ['240.0.0.0', 4], // reserved (RFC 1112), and 255.255.255.255 limited broadcast
+].map(([n, b]) => prefix(n as string, b as number));
+
+/** IPv6 ranges inside global unicast 2000::/3 that are not globally reachable (IANA IPv6 Special-Purpose Registry). */
+const V6_NOT_PUBLIC: readonly Prefix[] = [
+  ['2001:2::', 48], // benchmarking (RFC 5180)
+  ['2001:10::', 28], // ORCHID, deprecated (RFC 4843)
+  ['2001:db8::', 32], // documentation (RFC 3849)
+  ['3fff::', 20], // documentation (RFC 9637)
+].map(([n, b]) => prefix(n as string, b as number));
+// 2001::/23 (IETF protocol assignments) holds a few globally reachable services (PCP and TURN anycast,
+// AMT, AS112, ORCHIDv2) but no server an idns resolver should reach, so all of it but Teredo is refused.
+const V6_IETF = prefix('2001::', 23);
+const V6_TEREDO = prefix('2001::', 32);
+const V6_GLOBAL = prefix('2000::', 3);
+/** ::/96: unspecified, loopback and the deprecated IPv4-compatible addresses (RFC 4291). */
+const V6_COMPAT = prefix('::', 96);
+/** IPv6 forms whose last 32 bits are an IPv4 address that decides. */
+const V6_EMBEDDING: readonly Prefix[] = [
+  ['::ffff:0:0', 96], // IPv4-mapped (RFC 4291)
+  ['::ffff:0:0:0', 96], // IPv4-translated (RFC 2765)
+  ['64:ff9b::', 96], // NAT64 well-known prefix (RFC 6052)
+].map(([n, b]) => prefix(n as string, b as number));
+const V6_6TO4 = prefix('2002::', 16);
+
+function within(bytes: Uint8Array, p: Prefix): boolean {
+  if (bytes.length !== p.net.length) return false;
+  const whole = p.bits >> 3;
+  for (let i = 0; i < whole; i++) if (bytes[i] !== p.net[i]) return false;
+  const rest = p.bits & 7;
+  if (rest === 0) return true;
+  const mask = (0xff << (8 - rest)) & 0xff;
+  return (bytes[whole]! & mask) === (p.net[whole]! & mask);
+}
+
+function v4PrivateBytes(b: Uint8Array): boolean {
+  return V4_NOT_PUBLIC.some((p) => within(b, p));
+}
+
+/**
+ * True when an address (4 or 16 bytes) is not a globally reachable unicast address: loopback, private,
+ * link-local, multicast, reserved, documentation, or an IPv6 form carrying such an IPv4 address. IPv6
+ * outside 2000::/3 (the only range allocated for global unicast) is refused whole, which covers ::/8,
+ * 64:ff9b:1::/48 (NAT64 local use), 100::/64 (discard), 5f00::/16 (SRv6), fc00::/7 (unique local),
+ * fec0::/10 (site-local), fe80::/10 (link-local) and ff00::/8 (multicast) and whatever is assigned later.
+ */
+export function isPrivateBytes(b: Uint8Array): boolean {
+  if (b.length === 4) return v4PrivateBytes(b);
+  if (b.length !== 16) return true;
+  for (const p of V6_EMBEDDING) if (within(b, p)) return v4PrivateBytes(b.subarray(12, 16));
+  if (within(b, V6_COMPAT)) return true;
+  if (!within(b, V6_GLOBAL)) return true;
+  // 6to4 (RFC 3056): the tunnel's far end is the IPv4 address in bits 16–47.
+  if (within(b, V6_6TO4)) return v4PrivateBytes(b.subarray(2, 6));
+  // Teredo (RFC 4380): the server's IPv4 address in bits 32–63, the client's in the last 32 bits, inverted.
+  if (within(b, V6_TEREDO)) return v4PrivateBytes(b.subarray(4, 8)) || v4PrivateBytes(b.subarray(12, 16).map((x) => x ^ 0xff));
+  if (within(b, V6_IETF)) return true;
+  return V6_NOT_PUBLIC.some((p) => within(b, p));
+}
+
+/**
+ * The bytes of an IP address in the forms Node's `net.isIP` accepts (dotted-quad IPv4; IPv6 with `::`,
+ * an embedded dotted quad, a `%zone` suffix), or undefined when it is not one.
+ */
+export function parseAddress(text: string): Uint8Array | undefined {
+  if (isIPv4(text)) return Uint8Array.from(text.split('.'), Number);
+  if (!isIPv6(text)) return undefined;
+  // The zone index (`fe80::1%eth0`) says which interface, not which address.
+  const bare = text.includes('%') ? text.slice(0, text.indexOf('%')) : text;
+  const out = new Uint8Array(16);
+  const [head, tail] = bare.includes('::') ? (bare.split('::') as [string, string]) : [bare, undefined];
+  const groups = (s: string): number[] => {
+    if (s === '') return [];
+    const words: number[] = [];
+    for (const part of s.split(':')) {
+      if (part.includes('.')) {
+        const v4 = part.split('.').map(Number);
+        words.push((v4[0]! << 8) | v4[1]!, (v4[2]! << 8) | v4[3]!);
+      } else words.push(parseInt(part, 16));
+    }
+    return words;
+  };
+  const front = groups(head);
+  const back = tail === undefined ? [] : groups(tail);
+  const words = [...front, ...new Array<number>(8 - front.length - back.length).fill(0), ...back];
+  words.forEach((w, i) => {
+    out[2 * i] = w >> 8;
+    out[2 * i + 1] = w & 0xff;
+  });
+  return out;
+}
+
+/** True when an IP address (text, as `net.isIP` accepts it) is not a public unicast address; anything that is not an IP address counts as private. */
 export function isPrivateAddress(address: string): boolean {
-  const family = isIP(address);
-  if (family === 4) return PRIVATE.check(address, 'ipv4');
-  if (family === 6) {
-    const lower = address.toLowerCase();
-    // IPv4-mapped and NAT64 addresses carry an IPv4 address that decides.
-    const embedded = /^(?:::ffff:|64:ff9b::)(\d+\.\d+\.\d+\.\d+)$/.exec(lower);
-    if (embedded) return PRIVATE.check(embedded[1]!, 'ipv4');
-    return PRIVATE.check(lower, 'ipv6');
-  }
-  return true;
+  const bytes = parseAddress(address);
+  return bytes === undefined || isPrivateBytes(bytes);
 }
 
 /**
@@ -62,8 +153,11 @@ export function assureAllowedUrl(url: string, allowPrivate: boolean): URL {
   if (u.protocol !== 'https:' && !(allowPrivate && u.protocol === 'http:')) {
     throw new IdnsError('address_refused', `${url}: only https servers are contacted (http needs allowPrivate)`);
   }
-  const host = u.hostname.replace(/^\[|\]$/g, '');
-  if (!allowPrivate && (isIP(host) !== 0 ? isPrivateAddress(host) : host === 'localhost' || host.endsWith('.localhost'))) {
+  // The URL parser has already rewritten every IPv4 spelling (`127.1`, `0x7f.1`, `2130706433`) as a
+  // dotted quad and every IPv6 one in its compressed form; a trailing dot only makes a name absolute.
+  const host = u.hostname.replace(/^\[|\]$/g, '').replace(/\.$/, '').toLowerCase();
+  const bytes = parseAddress(host);
+  if (!allowPrivate && (bytes !== undefined ? isPrivateBytes(bytes) : host === 'localhost' || host.endsWith('.localhost'))) {
     throw new IdnsError('address_refused', `${url}: private and loopback addresses are refused`);
   }
   return u;

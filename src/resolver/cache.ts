@@ -10,21 +10,59 @@ export interface CacheEntry<V> {
   hits: number;
   /** When its place in the LRU order was last refreshed, ms. */
   touchedAt: number;
+  /** Estimated bytes the entry holds alone (Weigher.own), its shared parts apart. */
+  bytes: number;
 }
 
 /** An entry's place in the LRU order is refreshed at most this often, ms. */
 const TOUCH_MS = 1000;
 
+/** How the cache weighs its values (estimates of the memory they hold). */
+export interface Weigher<V> {
+  /** Bytes the value and its cache entry hold alone, shared parts excluded. */
+  own(value: V): number;
+  /** Objects the value shares with other values: each is counted once, however many entries hold it. */
+  shared(value: V): readonly object[];
+  /** Bytes of one shared part (asked once per part while some entry holds it). */
+  sharedBytes(part: object): number;
+}
+
+/** Size bounds of an LruCache. */
+export interface CacheLimits {
+  maxEntries: number;
+  /** Most bytes held by all entries together, shared parts counted once. Default unbounded. */
+  maxBytes?: number;
+  /** A value weighing more than this (its shared parts included) is not stored. Default unbounded. */
+  maxEntryBytes?: number;
+}
+
+const unweighed: Weigher<unknown> = { own: () => 0, shared: () => [], sharedBytes: () => 0 };
+
 /**
  * A bounded LRU map of cache entries. A Map keeps insertion order, so re-inserting on a hit makes the
  * first key the least recently used; eviction drops it. The order is kept to the second (TOUCH_MS),
  * which spares a hot entry two map updates on every hit. Entries past `staleUntil` are dropped when seen.
+ * Bounded by entries and by bytes: the weigher's estimate of each entry, with the parts entries share
+ * (a zone's proof chain) counted once while any entry holds them.
  */
 export class LruCache<V> {
   private readonly map = new Map<string, CacheEntry<V>>();
+  /** Shared parts held by some entry: how many entries hold each, and its bytes. */
+  private readonly parts = new Map<object, { refs: number; bytes: number }>();
+  private total = 0;
+  private readonly maxEntries: number;
+  private readonly maxBytes: number;
+  private readonly maxEntryBytes: number;
 
-  constructor(private readonly maxEntries: number) {
-    if (!(maxEntries >= 1)) throw new Error('cache size must be at least 1');
+  constructor(
+    limits: number | CacheLimits,
+    private readonly weigher: Weigher<V> = unweighed as Weigher<V>,
+  ) {
+    const l = typeof limits === 'number' ? { maxEntries: limits } : limits;
+    if (!(l.maxEntries >= 1)) throw new Error('cache size must be at least 1');
+    this.maxEntries = l.maxEntries;
+    this.maxBytes = l.maxBytes ?? Infinity;
+    this.maxEntryBytes = Math.min(l.maxEntryBytes ?? Infinity, this.maxBytes);
   }
 
   /** The entry, fresh or stale, or undefined; counts a hit and marks it recently used. */
@@ -32,7 +70,7 @@ export class LruCache<V> {
     const entry = this.map.get(key);
     if (!entry) return undefined;
     if (now >= entry.staleUntil) {
-      this.map.delete(key);
+      this.remove(key, entry);
       return undefined;
     }
     entry.hits += 1;
@@ -50,21 +88,56 @@ export class LruCache<V> {
     return entry && now < entry.staleUntil ? entry : undefined;
   }
 
-  /** Stores a value; evicts the least recently used entry when full. */
-  set(key: string, value: V, now: number, ttlMs: number, staleMs: number, hardLimit: number): void {
+  /**
+   * Stores a value; evicts the least recently used entries while over either bound. A value heavier than
+   * `maxEntryBytes` is not stored, and any older entry under its key is dropped (it is superseded).
+   * Returns whether the value was stored.
+   */
+  set(key: string, value: V, now: number, ttlMs: number, staleMs: number, hardLimit: number): boolean {
+    const own = this.weigher.own(value);
+    const shared = this.weigher.shared(value);
+    let weight = own;
+    for (const part of shared) weight += this.parts.get(part)?.bytes ?? this.weigher.sharedBytes(part);
+    const old = this.map.get(key);
+    if (old) this.remove(key, old);
+    if (weight > this.maxEntryBytes) return false;
     const expiresAt = Math.min(now + ttlMs, hardLimit);
-    const entry: CacheEntry<V> = { value, expiresAt, staleUntil: Math.min(expiresAt + staleMs, hardLimit), ttlMs, hits: 0, touchedAt: now };
-    this.map.delete(key);
+    const entry: CacheEntry<V> = { value, expiresAt, staleUntil: Math.min(expiresAt + staleMs, hardLimit), ttlMs, hits: 0, touchedAt: now, bytes: own };
     this.map.set(key, entry);
-    if (this.map.size > this.maxEntries) {
+    this.total += own;
+    for (const part of shared) {
+      const held = this.parts.get(part);
+      if (held) held.refs += 1;
+      else {
+        const bytes = this.weigher.sharedBytes(part);
+        this.parts.set(part, { refs: 1, bytes });
+        this.total += bytes;
+      }
+    }
+    while (this.map.size > this.maxEntries || this.total > this.maxBytes) {
       const oldest = this.map.keys().next().value as string;
-      this.map.delete(oldest);
+      this.remove(oldest, this.map.get(oldest)!);
+    }
+    return true;
+  }
+
+  /** Weighs an entry again after its value grew in place (a zone cut learning more servers); evicts if over. */
+  reweigh(key: string): void {
+    const entry = this.map.get(key);
+    if (!entry) return;
+    const own = this.weigher.own(entry.value);
+    this.total += own - entry.bytes;
+    entry.bytes = own;
+    while (this.map.size > 1 && this.total > this.maxBytes) {
+      const oldest = this.map.keys().next().value as string;
+      this.remove(oldest, this.map.get(oldest)!);
     }
   }
 
   /** Removes an entry. */
   delete(key: string): void {
-    this.map.delete(key);
+    const entry = this.map.get(key);
+    if (entry) this.remove(key, entry);
   }
 
   /** Number of entries. */
@@ -72,8 +145,27 @@ export class LruCache<V> {
     return this.map.size;
   }
 
+  /** Estimated bytes held by the entries, shared parts counted once. */
+  get bytes(): number {
+    return this.total;
+  }
+
   /** Drops everything. */
   clear(): void {
     this.map.clear();
+    this.parts.clear();
+    this.total = 0;
+  }
+
+  private remove(key: string, entry: CacheEntry<V>): void {
+    this.map.delete(key);
+    this.total -= entry.bytes;
+    for (const part of this.weigher.shared(entry.value)) {
+      const held = this.parts.get(part)!;
+      if (--held.refs === 0) {
+        this.parts.delete(part);
+        this.total -= held.bytes;
+      }
+    }
   }
 }

@@ -15,6 +15,10 @@ export interface ResolverOptions {
   cache?: {
     /** Most entries kept (answers, denials and zone cuts together). Default 100,000. */
     maxEntries?: number;
+    /** Most bytes the entries hold together (estimated; shared proof chains counted once). Default 256,000,000. */
+    maxBytes?: number;
+    /** An answer, denial or zone cut weighing more is returned but not cached, bytes. Default 131,072. */
+    maxEntryBytes?: number;
     /** RFC 8767: how long past expiry an entry may be served when every server fails, seconds. Default 86,400. */
     serveStaleSeconds?: number;
     /** Serve an entry this long past expiry at once while refreshing it in the background, seconds. Default 0 (off). */
@@ -47,6 +51,11 @@ export interface ResolverOptions {
   };
 }
 
+/** Default bound of a resolver cache's memory, bytes (256 MB). */
+export const DEFAULT_CACHE_BYTES = 256_000_000;
+/** Default largest cache entry, bytes: a proof of a few zones is a few KiB; 128 KiB leaves room for deep ones. */
+export const DEFAULT_CACHE_ENTRY_BYTES = 128 * 1024;
+
 /** The options with every default filled in. */
 export interface ResolvedOptions {
   anchors: Map<string, string[]>;
@@ -54,6 +63,8 @@ export interface ResolvedOptions {
   forwarders: string[];
   allowPrivate: boolean;
   maxEntries: number;
+  maxBytes: number;
+  maxEntryBytes: number;
   serveStaleMs: number;
   staleWhileRevalidateMs: number;
   prefetch: boolean;
@@ -78,12 +89,17 @@ export function resolveOptions(o: ResolverOptions): ResolvedOptions {
     if (!Number.isFinite(x) || x < 0) throw new TypeError(`createResolver: ${name} must be a non-negative number`);
     return x;
   };
+  const maxBytes = Math.max(1, positive(o.cache?.maxBytes, DEFAULT_CACHE_BYTES, 'cache.maxBytes'));
+  const maxEntryBytes = Math.max(1, positive(o.cache?.maxEntryBytes, Math.min(DEFAULT_CACHE_ENTRY_BYTES, maxBytes), 'cache.maxEntryBytes'));
+  if (maxEntryBytes > maxBytes) throw new TypeError('createResolver: cache.maxEntryBytes must not exceed cache.maxBytes');
   return {
     anchors,
     rootServers,
     forwarders,
     allowPrivate: o.allowPrivate ?? false,
     maxEntries: Math.max(1, positive(o.cache?.maxEntries, 100_000, 'cache.maxEntries')),
+    maxBytes,
+    maxEntryBytes,
     serveStaleMs: positive(o.cache?.serveStaleSeconds, 86_400, 'cache.serveStaleSeconds') * 1000,
     staleWhileRevalidateMs: positive(o.cache?.staleWhileRevalidateSeconds, 0, 'cache.staleWhileRevalidateSeconds') * 1000,
     prefetch: o.cache?.prefetch ?? true,

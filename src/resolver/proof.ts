@@ -96,6 +96,7 @@ export function verifyProof(proof: unknown, input: string, anchors: TrustAnchors
   if (last.delegation !== undefined) throw new IdnsError('verification_failed', 'the last step of a proof carries no delegation');
   const kind = (decodeType(p.record) ?? 'unknown') as string;
   if (kind === 'handle' && expected !== 'denial') {
+    if (noCutOf(p.noCut).length > 0) throw new IdnsError('verification_failed', 'a proof of a handle record carries no noCut gaps');
     const r = verifyHandleRecord(p.record, handle, zone, now);
     return {
       handle,
@@ -105,15 +106,35 @@ export function verifyProof(proof: unknown, input: string, anchors: TrustAnchors
       keys: r.keys,
       ttl: Math.max(0, Math.min(r.ttl, r.exp - now)),
       exp: Math.min(exp, r.exp),
-      proof: p as Proof,
+      proof: verifiedProof(p.steps as ProofStep[], p.record, []),
     };
   }
   if (kind === 'denial' && expected !== 'answer') {
-    const r = verifyDenial(p.record, handle, zone, now, noCutOf(p.noCut));
+    const noCut = noCutOf(p.noCut);
+    const r = verifyDenial(p.record, handle, zone, now, noCut);
     const ttl = Math.min(r.ttl, zone.record.minimum);
-    return { handle, status: 'not_found', zone: last.zone, endpoint: null, keys: null, ttl: Math.max(0, Math.min(ttl, r.exp - now)), exp: Math.min(exp, r.exp), proof: p as Proof };
+    return {
+      handle,
+      status: 'not_found',
+      zone: last.zone,
+      endpoint: null,
+      keys: null,
+      ttl: Math.max(0, Math.min(ttl, r.exp - now)),
+      exp: Math.min(exp, r.exp),
+      proof: verifiedProof(p.steps as ProofStep[], p.record, noCut as string[]),
+    };
   }
   throw new IdnsError('verification_failed', `the proof ends in a ${kind} record, not ${expected ?? 'a handle record or a denial'}`);
+}
+
+/**
+ * The proof as the resolution keeps it: only the members verification read. Whatever else the sender
+ * put in the proof or its steps (a forwarding resolver's upstream may add anything) is left behind, so
+ * it is neither cached nor served.
+ */
+function verifiedProof(steps: readonly ProofStep[], record: string, noCut: string[]): Proof {
+  const kept = steps.map((s): ProofStep => (s.delegation === undefined ? { zone: s.zone, zoneRecord: s.zoneRecord } : { zone: s.zone, zoneRecord: s.zoneRecord, delegation: s.delegation }));
+  return noCut.length > 0 ? { steps: kept, record, noCut } : { steps: kept, record };
 }
 
 function decodeType(jws: string): string | undefined {

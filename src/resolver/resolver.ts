@@ -8,12 +8,13 @@ import { ancestors, isAtOrBelow, ROOT } from '../names/zone.js';
 import { decodeCompact } from '../records/jws.js';
 import { noCutOf, verifyDelegation, verifyDenial, verifyHandleRecord, verifyZoneRecord, type VerifiedZone } from '../records/verify.js';
 import { assureAllowedUrl, publicOnlyLookup } from './address-policy.js';
-import { LruCache } from './cache.js';
+import { LruCache, type Weigher } from './cache.js';
 import { ArrayInterner } from './intern.js';
 import { resolveOptions, type ResolvedOptions, type ResolverOptions } from './options.js';
 import { verifyProof, type Proof, type ProofStep, type Resolution, type TraceStep } from './proof.js';
 import { SignatureCache } from '../records/signature-cache.js';
 import { ServerSelector } from './servers.js';
+import { cutBytes, resolutionBytes, stepsBytes, traceBytes } from './weigh.js';
 
 /** A lookup's result as the resolver hands it out: the verified resolution, with TTL left and staleness. */
 export interface LookupResult extends Resolution {
@@ -33,6 +34,9 @@ export interface ResolvedHandle {
 
 /** One result of resolveMany: a lookup result or the typed error of that handle. */
 export type BatchResult = { handle: string; result: LookupResult } | { handle: string; error: IdnsError };
+
+/** Most bytes of JSON each of the proof-chain and trace interners remembers (their arrays besides). */
+const INTERNER_BYTES = 8 * 1024 * 1024;
 
 /** Most handles in one batch. */
 export const MAX_BATCH = 100;
@@ -56,6 +60,19 @@ interface ZoneCut {
 type Cached = Resolution | ZoneCut;
 
 const isCut = (v: Cached): v is ZoneCut => 'prefix' in v;
+
+/**
+ * What a cache entry weighs: a resolution its own record, gaps, endpoint and keys, with the proof chain
+ * and trace it shares with other resolutions counted once; a zone cut everything it holds.
+ */
+const weigher: Weigher<Cached> = {
+  own: (v) => (isCut(v) ? cutBytes(v) : resolutionBytes(v)),
+  shared: (v) => (isCut(v) ? [] : v.trace ? [v.proof.steps, v.trace] : [v.proof.steps]),
+  sharedBytes: (part) => {
+    const items = part as readonly (ProofStep | TraceStep)[];
+    return items.length > 0 && 'zoneRecord' in items[0]! ? stepsBytes(items as readonly ProofStep[]) : traceBytes(items as readonly TraceStep[]);
+  },
+};
 
 /** The work one lookup may still do. */
 class Budget {
@@ -112,13 +129,16 @@ export class Resolver {
   /** Signatures this resolver has checked: each walk re-checks its whole proof, and a zone's records recur. */
   private readonly signatures = new SignatureCache();
   /** The proof chains and traces the cached resolutions share. */
-  private readonly chains = new ArrayInterner<ProofStep>();
-  private readonly traces = new ArrayInterner<TraceStep>();
+  private readonly chains: ArrayInterner<ProofStep>;
+  private readonly traces: ArrayInterner<TraceStep>;
 
   constructor(options: ResolverOptions) {
     this.options = resolveOptions(options);
     this.clock = options.clock ?? systemClock;
-    this.cache = new LruCache(this.options.maxEntries);
+    this.cache = new LruCache({ maxEntries: this.options.maxEntries, maxBytes: this.options.maxBytes, maxEntryBytes: this.options.maxEntryBytes }, weigher);
+    // A chain too big to be cached is not worth remembering either.
+    this.chains = new ArrayInterner(1024, INTERNER_BYTES, this.options.maxEntryBytes);
+    this.traces = new ArrayInterner(1024, INTERNER_BYTES, this.options.maxEntryBytes);
     this.selector = new ServerSelector(this.clock);
     this.ownsDispatcher = options.dispatcher === undefined;
     this.dispatcher =
@@ -229,6 +249,11 @@ export class Resolver {
     return this.cache.size;
   }
 
+  /** Estimated bytes the cache holds (bounded by cache.maxBytes). */
+  get cacheBytes(): number {
+    return this.cache.bytes;
+  }
+
   /** Empties the cache. */
   clearCache(): void {
     this.cache.clear();
@@ -275,13 +300,13 @@ export class Resolver {
       const reply = await this.askZone(cut, handle, host, budget, referrals < this.options.maxReferrals ? ahead : null);
       trace.push({ zone: cut.name, server: reply.server, rttMs: reply.rttMs });
       exp = Math.min(exp, reply.zone.record.exp);
-      this.rememberServers(cut, reply.zone);
+      if (this.rememberServers(cut, reply.zone)) this.cache.reweigh(`z:${cut.name}`);
       if (reply.status !== 'referral') {
         steps.push({ zone: cut.name, zoneRecord: reply.zone.jws });
         const proof: Proof = { steps, record: reply.record, ...(reply.noCut ? { noCut: reply.noCut } : {}) };
         const r = this.signatures.during(() => verifyProof(proof, handle, this.options.anchors, epochSeconds(this.clock)));
         // Verified, the chain is swapped for the shared one with the same content.
-        proof.steps = this.chains.intern(steps);
+        r.proof.steps = this.chains.intern(r.proof.steps);
         return withTrace(r, this.traces.intern(trace), handle);
       }
       if (referrals >= this.options.maxReferrals) {
@@ -309,9 +334,11 @@ export class Resolver {
     throw new IdnsError('no_trust_anchor', `no trust anchor covers ${host}`);
   }
 
-  /** The zone record lists the zone's own servers (secondaries included): ask those too next time. */
-  private rememberServers(cut: ZoneCut, zone: VerifiedZone): void {
+  /** The zone record lists the zone's own servers (secondaries included): ask those too next time. True when the cut grew. */
+  private rememberServers(cut: ZoneCut, zone: VerifiedZone): boolean {
+    const before = cut.servers.length;
     for (const s of zone.record.servers) if (!cut.servers.includes(s) && cut.servers.length < 32) cut.servers.push(s);
+    return cut.servers.length > before;
   }
 
   /**
