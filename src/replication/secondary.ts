@@ -177,11 +177,20 @@ export class Replicator {
       return;
     }
     const settings = this.zones.secondarySettings(row);
-    const credential = this.credentials.own(zone);
+    const credentials = this.credentials;
     loop.status.lastAttempt = this.clock.now();
     let lastError = 'no source configured';
     for (const server of settings.primaries) {
-      const src: Source = { server, zone, trusted: settings.ds, credential };
+      const src: Source = {
+        server,
+        zone,
+        trusted: settings.ds,
+        // Read when each request is signed, not when the check began: a credential the operator set during
+        // a long check (a full transfer, a source that times out) is used by the very next request.
+        get credential() {
+          return credentials.own(zone);
+        },
+      };
       try {
         const { record } = await this.client.zoneRecord(src);
         loop.status.primarySerial = record.serial;
