@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { randomBytes } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { signChangeRequest } from '../src/client/requests.js';
 import { epochSeconds, ManualClock, systemClock } from '../src/clock.js';
 import { IdnsError } from '../src/errors.js';
@@ -125,6 +125,14 @@ describe('transfer credentials: a header is good for one request, once (item 11)
     // A request signed now is served.
     const path = '/v1/zones/example/transfer';
     expect((await get(`${restarted.url}${path}`, authorization({ name: 's', secret: cred.secret }, 'GET', path, '', now()))).status).toBe(200);
+  });
+
+  it('builds the mac input byte for byte as docs/protocol.md §11.4 gives it (its example)', () => {
+    const input = ['IDNS-HMAC-2', 'ns2', 'GET', '/v1/zones/example/transfer?since=7', '1767225600', 'A'.repeat(22), createHash('sha256').update('').digest('hex')].join('\n');
+    const mac = createHmac('sha256', Buffer.alloc(32)).update(input).digest('base64url');
+    expect(mac).toBe('GIjTCwsayf0KZxkCMtL4-Nuz2ThbcabXk7KLUdjKnW8');
+    const header = authorization({ name: 'ns2', secret: 'A'.repeat(43) }, 'GET', '/v1/zones/example/transfer?since=7', '', 1767225600, 'A'.repeat(22));
+    expect(header).toBe(`IDNS-HMAC name="ns2", ts="1767225600", nonce="${'A'.repeat(22)}", mac="${mac}"`);
   });
 
   it('a header is good only for the method, target and body it was signed for; refusals do not use it up', async () => {
