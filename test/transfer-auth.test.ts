@@ -344,4 +344,30 @@ describe('notifies use the current targets and credentials (item 13)', () => {
     expect(status.transfers.full).toBe(1);
     expect(serial(secondary)).toBe(serial(primary));
   });
+  it('a secondary whose check failed on a credential changed meanwhile checks again at once, not at its retry interval', async () => {
+    const primary = await server({ zones: { example: { timers: { refresh: 3600, retry: 3600 } } } });
+    const kid = primary.ctx.zones.info('example').keyThumbprints[0]!;
+    // No notifies and no background loop: the only checks are this test's and those the secondary schedules.
+    const cred = primary.ctx.credentials.allow('example', 's', null);
+    await register(primary);
+    const secondary = await server({ background: false });
+    const link = await gate(primary.url);
+    secondary.ctx.zones.createSecondary('example', { primaries: [link.url], ds: [kid] });
+    secondary.ctx.credentials.setOwn('example', cred);
+    expect((await secondary.ctx.replicator.checkNow('example')).lastError).toBeNull();
+    // The primary's operator rotates the secret; a change follows, and the secondary's next check is
+    // signed with the old secret and held on its way while the secondary's operator installs the new one.
+    const rotated = primary.ctx.credentials.allow('example', 's', null);
+    await register(primary);
+    link.hold = (r) => r.path.includes('/transfer');
+    const check = secondary.ctx.replicator.checkNow('example');
+    await until(() => link.held() === 1, 'the transfer request to be in flight');
+    secondary.ctx.credentials.setOwn('example', rotated);
+    link.release();
+    const status = await check;
+    expect(status.lastError).toContain('auth_failed');
+    // The zone's retry is an hour: only the changed credential can bring the next check this soon.
+    await until(() => status.lastError === null, 'the secondary to check again with its new credential');
+    expect(serial(secondary)).toBe(serial(primary));
+  });
 });

@@ -178,6 +178,7 @@ export class Replicator {
     }
     const settings = this.zones.secondarySettings(row);
     const credentials = this.credentials;
+    const credentialAtStart = this.credentialVersion(zone);
     loop.status.lastAttempt = this.clock.now();
     let lastError = 'no source configured';
     for (const server of settings.primaries) {
@@ -224,7 +225,19 @@ export class Replicator {
       }
     }
     loop.status.lastError = lastError;
-    this.schedule(zone, this.timer(this.zones.require(zone), 'retry'));
+    // A credential changed during a failed check may be what it was missing (a request signed before the
+    // change was refused): check again soon with it rather than wait the zone's retry interval.
+    const changed = this.credentialVersion(zone) !== credentialAtStart;
+    this.schedule(zone, changed ? NOTIFY_INTERVAL_MS : this.timer(this.zones.require(zone), 'retry'));
+  }
+
+  /** The zone's own credential as text, to tell whether it changed (an unreadable file is a state of its own). */
+  private credentialVersion(zone: string): string {
+    try {
+      return JSON.stringify(this.credentials.own(zone));
+    } catch (err) {
+      return `unreadable: ${(err as Error).message}`;
+    }
   }
 
   private timer(row: ReturnType<ZoneService['require']>, which: 'refresh' | 'retry'): number {
