@@ -86,7 +86,7 @@ export function verifyAuthorization(
     throw new IdnsError('auth_failed', 'transfer credentials refused');
   }
   // Only after the mac: a forger cannot fill the store, and a replay is told apart from a forgery.
-  nonces.use(name, nonce, Number(ts));
+  nonces.use(name, nonce, Number(ts), nowSeconds);
   return name;
 }
 

@@ -42,11 +42,11 @@ export class NonceStore {
   }
 
   /**
-   * Records the nonce of an authenticated request signed at `ts` (already within the window); throws
-   * auth_failed when it was used before, or when its window closes at or before the floor.
+   * Records the nonce of an authenticated request signed at `ts`, which the caller checked is within the
+   * window of `now` (the same reading of the clock); throws auth_failed when it was used before, or when
+   * its window closes at or before the floor.
    */
-  use(name: string, nonce: string, ts: number): void {
-    const now = epochSeconds(this.clock);
+  use(name: string, nonce: string, ts: number, now: number = epochSeconds(this.clock)): void {
     // A request of ts < now - window is refused by the time check, so its nonce need not be kept.
     while (this.heap.length > 0 && this.heap[0]!.exp < now) this.seen.delete(this.pop().key);
     const exp = ts + this.window;
