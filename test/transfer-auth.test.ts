@@ -151,6 +151,17 @@ describe('transfer credentials: a header is good for one request, once (item 11)
     const notifyHeader = authorization(cred, 'POST', notifyPath, notifyBody, now());
     expect((await post(`${secondary.url}${notifyPath}`, JSON.stringify({ serial: serial(primary) + 1 }), notifyHeader)).status).toBe(403);
     expect((await get(`${primary.url}${notifyPath.replace('notify', 'transfer')}`, notifyHeader)).status).toBe(403);
+    // One spelling only: the same header with its time written with a leading zero is refused.
+    const zeroed = header.replace(/ts="(\d+)"/, 'ts="0$1"');
+    expect(zeroed).not.toBe(header);
+    expect((await get(`${primary.url}${signed}`, zeroed)).body.error).toEqual({ code: 'auth_failed', message: 'malformed transfer credentials' });
+    // Nor with the mac's last character changed only in the two bits base64url leaves unused.
+    const lastAt = header.length - 2;
+    const last = header[lastAt]!;
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    const respelt = `${header.slice(0, lastAt)}${alphabet[alphabet.indexOf(last) ^ 1]}"`;
+    expect(Buffer.from(/mac="([^"]+)"/.exec(respelt)![1]!, 'base64url')).toEqual(Buffer.from(/mac="([^"]+)"/.exec(header)![1]!, 'base64url'));
+    expect((await get(`${primary.url}${signed}`, respelt)).status).toBe(403);
     // Each header still works, once, for its own request.
     expect((await get(`${primary.url}${signed}`, header)).status).toBe(200);
     expect((await post(`${secondary.url}${notifyPath}`, notifyBody, notifyHeader)).status).toBe(202);

@@ -38,7 +38,7 @@ export interface SignedRequest {
 /** Label that starts every mac input: a mac of this scheme is never one of another. */
 const MAC_LABEL = 'IDNS-HMAC-2';
 
-const HEADER = /^IDNS-HMAC name="([A-Za-z0-9._-]{1,64})", ts="(\d{1,12})", nonce="([A-Za-z0-9_-]{22,64})", mac="([A-Za-z0-9_-]{43})"$/;
+const HEADER = /^IDNS-HMAC name="([A-Za-z0-9._-]{1,64})", ts="(0|[1-9]\d{0,11})", nonce="([A-Za-z0-9_-]{22,64})", mac="([A-Za-z0-9_-]{43})"$/;
 /** The header of earlier builds, without a nonce: named in the refusal so that operators know what to upgrade. */
 const HEADER_WITHOUT_NONCE = /^IDNS-HMAC name="[^"]*", ts="[^"]*", mac="[^"]*"$/;
 
@@ -80,8 +80,10 @@ export function verifyAuthorization(
   if (Math.abs(Number(ts) - nowSeconds) > MAX_AUTH_SKEW) throw new IdnsError('auth_failed', 'the credentials are too old or from the future; check the clocks');
   const secret = secretOf(name);
   // An unknown name is checked against a throwaway secret so that its timing matches a wrong mac.
-  const expected = Buffer.from(mac(secret ?? newSecret(), name, req, Number(ts), nonce), 'base64url');
-  const actual = Buffer.from(given, 'base64url');
+  // Compared as text, not decoded bytes: the 43rd character carries two unused bits, and only the
+  // canonical spelling is accepted.
+  const expected = Buffer.from(mac(secret ?? newSecret(), name, req, Number(ts), nonce), 'latin1');
+  const actual = Buffer.from(given, 'latin1');
   if (secret === undefined || actual.length !== expected.length || !timingSafeEqual(actual, expected)) {
     throw new IdnsError('auth_failed', 'transfer credentials refused');
   }
