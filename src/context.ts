@@ -17,7 +17,8 @@ import type { ChangeGuard } from './authority/changes.js';
 import { createResolver, type Resolver } from './resolver/resolver.js';
 import type { Agent } from 'undici';
 import { outboundAgent, trustedCas } from './tls.js';
-import { CredentialStore } from './replication/credentials.js';
+import { CredentialStore, MAX_AUTH_SKEW } from './replication/credentials.js';
+import { NonceStore } from './replication/nonces.js';
 import { Housekeeper } from './replication/housekeeping.js';
 import { Notifier } from './replication/notifier.js';
 import { Replicator } from './replication/secondary.js';
@@ -38,6 +39,8 @@ export class AppContext {
   /** The resolver role, when configured. */
   readonly resolver: Resolver | null;
   readonly credentials: CredentialStore;
+  /** Nonces of the transfer credentials accepted within their time window (each is good once). */
+  readonly authNonces: NonceStore;
   readonly replicator: Replicator;
   readonly notifier: Notifier;
   readonly housekeeper: Housekeeper;
@@ -83,6 +86,7 @@ export class AppContext {
         })
       : null;
     this.credentials = new CredentialStore(join(config.dataDir, 'keys'));
+    this.authNonces = new NonceStore(clock, MAX_AUTH_SKEW);
     this.replicationAgent = outboundAgent(cas, 8);
     this.replicator = new Replicator(this.store, this.zones, this.credentials, clock, this.log, this.replicationAgent);
     this.notifier = new Notifier(this.zones, this.credentials, clock, this.log, this.replicationAgent);

@@ -2,14 +2,14 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypt
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { IdnsError } from '../errors.js';
+import type { NonceStore } from './nonces.js';
 
 /**
  * Transfer credentials, like DNS TSIG: a primary and each of its secondaries share a secret; a transfer
- * or notify request carries an HMAC-SHA256 over its method, path, time and body. Secrets live in the key
- * directory (files mode 0600), never in the database.
- *
- * Header: `Authorization: IDNS-HMAC name="NAME", ts="UNIX SECONDS", mac="BASE64URL"`, where
- * mac = HMAC-SHA256(secret, METHOD "\n" PATH_AND_QUERY "\n" TS "\n" hex(SHA-256(body))).
+ * or notify request carries an HMAC-SHA256 over its method, target (path and query), time, a fresh nonce
+ * and body (docs/protocol.md §11.4 gives the bytes). A server accepts each nonce once within the time
+ * window (NonceStore), so a copied header is good for no other request and not twice for the same one.
+ * Secrets live in the key directory (files mode 0600), never in the database.
  */
 export interface Credential {
   name: string;
@@ -26,49 +26,76 @@ export interface AllowedSecondary {
 /** How far a request's time may be from ours, seconds. */
 export const MAX_AUTH_SKEW = 300;
 
-const HEADER = /^IDNS-HMAC name="([A-Za-z0-9._-]{1,64})", ts="(\d{1,12})", mac="([A-Za-z0-9_-]{43})"$/;
+/** The request a header is checked against: exactly what the mac covers besides time and nonce. */
+export interface SignedRequest {
+  method: string;
+  /** The request target: path and query, e.g. `/v1/zones/example/transfer?since=42`. */
+  target: string;
+  /** The body bytes (a string is taken as its UTF-8 encoding). */
+  body: string | Uint8Array;
+}
+
+/** Label that starts every mac input: a mac of this scheme is never one of another. */
+const MAC_LABEL = 'IDNS-HMAC-2';
+
+const HEADER = /^IDNS-HMAC name="([A-Za-z0-9._-]{1,64})", ts="(0|[1-9]\d{0,11})", nonce="([A-Za-z0-9_-]{22,64})", mac="([A-Za-z0-9_-]{43})"$/;
+/** The header of earlier builds, without a nonce: named in the refusal so that operators know what to upgrade. */
+const HEADER_WITHOUT_NONCE = /^IDNS-HMAC name="[^"]*", ts="[^"]*", mac="[^"]*"$/;
 
 /** Makes a new random secret. */
 export function newSecret(): string {
   return randomBytes(32).toString('base64url');
 }
 
-/** The Authorization header value for a request. */
-export function authorization(cred: Credential, method: string, pathAndQuery: string, body: string, nowSeconds: number): string {
-  return `IDNS-HMAC name="${cred.name}", ts="${nowSeconds}", mac="${mac(cred.secret, method, pathAndQuery, body, nowSeconds)}"`;
+/** A new random nonce: 16 bytes, base64url (22 characters). */
+export function newNonce(): string {
+  return randomBytes(16).toString('base64url');
+}
+
+/** The Authorization header value for a request, with a fresh nonce: build one per request sent. */
+export function authorization(cred: Credential, method: string, target: string, body: string | Uint8Array, nowSeconds: number, nonce: string = newNonce()): string {
+  const m = mac(cred.secret, cred.name, { method, target, body }, nowSeconds, nonce);
+  return `IDNS-HMAC name="${cred.name}", ts="${nowSeconds}", nonce="${nonce}", mac="${m}"`;
 }
 
 /**
- * Checks a request's Authorization header against the secrets the zone knows; returns the name of the
- * credential. auth_required without a header, auth_failed for anything else wrong, and the message
- * says nothing about the zone.
+ * Checks a request's Authorization header against the secrets the zone knows and records its nonce;
+ * returns the name of the credential. auth_required without a header, auth_failed for anything else
+ * wrong (a used nonce included), and the message says nothing about the zone.
  */
 export function verifyAuthorization(
   header: string | undefined,
-  method: string,
-  pathAndQuery: string,
-  body: string,
+  req: SignedRequest,
   nowSeconds: number,
   secretOf: (name: string) => string | undefined,
+  nonces: NonceStore,
 ): string {
   if (header === undefined) throw new IdnsError('auth_required', 'this zone requires transfer credentials');
   const m = HEADER.exec(header);
-  if (!m) throw new IdnsError('auth_failed', 'malformed transfer credentials');
-  const [, name, ts, given] = m as unknown as [string, string, string, string];
+  if (!m) {
+    if (HEADER_WITHOUT_NONCE.test(header)) throw new IdnsError('auth_failed', 'transfer credentials without a nonce (from an older idns) are refused; upgrade the sender');
+    throw new IdnsError('auth_failed', 'malformed transfer credentials');
+  }
+  const [, name, ts, nonce, given] = m as unknown as [string, string, string, string, string];
   if (Math.abs(Number(ts) - nowSeconds) > MAX_AUTH_SKEW) throw new IdnsError('auth_failed', 'the credentials are too old or from the future; check the clocks');
   const secret = secretOf(name);
   // An unknown name is checked against a throwaway secret so that its timing matches a wrong mac.
-  const expected = Buffer.from(mac(secret ?? newSecret(), method, pathAndQuery, body, Number(ts)), 'base64url');
-  const actual = Buffer.from(given, 'base64url');
+  // Compared as text, not decoded bytes: the 43rd character carries two unused bits, and only the
+  // canonical spelling is accepted.
+  const expected = Buffer.from(mac(secret ?? newSecret(), name, req, Number(ts), nonce), 'latin1');
+  const actual = Buffer.from(given, 'latin1');
   if (secret === undefined || actual.length !== expected.length || !timingSafeEqual(actual, expected)) {
     throw new IdnsError('auth_failed', 'transfer credentials refused');
   }
+  // Only after the mac: a forger cannot fill the store, and a replay is told apart from a forgery.
+  nonces.use(name, nonce, Number(ts), nowSeconds);
   return name;
 }
 
-function mac(secret: string, method: string, pathAndQuery: string, body: string, ts: number): string {
-  const bodyHash = createHash('sha256').update(body).digest('hex');
-  return createHmac('sha256', Buffer.from(secret, 'base64url')).update(`${method}\n${pathAndQuery}\n${ts}\n${bodyHash}`).digest('base64url');
+function mac(secret: string, name: string, req: SignedRequest, ts: number, nonce: string): string {
+  const bodyHash = createHash('sha256').update(req.body).digest('hex');
+  const input = `${MAC_LABEL}\n${name}\n${req.method}\n${req.target}\n${ts}\n${nonce}\n${bodyHash}`;
+  return createHmac('sha256', Buffer.from(secret, 'base64url')).update(input, 'utf8').digest('base64url');
 }
 
 /** Parses `NAME:SECRET` as given on the command line. */

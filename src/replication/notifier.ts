@@ -4,23 +4,28 @@ import { serialOf } from '../authority/serial.js';
 import type { ZoneService } from '../authority/zones.js';
 import { epochSeconds, type Clock } from '../clock.js';
 import type { Logger } from '../log.js';
-import type { CredentialStore } from './credentials.js';
+import type { Credential, CredentialStore } from './credentials.js';
 import { authorization } from './credentials.js';
 import { pathZone } from './transfer-client.js';
 
 /** Delays between the tries of one notify, ms: the first at once, then backing off. */
 const RETRY_DELAYS_MS = [0, 500, 2000, 5000];
 
-interface Target {
+/** Where a zone's notifies go, and the credential they are signed with. */
+export interface Target {
   url: string;
-  credential: { name: string; secret: string } | null;
+  credential: Credential | null;
 }
 
 /**
  * Tells a zone's secondaries that a new serial exists (like DNS NOTIFY), after every committed change,
  * for changes made by this process and (by polling the zone versions) by the CLI on the same data
- * directory. Per zone and target one notify is in flight at a time; changes meanwhile are folded into one
- * more notify after it. A secondary only ever treats a notify as a hint to check.
+ * directory. Per zone and target URL one notify is in flight at a time; changes meanwhile are folded into
+ * one more notify after it. A secondary only ever treats a notify as a hint to check.
+ *
+ * Nothing about a target is remembered from when its notify was queued: every attempt reads the zone's
+ * current targets, credentials and serial, so a notify folded or retried after the operator changed them
+ * goes where, and signed as, the configuration says now.
  */
 export class Notifier {
   private readonly notified = new Map<string, number>();
@@ -53,23 +58,34 @@ export class Notifier {
     if (this.pollTimer) clearInterval(this.pollTimer);
   }
 
+  /** Notifies queued or being sent (for tests and metrics). */
+  get pending(): number {
+    return this.inFlight.size;
+  }
+
   /** A zone changed: notify its targets (only while started: a CLI process sends none). */
   zoneChanged(zone: string): void {
     if (!this.running) return;
     const row = this.zones.get(zone);
     if (!row || row.record === '') return;
     this.notified.set(zone, row.version);
-    for (const target of this.targets(zone)) this.send(zone, target);
+    const targets = this.currentTargets(zone);
+    if (targets) for (const target of targets) this.send(zone, target.url);
   }
 
-  /** Targets of a zone: the secondaries allowed to transfer it that have a notify URL, else (for a primary with open transfers) the zone's other servers. */
+  /**
+   * Targets of a zone, one per URL: the secondaries allowed to transfer it that have a notify URL, else
+   * (for a primary with open transfers) the zone's other servers. Two names with one notify URL share it:
+   * the first in the file signs.
+   */
   targets(zone: string): Target[] {
     const row = this.zones.require(zone);
     const acl = this.credentials.allowed(zone);
-    const named = Object.entries(acl)
-      .filter(([, a]) => a.notify !== null)
-      .map(([name, a]) => ({ url: a.notify!, credential: { name, secret: a.secret } }));
-    if (named.length > 0 || Object.keys(acl).length > 0 || row.role !== 'primary') return named;
+    const byUrl = new Map<string, Target>();
+    for (const [name, a] of Object.entries(acl)) {
+      if (a.notify !== null && !byUrl.has(a.notify)) byUrl.set(a.notify, { url: a.notify, credential: { name, secret: a.secret } });
+    }
+    if (byUrl.size > 0 || Object.keys(acl).length > 0 || row.role !== 'primary') return [...byUrl.values()];
     const settings = this.zones.settings(row);
     return settings.servers.filter((s) => s !== settings.primary).map((url) => ({ url, credential: null }));
   }
@@ -81,8 +97,20 @@ export class Notifier {
     }
   }
 
-  private send(zone: string, target: Target): void {
-    const id = `${zone} ${target.url}`;
+  /** The zone's targets now, or null (logged) when they cannot be read: a notify is then not sent. */
+  private currentTargets(zone: string): Target[] | null {
+    try {
+      if (!this.zones.get(zone)) return [];
+      return this.targets(zone);
+    } catch (err) {
+      // An unreadable ACL file (wrong mode, bad JSON) is the operator's to fix; it is reported, not guessed around.
+      this.log.warn('notify targets unreadable', { zone, err });
+      return null;
+    }
+  }
+
+  private send(zone: string, url: string): void {
+    const id = `${zone} ${url}`;
     const flight = this.inFlight.get(id);
     if (flight) {
       flight.again = true;
@@ -90,25 +118,31 @@ export class Notifier {
     }
     const state = { again: false };
     this.inFlight.set(id, state);
-    void this.deliver(zone, target).finally(() => {
+    void this.deliver(zone, url).finally(() => {
       this.inFlight.delete(id);
-      if (state.again) this.send(zone, target);
+      if (state.again && this.running) this.send(zone, url);
     });
   }
 
-  private async deliver(zone: string, target: Target): Promise<void> {
+  private async deliver(zone: string, url: string): Promise<void> {
     for (const delay of RETRY_DELAYS_MS) {
       if (delay > 0) await new Promise((r) => setTimeout(r, delay).unref());
       if (!this.running) return;
       const row = this.zones.get(zone);
       if (!row) return;
+      // Read at each attempt: the target may have been dropped, or given a credential, since it was queued.
+      const target = this.currentTargets(zone)?.find((t) => t.url === url);
+      if (!target) {
+        this.log.debug('notify dropped: no longer a target', { zone, target: url });
+        return;
+      }
       const path = `/v1/zones/${pathZone(zone)}/notify`;
       const body = JSON.stringify({ serial: serialOf(row.version) });
       const headers: Record<string, string> = { 'content-type': 'application/json' };
       if (target.credential) headers.authorization = authorization(target.credential, 'POST', path, body, epochSeconds(this.clock));
       this.sent += 1;
       try {
-        const res = await request(`${target.url.replace(/\/+$/, '')}${path}`, {
+        const res = await request(`${url.replace(/\/+$/, '')}${path}`, {
           method: 'POST',
           headers,
           body,
@@ -118,14 +152,22 @@ export class Notifier {
         });
         await res.body.dump();
         if (res.statusCode < 300) return;
-        this.log.warn('notify refused', { zone, target: target.url, status: res.statusCode });
-        // The target answered and said no (not a secondary of this zone, bad credentials): retrying won't help.
-        if (res.statusCode < 500) break;
+        this.log.warn('notify refused', { zone, target: url, status: res.statusCode });
+        // The target answered and said no (not a secondary of this zone, bad credentials): retrying the same
+        // request won't help, but one signed with credentials changed meanwhile may.
+        if (res.statusCode < 500 && !this.credentialChanged(zone, target)) break;
       } catch (err) {
-        this.log.debug('notify failed', { zone, target: target.url, err });
+        this.log.debug('notify failed', { zone, target: url, err });
       }
     }
     this.failed += 1;
-    this.log.warn('notify gave up', { zone, target: target.url });
+    this.log.warn('notify gave up', { zone, target: url });
+  }
+
+  /** True when the target's credential now differs from the one an attempt was signed with. */
+  private credentialChanged(zone: string, used: Target): boolean {
+    const now = this.currentTargets(zone)?.find((t) => t.url === used.url);
+    if (!now) return false;
+    return now.credential?.name !== used.credential?.name || now.credential?.secret !== used.credential?.secret;
   }
 }

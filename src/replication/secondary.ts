@@ -177,11 +177,21 @@ export class Replicator {
       return;
     }
     const settings = this.zones.secondarySettings(row);
-    const credential = this.credentials.own(zone);
+    const credentials = this.credentials;
+    const credentialAtStart = this.credentialVersion(zone);
     loop.status.lastAttempt = this.clock.now();
     let lastError = 'no source configured';
     for (const server of settings.primaries) {
-      const src: Source = { server, zone, trusted: settings.ds, credential };
+      const src: Source = {
+        server,
+        zone,
+        trusted: settings.ds,
+        // Read when each request is signed, not when the check began: a credential the operator set during
+        // a long check (a full transfer, a source that times out) is used by the very next request.
+        get credential() {
+          return credentials.own(zone);
+        },
+      };
       try {
         const { record } = await this.client.zoneRecord(src);
         loop.status.primarySerial = record.serial;
@@ -215,7 +225,19 @@ export class Replicator {
       }
     }
     loop.status.lastError = lastError;
-    this.schedule(zone, this.timer(this.zones.require(zone), 'retry'));
+    // A credential changed during a failed check may be what it was missing (a request signed before the
+    // change was refused): check again soon with it rather than wait the zone's retry interval.
+    const changed = this.credentialVersion(zone) !== credentialAtStart;
+    this.schedule(zone, changed ? NOTIFY_INTERVAL_MS : this.timer(this.zones.require(zone), 'retry'));
+  }
+
+  /** The zone's own credential as text, to tell whether it changed (an unreadable file is a state of its own). */
+  private credentialVersion(zone: string): string {
+    try {
+      return JSON.stringify(this.credentials.own(zone));
+    } catch (err) {
+      return `unreadable: ${(err as Error).message}`;
+    }
   }
 
   private timer(row: ReturnType<ZoneService['require']>, which: 'refresh' | 'retry'): number {

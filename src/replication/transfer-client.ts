@@ -313,7 +313,9 @@ export class TransferClient {
     const query = since === null ? (format === 'compact' ? '?format=compact' : '') : `?since=${since}`;
     const path = `/v1/zones/${pathZone(src.zone)}/transfer${query}`;
     const headers: Record<string, string> = { accept: 'application/x-ndjson' };
-    if (src.credential) headers.authorization = authorization(src.credential, 'GET', path, '', epochSeconds(this.clock));
+    // Read once per request: a source's credential may be looked up afresh each time (Replicator), and each header has its own nonce.
+    const credential = src.credential;
+    if (credential) headers.authorization = authorization(credential, 'GET', path, '', epochSeconds(this.clock));
     let res: Dispatcher.ResponseData;
     try {
       res = await request(`${base(src.server)}${path}`, {

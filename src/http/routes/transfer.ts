@@ -15,7 +15,7 @@ export function transferRoutes(ctx: AppContext): Hono {
     const row = ctx.zones.require(zone);
     // A zone with named secondaries transfers only to them; without any, the zone is public data anyway.
     const acl = ctx.credentials.allowed(zone);
-    if (Object.keys(acl).length > 0) authenticate(c, ctx, '', (name) => acl[name]?.secret);
+    if (Object.keys(acl).length > 0) authenticate(c, ctx, new Uint8Array(0), (name) => acl[name]?.secret);
     const sinceRaw = c.req.query('since');
     if (sinceRaw !== undefined && !/^\d{1,10}$/.test(sinceRaw)) throw new IdnsError('invalid_request', 'since must be a serial (0 to 4294967295)');
     const since = sinceRaw === undefined ? null : Number(sinceRaw);
@@ -28,7 +28,8 @@ export function transferRoutes(ctx: AppContext): Hono {
 
   app.post('/v1/zones/:zone/notify', async (c) => {
     const zone = zoneFromPath(c.req.param('zone'));
-    const body = await c.req.text();
+    // The mac covers the body's bytes as sent, so they are read undecoded.
+    const body = new Uint8Array(await c.req.arrayBuffer());
     const row = ctx.zones.require(zone);
     if (row.role !== 'secondary') throw new IdnsError('invalid_request', `zone ${zone} is not a secondary here; notifies are for secondaries`);
     const own = ctx.credentials.own(zone);
@@ -40,7 +41,10 @@ export function transferRoutes(ctx: AppContext): Hono {
   return app;
 }
 
-function authenticate(c: Context, ctx: AppContext, body: string, secretOf: (name: string) => string | undefined): string {
+/** Checks the request's transfer credentials (docs/protocol.md §11.4); every route that takes them goes through here. */
+function authenticate(c: Context, ctx: AppContext, body: Uint8Array, secretOf: (name: string) => string | undefined): string {
+  // The target as the URL parser normalises it: what a client that sends normal targets signed.
   const url = new URL(c.req.url);
-  return verifyAuthorization(c.req.header('authorization'), c.req.method, `${url.pathname}${url.search}`, body, epochSeconds(ctx.clock), secretOf);
+  const req = { method: c.req.method, target: `${url.pathname}${url.search}`, body };
+  return verifyAuthorization(c.req.header('authorization'), req, epochSeconds(ctx.clock), secretOf, ctx.authNonces);
 }
