@@ -1,6 +1,10 @@
 import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { systemClock } from '../src/clock.js';
 import { DEFAULT_CONFIG, type ServerConfig } from '../src/config.js';
+import { AppContext } from '../src/context.js';
+import { startServer } from '../src/http/server.js';
+import { createLogger } from '../src/log.js';
 import { clientKeyOf } from '../src/http/rate-limits.js';
 import { makeServerCertificate } from './support/certs.js';
 import { drip, openRaw, parseResponse, type RawConnection } from './support/raw-http.js';
@@ -104,6 +108,33 @@ describe.each([
       await expectCutAt(c, LIMITS.headersTimeoutMs, false);
     });
   }
+});
+
+describe('a body cut off by the request timeout', () => {
+  it("is the client's doing: logged and counted as a 400, never as an internal error", async () => {
+    const tmp = tempDir();
+    const lines: string[] = [];
+    const ctx = new AppContext({ ...structuredClone(DEFAULT_CONFIG), dataDir: tmp.dir, bootstrap: false, limits: LIMITS }, systemClock, createLogger('info', (l) => lines.push(l)));
+    const server = await startServer(ctx, '127.0.0.1', 0);
+    try {
+      ctx.zones.create('example', { servers: [server.url] });
+      for (const path of ['POST /v1/handles', 'PUT /v1/handles/alice@example']) {
+        const c = await openRaw(server.url);
+        c.socket.write(`${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n`);
+        drip(c.socket, 'a'.repeat(100), 150);
+        await c.closed;
+      }
+      // The handlers see the cut after the connection closed: wait for both request lines.
+      const logged = () => lines.map((l) => JSON.parse(l)).filter((l) => l.msg === 'request');
+      await expect.poll(logged, { timeout: 10_000, interval: 20 }).toHaveLength(2);
+      for (const line of logged()) expect(line).toMatchObject({ level: 'info', status: 400, outcome: 'invalid_request' });
+      expect(lines.map((l) => JSON.parse(l).level)).not.toContain('error');
+    } finally {
+      await server.close();
+      await ctx.close();
+      tmp.remove();
+    }
+  });
 });
 
 describe('connections per client address', () => {

@@ -72,6 +72,8 @@ export interface ErrorReply {
  * is the request's, for the Location of a write redirected to the primary.
  */
 export function errorReply(err: unknown, pathAndQuery: string, method: string, log: Logger): ErrorReply {
+  // A body cut off by its client, or by the server's own timeouts (framing.ts), is the client's doing, not a bug.
+  if (isAbortedBody(err)) err = new IdnsError('invalid_request', 'the connection closed before the request body ended', { cause: err });
   if (err instanceof IdnsError) {
     const status = STATUS_OF[err.code];
     const headers: Record<string, string> = {};
@@ -91,13 +93,18 @@ export function errorReply(err: unknown, pathAndQuery: string, method: string, l
   return { status: 500, headers: {}, body: body('internal', 'internal error') };
 }
 
+/** Node's error for a request whose connection closed before its body ended. */
+function isAbortedBody(err: unknown): boolean {
+  return err instanceof Error && (err as NodeJS.ErrnoException).code === 'ECONNRESET' && err.message === 'aborted';
+}
+
 const pathOf = (pathAndQuery: string): string => pathAndQuery.split('?')[0]!;
 
 /** Renders an error as the JSON error response (see errorReply). */
 export function errorResponse(c: Context, err: unknown, log: Logger): Response {
-  note(c, { outcome: err instanceof IdnsError ? err.code : 'internal' });
   const url = new URL(c.req.url);
   const reply = errorReply(err, `${url.pathname}${url.search}`, c.req.method, log);
+  note(c, { outcome: reply.body.error.code });
   for (const [name, value] of Object.entries(reply.headers)) c.header(name, value);
   return c.json(reply.body, reply.status);
 }

@@ -43,10 +43,17 @@ export function rawErrorResponse(err: IdnsError): string {
 /**
  * Answers a connection Node's HTTP layer gave up on and closes it. The answer is written only where it
  * cannot corrupt what the client reads: the socket is writable and no response on it has begun (Node's
- * own rule for its default answer). Transport errors get no answer.
+ * own rule for its default answer). When the error is in a later request pipelined behind one whose
+ * answer is still being made, that answer goes first, so that each answer stays with its request.
+ * Transport errors get no answer.
  */
 export function answerClientError(err: IdnsError | null, socket: Socket): void {
   const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+  if (err !== null && inFlight && !inFlight.headersSent && inFlight.req.complete && !socket.destroyed) {
+    inFlight.once('finish', () => answerClientError(err, socket));
+    inFlight.once('close', () => socket.destroy());
+    return;
+  }
   if (err !== null && socket.writable && !inFlight?.headersSent) socket.write(rawErrorResponse(err));
   socket.destroy();
 }

@@ -95,6 +95,7 @@ export async function startServer(ctx: AppContext, host: string, port: number): 
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     const e = framingError(err, limits);
     refused(e ? e.code : 'transport');
+    ctx.log.debug('connection refused', { reason: e ? e.code : 'transport', error: err.code });
     answerClientError(e, socket);
   });
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
