@@ -37,6 +37,7 @@ describe('requests refused before routing', () => {
     ['not HTTP at all', '\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03', 400, 'invalid_request'],
     ['a bad chunk size', 'POST /v1/handles HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n', 400, 'invalid_request'],
     ['an HTTP/1.1 request without Host', 'GET /v1/zones/example HTTP/1.1\r\n\r\n', 400, 'invalid_request'],
+    ['two Host headers', 'GET /v1/resolve/alice@example HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n', 400, 'invalid_request'],
     ['a Host that is not a host', 'GET /v1/zones/example HTTP/1.1\r\nHost: exa mple\r\n\r\n', 400, 'invalid_request'],
     ['a Host with a path', 'GET /v1/zones/example HTTP/1.1\r\nHost: a/b\r\n\r\n', 400, 'invalid_request'],
     ['a Host with a port out of range', 'GET /v1/zones/example HTTP/1.1\r\nHost: a:99999\r\n\r\n', 400, 'invalid_request'],
@@ -52,6 +53,14 @@ describe('requests refused before routing', () => {
     const res = await exchange(s.url, bytes);
     expectJsonError(res, status, code);
     closes(res);
+  });
+
+  it('serves requests with every well-formed Host, and HTTP/1.0 ones without', async () => {
+    for (const host of ['127.0.0.1', '127.0.0.1:8053', 'Example.COM', 'id.example.', '[::1]', '[::1]:443', 'xn--bcher-kva.example', 'a_b.example:1']) {
+      const res = await exchange(s.url, `GET /healthz HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+      expect(res.status, `${host}: ${res.body}`).toBe(200);
+    }
+    expect((await exchange(s.url, 'GET /healthz HTTP/1.0\r\n\r\n')).status).toBe(200);
   });
 
   it('answers a request that times out with 408 and the JSON error body', async () => {

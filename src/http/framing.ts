@@ -69,11 +69,19 @@ export function refuse(res: ServerResponse, code: ErrorCode, message: string): v
 const HOST = /^(?:[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?|\[[0-9A-Fa-f:.]+\])(?::(\d{1,5}))?$/;
 
 /**
- * Why a request's Host is refused (400), or null when it is fine: an HTTP/1.1 request needs one (RFC
- * 9112 §3.2), and one that is there must be a host. Checked before every path, the fast ones included,
+ * Why a request's Host is refused (400), or null when it is fine: an HTTP/1.1 request needs exactly
+ * one (RFC 9112 §3.2), and one that is there must be a host. Checked before every path, the fast ones included,
  * so that no path answers a request the application would refuse.
  */
 export function hostProblem(req: IncomingMessage): string | null {
+  // Node keeps the first of several Host fields and drops the others; RFC 9112 §3.2 refuses the request.
+  const raw = req.rawHeaders;
+  let hosts = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 4 && (name === 'Host' || name === 'host' || name.toLowerCase() === 'host')) hosts += 1;
+  }
+  if (hosts > 1) return 'a request may have only one Host header';
   const host = req.headers.host;
   if (host === undefined) return req.httpVersionMajor === 1 && req.httpVersionMinor === 1 ? 'an HTTP/1.1 request needs a Host header' : null;
   const m = HOST.exec(host);

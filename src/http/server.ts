@@ -43,6 +43,8 @@ export async function startServer(ctx: AppContext, host: string, port: number): 
   const wire = new LookupWire();
   const { app } = createApp(ctx, wire);
   const listener = getRequestListener(app.fetch, {
+    // HTTP/1.0 requests may come without Host (hostProblem refuses HTTP/1.1 ones): the URL needs one, no route reads it.
+    hostname: 'localhost',
     // What @hono/node-server refuses itself (a bad Host, a backslash in the path, `OPTIONS *`) it would
     // answer 400 with no body.
     errorHandler: (err) => {
