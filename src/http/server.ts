@@ -42,12 +42,14 @@ export async function startServer(ctx: AppContext, host: string, port: number): 
   const limits = ctx.config.limits;
   const wire = new LookupWire();
   const { app } = createApp(ctx, wire);
+  const refused = (reason: string) => ctx.metrics.refused.inc({ reason });
   const listener = getRequestListener(app.fetch, {
     // HTTP/1.0 requests may come without Host (hostProblem refuses HTTP/1.1 ones): the URL needs one, no route reads it.
     hostname: 'localhost',
     // What @hono/node-server refuses itself (a bad Host, a backslash in the path, `OPTIONS *`) it would
     // answer 400 with no body.
     errorHandler: (err) => {
+      if (err instanceof RequestError) refused('invalid_request');
       const e = err instanceof RequestError ? new IdnsError('invalid_request', `malformed request: ${err.message}`) : err;
       const reply = errorReply(e, '', '', ctx.log);
       return Response.json(reply.body, { status: reply.status, headers: { ...reply.headers, connection: 'close' } });
@@ -57,7 +59,6 @@ export async function startServer(ctx: AppContext, host: string, port: number): 
   const resolveFast = new ResolveFastPath(ctx);
   const lookupFast = new LookupFastPath(ctx, wire);
   const handlesFast = new HandlesFastPath(ctx);
-  const refused = (reason: string) => ctx.metrics.refused.inc({ reason });
   const guard = new ConnectionGuard({
     // Per-address limits follow the rate limits: off on loopback and where a proxy makes every client one address.
     perAddress: ctx.config.rateLimits.enabled ? limits.connectionsPerAddress : null,
