@@ -47,6 +47,8 @@ describe('requests refused before routing', () => {
     ['CONNECT', 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n', 400, 'invalid_request'],
     ['a backslash in the path', 'GET /v1\\zones/example HTTP/1.1\r\nHost: a\r\n\r\n', 400, 'invalid_request'],
     ['OPTIONS *', 'OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n', 400, 'invalid_request'],
+    ['an absolute-form target that is not a URL', 'GET http://[bad/v1/zones/example HTTP/1.1\r\nHost: a\r\n\r\n', 400, 'invalid_request'],
+    ['the HTTP/2 preface', 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 400, 'invalid_request'],
   ];
 
   it.each(cases)('%s: status and JSON error body, connection closed', async (_name, bytes, status, code) => {
