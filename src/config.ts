@@ -22,8 +22,14 @@ export interface ServerConfig {
     bodyBytes: number;
     /** Time allowed to receive a whole request, ms. */
     requestTimeoutMs: number;
-    /** Time allowed to receive the request headers, ms. */
+    /** Time allowed to receive the request headers, ms (over TLS, counted from the connection, handshake included). */
     headersTimeoutMs: number;
+    /** Longest a keep-alive connection stays open with no request, ms. */
+    keepAliveTimeoutMs: number;
+    /** Most connections open at once, from everyone. */
+    maxConnections: number;
+    /** Most connections open at once from one client address (IPv6: one /64); applied when rate limits are on. */
+    connectionsPerAddress: number;
     /** Largest size of the database file, bytes (null: as large as the disk allows). */
     maxDatabaseBytes: number | null;
   };
@@ -103,7 +109,15 @@ export const DEFAULT_CONFIG: ServerConfig = {
   bootstrap: true,
   publicUrl: null,
   tls: { cert: null, key: null, ca: [] },
-  limits: { bodyBytes: 64 * 1024, requestTimeoutMs: 10_000, headersTimeoutMs: 5_000, maxDatabaseBytes: null },
+  limits: {
+    bodyBytes: 64 * 1024,
+    requestTimeoutMs: 10_000,
+    headersTimeoutMs: 5_000,
+    keepAliveTimeoutMs: 5_000,
+    maxConnections: 10_000,
+    connectionsPerAddress: 64,
+    maxDatabaseBytes: null,
+  },
   resign: { intervalMs: 60_000, batchSize: 1000 },
   resolver: null,
   journal: { maxEntries: 1_000_000, maxAgeSeconds: 14 * 24 * 3600 },
@@ -141,6 +155,10 @@ const fileSchema = z
         bodyBytes: z.number().int().min(1024).max(16 * 1024 * 1024).optional(),
         requestTimeoutMs: z.number().int().min(100).max(600_000).optional(),
         headersTimeoutMs: z.number().int().min(100).max(600_000).optional(),
+        // Node closes an idle keep-alive connection 1 s after the timeout it announces (server.ts).
+        keepAliveTimeoutMs: z.number().int().min(2000).max(600_000).optional(),
+        maxConnections: z.number().int().min(1).max(1_000_000).optional(),
+        connectionsPerAddress: z.number().int().min(1).max(1_000_000).optional(),
         maxDatabaseBytes: z.number().int().min(64 * 1024).nullable().optional(),
       })
       .strict()

@@ -16,6 +16,10 @@ export type ErrorCode =
   | 'invalid_resource'
   | 'invalid_config'
   | 'iat_out_of_range'
+  // HTTP framing (Node's parser and the server's connection limits)
+  | 'request_timeout'
+  | 'headers_too_large'
+  | 'expectation_failed'
   // authority
   | 'not_authoritative'
   | 'zone_not_found'

@@ -19,6 +19,9 @@ export const STATUS_OF: Record<ErrorCode, ContentfulStatusCode> = {
   invalid_resource: 400,
   invalid_config: 500,
   iat_out_of_range: 400,
+  request_timeout: 408,
+  headers_too_large: 431,
+  expectation_failed: 417,
   not_authoritative: 421,
   zone_not_found: 404,
   zone_exists: 409,
@@ -71,6 +74,8 @@ export interface ErrorReply {
  * is the request's, for the Location of a write redirected to the primary.
  */
 export function errorReply(err: unknown, pathAndQuery: string, method: string, log: Logger): ErrorReply {
+  // A body cut off by its client, or by the server's own timeouts (framing.ts), is the client's doing, not a bug.
+  if (isAbortedBody(err)) err = new IdnsError('invalid_request', 'the connection closed before the request body ended', { cause: err });
   if (err instanceof IdnsError) {
     const status = STATUS_OF[err.code];
     const headers: Record<string, string> = {};
@@ -90,13 +95,18 @@ export function errorReply(err: unknown, pathAndQuery: string, method: string, l
   return { status: 500, headers: {}, body: body('internal', 'internal error') };
 }
 
+/** Node's error for a request whose connection closed before its body ended. */
+function isAbortedBody(err: unknown): boolean {
+  return err instanceof Error && (err as NodeJS.ErrnoException).code === 'ECONNRESET' && err.message === 'aborted';
+}
+
 const pathOf = (pathAndQuery: string): string => pathAndQuery.split('?')[0]!;
 
 /** Renders an error as the JSON error response (see errorReply). */
 export function errorResponse(c: Context, err: unknown, log: Logger): Response {
-  note(c, { outcome: err instanceof IdnsError ? err.code : 'internal' });
   const url = new URL(c.req.url);
   const reply = errorReply(err, `${url.pathname}${url.search}`, c.req.method, log);
+  note(c, { outcome: reply.body.error.code });
   for (const [name, value] of Object.entries(reply.headers)) c.header(name, value);
   return c.json(reply.body, reply.status);
 }

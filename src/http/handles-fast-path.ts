@@ -57,7 +57,7 @@ export class HandlesFastPath {
         body: JSON.stringify(reply.body),
         role: 'change',
         action: 'register',
-        outcome: err instanceof IdnsError ? err.code : 'internal',
+        outcome: reply.body.error.code,
       });
     }
   }

@@ -26,6 +26,7 @@ export class Metrics {
   readonly changes: Counter<'action' | 'outcome'>;
   readonly cache: Counter<'result'>;
   readonly upstream: Histogram<'outcome'>;
+  readonly refused: Counter<'reason'>;
 
   private readonly tallies: Tally[] = [];
 
@@ -45,6 +46,12 @@ export class Metrics {
       name: 'idns_changes_total',
       help: 'Handle change requests (registrations, updates, deletions) by action and outcome (accepted or an error code)',
       labelNames: ['action', 'outcome'],
+      registers,
+    });
+    this.refused = new Counter({
+      name: 'idns_http_refused_total',
+      help: 'Connections closed and requests refused before the application saw them, by reason (address_limit, server_limit, an error code, or transport)',
+      labelNames: ['reason'],
       registers,
     });
     this.cache = new Counter({ name: 'idns_resolver_cache_total', help: 'Resolver cache lookups by result (hit, miss, stale)', labelNames: ['result'], registers });

@@ -4,13 +4,14 @@ import { epochSeconds } from '../../clock.js';
 import { IdnsError } from '../../errors.js';
 import { verifyAuthorization } from '../../replication/credentials.js';
 import { openTransfer } from '../../replication/transfer-source.js';
+import { outgoingOf, streamedBody } from '../streamed-body.js';
 import { zoneFromPath } from './zones.js';
 
 /** Zone transfer (full or incremental) and notify, between a zone's servers. */
 export function transferRoutes(ctx: AppContext): Hono {
   const app = new Hono();
 
-  app.get('/v1/zones/:zone/transfer', (c) => {
+  app.get('/v1/zones/:zone/transfer', async (c) => {
     const zone = zoneFromPath(c.req.param('zone'));
     const row = ctx.zones.require(zone);
     // A zone with named secondaries transfers only to them; without any, the zone is public data anyway.
@@ -23,7 +24,8 @@ export function transferRoutes(ctx: AppContext): Hono {
     const unavailable = ctx.zones.unavailable(row);
     if (unavailable) throw new IdnsError('zone_unavailable', unavailable);
     const transfer = openTransfer(ctx.store.path, { zone, since, format: c.req.query('format') });
-    return new Response(transfer.body, { status: 200, headers: { 'content-type': transfer.contentType, 'cache-control': 'no-store' } });
+    const body = await streamedBody(transfer.body, outgoingOf(c.env), ctx.log, `transfer of ${zone}`);
+    return new Response(body, { status: 200, headers: { 'content-type': transfer.contentType, 'cache-control': 'no-store' } });
   });
 
   app.post('/v1/zones/:zone/notify', async (c) => {
