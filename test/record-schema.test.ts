@@ -290,11 +290,15 @@ describe('a hostile zone signing forbidden endpoints with its real, delegated ke
     }
   });
 
-  it('idns resolve refuses every forbidden endpoint, and loopback ones without --allow-private', async () => {
-    // A few processes at a time: each is a whole CLI start.
-    for (let i = 0; i < cases.length; i += 4) {
+  it('idns resolve refuses forbidden endpoints, and loopback ones without --allow-private', async () => {
+    // A sample of the forms (each is a whole CLI start); the CLI verifies with the library's checkAnswer,
+    // which the cases above cover form by form.
+    const sample = ['cloud metadata over http', 'a file URL', 'a javascript URL', 'a gopher URL', 'credentials', 'not a URL at all', 'a public IPv4 literal', 'loopback http'];
+    const picked = cases.filter(([name]) => sample.includes(name));
+    expect(picked).toHaveLength(sample.length);
+    for (let i = 0; i < picked.length; i += 4) {
       await Promise.all(
-        cases.slice(i, i + 4).map(async ([name, e, handle]) => {
+        picked.slice(i, i + 4).map(async ([name, e, handle]) => {
           const strict = await runIdns(['resolve', handle, '--server', fake.url], { timeoutMs: 60_000 });
           expect([name, strict.code, strict.stderr]).toEqual([name, 1, expect.stringContaining('verification_failed')]);
           if (LOOPBACK.some(([, l]) => l === e)) {
