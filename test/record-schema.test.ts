@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseEndpoint, parseChangeRequest } from '../src/authority/requests.js';
 import { assureValidChange } from '../src/authority/rules.js';
@@ -5,6 +6,8 @@ import { parseServerUrls } from '../src/authority/settings.js';
 import { checkAnswer } from '../src/client/answers.js';
 import { signChangeRequest } from '../src/client/requests.js';
 import { IdnsError } from '../src/errors.js';
+import { isNormalHandle, parseHandle } from '../src/names/handle.js';
+import { isNormalZoneName, parseZoneName } from '../src/names/zone.js';
 import { developmentRecordSchemas, recordSchemas } from '../src/records/types.js';
 import { verifyProof } from '../src/resolver/proof.js';
 import { createResolver, type Resolver } from '../src/resolver/resolver.js';
@@ -217,6 +220,31 @@ describe('record fields held to what the authority signs', () => {
     const d = { v: 1, type: 'denial', zone: 'example', serial: 1, iat: 1_800_000_000, exp: 1_800_086_400, after: null, next: null, hashes: [], hash: { alg: 'sha256', salt: FAKE_SALT }, ttl: 86400 };
     expect(recordSchemas.denial.safeParse(d).success).toBe(true);
     expect(recordSchemas.denial.safeParse({ ...d, ttl: 86401 }).success).toBe(false);
+  });
+});
+
+describe('the cheap normal-form checks the schemas use', () => {
+  const normal = (parse: () => string, text: string) => {
+    try {
+      return parse() === text;
+    } catch {
+      return false;
+    }
+  };
+  const text = fc.oneof(
+    fc.string({ unit: fc.constantFrom('a', 'Z', '0', '9', '-', '.', '_', '@', 'x', 'n', 'é', '\u212a', ' '), maxLength: 40 }),
+    fc.stringMatching(/^[a-z0-9_.-]{1,8}@(?:[a-z0-9-]{1,6}\.){0,3}[a-z0-9-]{1,6}$/),
+    fc.constantFrom('alice@xn--bcher-kva.example', 'a@xn--bcher.example', 'a@ab--cd.example', 'a@1.2.3.4', 'a@example.123', 'a@0x7f', `a@${'a'.repeat(63)}.example`, `a@${'a'.repeat(64)}.example`, 'a@example.', '.', 'a..b@x'),
+  );
+  it('isNormalHandle and isNormalZoneName agree with parseHandle and parseZoneName (fuzz)', () => {
+    fc.assert(
+      fc.property(text, (t) => {
+        expect(isNormalHandle(t)).toBe(normal(() => parseHandle(t).handle, t));
+        const host = t.slice(t.indexOf('@') + 1);
+        expect(isNormalZoneName(host)).toBe(normal(() => parseZoneName(host), host));
+      }),
+      { numRuns: Number(process.env.FUZZ_RUNS ?? 3000), seed: 20261205 },
+    );
   });
 });
 

@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { parseHandle } from '../names/handle.js';
-import { isAtOrBelow, parseZoneName } from '../names/zone.js';
+import { isNormalHandle } from '../names/handle.js';
+import { isAtOrBelow, isNormalZoneName } from '../names/zone.js';
 import type { PublicJwk } from './keys.js';
 import { DENIAL_MAX_HASHES } from './denial.js';
 import { endpointProblem, serverUrlProblem } from './urls.js';
@@ -197,18 +197,3 @@ export const recordSchemas = schemas(false);
  */
 export const developmentRecordSchemas = schemas(true);
 
-function isNormalHandle(text: string): boolean {
-  try {
-    return parseHandle(text).handle === text;
-  } catch {
-    return false; // the schema reports it as not normalised
-  }
-}
-
-function isNormalZoneName(text: string): boolean {
-  try {
-    return parseZoneName(text) === text;
-  } catch {
-    return false; // the schema reports it as not normalised
-  }
-}

@@ -28,8 +28,8 @@ const LOOPBACK_HOSTS = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/;
  */
 export function endpointProblem(endpoint: string, allowLoopback: boolean): string | null {
   if (endpoint.length > MAX_URL_LENGTH) return `the endpoint is longer than ${MAX_URL_LENGTH} characters`;
-  if (!URL_TEXT.test(endpoint) || !URL.canParse(endpoint)) return 'the endpoint is not an absolute http(s) URL of printable ASCII (no spaces, controls or backslashes)';
-  const url = new URL(endpoint);
+  const url = URL_TEXT.test(endpoint) ? parseUrl(endpoint) : null;
+  if (url === null) return 'the endpoint is not an absolute http(s) URL of printable ASCII (no spaces, controls or backslashes)';
   if (url.username !== '' || url.password !== '') return 'the endpoint must not contain credentials';
   if (url.hash !== '') return 'the endpoint must not contain a fragment';
   if (allowLoopback && LOOPBACK_HOSTS.test(url.hostname)) return null;
@@ -56,8 +56,17 @@ export function parseEndpoint(endpoint: string, allowLoopback: boolean): URL {
  */
 export function serverUrlProblem(url: string): string | null {
   if (url.length > MAX_URL_LENGTH) return `longer than ${MAX_URL_LENGTH} characters`;
-  if (!URL_TEXT.test(url) || !URL.canParse(url)) return 'must be an absolute http(s) URL of printable ASCII (no spaces, controls or backslashes)';
-  const u = new URL(url);
+  const u = URL_TEXT.test(url) ? parseUrl(url) : null;
+  if (u === null) return 'must be an absolute http(s) URL of printable ASCII (no spaces, controls or backslashes)';
   if (u.username !== '' || u.password !== '' || u.search !== '' || u.hash !== '') return 'must be an http(s) URL without credentials, query or fragment';
   return null;
+}
+
+/** The parsed URL, or null when the WHATWG parser refuses the text (URL.parse is newer than Node 20.12). */
+function parseUrl(text: string): URL | null {
+  try {
+    return new URL(text);
+  } catch {
+    return null; // the caller reports the text as not a URL
+  }
 }
