@@ -25,7 +25,7 @@ export function parseImportLine(raw: string, lineNo: number, allowLoopbackEndpoi
     // I-JSON: a member twice ("handle" twice) would be read as whichever one JSON.parse keeps.
     v = parseIJson(raw, 'the line', 'invalid_request');
   } catch (err) {
-    fail(err instanceof IdnsError ? err.message.replace(/^the line /, '') : 'not valid JSON');
+    fail(err instanceof IdnsError ? err.message.replace(/^the line (is )?/, '') : 'not valid JSON');
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v)) fail('expected {"handle", "endpoint", "keys"}');
   const o = v as { handle?: unknown; endpoint?: unknown; keys?: unknown };

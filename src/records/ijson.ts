@@ -58,7 +58,8 @@ export function iJsonProblem(text: string, value: unknown): string | null {
     else if (c === 0x3a /* : */) colons++;
   }
   if (colons === memberCount(value)) return null;
-  return exactProblem(text) ?? 'repeats a member';
+  // Fewer members than colons: some object repeats one, which the exact scan finds and names.
+  return exactProblem(text);
 }
 
 /** Members of every object in a parsed JSON value; iterative, as a 48 KiB JWS may nest thousands deep. */
