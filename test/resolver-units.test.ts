@@ -6,7 +6,7 @@ import { assureAllowedUrl, isPrivateAddress, publicOnlyLookup } from '../src/res
 import { LruCache } from '../src/resolver/cache.js';
 import { verifyProof, type ProofStep } from '../src/resolver/proof.js';
 import { ServerSelector } from '../src/resolver/servers.js';
-import { freshKey, payloadOf, ZoneSigner } from './support/fake-server.js';
+import { FAKE_SALT, freshKey, payloadOf, ZoneSigner } from './support/fake-server.js';
 import { newUserKey } from './support/keys.js';
 
 /** The typed error code `fn` throws (fails the test when it returns or throws something untyped). */
@@ -527,7 +527,7 @@ describe('verifyProof', () => {
       },
       'verification_failed',
     ],
-    ['a denial listing the name among the zone\'s hashes', () => ({ proof: { steps: steps(), record: soc.denial(null, null, { hashes: [nameHash('fakesalt', 'bob@social.example')] }) }, handle: 'bob@social.example' }), 'verification_failed'],
+    ['a denial listing the name among the zone\'s hashes', () => ({ proof: { steps: steps(), record: soc.denial(null, null, { hashes: [nameHash(FAKE_SALT, 'bob@social.example')] }) }, handle: 'bob@social.example' }), 'verification_failed'],
     ['a denial whose hashes are not ascending', () => ({ proof: { steps: steps(), record: soc.denial(null, null, { hashes: ['f'.repeat(64), '0'.repeat(64)] }) }, handle: 'bob@social.example' }), 'verification_failed'],
     ['a denial listing a hash outside its range', () => ({ proof: { steps: steps(), record: soc.denial(null, 'f'.repeat(64), { hashes: ['f'.repeat(64)] }) }, handle: 'bob@social.example' }), 'verification_failed'],
     ['a denial listing more hashes than allowed', () => ({ proof: { steps: steps(), record: soc.denial(null, null, { hashes: Array.from({ length: DENIAL_MAX_HASHES + 1 }, (_, i) => i.toString(16).padStart(64, '0')) }) }, handle: 'bob@social.example' }), 'verification_failed'],

@@ -2,6 +2,7 @@ import type { Clock } from '../clock.js';
 import { epochSeconds } from '../clock.js';
 import { DENIAL_MAX_HASHES, nameHash } from '../records/denial.js';
 import { ZoneDigest } from '../records/digest.js';
+import { parseIJson } from '../records/ijson.js';
 import { RECORD_TYP, signCompact } from '../records/jws.js';
 import type { SigningKey } from '../records/keys.js';
 import type { DenialFields, FieldsOf, RecordType, ZoneFields } from '../records/types.js';
@@ -199,8 +200,12 @@ function denialOf(jws: string): Pick<DenialFields, 'after' | 'next' | 'hashes'> 
   return decodePayload(jws) as unknown as DenialFields;
 }
 
-/** Reads the payload of a JWS this server signed itself (trusted, so no verification). */
+/**
+ * Reads the payload of a stored record (signed here, or copied by a secondary), without verifying the
+ * signature. Still I-JSON: a copied record with a member twice must not be read (or re-signed after a
+ * promotion) as whichever value JSON.parse keeps.
+ */
 export function decodePayload(jws: string): Record<string, unknown> {
   const payload = jws.slice(jws.indexOf('.') + 1, jws.lastIndexOf('.'));
-  return JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as Record<string, unknown>;
+  return parseIJson(Buffer.from(payload, 'base64url'), 'a stored record payload', 'internal') as Record<string, unknown>;
 }

@@ -1,5 +1,6 @@
 import { IdnsError } from '../errors.js';
 import { parseHandle } from '../names/handle.js';
+import { parseIJson } from '../records/ijson.js';
 import { parsePublicJwk, thumbprint, type PublicJwk } from '../records/keys.js';
 import { parseEndpoint, MAX_HANDLE_KEYS } from './requests.js';
 
@@ -21,9 +22,10 @@ export function parseImportLine(raw: string, lineNo: number, allowLoopbackEndpoi
   };
   let v: unknown;
   try {
-    v = JSON.parse(raw);
-  } catch {
-    fail('not valid JSON');
+    // I-JSON: a member twice ("handle" twice) would be read as whichever one JSON.parse keeps.
+    v = parseIJson(raw, 'the line', 'invalid_request');
+  } catch (err) {
+    fail(err instanceof IdnsError ? err.message.replace(/^the line (is )?/, '') : 'not valid JSON');
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v)) fail('expected {"handle", "endpoint", "keys"}');
   const o = v as { handle?: unknown; endpoint?: unknown; keys?: unknown };

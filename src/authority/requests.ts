@@ -5,6 +5,8 @@ import { parseHandle } from '../names/handle.js';
 import { decodeCompact, OPERATION_TYP, type DecodedJws } from '../records/jws.js';
 import { parsePublicJwk, thumbprint, type PublicJwk } from '../records/keys.js';
 import { parsePossessionProofs, POP_MEMBER, type PossessionProof } from '../records/pop.js';
+import { MAX_HANDLE_KEYS } from '../records/types.js';
+import { MAX_URL_LENGTH, parseEndpoint } from '../records/urls.js';
 
 /**
  * A change request of a handle: a compact JWS signed by the handle's key (the key being registered for
@@ -38,10 +40,9 @@ export interface ChangeRequest {
   proofs: PossessionProof[];
 }
 
-/** Most keys one handle may publish. */
-export const MAX_HANDLE_KEYS = 8;
+export { MAX_HANDLE_KEYS } from '../records/types.js';
 /** Longest endpoint URL accepted. */
-export const MAX_ENDPOINT_LENGTH = 2048;
+export const MAX_ENDPOINT_LENGTH = MAX_URL_LENGTH;
 
 const payloadSchema = z
   .object({
@@ -170,24 +171,5 @@ function parseKeys(input: unknown[]): { keys: PublicJwk[]; ids: string[] } {
   return { keys, ids };
 }
 
-const LOOPBACK_HOSTS = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/;
-
-/**
- * Checks a home-server endpoint: an https URL without credentials or fragment. http is accepted only for
- * loopback hosts and only in zones that allow it (development), because a consumer fetching a loopback
- * URL taken from a record would be talking to itself (SSRF).
- */
-export function parseEndpoint(endpoint: string, allowLoopbackHttp: boolean): URL {
-  if (endpoint.length > MAX_ENDPOINT_LENGTH) throw new IdnsError('invalid_endpoint', `the endpoint is longer than ${MAX_ENDPOINT_LENGTH} characters`);
-  if (!URL.canParse(endpoint)) throw new IdnsError('invalid_endpoint', 'the endpoint is not a valid URL');
-  const url = new URL(endpoint);
-  if (url.username !== '' || url.password !== '') throw new IdnsError('invalid_endpoint', 'the endpoint must not contain credentials');
-  if (url.hash !== '') throw new IdnsError('invalid_endpoint', 'the endpoint must not contain a fragment');
-  if (url.protocol === 'https:') return url;
-  if (url.protocol === 'http:') {
-    if (!LOOPBACK_HOSTS.test(url.hostname)) throw new IdnsError('invalid_endpoint', 'the endpoint must be an https URL (http only for loopback in development zones)');
-    if (!allowLoopbackHttp) throw new IdnsError('invalid_endpoint', 'this zone accepts only https endpoints');
-    return url;
-  }
-  throw new IdnsError('invalid_endpoint', `the endpoint must be an https URL, not ${url.protocol}`);
-}
+// The endpoint rules are the records' own (records/urls.ts), so that verifiers enforce exactly these.
+export { parseEndpoint } from '../records/urls.js';

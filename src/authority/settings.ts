@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { IdnsError } from '../errors.js';
 import { HOST_SCRIPTS_LEVELS, type HostScriptsLevel } from '../names/host-scripts.js';
+import { RECORD_LIMITS, SHA256_B64U } from '../records/types.js';
+import { serverUrlProblem } from '../records/urls.js';
 
 /** Per-zone settings kept in the zones table (JSON) and published, in part, in the zone record. */
 export interface ZoneSettings {
@@ -47,27 +49,25 @@ export const DEFAULT_ZONE_TIMERS = {
   resignBefore: 10 * DAY,
 } as const;
 
-const serverUrl = z
-  .string()
-  .max(2048)
-  .refine((s) => {
-    if (!URL.canParse(s)) return false;
-    const u = new URL(s);
-    return (u.protocol === 'https:' || u.protocol === 'http:') && u.username === '' && u.password === '' && u.search === '' && u.hash === '';
-  }, 'must be an http(s) URL without credentials, query or fragment');
+// The records' own rule (records/urls.ts): what a verifier accepts in `primary` and `servers`.
+const serverUrl = z.string().check((ctx) => {
+  const problem = serverUrlProblem(ctx.value);
+  if (problem !== null) ctx.issues.push({ code: 'custom', message: problem, input: ctx.value });
+});
+const L = RECORD_LIMITS;
 
 const schema = z
   .object({
     primary: serverUrl,
-    servers: z.array(serverUrl).min(1).max(16),
-    keyIds: z.array(z.string().min(1).max(64)).max(8),
-    refresh: z.number().int().min(1).max(30 * DAY),
-    retry: z.number().int().min(1).max(30 * DAY),
-    expire: z.number().int().min(1).max(90 * DAY),
-    minimum: z.number().int().min(0).max(DAY),
-    ttl: z.number().int().min(0).max(7 * DAY),
-    handleTtl: z.number().int().min(0).max(7 * DAY),
-    signatureValidity: z.number().int().min(3600).max(365 * DAY),
+    servers: z.array(serverUrl).min(1).max(L.maxServers),
+    keyIds: z.array(z.string().min(1).max(64)).max(L.maxZoneKeys),
+    refresh: z.number().int().min(1).max(L.maxRefresh),
+    retry: z.number().int().min(1).max(L.maxRetry),
+    expire: z.number().int().min(1).max(L.maxExpire),
+    minimum: z.number().int().min(0).max(L.maxMinimum),
+    ttl: z.number().int().min(0).max(L.maxTtl),
+    handleTtl: z.number().int().min(0).max(L.maxTtl),
+    signatureValidity: z.number().int().min(3600).max(L.maxSignatureValidity),
     resignBefore: z.number().int().min(60).max(364 * DAY),
     allowLoopbackEndpoints: z.boolean(),
     hostScripts: z.enum(HOST_SCRIPTS_LEVELS).default('strict'),
@@ -77,7 +77,7 @@ const schema = z
 
 /** Validates a list of server URLs (for `--server-url` and delegations); the error names `what`. */
 export function parseServerUrls(urls: string[], what: string): string[] {
-  const result = z.array(serverUrl).min(1).max(16).safeParse(urls);
+  const result = z.array(serverUrl).min(1).max(L.maxServers).safeParse(urls);
   if (!result.success) {
     const issue = result.error.issues[0];
     throw new IdnsError('invalid_request', `${what}: ${issue?.message ?? 'invalid'}${issue?.path.length ? ` (item ${issue.path.join('.')})` : ''}`);
@@ -106,8 +106,8 @@ export interface SecondarySettings {
 
 const secondarySchema = z
   .object({
-    primaries: z.array(serverUrl).min(1).max(16),
-    ds: z.array(z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'a key thumbprint')).min(1).max(8),
+    primaries: z.array(serverUrl).min(1).max(L.maxServers),
+    ds: z.array(z.string().regex(SHA256_B64U, 'a key thumbprint')).min(1).max(L.maxZoneKeys),
   })
   .strict();
 

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import { IdnsError } from '../errors.js';
-import { ancestors, isAtOrBelow } from '../names/zone.js';
+import { ancestors, isAtOrBelow, parseZoneName } from '../names/zone.js';
 import { GAP_START } from '../records/denial.js';
 import { ZoneDigest } from '../records/digest.js';
 import type { StoredRecord } from '../store/records.js';
@@ -13,7 +13,7 @@ import type { KeyRing } from './keyring.js';
 import { serialOf } from './serial.js';
 import { DEFAULT_ZONE_TIMERS, parseSecondarySettings, parseServerUrls, parseZoneSettings, type SecondarySettings, type ZoneSettings } from './settings.js';
 import { decodePayload } from './editor.js';
-import type { ZoneRecord } from '../records/types.js';
+import { RECORD_LIMITS, SHA256_B64U, type ZoneRecord } from '../records/types.js';
 import type { HostScriptsLevel } from '../names/host-scripts.js';
 
 /** What `idns zone create` takes. */
@@ -229,11 +229,18 @@ export class ZoneService {
 
   /** Delegates `child` (strictly below `parent`) to its own servers, vouching for its keys by thumbprint. */
   delegate(parent: string, child: string, delegation: { servers: string[]; ds: string[]; ttl?: number }): string {
+    // Held to the bounds verifiers apply to a delegation record (records/types.ts), so none it signs is refused.
+    if (parseZoneName(child) !== child) throw new IdnsError('invalid_zone_name', `${child} is not a normalised zone name`);
     if (child === parent || !isAtOrBelow(child, parent)) throw new IdnsError('invalid_request', `${child} is not below zone ${parent}`);
     const servers = parseServerUrls(delegation.servers, 'delegation servers');
-    if (delegation.ds.length === 0 || delegation.ds.length > 8) throw new IdnsError('invalid_request', 'a delegation names 1 to 8 key thumbprints (--ds)');
+    const max = RECORD_LIMITS.maxZoneKeys;
+    if (delegation.ds.length === 0 || delegation.ds.length > max) throw new IdnsError('invalid_request', `a delegation names 1 to ${max} key thumbprints (--ds)`);
     for (const ds of delegation.ds) {
-      if (!/^[A-Za-z0-9_-]{43}$/.test(ds)) throw new IdnsError('invalid_request', `--ds ${ds} is not a key thumbprint (43 base64url characters)`);
+      if (!SHA256_B64U.test(ds)) throw new IdnsError('invalid_request', `--ds ${ds} is not a key thumbprint (43 base64url characters)`);
+    }
+    const ttl = delegation.ttl;
+    if (ttl !== undefined && (!Number.isInteger(ttl) || ttl < 0 || ttl > RECORD_LIMITS.maxTtl)) {
+      throw new IdnsError('invalid_request', `a delegation's ttl is 0 to ${RECORD_LIMITS.maxTtl} seconds`);
     }
     return this.store.write(() => {
       const editor = this.editor(parent);

@@ -2,7 +2,7 @@ import { epochSeconds, systemClock, type Clock } from '../clock.js';
 import { IdnsError } from '../errors.js';
 import { parseHandle } from '../names/handle.js';
 import { isAtOrBelow } from '../names/zone.js';
-import { noCutOf, verifyDelegation, verifyDenial, verifyHandleRecord, verifyZoneRecord } from '../records/verify.js';
+import { noCutOf, verifyDelegation, verifyDenial, verifyHandleRecord, verifyZoneRecord, type VerifyOptions } from '../records/verify.js';
 import type { DelegationRecord, HandleRecord } from '../records/types.js';
 import { errorFromBody, jsonRequest } from './http.js';
 
@@ -16,9 +16,10 @@ export type CheckedAnswer =
  * Checks an authoritative answer body (`GET /v1/resolve/{handle}`): the zone record is signed by one of
  * its own keys, and by a key in `anchors` when the caller gave anchors for that zone; the handle record or
  * the denial is signed by that zone key and is for the handle asked about. `anchored` tells whether the
- * zone key was vouched for by an anchor or is merely self-consistent.
+ * zone key was vouched for by an anchor or is merely self-consistent. `options`: the verifier's mode
+ * (development mode accepts loopback endpoints, see VerifyOptions).
  */
-export function checkAnswer(body: unknown, handle: string, anchors: Map<string, string[]>, clock: Clock = systemClock): CheckedAnswer {
+export function checkAnswer(body: unknown, handle: string, anchors: Map<string, string[]>, clock: Clock = systemClock, options: VerifyOptions = {}): CheckedAnswer {
   const b = body as { status?: unknown; zone?: unknown; record?: unknown; zoneRecord?: unknown; ttl?: unknown; noCut?: unknown } | null;
   if (!b || (b.status !== 'answer' && b.status !== 'denial' && b.status !== 'referral') || typeof b.zone !== 'string') {
     throw new IdnsError('bad_response', 'the server did not send an answer, a denial or a referral');
@@ -29,7 +30,7 @@ export function checkAnswer(body: unknown, handle: string, anchors: Map<string, 
   const ttl = typeof b.ttl === 'number' ? b.ttl : 0;
   const common = { handle, zone: b.zone, serial: zone.record.serial, zoneKey: zone.signer, anchored: trusted !== undefined, ttl };
   if (b.status === 'answer') {
-    const record = verifyHandleRecord(b.record, handle, zone, now);
+    const record = verifyHandleRecord(b.record, handle, zone, now, options);
     return { status: 'answer', record, jws: b.record as string, ...common };
   }
   if (b.status === 'referral') {
@@ -45,11 +46,17 @@ export function checkAnswer(body: unknown, handle: string, anchors: Map<string, 
 }
 
 /** Asks one authoritative server about a handle and verifies what it says. */
-export async function queryAuthoritative(server: string, input: string, anchors: Map<string, string[]> = new Map(), clock: Clock = systemClock): Promise<CheckedAnswer> {
+export async function queryAuthoritative(
+  server: string,
+  input: string,
+  anchors: Map<string, string[]> = new Map(),
+  clock: Clock = systemClock,
+  options: VerifyOptions = {},
+): Promise<CheckedAnswer> {
   const { handle } = parseHandle(input);
   const res = await jsonRequest(`${server.replace(/\/+$/, '')}/v1/resolve/${encodeURIComponent(handle)}`);
   const err = errorFromBody(res.body);
   if (err) throw err;
-  return checkAnswer(res.body, handle, anchors, clock);
+  return checkAnswer(res.body, handle, anchors, clock, options);
 }
 

@@ -1,5 +1,5 @@
 import { IdnsError, isIdnsError } from '../errors.js';
-import { normaliseHost, quoteForMessage } from './zone.js';
+import { isNormalHost, normaliseHost, quoteForMessage } from './zone.js';
 
 /** A normalised handle: `local@host`, local part lower-case ASCII, host lower-case ASCII (IDNA A-labels). */
 export type Handle = string;
@@ -57,6 +57,16 @@ export function parseHandle(input: string): ParsedHandle {
     throw err;
   }
   return { handle: `${local}@${host}`, local, host };
+}
+
+// A local part in normal form: lower-case, 1–64 of [a-z0-9._-], not starting or ending with '.' or '-'.
+const NORMAL_LOCAL = /^(?!.*\.\.)[a-z0-9_](?:[a-z0-9._-]{0,62}[a-z0-9_])?$/;
+
+/** True when `text` is a handle in normal form (parseHandle(text).handle === text); cheap for the usual case. */
+export function isNormalHandle(text: string): boolean {
+  const at = text.indexOf('@');
+  if (at < 1 || text.length > MAX_INPUT) return false;
+  return NORMAL_LOCAL.test(text.slice(0, at)) && isNormalHost(text.slice(at + 1));
 }
 
 /** Returns the canonical form of a handle, under which equal handles compare equal as strings. */

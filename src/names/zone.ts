@@ -108,6 +108,30 @@ export function normaliseHost(input: string, what = 'host'): string {
   return host;
 }
 
+// A host of lower-case LDH labels that IDNA leaves as it is: no `xn--` or other `??--` label (which IDNA
+// checks), the last label not all digits. Such a text is its own normal form without running IDNA.
+const PLAIN_HOST = /^(?=.{1,253}$)(?!.*(?:^|\.)..--)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
+// The WHATWG host parser reads a last label of digits, or 0x and hex digits, as an IPv4 address.
+const NUMERIC_LAST = /(?:^|\.)(?:[0-9]+|0x[0-9a-f]*)$/;
+
+/**
+ * True when `text` is a host in normal form (normaliseHost(text) === text), cheaply for the common case:
+ * verifiers check every name in a record is normalised, on the resolver's hot path.
+ */
+export function isNormalHost(text: string): boolean {
+  if (PLAIN_HOST.test(text) && !NUMERIC_LAST.test(text)) return true;
+  try {
+    return normaliseHost(text) === text;
+  } catch {
+    return false; // not a host at all, so not a normal one
+  }
+}
+
+/** True when `text` is a zone name in normal form (parseZoneName(text) === text). */
+export function isNormalZoneName(text: string): boolean {
+  return text === ROOT || isNormalHost(text);
+}
+
 /** Parses a zone name, where `.` alone means the root; throws 'invalid_zone_name'. */
 export function parseZoneName(input: string): ZoneName {
   if (input === ROOT) return ROOT;

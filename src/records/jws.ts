@@ -1,6 +1,7 @@
 import { IdnsError } from '../errors.js';
 import { ed25519, type Ed25519PublicKey } from './ed25519.js';
 import { b64u, fromB64u } from './encoding.js';
+import { parseIJson } from './ijson.js';
 import type { PublicJwk, SigningKey } from './keys.js';
 
 /**
@@ -97,10 +98,7 @@ export function keyForKid<K extends { kid: string; jwk: PublicJwk }>(decoded: De
   return found;
 }
 
+/** Header and payload are I-JSON (RFC 7493): a member twice would let two readers see two statements. */
 function parseJson(bytes: Buffer, what: string): unknown {
-  try {
-    return JSON.parse(bytes.toString('utf8'));
-  } catch (cause) {
-    throw new IdnsError('invalid_jws', `the JWS ${what} is not valid JSON`, { cause });
-  }
+  return parseIJson(bytes, `the JWS ${what}`, 'invalid_jws');
 }

@@ -5,7 +5,7 @@ import { denialCovers, denialWellFormed, nameHash } from './denial.js';
 import { decodeCompact, RECORD_TYP, verifyDecoded, type DecodedJws } from './jws.js';
 import { activeSignatureCache } from './signature-cache.js';
 import { publicKeyObject, thumbprint } from './keys.js';
-import { recordSchemas, type DelegationRecord, type DenialRecord, type HandleRecord, type ZoneRecord } from './types.js';
+import { developmentRecordSchemas, recordSchemas, type DelegationRecord, type DenialRecord, type HandleRecord, type ZoneRecord } from './types.js';
 
 /** How far in the future an `iat` may be before a record is refused, seconds (clock skew between peers). */
 export const MAX_FUTURE_IAT = 300;
@@ -22,19 +22,28 @@ export interface VerifiedZone {
 
 type Schemas = typeof recordSchemas;
 
+/** How a verifier reads records. */
+export interface VerifyOptions {
+  /**
+   * Development mode (a resolver's `allowPrivate`: tests, the demo): accept handle endpoints on loopback
+   * hosts, as development zones sign them. Off, such a record fails verification like any forbidden URL.
+   */
+  allowLoopbackEndpoints?: boolean;
+}
+
 /**
  * Verifies a signed record of the given type with the zone's keys and returns its payload. Checks, in
  * order: the JWS form, `typ`, that `kid` is one of the zone's keys, the signature, the payload's schema,
  * that it belongs to `zone`, and that the signature is current (`iat` not in the future, `exp` not past).
  */
-export function verifyRecord<T extends keyof Schemas>(jws: unknown, type: T, zone: VerifiedZone, nowSeconds: number): ReturnType<Schemas[T]['parse']> {
+export function verifyRecord<T extends keyof Schemas>(jws: unknown, type: T, zone: VerifiedZone, nowSeconds: number, options: VerifyOptions = {}): ReturnType<Schemas[T]['parse']> {
   const decoded = asVerificationFailure(() => decodeCompact(jws), type);
   if (decoded.header.typ !== RECORD_TYP) throw fail(`a ${type} record must have typ "${RECORD_TYP}"`);
   const kid = decoded.header.kid;
   const key = kid === undefined ? undefined : zone.keys.get(kid);
   if (!key) throw fail(`the ${type} record is signed by key ${kid ?? '(none)'}, not a key of zone ${zone.record.zone}`);
   checkSignature(jws as string, kid!, decoded, key, type);
-  return checkPayload(decoded.payload, type, zone.record.zone, nowSeconds);
+  return checkPayload(decoded.payload, type, zone.record.zone, nowSeconds, options);
 }
 
 /**
@@ -58,8 +67,8 @@ export function verifyZoneRecord(jws: unknown, zoneName: string, nowSeconds: num
 }
 
 /** Verifies a handle record and that it is the record of `handle`. */
-export function verifyHandleRecord(jws: unknown, handle: string, zone: VerifiedZone, nowSeconds: number): HandleRecord {
-  const record = verifyRecord(jws, 'handle', zone, nowSeconds) as HandleRecord;
+export function verifyHandleRecord(jws: unknown, handle: string, zone: VerifiedZone, nowSeconds: number, options: VerifyOptions = {}): HandleRecord {
+  const record = verifyRecord(jws, 'handle', zone, nowSeconds, options) as HandleRecord;
   if (record.handle !== handle) throw fail(`the record is for ${record.handle}, not ${handle}`);
   assureInZone(handle, zone.record.zone);
   return record;
@@ -125,8 +134,8 @@ export function verifyDelegation(jws: unknown, zone: VerifiedZone, nowSeconds: n
   return verifyRecord(jws, 'delegation', zone, nowSeconds) as DelegationRecord;
 }
 
-function checkPayload<T extends keyof Schemas>(payload: unknown, type: T, zoneName: string, nowSeconds: number): ReturnType<Schemas[T]['parse']> {
-  const parsed = recordSchemas[type].safeParse(payload);
+function checkPayload<T extends keyof Schemas>(payload: unknown, type: T, zoneName: string, nowSeconds: number, options: VerifyOptions = {}): ReturnType<Schemas[T]['parse']> {
+  const parsed = (options.allowLoopbackEndpoints ? developmentRecordSchemas : recordSchemas)[type].safeParse(payload);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     throw fail(`the ${type} record is malformed: ${issue?.path.join('.') ?? ''} ${issue?.message ?? ''}`.trim());

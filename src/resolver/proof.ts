@@ -2,7 +2,7 @@ import { IdnsError } from '../errors.js';
 import { parseHandle } from '../names/handle.js';
 import { isAtOrBelow } from '../names/zone.js';
 import type { PublicJwk } from '../records/keys.js';
-import { noCutOf, verifyDelegation, verifyDenial, verifyHandleRecord, verifyZoneRecord } from '../records/verify.js';
+import { noCutOf, verifyDelegation, verifyDenial, verifyHandleRecord, verifyZoneRecord, type VerifyOptions } from '../records/verify.js';
 
 /**
  * The proof of a resolution: the zone records from a trust anchor down to the zone that answered, each
@@ -58,9 +58,10 @@ export type TrustAnchors = ReadonlyMap<string, readonly string[]>;
 
 /**
  * Verifies a proof for `handle` against the anchors, at time `now` (seconds). Throws verification_failed
- * with the reason, or no_trust_anchor when the proof starts at a zone without an anchor.
+ * with the reason, or no_trust_anchor when the proof starts at a zone without an anchor. `options` is the
+ * verifier's mode (development mode accepts loopback endpoints; see VerifyOptions).
  */
-export function verifyProof(proof: unknown, input: string, anchors: TrustAnchors, now: number, expected?: 'answer' | 'denial'): Resolution {
+export function verifyProof(proof: unknown, input: string, anchors: TrustAnchors, now: number, expected?: 'answer' | 'denial', options: VerifyOptions = {}): Resolution {
   const { handle, host } = parseHandle(input);
   const p = proof as Partial<Proof> | null;
   if (!p || !Array.isArray(p.steps) || p.steps.length === 0 || typeof p.record !== 'string') {
@@ -97,7 +98,7 @@ export function verifyProof(proof: unknown, input: string, anchors: TrustAnchors
   const kind = (decodeType(p.record) ?? 'unknown') as string;
   if (kind === 'handle' && expected !== 'denial') {
     if (noCutOf(p.noCut).length > 0) throw new IdnsError('verification_failed', 'a proof of a handle record carries no noCut gaps');
-    const r = verifyHandleRecord(p.record, handle, zone, now);
+    const r = verifyHandleRecord(p.record, handle, zone, now, options);
     return {
       handle,
       status: 'found',

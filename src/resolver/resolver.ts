@@ -6,7 +6,7 @@ import { IdnsError, isIdnsError } from '../errors.js';
 import { parseHandle } from '../names/handle.js';
 import { ancestors, isAtOrBelow, ROOT } from '../names/zone.js';
 import { decodeCompact } from '../records/jws.js';
-import { noCutOf, verifyDelegation, verifyDenial, verifyHandleRecord, verifyZoneRecord, type VerifiedZone } from '../records/verify.js';
+import { noCutOf, verifyDelegation, verifyDenial, verifyHandleRecord, verifyZoneRecord, type VerifiedZone, type VerifyOptions } from '../records/verify.js';
 import { assureAllowedUrl, publicOnlyLookup } from './address-policy.js';
 import { LruCache, type Weigher } from './cache.js';
 import { ArrayInterner } from './intern.js';
@@ -131,10 +131,13 @@ export class Resolver {
   /** The proof chains and traces the cached resolutions share. */
   private readonly chains: ArrayInterner<ProofStep>;
   private readonly traces: ArrayInterner<TraceStep>;
+  /** allowPrivate is also the verifier's development mode: loopback endpoints pass only with it. */
+  private readonly verifyOptions: VerifyOptions;
 
   constructor(options: ResolverOptions) {
     this.options = resolveOptions(options);
     this.clock = options.clock ?? systemClock;
+    this.verifyOptions = { allowLoopbackEndpoints: this.options.allowPrivate };
     this.cache = new LruCache({ maxEntries: this.options.maxEntries, maxBytes: this.options.maxBytes, maxEntryBytes: this.options.maxEntryBytes }, weigher);
     // A chain too big to be cached is not worth remembering either.
     this.chains = new ArrayInterner(1024, INTERNER_BYTES, this.options.maxEntryBytes);
@@ -304,7 +307,7 @@ export class Resolver {
       if (reply.status !== 'referral') {
         steps.push({ zone: cut.name, zoneRecord: reply.zone.jws });
         const proof: Proof = { steps, record: reply.record, ...(reply.noCut ? { noCut: reply.noCut } : {}) };
-        const r = this.signatures.during(() => verifyProof(proof, handle, this.options.anchors, epochSeconds(this.clock)));
+        const r = this.signatures.during(() => verifyProof(proof, handle, this.options.anchors, epochSeconds(this.clock), undefined, this.verifyOptions));
         // Verified, the chain is swapped for the shared one with the same content.
         r.proof.steps = this.chains.intern(r.proof.steps);
         return withTrace(r, this.traces.intern(trace), handle);
@@ -444,7 +447,7 @@ export class Resolver {
     const zone = verifyZoneRecord(b.zoneRecord, cut.name, now, cut.trusted);
     if (typeof b.record !== 'string') throw new IdnsError('bad_response', 'the reply carries no record');
     if (b.status === 'answer') {
-      verifyHandleRecord(b.record, handle, zone, now);
+      verifyHandleRecord(b.record, handle, zone, now, this.verifyOptions);
       return { status: 'answer', zone, record: b.record };
     }
     if (b.status === 'denial') {
@@ -476,7 +479,7 @@ export class Resolver {
         const err = errorFromBody(res.body);
         if (err) throw new IdnsError('bad_response', `the upstream answered ${err.code}: ${err.message}`);
         const proof = (res.body as { proof?: unknown } | null)?.proof;
-        const resolution = this.signatures.during(() => verifyProof(proof, handle, this.options.anchors, epochSeconds(this.clock)));
+        const resolution = this.signatures.during(() => verifyProof(proof, handle, this.options.anchors, epochSeconds(this.clock), undefined, this.verifyOptions));
         // Verified, the chain is swapped for the shared one with the same content (the proof is this
         // reply's own object, fresh from JSON.parse).
         resolution.proof.steps = this.chains.intern(resolution.proof.steps);

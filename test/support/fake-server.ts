@@ -107,6 +107,11 @@ export interface SignTimes {
   serial?: number;
 }
 
+/** Values of the right form (records/types.ts) for fields whose content a fake zone does not care about. */
+export const FAKE_SALT = 'fa4e5a17fa4e5a17';
+export const FAKE_OP = 'fake-op-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA';
+export const FAKE_DIGEST = 'fake-digest-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA';
+
 /** Signs records as one zone, in exactly the payload format of src/records/types.ts. */
 export class ZoneSigner {
   constructor(
@@ -138,8 +143,8 @@ export class ZoneSigner {
         expire: 604_800,
         minimum: t.minimum ?? 300,
         ttl: t.ttl ?? 3600,
-        digest: '',
-        denial: { alg: 'sha256', salt: t.salt ?? 'fakesalt' },
+        digest: FAKE_DIGEST,
+        denial: { alg: 'sha256', salt: t.salt ?? FAKE_SALT },
       },
       t,
     );
@@ -150,11 +155,11 @@ export class ZoneSigner {
   }
 
   handle(handle: string, endpoint: string, keys: PublicJwk[], t: SignTimes & { ttl?: number } = {}): string {
-    return this.sign('handle', { handle, endpoint, keys, ttl: t.ttl ?? 3600, op: 'fake-op' }, t);
+    return this.sign('handle', { handle, endpoint, keys, ttl: t.ttl ?? 3600, op: FAKE_OP }, t);
   }
 
   denial(after: string | null, next: string | null, t: SignTimes & { ttl?: number; salt?: string; hashes?: string[] } = {}): string {
-    return this.sign('denial', { after, next, hashes: t.hashes ?? [], hash: { alg: 'sha256', salt: t.salt ?? 'fakesalt' }, ttl: t.ttl ?? 300 }, t);
+    return this.sign('denial', { after, next, hashes: t.hashes ?? [], hash: { alg: 'sha256', salt: t.salt ?? FAKE_SALT }, ttl: t.ttl ?? 300 }, t);
   }
 }
 

@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import type { ChangeResult } from '../../authority/changes.js';
+import { systemClock } from '../../clock.js';
 import { queryAuthoritative } from '../../client/answers.js';
 import { errorFromBody, jsonRequest } from '../../client/http.js';
 import { signChangeRequest, type ChangeIntent } from '../../client/requests.js';
@@ -182,7 +183,9 @@ class RemoteTarget implements Target {
   constructor(private readonly server: string) {}
 
   async current(handle: string): Promise<CurrentState> {
-    const answer = await queryAuthoritative(this.server, handle);
+    // Read to build the next change, not vouched for: the primary judges the new endpoint by its zone's
+    // rules, so a development zone's loopback endpoint must not stop its owner from updating it.
+    const answer = await queryAuthoritative(this.server, handle, new Map(), systemClock, { allowLoopbackEndpoints: true });
     if (answer.status === 'referral') throw new IdnsError('not_authoritative', `${handle} is in zone ${answer.delegation.name}, served by ${answer.delegation.servers.join(' ')}`);
     if (answer.status === 'denial') throw new IdnsError('handle_not_found', `${handle} does not exist (verified denial from zone ${answer.zone})`);
     return { endpoint: answer.record.endpoint, keys: answer.record.keys, op: answer.record.op };

@@ -10,14 +10,15 @@ import { createResolver } from '../../resolver/resolver.js';
 import { parseCommand, UsageError, type Io } from '../args.js';
 
 const usage = `usage: idns lookup HANDLE --root URL... --anchor ZONE=THUMBPRINT... [--allow-private] [--json]
-       idns lookup HANDLE --resolver URL [--anchor ZONE=THUMBPRINT...] [--json]
+       idns lookup HANDLE --resolver URL [--anchor ZONE=THUMBPRINT...] [--allow-private] [--json]
 
 Resolves HANDLE through the hierarchy and verifies every signature from the trust anchor
 down, then prints the endpoint, the keys and the chain of trust.
 With --root it walks the hierarchy itself from those root servers. With --resolver it asks
 that resolver and checks the proof it returns: against --anchor when given, otherwise only
 for consistency with the resolver's own anchor (and says so).
---allow-private allows http and loopback/private addresses (tests, the demo).
+--allow-private allows http and loopback/private addresses (tests, the demo), and records whose
+endpoint is a loopback URL (development zones).
 Exit status: 0 found, 3 verified not found, 1 any error.`;
 
 /** `idns lookup` */
@@ -51,7 +52,7 @@ export async function lookup(argv: string[], io: Io): Promise<number> {
     } else {
       anchoredBy = 'your anchors';
     }
-    result = verifyProof(proof, handle, anchors, epochSeconds(systemClock));
+    result = verifyProof(proof, handle, anchors, epochSeconds(systemClock), undefined, { allowLoopbackEndpoints: values['allow-private'] ?? false });
   } else {
     if (!values.root || values.root.length === 0) throw new UsageError('give --root URL... and --anchor, or --resolver URL', usage);
     if (anchors.size === 0) throw new UsageError('--anchor ZONE=THUMBPRINT is required with --root', usage);

@@ -1,3 +1,4 @@
+import { systemClock } from '../../clock.js';
 import { queryAuthoritative } from '../../client/answers.js';
 import { parseZoneName } from '../../names/zone.js';
 import { thumbprint } from '../../records/keys.js';
@@ -5,21 +6,22 @@ import { parseAnchors, parseCommand, type Io } from '../args.js';
 
 export const DEFAULT_SERVER = 'http://127.0.0.1:8053';
 
-const usage = `usage: idns resolve HANDLE [--server URL] [--anchor ZONE=THUMBPRINT...] [--json]
+const usage = `usage: idns resolve HANDLE [--server URL] [--anchor ZONE=THUMBPRINT...] [--allow-private] [--json]
 
 Asks one authoritative server (default ${DEFAULT_SERVER}) about HANDLE, verifies the
 signatures, and prints the record or the verified proof that HANDLE does not exist.
 With --anchor, the zone's key must have that thumbprint; without it the answer is only
 checked to be consistent with the key the zone itself publishes, and says so.
+--allow-private accepts records whose endpoint is a loopback URL (development zones: tests, the demo).
 Exit status: 0 found, 3 verified not found, 4 referral to a child zone, 1 any error.`;
 
 /** `idns resolve` */
 export async function resolve(argv: string[], io: Io): Promise<number> {
-  const options = { server: { type: 'string' }, anchor: { type: 'string', multiple: true }, json: { type: 'boolean' } } as const;
+  const options = { server: { type: 'string' }, anchor: { type: 'string', multiple: true }, 'allow-private': { type: 'boolean' }, json: { type: 'boolean' } } as const;
   const { values, positionals, help } = parseCommand({ usage, options, positionals: ['HANDLE'] }, argv);
   if (help) return io.out(usage), 0;
   const anchors = parseAnchors(values.anchor, usage, parseZoneName);
-  const answer = await queryAuthoritative(values.server ?? DEFAULT_SERVER, positionals[0]!, anchors);
+  const answer = await queryAuthoritative(values.server ?? DEFAULT_SERVER, positionals[0]!, anchors, systemClock, { allowLoopbackEndpoints: values['allow-private'] ?? false });
   const trust = answer.anchored ? `anchored key ${answer.zoneKey}` : `zone key ${answer.zoneKey} (not anchored: pass --anchor ${answer.zone}=${answer.zoneKey} to pin it)`;
   if (answer.status === 'referral') {
     const d = answer.delegation;
