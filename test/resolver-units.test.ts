@@ -557,14 +557,14 @@ describe('noCut gaps: only what the proof needs (issue 14, item 2)', () => {
   const hex = (n: bigint) => n.toString(16).padStart(64, '0');
   /** A gap covering exactly the hash of `name` (a range of three values around it). */
   const narrow = (name: string) => {
-    const h = BigInt(`0x${nameHash('fakesalt', name)}`);
+    const h = BigInt(`0x${nameHash(FAKE_SALT, name)}`);
     return soc.denial(hex(h - 1n), hex(h + 1n));
   };
   const record = narrow(DEEP);
   const A = narrow('a.b.social.example');
   const B = narrow('b.social.example');
   /** A gap covering both names between (and nothing asked otherwise, unless they are neighbours of the handle's hash). */
-  const [lo, hi] = [nameHash('fakesalt', 'a.b.social.example'), nameHash('fakesalt', 'b.social.example')].sort();
+  const [lo, hi] = [nameHash(FAKE_SALT, 'a.b.social.example'), nameHash(FAKE_SALT, 'b.social.example')].sort();
   const wide = soc.denial(hex(BigInt(`0x${lo}`) - 1n), hex(BigInt(`0x${hi}`) + 1n));
   const elsewhere = soc.denial('0'.repeat(64), '0'.repeat(63) + '2');
   const check = (noCut: unknown, handle = DEEP, rec = record) => verifyProof({ steps: steps(), record: rec, noCut }, handle, anchors, now);
