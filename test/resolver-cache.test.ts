@@ -219,7 +219,7 @@ describe('byte bound (issue 14, item 2)', () => {
   it('returns an answer heavier than cache.maxEntryBytes without caching it; lighter ones are cached', async () => {
     const clock = new ManualClock(Date.now());
     const zone = new ZoneSigner('big.example', freshKey(), () => Math.floor(clock.now() / 1000));
-    const keys = Array.from({ length: 16 }, () => freshKey().publicJwk);
+    const keys = Array.from({ length: 8 }, () => freshKey().publicJwk);
     const longEndpoint = `https://home.example/${'a'.repeat(2000)}`;
     const f: FakeServer = await startFakeServer((_req, res, q) => {
       const record = q.handle === 'large@big.example' ? zone.handle(q.handle, longEndpoint, keys) : zone.handle(q.handle!, endpointOf(q.handle!), [keys[0]!]);
@@ -231,7 +231,7 @@ describe('byte bound (issue 14, item 2)', () => {
     for (let i = 0; i < 2; i++) {
       const large = await r.lookup('large@big.example');
       expect(large).toMatchObject({ status: 'found', endpoint: longEndpoint, stale: false });
-      expect(large.keys).toHaveLength(16);
+      expect(large.keys).toHaveLength(8);
       await r.lookup('small@big.example');
     }
     // The large answer was asked for both times; the small one once.
