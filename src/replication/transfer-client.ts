@@ -205,6 +205,11 @@ export class TransferClient {
       let ended = false;
       const changes: Change[] = [];
       let serial = -1;
+      // Versions as offsets from our serial (RFC 1982): each must lie in (since, the new serial], rising.
+      const serialOffset = (s: number) => (s - since + 2 ** 32) % 2 ** 32;
+      const endOffset = (first: { record: ZoneRecord }) => serialOffset(first.record.serial);
+      let lastOffset = 0;
+      let versionCount = 0;
       for await (const batch of ndjsonBatches(body, this.limits.maxLineBytes)) {
         for (const value of batch) {
           if (ended) throw afterEnd();
@@ -214,19 +219,34 @@ export class TransferClient {
             continue;
           }
           if (line.kind === 'end') {
+            if (serial !== -1 && versionCount === 0) throw new IdnsError('transfer_failed', `version ${serial} of the incremental transfer carries no change`);
             this.endLine(line, start.jws, changes.length);
             ended = true;
             continue;
           }
           if (line.kind === 'version') {
-            if (typeof line.serial !== 'number') throw new IdnsError('transfer_failed', 'a version line without a serial');
-            serial = line.serial;
+            // Serial lines are not signed: only their order and range are checked here, and each record
+            // put must carry its version's serial in its own signed payload (below), so a stream cannot
+            // journal a change under another serial than the one the source signed it at.
+            if (serial !== -1 && versionCount === 0) throw new IdnsError('transfer_failed', `version ${serial} of the incremental transfer carries no change`);
+            const next = line.serial;
+            if (typeof next !== 'number' || !Number.isInteger(next) || next < 0 || next > 0xffffffff) throw new IdnsError('transfer_failed', 'a version line without a valid serial');
+            const offset = serialOffset(next);
+            if (offset <= lastOffset || offset > endOffset(start)) {
+              throw new IdnsError('transfer_failed', `version ${next} is not after version ${serial === -1 ? since : serial} and at most serial ${start.record.serial}: the versions of an incremental transfer must rise strictly from ${since} to ${start.record.serial}`);
+            }
+            serial = next;
+            lastOffset = offset;
+            versionCount = 0;
             continue;
           }
           if (serial === -1) throw new IdnsError('transfer_failed', 'a change before any version line');
           if (changes.length >= this.limits.maxIncrementalEntries) return false;
+          versionCount += 1;
           if (line.kind === 'put') {
             const r = recordLine(line);
+            const signedAt = signedSerial(r.jws);
+            if (signedAt !== serial) throw new IdnsError('transfer_failed', `the ${r.type} record ${r.key} was signed at serial ${String(signedAt)} but is sent as a change of version ${serial}`);
             added.add(r.type, r.key, r.jws);
             changes.push({ serial, action: 'put', type: r.type, key: r.key, jws: r.jws });
           } else if (line.kind === 'del') {
@@ -249,6 +269,7 @@ export class TransferClient {
         const localVersion = (s: number) => row.version + ((s - serialOf(row.version) + 2 ** 32) % 2 ** 32);
         this.applyChanges(row.content, digest, changes, localVersion);
         const now = this.clock.now();
+        this.store.journal.dropAfter(src.zone, row.version);
         let idx = 0;
         let last = -1;
         for (const c of changes) {
@@ -268,6 +289,11 @@ export class TransferClient {
         this.store.markChanged(src.zone);
       });
       return first.record.serial;
+    } catch (err) {
+      // The journal's key is (zone, version, idx): a clash means stored state disagrees with the stream,
+      // which the caller heals with a full transfer (that starts a new journal).
+      if (String((err as { code?: unknown }).code).startsWith('SQLITE_CONSTRAINT')) throw new IdnsError('transfer_failed', 'the incremental transfer clashes with the journal held here; transfer refused', { cause: err });
+      throw err;
     } finally {
       await added.close();
       body.destroy();
@@ -298,7 +324,15 @@ export class TransferClient {
         if (c.action === 'del' && !exists) throw new IdnsError('transfer_failed', `the transfer deletes ${type} ${key}, which this copy does not hold`);
         exists = c.action === 'put';
       }
-      if (old) digest.remove(type, key, old.jws);
+      if (old) {
+        // What a change replaces or deletes was signed before it: a change of a record placed at or before
+        // the version that wrote the copy's record is not this source's history.
+        const heldAt = signedSerial(old.jws);
+        if (heldAt === null || !serialLess(heldAt, ops[0]!.serial)) {
+          throw new IdnsError('transfer_failed', `the transfer changes ${type} ${key} at serial ${ops[0]!.serial}, which is not after the serial ${String(heldAt)} it was signed at`);
+        }
+        digest.remove(type, key, old.jws);
+      }
       const final = ops[ops.length - 1]!;
       for (const c of ops) if (c.action === 'put' && c !== final) digest.remove(type, key, c.jws!);
       if (final.action === 'put') {
@@ -376,6 +410,17 @@ interface Change {
 function asLine(value: unknown): Line {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new IdnsError('transfer_failed', 'a transfer line is not an object');
   return value as Line;
+}
+
+/** The `serial` of a record's payload, read without verifying the signature; null when there is none. */
+function signedSerial(jws: string): number | null {
+  try {
+    const payload = JSON.parse(Buffer.from(jws.slice(jws.indexOf('.') + 1, jws.lastIndexOf('.')), 'base64url').toString('utf8')) as { serial?: unknown };
+    return typeof payload?.serial === 'number' ? payload.serial : null;
+  } catch {
+    // Not a JWS with a JSON payload: it has no serial, which the caller refuses.
+    return null;
+  }
 }
 
 function keyOf(line: Line): { type: StoredType; key: string } {

@@ -1,0 +1,173 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { afterEach, describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import { signChangeRequest } from '../src/client/requests.js';
+import { newUserKey } from './support/keys.js';
+import { startFakeServer, type FakeServer } from './support/fake-server.js';
+import { startTestServer, tempDir, type TestServer } from './support/server.js';
+
+// What a secondary copies: only the source's exact, verified history, and nothing that can keep it from
+// following its source afterwards (issue 14, items 1, 4 and 9).
+const owner = newUserKey();
+const started: TestServer[] = [];
+const fakes: FakeServer[] = [];
+const cleanups: (() => void)[] = [];
+afterEach(async () => {
+  for (const f of fakes.splice(0)) await f.close();
+  for (const s of started.splice(0).reverse()) await s.close();
+  for (const c of cleanups.splice(0)) c();
+});
+
+async function server(options: Parameters<typeof startTestServer>[0] = {}): Promise<TestServer> {
+  const s = await startTestServer({ background: true, ...options });
+  started.push(s);
+  return s;
+}
+
+async function stop(s: TestServer): Promise<void> {
+  started.splice(started.indexOf(s), 1);
+  await s.close();
+}
+
+const register = (s: TestServer, handle: string) =>
+  s.ctx.changes.submit(signChangeRequest({ action: 'register', handle, endpoint: `https://home.example/${handle}`, keys: [owner.public] }, owner.private));
+
+const zoneState = async (url: string, zone = 'example') => {
+  const { serial, digest, record } = (await (await fetch(`${url}/v1/zones/${zone}`)).json()) as { serial: number; digest: string; record: string };
+  return { serial, digest, record };
+};
+
+/** The lines of a genuine transfer (as the source sent them). */
+async function genuineLines(url: string): Promise<{ status: number; contentType: string; lines: Record<string, unknown>[]; raw: string }> {
+  const res = await request(url, { headersTimeout: 5000, bodyTimeout: 5000 });
+  const raw = await res.body.text();
+  const lines = res.statusCode === 200 && !raw.startsWith('{"error"') ? raw.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>) : [];
+  return { status: res.statusCode, contentType: String(res.headers['content-type'] ?? ''), lines, raw };
+}
+
+/**
+ * A source in front of a real primary that passes everything through, except that, while `relabel` is
+ * set, it shifts the serial of every version line of an incremental transfer by `relabel` (the serial
+ * lines are not signed; the end state, and so the digest, stays the same).
+ */
+async function relabellingProxy(primary: TestServer): Promise<{ url: string; relabel: number; incrementals: number }> {
+  const state = { relabel: 0, incrementals: 0 };
+  const fake = await startFakeServer(async (req: IncomingMessage, res: ServerResponse) => {
+    const url = `${primary.url}${req.url}`;
+    const got = await genuineLines(url);
+    if (state.relabel !== 0 && /\/transfer\?since=/.test(req.url ?? '') && got.status === 200) {
+      state.incrementals += 1;
+      const body = got.lines.map((l) => JSON.stringify(l.kind === 'version' ? { ...l, serial: (l.serial as number) + state.relabel } : l)).join('\n') + '\n';
+      res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+      res.end(body);
+      return;
+    }
+    res.writeHead(got.status, { 'content-type': got.contentType });
+    res.end(got.raw);
+  });
+  fakes.push(fake);
+  return Object.assign(state, { url: fake.url });
+}
+
+describe('incremental transfers journal only the source history', () => {
+  it('refuses a stream whose versions were relabelled, falls back to a full transfer, and follows the genuine source after, also after a restart', async () => {
+    const primary = await server({ zones: { example: {} } });
+    const kid = primary.ctx.zones.info('example').keyThumbprints[0]!;
+    await register(primary, 'a@example');
+    const hostile = await relabellingProxy(primary);
+    const dir = tempDir();
+    cleanups.push(dir.remove);
+    let secondary = await server({ dataDir: dir.dir });
+    secondary.ctx.zones.createSecondary('example', { primaries: [hostile.url, primary.url], ds: [kid] });
+    await secondary.ctx.replicator.checkNow('example');
+    const first = await zoneState(secondary.url);
+
+    // Two changes; the hostile source sends them as versions two serials later than they are.
+    await register(primary, 'b@example');
+    await register(primary, 'c@example');
+    hostile.relabel = 2;
+    const status = await secondary.ctx.replicator.checkNow('example');
+    expect(hostile.incrementals).toBe(1);
+    // Refused, then copied whole from the same source (as BIND and Knot fall back from IXFR to AXFR).
+    expect(status.transfers.full).toBe(2);
+    expect(status.lastError).toBeNull();
+    expect(await zoneState(secondary.url)).toEqual(await zoneState(primary.url));
+    expect((await zoneState(secondary.url)).serial).toBe(first.serial + 2);
+
+    // The genuine source's next changes come incrementally, and apply.
+    hostile.relabel = 0;
+    await register(primary, 'd@example');
+    await register(primary, 'e@example');
+    const after = await secondary.ctx.replicator.checkNow('example');
+    expect(after.lastError).toBeNull();
+    expect(after.transfers.incremental).toBe(1);
+    expect(await zoneState(secondary.url)).toEqual(await zoneState(primary.url));
+
+    // After a restart, it still follows.
+    await stop(secondary);
+    secondary = await server({ dataDir: dir.dir });
+    await register(primary, 'f@example');
+    const restarted = await secondary.ctx.replicator.checkNow('example');
+    expect(restarted.lastError).toBeNull();
+    expect(restarted.transfers.incremental).toBe(1);
+    expect(await zoneState(secondary.url)).toEqual(await zoneState(primary.url));
+    expect((await fetch(`${secondary.url}/v1/resolve/f@example`)).status).toBe(200);
+
+    // A secondary copying from this one incrementally gets exactly the primary's history.
+    const downstream = await server();
+    downstream.ctx.zones.createSecondary('example', { primaries: [secondary.url], ds: [kid] });
+    await downstream.ctx.replicator.checkNow('example');
+    await register(primary, 'g@example');
+    await register(primary, 'h@example');
+    await secondary.ctx.replicator.checkNow('example');
+    const down = await downstream.ctx.replicator.checkNow('example');
+    expect(down.transfers).toMatchObject({ full: 1, incremental: 1, failed: 0 });
+    expect(await zoneState(downstream.url)).toEqual(await zoneState(primary.url));
+  });
+
+  it('refuses versions outside (ours, new] or not rising, and changes sent under another serial than signed', async () => {
+    const primary = await server({ zones: { example: {} } });
+    const kid = primary.ctx.zones.info('example').keyThumbprints[0]!;
+    await register(primary, 'a@example');
+    const hostile = await relabellingProxy(primary);
+    const secondary = await server();
+    secondary.ctx.zones.createSecondary('example', { primaries: [hostile.url], ds: [kid] });
+    await secondary.ctx.replicator.checkNow('example');
+    const { TransferClient } = await import('../src/replication/transfer-client.js');
+    const { Agent } = await import('undici');
+    const agent = new Agent();
+    const client = new TransferClient(secondary.ctx.store, secondary.ctx.zones, secondary.ctx.clock, agent);
+    try {
+      await register(primary, 'b@example');
+      await register(primary, 'c@example');
+      for (const shift of [2, -1, -2, 1, 2 ** 31]) {
+        hostile.relabel = shift;
+        await expect(client.incremental({ server: hostile.url, zone: 'example', trusted: [kid], credential: null })).rejects.toMatchObject({ code: 'transfer_failed' });
+      }
+      // Nothing of them was kept: the genuine stream applies.
+      hostile.relabel = 0;
+      await expect(client.incremental({ server: hostile.url, zone: 'example', trusted: [kid], credential: null })).resolves.toBe((await zoneState(primary.url)).serial);
+    } finally {
+      await agent.close();
+    }
+  });
+
+  it('heals a journal that holds entries past its own version (left by an older idns): the next genuine transfer applies', async () => {
+    const primary = await server({ zones: { example: {} } });
+    const kid = primary.ctx.zones.info('example').keyThumbprints[0]!;
+    await register(primary, 'a@example');
+    const secondary = await server();
+    secondary.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });
+    await secondary.ctx.replicator.checkNow('example');
+    const version = secondary.ctx.zones.require('example').version;
+    // What the relabelling attack left behind in an older idns: changes journaled under future versions.
+    secondary.ctx.store.write(() => {
+      for (const v of [version + 1, version + 2]) secondary.ctx.store.journal.append('example', { version: v, idx: 0, action: 'del', type: 'handle', key: 'a@example', jws: null }, Date.now());
+    });
+    await register(primary, 'b@example');
+    await register(primary, 'c@example');
+    const status = await secondary.ctx.replicator.checkNow('example');
+    expect(status.lastError).toBeNull();
+    expect(await zoneState(secondary.url)).toEqual(await zoneState(primary.url));
+  });
+});
