@@ -15,7 +15,10 @@ import type { ZoneRow } from '../store/zones.js';
 import { authorization, type Credential } from './credentials.js';
 import { ndjsonBatches } from './ndjson.js';
 import { DigestWorkers } from './digest-workers.js';
+import type { ContentCheckSpec } from './content-checks.js';
 import { compactItems } from './compact.js';
+import { LINE_OVERHEAD, TransferBounds } from './transfer-bounds.js';
+import { contentTotals, elementSize } from '../authority/editor.js';
 import { TRANSFER_CONTENT_TYPES } from './transfer-source.js';
 
 /** Limits on what a transfer peer can make us do. */
@@ -30,9 +33,22 @@ export interface TransferLimits {
   batchRows: number;
   /** Worker threads hashing the records of a transfer (full, or a large incremental one) beside the main thread. */
   digestWorkers: number;
+  /**
+   * Signatures verified per full transfer, at random among its records (every record of a zone this
+   * small or smaller); every record's structure, schema and position are checked whatever the size, and
+   * every signature of an incremental transfer (docs/security.md, "What a secondary checks").
+   */
+  signatureChecks: number;
+  /** Most bytes one transfer may bring; a full transfer whose zone record states its `count` and `size` gets less. */
+  maxBytes: number;
+  /** Most time one transfer may take, ms. */
+  maxMs: number;
 }
 
-export const DEFAULT_TRANSFER_LIMITS: TransferLimits = { timeoutMs: 10_000, maxLineBytes: 128 * 1024, maxIncrementalEntries: 200_000, batchRows: 2000, digestWorkers: 1 };
+export const DEFAULT_TRANSFER_LIMITS: TransferLimits = { timeoutMs: 10_000, maxLineBytes: 128 * 1024, maxIncrementalEntries: 200_000, batchRows: 2000, digestWorkers: 1, signatureChecks: 20_000, maxBytes: 4 * 2 ** 30, maxMs: 600_000 };
+
+/** The zone size assumed, for the share of signatures verified, when a zone record does not say its `count`. */
+const LEGACY_COUNT = 1_000_000;
 
 const TYPES = new Set<StoredType>(['handle', 'delegation', 'denial']);
 
@@ -77,15 +93,18 @@ export class TransferClient {
   async full(src: Source): Promise<number> {
     const before = this.zones.require(src.zone);
     const opened = await this.open(src, null, 'compact');
+    const bounds = new TransferBounds(opened.body, this.limits.maxBytes, this.limits.maxMs);
     const content = `${src.zone}#${randomBytes(6).toString('hex')}`;
     // Listed as retired until it is complete and checked: a crash mid-transfer leaves it for the cleaner.
     this.store.write(() => this.store.records.retire(content, this.clock.now()));
     TransferClient.loading.add(content);
-    // Hashing is the largest cost of a transfer: it runs in worker threads while this thread parses and stores.
-    const hashing = new DigestWorkers(this.limits.digestWorkers);
+    // Hashing and checking each record are the largest costs of a transfer: they run in worker threads
+    // while this thread parses and stores. They start with the start line, which says what to check against.
+    let hashing: DigestWorkers | null = null;
     let start: { record: ZoneRecord; jws: string } | null = null;
     let ended = false;
     let count = 0;
+    let size = 0;
     let rows: LoadedRecord[] = [];
     // Unsynced: these rows are not live until the switch below, whose synced commit makes them durable.
     const flush = () => {
@@ -99,6 +118,11 @@ export class TransferClient {
       const line = asLine(value);
       if (start === null) {
         start = this.checkStart(line, src, before, 'full');
+        const { count: signedCount, size: signedSize } = start.record;
+        if (signedCount !== undefined && signedSize !== undefined) {
+          bounds.limit(signedSize + signedCount * LINE_OVERHEAD + 2 * this.limits.maxLineBytes, "more than its signed zone record's count and size allow");
+        }
+        hashing = new DigestWorkers(this.limits.digestWorkers, undefined, undefined, undefined, this.checks(src, start, this.limits.signatureChecks / Math.max(1, start.record.count ?? LEGACY_COUNT)));
         return false;
       }
       if (line.kind !== 'end') throw new IdnsError('transfer_failed', `unexpected line kind ${String(line.kind)} in a full transfer`);
@@ -109,13 +133,21 @@ export class TransferClient {
       if (loaded.length === 0) return;
       if (start === null) throw new IdnsError('transfer_failed', `the stream does not start with the full transfer of ${src.zone}`);
       count += loaded.length;
-      for (const r of loaded) rows.push(r);
+      for (const r of loaded) {
+        rows.push(r);
+        size += elementSize(r.type, r.key, r.jws);
+      }
+      // The signed zone record says how many records of what size the zone holds: not one more is taken.
+      const { count: signedCount, size: signedSize } = start.record;
+      if ((signedCount !== undefined && count > signedCount) || (signedSize !== undefined && size > signedSize)) {
+        throw new IdnsError('transfer_failed', `the transfer carries more than the ${String(signedCount)} records (${String(signedSize)} bytes) its signed zone record states; transfer refused`);
+      }
       if (rows.length >= this.limits.batchRows) flush();
-      if (!hashing.hasRoom()) await hashing.room();
+      if (!hashing!.hasRoom()) await hashing!.room();
     };
     try {
       if (opened.compact) {
-        const items = compactItems(opened.body, this.limits.maxLineBytes);
+        const items = compactItems(bounds.chunks(), this.limits.maxLineBytes);
         // Read to the end of the body, not just the end line: data after it is refused, and a response
         // read whole leaves its connection reusable.
         for await (const item of items) {
@@ -123,12 +155,14 @@ export class TransferClient {
             jsonLine(item.value);
           } else {
             if (ended) throw afterEnd();
-            hashing.addElements(item.bytes, item.ranges);
+            const h = hashing as DigestWorkers | null;
+            if (h === null) throw new IdnsError('transfer_failed', `the stream does not start with the full transfer of ${src.zone}`);
+            h.addElements(item.bytes, item.ranges);
             await records(item.rows);
           }
         }
       } else {
-        for await (const batch of ndjsonBatches(opened.body, this.limits.maxLineBytes)) {
+        for await (const batch of ndjsonBatches(bounds.chunks(), this.limits.maxLineBytes)) {
           const loaded: LoadedRecord[] = [];
           for (const value of batch) {
             const line = asLine(value);
@@ -138,7 +172,7 @@ export class TransferClient {
               continue;
             }
             const r = recordLine(line);
-            hashing.add(r.type, r.key, r.jws);
+            hashing!.add(r.type, r.key, r.jws);
             loaded.push(r);
           }
           await records(loaded);
@@ -146,11 +180,12 @@ export class TransferClient {
       }
       if (start === null || !ended) throw new IdnsError('transfer_failed', 'the transfer stream stopped before its end line');
       if (rows.length > 0) flush();
-      const digest = await hashing.finish();
+      const digest = await hashing!.finish();
       const first: { record: ZoneRecord; jws: string } = start;
       if (digest.value() !== first.record.digest) {
         throw new IdnsError('transfer_failed', `the transferred content does not match the digest of serial ${first.record.serial}; transfer refused`);
       }
+      checkTotals(first.record, { count, size });
       this.store.write(() => {
         const current = this.zones.require(src.zone);
         const version = current.record === '' ? first.record.serial : current.version + ((first.record.serial - serialOf(current.version) + 2 ** 32) % 2 ** 32);
@@ -177,7 +212,8 @@ export class TransferClient {
       throw err;
     } finally {
       TransferClient.loading.delete(content);
-      await hashing.close();
+      bounds.close();
+      await (hashing as DigestWorkers | null)?.close();
       // Ends the response body if the loops above stopped before it did.
       opened.body.destroy();
     }
@@ -197,9 +233,11 @@ export class TransferClient {
       if (err instanceof IdnsError && err.code === 'journal_too_old') return false;
       throw err;
     }
-    // The records put are hashed while the stream arrives (in a worker when there are many); what they
-    // replace is only known once the changes meet the copy, in the transaction below.
-    const added = new DigestWorkers(this.limits.digestWorkers);
+    const bounds = new TransferBounds(body, this.limits.maxBytes, this.limits.maxMs);
+    // The records put are hashed and checked (every signature: an incremental transfer is small) while the
+    // stream arrives, in a worker when there are many; what they replace is only known once the changes
+    // meet the copy, in the transaction below. The hashing starts with the start line.
+    let added: DigestWorkers | null = null;
     try {
       let start: { record: ZoneRecord; jws: string } | null = null;
       let ended = false;
@@ -210,12 +248,13 @@ export class TransferClient {
       const endOffset = (first: { record: ZoneRecord }) => serialOffset(first.record.serial);
       let lastOffset = 0;
       let versionCount = 0;
-      for await (const batch of ndjsonBatches(body, this.limits.maxLineBytes)) {
+      for await (const batch of ndjsonBatches(bounds.chunks(), this.limits.maxLineBytes)) {
         for (const value of batch) {
           if (ended) throw afterEnd();
           const line = asLine(value);
           if (start === null) {
             start = this.checkStart(line, src, before, 'incremental');
+            added = new DigestWorkers(this.limits.digestWorkers, undefined, undefined, undefined, this.checks(src, start, 1));
             continue;
           }
           if (line.kind === 'end') {
@@ -247,7 +286,7 @@ export class TransferClient {
             const r = recordLine(line);
             const signedAt = signedSerial(r.jws);
             if (signedAt !== serial) throw new IdnsError('transfer_failed', `the ${r.type} record ${r.key} was signed at serial ${String(signedAt)} but is sent as a change of version ${serial}`);
-            added.add(r.type, r.key, r.jws);
+            added!.add(r.type, r.key, r.jws);
             changes.push({ serial, action: 'put', type: r.type, key: r.key, jws: r.jws });
           } else if (line.kind === 'del') {
             const { type, key } = keyOf(line);
@@ -256,10 +295,10 @@ export class TransferClient {
             throw new IdnsError('transfer_failed', `unexpected line kind ${String(line.kind)} in an incremental transfer`);
           }
         }
-        if (!added.hasRoom()) await added.room();
+        if (added !== null && !added.hasRoom()) await added.room();
       }
       if (start === null || !ended) throw new IdnsError('transfer_failed', 'the transfer stream stopped before its end line');
-      const puts = await added.finish();
+      const puts = await added!.finish();
       const first: { record: ZoneRecord; jws: string } = start;
       this.store.write(() => {
         const row = this.zones.require(src.zone);
@@ -267,7 +306,7 @@ export class TransferClient {
         const digest = ZoneDigest.fromState(row.digestState);
         digest.merge(puts.state());
         const localVersion = (s: number) => row.version + ((s - serialOf(row.version) + 2 ** 32) % 2 ** 32);
-        this.applyChanges(row.content, digest, changes, localVersion);
+        const totals = this.applyChanges(row.content, digest, changes, localVersion);
         const now = this.clock.now();
         this.store.journal.dropAfter(src.zone, row.version);
         let idx = 0;
@@ -284,6 +323,10 @@ export class TransferClient {
         if (digest.value() !== first.record.digest) {
           throw new IdnsError('transfer_failed', `the changes do not produce the digest of serial ${first.record.serial}; transfer refused`);
         }
+        if (first.record.count !== undefined) {
+          const held = contentTotals(row.record) ?? this.store.records.totals(row.content);
+          checkTotals(first.record, { count: held.count + totals.count, size: held.size + totals.size });
+        }
         this.store.zones.updateState(src.zone, localVersion(first.record.serial), digest.state(), first.jws, first.record.exp);
         this.store.zones.setRefreshed(src.zone, this.clock.now());
         this.store.markChanged(src.zone);
@@ -295,7 +338,8 @@ export class TransferClient {
       if (String((err as { code?: unknown }).code).startsWith('SQLITE_CONSTRAINT')) throw new IdnsError('transfer_failed', 'the incremental transfer clashes with the journal held here; transfer refused', { cause: err });
       throw err;
     } finally {
-      await added.close();
+      bounds.close();
+      await (added as DigestWorkers | null)?.close();
       body.destroy();
     }
   }
@@ -307,7 +351,8 @@ export class TransferClient {
    * put but not left standing is subtracted again. Records are visited in key order, so neighbouring
    * changes share the pages they touch.
    */
-  private applyChanges(content: string, digest: ZoneDigest, changes: readonly Change[], localVersion: (serial: number) => number): void {
+  private applyChanges(content: string, digest: ZoneDigest, changes: readonly Change[], localVersion: (serial: number) => number): { count: number; size: number } {
+    const delta = { count: 0, size: 0 };
     const byKey = new Map<string, Change[]>();
     for (const c of changes) {
       const id = `${c.type}\n${c.key}`;
@@ -332,15 +377,20 @@ export class TransferClient {
           throw new IdnsError('transfer_failed', `the transfer changes ${type} ${key} at serial ${ops[0]!.serial}, which is not after the serial ${String(heldAt)} it was signed at`);
         }
         digest.remove(type, key, old.jws);
+        delta.count -= 1;
+        delta.size -= elementSize(type, key, old.jws);
       }
       const final = ops[ops.length - 1]!;
       for (const c of ops) if (c.action === 'put' && c !== final) digest.remove(type, key, c.jws!);
       if (final.action === 'put') {
+        delta.count += 1;
+        delta.size += elementSize(type, key, final.jws!);
         this.store.records.putLoaded(content, type, key, localVersion(final.serial), final.jws!);
       } else if (old) {
         this.store.records.delete(content, type, key);
       }
     }
+    return delta;
   }
 
   private async open(src: Source, since: number | null, format: 'ndjson' | 'compact' = 'ndjson'): Promise<{ body: Dispatcher.ResponseData['body']; compact: boolean }> {
@@ -373,6 +423,11 @@ export class TransferClient {
     // A source that does not know the compact format answers NDJSON; the content type says which it sent.
     const type = String(res.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
     return { body: res.body, compact: type === TRANSFER_CONTENT_TYPES.compact };
+  }
+
+  /** What to check of each record of a transfer that started with `start` (content-checks.ts). */
+  private checks(src: Source, start: { jws: string }, signatureRate: number): ContentCheckSpec {
+    return { zone: src.zone, zoneRecord: start.jws, nowSeconds: epochSeconds(this.clock), signatureRate: Math.min(1, signatureRate) };
   }
 
   private checkStart(line: Line, src: Source, before: ZoneRow, mode: 'full' | 'incremental'): { record: ZoneRecord; jws: string } {
@@ -420,6 +475,13 @@ function signedSerial(jws: string): number | null {
   } catch {
     // Not a JWS with a JSON payload: it has no serial, which the caller refuses.
     return null;
+  }
+}
+
+/** Refuses content whose record count or size differs from what its signed zone record states (when it states them). */
+function checkTotals(record: ZoneRecord, held: { count: number; size: number }): void {
+  if ((record.count !== undefined && record.count !== held.count) || (record.size !== undefined && record.size !== held.size)) {
+    throw new IdnsError('transfer_failed', `the zone record of serial ${record.serial} states ${String(record.count)} records of ${String(record.size)} bytes, the content holds ${held.count} of ${held.size}; transfer refused`);
   }
 }
 
