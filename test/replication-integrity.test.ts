@@ -171,3 +171,137 @@ describe('incremental transfers journal only the source history', () => {
     expect(await zoneState(secondary.url)).toEqual(await zoneState(primary.url));
   });
 });
+
+/** The genuine full transfer of a zone from a real server, as NDJSON lines. */
+async function fullTransferLines(url: string, zone = 'example') {
+  const got = await genuineLines(`${url}/v1/zones/${zone}/transfer`);
+  const start = got.lines[0]!;
+  const records = got.lines.filter((l) => l.kind === 'record') as { kind: 'record'; type: string; key: string; record: string }[];
+  return { start, records };
+}
+
+/**
+ * A source holding the zone's real key (a stolen key, or a broken primary): it serves `records` as the
+ * zone's content under a new zone record it signs itself, whose digest, count and size match them, so
+ * only the checks of each record can tell.
+ */
+async function keyHoldingSource(primary: TestServer, kid: string, records: { type: string; key: string; record: string }[], opts: { legacy?: boolean } = {}) {
+  const { ZoneSigner, zoneKey, payloadOf } = await import('./support/fake-server.js');
+  const { ZoneDigest } = await import('../src/records/digest.js');
+  const signer = new ZoneSigner('example', zoneKey(primary.dataDir, 'example', kid));
+  const genuine = payloadOf((await zoneState(primary.url)).record);
+  const digest = ZoneDigest.empty();
+  let size = 0;
+  for (const r of records) {
+    digest.add(r.type, r.key, r.record);
+    size += r.type.length + r.key.length + r.record.length + 2;
+  }
+  const { v: _v, type: _t, zone: _z, serial, iat: _i, exp: _e, count: _c, size: _s, ...fields } = genuine;
+  const zoneRecord = signer.sign('zone', { ...fields, digest: digest.value(), ...(opts.legacy ? {} : { count: records.length, size }) }, { serial: serial + 10 });
+  const fake = await startFakeServer((req, res) => {
+    if (/\/transfer/.test(req.url ?? '')) {
+      res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+      const lines = [{ kind: 'start', mode: 'full', zone: 'example', serial: serial + 10, record: zoneRecord }, ...records.map((r) => ({ kind: 'record', ...r })), { kind: 'end', zone: 'example', serial: serial + 10, record: zoneRecord, count: records.length }];
+      res.end(lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ zone: 'example', serial: serial + 10, role: 'primary', record: zoneRecord }));
+  });
+  fakes.push(fake);
+  return { url: fake.url, signer, serial: serial + 10 };
+}
+
+describe('a secondary checks each record it copies as a resolver would', () => {
+  it('refuses a full transfer, digest and all matching, that holds a record a resolver would refuse, and keeps its copy', async () => {
+    const primary = await server({ zones: { example: {} } });
+    const kid = primary.ctx.zones.info('example').keyThumbprints[0]!;
+    for (const h of ['a@example', 'b@example', 'c@example']) await register(primary, h);
+    const { tamperSignature, payloadOf, withPayload, zoneKey, ZoneSigner } = await import('./support/fake-server.js');
+    const signer = new ZoneSigner('example', zoneKey(primary.dataDir, 'example', kid));
+    const { records } = await fullTransferLines(primary.url);
+    const handleAt = (key: string) => records.findIndex((r) => r.type === 'handle' && r.key === key);
+    const denialAt = records.findIndex((r) => r.type === 'denial');
+    const replaced = (at: number, r: Partial<(typeof records)[number]>) => records.map((x, i) => (i === at ? { ...x, ...r } : x));
+    const resigned = (at: number, change: (p: Record<string, unknown>) => Record<string, unknown>) => {
+      const { v: _v, type, zone: _z, serial, iat, exp, ...fields } = payloadOf(records[at]!.record);
+      const next = change({ ...fields, serial, iat, exp });
+      const { serial: s, iat: i, exp: e, ...rest } = next;
+      return replaced(at, { record: signer.sign(type as string, rest, { serial: s as number, iat: i as number, exp: e as number }) });
+    };
+    const a = handleAt('a@example');
+    const b = handleAt('b@example');
+    const cases: [string, { type: string; key: string; record: string }[]][] = [
+      // b's record stored under a's handle and the other way round: each row's key is another handle's.
+      ['swapped handles', records.map((r, i) => (i === a ? { ...r, record: records[b]!.record } : i === b ? { ...r, record: records[a]!.record } : r))],
+      ['a signature that does not verify', replaced(a, { record: tamperSignature(records[a]!.record) })],
+      ['a payload altered under its signature', replaced(a, { record: withPayload(records[a]!.record, { ...payloadOf(records[a]!.record), endpoint: 'https://evil.example/' }) })],
+      ['a member the schema does not know', resigned(a, (p) => ({ ...p, extra: 1 }))],
+      ['keys that are not keys', resigned(a, (p) => ({ ...p, keys: [] }))],
+      ['an expired signature', resigned(a, (p) => ({ ...p, iat: 1_000_000, exp: 1_000_100 }))],
+      ['a record of another zone', replaced(a, { record: new ZoneSigner('other', signer.key).handle('a@example', 'https://h.example/', [owner.public]) })],
+      ['a handle outside the zone', replaced(a, { key: 'a@elsewhere', record: signer.handle('a@elsewhere', 'https://h.example/', [owner.public]) })],
+      ['a handle not in normal form', replaced(a, { key: 'A@example', record: signer.handle('A@example', 'https://h.example/', [owner.public]) })],
+      ['a delegation stored as a handle', replaced(a, { record: signer.delegation('a@example', ['https://c.example/'], [kid]) })],
+      ['a denial stored under another hash', replaced(denialAt, { key: 'f'.repeat(64) })],
+      ['a denial with other hash parameters', resigned(denialAt, (p) => ({ ...p, hash: { alg: 'sha256', salt: 'other' } }))],
+      ['a type a zone does not hold', replaced(a, { type: 'zone' })],
+    ];
+    const secondary = await server();
+    secondary.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });
+    await secondary.ctx.replicator.checkNow('example');
+    const copy = await zoneState(secondary.url);
+    const { TransferClient } = await import('../src/replication/transfer-client.js');
+    const { Agent } = await import('undici');
+    const agent = new Agent();
+    const client = new TransferClient(secondary.ctx.store, secondary.ctx.zones, secondary.ctx.clock, agent);
+    try {
+      for (const [what, content] of cases) {
+        const source = await keyHoldingSource(primary, kid, content);
+        const outcome = await client.full({ server: source.url, zone: 'example', trusted: [kid], credential: null }).then(
+          (serial) => `accepted serial ${serial}`,
+          (err: { code?: string; message: string }) => `${err.code}: ${err.message}`,
+        );
+        expect(outcome, what).toMatch(/^transfer_failed: .*(would be refused by a resolver|a transfer line has a bad type)/);
+        expect(await zoneState(secondary.url), what).toEqual(copy);
+      }
+      // The same source with the genuine records is taken: the checks refuse only what a resolver would.
+      const honest = await keyHoldingSource(primary, kid, records);
+      await expect(client.full({ server: honest.url, zone: 'example', trusted: [kid], credential: null })).resolves.toBe(honest.serial);
+    } finally {
+      await agent.close();
+    }
+    expect((await fetch(`${secondary.url}/v1/resolve/a@example`)).status).toBe(200);
+  });
+
+  it('refuses an incremental change with a signature that does not verify, and the full transfer that follows heals', async () => {
+    const primary = await server({ zones: { example: {} } });
+    const kid = primary.ctx.zones.info('example').keyThumbprints[0]!;
+    await register(primary, 'a@example');
+    const { tamperSignature } = await import('./support/fake-server.js');
+    let tampered = 0;
+    const fake = await startFakeServer(async (req, res) => {
+      const got = await genuineLines(`${primary.url}${req.url}`);
+      if (/since=/.test(req.url ?? '') && got.status === 200) {
+        tampered += 1;
+        const lines = got.lines.map((l) => (l.kind === 'put' && l.type === 'handle' ? { ...l, record: tamperSignature(l.record as string) } : l));
+        res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+        res.end(lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
+        return;
+      }
+      res.writeHead(got.status, { 'content-type': got.contentType });
+      res.end(got.raw);
+    });
+    fakes.push(fake);
+    const secondary = await server();
+    secondary.ctx.zones.createSecondary('example', { primaries: [fake.url], ds: [kid] });
+    await secondary.ctx.replicator.checkNow('example');
+    await register(primary, 'b@example');
+    const status = await secondary.ctx.replicator.checkNow('example');
+    expect(tampered).toBe(1);
+    expect(status.transfers).toMatchObject({ full: 2, incremental: 0, failed: 1 });
+    expect(await zoneState(secondary.url)).toEqual(await zoneState(primary.url));
+    const served = await (await fetch(`${secondary.url}/v1/resolve/b@example`)).json();
+    expect(served.record).toBe((await (await fetch(`${primary.url}/v1/resolve/b@example`)).json()).record);
+  });
+});

@@ -36,7 +36,9 @@ export interface TransferLimits {
   /**
    * Signatures verified per full transfer, at random among its records (every record of a zone this
    * small or smaller); every record's structure, schema and position are checked whatever the size, and
-   * every signature of an incremental transfer (docs/security.md, "What a secondary checks").
+   * every signature of an incremental transfer, or of a full one whose zone record does not state its
+   * `count` (else a source could sign such a record to lower the share). docs/security.md, "What a
+   * secondary checks".
    */
   signatureChecks: number;
   /** Most bytes one transfer may bring; a full transfer whose zone record states its `count` and `size` gets less. */
@@ -46,9 +48,6 @@ export interface TransferLimits {
 }
 
 export const DEFAULT_TRANSFER_LIMITS: TransferLimits = { timeoutMs: 10_000, maxLineBytes: 128 * 1024, maxIncrementalEntries: 200_000, batchRows: 2000, digestWorkers: 1, signatureChecks: 20_000, maxBytes: 4 * 2 ** 30, maxMs: 600_000 };
-
-/** The zone size assumed, for the share of signatures verified, when a zone record does not say its `count`. */
-const LEGACY_COUNT = 1_000_000;
 
 const TYPES = new Set<StoredType>(['handle', 'delegation', 'denial']);
 
@@ -122,7 +121,7 @@ export class TransferClient {
         if (signedCount !== undefined && signedSize !== undefined) {
           bounds.limit(signedSize + signedCount * LINE_OVERHEAD + 2 * this.limits.maxLineBytes, "more than its signed zone record's count and size allow");
         }
-        hashing = new DigestWorkers(this.limits.digestWorkers, undefined, undefined, undefined, this.checks(src, start, this.limits.signatureChecks / Math.max(1, start.record.count ?? LEGACY_COUNT)));
+        hashing = new DigestWorkers(this.limits.digestWorkers, undefined, undefined, undefined, this.checks(src, start, start.record.count === undefined ? 1 : this.limits.signatureChecks / Math.max(1, start.record.count)));
         return false;
       }
       if (line.kind !== 'end') throw new IdnsError('transfer_failed', `unexpected line kind ${String(line.kind)} in a full transfer`);
