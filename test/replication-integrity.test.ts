@@ -302,6 +302,6 @@ describe('a secondary checks each record it copies as a resolver would', () => {
     expect(status.transfers).toMatchObject({ full: 2, incremental: 0, failed: 1 });
     expect(await zoneState(secondary.url)).toEqual(await zoneState(primary.url));
     const served = (await (await fetch(`${secondary.url}/v1/resolve/b@example`)).json()) as { record: string };
-    expect(served.record).toBe((await (await fetch(`${primary.url}/v1/resolve/b@example`)).json()).record);
+    expect(served.record).toBe(((await (await fetch(`${primary.url}/v1/resolve/b@example`)).json()) as { record: string }).record);
   });
 });
