@@ -1,4 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { signChangeRequest } from '../src/client/requests.js';
@@ -303,5 +305,140 @@ describe('a secondary checks each record it copies as a resolver would', () => {
     expect(await zoneState(secondary.url)).toEqual(await zoneState(primary.url));
     const served = (await (await fetch(`${secondary.url}/v1/resolve/b@example`)).json()) as { record: string };
     expect(served.record).toBe(((await (await fetch(`${primary.url}/v1/resolve/b@example`)).json()) as { record: string }).record);
+  });
+});
+
+/** Bytes of a secondary's database on disk (the file and its WAL). */
+function diskBytes(s: TestServer): number {
+  let total = 0;
+  for (const f of ['idns.sqlite', 'idns.sqlite-wal']) if (existsSync(join(s.dataDir, f))) total += statSync(join(s.dataDir, f)).size;
+  return total;
+}
+
+/**
+ * A source in front of `primary`: it passes everything through until `attack` is called; then it answers
+ * the zone check with the given zone record, refuses incremental transfers (journal too old) and answers
+ * a full transfer with that record's start line, after which `body` writes the rest. Bounded: `body` must
+ * end by itself; `written` counts what the client took.
+ */
+async function hostileSource(primary: TestServer) {
+  type Body = (write: (text: string) => Promise<boolean>) => Promise<void>;
+  const state = { url: '', written: 0, closed: false, attack: null as null | { zoneRecord: string; serial: number; body: Body } };
+  const fake = await startFakeServer(async (req, res) => {
+    const attack = state.attack;
+    if (attack === null) {
+      const got = await genuineLines(`${primary.url}${req.url}`);
+      res.writeHead(got.status, { 'content-type': got.contentType });
+      res.end(got.raw);
+      return;
+    }
+    if (/since=/.test(req.url ?? '')) {
+      res.writeHead(410, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: { code: 'journal_too_old', message: 'take a full transfer' } }));
+      return;
+    }
+    if (!/\/transfer/.test(req.url ?? '')) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ zone: 'example', serial: attack.serial, role: 'primary', record: attack.zoneRecord }));
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+    res.on('close', () => (state.closed = true));
+    /** Writes, waiting for the client to take it; false once the client is gone. */
+    const write = async (text: string): Promise<boolean> => {
+      if (state.closed || res.destroyed) return false;
+      state.written += text.length;
+      if (!res.write(text)) await new Promise<void>((r) => (res.once('drain', r), res.once('close', r)));
+      return !state.closed && !res.destroyed;
+    };
+    await write(`${JSON.stringify({ kind: 'start', mode: 'full', zone: 'example', serial: attack.serial, record: attack.zoneRecord })}\n`);
+    await attack.body(write);
+    res.end();
+  });
+  fakes.push(fake);
+  state.url = fake.url;
+  return state;
+}
+
+describe('a transfer is bounded by its signed zone record, by bytes and by time', () => {
+  async function setup(transfers: { maxBytes?: number; maxSeconds?: number } = {}) {
+    const primary = await server({ zones: { example: {} } });
+    const kid = primary.ctx.zones.info('example').keyThumbprints[0]!;
+    await register(primary, 'a@example');
+    const source = await hostileSource(primary);
+    const secondary = await server({ config: { transfers: { maxBytes: 4 * 2 ** 30, maxSeconds: 600, signatureChecks: 20_000, ...transfers } } });
+    secondary.ctx.zones.createSecondary('example', { primaries: [source.url], ds: [kid] });
+    await secondary.ctx.replicator.checkNow('example');
+    await register(primary, 'b@example');
+    const { ZoneSigner, zoneKey } = await import('./support/fake-server.js');
+    const signer = new ZoneSigner('example', zoneKey(primary.dataDir, 'example', kid));
+    return { primary, secondary, kid, signer, source, copy: await zoneState(secondary.url) };
+  }
+
+  /** Signs valid handle records of the zone, one line each, for as long as the client takes them (at most `max`). */
+  const endlessRecords = (signer: { handle: (h: string, e: string, k: never[]) => string }, max: number) => async (write: (text: string) => Promise<boolean>) => {
+    for (let i = 0; i < max; i++) {
+      const handle = `x${i}@example`;
+      const line = `${JSON.stringify({ kind: 'record', type: 'handle', key: handle, record: signer.handle(handle, 'https://h.example/', [owner.public as never]) })}\n`;
+      if (!(await write(line))) return;
+    }
+  };
+
+  async function expectOldCopyServes(secondary: TestServer, copy: Awaited<ReturnType<typeof zoneState>>) {
+    expect(await zoneState(secondary.url)).toEqual(copy);
+    expect((await fetch(`${secondary.url}/v1/resolve/a@example`)).status).toBe(200);
+  }
+
+  it('stops a source that streams records past the count its genuine zone record states', async () => {
+    const { primary, secondary, signer, source, copy } = await setup();
+    const genuine = await zoneState(primary.url);
+    // After the genuine start line, valid records signed with the zone key (a key-holding source), without end.
+    source.attack = { zoneRecord: genuine.record, serial: genuine.serial, body: endlessRecords(signer, 20_000) };
+    const disk = diskBytes(secondary);
+    const status = await secondary.ctx.replicator.checkNow('example');
+    expect(status.lastError).toMatch(/carries more than the \d+ records/);
+    // The genuine zone holds a handful of records: the source got to write little more than that.
+    expect(source.written).toBeLessThan(4 * 2 ** 20);
+    expect(diskBytes(secondary) - disk).toBeLessThan(2 * 2 ** 20);
+    await expectOldCopyServes(secondary, copy);
+  });
+
+  it('stops a source with a zone record that states no count at transfers.maxBytes', async () => {
+    const maxBytes = 256 * 1024;
+    const { primary, secondary, signer, source, copy } = await setup({ maxBytes });
+    const { payloadOf } = await import('./support/fake-server.js');
+    const { v: _v, type: _t, zone: _z, serial, iat: _i, exp: _e, count: _c, size: _s, ...fields } = payloadOf((await zoneState(primary.url)).record);
+    // As an older idns signs it: no count, no size.
+    const legacy = signer.sign('zone', fields, { serial: serial + 5 });
+    source.attack = { zoneRecord: legacy, serial: serial + 5, body: endlessRecords(signer, 20_000) };
+    const disk = diskBytes(secondary);
+    const status = await secondary.ctx.replicator.checkNow('example');
+    expect(status.lastError).toMatch(new RegExp(`brought more than ${maxBytes} bytes`));
+    expect(source.written).toBeLessThan(maxBytes + 4 * 2 ** 20);
+    expect(diskBytes(secondary) - disk).toBeLessThan(maxBytes + 2 * 2 ** 20);
+    await expectOldCopyServes(secondary, copy);
+  });
+
+  it('stops a source that streams slowly without end at transfers.maxSeconds', async () => {
+    const { primary, secondary, source, copy } = await setup({ maxSeconds: 1.5 });
+    const genuine = await zoneState(primary.url);
+    // One byte every 20 ms, inside one line (every pause far below the 10 s between chunks); the test
+    // itself stops after 30 s.
+    source.attack = { zoneRecord: genuine.record, serial: genuine.serial, body: async (write) => {
+      const until = Date.now() + 30_000;
+      if (!(await write('{"kind":"record","type":"handle","key":"'))) return;
+      while (Date.now() < until) {
+        if (!(await write('x'))) return;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    } };
+    const t0 = Date.now();
+    const status = await secondary.ctx.replicator.checkNow('example');
+    const took = Date.now() - t0;
+    expect(status.lastError).toMatch(/took longer than 1.5 s/);
+    expect(took).toBeGreaterThanOrEqual(1500);
+    // Far below the source's 30 s: the bound, not the source, ended it.
+    expect(took).toBeLessThan(15_000);
+    await expectOldCopyServes(secondary, copy);
   });
 });
