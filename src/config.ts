@@ -117,7 +117,7 @@ export const DEFAULT_CONFIG: ServerConfig = {
   resolver: null,
   journal: { maxEntries: 1_000_000, maxAgeSeconds: 14 * 24 * 3600 },
   housekeepingIntervalMs: 10_000,
-  transfers: { maxBytes: 4 * 2 ** 30, maxSeconds: 600, signatureChecks: 20_000 },
+  transfers: { maxBytes: 4 * 2 ** 30, maxSeconds: 600, signatureChecks: 2_000 },
   // The default listen address is loopback, where limits are off (see loadConfig).
   rateLimits: { ...DEFAULT_RATE_LIMITS, enabled: false },
   answerFiles: { enabled: true, minHandles: 10_000, rebuildAfter: 10_000 },

@@ -47,7 +47,7 @@ export interface TransferLimits {
   maxMs: number;
 }
 
-export const DEFAULT_TRANSFER_LIMITS: TransferLimits = { timeoutMs: 10_000, maxLineBytes: 128 * 1024, maxIncrementalEntries: 200_000, batchRows: 2000, digestWorkers: 1, signatureChecks: 20_000, maxBytes: 4 * 2 ** 30, maxMs: 600_000 };
+export const DEFAULT_TRANSFER_LIMITS: TransferLimits = { timeoutMs: 10_000, maxLineBytes: 128 * 1024, maxIncrementalEntries: 200_000, batchRows: 2000, digestWorkers: 1, signatureChecks: 2_000, maxBytes: 4 * 2 ** 30, maxMs: 600_000 };
 
 const TYPES = new Set<StoredType>(['handle', 'delegation', 'denial']);
 
