@@ -442,3 +442,35 @@ describe('a transfer is bounded by its signed zone record, by bytes and by time'
     await expectOldCopyServes(secondary, copy);
   });
 });
+
+describe('the zone record states the count and size of the zone content', () => {
+  it('keeps them exact through registrations, updates and deletions (splitting and merging denials), and secondaries check them', async () => {
+    const primary = await server({ zones: { example: {} } });
+    const kid = primary.ctx.zones.info('example').keyThumbprints[0]!;
+    const { payloadOf } = await import('./support/fake-server.js');
+    const stated = () => {
+      const row = primary.ctx.zones.require('example');
+      const { count, size } = payloadOf(row.record) as { count: number; size: number };
+      return { stated: { count, size }, held: primary.ctx.store.records.totals(row.content) };
+    };
+    const ops: string[] = [];
+    for (let i = 0; i < 40; i++) ops.push((await register(primary, `u${i}@example`)).op);
+    let s = stated();
+    expect(s.stated).toEqual(s.held);
+    expect(s.held.count).toBeGreaterThan(41);
+    const secondary = await server();
+    secondary.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });
+    await secondary.ctx.replicator.checkNow('example');
+    for (let i = 0; i < 40; i += 3) {
+      const result = await primary.ctx.changes.submit(signChangeRequest({ action: 'delete', handle: `u${i}@example`, prev: ops[i]! }, owner.private));
+      expect(result).toMatchObject({ action: 'delete' });
+    }
+    await primary.ctx.changes.submit(signChangeRequest({ action: 'update', handle: 'u1@example', prev: ops[1]!, endpoint: 'https://a-much-longer-endpoint.example/path/of/u1', keys: [owner.public] }, owner.private));
+    s = stated();
+    expect(s.stated).toEqual(s.held);
+    // The secondary follows incrementally, checking the count and size of what it then holds.
+    const status = await secondary.ctx.replicator.checkNow('example');
+    expect(status).toMatchObject({ lastError: null, transfers: { full: 1, incremental: 1, failed: 0 } });
+    expect(await zoneState(secondary.url)).toEqual(await zoneState(primary.url));
+  });
+});
