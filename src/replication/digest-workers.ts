@@ -18,7 +18,9 @@ interface Part {
  * storing: records are sent in batches, round robin, and the workers' partial sums are added at the end
  * (the digest is a sum, so the split does not change it). The number of batches in flight is bounded,
  * so a fast stream waits for the hashing (`room()`) instead of queueing without bound. The first
- * records are hashed here: a small zone is done before a thread would have started.
+ * records are hashed here: a small zone is done before a thread would have started. Given `checks`,
+ * each record is also checked where it is hashed (content-checks.ts), and the first that fails fails
+ * the whole (`room()`, `finish()`, or the `add` that hashed it here throw its transfer_failed error).
  */
 export class DigestWorkers {
   private slots: Slot[] | null = null;
