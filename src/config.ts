@@ -43,6 +43,15 @@ export interface ServerConfig {
   journal: { maxEntries: number; maxAgeSeconds: number };
   /** Background upkeep (journal trimming, dropping replaced copies), interval ms. */
   housekeepingIntervalMs: number;
+  /** Bounds on a zone transfer this server takes as a secondary (docs/security.md, "What a secondary checks"). */
+  transfers: {
+    /** Most bytes one transfer may bring, whatever its zone record says. */
+    maxBytes: number;
+    /** Most time one transfer may take, seconds. */
+    maxSeconds: number;
+    /** Signatures verified per full transfer (at random; all of a zone this small). */
+    signatureChecks: number;
+  };
   /** Request rate limits (on by default unless the server listens on loopback only). */
   rateLimits: RateLimitConfig;
   /** Answer files: large zones' handle records in flat indexed files beside the database, for the read path. */
@@ -122,6 +131,7 @@ export const DEFAULT_CONFIG: ServerConfig = {
   resolver: null,
   journal: { maxEntries: 1_000_000, maxAgeSeconds: 14 * 24 * 3600 },
   housekeepingIntervalMs: 10_000,
+  transfers: { maxBytes: 4 * 2 ** 30, maxSeconds: 600, signatureChecks: 2_000 },
   // The default listen address is loopback, where limits are off (see loadConfig).
   rateLimits: { ...DEFAULT_RATE_LIMITS, enabled: false },
   answerFiles: { enabled: true, minHandles: 10_000, rebuildAfter: 10_000 },
@@ -178,6 +188,14 @@ const fileSchema = z
       .strict()
       .optional(),
     housekeepingIntervalMs: z.number().int().min(10).max(3_600_000).optional(),
+    transfers: z
+      .object({
+        maxBytes: z.number().int().min(1024).max(2 ** 48).optional(),
+        maxSeconds: z.number().min(0.1).max(7 * 86_400).optional(),
+        signatureChecks: z.number().int().min(0).max(1_000_000_000).optional(),
+      })
+      .strict()
+      .optional(),
     answerFiles: z
       .object({
         enabled: z.boolean().optional(),
@@ -302,6 +320,7 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
   Object.assign(config.journal, file.journal);
   config.housekeepingIntervalMs = file.housekeepingIntervalMs ?? config.housekeepingIntervalMs;
   config.answerFiles = { ...DEFAULT_CONFIG.answerFiles, ...file.answerFiles };
+  config.transfers = { ...DEFAULT_CONFIG.transfers, ...file.transfers };
   // Internet-facing servers are rate limited unless the file says otherwise; a loopback-only server
   // (a developer's, a test's, one behind a proxy that limits) is not.
   const loopbackOnly = /^(127\.|localhost$|::1$)/.test(config.listen.host);

@@ -22,6 +22,7 @@ import { NonceStore } from './replication/nonces.js';
 import { Housekeeper } from './replication/housekeeping.js';
 import { Notifier } from './replication/notifier.js';
 import { Replicator } from './replication/secondary.js';
+import { DEFAULT_TRANSFER_LIMITS } from './replication/transfer-client.js';
 
 /**
  * Everything a server process owns, built once at start-up in a straight line: storage, keys, the
@@ -88,7 +89,12 @@ export class AppContext {
     this.credentials = new CredentialStore(join(config.dataDir, 'keys'));
     this.authNonces = new NonceStore(clock, MAX_AUTH_SKEW);
     this.replicationAgent = outboundAgent(cas, 8);
-    this.replicator = new Replicator(this.store, this.zones, this.credentials, clock, this.log, this.replicationAgent);
+    this.replicator = new Replicator(this.store, this.zones, this.credentials, clock, this.log, this.replicationAgent, {
+      ...DEFAULT_TRANSFER_LIMITS,
+      maxBytes: config.transfers.maxBytes,
+      maxMs: config.transfers.maxSeconds * 1000,
+      signatureChecks: config.transfers.signatureChecks,
+    });
     this.notifier = new Notifier(this.zones, this.credentials, clock, this.log, this.replicationAgent);
     this.store.onZoneChanged((zone) => this.notifier.zoneChanged(zone));
     this.housekeeper = new Housekeeper(this.store, clock, this.log, config.journal);

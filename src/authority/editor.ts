@@ -38,7 +38,15 @@ export class ZoneEditor {
     this.version = zone.version;
     this.digest = ZoneDigest.fromState(zone.digestState);
     this.iat = epochSeconds(clock);
+    this.totals = contentTotals(zone.record);
   }
+
+  /**
+   * The zone's record count and size, kept with every change as the digest is, from the last zone record
+   * (signed here, or checked against the content when copied); null when that record does not say (signed
+   * by an older idns): commit() then counts them once.
+   */
+  private totals: { count: number; size: number } | null;
 
   /** The zone's current version (including uncommitted changes of this editor). */
   get currentVersion(): number {
@@ -68,6 +76,7 @@ export class ZoneEditor {
     const old = this.store.records.get(this.zone.content, type, key);
     if (old) this.digest.remove(type, key, old.jws);
     this.digest.add(type, key, jws);
+    this.count(old ? 0 : 1, elementSize(type, key, jws) - (old ? elementSize(type, key, old.jws) : 0));
     this.store.records.put(this.zone.content, type, key, this.version, exp, jws);
     this.journal('put', type, key, jws);
   }
@@ -78,7 +87,12 @@ export class ZoneEditor {
    */
   putNew(type: StoredType, records: readonly { key: string; jws: string }[], exp: number, digest: ZoneDigest): void {
     this.store.records.insertNew(this.zone.content, type, this.version, exp, records);
-    for (const r of records) this.journal('put', type, r.key, r.jws);
+    let size = 0;
+    for (const r of records) {
+      this.journal('put', type, r.key, r.jws);
+      size += elementSize(type, r.key, r.jws);
+    }
+    this.count(records.length, size);
     this.digest.merge(digest.state());
   }
 
@@ -87,6 +101,7 @@ export class ZoneEditor {
     const old = this.store.records.get(this.zone.content, type, key);
     if (!old) return false;
     this.digest.remove(type, key, old.jws);
+    this.count(-1, -elementSize(type, key, old.jws));
     this.store.records.delete(this.zone.content, type, key);
     this.journal('del', type, key, null);
     return true;
@@ -160,11 +175,17 @@ export class ZoneEditor {
       ttl: this.settings.ttl,
       digest: this.digest.value(),
       denial: { alg: 'sha256', salt: this.zone.salt },
+      ...(this.totals ?? this.store.records.totals(this.zone.content)),
     };
     const record = this.sign('zone', fields);
     this.store.zones.updateState(this.zone.name, this.version, this.digest.state(), record, this.iat + this.settings.signatureValidity);
     this.store.markChanged(this.zone.name);
     return { version: this.version, record };
+  }
+
+  private count(records: number, size: number): void {
+    if (this.totals === null) return;
+    this.totals = { count: this.totals.count + records, size: this.totals.size + size };
   }
 
   /** True when a change was begun since this editor was made. */
@@ -193,6 +214,18 @@ export class ZoneEditor {
   private denialFields(after: string | null, next: string | null, hashes: string[]): DenialFields {
     return { after, next, hashes, hash: { alg: 'sha256', salt: this.zone.salt }, ttl: this.settings.minimum };
   }
+}
+
+/** The length of a record's digest element `type "\n" key "\n" jws` (all ASCII): what it adds to the zone record's `size`. */
+export function elementSize(type: string, key: string, jws: string): number {
+  return type.length + key.length + jws.length + 2;
+}
+
+/** The `count` and `size` a zone record (checked or signed here) states, or null when it states none. */
+export function contentTotals(zoneRecord: string): { count: number; size: number } | null {
+  if (zoneRecord === '') return null;
+  const { count, size } = decodePayload(zoneRecord);
+  return typeof count === 'number' && typeof size === 'number' ? { count, size } : null;
 }
 
 /** The range and hashes of a denial this server signed itself. */

@@ -66,6 +66,13 @@ export interface ZoneFields {
   /** The LtHash digest of every other record of the zone at this serial (digest.ts). */
   digest: string;
   denial: DenialHashParams;
+  /**
+   * How many records the zone holds at this serial and their size (the sum of their digest elements'
+   * lengths, docs/protocol.md §3.2): what a secondary lets a transfer bring. Absent from records signed
+   * before idns knew them.
+   */
+  count?: number;
+  size?: number;
 }
 
 export type HandleRecord = RecordBase & { type: 'handle' } & HandleFields;
@@ -182,6 +189,8 @@ function schemas(allowLoopbackEndpoints: boolean) {
         ttl,
         digest: sha256,
         denial: hashParams,
+        count: u32.optional(),
+        size: z.number().int().min(0).max(2 ** 48).optional(),
       })
       .strict()
       .refine(validity, VALIDITY_MESSAGE),

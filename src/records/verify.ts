@@ -1,6 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import { IdnsError } from '../errors.js';
-import { ancestors, isAtOrBelow } from '../names/zone.js';
+import { normaliseHandle } from '../names/handle.js';
+import { ancestors, isAtOrBelow, parseZoneName } from '../names/zone.js';
 import { denialCovers, denialWellFormed, nameHash } from './denial.js';
 import { decodeCompact, RECORD_TYP, verifyDecoded, type DecodedJws } from './jws.js';
 import { activeSignatureCache } from './signature-cache.js';
@@ -36,13 +37,13 @@ export interface VerifyOptions {
  * order: the JWS form, `typ`, that `kid` is one of the zone's keys, the signature, the payload's schema,
  * that it belongs to `zone`, and that the signature is current (`iat` not in the future, `exp` not past).
  */
-export function verifyRecord<T extends keyof Schemas>(jws: unknown, type: T, zone: VerifiedZone, nowSeconds: number, options: VerifyOptions = {}): ReturnType<Schemas[T]['parse']> {
+export function verifyRecord<T extends keyof Schemas>(jws: unknown, type: T, zone: VerifiedZone, nowSeconds: number, options: VerifyOptions = {}, signature = true): ReturnType<Schemas[T]['parse']> {
   const decoded = asVerificationFailure(() => decodeCompact(jws), type);
   if (decoded.header.typ !== RECORD_TYP) throw fail(`a ${type} record must have typ "${RECORD_TYP}"`);
   const kid = decoded.header.kid;
   const key = kid === undefined ? undefined : zone.keys.get(kid);
   if (!key) throw fail(`the ${type} record is signed by key ${kid ?? '(none)'}, not a key of zone ${zone.record.zone}`);
-  checkSignature(jws as string, kid!, decoded, key, type);
+  if (signature) checkSignature(jws as string, kid!, decoded, key, type);
   return checkPayload(decoded.payload, type, zone.record.zone, nowSeconds, options);
 }
 
@@ -120,8 +121,8 @@ export function verifyDenial(jws: unknown, handle: string, zone: VerifiedZone, n
   return record;
 }
 
-function verifyGap(jws: unknown, zone: VerifiedZone, nowSeconds: number): DenialRecord {
-  const record = verifyRecord(jws, 'denial', zone, nowSeconds) as DenialRecord;
+function verifyGap(jws: unknown, zone: VerifiedZone, nowSeconds: number, signature = true): DenialRecord {
+  const record = verifyRecord(jws, 'denial', zone, nowSeconds, {}, signature) as DenialRecord;
   if (record.hash.salt !== zone.record.denial.salt || record.hash.alg !== zone.record.denial.alg) {
     throw fail('the denial uses hash parameters other than its zone record');
   }
@@ -134,6 +135,48 @@ export function verifyDelegation(jws: unknown, zone: VerifiedZone, nowSeconds: n
   return verifyRecord(jws, 'delegation', zone, nowSeconds) as DelegationRecord;
 }
 
+/**
+ * A secondary copies development zones too, whose handle records may name loopback endpoints: it checks
+ * them as a verifier in development mode would. Every verifier outside development mode still refuses
+ * them, so such a copy vouches for nothing a production resolver would accept.
+ */
+const COPY_OPTIONS: VerifyOptions = { allowLoopbackEndpoints: true };
+
+/** A record of a zone's content: what a secondary stores under (type, key). */
+export type ContentRecord = HandleRecord | DelegationRecord | DenialRecord;
+
+/**
+ * Verifies a record of a zone's content as a secondary receives it, stored under (type, key): everything
+ * a resolver will check before it accepts the record (the JWS form, `typ`, a key of the zone, the type's
+ * schema, the zone, `iat`/`exp`, and the signature unless `signature` is false: the caller then vouches
+ * for it otherwise), and that the record belongs at its position: a handle record under its normalised
+ * handle inside the zone, a delegation under its normalised child zone strictly below the zone, a denial
+ * under its `after` (`""` for the first) with the zone's hash parameters and its hashes in order.
+ */
+export function verifyContentRecord(type: string, key: string, jws: unknown, zone: VerifiedZone, nowSeconds: number, signature = true): ContentRecord {
+  const zoneName = zone.record.zone;
+  if (type === 'handle') {
+    const record = verifyRecord(jws, 'handle', zone, nowSeconds, COPY_OPTIONS, signature) as HandleRecord;
+    if (record.handle !== key) throw fail(`the handle record of ${record.handle} is stored under ${JSON.stringify(key)}`);
+    const normalised = asVerificationFailure(() => normaliseHandle(key), 'handle');
+    if (normalised !== key) throw fail(`the handle record of ${JSON.stringify(key)} is not under its normalised handle ${normalised}`);
+    assureInZone(key, zoneName);
+    return record;
+  }
+  if (type === 'delegation') {
+    const record = verifyRecord(jws, 'delegation', zone, nowSeconds, COPY_OPTIONS, signature) as DelegationRecord;
+    if (record.name !== key) throw fail(`the delegation of ${record.name} is stored under ${JSON.stringify(key)}`);
+    const normalised = asVerificationFailure(() => parseZoneName(key), 'delegation');
+    if (normalised !== key || key === zoneName || !isAtOrBelow(key, zoneName)) throw fail(`the delegation of ${JSON.stringify(key)} is not of a normalised zone strictly below ${zoneName}`);
+    return record;
+  }
+  if (type === 'denial') {
+    const record = verifyGap(jws, zone, nowSeconds, signature);
+    if ((record.after ?? '') !== key) throw fail(`the denial after ${String(record.after)} is stored under ${JSON.stringify(key)}`);
+    return record;
+  }
+  throw fail(`a zone holds no ${JSON.stringify(type)} records`);
+}
 function checkPayload<T extends keyof Schemas>(payload: unknown, type: T, zoneName: string, nowSeconds: number, options: VerifyOptions = {}): ReturnType<Schemas[T]['parse']> {
   const parsed = (options.allowLoopbackEndpoints ? developmentRecordSchemas : recordSchemas)[type].safeParse(payload);
   if (!parsed.success) {

@@ -1,49 +1,8 @@
 import { Worker } from 'node:worker_threads';
-import { DIGEST_LANES, DIGEST_STATE_BYTES, ZoneDigest, digestElement } from '../records/digest.js';
+import { ZoneDigest, digestElement } from '../records/digest.js';
+import { workerFile, workerOptions } from '../records/thread-pool.js';
 import { IdnsError } from '../errors.js';
-
-// The worker's code is a plain script (not a module file) so that it runs the same from the TypeScript
-// sources under test and from dist/. It computes exactly the sum ZoneDigest.add computes (docs/protocol.md
-// §5) over the elements it is sent; test/digest-workers.test.ts checks that the two agree.
-const WORKER_SOURCE = `
-const { parentPort } = require('node:worker_threads');
-const { createHash } = require('node:crypto');
-const LITTLE_ENDIAN = require('node:os').endianness() === 'LE';
-const LANES = ${DIGEST_LANES};
-const WORDS = LANES / 2;
-const words = new Uint32Array(WORDS);
-const lanes = new Uint16Array(words.buffer);
-const scratch = new Uint32Array(WORDS);
-function add(element) {
-  const b = createHash('shake128', { outputLength: ${DIGEST_STATE_BYTES} }).update(element).digest();
-  if (LITTLE_ENDIAN) {
-    // Two 16-bit lanes per 32-bit word, each added modulo 2^16 (as ZoneDigest does).
-    let h;
-    if (b.byteOffset % 4 === 0) h = new Uint32Array(b.buffer, b.byteOffset, WORDS);
-    else (h = scratch), new Uint8Array(scratch.buffer).set(b.subarray(0, ${DIGEST_STATE_BYTES}));
-    for (let i = 0; i < WORDS; i++) {
-      const a = words[i];
-      const x = h[i];
-      words[i] = ((a & 0xffff0000) + (x & 0xffff0000)) | ((a + x) & 0xffff);
-    }
-  } else {
-    for (let i = 0; i < LANES; i++) lanes[i] += b.readUInt16LE(i * 2);
-  }
-}
-parentPort.on('message', (m) => {
-  if (m === null) {
-    const state = Buffer.alloc(${DIGEST_STATE_BYTES});
-    for (let i = 0; i < LANES; i++) state.writeUInt16LE(lanes[i], i * 2);
-    parentPort.postMessage(state);
-    return;
-  }
-  for (const s of m.strings) add(s);
-  for (const { bytes, ranges } of m.parts) {
-    for (let j = 0; j < ranges.length; j += 2) add(bytes.subarray(ranges[j], ranges[j + 1]));
-  }
-  parentPort.postMessage(1);
-});
-`;
+import { ContentChecker, type ContentCheckSpec } from './content-checks.js';
 
 interface Slot {
   worker: Worker;
@@ -59,7 +18,9 @@ interface Part {
  * storing: records are sent in batches, round robin, and the workers' partial sums are added at the end
  * (the digest is a sum, so the split does not change it). The number of batches in flight is bounded,
  * so a fast stream waits for the hashing (`room()`) instead of queueing without bound. The first
- * records are hashed here: a small zone is done before a thread would have started.
+ * records are hashed here: a small zone is done before a thread would have started. Given `checks`,
+ * each record is also checked where it is hashed (content-checks.ts), and the first that fails fails
+ * the whole (`room()`, `finish()`, or the `add` that hashed it here throw its transfer_failed error).
  */
 export class DigestWorkers {
   private slots: Slot[] | null = null;
@@ -84,12 +45,25 @@ export class DigestWorkers {
     private readonly batchSize = 512,
     private readonly maxInFlight = 8,
     private readonly inlineFirst = 4096,
-  ) {}
+    /** Checks of each record (content-checks.ts), run where it is hashed; null: hash only. */
+    private readonly checks: ContentCheckSpec | null = null,
+  ) {
+    this.localChecker = checks === null ? null : new ContentChecker(checks);
+  }
+
+  private readonly localChecker: ContentChecker | null;
+  /** Records checked so far, and of them how many had their signature verified (known after finish()). */
+  checked = 0;
+  signatures = 0;
 
   private start(): Slot[] {
     return Array.from({ length: Math.max(1, this.workers) }, () => {
-      const slot: Slot = { worker: new Worker(WORKER_SOURCE, { eval: true }) };
+      const slot: Slot = { worker: new Worker(workerFile(import.meta.url, 'digest-worker'), workerOptions(this.checks)) };
       slot.worker.on('message', (m: unknown) => {
+        if (typeof m === 'object' && m !== null && 'error' in m) {
+          this.fail(new IdnsError('transfer_failed', String((m as { error: unknown }).error)));
+          return;
+        }
         if (typeof m !== 'number') return;
         this.inFlight -= 1;
         this.poke();
@@ -138,9 +112,12 @@ export class DigestWorkers {
         (slot) =>
           new Promise<Uint8Array>((resolve, reject) => {
             const onMessage = (m: unknown) => {
-              if (m instanceof Uint8Array) {
+              if (typeof m === 'object' && m !== null && 'state' in m) {
                 slot.worker.off('message', onMessage);
-                resolve(m);
+                const done = m as { state: Uint8Array; checked: number; signatures: number };
+                this.checked += done.checked;
+                this.signatures += done.signatures;
+                resolve(done.state);
               }
             };
             slot.worker.on('message', onMessage);
@@ -151,6 +128,8 @@ export class DigestWorkers {
       ),
     );
     if (this.failure) throw this.failure;
+    this.checked += this.localChecker?.checked ?? 0;
+    this.signatures += this.localChecker?.signatures ?? 0;
     const digest = this.local.clone();
     for (const s of states) digest.merge(s);
     await this.close();
@@ -167,8 +146,18 @@ export class DigestWorkers {
   private send(): void {
     if (this.failure) throw this.failure;
     if (this.slots === null && this.hashedHere + this.queued <= this.inlineFirst) {
-      for (const s of this.strings) this.local.addElement(s);
-      for (const { bytes, ranges } of this.parts) for (let i = 0; i < ranges.length; i += 2) this.local.addElement(bytes.subarray(ranges[i], ranges[i + 1]));
+      const checker = this.localChecker;
+      for (const s of this.strings) {
+        checker?.checkElement(s);
+        this.local.addElement(s);
+      }
+      for (const { bytes, ranges } of this.parts) {
+        for (let i = 0; i < ranges.length; i += 2) {
+          const element = bytes.subarray(ranges[i], ranges[i + 1]);
+          checker?.checkElement(Buffer.from(element.buffer, element.byteOffset, element.byteLength).toString('latin1'));
+          this.local.addElement(element);
+        }
+      }
       this.hashedHere += this.queued;
     } else {
       this.slots ??= this.start();
@@ -185,7 +174,8 @@ export class DigestWorkers {
 
   private fail(err: Error): void {
     if (this.failure) return;
-    this.failure = new IdnsError('transfer_failed', `computing the zone digest failed: ${err.message}`, { cause: err });
+    // A refused record is already a transfer_failed naming it; anything else is the hashing breaking down.
+    this.failure = err instanceof IdnsError ? err : new IdnsError('transfer_failed', `computing the zone digest failed: ${err.message}`, { cause: err });
     this.poke();
   }
 

@@ -2,6 +2,7 @@ import type { Dispatcher } from 'undici';
 import { serialLess, serialOf } from '../authority/serial.js';
 import type { ZoneService } from '../authority/zones.js';
 import { timersFor, type Clock, type Timers } from '../clock.js';
+import { IdnsError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Store } from '../store/store.js';
 import type { CredentialStore } from './credentials.js';
@@ -199,7 +200,7 @@ export class Replicator {
         const ours = current.record === '' ? null : serialOf(current.version);
         if (ours === null || serialLess(ours, record.serial)) {
           let serial: number | false = false;
-          if (ours !== null) serial = await this.client.incremental(src);
+          if (ours !== null) serial = await this.incrementalOrNothing(src, loop);
           if (serial === false) {
             serial = await this.client.full(src);
             loop.status.transfers.full += 1;
@@ -237,6 +238,23 @@ export class Replicator {
       return JSON.stringify(this.credentials.own(zone));
     } catch (err) {
       return `unreadable: ${(err as Error).message}`;
+    }
+  }
+
+  /**
+   * An incremental transfer, or false when a full one should follow: as BIND and Knot do, a refused
+   * incremental transfer (a bad stream, a change set that does not fit what is held here) falls back to a
+   * full one from the same source, so no stored state can keep a secondary from following its source.
+   * Only a source that cannot be reached at all fails the check.
+   */
+  private async incrementalOrNothing(src: Source, loop: ZoneLoop): Promise<number | false> {
+    try {
+      return await this.client.incremental(src);
+    } catch (err) {
+      if (!(err instanceof IdnsError) || (err.code !== 'transfer_failed' && err.code !== 'verification_failed')) throw err;
+      loop.status.transfers.failed += 1;
+      this.log.warn('incremental transfer refused; taking a full transfer', { zone: src.zone, server: src.server, err });
+      return false;
     }
   }
 

@@ -15,7 +15,10 @@ import type { ZoneRow } from '../store/zones.js';
 import { authorization, type Credential } from './credentials.js';
 import { ndjsonBatches } from './ndjson.js';
 import { DigestWorkers } from './digest-workers.js';
+import type { ContentCheckSpec } from './content-checks.js';
 import { compactItems } from './compact.js';
+import { LINE_OVERHEAD, TransferBounds } from './transfer-bounds.js';
+import { contentTotals, elementSize } from '../authority/editor.js';
 import { TRANSFER_CONTENT_TYPES } from './transfer-source.js';
 
 /** Limits on what a transfer peer can make us do. */
@@ -30,9 +33,21 @@ export interface TransferLimits {
   batchRows: number;
   /** Worker threads hashing the records of a transfer (full, or a large incremental one) beside the main thread. */
   digestWorkers: number;
+  /**
+   * Signatures verified per full transfer, at random among its records (every record of a zone this
+   * small or smaller); every record's structure, schema and position are checked whatever the size, and
+   * every signature of an incremental transfer, or of a full one whose zone record does not state its
+   * `count` (else a source could sign such a record to lower the share). docs/security.md, "What a
+   * secondary checks".
+   */
+  signatureChecks: number;
+  /** Most bytes one transfer may bring; a full transfer whose zone record states its `count` and `size` gets less. */
+  maxBytes: number;
+  /** Most time one transfer may take, ms. */
+  maxMs: number;
 }
 
-export const DEFAULT_TRANSFER_LIMITS: TransferLimits = { timeoutMs: 10_000, maxLineBytes: 128 * 1024, maxIncrementalEntries: 200_000, batchRows: 2000, digestWorkers: 1 };
+export const DEFAULT_TRANSFER_LIMITS: TransferLimits = { timeoutMs: 10_000, maxLineBytes: 128 * 1024, maxIncrementalEntries: 200_000, batchRows: 2000, digestWorkers: 1, signatureChecks: 2_000, maxBytes: 4 * 2 ** 30, maxMs: 600_000 };
 
 const TYPES = new Set<StoredType>(['handle', 'delegation', 'denial']);
 
@@ -77,15 +92,18 @@ export class TransferClient {
   async full(src: Source): Promise<number> {
     const before = this.zones.require(src.zone);
     const opened = await this.open(src, null, 'compact');
+    const bounds = new TransferBounds(opened.body, this.limits.maxBytes, this.limits.maxMs);
     const content = `${src.zone}#${randomBytes(6).toString('hex')}`;
     // Listed as retired until it is complete and checked: a crash mid-transfer leaves it for the cleaner.
     this.store.write(() => this.store.records.retire(content, this.clock.now()));
     TransferClient.loading.add(content);
-    // Hashing is the largest cost of a transfer: it runs in worker threads while this thread parses and stores.
-    const hashing = new DigestWorkers(this.limits.digestWorkers);
+    // Hashing and checking each record are the largest costs of a transfer: they run in worker threads
+    // while this thread parses and stores. They start with the start line, which says what to check against.
+    let hashing: DigestWorkers | null = null;
     let start: { record: ZoneRecord; jws: string } | null = null;
     let ended = false;
     let count = 0;
+    let size = 0;
     let rows: LoadedRecord[] = [];
     // Unsynced: these rows are not live until the switch below, whose synced commit makes them durable.
     const flush = () => {
@@ -99,6 +117,11 @@ export class TransferClient {
       const line = asLine(value);
       if (start === null) {
         start = this.checkStart(line, src, before, 'full');
+        const { count: signedCount, size: signedSize } = start.record;
+        if (signedCount !== undefined && signedSize !== undefined) {
+          bounds.limit(signedSize + signedCount * LINE_OVERHEAD + 2 * this.limits.maxLineBytes, "more than its signed zone record's count and size allow");
+        }
+        hashing = new DigestWorkers(this.limits.digestWorkers, undefined, undefined, undefined, this.checks(src, start, start.record.count === undefined ? 1 : this.limits.signatureChecks / Math.max(1, start.record.count)));
         return false;
       }
       if (line.kind !== 'end') throw new IdnsError('transfer_failed', `unexpected line kind ${String(line.kind)} in a full transfer`);
@@ -109,13 +132,21 @@ export class TransferClient {
       if (loaded.length === 0) return;
       if (start === null) throw new IdnsError('transfer_failed', `the stream does not start with the full transfer of ${src.zone}`);
       count += loaded.length;
-      for (const r of loaded) rows.push(r);
+      for (const r of loaded) {
+        rows.push(r);
+        size += elementSize(r.type, r.key, r.jws);
+      }
+      // The signed zone record says how many records of what size the zone holds: not one more is taken.
+      const { count: signedCount, size: signedSize } = start.record;
+      if ((signedCount !== undefined && count > signedCount) || (signedSize !== undefined && size > signedSize)) {
+        throw new IdnsError('transfer_failed', `the transfer carries more than the ${String(signedCount)} records (${String(signedSize)} bytes) its signed zone record states; transfer refused`);
+      }
       if (rows.length >= this.limits.batchRows) flush();
-      if (!hashing.hasRoom()) await hashing.room();
+      if (!hashing!.hasRoom()) await hashing!.room();
     };
     try {
       if (opened.compact) {
-        const items = compactItems(opened.body, this.limits.maxLineBytes);
+        const items = compactItems(bounds.chunks(), this.limits.maxLineBytes);
         // Read to the end of the body, not just the end line: data after it is refused, and a response
         // read whole leaves its connection reusable.
         for await (const item of items) {
@@ -123,12 +154,14 @@ export class TransferClient {
             jsonLine(item.value);
           } else {
             if (ended) throw afterEnd();
-            hashing.addElements(item.bytes, item.ranges);
+            const h = hashing as DigestWorkers | null;
+            if (h === null) throw new IdnsError('transfer_failed', `the stream does not start with the full transfer of ${src.zone}`);
+            h.addElements(item.bytes, item.ranges);
             await records(item.rows);
           }
         }
       } else {
-        for await (const batch of ndjsonBatches(opened.body, this.limits.maxLineBytes)) {
+        for await (const batch of ndjsonBatches(bounds.chunks(), this.limits.maxLineBytes)) {
           const loaded: LoadedRecord[] = [];
           for (const value of batch) {
             const line = asLine(value);
@@ -138,7 +171,7 @@ export class TransferClient {
               continue;
             }
             const r = recordLine(line);
-            hashing.add(r.type, r.key, r.jws);
+            hashing!.add(r.type, r.key, r.jws);
             loaded.push(r);
           }
           await records(loaded);
@@ -146,11 +179,12 @@ export class TransferClient {
       }
       if (start === null || !ended) throw new IdnsError('transfer_failed', 'the transfer stream stopped before its end line');
       if (rows.length > 0) flush();
-      const digest = await hashing.finish();
+      const digest = await hashing!.finish();
       const first: { record: ZoneRecord; jws: string } = start;
       if (digest.value() !== first.record.digest) {
         throw new IdnsError('transfer_failed', `the transferred content does not match the digest of serial ${first.record.serial}; transfer refused`);
       }
+      checkTotals(first.record, { count, size });
       this.store.write(() => {
         const current = this.zones.require(src.zone);
         const version = current.record === '' ? first.record.serial : current.version + ((first.record.serial - serialOf(current.version) + 2 ** 32) % 2 ** 32);
@@ -177,7 +211,8 @@ export class TransferClient {
       throw err;
     } finally {
       TransferClient.loading.delete(content);
-      await hashing.close();
+      bounds.close();
+      await (hashing as DigestWorkers | null)?.close();
       // Ends the response body if the loops above stopped before it did.
       opened.body.destroy();
     }
@@ -197,37 +232,60 @@ export class TransferClient {
       if (err instanceof IdnsError && err.code === 'journal_too_old') return false;
       throw err;
     }
-    // The records put are hashed while the stream arrives (in a worker when there are many); what they
-    // replace is only known once the changes meet the copy, in the transaction below.
-    const added = new DigestWorkers(this.limits.digestWorkers);
+    const bounds = new TransferBounds(body, this.limits.maxBytes, this.limits.maxMs);
+    // The records put are hashed and checked (every signature: an incremental transfer is small) while the
+    // stream arrives, in a worker when there are many; what they replace is only known once the changes
+    // meet the copy, in the transaction below. The hashing starts with the start line.
+    let added: DigestWorkers | null = null;
     try {
       let start: { record: ZoneRecord; jws: string } | null = null;
       let ended = false;
       const changes: Change[] = [];
       let serial = -1;
-      for await (const batch of ndjsonBatches(body, this.limits.maxLineBytes)) {
+      // Versions as offsets from our serial (RFC 1982): each must lie in (since, the new serial], rising.
+      const serialOffset = (s: number) => (s - since + 2 ** 32) % 2 ** 32;
+      const endOffset = (first: { record: ZoneRecord }) => serialOffset(first.record.serial);
+      let lastOffset = 0;
+      let versionCount = 0;
+      for await (const batch of ndjsonBatches(bounds.chunks(), this.limits.maxLineBytes)) {
         for (const value of batch) {
           if (ended) throw afterEnd();
           const line = asLine(value);
           if (start === null) {
             start = this.checkStart(line, src, before, 'incremental');
+            added = new DigestWorkers(this.limits.digestWorkers, undefined, undefined, undefined, this.checks(src, start, 1));
             continue;
           }
           if (line.kind === 'end') {
+            if (serial !== -1 && versionCount === 0) throw new IdnsError('transfer_failed', `version ${serial} of the incremental transfer carries no change`);
             this.endLine(line, start.jws, changes.length);
             ended = true;
             continue;
           }
           if (line.kind === 'version') {
-            if (typeof line.serial !== 'number') throw new IdnsError('transfer_failed', 'a version line without a serial');
-            serial = line.serial;
+            // Serial lines are not signed: only their order and range are checked here, and each record
+            // put must carry its version's serial in its own signed payload (below), so a stream cannot
+            // journal a change under another serial than the one the source signed it at.
+            if (serial !== -1 && versionCount === 0) throw new IdnsError('transfer_failed', `version ${serial} of the incremental transfer carries no change`);
+            const next = line.serial;
+            if (typeof next !== 'number' || !Number.isInteger(next) || next < 0 || next > 0xffffffff) throw new IdnsError('transfer_failed', 'a version line without a valid serial');
+            const offset = serialOffset(next);
+            if (offset <= lastOffset || offset > endOffset(start)) {
+              throw new IdnsError('transfer_failed', `version ${next} is not after version ${serial === -1 ? since : serial} and at most serial ${start.record.serial}: the versions of an incremental transfer must rise strictly from ${since} to ${start.record.serial}`);
+            }
+            serial = next;
+            lastOffset = offset;
+            versionCount = 0;
             continue;
           }
           if (serial === -1) throw new IdnsError('transfer_failed', 'a change before any version line');
           if (changes.length >= this.limits.maxIncrementalEntries) return false;
+          versionCount += 1;
           if (line.kind === 'put') {
             const r = recordLine(line);
-            added.add(r.type, r.key, r.jws);
+            const signedAt = signedSerial(r.jws);
+            if (signedAt !== serial) throw new IdnsError('transfer_failed', `the ${r.type} record ${r.key} was signed at serial ${String(signedAt)} but is sent as a change of version ${serial}`);
+            added!.add(r.type, r.key, r.jws);
             changes.push({ serial, action: 'put', type: r.type, key: r.key, jws: r.jws });
           } else if (line.kind === 'del') {
             const { type, key } = keyOf(line);
@@ -236,10 +294,10 @@ export class TransferClient {
             throw new IdnsError('transfer_failed', `unexpected line kind ${String(line.kind)} in an incremental transfer`);
           }
         }
-        if (!added.hasRoom()) await added.room();
+        if (added !== null && !added.hasRoom()) await added.room();
       }
       if (start === null || !ended) throw new IdnsError('transfer_failed', 'the transfer stream stopped before its end line');
-      const puts = await added.finish();
+      const puts = await added!.finish();
       const first: { record: ZoneRecord; jws: string } = start;
       this.store.write(() => {
         const row = this.zones.require(src.zone);
@@ -247,8 +305,9 @@ export class TransferClient {
         const digest = ZoneDigest.fromState(row.digestState);
         digest.merge(puts.state());
         const localVersion = (s: number) => row.version + ((s - serialOf(row.version) + 2 ** 32) % 2 ** 32);
-        this.applyChanges(row.content, digest, changes, localVersion);
+        const totals = this.applyChanges(row.content, digest, changes, localVersion);
         const now = this.clock.now();
+        this.store.journal.dropAfter(src.zone, row.version);
         let idx = 0;
         let last = -1;
         for (const c of changes) {
@@ -263,13 +322,23 @@ export class TransferClient {
         if (digest.value() !== first.record.digest) {
           throw new IdnsError('transfer_failed', `the changes do not produce the digest of serial ${first.record.serial}; transfer refused`);
         }
+        if (first.record.count !== undefined) {
+          const held = contentTotals(row.record) ?? this.store.records.totals(row.content);
+          checkTotals(first.record, { count: held.count + totals.count, size: held.size + totals.size });
+        }
         this.store.zones.updateState(src.zone, localVersion(first.record.serial), digest.state(), first.jws, first.record.exp);
         this.store.zones.setRefreshed(src.zone, this.clock.now());
         this.store.markChanged(src.zone);
       });
       return first.record.serial;
+    } catch (err) {
+      // The journal's key is (zone, version, idx): a clash means stored state disagrees with the stream,
+      // which the caller heals with a full transfer (that starts a new journal).
+      if (String((err as { code?: unknown }).code).startsWith('SQLITE_CONSTRAINT')) throw new IdnsError('transfer_failed', 'the incremental transfer clashes with the journal held here; transfer refused', { cause: err });
+      throw err;
     } finally {
-      await added.close();
+      bounds.close();
+      await (added as DigestWorkers | null)?.close();
       body.destroy();
     }
   }
@@ -281,7 +350,8 @@ export class TransferClient {
    * put but not left standing is subtracted again. Records are visited in key order, so neighbouring
    * changes share the pages they touch.
    */
-  private applyChanges(content: string, digest: ZoneDigest, changes: readonly Change[], localVersion: (serial: number) => number): void {
+  private applyChanges(content: string, digest: ZoneDigest, changes: readonly Change[], localVersion: (serial: number) => number): { count: number; size: number } {
+    const delta = { count: 0, size: 0 };
     const byKey = new Map<string, Change[]>();
     for (const c of changes) {
       const id = `${c.type}\n${c.key}`;
@@ -298,15 +368,28 @@ export class TransferClient {
         if (c.action === 'del' && !exists) throw new IdnsError('transfer_failed', `the transfer deletes ${type} ${key}, which this copy does not hold`);
         exists = c.action === 'put';
       }
-      if (old) digest.remove(type, key, old.jws);
+      if (old) {
+        // What a change replaces or deletes was signed before it: a change of a record placed at or before
+        // the version that wrote the copy's record is not this source's history.
+        const heldAt = signedSerial(old.jws);
+        if (heldAt === null || !serialLess(heldAt, ops[0]!.serial)) {
+          throw new IdnsError('transfer_failed', `the transfer changes ${type} ${key} at serial ${ops[0]!.serial}, which is not after the serial ${String(heldAt)} it was signed at`);
+        }
+        digest.remove(type, key, old.jws);
+        delta.count -= 1;
+        delta.size -= elementSize(type, key, old.jws);
+      }
       const final = ops[ops.length - 1]!;
       for (const c of ops) if (c.action === 'put' && c !== final) digest.remove(type, key, c.jws!);
       if (final.action === 'put') {
+        delta.count += 1;
+        delta.size += elementSize(type, key, final.jws!);
         this.store.records.putLoaded(content, type, key, localVersion(final.serial), final.jws!);
       } else if (old) {
         this.store.records.delete(content, type, key);
       }
     }
+    return delta;
   }
 
   private async open(src: Source, since: number | null, format: 'ndjson' | 'compact' = 'ndjson'): Promise<{ body: Dispatcher.ResponseData['body']; compact: boolean }> {
@@ -341,6 +424,11 @@ export class TransferClient {
     // A source that does not know the compact format answers NDJSON; the content type says which it sent.
     const type = String(res.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
     return { body: res.body, compact: type === TRANSFER_CONTENT_TYPES.compact };
+  }
+
+  /** What to check of each record of a transfer that started with `start` (content-checks.ts). */
+  private checks(src: Source, start: { jws: string }, signatureRate: number): ContentCheckSpec {
+    return { zone: src.zone, zoneRecord: start.jws, nowSeconds: epochSeconds(this.clock), signatureRate: Math.min(1, signatureRate) };
   }
 
   private checkStart(line: Line, src: Source, before: ZoneRow, mode: 'full' | 'incremental'): { record: ZoneRecord; jws: string } {
@@ -378,6 +466,24 @@ interface Change {
 function asLine(value: unknown): Line {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new IdnsError('transfer_failed', 'a transfer line is not an object');
   return value as Line;
+}
+
+/** The `serial` of a record's payload, read without verifying the signature; null when there is none. */
+function signedSerial(jws: string): number | null {
+  try {
+    const payload = JSON.parse(Buffer.from(jws.slice(jws.indexOf('.') + 1, jws.lastIndexOf('.')), 'base64url').toString('utf8')) as { serial?: unknown };
+    return typeof payload?.serial === 'number' ? payload.serial : null;
+  } catch {
+    // Not a JWS with a JSON payload: it has no serial, which the caller refuses.
+    return null;
+  }
+}
+
+/** Refuses content whose record count or size differs from what its signed zone record states (when it states them). */
+function checkTotals(record: ZoneRecord, held: { count: number; size: number }): void {
+  if ((record.count !== undefined && record.count !== held.count) || (record.size !== undefined && record.size !== held.size)) {
+    throw new IdnsError('transfer_failed', `the zone record of serial ${record.serial} states ${String(record.count)} records of ${String(record.size)} bytes, the content holds ${held.count} of ${held.size}; transfer refused`);
+  }
 }
 
 function keyOf(line: Line): { type: StoredType; key: string } {

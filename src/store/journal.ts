@@ -16,6 +16,7 @@ export class JournalStore {
   private readonly appendStmt;
   private readonly clearStmt;
   private readonly trimStmt;
+  private readonly dropAfterStmt;
   private readonly boundsStmt;
   private readonly versionAtStmt;
   private readonly beforeStmt;
@@ -27,6 +28,7 @@ export class JournalStore {
     );
     this.clearStmt = db.prepare(`DELETE FROM journal WHERE zone = ?`);
     this.trimStmt = db.prepare(`DELETE FROM journal WHERE zone = ? AND version <= ?`);
+    this.dropAfterStmt = db.prepare(`DELETE FROM journal WHERE zone = ? AND version > ?`);
     this.boundsStmt = db.prepare<[string], { entries: number; oldest: number | null }>(
       `SELECT count(*) AS entries, min(created_at) AS oldest FROM journal WHERE zone = ?`,
     );
@@ -50,6 +52,15 @@ export class JournalStore {
   /** Deletes the entries of versions up to and including `version`. */
   trimThrough(zone: string, version: number): number {
     return this.trimStmt.run(zone, version).changes;
+  }
+
+  /**
+   * Deletes the entries of versions after `version`. A zone's journal never legitimately reaches past the
+   * zone's own version; entries there (left by an older idns that journaled unverified serials) would
+   * collide with the next genuine change of that version, so a secondary drops them before it appends.
+   */
+  dropAfter(zone: string, version: number): number {
+    return this.dropAfterStmt.run(zone, version).changes;
   }
 
   /** How many entries a zone's journal holds and the time of its oldest (ms). */

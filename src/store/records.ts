@@ -41,6 +41,7 @@ export class RecordStore {
   private readonly delStmt;
   private readonly gapStmt;
   private readonly dueStmt;
+  private readonly totalsStmt;
   private readonly countStmt;
   private readonly underStmt;
   private readonly deleteSomeStmt;
@@ -76,6 +77,10 @@ export class RecordStore {
       `SELECT type, key, version, exp, jws FROM records WHERE content = ? AND exp < ? ORDER BY exp LIMIT ?`,
     );
     this.countStmt = db.prepare<[string, string], number>(COUNT_BY_TYPE_SQL).pluck();
+    // Every column is ASCII (types, normalised names, hashes, compact JWS): length() counts its bytes.
+    this.totalsStmt = db.prepare<[string], { count: number; size: number | null }>(
+      `SELECT count(*) AS count, sum(length(type) + length(key) + length(jws) + 2) AS size FROM records WHERE content = ?`,
+    );
     // GLOB is case-sensitive and host names hold no glob metacharacters (LDH only), so the pattern is literal.
     this.deleteSomeStmt = db.prepare(
       `DELETE FROM records WHERE content = ? AND (type, key) IN (SELECT type, key FROM records WHERE content = ? LIMIT ?)`,
@@ -213,6 +218,15 @@ export class RecordStore {
   /** How many handles of a zone have their host at or below `host` (a full scan: operator commands only). */
   countHandlesUnder(content: string, host: string): number {
     return this.underStmt.get(content, host, host)?.n ?? 0;
+  }
+
+  /**
+   * How many records a content holds and their size: the sum of their digest elements' lengths
+   * (docs/protocol.md §3.2 `count`, `size`). A full scan: a zone record that lacks them computes them once.
+   */
+  totals(content: string): { count: number; size: number } {
+    const row = this.totalsStmt.get(content);
+    return { count: row?.count ?? 0, size: row?.size ?? 0 };
   }
 
   /** How many records of a type a zone holds. */
