@@ -132,7 +132,7 @@ function writeConfig(config: object): string {
 }
 
 async function waitHeld(x: Proxy, nth: number, bytes: number): Promise<void> {
-  await until(() => x.fullTransfers().length >= nth && x.fullTransfers()[nth - 1]!.outcome === 'open' && x.fullTransfers()[nth - 1]!.bytes === bytes, `full transfer #${nth} to be held at ${bytes} bytes`, 10_000);
+  await until(() => x.fullTransfers().length >= nth && x.fullTransfers()[nth - 1]!.outcome === 'open' && x.fullTransfers()[nth - 1]!.bytes === bytes, `full transfer #${nth} to be held at ${bytes} bytes`);
 }
 
 describe('replicas as real processes', () => {

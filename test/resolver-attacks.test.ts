@@ -224,7 +224,7 @@ describe('the request sent ahead of a referral', () => {
     await expectCode(r.resolve(handle), 'verification_failed');
     // The request went out ahead (one, counted in the lookup's budget), and its good-looking answer was
     // dropped; it may still be on its way when the lookup has failed.
-    for (let waited = 0; child.requests.length === 0 && waited < 2000; waited += 20) await sleep(20);
+    for (let waited = 0; child.requests.length === 0 && waited < 20_000; waited += 20) await sleep(20);
     expect(child.requests.length).toBe(1);
     expect(parent.requests.length).toBe(1);
     await expectCode(r.resolve(handle), 'verification_failed');

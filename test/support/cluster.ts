@@ -15,8 +15,11 @@ import { runIdns, spawnServer, type ServerProcess } from './process.js';
  * log, throttle, hold or cut the traffic between a secondary and its source.
  */
 
-/** Waits (bounded, polling every `stepMs`) until `check` holds; the error names what was awaited and the last value seen. */
-export async function until<T>(check: () => Promise<T> | T, what: string | (() => string), timeoutMs = 8000, stepMs = 25): Promise<NonNullable<T>> {
+/**
+ * Waits (bounded, polling every `stepMs`) until `check` holds; the error names what was awaited and the
+ * last value seen. The default bound catches a hang; it is not a claim about speed (a loaded machine).
+ */
+export async function until<T>(check: () => Promise<T> | T, what: string | (() => string), timeoutMs = 30_000, stepMs = 25): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
