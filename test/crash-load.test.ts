@@ -148,6 +148,7 @@ describe('crash accounting under load', () => {
       stop = true;
       await Promise.all(drivers);
       if (failure) throw failure;
+      console.log(`round ${round}: killed at ${acknowledged.size - ackedBefore} acknowledgements (wanted ${want}), ${cut} requests cut, ${Date.now() - t0} ms in`);
       expect(cut, `round ${round}: the kill cut no request in flight`).toBeGreaterThan(0);
       expect(integrityCheck(primaryDir), `round ${round}: the primary's database after kill -9`).toBe('ok');
       primary = await start(primaryDir, pp);
@@ -194,8 +195,9 @@ describe('crash accounting under load', () => {
     // hold exactly the primary's content: equal digests).
     expect(seen.problems).toEqual([]);
     expect(seen.serverErrors).toEqual([]);
+    // The zone's handle count above already excludes every forged one; a sample is also denied by name.
     expect(seen.forgedHandles.length).toBeGreaterThan(0);
-    await eachLimited(seen.forgedHandles, 16, async (handle) => {
+    await eachLimited(seen.forgedHandles.slice(0, 100), 16, async (handle) => {
       expect(checkAnswer((await getJson(`${urls[0]}/v1/resolve/${handle}`)).body, handle, anchors).status, handle).toBe('denial');
     });
     for (const dir of [primaryDir, s1Dir, s2Dir]) expect(integrityCheck(dir), dir).toBe('ok');

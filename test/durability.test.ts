@@ -241,8 +241,10 @@ describe('durability of acknowledged writes', () => {
     const seen = await noise.stop();
     expect(seen.problems, 'garbage answered with anything but an error').toEqual([]);
     expect(seen.serverErrors).toEqual([]);
-    // None of the registrations the garbage forged exists (checkAfterRestart showed the zone holds exactly the handles that resolve).
-    for (const handle of seen.forgedHandles) expect((await queryAuthoritative(restarted.url, handle)).status, handle).toBe('denial');
+    // None of the registrations the garbage forged exists: checkAfterRestart showed the zone holds exactly
+    // the handles of `regs` that resolve; a sample of the forged names is also denied by name.
+    expect(seen.forgedHandles.length).toBeGreaterThan(0);
+    for (const handle of seen.forgedHandles.slice(0, 50)) expect((await queryAuthoritative(restarted.url, handle)).status, handle).toBe('denial');
     expect(await restarted.stop('SIGTERM')).toBe(0);
     expect(integrityCheck(dir), 'the database after a clean stop').toBe('ok');
     expect(killedAt, 'garbage exchanges before the kill').toBeGreaterThanOrEqual(10);

@@ -17,6 +17,7 @@ describe('resolution through the hierarchy', () => {
     await h.close();
     expect(seen.sent).toBeGreaterThan(50);
     expect(seen.serverErrors).toEqual([]);
+    expect(seen.problems, 'garbage answered with anything but a JSON error').toEqual([]);
   });
 
   const resolver = () => createResolver({ trustAnchors: h.anchors, rootServers: h.rootServers, allowPrivate: true });

@@ -21,6 +21,7 @@ afterAll(async () => {
   const seen = await noise.stop();
   expect(seen.sent).toBeGreaterThan(50);
   expect(seen.serverErrors).toEqual([]);
+  expect(seen.problems, 'garbage answered with anything but a JSON error').toEqual([]);
 });
 
 afterEach(async () => {
