@@ -198,7 +198,9 @@ async function checkAfterRestart(url: string, dir: string, regs: Registration[],
   expect((await queryAuthoritative(url, fresh!.handle)).status).toBe('answer');
 }
 
-describe('durability of acknowledged writes', () => {
+// Each test is a few seconds on an idle machine; the bound is for hangs on a very busy one (every wait
+// inside is for progress: a count of acknowledgements, a line of output, a process exit).
+describe('durability of acknowledged writes', { timeout: 300_000 }, () => {
   it('keeps every acknowledged registration across kill -9 in the middle of a burst, with garbage from a second client throughout', async () => {
     const dir = newDir();
     await createZone(dir);
