@@ -29,8 +29,7 @@ const GARBAGE_PER_ROUND = 10;
 const PROGRESS_BOUND_MS = 120_000;
 /**
  * Bound of the whole test: 13 s on an idle machine, 85-120 s at a load average of 16-30 (two cores),
- * over 300 s at 33;
- * hangs are caught sooner, with a message, by the waits for progress.
+ * over 300 s at 33. Hangs are caught sooner, with a message, by the waits for progress.
  */
 const TEST_BOUND_MS = 600_000;
 const owner = newUserKey();
