@@ -198,8 +198,8 @@ describe('crash accounting under load', () => {
     timings.converged = Date.now() - t0;
     // The garbage got errors only, and none of the handles it tried to register exists (the secondaries
     // hold exactly the primary's content: equal digests).
-    expect(seen.problems).toEqual([]);
-    expect(seen.serverErrors).toEqual([]);
+    expect(seen.problems, seen.problems.join('\n')).toEqual([]);
+    expect(seen.serverErrors, seen.serverErrors.join('\n')).toEqual([]);
     // The zone's handle count above already excludes every forged one; a sample is also denied by name.
     expect(seen.forgedHandles.length).toBeGreaterThan(0);
     await eachLimited(seen.forgedHandles.slice(0, 100), 16, async (handle) => {

@@ -241,8 +241,8 @@ describe('durability of acknowledged writes', { timeout: 300_000 }, () => {
     // The restarted server got garbage while it was being checked, too.
     await until(() => noise.done(target) - garbageBefore >= 10, () => `10 garbage exchanges with the restarted ${target} (have ${noise.done(target) - garbageBefore})`, 60_000, 10);
     const seen = await noise.stop();
-    expect(seen.problems, 'garbage answered with anything but an error').toEqual([]);
-    expect(seen.serverErrors).toEqual([]);
+    expect(seen.problems, `garbage answered with anything but an error:\n${seen.problems.join('\n')}`).toEqual([]);
+    expect(seen.serverErrors, seen.serverErrors.join('\n')).toEqual([]);
     // None of the registrations the garbage forged exists: checkAfterRestart showed the zone holds exactly
     // the handles of `regs` that resolve; a sample of the forged names is also denied by name.
     expect(seen.forgedHandles.length).toBeGreaterThan(0);

@@ -20,8 +20,8 @@ beforeAll(() => {
 afterAll(async () => {
   const seen = await noise.stop();
   expect(seen.sent).toBeGreaterThan(50);
-  expect(seen.serverErrors).toEqual([]);
-  expect(seen.problems, 'garbage answered with anything but a JSON error').toEqual([]);
+  expect(seen.serverErrors, seen.serverErrors.join('\n')).toEqual([]);
+  expect(seen.problems, `garbage answered with anything but a JSON error:\n${seen.problems.join('\n')}`).toEqual([]);
 });
 
 afterEach(async () => {
