@@ -289,10 +289,10 @@ describe('chains deeper than the limit', () => {
     });
     h.zones.get('.')!.a.ctx.zones.delegate('.', 'evil', { servers: [f.url], ds: [keyOf('evil').kid] });
     const host = `${Array.from({ length: 30 }, (_, i) => `a${i + 1}`).join('.')}.evil`;
-    const r = resolver();
-    const started = Date.now();
+    // This test counts referrals: with the file's 300 ms per request, one reply slowed by a busy machine
+    // ended the walk as resolution_failed. Generous time limits here; the count is what bounds the work.
+    const r = resolver({ limits: { requestTimeoutMs: 10_000, lookupBudgetMs: 60_000 } });
     await expectCode(r.resolve(`x@${host}`), 'referral_limit');
-    expect(Date.now() - started).toBeLessThan(LIMITS.lookupBudgetMs);
     // The root's referral plus 15 made-up zones followed, the 16th made-up zone's referral refused.
     expect(f.requests.length).toBeGreaterThanOrEqual(16);
     expect(f.requests.length).toBeLessThanOrEqual(17);
