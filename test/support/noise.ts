@@ -155,7 +155,8 @@ export function startNoise(targets: () => string[], options: NoiseOptions = {}):
       const method = kind === 5 ? 'PUT' : 'DELETE';
       return { what: `${intent.action} of ${victim} by a stranger`, method, path: `/v1/handles/${encodeURIComponent(victim)}`, body: JSON.stringify({ request: signChangeRequest(intent, stranger.private) }) };
     }
-    forgedHandles.push(fresh);
+    // A register of an invalid handle (kind 4) names no handle that could come to exist.
+    if (kind !== 4) forgedHandles.push(fresh);
     const key = newUserKey();
     const good: ChangeIntent & { action: 'register' } = { action: 'register', handle: fresh, endpoint: `https://home.example/${fresh}`, keys: [key.public] };
     let jws: string;
