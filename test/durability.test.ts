@@ -5,6 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { checkAnswer, queryAuthoritative } from '../src/client/answers.js';
 import { signChangeRequest } from '../src/client/requests.js';
 import { newUserKey } from './support/keys.js';
+import { integrityCheck, until } from './support/cluster.js';
+import { startNoise } from './support/noise.js';
 import { runIdns, spawnServer, type ServerProcess } from './support/process.js';
 import { cleanupEachTest } from './support/cleanup.js';
 import { tempDir } from './support/server.js';
@@ -70,14 +72,14 @@ interface Acked {
 
 /**
  * Sends the registrations with `concurrency` requests in flight at a time; `onAck` runs after each
- * acknowledged (201) registration with the running count. Network failures (the server died) are recorded,
+ * acknowledged (201) registration with the running count and the handle. Network failures (the server died) are recorded,
  * never thrown. Resolves when every request has settled.
  */
 async function fire(
   pool: Pool,
   regs: Registration[],
   concurrency: number,
-  onAck: (count: number) => void,
+  onAck: (count: number, handle: string) => void,
 ): Promise<{ acked: Map<string, Acked>; failed: number; refused: { handle: string; status: number; body: unknown }[] }> {
   const acked = new Map<string, Acked>();
   const refused: { handle: string; status: number; body: unknown }[] = [];
@@ -107,7 +109,7 @@ async function fire(
         const body = JSON.parse(text) as { serial: number; op: string; handle: string };
         expect(body.handle).toBe(reg.handle);
         acked.set(reg.handle, { serial: body.serial, op: body.op });
-        onAck(acked.size);
+        onAck(acked.size, reg.handle);
       } else {
         refused.push({ handle: reg.handle, status, body: text });
       }
@@ -196,18 +198,30 @@ async function checkAfterRestart(url: string, dir: string, regs: Registration[],
   expect((await queryAuthoritative(url, fresh!.handle)).status).toBe('answer');
 }
 
-describe('durability of acknowledged writes', () => {
-  it('keeps every acknowledged registration across kill -9 in the middle of a burst', async () => {
+// Each test is a few seconds on an idle machine; the bound is for hangs on a very busy one (every wait
+// inside is for progress: a count of acknowledgements, a line of output, a process exit).
+describe('durability of acknowledged writes', { timeout: 300_000 }, () => {
+  it('keeps every acknowledged registration across kill -9 in the middle of a burst, with garbage from a second client throughout', async () => {
     const dir = newDir();
     await createZone(dir);
     const server = await serve(['--listen', '127.0.0.1:0', '--data', dir, '--no-bootstrap']);
     const regs = registrations(200, 'example.com', 'reg-');
     const pool = newPool(server.url, 48);
 
+    // A second client sends garbage to the same server before, during and after the burst and the kill,
+    // and tries to update and delete the handles just acknowledged with a stranger's key.
+    let target = server.url;
+    const victims: string[] = [];
+    const noise = startNoise(() => [target], { concurrency: 2, raw: true, zone: 'example.com', victims: () => victims.slice(-20) });
+    cleanups.push(() => noise.stop());
+    // Progress, not time: the garbage is flowing before the first registration is sent.
+    await until(() => noise.done(target) >= 10, () => `10 garbage exchanges with ${target} (have ${noise.done(target)})`, 60_000, 10);
+
     let killedAt = -1;
-    const outcome = await fire(pool, regs, 48, (count) => {
+    const outcome = await fire(pool, regs, 48, (count, handle) => {
+      victims.push(handle);
       if (count === 50 && killedAt < 0) {
-        killedAt = count;
+        killedAt = noise.done(target);
         server.child.kill('SIGKILL');
       }
     });
@@ -218,10 +232,24 @@ describe('durability of acknowledged writes', () => {
     expect(outcome.acked.size).toBeGreaterThanOrEqual(50);
     expect(outcome.acked.size).toBeLessThan(regs.length);
     expect(outcome.failed).toBe(regs.length - outcome.acked.size);
+    expect(integrityCheck(dir), 'the database after kill -9').toBe('ok');
 
     const restarted = await serve(['--listen', '127.0.0.1:0', '--data', dir, '--no-bootstrap']);
+    target = restarted.url;
+    const garbageBefore = noise.done(target);
     await checkAfterRestart(restarted.url, dir, regs, outcome.acked);
+    // The restarted server got garbage while it was being checked, too.
+    await until(() => noise.done(target) - garbageBefore >= 10, () => `10 garbage exchanges with the restarted ${target} (have ${noise.done(target) - garbageBefore})`, 60_000, 10);
+    const seen = await noise.stop();
+    expect(seen.problems, `garbage answered with anything but an error:\n${seen.problems.join('\n')}`).toEqual([]);
+    expect(seen.serverErrors, seen.serverErrors.join('\n')).toEqual([]);
+    // None of the registrations the garbage forged exists: checkAfterRestart showed the zone holds exactly
+    // the handles of `regs` that resolve; a sample of the forged names is also denied by name.
+    expect(seen.forgedHandles.length).toBeGreaterThan(0);
+    for (const handle of seen.forgedHandles.slice(0, 50)) expect((await queryAuthoritative(restarted.url, handle)).status, handle).toBe('denial');
     expect(await restarted.stop('SIGTERM')).toBe(0);
+    expect(integrityCheck(dir), 'the database after a clean stop').toBe('ok');
+    expect(killedAt, 'garbage exchanges before the kill').toBeGreaterThanOrEqual(10);
   });
 
   it('exits 0 on SIGTERM with registrations in flight and keeps every acknowledged one', async () => {

@@ -16,7 +16,8 @@ describe('resolution through the hierarchy', () => {
     const seen = await noise.stop();
     await h.close();
     expect(seen.sent).toBeGreaterThan(50);
-    expect(seen.serverErrors).toEqual([]);
+    expect(seen.serverErrors, seen.serverErrors.join('\n')).toEqual([]);
+    expect(seen.problems, `garbage answered with anything but a JSON error:\n${seen.problems.join('\n')}`).toEqual([]);
   });
 
   const resolver = () => createResolver({ trustAnchors: h.anchors, rootServers: h.rootServers, allowPrivate: true });

@@ -1,3 +1,4 @@
+import Database from 'better-sqlite3';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
@@ -14,8 +15,11 @@ import { runIdns, spawnServer, type ServerProcess } from './process.js';
  * log, throttle, hold or cut the traffic between a secondary and its source.
  */
 
-/** Waits (bounded, polling every `stepMs`) until `check` holds; the error names what was awaited and the last value seen. */
-export async function until<T>(check: () => Promise<T> | T, what: string | (() => string), timeoutMs = 8000, stepMs = 25): Promise<NonNullable<T>> {
+/**
+ * Waits (bounded, polling every `stepMs`) until `check` holds; the error names what was awaited and the
+ * last value seen. The default bound catches a hang; it is not a claim about speed (a loaded machine).
+ */
+export async function until<T>(check: () => Promise<T> | T, what: string | (() => string), timeoutMs = 30_000, stepMs = 25): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -118,6 +122,19 @@ export class Cluster {
     await Promise.allSettled(this.proxies.splice(0).map((p) => p.close()));
     for (const d of this.dirs.splice(0)) rmSync(d, { recursive: true, force: true });
     this.nodes.length = 0;
+  }
+}
+
+/**
+ * SQLite's `PRAGMA integrity_check` on a server's database file: 'ok', or what is broken. Safe while the
+ * server runs (under WAL a reader does not block it) and after a kill -9 (the WAL is then read as on restart).
+ */
+export function integrityCheck(dataDir: string): string {
+  const db = new Database(join(dataDir, 'idns.sqlite'), { fileMustExist: true });
+  try {
+    return (db.pragma('integrity_check') as { integrity_check: string }[]).map((r) => r.integrity_check).join('; ');
+  } finally {
+    db.close();
   }
 }
 

@@ -4,6 +4,13 @@ import { fileURLToPath } from 'node:url';
 /** Path of the `idns` command (the compiled CLI; global-setup builds it). */
 export const IDNS_BIN = fileURLToPath(new URL('../../bin/idns.js', import.meta.url));
 
+/**
+ * Bound of a child process's start (spawnServer) or whole run (runIdns) unless the caller gives one.
+ * Generous on purpose: it catches a hang, and must never be reached by a machine that is merely busy
+ * (two cores shared by several test runs have seen a CLI run take over 20 s).
+ */
+export const PROCESS_BOUND_MS = 60_000;
+
 /** An `idns serve` child process. */
 export interface ServerProcess {
   child: ChildProcess;
@@ -28,8 +35,8 @@ export async function spawnServer(args: string[], options: { timeoutMs?: number;
     const timer = setTimeout(() => {
       // Never leave a half-started server behind a failed test.
       child.kill('SIGKILL');
-      reject(new Error(`idns serve did not start within ${options.timeoutMs ?? 15_000} ms:\n${out}`));
-    }, options.timeoutMs ?? 15_000);
+      reject(new Error(`idns serve did not start within ${options.timeoutMs ?? PROCESS_BOUND_MS} ms:\n${out}`));
+    }, options.timeoutMs ?? PROCESS_BOUND_MS);
     const check = () => {
       const m = /idns serving on (https?:\/\/\S+)/.exec(out);
       if (m) {
@@ -51,7 +58,7 @@ export async function spawnServer(args: string[], options: { timeoutMs?: number;
     stop: async (signal = 'SIGTERM') => {
       if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
       child.kill(signal);
-      const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('idns serve did not exit within 10 s')), 10_000).unref());
+      const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`idns serve did not exit within ${PROCESS_BOUND_MS} ms of ${signal}`)), PROCESS_BOUND_MS).unref());
       return Promise.race([exited, timeout]);
     },
   };
@@ -67,8 +74,8 @@ export function runIdns(args: string[], options: { cwd?: string; timeoutMs?: num
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`idns ${args.join(' ')} did not finish within ${options.timeoutMs ?? 20_000} ms`));
-    }, options.timeoutMs ?? 20_000);
+      reject(new Error(`idns ${args.join(' ')} did not finish within ${options.timeoutMs ?? PROCESS_BOUND_MS} ms`));
+    }, options.timeoutMs ?? PROCESS_BOUND_MS);
     child.once('exit', (code) => {
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
