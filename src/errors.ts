@@ -44,6 +44,7 @@ export type ErrorCode =
   | 'auth_required'
   | 'auth_failed'
   | 'transfer_failed'
+  | 'transfer_refused'
   | 'rate_limited'
   // resolver
   | 'no_trust_anchor'

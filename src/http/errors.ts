@@ -45,6 +45,7 @@ export const STATUS_OF: Record<ErrorCode, ContentfulStatusCode> = {
   auth_required: 401,
   auth_failed: 403,
   transfer_failed: 502,
+  transfer_refused: 502,
   rate_limited: 429,
   no_trust_anchor: 422,
   resolution_failed: 502,

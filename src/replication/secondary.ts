@@ -245,7 +245,8 @@ export class Replicator {
    * An incremental transfer, or false when a full one should follow: as BIND and Knot do, a refused
    * incremental transfer (a bad stream, a change set that does not fit what is held here) falls back to a
    * full one from the same source, so no stored state can keep a secondary from following its source.
-   * Only a source that cannot be reached at all fails the check.
+   * A source that cannot be reached or refuses the request (network_error, transfer_refused) sent no
+   * stream to refuse: that fails the check, as a full transfer would fail too.
    */
   private async incrementalOrNothing(src: Source, loop: ZoneLoop): Promise<number | false> {
     try {

@@ -408,7 +408,7 @@ export class TransferClient {
         bodyTimeout: this.limits.timeoutMs,
       });
     } catch (cause) {
-      throw new IdnsError('transfer_failed', `${src.server}: ${(cause as Error).message}`, { cause });
+      throw new IdnsError('network_error', `${src.server}: ${(cause as Error).message}`, { cause });
     }
     if (res.statusCode !== 200) {
       const text = (await res.body.text()).slice(0, 4096);
@@ -419,7 +419,9 @@ export class TransferClient {
         // Not JSON: the status is all there is to report.
       }
       if (code === 'journal_too_old') throw new IdnsError('journal_too_old', `${src.server}: the journal does not reach back to serial ${since}`);
-      throw new IdnsError('transfer_failed', `${src.server} refused the transfer: ${code} (status ${res.statusCode})`);
+      // Its own code, apart from transfer_failed: a source that refuses the request (credentials, a zone it
+      // no longer serves) sent no stream to refuse, so a full transfer would fare no better.
+      throw new IdnsError('transfer_refused', `${src.server} refused the transfer: ${code} (status ${res.statusCode})`, { details: { status: res.statusCode, code } });
     }
     // A source that does not know the compact format answers NDJSON; the content type says which it sent.
     const type = String(res.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
