@@ -57,7 +57,14 @@ export function openTransfer(dbPath: string, req: TransferRequest): OpenedTransf
     }
     const body = new ReadableStream<Uint8Array>({
       pull(controller) {
-        const next = chunks.next();
+        let next: IteratorResult<Uint8Array>;
+        try {
+          next = chunks.next();
+        } catch (err) {
+          // An errored stream is never cancelled: release the snapshot here, or it would pin the WAL until GC.
+          reader.close();
+          throw err;
+        }
         if (next.done) {
           reader.close();
           controller.close();
