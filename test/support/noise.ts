@@ -2,6 +2,8 @@ import { connect } from 'node:net';
 import { request } from 'undici';
 import { ManualClock } from '../../src/clock.js';
 import { signChangeRequest, type ChangeIntent } from '../../src/client/requests.js';
+import { OPERATION_TYP, signCompactText } from '../../src/records/jws.js';
+import { signingKeyFromJwk } from '../../src/records/keys.js';
 import { newUserKey, type UserKey } from './keys.js';
 
 /**
@@ -145,8 +147,8 @@ export function startNoise(targets: () => string[], options: NoiseOptions = {}):
     const victims = options.victims?.() ?? [];
     const victim = victims.length > 0 ? victims[n % victims.length]! : `noise-victim@${zone}`;
     const fresh = `noise${n}@${zone}`;
-    const kind = n % 7;
-    if (kind >= 5) {
+    const kind = n % 10;
+    if (kind === 5 || kind === 6) {
       // Someone else's handle, changed with a key that is not one of its keys.
       const intent: ChangeIntent =
         kind === 5
@@ -155,8 +157,8 @@ export function startNoise(targets: () => string[], options: NoiseOptions = {}):
       const method = kind === 5 ? 'PUT' : 'DELETE';
       return { what: `${intent.action} of ${victim} by a stranger`, method, path: `/v1/handles/${encodeURIComponent(victim)}`, body: JSON.stringify({ request: signChangeRequest(intent, stranger.private) }) };
     }
-    // A register of an invalid handle (kind 4) names no handle that could come to exist.
-    if (kind !== 4) forgedHandles.push(fresh);
+    // A register of an invalid or look-alike handle (kinds 4 and 9) names no handle that could come to exist.
+    if (kind !== 4 && kind !== 9) forgedHandles.push(fresh);
     const key = newUserKey();
     const good: ChangeIntent & { action: 'register' } = { action: 'register', handle: fresh, endpoint: `https://home.example/${fresh}`, keys: [key.public] };
     let jws: string;
@@ -177,9 +179,22 @@ export function startNoise(targets: () => string[], options: NoiseOptions = {}):
     } else if (kind === 3) {
       jws = signChangeRequest({ ...good, endpoint: 'javascript:alert(1)' }, key.private);
       what = 'register with a forbidden endpoint';
-    } else {
+    } else if (kind === 4) {
       jws = signChangeRequest({ ...good, handle: `-Bad..${n}@${zone}` }, key.private);
       what = 'register of an invalid handle';
+    } else if (kind === 7) {
+      // A member twice (I-JSON): a parser keeping the first value reads another handle than one keeping the last.
+      const signer = signingKeyFromJwk(key.private);
+      const payload = JSON.stringify({ v: 1, action: 'register', handle: fresh, endpoint: good.endpoint, keys: good.keys, prev: null, iat: Math.floor(Date.now() / 1000) });
+      jws = signCompactText(`{"handle":"noise-twice${n}@${zone}",${payload.slice(1)}`, signer, OPERATION_TYP, { jwk: key.public });
+      what = 'register whose payload names "handle" twice';
+    } else if (kind === 8) {
+      // Another person's key listed as one's own, without that key's signature (no "pop" proof).
+      jws = signChangeRequest({ ...good, keys: [key.public, stranger.public] }, key.private);
+      what = "register listing a stranger's key without its proof of possession";
+    } else {
+      jws = signChangeRequest({ ...good, handle: `noise${n}@p\u0430ypal.${zone}` }, key.private);
+      what = 'register of a mixed-script look-alike host';
     }
     return { what, method: 'POST', path: '/v1/handles', body: JSON.stringify({ request: jws }) };
   };
@@ -257,11 +272,8 @@ export function startNoise(targets: () => string[], options: NoiseOptions = {}):
           const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(headText)?.[1] ?? 0);
           const body = sep < 0 ? '' : rawBody(headText, data.subarray(sep + 4));
           if (status === 0) problems.push(`${what}: not an HTTP response: ${headText.slice(0, 100)}`);
-          else if (body === '' && status >= 400 && status < 500) {
-            // Node's own parser refused it before the application saw it, and it sends no body (issue 14 item 12 adds one).
-            byStatus[status] = (byStatus[status] ?? 0) + 1;
-            count(byKind, `${what}: ${status} without a body`);
-          } else {
+          else {
+            // Refusals by Node's own parser carry the JSON error body too (issue 14, item 12).
             judge(status, body, what);
             count(byKind, `${what}: ${status}`);
           }
