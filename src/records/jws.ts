@@ -55,10 +55,28 @@ export function decodeCompact(jws: unknown): DecodedJws {
   const parts = jws.split('.');
   if (parts.length !== 3) throw new IdnsError('invalid_jws', 'a compact JWS has exactly three dot-separated parts');
   const [h, p, s] = parts as [string, string, string];
-  const headerBytes = fromB64u(h);
+  const header = h === lastHeader.text ? lastHeader.header : decodeHeader(h);
   const payloadBytes = fromB64u(p);
   const signature = fromB64u(s);
-  if (!headerBytes || !payloadBytes || !signature) throw new IdnsError('invalid_jws', 'the JWS is not valid base64url');
+  if (!payloadBytes || !signature) throw new IdnsError('invalid_jws', 'the JWS is not valid base64url');
+  if (signature.length !== 64) throw new IdnsError('invalid_signature', 'an Ed25519 signature is 64 bytes');
+  return {
+    header,
+    payload: parseJson(payloadBytes, 'payload'),
+    signingInput: `${h}.${p}`,
+    signature,
+  };
+}
+
+/**
+ * The last header decoded, by its exact base64url text. A zone's records all share one header, so a
+ * transfer or a batch of answers decodes and checks it once; it is frozen, since every caller shares it.
+ */
+let lastHeader: { text: string; header: JwsHeader } = { text: '', header: Object.freeze({ alg: 'EdDSA' }) };
+
+function decodeHeader(h: string): JwsHeader {
+  const headerBytes = fromB64u(h);
+  if (!headerBytes) throw new IdnsError('invalid_jws', 'the JWS is not valid base64url');
   const header = parseJson(headerBytes, 'header');
   if (typeof header !== 'object' || header === null || Array.isArray(header)) {
     throw new IdnsError('invalid_jws', 'the JWS header is not a JSON object');
@@ -69,13 +87,9 @@ export function decodeCompact(jws: unknown): DecodedJws {
   if ('crit' in hdr || 'b64' in hdr) throw new IdnsError('invalid_jws', 'JWS header extensions ("crit", "b64") are not supported');
   if (hdr.kid !== undefined && typeof hdr.kid !== 'string') throw new IdnsError('invalid_jws', 'JWS "kid" must be a string');
   if (hdr.typ !== undefined && typeof hdr.typ !== 'string') throw new IdnsError('invalid_jws', 'JWS "typ" must be a string');
-  if (signature.length !== 64) throw new IdnsError('invalid_signature', 'an Ed25519 signature is 64 bytes');
-  return {
-    header: hdr as unknown as JwsHeader,
-    payload: parseJson(payloadBytes, 'payload'),
-    signingInput: `${h}.${p}`,
-    signature,
-  };
+  const frozen = Object.freeze(hdr) as unknown as JwsHeader;
+  lastHeader = { text: h, header: frozen };
+  return frozen;
 }
 
 /** Checks the signature of a decoded JWS with a public key; throws invalid_signature if it does not hold. */
