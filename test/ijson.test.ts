@@ -10,8 +10,9 @@ import { signingKeyFromJwk, type SigningKey } from '../src/records/keys.js';
 import { verifyZoneRecord } from '../src/records/verify.js';
 import { createResolver } from '../src/resolver/resolver.js';
 import { cleanupEachTest } from './support/cleanup.js';
-import { FAKE_OP, sendJson, startFakeServer, zoneKey, zoneReply, ZoneSigner, type FakeServer } from './support/fake-server.js';
-import { startHierarchy, type Hierarchy } from './support/hierarchy.js';
+import { FAKE_OP, sendJson, startFakeServer, ZoneSigner, type FakeServer } from './support/fake-server.js';
+import { type Hierarchy } from './support/hierarchy.js';
+import { startHostileZone, type HostileZone } from './support/hostile-zone.js';
 import { postChange, putChange, resolveHandle } from './support/http.js';
 import { newUserKey } from './support/keys.js';
 import { startTestServer, type TestServer } from './support/server.js';
@@ -186,8 +187,8 @@ describe('duplicate members in JWS', () => {
 
   describe('on the verifiers: a zone signing records with a member twice, with its real key', () => {
     const ZONE = 'dup.example';
+    let z: HostileZone;
     let h: Hierarchy;
-    let real: TestServer;
     let fake: FakeServer;
     let signer: ZoneSigner;
     /** handle → the raw record payload text the zone signs for it. */
@@ -195,23 +196,13 @@ describe('duplicate members in JWS', () => {
     const cleanups = cleanupEachTest();
 
     beforeAll(async () => {
-      h = await startHierarchy();
-      real = await startTestServer({ zones: { [ZONE]: {} } });
-      const kid = real.ctx.zones.info(ZONE).keyThumbprints[0]!;
-      signer = new ZoneSigner(ZONE, zoneKey(real.dataDir, ZONE, kid));
-      fake = await startFakeServer((_req, res, q) => {
-        const handle = q.handle ?? '';
+      z = await startHostileZone(ZONE, (handle, { h, signer }) => {
         const text = records.get(handle);
-        const record = text === undefined ? signer.handle(handle, 'https://home.example/', [h.owner.public]) : signRaw(`{"alg":"EdDSA","typ":"${RECORD_TYP}","kid":"${signer.kid}"}`, text, signer.key);
-        sendJson(res, 200, zoneReply('answer', ZONE, record, signer.zoneRecord([fake.url])));
+        return text === undefined ? signer.handle(handle, 'https://home.example/', [h.owner.public]) : signRaw(`{"alg":"EdDSA","typ":"${RECORD_TYP}","kid":"${signer.kid}"}`, text, signer.key);
       });
-      h.zones.get('example')!.a.ctx.zones.delegate('example', ZONE, { servers: [fake.url], ds: [kid] });
+      ({ h, fake, signer } = z);
     }, 60_000);
-    afterAll(async () => {
-      await fake?.close();
-      await real?.close();
-      await h?.close();
-    });
+    afterAll(() => z?.close());
 
     const handleText = (handle: string, endpointMembers: string) => {
       const t = Math.floor(Date.now() / 1000);

@@ -12,10 +12,11 @@ import { developmentRecordSchemas, recordSchemas } from '../src/records/types.js
 import { verifyProof } from '../src/resolver/proof.js';
 import { createResolver, type Resolver } from '../src/resolver/resolver.js';
 import { cleanupEachTest } from './support/cleanup.js';
-import { FAKE_DIGEST, FAKE_OP, FAKE_SALT, freshKey, sendJson, startFakeServer, zoneKey, zoneReply, ZoneSigner, type FakeServer } from './support/fake-server.js';
-import { startHierarchy, type Hierarchy } from './support/hierarchy.js';
+import { FAKE_DIGEST, FAKE_OP, FAKE_SALT, freshKey, zoneReply, ZoneSigner } from './support/fake-server.js';
+import { type Hierarchy } from './support/hierarchy.js';
+import { startHostileZone, type HostileZone } from './support/hostile-zone.js';
 import { runIdns } from './support/process.js';
-import { startTestServer, type TestServer } from './support/server.js';
+import { startTestServer } from './support/server.js';
 import { newUserKey } from './support/keys.js';
 
 /**
@@ -250,35 +251,19 @@ describe('the cheap normal-form checks the schemas use', () => {
 
 describe('a hostile zone signing forbidden endpoints with its real, delegated key', () => {
   const ZONE = 'hostile.example';
+  let z: HostileZone;
   let h: Hierarchy;
-  let real: TestServer;
-  let fake: FakeServer;
-  let signer: ZoneSigner;
   /** handle → the endpoint its record carries. */
   const endpoints = new Map<string, string>();
   const cases: [string, string, string][] = [...FORBIDDEN_ALWAYS, ...LOOPBACK].map(([name, e], i) => [name, e, `h${i}@${ZONE}`]);
   const cleanups = cleanupEachTest();
 
   beforeAll(async () => {
-    h = await startHierarchy();
-    // A real zone on a real server (its key file is real); the fake server in front answers with records
-    // that key signs. The parent's delegation is genuine and names the key's thumbprint.
-    real = await startTestServer({ zones: { [ZONE]: { allowLoopbackEndpoints: true } } });
-    const kid = real.ctx.zones.info(ZONE).keyThumbprints[0]!;
-    signer = new ZoneSigner(ZONE, zoneKey(real.dataDir, ZONE, kid));
     for (const [, e, handle] of cases) endpoints.set(handle, e);
-    fake = await startFakeServer((_req, res, q) => {
-      const handle = q.handle ?? '';
-      const zoneRecord = signer.zoneRecord([fake.url]);
-      sendJson(res, 200, zoneReply('answer', ZONE, signer.handle(handle, endpoints.get(handle) ?? 'https://home.example/', [h.owner.public]), zoneRecord));
-    });
-    h.zones.get('example')!.a.ctx.zones.delegate('example', ZONE, { servers: [fake.url], ds: [kid] });
+    z = await startHostileZone(ZONE, (handle, { h, signer }) => signer.handle(handle, endpoints.get(handle) ?? 'https://home.example/', [h.owner.public]), { allowLoopbackEndpoints: true });
+    h = z.h;
   }, 60_000);
-  afterAll(async () => {
-    await fake?.close();
-    await real?.close();
-    await h?.close();
-  });
+  afterAll(() => z?.close());
 
   function resolver(): Resolver {
     // allowPrivate: the test servers are on loopback. It is also the verifier's development mode, in
@@ -327,10 +312,10 @@ describe('a hostile zone signing forbidden endpoints with its real, delegated ke
     for (let i = 0; i < picked.length; i += 4) {
       await Promise.all(
         picked.slice(i, i + 4).map(async ([name, e, handle]) => {
-          const strict = await runIdns(['resolve', handle, '--server', fake.url], { timeoutMs: 60_000 });
+          const strict = await runIdns(['resolve', handle, '--server', z.fake.url], { timeoutMs: 60_000 });
           expect([name, strict.code, strict.stderr]).toEqual([name, 1, expect.stringContaining('verification_failed')]);
           if (LOOPBACK.some(([, l]) => l === e)) {
-            const dev = await runIdns(['resolve', handle, '--server', fake.url, '--allow-private', '--json'], { timeoutMs: 60_000 });
+            const dev = await runIdns(['resolve', handle, '--server', z.fake.url, '--allow-private', '--json'], { timeoutMs: 60_000 });
             expect([name, dev.code]).toEqual([name, 0]);
             expect(JSON.parse(dev.stdout).endpoint).toBe(e);
           }
