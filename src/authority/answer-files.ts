@@ -292,6 +292,10 @@ export class AnswerFiles {
       // ask for builds that write none.
       state.small = reply.kind === 'small' ? reply.meta : null;
       this.drop(state, reply.kind === 'small' ? `the zone has fewer than ${this.options.minHandles} handles` : 'the zone is gone');
+      // The build read a snapshot: changes committed while it ran asked for nothing (it was pending), so
+      // the zone as it is now may already be past the threshold. consider() skips it when it cannot be.
+      const row = this.store.zones.cached(zone);
+      if (row && reply.kind === 'small' && !this.closed) this.consider(row, state);
       return;
     }
     let file: AnswerFile;
