@@ -3,6 +3,7 @@ import { getConnInfo } from '@hono/node-server/conninfo';
 import type { Clock } from '../clock.js';
 import type { Bucket } from '../config.js';
 import { IdnsError } from '../errors.js';
+import { parseAddress } from '../resolver/address-policy.js';
 import type { RateLimitConfig } from '../config.js';
 
 /**
@@ -110,30 +111,11 @@ export function clientKey(c: Context): string {
 /** The limit key of a client address (see clientKey). */
 export function clientKeyOf(address: string): string {
   if (address.startsWith('::ffff:') && address.includes('.')) return address.slice(7);
-  if (address.includes(':')) return `${prefix64(address)}::/64`;
-  return address;
-}
-
-/**
- * The first four groups of an IPv6 address, each without leading zeros: the text form compresses
- * zeros (`2001:db8::1` is `2001:db8:0:0:…`), so the groups are counted from both ends of the `::`.
- */
-function prefix64(address: string): string {
-  const bare = address.split('%', 1)[0]!.toLowerCase();
-  const gap = bare.indexOf('::');
-  let groups: string[];
-  if (gap === -1) {
-    groups = bare.split(':');
-  } else {
-    const head = gap === 0 ? [] : bare.slice(0, gap).split(':');
-    const tailText = bare.slice(gap + 2);
-    const tail = tailText === '' ? [] : tailText.split(':');
-    // An embedded IPv4 address at the end stands for two groups.
-    const tailGroups = tail.length + (tail.at(-1)?.includes('.') ? 1 : 0);
-    groups = [...head, ...Array<string>(Math.max(0, 8 - head.length - tailGroups)).fill('0'), ...tail];
-  }
-  return groups
-    .slice(0, 4)
-    .map((g) => (/^[0-9a-f]{1,4}$/.test(g) ? parseInt(g, 16).toString(16) : g))
-    .join(':');
+  if (!address.includes(':')) return address;
+  // On the parsed bytes (address-policy.ts), not the text: `2001:db8::1` and `2001:db8:0:0:1::1` share a /64.
+  const bytes = parseAddress(address);
+  if (bytes === undefined || bytes.length !== 16) return address;
+  const groups: string[] = [];
+  for (let i = 0; i < 8; i += 2) groups.push(((bytes[i]! << 8) | bytes[i + 1]!).toString(16));
+  return `${groups.join(':')}::/64`;
 }
