@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseEndpoint, parseChangeRequest } from '../src/authority/requests.js';
+import { parseChangeRequest } from '../src/authority/requests.js';
+import { parseEndpoint } from '../src/records/urls.js';
 import { assureValidChange } from '../src/authority/rules.js';
 import { parseServerUrls } from '../src/authority/settings.js';
 import { checkAnswer } from '../src/client/answers.js';

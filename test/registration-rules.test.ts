@@ -1,6 +1,7 @@
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { parseChangeRequest, requestId, MAX_HANDLE_KEYS } from '../src/authority/requests.js';
+import { parseChangeRequest, requestId } from '../src/authority/requests.js';
+import { MAX_HANDLE_KEYS } from '../src/records/types.js';
 import { assureValidChange, MAX_CLOCK_SKEW, type ZoneRules } from '../src/authority/rules.js';
 import { signChangeRequest } from '../src/client/requests.js';
 import { epochSeconds, ManualClock } from '../src/clock.js';

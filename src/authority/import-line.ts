@@ -2,7 +2,8 @@ import { IdnsError } from '../errors.js';
 import { parseHandle } from '../names/handle.js';
 import { parseIJson } from '../records/ijson.js';
 import { parsePublicJwk, thumbprint, type PublicJwk } from '../records/keys.js';
-import { parseEndpoint, MAX_HANDLE_KEYS } from './requests.js';
+import { MAX_HANDLE_KEYS } from '../records/types.js';
+import { parseEndpoint } from '../records/urls.js';
 
 /** One handle of a bulk import: `{"handle": "...", "endpoint": "https://...", "keys": [JWK, ...]}`. */
 export interface ImportLine {

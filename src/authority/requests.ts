@@ -6,7 +6,7 @@ import { decodeCompact, OPERATION_TYP, type DecodedJws } from '../records/jws.js
 import { parsePublicJwk, thumbprint, type PublicJwk } from '../records/keys.js';
 import { parsePossessionProofs, POP_MEMBER, type PossessionProof } from '../records/pop.js';
 import { MAX_HANDLE_KEYS } from '../records/types.js';
-import { MAX_URL_LENGTH, parseEndpoint } from '../records/urls.js';
+import { parseEndpoint } from '../records/urls.js';
 
 /**
  * A change request of a handle: a compact JWS signed by the handle's key (the key being registered for
@@ -39,10 +39,6 @@ export interface ChangeRequest {
   /** Proofs of possession of added keys (header `pop`), parsed; their signatures are checked with the request's. */
   proofs: PossessionProof[];
 }
-
-export { MAX_HANDLE_KEYS } from '../records/types.js';
-/** Longest endpoint URL accepted. */
-export const MAX_ENDPOINT_LENGTH = MAX_URL_LENGTH;
 
 const payloadSchema = z
   .object({
@@ -170,6 +166,3 @@ function parseKeys(input: unknown[]): { keys: PublicJwk[]; ids: string[] } {
   if (new Set(ids).size !== keys.length) throw new IdnsError('invalid_key', 'the same key is listed twice');
   return { keys, ids };
 }
-
-// The endpoint rules are the records' own (records/urls.ts), so that verifiers enforce exactly these.
-export { parseEndpoint } from '../records/urls.js';

@@ -5,7 +5,8 @@ import type { HandleFields } from '../records/types.js';
 import { assureHostScripts, type HostScriptsLevel } from '../names/host-scripts.js';
 import { verifyPossessionProofs } from '../records/pop.js';
 import type { ChangeRequest } from './requests.js';
-import { assureProofsFor, parseEndpoint } from './requests.js';
+import { parseEndpoint } from '../records/urls.js';
+import { assureProofsFor } from './requests.js';
 
 /** How far a request's `iat` may be from the server's clock, seconds. */
 export const MAX_CLOCK_SKEW = 300;
