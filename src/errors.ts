@@ -52,6 +52,11 @@ export type ErrorCode =
   | 'referral_limit'
   | 'budget_exceeded'
   | 'address_refused'
+  // discovery (DNS and HTTPS publications, the WebFinger bridge)
+  | 'invalid_publication'
+  | 'dns_failed'
+  | 'anchor_refused'
+  | 'webfinger_failed'
   // client side
   | 'network_error'
   | 'bad_response'
