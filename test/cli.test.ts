@@ -3,6 +3,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { queryAuthoritative } from '../src/client/answers.js';
+import { parseDocument, parseTxt } from '../src/discovery/publication.js';
 import { thumbprint } from '../src/records/keys.js';
 import { newUserKey, writeUserKey } from './support/keys.js';
 import { runIdns, spawnServer, type ServerProcess } from './support/process.js';
@@ -346,6 +347,49 @@ describe('zone commands and registration policies', () => {
   });
 });
 
+describe('zone publish', () => {
+  /** The character-strings of a zone-file TXT line, unquoted and unescaped (RFC 1035 5.1). */
+  const txtStringsOf = (line: string): string[] => [...line.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]!.replace(/\\(.)/g, '$1'));
+
+  it('prints the _idns TXT line and the /.well-known/idns document of the zone\'s keys and servers, which read back to zone show', async () => {
+    const data = join(newDir(), 'data');
+    // Enough servers that the TXT value passes 255 bytes, one with a quote that the zone file escapes.
+    const servers = [...Array.from({ length: 7 }, (_, i) => `https://ns${i}.idns-servers.pub.example/v1-base`), 'https://q.pub.example/a"b'];
+    expectOk(await runIdns(['zone', 'create', 'pub.example', '--server-url', ...servers, '--ttl', '1800', '--data', data, '--json']));
+    const shown = JSON.parse(expectOk(await runIdns(['zone', 'show', 'pub.example', '--data', data, '--json']))) as { keyThumbprints: string[]; servers: string[] };
+    expect(shown.servers).toEqual(servers);
+
+    const out = JSON.parse(expectOk(await runIdns(['zone', 'publish', 'Pub.Example', '--data', data, '--json']))) as Record<string, unknown>;
+    expect(Object.keys(out)).toEqual(['name', 'txt', 'wellKnown']);
+    expect(out.name).toBe('_idns.pub.example.');
+    expect(parseTxt(out.txt as string, 'pub.example')).toEqual({ zone: 'pub.example', ds: shown.keyThumbprints, servers });
+    expect(parseDocument(out.wellKnown, 'pub.example')).toEqual({ zone: 'pub.example', ds: shown.keyThumbprints, servers });
+    expect(out.wellKnown).toEqual({ v: 1, zone: 'pub.example', ds: shown.keyThumbprints, servers });
+
+    const text = expectOk(await runIdns(['zone', 'publish', 'pub.example', '--data', data]));
+    const lines = text.trimEnd().split('\n');
+    const rr = lines.filter((l) => l.startsWith('_idns.'));
+    expect(rr).toHaveLength(1);
+    expect(rr[0]).toMatch(/^_idns\.pub\.example\. 1800 IN TXT "/);
+    const strings = txtStringsOf(rr[0]!);
+    expect(strings.length).toBeGreaterThan(1);
+    for (const s of strings) expect(Buffer.byteLength(s)).toBeLessThanOrEqual(255);
+    expect(strings.join('')).toBe(out.txt);
+    expect(rr[0]).toContain('a\\"b');
+    // The document line is the --json wellKnown, ready to serve as is.
+    expect(lines.map((l) => (l.startsWith('{') ? JSON.parse(l) : null)).filter(Boolean)).toEqual([out.wellKnown]);
+    expect(text).toContain('https://pub.example/.well-known/idns');
+  });
+
+  it('refuses the root zone and a zone not held here, with a one-line reason and a non-zero exit', async () => {
+    const data = join(newDir(), 'data');
+    expectOk(await runIdns(['zone', 'create', '.', '--server-url', 'https://root.example', '--data', data]));
+    expectFailure(await runIdns(['zone', 'publish', '.', '--data', data]), 1, 'invalid_zone_name');
+    expectFailure(await runIdns(['zone', 'publish', 'missing.example', '--data', data]), 1, 'zone_not_found');
+    expectFailure(await runIdns(['zone', 'publish', 'missing.example', '--data', data, '--json']), 1, 'zone_not_found');
+  });
+});
+
 describe('key files', () => {
   it('keygen refuses to overwrite a file; a key readable by others is refused with how to fix it', async () => {
     const cwd = newDir();
@@ -385,6 +429,7 @@ const HELP: string[][] = [
   ['zone'],
   ['zone', 'create'],
   ['zone', 'show'],
+  ['zone', 'publish'],
   ['zone', 'invite'],
   ['zone', 'policy'],
   ['zone', 'list'],

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import { IdnsError } from '../errors.js';
-import { ancestors, isAtOrBelow, parseZoneName } from '../names/zone.js';
+import { ancestors, isAtOrBelow, parseZoneName, ROOT } from '../names/zone.js';
 import { GAP_START } from '../records/denial.js';
 import { ZoneDigest } from '../records/digest.js';
 import type { StoredRecord } from '../store/records.js';
@@ -15,6 +15,7 @@ import { DEFAULT_ZONE_TIMERS, parseSecondarySettings, parseServerUrls, parseZone
 import { decodePayload } from './editor.js';
 import { RECORD_LIMITS, SHA256_B64U, type ZoneRecord } from '../records/types.js';
 import type { HostScriptsLevel } from '../names/host-scripts.js';
+import type { Publication } from '../discovery/publication.js';
 
 /** What `idns zone create` takes. */
 export interface CreateZoneOptions {
@@ -192,6 +193,19 @@ export class ZoneService {
       digest: ZoneDigest.fromState(row.digestState).value(),
       handles: this.store.records.count(row.content, 'handle'),
     };
+  }
+
+  /**
+   * What `idns zone publish` puts in DNS and at /.well-known/idns: the thumbprints of every key the
+   * current zone record lists (during a key rollover both, so resolvers that read either publication
+   * accept records signed by the old or the new key) and the record's servers.
+   */
+  publication(name: string): Publication & { ttl: number } {
+    if (name === ROOT) throw new IdnsError('invalid_zone_name', 'the root zone is not published: resolvers are configured with its key (--anchor)');
+    const row = this.require(name);
+    const record = this.zoneRecord(row);
+    if (record === null) throw new IdnsError('zone_not_found', `zone ${name} has no zone record yet (a secondary that has not copied it): nothing to publish`);
+    return { zone: row.name, ds: record.keys.map((k) => thumbprint(k)), servers: [...record.servers], ttl: record.ttl };
   }
 
   /** Every zone held here. */

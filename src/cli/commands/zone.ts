@@ -9,6 +9,7 @@ import { HOST_SCRIPTS_LEVELS, type HostScriptsLevel } from '../../names/host-scr
 import { IdnsError } from '../../errors.js';
 import { readFileSync } from 'node:fs';
 import { importHandles } from '../../authority/import.js';
+import { formatDocument, formatTxt, txtName, txtStrings, wellKnownUrl } from '../../discovery/publication.js';
 
 const usage = `usage: idns zone <command> ... [--data DIR] [--json]
 
@@ -20,6 +21,11 @@ Commands (they act on the data directory; a running server sees the change at on
         signed zone record. --server-url lists the public URL(s) of the zone's servers.
         --host-scripts: look-alike checks of new hosts (UTS #39), default strict.
   show ZONE     The signed zone record, serial, digest and key thumbprints.
+  publish ZONE  What to publish so that resolvers without an idns root find ZONE: the
+        _idns.ZONE TXT record (a zone-file line for your DNS provider) and the document
+        to serve at https://ZONE/.well-known/idns. Both list every key of the current zone
+        record and its servers; run it again after a key or server change and republish.
+        --json: {"name","txt","wellKnown"}. See docs/operations.md.
   list          Every zone held in DIR.
   invite ZONE [--valid-for SECONDS]
         Makes a single-use invite code (shown once; only its hash is stored).
@@ -81,6 +87,8 @@ export async function zone(argv: string[], io: Io): Promise<number> {
       return show(rest, io);
     case 'list':
       return list(rest, io);
+    case 'publish':
+      return publish(rest, io);
     case 'invite':
       return invite(rest, io);
     case 'policy':
@@ -174,6 +182,33 @@ async function show(argv: string[], io: Io): Promise<number> {
     ].join('\n'),
   );
   return 0;
+}
+
+async function publish(argv: string[], io: Io): Promise<number> {
+  const { values, positionals, help } = parseCommand({ usage, options: localOptions, positionals: ['ZONE'] }, argv);
+  if (help) return io.out(usage), 0;
+  const name = parseZoneName(positionals[0]!);
+  const { ttl, ...publication } = await withLocal(values, (ctx) => ctx.zones.publication(name));
+  const txt = formatTxt(publication);
+  const wellKnown = formatDocument(publication);
+  if (values.json) {
+    io.out(JSON.stringify({ name: txtName(name), txt, wellKnown }));
+    return 0;
+  }
+  io.out(
+    [
+      `; DNS: add this record to the DNS zone of ${name} (sign that zone with DNSSEC: resolvers then need no HTTPS confirmation)`,
+      `${txtName(name)} ${ttl} IN TXT ${txtStrings(txt).map(zoneFileString).join(' ')}`,
+      `; HTTPS: serve this document at ${wellKnownUrl(name)} (Content-Type: application/json)`,
+      JSON.stringify(wellKnown),
+    ].join('\n'),
+  );
+  return 0;
+}
+
+/** A character-string of a zone file (RFC 1035 5.1): quoted, with `"` and `\` escaped. */
+function zoneFileString(text: string): string {
+  return `"${text.replace(/["\\]/g, (c) => `\\${c}`)}"`;
 }
 
 async function list(argv: string[], io: Io): Promise<number> {
