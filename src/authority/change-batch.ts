@@ -6,7 +6,7 @@ import type { Store } from '../store/store.js';
 import type { ZoneEditor } from './editor.js';
 import { decodePayload } from './editor.js';
 import type { ChangeRequest } from './requests.js';
-import { assureValidChange } from './rules.js';
+import { assureValidChange, linksOf } from './rules.js';
 import { serialOf } from './serial.js';
 import { inviteHash, type ZoneService } from './zones.js';
 
@@ -118,12 +118,14 @@ export class ChangeApplier {
       editor.remove('handle', req.handle);
       editor.removeName(req.handle);
     } else {
+      const { handle: _handle, ...links } = linksOf(req);
       record = editor.put('handle', req.handle, {
         handle: req.handle,
         endpoint: req.endpoint!,
         keys: req.keys!,
         ttl: editor.settings.handleTtl,
         op: req.cid,
+        ...links,
       });
       if (req.action === 'register') editor.addName(req.handle);
     }

@@ -6,6 +6,8 @@ import { decodeCompact, OPERATION_TYP, type DecodedJws } from '../records/jws.js
 import { parsePublicJwk, thumbprint, type PublicJwk } from '../records/keys.js';
 import { parsePossessionProofs, POP_MEMBER, type PossessionProof } from '../records/pop.js';
 import { MAX_HANDLE_KEYS } from '../records/types.js';
+import { HANDLE_LINK_LIMITS, handleLinksProblem } from '../records/handle-links.js';
+import { MAX_URL_LENGTH } from '../records/urls.js';
 import { parseEndpoint } from '../records/urls.js';
 
 /**
@@ -38,6 +40,10 @@ export interface ChangeRequest {
   kid: string | null;
   /** Proofs of possession of added keys (header `pop`), parsed; their signatures are checked with the request's. */
   proofs: PossessionProof[];
+  /** The owner-set links of the new state (docs/protocol.md §3.1), null when absent: the new record has none. */
+  profile: string | null;
+  alsoKnownAs: string[] | null;
+  movedTo: string | null;
 }
 
 const payloadSchema = z
@@ -50,6 +56,9 @@ const payloadSchema = z
     prev: z.string().max(64).nullable(),
     iat: z.number().int(),
     invite: z.string().max(128).optional(),
+    profile: z.string().max(MAX_URL_LENGTH).optional(),
+    alsoKnownAs: z.array(z.string().max(HANDLE_LINK_LIMITS.maxEntryLength)).max(HANDLE_LINK_LIMITS.maxAlsoKnownAs).optional(),
+    movedTo: z.string().max(400).optional(),
   })
   .strict();
 
@@ -75,9 +84,12 @@ export function parseChangeRequest(jws: unknown): ChangeRequest {
   if (needsState && (p.endpoint === undefined || p.keys === undefined)) {
     throw new IdnsError('invalid_request', `a ${p.action} request must carry "endpoint" and "keys"`);
   }
-  if (!needsState && (p.endpoint !== undefined || p.keys !== undefined)) {
-    throw new IdnsError('invalid_request', 'a delete request carries no "endpoint" or "keys"');
+  if (!needsState && (p.endpoint !== undefined || p.keys !== undefined || p.profile !== undefined || p.alsoKnownAs !== undefined || p.movedTo !== undefined)) {
+    throw new IdnsError('invalid_request', 'a delete request carries no "endpoint", "keys", "profile", "alsoKnownAs" or "movedTo"');
   }
+  // Form only here, as for the endpoint; rules.ts judges the URLs again by the zone's loopback setting.
+  const linkProblem = handleLinksProblem({ handle, profile: p.profile, alsoKnownAs: p.alsoKnownAs, movedTo: p.movedTo }, true);
+  if (linkProblem !== null) throw new IdnsError('invalid_request', `request payload ${linkProblem.path.join('.')}: ${linkProblem.message}`);
   const parsedKeys = p.keys === undefined ? null : parseKeys(p.keys);
   const keys = parsedKeys?.keys ?? null;
   const keyIds = parsedKeys?.ids ?? null;
@@ -121,6 +133,9 @@ export function parseChangeRequest(jws: unknown): ChangeRequest {
     headerKey,
     kid,
     proofs,
+    profile: p.profile ?? null,
+    alsoKnownAs: p.alsoKnownAs ?? null,
+    movedTo: p.movedTo ?? null,
   };
 }
 

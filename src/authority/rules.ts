@@ -7,6 +7,7 @@ import { verifyPossessionProofs } from '../records/pop.js';
 import type { ChangeRequest } from './requests.js';
 import { parseEndpoint } from '../records/urls.js';
 import { assureProofsFor } from './requests.js';
+import { handleLinksProblem, type HandleLinks } from '../records/handle-links.js';
 
 /** How far a request's `iat` may be from the server's clock, seconds. */
 export const MAX_CLOCK_SKEW = 300;
@@ -37,6 +38,8 @@ export function assureValidChange(
     });
   }
   if (req.endpoint !== null) parseEndpoint(req.endpoint, zone.allowLoopbackEndpoints);
+  const linkProblem = handleLinksProblem(linksOf(req), zone.allowLoopbackEndpoints);
+  if (linkProblem !== null) throw new IdnsError('invalid_request', `request payload ${linkProblem.path.join('.')}: ${linkProblem.message}`);
 
   if (req.action === 'register') {
     if (current !== null) throw new IdnsError('handle_exists', `${req.handle} is already registered`);
@@ -63,4 +66,13 @@ export function assureValidChange(
   // Added keys are judged against the state `prev` names (checked just above), so they are exactly determined.
   const held = new Set(candidates.map((c) => c.kid));
   assureProofsFor(req.proofs, req.keyIds === null ? [] : req.keyIds.filter((kid) => !held.has(kid)));
+}
+
+/** The owner-set links a request gives the handle's new state (absent ones left out). */
+export function linksOf(req: Pick<ChangeRequest, 'handle' | 'profile' | 'alsoKnownAs' | 'movedTo'>): HandleLinks & Pick<HandleFields, 'profile' | 'alsoKnownAs' | 'movedTo'> {
+  const links: HandleLinks & Pick<HandleFields, 'profile' | 'alsoKnownAs' | 'movedTo'> = { handle: req.handle };
+  if (req.profile !== null) links.profile = req.profile;
+  if (req.alsoKnownAs !== null) links.alsoKnownAs = req.alsoKnownAs;
+  if (req.movedTo !== null) links.movedTo = req.movedTo;
+  return links;
 }

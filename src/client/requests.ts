@@ -7,9 +7,19 @@ import { POP_MEMBER, signPossessionProof } from '../records/pop.js';
 
 /** What a handle's owner asks for: the content of a change request before signing. */
 export type ChangeIntent =
-  | { action: 'register'; handle: string; endpoint: string; keys: PublicJwk[]; invite?: string }
-  | { action: 'update'; handle: string; endpoint: string; keys: PublicJwk[]; prev: string }
+  | ({ action: 'register'; handle: string; endpoint: string; keys: PublicJwk[]; invite?: string } & OwnerLinks)
+  | ({ action: 'update'; handle: string; endpoint: string; keys: PublicJwk[]; prev: string } & OwnerLinks)
   | { action: 'delete'; handle: string; prev: string };
+
+/**
+ * The owner-set links of the new state (docs/protocol.md §3.1). A request states the whole new state, so
+ * a link left out is a link the handle no longer has: an update that should keep them repeats them.
+ */
+export interface OwnerLinks {
+  profile?: string;
+  alsoKnownAs?: string[];
+  movedTo?: string;
+}
 
 /**
  * Signs a change request with the owner's private key. A register request carries the public key in the
@@ -24,6 +34,9 @@ export function signChangeRequest(intent: ChangeIntent, privateJwk: PrivateJwk, 
   if (intent.action !== 'delete') {
     payload.endpoint = intent.endpoint;
     payload.keys = intent.keys;
+    if (intent.profile !== undefined) payload.profile = intent.profile;
+    if (intent.alsoKnownAs !== undefined) payload.alsoKnownAs = intent.alsoKnownAs;
+    if (intent.movedTo !== undefined) payload.movedTo = intent.movedTo;
   }
   payload.prev = intent.action === 'register' ? null : intent.prev;
   payload.iat = epochSeconds(clock);

@@ -86,11 +86,13 @@ export class LookupWire {
     return body;
   }
 
-  /** `{"handle":…,"status":…,"zone":…,"endpoint":…,"keys":…,"ttl":` */
+  /** `{"handle":…,"status":…,"zone":…,"endpoint":…,"keys":…[,"profile","alsoKnownAs","movedTo"],"ttl":` */
   private headOf(r: LookupResult): string {
     let head = this.heads.get(r.proof);
     if (head === undefined) {
-      head = flat(`${JSON.stringify({ handle: r.handle, status: r.status, zone: r.zone, endpoint: r.endpoint, keys: r.keys }).slice(0, -1)},"ttl":`);
+      // The owner's links only when set (undefined members are left out), as docs/protocol.md §7 shows.
+      const { profile, alsoKnownAs, movedTo } = r;
+      head = flat(`${JSON.stringify({ handle: r.handle, status: r.status, zone: r.zone, endpoint: r.endpoint, keys: r.keys, profile, alsoKnownAs, movedTo }).slice(0, -1)},"ttl":`);
       if (this.heads.size >= HOT_HEADS) this.heads.delete(this.heads.keys().next().value as Proof);
       this.heads.set(r.proof, head);
     }

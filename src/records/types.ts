@@ -3,7 +3,8 @@ import { isNormalHandle } from '../names/handle.js';
 import { isAtOrBelow, isNormalZoneName } from '../names/zone.js';
 import type { PublicJwk } from './keys.js';
 import { DENIAL_MAX_HASHES } from './denial.js';
-import { endpointProblem, serverUrlProblem } from './urls.js';
+import { endpointProblem, MAX_URL_LENGTH, serverUrlProblem } from './urls.js';
+import { HANDLE_LINK_LIMITS, handleLinksProblem } from './handle-links.js';
 
 /** The fields every signed record carries (DESIGN.md "Signed records"). */
 export interface RecordBase {
@@ -27,6 +28,13 @@ export interface HandleFields {
   ttl: number;
   /** The id (cid) of the signed change request that produced this state; the next change names it as `prev`. */
   op: string;
+  // Owner-set, optional, absent when unset (never empty); checked by handleLinksProblem (handle-links.ts).
+  /** The handle's profile page (an endpoint-rule URL). */
+  profile?: string;
+  /** 1–8 other names of the same person: normalised handles or endpoint-rule URLs. */
+  alsoKnownAs?: string[];
+  /** The handle this one moved to (normalised, not itself). A resolver reports it, never follows it. */
+  movedTo?: string;
 }
 
 /** A delegation (referral) of a child zone. */
@@ -149,9 +157,19 @@ function handleSchema(allowLoopbackEndpoints: boolean) {
     const problem = endpointProblem(ctx.value, allowLoopbackEndpoints);
     if (problem !== null) ctx.issues.push({ code: 'custom', message: problem, input: ctx.value });
   });
+  // The owner-set links (profile, alsoKnownAs, movedTo): typed and size-bounded here, judged by the shared handleLinksProblem.
+  const links = {
+    profile: z.string().max(MAX_URL_LENGTH).optional(),
+    alsoKnownAs: z.array(z.string().max(HANDLE_LINK_LIMITS.maxEntryLength)).max(HANDLE_LINK_LIMITS.maxAlsoKnownAs).optional(),
+    movedTo: z.string().max(320).optional(),
+  };
   return z
-    .object({ ...base, type: z.literal('handle'), handle: z.string().max(320).refine(isNormalHandle, 'is not a normalised handle'), endpoint, keys: keyList(MAX_HANDLE_KEYS), ttl, op: sha256 })
+    .object({ ...base, type: z.literal('handle'), handle: z.string().max(320).refine(isNormalHandle, 'is not a normalised handle'), endpoint, keys: keyList(MAX_HANDLE_KEYS), ttl, op: sha256, ...links })
     .strict()
+    .check((ctx) => {
+      const problem = handleLinksProblem(ctx.value, allowLoopbackEndpoints);
+      if (problem !== null) ctx.issues.push({ code: 'custom', message: problem.message, path: problem.path, input: ctx.value });
+    })
     .refine(validity, VALIDITY_MESSAGE);
 }
 

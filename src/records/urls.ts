@@ -24,21 +24,22 @@ const LOOPBACK_HOSTS = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/;
  * Why `endpoint` is not an acceptable home-server endpoint, or null when it is: an https URL of a domain
  * name (never an IP address literal, never `localhost`), without credentials or fragment. With
  * `allowLoopback` (development zones, and verifiers running in development mode) a loopback host
- * (`localhost`, 127.0.0.0/8, `[::1]`) is accepted too, over http or https.
+ * (`localhost`, 127.0.0.0/8, `[::1]`) is accepted too, over http or https. The same rule holds for the
+ * other URLs a handle record points consumers at (`profile`, URLs in `alsoKnownAs`); `what` names the field.
  */
-export function endpointProblem(endpoint: string, allowLoopback: boolean): string | null {
-  if (endpoint.length > MAX_URL_LENGTH) return `the endpoint is longer than ${MAX_URL_LENGTH} characters`;
+export function endpointProblem(endpoint: string, allowLoopback: boolean, what = 'the endpoint'): string | null {
+  if (endpoint.length > MAX_URL_LENGTH) return `${what} is longer than ${MAX_URL_LENGTH} characters`;
   const url = URL_TEXT.test(endpoint) ? parseUrl(endpoint) : null;
-  if (url === null) return 'the endpoint is not an absolute http(s) URL of printable ASCII (no spaces, controls or backslashes)';
-  if (url.username !== '' || url.password !== '') return 'the endpoint must not contain credentials';
-  if (url.hash !== '') return 'the endpoint must not contain a fragment';
+  if (url === null) return `${what} is not an absolute http(s) URL of printable ASCII (no spaces, controls or backslashes)`;
+  if (url.username !== '' || url.password !== '') return `${what} must not contain credentials`;
+  if (url.hash !== '') return `${what} must not contain a fragment`;
   if (allowLoopback && LOOPBACK_HOSTS.test(url.hostname)) return null;
-  if (url.protocol !== 'https:') return 'the endpoint must be an https URL (http only for loopback hosts in development zones)';
+  if (url.protocol !== 'https:') return `${what} must be an https URL (http only for loopback hosts in development zones)`;
   const host = url.hostname.replace(/\.$/, '');
   // The parser has already turned every numeric spelling (0x7f.1, 2130706433, [::ffff:7f00:1]) into its
   // canonical address, so this sees them all; a literal is refused whatever its range.
-  if (isIP(host.replace(/^\[|\]$/g, '')) !== 0) return 'the endpoint must name its host by a domain name, not an IP address';
-  if (host === 'localhost' || host.endsWith('.localhost')) return 'the endpoint must not be a loopback host (only in development zones)';
+  if (isIP(host.replace(/^\[|\]$/g, '')) !== 0) return `${what} must name its host by a domain name, not an IP address`;
+  if (host === 'localhost' || host.endsWith('.localhost')) return `${what} must not be a loopback host (only in development zones)`;
   return null;
 }
 

@@ -34,6 +34,10 @@ export interface Resolution {
   zone: string;
   endpoint: string | null;
   keys: PublicJwk[] | null;
+  /** The owner-signed links of a found handle's record, when set (docs/protocol.md §3.1). A move is reported, never followed. */
+  profile?: string | undefined;
+  alsoKnownAs?: string[] | undefined;
+  movedTo?: string | undefined;
   /** Seconds the result may be cached from the moment it was verified. */
   ttl: number;
   /** Signature expiry of the earliest-expiring record of the proof, seconds since the epoch. */
@@ -105,6 +109,10 @@ export function verifyProof(proof: unknown, input: string, anchors: TrustAnchors
       zone: last.zone,
       endpoint: r.endpoint,
       keys: r.keys,
+      // Always present (maybe undefined): one object shape for every resolution the cache holds.
+      profile: r.profile,
+      alsoKnownAs: r.alsoKnownAs,
+      movedTo: r.movedTo,
       ttl: Math.max(0, Math.min(r.ttl, r.exp - now)),
       exp: Math.min(exp, r.exp),
       proof: verifiedProof(p.steps as ProofStep[], p.record, []),
@@ -120,6 +128,9 @@ export function verifyProof(proof: unknown, input: string, anchors: TrustAnchors
       zone: last.zone,
       endpoint: null,
       keys: null,
+      profile: undefined,
+      alsoKnownAs: undefined,
+      movedTo: undefined,
       ttl: Math.max(0, Math.min(ttl, r.exp - now)),
       exp: Math.min(exp, r.exp),
       proof: verifiedProof(p.steps as ProofStep[], p.record, noCut as string[]),

@@ -3,13 +3,14 @@ import type { ChangeResult } from '../../authority/changes.js';
 import { systemClock } from '../../clock.js';
 import { queryAuthoritative } from '../../client/answers.js';
 import { errorFromBody, jsonRequest } from '../../client/http.js';
-import { signChangeRequest, type ChangeIntent } from '../../client/requests.js';
+import { signChangeRequest, type ChangeIntent, type OwnerLinks } from '../../client/requests.js';
 import type { AppContext } from '../../context.js';
 import { IdnsError } from '../../errors.js';
 import { readKeyFile } from '../../authority/keyring.js';
 import { parseHandle } from '../../names/handle.js';
 import type { PrivateJwk, PublicJwk, SigningKey } from '../../records/keys.js';
 import { thumbprint } from '../../records/keys.js';
+import type { HandleFields } from '../../records/types.js';
 import { parseCommand, UsageError, type Io, type OptionValues } from '../args.js';
 import { localOptions, openLocal } from '../local.js';
 import { DEFAULT_SERVER } from './resolve.js';
@@ -21,11 +22,19 @@ const usage = `usage: idns handle <command> HANDLE ... [--server URL | --data DI
 Commands (each request is signed with your key; --server sends it to a server over HTTP,
 default ${DEFAULT_SERVER}; --data applies it directly to a data directory as the operator,
 which is how handles are registered in a closed zone):
-  register HANDLE --key FILE --endpoint URL [--invite CODE] [--add-key FILE...]
+  register HANDLE --key FILE --endpoint URL [--invite CODE] [--add-key FILE...] [LINKS]
         Registers HANDLE with the public key of FILE (which signs the request), and the
         keys of the --add-key files.
-  update HANDLE --key FILE [--endpoint URL] [--add-key FILE...] [--remove-key THUMBPRINT...]
-        Changes the endpoint or the key set; signed by a current key.
+  update HANDLE --key FILE [--endpoint URL] [--add-key FILE...] [--remove-key THUMBPRINT...] [LINKS]
+        Changes the endpoint, the key set or the links; signed by a current key. What is
+        not given stays as it is.
+
+LINKS (owner-signed, shown in WebFinger and in lookups):
+  --profile URL | --no-profile          the handle's profile page (https)
+  --also-known-as HANDLE|URL... | --no-also-known-as
+        other names of the same person (up to 8): replaces the whole list
+  --moved-to HANDLE | --no-moved-to     announces a move (--moved-to '' also clears it);
+        resolvers report it and never follow it
   rotate HANDLE --key FILE --new-key FILE
         Replaces every key of HANDLE by the key in --new-key; signed by a current key.
 
@@ -45,6 +54,12 @@ const options = {
   invite: { type: 'string' },
   'add-key': { type: 'string', multiple: true },
   'remove-key': { type: 'string', multiple: true },
+  profile: { type: 'string' },
+  'no-profile': { type: 'boolean' },
+  'also-known-as': { type: 'string', multiple: true },
+  'no-also-known-as': { type: 'boolean' },
+  'moved-to': { type: 'string' },
+  'no-moved-to': { type: 'boolean' },
 } as const;
 
 type Values = OptionValues<typeof options>;
@@ -88,7 +103,7 @@ async function change(sub: 'register' | 'update' | 'rotate' | 'delete', target: 
     if (!values.endpoint) throw new UsageError('--endpoint URL is required', usage);
     added = (values['add-key'] ?? []).map((file) => readAddedKey(file, '--add-key'));
     const keys = [key.publicJwk, ...added.map((k) => k.publicJwk)];
-    intent = { action: 'register', handle, endpoint: values.endpoint, keys, ...(values.invite ? { invite: values.invite } : {}) };
+    intent = { action: 'register', handle, endpoint: values.endpoint, keys, ...(values.invite ? { invite: values.invite } : {}), ...linksFrom(values, {}) };
   } else {
     const current = await target.current(handle);
     if (sub === 'delete') {
@@ -97,7 +112,7 @@ async function change(sub: 'register' | 'update' | 'rotate' | 'delete', target: 
       if (!values['new-key']) throw new UsageError('--new-key FILE is required', usage);
       const next = readAddedKey(values['new-key'], '--new-key');
       if (!current.keys.some((k) => thumbprint(k) === next.kid)) added = [next];
-      intent = { action: 'update', handle, endpoint: values.endpoint ?? current.endpoint, keys: [next.publicJwk], prev: current.op };
+      intent = { action: 'update', handle, endpoint: values.endpoint ?? current.endpoint, keys: [next.publicJwk], prev: current.op, ...linksFrom({}, current) };
     } else {
       let keys: PublicJwk[] = current.keys;
       added = (values['add-key'] ?? []).map((file) => readAddedKey(file, '--add-key'));
@@ -108,9 +123,10 @@ async function change(sub: 'register' | 'update' | 'rotate' | 'delete', target: 
       const removed = new Set(values['remove-key'] ?? []);
       keys = keys.filter((k) => !removed.has(thumbprint(k)));
       if (keys.length === 0) throw new UsageError('the update would leave the handle without keys', usage);
-      intent = { action: 'update', handle, endpoint: values.endpoint ?? current.endpoint, keys, prev: current.op };
+      intent = { action: 'update', handle, endpoint: values.endpoint ?? current.endpoint, keys, prev: current.op, ...linksFrom(values, current) };
     }
   }
+  if (sub === 'rotate' || sub === 'delete') assureNoLinkFlags(values, sub);
   const result = await target.submit(signChangeRequest(intent, privateJwk, undefined, added.map(exportPrivate)));
   if (values.json) io.out(JSON.stringify(result));
   else io.out(`${result.action} ${result.handle}: accepted in zone ${result.zone} at serial ${result.serial} (op ${result.op})`);
@@ -120,8 +136,59 @@ async function change(sub: 'register' | 'update' | 'rotate' | 'delete', target: 
 async function show(target: Target, handle: string, values: Values, io: Io): Promise<number> {
   const current = await target.current(handle);
   if (values.json) io.out(JSON.stringify(current));
-  else io.out(`${handle}\n  endpoint: ${current.endpoint}\n  keys: ${current.keys.map(thumbprint).join(' ')}\n  op: ${current.op}`);
+  else {
+    io.out(
+      [
+        handle,
+        `  endpoint: ${current.endpoint}`,
+        ...(current.profile !== undefined ? [`  profile: ${current.profile}`] : []),
+        ...(current.alsoKnownAs !== undefined ? [`  also known as: ${current.alsoKnownAs.join(' ')}`] : []),
+        ...(current.movedTo !== undefined ? [`  moved to ${current.movedTo}`] : []),
+        `  keys: ${current.keys.map(thumbprint).join(' ')}`,
+        `  op: ${current.op}`,
+      ].join('\n'),
+    );
+  }
   return 0;
+}
+
+/**
+ * The links of the new state: each one given on the command line (or cleared by its --no- flag), else the
+ * current one, since a request states the whole new state (docs/protocol.md §6).
+ */
+function linksFrom(values: Values, current: OwnerLinks): OwnerLinks {
+  for (const name of ['profile', 'also-known-as', 'moved-to'] as const) {
+    if (values[name] !== undefined && values[`no-${name}`]) throw new UsageError(`give --${name} or --no-${name}, not both`, usage);
+  }
+  const links: OwnerLinks = {};
+  const profile = values['no-profile'] ? undefined : values.profile ?? current.profile;
+  if (profile !== undefined && profile !== '') links.profile = profile;
+  const aka = values['no-also-known-as'] ? undefined : values['also-known-as']?.map(aliasArg) ?? current.alsoKnownAs;
+  if (aka !== undefined && aka.length > 0) links.alsoKnownAs = aka;
+  const movedTo = values['no-moved-to'] ? undefined : values['moved-to'] ?? current.movedTo;
+  if (movedTo !== undefined && movedTo !== '') links.movedTo = handleArg(movedTo, '--moved-to');
+  return links;
+}
+
+/** An --also-known-as value: a URL as given (the server checks it), or a handle in normalised form. */
+function aliasArg(value: string): string {
+  return value.includes('://') ? value : handleArg(value, '--also-known-as');
+}
+
+/** A handle given as `alice@host`, `@alice@host` or `acct:alice@host`, normalised. */
+function handleArg(value: string, flag: string): string {
+  const bare = value.replace(/^acct:/i, '').replace(/^@/, '');
+  try {
+    return parseHandle(bare).handle;
+  } catch (cause) {
+    throw new UsageError(`${flag} ${JSON.stringify(value)} is not a handle: ${(cause as Error).message}`, usage);
+  }
+}
+
+/** rotate and delete change no links: a link flag there would be silently ignored, so it is refused. */
+function assureNoLinkFlags(values: Values, sub: string): void {
+  const given = (['profile', 'no-profile', 'also-known-as', 'no-also-known-as', 'moved-to', 'no-moved-to'] as const).filter((f) => values[f] !== undefined);
+  if (given.length > 0) throw new UsageError(`handle ${sub} takes no --${given[0]}; use handle update`, usage);
 }
 
 async function log(target: Target, handle: string, values: Values, io: Io): Promise<number> {
@@ -158,10 +225,19 @@ function exportPrivate(key: SigningKey): PrivateJwk {
   return { kty: 'OKP', crv: 'Ed25519', x: String(jwk.x), d: String(jwk.d) };
 }
 
-interface CurrentState {
+interface CurrentState extends OwnerLinks {
   endpoint: string;
   keys: PublicJwk[];
   op: string;
+}
+
+/** The state a change starts from, as the current record has it (links only when set). */
+function stateOf(record: HandleFields): CurrentState {
+  const state: CurrentState = { endpoint: record.endpoint, keys: record.keys, op: record.op };
+  if (record.profile !== undefined) state.profile = record.profile;
+  if (record.alsoKnownAs !== undefined) state.alsoKnownAs = record.alsoKnownAs;
+  if (record.movedTo !== undefined) state.movedTo = record.movedTo;
+  return state;
 }
 
 interface LogEntry {
@@ -188,7 +264,7 @@ class RemoteTarget implements Target {
     const answer = await queryAuthoritative(this.server, handle, new Map(), systemClock, { allowLoopbackEndpoints: true });
     if (answer.status === 'referral') throw new IdnsError('not_authoritative', `${handle} is in zone ${answer.delegation.name}, served by ${answer.delegation.servers.join(' ')}`);
     if (answer.status === 'denial') throw new IdnsError('handle_not_found', `${handle} does not exist (verified denial from zone ${answer.zone})`);
-    return { endpoint: answer.record.endpoint, keys: answer.record.keys, op: answer.record.op };
+    return stateOf(answer.record);
   }
 
   async submit(jws: string): Promise<ChangeResult> {
@@ -226,8 +302,7 @@ class LocalTarget implements Target {
     const answer = this.ctx.authority.resolve(handle);
     if (answer.status === 'referral') throw new IdnsError('not_authoritative', `${handle} is delegated away from zone ${answer.zone}`);
     if (answer.status === 'denial') throw new IdnsError('handle_not_found', `${handle} does not exist in zone ${answer.zone}`);
-    const record = decodePayload(answer.record) as unknown as CurrentState;
-    return { endpoint: record.endpoint, keys: record.keys, op: record.op };
+    return stateOf(decodePayload(answer.record) as unknown as HandleFields);
   }
 
   async submit(jws: string): Promise<ChangeResult> {

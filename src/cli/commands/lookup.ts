@@ -65,7 +65,8 @@ export async function lookup(argv: string[], io: Io): Promise<number> {
     anchoredBy = 'your anchors';
   }
   if (values.json) {
-    io.out(JSON.stringify({ handle: result.handle, status: result.status, zone: result.zone, endpoint: result.endpoint, keys: result.keys, ttl: result.ttl, proof: result.proof }));
+    const { profile, alsoKnownAs, movedTo } = result;
+    io.out(JSON.stringify({ handle: result.handle, status: result.status, zone: result.zone, endpoint: result.endpoint, keys: result.keys, profile, alsoKnownAs, movedTo, ttl: result.ttl, proof: result.proof }));
   } else {
     const chain = result.proof.steps.map((s, i) => {
       const kid = decodeCompact(s.zoneRecord).header.kid;
@@ -77,8 +78,11 @@ export async function lookup(argv: string[], io: Io): Promise<number> {
     }
     io.out(
       [
-        result.handle,
+        // A move is the owner's signed statement: reported, never followed (the next handle is not looked up).
+        ...(result.movedTo !== undefined ? [`${result.handle} (moved to ${result.movedTo})`] : [result.handle]),
         `  endpoint: ${result.endpoint}`,
+        ...(result.profile !== undefined ? [`  profile: ${result.profile}`] : []),
+        ...(result.alsoKnownAs !== undefined ? [`  also known as: ${result.alsoKnownAs.join(' ')}`] : []),
         `  keys: ${result.keys!.map(thumbprint).join(' ')}`,
         `  zone: ${result.zone}, ttl ${result.ttl}s`,
         'chain of trust:',
