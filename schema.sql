@@ -1,6 +1,6 @@
 -- The idns database: the one definition of its tables. src/store/database.ts applies this file to a new
 -- database and records the version below in PRAGMA user_version; a later version adds a migration there.
--- schema-version: 1
+-- schema-version: 2
 --
 -- Private keys never live here: they sit in the key directory beside the database (files mode 0600).
 
@@ -32,9 +32,11 @@ CREATE TABLE records (
   version INTEGER NOT NULL,                 -- zone version at which this record was written
   exp     INTEGER NOT NULL,                 -- signature expiry, seconds (drives re-signing)
   jws     TEXT NOT NULL,
+  endpoint TEXT,                            -- handle records: the record's `endpoint` (WebFinger by actor URL); else NULL
   PRIMARY KEY (content, type, key)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX records_by_exp ON records (content, exp);
+CREATE INDEX records_by_endpoint ON records (endpoint) WHERE endpoint IS NOT NULL;
 
 -- Content ids no zone uses any more (replaced copies, interrupted transfers), deleted in small batches.
 CREATE TABLE retired_content (

@@ -337,3 +337,96 @@ describe('a hostile zone signing forbidden endpoints with its real, delegated ke
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe('verification_failed');
   });
 });
+
+describe('owner-set links of a handle record (profile, alsoKnownAs, movedTo): one rule for the authority and the verifier', () => {
+  const user = newUserKey();
+  const record = (links: Record<string, unknown>) => ({
+    v: 1,
+    type: 'handle',
+    zone: 'example',
+    serial: 1,
+    iat: 1_800_000_000,
+    exp: 1_800_086_400,
+    handle: 'alice@example',
+    endpoint: 'https://home.example/alice',
+    keys: [user.public],
+    ttl: 3600,
+    op: FAKE_OP,
+    ...links,
+  });
+  const schemaAccepts = (links: Record<string, unknown>, development = false) => (development ? developmentRecordSchemas : recordSchemas).handle.safeParse(record(links)).success;
+  /** The authority's verdict on a register request with these links, in a zone with or without loopback endpoints. */
+  const authorityCode = (links: Record<string, unknown>, development = false): string | null => {
+    const jws = signChangeRequest({ action: 'register', handle: 'alice@example', endpoint: 'https://home.example/alice', keys: [user.public], ...links }, user.private);
+    try {
+      assureValidChange(parseChangeRequest(jws), null, Math.floor(Date.now() / 1000), { allowLoopbackEndpoints: development, hostScripts: 'strict' });
+      return null;
+    } catch (err) {
+      expect(err).toBeInstanceOf(IdnsError);
+      return (err as IdnsError).code;
+    }
+  };
+
+  const VALID: [string, Record<string, unknown>][] = [
+    ['none', {}],
+    ['a profile page', { profile: 'https://home.example/@alice' }],
+    ['handles and URLs', { alsoKnownAs: ['alice@old.example', 'https://old.example/users/alice'] }],
+    ['eight entries', { alsoKnownAs: Array.from({ length: 8 }, (_, i) => `a${i}@example.net`) }],
+    ['an entry of 2,048 characters', { alsoKnownAs: [`https://home.example/${'a'.repeat(2048 - 'https://home.example/'.length)}`] }],
+    ['a move', { movedTo: 'alice@new.example' }],
+    ['all three', { profile: 'https://home.example/@alice', alsoKnownAs: ['alice@new.example'], movedTo: 'alice@new.example' }],
+  ];
+  const INVALID: [string, Record<string, unknown>][] = [
+    ['nine alsoKnownAs entries', { alsoKnownAs: Array.from({ length: 9 }, (_, i) => `a${i}@example.net`) }],
+    ['an entry over 2,048 characters', { alsoKnownAs: [`https://home.example/${'a'.repeat(2048)}`] }],
+    ['an empty alsoKnownAs', { alsoKnownAs: [] }],
+    ['an entry twice', { alsoKnownAs: ['bob@example.net', 'bob@example.net'] }],
+    ['the handle itself in alsoKnownAs', { alsoKnownAs: ['alice@example'] }],
+    ['a handle not in normal form', { alsoKnownAs: ['Bob@Example.net'] }],
+    ['an acct: URI instead of a handle', { alsoKnownAs: ['acct:bob@example.net'] }],
+    ['an empty entry', { alsoKnownAs: [''] }],
+    ['a move to the handle itself', { movedTo: 'alice@example' }],
+    ['a move to a handle not in normal form', { movedTo: 'Alice@New.example' }],
+    ['a move to a URL', { movedTo: 'https://new.example/alice' }],
+    ['an empty move', { movedTo: '' }],
+    ['a profile over http', { profile: 'http://home.example/@alice' }],
+    ['a profile that is not a string', { profile: 5 }],
+    ['alsoKnownAs that is not a list', { alsoKnownAs: 'bob@example.net' }],
+    ...FORBIDDEN_ALWAYS.map(([name, url]): [string, Record<string, unknown>] => [`an alsoKnownAs entry: ${name}`, { alsoKnownAs: [url] }]),
+    ...FORBIDDEN_ALWAYS.map(([name, url]): [string, Record<string, unknown>] => [`a profile: ${name}`, { profile: url }]),
+  ];
+
+  it.each(VALID)('accepts %s on both sides', (_name, links) => {
+    expect(schemaAccepts(links)).toBe(true);
+    expect(authorityCode(links)).toBe(null);
+  });
+
+  it.each(INVALID)('refuses %s on both sides (verifier: schema; authority: invalid_request)', (_name, links) => {
+    expect(schemaAccepts(links)).toBe(false);
+    expect(schemaAccepts(links, true)).toBe(false);
+    // The authority refuses at the latest when parsing (form) or judging (zone rules): one code either way.
+    let code: string | null;
+    try {
+      code = authorityCode(links, true);
+    } catch (err) {
+      code = (err as IdnsError).code;
+    }
+    expect(code).toBe('invalid_request');
+  });
+
+  it('loopback URLs: only development zones sign them and only development verifiers accept them', () => {
+    for (const links of [{ profile: 'http://127.0.0.1:3000/@dev' }, { alsoKnownAs: ['http://localhost:3000/users/dev'] }]) {
+      expect([links, schemaAccepts(links), schemaAccepts(links, true)]).toEqual([links, false, true]);
+      expect([links, authorityCode(links), authorityCode(links, true)]).toEqual([links, 'invalid_request', null]);
+    }
+  });
+
+  it('a delete request carries no links', () => {
+    const payload = { v: 1, action: 'delete', handle: 'alice@example', prev: FAKE_OP, iat: Math.floor(Date.now() / 1000), movedTo: 'alice@new.example' };
+    const key = newUserKey();
+    const jws = signChangeRequest({ action: 'delete', handle: 'alice@example', prev: FAKE_OP }, key.private);
+    expect(() => parseChangeRequest(jws)).not.toThrow();
+    const forged = `${jws.split('.')[0]}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}.${jws.split('.')[2]}`;
+    expect(() => parseChangeRequest(forged)).toThrow(expect.objectContaining({ code: 'invalid_request' }));
+  });
+});

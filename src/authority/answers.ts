@@ -120,6 +120,22 @@ export class Authority {
   }
 
   /**
+   * The handle held here whose record names exactly `endpoint` (WebFinger by actor URL), answered as
+   * resolve() answers it. A lookup on the endpoint index, reading at most two rows: throws
+   * handle_not_found when no handle of a zone held here names the endpoint, and also when several do,
+   * since an endpoint names no handle by itself (anyone may list another's actor URL as their endpoint)
+   * and picking one would let a newcomer take over the answer.
+   */
+  byEndpoint(endpoint: string): { handle: string; answer: AuthoritativeAnswer } {
+    const rows = this.store.records.handlesByEndpoint(endpoint, 2);
+    if (rows.length > 1) throw new IdnsError('handle_not_found', 'more than one handle held here has this endpoint; ask for the handle by its acct: URI');
+    const handle = rows[0]?.key;
+    const answer = handle === undefined ? null : this.resolve(handle);
+    if (handle === undefined || answer === null || answer.status !== 'answer') throw new IdnsError('handle_not_found', 'no handle held here has this endpoint');
+    return { handle, answer };
+  }
+
+  /**
    * `resolve(input)`, serialised: the same answer (or the same error), with the body of answers and
    * referrals spliced from the stored JWS and per-zone fragments rather than built as objects and
    * stringified. Denials take `resolve` itself.

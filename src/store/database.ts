@@ -2,11 +2,12 @@ import Database from 'better-sqlite3';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { IdnsError } from '../errors.js';
+import { handleEndpoint } from './endpoint.js';
 
 export type Db = Database.Database;
 
 /** The schema version schema.sql defines; bumped together with a migration below. */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 // src/store/ and dist/store/ both sit two levels below the package root, where schema.sql lives.
 const SCHEMA_PATH = new URL('../../schema.sql', import.meta.url);
@@ -58,8 +59,32 @@ function migrate(db: Db): void {
   const schema = readFileSync(SCHEMA_PATH, 'utf8');
   db.transaction(() => {
     if (current === 0) db.exec(schema);
+    if (current === 1) addEndpointColumn(db);
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
   }).immediate();
+}
+
+/** Rows read per step of a migration that rewrites records: bounded memory on a zone of any size. */
+const MIGRATION_PAGE = 2000;
+
+/**
+ * Version 1 → 2: handle records get their `endpoint` column (found by WebFinger by actor URL), filled
+ * from each stored record, and its index. O(handles), once, inside the migration's transaction.
+ */
+function addEndpointColumn(db: Db): void {
+  db.exec('ALTER TABLE records ADD COLUMN endpoint TEXT');
+  const page = db.prepare<[string, string, number], { content: string; key: string; jws: string }>(
+    `SELECT content, key, jws FROM records WHERE type = 'handle' AND (content, key) > (?, ?) ORDER BY content, type, key LIMIT ?`,
+  );
+  const set = db.prepare(`UPDATE records SET endpoint = ? WHERE content = ? AND type = 'handle' AND key = ?`);
+  let after = { content: '', key: '' };
+  for (;;) {
+    const rows = page.all(after.content, after.key, MIGRATION_PAGE);
+    for (const r of rows) set.run(handleEndpoint(r.jws), r.content, r.key);
+    if (rows.length < MIGRATION_PAGE) break;
+    after = rows[rows.length - 1]!;
+  }
+  db.exec('CREATE INDEX records_by_endpoint ON records (endpoint) WHERE endpoint IS NOT NULL');
 }
 
 /** True for SQLite's "another connection holds the write lock" (past the busy timeout). */

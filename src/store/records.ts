@@ -1,5 +1,6 @@
 import { BulkInsert } from './bulk-insert.js';
 import type { Db } from './database.js';
+import { handleEndpoint } from './endpoint.js';
 
 export type StoredType = 'handle' | 'delegation' | 'denial';
 
@@ -55,6 +56,7 @@ export class RecordStore {
   private readonly loadOneStmt;
   private readonly loadManyStmt;
   private readonly putLoadedStmt;
+  private readonly byEndpointStmt;
 
   constructor(db: Db) {
     this.getStmt = db.prepare<[string, string, string], StoredRecord>(
@@ -65,8 +67,8 @@ export class RecordStore {
     const jwsOf = (type: StoredType) => db.prepare<[string, string], string>(`SELECT jws FROM records WHERE content = ? AND type = '${type}' AND key = ?`).pluck();
     this.jwsStmt = { handle: jwsOf('handle'), delegation: jwsOf('delegation'), denial: jwsOf('denial') };
     this.putStmt = db.prepare(
-      `INSERT INTO records (content, type, key, version, exp, jws) VALUES (?, ?, ?, ?, ?, ?)
-       ON CONFLICT (content, type, key) DO UPDATE SET version = excluded.version, exp = excluded.exp, jws = excluded.jws`,
+      `INSERT INTO records (content, type, key, version, exp, jws, endpoint) VALUES (?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (content, type, key) DO UPDATE SET version = excluded.version, exp = excluded.exp, jws = excluded.jws, endpoint = excluded.endpoint`,
     );
     this.delStmt = db.prepare(`DELETE FROM records WHERE content = ? AND type = ? AND key = ?`);
     // The gap that starts at the greatest key below the hash: the gaps tile the hash space.
@@ -90,18 +92,24 @@ export class RecordStore {
     );
     this.setExpStmt = db.prepare(`UPDATE records SET exp = ? WHERE content = ? AND type = ? AND key = ?`);
     this.keysStmt = db.prepare<[string, string], string>(`SELECT key FROM records WHERE content = ? AND type = ?`).pluck();
-    this.bulk = new BulkInsert(db, 'INSERT INTO records (content, type, key, version, exp, jws)', 6);
+    this.bulk = new BulkInsert(db, 'INSERT INTO records (content, type, key, version, exp, jws, endpoint)', 7);
     this.retireStmt = db.prepare(`INSERT OR REPLACE INTO retired_content (content, retired_at) VALUES (?, ?)`);
     this.unretireStmt = db.prepare(`DELETE FROM retired_content WHERE content = ?`);
     // A copy being loaded is new: a plain INSERT, so a repeated (type, key) in a transfer fails instead of replacing.
-    this.loadOneStmt = db.prepare(`INSERT INTO records (content, type, key, version, exp, jws) VALUES (?, ?, ?, 0, 0, ?)`);
+    this.loadOneStmt = db.prepare(`INSERT INTO records (content, type, key, version, exp, jws, endpoint) VALUES (?, ?, ?, 0, 0, ?, ?)`);
     this.loadManyStmt = db.prepare(
-      `INSERT INTO records (content, type, key, version, exp, jws) VALUES ${Array.from({ length: LOAD_ROWS_PER_STATEMENT }, () => '(?, ?, ?, 0, 0, ?)').join(', ')}`,
+      `INSERT INTO records (content, type, key, version, exp, jws, endpoint) VALUES ${Array.from({ length: LOAD_ROWS_PER_STATEMENT }, () => '(?, ?, ?, 0, 0, ?, ?)').join(', ')}`,
     );
     // A copy's expiry column stays 0: an update leaves it (and so the expiry index) untouched.
     this.putLoadedStmt = db.prepare(
-      `INSERT INTO records (content, type, key, version, exp, jws) VALUES (?, ?, ?, ?, 0, ?)
-       ON CONFLICT (content, type, key) DO UPDATE SET version = excluded.version, jws = excluded.jws`,
+      `INSERT INTO records (content, type, key, version, exp, jws, endpoint) VALUES (?, ?, ?, ?, 0, ?, ?)
+       ON CONFLICT (content, type, key) DO UPDATE SET version = excluded.version, jws = excluded.jws, endpoint = excluded.endpoint`,
+    );
+    // Only live copies (a zone's current content), never a retired or half-loaded one. In index order
+    // (content, key): no sort, so the cost is bounded by `limit` however many handles share the endpoint.
+    this.byEndpointStmt = db.prepare<[string, number], { key: string; jws: string }>(
+      `SELECT r.key, r.jws FROM records r INDEXED BY records_by_endpoint JOIN zones z ON z.content = r.content
+       WHERE r.endpoint = ? AND r.type = 'handle' LIMIT ?`,
     );
     this.nextRetiredStmt = db.prepare<[], { content: string }>(`SELECT content FROM retired_content ORDER BY retired_at LIMIT 1`);
     this.underStmt = db.prepare<[string, string, string], { n: number }>(
@@ -121,7 +129,7 @@ export class RecordStore {
 
   /** Inserts or replaces a record. */
   put(content: string, type: StoredType, key: string, version: number, exp: number, jws: string): void {
-    this.putStmt.run(content, type, key, version, exp, jws);
+    this.putStmt.run(content, type, key, version, exp, jws, endpointOf(type, jws));
   }
 
   /** Deletes a record; true if it existed. */
@@ -141,12 +149,12 @@ export class RecordStore {
 
   /** Inserts many records under a content id (a transfer being loaded); call inside a transaction. */
   putMany(content: string, rows: readonly StoredRecord[]): void {
-    for (const r of rows) this.putStmt.run(content, r.type, r.key, r.version, r.exp, r.jws);
+    for (const r of rows) this.putStmt.run(content, r.type, r.key, r.version, r.exp, r.jws, endpointOf(r.type, r.jws));
   }
 
   /** Inserts new records of one type, version and expiry (a bulk import); none may exist yet. Call inside a transaction. */
   insertNew(content: string, type: StoredType, version: number, exp: number, records: readonly { key: string; jws: string }[]): void {
-    this.bulk.run(records.map((r) => [content, type, r.key, version, exp, r.jws]));
+    this.bulk.run(records.map((r) => [content, type, r.key, version, exp, r.jws, endpointOf(type, r.jws)]));
   }
 
   /**
@@ -157,27 +165,28 @@ export class RecordStore {
     const n = rows.length;
     let i = 0;
     if (n >= LOAD_ROWS_PER_STATEMENT) {
-      const params: string[] = new Array<string>(LOAD_ROWS_PER_STATEMENT * 4);
+      const params: (string | null)[] = new Array<string | null>(LOAD_ROWS_PER_STATEMENT * 5);
       for (; i + LOAD_ROWS_PER_STATEMENT <= n; i += LOAD_ROWS_PER_STATEMENT) {
         for (let j = 0; j < LOAD_ROWS_PER_STATEMENT; j++) {
           const r = rows[i + j]!;
-          params[j * 4] = content;
-          params[j * 4 + 1] = r.type;
-          params[j * 4 + 2] = r.key;
-          params[j * 4 + 3] = r.jws;
+          params[j * 5] = content;
+          params[j * 5 + 1] = r.type;
+          params[j * 5 + 2] = r.key;
+          params[j * 5 + 3] = r.jws;
+          params[j * 5 + 4] = endpointOf(r.type, r.jws);
         }
         this.loadManyStmt.run(params);
       }
     }
     for (; i < n; i++) {
       const r = rows[i]!;
-      this.loadOneStmt.run(content, r.type, r.key, r.jws);
+      this.loadOneStmt.run(content, r.type, r.key, r.jws, endpointOf(r.type, r.jws));
     }
   }
 
   /** Inserts or replaces a record of a copy (expiry 0), as an incremental transfer does. */
   putLoaded(content: string, type: StoredType, key: string, version: number, jws: string): void {
-    this.putLoadedStmt.run(content, type, key, version, jws);
+    this.putLoadedStmt.run(content, type, key, version, jws, endpointOf(type, jws));
   }
 
   /** Deletes up to `limit` records of a content id; returns how many went (retired copies are dropped in batches). */
@@ -229,8 +238,21 @@ export class RecordStore {
     return { count: row?.count ?? 0, size: row?.size ?? 0 };
   }
 
+  /**
+   * Up to `limit` handle records, of the zones held here, whose `endpoint` is exactly `endpoint` (the
+   * endpoint index: WebFinger by actor URL).
+   */
+  handlesByEndpoint(endpoint: string, limit: number): { key: string; jws: string }[] {
+    return this.byEndpointStmt.all(endpoint, limit);
+  }
+
   /** How many records of a type a zone holds. */
   count(content: string, type: StoredType): number {
     return this.countStmt.get(content, type) ?? 0;
   }
+}
+
+/** The value of the endpoint column: a handle record's endpoint, NULL for other records. */
+function endpointOf(type: string, jws: string): string | null {
+  return type === 'handle' ? handleEndpoint(jws) : null;
 }

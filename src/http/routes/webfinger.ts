@@ -4,12 +4,19 @@ import { IdnsError, isIdnsError } from '../../errors.js';
 import type { AuthoritativeAnswer } from '../../authority/answers.js';
 import { parseHandle } from '../../names/handle.js';
 import { decodePayload } from '../../authority/editor.js';
+import { linkUri } from '../../records/handle-links.js';
+import type { HandleFields } from '../../records/types.js';
+import { endpointProblem } from '../../records/urls.js';
 import { note } from '../observe.js';
 
 /** Property name under which the JRD carries the signed handle record, for clients that verify. */
 export const RECORD_PROPERTY = 'https://idns.dev/ns/record';
+/** Property naming, as an acct: URI, the handle this one moved to (the owner-signed `movedTo`). */
+export const MOVED_TO_PROPERTY = 'https://idns.dev/ns/movedTo';
+/** The link relation of a profile page, as Mastodon and WebFinger clients use it. */
+export const PROFILE_PAGE_REL = 'http://webfinger.net/rel/profile-page';
 
-/** Parses a WebFinger `resource` (RFC 7033 4.1): only `acct:` URIs (RFC 7565) of a valid handle. */
+/** Parses a WebFinger `resource` (RFC 7033 4.1) as an `acct:` URI (RFC 7565) of a valid handle. */
 export function parseAcctResource(resource: string | undefined): string {
   if (resource === undefined || resource === '') throw new IdnsError('invalid_resource', 'the "resource" query parameter is required');
   if (!/^acct:/i.test(resource)) throw new IdnsError('invalid_resource', 'resource must be an acct: URI, such as acct:alice@example.com');
@@ -20,11 +27,31 @@ export function parseAcctResource(resource: string | undefined): string {
   }
 }
 
+/** What a WebFinger query asks for: a handle, or the handle whose endpoint is an actor URL. */
+export type WebfingerResource = { handle: string } | { endpoint: string };
+
 /**
- * The handle's endpoint and signed record: from a zone held here, or, on a server that also runs the
- * resolver role, through the resolver for handles held elsewhere.
+ * Parses a WebFinger `resource`: an `acct:` URI of a handle, or an http(s) URL (an actor URL, as Mastodon
+ * and Fedify ask by) under the endpoint rules (records/urls.ts, loopback allowed as development zones
+ * sign it), which names the handle whose endpoint it is exactly. Anything else is invalid_resource.
  */
-async function findHandle(ctx: AppContext, handle: string): Promise<{ endpoint: string; record: string; ttl: number }> {
+export function parseResource(resource: string | undefined): WebfingerResource {
+  if (resource !== undefined && /^https?:\/\//i.test(resource)) {
+    const problem = endpointProblem(resource, true, 'the resource URL');
+    if (problem !== null) throw new IdnsError('invalid_resource', `${problem}; resource must be an acct: URI or the URL of a handle's endpoint`);
+    return { endpoint: resource };
+  }
+  if (resource !== undefined && resource !== '' && !/^acct:/i.test(resource)) {
+    throw new IdnsError('invalid_resource', 'resource must be an acct: URI (acct:alice@example.com) or the https URL of a handle\'s endpoint (its actor)');
+  }
+  return { handle: parseAcctResource(resource) };
+}
+
+/**
+ * A handle's signed record and its TTL: from a zone held here, or, on a server that also runs the
+ * resolver role, through the resolver (verified) for handles held elsewhere.
+ */
+async function findHandle(ctx: AppContext, handle: string): Promise<{ record: string; ttl: number }> {
   let answer: AuthoritativeAnswer | null = null;
   try {
     answer = ctx.authority.resolve(handle);
@@ -34,15 +61,37 @@ async function findHandle(ctx: AppContext, handle: string): Promise<{ endpoint: 
   if (answer === null || (answer.status === 'referral' && ctx.resolver)) {
     const r = await ctx.resolver!.lookup(handle);
     if (r.status === 'not_found') throw new IdnsError('handle_not_found', `${handle} does not exist`);
-    return { endpoint: r.endpoint!, record: r.proof.record, ttl: r.ttl };
+    return { record: r.proof.record, ttl: r.ttl };
   }
   if (answer.status === 'referral') throw new IdnsError('not_authoritative', `${handle} is in a zone delegated away from ${answer.zone}`);
   if (answer.status !== 'answer') throw new IdnsError('handle_not_found', `${handle} does not exist`);
-  const record = decodePayload(answer.record) as { endpoint: string };
-  return { endpoint: record.endpoint, record: answer.record, ttl: answer.ttl };
+  return { record: answer.record, ttl: answer.ttl };
 }
 
-/** `GET /.well-known/webfinger?resource=acct:…`: the handle as a JRD, readable from any origin. */
+interface Link {
+  rel: string;
+  type: string;
+  href: string;
+}
+
+/**
+ * The JRD of a handle, shaped as Mastodon's (docs/protocol.md §7): `aliases` are the profile page, the
+ * endpoint (the actor URL) and the owner's alsoKnownAs (handles as acct: URIs); links are the profile
+ * page (when set) and `self`, the endpoint as application/activity+json; properties carry the signed
+ * record and, after a move, the handle moved to. `rels` filters the links (RFC 7033 4.3).
+ */
+export function handleJrd(record: string, rels: readonly string[]): { subject: string; aliases: string[]; links: Link[]; properties: Record<string, string> } {
+  const h = decodePayload(record) as unknown as HandleFields;
+  const links: Link[] = [];
+  if (h.profile !== undefined) links.push({ rel: PROFILE_PAGE_REL, type: 'text/html', href: h.profile });
+  links.push({ rel: 'self', type: 'application/activity+json', href: h.endpoint });
+  const aliases = [...new Set([...(h.profile !== undefined ? [h.profile] : []), h.endpoint, ...(h.alsoKnownAs ?? []).map(linkUri)])];
+  const properties: Record<string, string> = { [RECORD_PROPERTY]: record };
+  if (h.movedTo !== undefined) properties[MOVED_TO_PROPERTY] = linkUri(h.movedTo);
+  return { subject: `acct:${h.handle}`, aliases, links: rels.length === 0 ? links : links.filter((l) => rels.includes(l.rel)), properties };
+}
+
+/** `GET /.well-known/webfinger?resource=acct:…|<actor URL>`: the handle as a JRD, readable from any origin. */
 export function webfingerRoutes(ctx: AppContext): Hono {
   const app = new Hono();
   app.use('/.well-known/webfinger', async (c, next) => {
@@ -52,19 +101,14 @@ export function webfingerRoutes(ctx: AppContext): Hono {
   });
   app.get('/.well-known/webfinger', async (c) => {
     note(c, { role: 'webfinger' });
-    const handle = parseAcctResource(c.req.query('resource'));
+    const resource = parseResource(c.req.query('resource'));
     const rels = c.req.queries('rel') ?? [];
-    const found = await findHandle(ctx, handle);
+    // By actor URL only among the zones held here: a resolver cannot search other servers by endpoint.
+    const found = 'handle' in resource ? await findHandle(ctx, resource.handle) : ctx.authority.byEndpoint(resource.endpoint).answer;
     note(c, { outcome: 'found' });
-    const links = [{ rel: 'self', type: 'application/activity+json', href: found.endpoint }];
-    const jrd = {
-      subject: `acct:${handle}`,
-      links: rels.length === 0 ? links : links.filter((l) => rels.includes(l.rel)),
-      properties: { [RECORD_PROPERTY]: found.record },
-    };
     c.header('Cache-Control', `public, max-age=${found.ttl}`);
     c.header('Content-Type', 'application/jrd+json');
-    return c.body(JSON.stringify(jrd), 200);
+    return c.body(JSON.stringify(handleJrd(found.record, rels)), 200);
   });
   return app;
 }
