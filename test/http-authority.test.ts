@@ -282,7 +282,12 @@ describe('WebFinger', () => {
     ['missing resource', ''],
     ['empty resource', '?resource='],
     ['mailto: URI', `?resource=${encodeURIComponent('mailto:x')}`],
-    ['https URI', `?resource=${encodeURIComponent('https://example.com/wanda')}`],
+    ['an http URL of a public host', `?resource=${encodeURIComponent('http://social.example/users/wanda')}`],
+    ['an https URL with credentials', `?resource=${encodeURIComponent('https://u:p@social.example/users/wanda')}`],
+    ['an https URL with a fragment', `?resource=${encodeURIComponent('https://social.example/users/wanda#x')}`],
+    ['an https URL of an IP address', `?resource=${encodeURIComponent('https://169.254.169.254/latest')}`],
+    ['an https URL over 2,048 characters', `?resource=${encodeURIComponent(`https://social.example/${'a'.repeat(2048)}`)}`],
+    ['an ftp URL', `?resource=${encodeURIComponent('ftp://social.example/wanda')}`],
     ['space in the handle', `?resource=${encodeURIComponent('acct:bad handle@x')}`],
     ['two @', `?resource=${encodeURIComponent('acct:a@b@c')}`],
     ['acct: with no handle', `?resource=${encodeURIComponent('acct:')}`],
@@ -310,6 +315,157 @@ describe('WebFinger', () => {
     expect(profile.json.subject).toBe('acct:wanda@example.com');
     const both = await wf(`?${acct}&rel=${encodeURIComponent('http://webfinger.net/rel/profile-page')}&rel=self`);
     expect(both.json.links.map((l: { rel: string }) => l.rel)).toEqual(['self']);
+  });
+});
+
+describe('WebFinger: Mastodon-shaped JRD and lookup by actor URL', () => {
+  const wf = (query: string) => get(s.url, `/.well-known/webfinger${query}`);
+  const acct = (handle: string) => `?resource=${encodeURIComponent(`acct:${handle}`)}`;
+  const byUrl = (url: string) => `?resource=${encodeURIComponent(url)}`;
+  const actor = 'https://social.example/users/mona';
+  const profile = 'https://social.example/@mona';
+  let mona: UserKey;
+  let monaOp: string;
+
+  beforeAll(async () => {
+    mona = newUserKey();
+    const jws = signChangeRequest(
+      { action: 'register', handle: 'mona@example.com', endpoint: actor, keys: [mona.public], profile, alsoKnownAs: ['mona@example.org', 'https://old.example/users/mona'], movedTo: 'mona@example.org' },
+      mona.private,
+    );
+    const res = await postChange(s.url, jws);
+    expect(res.status, res.text).toBe(201);
+    monaOp = res.json.op;
+  });
+
+  it('has aliases (profile, actor, alsoKnownAs), a profile-page link, the self link, the record and the move', async () => {
+    const res = await wf(acct('mona@example.com'));
+    expect(res.status).toBe(200);
+    const record = (await resolveHandle(s.url, 'mona@example.com')).json.record;
+    expect(res.json).toEqual({
+      subject: 'acct:mona@example.com',
+      aliases: [profile, actor, 'acct:mona@example.org', 'https://old.example/users/mona'],
+      links: [
+        { rel: 'http://webfinger.net/rel/profile-page', type: 'text/html', href: profile },
+        { rel: 'self', type: 'application/activity+json', href: actor },
+      ],
+      properties: { 'https://idns.dev/ns/record': record, 'https://idns.dev/ns/movedTo': 'acct:mona@example.org' },
+    });
+    // The links are the owner's: signed in the record the JRD carries.
+    expect(payloadOf(record)).toMatchObject({ profile, alsoKnownAs: ['mona@example.org', 'https://old.example/users/mona'], movedTo: 'mona@example.org' });
+  });
+
+  it('a handle without links has its actor URL as its only alias and no profile-page link', async () => {
+    await registerOk(s.url, newUserKey(), 'nils@example.com', { endpoint: 'https://social.example/users/nils' });
+    const res = await wf(acct('nils@example.com'));
+    expect(res.json.aliases).toEqual(['https://social.example/users/nils']);
+    expect(res.json.links).toEqual([{ rel: 'self', type: 'application/activity+json', href: 'https://social.example/users/nils' }]);
+    expect(Object.keys(res.json.properties)).toEqual(['https://idns.dev/ns/record']);
+  });
+
+  it('filters links by rel, the profile page included', async () => {
+    const only = await wf(`${acct('mona@example.com')}&rel=${encodeURIComponent('http://webfinger.net/rel/profile-page')}`);
+    expect(only.json.links).toEqual([{ rel: 'http://webfinger.net/rel/profile-page', type: 'text/html', href: profile }]);
+    expect(only.json.aliases).toHaveLength(4);
+    const self = await wf(`${acct('mona@example.com')}&rel=self`);
+    expect(self.json.links.map((l: { rel: string }) => l.rel)).toEqual(['self']);
+  });
+
+  it('answers resource=<actor URL> with the JRD of the handle whose endpoint it is', async () => {
+    const res = await wf(byUrl(actor));
+    expect(res.status).toBe(200);
+    expect(res.headers['content-type']).toMatch(/^application\/jrd\+json/);
+    expect(res.headers['access-control-allow-origin']).toBe('*');
+    expect(maxAge(res.headers['cache-control'])).toBeGreaterThan(0);
+    expect(res.json).toEqual((await wf(acct('mona@example.com'))).json);
+    // Exactly the endpoint: another URL of the same server, or the profile page, names no handle.
+    for (const other of [`${actor}/`, 'https://social.example/users/MONA', profile, 'https://social.example/users/nobody']) {
+      const miss = await wf(byUrl(other));
+      expect([other, miss.status, miss.json.error?.code]).toEqual([other, 404, 'handle_not_found']);
+      expect(miss.headers['access-control-allow-origin']).toBe('*');
+    }
+  });
+
+  it('follows the endpoint through updates and deletion (the index is kept with the record)', async () => {
+    const key = newUserKey();
+    const first = 'https://social.example/users/otto';
+    const second = 'https://elsewhere.example/actors/otto';
+    const reg = await registerOk(s.url, key, 'otto@example.org', { endpoint: first });
+    expect((await wf(byUrl(first))).json.subject).toBe('acct:otto@example.org');
+    const update = signChangeRequest({ action: 'update', handle: 'otto@example.org', endpoint: second, keys: [key.public], prev: reg.op }, key.private);
+    const updated = await putChange(s.url, 'otto@example.org', update);
+    expect(updated.status).toBe(200);
+    expect((await wf(byUrl(first))).status).toBe(404);
+    expect((await wf(byUrl(second))).json.subject).toBe('acct:otto@example.org');
+    const del = signChangeRequest({ action: 'delete', handle: 'otto@example.org', prev: updated.json.op }, key.private);
+    expect((await deleteChange(s.url, 'otto@example.org', del)).status).toBe(200);
+    expect((await wf(byUrl(second))).status).toBe(404);
+  });
+
+  it('answers 404 when several handles held here share the endpoint: an endpoint names no handle by itself', async () => {
+    const shared = 'https://social.example/users/twin';
+    await registerOk(s.url, newUserKey(), 'twin@example.com', { endpoint: shared });
+    expect((await wf(byUrl(shared))).json.subject).toBe('acct:twin@example.com');
+    // Anyone may list someone else's actor URL as their endpoint; that must not take over the answer.
+    await registerOk(s.url, newUserKey(), 'copycat@example.org', { endpoint: shared });
+    const res = await wf(byUrl(shared));
+    expect(res.status).toBe(404);
+    expect(res.json.error.code).toBe('handle_not_found');
+    expect(res.json.error.message).toContain('more than one handle');
+  });
+
+  it('sets, keeps and clears the links by signed updates over HTTP; a bad one is refused and changes nothing', async () => {
+    const key = newUserKey();
+    const handle = 'ute@example.com';
+    const endpoint = 'https://social.example/users/ute';
+    let op = (await registerOk(s.url, key, handle, { endpoint })).op;
+    const update = async (links: Record<string, unknown>) => {
+      const res = await putChange(s.url, handle, signChangeRequest({ action: 'update', handle, endpoint, keys: [key.public], prev: op, ...links }, key.private));
+      if (res.status === 200) op = res.json.op;
+      return res;
+    };
+    const current = async () => payloadOf((await resolveHandle(s.url, handle)).json.record);
+
+    expect((await update({ alsoKnownAs: ['ute@example.org'], movedTo: 'ute@example.org', profile: 'https://social.example/@ute' })).status).toBe(200);
+    expect(await current()).toMatchObject({ alsoKnownAs: ['ute@example.org'], movedTo: 'ute@example.org', profile: 'https://social.example/@ute' });
+    expect((await wf(acct(handle))).json.properties['https://idns.dev/ns/movedTo']).toBe('acct:ute@example.org');
+
+    for (const [name, links] of [
+      ['a move to itself', { movedTo: handle }],
+      ['nine aliases', { alsoKnownAs: Array.from({ length: 9 }, (_, i) => `u${i}@example.org`) }],
+      ['an alias URL over http', { alsoKnownAs: ['http://social.example/users/ute'] }],
+      ['an alias of the handle itself', { alsoKnownAs: [handle] }],
+      ['a profile with a fragment', { profile: 'https://social.example/@ute#top' }],
+    ] as [string, Record<string, unknown>][]) {
+      const serial = (await resolveHandle(s.url, handle)).json.serial;
+      const res = await update(links);
+      expect([name, res.status, res.json.error?.code]).toEqual([name, 400, 'invalid_request']);
+      expect((await resolveHandle(s.url, handle)).json.serial).toBe(serial);
+    }
+
+    // A request states the whole new state: links left out are cleared.
+    expect((await update({ alsoKnownAs: ['ute@example.org'] })).status).toBe(200);
+    const kept = await current();
+    expect(kept.alsoKnownAs).toEqual(['ute@example.org']);
+    expect(kept).not.toHaveProperty('movedTo');
+    expect(kept).not.toHaveProperty('profile');
+    expect((await update({})).status).toBe(200);
+    const cleared = await current();
+    for (const field of ['alsoKnownAs', 'movedTo', 'profile']) expect(cleared).not.toHaveProperty(field);
+    const jrd = (await wf(acct(handle))).json;
+    expect(jrd.aliases).toEqual([endpoint]);
+    expect(jrd.properties).not.toHaveProperty('https://idns.dev/ns/movedTo');
+  });
+
+  it('refuses a delete request that carries links', async () => {
+    const payload = { v: 1, action: 'delete', handle: 'mona@example.com', prev: monaOp, iat: Math.floor(Date.now() / 1000), movedTo: 'mona@example.org' };
+    const jws = await new CompactSign(new TextEncoder().encode(JSON.stringify(payload)))
+      .setProtectedHeader({ alg: 'EdDSA', typ: OPERATION_TYP, kid: mona.kid })
+      .sign(await importJWK({ ...mona.private }, 'EdDSA'));
+    const res = await deleteChange(s.url, 'mona@example.com', jws);
+    expect(res.status).toBe(400);
+    expect(res.json.error.code).toBe('invalid_request');
+    expect((await resolveHandle(s.url, 'mona@example.com')).status).toBe(200);
   });
 });
 

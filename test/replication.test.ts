@@ -239,6 +239,31 @@ describe('secondary replicas', () => {
     }
   });
 
+  it('answers WebFinger by actor URL on a secondary like the primary, through full and incremental transfers', async () => {
+    const { primary, secondary, kid } = await primaryAndSecondary();
+    // More than one multi-row insert's worth of records (64), so a full transfer loads them in bulk.
+    await Promise.all(Array.from({ length: 70 }, (_, i) => register(primary, `actor${i}@example`)));
+    const moving = await primary.ctx.changes.submit(signChangeRequest({ action: 'register', handle: 'moving@example', endpoint: 'https://home.example/old', keys: [owner.public] }, owner.private));
+    secondary.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });
+    expect((await secondary.ctx.replicator.checkNow('example')).transfers.full).toBe(1);
+    const byUrl = async (server: TestServer, url: string) => {
+      const res = await fetch(`${server.url}/.well-known/webfinger?resource=${encodeURIComponent(url)}`);
+      return { status: res.status, subject: ((await res.json()) as { subject?: string }).subject };
+    };
+    for (const i of [0, 41, 69]) {
+      expect(await byUrl(secondary, `https://home.example/actor${i}@example`)).toEqual({ status: 200, subject: `acct:actor${i}@example` });
+    }
+    expect(await byUrl(secondary, 'https://home.example/old')).toEqual({ status: 200, subject: 'acct:moving@example' });
+
+    await primary.ctx.changes.submit(signChangeRequest({ action: 'update', handle: 'moving@example', endpoint: 'https://home.example/new', keys: [owner.public], prev: moving.op }, owner.private));
+    const status = await secondary.ctx.replicator.checkNow('example');
+    expect(status.lastError).toBeNull();
+    for (const server of [primary, secondary]) {
+      expect((await byUrl(server, 'https://home.example/old')).status).toBe(404);
+      expect(await byUrl(server, 'https://home.example/new')).toEqual({ status: 200, subject: 'acct:moving@example' });
+    }
+  });
+
   it('rejects a tampered incremental transfer and keeps its previous copy', async () => {
     const { primary, secondary, kid } = await primaryAndSecondary();
     await register(primary, 'a@example');
