@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { signChangeRequest } from '../src/client/requests.js';
+import { verifyProof } from '../src/resolver/proof.js';
 import { startHierarchy, type Hierarchy } from './support/hierarchy.js';
 import { runIdns } from './support/process.js';
 import { startTestServer, type TestServer } from './support/server.js';
@@ -79,6 +81,40 @@ describe('idns lookup and idns resolve through the hierarchy', () => {
     expect(jrd.links[0]!.href).toBe('https://home.example/alice@social.example');
     const missing = await fetch(`${resolverServer.url}/.well-known/webfinger?resource=acct:nobody@social.example`);
     expect(missing.status).toBe(404);
+  });
+
+  it('reports a move and the aliases of a handle, verified, and never follows the move', async () => {
+    const moved = 'mover@social.example';
+    await h.zones.get('social.example')!.a.ctx.changes.submit(
+      signChangeRequest(
+        { action: 'register', handle: moved, endpoint: 'https://home.example/mover', keys: [h.owner.public], profile: 'https://home.example/@mover', alsoKnownAs: ['carol@news.example', 'https://old.example/users/mover'], movedTo: 'carol@news.example' },
+        h.owner.private,
+      ),
+    );
+    const r = await runIdns(['lookup', moved, '--resolver', resolverServer.url, '--anchor', `.=${rootKid}`]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout.split('\n')[0]).toBe(`${moved} (moved to carol@news.example)`);
+    expect(r.stdout).toContain('endpoint: https://home.example/mover');
+    expect(r.stdout).toContain('profile: https://home.example/@mover');
+    expect(r.stdout).toContain('also known as: carol@news.example https://old.example/users/mover');
+    // Reported, not followed: the answer is the moved handle's own record.
+    expect(r.stdout).not.toContain('home.example/carol');
+    const json = JSON.parse((await runIdns(['lookup', moved, '--resolver', resolverServer.url, '--anchor', `.=${rootKid}`, '--json'])).stdout);
+    expect(json).toMatchObject({ handle: moved, status: 'found', endpoint: 'https://home.example/mover', movedTo: 'carol@news.example', alsoKnownAs: ['carol@news.example', 'https://old.example/users/mover'], profile: 'https://home.example/@mover' });
+
+    // The library's verifier gives the same fields from the proof alone.
+    const body = (await (await fetch(`${resolverServer.url}/v1/lookup/${moved}`)).json()) as { proof: unknown };
+    const verified = verifyProof(body.proof, moved, new Map([['.', [rootKid]]]), Math.floor(Date.now() / 1000), undefined, { allowLoopbackEndpoints: true });
+    expect(verified).toMatchObject({ status: 'found', movedTo: 'carol@news.example', alsoKnownAs: ['carol@news.example', 'https://old.example/users/mover'], profile: 'https://home.example/@mover' });
+    // A handle without links has none.
+    const plain = JSON.parse((await runIdns(['lookup', 'carol@news.example', '--resolver', resolverServer.url, '--anchor', `.=${rootKid}`, '--json'])).stdout);
+    for (const field of ['movedTo', 'alsoKnownAs', 'profile']) expect(plain).not.toHaveProperty(field);
+
+    // The resolver role's WebFinger shows them too, from the verified record.
+    const jrd = (await (await fetch(`${resolverServer.url}/.well-known/webfinger?resource=acct:${moved}`)).json()) as { aliases: string[]; properties: Record<string, string> };
+    expect(jrd.aliases).toEqual(['https://home.example/@mover', 'https://home.example/mover', 'acct:carol@news.example', 'https://old.example/users/mover']);
+    expect(jrd.properties['https://idns.dev/ns/movedTo']).toBe('acct:carol@news.example');
   });
 
   it('answers GET and POST /v1/lookup on the resolver role', async () => {

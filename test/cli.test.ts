@@ -187,6 +187,66 @@ describe('handle update, rotate, delete, show and log', () => {
   });
 });
 
+describe('handle links: --profile, --also-known-as, --moved-to', () => {
+  it('sets them on register and update, keeps them through other changes, clears them with --no- flags and --moved-to \'\'', async () => {
+    const { cwd, url, idns } = await setup();
+    writeUserKey(cwd, 'k.jwk', newUserKey());
+    writeUserKey(cwd, 'k2.jwk', newUserKey());
+    const h = 'lena@localhost';
+    const s = ['--server', url];
+    const record = async () => {
+      const a = await queryAuthoritative(url, h, new Map(), undefined, { allowLoopbackEndpoints: true });
+      if (a.status !== 'answer') throw new Error(`${h} does not resolve`);
+      return a.record;
+    };
+    expectOk(
+      await idns(['handle', 'register', h, '--key', 'k.jwk', '--endpoint', 'https://social.example/users/lena', '--profile', 'https://social.example/@lena', '--also-known-as', '@Lena@Example.ORG', 'https://old.example/users/lena', '--moved-to', 'acct:Lena@Example.org', ...s]),
+    );
+    expect(await record()).toMatchObject({ profile: 'https://social.example/@lena', alsoKnownAs: ['lena@example.org', 'https://old.example/users/lena'], movedTo: 'lena@example.org' });
+    const shown = expectOk(await idns(['handle', 'show', h, ...s]));
+    expect(shown).toContain('moved to lena@example.org');
+    expect(shown).toContain('also known as: lena@example.org https://old.example/users/lena');
+    expect(JSON.parse(expectOk(await idns(['handle', 'show', h, ...s, '--json'])))).toMatchObject({ movedTo: 'lena@example.org', profile: 'https://social.example/@lena' });
+
+    // An update of something else, and a rotation, keep every link.
+    expectOk(await idns(['handle', 'update', h, '--key', 'k.jwk', '--endpoint', 'https://social.example/users/lena2', ...s]));
+    expectOk(await idns(['handle', 'rotate', h, '--key', 'k.jwk', '--new-key', 'k2.jwk', ...s]));
+    expect(await record()).toMatchObject({ endpoint: 'https://social.example/users/lena2', alsoKnownAs: ['lena@example.org', 'https://old.example/users/lena'], movedTo: 'lena@example.org', profile: 'https://social.example/@lena' });
+
+    // --also-known-as replaces the whole list; --moved-to '' clears the move.
+    expectOk(await idns(['handle', 'update', h, '--key', 'k2.jwk', '--also-known-as', 'lena@example.net', '--moved-to', '', ...s]));
+    let now = await record();
+    expect(now.alsoKnownAs).toEqual(['lena@example.net']);
+    expect(now).not.toHaveProperty('movedTo');
+    expect(now.profile).toBe('https://social.example/@lena');
+    expectOk(await idns(['handle', 'update', h, '--key', 'k2.jwk', '--no-also-known-as', '--no-profile', '--moved-to', 'lena@example.net', ...s]));
+    now = await record();
+    expect(now).not.toHaveProperty('alsoKnownAs');
+    expect(now).not.toHaveProperty('profile');
+    expect(now.movedTo).toBe('lena@example.net');
+    expectOk(await idns(['handle', 'update', h, '--key', 'k2.jwk', '--no-moved-to', ...s]));
+    expect(await record()).not.toHaveProperty('movedTo');
+    const serial = (await queryAuthoritative(url, h, new Map(), undefined, { allowLoopbackEndpoints: true })).serial;
+
+    // Mistakes: usage errors before anything is sent, the server's refusals with their code; nothing changes.
+    for (const args of [
+      ['--moved-to', 'x@y', '--no-moved-to'],
+      ['--also-known-as', 'a@b.example', '--no-also-known-as'],
+      ['--moved-to', 'not a handle'],
+      ['--also-known-as', 'bad handle'],
+    ]) {
+      const res = await idns(['handle', 'update', h, '--key', 'k2.jwk', ...args, ...s]);
+      expect([args, res.code]).toEqual([args, 2]);
+    }
+    const rotate = await idns(['handle', 'rotate', h, '--key', 'k2.jwk', '--new-key', 'k.jwk', '--moved-to', 'x@y.example', ...s]);
+    expect(rotate.code).toBe(2);
+    expect(rotate.stderr).toContain('handle update');
+    expectFailure(await idns(['handle', 'update', h, '--key', 'k2.jwk', '--moved-to', h, ...s]), 1, 'invalid_request');
+    expectFailure(await idns(['handle', 'update', h, '--key', 'k2.jwk', '--also-known-as', 'http://social.example/users/lena', ...s]), 1, 'invalid_request');
+    expect((await queryAuthoritative(url, h, new Map(), undefined, { allowLoopbackEndpoints: true })).serial).toBe(serial);
+  });
+});
+
 describe('handle keys: every added key signs (proof of possession)', () => {
   /** A server and four key files: main, phone, laptop, next. */
   async function withKeys() {
