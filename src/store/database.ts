@@ -64,26 +64,15 @@ function migrate(db: Db): void {
   }).immediate();
 }
 
-/** Rows read per step of a migration that rewrites records: bounded memory on a zone of any size. */
-const MIGRATION_PAGE = 2000;
-
 /**
  * Version 1 → 2: handle records get their `endpoint` column (found by WebFinger by actor URL), filled
- * from each stored record, and its index. O(handles), once, inside the migration's transaction.
+ * from each stored record, and its index. O(handles), once, inside the migration's transaction. The
+ * function that reads a record's endpoint exists only for this statement: the schema never depends on it.
  */
 function addEndpointColumn(db: Db): void {
   db.exec('ALTER TABLE records ADD COLUMN endpoint TEXT');
-  const page = db.prepare<[string, string, number], { content: string; key: string; jws: string }>(
-    `SELECT content, key, jws FROM records WHERE type = 'handle' AND (content, key) > (?, ?) ORDER BY content, type, key LIMIT ?`,
-  );
-  const set = db.prepare(`UPDATE records SET endpoint = ? WHERE content = ? AND type = 'handle' AND key = ?`);
-  let after = { content: '', key: '' };
-  for (;;) {
-    const rows = page.all(after.content, after.key, MIGRATION_PAGE);
-    for (const r of rows) set.run(handleEndpoint(r.jws), r.content, r.key);
-    if (rows.length < MIGRATION_PAGE) break;
-    after = rows[rows.length - 1]!;
-  }
+  db.function('idns_migrate_endpoint', { deterministic: true }, (jws: unknown) => (typeof jws === 'string' ? handleEndpoint(jws) : null));
+  db.exec(`UPDATE records SET endpoint = idns_migrate_endpoint(jws) WHERE type = 'handle'`);
   db.exec('CREATE INDEX records_by_endpoint ON records (endpoint) WHERE endpoint IS NOT NULL');
 }
 
