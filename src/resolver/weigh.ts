@@ -30,13 +30,20 @@ export interface WeighedCut {
 
 /** Bytes of a resolution held by it alone: the entry, the result, its record and gaps, endpoint and keys. */
 export function resolutionBytes(r: Resolution): number {
-  let n = MAP_ENTRY + CACHE_ENTRY + OBJECT + 9 * SLOT + ascii(r.handle) + ascii(r.zone);
+  let n = MAP_ENTRY + CACHE_ENTRY + OBJECT + 12 * SLOT + ascii(r.handle) + ascii(r.zone);
   n += OBJECT + 3 * SLOT + ascii(r.proof.record);
   if (r.proof.noCut) {
     n += array(r.proof.noCut.length);
     for (const g of r.proof.noCut) n += ascii(g);
   }
   if (r.endpoint !== null) n += text(r.endpoint);
+  // The owner's links: up to 8 aliases of 2 KiB each, so a record can weigh ~16 KiB more through them.
+  if (r.profile !== undefined) n += text(r.profile);
+  if (r.movedTo !== undefined) n += text(r.movedTo);
+  if (r.alsoKnownAs !== undefined) {
+    n += array(r.alsoKnownAs.length);
+    for (const a of r.alsoKnownAs) n += text(a);
+  }
   if (r.keys !== null) {
     n += array(r.keys.length);
     // A JWK: {kty, crv, x}, x 43 characters, kty and crv short strings of their own.
