@@ -19,6 +19,8 @@ that resolver and checks the proof it returns: against --anchor when given, othe
 for consistency with the resolver's own anchor (and says so).
 --allow-private allows http and loopback/private addresses (tests, the demo), and records whose
 endpoint is a loopback URL (development zones).
+The owner's profile page and other names (also known as) are printed when set; a handle whose
+owner announced a move prints as "HANDLE (moved to OTHER)": the move is reported, never followed.
 Exit status: 0 found, 3 verified not found, 1 any error.`;
 
 /** `idns lookup` */
