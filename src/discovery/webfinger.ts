@@ -325,7 +325,7 @@ export class WebFingerBridge {
       }
       const status = res.statusCode;
       if (REDIRECTS.has(status)) {
-        res.body.destroy();
+        discard(res);
         const location = header(res.headers.location);
         if (location === undefined) throw new IdnsError('webfinger_failed', `WebFinger for ${handle}: ${url.host} answered ${status} without a Location`);
         if (hops >= this.maxRedirects) throw new IdnsError('webfinger_failed', `WebFinger for ${handle}: more than ${this.maxRedirects} redirects`);
@@ -336,11 +336,11 @@ export class WebFingerBridge {
         continue;
       }
       if (status === 404 || status === 410) {
-        res.body.destroy();
+        discard(res);
         return 'not_found';
       }
       if (status !== 200) {
-        res.body.destroy();
+        discard(res);
         throw new IdnsError('webfinger_failed', `WebFinger for ${handle}: ${url.host} answered HTTP ${status}`);
       }
       const body = await this.readBody(res, handle, url);
@@ -354,7 +354,7 @@ export class WebFingerBridge {
     const tooLarge = () => new IdnsError('webfinger_failed', `WebFinger for ${handle}: the JRD from ${url.host} is larger than ${this.maxBytes} bytes`);
     const declared = Number(header(res.headers['content-length']));
     if (declared > this.maxBytes) {
-      res.body.destroy();
+      discard(res);
       throw tooLarge();
     }
     const chunks: Buffer[] = [];
@@ -363,7 +363,7 @@ export class WebFingerBridge {
       for await (const chunk of res.body) {
         size += (chunk as Buffer).length;
         if (size > this.maxBytes) {
-          res.body.destroy();
+          discard(res);
           throw tooLarge();
         }
         chunks.push(chunk as Buffer);
@@ -478,6 +478,15 @@ function acctHandle(uri: string): string | undefined {
     if (isIdnsError(err, 'invalid_handle')) return undefined;
     throw err;
   }
+}
+
+/**
+ * Drops a response body that is not wanted (a redirect's, an error page, one over the size bound):
+ * destroying it ends the request, and the abort error it then emits only says so.
+ */
+function discard(res: Dispatcher.ResponseData): void {
+  res.body.on('error', () => undefined);
+  res.body.destroy();
 }
 
 /** One value of a response header (the first, when it came several times). */
