@@ -46,7 +46,10 @@ export interface WebFingerBridgeOptions {
   dispatcher?: Dispatcher;
   /** Admit loopback and private addresses and loopback endpoints (tests, private deployments). Never admits http. */
   allowPrivate?: boolean;
-  /** Time for one whole lookup, redirects and the subject's confirmation included, ms. Default 5000. */
+  /**
+   * Time for one whole lookup, redirects and the subject's confirmation included, ms. Default 5000. It
+   * runs on real timers: `clock` drives the cache TTLs, not network time.
+   */
   timeoutMs?: number;
   /** Largest JRD read, bytes. Default 64 KiB. */
   maxBytes?: number;
@@ -212,12 +215,13 @@ export class WebFingerBridge {
   /** Starts the one request for `handle` that every caller meanwhile shares, and caches its outcome. */
   private start(handle: string): Flight {
     const controller = new AbortController();
-    const flight: Flight = { controller, waiters: 0, promise: Promise.resolve(null as unknown as Entry) };
-    flight.promise = this.fetchEntry(handle, controller.signal).finally(() => {
-      if (this.inflight.get(handle) === flight) this.inflight.delete(handle);
+    const promise: Promise<Entry> = this.fetchEntry(handle, controller.signal).finally(() => {
+      if (this.inflight.get(handle)?.promise === promise) this.inflight.delete(handle);
     });
-    // Every waiter may have gone (aborted); the outcome is then cached or dropped, never unhandled.
-    flight.promise.catch(() => undefined);
+    // Every waiter may have gone (aborted): the failure then has no one to tell, and must not surface
+    // as an unhandled rejection. The waiters still get it through their own handlers.
+    promise.catch(() => undefined);
+    const flight: Flight = { promise, controller, waiters: 0 };
     this.inflight.set(handle, flight);
     return flight;
   }
