@@ -125,6 +125,26 @@ describe('WebFinger bridge', () => {
     expect(second.requests).toHaveLength(1);
   });
 
+  it('follows a personal domain that redirects to the account at a server, and names that account as the subject', async () => {
+    // A static redirect with the resource rewritten, as personal domains point at a Mastodon account.
+    await hosts.serve('example.org', (_req, res) => {
+      res.writeHead(302, { location: 'https://social.example/.well-known/webfinger?resource=acct%3Aalice%40social.example' });
+      res.end();
+    });
+    const server = await hosts.serve('social.example', accounts({ 'acct:alice@social.example': mastodonJrd('alice', 'social.example') }));
+    const r = await bridge().lookup('me@example.org');
+    expect(r).toMatchObject({ handle: 'me@example.org', subject: 'acct:alice@social.example', endpoint: 'https://social.example/users/alice', verified: false });
+    // The server was asked once through the redirect, and once to confirm the account it names.
+    expect(server.requests.map((q) => resourceOf(q.url))).toEqual(['acct:alice@social.example', 'acct:alice@social.example']);
+  });
+
+  it('fails with webfinger_failed when the host\'s certificate is not trusted', async () => {
+    await hosts.serve('social.example', accounts({ 'acct:alice@social.example': mastodonJrd('alice', 'social.example') }));
+    const err = await failure(bridge({ dispatcher: hosts.dispatcherTrusting() }).lookup('alice@social.example'));
+    expect(err.code).toBe('webfinger_failed');
+    expect(err.message).toMatch(/certificate/i);
+  });
+
   it('refuses a redirect to http, and never contacts its target', async () => {
     await hosts.serve('social.example', (_req, res) => {
       res.writeHead(302, { location: 'http://other.example/.well-known/webfinger?resource=acct:alice@social.example' });

@@ -39,6 +39,8 @@ export interface HttpsHosts {
   ca: string;
   /** Connects each served name to its server, verifying TLS against the test CA. */
   dispatcher: Agent;
+  /** A dispatcher like `dispatcher` that trusts only `ca` (default: Node's bundled CAs, so not the test CA). */
+  dispatcherTrusting(ca?: string): Agent;
   /** Starts (or re-arms) the host `name`: one of the names given to startHttpsHosts, or localhost. */
   serve(name: string, handler: HostHandler): Promise<TestHost>;
   close(): Promise<void>;
@@ -52,20 +54,27 @@ export function startHttpsHosts(names: readonly string[]): HttpsHosts {
   const cert = readFileSync(files.cert, 'utf8');
   const key = readFileSync(files.key, 'utf8');
   const servers = new Map<string, { host: TestHost; server: Server; sockets: Set<Socket> }>();
-  const tls = buildConnector({ ca });
-  const dispatcher = new Agent({
-    connect(options, callback) {
-      const entry = servers.get(options.hostname);
-      if (entry === undefined || (options.port !== '' && options.port !== '443')) {
-        callback(new Error(`no test host serves ${options.hostname}:${options.port || 443}`), null);
-        return;
-      }
-      tls({ ...options, hostname: '127.0.0.1', port: String(entry.host.port), servername: options.hostname }, callback);
-    },
-  });
+  const agents: Agent[] = [];
+  const dispatcherTrusting = (trusted?: string): Agent => {
+    const tls = buildConnector(trusted === undefined ? {} : { ca: trusted });
+    const agent = new Agent({
+      connect(options, callback) {
+        const entry = servers.get(options.hostname);
+        if (entry === undefined || (options.port !== '' && options.port !== '443')) {
+          callback(new Error(`no test host serves ${options.hostname}:${options.port || 443}`), null);
+          return;
+        }
+        tls({ ...options, hostname: '127.0.0.1', port: String(entry.host.port), servername: options.hostname }, callback);
+      },
+    });
+    agents.push(agent);
+    return agent;
+  };
+  const dispatcher = dispatcherTrusting(ca);
   return {
     ca,
     dispatcher,
+    dispatcherTrusting,
     async serve(name, handler) {
       if (!names.includes(name) && name !== 'localhost') throw new Error(`${name} is not among the certificate's names`);
       const running = servers.get(name);
@@ -92,7 +101,7 @@ export function startHttpsHosts(names: readonly string[]): HttpsHosts {
       return host;
     },
     async close() {
-      await dispatcher.destroy();
+      for (const agent of agents) await agent.destroy();
       for (const { server, sockets } of servers.values()) {
         for (const s of sockets) s.destroy();
         await new Promise<void>((resolve) => server.close(() => resolve()));
