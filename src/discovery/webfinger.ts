@@ -468,7 +468,6 @@ function acctHandle(uri: string): string | undefined {
   if (!/^acct:/i.test(uri)) return undefined;
   let text = uri.slice(5);
   if (text.includes('%')) {
-    if (!URL.canParse(`x:${text}`)) return undefined;
     try {
       text = decodeURIComponent(text);
     } catch {
