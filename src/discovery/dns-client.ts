@@ -169,7 +169,7 @@ export class DnsClient {
       shared = this.resolve(key).finally(() => this.inflight.delete(key));
       this.inflight.set(key, shared);
     }
-    const answer = await withSignal(shared, signal);
+    const answer = await raceSignal(shared, signal);
     return { ...answer, records: [...answer.records] };
   }
 
@@ -383,7 +383,7 @@ function label(s: DnsServer): string {
 }
 
 /** Waits for a shared promise, giving up (with the signal's reason) when this caller's signal aborts. */
-function withSignal<T>(shared: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+export function raceSignal<T>(shared: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
   if (!signal) return shared;
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => reject(signal.reason);
