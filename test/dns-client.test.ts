@@ -44,7 +44,8 @@ afterAll(async () => {
 });
 
 function client(servers: LabServer[], options: Partial<DnsClientOptions> = {}): DnsClient {
-  const c = new DnsClient({ servers, validating: true, timeoutMs: 1000, ...options });
+  // Generous: a loaded machine must not turn a slow answer into a timeout; tests of timeouts set their own.
+  const c = new DnsClient({ servers, validating: true, timeoutMs: 3000, ...options });
   cleanups.push(() => c.close());
   return c;
 }
@@ -146,8 +147,12 @@ describe('hostile answers: bounded, typed errors', () => {
   });
 
   test('a slow server is given up for the next one; its late answer is not used', async () => {
-    const slow = await fake({ kind: 'forward', to: lab.validating, delayMs: 1500 });
-    const a = await client([slow, lab.validating], { timeoutMs: 300, attempts: 1 }).queryTxt('_idns.signed.test');
+    let release = () => undefined as void;
+    const hold = new Promise<void>((r) => (release = r));
+    cleanups.push(release);
+    // It answers only once the test is over: later than any time limit, whatever the machine's load.
+    const slow = await fake({ kind: 'forward', to: lab.validating, hold });
+    const a = await client([slow, lab.validating], { timeoutMs: 2000, attempts: 1 }).queryTxt('_idns.signed.test');
     expect(a.server).toBe(`${lab.validating.host}:${lab.validating.port}`);
     expect(slow.queries).toHaveLength(1);
     const alone = await failure(client([slow], { timeoutMs: 300, attempts: 1 }).queryTxt('_idns.signed.test'));
@@ -171,6 +176,28 @@ describe('hostile answers: bounded, typed errors', () => {
     expect((await failure(client([spoofer], { timeoutMs: 300, attempts: 1 }).queryTxt('_idns.y.test'))).message).toMatch(/another query ID/);
     spoofer.behaviour = { kind: 'custom', answer: () => Buffer.from('not dns at all') };
     expect((await failure(client([spoofer], { timeoutMs: 300, attempts: 1 }).queryTxt('_idns.z.test'))).message).toMatch(/malformed/);
+  });
+
+  test('a UDP answer larger than the advertised 1232 bytes is refused', async () => {
+    const big = await fake({
+      kind: 'custom',
+      answer: (q) => {
+        const p = packet.decode(q);
+        const name = p.questions![0]!.name;
+        return packet.encode({ ...p, type: 'response', flags: packet.RECURSION_DESIRED, answers: [{ type: 'TXT', name, ttl: 60, data: ['x'.repeat(200), 'y'.repeat(200), 'z'.repeat(200), 'w'.repeat(200), 'v'.repeat(200), 'u'.repeat(200), 't'.repeat(200)] }] });
+      },
+    });
+    const err = await failure(client([big], { timeoutMs: 300, attempts: 1 }).queryTxt('_idns.big.test'));
+    expect(err.message).toMatch(/oversized UDP answer/);
+  });
+
+  test('names that are not DNS names are refused before any query', async () => {
+    const proxy = await fake({ kind: 'silent' });
+    const c = client([proxy]);
+    for (const bad of ['', 'a..b', `${'a'.repeat(64)}.test`, 'a b.test', `${'a.'.repeat(130)}test`]) {
+      expect((await failure(c.queryTxt(bad))).code, bad).toBe('invalid_zone_name');
+    }
+    expect(proxy.queries).toHaveLength(0);
   });
 
   test('REFUSED is dns_failed', async () => {
@@ -214,7 +241,7 @@ describe('cache, serve-stale and coalescing', () => {
   test('when every server fails, an expired answer is served stale (RFC 8767), for a bounded window', async () => {
     const clock = new ManualClock(Date.now());
     const proxy = await fake({ kind: 'forward', to: lab.validating });
-    const c = client([proxy], { clock, timeoutMs: 200, attempts: 1, staleWindow: 3600 });
+    const c = client([proxy], { clock, timeoutMs: 1500, attempts: 1, staleWindow: 3600 });
     const fresh = await c.queryTxt('_idns.signed.test');
     proxy.behaviour = { kind: 'silent' };
     clock.advance(400_000);

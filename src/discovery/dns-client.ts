@@ -75,6 +75,9 @@ export const DNS_LIMITS = {
   maxCnameChain: 8,
 } as const;
 
+/** A name of LDH-or-underscore labels of 1–63 bytes, at most 253 bytes: what a TXT query here asks for. */
+const DNS_NAME = /^(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,62})(?:\.[a-z0-9_](?:[a-z0-9_-]{0,62}))*$/;
+
 /** Counters of a client's work (tests and metrics). */
 export interface DnsStats {
   /** Queries sent (each UDP datagram and each TCP query counts). */
@@ -154,6 +157,7 @@ export class DnsClient {
     signal?.throwIfAborted();
     if (this.closing.signal.aborted) throw new IdnsError('dns_failed', 'the DNS client is closed');
     const key = normaliseName(name);
+    if (!DNS_NAME.test(key)) throw new IdnsError('invalid_zone_name', `${JSON.stringify(name.slice(0, 300))} is not a DNS name this client queries`);
     const now = this.clock.now();
     const entry = this.cache.get(key);
     if (entry && now < entry.expiresAt) {

@@ -361,8 +361,8 @@ function run(command: string, args: string[]): Promise<string> {
 export type FakeBehaviour =
   /** Never answers. */
   | { kind: 'silent' }
-  /** Forwards to a real server and relays its answer, after `delayMs`. */
-  | { kind: 'forward'; to: LabServer; delayMs?: number }
+  /** Forwards to a real server and relays its answer, after `delayMs`, and not before `hold` settles. */
+  | { kind: 'forward'; to: LabServer; delayMs?: number; hold?: Promise<void> }
   /** Answers with whatever `answer` builds from the query (raw bytes; may be garbage). */
   | { kind: 'custom'; answer: (query: Buffer) => Buffer | Buffer[] | null };
 
@@ -390,12 +390,14 @@ export async function startFakeDns(behaviour: FakeBehaviour): Promise<FakeDnsSer
     tcp.listen(port, host, () => resolve());
   });
   const timers = new Set<NodeJS.Timeout>();
+  let closed = false;
   const server: FakeDnsServer = {
     host,
     port,
     queries: [],
     behaviour,
     close: async () => {
+      closed = true;
       for (const t of timers) clearTimeout(t);
       for (const s of sockets) s.destroy();
       udp.close();
@@ -418,12 +420,14 @@ export async function startFakeDns(behaviour: FakeBehaviour): Promise<FakeDnsSer
       return a === null ? [] : Array.isArray(a) ? a : [a];
     }
     if (b.delayMs) await new Promise<void>((r) => timers.add(setTimeout(r, b.delayMs)));
+    if (b.hold) await b.hold;
     return [await relay(b.to, msg, transport)];
   };
   udp.on('message', (msg, rinfo) => {
     record(msg, 'udp');
     void answer(msg, 'udp').then(
-      (bufs) => bufs.forEach((b) => udp.send(b, rinfo.port, rinfo.address)),
+      // An answer held past close() is dropped.
+      (bufs) => bufs.forEach((b) => !closed && udp.send(b, rinfo.port, rinfo.address)),
       () => undefined,
     );
   });
