@@ -301,6 +301,35 @@ describe('caching and coalescing', () => {
     expect(proxy.queries).toHaveLength(2);
   });
 
+  test('when the DNS servers die, a discovery rests on stale answers and says so', async () => {
+    const clock = new ManualClock(Date.now());
+    const proxy = await fake({ kind: 'forward', to: lab.validating });
+    const d = discovery([proxy], { clock, dnsOptions: { clock, timeoutMs: 1500, attempts: 1 } });
+    const fresh = await d.discover('signed.test');
+    expect(fresh.found?.stale).toBe(false);
+    proxy.behaviour = { kind: 'silent' };
+    clock.advance((fresh.found!.ttl + 1) * 1000);
+    const stale = await d.discover('signed.test');
+    expect(stale.found).toMatchObject({ zone: 'signed.test', ds: SIGNED.ds, anchor: { type: 'dnssec' }, stale: true });
+    expect(stale.found!.ttl).toBeLessThanOrEqual(30);
+  });
+
+  test("one caller's abort ends its own wait only", async () => {
+    let release = () => undefined as void;
+    const hold = new Promise<void>((r) => (release = r));
+    cleanups.push(release);
+    const held = await fake({ kind: 'forward', to: lab.validating, hold });
+    const d = discovery([held], { dnsOptions: { timeoutMs: 30_000 } });
+    const ac = new AbortController();
+    const first = d.discover('signed.test', ac.signal);
+    const second = d.discover('signed.test');
+    ac.abort(new Error('first caller gave up'));
+    await expect(first).rejects.toThrow('first caller gave up');
+    release();
+    expect((await second).found).toMatchObject({ zone: 'signed.test' });
+    expect(held.queries).toHaveLength(1);
+  });
+
   test('negative discoveries are cached too, bounded by the document TTL', async () => {
     const clock = new ManualClock(Date.now());
     const d = discovery([lab.validating], { clock, dnsOptions: { clock }, missingDocumentTtl: 30 });

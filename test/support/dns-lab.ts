@@ -377,18 +377,9 @@ export interface FakeDnsServer extends LabServer {
 /** Starts a fake DNS server on a free loopback port (UDP and TCP on the same port). */
 export async function startFakeDns(behaviour: FakeBehaviour): Promise<FakeDnsServer> {
   const host = '127.0.0.1';
-  const udp = dgram.createSocket('udp4');
-  await new Promise<void>((resolve, reject) => {
-    udp.once('error', reject);
-    udp.bind(0, host, () => resolve());
-  });
+  const { udp, tcp } = await bindPair(host);
   const port = udp.address().port;
-  const tcp = net.createServer();
   const sockets = new Set<net.Socket>();
-  await new Promise<void>((resolve, reject) => {
-    tcp.once('error', reject);
-    tcp.listen(port, host, () => resolve());
-  });
   const timers = new Set<NodeJS.Timeout>();
   let closed = false;
   const server: FakeDnsServer = {
@@ -456,6 +447,28 @@ export async function startFakeDns(behaviour: FakeBehaviour): Promise<FakeDnsSer
     });
   });
   return server;
+}
+
+/** A UDP socket and a TCP server on one free port: the UDP port comes from the system, and when TCP finds it taken, another is tried. */
+async function bindPair(host: string): Promise<{ udp: dgram.Socket; tcp: net.Server }> {
+  for (let attempt = 0; ; attempt++) {
+    const udp = dgram.createSocket('udp4');
+    await new Promise<void>((resolve, reject) => {
+      udp.once('error', reject);
+      udp.bind(0, host, () => resolve());
+    });
+    const tcp = net.createServer();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        tcp.once('error', reject);
+        tcp.listen(udp.address().port, host, () => resolve());
+      });
+      return { udp, tcp };
+    } catch (err) {
+      udp.close();
+      if (attempt >= 20) throw err;
+    }
+  }
 }
 
 /** Sends a query to a real server over the same transport and returns its answer. */
