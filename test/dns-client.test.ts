@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import packet from 'dns-packet';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ManualClock } from '../src/clock.js';
-import { DnsClient, readSystemServers, type DnsClientOptions } from '../src/discovery/dns-client.js';
+import { DnsClient, parseDnsServer, readSystemServers, type DnsClientOptions } from '../src/discovery/dns-client.js';
 import { IdnsError } from '../src/errors.js';
 import { cleanupEachTest } from './support/cleanup.js';
 import { startDnsLab, startFakeDns, txtData, type DnsLab, type FakeDnsServer, type LabServer } from './support/dns-lab.js';
@@ -301,6 +301,16 @@ describe('configuration', () => {
       { host: '192.0.2.2', port: 53 },
     ]);
     expect(readSystemServers(join(dir, 'missing'))).toEqual([{ host: '127.0.0.1', port: 53 }]);
+  });
+
+  test('a DNS server as given on the command line', () => {
+    expect(parseDnsServer('192.0.2.1')).toEqual({ host: '192.0.2.1', port: 53 });
+    expect(parseDnsServer('192.0.2.1:5353')).toEqual({ host: '192.0.2.1', port: 5353 });
+    expect(parseDnsServer('2001:db8::1')).toEqual({ host: '2001:db8::1', port: 53 });
+    expect(parseDnsServer('[2001:db8::1]:853')).toEqual({ host: '2001:db8::1', port: 853 });
+    for (const bad of ['dns.example', 'dns.example:53', '192.0.2.1:0', '192.0.2.1:70000', '[192.0.2.1]:53', '']) {
+      expect(() => parseDnsServer(bad), bad).toThrow(/expected IP/);
+    }
   });
 
   test('servers must be IP addresses and ports', () => {

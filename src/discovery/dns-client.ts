@@ -429,3 +429,23 @@ export function readSystemServers(path = '/etc/resolv.conf'): DnsServer[] {
 export function systemDnsClient(options: Partial<Omit<DnsClientOptions, 'servers' | 'validating'>> = {}): DnsClient {
   return new DnsClient({ ...options, servers: readSystemServers(), validating: false });
 }
+
+/** Reads a DNS server as given on the command line: `IP`, `IPv4:PORT`, `[IPv6]:PORT` or a bare IPv6 address (port 53 by default). Throws invalid_config. */
+export function parseDnsServer(text: string): DnsServer {
+  const bad = (why: string) => new IdnsError('invalid_config', `DNS server ${JSON.stringify(text.slice(0, 100))}: ${why} (expected IP, IPv4:PORT or [IPv6]:PORT)`);
+  let host = text;
+  let port = 53;
+  const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(text);
+  const v4 = /^([^:]+):(\d+)$/.exec(text);
+  if (bracketed) {
+    host = bracketed[1]!;
+    if (bracketed[2] !== undefined) port = Number(bracketed[2]);
+  } else if (v4) {
+    host = v4[1]!;
+    port = Number(v4[2]);
+  }
+  if (net.isIP(stripScope(host)) === 0) throw bad('not an IP address');
+  if (bracketed && net.isIPv6(stripScope(host)) === false) throw bad('brackets hold an IPv6 address only');
+  if (!Number.isInteger(port) || port < 1 || port > 65_535) throw bad('not a port');
+  return { host, port };
+}
