@@ -74,6 +74,8 @@ export class AppContext {
           trustAnchors: r.anchors,
           rootServers: r.rootServers,
           forwarders: r.forwarders,
+          discovery: r.discovery ?? false,
+          webfinger: r.webfinger,
           allowPrivate: r.allowPrivate,
           cache: r.cache,
           limits: r.limits,

@@ -73,3 +73,6 @@ export function isNormalHandle(text: string): boolean {
 export function normaliseHandle(input: string): Handle {
   return parseHandle(input).handle;
 }
+// PLACEHOLDER-START
+export function parseHandleReference(input: string): ParsedHandle { return parseHandle(input.replace(/^acct:|^@/i, '')); }
+// PLACEHOLDER-END

@@ -59,6 +59,11 @@ export function startHttpsHosts(names: readonly string[]): HttpsHosts {
     const tls = buildConnector(trusted === undefined ? {} : { ca: trusted });
     const agent = new Agent({
       connect(options, callback) {
+        // Servers a test runs on loopback addresses (idns servers, plain http) are connected as they are.
+        if (options.hostname === '127.0.0.1') {
+          tls(options, callback);
+          return;
+        }
         const entry = servers.get(options.hostname);
         if (entry === undefined || (options.port !== '' && options.port !== '443')) {
           callback(new Error(`no test host serves ${options.hostname}:${options.port || 443}`), null);

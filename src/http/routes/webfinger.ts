@@ -24,7 +24,7 @@ export function parseAcctResource(resource: string | undefined): string {
  * The handle's endpoint and signed record: from a zone held here, or, on a server that also runs the
  * resolver role, through the resolver for handles held elsewhere.
  */
-async function findHandle(ctx: AppContext, handle: string): Promise<{ endpoint: string; record: string; ttl: number }> {
+async function findHandle(ctx: AppContext, handle: string): Promise<{ endpoint: string; record: string | null; ttl: number }> {
   let answer: AuthoritativeAnswer | null = null;
   try {
     answer = ctx.authority.resolve(handle);
@@ -33,6 +33,8 @@ async function findHandle(ctx: AppContext, handle: string): Promise<{ endpoint: 
   }
   if (answer === null || (answer.status === 'referral' && ctx.resolver)) {
     const r = await ctx.resolver!.lookup(handle);
+    // Bridged from the host's own WebFinger: there is no signed record to pass on.
+    if (!r.verified) return { endpoint: r.endpoint, record: null, ttl: r.ttl };
     if (r.status === 'not_found') throw new IdnsError('handle_not_found', `${handle} does not exist`);
     return { endpoint: r.endpoint!, record: r.proof.record, ttl: r.ttl };
   }
@@ -60,7 +62,7 @@ export function webfingerRoutes(ctx: AppContext): Hono {
     const jrd = {
       subject: `acct:${handle}`,
       links: rels.length === 0 ? links : links.filter((l) => rels.includes(l.rel)),
-      properties: { [RECORD_PROPERTY]: found.record },
+      ...(found.record === null ? {} : { properties: { [RECORD_PROPERTY]: found.record } }),
     };
     c.header('Cache-Control', `public, max-age=${found.ttl}`);
     c.header('Content-Type', 'application/jrd+json');
