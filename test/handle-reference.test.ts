@@ -21,7 +21,8 @@ describe('parseHandleReference: the spellings of a handle', () => {
     ['acct scheme is case-insensitive', 'ACCT:alice@example.com', 'alice@example.com'],
     ['mixed-case scheme', 'AcCt:Alice@Example.COM', 'alice@example.com'],
     ['case folding with @ prefix', '@Alice@Example.COM', 'alice@example.com'],
-    ['percent-encoded local part', 'acct:%61lice@example.com', 'alice@example.com'],
+    ['percent-encoded local part', 'acct:a%6Cice@example.com', 'alice@example.com'],
+    ['percent-encoded hyphen and underscore', 'acct:a%2Db%5Fc@example.com', 'a-b_c@example.com'],
     ['percent-encoded dot, lower-case hex', 'acct:a%2eb@example.com', 'a.b@example.com'],
     ['percent-encoded dot, upper-case hex', 'acct:a%2Eb@example.com', 'a.b@example.com'],
     ['percent-encoded UTF-8 host (IDNA applies after decoding)', 'acct:alice@b%C3%BCcher.example', 'alice@xn--bcher-kva.example'],
@@ -46,9 +47,12 @@ describe('parseHandleReference: refused, with a clear invalid_handle error', () 
     ['percent-encoded @ in the user part', 'acct:alice%40home@example.com', /contains '@' \(%40\)/],
     ['percent-encoding that is not UTF-8', 'acct:alice@b%C3cher.example', /not UTF-8/],
     ['a stray %', 'acct:al%ice@example.com', /not a valid acct: URI/],
+    ['a user part starting with %XX (RFC 7565 userpart)', 'acct:%61lice@example.com', /must not start with %XX/],
     ['a space in an acct URI', 'acct:alice@example.com ', /not a valid acct: URI/],
     ['a slash (acct://)', 'acct://alice@example.com', /not a valid acct: URI/],
     ['a port', 'acct:alice@example.com:443', /not a valid acct: URI/],
+    // A URI is ASCII: a Unicode host is written percent-encoded (accepted above) or in the plain form.
+    ['a raw non-ASCII host in an acct URI', 'acct:alice@bücher.example', /not a valid acct: URI/],
     ['a percent-encoded character handles may not hold', 'acct:al%20ice@example.com', /whitespace|only letters/],
     ['another scheme: mailto', 'mailto:alice@example.com', /"mailto" URI; only acct:/],
     ['another scheme: https', 'https://example.com/@alice', /"https" URI; only acct:/],
@@ -73,8 +77,8 @@ describe('parseHandleReference: refused, with a clear invalid_handle error', () 
     expect(err.code).toBe('invalid_handle');
     expect(err.message).toMatch(/at most/);
     // Within the raw bound, the decoded handle still meets parseHandle's limits (64-character local part).
-    expect(errorOf(() => parseHandleReference(`acct:${'%61'.repeat(65)}@example.com`)).message).toMatch(/at most 64/);
-    expect(parseHandleReference(`acct:${'%61'.repeat(64)}@example.com`).local).toBe('a'.repeat(64));
+    expect(errorOf(() => parseHandleReference(`acct:a${'%61'.repeat(64)}@example.com`)).message).toMatch(/at most 64/);
+    expect(parseHandleReference(`acct:a${'%61'.repeat(63)}@example.com`).local).toBe('a'.repeat(64));
   });
 
   it('parseHandle itself stays strict: none of the other spellings', () => {

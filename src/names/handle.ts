@@ -113,6 +113,8 @@ function decodeAcct(rest: string, input: string): string {
   if (!ACCT_PART.test(user) || !ACCT_PART.test(host)) {
     fail(`${show(input)} is not a valid acct: URI (characters outside RFC 3986 unreserved, sub-delims and %XX)`);
   }
+  // RFC 7565 section 7: userpart = ( unreserved / sub-delims ) 0*( unreserved / pct-encoded / sub-delims ).
+  if (user.startsWith('%')) fail(`${show(input)} is not a valid acct: URI (the user part must not start with %XX)`);
   const decodedUser = percentDecode(user, input);
   const decodedHost = percentDecode(host, input);
   // A decoded '@' is a character of the user part, which an idns local part cannot hold: say so plainly
