@@ -85,6 +85,15 @@ describe('verifyHandleSignature', () => {
     expect((await verifyHandleSignature(resolved, SIGNING_STRING, b64)).ok).toBe(true);
   });
 
+  it('refuses any signature against a result marked verified: false (the WebFinger bridge), whatever keys it holds', async () => {
+    const sig = signBytes(SIGNING_STRING, alice);
+    expect((await verifyHandleSignature({ ...resolved, verified: true }, SIGNING_STRING, sig)).ok).toBe(true);
+    expect(await verifyHandleSignature({ ...resolved, verified: false }, SIGNING_STRING, sig)).toEqual({ ok: false, reason: expect.stringMatching(/not verified/) });
+    const jws = await new CompactSign(new TextEncoder().encode('{}')).setProtectedHeader({ alg: 'EdDSA', kid: alice.kid }).sign(alice.privateKey);
+    expect((await verifyHandleJws({ ...resolved, verified: true }, jws)).ok).toBe(true);
+    expect(await verifyHandleJws({ ...resolved, verified: false }, jws)).toEqual({ ok: false, reason: expect.stringMatching(/not verified/) });
+  });
+
   it('throws invalid_key for a key list that is not a handle key list', async () => {
     const sig = signBytes(SIGNING_STRING, alice);
     const cases: unknown[] = [

@@ -14,6 +14,8 @@ import { MAX_HANDLE_KEYS } from './types.js';
 /** A handle's keys, as a resolver result (ResolvedHandle, LookupResult) carries them. */
 export interface HandleKeys {
   readonly keys: readonly PublicJwk[];
+  /** A result marked `verified: false` (the WebFinger bridge) has no anchored keys: nothing verifies. */
+  readonly verified?: boolean;
 }
 
 /** Why a signature was not accepted, for logs and error messages (not a stable code). */
@@ -38,10 +40,12 @@ const B64_PADDED = /^[A-Za-z0-9+/]{86}==$/;
  * keys. `signature` is the 64 bytes, or their unpadded base64url or padded base64 text. Resolves to the
  * thumbprint of the key that signed, or to `{ ok: false, reason }` when none did or the signature is
  * malformed; throws IdnsError 'invalid_key' when `resolved.keys` is not a list of at most 8 Ed25519 JWKs.
- * It checks keys only: whether to trust them is the result's `verified`, which the caller checks first.
+ * A result marked `verified: false` (the WebFinger bridge) is refused whatever keys it holds: only keys
+ * anchored by the resolver's checks count.
  */
 export async function verifyHandleSignature(resolved: HandleKeys, data: Uint8Array | string, signature: Uint8Array | string): Promise<HandleSignatureCheck> {
   const keys = checkedKeys(resolved);
+  if (resolved.verified === false) return { ok: false, reason: UNVERIFIED };
   const sig = signatureBytes(signature);
   if (sig === null) return { ok: false, reason: 'the signature is not 64 bytes (or their base64url or padded base64 text)' };
   const message = typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
@@ -60,6 +64,7 @@ export async function verifyHandleSignature(resolved: HandleKeys, data: Uint8Arr
  */
 export async function verifyHandleJws(resolved: HandleKeys, jws: string): Promise<HandleJwsCheck> {
   const keys = checkedKeys(resolved);
+  if (resolved.verified === false) return { ok: false, reason: UNVERIFIED };
   let decoded: DecodedJws;
   try {
     decoded = decodeCompact(jws);
@@ -79,6 +84,8 @@ export async function verifyHandleJws(resolved: HandleKeys, jws: string): Promis
   }
   return { ok: false, reason: "the JWS signature verifies under none of the handle's keys" };
 }
+
+const UNVERIFIED = "the handle's result is not verified (verified: false): it has no keys to trust";
 
 /** The result's keys, validated: a hand-made or corrupted list is a caller's bug, reported as such. */
 function checkedKeys(resolved: HandleKeys): PublicJwk[] {
