@@ -241,6 +241,22 @@ describe('coexistence with a configured root', () => {
     expect(await closed.lookup('alice@signed.test')).toMatchObject({ status: 'not_found', zone: '.' });
   });
 
+  it("the resolver role's operator page says how the zone was anchored", async () => {
+    const dnsServer = `${lab.validating.host}:${lab.validating.port}`;
+    const server = await startTestServer({
+      config: { resolver: { rootServers: [], forwarders: [], anchors: {}, discovery: { dnsServers: [dnsServer], requireDnssec: false }, webfinger: true, allowPrivate: true, cache: {}, limits: {} } },
+    });
+    try {
+      const page = await (await fetch(`${server.url}/?lookup=${encodeURIComponent('acct:alice@signed.test')}`)).text();
+      expect(page).toContain('anchored by DNSSEC at _idns.signed.test');
+      expect(page).toContain('data-outcome="found"');
+      const body = (await (await fetch(`${server.url}/v1/lookup/alice@signed.test`)).json()) as Record<string, unknown>;
+      expect(body).toMatchObject({ verified: true, anchor: 'dnssec', proof: { anchor: { type: 'dnssec', name: '_idns.signed.test' } } });
+    } finally {
+      await server.close();
+    }
+  });
+
   it('idns lookup --dns prints how the zone was anchored', async () => {
     const dnsServer = `${lab.validating.host}:${lab.validating.port}`;
     const out = await runIdns(['lookup', 'acct:alice@signed.test', '--dns', '--dns-server', dnsServer, '--allow-private']);
