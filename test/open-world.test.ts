@@ -5,7 +5,7 @@ import { formatDocument, formatTxt, type Publication } from '../src/discovery/pu
 import { createResolver, type Resolver } from '../src/resolver/resolver.js';
 import type { ResolverOptions } from '../src/resolver/options.js';
 import { runIdns } from './support/process.js';
-import { startDnsLab, txtData, type DnsLab } from './support/dns-lab.js';
+import { startDnsLab, startFakeDns, txtData, type DnsLab } from './support/dns-lab.js';
 import { startHierarchy, type Hierarchy } from './support/hierarchy.js';
 import { sendJson, startHttpsHosts, type HttpsHosts } from './support/https-hosts.js';
 import { newUserKey, type UserKey } from './support/keys.js';
@@ -168,6 +168,20 @@ describe('zones found without a root', () => {
     expect(await r.lookup('alice@signed.test')).toMatchObject({ anchor: 'dnssec' });
     await expect(r.lookup('alice@plain.test')).rejects.toMatchObject({ code: 'anchor_refused' });
     await expect(r.lookup('gargron@mastodon.test')).rejects.toMatchObject({ code: 'no_trust_anchor' });
+  });
+
+  it('holds discovery to the lookup budget: a silent DNS server ends the lookup at the budget, not the DNS timeouts', async () => {
+    const silent = await startFakeDns({ kind: 'silent' });
+    try {
+      const r = resolver({ discovery: { dnsServers: [`${silent.host}:${silent.port}`], dnsTimeoutMs: 5_000 }, limits: { lookupBudgetMs: 300 } });
+      const started = performance.now();
+      await expect(r.lookup('alice@signed.test')).rejects.toMatchObject({ code: 'budget_exceeded' });
+      // DNS alone would take 2 attempts × 5 s; the lookup gives up at its budget (slack for a loaded machine).
+      expect(performance.now() - started).toBeLessThan(4_000);
+      expect(silent.queries.length).toBeGreaterThan(0);
+    } finally {
+      await silent.close();
+    }
   });
 
   it('believes the AD flag only from servers named as validating: otherwise a signed TXT record still needs its HTTPS document', async () => {

@@ -126,6 +126,25 @@ class Budget {
   }
 }
 
+/**
+ * The work, or budget_exceeded when the lookup's time runs out first. Discovery and the bridge are
+ * shared between lookups and bounded by their own limits (DNS and HTTPS timeouts); this holds each
+ * lookup to its own budget all the same.
+ */
+async function within<T>(budget: Budget, clock: Clock, work: Promise<T>): Promise<T> {
+  const left = budget.deadline - clock.now();
+  if (left <= 0) throw new IdnsError('budget_exceeded', 'the lookup ran out of time');
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new IdnsError('budget_exceeded', 'the lookup ran out of time finding or asking the zone')), left);
+  });
+  try {
+    return await Promise.race([work, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** A referral from `zone` to `child` goes strictly deeper towards `host`: this rules out loops and sideways jumps. */
 function leadsDeeper(child: string, zone: string, host: string): boolean {
   return child !== zone && isAtOrBelow(child, zone) && isAtOrBelow(host, child);
@@ -379,15 +398,15 @@ export class Resolver {
       // A denial from a configured anchor's own zone says the hierarchy holds no zone for this host
       // (noCut proved no delegation on the way): only then is the host's own publication tried.
       if (this.discovery === null || r.status !== 'not_found' || r.proof.steps.length !== 1 || cut.anchor !== null) return r;
-      const found = await this.discovery.discover(host);
-      if (found.found === null) return this.bridge ? this.bridge.lookup(handle, { forceRefresh: force }) : r;
+      const found = await within(budget, this.clock, this.discovery.discover(host));
+      if (found.found === null) return this.bridge ? within(budget, this.clock, this.bridge.lookup(handle, { forceRefresh: force })) : r;
       return this.walkFrom(discoveredCut(found.found, this.clock), handle, host, budget);
     }
     if (this.discovery === null) throw new IdnsError('no_trust_anchor', `no trust anchor covers ${host}`);
-    const found = await this.discovery.discover(host);
+    const found = await within(budget, this.clock, this.discovery.discover(host));
     if (found.found !== null) return this.walkFrom(discoveredCut(found.found, this.clock), handle, host, budget);
     // Only a host verifiably without a publication gets here: discovery throws when DNS or HTTPS fail.
-    if (this.bridge) return this.bridge.lookup(handle, { forceRefresh: force });
+    if (this.bridge) return within(budget, this.clock, this.bridge.lookup(handle, { forceRefresh: force }));
     throw new IdnsError('no_trust_anchor', `no trust anchor covers ${host}, and its domain publishes no idns zone`);
   }
 
@@ -617,7 +636,7 @@ export class Resolver {
   /** This resolver's own anchor for `zone`, found by discovering the handle's host; throws unless discovery finds that very zone. */
   private async discoveredAnchor(handle: string, zone: string): Promise<ProofAnchor> {
     const host = handle.slice(handle.lastIndexOf('@') + 1);
-    const found = await this.discovery!.discover(host);
+    const found = await within(new Budget(this.clock, this.options), this.clock, this.discovery!.discover(host));
     if (found.found === null || found.found.zone !== zone) {
       throw new IdnsError('no_trust_anchor', `the proof starts at zone ${zone}, which is neither configured here nor what ${host} publishes`);
     }
