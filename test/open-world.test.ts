@@ -283,3 +283,22 @@ describe('coexistence with a configured root', () => {
     expect(refused.stderr).toMatch(/anchor_refused|not anchored|DNSSEC/);
   });
 });
+
+describe('createResolver() with no options', () => {
+  it('works on the internet as it is: discovery through the system resolvers (AD not believed) and the bridge', async () => {
+    const r = createResolver();
+    resolvers.push(r);
+    expect(r.options.discovery).toEqual({ dnsServers: null, validating: false, requireDnssec: false, dnsTimeoutMs: 2_000 });
+    expect(r.options.webfinger).toBe(true);
+    expect(r.options.anchors.size).toBe(0);
+    // A configured root turns discovery off unless asked for; requireDnssec rules the bridge out.
+    const closed = createResolver({ trustAnchors: { '.': ['A'.repeat(43)] }, rootServers: ['https://root.example'] });
+    resolvers.push(closed);
+    expect([closed.options.discovery, closed.options.webfinger]).toEqual([null, false]);
+    const strict = createResolver({ discovery: { requireDnssec: true } });
+    resolvers.push(strict);
+    expect(strict.options.webfinger).toBe(false);
+    expect(() => createResolver({ discovery: false })).toThrow(TypeError);
+    expect(() => createResolver({ discovery: { dnsServers: ['dns.example'] } })).toThrow(expect.objectContaining({ code: 'invalid_config' }));
+  });
+});
