@@ -15,6 +15,8 @@ import { fullTable, quickTable, readReference, REFERENCE_FILE, referenceOf, Rows
 import { resolverTargets } from './resolver.js';
 
 const opts = parseOptions(process.argv.slice(2));
+// The server's Ed25519 (libsodium), as `idns serve` uses it.
+await import(`${root}dist/records/ed25519-sodium.js`);
 const { generatePrivateJwk } = await import(`${root}dist/records/keys.js`);
 const { signChangeRequest } = await import(`${root}dist/client/requests.js`);
 const { createResolver } = await import(`${root}dist/resolver/resolver.js`);

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { parseDnsServer } from './discovery/dns-client.js';
 import { IdnsError } from './errors.js';
 import type { LogLevel } from './log.js';
 import { parseZoneName } from './names/zone.js';
@@ -69,6 +70,10 @@ export interface ResolverConfig {
   rootServers: string[];
   anchors: Record<string, string[]>;
   forwarders: string[];
+  /** Finding zones without a root (DNS and HTTPS publications); null when off. */
+  discovery: { dnsServers?: string[]; requireDnssec: boolean; dnsTimeoutMs?: number } | null;
+  /** The WebFinger bridge for hosts that publish no zone (on with discovery unless turned off). */
+  webfinger: boolean;
   allowPrivate: boolean;
   cache: { maxEntries?: number; maxBytes?: number; maxEntryBytes?: number; serveStaleSeconds?: number; staleWhileRevalidateSeconds?: number; prefetch?: boolean };
   /**
@@ -220,6 +225,16 @@ const fileSchema = z
         root: z.array(z.string().url()).max(32).optional(),
         anchors: z.record(z.string(), z.array(z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'a key thumbprint')).min(1).max(8)).optional(),
         forward: z.array(z.string().url()).max(32).optional(),
+        dns: z
+          .object({
+            enabled: z.boolean().optional(),
+            servers: z.array(z.string().min(1).max(300)).min(1).max(16).optional(),
+            requireDnssec: z.boolean().optional(),
+            timeoutMs: z.number().int().min(10).max(60_000).optional(),
+          })
+          .strict()
+          .optional(),
+        webfingerFallback: z.boolean().optional(),
         allowPrivate: z.boolean().optional(),
         cache: z
           .object({
@@ -266,6 +281,11 @@ export interface ConfigFlags {
   root?: string[];
   anchor?: string[];
   forward?: string[];
+  /** `--dns`, `--dns-server`, `--require-dnssec`, `--no-webfinger-fallback`. */
+  dns?: boolean;
+  dnsServer?: string[];
+  requireDnssec?: boolean;
+  webfingerFallback?: boolean;
   allowPrivate?: boolean;
 }
 
@@ -336,15 +356,22 @@ function resolverConfig(file: ConfigFile['resolver'], flags: ConfigFlags, config
   const anchors: Record<string, string[]> = flags.anchor
     ? parseAnchorFlags(flags.anchor)
     : parseAnchorFlags(Object.entries(file?.anchors ?? {}).flatMap(([zone, kids]) => kids.map((k) => `${zone}=${k}`)));
-  const where = flags.anchor || flags.root || flags.forward ? 'flags' : (configPath ?? 'flags');
+  const where = flags.anchor || flags.root || flags.forward || flags.dns ? 'flags' : (configPath ?? 'flags');
+  const dnsOn = flags.dns ?? file?.dns?.enabled ?? false;
+  const dnsServers = flags.dnsServer ?? file?.dns?.servers;
+  const requireDnssec = flags.requireDnssec ?? file?.dns?.requireDnssec ?? false;
+  if (!dnsOn && (flags.dnsServer || flags.requireDnssec || flags.webfingerFallback === false)) {
+    throw new IdnsError('invalid_config', 'flags: --dns-server, --require-dnssec and --no-webfinger-fallback go with --dns');
+  }
+  for (const server of dnsServers ?? []) parseDnsServer(server);
   if (rootServers.length === 0 && forwarders.length === 0) {
     if (Object.keys(anchors).length > 0) throw new IdnsError('invalid_config', `${where}: resolver anchors given without --root or --forward servers`);
-    return null;
+    if (!dnsOn) return null;
   }
   for (const url of [...rootServers, ...forwarders]) {
     if (!URL.canParse(url) || !/^https?:$/.test(new URL(url).protocol)) throw new IdnsError('invalid_config', `${where}: resolver server "${url}" is not an http(s) URL`);
   }
-  if (Object.keys(anchors).length === 0) throw new IdnsError('invalid_config', `${where}: the resolver needs at least one trust anchor (--anchor ZONE=THUMBPRINT)`);
+  if (Object.keys(anchors).length === 0 && !dnsOn) throw new IdnsError('invalid_config', `${where}: the resolver needs at least one trust anchor (--anchor ZONE=THUMBPRINT), or --dns`);
   const { compactHeap, ...cacheOptions } = file?.cache ?? {};
   if ((cacheOptions.maxEntryBytes ?? 0) > (cacheOptions.maxBytes ?? Infinity)) {
     throw new IdnsError('invalid_config', `${configPath ?? 'flags'}: resolver.cache.maxEntryBytes must not exceed resolver.cache.maxBytes`);
@@ -353,6 +380,8 @@ function resolverConfig(file: ConfigFile['resolver'], flags: ConfigFlags, config
     rootServers,
     forwarders,
     anchors,
+    discovery: dnsOn ? { ...(dnsServers ? { dnsServers } : {}), requireDnssec, ...(file?.dns?.timeoutMs ? { dnsTimeoutMs: file.dns.timeoutMs } : {}) } : null,
+    webfinger: dnsOn && (flags.webfingerFallback ?? file?.webfingerFallback ?? true),
     allowPrivate: flags.allowPrivate ?? file?.allowPrivate ?? false,
     cache: cacheOptions,
     compactHeap: compactHeap ?? true,

@@ -1,3 +1,5 @@
+// The server's Ed25519 (libsodium), installed before anything signs or verifies.
+import './records/ed25519-sodium.js';
 import { join } from 'node:path';
 import { Authority } from './authority/answers.js';
 import { AnswerFiles } from './authority/answer-files.js';
@@ -74,6 +76,8 @@ export class AppContext {
           trustAnchors: r.anchors,
           rootServers: r.rootServers,
           forwarders: r.forwarders,
+          discovery: r.discovery ?? false,
+          webfinger: r.webfinger,
           allowPrivate: r.allowPrivate,
           cache: r.cache,
           limits: r.limits,

@@ -14,7 +14,7 @@ describe('idns lookup and idns resolve through the hierarchy', () => {
     rootKid = h.anchors.get('.')![0]!;
     resolverServer = await startTestServer({
       config: {
-        resolver: { rootServers: h.rootServers, forwarders: [], anchors: { '.': [rootKid] }, allowPrivate: true, cache: {}, limits: {} },
+        resolver: { rootServers: h.rootServers, forwarders: [], discovery: null, webfinger: false, anchors: { '.': [rootKid] }, allowPrivate: true, cache: {}, limits: {} },
       },
     });
   });

@@ -282,3 +282,24 @@ describe('idns serve with a bad configuration', () => {
     expect(unknownKey.stderr).toContain('lissten');
   });
 });
+
+describe('the resolver role without a root (--dns)', () => {
+  it('turns the role on with discovery and the WebFinger bridge, from flags or the file', () => {
+    const flags = loadConfig({ dns: true, dnsServer: ['127.0.0.1:5353', '[::1]:53'] }, {}).resolver;
+    expect(flags).toMatchObject({ rootServers: [], anchors: {}, discovery: { dnsServers: ['127.0.0.1:5353', '[::1]:53'], requireDnssec: false }, webfinger: true });
+    const file = loadConfig({ config: configFile({ resolver: { dns: { enabled: true, requireDnssec: true, timeoutMs: 500 }, webfingerFallback: false } }) }, {}).resolver;
+    expect(file).toMatchObject({ discovery: { requireDnssec: true, dnsTimeoutMs: 500 }, webfinger: false });
+    expect(loadConfig({ dns: true, webfingerFallback: false }, {}).resolver?.webfinger).toBe(false);
+    // With a root and anchors, discovery is added beside them.
+    const both = loadConfig({ dns: true, root: ['https://root.example'], anchor: [`.=${'A'.repeat(43)}`] }, {}).resolver;
+    expect(both).toMatchObject({ rootServers: ['https://root.example'], discovery: { requireDnssec: false } });
+    expect(loadConfig({}, {}).resolver).toBeNull();
+  });
+
+  it('refuses a DNS server that is not an address, and the discovery flags without --dns', () => {
+    expect(() => loadConfig({ dns: true, dnsServer: ['dns.example'] }, {})).toThrow(expect.objectContaining({ code: 'invalid_config' }));
+    expect(() => loadConfig({ dns: true, dnsServer: ['127.0.0.1:99999'] }, {})).toThrow(expect.objectContaining({ code: 'invalid_config' }));
+    expect(() => loadConfig({ dnsServer: ['127.0.0.1'] }, {})).toThrow(expect.objectContaining({ code: 'invalid_config' }));
+    expect(() => loadConfig({ requireDnssec: true }, {})).toThrow(expect.objectContaining({ code: 'invalid_config' }));
+  });
+});

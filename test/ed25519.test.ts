@@ -5,7 +5,9 @@ import { fileURLToPath } from 'node:url';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ed25519, ed25519Fallback, nodeEd25519, sodiumEd25519 } from '../src/records/ed25519.js';
+import { ed25519, ed25519Fallback, nodeEd25519 } from '../src/records/ed25519.js';
+// The server's loader: importing it installs libsodium, as every server entry point does.
+import { sodiumEd25519 } from '../src/records/ed25519-sodium.js';
 import { b64u } from '../src/records/encoding.js';
 import type { PublicJwk } from '../src/records/keys.js';
 import { spawnServer, type ServerProcess } from './support/process.js';
@@ -38,7 +40,7 @@ function keysOf(v: (typeof VECTORS)[number]) {
 }
 
 describe('Ed25519 backends', () => {
-  it('libsodium is the one in use when sodium-native is installed', () => {
+  it("libsodium is the one in use once the server's loader ran and sodium-native is installed", () => {
     expect(ed25519.name).toBe('libsodium');
     expect(ed25519Fallback).toBeNull();
   });
@@ -88,11 +90,23 @@ describe('Ed25519 backends', () => {
   });
 
   it('IDNS_ED25519=node makes a process use node:crypto', () => {
+    const loader = fileURLToPath(new URL('../dist/records/ed25519-sodium.js', import.meta.url));
     const dist = fileURLToPath(new URL('../dist/records/ed25519.js', import.meta.url));
-    const script = `import(${JSON.stringify(dist)}).then((m) => console.log(m.ed25519.name + ' | ' + m.ed25519Fallback))`;
+    const script = `import(${JSON.stringify(loader)}).then(() => import(${JSON.stringify(dist)})).then((m) => console.log(m.ed25519.name + ' | ' + m.ed25519Fallback))`;
     const run = (env: NodeJS.ProcessEnv) => execFileSync(process.execPath, ['-e', script], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 20_000 }).trim();
     expect(run({ IDNS_ED25519: 'node' })).toBe('node:crypto | IDNS_ED25519=node');
     expect(run({ IDNS_ED25519: '' })).toBe('libsodium | null');
+  });
+
+  it("without the server's loader a process uses node:crypto and never loads sodium-native", () => {
+    const dist = fileURLToPath(new URL('../dist/records/jws.js', import.meta.url));
+    const ed = fileURLToPath(new URL('../dist/records/ed25519.js', import.meta.url));
+    const script = `import(${JSON.stringify(dist)}).then(() => import(${JSON.stringify(ed)})).then((m) => {
+      const loaded = Object.keys(require.cache).some((p) => p.includes('sodium-native'));
+      console.log(m.ed25519.name + ' | ' + m.ed25519Fallback + ' | ' + loaded);
+    })`;
+    const out = execFileSync(process.execPath, ['-e', script], { env: { ...process.env, IDNS_ED25519: '' }, encoding: 'utf8', timeout: 20_000 }).trim();
+    expect(out).toBe('node:crypto | null | false');
   });
 });
 

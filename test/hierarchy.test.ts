@@ -1,7 +1,7 @@
 import { calculateJwkThumbprint, compactVerify, importJWK, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createResolver } from '../src/resolver/resolver.js';
-import { startHierarchy, resolveQueries, type Hierarchy } from './support/hierarchy.js';
+import { startHierarchy, resolveQueries, verified, type Hierarchy } from './support/hierarchy.js';
 import { startNoise, type Noise } from './support/noise.js';
 
 describe('resolution through the hierarchy', () => {
@@ -38,7 +38,7 @@ describe('resolution through the hierarchy', () => {
 
   it('answers "does not exist" only with a verified denial from the authoritative zone', async () => {
     const r = resolver();
-    const result = await r.lookup('nobody@social.example');
+    const result = verified(await r.lookup('nobody@social.example'));
     expect(result.status).toBe('not_found');
     expect(result.zone).toBe('social.example');
     expect(result.proof.steps.map((s) => s.zone)).toEqual(['.', 'example', 'social.example']);
@@ -48,7 +48,7 @@ describe('resolution through the hierarchy', () => {
 
   it('produces a proof chain that jose alone verifies, each key vouched for by the step above', async () => {
     const r = resolver();
-    const { proof } = await r.lookup('alice@social.example');
+    const { proof } = verified(await r.lookup('alice@social.example'));
     let trusted = h.anchors.get('.')!;
     let payload: Record<string, unknown> = {};
     for (const [i, step] of proof.steps.entries()) {
@@ -72,16 +72,16 @@ describe('resolution through the hierarchy', () => {
 
   it('answers repeated lookups from the cache, and starts later lookups at the closest cached zone cut', async () => {
     const r = resolver();
-    await r.lookup('alice@social.example');
+    verified(await r.lookup('alice@social.example'));
     const before = r.upstreamRequests;
     expect(before).toBe(3);
-    await r.lookup('alice@social.example');
+    verified(await r.lookup('alice@social.example'));
     expect(r.upstreamRequests).toBe(before);
     // A sibling name in the same zone: the cut for social.example is cached, so one request.
-    await r.lookup('zed@social.example');
+    verified(await r.lookup('zed@social.example'));
     expect(r.upstreamRequests).toBe(before + 1);
     // A name in news.example: example's cut is cached, so two requests (example, news.example).
-    await r.lookup('carol@news.example');
+    verified(await r.lookup('carol@news.example'));
     expect(r.upstreamRequests).toBe(before + 3);
     await r.close();
   });
@@ -96,13 +96,17 @@ describe('resolution through the hierarchy', () => {
     await r.close();
   });
 
-  it('resolves a batch of handles, each with its own result or error', async () => {
+  it('resolves a batch of handles, each with its own result or error; a missing handle is handle_not_found, as resolve throws', async () => {
     const r = resolver();
-    const results = await r.resolveMany(['alice@social.example', 'nobody@example', 'not a handle', 'dave@org']);
-    expect(results[0]).toMatchObject({ handle: 'alice@social.example', result: { status: 'found' } });
-    expect(results[1]).toMatchObject({ handle: 'nobody@example', result: { status: 'not_found', zone: 'example' } });
+    const results = await r.resolveMany(['alice@social.example', 'nobody@example', 'not a handle', 'acct:dave@org']);
+    expect(results[0]).toMatchObject({ handle: 'alice@social.example', result: { handle: 'alice@social.example', verified: true, anchor: 'configured', zone: 'social.example' } });
+    expect(results[1]).toMatchObject({ handle: 'nobody@example', error: { code: 'handle_not_found' } });
+    await expect(r.resolve('nobody@example')).rejects.toMatchObject({ code: 'handle_not_found' });
     expect(results[2]).toMatchObject({ handle: 'not a handle', error: { code: 'invalid_handle' } });
-    expect(results[3]).toMatchObject({ handle: 'dave@org', result: { status: 'found', zone: '.' } });
+    expect(results[3]).toMatchObject({ handle: 'acct:dave@org', result: { handle: 'dave@org', zone: '.' } });
+    // lookupMany keeps the denial with its proof (the resolver role's POST /v1/lookup serves it).
+    const full = await r.lookupMany(['nobody@example']);
+    expect(full[0]).toMatchObject({ handle: 'nobody@example', result: { status: 'not_found', zone: 'example', verified: true } });
     await expect(r.resolveMany(Array.from({ length: 101 }, (_, i) => `u${i}@example`))).rejects.toMatchObject({ code: 'invalid_request' });
     await r.close();
   });

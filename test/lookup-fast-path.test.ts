@@ -37,7 +37,7 @@ async function startResolver(h: Hierarchy, clock: ManualClock, extra: { cache?: 
     dataDir: tmp.dir,
     bootstrap: false,
     // Prefetch is off so that hits near expiry do not refresh behind a test's back.
-    resolver: { rootServers: h.rootServers, forwarders: [], anchors: { '.': [h.anchors.get('.')![0]!] }, allowPrivate: true, cache: { prefetch: false, ...extra.cache }, limits: { requestTimeoutMs: 500 } },
+    resolver: { rootServers: h.rootServers, forwarders: [], discovery: null, webfinger: false, anchors: { '.': [h.anchors.get('.')![0]!] }, allowPrivate: true, cache: { prefetch: false, ...extra.cache }, limits: { requestTimeoutMs: 500 } },
     ...(extra.rateLimits ? { rateLimits: { ...DEFAULT_RATE_LIMITS, enabled: true } } : {}),
   };
   const ctx = new AppContext(config, clock, createLogger('info', (l) => lines.push(JSON.parse(l) as Line)));
@@ -124,8 +124,8 @@ describe('the resolver read fast path and the batch body', () => {
     expect(JSON.parse(missing.body)).toMatchObject({ handle: 'nobody@social.example', status: 'not_found', endpoint: null, keys: null, stale: false });
     // The body is the plain JSON of the documented GET shape.
     for (const name of ['alice@social.example', PATHS[2]!.slice('/v1/lookup/'.length)]) {
-      const { handle, status, zone, endpoint, keys, ttl, stale, proof, trace } = r.resolver.lookupCached(name)!;
-      expect((await get(r.url, `/v1/lookup/${name}`)).body).toBe(JSON.stringify({ handle, status, zone, endpoint, keys, ttl, stale, proof, trace }));
+      const { handle, status, zone, endpoint, keys, verified, anchor, ttl, stale, proof, trace } = r.resolver.lookupCached(name)!;
+      expect((await get(r.url, `/v1/lookup/${name}`)).body).toBe(JSON.stringify({ handle, status, zone, endpoint, keys, verified, anchor, ttl, stale, proof, trace }));
     }
     expect(JSON.parse((await get(r.url, PATHS[2]!)).body).proof.noCut).toHaveLength(1);
   });

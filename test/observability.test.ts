@@ -22,7 +22,7 @@ describe('metrics and request logs', () => {
       ...structuredClone(DEFAULT_CONFIG),
       dataDir: tmp.dir,
       bootstrap: false,
-      resolver: { rootServers: h.rootServers, forwarders: [], anchors: { '.': [h.anchors.get('.')![0]!] }, allowPrivate: true, cache: {}, limits: {} },
+      resolver: { rootServers: h.rootServers, forwarders: [], discovery: null, webfinger: false, anchors: { '.': [h.anchors.get('.')![0]!] }, allowPrivate: true, cache: {}, limits: {} },
     };
     ctx = new AppContext(config, undefined, createLogger('info', (l) => lines.push(JSON.parse(l) as Record<string, unknown>)));
     server = await startServer(ctx, '127.0.0.1', 0);

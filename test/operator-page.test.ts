@@ -27,7 +27,7 @@ describe('operator page: rendering', () => {
     const hostile = '"><script>alert(1)</script><img src=x onerror=alert(2)>';
     const data: OperatorPageData = {
       now,
-      server: { publicUrl: `https://ops.example/${hostile}`, resolver: { mode: 'iterative', rootServers: [`https://root.example/${hostile}`], forwarders: [], anchors: [{ zone: '.', thumbprints: [hostile] }] } },
+      server: { publicUrl: `https://ops.example/${hostile}`, resolver: { mode: 'iterative', rootServers: [`https://root.example/${hostile}`], forwarders: [], discovery: null, webfinger: false, anchors: [{ zone: '.', thumbprints: [hostile] }] } },
       zones: [
         {
           name: 'example',
@@ -50,7 +50,7 @@ describe('operator page: rendering', () => {
           },
         },
       ],
-      lookup: { input: hostile, noResolver: false, error: { code: 'invalid_handle', message: `bad handle ${hostile}` }, result: null },
+      lookup: { input: hostile, noResolver: false, error: { code: 'invalid_handle', message: `bad handle ${hostile}` }, result: null, bridged: null },
     };
     const page = renderOperatorPage(data);
     expect(page).not.toContain('<script>alert');
@@ -94,7 +94,7 @@ describe('operator page over a real hierarchy', () => {
     h = await startHierarchy();
     resolverServer = await startTestServer({
       config: {
-        resolver: { rootServers: h.rootServers, forwarders: [], anchors: { '.': [h.anchors.get('.')![0]!] }, allowPrivate: true, cache: {}, limits: {} },
+        resolver: { rootServers: h.rootServers, forwarders: [], discovery: null, webfinger: false, anchors: { '.': [h.anchors.get('.')![0]!] }, allowPrivate: true, cache: {}, limits: {} },
       },
     });
     // The resolver's server also holds a secondary copy of social.example, so the zone table has replication state.

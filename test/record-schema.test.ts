@@ -14,7 +14,7 @@ import { verifyProof } from '../src/resolver/proof.js';
 import { createResolver, type Resolver } from '../src/resolver/resolver.js';
 import { cleanupEachTest } from './support/cleanup.js';
 import { FAKE_DIGEST, FAKE_OP, FAKE_SALT, freshKey, zoneReply, ZoneSigner } from './support/fake-server.js';
-import { type Hierarchy } from './support/hierarchy.js';
+import { verified, type Hierarchy } from './support/hierarchy.js';
 import { startHostileZone, type HostileZone } from './support/hostile-zone.js';
 import { runIdns } from './support/process.js';
 import { startTestServer } from './support/server.js';
@@ -292,7 +292,7 @@ describe('a hostile zone signing forbidden endpoints with its real, delegated ke
   it('loopback endpoints: accepted only in development mode (resolver allowPrivate); the strict verifier refuses the same proof', async () => {
     const r = resolver();
     for (const [name, e, handle] of cases.filter(([, e]) => LOOPBACK.some(([, l]) => l === e))) {
-      const found = await r.lookup(handle);
+      const found = verified(await r.lookup(handle));
       expect([name, found.endpoint]).toEqual([name, e]);
       const now = Math.floor(Date.now() / 1000);
       expect(() => verifyProof(found.proof, handle, h.anchors, now)).toThrow(expect.objectContaining({ code: 'verification_failed' }));
@@ -328,7 +328,7 @@ describe('a hostile zone signing forbidden endpoints with its real, delegated ke
   it('the WebFinger route of a resolver-role server refuses it too', async () => {
     const anchors = { '.': [h.anchors.get('.')![0]!] };
     const server = await startTestServer({
-      config: { resolver: { rootServers: h.rootServers, forwarders: [], anchors, allowPrivate: true, cache: {}, limits: {} } },
+      config: { resolver: { rootServers: h.rootServers, forwarders: [], discovery: null, webfinger: false, anchors, allowPrivate: true, cache: {}, limits: {} } },
     });
     cleanups.push(() => server.close());
     const [, , handle] = cases[0]!;

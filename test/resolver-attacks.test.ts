@@ -26,7 +26,7 @@ import {
   type FakeServer,
 } from './support/fake-server.js';
 import { cleanupEachTest } from './support/cleanup.js';
-import { startHierarchy, type Hierarchy } from './support/hierarchy.js';
+import { startHierarchy, verified, type Hierarchy } from './support/hierarchy.js';
 import { startTestServer, type TestServer } from './support/server.js';
 import { send } from './support/http.js';
 
@@ -636,7 +636,7 @@ describe("a zone's own server padding its denials (issue 14, item 2)", () => {
     await paddedZone('pad3.example', (b) => ({ ...b, noCut: Array.from({ length: 120 }, () => 'x'.repeat(2000)) }));
     const server = await startTestServer({
       config: {
-        resolver: { rootServers: h.rootServers, anchors: { '.': [h.zones.get('.')!.kid] }, forwarders: [], allowPrivate: true, cache: {}, limits: PATIENT.limits },
+        resolver: { rootServers: h.rootServers, anchors: { '.': [h.zones.get('.')!.kid] }, forwarders: [], discovery: null, webfinger: false, allowPrivate: true, cache: {}, limits: PATIENT.limits },
       },
     });
     cleanups.push(() => server.close());
@@ -662,7 +662,7 @@ describe("a zone's own server padding its denials (issue 14, item 2)", () => {
     }
     expect(deep).not.toBe('');
     // Control: the honest reply verifies, and its gaps are at most one per name between (a.b.cN, b.cN, cN).
-    const honest = await resolver(PATIENT).lookup(deep);
+    const honest = verified(await resolver(PATIENT).lookup(deep));
     expect(honest.status).toBe('not_found');
     expect(honest.proof.noCut!.length).toBeGreaterThan(0);
     expect(honest.proof.noCut!.length).toBeLessThanOrEqual(3);
@@ -686,7 +686,7 @@ describe('forwarding mode', () => {
   beforeAll(async () => {
     upstream = await startTestServer({
       config: {
-        resolver: { rootServers: h.rootServers, anchors: { '.': [h.zones.get('.')!.kid] }, forwarders: [], allowPrivate: true, cache: {}, limits: {} },
+        resolver: { rootServers: h.rootServers, anchors: { '.': [h.zones.get('.')!.kid] }, forwarders: [], discovery: null, webfinger: false, allowPrivate: true, cache: {}, limits: {} },
       },
     });
   });
@@ -697,10 +697,10 @@ describe('forwarding mode', () => {
 
   it('verifies an honest upstream resolver end to end', async () => {
     const r = forwarding([upstream.url]);
-    const found = await r.lookup(GOOD);
+    const found = verified(await r.lookup(GOOD));
     expect(found).toMatchObject({ status: 'found', zone: 'social.example', endpoint: endpointOf(GOOD), stale: false });
     expect(found.proof.steps.map((s) => s.zone)).toEqual(['.', 'example', 'social.example']);
-    const missing = await r.lookup('nobody@social.example');
+    const missing = verified(await r.lookup('nobody@social.example'));
     expect(missing).toMatchObject({ status: 'not_found', zone: 'social.example' });
     await expectCode(r.resolve('nobody@social.example'), 'handle_not_found');
     expect(r.upstreamRequests).toBe(2);
@@ -773,10 +773,10 @@ describe('forwarding mode', () => {
       sendJson(res, 200, { ...body, proof: { ...body.proof, steps, padding: pad } });
     });
     const r = resolver({ rootServers: [], forwarders: [f.url], ...PATIENT });
-    const found = await r.lookup(GOOD);
+    const found = verified(await r.lookup(GOOD));
     expect(found).toMatchObject({ status: 'found', endpoint: endpointOf(GOOD) });
     expect(JSON.stringify(found.proof)).not.toContain(pad);
-    expect(JSON.stringify((await r.lookup(GOOD)).proof)).not.toContain(pad);
+    expect(JSON.stringify((verified(await r.lookup(GOOD))).proof)).not.toContain(pad);
     expect(f.requests.length).toBe(1);
     expect(r.cacheBytes).toBeLessThan(50_000);
   });

@@ -8,7 +8,7 @@ import type { ResolverOptions } from '../src/resolver/options.js';
 import type { TraceStep } from '../src/resolver/proof.js';
 import { freshKey, sendJson, startFakeServer, zoneReply, ZoneSigner, type FakeServer } from './support/fake-server.js';
 import { cleanupEachTest } from './support/cleanup.js';
-import { startHierarchy, type Hierarchy } from './support/hierarchy.js';
+import { startHierarchy, verified, type Hierarchy } from './support/hierarchy.js';
 import { startTestServer } from './support/server.js';
 
 /**
@@ -56,15 +56,15 @@ describe('freshness', () => {
   it('keeps an answer for its TTL (3600 s), then asks upstream again', async () => {
     const clock = new ManualClock(Date.now());
     const r = resolver(clock);
-    const first = await r.lookup('alice@social.example');
+    const first = verified(await r.lookup('alice@social.example'));
     expect(first.ttl).toBe(3600);
     expect(r.upstreamRequests).toBe(3);
     clock.advance(3599_000);
-    const cached = await r.lookup('alice@social.example');
+    const cached = verified(await r.lookup('alice@social.example'));
     expect(cached).toMatchObject({ status: 'found', endpoint: endpointOf('alice@social.example'), stale: false, ttl: 1 });
     expect(r.upstreamRequests).toBe(3);
     clock.advance(2_000);
-    const again = await r.lookup('alice@social.example');
+    const again = verified(await r.lookup('alice@social.example'));
     expect(again).toMatchObject({ status: 'found', stale: false, ttl: 3600 });
     expect(r.upstreamRequests).toBeGreaterThan(3);
   });
@@ -83,12 +83,12 @@ describe('freshness', () => {
 
     const clock = new ManualClock(Date.now());
     const r = resolver(clock, { serveStaleSeconds: 86_400 });
-    const first = await r.lookup('u@short.example');
+    const first = verified(await r.lookup('u@short.example'));
     expect(first.ttl).toBeLessThanOrEqual(3600);
     expect(first.ttl).toBeGreaterThan(3500);
     const requests = r.upstreamRequests;
     clock.advance(3500_000);
-    const cached = await r.lookup('u@short.example');
+    const cached = verified(await r.lookup('u@short.example'));
     expect(cached.stale).toBe(false);
     expect(cached.ttl).toBeLessThanOrEqual(100);
     expect(r.upstreamRequests).toBe(requests);
@@ -103,27 +103,27 @@ describe('freshness', () => {
   it("keeps a denial for the zone's minimum (300 s)", async () => {
     const clock = new ManualClock(Date.now());
     const r = resolver(clock);
-    const first = await r.lookup('nobody@social.example');
+    const first = verified(await r.lookup('nobody@social.example'));
     expect(first).toMatchObject({ status: 'not_found', zone: 'social.example', ttl: 300 });
     const requests = r.upstreamRequests;
     clock.advance(299_000);
-    expect(await r.lookup('nobody@social.example')).toMatchObject({ status: 'not_found', ttl: 1, stale: false });
+    expect(verified(await r.lookup('nobody@social.example'))).toMatchObject({ status: 'not_found', ttl: 1, stale: false });
     expect(r.upstreamRequests).toBe(requests);
     clock.advance(2_000);
-    expect(await r.lookup('nobody@social.example')).toMatchObject({ status: 'not_found', ttl: 300, stale: false });
+    expect(verified(await r.lookup('nobody@social.example'))).toMatchObject({ status: 'not_found', ttl: 300, stale: false });
     expect(r.upstreamRequests).toBe(requests + 1);
   });
 
   it("keeps zone cuts for the delegation's TTL: within it a new name costs one request, after it a full walk", async () => {
     const clock = new ManualClock(Date.now());
     const r = resolver(clock);
-    await r.lookup('alice@social.example');
+    verified(await r.lookup('alice@social.example'));
     expect(r.upstreamRequests).toBe(3);
     clock.advance(3000_000);
-    await r.lookup('zed@social.example');
+    verified(await r.lookup('zed@social.example'));
     expect(r.upstreamRequests).toBe(4);
     clock.advance(700_000);
-    await r.lookup('yan@social.example');
+    verified(await r.lookup('yan@social.example'));
     expect(r.upstreamRequests).toBe(7);
   });
 
@@ -148,7 +148,7 @@ describe('freshness', () => {
     h.zones.get('.')!.a.ctx.zones.delegate('.', 'mid', { servers: [f.url], ds: [mid.kid] });
 
     const r = resolver(clock);
-    expect((await r.lookup('a@leaf.mid')).endpoint).toBe(endpointOf('a@leaf.mid'));
+    expect((verified(await r.lookup('a@leaf.mid'))).endpoint).toBe(endpointOf('a@leaf.mid'));
     // mid's zone record in the cached proof has expired; a new walk would get a fresh one.
     clock.advance(700_000);
     const outcome = await r.lookup('b@leaf.mid').then(
@@ -156,7 +156,7 @@ describe('freshness', () => {
       (e: IdnsError) => ({ code: e.code, message: e.message }),
     );
     // Control: the hierarchy itself is fine at this time, a resolver without the cached cut succeeds.
-    expect((await resolver(clock).lookup('b@leaf.mid')).endpoint).toBe(endpointOf('b@leaf.mid'));
+    expect((verified(await resolver(clock).lookup('b@leaf.mid'))).endpoint).toBe(endpointOf('b@leaf.mid'));
     // Expected: re-walk from the root and succeed. Actual (bug): verification_failed, "the zone record's
     // signature expired", from the zone cut for leaf.mid cached until its delegation's exp/ttl.
     expect(outcome).toEqual({ endpoint: endpointOf('b@leaf.mid') });
@@ -170,11 +170,11 @@ describe('size bound', () => {
     const handles = ['alice@social.example', 'bob@example', 'carol@news.example', 'dave@org', 'eve@deep.skip.example.org'];
     for (let round = 0; round < 2; round++) {
       for (const handle of handles) {
-        expect((await r.lookup(handle)).endpoint).toBe(endpointOf(handle));
+        expect((verified(await r.lookup(handle))).endpoint).toBe(endpointOf(handle));
         expect(r.cacheSize).toBeLessThanOrEqual(3);
       }
       for (let i = 0; i < 10; i++) {
-        expect((await r.lookup(`nobody${i}@news.example`)).status).toBe('not_found');
+        expect((verified(await r.lookup(`nobody${i}@news.example`))).status).toBe('not_found');
         expect(r.cacheSize).toBeLessThanOrEqual(3);
       }
     }
@@ -200,8 +200,8 @@ describe('byte bound (issue 14, item 2)', () => {
     let peak = 0;
     for (let i = 0; i < 40; i++) {
       const found = handles[i % handles.length]!;
-      expect((await r.lookup(found)).endpoint).toBe(endpointOf(found));
-      expect((await r.lookup(`nobody${i}@x.y.news.example`)).status).toBe('not_found');
+      expect((verified(await r.lookup(found))).endpoint).toBe(endpointOf(found));
+      expect((verified(await r.lookup(`nobody${i}@x.y.news.example`))).status).toBe('not_found');
       peak = Math.max(peak, r.cacheBytes);
       expect(r.cacheBytes).toBeLessThanOrEqual(maxBytes);
     }
@@ -210,7 +210,7 @@ describe('byte bound (issue 14, item 2)', () => {
     expect(r.cacheSize).toBeLessThan(45);
     // ...least recently used first: the last answer is still a hit.
     const before = r.upstreamRequests;
-    expect((await r.lookup('nobody39@x.y.news.example')).status).toBe('not_found');
+    expect((verified(await r.lookup('nobody39@x.y.news.example'))).status).toBe('not_found');
     expect(r.upstreamRequests).toBe(before);
     r.clearCache();
     expect(r.cacheBytes).toBe(0);
@@ -229,10 +229,10 @@ describe('byte bound (issue 14, item 2)', () => {
     const r = createResolver({ trustAnchors: { 'big.example': [zone.kid] }, rootServers: [f.url], allowPrivate: true, clock, limits: { requestTimeoutMs: 10_000, lookupBudgetMs: 30_000 }, cache: { maxEntryBytes: 8 * 1024 } });
     cleanups.push(() => r.close());
     for (let i = 0; i < 2; i++) {
-      const large = await r.lookup('large@big.example');
+      const large = verified(await r.lookup('large@big.example'));
       expect(large).toMatchObject({ status: 'found', endpoint: longEndpoint, stale: false });
       expect(large.keys).toHaveLength(8);
-      await r.lookup('small@big.example');
+      verified(await r.lookup('small@big.example'));
     }
     // The large answer was asked for both times; the small one once.
     expect(f.requests.map((q) => q.handle)).toEqual(['large@big.example', 'small@big.example', 'large@big.example']);
@@ -249,9 +249,9 @@ describe('sharing between entries', () => {
   it("holds one chain of proof steps for all the handles of a zone, frozen, and one trace array per distinct trace", async () => {
     const clock = new ManualClock(Date.now());
     const r = resolver(clock);
-    const found = await r.lookup('alice@social.example');
-    const denied = await r.lookup('nobody@social.example');
-    const again = await r.lookup('nobody2@social.example');
+    const found = verified(await r.lookup('alice@social.example'));
+    const denied = verified(await r.lookup('nobody@social.example'));
+    const again = verified(await r.lookup('nobody2@social.example'));
     expect(denied.status).toBe('not_found');
     // The same object, not an equal copy: each reply brought its own copy of the zone's records.
     expect(denied.proof.steps).toBe(found.proof.steps);
@@ -263,7 +263,7 @@ describe('sharing between entries', () => {
     expect(denied.trace?.map((t) => t.zone)).toEqual(['social.example']);
     expect(Object.isFrozen(denied.trace)).toBe(true);
     // A hit hands out the cached objects themselves.
-    expect((await r.lookup('alice@social.example')).proof.steps).toBe(found.proof.steps);
+    expect((verified(await r.lookup('alice@social.example'))).proof.steps).toBe(found.proof.steps);
   });
 
   it('interns arrays by their exact content: equal ones become one frozen copy, others stay apart', () => {
@@ -309,7 +309,7 @@ describe('serve-stale (RFC 8767)', () => {
   it('serves expired data marked stale while every server of the zone is down, and a clear error after the window', async () => {
     const clock = new ManualClock(Date.now());
     const r = resolver(clock, { serveStaleSeconds: 600 }, h2);
-    const fresh = await r.lookup('carol@news.example');
+    const fresh = verified(await r.lookup('carol@news.example'));
     expect(fresh).toMatchObject({ status: 'found', stale: false });
     const news = h2.zones.get('news.example')!;
     await news.a.server.close();
@@ -318,7 +318,7 @@ describe('serve-stale (RFC 8767)', () => {
     clock.advance(HOUR + 1_000);
     const before = r.upstreamRequests;
     const started = Date.now();
-    const stale = await r.lookup('carol@news.example');
+    const stale = verified(await r.lookup('carol@news.example'));
     expect(stale).toMatchObject({ status: 'found', endpoint: endpointOf('carol@news.example'), zone: 'news.example', stale: true, ttl: 0 });
     expect(stale.proof).toEqual(fresh.proof);
     // It did try upstream first (root, example, both news servers), within bounded time.
@@ -327,7 +327,7 @@ describe('serve-stale (RFC 8767)', () => {
     // A name never cached in that zone has nothing to fall back on.
     expect((await failure(r.lookup('zed@news.example'))).code).toBe('resolution_failed');
     // Other zones are unaffected.
-    expect(await r.lookup('bob@example')).toMatchObject({ status: 'found', stale: false });
+    expect(verified(await r.lookup('bob@example'))).toMatchObject({ status: 'found', stale: false });
 
     clock.advance(600_000);
     const err = await failure(r.lookup('carol@news.example'));
@@ -339,10 +339,10 @@ describe('stale-while-revalidate', () => {
   async function swrCase(cache: ResolverOptions['cache']) {
     const clock = new ManualClock(Date.now());
     const r = resolver(clock, cache);
-    await r.lookup('alice@social.example');
+    verified(await r.lookup('alice@social.example'));
     const before = r.upstreamRequests;
     clock.advance(HOUR + 1_000);
-    const result = await r.lookup('alice@social.example');
+    const result = verified(await r.lookup('alice@social.example'));
     const sentWhenReturned = r.upstreamRequests - before;
     return { r, result, before, sentWhenReturned };
   }
@@ -355,7 +355,7 @@ describe('stale-while-revalidate', () => {
     expect(sentWhenReturned).toBeLessThan(3);
     await vi.waitFor(
       async () => {
-        const later = await r.lookup('alice@social.example');
+        const later = verified(await r.lookup('alice@social.example'));
         expect(later.stale).toBe(false);
         expect(later.ttl).toBe(3600);
       },
@@ -377,21 +377,21 @@ describe('prefetch', () => {
   it('refreshes an entry hit twice with less than 10% of its TTL left, without the caller waiting', async () => {
     const clock = new ManualClock(Date.now());
     const r = resolver(clock, { prefetch: true });
-    await r.lookup('alice@social.example');
+    verified(await r.lookup('alice@social.example'));
     const base = r.upstreamRequests;
     // Hot, but far from expiry: no prefetch.
     clock.advance(1800_000);
-    await r.lookup('alice@social.example');
-    await r.lookup('alice@social.example');
+    verified(await r.lookup('alice@social.example'));
+    verified(await r.lookup('alice@social.example'));
     expect(r.upstreamRequests).toBe(base);
     // 180 s of 3600 left (5%): this hit (the third) triggers a background refresh and is answered from cache.
     clock.advance(1620_000);
-    const hit = await r.lookup('alice@social.example');
+    const hit = verified(await r.lookup('alice@social.example'));
     expect(hit).toMatchObject({ stale: false, ttl: 180 });
     expect(r.upstreamRequests).toBeGreaterThan(base);
     await vi.waitFor(
       async () => {
-        const later = await r.lookup('alice@social.example');
+        const later = verified(await r.lookup('alice@social.example'));
         expect(later.ttl).toBe(3600);
       },
       { timeout: 20_000, interval: 20 },
@@ -402,13 +402,13 @@ describe('prefetch', () => {
   it('does not prefetch an entry hit only once near expiry', async () => {
     const clock = new ManualClock(Date.now());
     const r = resolver(clock, { prefetch: true });
-    await r.lookup('bob@example');
+    verified(await r.lookup('bob@example'));
     const base = r.upstreamRequests;
     clock.advance(3420_000);
-    expect((await r.lookup('bob@example')).ttl).toBe(180);
+    expect((verified(await r.lookup('bob@example'))).ttl).toBe(180);
     expect(r.upstreamRequests).toBe(base);
     // The second hit near expiry does.
-    await r.lookup('bob@example');
+    verified(await r.lookup('bob@example'));
     expect(r.upstreamRequests).toBeGreaterThan(base);
   });
 });

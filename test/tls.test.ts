@@ -60,7 +60,7 @@ describe('HTTPS', () => {
   });
 
   it('lets the resolver walk https servers when it trusts the CA', async () => {
-    const resolverConfig = { rootServers: [primary.url], forwarders: [], anchors: { example: [kid] }, allowPrivate: true, cache: {}, limits: {} };
+    const resolverConfig = { rootServers: [primary.url], forwarders: [], discovery: null, webfinger: false, anchors: { example: [kid] }, allowPrivate: true, cache: {}, limits: {} };
     const trusting = await startTestServer({ config: { tls: { cert: null, key: null, ca: [pem('ca.pem')] }, resolver: resolverConfig } });
     servers.push(trusting);
     const found = await fetch(`${trusting.url}/v1/lookup/alice@example`);

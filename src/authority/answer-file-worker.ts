@@ -1,3 +1,5 @@
+// The server's Ed25519 (libsodium), installed before anything signs or verifies.
+import '../records/ed25519-sodium.js';
 import { parentPort, workerData } from 'node:worker_threads';
 import { writeAnswerFile } from '../store/answer-file.js';
 import { SnapshotReader } from '../store/snapshot.js';

@@ -1,3 +1,5 @@
+// The server's Ed25519 (libsodium), installed before anything signs or verifies.
+import '../records/ed25519-sodium.js';
 import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Clock } from '../clock.js';

@@ -1,3 +1,5 @@
+// The server's Ed25519 (libsodium), installed before anything signs or verifies.
+import '../records/ed25519-sodium.js';
 import { IdnsError } from '../errors.js';
 import { UsageError, type Io } from './args.js';
 import { demo } from './commands/demo.js';

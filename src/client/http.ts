@@ -10,6 +10,10 @@ export interface JsonRequestOptions {
   /** Largest response body read, bytes; a larger one is cut off and refused. */
   maxBytes?: number;
   dispatcher?: Dispatcher;
+  /** The caller's cancellation, on top of the time limit. */
+  signal?: AbortSignal;
+  /** Statuses whose body is not read as JSON (drained within maxBytes, returned as null), e.g. a 404 page. */
+  ignoreBodyOf?: readonly number[];
 }
 
 /** A parsed JSON response. */
@@ -30,7 +34,7 @@ const DEFAULT_MAX_BYTES = 1024 * 1024;
 export async function jsonRequest(url: string, options: JsonRequestOptions = {}): Promise<JsonResponse> {
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES;
-  const signal = AbortSignal.timeout(timeoutMs);
+  const signal = options.signal ? AbortSignal.any([options.signal, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs);
   let res: Dispatcher.ResponseData;
   try {
     res = await request(url, {
@@ -65,7 +69,7 @@ export async function jsonRequest(url: string, options: JsonRequestOptions = {})
   }
   const text = Buffer.concat(chunks).toString('utf8');
   let body: unknown = null;
-  if (text !== '') {
+  if (text !== '' && !options.ignoreBodyOf?.includes(res.statusCode)) {
     try {
       body = JSON.parse(text);
     } catch (cause) {

@@ -1,5 +1,5 @@
 import type { Proof, ProofStep } from '../resolver/proof.js';
-import type { BatchResult, LookupResult } from '../resolver/resolver.js';
+import type { BatchResult, BridgedResult, LookupResult, VerifiedResult } from '../resolver/resolver.js';
 
 /** `,"record":"`: the record follows. */
 const OPEN = ',"record":"';
@@ -26,7 +26,7 @@ export type BodyChunks = readonly [string, Buffer, string, string, string];
 export class LookupWire {
   /** Weak: a string lives as long as the chain, trace or proof it was made from. */
   private readonly chains = new WeakMap<readonly ProofStep[], Buffer>();
-  private readonly traces = new WeakMap<NonNullable<LookupResult['trace']>, string>();
+  private readonly traces = new WeakMap<NonNullable<VerifiedResult['trace']>, string>();
   private readonly rests = new WeakMap<Proof, string>();
   /** In insertion order, oldest first; keyed by proof, which a cached resolution and its results share. */
   private readonly heads = new Map<Proof, string>();
@@ -36,6 +36,7 @@ export class LookupWire {
    * everything before the proof's steps, the steps, then the record and what follows it.
    */
   chunks(r: LookupResult): BodyChunks {
+    if (!r.verified) return [bridgedBody(r), EMPTY, '', '', ''];
     const head = `${this.headOf(r)}${r.ttl},"stale":${r.stale},"proof":{"steps":`;
     const proof = r.proof;
     const chain = this.chainOf(proof.steps);
@@ -64,6 +65,10 @@ export class LookupWire {
         continue;
       }
       const r = item.result;
+      if (!r.verified) {
+        items += bridgedBody(r);
+        continue;
+      }
       const chain = this.chainOf(r.proof.steps);
       let k = index.get(chain);
       if (k === undefined) {
@@ -86,13 +91,13 @@ export class LookupWire {
     return body;
   }
 
-  /** `{"handle":…,"status":…,"zone":…,"endpoint":…,"keys":…[,"profile","alsoKnownAs","movedTo"],"ttl":` */
-  private headOf(r: LookupResult): string {
+  /** `{"handle":…,"status":…,"zone":…,"endpoint":…,"keys":…[,"profile","alsoKnownAs","movedTo"],"verified":true,"anchor":…,"ttl":` */
+  private headOf(r: VerifiedResult): string {
     let head = this.heads.get(r.proof);
     if (head === undefined) {
       // The owner's links only when set (undefined members are left out), as docs/protocol.md §7 shows.
       const { profile, alsoKnownAs, movedTo } = r;
-      head = flat(`${JSON.stringify({ handle: r.handle, status: r.status, zone: r.zone, endpoint: r.endpoint, keys: r.keys, profile, alsoKnownAs, movedTo }).slice(0, -1)},"ttl":`);
+      head = flat(`${JSON.stringify({ handle: r.handle, status: r.status, zone: r.zone, endpoint: r.endpoint, keys: r.keys, profile, alsoKnownAs, movedTo, verified: true, anchor: r.anchor }).slice(0, -1)},"ttl":`);
       if (this.heads.size >= HOT_HEADS) this.heads.delete(this.heads.keys().next().value as Proof);
       this.heads.set(r.proof, head);
     }
@@ -109,7 +114,7 @@ export class LookupWire {
   }
 
   /** After a plain proof's record: its end, the trace, the end of the body. */
-  private tailOf(trace: LookupResult['trace']): string {
+  private tailOf(trace: VerifiedResult['trace']): string {
     if (trace === undefined) return '"}}';
     let tail = this.traces.get(trace);
     if (tail === undefined) {
@@ -120,7 +125,7 @@ export class LookupWire {
   }
 
   /** After the steps of any other proof: its other members, its end, the trace, the end of the body. */
-  private restOf(r: LookupResult): string {
+  private restOf(r: VerifiedResult): string {
     let rest = this.rests.get(r.proof);
     if (rest === undefined) {
       const { steps: _steps, ...others } = r.proof;
@@ -155,5 +160,27 @@ function flat(s: string): string {
   return JSON.parse(JSON.stringify(s)) as string;
 }
 
+/**
+ * A bridged result's body: what the host's WebFinger said, marked unverified; no proof. Small and
+ * cached by the bridge, so it is written whole.
+ */
+function bridgedBody(r: BridgedResult): string {
+  return JSON.stringify({
+    handle: r.handle,
+    status: r.status,
+    zone: null,
+    endpoint: r.endpoint,
+    keys: [],
+    verified: false,
+    source: r.source,
+    subject: r.subject,
+    aliases: r.aliases,
+    ...(r.profilePage !== undefined ? { profilePage: r.profilePage } : {}),
+    ttl: r.ttl,
+    stale: r.stale,
+  });
+}
+
+const EMPTY = Buffer.alloc(0);
 const COMMA = Buffer.from(',');
 const CHAINS_OPEN = Buffer.from('{"chains":[');

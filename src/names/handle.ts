@@ -73,3 +73,62 @@ export function isNormalHandle(text: string): boolean {
 export function normaliseHandle(input: string): Handle {
   return parseHandle(input).handle;
 }
+
+// An acct URI may spell each character of the handle as %XX, so its raw form may be three times as long.
+const MAX_REFERENCE_INPUT = 5 + 3 * MAX_INPUT;
+// RFC 3986 unreserved and sub-delims, and pct-encoded triplets: the characters RFC 7565's userpart and a
+// reg-name host may hold raw. Anything else (space, '/', '?', '#', ':', '[', non-ASCII) is not an acct URI.
+const ACCT_PART = /^(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})+$/;
+const SCHEME = /^([A-Za-z][A-Za-z0-9+.-]*):/;
+
+/**
+ * Parses a handle as people and other servers write it: `alice@host`, `@alice@host` (the fediverse's
+ * spelling) or an `acct:alice@host` URI (RFC 7565: scheme case-insensitive, percent-encoding decoded as
+ * UTF-8, an '@' inside the user part written %40). The result is the same normalised handle parseHandle
+ * gives, under the same rules; anything else (another URI scheme, spaces, a second '@') is refused with
+ * IdnsError 'invalid_handle'.
+ */
+export function parseHandleReference(input: string): ParsedHandle {
+  if (typeof input !== 'string') fail('a handle must be a string');
+  if (input.length > MAX_REFERENCE_INPUT) fail(`is ${input.length} characters (at most ${MAX_REFERENCE_INPUT})`);
+  const scheme = SCHEME.exec(input);
+  if (scheme) {
+    if (scheme[1]!.toLowerCase() !== 'acct') fail(`${show(input)} is a ${show(scheme[1]!)} URI; only acct: URIs name a handle`);
+    return parseHandle(decodeAcct(input.slice(scheme[0].length), input));
+  }
+  // One leading '@' only: '@@alice@host' is not a spelling of anything.
+  return parseHandle(input.startsWith('@') ? input.slice(1) : input);
+}
+
+/** The handle an acct URI's scheme-specific part names, percent-decoded; throws invalid_handle. */
+function decodeAcct(rest: string, input: string): string {
+  if (rest.length === 0) fail(`${show(input)} is an acct: URI without a user part and host`);
+  const at = rest.indexOf('@');
+  if (at === -1) fail(`${show(input)} has no '@'; expected acct:local@host`);
+  if (rest.indexOf('@', at + 1) !== -1) fail(`${show(input)} contains more than one '@' (an '@' in the user part is written %40)`);
+  const user = rest.slice(0, at);
+  const host = rest.slice(at + 1);
+  if (user.length === 0) fail(`${show(input)} has an empty user part`);
+  if (host.length === 0) fail(`${show(input)} has an empty host`);
+  if (!ACCT_PART.test(user) || !ACCT_PART.test(host)) {
+    fail(`${show(input)} is not a valid acct: URI (characters outside RFC 3986 unreserved, sub-delims and %XX)`);
+  }
+  // RFC 7565 section 7: userpart = ( unreserved / sub-delims ) 0*( unreserved / pct-encoded / sub-delims ).
+  if (user.startsWith('%')) fail(`${show(input)} is not a valid acct: URI (the user part must not start with %XX)`);
+  const decodedUser = percentDecode(user, input);
+  const decodedHost = percentDecode(host, input);
+  // A decoded '@' is a character of the user part, which an idns local part cannot hold: say so plainly
+  // rather than let parseHandle see two '@'.
+  if (decodedUser.includes('@')) fail(`${show(input)}: the user part contains '@' (%40), which a handle's local part cannot hold`);
+  return `${decodedUser}@${decodedHost}`;
+}
+
+function percentDecode(part: string, input: string): string {
+  if (!part.includes('%')) return part;
+  try {
+    // decodeURIComponent refuses malformed UTF-8 (URIError), which RFC 3986 leaves no other reading of.
+    return decodeURIComponent(part);
+  } catch (cause) {
+    fail(`${show(input)} has percent-encoding that is not UTF-8`, cause);
+  }
+}

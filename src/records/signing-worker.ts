@@ -1,3 +1,5 @@
+// The server's Ed25519 (libsodium), installed before anything signs or verifies.
+import './ed25519-sodium.js';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { KeyObject } from 'node:crypto';
 import { ZoneDigest } from './digest.js';

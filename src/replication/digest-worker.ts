@@ -1,3 +1,5 @@
+// The server's Ed25519 (libsodium), installed before anything signs or verifies.
+import '../records/ed25519-sodium.js';
 import { parentPort, workerData } from 'node:worker_threads';
 import { ZoneDigest } from '../records/digest.js';
 import { ContentChecker, type ContentCheckSpec } from './content-checks.js';

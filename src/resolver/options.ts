@@ -1,14 +1,31 @@
 import type { Dispatcher } from 'undici';
 import type { Clock } from '../clock.js';
+import { parseDnsServer, type DnsServer } from '../discovery/dns-client.js';
 
 /** How to build a resolver. Each option is documented with its default. */
 export interface ResolverOptions {
-  /** Trust anchors: zone name → thumbprints of keys trusted for it (normally just the root's). */
-  trustAnchors: Record<string, string[]> | ReadonlyMap<string, readonly string[]>;
+  /**
+   * Trust anchors: zone name → thumbprints of keys trusted for it (normally just the root's). Without
+   * them the resolver finds zones through their DNS and HTTPS publications (`discovery`) and bridges the
+   * rest through WebFinger: `createResolver()` works on the internet as it is.
+   */
+  trustAnchors?: Record<string, string[]> | ReadonlyMap<string, readonly string[]>;
   /** Iterative mode: URLs of the servers of the anchored zone (the root servers). */
   rootServers?: string[];
   /** Forwarding mode: upstream resolvers asked instead of walking (their proofs are still verified here). */
   forwarders?: string[];
+  /**
+   * Finding zones without a root (docs/protocol.md, section 12): the closest enclosing zone a host's
+   * domain publishes in DNS (`_idns` TXT) or on its own HTTPS (`/.well-known/idns`). On by default when
+   * no trustAnchors are given; with anchors, tried only for hosts they verifiably do not delegate.
+   * `false` turns it off.
+   */
+  discovery?: boolean | DiscoveryOptions;
+  /**
+   * Resolve handles whose host publishes no zone by plain WebFinger (RFC 7033), marked
+   * `verified: false, source: "webfinger"`. Default: on whenever discovery is.
+   */
+  webfinger?: boolean;
   /** Reach http URLs and loopback/private addresses (tests, local demos). Default false. */
   allowPrivate?: boolean;
   clock?: Clock;
@@ -51,6 +68,25 @@ export interface ResolverOptions {
   };
 }
 
+/** How zones are found without a root. */
+export interface DiscoveryOptions {
+  /**
+   * DNS servers (`IP`, `IPv4:PORT` or `[IPv6]:PORT`, port 53 by default) named as validating: their AD flag anchors a
+   * publication by DNSSEC. Default: the system's resolvers (/etc/resolv.conf), whose AD flag is not
+   * believed, so a TXT publication then needs its HTTPS document to confirm it.
+   */
+  dnsServers?: string[];
+  /**
+   * Whether `dnsServers` validate DNSSEC, so that their AD flag is believed. Default true when servers
+   * are named (the operator vouches for them), false for the system's resolvers.
+   */
+  dnsServersValidate?: boolean;
+  /** Accept only zones anchored by DNSSEC (no HTTPS anchors, no WebFinger bridge). Default false. */
+  requireDnssec?: boolean;
+  /** Time limit of one DNS query to one server, ms. Default 2,000. */
+  dnsTimeoutMs?: number;
+}
+
 /** Default bound of a resolver cache's memory, bytes (256 MB). */
 export const DEFAULT_CACHE_BYTES = 256_000_000;
 /** Default largest cache entry, bytes: a proof of a few zones is a few KiB; 128 KiB leaves room for deep ones. */
@@ -59,6 +95,9 @@ export const DEFAULT_CACHE_ENTRY_BYTES = 128 * 1024;
 /** The options with every default filled in. */
 export interface ResolvedOptions {
   anchors: Map<string, string[]>;
+  /** Null when discovery is off. */
+  discovery: { dnsServers: DnsServer[] | null; validating: boolean; requireDnssec: boolean; dnsTimeoutMs: number } | null;
+  webfinger: boolean;
   rootServers: string[];
   forwarders: string[];
   allowPrivate: boolean;
@@ -77,13 +116,23 @@ export interface ResolvedOptions {
 
 /** Fills in defaults and checks the options; misuse throws at once. */
 export function resolveOptions(o: ResolverOptions): ResolvedOptions {
-  const anchors = new Map<string, string[]>(
-    o.trustAnchors instanceof Map ? [...o.trustAnchors].map(([k, v]) => [k, [...v]]) : Object.entries(o.trustAnchors as Record<string, string[]>),
-  );
-  if (anchors.size === 0) throw new TypeError('createResolver: trustAnchors must name at least one zone');
+  const given = o.trustAnchors ?? {};
+  const anchors = new Map<string, string[]>(given instanceof Map ? [...given].map(([k, v]) => [k, [...v]]) : Object.entries(given as Record<string, string[]>));
   const rootServers = o.rootServers ?? [];
   const forwarders = o.forwarders ?? [];
-  if (rootServers.length === 0 && forwarders.length === 0) throw new TypeError('createResolver: give rootServers (iterative) or forwarders (forwarding)');
+  const wantsDiscovery = o.discovery === undefined ? anchors.size === 0 : o.discovery !== false;
+  if (anchors.size === 0 && !wantsDiscovery) throw new TypeError('createResolver: give trustAnchors, or leave discovery on');
+  if (anchors.size > 0 && rootServers.length === 0 && forwarders.length === 0) throw new TypeError('createResolver: give rootServers (iterative) or forwarders (forwarding) with trustAnchors');
+  const d = typeof o.discovery === 'object' ? o.discovery : {};
+  const discovery = wantsDiscovery
+    ? {
+        dnsServers: d.dnsServers === undefined ? null : d.dnsServers.map(parseDnsServer),
+        validating: d.dnsServers !== undefined && (d.dnsServersValidate ?? true),
+        requireDnssec: d.requireDnssec ?? false,
+        dnsTimeoutMs: Math.max(1, d.dnsTimeoutMs ?? 2_000),
+      }
+    : null;
+  if (discovery?.dnsServers?.length === 0) throw new TypeError('createResolver: discovery.dnsServers, when given, names at least one server');
   const positive = (v: number | undefined, d: number, name: string): number => {
     const x = v ?? d;
     if (!Number.isFinite(x) || x < 0) throw new TypeError(`createResolver: ${name} must be a non-negative number`);
@@ -94,6 +143,9 @@ export function resolveOptions(o: ResolverOptions): ResolvedOptions {
   if (maxEntryBytes > maxBytes) throw new TypeError('createResolver: cache.maxEntryBytes must not exceed cache.maxBytes');
   return {
     anchors,
+    discovery,
+    // The bridge trusts nothing it can check: requireDnssec rules it out.
+    webfinger: discovery !== null && !discovery.requireDnssec && (o.webfinger ?? true),
     rootServers,
     forwarders,
     allowPrivate: o.allowPrivate ?? false,
@@ -110,3 +162,4 @@ export function resolveOptions(o: ResolverOptions): ResolvedOptions {
     maxResponseBytes: positive(o.limits?.maxResponseBytes, 256 * 1024, 'limits.maxResponseBytes'),
   };
 }
+

@@ -17,6 +17,22 @@ export interface ProofStep {
   delegation?: string;
 }
 
+/**
+ * How the first zone of a proof found without a root was anchored (docs/protocol.md, section 12.3): by
+ * its DNSSEC-validated `_idns` TXT record, or by its HTTPS document. `ds` are the thumbprints that
+ * publication named. A proof from a configured trust anchor carries none.
+ */
+export type ProofAnchor = ({ type: 'dnssec'; name: string } | { type: 'https'; url: string }) & { ds: string[] };
+
+/** How a verified result's trust was rooted: a configured trust anchor, or a publication found by discovery. */
+export type AnchorKind = 'configured' | 'dnssec' | 'https';
+
+/** How a proof's first zone is trusted, in words: "anchored by DNSSEC at _idns.example.com", "anchored by https://…". */
+export function describeAnchor(anchor: ProofAnchor | undefined): string {
+  if (anchor === undefined) return 'a trust anchor configured here';
+  return anchor.type === 'dnssec' ? `anchored by DNSSEC at ${anchor.name}` : `anchored by ${anchor.url}`;
+}
+
 export interface Proof {
   /** Shared between the resolutions of a zone in a resolver's cache (see ChainTable): never mutated. */
   steps: readonly ProofStep[];
@@ -24,6 +40,8 @@ export interface Proof {
   record: string;
   /** With a denial for a host below the last zone: gaps proving no name in between is a delegated zone. */
   noCut?: string[];
+  /** Where the first step's zone was anchored, when it was found by discovery rather than configured. */
+  anchor?: ProofAnchor;
 }
 
 /** A verified resolution. */

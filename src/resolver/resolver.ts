@@ -11,29 +11,59 @@ import { assureAllowedUrl, publicOnlyLookup } from './address-policy.js';
 import { LruCache, type Weigher } from './cache.js';
 import { ArrayInterner } from './intern.js';
 import { resolveOptions, type ResolvedOptions, type ResolverOptions } from './options.js';
-import { verifyProof, type Proof, type ProofStep, type Resolution, type TraceStep } from './proof.js';
+import { verifyProof, type AnchorKind, type Proof, type ProofAnchor, type ProofStep, type Resolution, type TraceStep } from './proof.js';
+import { ZoneDiscovery, type FoundZone } from '../discovery/discover.js';
+import { DnsClient, raceSignal, readSystemServers } from '../discovery/dns-client.js';
+import { wellKnownFetcher } from '../discovery/well-known.js';
+import { WebFingerBridge, type BridgedHandle } from '../discovery/webfinger.js';
+import { parseHandleReference } from '../names/handle.js';
 import { SignatureCache } from '../records/signature-cache.js';
 import { ServerSelector } from './servers.js';
 import { cutBytes, resolutionBytes, stepsBytes, traceBytes } from './weigh.js';
 
-/** A lookup's result as the resolver hands it out: the verified resolution, with TTL left and staleness. */
-export interface LookupResult extends Resolution {
+/** A verified lookup result: the resolution with TTL left, staleness and how its trust was rooted. */
+export interface VerifiedResult extends Resolution {
+  verified: true;
+  /** `configured`: a trust anchor given to the resolver; `dnssec`/`https`: a publication found by discovery. */
+  anchor: AnchorKind;
   /** True when served from expired cache because the zone's servers could not be reached (RFC 8767). */
   stale: boolean;
 }
 
-/** The part of a handle's record a microblog server needs. */
-export interface ResolvedHandle {
-  handle: string;
-  endpoint: string;
-  keys: NonNullable<Resolution['keys']>;
-  zone: string;
-  ttl: number;
+/** A handle whose host publishes no zone, resolved by plain WebFinger: nothing about it is verified. */
+export interface BridgedResult extends BridgedHandle {
+  status: 'found';
+  /** No zone answered: the host publishes none. */
+  zone: null;
   stale: boolean;
 }
 
-/** One result of resolveMany: a lookup result or the typed error of that handle. */
+/** A lookup's result: verified (with its proof), or bridged from WebFinger (`verified: false`). */
+export type LookupResult = VerifiedResult | BridgedResult;
+
+/** Per-call options of lookups. */
+export interface LookupOptions {
+  /** Abandons this call (its error is the signal's reason); a lookup other calls share goes on. */
+  signal?: AbortSignal;
+  /** Skips the cache: asks the zone's servers (or the WebFinger host) again. */
+  forceRefresh?: boolean;
+}
+
+/** The part of a handle's record a microblog server needs. */
+export type ResolvedHandle = {
+  handle: string;
+  endpoint: string;
+  /** The handle's public keys (none from the WebFinger bridge: take them from the actor document). */
+  keys: NonNullable<Resolution['keys']>;
+  ttl: number;
+  stale: boolean;
+} & ({ verified: true; anchor: AnchorKind; zone: string } | { verified: false; source: 'webfinger'; zone: null; aliases: string[]; profilePage?: string });
+
+/** One result of lookupMany: a lookup result or the typed error of that handle. */
 export type BatchResult = { handle: string; result: LookupResult } | { handle: string; error: IdnsError };
+
+/** One result of resolveMany: the handle's record, or its typed error (handle_not_found when it does not exist, as resolve throws). */
+export type ResolveManyResult = { handle: string; result: ResolvedHandle } | { handle: string; error: IdnsError };
 
 /** Most bytes of JSON each of the proof-chain and trace interners remembers (their arrays besides). */
 const INTERNER_BYTES = 8 * 1024 * 1024;
@@ -48,6 +78,8 @@ interface ZoneCut {
   trusted: readonly string[];
   /** Proof steps from the anchor down to (not including) this zone. */
   prefix: readonly ProofStep[];
+  /** How the proof's first zone was anchored when discovery found it; null for a configured trust anchor. */
+  anchor: ProofAnchor | null;
   /** Earliest signature expiry (seconds) of the records in `prefix` and the delegation: the cut is no good after it. */
   exp: number;
 }
@@ -94,6 +126,25 @@ class Budget {
   }
 }
 
+/**
+ * The work, or budget_exceeded when the lookup's time runs out first. Discovery and the bridge are
+ * shared between lookups and bounded by their own limits (DNS and HTTPS timeouts); this holds each
+ * lookup to its own budget all the same.
+ */
+async function within<T>(budget: Budget, clock: Clock, work: Promise<T>): Promise<T> {
+  const left = budget.deadline - clock.now();
+  if (left <= 0) throw new IdnsError('budget_exceeded', 'the lookup ran out of time');
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new IdnsError('budget_exceeded', 'the lookup ran out of time finding or asking the zone')), left);
+  });
+  try {
+    return await Promise.race([work, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** A referral from `zone` to `child` goes strictly deeper towards `host`: this rules out loops and sideways jumps. */
 function leadsDeeper(child: string, zone: string, host: string): boolean {
   return child !== zone && isAtOrBelow(child, zone) && isAtOrBelow(host, child);
@@ -118,7 +169,7 @@ export class Resolver {
   readonly options: ResolvedOptions;
   private readonly clock: Clock;
   private readonly cache: LruCache<Cached>;
-  private readonly inflight = new Map<string, Promise<Resolution>>();
+  private readonly inflight = new Map<string, Promise<Resolution | BridgedHandle>>();
   private readonly selector: ServerSelector;
   private readonly dispatcher: Dispatcher;
   private readonly ownsDispatcher: boolean;
@@ -133,6 +184,10 @@ export class Resolver {
   private readonly traces: ArrayInterner<TraceStep>;
   /** allowPrivate is also the verifier's development mode: loopback endpoints pass only with it. */
   private readonly verifyOptions: VerifyOptions;
+  /** Finding zones without a root, and the WebFinger bridge; null when off. */
+  private readonly discovery: ZoneDiscovery | null;
+  private readonly dns: DnsClient | null;
+  private readonly bridge: WebFingerBridge | null;
 
   constructor(options: ResolverOptions) {
     this.options = resolveOptions(options);
@@ -157,17 +212,44 @@ export class Resolver {
       });
     this.onBackgroundError = options.onBackgroundError ?? (() => {});
     this.events = options.events ?? {};
+    const d = this.options.discovery;
+    this.dns = d ? new DnsClient({ servers: d.dnsServers ?? readSystemServers(), validating: d.validating, timeoutMs: d.dnsTimeoutMs, clock: this.clock }) : null;
+    this.discovery =
+      d && this.dns
+        ? new ZoneDiscovery({
+            dns: this.dns,
+            // Through the resolver's own agent: its address policy and CAs hold for documents too.
+            fetchDocument: wellKnownFetcher({ dispatcher: this.dispatcher, timeoutMs: this.options.requestTimeoutMs }),
+            requireDnssec: d.requireDnssec,
+            clock: this.clock,
+          })
+        : null;
+    this.bridge = this.options.webfinger ? new WebFingerBridge({ dispatcher: this.dispatcher, allowPrivate: this.options.allowPrivate, clock: this.clock }) : null;
   }
 
-  /** Resolves a handle to its verified endpoint and keys; throws handle_not_found on a verified denial. */
-  async resolve(handle: string): Promise<ResolvedHandle> {
-    const r = await this.lookup(handle);
-    if (r.status === 'not_found') throw new IdnsError('handle_not_found', `${r.handle} does not exist (verified denial from zone ${r.zone})`);
-    return { handle: r.handle, endpoint: r.endpoint!, keys: r.keys!, zone: r.zone, ttl: r.ttl, stale: r.stale };
+  /**
+   * Resolves a handle (`alice@host`, `@alice@host` or `acct:alice@host`) to its endpoint and keys; throws
+   * handle_not_found when it does not exist. Check `verified` before trusting the keys.
+   */
+  async resolve(handle: string, options: LookupOptions = {}): Promise<ResolvedHandle> {
+    return resolvedHandle(await this.lookup(handle, options));
   }
 
-  /** Resolves up to 100 handles at once; each gets its result or its own error. */
-  async resolveMany(handles: readonly string[]): Promise<BatchResult[]> {
+  /** Resolves up to 100 handles at once; each gets its record or its own error, a missing handle handle_not_found as resolve throws. */
+  async resolveMany(handles: readonly string[], options: LookupOptions = {}): Promise<ResolveManyResult[]> {
+    const results = await this.lookupMany(handles, options);
+    return results.map((item): ResolveManyResult => {
+      if (!('result' in item)) return item;
+      try {
+        return { handle: item.handle, result: resolvedHandle(item.result) };
+      } catch (error) {
+        return batchError(item.handle, error);
+      }
+    });
+  }
+
+  /** Looks up to 100 handles at once with their proofs (denials included); each gets its result or its own error. */
+  async lookupMany(handles: readonly string[], options: LookupOptions = {}): Promise<BatchResult[]> {
     if (handles.length > MAX_BATCH) throw new IdnsError('invalid_request', `at most ${MAX_BATCH} handles per batch`);
     // Cache hits are answered in one synchronous pass; only the misses wait for upstream.
     const results = new Array<BatchResult>(handles.length);
@@ -175,11 +257,11 @@ export class Resolver {
     for (let i = 0; i < handles.length; i++) {
       const handle = handles[i]!;
       try {
-        const hit = this.lookupCached(handle);
+        const hit = options.forceRefresh ? undefined : this.lookupCached(handle);
         if (hit) results[i] = { handle, result: hit };
         else {
           misses.push(
-            this.lookup(handle).then(
+            this.lookup(handle, options).then(
               (result) => void (results[i] = { handle, result }),
               (error: unknown) => void (results[i] = batchError(handle, error)),
             ),
@@ -190,6 +272,7 @@ export class Resolver {
       }
     }
     if (misses.length > 0) await Promise.all(misses);
+    options.signal?.throwIfAborted();
     return results;
   }
 
@@ -198,12 +281,12 @@ export class Resolver {
    * stale-while-revalidate window, which starts the refresh); undefined when the lookup has to ask the
    * zone's servers. Throws invalid_handle as `lookup` does.
    */
-  lookupCached(input: string): LookupResult | undefined {
+  lookupCached(input: string): VerifiedResult | undefined {
     const now = this.clock.now();
     // Hot path: cache keys are normalised handles, so an input found as it is needs no parsing (IDNA is
     // the costliest step of a hit); anything else is parsed and looked up by its normal form.
     let entry = input.includes('@') ? this.cache.get(input, now) : undefined;
-    const handle = entry ? input : parseHandle(input).handle;
+    const handle = entry ? input : parseHandleReference(input).handle;
     if (!entry && handle !== input) entry = this.cache.get(handle, now);
     if (!entry || isCut(entry.value)) return undefined;
     const cached = entry.value;
@@ -221,11 +304,17 @@ export class Resolver {
     return undefined;
   }
 
-  /** The full verified result of a lookup, found or not found, with its proof. */
-  async lookup(input: string): Promise<LookupResult> {
-    const hit = this.lookupCached(input);
-    if (hit) return hit;
-    const normal = parseHandle(input).handle;
+  /**
+   * The full result of a lookup: verified, found or not found, with its proof; or, for a host that
+   * publishes no zone, what its WebFinger says (`verified: false`).
+   */
+  async lookup(input: string, options: LookupOptions = {}): Promise<LookupResult> {
+    options.signal?.throwIfAborted();
+    if (!options.forceRefresh) {
+      const hit = this.lookupCached(input);
+      if (hit) return hit;
+    }
+    const normal = parseHandleReference(input).handle;
     // The input itself when it is already normal: it is flat, where the parsed form is a rope of its
     // parts, and it becomes the cache key and the resolution's `handle`.
     const handle = normal === input ? input : normal;
@@ -234,9 +323,10 @@ export class Resolver {
     const cached = entry && !isCut(entry.value) ? entry.value : undefined;
     this.events.cache?.('miss');
     try {
-      const fresh = await this.refresh(handle);
-      return result(fresh, fresh.ttl, false);
+      const fresh = await raceSignal(this.refresh(handle, options.forceRefresh ?? false), options.signal);
+      return isBridged(fresh) ? { ...fresh, status: 'found', zone: null, stale: false } : result(fresh, fresh.ttl, false);
     } catch (err) {
+      if (options.signal?.aborted) throw err;
       // RFC 8767: when the zone's servers cannot give an answer, expired data (still validly signed) is
       // better than none, for a bounded window, and marked as stale.
       if (entry && cached) {
@@ -262,21 +352,27 @@ export class Resolver {
     this.cache.clear();
   }
 
-  /** Closes the connections this resolver opened. */
+  /** Closes the connections and sockets this resolver opened. */
   async close(): Promise<void> {
+    this.dns?.close();
+    await this.bridge?.close();
     if (this.ownsDispatcher) await this.dispatcher.close();
   }
 
   private background(handle: string): void {
     if (this.inflight.has(handle)) return;
-    this.refresh(handle).catch(this.onBackgroundError);
+    this.refresh(handle, false).catch(this.onBackgroundError);
   }
 
-  /** One upstream resolution per name at a time: concurrent lookups share the pending promise. */
-  private refresh(handle: string): Promise<Resolution> {
+  /**
+   * One upstream resolution per name at a time: concurrent lookups share the pending promise. Verified
+   * resolutions are cached here; bridged ones in the bridge's own cache.
+   */
+  private refresh(handle: string, force: boolean): Promise<Resolution | BridgedHandle> {
     const pending = this.inflight.get(handle);
     if (pending) return pending;
-    const p = (this.options.forwarders.length > 0 ? this.forward(handle) : this.walk(handle)).then((r) => {
+    const p = (this.options.forwarders.length > 0 ? this.forward(handle, force) : this.walk(handle, force)).then((r) => {
+      if (isBridged(r)) return r;
       const now = this.clock.now();
       // Kept past expiry for whichever window is longer: serve-stale on failure, or stale-while-revalidate.
       const staleMs = Math.max(this.options.serveStaleMs, this.options.staleWhileRevalidateMs);
@@ -289,11 +385,34 @@ export class Resolver {
     return p;
   }
 
-  /** Iterative resolution: from the closest known zone cut down the referrals to the answering zone. */
-  private async walk(handle: string): Promise<Resolution> {
+  /**
+   * Iterative resolution from the closest known zone cut, or, for a host no configured anchor delegates,
+   * from the zone its domain publishes; a host that publishes none goes to the WebFinger bridge.
+   */
+  private async walk(handle: string, force: boolean): Promise<Resolution | BridgedHandle> {
     const host = handle.slice(handle.lastIndexOf('@') + 1);
     const budget = new Budget(this.clock, this.options);
-    let cut = this.closestCut(host);
+    const cut = this.closestCut(host);
+    if (cut !== null) {
+      const r = await this.walkFrom(cut, handle, host, budget);
+      // A denial from a configured anchor's own zone says the hierarchy holds no zone for this host
+      // (noCut proved no delegation on the way): only then is the host's own publication tried.
+      if (this.discovery === null || r.status !== 'not_found' || r.proof.steps.length !== 1 || cut.anchor !== null) return r;
+      const found = await within(budget, this.clock, this.discovery.discover(host));
+      if (found.found === null) return this.bridge ? within(budget, this.clock, this.bridge.lookup(handle, { forceRefresh: force })) : r;
+      return this.walkFrom(discoveredCut(found.found, this.clock), handle, host, budget);
+    }
+    if (this.discovery === null) throw new IdnsError('no_trust_anchor', `no trust anchor covers ${host}`);
+    const found = await within(budget, this.clock, this.discovery.discover(host));
+    if (found.found !== null) return this.walkFrom(discoveredCut(found.found, this.clock), handle, host, budget);
+    // Only a host verifiably without a publication gets here: discovery throws when DNS or HTTPS fail.
+    if (this.bridge) return within(budget, this.clock, this.bridge.lookup(handle, { forceRefresh: force }));
+    throw new IdnsError('no_trust_anchor', `no trust anchor covers ${host}, and its domain publishes no idns zone`);
+  }
+
+  /** Walks from `start` down the referrals to the zone that answers for the handle. */
+  private async walkFrom(start: ZoneCut, handle: string, host: string, budget: Budget): Promise<Resolution> {
+    let cut = start;
     // Step objects are shared (the cut's prefix, interned chains): new ones are made, none is changed.
     const steps: ProofStep[] = [...cut.prefix];
     let exp = cut.exp;
@@ -307,9 +426,11 @@ export class Resolver {
       if (reply.status !== 'referral') {
         steps.push({ zone: cut.name, zoneRecord: reply.zone.jws });
         const proof: Proof = { steps, record: reply.record, ...(reply.noCut ? { noCut: reply.noCut } : {}) };
-        const r = this.signatures.during(() => verifyProof(proof, handle, this.options.anchors, epochSeconds(this.clock), undefined, this.verifyOptions));
+        const anchors = start.anchor === null ? this.options.anchors : new Map([[steps[0]!.zone, start.anchor.ds]]);
+        const r = this.signatures.during(() => verifyProof(proof, handle, anchors, epochSeconds(this.clock), undefined, this.verifyOptions));
         // Verified, the chain is swapped for the shared one with the same content.
         r.proof.steps = this.chains.intern(r.proof.steps);
+        if (start.anchor !== null) r.proof.anchor = start.anchor;
         return withTrace(r, this.traces.intern(trace), handle);
       }
       if (referrals >= this.options.maxReferrals) {
@@ -318,23 +439,29 @@ export class Resolver {
       steps.push({ zone: cut.name, zoneRecord: reply.zone.jws, delegation: reply.record });
       const d = this.signatures.during(() => verifyDelegation(reply.record, reply.zone, epochSeconds(this.clock)));
       exp = Math.min(exp, d.exp);
-      const child: ZoneCut = { ...reply.child, prefix: [...steps], exp };
+      const child: ZoneCut = { ...reply.child, prefix: [...steps], exp, anchor: cut.anchor };
       // Nothing cached outlives the earliest signature on the proof that leads to it.
       this.cache.set(`z:${child.name}`, child, this.clock.now(), d.ttl * 1000, this.options.serveStaleMs, exp * 1000);
       cut = child;
     }
   }
 
-  /** The deepest fresh cached zone cut above the host, else the deepest trust anchor above it. */
-  private closestCut(host: string): ZoneCut {
+  /**
+   * The deepest fresh cached zone cut above the host, else the deepest trust anchor above it; null when
+   * no configured anchor covers the host and no cut below a discovered zone is cached. Under a configured
+   * anchor, cuts below discovered zones are passed over: the configured hierarchy's delegations win.
+   */
+  private closestCut(host: string): ZoneCut | null {
     const now = this.clock.now();
-    for (const name of ancestors(host)) {
+    const names = ancestors(host);
+    const configured = names.some((name) => this.options.anchors.has(name));
+    for (const name of names) {
       const entry = this.cache.get(`z:${name}`, now);
-      if (entry && now < entry.expiresAt && isCut(entry.value)) return entry.value;
+      if (entry && now < entry.expiresAt && isCut(entry.value) && (entry.value.anchor === null || !configured)) return entry.value;
       const anchor = this.options.anchors.get(name);
-      if (anchor) return { name, servers: [...this.options.rootServers], trusted: anchor, prefix: [], exp: Infinity };
+      if (anchor) return { name, servers: [...this.options.rootServers], trusted: anchor, prefix: [], exp: Infinity, anchor: null };
     }
-    throw new IdnsError('no_trust_anchor', `no trust anchor covers ${host}`);
+    return null;
   }
 
   /** The zone record lists the zone's own servers (secondaries included): ask those too next time. True when the cut grew. */
@@ -460,13 +587,17 @@ export class Resolver {
       if (!leadsDeeper(d.name, cut.name, host)) {
         throw new IdnsError('verification_failed', `zone ${cut.name} referred to ${d.name}, which is not below it on the way to ${handle}`);
       }
-      return { status: 'referral', zone, record: b.record, child: { name: d.name, servers: [...d.servers], trusted: d.ds, prefix: [], exp: d.exp } };
+      return { status: 'referral', zone, record: b.record, child: { name: d.name, servers: [...d.servers], trusted: d.ds, prefix: [], exp: d.exp, anchor: cut.anchor } };
     }
     throw new IdnsError('bad_response', `unknown reply status ${JSON.stringify(b.status)}`);
   }
 
-  /** Forwarding: ask upstream resolvers, and verify their proofs against our own anchors. */
-  private async forward(handle: string): Promise<Resolution> {
+  /**
+   * Forwarding: ask upstream resolvers, and verify their proofs against our own anchors. A proof rooted
+   * in a discovered zone is checked against this resolver's own discovery of the host, and a bridged
+   * answer (nothing to verify) is replaced by this resolver's own discovery and bridge.
+   */
+  private async forward(handle: string, force: boolean): Promise<Resolution | BridgedHandle> {
     const budget = new Budget(this.clock, this.options);
     let lastError: unknown = new IdnsError('resolution_failed', 'no upstream resolver configured');
     for (const upstream of this.selector.order(this.options.forwarders)) {
@@ -478,8 +609,14 @@ export class Resolver {
         if (res.status >= 300 && res.status < 400) throw new IdnsError('bad_response', `redirect (${res.status}) refused`);
         const err = errorFromBody(res.body);
         if (err) throw new IdnsError('bad_response', `the upstream answered ${err.code}: ${err.message}`);
-        const proof = (res.body as { proof?: unknown } | null)?.proof;
-        const resolution = this.signatures.during(() => verifyProof(proof, handle, this.options.anchors, epochSeconds(this.clock), undefined, this.verifyOptions));
+        const body = res.body as { proof?: unknown; verified?: unknown } | null;
+        if (body?.verified === false && this.discovery !== null) return await this.walk(handle, force);
+        const proof = body?.proof;
+        const first = (proof as { steps?: { zone?: unknown }[] } | null)?.steps?.[0]?.zone;
+        const anchor = typeof first === 'string' && this.discovery !== null && !this.options.anchors.has(first) ? await this.discoveredAnchor(handle, first) : null;
+        const anchors = anchor === null ? this.options.anchors : new Map([[first as string, anchor.ds]]);
+        const resolution = this.signatures.during(() => verifyProof(proof, handle, anchors, epochSeconds(this.clock), undefined, this.verifyOptions));
+        if (anchor !== null) resolution.proof.anchor = anchor;
         // Verified, the chain is swapped for the shared one with the same content (the proof is this
         // reply's own object, fresh from JSON.parse).
         resolution.proof.steps = this.chains.intern(resolution.proof.steps);
@@ -494,6 +631,16 @@ export class Resolver {
     }
     if (isIdnsError(lastError, 'verification_failed') || isIdnsError(lastError, 'no_trust_anchor') || isIdnsError(lastError, 'address_refused')) throw lastError;
     throw new IdnsError('resolution_failed', `no upstream resolver gave a usable answer (last: ${(lastError as Error).message})`, { cause: lastError });
+  }
+
+  /** This resolver's own anchor for `zone`, found by discovering the handle's host; throws unless discovery finds that very zone. */
+  private async discoveredAnchor(handle: string, zone: string): Promise<ProofAnchor> {
+    const host = handle.slice(handle.lastIndexOf('@') + 1);
+    const found = await within(new Budget(this.clock, this.options), this.clock, this.discovery!.discover(host));
+    if (found.found === null || found.found.zone !== zone) {
+      throw new IdnsError('no_trust_anchor', `the proof starts at zone ${zone}, which is neither configured here nor what ${host} publishes`);
+    }
+    return anchorOf(found.found);
   }
 
   private async get(url: string, budgetLeftMs: number): Promise<JsonResponse> {
@@ -514,15 +661,53 @@ export class Resolver {
   }
 }
 
-/** Creates a resolver (see ResolverOptions for every setting and its default). */
-export function createResolver(options: ResolverOptions): Resolver {
+/**
+ * Creates a resolver (see ResolverOptions for every setting and its default). With no options it works on
+ * the internet as it is: zones found through their DNS and HTTPS publications, other handles bridged
+ * through WebFinger.
+ */
+export function createResolver(options: ResolverOptions = {}): Resolver {
   return new Resolver(options);
 }
 
 /** A lookup result: the resolution with the TTL left and its staleness, member by member (see withTrace). */
-function result(r: Resolution, ttl: number, stale: boolean): LookupResult {
-  return { handle: r.handle, status: r.status, zone: r.zone, endpoint: r.endpoint, keys: r.keys, ttl, exp: r.exp, proof: r.proof, trace: r.trace, stale };
+function result(r: Resolution, ttl: number, stale: boolean): VerifiedResult {
+  return {
+    handle: r.handle,
+    status: r.status,
+    zone: r.zone,
+    endpoint: r.endpoint,
+    keys: r.keys,
+    ttl,
+    exp: r.exp,
+    proof: r.proof,
+    trace: r.trace,
+    verified: true,
+    anchor: r.proof.anchor?.type ?? 'configured',
+    stale,
+  };
 }
+
+const isBridged = (r: Resolution | BridgedHandle): r is BridgedHandle => (r as BridgedHandle).verified === false;
+
+/** The cut a discovered zone starts a walk from: its servers and keys as the publication names them. */
+function discoveredCut(found: FoundZone, clock: Clock): ZoneCut {
+  return { name: found.zone, servers: [...found.servers], trusted: found.ds, prefix: [], exp: epochSeconds(clock) + found.ttl, anchor: anchorOf(found) };
+}
+
+function anchorOf(found: FoundZone): ProofAnchor {
+  return found.anchor.type === 'dnssec' ? { type: 'dnssec', name: found.anchor.name, ds: [...found.ds] } : { type: 'https', url: found.anchor.url, ds: [...found.ds] };
+}
+
+/** A lookup result as resolve() gives it; handle_not_found for a verified denial. */
+function resolvedHandle(r: LookupResult): ResolvedHandle {
+  if (r.verified === false) {
+    return { handle: r.handle, endpoint: r.endpoint, keys: [], ttl: r.ttl, stale: r.stale, verified: false, source: 'webfinger', zone: null, aliases: r.aliases, ...(r.profilePage ? { profilePage: r.profilePage } : {}) };
+  }
+  if (r.status === 'not_found') throw new IdnsError('handle_not_found', `${r.handle} does not exist (verified denial from zone ${r.zone})`);
+  return { handle: r.handle, endpoint: r.endpoint!, keys: r.keys!, ttl: r.ttl, stale: r.stale, verified: true, anchor: r.anchor, zone: r.zone };
+}
+
 
 /**
  * The resolution with its trace, built member by member: a spread here gave the cached resolutions
@@ -534,7 +719,7 @@ function withTrace(r: Resolution, trace: readonly TraceStep[], handle: string): 
 }
 
 /** A handle's failure in a batch, as its typed error; anything else is a bug and propagates. */
-function batchError(handle: string, error: unknown): BatchResult {
+function batchError(handle: string, error: unknown): { handle: string; error: IdnsError } {
   if (!isIdnsError(error)) throw error;
   return { handle, error };
 }

@@ -1,5 +1,6 @@
 import { rmSync } from 'node:fs';
 import type { Clock } from '../../src/clock.js';
+import type { LookupResult, VerifiedResult } from '../../src/resolver/resolver.js';
 import { signChangeRequest } from '../../src/client/requests.js';
 import { newUserKey, type UserKey } from './keys.js';
 import { startTestServer, tempDir, type TestServer } from './server.js';
@@ -88,4 +89,10 @@ export async function resolveQueries(h: Hierarchy): Promise<number> {
     }
   }
   return total;
+}
+
+/** The lookup result as verified (with its proof); fails the test on a result bridged from WebFinger. */
+export function verified(r: LookupResult): VerifiedResult {
+  if (!r.verified) throw new Error(`expected a verified result for ${r.handle}, got one bridged from ${r.source}`);
+  return r;
 }

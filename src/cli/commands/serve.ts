@@ -9,6 +9,7 @@ import { parseCommand, type Io } from '../args.js';
 const usage = `usage: idns serve [--listen HOST:PORT] [--data DIR] [--config FILE] [--public-url URL]
                   [--log-level debug|info|warn|error|silent] [--no-bootstrap]
                   [--root URL... --anchor ZONE=THUMBPRINT... | --forward URL... --anchor ...]
+                  [--dns [--dns-server HOST:PORT...] [--require-dnssec] [--no-webfinger-fallback]]
                   [--allow-private] [--tls-cert FILE --tls-key FILE] [--ca FILE...]
 
 Serves every zone in the data directory (default ./data) over HTTP on HOST:PORT (default
@@ -20,6 +21,13 @@ IDNS_PUBLIC_URL, IDNS_CONFIG, then the flags. SIGINT/SIGTERM stop it gracefully.
 --root and --anchor turn on the resolver role (GET/POST /v1/lookup): it walks the
 hierarchy from the root servers, trusting only keys chained to the anchors. --forward
 asks upstream resolvers instead, still verifying their proofs against the anchors.
+--dns turns the resolver role on (alone, or beside --root) for zones published without a
+root: the closest enclosing _idns TXT record or /.well-known/idns document of a handle's
+domain (docs/protocol.md, section 12); handles whose host publishes no zone are resolved by
+WebFinger and marked unverified, unless --no-webfinger-fallback. --dns-server names DNS
+servers that validate DNSSEC (their AD flag anchors a zone); without it the system's
+resolvers are asked, and a TXT record needs its HTTPS document. --require-dnssec accepts
+only zones anchored by DNSSEC.
 --allow-private lets the resolver reach http and loopback/private addresses (tests, demo).
 --tls-cert and --tls-key (PEM) serve HTTPS. --ca adds CA certificates (PEM) that the resolver
 and the secondaries trust, besides the system's, when they connect to https servers.`;
@@ -36,6 +44,10 @@ export async function serve(argv: string[], io: Io): Promise<number> {
     root: { type: 'string', multiple: true },
     anchor: { type: 'string', multiple: true },
     forward: { type: 'string', multiple: true },
+    dns: { type: 'boolean' },
+    'dns-server': { type: 'string', multiple: true },
+    'require-dnssec': { type: 'boolean' },
+    'no-webfinger-fallback': { type: 'boolean' },
     'allow-private': { type: 'boolean' },
     'tls-cert': { type: 'string' },
     'tls-key': { type: 'string' },
@@ -53,6 +65,10 @@ export async function serve(argv: string[], io: Io): Promise<number> {
     ...(values.root ? { root: values.root } : {}),
     ...(values.anchor ? { anchor: values.anchor } : {}),
     ...(values.forward ? { forward: values.forward } : {}),
+    ...(values.dns ? { dns: true } : {}),
+    ...(values['dns-server'] ? { dnsServer: values['dns-server'] } : {}),
+    ...(values['require-dnssec'] ? { requireDnssec: true } : {}),
+    ...(values['no-webfinger-fallback'] ? { webfingerFallback: false } : {}),
     ...(values['allow-private'] ? { allowPrivate: true } : {}),
     ...(values['tls-cert'] ? { tlsCert: values['tls-cert'] } : {}),
     ...(values['tls-key'] ? { tlsKey: values['tls-key'] } : {}),
@@ -88,8 +104,13 @@ export async function serve(argv: string[], io: Io): Promise<number> {
   const zones = ctx.zones.list().map((z) => ctx.zones.info(z.name));
   io.out(`idns serving on ${running.url} (data: ${config.dataDir})`);
   if (config.resolver) {
-    const mode = config.resolver.forwarders.length > 0 ? `forwarding to ${config.resolver.forwarders.join(' ')}` : `from ${config.resolver.rootServers.join(' ')}`;
-    io.out(`  resolver: ${mode}, anchors ${Object.entries(config.resolver.anchors).map(([z, k]) => `${z}=${k.join(',')}`).join(' ')}`);
+    const r = config.resolver;
+    const mode = r.forwarders.length > 0 ? `forwarding to ${r.forwarders.join(' ')}` : r.rootServers.length > 0 ? `from ${r.rootServers.join(' ')}` : 'without a root';
+    const anchors = Object.entries(r.anchors).map(([z, k]) => `${z}=${k.join(',')}`);
+    const dns = r.discovery
+      ? `, zones found through DNS (${r.discovery.dnsServers ? `validating servers ${r.discovery.dnsServers.join(' ')}` : "the system's resolvers, not validating"})${r.discovery.requireDnssec ? ', DNSSEC required' : ''}${r.webfinger ? ', WebFinger bridge on' : ''}`
+      : '';
+    io.out(`  resolver: ${mode}${anchors.length > 0 ? `, anchors ${anchors.join(' ')}` : ''}${dns}`);
   }
   for (const z of zones) io.out(`  zone ${z.name}: ${z.role}, serial ${z.serial}, ${z.policy} registration, key ${z.keyThumbprints.join(' ')}`);
   if (zones.length === 0) io.out('  no zones yet: create one with  idns zone create ZONE --server-url URL');

@@ -4,7 +4,8 @@ import { IdnsError, type ErrorCode } from '../../errors.js';
 import { decodeCompact } from '../../records/jws.js';
 import { thumbprint } from '../../records/keys.js';
 import type { DelegationRecord, DenialRecord, HandleRecord, ZoneRecord } from '../../records/types.js';
-import type { LookupResult } from '../../resolver/resolver.js';
+import { describeAnchor, type AnchorKind } from '../../resolver/proof.js';
+import type { VerifiedResult } from '../../resolver/resolver.js';
 
 /**
  * What the operator page shows, gathered from the server context into plain data (no HTML here): the
@@ -30,6 +31,9 @@ export interface ResolverView {
   mode: 'iterative' | 'forwarding';
   rootServers: string[];
   forwarders: string[];
+  /** Zones found without a root: which DNS servers (null: the system's, not validating), DNSSEC required. */
+  discovery: { dnsServers: string[] | null; requireDnssec: boolean } | null;
+  webfinger: boolean;
   anchors: { zone: string; thumbprints: string[] }[];
 }
 
@@ -74,6 +78,17 @@ export interface LookupView {
   noResolver: boolean;
   error: { code: ErrorCode; message: string } | null;
   result: ChainView | null;
+  /** A handle whose host publishes no zone, as its WebFinger gave it (nothing verified). */
+  bridged: BridgedView | null;
+}
+
+export interface BridgedView {
+  handle: string;
+  endpoint: string;
+  subject: string;
+  aliases: string[];
+  profilePage: string | null;
+  ttl: number;
 }
 
 export interface ChainView {
@@ -106,7 +121,7 @@ export interface ChainStep {
   /** Signature expiry of the zone record, seconds since the epoch. */
   exp: number;
   /** Why the signing key is trusted: a configured trust anchor, or the parent's delegation. */
-  vouchedBy: { kind: 'anchor'; thumbprints: string[] } | { kind: 'delegation'; parent: string; signedBy: string; ds: string[]; exp: number };
+  vouchedBy: { kind: 'anchor'; thumbprints: string[]; via: AnchorKind; words: string } | { kind: 'delegation'; parent: string; signedBy: string; ds: string[]; exp: number };
   /** The delegation this zone signs for the next step, or null on the last step. */
   delegates: { name: string; servers: string[]; ds: string[] } | null;
 }
@@ -145,6 +160,10 @@ export function serverView(ctx: AppContext): ServerView {
           mode: r.options.forwarders.length > 0 ? 'forwarding' : 'iterative',
           rootServers: [...r.options.rootServers],
           forwarders: [...r.options.forwarders],
+          discovery: r.options.discovery
+            ? { dnsServers: r.options.discovery.dnsServers?.map((d) => `${d.host}:${d.port}`) ?? null, requireDnssec: r.options.discovery.requireDnssec }
+            : null,
+          webfinger: r.options.webfinger,
           anchors: [...r.options.anchors].map(([zone, thumbprints]) => ({ zone, thumbprints: [...thumbprints] })),
         }
       : null,
@@ -196,19 +215,23 @@ export function zoneViews(ctx: AppContext, now: number): ZoneView[] {
 export async function gatherLookup(ctx: AppContext, input: string | undefined, options: { beforeLookup?: () => void } = {}): Promise<LookupView | null> {
   const asked = (input ?? '').trim();
   if (asked === '') return null;
-  if (!ctx.resolver) return { input: asked, noResolver: true, error: null, result: null };
+  if (!ctx.resolver) return { input: asked, noResolver: true, error: null, result: null, bridged: null };
   try {
     options.beforeLookup?.();
     const result = await ctx.resolver.lookup(asked);
-    return { input: asked, noResolver: false, error: null, result: chainOf(result, ctx.resolver.options.anchors) };
+    if (!result.verified) {
+      const bridged = { handle: result.handle, endpoint: result.endpoint, subject: result.subject, aliases: [...result.aliases], profilePage: result.profilePage ?? null, ttl: result.ttl };
+      return { input: asked, noResolver: false, error: null, result: null, bridged };
+    }
+    return { input: asked, noResolver: false, error: null, result: chainOf(result, ctx.resolver.options.anchors), bridged: null };
   } catch (err) {
     if (!(err instanceof IdnsError)) throw err;
-    return { input: asked, noResolver: false, error: { code: err.code, message: err.message }, result: null };
+    return { input: asked, noResolver: false, error: { code: err.code, message: err.message }, result: null, bridged: null };
   }
 }
 
 /** The chain of trust of a verified lookup result, step by step. */
-export function chainOf(r: LookupResult, anchors: ReadonlyMap<string, readonly string[]> = new Map()): ChainView {
+export function chainOf(r: VerifiedResult, anchors: ReadonlyMap<string, readonly string[]> = new Map()): ChainView {
   const trace = r.trace ?? [];
   const upstream = trace.find((t) => t.zone === '(upstream resolver)');
   const steps = r.proof.steps.map((step, i): ChainStep => {
@@ -227,7 +250,8 @@ export function chainOf(r: LookupResult, anchors: ReadonlyMap<string, readonly s
       const p = d.payload as DelegationRecord;
       vouchedBy = { kind: 'delegation', parent: parent.zone, signedBy: d.header.kid ?? '', ds: [...p.ds], exp: p.exp };
     } else {
-      vouchedBy = { kind: 'anchor', thumbprints: [...(anchors.get(step.zone) ?? [])] };
+      const anchor = r.proof.anchor;
+      vouchedBy = { kind: 'anchor', thumbprints: anchor ? [...anchor.ds] : [...(anchors.get(step.zone) ?? [])], via: anchor?.type ?? 'configured', words: describeAnchor(anchor) };
     }
     let delegates: ChainStep['delegates'] = null;
     if (step.delegation) {

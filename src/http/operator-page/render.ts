@@ -1,6 +1,6 @@
 import type { ErrorCode } from '../../errors.js';
 import { SCRIPT, STYLE } from './assets.js';
-import type { ChainStep, ChainView, FinalRecord, LookupView, OperatorPageData, ResolverView, ServerView, ZoneView } from './data.js';
+import type { BridgedView, ChainStep, ChainView, FinalRecord, LookupView, OperatorPageData, ResolverView, ServerView, ZoneView } from './data.js';
 import { html, raw, type Html } from './html.js';
 
 /** What an error code means to an operator reading the page. */
@@ -87,7 +87,12 @@ function renderHeader(server: ServerView, now: number): Html {
 function renderResolverLine(r: ResolverView): Html {
   const servers = r.mode === 'forwarding' ? html`forwarding to ${r.forwarders.map((u, i) => html`${i ? ', ' : ''}<code>${u}</code>`)}` : html`walking from root servers ${r.rootServers.map((u, i) => html`${i ? ', ' : ''}<code>${u}</code>`)}`;
   const anchors = r.anchors.map((a, i) => html`${i ? '; ' : ''}<code>${a.zone}</code> = ${a.thumbprints.map((t, j) => html`${j ? ', ' : ''}<code>${t}</code>`)}`);
-  return html`<p class="muted">Lookups go through this server's resolver, ${servers}, and are verified from the trust anchor${r.anchors.length > 1 ? 's' : ''} ${anchors}.</p>`;
+  const d = r.discovery;
+  const discovery = d
+    ? html` Zones published without a root are found through ${d.dnsServers ? html`the validating DNS servers ${d.dnsServers.map((u, i) => html`${i ? ', ' : ''}<code>${u}</code>`)}` : "the system's DNS resolvers (not validating: TXT records need their HTTPS document)"}${d.requireDnssec ? ', DNSSEC required' : ''}; ${r.webfinger ? 'handles whose host publishes none are resolved by WebFinger, marked unverified.' : 'the WebFinger bridge is off.'}`
+    : '';
+  if (r.anchors.length === 0) return html`<p class="muted">Lookups go through this server's resolver, with no configured trust anchor.${discovery}</p>`;
+  return html`<p class="muted">Lookups go through this server's resolver, ${servers}, and are verified from the trust anchor${r.anchors.length > 1 ? 's' : ''} ${anchors}.${discovery}</p>`;
 }
 
 /** The table of zones held here. */
@@ -153,7 +158,21 @@ export function renderLookup(view: LookupView, now: number): string {
 ${hint ? html`<p class="muted">${hint}</p>` : ''}
 </div>`.value;
   }
+  if (view.bridged) return renderBridged(view.bridged).value;
   return renderChain(view.result!, now).value;
+}
+
+/** A handle resolved by the WebFinger bridge: what its host said, plainly marked as not verified. */
+function renderBridged(b: BridgedView): Html {
+  return html`<section class="result" data-outcome="webfinger" aria-label="Result of the lookup">
+<p class="summary"><span class="badge warn">not verified</span> <code>${b.handle}</code> lives at <code class="endpoint">${b.endpoint}</code>, according to its host's WebFinger</p>
+<p class="muted">The host publishes no idns zone, so nothing here is signed: the answer is only as good as the host's HTTPS. TTL ${b.ttl} s.</p>
+<dl class="kv">
+<dt>subject</dt><dd><code>${b.subject}</code></dd>
+<dt>aliases</dt><dd>${b.aliases.length ? b.aliases.map((a, j) => html`${j ? ', ' : ''}<code>${a}</code>`) : html`<span class="muted">none</span>`}</dd>
+${b.profilePage ? html`<dt>profile page</dt><dd><code>${b.profilePage}</code></dd>` : ''}
+</dl>
+</section>`;
 }
 
 function renderChain(c: ChainView, now: number): Html {
@@ -190,7 +209,7 @@ function renderStep(step: ChainStep, i: number, now: number): Html {
   const v = step.vouchedBy;
   const trusted =
     v.kind === 'anchor'
-      ? html`<strong>trust anchor</strong> configured on this server${v.thumbprints.length ? html`: ${v.thumbprints.map((t, j) => html`${j ? ', ' : ''}<code>${t}</code>`)}` : ''}${v.thumbprints.includes(step.signedBy) ? html` <span class="ok">✓ matches</span>` : ''}`
+      ? html`<strong>trust anchor</strong> ${v.via === 'configured' ? 'configured on this server' : html`found by discovery, <span class="anchor">${v.words}</span>`}${v.thumbprints.length ? html`: ${v.thumbprints.map((t, j) => html`${j ? ', ' : ''}<code>${t}</code>`)}` : ''}${v.thumbprints.includes(step.signedBy) ? html` <span class="ok">✓ matches</span>` : ''}`
       : html`the delegation from <code>${v.parent}</code> (signed by key <code>${v.signedBy}</code>, valid until ${expiry(v.exp, now)}) lists ds ${v.ds.map((d, j) => html`${j ? ', ' : ''}<code>${d}</code>`)}${v.ds.includes(step.signedBy) ? html` <span class="ok">✓ matches</span>` : ''}`;
   return html`<li class="step" data-step-zone="${step.zone}">
 <h3>${i + 1}. zone <code class="zone-name">${step.zone}</code>${step.zone === '.' ? html` <span class="muted">(the root)</span>` : ''}</h3>

@@ -22,7 +22,7 @@ export function lookupRoutes(ctx: AppContext, wire: LookupWire): Hono {
   app.get('/v1/lookup/:handle', async (c: Context) => {
     note(c, { role: 'resolver' });
     const r = await resolverOf().lookup(c.req.param('handle')!);
-    note(c, { zone: r.zone, outcome: r.stale ? 'stale' : r.status });
+    note(c, { ...(r.zone === null ? {} : { zone: r.zone }), outcome: !r.verified ? 'webfinger' : r.stale ? 'stale' : r.status });
     c.header('Cache-Control', `public, max-age=${r.ttl}`);
     c.header('Content-Type', 'application/json');
     // Bodies are Buffers over plain ArrayBuffers (never shared memory), as hono's type asks.
@@ -39,7 +39,7 @@ export function lookupRoutes(ctx: AppContext, wire: LookupWire): Hono {
     }
     // The middleware charged one lookup; a batch costs one per handle.
     if (ctx.rateLimits.config.enabled && handles.length > 1) ctx.rateLimits.lookups.take(clientKey(c), handles.length - 1);
-    const results = await resolver.resolveMany(handles as string[]);
+    const results = await resolver.lookupMany(handles as string[]);
     note(c, { outcome: 'batch' });
     c.header('Content-Type', 'application/json');
     return c.body(wire.batch(results) as Uint8Array<ArrayBuffer>, 200);

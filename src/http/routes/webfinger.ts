@@ -8,6 +8,7 @@ import { linkUri } from '../../records/handle-links.js';
 import type { HandleFields } from '../../records/types.js';
 import { endpointProblem } from '../../records/urls.js';
 import { note } from '../observe.js';
+import type { BridgedResult } from '../../resolver/resolver.js';
 
 /** Property name under which the JRD carries the signed handle record, for clients that verify. */
 export const RECORD_PROPERTY = 'https://idns.dev/ns/record';
@@ -49,9 +50,10 @@ export function parseResource(resource: string | undefined): WebfingerResource {
 
 /**
  * A handle's signed record and its TTL: from a zone held here, or, on a server that also runs the
- * resolver role, through the resolver (verified) for handles held elsewhere.
+ * resolver role, through the resolver (verified) for handles held elsewhere, or the bridge's unverified
+ * answer for a handle whose host publishes no zone (no signed record then).
  */
-async function findHandle(ctx: AppContext, handle: string): Promise<{ record: string; ttl: number }> {
+async function findHandle(ctx: AppContext, handle: string): Promise<{ record: string; ttl: number } | { bridged: BridgedResult; ttl: number }> {
   let answer: AuthoritativeAnswer | null = null;
   try {
     answer = ctx.authority.resolve(handle);
@@ -60,6 +62,8 @@ async function findHandle(ctx: AppContext, handle: string): Promise<{ record: st
   }
   if (answer === null || (answer.status === 'referral' && ctx.resolver)) {
     const r = await ctx.resolver!.lookup(handle);
+    // Bridged from the host's own WebFinger: there is no signed record to pass on.
+    if (!r.verified) return { bridged: r, ttl: r.ttl };
     if (r.status === 'not_found') throw new IdnsError('handle_not_found', `${handle} does not exist`);
     return { record: r.proof.record, ttl: r.ttl };
   }
@@ -91,6 +95,17 @@ export function handleJrd(record: string, rels: readonly string[]): { subject: s
   return { subject: `acct:${h.handle}`, aliases, links: rels.length === 0 ? links : links.filter((l) => rels.includes(l.rel)), properties };
 }
 
+/**
+ * The JRD of a bridged handle: what its host's WebFinger said (aliases, profile page, actor), in the same
+ * shape, without properties: there is no signed record, and the resolver vouches for none of it.
+ */
+function bridgedJrd(r: BridgedResult, rels: readonly string[]): { subject: string; aliases: string[]; links: Link[] } {
+  const links: Link[] = [];
+  if (r.profilePage !== undefined) links.push({ rel: PROFILE_PAGE_REL, type: 'text/html', href: r.profilePage });
+  links.push({ rel: 'self', type: 'application/activity+json', href: r.endpoint });
+  return { subject: `acct:${r.handle}`, aliases: r.aliases, links: rels.length === 0 ? links : links.filter((l) => rels.includes(l.rel)) };
+}
+
 /** `GET /.well-known/webfinger?resource=acct:…|<actor URL>`: the handle as a JRD, readable from any origin. */
 export function webfingerRoutes(ctx: AppContext): Hono {
   const app = new Hono();
@@ -108,7 +123,7 @@ export function webfingerRoutes(ctx: AppContext): Hono {
     note(c, { outcome: 'found' });
     c.header('Cache-Control', `public, max-age=${found.ttl}`);
     c.header('Content-Type', 'application/jrd+json');
-    return c.body(JSON.stringify(handleJrd(found.record, rels)), 200);
+    return c.body(JSON.stringify('bridged' in found ? bridgedJrd(found.bridged, rels) : handleJrd(found.record, rels)), 200);
   });
   return app;
 }
