@@ -96,14 +96,14 @@ export function handleJrd(record: string, rels: readonly string[]): { subject: s
 }
 
 /**
- * The JRD of a bridged handle: what its host's WebFinger said (aliases, profile page, actor), in the same
- * shape, without properties: there is no signed record, and the resolver vouches for none of it.
+ * The JRD of a bridged handle: what its host's WebFinger said (subject, aliases, profile page, actor), in
+ * the same shape, without properties: there is no signed record, and the resolver vouches for none of it.
  */
 function bridgedJrd(r: BridgedResult, rels: readonly string[]): { subject: string; aliases: string[]; links: Link[] } {
   const links: Link[] = [];
   if (r.profilePage !== undefined) links.push({ rel: PROFILE_PAGE_REL, type: 'text/html', href: r.profilePage });
   links.push({ rel: 'self', type: 'application/activity+json', href: r.endpoint });
-  return { subject: `acct:${r.handle}`, aliases: r.aliases, links: rels.length === 0 ? links : links.filter((l) => rels.includes(l.rel)) };
+  return { subject: r.subject, aliases: r.aliases, links: rels.length === 0 ? links : links.filter((l) => rels.includes(l.rel)) };
 }
 
 /** `GET /.well-known/webfinger?resource=acct:…|<actor URL>`: the handle as a JRD, readable from any origin. */
