@@ -8,6 +8,7 @@ import { signChangeRequest } from '../src/client/requests.js';
 import { ManualClock } from '../src/clock.js';
 import { IdnsError } from '../src/errors.js';
 import { OPERATION_TYP } from '../src/records/jws.js';
+import { bridgedJrd, PROFILE_PAGE_REL } from '../src/http/routes/webfinger.js';
 import type { PublicJwk } from '../src/records/keys.js';
 import {
   deleteChange,
@@ -455,6 +456,33 @@ describe('WebFinger: Mastodon-shaped JRD and lookup by actor URL', () => {
     const jrd = (await wf(acct(handle))).json;
     expect(jrd.aliases).toEqual([endpoint]);
     expect(jrd.properties).not.toHaveProperty('https://idns.dev/ns/movedTo');
+  });
+
+  it('gives a bridged handle (resolver role) the same JRD shape from what its host said, without properties', () => {
+    const bridged = {
+      handle: 'me@example.org',
+      status: 'found' as const,
+      zone: null,
+      endpoint: 'https://social.example/users/alice',
+      aliases: ['https://social.example/@alice', 'https://social.example/users/alice'],
+      profilePage: 'https://social.example/@alice',
+      subject: 'acct:alice@social.example',
+      ttl: 60,
+      verified: false as const,
+      source: 'webfinger' as const,
+      stale: false,
+    };
+    expect(bridgedJrd(bridged, [])).toEqual({
+      subject: 'acct:alice@social.example',
+      aliases: ['https://social.example/@alice', 'https://social.example/users/alice'],
+      links: [
+        { rel: 'http://webfinger.net/rel/profile-page', type: 'text/html', href: 'https://social.example/@alice' },
+        { rel: 'self', type: 'application/activity+json', href: 'https://social.example/users/alice' },
+      ],
+    });
+    const { profilePage: _p, ...noProfile } = bridged;
+    expect(bridgedJrd(noProfile, ['self']).links).toEqual([{ rel: 'self', type: 'application/activity+json', href: 'https://social.example/users/alice' }]);
+    expect(bridgedJrd(noProfile, [PROFILE_PAGE_REL]).links).toEqual([]);
   });
 
   it('refuses a delete request that carries links', async () => {

@@ -99,7 +99,7 @@ export function handleJrd(record: string, rels: readonly string[]): { subject: s
  * The JRD of a bridged handle: what its host's WebFinger said (subject, aliases, profile page, actor), in
  * the same shape, without properties: there is no signed record, and the resolver vouches for none of it.
  */
-function bridgedJrd(r: BridgedResult, rels: readonly string[]): { subject: string; aliases: string[]; links: Link[] } {
+export function bridgedJrd(r: BridgedResult, rels: readonly string[]): { subject: string; aliases: string[]; links: Link[] } {
   const links: Link[] = [];
   if (r.profilePage !== undefined) links.push({ rel: PROFILE_PAGE_REL, type: 'text/html', href: r.profilePage });
   links.push({ rel: 'self', type: 'application/activity+json', href: r.endpoint });
