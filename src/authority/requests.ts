@@ -7,8 +7,7 @@ import { parsePublicJwk, thumbprint, type PublicJwk } from '../records/keys.js';
 import { parsePossessionProofs, POP_MEMBER, type PossessionProof } from '../records/pop.js';
 import { MAX_HANDLE_KEYS } from '../records/types.js';
 import { HANDLE_LINK_LIMITS, handleLinksProblem } from '../records/handle-links.js';
-import { MAX_URL_LENGTH } from '../records/urls.js';
-import { parseEndpoint } from '../records/urls.js';
+import { MAX_URL_LENGTH, parseEndpoint } from '../records/urls.js';
 
 /**
  * A change request of a handle: a compact JWS signed by the handle's key (the key being registered for
