@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signChangeRequest } from '../src/client/requests.js';
 import { verifyProof } from '../src/resolver/proof.js';
+import { createResolver } from '../src/resolver/resolver.js';
 import { startHierarchy, type Hierarchy } from './support/hierarchy.js';
 import { runIdns } from './support/process.js';
 import { startTestServer, type TestServer } from './support/server.js';
@@ -105,6 +106,16 @@ describe('idns lookup and idns resolve through the hierarchy', () => {
 
     // The library's verifier gives the same fields from the proof alone.
     const body = (await (await fetch(`${resolverServer.url}/v1/lookup/${moved}`)).json()) as { proof: unknown };
+    // The resolver role's own body carries them, as does a walk of idns lookup --root and the library's resolve().
+    expect(body).toMatchObject({ movedTo: 'carol@news.example', alsoKnownAs: ['carol@news.example', 'https://old.example/users/mover'], profile: 'https://home.example/@mover' });
+    const walked = JSON.parse((await runIdns(['lookup', moved, '--root', ...h.rootServers, '--anchor', `.=${rootKid}`, '--allow-private', '--json'])).stdout);
+    expect(walked).toMatchObject({ movedTo: 'carol@news.example', alsoKnownAs: ['carol@news.example', 'https://old.example/users/mover'], profile: 'https://home.example/@mover' });
+    const library = createResolver({ trustAnchors: h.anchors, rootServers: h.rootServers, allowPrivate: true });
+    try {
+      expect(await library.resolve(moved)).toMatchObject({ handle: moved, endpoint: 'https://home.example/mover', movedTo: 'carol@news.example', alsoKnownAs: ['carol@news.example', 'https://old.example/users/mover'], profile: 'https://home.example/@mover' });
+    } finally {
+      await library.close();
+    }
     const verified = verifyProof(body.proof, moved, new Map([['.', [rootKid]]]), Math.floor(Date.now() / 1000), undefined, { allowLoopbackEndpoints: true });
     expect(verified).toMatchObject({ status: 'found', movedTo: 'carol@news.example', alsoKnownAs: ['carol@news.example', 'https://old.example/users/mover'], profile: 'https://home.example/@mover' });
     // A handle without links has none.

@@ -57,6 +57,10 @@ export type ResolvedHandle = {
   keys: NonNullable<Resolution['keys']>;
   ttl: number;
   stale: boolean;
+  /** Owner-signed (verified results only): the profile page, other names of the account, and a move. A move is reported, never followed. */
+  profile?: string;
+  alsoKnownAs?: string[];
+  movedTo?: string;
 } & ({ verified: true; anchor: AnchorKind; zone: string } | { verified: false; source: 'webfinger'; zone: null; aliases: string[]; profilePage?: string });
 
 /** One result of lookupMany: a lookup result or the typed error of that handle. */
@@ -682,6 +686,9 @@ function result(r: Resolution, ttl: number, stale: boolean): VerifiedResult {
     exp: r.exp,
     proof: r.proof,
     trace: r.trace,
+    profile: r.profile,
+    alsoKnownAs: r.alsoKnownAs,
+    movedTo: r.movedTo,
     verified: true,
     anchor: r.proof.anchor?.type ?? 'configured',
     stale,
@@ -705,7 +712,19 @@ function resolvedHandle(r: LookupResult): ResolvedHandle {
     return { handle: r.handle, endpoint: r.endpoint, keys: [], ttl: r.ttl, stale: r.stale, verified: false, source: 'webfinger', zone: null, aliases: r.aliases, ...(r.profilePage ? { profilePage: r.profilePage } : {}) };
   }
   if (r.status === 'not_found') throw new IdnsError('handle_not_found', `${r.handle} does not exist (verified denial from zone ${r.zone})`);
-  return { handle: r.handle, endpoint: r.endpoint!, keys: r.keys!, ttl: r.ttl, stale: r.stale, verified: true, anchor: r.anchor, zone: r.zone };
+  return {
+    handle: r.handle,
+    endpoint: r.endpoint!,
+    keys: r.keys!,
+    ttl: r.ttl,
+    stale: r.stale,
+    ...(r.profile !== undefined ? { profile: r.profile } : {}),
+    ...(r.alsoKnownAs !== undefined ? { alsoKnownAs: r.alsoKnownAs } : {}),
+    ...(r.movedTo !== undefined ? { movedTo: r.movedTo } : {}),
+    verified: true,
+    anchor: r.anchor,
+    zone: r.zone,
+  };
 }
 
 
@@ -715,7 +734,20 @@ function resolvedHandle(r: LookupResult): ResolvedHandle {
  * `handle` is the cache key (equal to `r.handle`), so that the entry holds one string for both.
  */
 function withTrace(r: Resolution, trace: readonly TraceStep[], handle: string): Resolution {
-  return { handle, status: r.status, zone: r.zone, endpoint: r.endpoint, keys: r.keys, ttl: r.ttl, exp: r.exp, proof: r.proof, trace };
+  return {
+    handle,
+    status: r.status,
+    zone: r.zone,
+    endpoint: r.endpoint,
+    keys: r.keys,
+    ttl: r.ttl,
+    exp: r.exp,
+    proof: r.proof,
+    trace,
+    profile: r.profile,
+    alsoKnownAs: r.alsoKnownAs,
+    movedTo: r.movedTo,
+  };
 }
 
 /** A handle's failure in a batch, as its typed error; anything else is a bug and propagates. */
