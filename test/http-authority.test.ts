@@ -465,7 +465,7 @@ describe('WebFinger: Mastodon-shaped JRD and lookup by actor URL', () => {
       zone: null,
       endpoint: 'https://social.example/users/alice',
       aliases: ['https://social.example/@alice', 'https://social.example/users/alice'],
-      profilePage: 'https://social.example/@alice',
+      profile: 'https://social.example/@alice',
       subject: 'acct:alice@social.example',
       ttl: 60,
       verified: false as const,
@@ -480,7 +480,7 @@ describe('WebFinger: Mastodon-shaped JRD and lookup by actor URL', () => {
         { rel: 'self', type: 'application/activity+json', href: 'https://social.example/users/alice' },
       ],
     });
-    const { profilePage: _p, ...noProfile } = bridged;
+    const { profile: _p, ...noProfile } = bridged;
     expect(bridgedJrd(noProfile, ['self']).links).toEqual([{ rel: 'self', type: 'application/activity+json', href: 'https://social.example/users/alice' }]);
     expect(bridgedJrd(noProfile, [PROFILE_PAGE_REL]).links).toEqual([]);
   });

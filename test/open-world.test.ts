@@ -201,7 +201,7 @@ describe('the WebFinger bridge', () => {
       zone: null,
       endpoint: 'https://mastodon.test/users/gargron',
       aliases: ['https://mastodon.test/@gargron', 'https://mastodon.test/users/gargron'],
-      profilePage: 'https://mastodon.test/@gargron',
+      profile: 'https://mastodon.test/@gargron',
       subject: 'acct:gargron@mastodon.test',
       ttl: expect.any(Number),
       verified: false,

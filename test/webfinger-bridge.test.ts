@@ -91,7 +91,7 @@ describe('WebFinger bridge', () => {
       handle: 'alice@social.example',
       endpoint: 'https://social.example/users/alice',
       aliases: ['https://social.example/@alice', 'https://social.example/users/alice'],
-      profilePage: 'https://social.example/@alice',
+      profile: 'https://social.example/@alice',
       subject: 'acct:alice@social.example',
       ttl: 3600,
       verified: false,

@@ -24,7 +24,7 @@ export interface BridgedHandle {
   /** The JRD's aliases, as the host gave them (unverified). */
   aliases: string[];
   /** The `http://webfinger.net/rel/profile-page` link, when it is an acceptable https URL. */
-  profilePage?: string;
+  profile?: string;
   /** The account the JRD describes, `acct:local@host`: the handle itself, or a confirmed other name (12.4). */
   subject: string;
   /** Seconds this answer stays cached. */
@@ -286,12 +286,12 @@ export class WebFingerBridge {
     const page = fetched.jrd.links.find((l) => l.rel === PROFILE_PAGE && l.href !== undefined && (l.type === undefined || mediaType(l.type) === 'text/html'));
     // A profile page is a courtesy link: one we would not accept as an endpoint is left out, not fatal.
     const href = page?.href;
-    const profilePage = href !== undefined && endpointProblem(href, this.allowPrivate) === null ? href : undefined;
+    const profile = href !== undefined && endpointProblem(href, this.allowPrivate) === null ? href : undefined;
     return {
       handle,
       endpoint,
       aliases: fetched.jrd.aliases,
-      ...(profilePage !== undefined ? { profilePage } : {}),
+      ...(profile !== undefined ? { profile } : {}),
       subject,
       verified: false,
       source: 'webfinger',
@@ -398,7 +398,7 @@ function answer(entry: Entry, ttl: number): BridgedHandle {
     handle: f.handle,
     endpoint: f.endpoint,
     aliases: [...f.aliases],
-    ...(f.profilePage !== undefined ? { profilePage: f.profilePage } : {}),
+    ...(f.profile !== undefined ? { profile: f.profile } : {}),
     subject: f.subject,
     ttl,
     verified: false,

@@ -175,7 +175,7 @@ function bridgedBody(r: BridgedResult): string {
     source: r.source,
     subject: r.subject,
     aliases: r.aliases,
-    ...(r.profilePage !== undefined ? { profilePage: r.profilePage } : {}),
+    ...(r.profile !== undefined ? { profile: r.profile } : {}),
     ttl: r.ttl,
     stale: r.stale,
   });

@@ -61,7 +61,7 @@ export type ResolvedHandle = {
   profile?: string;
   alsoKnownAs?: string[];
   movedTo?: string;
-} & ({ verified: true; anchor: AnchorKind; zone: string } | { verified: false; source: 'webfinger'; zone: null; aliases: string[]; profilePage?: string });
+} & ({ verified: true; anchor: AnchorKind; zone: string } | { verified: false; source: 'webfinger'; zone: null; aliases: string[]; profile?: string });
 
 /** One result of lookupMany: a lookup result or the typed error of that handle. */
 export type BatchResult = { handle: string; result: LookupResult } | { handle: string; error: IdnsError };
@@ -709,7 +709,7 @@ function anchorOf(found: FoundZone): ProofAnchor {
 /** A lookup result as resolve() gives it; handle_not_found for a verified denial. */
 function resolvedHandle(r: LookupResult): ResolvedHandle {
   if (r.verified === false) {
-    return { handle: r.handle, endpoint: r.endpoint, keys: [], ttl: r.ttl, stale: r.stale, verified: false, source: 'webfinger', zone: null, aliases: r.aliases, ...(r.profilePage ? { profilePage: r.profilePage } : {}) };
+    return { handle: r.handle, endpoint: r.endpoint, keys: [], ttl: r.ttl, stale: r.stale, verified: false, source: 'webfinger', zone: null, aliases: r.aliases, ...(r.profile ? { profile: r.profile } : {}) };
   }
   if (r.status === 'not_found') throw new IdnsError('handle_not_found', `${r.handle} does not exist (verified denial from zone ${r.zone})`);
   return {

@@ -154,7 +154,7 @@ export async function lookup(argv: string[], io: Io): Promise<number> {
 }
 
 function bridgedJson(r: BridgedResult): Record<string, unknown> {
-  return { handle: r.handle, status: r.status, endpoint: r.endpoint, verified: false, source: r.source, subject: r.subject, aliases: r.aliases, ...(r.profilePage ? { profilePage: r.profilePage } : {}), ttl: r.ttl };
+  return { handle: r.handle, status: r.status, endpoint: r.endpoint, verified: false, source: r.source, subject: r.subject, aliases: r.aliases, ...(r.profile ? { profile: r.profile } : {}), ttl: r.ttl };
 }
 
 function bridgedText(r: BridgedResult): string {
@@ -162,7 +162,7 @@ function bridgedText(r: BridgedResult): string {
     `${r.handle} (NOT VERIFIED: its host publishes no idns zone; this is what the host's WebFinger says)`,
     `  endpoint: ${r.endpoint}`,
     ...(r.aliases.length > 0 ? [`  aliases: ${r.aliases.join(' ')}`] : []),
-    ...(r.profilePage ? [`  profile page: ${r.profilePage}`] : []),
+    ...(r.profile ? [`  profile page: ${r.profile}`] : []),
     `  ttl ${r.ttl}s`,
   ].join('\n');
 }

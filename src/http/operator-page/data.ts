@@ -87,7 +87,7 @@ export interface BridgedView {
   endpoint: string;
   subject: string;
   aliases: string[];
-  profilePage: string | null;
+  profile: string | null;
   ttl: number;
 }
 
@@ -220,7 +220,7 @@ export async function gatherLookup(ctx: AppContext, input: string | undefined, o
     options.beforeLookup?.();
     const result = await ctx.resolver.lookup(asked);
     if (!result.verified) {
-      const bridged = { handle: result.handle, endpoint: result.endpoint, subject: result.subject, aliases: [...result.aliases], profilePage: result.profilePage ?? null, ttl: result.ttl };
+      const bridged = { handle: result.handle, endpoint: result.endpoint, subject: result.subject, aliases: [...result.aliases], profile: result.profile ?? null, ttl: result.ttl };
       return { input: asked, noResolver: false, error: null, result: null, bridged };
     }
     return { input: asked, noResolver: false, error: null, result: chainOf(result, ctx.resolver.options.anchors), bridged: null };

@@ -170,7 +170,7 @@ function renderBridged(b: BridgedView): Html {
 <dl class="kv">
 <dt>subject</dt><dd><code>${b.subject}</code></dd>
 <dt>aliases</dt><dd>${b.aliases.length ? b.aliases.map((a, j) => html`${j ? ', ' : ''}<code>${a}</code>`) : html`<span class="muted">none</span>`}</dd>
-${b.profilePage ? html`<dt>profile page</dt><dd><code>${b.profilePage}</code></dd>` : ''}
+${b.profile ? html`<dt>profile page</dt><dd><code>${b.profile}</code></dd>` : ''}
 </dl>
 </section>`;
 }

@@ -101,7 +101,7 @@ export function handleJrd(record: string, rels: readonly string[]): { subject: s
  */
 export function bridgedJrd(r: BridgedResult, rels: readonly string[]): { subject: string; aliases: string[]; links: Link[] } {
   const links: Link[] = [];
-  if (r.profilePage !== undefined) links.push({ rel: PROFILE_PAGE_REL, type: 'text/html', href: r.profilePage });
+  if (r.profile !== undefined) links.push({ rel: PROFILE_PAGE_REL, type: 'text/html', href: r.profile });
   links.push({ rel: 'self', type: 'application/activity+json', href: r.endpoint });
   return { subject: r.subject, aliases: r.aliases, links: rels.length === 0 ? links : links.filter((l) => rels.includes(l.rel)) };
 }
