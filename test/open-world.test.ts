@@ -95,6 +95,10 @@ beforeAll(async () => {
     kids.set(zone, info.keyThumbprints[0]!);
     await register(`alice@${zone}`, zone);
   }
+  // A zone below a discovered one, delegated as in any hierarchy: found by walking down from signed.test.
+  const child = idns.ctx.zones.create('sub.signed.test', { servers: [idns.url] });
+  idns.ctx.zones.delegate('signed.test', 'sub.signed.test', { servers: [idns.url], ds: [child.keyThumbprints[0]!] });
+  await register('carol@deep.sub.signed.test', 'sub.signed.test');
   hosts = startHttpsHosts(WEB_HOSTS);
   // idns servers are plain http on loopback: the test dispatcher connects those as they are.
   for (const name of WEB_HOSTS) await hosts.serve(name, webHost(name));
@@ -131,6 +135,13 @@ describe('zones found without a root', () => {
     for (const spelling of ['alice@signed.test', '@alice@signed.test', 'acct:alice@signed.test']) {
       expect(await resolver().resolve(spelling)).toMatchObject({ handle: 'alice@signed.test', verified: true, anchor: 'dnssec', zone: 'signed.test' });
     }
+  });
+
+  it('walks idns delegations below the closest published zone', async () => {
+    const r = await resolver().lookup('carol@deep.sub.signed.test');
+    expect(r).toMatchObject({ status: 'found', zone: 'sub.signed.test', verified: true, anchor: 'dnssec' });
+    expect(r.verified && r.proof.steps.map((s) => s.zone)).toEqual(['signed.test', 'sub.signed.test']);
+    expect(r.verified && r.proof.anchor).toMatchObject({ type: 'dnssec', name: '_idns.signed.test' });
   });
 
   it('reports a missing handle of a discovered zone as a verified denial, the same way from resolve and resolveMany', async () => {
@@ -266,6 +277,10 @@ describe('coexistence with a configured root', () => {
       expect(page).toContain('data-outcome="found"');
       const body = (await (await fetch(`${server.url}/v1/lookup/alice@signed.test`)).json()) as Record<string, unknown>;
       expect(body).toMatchObject({ verified: true, anchor: 'dnssec', proof: { anchor: { type: 'dnssec', name: '_idns.signed.test' } } });
+      // The resolver role's WebFinger answers for a handle of any discovered zone.
+      const jrd = (await (await fetch(`${server.url}/.well-known/webfinger?resource=acct:alice@signed.test`)).json()) as { subject: string; links: { rel: string; href: string }[] };
+      expect(jrd.subject).toBe('acct:alice@signed.test');
+      expect(jrd.links).toContainEqual(expect.objectContaining({ rel: 'self', href: 'https://home.example/alice@signed.test' }));
     } finally {
       await server.close();
     }
