@@ -14,7 +14,8 @@ import type { ServerConfig } from './config.js';
 import { createLogger, type Logger } from './log.js';
 import { Store } from './store/store.js';
 import { RateLimits } from './http/rate-limits.js';
-import { Metrics } from './http/metrics.js';
+import { Metrics, type MetricsSources, type ZoneFacts } from './http/metrics.js';
+import { serialOf } from './authority/serial.js';
 import type { ChangeGuard } from './authority/changes.js';
 import { createResolver, type Resolver } from './resolver/resolver.js';
 import type { Agent } from 'undici';
@@ -59,7 +60,7 @@ export class AppContext {
   ) {
     this.store = Store.open(config.dataDir, config.limits.maxDatabaseBytes);
     // Metrics read the rest of the context only when scraped, so they can be made first.
-    this.metrics = new Metrics(this);
+    this.metrics = new Metrics(metricsSources(this));
     this.keys = new KeyRing(join(config.dataDir, 'keys'));
     this.zones = new ZoneService(this.store, this.keys, clock);
     this.rateLimits = new RateLimits(config.rateLimits, clock);
@@ -136,5 +137,30 @@ function changeGuard(limits: RateLimits): ChangeGuard {
       if (wait > 0) throw new IdnsError('rate_limited', `too many wrong invite codes for zone ${zone}; retry in ${wait} s`, { details: { retryAfter: wait } });
     },
     inviteFailed: (zone) => void limits.inviteFailures.tryTake(zone, 1),
+  };
+}
+
+/** What the metrics read of a server, when scraped: bounded work per zone (one index seek for a primary's earliest expiry). */
+function metricsSources(ctx: AppContext): MetricsSources {
+  return {
+    now: () => ctx.clock.now(),
+    *zones(): Iterable<ZoneFacts> {
+      for (const row of ctx.zones.list()) {
+        const held = row.record !== '';
+        // A copy's records keep no expiry column (it is 0): only its zone record's expiry is known here.
+        const records = held && row.role === 'primary' ? ctx.store.records.earliestExp(row.content) : null;
+        yield {
+          name: row.name,
+          role: row.role,
+          serial: held ? serialOf(row.version) : null,
+          refreshedAt: row.refreshedAt,
+          signaturesExpire: held ? Math.min(row.recordExp, records ?? Infinity) : null,
+        };
+      }
+    },
+    replication: () => ctx.replicator.statuses(),
+    notifies: () => ({ sent: ctx.notifier.sent, gaveUp: ctx.notifier.failed }),
+    answerFiles: () => ctx.answerFiles?.status() ?? [],
+    resolverCache: () => (ctx.resolver ? { entries: ctx.resolver.cacheSize, bytes: ctx.resolver.cacheBytes } : null),
   };
 }

@@ -46,10 +46,11 @@ export function sendFast(ctx: AppContext, req: IncomingMessage, res: ServerRespo
     res.uncork();
   }
   const method = req.method ?? 'GET';
-  ctx.metrics.requests.inc({ route: reply.route, method, status: String(reply.status) });
+  const elapsed = performance.now() - started;
+  ctx.metrics.request(reply.route, method, reply.status, elapsed / 1000);
   if (reply.role === 'change') ctx.metrics.changes.inc({ action: reply.action ?? 'unknown', outcome: reply.outcome });
   else ctx.metrics.queries.inc({ role: reply.role, outcome: reply.outcome });
-  const ms = Math.round((performance.now() - started) * 100) / 100;
+  const ms = Math.round(elapsed * 100) / 100;
   const line = { reqId: id, method, route: reply.route, status: reply.status, ms, ...(reply.zone ? { zone: reply.zone } : {}), outcome: reply.outcome };
   if (reply.status >= 500) ctx.log.warn('request', line);
   else ctx.log.info('request', line);

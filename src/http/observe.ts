@@ -44,12 +44,13 @@ export function observe(log: Logger, metrics: Metrics): MiddlewareHandler {
     const f = facts.get(c.req.raw) ?? {};
     const route = c.req.routePath;
     const status = c.res.status;
-    metrics.requests.inc({ route, method: c.req.method, status: String(status) });
+    const elapsed = performance.now() - started;
+    metrics.request(route, c.req.method, status, elapsed / 1000);
     if (f.role && f.outcome) {
       if (f.role === 'change') metrics.changes.inc({ action: f.action ?? 'unknown', outcome: f.outcome });
       else metrics.queries.inc({ role: f.role, outcome: f.outcome });
     }
-    const ms = Math.round((performance.now() - started) * 100) / 100;
+    const ms = Math.round(elapsed * 100) / 100;
     const line = { reqId: id, method: c.req.method, route, status, ms, ...(f.zone ? { zone: f.zone } : {}), ...(f.outcome ? { outcome: f.outcome } : {}) };
     if (status >= 500) log.warn('request', line);
     else log.info('request', line);

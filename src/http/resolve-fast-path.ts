@@ -86,9 +86,10 @@ export class ResolveFastPath {
       'x-request-id', id,
     ]);
     res.end(hit.body);
-    hit.tally.n += 1;
+    const elapsed = performance.now() - started;
+    hit.tally.add(elapsed / 1000);
     if (this.ctx.log.enabled('info')) {
-      const ms = Math.round((performance.now() - started) * 100) / 100;
+      const ms = Math.round(elapsed * 100) / 100;
       this.ctx.log.info('request', { reqId: id, method: 'GET', route: ROUTE, status: hit.status, ms, zone: hit.zone, outcome: hit.outcome });
     }
     return true;

@@ -42,6 +42,7 @@ export class RecordStore {
   private readonly delStmt;
   private readonly gapStmt;
   private readonly dueStmt;
+  private readonly earliestStmt;
   private readonly totalsStmt;
   private readonly countStmt;
   private readonly underStmt;
@@ -78,6 +79,8 @@ export class RecordStore {
     this.dueStmt = db.prepare<[string, number, number], StoredRecord>(
       `SELECT type, key, version, exp, jws FROM records WHERE content = ? AND exp < ? ORDER BY exp LIMIT ?`,
     );
+    // min() over the leading columns of the expiry index: one index seek, however large the zone.
+    this.earliestStmt = db.prepare<[string], number | null>(`SELECT min(exp) FROM records WHERE content = ?`).pluck();
     this.countStmt = db.prepare<[string, string], number>(COUNT_BY_TYPE_SQL).pluck();
     // Every column is ASCII (types, normalised names, hashes, compact JWS): length() counts its bytes.
     this.totalsStmt = db.prepare<[string], { count: number; size: number | null }>(
@@ -145,6 +148,11 @@ export class RecordStore {
   /** Up to `limit` records whose signatures expire before `before` (seconds), soonest first. */
   expiringBefore(content: string, before: number, limit: number): StoredRecord[] {
     return this.dueStmt.all(content, before, limit);
+  }
+
+  /** The earliest signature expiry (seconds) among a content's records, null when it has none (a copy's are all 0). */
+  earliestExp(content: string): number | null {
+    return this.earliestStmt.get(content) ?? null;
   }
 
   /** Inserts many records under a content id (a transfer being loaded); call inside a transaction. */
