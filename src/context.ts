@@ -146,16 +146,15 @@ function metricsSources(ctx: AppContext): MetricsSources {
     now: () => ctx.clock.now(),
     *zones(): Iterable<ZoneFacts> {
       for (const row of ctx.zones.list()) {
-        const held = row.record !== '';
+        yield { name: row.name, role: row.role, serial: row.record !== '' ? serialOf(row.version) : null, refreshedAt: row.refreshedAt };
+      }
+    },
+    *signatureExpiry() {
+      for (const row of ctx.zones.list()) {
+        if (row.record === '') continue;
         // A copy's records keep no expiry column (it is 0): only its zone record's expiry is known here.
-        const records = held && row.role === 'primary' ? ctx.store.records.earliestExp(row.content) : null;
-        yield {
-          name: row.name,
-          role: row.role,
-          serial: held ? serialOf(row.version) : null,
-          refreshedAt: row.refreshedAt,
-          signaturesExpire: held ? Math.min(row.recordExp, records ?? Infinity) : null,
-        };
+        const records = row.role === 'primary' ? ctx.store.records.earliestExp(row.content) : null;
+        yield { zone: row.name, exp: Math.min(row.recordExp, records ?? Infinity) };
       }
     },
     replication: () => ctx.replicator.statuses(),

@@ -9,8 +9,6 @@ export interface ZoneFacts {
   serial: number | null;
   /** Secondary: last successful check against a source, ms; null before the first (and on a primary). */
   refreshedAt: number | null;
-  /** The earliest `exp` (epoch seconds) among the signatures this server serves for the zone; null when unknown. */
-  signaturesExpire: number | null;
 }
 
 /** A secondary zone's replication, as the metrics read it when scraped. */
@@ -31,6 +29,8 @@ export interface MetricsSources {
   /** Wall-clock time, ms. */
   now(): number;
   zones(): Iterable<ZoneFacts>;
+  /** Per zone holding a zone record, the earliest `exp` (epoch seconds) among the signatures served for it. */
+  signatureExpiry(): Iterable<{ zone: string; exp: number }>;
   replication(): Iterable<ReplicationFacts>;
   /** Notifies since start (monotonic): sent (retries included) and given up. */
   notifies(): { sent: number; gaveUp: number };
@@ -76,7 +76,7 @@ export class DurationSeries {
  */
 class RequestDurations {
   readonly name = 'idns_http_request_duration_seconds';
-  readonly help = 'Time to answer an HTTP request, from its headers to the end of the response, by route pattern, method and status class (2xx, 4xx…)';
+  readonly help = 'Time to answer an HTTP request, from its headers until the response is handed to Node, by route pattern, method and status class (2xx, 4xx…)';
   readonly type = 'histogram';
   readonly aggregator = 'sum';
   private readonly series = new Map<string, DurationSeries>();
@@ -241,7 +241,7 @@ export class Metrics {
       collect() {
         this.reset();
         const now = sources.now() / 1000;
-        for (const z of sources.zones()) if (z.signaturesExpire !== null) this.set({ zone: z.name }, Math.round(z.signaturesExpire - now));
+        for (const z of sources.signatureExpiry()) this.set({ zone: z.zone }, Math.round(z.exp - now));
       },
     });
     new Gauge({
