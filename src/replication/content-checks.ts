@@ -22,7 +22,7 @@ const RANDOM_BATCH = 1024;
 /**
  * Checks records of a zone's content as a secondary receives them, with the resolver's own verifier
  * (verifyContentRecord): a record a resolver would refuse is refused here, so it is never stored or served.
- * Signatures cost about 70 µs each; structure, schema and position about 7 µs: every record gets the
+ * Signatures cost about 70 µs each; structure, schema and position about 5.5 µs: every record gets the
  * latter, `signatureRate` of them the former, picked with a CSPRNG so a source cannot tell which.
  */
 export class ContentChecker {
