@@ -133,8 +133,9 @@ const u32 = z.number().int().min(0).max(0xffffffff);
 const seconds = z.number().int().min(0).max(2 ** 40);
 const ttl = z.number().int().min(0).max(RECORD_LIMITS.maxTtl);
 const upTo = (max: number, min = 0) => z.number().int().min(min).max(max);
-/** 32 bytes in canonical unpadded base64url: the last character carries 2 bits and 4 zero bits. */
-const jwk = z.object({ kty: z.literal('OKP'), crv: z.literal('Ed25519'), x: z.string().regex(/^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/) }).strict();
+/** An Ed25519 public key's `x`: 32 bytes in canonical unpadded base64url (the last character carries 2 bits and 4 zero bits). */
+export const ED25519_X_B64U = /^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/;
+const jwk = z.object({ kty: z.literal('OKP'), crv: z.literal('Ed25519'), x: z.string().regex(ED25519_X_B64U) }).strict();
 const sha256 = z.string().regex(SHA256_B64U);
 const hex64 = z.string().regex(/^[0-9a-f]{64}$/);
 const hashParams = z.object({ alg: z.literal('sha256'), salt: z.string().regex(/^[0-9a-f]{16}$/) }).strict();

