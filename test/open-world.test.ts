@@ -4,12 +4,12 @@ import { signChangeRequest } from '../src/client/requests.js';
 import { formatDocument, formatTxt, type Publication } from '../src/discovery/publication.js';
 import { createResolver, type Resolver } from '../src/resolver/resolver.js';
 import type { ResolverOptions } from '../src/resolver/options.js';
-import { runIdns } from './support/process.js';
+import { runIdns, spawnServer } from './support/process.js';
 import { startDnsLab, startFakeDns, txtData, type DnsLab } from './support/dns-lab.js';
 import { startHierarchy, type Hierarchy } from './support/hierarchy.js';
 import { sendJson, startHttpsHosts, type HttpsHosts } from './support/https-hosts.js';
 import { newUserKey, type UserKey } from './support/keys.js';
-import { startTestServer, type TestServer } from './support/server.js';
+import { startTestServer, tempDir, type TestServer } from './support/server.js';
 
 /**
  * The open world end to end (issue 15): zones published in a real DNS lab (knot signing with DNSSEC, a
@@ -283,6 +283,26 @@ describe('coexistence with a configured root', () => {
       expect(jrd.links).toContainEqual(expect.objectContaining({ rel: 'self', href: 'https://home.example/alice@signed.test' }));
     } finally {
       await server.close();
+    }
+  });
+
+  it('idns serve --dns runs the resolver role with no root, and says so at start', async () => {
+    const dnsServer = `${lab.validating.host}:${lab.validating.port}`;
+    const data = tempDir();
+    const server = await spawnServer(['--listen', '127.0.0.1:0', '--data', data.dir, '--dns', '--dns-server', dnsServer, '--no-webfinger-fallback', '--allow-private']);
+    try {
+      // The start lines follow the URL line; the lookup below is answered only once they are all written.
+      const body = (await (await fetch(`${server.url}/v1/lookup/${encodeURIComponent('@alice@signed.test')}`)).json()) as Record<string, unknown>;
+      expect(body).toMatchObject({ handle: 'alice@signed.test', verified: true, anchor: 'dnssec' });
+      // mastodon.test's DNS denial is not signed, so only its HTTPS can say it publishes nothing, and this
+      // process cannot reach it: not known to be unpublished, so an error, never a WebFinger answer.
+      const none = await fetch(`${server.url}/v1/lookup/gargron@mastodon.test`);
+      expect(((await none.json()) as { error: { code: string } }).error.code).toBe('network_error');
+      expect(server.output()).toContain(`resolver: without a root, zones found through DNS (validating servers ${dnsServer})`);
+      expect(server.output()).not.toContain('WebFinger bridge on');
+    } finally {
+      await server.stop();
+      data.remove();
     }
   });
 
