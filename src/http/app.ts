@@ -1,6 +1,7 @@
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { AppContext } from '../context.js';
+import { IdnsError } from '../errors.js';
 import { body, errorResponse, tooLargeMessage } from './errors.js';
 import type { Metrics } from './metrics.js';
 import { LookupWire } from './lookup-wire.js';
@@ -19,12 +20,17 @@ export function createApp(ctx: AppContext, wire: LookupWire = new LookupWire()):
   const metrics = ctx.metrics;
   const app = new Hono();
 
+  // Middleware here runs for the fast endpoints too only if src/http/fast/ mirrors it: the server
+  // refuses to start until it does (fast/routes.ts `mirrors`, docs/architecture.md).
   app.use('*', observe(ctx.log, metrics));
   app.use(
     '*',
     bodyLimit({
       maxSize: ctx.config.limits.bodyBytes,
-      onError: (c) => c.json(body('payload_too_large', tooLargeMessage(ctx.config.limits.bodyBytes)), 413),
+      // Thrown, to be answered and accounted by the one error mapping (errors.ts), as on the fast paths.
+      onError: () => {
+        throw new IdnsError('payload_too_large', tooLargeMessage(ctx.config.limits.bodyBytes));
+      },
     }),
   );
 
@@ -35,7 +41,10 @@ export function createApp(ctx: AppContext, wire: LookupWire = new LookupWire()):
   app.use('/v1/lookup', lookups);
   app.use('/.well-known/webfinger', lookups);
   app.use('/v1/handles', writes);
-  app.use('/v1/handles/*', async (c, next) => (c.req.method === 'GET' ? lookups(c, next) : writes(c, next)));
+  // Below /v1/handles/ only: `/v1/handles/*` also matches `/v1/handles`, whose writes would be charged twice.
+  app.use('/v1/handles/:rest{.+}', async function handleLimits(c, next) {
+    return c.req.method === 'GET' ? lookups(c, next) : writes(c, next);
+  });
 
   app.route('/', resolveRoutes(ctx));
   app.route('/', lookupRoutes(ctx, wire));
