@@ -9,10 +9,6 @@ import { note, type RequestFacts } from '../observe.js';
 import type { LookupWire } from '../lookup-wire.js';
 
 /**
- * The resolver role: `GET /v1/lookup/{handle}` and `POST /v1/lookup` (up to 100 handles). Cache hits of
- * the GET are usually answered by the fast path (src/http/fast/lookup.ts), by the same reply rule.
- */
-/**
  * The one rule for a lookup result's status, headers and accounting, used by this route and its fast
  * path (src/http/fast/lookup.ts); the body is the wire's (lookup-wire.ts).
  */
@@ -24,6 +20,10 @@ export function lookupReply(r: LookupResult): { status: 200 | 404; headers: stri
   };
 }
 
+/**
+ * The resolver role: `GET /v1/lookup/{handle}` and `POST /v1/lookup` (up to 100 handles). Cache hits of
+ * the GET are usually answered by the fast path (src/http/fast/lookup.ts), by the same reply rule.
+ */
 export function lookupRoutes(ctx: AppContext, wire: LookupWire): Hono {
   const app = new Hono();
   const resolverOf = (): Resolver => {
