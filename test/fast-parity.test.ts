@@ -8,7 +8,7 @@ import { FastPaths } from '../src/http/fast/dispatch.js';
 import { appChain, assertMirrored, FAST_ROUTES } from '../src/http/fast/routes.js';
 import { startServer, type RunningServer } from '../src/http/server.js';
 import { createLogger } from '../src/log.js';
-import { send, type Exchange, type ParityRequest, type ParityRow } from './support/fast-parity.js';
+import { keepAlive, send, type Exchange, type ParityRequest, type ParityRow } from './support/fast-parity.js';
 import { startHierarchy, type Hierarchy } from './support/hierarchy.js';
 import { newUserKey } from './support/keys.js';
 import { parseExposition } from './support/prometheus.js';
@@ -138,14 +138,16 @@ describe('the fast paths and the application answer alike', () => {
     const logs: Line[] = [];
     const metrics: Record<string, number>[] = [];
     const spy = vi.spyOn(FastPaths.prototype, 'handle');
+    const agent = keepAlive();
     for (const q of requests) {
       const request = q.headers?.['if-none-match'] !== undefined ? { ...q, headers: { ...q.headers, 'if-none-match': fill(q.headers['if-none-match']) } } : q;
       const before = await counters();
       lines.length = 0;
-      exchanges.push(await send(base, address, request));
+      exchanges.push(await send(base, address, request, agent));
       logs.push(...lines.filter((l) => l.msg === 'request' || l.level !== 'info').map(({ time: _t, ms: _m, ...rest }) => rest));
       metrics.push(delta(before, await counters()));
     }
+    agent.destroy();
     const tookFast = spy.mock.results.map((x) => x.value as boolean);
     spy.mockRestore();
     const norm = (v: unknown) => JSON.parse((r.normalise ?? ((t: string) => t))(JSON.stringify(v)).replace(UUID, '<uuid>')) as unknown;

@@ -1,4 +1,5 @@
-import { Hono } from 'hono';
+import type { IncomingMessage } from 'node:http';
+import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { AppContext } from '../context.js';
 import { IdnsError } from '../errors.js';
@@ -14,6 +15,15 @@ import { resolveRoutes } from './routes/resolve.js';
 import { webfingerRoutes } from './routes/webfinger.js';
 import { transferRoutes } from './routes/transfer.js';
 import { zoneRoutes } from './routes/zones.js';
+
+/** Whether the request came with a body that nothing has read. */
+function unreadBody(c: Context): boolean {
+  const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+  if (incoming === undefined) return false;
+  const length = incoming.headers['content-length'];
+  const hasBody = incoming.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+  return hasBody && !c.req.raw.bodyUsed;
+}
 
 /** Builds the HTTP application over a server context; `wire` is shared with the lookup fast path. */
 export function createApp(ctx: AppContext, wire: LookupWire = new LookupWire()): { app: Hono; metrics: Metrics } {
@@ -56,6 +66,11 @@ export function createApp(ctx: AppContext, wire: LookupWire = new LookupWire()):
   app.route('/', operatorPageRoutes(ctx));
 
   app.notFound((c) => c.json(body('invalid_request', `no such endpoint: ${c.req.method} ${c.req.path}`), 404));
-  app.onError((err, c) => errorResponse(c, err, ctx.log));
+  app.onError((err, c) => {
+    const res = errorResponse(c, err, ctx.log);
+    // A body refused unread (by the body or the client's limit) is not read on: the connection closes, as on the fast paths.
+    if (unreadBody(c)) res.headers.set('connection', 'close');
+    return res;
+  });
   return { app, metrics };
 }

@@ -1,4 +1,4 @@
-import { request } from 'node:http';
+import { Agent, request } from 'node:http';
 
 /**
  * The behaviour the fast paths (src/http/fast/) and the application must share, as one table of
@@ -27,6 +27,11 @@ export interface ParityRequest {
   chunked?: boolean;
 }
 
+/** An agent keeping connections alive, for one row and side. */
+export function keepAlive(): Agent {
+  return new Agent({ keepAlive: true, maxSockets: 1 });
+}
+
 /** A response as compared: status, headers without Date, body. */
 export interface Exchange {
   status: number;
@@ -34,13 +39,16 @@ export interface Exchange {
   body: string;
 }
 
-/** Sends one request over a fresh connection from `localAddress` (127.0.0.0/8 reaches a loopback server from any of its addresses). */
-export function send(base: string, localAddress: string, r: ParityRequest): Promise<Exchange> {
+/**
+ * Sends one request from `localAddress` (127.0.0.0/8 reaches a loopback server from any of its
+ * addresses) over `agent`'s connections, kept alive as a browser's are.
+ */
+export function send(base: string, localAddress: string, r: ParityRequest, agent: Agent): Promise<Exchange> {
   const u = new URL(base);
   return new Promise((resolve, reject) => {
     const headers: Record<string, string | string[]> = { ...r.headers };
     if (r.body !== undefined && !r.chunked) headers['content-length'] = String(Buffer.byteLength(r.body));
-    const req = request({ host: u.hostname, port: u.port, path: r.path, method: r.method ?? 'GET', headers, localAddress, agent: false }, (res) => {
+    const req = request({ host: u.hostname, port: u.port, path: r.path, method: r.method ?? 'GET', headers, localAddress, agent }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {

@@ -87,7 +87,8 @@ export class FastPaths {
       if (route.body && Number(head.contentLength) > max) throw new IdnsError('payload_too_large', tooLargeMessage(max));
       if (ctx.rateLimits.config.enabled) ctx.rateLimits.charge(route.limit, clientKeyOfRequest(req));
     } catch (err) {
-      this.fail(req, res, route, started, id, err, undefined);
+      // Refused before the endpoint read a body: the connection is not read on (as the application does).
+      this.fail(req, res, route, started, id, err, undefined, route.body);
       return true;
     }
     let reply;
@@ -111,19 +112,19 @@ export class FastPaths {
   }
 
   /** Answers an error through the application's one mapping (errors.ts). */
-  private fail(req: IncomingMessage, res: ServerResponse, route: FastRoute, started: number, id: string, err: unknown, facts: Readonly<RequestFacts> | undefined): void {
+  private fail(req: IncomingMessage, res: ServerResponse, route: FastRoute, started: number, id: string, err: unknown, facts: Readonly<RequestFacts> | undefined, close = false): void {
     const reply = errorReply(err, req.url ?? '', req.method ?? '', this.ctx.log);
     const headers = ['content-type', 'application/json'];
     for (const [name, value] of Object.entries(reply.headers)) headers.push(name.toLowerCase(), value);
+    if (close) headers.push('connection', 'close');
     this.send(req, res, route, started, id, { status: reply.status, headers, body: JSON.stringify(reply.body), tally: null, facts: { ...facts, outcome: reply.body.error.code } });
   }
 
   private send(req: IncomingMessage, res: ServerResponse, route: FastRoute, started: number, id: string, reply: FastReply): void {
     const given = reply.headers;
     const body = reply.body;
-    const close = route.body && !req.complete;
     // A flat list of the exact size: node:http then skips enumerating an object's keys.
-    const headers = new Array<string>(given.length + (body === null ? 2 : 4) + (close ? 2 : 0));
+    const headers = new Array<string>(given.length + (body === null ? 2 : 4));
     let n = 0;
     for (; n < given.length; n++) headers[n] = given[n]!;
     if (body !== null) {
@@ -136,11 +137,6 @@ export class FastPaths {
     }
     headers[n++] = 'x-request-id';
     headers[n++] = id;
-    // The body was not read (refused before it): do not reuse the connection.
-    if (close) {
-      headers[n++] = 'connection';
-      headers[n++] = 'close';
-    }
     res.writeHead(reply.status, headers);
     if (body === null || typeof body === 'string' || Buffer.isBuffer(body)) res.end(body);
     else {
