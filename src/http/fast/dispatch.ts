@@ -55,7 +55,11 @@ export class FastPaths {
       '/v1/lookup/:handle': new LookupEndpoint(ctx, wire),
       '/v1/handles': new HandlesEndpoint(ctx),
     };
-    this.endpoints = FAST_ROUTES.map((r) => of[r.pattern]!);
+    this.endpoints = FAST_ROUTES.map((r) => {
+      const endpoint = of[r.pattern];
+      if (endpoint === undefined) throw new Error(`no fast endpoint answers ${r.method} ${r.pattern}`);
+      return endpoint;
+    });
   }
 
   /** Answers the request and returns true, or returns false to leave it to the application. */
@@ -103,10 +107,13 @@ export class FastPaths {
       return false;
     }
     if (reply instanceof Promise) {
-      reply.then(
-        (r) => this.send(req, res, route, started, id, r),
-        (err: unknown) => this.fail(req, res, route, started, id, err, route.facts),
-      );
+      reply
+        .then(
+          (r) => this.send(req, res, route, started, id, r),
+          (err: unknown) => this.fail(req, res, route, started, id, err, route.facts),
+        )
+        // Writing the answer itself failed (the response had begun): nothing is left to answer with.
+        .catch((err: unknown) => ctx.log.error('fast path could not answer', { err, route: route.pattern }));
     } else this.send(req, res, route, started, id, reply);
     return true;
   }
