@@ -36,7 +36,7 @@ export class ResolveEndpoint implements FastEndpoint {
   private generation = 1;
   private marked = 0;
   /** The request and query counts, per status and outcome. */
-  private readonly tallies = new Map<string, Tally>();
+  private readonly tallies = new Map<number, Map<string, Tally>>();
 
   constructor(private readonly ctx: AppContext) {}
 
@@ -95,11 +95,13 @@ export class ResolveEndpoint implements FastEndpoint {
   }
 
   private tally(status: number, outcome: string): Tally {
-    const key = `${status} ${outcome}`;
-    let tally = this.tallies.get(key);
+    // Per status, then per outcome: no key to build on each answer built.
+    let byOutcome = this.tallies.get(status);
+    if (byOutcome === undefined) this.tallies.set(status, (byOutcome = new Map()));
+    let tally = byOutcome.get(outcome);
     if (tally === undefined) {
       tally = this.ctx.metrics.tally({ route: ROUTE, method: 'GET', status: String(status) }, { role: 'authoritative', outcome });
-      this.tallies.set(key, tally);
+      byOutcome.set(outcome, tally);
     }
     return tally;
   }

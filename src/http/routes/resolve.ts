@@ -33,9 +33,9 @@ export interface ResolveReply {
  * without a body when If-None-Match names it.
  */
 export function resolveReply(status: AuthoritativeAnswer['status'], ttl: number, etag: string, ifNoneMatch: string | undefined): ResolveReply {
-  const cache = ['cache-control', `public, max-age=${ttl}`, 'etag', etag];
-  if (etagMatches(ifNoneMatch, etag)) return { status: 304, headers: cache };
-  return { status: status === 'denial' ? 404 : 200, headers: ['content-type', 'application/json', ...cache] };
+  const maxAge = `public, max-age=${ttl}`;
+  if (etagMatches(ifNoneMatch, etag)) return { status: 304, headers: ['cache-control', maxAge, 'etag', etag] };
+  return { status: status === 'denial' ? 404 : 200, headers: ['content-type', 'application/json', 'cache-control', maxAge, 'etag', etag] };
 }
 
 /**
