@@ -6,8 +6,7 @@ import { signChangeRequest } from '../src/client/requests.js';
 import { recordTimes } from '../src/authority/answers.js';
 import { decodePayload } from '../src/authority/editor.js';
 import { IdnsError } from '../src/errors.js';
-import { ResolveFastPath } from '../src/http/resolve-fast-path.js';
-import { HandlesFastPath } from '../src/http/handles-fast-path.js';
+import { FastPaths } from '../src/http/fast/dispatch.js';
 import { DEFAULT_CONFIG, DEFAULT_RATE_LIMITS } from '../src/config.js';
 import { newUserKey } from './support/keys.js';
 import { startTestServer, type TestServer } from './support/server.js';
@@ -46,7 +45,7 @@ describe('the authoritative read fast path', () => {
     ['a referral', '/v1/resolve/dave@child.example'],
     ['a referral from below the cut', '/v1/resolve/dave@x.child.example'],
   ])('answers %s exactly as the full application does', async (_, path) => {
-    const served = vi.spyOn(ResolveFastPath.prototype, 'handle');
+    const served = vi.spyOn(FastPaths.prototype, 'handle');
     const fast = await get(path);
     expect(served.mock.results.map((r) => r.value)).toEqual([true]);
     const full = await get(`${path}?via=app`); // a query string takes the full application
@@ -208,7 +207,7 @@ describe('the registration fast path', () => {
   const registration = (handle: string) => JSON.stringify({ request: signChangeRequest({ action: 'register', handle, endpoint: `https://h.example/${handle}`, keys: [owner.public] }, owner.private) });
 
   it('registers exactly as the full application does', async () => {
-    const served = vi.spyOn(HandlesFastPath.prototype, 'handle');
+    const served = vi.spyOn(FastPaths.prototype, 'handle');
     const fast = await post(registration('fast@example'), false);
     const full = await post(registration('full@example'), true);
     expect(served.mock.results.map((r) => r.value)).toEqual([true, false]);

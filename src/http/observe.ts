@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Context, MiddlewareHandler } from 'hono';
+import { matchedRoutes, routePath } from 'hono/route';
 import type { Logger } from '../log.js';
-import type { Metrics } from './metrics.js';
+import type { Metrics, Tally } from './metrics.js';
 
 /** What a handler reports about its request, for the request log and the query metrics. */
 export interface RequestFacts {
@@ -29,6 +30,49 @@ export function requestIdFor(given: string | undefined): string {
 }
 
 /**
+ * The one accounting of a finished request, for the application (`observe`) and the fast paths alike:
+ * the request metrics (through `tally` when the caller keeps one bound to this route, status and
+ * outcome, else by label), the query or change count the facts name, and the request log line.
+ */
+export function account(
+  log: Logger,
+  metrics: Metrics,
+  tally: Tally | null,
+  id: string,
+  method: string,
+  route: string,
+  status: number,
+  elapsedMs: number,
+  f: RequestFacts | undefined,
+): void {
+  if (tally !== null) tally.add(elapsedMs / 1000);
+  else {
+    metrics.request(route, method, status, elapsedMs / 1000);
+    if (f?.role && f.outcome) {
+      if (f.role === 'change') metrics.changes.inc({ action: f.action ?? 'unknown', outcome: f.outcome });
+      else metrics.queries.inc({ role: f.role, outcome: f.outcome });
+    }
+  }
+  const level = status >= 500 ? 'warn' : 'info';
+  // Built only when written: the busiest servers log at warn.
+  if (!log.enabled(level)) return;
+  const ms = Math.round(elapsedMs * 100) / 100;
+  const line = { reqId: id, method, route, status, ms, ...(f?.zone ? { zone: f.zone } : {}), ...(f?.outcome ? { outcome: f.outcome } : {}) };
+  log[level]('request', line);
+}
+
+/**
+ * The route pattern a request is accounted under: its endpoint's, also when a middleware before the
+ * endpoint answered it (a rate limit, the body limit), so both paths label it alike; a request no
+ * endpoint matches keeps the pattern of the last middleware that ran.
+ */
+function routeOf(c: Context): string {
+  const matched = matchedRoutes(c);
+  for (let i = matched.length - 1; i >= 0; i--) if (matched[i]!.method !== 'ALL') return matched[i]!.path;
+  return routePath(c);
+}
+
+/**
  * One structured log line and the metrics of every request: a request id (the client's X-Request-Id when
  * it is sane, else a new one, echoed in the response), the route pattern, status, duration, and what the
  * handler noted (zone, outcome). Never bodies, keys or invite codes; the path is logged as the route
@@ -37,22 +81,9 @@ export function requestIdFor(given: string | undefined): string {
 export function observe(log: Logger, metrics: Metrics): MiddlewareHandler {
   return async function observeRequest(c, next) {
     const started = performance.now();
-    const given = c.req.header('x-request-id');
-    const id = requestIdFor(given);
+    const id = requestIdFor(c.req.header('x-request-id'));
     await next();
     c.res.headers.set('X-Request-Id', id);
-    const f = facts.get(c.req.raw) ?? {};
-    const route = c.req.routePath;
-    const status = c.res.status;
-    const elapsed = performance.now() - started;
-    metrics.request(route, c.req.method, status, elapsed / 1000);
-    if (f.role && f.outcome) {
-      if (f.role === 'change') metrics.changes.inc({ action: f.action ?? 'unknown', outcome: f.outcome });
-      else metrics.queries.inc({ role: f.role, outcome: f.outcome });
-    }
-    const ms = Math.round(elapsed * 100) / 100;
-    const line = { reqId: id, method: c.req.method, route, status, ms, ...(f.zone ? { zone: f.zone } : {}), ...(f.outcome ? { outcome: f.outcome } : {}) };
-    if (status >= 500) log.warn('request', line);
-    else log.info('request', line);
+    account(log, metrics, null, id, c.req.method, routeOf(c), c.res.status, performance.now() - started, facts.get(c.req.raw));
   };
 }

@@ -1,5 +1,5 @@
+import type { IncomingMessage } from 'node:http';
 import type { Context, MiddlewareHandler } from 'hono';
-import { getConnInfo } from '@hono/node-server/conninfo';
 import type { Clock } from '../clock.js';
 import type { Bucket } from '../config.js';
 import { IdnsError } from '../errors.js';
@@ -83,14 +83,44 @@ export class RateLimits {
     this.inviteFailures = new BucketTable(config.inviteFailuresPerZone, clock, config.maxKeys);
   }
 
-  /** Middleware charging a table per client address; `cost` may depend on the request (a batch). */
-  perClient(table: 'lookups' | 'writes', cost: (c: Context) => number | Promise<number> = () => 1): MiddlewareHandler {
+  /**
+   * Charges one request to its client's bucket in `table`: the fast paths (src/http/fast/) and the
+   * application's middleware both call this. Throws rate_limited when the bucket is empty.
+   */
+  charge(table: ClientTable, key: string): void {
+    if (this.config.enabled) this[table].take(key, 1);
+  }
+
+  /** Marks a request a fast path charged and then hands to the application, which must not charge it again. */
+  handedOver(req: IncomingMessage): void {
+    if (this.config.enabled) charged.add(req);
+  }
+
+  /** Middleware charging a table per client address (the same charge as the fast paths'). */
+  perClient(table: ClientTable): MiddlewareHandler {
     const limits = this;
-    return async function rateLimit(c, next) {
-      if (limits.config.enabled) limits[table].take(clientKey(c), await cost(c));
+    const rateLimit: MiddlewareHandler = async (c, next) => {
+      if (limits.config.enabled) {
+        const req = incomingOf(c);
+        if (req === undefined || !charged.has(req)) limits.charge(table, clientKey(c));
+      }
       await next();
     };
+    // Named by its table: the fast paths' startup check (src/http/fast/routes.ts) compares chains by name.
+    Object.defineProperty(rateLimit, 'name', { value: `rateLimit:${table}` });
+    return rateLimit;
   }
+}
+
+/** The per-client tables. */
+export type ClientTable = 'lookups' | 'writes';
+
+/** Requests already charged to their client (by a fast path that then handed them to the application). */
+const charged = new WeakSet<IncomingMessage>();
+
+/** The node request under a hono context, or undefined for one made in-process (app.request in tests). */
+function incomingOf(c: Context): IncomingMessage | undefined {
+  return (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
 }
 
 /**
@@ -98,14 +128,14 @@ export class RateLimits {
  * usually gets, so one client cannot multiply its allowance by rotating addresses within it.
  */
 export function clientKey(c: Context): string {
-  let address = '';
-  try {
-    address = getConnInfo(c).remote.address ?? '';
-  } catch {
-    // Requests made in-process (app.request in tests) have no socket: they share one bucket.
-    address = 'local';
-  }
-  return clientKeyOf(address);
+  const req = incomingOf(c);
+  // Requests made in-process (app.request in tests) have no socket: they share one bucket.
+  return req === undefined ? 'local' : clientKeyOfRequest(req);
+}
+
+/** The limit key of a node request: the one key function of the application and the fast paths. */
+export function clientKeyOfRequest(req: IncomingMessage): string {
+  return clientKeyOf(req.socket.remoteAddress ?? '');
 }
 
 /** The limit key of a client address (see clientKey). */

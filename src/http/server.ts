@@ -1,9 +1,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { HandlesFastPath } from './handles-fast-path.js';
-import { LookupFastPath } from './lookup-fast-path.js';
+import { FastPaths } from './fast/dispatch.js';
+import { assertMirrored } from './fast/routes.js';
 import { LookupWire } from './lookup-wire.js';
-import { ResolveFastPath } from './resolve-fast-path.js';
 import { createServer as createHttpsServer } from 'node:https';
 import { serverCredentials } from '../tls.js';
 import { getRequestListener, RequestError } from '@hono/node-server';
@@ -37,11 +36,23 @@ export function checkingIntervalMs(limits: ServerConfig['limits']): number {
   return Math.max(25, Math.min(500, Math.floor(Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs) / 10)));
 }
 
+/** How a server is started, beyond its context's configuration. */
+export interface StartOptions {
+  /**
+   * Whether the fast paths (src/http/fast/) answer their endpoints; default true. Off, every request
+   * goes through the application: tests drive both paths with the same requests (test/fast-parity.test.ts).
+   */
+  fastPaths?: boolean;
+}
+
 /** Starts the HTTP server for a context on host:port (port 0: any free port). */
-export async function startServer(ctx: AppContext, host: string, port: number): Promise<RunningServer> {
+export async function startServer(ctx: AppContext, host: string, port: number, start: StartOptions = {}): Promise<RunningServer> {
   const limits = ctx.config.limits;
   const wire = new LookupWire();
   const { app } = createApp(ctx, wire);
+  // Each fast endpoint mirrors the application's chain for it; a chain changed on one side only stops the start.
+  assertMirrored(app);
+  const fast = start.fastPaths === false ? null : new FastPaths(ctx, wire);
   const refused = (reason: string) => ctx.metrics.refused.inc({ reason });
   const listener = getRequestListener(app.fetch, {
     // HTTP/1.0 requests may come without Host (hostProblem refuses HTTP/1.1 ones): the URL needs one, no route reads it.
@@ -56,9 +67,6 @@ export async function startServer(ctx: AppContext, host: string, port: number): 
     },
   });
   const tls = serverCredentials(ctx.config);
-  const resolveFast = new ResolveFastPath(ctx);
-  const lookupFast = new LookupFastPath(ctx, wire);
-  const handlesFast = new HandlesFastPath(ctx);
   const guard = new ConnectionGuard({
     // Per-address limits follow the rate limits: off on loopback and where a proxy makes every client one address.
     perAddress: ctx.config.rateLimits.enabled ? limits.connectionsPerAddress : null,
@@ -77,7 +85,7 @@ export async function startServer(ctx: AppContext, host: string, port: number): 
       refused('invalid_request');
       return refuse(res, 'invalid_request', badHost);
     }
-    if (!resolveFast.handle(req, res) && !lookupFast.handle(req, res) && !handlesFast.handle(req, res)) void listener(req, res);
+    if (fast === null || !fast.handle(req, res)) void listener(req, res);
   };
   // Node's answers of its own (an empty 400 for a missing Host) are replaced by JSON ones (framing.ts).
   const options = { requireHostHeader: false, connectionsCheckingInterval: checkingIntervalMs(limits) };

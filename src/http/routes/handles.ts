@@ -11,7 +11,9 @@ export function handleRoutes(ctx: AppContext): Hono {
   const app = new Hono();
 
   app.post('/v1/handles', async (c) => {
-    return c.json(await submit(c, { expectAction: 'register' }), 201);
+    const reply = registerReply(await submit(c, { expectAction: 'register' }));
+    for (let i = 0; i < reply.headers.length; i += 2) c.header(reply.headers[i]!, reply.headers[i + 1]!);
+    return c.body(reply.body, reply.status);
   });
 
   app.put('/v1/handles/:handle', async (c) => {
@@ -41,6 +43,11 @@ export function handleRoutes(ctx: AppContext): Hono {
 
 async function requestOf(c: Context): Promise<string> {
   return changeRequestOf(await readJsonObject(c));
+}
+
+/** The one rule for an accepted registration's answer, used by this route and its fast path (src/http/fast/handles.ts). */
+export function registerReply(result: unknown): { status: 201; headers: string[]; body: string } {
+  return { status: 201, headers: ['content-type', 'application/json'], body: JSON.stringify(result) };
 }
 
 /** The change request a body carries: `{ "request": "<compact JWS>" }`. */

@@ -1,16 +1,28 @@
 import { Hono, type Context } from 'hono';
 import type { AppContext } from '../../context.js';
 import { IdnsError } from '../../errors.js';
-import type { Resolver } from '../../resolver/resolver.js';
+import type { LookupResult, Resolver } from '../../resolver/resolver.js';
 import { MAX_BATCH } from '../../resolver/resolver.js';
 import { readJsonObject } from '../request.js';
 import { clientKey } from '../rate-limits.js';
-import { note } from '../observe.js';
+import { note, type RequestFacts } from '../observe.js';
 import type { LookupWire } from '../lookup-wire.js';
 
 /**
+ * The one rule for a lookup result's status, headers and accounting, used by this route and its fast
+ * path (src/http/fast/lookup.ts); the body is the wire's (lookup-wire.ts).
+ */
+export function lookupReply(r: LookupResult): { status: 200 | 404; headers: string[]; facts: RequestFacts } {
+  return {
+    status: r.status === 'found' ? 200 : 404,
+    headers: ['cache-control', `public, max-age=${r.ttl}`, 'content-type', 'application/json'],
+    facts: { role: 'resolver', ...(r.zone === null ? {} : { zone: r.zone }), outcome: !r.verified ? 'webfinger' : r.stale ? 'stale' : r.status },
+  };
+}
+
+/**
  * The resolver role: `GET /v1/lookup/{handle}` and `POST /v1/lookup` (up to 100 handles). Cache hits of
- * the GET are usually answered by the fast path (lookup-fast-path.ts), which must answer alike.
+ * the GET are usually answered by the fast path (src/http/fast/lookup.ts), by the same reply rule.
  */
 export function lookupRoutes(ctx: AppContext, wire: LookupWire): Hono {
   const app = new Hono();
@@ -22,11 +34,11 @@ export function lookupRoutes(ctx: AppContext, wire: LookupWire): Hono {
   app.get('/v1/lookup/:handle', async (c: Context) => {
     note(c, { role: 'resolver' });
     const r = await resolverOf().lookup(c.req.param('handle')!);
-    note(c, { ...(r.zone === null ? {} : { zone: r.zone }), outcome: !r.verified ? 'webfinger' : r.stale ? 'stale' : r.status });
-    c.header('Cache-Control', `public, max-age=${r.ttl}`);
-    c.header('Content-Type', 'application/json');
+    const reply = lookupReply(r);
+    note(c, reply.facts);
+    for (let i = 0; i < reply.headers.length; i += 2) c.header(reply.headers[i]!, reply.headers[i + 1]!);
     // Bodies are Buffers over plain ArrayBuffers (never shared memory), as hono's type asks.
-    return c.body(wire.body(r) as Uint8Array<ArrayBuffer>, r.status === 'found' ? 200 : 404);
+    return c.body(wire.body(r) as Uint8Array<ArrayBuffer>, reply.status);
   });
 
   app.post('/v1/lookup', async (c) => {

@@ -12,15 +12,30 @@ export function resolveRoutes(ctx: AppContext): Hono {
     const zone = c.req.query('zone');
     const answer = ctx.authority.resolve(c.req.param('handle'), zone === undefined ? undefined : zoneFromPath(zone));
     note(c, { zone: answer.zone, outcome: answer.status });
-    const text = JSON.stringify(answer);
-    const etag = answerEtag(answer);
-    c.header('Cache-Control', `public, max-age=${answer.ttl}`);
-    c.header('ETag', etag);
-    if (etagMatches(c.req.header('If-None-Match'), etag)) return c.body(null, 304);
-    c.header('Content-Type', 'application/json');
-    return c.body(text, answer.status === 'denial' ? 404 : 200);
+    const reply = resolveReply(answer.status, answer.ttl, answerEtag(answer), c.req.header('If-None-Match'));
+    for (let i = 0; i < reply.headers.length; i += 2) c.header(reply.headers[i]!, reply.headers[i + 1]!);
+    return reply.status === 304 ? c.body(null, 304) : c.body(JSON.stringify(answer), reply.status);
   });
   return app;
+}
+
+/** The status and headers of an authoritative answer; the body, when there is one, is the answer's JSON. */
+export interface ResolveReply {
+  /** 304: no body. */
+  status: 200 | 304 | 404;
+  /** Name, value, name, value… (lower-case names). */
+  headers: string[];
+}
+
+/**
+ * The one rule for an authoritative answer's status and headers, used by this route and its fast path
+ * (src/http/fast/resolve.ts): 404 for a denial, Cache-Control by the answer's TTL, the ETag, and 304
+ * without a body when If-None-Match names it.
+ */
+export function resolveReply(status: AuthoritativeAnswer['status'], ttl: number, etag: string, ifNoneMatch: string | undefined): ResolveReply {
+  const maxAge = `public, max-age=${ttl}`;
+  if (etagMatches(ifNoneMatch, etag)) return { status: 304, headers: ['cache-control', maxAge, 'etag', etag] };
+  return { status: status === 'denial' ? 404 : 200, headers: ['content-type', 'application/json', 'cache-control', maxAge, 'etag', etag] };
 }
 
 /**

@@ -1,0 +1,135 @@
+import type { IncomingMessage } from 'node:http';
+import type { AppContext } from '../../context.js';
+import { fnv1a } from '../../records/encoding.js';
+import type { Tally } from '../metrics.js';
+import { answerEtag, resolveReply } from '../routes/resolve.js';
+import type { FastEndpoint, FastReply, RequestHead } from './dispatch.js';
+
+interface Cached {
+  zone: string;
+  version: number;
+  builtAt: number;
+  outcome: string;
+  status: 'answer' | 'denial' | 'referral';
+  ttl: number;
+  etag: string;
+  /** The unconditional reply. */
+  reply: FastReply;
+}
+
+const ROUTE = '/v1/resolve/:handle';
+/** Longest a built answer is reused, ms: its TTL cap (`exp` − now) moves with time. */
+const REUSE_MS = 1000;
+/** Most answers kept; the oldest go first. */
+const MAX_ENTRIES = 10_000;
+
+/**
+ * `GET /v1/resolve/{handle}` on the fast path: the request a busy server answers most. Answers are
+ * reused (body, ETag, reply) until the zone's version changes or a second passes; the status and
+ * headers come from the route's own rule (routes/resolve.ts `resolveReply`), conditional requests
+ * included. A query string (`?zone=`) goes to the application.
+ */
+export class ResolveEndpoint implements FastEndpoint {
+  private readonly cache = new Map<string, Cached>();
+  /** Per hashed URL, the generation in which it was last answered without being kept. */
+  private readonly marks = new Uint16Array(65_536);
+  private generation = 1;
+  private marked = 0;
+  /** The request and query counts, per status and outcome. */
+  private readonly tallies = new Map<number, Map<string, Tally>>();
+
+  constructor(private readonly ctx: AppContext) {}
+
+  /** The reply to a handle (the path's raw segment), or null to leave it to the application. */
+  answer(_req: IncomingMessage, param: string, head: RequestHead): FastReply | null {
+    const now = this.ctx.clock.now();
+    const cached = this.cache.get(param);
+    let hit = cached;
+    if (hit) {
+      const zone = this.ctx.zones.cachedZone(hit.zone);
+      if (!zone || zone.version !== hit.version || now - hit.builtAt > REUSE_MS || this.ctx.zones.unavailable(zone)) hit = undefined;
+    }
+    if (!hit) {
+      const built = this.build(param, now);
+      if (!built) return null;
+      hit = built;
+      this.admit(param, built, cached !== undefined);
+    }
+    if (head.ifNoneMatch === undefined) return hit.reply;
+    const r = resolveReply(hit.status, hit.ttl, hit.etag, head.ifNoneMatch);
+    if (r.status !== 304) return hit.reply;
+    return { status: 304, headers: r.headers, body: null, tally: this.tally(304, hit.outcome), facts: hit.reply.facts };
+  }
+
+  /**
+   * Keeps an answer for reuse only when its URL was asked for recently (or was kept before): under
+   * queries spread over a large zone most answers are never asked for again within REUSE_MS, and
+   * keeping each one would cost more (map churn, old-generation garbage) than it saves. "Asked for
+   * recently" is a hashed mark per URL, cleared every MAX_ENTRIES marks: no allocation per query, and
+   * a collision only keeps an answer that did not need keeping.
+   */
+  private admit(key: string, answer: Cached, wasCached: boolean): void {
+    if (!wasCached) {
+      const slot = fnv1a(key) & (this.marks.length - 1);
+      if (this.marks[slot] !== this.generation) {
+        this.marks[slot] = this.generation;
+        if (++this.marked >= MAX_ENTRIES) this.nextGeneration();
+        return;
+      }
+    }
+    if (this.cache.size >= MAX_ENTRIES) this.cache.delete(this.cache.keys().next().value as string);
+    // A body of its own: a slice of Buffer's shared pool would keep the whole pool block alive.
+    const given = answer.reply.body as Buffer;
+    const body = Buffer.allocUnsafeSlow(given.length);
+    given.copy(body);
+    this.cache.set(key, { ...answer, reply: { ...answer.reply, body } });
+  }
+
+  private nextGeneration(): void {
+    this.marked = 0;
+    this.generation = (this.generation + 1) & 0xffff;
+    if (this.generation === 0) {
+      this.marks.fill(0);
+      this.generation = 1;
+    }
+  }
+
+  private tally(status: number, outcome: string): Tally {
+    // Per status, then per outcome: no key to build on each answer built.
+    let byOutcome = this.tallies.get(status);
+    if (byOutcome === undefined) this.tallies.set(status, (byOutcome = new Map()));
+    let tally = byOutcome.get(outcome);
+    if (tally === undefined) {
+      tally = this.ctx.metrics.tally({ route: ROUTE, method: 'GET', status: String(status) }, { role: 'authoritative', outcome });
+      byOutcome.set(outcome, tally);
+    }
+    return tally;
+  }
+
+  /** Builds the answer; errors (an invalid handle, a zone not loaded) are thrown to the error mapping. */
+  private build(param: string, now: number): Cached | null {
+    let handle = param;
+    if (param.includes('%')) {
+      try {
+        handle = decodeURIComponent(param);
+      } catch (err) {
+        // What the router makes of a malformed escape is the application's to say.
+        if (err instanceof URIError) return null;
+        throw err;
+      }
+    }
+    const answer = this.ctx.authority.resolveSerialised(handle);
+    const etag = answerEtag(answer);
+    const r = resolveReply(answer.status, answer.ttl, etag, undefined);
+    return {
+      zone: answer.zone,
+      version: answer.version,
+      builtAt: now,
+      outcome: answer.status,
+      status: answer.status,
+      ttl: answer.ttl,
+      etag,
+      reply: { status: r.status, headers: r.headers, body: answer.body, tally: this.tally(r.status, answer.status), facts: { role: 'authoritative', zone: answer.zone, outcome: answer.status } },
+    };
+  }
+}
