@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { IdnsError } from '../src/errors.js';
 import { digestElement } from '../src/records/digest.js';
@@ -50,5 +51,37 @@ describe('the checks of a copied record', () => {
     expect(refusal(digestElement('handle', 'alice@social.example', forbidden))).toMatch(/malformed: endpoint .*IP address/);
     const twice = signer.handle('alice@social.example', 'https://social.example/', [user, user]);
     expect(refusal(digestElement('handle', 'alice@social.example', twice))).toMatch(/malformed: keys lists the same key twice/);
+  });
+  /** What checking `element` does: null when accepted, else the error's code and message. */
+  function outcome(run: () => void): string | null {
+    try {
+      run();
+      return null;
+    } catch (err) {
+      expect(err).toBeInstanceOf(IdnsError);
+      return `${(err as IdnsError).code}: ${(err as IdnsError).message}`;
+    }
+  }
+
+  it('checkBytes decides and words every element as checkElement does the same text, wherever it sits in a buffer', () => {
+    const other = signer.denial(null, null);
+    // Both kinds of accepted element are among the cases, beside the refusals.
+    expect(outcome(() => checker.checkElement(digestElement('denial', '', other)))).toBeNull();
+    const element = fc.oneof(
+      fc.constantFrom(digestElement('handle', 'alice@social.example', good), digestElement('denial', '', other), good),
+      // Mutations: a type, key or JWS replaced, characters inserted or removed anywhere (newlines among them).
+      fc.tuple(fc.constantFrom('handle', 'denial', 'delegation', 'handles', '', 'HANDLE', 'zone'), fc.constantFrom('alice@social.example', 'bob@social.example', '', 'a\nb'), fc.constantFrom(good, other, '', 'x.y.z')).map(([t, k, j]) => `${t}\n${k}\n${j}`),
+      fc.tuple(fc.constantFrom(digestElement('handle', 'alice@social.example', good), digestElement('denial', '', other)), fc.nat(), fc.nat({ max: 3 }), fc.string({ unit: fc.constantFrom('\n', '.', 'A', '_', '-', ' ', '\t', '{'), maxLength: 3 })).map(([e, at, cut, ins]) => {
+        const i = at % (e.length + 1);
+        return e.slice(0, i) + ins + e.slice(i + cut);
+      }),
+    );
+    fc.assert(
+      fc.property(element, fc.string({ maxLength: 5 }).map((s) => s.replace(/[^\x00-\x7f]/g, 'x')), fc.string({ maxLength: 5 }).map((s) => s.replace(/[^\x00-\x7f]/g, 'x')), (e, before, after) => {
+        const bytes = Buffer.from(before + e + after, 'latin1');
+        expect(outcome(() => checker.checkBytes(bytes, before.length, before.length + e.length))).toBe(outcome(() => checker.checkElement(e)));
+      }),
+      { numRuns: 3000 },
+    );
   });
 });

@@ -64,6 +64,18 @@ export class ContentChecker {
     this.check(element.slice(0, a), element.slice(a + 1, b), element.slice(b + 1));
   }
 
+  /**
+   * Checks the digest element `bytes[start, end)` (ASCII: compact streams are checked to be as they are
+   * split) as checkElement does the same text, reading the type, key and JWS straight from the bytes: a
+   * string of the whole element per record was a third of the worker's garbage in a full transfer.
+   */
+  checkBytes(bytes: Buffer, start: number, end: number): void {
+    const a = bytes.indexOf(NL, start);
+    const b = a === -1 || a >= end ? -1 : bytes.indexOf(NL, a + 1);
+    if (b === -1 || b >= end) throw new IdnsError('transfer_failed', 'a transfer line is not a record stored under a type and a key');
+    this.check(typeName(bytes, start, a), bytes.toString('latin1', a + 1, b), bytes.toString('latin1', b + 1, end));
+  }
+
   private draw(): number {
     if (this.drawn === RANDOM_BATCH) {
       randomFillSync(this.random);
@@ -71,6 +83,19 @@ export class ContentChecker {
     }
     return this.random[this.drawn++]!;
   }
+}
+
+const NL = 0x0a;
+const TYPES = ['handle', 'denial', 'delegation'] as const;
+
+/** The type spelled by `bytes[a, b)`: one of the shared constants when it is one, compared byte by byte. */
+function typeName(bytes: Buffer, a: number, b: number): string {
+  next: for (const name of TYPES) {
+    if (name.length !== b - a) continue;
+    for (let i = 0; i < name.length; i++) if (bytes[a + i] !== name.charCodeAt(i)) continue next;
+    return name;
+  }
+  return bytes.toString('latin1', a, b);
 }
 
 /** The error of a record a resolver would refuse: the transfer is refused as a whole. */

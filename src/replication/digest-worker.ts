@@ -32,10 +32,9 @@ parentPort!.on('message', (m: Batch | null) => {
     for (const { bytes, ranges } of m.parts) {
       const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
       for (let j = 0; j < ranges.length; j += 2) {
-        const element = buf.subarray(ranges[j], ranges[j + 1]);
         // Compact streams are ASCII (checked as they are split), so latin1 reads them exactly.
-        checker?.checkElement(element.toString('latin1'));
-        digest.addElement(element);
+        checker?.checkBytes(buf, ranges[j]!, ranges[j + 1]!);
+        digest.addElement(buf.subarray(ranges[j], ranges[j + 1]));
       }
     }
     parentPort!.postMessage(1);

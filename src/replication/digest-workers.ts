@@ -152,10 +152,10 @@ export class DigestWorkers {
         this.local.addElement(s);
       }
       for (const { bytes, ranges } of this.parts) {
+        const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
         for (let i = 0; i < ranges.length; i += 2) {
-          const element = bytes.subarray(ranges[i], ranges[i + 1]);
-          checker?.checkElement(Buffer.from(element.buffer, element.byteOffset, element.byteLength).toString('latin1'));
-          this.local.addElement(element);
+          checker?.checkBytes(buf, ranges[i]!, ranges[i + 1]!);
+          this.local.addElement(bytes.subarray(ranges[i], ranges[i + 1]));
         }
       }
       this.hashedHere += this.queued;
