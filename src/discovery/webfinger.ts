@@ -1,10 +1,10 @@
-import { Agent, request, type Dispatcher } from 'undici';
+import { request, type Dispatcher } from 'undici';
 import { systemClock, type Clock } from '../clock.js';
 import { IdnsError, isIdnsError } from '../errors.js';
 import { isNormalHandle, normaliseHandle } from '../names/handle.js';
 import { parseIJson } from '../records/ijson.js';
 import { endpointProblem, MAX_URL_LENGTH } from '../records/urls.js';
-import { assureAllowedUrl, publicOnlyLookup } from '../resolver/address-policy.js';
+import { assureAllowedUrl, policyAgent } from '../resolver/address-policy.js';
 import { LruCache } from '../resolver/cache.js';
 
 /**
@@ -141,11 +141,7 @@ export class WebFingerBridge {
     this.ownsDispatcher = options.dispatcher === undefined;
     this.dispatcher =
       options.dispatcher ??
-      new Agent({
-        keepAliveTimeout: 10_000,
-        connections: 8,
-        connect: { timeout: this.timeoutMs, ...(this.allowPrivate ? {} : { lookup: publicOnlyLookup }) },
-      });
+      policyAgent({ connectTimeoutMs: this.timeoutMs, connections: 8, allowPrivate: this.allowPrivate });
   }
 
   /**

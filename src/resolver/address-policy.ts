@@ -1,5 +1,6 @@
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { isIPv4, isIPv6, type LookupFunction } from 'node:net';
+import { Agent } from 'undici';
 import { IdnsError } from '../errors.js';
 
 /**
@@ -180,3 +181,19 @@ export const publicOnlyLookup: LookupFunction = (hostname, options, callback) =>
     callback(null, first.address, first.family);
   });
 };
+
+/**
+ * The keep-alive agent of outbound requests under this policy (the resolver's servers, WebFinger hosts):
+ * unless private addresses are allowed, names are resolved through publicOnlyLookup.
+ */
+export function policyAgent(options: { connectTimeoutMs: number; connections: number; allowPrivate: boolean; ca?: string[] }): Agent {
+  return new Agent({
+    keepAliveTimeout: 10_000,
+    connections: options.connections,
+    connect: {
+      timeout: options.connectTimeoutMs,
+      ...(options.allowPrivate ? {} : { lookup: publicOnlyLookup }),
+      ...(options.ca ? { ca: options.ca } : {}),
+    },
+  });
+}

@@ -1,5 +1,5 @@
 import { setImmediate as turn } from 'node:timers/promises';
-import { Agent, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import { epochSeconds, systemClock, type Clock } from '../clock.js';
 import { errorFromBody, jsonRequest, type JsonResponse } from '../client/http.js';
 import { IdnsError, isIdnsError } from '../errors.js';
@@ -7,7 +7,7 @@ import { parseHandle } from '../names/handle.js';
 import { ancestors, isAtOrBelow, ROOT } from '../names/zone.js';
 import { decodeCompact } from '../records/jws.js';
 import { noCutOf, verifyDelegation, verifyDenial, verifyHandleRecord, verifyZoneRecord, type VerifiedZone, type VerifyOptions } from '../records/verify.js';
-import { assureAllowedUrl, publicOnlyLookup } from './address-policy.js';
+import { assureAllowedUrl, policyAgent } from './address-policy.js';
 import { LruCache, type Weigher } from './cache.js';
 import { ArrayInterner } from './intern.js';
 import { resolveOptions, type ResolvedOptions, type ResolverOptions } from './options.js';
@@ -205,15 +205,7 @@ export class Resolver {
     this.ownsDispatcher = options.dispatcher === undefined;
     this.dispatcher =
       options.dispatcher ??
-      new Agent({
-        keepAliveTimeout: 10_000,
-        connections: 16,
-        connect: {
-          timeout: this.options.requestTimeoutMs,
-          ...(this.options.allowPrivate ? {} : { lookup: publicOnlyLookup }),
-          ...(options.ca ? { ca: options.ca } : {}),
-        },
-      });
+      policyAgent({ connectTimeoutMs: this.options.requestTimeoutMs, connections: 16, allowPrivate: this.options.allowPrivate, ...(options.ca ? { ca: options.ca } : {}) });
     this.onBackgroundError = options.onBackgroundError ?? (() => {});
     this.events = options.events ?? {};
     const d = this.options.discovery;
