@@ -13,14 +13,31 @@ interface Part {
   ranges: Uint32Array;
 }
 
+/** How DigestWorkers splits the work (defaults in brackets). */
+export interface DigestWorkersOptions {
+  /** Records a batch sent to a thread holds [512]. */
+  batchSize?: number;
+  /** Batches queued to the threads at most, in all [8]. */
+  maxInFlight?: number;
+  /** Records hashed in the caller's thread before any thread is used [4096]. */
+  inlineFirst?: number;
+  /** Records the caller expects (a signed zone record's count): more than `inlineFirst` starts the threads at once. */
+  expected?: number;
+  /** Checks of each record (content-checks.ts), run where it is hashed; null: hash only. */
+  checks?: ContentCheckSpec | null;
+}
+
 /**
  * The digest of a stream of records, computed in worker threads while the caller goes on parsing and
  * storing: records are sent in batches, round robin, and the workers' partial sums are added at the end
- * (the digest is a sum, so the split does not change it). The number of batches in flight is bounded,
- * so a fast stream waits for the hashing (`room()`) instead of queueing without bound. The first
- * records are hashed here: a small zone is done before a thread would have started. Given `checks`,
- * each record is also checked where it is hashed (content-checks.ts), and the first that fails fails
- * the whole (`room()`, `finish()`, or the `add` that hashed it here throw its transfer_failed error).
+ * (the digest is a sum, so the split does not change it). The number of batches in flight is bounded;
+ * a batch that finds the workers full is hashed here instead of waiting, so the caller's thread takes
+ * its share whenever the workers are the slower side, and a fast stream never queues without bound.
+ * The first records are hashed here: a small zone is done before a thread would have started; when the
+ * caller says a large stream is coming (`expected`), the threads start at once and load their code
+ * while those first records are hashed. Given `checks`, each record is also checked where it is hashed
+ * (content-checks.ts), and the first that fails fails the whole (`finish()`, or the next `add` or `addElements`, throws its
+ * transfer_failed error).
  */
 export class DigestWorkers {
   private slots: Slot[] | null = null;
@@ -33,22 +50,26 @@ export class DigestWorkers {
   private next = 0;
   private inFlight = 0;
   private failure: Error | null = null;
-  private wake: (() => void) | null = null;
   private closed = false;
+
+  private readonly workers: number;
+  private readonly batchSize: number;
+  private readonly maxInFlight: number;
+  private readonly inlineFirst: number;
+  private readonly checks: ContentCheckSpec | null;
 
   /**
    * Hashes the first `inlineFirst` records in this thread, then uses `workers` threads, sending batches of
    * about `batchSize` records, at most `maxInFlight` batches queued in all.
    */
-  constructor(
-    private readonly workers: number,
-    private readonly batchSize = 512,
-    private readonly maxInFlight = 8,
-    private readonly inlineFirst = 4096,
-    /** Checks of each record (content-checks.ts), run where it is hashed; null: hash only. */
-    private readonly checks: ContentCheckSpec | null = null,
-  ) {
-    this.localChecker = checks === null ? null : new ContentChecker(checks);
+  constructor(workers: number, options: DigestWorkersOptions = {}) {
+    this.workers = Math.max(1, workers);
+    this.batchSize = options.batchSize ?? 512;
+    this.maxInFlight = options.maxInFlight ?? 8;
+    this.inlineFirst = options.inlineFirst ?? 4096;
+    this.checks = options.checks ?? null;
+    this.localChecker = this.checks === null ? null : new ContentChecker(this.checks);
+    if ((options.expected ?? 0) > this.inlineFirst) this.slots = this.start();
   }
 
   private readonly localChecker: ContentChecker | null;
@@ -57,7 +78,7 @@ export class DigestWorkers {
   signatures = 0;
 
   private start(): Slot[] {
-    return Array.from({ length: Math.max(1, this.workers) }, () => {
+    return Array.from({ length: this.workers }, () => {
       const slot: Slot = { worker: new Worker(workerFile(import.meta.url, 'digest-worker'), workerOptions(this.checks)) };
       slot.worker.on('message', (m: unknown) => {
         if (typeof m === 'object' && m !== null && 'error' in m) {
@@ -66,7 +87,6 @@ export class DigestWorkers {
         }
         if (typeof m !== 'number') return;
         this.inFlight -= 1;
-        this.poke();
       });
       slot.worker.on('error', (err) => this.fail(err));
       slot.worker.on('exit', (code) => {
@@ -91,17 +111,6 @@ export class DigestWorkers {
     for (const b of [bytes.buffer, ranges.buffer]) if (b instanceof ArrayBuffer && !this.transfer.includes(b)) this.transfer.push(b);
     this.queued += ranges.length / 2;
     if (this.queued >= this.batchSize) this.send();
-  }
-
-  /** True when more batches may be sent without waiting. */
-  hasRoom(): boolean {
-    return this.inFlight < this.maxInFlight;
-  }
-
-  /** Waits until the workers have room for another batch (or have failed). */
-  async room(): Promise<void> {
-    while (this.failure === null && this.inFlight >= this.maxInFlight) await new Promise<void>((r) => (this.wake = r));
-    if (this.failure) throw this.failure;
   }
 
   /** Waits for every record added so far and returns their digest; the workers are stopped. */
@@ -145,7 +154,8 @@ export class DigestWorkers {
 
   private send(): void {
     if (this.failure) throw this.failure;
-    if (this.slots === null && this.hashedHere + this.queued <= this.inlineFirst) {
+    const inline = this.hashedHere + this.queued <= this.inlineFirst;
+    if (inline || (this.slots !== null && this.inFlight >= this.maxInFlight)) {
       const checker = this.localChecker;
       for (const s of this.strings) {
         checker?.checkElement(s);
@@ -176,12 +186,5 @@ export class DigestWorkers {
     if (this.failure) return;
     // A refused record is already a transfer_failed naming it; anything else is the hashing breaking down.
     this.failure = err instanceof IdnsError ? err : new IdnsError('transfer_failed', `computing the zone digest failed: ${err.message}`, { cause: err });
-    this.poke();
-  }
-
-  private poke(): void {
-    const w = this.wake;
-    this.wake = null;
-    w?.();
   }
 }

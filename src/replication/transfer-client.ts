@@ -127,14 +127,17 @@ export class TransferClient {
         if (signedCount !== undefined && signedSize !== undefined) {
           bounds.limit(signedSize + signedCount * LINE_OVERHEAD + 2 * this.limits.maxLineBytes, "more than its signed zone record's count and size allow");
         }
-        hashing = new DigestWorkers(this.limits.digestWorkers, undefined, undefined, undefined, this.checks(src, start, start.record.count === undefined ? 1 : this.limits.signatureChecks / Math.max(1, start.record.count)));
+        hashing = new DigestWorkers(this.limits.digestWorkers, {
+          expected: start.record.count,
+          checks: this.checks(src, start, start.record.count === undefined ? 1 : this.limits.signatureChecks / Math.max(1, start.record.count)),
+        });
         return false;
       }
       if (line.kind !== 'end') throw new IdnsError('transfer_failed', `unexpected line kind ${String(line.kind)} in a full transfer`);
       this.endLine(line, start.jws, count);
       return (ended = true);
     };
-    const records = async (loaded: LoadedRecord[]) => {
+    const records = (loaded: LoadedRecord[]) => {
       if (loaded.length === 0) return;
       if (start === null) throw new IdnsError('transfer_failed', `the stream does not start with the full transfer of ${src.zone}`);
       count += loaded.length;
@@ -148,7 +151,6 @@ export class TransferClient {
         throw new IdnsError('transfer_failed', `the transfer carries more than the ${String(signedCount)} records (${String(signedSize)} bytes) its signed zone record states; transfer refused`);
       }
       if (rows.length >= this.limits.batchRows) flush();
-      if (!hashing!.hasRoom()) await hashing!.room();
     };
     try {
       if (opened.compact) {
@@ -163,7 +165,7 @@ export class TransferClient {
             const h = hashing as DigestWorkers | null;
             if (h === null) throw new IdnsError('transfer_failed', `the stream does not start with the full transfer of ${src.zone}`);
             h.addElements(item.bytes, item.ranges);
-            await records(item.rows);
+            records(item.rows);
           }
         }
       } else {
@@ -172,7 +174,7 @@ export class TransferClient {
           for (const value of batch) {
             const line = asLine(value);
             if (start === null || ended || line.kind !== 'record') {
-              await records(loaded.splice(0));
+              records(loaded.splice(0));
               jsonLine(line);
               continue;
             }
@@ -180,7 +182,7 @@ export class TransferClient {
             hashing!.add(r.type, r.key, r.jws);
             loaded.push(r);
           }
-          await records(loaded);
+          records(loaded);
         }
       }
       if (start === null || !ended) throw new IdnsError('transfer_failed', 'the transfer stream stopped before its end line');
@@ -259,7 +261,7 @@ export class TransferClient {
           const line = asLine(value);
           if (start === null) {
             start = this.checkStart(line, src, before, 'incremental');
-            added = new DigestWorkers(this.limits.digestWorkers, undefined, undefined, undefined, this.checks(src, start, 1));
+            added = new DigestWorkers(this.limits.digestWorkers, { checks: this.checks(src, start, 1) });
             continue;
           }
           if (line.kind === 'end') {
@@ -300,7 +302,6 @@ export class TransferClient {
             throw new IdnsError('transfer_failed', `unexpected line kind ${String(line.kind)} in an incremental transfer`);
           }
         }
-        if (added !== null && !added.hasRoom()) await added.room();
       }
       if (start === null || !ended) throw new IdnsError('transfer_failed', 'the transfer stream stopped before its end line');
       const puts = await added!.finish();
