@@ -1,10 +1,9 @@
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Worker } from 'node:worker_threads';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
-import { workerFile, workerOptions } from '../records/thread-pool.js';
+import { ThreadPool, workerFile } from '../threads/pool.js';
 import { AnswerFile, AnswerFileInvalid, type AnswerFileMeta, type FileRecord } from '../store/answer-file.js';
 import type { Store } from '../store/store.js';
 import type { ZoneRow } from '../store/zones.js';
@@ -72,7 +71,8 @@ const BUILD_TIMEOUT_MS = 30 * 60_000;
 export class AnswerFiles {
   private readonly zones = new Map<string, ZoneState>();
   private readonly queue: string[] = [];
-  private worker: Worker | null = null;
+  /** The thread of the build running now (one at a time). */
+  private builder: ThreadPool<BuildJob, BuildReply> | null = null;
   /** start() has run: until then (and after close()) nothing is built or read. */
   private started = false;
   private closed = false;
@@ -182,15 +182,16 @@ export class AnswerFiles {
 
   /** How many builds are queued or running. */
   get building(): number {
-    return this.queue.length + (this.worker === null ? 0 : 1);
+    return this.queue.length + (this.builder === null ? 0 : 1);
   }
 
   /** Stops building and closes the files (they stay on disk for the next start). */
   async close(): Promise<void> {
     this.closed = true;
     this.queue.length = 0;
-    await this.worker?.terminate();
-    this.worker = null;
+    const builder = this.builder;
+    this.builder = null;
+    await builder?.close();
     for (const s of this.zones.values()) {
       s.installed?.file.close();
       s.installed = null;
@@ -249,38 +250,48 @@ export class AnswerFiles {
 
   /** Runs the next queued build: one at a time, so that building never takes both cores. */
   private next(): void {
-    if (this.worker !== null || this.closed) return;
+    if (this.builder !== null || this.closed) return;
     const zone = this.queue.shift();
     if (zone === undefined) return;
     const state = this.state(zone);
     const path = join(this.options.dir, `${zone === '.' ? '_root' : zone}.${randomBytes(6).toString('hex')}${SUFFIX}`);
     const job: BuildJob = { dbPath: this.options.dbPath, zone, path, minHandles: this.options.minHandles };
     const started = this.clock.now();
-    // A small young generation: the build streams a million short-lived rows, and the default (16 MB
-    // semi-spaces) would add ~30 MB to the process's peak memory for no gain in speed.
-    const worker = new Worker(workerFile(import.meta.url, 'answer-file-worker'), { ...workerOptions(job), resourceLimits: { maxYoungGenerationSizeMb: BUILD_YOUNG_GENERATION_MB } });
-    this.worker = worker;
-    let reply: BuildReply | null = null;
-    worker.on('message', (m: BuildReply) => (reply = m));
-    worker.on('error', (err) => {
-      state.failedAt = this.clock.now();
-      this.log.warn('building an answer file failed; the zone is answered from the database', { zone, err });
+    // A thread of its own for each build, stopped once it answers, with a small young generation: the
+    // build streams a million short-lived rows, and the default (16 MB semi-spaces) would add ~30 MB to
+    // the process's peak memory for no gain in speed.
+    const builder = new ThreadPool<BuildJob, BuildReply>(workerFile(import.meta.url, 'answer-file-worker'), {
+      name: 'answer-file',
+      size: 1,
+      resourceLimits: { maxYoungGenerationSizeMb: BUILD_YOUNG_GENERATION_MB },
     });
+    this.builder = builder;
     const timeoutMs = this.options.buildTimeoutMs ?? BUILD_TIMEOUT_MS;
+    let timedOut = false;
     const timer = setTimeout(() => {
-      state.failedAt = this.clock.now();
-      this.log.warn('building an answer file took too long and was stopped; the zone is answered from the database', { zone, ms: timeoutMs });
-      void worker.terminate();
+      timedOut = true;
+      void builder.close();
     }, timeoutMs);
     timer.unref();
-    worker.on('exit', () => {
+    const built = builder.run(job).then(
+      (reply) => reply,
+      (err: unknown) => {
+        if (this.closed) return null;
+        state.failedAt = this.clock.now();
+        if (timedOut) this.log.warn('building an answer file took too long and was stopped; the zone is answered from the database', { zone, ms: timeoutMs });
+        else this.log.warn('building an answer file failed; the zone is answered from the database', { zone, err });
+        return null;
+      },
+    );
+    void built.then(async (reply) => {
       clearTimeout(timer);
-      this.worker = null;
+      await builder.close();
+      if (this.builder === builder) this.builder = null;
       state.pending = false;
       this.builds += 1;
       if (reply !== null && !this.closed) this.finish(zone, state, path, reply, this.clock.now() - started);
       else rmSync(path, { force: true });
-      // A thread stopped part-way (close()) leaves its temporary file.
+      // A thread stopped part-way (close(), the time limit) leaves its temporary file.
       rmSync(`${path}.tmp`, { force: true });
       this.next();
     });

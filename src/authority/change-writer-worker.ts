@@ -1,11 +1,13 @@
 // The server's Ed25519 (libsodium), installed before anything signs or verifies.
 import '../records/ed25519-sodium.js';
 import { join } from 'node:path';
-import { parentPort, workerData } from 'node:worker_threads';
+import { workerData } from 'node:worker_threads';
 import type { Clock } from '../clock.js';
 import { Store } from '../store/store.js';
 import { ChangeApplier, type BatchResult, type QueuedChange } from './change-batch.js';
-import { toWire, type WriterJob, type WriterReply, type WriterSetup } from './change-writer.js';
+import { serveJobs } from '../threads/worker.js';
+import { toWire } from '../threads/wire.js';
+import type { WriterJob, WriterReply, WriterSetup } from './change-writer.js';
 import { KeyRing } from './keyring.js';
 import { ZoneService } from './zones.js';
 
@@ -20,24 +22,17 @@ const batchClock: Clock = { now: () => now };
 const store = Store.open(setup.dataDir, setup.maxDatabaseBytes);
 const applier = new ChangeApplier(store, new ZoneService(store, new KeyRing(join(setup.dataDir, 'keys')), batchClock), batchClock);
 
-parentPort!.on('message', (job: WriterJob) => {
+serveJobs<WriterJob, WriterReply>((job) => {
   now = job.now;
-  let result: BatchResult;
-  try {
-    result = applier.applyBatch(job.batch.map(revive));
-  } catch (err) {
-    const failed: WriterReply = { id: job.id, ok: false, error: toWire(err) };
-    parentPort!.postMessage(failed);
-    return;
-  }
-  const reply: WriterReply = {
-    id: job.id,
-    ok: true,
-    outcomes: result.outcomes.map((o) => (o.ok ? o : { ok: false, error: toWire(o.error) })),
-    committed: result.committed,
-    inviteFailures: result.inviteFailures,
+  // A batch that does not commit throws: its error is the reply.
+  const result = applier.applyBatch(job.batch.map(revive));
+  return {
+    value: {
+      outcomes: result.outcomes.map((o) => (o.ok ? o : { ok: false, error: toWire(o.error) })),
+      committed: result.committed,
+      inviteFailures: result.inviteFailures,
+    },
   };
-  parentPort!.postMessage(reply);
 });
 
 /** A Buffer arrives as a plain Uint8Array; the signatures (the request's and its proofs') are used as Buffers again. */

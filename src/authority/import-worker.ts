@@ -1,14 +1,14 @@
 // The server's Ed25519 (libsodium), installed before anything signs or verifies.
 import '../records/ed25519-sodium.js';
-import { parentPort, workerData } from 'node:worker_threads';
+import { workerData } from 'node:worker_threads';
 import type { KeyObject } from 'node:crypto';
-import { IdnsError } from '../errors.js';
 import { nameHash } from '../records/denial.js';
 import { ZoneDigest } from '../records/digest.js';
 import { RECORD_TYP, signCompactText } from '../records/jws.js';
-import type { PoolRequest } from '../records/thread-pool.js';
 import { parseImportLine } from './import-line.js';
 import { requestId } from './requests.js';
+import { serveJobs } from '../threads/worker.js';
+import { toWire } from '../threads/wire.js';
 import type { ImportChunk, PreparedChunk } from './import.js';
 
 /**
@@ -20,8 +20,8 @@ import type { ImportChunk, PreparedChunk } from './import.js';
 const { privateKey, kid } = workerData as { privateKey: KeyObject; kid: string };
 const key = { kid, privateKey };
 
-parentPort!.on('message', (chunk: PoolRequest<ImportChunk>) => {
-  const out: PreparedChunk = { id: chunk.id, handles: [], hosts: [], lineNos: [], canonical: [], ops: [], hashes: [], jws: [], digestState: new Uint8Array(0), error: null };
+serveJobs<ImportChunk, PreparedChunk>((chunk) => {
+  const out: PreparedChunk = { handles: [], hosts: [], lineNos: [], canonical: [], ops: [], hashes: [], jws: [], digestState: new Uint8Array(0), error: null };
   const digest = ZoneDigest.empty();
   const { text, context: c } = chunk;
   let lineNo = chunk.firstLineNo;
@@ -45,8 +45,10 @@ parentPort!.on('message', (chunk: PoolRequest<ImportChunk>) => {
       out.jws.push(jws);
     }
   } catch (err) {
-    out.error = err instanceof IdnsError ? { code: err.code, message: err.message } : { code: 'internal', message: `line ${lineNo}: ${(err as Error).message}` };
+    // A line's own error names its line; anything else is told with the line it happened on.
+    out.error = toWire(err);
+    if (out.error.code === null) out.error.message = `line ${lineNo}: ${out.error.message}`;
   }
   out.digestState = digest.state();
-  parentPort!.postMessage(out, [out.digestState.buffer as ArrayBuffer]);
+  return { value: out, transfer: [out.digestState.buffer as ArrayBuffer] };
 });

@@ -1,11 +1,12 @@
-import { IdnsError, type ErrorCode } from '../errors.js';
+import { IdnsError } from '../errors.js';
 import type { Store } from '../store/store.js';
 import { epochSeconds, type Clock } from '../clock.js';
 import { DENIAL_FILL, GAP_START, nameHash } from '../records/denial.js';
 import { RECORD_TYP } from '../records/jws.js';
 import { SigningPool } from '../records/signing-pool.js';
 import { ZoneDigest } from '../records/digest.js';
-import { ThreadPool, workerFile } from '../records/thread-pool.js';
+import { ThreadPool, workerFile } from '../threads/pool.js';
+import { fromWire, type WireError } from '../threads/wire.js';
 import { serialOf } from './serial.js';
 import type { ZoneService } from './zones.js';
 
@@ -37,7 +38,6 @@ export interface ImportChunk {
 
 /** @internal A worker's reply: the chunk's handles in order, signed, up to its first bad line (`error`). */
 export interface PreparedChunk {
-  id: number;
   handles: string[];
   hosts: string[];
   lineNos: number[];
@@ -46,7 +46,8 @@ export interface PreparedChunk {
   hashes: string[];
   jws: string[];
   digestState: Uint8Array;
-  error: { code: ErrorCode | 'internal'; message: string } | null;
+  /** The first bad line's error, if one ended the chunk. */
+  error: WireError | null;
 }
 
 /** Most lines one import takes; larger sets are split by the operator. */
@@ -74,7 +75,7 @@ export async function importHandles(store: Store, zones: ZoneService, clock: Clo
   const row = zones.require(zone);
   const settings = zones.settings(row);
   const key = zones.signingKey(row);
-  const workers = new ThreadPool<ImportChunk, PreparedChunk>(workerFile(import.meta.url, 'import-worker'), { privateKey: key.privateKey, kid: key.kid });
+  const workers = new ThreadPool<ImportChunk, PreparedChunk>(workerFile(import.meta.url, 'import-worker'), { name: 'import', workerData: { privateKey: key.privateKey, kid: key.kid } });
   store.setCacheBytes(IMPORT_CACHE_BYTES);
   try {
     const { result, journal } = await store.withRollbackJournal(() => store.writeAcross(async () => {
@@ -113,7 +114,7 @@ export async function importHandles(store: Store, zones: ZoneService, clock: Clo
           seen.add(handle);
           hashes.push(c.hashes[i]!);
         }
-        if (c.error) throw c.error.code === 'internal' ? new Error(c.error.message) : new IdnsError(c.error.code, c.error.message);
+        if (c.error) throw fromWire(c.error, 'import');
         imported += c.handles.length;
         if (imported > MAX_IMPORT_LINES) throw new IdnsError('invalid_request', `more than ${MAX_IMPORT_LINES} lines; split the import`);
         editor.putNew('handle', c.handles.map((h, i) => ({ key: h, jws: c.jws[i]! })), exp, ZoneDigest.fromState(c.digestState));

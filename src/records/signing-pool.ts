@@ -1,6 +1,6 @@
 import { ZoneDigest } from './digest.js';
 import type { SigningKey } from './keys.js';
-import { ThreadPool, workerFile } from './thread-pool.js';
+import { ThreadPool, workerFile } from '../threads/pool.js';
 
 /**
  * One record to sign: its payload as JSON text (a string crosses to a worker far more cheaply than an
@@ -12,15 +12,13 @@ export interface SigningItem {
   payload: string;
 }
 
-/** @internal The message a signing worker receives. */
+/** @internal The job a signing worker receives. */
 export interface SigningBatch {
-  id: number;
   items: SigningItem[];
 }
 
-/** @internal The message a signing worker sends back. */
+/** @internal What a signing worker answers. */
 export interface SignedBatch {
-  id: number;
   jws: string[];
   digestState: Uint8Array;
 }
@@ -41,10 +39,10 @@ const PART_ITEMS = 2048;
  * the caller adds to the zone's digest in one step.
  */
 export class SigningPool {
-  private readonly pool: ThreadPool<{ items: SigningItem[] }, SignedBatch>;
+  private readonly pool: ThreadPool<SigningBatch, SignedBatch>;
 
   constructor(key: SigningKey, typ: string, size?: number) {
-    this.pool = new ThreadPool(workerFile(import.meta.url, 'signing-worker'), { privateKey: key.privateKey, kid: key.kid, typ }, size);
+    this.pool = new ThreadPool(workerFile(import.meta.url, 'signing-worker'), { name: 'signing', workerData: { privateKey: key.privateKey, kid: key.kid, typ }, size });
   }
 
   /** Signs a batch; a large one is split so that every worker takes a part. */

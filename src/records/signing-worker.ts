@@ -1,9 +1,10 @@
 // The server's Ed25519 (libsodium), installed before anything signs or verifies.
 import './ed25519-sodium.js';
-import { parentPort, workerData } from 'node:worker_threads';
+import { workerData } from 'node:worker_threads';
 import type { KeyObject } from 'node:crypto';
 import { ZoneDigest } from './digest.js';
 import { signCompactText } from './jws.js';
+import { serveJobs } from '../threads/worker.js';
 import type { SigningBatch, SignedBatch } from './signing-pool.js';
 
 /**
@@ -13,7 +14,7 @@ import type { SigningBatch, SignedBatch } from './signing-pool.js';
 const { privateKey, kid, typ } = workerData as { privateKey: KeyObject; kid: string; typ: string };
 const key = { kid, privateKey };
 
-parentPort!.on('message', (batch: SigningBatch) => {
+serveJobs<SigningBatch, SignedBatch>((batch) => {
   const digest = ZoneDigest.empty();
   const jws = batch.items.map((item) => {
     const signed = signCompactText(item.payload, key, typ);
@@ -21,6 +22,5 @@ parentPort!.on('message', (batch: SigningBatch) => {
     return signed;
   });
   const state = digest.state();
-  const reply: SignedBatch = { id: batch.id, jws, digestState: state };
-  parentPort!.postMessage(reply, [state.buffer as ArrayBuffer]);
+  return { value: { jws, digestState: state }, transfer: [state.buffer as ArrayBuffer] };
 });

@@ -1,17 +1,18 @@
-import { Worker } from 'node:worker_threads';
 import { ZoneDigest, digestElement } from '../records/digest.js';
-import { workerFile, workerOptions } from '../records/thread-pool.js';
+import { ThreadPool, workerFile } from '../threads/pool.js';
 import { IdnsError } from '../errors.js';
 import { ContentChecker, type ContentCheckSpec } from './content-checks.js';
-
-interface Slot {
-  worker: Worker;
-}
 
 interface Part {
   bytes: Uint8Array;
   ranges: Uint32Array;
 }
+
+/** @internal A job of a digest thread (digest-worker.ts): a batch of elements to add (and check), or the end. */
+export type DigestJob = { kind: 'batch'; strings: string[]; parts: Part[] } | { kind: 'finish' };
+
+/** @internal A digest thread's answer: nothing for a batch; its partial sum and counts for the end. */
+export type DigestReply = null | { state: Uint8Array; checked: number; signatures: number };
 
 /** How DigestWorkers splits the work (defaults in brackets). */
 export interface DigestWorkersOptions {
@@ -40,14 +41,13 @@ export interface DigestWorkersOptions {
  * transfer_failed error).
  */
 export class DigestWorkers {
-  private slots: Slot[] | null = null;
+  private threads: ThreadPool<DigestJob, DigestReply> | null = null;
   private readonly local = ZoneDigest.empty();
   private hashedHere = 0;
   private strings: string[] = [];
   private parts: Part[] = [];
   private transfer: ArrayBuffer[] = [];
   private queued = 0;
-  private next = 0;
   private inFlight = 0;
   private failure: Error | null = null;
   private closed = false;
@@ -69,7 +69,7 @@ export class DigestWorkers {
     this.inlineFirst = options.inlineFirst ?? 4096;
     this.checks = options.checks ?? null;
     this.localChecker = this.checks === null ? null : new ContentChecker(this.checks);
-    if ((options.expected ?? 0) > this.inlineFirst) this.slots = this.start();
+    if ((options.expected ?? 0) > this.inlineFirst) this.threads = this.start();
   }
 
   private readonly localChecker: ContentChecker | null;
@@ -77,23 +77,8 @@ export class DigestWorkers {
   checked = 0;
   signatures = 0;
 
-  private start(): Slot[] {
-    return Array.from({ length: this.workers }, () => {
-      const slot: Slot = { worker: new Worker(workerFile(import.meta.url, 'digest-worker'), workerOptions(this.checks)) };
-      slot.worker.on('message', (m: unknown) => {
-        if (typeof m === 'object' && m !== null && 'error' in m) {
-          this.fail(new IdnsError('transfer_failed', String((m as { error: unknown }).error)));
-          return;
-        }
-        if (typeof m !== 'number') return;
-        this.inFlight -= 1;
-      });
-      slot.worker.on('error', (err) => this.fail(err));
-      slot.worker.on('exit', (code) => {
-        if (!this.closed) this.fail(new Error(`a digest worker exited (code ${code})`));
-      });
-      return slot;
-    });
+  private start(): ThreadPool<DigestJob, DigestReply> {
+    return new ThreadPool(workerFile(import.meta.url, 'digest-worker'), { name: 'digest', size: this.workers, workerData: this.checks });
   }
 
   /** Adds one record, stored under (type, key). */
@@ -116,31 +101,24 @@ export class DigestWorkers {
   /** Waits for every record added so far and returns their digest; the workers are stopped. */
   async finish(): Promise<ZoneDigest> {
     if (this.queued > 0) this.send();
-    const states = await Promise.all(
-      (this.slots ?? []).map(
-        (slot) =>
-          new Promise<Uint8Array>((resolve, reject) => {
-            const onMessage = (m: unknown) => {
-              if (typeof m === 'object' && m !== null && 'state' in m) {
-                slot.worker.off('message', onMessage);
-                const done = m as { state: Uint8Array; checked: number; signatures: number };
-                this.checked += done.checked;
-                this.signatures += done.signatures;
-                resolve(done.state);
-              }
-            };
-            slot.worker.on('message', onMessage);
-            slot.worker.once('error', reject);
-            slot.worker.once('exit', () => reject(this.failure ?? new Error('a digest worker exited')));
-            slot.worker.postMessage(null);
-          }),
-      ),
-    );
+    const threads = this.threads;
+    // Each thread answers its jobs in order: its end comes after every batch sent to it.
+    let ends: DigestReply[] = [];
+    try {
+      ends = threads === null ? [] : await Promise.all(Array.from({ length: threads.size }, (_, i) => threads.runOn(i, { kind: 'finish' })));
+    } catch (err) {
+      this.fail(err instanceof Error ? err : new Error(String(err)));
+    }
     if (this.failure) throw this.failure;
+    for (const end of ends) {
+      if (end === null) continue;
+      this.checked += end.checked;
+      this.signatures += end.signatures;
+    }
     this.checked += this.localChecker?.checked ?? 0;
     this.signatures += this.localChecker?.signatures ?? 0;
     const digest = this.local.clone();
-    for (const s of states) digest.merge(s);
+    for (const end of ends) if (end !== null) digest.merge(end.state);
     await this.close();
     return digest;
   }
@@ -149,13 +127,13 @@ export class DigestWorkers {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await Promise.all((this.slots ?? []).map((s) => s.worker.terminate()));
+    await this.threads?.close();
   }
 
   private send(): void {
     if (this.failure) throw this.failure;
     const inline = this.hashedHere + this.queued <= this.inlineFirst;
-    if (inline || (this.slots !== null && this.inFlight >= this.maxInFlight)) {
+    if (inline || (this.threads !== null && this.inFlight >= this.maxInFlight)) {
       const checker = this.localChecker;
       for (const s of this.strings) {
         checker?.checkElement(s);
@@ -170,11 +148,12 @@ export class DigestWorkers {
       }
       this.hashedHere += this.queued;
     } else {
-      this.slots ??= this.start();
-      const slot = this.slots[this.next]!;
-      this.next = (this.next + 1) % this.slots.length;
-      slot.worker.postMessage({ strings: this.strings, parts: this.parts }, this.transfer);
+      this.threads ??= this.start();
       this.inFlight += 1;
+      this.threads.run({ kind: 'batch', strings: this.strings, parts: this.parts }, this.transfer).then(
+        () => (this.inFlight -= 1),
+        (err: unknown) => this.fail(err instanceof Error ? err : new Error(String(err))),
+      );
     }
     this.strings = [];
     this.parts = [];
