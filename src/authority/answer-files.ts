@@ -268,6 +268,7 @@ export class AnswerFiles {
     this.builder = builder;
     const timeoutMs = this.options.buildTimeoutMs ?? BUILD_TIMEOUT_MS;
     let timedOut = false;
+    // Real time, not the clock's: a deadline on work, like one on I/O (clock.ts).
     const timer = setTimeout(() => {
       timedOut = true;
       void builder.close();

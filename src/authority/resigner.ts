@@ -1,5 +1,4 @@
-import type { Clock } from '../clock.js';
-import { epochSeconds } from '../clock.js';
+import { epochSeconds, timersFor, type Clock, type Timers } from '../clock.js';
 import type { Store } from '../store/store.js';
 import type { ZoneService } from './zones.js';
 
@@ -9,14 +8,18 @@ import type { ZoneService } from './zones.js';
  * large the zone, and secondaries receive the new signatures through the journal like any change.
  */
 export class Resigner {
-  private timer: NodeJS.Timeout | null = null;
+  private timer: unknown = null;
+  /** The clock's timers: a test's clock drives the schedule. */
+  private readonly timers: Timers;
 
   constructor(
     private readonly store: Store,
     private readonly zones: ZoneService,
     private readonly clock: Clock,
     private readonly batchSize = 1000,
-  ) {}
+  ) {
+    this.timers = timersFor(clock);
+  }
 
   /** Re-signs at most one batch per primary zone; returns how many records were re-signed. */
   runOnce(): number {
@@ -41,19 +44,18 @@ export class Resigner {
   /** Runs every `intervalMs` until stopped; catching up on a large backlog takes several ticks. */
   start(intervalMs: number, onError: (err: unknown) => void): void {
     this.stop();
-    this.timer = setInterval(() => {
+    this.timer = this.timers.setInterval(() => {
       try {
         this.runOnce();
       } catch (err) {
         onError(err);
       }
     }, intervalMs);
-    this.timer.unref();
   }
 
   /** Stops the timer. */
   stop(): void {
-    if (this.timer) clearInterval(this.timer);
+    if (this.timer !== null) this.timers.clearInterval(this.timer);
     this.timer = null;
   }
 }

@@ -1,4 +1,4 @@
-import type { Clock } from '../clock.js';
+import { timersFor, type Clock, type Timers } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { Store } from '../store/store.js';
 import { TransferClient } from './transfer-client.js';
@@ -18,7 +18,9 @@ export const DEFAULT_JOURNAL_LIMITS: JournalLimits = { maxEntries: 1_000_000, ma
  * journal_too_old and takes a full transfer.
  */
 export class Housekeeper {
-  private timer: NodeJS.Timeout | null = null;
+  private timer: unknown = null;
+  /** The clock's timers: a test's clock drives the schedule. */
+  private readonly timers: Timers;
 
   constructor(
     private readonly store: Store,
@@ -26,7 +28,9 @@ export class Housekeeper {
     private readonly log: Logger,
     private readonly journal: JournalLimits = DEFAULT_JOURNAL_LIMITS,
     private readonly rowsPerStep = 5000,
-  ) {}
+  ) {
+    this.timers = timersFor(clock);
+  }
 
   /** Runs one step of each task; returns the rows deleted. */
   runOnce(): number {
@@ -64,18 +68,18 @@ export class Housekeeper {
 
   /** Runs every `intervalMs` until stopped. */
   start(intervalMs: number): void {
-    this.timer = setInterval(() => {
+    this.timer = this.timers.setInterval(() => {
       try {
         this.runOnce();
       } catch (err) {
         this.log.error('housekeeping failed', { err });
       }
     }, intervalMs);
-    this.timer.unref();
   }
 
   /** Stops the timer. */
   stop(): void {
-    if (this.timer) clearInterval(this.timer);
+    if (this.timer !== null) this.timers.clearInterval(this.timer);
+    this.timer = null;
   }
 }

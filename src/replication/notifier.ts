@@ -2,7 +2,7 @@ import type { Dispatcher } from 'undici';
 import { request } from 'undici';
 import { serialOf } from '../authority/serial.js';
 import type { ZoneService } from '../authority/zones.js';
-import { epochSeconds, type Clock } from '../clock.js';
+import { epochSeconds, timersFor, type Clock, type Timers } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { Credential, CredentialStore } from './credentials.js';
 import { authorization } from './credentials.js';
@@ -30,7 +30,7 @@ export interface Target {
 export class Notifier {
   private readonly notified = new Map<string, number>();
   private readonly inFlight = new Map<string, { again: boolean }>();
-  private pollTimer: NodeJS.Timeout | null = null;
+  private pollTimer: unknown = null;
   private running = false;
   /** Notifies sent (including retries), for metrics and tests. */
   sent = 0;
@@ -42,20 +42,25 @@ export class Notifier {
     private readonly clock: Clock,
     private readonly log: Logger,
     private readonly dispatcher: Dispatcher,
-  ) {}
+  ) {
+    this.timers = timersFor(clock);
+  }
+
+  /** The clock's timers: the poll and the retries follow a test's clock. */
+  private readonly timers: Timers;
 
   /** Notifies every zone's targets once (a restarted primary tells its secondaries to check), then polls. */
   start(pollMs = 1000): void {
     this.running = true;
     for (const row of this.zones.list()) this.zoneChanged(row.name);
-    this.pollTimer = setInterval(() => this.poll(), pollMs);
-    this.pollTimer.unref();
+    this.pollTimer = this.timers.setInterval(() => this.poll(), pollMs);
   }
 
   /** Stops polling; notifies waiting to be retried are dropped. */
   stop(): void {
     this.running = false;
-    if (this.pollTimer) clearInterval(this.pollTimer);
+    if (this.pollTimer !== null) this.timers.clearInterval(this.pollTimer);
+    this.pollTimer = null;
   }
 
   /** Notifies queued or being sent (for tests and metrics). */
@@ -126,7 +131,7 @@ export class Notifier {
 
   private async deliver(zone: string, url: string): Promise<void> {
     for (const delay of RETRY_DELAYS_MS) {
-      if (delay > 0) await new Promise((r) => setTimeout(r, delay).unref());
+      if (delay > 0) await new Promise<void>((r) => this.timers.setTimeout(r, delay));
       if (!this.running) return;
       const row = this.zones.get(zone);
       if (!row) return;

@@ -46,7 +46,7 @@ const INITIAL_RETRY_S = 5;
 export class Replicator {
   private readonly loops = new Map<string, ZoneLoop>();
   private readonly client: TransferClient;
-  private scanTimer: NodeJS.Timeout | null = null;
+  private scanTimer: unknown = null;
   private stopped = false;
   private readonly timers: Timers;
 
@@ -68,14 +68,13 @@ export class Replicator {
   start(scanIntervalMs = 2000): void {
     this.stopped = false;
     this.scan();
-    this.scanTimer = setInterval(() => this.scan(), scanIntervalMs);
-    this.scanTimer.unref();
+    this.scanTimer = this.timers.setInterval(() => this.scan(), scanIntervalMs);
   }
 
   /** Stops every timer; transfers in progress finish. */
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.scanTimer) clearInterval(this.scanTimer);
+    if (this.scanTimer !== null) this.timers.clearInterval(this.scanTimer);
     for (const loop of this.loops.values()) if (loop.timer !== null) this.timers.clearTimeout(loop.timer);
     await Promise.allSettled([...this.loops.values()].map((l) => l.running));
   }
