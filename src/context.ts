@@ -1,7 +1,7 @@
 // The server's Ed25519 (libsodium), installed before anything signs or verifies.
 import './records/ed25519-sodium.js';
 import { join } from 'node:path';
-import { Authority } from './authority/answers.js';
+import { Authority } from './authority/authority.js';
 import { AnswerFiles } from './authority/answer-files.js';
 import { ChangeProcessor } from './authority/changes.js';
 import { ChangeWriter } from './authority/change-writer.js';

@@ -3,7 +3,7 @@ import { request } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { signChangeRequest } from '../src/client/requests.js';
-import { recordTimes } from '../src/authority/answers.js';
+import { recordTimes } from '../src/authority/authority.js';
 import { decodePayload } from '../src/authority/editor.js';
 import { IdnsError } from '../src/errors.js';
 import { FastPaths } from '../src/http/fast/dispatch.js';

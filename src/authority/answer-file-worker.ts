@@ -4,7 +4,7 @@ import { writeAnswerFile } from '../store/answer-file.js';
 import { SnapshotReader } from '../store/snapshot.js';
 import { serveJobs } from '../threads/worker.js';
 import type { BuildJob, BuildReply } from './answer-files.js';
-import { recordTimes } from './answers.js';
+import { recordTimes } from './authority.js';
 
 /**
  * Builds one zone's answer file (answer-files.ts) on its own thread and read-only connection: reading a

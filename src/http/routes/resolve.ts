@@ -1,5 +1,5 @@
 import { Hono } from 'hono';
-import type { AuthoritativeAnswer } from '../../authority/answers.js';
+import type { AuthoritativeAnswer } from '../../authority/authority.js';
 import type { AppContext } from '../../context.js';
 import { zoneFromPath } from './zones.js';
 import { note } from '../observe.js';

@@ -1,7 +1,7 @@
 import { Hono } from 'hono';
 import type { AppContext } from '../../context.js';
 import { IdnsError, isIdnsError } from '../../errors.js';
-import type { AuthoritativeAnswer } from '../../authority/answers.js';
+import type { AuthoritativeAnswer } from '../../authority/authority.js';
 import { parseHandle } from '../../names/handle.js';
 import { decodePayload } from '../../authority/editor.js';
 import { linkUri } from '../../records/handle-links.js';
