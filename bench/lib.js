@@ -202,6 +202,13 @@ export async function http(url, { method = 'GET', json } = {}) {
   return { status: res.statusCode, body };
 }
 
+/** How many records a zone holds besides its zone record: the `count` its signed zone record states. */
+export async function recordCountOf(url, zone) {
+  const r = await http(`${url}/v1/zones/${zone}`);
+  const payload = JSON.parse(Buffer.from(r.body.record.split('.')[1], 'base64url').toString('utf8'));
+  return payload.count;
+}
+
 /** The serial a server holds for a zone (its GET /v1/zones/ZONE), or -1 while it has none. */
 export async function serialOf(url, zone) {
   const r = await http(`${url}/v1/zones/${zone}`).catch(() => null);
