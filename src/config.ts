@@ -1,3 +1,4 @@
+import { processEnvironment } from './environment.js';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
@@ -294,7 +295,7 @@ export interface ConfigFlags {
  * environment (IDNS_DATA, IDNS_LISTEN, IDNS_LOG_LEVEL, IDNS_PUBLIC_URL), then flags. Every value is
  * validated here, and an error names the key and where it came from.
  */
-export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.env): ServerConfig {
+export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = processEnvironment()): ServerConfig {
   const configPath = flags.config ?? env.IDNS_CONFIG;
   const file = configPath ? readConfigFile(configPath) : {};
   // Later sources win: file < environment < flag. `source` names where the value came from, for errors.

@@ -1,4 +1,5 @@
 import { sign as nodeSign, verify as nodeVerify, type KeyObject } from 'node:crypto';
+import { nodeEd25519Requested } from '../environment.js';
 import { publicKeyObject, type PublicJwk } from './keys.js';
 
 /**
@@ -47,7 +48,7 @@ let active: Ed25519 = nodeEd25519;
 export let ed25519Fallback: string | null = null;
 
 /** node:crypto was asked for (IDNS_ED25519=node): a choice, not a failure to warn about. */
-export const ed25519NodeRequested = process.env.IDNS_ED25519 === 'node';
+export const ed25519NodeRequested = nodeEd25519Requested();
 
 /**
  * Makes `impl` the implementation this process uses (called once, at start, by ed25519-sodium.ts), with the
