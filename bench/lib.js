@@ -99,6 +99,22 @@ export function serve(dir, listen = '127.0.0.1:0', extra = [], node = []) {
   return start([...node, BIN, 'serve', '--listen', listen, '--data', dir, '--no-bootstrap', '--log-level', 'error', ...extra]);
 }
 
+export const PRODUCTION_HOST = '0.0.0.0';
+export const PRODUCTION_LABEL = 'production configuration (0.0.0.0, limits on)';
+
+/**
+ * The configuration operators run, for the headline figures: a public listen address (0.0.0.0, where
+ * per-client rate limits and the per-address connection cap are on by default) with those limits
+ * raised so that one load generator on loopback stands for many clients: every request is still
+ * charged to its client's buckets. Returns the `idns serve` arguments after `--listen`.
+ */
+export function productionServeArgs() {
+  const file = join(tmp('production-config'), 'idns.json');
+  const many = { rate: 10_000_000, per: 1, burst: 10_000_000 };
+  writeFileSync(file, JSON.stringify({ rateLimits: { enabled: true, lookups: many, writes: many }, limits: { connectionsPerAddress: 4096 } }));
+  return ['--config', file];
+}
+
 /** Ends a process started here with SIGTERM and waits for it to exit. */
 export async function stop(proc) {
   const child = proc.child;
