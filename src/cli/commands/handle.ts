@@ -4,7 +4,7 @@ import { systemClock } from '../../clock.js';
 import { queryAuthoritative } from '../../client/answers.js';
 import { errorFromBody, jsonRequest } from '../../client/http.js';
 import { signChangeRequest, type ChangeIntent, type OwnerLinks } from '../../client/requests.js';
-import type { AppContext } from '../../context.js';
+import type { LocalContext } from '../../local-context.js';
 import { IdnsError } from '../../errors.js';
 import { readKeyFile } from '../../authority/keyring.js';
 import { parseHandle } from '../../names/handle.js';
@@ -77,7 +77,7 @@ export async function handle(argv: string[], io: Io): Promise<number> {
   if (help) return io.out(usage), 0;
   if (values.server !== undefined && values.data !== undefined) throw new UsageError('give either --server or --data, not both', usage);
   const { handle } = parseHandle(positionals[0]!);
-  const target = values.data !== undefined ? new LocalTarget(openLocal(values)) : new RemoteTarget(values.server ?? DEFAULT_SERVER);
+  const target = values.data !== undefined ? new LocalTarget(await openLocal(values)) : new RemoteTarget(values.server ?? DEFAULT_SERVER);
   try {
     switch (sub) {
       case 'show':
@@ -296,7 +296,7 @@ class RemoteTarget implements Target {
 }
 
 class LocalTarget implements Target {
-  constructor(private readonly ctx: AppContext) {}
+  constructor(private readonly ctx: LocalContext) {}
 
   async current(handle: string): Promise<CurrentState> {
     const answer = this.ctx.authority.resolve(handle);
