@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
-import { parseDnsServer } from './discovery/dns-client.js';
+import { parseDnsServer } from './discovery/dns-server.js';
 import { IdnsError } from './errors.js';
 import type { LogLevel } from './log.js';
 import { parseZoneName } from './names/zone.js';
