@@ -53,7 +53,7 @@ export async function serve(argv: string[], io: Io): Promise<number> {
   const { values, help } = parseCommand({ usage, options, positionals: [] }, argv);
   if (help) return io.out(usage), 0;
   // The server's modules load after the arguments are read: `--help` answers without them.
-  const [{ loadConfig }, { AppContext }, { startServer }, { ed25519, ed25519Fallback, ed25519NodeRequested }] = await Promise.all([
+  const [{ loadConfig }, { AppContext }, { startServer }, signatures] = await Promise.all([
     import('../../config.js'),
     import('../../context.js'),
     import('../../http/server.js'),
@@ -131,8 +131,8 @@ export async function serve(argv: string[], io: Io): Promise<number> {
     );
   }
   // Signatures are most of the work of imports, registrations and cold lookups: a slower fallback is worth a line.
-  if (ed25519Fallback !== null && !ed25519NodeRequested) ctx.log.warn('Ed25519 falls back to node:crypto', { reason: ed25519Fallback });
-  ctx.log.info('listening', { url: running.url, zones: zones.map((z) => z.name), ed25519: ed25519.name, ...(config.resolver ? { compactHeap: config.resolver.compactHeap } : {}) });
+  if (signatures.ed25519Fallback !== null && !signatures.ed25519NodeRequested) ctx.log.warn('Ed25519 falls back to node:crypto', { reason: signatures.ed25519Fallback });
+  ctx.log.info('listening', { url: running.url, zones: zones.map((z) => z.name), ed25519: signatures.ed25519.name, ...(config.resolver ? { compactHeap: config.resolver.compactHeap } : {}) });
 
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
