@@ -2,7 +2,7 @@ import { processEnvironment } from './environment.js';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
-import { parseDnsServer } from './discovery/dns-client.js';
+import { parseDnsServer } from './discovery/dns-server.js';
 import { IdnsError } from './errors.js';
 import type { LogLevel } from './log.js';
 import { parseZoneName } from './names/zone.js';

@@ -11,6 +11,9 @@ export class UsageError extends Error {
   }
 }
 
+/** The server client commands (handle, resolve) talk to unless given --server. */
+export const DEFAULT_SERVER = 'http://127.0.0.1:8053';
+
 type Options = NonNullable<ParseArgsConfig['options']>;
 
 /** What a command declares: its usage text, its options, how many positionals it takes. */

@@ -1,30 +1,33 @@
-import { loadConfig, type ServerConfig } from '../config.js';
 import { IdnsError } from '../errors.js';
-import type { Logger } from '../log.js';
-import { AppContext } from '../context.js';
-import { createLogger } from '../log.js';
+import type { LocalContext } from '../local-context.js';
 
-/** Opens the data directory for an operator command (the same database a running server uses). */
-export function openLocal(values: { data?: string | undefined; config?: string | undefined }): AppContext {
-  return openContext(loadConfig({ data: values.data, config: values.config }), createLogger('warn'));
+/**
+ * Opens the data directory for an operator command (the same database a running server uses). Its modules
+ * (the store, libsodium, zod's schemas) are loaded here, not when the command module is, so that `--help`
+ * and argument errors answer without them.
+ */
+export async function openLocal(values: { data?: string | undefined; config?: string | undefined }): Promise<LocalContext> {
+  const [{ loadConfig }, { LocalContext }, { createLogger }] = await Promise.all([import('../config.js'), import('../local-context.js'), import('../log.js')]);
+  const config = loadConfig({ data: values.data, config: values.config });
+  return openingDataDir(config.dataDir, () => new LocalContext(config, undefined, createLogger('warn')));
 }
 
-/** Opens a server context, turning file-system failures (a data directory that is a file…) into one-line reasons. */
-export function openContext(config: ServerConfig, log?: Logger): AppContext {
+/** Opens a context on `dataDir`, turning file-system failures (a data directory that is a file…) into one-line reasons. */
+export function openingDataDir<T>(dataDir: string, open: () => T): T {
   try {
-    return new AppContext(config, undefined, log);
+    return open();
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (typeof code === 'string' && /^(E[A-Z]+|SQLITE_[A-Z_]+)$/.test(code)) {
-      throw new IdnsError('invalid_config', `cannot use the data directory ${config.dataDir}: ${(err as Error).message}`, { cause: err });
+      throw new IdnsError('invalid_config', `cannot use the data directory ${dataDir}: ${(err as Error).message}`, { cause: err });
     }
     throw err;
   }
 }
 
 /** Runs `fn` with the local context and always closes it. */
-export async function withLocal<T>(values: { data?: string | undefined; config?: string | undefined }, fn: (ctx: AppContext) => T | Promise<T>): Promise<T> {
-  const ctx = openLocal(values);
+export async function withLocal<T>(values: { data?: string | undefined; config?: string | undefined }, fn: (ctx: LocalContext) => T | Promise<T>): Promise<T> {
+  const ctx = await openLocal(values);
   try {
     return await fn(ctx);
   } finally {

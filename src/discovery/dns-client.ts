@@ -6,6 +6,9 @@ import packet from 'dns-packet';
 import { systemClock, type Clock } from '../clock.js';
 import { IdnsError } from '../errors.js';
 import { PUBLICATION_LIMITS } from './publication.js';
+import { parseDnsServer, stripScope, type DnsServer } from './dns-server.js';
+
+export { parseDnsServer, type DnsServer };
 
 /**
  * A small stub DNS client for the TXT queries of zone discovery. It speaks DNS itself (dns-packet for
@@ -13,12 +16,6 @@ import { PUBLICATION_LIMITS } from './publication.js';
  * flag of a validating resolver the operator named is what anchors a zone in DNSSEC. It trusts its
  * servers for everything (it is a stub, as a libc resolver is): it does not validate DNSSEC itself.
  */
-
-/** A DNS server: an IP address and a port. */
-export interface DnsServer {
-  host: string;
-  port: number;
-}
 
 /** The answer to a TXT query. */
 export interface TxtAnswer {
@@ -377,11 +374,6 @@ function normaliseName(name: string): string {
   return name.toLowerCase().replace(/\.$/, '');
 }
 
-function stripScope(host: string): string {
-  const i = host.indexOf('%');
-  return i < 0 ? host : host.slice(0, i);
-}
-
 function label(s: DnsServer): string {
   return net.isIPv6(stripScope(s.host)) ? `[${s.host}]:${s.port}` : `${s.host}:${s.port}`;
 }
@@ -428,24 +420,4 @@ export function readSystemServers(path = '/etc/resolv.conf'): DnsServer[] {
 /** A client of the system's (non-validating) DNS servers, for a resolver given no DNS options. */
 export function systemDnsClient(options: Partial<Omit<DnsClientOptions, 'servers' | 'validating'>> = {}): DnsClient {
   return new DnsClient({ ...options, servers: readSystemServers(), validating: false });
-}
-
-/** Reads a DNS server as given on the command line: `IP`, `IPv4:PORT`, `[IPv6]:PORT` or a bare IPv6 address (port 53 by default). Throws invalid_config. */
-export function parseDnsServer(text: string): DnsServer {
-  const bad = (why: string) => new IdnsError('invalid_config', `DNS server ${JSON.stringify(text.slice(0, 100))}: ${why} (expected IP, IPv4:PORT or [IPv6]:PORT)`);
-  let host = text;
-  let port = 53;
-  const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(text);
-  const v4 = /^([^:]+):(\d+)$/.exec(text);
-  if (bracketed) {
-    host = bracketed[1]!;
-    if (bracketed[2] !== undefined) port = Number(bracketed[2]);
-  } else if (v4) {
-    host = v4[1]!;
-    port = Number(v4[2]);
-  }
-  if (net.isIP(stripScope(host)) === 0) throw bad('not an IP address');
-  if (bracketed && net.isIPv6(stripScope(host)) === false) throw bad('brackets hold an IPv6 address only');
-  if (!Number.isInteger(port) || port < 1 || port > 65_535) throw bad('not a port');
-  return { host, port };
 }

@@ -3,7 +3,7 @@ import type { Context, MiddlewareHandler } from 'hono';
 import type { Clock } from '../clock.js';
 import type { Bucket } from '../config.js';
 import { IdnsError } from '../errors.js';
-import { parseAddress } from '../resolver/address-policy.js';
+import { parseAddress } from '../resolver/address-bytes.js';
 import type { RateLimitConfig } from '../config.js';
 
 /**

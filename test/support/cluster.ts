@@ -326,18 +326,18 @@ const DIST = new URL('../../dist/', import.meta.url).href;
 
 /**
  * Registers `count` handles `${prefix}${i}@example` directly in a data directory, as the operator does
- * (`idns handle register --data`), in a separate Node process with group commit: several times faster
+ * (`idns handle register --data`), in a separate Node process with group commit (a LocalContext, as that command opens): several times faster
  * than HTTP for building a large zone. The server may be running on that directory meanwhile (it sees the
  * changes and notifies its secondaries, as for any CLI change).
  */
 export async function bulkRegister(dataDir: string, prefix: string, from: number, to: number, zone = 'example'): Promise<void> {
   const script = `
-    const { AppContext } = await import(${JSON.stringify(`${DIST}context.js`)});
+    const { LocalContext } = await import(${JSON.stringify(`${DIST}local-context.js`)});
     const { loadConfig } = await import(${JSON.stringify(`${DIST}config.js`)});
     const { signChangeRequest } = await import(${JSON.stringify(`${DIST}client/requests.js`)});
     const { generatePrivateJwk } = await import(${JSON.stringify(`${DIST}records/keys.js`)});
     const [dir, prefix, from, to, zone] = process.argv.slice(1);
-    const ctx = new AppContext(loadConfig({ data: dir, logLevel: 'silent' }));
+    const ctx = new LocalContext(loadConfig({ data: dir, logLevel: 'silent' }));
     const priv = generatePrivateJwk();
     const pub = { kty: 'OKP', crv: 'Ed25519', x: priv.x };
     let pending = [];

@@ -1,19 +1,16 @@
 import { existsSync, readFileSync } from 'node:fs';
 import type { ChangeResult } from '../../authority/changes.js';
 import { systemClock } from '../../clock.js';
-import { queryAuthoritative } from '../../client/answers.js';
-import { errorFromBody, jsonRequest } from '../../client/http.js';
 import { signChangeRequest, type ChangeIntent, type OwnerLinks } from '../../client/requests.js';
-import type { AppContext } from '../../context.js';
+import type { LocalContext } from '../../local-context.js';
 import { IdnsError } from '../../errors.js';
 import { readKeyFile } from '../../authority/keyring.js';
 import { parseHandle } from '../../names/handle.js';
 import type { PrivateJwk, PublicJwk, SigningKey } from '../../records/keys.js';
 import { thumbprint } from '../../records/keys.js';
 import type { HandleFields } from '../../records/types.js';
-import { parseCommand, UsageError, type Io, type OptionValues } from '../args.js';
+import { DEFAULT_SERVER, parseCommand, UsageError, type Io, type OptionValues } from '../args.js';
 import { localOptions, openLocal } from '../local.js';
-import { DEFAULT_SERVER } from './resolve.js';
 import { decodePayload } from '../../authority/editor.js';
 import { handleHistory } from '../../authority/history.js';
 
@@ -77,7 +74,7 @@ export async function handle(argv: string[], io: Io): Promise<number> {
   if (help) return io.out(usage), 0;
   if (values.server !== undefined && values.data !== undefined) throw new UsageError('give either --server or --data, not both', usage);
   const { handle } = parseHandle(positionals[0]!);
-  const target = values.data !== undefined ? new LocalTarget(openLocal(values)) : new RemoteTarget(values.server ?? DEFAULT_SERVER);
+  const target = values.data !== undefined ? new LocalTarget(await openLocal(values)) : new RemoteTarget(values.server ?? DEFAULT_SERVER);
   try {
     switch (sub) {
       case 'show':
@@ -255,12 +252,19 @@ interface Target {
   close(): Promise<void>;
 }
 
+/** The HTTP client's modules (undici, the record verifier): loaded by commands that go to a server, not by --help or --data. */
+async function client() {
+  const [answers, http] = await Promise.all([import('../../client/answers.js'), import('../../client/http.js')]);
+  return { queryAuthoritative: answers.queryAuthoritative, jsonRequest: http.jsonRequest, errorFromBody: http.errorFromBody };
+}
+
 class RemoteTarget implements Target {
   constructor(private readonly server: string) {}
 
   async current(handle: string): Promise<CurrentState> {
     // Read to build the next change, not vouched for: the primary judges the new endpoint by its zone's
     // rules, so a development zone's loopback endpoint must not stop its owner from updating it.
+    const { queryAuthoritative } = await client();
     const answer = await queryAuthoritative(this.server, handle, new Map(), systemClock, { allowLoopbackEndpoints: true });
     if (answer.status === 'referral') throw new IdnsError('not_authoritative', `${handle} is in zone ${answer.delegation.name}, served by ${answer.delegation.servers.join(' ')}`);
     if (answer.status === 'denial') throw new IdnsError('handle_not_found', `${handle} does not exist (verified denial from zone ${answer.zone})`);
@@ -268,6 +272,7 @@ class RemoteTarget implements Target {
   }
 
   async submit(jws: string): Promise<ChangeResult> {
+    const { jsonRequest, errorFromBody } = await client();
     const { action, handle } = decodePayload(jws) as { action: string; handle: string };
     const base = this.server.replace(/\/+$/, '');
     const url = action === 'register' ? `${base}/v1/handles` : `${base}/v1/handles/${encodeURIComponent(handle)}`;
@@ -286,6 +291,7 @@ class RemoteTarget implements Target {
   }
 
   async log(handle: string): Promise<LogEntry[]> {
+    const { jsonRequest, errorFromBody } = await client();
     const res = await jsonRequest(`${this.server.replace(/\/+$/, '')}/v1/handles/${encodeURIComponent(handle)}/log`);
     const err = errorFromBody(res.body);
     if (err) throw err;
@@ -296,7 +302,7 @@ class RemoteTarget implements Target {
 }
 
 class LocalTarget implements Target {
-  constructor(private readonly ctx: AppContext) {}
+  constructor(private readonly ctx: LocalContext) {}
 
   async current(handle: string): Promise<CurrentState> {
     const answer = this.ctx.authority.resolve(handle);

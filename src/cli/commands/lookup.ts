@@ -1,13 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { epochSeconds, systemClock } from '../../clock.js';
-import { errorFromBody, jsonRequest } from '../../client/http.js';
-import { parseAnchorFlags } from '../../config.js';
 import { IdnsError } from '../../errors.js';
 import { parseHandleReference } from '../../names/handle.js';
 import { thumbprint } from '../../records/keys.js';
 import { decodeCompact } from '../../records/jws.js';
-import { describeAnchor, verifyProof, type Resolution } from '../../resolver/proof.js';
-import { createResolver, type BridgedResult, type LookupResult } from '../../resolver/resolver.js';
+import type { Resolution } from '../../resolver/proof.js';
+import type { BridgedResult, LookupResult } from '../../resolver/resolver.js';
 import type { ResolverOptions } from '../../resolver/options.js';
 import { parseCommand, UsageError, type Io } from '../args.js';
 
@@ -48,6 +46,13 @@ export async function lookup(argv: string[], io: Io): Promise<number> {
   } as const;
   const { values, positionals, help } = parseCommand({ usage, options, positionals: ['HANDLE'] }, argv);
   if (help) return io.out(usage), 0;
+  // The resolver's modules (undici, discovery, the record verifier) load once the arguments are read: --help answers without them.
+  const [{ errorFromBody, jsonRequest }, { parseAnchorFlags }, { describeAnchor, verifyProof }, { createResolver }] = await Promise.all([
+    import('../../client/http.js'),
+    import('../../config.js'),
+    import('../../resolver/proof.js'),
+    import('../../resolver/resolver.js'),
+  ]);
   const { handle } = parseHandleReference(positionals[0]!);
   const anchors = new Map(Object.entries(parseAnchorFlags(values.anchor ?? [])));
   const allowPrivate = values['allow-private'] ?? false;

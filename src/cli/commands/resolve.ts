@@ -1,10 +1,7 @@
 import { systemClock } from '../../clock.js';
-import { queryAuthoritative } from '../../client/answers.js';
 import { parseZoneName } from '../../names/zone.js';
 import { thumbprint } from '../../records/keys.js';
-import { parseAnchors, parseCommand, type Io } from '../args.js';
-
-export const DEFAULT_SERVER = 'http://127.0.0.1:8053';
+import { DEFAULT_SERVER, parseAnchors, parseCommand, type Io } from '../args.js';
 
 const usage = `usage: idns resolve HANDLE [--server URL] [--anchor ZONE=THUMBPRINT...] [--allow-private] [--json]
 
@@ -21,6 +18,8 @@ export async function resolve(argv: string[], io: Io): Promise<number> {
   const { values, positionals, help } = parseCommand({ usage, options, positionals: ['HANDLE'] }, argv);
   if (help) return io.out(usage), 0;
   const anchors = parseAnchors(values.anchor, usage, parseZoneName);
+  // The client (undici, the record verifier) loads once the arguments are read: --help answers without it.
+  const { queryAuthoritative } = await import('../../client/answers.js');
   const answer = await queryAuthoritative(values.server ?? DEFAULT_SERVER, positionals[0]!, anchors, systemClock, { allowLoopbackEndpoints: values['allow-private'] ?? false });
   const trust = answer.anchored ? `anchored key ${answer.zoneKey}` : `zone key ${answer.zoneKey} (not anchored: pass --anchor ${answer.zone}=${answer.zoneKey} to pin it)`;
   if (answer.status === 'referral') {

@@ -1,9 +1,6 @@
 import { setFlagsFromString } from 'node:v8';
-import { loadConfig } from '../../config.js';
 import { IdnsError } from '../../errors.js';
-import { openContext } from '../local.js';
-import { startServer } from '../../http/server.js';
-import { ed25519, ed25519Fallback, ed25519NodeRequested } from '../../records/ed25519.js';
+import { openingDataDir } from '../local.js';
 import { parseCommand, type Io } from '../args.js';
 
 const usage = `usage: idns serve [--listen HOST:PORT] [--data DIR] [--config FILE] [--public-url URL]
@@ -55,6 +52,13 @@ export async function serve(argv: string[], io: Io): Promise<number> {
   } as const;
   const { values, help } = parseCommand({ usage, options, positionals: [] }, argv);
   if (help) return io.out(usage), 0;
+  // The server's modules load after the arguments are read: `--help` answers without them.
+  const [{ loadConfig }, { AppContext }, { startServer }, signatures] = await Promise.all([
+    import('../../config.js'),
+    import('../../context.js'),
+    import('../../http/server.js'),
+    import('../../records/ed25519.js'),
+  ]);
   const config = loadConfig({
     data: values.data,
     listen: values.listen,
@@ -74,7 +78,7 @@ export async function serve(argv: string[], io: Io): Promise<number> {
     ...(values['tls-key'] ? { tlsKey: values['tls-key'] } : {}),
     ...(values.ca ? { ca: values.ca } : {}),
   });
-  const ctx = openContext(config);
+  const ctx = openingDataDir(config.dataDir, () => new AppContext(config));
   let running;
   try {
     ctx.zones.assureKeys();
@@ -127,8 +131,8 @@ export async function serve(argv: string[], io: Io): Promise<number> {
     );
   }
   // Signatures are most of the work of imports, registrations and cold lookups: a slower fallback is worth a line.
-  if (ed25519Fallback !== null && !ed25519NodeRequested) ctx.log.warn('Ed25519 falls back to node:crypto', { reason: ed25519Fallback });
-  ctx.log.info('listening', { url: running.url, zones: zones.map((z) => z.name), ed25519: ed25519.name, ...(config.resolver ? { compactHeap: config.resolver.compactHeap } : {}) });
+  if (signatures.ed25519Fallback !== null && !signatures.ed25519NodeRequested) ctx.log.warn('Ed25519 falls back to node:crypto', { reason: signatures.ed25519Fallback });
+  ctx.log.info('listening', { url: running.url, zones: zones.map((z) => z.name), ed25519: signatures.ed25519.name, ...(config.resolver ? { compactHeap: config.resolver.compactHeap } : {}) });
 
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {

@@ -4,12 +4,10 @@ import type { RegistrationPolicy } from '../../store/zones.js';
 import { intOption, parseCommand, UsageError, type Io } from '../args.js';
 import { localOptions, withLocal } from '../local.js';
 import { parseCredential } from '../../replication/credentials.js';
-import { parseServerUrls } from '../../authority/settings.js';
 import { HOST_SCRIPTS_LEVELS, type HostScriptsLevel } from '../../names/host-scripts.js';
 import { IdnsError } from '../../errors.js';
 import { readFileSync } from 'node:fs';
 import { importHandles } from '../../authority/import.js';
-import { formatDocument, formatTxt, txtName, txtStrings, wellKnownUrl } from '../../discovery/publication.js';
 
 const usage = `usage: idns zone <command> ... [--data DIR] [--json]
 
@@ -189,6 +187,8 @@ async function publish(argv: string[], io: Io): Promise<number> {
   if (help) return io.out(usage), 0;
   const name = parseZoneName(positionals[0]!);
   const { ttl, ...publication } = await withLocal(values, (ctx) => ctx.zones.publication(name));
+  // publication.js brings zod's schemas: loaded by this command only, so that --help and the other commands do without them.
+  const { formatDocument, formatTxt, txtName, txtStrings, wellKnownUrl } = await import('../../discovery/publication.js');
   const txt = formatTxt(publication);
   const wellKnown = formatDocument(publication);
   if (values.json) {
@@ -347,7 +347,7 @@ async function allowTransfer(argv: string[], io: Io): Promise<number> {
   if (help) return io.out(usage), 0;
   if (!values.name) throw new UsageError('--name NAME is required (a name for the secondary)', usage);
   const name = parseZoneName(positionals[0]!);
-  if (values.notify !== undefined) parseServerUrls([values.notify], '--notify');
+  if (values.notify !== undefined) (await import('../../authority/settings.js')).parseServerUrls([values.notify], '--notify');
   const cred = await withLocal(values, (ctx) => {
     ctx.zones.require(name);
     return ctx.credentials.allow(name, values.name!, values.notify ?? null);
