@@ -273,6 +273,8 @@ async function registrationsTarget(ctx, url, primary, startPrimary) {
   if (!opts.only.has(4)) return;
   const registrationsRow = async (id, prefix, how) => {
     log(`registrations (${how})`);
+    // The primary was just (re)started: a short run first, so the figure is not its JIT warming up.
+    await load(url, ['/v1/handles'], { method: 'POST', bodiesFile: bodiesFile(registrations(ctx, 'bench.example', `${prefix}w`, 500)) });
     const reg = await load(url, ['/v1/handles'], { method: 'POST', bodiesFile: bodiesFile(registrations(ctx, 'bench.example', prefix, opts.registrations)) });
     rows.add({
       target: 4,

@@ -2,7 +2,8 @@ import { getDomain } from 'tldts';
 import { systemClock, type Clock } from '../clock.js';
 import { IdnsError } from '../errors.js';
 import { isNormalHost, normaliseHost } from '../names/zone.js';
-import { raceSignal, type DnsClient } from './dns-client.js';
+import { raceSignal } from '../abort.js';
+import type { DnsClient } from './dns-client.js';
 import { parseTxt, txtName, wellKnownUrl, type Publication } from './publication.js';
 
 /** How a discovered zone's keys were anchored. */

@@ -1,3 +1,4 @@
+import { raceSignal } from '../abort.js';
 import { randomInt } from 'node:crypto';
 import dgram from 'node:dgram';
 import { readFileSync } from 'node:fs';
@@ -376,25 +377,6 @@ function normaliseName(name: string): string {
 
 function label(s: DnsServer): string {
   return net.isIPv6(stripScope(s.host)) ? `[${s.host}]:${s.port}` : `${s.host}:${s.port}`;
-}
-
-/** Waits for a shared promise, giving up (with the signal's reason) when this caller's signal aborts. */
-export function raceSignal<T>(shared: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return shared;
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    shared.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
 }
 
 /**

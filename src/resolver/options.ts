@@ -1,6 +1,6 @@
 import type { Dispatcher } from 'undici';
 import type { Clock } from '../clock.js';
-import { parseDnsServer, type DnsServer } from '../discovery/dns-client.js';
+import { parseDnsServer, type DnsServer } from '../discovery/dns-server.js';
 
 /** How to build a resolver. Each option is documented with its default. */
 export interface ResolverOptions {

@@ -12,10 +12,10 @@ import { LruCache, type Weigher } from './cache.js';
 import { ArrayInterner } from './intern.js';
 import { resolveOptions, type ResolvedOptions, type ResolverOptions } from './options.js';
 import { verifyProof, type AnchorKind, type Proof, type ProofAnchor, type ProofStep, type Resolution, type TraceStep } from './proof.js';
-import { ZoneDiscovery, type FoundZone } from '../discovery/discover.js';
-import { DnsClient, raceSignal, readSystemServers } from '../discovery/dns-client.js';
-import { wellKnownFetcher } from '../discovery/well-known.js';
-import { WebFingerBridge, type BridgedHandle } from '../discovery/webfinger.js';
+import { raceSignal } from '../abort.js';
+import type { FoundZone, ZoneDiscovery } from '../discovery/discover.js';
+import type { DnsClient } from '../discovery/dns-client.js';
+import type { BridgedHandle, WebFingerBridge } from '../discovery/webfinger.js';
 import { parseHandleReference } from '../names/handle.js';
 import { SignatureCache } from '../records/signature-cache.js';
 import { ServerSelector } from './servers.js';
@@ -188,10 +188,14 @@ export class Resolver {
   private readonly traces: ArrayInterner<TraceStep>;
   /** allowPrivate is also the verifier's development mode: loopback endpoints pass only with it. */
   private readonly verifyOptions: VerifyOptions;
-  /** Finding zones without a root, and the WebFinger bridge; null when off. */
-  private readonly discovery: ZoneDiscovery | null;
-  private readonly dns: DnsClient | null;
-  private readonly bridge: WebFingerBridge | null;
+  /**
+   * Finding zones without a root (DNS, HTTPS documents) and the WebFinger bridge, each null when off,
+   * loaded at first use: a resolver that only walks its root's hierarchy never needs them, and their
+   * modules (tldts, dns-packet) are a tenth of a second of every server's start.
+   */
+  private open: Promise<OpenWorld> | null = null;
+  private readonly discoveryOn: boolean;
+  private readonly bridgeOn: boolean;
 
   constructor(options: ResolverOptions) {
     this.options = resolveOptions(options);
@@ -208,19 +212,40 @@ export class Resolver {
       policyAgent({ connectTimeoutMs: this.options.requestTimeoutMs, connections: 16, allowPrivate: this.options.allowPrivate, ...(options.ca ? { ca: options.ca } : {}) });
     this.onBackgroundError = options.onBackgroundError ?? (() => {});
     this.events = options.events ?? {};
+    this.discoveryOn = this.options.discovery !== null;
+    this.bridgeOn = this.options.webfinger;
+  }
+
+  /** The discovery and the bridge, made at the first lookup that needs either. */
+  private openWorld(): Promise<OpenWorld> {
+    return (this.open ??= this.makeOpenWorld());
+  }
+
+  private async makeOpenWorld(): Promise<OpenWorld> {
     const d = this.options.discovery;
-    this.dns = d ? new DnsClient({ servers: d.dnsServers ?? readSystemServers(), validating: d.validating, timeoutMs: d.dnsTimeoutMs, clock: this.clock }) : null;
-    this.discovery =
-      d && this.dns
-        ? new ZoneDiscovery({
-            dns: this.dns,
-            // Through the resolver's own agent: its address policy and CAs hold for documents too.
-            fetchDocument: wellKnownFetcher({ dispatcher: this.dispatcher, timeoutMs: this.options.requestTimeoutMs }),
-            requireDnssec: d.requireDnssec,
-            clock: this.clock,
-          })
-        : null;
-    this.bridge = this.options.webfinger ? new WebFingerBridge({ dispatcher: this.dispatcher, allowPrivate: this.options.allowPrivate, clock: this.clock }) : null;
+    let dns: DnsClient | null = null;
+    let discovery: ZoneDiscovery | null = null;
+    if (d) {
+      const [{ DnsClient, readSystemServers }, { ZoneDiscovery }, { wellKnownFetcher }] = await Promise.all([
+        import('../discovery/dns-client.js'),
+        import('../discovery/discover.js'),
+        import('../discovery/well-known.js'),
+      ]);
+      dns = new DnsClient({ servers: d.dnsServers ?? readSystemServers(), validating: d.validating, timeoutMs: d.dnsTimeoutMs, clock: this.clock });
+      discovery = new ZoneDiscovery({
+        dns,
+        // Through the resolver's own agent: its address policy and CAs hold for documents too.
+        fetchDocument: wellKnownFetcher({ dispatcher: this.dispatcher, timeoutMs: this.options.requestTimeoutMs }),
+        requireDnssec: d.requireDnssec,
+        clock: this.clock,
+      });
+    }
+    let bridge: WebFingerBridge | null = null;
+    if (this.bridgeOn) {
+      const { WebFingerBridge } = await import('../discovery/webfinger.js');
+      bridge = new WebFingerBridge({ dispatcher: this.dispatcher, allowPrivate: this.options.allowPrivate, clock: this.clock });
+    }
+    return { dns, discovery, bridge };
   }
 
   /**
@@ -350,8 +375,10 @@ export class Resolver {
 
   /** Closes the connections and sockets this resolver opened. */
   async close(): Promise<void> {
-    this.dns?.close();
-    await this.bridge?.close();
+    // Parts that failed to load opened nothing, and their error went to the lookup that asked for them.
+    const open = this.open === null ? null : await this.open.catch(() => null);
+    open?.dns?.close();
+    await open?.bridge?.close();
     if (this.ownsDispatcher) await this.dispatcher.close();
   }
 
@@ -393,16 +420,18 @@ export class Resolver {
       const r = await this.walkFrom(cut, handle, host, budget);
       // A denial from a configured anchor's own zone says the hierarchy holds no zone for this host
       // (noCut proved no delegation on the way): only then is the host's own publication tried.
-      if (this.discovery === null || r.status !== 'not_found' || r.proof.steps.length !== 1 || cut.anchor !== null) return r;
-      const found = await within(budget, this.clock, this.discovery.discover(host));
-      if (found.found === null) return this.bridge ? within(budget, this.clock, this.bridge.lookup(handle, { forceRefresh: force })) : r;
+      if (!this.discoveryOn || r.status !== 'not_found' || r.proof.steps.length !== 1 || cut.anchor !== null) return r;
+      const { discovery, bridge } = await within(budget, this.clock, this.openWorld());
+      const found = await within(budget, this.clock, discovery!.discover(host));
+      if (found.found === null) return bridge ? within(budget, this.clock, bridge.lookup(handle, { forceRefresh: force })) : r;
       return this.walkFrom(discoveredCut(found.found, this.clock), handle, host, budget);
     }
-    if (this.discovery === null) throw new IdnsError('no_trust_anchor', `no trust anchor covers ${host}`);
-    const found = await within(budget, this.clock, this.discovery.discover(host));
+    if (!this.discoveryOn) throw new IdnsError('no_trust_anchor', `no trust anchor covers ${host}`);
+    const { discovery, bridge } = await within(budget, this.clock, this.openWorld());
+    const found = await within(budget, this.clock, discovery!.discover(host));
     if (found.found !== null) return this.walkFrom(discoveredCut(found.found, this.clock), handle, host, budget);
     // Only a host verifiably without a publication gets here: discovery throws when DNS or HTTPS fail.
-    if (this.bridge) return within(budget, this.clock, this.bridge.lookup(handle, { forceRefresh: force }));
+    if (bridge) return within(budget, this.clock, bridge.lookup(handle, { forceRefresh: force }));
     throw new IdnsError('no_trust_anchor', `no trust anchor covers ${host}, and its domain publishes no idns zone`);
   }
 
@@ -606,10 +635,10 @@ export class Resolver {
         const err = errorFromBody(res.body);
         if (err) throw new IdnsError('bad_response', `the upstream answered ${err.code}: ${err.message}`);
         const body = res.body as { proof?: unknown; verified?: unknown } | null;
-        if (body?.verified === false && this.discovery !== null) return await this.walk(handle, force);
+        if (body?.verified === false && this.discoveryOn) return await this.walk(handle, force);
         const proof = body?.proof;
         const first = (proof as { steps?: { zone?: unknown }[] } | null)?.steps?.[0]?.zone;
-        const anchor = typeof first === 'string' && this.discovery !== null && !this.options.anchors.has(first) ? await this.discoveredAnchor(handle, first) : null;
+        const anchor = typeof first === 'string' && this.discoveryOn && !this.options.anchors.has(first) ? await this.discoveredAnchor(handle, first) : null;
         const anchors = anchor === null ? this.options.anchors : new Map([[first as string, anchor.ds]]);
         const resolution = this.signatures.during(() => verifyProof(proof, handle, anchors, epochSeconds(this.clock), undefined, this.verifyOptions));
         if (anchor !== null) resolution.proof.anchor = anchor;
@@ -632,7 +661,9 @@ export class Resolver {
   /** This resolver's own anchor for `zone`, found by discovering the handle's host; throws unless discovery finds that very zone. */
   private async discoveredAnchor(handle: string, zone: string): Promise<ProofAnchor> {
     const host = handle.slice(handle.lastIndexOf('@') + 1);
-    const found = await within(new Budget(this.clock, this.options), this.clock, this.discovery!.discover(host));
+    const budget = new Budget(this.clock, this.options);
+    const { discovery } = await within(budget, this.clock, this.openWorld());
+    const found = await within(budget, this.clock, discovery!.discover(host));
     if (found.found === null || found.found.zone !== zone) {
       throw new IdnsError('no_trust_anchor', `the proof starts at zone ${zone}, which is neither configured here nor what ${host} publishes`);
     }
@@ -685,6 +716,13 @@ function result(r: Resolution, ttl: number, stale: boolean): VerifiedResult {
     anchor: r.proof.anchor?.type ?? 'configured',
     stale,
   };
+}
+
+/** The resolver's parts for names outside its hierarchy, each null when off. */
+interface OpenWorld {
+  dns: DnsClient | null;
+  discovery: ZoneDiscovery | null;
+  bridge: WebFingerBridge | null;
 }
 
 const isBridged = (r: Resolution | BridgedHandle): r is BridgedHandle => (r as BridgedHandle).verified === false;
