@@ -39,10 +39,27 @@ async function zoneWithSecondary(zone, count, prefix, pub) {
   z.primaryUrl = `http://127.0.0.1:${z.primaryPort}`;
   z.secondaryUrl = `http://127.0.0.1:${z.secondaryPort}`;
   const created = JSON.parse(
-    await idns('zone', 'create', zone, '--server-url', z.primaryUrl, '--server-url', z.secondaryUrl, '--refresh', '3600', '--retry', '1', '--data', z.primaryDir, '--json'),
+    await idns(
+      'zone',
+      'create',
+      zone,
+      '--server-url',
+      z.primaryUrl,
+      '--server-url',
+      z.secondaryUrl,
+      '--refresh',
+      '3600',
+      '--retry',
+      '1',
+      '--data',
+      z.primaryDir,
+      '--json',
+    ),
   );
   z.kid = created.keyThumbprints[0];
-  const credential = JSON.parse(await idns('zone', 'allow-transfer', zone, '--name', 'bench-secondary', '--notify', z.secondaryUrl, '--data', z.primaryDir, '--json')).credential;
+  const credential = JSON.parse(
+    await idns('zone', 'allow-transfer', zone, '--name', 'bench-secondary', '--notify', z.secondaryUrl, '--data', z.primaryDir, '--json'),
+  ).credential;
   await idns('zone', 'secondary', zone, '--primary', z.primaryUrl, '--ds', z.kid, '--credential', credential, '--data', z.secondaryDir);
   z.imported = JSON.parse(await idns('zone', 'import', zone, importFile(zone, prefix, count, pub), '--data', z.primaryDir, '--json'));
   return z;
@@ -51,7 +68,9 @@ async function zoneWithSecondary(zone, count, prefix, pub) {
 /** Pre-signed register requests (signing is the clients' work, not the server's), as request bodies. */
 function registrations(ctx, zone, prefix, count) {
   return Array.from({ length: count }, (_, i) =>
-    JSON.stringify({ request: ctx.signChangeRequest({ action: 'register', handle: `${prefix}${i}@${zone}`, endpoint: 'https://social.example/', keys: [ctx.pub] }, ctx.key) }),
+    JSON.stringify({
+      request: ctx.signChangeRequest({ action: 'register', handle: `${prefix}${i}@${zone}`, endpoint: 'https://social.example/', keys: [ctx.pub] }, ctx.key),
+    }),
   );
 }
 
@@ -118,7 +137,16 @@ export async function authorityTargets(ctx) {
   log(`importing ${n} handles`);
   const big = await zoneWithSecondary('bench.example', N, 'user', pub);
   const perS = big.imported.perSecond;
-  if (want(5)) rows.add({ target: 5, id: 'import', name: `bulk import, ${n} handles (zone import)`, figure: `${fmt(perS)} handles/s`, goal: '≥ 20,000 handles/s', met: perS >= 20_000, compare: { 'handles/s': { value: perS, better: 'higher' } } });
+  if (want(5))
+    rows.add({
+      target: 5,
+      id: 'import',
+      name: `bulk import, ${n} handles (zone import)`,
+      figure: `${fmt(perS)} handles/s`,
+      goal: '≥ 20,000 handles/s',
+      met: perS >= 20_000,
+      compare: { 'handles/s': { value: perS, better: 'higher' } },
+    });
 
   // 1. Authoritative reads on that zone, random handles, against a bare node:http server of the same body
   // size: first as operators run it (public address, limits on), the headline; then on loopback (limits
@@ -130,7 +158,12 @@ export async function authorityTargets(ctx) {
     const baseUrl = await baselineOf(JSON.stringify(sample).length);
     const { ours, base } = await loadInterleaved(opts.runs, { url, paths, duration: opts.duration }, { url: baseUrl, paths: ['/'], duration: opts.duration });
     const errors = ours.reduce((k, o) => k + o.errors + o.non2xx, 0);
-    const [rps, brps, p99, bp99] = [median(ours.map((o) => o.rps)), median(base.map((o) => o.rps)), median(ours.map((o) => o.p99)), median(base.map((o) => o.p99))];
+    const [rps, brps, p99, bp99] = [
+      median(ours.map((o) => o.rps)),
+      median(base.map((o) => o.rps)),
+      median(ours.map((o) => o.p99)),
+      median(base.map((o) => o.p99)),
+    ];
     const p99ratio = p99 / Math.max(bp99, 1);
     rows.add({
       target: 1,
@@ -159,7 +192,15 @@ export async function authorityTargets(ctx) {
     primary = await startPrimary('127.0.0.1', []);
     await reads(url, 'resolve', 'loopback (limits off)');
     const mem = rss(primary.child.pid);
-    rows.add({ target: 1, id: 'rss', name: 'authoritative server RSS while serving', figure: `${Math.round(mem)} MB`, goal: '≤ 250 MB', met: mem <= 250, compare: { MB: { value: mem, better: 'lower', slack: 10 } } });
+    rows.add({
+      target: 1,
+      id: 'rss',
+      name: 'authoritative server RSS while serving',
+      figure: `${Math.round(mem)} MB`,
+      goal: '≤ 250 MB',
+      met: mem <= 250,
+      compare: { MB: { value: mem, better: 'lower', slack: 10 } },
+    });
     // The rest runs as operators run it.
     await stop(primary);
     primary = await startPrimary(PRODUCTION_HOST, productionServeArgs());
@@ -200,7 +241,9 @@ export async function authorityTargets(ctx) {
       id: 'transfer',
       name: `full transfer of ${n} handles to a fresh secondary, verified, until it serves`,
       figure: `${transferS.toFixed(1)} s; secondary peak RSS ${Math.round(peakSecondary)} MB (${Math.round(peakWithFile)} MB with its answer file, built ${fileS.toFixed(1)} s later); primary RSS growth ${Math.round(growth)} MB`,
-      ...(knotS === null ? {} : { baseline: `Knot AXFR of ${fmt(records)} records, process start included: ${knotS.toFixed(2)} s`, ratio: `${(transferS / knotS).toFixed(1)}×` }),
+      ...(knotS === null
+        ? {}
+        : { baseline: `Knot AXFR of ${fmt(records)} records, process start included: ${knotS.toFixed(2)} s`, ratio: `${(transferS / knotS).toFixed(1)}×` }),
       goal: "≤ 3× Knot's AXFR of as many records (same run); peak ≤ 300 MB; growth ≤ 100 MB",
       met: knotS !== null && transferS <= 3 * knotS && peakWithFile <= 300 && growth <= 100,
       compare: {
@@ -237,7 +280,15 @@ export async function authorityTargets(ctx) {
     const times = { big: [], small: [] };
     for (let r = 0; r < opts.changeRuns; r++) {
       // Alternating which zone goes first, so neither always runs on a machine warmed (or loaded) by the other.
-      for (const [which, z] of r % 2 === 0 ? [['big', big], ['small', small]] : [['small', small], ['big', big]]) {
+      for (const [which, z] of r % 2 === 0
+        ? [
+            ['big', big],
+            ['small', small],
+          ]
+        : [
+            ['small', small],
+            ['big', big],
+          ]) {
         times[which].push(await hundredChanges(z, registrations(ctx, z.zone, `hundred${r}-`, 100)));
       }
     }

@@ -200,7 +200,8 @@ export function importFile(host, prefix, count, pub) {
   writeFileSync(file, '');
   for (let from = 0; from < count; from += 50_000) {
     const lines = [];
-    for (let i = from; i < Math.min(count, from + 50_000); i++) lines.push(JSON.stringify({ handle: `${prefix}${i}@${host}`, endpoint: `https://social.example/users/${i}`, keys: [pub] }));
+    for (let i = from; i < Math.min(count, from + 50_000); i++)
+      lines.push(JSON.stringify({ handle: `${prefix}${i}@${host}`, endpoint: `https://social.example/users/${i}`, keys: [pub] }));
     appendFileSync(file, `${lines.join('\n')}\n`);
   }
   return file;
@@ -272,7 +273,14 @@ export const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length
 export const fmt = (n) => Math.round(n).toLocaleString('en');
 
 /** A process's resident memory in MB (VmHWM: its peak). */
-export const rss = (pid, field = 'VmRSS') => Number(/(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith(field)))[1]) / 1024;
+export const rss = (pid, field = 'VmRSS') =>
+  Number(
+    /(\d+) kB/.exec(
+      readFileSync(`/proc/${pid}/status`, 'utf8')
+        .split('\n')
+        .find((l) => l.startsWith(field)),
+    )[1],
+  ) / 1024;
 
 const speedKey = generateKeyPairSync('ed25519').privateKey;
 const speedDoc = { handle: 'alice@example.com', endpoint: 'https://social.example/users/alice', keys: [{ kty: 'OKP', crv: 'Ed25519', x: 'x'.repeat(43) }] };

@@ -7,12 +7,25 @@ import { median, root } from './lib.js';
 
 const { Metrics, REQUEST_DURATION_BUCKETS } = await import(`${root}dist/http/metrics.js`);
 
-const sources = { now: () => Date.now(), zones: () => [], replication: () => [], notifies: () => ({ sent: 0, gaveUp: 0 }), answerFiles: () => [], resolverCache: () => null };
+const sources = {
+  now: () => Date.now(),
+  zones: () => [],
+  replication: () => [],
+  notifies: () => ({ sent: 0, gaveUp: 0 }),
+  answerFiles: () => [],
+  resolverCache: () => null,
+};
 const metrics = new Metrics(sources);
 const tally = metrics.tally({ route: '/v1/resolve/:handle', method: 'GET', status: '200' }, { role: 'authoritative', outcome: 'answer' });
 const registry = new Registry();
 const counter = new Counter({ name: 'c_total', help: 'c', labelNames: ['route', 'method', 'status'], registers: [registry] });
-const histogram = new Histogram({ name: 'h_seconds', help: 'h', labelNames: ['route', 'method', 'status_class'], buckets: [...REQUEST_DURATION_BUCKETS], registers: [registry] });
+const histogram = new Histogram({
+  name: 'h_seconds',
+  help: 'h',
+  labelNames: ['route', 'method', 'status_class'],
+  buckets: [...REQUEST_DURATION_BUCKETS],
+  registers: [registry],
+});
 const child = histogram.labels({ route: '/v1/resolve/:handle', method: 'GET', status_class: '2xx' });
 
 // Durations as the fast path sees them: tens of µs, a few slower.
@@ -26,7 +39,8 @@ const cases = {
   'Metrics.request (application and other fast paths)': (i) => metrics.request('/v1/lookup/:handle', 'GET', 200, durations[i & 1023]),
   'prom-client Counter.inc(labels) (the old per-request count)': () => counter.inc({ route: '/v1/lookup/:handle', method: 'GET', status: '200' }),
   'prom-client Histogram.labels(...) child observe': (i) => child.observe(durations[i & 1023]),
-  'prom-client Histogram.observe(labels, v)': (i) => histogram.observe({ route: '/v1/lookup/:handle', method: 'GET', status_class: '2xx' }, durations[i & 1023]),
+  'prom-client Histogram.observe(labels, v)': (i) =>
+    histogram.observe({ route: '/v1/lookup/:handle', method: 'GET', status_class: '2xx' }, durations[i & 1023]),
 };
 
 const N = 2_000_000;
@@ -42,4 +56,5 @@ for (const [name, fn] of Object.entries(cases)) {
 }
 // Scraping stays valid and holds what was counted.
 const text = await metrics.registry.metrics();
-if (!text.includes('idns_http_request_duration_seconds_count{route="/v1/resolve/:handle",method="GET",status_class="2xx"}')) throw new Error('no duration series');
+if (!text.includes('idns_http_request_duration_seconds_count{route="/v1/resolve/:handle",method="GET",status_class="2xx"}'))
+  throw new Error('no duration series');

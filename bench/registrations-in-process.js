@@ -22,7 +22,9 @@ try {
     await idns('zone', 'create', 'bench.example', '--server-url', 'http://127.0.0.1:1', '--data', dir, '--json');
     await idns('zone', 'import', 'bench.example', importFile('bench.example', 'user', 20_000, pub), '--data', dir, '--json');
     const ctx = new AppContext(loadConfig({ data: dir, logLevel: 'silent' }));
-    const requests = Array.from({ length: N }, (_, i) => signChangeRequest({ action: 'register', handle: `new${i}@bench.example`, endpoint: 'https://social.example/', keys: [pub] }, key));
+    const requests = Array.from({ length: N }, (_, i) =>
+      signChangeRequest({ action: 'register', handle: `new${i}@bench.example`, endpoint: 'https://social.example/', keys: [pub] }, key),
+    );
     let next = 0;
     const started = performance.now();
     await Promise.all(

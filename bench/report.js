@@ -21,12 +21,17 @@ export class Rows {
   /** Adds a row: { target, id, name, figure, baseline?, ratio?, goal, met, compare }. */
   add(row) {
     this.rows.push({ baseline: '-', ratio: '-', ...row });
-    process.stderr.write(`[${row.target}] ${row.name}: ${row.figure}${row.ratio && row.ratio !== '-' ? ` (${row.ratio})` : ''}; target ${row.goal}: ${row.met ? 'met' : 'not met'}\n`);
+    process.stderr.write(
+      `[${row.target}] ${row.name}: ${row.figure}${row.ratio && row.ratio !== '-' ? ` (${row.ratio})` : ''}; target ${row.goal}: ${row.met ? 'met' : 'not met'}\n`,
+    );
   }
 
   /** The rows ordered by target number, in the order measured within a target. */
   sorted() {
-    return this.rows.map((r, i) => ({ r, i })).sort((a, b) => a.r.target - b.r.target || a.i - b.i).map(({ r }) => r);
+    return this.rows
+      .map((r, i) => ({ r, i }))
+      .sort((a, b) => a.r.target - b.r.target || a.i - b.i)
+      .map(({ r }) => r);
   }
 }
 
@@ -34,7 +39,9 @@ export class Rows {
 export function referenceOf(rows, meta) {
   return {
     ...meta,
-    rows: Object.fromEntries(rows.sorted().map((r) => [r.id, { name: r.name, figures: Object.fromEntries(Object.entries(r.compare).map(([k, v]) => [k, v.value])) }])),
+    rows: Object.fromEntries(
+      rows.sorted().map((r) => [r.id, { name: r.name, figures: Object.fromEntries(Object.entries(r.compare).map(([k, v]) => [k, v.value])) }]),
+    ),
   };
 }
 

@@ -170,7 +170,9 @@ export async function resolverTargets(ctx) {
   // 2. The resolver role over HTTP on cache hits (single and batch), against the baseline: as operators
   // run it (public address, limits on), the headline, then on loopback beside it.
   const hot = Array.from({ length: opts.quick ? 1000 : 2000 }, (_, i) => `u${i}@social.example`);
-  const batchBodies = Array.from({ length: 200 }, (_, b) => JSON.stringify({ handles: Array.from({ length: 100 }, (_, i) => hot[(b * 100 + i) % hot.length]) }));
+  const batchBodies = Array.from({ length: 200 }, (_, b) =>
+    JSON.stringify({ handles: Array.from({ length: 100 }, (_, i) => hot[(b * 100 + i) % hot.length]) }),
+  );
   const batchFile = bodiesFile(batchBodies);
   const lookups = async (resolver, suffix, how) => {
     log(`resolver cache hits (${how})`);
@@ -178,7 +180,11 @@ export async function resolverTargets(ctx) {
     const lookupPaths = hot.map((h) => `/v1/lookup/${h}`);
     const lookupSample = (await http(`${resolver.url}${lookupPaths[0]}`)).body;
     const lookupBase = await baselineOf(JSON.stringify(lookupSample).length);
-    const { ours: lk, base: lkb } = await loadInterleaved(opts.runs, { url: resolver.url, paths: lookupPaths, duration: opts.duration }, { url: lookupBase, paths: ['/'], duration: opts.duration });
+    const { ours: lk, base: lkb } = await loadInterleaved(
+      opts.runs,
+      { url: resolver.url, paths: lookupPaths, duration: opts.duration },
+      { url: lookupBase, paths: ['/'], duration: opts.duration },
+    );
     const [lrps, lbrps] = [median(lk.map((o) => o.rps)), median(lkb.map((o) => o.rps))];
     const failed = lk.reduce((k, o) => k + o.errors + o.non2xx, 0);
     rows.add({

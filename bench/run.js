@@ -105,6 +105,9 @@ ${opts.saveReference ? '\nThis run was then saved as the new reference.\n' : ''}
     if (opts.failOnRegression && !opts.saveReference) process.exitCode = 1;
   }
   if (opts.saveReference) {
-    write(REFERENCE_FILE, `${JSON.stringify(referenceOf(rows, { written: new Date().toISOString(), commit, handles: opts.handles, machine, busy }), null, 2)}\n`);
+    write(
+      REFERENCE_FILE,
+      `${JSON.stringify(referenceOf(rows, { written: new Date().toISOString(), commit, handles: opts.handles, machine, busy }), null, 2)}\n`,
+    );
   }
 }

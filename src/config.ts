@@ -76,7 +76,14 @@ export interface ResolverConfig {
   /** The WebFinger bridge for hosts that publish no zone (on with discovery unless turned off). */
   webfinger: boolean;
   allowPrivate: boolean;
-  cache: { maxEntries?: number; maxBytes?: number; maxEntryBytes?: number; serveStaleSeconds?: number; staleWhileRevalidateSeconds?: number; prefetch?: boolean };
+  cache: {
+    maxEntries?: number;
+    maxBytes?: number;
+    maxEntryBytes?: number;
+    serveStaleSeconds?: number;
+    staleWhileRevalidateSeconds?: number;
+    prefetch?: boolean;
+  };
   /**
    * `idns serve` runs V8's full collections in their memory-reducing mode, so that the process's memory
    * follows what the cache holds (loadConfig: true unless the file says false).
@@ -152,7 +159,14 @@ export function parseListen(value: string, key = 'listen'): { host: string; port
 }
 
 const bucketSchema = z
-  .object({ rate: z.number().positive().max(1e9), per: z.number().positive().max(86_400 * 30), burst: z.number().positive().max(1e9) })
+  .object({
+    rate: z.number().positive().max(1e9),
+    per: z
+      .number()
+      .positive()
+      .max(86_400 * 30),
+    burst: z.number().positive().max(1e9),
+  })
   .strict();
 
 const fileSchema = z
@@ -168,14 +182,24 @@ const fileSchema = z
       .optional(),
     limits: z
       .object({
-        bodyBytes: z.number().int().min(1024).max(16 * 1024 * 1024).optional(),
+        bodyBytes: z
+          .number()
+          .int()
+          .min(1024)
+          .max(16 * 1024 * 1024)
+          .optional(),
         requestTimeoutMs: z.number().int().min(100).max(600_000).optional(),
         headersTimeoutMs: z.number().int().min(100).max(600_000).optional(),
         // Node closes an idle keep-alive connection 1 s after the timeout it announces (server.ts).
         keepAliveTimeoutMs: z.number().int().min(2000).max(600_000).optional(),
         maxConnections: z.number().int().min(1).max(1_000_000).optional(),
         connectionsPerAddress: z.number().int().min(1).max(1_000_000).optional(),
-        maxDatabaseBytes: z.number().int().min(64 * 1024).nullable().optional(),
+        maxDatabaseBytes: z
+          .number()
+          .int()
+          .min(64 * 1024)
+          .nullable()
+          .optional(),
       })
       .strict()
       .optional(),
@@ -189,15 +213,29 @@ const fileSchema = z
     journal: z
       .object({
         maxEntries: z.number().int().min(1).max(1_000_000_000).optional(),
-        maxAgeSeconds: z.number().int().min(1).max(365 * 86_400).optional(),
+        maxAgeSeconds: z
+          .number()
+          .int()
+          .min(1)
+          .max(365 * 86_400)
+          .optional(),
       })
       .strict()
       .optional(),
     housekeepingIntervalMs: z.number().int().min(10).max(3_600_000).optional(),
     transfers: z
       .object({
-        maxBytes: z.number().int().min(1024).max(2 ** 48).optional(),
-        maxSeconds: z.number().min(0.1).max(7 * 86_400).optional(),
+        maxBytes: z
+          .number()
+          .int()
+          .min(1024)
+          .max(2 ** 48)
+          .optional(),
+        maxSeconds: z
+          .number()
+          .min(0.1)
+          .max(7 * 86_400)
+          .optional(),
         signatureChecks: z.number().int().min(0).max(1_000_000_000).optional(),
       })
       .strict()
@@ -224,7 +262,15 @@ const fileSchema = z
     resolver: z
       .object({
         root: z.array(z.string().url()).max(32).optional(),
-        anchors: z.record(z.string(), z.array(z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'a key thumbprint')).min(1).max(8)).optional(),
+        anchors: z
+          .record(
+            z.string(),
+            z
+              .array(z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'a key thumbprint'))
+              .min(1)
+              .max(8),
+          )
+          .optional(),
         forward: z.array(z.string().url()).max(32).optional(),
         dns: z
           .object({
@@ -240,9 +286,24 @@ const fileSchema = z
         cache: z
           .object({
             maxEntries: z.number().int().min(1).max(100_000_000).optional(),
-            maxBytes: z.number().int().min(1024 * 1024).max(2 ** 40).optional(),
-            maxEntryBytes: z.number().int().min(4096).max(64 * 1024 * 1024).optional(),
-            serveStaleSeconds: z.number().int().min(0).max(30 * 86_400).optional(),
+            maxBytes: z
+              .number()
+              .int()
+              .min(1024 * 1024)
+              .max(2 ** 40)
+              .optional(),
+            maxEntryBytes: z
+              .number()
+              .int()
+              .min(4096)
+              .max(64 * 1024 * 1024)
+              .optional(),
+            serveStaleSeconds: z
+              .number()
+              .int()
+              .min(0)
+              .max(30 * 86_400)
+              .optional(),
             staleWhileRevalidateSeconds: z.number().int().min(0).max(86_400).optional(),
             prefetch: z.boolean().optional(),
             compactHeap: z.boolean().optional(),
@@ -255,7 +316,12 @@ const fileSchema = z
             lookupBudgetMs: z.number().int().min(10).max(600_000).optional(),
             maxReferrals: z.number().int().min(1).max(64).optional(),
             maxQueries: z.number().int().min(1).max(1000).optional(),
-            maxResponseBytes: z.number().int().min(1024).max(64 * 1024 * 1024).optional(),
+            maxResponseBytes: z
+              .number()
+              .int()
+              .min(1024)
+              .max(64 * 1024 * 1024)
+              .optional(),
           })
           .strict()
           .optional(),
@@ -370,9 +436,11 @@ function resolverConfig(file: ConfigFile['resolver'], flags: ConfigFlags, config
     if (!dnsOn) return null;
   }
   for (const url of [...rootServers, ...forwarders]) {
-    if (!URL.canParse(url) || !/^https?:$/.test(new URL(url).protocol)) throw new IdnsError('invalid_config', `${where}: resolver server "${url}" is not an http(s) URL`);
+    if (!URL.canParse(url) || !/^https?:$/.test(new URL(url).protocol))
+      throw new IdnsError('invalid_config', `${where}: resolver server "${url}" is not an http(s) URL`);
   }
-  if (Object.keys(anchors).length === 0 && !dnsOn) throw new IdnsError('invalid_config', `${where}: the resolver needs at least one trust anchor (--anchor ZONE=THUMBPRINT), or --dns`);
+  if (Object.keys(anchors).length === 0 && !dnsOn)
+    throw new IdnsError('invalid_config', `${where}: the resolver needs at least one trust anchor (--anchor ZONE=THUMBPRINT), or --dns`);
   const { compactHeap, ...cacheOptions } = file?.cache ?? {};
   if ((cacheOptions.maxEntryBytes ?? 0) > (cacheOptions.maxBytes ?? Infinity)) {
     throw new IdnsError('invalid_config', `${configPath ?? 'flags'}: resolver.cache.maxEntryBytes must not exceed resolver.cache.maxBytes`);

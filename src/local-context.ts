@@ -46,7 +46,14 @@ export class LocalContext {
     const writer = new ChangeWriter({ dataDir: config.dataDir, maxDatabaseBytes: config.limits.maxDatabaseBytes });
     this.changes = new ChangeProcessor(this.store, this.zones, clock, 512, config.rateLimits.enabled ? changeGuard(this.rateLimits) : undefined, writer);
     const af = config.answerFiles;
-    this.answerFiles = af.enabled ? new AnswerFiles(this.store, { dir: join(config.dataDir, 'answers'), dbPath: this.store.path, minHandles: af.minHandles, rebuildAfter: af.rebuildAfter }, clock, this.log) : null;
+    this.answerFiles = af.enabled
+      ? new AnswerFiles(
+          this.store,
+          { dir: join(config.dataDir, 'answers'), dbPath: this.store.path, minHandles: af.minHandles, rebuildAfter: af.rebuildAfter },
+          clock,
+          this.log,
+        )
+      : null;
     this.authority = new Authority(this.store, this.zones, clock, this.answerFiles);
     this.resigner = new Resigner(this.store, this.zones, clock, config.resign.batchSize);
     this.credentials = new CredentialStore(join(config.dataDir, 'keys'));

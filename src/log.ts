@@ -19,7 +19,13 @@ export interface Logger {
 export function createLogger(level: LogLevel, out?: (line: string) => void): Logger {
   const destination = out ? { write: out } : pino.destination({ dest: 2, sync: false });
   const p = pino(
-    { level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) }, serializers: { err: pino.stdSerializers.err } },
+    {
+      level,
+      base: undefined,
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+      serializers: { err: pino.stdSerializers.err },
+    },
     destination,
   );
   return {

@@ -49,7 +49,12 @@ describe('answer file format', () => {
     const keys: string[] = [];
     for (let i = 0; keys.length < 7; i++) if ((keyHash(`k${i}@x`) & 15) === 15) keys.push(`k${i}@x`);
     const p = path();
-    writeAnswerFile(p, meta, 7, keys.map((key, i) => rec(key, `jws-of-${key.replace('@', '.')}`, i)));
+    writeAnswerFile(
+      p,
+      meta,
+      7,
+      keys.map((key, i) => rec(key, `jws-of-${key.replace('@', '.')}`, i)),
+    );
     const f = AnswerFile.open(p, inMemory);
     keys.forEach((key, i) => expect(f.get(key)?.jws).toBe(`jws-of-${key.replace('@', '.')}`));
     keys.forEach((key, i) => expect(f.get(key)?.ttl).toBe(60 + i));
@@ -70,7 +75,14 @@ describe('answer file format', () => {
     ]);
     expect(written).toBe(1);
     const f = AnswerFile.open(p);
-    expect(['a@x', 'caf\u00e9@x', 'c@x', 'd@x', 'e@x', 'f@x'].map((k) => f.get(k)?.jws)).toEqual(['compact.jws.ok', undefined, undefined, undefined, undefined, undefined]);
+    expect(['a@x', 'caf\u00e9@x', 'c@x', 'd@x', 'e@x', 'f@x'].map((k) => f.get(k)?.jws)).toEqual([
+      'compact.jws.ok',
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+    ]);
     expect(f.meta.entries).toBe(1);
     f.close();
   });
@@ -118,7 +130,11 @@ describe('answer files on a server', () => {
   async function change(s: TestServer, action: 'register' | 'update' | 'delete', handle: string, endpoint = `https://home.example/${handle}`): Promise<void> {
     const prev = ops.get(handle) ?? '';
     const intent =
-      action === 'register' ? { action, handle, endpoint, keys: [owner.public] } : action === 'update' ? { action, handle, endpoint, keys: [owner.public], prev } : { action, handle, prev };
+      action === 'register'
+        ? { action, handle, endpoint, keys: [owner.public] }
+        : action === 'update'
+          ? { action, handle, endpoint, keys: [owner.public], prev }
+          : { action, handle, prev };
     ops.set(handle, (await s.ctx.changes.submit(signChangeRequest(intent, owner.private))).op);
   }
 
@@ -244,7 +260,9 @@ describe('answer files on a server', () => {
       // A bulk import is not journaled: the file can no longer be caught up, so it is replaced.
       const store = Store.open(dir.dir);
       const zones = new ZoneService(store, new KeyRing(join(dir.dir, 'keys')), systemClock);
-      const lines = Array.from({ length: 30 }, (_, i) => JSON.stringify({ handle: `bulk${i}@example`, endpoint: `https://b.example/${i}`, keys: [owner.public] }));
+      const lines = Array.from({ length: 30 }, (_, i) =>
+        JSON.stringify({ handle: `bulk${i}@example`, endpoint: `https://b.example/${i}`, keys: [owner.public] }),
+      );
       await importHandles(store, zones, systemClock, 'example', lines.join('\n'));
       store.close();
       s = await server({ dataDir: dir.dir, zone: false });
@@ -294,7 +312,9 @@ describe('answer files on a server', () => {
     // A bulk import on the primary forces a full transfer: a new copy, so a new file.
     const store = Store.open(primary.dataDir);
     const zones = new ZoneService(store, new KeyRing(join(primary.dataDir, 'keys')), systemClock);
-    const lines = Array.from({ length: 30 }, (_, i) => JSON.stringify({ handle: `bulk${i}@example`, endpoint: `https://b.example/${i}`, keys: [owner.public] }));
+    const lines = Array.from({ length: 30 }, (_, i) =>
+      JSON.stringify({ handle: `bulk${i}@example`, endpoint: `https://b.example/${i}`, keys: [owner.public] }),
+    );
     await importHandles(store, zones, systemClock, 'example', lines.join('\n'));
     store.close();
     expect((await secondary.ctx.replicator.checkNow('example')).transfers.full).toBe(2);
@@ -341,7 +361,9 @@ describe('answer files on a server', () => {
       expect(files(s)).not.toContain(kept);
       const handles = Array.from({ length: 20 }, (_, i) => `user${i}@example`);
       expectAnswersMatchDatabase(s, handles);
-      expect(JSON.parse(s.ctx.authority.resolveSerialised('user0@example').body.toString()).record).toBe(s.ctx.store.records.get('example', 'handle', 'user0@example')!.jws);
+      expect(JSON.parse(s.ctx.authority.resolveSerialised('user0@example').body.toString()).record).toBe(
+        s.ctx.store.records.get('example', 'handle', 'user0@example')!.jws,
+      );
       await fileOf(s, 20);
       expectAnswersMatchDatabase(s, handles);
     } finally {
@@ -357,7 +379,12 @@ describe('answer files on a server', () => {
     const s = await startTestServer({ zones: { example: {} } });
     started.push(s);
     for (let i = 0; i < 3; i++) await change(s, 'register', `user${i}@example`);
-    const files$ = new AnswerFiles(s.ctx.store, { dir: join(s.dataDir, 'answers'), dbPath: s.ctx.store.path, minHandles: 1, rebuildAfter: 1, buildTimeoutMs: 1 }, systemClock, log);
+    const files$ = new AnswerFiles(
+      s.ctx.store,
+      { dir: join(s.dataDir, 'answers'), dbPath: s.ctx.store.path, minHandles: 1, rebuildAfter: 1, buildTimeoutMs: 1 },
+      systemClock,
+      log,
+    );
     try {
       files$.start(s.ctx.zones.list());
       const deadline = Date.now() + 15_000;

@@ -15,7 +15,16 @@ describe('idns lookup and idns resolve through the hierarchy', () => {
     rootKid = h.anchors.get('.')![0]!;
     resolverServer = await startTestServer({
       config: {
-        resolver: { rootServers: h.rootServers, forwarders: [], discovery: null, webfinger: false, anchors: { '.': [rootKid] }, allowPrivate: true, cache: {}, limits: {} },
+        resolver: {
+          rootServers: h.rootServers,
+          forwarders: [],
+          discovery: null,
+          webfinger: false,
+          anchors: { '.': [rootKid] },
+          allowPrivate: true,
+          cache: {},
+          limits: {},
+        },
       },
     });
   });
@@ -34,7 +43,11 @@ describe('idns lookup and idns resolve through the hierarchy', () => {
     expect(r.stdout).toMatch(/1\. zone \.: signed by key \S+ \(trusted via your anchors\)/);
     expect(r.stdout).toContain('3. zone social.example');
     const json = await runIdns(['lookup', 'alice@social.example', ...rootArgs(), '--anchor', `.=${rootKid}`, '--allow-private', '--json']);
-    expect(JSON.parse(json.stdout)).toMatchObject({ status: 'found', zone: 'social.example', proof: { steps: [{ zone: '.' }, { zone: 'example' }, { zone: 'social.example' }] } });
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      status: 'found',
+      zone: 'social.example',
+      proof: { steps: [{ zone: '.' }, { zone: 'example' }, { zone: 'social.example' }] },
+    });
   });
 
   it('exits 3 on a verified denial', async () => {
@@ -88,7 +101,15 @@ describe('idns lookup and idns resolve through the hierarchy', () => {
     const moved = 'mover@social.example';
     await h.zones.get('social.example')!.a.ctx.changes.submit(
       signChangeRequest(
-        { action: 'register', handle: moved, endpoint: 'https://home.example/mover', keys: [h.owner.public], profile: 'https://home.example/@mover', alsoKnownAs: ['carol@news.example', 'https://old.example/users/mover'], movedTo: 'carol@news.example' },
+        {
+          action: 'register',
+          handle: moved,
+          endpoint: 'https://home.example/mover',
+          keys: [h.owner.public],
+          profile: 'https://home.example/@mover',
+          alsoKnownAs: ['carol@news.example', 'https://old.example/users/mover'],
+          movedTo: 'carol@news.example',
+        },
         h.owner.private,
       ),
     );
@@ -102,28 +123,57 @@ describe('idns lookup and idns resolve through the hierarchy', () => {
     // Reported, not followed: the answer is the moved handle's own record.
     expect(r.stdout).not.toContain('home.example/carol');
     const json = JSON.parse((await runIdns(['lookup', moved, '--resolver', resolverServer.url, '--anchor', `.=${rootKid}`, '--json'])).stdout);
-    expect(json).toMatchObject({ handle: moved, status: 'found', endpoint: 'https://home.example/mover', movedTo: 'carol@news.example', alsoKnownAs: ['carol@news.example', 'https://old.example/users/mover'], profile: 'https://home.example/@mover' });
+    expect(json).toMatchObject({
+      handle: moved,
+      status: 'found',
+      endpoint: 'https://home.example/mover',
+      movedTo: 'carol@news.example',
+      alsoKnownAs: ['carol@news.example', 'https://old.example/users/mover'],
+      profile: 'https://home.example/@mover',
+    });
 
     // The library's verifier gives the same fields from the proof alone.
     const body = (await (await fetch(`${resolverServer.url}/v1/lookup/${moved}`)).json()) as { proof: unknown };
     // The resolver role's own body carries them, as does a walk of idns lookup --root and the library's resolve().
-    expect(body).toMatchObject({ movedTo: 'carol@news.example', alsoKnownAs: ['carol@news.example', 'https://old.example/users/mover'], profile: 'https://home.example/@mover' });
+    expect(body).toMatchObject({
+      movedTo: 'carol@news.example',
+      alsoKnownAs: ['carol@news.example', 'https://old.example/users/mover'],
+      profile: 'https://home.example/@mover',
+    });
     const walked = JSON.parse((await runIdns(['lookup', moved, '--root', ...h.rootServers, '--anchor', `.=${rootKid}`, '--allow-private', '--json'])).stdout);
-    expect(walked).toMatchObject({ movedTo: 'carol@news.example', alsoKnownAs: ['carol@news.example', 'https://old.example/users/mover'], profile: 'https://home.example/@mover' });
+    expect(walked).toMatchObject({
+      movedTo: 'carol@news.example',
+      alsoKnownAs: ['carol@news.example', 'https://old.example/users/mover'],
+      profile: 'https://home.example/@mover',
+    });
     const library = createResolver({ trustAnchors: h.anchors, rootServers: h.rootServers, allowPrivate: true });
     try {
-      expect(await library.resolve(moved)).toMatchObject({ handle: moved, endpoint: 'https://home.example/mover', movedTo: 'carol@news.example', alsoKnownAs: ['carol@news.example', 'https://old.example/users/mover'], profile: 'https://home.example/@mover' });
+      expect(await library.resolve(moved)).toMatchObject({
+        handle: moved,
+        endpoint: 'https://home.example/mover',
+        movedTo: 'carol@news.example',
+        alsoKnownAs: ['carol@news.example', 'https://old.example/users/mover'],
+        profile: 'https://home.example/@mover',
+      });
     } finally {
       await library.close();
     }
     const verified = verifyProof(body.proof, moved, new Map([['.', [rootKid]]]), Math.floor(Date.now() / 1000), undefined, { allowLoopbackEndpoints: true });
-    expect(verified).toMatchObject({ status: 'found', movedTo: 'carol@news.example', alsoKnownAs: ['carol@news.example', 'https://old.example/users/mover'], profile: 'https://home.example/@mover' });
+    expect(verified).toMatchObject({
+      status: 'found',
+      movedTo: 'carol@news.example',
+      alsoKnownAs: ['carol@news.example', 'https://old.example/users/mover'],
+      profile: 'https://home.example/@mover',
+    });
     // A handle without links has none.
     const plain = JSON.parse((await runIdns(['lookup', 'carol@news.example', '--resolver', resolverServer.url, '--anchor', `.=${rootKid}`, '--json'])).stdout);
     for (const field of ['movedTo', 'alsoKnownAs', 'profile']) expect(plain).not.toHaveProperty(field);
 
     // The resolver role's WebFinger shows them too, from the verified record.
-    const jrd = (await (await fetch(`${resolverServer.url}/.well-known/webfinger?resource=acct:${moved}`)).json()) as { aliases: string[]; properties: Record<string, string> };
+    const jrd = (await (await fetch(`${resolverServer.url}/.well-known/webfinger?resource=acct:${moved}`)).json()) as {
+      aliases: string[];
+      properties: Record<string, string>;
+    };
     expect(jrd.aliases).toEqual(['https://home.example/@mover', 'https://home.example/mover', 'acct:carol@news.example', 'https://old.example/users/mover']);
     expect(jrd.properties['https://idns.dev/ns/movedTo']).toBe('acct:carol@news.example');
   });

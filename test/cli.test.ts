@@ -62,7 +62,9 @@ describe('README quick start', () => {
     expect(jwk).toMatchObject({ kty: 'OKP', crv: 'Ed25519' });
     expect(jwk.d).toBeDefined();
 
-    const reg = expectOk(await idns(['handle', 'register', 'alice@localhost', '--key', 'alice.jwk', '--endpoint', 'https://social.example/users/alice', '--server', url]));
+    const reg = expectOk(
+      await idns(['handle', 'register', 'alice@localhost', '--key', 'alice.jwk', '--endpoint', 'https://social.example/users/alice', '--server', url]),
+    );
     expect(reg).toMatch(/register alice@localhost: accepted in zone localhost at serial \d+/);
 
     const resolved = expectOk(await idns(['resolve', 'alice@localhost', '--server', url]));
@@ -87,19 +89,45 @@ describe('README quick start', () => {
     expect(key.publicKey).toMatchObject({ kty: 'OKP', crv: 'Ed25519' });
     expect(key.publicKey).not.toHaveProperty('d');
 
-    const zone = JSON.parse(expectOk(await idns(['zone', 'show', 'localhost', '--data', data, '--json']))) as { zone: string; serial: number; policy: string; keyThumbprints: string[]; record: string };
+    const zone = JSON.parse(expectOk(await idns(['zone', 'show', 'localhost', '--data', data, '--json']))) as {
+      zone: string;
+      serial: number;
+      policy: string;
+      keyThumbprints: string[];
+      record: string;
+    };
     expect(zone).toMatchObject({ zone: 'localhost', policy: 'open' });
     expect(zone.keyThumbprints).toHaveLength(1);
     expect(zone.keyThumbprints[0]).toMatch(THUMBPRINT);
     expect(zone.record.split('.')).toHaveLength(3);
 
     const reg = JSON.parse(
-      expectOk(await idns(['handle', 'register', 'carol@localhost', '--key', 'carol.jwk', '--endpoint', 'https://social.example/users/carol', '--server', url, '--json'])),
+      expectOk(
+        await idns([
+          'handle',
+          'register',
+          'carol@localhost',
+          '--key',
+          'carol.jwk',
+          '--endpoint',
+          'https://social.example/users/carol',
+          '--server',
+          url,
+          '--json',
+        ]),
+      ),
     ) as { handle: string; zone: string; serial: number; action: string; op: string };
     expect(reg).toMatchObject({ handle: 'carol@localhost', zone: 'localhost', action: 'register', serial: zone.serial + 1 });
 
     const answer = JSON.parse(expectOk(await idns(['resolve', 'carol@localhost', '--server', url, '--json']))) as Record<string, unknown>;
-    expect(answer).toMatchObject({ status: 'answer', handle: 'carol@localhost', endpoint: 'https://social.example/users/carol', zone: 'localhost', op: reg.op, zoneKey: zone.keyThumbprints[0] });
+    expect(answer).toMatchObject({
+      status: 'answer',
+      handle: 'carol@localhost',
+      endpoint: 'https://social.example/users/carol',
+      zone: 'localhost',
+      op: reg.op,
+      zoneKey: zone.keyThumbprints[0],
+    });
     expect((answer.keys as unknown[]).length).toBe(1);
 
     const denial = await idns(['resolve', 'dave@localhost', '--server', url, '--json']);
@@ -128,7 +156,10 @@ describe('handle update, rotate, delete, show and log', () => {
 
     expectOk(await idns(['handle', 'register', h, '--key', 'k1.jwk', '--endpoint', 'https://social.example/users/bob', ...s]));
 
-    const upd = JSON.parse(expectOk(await idns(['handle', 'update', h, '--key', 'k1.jwk', '--endpoint', 'https://other.example/bob', ...s, '--json']))) as { action: string; op: string };
+    const upd = JSON.parse(expectOk(await idns(['handle', 'update', h, '--key', 'k1.jwk', '--endpoint', 'https://other.example/bob', ...s, '--json']))) as {
+      action: string;
+      op: string;
+    };
     expect(upd.action).toBe('update');
     let now = await resolveJson();
     expect(now.endpoint).toBe('https://other.example/bob');
@@ -167,7 +198,10 @@ describe('handle update, rotate, delete, show and log', () => {
     // The new key can.
     expectOk(await idns(['handle', 'update', h, '--key', 'k2.jwk', '--endpoint', 'https://social.example/users/bob', ...s]));
 
-    const log = JSON.parse(expectOk(await idns(['handle', 'log', h, ...s, '--json']))) as { handle: string; operations: { action: string; op: string; serial: number }[] };
+    const log = JSON.parse(expectOk(await idns(['handle', 'log', h, ...s, '--json']))) as {
+      handle: string;
+      operations: { action: string; op: string; serial: number }[];
+    };
     expect(log.handle).toBe(h);
     expect(log.operations.map((o) => o.action)).toEqual(['register', 'update', 'update', 'update', 'update', 'update']);
     const serials = log.operations.map((o) => o.serial);
@@ -188,7 +222,7 @@ describe('handle update, rotate, delete, show and log', () => {
 });
 
 describe('handle links: --profile, --also-known-as, --moved-to', () => {
-  it('sets them on register and update, keeps them through other changes, clears them with --no- flags and --moved-to \'\'', async () => {
+  it("sets them on register and update, keeps them through other changes, clears them with --no- flags and --moved-to ''", async () => {
     const { cwd, url, idns } = await setup();
     writeUserKey(cwd, 'k.jwk', newUserKey());
     writeUserKey(cwd, 'k2.jwk', newUserKey());
@@ -200,18 +234,46 @@ describe('handle links: --profile, --also-known-as, --moved-to', () => {
       return a.record;
     };
     expectOk(
-      await idns(['handle', 'register', h, '--key', 'k.jwk', '--endpoint', 'https://social.example/users/lena', '--profile', 'https://social.example/@lena', '--also-known-as', '@Lena@Example.ORG', 'https://old.example/users/lena', '--moved-to', 'acct:Lena@Example.org', ...s]),
+      await idns([
+        'handle',
+        'register',
+        h,
+        '--key',
+        'k.jwk',
+        '--endpoint',
+        'https://social.example/users/lena',
+        '--profile',
+        'https://social.example/@lena',
+        '--also-known-as',
+        '@Lena@Example.ORG',
+        'https://old.example/users/lena',
+        '--moved-to',
+        'acct:Lena@Example.org',
+        ...s,
+      ]),
     );
-    expect(await record()).toMatchObject({ profile: 'https://social.example/@lena', alsoKnownAs: ['lena@example.org', 'https://old.example/users/lena'], movedTo: 'lena@example.org' });
+    expect(await record()).toMatchObject({
+      profile: 'https://social.example/@lena',
+      alsoKnownAs: ['lena@example.org', 'https://old.example/users/lena'],
+      movedTo: 'lena@example.org',
+    });
     const shown = expectOk(await idns(['handle', 'show', h, ...s]));
     expect(shown).toContain('moved to lena@example.org');
     expect(shown).toContain('also known as: lena@example.org https://old.example/users/lena');
-    expect(JSON.parse(expectOk(await idns(['handle', 'show', h, ...s, '--json'])))).toMatchObject({ movedTo: 'lena@example.org', profile: 'https://social.example/@lena' });
+    expect(JSON.parse(expectOk(await idns(['handle', 'show', h, ...s, '--json'])))).toMatchObject({
+      movedTo: 'lena@example.org',
+      profile: 'https://social.example/@lena',
+    });
 
     // An update of something else, and a rotation, keep every link.
     expectOk(await idns(['handle', 'update', h, '--key', 'k.jwk', '--endpoint', 'https://social.example/users/lena2', ...s]));
     expectOk(await idns(['handle', 'rotate', h, '--key', 'k.jwk', '--new-key', 'k2.jwk', ...s]));
-    expect(await record()).toMatchObject({ endpoint: 'https://social.example/users/lena2', alsoKnownAs: ['lena@example.org', 'https://old.example/users/lena'], movedTo: 'lena@example.org', profile: 'https://social.example/@lena' });
+    expect(await record()).toMatchObject({
+      endpoint: 'https://social.example/users/lena2',
+      alsoKnownAs: ['lena@example.org', 'https://old.example/users/lena'],
+      movedTo: 'lena@example.org',
+      profile: 'https://social.example/@lena',
+    });
 
     // --also-known-as replaces the whole list; --moved-to '' clears the move.
     expectOk(await idns(['handle', 'update', h, '--key', 'k2.jwk', '--also-known-as', 'lena@example.net', '--moved-to', '', ...s]));
@@ -281,7 +343,18 @@ describe('handle keys: every added key signs (proof of possession)', () => {
   it('refuses a thumbprint or a public key file as an added key, saying the private key file is needed, and sends nothing', async () => {
     const { cwd, url, idns, keys, s } = await withKeys();
     const h = 'thumb@localhost';
-    const byThumbprint = await idns(['handle', 'register', h, '--key', 'main.jwk', '--endpoint', 'https://social.example/m', '--add-key', keys.phone.kid, ...s]);
+    const byThumbprint = await idns([
+      'handle',
+      'register',
+      h,
+      '--key',
+      'main.jwk',
+      '--endpoint',
+      'https://social.example/m',
+      '--add-key',
+      keys.phone.kid,
+      ...s,
+    ]);
     expect(byThumbprint.code).toBe(2);
     expect(byThumbprint.stderr).toContain('looks like a thumbprint');
     expect(byThumbprint.stderr).toContain('private key file');
@@ -329,7 +402,9 @@ describe('zone commands and registration policies', () => {
     const data = join(cwd, 'data');
     const idns = (args: string[]) => runIdns(args, { cwd });
 
-    const created = JSON.parse(expectOk(await idns(['zone', 'create', 'example.com', '--server-url', 'http://127.0.0.1:1', '--policy', 'invite', '--data', data, '--json']))) as {
+    const created = JSON.parse(
+      expectOk(await idns(['zone', 'create', 'example.com', '--server-url', 'http://127.0.0.1:1', '--policy', 'invite', '--data', data, '--json'])),
+    ) as {
       zone: string;
       policy: string;
       serial: number;
@@ -375,7 +450,10 @@ describe('zone commands and registration policies', () => {
     expectFailure(await register('carol@example.com', 'carol.jwk', s), 1, 'invite_required');
     const code = expectOk(await idns(['zone', 'invite', 'example.com', '--data', data])).trim();
     expect(code.length).toBeGreaterThanOrEqual(16);
-    const invited = JSON.parse(expectOk(await idns(['zone', 'invite', 'example.com', '--data', data, '--json', '--valid-for', '3600']))) as { code: string; expiresAt: string };
+    const invited = JSON.parse(expectOk(await idns(['zone', 'invite', 'example.com', '--data', data, '--json', '--valid-for', '3600']))) as {
+      code: string;
+      expiresAt: string;
+    };
     expect(invited.code).not.toBe(code);
     expect(Date.parse(invited.expiresAt)).toBeGreaterThan(Date.now());
     expectFailure(await register('carol@example.com', 'carol.jwk', [...s, '--invite', 'not-a-real-code']), 1, 'invite_invalid');
@@ -411,12 +489,15 @@ describe('zone publish', () => {
   /** The character-strings of a zone-file TXT line, unquoted and unescaped (RFC 1035 5.1). */
   const txtStringsOf = (line: string): string[] => [...line.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]!.replace(/\\(.)/g, '$1'));
 
-  it('prints the _idns TXT line and the /.well-known/idns document of the zone\'s keys and servers, which read back to zone show', async () => {
+  it("prints the _idns TXT line and the /.well-known/idns document of the zone's keys and servers, which read back to zone show", async () => {
     const data = join(newDir(), 'data');
     // Enough servers that the TXT value passes 255 bytes, one with a quote that the zone file escapes.
     const servers = [...Array.from({ length: 7 }, (_, i) => `https://ns${i}.idns-servers.pub.example/v1-base`), 'https://q.pub.example/a"b'];
     expectOk(await runIdns(['zone', 'create', 'pub.example', '--server-url', ...servers, '--ttl', '1800', '--data', data, '--json']));
-    const shown = JSON.parse(expectOk(await runIdns(['zone', 'show', 'pub.example', '--data', data, '--json']))) as { keyThumbprints: string[]; servers: string[] };
+    const shown = JSON.parse(expectOk(await runIdns(['zone', 'show', 'pub.example', '--data', data, '--json']))) as {
+      keyThumbprints: string[];
+      servers: string[];
+    };
     expect(shown.servers).toEqual(servers);
 
     const out = JSON.parse(expectOk(await runIdns(['zone', 'publish', 'Pub.Example', '--data', data, '--json']))) as Record<string, unknown>;
@@ -466,7 +547,17 @@ describe('key files', () => {
     expect(noOut.stderr).toContain('--out');
 
     chmodSync(join(cwd, 'me.jwk'), 0o644);
-    const refused = await idns(['handle', 'register', 'me@localhost', '--key', 'me.jwk', '--endpoint', 'https://social.example/me', '--server', 'http://127.0.0.1:1']);
+    const refused = await idns([
+      'handle',
+      'register',
+      'me@localhost',
+      '--key',
+      'me.jwk',
+      '--endpoint',
+      'https://social.example/me',
+      '--server',
+      'http://127.0.0.1:1',
+    ]);
     expect(refused.code).toBe(1);
     expect(refused.stderr.trim().split('\n')).toHaveLength(1);
     expect(refused.stderr).toContain('chmod 600');
@@ -475,7 +566,17 @@ describe('key files', () => {
 
     // Not JSON, or not an Ed25519 key: refused by name, one line, with the secret never echoed.
     writeFileSync(join(cwd, 'junk.jwk'), 'not json', { mode: 0o600 });
-    const junk = await idns(['handle', 'register', 'me@localhost', '--key', 'junk.jwk', '--endpoint', 'https://social.example/me', '--server', 'http://127.0.0.1:1']);
+    const junk = await idns([
+      'handle',
+      'register',
+      'me@localhost',
+      '--key',
+      'junk.jwk',
+      '--endpoint',
+      'https://social.example/me',
+      '--server',
+      'http://127.0.0.1:1',
+    ]);
     expect(junk.code).toBe(1);
     expect(junk.stderr.trim().split('\n')).toHaveLength(1);
     expect(junk.stderr).toContain('junk.jwk');

@@ -237,7 +237,11 @@ describe('loadConfig refuses bad values, naming the key and where it came from',
 
   it('answerFiles: on by default, each setting taken from the file, bad values refused by name', () => {
     expect(loadConfig({}, {}).answerFiles).toEqual({ enabled: true, minHandles: 10_000, rebuildAfter: 10_000 });
-    expect(loadConfig({ config: configFile({ answerFiles: { minHandles: 5 } }) }, {}).answerFiles).toEqual({ enabled: true, minHandles: 5, rebuildAfter: 10_000 });
+    expect(loadConfig({ config: configFile({ answerFiles: { minHandles: 5 } }) }, {}).answerFiles).toEqual({
+      enabled: true,
+      minHandles: 5,
+      rebuildAfter: 10_000,
+    });
     expect(loadConfig({ config: configFile({ answerFiles: { enabled: false } }) }, {}).answerFiles.enabled).toBe(false);
     for (const bad of [{ minHandles: -1 }, { rebuildAfter: 0 }, { enabled: 'yes' }, { other: 1 }]) {
       expect(configError({ config: configFile({ answerFiles: bad }) }).message, JSON.stringify(bad)).toContain('answerFiles');
@@ -286,8 +290,16 @@ describe('idns serve with a bad configuration', () => {
 describe('the resolver role without a root (--dns)', () => {
   it('turns the role on with discovery and the WebFinger bridge, from flags or the file', () => {
     const flags = loadConfig({ dns: true, dnsServer: ['127.0.0.1:5353', '[::1]:53'] }, {}).resolver;
-    expect(flags).toMatchObject({ rootServers: [], anchors: {}, discovery: { dnsServers: ['127.0.0.1:5353', '[::1]:53'], requireDnssec: false }, webfinger: true });
-    const file = loadConfig({ config: configFile({ resolver: { dns: { enabled: true, requireDnssec: true, timeoutMs: 500 }, webfingerFallback: false } }) }, {}).resolver;
+    expect(flags).toMatchObject({
+      rootServers: [],
+      anchors: {},
+      discovery: { dnsServers: ['127.0.0.1:5353', '[::1]:53'], requireDnssec: false },
+      webfinger: true,
+    });
+    const file = loadConfig(
+      { config: configFile({ resolver: { dns: { enabled: true, requireDnssec: true, timeoutMs: 500 }, webfingerFallback: false } }) },
+      {},
+    ).resolver;
     expect(file).toMatchObject({ discovery: { requireDnssec: true, dnsTimeoutMs: 500 }, webfinger: false });
     expect(loadConfig({ dns: true, webfingerFallback: false }, {}).resolver?.webfinger).toBe(false);
     // With a root and anchors, discovery is added beside them.

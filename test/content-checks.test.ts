@@ -14,7 +14,12 @@ import { newUserKey } from './support/keys.js';
 describe('the checks of a copied record', () => {
   const zone = 'example';
   const signer = new ZoneSigner(zone, freshKey());
-  const checker = new ContentChecker({ zone, zoneRecord: signer.zoneRecord(['https://ns.example']), nowSeconds: Math.floor(Date.now() / 1000), signatureRate: 1 });
+  const checker = new ContentChecker({
+    zone,
+    zoneRecord: signer.zoneRecord(['https://ns.example']),
+    nowSeconds: Math.floor(Date.now() / 1000),
+    signatureRate: 1,
+  });
   const user = newUserKey().public;
   const good = signer.handle('alice@social.example', 'https://social.example/users/alice', [user]);
 
@@ -45,7 +50,7 @@ describe('the checks of a copied record', () => {
     refusal(`handle\nalice@social.example\n${good.slice(0, 40)}\n${good.slice(40)}`);
   });
 
-  it('refuses a record under another key, or one a resolver refuses, with the schema\'s reason', () => {
+  it("refuses a record under another key, or one a resolver refuses, with the schema's reason", () => {
     expect(refusal(digestElement('handle', 'bob@social.example', good))).toMatch(/stored under/);
     const forbidden = signer.handle('alice@social.example', 'https://169.254.169.254/latest/', [user]);
     expect(refusal(digestElement('handle', 'alice@social.example', forbidden))).toMatch(/malformed: endpoint .*IP address/);
@@ -70,17 +75,35 @@ describe('the checks of a copied record', () => {
     const element = fc.oneof(
       fc.constantFrom(digestElement('handle', 'alice@social.example', good), digestElement('denial', '', other), good),
       // Mutations: a type, key or JWS replaced, characters inserted or removed anywhere (newlines among them).
-      fc.tuple(fc.constantFrom('handle', 'denial', 'delegation', 'handles', '', 'HANDLE', 'zone'), fc.constantFrom('alice@social.example', 'bob@social.example', '', 'a\nb'), fc.constantFrom(good, other, '', 'x.y.z')).map(([t, k, j]) => `${t}\n${k}\n${j}`),
-      fc.tuple(fc.constantFrom(digestElement('handle', 'alice@social.example', good), digestElement('denial', '', other)), fc.nat(), fc.nat({ max: 3 }), fc.string({ unit: fc.constantFrom('\n', '.', 'A', '_', '-', ' ', '\t', '{'), maxLength: 3 })).map(([e, at, cut, ins]) => {
-        const i = at % (e.length + 1);
-        return e.slice(0, i) + ins + e.slice(i + cut);
-      }),
+      fc
+        .tuple(
+          fc.constantFrom('handle', 'denial', 'delegation', 'handles', '', 'HANDLE', 'zone'),
+          fc.constantFrom('alice@social.example', 'bob@social.example', '', 'a\nb'),
+          fc.constantFrom(good, other, '', 'x.y.z'),
+        )
+        .map(([t, k, j]) => `${t}\n${k}\n${j}`),
+      fc
+        .tuple(
+          fc.constantFrom(digestElement('handle', 'alice@social.example', good), digestElement('denial', '', other)),
+          fc.nat(),
+          fc.nat({ max: 3 }),
+          fc.string({ unit: fc.constantFrom('\n', '.', 'A', '_', '-', ' ', '\t', '{'), maxLength: 3 }),
+        )
+        .map(([e, at, cut, ins]) => {
+          const i = at % (e.length + 1);
+          return e.slice(0, i) + ins + e.slice(i + cut);
+        }),
     );
     fc.assert(
-      fc.property(element, fc.string({ maxLength: 5 }).map((s) => s.replace(/[^\x00-\x7f]/g, 'x')), fc.string({ maxLength: 5 }).map((s) => s.replace(/[^\x00-\x7f]/g, 'x')), (e, before, after) => {
-        const bytes = Buffer.from(before + e + after, 'latin1');
-        expect(outcome(() => checker.checkBytes(bytes, before.length, before.length + e.length))).toBe(outcome(() => checker.checkElement(e)));
-      }),
+      fc.property(
+        element,
+        fc.string({ maxLength: 5 }).map((s) => s.replace(/[^\x00-\x7f]/g, 'x')),
+        fc.string({ maxLength: 5 }).map((s) => s.replace(/[^\x00-\x7f]/g, 'x')),
+        (e, before, after) => {
+          const bytes = Buffer.from(before + e + after, 'latin1');
+          expect(outcome(() => checker.checkBytes(bytes, before.length, before.length + e.length))).toBe(outcome(() => checker.checkElement(e)));
+        },
+      ),
       { numRuns: 3000 },
     );
   });

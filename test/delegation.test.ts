@@ -26,12 +26,18 @@ describe('delegation on a primary', () => {
   afterAll(async () => s.close());
 
   it('refuses to delegate a name not below the parent, or one under which the parent holds handles', async () => {
-    expect(() => s.ctx.zones.delegate('example', 'other.test', { servers: ['https://x.test'], ds: [childKid] })).toThrow(expect.objectContaining({ code: 'invalid_request' }));
-    expect(() => s.ctx.zones.delegate('example', 'example', { servers: ['https://x.test'], ds: [childKid] })).toThrow(expect.objectContaining({ code: 'invalid_request' }));
+    expect(() => s.ctx.zones.delegate('example', 'other.test', { servers: ['https://x.test'], ds: [childKid] })).toThrow(
+      expect.objectContaining({ code: 'invalid_request' }),
+    );
+    expect(() => s.ctx.zones.delegate('example', 'example', { servers: ['https://x.test'], ds: [childKid] })).toThrow(
+      expect.objectContaining({ code: 'invalid_request' }),
+    );
     await register('carol@team.example');
     const serial = s.ctx.zones.info('example').serial;
     expect(() => s.ctx.zones.delegate('example', 'team.example', { servers: ['https://x.test'], ds: [childKid] })).toThrow(/holds 1 handle/);
-    expect(() => s.ctx.zones.delegate('example', 'social.example', { servers: ['https://x.test'], ds: ['not-a-thumbprint'] })).toThrow(expect.objectContaining({ code: 'invalid_request' }));
+    expect(() => s.ctx.zones.delegate('example', 'social.example', { servers: ['https://x.test'], ds: ['not-a-thumbprint'] })).toThrow(
+      expect.objectContaining({ code: 'invalid_request' }),
+    );
     expect(s.ctx.zones.info('example').serial).toBe(serial);
   });
 
@@ -81,7 +87,19 @@ describe('delegation on a primary', () => {
   it('delegates and undelegates with the CLI', async () => {
     const server = await startTestServer({ zones: { 'cli.test': {} } });
     try {
-      const d = await runIdns(['zone', 'delegate', 'cli.test', 'sub.cli.test', '--server-url', 'https://sub.test', '--ds', childKid, '--data', server.dataDir, '--json']);
+      const d = await runIdns([
+        'zone',
+        'delegate',
+        'cli.test',
+        'sub.cli.test',
+        '--server-url',
+        'https://sub.test',
+        '--ds',
+        childKid,
+        '--data',
+        server.dataDir,
+        '--json',
+      ]);
       expect(d.stderr).toBe('');
       expect(JSON.parse(d.stdout)).toMatchObject({ parent: 'cli.test', child: 'sub.cli.test', ds: [childKid] });
       expect(await (await fetch(`${server.url}/v1/resolve/a@sub.cli.test`)).json()).toMatchObject({ status: 'referral' });

@@ -40,8 +40,15 @@ describe('idns demo', () => {
 
       // A write through the secondary is redirected to the primary.
       const dave = newUserKey();
-      const request = signChangeRequest({ action: 'register', handle: 'dave@social.example', endpoint: 'https://social.example/users/dave', keys: [dave.public] }, dave.private);
-      const reg = await fetch(`${url('social-secondary')[1]}/v1/handles`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ request }) });
+      const request = signChangeRequest(
+        { action: 'register', handle: 'dave@social.example', endpoint: 'https://social.example/users/dave', keys: [dave.public] },
+        dave.private,
+      );
+      const reg = await fetch(`${url('social-secondary')[1]}/v1/handles`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ request }),
+      });
       expect(reg.status).toBe(201);
       // The primary notifies its secondary, which copies the change within moments.
       const secondary = url('social-secondary')[1]!;

@@ -101,15 +101,20 @@ function shellCommands(script: string): string[][] {
   }
   if (quote) throw new Error(`unterminated quote in: ${script}`);
   endCommand();
-  return commands.map(stripRedirections).filter((w) => w.length > 0).map((w) => w.map(placeholder));
+  return commands
+    .map(stripRedirections)
+    .filter((w) => w.length > 0)
+    .map((w) => w.map(placeholder));
 }
 
 function stripRedirections(words: string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < words.length; i++) {
     const w = words[i]!;
-    if (/^<[\w-]+>$/.test(w)) out.push('X'); // a placeholder in documentation: `git clone <idns>`
-    else if (/^\d*(>>?|<)$/.test(w)) i++; // `> FILE`: drop the target too
+    if (/^<[\w-]+>$/.test(w))
+      out.push('X'); // a placeholder in documentation: `git clone <idns>`
+    else if (/^\d*(>>?|<)$/.test(w))
+      i++; // `> FILE`: drop the target too
     else if (!/^\d*(>>?|<)/.test(w)) out.push(w); // `>/dev/null`, `2>&1`
   }
   return out;
@@ -198,7 +203,9 @@ const composeScript = (s: Any): string => {
   return (s.command as string[]).join('\n').replaceAll('$$', '$');
 };
 
-const k8sFiles = readdirSync(join(DEPLOY, 'k8s')).filter((f) => /\.ya?ml$/.test(f)).sort();
+const k8sFiles = readdirSync(join(DEPLOY, 'k8s'))
+  .filter((f) => /\.ya?ml$/.test(f))
+  .sort();
 const k8sObjects: { file: string; obj: Any }[] = k8sFiles.flatMap((file) =>
   parseAllDocuments(readDeploy(join('k8s', file)))
     .map((d) => d.toJS())
@@ -207,8 +214,7 @@ const k8sObjects: { file: string; obj: Any }[] = k8sFiles.flatMap((file) =>
 );
 const ofKind = (kind: string) => k8sObjects.map((o) => o.obj).filter((o) => o.kind === kind);
 const workloads = () => [...ofKind('StatefulSet'), ...ofKind('Deployment')];
-const matches = (selector: Record<string, string>, labels: Record<string, string> | undefined) =>
-  Object.entries(selector).every(([k, v]) => labels?.[k] === v);
+const matches = (selector: Record<string, string>, labels: Record<string, string> | undefined) => Object.entries(selector).every(([k, v]) => labels?.[k] === v);
 /** Every container of a pod template, init containers included, with where it is. */
 const containersOf = (w: Any): { where: string; c: Any; init: boolean }[] => [
   ...(w.spec.template.spec.initContainers ?? []).map((c: Any) => ({ where: `${w.kind} ${w.metadata.name} init ${c.name}`, c, init: true })),
@@ -276,8 +282,14 @@ describe('deploy/ manifests parse', () => {
       const docs = parseAllDocuments(readDeploy(file), { merge: true });
       expect(Array.isArray(docs), `${file} is not empty`).toBe(true);
       for (const doc of docs as Document[]) {
-        expect(doc.errors.map((e) => e.message), file).toEqual([]);
-        expect(doc.warnings.map((e) => e.message), file).toEqual([]);
+        expect(
+          doc.errors.map((e) => e.message),
+          file,
+        ).toEqual([]);
+        expect(
+          doc.warnings.map((e) => e.message),
+          file,
+        ).toEqual([]);
       }
     }
     expect(k8sObjects.length).toBeGreaterThanOrEqual(10);
@@ -308,7 +320,11 @@ describe('every idns command in deploy/ exists', () => {
     const where = (inv: Invocation) => `${inv.where}: idns ${inv.args.join(' ')}`;
     // Each place runs idns at least once: image, 7 compose services, 3 workloads (+2 init), unit, README.
     expect(invocations.length).toBeGreaterThanOrEqual(20);
-    for (const label of ['Dockerfile CMD', 'systemd ExecStart', 'README']) expect(invocations.some((i) => i.where === label), label).toBe(true);
+    for (const label of ['Dockerfile CMD', 'systemd ExecStart', 'README'])
+      expect(
+        invocations.some((i) => i.where === label),
+        label,
+      ).toBe(true);
 
     const top = await runIdns(['--help'], { cwd: tmp });
     expect(top.code).toBe(0);
@@ -376,7 +392,9 @@ describe('probe and healthcheck paths are real routes', () => {
   it('every /healthz and /readyz used in deploy/ answers 200 on a real server', async () => {
     const paths = new Set<string>();
     const urlPaths = (text: string) => [...text.matchAll(/http:\/\/127\.0\.0\.1:\d+(\/[\w/-]*)/g)].map((m) => m[1]!);
-    const healthcheck = dockerfile().stages.at(-1)!.instructions.find((i) => i.op === 'HEALTHCHECK')!.value;
+    const healthcheck = dockerfile()
+      .stages.at(-1)!
+      .instructions.find((i) => i.op === 'HEALTHCHECK')!.value;
     urlPaths(healthcheck).forEach((p) => paths.add(p));
     for (const [, s] of idnsServices) urlPaths(s.healthcheck.test.join(' ')).forEach((p) => paths.add(p));
     for (const w of workloads()) {
@@ -428,12 +446,20 @@ describe('Dockerfile', () => {
   });
 
   it('copies only files that exist, and its ignore file keeps them in the build context', () => {
-    const ignore = readDeploy('Dockerfile.dockerignore').split('\n').map((l) => l.trim());
+    const ignore = readDeploy('Dockerfile.dockerignore')
+      .split('\n')
+      .map((l) => l.trim());
     for (const { value } of all.filter((i) => i.op === 'COPY' && !i.value.startsWith('--from'))) {
-      const sources = value.split(/\s+/).filter((w) => !w.startsWith('--')).slice(0, -1);
+      const sources = value
+        .split(/\s+/)
+        .filter((w) => !w.startsWith('--'))
+        .slice(0, -1);
       for (const src of sources) {
         expect(existsSync(join(ROOT, src)), `COPY ${src}`).toBe(true);
-        expect(ignore.some((l) => l === `!${src}` || l === `!${src}/`), `Dockerfile.dockerignore re-includes ${src}`).toBe(true);
+        expect(
+          ignore.some((l) => l === `!${src}` || l === `!${src}/`),
+          `Dockerfile.dockerignore re-includes ${src}`,
+        ).toBe(true);
       }
     }
   });
@@ -484,7 +510,12 @@ describe('docker-compose.yml', () => {
       expect(flagValues(secondary.args, '--primary'), zone).toEqual([url(service)]);
       expect(flagValues(secondary.args, '--ds'), zone).toEqual(['X']);
     }
-    const delegations = find('zone', 'delegate').map(({ service, args }) => ({ service, parent: args[2], child: args[3], servers: flagValues(args, '--server-url') }));
+    const delegations = find('zone', 'delegate').map(({ service, args }) => ({
+      service,
+      parent: args[2],
+      child: args[3],
+      servers: flagValues(args, '--server-url'),
+    }));
     expect(delegations.map((d) => `${d.parent}>${d.child}`).sort()).toEqual(['.>example', 'example>social.example']);
     for (const d of delegations) {
       expect(created.find((c) => c.args[2] === d.parent)!.service).toBe(d.service);
@@ -518,7 +549,10 @@ describe('docker-compose.yml', () => {
       const raw = (s.command as string[]).join('\n');
       expect(raw.replaceAll('$$', ''), `${name}: a single $ would be substituted by compose`).not.toContain('$');
       for (const m of scripts.get(name)!.matchAll(/http:\/\/([\w.-]+):(\d+)/g)) {
-        expect(idnsServices.map(([n]) => n), `${name}: ${m[0]}`).toContain(m[1]);
+        expect(
+          idnsServices.map(([n]) => n),
+          `${name}: ${m[0]}`,
+        ).toContain(m[1]);
         expect(Number(m[2]), `${name}: ${m[0]}`).toBe(8053);
       }
     }
@@ -588,7 +622,11 @@ describe('Kubernetes manifests', () => {
       expect(pdb, `${d.metadata.name} has a PodDisruptionBudget`).toHaveLength(1);
       expect(pdb[0].spec.minAvailable ?? 0, d.metadata.name).toBeLessThan(d.spec.replicas);
     }
-    for (const p of pdbs) expect(deployments.some((d) => matches(p.spec.selector.matchLabels, d.spec.template.metadata.labels)), p.metadata.name).toBe(true);
+    for (const p of pdbs)
+      expect(
+        deployments.some((d) => matches(p.spec.selector.matchLabels, d.spec.template.metadata.labels)),
+        p.metadata.name,
+      ).toBe(true);
   });
 
   it('selectors, Services, ports, volumes and ConfigMaps refer to things that exist', () => {
@@ -597,12 +635,20 @@ describe('Kubernetes manifests', () => {
       expect(matches(w.spec.selector.matchLabels, w.spec.template.metadata.labels), w.metadata.name).toBe(true);
       const volumeNames = new Set([...(spec.volumes ?? []).map((v: Any) => v.name), ...(w.spec.volumeClaimTemplates ?? []).map((v: Any) => v.metadata.name)]);
       for (const v of spec.volumes ?? []) {
-        if (v.configMap) expect(configMaps.map((c) => c.metadata.name), `${w.metadata.name} volume ${v.name}`).toContain(v.configMap.name);
+        if (v.configMap)
+          expect(
+            configMaps.map((c) => c.metadata.name),
+            `${w.metadata.name} volume ${v.name}`,
+          ).toContain(v.configMap.name);
         for (const item of v.configMap?.items ?? []) expect(configMaps.find((c) => c.metadata.name === v.configMap.name).data).toHaveProperty([item.key]);
       }
       for (const { where, c } of containersOf(w)) {
         for (const m of c.volumeMounts ?? []) expect(volumeNames, `${where} mounts ${m.name}`).toContain(m.name);
-        for (const e of c.envFrom ?? []) expect(configMaps.map((x) => x.metadata.name), where).toContain(e.configMapRef.name);
+        for (const e of c.envFrom ?? [])
+          expect(
+            configMaps.map((x) => x.metadata.name),
+            where,
+          ).toContain(e.configMapRef.name);
       }
     }
     for (const s of services) {
@@ -621,7 +667,10 @@ describe('Kubernetes manifests', () => {
         for (const m of value.matchAll(/http:\/\/([a-z0-9-]+)\.([a-z0-9-]+)\.svc\.cluster\.local:(\d+)/g)) {
           const svc = services.find((s) => s.metadata.name === m[1] && s.metadata.namespace === m[2]);
           expect(svc, m[0]).toBeDefined();
-          expect(svc.spec.ports.map((p: Any) => p.port), m[0]).toContain(Number(m[3]));
+          expect(
+            svc.spec.ports.map((p: Any) => p.port),
+            m[0],
+          ).toContain(Number(m[3]));
         }
       }
     }
@@ -633,12 +682,16 @@ describe('Kubernetes manifests', () => {
         const mounts = new Map((c.volumeMounts ?? []).map((m: Any) => [m.mountPath, m]));
         const invocations = containerInvocations(where, c);
         expect(invocations.length, where).toBeGreaterThan(0);
-        for (const inv of invocations) for (const data of flagValues(inv.args, '--data')) expect(mounts.has(data), `${where}: --data ${data} is a volume`).toBe(true);
+        for (const inv of invocations)
+          for (const data of flagValues(inv.args, '--data')) expect(mounts.has(data), `${where}: --data ${data} is a volume`).toBe(true);
         if (init) continue;
         const [serve] = invocations;
         expect(serve!.args[0], where).toBe('serve');
         const port = listenPort(serve!.args);
-        expect(c.ports.map((p: Any) => p.containerPort), where).toEqual([port]);
+        expect(
+          c.ports.map((p: Any) => p.containerPort),
+          where,
+        ).toEqual([port]);
         const named = (p: string | number) => (typeof p === 'number' ? p : c.ports.find((x: Any) => x.name === p)?.containerPort);
         expect(c.readinessProbe.httpGet.path, where).toBe('/readyz');
         expect(c.livenessProbe.httpGet.path, where).toBe('/healthz');
@@ -668,7 +721,10 @@ describe('Kubernetes manifests', () => {
         expect(c.securityContext.readOnlyRootFilesystem, where).toBe(true);
         expect(c.securityContext.capabilities.drop, where).toContain('ALL');
         // With a read-only root, SQLite's temporary files need a writable /tmp.
-        expect((c.volumeMounts as Any[]).some((m) => m.mountPath === '/tmp'), `${where} has a writable /tmp`).toBe(true);
+        expect(
+          (c.volumeMounts as Any[]).some((m) => m.mountPath === '/tmp'),
+          `${where} has a writable /tmp`,
+        ).toBe(true);
       }
     }
   });

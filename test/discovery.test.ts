@@ -126,7 +126,13 @@ describe('anchors', () => {
   test('a DNSSEC-secure TXT record anchors the zone (dnssec), with no document fetched', async () => {
     const before = fetchCount('signed.test');
     const d = await discovery([lab.validating]).discover('signed.test');
-    expect(d.found).toMatchObject({ zone: 'signed.test', ds: SIGNED.ds, servers: SIGNED.servers, anchor: { type: 'dnssec', name: '_idns.signed.test' }, stale: false });
+    expect(d.found).toMatchObject({
+      zone: 'signed.test',
+      ds: SIGNED.ds,
+      servers: SIGNED.servers,
+      anchor: { type: 'dnssec', name: '_idns.signed.test' },
+      stale: false,
+    });
     expect(d.found!.ttl).toBeGreaterThan(0);
     expect(fetchCount('signed.test')).toBe(before);
   });
@@ -148,7 +154,12 @@ describe('anchors', () => {
   test('an unsigned TXT record confirmed by the HTTPS document anchors https; the document names the servers', async () => {
     serve('plain.test', formatDocument({ ...PLAIN, servers: ['https://moved.plain.test'] }));
     const d = await discovery([lab.validating]).discover('plain.test');
-    expect(d.found).toMatchObject({ zone: 'plain.test', ds: PLAIN.ds, servers: ['https://moved.plain.test'], anchor: { type: 'https', url: 'https://plain.test/.well-known/idns' } });
+    expect(d.found).toMatchObject({
+      zone: 'plain.test',
+      ds: PLAIN.ds,
+      servers: ['https://moved.plain.test'],
+      anchor: { type: 'https', url: 'https://plain.test/.well-known/idns' },
+    });
   });
 
   test('an HTTPS document naming another key is refused', async () => {
@@ -261,7 +272,9 @@ describe('no downgrade: failures are errors, never "not found"', () => {
   });
 
   test('an unreachable HTTPS server is network_error', async () => {
-    const d = discovery([lab.validating], { fetchDocument: wellKnownFetcher({ dispatcher: agent, urlFor: () => 'https://127.0.0.1:1/.well-known/idns', timeoutMs: 2000 }) });
+    const d = discovery([lab.validating], {
+      fetchDocument: wellKnownFetcher({ dispatcher: agent, urlFor: () => 'https://127.0.0.1:1/.well-known/idns', timeoutMs: 2000 }),
+    });
     expect((await failure(d.discover('bare.test'))).code).toBe('network_error');
   });
 });

@@ -162,13 +162,22 @@ describe('hostile answers: bounded, typed errors', () => {
   test('answers with another ID or question are ignored (spoofing), garbage is reported', async () => {
     const answer = (q: Buffer, change: (p: packet.Packet) => void) => {
       const p = packet.decode(q);
-      const r: packet.Packet = { ...p, type: 'response', flags: packet.RECURSION_DESIRED, answers: [{ type: 'TXT', name: p.questions![0]!.name, ttl: 60, data: ['spoofed'] }] };
+      const r: packet.Packet = {
+        ...p,
+        type: 'response',
+        flags: packet.RECURSION_DESIRED,
+        answers: [{ type: 'TXT', name: p.questions![0]!.name, ttl: 60, data: ['spoofed'] }],
+      };
       change(r);
       return packet.encode(r);
     };
     const spoofer = await fake({
       kind: 'custom',
-      answer: (q) => [answer(q, (p) => (p.id = (p.id! + 1) % 65536)), answer(q, (p) => (p.questions = [{ type: 'TXT', name: 'other.test' }])), answer(q, () => undefined)],
+      answer: (q) => [
+        answer(q, (p) => (p.id = (p.id! + 1) % 65536)),
+        answer(q, (p) => (p.questions = [{ type: 'TXT', name: 'other.test' }])),
+        answer(q, () => undefined),
+      ],
     });
     // The two wrong answers come first; the third, right one is taken.
     expect((await client([spoofer]).queryTxt('_idns.x.test')).records).toEqual(['spoofed']);
@@ -184,7 +193,19 @@ describe('hostile answers: bounded, typed errors', () => {
       answer: (q) => {
         const p = packet.decode(q);
         const name = p.questions![0]!.name;
-        return packet.encode({ ...p, type: 'response', flags: packet.RECURSION_DESIRED, answers: [{ type: 'TXT', name, ttl: 60, data: ['x'.repeat(200), 'y'.repeat(200), 'z'.repeat(200), 'w'.repeat(200), 'v'.repeat(200), 'u'.repeat(200), 't'.repeat(200)] }] });
+        return packet.encode({
+          ...p,
+          type: 'response',
+          flags: packet.RECURSION_DESIRED,
+          answers: [
+            {
+              type: 'TXT',
+              name,
+              ttl: 60,
+              data: ['x'.repeat(200), 'y'.repeat(200), 'z'.repeat(200), 'w'.repeat(200), 'v'.repeat(200), 'u'.repeat(200), 't'.repeat(200)],
+            },
+          ],
+        });
       },
     });
     const err = await failure(client([big], { timeoutMs: 300, attempts: 1 }).queryTxt('_idns.big.test'));
@@ -294,7 +315,10 @@ describe('configuration', () => {
     const { dir, remove } = tempDir();
     cleanups.push(remove);
     const path = join(dir, 'resolv.conf');
-    writeFileSync(path, '# comment\nsearch example\nnameserver 192.0.2.1\nnameserver not-an-ip\nnameserver 2001:db8::1\nnameserver 192.0.2.2\nnameserver 192.0.2.3\n');
+    writeFileSync(
+      path,
+      '# comment\nsearch example\nnameserver 192.0.2.1\nnameserver not-an-ip\nnameserver 2001:db8::1\nnameserver 192.0.2.2\nnameserver 192.0.2.3\n',
+    );
     expect(readSystemServers(path)).toEqual([
       { host: '192.0.2.1', port: 53 },
       { host: '2001:db8::1', port: 53 },

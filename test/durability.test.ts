@@ -161,7 +161,10 @@ async function checkAfterRestart(url: string, dir: string, regs: Registration[],
           expect(answer.record.serial).toBeGreaterThanOrEqual(ack.serial);
         }
         // The signed change that made the record is in the handle's log (the journal committed with it).
-        const log = (await getJson(pool, `/v1/handles/${encodeURIComponent(handle)}/log`)) as { status: number; body: { operations: { op: string; action: string }[] } };
+        const log = (await getJson(pool, `/v1/handles/${encodeURIComponent(handle)}/log`)) as {
+          status: number;
+          body: { operations: { op: string; action: string }[] };
+        };
         expect(log.status).toBe(200);
         expect(log.body.operations.map((o) => [o.action, o.op])).toEqual([['register', answer.record.op]]);
       }
@@ -215,7 +218,12 @@ describe('durability of acknowledged writes', { timeout: 300_000 }, () => {
     const noise = startNoise(() => [target], { concurrency: 2, raw: true, zone: 'example.com', victims: () => victims.slice(-20) });
     cleanups.push(() => noise.stop());
     // Progress, not time: the garbage is flowing before the first registration is sent.
-    await until(() => noise.done(target) >= 10, () => `10 garbage exchanges with ${target} (have ${noise.done(target)})`, 60_000, 10);
+    await until(
+      () => noise.done(target) >= 10,
+      () => `10 garbage exchanges with ${target} (have ${noise.done(target)})`,
+      60_000,
+      10,
+    );
 
     let killedAt = -1;
     const outcome = await fire(pool, regs, 48, (count, handle) => {
@@ -239,7 +247,12 @@ describe('durability of acknowledged writes', { timeout: 300_000 }, () => {
     const garbageBefore = noise.done(target);
     await checkAfterRestart(restarted.url, dir, regs, outcome.acked);
     // The restarted server got garbage while it was being checked, too.
-    await until(() => noise.done(target) - garbageBefore >= 10, () => `10 garbage exchanges with the restarted ${target} (have ${noise.done(target) - garbageBefore})`, 60_000, 10);
+    await until(
+      () => noise.done(target) - garbageBefore >= 10,
+      () => `10 garbage exchanges with the restarted ${target} (have ${noise.done(target) - garbageBefore})`,
+      60_000,
+      10,
+    );
     const seen = await noise.stop();
     expect(seen.problems, `garbage answered with anything but an error:\n${seen.problems.join('\n')}`).toEqual([]);
     expect(seen.serverErrors, seen.serverErrors.join('\n')).toEqual([]);
@@ -299,8 +312,16 @@ describe('durability of acknowledged writes', { timeout: 300_000 }, () => {
     // Open registration: anyone registers with their own key, no invite.
     const alice = newUserKey();
     const pool = newPool(first.url, 2);
-    const jws = signChangeRequest({ action: 'register', handle: 'alice@localhost', endpoint: 'https://social.example/users/alice', keys: [alice.public] }, alice.private);
-    const res = await pool.request({ path: '/v1/handles', method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ request: jws }) });
+    const jws = signChangeRequest(
+      { action: 'register', handle: 'alice@localhost', endpoint: 'https://social.example/users/alice', keys: [alice.public] },
+      alice.private,
+    );
+    const res = await pool.request({
+      path: '/v1/handles',
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ request: jws }),
+    });
     const text = await res.body.text();
     expect(res.statusCode, text).toBe(201);
     await pool.close();

@@ -93,7 +93,8 @@ describe('Ed25519 backends', () => {
     const loader = fileURLToPath(new URL('../dist/records/ed25519-sodium.js', import.meta.url));
     const dist = fileURLToPath(new URL('../dist/records/ed25519.js', import.meta.url));
     const script = `import(${JSON.stringify(loader)}).then(() => import(${JSON.stringify(dist)})).then((m) => console.log(m.ed25519.name + ' | ' + m.ed25519Fallback))`;
-    const run = (env: NodeJS.ProcessEnv) => execFileSync(process.execPath, ['-e', script], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 20_000 }).trim();
+    const run = (env: NodeJS.ProcessEnv) =>
+      execFileSync(process.execPath, ['-e', script], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 20_000 }).trim();
     expect(run({ IDNS_ED25519: 'node' })).toBe('node:crypto | IDNS_ED25519=node');
     expect(run({ IDNS_ED25519: '' })).toBe('libsodium | null');
   });
@@ -120,7 +121,10 @@ describe('idns serve', () => {
   async function listening(server: ServerProcess): Promise<Record<string, unknown>> {
     const deadline = Date.now() + 10_000;
     for (;;) {
-      const line = server.output().split('\n').find((l) => l.includes('"listening"'));
+      const line = server
+        .output()
+        .split('\n')
+        .find((l) => l.includes('"listening"'));
       if (line) return JSON.parse(line) as Record<string, unknown>;
       if (Date.now() > deadline) throw new Error(`no listening line:\n${server.output()}`);
       await new Promise((r) => setTimeout(r, 20));

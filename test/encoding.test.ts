@@ -14,11 +14,13 @@ describe('fromB64u', () => {
     const chars = fc.constantFrom(...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_+/=. '.split(''));
     const text = fc.oneof(
       fc.array(chars, { maxLength: 12 }).map((cs) => cs.join('')),
-      fc.uint8Array({ maxLength: 40 }).chain((b) => fc.nat({ max: 63 }).map((v) => {
-        // A canonical spelling with its last character replaced: every unused-bit pattern is tried.
-        const s = Buffer.from(b).toString('base64url');
-        return s.length === 0 ? s : s.slice(0, -1) + 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'[v];
-      })),
+      fc.uint8Array({ maxLength: 40 }).chain((b) =>
+        fc.nat({ max: 63 }).map((v) => {
+          // A canonical spelling with its last character replaced: every unused-bit pattern is tried.
+          const s = Buffer.from(b).toString('base64url');
+          return s.length === 0 ? s : s.slice(0, -1) + 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'[v];
+        }),
+      ),
     );
     fc.assert(
       fc.property(text, (t) => {

@@ -42,18 +42,40 @@ describe('the fast paths and the application answer alike', () => {
       dataDir: tmp.dir,
       bootstrap: false,
       limits: { ...DEFAULT_CONFIG.limits, bodyBytes: 4096 },
-      resolver: { rootServers: h.rootServers, forwarders: [], discovery: null, webfinger: false, anchors: { '.': [h.anchors.get('.')![0]!] }, allowPrivate: true, cache: { prefetch: false }, limits: { requestTimeoutMs: 500 } },
-      rateLimits: { ...DEFAULT_RATE_LIMITS, enabled: true, lookups: { rate: 1, per: 3600, burst: BURST }, writes: { rate: 1, per: 3600, burst: BURST }, changesPerHandle: { rate: 100, per: 1, burst: 100 } },
+      resolver: {
+        rootServers: h.rootServers,
+        forwarders: [],
+        discovery: null,
+        webfinger: false,
+        anchors: { '.': [h.anchors.get('.')![0]!] },
+        allowPrivate: true,
+        cache: { prefetch: false },
+        limits: { requestTimeoutMs: 500 },
+      },
+      rateLimits: {
+        ...DEFAULT_RATE_LIMITS,
+        enabled: true,
+        lookups: { rate: 1, per: 3600, burst: BURST },
+        writes: { rate: 1, per: 3600, burst: BURST },
+        changesPerHandle: { rate: 100, per: 1, burst: 100 },
+      },
     };
-    ctx = new AppContext(config, clock, createLogger('info', (l) => lines.push(JSON.parse(l) as Line)));
+    ctx = new AppContext(
+      config,
+      clock,
+      createLogger('info', (l) => lines.push(JSON.parse(l) as Line)),
+    );
     fast = await startServer(ctx, '127.0.0.1', 0);
     app = await startServer(ctx, '127.0.0.1', 0, { fastPaths: false });
     ctx.zones.create('example', { servers: [fast.url] });
-    await ctx.changes.submit(signChangeRequest({ action: 'register', handle: 'alice@example', endpoint: 'https://h.example/a', keys: [owner.public] }, owner.private, clock));
+    await ctx.changes.submit(
+      signChangeRequest({ action: 'register', handle: 'alice@example', endpoint: 'https://h.example/a', keys: [owner.public] }, owner.private, clock),
+    );
     ctx.zones.delegate('example', 'child.example', { servers: ['https://child.example.test'], ds: ['A'.repeat(43)] });
     etag = (await fetch(`${app.url}/v1/resolve/alice@example`, { headers: { 'x-request-id': 'setup' } })).headers.get('etag')!;
     // Resolver cache hits for the lookup rows.
-    for (const path of ['/v1/lookup/alice@social.example', '/v1/lookup/nobody@social.example']) expect((await fetch(`${app.url}${path}`)).status).toBeLessThan(500);
+    for (const path of ['/v1/lookup/alice@social.example', '/v1/lookup/nobody@social.example'])
+      expect((await fetch(`${app.url}${path}`)).status).toBeLessThan(500);
   });
   afterAll(async () => {
     await fast?.close();
@@ -63,8 +85,17 @@ describe('the fast paths and the application answer alike', () => {
     await h?.close();
   });
 
-  const registration = (handle: string) => JSON.stringify({ request: signChangeRequest({ action: 'register', handle, endpoint: `https://h.example/${handle}`, keys: [owner.public] }, owner.private, clock) });
-  const post = (body: string, extra: Partial<ParityRequest> = {}): ParityRequest => ({ method: 'POST', path: '/v1/handles', headers: { 'content-type': 'application/json', 'x-request-id': 'r-1' }, body, ...extra });
+  const registration = (handle: string) =>
+    JSON.stringify({
+      request: signChangeRequest({ action: 'register', handle, endpoint: `https://h.example/${handle}`, keys: [owner.public] }, owner.private, clock),
+    });
+  const post = (body: string, extra: Partial<ParityRequest> = {}): ParityRequest => ({
+    method: 'POST',
+    path: '/v1/handles',
+    headers: { 'content-type': 'application/json', 'x-request-id': 'r-1' },
+    body,
+    ...extra,
+  });
   const get = (path: string, headers: Record<string, string | string[]> = {}): ParityRequest => ({ path, headers: { 'x-request-id': 'r-1', ...headers } });
   const times = (n: number, r: ParityRequest) => Array.from({ length: n }, () => r);
 
@@ -78,7 +109,11 @@ describe('the fast paths and the application answer alike', () => {
     { name: 'a zone not held here (error mapping)', requests: [get('/v1/resolve/a@elsewhere.test')], fast: true },
     { name: 'If-None-Match naming the ETag: 304', requests: [get('/v1/resolve/alice@example', { 'if-none-match': '' })], fast: true },
     { name: 'If-None-Match: * : 304', requests: [get('/v1/resolve/alice@example', { 'if-none-match': '*' })], fast: true },
-    { name: 'If-None-Match repeated, one naming the ETag: 304', requests: [get('/v1/resolve/alice@example', { 'if-none-match': ['"other"', ''] })], fast: true },
+    {
+      name: 'If-None-Match repeated, one naming the ETag: 304',
+      requests: [get('/v1/resolve/alice@example', { 'if-none-match': ['"other"', ''] })],
+      fast: true,
+    },
     { name: 'If-None-Match naming another ETag: 200', requests: [get('/v1/resolve/alice@example', { 'if-none-match': '"other"' })], fast: true },
     { name: 'no X-Request-Id: a new one', requests: [{ path: '/v1/resolve/alice@example' }], fast: true },
     { name: 'an X-Request-Id that is not sane: a new one', requests: [get('/v1/resolve/alice@example', { 'x-request-id': 'a b' })], fast: true },
@@ -108,7 +143,21 @@ describe('the fast paths and the application answer alike', () => {
     },
     { name: 'a body that is not JSON', requests: [post('{"request": ')], fast: true },
     { name: 'a body of the wrong form', requests: [post('[1]')], fast: true },
-    { name: 'a bad signature', requests: [post(JSON.stringify({ request: signChangeRequest({ action: 'register', handle: 'sig@example', endpoint: 'https://h.example/s', keys: [owner.public] }, newUserKey().private, clock) }))], fast: true },
+    {
+      name: 'a bad signature',
+      requests: [
+        post(
+          JSON.stringify({
+            request: signChangeRequest(
+              { action: 'register', handle: 'sig@example', endpoint: 'https://h.example/s', keys: [owner.public] },
+              newUserKey().private,
+              clock,
+            ),
+          }),
+        ),
+      ],
+      fast: true,
+    },
     { name: 'a handle already registered', requests: [post(registration('alice@example'))], fast: true },
     { name: 'a body over the limit: 413', requests: [post(JSON.stringify({ request: 'x'.repeat(5000) }))], fast: true },
     { name: 'the write limit: 429 with Retry-After', requests: times(BURST + 1, post('{"request": ')), fast: true },
@@ -125,11 +174,15 @@ describe('the fast paths and the application answer alike', () => {
     }
     return m;
   };
-  const delta = (a: Map<string, number>, b: Map<string, number>) => Object.fromEntries([...b].filter(([k, v]) => v !== (a.get(k) ?? 0)).map(([k, v]) => [k, v - (a.get(k) ?? 0)]));
+  const delta = (a: Map<string, number>, b: Map<string, number>) =>
+    Object.fromEntries([...b].filter(([k, v]) => v !== (a.get(k) ?? 0)).map(([k, v]) => [k, v - (a.get(k) ?? 0)]));
 
   let row = 0;
   /** Sends a row to one server and records what the client, the log and the metrics saw. */
-  async function run(r: ParityRow, side: 'fast' | 'app'): Promise<{ exchanges: Exchange[]; logs: Line[]; metrics: Record<string, number>; tookFast: boolean[] }> {
+  async function run(
+    r: ParityRow,
+    side: 'fast' | 'app',
+  ): Promise<{ exchanges: Exchange[]; logs: Line[]; metrics: Record<string, number>; tookFast: boolean[] }> {
     const base = side === 'fast' ? fast.url : app.url;
     // Its own client address: a fresh bucket per row and side.
     const address = `127.0.${side === 'fast' ? 1 : 2}.${++row}`;
@@ -151,7 +204,12 @@ describe('the fast paths and the application answer alike', () => {
     const tookFast = spy.mock.results.map((x) => x.value as boolean);
     spy.mockRestore();
     const norm = (v: unknown) => JSON.parse((r.normalise ?? ((t: string) => t))(JSON.stringify(v)).replace(UUID, '<uuid>')) as unknown;
-    return { exchanges: norm(exchanges) as Exchange[], logs: norm(logs) as Line[], metrics: Object.assign({}, ...metrics.map((m, i) => ({ [i]: m }))), tookFast };
+    return {
+      exchanges: norm(exchanges) as Exchange[],
+      logs: norm(logs) as Line[],
+      metrics: Object.assign({}, ...metrics.map((m, i) => ({ [i]: m }))),
+      tookFast,
+    };
   }
   const fill = (v: string | string[]) => (Array.isArray(v) ? v.map((x) => (x === '' ? etag : x)) : v === '' ? etag : v);
 
@@ -187,12 +245,18 @@ describe('a middleware added to the application', () => {
       for (const r of FAST_ROUTES) expect(appChain(app, r.method, r.sample)).toEqual(r.mirrors);
       expect(() => assertMirrored(app)).not.toThrow();
       // A middleware for every request, or for one fast endpoint only, or for a method: each is caught.
-      for (const [path, at] of [['*', 0], ['/v1/lookup/*', 1], ['/v1/handles', 2]] as const) {
+      for (const [path, at] of [
+        ['*', 0],
+        ['/v1/lookup/*', 1],
+        ['/v1/handles', 2],
+      ] as const) {
         const { app: changed } = createApp(ctx);
         changed.use(path, async function audit(_c, next) {
           await next();
         });
-        expect(() => assertMirrored(changed), path).toThrow(new RegExp(`runs \\[[^\\]]*audit[^\\]]*\\] for ${FAST_ROUTES[at]!.method} ${FAST_ROUTES[at]!.pattern.replaceAll('/', '\\/')}`));
+        expect(() => assertMirrored(changed), path).toThrow(
+          new RegExp(`runs \\[[^\\]]*audit[^\\]]*\\] for ${FAST_ROUTES[at]!.method} ${FAST_ROUTES[at]!.pattern.replaceAll('/', '\\/')}`),
+        );
       }
       // A middleware for other endpoints is not the fast paths' concern.
       const { app: other } = createApp(ctx);

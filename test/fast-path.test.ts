@@ -17,8 +17,12 @@ describe('the authoritative read fast path', () => {
   const owner = newUserKey();
   beforeAll(async () => {
     s = await startTestServer({ zones: { example: {} } });
-    await s.ctx.changes.submit(signChangeRequest({ action: 'register', handle: 'alice@example', endpoint: 'https://h.example/a', keys: [owner.public] }, owner.private));
-    await s.ctx.changes.submit(signChangeRequest({ action: 'register', handle: 'carol@deep.sub.example', endpoint: 'https://h.example/c', keys: [owner.public] }, owner.private));
+    await s.ctx.changes.submit(
+      signChangeRequest({ action: 'register', handle: 'alice@example', endpoint: 'https://h.example/a', keys: [owner.public] }, owner.private),
+    );
+    await s.ctx.changes.submit(
+      signChangeRequest({ action: 'register', handle: 'carol@deep.sub.example', endpoint: 'https://h.example/c', keys: [owner.public] }, owner.private),
+    );
     s.ctx.zones.delegate('example', 'child.example', { servers: ['https://child.example.test'], ds: ['A'.repeat(43)] });
   });
   afterAll(async () => s.close());
@@ -56,7 +60,15 @@ describe('the authoritative read fast path', () => {
   });
 
   it('serialises answers exactly as JSON.stringify of the answer object', () => {
-    const inputs = ['alice@example', 'Alice@EXAMPLE', 'carol@deep.sub.example', 'nobody@example', 'nobody@other.sub.example', 'dave@child.example', 'x@y.child.example'];
+    const inputs = [
+      'alice@example',
+      'Alice@EXAMPLE',
+      'carol@deep.sub.example',
+      'nobody@example',
+      'nobody@other.sub.example',
+      'dave@child.example',
+      'x@y.child.example',
+    ];
     for (const input of inputs) {
       const answer = s.ctx.authority.resolve(input);
       const serialised = s.ctx.authority.resolveSerialised(input);
@@ -68,7 +80,30 @@ describe('the authoritative read fast path', () => {
 
   it('parses handles as parseHandle does, also once their host has been seen', () => {
     s.ctx.authority.resolve('alice@example'); // the host `example` is now remembered
-    const locals = ['a', 'a.b', 'a_b', '_a', 'a_', '0', 'a-b', 'A', 'aB', 'a..b', '.a', 'a.', '-a', 'a-', 'a b', 'a+b', 'ä', '\u212A', '', 'a'.repeat(64), 'a'.repeat(65), 'a@b'];
+    const locals = [
+      'a',
+      'a.b',
+      'a_b',
+      '_a',
+      'a_',
+      '0',
+      'a-b',
+      'A',
+      'aB',
+      'a..b',
+      '.a',
+      'a.',
+      '-a',
+      'a-',
+      'a b',
+      'a+b',
+      'ä',
+      '\u212A',
+      '',
+      'a'.repeat(64),
+      'a'.repeat(65),
+      'a@b',
+    ];
     const outcome = (f: () => unknown) => {
       try {
         return f();
@@ -79,7 +114,10 @@ describe('the authoritative read fast path', () => {
     for (const local of locals) {
       for (const input of [`${local}@example`, `${local}@EXAMPLE`, `${local}@${'a'.repeat(320)}.example`]) {
         const slow = outcome(() => JSON.stringify(s.ctx.authority.resolve(input)));
-        expect(outcome(() => s.ctx.authority.resolveSerialised(input).body.toString()), input).toEqual(slow);
+        expect(
+          outcome(() => s.ctx.authority.resolveSerialised(input).body.toString()),
+          input,
+        ).toEqual(slow);
       }
     }
   });
@@ -95,11 +133,24 @@ describe('the authoritative read fast path', () => {
 
   it('counts what it answers in the request and query metrics', async () => {
     const metric = async (series: string) =>
-      Number((await (await fetch(`${s.url}/metrics`)).text()).split('\n').find((l) => l.startsWith(`${series} `))?.split(' ').pop() ?? 0);
+      Number(
+        (await (await fetch(`${s.url}/metrics`)).text())
+          .split('\n')
+          .find((l) => l.startsWith(`${series} `))
+          ?.split(' ')
+          .pop() ?? 0,
+      );
     const answers = 'idns_queries_total{role="authoritative",outcome="answer"}';
     const denials = 'idns_http_requests_total{route="/v1/resolve/:handle",method="GET",status="404"}';
     const [a0, d0] = [await metric(answers), await metric(denials)];
-    for (const path of ['/v1/resolve/alice@example', '/v1/resolve/alice@example', '/v1/resolve/none1@example', '/v1/resolve/none2@example', '/v1/resolve/none3@example']) await get(path);
+    for (const path of [
+      '/v1/resolve/alice@example',
+      '/v1/resolve/alice@example',
+      '/v1/resolve/none1@example',
+      '/v1/resolve/none2@example',
+      '/v1/resolve/none3@example',
+    ])
+      await get(path);
     expect([(await metric(answers)) - a0, (await metric(denials)) - d0]).toEqual([2, 3]);
   });
 
@@ -147,7 +198,9 @@ describe('the authoritative read fast path', () => {
   it('never serves an answer older than the zone: a change is visible at once', async () => {
     const before = await get('/v1/resolve/bob@example');
     expect(before.status).toBe(404);
-    await s.ctx.changes.submit(signChangeRequest({ action: 'register', handle: 'bob@example', endpoint: 'https://h.example/b', keys: [owner.public] }, owner.private));
+    await s.ctx.changes.submit(
+      signChangeRequest({ action: 'register', handle: 'bob@example', endpoint: 'https://h.example/b', keys: [owner.public] }, owner.private),
+    );
     const after = await get('/v1/resolve/bob@example');
     expect(after.status).toBe(200);
     // And the answer for another name carries the new zone record too.
@@ -194,17 +247,31 @@ describe('the registration fast path', () => {
   const post = (body: string, chunked: boolean) =>
     new Promise<{ status: number; type: string | undefined; retryAfter: string | undefined; body: string }>((resolve, reject) => {
       const u = new URL(`${s.url}/v1/handles`);
-      const req = request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'content-type': 'application/json', ...(chunked ? {} : { 'content-length': Buffer.byteLength(body) }) } }, (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (text += d));
-        res.on('end', () => resolve({ status: res.statusCode!, type: res.headers['content-type'], retryAfter: res.headers['retry-after'] as string | undefined, body: text }));
-      });
+      const req = request(
+        {
+          host: u.hostname,
+          port: u.port,
+          path: u.pathname,
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...(chunked ? {} : { 'content-length': Buffer.byteLength(body) }) },
+        },
+        (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => (text += d));
+          res.on('end', () =>
+            resolve({ status: res.statusCode!, type: res.headers['content-type'], retryAfter: res.headers['retry-after'] as string | undefined, body: text }),
+          );
+        },
+      );
       req.on('error', reject);
       if (chunked) req.write(body.slice(0, 5));
       req.end(chunked ? body.slice(5) : body);
     });
-  const registration = (handle: string) => JSON.stringify({ request: signChangeRequest({ action: 'register', handle, endpoint: `https://h.example/${handle}`, keys: [owner.public] }, owner.private) });
+  const registration = (handle: string) =>
+    JSON.stringify({
+      request: signChangeRequest({ action: 'register', handle, endpoint: `https://h.example/${handle}`, keys: [owner.public] }, owner.private),
+    });
 
   it('registers exactly as the full application does', async () => {
     const served = vi.spyOn(FastPaths.prototype, 'handle');
@@ -225,8 +292,26 @@ describe('the registration fast path', () => {
     ['a body of the wrong form', () => JSON.stringify({ req: 'x' })],
     ['a body that is not an object', () => '[1]'],
     ['a request that is not a JWS', () => JSON.stringify({ request: 'not.a.jws' })],
-    ['a bad signature', () => JSON.stringify({ request: signChangeRequest({ action: 'register', handle: 'sig@example', endpoint: 'https://h.example/s', keys: [owner.public] }, newUserKey().private) })],
-    ['an update sent as a registration', () => JSON.stringify({ request: signChangeRequest({ action: 'update', handle: 'fast@example', endpoint: 'https://h.example/u', keys: [owner.public], prev: 'x'.repeat(43) }, owner.private) })],
+    [
+      'a bad signature',
+      () =>
+        JSON.stringify({
+          request: signChangeRequest(
+            { action: 'register', handle: 'sig@example', endpoint: 'https://h.example/s', keys: [owner.public] },
+            newUserKey().private,
+          ),
+        }),
+    ],
+    [
+      'an update sent as a registration',
+      () =>
+        JSON.stringify({
+          request: signChangeRequest(
+            { action: 'update', handle: 'fast@example', endpoint: 'https://h.example/u', keys: [owner.public], prev: 'x'.repeat(43) },
+            owner.private,
+          ),
+        }),
+    ],
     ['a handle already registered', () => registration('fast@example')],
     ['a body over the limit', () => JSON.stringify({ request: 'x'.repeat(5000) })],
   ])('refuses %s exactly as the full application does', async (_, body) => {
@@ -238,17 +323,29 @@ describe('the registration fast path', () => {
   });
 
   it('applies the per-client write limit, with Retry-After, like the full application', async () => {
-    const limited = await startTestServer({ zones: { example: {} }, config: { rateLimits: { ...DEFAULT_RATE_LIMITS, enabled: true, writes: { rate: 1, per: 3600, burst: 2 } } } });
+    const limited = await startTestServer({
+      zones: { example: {} },
+      config: { rateLimits: { ...DEFAULT_RATE_LIMITS, enabled: true, writes: { rate: 1, per: 3600, burst: 2 } } },
+    });
     try {
       const send = (handle: string, chunked: boolean) =>
         new Promise<{ status: number; retryAfter: string | undefined; body: string }>((resolve, reject) => {
           const u = new URL(`${limited.url}/v1/handles`);
           const b = registration(handle);
-          const req = request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'content-type': 'application/json', ...(chunked ? {} : { 'content-length': Buffer.byteLength(b) }) } }, (res) => {
-            let text = '';
-            res.on('data', (d: Buffer) => (text += d.toString()));
-            res.on('end', () => resolve({ status: res.statusCode!, retryAfter: res.headers['retry-after'] as string | undefined, body: text }));
-          });
+          const req = request(
+            {
+              host: u.hostname,
+              port: u.port,
+              path: u.pathname,
+              method: 'POST',
+              headers: { 'content-type': 'application/json', ...(chunked ? {} : { 'content-length': Buffer.byteLength(b) }) },
+            },
+            (res) => {
+              let text = '';
+              res.on('data', (d: Buffer) => (text += d.toString()));
+              res.on('end', () => resolve({ status: res.statusCode!, retryAfter: res.headers['retry-after'] as string | undefined, body: text }));
+            },
+          );
           req.on('error', reject);
           req.end(b);
         });

@@ -26,7 +26,10 @@ const SEED = 20261124;
 const params = { numRuns: RUNS, seed: SEED };
 
 const corpusDir = new URL('./fuzz-corpus/', import.meta.url);
-const corpus = (name: string): string[] => readFileSync(new URL(name, corpusDir), 'utf8').split('\n').filter((l) => l !== '');
+const corpus = (name: string): string[] =>
+  readFileSync(new URL(name, corpusDir), 'utf8')
+    .split('\n')
+    .filter((l) => l !== '');
 
 /** Runs `fn`; passes if it returns or throws an IdnsError, fails on anything else. */
 function onlyTypedErrors(fn: () => unknown): boolean {
@@ -42,7 +45,10 @@ function onlyTypedErrors(fn: () => unknown): boolean {
 // Labels with '--' in the third and fourth places are reserved for IDNA (xn--): not plain host labels.
 const label = fc.stringMatching(/^[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?$/).filter((l) => l.slice(2, 4) !== '--');
 // A last label that WHATWG reads as a number (decimal, or hex like 0x1f) makes an IPv4 address: not a host name.
-const validHost = fc.array(label, { minLength: 1, maxLength: 4 }).map((ls) => ls.join('.')).filter((h) => !/^(\d+|0x[0-9a-f]*)$/.test(h.split('.').pop()!));
+const validHost = fc
+  .array(label, { minLength: 1, maxLength: 4 })
+  .map((ls) => ls.join('.'))
+  .filter((h) => !/^(\d+|0x[0-9a-f]*)$/.test(h.split('.').pop()!));
 const validLocal = fc.stringMatching(/^[a-z0-9]([a-z0-9._-]{0,10}[a-z0-9])?$/).filter((l) => !l.includes('..'));
 /** Strings with the characters that break parsers: unicode, controls, separators. */
 const nasty = fc.oneof(
@@ -102,11 +108,20 @@ describe('names', () => {
 
 describe('JWS, keys, records and requests', () => {
   const b64 = (s: string) => Buffer.from(s).toString('base64url');
-  const jsonish = fc.oneof(fc.json(), fc.jsonValue().map((v) => JSON.stringify(v)), nasty);
+  const jsonish = fc.oneof(
+    fc.json(),
+    fc.jsonValue().map((v) => JSON.stringify(v)),
+    nasty,
+  );
   const jwsLike = fc.oneof(
     nasty,
     fc.tuple(jsonish, jsonish, fc.uint8Array({ maxLength: 80 })).map(([h, p, s]) => `${b64(h)}.${b64(p)}.${Buffer.from(s).toString('base64url')}`),
-    fc.tuple(fc.jsonValue(), fc.jsonValue()).map(([p, extra]) => `${b64(JSON.stringify({ alg: 'EdDSA', typ: 'idns-op', kid: 'x', ...(typeof extra === 'object' && extra !== null ? extra : {}) }))}.${b64(JSON.stringify(p))}.${'A'.repeat(86)}`),
+    fc
+      .tuple(fc.jsonValue(), fc.jsonValue())
+      .map(
+        ([p, extra]) =>
+          `${b64(JSON.stringify({ alg: 'EdDSA', typ: 'idns-op', kid: 'x', ...(typeof extra === 'object' && extra !== null ? extra : {}) }))}.${b64(JSON.stringify(p))}.${'A'.repeat(86)}`,
+      ),
   );
 
   it('decodeCompact and parseChangeRequest throw only typed errors', () => {
@@ -142,7 +157,10 @@ describe('JWS, keys, records and requests', () => {
   });
 
   it('parsePublicJwk throws only typed errors', () => {
-    fc.assert(fc.property(fc.jsonValue(), (v) => onlyTypedErrors(() => parsePublicJwk(v))), params);
+    fc.assert(
+      fc.property(fc.jsonValue(), (v) => onlyTypedErrors(() => parsePublicJwk(v))),
+      params,
+    );
   });
 
   it('record payload schemas and zone record verification throw only typed errors', () => {
@@ -167,7 +185,14 @@ describe('JWS, keys, records and requests', () => {
 describe('WebFinger resources', () => {
   it('parseAcctResource throws only typed errors and accepts exactly acct: handles', () => {
     fc.assert(
-      fc.property(fc.oneof(nasty, nasty.map((s) => `acct:${s}`), fc.constant(undefined)), (r) => onlyTypedErrors(() => parseAcctResource(r))),
+      fc.property(
+        fc.oneof(
+          nasty,
+          nasty.map((s) => `acct:${s}`),
+          fc.constant(undefined),
+        ),
+        (r) => onlyTypedErrors(() => parseAcctResource(r)),
+      ),
       params,
     );
     fc.assert(
@@ -182,9 +207,13 @@ describe('WebFinger resources', () => {
 describe('the transfer stream', () => {
   async function drain(chunks: Uint8Array[], maxLine: number): Promise<unknown[]> {
     const out: unknown[] = [];
-    for await (const line of ndjsonLines((async function* () {
-      yield* chunks;
-    })(), maxLine)) out.push(line);
+    for await (const line of ndjsonLines(
+      (async function* () {
+        yield* chunks;
+      })(),
+      maxLine,
+    ))
+      out.push(line);
     return out;
   }
 
@@ -220,11 +249,18 @@ describe('configuration files', () => {
   it('loadConfig throws only typed errors for any file content', () => {
     let i = 0;
     fc.assert(
-      fc.property(fc.oneof(fc.json(), fc.string({ maxLength: 200 }), fc.jsonValue().map((v) => JSON.stringify({ listen: v, limits: v, resolver: v }))), (content) => {
-        const path = join(dir, `c${i++}.json`);
-        writeFileSync(path, content);
-        return onlyTypedErrors(() => loadConfig({ config: path }, {}));
-      }),
+      fc.property(
+        fc.oneof(
+          fc.json(),
+          fc.string({ maxLength: 200 }),
+          fc.jsonValue().map((v) => JSON.stringify({ listen: v, limits: v, resolver: v })),
+        ),
+        (content) => {
+          const path = join(dir, `c${i++}.json`);
+          writeFileSync(path, content);
+          return onlyTypedErrors(() => loadConfig({ config: path }, {}));
+        },
+      ),
       { ...params, numRuns: Math.min(RUNS, 500) },
     );
     expect(readdirSync(dir).length).toBeGreaterThan(0);

@@ -28,9 +28,18 @@ const jwk = fc.oneof(
   { weight: 1, arbitrary: x.map((v) => ({ kty: 'OKP', x: v })) },
 );
 const label = fc.stringMatching(/^[a-z0-9]([a-z0-9-]{0,6}[a-z0-9])?$/);
-const host = fc.oneof({ weight: 30, arbitrary: fc.array(label, { minLength: 1, maxLength: 3 }).map((ls) => `${ls.join('.')}.example`) }, fc.constantFrom('Example.com', 'xn--bcher-kva.example', 'bücher.example', 'a..b', '127.0.0.1', 'exa_mple.com', 'x.123', 'example.com.'));
-const local = fc.oneof({ weight: 30, arbitrary: fc.stringMatching(/^[a-z0-9_]([a-z0-9._-]{0,8}[a-z0-9_])?$/) }, fc.constantFrom('Alice', '.a', 'a.', 'a..b', 'é', '', 'a'.repeat(64), 'a'.repeat(65)));
-const handle = fc.oneof({ weight: 30, arbitrary: fc.tuple(local, host).map(([l, h]) => `${l}@${h}`) }, { weight: 1, arbitrary: fc.constantFrom('no-at', '@example', 'a@b@example', `${'a'.repeat(64)}@${'b'.repeat(250)}.example`) });
+const host = fc.oneof(
+  { weight: 30, arbitrary: fc.array(label, { minLength: 1, maxLength: 3 }).map((ls) => `${ls.join('.')}.example`) },
+  fc.constantFrom('Example.com', 'xn--bcher-kva.example', 'bücher.example', 'a..b', '127.0.0.1', 'exa_mple.com', 'x.123', 'example.com.'),
+);
+const local = fc.oneof(
+  { weight: 30, arbitrary: fc.stringMatching(/^[a-z0-9_]([a-z0-9._-]{0,8}[a-z0-9_])?$/) },
+  fc.constantFrom('Alice', '.a', 'a.', 'a..b', 'é', '', 'a'.repeat(64), 'a'.repeat(65)),
+);
+const handle = fc.oneof(
+  { weight: 30, arbitrary: fc.tuple(local, host).map(([l, h]) => `${l}@${h}`) },
+  { weight: 1, arbitrary: fc.constantFrom('no-at', '@example', 'a@b@example', `${'a'.repeat(64)}@${'b'.repeat(250)}.example`) },
+);
 const endpoint = fc.oneof(
   { weight: 30, arbitrary: fc.tuple(host, fc.stringMatching(/^[a-z0-9/]{0,12}$/)).map(([h, p]) => `https://${h}/${p}`) },
   {
@@ -56,8 +65,12 @@ const endpoint = fc.oneof(
   },
 );
 const sha = fc.oneof({ weight: 30, arbitrary: b64chars(43) }, b64chars(42), b64chars(44));
-const zone = fc.oneof({ weight: 30, arbitrary: fc.constant('example') }, { weight: 1, arbitrary: fc.constantFrom('', '.', 'Example', 'a..b', 'x'.repeat(254), 'bücher') });
-const int = (max: number) => fc.oneof({ weight: 30, arbitrary: fc.integer({ min: 0, max }) }, fc.constantFrom(-1, max, max + 1, 0.5, 1e21, -0, Number.MAX_SAFE_INTEGER + 2));
+const zone = fc.oneof(
+  { weight: 30, arbitrary: fc.constant('example') },
+  { weight: 1, arbitrary: fc.constantFrom('', '.', 'Example', 'a..b', 'x'.repeat(254), 'bücher') },
+);
+const int = (max: number) =>
+  fc.oneof({ weight: 30, arbitrary: fc.integer({ min: 0, max }) }, fc.constantFrom(-1, max, max + 1, 0.5, 1e21, -0, Number.MAX_SAFE_INTEGER + 2));
 
 /** A handle record payload as an honest or careless signer writes it, members in the signer's order. */
 const payload = fc
@@ -67,33 +80,59 @@ const payload = fc
     zone,
     serial: int(0xffffffff),
     iat: fc.oneof(fc.integer({ min: 0, max: 2 ** 40 }), fc.constant(1_700_000_000)),
-    validity: fc.oneof({ weight: 30, arbitrary: fc.integer({ min: 1, max: RECORD_LIMITS.maxSignatureValidity }) }, fc.constantFrom(0, -1, RECORD_LIMITS.maxSignatureValidity + 1, 0.5)),
+    validity: fc.oneof(
+      { weight: 30, arbitrary: fc.integer({ min: 1, max: RECORD_LIMITS.maxSignatureValidity }) },
+      fc.constantFrom(0, -1, RECORD_LIMITS.maxSignatureValidity + 1, 0.5),
+    ),
     handle,
     endpoint,
-    keys: fc.oneof({ weight: 30, arbitrary: fc.array(jwk, { minLength: 1, maxLength: MAX_HANDLE_KEYS }) }, { weight: 1, arbitrary: fc.array(jwk, { minLength: 0, maxLength: MAX_HANDLE_KEYS + 2 }) }),
+    keys: fc.oneof(
+      { weight: 30, arbitrary: fc.array(jwk, { minLength: 1, maxLength: MAX_HANDLE_KEYS }) },
+      { weight: 1, arbitrary: fc.array(jwk, { minLength: 0, maxLength: MAX_HANDLE_KEYS + 2 }) },
+    ),
     ttl: int(RECORD_LIMITS.maxTtl),
     op: sha,
   })
-  .map(({ validity, iat, ...r }) => ({ v: r.v, type: r.type, zone: r.zone, serial: r.serial, iat, exp: iat + validity, handle: r.handle, endpoint: r.endpoint, keys: r.keys, ttl: r.ttl, op: r.op }));
+  .map(({ validity, iat, ...r }) => ({
+    v: r.v,
+    type: r.type,
+    zone: r.zone,
+    serial: r.serial,
+    iat,
+    exp: iat + validity,
+    handle: r.handle,
+    endpoint: r.endpoint,
+    keys: r.keys,
+    ttl: r.ttl,
+    op: r.op,
+  }));
 
 /** Values of every JSON type and edge, for replacing a member. */
-const anyValue = fc.oneof(
-  fc.jsonValue({ maxDepth: 2 }),
-  fc.constantFrom(null, true, 0, -0, 1, 1.5, -1, 2 ** 40 + 1, 2 ** 53, '', 'handle', [], {}, [{}], 'https://social.example/'),
-).map((v) => (typeof v === 'object' && v !== null ? structuredClone(v) : v)); // constants are shared between runs, and mutations edit in place
+const anyValue = fc
+  .oneof(
+    fc.jsonValue({ maxDepth: 2 }),
+    fc.constantFrom(null, true, 0, -0, 1, 1.5, -1, 2 ** 40 + 1, 2 ** 53, '', 'handle', [], {}, [{}], 'https://social.example/'),
+  )
+  .map((v) => (typeof v === 'object' && v !== null ? structuredClone(v) : v)); // constants are shared between runs, and mutations edit in place
 
 type Mutation = (p: Record<string, unknown>) => void;
 const member = fc.constantFrom('v', 'type', 'zone', 'serial', 'iat', 'exp', 'handle', 'endpoint', 'keys', 'ttl', 'op');
 const mutation: fc.Arbitrary<Mutation> = fc.oneof(
   member.map((m) => (p: Record<string, unknown>) => void delete p[m]),
-  fc.tuple(member, anyValue).map(([m, v]) => (p: Record<string, unknown>) => void (p[m] = v)),
-  fc.tuple(fc.constantFrom('extra', 'Handle', '__proto__', 'constructor', 'alsoKnownAs', 'movedTo', ''), anyValue).map(([m, v]) => (p: Record<string, unknown>) => {
-    // Through JSON text, as a payload arrives: "__proto__" becomes an own member there too.
-    const members = JSON.stringify(p).slice(1, -1);
-    const json = `{${members}${members === '' ? '' : ','}${JSON.stringify(m)}:${JSON.stringify(v) ?? 'null'}}`;
-    for (const k of Object.keys(p)) delete p[k];
-    Object.assign(p, JSON.parse(json));
-  }),
+  fc.tuple(member, anyValue).map(
+    ([m, v]) =>
+      (p: Record<string, unknown>) =>
+        void (p[m] = v),
+  ),
+  fc
+    .tuple(fc.constantFrom('extra', 'Handle', '__proto__', 'constructor', 'alsoKnownAs', 'movedTo', ''), anyValue)
+    .map(([m, v]) => (p: Record<string, unknown>) => {
+      // Through JSON text, as a payload arrives: "__proto__" becomes an own member there too.
+      const members = JSON.stringify(p).slice(1, -1);
+      const json = `{${members}${members === '' ? '' : ','}${JSON.stringify(m)}:${JSON.stringify(v) ?? 'null'}}`;
+      for (const k of Object.keys(p)) delete p[k];
+      Object.assign(p, JSON.parse(json));
+    }),
   fc.constant((p: Record<string, unknown>) => {
     const keys = p.keys as unknown[];
     if (Array.isArray(keys) && keys.length > 0) keys.push({ ...(keys[0] as object) });
@@ -119,7 +158,9 @@ const input = fc.tuple(payload, fc.array(mutation, { maxLength: 3 })).map(([p, m
 function agrees(value: unknown, loopback: boolean): void {
   const fast = fastHandleRecord(value, loopback);
   const zod = (loopback ? developmentRecordSchemas : recordSchemas).handle.safeParse(value);
-  expect(fast !== null, `fast ${fast !== null} zod ${zod.success}: ${JSON.stringify(value)} ${zod.success ? '' : JSON.stringify(zod.error.issues[0])}`).toBe(zod.success);
+  expect(fast !== null, `fast ${fast !== null} zod ${zod.success}: ${JSON.stringify(value)} ${zod.success ? '' : JSON.stringify(zod.error.issues[0])}`).toBe(
+    zod.success,
+  );
   // The same record, members in the same order, as fresh objects.
   if (fast !== null && zod.success) {
     expect(JSON.stringify(fast)).toBe(JSON.stringify(zod.data));
@@ -147,7 +188,10 @@ describe('the handle record fast path accepts exactly what the schema accepts', 
 
   it('agrees with zod on values that are not records at all', () => {
     for (const v of [null, undefined, 0, 'handle', [], [1], {}, { v: 1 }]) for (const loopback of [false, true]) agrees(v, loopback);
-    fc.assert(fc.property(fc.jsonValue({ maxDepth: 3 }), (v) => agrees(v, false)), { numRuns: 2_000 });
+    fc.assert(
+      fc.property(fc.jsonValue({ maxDepth: 3 }), (v) => agrees(v, false)),
+      { numRuns: 2_000 },
+    );
   });
 
   it('accepts the usual record, so that zod is not consulted for it', () => {

@@ -16,7 +16,8 @@ function keyPair() {
 const signBytes = (data: string | Uint8Array, key: ReturnType<typeof keyPair>) => sign(null, Buffer.from(data), key.privateKey);
 
 // An HTTP-signature-like signing string, as a microblog server would verify on an inbox POST.
-const SIGNING_STRING = '(request-target): post /users/bob/inbox\nhost: social.example\ndate: Sat, 05 Dec 2026 22:00:00 GMT\ndigest: SHA-256=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=';
+const SIGNING_STRING =
+  '(request-target): post /users/bob/inbox\nhost: social.example\ndate: Sat, 05 Dec 2026 22:00:00 GMT\ndigest: SHA-256=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=';
 
 describe('verifyHandleSignature', () => {
   const alice = keyPair();
@@ -93,7 +94,10 @@ describe('verifyHandleSignature', () => {
   it('refuses any signature against a result marked verified: false (the WebFinger bridge), whatever keys it holds', async () => {
     const sig = signBytes(SIGNING_STRING, alice);
     expect((await verifyHandleSignature({ ...resolved, verified: true }, SIGNING_STRING, sig)).ok).toBe(true);
-    expect(await verifyHandleSignature({ ...resolved, verified: false }, SIGNING_STRING, sig)).toEqual({ ok: false, reason: expect.stringMatching(/not verified/) });
+    expect(await verifyHandleSignature({ ...resolved, verified: false }, SIGNING_STRING, sig)).toEqual({
+      ok: false,
+      reason: expect.stringMatching(/not verified/),
+    });
     const jws = await new CompactSign(new TextEncoder().encode('{}')).setProtectedHeader({ alg: 'EdDSA', kid: alice.kid }).sign(alice.privateKey);
     expect((await verifyHandleJws({ ...resolved, verified: true }, jws)).ok).toBe(true);
     expect(await verifyHandleJws({ ...resolved, verified: false }, jws)).toEqual({ ok: false, reason: expect.stringMatching(/not verified/) });

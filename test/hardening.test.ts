@@ -22,7 +22,12 @@ const register = (url: string, handle: string, invite?: string) =>
   fetch(`${url}/v1/handles`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ request: signChangeRequest({ action: 'register', handle, endpoint: 'https://h.example/', keys: [owner.public], ...(invite ? { invite } : {}) }, owner.private) }),
+    body: JSON.stringify({
+      request: signChangeRequest(
+        { action: 'register', handle, endpoint: 'https://h.example/', keys: [owner.public], ...(invite ? { invite } : {}) },
+        owner.private,
+      ),
+    }),
   });
 
 describe('a full disk', () => {
@@ -63,7 +68,8 @@ describe('a full disk', () => {
     try {
       expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
       const d = ZoneDigest.empty();
-      for (const r of db.prepare<[], { type: string; key: string; jws: string }>("SELECT type, key, jws FROM records WHERE content = 'example'").all()) d.add(r.type, r.key, r.jws);
+      for (const r of db.prepare<[], { type: string; key: string; jws: string }>("SELECT type, key, jws FROM records WHERE content = 'example'").all())
+        d.add(r.type, r.key, r.jws);
       expect(d.value()).toBe((before as { digest: string }).digest);
     } finally {
       db.close();
@@ -114,7 +120,11 @@ describe('secrets', () => {
     const { dir, remove } = tempDir();
     cleanups.push(remove);
     const lines: string[] = [];
-    const ctx = new AppContext({ ...structuredClone(DEFAULT_CONFIG), dataDir: dir, bootstrap: false, logLevel: 'debug' }, undefined, createLogger('debug', (l) => lines.push(l)));
+    const ctx = new AppContext(
+      { ...structuredClone(DEFAULT_CONFIG), dataDir: dir, bootstrap: false, logLevel: 'debug' },
+      undefined,
+      createLogger('debug', (l) => lines.push(l)),
+    );
     const server = await startServer(ctx, '127.0.0.1', 0);
     cleanups.push(async () => {
       await server.close();

@@ -99,7 +99,10 @@ describe('resolution through the hierarchy', () => {
   it('resolves a batch of handles, each with its own result or error; a missing handle is handle_not_found, as resolve throws', async () => {
     const r = resolver();
     const results = await r.resolveMany(['alice@social.example', 'nobody@example', 'not a handle', 'acct:dave@org']);
-    expect(results[0]).toMatchObject({ handle: 'alice@social.example', result: { handle: 'alice@social.example', verified: true, anchor: 'configured', zone: 'social.example' } });
+    expect(results[0]).toMatchObject({
+      handle: 'alice@social.example',
+      result: { handle: 'alice@social.example', verified: true, anchor: 'configured', zone: 'social.example' },
+    });
     expect(results[1]).toMatchObject({ handle: 'nobody@example', error: { code: 'handle_not_found' } });
     await expect(r.resolve('nobody@example')).rejects.toMatchObject({ code: 'handle_not_found' });
     expect(results[2]).toMatchObject({ handle: 'not a handle', error: { code: 'invalid_handle' } });

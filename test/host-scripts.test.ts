@@ -109,7 +109,10 @@ describe('registration over HTTP', () => {
     const owner = newUserKey();
     const before = (await get(s.url, '/v1/zones/example')).json.record;
     for (const host of ['pаypal.example', 'раура.example', 'gοogle.example']) {
-      const res = await postChange(s.url, signChangeRequest({ action: 'register', handle: `alice@${host}`, endpoint: 'https://social.example/a', keys: [owner.public] }, owner.private));
+      const res = await postChange(
+        s.url,
+        signChangeRequest({ action: 'register', handle: `alice@${host}`, endpoint: 'https://social.example/a', keys: [owner.public] }, owner.private),
+      );
       expect({ status: res.status, code: res.json?.error?.code }).toEqual({ status: 400, code: 'confusable_host' });
       expect(res.headers['content-type']).toMatch(/^application\/json/);
       expect((await resolveHandle(s.url, `alice@${host}`)).status).toBe(404);
@@ -129,9 +132,15 @@ describe('registration over HTTP', () => {
     s.ctx.zones.setHostScripts('example', 'off');
     const reg = await registerOk(s.url, owner, 'old@gοogle.example');
     s.ctx.zones.setHostScripts('example', 'strict');
-    const update = signChangeRequest({ action: 'update', handle: 'old@gοogle.example', endpoint: 'https://social.example/moved', keys: [owner.public], prev: reg.op }, owner.private);
+    const update = signChangeRequest(
+      { action: 'update', handle: 'old@gοogle.example', endpoint: 'https://social.example/moved', keys: [owner.public], prev: reg.op },
+      owner.private,
+    );
     expect((await putChange(s.url, 'old@gοogle.example', update)).status).toBe(200);
-    const another = await postChange(s.url, signChangeRequest({ action: 'register', handle: 'new@gοogle.example', endpoint: 'https://social.example/n', keys: [owner.public] }, owner.private));
+    const another = await postChange(
+      s.url,
+      signChangeRequest({ action: 'register', handle: 'new@gοogle.example', endpoint: 'https://social.example/n', keys: [owner.public] }, owner.private),
+    );
     expect(another.json?.error?.code).toBe('confusable_host');
   });
 });
@@ -142,7 +151,17 @@ describe('CLI', () => {
     const tmp = tempDir('idns-hs-');
     try {
       const data = ['--data', tmp.dir];
-      const created = await runIdns(['zone', 'create', 'idn.example', '--server-url', 'https://ns.idn.example', '--host-scripts', 'moderate', ...data, '--json']);
+      const created = await runIdns([
+        'zone',
+        'create',
+        'idn.example',
+        '--server-url',
+        'https://ns.idn.example',
+        '--host-scripts',
+        'moderate',
+        ...data,
+        '--json',
+      ]);
       expect(created.code, created.stderr).toBe(0);
       expect(JSON.parse(created.stdout)).toMatchObject({ hostScripts: 'moderate' });
       const set = await runIdns(['zone', 'host-scripts', 'idn.example', 'off', ...data]);

@@ -60,7 +60,10 @@ describe('schedules follow the clock', () => {
     const store = Store.memory();
     const clock = new ManualClock();
     store.write(() => {
-      store.records.putMany('old-copy', Array.from({ length: 5 }, (_, i) => ({ type: 'handle' as const, key: `u${i}@x`, version: 1, exp: 0, jws: `jws${i}` })));
+      store.records.putMany(
+        'old-copy',
+        Array.from({ length: 5 }, (_, i) => ({ type: 'handle' as const, key: `u${i}@x`, version: 1, exp: 0, jws: `jws${i}` })),
+      );
       store.records.retire('old-copy', 1);
     });
     const keeper = new Housekeeper(store, clock, createLogger('silent'), { maxEntries: 10, maxAgeSeconds: 3600 }, 10);

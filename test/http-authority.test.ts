@@ -50,7 +50,9 @@ function anchors(...zones: string[]): Map<string, string[]> {
 
 /** The independent name hash of docs/protocol.md section 4: hex SHA-256(salt || 0x00 || handle). */
 function nameHashOf(salt: string, handle: string): string {
-  return createHash('sha256').update(Buffer.concat([Buffer.from(salt, 'utf8'), Buffer.from([0]), Buffer.from(handle, 'utf8')])).digest('hex');
+  return createHash('sha256')
+    .update(Buffer.concat([Buffer.from(salt, 'utf8'), Buffer.from([0]), Buffer.from(handle, 'utf8')]))
+    .digest('hex');
 }
 
 /** Flips one bit of the decoded signature bytes (not of a base64 character, which might be padding bits). */
@@ -131,7 +133,12 @@ describe('answers and denials', () => {
     expect(checked.status).toBe('answer');
     expect(checked.anchored).toBe(true);
     if (checked.status !== 'answer') throw new Error('unreachable');
-    expect(checked.record).toMatchObject({ handle: 'alice@example.com', endpoint: 'https://social.example/users/alice', keys: [alice.public], op: aliceReg.op });
+    expect(checked.record).toMatchObject({
+      handle: 'alice@example.com',
+      endpoint: 'https://social.example/users/alice',
+      keys: [alice.public],
+      op: aliceReg.op,
+    });
   });
 
   it('answers the handle under any spelling of the same normalised name', async () => {
@@ -234,7 +241,10 @@ describe('answers and denials', () => {
     const owner = newUserKey();
     const reg = await registerOk(s.url, owner, 'etag@example.com');
     const before = await resolveHandle(s.url, 'etag@example.com');
-    const update = signChangeRequest({ action: 'update', handle: 'etag@example.com', endpoint: 'https://other.example/etag', keys: [owner.public], prev: reg.op }, owner.private);
+    const update = signChangeRequest(
+      { action: 'update', handle: 'etag@example.com', endpoint: 'https://other.example/etag', keys: [owner.public], prev: reg.op },
+      owner.private,
+    );
     expect((await putChange(s.url, 'etag@example.com', update)).status).toBe(200);
     const after = await resolveHandle(s.url, 'etag@example.com', { 'if-none-match': before.headers.etag! });
     expect(after.status).toBe(200);
@@ -331,7 +341,15 @@ describe('WebFinger: Mastodon-shaped JRD and lookup by actor URL', () => {
   beforeAll(async () => {
     mona = newUserKey();
     const jws = signChangeRequest(
-      { action: 'register', handle: 'mona@example.com', endpoint: actor, keys: [mona.public], profile, alsoKnownAs: ['mona@example.org', 'https://old.example/users/mona'], movedTo: 'mona@example.org' },
+      {
+        action: 'register',
+        handle: 'mona@example.com',
+        endpoint: actor,
+        keys: [mona.public],
+        profile,
+        alsoKnownAs: ['mona@example.org', 'https://old.example/users/mona'],
+        movedTo: 'mona@example.org',
+      },
       mona.private,
     );
     const res = await postChange(s.url, jws);
@@ -421,7 +439,11 @@ describe('WebFinger: Mastodon-shaped JRD and lookup by actor URL', () => {
     const endpoint = 'https://social.example/users/ute';
     let op = (await registerOk(s.url, key, handle, { endpoint })).op;
     const update = async (links: Record<string, unknown>) => {
-      const res = await putChange(s.url, handle, signChangeRequest({ action: 'update', handle, endpoint, keys: [key.public], prev: op, ...links }, key.private));
+      const res = await putChange(
+        s.url,
+        handle,
+        signChangeRequest({ action: 'update', handle, endpoint, keys: [key.public], prev: op, ...links }, key.private),
+      );
       if (res.status === 200) op = res.json.op;
       return res;
     };
@@ -640,14 +662,29 @@ describe('bad input and faults: refused with the JSON error, nothing changes', (
 
   it('a request signed with ES256 (not Ed25519): 400 invalid_jws', async () => {
     const { privateKey, publicKey } = await generateKeyPair('ES256');
-    const payload = { v: 1, action: 'register', handle: 'newbie@example.com', endpoint: 'https://social.example/n', keys: [await exportJWK(publicKey)], prev: null, iat: Math.floor(Date.now() / 1000) };
-    const jws = await new CompactSign(new TextEncoder().encode(JSON.stringify(payload))).setProtectedHeader({ alg: 'ES256', typ: OPERATION_TYP, jwk: await exportJWK(publicKey) }).sign(privateKey);
+    const payload = {
+      v: 1,
+      action: 'register',
+      handle: 'newbie@example.com',
+      endpoint: 'https://social.example/n',
+      keys: [await exportJWK(publicKey)],
+      prev: null,
+      iat: Math.floor(Date.now() / 1000),
+    };
+    const jws = await new CompactSign(new TextEncoder().encode(JSON.stringify(payload)))
+      .setProtectedHeader({ alg: 'ES256', typ: OPERATION_TYP, jwk: await exportJWK(publicKey) })
+      .sign(privateKey);
     await expectRefusedUnchanged(watch, () => postChange(s.url, jws), 400, 'invalid_jws');
   });
 
   it('a signature that does not verify: 403 invalid_signature (register and update)', async () => {
     await expectRefusedUnchanged(watch, () => postChange(s.url, tamperSignature(newbieRegister())), 403, 'invalid_signature');
-    await expectRefusedUnchanged(watch, () => putChange(s.url, 'carol@example.com', tamperSignature(carolUpdate('https://evil.example/'))), 403, 'invalid_signature');
+    await expectRefusedUnchanged(
+      watch,
+      () => putChange(s.url, 'carol@example.com', tamperSignature(carolUpdate('https://evil.example/'))),
+      403,
+      'invalid_signature',
+    );
   });
 
   it('a key that is not Ed25519, or carries a private member: 400 invalid_key', async () => {
@@ -659,7 +696,10 @@ describe('bad input and faults: refused with the JSON error, nothing changes', (
       await expectRefusedUnchanged(watch, () => postChange(s.url, newbieRegister({ keys: [newbie.public, bad] })), 400, 'invalid_key');
     }
     // The same on update: carol cannot add an RSA key either.
-    const update = signChangeRequest({ action: 'update', handle: 'carol@example.com', endpoint: 'https://x.example/', keys: [carol.public, rsa as unknown as PublicJwk], prev: carolOp }, carol.private);
+    const update = signChangeRequest(
+      { action: 'update', handle: 'carol@example.com', endpoint: 'https://x.example/', keys: [carol.public, rsa as unknown as PublicJwk], prev: carolOp },
+      carol.private,
+    );
     await expectRefusedUnchanged(watch, () => putChange(s.url, 'carol@example.com', update), 400, 'invalid_key');
   });
 
@@ -669,16 +709,25 @@ describe('bad input and faults: refused with the JSON error, nothing changes', (
 
   it('a duplicate registration: 409 handle_exists (and the same request again: 409 replayed)', async () => {
     const mallory = newUserKey();
-    const dup = signChangeRequest({ action: 'register', handle: 'carol@example.com', endpoint: 'https://evil.example/', keys: [mallory.public] }, mallory.private);
+    const dup = signChangeRequest(
+      { action: 'register', handle: 'carol@example.com', endpoint: 'https://evil.example/', keys: [mallory.public] },
+      mallory.private,
+    );
     await expectRefusedUnchanged(watch, () => postChange(s.url, dup), 409, 'handle_exists');
     // Also under another spelling of the same handle.
-    const dup2 = signChangeRequest({ action: 'register', handle: 'CAROL@Example.Com', endpoint: 'https://evil.example/', keys: [mallory.public] }, mallory.private);
+    const dup2 = signChangeRequest(
+      { action: 'register', handle: 'CAROL@Example.Com', endpoint: 'https://evil.example/', keys: [mallory.public] },
+      mallory.private,
+    );
     await expectRefusedUnchanged(watch, () => postChange(s.url, dup2), 409, 'handle_exists');
   });
 
   it('an update signed by a key not on the handle: 403 unauthorized_key', async () => {
     const mallory = newUserKey();
-    const forged = signChangeRequest({ action: 'update', handle: 'carol@example.com', endpoint: 'https://evil.example/', keys: [mallory.public], prev: carolOp }, mallory.private);
+    const forged = signChangeRequest(
+      { action: 'update', handle: 'carol@example.com', endpoint: 'https://evil.example/', keys: [mallory.public], prev: carolOp },
+      mallory.private,
+    );
     await expectRefusedUnchanged(watch, () => putChange(s.url, 'carol@example.com', forged), 403, 'unauthorized_key');
     const del = signChangeRequest({ action: 'delete', handle: 'carol@example.com', prev: carolOp }, mallory.private);
     await expectRefusedUnchanged(watch, () => deleteChange(s.url, 'carol@example.com', del), 403, 'unauthorized_key');
@@ -687,7 +736,10 @@ describe('bad input and faults: refused with the JSON error, nothing changes', (
   it('a replayed update: 409 replayed', async () => {
     const owner = newUserKey();
     const reg = await registerOk(s.url, owner, 'replay@example.com');
-    const update = signChangeRequest({ action: 'update', handle: 'replay@example.com', endpoint: 'https://social.example/v2', keys: [owner.public], prev: reg.op }, owner.private);
+    const update = signChangeRequest(
+      { action: 'update', handle: 'replay@example.com', endpoint: 'https://social.example/v2', keys: [owner.public], prev: reg.op },
+      owner.private,
+    );
     expect((await putChange(s.url, 'replay@example.com', update)).status).toBe(200);
     const w = { zones: watch.zones, handles: [...watch.handles, 'replay@example.com'] };
     await expectRefusedUnchanged(w, () => putChange(s.url, 'replay@example.com', update), 409, 'replayed');
@@ -713,12 +765,20 @@ describe('bad input and faults: refused with the JSON error, nothing changes', (
     const before = await snapshot(['example.com'], [h]);
     const res = await postChange(s.url, replay);
     // Either fix is right: recognise the copy as the same request (409 replayed), or refuse non-canonical base64url (400 invalid_jws).
-    expect([{ status: 409, code: 'replayed' }, { status: 400, code: 'invalid_jws' }]).toContainEqual({ status: res.status, code: res.json?.error?.code });
+    expect([
+      { status: 409, code: 'replayed' },
+      { status: 400, code: 'invalid_jws' },
+    ]).toContainEqual({ status: res.status, code: res.json?.error?.code });
     expect(await snapshot(['example.com'], [h])).toEqual(before);
   });
 
   it('a stale prev: 409 stale_prev with the current op in details', async () => {
-    const res = await expectRefusedUnchanged(watch, () => putChange(s.url, 'carol@example.com', carolUpdate('https://social.example/c2', 'A'.repeat(43))), 409, 'stale_prev');
+    const res = await expectRefusedUnchanged(
+      watch,
+      () => putChange(s.url, 'carol@example.com', carolUpdate('https://social.example/c2', 'A'.repeat(43))),
+      409,
+      'stale_prev',
+    );
     expect(res.json.error.details.current).toBe(carolOp);
   });
 
@@ -726,7 +786,12 @@ describe('bad input and faults: refused with the JSON error, nothing changes', (
     for (const offset of [10 * 60_000, -10 * 60_000]) {
       const clock = new ManualClock(Date.now() + offset);
       await expectRefusedUnchanged(watch, () => postChange(s.url, newbieRegister({}, clock)), 400, 'iat_out_of_range');
-      const res = await expectRefusedUnchanged(watch, () => putChange(s.url, 'carol@example.com', carolUpdate('https://social.example/c3', carolOp, carol, clock)), 400, 'iat_out_of_range');
+      const res = await expectRefusedUnchanged(
+        watch,
+        () => putChange(s.url, 'carol@example.com', carolUpdate('https://social.example/c3', carolOp, carol, clock)),
+        400,
+        'iat_out_of_range',
+      );
       expect(Math.abs(res.json.error.details.serverTime - Date.now() / 1000)).toBeLessThan(60);
     }
   });
@@ -736,11 +801,17 @@ describe('bad input and faults: refused with the JSON error, nothing changes', (
     const first = newUserKey();
     await registerOk(s.url, first, 'first@invite.example', { invite: code });
     const second = newUserKey();
-    const again = signChangeRequest({ action: 'register', handle: 'second@invite.example', endpoint: 'https://social.example/2', keys: [second.public], invite: code }, second.private);
+    const again = signChangeRequest(
+      { action: 'register', handle: 'second@invite.example', endpoint: 'https://social.example/2', keys: [second.public], invite: code },
+      second.private,
+    );
     const w = { zones: watch.zones, handles: ['first@invite.example', 'second@invite.example'] };
     await expectRefusedUnchanged(w, () => postChange(s.url, again), 403, 'invite_invalid');
     // A code never issued, and a code of another zone, are refused the same way.
-    const forged = signChangeRequest({ action: 'register', handle: 'second@invite.example', endpoint: 'https://social.example/2', keys: [second.public], invite: 'inv_made_up' }, second.private);
+    const forged = signChangeRequest(
+      { action: 'register', handle: 'second@invite.example', endpoint: 'https://social.example/2', keys: [second.public], invite: 'inv_made_up' },
+      second.private,
+    );
     await expectRefusedUnchanged(w, () => postChange(s.url, forged), 403, 'invite_invalid');
   });
 
@@ -749,7 +820,10 @@ describe('bad input and faults: refused with the JSON error, nothing changes', (
     try {
       const { code } = s.ctx.zones.createInvite('example.org');
       const k = newUserKey();
-      const wrongZone = signChangeRequest({ action: 'register', handle: 'cross@invite.example', endpoint: 'https://social.example/x', keys: [k.public], invite: code }, k.private);
+      const wrongZone = signChangeRequest(
+        { action: 'register', handle: 'cross@invite.example', endpoint: 'https://social.example/x', keys: [k.public], invite: code },
+        k.private,
+      );
       await expectRefusedUnchanged({ zones: watch.zones, handles: ['cross@invite.example'] }, () => postChange(s.url, wrongZone), 403, 'invite_invalid');
       await registerOk(s.url, k, 'cross@example.org', { invite: code });
     } finally {
@@ -813,8 +887,14 @@ describe('changes', () => {
   it('two concurrent updates with the same prev: exactly one wins, the other gets 409 stale_prev', async () => {
     const owner = newUserKey();
     const reg = await registerOk(s.url, owner, 'race@example.com');
-    const a = signChangeRequest({ action: 'update', handle: 'race@example.com', endpoint: 'https://a.example/race', keys: [owner.public], prev: reg.op }, owner.private);
-    const b = signChangeRequest({ action: 'update', handle: 'race@example.com', endpoint: 'https://b.example/race', keys: [owner.public], prev: reg.op }, owner.private);
+    const a = signChangeRequest(
+      { action: 'update', handle: 'race@example.com', endpoint: 'https://a.example/race', keys: [owner.public], prev: reg.op },
+      owner.private,
+    );
+    const b = signChangeRequest(
+      { action: 'update', handle: 'race@example.com', endpoint: 'https://b.example/race', keys: [owner.public], prev: reg.op },
+      owner.private,
+    );
     const results = await Promise.all([putChange(s.url, 'race@example.com', a), putChange(s.url, 'race@example.com', b)]);
     const statuses = results.map((r) => r.status).sort();
     expect(statuses).toEqual([200, 409]);
@@ -833,7 +913,10 @@ describe('changes', () => {
     const first = newUserKey();
     const h = 'loggy@example.com';
     const reg = await registerOk(s.url, first, h);
-    const update = signChangeRequest({ action: 'update', handle: h, endpoint: 'https://moved.example/loggy', keys: [first.public], prev: reg.op }, first.private);
+    const update = signChangeRequest(
+      { action: 'update', handle: h, endpoint: 'https://moved.example/loggy', keys: [first.public], prev: reg.op },
+      first.private,
+    );
     const up = await putChange(s.url, h, update);
     expect(up.status).toBe(200);
     expect(up.json).toMatchObject({ handle: h, zone: 'example.com', action: 'update', serial: reg.serial + 1 });
@@ -884,7 +967,10 @@ describe('changes', () => {
 
   it('the operator path registers in a closed zone; the public path cannot', async () => {
     const k = newUserKey();
-    const jws = signChangeRequest({ action: 'register', handle: 'staff@closed.example', endpoint: 'https://social.example/staff', keys: [k.public] }, k.private);
+    const jws = signChangeRequest(
+      { action: 'register', handle: 'staff@closed.example', endpoint: 'https://social.example/staff', keys: [k.public] },
+      k.private,
+    );
     expect(errorCodeOf(() => s.ctx.changes.applyNow(jws))).toBe('registration_closed');
     expect((await resolveHandle(s.url, 'staff@closed.example')).status).toBe(404);
     const result = s.ctx.changes.applyNow(jws, { operator: true });
@@ -900,7 +986,10 @@ describe('changes', () => {
     const keys = Array.from({ length: 100 }, () => newUserKey());
     const results = await Promise.all(
       keys.map((k, i) =>
-        postChange(s.url, signChangeRequest({ action: 'register', handle: `user${i}@bulk.example`, endpoint: `https://social.example/u${i}`, keys: [k.public] }, k.private)),
+        postChange(
+          s.url,
+          signChangeRequest({ action: 'register', handle: `user${i}@bulk.example`, endpoint: `https://social.example/u${i}`, keys: [k.public] }, k.private),
+        ),
       ),
     );
     expect(results.map((r) => r.status)).toEqual(Array(100).fill(201));

@@ -22,12 +22,22 @@ describe('requests refused before routing', () => {
   afterAll(() => s.close());
 
   const cases: [name: string, bytes: string, status: number, code: string][] = [
-    ['Content-Length with Transfer-Encoding', 'POST /v1/handles HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', 400, 'invalid_request'],
+    [
+      'Content-Length with Transfer-Encoding',
+      'POST /v1/handles HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+      400,
+      'invalid_request',
+    ],
     ['two different Content-Lengths', 'POST /v1/handles HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello', 400, 'invalid_request'],
     ['a Content-Length that is not a number', 'POST /v1/handles HTTP/1.1\r\nHost: a\r\nContent-Length: 5x\r\n\r\nhello', 400, 'invalid_request'],
     ['Transfer-Encoding other than chunked last', 'POST /v1/handles HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n', 400, 'invalid_request'],
     ['headers over the size limit', `GET /v1/zones/example HTTP/1.1\r\nHost: a\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'headers_too_large'],
-    ['many headers over the size limit', `GET /v1/zones/example HTTP/1.1\r\nHost: a\r\n${'X-A: bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\r\n'.repeat(500)}\r\n`, 431, 'headers_too_large'],
+    [
+      'many headers over the size limit',
+      `GET /v1/zones/example HTTP/1.1\r\nHost: a\r\n${'X-A: bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\r\n'.repeat(500)}\r\n`,
+      431,
+      'headers_too_large',
+    ],
     ['a control character in a header value', 'GET /v1/zones/example HTTP/1.1\r\nHost: a\r\nX-A: a\x01b\r\n\r\n', 400, 'invalid_request'],
     ['a space in a header name', 'GET /v1/zones/example HTTP/1.1\r\nHost: a\r\nX A: b\r\n\r\n', 400, 'invalid_request'],
     ['a bare LF line end', 'GET /v1/zones/example HTTP/1.1\nHost: a\n\n', 400, 'invalid_request'],
@@ -92,9 +102,24 @@ describe('requests refused before routing', () => {
     ['an unknown path', 'GET /nope HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n', 404, 'invalid_request'],
     ['an unknown method on a known path', 'PATCH /v1/zones/example HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n', 404, 'invalid_request'],
     ['bad percent-encoding on the resolve path', 'GET /v1/resolve/%E0%A4%A HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n', 400, 'invalid_handle'],
-    ['bad percent-encoding in a query', 'GET /.well-known/webfinger?resource=%E0%A4%A HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n', 400, 'invalid_resource'],
-    ['a body over the limit on the registration fast path', 'POST /v1/handles HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\nConnection: close\r\n\r\n', 413, 'payload_too_large'],
-    ['a body over the limit, chunked', `PUT /v1/handles/a@example HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${'ffff\r\n' + 'a'.repeat(0xffff) + '\r\n'}${'ffff\r\n' + 'a'.repeat(0xffff) + '\r\n'}0\r\n\r\n`, 413, 'payload_too_large'],
+    [
+      'bad percent-encoding in a query',
+      'GET /.well-known/webfinger?resource=%E0%A4%A HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n',
+      400,
+      'invalid_resource',
+    ],
+    [
+      'a body over the limit on the registration fast path',
+      'POST /v1/handles HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\nConnection: close\r\n\r\n',
+      413,
+      'payload_too_large',
+    ],
+    [
+      'a body over the limit, chunked',
+      `PUT /v1/handles/a@example HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${'ffff\r\n' + 'a'.repeat(0xffff) + '\r\n'}${'ffff\r\n' + 'a'.repeat(0xffff) + '\r\n'}0\r\n\r\n`,
+      413,
+      'payload_too_large',
+    ],
     ['a body that is not JSON', 'POST /v1/handles HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nConnection: close\r\n\r\n{{{', 400, 'invalid_json'],
   ];
 
@@ -116,7 +141,12 @@ describe('requests refused before routing, over HTTPS', () => {
   });
 
   it.each([
-    ['Content-Length with Transfer-Encoding', 'POST /v1/handles HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n', 400, 'invalid_request'],
+    [
+      'Content-Length with Transfer-Encoding',
+      'POST /v1/handles HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n',
+      400,
+      'invalid_request',
+    ],
     ['headers over the size limit', `GET / HTTP/1.1\r\nHost: a\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'headers_too_large'],
     ['an HTTP/1.1 request without Host', 'GET /healthz HTTP/1.1\r\n\r\n', 400, 'invalid_request'],
   ] as const)('%s', async (_name, bytes, status, code) => {

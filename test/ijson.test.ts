@@ -99,8 +99,10 @@ describe('parseIJson', () => {
       members: fc.array(fc.record({ name, escape: fc.boolean(), value: depth > 1 ? fc.oneof(fc.integer(), obj(depth - 1)) : fc.integer() }), { maxLength: 5 }),
     }),
   );
-  const spell = (n: string, escape: boolean) => (escape ? `"\\u${n.charCodeAt(0).toString(16).padStart(4, '0')}${JSON.stringify(n).slice(2)}` : JSON.stringify(n));
-  const write = (o: Obj): string => `{${o.members.map((m) => `${spell(m.name, m.escape)}:${typeof m.value === 'number' ? m.value : write(m.value)}`).join(',')}}`;
+  const spell = (n: string, escape: boolean) =>
+    escape ? `"\\u${n.charCodeAt(0).toString(16).padStart(4, '0')}${JSON.stringify(n).slice(2)}` : JSON.stringify(n);
+  const write = (o: Obj): string =>
+    `{${o.members.map((m) => `${spell(m.name, m.escape)}:${typeof m.value === 'number' ? m.value : write(m.value)}`).join(',')}}`;
   const repeats = (o: Obj): boolean =>
     new Set(o.members.map((m) => m.name)).size !== o.members.length || o.members.some((m) => typeof m.value !== 'number' && repeats(m.value));
 
@@ -141,9 +143,13 @@ describe('duplicate members in JWS', () => {
     `{"v":1,"action":"register","handle":"${handle}","endpoint":"https://home.example/a","keys":[${JSON.stringify(user.public)}],"prev":null,"iat":${now()}${extra}}`;
 
   it('decodeCompact refuses a repeat in the header and in the payload (invalid_jws)', () => {
-    expect(errorOf(() => decodeCompact(signRaw(header(`,"jwk":${JSON.stringify(newUserKey().public)}`), registerText('a@example'), userKey))).code).toBe('invalid_jws');
+    expect(errorOf(() => decodeCompact(signRaw(header(`,"jwk":${JSON.stringify(newUserKey().public)}`), registerText('a@example'), userKey))).code).toBe(
+      'invalid_jws',
+    );
     expect(errorOf(() => decodeCompact(signRaw(header(), registerText('a@example', ',"handle":"b@example"'), userKey))).code).toBe('invalid_jws');
-    expect(errorOf(() => parseChangeRequest(signRaw(header(), registerText('a@example', ',"hand\\u006ce":"b@example"'), userKey))).message).toMatch(/"handle" twice/);
+    expect(errorOf(() => parseChangeRequest(signRaw(header(), registerText('a@example', ',"hand\\u006ce":"b@example"'), userKey))).message).toMatch(
+      /"handle" twice/,
+    );
     // Without the repeat the same request is well-formed.
     expect(parseChangeRequest(signRaw(header(), registerText('a@example'), userKey)).handle).toBe('a@example');
   });
@@ -156,10 +162,26 @@ describe('duplicate members in JWS', () => {
     afterAll(async () => s?.close());
 
     it.each([
-      ['the payload names the handle twice', () => signRaw(header(), registerText('a1@example', ',"handle":"b1@example"'), userKey), ['a1@example', 'b1@example']],
-      ['the payload repeats the handle spelt with an escape', () => signRaw(header(), registerText('a2@example', ',"hand\\u006ce":"b2@example"'), userKey), ['a2@example', 'b2@example']],
-      ['a key in the payload repeats x', () => signRaw(header(), registerText('a3@example').replace(`"x":"${user.public.x}"`, `"x":"${user.public.x}","x":"${newUserKey().public.x}"`), userKey), ['a3@example']],
-      ['the header names jwk twice', () => signRaw(header(`,"jwk":${JSON.stringify(newUserKey().public)}`), registerText('a4@example'), userKey), ['a4@example']],
+      [
+        'the payload names the handle twice',
+        () => signRaw(header(), registerText('a1@example', ',"handle":"b1@example"'), userKey),
+        ['a1@example', 'b1@example'],
+      ],
+      [
+        'the payload repeats the handle spelt with an escape',
+        () => signRaw(header(), registerText('a2@example', ',"hand\\u006ce":"b2@example"'), userKey),
+        ['a2@example', 'b2@example'],
+      ],
+      [
+        'a key in the payload repeats x',
+        () => signRaw(header(), registerText('a3@example').replace(`"x":"${user.public.x}"`, `"x":"${user.public.x}","x":"${newUserKey().public.x}"`), userKey),
+        ['a3@example'],
+      ],
+      [
+        'the header names jwk twice',
+        () => signRaw(header(`,"jwk":${JSON.stringify(newUserKey().public)}`), registerText('a4@example'), userKey),
+        ['a4@example'],
+      ],
       ['the header repeats alg', () => signRaw(header(',"alg":"EdDSA"'), registerText('a5@example'), userKey), ['a5@example']],
     ] as [string, () => string, string[]][])('refuses a registration where %s: 400 invalid_jws, nothing registered', async (_name, jws, handles) => {
       const res = await postChange(s.url, jws());
@@ -198,7 +220,9 @@ describe('duplicate members in JWS', () => {
     beforeAll(async () => {
       z = await startHostileZone(ZONE, (handle, { h, signer }) => {
         const text = records.get(handle);
-        return text === undefined ? signer.handle(handle, 'https://home.example/', [h.owner.public]) : signRaw(`{"alg":"EdDSA","typ":"${RECORD_TYP}","kid":"${signer.kid}"}`, text, signer.key);
+        return text === undefined
+          ? signer.handle(handle, 'https://home.example/', [h.owner.public])
+          : signRaw(`{"alg":"EdDSA","typ":"${RECORD_TYP}","kid":"${signer.kid}"}`, text, signer.key);
       });
       ({ h, fake, signer } = z);
     }, 60_000);
@@ -211,8 +235,15 @@ describe('duplicate members in JWS', () => {
 
     it.each([
       ['the endpoint twice', (hd: string) => handleText(hd, '"endpoint":"https://home.example/","endpoint":"https://evil.example/"')],
-      ['the endpoint twice, the second spelt with an escape', (hd: string) => handleText(hd, '"endpoint":"https://home.example/","\\u0065ndpoint":"https://evil.example/"')],
-      ['a key member twice', (hd: string) => handleText(hd, '"endpoint":"https://home.example/"').replace(`"x":"${h.owner.public.x}"`, `"x":"${h.owner.public.x}","x":"${h.owner.public.x}"`)],
+      [
+        'the endpoint twice, the second spelt with an escape',
+        (hd: string) => handleText(hd, '"endpoint":"https://home.example/","\\u0065ndpoint":"https://evil.example/"'),
+      ],
+      [
+        'a key member twice',
+        (hd: string) =>
+          handleText(hd, '"endpoint":"https://home.example/"').replace(`"x":"${h.owner.public.x}"`, `"x":"${h.owner.public.x}","x":"${h.owner.public.x}"`),
+      ],
     ] as [string, (h: string) => string][])('the resolver refuses a handle record with %s (verification_failed)', async (name, text) => {
       const handle = `h${name.length}-${records.size}@${ZONE}`;
       records.set(handle, text(handle));
@@ -229,7 +260,9 @@ describe('duplicate members in JWS', () => {
       const text = JSON.stringify({ ...genuine, iat: t }).replace('"servers":', `"servers":["https://evil.example/"],"servers":`);
       const zoneJws = signRaw(`{"alg":"EdDSA","typ":"${RECORD_TYP}","kid":"${signer.kid}"}`, text, signer.key);
       expect(errorOf(() => verifyZoneRecord(zoneJws, ZONE, t, [signer.kid])).code).toBe('verification_failed');
-      const source = await startFakeServer((_req, res) => sendJson(res, 200, { zone: ZONE, serial: 1, role: 'primary', digest: genuine.digest, record: zoneJws }));
+      const source = await startFakeServer((_req, res) =>
+        sendJson(res, 200, { zone: ZONE, serial: 1, role: 'primary', digest: genuine.digest, record: zoneJws }),
+      );
       cleanups.push(() => source.close());
       const secondary = await startTestServer();
       cleanups.push(() => secondary.close());

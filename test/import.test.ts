@@ -14,7 +14,8 @@ import { startTestServer, tempDir, type TestServer } from './support/server.js';
 describe('idns zone import', () => {
   let s: TestServer;
   const owner = newUserKey();
-  const line = (handle: string, extra: Record<string, unknown> = {}) => JSON.stringify({ handle, endpoint: `https://h.example/${handle}`, keys: [owner.public], ...extra });
+  const line = (handle: string, extra: Record<string, unknown> = {}) =>
+    JSON.stringify({ handle, endpoint: `https://h.example/${handle}`, keys: [owner.public], ...extra });
   const file = (name: string, lines: string[]) => {
     const path = join(s.dataDir, name);
     writeFileSync(path, lines.join('\n') + '\n');
@@ -23,7 +24,9 @@ describe('idns zone import', () => {
 
   beforeAll(async () => {
     s = await startTestServer({ zones: { 'imp.test': {}, 'other.test': {} } });
-    await s.ctx.changes.submit(signChangeRequest({ action: 'register', handle: 'existing@imp.test', endpoint: 'https://h.example/', keys: [owner.public] }, owner.private));
+    await s.ctx.changes.submit(
+      signChangeRequest({ action: 'register', handle: 'existing@imp.test', endpoint: 'https://h.example/', keys: [owner.public] }, owner.private),
+    );
     s.ctx.zones.delegate('imp.test', 'kid.imp.test', { servers: ['https://kid.test'], ds: [owner.kid] });
   });
   afterAll(async () => s.close());
@@ -62,7 +65,18 @@ describe('idns zone import', () => {
   it('imports many handles in one serial: answers and denials verify, the digest is right, updates work', async () => {
     const handles = Array.from({ length: 300 }, (_, i) => `user${i}@imp.test`);
     const before = s.ctx.zones.info('imp.test');
-    const r = await runIdns(['zone', 'import', 'imp.test', file('ok.ndjson', handles.map((h) => line(h))), '--data', s.dataDir, '--json']);
+    const r = await runIdns([
+      'zone',
+      'import',
+      'imp.test',
+      file(
+        'ok.ndjson',
+        handles.map((h) => line(h)),
+      ),
+      '--data',
+      s.dataDir,
+      '--json',
+    ]);
     expect(r.stderr).toBe('');
     expect(JSON.parse(r.stdout)).toMatchObject({ zone: 'imp.test', imported: 300, serial: before.serial + 1 });
     const anchors = new Map([['imp.test', before.keyThumbprints]]);
@@ -74,7 +88,11 @@ describe('idns zone import', () => {
     expect(checkAnswer(denial, 'nobody@imp.test', anchors).status).toBe('denial');
     // That denial covers only its own range and not the hashes it lists: presented for a name outside the
     // range, or for an imported handle whose hash it lists, it fails verification.
-    const payload = JSON.parse(Buffer.from(denial.record.split('.')[1]!, 'base64url').toString()) as { after: string | null; next: string | null; hashes: string[] };
+    const payload = JSON.parse(Buffer.from(denial.record.split('.')[1]!, 'base64url').toString()) as {
+      after: string | null;
+      next: string | null;
+      hashes: string[];
+    };
     const salt = JSON.parse(Buffer.from(denial.zoneRecord.split('.')[1]!, 'base64url').toString()).denial.salt as string;
     expect(payload.after !== null || payload.next !== null).toBe(true);
     const outside = Array.from({ length: 2000 }, (_, i) => `stranger${i}@imp.test`).find((n) => {
@@ -103,7 +121,10 @@ describe('idns zone import', () => {
     // The owner updates an imported handle, naming the import as prev.
     const log = (await (await fetch(`${s.url}/v1/handles/user7@imp.test/log`)).json()) as { operations: { op: string; action: string }[] };
     expect(log.operations[0]).toMatchObject({ action: 'import' });
-    const update = signChangeRequest({ action: 'update', handle: 'user7@imp.test', endpoint: 'https://new.example/', keys: [owner.public], prev: log.operations[0]!.op }, owner.private);
+    const update = signChangeRequest(
+      { action: 'update', handle: 'user7@imp.test', endpoint: 'https://new.example/', keys: [owner.public], prev: log.operations[0]!.op },
+      owner.private,
+    );
     expect((await s.ctx.changes.submit(update)).serial).toBe(info.serial + 1);
     // Secondaries must take a full transfer: the journal does not cover the import.
     expect((await fetch(`${s.url}/v1/zones/imp.test/transfer?since=${before.serial}`)).status).toBe(410);
@@ -123,7 +144,9 @@ describe('idns zone import with the server stopped', () => {
     removers.push(tmp.remove);
     const created = await runIdns(['zone', 'create', 'off.test', '--server-url', 'http://127.0.0.1:1', '--data', tmp.dir, '--json']);
     expect(created.code, created.stderr).toBe(0);
-    const lines = Array.from({ length: count }, (_, i) => JSON.stringify({ handle: `u${i}@off.test`, endpoint: `https://h.example/u${i}`, keys: [owner.public] }));
+    const lines = Array.from({ length: count }, (_, i) =>
+      JSON.stringify({ handle: `u${i}@off.test`, endpoint: `https://h.example/u${i}`, keys: [owner.public] }),
+    );
     const file = join(tmp.dir, 'handles.ndjson');
     writeFileSync(file, lines.join('\n') + '\n');
     const info = await runIdns(['zone', 'show', 'off.test', '--data', tmp.dir, '--json']);

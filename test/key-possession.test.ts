@@ -47,7 +47,8 @@ function withPop(payload: Record<string, unknown>, signer: UserKey, pop: unknown
   return signCompact(payload, signingKeyFromJwk(signer.private), OPERATION_TYP, { ...(register ? { jwk: signer.public } : {}), pop });
 }
 
-const proofBy = (payload: Record<string, unknown>, key: UserKey): PopEntry => signPossessionProof(b64u(JSON.stringify(payload)), signingKeyFromJwk(key.private));
+const proofBy = (payload: Record<string, unknown>, key: UserKey): PopEntry =>
+  signPossessionProof(b64u(JSON.stringify(payload)), signingKeyFromJwk(key.private));
 const now = () => Math.floor(Date.now() / 1000);
 
 describe('registration listing more than the signing key', () => {
@@ -55,7 +56,10 @@ describe('registration listing more than the signing key', () => {
     const mallory = newUserKey();
     const victim = newUserKey();
     const h = `mallory@${ZONE}`;
-    const jws = signChangeRequest({ action: 'register', handle: h, endpoint: 'https://social.example/m', keys: [mallory.public, victim.public] }, mallory.private);
+    const jws = signChangeRequest(
+      { action: 'register', handle: h, endpoint: 'https://social.example/m', keys: [mallory.public, victim.public] },
+      mallory.private,
+    );
     const res = await expectRefusedUnchanged([h], () => postChange(s.url, jws), 403, 'missing_proof');
     expect(res.json.error.details).toEqual({ keys: [victim.kid] });
     expect(res.json.error.message).toContain(victim.kid);
@@ -69,18 +73,36 @@ describe('registration listing more than the signing key', () => {
     const h = `multi@${ZONE}`;
     const reg = await registerOk(s.url, owner, h, { addedKeys: [second, third] });
     expect(await keysOf(h)).toEqual([owner.public.x, second.public.x, third.public.x]);
-    const update = signChangeRequest({ action: 'update', handle: h, endpoint: 'https://social.example/moved', keys: [owner.public, second.public, third.public], prev: reg.op }, second.private);
+    const update = signChangeRequest(
+      { action: 'update', handle: h, endpoint: 'https://social.example/moved', keys: [owner.public, second.public, third.public], prev: reg.op },
+      second.private,
+    );
     expect((await putChange(s.url, h, update)).status).toBe(200);
   });
 
   it.each<[string, (payload: Record<string, unknown>, added: UserKey, other: UserKey) => unknown, number, string]>([
-    ['a proof carrying the added key but signed by another key', (p, added, other) => [{ ...proofBy(p, other), protected: proofBy(p, added).protected }], 403, 'invalid_signature'],
-    ['a proof by the added key over another payload', (p, added) => [proofBy({ ...p, endpoint: 'https://elsewhere.example/' }, added)], 403, 'invalid_signature'],
+    [
+      'a proof carrying the added key but signed by another key',
+      (p, added, other) => [{ ...proofBy(p, other), protected: proofBy(p, added).protected }],
+      403,
+      'invalid_signature',
+    ],
+    [
+      'a proof by the added key over another payload',
+      (p, added) => [proofBy({ ...p, endpoint: 'https://elsewhere.example/' }, added)],
+      403,
+      'invalid_signature',
+    ],
     ['the proof given twice', (p, added) => [proofBy(p, added), proofBy(p, added)], 400, 'invalid_request'],
     ['an extra proof for a key the request does not list', (p, added, other) => [proofBy(p, added), proofBy(p, other)], 400, 'invalid_request'],
     ['a proof by the signing key instead of the added key', (p) => [proofBy(p, signerOf(p))], 403, 'missing_proof'],
-    ['a proof by the signing key besides the added key\'s', (p, added) => [proofBy(p, added), proofBy(p, signerOf(p))], 400, 'invalid_request'],
-    ['a proof whose header says typ idns-op', (p, added) => [{ protected: b64u(JSON.stringify({ alg: 'EdDSA', typ: OPERATION_TYP, jwk: added.public })), signature: proofBy(p, added).signature }], 400, 'invalid_jws'],
+    ["a proof by the signing key besides the added key's", (p, added) => [proofBy(p, added), proofBy(p, signerOf(p))], 400, 'invalid_request'],
+    [
+      'a proof whose header says typ idns-op',
+      (p, added) => [{ protected: b64u(JSON.stringify({ alg: 'EdDSA', typ: OPERATION_TYP, jwk: added.public })), signature: proofBy(p, added).signature }],
+      400,
+      'invalid_jws',
+    ],
   ])('refuses a registration with %s, changing nothing', async (_name, pop, status, code) => {
     const owner = newUserKey();
     const added = newUserKey();
@@ -121,12 +143,23 @@ describe('update and rotation adding keys', () => {
     const payload = { v: 1, action: 'update', handle: h, endpoint: 'https://social.example/u2', keys: [...current, added.public], prev: op, iat: now() };
     const held = newUserKey();
     // A proof for the owner's own (held) key besides the needed one.
-    await expectRefusedUnchanged([h], () => putChange(s.url, h, signCompact(payload, signingKeyFromJwk(owner.private), OPERATION_TYP, { pop: [proofBy(payload, added), proofBy(payload, owner)] })), 400, 'invalid_request');
+    await expectRefusedUnchanged(
+      [h],
+      () =>
+        putChange(s.url, h, signCompact(payload, signingKeyFromJwk(owner.private), OPERATION_TYP, { pop: [proofBy(payload, added), proofBy(payload, owner)] })),
+      400,
+      'invalid_request',
+    );
     const forged = { protected: proofBy(payload, added).protected, signature: proofBy(payload, held).signature };
-    await expectRefusedUnchanged([h], () => putChange(s.url, h, signCompact(payload, signingKeyFromJwk(owner.private), OPERATION_TYP, { pop: [forged] })), 403, 'invalid_signature');
+    await expectRefusedUnchanged(
+      [h],
+      () => putChange(s.url, h, signCompact(payload, signingKeyFromJwk(owner.private), OPERATION_TYP, { pop: [forged] })),
+      403,
+      'invalid_signature',
+    );
   });
 
-  it('rotation: refused without the new key\'s proof, accepted with it', async () => {
+  it("rotation: refused without the new key's proof, accepted with it", async () => {
     const h2 = `rot@${ZONE}`;
     const first = newUserKey();
     const next = newUserKey();

@@ -29,7 +29,11 @@ interface ResolverServer {
   close(): Promise<void>;
 }
 
-async function startResolver(h: Hierarchy, clock: ManualClock, extra: { cache?: NonNullable<ServerConfig['resolver']>['cache']; rateLimits?: boolean } = {}): Promise<ResolverServer> {
+async function startResolver(
+  h: Hierarchy,
+  clock: ManualClock,
+  extra: { cache?: NonNullable<ServerConfig['resolver']>['cache']; rateLimits?: boolean } = {},
+): Promise<ResolverServer> {
   const tmp = tempDir();
   const lines: Line[] = [];
   const config: ServerConfig = {
@@ -37,10 +41,23 @@ async function startResolver(h: Hierarchy, clock: ManualClock, extra: { cache?: 
     dataDir: tmp.dir,
     bootstrap: false,
     // Prefetch is off so that hits near expiry do not refresh behind a test's back.
-    resolver: { rootServers: h.rootServers, forwarders: [], discovery: null, webfinger: false, anchors: { '.': [h.anchors.get('.')![0]!] }, allowPrivate: true, cache: { prefetch: false, ...extra.cache }, limits: { requestTimeoutMs: 500 } },
+    resolver: {
+      rootServers: h.rootServers,
+      forwarders: [],
+      discovery: null,
+      webfinger: false,
+      anchors: { '.': [h.anchors.get('.')![0]!] },
+      allowPrivate: true,
+      cache: { prefetch: false, ...extra.cache },
+      limits: { requestTimeoutMs: 500 },
+    },
     ...(extra.rateLimits ? { rateLimits: { ...DEFAULT_RATE_LIMITS, enabled: true } } : {}),
   };
-  const ctx = new AppContext(config, clock, createLogger('info', (l) => lines.push(JSON.parse(l) as Line)));
+  const ctx = new AppContext(
+    config,
+    clock,
+    createLogger('info', (l) => lines.push(JSON.parse(l) as Line)),
+  );
   const server = await startServer(ctx, '127.0.0.1', 0);
   return {
     ctx,
@@ -92,7 +109,13 @@ describe('the resolver read fast path and the batch body', () => {
   });
 
   // Found, not found, not found below the zone (set below: one whose proof carries noCut), encoded, not normalised.
-  const PATHS = ['/v1/lookup/alice@social.example', '/v1/lookup/nobody@social.example', '', '/v1/lookup/alice%40social.example', '/v1/lookup/Alice@Social.Example'];
+  const PATHS = [
+    '/v1/lookup/alice@social.example',
+    '/v1/lookup/nobody@social.example',
+    '',
+    '/v1/lookup/alice%40social.example',
+    '/v1/lookup/Alice@Social.Example',
+  ];
 
   it('answers found and not_found with the same bytes and headers as the full application', async () => {
     // A host below social.example whose denial needs a noCut denial (they depend on the zone's salt). A
@@ -125,7 +148,9 @@ describe('the resolver read fast path and the batch body', () => {
     // The body is the plain JSON of the documented GET shape.
     for (const name of ['alice@social.example', PATHS[2]!.slice('/v1/lookup/'.length)]) {
       const { handle, status, zone, endpoint, keys, verified, anchor, ttl, stale, proof, trace } = r.resolver.lookupCached(name)!;
-      expect((await get(r.url, `/v1/lookup/${name}`)).body).toBe(JSON.stringify({ handle, status, zone, endpoint, keys, verified, anchor, ttl, stale, proof, trace }));
+      expect((await get(r.url, `/v1/lookup/${name}`)).body).toBe(
+        JSON.stringify({ handle, status, zone, endpoint, keys, verified, anchor, ttl, stale, proof, trace }),
+      );
     }
     expect(JSON.parse((await get(r.url, PATHS[2]!)).body).proof.noCut).toHaveLength(1);
   });
@@ -151,7 +176,11 @@ describe('the resolver read fast path and the batch body', () => {
   it('counts and logs each request as the full application does', async () => {
     const path = '/v1/lookup/carol@news.example';
     await get(r.url, path, 'warm');
-    const series = ['idns_http_requests_total{route="/v1/lookup/:handle",method="GET",status="200"}', 'idns_queries_total{role="resolver",outcome="found"}', 'idns_resolver_cache_total{result="hit"}'];
+    const series = [
+      'idns_http_requests_total{route="/v1/lookup/:handle",method="GET",status="200"}',
+      'idns_queries_total{role="resolver",outcome="found"}',
+      'idns_resolver_cache_total{result="hit"}',
+    ];
     const before = await Promise.all(series.map((s) => metric(r.url, s)));
     await get(r.url, path, 'fast-1');
     const afterFast = await Promise.all(series.map((s) => metric(r.url, s)));
@@ -188,7 +217,16 @@ describe('the resolver read fast path and the batch body', () => {
   });
 
   it('answers a batch with each chain of proof steps once, and every result verifies from the anchor', async () => {
-    const handles = ['alice@social.example', 'carol@news.example', 'bob@example', 'nobody@social.example', 'bad handle', 'ALICE@social.example', 'eve@deep.skip.example.org', 'dave@org'];
+    const handles = [
+      'alice@social.example',
+      'carol@news.example',
+      'bob@example',
+      'nobody@social.example',
+      'bad handle',
+      'ALICE@social.example',
+      'eve@deep.skip.example.org',
+      'dave@org',
+    ];
     for (const round of ['misses', 'hits']) {
       const res = await fetch(`${r.url}/v1/lookup`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ handles }) });
       expect(res.status, round).toBe(200);
@@ -226,13 +264,18 @@ describe('the resolver read fast path and the batch body', () => {
   });
 
   it('keeps the batch limits: at most 100 handles, each one charged to the rate limit', async () => {
-    const tooMany = await fetch(`${r.url}/v1/lookup`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ handles: Array.from({ length: 101 }, (_, i) => `u${i}@example`) }) });
+    const tooMany = await fetch(`${r.url}/v1/lookup`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ handles: Array.from({ length: 101 }, (_, i) => `u${i}@example`) }),
+    });
     expect(tooMany.status).toBe(400);
     // The limited server allows a burst of 1000 lookups (its clock stands still, so none come back); two
     // went to GETs above, so nine batches of 100 pass and the tenth is refused.
     const batch = JSON.stringify({ handles: Array.from({ length: 100 }, () => 'bob@example') });
     const statuses: number[] = [];
-    for (let i = 0; i < 11; i++) statuses.push((await fetch(`${limited.url}/v1/lookup`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: batch })).status);
+    for (let i = 0; i < 11; i++)
+      statuses.push((await fetch(`${limited.url}/v1/lookup`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: batch })).status);
     expect(statuses).toEqual([...Array<number>(9).fill(200), 429, 429]);
   });
 

@@ -27,9 +27,22 @@ describe('metrics and request logs', () => {
       ...structuredClone(DEFAULT_CONFIG),
       dataDir: tmp.dir,
       bootstrap: false,
-      resolver: { rootServers: h.rootServers, forwarders: [], discovery: null, webfinger: false, anchors: { '.': [h.anchors.get('.')![0]!] }, allowPrivate: true, cache: {}, limits: {} },
+      resolver: {
+        rootServers: h.rootServers,
+        forwarders: [],
+        discovery: null,
+        webfinger: false,
+        anchors: { '.': [h.anchors.get('.')![0]!] },
+        allowPrivate: true,
+        cache: {},
+        limits: {},
+      },
     };
-    ctx = new AppContext(config, undefined, createLogger('info', (l) => lines.push(JSON.parse(l) as Record<string, unknown>)));
+    ctx = new AppContext(
+      config,
+      undefined,
+      createLogger('info', (l) => lines.push(JSON.parse(l) as Record<string, unknown>)),
+    );
     server = await startServer(ctx, '127.0.0.1', 0);
     ctx.zones.create('local.test', { servers: [server.url] });
     // This server also holds a secondary copy of social.example.
@@ -45,7 +58,14 @@ describe('metrics and request logs', () => {
   });
 
   const metrics = async () => (await fetch(`${server.url}/metrics`)).text();
-  const value = (text: string, series: string) => Number(text.split('\n').find((l) => l.startsWith(`${series} `))?.split(' ').pop() ?? NaN);
+  const value = (text: string, series: string) =>
+    Number(
+      text
+        .split('\n')
+        .find((l) => l.startsWith(`${series} `))
+        ?.split(' ')
+        .pop() ?? NaN,
+    );
 
   it('counts queries by role and outcome, changes, cache hits and misses, upstream latency, serials and lag', async () => {
     await fetch(`${server.url}/v1/resolve/alice@social.example`);
@@ -83,7 +103,15 @@ describe('metrics and request logs', () => {
       if (name.startsWith('idns_') && name.endsWith('_total')) expect(type, name).toBe('counter');
       if (type === 'counter') expect(name, name).toMatch(/_total$/);
     }
-    for (const name of ['idns_http_requests_total', 'idns_queries_total', 'idns_changes_total', 'idns_http_refused_total', 'idns_resolver_cache_total', 'idns_transfers_total', 'idns_notifies_total']) {
+    for (const name of [
+      'idns_http_requests_total',
+      'idns_queries_total',
+      'idns_changes_total',
+      'idns_http_refused_total',
+      'idns_resolver_cache_total',
+      'idns_transfers_total',
+      'idns_notifies_total',
+    ]) {
       expect(e.types.get(name), name).toBe('counter');
     }
     expect(e.types.has('idns_transfers')).toBe(false);
@@ -177,7 +205,15 @@ describe('metrics and request logs', () => {
     await new Promise((r) => setTimeout(r, 50));
     const requests = lines.filter((l) => l.msg === 'request');
     expect(requests).toHaveLength(2);
-    expect(requests[0]).toMatchObject({ level: 'info', reqId: 'trace-123', method: 'GET', route: '/v1/resolve/:handle', status: 404, zone: 'local.test', outcome: 'denial' });
+    expect(requests[0]).toMatchObject({
+      level: 'info',
+      reqId: 'trace-123',
+      method: 'GET',
+      route: '/v1/resolve/:handle',
+      status: 404,
+      zone: 'local.test',
+      outcome: 'denial',
+    });
     expect(requests[1]).toMatchObject({ reqId: generated, status: 200, outcome: 'answer' });
     expect(typeof requests[0]!.ms).toBe('number');
     expect(typeof requests[0]!.time).toBe('string');

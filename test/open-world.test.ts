@@ -106,7 +106,10 @@ beforeAll(async () => {
   lab = await startDnsLab({
     zones: {
       'signed.test': { signed: true, records: [{ name: '_idns', type: 'TXT', data: [txtData(formatTxt(publication('signed.test')))] }] },
-      'down.test': { signed: true, records: [{ name: '_idns', type: 'TXT', data: [txtData(formatTxt({ zone: 'down.test', ds: [kids.get('signed.test')!], servers: deadServers }))] }] },
+      'down.test': {
+        signed: true,
+        records: [{ name: '_idns', type: 'TXT', data: [txtData(formatTxt({ zone: 'down.test', ds: [kids.get('signed.test')!], servers: deadServers }))] }],
+      },
       'both.test': { signed: true, records: [{ name: '_idns', type: 'TXT', data: [txtData(formatTxt(publication('both.test')))] }] },
       'plain.test': { records: [{ name: '_idns', type: 'TXT', data: [txtData(formatTxt(publication('plain.test')))] }] },
       'liar.test': { records: [{ name: '_idns', type: 'TXT', data: [txtData(formatTxt(publication('liar.test')))] }] },
@@ -269,7 +272,18 @@ describe('coexistence with a configured root', () => {
   it("the resolver role's operator page says how the zone was anchored", async () => {
     const dnsServer = `${lab.validating.host}:${lab.validating.port}`;
     const server = await startTestServer({
-      config: { resolver: { rootServers: [], forwarders: [], anchors: {}, discovery: { dnsServers: [dnsServer], requireDnssec: false }, webfinger: true, allowPrivate: true, cache: {}, limits: {} } },
+      config: {
+        resolver: {
+          rootServers: [],
+          forwarders: [],
+          anchors: {},
+          discovery: { dnsServers: [dnsServer], requireDnssec: false },
+          webfinger: true,
+          allowPrivate: true,
+          cache: {},
+          limits: {},
+        },
+      },
     });
     try {
       const page = await (await fetch(`${server.url}/?lookup=${encodeURIComponent('acct:alice@signed.test')}`)).text();
@@ -278,7 +292,10 @@ describe('coexistence with a configured root', () => {
       const body = (await (await fetch(`${server.url}/v1/lookup/alice@signed.test`)).json()) as Record<string, unknown>;
       expect(body).toMatchObject({ verified: true, anchor: 'dnssec', proof: { anchor: { type: 'dnssec', name: '_idns.signed.test' } } });
       // The resolver role's WebFinger answers for a handle of any discovered zone.
-      const jrd = (await (await fetch(`${server.url}/.well-known/webfinger?resource=acct:alice@signed.test`)).json()) as { subject: string; links: { rel: string; href: string }[] };
+      const jrd = (await (await fetch(`${server.url}/.well-known/webfinger?resource=acct:alice@signed.test`)).json()) as {
+        subject: string;
+        links: { rel: string; href: string }[];
+      };
       expect(jrd.subject).toBe('acct:alice@signed.test');
       expect(jrd.links).toContainEqual(expect.objectContaining({ rel: 'self', href: 'https://home.example/alice@signed.test' }));
     } finally {
@@ -289,7 +306,17 @@ describe('coexistence with a configured root', () => {
   it('idns serve --dns runs the resolver role with no root, and says so at start', async () => {
     const dnsServer = `${lab.validating.host}:${lab.validating.port}`;
     const data = tempDir();
-    const server = await spawnServer(['--listen', '127.0.0.1:0', '--data', data.dir, '--dns', '--dns-server', dnsServer, '--no-webfinger-fallback', '--allow-private']);
+    const server = await spawnServer([
+      '--listen',
+      '127.0.0.1:0',
+      '--data',
+      data.dir,
+      '--dns',
+      '--dns-server',
+      dnsServer,
+      '--no-webfinger-fallback',
+      '--allow-private',
+    ]);
     try {
       // The start lines follow the URL line; the lookup below is answered only once they are all written.
       const body = (await (await fetch(`${server.url}/v1/lookup/${encodeURIComponent('@alice@signed.test')}`)).json()) as Record<string, unknown>;

@@ -9,7 +9,16 @@ import { startHierarchy, type Hierarchy } from './support/hierarchy.js';
 import { CHROMIUM } from './support/global-setup.js';
 import { startTestServer, type TestServer } from './support/server.js';
 
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 const SCREENSHOT = '/tmp/operator-page.png';
 
 /** The elements of the server-rendered chain, read from HTML with regular expressions (no DOM in node). */
@@ -27,7 +36,17 @@ describe('operator page: rendering', () => {
     const hostile = '"><script>alert(1)</script><img src=x onerror=alert(2)>';
     const data: OperatorPageData = {
       now,
-      server: { publicUrl: `https://ops.example/${hostile}`, resolver: { mode: 'iterative', rootServers: [`https://root.example/${hostile}`], forwarders: [], discovery: null, webfinger: false, anchors: [{ zone: '.', thumbprints: [hostile] }] } },
+      server: {
+        publicUrl: `https://ops.example/${hostile}`,
+        resolver: {
+          mode: 'iterative',
+          rootServers: [`https://root.example/${hostile}`],
+          forwarders: [],
+          discovery: null,
+          webfinger: false,
+          anchors: [{ zone: '.', thumbprints: [hostile] }],
+        },
+      },
       zones: [
         {
           name: 'example',
@@ -94,7 +113,16 @@ describe('operator page over a real hierarchy', () => {
     h = await startHierarchy();
     resolverServer = await startTestServer({
       config: {
-        resolver: { rootServers: h.rootServers, forwarders: [], discovery: null, webfinger: false, anchors: { '.': [h.anchors.get('.')![0]!] }, allowPrivate: true, cache: {}, limits: {} },
+        resolver: {
+          rootServers: h.rootServers,
+          forwarders: [],
+          discovery: null,
+          webfinger: false,
+          anchors: { '.': [h.anchors.get('.')![0]!] },
+          allowPrivate: true,
+          cache: {},
+          limits: {},
+        },
       },
     });
     // The resolver's server also holds a secondary copy of social.example, so the zone table has replication state.
@@ -113,7 +141,9 @@ describe('operator page over a real hierarchy', () => {
   /** A fresh headless Chromium (playwright's launch uses a new temporary profile each time). */
   async function openPage(): Promise<Page> {
     if (!existsSync(CHROMIUM)) {
-      throw new Error(`Chromium is not installed at ${CHROMIUM}: the operator page's browser test needs Debian's chromium (the test set-up, test/support/global-setup.ts, installs it when missing)`);
+      throw new Error(
+        `Chromium is not installed at ${CHROMIUM}: the operator page's browser test needs Debian's chromium (the test set-up, test/support/global-setup.ts, installs it when missing)`,
+      );
     }
     browser ??= await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 30_000 });
     const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });

@@ -53,7 +53,8 @@ describe('rate limits over HTTP', () => {
   });
   afterAll(async () => s.close());
 
-  const post = (request: string) => fetch(`${s.url}/v1/handles`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ request }) });
+  const post = (request: string) =>
+    fetch(`${s.url}/v1/handles`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ request }) });
 
   it('answers 429 with Retry-After once a client has used its lookups', async () => {
     const statuses: number[] = [];
@@ -73,25 +74,38 @@ describe('rate limits over HTTP', () => {
     const statuses: number[] = [];
     for (let i = 1; i <= 3; i++) {
       const request = signChangeRequest({ action: 'update', handle, endpoint: `https://h.example/${i}`, keys: [owner.public], prev }, owner.private);
-      const res = await fetch(`${s.url}/v1/handles/${handle}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ request }) });
+      const res = await fetch(`${s.url}/v1/handles/${handle}`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ request }),
+      });
       statuses.push(res.status);
       if (res.status === 200) prev = ((await res.json()) as { op: string }).op;
     }
     expect(statuses).toEqual([200, 200, 429]);
     // Another handle is not affected.
-    const other = await post(signChangeRequest({ action: 'register', handle: 'calm@open', endpoint: 'https://h.example/', keys: [owner.public] }, owner.private));
+    const other = await post(
+      signChangeRequest({ action: 'register', handle: 'calm@open', endpoint: 'https://h.example/', keys: [owner.public] }, owner.private),
+    );
     expect(other.status).toBe(201);
   });
 
   it('stops invite-code guessing per zone, even with a valid code after the limit', async () => {
     const tries: number[] = [];
     for (let i = 0; i < 3; i++) {
-      const res = await post(signChangeRequest({ action: 'register', handle: `guess${i}@example`, endpoint: 'https://h.example/', keys: [owner.public], invite: `inv_wrong${i}` }, owner.private));
+      const res = await post(
+        signChangeRequest(
+          { action: 'register', handle: `guess${i}@example`, endpoint: 'https://h.example/', keys: [owner.public], invite: `inv_wrong${i}` },
+          owner.private,
+        ),
+      );
       tries.push(res.status);
     }
     expect(tries).toEqual([403, 403, 429]);
     const { code } = s.ctx.zones.createInvite('example');
-    const real = await post(signChangeRequest({ action: 'register', handle: 'real@example', endpoint: 'https://h.example/', keys: [owner.public], invite: code }, owner.private));
+    const real = await post(
+      signChangeRequest({ action: 'register', handle: 'real@example', endpoint: 'https://h.example/', keys: [owner.public], invite: code }, owner.private),
+    );
     expect(real.status).toBe(429);
   });
 });

@@ -98,9 +98,12 @@ function authorityAccepts(endpoint: string, development: boolean): boolean {
 }
 
 describe('one endpoint rule for the authority and the verifier', () => {
-  it.each([...FORBIDDEN_ALWAYS, ...LOOPBACK, ...GOOD.map((g) => ['allowed', g] as [string, string])])('%s (%j): both sides agree in both modes', (_name, endpoint) => {
-    for (const development of [false, true]) expect(schemaAccepts(endpoint, development)).toBe(authorityAccepts(endpoint, development));
-  });
+  it.each([...FORBIDDEN_ALWAYS, ...LOOPBACK, ...GOOD.map((g) => ['allowed', g] as [string, string])])(
+    '%s (%j): both sides agree in both modes',
+    (_name, endpoint) => {
+      for (const development of [false, true]) expect(schemaAccepts(endpoint, development)).toBe(authorityAccepts(endpoint, development));
+    },
+  );
 
   it('refuses every forbidden endpoint, loopback outside development, and accepts public https URLs', () => {
     for (const [, e] of FORBIDDEN_ALWAYS) expect([e, authorityAccepts(e, false), authorityAccepts(e, true)]).toEqual([e, false, false]);
@@ -141,7 +144,17 @@ describe('one endpoint rule for the authority and the verifier', () => {
       digest: FAKE_DIGEST,
       denial: { alg: 'sha256', salt: FAKE_SALT },
     });
-    for (const url of ['https://ns1.example/', 'http://127.0.0.1:8053', 'javascript:alert(1)', 'https://u:p@ns1.example/', 'https://ns1.example/?q', 'https://ns1.example/#f', 'file:///x', ' https://ns1.example', 'nope']) {
+    for (const url of [
+      'https://ns1.example/',
+      'http://127.0.0.1:8053',
+      'javascript:alert(1)',
+      'https://u:p@ns1.example/',
+      'https://ns1.example/?q',
+      'https://ns1.example/#f',
+      'file:///x',
+      ' https://ns1.example',
+      'nope',
+    ]) {
       let authority = true;
       try {
         parseServerUrls([url], 'servers');
@@ -199,7 +212,18 @@ describe('record fields held to what the authority signs', () => {
     ['a server URL with credentials', { servers: ['https://u:p@ns.child.example/'] }],
     ['a javascript: server', { servers: ['javascript:alert(1)'] }],
   ])('a delegation with %s is refused', (_name, change) => {
-    const d = { v: 1, type: 'delegation', zone: 'example', serial: 1, iat: 1_800_000_000, exp: 1_800_086_400, name: 'child.example', servers: ['https://ns.child.example/'], ds: [signer.kid], ttl: 3600 };
+    const d = {
+      v: 1,
+      type: 'delegation',
+      zone: 'example',
+      serial: 1,
+      iat: 1_800_000_000,
+      exp: 1_800_086_400,
+      name: 'child.example',
+      servers: ['https://ns.child.example/'],
+      ds: [signer.kid],
+      ttl: 3600,
+    };
     expect(recordSchemas.delegation.safeParse(d).success).toBe(true);
     expect(recordSchemas.delegation.safeParse({ ...d, ...change }).success).toBe(false);
   });
@@ -213,13 +237,42 @@ describe('record fields held to what the authority signs', () => {
     ['a salt that is not 16 hex digits', { denial: { alg: 'sha256', salt: 'salt' } }],
     ['9 keys', { keys: Array.from({ length: 9 }, () => freshKey().publicJwk) }],
   ])('a zone record with %s is refused', (_name, change) => {
-    const z = { v: 1, type: 'zone', zone: 'example', serial: 1, iat: 1_800_000_000, exp: 1_800_086_400, primary: 'https://ns.example/', servers: ['https://ns.example/'], keys: [signer.key.publicJwk], refresh: 30 * 86400, retry: 300, expire: 604_800, minimum: 300, ttl: 3600, digest: FAKE_DIGEST, denial: { alg: 'sha256', salt: FAKE_SALT } };
+    const z = {
+      v: 1,
+      type: 'zone',
+      zone: 'example',
+      serial: 1,
+      iat: 1_800_000_000,
+      exp: 1_800_086_400,
+      primary: 'https://ns.example/',
+      servers: ['https://ns.example/'],
+      keys: [signer.key.publicJwk],
+      refresh: 30 * 86400,
+      retry: 300,
+      expire: 604_800,
+      minimum: 300,
+      ttl: 3600,
+      digest: FAKE_DIGEST,
+      denial: { alg: 'sha256', salt: FAKE_SALT },
+    };
     expect(recordSchemas.zone.safeParse(z).success).toBe(true);
     expect(recordSchemas.zone.safeParse({ ...z, ...change }).success).toBe(false);
   });
 
   it('a denial whose ttl exceeds the largest minimum is refused', () => {
-    const d = { v: 1, type: 'denial', zone: 'example', serial: 1, iat: 1_800_000_000, exp: 1_800_086_400, after: null, next: null, hashes: [], hash: { alg: 'sha256', salt: FAKE_SALT }, ttl: 86400 };
+    const d = {
+      v: 1,
+      type: 'denial',
+      zone: 'example',
+      serial: 1,
+      iat: 1_800_000_000,
+      exp: 1_800_086_400,
+      after: null,
+      next: null,
+      hashes: [],
+      hash: { alg: 'sha256', salt: FAKE_SALT },
+      ttl: 86400,
+    };
     expect(recordSchemas.denial.safeParse(d).success).toBe(true);
     expect(recordSchemas.denial.safeParse({ ...d, ttl: 86401 }).success).toBe(false);
   });
@@ -236,7 +289,19 @@ describe('the cheap normal-form checks the schemas use', () => {
   const text = fc.oneof(
     fc.string({ unit: fc.constantFrom('a', 'Z', '0', '9', '-', '.', '_', '@', 'x', 'n', 'é', '\u212a', ' '), maxLength: 40 }),
     fc.stringMatching(/^[a-z0-9_.-]{1,8}@(?:[a-z0-9-]{1,6}\.){0,3}[a-z0-9-]{1,6}$/),
-    fc.constantFrom('alice@xn--bcher-kva.example', 'a@xn--bcher.example', 'a@ab--cd.example', 'a@1.2.3.4', 'a@example.123', 'a@0x7f', `a@${'a'.repeat(63)}.example`, `a@${'a'.repeat(64)}.example`, 'a@example.', '.', 'a..b@x'),
+    fc.constantFrom(
+      'alice@xn--bcher-kva.example',
+      'a@xn--bcher.example',
+      'a@ab--cd.example',
+      'a@1.2.3.4',
+      'a@example.123',
+      'a@0x7f',
+      `a@${'a'.repeat(63)}.example`,
+      `a@${'a'.repeat(64)}.example`,
+      'a@example.',
+      '.',
+      'a..b@x',
+    ),
   );
   it('isNormalHandle and isNormalZoneName agree with parseHandle and parseZoneName (fuzz)', () => {
     fc.assert(
@@ -261,7 +326,9 @@ describe('a hostile zone signing forbidden endpoints with its real, delegated ke
 
   beforeAll(async () => {
     for (const [, e, handle] of cases) endpoints.set(handle, e);
-    z = await startHostileZone(ZONE, (handle, { h, signer }) => signer.handle(handle, endpoints.get(handle) ?? 'https://home.example/', [h.owner.public]), { allowLoopbackEndpoints: true });
+    z = await startHostileZone(ZONE, (handle, { h, signer }) => signer.handle(handle, endpoints.get(handle) ?? 'https://home.example/', [h.owner.public]), {
+      allowLoopbackEndpoints: true,
+    });
     h = z.h;
   }, 60_000);
   afterAll(() => z?.close());
@@ -274,20 +341,23 @@ describe('a hostile zone signing forbidden endpoints with its real, delegated ke
     return r;
   }
 
-  it.each(cases.filter(([, e]) => FORBIDDEN_ALWAYS.some(([, f]) => f === e)))('%s: the resolver and the library refuse it (verification_failed)', async (_name, _e, handle) => {
-    const r = resolver();
-    const refused = await r.lookup(handle).then(
-      () => undefined,
-      (err: unknown) => err,
-    );
-    expect(refused).toBeInstanceOf(IdnsError);
-    expect((refused as IdnsError).code, (refused as IdnsError).message).toBe('verification_failed');
-    // Never cached as an answer: asked again, it is refused again.
-    await expect(r.resolve(handle)).rejects.toMatchObject({ code: 'verification_failed' });
-    expect(r.cacheSize).toBeLessThan(20);
-    // The resolver still resolves a good handle afterwards.
-    await expect(r.resolve('alice@social.example')).resolves.toMatchObject({ endpoint: 'https://home.example/alice@social.example' });
-  });
+  it.each(cases.filter(([, e]) => FORBIDDEN_ALWAYS.some(([, f]) => f === e)))(
+    '%s: the resolver and the library refuse it (verification_failed)',
+    async (_name, _e, handle) => {
+      const r = resolver();
+      const refused = await r.lookup(handle).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(refused).toBeInstanceOf(IdnsError);
+      expect((refused as IdnsError).code, (refused as IdnsError).message).toBe('verification_failed');
+      // Never cached as an answer: asked again, it is refused again.
+      await expect(r.resolve(handle)).rejects.toMatchObject({ code: 'verification_failed' });
+      expect(r.cacheSize).toBeLessThan(20);
+      // The resolver still resolves a good handle afterwards.
+      await expect(r.resolve('alice@social.example')).resolves.toMatchObject({ endpoint: 'https://home.example/alice@social.example' });
+    },
+  );
 
   it('loopback endpoints: accepted only in development mode (resolver allowPrivate); the strict verifier refuses the same proof', async () => {
     const r = resolver();
@@ -307,7 +377,16 @@ describe('a hostile zone signing forbidden endpoints with its real, delegated ke
   it('idns resolve refuses forbidden endpoints, and loopback ones without --allow-private', async () => {
     // A sample of the forms (each is a whole CLI start); the CLI verifies with the library's checkAnswer,
     // which the cases above cover form by form.
-    const sample = ['cloud metadata over http', 'a file URL', 'a javascript URL', 'a gopher URL', 'credentials', 'not a URL at all', 'a public IPv4 literal', 'loopback http'];
+    const sample = [
+      'cloud metadata over http',
+      'a file URL',
+      'a javascript URL',
+      'a gopher URL',
+      'credentials',
+      'not a URL at all',
+      'a public IPv4 literal',
+      'loopback http',
+    ];
     const picked = cases.filter(([name]) => sample.includes(name));
     expect(picked).toHaveLength(sample.length);
     for (let i = 0; i < picked.length; i += 4) {
@@ -328,7 +407,9 @@ describe('a hostile zone signing forbidden endpoints with its real, delegated ke
   it('the WebFinger route of a resolver-role server refuses it too', async () => {
     const anchors = { '.': [h.anchors.get('.')![0]!] };
     const server = await startTestServer({
-      config: { resolver: { rootServers: h.rootServers, forwarders: [], discovery: null, webfinger: false, anchors, allowPrivate: true, cache: {}, limits: {} } },
+      config: {
+        resolver: { rootServers: h.rootServers, forwarders: [], discovery: null, webfinger: false, anchors, allowPrivate: true, cache: {}, limits: {} },
+      },
     });
     cleanups.push(() => server.close());
     const [, , handle] = cases[0]!;
@@ -354,10 +435,14 @@ describe('owner-set links of a handle record (profile, alsoKnownAs, movedTo): on
     op: FAKE_OP,
     ...links,
   });
-  const schemaAccepts = (links: Record<string, unknown>, development = false) => (development ? developmentRecordSchemas : recordSchemas).handle.safeParse(record(links)).success;
+  const schemaAccepts = (links: Record<string, unknown>, development = false) =>
+    (development ? developmentRecordSchemas : recordSchemas).handle.safeParse(record(links)).success;
   /** The authority's verdict on a register request with these links, in a zone with or without loopback endpoints. */
   const authorityCode = (links: Record<string, unknown>, development = false): string | null => {
-    const jws = signChangeRequest({ action: 'register', handle: 'alice@example', endpoint: 'https://home.example/alice', keys: [user.public], ...links }, user.private);
+    const jws = signChangeRequest(
+      { action: 'register', handle: 'alice@example', endpoint: 'https://home.example/alice', keys: [user.public], ...links },
+      user.private,
+    );
     try {
       assureValidChange(parseChangeRequest(jws), null, Math.floor(Date.now() / 1000), { allowLoopbackEndpoints: development, hostScripts: 'strict' });
       return null;

@@ -17,7 +17,10 @@ describe('served records verify with jose alone', () => {
 
   it('checks a handle record against the key from /v1/zones/{zone}', async () => {
     const alice = newUserKey();
-    const request = signChangeRequest({ action: 'register', handle: 'alice@example.com', endpoint: 'https://social.example/alice', keys: [alice.public] }, alice.private);
+    const request = signChangeRequest(
+      { action: 'register', handle: 'alice@example.com', endpoint: 'https://social.example/alice', keys: [alice.public] },
+      alice.private,
+    );
     const reg = await fetch(`${s.url}/v1/handles`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ request }) });
     expect(reg.status).toBe(201);
 
@@ -31,7 +34,14 @@ describe('served records verify with jose alone', () => {
     const { payload, protectedHeader } = await compactVerify(answer.record, zoneKey, { algorithms: ['EdDSA'] });
     expect(protectedHeader.kid).toBe(await calculateJwkThumbprint(zonePayload.keys[0]!, 'sha256'));
     const record = JSON.parse(new TextDecoder().decode(payload)) as Record<string, unknown>;
-    expect(record).toMatchObject({ v: 1, type: 'handle', zone: 'example.com', handle: 'alice@example.com', endpoint: 'https://social.example/alice', keys: [alice.public] });
+    expect(record).toMatchObject({
+      v: 1,
+      type: 'handle',
+      zone: 'example.com',
+      handle: 'alice@example.com',
+      endpoint: 'https://social.example/alice',
+      keys: [alice.public],
+    });
     expect(record.exp).toBeGreaterThan(record.iat as number);
 
     // A record whose payload was altered no longer verifies.

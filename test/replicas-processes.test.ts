@@ -46,7 +46,18 @@ interface ZoneOptions {
 
 /** `idns zone create example` on the primary's data dir, listing `servers`; returns the key thumbprint. */
 async function createZone(p: Node, servers: Node[], o: ZoneOptions): Promise<string> {
-  const args = ['zone', 'create', 'example', ...servers.flatMap((s) => ['--server-url', s.url]), '--data', p.dir, '--refresh', String(o.refresh), '--retry', String(o.retry)];
+  const args = [
+    'zone',
+    'create',
+    'example',
+    ...servers.flatMap((s) => ['--server-url', s.url]),
+    '--data',
+    p.dir,
+    '--refresh',
+    String(o.refresh),
+    '--retry',
+    String(o.retry),
+  ];
   if (o.expire !== undefined) args.push('--expire', String(o.expire));
   const created = await idns([...args, '--json']);
   expect(created.keyThumbprints).toHaveLength(1);
@@ -132,7 +143,10 @@ function writeConfig(config: object): string {
 }
 
 async function waitHeld(x: Proxy, nth: number, bytes: number): Promise<void> {
-  await until(() => x.fullTransfers().length >= nth && x.fullTransfers()[nth - 1]!.outcome === 'open' && x.fullTransfers()[nth - 1]!.bytes === bytes, `full transfer #${nth} to be held at ${bytes} bytes`);
+  await until(
+    () => x.fullTransfers().length >= nth && x.fullTransfers()[nth - 1]!.outcome === 'open' && x.fullTransfers()[nth - 1]!.bytes === bytes,
+    `full transfer #${nth} to be held at ${bytes} bytes`,
+  );
 }
 
 describe('replicas as real processes', () => {
@@ -259,7 +273,10 @@ describe('replicas as real processes', () => {
     const t1 = Date.now();
     await bulkRegister(p.dir, 'new', 0, 3000);
     timings.bulk3000WhileServing = Date.now() - t1;
-    await until(async () => (await send(p.url, 'GET', `/v1/zones/example/transfer?since=${copy.serial}`)).status === 410, 'the journal to be trimmed past the copy');
+    await until(
+      async () => (await send(p.url, 'GET', `/v1/zones/example/transfer?since=${copy.serial}`)).status === 410,
+      'the journal to be trimmed past the copy',
+    );
     const total = await fullTransferBytes(p.url);
     const records = storedCopies(p.dir).live; // handles and denials of the doubled zone
     const hold = Math.floor(total * 0.6);
@@ -310,7 +327,10 @@ describe('replicas as real processes', () => {
     const copy = await converged(p, [s]);
     await cluster.kill(s);
     await registerMany(p.url, owner, handles('ivy', 20, 40), 4);
-    await until(async () => (await send(p.url, 'GET', `/v1/zones/example/transfer?since=${copy.serial}`)).status === 410, 'the journal to be trimmed past the copy');
+    await until(
+      async () => (await send(p.url, 'GET', `/v1/zones/example/transfer?since=${copy.serial}`)).status === 410,
+      'the journal to be trimmed past the copy',
+    );
     await cluster.start(s);
     await converged(p, [s]);
     expect(x.fullTransfers().filter((e) => e.outcome === 'complete').length).toBeGreaterThanOrEqual(2);
@@ -427,7 +447,10 @@ describe('replicas as real processes', () => {
       's2 to expire or 20 s to pass',
       30_000,
     );
-    expect(s2Status, 's2 kept answering for 20 s after its source s1 expired (it keeps renewing from s1: GET /v1/zones on an expired secondary answers 200)').toBe(503);
+    expect(
+      s2Status,
+      's2 kept answering for 20 s after its source s1 expired (it keeps renewing from s1: GET /v1/zones on an expired secondary answers 200)',
+    ).toBe(503);
   });
 
   it('registrations keep arriving during a full transfer: the secondary ends at the primary serial with an equal digest', async () => {
@@ -497,7 +520,8 @@ describe('replicas as real processes', () => {
     await registerMany(p.url, owner, handles('gus', 0, 10), 4);
     const want = await converged(p, [s1, s2]);
     timings.chainConvergence = Date.now() - t0;
-    for (const n of [p, s1, s2]) expect(await idns(['zone', 'digest', 'example', '--data', n.dir, '--json'])).toEqual({ zone: 'example', serial: want.serial, digest: want.digest });
+    for (const n of [p, s1, s2])
+      expect(await idns(['zone', 'digest', 'example', '--data', n.dir, '--json'])).toEqual({ zone: 'example', serial: want.serial, digest: want.digest });
     expect((await resolveOn(s2, 'gus9@example')).status).toBe(200);
   });
 
@@ -512,7 +536,20 @@ describe('replicas as real processes', () => {
 
     await cluster.kill(p);
     await cluster.kill(s1);
-    const promoted = await idns(['zone', 'promote', 'example', '--key-dir', join(p.dir, 'keys', 'example'), '--primary-url', s1.url, '--policy', 'open', '--data', s1.dir, '--json']);
+    const promoted = await idns([
+      'zone',
+      'promote',
+      'example',
+      '--key-dir',
+      join(p.dir, 'keys', 'example'),
+      '--primary-url',
+      s1.url,
+      '--policy',
+      'open',
+      '--data',
+      s1.dir,
+      '--json',
+    ]);
     expect(promoted).toMatchObject({ role: 'primary', keyThumbprints: [kid], serial: last.serial + 1, primary: s1.url });
     await cluster.start(s1);
     expect(await zoneState(s1.url)).toMatchObject({ role: 'primary', serial: last.serial + 1 });

@@ -43,7 +43,13 @@ const zoneState = async (url: string, zone = 'example') => {
 async function genuineLines(url: string): Promise<{ status: number; contentType: string; lines: Record<string, unknown>[]; raw: string }> {
   const res = await request(url, { headersTimeout: 5000, bodyTimeout: 5000 });
   const raw = await res.body.text();
-  const lines = res.statusCode === 200 && !raw.startsWith('{"error"') ? raw.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>) : [];
+  const lines =
+    res.statusCode === 200 && !raw.startsWith('{"error"')
+      ? raw
+          .split('\n')
+          .filter((l) => l.startsWith('{'))
+          .map((l) => JSON.parse(l) as Record<string, unknown>)
+      : [];
   return { status: res.statusCode, contentType: String(res.headers['content-type'] ?? ''), lines, raw };
 }
 
@@ -144,11 +150,15 @@ describe('incremental transfers journal only the source history', () => {
       await register(primary, 'c@example');
       for (const shift of [2, -1, -2, 1, 2 ** 31]) {
         hostile.relabel = shift;
-        await expect(client.incremental({ server: hostile.url, zone: 'example', trusted: [kid], credential: null })).rejects.toMatchObject({ code: 'transfer_failed' });
+        await expect(client.incremental({ server: hostile.url, zone: 'example', trusted: [kid], credential: null })).rejects.toMatchObject({
+          code: 'transfer_failed',
+        });
       }
       // Nothing of them was kept: the genuine stream applies.
       hostile.relabel = 0;
-      await expect(client.incremental({ server: hostile.url, zone: 'example', trusted: [kid], credential: null })).resolves.toBe((await zoneState(primary.url)).serial);
+      await expect(client.incremental({ server: hostile.url, zone: 'example', trusted: [kid], credential: null })).resolves.toBe(
+        (await zoneState(primary.url)).serial,
+      );
     } finally {
       await agent.close();
     }
@@ -164,7 +174,8 @@ describe('incremental transfers journal only the source history', () => {
     const version = secondary.ctx.zones.require('example').version;
     // What the relabelling attack left behind in an older idns: changes journaled under future versions.
     secondary.ctx.store.write(() => {
-      for (const v of [version + 1, version + 2]) secondary.ctx.store.journal.append('example', { version: v, idx: 0, action: 'del', type: 'handle', key: 'a@example', jws: null }, Date.now());
+      for (const v of [version + 1, version + 2])
+        secondary.ctx.store.journal.append('example', { version: v, idx: 0, action: 'del', type: 'handle', key: 'a@example', jws: null }, Date.now());
     });
     await register(primary, 'b@example');
     await register(primary, 'c@example');
@@ -199,11 +210,19 @@ async function keyHoldingSource(primary: TestServer, kid: string, records: { typ
     size += r.type.length + r.key.length + r.record.length + 2;
   }
   const { v: _v, type: _t, zone: _z, serial, iat: _i, exp: _e, count: _c, size: _s, ...fields } = genuine;
-  const zoneRecord = signer.sign('zone', { ...fields, digest: digest.value(), ...(opts.legacy ? {} : { count: records.length, size }) }, { serial: serial + 10 });
+  const zoneRecord = signer.sign(
+    'zone',
+    { ...fields, digest: digest.value(), ...(opts.legacy ? {} : { count: records.length, size }) },
+    { serial: serial + 10 },
+  );
   const fake = await startFakeServer((req, res) => {
     if (/\/transfer/.test(req.url ?? '')) {
       res.writeHead(200, { 'content-type': 'application/x-ndjson' });
-      const lines = [{ kind: 'start', mode: 'full', zone: 'example', serial: serial + 10, record: zoneRecord }, ...records.map((r) => ({ kind: 'record', ...r })), { kind: 'end', zone: 'example', serial: serial + 10, record: zoneRecord, count: records.length }];
+      const lines = [
+        { kind: 'start', mode: 'full', zone: 'example', serial: serial + 10, record: zoneRecord },
+        ...records.map((r) => ({ kind: 'record', ...r })),
+        { kind: 'end', zone: 'example', serial: serial + 10, record: zoneRecord, count: records.length },
+      ];
       res.end(lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
       return;
     }
@@ -237,7 +256,10 @@ describe('a secondary checks each record it copies as a resolver would', () => {
       // b's record stored under a's handle and the other way round: each row's key is another handle's.
       ['swapped handles', records.map((r, i) => (i === a ? { ...r, record: records[b]!.record } : i === b ? { ...r, record: records[a]!.record } : r))],
       ['a signature that does not verify', replaced(a, { record: tamperSignature(records[a]!.record) })],
-      ['a payload altered under its signature', replaced(a, { record: withPayload(records[a]!.record, { ...payloadOf(records[a]!.record), endpoint: 'https://evil.example/' }) })],
+      [
+        'a payload altered under its signature',
+        replaced(a, { record: withPayload(records[a]!.record, { ...payloadOf(records[a]!.record), endpoint: 'https://evil.example/' }) }),
+      ],
       ['a member the schema does not know', resigned(a, (p) => ({ ...p, extra: 1 }))],
       ['keys that are not keys', resigned(a, (p) => ({ ...p, keys: [] }))],
       ['an expired signature', resigned(a, (p) => ({ ...p, iat: 1_000_000, exp: 1_000_100 }))],
@@ -376,13 +398,14 @@ describe('a transfer is bounded by its signed zone record, by bytes and by time'
   }
 
   /** Signs valid handle records of the zone, one line each, for as long as the client takes them (at most `max`). */
-  const endlessRecords = (signer: { handle: (h: string, e: string, k: never[]) => string }, max: number) => async (write: (text: string) => Promise<boolean>) => {
-    for (let i = 0; i < max; i++) {
-      const handle = `x${i}@example`;
-      const line = `${JSON.stringify({ kind: 'record', type: 'handle', key: handle, record: signer.handle(handle, 'https://h.example/', [owner.public as never]) })}\n`;
-      if (!(await write(line))) return;
-    }
-  };
+  const endlessRecords =
+    (signer: { handle: (h: string, e: string, k: never[]) => string }, max: number) => async (write: (text: string) => Promise<boolean>) => {
+      for (let i = 0; i < max; i++) {
+        const handle = `x${i}@example`;
+        const line = `${JSON.stringify({ kind: 'record', type: 'handle', key: handle, record: signer.handle(handle, 'https://h.example/', [owner.public as never]) })}\n`;
+        if (!(await write(line))) return;
+      }
+    };
 
   async function expectOldCopyServes(secondary: TestServer, copy: Awaited<ReturnType<typeof zoneState>>) {
     expect(await zoneState(secondary.url)).toEqual(copy);
@@ -424,14 +447,18 @@ describe('a transfer is bounded by its signed zone record, by bytes and by time'
     const genuine = await zoneState(primary.url);
     // One byte every 20 ms, inside one line (every pause far below the 10 s between chunks); the test
     // itself stops after 30 s.
-    source.attack = { zoneRecord: genuine.record, serial: genuine.serial, body: async (write) => {
-      const until = Date.now() + 30_000;
-      if (!(await write('{"kind":"record","type":"handle","key":"'))) return;
-      while (Date.now() < until) {
-        if (!(await write('x'))) return;
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    } };
+    source.attack = {
+      zoneRecord: genuine.record,
+      serial: genuine.serial,
+      body: async (write) => {
+        const until = Date.now() + 30_000;
+        if (!(await write('{"kind":"record","type":"handle","key":"'))) return;
+        while (Date.now() < until) {
+          if (!(await write('x'))) return;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      },
+    };
     const t0 = Date.now();
     const status = await secondary.ctx.replicator.checkNow('example');
     const took = Date.now() - t0;
@@ -465,7 +492,12 @@ describe('the zone record states the count and size of the zone content', () => 
       const result = await primary.ctx.changes.submit(signChangeRequest({ action: 'delete', handle: `u${i}@example`, prev: ops[i]! }, owner.private));
       expect(result).toMatchObject({ action: 'delete' });
     }
-    await primary.ctx.changes.submit(signChangeRequest({ action: 'update', handle: 'u1@example', prev: ops[1]!, endpoint: 'https://a-much-longer-endpoint.example/path/of/u1', keys: [owner.public] }, owner.private));
+    await primary.ctx.changes.submit(
+      signChangeRequest(
+        { action: 'update', handle: 'u1@example', prev: ops[1]!, endpoint: 'https://a-much-longer-endpoint.example/path/of/u1', keys: [owner.public] },
+        owner.private,
+      ),
+    );
     s = stated();
     expect(s.stated).toEqual(s.held);
     // The secondary follows incrementally, checking the count and size of what it then holds.

@@ -36,7 +36,9 @@ async function server(options: Parameters<typeof startTestServer>[0] = {}): Prom
 }
 
 async function register(s: TestServer, handle: string): Promise<void> {
-  await s.ctx.changes.submit(signChangeRequest({ action: 'register', handle, endpoint: `https://home.example/${handle}`, keys: [owner.public] }, owner.private));
+  await s.ctx.changes.submit(
+    signChangeRequest({ action: 'register', handle, endpoint: `https://home.example/${handle}`, keys: [owner.public] }, owner.private),
+  );
 }
 
 async function zoneState(s: TestServer, zone = 'example') {
@@ -162,7 +164,9 @@ describe('secondary replicas', () => {
       secondary.ctx.zones.createSecondary('example', { primaries: [mitm], ds: [kid] });
       const status = await secondary.ctx.replicator.checkNow('example');
       expect(seen).toContain('/transfer');
-      expect(status.lastError).toMatch(/digest|stopped before|announced|another zone record|line|repeats|after its end line|would be refused by a resolver|carries more than the \d+ records/);
+      expect(status.lastError).toMatch(
+        /digest|stopped before|announced|another zone record|line|repeats|after its end line|would be refused by a resolver|carries more than the \d+ records/,
+      );
       expect(status.serial).toBeNull();
       expect((await fetch(`${secondary.url}/v1/resolve/user1@example`)).status).toBe(503);
     },
@@ -194,7 +198,10 @@ describe('secondary replicas', () => {
     for (let i = 0; i < 3; i++) await register(primary, `user${i}@example`);
     const ndjson = await fetch(`${primary.url}/v1/zones/example/transfer`);
     expect(ndjson.headers.get('content-type')).toBe('application/x-ndjson');
-    const lines = (await ndjson.text()).trimEnd().split('\n').map((l) => JSON.parse(l) as { kind: string; type?: string; key?: string; record: string });
+    const lines = (await ndjson.text())
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { kind: string; type?: string; key?: string; record: string });
     const compact = await fetch(`${primary.url}/v1/zones/example/transfer?format=compact`);
     expect(compact.headers.get('content-type')).toBe('application/x-idns-compact');
     const text = await compact.text();
@@ -208,7 +215,9 @@ describe('secondary replicas', () => {
     expect(lines.filter((l) => l.type === 'handle').map((l) => l.key)).toEqual(['user0@example', 'user1@example', 'user2@example']);
     // An incremental transfer is NDJSON whatever the format asked.
     const serial = (await zoneState(primary)).serial;
-    expect((await fetch(`${primary.url}/v1/zones/example/transfer?since=${serial - 1}&format=compact`)).headers.get('content-type')).toBe('application/x-ndjson');
+    expect((await fetch(`${primary.url}/v1/zones/example/transfer?since=${serial - 1}&format=compact`)).headers.get('content-type')).toBe(
+      'application/x-ndjson',
+    );
     const bad = await fetch(`${primary.url}/v1/zones/example/transfer?format=xml`);
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as { error: { code: string } }).error.code).toBe('invalid_request');
@@ -216,15 +225,27 @@ describe('secondary replicas', () => {
 
   it('applies an incremental transfer whose changes put, replace and delete the same records again', async () => {
     const { primary, secondary, kid } = await primaryAndSecondary();
-    const doomed = await primary.ctx.changes.submit(signChangeRequest({ action: 'register', handle: 'doomed@example', endpoint: 'https://home.example/d', keys: [owner.public] }, owner.private));
+    const doomed = await primary.ctx.changes.submit(
+      signChangeRequest({ action: 'register', handle: 'doomed@example', endpoint: 'https://home.example/d', keys: [owner.public] }, owner.private),
+    );
     secondary.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });
     await secondary.ctx.replicator.checkNow('example');
     // Between two checks: a handle registered and updated twice, another registered and deleted, an old one deleted.
-    let op = (await primary.ctx.changes.submit(signChangeRequest({ action: 'register', handle: 'busy@example', endpoint: 'https://home.example/1', keys: [owner.public] }, owner.private))).op;
+    let op = (
+      await primary.ctx.changes.submit(
+        signChangeRequest({ action: 'register', handle: 'busy@example', endpoint: 'https://home.example/1', keys: [owner.public] }, owner.private),
+      )
+    ).op;
     for (const n of [2, 3]) {
-      op = (await primary.ctx.changes.submit(signChangeRequest({ action: 'update', handle: 'busy@example', endpoint: `https://home.example/${n}`, keys: [owner.public], prev: op }, owner.private))).op;
+      op = (
+        await primary.ctx.changes.submit(
+          signChangeRequest({ action: 'update', handle: 'busy@example', endpoint: `https://home.example/${n}`, keys: [owner.public], prev: op }, owner.private),
+        )
+      ).op;
     }
-    const brief = await primary.ctx.changes.submit(signChangeRequest({ action: 'register', handle: 'brief@example', endpoint: 'https://home.example/b', keys: [owner.public] }, owner.private));
+    const brief = await primary.ctx.changes.submit(
+      signChangeRequest({ action: 'register', handle: 'brief@example', endpoint: 'https://home.example/b', keys: [owner.public] }, owner.private),
+    );
     await primary.ctx.changes.submit(signChangeRequest({ action: 'delete', handle: 'brief@example', prev: brief.op }, owner.private));
     await primary.ctx.changes.submit(signChangeRequest({ action: 'delete', handle: 'doomed@example', prev: doomed.op }, owner.private));
     const { full, incremental, failed } = secondary.ctx.replicator.statuses()[0]!.transfers;
@@ -243,7 +264,9 @@ describe('secondary replicas', () => {
     const { primary, secondary, kid } = await primaryAndSecondary();
     // More than one multi-row insert's worth of records (64), so a full transfer loads them in bulk.
     await Promise.all(Array.from({ length: 70 }, (_, i) => register(primary, `actor${i}@example`)));
-    const moving = await primary.ctx.changes.submit(signChangeRequest({ action: 'register', handle: 'moving@example', endpoint: 'https://home.example/old', keys: [owner.public] }, owner.private));
+    const moving = await primary.ctx.changes.submit(
+      signChangeRequest({ action: 'register', handle: 'moving@example', endpoint: 'https://home.example/old', keys: [owner.public] }, owner.private),
+    );
     secondary.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });
     expect((await secondary.ctx.replicator.checkNow('example')).transfers.full).toBe(1);
     const byUrl = async (server: TestServer, url: string) => {
@@ -255,7 +278,12 @@ describe('secondary replicas', () => {
     }
     expect(await byUrl(secondary, 'https://home.example/old')).toEqual({ status: 200, subject: 'acct:moving@example' });
 
-    await primary.ctx.changes.submit(signChangeRequest({ action: 'update', handle: 'moving@example', endpoint: 'https://home.example/new', keys: [owner.public], prev: moving.op }, owner.private));
+    await primary.ctx.changes.submit(
+      signChangeRequest(
+        { action: 'update', handle: 'moving@example', endpoint: 'https://home.example/new', keys: [owner.public], prev: moving.op },
+        owner.private,
+      ),
+    );
     const status = await secondary.ctx.replicator.checkNow('example');
     expect(status.lastError).toBeNull();
     for (const server of [primary, secondary]) {
@@ -323,7 +351,11 @@ describe('secondary replicas', () => {
     expect(res.status).toBe(307);
     expect(res.headers.get('location')).toBe(`${primary.url}/v1/handles`);
     // Clients that follow the redirect end up registered at the primary.
-    const followed = await fetch(`${secondary.url}/v1/handles`, { method: 'POST', body: JSON.stringify({ request }), headers: { 'content-type': 'application/json' } });
+    const followed = await fetch(`${secondary.url}/v1/handles`, {
+      method: 'POST',
+      body: JSON.stringify({ request }),
+      headers: { 'content-type': 'application/json' },
+    });
     expect(followed.status).toBe(201);
     expect((await fetch(`${primary.url}/v1/resolve/r@example`)).status).toBe(200);
   });
@@ -332,7 +364,11 @@ describe('secondary replicas', () => {
     const { primary, secondary, kid } = await primaryAndSecondary({ expire: 2 });
     await register(primary, 'a@example');
     let cutOff = false;
-    const link = await tamperingProxy(primary.url, (_path, text) => text, () => cutOff);
+    const link = await tamperingProxy(
+      primary.url,
+      (_path, text) => text,
+      () => cutOff,
+    );
     secondary.ctx.zones.createSecondary('example', { primaries: [link], ds: [kid] });
     await secondary.ctx.replicator.checkNow('example');
     expect((await fetch(`${secondary.url}/v1/resolve/a@example`)).status).toBe(200);
@@ -358,7 +394,11 @@ describe('secondary replicas', () => {
     const kid = primary.ctx.zones.info('example').keyThumbprints[0]!;
     await register(primary, 'a@example');
     let cutOff = false;
-    const link = await tamperingProxy(primary.url, (_p, text) => text, () => cutOff);
+    const link = await tamperingProxy(
+      primary.url,
+      (_p, text) => text,
+      () => cutOff,
+    );
     const clock = new ManualClock(Date.now());
     const secondary = await server({ clock });
     secondary.ctx.zones.createSecondary('example', { primaries: [link], ds: [kid] });
@@ -426,7 +466,9 @@ describe('secondary replicas', () => {
     const before = await zoneState(secondary);
     const keyDir = `${primary.dataDir}/keys/example`;
     await primary.server.close();
-    expect(() => secondary.ctx.zones.promote('example', '/nonexistent', { primary: secondary.url })).toThrow(expect.objectContaining({ code: 'key_unavailable' }));
+    expect(() => secondary.ctx.zones.promote('example', '/nonexistent', { primary: secondary.url })).toThrow(
+      expect.objectContaining({ code: 'key_unavailable' }),
+    );
     const info = secondary.ctx.zones.promote('example', keyDir, { primary: secondary.url, policy: 'open' });
     expect(info).toMatchObject({ role: 'primary', keyThumbprints: [kid] });
     expect(info.serial).toBe(before.serial + 1);

@@ -45,7 +45,9 @@ function rows(zone: string): Row[] {
 }
 
 function zoneRow(zone: string): { version: number; record: string; recordExp: number } {
-  return db.prepare<[string], { version: number; record: string; recordExp: number }>('SELECT version, record, record_exp AS recordExp FROM zones WHERE name = ?').get(zone)!;
+  return db
+    .prepare<[string], { version: number; record: string; recordExp: number }>('SELECT version, record, record_exp AS recordExp FROM zones WHERE name = ?')
+    .get(zone)!;
 }
 
 /** The zone digest recomputed from scratch over every stored record of the zone. */
@@ -139,7 +141,9 @@ describe('re-signing before expiry', () => {
     expect(afterZoneRecord.digest).toBe(recomputedDigest('example.com'));
     expect(s.ctx.zones.info('example.com').digest).toBe(afterZoneRecord.digest);
     // Secondaries learn the new signatures from the journal: one put per re-signed record at the new version.
-    const journal = db.prepare<[string, number], { action: string; jws: string }>('SELECT action, jws FROM journal WHERE zone = ? AND version = ? ORDER BY idx').all('example.com', afterZone.version);
+    const journal = db
+      .prepare<[string, number], { action: string; jws: string }>('SELECT action, jws FROM journal WHERE zone = ? AND version = ? ORDER BY idx')
+      .all('example.com', afterZone.version);
     expect(journal.map((j) => j.action)).toEqual(Array(5).fill('put'));
     expect(new Set(journal.map((j) => j.jws))).toEqual(new Set(afterRows.map((r) => r.jws)));
 
@@ -148,7 +152,10 @@ describe('re-signing before expiry', () => {
     for (const [i, old] of oldAnswers.entries()) {
       expect(() => checkAnswer(old.json, handles[i]!.handle, anchors('example.com'), clock)).toThrow(IdnsError);
     }
-    await expectServedAnswersVerify('example.com', handles.map((h) => h.handle));
+    await expectServedAnswersVerify(
+      'example.com',
+      handles.map((h) => h.handle),
+    );
     // A second run right after finds nothing due and changes nothing.
     clock.set(clock.now() - resignBefore * 1000);
     const version = zoneRow('example.com').version;
@@ -172,7 +179,11 @@ describe('re-signing before expiry', () => {
     const [h] = await registerSome('example.com', 1);
     clock.advance(PAST_DUE_MS);
     expect(s.ctx.resigner.runOnce()).toBeGreaterThan(0);
-    const update = signChangeRequest({ action: 'update', handle: h!.handle, endpoint: 'https://moved.example/x', keys: [h!.key.public], prev: h!.op }, h!.key.private, clock);
+    const update = signChangeRequest(
+      { action: 'update', handle: h!.handle, endpoint: 'https://moved.example/x', keys: [h!.key.public], prev: h!.op },
+      h!.key.private,
+      clock,
+    );
     const res = await putChange(s.url, h!.handle, update);
     expect(res.status).toBe(200);
     expect(payloadOf(zoneRow('example.com').record).digest).toBe(recomputedDigest('example.com'));
@@ -206,7 +217,10 @@ describe('re-signing before expiry', () => {
       if (changed.length > 0) expect(zoneRow('example.com').version).toBe(version + 1);
       for (const z of ['example.com', 'example.org']) expect(payloadOf(zoneRow(z).record).digest).toBe(recomputedDigest(z));
       // Partially re-signed zones still serve answers that verify.
-      await expectServedAnswersVerify('example.com', handles.map((h) => h.handle));
+      await expectServedAnswersVerify(
+        'example.com',
+        handles.map((h) => h.handle),
+      );
     }
     // 5 + 2 records (handles and one denial each), 2 per zone per run: example.com needs 3 runs, example.org
     // 1; then a run that finds nothing.
@@ -214,6 +228,9 @@ describe('re-signing before expiry', () => {
     for (const r of [...rows('example.com'), ...rows('example.org')]) expect(r.exp).toBe(now + signatureValidity);
 
     clock.advance(resignBefore * 1000);
-    await expectServedAnswersVerify('example.com', handles.map((h) => h.handle));
+    await expectServedAnswersVerify(
+      'example.com',
+      handles.map((h) => h.handle),
+    );
   });
 });

@@ -215,12 +215,25 @@ describe('the request sent ahead of a referral', () => {
     // The child's server answers correctly for sub.ahead.example, signed with the key the forged delegation names.
     const child = await fake((_req, res) => {
       const signer = new ZoneSigner('sub.ahead.example', childKey);
-      sendJson(res, 200, zoneReply('answer', 'sub.ahead.example', signer.handle(handle, endpointOf(handle), [childKey.publicJwk]), signer.zoneRecord([child.url])));
+      sendJson(
+        res,
+        200,
+        zoneReply('answer', 'sub.ahead.example', signer.handle(handle, endpointOf(handle), [childKey.publicJwk]), signer.zoneRecord([child.url])),
+      );
     });
     // ahead.example refers to it with a delegation whose signature is broken.
     const parent = await fake((_req, res) => {
       const signer = new ZoneSigner('ahead.example', parentKey);
-      sendJson(res, 200, zoneReply('referral', 'ahead.example', tamperSignature(signer.delegation('sub.ahead.example', [child.url], [childKey.kid])), signer.zoneRecord([parent.url])));
+      sendJson(
+        res,
+        200,
+        zoneReply(
+          'referral',
+          'ahead.example',
+          tamperSignature(signer.delegation('sub.ahead.example', [child.url], [childKey.kid])),
+          signer.zoneRecord([parent.url]),
+        ),
+      );
     });
     delegateFromExample('ahead.example', [parent.url], [parentKey.kid]);
     const r = resolver();
@@ -337,7 +350,11 @@ describe('servers that never answer', () => {
 
   it('stops at the lookup budget when many servers of a zone never answer', async () => {
     const fakes = await Promise.all(Array.from({ length: 6 }, () => fake(silent)));
-    delegateFromExample('hang6.example', fakes.map((f) => f.url), [freshKey().kid]);
+    delegateFromExample(
+      'hang6.example',
+      fakes.map((f) => f.url),
+      [freshKey().kid],
+    );
     const r = resolver({ limits: { requestTimeoutMs: 300, lookupBudgetMs: 1000 } });
     const started = Date.now();
     const err = await failure(r.resolve('x@hang6.example'));
@@ -524,7 +541,7 @@ describe('forged denials', () => {
     return { den, f };
   }
 
-  it("refuses a genuine denial of another name served for an existing handle", async () => {
+  it('refuses a genuine denial of another name served for an existing handle', async () => {
     const { f } = await denialSetup(async (_q, genuine) => genuine('ghost@den.example'));
     const r = resolver();
     const err = await expectCode(r.lookup('real@den.example'), 'verification_failed');
@@ -535,7 +552,10 @@ describe('forged denials', () => {
 
   it.each([
     ['a tampered signature', (d: any) => ({ ...d, record: tamperSignature(d.record) })],
-    ['a payload rewritten to cover every name', (d: any) => ({ ...d, record: withPayload(d.record, { ...payloadOf(d.record), after: null, next: null, hashes: [] }) })],
+    [
+      'a payload rewritten to cover every name',
+      (d: any) => ({ ...d, record: withPayload(d.record, { ...payloadOf(d.record), after: null, next: null, hashes: [] }) }),
+    ],
     ['garbage instead of a JWS', (d: any) => ({ ...d, record: 'not-a-jws' })],
     [
       'an unsigned (alg none) denial',
@@ -544,8 +564,19 @@ describe('forged denials', () => {
         return { ...d, record: `${header}.${d.record.split('.')[1]}.` };
       },
     ],
-    ['a denial signed by a key the zone does not have', (d: any) => ({ ...d, record: new ZoneSigner('den.example', freshKey()).denial(null, null, { salt: payloadOf(d.record).hash.salt }) })],
-    ['a denial signed by the zone key of another zone', (d: any) => ({ ...d, record: new ZoneSigner('den.example', zoneKey(h.zones.get('example')!.dataDir, 'example', h.zones.get('example')!.kid)).denial(null, null, { salt: payloadOf(d.record).hash.salt }) })],
+    [
+      'a denial signed by a key the zone does not have',
+      (d: any) => ({ ...d, record: new ZoneSigner('den.example', freshKey()).denial(null, null, { salt: payloadOf(d.record).hash.salt }) }),
+    ],
+    [
+      'a denial signed by the zone key of another zone',
+      (d: any) => ({
+        ...d,
+        record: new ZoneSigner('den.example', zoneKey(h.zones.get('example')!.dataDir, 'example', h.zones.get('example')!.kid)).denial(null, null, {
+          salt: payloadOf(d.record).hash.salt,
+        }),
+      }),
+    ],
   ])('refuses %s for a name that does not exist, as verification_failed, not "does not exist"', async (_what, forge) => {
     await denialSetup(async (q, genuine) => forge(await genuine(q.handle)));
     const r = resolver();
@@ -636,7 +667,16 @@ describe("a zone's own server padding its denials (issue 14, item 2)", () => {
     await paddedZone('pad3.example', (b) => ({ ...b, noCut: Array.from({ length: 120 }, () => 'x'.repeat(2000)) }));
     const server = await startTestServer({
       config: {
-        resolver: { rootServers: h.rootServers, anchors: { '.': [h.zones.get('.')!.kid] }, forwarders: [], discovery: null, webfinger: false, allowPrivate: true, cache: {}, limits: PATIENT.limits },
+        resolver: {
+          rootServers: h.rootServers,
+          anchors: { '.': [h.zones.get('.')!.kid] },
+          forwarders: [],
+          discovery: null,
+          webfinger: false,
+          allowPrivate: true,
+          cache: {},
+          limits: PATIENT.limits,
+        },
       },
     });
     cleanups.push(() => server.close());
@@ -686,7 +726,16 @@ describe('forwarding mode', () => {
   beforeAll(async () => {
     upstream = await startTestServer({
       config: {
-        resolver: { rootServers: h.rootServers, anchors: { '.': [h.zones.get('.')!.kid] }, forwarders: [], discovery: null, webfinger: false, allowPrivate: true, cache: {}, limits: {} },
+        resolver: {
+          rootServers: h.rootServers,
+          anchors: { '.': [h.zones.get('.')!.kid] },
+          forwarders: [],
+          discovery: null,
+          webfinger: false,
+          allowPrivate: true,
+          cache: {},
+          limits: {},
+        },
       },
     });
   });
@@ -723,11 +772,23 @@ describe('forwarding mode', () => {
     expect((await r.resolve(GOOD)).endpoint).toBe(endpointOf(GOOD));
   });
 
-  it('refuses a proof made with the upstream\'s own self-signed root key', async () => {
+  it("refuses a proof made with the upstream's own self-signed root key", async () => {
     const root = new ZoneSigner('.', freshKey());
     const f = await fake((_req, res, q) => {
-      const proof = { steps: [{ zone: '.', zoneRecord: root.zoneRecord([f.url]) }], record: root.handle(q.handle!, 'https://attacker.example/', [h.owner.public]) };
-      sendJson(res, 200, { handle: q.handle, status: 'found', zone: '.', endpoint: 'https://attacker.example/', keys: [h.owner.public], ttl: 3600, stale: false, proof });
+      const proof = {
+        steps: [{ zone: '.', zoneRecord: root.zoneRecord([f.url]) }],
+        record: root.handle(q.handle!, 'https://attacker.example/', [h.owner.public]),
+      };
+      sendJson(res, 200, {
+        handle: q.handle,
+        status: 'found',
+        zone: '.',
+        endpoint: 'https://attacker.example/',
+        keys: [h.owner.public],
+        ttl: 3600,
+        stale: false,
+        proof,
+      });
     });
     const r = forwarding([f.url]);
     await expectCode(r.resolve(GOOD), 'verification_failed');
@@ -754,7 +815,16 @@ describe('forwarding mode', () => {
       const salt = ex.a.ctx.zones.cachedZone('example')!.salt;
       const gap = ex.a.ctx.store.records.gapBelow('example', nameHash(salt, q.handle!))!;
       const steps = [body.proof.steps[0], { zone: 'example', zoneRecord: body.proof.steps[1].zoneRecord }];
-      sendJson(res, 404, { handle: q.handle, status: 'not_found', zone: 'example', endpoint: null, keys: null, ttl: 300, stale: false, proof: { steps, record: gap.jws } });
+      sendJson(res, 404, {
+        handle: q.handle,
+        status: 'not_found',
+        zone: 'example',
+        endpoint: null,
+        keys: null,
+        ttl: 300,
+        stale: false,
+        proof: { steps, record: gap.jws },
+      });
     });
     const r = forwarding([f.url]);
     const result = await r.lookup(GOOD).then(
@@ -776,7 +846,7 @@ describe('forwarding mode', () => {
     const found = verified(await r.lookup(GOOD));
     expect(found).toMatchObject({ status: 'found', endpoint: endpointOf(GOOD) });
     expect(JSON.stringify(found.proof)).not.toContain(pad);
-    expect(JSON.stringify((verified(await r.lookup(GOOD))).proof)).not.toContain(pad);
+    expect(JSON.stringify(verified(await r.lookup(GOOD)).proof)).not.toContain(pad);
     expect(f.requests.length).toBe(1);
     expect(r.cacheBytes).toBeLessThan(50_000);
   });

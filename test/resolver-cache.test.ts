@@ -148,7 +148,7 @@ describe('freshness', () => {
     h.zones.get('.')!.a.ctx.zones.delegate('.', 'mid', { servers: [f.url], ds: [mid.kid] });
 
     const r = resolver(clock);
-    expect((verified(await r.lookup('a@leaf.mid'))).endpoint).toBe(endpointOf('a@leaf.mid'));
+    expect(verified(await r.lookup('a@leaf.mid')).endpoint).toBe(endpointOf('a@leaf.mid'));
     // mid's zone record in the cached proof has expired; a new walk would get a fresh one.
     clock.advance(700_000);
     const outcome = await r.lookup('b@leaf.mid').then(
@@ -156,7 +156,7 @@ describe('freshness', () => {
       (e: IdnsError) => ({ code: e.code, message: e.message }),
     );
     // Control: the hierarchy itself is fine at this time, a resolver without the cached cut succeeds.
-    expect((verified(await resolver(clock).lookup('b@leaf.mid'))).endpoint).toBe(endpointOf('b@leaf.mid'));
+    expect(verified(await resolver(clock).lookup('b@leaf.mid')).endpoint).toBe(endpointOf('b@leaf.mid'));
     // Expected: re-walk from the root and succeed. Actual (bug): verification_failed, "the zone record's
     // signature expired", from the zone cut for leaf.mid cached until its delegation's exp/ttl.
     expect(outcome).toEqual({ endpoint: endpointOf('b@leaf.mid') });
@@ -170,11 +170,11 @@ describe('size bound', () => {
     const handles = ['alice@social.example', 'bob@example', 'carol@news.example', 'dave@org', 'eve@deep.skip.example.org'];
     for (let round = 0; round < 2; round++) {
       for (const handle of handles) {
-        expect((verified(await r.lookup(handle))).endpoint).toBe(endpointOf(handle));
+        expect(verified(await r.lookup(handle)).endpoint).toBe(endpointOf(handle));
         expect(r.cacheSize).toBeLessThanOrEqual(3);
       }
       for (let i = 0; i < 10; i++) {
-        expect((verified(await r.lookup(`nobody${i}@news.example`))).status).toBe('not_found');
+        expect(verified(await r.lookup(`nobody${i}@news.example`)).status).toBe('not_found');
         expect(r.cacheSize).toBeLessThanOrEqual(3);
       }
     }
@@ -200,8 +200,8 @@ describe('byte bound (issue 14, item 2)', () => {
     let peak = 0;
     for (let i = 0; i < 40; i++) {
       const found = handles[i % handles.length]!;
-      expect((verified(await r.lookup(found))).endpoint).toBe(endpointOf(found));
-      expect((verified(await r.lookup(`nobody${i}@x.y.news.example`))).status).toBe('not_found');
+      expect(verified(await r.lookup(found)).endpoint).toBe(endpointOf(found));
+      expect(verified(await r.lookup(`nobody${i}@x.y.news.example`)).status).toBe('not_found');
       peak = Math.max(peak, r.cacheBytes);
       expect(r.cacheBytes).toBeLessThanOrEqual(maxBytes);
     }
@@ -210,7 +210,7 @@ describe('byte bound (issue 14, item 2)', () => {
     expect(r.cacheSize).toBeLessThan(45);
     // ...least recently used first: the last answer is still a hit.
     const before = r.upstreamRequests;
-    expect((verified(await r.lookup('nobody39@x.y.news.example'))).status).toBe('not_found');
+    expect(verified(await r.lookup('nobody39@x.y.news.example')).status).toBe('not_found');
     expect(r.upstreamRequests).toBe(before);
     r.clearCache();
     expect(r.cacheBytes).toBe(0);
@@ -226,7 +226,14 @@ describe('byte bound (issue 14, item 2)', () => {
       sendJson(res, 200, zoneReply('answer', 'big.example', record, zone.zoneRecord([f.url])));
     });
     cleanups.push(() => f.close());
-    const r = createResolver({ trustAnchors: { 'big.example': [zone.kid] }, rootServers: [f.url], allowPrivate: true, clock, limits: { requestTimeoutMs: 10_000, lookupBudgetMs: 30_000 }, cache: { maxEntryBytes: 8 * 1024 } });
+    const r = createResolver({
+      trustAnchors: { 'big.example': [zone.kid] },
+      rootServers: [f.url],
+      allowPrivate: true,
+      clock,
+      limits: { requestTimeoutMs: 10_000, lookupBudgetMs: 30_000 },
+      cache: { maxEntryBytes: 8 * 1024 },
+    });
     cleanups.push(() => r.close());
     for (let i = 0; i < 2; i++) {
       const large = verified(await r.lookup('large@big.example'));
@@ -241,12 +248,14 @@ describe('byte bound (issue 14, item 2)', () => {
   });
 
   it('refuses a per-entry cap above the byte bound', () => {
-    expect(() => createResolver({ trustAnchors: h.anchors, rootServers: h.rootServers, cache: { maxBytes: 10_000, maxEntryBytes: 20_000 } })).toThrow(/maxEntryBytes/);
+    expect(() => createResolver({ trustAnchors: h.anchors, rootServers: h.rootServers, cache: { maxBytes: 10_000, maxEntryBytes: 20_000 } })).toThrow(
+      /maxEntryBytes/,
+    );
   });
 });
 
 describe('sharing between entries', () => {
-  it("holds one chain of proof steps for all the handles of a zone, frozen, and one trace array per distinct trace", async () => {
+  it('holds one chain of proof steps for all the handles of a zone, frozen, and one trace array per distinct trace', async () => {
     const clock = new ManualClock(Date.now());
     const r = resolver(clock);
     const found = verified(await r.lookup('alice@social.example'));
@@ -263,7 +272,7 @@ describe('sharing between entries', () => {
     expect(denied.trace?.map((t) => t.zone)).toEqual(['social.example']);
     expect(Object.isFrozen(denied.trace)).toBe(true);
     // A hit hands out the cached objects themselves.
-    expect((verified(await r.lookup('alice@social.example'))).proof.steps).toBe(found.proof.steps);
+    expect(verified(await r.lookup('alice@social.example')).proof.steps).toBe(found.proof.steps);
   });
 
   it('interns arrays by their exact content: equal ones become one frozen copy, others stay apart', () => {
@@ -405,7 +414,7 @@ describe('prefetch', () => {
     verified(await r.lookup('bob@example'));
     const base = r.upstreamRequests;
     clock.advance(3420_000);
-    expect((verified(await r.lookup('bob@example'))).ttl).toBe(180);
+    expect(verified(await r.lookup('bob@example')).ttl).toBe(180);
     expect(r.upstreamRequests).toBe(base);
     // The second hit near expiry does.
     verified(await r.lookup('bob@example'));

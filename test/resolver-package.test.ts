@@ -120,7 +120,16 @@ describe('the resolver library import graph', () => {
     // The context no longer reaches hono (rate limits import only its types): the server entry point does.
     const server = await importGraph(MAIN_DIST, ['context.js', 'http/server.js']);
     const parts = serverParts(server).join('\n');
-    for (const name of ['better-sqlite3', 'hono', 'pino', 'prom-client', 'server module store/', 'records/ed25519-sodium.js', 'node:module', 'node:worker_threads']) {
+    for (const name of [
+      'better-sqlite3',
+      'hono',
+      'pino',
+      'prom-client',
+      'server module store/',
+      'records/ed25519-sodium.js',
+      'node:module',
+      'node:worker_threads',
+    ]) {
       expect(parts).toContain(name);
     }
     // The full library (`idns`) is the resolver library plus the server's Ed25519 loader.
@@ -176,7 +185,10 @@ describe('the idns-resolver package', () => {
   });
 
   it('lists exactly the packages its code imports as dependencies, pinned as the server pins them', async () => {
-    const code = packed.files.map((f) => f.path).filter((f) => f.endsWith('.js')).map((f) => f.slice('dist/'.length));
+    const code = packed.files
+      .map((f) => f.path)
+      .filter((f) => f.endsWith('.js'))
+      .map((f) => f.slice('dist/'.length));
     const shipped = await importGraph(PACKAGE_DIST, code);
     expect(Object.keys(packageJson.dependencies).sort(), 'deploy/resolver-package/package.json "dependencies"').toEqual([...shipped.packages].sort());
     for (const [name, range] of Object.entries(packageJson.dependencies)) {
@@ -218,7 +230,11 @@ describe('the idns-resolver package', () => {
       const app = join(tmp.dir, 'app');
       const target = join(app, 'node_modules', 'idns-resolver');
       mkdirSync(target, { recursive: true });
-      const out = execFileSync('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', tmp.dir], { cwd: PACKAGE_DIR, encoding: 'utf8', timeout: 60_000 });
+      const out = execFileSync('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', tmp.dir], {
+        cwd: PACKAGE_DIR,
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
       const tarball = join(tmp.dir, (JSON.parse(out) as { filename: string }[])[0]!.filename);
       execFileSync('tar', ['-xzf', tarball, '-C', target, '--strip-components=1'], { timeout: 60_000 });
       const linked: string[] = [];
@@ -302,10 +318,14 @@ console.log(JSON.stringify({ handle: found.handle, endpoint: found.endpoint, key
       });
 
       // What the child loaded: node's own modules, the installed package and the linked dependencies only.
-      const allowed = [join(app, 'node_modules', 'idns-resolver'), ...linked.map((n) => realpathSync(join(app, 'node_modules', n)))].map((p) => pathToFileURL(p).href + '/');
+      const allowed = [join(app, 'node_modules', 'idns-resolver'), ...linked.map((n) => realpathSync(join(app, 'node_modules', n)))].map(
+        (p) => pathToFileURL(p).href + '/',
+      );
       const loaded = [...new Set(readFileSync(log, 'utf8').split('\n').filter(Boolean))];
       expect(loaded).toContain(pathToFileURL(join(app, 'node_modules', 'idns-resolver', 'dist', ENTRY)).href);
-      const unexpected = loaded.filter((url) => !url.startsWith('node:') && !allowed.some((a) => url.startsWith(a)) && url !== pathToFileURL(join(app, 'main.mjs')).href);
+      const unexpected = loaded.filter(
+        (url) => !url.startsWith('node:') && !allowed.some((a) => url.startsWith(a)) && url !== pathToFileURL(join(app, 'main.mjs')).href,
+      );
       expect(unexpected).toEqual([]);
     });
   });

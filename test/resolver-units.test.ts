@@ -260,7 +260,14 @@ describe('assureAllowedUrl', () => {
     expect(codeOf(() => assureAllowedUrl(url, false))).toBe('address_refused');
   });
 
-  it.each(['https://ns.example.com', 'https://ns.example.com:8443/base', 'https://8.8.8.8', 'https://[2606:4700:4700::1111]', 'https://[64:ff9b::8.8.8.8]', 'https://0x8.8.8.8'])('allows %s', (url) => {
+  it.each([
+    'https://ns.example.com',
+    'https://ns.example.com:8443/base',
+    'https://8.8.8.8',
+    'https://[2606:4700:4700::1111]',
+    'https://[64:ff9b::8.8.8.8]',
+    'https://0x8.8.8.8',
+  ])('allows %s', (url) => {
     expect(assureAllowedUrl(url, false).toString()).toBe(new URL(url).toString());
   });
 
@@ -285,13 +292,16 @@ describe('publicOnlyLookup', () => {
 
   // The address connected to is judged by the same byte classifier as a URL's: the system resolver hands
   // an IP literal back as it is, in the spelling given, so each form reaches the classifier as text.
-  it.each(['64:ff9b::127.0.0.1', '::127.0.0.1', '::ffff:0:7f00:1', '2002:a00:1::1', '0:0:0:0:0:0:0:1', '127.0.0.1'])('refuses the connected address %s', async (address) => {
-    const err = await new Promise<unknown>((resolve) => {
-      publicOnlyLookup(address, {}, (e) => resolve(e));
-    });
-    expect(err).toBeInstanceOf(IdnsError);
-    expect((err as IdnsError).code).toBe('address_refused');
-  });
+  it.each(['64:ff9b::127.0.0.1', '::127.0.0.1', '::ffff:0:7f00:1', '2002:a00:1::1', '0:0:0:0:0:0:0:1', '127.0.0.1'])(
+    'refuses the connected address %s',
+    async (address) => {
+      const err = await new Promise<unknown>((resolve) => {
+        publicOnlyLookup(address, {}, (e) => resolve(e));
+      });
+      expect(err).toBeInstanceOf(IdnsError);
+      expect((err as IdnsError).code).toBe('address_refused');
+    },
+  );
 
   it('hands a public address on', async () => {
     const got = await new Promise<{ err: unknown; address: unknown }>((resolve) => {
@@ -438,8 +448,16 @@ describe('verifyProof', () => {
     ['more than 64 steps', () => ({ proof: { steps: Array.from({ length: 65 }, () => steps()[0]), record: handleRecord } }), 'verification_failed'],
     ['a first zone without a trust anchor', () => ({ proof: { steps: steps().slice(1), record: handleRecord } }), 'no_trust_anchor'],
     ['a first step that is not an object', () => ({ proof: { steps: [null], record: handleRecord } }), ['no_trust_anchor', 'verification_failed']],
-    ['a root zone record signed by a key that is not the anchor', () => ({ proof: { steps: steps(), record: handleRecord }, anchors: new Map([['.', [ex.kid]]]) }), 'verification_failed'],
-    ['a handle outside the anchored zone', () => ({ proof: { steps: steps().slice(1), record: handleRecord }, anchors: new Map([['example', [ex.kid]]]), handle: 'x@org' }), 'verification_failed'],
+    [
+      'a root zone record signed by a key that is not the anchor',
+      () => ({ proof: { steps: steps(), record: handleRecord }, anchors: new Map([['.', [ex.kid]]]) }),
+      'verification_failed',
+    ],
+    [
+      'a handle outside the anchored zone',
+      () => ({ proof: { steps: steps().slice(1), record: handleRecord }, anchors: new Map([['example', [ex.kid]]]), handle: 'x@org' }),
+      'verification_failed',
+    ],
     [
       'a missing delegation',
       () => {
@@ -470,7 +488,13 @@ describe('verifyProof', () => {
     [
       'a delegation not on the way to the handle (next step matches it)',
       () => ({
-        proof: { steps: [{ zone: '.', zoneRecord: root.zoneRecord(S), delegation: root.delegation('other', S, [other.kid]) }, { zone: 'other', zoneRecord: other.zoneRecord(S) }], record: other.handle(HANDLE, 'https://x', [user.public]) },
+        proof: {
+          steps: [
+            { zone: '.', zoneRecord: root.zoneRecord(S), delegation: root.delegation('other', S, [other.kid]) },
+            { zone: 'other', zoneRecord: other.zoneRecord(S) },
+          ],
+          record: other.handle(HANDLE, 'https://x', [user.public]),
+        },
       }),
       'verification_failed',
     ],
@@ -510,14 +534,34 @@ describe('verifyProof', () => {
       },
       'verification_failed',
     ],
-    ['a denial where an answer is expected', () => ({ proof: { steps: steps(), record: denialRecord }, handle: 'bob@social.example', expected: 'answer' }), 'verification_failed'],
+    [
+      'a denial where an answer is expected',
+      () => ({ proof: { steps: steps(), record: denialRecord }, handle: 'bob@social.example', expected: 'answer' }),
+      'verification_failed',
+    ],
     ['a handle record where a denial is expected', () => ({ proof: { steps: steps(), record: handleRecord }, expected: 'denial' }), 'verification_failed'],
-    ['a delegation record as the final record', () => ({ proof: { steps: steps(), record: soc.delegation('x.social.example', S, [other.kid]) } }), 'verification_failed'],
+    [
+      'a delegation record as the final record',
+      () => ({ proof: { steps: steps(), record: soc.delegation('x.social.example', S, [other.kid]) } }),
+      'verification_failed',
+    ],
     ['a zone record as the final record', () => ({ proof: { steps: steps(), record: soc.zoneRecord(S) } }), 'verification_failed'],
     ['a handle record for another handle', () => ({ proof: { steps: steps(), record: handleRecord }, handle: 'bob@social.example' }), 'verification_failed'],
-    ["a record signed by the parent zone's key", () => ({ proof: { steps: steps(), record: ex.handle(HANDLE, 'https://x', [user.public]) } }), 'verification_failed'],
-    ['an expired handle record', () => ({ proof: { steps: steps(), record: soc.handle(HANDLE, 'https://x', [user.public], { iat: now - 7200, exp: now - 1 }) } }), 'verification_failed'],
-    ['a handle record signed in the future', () => ({ proof: { steps: steps(), record: soc.handle(HANDLE, 'https://x', [user.public], { iat: now + 3600 }) } }), 'verification_failed'],
+    [
+      "a record signed by the parent zone's key",
+      () => ({ proof: { steps: steps(), record: ex.handle(HANDLE, 'https://x', [user.public]) } }),
+      'verification_failed',
+    ],
+    [
+      'an expired handle record',
+      () => ({ proof: { steps: steps(), record: soc.handle(HANDLE, 'https://x', [user.public], { iat: now - 7200, exp: now - 1 }) } }),
+      'verification_failed',
+    ],
+    [
+      'a handle record signed in the future',
+      () => ({ proof: { steps: steps(), record: soc.handle(HANDLE, 'https://x', [user.public], { iat: now + 3600 }) } }),
+      'verification_failed',
+    ],
     [
       'an expired zone record in the middle',
       () => {
@@ -527,12 +571,45 @@ describe('verifyProof', () => {
       },
       'verification_failed',
     ],
-    ['a denial listing the name among the zone\'s hashes', () => ({ proof: { steps: steps(), record: soc.denial(null, null, { hashes: [nameHash(FAKE_SALT, 'bob@social.example')] }) }, handle: 'bob@social.example' }), 'verification_failed'],
-    ['a denial whose hashes are not ascending', () => ({ proof: { steps: steps(), record: soc.denial(null, null, { hashes: ['f'.repeat(64), '0'.repeat(64)] }) }, handle: 'bob@social.example' }), 'verification_failed'],
-    ['a denial listing a hash outside its range', () => ({ proof: { steps: steps(), record: soc.denial(null, 'f'.repeat(64), { hashes: ['f'.repeat(64)] }) }, handle: 'bob@social.example' }), 'verification_failed'],
-    ['a denial listing more hashes than allowed', () => ({ proof: { steps: steps(), record: soc.denial(null, null, { hashes: Array.from({ length: DENIAL_MAX_HASHES + 1 }, (_, i) => i.toString(16).padStart(64, '0')) }) }, handle: 'bob@social.example' }), 'verification_failed'],
-    ['a denial whose gap does not cover the name', () => ({ proof: { steps: steps(), record: soc.denial('0'.repeat(64), '0'.repeat(63) + '1') }, handle: 'bob@social.example' }), 'verification_failed'],
-    ['a denial with another salt than its zone', () => ({ proof: { steps: steps(), record: soc.denial(null, null, { salt: 'other' }) }, handle: 'bob@social.example' }), 'verification_failed'],
+    [
+      "a denial listing the name among the zone's hashes",
+      () => ({
+        proof: { steps: steps(), record: soc.denial(null, null, { hashes: [nameHash(FAKE_SALT, 'bob@social.example')] }) },
+        handle: 'bob@social.example',
+      }),
+      'verification_failed',
+    ],
+    [
+      'a denial whose hashes are not ascending',
+      () => ({ proof: { steps: steps(), record: soc.denial(null, null, { hashes: ['f'.repeat(64), '0'.repeat(64)] }) }, handle: 'bob@social.example' }),
+      'verification_failed',
+    ],
+    [
+      'a denial listing a hash outside its range',
+      () => ({ proof: { steps: steps(), record: soc.denial(null, 'f'.repeat(64), { hashes: ['f'.repeat(64)] }) }, handle: 'bob@social.example' }),
+      'verification_failed',
+    ],
+    [
+      'a denial listing more hashes than allowed',
+      () => ({
+        proof: {
+          steps: steps(),
+          record: soc.denial(null, null, { hashes: Array.from({ length: DENIAL_MAX_HASHES + 1 }, (_, i) => i.toString(16).padStart(64, '0')) }),
+        },
+        handle: 'bob@social.example',
+      }),
+      'verification_failed',
+    ],
+    [
+      'a denial whose gap does not cover the name',
+      () => ({ proof: { steps: steps(), record: soc.denial('0'.repeat(64), '0'.repeat(63) + '1') }, handle: 'bob@social.example' }),
+      'verification_failed',
+    ],
+    [
+      'a denial with another salt than its zone',
+      () => ({ proof: { steps: steps(), record: soc.denial(null, null, { salt: 'other' }) }, handle: 'bob@social.example' }),
+      'verification_failed',
+    ],
     ['a record that is not a JWS', () => ({ proof: { steps: steps(), record: 'garbage' } }), 'verification_failed'],
     ['a record with a payload that is not JSON', () => ({ proof: { steps: steps(), record: 'eyJhbGciOiJFZERTQSJ9.bm90IGpzb24.AAAA' } }), 'verification_failed'],
     ['a zone record that is not a string', () => ({ proof: { steps: [{ zone: '.', zoneRecord: 42 }], record: handleRecord } }), 'verification_failed'],

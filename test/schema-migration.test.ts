@@ -16,7 +16,12 @@ describe('schema version 2: the endpoint index of handle records', () => {
     const owner = newUserKey();
     const first = await startTestServer({ dataDir: tmp.dir, zones: { 'example.com': {} } });
     for (const name of ['ann', 'ben', 'cai']) {
-      await first.ctx.changes.submit(signChangeRequest({ action: 'register', handle: `${name}@example.com`, endpoint: `https://social.example/users/${name}`, keys: [owner.public] }, owner.private));
+      await first.ctx.changes.submit(
+        signChangeRequest(
+          { action: 'register', handle: `${name}@example.com`, endpoint: `https://social.example/users/${name}`, keys: [owner.public] },
+          owner.private,
+        ),
+      );
     }
     await first.close();
 

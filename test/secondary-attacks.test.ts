@@ -34,11 +34,16 @@ describe('a secondary under attack', () => {
     const secondary = await server({ zones: { local: {} } });
     secondary.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });
     await secondary.ctx.replicator.checkNow('example');
-    const checksBefore = Number((await (await fetch(`${primary.url}/metrics`)).text()).match(/route="\/v1\/zones\/:zone",method="GET",status="200"} (\d+)/)?.[1] ?? 0);
+    const checksBefore = Number(
+      (await (await fetch(`${primary.url}/metrics`)).text()).match(/route="\/v1\/zones\/:zone",method="GET",status="200"} (\d+)/)?.[1] ?? 0,
+    );
 
-    const checks = async () => Number((await (await fetch(`${primary.url}/metrics`)).text()).match(/route="\/v1\/zones\/:zone",method="GET",status="200"} (\d+)/)?.[1] ?? 0);
+    const checks = async () =>
+      Number((await (await fetch(`${primary.url}/metrics`)).text()).match(/route="\/v1\/zones\/:zone",method="GET",status="200"} (\d+)/)?.[1] ?? 0);
     const floodStart = Date.now();
-    const flood = await Promise.all(Array.from({ length: 500 }, () => fetch(`${secondary.url}/v1/zones/example/notify`, { method: 'POST', body: '{"serial": 999}' }).then((r) => r.status)));
+    const flood = await Promise.all(
+      Array.from({ length: 500 }, () => fetch(`${secondary.url}/v1/zones/example/notify`, { method: 'POST', body: '{"serial": 999}' }).then((r) => r.status)),
+    );
     expect(new Set(flood)).toEqual(new Set([202]));
     // Meanwhile the secondary answers for its own zone at once.
     expect((await fetch(`${secondary.url}/v1/resolve/nobody@local`)).status).toBe(404);

@@ -114,7 +114,11 @@ describe('a body cut off by the request timeout', () => {
   it("is the client's doing: logged and counted as a 400, never as an internal error", async () => {
     const tmp = tempDir();
     const lines: string[] = [];
-    const ctx = new AppContext({ ...structuredClone(DEFAULT_CONFIG), dataDir: tmp.dir, bootstrap: false, limits: LIMITS }, systemClock, createLogger('info', (l) => lines.push(l)));
+    const ctx = new AppContext(
+      { ...structuredClone(DEFAULT_CONFIG), dataDir: tmp.dir, bootstrap: false, limits: LIMITS },
+      systemClock,
+      createLogger('info', (l) => lines.push(l)),
+    );
     const server = await startServer(ctx, '127.0.0.1', 0);
     try {
       ctx.zones.create('example', { servers: [server.url] });
@@ -226,7 +230,14 @@ describe('connections per client address', () => {
 
   it('groups IPv6 clients by /64 whatever the text form of the address', () => {
     const key = clientKeyOf('2001:db8::1');
-    for (const same of ['2001:db8::2', '2001:db8:0:0:1::1', '2001:0db8:0000:0000:ffff:ffff:ffff:ffff', '2001:DB8::9', '2001:db8::1.2.3.4', 'fe80::1%eth0'.replace('fe80', '2001:db8')]) {
+    for (const same of [
+      '2001:db8::2',
+      '2001:db8:0:0:1::1',
+      '2001:0db8:0000:0000:ffff:ffff:ffff:ffff',
+      '2001:DB8::9',
+      '2001:db8::1.2.3.4',
+      'fe80::1%eth0'.replace('fe80', '2001:db8'),
+    ]) {
       expect(clientKeyOf(same), same).toBe(key);
     }
     expect(clientKeyOf('2001:db8:0:1::1')).not.toBe(key);

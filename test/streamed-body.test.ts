@@ -29,7 +29,10 @@ describe('streamed response bodies', () => {
   let url: string;
   beforeAll(async () => {
     const app = new Hono();
-    app.get('/fails/:good', async (c) => new Response(await streamedBody(failingAfter(Number(c.req.param('good'))), outgoingOf(c.env), log, 'test'), { status: 200 }));
+    app.get(
+      '/fails/:good',
+      async (c) => new Response(await streamedBody(failingAfter(Number(c.req.param('good'))), outgoingOf(c.env), log, 'test'), { status: 200 }),
+    );
     app.onError((err, c) => errorResponse(c, err, log));
     server = createServer(getRequestListener(app.fetch));
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

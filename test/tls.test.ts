@@ -20,15 +20,62 @@ describe('HTTPS', () => {
 
   beforeAll(async () => {
     const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: tmp.dir, stdio: 'pipe' });
-    openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=idns test CA');
-    openssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1');
+    openssl(
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.pem',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=idns test CA',
+    );
+    openssl(
+      'req',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      'server.key',
+      '-out',
+      'server.csr',
+      '-subj',
+      '/CN=127.0.0.1',
+    );
     writeFileSync(pem('san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-    openssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'san.ext');
+    openssl(
+      'x509',
+      '-req',
+      '-in',
+      'server.csr',
+      '-CA',
+      'ca.pem',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-out',
+      'server.pem',
+      '-days',
+      '2',
+      '-extfile',
+      'san.ext',
+    );
 
     primary = await startTestServer({ zones: { example: {} }, config: { tls: { cert: pem('server.pem'), key: pem('server.key'), ca: [] } } });
     servers.push(primary);
     kid = primary.ctx.zones.info('example').keyThumbprints[0]!;
-    await primary.ctx.changes.submit(signChangeRequest({ action: 'register', handle: 'alice@example', endpoint: 'https://home.example/alice', keys: [owner.public] }, owner.private));
+    await primary.ctx.changes.submit(
+      signChangeRequest({ action: 'register', handle: 'alice@example', endpoint: 'https://home.example/alice', keys: [owner.public] }, owner.private),
+    );
   });
   afterAll(async () => {
     for (const s of servers) await s.close();
@@ -60,7 +107,16 @@ describe('HTTPS', () => {
   });
 
   it('lets the resolver walk https servers when it trusts the CA', async () => {
-    const resolverConfig = { rootServers: [primary.url], forwarders: [], discovery: null, webfinger: false, anchors: { example: [kid] }, allowPrivate: true, cache: {}, limits: {} };
+    const resolverConfig = {
+      rootServers: [primary.url],
+      forwarders: [],
+      discovery: null,
+      webfinger: false,
+      anchors: { example: [kid] },
+      allowPrivate: true,
+      cache: {},
+      limits: {},
+    };
     const trusting = await startTestServer({ config: { tls: { cert: null, key: null, ca: [pem('ca.pem')] }, resolver: resolverConfig } });
     servers.push(trusting);
     const found = await fetch(`${trusting.url}/v1/lookup/alice@example`);
@@ -74,7 +130,18 @@ describe('HTTPS', () => {
 
   it('idns serve takes --tls-cert, --tls-key and --ca', async () => {
     const data = tempDir();
-    const p = await spawnServer(['--listen', '127.0.0.1:0', '--data', data.dir, '--tls-cert', pem('server.pem'), '--tls-key', pem('server.key'), '--ca', pem('ca.pem')]);
+    const p = await spawnServer([
+      '--listen',
+      '127.0.0.1:0',
+      '--data',
+      data.dir,
+      '--tls-cert',
+      pem('server.pem'),
+      '--tls-key',
+      pem('server.key'),
+      '--ca',
+      pem('ca.pem'),
+    ]);
     try {
       expect(p.url.startsWith('https://')).toBe(true);
     } finally {

@@ -41,7 +41,9 @@ async function gate(target: string): Promise<Gate> {
 let handles = 0;
 async function register(s: TestServer, zone = 'example'): Promise<void> {
   const handle = `user${handles++}@${zone}`;
-  await s.ctx.changes.submit(signChangeRequest({ action: 'register', handle, endpoint: `https://home.example/${handle}`, keys: [owner.public] }, owner.private));
+  await s.ctx.changes.submit(
+    signChangeRequest({ action: 'register', handle, endpoint: `https://home.example/${handle}`, keys: [owner.public] }, owner.private),
+  );
 }
 
 function serial(s: TestServer, zone = 'example'): number {
@@ -68,8 +70,13 @@ const now = () => epochSeconds(systemClock);
  * holding it, copied once; `via` may put a gate on the way to the primary (transfers) and to the
  * secondary (the notify URL the primary is given).
  */
-async function restrictedPair(options: { primaryDataDir?: string; toPrimary?: (url: string) => Promise<string>; toSecondary?: (url: string) => Promise<string> } = {}) {
-  const primary = await server({ zones: { example: { timers: { refresh: 3600, retry: 3600 } } }, ...(options.primaryDataDir ? { dataDir: options.primaryDataDir } : {}) });
+async function restrictedPair(
+  options: { primaryDataDir?: string; toPrimary?: (url: string) => Promise<string>; toSecondary?: (url: string) => Promise<string> } = {},
+) {
+  const primary = await server({
+    zones: { example: { timers: { refresh: 3600, retry: 3600 } } },
+    ...(options.primaryDataDir ? { dataDir: options.primaryDataDir } : {}),
+  });
   const kid = primary.ctx.zones.info('example').keyThumbprints[0]!;
   const secondary = await server();
   const source = options.toPrimary ? await options.toPrimary(primary.url) : primary.url;
@@ -105,7 +112,10 @@ describe('transfer credentials: a header is good for one request, once (item 11)
 
     // A notify signed by the primary, copied on its way, is refused by the secondary the second time.
     await register(primary);
-    const notify = await until(() => toSecondary.requests.find((r) => r.path.endsWith('/notify') && r.status === 202), 'a signed notify accepted by the secondary');
+    const notify = await until(
+      () => toSecondary.requests.find((r) => r.path.endsWith('/notify') && r.status === 202),
+      'a signed notify accepted by the secondary',
+    );
     expect(notify.authorization).toMatch(/^IDNS-HMAC /);
     const again = await post(`${secondary.url}${notify.path}`, notify.body, notify.authorization);
     expect(again.status).toBe(403);
@@ -128,7 +138,15 @@ describe('transfer credentials: a header is good for one request, once (item 11)
   });
 
   it('builds the mac input byte for byte as docs/protocol.md §11.4 gives it (its example)', () => {
-    const input = ['IDNS-HMAC-2', 'ns2', 'GET', '/v1/zones/example/transfer?since=7', '1767225600', 'A'.repeat(22), createHash('sha256').update('').digest('hex')].join('\n');
+    const input = [
+      'IDNS-HMAC-2',
+      'ns2',
+      'GET',
+      '/v1/zones/example/transfer?since=7',
+      '1767225600',
+      'A'.repeat(22),
+      createHash('sha256').update('').digest('hex'),
+    ].join('\n');
     const mac = createHmac('sha256', Buffer.alloc(32)).update(input).digest('base64url');
     expect(mac).toBe('GIjTCwsayf0KZxkCMtL4-Nuz2ThbcabXk7KLUdjKnW8');
     const header = authorization({ name: 'ns2', secret: 'A'.repeat(43) }, 'GET', '/v1/zones/example/transfer?since=7', '', 1767225600, 'A'.repeat(22));
@@ -139,7 +157,12 @@ describe('transfer credentials: a header is good for one request, once (item 11)
     const { primary, secondary, cred } = await restrictedPair();
     const signed = '/v1/zones/example/transfer?format=compact';
     const header = authorization(cred, 'GET', signed, '', now());
-    for (const moved of ['/v1/zones/example/transfer', '/v1/zones/example/transfer?format=ndjson', '/v1/zones/example/transfer?format=compact&since=1', `/v1/zones/example/transfer?since=${serial(primary)}`]) {
+    for (const moved of [
+      '/v1/zones/example/transfer',
+      '/v1/zones/example/transfer?format=ndjson',
+      '/v1/zones/example/transfer?format=compact&since=1',
+      `/v1/zones/example/transfer?since=${serial(primary)}`,
+    ]) {
       const res = await get(`${primary.url}${moved}`, header);
       expect(res.status, moved).toBe(403);
       expect(res.body.error).toEqual({ code: 'auth_failed', message: 'transfer credentials refused' });
@@ -194,7 +217,8 @@ describe('transfer credentials: a header is good for one request, once (item 11)
     const store = new NonceStore(clock, MAX_AUTH_SKEW, 3);
     const cred: Credential = { name: 's', secret: randomBytes(32).toString('base64url') };
     const path = '/v1/zones/example/transfer';
-    const check = (header: string) => verifyAuthorization(header, { method: 'GET', target: path, body: '' }, t, (n) => (n === 's' ? cred.secret : undefined), store);
+    const check = (header: string) =>
+      verifyAuthorization(header, { method: 'GET', target: path, body: '' }, t, (n) => (n === 's' ? cred.secret : undefined), store);
     const refusal = (header: string) => {
       try {
         check(header);
@@ -334,7 +358,7 @@ describe('notifies use the current targets and credentials (item 13)', () => {
     await until(() => serial(secondary) === target, 'the secondary to follow the notify to its new URL');
   });
 
-  it("a secondary signs each request with the credential it holds when the request is made, not when its check began", async () => {
+  it('a secondary signs each request with the credential it holds when the request is made, not when its check began', async () => {
     const primary = await server({ zones: { example: { timers: { refresh: 3600, retry: 3600 } } } });
     const kid = primary.ctx.zones.info('example').keyThumbprints[0]!;
     const cred = primary.ctx.credentials.allow('example', 's', null);

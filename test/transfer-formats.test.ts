@@ -13,7 +13,8 @@ import { chunked } from './support/chunks.js';
 const params = { numRuns: Number(process.env.FUZZ_RUNS ?? 300), seed: 20261124 };
 
 const TYPES: StoredType[] = ['handle', 'delegation', 'denial'];
-const ascii = (min: number, max: number) => fc.string({ unit: fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c)), minLength: min, maxLength: max });
+const ascii = (min: number, max: number) =>
+  fc.string({ unit: fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c)), minLength: min, maxLength: max });
 const record = fc.record({ type: fc.constantFrom(...TYPES), key: ascii(0, 60), jws: ascii(1, 300) });
 
 /** §5 read literally: SHAKE128 output as little-endian 16-bit lanes, summed modulo 2^16, lane by lane. */
@@ -29,7 +30,11 @@ function referenceDigest(records: readonly LoadedRecord[]): string {
 }
 
 function compactStream(records: readonly LoadedRecord[]): Buffer {
-  const lines = [JSON.stringify({ kind: 'start', mode: 'full', zone: 'example' }), ...records.map((r) => `${r.type}\t${r.key}\t${r.jws}`), JSON.stringify({ kind: 'end', count: records.length })];
+  const lines = [
+    JSON.stringify({ kind: 'start', mode: 'full', zone: 'example' }),
+    ...records.map((r) => `${r.type}\t${r.key}\t${r.jws}`),
+    JSON.stringify({ kind: 'end', count: records.length }),
+  ];
   return Buffer.from(`${lines.join('\n')}\n`, 'latin1');
 }
 
@@ -62,9 +67,18 @@ describe('the zone digest', () => {
   });
 
   it('computed in worker threads (strings, bytes, one or two workers, the first records here) equals the one computed here', async () => {
-    const records: LoadedRecord[] = Array.from({ length: 1500 }, (_, i) => ({ type: TYPES[i % 3]!, key: `user${i}@example`, jws: `h.${'p'.repeat(i % 97)}.s${i}` }));
+    const records: LoadedRecord[] = Array.from({ length: 1500 }, (_, i) => ({
+      type: TYPES[i % 3]!,
+      key: `user${i}@example`,
+      jws: `h.${'p'.repeat(i % 97)}.s${i}`,
+    }));
     const expected = referenceDigest(records);
-    for (const [workers, inlineFirst] of [[1, 0], [2, 0], [1, 300], [2, 5000]] as const) {
+    for (const [workers, inlineFirst] of [
+      [1, 0],
+      [2, 0],
+      [1, 300],
+      [2, 5000],
+    ] as const) {
       const pool = new DigestWorkers(workers, { batchSize: 100, maxInFlight: 2, inlineFirst });
       for (const [i, r] of records.entries()) {
         if (i % 2 === 0) {

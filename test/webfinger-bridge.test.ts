@@ -103,7 +103,7 @@ describe('WebFinger bridge', () => {
     expect(host.requests[0]!.headers.host).toBe('social.example');
   });
 
-  it('matches the subject case-insensitively (Mastodon keeps the user name\'s case) and accepts the ld+json ActivityStreams type', async () => {
+  it("matches the subject case-insensitively (Mastodon keeps the user name's case) and accepts the ld+json ActivityStreams type", async () => {
     const jrd = mastodonJrd('Alice', 'social.example');
     (jrd.links as { rel: string; type?: string }[])[1]!.type = 'application/ld+json; profile="https://www.w3.org/ns/activitystreams"';
     await hosts.serve('social.example', accounts({ 'acct:alice@social.example': jrd }));
@@ -133,12 +133,17 @@ describe('WebFinger bridge', () => {
     });
     const server = await hosts.serve('social.example', accounts({ 'acct:alice@social.example': mastodonJrd('alice', 'social.example') }));
     const r = await bridge().lookup('me@example.org');
-    expect(r).toMatchObject({ handle: 'me@example.org', subject: 'acct:alice@social.example', endpoint: 'https://social.example/users/alice', verified: false });
+    expect(r).toMatchObject({
+      handle: 'me@example.org',
+      subject: 'acct:alice@social.example',
+      endpoint: 'https://social.example/users/alice',
+      verified: false,
+    });
     // The server was asked once through the redirect, and once to confirm the account it names.
     expect(server.requests.map((q) => resourceOf(q.url))).toEqual(['acct:alice@social.example', 'acct:alice@social.example']);
   });
 
-  it('fails with webfinger_failed when the host\'s certificate is not trusted', async () => {
+  it("fails with webfinger_failed when the host's certificate is not trusted", async () => {
     await hosts.serve('social.example', accounts({ 'acct:alice@social.example': mastodonJrd('alice', 'social.example') }));
     const err = await failure(bridge({ dispatcher: hosts.dispatcherTrusting() }).lookup('alice@social.example'));
     expect(err.code).toBe('webfinger_failed');
@@ -179,7 +184,7 @@ describe('WebFinger bridge', () => {
     expect((await failure(own.lookup('alice@localhost'))).code).toBe('address_refused');
   });
 
-  it('refuses a host name that resolves to a private address, at connect time (the bridge\'s own dispatcher carries publicOnlyLookup)', async () => {
+  it("refuses a host name that resolves to a private address, at connect time (the bridge's own dispatcher carries publicOnlyLookup)", async () => {
     // The machine's own name resolves through /etc/hosts to a loopback or private address (127.0.1.1 on
     // Debian, 127.0.0.1 in gVisor, the container's 172.x in Docker); the text check cannot know that.
     let name: string | undefined;
@@ -247,7 +252,10 @@ describe('WebFinger bridge', () => {
 
   it('fails with webfinger_failed for a JRD without a self link of an ActivityPub type', async () => {
     const jrd = mastodonJrd('alice', 'social.example');
-    jrd.links = [...(jrd.links as { rel: string }[]).filter((l) => l.rel !== 'self'), { rel: 'self', type: 'text/html', href: 'https://social.example/@alice' }];
+    jrd.links = [
+      ...(jrd.links as { rel: string }[]).filter((l) => l.rel !== 'self'),
+      { rel: 'self', type: 'text/html', href: 'https://social.example/@alice' },
+    ];
     await hosts.serve('social.example', accounts({ 'acct:alice@social.example': jrd }));
     const err = await failure(bridge().lookup('alice@social.example'));
     expect(err.code).toBe('webfinger_failed');
@@ -257,14 +265,26 @@ describe('WebFinger bridge', () => {
   it('refuses JRDs outside the bounds, not JSON, or with an endpoint no record could carry', async () => {
     const cases: [string, unknown, RegExp][] = [
       ['links', { ...mastodonJrd('a', 'social.example'), links: Array.from({ length: 65 }, () => ({ rel: 'x' })) }, /more than 64 links/],
-      ['aliases', { ...mastodonJrd('a', 'social.example'), aliases: Array.from({ length: 33 }, (_, i) => `https://social.example/${i}`) }, /more than 32 aliases/],
+      [
+        'aliases',
+        { ...mastodonJrd('a', 'social.example'), aliases: Array.from({ length: 33 }, (_, i) => `https://social.example/${i}`) },
+        /more than 32 aliases/,
+      ],
       ['long', { ...mastodonJrd('a', 'social.example'), aliases: [`https://social.example/${'a'.repeat(2048)}`] }, /longer than 2048/],
       ['typed', { ...mastodonJrd('a', 'social.example'), links: [{ rel: 'self', type: 'application/activity+json', href: 42 }] }, /not a string/],
       ['array', [mastodonJrd('a', 'social.example')], /not a JSON object/],
       ['html', '<html>hello</html>', /not valid JSON/],
       ['twice', '{"subject":"acct:twice@social.example","subject":"acct:twice@social.example"}', /twice|I-JSON/],
-      ['ip', { subject: 'acct:ip@social.example', links: [{ rel: 'self', type: 'application/activity+json', href: 'https://169.254.169.254/users/ip' }] }, /IP address/],
-      ['http', { subject: 'acct:http@social.example', links: [{ rel: 'self', type: 'application/activity+json', href: 'http://social.example/users/http' }] }, /https/],
+      [
+        'ip',
+        { subject: 'acct:ip@social.example', links: [{ rel: 'self', type: 'application/activity+json', href: 'https://169.254.169.254/users/ip' }] },
+        /IP address/,
+      ],
+      [
+        'http',
+        { subject: 'acct:http@social.example', links: [{ rel: 'self', type: 'application/activity+json', href: 'http://social.example/users/http' }] },
+        /https/,
+      ],
     ];
     await hosts.serve('social.example', (req, res) => {
       const name = resourceOf(req.url!)!.slice(5).split('@')[0]!;
@@ -377,7 +397,7 @@ describe('WebFinger bridge', () => {
     expect(b.requests).toBe(1);
   });
 
-  it('ends a caller\'s wait when its signal aborts, and cancels the request once no caller waits', async () => {
+  it("ends a caller's wait when its signal aborts, and cancels the request once no caller waits", async () => {
     const arrivals = progress();
     let closed: () => void = () => {};
     const requestClosed = new Promise<void>((resolve) => (closed = resolve));
@@ -421,7 +441,7 @@ describe('WebFinger bridge', () => {
     expect(b.requests).toBe(1);
   });
 
-  it('believes a subject naming another account only when that account\'s host names the same actor (Mastodon split domain)', async () => {
+  it("believes a subject naming another account only when that account's host names the same actor (Mastodon split domain)", async () => {
     // Mastodon with LOCAL_DOMAIN example.org and WEB_DOMAIN social.example, queried at the WEB_DOMAIN.
     const jrd = mastodonJrd('alice', 'example.org', 'social.example');
     await hosts.serve('social.example', accounts({ 'acct:alice@social.example': jrd }));
@@ -433,18 +453,38 @@ describe('WebFinger bridge', () => {
     expect(local.requests.map((q) => resourceOf(q.url))).toEqual(['acct:alice@example.org']);
 
     // A host claiming someone else's account: the account's own host names another actor.
-    await hosts.serve('evil.example', accounts({ 'acct:mallory@evil.example': { ...mastodonJrd('victim', 'victim.example'), links: [{ rel: 'self', type: 'application/activity+json', href: 'https://evil.example/users/mallory' }] } }));
+    await hosts.serve(
+      'evil.example',
+      accounts({
+        'acct:mallory@evil.example': {
+          ...mastodonJrd('victim', 'victim.example'),
+          links: [{ rel: 'self', type: 'application/activity+json', href: 'https://evil.example/users/mallory' }],
+        },
+      }),
+    );
     await hosts.serve('victim.example', accounts({ 'acct:victim@victim.example': mastodonJrd('victim', 'victim.example') }));
     const err = await failure(bridge().lookup('mallory@evil.example'));
     expect(err.code).toBe('webfinger_failed');
     expect(err.message).toMatch(/does not confirm/);
 
     // A subject that is no account at all, and not listed as an alias.
-    await hosts.serve('evil.example', accounts({ 'acct:mallory@evil.example': { ...mastodonJrd('mallory', 'evil.example'), subject: 'https://evil.example/users/mallory' } }));
+    await hosts.serve(
+      'evil.example',
+      accounts({ 'acct:mallory@evil.example': { ...mastodonJrd('mallory', 'evil.example'), subject: 'https://evil.example/users/mallory' } }),
+    );
     expect((await failure(bridge().lookup('mallory@evil.example'))).message).toMatch(/neither acct:mallory@evil.example/);
 
     // Listing acct:<handle> among the aliases is the host's own word, as RFC 7033 allows.
-    await hosts.serve('evil.example', accounts({ 'acct:mallory@evil.example': { ...mastodonJrd('mallory', 'evil.example'), subject: 'https://evil.example/users/mallory', aliases: ['acct:mallory@evil.example'] } }));
+    await hosts.serve(
+      'evil.example',
+      accounts({
+        'acct:mallory@evil.example': {
+          ...mastodonJrd('mallory', 'evil.example'),
+          subject: 'https://evil.example/users/mallory',
+          aliases: ['acct:mallory@evil.example'],
+        },
+      }),
+    );
     expect((await bridge().lookup('mallory@evil.example')).subject).toBe('acct:mallory@evil.example');
   });
 

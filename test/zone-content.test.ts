@@ -140,7 +140,11 @@ describe('zone content kept incrementally by the primary', () => {
     const db = new Database(join(s.dataDir, 'idns.sqlite'), { readonly: true });
     try {
       for (const r of results) {
-        const entries = db.prepare<[string, number], { action: string; type: string; key: string }>('SELECT action, type, key FROM journal WHERE zone = ? AND version = ? ORDER BY idx').all(zone, r.serial);
+        const entries = db
+          .prepare<[string, number], { action: string; type: string; key: string }>(
+            'SELECT action, type, key FROM journal WHERE zone = ? AND version = ? ORDER BY idx',
+          )
+          .all(zone, r.serial);
         // The handle record plus the denial that now lists its hash (two when that denial had to split).
         expect(entries).toContainEqual({ action: 'put', type: 'handle', key: r.handle });
         const denials = entries.filter((e) => e.type === 'denial');

@@ -185,8 +185,15 @@ export class Authority {
     let f = this.fragments.get(zone.name);
     if (f === undefined || f.version !== zone.version || f.record !== zone.record) {
       // The same key order as answer() builds, so that the splice equals JSON.stringify of its object.
-      const head = (s: string) => Buffer.from(`{"status":${JSON.stringify(s)},"zone":${JSON.stringify(zone.name)},"serial":${serialOf(zone.version)},"record":`);
-      f = { version: zone.version, record: zone.record, answerHead: head('answer'), referralHead: head('referral'), tail: Buffer.from(`,"zoneRecord":${JSON.stringify(zone.record)},"ttl":`) };
+      const head = (s: string) =>
+        Buffer.from(`{"status":${JSON.stringify(s)},"zone":${JSON.stringify(zone.name)},"serial":${serialOf(zone.version)},"record":`);
+      f = {
+        version: zone.version,
+        record: zone.record,
+        answerHead: head('answer'),
+        referralHead: head('referral'),
+        tail: Buffer.from(`,"zoneRecord":${JSON.stringify(zone.record)},"ttl":`),
+      };
       this.fragments.set(zone.name, f);
     }
     const head = status === 'answer' ? f.answerHead : f.referralHead;

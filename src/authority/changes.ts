@@ -153,7 +153,8 @@ export class ChangeProcessor {
   private zoneFor(host: string): string {
     const row = this.zones.closestHosted(host);
     if (!row) throw new IdnsError('not_authoritative', `this server holds no zone for ${host}`);
-    if (this.zones.cutFor(row, host)) throw new IdnsError('not_authoritative', `${host} is delegated away from zone ${row.name}; register with the child zone's servers`);
+    if (this.zones.cutFor(row, host))
+      throw new IdnsError('not_authoritative', `${host} is delegated away from zone ${row.name}; register with the child zone's servers`);
     if (row.role !== 'primary') {
       const primary = this.zones.zoneRecord(row)?.primary;
       throw new IdnsError('not_primary', `zone ${row.name} is a secondary here; send changes to its primary${primary ? ` ${primary}` : ''}`, {
@@ -191,7 +192,10 @@ export class ChangeProcessor {
     const batch = this.queue.splice(0, this.maxBatch);
     this.inFlight = true;
     this.writer
-      .run(batch.map(({ req, verified, zone, operator }) => ({ req, zone, operator, ...(verified !== undefined ? { verified } : {}) })), this.clock.now())
+      .run(
+        batch.map(({ req, verified, zone, operator }) => ({ req, zone, operator, ...(verified !== undefined ? { verified } : {}) })),
+        this.clock.now(),
+      )
       .then(
         (result) => {
           // The writer's connection committed: this connection's cached zone rows are stale, and the

@@ -140,7 +140,12 @@ export class ZoneEditor {
       return;
     }
     if (!low.hashes.includes(hash)) throw new Error(`zone ${this.zone.name}: ${hash} is not among the zone's name hashes`);
-    this.putDenials(lower.key, low.after, low.next, low.hashes.filter((h) => h !== hash));
+    this.putDenials(
+      lower.key,
+      low.after,
+      low.next,
+      low.hashes.filter((h) => h !== hash),
+    );
   }
 
   /** Signs the denial (after, next) listing `hashes`, as two denials split at the middle hash when the list is too long. */

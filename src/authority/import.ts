@@ -79,83 +79,115 @@ export async function importHandles(store: Store, zones: ZoneService, clock: Clo
   // No more workers than chunks: each loads the record modules (a fifth of a second of CPU), wasted on a small file.
   let size = 0;
   for (const _ of chunks(text, BATCH_LINES)) if (++size >= availableParallelism()) break;
-  const workers = new ThreadPool<ImportChunk, PreparedChunk>(workerFile(import.meta.url, 'import-worker'), { name: 'import', size, workerData: { privateKey: key.privateKey, kid: key.kid } });
+  const workers = new ThreadPool<ImportChunk, PreparedChunk>(workerFile(import.meta.url, 'import-worker'), {
+    name: 'import',
+    size,
+    workerData: { privateKey: key.privateKey, kid: key.kid },
+  });
   store.setCacheBytes(IMPORT_CACHE_BYTES);
   try {
-    const { result, journal } = await store.withRollbackJournal(() => store.writeAcross(async () => {
-      const editor = zones.editor(zone);
-      editor.journaling = false;
-      const version = editor.beginChange();
-      const iat = epochSeconds(clock);
-      const exp = iat + settings.signatureValidity;
-      const context: ImportContext = { base: { v: 1, zone, serial: serialOf(version), iat, exp }, ttl: settings.handleTtl, salt: row.salt, allowLoopbackEndpoints: settings.allowLoopbackEndpoints };
-      const existing = new Set(store.records.keys(row.content, 'handle'));
-      const delegations = store.records.keys(row.content, 'delegation');
-      const hashes = [...existing, ...delegations].map((n) => nameHash(row.salt, n));
-      // Most handles are at the zone's apex; other hosts are checked once each.
-      const verdicts = new Map<string, string | null>([[zone, null]]);
-      const belongs = (host: string): string | null => {
-        let why = verdicts.get(host);
-        if (why === undefined) {
-          const holder = zones.closestHosted(host);
-          why = holder?.name !== zone ? `it belongs to zone ${holder?.name ?? '(none held here)'}, not ${zone}` : zones.cutFor(row, host) ? `${host} is delegated away from ${zone}` : null;
-          verdicts.set(host, why);
-        }
-        return why;
-      };
-      const seen = new Set<string>();
-      const receivedAt = clock.now();
-      let imported = 0;
+    const { result, journal } = await store.withRollbackJournal(() =>
+      store.writeAcross(async () => {
+        const editor = zones.editor(zone);
+        editor.journaling = false;
+        const version = editor.beginChange();
+        const iat = epochSeconds(clock);
+        const exp = iat + settings.signatureValidity;
+        const context: ImportContext = {
+          base: { v: 1, zone, serial: serialOf(version), iat, exp },
+          ttl: settings.handleTtl,
+          salt: row.salt,
+          allowLoopbackEndpoints: settings.allowLoopbackEndpoints,
+        };
+        const existing = new Set(store.records.keys(row.content, 'handle'));
+        const delegations = store.records.keys(row.content, 'delegation');
+        const hashes = [...existing, ...delegations].map((n) => nameHash(row.salt, n));
+        // Most handles are at the zone's apex; other hosts are checked once each.
+        const verdicts = new Map<string, string | null>([[zone, null]]);
+        const belongs = (host: string): string | null => {
+          let why = verdicts.get(host);
+          if (why === undefined) {
+            const holder = zones.closestHosted(host);
+            why =
+              holder?.name !== zone
+                ? `it belongs to zone ${holder?.name ?? '(none held here)'}, not ${zone}`
+                : zones.cutFor(row, host)
+                  ? `${host} is delegated away from ${zone}`
+                  : null;
+            verdicts.set(host, why);
+          }
+          return why;
+        };
+        const seen = new Set<string>();
+        const receivedAt = clock.now();
+        let imported = 0;
 
-      /** Checks a prepared chunk against the zone and the lines before it, in line order, then stores it. */
-      const storeChunk = (c: PreparedChunk): void => {
-        for (let i = 0; i < c.handles.length; i++) {
-          const handle = c.handles[i]!;
-          const why = belongs(c.hosts[i]!);
-          if (why) throw new IdnsError('invalid_request', `line ${c.lineNos[i]}: ${handle}: ${why}`);
-          if (existing.has(handle)) throw new IdnsError('handle_exists', `line ${c.lineNos[i]}: ${handle} is already registered in ${zone}`);
-          if (seen.has(handle)) throw new IdnsError('invalid_request', `line ${c.lineNos[i]}: ${handle} appears twice`);
-          seen.add(handle);
-          hashes.push(c.hashes[i]!);
+        /** Checks a prepared chunk against the zone and the lines before it, in line order, then stores it. */
+        const storeChunk = (c: PreparedChunk): void => {
+          for (let i = 0; i < c.handles.length; i++) {
+            const handle = c.handles[i]!;
+            const why = belongs(c.hosts[i]!);
+            if (why) throw new IdnsError('invalid_request', `line ${c.lineNos[i]}: ${handle}: ${why}`);
+            if (existing.has(handle)) throw new IdnsError('handle_exists', `line ${c.lineNos[i]}: ${handle} is already registered in ${zone}`);
+            if (seen.has(handle)) throw new IdnsError('invalid_request', `line ${c.lineNos[i]}: ${handle} appears twice`);
+            seen.add(handle);
+            hashes.push(c.hashes[i]!);
+          }
+          if (c.error) throw fromWire(c.error, 'import');
+          imported += c.handles.length;
+          if (imported > MAX_IMPORT_LINES) throw new IdnsError('invalid_request', `more than ${MAX_IMPORT_LINES} lines; split the import`);
+          editor.putNew(
+            'handle',
+            c.handles.map((h, i) => ({ key: h, jws: c.jws[i]! })),
+            exp,
+            ZoneDigest.fromState(c.digestState),
+          );
+          store.operations.insertMany(
+            c.handles.map((h, i) => ({ cid: c.ops[i]!, zone, handle: h, action: 'import', version, jws: c.canonical[i]!, receivedAt })),
+          );
+        };
+        const ahead: Promise<PreparedChunk>[] = [];
+        try {
+          for (const { text: chunk, firstLineNo } of chunks(text, BATCH_LINES)) {
+            ahead.push(workers.run({ text: chunk, firstLineNo, context }));
+            if (ahead.length > BATCHES_AHEAD) storeChunk(await ahead.shift()!);
+          }
+          for (const next of ahead.splice(0)) storeChunk(await next);
+        } catch (err) {
+          // Let the chunks still being prepared finish before the pool closes, so none is left rejected and
+          // unobserved; their results are not wanted: the import is failing with `err`.
+          await Promise.allSettled(ahead);
+          throw err;
         }
-        if (c.error) throw fromWire(c.error, 'import');
-        imported += c.handles.length;
-        if (imported > MAX_IMPORT_LINES) throw new IdnsError('invalid_request', `more than ${MAX_IMPORT_LINES} lines; split the import`);
-        editor.putNew('handle', c.handles.map((h, i) => ({ key: h, jws: c.jws[i]! })), exp, ZoneDigest.fromState(c.digestState));
-        store.operations.insertMany(c.handles.map((h, i) => ({ cid: c.ops[i]!, zone, handle: h, action: 'import', version, jws: c.canonical[i]!, receivedAt })));
-      };
-      const ahead: Promise<PreparedChunk>[] = [];
-      try {
-        for (const { text: chunk, firstLineNo } of chunks(text, BATCH_LINES)) {
-          ahead.push(workers.run({ text: chunk, firstLineNo, context }));
-          if (ahead.length > BATCHES_AHEAD) storeChunk(await ahead.shift()!);
-        }
-        for (const next of ahead.splice(0)) storeChunk(await next);
-      } catch (err) {
-        // Let the chunks still being prepared finish before the pool closes, so none is left rejected and
-        // unobserved; their results are not wanted: the import is failing with `err`.
-        await Promise.allSettled(ahead);
-        throw err;
-      }
 
-      hashes.sort();
-      const runs = denialRuns(hashes);
-      const signer = new SigningPool(key, RECORD_TYP);
-      try {
-        const denials = await signer.sign(
-          runs.map((run) => ({ type: 'denial', key: run.after ?? GAP_START, payload: JSON.stringify({ ...context.base, type: 'denial', ...run, hash: { alg: 'sha256', salt: row.salt }, ttl: settings.minimum }) })),
-        );
-        for (const old of store.records.keys(editor.zone.content, 'denial')) editor.remove('denial', old);
-        editor.putNew('denial', runs.map((run, i) => ({ key: run.after ?? GAP_START, jws: denials.jws[i]! })), exp, denials.digest);
-      } finally {
-        await signer.close();
-      }
-      editor.commit();
-      // Changes up to this version are not in the journal: secondaries must copy the zone whole.
-      store.journal.clear(zone);
-      store.zones.setJournalFloor(zone, version);
-      return { zone, imported, serial: serialOf(version) };
-    }));
+        hashes.sort();
+        const runs = denialRuns(hashes);
+        const signer = new SigningPool(key, RECORD_TYP);
+        try {
+          const denials = await signer.sign(
+            runs.map((run) => ({
+              type: 'denial',
+              key: run.after ?? GAP_START,
+              payload: JSON.stringify({ ...context.base, type: 'denial', ...run, hash: { alg: 'sha256', salt: row.salt }, ttl: settings.minimum }),
+            })),
+          );
+          for (const old of store.records.keys(editor.zone.content, 'denial')) editor.remove('denial', old);
+          editor.putNew(
+            'denial',
+            runs.map((run, i) => ({ key: run.after ?? GAP_START, jws: denials.jws[i]! })),
+            exp,
+            denials.digest,
+          );
+        } finally {
+          await signer.close();
+        }
+        editor.commit();
+        // Changes up to this version are not in the journal: secondaries must copy the zone whole.
+        store.journal.clear(zone);
+        store.zones.setJournalFloor(zone, version);
+        return { zone, imported, serial: serialOf(version) };
+      }),
+    );
     return { ...result, journal };
   } finally {
     await workers.close();
@@ -177,7 +209,7 @@ export function denialRuns(hashes: readonly string[]): { after: string | null; n
 /** The file's lines, `size` at a time (blank ones included, so that line numbers stay right), with the number of each chunk's first line. */
 function* chunks(text: string, size: number): Generator<{ text: string; firstLineNo: number }> {
   let lineNo = 1;
-  for (let at = 0; at < text.length; ) {
+  for (let at = 0; at < text.length;) {
     let end = at;
     let n = 0;
     while (n < size && end < text.length) {

@@ -82,10 +82,7 @@ export function readKeyFile(path: string, what = 'key file'): SigningKey {
     throw new IdnsError('key_unavailable', `${what} is missing: ${path}`, { cause });
   }
   if ((mode & 0o077) !== 0) {
-    throw new IdnsError(
-      'key_unavailable',
-      `${what} ${path} is readable by other users (mode ${(mode & 0o777).toString(8)}); fix it with: chmod 600 ${path}`,
-    );
+    throw new IdnsError('key_unavailable', `${what} ${path} is readable by other users (mode ${(mode & 0o777).toString(8)}); fix it with: chmod 600 ${path}`);
   }
   let parsed: unknown;
   try {

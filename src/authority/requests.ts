@@ -115,7 +115,11 @@ export function parseChangeRequest(jws: unknown): ChangeRequest {
   }
   const proofs = parseProofs(decoded, p.action, keyIds);
   // A registration adds every key it lists: all but the signer's own need a proof, whatever the state.
-  if (headerKid !== null) assureProofsFor(proofs, keyIds!.filter((k) => k !== headerKid));
+  if (headerKid !== null)
+    assureProofsFor(
+      proofs,
+      keyIds!.filter((k) => k !== headerKid),
+    );
   return {
     cid: requestId(jws as string),
     jws: jws as string,
@@ -145,7 +149,8 @@ function parseProofs(decoded: DecodedJws, action: ChangeAction, keyIds: string[]
   const payloadB64 = decoded.signingInput.slice(decoded.signingInput.indexOf('.') + 1);
   const proofs = parsePossessionProofs(input, payloadB64, MAX_HANDLE_KEYS);
   for (const proof of proofs) {
-    if (!keyIds.includes(proof.kid)) throw new IdnsError('invalid_request', `"${POP_MEMBER}" has a proof for key ${proof.kid}, which the request does not list in "keys"`);
+    if (!keyIds.includes(proof.kid))
+      throw new IdnsError('invalid_request', `"${POP_MEMBER}" has a proof for key ${proof.kid}, which the request does not list in "keys"`);
   }
   return proofs;
 }
@@ -168,7 +173,10 @@ export function assureProofsFor(proofs: readonly PossessionProof[], added: reado
   const wanted = new Set(added);
   const extra = proofs.find((p) => !wanted.has(p.kid));
   if (extra) {
-    throw new IdnsError('invalid_request', `"${POP_MEMBER}" has a proof for key ${extra.kid}, which this request does not add (the signing key and keys the handle already has take none)`);
+    throw new IdnsError(
+      'invalid_request',
+      `"${POP_MEMBER}" has a proof for key ${extra.kid}, which this request does not add (the signing key and keys the handle already has take none)`,
+    );
   }
 }
 

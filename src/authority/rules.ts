@@ -69,7 +69,9 @@ export function assureValidChange(
 }
 
 /** The owner-set links a request gives the handle's new state (absent ones left out). */
-export function linksOf(req: Pick<ChangeRequest, 'handle' | 'profile' | 'alsoKnownAs' | 'movedTo'>): HandleLinks & Pick<HandleFields, 'profile' | 'alsoKnownAs' | 'movedTo'> {
+export function linksOf(
+  req: Pick<ChangeRequest, 'handle' | 'profile' | 'alsoKnownAs' | 'movedTo'>,
+): HandleLinks & Pick<HandleFields, 'profile' | 'alsoKnownAs' | 'movedTo'> {
   const links: HandleLinks & Pick<HandleFields, 'profile' | 'alsoKnownAs' | 'movedTo'> = { handle: req.handle };
   if (req.profile !== null) links.profile = req.profile;
   if (req.alsoKnownAs !== null) links.alsoKnownAs = req.alsoKnownAs;

@@ -68,7 +68,11 @@ const schema = z
     ttl: z.number().int().min(0).max(L.maxTtl),
     handleTtl: z.number().int().min(0).max(L.maxTtl),
     signatureValidity: z.number().int().min(3600).max(L.maxSignatureValidity),
-    resignBefore: z.number().int().min(60).max(364 * DAY),
+    resignBefore: z
+      .number()
+      .int()
+      .min(60)
+      .max(364 * DAY),
     allowLoopbackEndpoints: z.boolean(),
     hostScripts: z.enum(HOST_SCRIPTS_LEVELS).default('strict'),
   })

@@ -126,7 +126,11 @@ export class ZoneService {
    * lists; the copy, its serial and its journal carry on, and the zone record is re-signed at once
    * naming the new primary. The records keep their signatures, re-signed as they come due.
    */
-  promote(name: string, keyDir: string, options: { primary: string; servers?: string[]; policy?: RegistrationPolicy; allowLoopbackEndpoints?: boolean }): ZoneInfo {
+  promote(
+    name: string,
+    keyDir: string,
+    options: { primary: string; servers?: string[]; policy?: RegistrationPolicy; allowLoopbackEndpoints?: boolean },
+  ): ZoneInfo {
     const row = this.require(name);
     if (row.role !== 'secondary') throw new IdnsError('invalid_request', `zone ${name} is already a primary here`);
     const record = this.zoneRecord(row);
@@ -152,7 +156,11 @@ export class ZoneService {
       if (options.policy) this.store.zones.setPolicy(name, options.policy);
       // A copy does not keep signature expiries (answers read them from the payloads); the re-signer of a
       // primary needs them, so they are filled in once, here.
-      for (let page = this.store.records.page(row.content, null, 1000); page.length > 0; page = this.store.records.page(row.content, page[page.length - 1]!, 1000)) {
+      for (
+        let page = this.store.records.page(row.content, null, 1000);
+        page.length > 0;
+        page = this.store.records.page(row.content, page[page.length - 1]!, 1000)
+      ) {
         for (const r of page) this.store.records.setExp(row.content, r.type, r.key, Number(decodePayload(r.jws).exp));
       }
       const editor = this.editor(name);
@@ -248,7 +256,8 @@ export class ZoneService {
     if (child === parent || !isAtOrBelow(child, parent)) throw new IdnsError('invalid_request', `${child} is not below zone ${parent}`);
     const servers = parseServerUrls(delegation.servers, 'delegation servers');
     const max = RECORD_LIMITS.maxZoneKeys;
-    if (delegation.ds.length === 0 || delegation.ds.length > max) throw new IdnsError('invalid_request', `a delegation names 1 to ${max} key thumbprints (--ds)`);
+    if (delegation.ds.length === 0 || delegation.ds.length > max)
+      throw new IdnsError('invalid_request', `a delegation names 1 to ${max} key thumbprints (--ds)`);
     for (const ds of delegation.ds) {
       if (!SHA256_B64U.test(ds)) throw new IdnsError('invalid_request', `--ds ${ds} is not a key thumbprint (43 base64url characters)`);
     }
@@ -276,7 +285,8 @@ export class ZoneService {
   undelegate(parent: string, child: string): void {
     this.store.write(() => {
       const editor = this.editor(parent);
-      if (!this.store.records.get(editor.zone.content, 'delegation', child)) throw new IdnsError('zone_not_found', `zone ${parent} has no delegation for ${child}`);
+      if (!this.store.records.get(editor.zone.content, 'delegation', child))
+        throw new IdnsError('zone_not_found', `zone ${parent} has no delegation for ${child}`);
       editor.beginChange();
       editor.remove('delegation', child);
       editor.removeName(child);
@@ -379,4 +389,3 @@ export class ZoneService {
 export function inviteHash(code: string): string {
   return createHash('sha256').update(code).digest('hex');
 }
-

@@ -38,7 +38,12 @@ export type OptionValues<O extends Options> = {
 export function parseCommand<O extends Options>(spec: CommandSpec<O>, argv: string[]): { values: OptionValues<O>; positionals: string[]; help: boolean } {
   let parsed;
   try {
-    parsed = parseArgs({ args: expandLists(spec.options, argv), options: { ...spec.options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
+    parsed = parseArgs({
+      args: expandLists(spec.options, argv),
+      options: { ...spec.options, help: { type: 'boolean', short: 'h' } },
+      allowPositionals: true,
+      strict: true,
+    });
   } catch (err) {
     throw new UsageError((err as Error).message, spec.usage);
   }

@@ -10,7 +10,17 @@ import { errorFromBody, jsonRequest } from './http.js';
 export type CheckedAnswer =
   | { status: 'answer'; handle: string; zone: string; serial: number; record: HandleRecord; jws: string; zoneKey: string; anchored: boolean; ttl: number }
   | { status: 'denial'; handle: string; zone: string; serial: number; zoneKey: string; anchored: boolean; ttl: number }
-  | { status: 'referral'; handle: string; zone: string; serial: number; zoneKey: string; anchored: boolean; ttl: number; delegation: DelegationRecord; jws: string };
+  | {
+      status: 'referral';
+      handle: string;
+      zone: string;
+      serial: number;
+      zoneKey: string;
+      anchored: boolean;
+      ttl: number;
+      delegation: DelegationRecord;
+      jws: string;
+    };
 
 /**
  * Checks an authoritative answer body (`GET /v1/resolve/{handle}`): the zone record is signed by one of
@@ -19,7 +29,13 @@ export type CheckedAnswer =
  * zone key was vouched for by an anchor or is merely self-consistent. `options`: the verifier's mode
  * (development mode accepts loopback endpoints, see VerifyOptions).
  */
-export function checkAnswer(body: unknown, handle: string, anchors: Map<string, string[]>, clock: Clock = systemClock, options: VerifyOptions = {}): CheckedAnswer {
+export function checkAnswer(
+  body: unknown,
+  handle: string,
+  anchors: Map<string, string[]>,
+  clock: Clock = systemClock,
+  options: VerifyOptions = {},
+): CheckedAnswer {
   const b = body as { status?: unknown; zone?: unknown; record?: unknown; zoneRecord?: unknown; ttl?: unknown; noCut?: unknown } | null;
   if (!b || (b.status !== 'answer' && b.status !== 'denial' && b.status !== 'referral') || typeof b.zone !== 'string') {
     throw new IdnsError('bad_response', 'the server did not send an answer, a denial or a referral');
@@ -59,4 +75,3 @@ export async function queryAuthoritative(
   if (err) throw err;
   return checkAnswer(res.body, handle, anchors, clock, options);
 }
-

@@ -159,21 +159,30 @@ export class ZoneDiscovery {
         continue;
       }
       const owner = name.replace(/\.$/, '');
-      if (published.length > 1) throw new IdnsError('invalid_publication', `${owner} has ${published.length} v=idns1 TXT records; a zone publishes exactly one`);
+      if (published.length > 1)
+        throw new IdnsError('invalid_publication', `${owner} has ${published.length} v=idns1 TXT records; a zone publishes exactly one`);
       const txt = parseTxt(published[0]!, zone);
       if (answer.secure) return { found: { ...txt, anchor: { type: 'dnssec', name: owner }, ttl, stale } };
       if (this.requireDnssec) {
-        throw new IdnsError('anchor_refused', `the TXT record at ${owner} is not DNSSEC-secure (no AD flag from a validating DNS server), and only DNSSEC anchors are accepted`, {
-          details: { zone },
-        });
+        throw new IdnsError(
+          'anchor_refused',
+          `the TXT record at ${owner} is not DNSSEC-secure (no AD flag from a validating DNS server), and only DNSSEC anchors are accepted`,
+          {
+            details: { zone },
+          },
+        );
       }
       // Without DNSSEC the TXT record is only a hint: the domain's HTTPS document must say the same.
       const doc = await this.document(zone);
       if (doc.value === null) {
-        throw new IdnsError('anchor_refused', `the TXT record at ${owner} is not DNSSEC-secure and ${wellKnownUrl(zone)} does not exist to confirm it`, { details: { zone } });
+        throw new IdnsError('anchor_refused', `the TXT record at ${owner} is not DNSSEC-secure and ${wellKnownUrl(zone)} does not exist to confirm it`, {
+          details: { zone },
+        });
       }
       if (!sameSet(doc.value.ds, txt.ds)) {
-        throw new IdnsError('anchor_refused', `the TXT record at ${owner} (not DNSSEC-secure) and ${wellKnownUrl(zone)} name different keys`, { details: { zone } });
+        throw new IdnsError('anchor_refused', `the TXT record at ${owner} (not DNSSEC-secure) and ${wellKnownUrl(zone)} name different keys`, {
+          details: { zone },
+        });
       }
       return { found: { ...doc.value, anchor: { type: 'https', url: wellKnownUrl(zone) }, ttl: Math.min(ttl, doc.ttl), stale } };
     }

@@ -248,7 +248,10 @@ export class DnsClient {
         if (err) reject(err);
         else resolve(p!);
       };
-      const timer = setTimeout(() => finish(new ServerFailure(malformed ? `${malformed} (then nothing valid within ${this.timeoutMs} ms)` : `timed out after ${this.timeoutMs} ms`)), this.timeoutMs);
+      const timer = setTimeout(
+        () => finish(new ServerFailure(malformed ? `${malformed} (then nothing valid within ${this.timeoutMs} ms)` : `timed out after ${this.timeoutMs} ms`)),
+        this.timeoutMs,
+      );
       const onClose = () => finish(new ServerFailure('closed'));
       this.closing.signal.addEventListener('abort', onClose);
       sock.on('error', (err) => finish(new ServerFailure(`UDP: ${err.message}`)));
@@ -319,20 +322,23 @@ export class DnsClient {
       if (!cname) break;
       const target = normaliseName(cname.data as string);
       if (seen.has(target)) throw new IdnsError('dns_failed', `the answer for ${name} from ${label(server)} has a CNAME loop at ${target}`);
-      if (seen.size > DNS_LIMITS.maxCnameChain) throw new IdnsError('dns_failed', `the answer for ${name} from ${label(server)} has a chain of more than ${DNS_LIMITS.maxCnameChain} CNAMEs`);
+      if (seen.size > DNS_LIMITS.maxCnameChain)
+        throw new IdnsError('dns_failed', `the answer for ${name} from ${label(server)} has a chain of more than ${DNS_LIMITS.maxCnameChain} CNAMEs`);
       seen.add(target);
       ttl = Math.min(ttl, cname.ttl ?? 0);
       owner = target;
     }
     const txt = answers.filter((a) => a.type === 'TXT' && normaliseName(a.name) === owner);
-    if (txt.length > this.maxTxtRecords) throw new IdnsError('dns_failed', `the answer for ${name} from ${label(server)} has ${txt.length} TXT records, more than ${this.maxTxtRecords}`);
+    if (txt.length > this.maxTxtRecords)
+      throw new IdnsError('dns_failed', `the answer for ${name} from ${label(server)} has ${txt.length} TXT records, more than ${this.maxTxtRecords}`);
     const records: string[] = [];
     let bytes = 0;
     for (const r of txt) {
       const data = r.data as Buffer | Buffer[];
       const value = Buffer.concat(Array.isArray(data) ? data : [data]);
       bytes += value.length;
-      if (bytes > this.maxTxtBytes) throw new IdnsError('dns_failed', `the TXT records at ${name} from ${label(server)} hold more than ${this.maxTxtBytes} bytes`);
+      if (bytes > this.maxTxtBytes)
+        throw new IdnsError('dns_failed', `the TXT records at ${name} from ${label(server)} hold more than ${this.maxTxtBytes} bytes`);
       records.push(value.toString('utf8'));
       ttl = Math.min(ttl, r.ttl ?? 0);
     }
@@ -344,7 +350,8 @@ export class DnsClient {
     const soa = ((p.authorities ?? []) as Rr[]).find((a) => a.type === 'SOA');
     // A chain that stops at a name with no records and no SOA saying so was cut short (an authoritative
     // server's own chain limit, a truncating middlebox): it proves nothing about the name's TXT records.
-    if (owner !== name && !soa) throw new IdnsError('dns_failed', `the answer for ${name} from ${label(server)} ends its CNAME chain at ${owner} without records or a denial`);
+    if (owner !== name && !soa)
+      throw new IdnsError('dns_failed', `the answer for ${name} from ${label(server)} ends its CNAME chain at ${owner} without records or a denial`);
     const negative = soa ? Math.min(soa.ttl ?? 0, (soa.data as { minimum: number }).minimum) : this.defaultNegativeTtl;
     return { answer: { rcode, records: [], secure, server: label(server) }, ttl: clampTtl(Math.min(ttl, negative), this.maxNegativeTtl) };
   }
@@ -389,7 +396,8 @@ export function readSystemServers(path = '/etc/resolv.conf'): DnsServer[] {
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new IdnsError('invalid_config', `cannot read ${path}: ${(err as Error).message}`, { cause: err });
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+      throw new IdnsError('invalid_config', `cannot read ${path}: ${(err as Error).message}`, { cause: err });
   }
   const servers: DnsServer[] = [];
   for (const line of text.split('\n')) {

@@ -18,7 +18,8 @@ export function stripScope(host: string): string {
 
 /** Reads a DNS server as given on the command line: `IP`, `IPv4:PORT`, `[IPv6]:PORT` or a bare IPv6 address (port 53 by default). Throws invalid_config. */
 export function parseDnsServer(text: string): DnsServer {
-  const bad = (why: string) => new IdnsError('invalid_config', `DNS server ${JSON.stringify(text.slice(0, 100))}: ${why} (expected IP, IPv4:PORT or [IPv6]:PORT)`);
+  const bad = (why: string) =>
+    new IdnsError('invalid_config', `DNS server ${JSON.stringify(text.slice(0, 100))}: ${why} (expected IP, IPv4:PORT or [IPv6]:PORT)`);
   let host = text;
   let port = 53;
   const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(text);

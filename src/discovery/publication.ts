@@ -108,7 +108,8 @@ export function parseDocument(body: unknown, zone: string): Publication {
 function check(p: Publication): void {
   if (!isNormalZoneName(p.zone) || p.zone === ROOT) throw bad(p.zone, 'not a normal zone name');
   if (p.ds.length === 0 || p.ds.length > PUBLICATION_LIMITS.maxDs) throw bad(p.zone, `ds must name 1–${PUBLICATION_LIMITS.maxDs} thumbprints`);
-  if (p.servers.length === 0 || p.servers.length > PUBLICATION_LIMITS.maxServers) throw bad(p.zone, `servers must name 1–${PUBLICATION_LIMITS.maxServers} URLs`);
+  if (p.servers.length === 0 || p.servers.length > PUBLICATION_LIMITS.maxServers)
+    throw bad(p.zone, `servers must name 1–${PUBLICATION_LIMITS.maxServers} URLs`);
   for (const t of p.ds) if (!SHA256_B64U.test(t)) throw bad(p.zone, `${JSON.stringify(t.slice(0, 60))} is not a key thumbprint`);
   if (new Set(p.ds).size !== p.ds.length) throw bad(p.zone, 'ds names a thumbprint twice');
   for (const s of p.servers) {

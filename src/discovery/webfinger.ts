@@ -139,9 +139,7 @@ export class WebFingerBridge {
     this.clock = options.clock ?? systemClock;
     this.cache = new LruCache<Entry>(bounded(options.maxEntries, DEFAULTS.maxEntries, 1, 10_000_000, 'maxEntries'));
     this.ownsDispatcher = options.dispatcher === undefined;
-    this.dispatcher =
-      options.dispatcher ??
-      policyAgent({ connectTimeoutMs: this.timeoutMs, connections: 8, allowPrivate: this.allowPrivate });
+    this.dispatcher = options.dispatcher ?? policyAgent({ connectTimeoutMs: this.timeoutMs, connections: 8, allowPrivate: this.allowPrivate });
   }
 
   /**
@@ -269,7 +267,10 @@ export class WebFingerBridge {
     const endpoint = selfLink(jrd, handle);
     const confirm = await this.fetchJrd(other, other.slice(other.indexOf('@') + 1), signal);
     if (confirm === 'not_found' || !isAbout(confirm.jrd, other) || selfLink(confirm.jrd, other) !== endpoint) {
-      throw new IdnsError('webfinger_failed', `WebFinger for ${handle} answered for acct:${other}, whose own host does not confirm it (another actor, or none)`);
+      throw new IdnsError(
+        'webfinger_failed',
+        `WebFinger for ${handle} answered for acct:${other}, whose own host does not confirm it (another actor, or none)`,
+      );
     }
     return `acct:${other}`;
   }

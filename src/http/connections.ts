@@ -3,7 +3,6 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { clientKeyOf } from './rate-limits.js';
 
-
 /** What a connection guard needs to know. */
 export interface ConnectionGuardOptions {
   /** Most connections open at once per client address (IPv6: per /64); null: no per-address cap. */

@@ -84,7 +84,8 @@ export function errorReply(err: unknown, pathAndQuery: string, method: string, l
   if (err instanceof IdnsError) {
     const status = STATUS_OF[err.code];
     const headers: Record<string, string> = {};
-    if ((err.code === 'rate_limited' || err.code === 'storage_busy') && typeof err.details?.retryAfter === 'number') headers['Retry-After'] = String(err.details.retryAfter);
+    if ((err.code === 'rate_limited' || err.code === 'storage_busy') && typeof err.details?.retryAfter === 'number')
+      headers['Retry-After'] = String(err.details.retryAfter);
     // A write sent to a secondary goes to the zone's primary: same path, same method (307 keeps the body).
     if (err.code === 'not_primary' && typeof err.details?.primary === 'string') headers.Location = `${err.details.primary.replace(/\/+$/, '')}${pathAndQuery}`;
     if (status >= 500) {

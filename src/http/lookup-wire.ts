@@ -97,7 +97,9 @@ export class LookupWire {
     if (head === undefined) {
       // The owner's links only when set (undefined members are left out), as docs/protocol.md §7 shows.
       const { profile, alsoKnownAs, movedTo } = r;
-      head = flat(`${JSON.stringify({ handle: r.handle, status: r.status, zone: r.zone, endpoint: r.endpoint, keys: r.keys, profile, alsoKnownAs, movedTo, verified: true, anchor: r.anchor }).slice(0, -1)},"ttl":`);
+      head = flat(
+        `${JSON.stringify({ handle: r.handle, status: r.status, zone: r.zone, endpoint: r.endpoint, keys: r.keys, profile, alsoKnownAs, movedTo, verified: true, anchor: r.anchor }).slice(0, -1)},"ttl":`,
+      );
       if (this.heads.size >= HOT_HEADS) this.heads.delete(this.heads.keys().next().value as Proof);
       this.heads.set(r.proof, head);
     }

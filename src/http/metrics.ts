@@ -76,7 +76,8 @@ export class DurationSeries {
  */
 class RequestDurations {
   readonly name = 'idns_http_request_duration_seconds';
-  readonly help = 'Time to answer an HTTP request, from its headers until the response is handed to Node, by route pattern, method and status class (2xx, 4xx…)';
+  readonly help =
+    'Time to answer an HTTP request, from its headers until the response is handed to Node, by route pattern, method and status class (2xx, 4xx…)';
   readonly type = 'histogram';
   readonly aggregator = 'sum';
   private readonly series = new Map<string, DurationSeries>();
@@ -94,7 +95,13 @@ class RequestDurations {
   }
 
   /** The histogram as prom-client's registry reads a metric. */
-  async get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: { metricName: string; labels: Record<string, string | number>; value: number }[] }> {
+  async get(): Promise<{
+    name: string;
+    help: string;
+    type: string;
+    aggregator: string;
+    values: { metricName: string; labels: Record<string, string | number>; value: number }[];
+  }> {
     const values = [];
     const bucket = `${this.name}_bucket`;
     for (const s of this.series.values()) {
@@ -187,7 +194,13 @@ export class Metrics {
     const registers = [this.registry];
     // Reading either counter first adds what hot paths have tallied.
     const collect = () => this.flushTallies();
-    this.requests = new Counter({ name: 'idns_http_requests_total', help: 'HTTP requests by route pattern, method and status', labelNames: ['route', 'method', 'status'], registers, collect });
+    this.requests = new Counter({
+      name: 'idns_http_requests_total',
+      help: 'HTTP requests by route pattern, method and status',
+      labelNames: ['route', 'method', 'status'],
+      registers,
+      collect,
+    });
     this.queries = new Counter({
       name: 'idns_queries_total',
       help: 'Queries by role (authoritative, resolver) and outcome (answer, denial, referral, found, not_found, or an error code)',
@@ -209,7 +222,12 @@ export class Metrics {
       labelNames: ['reason'],
       registers,
     });
-    this.cache = new Counter({ name: 'idns_resolver_cache_total', help: 'Resolver cache lookups by result (hit, miss, stale)', labelNames: ['result'], registers });
+    this.cache = new Counter({
+      name: 'idns_resolver_cache_total',
+      help: 'Resolver cache lookups by result (hit, miss, stale)',
+      labelNames: ['result'],
+      registers,
+    });
     this.upstream = new Histogram({
       name: 'idns_resolver_upstream_seconds',
       help: 'Latency of the resolver requests to zone servers and upstream resolvers, by outcome (ok, error)',

@@ -9,7 +9,12 @@ import type { Logger } from '../log.js';
  * without the body's end, so the client sees a body cut short (a chunked body without its last chunk),
  * never text that is not part of it.
  */
-export async function streamedBody(body: ReadableStream<Uint8Array>, outgoing: ServerResponse | undefined, log: Logger, what: string): Promise<ReadableStream<Uint8Array>> {
+export async function streamedBody(
+  body: ReadableStream<Uint8Array>,
+  outgoing: ServerResponse | undefined,
+  log: Logger,
+  what: string,
+): Promise<ReadableStream<Uint8Array>> {
   const reader = body.getReader();
   let pending: Awaited<ReturnType<typeof reader.read>> | null = await reader.read();
   return new ReadableStream<Uint8Array>({

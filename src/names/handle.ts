@@ -25,7 +25,7 @@ function fail(message: string, cause?: unknown): never {
 }
 
 function normaliseLocal(local: string): string {
-  if (local.length === 0) fail('the local part (before \'@\') is empty');
+  if (local.length === 0) fail("the local part (before '@') is empty");
   // Checked before lower-casing: toLowerCase maps some non-ASCII letters (U+212A KELVIN SIGN, U+0130)
   // onto ASCII, which would let a look-alike handle collide with a real one.
   const nonAscii = NON_ASCII.exec(local);

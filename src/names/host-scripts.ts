@@ -26,9 +26,35 @@ export const HOST_SCRIPTS_LEVELS = ['strict', 'moderate', 'off'] as const;
 
 // UAX #31 Table 5, Recommended Scripts (Unicode 15.1+), by their Unicode property value names.
 const RECOMMENDED = [
-  'Arabic', 'Armenian', 'Bengali', 'Bopomofo', 'Cyrillic', 'Devanagari', 'Ethiopic', 'Georgian', 'Greek', 'Gujarati', 'Gurmukhi',
-  'Han', 'Hangul', 'Hebrew', 'Hiragana', 'Kannada', 'Katakana', 'Khmer', 'Lao', 'Latin', 'Malayalam', 'Myanmar', 'Oriya',
-  'Sinhala', 'Tamil', 'Telugu', 'Thaana', 'Thai', 'Tibetan',
+  'Arabic',
+  'Armenian',
+  'Bengali',
+  'Bopomofo',
+  'Cyrillic',
+  'Devanagari',
+  'Ethiopic',
+  'Georgian',
+  'Greek',
+  'Gujarati',
+  'Gurmukhi',
+  'Han',
+  'Hangul',
+  'Hebrew',
+  'Hiragana',
+  'Kannada',
+  'Katakana',
+  'Khmer',
+  'Lao',
+  'Latin',
+  'Malayalam',
+  'Myanmar',
+  'Oriya',
+  'Sinhala',
+  'Tamil',
+  'Telugu',
+  'Thaana',
+  'Thai',
+  'Tibetan',
 ] as const;
 // Built on the first non-ASCII label: Unicode property classes take V8 a while to build, and a process
 // that never sees one (the CLI, most servers) should not pay for them at start-up.
@@ -122,7 +148,11 @@ function checkLabel(host: string, label: string, level: Exclude<HostScriptsLevel
     sets.push(new Set(scripts.flatMap((s) => [s, ...(AUGMENT[s] ?? [])])));
   }
   if (intersect(sets).size === 0 && !mixAllowed(sets, level)) {
-    refuse(host, label, `mixes the scripts ${seen.join(', ')} (${level === 'strict' ? 'only Latin with Han and kana, Hangul or Bopomofo may mix' : 'Latin mixes with one other script, never Cyrillic or Greek'})`);
+    refuse(
+      host,
+      label,
+      `mixes the scripts ${seen.join(', ')} (${level === 'strict' ? 'only Latin with Han and kana, Hangul or Bopomofo may mix' : 'Latin mixes with one other script, never Cyrillic or Greek'})`,
+    );
   }
 
   const sk = skeleton(label);

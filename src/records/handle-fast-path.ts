@@ -19,7 +19,10 @@ import { endpointProblem } from './urls.js';
 /** One member of the handle record: the check zod's schema makes of its value. */
 type FieldCheck = (value: unknown, allowLoopbackEndpoints: boolean) => boolean;
 
-const int = (min: number, max: number): FieldCheck => (v) => typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
+const int =
+  (min: number, max: number): FieldCheck =>
+  (v) =>
+    typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
 
 /**
  * Every member of handleSchema, in the schema's order (zod builds its output in this order), with the

@@ -52,7 +52,8 @@ export function handleLinksProblem(links: HandleLinks, allowLoopback: boolean): 
     if (new Set(aka).size !== aka.length) return { path: ['alsoKnownAs'], message: 'alsoKnownAs lists an entry twice' };
   }
   if (links.movedTo !== undefined) {
-    if (!isNormalHandle(links.movedTo)) return { path: ['movedTo'], message: 'movedTo is not a handle in normalised form (local@host, lower case, IDNA A-labels)' };
+    if (!isNormalHandle(links.movedTo))
+      return { path: ['movedTo'], message: 'movedTo is not a handle in normalised form (local@host, lower case, IDNA A-labels)' };
     if (links.movedTo === links.handle) return { path: ['movedTo'], message: 'movedTo names the handle itself' };
   }
   return null;

@@ -41,7 +41,12 @@ export function signCompact(payload: unknown, key: SigningKey, typ: string, extr
 }
 
 /** Like signCompact, for a payload already serialised as JSON text. */
-export function signCompactText(payloadJson: string, key: Pick<SigningKey, 'kid' | 'privateKey'>, typ: string, extraHeader: Record<string, unknown> = {}): string {
+export function signCompactText(
+  payloadJson: string,
+  key: Pick<SigningKey, 'kid' | 'privateKey'>,
+  typ: string,
+  extraHeader: Record<string, unknown> = {},
+): string {
   const header = { alg: 'EdDSA', typ, kid: key.kid, ...extraHeader };
   const signingInput = `${b64u(JSON.stringify(header))}.${b64u(payloadJson)}`;
   const signature = ed25519.sign(Buffer.from(signingInput), key.privateKey);

@@ -91,4 +91,3 @@ export function signingKeyFromJwk(input: unknown, what = 'private key'): Signing
     throw new IdnsError('invalid_key', `${what} is not a valid Ed25519 private key`, { cause });
   }
 }
-

@@ -51,7 +51,8 @@ export function parsePossessionProofs(input: unknown, payloadB64: string, max: n
   const seen = new Set<string>();
   return input.map((entry: unknown, i) => {
     const what = `pop[${i}]`;
-    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw new IdnsError('invalid_jws', `${what} must be a {"protected","signature"} object`);
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry))
+      throw new IdnsError('invalid_jws', `${what} must be a {"protected","signature"} object`);
     const members = Object.keys(entry);
     const e = entry as Record<string, unknown>;
     if (members.length !== 2 || typeof e.protected !== 'string' || typeof e.signature !== 'string') {
@@ -87,7 +88,11 @@ export function verifyPossessionProofs(proofs: readonly PossessionProof[]): void
       verifyDecoded(proof.decoded, proof.jwk);
     } catch (err) {
       if (isIdnsError(err, 'invalid_signature')) {
-        throw new IdnsError('invalid_signature', `the proof of possession for key ${proof.kid} does not verify: it must be signed by that key over this request's payload`, { cause: err });
+        throw new IdnsError(
+          'invalid_signature',
+          `the proof of possession for key ${proof.kid} does not verify: it must be signed by that key over this request's payload`,
+          { cause: err },
+        );
       }
       throw err;
     }

@@ -42,7 +42,11 @@ export class SigningPool {
   private readonly pool: ThreadPool<SigningBatch, SignedBatch>;
 
   constructor(key: SigningKey, typ: string, size?: number) {
-    this.pool = new ThreadPool(workerFile(import.meta.url, 'signing-worker'), { name: 'signing', workerData: { privateKey: key.privateKey, kid: key.kid, typ }, size });
+    this.pool = new ThreadPool(workerFile(import.meta.url, 'signing-worker'), {
+      name: 'signing',
+      workerData: { privateKey: key.privateKey, kid: key.kid, typ },
+      size,
+    });
   }
 
   /** Signs a batch; a large one is split so that every worker takes a part. */

@@ -130,7 +130,11 @@ export const SHA256_B64U = /^[A-Za-z0-9_-]{43}$/;
 // Schemas for records read from the network: a resolver or secondary trusts nothing it has not parsed.
 // Every field is held to what the authority itself would sign (see RECORD_LIMITS and records/urls.ts).
 const u32 = z.number().int().min(0).max(0xffffffff);
-const seconds = z.number().int().min(0).max(2 ** 40);
+const seconds = z
+  .number()
+  .int()
+  .min(0)
+  .max(2 ** 40);
 const ttl = z.number().int().min(0).max(RECORD_LIMITS.maxTtl);
 const upTo = (max: number, min = 0) => z.number().int().min(min).max(max);
 /** An Ed25519 public key's `x`: 32 bytes in canonical unpadded base64url (the last character carries 2 bits and 4 zero bits). */
@@ -141,7 +145,12 @@ const hex64 = z.string().regex(/^[0-9a-f]{64}$/);
 const hashParams = z.object({ alg: z.literal('sha256'), salt: z.string().regex(/^[0-9a-f]{16}$/) }).strict();
 const distinct = (items: readonly string[]) => new Set(items).size === items.length;
 // With `x` canonical, equal keys have equal `x`: no thumbprint (a hash) is needed to spot a repeat.
-const keyList = (max: number) => z.array(jwk).min(1).max(max).refine((ks) => distinct(ks.map((k) => k.x)), 'lists the same key twice');
+const keyList = (max: number) =>
+  z
+    .array(jwk)
+    .min(1)
+    .max(max)
+    .refine((ks) => distinct(ks.map((k) => k.x)), 'lists the same key twice');
 const serverUrl = z.string().check((ctx) => {
   const problem = serverUrlProblem(ctx.value);
   if (problem !== null) ctx.issues.push({ code: 'custom', message: problem, input: ctx.value });
@@ -165,7 +174,16 @@ function handleSchema(allowLoopbackEndpoints: boolean) {
     movedTo: z.string().max(320).optional(),
   };
   return z
-    .object({ ...base, type: z.literal('handle'), handle: z.string().max(320).refine(isNormalHandle, 'is not a normalised handle'), endpoint, keys: keyList(MAX_HANDLE_KEYS), ttl, op: sha256, ...links })
+    .object({
+      ...base,
+      type: z.literal('handle'),
+      handle: z.string().max(320).refine(isNormalHandle, 'is not a normalised handle'),
+      endpoint,
+      keys: keyList(MAX_HANDLE_KEYS),
+      ttl,
+      op: sha256,
+      ...links,
+    })
     .strict()
     .check((ctx) => {
       const problem = handleLinksProblem(ctx.value, allowLoopbackEndpoints);
@@ -191,7 +209,15 @@ function schemas(allowLoopbackEndpoints: boolean) {
       .refine((d) => d.name !== d.zone && isAtOrBelow(d.name, d.zone), { message: 'names a zone that is not below the delegating zone', path: ['name'] })
       .refine(validity, VALIDITY_MESSAGE),
     denial: z
-      .object({ ...base, type: z.literal('denial'), after: hex64.nullable(), next: hex64.nullable(), hashes: z.array(hex64).max(DENIAL_MAX_HASHES), hash: hashParams, ttl: upTo(RECORD_LIMITS.maxMinimum) })
+      .object({
+        ...base,
+        type: z.literal('denial'),
+        after: hex64.nullable(),
+        next: hex64.nullable(),
+        hashes: z.array(hex64).max(DENIAL_MAX_HASHES),
+        hash: hashParams,
+        ttl: upTo(RECORD_LIMITS.maxMinimum),
+      })
       .strict()
       .refine(validity, VALIDITY_MESSAGE),
     zone: z
@@ -209,7 +235,12 @@ function schemas(allowLoopbackEndpoints: boolean) {
         digest: sha256,
         denial: hashParams,
         count: u32.optional(),
-        size: z.number().int().min(0).max(2 ** 48).optional(),
+        size: z
+          .number()
+          .int()
+          .min(0)
+          .max(2 ** 48)
+          .optional(),
       })
       .strict()
       .refine(validity, VALIDITY_MESSAGE),
@@ -224,4 +255,3 @@ export const recordSchemas = schemas(false);
  * handle endpoints may also be loopback URLs, as development zones (`allowLoopbackEndpoints`) sign them.
  */
 export const developmentRecordSchemas = schemas(true);
-

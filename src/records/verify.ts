@@ -38,7 +38,14 @@ export interface VerifyOptions {
  * order: the JWS form, `typ`, that `kid` is one of the zone's keys, the signature, the payload's schema,
  * that it belongs to `zone`, and that the signature is current (`iat` not in the future, `exp` not past).
  */
-export function verifyRecord<T extends keyof Schemas>(jws: unknown, type: T, zone: VerifiedZone, nowSeconds: number, options: VerifyOptions = {}, signature = true): ReturnType<Schemas[T]['parse']> {
+export function verifyRecord<T extends keyof Schemas>(
+  jws: unknown,
+  type: T,
+  zone: VerifiedZone,
+  nowSeconds: number,
+  options: VerifyOptions = {},
+  signature = true,
+): ReturnType<Schemas[T]['parse']> {
   const decoded = asVerificationFailure(() => decodeCompact(jws), type);
   if (decoded.header.typ !== RECORD_TYP) throw fail(`a ${type} record must have typ "${RECORD_TYP}"`);
   const kid = decoded.header.kid;
@@ -58,7 +65,11 @@ export function verifyZoneRecord(jws: unknown, zoneName: string, nowSeconds: num
   if (decoded.header.typ !== RECORD_TYP) throw fail(`a zone record must have typ "${RECORD_TYP}"`);
   const record = checkPayload(decoded.payload, 'zone', zoneName, nowSeconds);
   const keys = new Map<string, KeyObject>();
-  for (const jwk of record.keys) keys.set(thumbprint(jwk), asVerificationFailure(() => publicKeyObject(jwk), 'zone'));
+  for (const jwk of record.keys)
+    keys.set(
+      thumbprint(jwk),
+      asVerificationFailure(() => publicKeyObject(jwk), 'zone'),
+    );
   const kid = decoded.header.kid;
   if (kid === undefined || !keys.has(kid)) throw fail(`the zone record of ${zoneName} is not signed by one of its own keys`);
   if (trusted && !trusted.includes(kid)) {
@@ -105,7 +116,8 @@ export function verifyDenial(jws: unknown, handle: string, zone: VerifiedZone, n
   const host = handle.slice(handle.lastIndexOf('@') + 1);
   const between = namesBetween(host, zone.record.zone);
   // Counted before any signature is checked: more gaps than names can never all be needed.
-  if (noCut.length > Math.min(between.length, MAX_NO_CUT_PROOFS)) throw fail(`the denial carries ${noCut.length} noCut gaps for ${between.length} names between zone and host`);
+  if (noCut.length > Math.min(between.length, MAX_NO_CUT_PROOFS))
+    throw fail(`the denial carries ${noCut.length} noCut gaps for ${between.length} names between zone and host`);
   if (new Set(noCut).size !== noCut.length) throw fail('the denial carries a noCut gap twice');
   const gaps = noCut.map((g) => verifyGap(g, zone, nowSeconds));
   const used = new Array<boolean>(gaps.length).fill(false);
@@ -161,7 +173,10 @@ export function verifyContentRecord(type: string, key: string, jws: unknown, zon
     if (record.handle !== key) throw fail(`the handle record of ${record.handle} is stored under ${JSON.stringify(key)}`);
     // isNormalHandle(key) is normaliseHandle(key) === key (record-schema.test.ts fuzzes the two) without
     // IDNA's 2 µs a record; the schema has checked it already, this keeps the position check self-contained.
-    if (!isNormalHandle(key)) throw fail(`the handle record of ${JSON.stringify(key)} is not under its normalised handle ${asVerificationFailure(() => normaliseHandle(key), 'handle')}`);
+    if (!isNormalHandle(key))
+      throw fail(
+        `the handle record of ${JSON.stringify(key)} is not under its normalised handle ${asVerificationFailure(() => normaliseHandle(key), 'handle')}`,
+      );
     assureInZone(key, zoneName);
     return record;
   }
@@ -169,7 +184,8 @@ export function verifyContentRecord(type: string, key: string, jws: unknown, zon
     const record = verifyRecord(jws, 'delegation', zone, nowSeconds, COPY_OPTIONS, signature) as DelegationRecord;
     if (record.name !== key) throw fail(`the delegation of ${record.name} is stored under ${JSON.stringify(key)}`);
     const normalised = asVerificationFailure(() => parseZoneName(key), 'delegation');
-    if (normalised !== key || key === zoneName || !isAtOrBelow(key, zoneName)) throw fail(`the delegation of ${JSON.stringify(key)} is not of a normalised zone strictly below ${zoneName}`);
+    if (normalised !== key || key === zoneName || !isAtOrBelow(key, zoneName))
+      throw fail(`the delegation of ${JSON.stringify(key)} is not of a normalised zone strictly below ${zoneName}`);
     return record;
   }
   if (type === 'denial') {
@@ -179,7 +195,13 @@ export function verifyContentRecord(type: string, key: string, jws: unknown, zon
   }
   throw fail(`a zone holds no ${JSON.stringify(type)} records`);
 }
-function checkPayload<T extends keyof Schemas>(payload: unknown, type: T, zoneName: string, nowSeconds: number, options: VerifyOptions = {}): ReturnType<Schemas[T]['parse']> {
+function checkPayload<T extends keyof Schemas>(
+  payload: unknown,
+  type: T,
+  zoneName: string,
+  nowSeconds: number,
+  options: VerifyOptions = {},
+): ReturnType<Schemas[T]['parse']> {
   const allowLoopback = options.allowLoopbackEndpoints === true;
   // Handle records are most of what is verified (a full transfer checks every one): the fast path reads
   // the usual one, zod everything else, and words every refusal (handle-fast-path.ts).

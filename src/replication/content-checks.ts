@@ -100,5 +100,9 @@ function typeName(bytes: Buffer, a: number, b: number): string {
 
 /** The error of a record a resolver would refuse: the transfer is refused as a whole. */
 function refused(type: string, key: string, cause: IdnsError): IdnsError {
-  return new IdnsError('transfer_failed', `the ${type} record stored under ${JSON.stringify(key.slice(0, 300))} would be refused by a resolver (${cause.message}); transfer refused`, { cause });
+  return new IdnsError(
+    'transfer_failed',
+    `the ${type} record stored under ${JSON.stringify(key.slice(0, 300))} would be refused by a resolver (${cause.message}); transfer refused`,
+    { cause },
+  );
 }

@@ -53,7 +53,14 @@ export function newNonce(): string {
 }
 
 /** The Authorization header value for a request, with a fresh nonce: build one per request sent. */
-export function authorization(cred: Credential, method: string, target: string, body: string | Uint8Array, nowSeconds: number, nonce: string = newNonce()): string {
+export function authorization(
+  cred: Credential,
+  method: string,
+  target: string,
+  body: string | Uint8Array,
+  nowSeconds: number,
+  nonce: string = newNonce(),
+): string {
   const m = mac(cred.secret, cred.name, { method, target, body }, nowSeconds, nonce);
   return `IDNS-HMAC name="${cred.name}", ts="${nowSeconds}", nonce="${nonce}", mac="${m}"`;
 }
@@ -73,7 +80,8 @@ export function verifyAuthorization(
   if (header === undefined) throw new IdnsError('auth_required', 'this zone requires transfer credentials');
   const m = HEADER.exec(header);
   if (!m) {
-    if (HEADER_WITHOUT_NONCE.test(header)) throw new IdnsError('auth_failed', 'transfer credentials without a nonce (from an older idns) are refused; upgrade the sender');
+    if (HEADER_WITHOUT_NONCE.test(header))
+      throw new IdnsError('auth_failed', 'transfer credentials without a nonce (from an older idns) are refused; upgrade the sender');
     throw new IdnsError('auth_failed', 'malformed transfer credentials');
   }
   const [, name, ts, nonce, given] = m as unknown as [string, string, string, string, string];

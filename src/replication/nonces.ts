@@ -99,5 +99,8 @@ export class NonceStore {
 }
 
 function tooOld(): IdnsError {
-  return new IdnsError('auth_failed', 'the transfer credentials were signed too long ago for this server to know they are new (it restarted since, or is under load); sign the request again');
+  return new IdnsError(
+    'auth_failed',
+    'the transfer credentials were signed too long ago for this server to know they are new (it restarted since, or is under load); sign the request again',
+  );
 }

@@ -53,7 +53,16 @@ export interface TransferLimits {
   maxMs: number;
 }
 
-export const DEFAULT_TRANSFER_LIMITS: TransferLimits = { timeoutMs: 10_000, maxLineBytes: 128 * 1024, maxIncrementalEntries: 200_000, batchRows: 250, digestWorkers: 1, signatureChecks: 2_000, maxBytes: 4 * 2 ** 30, maxMs: 600_000 };
+export const DEFAULT_TRANSFER_LIMITS: TransferLimits = {
+  timeoutMs: 10_000,
+  maxLineBytes: 128 * 1024,
+  maxIncrementalEntries: 200_000,
+  batchRows: 250,
+  digestWorkers: 1,
+  signatureChecks: 2_000,
+  maxBytes: 4 * 2 ** 30,
+  maxMs: 600_000,
+};
 
 const TYPES = new Set<StoredType>(['handle', 'delegation', 'denial']);
 
@@ -148,7 +157,10 @@ export class TransferClient {
       // The signed zone record says how many records of what size the zone holds: not one more is taken.
       const { count: signedCount, size: signedSize } = start.record;
       if ((signedCount !== undefined && count > signedCount) || (signedSize !== undefined && size > signedSize)) {
-        throw new IdnsError('transfer_failed', `the transfer carries more than the ${String(signedCount)} records (${String(signedSize)} bytes) its signed zone record states; transfer refused`);
+        throw new IdnsError(
+          'transfer_failed',
+          `the transfer carries more than the ${String(signedCount)} records (${String(signedSize)} bytes) its signed zone record states; transfer refused`,
+        );
       }
       if (rows.length >= this.limits.batchRows) flush();
     };
@@ -215,7 +227,8 @@ export class TransferClient {
       return first.record.serial;
     } catch (err) {
       // A repeated (type, key) breaks the table's key: a bad stream like any other.
-      if ((err as { code?: unknown }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new IdnsError('transfer_failed', 'the transfer repeats a record; transfer refused', { cause: err });
+      if ((err as { code?: unknown }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY')
+        throw new IdnsError('transfer_failed', 'the transfer repeats a record; transfer refused', { cause: err });
       throw err;
     } finally {
       TransferClient.loading.delete(content);
@@ -276,10 +289,14 @@ export class TransferClient {
             // journal a change under another serial than the one the source signed it at.
             if (serial !== -1 && versionCount === 0) throw new IdnsError('transfer_failed', `version ${serial} of the incremental transfer carries no change`);
             const next = line.serial;
-            if (typeof next !== 'number' || !Number.isInteger(next) || next < 0 || next > 0xffffffff) throw new IdnsError('transfer_failed', 'a version line without a valid serial');
+            if (typeof next !== 'number' || !Number.isInteger(next) || next < 0 || next > 0xffffffff)
+              throw new IdnsError('transfer_failed', 'a version line without a valid serial');
             const offset = serialOffset(next);
             if (offset <= lastOffset || offset > endOffset(start)) {
-              throw new IdnsError('transfer_failed', `version ${next} is not after version ${serial === -1 ? since : serial} and at most serial ${start.record.serial}: the versions of an incremental transfer must rise strictly from ${since} to ${start.record.serial}`);
+              throw new IdnsError(
+                'transfer_failed',
+                `version ${next} is not after version ${serial === -1 ? since : serial} and at most serial ${start.record.serial}: the versions of an incremental transfer must rise strictly from ${since} to ${start.record.serial}`,
+              );
             }
             serial = next;
             lastOffset = offset;
@@ -292,7 +309,11 @@ export class TransferClient {
           if (line.kind === 'put') {
             const r = recordLine(line);
             const signedAt = signedSerial(r.jws);
-            if (signedAt !== serial) throw new IdnsError('transfer_failed', `the ${r.type} record ${r.key} was signed at serial ${String(signedAt)} but is sent as a change of version ${serial}`);
+            if (signedAt !== serial)
+              throw new IdnsError(
+                'transfer_failed',
+                `the ${r.type} record ${r.key} was signed at serial ${String(signedAt)} but is sent as a change of version ${serial}`,
+              );
             added!.add(r.type, r.key, r.jws);
             changes.push({ serial, action: 'put', type: r.type, key: r.key, jws: r.jws });
           } else if (line.kind === 'del') {
@@ -341,7 +362,8 @@ export class TransferClient {
     } catch (err) {
       // The journal's key is (zone, version, idx): a clash means stored state disagrees with the stream,
       // which the caller heals with a full transfer (that starts a new journal).
-      if (String((err as { code?: unknown }).code).startsWith('SQLITE_CONSTRAINT')) throw new IdnsError('transfer_failed', 'the incremental transfer clashes with the journal held here; transfer refused', { cause: err });
+      if (String((err as { code?: unknown }).code).startsWith('SQLITE_CONSTRAINT'))
+        throw new IdnsError('transfer_failed', 'the incremental transfer clashes with the journal held here; transfer refused', { cause: err });
       throw err;
     } finally {
       bounds.close();
@@ -357,7 +379,12 @@ export class TransferClient {
    * put but not left standing is subtracted again. Records are visited in key order, so neighbouring
    * changes share the pages they touch.
    */
-  private applyChanges(content: string, digest: ZoneDigest, changes: readonly Change[], localVersion: (serial: number) => number): { count: number; size: number } {
+  private applyChanges(
+    content: string,
+    digest: ZoneDigest,
+    changes: readonly Change[],
+    localVersion: (serial: number) => number,
+  ): { count: number; size: number } {
     const delta = { count: 0, size: 0 };
     const byKey = new Map<string, Change[]>();
     for (const c of changes) {
@@ -380,7 +407,10 @@ export class TransferClient {
         // the version that wrote the copy's record is not this source's history.
         const heldAt = signedSerial(old.jws);
         if (heldAt === null || !serialLess(heldAt, ops[0]!.serial)) {
-          throw new IdnsError('transfer_failed', `the transfer changes ${type} ${key} at serial ${ops[0]!.serial}, which is not after the serial ${String(heldAt)} it was signed at`);
+          throw new IdnsError(
+            'transfer_failed',
+            `the transfer changes ${type} ${key} at serial ${ops[0]!.serial}, which is not after the serial ${String(heldAt)} it was signed at`,
+          );
         }
         digest.remove(type, key, old.jws);
         delta.count -= 1;
@@ -399,7 +429,11 @@ export class TransferClient {
     return delta;
   }
 
-  private async open(src: Source, since: number | null, format: 'ndjson' | 'compact' = 'ndjson'): Promise<{ body: Dispatcher.ResponseData['body']; compact: boolean }> {
+  private async open(
+    src: Source,
+    since: number | null,
+    format: 'ndjson' | 'compact' = 'ndjson',
+  ): Promise<{ body: Dispatcher.ResponseData['body']; compact: boolean }> {
     const query = since === null ? (format === 'compact' ? '?format=compact' : '') : `?since=${since}`;
     const path = `/v1/zones/${pathZone(src.zone)}/transfer${query}`;
     const headers: Record<string, string> = { accept: 'application/x-ndjson' };
@@ -428,10 +462,15 @@ export class TransferClient {
       if (code === 'journal_too_old') throw new IdnsError('journal_too_old', `${src.server}: the journal does not reach back to serial ${since}`);
       // Its own code, apart from transfer_failed: a source that refuses the request (credentials, a zone it
       // no longer serves) sent no stream to refuse, so a full transfer would fare no better.
-      throw new IdnsError('transfer_refused', `${src.server} refused the transfer: ${code} (status ${res.statusCode})`, { details: { status: res.statusCode, code } });
+      throw new IdnsError('transfer_refused', `${src.server} refused the transfer: ${code} (status ${res.statusCode})`, {
+        details: { status: res.statusCode, code },
+      });
     }
     // A source that does not know the compact format answers NDJSON; the content type says which it sent.
-    const type = String(res.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    const type = String(res.headers['content-type'] ?? '')
+      .split(';')[0]!
+      .trim()
+      .toLowerCase();
     return { body: res.body, compact: type === TRANSFER_CONTENT_TYPES.compact };
   }
 
@@ -491,7 +530,10 @@ function signedSerial(jws: string): number | null {
 /** Refuses content whose record count or size differs from what its signed zone record states (when it states them). */
 function checkTotals(record: ZoneRecord, held: { count: number; size: number }): void {
   if ((record.count !== undefined && record.count !== held.count) || (record.size !== undefined && record.size !== held.size)) {
-    throw new IdnsError('transfer_failed', `the zone record of serial ${record.serial} states ${String(record.count)} records of ${String(record.size)} bytes, the content holds ${held.count} of ${held.size}; transfer refused`);
+    throw new IdnsError(
+      'transfer_failed',
+      `the zone record of serial ${record.serial} states ${String(record.count)} records of ${String(record.size)} bytes, the content holds ${held.count} of ${held.size}; transfer refused`,
+    );
   }
 }
 
@@ -509,7 +551,6 @@ function recordLine(line: Line): LoadedRecord {
   // promoted copy is re-signed from the oldest (all of it, soon after promotion).
   return { type, key, jws: line.record };
 }
-
 
 function base(url: string): string {
   return url.replace(/\/+$/, '');

@@ -127,7 +127,10 @@ export function assureAllowedUrl(url: string, allowPrivate: boolean): URL {
   }
   // The URL parser has already rewritten every IPv4 spelling (`127.1`, `0x7f.1`, `2130706433`) as a
   // dotted quad and every IPv6 one in its compressed form; a trailing dot only makes a name absolute.
-  const host = u.hostname.replace(/^\[|\]$/g, '').replace(/\.$/, '').toLowerCase();
+  const host = u.hostname
+    .replace(/^\[|\]$/g, '')
+    .replace(/\.$/, '')
+    .toLowerCase();
   const bytes = parseAddress(host);
   if (!allowPrivate && (bytes !== undefined ? isPrivateBytes(bytes) : host === 'localhost' || host.endsWith('.localhost'))) {
     throw new IdnsError('address_refused', `${url}: private and loopback addresses are refused`);
@@ -145,7 +148,11 @@ export const publicOnlyLookup: LookupFunction = (hostname, options, callback) =>
     const list = addresses as LookupAddress[];
     const refused = list.find((a) => isPrivateAddress(a.address));
     if (refused) {
-      return callback(new IdnsError('address_refused', `${hostname} resolves to a private address (${refused.address})`) as unknown as NodeJS.ErrnoException, '', 0);
+      return callback(
+        new IdnsError('address_refused', `${hostname} resolves to a private address (${refused.address})`) as unknown as NodeJS.ErrnoException,
+        '',
+        0,
+      );
     }
     if ((options as { all?: boolean }).all) return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, list);
     const first = list[0]!;

@@ -122,7 +122,8 @@ export function resolveOptions(o: ResolverOptions): ResolvedOptions {
   const forwarders = o.forwarders ?? [];
   const wantsDiscovery = o.discovery === undefined ? anchors.size === 0 : o.discovery !== false;
   if (anchors.size === 0 && !wantsDiscovery) throw new TypeError('createResolver: give trustAnchors, or leave discovery on');
-  if (anchors.size > 0 && rootServers.length === 0 && forwarders.length === 0) throw new TypeError('createResolver: give rootServers (iterative) or forwarders (forwarding) with trustAnchors');
+  if (anchors.size > 0 && rootServers.length === 0 && forwarders.length === 0)
+    throw new TypeError('createResolver: give rootServers (iterative) or forwarders (forwarding) with trustAnchors');
   const d = typeof o.discovery === 'object' ? o.discovery : {};
   const discovery = wantsDiscovery
     ? {
@@ -162,4 +163,3 @@ export function resolveOptions(o: ResolverOptions): ResolvedOptions {
     maxResponseBytes: positive(o.limits?.maxResponseBytes, 256 * 1024, 'limits.maxResponseBytes'),
   };
 }
-

@@ -83,7 +83,14 @@ export type TrustAnchors = ReadonlyMap<string, readonly string[]>;
  * with the reason, or no_trust_anchor when the proof starts at a zone without an anchor. `options` is the
  * verifier's mode (development mode accepts loopback endpoints; see VerifyOptions).
  */
-export function verifyProof(proof: unknown, input: string, anchors: TrustAnchors, now: number, expected?: 'answer' | 'denial', options: VerifyOptions = {}): Resolution {
+export function verifyProof(
+  proof: unknown,
+  input: string,
+  anchors: TrustAnchors,
+  now: number,
+  expected?: 'answer' | 'denial',
+  options: VerifyOptions = {},
+): Resolution {
   const { handle, host } = parseHandle(input);
   const p = proof as Partial<Proof> | null;
   if (!p || !Array.isArray(p.steps) || p.steps.length === 0 || typeof p.record !== 'string') {
@@ -163,7 +170,9 @@ export function verifyProof(proof: unknown, input: string, anchors: TrustAnchors
  * it is neither cached nor served.
  */
 function verifiedProof(steps: readonly ProofStep[], record: string, noCut: string[]): Proof {
-  const kept = steps.map((s): ProofStep => (s.delegation === undefined ? { zone: s.zone, zoneRecord: s.zoneRecord } : { zone: s.zone, zoneRecord: s.zoneRecord, delegation: s.delegation }));
+  const kept = steps.map((s): ProofStep =>
+    s.delegation === undefined ? { zone: s.zone, zoneRecord: s.zoneRecord } : { zone: s.zone, zoneRecord: s.zoneRecord, delegation: s.delegation },
+  );
   return noCut.length > 0 ? { steps: kept, record, noCut } : { steps: kept, record };
 }
 

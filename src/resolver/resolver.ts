@@ -209,7 +209,12 @@ export class Resolver {
     this.ownsDispatcher = options.dispatcher === undefined;
     this.dispatcher =
       options.dispatcher ??
-      policyAgent({ connectTimeoutMs: this.options.requestTimeoutMs, connections: 16, allowPrivate: this.options.allowPrivate, ...(options.ca ? { ca: options.ca } : {}) });
+      policyAgent({
+        connectTimeoutMs: this.options.requestTimeoutMs,
+        connections: 16,
+        allowPrivate: this.options.allowPrivate,
+        ...(options.ca ? { ca: options.ca } : {}),
+      });
     this.onBackgroundError = options.onBackgroundError ?? (() => {});
     this.events = options.events ?? {};
     this.discoveryOn = this.options.discovery !== null;
@@ -612,7 +617,12 @@ export class Resolver {
       if (!leadsDeeper(d.name, cut.name, host)) {
         throw new IdnsError('verification_failed', `zone ${cut.name} referred to ${d.name}, which is not below it on the way to ${handle}`);
       }
-      return { status: 'referral', zone, record: b.record, child: { name: d.name, servers: [...d.servers], trusted: d.ds, prefix: [], exp: d.exp, anchor: cut.anchor } };
+      return {
+        status: 'referral',
+        zone,
+        record: b.record,
+        child: { name: d.name, servers: [...d.servers], trusted: d.ds, prefix: [], exp: d.exp, anchor: cut.anchor },
+      };
     }
     throw new IdnsError('bad_response', `unknown reply status ${JSON.stringify(b.status)}`);
   }
@@ -654,7 +664,8 @@ export class Resolver {
         lastError = err;
       }
     }
-    if (isIdnsError(lastError, 'verification_failed') || isIdnsError(lastError, 'no_trust_anchor') || isIdnsError(lastError, 'address_refused')) throw lastError;
+    if (isIdnsError(lastError, 'verification_failed') || isIdnsError(lastError, 'no_trust_anchor') || isIdnsError(lastError, 'address_refused'))
+      throw lastError;
     throw new IdnsError('resolution_failed', `no upstream resolver gave a usable answer (last: ${(lastError as Error).message})`, { cause: lastError });
   }
 
@@ -733,13 +744,26 @@ function discoveredCut(found: FoundZone, clock: Clock): ZoneCut {
 }
 
 function anchorOf(found: FoundZone): ProofAnchor {
-  return found.anchor.type === 'dnssec' ? { type: 'dnssec', name: found.anchor.name, ds: [...found.ds] } : { type: 'https', url: found.anchor.url, ds: [...found.ds] };
+  return found.anchor.type === 'dnssec'
+    ? { type: 'dnssec', name: found.anchor.name, ds: [...found.ds] }
+    : { type: 'https', url: found.anchor.url, ds: [...found.ds] };
 }
 
 /** A lookup result as resolve() gives it; handle_not_found for a verified denial. */
 function resolvedHandle(r: LookupResult): ResolvedHandle {
   if (r.verified === false) {
-    return { handle: r.handle, endpoint: r.endpoint, keys: [], ttl: r.ttl, stale: r.stale, verified: false, source: 'webfinger', zone: null, aliases: r.aliases, ...(r.profile ? { profile: r.profile } : {}) };
+    return {
+      handle: r.handle,
+      endpoint: r.endpoint,
+      keys: [],
+      ttl: r.ttl,
+      stale: r.stale,
+      verified: false,
+      source: 'webfinger',
+      zone: null,
+      aliases: r.aliases,
+      ...(r.profile ? { profile: r.profile } : {}),
+    };
   }
   if (r.status === 'not_found') throw new IdnsError('handle_not_found', `${r.handle} does not exist (verified denial from zone ${r.zone})`);
   return {
@@ -756,7 +780,6 @@ function resolvedHandle(r: LookupResult): ResolvedHandle {
     zone: r.zone,
   };
 }
-
 
 /**
  * The resolution with its trace, built member by member: a spread here gave the cached resolutions

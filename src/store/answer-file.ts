@@ -213,7 +213,7 @@ export class AnswerFile {
       if (slotCount * SLOT <= slotsInMemoryBytes) {
         // Its own allocation, not a slice of the shared pool; read whole (readSync may return less).
         const bytes = Buffer.allocUnsafeSlow(slotCount * SLOT);
-        for (let at = 0; at < bytes.length; ) {
+        for (let at = 0; at < bytes.length;) {
           const n = readSync(fd, bytes, at, bytes.length - at, slotsAt + at);
           if (n === 0) throw new AnswerFileInvalid(`${path} was cut short`);
           at += n;
@@ -246,7 +246,7 @@ export class AnswerFile {
       return undefined;
     }
     const view = this.slotView;
-    for (let probed = 0; probed < this.slotCount; ) {
+    for (let probed = 0; probed < this.slotCount;) {
       const n = Math.min(SLOTS_PER_READ, this.slotCount - i);
       readSync(fd, this.slotBuf, 0, n * SLOT, this.slotsAt + i * SLOT);
       for (let j = 0; j < n; j++, probed++) {

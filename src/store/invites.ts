@@ -22,5 +22,4 @@ export class InviteStore {
   consume(codeHash: string, zone: string, usedBy: string, now: number): boolean {
     return this.consumeStmt.run(now, usedBy, codeHash, zone, now).changes === 1;
   }
-
 }

@@ -23,9 +23,7 @@ export class JournalStore {
   private readonly handlesChangedStmt;
 
   constructor(db: Db) {
-    this.appendStmt = db.prepare(
-      `INSERT INTO journal (zone, version, idx, action, type, key, jws, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-    );
+    this.appendStmt = db.prepare(`INSERT INTO journal (zone, version, idx, action, type, key, jws, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`);
     this.clearStmt = db.prepare(`DELETE FROM journal WHERE zone = ?`);
     this.trimStmt = db.prepare(`DELETE FROM journal WHERE zone = ? AND version <= ?`);
     this.dropAfterStmt = db.prepare(`DELETE FROM journal WHERE zone = ? AND version > ?`);
@@ -33,12 +31,10 @@ export class JournalStore {
       `SELECT count(*) AS entries, min(created_at) AS oldest FROM journal WHERE zone = ?`,
     );
     // The version below which dropping the oldest entries leaves at most `keep` entries.
-    this.beforeStmt = db.prepare<[string, number], { version: number }>(
-      `SELECT max(version) AS version FROM journal WHERE zone = ? AND created_at < ?`,
-    );
-    this.handlesChangedStmt = db.prepare<[string, number, number], string>(
-      `SELECT DISTINCT key FROM journal WHERE zone = ? AND version > ? AND version <= ? AND type = 'handle'`,
-    ).pluck();
+    this.beforeStmt = db.prepare<[string, number], { version: number }>(`SELECT max(version) AS version FROM journal WHERE zone = ? AND created_at < ?`);
+    this.handlesChangedStmt = db
+      .prepare<[string, number, number], string>(`SELECT DISTINCT key FROM journal WHERE zone = ? AND version > ? AND version <= ? AND type = 'handle'`)
+      .pluck();
     this.versionAtStmt = db.prepare<[string, number], { version: number }>(
       `SELECT version FROM journal WHERE zone = ? ORDER BY version DESC, idx DESC LIMIT 1 OFFSET ?`,
     );

@@ -65,7 +65,8 @@ export class RecordStore {
     );
     // The read path needs only the signed record: one column, no row object, the type written in (one
     // parameter fewer to bind per query).
-    const jwsOf = (type: StoredType) => db.prepare<[string, string], string>(`SELECT jws FROM records WHERE content = ? AND type = '${type}' AND key = ?`).pluck();
+    const jwsOf = (type: StoredType) =>
+      db.prepare<[string, string], string>(`SELECT jws FROM records WHERE content = ? AND type = '${type}' AND key = ?`).pluck();
     this.jwsStmt = { handle: jwsOf('handle'), delegation: jwsOf('delegation'), denial: jwsOf('denial') };
     this.putStmt = db.prepare(
       `INSERT INTO records (content, type, key, version, exp, jws, endpoint) VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -87,9 +88,7 @@ export class RecordStore {
       `SELECT count(*) AS count, sum(length(type) + length(key) + length(jws) + 2) AS size FROM records WHERE content = ?`,
     );
     // GLOB is case-sensitive and host names hold no glob metacharacters (LDH only), so the pattern is literal.
-    this.deleteSomeStmt = db.prepare(
-      `DELETE FROM records WHERE content = ? AND (type, key) IN (SELECT type, key FROM records WHERE content = ? LIMIT ?)`,
-    );
+    this.deleteSomeStmt = db.prepare(`DELETE FROM records WHERE content = ? AND (type, key) IN (SELECT type, key FROM records WHERE content = ? LIMIT ?)`);
     this.pageStmt = db.prepare<[string, string, string, number], StoredRecord>(
       `SELECT type, key, version, exp, jws FROM records WHERE content = ? AND (type, key) > (?, ?) ORDER BY type, key LIMIT ?`,
     );

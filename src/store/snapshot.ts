@@ -51,7 +51,9 @@ export class SnapshotReader {
 
   /** Every handle of a content id with its signed record, in key order, read lazily. */
   *handles(content: string): Generator<{ key: string; jws: string }> {
-    yield* this.db.prepare<[string], { key: string; jws: string }>(`SELECT key, jws FROM records WHERE content = ? AND type = 'handle' ORDER BY key`).iterate(content);
+    yield* this.db
+      .prepare<[string], { key: string; jws: string }>(`SELECT key, jws FROM records WHERE content = ? AND type = 'handle' ORDER BY key`)
+      .iterate(content);
   }
 
   /** The journal entries of a zone after `afterVersion`, in order, read lazily. */

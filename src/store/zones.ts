@@ -54,9 +54,7 @@ export class ZoneStore {
       `INSERT INTO zones (name, role, version, policy, settings, salt, digest_state, record, record_exp, content, journal_floor, refreshed_at, created_at)
        VALUES (@name, @role, @version, @policy, @settings, @salt, @digestState, @record, @recordExp, @content, @journalFloor, @refreshedAt, @createdAt)`,
     );
-    this.updateStateStmt = db.prepare(
-      `UPDATE zones SET version = ?, digest_state = ?, record = ?, record_exp = ? WHERE name = ?`,
-    );
+    this.updateStateStmt = db.prepare(`UPDATE zones SET version = ?, digest_state = ?, record = ?, record_exp = ? WHERE name = ?`);
     this.updatePolicyStmt = db.prepare(`UPDATE zones SET policy = ? WHERE name = ?`);
     this.updateSettingsStmt = db.prepare(`UPDATE zones SET settings = ? WHERE name = ?`);
     this.replaceCopyStmt = db.prepare(

@@ -88,7 +88,10 @@ export class ThreadPool<In, Out> {
   }
 
   private start(slot: number): Worker {
-    const worker = new Worker(this.file, { ...workerOptions(this.options.workerData), ...(this.options.resourceLimits ? { resourceLimits: this.options.resourceLimits } : {}) });
+    const worker = new Worker(this.file, {
+      ...workerOptions(this.options.workerData),
+      ...(this.options.resourceLimits ? { resourceLimits: this.options.resourceLimits } : {}),
+    });
     worker.on('message', (reply: Reply<Out>) => {
       const waiter = this.waiting.get(reply.id);
       if (!waiter) return;

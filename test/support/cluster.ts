@@ -31,7 +31,10 @@ export async function until<T>(check: () => Promise<T> | T, what: string | (() =
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'string' ? what : what()} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${typeof what === 'string' ? what : what()} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`,
+      );
     await sleep(stepMs);
   }
 }
@@ -297,7 +300,15 @@ async function startProxy(target: string): Promise<Proxy> {
       req.socket.destroy();
       return;
     }
-    const entry: ProxiedRequest = { method: req.method ?? 'GET', path: req.url ?? '/', status: null, bytes: 0, startedAt: Date.now(), endedAt: null, outcome: 'open' };
+    const entry: ProxiedRequest = {
+      method: req.method ?? 'GET',
+      path: req.url ?? '/',
+      status: null,
+      bytes: 0,
+      startedAt: Date.now(),
+      endedAt: null,
+      outcome: 'open',
+    };
     proxy.log.push(entry);
     const isFull = entry.method === 'GET' && isFullTransferPath(entry.path);
     const headers = { ...req.headers, host: upstream.host };
@@ -393,7 +404,9 @@ export async function bulkRegister(dataDir: string, prefix: string, from: number
   `;
   const { spawn } = await import('node:child_process');
   await new Promise<void>((resolve, reject) => {
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script, dataDir, prefix, String(from), String(to), zone], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script, dataDir, prefix, String(from), String(to), zone], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     let err = '';
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);

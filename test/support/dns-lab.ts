@@ -228,7 +228,15 @@ function startKnot(dir: string, host: string, port: number, zones: Record<string
   });
 }
 
-function startUnbound(dir: string, name: string, host: string, port: number, knotPort: number, zones: Record<string, LabZone>, anchors: string[]): Promise<Daemon> {
+function startUnbound(
+  dir: string,
+  name: string,
+  host: string,
+  port: number,
+  knotPort: number,
+  zones: Record<string, LabZone>,
+  anchors: string[],
+): Promise<Daemon> {
   const config = join(dir, `unbound-${name}.conf`);
   const lines = [
     'server:',

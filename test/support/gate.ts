@@ -58,7 +58,14 @@ export async function startGate(target: string): Promise<Gate> {
   };
   const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
     void (async () => {
-      const entry: GatedRequest = { method: req.method ?? 'GET', path: req.url ?? '/', authorization: req.headers.authorization, body: '', status: null, done: false };
+      const entry: GatedRequest = {
+        method: req.method ?? 'GET',
+        path: req.url ?? '/',
+        authorization: req.headers.authorization,
+        body: '',
+        status: null,
+        done: false,
+      };
       gate.requests.push(entry);
       const chunks: Buffer[] = [];
       for await (const c of req) chunks.push(c as Buffer);

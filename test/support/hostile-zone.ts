@@ -17,7 +17,11 @@ export interface HostileZone {
 }
 
 /** Starts a hierarchy with `zone` (below `example`) answered by a fake server signing `record(handle)`. */
-export async function startHostileZone(zone: string, record: (handle: string, z: HostileZone) => string, zoneOptions: Partial<CreateZoneOptions> = {}): Promise<HostileZone> {
+export async function startHostileZone(
+  zone: string,
+  record: (handle: string, z: HostileZone) => string,
+  zoneOptions: Partial<CreateZoneOptions> = {},
+): Promise<HostileZone> {
   const h = await startHierarchy();
   const real = await startTestServer({ zones: { [zone]: zoneOptions } });
   const kid = real.ctx.zones.info(zone).keyThumbprints[0]!;

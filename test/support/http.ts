@@ -91,7 +91,12 @@ export async function registerOk(
     keys: [key.public, ...added.map((k) => k.public)],
     ...(options.invite === undefined ? {} : { invite: options.invite }),
   };
-  const jws = signChangeRequest(intent, key.private, options.clock, added.map((k) => k.private));
+  const jws = signChangeRequest(
+    intent,
+    key.private,
+    options.clock,
+    added.map((k) => k.private),
+  );
   const res = await postChange(base, jws);
   if (res.status !== 201) throw new Error(`registering ${handle} failed: ${res.status} ${res.text}`);
   return { op: res.json.op, serial: res.json.serial, record: res.json.record, jws };

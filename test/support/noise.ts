@@ -84,23 +84,44 @@ const BAD: { method: string; path: string; body?: string; headers?: Record<strin
 
 /** Broken HTTP/1.1 framing, sent over a raw socket (undici would refuse to send most of it). */
 const RAW: { name: string; bytes: string }[] = [
-  { name: 'conflicting framing', bytes: 'POST /v1/handles HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: 10\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n' },
-  { name: 'two content-lengths', bytes: 'POST /v1/handles HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: 2\r\nContent-Length: 7\r\nConnection: close\r\n\r\n{}' },
+  {
+    name: 'conflicting framing',
+    bytes:
+      'POST /v1/handles HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: 10\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n',
+  },
+  {
+    name: 'two content-lengths',
+    bytes: 'POST /v1/handles HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: 2\r\nContent-Length: 7\r\nConnection: close\r\n\r\n{}',
+  },
   { name: 'negative content-length', bytes: 'POST /v1/handles HTTP/1.1\r\nHost: h\r\nContent-Length: -5\r\nConnection: close\r\n\r\n' },
-  { name: 'bad chunk size', bytes: 'POST /v1/handles HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n{}\r\n0\r\n\r\n' },
+  {
+    name: 'bad chunk size',
+    bytes:
+      'POST /v1/handles HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n{}\r\n0\r\n\r\n',
+  },
   { name: 'header without colon', bytes: 'GET /v1/zones/example HTTP/1.1\r\nHost: h\r\nthis is not a header\r\nConnection: close\r\n\r\n' },
   { name: 'garbage request line', bytes: 'BLAH\u0000\u0001 /// HTTP/9.9\r\n\r\n' },
   { name: 'control byte in path', bytes: 'GET /v1/resolve/a\u0001b@example HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n' },
   { name: 'no Host', bytes: 'GET /v1/zones/example HTTP/1.1\r\nConnection: close\r\n\r\n' },
   { name: 'oversized headers', bytes: `GET /v1/zones/example HTTP/1.1\r\nHost: h\r\nX-Big: ${'a'.repeat(20_000)}\r\nConnection: close\r\n\r\n` },
-  { name: 'declared body over the limit', bytes: 'POST /v1/handles HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: 10000000\r\nConnection: close\r\n\r\n{"request":"' },
-  { name: 'chunked body over the limit', bytes: `POST /v1/handles HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${'8000\r\n' + 'y'.repeat(0x8000) + '\r\n'}${'8000\r\n' + 'y'.repeat(0x8000) + '\r\n'}${'8000\r\n' + 'y'.repeat(0x8000) + '\r\n'}0\r\n\r\n` },
+  {
+    name: 'declared body over the limit',
+    bytes: 'POST /v1/handles HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: 10000000\r\nConnection: close\r\n\r\n{"request":"',
+  },
+  {
+    name: 'chunked body over the limit',
+    bytes: `POST /v1/handles HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${'8000\r\n' + 'y'.repeat(0x8000) + '\r\n'}${'8000\r\n' + 'y'.repeat(0x8000) + '\r\n'}${'8000\r\n' + 'y'.repeat(0x8000) + '\r\n'}0\r\n\r\n`,
+  },
 ];
 
 /** A slow-drip request: valid framing, one byte at a time; the body is garbage the server must refuse. */
 const DRIP_BODY = '{"request":"not.a.jws"}';
 const DRIP: { name: string; head: string; body: string }[] = [
-  { name: 'slow body', head: `POST /v1/handles HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: ${DRIP_BODY.length}\r\nConnection: close\r\n\r\n`, body: DRIP_BODY },
+  {
+    name: 'slow body',
+    head: `POST /v1/handles HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: ${DRIP_BODY.length}\r\nConnection: close\r\n\r\n`,
+    body: DRIP_BODY,
+  },
   { name: 'slow headers', head: '', body: 'GET /v1/resolve/%%%@example HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n' },
 ];
 const DRIP_STEP_MS = 60;
@@ -155,7 +176,12 @@ export function startNoise(targets: () => string[], options: NoiseOptions = {}):
           ? { action: 'update', handle: victim, endpoint: 'https://evil.example/', keys: [stranger.public], prev: 'A'.repeat(43) }
           : { action: 'delete', handle: victim, prev: 'A'.repeat(43) };
       const method = kind === 5 ? 'PUT' : 'DELETE';
-      return { what: `${intent.action} of ${victim} by a stranger`, method, path: `/v1/handles/${encodeURIComponent(victim)}`, body: JSON.stringify({ request: signChangeRequest(intent, stranger.private) }) };
+      return {
+        what: `${intent.action} of ${victim} by a stranger`,
+        method,
+        path: `/v1/handles/${encodeURIComponent(victim)}`,
+        body: JSON.stringify({ request: signChangeRequest(intent, stranger.private) }),
+      };
     }
     // A register of an invalid or look-alike handle (kinds 4 and 9) names no handle that could come to exist.
     if (kind !== 4 && kind !== 9) forgedHandles.push(fresh);
@@ -185,7 +211,15 @@ export function startNoise(targets: () => string[], options: NoiseOptions = {}):
     } else if (kind === 7) {
       // A member twice (I-JSON): a parser keeping the first value reads another handle than one keeping the last.
       const signer = signingKeyFromJwk(key.private);
-      const payload = JSON.stringify({ v: 1, action: 'register', handle: fresh, endpoint: good.endpoint, keys: good.keys, prev: null, iat: Math.floor(Date.now() / 1000) });
+      const payload = JSON.stringify({
+        v: 1,
+        action: 'register',
+        handle: fresh,
+        endpoint: good.endpoint,
+        keys: good.keys,
+        prev: null,
+        iat: Math.floor(Date.now() / 1000),
+      });
       jws = signCompactText(`{"handle":"noise-twice${n}@${zone}",${payload.slice(1)}`, signer, OPERATION_TYP, { jwk: key.public });
       what = 'register whose payload names "handle" twice';
     } else if (kind === 8) {

@@ -58,7 +58,9 @@ export async function spawnServer(args: string[], options: { timeoutMs?: number;
     stop: async (signal = 'SIGTERM') => {
       if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
       child.kill(signal);
-      const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`idns serve did not exit within ${PROCESS_BOUND_MS} ms of ${signal}`)), PROCESS_BOUND_MS).unref());
+      const timeout = new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error(`idns serve did not exit within ${PROCESS_BOUND_MS} ms of ${signal}`)), PROCESS_BOUND_MS).unref(),
+      );
       return Promise.race([exited, timeout]);
     },
   };

@@ -27,8 +27,9 @@ export function openRaw(url: string, options: { tls?: boolean; handshake?: boole
     socket.on('data', (chunk: Buffer) => {
       data = Buffer.concat([data, chunk]);
       const text = data.toString('latin1');
-      for (const w of waiters.splice(0)) if (text.includes(w.text)) w.done(text);
-      else waiters.push(w);
+      for (const w of waiters.splice(0))
+        if (text.includes(w.text)) w.done(text);
+        else waiters.push(w);
     });
     socket.on('error', () => {
       // A reset by the server is one of the outcomes under test; `closed` reports it.
@@ -91,7 +92,11 @@ export function parseResponse(text: string): RawResponse {
     headers[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
   }
   const length = Number(headers['content-length'] ?? NaN);
-  const body = Number.isNaN(length) ? text.slice(end + 4) : Buffer.from(text.slice(end + 4), 'latin1').subarray(0, length).toString('utf8');
+  const body = Number.isNaN(length)
+    ? text.slice(end + 4)
+    : Buffer.from(text.slice(end + 4), 'latin1')
+        .subarray(0, length)
+        .toString('utf8');
   let json: unknown;
   try {
     json = JSON.parse(body);

@@ -33,7 +33,7 @@ interface Node {
 /** `idns demo`: runs until SIGINT or SIGTERM. */
 export async function demo(argv: string[], io: Io): Promise<number> {
   const { values, help } = parseCommand({ usage, options: { data: { type: 'string' } }, positionals: [] }, argv);
-  if (help) return io.out(usage), 0;
+  if (help) return (io.out(usage), 0);
   const keep = values.data !== undefined;
   const base = keep ? resolvePath(values.data!) : mkdtempSync(join(tmpdir(), 'idns-demo-'));
   mkdirSync(base, { recursive: true });
@@ -66,7 +66,9 @@ export async function demo(argv: string[], io: Io): Promise<number> {
   keyOf('.', n('root-1'), n('root-2'));
   const fresh = (ctx: AppContext, zone: string) => !ctx.zones.get(zone);
   setUp(n('root-1'), (ctx) => ctx.zones.delegate('.', 'example', { servers: [n('example-primary').url, n('example-secondary').url], ds: [kids.example!] }));
-  setUp(n('example-primary'), (ctx) => ctx.zones.delegate('example', 'social.example', { servers: [n('social-primary').url, n('social-secondary').url], ds: [kids['social.example']!] }));
+  setUp(n('example-primary'), (ctx) =>
+    ctx.zones.delegate('example', 'social.example', { servers: [n('social-primary').url, n('social-secondary').url], ds: [kids['social.example']!] }),
+  );
   for (const [secondary, zone, primary] of [
     ['root-2', '.', 'root-1'],
     ['example-secondary', 'example', 'example-primary'],
@@ -82,7 +84,12 @@ export async function demo(argv: string[], io: Io): Promise<number> {
       users.push(handle);
       if (ctx.authority.resolve(handle).status === 'answer') return;
       const key = generatePrivateJwk();
-      const intent = { action: 'register' as const, handle, endpoint: `https://${handle.split('@')[1]}/users/${handle.split('@')[0]}`, keys: [{ kty: key.kty, crv: key.crv, x: key.x }] };
+      const intent = {
+        action: 'register' as const,
+        handle,
+        endpoint: `https://${handle.split('@')[1]}/users/${handle.split('@')[0]}`,
+        keys: [{ kty: key.kty, crv: key.crv, x: key.x }],
+      };
       ctx.changes.applyNow(signChangeRequest(intent, key), { operator: true });
     });
   register(n('social-primary'), 'alice@social.example');
@@ -147,9 +154,13 @@ export async function demo(argv: string[], io: Io): Promise<number> {
 
 async function startNode(node: Node, base: string): Promise<void> {
   const log = createWriteStream(join(base, `${node.name}.log`), { flags: 'a' });
-  const child = spawn(process.execPath, [BIN, 'serve', '--listen', `127.0.0.1:${node.port}`, '--data', node.dir, '--no-bootstrap', '--log-level', 'warn', ...node.args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [BIN, 'serve', '--listen', `127.0.0.1:${node.port}`, '--data', node.dir, '--no-bootstrap', '--log-level', 'warn', ...node.args],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   node.child = child;
   child.stderr!.pipe(log);
   await new Promise<void>((resolve, reject) => {

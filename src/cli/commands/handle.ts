@@ -71,7 +71,7 @@ export async function handle(argv: string[], io: Io): Promise<number> {
   }
   if (!['register', 'update', 'rotate', 'delete', 'show', 'log'].includes(sub)) throw new UsageError(`unknown handle command "${sub}"`, usage);
   const { values, positionals, help } = parseCommand({ usage, options, positionals: ['HANDLE'] }, rest);
-  if (help) return io.out(usage), 0;
+  if (help) return (io.out(usage), 0);
   if (values.server !== undefined && values.data !== undefined) throw new UsageError('give either --server or --data, not both', usage);
   const { handle } = parseHandle(positionals[0]!);
   const target = values.data !== undefined ? new LocalTarget(await openLocal(values)) : new RemoteTarget(values.server ?? DEFAULT_SERVER);
@@ -158,11 +158,11 @@ function linksFrom(values: Values, current: OwnerLinks): OwnerLinks {
     if (values[name] !== undefined && values[`no-${name}`]) throw new UsageError(`give --${name} or --no-${name}, not both`, usage);
   }
   const links: OwnerLinks = {};
-  const profile = values['no-profile'] ? undefined : values.profile ?? current.profile;
+  const profile = values['no-profile'] ? undefined : (values.profile ?? current.profile);
   if (profile !== undefined && profile !== '') links.profile = profile;
-  const aka = values['no-also-known-as'] ? undefined : values['also-known-as']?.map(aliasArg) ?? current.alsoKnownAs;
+  const aka = values['no-also-known-as'] ? undefined : (values['also-known-as']?.map(aliasArg) ?? current.alsoKnownAs);
   if (aka !== undefined && aka.length > 0) links.alsoKnownAs = aka;
-  const movedTo = values['no-moved-to'] ? undefined : values['moved-to'] ?? current.movedTo;
+  const movedTo = values['no-moved-to'] ? undefined : (values['moved-to'] ?? current.movedTo);
   if (movedTo !== undefined && movedTo !== '') links.movedTo = handleArg(movedTo, '--moved-to');
   return links;
 }
@@ -213,7 +213,8 @@ function readAddedKey(path: string, flag: string): SigningKey {
   } catch (cause) {
     throw new IdnsError('invalid_key', `${flag} file ${path} is not a JSON JWK`, { cause });
   }
-  if (typeof parsed === 'object' && parsed !== null && !('d' in parsed)) throw new IdnsError('invalid_key', `${flag} file ${path} holds only a public key: ${why}`);
+  if (typeof parsed === 'object' && parsed !== null && !('d' in parsed))
+    throw new IdnsError('invalid_key', `${flag} file ${path} holds only a public key: ${why}`);
   return readKeyFile(path, `${flag} file`);
 }
 
@@ -266,7 +267,8 @@ class RemoteTarget implements Target {
     // rules, so a development zone's loopback endpoint must not stop its owner from updating it.
     const { queryAuthoritative } = await client();
     const answer = await queryAuthoritative(this.server, handle, new Map(), systemClock, { allowLoopbackEndpoints: true });
-    if (answer.status === 'referral') throw new IdnsError('not_authoritative', `${handle} is in zone ${answer.delegation.name}, served by ${answer.delegation.servers.join(' ')}`);
+    if (answer.status === 'referral')
+      throw new IdnsError('not_authoritative', `${handle} is in zone ${answer.delegation.name}, served by ${answer.delegation.servers.join(' ')}`);
     if (answer.status === 'denial') throw new IdnsError('handle_not_found', `${handle} does not exist (verified denial from zone ${answer.zone})`);
     return stateOf(answer.record);
   }

@@ -12,7 +12,7 @@ FILE must not exist.`;
 /** `idns keygen` */
 export function keygen(argv: string[], io: Io): number {
   const { values, help } = parseCommand({ usage, options: { out: { type: 'string' }, json: { type: 'boolean' } }, positionals: [] }, argv);
-  if (help) return io.out(usage), 0;
+  if (help) return (io.out(usage), 0);
   if (!values.out) throw new UsageError('--out FILE is required', usage);
   const jwk = generatePrivateJwk();
   try {

@@ -45,7 +45,7 @@ export async function lookup(argv: string[], io: Io): Promise<number> {
     json: { type: 'boolean' },
   } as const;
   const { values, positionals, help } = parseCommand({ usage, options, positionals: ['HANDLE'] }, argv);
-  if (help) return io.out(usage), 0;
+  if (help) return (io.out(usage), 0);
   // The resolver's modules (undici, discovery, the record verifier) load once the arguments are read: --help answers without them.
   const [{ errorFromBody, jsonRequest }, { parseAnchorFlags }, { describeAnchor, verifyProof }, { createResolver }] = await Promise.all([
     import('../../client/http.js'),
@@ -67,7 +67,11 @@ export async function lookup(argv: string[], io: Io): Promise<number> {
     if (err) throw err;
     const body = res.body as { proof?: unknown; verified?: unknown } | null;
     if (body?.verified === false) {
-      io.out(values.json ? JSON.stringify(body) : `${handle}: the resolver answered from the host's WebFinger (NOT VERIFIED; nothing to check)\n${JSON.stringify(body, null, 2)}`);
+      io.out(
+        values.json
+          ? JSON.stringify(body)
+          : `${handle}: the resolver answered from the host's WebFinger (NOT VERIFIED; nothing to check)\n${JSON.stringify(body, null, 2)}`,
+      );
       return 0;
     }
     const proof = body?.proof;
@@ -159,7 +163,17 @@ export async function lookup(argv: string[], io: Io): Promise<number> {
 }
 
 function bridgedJson(r: BridgedResult): Record<string, unknown> {
-  return { handle: r.handle, status: r.status, endpoint: r.endpoint, verified: false, source: r.source, subject: r.subject, aliases: r.aliases, ...(r.profile ? { profile: r.profile } : {}), ttl: r.ttl };
+  return {
+    handle: r.handle,
+    status: r.status,
+    endpoint: r.endpoint,
+    verified: false,
+    source: r.source,
+    subject: r.subject,
+    aliases: r.aliases,
+    ...(r.profile ? { profile: r.profile } : {}),
+    ttl: r.ttl,
+  };
 }
 
 function bridgedText(r: BridgedResult): string {

@@ -14,29 +14,75 @@ Exit status: 0 found, 3 verified not found, 4 referral to a child zone, 1 any er
 
 /** `idns resolve` */
 export async function resolve(argv: string[], io: Io): Promise<number> {
-  const options = { server: { type: 'string' }, anchor: { type: 'string', multiple: true }, 'allow-private': { type: 'boolean' }, json: { type: 'boolean' } } as const;
+  const options = {
+    server: { type: 'string' },
+    anchor: { type: 'string', multiple: true },
+    'allow-private': { type: 'boolean' },
+    json: { type: 'boolean' },
+  } as const;
   const { values, positionals, help } = parseCommand({ usage, options, positionals: ['HANDLE'] }, argv);
-  if (help) return io.out(usage), 0;
+  if (help) return (io.out(usage), 0);
   const anchors = parseAnchors(values.anchor, usage, parseZoneName);
   // The client (undici, the record verifier) loads once the arguments are read: --help answers without it.
   const { queryAuthoritative } = await import('../../client/answers.js');
-  const answer = await queryAuthoritative(values.server ?? DEFAULT_SERVER, positionals[0]!, anchors, systemClock, { allowLoopbackEndpoints: values['allow-private'] ?? false });
-  const trust = answer.anchored ? `anchored key ${answer.zoneKey}` : `zone key ${answer.zoneKey} (not anchored: pass --anchor ${answer.zone}=${answer.zoneKey} to pin it)`;
+  const answer = await queryAuthoritative(values.server ?? DEFAULT_SERVER, positionals[0]!, anchors, systemClock, {
+    allowLoopbackEndpoints: values['allow-private'] ?? false,
+  });
+  const trust = answer.anchored
+    ? `anchored key ${answer.zoneKey}`
+    : `zone key ${answer.zoneKey} (not anchored: pass --anchor ${answer.zone}=${answer.zoneKey} to pin it)`;
   if (answer.status === 'referral') {
     const d = answer.delegation;
-    if (values.json) io.out(JSON.stringify({ status: 'referral', handle: answer.handle, zone: answer.zone, child: d.name, servers: d.servers, ds: d.ds, zoneKey: answer.zoneKey, anchored: answer.anchored }));
-    else io.out(`${answer.handle} is in zone ${d.name}, delegated by ${answer.zone} (${trust}) to ${d.servers.join(' ')} with keys ${d.ds.join(' ')}
+    if (values.json)
+      io.out(
+        JSON.stringify({
+          status: 'referral',
+          handle: answer.handle,
+          zone: answer.zone,
+          child: d.name,
+          servers: d.servers,
+          ds: d.ds,
+          zoneKey: answer.zoneKey,
+          anchored: answer.anchored,
+        }),
+      );
+    else
+      io.out(`${answer.handle} is in zone ${d.name}, delegated by ${answer.zone} (${trust}) to ${d.servers.join(' ')} with keys ${d.ds.join(' ')}
   ask those servers, or use idns lookup to follow referrals`);
     return 4;
   }
   if (answer.status === 'denial') {
-    if (values.json) io.out(JSON.stringify({ status: 'denial', handle: answer.handle, zone: answer.zone, serial: answer.serial, zoneKey: answer.zoneKey, anchored: answer.anchored }));
+    if (values.json)
+      io.out(
+        JSON.stringify({
+          status: 'denial',
+          handle: answer.handle,
+          zone: answer.zone,
+          serial: answer.serial,
+          zoneKey: answer.zoneKey,
+          anchored: answer.anchored,
+        }),
+      );
     else io.out(`${answer.handle} does not exist (verified denial from zone ${answer.zone}, serial ${answer.serial}, ${trust})`);
     return 3;
   }
   const r = answer.record;
   if (values.json) {
-    io.out(JSON.stringify({ status: 'answer', handle: r.handle, endpoint: r.endpoint, keys: r.keys, ttl: answer.ttl, zone: answer.zone, serial: answer.serial, op: r.op, zoneKey: answer.zoneKey, anchored: answer.anchored, record: answer.jws }));
+    io.out(
+      JSON.stringify({
+        status: 'answer',
+        handle: r.handle,
+        endpoint: r.endpoint,
+        keys: r.keys,
+        ttl: answer.ttl,
+        zone: answer.zone,
+        serial: answer.serial,
+        op: r.op,
+        zoneKey: answer.zoneKey,
+        anchored: answer.anchored,
+        record: answer.jws,
+      }),
+    );
   } else {
     io.out(
       [

@@ -51,7 +51,7 @@ export async function serve(argv: string[], io: Io): Promise<number> {
     ca: { type: 'string', multiple: true },
   } as const;
   const { values, help } = parseCommand({ usage, options, positionals: [] }, argv);
-  if (help) return io.out(usage), 0;
+  if (help) return (io.out(usage), 0);
   // The server's modules load after the arguments are read: `--help` answers without them.
   const [{ loadConfig }, { AppContext }, { startServer }, signatures] = await Promise.all([
     import('../../config.js'),
@@ -86,8 +86,10 @@ export async function serve(argv: string[], io: Io): Promise<number> {
   } catch (err) {
     await ctx.close();
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EADDRINUSE') throw new IdnsError('invalid_config', `cannot listen on ${config.listen.host}:${config.listen.port}: the address is in use`, { cause: err });
-    if (code === 'EACCES' || code === 'EADDRNOTAVAIL') throw new IdnsError('invalid_config', `cannot listen on ${config.listen.host}:${config.listen.port}: ${(err as Error).message}`, { cause: err });
+    if (code === 'EADDRINUSE')
+      throw new IdnsError('invalid_config', `cannot listen on ${config.listen.host}:${config.listen.port}: the address is in use`, { cause: err });
+    if (code === 'EACCES' || code === 'EADDRNOTAVAIL')
+      throw new IdnsError('invalid_config', `cannot listen on ${config.listen.host}:${config.listen.port}: ${(err as Error).message}`, { cause: err });
     throw err;
   }
   // A resolver's heap is mostly its cache, filled by lookups whose own objects die among the entries: V8's
@@ -109,7 +111,8 @@ export async function serve(argv: string[], io: Io): Promise<number> {
   io.out(`idns serving on ${running.url} (data: ${config.dataDir})`);
   if (config.resolver) {
     const r = config.resolver;
-    const mode = r.forwarders.length > 0 ? `forwarding to ${r.forwarders.join(' ')}` : r.rootServers.length > 0 ? `from ${r.rootServers.join(' ')}` : 'without a root';
+    const mode =
+      r.forwarders.length > 0 ? `forwarding to ${r.forwarders.join(' ')}` : r.rootServers.length > 0 ? `from ${r.rootServers.join(' ')}` : 'without a root';
     const anchors = Object.entries(r.anchors).map(([z, k]) => `${z}=${k.join(',')}`);
     const dns = r.discovery
       ? `, zones found through DNS (${r.discovery.dnsServers ? `validating servers ${r.discovery.dnsServers.join(' ')}` : "the system's resolvers, not validating"})${r.discovery.requireDnssec ? ', DNSSEC required' : ''}${r.webfinger ? ', WebFinger bridge on' : ''}`
@@ -131,8 +134,14 @@ export async function serve(argv: string[], io: Io): Promise<number> {
     );
   }
   // Signatures are most of the work of imports, registrations and cold lookups: a slower fallback is worth a line.
-  if (signatures.ed25519Fallback !== null && !signatures.ed25519NodeRequested) ctx.log.warn('Ed25519 falls back to node:crypto', { reason: signatures.ed25519Fallback });
-  ctx.log.info('listening', { url: running.url, zones: zones.map((z) => z.name), ed25519: signatures.ed25519.name, ...(config.resolver ? { compactHeap: config.resolver.compactHeap } : {}) });
+  if (signatures.ed25519Fallback !== null && !signatures.ed25519NodeRequested)
+    ctx.log.warn('Ed25519 falls back to node:crypto', { reason: signatures.ed25519Fallback });
+  ctx.log.info('listening', {
+    url: running.url,
+    zones: zones.map((z) => z.name),
+    ed25519: signatures.ed25519.name,
+    ...(config.resolver ? { compactHeap: config.resolver.compactHeap } : {}),
+  });
 
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {

@@ -122,7 +122,7 @@ export async function zone(argv: string[], io: Io): Promise<number> {
 
 async function create(argv: string[], io: Io): Promise<number> {
   const { values, positionals, help } = parseCommand({ usage, options: createOptions, positionals: ['ZONE'] }, argv);
-  if (help) return io.out(usage), 0;
+  if (help) return (io.out(usage), 0);
   const name = parseZoneName(positionals[0]!);
   const servers = values['server-url'] ?? [];
   if (servers.length === 0) throw new UsageError('--server-url URL is required (the public URL of each server of the zone)', usage);
@@ -158,7 +158,7 @@ async function create(argv: string[], io: Io): Promise<number> {
 
 async function show(argv: string[], io: Io): Promise<number> {
   const { values, positionals, help } = parseCommand({ usage, options: localOptions, positionals: ['ZONE'] }, argv);
-  if (help) return io.out(usage), 0;
+  if (help) return (io.out(usage), 0);
   const info = await withLocal(values, (ctx) => ctx.zones.info(parseZoneName(positionals[0]!)));
   if (values.json) {
     io.out(JSON.stringify(zoneJson(info)));
@@ -184,7 +184,7 @@ async function show(argv: string[], io: Io): Promise<number> {
 
 async function publish(argv: string[], io: Io): Promise<number> {
   const { values, positionals, help } = parseCommand({ usage, options: localOptions, positionals: ['ZONE'] }, argv);
-  if (help) return io.out(usage), 0;
+  if (help) return (io.out(usage), 0);
   const name = parseZoneName(positionals[0]!);
   const { ttl, ...publication } = await withLocal(values, (ctx) => ctx.zones.publication(name));
   // publication.js brings zod's schemas: loaded by this command only, so that --help and the other commands do without them.
@@ -213,7 +213,7 @@ function zoneFileString(text: string): string {
 
 async function list(argv: string[], io: Io): Promise<number> {
   const { values, help } = parseCommand({ usage, options: localOptions, positionals: [] }, argv);
-  if (help) return io.out(usage), 0;
+  if (help) return (io.out(usage), 0);
   const zones = await withLocal(values, (ctx) => ctx.zones.list().map((z) => ctx.zones.info(z.name)));
   if (values.json) io.out(JSON.stringify(zones.map(zoneJson)));
   else io.out(zones.map((z) => `${z.name}\t${z.role}\tserial ${z.serial}\t${z.policy}\t${z.handles} handles`).join('\n') || '(no zones)');
@@ -222,7 +222,7 @@ async function list(argv: string[], io: Io): Promise<number> {
 
 async function invite(argv: string[], io: Io): Promise<number> {
   const { values, positionals, help } = parseCommand({ usage, options: { ...localOptions, 'valid-for': { type: 'string' } }, positionals: ['ZONE'] }, argv);
-  if (help) return io.out(usage), 0;
+  if (help) return (io.out(usage), 0);
   const validFor = intOption(values['valid-for'], 'valid-for', usage);
   const name = parseZoneName(positionals[0]!);
   const made = await withLocal(values, (ctx) => ctx.zones.createInvite(name, validFor ?? 30 * 24 * 3600));
@@ -234,7 +234,7 @@ async function invite(argv: string[], io: Io): Promise<number> {
 
 async function policy(argv: string[], io: Io): Promise<number> {
   const { values, positionals, help } = parseCommand({ usage, options: localOptions, positionals: ['ZONE', 'POLICY'] }, argv);
-  if (help) return io.out(usage), 0;
+  if (help) return (io.out(usage), 0);
   const p = positionals[1]!;
   if (!POLICIES.includes(p)) throw new UsageError('POLICY must be open, invite or closed', usage);
   const name = parseZoneName(positionals[0]!);
@@ -248,7 +248,7 @@ const isHostScriptsLevel = (v: string): v is HostScriptsLevel => (HOST_SCRIPTS_L
 
 async function hostScripts(argv: string[], io: Io): Promise<number> {
   const { values, positionals, help } = parseCommand({ usage, options: localOptions, positionals: ['ZONE', 'LEVEL'] }, argv);
-  if (help) return io.out(usage), 0;
+  if (help) return (io.out(usage), 0);
   const level = positionals[1]!;
   if (!isHostScriptsLevel(level)) throw new UsageError('LEVEL must be strict, moderate or off', usage);
   const name = parseZoneName(positionals[0]!);
@@ -259,15 +259,20 @@ async function hostScripts(argv: string[], io: Io): Promise<number> {
 }
 
 async function delegate(argv: string[], io: Io): Promise<number> {
-  const options = { ...localOptions, 'server-url': { type: 'string', multiple: true }, ds: { type: 'string', multiple: true }, ttl: { type: 'string' } } as const;
+  const options = {
+    ...localOptions,
+    'server-url': { type: 'string', multiple: true },
+    ds: { type: 'string', multiple: true },
+    ttl: { type: 'string' },
+  } as const;
   const { values, positionals, help } = parseCommand({ usage, options, positionals: ['PARENT', 'CHILD'] }, argv);
-  if (help) return io.out(usage), 0;
+  if (help) return (io.out(usage), 0);
   const parent = parseZoneName(positionals[0]!);
   const child = parseZoneName(positionals[1]!);
   const servers = values['server-url'] ?? [];
   const ds = values.ds ?? [];
-  if (servers.length === 0) throw new UsageError('--server-url URL is required (the child zone\'s servers)', usage);
-  if (ds.length === 0) throw new UsageError('--ds THUMBPRINT is required (the child zone\'s key thumbprints)', usage);
+  if (servers.length === 0) throw new UsageError("--server-url URL is required (the child zone's servers)", usage);
+  if (ds.length === 0) throw new UsageError("--ds THUMBPRINT is required (the child zone's key thumbprints)", usage);
   const ttl = intOption(values.ttl, 'ttl', usage);
   const record = await withLocal(values, (ctx) => {
     ctx.zones.delegate(parent, child, { servers, ds, ...(ttl === undefined ? {} : { ttl }) });
@@ -280,7 +285,7 @@ async function delegate(argv: string[], io: Io): Promise<number> {
 
 async function undelegate(argv: string[], io: Io): Promise<number> {
   const { values, positionals, help } = parseCommand({ usage, options: localOptions, positionals: ['PARENT', 'CHILD'] }, argv);
-  if (help) return io.out(usage), 0;
+  if (help) return (io.out(usage), 0);
   const parent = parseZoneName(positionals[0]!);
   const child = parseZoneName(positionals[1]!);
   const info = await withLocal(values, (ctx) => {
@@ -293,9 +298,14 @@ async function undelegate(argv: string[], io: Io): Promise<number> {
 }
 
 async function secondary(argv: string[], io: Io): Promise<number> {
-  const options = { ...localOptions, primary: { type: 'string', multiple: true }, ds: { type: 'string', multiple: true }, credential: { type: 'string' } } as const;
+  const options = {
+    ...localOptions,
+    primary: { type: 'string', multiple: true },
+    ds: { type: 'string', multiple: true },
+    credential: { type: 'string' },
+  } as const;
   const { values, positionals, help } = parseCommand({ usage, options, positionals: ['ZONE'] }, argv);
-  if (help) return io.out(usage), 0;
+  if (help) return (io.out(usage), 0);
   const name = parseZoneName(positionals[0]!);
   if (!values.primary?.length) throw new UsageError('--primary URL is required (where to copy the zone from)', usage);
   if (!values.ds?.length) throw new UsageError('--ds THUMBPRINT is required (the zone key to trust)', usage);
@@ -312,7 +322,7 @@ async function secondary(argv: string[], io: Io): Promise<number> {
 
 async function digest(argv: string[], io: Io): Promise<number> {
   const { values, positionals, help } = parseCommand({ usage, options: localOptions, positionals: ['ZONE'] }, argv);
-  if (help) return io.out(usage), 0;
+  if (help) return (io.out(usage), 0);
   const info = await withLocal(values, (ctx) => ctx.zones.info(parseZoneName(positionals[0]!)));
   if (values.json) io.out(JSON.stringify({ zone: info.name, serial: info.serial, digest: info.digest }));
   else io.out(`${info.name} serial ${info.serial} digest ${info.digest}`);
@@ -321,7 +331,7 @@ async function digest(argv: string[], io: Io): Promise<number> {
 
 async function importZone(argv: string[], io: Io): Promise<number> {
   const { values, positionals, help } = parseCommand({ usage, options: localOptions, positionals: ['ZONE', 'FILE'] }, argv);
-  if (help) return io.out(usage), 0;
+  if (help) return (io.out(usage), 0);
   const name = parseZoneName(positionals[0]!);
   let text: string;
   try {
@@ -344,7 +354,7 @@ async function importZone(argv: string[], io: Io): Promise<number> {
 async function allowTransfer(argv: string[], io: Io): Promise<number> {
   const options = { ...localOptions, name: { type: 'string' }, notify: { type: 'string' } } as const;
   const { values, positionals, help } = parseCommand({ usage, options, positionals: ['ZONE'] }, argv);
-  if (help) return io.out(usage), 0;
+  if (help) return (io.out(usage), 0);
   if (!values.name) throw new UsageError('--name NAME is required (a name for the secondary)', usage);
   const name = parseZoneName(positionals[0]!);
   if (values.notify !== undefined) (await import('../../authority/settings.js')).parseServerUrls([values.notify], '--notify');
@@ -360,7 +370,7 @@ async function allowTransfer(argv: string[], io: Io): Promise<number> {
 async function denyTransfer(argv: string[], io: Io): Promise<number> {
   const options = { ...localOptions, name: { type: 'string' } } as const;
   const { values, positionals, help } = parseCommand({ usage, options, positionals: ['ZONE'] }, argv);
-  if (help) return io.out(usage), 0;
+  if (help) return (io.out(usage), 0);
   if (!values.name) throw new UsageError('--name NAME is required', usage);
   const name = parseZoneName(positionals[0]!);
   const removed = await withLocal(values, (ctx) => ctx.credentials.deny(name, values.name!));
@@ -370,9 +380,15 @@ async function denyTransfer(argv: string[], io: Io): Promise<number> {
 }
 
 async function promote(argv: string[], io: Io): Promise<number> {
-  const options = { ...localOptions, 'key-dir': { type: 'string' }, 'primary-url': { type: 'string' }, 'server-url': { type: 'string', multiple: true }, policy: { type: 'string' } } as const;
+  const options = {
+    ...localOptions,
+    'key-dir': { type: 'string' },
+    'primary-url': { type: 'string' },
+    'server-url': { type: 'string', multiple: true },
+    policy: { type: 'string' },
+  } as const;
   const { values, positionals, help } = parseCommand({ usage, options, positionals: ['ZONE'] }, argv);
-  if (help) return io.out(usage), 0;
+  if (help) return (io.out(usage), 0);
   if (!values['key-dir']) throw new UsageError('--key-dir DIR is required (where the zone key is)', usage);
   if (!values['primary-url']) throw new UsageError('--primary-url URL is required (the public URL of this server)', usage);
   if (values.policy !== undefined && !POLICIES.includes(values.policy)) throw new UsageError('--policy must be open, invite or closed', usage);

@@ -119,12 +119,27 @@ export class FastPaths {
   }
 
   /** Answers an error through the application's one mapping (errors.ts). */
-  private fail(req: IncomingMessage, res: ServerResponse, route: FastRoute, started: number, id: string, err: unknown, facts: Readonly<RequestFacts> | undefined, close = false): void {
+  private fail(
+    req: IncomingMessage,
+    res: ServerResponse,
+    route: FastRoute,
+    started: number,
+    id: string,
+    err: unknown,
+    facts: Readonly<RequestFacts> | undefined,
+    close = false,
+  ): void {
     const reply = errorReply(err, req.url ?? '', req.method ?? '', this.ctx.log);
     const headers = ['content-type', 'application/json'];
     for (const [name, value] of Object.entries(reply.headers)) headers.push(name.toLowerCase(), value);
     if (close) headers.push('connection', 'close');
-    this.send(req, res, route, started, id, { status: reply.status, headers, body: JSON.stringify(reply.body), tally: null, facts: { ...facts, outcome: reply.body.error.code } });
+    this.send(req, res, route, started, id, {
+      status: reply.status,
+      headers,
+      body: JSON.stringify(reply.body),
+      tally: null,
+      facts: { ...facts, outcome: reply.body.error.code },
+    });
   }
 
   private send(req: IncomingMessage, res: ServerResponse, route: FastRoute, started: number, id: string, reply: FastReply): void {

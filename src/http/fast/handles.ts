@@ -19,7 +19,13 @@ export class HandlesEndpoint implements FastEndpoint {
     const text = await readBody(req, Number(head.contentLength));
     const result = await this.ctx.changes.submit(changeRequestOf(parseJsonObject(text)), { expectAction: 'register' });
     const reply = registerReply(result);
-    return { status: reply.status, headers: reply.headers, body: reply.body, tally: null, facts: { role: 'change', action: 'register', zone: result.zone, outcome: 'accepted' } };
+    return {
+      status: reply.status,
+      headers: reply.headers,
+      body: reply.body,
+      tally: null,
+      facts: { role: 'change', action: 'register', zone: result.zone, outcome: 'accepted' },
+    };
   }
 }
 

@@ -129,7 +129,13 @@ export class ResolveEndpoint implements FastEndpoint {
       status: answer.status,
       ttl: answer.ttl,
       etag,
-      reply: { status: r.status, headers: r.headers, body: answer.body, tally: this.tally(r.status, answer.status), facts: { role: 'authoritative', zone: answer.zone, outcome: answer.status } },
+      reply: {
+        status: r.status,
+        headers: r.headers,
+        body: answer.body,
+        tally: this.tally(r.status, answer.status),
+        facts: { role: 'authoritative', zone: answer.zone, outcome: answer.status },
+      },
     };
   }
 }

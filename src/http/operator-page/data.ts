@@ -105,10 +105,7 @@ export interface ChainView {
 }
 
 /** Who answered for a zone of the chain, as this resolver saw it. */
-export type AnsweredBy =
-  | { kind: 'server'; url: string; rttMs: number }
-  | { kind: 'upstream'; url: string; rttMs: number }
-  | { kind: 'cache' };
+export type AnsweredBy = { kind: 'server'; url: string; rttMs: number } | { kind: 'upstream'; url: string; rttMs: number } | { kind: 'cache' };
 
 export interface ChainStep {
   zone: string;
@@ -121,14 +118,27 @@ export interface ChainStep {
   /** Signature expiry of the zone record, seconds since the epoch. */
   exp: number;
   /** Why the signing key is trusted: a configured trust anchor, or the parent's delegation. */
-  vouchedBy: { kind: 'anchor'; thumbprints: string[]; via: AnchorKind; words: string } | { kind: 'delegation'; parent: string; signedBy: string; ds: string[]; exp: number };
+  vouchedBy:
+    | { kind: 'anchor'; thumbprints: string[]; via: AnchorKind; words: string }
+    | { kind: 'delegation'; parent: string; signedBy: string; ds: string[]; exp: number };
   /** The delegation this zone signs for the next step, or null on the last step. */
   delegates: { name: string; servers: string[]; ds: string[] } | null;
 }
 
 export type FinalRecord =
   | { type: 'handle'; handle: string; endpoint: string; keys: string[]; ttl: number; serial: number; signedBy: string; exp: number; zone: string }
-  | { type: 'denial'; after: string | null; next: string | null; hashes: number; ttl: number; serial: number; signedBy: string; exp: number; zone: string; noCut: number };
+  | {
+      type: 'denial';
+      after: string | null;
+      next: string | null;
+      hashes: number;
+      ttl: number;
+      serial: number;
+      signedBy: string;
+      exp: number;
+      zone: string;
+      noCut: number;
+    };
 
 const MOD = 2 ** 32;
 
@@ -220,7 +230,14 @@ export async function gatherLookup(ctx: AppContext, input: string | undefined, o
     options.beforeLookup?.();
     const result = await ctx.resolver.lookup(asked);
     if (!result.verified) {
-      const bridged = { handle: result.handle, endpoint: result.endpoint, subject: result.subject, aliases: [...result.aliases], profile: result.profile ?? null, ttl: result.ttl };
+      const bridged = {
+        handle: result.handle,
+        endpoint: result.endpoint,
+        subject: result.subject,
+        aliases: [...result.aliases],
+        profile: result.profile ?? null,
+        ttl: result.ttl,
+      };
       return { input: asked, noResolver: false, error: null, result: null, bridged };
     }
     return { input: asked, noResolver: false, error: null, result: chainOf(result, ctx.resolver.options.anchors), bridged: null };
@@ -251,7 +268,12 @@ export function chainOf(r: VerifiedResult, anchors: ReadonlyMap<string, readonly
       vouchedBy = { kind: 'delegation', parent: parent.zone, signedBy: d.header.kid ?? '', ds: [...p.ds], exp: p.exp };
     } else {
       const anchor = r.proof.anchor;
-      vouchedBy = { kind: 'anchor', thumbprints: anchor ? [...anchor.ds] : [...(anchors.get(step.zone) ?? [])], via: anchor?.type ?? 'configured', words: describeAnchor(anchor) };
+      vouchedBy = {
+        kind: 'anchor',
+        thumbprints: anchor ? [...anchor.ds] : [...(anchors.get(step.zone) ?? [])],
+        via: anchor?.type ?? 'configured',
+        words: describeAnchor(anchor),
+      };
     }
     let delegates: ChainStep['delegates'] = null;
     if (step.delegation) {
@@ -274,10 +296,31 @@ export function chainOf(r: VerifiedResult, anchors: ReadonlyMap<string, readonly
   let record: FinalRecord;
   if (r.status === 'found') {
     const h = rec.payload as HandleRecord;
-    record = { type: 'handle', handle: h.handle, endpoint: h.endpoint, keys: h.keys.map((k) => thumbprint(k)), ttl: h.ttl, serial: h.serial, signedBy: kid, exp: h.exp, zone: h.zone };
+    record = {
+      type: 'handle',
+      handle: h.handle,
+      endpoint: h.endpoint,
+      keys: h.keys.map((k) => thumbprint(k)),
+      ttl: h.ttl,
+      serial: h.serial,
+      signedBy: kid,
+      exp: h.exp,
+      zone: h.zone,
+    };
   } else {
     const d = rec.payload as DenialRecord;
-    record = { type: 'denial', after: d.after, next: d.next, hashes: d.hashes.length, ttl: d.ttl, serial: d.serial, signedBy: kid, exp: d.exp, zone: d.zone, noCut: r.proof.noCut?.length ?? 0 };
+    record = {
+      type: 'denial',
+      after: d.after,
+      next: d.next,
+      hashes: d.hashes.length,
+      ttl: d.ttl,
+      serial: d.serial,
+      signedBy: kid,
+      exp: d.exp,
+      zone: d.zone,
+      noCut: r.proof.noCut?.length ?? 0,
+    };
   }
   return { handle: r.handle, status: r.status, zone: r.zone, ttlLeft: r.ttl, stale: r.stale, exp: r.exp, steps, record };
 }

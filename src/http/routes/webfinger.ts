@@ -43,7 +43,7 @@ export function parseResource(resource: string | undefined): WebfingerResource {
     return { endpoint: resource };
   }
   if (resource !== undefined && resource !== '' && !/^acct:/i.test(resource)) {
-    throw new IdnsError('invalid_resource', 'resource must be an acct: URI (acct:alice@example.com) or the https URL of a handle\'s endpoint (its actor)');
+    throw new IdnsError('invalid_resource', "resource must be an acct: URI (acct:alice@example.com) or the https URL of a handle's endpoint (its actor)");
   }
   return { handle: parseAcctResource(resource) };
 }
