@@ -37,72 +37,52 @@ export function formatTime(epochSeconds: number): string {
 
 function expiry(expSeconds: number, nowMs: number): Html {
   const left = expSeconds - nowMs / 1000;
-  return html`<span
-    >${formatTime(expSeconds)} <span class="${left > 0 ? 'muted' : 'bad'}">(${left > 0 ? `in ${formatDuration(left)}` : 'expired'})</span></span
-  >`;
+  return html`<span>${formatTime(expSeconds)} <span class="${left > 0 ? 'muted' : 'bad'}">(${left > 0 ? `in ${formatDuration(left)}` : 'expired'})</span></span>`;
 }
 
 function codes(values: readonly string[], cls = ''): Html {
   if (values.length === 0) return html`<span class="muted">none</span>`;
-  return html`<ul class="plain">
-    ${values.map((v) => html`<li><code class="${cls}">${v}</code></li>`)}
-  </ul>`;
+  return html`<ul class="plain">${values.map((v) => html`<li><code class="${cls}">${v}</code></li>`)}</ul>`;
 }
 
 /** The whole page. */
 export function renderOperatorPage(data: OperatorPageData): string {
   return html`<!doctype html>
-    <html lang="en">
-      <head>
-        <meta charset="utf-8" />
-        <meta name="viewport" content="width=device-width, initial-scale=1" />
-        <meta name="referrer" content="no-referrer" />
-        <title>idns operator page</title>
-        <style>
-          ${raw(STYLE)}
-        </style>
-      </head>
-      <body>
-        ${renderHeader(data.server, data.now)}
-        <main>
-          ${renderZones(data.zones)}
-          <section id="lookup" aria-labelledby="lookup-title">
-            <h2 id="lookup-title">Look up a handle</h2>
-            ${data.server.resolver ? renderResolverLine(data.server.resolver) : html`<p class="notice" id="no-resolver">This server does not run the resolver role, so it cannot look handles up. Start it with <code>--root URL --anchor ZONE=THUMBPRINT</code> (or <code>--forward URL</code>) to turn it on.</p>`}
-            <form class="lookup" id="lookup-form" method="get" role="search">
-              <label for="lookup-input">Handle</label>
-              <input
-                id="lookup-input"
-                name="lookup"
-                type="text"
-                value="${data.lookup?.input ?? ''}"
-                placeholder="alice@social.example"
-                autocomplete="off"
-                autocapitalize="off"
-                spellcheck="false"
-                maxlength="400"
-              />
-              <button type="submit">Resolve</button>
-            </form>
-            <p id="lookup-status" role="status"></p>
-            <div id="lookup-result" aria-live="polite">${data.lookup ? raw(renderLookup(data.lookup, data.now)) : ''}</div>
-          </section>
-        </main>
-        <script>
-          ${raw(SCRIPT)};
-        </script>
-      </body>
-    </html> `.value;
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">
+<title>idns operator page</title>
+<style>${raw(STYLE)}</style>
+</head>
+<body>
+${renderHeader(data.server, data.now)}
+<main>
+${renderZones(data.zones)}
+<section id="lookup" aria-labelledby="lookup-title">
+<h2 id="lookup-title">Look up a handle</h2>
+${data.server.resolver ? renderResolverLine(data.server.resolver) : html`<p class="notice" id="no-resolver">This server does not run the resolver role, so it cannot look handles up. Start it with <code>--root URL --anchor ZONE=THUMBPRINT</code> (or <code>--forward URL</code>) to turn it on.</p>`}
+<form class="lookup" id="lookup-form" method="get" role="search">
+<label for="lookup-input">Handle</label>
+<input id="lookup-input" name="lookup" type="text" value="${data.lookup?.input ?? ''}" placeholder="alice@social.example" autocomplete="off" autocapitalize="off" spellcheck="false" maxlength="400">
+<button type="submit">Resolve</button>
+</form>
+<p id="lookup-status" role="status"></p>
+<div id="lookup-result" aria-live="polite">${data.lookup ? raw(renderLookup(data.lookup, data.now)) : ''}</div>
+</section>
+</main>
+<script>${raw(SCRIPT)}</script>
+</body>
+</html>
+`.value;
 }
 
 function renderHeader(server: ServerView, now: number): Html {
   return html`<header>
-    <h1>idns operator page</h1>
-    <p>
-      ${server.publicUrl ? html`server <code>${server.publicUrl}</code> · ` : ''}resolver role: ${server.resolver ? server.resolver.mode : 'off'} · page made
-      ${formatTime(Math.floor(now / 1000))}
-    </p>
-  </header>`;
+<h1>idns operator page</h1>
+<p>${server.publicUrl ? html`server <code>${server.publicUrl}</code> · ` : ''}resolver role: ${server.resolver ? server.resolver.mode : 'off'} · page made ${formatTime(Math.floor(now / 1000))}</p>
+</header>`;
 }
 
 function renderResolverLine(r: ResolverView): Html {
@@ -115,57 +95,39 @@ function renderResolverLine(r: ResolverView): Html {
   );
   const d = r.discovery;
   const discovery = d
-    ? html` Zones published without a root are found through
-      ${d.dnsServers ? html`the validating DNS servers ${d.dnsServers.map((u, i) => html`${i ? ', ' : ''}<code>${u}</code>`)}` : "the system's DNS resolvers (not validating: TXT records need their HTTPS document)"}${d.requireDnssec ? ', DNSSEC required' : ''};
-      ${r.webfinger ? 'handles whose host publishes none are resolved by WebFinger, marked unverified.' : 'the WebFinger bridge is off.'}`
+    ? html` Zones published without a root are found through ${d.dnsServers ? html`the validating DNS servers ${d.dnsServers.map((u, i) => html`${i ? ', ' : ''}<code>${u}</code>`)}` : "the system's DNS resolvers (not validating: TXT records need their HTTPS document)"}${d.requireDnssec ? ', DNSSEC required' : ''}; ${r.webfinger ? 'handles whose host publishes none are resolved by WebFinger, marked unverified.' : 'the WebFinger bridge is off.'}`
     : '';
   if (r.anchors.length === 0) return html`<p class="muted">Lookups go through this server's resolver, with no configured trust anchor.${discovery}</p>`;
-  return html`<p class="muted">
-    Lookups go through this server's resolver, ${servers}, and are verified from the trust anchor${r.anchors.length > 1 ? 's' : ''} ${anchors}.${discovery}
-  </p>`;
+  return html`<p class="muted">Lookups go through this server's resolver, ${servers}, and are verified from the trust anchor${r.anchors.length > 1 ? 's' : ''} ${anchors}.${discovery}</p>`;
 }
 
 /** The table of zones held here. */
 export function renderZones(zones: readonly ZoneView[]): Html {
   if (zones.length === 0) {
-    return html`<section id="zones" aria-labelledby="zones-title">
-      <h2 id="zones-title">Zones held here</h2>
-      <p class="muted">This server holds no zone.</p>
-    </section>`;
+    return html`<section id="zones" aria-labelledby="zones-title"><h2 id="zones-title">Zones held here</h2><p class="muted">This server holds no zone.</p></section>`;
   }
   return html`<section id="zones" aria-labelledby="zones-title">
-    <h2 id="zones-title">Zones held here (${zones.length})</h2>
-    <table>
-      <thead>
-        <tr>
-          <th>Zone</th>
-          <th>Role</th>
-          <th>Serial</th>
-          <th>Policy</th>
-          <th>Handles</th>
-          <th>Servers (zone record)</th>
-          <th>Keys</th>
-          <th>Replication</th>
-        </tr>
-      </thead>
-      <tbody>
-        ${zones.map((z) => renderZoneRow(z))}
-      </tbody>
-    </table>
-  </section>`;
+<h2 id="zones-title">Zones held here (${zones.length})</h2>
+<table>
+<thead><tr><th>Zone</th><th>Role</th><th>Serial</th><th>Policy</th><th>Handles</th><th>Servers (zone record)</th><th>Keys</th><th>Replication</th></tr></thead>
+<tbody>
+${zones.map((z) => renderZoneRow(z))}
+</tbody>
+</table>
+</section>`;
 }
 
 function renderZoneRow(z: ZoneView): Html {
   return html`<tr data-zone="${z.name}">
-    <td><code class="zone-name">${z.name}</code></td>
-    <td>${z.role}</td>
-    <td class="num">${z.serial ?? html`<span class="muted">none yet</span>`}</td>
-    <td>${z.policy ?? html`<span class="muted">set on the primary</span>`}</td>
-    <td class="num">${z.handles}</td>
-    <td>${codes(z.servers)}</td>
-    <td>${codes(z.keys)}</td>
-    <td>${z.secondary ? renderReplication(z) : html`<span class="muted">primary: serves its own copy</span>`}</td>
-  </tr>`;
+<td><code class="zone-name">${z.name}</code></td>
+<td>${z.role}</td>
+<td class="num">${z.serial ?? html`<span class="muted">none yet</span>`}</td>
+<td>${z.policy ?? html`<span class="muted">set on the primary</span>`}</td>
+<td class="num">${z.handles}</td>
+<td>${codes(z.servers)}</td>
+<td>${codes(z.keys)}</td>
+<td>${z.secondary ? renderReplication(z) : html`<span class="muted">primary: serves its own copy</span>`}</td>
+</tr>`;
 }
 
 function renderReplication(z: ZoneView): Html {
@@ -179,45 +141,29 @@ function renderReplication(z: ZoneView): Html {
           ? html`<span class="warn">${s.lag} behind</span>`
           : html`<span class="bad">source is ${-s.lag} behind us</span>`;
   return html`<dl class="kv">
-    <dt>state</dt>
-    <dd>${s.expired ? html`<span class="badge bad">expired</span> ${z.unavailable ?? ''}` : html`<span class="badge ok">serving</span>`}</dd>
-    <dt>sources</dt>
-    <dd>${codes(s.sources)}</dd>
-    <dt>last good check</dt>
-    <dd>
-      ${s.lastSuccess === null ? html`<span class="muted">never</span>` : html`${formatDuration(s.lastSuccessAge ?? 0)} ago <span class="muted">(${formatTime(Math.floor(s.lastSuccess / 1000))})</span>`}
-    </dd>
-    <dt>last error</dt>
-    <dd class="last-error">${s.lastError === null ? html`<span class="muted">none</span>` : html`<span class="bad">${s.lastError}</span>`}</dd>
-    <dt>primary serial</dt>
-    <dd>${s.primarySerial ?? html`<span class="muted">not checked yet</span>`}</dd>
-    <dt>lag</dt>
-    <dd>${lag}</dd>
-    ${
-      s.transfers
-        ? html`<dt>transfers</dt>
-            <dd>${s.transfers.full} full, ${s.transfers.incremental} incremental, ${s.transfers.failed} failed</dd>`
-        : ''
-    }
-  </dl>`;
+<dt>state</dt><dd>${s.expired ? html`<span class="badge bad">expired</span> ${z.unavailable ?? ''}` : html`<span class="badge ok">serving</span>`}</dd>
+<dt>sources</dt><dd>${codes(s.sources)}</dd>
+<dt>last good check</dt><dd>${s.lastSuccess === null ? html`<span class="muted">never</span>` : html`${formatDuration(s.lastSuccessAge ?? 0)} ago <span class="muted">(${formatTime(Math.floor(s.lastSuccess / 1000))})</span>`}</dd>
+<dt>last error</dt><dd class="last-error">${s.lastError === null ? html`<span class="muted">none</span>` : html`<span class="bad">${s.lastError}</span>`}</dd>
+<dt>primary serial</dt><dd>${s.primarySerial ?? html`<span class="muted">not checked yet</span>`}</dd>
+<dt>lag</dt><dd>${lag}</dd>
+${s.transfers ? html`<dt>transfers</dt><dd>${s.transfers.full} full, ${s.transfers.incremental} incremental, ${s.transfers.failed} failed</dd>` : ''}
+</dl>`;
 }
 
 /** The result of a lookup (also sent alone as `?fragment=lookup` to the page's script). */
 export function renderLookup(view: LookupView, now: number): string {
   if (view.noResolver) {
-    return html`<div class="notice" role="alert" data-outcome="no_resolver">
-      Cannot look up <code>${view.input}</code>: this server does not run the resolver role.
-    </div>`.value;
+    return html`<div class="notice" role="alert" data-outcome="no_resolver">Cannot look up <code>${view.input}</code>: this server does not run the resolver role.</div>`
+      .value;
   }
   if (view.error) {
     const hint = HINTS[view.error.code];
     return html`<div class="error" role="alert" data-outcome="error" data-code="${view.error.code}">
-      <p>
-        <strong>Lookup of <code>${view.input}</code> failed: <code>${view.error.code}</code></strong>
-      </p>
-      <p>${view.error.message}</p>
-      ${hint ? html`<p class="muted">${hint}</p>` : ''}
-    </div>`.value;
+<p><strong>Lookup of <code>${view.input}</code> failed: <code>${view.error.code}</code></strong></p>
+<p>${view.error.message}</p>
+${hint ? html`<p class="muted">${hint}</p>` : ''}
+</div>`.value;
   }
   if (view.bridged) return renderBridged(view.bridged).value;
   return renderChain(view.result!, now).value;
@@ -226,64 +172,40 @@ export function renderLookup(view: LookupView, now: number): string {
 /** A handle resolved by the WebFinger bridge: what its host said, plainly marked as not verified. */
 function renderBridged(b: BridgedView): Html {
   return html`<section class="result" data-outcome="webfinger" aria-label="Result of the lookup">
-    <p class="summary">
-      <span class="badge warn">not verified</span> <code>${b.handle}</code> lives at <code class="endpoint">${b.endpoint}</code>, according to its host's
-      WebFinger
-    </p>
-    <p class="muted">The host publishes no idns zone, so nothing here is signed: the answer is only as good as the host's HTTPS. TTL ${b.ttl} s.</p>
-    <dl class="kv">
-      <dt>subject</dt>
-      <dd><code>${b.subject}</code></dd>
-      <dt>aliases</dt>
-      <dd>${b.aliases.length ? b.aliases.map((a, j) => html`${j ? ', ' : ''}<code>${a}</code>`) : html`<span class="muted">none</span>`}</dd>
-      ${
-        b.profile
-          ? html`<dt>profile page</dt>
-              <dd><code>${b.profile}</code></dd>`
-          : ''
-      }
-    </dl>
-  </section>`;
+<p class="summary"><span class="badge warn">not verified</span> <code>${b.handle}</code> lives at <code class="endpoint">${b.endpoint}</code>, according to its host's WebFinger</p>
+<p class="muted">The host publishes no idns zone, so nothing here is signed: the answer is only as good as the host's HTTPS. TTL ${b.ttl} s.</p>
+<dl class="kv">
+<dt>subject</dt><dd><code>${b.subject}</code></dd>
+<dt>aliases</dt><dd>${b.aliases.length ? b.aliases.map((a, j) => html`${j ? ', ' : ''}<code>${a}</code>`) : html`<span class="muted">none</span>`}</dd>
+${b.profile ? html`<dt>profile page</dt><dd><code>${b.profile}</code></dd>` : ''}
+</dl>
+</section>`;
 }
 
 function renderChain(c: ChainView, now: number): Html {
   const summary =
     c.status === 'found'
-      ? html`<p class="summary">
-          <span class="badge ok">verified</span> <code>${c.handle}</code> lives at
-          <code class="endpoint">${c.record.type === 'handle' ? c.record.endpoint : ''}</code>
-        </p>`
-      : html`<p class="summary">
-          <span class="badge warn">verified denial</span> <code>${c.handle}</code> does not exist: zone <code>${c.zone}</code> signed a proof of non-existence.
-        </p>`;
+      ? html`<p class="summary"><span class="badge ok">verified</span> <code>${c.handle}</code> lives at <code class="endpoint">${c.record.type === 'handle' ? c.record.endpoint : ''}</code></p>`
+      : html`<p class="summary"><span class="badge warn">verified denial</span> <code>${c.handle}</code> does not exist: zone <code>${c.zone}</code> signed a proof of non-existence.</p>`;
   const items: Html[] = [];
   c.steps.forEach((step, i) => {
     items.push(renderStep(step, i, now));
     if (step.delegates) {
       items.push(
-        html`<li class="link">
-          zone <code>${step.zone}</code> delegates <code>${step.delegates.name}</code> to ${step.delegates.servers.length}
-          server${step.delegates.servers.length === 1 ? '' : 's'}, vouching for key${step.delegates.ds.length === 1 ? '' : 's'}
-          ${step.delegates.ds.map((d, j) => html`${j ? ', ' : ''}<code>${d}</code>`)}
-        </li>`,
+        html`<li class="link">zone <code>${step.zone}</code> delegates <code>${step.delegates.name}</code> to ${step.delegates.servers.length} server${step.delegates.servers.length === 1 ? '' : 's'}, vouching for key${step.delegates.ds.length === 1 ? '' : 's'} ${step.delegates.ds.map((d, j) => html`${j ? ', ' : ''}<code>${d}</code>`)}</li>`,
       );
     }
   });
   items.push(html`<li class="link">zone <code>${c.zone}</code> signs the ${c.record.type === 'handle' ? 'handle record' : 'denial'}</li>`);
   items.push(renderFinal(c.record, now));
   return html`<section class="result" data-outcome="${c.status}" aria-label="Result of the lookup">
-    ${summary}
-    <p class="muted">
-      TTL left:
-      <strong class="ttl">${c.ttlLeft} s</strong
-      >${c.stale ? html` <span class="badge warn">stale: served from expired cache because the zone's servers failed</span>` : ''} · whole chain valid until
-      ${expiry(c.exp, now)}
-    </p>
-    <h3>Chain of trust</h3>
-    <ol class="chain">
-      ${items}
-    </ol>
-  </section>`;
+${summary}
+<p class="muted">TTL left: <strong class="ttl">${c.ttlLeft} s</strong>${c.stale ? html` <span class="badge warn">stale: served from expired cache because the zone's servers failed</span>` : ''} · whole chain valid until ${expiry(c.exp, now)}</p>
+<h3>Chain of trust</h3>
+<ol class="chain">
+${items}
+</ol>
+</section>`;
 }
 
 function renderStep(step: ChainStep, i: number, now: number): Html {
@@ -296,65 +218,41 @@ function renderStep(step: ChainStep, i: number, now: number): Html {
   const v = step.vouchedBy;
   const trusted =
     v.kind === 'anchor'
-      ? html`<strong>trust anchor</strong>
-          ${v.via === 'configured' ? 'configured on this server' : html`found by discovery, <span class="anchor">${v.words}</span>`}${v.thumbprints.length ? html`: ${v.thumbprints.map((t, j) => html`${j ? ', ' : ''}<code>${t}</code>`)}` : ''}${v.thumbprints.includes(step.signedBy) ? html` <span class="ok">✓ matches</span>` : ''}`
-      : html`the delegation from <code>${v.parent}</code> (signed by key <code>${v.signedBy}</code>, valid until ${expiry(v.exp, now)}) lists ds
-          ${v.ds.map((d, j) => html`${j ? ', ' : ''}<code>${d}</code>`)}${v.ds.includes(step.signedBy) ? html` <span class="ok">✓ matches</span>` : ''}`;
+      ? html`<strong>trust anchor</strong> ${v.via === 'configured' ? 'configured on this server' : html`found by discovery, <span class="anchor">${v.words}</span>`}${v.thumbprints.length ? html`: ${v.thumbprints.map((t, j) => html`${j ? ', ' : ''}<code>${t}</code>`)}` : ''}${v.thumbprints.includes(step.signedBy) ? html` <span class="ok">✓ matches</span>` : ''}`
+      : html`the delegation from <code>${v.parent}</code> (signed by key <code>${v.signedBy}</code>, valid until ${expiry(v.exp, now)}) lists ds ${v.ds.map((d, j) => html`${j ? ', ' : ''}<code>${d}</code>`)}${v.ds.includes(step.signedBy) ? html` <span class="ok">✓ matches</span>` : ''}`;
   return html`<li class="step" data-step-zone="${step.zone}">
-    <h3>${i + 1}. zone <code class="zone-name">${step.zone}</code>${step.zone === '.' ? html` <span class="muted">(the root)</span>` : ''}</h3>
-    <dl class="kv">
-      <dt>answered by</dt>
-      <dd>${answered}</dd>
-      <dt>zone record signed by</dt>
-      <dd>key <code class="kid">${step.signedBy}</code> <span class="muted">· serial ${step.serial}</span></dd>
-      <dt>key trusted via</dt>
-      <dd>${trusted}</dd>
-      <dt>zone keys</dt>
-      <dd>${step.zoneKeys.map((k, j) => html`${j ? ', ' : ''}<code>${k}</code>`)}</dd>
-      <dt>signature expires</dt>
-      <dd>${expiry(step.exp, now)}</dd>
-    </dl>
-  </li>`;
+<h3>${i + 1}. zone <code class="zone-name">${step.zone}</code>${step.zone === '.' ? html` <span class="muted">(the root)</span>` : ''}</h3>
+<dl class="kv">
+<dt>answered by</dt><dd>${answered}</dd>
+<dt>zone record signed by</dt><dd>key <code class="kid">${step.signedBy}</code> <span class="muted">· serial ${step.serial}</span></dd>
+<dt>key trusted via</dt><dd>${trusted}</dd>
+<dt>zone keys</dt><dd>${step.zoneKeys.map((k, j) => html`${j ? ', ' : ''}<code>${k}</code>`)}</dd>
+<dt>signature expires</dt><dd>${expiry(step.exp, now)}</dd>
+</dl>
+</li>`;
 }
 
 function renderFinal(r: FinalRecord, now: number): Html {
   if (r.type === 'handle') {
     return html`<li class="final handle" data-record="handle">
-      <h3>Handle record <code>${r.handle}</code></h3>
-      <dl class="kv">
-        <dt>endpoint</dt>
-        <dd><code class="endpoint">${r.endpoint}</code></dd>
-        <dt>keys</dt>
-        <dd>${codes(r.keys, 'handle-key')}</dd>
-        <dt>signed by</dt>
-        <dd>key <code class="kid">${r.signedBy}</code> of zone <code>${r.zone}</code> <span class="muted">· serial ${r.serial}</span></dd>
-        <dt>record TTL</dt>
-        <dd>${r.ttl} s</dd>
-        <dt>signature expires</dt>
-        <dd>${expiry(r.exp, now)}</dd>
-      </dl>
-    </li>`;
+<h3>Handle record <code>${r.handle}</code></h3>
+<dl class="kv">
+<dt>endpoint</dt><dd><code class="endpoint">${r.endpoint}</code></dd>
+<dt>keys</dt><dd>${codes(r.keys, 'handle-key')}</dd>
+<dt>signed by</dt><dd>key <code class="kid">${r.signedBy}</code> of zone <code>${r.zone}</code> <span class="muted">· serial ${r.serial}</span></dd>
+<dt>record TTL</dt><dd>${r.ttl} s</dd>
+<dt>signature expires</dt><dd>${expiry(r.exp, now)}</dd>
+</dl>
+</li>`;
   }
   return html`<li class="final denial" data-record="denial">
-    <h3>Denial: the handle does not exist</h3>
-    <dl class="kv">
-      <dt>range</dt>
-      <dd>
-        the handle's name hash lies strictly between <code>${r.after ?? '(start of hash space)'}</code> and <code>${r.next ?? '(end of hash space)'}</code>,
-        where zone <code>${r.zone}</code> signed the complete list of its name hashes (${r.hashes}), and this one is not among them
-      </dd>
-      ${
-        r.noCut > 0
-          ? html`<dt>no delegation between</dt>
-              <dd>${r.noCut} more signed denial${r.noCut === 1 ? '' : 's'} prove no name between the zone and the host is a delegated zone</dd>`
-          : ''
-      }
-      <dt>signed by</dt>
-      <dd>key <code class="kid">${r.signedBy}</code> of zone <code>${r.zone}</code> <span class="muted">· serial ${r.serial}</span></dd>
-      <dt>denial TTL</dt>
-      <dd>${r.ttl} s</dd>
-      <dt>signature expires</dt>
-      <dd>${expiry(r.exp, now)}</dd>
-    </dl>
-  </li>`;
+<h3>Denial: the handle does not exist</h3>
+<dl class="kv">
+<dt>range</dt><dd>the handle's name hash lies strictly between <code>${r.after ?? '(start of hash space)'}</code> and <code>${r.next ?? '(end of hash space)'}</code>, where zone <code>${r.zone}</code> signed the complete list of its name hashes (${r.hashes}), and this one is not among them</dd>
+${r.noCut > 0 ? html`<dt>no delegation between</dt><dd>${r.noCut} more signed denial${r.noCut === 1 ? '' : 's'} prove no name between the zone and the host is a delegated zone</dd>` : ''}
+<dt>signed by</dt><dd>key <code class="kid">${r.signedBy}</code> of zone <code>${r.zone}</code> <span class="muted">· serial ${r.serial}</span></dd>
+<dt>denial TTL</dt><dd>${r.ttl} s</dd>
+<dt>signature expires</dt><dd>${expiry(r.exp, now)}</dd>
+</dl>
+</li>`;
 }
