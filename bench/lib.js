@@ -305,14 +305,38 @@ export function speed() {
   return median(samples);
 }
 
-/** An unused loopback port (closed again; a server started right after takes it). */
+/**
+ * An unused loopback port (closed again; a server started right after takes it), from below the kernel's
+ * ephemeral range: a port from binding 0 can become the local port of an outgoing connection (the load
+ * generator opens many) before the server binds it (as test/support/cluster.ts does for the tests).
+ */
 export async function freePort() {
   const { createServer } = await import('node:net');
-  const srv = createServer();
-  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
-  const port = srv.address().port;
-  await new Promise((r) => srv.close(r));
-  return port;
+  const { randomInt } = await import('node:crypto');
+  const bind = (port) =>
+    new Promise((resolve) => {
+      const srv = createServer();
+      srv.once('error', () => resolve(null));
+      srv.listen(port, '127.0.0.1', () => {
+        const bound = srv.address().port;
+        srv.close(() => resolve(bound));
+      });
+    });
+  let low = 32768;
+  try {
+    low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || low;
+  } catch {
+    // Not Linux: the usual default.
+  }
+  const top = low - 1;
+  const bottom = Math.max(1024, top - 12_000);
+  for (let attempt = 0; top - bottom >= 1000 && attempt < 100; attempt++) {
+    const port = await bind(bottom + randomInt(top - bottom + 1));
+    if (port !== null) return port;
+  }
+  const any = await bind(0);
+  if (any === null) throw new Error('no free loopback port');
+  return any;
 }
 
 /** A bare node:http server answering a fixed body of `size` bytes; resolves to its URL. */
