@@ -11,7 +11,7 @@ import { COMPACT_JWS_TEXT } from '../records/encoding.js';
 import type { Store } from '../store/store.js';
 import { decodePayload } from './editor.js';
 import { serialOf } from './serial.js';
-import type { ZoneService } from './zones.js';
+import type { ZoneReader } from './zone-reader.js';
 import type { AnswerFiles } from './answer-files.js';
 
 /** An authoritative answer for one handle. */
@@ -72,7 +72,7 @@ export class Authority {
 
   constructor(
     private readonly store: Store,
-    private readonly zones: ZoneService,
+    private readonly zones: ZoneReader,
     private readonly clock: Clock,
     /** Answer files of large zones (answer-files.ts), tried before the database on the read fast path. */
     private readonly files: Pick<AnswerFiles, 'record'> | null = null,

@@ -1,21 +1,18 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type { Clock } from '../clock.js';
 import { IdnsError } from '../errors.js';
-import { ancestors, isAtOrBelow, parseZoneName, ROOT } from '../names/zone.js';
+import { isAtOrBelow, parseZoneName } from '../names/zone.js';
 import { GAP_START } from '../records/denial.js';
 import { ZoneDigest } from '../records/digest.js';
-import type { StoredRecord } from '../store/records.js';
-import { thumbprint, type SigningKey } from '../records/keys.js';
-import type { Store } from '../store/store.js';
+import { thumbprint } from '../records/keys.js';
 import type { RegistrationPolicy, ZoneRow } from '../store/zones.js';
 import { ZoneEditor } from './editor.js';
-import type { KeyRing } from './keyring.js';
-import { serialOf } from './serial.js';
+import { ZoneReader, type ZoneInfo } from './zone-reader.js';
 import { DEFAULT_ZONE_TIMERS, parseSecondarySettings, parseServerUrls, parseZoneSettings, type SecondarySettings, type ZoneSettings } from './settings.js';
 import { decodePayload } from './editor.js';
-import { RECORD_LIMITS, SHA256_B64U, type ZoneRecord } from '../records/types.js';
+import { RECORD_LIMITS, SHA256_B64U } from '../records/types.js';
 import type { HostScriptsLevel } from '../names/host-scripts.js';
-import type { Publication } from '../discovery/publication.js';
+
+export type { ZoneInfo } from './zone-reader.js';
 
 /** What `idns zone create` takes. */
 export interface CreateZoneOptions {
@@ -29,36 +26,12 @@ export interface CreateZoneOptions {
   timers?: Partial<Pick<ZoneSettings, keyof typeof DEFAULT_ZONE_TIMERS>>;
 }
 
-/** A zone as operators see it. */
-export interface ZoneInfo {
-  name: string;
-  role: ZoneRow['role'];
-  serial: number;
-  version: number;
-  policy: RegistrationPolicy;
-  /** Primary settings (null on a secondary). */
-  settings: ZoneSettings | null;
-  /** Secondary settings (null on a primary). */
-  secondary: SecondarySettings | null;
-  /** Servers listed in the zone record. */
-  servers: string[];
-  record: string;
-  keyThumbprints: string[];
-  digest: string;
-  handles: number;
-}
-
-/** Zones held by this server: creating them, reading them, and opening them for change. */
-export class ZoneService {
-  private readonly settingsCache = new Map<string, { raw: string; parsed: ZoneSettings }>();
-  private readonly recordCache = new Map<string, { raw: string; parsed: ZoneRecord }>();
-
-  constructor(
-    private readonly store: Store,
-    private readonly keys: KeyRing,
-    private readonly clock: Clock,
-  ) {}
-
+/**
+ * Zones held by this server, administered: creating, promoting, delegating, setting policies, and opening
+ * a zone for change (the ZoneEditor). Reading them is the ZoneReader's (zone-reader.ts), which the parts
+ * that only read (answers, replication, the operator page) are given.
+ */
+export class ZoneService extends ZoneReader {
   /** Creates a primary zone with a new signing key, its zone record and its first denial gap. */
   create(name: string, options: CreateZoneOptions): ZoneInfo {
     if (this.store.zones.get(name)) throw new IdnsError('zone_exists', `zone ${name} already exists here`);
@@ -170,85 +143,6 @@ export class ZoneService {
     return this.info(name);
   }
 
-  /** The zone row, or undefined when this server does not hold the zone. */
-  get(name: string): ZoneRow | undefined {
-    return this.store.zones.get(name);
-  }
-
-  /** The zone row, or zone_not_found. */
-  require(name: string): ZoneRow {
-    const row = this.store.zones.get(name);
-    if (!row) throw new IdnsError('zone_not_found', `zone ${name} is not held by this server`);
-    return row;
-  }
-
-  /** Operator's view of a zone. */
-  info(name: string): ZoneInfo {
-    const row = this.require(name);
-    const settings = row.role === 'primary' ? this.settings(row) : null;
-    const zoneRecord = this.zoneRecord(row);
-    return {
-      name: row.name,
-      role: row.role,
-      serial: serialOf(row.version),
-      version: row.version,
-      policy: row.policy,
-      settings,
-      secondary: row.role === 'secondary' ? this.secondarySettings(row) : null,
-      servers: zoneRecord?.servers ?? settings?.servers ?? [],
-      record: row.record,
-      keyThumbprints: settings ? settings.keyIds : (zoneRecord?.keys ?? []).map((k) => thumbprint(k)),
-      digest: ZoneDigest.fromState(row.digestState).value(),
-      handles: this.store.records.count(row.content, 'handle'),
-    };
-  }
-
-  /**
-   * What `idns zone publish` puts in DNS and at /.well-known/idns: the thumbprints of every key the
-   * current zone record lists (during a key rollover both, so resolvers that read either publication
-   * accept records signed by the old or the new key) and the record's servers.
-   */
-  publication(name: string): Publication & { ttl: number } {
-    if (name === ROOT) throw new IdnsError('invalid_zone_name', 'the root zone is not published: resolvers are configured with its key (--anchor)');
-    const row = this.require(name);
-    const record = this.zoneRecord(row);
-    if (record === null) throw new IdnsError('zone_not_found', `zone ${name} has no zone record yet (a secondary that has not copied it): nothing to publish`);
-    return { zone: row.name, ds: record.keys.map((k) => thumbprint(k)), servers: [...record.servers], ttl: record.ttl };
-  }
-
-  /** Every zone held here. */
-  list(): ZoneRow[] {
-    return this.store.zones.list();
-  }
-
-  /**
-   * The hosted zone that holds `host`: the longest of its ancestors that this server holds. Uses the
-   * cached rows, so it is cheap on the read path.
-   */
-  closestHosted(host: string): ZoneRow | undefined {
-    const zones = this.store.zones.snapshot();
-    for (const candidate of ancestors(host)) {
-      const row = zones.get(candidate);
-      if (row) return row;
-    }
-    return undefined;
-  }
-
-  /**
-   * The delegation in `zone` that cuts `host` away from it, if any: the topmost delegated name between
-   * the zone and the host (as in DNS, below the first cut the parent has no authority at all).
-   */
-  cutFor(zone: ZoneRow, host: string): StoredRecord | undefined {
-    const below = ancestors(host);
-    const at = below.indexOf(zone.name);
-    if (at <= 0) return undefined;
-    for (let i = at - 1; i >= 0; i--) {
-      const found = this.store.records.get(zone.content, 'delegation', below[i]!);
-      if (found) return found;
-    }
-    return undefined;
-  }
-
   /** Delegates `child` (strictly below `parent`) to its own servers, vouching for its keys by thumbprint. */
   delegate(parent: string, child: string, delegation: { servers: string[]; ds: string[]; ttl?: number }): string {
     // Held to the bounds verifiers apply to a delegation record (records/types.ts), so none it signs is refused.
@@ -292,61 +186,6 @@ export class ZoneService {
       editor.removeName(child);
       editor.commit();
     });
-  }
-
-  /** A zone row from the read-path cache. */
-  cachedZone(name: string): ZoneRow | undefined {
-    return this.store.zones.cached(name);
-  }
-
-  /** The payload of a zone's current signed zone record (its timers, keys, servers), cached per record. */
-  zoneRecord(row: ZoneRow): ZoneRecord | null {
-    if (row.record === '') return null;
-    const hit = this.recordCache.get(row.name);
-    if (hit && hit.raw === row.record) return hit.parsed;
-    const parsed = decodePayload(row.record) as unknown as ZoneRecord;
-    this.recordCache.set(row.name, { raw: row.record, parsed });
-    return parsed;
-  }
-
-  /**
-   * Why a zone cannot be answered from, or null when it can: a secondary stops answering once `expire`
-   * seconds (from the zone record) have passed without a successful check against a primary, as a DNS
-   * secondary does, rather than serve data that may be long out of date.
-   */
-  unavailable(row: ZoneRow): string | null {
-    if (row.role !== 'secondary') return null;
-    const record = this.zoneRecord(row);
-    if (record === null) return `zone ${row.name} has not been transferred yet`;
-    const last = row.refreshedAt ?? row.createdAt;
-    const silentMs = this.clock.now() - last;
-    if (silentMs > record.expire * 1000) {
-      return `zone ${row.name} expired: no successful check with its primary for ${Math.floor(silentMs / 1000)} s (expire is ${record.expire} s)`;
-    }
-    return null;
-  }
-
-  /** Settings of a secondary zone. */
-  secondarySettings(row: ZoneRow): SecondarySettings {
-    if (row.role !== 'secondary') throw new IdnsError('invalid_request', `zone ${row.name} is not a secondary here`);
-    return parseSecondarySettings(JSON.parse(row.settings));
-  }
-
-  /** Parsed settings of a primary zone row (cached by the raw JSON, which changes rarely). */
-  settings(row: ZoneRow): ZoneSettings {
-    if (row.role !== 'primary') throw new IdnsError('not_primary', `zone ${row.name} is a secondary here`);
-    const hit = this.settingsCache.get(row.name);
-    if (hit && hit.raw === row.settings) return hit.parsed;
-    const parsed = parseZoneSettings(JSON.parse(row.settings));
-    this.settingsCache.set(row.name, { raw: row.settings, parsed });
-    return parsed;
-  }
-
-  /** A primary zone's current signing key. */
-  signingKey(row: ZoneRow): SigningKey {
-    const kid = this.settings(row).keyIds[0];
-    if (kid === undefined) throw new IdnsError('key_unavailable', `zone ${row.name} has no signing key configured`);
-    return this.keys.load(row.name, kid);
   }
 
   /** Opens a primary zone for change; call inside a write transaction. */

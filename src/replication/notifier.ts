@@ -1,7 +1,7 @@
 import type { Dispatcher } from 'undici';
 import { request } from 'undici';
 import { serialOf } from '../authority/serial.js';
-import type { ZoneService } from '../authority/zones.js';
+import type { ZoneReader } from '../authority/zone-reader.js';
 import { epochSeconds, timersFor, type Clock, type Timers } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { Credential, CredentialStore } from './credentials.js';
@@ -37,7 +37,7 @@ export class Notifier {
   failed = 0;
 
   constructor(
-    private readonly zones: ZoneService,
+    private readonly zones: ZoneReader,
     private readonly credentials: CredentialStore,
     private readonly clock: Clock,
     private readonly log: Logger,

@@ -1,6 +1,6 @@
 import type { Dispatcher } from 'undici';
 import { serialLess, serialOf } from '../authority/serial.js';
-import type { ZoneService } from '../authority/zones.js';
+import type { ZoneReader } from '../authority/zone-reader.js';
 import { timersFor, type Clock, type Timers } from '../clock.js';
 import { IdnsError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -41,7 +41,7 @@ const INITIAL_RETRY_S = 5;
  * The secondary's refresh/retry loop, one per secondary zone held here: check the zone record's serial
  * every `refresh` seconds (at once on a notify), transfer incrementally when the source's journal reaches
  * back, fully otherwise, and retry every `retry` seconds after a failure. Expiry needs no timer: the
- * answer path compares the last success with `expire` (ZoneService.unavailable).
+ * answer path compares the last success with `expire` (ZoneReader.unavailable).
  */
 export class Replicator {
   private readonly loops = new Map<string, ZoneLoop>();
@@ -52,7 +52,7 @@ export class Replicator {
 
   constructor(
     private readonly store: Store,
-    private readonly zones: ZoneService,
+    private readonly zones: ZoneReader,
     private readonly credentials: CredentialStore,
     private readonly clock: Clock,
     private readonly log: Logger,
@@ -258,7 +258,7 @@ export class Replicator {
     }
   }
 
-  private timer(row: ReturnType<ZoneService['require']>, which: 'refresh' | 'retry'): number {
+  private timer(row: ReturnType<ZoneReader['require']>, which: 'refresh' | 'retry'): number {
     const record = this.zones.zoneRecord(row);
     return (record ? record[which] : INITIAL_RETRY_S) * 1000;
   }

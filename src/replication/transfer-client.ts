@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { request, type Dispatcher } from 'undici';
 import { serialLess, serialOf } from '../authority/serial.js';
-import type { ZoneService } from '../authority/zones.js';
+import type { ZoneReader } from '../authority/zone-reader.js';
 import { epochSeconds, type Clock } from '../clock.js';
 import { errorFromBody, jsonRequest } from '../client/http.js';
 import { IdnsError } from '../errors.js';
@@ -86,7 +86,7 @@ export class TransferClient {
 
   constructor(
     private readonly store: Store,
-    private readonly zones: ZoneService,
+    private readonly zones: ZoneReader,
     private readonly clock: Clock,
     private readonly dispatcher: Dispatcher,
     private readonly limits: TransferLimits = DEFAULT_TRANSFER_LIMITS,

@@ -49,7 +49,7 @@ export interface ZoneView {
   servers: string[];
   /** Thumbprints of the zone's keys. */
   keys: string[];
-  /** Why the zone cannot be answered from now (ZoneService.unavailable), or null. */
+  /** Why the zone cannot be answered from now (ZoneReader.unavailable), or null. */
   unavailable: string | null;
   secondary: SecondaryView | null;
 }
