@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signChangeRequest } from '../src/client/requests.js';
 import { verifyProof } from '../src/resolver/proof.js';
 import { createResolver } from '../src/resolver/resolver.js';
-import { startHierarchy, type Hierarchy } from './support/hierarchy.js';
+import { startHierarchy, type Hierarchy, hierarchyResolver } from './support/hierarchy.js';
 import { runIdns } from './support/process.js';
 import { startTestServer, type TestServer } from './support/server.js';
 
@@ -15,16 +15,7 @@ describe('idns lookup and idns resolve through the hierarchy', () => {
     rootKid = h.anchors.get('.')![0]!;
     resolverServer = await startTestServer({
       config: {
-        resolver: {
-          rootServers: h.rootServers,
-          forwarders: [],
-          discovery: null,
-          webfinger: false,
-          anchors: { '.': [rootKid] },
-          allowPrivate: true,
-          cache: {},
-          limits: {},
-        },
+        resolver: hierarchyResolver(h),
       },
     });
   });

@@ -9,7 +9,7 @@ import { appChain, assertMirrored, FAST_ROUTES } from '../src/http/fast/routes.j
 import { startServer, type RunningServer } from '../src/http/server.js';
 import { createLogger } from '../src/log.js';
 import { keepAlive, send, type Exchange, type ParityRequest, type ParityRow } from './support/fast-parity.js';
-import { startHierarchy, type Hierarchy } from './support/hierarchy.js';
+import { startHierarchy, type Hierarchy, hierarchyResolver } from './support/hierarchy.js';
 import { newUserKey } from './support/keys.js';
 import { parseExposition } from './support/prometheus.js';
 import { tempDir } from './support/server.js';
@@ -42,16 +42,7 @@ describe('the fast paths and the application answer alike', () => {
       dataDir: tmp.dir,
       bootstrap: false,
       limits: { ...DEFAULT_CONFIG.limits, bodyBytes: 4096 },
-      resolver: {
-        rootServers: h.rootServers,
-        forwarders: [],
-        discovery: null,
-        webfinger: false,
-        anchors: { '.': [h.anchors.get('.')![0]!] },
-        allowPrivate: true,
-        cache: { prefetch: false },
-        limits: { requestTimeoutMs: 500 },
-      },
+      resolver: hierarchyResolver(h, { cache: { prefetch: false }, limits: { requestTimeoutMs: 500 } }),
       rateLimits: {
         ...DEFAULT_RATE_LIMITS,
         enabled: true,

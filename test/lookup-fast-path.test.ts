@@ -8,7 +8,7 @@ import { startServer, type RunningServer } from '../src/http/server.js';
 import { createLogger } from '../src/log.js';
 import { proofFromBatch, verifyProof } from '../src/resolver/proof.js';
 import type { Resolver } from '../src/resolver/resolver.js';
-import { startHierarchy, type Hierarchy } from './support/hierarchy.js';
+import { startHierarchy, type Hierarchy, hierarchyResolver } from './support/hierarchy.js';
 import { tempDir } from './support/server.js';
 
 /**
@@ -41,16 +41,7 @@ async function startResolver(
     dataDir: tmp.dir,
     bootstrap: false,
     // Prefetch is off so that hits near expiry do not refresh behind a test's back.
-    resolver: {
-      rootServers: h.rootServers,
-      forwarders: [],
-      discovery: null,
-      webfinger: false,
-      anchors: { '.': [h.anchors.get('.')![0]!] },
-      allowPrivate: true,
-      cache: { prefetch: false, ...extra.cache },
-      limits: { requestTimeoutMs: 500 },
-    },
+    resolver: hierarchyResolver(h, { cache: { prefetch: false, ...extra.cache }, limits: { requestTimeoutMs: 500 } }),
     ...(extra.rateLimits ? { rateLimits: { ...DEFAULT_RATE_LIMITS, enabled: true } } : {}),
   };
   const ctx = new AppContext(

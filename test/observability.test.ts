@@ -8,7 +8,7 @@ import { HandlesEndpoint } from '../src/http/fast/handles.js';
 import { LookupEndpoint } from '../src/http/fast/lookup.js';
 import { ResolveEndpoint } from '../src/http/fast/resolve.js';
 import { createLogger } from '../src/log.js';
-import { startHierarchy, type Hierarchy } from './support/hierarchy.js';
+import { startHierarchy, type Hierarchy, hierarchyResolver } from './support/hierarchy.js';
 import { newUserKey } from './support/keys.js';
 import { parseExposition, sampleValue } from './support/prometheus.js';
 import { tempDir } from './support/server.js';
@@ -27,16 +27,7 @@ describe('metrics and request logs', () => {
       ...structuredClone(DEFAULT_CONFIG),
       dataDir: tmp.dir,
       bootstrap: false,
-      resolver: {
-        rootServers: h.rootServers,
-        forwarders: [],
-        discovery: null,
-        webfinger: false,
-        anchors: { '.': [h.anchors.get('.')![0]!] },
-        allowPrivate: true,
-        cache: {},
-        limits: {},
-      },
+      resolver: hierarchyResolver(h),
     };
     ctx = new AppContext(
       config,

@@ -5,7 +5,7 @@ import { CONTENT_SECURITY_POLICY, SCRIPT, STYLE } from '../src/http/operator-pag
 import { serialLag, type OperatorPageData } from '../src/http/operator-page/data.js';
 import { escapeHtml } from '../src/http/operator-page/html.js';
 import { renderOperatorPage } from '../src/http/operator-page/render.js';
-import { startHierarchy, type Hierarchy } from './support/hierarchy.js';
+import { startHierarchy, type Hierarchy, hierarchyResolver } from './support/hierarchy.js';
 import { CHROMIUM } from './support/global-setup.js';
 import { startTestServer, type TestServer } from './support/server.js';
 
@@ -113,16 +113,7 @@ describe('operator page over a real hierarchy', () => {
     h = await startHierarchy();
     resolverServer = await startTestServer({
       config: {
-        resolver: {
-          rootServers: h.rootServers,
-          forwarders: [],
-          discovery: null,
-          webfinger: false,
-          anchors: { '.': [h.anchors.get('.')![0]!] },
-          allowPrivate: true,
-          cache: {},
-          limits: {},
-        },
+        resolver: hierarchyResolver(h),
       },
     });
     // The resolver's server also holds a secondary copy of social.example, so the zone table has replication state.

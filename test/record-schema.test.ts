@@ -14,7 +14,7 @@ import { verifyProof } from '../src/resolver/proof.js';
 import { createResolver, type Resolver } from '../src/resolver/resolver.js';
 import { cleanupEachTest } from './support/cleanup.js';
 import { FAKE_DIGEST, FAKE_OP, FAKE_SALT, freshKey, zoneReply, ZoneSigner } from './support/fake-server.js';
-import { verified, type Hierarchy } from './support/hierarchy.js';
+import { verified, type Hierarchy, hierarchyResolver } from './support/hierarchy.js';
 import { startHostileZone, type HostileZone } from './support/hostile-zone.js';
 import { runIdns } from './support/process.js';
 import { startTestServer } from './support/server.js';
@@ -405,10 +405,9 @@ describe('a hostile zone signing forbidden endpoints with its real, delegated ke
   }, 180_000);
 
   it('the WebFinger route of a resolver-role server refuses it too', async () => {
-    const anchors = { '.': [h.anchors.get('.')![0]!] };
     const server = await startTestServer({
       config: {
-        resolver: { rootServers: h.rootServers, forwarders: [], discovery: null, webfinger: false, anchors, allowPrivate: true, cache: {}, limits: {} },
+        resolver: hierarchyResolver(h),
       },
     });
     cleanups.push(() => server.close());

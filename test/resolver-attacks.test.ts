@@ -26,7 +26,7 @@ import {
   type FakeServer,
 } from './support/fake-server.js';
 import { cleanupEachTest } from './support/cleanup.js';
-import { startHierarchy, verified, type Hierarchy } from './support/hierarchy.js';
+import { startHierarchy, verified, type Hierarchy, hierarchyResolver } from './support/hierarchy.js';
 import { startTestServer, type TestServer } from './support/server.js';
 import { send } from './support/http.js';
 
@@ -667,16 +667,7 @@ describe("a zone's own server padding its denials (issue 14, item 2)", () => {
     await paddedZone('pad3.example', (b) => ({ ...b, noCut: Array.from({ length: 120 }, () => 'x'.repeat(2000)) }));
     const server = await startTestServer({
       config: {
-        resolver: {
-          rootServers: h.rootServers,
-          anchors: { '.': [h.zones.get('.')!.kid] },
-          forwarders: [],
-          discovery: null,
-          webfinger: false,
-          allowPrivate: true,
-          cache: {},
-          limits: PATIENT.limits,
-        },
+        resolver: hierarchyResolver(h, { limits: PATIENT.limits }),
       },
     });
     cleanups.push(() => server.close());
@@ -726,16 +717,7 @@ describe('forwarding mode', () => {
   beforeAll(async () => {
     upstream = await startTestServer({
       config: {
-        resolver: {
-          rootServers: h.rootServers,
-          anchors: { '.': [h.zones.get('.')!.kid] },
-          forwarders: [],
-          discovery: null,
-          webfinger: false,
-          allowPrivate: true,
-          cache: {},
-          limits: {},
-        },
+        resolver: hierarchyResolver(h),
       },
     });
   });

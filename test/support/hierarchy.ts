@@ -1,5 +1,6 @@
 import { rmSync } from 'node:fs';
 import type { Clock } from '../../src/clock.js';
+import type { ResolverConfig } from '../../src/config.js';
 import type { LookupResult, VerifiedResult } from '../../src/resolver/resolver.js';
 import { signChangeRequest } from '../../src/client/requests.js';
 import { newUserKey, type UserKey } from './keys.js';
@@ -33,6 +34,25 @@ const DELEGATIONS: [string, string][] = [
   // The root may delegate several levels down at once.
   ['.', 'skip.example.org'],
 ];
+
+/**
+ * The resolver role of a test server that walks `h` from its root, anchored at the root's key: no
+ * discovery, no WebFinger bridge, private addresses allowed (everything is on loopback); `more` replaces
+ * any of it.
+ */
+export function hierarchyResolver(h: Hierarchy, more: Partial<ResolverConfig> = {}): ResolverConfig {
+  return {
+    rootServers: h.rootServers,
+    forwarders: [],
+    discovery: null,
+    webfinger: false,
+    anchors: { '.': [h.anchors.get('.')![0]!] },
+    allowPrivate: true,
+    cache: {},
+    limits: {},
+    ...more,
+  };
+}
 
 /** Starts the hierarchy with a few handles at every level. */
 export async function startHierarchy(options: { clock?: Clock } = {}): Promise<Hierarchy> {
