@@ -1,10 +1,9 @@
-import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signChangeRequest } from '../src/client/requests.js';
 import { DEFAULT_CONFIG } from '../src/config.js';
+import { makeServerCertificate } from './support/certs.js';
 import { newUserKey } from './support/keys.js';
 import { spawnServer } from './support/process.js';
 import { startTestServer, tempDir, type TestServer } from './support/server.js';
@@ -19,56 +18,8 @@ describe('HTTPS', () => {
   let kid: string;
 
   beforeAll(async () => {
-    const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: tmp.dir, stdio: 'pipe' });
-    openssl(
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      'ca.key',
-      '-out',
-      'ca.pem',
-      '-days',
-      '2',
-      '-subj',
-      '/CN=idns test CA',
-    );
-    openssl(
-      'req',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      'server.key',
-      '-out',
-      'server.csr',
-      '-subj',
-      '/CN=127.0.0.1',
-    );
-    writeFileSync(pem('san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-    openssl(
-      'x509',
-      '-req',
-      '-in',
-      'server.csr',
-      '-CA',
-      'ca.pem',
-      '-CAkey',
-      'ca.key',
-      '-CAcreateserial',
-      '-out',
-      'server.pem',
-      '-days',
-      '2',
-      '-extfile',
-      'san.ext',
-    );
+    // ca.pem, server.pem and server.key in tmp.dir, read through pem().
+    makeServerCertificate(tmp.dir);
 
     primary = await startTestServer({ zones: { example: {} }, config: { tls: { cert: pem('server.pem'), key: pem('server.key'), ca: [] } } });
     servers.push(primary);
