@@ -194,8 +194,6 @@ export class Resolver {
    * modules (tldts, dns-packet) are a tenth of a second of every server's start.
    */
   private open: Promise<OpenWorld> | null = null;
-  private readonly discoveryOn: boolean;
-  private readonly bridgeOn: boolean;
 
   constructor(options: ResolverOptions) {
     this.options = resolveOptions(options);
@@ -217,8 +215,6 @@ export class Resolver {
       });
     this.onBackgroundError = options.onBackgroundError ?? (() => {});
     this.events = options.events ?? {};
-    this.discoveryOn = this.options.discovery !== null;
-    this.bridgeOn = this.options.webfinger;
   }
 
   /** The discovery and the bridge, made at the first lookup that needs either. */
@@ -246,7 +242,7 @@ export class Resolver {
       });
     }
     let bridge: WebFingerBridge | null = null;
-    if (this.bridgeOn) {
+    if (this.options.webfinger) {
       const { WebFingerBridge } = await import('../discovery/webfinger.js');
       bridge = new WebFingerBridge({ dispatcher: this.dispatcher, allowPrivate: this.options.allowPrivate, clock: this.clock });
     }
@@ -425,13 +421,13 @@ export class Resolver {
       const r = await this.walkFrom(cut, handle, host, budget);
       // A denial from a configured anchor's own zone says the hierarchy holds no zone for this host
       // (noCut proved no delegation on the way): only then is the host's own publication tried.
-      if (!this.discoveryOn || r.status !== 'not_found' || r.proof.steps.length !== 1 || cut.anchor !== null) return r;
+      if (this.options.discovery === null || r.status !== 'not_found' || r.proof.steps.length !== 1 || cut.anchor !== null) return r;
       const { discovery, bridge } = await within(budget, this.clock, this.openWorld());
       const found = await within(budget, this.clock, discovery!.discover(host));
       if (found.found === null) return bridge ? within(budget, this.clock, bridge.lookup(handle, { forceRefresh: force })) : r;
       return this.walkFrom(discoveredCut(found.found, this.clock), handle, host, budget);
     }
-    if (!this.discoveryOn) throw new IdnsError('no_trust_anchor', `no trust anchor covers ${host}`);
+    if (this.options.discovery === null) throw new IdnsError('no_trust_anchor', `no trust anchor covers ${host}`);
     const { discovery, bridge } = await within(budget, this.clock, this.openWorld());
     const found = await within(budget, this.clock, discovery!.discover(host));
     if (found.found !== null) return this.walkFrom(discoveredCut(found.found, this.clock), handle, host, budget);
@@ -645,10 +641,11 @@ export class Resolver {
         const err = errorFromBody(res.body);
         if (err) throw new IdnsError('bad_response', `the upstream answered ${err.code}: ${err.message}`);
         const body = res.body as { proof?: unknown; verified?: unknown } | null;
-        if (body?.verified === false && this.discoveryOn) return await this.walk(handle, force);
+        if (body?.verified === false && this.options.discovery !== null) return await this.walk(handle, force);
         const proof = body?.proof;
         const first = (proof as { steps?: { zone?: unknown }[] } | null)?.steps?.[0]?.zone;
-        const anchor = typeof first === 'string' && this.discoveryOn && !this.options.anchors.has(first) ? await this.discoveredAnchor(handle, first) : null;
+        const anchor =
+          typeof first === 'string' && this.options.discovery !== null && !this.options.anchors.has(first) ? await this.discoveredAnchor(handle, first) : null;
         const anchors = anchor === null ? this.options.anchors : new Map([[first as string, anchor.ds]]);
         const resolution = this.signatures.during(() => verifyProof(proof, handle, anchors, epochSeconds(this.clock), undefined, this.verifyOptions));
         if (anchor !== null) resolution.proof.anchor = anchor;
