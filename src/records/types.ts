@@ -141,8 +141,12 @@ const upTo = (max: number, min = 0) => z.number().int().min(min).max(max);
 export const ED25519_X_B64U = /^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/;
 const jwk = z.object({ kty: z.literal('OKP'), crv: z.literal('Ed25519'), x: z.string().regex(ED25519_X_B64U) }).strict();
 const sha256 = z.string().regex(SHA256_B64U);
-const hex64 = z.string().regex(/^[0-9a-f]{64}$/);
-const hashParams = z.object({ alg: z.literal('sha256'), salt: z.string().regex(/^[0-9a-f]{16}$/) }).strict();
+/** A name hash in a denial: SHA-256, lowercase hex. */
+export const NAME_HASH_HEX = /^[0-9a-f]{64}$/;
+/** A zone's denial salt: 8 bytes, lowercase hex. */
+export const DENIAL_SALT_HEX = /^[0-9a-f]{16}$/;
+const hex64 = z.string().regex(NAME_HASH_HEX);
+const hashParams = z.object({ alg: z.literal('sha256'), salt: z.string().regex(DENIAL_SALT_HEX) }).strict();
 const distinct = (items: readonly string[]) => new Set(items).size === items.length;
 // With `x` canonical, equal keys have equal `x`: no thumbprint (a hash) is needed to spot a repeat.
 const keyList = (max: number) =>

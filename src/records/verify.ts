@@ -3,7 +3,7 @@ import { IdnsError } from '../errors.js';
 import { isNormalHandle, normaliseHandle } from '../names/handle.js';
 import { ancestors, isAtOrBelow, parseZoneName } from '../names/zone.js';
 import { denialCovers, denialWellFormed, nameHash } from './denial.js';
-import { fastHandleRecord } from './handle-fast-path.js';
+import { fastDenialRecord, fastHandleRecord } from './record-fast-paths.js';
 import { decodeCompact, RECORD_TYP, verifyDecoded, type DecodedJws } from './jws.js';
 import { activeSignatureCache } from './signature-cache.js';
 import { publicKeyObject, thumbprint } from './keys.js';
@@ -203,9 +203,9 @@ function checkPayload<T extends keyof Schemas>(
   options: VerifyOptions = {},
 ): ReturnType<Schemas[T]['parse']> {
   const allowLoopback = options.allowLoopbackEndpoints === true;
-  // Handle records are most of what is verified (a full transfer checks every one): the fast path reads
-  // the usual one, zod everything else, and words every refusal (handle-fast-path.ts).
-  let data: unknown = type === 'handle' ? fastHandleRecord(payload, allowLoopback) : null;
+  // Handle records and denials are what is verified most (a full transfer checks every one): the fast
+  // paths read the usual ones, zod everything else, and words every refusal (record-fast-paths.ts).
+  let data: unknown = type === 'handle' ? fastHandleRecord(payload, allowLoopback) : type === 'denial' ? fastDenialRecord(payload) : null;
   if (data === null) {
     const parsed = (allowLoopback ? developmentRecordSchemas : recordSchemas)[type].safeParse(payload);
     if (!parsed.success) {

@@ -1,12 +1,14 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { fastHandleRecord } from '../src/records/handle-fast-path.js';
+import { DENIAL_MAX_HASHES } from '../src/records/denial.js';
+import { fastDenialRecord, fastHandleRecord } from '../src/records/record-fast-paths.js';
 import { developmentRecordSchemas, MAX_HANDLE_KEYS, RECORD_LIMITS, recordSchemas } from '../src/records/types.js';
 
 /**
- * The handle record's fast path (handle-fast-path.ts) accelerates zod's handle schema: it must accept
- * exactly what the schema accepts, and return what the schema returns (same members, same order), for
- * valid records and for every kind of broken one, in both modes (development: loopback endpoints).
+ * The fast paths of record-fast-paths.ts accelerate zod's handle and denial schemas: each must accept
+ * exactly what its schema accepts, and return what the schema returns (same members, same order, fresh
+ * objects), for valid records and for every kind of broken one; the handle's in both modes
+ * (development: loopback endpoints).
  */
 
 const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
@@ -211,5 +213,144 @@ describe('the handle record fast path accepts exactly what the schema accepts', 
     expect(fastHandleRecord(record, false)).toStrictEqual(recordSchemas.handle.parse(record));
     expect(fastHandleRecord({ ...record, endpoint: 'http://localhost:8080/' }, false)).toBeNull();
     expect(fastHandleRecord({ ...record, endpoint: 'http://localhost:8080/' }, true)).not.toBeNull();
+  });
+});
+
+const HEX = '0123456789abcdef';
+const hex = (n: number) => fc.array(fc.constantFrom(...HEX), { minLength: n, maxLength: n }).map((cs) => cs.join(''));
+/** A name hash, or something that looks like one and is not. */
+const nameHash = fc.oneof(
+  { weight: 30, arbitrary: hex(64) },
+  fc.constantFrom('A'.repeat(64), '0'.repeat(63), '0'.repeat(65), 'g'.repeat(64), ''),
+  hex(64).map((h) => h.toUpperCase()),
+);
+
+/** A denial payload as an honest or careless signer writes it. */
+const denialPayload = fc
+  .record({
+    v: fc.oneof({ weight: 30, arbitrary: fc.constant(1) }, { weight: 1, arbitrary: fc.constantFrom(2, '1') }),
+    zone,
+    serial: int(0xffffffff),
+    iat: fc.oneof(fc.integer({ min: 0, max: 2 ** 40 }), fc.constant(1_700_000_000)),
+    validity: fc.oneof(
+      { weight: 30, arbitrary: fc.integer({ min: 1, max: RECORD_LIMITS.maxSignatureValidity }) },
+      fc.constantFrom(0, -1, RECORD_LIMITS.maxSignatureValidity + 1, 0.5),
+    ),
+    type: fc.oneof({ weight: 30, arbitrary: fc.constant('denial') }, { weight: 1, arbitrary: fc.constantFrom('handle', 'Denial') }),
+    after: fc.oneof(nameHash, fc.constant(null)),
+    next: fc.oneof(nameHash, fc.constant(null)),
+    hashes: fc.oneof(
+      { weight: 30, arbitrary: fc.array(nameHash, { maxLength: DENIAL_MAX_HASHES }) },
+      { weight: 1, arbitrary: fc.array(nameHash, { minLength: DENIAL_MAX_HASHES + 1, maxLength: DENIAL_MAX_HASHES + 2 }) },
+    ),
+    hash: fc.oneof(
+      { weight: 30, arbitrary: hex(16).map((salt) => ({ alg: 'sha256', salt })) },
+      fc.constantFrom(
+        { alg: 'sha512', salt: '0'.repeat(16) },
+        { alg: 'sha256', salt: '0'.repeat(15) },
+        { alg: 'sha256' },
+        { salt: '0'.repeat(16), alg: 'sha256', x: 1 },
+        [],
+        null,
+      ),
+    ),
+    ttl: int(RECORD_LIMITS.maxMinimum),
+  })
+  .map(({ validity, iat, ...r }) => ({
+    v: r.v,
+    zone: r.zone,
+    serial: r.serial,
+    iat,
+    exp: iat + validity,
+    type: r.type,
+    after: r.after,
+    next: r.next,
+    hashes: r.hashes,
+    hash: r.hash,
+    ttl: r.ttl,
+  }));
+
+const denialMember = fc.constantFrom('v', 'type', 'zone', 'serial', 'iat', 'exp', 'after', 'next', 'hashes', 'hash', 'ttl');
+const denialMutation: fc.Arbitrary<Mutation> = fc.oneof(
+  denialMember.map((m) => (p: Record<string, unknown>) => void delete p[m]),
+  fc.tuple(denialMember, anyValue).map(
+    ([m, v]) =>
+      (p: Record<string, unknown>) =>
+        void (p[m] = v),
+  ),
+  fc.tuple(fc.constantFrom('extra', 'noCut', '__proto__', ''), anyValue).map(([m, v]) => (p: Record<string, unknown>) => {
+    const members = JSON.stringify(p).slice(1, -1);
+    const json = `{${members}${members === '' ? '' : ','}${JSON.stringify(m)}:${JSON.stringify(v) ?? 'null'}}`;
+    for (const k of Object.keys(p)) delete p[k];
+    Object.assign(p, JSON.parse(json));
+  }),
+  fc.tuple(anyValue).map(([v]) => (p: Record<string, unknown>) => {
+    if (Array.isArray(p.hashes)) p.hashes.push(v);
+  }),
+  fc.tuple(fc.constantFrom('alg', 'salt', 'extra'), anyValue).map(([m, v]) => (p: Record<string, unknown>) => {
+    if (typeof p.hash === 'object' && p.hash !== null) p.hash = { ...p.hash, [m]: v };
+  }),
+);
+
+const denialInput = fc.tuple(denialPayload, fc.array(denialMutation, { maxLength: 3 })).map(([p, ms]) => {
+  const copy = JSON.parse(JSON.stringify(p)) as Record<string, unknown>;
+  for (const m of ms) m(copy);
+  return JSON.parse(JSON.stringify(copy)) as unknown;
+});
+
+function denialAgrees(value: unknown): void {
+  const fast = fastDenialRecord(value);
+  const zod = recordSchemas.denial.safeParse(value);
+  expect(fast !== null, `fast ${fast !== null} zod ${zod.success}: ${JSON.stringify(value)} ${zod.success ? '' : JSON.stringify(zod.error.issues[0])}`).toBe(
+    zod.success,
+  );
+  if (fast !== null && zod.success) {
+    expect(JSON.stringify(fast)).toBe(JSON.stringify(zod.data));
+    expect(fast).toStrictEqual(zod.data);
+    expect(fast).not.toBe(value);
+    expect(fast.hashes).not.toBe((value as { hashes: unknown }).hashes);
+    expect(fast.hash).not.toBe((value as { hash: unknown }).hash);
+  }
+}
+
+describe('the denial record fast path accepts exactly what the schema accepts', () => {
+  it('agrees with zod on generated denials, valid and mutated', () => {
+    let accepted = 0;
+    let refused = 0;
+    fc.assert(
+      fc.property(denialInput, (value) => {
+        denialAgrees(value);
+        if (recordSchemas.denial.safeParse(value).success) accepted++;
+        else refused++;
+      }),
+      { numRuns: 5_000 },
+    );
+    expect(accepted).toBeGreaterThan(200);
+    expect(refused).toBeGreaterThan(1_500);
+  });
+
+  it('agrees with zod on values that are not denials at all', () => {
+    for (const v of [null, undefined, 0, 'denial', [], [1], {}, { v: 1 }]) denialAgrees(v);
+    fc.assert(
+      fc.property(fc.jsonValue({ maxDepth: 3 }), (v) => denialAgrees(v)),
+      { numRuns: 1_000 },
+    );
+  });
+
+  it('accepts the usual denial, so that zod is not consulted for it', () => {
+    const record = {
+      v: 1,
+      zone: 'example',
+      serial: 7,
+      iat: 1_700_000_000,
+      exp: 1_700_086_400,
+      type: 'denial',
+      after: null,
+      next: 'f'.repeat(64),
+      hashes: ['0'.repeat(64), 'a'.repeat(64)],
+      hash: { alg: 'sha256', salt: '0123456789abcdef' },
+      ttl: 300,
+    };
+    expect(fastDenialRecord(record)).toStrictEqual(recordSchemas.denial.parse(record));
   });
 });
