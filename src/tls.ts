@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
-import { Agent } from 'undici';
+import { Agent } from './client/undici.js';
 import type { ServerConfig } from './config.js';
 import { IdnsError } from './errors.js';
 

@@ -1,4 +1,5 @@
-import { request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { request } from './undici.js';
 import { IdnsError, type ErrorCode } from '../errors.js';
 
 /** Options for one JSON request to an idns server. */

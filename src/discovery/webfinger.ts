@@ -1,4 +1,5 @@
-import { request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { request } from '../client/undici.js';
 import { systemClock, type Clock } from '../clock.js';
 import { IdnsError, isIdnsError } from '../errors.js';
 import { isNormalHandle, normaliseHandle } from '../names/handle.js';

@@ -1,5 +1,5 @@
 import type { Dispatcher } from 'undici';
-import { request } from 'undici';
+import { request } from '../client/undici.js';
 import { serialOf } from '../authority/serial.js';
 import type { ZoneReader } from '../authority/zone-reader.js';
 import { epochSeconds, timersFor, type Clock, type Timers } from '../clock.js';

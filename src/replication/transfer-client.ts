@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { request } from '../client/undici.js';
 import { serialLess, serialOf } from '../authority/serial.js';
 import type { ZoneReader } from '../authority/zone-reader.js';
 import { epochSeconds, type Clock } from '../clock.js';

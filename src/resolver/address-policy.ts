@@ -1,6 +1,6 @@
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { type LookupFunction } from 'node:net';
-import { Agent } from 'undici';
+import { Agent } from '../client/undici.js';
 import { IdnsError } from '../errors.js';
 import { parseAddress } from './address-bytes.js';
 
