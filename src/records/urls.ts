@@ -29,8 +29,23 @@ const LOOPBACK_HOSTS = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/;
  */
 export function endpointProblem(endpoint: string, allowLoopback: boolean, what = 'the endpoint'): string | null {
   if (endpoint.length > MAX_URL_LENGTH) return `${what} is longer than ${MAX_URL_LENGTH} characters`;
+  if (!URL_TEXT.test(endpoint)) return notUrl(what);
+  const authority = AUTHORITY.exec(endpoint)?.[0];
+  const accepted = acceptedAuthorities[allowLoopback ? 1 : 0]!;
+  if (authority !== undefined && accepted.has(authority) && !hasFragment(endpoint, authority.length)) return null;
+  const problem = parsedEndpointProblem(endpoint, allowLoopback, what);
+  if (problem === null && authority !== undefined) {
+    if (accepted.size >= MAX_ACCEPTED_AUTHORITIES) accepted.clear();
+    accepted.add(authority);
+  }
+  return problem;
+}
+
+/** endpointProblem by the URL parser alone, without the memo of accepted authorities. @internal (tests) */
+export function parsedEndpointProblem(endpoint: string, allowLoopback: boolean, what = 'the endpoint'): string | null {
+  if (endpoint.length > MAX_URL_LENGTH) return `${what} is longer than ${MAX_URL_LENGTH} characters`;
   const url = URL_TEXT.test(endpoint) ? parseUrl(endpoint) : null;
-  if (url === null) return `${what} is not an absolute http(s) URL of printable ASCII (no spaces, controls or backslashes)`;
+  if (url === null) return notUrl(what);
   if (url.username !== '' || url.password !== '') return `${what} must not contain credentials`;
   if (url.hash !== '') return `${what} must not contain a fragment`;
   if (allowLoopback && LOOPBACK_HOSTS.test(url.hostname)) return null;
@@ -41,6 +56,30 @@ export function endpointProblem(endpoint: string, allowLoopback: boolean, what =
   if (isIP(host.replace(/^\[|\]$/g, '')) !== 0) return `${what} must name its host by a domain name, not an IP address`;
   if (host === 'localhost' || host.endsWith('.localhost')) return `${what} must not be a loopback host (only in development zones)`;
   return null;
+}
+
+/**
+ * Authorities (the text from the scheme to the first `/`, `?` or `#`) of endpoints found acceptable, in
+ * each mode ([0] production, [1] loopback allowed). Parsing a URL costs a few µs, and a secondary checks
+ * a million endpoints in a full transfer, most of them on a few hosts. The verdict depends on the
+ * authority alone, apart from a fragment: under the WHATWG parser the path and query of an http(s) URL
+ * of printable ASCII never fail (they are percent-encoded) and never change the scheme, credentials,
+ * host or port; a fragment (`#` and at least one character) is refused, so it is looked for here.
+ * The authority must not be empty: the parser skips any further slashes after `scheme://` and takes
+ * the host from behind them (`https:///host/`), so such a URL is always parsed. Bounded: cleared when full.
+ */
+const acceptedAuthorities = [new Set<string>(), new Set<string>()];
+const MAX_ACCEPTED_AUTHORITIES = 1024;
+const AUTHORITY = /^[^:]*:\/\/[^/?#]+/;
+
+/** Whether `url` has a non-empty fragment after `from` (an empty one, a `#` at the end, is no fragment). */
+function hasFragment(url: string, from: number): boolean {
+  const at = url.indexOf('#', from);
+  return at !== -1 && at < url.length - 1;
+}
+
+function notUrl(what: string): string {
+  return `${what} is not an absolute http(s) URL of printable ASCII (no spaces, controls or backslashes)`;
 }
 
 /** Checks a home-server endpoint (see endpointProblem); throws invalid_endpoint with the reason. */
