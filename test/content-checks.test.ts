@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { IdnsError } from '../src/errors.js';
 import { digestElement } from '../src/records/digest.js';
 import { ContentChecker } from '../src/replication/content-checks.js';
+import { DigestWorkers } from '../src/replication/digest-workers.js';
 import { freshKey, ZoneSigner } from './support/fake-server.js';
 import { newUserKey } from './support/keys.js';
 
@@ -106,5 +107,54 @@ describe('the checks of a copied record', () => {
       ),
       { numRuns: 3000 },
     );
+  });
+});
+
+/**
+ * A digest thread checks without the record schemas (zod): the records only they can decide (a
+ * delegation, a handle with owner links, a malformed record) come back to the main thread, which
+ * decides them. Whatever the thread, every record is checked once and a refused one fails the transfer.
+ */
+describe('records a digest thread hands back', () => {
+  const zone = 'example';
+  const signer = new ZoneSigner(zone, freshKey());
+  const zoneRecord = signer.zoneRecord(['https://ns.example']);
+  const now = Math.floor(Date.now() / 1000);
+  const record = JSON.parse(Buffer.from(zoneRecord.split('.')[1]!, 'base64url').toString('utf8'));
+  const user = newUserKey().public;
+  const handles = Array.from({ length: 300 }, (_, i) => [`u${i}@example`, signer.handle(`u${i}@example`, `https://social.example/u/${i}`, [user])] as const);
+  const delegation = signer.delegation('child.example', ['https://ns.child.example'], ['A'.repeat(43)]);
+
+  async function check(extra: readonly (readonly [string, string, string])[]) {
+    // inlineFirst 0 and a large expected count: every record goes to the thread.
+    const workers = new DigestWorkers(1, {
+      batchSize: 50,
+      inlineFirst: 0,
+      expected: 10_000,
+      checks: { zone, zoneRecord, record, nowSeconds: now, signatureRate: 0 },
+    });
+    const all = [...handles.map(([k, j]) => ['handle', k, j] as const), ...extra];
+    for (const [type, key, jws] of all) {
+      const bytes = Buffer.from(digestElement(type, key, jws));
+      workers.addElements(new Uint8Array(bytes), Uint32Array.of(0, bytes.length));
+    }
+    try {
+      await workers.finish();
+      return { checked: workers.checked, count: all.length };
+    } finally {
+      await workers.close();
+    }
+  }
+
+  it('decides a delegation on the main thread, and counts every record once', async () => {
+    expect(await check([['delegation', 'child.example', delegation]])).toEqual({ checked: 301, count: 301 });
+  });
+
+  it('refuses a record only the schema refuses, with its reason, after the thread handed it back', async () => {
+    const outside = signer.delegation('child.example', ['https://ns.child.example'], ['A'.repeat(43), 'A'.repeat(43)]);
+    const err = await check([['delegation', 'child.example', outside]]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(IdnsError);
+    expect((err as IdnsError).code).toBe('transfer_failed');
+    expect((err as IdnsError).message).toMatch(/child\.example.*lists the same thumbprint twice/);
   });
 });

@@ -11,7 +11,7 @@ import { normaliseHandle, parseHandle } from '../src/names/handle.js';
 import { parseZoneName } from '../src/names/zone.js';
 import { decodeCompact } from '../src/records/jws.js';
 import { parsePublicJwk } from '../src/records/keys.js';
-import { recordSchemas } from '../src/records/types.js';
+import { recordSchemas } from '../src/records/schemas.js';
 import { verifyZoneRecord } from '../src/records/verify.js';
 import { ndjsonLines } from '../src/replication/ndjson.js';
 import { verifyProof } from '../src/resolver/proof.js';

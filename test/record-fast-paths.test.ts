@@ -2,7 +2,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DENIAL_MAX_HASHES } from '../src/records/denial.js';
 import { fastDenialRecord, fastHandleRecord } from '../src/records/record-fast-paths.js';
-import { developmentRecordSchemas, MAX_HANDLE_KEYS, RECORD_LIMITS, recordSchemas } from '../src/records/types.js';
+import { developmentRecordSchemas, recordSchemas } from '../src/records/schemas.js';
+import { MAX_HANDLE_KEYS, RECORD_LIMITS } from '../src/records/types.js';
 
 /**
  * The fast paths of record-fast-paths.ts accelerate zod's handle and denial schemas: each must accept

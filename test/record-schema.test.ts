@@ -9,7 +9,7 @@ import { signChangeRequest } from '../src/client/requests.js';
 import { IdnsError } from '../src/errors.js';
 import { isNormalHandle, parseHandle } from '../src/names/handle.js';
 import { isNormalZoneName, parseZoneName } from '../src/names/zone.js';
-import { developmentRecordSchemas, recordSchemas } from '../src/records/types.js';
+import { developmentRecordSchemas, recordSchemas } from '../src/records/schemas.js';
 import { verifyProof } from '../src/resolver/proof.js';
 import { createResolver, type Resolver } from '../src/resolver/resolver.js';
 import { cleanupEachTest } from './support/cleanup.js';

@@ -1,6 +1,10 @@
 import { randomFillSync } from 'node:crypto';
 import { IdnsError } from '../errors.js';
-import { verifyContentRecord, verifyZoneRecord, type VerifiedZone } from '../records/verify.js';
+import { digestElement } from '../records/digest.js';
+import type { ZoneRecord } from '../records/types.js';
+// The verifier without the schemas: a digest thread checks the usual records without loading zod, and
+// hands the rest back (SchemaNeeded). On the main thread verify.ts has installed them.
+import { SchemaNeeded, verifiedZoneOf, verifyContentRecord, verifyZoneRecord, type VerifiedZone } from '../records/verify-core.js';
 
 /**
  * What a secondary checks of each record it copies, beside the digest (docs/security.md, "What a secondary
@@ -11,6 +15,8 @@ import { verifyContentRecord, verifyZoneRecord, type VerifiedZone } from '../rec
 export interface ContentCheckSpec {
   zone: string;
   zoneRecord: string;
+  /** The zone record's payload, when the caller has verified it (else it is verified here). */
+  record?: ZoneRecord;
   nowSeconds: number;
   /** 1: every signature; 0 < rate < 1: each record's signature with this probability, chosen at random here. */
   signatureRate: number;
@@ -34,9 +40,19 @@ export class ContentChecker {
   checked = 0;
   signatures = 0;
 
-  constructor(readonly spec: ContentCheckSpec) {
+  /**
+   * Records only the record schemas can decide, as digest elements, when this checker hands them on
+   * (`handOn`: a digest thread, which has not loaded the schemas); they are not counted as checked.
+   */
+  readonly handedOn: string[] | null;
+
+  constructor(
+    readonly spec: ContentCheckSpec,
+    handOn = false,
+  ) {
     // The caller verified this record against the trusted keys; here it only supplies the zone's keys.
-    this.zone = verifyZoneRecord(spec.zoneRecord, spec.zone, spec.nowSeconds);
+    this.zone = spec.record ? verifiedZoneOf(spec.record, spec.zoneRecord) : verifyZoneRecord(spec.zoneRecord, spec.zone, spec.nowSeconds);
+    this.handedOn = handOn ? [] : null;
     this.threshold = Math.min(1, Math.max(0, spec.signatureRate)) * 2 ** 32;
   }
 
@@ -47,6 +63,10 @@ export class ContentChecker {
       verifyContentRecord(type, key, jws, this.zone, this.spec.nowSeconds, signature);
     } catch (err) {
       if (err instanceof IdnsError) throw refused(type, key, err);
+      if (err instanceof SchemaNeeded && this.handedOn !== null) {
+        this.handedOn.push(digestElement(type, key, jws));
+        return;
+      }
       throw err;
     }
     this.checked += 1;

@@ -10,9 +10,12 @@ import type { DigestJob, DigestReply } from './digest-workers.js';
  * A thread of DigestWorkers (digest-workers.ts): adds the digest elements it is sent to its partial sum
  * and, when the transfer asks for it, checks each record as a resolver would (content-checks.ts), so that
  * neither the hashing nor the checks hold the thread that parses and stores the stream. A record that
- * fails its check fails the batch (the reply is its transfer_failed error).
+ * fails its check fails the batch (the reply is its transfer_failed error). The thread does not load the
+ * record schemas (zod, a third of its start-up): records the fast paths cannot vouch for (a delegation,
+ * a handle with owner links, anything malformed) come back in the batch's reply, for the main thread.
  */
-const checker = workerData === null ? null : new ContentChecker(workerData as ContentCheckSpec);
+// Without the record schemas (zod): a record only they can decide is handed back to the main thread.
+const checker = workerData === null ? null : new ContentChecker(workerData as ContentCheckSpec, true);
 const digest = ZoneDigest.empty();
 
 serveJobs<DigestJob, DigestReply>((job) => {
@@ -32,5 +35,6 @@ serveJobs<DigestJob, DigestReply>((job) => {
       digest.addElement(buf.subarray(ranges[j], ranges[j + 1]));
     }
   }
-  return { value: null };
+  const handedOn = checker?.handedOn?.splice(0) ?? [];
+  return { value: handedOn.length === 0 ? null : { handedOn } };
 });

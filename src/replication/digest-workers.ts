@@ -2,6 +2,8 @@ import { ZoneDigest, digestElement } from '../records/digest.js';
 import { ThreadPool, workerFile } from '../threads/pool.js';
 import { IdnsError } from '../errors.js';
 import { ContentChecker, type ContentCheckSpec } from './content-checks.js';
+// The schemas, for the records a digest thread hands back (digest-worker.ts): this thread decides them.
+import '../records/verify.js';
 
 interface Part {
   bytes: Uint8Array;
@@ -11,16 +13,25 @@ interface Part {
 /** @internal A job of a digest thread (digest-worker.ts): a batch of elements to add (and check), or the end. */
 export type DigestJob = { kind: 'batch'; strings: string[]; parts: Part[] } | { kind: 'finish' };
 
-/** @internal A digest thread's answer: nothing for a batch; its partial sum and counts for the end. */
-export type DigestReply = null | { state: Uint8Array; checked: number; signatures: number };
+/**
+ * @internal A digest thread's answer: for a batch, nothing, or the records it hands back to be checked
+ * here (only the schemas can decide them); its partial sum and counts for the end.
+ */
+export type DigestReply = null | { handedOn: string[] } | { state: Uint8Array; checked: number; signatures: number };
 
 /** How DigestWorkers splits the work (defaults in brackets). */
 export interface DigestWorkersOptions {
   /** Records a batch sent to a thread holds [512]. */
   batchSize?: number;
-  /** Batches queued to the threads at most, in all [8]. */
+  /**
+   * Batches queued to the threads at most, in all [32]: about 16 MB of records. The caller's thread is
+   * the slower side of a full transfer (it parses and stores), so it should rarely find them full.
+   */
   maxInFlight?: number;
-  /** Records hashed in the caller's thread before any thread is used [4096]. */
+  /**
+   * Records hashed in the caller's thread before any thread is used [1024]: a thread is ready about
+   * 0.1 s after it starts (it does not load the record schemas, digest-worker.ts).
+   */
   inlineFirst?: number;
   /** Records the caller expects (a signed zone record's count): more than `inlineFirst` starts the threads at once. */
   expected?: number;
@@ -51,6 +62,8 @@ export class DigestWorkers {
   private inFlight = 0;
   private failure: Error | null = null;
   private closed = false;
+  /** The batches sent to the threads, settled once their handed-back records are checked here. */
+  private batches: Promise<void>[] = [];
 
   private readonly workers: number;
   private readonly batchSize: number;
@@ -65,8 +78,8 @@ export class DigestWorkers {
   constructor(workers: number, options: DigestWorkersOptions = {}) {
     this.workers = Math.max(1, workers);
     this.batchSize = options.batchSize ?? 512;
-    this.maxInFlight = options.maxInFlight ?? 8;
-    this.inlineFirst = options.inlineFirst ?? 4096;
+    this.maxInFlight = options.maxInFlight ?? 32;
+    this.inlineFirst = options.inlineFirst ?? 1024;
     this.checks = options.checks ?? null;
     this.localChecker = this.checks === null ? null : new ContentChecker(this.checks);
     if ((options.expected ?? 0) > this.inlineFirst) this.threads = this.start();
@@ -103,22 +116,23 @@ export class DigestWorkers {
     if (this.queued > 0) this.send();
     const threads = this.threads;
     // Each thread answers its jobs in order: its end comes after every batch sent to it.
-    let ends: DigestReply[] = [];
+    let ends: { state: Uint8Array; checked: number; signatures: number }[] = [];
     try {
-      ends = threads === null ? [] : await Promise.all(Array.from({ length: threads.size }, (_, i) => threads.runOn(i, { kind: 'finish' })));
+      const replies = threads === null ? [] : await Promise.all(Array.from({ length: threads.size }, (_, i) => threads.runOn(i, { kind: 'finish' })));
+      ends = replies.filter((r) => r !== null && 'state' in r);
     } catch (err) {
       this.fail(err instanceof Error ? err : new Error(String(err)));
     }
+    await Promise.all(this.batches);
     if (this.failure) throw this.failure;
     for (const end of ends) {
-      if (end === null) continue;
       this.checked += end.checked;
       this.signatures += end.signatures;
     }
     this.checked += this.localChecker?.checked ?? 0;
     this.signatures += this.localChecker?.signatures ?? 0;
     const digest = this.local.clone();
-    for (const end of ends) if (end !== null) digest.merge(end.state);
+    for (const end of ends) digest.merge(end.state);
     await this.close();
     return digest;
   }
@@ -150,15 +164,28 @@ export class DigestWorkers {
     } else {
       this.threads ??= this.start();
       this.inFlight += 1;
-      this.threads.run({ kind: 'batch', strings: this.strings, parts: this.parts }, this.transfer).then(
-        () => (this.inFlight -= 1),
+      const batch = this.threads.run({ kind: 'batch', strings: this.strings, parts: this.parts }, this.transfer).then(
+        (reply) => {
+          this.inFlight -= 1;
+          if (reply !== null && 'handedOn' in reply) this.checkHandedOn(reply.handedOn);
+        },
         (err: unknown) => this.fail(err instanceof Error ? err : new Error(String(err))),
       );
+      this.batches.push(batch);
     }
     this.strings = [];
     this.parts = [];
     this.transfer = [];
     this.queued = 0;
+  }
+
+  /** Checks here the records a thread handed back (see DigestReply); the first refused fails the whole. */
+  private checkHandedOn(elements: readonly string[]): void {
+    try {
+      for (const element of elements) this.localChecker!.checkElement(element);
+    } catch (err) {
+      this.fail(err instanceof Error ? err : new Error(String(err)));
+    }
   }
 
   private fail(err: Error): void {

@@ -476,8 +476,8 @@ export class TransferClient {
   }
 
   /** What to check of each record of a transfer that started with `start` (content-checks.ts). */
-  private checks(src: Source, start: { jws: string }, signatureRate: number): ContentCheckSpec {
-    return { zone: src.zone, zoneRecord: start.jws, nowSeconds: epochSeconds(this.clock), signatureRate: Math.min(1, signatureRate) };
+  private checks(src: Source, start: { record: ZoneRecord; jws: string }, signatureRate: number): ContentCheckSpec {
+    return { zone: src.zone, zoneRecord: start.jws, record: start.record, nowSeconds: epochSeconds(this.clock), signatureRate: Math.min(1, signatureRate) };
   }
 
   private checkStart(line: Line, src: Source, before: ZoneRow, mode: 'full' | 'incremental'): { record: ZoneRecord; jws: string } {
