@@ -119,23 +119,54 @@ const anyValue = fc
   .map((v) => (typeof v === 'object' && v !== null ? structuredClone(v) : v)); // constants are shared between runs, and mutations edit in place
 
 type Mutation = (p: Record<string, unknown>) => void;
-const member = fc.constantFrom('v', 'type', 'zone', 'serial', 'iat', 'exp', 'handle', 'endpoint', 'keys', 'ttl', 'op');
-const mutation: fc.Arbitrary<Mutation> = fc.oneof(
-  member.map((m) => (p: Record<string, unknown>) => void delete p[m]),
-  fc.tuple(member, anyValue).map(
-    ([m, v]) =>
-      (p: Record<string, unknown>) =>
-        void (p[m] = v),
-  ),
-  fc
-    .tuple(fc.constantFrom('extra', 'Handle', '__proto__', 'constructor', 'alsoKnownAs', 'movedTo', ''), anyValue)
-    .map(([m, v]) => (p: Record<string, unknown>) => {
+
+/** A member of the record's own deleted or replaced, or a member of another name added. */
+function memberMutations(members: readonly string[], others: readonly string[]): fc.Arbitrary<Mutation>[] {
+  const member = fc.constantFrom(...members);
+  return [
+    member.map((m) => (p: Record<string, unknown>) => void delete p[m]),
+    fc.tuple(member, anyValue).map(
+      ([m, v]) =>
+        (p: Record<string, unknown>) =>
+          void (p[m] = v),
+    ),
+    fc.tuple(fc.constantFrom(...others), anyValue).map(([m, v]) => (p: Record<string, unknown>) => {
       // Through JSON text, as a payload arrives: "__proto__" becomes an own member there too.
-      const members = JSON.stringify(p).slice(1, -1);
-      const json = `{${members}${members === '' ? '' : ','}${JSON.stringify(m)}:${JSON.stringify(v) ?? 'null'}}`;
+      const text = JSON.stringify(p).slice(1, -1);
+      const json = `{${text}${text === '' ? '' : ','}${JSON.stringify(m)}:${JSON.stringify(v) ?? 'null'}}`;
       for (const k of Object.keys(p)) delete p[k];
       Object.assign(p, JSON.parse(json));
     }),
+  ];
+}
+
+/** A payload as JSON.parse returns it, after up to three of `mutation`. */
+function mutated(payload: fc.Arbitrary<object>, mutation: fc.Arbitrary<Mutation>): fc.Arbitrary<unknown> {
+  return fc.tuple(payload, fc.array(mutation, { maxLength: 3 })).map(([p, ms]) => {
+    const copy = JSON.parse(JSON.stringify(p)) as Record<string, unknown>;
+    for (const m of ms) m(copy);
+    return JSON.parse(JSON.stringify(copy)) as unknown;
+  });
+}
+
+/** That a fast path and zod decide `value` alike and, when both accept it, return the same record as fresh objects. */
+function sameAsZod(fast: object | null, zod: { success: boolean; data?: unknown; error?: { issues: unknown[] } }, value: unknown): void {
+  expect(fast !== null, `fast ${fast !== null} zod ${zod.success}: ${JSON.stringify(value)} ${zod.success ? '' : JSON.stringify(zod.error?.issues[0])}`).toBe(
+    zod.success,
+  );
+  // The same record, members in the same order, as fresh objects.
+  if (fast !== null && zod.success) {
+    expect(JSON.stringify(fast)).toBe(JSON.stringify(zod.data));
+    expect(fast).toStrictEqual(zod.data);
+    expect(fast).not.toBe(value);
+  }
+}
+
+const mutation: fc.Arbitrary<Mutation> = fc.oneof(
+  ...memberMutations(
+    ['v', 'type', 'zone', 'serial', 'iat', 'exp', 'handle', 'endpoint', 'keys', 'ttl', 'op'],
+    ['extra', 'Handle', '__proto__', 'constructor', 'alsoKnownAs', 'movedTo', ''],
+  ),
   fc.constant((p: Record<string, unknown>) => {
     const keys = p.keys as unknown[];
     if (Array.isArray(keys) && keys.length > 0) keys.push({ ...(keys[0] as object) });
@@ -151,25 +182,10 @@ const mutation: fc.Arbitrary<Mutation> = fc.oneof(
   }),
 );
 
-/** A payload as JSON.parse returns it, possibly mutated. */
-const input = fc.tuple(payload, fc.array(mutation, { maxLength: 3 })).map(([p, ms]) => {
-  const copy = JSON.parse(JSON.stringify(p)) as Record<string, unknown>;
-  for (const m of ms) m(copy);
-  return JSON.parse(JSON.stringify(copy)) as unknown;
-});
+const input = mutated(payload, mutation);
 
 function agrees(value: unknown, loopback: boolean): void {
-  const fast = fastHandleRecord(value, loopback);
-  const zod = (loopback ? developmentRecordSchemas : recordSchemas).handle.safeParse(value);
-  expect(fast !== null, `fast ${fast !== null} zod ${zod.success}: ${JSON.stringify(value)} ${zod.success ? '' : JSON.stringify(zod.error.issues[0])}`).toBe(
-    zod.success,
-  );
-  // The same record, members in the same order, as fresh objects.
-  if (fast !== null && zod.success) {
-    expect(JSON.stringify(fast)).toBe(JSON.stringify(zod.data));
-    expect(fast).toStrictEqual(zod.data);
-    expect(fast).not.toBe(value);
-  }
+  sameAsZod(fastHandleRecord(value, loopback), (loopback ? developmentRecordSchemas : recordSchemas).handle.safeParse(value), value);
 }
 
 describe('the handle record fast path accepts exactly what the schema accepts', () => {
@@ -271,20 +287,8 @@ const denialPayload = fc
     ttl: r.ttl,
   }));
 
-const denialMember = fc.constantFrom('v', 'type', 'zone', 'serial', 'iat', 'exp', 'after', 'next', 'hashes', 'hash', 'ttl');
 const denialMutation: fc.Arbitrary<Mutation> = fc.oneof(
-  denialMember.map((m) => (p: Record<string, unknown>) => void delete p[m]),
-  fc.tuple(denialMember, anyValue).map(
-    ([m, v]) =>
-      (p: Record<string, unknown>) =>
-        void (p[m] = v),
-  ),
-  fc.tuple(fc.constantFrom('extra', 'noCut', '__proto__', ''), anyValue).map(([m, v]) => (p: Record<string, unknown>) => {
-    const members = JSON.stringify(p).slice(1, -1);
-    const json = `{${members}${members === '' ? '' : ','}${JSON.stringify(m)}:${JSON.stringify(v) ?? 'null'}}`;
-    for (const k of Object.keys(p)) delete p[k];
-    Object.assign(p, JSON.parse(json));
-  }),
+  ...memberMutations(['v', 'type', 'zone', 'serial', 'iat', 'exp', 'after', 'next', 'hashes', 'hash', 'ttl'], ['extra', 'noCut', '__proto__', '']),
   fc.tuple(anyValue).map(([v]) => (p: Record<string, unknown>) => {
     if (Array.isArray(p.hashes)) p.hashes.push(v);
   }),
@@ -293,22 +297,13 @@ const denialMutation: fc.Arbitrary<Mutation> = fc.oneof(
   }),
 );
 
-const denialInput = fc.tuple(denialPayload, fc.array(denialMutation, { maxLength: 3 })).map(([p, ms]) => {
-  const copy = JSON.parse(JSON.stringify(p)) as Record<string, unknown>;
-  for (const m of ms) m(copy);
-  return JSON.parse(JSON.stringify(copy)) as unknown;
-});
+const denialInput = mutated(denialPayload, denialMutation);
 
 function denialAgrees(value: unknown): void {
   const fast = fastDenialRecord(value);
   const zod = recordSchemas.denial.safeParse(value);
-  expect(fast !== null, `fast ${fast !== null} zod ${zod.success}: ${JSON.stringify(value)} ${zod.success ? '' : JSON.stringify(zod.error.issues[0])}`).toBe(
-    zod.success,
-  );
+  sameAsZod(fast, zod, value);
   if (fast !== null && zod.success) {
-    expect(JSON.stringify(fast)).toBe(JSON.stringify(zod.data));
-    expect(fast).toStrictEqual(zod.data);
-    expect(fast).not.toBe(value);
     expect(fast.hashes).not.toBe((value as { hashes: unknown }).hashes);
     expect(fast.hash).not.toBe((value as { hash: unknown }).hash);
   }
