@@ -84,6 +84,12 @@ function codeOf(fn: () => unknown): string {
 }
 
 const registerHeader = { jwk: alice.public };
+
+/** Alice's registration of her key and Bob's, whose only pop entry is `entry(payload)`. */
+function withBobPop(entry: (payload: Record<string, unknown>) => unknown): string {
+  const payload = registerPayload({ keys: [alice.public, bob.public] });
+  return craft(payload, alice, { ...registerHeader, pop: [entry(payload)] });
+}
 const distinctKeys = (n: number): PublicJwk[] => Array.from({ length: n }, () => newUserKey().public);
 
 describe('parseChangeRequest: form of a change request', () => {
@@ -198,77 +204,34 @@ describe('parseChangeRequest: form of a change request', () => {
       'invalid_jws',
       () => craft(registerPayload(), alice, { ...registerHeader, pop: Array.from({ length: MAX_HANDLE_KEYS + 1 }, () => proofOf(registerPayload(), bob)) }),
     ],
-    [
-      'a pop entry with an extra member',
-      'invalid_jws',
-      () => {
-        const payload = registerPayload({ keys: [alice.public, bob.public] });
-        return craft(payload, alice, { ...registerHeader, pop: [{ ...proofOf(payload, bob), header: { kid: 'x' } }] });
-      },
-    ],
-    [
-      'a pop entry that is a compact string',
-      'invalid_jws',
-      () => craft(registerPayload({ keys: [alice.public, bob.public] }), alice, { ...registerHeader, pop: ['a.b.c'] }),
-    ],
-    [
-      'a pop entry without jwk',
-      'invalid_jws',
-      () => {
-        const payload = registerPayload({ keys: [alice.public, bob.public] });
-        return craft(payload, alice, { ...registerHeader, pop: [rawProof(payload, bob, { alg: 'EdDSA', typ: POP_TYP })] });
-      },
-    ],
+    ['a pop entry with an extra member', 'invalid_jws', () => withBobPop((payload) => ({ ...proofOf(payload, bob), header: { kid: 'x' } }))],
+    ['a pop entry that is a compact string', 'invalid_jws', () => withBobPop(() => 'a.b.c')],
+    ['a pop entry without jwk', 'invalid_jws', () => withBobPop((payload) => rawProof(payload, bob, { alg: 'EdDSA', typ: POP_TYP }))],
     [
       'a pop entry of typ idns-op (a request signature passed off as a proof)',
       'invalid_jws',
-      () => {
-        const payload = registerPayload({ keys: [alice.public, bob.public] });
-        return craft(payload, alice, { ...registerHeader, pop: [rawProof(payload, bob, { alg: 'EdDSA', typ: OPERATION_TYP, jwk: bob.public })] });
-      },
+      () => withBobPop((payload) => rawProof(payload, bob, { alg: 'EdDSA', typ: OPERATION_TYP, jwk: bob.public })),
     ],
     [
       'a pop entry with a kid in its header',
       'invalid_jws',
-      () => {
-        const payload = registerPayload({ keys: [alice.public, bob.public] });
-        return craft(payload, alice, { ...registerHeader, pop: [rawProof(payload, bob, { alg: 'EdDSA', typ: POP_TYP, jwk: bob.public, kid: bob.kid })] });
-      },
+      () => withBobPop((payload) => rawProof(payload, bob, { alg: 'EdDSA', typ: POP_TYP, jwk: bob.public, kid: bob.kid })),
     ],
     [
       'a pop entry with crit',
       'invalid_jws',
-      () => {
-        const payload = registerPayload({ keys: [alice.public, bob.public] });
-        return craft(payload, alice, { ...registerHeader, pop: [rawProof(payload, bob, { alg: 'EdDSA', typ: POP_TYP, jwk: bob.public, crit: ['b64'] })] });
-      },
+      () => withBobPop((payload) => rawProof(payload, bob, { alg: 'EdDSA', typ: POP_TYP, jwk: bob.public, crit: ['b64'] })),
     ],
     [
       'a pop entry with alg none',
       'invalid_jws',
-      () => {
-        const payload = registerPayload({ keys: [alice.public, bob.public] });
-        return craft(payload, alice, {
-          ...registerHeader,
-          pop: [{ protected: b64u(JSON.stringify({ alg: 'none', typ: POP_TYP, jwk: bob.public })), signature: '' }],
-        });
-      },
+      () => withBobPop(() => ({ protected: b64u(JSON.stringify({ alg: 'none', typ: POP_TYP, jwk: bob.public })), signature: '' })),
     ],
-    [
-      'a pop entry whose jwk carries d',
-      'invalid_key',
-      () => {
-        const payload = registerPayload({ keys: [alice.public, bob.public] });
-        return craft(payload, alice, { ...registerHeader, pop: [rawProof(payload, bob, { alg: 'EdDSA', typ: POP_TYP, jwk: bob.private })] });
-      },
-    ],
+    ['a pop entry whose jwk carries d', 'invalid_key', () => withBobPop((payload) => rawProof(payload, bob, { alg: 'EdDSA', typ: POP_TYP, jwk: bob.private }))],
     [
       'a pop entry with a short signature',
       'invalid_signature',
-      () => {
-        const payload = registerPayload({ keys: [alice.public, bob.public] });
-        return craft(payload, alice, { ...registerHeader, pop: [{ ...proofOf(payload, bob), signature: b64u(Buffer.alloc(32)) }] });
-      },
+      () => withBobPop((payload) => ({ ...proofOf(payload, bob), signature: b64u(Buffer.alloc(32)) })),
     ],
 
     ['no keys', 'invalid_key', () => craft(registerPayload({ keys: [] }), alice, registerHeader)],
