@@ -6,6 +6,7 @@ import { parseDnsServer } from './discovery/dns-server.js';
 import { IdnsError } from './errors.js';
 import type { LogLevel } from './log.js';
 import { parseZoneName } from './names/zone.js';
+import type { ResolverOptions } from './resolver/options.js';
 
 /** The server's configuration, read once at start-up from a file, the environment and flags. */
 export interface ServerConfig {
@@ -76,14 +77,8 @@ export interface ResolverConfig {
   /** The WebFinger bridge for hosts that publish no zone (on with discovery unless turned off). */
   webfinger: boolean;
   allowPrivate: boolean;
-  cache: {
-    maxEntries?: number;
-    maxBytes?: number;
-    maxEntryBytes?: number;
-    serveStaleSeconds?: number;
-    staleWhileRevalidateSeconds?: number;
-    prefetch?: boolean;
-  };
+  /** The resolver's cache options, as the library takes them (resolver/options.ts). */
+  cache: NonNullable<ResolverOptions['cache']>;
   /**
    * `idns serve` runs V8's full collections in their memory-reducing mode, so that the process's memory
    * follows what the cache holds (loadConfig: true unless the file says false).
