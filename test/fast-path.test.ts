@@ -11,6 +11,33 @@ import { DEFAULT_CONFIG, DEFAULT_RATE_LIMITS } from '../src/config.js';
 import { newUserKey } from './support/keys.js';
 import { startTestServer, type TestServer } from './support/server.js';
 
+/** POSTs a body to `base`/v1/handles with a Content-Length (fast path) or chunked (full application). */
+function postHandles(base: string, body: string, chunked: boolean) {
+  return new Promise<{ status: number; type: string | undefined; retryAfter: string | undefined; body: string }>((resolve, reject) => {
+    const u = new URL(`${base}/v1/handles`);
+    const req = request(
+      {
+        host: u.hostname,
+        port: u.port,
+        path: u.pathname,
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...(chunked ? {} : { 'content-length': Buffer.byteLength(body) }) },
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (text += d));
+        res.on('end', () =>
+          resolve({ status: res.statusCode!, type: res.headers['content-type'], retryAfter: res.headers['retry-after'] as string | undefined, body: text }),
+        );
+      },
+    );
+    req.on('error', reject);
+    if (chunked) req.write(body.slice(0, 5));
+    req.end(chunked ? body.slice(5) : body);
+  });
+}
+
 // GET /v1/resolve is served by a fast path beside the full application; both must answer alike.
 describe('the authoritative read fast path', () => {
   let s: TestServer;
@@ -243,31 +270,7 @@ describe('the registration fast path', () => {
   });
   afterAll(async () => s.close());
 
-  /** POSTs a body with a Content-Length (fast path) or chunked (full application). */
-  const post = (body: string, chunked: boolean) =>
-    new Promise<{ status: number; type: string | undefined; retryAfter: string | undefined; body: string }>((resolve, reject) => {
-      const u = new URL(`${s.url}/v1/handles`);
-      const req = request(
-        {
-          host: u.hostname,
-          port: u.port,
-          path: u.pathname,
-          method: 'POST',
-          headers: { 'content-type': 'application/json', ...(chunked ? {} : { 'content-length': Buffer.byteLength(body) }) },
-        },
-        (res) => {
-          let text = '';
-          res.setEncoding('utf8');
-          res.on('data', (d: string) => (text += d));
-          res.on('end', () =>
-            resolve({ status: res.statusCode!, type: res.headers['content-type'], retryAfter: res.headers['retry-after'] as string | undefined, body: text }),
-          );
-        },
-      );
-      req.on('error', reject);
-      if (chunked) req.write(body.slice(0, 5));
-      req.end(chunked ? body.slice(5) : body);
-    });
+  const post = (body: string, chunked: boolean) => postHandles(s.url, body, chunked);
   const registration = (handle: string) =>
     JSON.stringify({
       request: signChangeRequest({ action: 'register', handle, endpoint: `https://h.example/${handle}`, keys: [owner.public] }, owner.private),
@@ -340,27 +343,7 @@ describe('the registration fast path', () => {
       config: { rateLimits: { ...DEFAULT_RATE_LIMITS, enabled: true, writes: { rate: 1, per: 3600, burst: 2 } } },
     });
     try {
-      const send = (handle: string, chunked: boolean) =>
-        new Promise<{ status: number; retryAfter: string | undefined; body: string }>((resolve, reject) => {
-          const u = new URL(`${limited.url}/v1/handles`);
-          const b = registration(handle);
-          const req = request(
-            {
-              host: u.hostname,
-              port: u.port,
-              path: u.pathname,
-              method: 'POST',
-              headers: { 'content-type': 'application/json', ...(chunked ? {} : { 'content-length': Buffer.byteLength(b) }) },
-            },
-            (res) => {
-              let text = '';
-              res.on('data', (d: Buffer) => (text += d.toString()));
-              res.on('end', () => resolve({ status: res.statusCode!, retryAfter: res.headers['retry-after'] as string | undefined, body: text }));
-            },
-          );
-          req.on('error', reject);
-          req.end(b);
-        });
+      const send = (handle: string, chunked: boolean) => postHandles(limited.url, registration(handle), chunked);
       expect((await send('r1@example', false)).status).toBe(201);
       expect((await send('r2@example', true)).status).toBe(201);
       const fast = await send('r3@example', false);
