@@ -28,11 +28,17 @@ const LOOPBACK_HOSTS = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/;
  * other URLs a handle record points consumers at (`profile`, URLs in `alsoKnownAs`); `what` names the field.
  */
 export function endpointProblem(endpoint: string, allowLoopback: boolean, what = 'the endpoint'): string | null {
-  if (endpoint.length > MAX_URL_LENGTH) return `${what} is longer than ${MAX_URL_LENGTH} characters`;
-  if (!URL_TEXT.test(endpoint)) return notUrl(what);
   const authority = AUTHORITY.exec(endpoint)?.[0];
   const accepted = acceptedAuthorities[allowLoopback ? 1 : 0]!;
-  if (authority !== undefined && accepted.has(authority) && !hasFragment(endpoint, authority.length)) return null;
+  // What the memo cannot vouch for, the whole text, is checked here; any refusal is parsedEndpointProblem's.
+  if (
+    authority !== undefined &&
+    accepted.has(authority) &&
+    endpoint.length <= MAX_URL_LENGTH &&
+    URL_TEXT.test(endpoint) &&
+    !hasFragment(endpoint, authority.length)
+  )
+    return null;
   const problem = parsedEndpointProblem(endpoint, allowLoopback, what);
   if (problem === null && authority !== undefined) {
     if (accepted.size >= MAX_ACCEPTED_AUTHORITIES) accepted.clear();
@@ -45,7 +51,7 @@ export function endpointProblem(endpoint: string, allowLoopback: boolean, what =
 export function parsedEndpointProblem(endpoint: string, allowLoopback: boolean, what = 'the endpoint'): string | null {
   if (endpoint.length > MAX_URL_LENGTH) return `${what} is longer than ${MAX_URL_LENGTH} characters`;
   const url = URL_TEXT.test(endpoint) ? parseUrl(endpoint) : null;
-  if (url === null) return notUrl(what);
+  if (url === null) return `${what} is not an absolute http(s) URL of printable ASCII (no spaces, controls or backslashes)`;
   if (url.username !== '' || url.password !== '') return `${what} must not contain credentials`;
   if (url.hash !== '') return `${what} must not contain a fragment`;
   if (allowLoopback && LOOPBACK_HOSTS.test(url.hostname)) return null;
@@ -76,10 +82,6 @@ const AUTHORITY = /^[^:]*:\/\/[^/?#]+/;
 function hasFragment(url: string, from: number): boolean {
   const at = url.indexOf('#', from);
   return at !== -1 && at < url.length - 1;
-}
-
-function notUrl(what: string): string {
-  return `${what} is not an absolute http(s) URL of printable ASCII (no spaces, controls or backslashes)`;
 }
 
 /** Checks a home-server endpoint (see endpointProblem); throws invalid_endpoint with the reason. */
