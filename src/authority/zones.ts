@@ -145,7 +145,7 @@ export class ZoneService extends ZoneReader {
 
   /** Delegates `child` (strictly below `parent`) to its own servers, vouching for its keys by thumbprint. */
   delegate(parent: string, child: string, delegation: { servers: string[]; ds: string[]; ttl?: number }): string {
-    // Held to the bounds verifiers apply to a delegation record (records/types.ts), so none it signs is refused.
+    // Held to the bounds verifiers apply to a delegation record (records/schemas.ts), so none it signs is refused.
     if (parseZoneName(child) !== child) throw new IdnsError('invalid_zone_name', `${child} is not a normalised zone name`);
     if (child === parent || !isAtOrBelow(child, parent)) throw new IdnsError('invalid_request', `${child} is not below zone ${parent}`);
     const servers = parseServerUrls(delegation.servers, 'delegation servers');

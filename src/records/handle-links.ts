@@ -5,7 +5,7 @@ import { endpointProblem, MAX_URL_LENGTH } from './urls.js';
  * The owner-set fields of a handle record that point elsewhere (docs/protocol.md §3.1): a profile page,
  * other names of the same person (`alsoKnownAs`, as ActivityPub's) and the handle this one moved to.
  * One check for every side: the authority before it accepts a change request (requests.ts, rules.ts) and
- * every verifier and secondary before it accepts a record (types.ts), so neither is looser than the other.
+ * every verifier and secondary before it accepts a record (schemas.ts), so neither is looser than the other.
  */
 export interface HandleLinks {
   handle: string;

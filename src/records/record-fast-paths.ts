@@ -5,7 +5,7 @@ import { DENIAL_SALT_HEX, ED25519_X_B64U, MAX_HANDLE_KEYS, NAME_HASH_HEX, RECORD
 import { endpointProblem } from './urls.js';
 
 /**
- * Accelerators of the handle and denial record schemas (types.ts), not second schemas. A secondary
+ * Accelerators of the handle and denial record schemas (schemas.ts), not second schemas. A secondary
  * checks every record it copies (a million in a full transfer): zod spends about 4 µs on each handle
  * record and 7 µs on each denial warm, and many times that in the first thousands, before its code is
  * optimised; these read the usual records in a fraction of that. They only ever ACCEPT: whatever they are
@@ -27,7 +27,7 @@ const int =
   (v) =>
     typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
 
-/** The members every record starts with (types.ts, `base`), in the schema's order. */
+/** The members every record starts with (schemas.ts, `base`), in the schema's order. */
 const BASE: Fields = [
   ['v', (v) => v === 1],
   ['zone', (v) => typeof v === 'string' && v.length >= 1 && v.length <= 253 && isNormalZoneName(v)],

@@ -4,7 +4,7 @@ import { IdnsError } from '../errors.js';
 /**
  * The URLs records carry, checked by one set of rules on both sides: the authority before it signs (change
  * requests, imports, zone settings, delegations) and every verifier before it vouches for a record
- * (types.ts). A verifier looser than the authority would pass on what no honest zone signs, such as a
+ * (schemas.ts). A verifier looser than the authority would pass on what no honest zone signs, such as a
  * handle whose endpoint points a consumer at its own cloud metadata service.
  */
 
