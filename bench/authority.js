@@ -185,7 +185,7 @@ export async function authorityTargets(ctx) {
     log(`primary (${listen}) answer file ready after ${(await answerFileReady(url, 'bench.example', N)).toFixed(1)} s`);
     return proc;
   };
-  let primary = await startPrimary(PRODUCTION_HOST, productionServeArgs());
+  let primary = await startPrimary(PRODUCTION_HOST, await productionServeArgs());
   if (want(1)) {
     await reads(url, 'resolve-production', PRODUCTION_LABEL);
     await stop(primary);
@@ -203,7 +203,7 @@ export async function authorityTargets(ctx) {
     });
     // The rest runs as operators run it.
     await stop(primary);
-    primary = await startPrimary(PRODUCTION_HOST, productionServeArgs());
+    primary = await startPrimary(PRODUCTION_HOST, await productionServeArgs());
   }
 
   // 6. Full transfer to the fresh secondary, verified, until it serves; its peak RSS and the primary's growth.

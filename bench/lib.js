@@ -9,11 +9,21 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import { request } from 'undici';
 
+/** The checkout this harness lives in: its bench/ files, and where reports are written. */
 export const root = fileURLToPath(new URL('..', import.meta.url));
-export const BIN = join(root, 'bin/idns.js');
+/**
+ * The build under test: this checkout, or another commit's build that `--against` (bench/ab.js) set up
+ * and names in IDNS_BENCH_BUILD, so that both builds are measured by the very same harness.
+ */
+export const build = process.env.IDNS_BENCH_BUILD ? join(process.env.IDNS_BENCH_BUILD, '/') : root;
+export const BIN = join(build, 'bin/idns.js');
 const TARGETS = [1, 2, 3, 4, 5, 6, 7, 8];
 
-/** The command line: `--quick`, `--handles N`, `--only 1,7`, `--save-reference`, `--out FILE`, `--fail-on-regression`. */
+/**
+ * The command line: `--quick`, `--handles N`, `--only 1,7`, `--save-reference`, `--out FILE`,
+ * `--fail-on-regression`, `--against REF` with `--rounds N` (bench/ab.js), and `--rows-json FILE` (one
+ * run's rows as JSON instead of a report: how bench/ab.js runs each build).
+ */
 export function parseOptions(argv) {
   const { values } = parseArgs({
     args: argv,
@@ -25,6 +35,9 @@ export function parseOptions(argv) {
       'save-reference': { type: 'boolean', default: false },
       out: { type: 'string' },
       'fail-on-regression': { type: 'boolean', default: false },
+      against: { type: 'string' },
+      rounds: { type: 'string', default: '2' },
+      'rows-json': { type: 'string' },
     },
   });
   const quick = values.quick;
@@ -35,6 +48,11 @@ export function parseOptions(argv) {
   if (values['save-reference'] && (!quick || values.handles !== undefined || values.only !== undefined)) {
     throw new Error('--save-reference records the plain quick mode: use it with --quick alone');
   }
+  if (values.against !== undefined && (!quick || values['save-reference'])) {
+    throw new Error('--against compares quick runs: use it with --quick (and without --save-reference)');
+  }
+  const rounds = Number(values.rounds);
+  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 10) throw new Error('--rounds wants a whole number from 1 to 10');
   const defaultHandles = values.handles === undefined;
   return {
     quick,
@@ -42,6 +60,11 @@ export function parseOptions(argv) {
     only,
     saveReference: values['save-reference'],
     failOnRegression: values['fail-on-regression'],
+    against: values.against,
+    rounds,
+    rowsJson: values['rows-json'],
+    // The arguments that chose this run's scale and targets, for the runs bench/ab.js starts.
+    scaleArgs: [...(quick ? ['--quick'] : []), ...(values.handles === undefined ? [] : ['--handles', values.handles])],
     // A full run on another zone size is a development run: it must not replace the committed RESULTS.md.
     out: values.out ?? join(root, quick ? 'bench/QUICK.md' : defaultHandles ? 'bench/RESULTS.md' : 'bench/RESULTS-dev.md'),
     // Repetitions and sizes; the quick mode keeps each figure but measures it on less.
@@ -108,10 +131,14 @@ export const PRODUCTION_LABEL = 'production configuration (0.0.0.0, limits on)';
  * raised so that one load generator on loopback stands for many clients: every request is still
  * charged to its client's buckets. Returns the `idns serve` arguments after `--listen`.
  */
-export function productionServeArgs() {
+export async function productionServeArgs() {
   const file = join(tmp('production-config'), 'idns.json');
   const many = { rate: 10_000_000, per: 1, burst: 10_000_000 };
-  writeFileSync(file, JSON.stringify({ rateLimits: { enabled: true, lookups: many, writes: many }, limits: { connectionsPerAddress: 4096 } }));
+  // An older build measured by --against may have no per-address connection cap (its configuration
+  // refuses unknown settings): it then runs with the limits it has.
+  const { DEFAULT_CONFIG } = await import(`${build}dist/config.js`);
+  const limits = 'connectionsPerAddress' in (DEFAULT_CONFIG.limits ?? {}) ? { limits: { connectionsPerAddress: 4096 } } : {};
+  writeFileSync(file, JSON.stringify({ rateLimits: { enabled: true, lookups: many, writes: many }, ...limits }));
   return ['--config', file];
 }
 
@@ -250,7 +277,7 @@ export async function converged(primaryUrl, secondaryUrl, zone, timeoutMs = 600_
  */
 export async function answerFileReady(url, zone, handles, timeoutMs = 300_000) {
   // Zones below the server's default answerFiles.minHandles get no file.
-  const { DEFAULT_CONFIG } = await import(`${root}dist/config.js`);
+  const { DEFAULT_CONFIG } = await import(`${build}dist/config.js`);
   if (handles < DEFAULT_CONFIG.answerFiles.minHandles) return 0;
   const t0 = performance.now();
   const line = `idns_answer_file_handles{zone="${zone}",kind="entries"}`;

@@ -3,9 +3,9 @@
 // and the other fast paths, and prom-client's own calls beside them for scale.
 // Usage: `npm run build && node bench/metrics-overhead.js`. Not part of `npm run bench`.
 import { Counter, Histogram, Registry } from 'prom-client';
-import { median, root } from './lib.js';
+import { build, median } from './lib.js';
 
-const { Metrics, REQUEST_DURATION_BUCKETS } = await import(`${root}dist/http/metrics.js`);
+const { Metrics, REQUEST_DURATION_BUCKETS } = await import(`${build}dist/http/metrics.js`);
 
 const sources = {
   now: () => Date.now(),

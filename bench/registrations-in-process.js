@@ -3,12 +3,12 @@
 // clients). Against target 4's figure it tells how much of a registration's cost is the HTTP side.
 // Usage: `npm run build && node bench/registrations-in-process.js [runs]`. Not part of `npm run bench`.
 import { join } from 'node:path';
-import { cleanup, fmt, idns, importFile, median, root, tmp } from './lib.js';
+import { build, cleanup, fmt, idns, importFile, median, tmp } from './lib.js';
 
-const { AppContext } = await import(`${root}dist/context.js`);
-const { loadConfig } = await import(`${root}dist/config.js`);
-const { signChangeRequest } = await import(`${root}dist/client/requests.js`);
-const { generatePrivateJwk } = await import(`${root}dist/records/keys.js`);
+const { AppContext } = await import(`${build}dist/context.js`);
+const { loadConfig } = await import(`${build}dist/config.js`);
+const { signChangeRequest } = await import(`${build}dist/client/requests.js`);
+const { generatePrivateJwk } = await import(`${build}dist/records/keys.js`);
 
 const RUNS = Number(process.argv[2] ?? 3);
 const N = 12_000;

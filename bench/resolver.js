@@ -213,7 +213,7 @@ export async function resolverTargets(ctx) {
     });
     await stop(resolver.proc);
   };
-  await lookups(await resolverServer(hier, productionServeArgs(), [], PRODUCTION_HOST), '-production', PRODUCTION_LABEL);
+  await lookups(await resolverServer(hier, await productionServeArgs(), [], PRODUCTION_HOST), '-production', PRODUCTION_LABEL);
   await lookups(await resolverServer(hier), '', 'loopback (limits off)');
 
   // 2. The library's resolve() on cache hits, in-process (anchored at social.example: one hop).
