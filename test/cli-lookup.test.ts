@@ -146,6 +146,10 @@ describe('idns lookup and idns resolve through the hierarchy', () => {
         alsoKnownAs: ['carol@news.example', 'https://old.example/users/mover'],
         profile: 'https://home.example/@mover',
       });
+      // A handle without owner links: exactly the plain members, none of the links' keys.
+      const plain = await library.resolve('alice@social.example');
+      expect(Object.keys(plain)).toEqual(['handle', 'endpoint', 'keys', 'ttl', 'stale', 'verified', 'anchor', 'zone']);
+      expect(plain).toMatchObject({ handle: 'alice@social.example', endpoint: 'https://home.example/alice@social.example', verified: true });
     } finally {
       await library.close();
     }
