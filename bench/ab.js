@@ -9,14 +9,11 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cleanup, root, tmp } from './lib.js';
+import { AUTHORITY_TARGETS, cleanup, git, RESOLVER_TARGETS, root, tmp } from './lib.js';
 import { methodOf, quickTable, regressionSummary, Rows, TOLERANCE_NOTE, write } from './report.js';
 
 /** The target groups, each measured by one run of bench/run.js (they share a zone or a hierarchy). */
-const GROUPS = [
-  [1, 4, 5, 6, 7],
-  [2, 3, 8],
-];
+const GROUPS = [AUTHORITY_TARGETS, RESOLVER_TARGETS];
 
 /** Measures this build and REF's alternately and writes the quick report from the comparison. */
 export async function againstReference(opts, { machine, command }) {
@@ -79,11 +76,6 @@ ${busy.join('\n')}
     process.stderr.write(`bench: REGRESSED by more than 20% against ${refShort}: ${regressed.map((r) => `[${r.target}] ${r.name}`).join('; ')}\n`);
     if (opts.failOnRegression) process.exitCode = 1;
   }
-}
-
-/** `git` in this checkout; resolves to its trimmed stdout. */
-function git(...args) {
-  return execFileSync('git', args, { cwd: root, encoding: 'utf8', maxBuffer: 256 << 20 }).trim();
 }
 
 /**

@@ -1,6 +1,6 @@
 // Shared helpers of the benchmark (bench/run.js): the options, child processes, temporary directories,
 // the load generator, HTTP and memory readings. Every server under test is its own `idns serve` process.
-import { execFile, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,7 +17,10 @@ export const root = fileURLToPath(new URL('..', import.meta.url));
  */
 export const build = process.env.IDNS_BENCH_BUILD ? join(process.env.IDNS_BENCH_BUILD, '/') : root;
 export const BIN = join(build, 'bin/idns.js');
-const TARGETS = [1, 2, 3, 4, 5, 6, 7, 8];
+/** The targets bench/authority.js measures (on one zone and its secondary), and those of bench/resolver.js (on one hierarchy). */
+export const AUTHORITY_TARGETS = [1, 4, 5, 6, 7];
+export const RESOLVER_TARGETS = [2, 3, 8];
+const TARGETS = [...AUTHORITY_TARGETS, ...RESOLVER_TARGETS].sort((a, b) => a - b);
 
 /**
  * The command line: `--quick`, `--handles N`, `--only 1,7`, `--save-reference`, `--out FILE`,
@@ -80,6 +83,11 @@ export function parseOptions(argv) {
     cachedHandles: quick ? 4_000 : 100_000,
     coldLookups: quick ? 200 : 1000,
   };
+}
+
+/** `git` in this checkout; its trimmed stdout (throws where git or the repository is missing). */
+export function git(...args) {
+  return execFileSync('git', args, { cwd: root, encoding: 'utf8', maxBuffer: 256 << 20 }).trim();
 }
 
 const dirs = [];

@@ -7,13 +7,12 @@
 // Every throughput figure is reported beside a baseline measured in the same run, as a ratio, because the
 // machines are small and noisy: absolute numbers move, ratios much less. Load comes from separate
 // processes (autocannon in bench/load.js), never from inside the server process.
-import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join, relative } from 'node:path';
 import { againstReference } from './ab.js';
 import { authorityTargets } from './authority.js';
-import { build, cleanup, fmt, parseOptions, root, speed } from './lib.js';
+import { AUTHORITY_TARGETS, build, cleanup, fmt, git, parseOptions, RESOLVER_TARGETS, root, speed } from './lib.js';
 import { fullTable, methodOf, quickTable, readReference, REFERENCE_FILE, referenceOf, regressionSummary, Rows, TOLERANCE_NOTE, write } from './report.js';
 import { resolverTargets } from './resolver.js';
 
@@ -51,8 +50,8 @@ async function measure() {
     process.exit(130);
   });
   try {
-    if ([1, 4, 5, 6, 7].some((t) => opts.only.has(t))) await authorityTargets(ctx);
-    if ([2, 3, 8].some((t) => opts.only.has(t))) await resolverTargets(ctx);
+    if (AUTHORITY_TARGETS.some((t) => opts.only.has(t))) await authorityTargets(ctx);
+    if (RESOLVER_TARGETS.some((t) => opts.only.has(t))) await resolverTargets(ctx);
   } finally {
     cleanup();
   }
@@ -64,7 +63,7 @@ async function measure() {
 
 function commitOf() {
   try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
+    return git('rev-parse', '--short', 'HEAD');
   } catch (err) {
     process.stderr.write(`bench: no git commit (${err.message.split('\n')[0]})\n`);
     return 'unknown';
