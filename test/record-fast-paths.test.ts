@@ -188,29 +188,51 @@ function agrees(value: unknown, loopback: boolean): void {
   sameAsZod(fastHandleRecord(value, loopback), (loopback ? developmentRecordSchemas : recordSchemas).handle.safeParse(value), value);
 }
 
+function agreesInBothModes(value: unknown): void {
+  for (const loopback of [false, true]) agrees(value, loopback);
+}
+
+/**
+ * Checks `agree` on `runs` generated values, and that both sides of the schema's boundary were exercised,
+ * not one: more than `least.accepted` values the schema accepts and more than `least.refused` it refuses.
+ */
+function agreesOnGenerated(
+  values: fc.Arbitrary<unknown>,
+  agree: (value: unknown) => void,
+  schema: { safeParse(value: unknown): { success: boolean } },
+  runs: number,
+  least: { accepted: number; refused: number },
+): void {
+  let accepted = 0;
+  let refused = 0;
+  fc.assert(
+    fc.property(values, (value) => {
+      agree(value);
+      if (schema.safeParse(value).success) accepted++;
+      else refused++;
+    }),
+    { numRuns: runs },
+  );
+  expect(accepted).toBeGreaterThan(least.accepted);
+  expect(refused).toBeGreaterThan(least.refused);
+}
+
+/** Checks `agree` on values that are not records at all: a few odd ones (`word` among them), then `runs` arbitrary JSON values. */
+function agreesOnNonRecords(agree: (value: unknown) => void, word: string, runs: number): void {
+  for (const v of [null, undefined, 0, word, [], [1], {}, { v: 1 }]) agree(v);
+  fc.assert(
+    fc.property(fc.jsonValue({ maxDepth: 3 }), (v) => agree(v)),
+    { numRuns: runs },
+  );
+}
+
 describe('the handle record fast path accepts exactly what the schema accepts', () => {
   it('agrees with zod on generated records, valid and mutated, in both modes', () => {
-    let accepted = 0;
-    let refused = 0;
-    fc.assert(
-      fc.property(input, (value) => {
-        for (const loopback of [false, true]) agrees(value, loopback);
-        if (recordSchemas.handle.safeParse(value).success) accepted++;
-        else refused++;
-      }),
-      { numRuns: 10_000 },
-    );
-    // Both sides of the boundary were exercised, not one.
-    expect(accepted).toBeGreaterThan(400);
-    expect(refused).toBeGreaterThan(3_000);
+    agreesOnGenerated(input, agreesInBothModes, recordSchemas.handle, 10_000, { accepted: 400, refused: 3_000 });
   });
 
   it('agrees with zod on values that are not records at all', () => {
-    for (const v of [null, undefined, 0, 'handle', [], [1], {}, { v: 1 }]) for (const loopback of [false, true]) agrees(v, loopback);
-    fc.assert(
-      fc.property(fc.jsonValue({ maxDepth: 3 }), (v) => agrees(v, false)),
-      { numRuns: 2_000 },
-    );
+    agreesOnNonRecords(agreesInBothModes, 'handle', 2_000);
   });
 
   it('accepts the usual record, so that zod is not consulted for it', () => {
@@ -311,26 +333,11 @@ function denialAgrees(value: unknown): void {
 
 describe('the denial record fast path accepts exactly what the schema accepts', () => {
   it('agrees with zod on generated denials, valid and mutated', () => {
-    let accepted = 0;
-    let refused = 0;
-    fc.assert(
-      fc.property(denialInput, (value) => {
-        denialAgrees(value);
-        if (recordSchemas.denial.safeParse(value).success) accepted++;
-        else refused++;
-      }),
-      { numRuns: 5_000 },
-    );
-    expect(accepted).toBeGreaterThan(200);
-    expect(refused).toBeGreaterThan(1_500);
+    agreesOnGenerated(denialInput, denialAgrees, recordSchemas.denial, 5_000, { accepted: 200, refused: 1_500 });
   });
 
   it('agrees with zod on values that are not denials at all', () => {
-    for (const v of [null, undefined, 0, 'denial', [], [1], {}, { v: 1 }]) denialAgrees(v);
-    fc.assert(
-      fc.property(fc.jsonValue({ maxDepth: 3 }), (v) => denialAgrees(v)),
-      { numRuns: 1_000 },
-    );
+    agreesOnNonRecords(denialAgrees, 'denial', 1_000);
   });
 
   it('accepts the usual denial, so that zod is not consulted for it', () => {
