@@ -360,6 +360,17 @@ describe('secondary replicas', () => {
     expect((await fetch(`${primary.url}/v1/resolve/r@example`)).status).toBe(200);
   });
 
+  it('redirects writes to the server it copies from before its first copy (no 307 without a Location)', async () => {
+    const { primary, secondary, kid } = await primaryAndSecondary();
+    // No check has run: the secondary holds no zone record naming its primary yet.
+    secondary.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });
+    const request = signChangeRequest({ action: 'register', handle: 'early@example', endpoint: 'https://h.example/', keys: [owner.public] }, owner.private);
+    const res = await fetch(`${secondary.url}/v1/handles`, { method: 'POST', body: JSON.stringify({ request }), redirect: 'manual' });
+    expect(res.status).toBe(307);
+    expect(res.headers.get('location')).toBe(`${primary.url}/v1/handles`);
+    expect(((await res.json()) as { error: unknown }).error).toMatchObject({ code: 'not_primary', details: { zone: 'example', primary: primary.url } });
+  });
+
   it('stops answering after expire without a successful check, says why, and recovers', async () => {
     const { primary, secondary, kid } = await primaryAndSecondary({ expire: 2 });
     await register(primary, 'a@example');

@@ -4,11 +4,13 @@ import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { jsonRequest } from '../../client/http.js';
 import { signChangeRequest } from '../../client/requests.js';
 import { DEFAULT_CONFIG } from '../../config.js';
 import { AppContext } from '../../context.js';
 import { IdnsError } from '../../errors.js';
 import { createLogger } from '../../log.js';
+import { ROOT_IN_PATH } from '../../http/routes/zones.js';
 import { generatePrivateJwk } from '../../records/keys.js';
 import { parseCommand, type Io } from '../args.js';
 
@@ -69,11 +71,12 @@ export async function demo(argv: string[], io: Io): Promise<number> {
   setUp(n('example-primary'), (ctx) =>
     ctx.zones.delegate('example', 'social.example', { servers: [n('social-primary').url, n('social-secondary').url], ds: [kids['social.example']!] }),
   );
-  for (const [secondary, zone, primary] of [
+  const replicas = [
     ['root-2', '.', 'root-1'],
     ['example-secondary', 'example', 'example-primary'],
     ['social-secondary', 'social.example', 'social-primary'],
-  ] as const) {
+  ] as const;
+  for (const [secondary, zone, primary] of replicas) {
     setUp(n(secondary), (ctx) => {
       if (fresh(ctx, zone)) ctx.zones.createSecondary(zone, { primaries: [n(primary).url], ds: [kids[zone]!] });
     });
@@ -107,6 +110,8 @@ export async function demo(argv: string[], io: Io): Promise<number> {
   };
   try {
     await Promise.all([...nodes.values()].map((node) => startNode(node, base)));
+    // "Lose a primary and keep resolving" is only true once each secondary holds its first copy.
+    await Promise.all(replicas.map(([secondary, zone, primary]) => waitForCopy(n(secondary), n(primary), zone, base)));
   } catch (err) {
     await stopAll();
     throw err;
@@ -179,6 +184,21 @@ async function startNode(node: Node, base: string): Promise<void> {
       reject(new IdnsError('internal', `${node.name} exited with ${code} at start (see ${base}/${node.name}.log)`));
     });
   });
+}
+
+/** Waits until `secondary` serves the zone at the primary's serial (its first transfer is done). */
+async function waitForCopy(secondary: Node, primary: Node, zone: string, base: string): Promise<void> {
+  const path = `/v1/zones/${zone === '.' ? ROOT_IN_PATH : zone}`;
+  const serialAt = async (node: Node) => {
+    const res = await jsonRequest(`${node.url}${path}`, { timeoutMs: 5_000 });
+    return res.status === 200 ? (res.body as { serial: number }).serial : null;
+  };
+  const want = await serialAt(primary);
+  const deadline = Date.now() + 30_000;
+  while ((await serialAt(secondary)) !== want) {
+    if (Date.now() > deadline) throw new IdnsError('internal', `${secondary.name} did not copy zone ${zone} within 30 s (see ${base}/${secondary.name}.log)`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 async function stopChild(child: ChildProcess | undefined): Promise<void> {
