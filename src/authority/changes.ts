@@ -155,14 +155,7 @@ export class ChangeProcessor {
     if (!row) throw new IdnsError('not_authoritative', `this server holds no zone for ${host}`);
     if (this.zones.cutFor(row, host))
       throw new IdnsError('not_authoritative', `${host} is delegated away from zone ${row.name}; register with the child zone's servers`);
-    if (row.role !== 'primary') {
-      // Before its first copy a secondary has no signed zone record naming the primary; it still knows the
-      // server it copies from, which is the primary or leads to it, so a write never gets a 307 to nowhere.
-      const primary = this.zones.zoneRecord(row)?.primary ?? this.zones.secondarySettings(row).primaries[0];
-      throw new IdnsError('not_primary', `zone ${row.name} is a secondary here; send changes to its primary${primary ? ` ${primary}` : ''}`, {
-        details: { zone: row.name, ...(primary ? { primary } : {}) },
-      });
-    }
+    if (row.role !== 'primary') throw this.zones.notPrimary(row, `zone ${row.name} is a secondary here; send changes to its primary`);
     return row.name;
   }
 

@@ -158,6 +158,16 @@ export class ZoneReader {
     return null;
   }
 
+  /**
+   * The refusal of a change to a zone this server holds as a secondary. It names where changes go (the
+   * signed zone record's primary, or before the first copy the server copied from), so the HTTP layer can
+   * redirect the request there.
+   */
+  notPrimary(row: ZoneRow, message: string): IdnsError {
+    const primary = this.zoneRecord(row)?.primary ?? this.secondarySettings(row).primaries[0];
+    return new IdnsError('not_primary', primary ? `${message} ${primary}` : message, { details: { zone: row.name, ...(primary ? { primary } : {}) } });
+  }
+
   /** Settings of a secondary zone. */
   secondarySettings(row: ZoneRow): SecondarySettings {
     if (row.role !== 'secondary') throw new IdnsError('invalid_request', `zone ${row.name} is not a secondary here`);
@@ -166,7 +176,7 @@ export class ZoneReader {
 
   /** Parsed settings of a primary zone row (cached by the raw JSON, which changes rarely). */
   settings(row: ZoneRow): ZoneSettings {
-    if (row.role !== 'primary') throw new IdnsError('not_primary', `zone ${row.name} is a secondary here`);
+    if (row.role !== 'primary') throw this.notPrimary(row, `zone ${row.name} is a secondary here; changes go to its primary`);
     const hit = this.settingsCache.get(row.name);
     if (hit && hit.raw === row.settings) return hit.parsed;
     const parsed = parseZoneSettings(JSON.parse(row.settings));
