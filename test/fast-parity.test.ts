@@ -87,6 +87,8 @@ describe('the fast paths and the application answer alike', () => {
     body,
     ...extra,
   });
+  const batch = (handles: string[] | string, extra: Partial<ParityRequest> = {}): ParityRequest =>
+    post(typeof handles === 'string' ? handles : JSON.stringify({ handles }), { path: '/v1/lookup', ...extra });
   const get = (path: string, headers: Record<string, string | string[]> = {}): ParityRequest => ({ path, headers: { 'x-request-id': 'r-1', ...headers } });
   const times = (n: number, r: ParityRequest) => Array.from({ length: n }, () => r);
 
@@ -120,6 +122,16 @@ describe('the fast paths and the application answer alike', () => {
     { name: 'a resolver cache hit, not found', requests: [get('/v1/lookup/nobody@social.example')], fast: true },
     { name: 'a lookup of an invalid handle (error mapping)', requests: [get('/v1/lookup/not%20a%20handle')], fast: true },
     { name: 'the lookup limit on the resolver', requests: times(BURST + 1, get('/v1/lookup/alice@social.example')), fast: true },
+    {
+      name: 'a batch of lookups: hits, a denial and an invalid handle',
+      requests: [batch(['alice@social.example', 'nobody@social.example', 'not a handle'])],
+      fast: true,
+    },
+    { name: 'a batch costs one lookup a handle: the limit reached inside a batch', requests: times(2, batch(['alice@social.example', 'alice@social.example'])), fast: true },
+    { name: 'a batch body that is not JSON', requests: [batch('{"handles": ')], fast: true },
+    { name: 'a batch of the wrong form', requests: [batch('{"handles": []}')], fast: true },
+    { name: 'a batch body over the limit: 413', requests: [batch(JSON.stringify({ handles: Array.from({ length: 100 }, () => 'x'.repeat(50)) }))], fast: true },
+    { name: 'a chunked batch goes to the application', requests: [batch(['alice@social.example'], { chunked: true })], fast: false },
     {
       name: 'a registration',
       // A handle of the same length for each side, so that lengths match too.
@@ -236,17 +248,20 @@ describe('a middleware added to the application', () => {
       for (const r of FAST_ROUTES) expect(appChain(app, r.method, r.sample)).toEqual(r.mirrors);
       expect(() => assertMirrored(app)).not.toThrow();
       // A middleware for every request, or for one fast endpoint only, or for a method: each is caught.
-      for (const [path, at] of [
-        ['*', 0],
-        ['/v1/lookup/*', 1],
-        ['/v1/handles', 2],
+      // (The first fast endpoint whose chain differs is named.)
+      for (const [path, first] of [
+        ['*', '/v1/resolve/:handle'],
+        ['/v1/lookup/*', '/v1/lookup/:handle'],
+        ['/v1/lookup', '/v1/lookup'],
+        ['/v1/handles', '/v1/handles'],
       ] as const) {
         const { app: changed } = createApp(ctx);
         changed.use(path, async function audit(_c, next) {
           await next();
         });
+        const route = FAST_ROUTES.find((r) => r.pattern === first)!;
         expect(() => assertMirrored(changed), path).toThrow(
-          new RegExp(`runs \\[[^\\]]*audit[^\\]]*\\] for ${FAST_ROUTES[at]!.method} ${FAST_ROUTES[at]!.pattern.replaceAll('/', '\\/')}`),
+          new RegExp(`runs \\[[^\\]]*audit[^\\]]*\\] for ${route.method} ${route.pattern.replaceAll('/', '\\/')}`),
         );
       }
       // A middleware for other endpoints is not the fast paths' concern.

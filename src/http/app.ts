@@ -47,8 +47,8 @@ export function createApp(ctx: AppContext, wire: LookupWire = new LookupWire()):
   const lookups = ctx.rateLimits.perClient('lookups');
   const writes = ctx.rateLimits.perClient('writes');
   app.use('/v1/resolve/*', lookups);
+  // `/v1/lookup/*` matches the batch endpoint `/v1/lookup` too: one registration, or batches are charged twice.
   app.use('/v1/lookup/*', lookups);
-  app.use('/v1/lookup', lookups);
   app.use('/.well-known/webfinger', lookups);
   app.use('/v1/handles', writes);
   // Below /v1/handles/ only: `/v1/handles/*` also matches `/v1/handles`, whose writes would be charged twice.

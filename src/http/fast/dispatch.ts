@@ -6,6 +6,7 @@ import type { LookupWire } from '../lookup-wire.js';
 import type { Tally } from '../metrics.js';
 import { account, requestIdFor, type RequestFacts } from '../observe.js';
 import { clientKeyOfRequest } from '../rate-limits.js';
+import { BatchEndpoint } from './batch.js';
 import { HandlesEndpoint } from './handles.js';
 import { LookupEndpoint } from './lookup.js';
 import { ResolveEndpoint } from './resolve.js';
@@ -53,6 +54,7 @@ export class FastPaths {
     const of: Record<string, FastEndpoint> = {
       '/v1/resolve/:handle': new ResolveEndpoint(ctx),
       '/v1/lookup/:handle': new LookupEndpoint(ctx, wire),
+      '/v1/lookup': new BatchEndpoint(ctx, wire),
       '/v1/handles': new HandlesEndpoint(ctx),
     };
     this.endpoints = FAST_ROUTES.map((r) => {

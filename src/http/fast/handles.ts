@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { AppContext } from '../../context.js';
-import { IdnsError } from '../../errors.js';
 import { parseJsonObject } from '../request.js';
+import { readBody } from './body.js';
 import { changeRequestOf, registerReply } from '../routes/handles.js';
 import type { FastEndpoint, FastReply, RequestHead } from './dispatch.js';
 
@@ -27,28 +27,4 @@ export class HandlesEndpoint implements FastEndpoint {
       facts: { role: 'change', action: 'register', zone: result.zone, outcome: 'accepted' },
     };
   }
-}
-
-/** The body, exactly `length` bytes as its Content-Length says (node's parser ends it there). */
-function readBody(req: IncomingMessage, length: number): Promise<string> {
-  // Events rather than the async iterator: this runs once per registration, and the iterator's
-  // promise per chunk showed in profiles.
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let got = 0;
-    req.on('data', (chunk: Buffer) => {
-      got += chunk.length;
-      chunks.push(chunk);
-    });
-    let ended = false;
-    req.once('end', () => {
-      ended = true;
-      if (got !== length) reject(new IdnsError('invalid_request', 'the request body ended before its Content-Length'));
-      else resolve(chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks, got).toString('utf8'));
-    });
-    req.once('error', reject);
-    req.once('close', () => {
-      if (!ended) reject(new IdnsError('invalid_request', 'the client went away before the body ended'));
-    });
-  });
 }

@@ -66,6 +66,16 @@ export const FAST_ROUTES: readonly FastRoute[] = [
   },
   {
     method: 'POST',
+    pattern: '/v1/lookup',
+    sample: '/v1/lookup',
+    match: (url) => (url === '/v1/lookup' ? '' : null),
+    body: true,
+    limit: 'lookups',
+    facts: { role: 'resolver_batch' },
+    mirrors: ['observeRequest', 'bodyLimit', 'rateLimit:lookups', 'POST /v1/lookup'],
+  },
+  {
+    method: 'POST',
     pattern: '/v1/handles',
     sample: '/v1/handles',
     match: (url) => (url === '/v1/handles' ? '' : null),

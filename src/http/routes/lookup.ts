@@ -21,8 +21,30 @@ export function lookupReply(r: LookupResult): { status: 200 | 404; headers: stri
 }
 
 /**
+ * The one rule of `POST /v1/lookup` after its body is read, used by this route and its fast path
+ * (src/http/fast/batch.ts): the body's form, one charge to the client's lookup limit for each handle
+ * after the first (the middleware charged one), the lookups, and the reply.
+ */
+export async function batchReply(
+  ctx: AppContext,
+  resolver: Resolver,
+  wire: LookupWire,
+  body: Record<string, unknown>,
+  client: string,
+): Promise<{ status: 200; headers: string[]; body: Buffer; facts: RequestFacts }> {
+  const handles = body.handles;
+  if (!Array.isArray(handles) || handles.length === 0 || handles.length > MAX_BATCH || !handles.every((h) => typeof h === 'string')) {
+    throw new IdnsError('invalid_request', `the body must be {"handles": [1 to ${MAX_BATCH} handle strings]}`);
+  }
+  if (ctx.rateLimits.config.enabled && handles.length > 1) ctx.rateLimits.lookups.take(client, handles.length - 1);
+  const results = await resolver.lookupMany(handles as string[]);
+  return { status: 200, headers: ['content-type', 'application/json'], body: wire.batch(results), facts: { role: 'resolver_batch', outcome: 'batch' } };
+}
+
+/**
  * The resolver role: `GET /v1/lookup/{handle}` and `POST /v1/lookup` (up to 100 handles). Cache hits of
- * the GET are usually answered by the fast path (src/http/fast/lookup.ts), by the same reply rule.
+ * the GET, and batches, are usually answered by the fast paths (src/http/fast/lookup.ts, batch.ts), by
+ * the same reply rules.
  */
 export function lookupRoutes(ctx: AppContext, wire: LookupWire): Hono {
   const app = new Hono();
@@ -44,17 +66,10 @@ export function lookupRoutes(ctx: AppContext, wire: LookupWire): Hono {
   app.post('/v1/lookup', async (c) => {
     note(c, { role: 'resolver_batch' });
     const resolver = resolverOf();
-    const body = await readJsonObject(c);
-    const handles = body.handles;
-    if (!Array.isArray(handles) || handles.length === 0 || handles.length > MAX_BATCH || !handles.every((h) => typeof h === 'string')) {
-      throw new IdnsError('invalid_request', `the body must be {"handles": [1 to ${MAX_BATCH} handle strings]}`);
-    }
-    // The middleware charged one lookup; a batch costs one per handle.
-    if (ctx.rateLimits.config.enabled && handles.length > 1) ctx.rateLimits.lookups.take(clientKey(c), handles.length - 1);
-    const results = await resolver.lookupMany(handles as string[]);
-    note(c, { outcome: 'batch' });
-    c.header('Content-Type', 'application/json');
-    return c.body(wire.batch(results) as Uint8Array<ArrayBuffer>, 200);
+    const reply = await batchReply(ctx, resolver, wire, await readJsonObject(c), clientKey(c));
+    note(c, reply.facts);
+    for (let i = 0; i < reply.headers.length; i += 2) c.header(reply.headers[i]!, reply.headers[i + 1]!);
+    return c.body(reply.body as Uint8Array<ArrayBuffer>, reply.status);
   });
   return app;
 }
