@@ -4,41 +4,34 @@ import type { BatchResult, BridgedResult, LookupResult, VerifiedResult } from '.
 /** `,"record":"`: the record follows. */
 const OPEN = ',"record":"';
 
-/** Proofs whose pieces are kept as bytes (~1.3 kB each, about 5 MB in all), the most recently made. */
-const HOT_PROOFS = 4096;
+/** Heads kept as bytes (~250 bytes each, about 1 MB in all), for the most recently made ones. */
+const HOT_HEADS = 4096;
 
 /** A `GET /v1/lookup` body in the pieces it is written in (see LookupWire.chunks). */
 export type BodyChunks = readonly (string | Buffer)[];
 
-/** The bytes of a verified result's body around its varying members (ttl, stale) and its steps. */
-interface HotPieces {
-  /** `{"handle":…,"status":…,"zone":…,"endpoint":…,"keys":…[,"profile","alsoKnownAs","movedTo"],"verified":true,"anchor":…,"ttl":` */
-  head: Buffer;
-  /** After the steps (or the chain index): the record and the rest of the proof, the trace, the end. */
-  rest: Buffer;
-  /** The trace `rest` was made with. */
-  trace: VerifiedResult['trace'];
-}
-
 /**
  * Serialises lookup results for `GET /v1/lookup/{handle}` and `POST /v1/lookup` (docs/protocol.md,
- * section 7). A body is written as byte pieces, made once and copied from then on: no body is built
- * as a JavaScript string, which for a batch of 100 handles (~120 kB) was most of the garbage a request
- * left, and so of the collector's work.
+ * section 7). A body is written in pieces, none of them a copy per cached handle (at 100,000 handles
+ * each such copy costs tens of megabytes), and no body is built as one JavaScript string: for a batch
+ * of 100 handles (~120 kB) that string, flattened to be written, was most of the garbage a request left.
+ * - The head (handle, status, zone, endpoint, keys…) is made on a hit (~1 µs, most of a batch's cost per
+ *   handle) and kept, as bytes, for the last HOT_HEADS proofs only: a hot set stays fast, memory bounded.
  * - The proof's steps — ~3 KiB, the same for every handle of a zone — are one buffer per chain: the
  *   resolver shares one chain object between those handles.
- * - The head (handle, status, zone, endpoint, keys…) and the rest (record, trace, the end) are kept as
- *   bytes for the last HOT_PROOFS proofs made: a hot set is copied, not serialised, and memory stays
- *   bounded (a copy per cached handle would cost tens of megabytes at 100,000 handles).
- * - Only ttl and stale, which change with every answer, are written per answer.
+ * - The handle record is written from the proof's own string.
+ * - What follows it (the end of the proof, the trace) is one string per trace, which the resolver
+ *   shares too; a proof with more members (a denial's gaps) has its own string, kept as long as it is.
+ * - Only ttl and stale, which change with every answer, are written anew.
  * The full application and the fast path both serialise through here, so their bodies are the same bytes.
  */
 export class LookupWire {
   /** Weak: a buffer or string lives as long as the chain, trace or proof it was made from. */
   private readonly chains = new WeakMap<readonly ProofStep[], Buffer>();
   private readonly traces = new WeakMap<NonNullable<VerifiedResult['trace']>, string>();
-  /** Oldest first; keyed by proof, which a cached resolution and its results share. */
-  private readonly hot = new Map<Proof, HotPieces>();
+  private readonly rests = new WeakMap<Proof, string>();
+  /** In insertion order, oldest first; keyed by proof, which a cached resolution and its results share. */
+  private readonly heads = new Map<Proof, Buffer>();
 
   /**
    * The `GET /v1/lookup/{handle}` body of a result as chunks to write one after the other (one writev):
@@ -46,14 +39,16 @@ export class LookupWire {
    */
   chunks(r: LookupResult): BodyChunks {
     if (!r.verified) return [bridgedBody(r)];
-    const pieces = this.piecesOf(r);
-    return [pieces.head, `${r.ttl},"stale":${r.stale},"proof":{"steps":`, this.chainOf(r.proof.steps), pieces.rest];
+    const head = this.headOf(r);
+    const mid = `${r.ttl},"stale":${r.stale},"proof":{"steps":`;
+    const chain = this.chainOf(r.proof.steps);
+    if (isPlain(r.proof)) return [head, mid, chain, OPEN, r.proof.record, this.tailOf(r.trace)];
+    return [head, mid, chain, this.restOf(r)];
   }
 
   /** The `GET /v1/lookup/{handle}` body of a result, in one buffer. */
   body(r: LookupResult): Buffer {
-    const chunks = this.chunks(r);
-    return Buffer.concat(chunks.map((c) => (typeof c === 'string' ? Buffer.from(c) : c)));
+    return Buffer.concat(this.chunks(r).map((c) => (typeof c === 'string' ? Buffer.from(c) : c)));
   }
 
   /**
@@ -62,23 +57,23 @@ export class LookupWire {
    */
   batch(results: readonly BatchResult[]): Buffer {
     const index = new Map<Buffer, number>();
-    // The body's pieces in order; measured, then copied into one buffer of the exact size.
+    // The body's pieces in order, measured as they come, then copied into one buffer of the exact size.
     const pieces: (string | Buffer)[] = [CHAINS_OPEN];
-    let length = CHAINS_OPEN.length;
-    const add = (piece: string | Buffer) => {
-      pieces.push(piece);
+    const items: (string | Buffer)[] = [RESULTS_OPEN];
+    let length = CHAINS_OPEN.length + RESULTS_OPEN.length + BODY_CLOSE.length;
+    const item = (piece: string | Buffer) => {
+      items.push(piece);
       length += typeof piece === 'string' ? Buffer.byteLength(piece) : piece.length;
     };
-    const items: (string | Buffer)[] = [];
-    for (const item of results) {
-      if (items.length > 0) items.push(',');
-      if (!('result' in item)) {
-        items.push(JSON.stringify({ handle: item.handle, error: { code: item.error.code, message: item.error.message } }));
+    for (const entry of results) {
+      if (items.length > 1) item(',');
+      if (!('result' in entry)) {
+        item(JSON.stringify({ handle: entry.handle, error: { code: entry.error.code, message: entry.error.message } }));
         continue;
       }
-      const r = item.result;
+      const r = entry.result;
       if (!r.verified) {
-        items.push(bridgedBody(r));
+        item(bridgedBody(r));
         continue;
       }
       const chain = this.chainOf(r.proof.steps);
@@ -86,38 +81,38 @@ export class LookupWire {
       if (k === undefined) {
         k = index.size;
         index.set(chain, k);
-        if (k > 0) add(COMMA);
-        add(chain);
+        if (k > 0) pieces.push(COMMA);
+        pieces.push(chain);
+        length += chain.length + (k > 0 ? 1 : 0);
       }
-      const hot = this.piecesOf(r);
-      items.push(hot.head, `${r.ttl},"stale":${r.stale},"proof":{"chain":${k}`, hot.rest);
+      item(this.headOf(r));
+      item(`${r.ttl},"stale":${r.stale},"proof":{"chain":${k}`);
+      if (isPlain(r.proof)) {
+        item(OPEN);
+        item(r.proof.record);
+        item(this.tailOf(r.trace));
+      } else item(this.restOf(r));
     }
-    add(RESULTS_OPEN);
-    for (const piece of items) add(piece);
-    add(BODY_CLOSE);
+    items.push(BODY_CLOSE);
     const body = Buffer.allocUnsafe(length);
     let at = 0;
-    for (const piece of pieces) at += typeof piece === 'string' ? body.write(piece, at) : piece.copy(body, at);
+    for (const list of [pieces, items]) for (const piece of list) at += typeof piece === 'string' ? body.write(piece, at) : piece.copy(body, at);
     return body;
   }
 
-  /** The kept pieces of a verified result, made on first use (~5 µs) and kept while the proof stays hot. */
-  private piecesOf(r: VerifiedResult): HotPieces {
-    let pieces = this.hot.get(r.proof);
-    // Kept in the order made: a proof in constant use is made again once per HOT_PROOFS new ones, which
-    // costs less than reordering on every use.
-    if (pieces !== undefined && pieces.trace === r.trace) return pieces;
-    // The owner's links only when set (undefined members are left out), as docs/protocol.md §7 shows.
-    const { profile, alsoKnownAs, movedTo } = r;
-    const head = Buffer.from(
-      `${JSON.stringify({ handle: r.handle, status: r.status, zone: r.zone, endpoint: r.endpoint, keys: r.keys, profile, alsoKnownAs, movedTo, verified: true, anchor: r.anchor }).slice(0, -1)},"ttl":`,
-    );
-    const rest = Buffer.from(isPlain(r.proof) ? `${OPEN}${r.proof.record}${this.tailOf(r.trace)}` : restOf(r));
-    pieces = { head, rest, trace: r.trace };
-    this.hot.delete(r.proof);
-    if (this.hot.size >= HOT_PROOFS) this.hot.delete(this.hot.keys().next().value as Proof);
-    this.hot.set(r.proof, pieces);
-    return pieces;
+  /** `{"handle":…,"status":…,"zone":…,"endpoint":…,"keys":…[,"profile","alsoKnownAs","movedTo"],"verified":true,"anchor":…,"ttl":` */
+  private headOf(r: VerifiedResult): Buffer {
+    let head = this.heads.get(r.proof);
+    if (head === undefined) {
+      // The owner's links only when set (undefined members are left out), as docs/protocol.md §7 shows.
+      const { profile, alsoKnownAs, movedTo } = r;
+      head = Buffer.from(
+        `${JSON.stringify({ handle: r.handle, status: r.status, zone: r.zone, endpoint: r.endpoint, keys: r.keys, profile, alsoKnownAs, movedTo, verified: true, anchor: r.anchor }).slice(0, -1)},"ttl":`,
+      );
+      if (this.heads.size >= HOT_HEADS) this.heads.delete(this.heads.keys().next().value as Proof);
+      this.heads.set(r.proof, head);
+    }
+    return head;
   }
 
   private chainOf(steps: readonly ProofStep[]): Buffer {
@@ -129,23 +124,28 @@ export class LookupWire {
     return buf;
   }
 
-  /** After a plain proof's record: its end, the trace, the end of the body (shared by the handles of one trace). */
+  /** After a plain proof's record: its end, the trace, the end of the body. */
   private tailOf(trace: VerifiedResult['trace']): string {
     if (trace === undefined) return '"}}';
     let tail = this.traces.get(trace);
     if (tail === undefined) {
-      tail = `"},"trace":${JSON.stringify(trace)}}`;
+      tail = flat(`"},"trace":${JSON.stringify(trace)}}`);
       this.traces.set(trace, tail);
     }
     return tail;
   }
-}
 
-/** After the steps of any other proof: its other members, its end, the trace, the end of the body. */
-function restOf(r: VerifiedResult): string {
-  const { steps: _steps, ...others } = r.proof;
-  const json = JSON.stringify(others);
-  return `${json === '{}' ? '' : `,${json.slice(1, -1)}`}}${r.trace ? `,"trace":${JSON.stringify(r.trace)}` : ''}}`;
+  /** After the steps of any other proof: its other members, its end, the trace, the end of the body. */
+  private restOf(r: VerifiedResult): string {
+    let rest = this.rests.get(r.proof);
+    if (rest === undefined) {
+      const { steps: _steps, ...others } = r.proof;
+      const json = JSON.stringify(others);
+      rest = flat(`${json === '{}' ? '' : `,${json.slice(1, -1)}`}}${r.trace ? `,"trace":${JSON.stringify(r.trace)}` : ''}}`);
+      this.rests.set(r.proof, rest);
+    }
+    return rest;
+  }
 }
 
 /**
@@ -160,6 +160,15 @@ function isPlain(proof: Proof): boolean {
     n += 1;
   }
   return n === 2;
+}
+
+/**
+ * A flat copy of a string built by concatenation or slicing. V8 keeps such strings as ropes (32 bytes a
+ * node) or as views that keep their whole parent alive; JSON.parse makes a new flat string, exact for
+ * any string.
+ */
+function flat(s: string): string {
+  return JSON.parse(JSON.stringify(s)) as string;
 }
 
 /**
