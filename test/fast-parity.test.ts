@@ -127,7 +127,11 @@ describe('the fast paths and the application answer alike', () => {
       requests: [batch(['alice@social.example', 'nobody@social.example', 'not a handle'])],
       fast: true,
     },
-    { name: 'a batch costs one lookup a handle: the limit reached inside a batch', requests: times(2, batch(['alice@social.example', 'alice@social.example'])), fast: true },
+    {
+      name: 'a batch costs one lookup a handle: the limit reached inside a batch',
+      requests: times(2, batch(['alice@social.example', 'alice@social.example'])),
+      fast: true,
+    },
     { name: 'a batch body that is not JSON', requests: [batch('{"handles": ')], fast: true },
     { name: 'a batch of the wrong form', requests: [batch('{"handles": []}')], fast: true },
     { name: 'a batch body over the limit: 413', requests: [batch(JSON.stringify({ handles: Array.from({ length: 100 }, () => 'x'.repeat(50)) }))], fast: true },

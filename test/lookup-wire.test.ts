@@ -76,7 +76,12 @@ describe('LookupWire', () => {
     verified('alice@social.example'),
     verified('jürgen@bücher.example', { endpoint: 'https://bücher.example/users/jürgen', profile: 'https://bücher.example/@jürgen' }, idnSteps),
     verified('moved@social.example', { alsoKnownAs: ['acct:old@social.example'], movedTo: 'acct:new@other.example', stale: true, ttl: 0 }),
-    verified('nobody@social.example', { status: 'not_found', endpoint: undefined, keys: undefined, proof: { steps: socialSteps, record: 'denial.sig', noCut: ['gap.one', 'gap.two'] } } as Partial<VerifiedResult>),
+    verified('nobody@social.example', {
+      status: 'not_found',
+      endpoint: undefined,
+      keys: undefined,
+      proof: { steps: socialSteps, record: 'denial.sig', noCut: ['gap.one', 'gap.two'] },
+    } as Partial<VerifiedResult>),
     verified('untraced@social.example', { trace: undefined }),
     bridged,
   ];
