@@ -57,16 +57,18 @@ export class LookupWire {
    */
   batch(results: readonly BatchResult[]): Buffer {
     const index = new Map<Buffer, number>();
-    // The body's pieces in order, measured as they come, then copied into one buffer of the exact size.
-    const pieces: (string | Buffer)[] = [CHAINS_OPEN];
-    const items: (string | Buffer)[] = [RESULTS_OPEN];
+    // The chains and the results, each in order, measured as they come, then copied into one buffer of
+    // the exact size between the body's fixed parts.
+    const chains: (string | Buffer)[] = [];
+    const items: (string | Buffer)[] = [];
     let length = CHAINS_OPEN.length + RESULTS_OPEN.length + BODY_CLOSE.length;
-    const item = (piece: string | Buffer) => {
-      items.push(piece);
+    const add = (list: (string | Buffer)[], piece: string | Buffer) => {
+      list.push(piece);
       length += typeof piece === 'string' ? Buffer.byteLength(piece) : piece.length;
     };
+    const item = (piece: string | Buffer) => add(items, piece);
     for (const entry of results) {
-      if (items.length > 1) item(',');
+      if (items.length > 0) item(',');
       if (!('result' in entry)) {
         item(JSON.stringify({ handle: entry.handle, error: { code: entry.error.code, message: entry.error.message } }));
         continue;
@@ -81,9 +83,8 @@ export class LookupWire {
       if (k === undefined) {
         k = index.size;
         index.set(chain, k);
-        if (k > 0) pieces.push(COMMA);
-        pieces.push(chain);
-        length += chain.length + (k > 0 ? 1 : 0);
+        if (k > 0) add(chains, COMMA);
+        add(chains, chain);
       }
       item(this.headOf(r));
       item(`${r.ttl},"stale":${r.stale},"proof":{"chain":${k}`);
@@ -93,10 +94,15 @@ export class LookupWire {
         item(this.tailOf(r.trace));
       } else item(this.restOf(r));
     }
-    items.push(BODY_CLOSE);
     const body = Buffer.allocUnsafe(length);
-    let at = 0;
-    for (const list of [pieces, items]) for (const piece of list) at += typeof piece === 'string' ? body.write(piece, at) : piece.copy(body, at);
+    let at = CHAINS_OPEN.copy(body, 0);
+    const copy = (list: (string | Buffer)[]) => {
+      for (const piece of list) at += typeof piece === 'string' ? body.write(piece, at) : piece.copy(body, at);
+    };
+    copy(chains);
+    at += RESULTS_OPEN.copy(body, at);
+    copy(items);
+    BODY_CLOSE.copy(body, at);
     return body;
   }
 
