@@ -1,6 +1,6 @@
 -- The idns database: the one definition of its tables. src/store/database.ts applies this file to a new
 -- database and records the version below in PRAGMA user_version; a later version adds a migration there.
--- schema-version: 2
+-- schema-version: 3
 --
 -- Private keys never live here: they sit in the key directory beside the database (files mode 0600).
 
@@ -18,7 +18,8 @@ CREATE TABLE zones (
   content      TEXT NOT NULL,               -- id of the zone's records in `records` (see below)
   journal_floor INTEGER NOT NULL DEFAULT 0, -- the journal holds every change after this version
   refreshed_at INTEGER,                     -- secondary: last successful check against a primary, ms
-  created_at   INTEGER NOT NULL
+  created_at   INTEGER NOT NULL,
+  history_pending INTEGER NOT NULL DEFAULT 0 -- 1 after the upgrade to schema 3, until the primary has added the history to its digest
 ) STRICT;
 
 -- The zone's content: every signed record except the zone record, exactly as served and transferred.
@@ -27,10 +28,10 @@ CREATE TABLE zones (
 -- transaction, so a transfer of any size is applied atomically and the old copy is dropped afterwards.
 CREATE TABLE records (
   content TEXT NOT NULL,
-  type    TEXT NOT NULL CHECK (type IN ('handle', 'delegation', 'denial')),
-  key     TEXT NOT NULL,                    -- handle | child zone name | gap start hash ('' = start of the space)
+  type    TEXT NOT NULL CHECK (type IN ('handle', 'delegation', 'denial', 'op')),
+  key     TEXT NOT NULL,                    -- handle | child zone name | gap start hash ('' = start of the space) | handle '#' seq (op)
   version INTEGER NOT NULL,                 -- zone version at which this record was written
-  exp     INTEGER NOT NULL,                 -- signature expiry, seconds (drives re-signing)
+  exp     INTEGER NOT NULL,                 -- signature expiry, seconds (drives re-signing); HISTORY_EXP for op entries, which are never re-signed
   jws     TEXT NOT NULL,
   endpoint TEXT,                            -- handle records: the record's `endpoint` (WebFinger by actor URL); else NULL
   PRIMARY KEY (content, type, key)
@@ -56,18 +57,6 @@ CREATE TABLE journal (
   created_at INTEGER NOT NULL,
   PRIMARY KEY (zone, version, idx)
 ) STRICT, WITHOUT ROWID;
-
--- Every accepted change request of a handle, signed by its owner: the handle's history.
-CREATE TABLE operations (
-  cid         TEXT PRIMARY KEY,             -- base64url SHA-256 of the request's compact JWS
-  zone        TEXT NOT NULL REFERENCES zones (name) ON DELETE CASCADE,
-  handle      TEXT NOT NULL,
-  action      TEXT NOT NULL CHECK (action IN ('register', 'update', 'delete', 'import')),
-  version     INTEGER NOT NULL,
-  jws         TEXT NOT NULL,                -- the signed request; for 'import', the operator's import line
-  received_at INTEGER NOT NULL              -- milliseconds
-) STRICT;
-CREATE INDEX operations_by_handle ON operations (handle, version);
 
 -- Single-use invite codes; only their hashes are kept, so a database copy reveals no usable code.
 CREATE TABLE invites (

@@ -30,6 +30,7 @@ export type ErrorCode =
   | 'handle_mismatch'
   | 'stale_prev'
   | 'replayed'
+  | 'history_full'
   | 'unauthorized_key'
   | 'missing_proof'
   | 'confusable_host'

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { QueuedChange } from '../src/authority/change-batch.js';
 import { ChangeWriter } from '../src/authority/change-writer.js';
-import { parseChangeRequest } from '../src/authority/requests.js';
+import { parseChangeRequest } from '../src/records/change-request.js';
 import { signChangeRequest } from '../src/client/requests.js';
 import { ManualClock } from '../src/clock.js';
 import { IdnsError } from '../src/errors.js';

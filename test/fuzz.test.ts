@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseChangeRequest } from '../src/authority/requests.js';
+import { parseChangeRequest } from '../src/records/change-request.js';
 import { loadConfig } from '../src/config.js';
 import { IdnsError } from '../src/errors.js';
 import { parseAcctResource } from '../src/http/routes/webfinger.js';

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { sign } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseChangeRequest } from '../src/authority/requests.js';
+import { parseChangeRequest } from '../src/records/change-request.js';
 import { parseImportLine } from '../src/authority/import-line.js';
 import { IdnsError } from '../src/errors.js';
 import { parseIJson } from '../src/records/ijson.js';

@@ -2,6 +2,7 @@ import Database from 'better-sqlite3';
 import { spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { compactVerify, importJWK } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { checkAnswer } from '../src/client/answers.js';
 import { signChangeRequest } from '../src/client/requests.js';
@@ -28,6 +29,10 @@ describe('idns zone import', () => {
       signChangeRequest({ action: 'register', handle: 'existing@imp.test', endpoint: 'https://h.example/', keys: [owner.public] }, owner.private),
     );
     s.ctx.zones.delegate('imp.test', 'kid.imp.test', { servers: ['https://kid.test'], ds: [owner.kid] });
+    // A handle registered and deleted: its history stays, so an import must not begin another one.
+    const gone = signChangeRequest({ action: 'register', handle: 'gone@imp.test', endpoint: 'https://h.example/', keys: [owner.public] }, owner.private);
+    const { op } = await s.ctx.changes.submit(gone);
+    await s.ctx.changes.submit(signChangeRequest({ action: 'delete', handle: 'gone@imp.test', prev: op }, owner.private));
   });
   afterAll(async () => s.close());
 
@@ -41,6 +46,7 @@ describe('idns zone import', () => {
       [[line('d@imp.test', { extra: 1 })], 'unexpected member "extra"'],
       [[JSON.stringify({ handle: 'e@imp.test', endpoint: 'ftp://x', keys: [owner.public] })], 'line 1:'],
       [[line('existing@imp.test')], 'already registered'],
+      [[line('gone@imp.test')], 'gone@imp.test was registered in imp.test before and has a history'],
     ] as const) {
       const r = await runIdns(['zone', 'import', 'imp.test', file('bad.ndjson', [...lines]), '--data', s.dataDir]);
       expect(r.code).toBe(1);
@@ -109,18 +115,26 @@ describe('idns zone import', () => {
 
     const info = s.ctx.zones.info('imp.test');
     const recomputed = ZoneDigest.empty();
-    for (const type of ['handle', 'delegation', 'denial'] as const) {
+    for (const type of ['handle', 'delegation', 'denial', 'op'] as const) {
       for (const key of s.ctx.store.records.keys('imp.test', type)) recomputed.add(type, key, s.ctx.store.records.get('imp.test', type, key)!.jws);
     }
     expect(recomputed.value()).toBe(info.digest);
+    // Every imported handle's history is one operator entry, signed by the zone key (beside the registered one's).
+    expect(s.ctx.store.records.keys('imp.test', 'op').filter((k) => k.startsWith('user'))).toHaveLength(handles.length);
     // 302 names (the handles, the one there before, the cut) in denials of DENIAL_FILL hashes, each bounded
     // by the hash after it: 17 full runs of 17 hashes and a last one with the remaining 13.
     const denials = s.ctx.store.records.keys('imp.test', 'denial');
     expect(denials).toHaveLength(Math.floor(302 / (DENIAL_FILL + 1)) + 1);
 
     // The owner updates an imported handle, naming the import as prev.
-    const log = (await (await fetch(`${s.url}/v1/handles/user7@imp.test/log`)).json()) as { operations: { op: string; action: string }[] };
-    expect(log.operations[0]).toMatchObject({ action: 'import' });
+    const log = (await (await fetch(`${s.url}/v1/handles/user7@imp.test/log`)).json()) as { operations: { op: string; action: string; request: string }[] };
+    expect(log.operations[0]).toMatchObject({ seq: 1, action: 'import' });
+    const entry = await compactVerify(
+      log.operations[0]!.request,
+      await importJWK(JSON.parse(Buffer.from(denial.zoneRecord.split('.')[1]!, 'base64url').toString()).keys[0], 'EdDSA'),
+    );
+    expect(entry.protectedHeader.typ).toBe('idns-operator');
+    expect(JSON.parse(new TextDecoder().decode(entry.payload))).toMatchObject({ action: 'import', zone: 'imp.test', handle: 'user7@imp.test' });
     const update = signChangeRequest(
       { action: 'update', handle: 'user7@imp.test', endpoint: 'https://new.example/', keys: [owner.public], prev: log.operations[0]!.op },
       owner.private,

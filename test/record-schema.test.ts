@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseChangeRequest } from '../src/authority/requests.js';
+import { parseChangeRequest } from '../src/records/change-request.js';
 import { parseEndpoint } from '../src/records/urls.js';
 import { assureValidChange } from '../src/authority/rules.js';
 import { parseServerUrls } from '../src/authority/settings.js';

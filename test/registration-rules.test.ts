@@ -1,6 +1,6 @@
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { parseChangeRequest, requestId } from '../src/authority/requests.js';
+import { parseChangeRequest, requestId } from '../src/records/change-request.js';
 import { MAX_HANDLE_KEYS } from '../src/records/types.js';
 import { assureValidChange, MAX_CLOCK_SKEW, type ZoneRules } from '../src/authority/rules.js';
 import { signChangeRequest } from '../src/client/requests.js';

@@ -252,6 +252,9 @@ describe('a secondary checks each record it copies as a resolver would', () => {
     };
     const a = handleAt('a@example');
     const b = handleAt('b@example');
+    const opA = records.findIndex((r) => r.type === 'op' && r.key === 'a@example#000001');
+    const { signOperatorEntry } = await import('../src/records/operator-entry.js');
+    const { freshKey } = await import('./support/fake-server.js');
     const cases: [string, { type: string; key: string; record: string }[]][] = [
       // b's record stored under a's handle and the other way round: each row's key is another handle's.
       ['swapped handles', records.map((r, i) => (i === a ? { ...r, record: records[b]!.record } : i === b ? { ...r, record: records[a]!.record } : r))],
@@ -270,6 +273,29 @@ describe('a secondary checks each record it copies as a resolver would', () => {
       ['a denial stored under another hash', replaced(denialAt, { key: 'f'.repeat(64) })],
       ['a denial with other hash parameters', resigned(denialAt, (p) => ({ ...p, hash: { alg: 'sha256', salt: 'other' } }))],
       ['a type a zone does not hold', replaced(a, { type: 'zone' })],
+      // History entries: the owner's request as the authority's own parser reads it, where it belongs.
+      ['a handle record stored as a history entry', replaced(opA, { record: records[a]!.record })],
+      ['a history entry stored under another handle', replaced(opA, { key: 'z@example#000001' })],
+      ['a history entry under a key without its place', replaced(opA, { key: 'a@example#1' })],
+      ['a registration whose signature does not verify', replaced(opA, { record: tamperSignature(records[opA]!.record) })],
+      [
+        'an operator entry signed by a key not of the zone',
+        replaced(opA, {
+          record: signOperatorEntry(
+            { action: 'import', zone: 'example', handle: 'a@example', endpoint: 'https://h.example/', keys: [owner.public], iat: 1 },
+            freshKey(),
+          ),
+        }),
+      ],
+      [
+        'an operator entry of another zone',
+        replaced(opA, {
+          record: signOperatorEntry(
+            { action: 'import', zone: 'other', handle: 'a@example', endpoint: 'https://h.example/', keys: [owner.public], iat: 1 },
+            signer.key,
+          ),
+        }),
+      ],
     ];
     const secondary = await server();
     secondary.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });

@@ -469,6 +469,41 @@ describe('secondary replicas', () => {
     expect(third.ctx.replicator.statuses()[0]!.transfers.incremental).toBe(1);
   });
 
+  it('serves the same handle history as the primary, entry for entry, through full and incremental transfers, chained and after promotion', async () => {
+    const { primary, secondary, kid } = await primaryAndSecondary();
+    await register(primary, 'a@example');
+    secondary.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });
+    await secondary.ctx.replicator.checkNow('example');
+    const third = await server();
+    third.ctx.zones.createSecondary('example', { primaries: [secondary.url], ds: [kid] });
+    await third.ctx.replicator.checkNow('example');
+    // An update after the copies: it reaches both by incremental transfer.
+    const current = (await (await fetch(`${primary.url}/v1/resolve/a@example`)).json()) as { record: string };
+    const prev = JSON.parse(Buffer.from(current.record.split('.')[1]!, 'base64url').toString()).op as string;
+    await primary.ctx.changes.submit(
+      signChangeRequest({ action: 'update', handle: 'a@example', endpoint: 'https://moved.example/a', keys: [owner.public], prev }, owner.private),
+    );
+    await secondary.ctx.replicator.checkNow('example');
+    await third.ctx.replicator.checkNow('example');
+    const logOf = async (s: TestServer) => {
+      const res = await fetch(`${s.url}/v1/handles/a@example/log`);
+      expect(res.status).toBe(200);
+      return ((await res.json()) as { operations: unknown[] }).operations;
+    };
+    const want = await logOf(primary);
+    expect(want).toHaveLength(2);
+    expect(want).toMatchObject([
+      { seq: 1, action: 'register' },
+      { seq: 2, action: 'update' },
+    ]);
+    expect(await logOf(secondary)).toEqual(want);
+    expect(await logOf(third)).toEqual(want);
+    expect(third.ctx.replicator.statuses()[0]!.transfers.incremental).toBe(1);
+    await primary.server.close();
+    secondary.ctx.zones.promote('example', `${primary.dataDir}/keys/example`, { primary: secondary.url });
+    expect(await logOf(secondary)).toEqual(want);
+  });
+
   it('promotes a secondary to primary with the zone key from a backup', async () => {
     const { primary, secondary, kid } = await primaryAndSecondary();
     await register(primary, 'a@example');

@@ -1,54 +1,224 @@
 import Database from 'better-sqlite3';
+import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { KeyRing } from '../src/authority/keyring.js';
+import { decodePayload } from '../src/authority/editor.js';
+import { checkAnswer } from '../src/client/answers.js';
 import { signChangeRequest } from '../src/client/requests.js';
+import { requestId } from '../src/records/change-request.js';
+import { ZoneDigest } from '../src/records/digest.js';
+import { RECORD_TYP, signCompact } from '../src/records/jws.js';
 import { SCHEMA_VERSION } from '../src/store/database.js';
 import { cleanupEachTest } from './support/cleanup.js';
 import { newUserKey } from './support/keys.js';
-import { startTestServer, tempDir } from './support/server.js';
+import { runIdns } from './support/process.js';
+import { startTestServer, tempDir, type TestServer } from './support/server.js';
 
 const cleanups = cleanupEachTest();
+const V2_SCHEMA = readFileSync(new URL('./fixtures/schema-v2.sql', import.meta.url), 'utf8');
+const ZONE = 'example.com';
+const owner = newUserKey();
 
-describe('schema version 2: the endpoint index of handle records', () => {
-  it('migrates a version 1 database: every handle record gets its endpoint, the index is made, WebFinger by actor URL works', async () => {
-    const tmp = tempDir('idns-migrate-');
-    cleanups.push(tmp.remove);
-    const owner = newUserKey();
-    const first = await startTestServer({ dataDir: tmp.dir, zones: { 'example.com': {} } });
-    for (const name of ['ann', 'ben', 'cai']) {
-      await first.ctx.changes.submit(
-        signChangeRequest(
-          { action: 'register', handle: `${name}@example.com`, endpoint: `https://social.example/users/${name}`, keys: [owner.public] },
-          owner.private,
-        ),
-      );
+interface Row {
+  content: string;
+  type: string;
+  key: string;
+  version: number;
+  exp: number;
+  jws: string;
+  endpoint: string | null;
+}
+
+/**
+ * Writes the zone's database as idns with schema version 2 had it (the schema of test/fixtures, which is
+ * that version's schema.sql): the history in the `operations` table, not in the zone's content; an
+ * imported handle's first entry an unsigned import line, whose id the handle record names; the digest and
+ * the signed zone record over the records alone. Signed with the zone's own key, as that idns signed.
+ */
+function rewriteAsVersion2(dataDir: string): void {
+  const file = join(dataDir, 'idns.sqlite');
+  const now = new Database(file, { readonly: true });
+  const zone = now.prepare(`SELECT * FROM zones WHERE name = ?`).get(ZONE) as Record<string, unknown> & { record: string; content: string };
+  const rows = now.prepare(`SELECT * FROM records WHERE content = ? ORDER BY type, key`).all(zone.content) as Row[];
+  const journal = now.prepare(`SELECT * FROM journal WHERE zone = ? AND type != 'op'`).all(ZONE) as Record<string, unknown>[];
+  now.close();
+  const zoneRecord = decodePayload(zone.record);
+  const kid = (JSON.parse(Buffer.from(zone.record.split('.')[0]!, 'base64url').toString()) as { kid: string }).kid;
+  const key = new KeyRing(join(dataDir, 'keys')).load(ZONE, kid);
+  const resign = (jws: string, change: Record<string, unknown>) => signCompact({ ...decodePayload(jws), ...change }, key, RECORD_TYP);
+
+  const operations: unknown[][] = [];
+  const records = new Map(rows.filter((r) => r.type !== 'op').map((r) => [`${r.type}\n${r.key}`, r]));
+  for (const op of rows.filter((r) => r.type === 'op')) {
+    const handle = op.key.slice(0, op.key.lastIndexOf('#'));
+    const header = JSON.parse(Buffer.from(op.jws.split('.')[0]!, 'base64url').toString()) as { typ: string };
+    const payload = decodePayload(op.jws);
+    if (header.typ === 'idns-operator') {
+      const line = JSON.stringify({ handle, endpoint: payload.endpoint, keys: payload.keys });
+      operations.push([requestId(line), ZONE, handle, 'import', op.version, line, 0]);
+      const record = records.get(`handle\n${handle}`)!;
+      if (decodePayload(record.jws).op === requestId(op.jws)) record.jws = resign(record.jws, { op: requestId(line) });
+    } else {
+      operations.push([requestId(op.jws), ZONE, handle, payload.action, op.version, op.jws, 0]);
     }
-    await first.close();
+  }
+  const digest = ZoneDigest.empty();
+  let size = 0;
+  for (const r of records.values()) {
+    digest.add(r.type, r.key, r.jws);
+    size += r.type.length + r.key.length + r.jws.length + 2;
+  }
+  const record = resign(zone.record, { digest: digest.value(), count: records.size, size });
 
+  rmSync(file);
+  rmSync(`${file}-wal`, { force: true });
+  rmSync(`${file}-shm`, { force: true });
+  const v2 = new Database(`${file}.v2`);
+  v2.exec(V2_SCHEMA);
+  v2.pragma('user_version = 2');
+  const { history_pending: _pending, ...zoneColumns } = zone;
+  const names = Object.keys(zoneColumns);
+  v2.prepare(`INSERT INTO zones (${names.join(', ')}) VALUES (${names.map((n) => `@${n}`).join(', ')})`).run({
+    ...zoneColumns,
+    record,
+    digest_state: Buffer.from(digest.state()),
+  });
+  const putRecord = v2.prepare(`INSERT INTO records (content, type, key, version, exp, jws, endpoint) VALUES (?, ?, ?, ?, ?, ?, ?)`);
+  for (const r of records.values()) putRecord.run(r.content, r.type, r.key, r.version, r.exp, r.jws, r.endpoint);
+  const putOp = v2.prepare(`INSERT INTO operations (cid, zone, handle, action, version, jws, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)`);
+  for (const o of operations) putOp.run(...o);
+  for (const j of journal) {
+    const cols = Object.keys(j);
+    v2.prepare(`INSERT INTO journal (${cols.join(', ')}) VALUES (${cols.map((c) => `@${c}`).join(', ')})`).run(j);
+  }
+  v2.close();
+  renameSync(`${file}.v2`, file);
+}
+
+/** A zone with an owner's handle (registered, then updated) and two imported ones, rewritten as schema version 2. */
+async function version2Database(): Promise<string> {
+  const tmp = tempDir('idns-migrate-');
+  cleanups.push(tmp.remove);
+  const first = await startTestServer({ dataDir: tmp.dir, zones: { [ZONE]: {} } });
+  const reg = signChangeRequest(
+    { action: 'register', handle: `ann@${ZONE}`, endpoint: 'https://social.example/users/ann', keys: [owner.public] },
+    owner.private,
+  );
+  await first.ctx.changes.submit(reg);
+  await first.ctx.changes.submit(
+    signChangeRequest(
+      { action: 'update', handle: `ann@${ZONE}`, endpoint: 'https://social.example/users/ann2', keys: [owner.public], prev: requestId(reg) },
+      owner.private,
+    ),
+  );
+  await first.close();
+  const lines = ['bob', 'cai'].map((n) => JSON.stringify({ handle: `${n}@${ZONE}`, endpoint: `https://social.example/users/${n}`, keys: [owner.public] }));
+  writeFileSync(join(tmp.dir, 'import.ndjson'), lines.join('\n') + '\n');
+  const imported = await runIdns(['zone', 'import', ZONE, join(tmp.dir, 'import.ndjson'), '--data', tmp.dir, '--json']);
+  expect(imported.stderr).toBe('');
+  rewriteAsVersion2(tmp.dir);
+  return tmp.dir;
+}
+
+async function logOf(s: TestServer, handle: string) {
+  const res = await fetch(`${s.url}/v1/handles/${handle}/log`);
+  expect(res.status).toBe(200);
+  return ((await res.json()) as { operations: { seq: number; op: string; action: string; request: string }[] }).operations;
+}
+
+function payloadOf(jws: string): Record<string, unknown> {
+  return JSON.parse(Buffer.from(jws.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;
+}
+
+describe('schema version 3: the history as zone content', () => {
+  it('migrates a version 2 database: the owner history and the import lines become the zone content, signed into a new version, copied by secondaries', async () => {
+    const dataDir = await version2Database();
+    const before = new Database(join(dataDir, 'idns.sqlite'), { readonly: true });
+    const oldSerial = (before.prepare(`SELECT version FROM zones WHERE name = ?`).get(ZONE) as { version: number }).version;
+    const oldOps = before.prepare(`SELECT cid, handle, action FROM operations ORDER BY version`).all() as { cid: string; handle: string; action: string }[];
+    before.close();
+    expect(oldOps.map((o) => o.action)).toEqual(['register', 'update', 'import', 'import']);
+
+    const s = await startTestServer({ dataDir });
+    cleanups.push(() => s.close());
+    const db = new Database(join(dataDir, 'idns.sqlite'), { readonly: true });
+    cleanups.push(() => db.close());
+    expect(SCHEMA_VERSION).toBe(3);
+    expect(db.pragma('user_version', { simple: true })).toBe(3);
+    const tables = (db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table'`).all() as { name: string }[]).map((t) => t.name);
+    expect(tables).not.toContain('operations');
+    expect(tables).not.toContain('migrated_imports');
+
+    // One new version adds the history; the zone record's digest covers every record of the content.
+    const info = s.ctx.zones.info(ZONE);
+    expect(info.serial).toBe(oldSerial + 1);
+    const recomputed = ZoneDigest.empty();
+    for (const type of ['handle', 'delegation', 'denial', 'op'] as const) {
+      for (const key of s.ctx.store.records.keys(ZONE, type)) recomputed.add(type, key, s.ctx.store.records.jws(ZONE, type, key)!);
+    }
+    expect(recomputed.value()).toBe(info.digest);
+    const anchors = new Map([[ZONE, info.keyThumbprints]]);
+    for (const h of ['ann', 'bob', 'cai'])
+      expect(checkAnswer(await (await fetch(`${s.url}/v1/resolve/${h}@${ZONE}`)).json(), `${h}@${ZONE}`, anchors).status).toBe('answer');
+
+    // The owner's history is kept entry for entry.
+    const ann = await logOf(s, `ann@${ZONE}`);
+    expect(ann.map((e) => [e.seq, e.action, e.op])).toEqual([
+      [1, 'register', oldOps[0]!.cid],
+      [2, 'update', oldOps[1]!.cid],
+    ]);
+    // An import line becomes an operator entry signed by the zone key, naming the id the line gave the
+    // handle; the record that rested on the line now names the entry.
+    const bob = await logOf(s, `bob@${ZONE}`);
+    expect(bob).toHaveLength(1);
+    expect(bob[0]).toMatchObject({ seq: 1, action: 'import' });
+    expect(payloadOf(bob[0]!.request)).toMatchObject({ action: 'import', zone: ZONE, handle: `bob@${ZONE}`, legacyOp: oldOps[2]!.cid });
+    const bobRecord = (await (await fetch(`${s.url}/v1/resolve/bob@${ZONE}`)).json()) as { record: string };
+    expect(payloadOf(bobRecord.record).op).toBe(bob[0]!.op);
+    // The owner changes the handle on top of it, as before the upgrade.
+    const update = signChangeRequest(
+      { action: 'update', handle: `bob@${ZONE}`, endpoint: 'https://social.example/users/bob2', keys: [owner.public], prev: bob[0]!.op },
+      owner.private,
+    );
+    await s.ctx.changes.submit(update);
+    expect((await logOf(s, `bob@${ZONE}`)).map((e) => e.action)).toEqual(['import', 'update']);
+
+    // A secondary copies all of it and serves the same history.
+    const secondary = await startTestServer();
+    cleanups.push(() => secondary.close());
+    secondary.ctx.zones.createSecondary(ZONE, { primaries: [s.url], ds: info.keyThumbprints });
+    await secondary.ctx.replicator.checkNow(ZONE);
+    expect(secondary.ctx.zones.info(ZONE).digest).toBe(s.ctx.zones.info(ZONE).digest);
+    for (const h of ['ann', 'bob', 'cai']) expect(await logOf(secondary, `${h}@${ZONE}`)).toEqual(await logOf(s, `${h}@${ZONE}`));
+  });
+
+  it('migrates a version 1 database: every handle record gets its endpoint, the index is made, WebFinger by actor URL works', async () => {
+    const dataDir = await version2Database();
     // Turn it back into what idns with schema version 1 wrote: no endpoint column, no index.
-    const file = join(tmp.dir, 'idns.sqlite');
+    const file = join(dataDir, 'idns.sqlite');
     const v1 = new Database(file);
     v1.exec('DROP INDEX records_by_endpoint; ALTER TABLE records DROP COLUMN endpoint');
     v1.pragma('user_version = 1');
     v1.close();
 
-    const second = await startTestServer({ dataDir: tmp.dir });
-    cleanups.push(() => second.close());
+    const s = await startTestServer({ dataDir });
+    cleanups.push(() => s.close());
     const db = new Database(file, { readonly: true });
     cleanups.push(() => db.close());
-    expect(SCHEMA_VERSION).toBe(2);
-    expect(db.pragma('user_version', { simple: true })).toBe(2);
+    expect(db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
     expect(db.prepare(`SELECT key, endpoint FROM records WHERE type = 'handle' ORDER BY key`).all()).toEqual([
-      { key: 'ann@example.com', endpoint: 'https://social.example/users/ann' },
-      { key: 'ben@example.com', endpoint: 'https://social.example/users/ben' },
-      { key: 'cai@example.com', endpoint: 'https://social.example/users/cai' },
+      { key: `ann@${ZONE}`, endpoint: 'https://social.example/users/ann2' },
+      { key: `bob@${ZONE}`, endpoint: 'https://social.example/users/bob' },
+      { key: `cai@${ZONE}`, endpoint: 'https://social.example/users/cai' },
     ]);
     expect(db.prepare(`SELECT count(*) AS n FROM records WHERE type != 'handle' AND endpoint IS NOT NULL`).get()).toEqual({ n: 0 });
     const plan = db.prepare(`EXPLAIN QUERY PLAN SELECT key FROM records WHERE endpoint = ?`).all('x') as { detail: string }[];
     expect(plan.map((p) => p.detail).join(' ')).toContain('records_by_endpoint');
+    expect((await logOf(s, `cai@${ZONE}`)).map((e) => e.action)).toEqual(['import']);
 
-    const res = await fetch(`${second.url}/.well-known/webfinger?resource=${encodeURIComponent('https://social.example/users/ben')}`);
+    const res = await fetch(`${s.url}/.well-known/webfinger?resource=${encodeURIComponent('https://social.example/users/bob')}`);
     expect(res.status).toBe(200);
-    expect(((await res.json()) as { subject: string }).subject).toBe('acct:ben@example.com');
+    expect(((await res.json()) as { subject: string }).subject).toBe(`acct:bob@${ZONE}`);
   });
 });

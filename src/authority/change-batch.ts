@@ -5,10 +5,13 @@ import type { HandleFields } from '../records/types.js';
 import type { Store } from '../store/store.js';
 import type { ZoneEditor } from './editor.js';
 import { decodePayload } from './editor.js';
-import type { ChangeRequest } from './requests.js';
+import type { ChangeRequest } from '../records/change-request.js';
 import { assureValidChange, linksOf } from './rules.js';
 import { serialOf } from './serial.js';
 import { inviteHash, type ZoneService } from './zones.js';
+
+/** History entries read at a time when looking for a replayed request. */
+const REPLAY_PAGE = 256;
 
 /** What an accepted change returns. */
 export interface ChangeResult {
@@ -102,11 +105,11 @@ export class ChangeApplier {
   private apply(item: QueuedChange, editor: ZoneEditor, now: number): ChangeResult {
     const { req } = item;
     const zone = editor.zone.name;
-    if (this.store.operations.exists(req.cid)) throw new IdnsError('replayed', 'this exact request was already accepted');
     // Checked again here: a delegation may have been made since the request was queued.
     if (this.zones.cutFor(editor.zone, req.host)) throw new IdnsError('not_authoritative', `${req.host} is delegated away from zone ${zone}`);
     const stored = this.store.records.get(editor.zone.content, 'handle', req.handle);
     const current = stored ? (decodePayload(stored.jws) as unknown as HandleFields) : null;
+    this.assureNotReplayed(req, current, editor);
     // A signature checked before queueing stands if it was checked against the key set in force now.
     const checked = item.verified !== undefined && (item.verified === 'register' ? req.action === 'register' : current?.op === item.verified);
     assureValidChange(req, current, now, editor.settings, checked);
@@ -129,16 +132,25 @@ export class ChangeApplier {
       });
       if (req.action === 'register') editor.addName(req.handle);
     }
-    this.store.operations.insert({
-      cid: req.cid,
-      zone,
-      handle: req.handle,
-      action: req.action,
-      version,
-      jws: req.jws,
-      receivedAt: this.clock.now(),
-    });
+    editor.appendHistory(req.handle, req.jws);
     return { handle: req.handle, zone, serial: serialOf(version), action: req.action, op: req.cid, record };
+  }
+
+  /**
+   * Refuses a request already accepted (a client's retry, or someone replaying it), as the history shows:
+   * the request that made the current record, or, when the request does not follow the current record
+   * (a register of a handle with a history, an update naming another `prev`), any entry of the handle's
+   * history. The 300 s `iat` window bounds how old a replay can be anyway.
+   */
+  private assureNotReplayed(req: ChangeRequest, current: HandleFields | null, editor: ZoneEditor): void {
+    if (current?.op === req.cid) throw new IdnsError('replayed', 'this exact request was already accepted');
+    if (current !== null && req.prev === current.op) return;
+    for (let after = 0; ;) {
+      const page = this.store.records.history(editor.zone.content, req.handle, after, REPLAY_PAGE);
+      if (page.some((e) => e.jws === req.jws)) throw new IdnsError('replayed', 'this exact request was already accepted');
+      if (page.length < REPLAY_PAGE) return;
+      after = page[page.length - 1]!.seq;
+    }
   }
 
   private assurePolicy(req: ChangeRequest, editor: ZoneEditor): void {

@@ -8,7 +8,7 @@ import type { HandleFields } from '../records/types.js';
 import type { Store } from '../store/store.js';
 import { ChangeApplier, type BatchResult, type BatchRunner, type ChangeResult, type QueuedChange } from './change-batch.js';
 import { decodePayload } from './editor.js';
-import { parseChangeRequest, type ChangeRequest } from './requests.js';
+import { parseChangeRequest, type ChangeRequest } from '../records/change-request.js';
 import type { ZoneService } from './zones.js';
 
 export type { ChangeResult } from './change-batch.js';

@@ -1,4 +1,6 @@
 import type { Clock } from '../clock.js';
+import { IdnsError } from '../errors.js';
+import { signOperatorEntry, type OperatorEntryFields } from '../records/operator-entry.js';
 import { epochSeconds } from '../clock.js';
 import { DENIAL_MAX_HASHES, nameHash } from '../records/denial.js';
 import { ZoneDigest } from '../records/digest.js';
@@ -6,7 +8,8 @@ import { parseIJson } from '../records/ijson.js';
 import { RECORD_TYP, signCompact } from '../records/jws.js';
 import type { SigningKey } from '../records/keys.js';
 import type { DenialFields, FieldsOf, RecordType, ZoneFields } from '../records/types.js';
-import type { StoredType } from '../store/records.js';
+import { historyKey, MAX_HISTORY_SEQ } from '../records/history-key.js';
+import { HISTORY_EXP, type StoredType } from '../store/records.js';
 import type { Store } from '../store/store.js';
 import type { ZoneRow } from '../store/zones.js';
 import { serialOf } from './serial.js';
@@ -96,6 +99,34 @@ export class ZoneEditor {
     this.digest.merge(digest.state());
   }
 
+  /**
+   * Appends a signed request (the owner's, or an operator entry) to a handle's history, as zone content of
+   * the current change: stored, digested and journaled like a record, never re-signed or replaced.
+   * Returns the entry's number.
+   */
+  appendHistory(handle: string, jws: string): number {
+    const seq = this.store.records.historyLength(this.zone.content, handle) + 1;
+    if (seq > MAX_HISTORY_SEQ) throw new IdnsError('history_full', `${handle} has ${MAX_HISTORY_SEQ} changes, the most a handle's history holds`);
+    this.putSigned('op', historyKey(handle, seq), jws, HISTORY_EXP);
+    return seq;
+  }
+
+  /** Signs an operator entry of this zone (a statement of the zone, not of a handle's owner), dated now. */
+  operatorEntry(fields: Omit<OperatorEntryFields, 'zone' | 'iat'>): string {
+    return signOperatorEntry({ ...fields, zone: this.zone.name, iat: this.iat }, this.key);
+  }
+
+  /**
+   * Takes a record that is stored under the zone's content already but not yet in its digest (the
+   * schema-3 migration moved the history there) into the digest, the totals and the journal, as a `put`
+   * of the current change, so that secondaries receive it by incremental transfer.
+   */
+  adoptStored(type: StoredType, key: string, jws: string): void {
+    this.digest.add(type, key, jws);
+    this.count(1, elementSize(type, key, jws));
+    this.journal('put', type, key, jws);
+  }
+
   /** Deletes a record; returns false when it was not there. */
   remove(type: StoredType, key: string): boolean {
     const old = this.store.records.get(this.zone.content, type, key);
@@ -160,8 +191,9 @@ export class ZoneEditor {
     this.put('denial', bound, this.denialFields(bound, next, hashes.slice(mid + 1)));
   }
 
-  /** Re-signs an existing record with fresh `iat`/`exp` (same content), as part of the current change. */
+  /** Re-signs an existing record with fresh `iat`/`exp` (same content), as part of the current change. History entries are never re-signed. */
   resign(type: StoredType, key: string, jws: string): void {
+    if (type === 'op') throw new Error(`history entry ${key} cannot be re-signed: it is its owner's signature`);
     const payload = decodePayload(jws);
     const { v: _v, type: _t, zone: _z, serial: _s, iat: _i, exp: _e, ...fields } = payload;
     this.put(type, key, fields as unknown as FieldsOf<typeof type>);

@@ -1,16 +1,18 @@
 import { IdnsError } from '../errors.js';
 import { parseHandle } from '../names/handle.js';
 import type { Store } from '../store/store.js';
-import { serialOf } from './serial.js';
+import { decodePayload } from './editor.js';
+import { requestId } from '../records/change-request.js';
+import type { ZoneReader } from './zone-reader.js';
 
-/** One accepted change of a handle, as the log endpoint returns it. */
+/** One accepted change of a handle, as the log endpoint returns it: the same on every server of the zone. */
 export interface HistoryEntry {
+  /** The entry's place in the handle's history, from 1. */
+  seq: number;
   op: string;
-  action: 'register' | 'update' | 'delete' | 'import';
-  serial: number;
-  /** Opaque cursor: pass as `after` to read on. */
+  action: string;
+  /** Opaque cursor: pass as `after` to read on (the entry's seq). */
   cursor: number;
-  receivedAt: string;
   /** The signed request exactly as the owner sent it; anyone can check it against the keys of its time. */
   request: string;
 }
@@ -18,17 +20,27 @@ export interface HistoryEntry {
 /** Largest page of history returned at once. */
 export const MAX_HISTORY_PAGE = 1000;
 
-/** Reads a handle's signed change history, oldest first. */
-export function handleHistory(store: Store, input: string, after = 0, limit = 100): HistoryEntry[] {
-  const { handle } = parseHandle(input);
-  const rows = store.operations.history(handle, after, Math.min(Math.max(limit, 1), MAX_HISTORY_PAGE));
-  if (rows.length === 0 && after === 0) throw new IdnsError('handle_not_found', `${handle} has no history here`);
+/**
+ * Reads a handle's signed change history, oldest first, from the zone content of the zone that holds the
+ * handle here (primary or secondary alike: the history is part of the zone).
+ */
+export function handleHistory(store: Store, zones: ZoneReader, input: string, after = 0, limit = 100): HistoryEntry[] {
+  const { handle, host } = parseHandle(input);
+  const zone = zones.closestHosted(host);
+  if (!zone || zones.cutFor(zone, host)) throw new IdnsError('not_authoritative', `this server holds no zone for ${host}`);
+  const rows = store.records.history(zone.content, handle, Math.max(0, after), Math.min(Math.max(limit, 1), MAX_HISTORY_PAGE));
+  if (rows.length === 0 && after === 0) throw new IdnsError('handle_not_found', `${handle} has no history in zone ${zone.name}`);
   return rows.map((r) => ({
-    op: r.cid,
-    action: r.action,
-    serial: serialOf(r.version),
-    cursor: r.version,
-    receivedAt: new Date(r.receivedAt).toISOString(),
+    seq: r.seq,
+    op: requestId(r.jws),
+    action: actionOf(r.jws),
+    cursor: r.seq,
     request: r.jws,
   }));
+}
+
+/** The `action` a stored history entry states (it was checked when it was accepted or copied). */
+function actionOf(jws: string): string {
+  const payload = decodePayload(jws);
+  return typeof payload.action === 'string' ? payload.action : 'unknown';
 }

@@ -12,8 +12,6 @@ export interface ImportLine {
   host: string;
   endpoint: string;
   keys: PublicJwk[];
-  /** The line's canonical JSON, kept as the handle's first history entry. */
-  canonical: string;
 }
 
 /** Parses and validates one line of an import on its own (whether its host belongs to the zone is checked by the caller). */
@@ -39,8 +37,7 @@ export function parseImportLine(raw: string, lineNo: number, allowLoopbackEndpoi
     if (keys.length === 0 || keys.length > MAX_HANDLE_KEYS) fail(`1 to ${MAX_HANDLE_KEYS} keys`);
     // Thumbprints are hashes: only worth computing when there are two keys to compare.
     if (keys.length > 1 && new Set(keys.map(thumbprint)).size !== keys.length) fail('the same key is listed twice');
-    const line = { handle, endpoint: o.endpoint as string, keys };
-    return { ...line, host, canonical: JSON.stringify(line) };
+    return { handle, endpoint: o.endpoint as string, keys, host };
   } catch (err) {
     if (err instanceof IdnsError && !err.message.startsWith(`line ${lineNo}:`)) fail(err.message);
     throw err;

@@ -6,7 +6,9 @@ import { nameHash } from '../records/denial.js';
 import { ZoneDigest } from '../records/digest.js';
 import { RECORD_TYP, signCompactText } from '../records/jws.js';
 import { parseImportLine } from './import-line.js';
-import { requestId } from './requests.js';
+import { historyKey } from '../records/history-key.js';
+import { signOperatorEntry } from '../records/operator-entry.js';
+import { requestId } from '../records/change-request.js';
 import { serveJobs } from '../threads/worker.js';
 import { toWire } from '../threads/wire.js';
 import type { ImportChunk, PreparedChunk } from './import.js';
@@ -21,7 +23,7 @@ const { privateKey, kid } = workerData as { privateKey: KeyObject; kid: string }
 const key = { kid, privateKey };
 
 serveJobs<ImportChunk, PreparedChunk>((chunk) => {
-  const out: PreparedChunk = { handles: [], hosts: [], lineNos: [], canonical: [], ops: [], hashes: [], jws: [], digestState: new Uint8Array(0), error: null };
+  const out: PreparedChunk = { handles: [], hosts: [], lineNos: [], entries: [], hashes: [], jws: [], digestState: new Uint8Array(0), error: null };
   const digest = ZoneDigest.empty();
   const { text, context: c } = chunk;
   let lineNo = chunk.firstLineNo;
@@ -32,15 +34,19 @@ serveJobs<ImportChunk, PreparedChunk>((chunk) => {
       at = end < 0 ? text.length : end + 1;
       if (raw.trim() === '') continue;
       const line = parseImportLine(raw, lineNo, c.allowLoopbackEndpoints);
-      const op = requestId(line.canonical);
+      const entry = signOperatorEntry(
+        { action: 'import', zone: c.base.zone, handle: line.handle, endpoint: line.endpoint, keys: line.keys, iat: c.base.iat },
+        key,
+      );
+      const op = requestId(entry);
       const payload = JSON.stringify({ ...c.base, type: 'handle', handle: line.handle, endpoint: line.endpoint, keys: line.keys, ttl: c.ttl, op });
       const jws = signCompactText(payload, key, RECORD_TYP);
       digest.add('handle', line.handle, jws);
+      digest.add('op', historyKey(line.handle, 1), entry);
       out.handles.push(line.handle);
       out.hosts.push(line.host);
       out.lineNos.push(lineNo);
-      out.canonical.push(line.canonical);
-      out.ops.push(op);
+      out.entries.push(entry);
       out.hashes.push(nameHash(c.salt, line.handle));
       out.jws.push(jws);
     }

@@ -6,6 +6,8 @@ import { DENIAL_FILL, GAP_START, nameHash } from '../records/denial.js';
 import { RECORD_TYP } from '../records/jws.js';
 import { SigningPool } from '../records/signing-pool.js';
 import { ZoneDigest } from '../records/digest.js';
+import { historyKey, parseHistoryKey } from '../records/history-key.js';
+import { HISTORY_EXP } from '../store/records.js';
 import { ThreadPool, workerFile } from '../threads/pool.js';
 import { fromWire, type WireError } from '../threads/wire.js';
 import { serialOf } from './serial.js';
@@ -42,8 +44,8 @@ export interface PreparedChunk {
   handles: string[];
   hosts: string[];
   lineNos: number[];
-  canonical: string[];
-  ops: string[];
+  /** Each handle's first history entry: an operator entry (`import`) signed by the zone key. */
+  entries: string[];
   hashes: string[];
   jws: string[];
   digestState: Uint8Array;
@@ -100,6 +102,9 @@ export async function importHandles(store: Store, zones: ZoneService, clock: Clo
           allowLoopbackEndpoints: settings.allowLoopbackEndpoints,
         };
         const existing = new Set(store.records.keys(row.content, 'handle'));
+        // A handle with a history here was registered before and deleted: an import would start a second
+        // history beside its owner's (and skip the rules of re-registration), so it is refused.
+        const hadHistory = new Set(store.records.keys(row.content, 'op').map((k) => parseHistoryKey(k)!.handle));
         const delegations = store.records.keys(row.content, 'delegation');
         const hashes = [...existing, ...delegations].map((n) => nameHash(row.salt, n));
         // Most handles are at the zone's apex; other hosts are checked once each.
@@ -119,7 +124,6 @@ export async function importHandles(store: Store, zones: ZoneService, clock: Clo
           return why;
         };
         const seen = new Set<string>();
-        const receivedAt = clock.now();
         let imported = 0;
 
         /** Checks a prepared chunk against the zone and the lines before it, in line order, then stores it. */
@@ -129,6 +133,11 @@ export async function importHandles(store: Store, zones: ZoneService, clock: Clo
             const why = belongs(c.hosts[i]!);
             if (why) throw new IdnsError('invalid_request', `line ${c.lineNos[i]}: ${handle}: ${why}`);
             if (existing.has(handle)) throw new IdnsError('handle_exists', `line ${c.lineNos[i]}: ${handle} is already registered in ${zone}`);
+            if (hadHistory.has(handle))
+              throw new IdnsError(
+                'handle_exists',
+                `line ${c.lineNos[i]}: ${handle} was registered in ${zone} before and has a history; register it with a signed request instead`,
+              );
             if (seen.has(handle)) throw new IdnsError('invalid_request', `line ${c.lineNos[i]}: ${handle} appears twice`);
             seen.add(handle);
             hashes.push(c.hashes[i]!);
@@ -136,14 +145,18 @@ export async function importHandles(store: Store, zones: ZoneService, clock: Clo
           if (c.error) throw fromWire(c.error, 'import');
           imported += c.handles.length;
           if (imported > MAX_IMPORT_LINES) throw new IdnsError('invalid_request', `more than ${MAX_IMPORT_LINES} lines; split the import`);
+          // The chunk's digest covers its handle records and their history entries: merged once, with the records.
           editor.putNew(
             'handle',
             c.handles.map((h, i) => ({ key: h, jws: c.jws[i]! })),
             exp,
             ZoneDigest.fromState(c.digestState),
           );
-          store.operations.insertMany(
-            c.handles.map((h, i) => ({ cid: c.ops[i]!, zone, handle: h, action: 'import', version, jws: c.canonical[i]!, receivedAt })),
+          editor.putNew(
+            'op',
+            c.handles.map((h, i) => ({ key: historyKey(h, 1), jws: c.entries[i]! })),
+            HISTORY_EXP,
+            ZoneDigest.empty(),
           );
         };
         const ahead: Promise<PreparedChunk>[] = [];

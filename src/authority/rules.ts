@@ -4,9 +4,9 @@ import { thumbprint, type PublicJwk } from '../records/keys.js';
 import type { HandleFields } from '../records/types.js';
 import { assureHostScripts, type HostScriptsLevel } from '../names/host-scripts.js';
 import { verifyPossessionProofs } from '../records/pop.js';
-import type { ChangeRequest } from './requests.js';
+import type { ChangeRequest } from '../records/change-request.js';
 import { parseEndpoint } from '../records/urls.js';
-import { assureProofsFor } from './requests.js';
+import { assureProofsFor } from '../records/change-request.js';
 import { handleLinksProblem, type HandleLinks } from '../records/handle-links.js';
 
 /** How far a request's `iat` may be from the server's clock, seconds. */

@@ -8,6 +8,10 @@ import type { RegistrationPolicy, ZoneRow } from '../store/zones.js';
 import { ZoneEditor } from './editor.js';
 import { ZoneReader, type ZoneInfo } from './zone-reader.js';
 import { DEFAULT_ZONE_TIMERS, parseSecondarySettings, parseServerUrls, parseZoneSettings, type SecondarySettings, type ZoneSettings } from './settings.js';
+import { HISTORY_EXP } from '../store/records.js';
+import { historyKey, parseHistoryKey } from '../records/history-key.js';
+import { requestId } from '../records/change-request.js';
+import type { HandleFields } from '../records/types.js';
 import { decodePayload } from './editor.js';
 import { RECORD_LIMITS, SHA256_B64U } from '../records/types.js';
 import type { HostScriptsLevel } from '../names/host-scripts.js';
@@ -134,7 +138,7 @@ export class ZoneService extends ZoneReader {
         page.length > 0;
         page = this.store.records.page(row.content, page[page.length - 1]!, 1000)
       ) {
-        for (const r of page) this.store.records.setExp(row.content, r.type, r.key, Number(decodePayload(r.jws).exp));
+        for (const r of page) this.store.records.setExp(row.content, r.type, r.key, r.type === 'op' ? HISTORY_EXP : Number(decodePayload(r.jws).exp));
       }
       const editor = this.editor(name);
       editor.beginChange();
@@ -190,6 +194,78 @@ export class ZoneService extends ZoneReader {
 
   /** Opens a primary zone for change; call inside a write transaction. */
   editor(name: string): ZoneEditor {
+    if (this.store.zones.isHistoryPending(name)) this.addMigratedHistory(name);
+    return this.newEditor(name);
+  }
+
+  /**
+   * Adds what the upgrade to schema 3 moved into their content to the digests of the primary zones that
+   * wait for it, each in a version of its own (called at start-up; editor() does it before any change).
+   * Returns the zones it could not upgrade yet, with the reason (their key is not here).
+   */
+  addMigratedHistories(): { zone: string; reason: string }[] {
+    const failed: { zone: string; reason: string }[] = [];
+    for (const name of this.store.zones.historyPending()) {
+      try {
+        this.addMigratedHistory(name);
+      } catch (err) {
+        if (!(err instanceof IdnsError)) throw err;
+        failed.push({ zone: name, reason: err.message });
+      }
+    }
+    return failed;
+  }
+
+  /**
+   * One version that takes a zone's migrated history into its digest and journal (so secondaries get it
+   * by incremental transfer), and gives every handle without a signed first entry one: an operator entry
+   * (`import`) signed by the zone key, stating the import line's state (`legacyOp`: the id the line gave
+   * the handle) or, when no line was kept, the record's. A handle record still resting on that first
+   * entry is re-signed to name it as its `op`.
+   */
+  private addMigratedHistory(name: string): void {
+    const row = this.require(name);
+    this.store.write(() => {
+      if (row.role !== 'primary') {
+        this.store.zones.clearHistoryPending(name);
+        return;
+      }
+      const editor = this.newEditor(name);
+      const content = row.content;
+      editor.beginChange();
+      const first = new Set<string>();
+      for (const key of this.store.records.keys(content, 'op')) {
+        editor.adoptStored('op', key, this.store.records.jws(content, 'op', key)!);
+        const at = parseHistoryKey(key)!;
+        if (at.seq === 1) first.add(at.handle);
+      }
+      const lines = new Map(this.store.zones.migratedImports(name).map((m) => [m.handle, m]));
+      const firstless = new Set([...lines.keys(), ...this.store.records.keys(content, 'handle').filter((h) => !first.has(h))]);
+      for (const handle of [...firstless].sort()) {
+        const stored = this.store.records.jws(content, 'handle', handle);
+        const record = stored === undefined ? null : (decodePayload(stored) as unknown as HandleFields);
+        const line = lines.get(handle);
+        // An import line states the imported state; without one (none was kept), the record's is all there is.
+        const state = line ? (JSON.parse(line.line) as Pick<HandleFields, 'endpoint' | 'keys'>) : record!;
+        const entry = editor.operatorEntry({
+          action: 'import',
+          handle,
+          endpoint: state.endpoint,
+          keys: state.keys,
+          ...(line ? { legacyOp: line.cid } : definedLinks(record!)),
+        });
+        editor.putSigned('op', historyKey(handle, line?.seq ?? 1), entry, HISTORY_EXP);
+        if (record !== null && (!line || record.op === line.cid)) {
+          const { endpoint, keys, ttl, profile, alsoKnownAs, movedTo } = record;
+          editor.put('handle', handle, { handle, endpoint, keys, ttl, op: requestId(entry), ...definedLinks({ profile, alsoKnownAs, movedTo }) });
+        }
+      }
+      editor.commit();
+      this.store.zones.clearHistoryPending(name);
+    });
+  }
+
+  private newEditor(name: string): ZoneEditor {
     const row = this.require(name);
     // settings() refuses a secondary (notPrimary, naming where changes go).
     const settings = this.settings(row);
@@ -227,4 +303,13 @@ export class ZoneService extends ZoneReader {
 /** The stored form of an invite code. */
 export function inviteHash(code: string): string {
   return createHash('sha256').update(code).digest('hex');
+}
+
+/** The owner-set links of a handle record that it has (absent ones left out). */
+function definedLinks(links: Pick<HandleFields, 'profile' | 'alsoKnownAs' | 'movedTo'>): Pick<HandleFields, 'profile' | 'alsoKnownAs' | 'movedTo'> {
+  const out: Pick<HandleFields, 'profile' | 'alsoKnownAs' | 'movedTo'> = {};
+  if (links.profile !== undefined) out.profile = links.profile;
+  if (links.alsoKnownAs !== undefined) out.alsoKnownAs = links.alsoKnownAs;
+  if (links.movedTo !== undefined) out.movedTo = links.movedTo;
+  return out;
 }

@@ -31,6 +31,7 @@ export const STATUS_OF: Record<ErrorCode, ContentfulStatusCode> = {
   handle_mismatch: 400,
   stale_prev: 409,
   replayed: 409,
+  history_full: 409,
   unauthorized_key: 403,
   missing_proof: 403,
   confusable_host: 400,

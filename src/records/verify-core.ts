@@ -38,6 +38,20 @@ interface Records {
 export type SchemaCheck = (type: RecordType, payload: unknown, allowLoopbackEndpoints: boolean) => unknown;
 let schemaCheck: SchemaCheck | null = null;
 
+/**
+ * Checks a copied history entry (stored type `op`) stored under `key` in `zone`: the change request's own
+ * schema (the authority's parser), its place, and, when `signature`, what can be checked of it alone.
+ * verify.ts installs it (history-entries.ts, with the request schemas); a thread without it hands the
+ * entry back (SchemaNeeded).
+ */
+export type HistoryCheck = (key: string, jws: unknown, zone: VerifiedZone, signature: boolean) => void;
+let historyCheck: HistoryCheck | null = null;
+
+/** Installs the check of copied history entries (verify.ts does, with history-entries.ts). */
+export function installHistoryCheck(check: HistoryCheck): void {
+  historyCheck = check;
+}
+
 /** Installs the reader of payloads the fast paths do not vouch for (verify.ts does, with the zod schemas). */
 export function installSchemaCheck(check: SchemaCheck): void {
   schemaCheck = check;
@@ -202,8 +216,13 @@ export type ContentRecord = HandleRecord | DelegationRecord | DenialRecord;
  * handle inside the zone, a delegation under its normalised child zone strictly below the zone, a denial
  * under its `after` (`""` for the first) with the zone's hash parameters and its hashes in order.
  */
-export function verifyContentRecord(type: string, key: string, jws: unknown, zone: VerifiedZone, nowSeconds: number, signature = true): ContentRecord {
+export function verifyContentRecord(type: string, key: string, jws: unknown, zone: VerifiedZone, nowSeconds: number, signature = true): ContentRecord | null {
   const zoneName = zone.record.zone;
+  if (type === 'op') {
+    if (historyCheck === null) throw new SchemaNeeded('a history entry');
+    historyCheck(key, jws, zone, signature);
+    return null;
+  }
   if (type === 'handle') {
     const record = verifyRecord(jws, 'handle', zone, nowSeconds, COPY_OPTIONS, signature) as HandleRecord;
     if (record.handle !== key) throw fail(`the handle record of ${record.handle} is stored under ${JSON.stringify(key)}`);

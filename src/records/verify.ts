@@ -1,5 +1,6 @@
 import { schemaCheck } from './schemas.js';
-import { installSchemaCheck } from './verify-core.js';
+import { checkHistoryEntry } from './history-entries.js';
+import { installHistoryCheck, installSchemaCheck } from './verify-core.js';
 
 /**
  * The record verifier (verify-core.ts) with the record schemas installed: what every part of idns that
@@ -7,6 +8,7 @@ import { installSchemaCheck } from './verify-core.js';
  * SchemaNeeded for the rest; only a thread that checks copied records uses it that way.
  */
 installSchemaCheck(schemaCheck);
+installHistoryCheck(checkHistoryEntry);
 
 export {
   MAX_FUTURE_IAT,

@@ -110,7 +110,7 @@ function* splitLines(buf: Buffer, start: number, end: number, maxLineBytes: numb
   if (runStart !== -1) yield flush(end);
 }
 
-const TYPE_NAMES: readonly StoredType[] = ['handle', 'denial', 'delegation'];
+const TYPE_NAMES: readonly StoredType[] = ['handle', 'denial', 'delegation', 'op'];
 
 /** The record type spelled by `buf[a, b)`, compared byte by byte (no string made for it). */
 function typeAt(buf: Buffer, a: number, b: number): StoredType | null {

@@ -106,7 +106,7 @@ export class ContentChecker {
 }
 
 const NL = 0x0a;
-const TYPES = ['handle', 'denial', 'delegation'] as const;
+const TYPES = ['handle', 'denial', 'delegation', 'op'] as const;
 
 /** The type spelled by `bytes[a, b)`: one of the shared constants when it is one, compared byte by byte. */
 function typeName(bytes: Buffer, a: number, b: number): string {

@@ -65,7 +65,7 @@ export const DEFAULT_TRANSFER_LIMITS: TransferLimits = {
   maxMs: 600_000,
 };
 
-const TYPES = new Set<StoredType>(['handle', 'delegation', 'denial']);
+const TYPES = new Set<StoredType>(['handle', 'delegation', 'denial', 'op']);
 
 /** Where to copy from, with what to trust. */
 export interface Source {
@@ -309,7 +309,8 @@ export class TransferClient {
           versionCount += 1;
           if (line.kind === 'put') {
             const r = recordLine(line);
-            const signedAt = signedSerial(r.jws);
+            // A history entry is its owner's request: it has no serial of its own (and is never replaced, below).
+            const signedAt = r.type === 'op' ? serial : signedSerial(r.jws);
             if (signedAt !== serial)
               throw new IdnsError(
                 'transfer_failed',
@@ -398,6 +399,8 @@ export class TransferClient {
       const ops = byKey.get(id)!;
       const { type, key } = ops[0]!;
       const old = this.store.records.get(content, type, key);
+      if (type === 'op' && (old !== undefined || ops.length > 1 || ops[0]!.action !== 'put'))
+        throw new IdnsError('transfer_failed', `the transfer changes history entry ${key}: a handle's history is only ever appended to`);
       let exists = old !== undefined;
       for (const c of ops) {
         if (c.action === 'del' && !exists) throw new IdnsError('transfer_failed', `the transfer deletes ${type} ${key}, which this copy does not hold`);

@@ -3,11 +3,12 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { IdnsError } from '../errors.js';
 import { handleEndpoint } from './endpoint.js';
+import { HISTORY_EXP } from './records.js';
 
 export type Db = Database.Database;
 
 /** The schema version schema.sql defines; bumped together with a migration below. */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 // src/store/ and dist/store/ both sit two levels below the package root, where schema.sql lives.
 const SCHEMA_PATH = new URL('../../schema.sql', import.meta.url);
@@ -60,6 +61,7 @@ function migrate(db: Db): void {
   db.transaction(() => {
     if (current === 0) db.exec(schema);
     if (current === 1) addEndpointColumn(db);
+    if (current >= 1 && current <= 2) moveHistoryIntoContent(db);
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
   }).immediate();
 }
@@ -74,6 +76,46 @@ function addEndpointColumn(db: Db): void {
   db.function('idns_migrate_endpoint', { deterministic: true }, (jws: unknown) => (typeof jws === 'string' ? handleEndpoint(jws) : null));
   db.exec(`UPDATE records SET endpoint = idns_migrate_endpoint(jws) WHERE type = 'handle'`);
   db.exec('CREATE INDEX records_by_endpoint ON records (endpoint) WHERE endpoint IS NOT NULL');
+}
+
+/**
+ * Version 2 → 3: a handle's owner-signed history becomes zone content (stored type `op`, key
+ * `handle '#' seq`), so every server of the zone holds, transfers and digests it. The records table is
+ * rebuilt for its wider type CHECK; each owner-signed request of the `operations` table becomes an `op`
+ * row of its zone's content, numbered in the order accepted, and the table goes. Import lines were never
+ * signed: they wait in `migrated_imports` for the zone key. The zones' digests do not cover the new rows
+ * yet: `history_pending` makes each primary sign a version that adds them and turns each import line
+ * into an operator entry (ZoneService.editor, src/authority/zones.ts) before its next change.
+ */
+function moveHistoryIntoContent(db: Db): void {
+  db.exec(`CREATE TABLE records_v3 (
+    content TEXT NOT NULL,
+    type    TEXT NOT NULL CHECK (type IN ('handle', 'delegation', 'denial', 'op')),
+    key     TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    exp     INTEGER NOT NULL,
+    jws     TEXT NOT NULL,
+    endpoint TEXT,
+    PRIMARY KEY (content, type, key)
+  ) STRICT, WITHOUT ROWID`);
+  db.exec('INSERT INTO records_v3 SELECT content, type, key, version, exp, jws, endpoint FROM records');
+  // Entries are numbered in the order accepted, import lines included, so an import keeps its place (1).
+  db.exec(`CREATE TEMP TABLE numbered AS
+    SELECT o.zone, z.content, o.handle, o.action, o.cid, o.version, o.jws,
+           row_number() OVER (PARTITION BY o.zone, o.handle ORDER BY o.version) AS seq
+    FROM operations o JOIN zones z ON z.name = o.zone`);
+  db.exec(`INSERT INTO records_v3 (content, type, key, version, exp, jws, endpoint)
+    SELECT content, 'op', handle || '#' || printf('%06d', seq), version, ${HISTORY_EXP}, jws, NULL FROM numbered WHERE action != 'import'`);
+  db.exec(`CREATE TABLE migrated_imports (zone TEXT NOT NULL, handle TEXT NOT NULL, seq INTEGER NOT NULL, cid TEXT NOT NULL, line TEXT NOT NULL) STRICT`);
+  db.exec(`INSERT INTO migrated_imports SELECT zone, handle, seq, cid, jws FROM numbered WHERE action = 'import'`);
+  db.exec('DROP TABLE temp.numbered');
+  db.exec('DROP TABLE records');
+  db.exec('ALTER TABLE records_v3 RENAME TO records');
+  db.exec('CREATE INDEX records_by_exp ON records (content, exp)');
+  db.exec('CREATE INDEX records_by_endpoint ON records (endpoint) WHERE endpoint IS NOT NULL');
+  db.exec('DROP TABLE operations');
+  db.exec('ALTER TABLE zones ADD COLUMN history_pending INTEGER NOT NULL DEFAULT 0');
+  db.exec("UPDATE zones SET history_pending = 1 WHERE role = 'primary'");
 }
 
 /** True for SQLite's "another connection holds the write lock" (past the busy timeout). */

@@ -1,8 +1,15 @@
 import { BulkInsert } from './bulk-insert.js';
 import type { Db } from './database.js';
 import { handleEndpoint } from './endpoint.js';
+import { historyKey, parseHistoryKey } from '../records/history-key.js';
 
-export type StoredType = 'handle' | 'delegation' | 'denial';
+export type StoredType = 'handle' | 'delegation' | 'denial' | 'op';
+
+/**
+ * The expiry column of a history entry (`op`): owner-signed requests carry no expiry and are never
+ * re-signed, so they sort after every signature in the expiry index and are left out of its queries.
+ */
+export const HISTORY_EXP = 2 ** 53 - 1;
 
 /** A stored record of a zone's content. */
 export interface StoredRecord {
@@ -58,6 +65,8 @@ export class RecordStore {
   private readonly loadManyStmt;
   private readonly putLoadedStmt;
   private readonly byEndpointStmt;
+  private readonly historyStmt;
+  private readonly lastHistoryStmt;
 
   constructor(db: Db) {
     this.getStmt = db.prepare<[string, string, string], StoredRecord>(
@@ -67,7 +76,14 @@ export class RecordStore {
     // parameter fewer to bind per query).
     const jwsOf = (type: StoredType) =>
       db.prepare<[string, string], string>(`SELECT jws FROM records WHERE content = ? AND type = '${type}' AND key = ?`).pluck();
-    this.jwsStmt = { handle: jwsOf('handle'), delegation: jwsOf('delegation'), denial: jwsOf('denial') };
+    this.jwsStmt = { handle: jwsOf('handle'), delegation: jwsOf('delegation'), denial: jwsOf('denial'), op: jwsOf('op') };
+    // A handle's entries are the keys from `handle#` to `handle$` ('$' follows '#'): one range of the primary key.
+    this.historyStmt = db.prepare<[string, string, string, number], { key: string; jws: string }>(
+      `SELECT key, jws FROM records WHERE content = ? AND type = 'op' AND key > ? AND key < ? ORDER BY key LIMIT ?`,
+    );
+    this.lastHistoryStmt = db
+      .prepare<[string, string, string], string>(`SELECT key FROM records WHERE content = ? AND type = 'op' AND key > ? AND key < ? ORDER BY key DESC LIMIT 1`)
+      .pluck();
     this.putStmt = db.prepare(
       `INSERT INTO records (content, type, key, version, exp, jws, endpoint) VALUES (?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (content, type, key) DO UPDATE SET version = excluded.version, exp = excluded.exp, jws = excluded.jws, endpoint = excluded.endpoint`,
@@ -78,10 +94,11 @@ export class RecordStore {
       `SELECT type, key, version, exp, jws FROM records WHERE content = ? AND type = 'denial' AND key < ? ORDER BY key DESC LIMIT 1`,
     );
     this.dueStmt = db.prepare<[string, number, number], StoredRecord>(
-      `SELECT type, key, version, exp, jws FROM records WHERE content = ? AND exp < ? ORDER BY exp LIMIT ?`,
+      `SELECT type, key, version, exp, jws FROM records WHERE content = ? AND exp < ? AND type != 'op' ORDER BY exp LIMIT ?`,
     );
-    // min() over the leading columns of the expiry index: one index seek, however large the zone.
-    this.earliestStmt = db.prepare<[string], number | null>(`SELECT min(exp) FROM records WHERE content = ?`).pluck();
+    // In the expiry index's order, stopping at the first signature: one index seek, however large the zone
+    // (history entries, which have no expiry, sort last on a primary; on a copy every exp is 0).
+    this.earliestStmt = db.prepare<[string], number>(`SELECT exp FROM records WHERE content = ? AND type != 'op' ORDER BY exp LIMIT 1`).pluck();
     this.countStmt = db.prepare<[string, string], number>(COUNT_BY_TYPE_SQL).pluck();
     // Every column is ASCII (types, normalised names, hashes, compact JWS): length() counts its bytes.
     this.totalsStmt = db.prepare<[string], { count: number; size: number | null }>(
@@ -117,6 +134,19 @@ export class RecordStore {
     this.underStmt = db.prepare<[string, string, string], { n: number }>(
       `SELECT count(*) AS n FROM records WHERE content = ? AND type = 'handle' AND (key GLOB '*@' || ? OR key GLOB '*.' || ?)`,
     );
+  }
+
+  /** Up to `limit` entries of a handle's history after entry `afterSeq`, oldest first. */
+  history(content: string, handle: string, afterSeq: number, limit: number): { seq: number; jws: string }[] {
+    return this.historyStmt
+      .all(content, afterSeq === 0 ? `${handle}#` : historyKey(handle, afterSeq), `${handle}$`, limit)
+      .map((r) => ({ seq: parseHistoryKey(r.key)!.seq, jws: r.jws }));
+  }
+
+  /** The number of the last entry of a handle's history (0 when it has none). */
+  historyLength(content: string, handle: string): number {
+    const key = this.lastHistoryStmt.get(content, `${handle}#`, `${handle}$`);
+    return key === undefined ? 0 : parseHistoryKey(key)!.seq;
   }
 
   /** One record, or undefined. */

@@ -2,7 +2,6 @@ import { IdnsError } from '../errors.js';
 import { isStorageBusy, isStorageFull, openDatabase, openMemoryDatabase, type Db } from './database.js';
 import { InviteStore } from './invites.js';
 import { JournalStore } from './journal.js';
-import { OperationStore } from './operations.js';
 import { RecordStore } from './records.js';
 import { ZoneStore } from './zones.js';
 
@@ -14,7 +13,6 @@ export class Store {
   readonly zones: ZoneStore;
   readonly records: RecordStore;
   readonly journal: JournalStore;
-  readonly operations: OperationStore;
   readonly invites: InviteStore;
 
   private readonly changedInTransaction = new Set<string>();
@@ -31,7 +29,6 @@ export class Store {
     this.zones = new ZoneStore(db);
     this.records = new RecordStore(db);
     this.journal = new JournalStore(db);
-    this.operations = new OperationStore(db);
     this.invites = new InviteStore(db);
   }
 

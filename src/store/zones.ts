@@ -42,8 +42,11 @@ export class ZoneStore {
   private checkedAt = 0;
   private checkedWrites = -1;
   private readonly dataVersion;
+  private readonly historyPendingStmt;
+  private readonly isHistoryPendingStmt;
+  private readonly clearHistoryPendingStmt;
 
-  constructor(db: Db) {
+  constructor(private readonly db: Db) {
     // data_version changes when another connection (the CLI) commits; our own commits bump localWrites.
     this.dataVersion = db.prepare<[], number>('PRAGMA data_version').pluck();
     const cols = `name, role, version, policy, settings, salt, digest_state AS digestState, record, record_exp AS recordExp,
@@ -64,6 +67,46 @@ export class ZoneStore {
     this.refreshedStmt = db.prepare(`UPDATE zones SET refreshed_at = ? WHERE name = ?`);
     this.promoteStmt = db.prepare(`UPDATE zones SET role = 'primary', settings = ?, refreshed_at = NULL WHERE name = ?`);
     this.floorStmt = db.prepare(`UPDATE zones SET journal_floor = max(journal_floor, ?) WHERE name = ?`);
+    this.historyPendingStmt = db.prepare<[], string>(`SELECT name FROM zones WHERE history_pending = 1 ORDER BY name`).pluck();
+    this.isHistoryPendingStmt = db.prepare<[string], number>(`SELECT history_pending FROM zones WHERE name = ?`).pluck();
+    this.clearHistoryPendingStmt = db.prepare(`UPDATE zones SET history_pending = 0 WHERE name = ?`);
+  }
+
+  /** Zones whose history the upgrade to schema 3 moved into their content without adding it to the digest yet. */
+  historyPending(): string[] {
+    return this.historyPendingStmt.all();
+  }
+
+  /** True while a zone's migrated history is not yet in its digest (history_pending). */
+  isHistoryPending(name: string): boolean {
+    return this.isHistoryPendingStmt.get(name) === 1;
+  }
+
+  /** The zone's migrated history is in its digest now; its import lines (if any were left) are no longer needed. */
+  clearHistoryPending(name: string): void {
+    this.clearHistoryPendingStmt.run(name);
+    if (this.hasMigratedImports()) {
+      this.db.prepare(`DELETE FROM migrated_imports WHERE zone = ?`).run(name);
+      if (this.db.prepare(`SELECT 1 FROM migrated_imports LIMIT 1`).get() === undefined) this.db.exec('DROP TABLE migrated_imports');
+    }
+  }
+
+  /**
+   * The import lines of a zone that the schema-3 migration kept for the zone key to sign as operator
+   * entries (`line` is the canonical import line, `cid` the id it gave the handle). Prepared only when
+   * asked: the table exists only between that migration and the upgrade of the last zone.
+   */
+  migratedImports(zone: string): { handle: string; seq: number; cid: string; line: string }[] {
+    if (!this.hasMigratedImports()) return [];
+    return this.db
+      .prepare<[string], { handle: string; seq: number; cid: string; line: string }>(
+        `SELECT handle, seq, cid, line FROM migrated_imports WHERE zone = ? ORDER BY handle`,
+      )
+      .all(zone);
+  }
+
+  private hasMigratedImports(): boolean {
+    return this.db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'migrated_imports'`).get() !== undefined;
   }
 
   /** The zone row, or undefined when this server does not hold the zone. */

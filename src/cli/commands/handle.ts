@@ -191,7 +191,7 @@ function assureNoLinkFlags(values: Values, sub: string): void {
 async function log(target: Target, handle: string, values: Values, io: Io): Promise<number> {
   const entries = await target.log(handle);
   if (values.json) io.out(JSON.stringify({ handle, operations: entries }));
-  else io.out(entries.map((e) => `${e.receivedAt}\tserial ${e.serial}\t${e.action}\t${e.op}`).join('\n'));
+  else io.out(entries.map((e) => `${e.seq}\t${e.action}\t${e.op}`).join('\n'));
   return 0;
 }
 
@@ -239,10 +239,9 @@ function stateOf(record: HandleFields): CurrentState {
 }
 
 interface LogEntry {
+  seq: number;
   op: string;
   action: string;
-  serial: number;
-  receivedAt: string;
 }
 
 /** Where handle commands go: a server over HTTP, or the operator's data directory. */
@@ -318,7 +317,7 @@ class LocalTarget implements Target {
   }
 
   async log(handle: string): Promise<LogEntry[]> {
-    return handleHistory(this.ctx.store, handle);
+    return handleHistory(this.ctx.store, this.ctx.zones, handle);
   }
 
   close(): Promise<void> {

@@ -35,7 +35,7 @@ export function handleRoutes(ctx: AppContext): Hono {
     const after = intQuery(c, 'after', 0);
     const limit = intQuery(c, 'limit', 100, MAX_HISTORY_PAGE);
     const handle = normaliseHandle(c.req.param('handle'));
-    return c.json({ handle, operations: handleHistory(ctx.store, handle, after, limit) });
+    return c.json({ handle, operations: handleHistory(ctx.store, ctx.zones, handle, after, limit) });
   });
 
   return app;

@@ -2,12 +2,12 @@ import { hash } from 'node:crypto';
 import { z } from 'zod';
 import { IdnsError } from '../errors.js';
 import { parseHandle } from '../names/handle.js';
-import { decodeCompact, OPERATION_TYP, type DecodedJws } from '../records/jws.js';
-import { parsePublicJwk, thumbprint, type PublicJwk } from '../records/keys.js';
-import { parsePossessionProofs, POP_MEMBER, type PossessionProof } from '../records/pop.js';
-import { MAX_HANDLE_KEYS } from '../records/types.js';
-import { HANDLE_LINK_LIMITS, handleLinksProblem } from '../records/handle-links.js';
-import { MAX_URL_LENGTH, parseEndpoint } from '../records/urls.js';
+import { decodeCompact, OPERATION_TYP, type DecodedJws } from './jws.js';
+import { parsePublicJwk, thumbprint, type PublicJwk } from './keys.js';
+import { parsePossessionProofs, POP_MEMBER, type PossessionProof } from './pop.js';
+import { MAX_HANDLE_KEYS } from './types.js';
+import { HANDLE_LINK_LIMITS, handleLinksProblem } from './handle-links.js';
+import { MAX_URL_LENGTH, parseEndpoint } from './urls.js';
 
 /**
  * A change request of a handle: a compact JWS signed by the handle's key (the key being registered for
