@@ -952,7 +952,16 @@ describe('changes', () => {
     const second = newUserKey();
     const again = signChangeRequest({ action: 'register', handle: h, endpoint: 'https://new.example/loggy', keys: [second.public] }, second.private);
     expect(payloadOf(again).prev).toBeNull();
-    const re = await postChange(s.url, again);
+    // Within the zone's tombstone cool-down only the former keys may take it back (tombstones.test.ts);
+    // with none, anyone may register it afresh.
+    expect((await postChange(s.url, again)).json.error.code).toBe('handle_reserved');
+    s.ctx.zones.setTombstoneCooldown('example.com', 0);
+    let re;
+    try {
+      re = await postChange(s.url, again);
+    } finally {
+      s.ctx.zones.setTombstoneCooldown('example.com', 30 * 24 * 3600);
+    }
     expect(re.status).toBe(201);
     const answer = await resolveHandle(s.url, h);
     const checked = checkAnswer(answer.json, h, anchors('example.com'));

@@ -1,4 +1,5 @@
 import type { Clock } from '../clock.js';
+import { thumbprint, type PublicJwk } from '../records/keys.js';
 import { epochSeconds } from '../clock.js';
 import { IdnsError, isIdnsError } from '../errors.js';
 import type { HandleFields } from '../records/types.js';
@@ -114,6 +115,7 @@ export class ChangeApplier {
     const checked = item.verified !== undefined && (item.verified === 'register' ? req.action === 'register' : current?.op === item.verified);
     assureValidChange(req, current, now, editor.settings, checked);
     if (req.action === 'register' && !item.operator) this.assurePolicy(req, editor);
+    if (req.action === 'register') this.assureNotReserved(req, editor, now);
 
     const version = editor.beginChange();
     let record: string | null = null;
@@ -151,6 +153,28 @@ export class ChangeApplier {
       if (page.length < REPLAY_PAGE) return;
       after = page[page.length - 1]!.seq;
     }
+  }
+
+  /**
+   * A deleted handle stays its last owner's for the zone's tombstone cool-down (counted from the delete
+   * request's `iat`): until then only a key the handle had before the delete may register it again, so
+   * nobody else can take over a name its owner deleted by mistake or to rotate away from a lost device.
+   */
+  private assureNotReserved(req: ChangeRequest, editor: ZoneEditor, now: number): void {
+    const [last, before] = this.store.records.latestHistory(editor.zone.content, req.handle, 2);
+    if (last === undefined || before === undefined) return;
+    const deletion = decodePayload(last.jws);
+    if (deletion.action !== 'delete' || typeof deletion.iat !== 'number') return;
+    const until = deletion.iat + editor.settings.tombstoneCooldown;
+    if (now >= until) return;
+    const held = ((decodePayload(before.jws).keys ?? []) as PublicJwk[]).map(thumbprint);
+    if (held.includes(thumbprint(req.headerKey!))) return;
+    const at = (s: number) => new Date(s * 1000).toISOString();
+    throw new IdnsError(
+      'handle_reserved',
+      `${req.handle} was deleted at ${at(deletion.iat)}; until ${at(until)} only a key it had then may register it again`,
+      { details: { until: at(until) } },
+    );
   }
 
   private assurePolicy(req: ChangeRequest, editor: ZoneEditor): void {

@@ -32,6 +32,12 @@ export interface ZoneSettings {
    * Restrictive, the default, also for zones made before the setting existed), `moderate`, or `off`.
    */
   hostScripts: HostScriptsLevel;
+  /**
+   * Seconds after a handle's deletion during which only a key it had before may register it again
+   * (docs/protocol.md §6.3); 0 frees a deleted handle at once. Default 30 days, also for zones made
+   * before the setting existed.
+   */
+  tombstoneCooldown: number;
 }
 
 const DAY = 24 * 3600;
@@ -47,6 +53,7 @@ export const DEFAULT_ZONE_TIMERS = {
   handleTtl: 3600,
   signatureValidity: 21 * DAY,
   resignBefore: 10 * DAY,
+  tombstoneCooldown: 30 * DAY,
 } as const;
 
 // The records' own rule (records/urls.ts): what a verifier accepts in `primary` and `servers`.
@@ -75,6 +82,12 @@ const schema = z
       .max(364 * DAY),
     allowLoopbackEndpoints: z.boolean(),
     hostScripts: z.enum(HOST_SCRIPTS_LEVELS).default('strict'),
+    tombstoneCooldown: z
+      .number()
+      .int()
+      .min(0)
+      .max(365 * DAY)
+      .default(DEFAULT_ZONE_TIMERS.tombstoneCooldown),
   })
   .strict()
   .refine((s) => s.resignBefore < s.signatureValidity, { message: 'resignBefore must be shorter than signatureValidity', path: ['resignBefore'] });

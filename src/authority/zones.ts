@@ -276,9 +276,18 @@ export class ZoneService extends ZoneReader {
 
   /** Sets the UTS #39 checks of the hosts of new registrations in a primary zone. */
   setHostScripts(name: string, level: HostScriptsLevel): ZoneSettings {
+    return this.changeSettings(name, { hostScripts: level });
+  }
+
+  /** Sets how long a deleted handle of a primary zone stays reserved to the keys it had (seconds). */
+  setTombstoneCooldown(name: string, seconds: number): ZoneSettings {
+    return this.changeSettings(name, { tombstoneCooldown: seconds });
+  }
+
+  private changeSettings(name: string, change: Partial<ZoneSettings>): ZoneSettings {
     const row = this.require(name);
     if (row.role !== 'primary') throw new IdnsError('invalid_request', `zone ${name} is a secondary here; set it on its primary`);
-    const settings = parseZoneSettings({ ...this.settings(row), hostScripts: level });
+    const settings = parseZoneSettings({ ...this.settings(row), ...change });
     this.store.write(() => this.store.zones.setSettings(name, JSON.stringify(settings)));
     return settings;
   }

@@ -66,7 +66,7 @@ export class RecordStore {
   private readonly putLoadedStmt;
   private readonly byEndpointStmt;
   private readonly historyStmt;
-  private readonly lastHistoryStmt;
+  private readonly latestHistoryStmt;
 
   constructor(db: Db) {
     this.getStmt = db.prepare<[string, string, string], StoredRecord>(
@@ -81,9 +81,9 @@ export class RecordStore {
     this.historyStmt = db.prepare<[string, string, string, number], { key: string; jws: string }>(
       `SELECT key, jws FROM records WHERE content = ? AND type = 'op' AND key > ? AND key < ? ORDER BY key LIMIT ?`,
     );
-    this.lastHistoryStmt = db
-      .prepare<[string, string, string], string>(`SELECT key FROM records WHERE content = ? AND type = 'op' AND key > ? AND key < ? ORDER BY key DESC LIMIT 1`)
-      .pluck();
+    this.latestHistoryStmt = db.prepare<[string, string, string, number], { key: string; jws: string }>(
+      `SELECT key, jws FROM records WHERE content = ? AND type = 'op' AND key > ? AND key < ? ORDER BY key DESC LIMIT ?`,
+    );
     this.putStmt = db.prepare(
       `INSERT INTO records (content, type, key, version, exp, jws, endpoint) VALUES (?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (content, type, key) DO UPDATE SET version = excluded.version, exp = excluded.exp, jws = excluded.jws, endpoint = excluded.endpoint`,
@@ -143,10 +143,14 @@ export class RecordStore {
       .map((r) => ({ seq: parseHistoryKey(r.key)!.seq, jws: r.jws }));
   }
 
+  /** The last `limit` entries of a handle's history, newest first. */
+  latestHistory(content: string, handle: string, limit: number): { seq: number; jws: string }[] {
+    return this.latestHistoryStmt.all(content, `${handle}#`, `${handle}$`, limit).map((r) => ({ seq: parseHistoryKey(r.key)!.seq, jws: r.jws }));
+  }
+
   /** The number of the last entry of a handle's history (0 when it has none). */
   historyLength(content: string, handle: string): number {
-    const key = this.lastHistoryStmt.get(content, `${handle}#`, `${handle}$`);
-    return key === undefined ? 0 : parseHistoryKey(key)!.seq;
+    return this.latestHistory(content, handle, 1)[0]?.seq ?? 0;
   }
 
   /** One record, or undefined. */

@@ -15,9 +15,12 @@ Commands (they act on the data directory; a running server sees the change at on
   create ZONE --server-url URL... [--primary-url URL] [--policy open|invite|closed]
               [--allow-loopback-endpoints] [--host-scripts strict|moderate|off]
               [--handle-ttl S] [--ttl S] [--minimum S] [--refresh S] [--retry S] [--expire S]
+              [--tombstone-cooldown S]
         Creates a primary zone, its Ed25519 signing key (in DIR/keys, mode 0600) and its
         signed zone record. --server-url lists the public URL(s) of the zone's servers.
         --host-scripts: look-alike checks of new hosts (UTS #39), default strict.
+        --tombstone-cooldown: seconds after a delete during which only the handle's
+        former keys may register it again, default 2592000 (30 days); 0 frees it at once.
   show ZONE     The signed zone record, serial, digest and key thumbprints.
   publish ZONE  What to publish so that resolvers without an idns root find ZONE: the
         _idns.ZONE TXT record (a zone-file line for your DNS provider) and the document
@@ -34,6 +37,8 @@ Commands (they act on the data directory; a running server sees the change at on
         (one script per label, or Latin with Han/kana/Hangul/Bopomofo; no label confusable
         with an ASCII one; no invisible characters or stacked marks), moderate (Latin may
         also mix with one other script but Cyrillic and Greek), or off.
+  tombstone-cooldown ZONE SECONDS
+        Sets how long a deleted handle stays reserved to the keys it had (0: not at all).
   delegate PARENT CHILD --server-url URL... --ds THUMBPRINT... [--ttl S]
         Delegates CHILD (below PARENT) to its own servers; --ds lists the thumbprints of
         the child zone's keys (printed by zone create/show where the child is held).
@@ -73,6 +78,7 @@ const createOptions = {
   refresh: { type: 'string' },
   retry: { type: 'string' },
   expire: { type: 'string' },
+  'tombstone-cooldown': { type: 'string' },
 } as const;
 
 /** `idns zone ...` */
@@ -93,6 +99,8 @@ export async function zone(argv: string[], io: Io): Promise<number> {
       return policy(rest, io);
     case 'host-scripts':
       return hostScripts(rest, io);
+    case 'tombstone-cooldown':
+      return tombstoneCooldown(rest, io);
     case 'delegate':
       return delegate(rest, io);
     case 'undelegate':
@@ -137,6 +145,7 @@ async function create(argv: string[], io: Io): Promise<number> {
     ['refresh', 'refresh'],
     ['retry', 'retry'],
     ['expire', 'expire'],
+    ['tombstone-cooldown', 'tombstoneCooldown'],
   ] as const) {
     const v = intOption(values[flag], flag, usage);
     if (v !== undefined) timers[key] = v;
@@ -170,7 +179,7 @@ async function show(argv: string[], io: Io): Promise<number> {
       `  role: ${info.role}`,
       `  serial: ${info.serial}`,
       `  policy: ${info.policy}`,
-      ...(info.settings ? [`  host scripts: ${info.settings.hostScripts}`] : []),
+      ...(info.settings ? [`  host scripts: ${info.settings.hostScripts}`, `  tombstone cool-down: ${info.settings.tombstoneCooldown} s`] : []),
       `  handles: ${info.handles}`,
       `  servers: ${info.servers.join(' ')}`,
       ...(info.secondary ? [`  copied from: ${info.secondary.primaries.join(' ')} (trusting keys ${info.secondary.ds.join(' ')})`] : []),
@@ -255,6 +264,18 @@ async function hostScripts(argv: string[], io: Io): Promise<number> {
   await withLocal(values, (ctx) => ctx.zones.setHostScripts(name, level));
   if (values.json) io.out(JSON.stringify({ zone: name, hostScripts: level }));
   else io.out(`zone ${name}: host scripts ${level}`);
+  return 0;
+}
+
+async function tombstoneCooldown(argv: string[], io: Io): Promise<number> {
+  const { values, positionals, help } = parseCommand({ usage, options: localOptions, positionals: ['ZONE', 'SECONDS'] }, argv);
+  if (help) return (io.out(usage), 0);
+  if (!/^\d{1,10}$/.test(positionals[1]!)) throw new UsageError('SECONDS must be a non-negative integer', usage);
+  const seconds = Number(positionals[1]);
+  const name = parseZoneName(positionals[0]!);
+  const settings = await withLocal(values, (ctx) => ctx.zones.setTombstoneCooldown(name, seconds));
+  if (values.json) io.out(JSON.stringify({ zone: name, tombstoneCooldown: settings.tombstoneCooldown }));
+  else io.out(`zone ${name}: tombstone cool-down ${settings.tombstoneCooldown} s`);
   return 0;
 }
 
@@ -412,6 +433,7 @@ function zoneJson(info: ZoneInfo) {
     serial: info.serial,
     policy: info.policy,
     hostScripts: info.settings?.hostScripts ?? null,
+    tombstoneCooldown: info.settings?.tombstoneCooldown ?? null,
     handles: info.handles,
     servers: info.servers,
     primary: info.settings?.primary ?? null,
