@@ -97,3 +97,39 @@ describe('tombstones', () => {
     expect((await postChange(secondary.url, register(h, newUserKey(), clock))).json.error.code).toBe('handle_reserved');
   });
 });
+
+describe('CLI', () => {
+  it('zone create --tombstone-cooldown and zone tombstone-cooldown set it; zone show prints it; a bad value is a usage error', async () => {
+    const { runIdns } = await import('./support/process.js');
+    const { tempDir } = await import('./support/server.js');
+    const tmp = tempDir('idns-tomb-');
+    try {
+      const data = ['--data', tmp.dir];
+      const created = await runIdns([
+        'zone',
+        'create',
+        'tomb.example',
+        '--server-url',
+        'https://ns.tomb.example',
+        '--tombstone-cooldown',
+        '3600',
+        ...data,
+        '--json',
+      ]);
+      expect(created.code, created.stderr).toBe(0);
+      expect(JSON.parse(created.stdout)).toMatchObject({ tombstoneCooldown: 3600 });
+      const set = await runIdns(['zone', 'tombstone-cooldown', 'tomb.example', '0', ...data, '--json']);
+      expect(set.code, set.stderr).toBe(0);
+      expect(JSON.parse(set.stdout)).toEqual({ zone: 'tomb.example', tombstoneCooldown: 0 });
+      expect((await runIdns(['zone', 'show', 'tomb.example', ...data])).stdout).toContain('tombstone cool-down: 0 s');
+      const bad = await runIdns(['zone', 'tombstone-cooldown', 'tomb.example', 'soon', ...data]);
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toContain('SECONDS must be a non-negative integer');
+      const tooLong = await runIdns(['zone', 'tombstone-cooldown', 'tomb.example', String(400 * 24 * 3600), ...data]);
+      expect(tooLong.code).not.toBe(0);
+      expect(tooLong.stderr).toContain('tombstoneCooldown');
+    } finally {
+      tmp.remove();
+    }
+  });
+});
