@@ -13,6 +13,10 @@ import { decodeCompact } from '../src/records/jws.js';
 import { parsePublicJwk } from '../src/records/keys.js';
 import { recordSchemas } from '../src/records/schemas.js';
 import { verifyZoneRecord } from '../src/records/verify.js';
+import { verifiedZoneOf } from '../src/records/verify-core.js';
+import { checkHistoryEntry } from '../src/records/history-entries.js';
+import { parseOperatorEntry } from '../src/records/operator-entry.js';
+import { freshKey, ZoneSigner } from './support/fake-server.js';
 import { ndjsonLines } from '../src/replication/ndjson.js';
 import { verifyProof } from '../src/resolver/proof.js';
 import { chunked } from './support/chunks.js';
@@ -107,6 +111,8 @@ describe('names', () => {
 });
 
 describe('JWS, keys, records and requests', () => {
+  const zoneRecordJws = new ZoneSigner('example.com', freshKey()).zoneRecord(['https://ns.example.com']);
+  const payloadOfZone = JSON.parse(Buffer.from(zoneRecordJws.split('.')[1]!, 'base64url').toString());
   const b64 = (s: string) => Buffer.from(s).toString('base64url');
   const jsonish = fc.oneof(
     fc.json(),
@@ -151,6 +157,39 @@ describe('JWS, keys, records and requests', () => {
       fc.property(payload, fc.jsonValue(), (p, jwk) => {
         const jws = `${b64(JSON.stringify({ alg: 'EdDSA', typ: 'idns-op', kid: 'k', jwk }))}.${b64(JSON.stringify(p))}.${'A'.repeat(86)}`;
         expect(onlyTypedErrors(() => parseChangeRequest(jws))).toBe(true);
+      }),
+      params,
+    );
+  });
+
+  it('history entries (owner requests and operator entries) and their check as copied zone content throw only typed errors', () => {
+    const zone = verifiedZoneOf(payloadOfZone, zoneRecordJws);
+    const operatorPayload = fc.record(
+      {
+        v: fc.oneof(fc.constant(1), fc.jsonValue()),
+        action: fc.oneof(fc.constant('import'), fc.string()),
+        zone: fc.oneof(fc.constant('example.com'), nasty),
+        handle: fc.oneof(fc.constant('alice@example.com'), nasty),
+        endpoint: fc.oneof(fc.constant('https://h.example/'), nasty, fc.jsonValue()),
+        keys: fc.oneof(fc.array(fc.jsonValue(), { maxLength: 3 }), fc.jsonValue()),
+        iat: fc.oneof(fc.integer(), fc.jsonValue()),
+        legacyOp: fc.oneof(fc.string(), fc.jsonValue()),
+      },
+      { requiredKeys: [] },
+    );
+    const entry = fc.oneof(
+      jwsLike,
+      operatorPayload.map((p) => `${b64(JSON.stringify({ alg: 'EdDSA', typ: 'idns-operator', kid: 'k' }))}.${b64(JSON.stringify(p))}.${'A'.repeat(86)}`),
+    );
+    const key = fc.oneof(
+      fc.constant('alice@example.com#000001'),
+      fc.string(),
+      nasty.map((n) => `${n}#000001`),
+    );
+    fc.assert(
+      fc.property(entry, key, fc.boolean(), (jws, k, signature) => {
+        expect(onlyTypedErrors(() => parseOperatorEntry(jws))).toBe(true);
+        expect(onlyTypedErrors(() => checkHistoryEntry(k, jws, zone, signature))).toBe(true);
       }),
       params,
     );
