@@ -36,7 +36,8 @@ CREATE TABLE records (
   endpoint TEXT,                            -- handle records: the record's `endpoint` (WebFinger by actor URL); else NULL
   PRIMARY KEY (content, type, key)
 ) STRICT, WITHOUT ROWID;
-CREATE INDEX records_by_exp ON records (content, exp);
+-- Signatures by expiry (re-signing, counts); history entries never expire and stay out of it.
+CREATE INDEX records_by_exp ON records (content, exp) WHERE type != 'op';
 CREATE INDEX records_by_endpoint ON records (endpoint) WHERE endpoint IS NOT NULL;
 
 -- Content ids no zone uses any more (replaced copies, interrupted transfers), deleted in small batches.

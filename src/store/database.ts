@@ -111,7 +111,7 @@ function moveHistoryIntoContent(db: Db): void {
   db.exec('DROP TABLE temp.numbered');
   db.exec('DROP TABLE records');
   db.exec('ALTER TABLE records_v3 RENAME TO records');
-  db.exec('CREATE INDEX records_by_exp ON records (content, exp)');
+  db.exec("CREATE INDEX records_by_exp ON records (content, exp) WHERE type != 'op'");
   db.exec('CREATE INDEX records_by_endpoint ON records (endpoint) WHERE endpoint IS NOT NULL');
   db.exec('DROP TABLE operations');
   db.exec('ALTER TABLE zones ADD COLUMN history_pending INTEGER NOT NULL DEFAULT 0');
