@@ -1,0 +1,173 @@
+import type { KeyObject } from 'node:crypto';
+import { IdnsError } from '../errors.js';
+import { assureProofsFor, parseChangeRequest, requestId, type ChangeRequest } from './change-request.js';
+import { decodeCompact, OPERATION_TYP, verifyDecoded } from './jws.js';
+import { thumbprint, type PublicJwk } from './keys.js';
+import { OPERATOR_TYP, parseOperatorEntry } from './operator-entry.js';
+import { verifyPossessionProofs } from './pop.js';
+
+/** The state a history leaves a handle in (null once deleted): what its record must say. */
+export interface HistoryState {
+  endpoint: string;
+  keys: PublicJwk[];
+  profile?: string;
+  alsoKnownAs?: string[];
+  movedTo?: string;
+}
+
+/** Where a verified history stands: enough to go on verifying its later entries alone. */
+export interface VerifiedHistory {
+  handle: string;
+  /** The number of the last entry verified. */
+  seq: number;
+  /** The id of the last entry verified: the `op` the handle's record must name. */
+  op: string;
+  /** The id of the entry that began the current registration (null after a delete). */
+  genesis: string | null;
+  /** The handle's state after the last entry; null when it is deleted (or has no entry yet). */
+  state: HistoryState | null;
+  /** True while the state rests on an operator entry, with no owner's change since. */
+  operatorAsserted: boolean;
+  /** The id an upgraded import line had (operator entries' `legacyOp`), which the next entry may name as `prev`. */
+  legacyOp: string | null;
+}
+
+/** The zone whose keys sign operator entries. */
+export interface HistoryZone {
+  name: string;
+  /** kid (thumbprint) → key. */
+  keys: ReadonlyMap<string, KeyObject>;
+}
+
+/** Most entries verified in one call: a handle's whole history at first contact (docs/protocol.md §6.4). */
+export const MAX_VERIFIED_ENTRIES = 10_000;
+
+/** The starting point of a handle that has no history yet. */
+export function emptyHistory(handle: string): VerifiedHistory {
+  return { handle, seq: 0, op: '', genesis: null, state: null, operatorAsserted: false, legacyOp: null };
+}
+
+/**
+ * Verifies entries of a handle's history (docs/protocol.md §6.4) that follow `from` (the handle's
+ * empty history, or a point verified before), in order, each with its number: every owner's entry
+ * signed by its own key (a register) or by a key of the state before it, with its proofs of possession,
+ * naming the entry before it as `prev`; every operator entry signed by a key of the zone. Returns where
+ * the history then stands. Throws verification_failed, naming the entry and why, for anything else.
+ */
+export function verifyHistory(from: VerifiedHistory, entries: readonly { seq: number; jws: string }[], zone: HistoryZone): VerifiedHistory {
+  if (entries.length > MAX_VERIFIED_ENTRIES) throw fail(from.handle, 0, `more than ${MAX_VERIFIED_ENTRIES} entries to verify at once`);
+  let at = from;
+  for (const entry of entries) {
+    if (entry.seq !== at.seq + 1) throw fail(from.handle, entry.seq, `entry ${entry.seq} does not follow entry ${at.seq}`);
+    at = next(at, entry.seq, entry.jws, zone);
+  }
+  return at;
+}
+
+/** Throws verification_failed unless `record` is exactly the state the verified history leaves. */
+export function assureRecordFollows(history: VerifiedHistory, record: { handle: string; op: string } & HistoryState): void {
+  const why =
+    history.state === null
+      ? 'its history ends with the handle deleted'
+      : record.op !== history.op
+        ? `it names op ${record.op}, but its history's last entry is ${history.op}`
+        : !sameState(record, history.state)
+          ? "its endpoint, keys or links are not the state its owner's last change set"
+          : null;
+  if (why !== null) throw new IdnsError('verification_failed', `the record of ${record.handle} does not follow from its history: ${why}`);
+}
+
+function next(at: VerifiedHistory, seq: number, jws: string, zone: HistoryZone): VerifiedHistory {
+  const handle = at.handle;
+  const op = requestId(jws);
+  const typ = guard(handle, seq, () => decodeCompact(jws).header.typ);
+  if (typ === OPERATOR_TYP) {
+    const entry = guard(handle, seq, () => parseOperatorEntry(jws, true));
+    if (entry.handle !== handle) throw fail(handle, seq, `it is an entry of ${entry.handle}`);
+    if (entry.zone !== zone.name) throw fail(handle, seq, `it is an operator entry of zone ${entry.zone}`);
+    const key = zone.keys.get(entry.decoded.header.kid!);
+    if (key === undefined) throw fail(handle, seq, 'it is not signed by a key of the zone');
+    guard(handle, seq, () => verifyDecoded(entry.decoded, key));
+    if (at.state !== null) throw fail(handle, seq, 'an operator import of a handle that exists');
+    const { endpoint, keys, profile, alsoKnownAs, movedTo } = entry;
+    return {
+      handle,
+      seq,
+      op,
+      genesis: op,
+      state: stateOf({ endpoint, keys, profile, alsoKnownAs, movedTo }),
+      operatorAsserted: true,
+      legacyOp: entry.legacyOp ?? null,
+    };
+  }
+  if (typ !== OPERATION_TYP) throw fail(handle, seq, "it is neither an owner's change request nor an operator entry");
+  const req = guard(handle, seq, () => parseChangeRequest(jws));
+  if (req.handle !== handle) throw fail(handle, seq, `it is a change of ${req.handle}`);
+  if (req.action === 'register') {
+    if (at.state !== null) throw fail(handle, seq, 'a registration of a handle that exists');
+    guard(handle, seq, () => {
+      verifyDecoded(req.decoded, req.headerKey!);
+      verifyPossessionProofs(req.proofs);
+    });
+    return { handle, seq, op, genesis: op, state: stateOf(requestState(req)), operatorAsserted: false, legacyOp: null };
+  }
+  if (at.state === null) throw fail(handle, seq, `an ${req.action} of a handle that does not exist`);
+  if (req.prev !== at.op && (at.legacyOp === null || req.prev !== at.legacyOp)) throw fail(handle, seq, `its prev is not entry ${at.seq}`);
+  const signer = at.state.keys.find((k) => thumbprint(k) === req.kid);
+  if (signer === undefined) throw fail(handle, seq, 'it is not signed by a key the handle had');
+  guard(handle, seq, () => {
+    verifyDecoded(req.decoded, signer);
+    const held = new Set(at.state!.keys.map(thumbprint));
+    assureProofsFor(req.proofs, req.keyIds === null ? [] : req.keyIds.filter((kid) => !held.has(kid)));
+    verifyPossessionProofs(req.proofs);
+  });
+  if (req.action === 'delete') return { handle, seq, op, genesis: null, state: null, operatorAsserted: false, legacyOp: null };
+  return { handle, seq, op, genesis: at.genesis, state: stateOf(requestState(req)), operatorAsserted: false, legacyOp: null };
+}
+
+function requestState(req: ChangeRequest): HistoryState {
+  return {
+    endpoint: req.endpoint!,
+    keys: req.keys!,
+    ...(req.profile !== null ? { profile: req.profile } : {}),
+    ...(req.alsoKnownAs !== null ? { alsoKnownAs: req.alsoKnownAs } : {}),
+    ...(req.movedTo !== null ? { movedTo: req.movedTo } : {}),
+  };
+}
+
+/** A state without the links it does not have (never `undefined` members). */
+function stateOf(s: HistoryState): HistoryState {
+  return {
+    endpoint: s.endpoint,
+    keys: s.keys,
+    ...(s.profile !== undefined ? { profile: s.profile } : {}),
+    ...(s.alsoKnownAs !== undefined ? { alsoKnownAs: s.alsoKnownAs } : {}),
+    ...(s.movedTo !== undefined ? { movedTo: s.movedTo } : {}),
+  };
+}
+
+/** Same endpoint, the same keys in the same order (by thumbprint), the same links. */
+function sameState(a: HistoryState, b: HistoryState): boolean {
+  const kids = (s: HistoryState) => s.keys.map(thumbprint).join(' ');
+  return (
+    a.endpoint === b.endpoint &&
+    kids(a) === kids(b) &&
+    a.profile === b.profile &&
+    a.movedTo === b.movedTo &&
+    JSON.stringify(a.alsoKnownAs ?? null) === JSON.stringify(b.alsoKnownAs ?? null)
+  );
+}
+
+/** Runs a check of entry `seq`; its typed error becomes verification_failed naming the entry. */
+function guard<T>(handle: string, seq: number, fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof IdnsError) throw fail(handle, seq, err.message);
+    throw err;
+  }
+}
+
+function fail(handle: string, seq: number, why: string): IdnsError {
+  return new IdnsError('verification_failed', `the history of ${handle} does not verify at entry ${seq}: ${why}`);
+}

@@ -1,0 +1,157 @@
+import { describe, expect, it } from 'vitest';
+import { signChangeRequest } from '../src/client/requests.js';
+import { IdnsError } from '../src/errors.js';
+import { requestId } from '../src/records/change-request.js';
+import { assureRecordFollows, emptyHistory, verifyHistory, type HistoryZone, type VerifiedHistory } from '../src/records/history-chain.js';
+import { publicKeyObject, signingKeyFromJwk, generatePrivateJwk, thumbprint, type PublicJwk } from '../src/records/keys.js';
+import { signOperatorEntry } from '../src/records/operator-entry.js';
+import { newUserKey } from './support/keys.js';
+
+// The verifier of a handle's history (docs/protocol.md §6.4), with real keys and signatures: the chains an
+// honest authority writes verify, and each way a zone key holder could forge or bend one is refused.
+
+const H = 'alice@example.com';
+const zonePrivate = generatePrivateJwk();
+const zoneKey = signingKeyFromJwk(zonePrivate);
+const zonePublic: PublicJwk = { kty: 'OKP', crv: 'Ed25519', x: zonePrivate.x };
+const zone: HistoryZone = { name: 'example.com', keys: new Map([[thumbprint(zonePublic), publicKeyObject(zonePublic)]]) };
+const alice = newUserKey();
+const mallory = newUserKey();
+
+const entries = (...jws: string[]) => jws.map((j, i) => ({ seq: i + 1, jws: j }));
+const register = (key = alice, endpoint = 'https://social.example/alice') =>
+  signChangeRequest({ action: 'register', handle: H, endpoint, keys: [key.public] }, key.private);
+const update = (
+  prev: string,
+  key = alice,
+  keys: PublicJwk[] = [alice.public],
+  endpoint = 'https://social.example/alice2',
+  added: Parameters<typeof signChangeRequest>[3] = [],
+) => signChangeRequest({ action: 'update', handle: H, endpoint, keys, prev }, key.private, undefined, added);
+const del = (prev: string, key = alice) => signChangeRequest({ action: 'delete', handle: H, prev }, key.private);
+const operatorImport = (extra: { legacyOp?: string } = {}, key = zoneKey, zoneName = 'example.com') =>
+  signOperatorEntry({ action: 'import', zone: zoneName, handle: H, endpoint: 'https://social.example/imported', keys: [alice.public], iat: 1, ...extra }, key);
+
+function refusal(run: () => unknown): string {
+  try {
+    run();
+  } catch (err) {
+    expect(err).toBeInstanceOf(IdnsError);
+    expect((err as IdnsError).code).toBe('verification_failed');
+    return (err as IdnsError).message;
+  }
+  throw new Error('verified');
+}
+
+describe("a handle's history", () => {
+  it('verifies a register, an update, a key rotation with its proof, a delete and a new registration; genesis follows the registrations', () => {
+    const reg = register();
+    const up = update(requestId(reg));
+    const next = newUserKey();
+    const rotate = update(requestId(up), alice, [next.public], 'https://social.example/alice3', [next.private]);
+    const gone = del(requestId(rotate), next);
+    const again = register(mallory, 'https://other.example/');
+    const all = entries(reg, up, rotate, gone, again);
+
+    const afterRotation = verifyHistory(emptyHistory(H), all.slice(0, 3), zone);
+    expect(afterRotation).toMatchObject({ seq: 3, op: requestId(rotate), genesis: requestId(reg), operatorAsserted: false });
+    expect(afterRotation.state!.keys).toEqual([next.public]);
+    assureRecordFollows(afterRotation, { handle: H, op: requestId(rotate), endpoint: 'https://social.example/alice3', keys: [next.public] });
+
+    const deleted = verifyHistory(afterRotation, all.slice(3, 4), zone);
+    expect(deleted).toMatchObject({ seq: 4, genesis: null, state: null });
+    // Incrementally from there, the same as all at once: a new owner, a new genesis.
+    const reRegistered = verifyHistory(deleted, all.slice(4), zone);
+    expect(reRegistered).toEqual(verifyHistory(emptyHistory(H), all, zone));
+    expect(reRegistered.genesis).toBe(requestId(again));
+  });
+
+  it('refuses what only the zone key holder could have made: its own update of the owner, a register over a live handle, a record other than the last state', () => {
+    const reg = register();
+    const verified = verifyHistory(emptyHistory(H), entries(reg), zone);
+    // The attack: the zone's key holder gives the handle another key, in an update it signs with a key of its own.
+    expect(refusal(() => verifyHistory(verified, [{ seq: 2, jws: update(requestId(reg), mallory, [mallory.public]) }], zone))).toMatch(
+      /entry 2: it is not signed by a key the handle had/,
+    );
+    expect(refusal(() => verifyHistory(verified, [{ seq: 2, jws: register(mallory) }], zone))).toMatch(/a registration of a handle that exists/);
+    expect(refusal(() => verifyHistory(verified, [{ seq: 2, jws: operatorImport() }], zone))).toMatch(/an operator import of a handle that exists/);
+    // A record re-signed with other keys, or another endpoint, does not follow from an honest history.
+    expect(
+      refusal(() => assureRecordFollows(verified, { handle: H, op: requestId(reg), endpoint: 'https://social.example/alice', keys: [mallory.public] })),
+    ).toMatch(/not the state its owner's last change set/);
+    expect(refusal(() => assureRecordFollows(verified, { handle: H, op: requestId(reg), endpoint: 'https://evil.example/', keys: [alice.public] }))).toMatch(
+      /not the state/,
+    );
+    expect(
+      refusal(() => assureRecordFollows(verified, { handle: H, op: 'x'.repeat(43), endpoint: 'https://social.example/alice', keys: [alice.public] })),
+    ).toMatch(/names op/);
+  });
+
+  it('refuses broken chains: a prev that is not the entry before, a gap or repeat in the numbers, a forged signature, a missing proof, another handle', () => {
+    const reg = register();
+    const up = update(requestId(reg));
+    expect(refusal(() => verifyHistory(emptyHistory(H), entries(reg, update(requestId(up))), zone))).toMatch(/entry 2: its prev is not entry 1/);
+    expect(refusal(() => verifyHistory(emptyHistory(H), [{ seq: 2, jws: reg }], zone))).toMatch(/entry 2 does not follow entry 0/);
+    const [h, p, s] = up.split('.') as [string, string, string];
+    const sig = Buffer.from(s, 'base64url');
+    sig[3] = sig[3]! ^ 1;
+    expect(refusal(() => verifyHistory(emptyHistory(H), entries(reg, `${h}.${p}.${sig.toString('base64url')}`), zone))).toMatch(/entry 2/);
+    const added = newUserKey();
+    const withoutProof = update(requestId(reg), alice, [alice.public, added.public]);
+    expect(refusal(() => verifyHistory(emptyHistory(H), entries(reg, withoutProof), zone))).toMatch(/entry 2: .*without its signature/);
+    const bob = signChangeRequest(
+      { action: 'register', handle: 'bob@example.com', endpoint: 'https://social.example/bob', keys: [alice.public] },
+      alice.private,
+    );
+    expect(refusal(() => verifyHistory(emptyHistory(H), entries(bob), zone))).toMatch(/it is a change of bob@example.com/);
+    expect(refusal(() => verifyHistory(emptyHistory(H), entries('not a jws'), zone))).toMatch(/entry 1/);
+  });
+
+  it('marks operator imports as operator-asserted until the owner changes the handle, and honours legacyOp as the next prev', () => {
+    const imported = operatorImport();
+    const first = verifyHistory(emptyHistory(H), entries(imported), zone);
+    expect(first).toMatchObject({ seq: 1, genesis: requestId(imported), operatorAsserted: true });
+    const owned = verifyHistory(first, [{ seq: 2, jws: update(requestId(imported)) }], zone);
+    expect(owned.operatorAsserted).toBe(false);
+
+    const legacy = 'L'.repeat(43);
+    const upgraded = operatorImport({ legacyOp: legacy });
+    const afterLegacy = verifyHistory(emptyHistory(H), entries(upgraded, update(legacy)), zone);
+    expect(afterLegacy).toMatchObject({ seq: 2, genesis: requestId(upgraded), operatorAsserted: false });
+
+    // An operator entry signed by a key not of the zone, or of another zone, is refused.
+    expect(refusal(() => verifyHistory(emptyHistory(H), entries(operatorImport({}, signingKeyFromJwk(generatePrivateJwk()))), zone))).toMatch(
+      /not signed by a key of the zone/,
+    );
+    expect(refusal(() => verifyHistory(emptyHistory(H), entries(operatorImport({}, zoneKey, 'other.example')), zone))).toMatch(
+      /operator entry of zone other.example/,
+    );
+  });
+
+  it('verifies the history the authority writes, as served by its log: every entry, from the first', async () => {
+    const { startTestServer } = await import('./support/server.js');
+    const s = await startTestServer({ zones: { 'example.com': {} } });
+    try {
+      const reg = register();
+      await s.ctx.changes.submit(reg);
+      const next = newUserKey();
+      await s.ctx.changes.submit(update(requestId(reg), alice, [alice.public, next.public], 'https://social.example/two', [next.private]));
+      const log = (await (await fetch(`${s.url}/v1/handles/${H}/log`)).json()) as { operations: { seq: number; request: string }[] };
+      const verified: VerifiedHistory = verifyHistory(
+        emptyHistory(H),
+        log.operations.map((e) => ({ seq: e.seq, jws: e.request })),
+        zone,
+      );
+      const answer = (await (await fetch(`${s.url}/v1/resolve/${H}`)).json()) as { record: string };
+      const record = JSON.parse(Buffer.from(answer.record.split('.')[1]!, 'base64url').toString()) as {
+        handle: string;
+        op: string;
+        endpoint: string;
+        keys: PublicJwk[];
+      };
+      assureRecordFollows(verified, record);
+    } finally {
+      await s.close();
+    }
+  });
+});
