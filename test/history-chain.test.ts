@@ -107,6 +107,30 @@ describe("a handle's history", () => {
     expect(refusal(() => verifyHistory(emptyHistory(H), entries('not a jws'), zone))).toMatch(/entry 1/);
   });
 
+  it("checks in full what can change who controls the handle and the last entry; an update that keeps the keys is held by the next entry's prev", () => {
+    const tamper = (jws: string) => {
+      const [h, p, s] = jws.split('.') as [string, string, string];
+      const sig = Buffer.from(s, 'base64url');
+      sig[5] = sig[5]! ^ 1;
+      return `${h}.${p}.${sig.toString('base64url')}`;
+    };
+    const reg = register();
+    // A same-keys update with a bad signature, in the middle: the owner's next entry names its id, so its
+    // bytes are fixed by a signature that is checked, and it changed neither the keys nor the final state.
+    const middle = tamper(update(requestId(reg)));
+    const lastEntry = update(requestId(middle), alice, [alice.public], 'https://social.example/final');
+    expect(verifyHistory(emptyHistory(H), entries(reg, middle, lastEntry), zone).state!.endpoint).toBe('https://social.example/final');
+    // As the last entry it is checked, and refused.
+    expect(refusal(() => verifyHistory(emptyHistory(H), entries(reg, middle), zone))).toMatch(/entry 2/);
+    // A change of keys, a delete and a registration are checked wherever they are.
+    const next = newUserKey();
+    const rotation = tamper(update(requestId(reg), alice, [next.public], 'https://social.example/r', [next.private]));
+    expect(refusal(() => verifyHistory(emptyHistory(H), entries(reg, rotation, update(requestId(rotation), next)), zone))).toMatch(/entry 2/);
+    const deletion = tamper(del(requestId(reg)));
+    expect(refusal(() => verifyHistory(emptyHistory(H), entries(reg, deletion, register(mallory)), zone))).toMatch(/entry 2/);
+    expect(refusal(() => verifyHistory(emptyHistory(H), entries(tamper(reg), update(requestId(reg))), zone))).toMatch(/entry 1/);
+  });
+
   it('marks operator imports as operator-asserted until the owner changes the handle, and honours legacyOp as the next prev', () => {
     const imported = operatorImport();
     const first = verifyHistory(emptyHistory(H), entries(imported), zone);
