@@ -167,7 +167,9 @@ describe('JWS, keys, records and requests', () => {
     const operatorPayload = fc.record(
       {
         v: fc.oneof(fc.constant(1), fc.jsonValue()),
-        action: fc.oneof(fc.constant('import'), fc.string()),
+        action: fc.oneof(fc.constantFrom('import', 'transfer', 'takedown'), fc.string()),
+        prev: fc.oneof(fc.constant('A'.repeat(43)), fc.string(), fc.jsonValue()),
+        reason: fc.oneof(fc.string(), fc.jsonValue()),
         zone: fc.oneof(fc.constant('example.com'), nasty),
         handle: fc.oneof(fc.constant('alice@example.com'), nasty),
         endpoint: fc.oneof(fc.constant('https://h.example/'), nasty, fc.jsonValue()),

@@ -164,12 +164,22 @@ export class ChangeApplier {
     const [last, before] = this.store.records.latestHistory(editor.zone.content, req.handle, 2);
     if (last === undefined || before === undefined) return;
     const deletion = decodePayload(last.jws);
-    if (deletion.action !== 'delete' || typeof deletion.iat !== 'number') return;
+    if ((deletion.action !== 'delete' && deletion.action !== 'takedown') || typeof deletion.iat !== 'number') return;
     const until = deletion.iat + editor.settings.tombstoneCooldown;
     if (now >= until) return;
+    const at = (s: number) => new Date(s * 1000).toISOString();
+    // A takedown is the operator's: its former keys get no head start.
+    if (deletion.action === 'takedown') {
+      throw new IdnsError(
+        'handle_reserved',
+        `${req.handle} was taken down by the zone's operator at ${at(deletion.iat)}; nobody may register it before ${at(until)}`,
+        {
+          details: { until: at(until) },
+        },
+      );
+    }
     const held = ((decodePayload(before.jws).keys ?? []) as PublicJwk[]).map(thumbprint);
     if (held.includes(thumbprint(req.headerKey!))) return;
-    const at = (s: number) => new Date(s * 1000).toISOString();
     throw new IdnsError(
       'handle_reserved',
       `${req.handle} was deleted at ${at(deletion.iat)}; until ${at(until)} only a key it had then may register it again`,

@@ -88,17 +88,17 @@ function next(at: VerifiedHistory, seq: number, jws: string, zone: HistoryZone, 
     const key = zone.keys.get(entry.decoded.header.kid!);
     if (key === undefined) throw fail(handle, seq, 'it is not signed by a key of the zone');
     guard(handle, seq, () => verifyDecoded(entry.decoded, key));
-    if (at.state !== null) throw fail(handle, seq, 'an operator import of a handle that exists');
+    if (entry.action === 'import') {
+      if (at.state !== null) throw fail(handle, seq, 'an operator import of a handle that exists');
+    } else {
+      if (at.state === null) throw fail(handle, seq, `an operator ${entry.action} of a handle that does not exist`);
+      if (entry.prev !== at.op && (at.legacyOp === null || entry.prev !== at.legacyOp)) throw fail(handle, seq, `its prev is not entry ${at.seq}`);
+    }
+    if (entry.action === 'takedown') return { handle, seq, op, genesis: null, state: null, operatorAsserted: false, legacyOp: null };
+    // An import or a transfer gives the handle a state its owner did not sign: a new genesis, operator-asserted.
     const { endpoint, keys, profile, alsoKnownAs, movedTo } = entry;
-    return {
-      handle,
-      seq,
-      op,
-      genesis: op,
-      state: stateOf({ endpoint, keys, profile, alsoKnownAs, movedTo }),
-      operatorAsserted: true,
-      legacyOp: entry.legacyOp ?? null,
-    };
+    const state = stateOf({ endpoint: endpoint!, keys: keys!, profile, alsoKnownAs, movedTo });
+    return { handle, seq, op, genesis: op, state, operatorAsserted: true, legacyOp: entry.legacyOp ?? null };
   }
   if (typ !== OPERATION_TYP) throw fail(handle, seq, "it is neither an owner's change request nor an operator entry");
   const req = guard(handle, seq, () => parseChangeRequest(jws));

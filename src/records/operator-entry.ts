@@ -15,15 +15,26 @@ import { MAX_URL_LENGTH, parseEndpoint } from './urls.js';
  */
 export const OPERATOR_TYP = 'idns-operator';
 
-/** What an operator entry says: for `import`, the state the operator gave the handle. */
+/**
+ * The operator's acts on a handle: `import` creates it (a bulk import), `transfer` gives it a new state
+ * and owner (a court order), `takedown` deletes it.
+ */
+export const OPERATOR_ACTIONS = ['import', 'transfer', 'takedown'] as const;
+
+/** What an operator entry says: for `import` and `transfer`, the state the operator gave the handle. */
 export interface OperatorEntry {
   jws: string;
   decoded: DecodedJws;
-  action: 'import';
+  action: (typeof OPERATOR_ACTIONS)[number];
   zone: string;
   handle: string;
-  endpoint: string;
-  keys: PublicJwk[];
+  /** The id of the entry before (`transfer`, `takedown`); absent from `import`. */
+  prev?: string;
+  /** The new state (`import`, `transfer`); absent from `takedown`. */
+  endpoint?: string;
+  keys?: PublicJwk[];
+  /** Why, in the operator's words (`transfer`, `takedown`): at most 1,000 characters. */
+  reason?: string;
   iat: number;
   profile?: string;
   alsoKnownAs?: string[];
@@ -41,11 +52,16 @@ export type OperatorEntryFields = Omit<OperatorEntry, 'jws' | 'decoded'>;
 const payloadSchema = z
   .object({
     v: z.literal(1),
-    action: z.literal('import'),
+    action: z.enum(OPERATOR_ACTIONS),
     zone: z.string().max(253),
     handle: z.string().max(400),
-    endpoint: z.string().max(MAX_URL_LENGTH),
-    keys: z.array(z.unknown()).min(1).max(MAX_HANDLE_KEYS),
+    prev: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{43}$/)
+      .optional(),
+    endpoint: z.string().max(MAX_URL_LENGTH).optional(),
+    keys: z.array(z.unknown()).min(1).max(MAX_HANDLE_KEYS).optional(),
+    reason: z.string().max(1000).optional(),
     iat: z.number().int(),
     profile: z.string().max(MAX_URL_LENGTH).optional(),
     alsoKnownAs: z.array(z.string().max(HANDLE_LINK_LIMITS.maxEntryLength)).max(HANDLE_LINK_LIMITS.maxAlsoKnownAs).optional(),
@@ -59,15 +75,12 @@ const payloadSchema = z
 
 /** Signs an operator entry with a zone key. The payload's members are written in one fixed order. */
 export function signOperatorEntry(fields: OperatorEntryFields, key: Pick<SigningKey, 'kid' | 'privateKey'>): string {
-  const payload: Record<string, unknown> = {
-    v: 1,
-    action: fields.action,
-    zone: fields.zone,
-    handle: fields.handle,
-    endpoint: fields.endpoint,
-    keys: fields.keys,
-    iat: fields.iat,
-  };
+  const payload: Record<string, unknown> = { v: 1, action: fields.action, zone: fields.zone, handle: fields.handle };
+  if (fields.prev !== undefined) payload.prev = fields.prev;
+  if (fields.endpoint !== undefined) payload.endpoint = fields.endpoint;
+  if (fields.keys !== undefined) payload.keys = fields.keys;
+  if (fields.reason !== undefined) payload.reason = fields.reason;
+  payload.iat = fields.iat;
   if (fields.profile !== undefined) payload.profile = fields.profile;
   if (fields.alsoKnownAs !== undefined) payload.alsoKnownAs = fields.alsoKnownAs;
   if (fields.movedTo !== undefined) payload.movedTo = fields.movedTo;
@@ -92,9 +105,16 @@ export function parseOperatorEntry(jws: unknown, allowLoopbackEndpoints = false)
   const p = parsed.data;
   const { handle } = parseHandle(p.handle);
   if (handle !== p.handle) throw new IdnsError('invalid_request', `an operator entry names its handle in normal form (${handle})`);
-  parseEndpoint(p.endpoint, allowLoopbackEndpoints);
-  const keys = p.keys.map((k, i) => parsePublicJwk(k, `keys[${i}]`));
-  if (keys.length > 1 && new Set(keys.map(thumbprint)).size !== keys.length) throw new IdnsError('invalid_key', 'the same key is listed twice');
+  const setsState = p.action !== 'takedown';
+  if (setsState !== (p.endpoint !== undefined && p.keys !== undefined) || (!setsState && (p.profile ?? p.alsoKnownAs ?? p.movedTo) !== undefined))
+    throw new IdnsError('invalid_request', `an operator ${p.action} ${setsState ? 'states the new "endpoint" and "keys"' : 'states no new state'}`);
+  if ((p.action === 'import') !== (p.prev === undefined))
+    throw new IdnsError('invalid_request', `an operator ${p.action} ${p.action === 'import' ? 'has no "prev"' : 'names the entry before it in "prev"'}`);
+  if (p.legacyOp !== undefined && p.action !== 'import') throw new IdnsError('invalid_request', 'only an operator import has "legacyOp"');
+  if (p.endpoint !== undefined) parseEndpoint(p.endpoint, allowLoopbackEndpoints);
+  const keys = p.keys?.map((k, i) => parsePublicJwk(k, `keys[${i}]`));
+  if (keys !== undefined && keys.length > 1 && new Set(keys.map(thumbprint)).size !== keys.length)
+    throw new IdnsError('invalid_key', 'the same key is listed twice');
   const linkProblem = handleLinksProblem({ handle, profile: p.profile, alsoKnownAs: p.alsoKnownAs, movedTo: p.movedTo }, allowLoopbackEndpoints);
   if (linkProblem !== null) throw new IdnsError('invalid_request', `operator entry ${linkProblem.path.join('.')}: ${linkProblem.message}`);
   return { ...p, jws: jws as string, decoded, keys };

@@ -7,7 +7,8 @@ import { IdnsError } from '../../errors.js';
 import { readKeyFile } from '../../authority/keyring.js';
 import { parseHandle } from '../../names/handle.js';
 import type { PrivateJwk, PublicJwk, SigningKey } from '../../records/keys.js';
-import { thumbprint } from '../../records/keys.js';
+import { parsePublicJwk, thumbprint } from '../../records/keys.js';
+import { operatorAct } from '../../authority/operator-acts.js';
 import type { HandleFields } from '../../records/types.js';
 import { DEFAULT_SERVER, parseCommand, UsageError, type Io, type OptionValues } from '../args.js';
 import { localOptions, openLocal } from '../local.js';
@@ -40,7 +41,15 @@ Every key added to a handle must sign the request that adds it (proof of possess
   delete HANDLE --key FILE
         Deletes HANDLE; signed by a current key.
   show HANDLE   The verified current record (same as idns resolve).
-  log HANDLE    The signed history of HANDLE's changes.`;
+  log HANDLE    The signed history of HANDLE's changes.
+
+Operator acts (with --data only; each is an operator entry in the handle's history, signed by the
+zone key, so everyone sees that the operator made it, not the owner):
+  takedown HANDLE --reason TEXT --data DIR
+        Deletes HANDLE; nobody may register it again for the zone's tombstone cool-down.
+  transfer HANDLE --endpoint URL --public-key FILE... --reason TEXT --data DIR
+        Gives HANDLE a new endpoint and the public keys of the files (a court order);
+        answers then rest on the operator's word until the new owner changes it.`;
 
 const options = {
   ...localOptions,
@@ -57,6 +66,8 @@ const options = {
   'no-also-known-as': { type: 'boolean' },
   'moved-to': { type: 'string' },
   'no-moved-to': { type: 'boolean' },
+  reason: { type: 'string' },
+  'public-key': { type: 'string', multiple: true },
 } as const;
 
 type Values = OptionValues<typeof options>;
@@ -69,11 +80,13 @@ export async function handle(argv: string[], io: Io): Promise<number> {
     else io.out(usage);
     return sub === undefined ? 2 : 0;
   }
-  if (!['register', 'update', 'rotate', 'delete', 'show', 'log'].includes(sub)) throw new UsageError(`unknown handle command "${sub}"`, usage);
+  if (!['register', 'update', 'rotate', 'delete', 'show', 'log', 'takedown', 'transfer'].includes(sub))
+    throw new UsageError(`unknown handle command "${sub}"`, usage);
   const { values, positionals, help } = parseCommand({ usage, options, positionals: ['HANDLE'] }, rest);
   if (help) return (io.out(usage), 0);
   if (values.server !== undefined && values.data !== undefined) throw new UsageError('give either --server or --data, not both', usage);
   const { handle } = parseHandle(positionals[0]!);
+  if (sub === 'takedown' || sub === 'transfer') return operatorCommand(sub, handle, values, io);
   const target = values.data !== undefined ? new LocalTarget(await openLocal(values)) : new RemoteTarget(values.server ?? DEFAULT_SERVER);
   try {
     switch (sub) {
@@ -87,6 +100,40 @@ export async function handle(argv: string[], io: Io): Promise<number> {
   } finally {
     await target.close();
   }
+}
+
+async function operatorCommand(sub: 'takedown' | 'transfer', handle: string, values: Values, io: Io): Promise<number> {
+  if (values.data === undefined) throw new UsageError(`handle ${sub} is the operator's: it needs --data DIR (the zone's data directory)`, usage);
+  if (!values.reason) throw new UsageError("--reason TEXT is required: it is written into the handle's history", usage);
+  let act: Parameters<typeof operatorAct>[3];
+  if (sub === 'takedown') act = { action: 'takedown', reason: values.reason };
+  else {
+    if (!values.endpoint) throw new UsageError('--endpoint URL is required', usage);
+    const files = values['public-key'] ?? [];
+    if (files.length === 0) throw new UsageError("--public-key FILE is required (the new owner's public key, a JWK)", usage);
+    act = { action: 'transfer', reason: values.reason, state: { endpoint: values.endpoint, keys: files.map(readPublicKey) } };
+  }
+  const ctx = await openLocal(values);
+  try {
+    const result = operatorAct(ctx.store, ctx.zones, handle, act);
+    if (values.json) io.out(JSON.stringify(result));
+    else io.out(`${result.action} ${result.handle}: done by the operator in zone ${result.zone} at serial ${result.serial} (op ${result.op})`);
+    return 0;
+  } finally {
+    await ctx.close();
+  }
+}
+
+/** A public key from a JWK file (a private key file gives its public half). */
+function readPublicKey(file: string): PublicJwk {
+  let jwk: unknown;
+  try {
+    jwk = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (cause) {
+    throw new IdnsError('invalid_key', `--public-key ${file} is not a readable JWK file`, { cause });
+  }
+  const { kty, crv, x } = (jwk ?? {}) as Record<string, unknown>;
+  return parsePublicJwk({ kty, crv, x }, `--public-key ${file}`);
 }
 
 async function change(sub: 'register' | 'update' | 'rotate' | 'delete', target: Target, handle: string, values: Values, io: Io): Promise<number> {

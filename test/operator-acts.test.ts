@@ -1,0 +1,148 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { signChangeRequest } from '../src/client/requests.js';
+import { requestId } from '../src/records/change-request.js';
+import { assureRecordFollows, emptyHistory, verifyHistory } from '../src/records/history-chain.js';
+import { publicKeyObject, type PublicJwk } from '../src/records/keys.js';
+import { newUserKey } from './support/keys.js';
+import { get, postChange, putChange } from './support/http.js';
+import { runIdns } from './support/process.js';
+import { startTestServer, type TestServer } from './support/server.js';
+
+// The zone operator's takedown and court-ordered transfer (issue 17, item 4): operator entries in the
+// handle's history, signed by the zone key, made with the CLI on a running server's data directory.
+
+let s: TestServer;
+let zoneKeys: Map<string, ReturnType<typeof publicKeyObject>>;
+const owner = newUserKey();
+
+beforeAll(async () => {
+  s = await startTestServer({ zones: { 'example.com': {} } });
+  const record = JSON.parse(Buffer.from(s.ctx.zones.info('example.com').record.split('.')[1]!, 'base64url').toString()) as { keys: PublicJwk[] };
+  zoneKeys = new Map(s.ctx.zones.info('example.com').keyThumbprints.map((kid, i) => [kid, publicKeyObject(record.keys[i]!)]));
+});
+afterAll(async () => s.close());
+
+async function registered(handle: string): Promise<string> {
+  const reg = signChangeRequest({ action: 'register', handle, endpoint: 'https://social.example/u', keys: [owner.public] }, owner.private);
+  expect((await postChange(s.url, reg)).status).toBe(201);
+  return requestId(reg);
+}
+
+async function history(handle: string) {
+  const log = await get(s.url, `/v1/handles/${handle}/log`);
+  expect(log.status).toBe(200);
+  return log.json.operations as { seq: number; op: string; action: string; request: string }[];
+}
+
+const payloadOf = (jws: string) => JSON.parse(Buffer.from(jws.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;
+
+describe('operator acts', () => {
+  it('takedown: the handle is gone, its history says the operator took it down and why, and nobody may register it during the cool-down', async () => {
+    const h = 'abuser@example.com';
+    const op = await registered(h);
+    const r = await runIdns(['handle', 'takedown', h, '--reason', 'spam, ticket 42', '--data', s.dataDir, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ handle: h, action: 'takedown', zone: 'example.com' });
+
+    expect((await get(s.url, `/v1/resolve/${h}`)).status).toBe(404);
+    const entries = await history(h);
+    expect(entries.map((e) => e.action)).toEqual(['register', 'takedown']);
+    expect(payloadOf(entries[1]!.request)).toMatchObject({ action: 'takedown', handle: h, prev: op, reason: 'spam, ticket 42' });
+    const verified = verifyHistory(
+      emptyHistory(h),
+      entries.map((e) => ({ seq: e.seq, jws: e.request })),
+      { name: 'example.com', keys: zoneKeys },
+    );
+    expect(verified).toMatchObject({ seq: 2, state: null, genesis: null });
+
+    // Not even the former owner's key may take it back during the cool-down.
+    const back = signChangeRequest({ action: 'register', handle: h, endpoint: 'https://social.example/back', keys: [owner.public] }, owner.private);
+    const res = await postChange(s.url, back);
+    expect(res.status).toBe(409);
+    expect(res.json.error).toMatchObject({ code: 'handle_reserved' });
+    expect(res.json.error.message).toContain("taken down by the zone's operator");
+  });
+
+  it("transfer: the handle gets the new owner's keys and endpoint, operator-asserted until the new owner changes it; the old owner's key no longer works", async () => {
+    const h = 'disputed@example.com';
+    const first = await registered(h);
+    const heir = newUserKey();
+    const keyFile = join(s.dataDir, 'heir.pub.jwk');
+    writeFileSync(keyFile, JSON.stringify(heir.public));
+    const r = await runIdns([
+      'handle',
+      'transfer',
+      h,
+      '--endpoint',
+      'https://court.example/heir',
+      '--public-key',
+      keyFile,
+      '--reason',
+      'court order 2026/117',
+      '--data',
+      s.dataDir,
+      '--json',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const transfer = JSON.parse(r.stdout) as { op: string };
+
+    const answer = await get(s.url, `/v1/resolve/${h}`);
+    const record = payloadOf(answer.json.record as string) as { handle: string; op: string; endpoint: string; keys: PublicJwk[] };
+    expect(record).toMatchObject({ endpoint: 'https://court.example/heir', keys: [heir.public], op: transfer.op });
+    const entries = await history(h);
+    expect(entries.map((e) => e.action)).toEqual(['register', 'transfer']);
+    expect(payloadOf(entries[1]!.request)).toMatchObject({ prev: first, reason: 'court order 2026/117' });
+    const zone = { name: 'example.com', keys: zoneKeys };
+    const verified = verifyHistory(
+      emptyHistory(h),
+      entries.map((e) => ({ seq: e.seq, jws: e.request })),
+      zone,
+    );
+    expect(verified).toMatchObject({ operatorAsserted: true, genesis: transfer.op });
+    assureRecordFollows(verified, record);
+
+    const stale = signChangeRequest(
+      { action: 'update', handle: h, endpoint: 'https://social.example/mine', keys: [owner.public], prev: transfer.op },
+      owner.private,
+    );
+    expect((await putChange(s.url, h, stale)).json.error.code).toBe('unauthorized_key');
+    const own = signChangeRequest(
+      { action: 'update', handle: h, endpoint: 'https://social.example/heir', keys: [heir.public], prev: transfer.op },
+      heir.private,
+    );
+    expect((await putChange(s.url, h, own)).status).toBe(200);
+    const after = await history(h);
+    expect(
+      verifyHistory(
+        verified,
+        after.slice(2).map((e) => ({ seq: e.seq, jws: e.request })),
+        zone,
+      ).operatorAsserted,
+    ).toBe(false);
+  });
+
+  it('a secondary copies operator entries and serves the same history', async () => {
+    const secondary = await startTestServer();
+    try {
+      secondary.ctx.zones.createSecondary('example.com', { primaries: [s.url], ds: s.ctx.zones.info('example.com').keyThumbprints });
+      await secondary.ctx.replicator.checkNow('example.com');
+      for (const h of ['abuser@example.com', 'disputed@example.com']) {
+        expect((await get(secondary.url, `/v1/handles/${h}/log`)).json).toEqual((await get(s.url, `/v1/handles/${h}/log`)).json);
+      }
+    } finally {
+      await secondary.close();
+    }
+  });
+
+  it('the CLI refuses an operator act without --data, without a reason, or of a handle that does not exist', async () => {
+    expect((await runIdns(['handle', 'takedown', 'x@example.com', '--reason', 'r'])).stderr).toContain('needs --data DIR');
+    const noReason = await runIdns(['handle', 'takedown', 'x@example.com', '--data', s.dataDir]);
+    expect(noReason.code).toBe(2);
+    expect(noReason.stderr).toContain('--reason TEXT is required');
+    const missing = await runIdns(['handle', 'takedown', 'nobody@example.com', '--reason', 'r', '--data', s.dataDir]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain('handle_not_found');
+  });
+});
