@@ -2,6 +2,8 @@
 import '../records/ed25519-sodium.js';
 import { workerData } from 'node:worker_threads';
 import { ZoneDigest } from '../records/digest.js';
+import { checkHistoryEntry } from '../records/history-entries.js';
+import { installHistoryCheck } from '../records/verify-core.js';
 import { serveJobs } from '../threads/worker.js';
 import { ContentChecker, type ContentCheckSpec } from './content-checks.js';
 import type { DigestJob, DigestReply } from './digest-workers.js';
@@ -10,11 +12,15 @@ import type { DigestJob, DigestReply } from './digest-workers.js';
  * A thread of DigestWorkers (digest-workers.ts): adds the digest elements it is sent to its partial sum
  * and, when the transfer asks for it, checks each record as a resolver would (content-checks.ts), so that
  * neither the hashing nor the checks hold the thread that parses and stores the stream. A record that
- * fails its check fails the batch (the reply is its transfer_failed error). The thread does not load the
- * record schemas (zod, a third of its start-up): records the fast paths cannot vouch for (a delegation,
- * a handle with owner links, anything malformed) come back in the batch's reply, for the main thread.
+ * fails its check fails the batch (the reply is its transfer_failed error). The thread does not install the
+ * record schemas: records the fast paths cannot vouch for (a delegation, a handle with owner links,
+ * anything malformed) come back in the batch's reply, for the main thread. History entries are checked
+ * here, with the change-request and operator-entry parsers.
  */
-// Without the record schemas (zod): a record only they can decide is handed back to the main thread.
+// History entries are checked here: they are one record in two of an imported zone, and handing each back
+// to the main thread doubled a transfer's time and held them all in memory (their parsers load zod here).
+installHistoryCheck(checkHistoryEntry);
+// Without the record schemas: a record only they can decide is handed back to the main thread.
 const checker = workerData === null ? null : new ContentChecker(workerData as ContentCheckSpec, true);
 const digest = ZoneDigest.empty();
 
