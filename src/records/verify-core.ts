@@ -41,13 +41,13 @@ let schemaCheck: SchemaCheck | null = null;
 /**
  * Checks a copied history entry (stored type `op`) stored under `key` in `zone`: the change request's own
  * schema (the authority's parser), its place, and, when `signature`, what can be checked of it alone.
- * verify.ts installs it (history-entries.ts, with the request schemas); a thread without it hands the
- * entry back (SchemaNeeded).
+ * src/replication/content-checks.ts installs it (history-entries.ts), for copies; without it the entry
+ * is handed back (SchemaNeeded).
  */
 export type HistoryCheck = (key: string, jws: unknown, zone: VerifiedZone, signature: boolean) => void;
 let historyCheck: HistoryCheck | null = null;
 
-/** Installs the check of copied history entries (verify.ts does, with history-entries.ts). */
+/** Installs the check of copied history entries (content-checks.ts does, with history-entries.ts). */
 export function installHistoryCheck(check: HistoryCheck): void {
   historyCheck = check;
 }

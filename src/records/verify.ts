@@ -1,6 +1,5 @@
 import { schemaCheck } from './schemas.js';
-import { checkHistoryEntry } from './history-entries.js';
-import { installHistoryCheck, installSchemaCheck } from './verify-core.js';
+import { installSchemaCheck } from './verify-core.js';
 
 /**
  * The record verifier (verify-core.ts) with the record schemas installed: what every part of idns that
@@ -8,7 +7,6 @@ import { installHistoryCheck, installSchemaCheck } from './verify-core.js';
  * SchemaNeeded for the rest; only a thread that checks copied records uses it that way.
  */
 installSchemaCheck(schemaCheck);
-installHistoryCheck(checkHistoryEntry);
 
 export {
   MAX_FUTURE_IAT,

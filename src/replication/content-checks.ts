@@ -4,7 +4,13 @@ import { digestElement } from '../records/digest.js';
 import type { ZoneRecord } from '../records/types.js';
 // The verifier without the schemas: a digest thread checks the usual records without loading zod, and
 // hands the rest back (SchemaNeeded). On the main thread verify.ts has installed them.
-import { SchemaNeeded, verifiedZoneOf, verifyContentRecord, verifyZoneRecord, type VerifiedZone } from '../records/verify-core.js';
+import { installHistoryCheck, SchemaNeeded, verifiedZoneOf, verifyContentRecord, verifyZoneRecord, type VerifiedZone } from '../records/verify-core.js';
+import { checkHistoryEntry } from '../records/history-entries.js';
+
+// Copied history entries are checked wherever copies are (the main thread and the digest threads): they
+// are one record in two of an imported zone, and handing each back from a digest thread to the main
+// thread doubled a transfer's time. Only copies need this check, so the resolver does not load it.
+installHistoryCheck(checkHistoryEntry);
 
 /**
  * What a secondary checks of each record it copies, beside the digest (docs/security.md, "What a secondary

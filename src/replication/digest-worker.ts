@@ -2,8 +2,6 @@
 import '../records/ed25519-sodium.js';
 import { workerData } from 'node:worker_threads';
 import { ZoneDigest } from '../records/digest.js';
-import { checkHistoryEntry } from '../records/history-entries.js';
-import { installHistoryCheck } from '../records/verify-core.js';
 import { serveJobs } from '../threads/worker.js';
 import { ContentChecker, type ContentCheckSpec } from './content-checks.js';
 import type { DigestJob, DigestReply } from './digest-workers.js';
@@ -17,9 +15,6 @@ import type { DigestJob, DigestReply } from './digest-workers.js';
  * anything malformed) come back in the batch's reply, for the main thread. History entries are checked
  * here, with the change-request and operator-entry parsers.
  */
-// History entries are checked here: they are one record in two of an imported zone, and handing each back
-// to the main thread doubled a transfer's time and held them all in memory (their parsers load zod here).
-installHistoryCheck(checkHistoryEntry);
 // Without the record schemas: a record only they can decide is handed back to the main thread.
 const checker = workerData === null ? null : new ContentChecker(workerData as ContentCheckSpec, true);
 const digest = ZoneDigest.empty();
