@@ -1,14 +1,12 @@
 import type { Clock } from '../clock.js';
 import { IdnsError } from '../errors.js';
 import { normaliseHandle } from '../names/handle.js';
-import { verifyDecoded } from '../records/jws.js';
 import { thumbprint, type PublicJwk } from '../records/keys.js';
-import { verifyPossessionProofs } from '../records/pop.js';
 import type { HandleFields } from '../records/types.js';
 import type { Store } from '../store/store.js';
 import { ChangeApplier, type BatchResult, type BatchRunner, type ChangeResult, type QueuedChange } from './change-batch.js';
 import { decodePayload } from './editor.js';
-import { parseChangeRequest, type ChangeRequest } from '../records/change-request.js';
+import { parseChangeRequest, verifyRequestSignatures, type ChangeRequest } from '../records/change-request.js';
 import type { ZoneService } from './zones.js';
 
 export type { ChangeResult } from './change-batch.js';
@@ -117,8 +115,7 @@ export class ChangeProcessor {
       if (!key) return undefined;
       against = current.op;
     }
-    verifyDecoded(req.decoded, key!);
-    verifyPossessionProofs(req.proofs);
+    verifyRequestSignatures(req, key!);
     return against;
   }
 

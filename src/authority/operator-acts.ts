@@ -1,8 +1,8 @@
 import { IdnsError } from '../errors.js';
 import { parseHandle } from '../names/handle.js';
-import { requestId } from '../records/change-request.js';
-import { thumbprint, type PublicJwk } from '../records/keys.js';
-import { MAX_HANDLE_KEYS, type HandleFields } from '../records/types.js';
+import { parseKeySet, requestId } from '../records/change-request.js';
+import type { PublicJwk } from '../records/keys.js';
+import type { HandleFields } from '../records/types.js';
 import { parseEndpoint } from '../records/urls.js';
 import type { Store } from '../store/store.js';
 import { decodePayload } from './editor.js';
@@ -41,10 +41,7 @@ export function operatorAct(
 ): OperatorActResult {
   const { handle, host } = parseHandle(input);
   if (act.reason.length === 0 || act.reason.length > 1000) throw new IdnsError('invalid_request', 'the reason for an operator act is 1 to 1,000 characters');
-  if (act.action === 'transfer') {
-    if (act.state.keys.length === 0 || act.state.keys.length > MAX_HANDLE_KEYS) throw new IdnsError('invalid_key', `a handle has 1 to ${MAX_HANDLE_KEYS} keys`);
-    if (new Set(act.state.keys.map(thumbprint)).size !== act.state.keys.length) throw new IdnsError('invalid_key', 'the same key is listed twice');
-  }
+  if (act.action === 'transfer') parseKeySet(act.state.keys);
   const row = zones.closestHosted(host);
   if (!row || zones.cutFor(row, host)) throw new IdnsError('not_authoritative', `this server holds no zone for ${host}`);
   return store.write(() => {

@@ -1,13 +1,11 @@
 import { IdnsError } from '../errors.js';
-import { keyForKid, verifyDecoded } from '../records/jws.js';
+import { keyForKid } from '../records/jws.js';
 import { thumbprint, type PublicJwk } from '../records/keys.js';
 import type { HandleFields } from '../records/types.js';
 import { assureHostScripts, type HostScriptsLevel } from '../names/host-scripts.js';
-import { verifyPossessionProofs } from '../records/pop.js';
-import type { ChangeRequest } from '../records/change-request.js';
+import { assureProofsFor, verifyRequestSignatures, type ChangeRequest } from '../records/change-request.js';
 import { parseEndpoint } from '../records/urls.js';
-import { assureProofsFor } from '../records/change-request.js';
-import { handleLinksProblem, type HandleLinks } from '../records/handle-links.js';
+import { definedLinks, handleLinksProblem, type HandleLinks } from '../records/handle-links.js';
 
 /** How far a request's `iat` may be from the server's clock, seconds. */
 export const MAX_CLOCK_SKEW = 300;
@@ -46,8 +44,7 @@ export function assureValidChange(
     assureHostScripts(req.host, zone.hostScripts);
     // Which keys need a proof does not depend on the state for a registration: parseChangeRequest checked it.
     if (!signatureChecked) {
-      verifyDecoded(req.decoded, req.headerKey!);
-      verifyPossessionProofs(req.proofs);
+      verifyRequestSignatures(req, req.headerKey!);
     }
     return;
   }
@@ -55,8 +52,7 @@ export function assureValidChange(
   const candidates = current.keys.map((jwk: PublicJwk) => ({ kid: thumbprint(jwk), jwk }));
   const signer = keyForKid(req.decoded, candidates);
   if (!signatureChecked) {
-    verifyDecoded(req.decoded, signer.jwk);
-    verifyPossessionProofs(req.proofs);
+    verifyRequestSignatures(req, signer.jwk);
   }
   if (req.prev !== current.op) {
     throw new IdnsError('stale_prev', `the request's prev does not name the current record of ${req.handle}; fetch it and retry`, {
@@ -72,9 +68,5 @@ export function assureValidChange(
 export function linksOf(
   req: Pick<ChangeRequest, 'handle' | 'profile' | 'alsoKnownAs' | 'movedTo'>,
 ): HandleLinks & Pick<HandleFields, 'profile' | 'alsoKnownAs' | 'movedTo'> {
-  const links: HandleLinks & Pick<HandleFields, 'profile' | 'alsoKnownAs' | 'movedTo'> = { handle: req.handle };
-  if (req.profile !== null) links.profile = req.profile;
-  if (req.alsoKnownAs !== null) links.alsoKnownAs = req.alsoKnownAs;
-  if (req.movedTo !== null) links.movedTo = req.movedTo;
-  return links;
+  return { handle: req.handle, ...definedLinks(req) };
 }

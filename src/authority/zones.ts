@@ -12,6 +12,7 @@ import { HISTORY_EXP } from '../store/records.js';
 import { historyKey, parseHistoryKey } from '../records/history-key.js';
 import { requestId } from '../records/change-request.js';
 import type { HandleFields } from '../records/types.js';
+import { definedLinks } from '../records/handle-links.js';
 import { decodePayload } from './editor.js';
 import { RECORD_LIMITS, SHA256_B64U } from '../records/types.js';
 import type { HostScriptsLevel } from '../names/host-scripts.js';
@@ -256,8 +257,8 @@ export class ZoneService extends ZoneReader {
         });
         editor.putSigned('op', historyKey(handle, line?.seq ?? 1), entry, HISTORY_EXP);
         if (record !== null && (!line || record.op === line.cid)) {
-          const { endpoint, keys, ttl, profile, alsoKnownAs, movedTo } = record;
-          editor.put('handle', handle, { handle, endpoint, keys, ttl, op: requestId(entry), ...definedLinks({ profile, alsoKnownAs, movedTo }) });
+          const { endpoint, keys, ttl } = record;
+          editor.put('handle', handle, { handle, endpoint, keys, ttl, op: requestId(entry), ...definedLinks(record) });
         }
       }
       editor.commit();
@@ -312,13 +313,4 @@ export class ZoneService extends ZoneReader {
 /** The stored form of an invite code. */
 export function inviteHash(code: string): string {
   return createHash('sha256').update(code).digest('hex');
-}
-
-/** The owner-set links of a handle record that it has (absent ones left out). */
-function definedLinks(links: Pick<HandleFields, 'profile' | 'alsoKnownAs' | 'movedTo'>): Pick<HandleFields, 'profile' | 'alsoKnownAs' | 'movedTo'> {
-  const out: Pick<HandleFields, 'profile' | 'alsoKnownAs' | 'movedTo'> = {};
-  if (links.profile !== undefined) out.profile = links.profile;
-  if (links.alsoKnownAs !== undefined) out.alsoKnownAs = links.alsoKnownAs;
-  if (links.movedTo !== undefined) out.movedTo = links.movedTo;
-  return out;
 }

@@ -2,9 +2,10 @@ import { hash } from 'node:crypto';
 import { z } from 'zod';
 import { IdnsError } from '../errors.js';
 import { parseHandle } from '../names/handle.js';
-import { decodeCompact, OPERATION_TYP, type DecodedJws } from './jws.js';
+import type { Ed25519PublicKey } from './ed25519.js';
+import { decodeCompact, OPERATION_TYP, verifyDecoded, type DecodedJws } from './jws.js';
 import { parsePublicJwk, thumbprint, type PublicJwk } from './keys.js';
-import { parsePossessionProofs, POP_MEMBER, type PossessionProof } from './pop.js';
+import { parsePossessionProofs, POP_MEMBER, verifyPossessionProofs, type PossessionProof } from './pop.js';
 import { MAX_HANDLE_KEYS } from './types.js';
 import { HANDLE_LINK_LIMITS, handleLinksProblem } from './handle-links.js';
 import { MAX_URL_LENGTH, parseEndpoint } from './urls.js';
@@ -66,6 +67,12 @@ export function requestId(jws: string): string {
   return hash('sha256', jws, 'base64url');
 }
 
+/** Checks a request's signature with `key`, and each proof of possession with the key it adds. */
+export function verifyRequestSignatures(req: Pick<ChangeRequest, 'decoded' | 'proofs'>, key: Ed25519PublicKey): void {
+  verifyDecoded(req.decoded, key);
+  verifyPossessionProofs(req.proofs);
+}
+
 /** Decodes and validates the shape of a change request; signature and state checks come later. */
 export function parseChangeRequest(jws: unknown): ChangeRequest {
   const decoded = decodeCompact(jws);
@@ -89,7 +96,7 @@ export function parseChangeRequest(jws: unknown): ChangeRequest {
   // Form only here, as for the endpoint; rules.ts judges the URLs again by the zone's loopback setting.
   const linkProblem = handleLinksProblem({ handle, profile: p.profile, alsoKnownAs: p.alsoKnownAs, movedTo: p.movedTo }, true);
   if (linkProblem !== null) throw new IdnsError('invalid_request', `request payload ${linkProblem.path.join('.')}: ${linkProblem.message}`);
-  const parsedKeys = p.keys === undefined ? null : parseKeys(p.keys);
+  const parsedKeys = p.keys === undefined ? null : parseKeySet(p.keys);
   const keys = parsedKeys?.keys ?? null;
   const keyIds = parsedKeys?.ids ?? null;
   const endpoint = p.endpoint === undefined ? null : p.endpoint;
@@ -180,7 +187,8 @@ export function assureProofsFor(proofs: readonly PossessionProof[], added: reado
   }
 }
 
-function parseKeys(input: unknown[]): { keys: PublicJwk[]; ids: string[] } {
+/** A handle's key set, as every request and operator entry states it: 1–8 public keys, no key twice. */
+export function parseKeySet(input: readonly unknown[]): { keys: PublicJwk[]; ids: string[] } {
   if (input.length === 0) throw new IdnsError('invalid_key', 'a handle needs at least one key');
   if (input.length > MAX_HANDLE_KEYS) throw new IdnsError('invalid_key', `a handle has at most ${MAX_HANDLE_KEYS} keys`);
   const keys = input.map((k, i) => parsePublicJwk(k, `keys[${i}]`));

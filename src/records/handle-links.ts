@@ -14,6 +14,19 @@ export interface HandleLinks {
   movedTo?: string | undefined;
 }
 
+/** The owner-set links that are set, as a record carries them: absent ones (null or undefined) left out. */
+export function definedLinks(links: { profile?: string | null | undefined; alsoKnownAs?: string[] | null | undefined; movedTo?: string | null | undefined }): {
+  profile?: string;
+  alsoKnownAs?: string[];
+  movedTo?: string;
+} {
+  const out: { profile?: string; alsoKnownAs?: string[]; movedTo?: string } = {};
+  if (links.profile != null) out.profile = links.profile;
+  if (links.alsoKnownAs != null) out.alsoKnownAs = links.alsoKnownAs;
+  if (links.movedTo != null) out.movedTo = links.movedTo;
+  return out;
+}
+
 /** Bounds of the owner-set links. */
 export const HANDLE_LINK_LIMITS = {
   /** Entries of `alsoKnownAs`. */

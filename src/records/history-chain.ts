@@ -1,10 +1,8 @@
-import type { KeyObject } from 'node:crypto';
 import { IdnsError } from '../errors.js';
-import { assureProofsFor, parseChangeRequest, requestId, type ChangeRequest } from './change-request.js';
-import { decodeCompact, OPERATION_TYP, verifyDecoded } from './jws.js';
+import { assureProofsFor, requestId, verifyRequestSignatures, type ChangeRequest } from './change-request.js';
+import { definedLinks } from './handle-links.js';
+import { readHistoryEntry, type HistoryZone } from './history-entries.js';
 import { thumbprint, type PublicJwk } from './keys.js';
-import { OPERATOR_TYP, parseOperatorEntry } from './operator-entry.js';
-import { verifyPossessionProofs } from './pop.js';
 
 /** The state a history leaves a handle in (null once deleted): what its record must say. */
 export interface HistoryState {
@@ -32,12 +30,7 @@ export interface VerifiedHistory {
   legacyOp: string | null;
 }
 
-/** The zone whose keys sign operator entries. */
-export interface HistoryZone {
-  name: string;
-  /** kid (thumbprint) → key. */
-  keys: ReadonlyMap<string, KeyObject>;
-}
+export type { HistoryZone } from './history-entries.js';
 
 /** Most entries verified in one call: a handle's whole history at first contact (docs/protocol.md §6.4). */
 export const MAX_VERIFIED_ENTRIES = 10_000;
@@ -80,42 +73,32 @@ export function assureRecordFollows(history: VerifiedHistory, record: { handle: 
 function next(at: VerifiedHistory, seq: number, jws: string, zone: HistoryZone, last: boolean): VerifiedHistory {
   const handle = at.handle;
   const op = requestId(jws);
-  const typ = guard(handle, seq, () => decodeCompact(jws).header.typ);
-  if (typ === OPERATOR_TYP) {
-    const entry = guard(handle, seq, () => parseOperatorEntry(jws, true));
-    if (entry.handle !== handle) throw fail(handle, seq, `it is an entry of ${entry.handle}`);
-    if (entry.zone !== zone.name) throw fail(handle, seq, `it is an operator entry of zone ${entry.zone}`);
-    const key = zone.keys.get(entry.decoded.header.kid!);
-    if (key === undefined) throw fail(handle, seq, 'it is not signed by a key of the zone');
-    guard(handle, seq, () => verifyDecoded(entry.decoded, key));
+  const read = guard(handle, seq, () => readHistoryEntry(jws, handle, zone, true));
+  if (read.operator) {
+    const entry = read.operator;
     if (entry.action === 'import') {
       if (at.state !== null) throw fail(handle, seq, 'an operator import of a handle that exists');
     } else {
       if (at.state === null) throw fail(handle, seq, `an operator ${entry.action} of a handle that does not exist`);
-      if (entry.prev !== at.op && (at.legacyOp === null || entry.prev !== at.legacyOp)) throw fail(handle, seq, `its prev is not entry ${at.seq}`);
+      if (!follows(at, entry.prev)) throw fail(handle, seq, `its prev is not entry ${at.seq}`);
     }
     if (entry.action === 'takedown') return { handle, seq, op, genesis: null, state: null, operatorAsserted: false, legacyOp: null };
     // An import or a transfer gives the handle a state its owner did not sign: a new genesis, operator-asserted.
-    const { endpoint, keys, profile, alsoKnownAs, movedTo } = entry;
-    const state = stateOf({ endpoint: endpoint!, keys: keys!, profile, alsoKnownAs, movedTo });
+    const state: HistoryState = { endpoint: entry.endpoint!, keys: entry.keys!, ...definedLinks(entry) };
     return { handle, seq, op, genesis: op, state, operatorAsserted: true, legacyOp: entry.legacyOp ?? null };
   }
-  if (typ !== OPERATION_TYP) throw fail(handle, seq, "it is neither an owner's change request nor an operator entry");
-  const req = guard(handle, seq, () => parseChangeRequest(jws));
-  if (req.handle !== handle) throw fail(handle, seq, `it is a change of ${req.handle}`);
+  const req = read.owner;
   if (req.action === 'register') {
     if (at.state !== null) throw fail(handle, seq, 'a registration of a handle that exists');
-    guard(handle, seq, () => {
-      verifyDecoded(req.decoded, req.headerKey!);
-      verifyPossessionProofs(req.proofs);
-    });
-    return { handle, seq, op, genesis: op, state: stateOf(requestState(req)), operatorAsserted: false, legacyOp: null };
+    guard(handle, seq, () => verifyRequestSignatures(req, req.headerKey!));
+    return { handle, seq, op, genesis: op, state: requestState(req), operatorAsserted: false, legacyOp: null };
   }
   if (at.state === null) throw fail(handle, seq, `an ${req.action} of a handle that does not exist`);
-  if (req.prev !== at.op && (at.legacyOp === null || req.prev !== at.legacyOp)) throw fail(handle, seq, `its prev is not entry ${at.seq}`);
-  const signer = at.state.keys.find((k) => thumbprint(k) === req.kid);
+  if (!follows(at, req.prev)) throw fail(handle, seq, `its prev is not entry ${at.seq}`);
+  const kids = at.state.keys.map(thumbprint);
+  const signer = at.state.keys[kids.indexOf(req.kid!)];
   if (signer === undefined) throw fail(handle, seq, 'it is not signed by a key the handle had');
-  const held = new Set(at.state.keys.map(thumbprint));
+  const held = new Set(kids);
   const sameKeys = req.keyIds !== null && req.keyIds.length === held.size && req.keyIds.every((kid) => held.has(kid));
   guard(handle, seq, () => {
     // An update that keeps the key set, before the last entry, is held by the hash chain alone: the entry
@@ -123,33 +106,21 @@ function next(at: VerifiedHistory, seq: number, jws: string, zone: HistoryZone, 
     // change who controls the handle, and its state is replaced by a later one. Everything that can (a
     // register, a delete, a change of keys) and the last entry are checked in full (docs/protocol.md §6.4).
     if (sameKeys && !last) return;
-    verifyDecoded(req.decoded, signer);
+    verifyRequestSignatures(req, signer);
     assureProofsFor(req.proofs, req.keyIds === null ? [] : req.keyIds.filter((kid) => !held.has(kid)));
-    verifyPossessionProofs(req.proofs);
   });
   if (req.action === 'delete') return { handle, seq, op, genesis: null, state: null, operatorAsserted: false, legacyOp: null };
-  return { handle, seq, op, genesis: at.genesis, state: stateOf(requestState(req)), operatorAsserted: false, legacyOp: null };
+  return { handle, seq, op, genesis: at.genesis, state: requestState(req), operatorAsserted: false, legacyOp: null };
 }
 
+/** True when `prev` names the last entry verified (or the import line it stands for, `legacyOp`). */
+function follows(at: VerifiedHistory, prev: string | null | undefined): boolean {
+  return prev === at.op || (at.legacyOp !== null && prev === at.legacyOp);
+}
+
+/** The state a request sets: its endpoint, keys and links (the absent ones left out, as in a record). */
 function requestState(req: ChangeRequest): HistoryState {
-  return {
-    endpoint: req.endpoint!,
-    keys: req.keys!,
-    ...(req.profile !== null ? { profile: req.profile } : {}),
-    ...(req.alsoKnownAs !== null ? { alsoKnownAs: req.alsoKnownAs } : {}),
-    ...(req.movedTo !== null ? { movedTo: req.movedTo } : {}),
-  };
-}
-
-/** A state without the links it does not have (never `undefined` members). */
-function stateOf(s: HistoryState): HistoryState {
-  return {
-    endpoint: s.endpoint,
-    keys: s.keys,
-    ...(s.profile !== undefined ? { profile: s.profile } : {}),
-    ...(s.alsoKnownAs !== undefined ? { alsoKnownAs: s.alsoKnownAs } : {}),
-    ...(s.movedTo !== undefined ? { movedTo: s.movedTo } : {}),
-  };
+  return { endpoint: req.endpoint!, keys: req.keys!, ...definedLinks(req) };
 }
 
 /** Same endpoint, the same keys in the same order (by thumbprint), the same links. */

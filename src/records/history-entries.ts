@@ -1,19 +1,53 @@
+import type { KeyObject } from 'node:crypto';
 import { IdnsError } from '../errors.js';
 import { isAtOrBelow } from '../names/zone.js';
 import { isNormalHandle } from '../names/handle.js';
-import { parseChangeRequest } from './change-request.js';
+import { parseChangeRequest, verifyRequestSignatures, type ChangeRequest } from './change-request.js';
 import { decodeCompact, OPERATION_TYP, verifyDecoded } from './jws.js';
-import { parseOperatorEntry, OPERATOR_TYP } from './operator-entry.js';
-import { verifyPossessionProofs } from './pop.js';
+import { parseOperatorEntry, OPERATOR_TYP, type OperatorEntry } from './operator-entry.js';
 import { parseHistoryKey } from './history-key.js';
 import type { VerifiedZone } from './verify-core.js';
 
+/** The zone whose keys sign operator entries. */
+export interface HistoryZone {
+  name: string;
+  /** kid (thumbprint) → key. */
+  keys: ReadonlyMap<string, KeyObject>;
+}
+
+/** A history entry as read: an owner's change request, or an operator entry of the zone. */
+export type HistoryEntry = { owner: ChangeRequest; operator?: undefined } | { operator: OperatorEntry; owner?: undefined };
+
+/**
+ * Reads an entry of `handle`'s history in `zone`, as every reader of histories must: by its `typ`, with
+ * the authority's own parser, and only as an entry of this handle; an operator entry only of this zone and
+ * signed by one of its keys (the signature checked when `verifyOperator`). An owner's signature depends on
+ * the state before it: the caller checks it. Throws verification_failed saying why ("it is …"), or the
+ * parser's typed error.
+ */
+export function readHistoryEntry(jws: unknown, handle: string, zone: HistoryZone, verifyOperator: boolean): HistoryEntry {
+  const typ = decodeCompact(jws).header.typ;
+  if (typ === OPERATOR_TYP) {
+    const entry = parseOperatorEntry(jws, true);
+    if (entry.handle !== handle) throw fail(`it is an entry of ${entry.handle}`);
+    if (entry.zone !== zone.name) throw fail(`it is an operator entry of zone ${entry.zone}`);
+    const key = zone.keys.get(entry.decoded.header.kid!);
+    if (key === undefined) throw fail('it is not signed by a key of the zone');
+    if (verifyOperator) verifyDecoded(entry.decoded, key);
+    return { operator: entry };
+  }
+  if (typ !== OPERATION_TYP) throw fail("it is neither an owner's change request nor an operator entry");
+  const req = parseChangeRequest(jws);
+  if (req.handle !== handle) throw fail(`it is a change of ${req.handle}`);
+  return { owner: req };
+}
+
 /**
  * Checks a history entry (stored type `op`) of a zone's content stored under `key`, as a secondary copies
- * it: an owner's change request that the authority's own parser accepts, or an operator entry signed by a
- * key of the zone (its signature checked when `signature`); stored under its normalised handle, in the
- * zone, and a place number. A registration's signature is checked with the key it carries (when
- * `signature`); later owner entries need the keys before them, which resolvers check along the chain.
+ * it: stored under a normalised handle in the zone and a place number, and readable as an entry of that
+ * handle (readHistoryEntry), its signature checked when `signature` where it can be alone: an operator
+ * entry's, a registration's (with the key it carries). Later owner entries need the keys before them,
+ * which resolvers check along the chain.
  */
 export function checkHistoryEntry(key: string, jws: unknown, zone: VerifiedZone, signature: boolean): void {
   const at = parseHistoryKey(key);
@@ -23,25 +57,10 @@ export function checkHistoryEntry(key: string, jws: unknown, zone: VerifiedZone,
   if (!isNormalHandle(handle)) throw fail(`the history entry ${JSON.stringify(key.slice(0, 300))} is not under a normalised handle`);
   if (!isAtOrBelow(handle.slice(handle.lastIndexOf('@') + 1), zoneName)) throw fail(`${handle} is outside zone ${zoneName} (out of bailiwick)`);
   try {
-    const typ = decodeCompact(jws).header.typ;
-    if (typ === OPERATOR_TYP) {
-      const entry = parseOperatorEntry(jws, true);
-      if (entry.handle !== handle) throw fail(`the operator entry of ${entry.handle} is stored under ${key}`);
-      if (entry.zone !== zoneName) throw fail(`the operator entry of ${key} belongs to zone ${entry.zone}, not ${zoneName}`);
-      const signer = zone.keys.get(entry.decoded.header.kid!);
-      if (signer === undefined) throw fail(`the operator entry ${key} is signed by ${entry.decoded.header.kid}, not a key of zone ${zoneName}`);
-      if (signature) verifyDecoded(entry.decoded, signer);
-      return;
-    }
-    if (typ !== OPERATION_TYP) throw fail(`the history entry ${key} is neither an owner's change request nor an operator entry`);
-    const req = parseChangeRequest(jws);
-    if (req.handle !== handle) throw fail(`the history entry of ${req.handle} is stored under ${key}`);
-    if (signature && req.action === 'register') {
-      verifyDecoded(req.decoded, req.headerKey!);
-      verifyPossessionProofs(req.proofs);
-    }
+    const entry = readHistoryEntry(jws, handle, { name: zoneName, keys: zone.keys }, signature);
+    if (signature && entry.owner?.action === 'register') verifyRequestSignatures(entry.owner, entry.owner.headerKey!);
   } catch (err) {
-    if (err instanceof IdnsError && err.code !== 'verification_failed') throw fail(`the history entry ${key} does not verify (${err.message})`);
+    if (err instanceof IdnsError) throw fail(`the history entry ${key} does not verify: ${err.message}`);
     throw err;
   }
 }

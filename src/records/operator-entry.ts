@@ -2,7 +2,8 @@ import { z } from 'zod';
 import { IdnsError } from '../errors.js';
 import { parseHandle } from '../names/handle.js';
 import { decodeCompact, signCompactText, type DecodedJws } from './jws.js';
-import { parsePublicJwk, thumbprint, type PublicJwk, type SigningKey } from './keys.js';
+import { parseKeySet } from './change-request.js';
+import type { PublicJwk, SigningKey } from './keys.js';
 import { HANDLE_LINK_LIMITS, handleLinksProblem } from './handle-links.js';
 import { MAX_HANDLE_KEYS } from './types.js';
 import { MAX_URL_LENGTH, parseEndpoint } from './urls.js';
@@ -112,9 +113,7 @@ export function parseOperatorEntry(jws: unknown, allowLoopbackEndpoints = false)
     throw new IdnsError('invalid_request', `an operator ${p.action} ${p.action === 'import' ? 'has no "prev"' : 'names the entry before it in "prev"'}`);
   if (p.legacyOp !== undefined && p.action !== 'import') throw new IdnsError('invalid_request', 'only an operator import has "legacyOp"');
   if (p.endpoint !== undefined) parseEndpoint(p.endpoint, allowLoopbackEndpoints);
-  const keys = p.keys?.map((k, i) => parsePublicJwk(k, `keys[${i}]`));
-  if (keys !== undefined && keys.length > 1 && new Set(keys.map(thumbprint)).size !== keys.length)
-    throw new IdnsError('invalid_key', 'the same key is listed twice');
+  const keys = p.keys === undefined ? undefined : parseKeySet(p.keys).keys;
   const linkProblem = handleLinksProblem({ handle, profile: p.profile, alsoKnownAs: p.alsoKnownAs, movedTo: p.movedTo }, allowLoopbackEndpoints);
   if (linkProblem !== null) throw new IdnsError('invalid_request', `operator entry ${linkProblem.path.join('.')}: ${linkProblem.message}`);
   return { ...p, jws: jws as string, decoded, keys };
