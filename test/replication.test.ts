@@ -41,6 +41,18 @@ async function register(s: TestServer, handle: string): Promise<void> {
   );
 }
 
+/** A primary holding a@example, a secondary copying it, and a third server copying the secondary. */
+async function chainWithOneHandle(): Promise<{ primary: TestServer; secondary: TestServer; third: TestServer }> {
+  const { primary, secondary, kid } = await primaryAndSecondary();
+  await register(primary, 'a@example');
+  secondary.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });
+  await secondary.ctx.replicator.checkNow('example');
+  const third = await server();
+  third.ctx.zones.createSecondary('example', { primaries: [secondary.url], ds: [kid] });
+  await third.ctx.replicator.checkNow('example');
+  return { primary, secondary, third };
+}
+
 async function zoneState(s: TestServer, zone = 'example') {
   const res = await fetch(`${s.url}/v1/zones/${zone}`);
   return (await res.json()) as { serial: number; digest: string; role: string; record: string };
@@ -453,13 +465,7 @@ describe('secondary replicas', () => {
   });
 
   it('chains: a secondary copies from another secondary and converges', async () => {
-    const { primary, secondary, kid } = await primaryAndSecondary();
-    await register(primary, 'a@example');
-    secondary.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });
-    await secondary.ctx.replicator.checkNow('example');
-    const third = await server();
-    third.ctx.zones.createSecondary('example', { primaries: [secondary.url], ds: [kid] });
-    await third.ctx.replicator.checkNow('example');
+    const { primary, secondary, third } = await chainWithOneHandle();
     await register(primary, 'b@example');
     await secondary.ctx.replicator.checkNow('example');
     await third.ctx.replicator.checkNow('example');
@@ -470,13 +476,7 @@ describe('secondary replicas', () => {
   });
 
   it('serves the same handle history as the primary, entry for entry, through full and incremental transfers, chained and after promotion', async () => {
-    const { primary, secondary, kid } = await primaryAndSecondary();
-    await register(primary, 'a@example');
-    secondary.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });
-    await secondary.ctx.replicator.checkNow('example');
-    const third = await server();
-    third.ctx.zones.createSecondary('example', { primaries: [secondary.url], ds: [kid] });
-    await third.ctx.replicator.checkNow('example');
+    const { primary, secondary, third } = await chainWithOneHandle();
     // An update after the copies: it reaches both by incremental transfer.
     const current = (await (await fetch(`${primary.url}/v1/resolve/a@example`)).json()) as { record: string };
     const prev = JSON.parse(Buffer.from(current.record.split('.')[1]!, 'base64url').toString()).op as string;
