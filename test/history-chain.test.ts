@@ -2,9 +2,17 @@ import { describe, expect, it } from 'vitest';
 import { signChangeRequest } from '../src/client/requests.js';
 import { IdnsError } from '../src/errors.js';
 import { requestId } from '../src/records/change-request.js';
-import { assureRecordFollows, emptyHistory, verifyHistory, type HistoryZone, type VerifiedHistory } from '../src/records/history-chain.js';
+import {
+  assureRecordFollows,
+  emptyHistory,
+  MAX_VERIFIED_ENTRIES,
+  verifyHistory,
+  type HistoryZone,
+  type VerifiedHistory,
+} from '../src/records/history-chain.js';
 import { publicKeyObject, signingKeyFromJwk, generatePrivateJwk, thumbprint, type PublicJwk } from '../src/records/keys.js';
 import { signOperatorEntry } from '../src/records/operator-entry.js';
+import { historyKey, MAX_HISTORY_SEQ } from '../src/records/history-key.js';
 import { newUserKey } from './support/keys.js';
 
 // The verifier of a handle's history (docs/protocol.md §6.4), with real keys and signatures: the chains an
@@ -150,6 +158,28 @@ describe("a handle's history", () => {
     expect(refusal(() => verifyHistory(emptyHistory(H), entries(operatorImport({}, zoneKey, 'other.example')), zone))).toMatch(
       /operator entry of zone other.example/,
     );
+  });
+
+  it('refuses to verify more than MAX_VERIFIED_ENTRIES entries at once, before reading any', () => {
+    const many = Array.from({ length: MAX_VERIFIED_ENTRIES + 1 }, (_, i) => ({ seq: i + 1, jws: 'not read' }));
+    expect(refusal(() => verifyHistory(emptyHistory(H), many, zone))).toMatch(/more than 10000 entries/);
+  });
+
+  it('a full history refuses the next change: 409 history_full, nothing written', async () => {
+    const { startTestServer } = await import('./support/server.js');
+    const { postChange } = await import('./support/http.js');
+    const s = await startTestServer({ zones: { 'example.com': {} } });
+    try {
+      // The last place a history has, taken by a stored entry (written straight into the store for the test).
+      s.ctx.store.records.put('example.com', 'op', historyKey(H, MAX_HISTORY_SEQ), 1, 0, register(alice, 'https://social.example/before'));
+      const before = s.ctx.zones.info('example.com');
+      const res = await postChange(s.url, register());
+      expect(res.status).toBe(409);
+      expect(res.json.error.code).toBe('history_full');
+      expect(s.ctx.zones.info('example.com')).toMatchObject({ serial: before.serial, digest: before.digest });
+    } finally {
+      await s.close();
+    }
   });
 
   it('verifies the history the authority writes, as served by its log: every entry, from the first', async () => {

@@ -114,8 +114,10 @@ export class ChangeApplier {
     // A signature checked before queueing stands if it was checked against the key set in force now.
     const checked = item.verified !== undefined && (item.verified === 'register' ? req.action === 'register' : current?.op === item.verified);
     assureValidChange(req, current, now, editor.settings, checked);
-    if (req.action === 'register' && !item.operator) this.assurePolicy(req, editor);
     if (req.action === 'register') this.assureNotReserved(req, editor, now);
+    const seq = editor.nextHistorySeq(req.handle);
+    // Last of the checks: a valid invite is spent by it.
+    if (req.action === 'register' && !item.operator) this.assurePolicy(req, editor);
 
     const version = editor.beginChange();
     let record: string | null = null;
@@ -134,7 +136,7 @@ export class ChangeApplier {
       });
       if (req.action === 'register') editor.addName(req.handle);
     }
-    editor.appendHistory(req.handle, req.jws);
+    editor.appendHistory(req.handle, req.jws, seq);
     return { handle: req.handle, zone, serial: serialOf(version), action: req.action, op: req.cid, record };
   }
 

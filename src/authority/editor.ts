@@ -100,15 +100,22 @@ export class ZoneEditor {
   }
 
   /**
-   * Appends a signed request (the owner's, or an operator entry) to a handle's history, as zone content of
-   * the current change: stored, digested and journaled like a record, never re-signed or replaced.
-   * Returns the entry's number.
+   * The number the next entry of a handle's history gets; throws history_full when the history has no
+   * room. Callers ask before they begin the change, so a refused change writes nothing.
    */
-  appendHistory(handle: string, jws: string): number {
+  nextHistorySeq(handle: string): number {
     const seq = this.store.records.historyLength(this.zone.content, handle) + 1;
     if (seq > MAX_HISTORY_SEQ) throw new IdnsError('history_full', `${handle} has ${MAX_HISTORY_SEQ} changes, the most a handle's history holds`);
-    this.putSigned('op', historyKey(handle, seq), jws, HISTORY_EXP);
     return seq;
+  }
+
+  /**
+   * Appends a signed request (the owner's, or an operator entry) to a handle's history as entry `seq`
+   * (from nextHistorySeq), as zone content of the current change: stored, digested and journaled like a
+   * record, never re-signed or replaced.
+   */
+  appendHistory(handle: string, jws: string, seq: number): void {
+    this.putSigned('op', historyKey(handle, seq), jws, HISTORY_EXP);
   }
 
   /** Signs an operator entry of this zone (a statement of the zone, not of a handle's owner), dated now. */

@@ -50,6 +50,7 @@ export function operatorAct(
     if (stored === undefined) throw new IdnsError('handle_not_found', `${handle} is not registered`);
     const current = decodePayload(stored) as unknown as HandleFields;
     if (act.action === 'transfer') parseEndpoint(act.state.endpoint, editor.settings.allowLoopbackEndpoints);
+    const seq = editor.nextHistorySeq(handle);
     const version = editor.beginChange();
     const entry = editor.operatorEntry({
       action: act.action,
@@ -58,7 +59,7 @@ export function operatorAct(
       ...(act.action === 'transfer' ? { endpoint: act.state.endpoint, keys: act.state.keys } : {}),
       reason: act.reason,
     });
-    editor.appendHistory(handle, entry);
+    editor.appendHistory(handle, entry, seq);
     const op = requestId(entry);
     if (act.action === 'takedown') {
       editor.remove('handle', handle);
