@@ -19,7 +19,7 @@ CREATE TABLE zones (
   journal_floor INTEGER NOT NULL DEFAULT 0, -- the journal holds every change after this version
   refreshed_at INTEGER,                     -- secondary: last successful check against a primary, ms
   created_at   INTEGER NOT NULL,
-  history_pending INTEGER NOT NULL DEFAULT 0 -- 1 after the upgrade to schema 3, until the primary has added the history to its digest
+  history_pending INTEGER NOT NULL DEFAULT 0 -- an upgrade the primary has still to sign: 1 after schema 3 (add the history to the digest, then 2's work), 2 after schema 4 (re-sign handle records to name genesis and seq)
 ) STRICT;
 
 -- The zone's content: every signed record except the zone record, exactly as served and transferred.

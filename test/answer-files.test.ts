@@ -17,7 +17,14 @@ import { startTestServer, tempDir, type TestServer } from './support/server.js';
 const owner = newUserKey();
 const meta = { zone: 'example', content: 'example', createdAt: 1, version: 7, zoneRecord: 'zone.record.jws' };
 /** A record as the file holds it; JWS-like text (base64url and dots) with times derived from `i`. */
-const rec = (key: string, jws: string, i = 0) => ({ key, jws, ttl: 60 + i, exp: 2_000_000_000 + i });
+// Evidence of varied length, so that some entries need a second read (records up to 1.5 KB, evidence up to 1 KB).
+const rec = (key: string, jws: string, i = 0) => ({
+  key,
+  jws,
+  ttl: 60 + i,
+  exp: 2_000_000_000 + i,
+  history: JSON.stringify([`e.${'q'.repeat(i % 1000)}.${i}`]),
+});
 
 describe('answer file format', () => {
   const tmp = tempDir();

@@ -16,7 +16,9 @@ import { verifyZoneRecord } from '../src/records/verify.js';
 import { verifiedZoneOf } from '../src/records/verify-core.js';
 import { checkHistoryEntry } from '../src/records/history-entries.js';
 import { parseOperatorEntry } from '../src/records/operator-entry.js';
-import { freshKey, ZoneSigner } from './support/fake-server.js';
+import { freshKey, historyOf, ZoneSigner } from './support/fake-server.js';
+import { parseEvidence } from '../src/records/history-evidence.js';
+import { verifyRecordHistory } from '../src/records/history-chain.js';
 import { ndjsonLines } from '../src/replication/ndjson.js';
 import { verifyProof } from '../src/resolver/proof.js';
 import { chunked } from './support/chunks.js';
@@ -210,6 +212,35 @@ describe('JWS, keys, records and requests', () => {
         for (const schema of Object.values(recordSchemas)) schema.safeParse(payload);
         expect(onlyTypedErrors(() => verifyZoneRecord(jws, 'example', 1_800_000_000))).toBe(true);
         expect(onlyTypedErrors(() => verifyProof(payload, 'alice@example', new Map([['.', ['x']]]), 1_800_000_000))).toBe(true);
+      }),
+      params,
+    );
+  });
+
+  it("an answer's history evidence and a record's history throw only typed errors, and only the record's own history verifies", () => {
+    const signer = new ZoneSigner('example.com', freshKey());
+    const zoneJws = signer.zoneRecord(['https://ns.example.com']);
+    const zone = verifiedZoneOf(JSON.parse(Buffer.from(zoneJws.split('.')[1]!, 'base64url').toString()), zoneJws);
+    const record = signer.handle('alice@example.com', 'https://h.example/', [freshKey().publicJwk]);
+    const own = historyOf(record);
+    const parsed = recordSchemas.handle.parse(JSON.parse(Buffer.from(record.split('.')[1]!, 'base64url').toString()));
+    const other = historyOf(signer.handle('alice@example.com', 'https://other.example/', [freshKey().publicJwk]));
+    // The record's own entry, another record's, the own entry with one character changed, and noise.
+    const mutated = fc.tuple(fc.nat(own[0]!.length - 1), fc.constantFrom('A', '.', '_', '=')).map(([i, c]) => own[0]!.slice(0, i) + c + own[0]!.slice(i + 1));
+    const entry = fc.oneof(fc.constant(own[0]!), fc.constant(other[0]!), mutated, jwsLike);
+    const value = fc.oneof(fc.array(entry, { maxLength: 4 }), fc.jsonValue());
+    fc.assert(
+      fc.property(value, fc.integer({ min: -1, max: 12_000 }), (v, seq) => {
+        expect(onlyTypedErrors(() => parseEvidence(v, seq))).toBe(true);
+        const entries = Array.isArray(v) ? (v as string[]) : [];
+        let verified = false;
+        expect(
+          onlyTypedErrors(() => {
+            verifyRecordHistory(parsed, entries, { name: 'example.com', keys: zone.keys });
+            verified = true;
+          }),
+        ).toBe(true);
+        if (verified) expect(entries).toEqual(own);
       }),
       params,
     );

@@ -7,13 +7,15 @@ import {
   emptyHistory,
   MAX_VERIFIED_ENTRIES,
   verifyHistory,
+  verifyRecordHistory,
   type HistoryZone,
   type VerifiedHistory,
 } from '../src/records/history-chain.js';
 import { publicKeyObject, signingKeyFromJwk, generatePrivateJwk, thumbprint, type PublicJwk } from '../src/records/keys.js';
 import { signOperatorEntry } from '../src/records/operator-entry.js';
-import { historyKey, MAX_HISTORY_SEQ } from '../src/records/history-key.js';
+import { historyKey, MAX_HISTORY_CHARS, MAX_HISTORY_ENTRIES } from '../src/records/history-key.js';
 import { newUserKey } from './support/keys.js';
+import { EVIDENCE_MAX_ENTRIES, parseEvidence } from '../src/records/history-evidence.js';
 
 // The verifier of a handle's history (docs/protocol.md §6.4), with real keys and signatures: the chains an
 // honest authority writes verify, and each way a zone key holder could forge or bend one is refused.
@@ -39,6 +41,12 @@ const update = (
 const del = (prev: string, key = alice) => signChangeRequest({ action: 'delete', handle: H, prev }, key.private);
 const operatorImport = (extra: { legacyOp?: string } = {}, key = zoneKey, zoneName = 'example.com') =>
   signOperatorEntry({ action: 'import', zone: zoneName, handle: H, endpoint: 'https://social.example/imported', keys: [alice.public], iat: 1, ...extra }, key);
+
+/** A registration of about 22 KiB: eight aliases of 2,000 characters. */
+function bigRegister(): string {
+  const alsoKnownAs = Array.from({ length: 8 }, (_, i) => `https://social.example/${String(i).repeat(1970)}`);
+  return signChangeRequest({ action: 'register', handle: H, endpoint: 'https://social.example/alice', keys: [alice.public], alsoKnownAs }, alice.private);
+}
 
 function refusal(run: () => unknown): string {
   try {
@@ -165,17 +173,25 @@ describe("a handle's history", () => {
     expect(refusal(() => verifyHistory(emptyHistory(H), many, zone))).toMatch(/more than 10000 entries/);
   });
 
-  it('a full history refuses the next change: 409 history_full, nothing written', async () => {
+  it.each([
+    ['10,000 entries', MAX_HISTORY_ENTRIES, register(alice, 'https://social.example/before')],
+    // Each entry ~22 KiB (eight aliases of 2 KB): 9 of them pass 192 KiB.
+    ['192 KiB of entries', Math.ceil(MAX_HISTORY_CHARS / bigRegister().length), bigRegister()],
+  ])('a history of %s refuses the next change: 409 history_full, nothing written', async (_, count, jws) => {
     const { startTestServer } = await import('./support/server.js');
     const { postChange } = await import('./support/http.js');
     const s = await startTestServer({ zones: { 'example.com': {} } });
     try {
-      // The last place a history has, taken by a stored entry (written straight into the store for the test).
-      s.ctx.store.records.put('example.com', 'op', historyKey(H, MAX_HISTORY_SEQ), 1, 0, register(alice, 'https://social.example/before'));
+      // The history filled by stored entries (written straight into the store for the test).
+      const content = s.ctx.store.zones.get('example.com')!.content;
+      s.ctx.store.write(() => {
+        for (let seq = 1; seq <= count; seq++) s.ctx.store.records.put(content, 'op', historyKey(H, seq), 1, 0, jws);
+      });
       const before = s.ctx.zones.info('example.com');
       const res = await postChange(s.url, register());
       expect(res.status).toBe(409);
       expect(res.json.error.code).toBe('history_full');
+      expect(res.json.error.message).toMatch(/10000 changes, 196608 characters/);
       expect(s.ctx.zones.info('example.com')).toMatchObject({ serial: before.serial, digest: before.digest });
     } finally {
       await s.close();
@@ -207,5 +223,80 @@ describe("a handle's history", () => {
     } finally {
       await s.close();
     }
+  });
+});
+
+describe('a handle record and its history (verifyRecordHistory)', () => {
+  const state = (endpoint: string, keys: PublicJwk[]) => ({ endpoint, keys });
+  const recordOf = (op: string, genesis: string, seq: number, s = state('https://social.example/alice', [alice.public])) => ({
+    handle: H,
+    op,
+    genesis,
+    seq,
+    ...s,
+  });
+
+  it("accepts a record that is its history's last state, naming its genesis and place; returns the point reached", () => {
+    const reg = register();
+    const up = update(requestId(reg));
+    const point = verifyRecordHistory(recordOf(requestId(up), requestId(reg), 2, state('https://social.example/alice2', [alice.public])), [reg, up], zone);
+    expect(point).toMatchObject({ seq: 2, op: requestId(up), genesis: requestId(reg), operatorAsserted: false });
+  });
+
+  it("refuses the zone key holder's re-signed record (other keys, other endpoint, same op), a wrong genesis, a wrong place, a history cut short", () => {
+    const reg = register();
+    const id = requestId(reg);
+    expect(refusal(() => verifyRecordHistory(recordOf(id, id, 1, state('https://social.example/alice', [mallory.public])), [reg], zone))).toMatch(
+      /endpoint, keys or links are not the state/,
+    );
+    expect(refusal(() => verifyRecordHistory(recordOf(id, id, 1, state('https://evil.example/', [alice.public])), [reg], zone))).toMatch(/not the state/);
+    expect(refusal(() => verifyRecordHistory(recordOf(id, requestId(update(id)), 1), [reg], zone))).toMatch(/names genesis/);
+    expect(refusal(() => verifyRecordHistory(recordOf(id, id, 2), [reg], zone))).toMatch(/names entry 2 of its history, but 1 entries came/);
+    const up = update(id);
+    expect(refusal(() => verifyRecordHistory(recordOf(id, id, 1), [reg, up].slice(1), zone))).toMatch(/does not verify at entry 1/);
+  });
+
+  it('goes on from a point verified before when it is one of the entries, else from the first entry', () => {
+    const reg = register();
+    const up = update(requestId(reg));
+    const record = recordOf(requestId(up), requestId(reg), 2, state('https://social.example/alice2', [alice.public]));
+    const known = verifyRecordHistory(recordOf(requestId(reg), requestId(reg), 1), [reg], zone);
+    expect(verifyRecordHistory(record, [reg, up], zone, known)).toEqual(verifyRecordHistory(record, [reg, up], zone));
+    // A point that is not among the entries (another history of the handle) is not used: the entries are checked from the first.
+    const theirs = register(mallory, 'https://other.example/');
+    const other = verifyRecordHistory(recordOf(requestId(theirs), requestId(theirs), 1, state('https://other.example/', [mallory.public])), [theirs], zone);
+    expect(verifyRecordHistory(record, [reg, up], zone, other)).toMatchObject({ seq: 2, genesis: requestId(reg) });
+    // A point past the entries (an older answer than one seen before) is not used either.
+    expect(verifyRecordHistory(recordOf(requestId(reg), requestId(reg), 1), [reg], zone, verifyRecordHistory(record, [reg, up], zone)).seq).toBe(1);
+  });
+
+  it('refuses a history longer than the bound in characters, before verifying any entry', () => {
+    const big = bigRegister();
+    const n = Math.ceil(MAX_HISTORY_CHARS / big.length) + 1;
+    const many = Array.from({ length: n }, () => big);
+    expect(refusal(() => verifyRecordHistory(recordOf(requestId(big), requestId(big), n), many, zone))).toMatch(/longer than 196608 characters/);
+  });
+});
+
+describe("an answer's evidence (parseEvidence)", () => {
+  it("numbers the entries so that the last is the record's, and refuses what an authority never sends", () => {
+    expect(parseEvidence(['a.b.c', 'd.e.f'], 7)).toEqual([
+      { seq: 6, jws: 'a.b.c' },
+      { seq: 7, jws: 'd.e.f' },
+    ]);
+    const fails = (value: unknown, seq: number) => refusal(() => parseEvidence(value, seq));
+    expect(fails(undefined, 1)).toMatch(/no history entries/);
+    expect(fails([], 1)).toMatch(/no history entries/);
+    expect(fails(['a', 'b'], 1)).toMatch(/more than it may/);
+    expect(
+      fails(
+        Array.from({ length: EVIDENCE_MAX_ENTRIES + 1 }, () => 'x'),
+        100,
+      ),
+    ).toMatch(/more than it may/);
+    expect(fails([1], 1)).toMatch(/not a JWS/);
+    expect(fails(['x'.repeat(5000), 'y'.repeat(5000)], 2)).toMatch(/exceed 8192 characters/);
+    // One entry may be longer than the bound: the record's own entry is always sent.
+    expect(parseEvidence(['x'.repeat(20_000)], 3)).toEqual([{ seq: 3, jws: 'x'.repeat(20_000) }]);
   });
 });

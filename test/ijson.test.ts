@@ -230,7 +230,7 @@ describe('duplicate members in JWS', () => {
 
     const handleText = (handle: string, endpointMembers: string) => {
       const t = Math.floor(Date.now() / 1000);
-      return `{"v":1,"type":"handle","zone":"${ZONE}","serial":1,"iat":${t},"exp":${t + 86400},"handle":"${handle}",${endpointMembers},"keys":[${JSON.stringify(h.owner.public)}],"ttl":3600,"op":"${FAKE_OP}"}`;
+      return `{"v":1,"type":"handle","zone":"${ZONE}","serial":1,"iat":${t},"exp":${t + 86400},"handle":"${handle}",${endpointMembers},"keys":[${JSON.stringify(h.owner.public)}],"ttl":3600,"op":"${FAKE_OP}","genesis":"${FAKE_OP}","seq":1}`;
     };
 
     it.each([

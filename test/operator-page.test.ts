@@ -6,6 +6,7 @@ import { serialLag, type OperatorPageData } from '../src/http/operator-page/data
 import { escapeHtml } from '../src/http/operator-page/html.js';
 import { renderOperatorPage } from '../src/http/operator-page/render.js';
 import { startHierarchy, type Hierarchy, hierarchyResolver } from './support/hierarchy.js';
+import { operatorAct } from '../src/authority/operator-acts.js';
 import { CHROMIUM } from './support/global-setup.js';
 import { startTestServer, type TestServer } from './support/server.js';
 
@@ -174,6 +175,26 @@ describe('operator page over a real hierarchy', () => {
     expect(page).toContain('<code class="endpoint">https://home.example/alice@social.example</code>');
     expect(page).toContain(h.owner.kid);
     expect(page).toMatch(/TTL left: <strong class="ttl">\d+ s<\/strong>/);
+  });
+
+  it("shows that a handle record follows from its owner's history, and marks one the operator set (a court-ordered transfer) as operator-asserted", async () => {
+    const owned = await (await fetch(`${resolverServer.url}/?lookup=alice@social.example`)).text();
+    expect(owned).toMatch(/follows from its history \(1 entry, each checked\); its registration is <code class="genesis">[A-Za-z0-9_-]{43}<\/code>/);
+    expect(owned).toContain('✓ signed by its owner');
+    expect(owned).not.toContain('operator-asserted');
+
+    await h.register('frank@news.example', 'news.example');
+    const news = h.zones.get('news.example')!;
+    operatorAct(news.a.ctx.store, news.a.ctx.zones, 'frank@news.example', {
+      action: 'transfer',
+      reason: 'court order 42',
+      state: { endpoint: 'https://home.example/frank-new', keys: [h.owner.public] },
+    });
+    const transferred = await (await fetch(`${resolverServer.url}/?lookup=frank@news.example`)).text();
+    expect(transferred).toContain('<code class="endpoint">https://home.example/frank-new</code>');
+    expect(transferred).toContain('(2 entries, each checked)');
+    expect(transferred).toContain('class="badge warn operator-asserted"');
+    expect(transferred).not.toContain('✓ signed by its owner');
   });
 
   it('renders a verified denial, a typed error, and says plainly when the server has no resolver', async () => {

@@ -4,6 +4,7 @@ import { DENIAL_MAX_HASHES } from '../src/records/denial.js';
 import { fastDenialRecord, fastHandleRecord } from '../src/records/record-fast-paths.js';
 import { developmentRecordSchemas, recordSchemas } from '../src/records/schemas.js';
 import { MAX_HANDLE_KEYS, RECORD_LIMITS } from '../src/records/types.js';
+import { MAX_HISTORY_ENTRIES } from '../src/records/history-key.js';
 
 /**
  * The fast paths of record-fast-paths.ts accelerate zod's handle and denial schemas: each must accept
@@ -95,6 +96,8 @@ const payload = fc
     ),
     ttl: int(RECORD_LIMITS.maxTtl),
     op: sha,
+    genesis: sha,
+    seq: fc.oneof({ weight: 10, arbitrary: fc.integer({ min: 1, max: MAX_HISTORY_ENTRIES }) }, fc.constantFrom(0, -1, 1.5, MAX_HISTORY_ENTRIES + 1)),
   })
   .map(({ validity, iat, ...r }) => ({
     v: r.v,
@@ -108,6 +111,8 @@ const payload = fc
     keys: r.keys,
     ttl: r.ttl,
     op: r.op,
+    genesis: r.genesis,
+    seq: r.seq,
   }));
 
 /** Values of every JSON type and edge, for replacing a member. */
@@ -248,6 +253,8 @@ describe('the handle record fast path accepts exactly what the schema accepts', 
       keys: [{ kty: 'OKP', crv: 'Ed25519', x: 'A'.repeat(43) }],
       ttl: 3600,
       op: 'B'.repeat(43),
+      genesis: 'C'.repeat(43),
+      seq: 2,
     };
     expect(fastHandleRecord(record, false)).toStrictEqual(recordSchemas.handle.parse(record));
     expect(fastHandleRecord({ ...record, endpoint: 'http://localhost:8080/' }, false)).toBeNull();

@@ -105,6 +105,8 @@ function schemaAccepts(endpoint: string, development: boolean): boolean {
     keys: [newUserKey().public],
     ttl: 3600,
     op: FAKE_OP,
+    genesis: FAKE_OP,
+    seq: 1,
   };
   return (development ? developmentRecordSchemas : recordSchemas).handle.safeParse(record).success;
 }
@@ -187,6 +189,8 @@ describe('record fields held to what the authority signs', () => {
     keys: [user.public],
     ttl: 3600,
     op: FAKE_OP,
+    genesis: FAKE_OP,
+    seq: 1,
   };
   const keys = Array.from({ length: 9 }, () => newUserKey().public);
   it.each([
@@ -199,6 +203,11 @@ describe('record fields held to what the authority signs', () => {
     ['a key whose x has a character outside base64url', { keys: [{ ...user.public, x: `${user.public.x.slice(0, 42)}+` }] }],
     ['a ttl beyond 7 days', { ttl: 7 * 86400 + 1 }],
     ['an op that is not a request id', { op: 'x' }],
+    ['a genesis that is not a request id', { genesis: 'x' }],
+    ['no genesis', { genesis: undefined }],
+    ['a seq of 0', { seq: 0 }],
+    ['a seq past the most entries a history holds', { seq: 10_001 }],
+    ['a seq that is not an integer', { seq: 1.5 }],
     ['an exp before iat', { exp: 1_799_999_999 }],
     ['a signature valid for more than a year', { exp: 1_800_000_000 + 366 * 86400 }],
     ['a zone name not normalised', { zone: 'Example' }],
@@ -421,6 +430,8 @@ describe('owner-set links of a handle record (profile, alsoKnownAs, movedTo): on
     keys: [user.public],
     ttl: 3600,
     op: FAKE_OP,
+    genesis: FAKE_OP,
+    seq: 1,
     ...links,
   });
   const schemaAccepts = (links: Record<string, unknown>, development = false) =>

@@ -6,7 +6,7 @@ import { assureAllowedUrl, isPrivateAddress, publicOnlyLookup } from '../src/res
 import { LruCache } from '../src/resolver/cache.js';
 import { verifyProof, type ProofStep } from '../src/resolver/proof.js';
 import { ServerSelector } from '../src/resolver/servers.js';
-import { FAKE_SALT, freshKey, payloadOf, ZoneSigner } from './support/fake-server.js';
+import { FAKE_SALT, freshKey, historyOf, payloadOf, ZoneSigner } from './support/fake-server.js';
 import { newUserKey } from './support/keys.js';
 
 /** The typed error code `fn` throws (fails the test when it returns or throws something untyped). */
@@ -430,32 +430,53 @@ describe('verifyProof', () => {
   const denialRecord = soc.denial(null, null);
 
   it('accepts a valid chain to a handle record and to a denial', () => {
-    const found = verifyProof({ steps: steps(), record: handleRecord }, HANDLE, anchors, now);
+    const found = verifyProof({ steps: steps(), record: handleRecord, history: historyOf(handleRecord) }, HANDLE, anchors, now);
     expect(found).toMatchObject({ status: 'found', zone: 'social.example', endpoint: 'https://home.example/alice', keys: [user.public], ttl: 3600 });
     expect(found.exp).toBe(payloadOf(handleRecord).exp);
     const missing = verifyProof({ steps: steps(), record: denialRecord }, 'bob@social.example', anchors, now);
     expect(missing).toMatchObject({ status: 'not_found', zone: 'social.example', endpoint: null, keys: null, ttl: 300 });
     // Anchored directly at a zone (private deployment).
-    const direct = verifyProof({ steps: steps().slice(2), record: handleRecord }, HANDLE, new Map([['social.example', [soc.kid]]]), now);
+    const direct = verifyProof(
+      { steps: steps().slice(2), record: handleRecord, history: historyOf(handleRecord) },
+      HANDLE,
+      new Map([['social.example', [soc.kid]]]),
+      now,
+    );
     expect(direct.status).toBe('found');
   });
 
   const cases: [string, () => { proof: unknown; handle?: string; expected?: 'answer' | 'denial'; anchors?: Map<string, string[]> }, string | string[]][] = [
     ['no proof', () => ({ proof: null }), 'verification_failed'],
-    ['empty steps', () => ({ proof: { steps: [], record: handleRecord } }), 'verification_failed'],
-    ['steps not an array', () => ({ proof: { steps: 'x', record: handleRecord } }), 'verification_failed'],
+    ['empty steps', () => ({ proof: { steps: [], record: handleRecord, history: historyOf(handleRecord) } }), 'verification_failed'],
+    ['steps not an array', () => ({ proof: { steps: 'x', record: handleRecord, history: historyOf(handleRecord) } }), 'verification_failed'],
     ['no record', () => ({ proof: { steps: steps() } }), 'verification_failed'],
-    ['more than 64 steps', () => ({ proof: { steps: Array.from({ length: 65 }, () => steps()[0]), record: handleRecord } }), 'verification_failed'],
-    ['a first zone without a trust anchor', () => ({ proof: { steps: steps().slice(1), record: handleRecord } }), 'no_trust_anchor'],
-    ['a first step that is not an object', () => ({ proof: { steps: [null], record: handleRecord } }), ['no_trust_anchor', 'verification_failed']],
+    [
+      'more than 64 steps',
+      () => ({ proof: { steps: Array.from({ length: 65 }, () => steps()[0]), record: handleRecord, history: historyOf(handleRecord) } }),
+      'verification_failed',
+    ],
+    [
+      'a first zone without a trust anchor',
+      () => ({ proof: { steps: steps().slice(1), record: handleRecord, history: historyOf(handleRecord) } }),
+      'no_trust_anchor',
+    ],
+    [
+      'a first step that is not an object',
+      () => ({ proof: { steps: [null], record: handleRecord, history: historyOf(handleRecord) } }),
+      ['no_trust_anchor', 'verification_failed'],
+    ],
     [
       'a root zone record signed by a key that is not the anchor',
-      () => ({ proof: { steps: steps(), record: handleRecord }, anchors: new Map([['.', [ex.kid]]]) }),
+      () => ({ proof: { steps: steps(), record: handleRecord, history: historyOf(handleRecord) }, anchors: new Map([['.', [ex.kid]]]) }),
       'verification_failed',
     ],
     [
       'a handle outside the anchored zone',
-      () => ({ proof: { steps: steps().slice(1), record: handleRecord }, anchors: new Map([['example', [ex.kid]]]), handle: 'x@org' }),
+      () => ({
+        proof: { steps: steps().slice(1), record: handleRecord, history: historyOf(handleRecord) },
+        anchors: new Map([['example', [ex.kid]]]),
+        handle: 'x@org',
+      }),
       'verification_failed',
     ],
     [
@@ -463,7 +484,7 @@ describe('verifyProof', () => {
       () => {
         const s = steps();
         delete s[0]!.delegation;
-        return { proof: { steps: s, record: handleRecord } };
+        return { proof: { steps: s, record: handleRecord, history: historyOf(handleRecord) } };
       },
       'verification_failed',
     ],
@@ -472,7 +493,7 @@ describe('verifyProof', () => {
       () => {
         const s = steps();
         s[0]!.delegation = root.delegation('other', S, [ex.kid]);
-        return { proof: { steps: s, record: handleRecord } };
+        return { proof: { steps: s, record: handleRecord, history: historyOf(handleRecord) } };
       },
       'verification_failed',
     ],
@@ -481,7 +502,7 @@ describe('verifyProof', () => {
       () => {
         const s = steps();
         s[0]!.delegation = root.delegation('social.example', S, [ex.kid]);
-        return { proof: { steps: s, record: handleRecord } };
+        return { proof: { steps: s, record: handleRecord, history: historyOf(handleRecord) } };
       },
       'verification_failed',
     ],
@@ -503,7 +524,7 @@ describe('verifyProof', () => {
       () => {
         const s = steps();
         s[0]!.delegation = root.delegation('example', S, [other.kid]);
-        return { proof: { steps: s, record: handleRecord } };
+        return { proof: { steps: s, record: handleRecord, history: historyOf(handleRecord) } };
       },
       'verification_failed',
     ],
@@ -512,7 +533,7 @@ describe('verifyProof', () => {
       () => {
         const s = steps();
         s[0]!.delegation = new ZoneSigner('.', freshKey(), at).delegation('example', S, [ex.kid]);
-        return { proof: { steps: s, record: handleRecord } };
+        return { proof: { steps: s, record: handleRecord, history: historyOf(handleRecord) } };
       },
       'verification_failed',
     ],
@@ -521,7 +542,7 @@ describe('verifyProof', () => {
       () => {
         const s = steps();
         s[1]!.zoneRecord = soc.zoneRecord(S);
-        return { proof: { steps: s, record: handleRecord } };
+        return { proof: { steps: s, record: handleRecord, history: historyOf(handleRecord) } };
       },
       'verification_failed',
     ],
@@ -530,7 +551,7 @@ describe('verifyProof', () => {
       () => {
         const s = steps();
         s[2]!.delegation = soc.delegation('x.social.example', S, [other.kid]);
-        return { proof: { steps: s, record: handleRecord } };
+        return { proof: { steps: s, record: handleRecord, history: historyOf(handleRecord) } };
       },
       'verification_failed',
     ],
@@ -539,14 +560,35 @@ describe('verifyProof', () => {
       () => ({ proof: { steps: steps(), record: denialRecord }, handle: 'bob@social.example', expected: 'answer' }),
       'verification_failed',
     ],
-    ['a handle record where a denial is expected', () => ({ proof: { steps: steps(), record: handleRecord }, expected: 'denial' }), 'verification_failed'],
+    ['a handle record without its history', () => ({ proof: { steps: steps(), record: handleRecord } }), 'verification_failed'],
+    [
+      'a handle record with a history that is not a list of entries',
+      () => ({ proof: { steps: steps(), record: handleRecord, history: [42] } }),
+      'verification_failed',
+    ],
+    [
+      "a handle record with another handle's history",
+      () => ({
+        proof: { steps: steps(), record: handleRecord, history: historyOf(soc.handle('bob@social.example', 'https://home.example/alice', [user.public])) },
+      }),
+      'verification_failed',
+    ],
+    [
+      'a handle record where a denial is expected',
+      () => ({ proof: { steps: steps(), record: handleRecord, history: historyOf(handleRecord) }, expected: 'denial' }),
+      'verification_failed',
+    ],
     [
       'a delegation record as the final record',
       () => ({ proof: { steps: steps(), record: soc.delegation('x.social.example', S, [other.kid]) } }),
       'verification_failed',
     ],
     ['a zone record as the final record', () => ({ proof: { steps: steps(), record: soc.zoneRecord(S) } }), 'verification_failed'],
-    ['a handle record for another handle', () => ({ proof: { steps: steps(), record: handleRecord }, handle: 'bob@social.example' }), 'verification_failed'],
+    [
+      'a handle record for another handle',
+      () => ({ proof: { steps: steps(), record: handleRecord, history: historyOf(handleRecord) }, handle: 'bob@social.example' }),
+      'verification_failed',
+    ],
     [
       "a record signed by the parent zone's key",
       () => ({ proof: { steps: steps(), record: ex.handle(HANDLE, 'https://x', [user.public]) } }),
@@ -567,7 +609,7 @@ describe('verifyProof', () => {
       () => {
         const s = steps();
         s[1]!.zoneRecord = ex.zoneRecord(S, { iat: now - 7200, exp: now - 1 });
-        return { proof: { steps: s, record: handleRecord } };
+        return { proof: { steps: s, record: handleRecord, history: historyOf(handleRecord) } };
       },
       'verification_failed',
     ],
@@ -612,9 +654,17 @@ describe('verifyProof', () => {
     ],
     ['a record that is not a JWS', () => ({ proof: { steps: steps(), record: 'garbage' } }), 'verification_failed'],
     ['a record with a payload that is not JSON', () => ({ proof: { steps: steps(), record: 'eyJhbGciOiJFZERTQSJ9.bm90IGpzb24.AAAA' } }), 'verification_failed'],
-    ['a zone record that is not a string', () => ({ proof: { steps: [{ zone: '.', zoneRecord: 42 }], record: handleRecord } }), 'verification_failed'],
+    [
+      'a zone record that is not a string',
+      () => ({ proof: { steps: [{ zone: '.', zoneRecord: 42 }], record: handleRecord, history: historyOf(handleRecord) } }),
+      'verification_failed',
+    ],
     // Hostile input must give a typed error, not a TypeError.
-    ['a null step after the first', () => ({ proof: { steps: [steps()[0], null], record: handleRecord } }), 'verification_failed'],
+    [
+      'a null step after the first',
+      () => ({ proof: { steps: [steps()[0], null], record: handleRecord, history: historyOf(handleRecord) } }),
+      'verification_failed',
+    ],
   ];
   it.each(cases)('refuses %s', (_what, make, code) => {
     const c = make();
@@ -684,8 +734,10 @@ describe('noCut gaps: only what the proof needs (issue 14, item 2)', () => {
 
   it('refuses noCut gaps beside a handle record', () => {
     const handleRecord = soc.handle(DEEP, 'https://home.example/bob', [newUserKey().public]);
-    expect(verifyProof({ steps: steps(), record: handleRecord, noCut: [] }, DEEP, anchors, now).status).toBe('found');
-    expect(codeOf(() => verifyProof({ steps: steps(), record: handleRecord, noCut: [A] }, DEEP, anchors, now))).toBe('verification_failed');
+    expect(verifyProof({ steps: steps(), record: handleRecord, history: historyOf(handleRecord), noCut: [] }, DEEP, anchors, now).status).toBe('found');
+    expect(codeOf(() => verifyProof({ steps: steps(), record: handleRecord, history: historyOf(handleRecord), noCut: [A] }, DEEP, anchors, now))).toBe(
+      'verification_failed',
+    );
   });
 
   it('keeps only the members it verified: padding on the proof or its steps is dropped', () => {

@@ -50,6 +50,8 @@ function rewriteAsVersion2(dataDir: string): void {
 
   const operations: unknown[][] = [];
   const records = new Map(rows.filter((r) => r.type !== 'op').map((r) => [`${r.type}\n${r.key}`, r]));
+  // Schema 2's handle records did not name their genesis and place in the history.
+  for (const r of records.values()) if (r.type === 'handle') r.jws = withoutHistoryFields(r.jws, key);
   for (const op of rows.filter((r) => r.type === 'op')) {
     const handle = op.key.slice(0, op.key.lastIndexOf('#'));
     const header = JSON.parse(Buffer.from(op.jws.split('.')[0]!, 'base64url').toString()) as { typ: string };
@@ -96,6 +98,39 @@ function rewriteAsVersion2(dataDir: string): void {
   renameSync(`${file}.v2`, file);
 }
 
+/** A handle record re-signed as idns before schema 4 signed it: without `genesis` and `seq`. */
+function withoutHistoryFields(jws: string, key: Parameters<typeof signCompact>[1]): string {
+  const { genesis: _genesis, seq: _seq, ...payload } = decodePayload(jws);
+  return signCompact(payload, key, RECORD_TYP);
+}
+
+/**
+ * Rewrites the zone's database as idns with schema version 3 had it: the history in the content, but
+ * handle records without `genesis` and `seq`; the digest, count, size and signed zone record over those
+ * records.
+ */
+function rewriteAsVersion3(dataDir: string): void {
+  const db = new Database(join(dataDir, 'idns.sqlite'));
+  const zone = db.prepare(`SELECT * FROM zones WHERE name = ?`).get(ZONE) as { record: string; content: string; digest_state: Buffer };
+  const kid = (JSON.parse(Buffer.from(zone.record.split('.')[0]!, 'base64url').toString()) as { kid: string }).kid;
+  const key = new KeyRing(join(dataDir, 'keys')).load(ZONE, kid);
+  const digest = ZoneDigest.fromState(zone.digest_state);
+  let grown = 0;
+  const handles = db.prepare(`SELECT key, jws FROM records WHERE content = ? AND type = 'handle'`).all(zone.content) as { key: string; jws: string }[];
+  for (const h of handles) {
+    const old = withoutHistoryFields(h.jws, key);
+    digest.remove('handle', h.key, h.jws);
+    digest.add('handle', h.key, old);
+    grown += old.length - h.jws.length;
+    db.prepare(`UPDATE records SET jws = ? WHERE content = ? AND type = 'handle' AND key = ?`).run(old, zone.content, h.key);
+  }
+  const payload = decodePayload(zone.record);
+  const record = signCompact({ ...payload, digest: digest.value(), size: (payload.size as number) + grown }, key, RECORD_TYP);
+  db.prepare(`UPDATE zones SET record = ?, digest_state = ?, history_pending = 0 WHERE name = ?`).run(record, digest.state(), ZONE);
+  db.pragma('user_version = 3');
+  db.close();
+}
+
 /** A zone with an owner's handle (registered, then updated) and two imported ones, rewritten as schema version 2. */
 async function version2Database(): Promise<string> {
   const tmp = tempDir('idns-migrate-');
@@ -127,6 +162,15 @@ async function logOf(s: TestServer, handle: string) {
   return ((await res.json()) as { operations: { seq: number; op: string; action: string; request: string }[] }).operations;
 }
 
+/** The digest of every record of the zone's content, recomputed from the stored records. */
+function contentDigest(s: TestServer): string {
+  const digest = ZoneDigest.empty();
+  for (const type of ['handle', 'delegation', 'denial', 'op'] as const) {
+    for (const key of s.ctx.store.records.keys(ZONE, type)) digest.add(type, key, s.ctx.store.records.jws(ZONE, type, key)!);
+  }
+  return digest.value();
+}
+
 function payloadOf(jws: string): Record<string, unknown> {
   return JSON.parse(Buffer.from(jws.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;
 }
@@ -144,8 +188,8 @@ describe('schema version 3: the history as zone content', () => {
     cleanups.push(() => s.close());
     const db = new Database(join(dataDir, 'idns.sqlite'), { readonly: true });
     cleanups.push(() => db.close());
-    expect(SCHEMA_VERSION).toBe(3);
-    expect(db.pragma('user_version', { simple: true })).toBe(3);
+    expect(SCHEMA_VERSION).toBe(4);
+    expect(db.pragma('user_version', { simple: true })).toBe(4);
     const tables = (db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table'`).all() as { name: string }[]).map((t) => t.name);
     expect(tables).not.toContain('operations');
     expect(tables).not.toContain('migrated_imports');
@@ -153,14 +197,18 @@ describe('schema version 3: the history as zone content', () => {
     // One new version adds the history; the zone record's digest covers every record of the content.
     const info = s.ctx.zones.info(ZONE);
     expect(info.serial).toBe(oldSerial + 1);
-    const recomputed = ZoneDigest.empty();
-    for (const type of ['handle', 'delegation', 'denial', 'op'] as const) {
-      for (const key of s.ctx.store.records.keys(ZONE, type)) recomputed.add(type, key, s.ctx.store.records.jws(ZONE, type, key)!);
-    }
-    expect(recomputed.value()).toBe(info.digest);
+    expect(contentDigest(s)).toBe(info.digest);
     const anchors = new Map([[ZONE, info.keyThumbprints]]);
-    for (const h of ['ann', 'bob', 'cai'])
-      expect(checkAnswer(await (await fetch(`${s.url}/v1/resolve/${h}@${ZONE}`)).json(), `${h}@${ZONE}`, anchors).status).toBe('answer');
+    // Every record names its genesis and place, and follows from its history (checkAnswer verifies it):
+    // the owner's own registration for ann, the operator's import entry for the imported handles.
+    const checked = async (h: string) => {
+      const answer = checkAnswer(await (await fetch(`${s.url}/v1/resolve/${h}@${ZONE}`)).json(), `${h}@${ZONE}`, anchors);
+      if (answer.status !== 'answer') throw new Error(`no answer for ${h}`);
+      return answer;
+    };
+    expect((await checked('ann')).record).toMatchObject({ genesis: oldOps[0]!.cid, seq: 2 });
+    expect((await checked('ann')).history.operatorAsserted).toBe(false);
+    for (const h of ['bob', 'cai']) expect((await checked(h)).history).toMatchObject({ seq: 1, operatorAsserted: true });
 
     // The owner's history is kept entry for entry.
     const ann = await logOf(s, `ann@${ZONE}`);
@@ -183,6 +231,8 @@ describe('schema version 3: the history as zone content', () => {
     );
     await s.ctx.changes.submit(update);
     expect((await logOf(s, `bob@${ZONE}`)).map((e) => e.action)).toEqual(['import', 'update']);
+    // The owner's change ends the operator's assertion; the registration (its genesis) goes on.
+    expect((await checked('bob')).history).toMatchObject({ seq: 2, operatorAsserted: false, genesis: bob[0]!.op });
 
     // A secondary copies all of it and serves the same history.
     const secondary = await startTestServer();
@@ -220,5 +270,50 @@ describe('schema version 3: the history as zone content', () => {
     const res = await fetch(`${s.url}/.well-known/webfinger?resource=${encodeURIComponent('https://social.example/users/bob')}`);
     expect(res.status).toBe(200);
     expect(((await res.json()) as { subject: string }).subject).toBe(`acct:bob@${ZONE}`);
+  });
+});
+
+describe('schema version 4: handle records name their genesis and place in the history', () => {
+  it('migrates a version 3 database: one new version re-signs every handle record with genesis and seq, and secondaries copy it', async () => {
+    const dataDir = await version2Database();
+    const upgraded = await startTestServer({ dataDir });
+    await upgraded.close();
+    rewriteAsVersion3(dataDir);
+    const before = new Database(join(dataDir, 'idns.sqlite'), { readonly: true });
+    const oldSerial = decodePayload((before.prepare(`SELECT record FROM zones WHERE name = ?`).get(ZONE) as { record: string }).record).serial as number;
+    const oldRecords = before.prepare(`SELECT jws FROM records WHERE type = 'handle'`).pluck().all() as string[];
+    before.close();
+    expect(oldRecords.map((r) => payloadOf(r).genesis)).toEqual([undefined, undefined, undefined]);
+
+    const s = await startTestServer({ dataDir });
+    let open = true;
+    cleanups.push(async () => {
+      if (open) await s.close();
+    });
+    const info = s.ctx.zones.info(ZONE);
+    expect(info.serial).toBe(oldSerial + 1);
+    expect(contentDigest(s)).toBe(info.digest);
+    const anchors = new Map([[ZONE, info.keyThumbprints]]);
+    const expected = { ann: { seq: 2, operatorAsserted: false }, bob: { seq: 1, operatorAsserted: true }, cai: { seq: 1, operatorAsserted: true } };
+    for (const [h, want] of Object.entries(expected)) {
+      const log = await logOf(s, `${h}@${ZONE}`);
+      const answer = checkAnswer(await (await fetch(`${s.url}/v1/resolve/${h}@${ZONE}`)).json(), `${h}@${ZONE}`, anchors);
+      if (answer.status !== 'answer') throw new Error(`no answer for ${h}`);
+      expect(answer.record).toMatchObject({ genesis: log[0]!.op, seq: want.seq });
+      expect(answer.history.operatorAsserted).toBe(want.operatorAsserted);
+    }
+    // Nothing is left to upgrade: a restart signs no other version.
+    open = false;
+    await s.close();
+    const again = await startTestServer({ dataDir });
+    cleanups.push(() => again.close());
+    expect(again.ctx.zones.info(ZONE).serial).toBe(oldSerial + 1);
+    // A secondary copies the upgraded zone and answers the same.
+    const secondary = await startTestServer();
+    cleanups.push(() => secondary.close());
+    secondary.ctx.zones.createSecondary(ZONE, { primaries: [again.url], ds: info.keyThumbprints });
+    await secondary.ctx.replicator.checkNow(ZONE);
+    expect(secondary.ctx.zones.info(ZONE).digest).toBe(again.ctx.zones.info(ZONE).digest);
+    expect(checkAnswer(await (await fetch(`${secondary.url}/v1/resolve/ann@${ZONE}`)).json(), `ann@${ZONE}`, anchors).status).toBe('answer');
   });
 });

@@ -4,7 +4,8 @@ import { writeAnswerFile } from '../store/answer-file.js';
 import { SnapshotReader } from '../store/snapshot.js';
 import { serveJobs } from '../threads/worker.js';
 import type { BuildJob, BuildReply } from './answer-files.js';
-import { recordTimes } from './authority.js';
+import { evidenceText, recordTimes } from './authority.js';
+import { EVIDENCE_MAX_ENTRIES, evidenceTail } from '../records/history-evidence.js';
 
 /**
  * Builds one zone's answer file (answer-files.ts) on its own thread and read-only connection: reading a
@@ -19,14 +20,17 @@ serveJobs<BuildJob, BuildReply>((job) => {
     const meta = { zone: row.name, content: row.content, createdAt: row.createdAt, version: row.version, zoneRecord: row.record };
     const handles = reader.handleCount(row.content);
     if (handles < job.minHandles) return { value: { kind: 'small', meta: { ...meta, entries: handles } } };
-    const entries = writeAnswerFile(job.path, meta, handles, withTimes(reader.handles(row.content)));
+    const entries = writeAnswerFile(job.path, meta, handles, forFile(reader.handlesWithHistory(row.content, EVIDENCE_MAX_ENTRIES)));
     return { value: { kind: 'built', meta: { ...meta, entries } } };
   } finally {
     reader.close();
   }
 });
 
-/** Each record with the TTL and expiry of its payload, read once here instead of on every answer. */
-function* withTimes(records: Iterable<{ key: string; jws: string }>) {
-  for (const r of records) yield { ...r, ...recordTimes(r.jws) };
+/** Each record with the TTL and expiry of its payload and its answer's evidence, made once here instead of on every answer. */
+function* forFile(records: Iterable<{ key: string; jws: string; history: string[] }>) {
+  for (const r of records) {
+    const newestFirst = r.history.map((jws) => ({ jws })).reverse();
+    yield { key: r.key, jws: r.jws, ...recordTimes(r.jws), history: evidenceText(evidenceTail(newestFirst)) };
+  }
 }

@@ -13,6 +13,7 @@ import { decodePayload } from './editor.js';
 import { serialOf } from './serial.js';
 import type { ZoneReader } from './zone-reader.js';
 import type { AnswerFiles } from './answer-files.js';
+import { EVIDENCE_MAX_ENTRIES, evidenceTail } from '../records/history-evidence.js';
 
 /** An authoritative answer for one handle. */
 export interface AuthoritativeAnswer {
@@ -22,6 +23,12 @@ export interface AuthoritativeAnswer {
   serial: number;
   /** The signed handle record (answer), the signed gap covering the name's hash (denial), or the signed delegation (referral). */
   record: string;
+  /**
+   * Answer only: the last entries of the handle's history, up to the one the record's `op` names (as many
+   * as fit in EVIDENCE_MAX_CHARS, always that one), so a resolver can check that the record follows from
+   * its owner's signed changes (docs/protocol.md §6.5).
+   */
+  history?: string[];
   /** The signed zone record, so a client can check `record` without a second request. */
   zoneRecord: string;
   /** Seconds a cache may keep this: the record's TTL (the zone's minimum for a denial), capped by `exp`. */
@@ -51,7 +58,7 @@ interface ZoneFragments {
   /** The body up to the value of `record`, per status. */
   answerHead: Buffer;
   referralHead: Buffer;
-  /** From after `record` up to the value of `ttl`. */
+  /** From after `record` (and `history`) up to the value of `ttl`. */
   tail: Buffer;
 }
 
@@ -106,7 +113,7 @@ export class Authority {
     const found = this.store.records.get(zone.content, 'handle', handle);
     if (found) {
       const t = recordTimes(found.jws);
-      return this.answer('answer', zone.name, zone.version, found.jws, zone.record, t.ttl, t.exp, now);
+      return this.answer('answer', zone.name, zone.version, found.jws, zone.record, t.ttl, t.exp, now, this.evidence(zone.content, handle));
     }
     const gap = this.gap(zone, handle);
     const answer = this.answer('denial', zone.name, zone.version, gap.jws, zone.record, zoneRecord.minimum, Number(decodePayload(gap.jws).exp), now);
@@ -148,13 +155,13 @@ export class Authority {
       // A handle at the zone's apex cannot be below a cut. The read batch is opened only for a read of
       // the database: an answer from an answer file needs none.
       const cut = host === zone.name ? undefined : (this.store.batchReads(), this.zones.cutFor(zone, host));
-      if (cut) return this.spliced('referral', zone, cut.jws);
+      if (cut) return this.spliced('referral', zone, cut.jws, null);
       // An answer file's record comes with its times, and is a compact JWS (the file holds no other kind).
       const filed = this.files?.record(zone, handle);
-      if (filed !== undefined) return this.spliced('answer', zone, filed.jws, filed, true);
+      if (filed !== undefined) return this.spliced('answer', zone, filed.jws, filed.history, filed, true);
       this.store.batchReads();
       const jws = this.store.records.jws(zone.content, 'handle', handle);
-      if (jws !== undefined) return this.spliced('answer', zone, jws);
+      if (jws !== undefined) return this.spliced('answer', zone, jws, evidenceText(this.evidence(zone.content, handle)));
     }
     this.store.batchReads();
     const answer = this.resolve(input);
@@ -179,8 +186,23 @@ export class Authority {
     return parsed;
   }
 
-  /** The answer body spliced around `jws`; `t` and `compact` are given when already known (an answer file's record). */
-  private spliced(status: 'answer' | 'referral', zone: ZoneRow, jws: string, t = recordTimes(jws), compact = COMPACT_JWS_TEXT.test(jws)): SerialisedAnswer {
+  /** The history entries an answer with the handle's record carries (AuthoritativeAnswer.history). */
+  private evidence(content: string, handle: string): string[] {
+    return evidenceTail(this.store.records.latestHistory(content, handle, EVIDENCE_MAX_ENTRIES));
+  }
+
+  /**
+   * The answer body spliced around `jws` and, for an answer, `history` (its evidence, as JSON text); `t`
+   * and `compact` are given when already known (an answer file's record).
+   */
+  private spliced(
+    status: 'answer' | 'referral',
+    zone: ZoneRow,
+    jws: string,
+    history: string | null,
+    t = recordTimes(jws),
+    compact = COMPACT_JWS_TEXT.test(jws),
+  ): SerialisedAnswer {
     const ttl = cappedTtl(t.ttl, t.exp, epochSeconds(this.clock));
     let f = this.fragments.get(zone.name);
     if (f === undefined || f.version !== zone.version || f.record !== zone.record) {
@@ -199,19 +221,22 @@ export class Authority {
     const head = status === 'answer' ? f.answerHead : f.referralHead;
     // As JSON.stringify writes the number (which also turns NaN into null).
     const ttlText = Number.isFinite(ttl) ? String(ttl) : 'null';
+    const historyPart = history === null ? '' : `,"history":${history}`;
     let body: Buffer;
     if (compact) {
-      // Nothing in a compact JWS needs escaping in JSON: write it between quotes as it is.
-      body = Buffer.allocUnsafe(head.length + jws.length + 2 + f.tail.length + ttlText.length + 1);
+      // Nothing in a compact JWS needs escaping in JSON: write it between quotes as it is (and the
+      // evidence is JSON text of compact JWSs, all ASCII).
+      body = Buffer.allocUnsafe(head.length + jws.length + 2 + historyPart.length + f.tail.length + ttlText.length + 1);
       let at = head.copy(body, 0);
       at = body.writeUInt8(0x22, at);
       at += body.write(jws, at, 'latin1');
       at = body.writeUInt8(0x22, at);
+      at += body.write(historyPart, at, 'latin1');
       at += f.tail.copy(body, at);
       at += body.write(ttlText, at, 'latin1');
       body.writeUInt8(0x7d, at);
     } else {
-      body = Buffer.concat([head, Buffer.from(JSON.stringify(jws)), f.tail, Buffer.from(`${ttlText}}`)]);
+      body = Buffer.concat([head, Buffer.from(JSON.stringify(jws)), Buffer.from(historyPart), f.tail, Buffer.from(`${ttlText}}`)]);
     }
     return { status, zone: zone.name, version: zone.version, ttl, record: jws, zoneRecord: zone.record, body };
   }
@@ -231,9 +256,18 @@ export class Authority {
     ttl: number,
     exp: number,
     now: number,
+    history?: string[],
   ): AuthoritativeAnswer {
-    return { status, zone, serial: serialOf(version), record, zoneRecord, ttl: cappedTtl(ttl, exp, now) };
+    // The members in the order the spliced bodies write them.
+    const head = { status, zone, serial: serialOf(version), record };
+    const tail = { zoneRecord, ttl: cappedTtl(ttl, exp, now) };
+    return history === undefined ? { ...head, ...tail } : { ...head, history, ...tail };
   }
+}
+
+/** An answer's evidence as it is spliced into the body: JSON text (its entries are compact JWSs, nothing to escape). */
+export function evidenceText(history: readonly string[]): string {
+  return JSON.stringify(history);
 }
 
 /** A record's TTL capped by the time left before its `exp`, never negative. */

@@ -115,7 +115,7 @@ export class ChangeApplier {
     const checked = item.verified !== undefined && (item.verified === 'register' ? req.action === 'register' : current?.op === item.verified);
     assureValidChange(req, current, now, editor.settings, checked);
     if (req.action === 'register') this.assureNotReserved(req, editor, now);
-    const seq = editor.nextHistorySeq(req.handle);
+    const seq = editor.nextHistorySeq(req.handle, req.jws.length);
     // Last of the checks: a valid invite is spent by it.
     if (req.action === 'register' && !item.operator) this.assurePolicy(req, editor);
 
@@ -132,6 +132,9 @@ export class ChangeApplier {
         keys: req.keys!,
         ttl: editor.settings.handleTtl,
         op: req.cid,
+        // A register begins a registration; an update continues the current one.
+        genesis: req.action === 'register' ? req.cid : current!.genesis,
+        seq,
         ...links,
       });
       if (req.action === 'register') editor.addName(req.handle);

@@ -8,7 +8,7 @@ import { parseIJson } from '../records/ijson.js';
 import { RECORD_TYP, signCompact } from '../records/jws.js';
 import type { SigningKey } from '../records/keys.js';
 import type { DenialFields, FieldsOf, RecordType, ZoneFields } from '../records/types.js';
-import { historyKey, MAX_HISTORY_SEQ } from '../records/history-key.js';
+import { historyKey, MAX_HISTORY_CHARS, MAX_HISTORY_ENTRIES } from '../records/history-key.js';
 import { HISTORY_EXP, type StoredType } from '../store/records.js';
 import type { Store } from '../store/store.js';
 import type { ZoneRow } from '../store/zones.js';
@@ -103,10 +103,15 @@ export class ZoneEditor {
    * The number the next entry of a handle's history gets; throws history_full when the history has no
    * room. Callers ask before they begin the change, so a refused change writes nothing.
    */
-  nextHistorySeq(handle: string): number {
-    const seq = this.store.records.historyLength(this.zone.content, handle) + 1;
-    if (seq > MAX_HISTORY_SEQ) throw new IdnsError('history_full', `${handle} has ${MAX_HISTORY_SEQ} changes, the most a handle's history holds`);
-    return seq;
+  nextHistorySeq(handle: string, entryChars: number): number {
+    const { entries, chars } = this.store.records.historySize(this.zone.content, handle);
+    if (entries + 1 > MAX_HISTORY_ENTRIES || chars + entryChars > MAX_HISTORY_CHARS) {
+      throw new IdnsError(
+        'history_full',
+        `${handle} has ${entries} changes of ${chars} characters: one more would pass the most a handle's history holds (${MAX_HISTORY_ENTRIES} changes, ${MAX_HISTORY_CHARS} characters)`,
+      );
+    }
+    return entries + 1;
   }
 
   /**

@@ -39,7 +39,17 @@ serveJobs<ImportChunk, PreparedChunk>((chunk) => {
         key,
       );
       const op = requestId(entry);
-      const payload = JSON.stringify({ ...c.base, type: 'handle', handle: line.handle, endpoint: line.endpoint, keys: line.keys, ttl: c.ttl, op });
+      const payload = JSON.stringify({
+        ...c.base,
+        type: 'handle',
+        handle: line.handle,
+        endpoint: line.endpoint,
+        keys: line.keys,
+        ttl: c.ttl,
+        op,
+        genesis: op,
+        seq: 1,
+      });
       const jws = signCompactText(payload, key, RECORD_TYP);
       digest.add('handle', line.handle, jws);
       digest.add('op', historyKey(line.handle, 1), entry);

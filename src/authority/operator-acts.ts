@@ -50,8 +50,6 @@ export function operatorAct(
     if (stored === undefined) throw new IdnsError('handle_not_found', `${handle} is not registered`);
     const current = decodePayload(stored) as unknown as HandleFields;
     if (act.action === 'transfer') parseEndpoint(act.state.endpoint, editor.settings.allowLoopbackEndpoints);
-    const seq = editor.nextHistorySeq(handle);
-    const version = editor.beginChange();
     const entry = editor.operatorEntry({
       action: act.action,
       handle,
@@ -59,13 +57,15 @@ export function operatorAct(
       ...(act.action === 'transfer' ? { endpoint: act.state.endpoint, keys: act.state.keys } : {}),
       reason: act.reason,
     });
+    const seq = editor.nextHistorySeq(handle, entry.length);
+    const version = editor.beginChange();
     editor.appendHistory(handle, entry, seq);
     const op = requestId(entry);
     if (act.action === 'takedown') {
       editor.remove('handle', handle);
       editor.removeName(handle);
     } else {
-      editor.put('handle', handle, { handle, endpoint: act.state.endpoint, keys: act.state.keys, ttl: editor.settings.handleTtl, op });
+      editor.put('handle', handle, { handle, endpoint: act.state.endpoint, keys: act.state.keys, ttl: editor.settings.handleTtl, op, genesis: op, seq });
     }
     editor.commit();
     return { handle, zone: row.name, serial: serialOf(version), action: act.action, op };

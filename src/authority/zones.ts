@@ -9,7 +9,8 @@ import { ZoneEditor } from './editor.js';
 import { ZoneReader, type ZoneInfo } from './zone-reader.js';
 import { DEFAULT_ZONE_TIMERS, parseSecondarySettings, parseServerUrls, parseZoneSettings, type SecondarySettings, type ZoneSettings } from './settings.js';
 import { HISTORY_EXP } from '../store/records.js';
-import { historyKey, parseHistoryKey } from '../records/history-key.js';
+import { historyKey, MAX_HISTORY_SEQ, parseHistoryKey } from '../records/history-key.js';
+import { beginsRegistration } from '../records/history-entries.js';
 import { requestId } from '../records/change-request.js';
 import type { HandleFields } from '../records/types.js';
 import { definedLinks } from '../records/handle-links.js';
@@ -195,7 +196,7 @@ export class ZoneService extends ZoneReader {
 
   /** Opens a primary zone for change; call inside a write transaction. */
   editor(name: string): ZoneEditor {
-    if (this.store.zones.isHistoryPending(name)) this.addMigratedHistory(name);
+    if (this.store.zones.historyUpgrade(name) !== 0) this.addMigratedHistory(name);
     return this.newEditor(name);
   }
 
@@ -218,11 +219,12 @@ export class ZoneService extends ZoneReader {
   }
 
   /**
-   * One version that takes a zone's migrated history into its digest and journal (so secondaries get it
-   * by incremental transfer), and gives every handle without a signed first entry one: an operator entry
-   * (`import`) signed by the zone key, stating the import line's state (`legacyOp`: the id the line gave
-   * the handle) or, when no line was kept, the record's. A handle record still resting on that first
-   * entry is re-signed to name it as its `op`.
+   * One version that upgrades a zone's content. After schema 3 (history_pending 1), it takes the migrated
+   * history into the digest and journal (so secondaries get it by incremental transfer), and gives every
+   * handle without a signed first entry one: an operator entry (`import`) signed by the zone key, stating
+   * the import line's state (`legacyOp`: the id the line gave the handle) or, when no line was kept, the
+   * record's. After schema 3 and 4 alike, every handle record that does not name its `genesis` and `seq`
+   * yet is re-signed with them, read from its history.
    */
   private addMigratedHistory(name: string): void {
     const row = this.require(name);
@@ -232,38 +234,71 @@ export class ZoneService extends ZoneReader {
         return;
       }
       const editor = this.newEditor(name);
-      const content = row.content;
       editor.beginChange();
-      const first = new Set<string>();
-      for (const key of this.store.records.keys(content, 'op')) {
-        editor.adoptStored('op', key, this.store.records.jws(content, 'op', key)!);
-        const at = parseHistoryKey(key)!;
-        if (at.seq === 1) first.add(at.handle);
-      }
-      const lines = new Map(this.store.zones.migratedImports(name).map((m) => [m.handle, m]));
-      const firstless = new Set([...lines.keys(), ...this.store.records.keys(content, 'handle').filter((h) => !first.has(h))]);
-      for (const handle of [...firstless].sort()) {
-        const stored = this.store.records.jws(content, 'handle', handle);
-        const record = stored === undefined ? null : (decodePayload(stored) as unknown as HandleFields);
-        const line = lines.get(handle);
-        // An import line states the imported state; without one (none was kept), the record's is all there is.
-        const state = line ? (JSON.parse(line.line) as Pick<HandleFields, 'endpoint' | 'keys'>) : record!;
-        const entry = editor.operatorEntry({
-          action: 'import',
-          handle,
-          endpoint: state.endpoint,
-          keys: state.keys,
-          ...(line ? { legacyOp: line.cid } : definedLinks(record!)),
-        });
-        editor.putSigned('op', historyKey(handle, line?.seq ?? 1), entry, HISTORY_EXP);
-        if (record !== null && (!line || record.op === line.cid)) {
-          const { endpoint, keys, ttl } = record;
-          editor.put('handle', handle, { handle, endpoint, keys, ttl, op: requestId(entry), ...definedLinks(record) });
-        }
-      }
+      if (this.store.zones.historyUpgrade(name) === 1) this.adoptMigratedHistory(editor, row.content);
+      this.addGenesisAndSeq(editor, row.content);
       editor.commit();
       this.store.zones.clearHistoryPending(name);
     });
+  }
+
+  private adoptMigratedHistory(editor: ZoneEditor, content: string): void {
+    const first = new Set<string>();
+    for (const key of this.store.records.keys(content, 'op')) {
+      editor.adoptStored('op', key, this.store.records.jws(content, 'op', key)!);
+      const at = parseHistoryKey(key)!;
+      if (at.seq === 1) first.add(at.handle);
+    }
+    const lines = new Map(this.store.zones.migratedImports(editor.zone.name).map((m) => [m.handle, m]));
+    const firstless = new Set([...lines.keys(), ...this.store.records.keys(content, 'handle').filter((h) => !first.has(h))]);
+    for (const handle of [...firstless].sort()) {
+      const stored = this.store.records.jws(content, 'handle', handle);
+      const record = stored === undefined ? null : (decodePayload(stored) as unknown as HandleFields);
+      const line = lines.get(handle);
+      // An import line states the imported state; without one (none was kept), the record's is all there is.
+      const state = line ? (JSON.parse(line.line) as Pick<HandleFields, 'endpoint' | 'keys'>) : record!;
+      const entry = editor.operatorEntry({
+        action: 'import',
+        handle,
+        endpoint: state.endpoint,
+        keys: state.keys,
+        ...(line ? { legacyOp: line.cid } : definedLinks(record!)),
+      });
+      editor.putSigned('op', historyKey(handle, line?.seq ?? 1), entry, HISTORY_EXP);
+      if (record !== null && (!line || record.op === line.cid)) {
+        const { endpoint, keys, ttl } = record;
+        const op = requestId(entry);
+        editor.put('handle', handle, { handle, endpoint, keys, ttl, op, genesis: op, seq: line?.seq ?? 1, ...definedLinks(record) });
+      }
+    }
+  }
+
+  /**
+   * Re-signs each handle record that does not name its `genesis` and `seq` (signed before schema 4)
+   * with them: `seq` is the number of the history entry its `op` names, `genesis` the id of the last
+   * entry up to it that began a registration (an owner's register, an operator's import or transfer).
+   */
+  private addGenesisAndSeq(editor: ZoneEditor, content: string): void {
+    for (const handle of this.store.records.keys(content, 'handle')) {
+      const stored = this.store.records.jws(content, 'handle', handle)!;
+      const record = decodePayload(stored) as unknown as HandleFields;
+      if (typeof record.genesis === 'string') continue;
+      let genesis: string | null = null;
+      let seq = 0;
+      for (const entry of this.store.records.history(content, handle, 0, MAX_HISTORY_SEQ)) {
+        const id = requestId(entry.jws);
+        if (beginsRegistration(entry.jws)) genesis = id;
+        if (id === record.op) {
+          seq = entry.seq;
+          break;
+        }
+      }
+      if (genesis === null || seq === 0) {
+        throw new IdnsError('internal', `zone ${editor.zone.name}: the history of ${handle} does not hold the entry ${record.op} its record names`);
+      }
+      const { endpoint, keys, ttl, op } = record;
+      editor.put('handle', handle, { handle, endpoint, keys, ttl, op, genesis, seq, ...definedLinks(record) });
+    }
   }
 
   private newEditor(name: string): ZoneEditor {

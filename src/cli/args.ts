@@ -12,6 +12,10 @@ export class UsageError extends Error {
 }
 
 /** The server client commands (handle, resolve) talk to unless given --server. */
+/** How `idns lookup` and `idns resolve` mark a handle whose state its owner did not sign (docs/protocol.md §6.2). */
+export const OPERATOR_ASSERTED =
+  "  OPERATOR-ASSERTED: this state was set by the zone's operator (an import or a court-ordered transfer), not signed by the handle's owner";
+
 export const DEFAULT_SERVER = 'http://127.0.0.1:8053';
 
 type Options = NonNullable<ParseArgsConfig['options']>;

@@ -5,10 +5,26 @@ import { isAtOrBelow } from '../names/zone.js';
 import { noCutOf, verifyDelegation, verifyDenial, verifyHandleRecord, verifyZoneRecord, type VerifyOptions } from '../records/verify.js';
 import type { DelegationRecord, HandleRecord } from '../records/types.js';
 import { errorFromBody, jsonRequest } from './http.js';
+import { verifyRecordHistory, type VerifiedHistory } from '../records/history-chain.js';
+import { parseEvidence, readLog } from '../records/history-evidence.js';
+import { MAX_HISTORY_ENTRIES } from '../records/history-key.js';
+import { decodeCompact } from '../records/jws.js';
 
 /** The verified outcome of asking one authoritative server about a handle. */
 export type CheckedAnswer =
-  | { status: 'answer'; handle: string; zone: string; serial: number; record: HandleRecord; jws: string; zoneKey: string; anchored: boolean; ttl: number }
+  | {
+      status: 'answer';
+      handle: string;
+      zone: string;
+      serial: number;
+      record: HandleRecord;
+      jws: string;
+      zoneKey: string;
+      anchored: boolean;
+      ttl: number;
+      /** The record's history, verified from its first entry: genesis, whether operator-asserted, the entries' count (`seq`). */
+      history: VerifiedHistory;
+    }
   | { status: 'denial'; handle: string; zone: string; serial: number; zoneKey: string; anchored: boolean; ttl: number }
   | {
       status: 'referral';
@@ -25,8 +41,10 @@ export type CheckedAnswer =
 /**
  * Checks an authoritative answer body (`GET /v1/resolve/{handle}`): the zone record is signed by one of
  * its own keys, and by a key in `anchors` when the caller gave anchors for that zone; the handle record or
- * the denial is signed by that zone key and is for the handle asked about. `anchored` tells whether the
- * zone key was vouched for by an anchor or is merely self-consistent. `options`: the verifier's mode
+ * the denial is signed by that zone key and is for the handle asked about; a handle record follows from
+ * its owner's signed history, the entries the answer carries after `earlier` (the entries before them,
+ * when the answer does not carry the whole history: historyStart tells which). `anchored` tells whether
+ * the zone key was vouched for by an anchor or is merely self-consistent. `options`: the verifier's mode
  * (development mode accepts loopback endpoints, see VerifyOptions).
  */
 export function checkAnswer(
@@ -35,8 +53,9 @@ export function checkAnswer(
   anchors: Map<string, string[]>,
   clock: Clock = systemClock,
   options: VerifyOptions = {},
+  earlier: readonly string[] = [],
 ): CheckedAnswer {
-  const b = body as { status?: unknown; zone?: unknown; record?: unknown; zoneRecord?: unknown; ttl?: unknown; noCut?: unknown } | null;
+  const b = body as { status?: unknown; zone?: unknown; record?: unknown; history?: unknown; zoneRecord?: unknown; ttl?: unknown; noCut?: unknown } | null;
   if (!b || (b.status !== 'answer' && b.status !== 'denial' && b.status !== 'referral') || typeof b.zone !== 'string') {
     throw new IdnsError('bad_response', 'the server did not send an answer, a denial or a referral');
   }
@@ -47,7 +66,9 @@ export function checkAnswer(
   const common = { handle, zone: b.zone, serial: zone.record.serial, zoneKey: zone.signer, anchored: trusted !== undefined, ttl };
   if (b.status === 'answer') {
     const record = verifyHandleRecord(b.record, handle, zone, now, options);
-    return { status: 'answer', record, jws: b.record as string, ...common };
+    const carried = parseEvidence(b.history, record.seq).map((e) => e.jws);
+    const history = verifyRecordHistory(record, [...earlier, ...carried], { name: b.zone, keys: zone.keys });
+    return { status: 'answer', record, jws: b.record as string, history, ...common };
   }
   if (b.status === 'referral') {
     const delegation = verifyDelegation(b.record, zone, now);
@@ -70,8 +91,32 @@ export async function queryAuthoritative(
   options: VerifyOptions = {},
 ): Promise<CheckedAnswer> {
   const { handle } = parseHandle(input);
-  const res = await jsonRequest(`${server.replace(/\/+$/, '')}/v1/resolve/${encodeURIComponent(handle)}`);
-  const err = errorFromBody(res.body);
-  if (err) throw err;
-  return checkAnswer(res.body, handle, anchors, clock, options);
+  const get = async (url: string) => {
+    const res = await jsonRequest(url);
+    const err = errorFromBody(res.body);
+    if (err) throw err;
+    return res.body;
+  };
+  const body = await get(`${server.replace(/\/+$/, '')}/v1/resolve/${encodeURIComponent(handle)}`);
+  const start = historyStart(body);
+  // An answer that does not carry the whole history: the entries before come from the same server's log.
+  const earlier = start > 1 ? await readLog(server, handle, start - 1, get) : [];
+  return checkAnswer(body, handle, anchors, clock, options, earlier);
+}
+
+/**
+ * The number of the first history entry an answer body carries (1 when it carries the whole history;
+ * 0 when it is no answer with a record or its history is malformed, which checkAnswer then refuses).
+ */
+export function historyStart(body: unknown): number {
+  const b = body as { status?: unknown; record?: unknown; history?: unknown } | null;
+  if (b?.status !== 'answer' || typeof b.record !== 'string' || !Array.isArray(b.history)) return 0;
+  try {
+    const seq = (decodeCompact(b.record).payload as { seq?: unknown }).seq;
+    return typeof seq === 'number' && Number.isInteger(seq) && seq >= b.history.length && seq <= MAX_HISTORY_ENTRIES ? seq - b.history.length + 1 : 0;
+  } catch (err) {
+    // A record that does not decode is refused by checkAnswer, with its reason.
+    if (err instanceof IdnsError) return 0;
+    throw err;
+  }
 }

@@ -3,6 +3,8 @@ import type { BatchResult, BridgedResult, LookupResult, VerifiedResult } from '.
 
 /** `,"record":"`: the record follows. */
 const OPEN = ',"record":"';
+/** Between the record and a handle's history entries (`…record","history":["e1","e2"]`). */
+const HISTORY_OPEN = '","history":["';
 
 /** Heads kept as bytes (~250 bytes each, about 1 MB in all), for the most recently made ones. */
 const HOT_HEADS = 4096;
@@ -42,7 +44,11 @@ export class LookupWire {
     const head = this.headOf(r);
     const mid = `${r.ttl},"stale":${r.stale},"proof":{"steps":`;
     const chain = this.chainOf(r.proof.steps);
-    if (isPlain(r.proof)) return [head, mid, chain, OPEN, r.proof.record, this.tailOf(r.trace)];
+    if (isPlain(r.proof)) {
+      const h = r.proof.history;
+      if (h === undefined) return [head, mid, chain, OPEN, r.proof.record, this.tailOf(r.trace)];
+      return [head, mid, chain, OPEN, r.proof.record, HISTORY_OPEN, h.join('","'), afterHistory(this.tailOf(r.trace))];
+    }
     return [head, mid, chain, this.restOf(r)];
   }
 
@@ -91,7 +97,12 @@ export class LookupWire {
       if (isPlain(r.proof)) {
         item(OPEN);
         item(r.proof.record);
-        item(this.tailOf(r.trace));
+        const h = r.proof.history;
+        if (h !== undefined) {
+          item(HISTORY_OPEN);
+          item(h.join('","'));
+          item(afterHistory(this.tailOf(r.trace)));
+        } else item(this.tailOf(r.trace));
       } else item(this.restOf(r));
     }
     const body = Buffer.allocUnsafe(length);
@@ -111,9 +122,9 @@ export class LookupWire {
     let head = this.heads.get(r.proof);
     if (head === undefined) {
       // The owner's links only when set (undefined members are left out), as docs/protocol.md §7 shows.
-      const { profile, alsoKnownAs, movedTo } = r;
+      const { profile, alsoKnownAs, movedTo, genesis, operatorAsserted } = r;
       head = Buffer.from(
-        `${JSON.stringify({ handle: r.handle, status: r.status, zone: r.zone, endpoint: r.endpoint, keys: r.keys, profile, alsoKnownAs, movedTo, verified: true, anchor: r.anchor }).slice(0, -1)},"ttl":`,
+        `${JSON.stringify({ handle: r.handle, status: r.status, zone: r.zone, endpoint: r.endpoint, keys: r.keys, profile, alsoKnownAs, movedTo, genesis, operatorAsserted, verified: true, anchor: r.anchor }).slice(0, -1)},"ttl":`,
       );
       if (this.heads.size >= HOT_HEADS) this.heads.delete(this.heads.keys().next().value as Proof);
       this.heads.set(r.proof, head);
@@ -155,17 +166,22 @@ export class LookupWire {
 }
 
 /**
- * True for a proof of exactly `steps` and `record` (what the resolver's own walk makes): its record is
- * written as it is, since a record that verified is a compact JWS, base64url and dots (decodeCompact),
- * which JSON needs no escaping for.
+ * True for a proof of exactly `steps` and `record`, and a handle's `history` (what the resolver's own walk
+ * makes): its record and entries are written as they are, since what verified is compact JWSs, base64url
+ * and dots (decodeCompact), which JSON needs no escaping for.
  */
 function isPlain(proof: Proof): boolean {
   let n = 0;
   for (const key in proof) {
-    if (key !== 'steps' && key !== 'record') return false;
+    if (key !== 'steps' && key !== 'record' && key !== 'history') return false;
     n += 1;
   }
-  return n === 2;
+  return n === 2 || (n === 3 && proof.history !== undefined);
+}
+
+/** A proof's tail (which begins by closing the record's string) as it follows the last history entry: `"]` then the rest. */
+function afterHistory(tail: string): string {
+  return `"]${tail.slice(1)}`;
 }
 
 /**

@@ -3,6 +3,7 @@ import { assureProofsFor, requestId, verifyRequestSignatures, type ChangeRequest
 import { definedLinks } from './handle-links.js';
 import { readHistoryEntry, type HistoryZone } from './history-entries.js';
 import { thumbprint, type PublicJwk } from './keys.js';
+import { MAX_HISTORY_CHARS, MAX_HISTORY_ENTRIES } from './history-key.js';
 
 /** The state a history leaves a handle in (null once deleted): what its record must say. */
 export interface HistoryState {
@@ -33,7 +34,7 @@ export interface VerifiedHistory {
 export type { HistoryZone } from './history-entries.js';
 
 /** Most entries verified in one call: a handle's whole history at first contact (docs/protocol.md §6.4). */
-export const MAX_VERIFIED_ENTRIES = 10_000;
+export const MAX_VERIFIED_ENTRIES = MAX_HISTORY_ENTRIES;
 
 /** The starting point of a handle that has no history yet. */
 export function emptyHistory(handle: string): VerifiedHistory {
@@ -57,6 +58,47 @@ export function verifyHistory(from: VerifiedHistory, entries: readonly { seq: nu
   return at;
 }
 
+/**
+ * Verifies that a handle record follows from its owner's signed history (docs/protocol.md §6.5):
+ * `entries` are the whole history up to the entry the record names (entries 1 … record.seq), checked
+ * from the start or, when `known` (a point verified before) is one of them, from there on: one
+ * signature per new change. Returns where the history stands, the record's genesis and whether its
+ * state is operator-asserted. Throws verification_failed saying why.
+ */
+export function verifyRecordHistory(
+  record: { handle: string; op: string; genesis: string; seq: number } & HistoryState,
+  entries: readonly string[],
+  zone: HistoryZone,
+  known?: VerifiedHistory,
+): VerifiedHistory {
+  const handle = record.handle;
+  if (entries.length !== record.seq) {
+    throw new IdnsError('verification_failed', `the record of ${handle} names entry ${record.seq} of its history, but ${entries.length} entries came with it`);
+  }
+  let chars = 0;
+  for (const e of entries as readonly unknown[]) {
+    if (typeof e !== 'string') throw new IdnsError('verification_failed', `an entry of the history of ${handle} is not a JWS`);
+    chars += e.length;
+  }
+  if (chars > MAX_HISTORY_CHARS) throw new IdnsError('verification_failed', `the history of ${handle} is longer than ${MAX_HISTORY_CHARS} characters`);
+  // A point verified before fixes every entry up to it (each names the id of the one before): when it
+  // is among these entries, only the ones after it are new.
+  const from =
+    known !== undefined && known.handle === handle && known.seq >= 1 && known.seq <= entries.length && requestId(entries[known.seq - 1]!) === known.op
+      ? known
+      : emptyHistory(handle);
+  const verified = verifyHistory(
+    from,
+    entries.slice(from.seq).map((jws, i) => ({ seq: from.seq + i + 1, jws })),
+    zone,
+  );
+  assureRecordFollows(verified, record);
+  if (record.genesis !== verified.genesis) {
+    throw new IdnsError('verification_failed', `the record of ${handle} names genesis ${record.genesis}, but its history's is ${String(verified.genesis)}`);
+  }
+  return verified;
+}
+
 /** Throws verification_failed unless `record` is exactly the state the verified history leaves. */
 export function assureRecordFollows(history: VerifiedHistory, record: { handle: string; op: string } & HistoryState): void {
   const why =
@@ -72,8 +114,8 @@ export function assureRecordFollows(history: VerifiedHistory, record: { handle: 
 
 function next(at: VerifiedHistory, seq: number, jws: string, zone: HistoryZone, last: boolean): VerifiedHistory {
   const handle = at.handle;
-  const op = requestId(jws);
   const read = guard(handle, seq, () => readHistoryEntry(jws, handle, zone, true));
+  const op = requestId(jws);
   if (read.operator) {
     const entry = read.operator;
     if (entry.action === 'import') {

@@ -65,6 +65,16 @@ export function checkHistoryEntry(key: string, jws: unknown, zone: VerifiedZone,
   }
 }
 
+/**
+ * True when a (stored, already checked) entry begins a registration, so that its id is the genesis of the
+ * records after it: an owner's register, an operator's import or transfer (docs/protocol.md §6.4).
+ */
+export function beginsRegistration(jws: string): boolean {
+  const { header, payload } = decodeCompact(jws);
+  const action = (payload as { action?: unknown }).action;
+  return header.typ === OPERATOR_TYP ? action === 'import' || action === 'transfer' : action === 'register';
+}
+
 function fail(message: string): IdnsError {
   return new IdnsError('verification_failed', message);
 }

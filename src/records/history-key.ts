@@ -1,5 +1,13 @@
-/** Most entries a handle's history holds: the 6 digits of its keys (`handle#000001`). */
+/** Most entries the keys can number: their 6 digits (`handle#000001`). */
 export const MAX_HISTORY_SEQ = 999_999;
+
+/**
+ * Most entries a handle's history holds, and most characters of them together (docs/protocol.md §6.1):
+ * a resolver verifies a handle's whole history at first contact and a proof carries it, so an authority
+ * refuses the change that would go past either (history_full), and a verifier refuses a history past them.
+ */
+export const MAX_HISTORY_ENTRIES = 10_000;
+export const MAX_HISTORY_CHARS = 192 * 1024;
 
 /** The key a handle's history entry number `seq` (from 1) is stored under: `handle '#' seq`, 6 digits, so keys sort in history order. */
 export function historyKey(handle: string, seq: number): string {

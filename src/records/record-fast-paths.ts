@@ -2,6 +2,7 @@ import { isNormalHandle } from '../names/handle.js';
 import { isNormalZoneName } from '../names/zone.js';
 import { DENIAL_MAX_HASHES } from './denial.js';
 import { DENIAL_SALT_HEX, ED25519_X_B64U, MAX_HANDLE_KEYS, NAME_HASH_HEX, RECORD_LIMITS, SHA256_B64U, type DenialRecord, type HandleRecord } from './types.js';
+import { MAX_HISTORY_ENTRIES } from './history-key.js';
 import { endpointProblem } from './urls.js';
 
 /**
@@ -49,6 +50,8 @@ const HANDLE_FIELDS: Fields = [
   ['keys', keysOk],
   ['ttl', int(0, RECORD_LIMITS.maxTtl)],
   ['op', (v) => typeof v === 'string' && SHA256_B64U.test(v)],
+  ['genesis', (v) => typeof v === 'string' && SHA256_B64U.test(v)],
+  ['seq', int(1, MAX_HISTORY_ENTRIES)],
 ];
 
 const nameHash = (v: unknown): boolean => typeof v === 'string' && NAME_HASH_HEX.test(v);

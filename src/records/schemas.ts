@@ -4,6 +4,7 @@ import { isNormalHandle } from '../names/handle.js';
 import { isAtOrBelow, isNormalZoneName } from '../names/zone.js';
 import { DENIAL_MAX_HASHES } from './denial.js';
 import { HANDLE_LINK_LIMITS, handleLinksProblem } from './handle-links.js';
+import { MAX_HISTORY_ENTRIES } from './history-key.js';
 import { DENIAL_SALT_HEX, ED25519_X_B64U, NAME_HASH_HEX, RECORD_LIMITS, SHA256_B64U, MAX_HANDLE_KEYS, type RecordType } from './types.js';
 import { endpointProblem, MAX_URL_LENGTH, serverUrlProblem } from './urls.js';
 
@@ -26,6 +27,7 @@ const ttl = z.number().int().min(0).max(RECORD_LIMITS.maxTtl);
 const upTo = (max: number, min = 0) => z.number().int().min(min).max(max);
 const jwk = z.object({ kty: z.literal('OKP'), crv: z.literal('Ed25519'), x: z.string().regex(ED25519_X_B64U) }).strict();
 const sha256 = z.string().regex(SHA256_B64U);
+const historySeq = z.number().int().min(1).max(MAX_HISTORY_ENTRIES);
 const hex64 = z.string().regex(NAME_HASH_HEX);
 const hashParams = z.object({ alg: z.literal('sha256'), salt: z.string().regex(DENIAL_SALT_HEX) }).strict();
 const distinct = (items: readonly string[]) => new Set(items).size === items.length;
@@ -67,6 +69,8 @@ function handleSchema(allowLoopbackEndpoints: boolean) {
       keys: keyList(MAX_HANDLE_KEYS),
       ttl,
       op: sha256,
+      genesis: sha256,
+      seq: historySeq,
       ...links,
     })
     .strict()

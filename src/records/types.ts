@@ -22,6 +22,10 @@ export interface HandleFields {
   ttl: number;
   /** The id (cid) of the signed change request that produced this state; the next change names it as `prev`. */
   op: string;
+  /** The id of the entry that began the handle's current registration (its owner's register, or an operator's import or transfer). */
+  genesis: string;
+  /** The number of the history entry `op` names (from 1): the record follows from entries 1 … seq. */
+  seq: number;
   // Owner-set, optional, absent when unset (never empty); checked by handleLinksProblem (handle-links.ts).
   /** The handle's profile page (an endpoint-rule URL). */
   profile?: string;

@@ -2,6 +2,8 @@ import { IdnsError } from '../errors.js';
 import { parseHandle } from '../names/handle.js';
 import { isAtOrBelow } from '../names/zone.js';
 import type { PublicJwk } from '../records/keys.js';
+import { verifyRecordHistory, type VerifiedHistory } from '../records/history-chain.js';
+import { MAX_HISTORY_ENTRIES } from '../records/history-key.js';
 import { noCutOf, verifyDelegation, verifyDenial, verifyHandleRecord, verifyZoneRecord, type VerifyOptions } from '../records/verify.js';
 
 /**
@@ -38,6 +40,11 @@ export interface Proof {
   steps: readonly ProofStep[];
   /** The handle record (found) or the denial (not found), signed by the last step's zone. */
   record: string;
+  /**
+   * With a handle record: its whole history, entries 1 … the record's `seq`, from which the record must
+   * follow (docs/protocol.md §6.5). Shared with the resolver's history book: never mutated.
+   */
+  history?: readonly string[];
   /** With a denial for a host below the last zone: gaps proving no name in between is a delegated zone. */
   noCut?: string[];
   /** Where the first step's zone was anchored, when it was found by discovery rather than configured. */
@@ -56,6 +63,10 @@ export interface Resolution {
   profile?: string | undefined;
   alsoKnownAs?: string[] | undefined;
   movedTo?: string | undefined;
+  /** A found handle's genesis: the id of the entry that began its current registration (changes when someone registers it anew). */
+  genesis?: string | undefined;
+  /** A found handle whose state rests on an operator entry (an import, a court-ordered transfer), with no change of its owner since. */
+  operatorAsserted?: boolean | undefined;
   /** Seconds the result may be cached from the moment it was verified. */
   ttl: number;
   /** Signature expiry of the earliest-expiring record of the proof, seconds since the epoch. */
@@ -75,6 +86,13 @@ export interface TraceStep {
   rttMs: number;
 }
 
+/** Where the verification of handles' histories stood before (a resolver's HistoryBook): verification goes on from there. */
+export interface KnownHistories {
+  point(zone: string, handle: string): VerifiedHistory | undefined;
+  /** Told each history verified, with its entries, so that the next verification starts from it. */
+  verified(zone: string, history: VerifiedHistory, entries: readonly string[]): void;
+}
+
 /** Trust anchors: zone name → thumbprints of keys trusted to sign that zone's record. */
 export type TrustAnchors = ReadonlyMap<string, readonly string[]>;
 
@@ -90,6 +108,7 @@ export function verifyProof(
   now: number,
   expected?: 'answer' | 'denial',
   options: VerifyOptions = {},
+  known?: KnownHistories,
 ): Resolution {
   const { handle, host } = parseHandle(input);
   const p = proof as Partial<Proof> | null;
@@ -128,6 +147,9 @@ export function verifyProof(
   if (kind === 'handle' && expected !== 'denial') {
     if (noCutOf(p.noCut).length > 0) throw new IdnsError('verification_failed', 'a proof of a handle record carries no noCut gaps');
     const r = verifyHandleRecord(p.record, handle, zone, now, options);
+    const entries = historyOf(p.history, handle);
+    const history = verifyRecordHistory(r, entries, { name: zone.record.zone, keys: zone.keys }, known?.point(last.zone, handle));
+    known?.verified(last.zone, history, entries);
     return {
       handle,
       status: 'found',
@@ -138,9 +160,11 @@ export function verifyProof(
       profile: r.profile,
       alsoKnownAs: r.alsoKnownAs,
       movedTo: r.movedTo,
+      genesis: history.genesis!,
+      operatorAsserted: history.operatorAsserted,
       ttl: Math.max(0, Math.min(r.ttl, r.exp - now)),
       exp: Math.min(exp, r.exp),
-      proof: verifiedProof(p.steps as ProofStep[], p.record, []),
+      proof: verifiedProof(p.steps as ProofStep[], p.record, [], entries),
     };
   }
   if (kind === 'denial' && expected !== 'answer') {
@@ -156,9 +180,11 @@ export function verifyProof(
       profile: undefined,
       alsoKnownAs: undefined,
       movedTo: undefined,
+      genesis: undefined,
+      operatorAsserted: undefined,
       ttl: Math.max(0, Math.min(ttl, r.exp - now)),
       exp: Math.min(exp, r.exp),
-      proof: verifiedProof(p.steps as ProofStep[], p.record, noCut as string[]),
+      proof: verifiedProof(p.steps as ProofStep[], p.record, noCut as string[], null),
     };
   }
   throw new IdnsError('verification_failed', `the proof ends in a ${kind} record, not ${expected ?? 'a handle record or a denial'}`);
@@ -169,11 +195,21 @@ export function verifyProof(
  * put in the proof or its steps (a forwarding resolver's upstream may add anything) is left behind, so
  * it is neither cached nor served.
  */
-function verifiedProof(steps: readonly ProofStep[], record: string, noCut: string[]): Proof {
+function verifiedProof(steps: readonly ProofStep[], record: string, noCut: string[], history: readonly string[] | null): Proof {
   const kept = steps.map((s): ProofStep =>
     s.delegation === undefined ? { zone: s.zone, zoneRecord: s.zoneRecord } : { zone: s.zone, zoneRecord: s.zoneRecord, delegation: s.delegation },
   );
+  if (history !== null) return { steps: kept, record, history };
   return noCut.length > 0 ? { steps: kept, record, noCut } : { steps: kept, record };
+}
+
+/** A proof's `history`, checked for form: at most MAX_HISTORY_ENTRIES strings (verifyRecordHistory checks the rest). */
+function historyOf(value: unknown, handle: string): readonly string[] {
+  if (!Array.isArray(value)) throw new IdnsError('verification_failed', `the proof of ${handle} carries no history for its record`);
+  if (value.length > MAX_HISTORY_ENTRIES || !value.every((e) => typeof e === 'string')) {
+    throw new IdnsError('verification_failed', `the history in the proof of ${handle} is not a list of at most ${MAX_HISTORY_ENTRIES} entries`);
+  }
+  return value as string[];
 }
 
 function decodeType(jws: string): string | undefined {

@@ -18,6 +18,10 @@ import type { DnsClient } from '../discovery/dns-client.js';
 import type { BridgedHandle, WebFingerBridge } from '../discovery/webfinger.js';
 import { parseHandleReference } from '../names/handle.js';
 import { SignatureCache } from '../records/signature-cache.js';
+import { verifyRecordHistory } from '../records/history-chain.js';
+import { parseEvidence, readLog } from '../records/history-evidence.js';
+import type { HandleRecord } from '../records/types.js';
+import { HistoryBook } from './histories.js';
 import { ServerSelector } from './servers.js';
 import { cutBytes, resolutionBytes, stepsBytes, traceBytes } from './weigh.js';
 
@@ -61,7 +65,18 @@ export type ResolvedHandle = {
   profile?: string;
   alsoKnownAs?: string[];
   movedTo?: string;
-} & ({ verified: true; anchor: AnchorKind; zone: string } | { verified: false; source: 'webfinger'; zone: null; aliases: string[]; profile?: string });
+} & (
+  | {
+      verified: true;
+      anchor: AnchorKind;
+      zone: string;
+      /** The id of the entry that began the handle's current registration: a new one means the handle was deleted and registered again, perhaps by someone else. */
+      genesis: string;
+      /** True while the handle's state rests on an operator entry (an import, a court-ordered transfer), with no change of its owner since. */
+      operatorAsserted: boolean;
+    }
+  | { verified: false; source: 'webfinger'; zone: null; aliases: string[]; profile?: string }
+);
 
 /** One result of lookupMany: a lookup result or the typed error of that handle. */
 export type BatchResult = { handle: string; result: LookupResult } | { handle: string; error: IdnsError };
@@ -154,6 +169,10 @@ function leadsDeeper(child: string, zone: string, host: string): boolean {
   return child !== zone && isAtOrBelow(child, zone) && isAtOrBelow(host, child);
 }
 
+/** A server's reply to `GET /v1/resolve/{handle}?zone=Z` as checkZoneReply leaves it: an answer's history not yet verified. */
+type CheckedAnswer = { status: 'answer'; zone: VerifiedZone; record: string; evidence: { seq: number; jws: string }[]; parsed: HandleRecord };
+type CheckedReply = CheckedAnswer | DistributiveOmit<Exclude<ZoneReply, { status: 'answer' }>, 'server' | 'rttMs'>;
+
 /** A walk's request sent ahead to the next zone's first server while a referral is verified. */
 interface Ahead {
   next: { zone: string; server: string; started: number; response: Promise<JsonResponse> } | null;
@@ -161,7 +180,8 @@ interface Ahead {
 
 /** A server's verified reply to `GET /v1/resolve/{handle}?zone=Z`. */
 type ZoneReply = (
-  | { status: 'answer' | 'denial'; zone: VerifiedZone; record: string; noCut?: string[] }
+  | { status: 'answer'; zone: VerifiedZone; record: string; history: readonly string[] }
+  | { status: 'denial'; zone: VerifiedZone; record: string; noCut?: string[] }
   | { status: 'referral'; zone: VerifiedZone; record: string; child: ZoneCut }
 ) & { server: string; rttMs: number };
 
@@ -188,6 +208,8 @@ export class Resolver {
   private readonly traces: ArrayInterner<TraceStep>;
   /** allowPrivate is also the verifier's development mode: loopback endpoints pass only with it. */
   private readonly verifyOptions: VerifyOptions;
+  /** The handles' histories verified so far: later changes are checked from there (histories.ts). */
+  private readonly histories: HistoryBook;
   /**
    * Finding zones without a root (DNS, HTTPS documents) and the WebFinger bridge, each null when off,
    * loaded at first use: a resolver that only walks its root's hierarchy never needs them, and their
@@ -204,6 +226,8 @@ export class Resolver {
     this.chains = new ArrayInterner(1024, INTERNER_BYTES, this.options.maxEntryBytes);
     this.traces = new ArrayInterner(1024, INTERNER_BYTES, this.options.maxEntryBytes);
     this.selector = new ServerSelector(this.clock);
+    // Entries are shared with the cached proofs that carry them; a quarter of the cache's bytes bounds the rest.
+    this.histories = new HistoryBook(this.options.maxEntries, Math.floor(this.options.maxBytes / 4));
     this.ownsDispatcher = options.dispatcher === undefined;
     this.dispatcher =
       options.dispatcher ??
@@ -451,9 +475,12 @@ export class Resolver {
       if (this.rememberServers(cut, reply.zone)) this.cache.reweigh(`z:${cut.name}`);
       if (reply.status !== 'referral') {
         steps.push({ zone: cut.name, zoneRecord: reply.zone.jws });
-        const proof: Proof = { steps, record: reply.record, ...(reply.noCut ? { noCut: reply.noCut } : {}) };
+        const proof: Proof =
+          reply.status === 'answer'
+            ? { steps, record: reply.record, history: reply.history }
+            : { steps, record: reply.record, ...(reply.noCut ? { noCut: reply.noCut } : {}) };
         const anchors = start.anchor === null ? this.options.anchors : new Map([[steps[0]!.zone, start.anchor.ds]]);
-        const r = this.signatures.during(() => verifyProof(proof, handle, anchors, epochSeconds(this.clock), undefined, this.verifyOptions));
+        const r = this.signatures.during(() => verifyProof(proof, handle, anchors, epochSeconds(this.clock), undefined, this.verifyOptions, this.histories));
         // Verified, the chain is swapped for the shared one with the same content.
         r.proof.steps = this.chains.intern(r.proof.steps);
         if (start.anchor !== null) r.proof.anchor = start.anchor;
@@ -525,7 +552,8 @@ export class Resolver {
           await turn();
           await turn();
         }
-        const reply = this.signatures.during(() => this.checkZoneReply(res, cut, handle, host));
+        const checked = this.signatures.during(() => this.checkZoneReply(res, cut, handle, host));
+        const reply = checked.status === 'answer' ? await this.withHistory(checked, cut, server, handle, budget) : checked;
         const rttMs = this.clock.now() - started;
         this.selector.success(server, rttMs);
         return { ...reply, server, rttMs };
@@ -588,11 +616,47 @@ export class Resolver {
     return true;
   }
 
-  private checkZoneReply(res: JsonResponse, cut: ZoneCut, handle: string, host: string): DistributiveOmit<ZoneReply, 'server' | 'rttMs'> {
+  /**
+   * An answer's record with its whole history, verified (docs/protocol.md §6.5): the entries the answer
+   * carries, after those this resolver verified before (its history book) or, when neither reaches back
+   * to the first entry, those the same server's log gives, a bounded page at a time.
+   */
+  private async withHistory(
+    reply: CheckedAnswer,
+    cut: ZoneCut,
+    server: string,
+    handle: string,
+    budget: Budget,
+  ): Promise<DistributiveOmit<ZoneReply, 'server' | 'rttMs'>> {
+    const first = reply.evidence[0]!.seq;
+    const tail = reply.evidence.map((e) => e.jws);
+    let before: readonly string[] = [];
+    if (first > 1) {
+      const known = this.histories.get(cut.name, handle);
+      before =
+        known !== undefined && known.entries.length >= first - 1
+          ? known.entries.slice(0, first - 1)
+          : // Each page is a request of the lookup's budget.
+            await readLog(server, handle, first - 1, async (url) => {
+              const res = await this.get(url, budget.spend());
+              const err = errorFromBody(res.body);
+              if (err) throw new IdnsError('bad_response', `the server's log of ${handle} answered ${err.code}: ${err.message}`);
+              return res.body;
+            });
+    }
+    const entries = before.length === 0 ? tail : [...before, ...tail];
+    this.signatures.during(() => {
+      const history = verifyRecordHistory(reply.parsed, entries, { name: cut.name, keys: reply.zone.keys }, this.histories.point(cut.name, handle));
+      this.histories.verified(cut.name, history, entries);
+    });
+    return { status: 'answer', zone: reply.zone, record: reply.record, history: entries };
+  }
+
+  private checkZoneReply(res: JsonResponse, cut: ZoneCut, handle: string, host: string): CheckedReply {
     if (res.status >= 300 && res.status < 400) throw new IdnsError('bad_response', `redirect (${res.status}) refused: redirects are not followed`);
     const err = errorFromBody(res.body);
     if (err) throw new IdnsError('bad_response', `the server answered ${err.code}: ${err.message}`);
-    const b = res.body as { status?: unknown; zone?: unknown; record?: unknown; zoneRecord?: unknown; noCut?: unknown } | null;
+    const b = res.body as { status?: unknown; zone?: unknown; record?: unknown; history?: unknown; zoneRecord?: unknown; noCut?: unknown } | null;
     if (!b || typeof b !== 'object' || Array.isArray(b)) throw new IdnsError('bad_response', 'the reply is not an object');
     // Bailiwick: we asked zone `cut.name`; only that zone may answer.
     if (b.zone !== cut.name) throw new IdnsError('verification_failed', `asked zone ${cut.name}, the reply is from ${String(b.zone)}`);
@@ -600,8 +664,8 @@ export class Resolver {
     const zone = verifyZoneRecord(b.zoneRecord, cut.name, now, cut.trusted);
     if (typeof b.record !== 'string') throw new IdnsError('bad_response', 'the reply carries no record');
     if (b.status === 'answer') {
-      verifyHandleRecord(b.record, handle, zone, now, this.verifyOptions);
-      return { status: 'answer', zone, record: b.record };
+      const r = verifyHandleRecord(b.record, handle, zone, now, this.verifyOptions);
+      return { status: 'answer', zone, record: b.record, evidence: parseEvidence(b.history, r.seq), parsed: r };
     }
     if (b.status === 'denial') {
       const noCut = noCutOf(b.noCut);
@@ -647,7 +711,9 @@ export class Resolver {
         const anchor =
           typeof first === 'string' && this.options.discovery !== null && !this.options.anchors.has(first) ? await this.discoveredAnchor(handle, first) : null;
         const anchors = anchor === null ? this.options.anchors : new Map([[first as string, anchor.ds]]);
-        const resolution = this.signatures.during(() => verifyProof(proof, handle, anchors, epochSeconds(this.clock), undefined, this.verifyOptions));
+        const resolution = this.signatures.during(() =>
+          verifyProof(proof, handle, anchors, epochSeconds(this.clock), undefined, this.verifyOptions, this.histories),
+        );
         if (anchor !== null) resolution.proof.anchor = anchor;
         // Verified, the chain is swapped for the shared one with the same content (the proof is this
         // reply's own object, fresh from JSON.parse).
@@ -720,6 +786,8 @@ function result(r: Resolution, ttl: number, stale: boolean): VerifiedResult {
     profile: r.profile,
     alsoKnownAs: r.alsoKnownAs,
     movedTo: r.movedTo,
+    genesis: r.genesis,
+    operatorAsserted: r.operatorAsserted,
     verified: true,
     anchor: r.proof.anchor?.type ?? 'configured',
     stale,
@@ -766,7 +834,18 @@ function resolvedHandle(r: LookupResult): ResolvedHandle {
   // Most handles have no owner links: one literal, one hidden class. The spreads below make a new object
   // shape by a slower path on every call (library cache hits: ~3.7M/s with them, ~4.2M/s without).
   if (r.profile === undefined && r.alsoKnownAs === undefined && r.movedTo === undefined) {
-    return { handle: r.handle, endpoint: r.endpoint!, keys: r.keys!, ttl: r.ttl, stale: r.stale, verified: true, anchor: r.anchor, zone: r.zone };
+    return {
+      handle: r.handle,
+      endpoint: r.endpoint!,
+      keys: r.keys!,
+      ttl: r.ttl,
+      stale: r.stale,
+      verified: true,
+      anchor: r.anchor,
+      zone: r.zone,
+      genesis: r.genesis!,
+      operatorAsserted: r.operatorAsserted!,
+    };
   }
   return {
     handle: r.handle,
@@ -780,6 +859,8 @@ function resolvedHandle(r: LookupResult): ResolvedHandle {
     verified: true,
     anchor: r.anchor,
     zone: r.zone,
+    genesis: r.genesis!,
+    operatorAsserted: r.operatorAsserted!,
   };
 }
 
@@ -802,6 +883,8 @@ function withTrace(r: Resolution, trace: readonly TraceStep[], handle: string): 
     profile: r.profile,
     alsoKnownAs: r.alsoKnownAs,
     movedTo: r.movedTo,
+    genesis: r.genesis,
+    operatorAsserted: r.operatorAsserted,
   };
 }
 

@@ -37,6 +37,12 @@ export function resolutionBytes(r: Resolution): number {
     for (const g of r.proof.noCut) n += ascii(g);
   }
   if (r.endpoint !== null) n += text(r.endpoint);
+  // A handle's history (its array shared with the resolver's history book, counted here all the same) and genesis.
+  if (r.proof.history !== undefined) {
+    n += array(r.proof.history.length);
+    for (const e of r.proof.history) n += ascii(e);
+  }
+  if (r.genesis !== undefined) n += ascii(r.genesis);
   // The owner's links: up to 8 aliases of 2 KiB each, so a record can weigh ~16 KiB more through them.
   if (r.profile !== undefined) n += text(r.profile);
   if (r.movedTo !== undefined) n += text(r.movedTo);

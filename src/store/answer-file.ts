@@ -20,10 +20,10 @@ export interface AnswerFileMeta {
 //   magic "IDNSANS2" | u32 meta length | u32 slot count | meta (JSON, UTF-8, padded to 8 bytes)
 //   slots: slot count × 8 bytes: u32 hash, u32 entry reference (offset in the entries / 8, plus 1; 0 = empty)
 //   entries, each starting at a multiple of 8: u32 length, u16 key length, u32 TTL, u32 signature
-//   expiry, key, signed record (both ASCII)
+//   expiry, u32 record length, key, signed record, history evidence (JSON text; all three ASCII)
 //   trailer "IDNSEND1"
 // A file whose size or trailer does not match is refused: it was cut short.
-const MAGIC = Buffer.from('IDNSANS2');
+const MAGIC = Buffer.from('IDNSANS3');
 const TRAILER = Buffer.from('IDNSEND1');
 const FIXED = 16;
 const SLOT = 8;
@@ -34,8 +34,8 @@ const SLOT = 8;
 export const SLOTS_IN_MEMORY_BYTES = 64 * 1024 * 1024;
 /** Slots read per pread: with at most half the slots used, a probe rarely needs a second read. */
 const SLOTS_PER_READ = 8;
-/** Bytes read for an entry before its length is known: a handle's record is ~700 bytes; longer ones take a second read. */
-const READ_AHEAD = 1024;
+/** Bytes read for an entry before its length is known: a handle's record and its evidence are ~1,500 bytes; longer ones take a second read. */
+const READ_AHEAD = 2048;
 const WRITE_BUFFER = 1 << 20;
 const MAX_KEY = 0xffff;
 /** Longest entry: records are bounded far below this by the zone's limits; larger ones are left to the database. */
@@ -43,13 +43,15 @@ const MAX_ENTRY = WRITE_BUFFER;
 /** The entries' end a 32-bit reference in units of 8 bytes can reach. */
 const MAX_DATA = (2 ** 32 - 2) * 8;
 const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
-const ENTRY_HEAD = 14;
+const ENTRY_HEAD = 18;
 
-/** A handle's record as an answer file holds it: the compact JWS, and the TTL and expiry its payload gives. */
+/** A handle's record as an answer file holds it: the compact JWS, the TTL and expiry its payload gives, and its answer's evidence. */
 export interface FileRecord {
   jws: string;
   ttl: number;
   exp: number;
+  /** The history entries its answer carries (AuthoritativeAnswer.history), as JSON text. */
+  history: string;
 }
 
 /** The error for a file that is not a complete answer file. */
@@ -88,9 +90,19 @@ export function writeAnswerFile(path: string, meta: Omit<AnswerFileMeta, 'entrie
     let staged = 0;
     let written = 0;
     let entries = 0;
-    for (const { key, jws, ttl, exp } of records) {
-      const len = ENTRY_HEAD + key.length + jws.length;
-      if (key.length > MAX_KEY || len > MAX_ENTRY || !PRINTABLE_ASCII.test(key) || !COMPACT_JWS_TEXT.test(jws) || !isU32(ttl) || !isU32(exp)) continue;
+    for (const { key, jws, ttl, exp, history } of records) {
+      const len = ENTRY_HEAD + key.length + jws.length + history.length;
+      if (
+        key.length > MAX_KEY ||
+        len > MAX_ENTRY ||
+        !PRINTABLE_ASCII.test(key) ||
+        !COMPACT_JWS_TEXT.test(jws) ||
+        !PRINTABLE_ASCII.test(history) ||
+        !isU32(ttl) ||
+        !isU32(exp)
+      ) {
+        continue;
+      }
       if (entries >= count) throw new Error(`answer file ${path}: more records than the ${count} counted`);
       if (staged + len > WRITE_BUFFER) {
         writeSync(fd, staging, 0, staged, dataAt + written);
@@ -104,7 +116,7 @@ export function writeAnswerFile(path: string, meta: Omit<AnswerFileMeta, 'entrie
       while (view[i * 2 + 1] !== 0) i = (i + 1) & mask;
       view[i * 2] = h;
       view[i * 2 + 1] = offset / 8 + 1;
-      staged = pad8(putEntry(staging, staged, len, key, jws, ttl, exp));
+      staged = pad8(putEntry(staging, staged, len, key, jws, history, ttl, exp));
       entries += 1;
     }
     writeSync(fd, staging, 0, staged, dataAt + written);
@@ -128,14 +140,16 @@ export function writeAnswerFile(path: string, meta: Omit<AnswerFileMeta, 'entrie
   }
 }
 
-function putEntry(buf: Buffer, at: number, len: number, key: string, jws: string, ttl: number, exp: number): number {
+function putEntry(buf: Buffer, at: number, len: number, key: string, jws: string, history: string, ttl: number, exp: number): number {
   buf.writeUInt32LE(len, at);
   buf.writeUInt16LE(key.length, at + 4);
   buf.writeUInt32LE(ttl, at + 6);
   buf.writeUInt32LE(exp, at + 10);
-  buf.write(key, at + ENTRY_HEAD, 'latin1');
-  buf.write(jws, at + ENTRY_HEAD + key.length, 'latin1');
-  return at + ENTRY_HEAD + key.length + jws.length;
+  buf.writeUInt32LE(jws.length, at + 14);
+  let to = at + ENTRY_HEAD;
+  to += buf.write(key, to, 'latin1');
+  to += buf.write(jws, to, 'latin1');
+  return to + buf.write(history, to, 'latin1');
 }
 
 function isU32(n: number): boolean {
@@ -273,7 +287,14 @@ export class AnswerFile {
     }
     const keyLen = buf.readUInt16LE(4);
     if (keyLen !== key.length || buf.toString('latin1', ENTRY_HEAD, ENTRY_HEAD + keyLen) !== key) return undefined;
-    return { jws: buf.toString('latin1', ENTRY_HEAD + keyLen, len), ttl: buf.readUInt32LE(6), exp: buf.readUInt32LE(10) };
+    const jwsEnd = ENTRY_HEAD + keyLen + buf.readUInt32LE(14);
+    if (jwsEnd > len) throw new AnswerFileInvalid(`${this.path} is damaged`);
+    return {
+      jws: buf.toString('latin1', ENTRY_HEAD + keyLen, jwsEnd),
+      ttl: buf.readUInt32LE(6),
+      exp: buf.readUInt32LE(10),
+      history: buf.toString('latin1', jwsEnd, len),
+    };
   }
 
   /** Closes the file (idempotent). */

@@ -8,7 +8,7 @@ import { HISTORY_EXP } from './records.js';
 export type Db = Database.Database;
 
 /** The schema version schema.sql defines; bumped together with a migration below. */
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 // src/store/ and dist/store/ both sit two levels below the package root, where schema.sql lives.
 const SCHEMA_PATH = new URL('../../schema.sql', import.meta.url);
@@ -62,6 +62,7 @@ function migrate(db: Db): void {
     if (current === 0) db.exec(schema);
     if (current === 1) addEndpointColumn(db);
     if (current >= 1 && current <= 2) moveHistoryIntoContent(db);
+    if (current === 3) db.exec("UPDATE zones SET history_pending = 2 WHERE role = 'primary' AND history_pending = 0");
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
   }).immediate();
 }
@@ -117,6 +118,11 @@ function moveHistoryIntoContent(db: Db): void {
   db.exec('ALTER TABLE zones ADD COLUMN history_pending INTEGER NOT NULL DEFAULT 0');
   db.exec("UPDATE zones SET history_pending = 1 WHERE role = 'primary'");
 }
+
+// Version 3 → 4: handle records name their `genesis` and `seq` (docs/protocol.md §3.1). Signing is the
+// zone key's work, so the migration only marks each primary (history_pending = 2): its first editor
+// re-signs every handle record with them, in one version (ZoneService.editor, src/authority/zones.ts).
+// A schema-2 database is marked 1 by moveHistoryIntoContent, which includes that work.
 
 /** True for SQLite's "another connection holds the write lock" (past the busy timeout). */
 export function isStorageBusy(err: unknown): boolean {

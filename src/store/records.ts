@@ -67,6 +67,7 @@ export class RecordStore {
   private readonly putLoadedStmt;
   private readonly byEndpointStmt;
   private readonly historyStmt;
+  private readonly historySizeStmt;
   private readonly latestHistoryStmt;
 
   constructor(db: Db) {
@@ -81,6 +82,9 @@ export class RecordStore {
     // A handle's entries are the keys from `handle#` to `handle$` ('$' follows '#'): one range of the primary key.
     this.historyStmt = db.prepare<[string, string, string, number], { key: string; jws: string }>(
       `SELECT key, jws FROM records WHERE content = ? AND type = 'op' AND key > ? AND key < ? ORDER BY key LIMIT ?`,
+    );
+    this.historySizeStmt = db.prepare<[string, string, string], { entries: number; chars: number | null }>(
+      `SELECT count(*) AS entries, sum(length(jws)) AS chars FROM records WHERE content = ? AND type = 'op' AND key > ? AND key < ?`,
     );
     this.latestHistoryStmt = db.prepare<[string, string, string, number], { key: string; jws: string }>(
       `SELECT key, jws FROM records WHERE content = ? AND type = 'op' AND key > ? AND key < ? ORDER BY key DESC LIMIT ?`,
@@ -149,9 +153,10 @@ export class RecordStore {
     return this.latestHistoryStmt.all(content, `${handle}#`, `${handle}$`, limit).map((r) => ({ seq: parseHistoryKey(r.key)!.seq, jws: r.jws }));
   }
 
-  /** The number of the last entry of a handle's history (0 when it has none). */
-  historyLength(content: string, handle: string): number {
-    return this.latestHistory(content, handle, 1)[0]?.seq ?? 0;
+  /** How many entries a handle's history holds and their characters together (one scan of its range). */
+  historySize(content: string, handle: string): { entries: number; chars: number } {
+    const r = this.historySizeStmt.get(content, `${handle}#`, `${handle}$`)!;
+    return { entries: r.entries, chars: r.chars ?? 0 };
   }
 
   /** One record, or undefined. */

@@ -49,11 +49,31 @@ export class SnapshotReader {
     return this.db.prepare<[string, string], number>(COUNT_BY_TYPE_SQL).pluck().get(content, 'handle') ?? 0;
   }
 
-  /** Every handle of a content id with its signed record, in key order, read lazily. */
-  *handles(content: string): Generator<{ key: string; jws: string }> {
-    yield* this.db
-      .prepare<[string], { key: string; jws: string }>(`SELECT key, jws FROM records WHERE content = ? AND type = 'handle' ORDER BY key`)
-      .iterate(content);
+  /**
+   * Every handle of a content id with its signed record and the last `tailLength` entries of its history
+   * (oldest first), in key order, read lazily: a page of handles at a time, then one scan of the history
+   * rows between its first and last handle (a handle's entries, `handle#seq`, sort right after it).
+   */
+  *handlesWithHistory(content: string, tailLength: number, pageSize = 1000): Generator<{ key: string; jws: string; history: string[] }> {
+    const page = this.db.prepare<[string, string, number], { key: string; jws: string }>(
+      `SELECT key, jws FROM records WHERE content = ? AND type = 'handle' AND key > ? ORDER BY key LIMIT ?`,
+    );
+    const entries = this.db.prepare<[string, string, string], { key: string; jws: string }>(
+      `SELECT key, jws FROM records WHERE content = ? AND type = 'op' AND key > ? AND key < ? ORDER BY key`,
+    );
+    for (let after = ''; ;) {
+      const handles = page.all(content, after, pageSize);
+      if (handles.length === 0) return;
+      const tails = new Map<string, string[]>(handles.map((h) => [h.key, []]));
+      for (const row of entries.iterate(content, `${handles[0]!.key}#`, `${handles.at(-1)!.key}$`)) {
+        const tail = tails.get(row.key.slice(0, row.key.lastIndexOf('#')));
+        if (tail === undefined) continue; // a deleted handle's history
+        tail.push(row.jws);
+        if (tail.length > tailLength) tail.shift();
+      }
+      for (const h of handles) yield { key: h.key, jws: h.jws, history: tails.get(h.key)! };
+      after = handles.at(-1)!.key;
+    }
   }
 
   /** The journal entries of a zone after `afterVersion`, in order, read lazily. */

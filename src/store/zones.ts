@@ -67,22 +67,26 @@ export class ZoneStore {
     this.refreshedStmt = db.prepare(`UPDATE zones SET refreshed_at = ? WHERE name = ?`);
     this.promoteStmt = db.prepare(`UPDATE zones SET role = 'primary', settings = ?, refreshed_at = NULL WHERE name = ?`);
     this.floorStmt = db.prepare(`UPDATE zones SET journal_floor = max(journal_floor, ?) WHERE name = ?`);
-    this.historyPendingStmt = db.prepare<[], string>(`SELECT name FROM zones WHERE history_pending = 1 ORDER BY name`).pluck();
+    this.historyPendingStmt = db.prepare<[], string>(`SELECT name FROM zones WHERE history_pending != 0 ORDER BY name`).pluck();
     this.isHistoryPendingStmt = db.prepare<[string], number>(`SELECT history_pending FROM zones WHERE name = ?`).pluck();
     this.clearHistoryPendingStmt = db.prepare(`UPDATE zones SET history_pending = 0 WHERE name = ?`);
   }
 
-  /** Zones whose history the upgrade to schema 3 moved into their content without adding it to the digest yet. */
+  /** Zones with an upgrade of their content still to sign (history_pending, see historyUpgrade). */
   historyPending(): string[] {
     return this.historyPendingStmt.all();
   }
 
-  /** True while a zone's migrated history is not yet in its digest (history_pending). */
-  isHistoryPending(name: string): boolean {
-    return this.isHistoryPendingStmt.get(name) === 1;
+  /**
+   * The upgrade a zone's content waits for: 0 none; 1 the history the upgrade to schema 3 moved into
+   * its content is not in its digest yet (and then 2's work); 2 since schema 4, its handle records do not
+   * name their `genesis` and `seq` yet.
+   */
+  historyUpgrade(name: string): 0 | 1 | 2 {
+    return (this.isHistoryPendingStmt.get(name) ?? 0) as 0 | 1 | 2;
   }
 
-  /** The zone's migrated history is in its digest now; its import lines (if any were left) are no longer needed. */
+  /** The zone's content is upgraded; the import lines of schema 3 (if any were left) are no longer needed. */
   clearHistoryPending(name: string): void {
     this.clearHistoryPendingStmt.run(name);
     if (this.hasMigratedImports()) {

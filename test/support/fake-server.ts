@@ -5,6 +5,8 @@ import { request } from 'undici';
 import { readKeyFile } from '../../src/authority/keyring.js';
 import { RECORD_TYP, signCompact } from '../../src/records/jws.js';
 import { generatePrivateJwk, signingKeyFromJwk, type PublicJwk, type SigningKey } from '../../src/records/keys.js';
+import { signOperatorEntry } from '../../src/records/operator-entry.js';
+import { requestId } from '../../src/records/change-request.js';
 
 /**
  * Scripted hostile peers for resolver tests: tiny node:http servers on loopback whose behaviour a test
@@ -154,8 +156,17 @@ export class ZoneSigner {
     return this.sign('delegation', { name, servers, ds, ttl: t.ttl ?? 3600 }, t);
   }
 
+  /**
+   * A handle record whose history is one operator entry of this zone (an `import` signed by the zone key:
+   * a fake zone holds no owner's key), so that it follows from its history as a resolver checks; an answer
+   * made by zoneReply carries that entry.
+   */
   handle(handle: string, endpoint: string, keys: PublicJwk[], t: SignTimes & { ttl?: number } = {}): string {
-    return this.sign('handle', { handle, endpoint, keys, ttl: t.ttl ?? 3600, op: FAKE_OP }, t);
+    const entry = signOperatorEntry({ action: 'import', zone: this.zone, handle, endpoint, keys, iat: t.iat ?? this.nowSeconds() }, this.key);
+    const op = requestId(entry);
+    const record = this.sign('handle', { handle, endpoint, keys, ttl: t.ttl ?? 3600, op, genesis: op, seq: 1 }, t);
+    HISTORIES.set(record, [entry]);
+    return record;
   }
 
   denial(after: string | null, next: string | null, t: SignTimes & { ttl?: number; salt?: string; hashes?: string[] } = {}): string {
@@ -163,9 +174,20 @@ export class ZoneSigner {
   }
 }
 
-/** The body of an authoritative reply, as `GET /v1/resolve` sends it. */
+/** The history of each handle record ZoneSigner.handle made, which an answer with it carries. */
+const HISTORIES = new Map<string, string[]>();
+
+/** The history ZoneSigner.handle made for a handle record (what its proof carries). */
+export function historyOf(record: string): string[] {
+  const history = HISTORIES.get(record);
+  if (history === undefined) throw new Error('no history: the record was not made by ZoneSigner.handle');
+  return history;
+}
+
+/** The body of an authoritative reply, as `GET /v1/resolve` sends it (an answer with its record's history, when ZoneSigner.handle made it). */
 export function zoneReply(status: 'answer' | 'denial' | 'referral', zone: string, record: string, zoneRecord: string, ttl = 3600) {
-  return { status, zone, serial: 1, ttl, record, zoneRecord };
+  const history = status === 'answer' ? HISTORIES.get(record) : undefined;
+  return history === undefined ? { status, zone, serial: 1, ttl, record, zoneRecord } : { status, zone, serial: 1, record, history, zoneRecord, ttl };
 }
 
 /** Decodes a compact JWS payload without verifying it. */

@@ -7,7 +7,7 @@ import { decodeCompact } from '../../records/jws.js';
 import type { Resolution } from '../../resolver/proof.js';
 import type { BridgedResult, LookupResult } from '../../resolver/resolver.js';
 import type { ResolverOptions } from '../../resolver/options.js';
-import { parseCommand, UsageError, type Io } from '../args.js';
+import { OPERATOR_ASSERTED, parseCommand, UsageError, type Io } from '../args.js';
 
 const usage = `usage: idns lookup HANDLE --root URL... --anchor ZONE=THUMBPRINT... [--dns ...] [--allow-private] [--json]
        idns lookup HANDLE --dns [--dns-server HOST:PORT...] [--require-dnssec] [--no-webfinger-fallback] [--ca FILE...] [--json]
@@ -130,6 +130,8 @@ export async function lookup(argv: string[], io: Io): Promise<number> {
         profile: result.profile,
         alsoKnownAs: result.alsoKnownAs,
         movedTo: result.movedTo,
+        genesis: result.genesis,
+        operatorAsserted: result.operatorAsserted,
         ttl: result.ttl,
         verified: true,
         anchor: result.anchor,
@@ -153,6 +155,8 @@ export async function lookup(argv: string[], io: Io): Promise<number> {
         ...(result.profile !== undefined ? [`  profile: ${result.profile}`] : []),
         ...(result.alsoKnownAs !== undefined ? [`  also known as: ${result.alsoKnownAs.join(' ')}`] : []),
         `  keys: ${result.keys!.map(thumbprint).join(' ')}`,
+        `  history: ${result.proof.history!.length} signed change${result.proof.history!.length === 1 ? '' : 's'}, verified; genesis ${result.genesis}`,
+        ...(result.operatorAsserted ? [OPERATOR_ASSERTED] : []),
         `  zone: ${result.zone}, ttl ${result.ttl}s, ${result.proof.anchor ? describeAnchor(result.proof.anchor) : 'from a configured trust anchor'}`,
         'chain of trust:',
         ...chain,

@@ -1,7 +1,7 @@
 import { systemClock } from '../../clock.js';
 import { parseZoneName } from '../../names/zone.js';
 import { thumbprint } from '../../records/keys.js';
-import { DEFAULT_SERVER, parseAnchors, parseCommand, type Io } from '../args.js';
+import { DEFAULT_SERVER, OPERATOR_ASSERTED, parseAnchors, parseCommand, type Io } from '../args.js';
 
 const usage = `usage: idns resolve HANDLE [--server URL] [--anchor ZONE=THUMBPRINT...] [--allow-private] [--json]
 
@@ -78,6 +78,9 @@ export async function resolve(argv: string[], io: Io): Promise<number> {
         zone: answer.zone,
         serial: answer.serial,
         op: r.op,
+        genesis: r.genesis,
+        seq: r.seq,
+        operatorAsserted: answer.history.operatorAsserted,
         zoneKey: answer.zoneKey,
         anchored: answer.anchored,
         record: answer.jws,
@@ -92,6 +95,8 @@ export async function resolve(argv: string[], io: Io): Promise<number> {
         `  ttl: ${answer.ttl}s`,
         `  zone: ${answer.zone} (serial ${answer.serial})`,
         `  verified: signature valid until ${new Date(r.exp * 1000).toISOString()}, ${trust}`,
+        `  history: ${r.seq} signed change${r.seq === 1 ? '' : 's'}, verified; genesis ${r.genesis}`,
+        ...(answer.history.operatorAsserted ? [OPERATOR_ASSERTED] : []),
       ].join('\n'),
     );
   }

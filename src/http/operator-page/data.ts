@@ -126,7 +126,22 @@ export interface ChainStep {
 }
 
 export type FinalRecord =
-  | { type: 'handle'; handle: string; endpoint: string; keys: string[]; ttl: number; serial: number; signedBy: string; exp: number; zone: string }
+  | {
+      type: 'handle';
+      handle: string;
+      endpoint: string;
+      keys: string[];
+      ttl: number;
+      serial: number;
+      signedBy: string;
+      exp: number;
+      zone: string;
+      /** The owner's signed changes the record was verified to follow from, and the registration they began with. */
+      changes: number;
+      genesis: string;
+      /** The state rests on an operator entry (an import, a court-ordered transfer), not on its owner's signature. */
+      operatorAsserted: boolean;
+    }
   | {
       type: 'denial';
       after: string | null;
@@ -306,6 +321,9 @@ export function chainOf(r: VerifiedResult, anchors: ReadonlyMap<string, readonly
       signedBy: kid,
       exp: h.exp,
       zone: h.zone,
+      changes: h.seq,
+      genesis: h.genesis,
+      operatorAsserted: r.operatorAsserted === true,
     };
   } else {
     const d = rec.payload as DenialRecord;

@@ -239,6 +239,7 @@ function renderFinal(r: FinalRecord, now: number): Html {
 <dl class="kv">
 <dt>endpoint</dt><dd><code class="endpoint">${r.endpoint}</code></dd>
 <dt>keys</dt><dd>${codes(r.keys, 'handle-key')}</dd>
+<dt>history</dt><dd>follows from its history (${r.changes} entr${r.changes === 1 ? 'y' : 'ies'}, each checked); its registration is <code class="genesis">${r.genesis}</code>${r.operatorAsserted ? html` <span class="badge warn operator-asserted">operator-asserted: set by the zone's operator (an import or a court-ordered transfer), not signed by the handle's owner</span>` : html` <span class="ok">✓ signed by its owner</span>`}</dd>
 <dt>signed by</dt><dd>key <code class="kid">${r.signedBy}</code> of zone <code>${r.zone}</code> <span class="muted">· serial ${r.serial}</span></dd>
 <dt>record TTL</dt><dd>${r.ttl} s</dd>
 <dt>signature expires</dt><dd>${expiry(r.exp, now)}</dd>
