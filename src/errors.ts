@@ -31,6 +31,7 @@ export type ErrorCode =
   | 'stale_prev'
   | 'replayed'
   | 'history_full'
+  | 'recovery_refused'
   | 'handle_reserved'
   | 'unauthorized_key'
   | 'missing_proof'

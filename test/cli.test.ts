@@ -364,6 +364,59 @@ describe('handle keys: every added key signs (proof of possession)', () => {
   });
 });
 
+describe('handle recovery keys: --recovery-key, recover', () => {
+  it("registers with a recovery key, keeps it through updates, and undoes a stolen key's change with handle recover", async () => {
+    const { cwd, data, url, idns } = await setup();
+    // The zone's window, set on the data directory of the running server, is published in its zone record.
+    expect(expectOk(await idns(['zone', 'recovery-window', 'localhost', '7200', '--data', data]))).toContain('zone localhost: recovery window 7200 s');
+    expect(expectOk(await idns(['zone', 'show', 'localhost', '--data', data]))).toContain('recovery window: 7200 s');
+    const [, , , k4] = ['k1.jwk', 'r1.jwk', 'thief.jwk', 'k4.jwk'].map((name) => {
+      const key = newUserKey();
+      writeUserKey(cwd, name, key);
+      return key.kid;
+    }) as [string, string, string, string];
+    const h = 'dana@localhost';
+    const s = ['--server', url];
+    const reg = JSON.parse(
+      expectOk(
+        await idns(['handle', 'register', h, '--key', 'k1.jwk', '--recovery-key', 'r1.jwk', '--endpoint', 'https://social.example/dana', ...s, '--json']),
+      ),
+    ) as { op: string };
+    expect(expectOk(await idns(['handle', 'show', h, ...s]))).toContain('recovery keys:');
+    // An ordinary update keeps the recovery key; the thief, holding k1, replaces the keys.
+    expectOk(await idns(['handle', 'update', h, '--key', 'k1.jwk', '--endpoint', 'https://social.example/dana2', ...s]));
+    const kept = JSON.parse(expectOk(await idns(['handle', 'show', h, ...s, '--json']))) as { recovery?: unknown[]; op: string };
+    expect(kept.recovery).toHaveLength(1);
+    expectOk(await idns(['handle', 'rotate', h, '--key', 'k1.jwk', '--new-key', 'thief.jwk', '--endpoint', 'https://evil.example/', ...s]));
+    // Dana goes back to the state after her own update, with a new key, signed by her recovery key.
+    const back = await idns([
+      'handle',
+      'recover',
+      h,
+      '--key',
+      'r1.jwk',
+      '--to',
+      kept.op,
+      '--new-key',
+      'k4.jwk',
+      '--endpoint',
+      'https://social.example/dana',
+      ...s,
+    ]);
+    expect(back.stderr).toBe('');
+    expect(back.code).toBe(0);
+    const now = await queryAuthoritative(url, h);
+    if (now.status !== 'answer') throw new Error('no answer');
+    expect(now.record.keys.map(thumbprint)).toEqual([k4]);
+    expect(now.record).toMatchObject({ endpoint: 'https://social.example/dana', genesis: reg.op });
+    // The recovery key cannot go back beyond its own recovery: refused, with the reason.
+    const again = await idns(['handle', 'recover', h, '--key', 'r1.jwk', '--to', kept.op, '--new-key', 'k1.jwk', '--endpoint', 'https://x.example/', ...s]);
+    expect(again.code).not.toBe(0);
+    expect(again.stderr).toMatch(/recovery_refused/);
+    expect(again.stderr).toMatch(/a later recovery already went back beyond/);
+  });
+});
+
 describe('resolve --anchor', () => {
   it('fails verification with a wrong thumbprint and succeeds, anchored, with the zone key', async () => {
     const { cwd, data, url, idns } = await setup();

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { ManualClock } from '../src/clock.js';
 import { signChangeRequest } from '../src/client/requests.js';
 import { IdnsError } from '../src/errors.js';
 import { requestId } from '../src/records/change-request.js';
@@ -175,8 +176,8 @@ describe("a handle's history", () => {
 
   it.each([
     ['10,000 entries', MAX_HISTORY_ENTRIES, register(alice, 'https://social.example/before')],
-    // Each entry ~22 KiB (eight aliases of 2 KB): 9 of them pass 192 KiB.
-    ['192 KiB of entries', Math.ceil(MAX_HISTORY_CHARS / bigRegister().length), bigRegister()],
+    // Each entry ~22 KiB (eight aliases of 2 KB): 48 of them pass 1 MiB.
+    ['1 MiB of entries', Math.ceil(MAX_HISTORY_CHARS / bigRegister().length), bigRegister()],
   ])('a history of %s refuses the next change: 409 history_full, nothing written', async (_, count, jws) => {
     const { startTestServer } = await import('./support/server.js');
     const { postChange } = await import('./support/http.js');
@@ -191,7 +192,7 @@ describe("a handle's history", () => {
       const res = await postChange(s.url, register());
       expect(res.status).toBe(409);
       expect(res.json.error.code).toBe('history_full');
-      expect(res.json.error.message).toMatch(/10000 changes, 196608 characters/);
+      expect(res.json.error.message).toMatch(/10000 changes, 1048576 characters/);
       expect(s.ctx.zones.info('example.com')).toMatchObject({ serial: before.serial, digest: before.digest });
     } finally {
       await s.close();
@@ -274,7 +275,7 @@ describe('a handle record and its history (verifyRecordHistory)', () => {
     const big = bigRegister();
     const n = Math.ceil(MAX_HISTORY_CHARS / big.length) + 1;
     const many = Array.from({ length: n }, () => big);
-    expect(refusal(() => verifyRecordHistory(recordOf(requestId(big), requestId(big), n), many, zone))).toMatch(/longer than 196608 characters/);
+    expect(refusal(() => verifyRecordHistory(recordOf(requestId(big), requestId(big), n), many, zone))).toMatch(/longer than 1048576 characters/);
   });
 });
 
@@ -298,5 +299,109 @@ describe("an answer's evidence (parseEvidence)", () => {
     expect(fails(['x'.repeat(5000), 'y'.repeat(5000)], 2)).toMatch(/exceed 8192 characters/);
     // One entry may be longer than the bound: the record's own entry is always sent.
     expect(parseEvidence(['x'.repeat(20_000)], 3)).toEqual([{ seq: 3, jws: 'x'.repeat(20_000) }]);
+  });
+});
+
+describe('recovery keys (docs/protocol.md §6.6)', () => {
+  const HOUR = 3600_000;
+  const at = (hours: number) => new ManualClock(Date.UTC(2026, 5, 1) + hours * HOUR);
+  const recoveryKey = newUserKey();
+  const thiefRecovery = newUserKey();
+  const home = 'https://social.example/alice';
+  /** Alice registers with a recovery key (which signs the registration too), at hour 0. */
+  const registerWithRecovery = () =>
+    signChangeRequest({ action: 'register', handle: H, endpoint: home, keys: [alice.public], recovery: [recoveryKey.public] }, alice.private, at(0), [
+      recoveryKey.private,
+    ]);
+  /** The thief, with alice's stolen everyday key, gives the handle its own key (and no recovery key) at `hours`. */
+  const hijack = (prev: string, hours = 1, extra: Partial<{ recovery: PublicJwk[] }> = {}, added = [mallory.private]) =>
+    signChangeRequest(
+      { action: 'update', handle: H, endpoint: 'https://evil.example/', keys: [mallory.public], prev, ...extra },
+      alice.private,
+      at(hours),
+      added,
+    );
+  /** A recovery to the state `prev` names, signed by `key` at `hours`: alice's key back, a new endpoint. */
+  const recovery = (prev: string, hours: number, key = recoveryKey) =>
+    signChangeRequest(
+      { action: 'update', handle: H, endpoint: `${home}/recovered`, keys: [alice.public], recovery: [recoveryKey.public], prev },
+      key.private,
+      at(hours),
+    );
+
+  it("undoes a stolen key's change within the window: the state before it is back, the registration goes on, the record follows", () => {
+    const reg = registerWithRecovery();
+    const stolen = hijack(requestId(reg));
+    const undo = recovery(requestId(reg), 2);
+    const after = verifyHistory(emptyHistory(H), entries(reg, stolen, undo), zone);
+    expect(after).toMatchObject({ seq: 3, op: requestId(undo), genesis: requestId(reg), operatorAsserted: false });
+    expect(after.state).toMatchObject({ endpoint: `${home}/recovered`, keys: [alice.public], recovery: [recoveryKey.public] });
+    // The same from a point verified before the recovery (a resolver that saw the hijack first).
+    const seen = verifyHistory(emptyHistory(H), entries(reg, stolen), zone);
+    expect(verifyHistory(seen, [{ seq: 3, jws: undo }], zone)).toEqual(after);
+    assureRecordFollows(after, { handle: H, op: requestId(undo), endpoint: `${home}/recovered`, keys: [alice.public], recovery: [recoveryKey.public] });
+    // A record that leaves the recovery keys out is not the state.
+    expect(refusal(() => assureRecordFollows(after, { handle: H, op: requestId(undo), endpoint: `${home}/recovered`, keys: [alice.public] }))).toMatch(
+      /not the state/,
+    );
+  });
+
+  it('refuses a recovery after the window, one signed by an everyday key, and one to a state without recovery keys', () => {
+    const reg = registerWithRecovery();
+    const stolen = hijack(requestId(reg));
+    expect(refusal(() => verifyHistory(emptyHistory(H), entries(reg, stolen, recovery(requestId(reg), 1 + 72 + 1)), zone))).toMatch(
+      /after the recovery window \(259200 s\)/,
+    );
+    // Inside the window, and a shorter window in the zone record refuses it.
+    expect(() => verifyHistory(emptyHistory(H), entries(reg, stolen, recovery(requestId(reg), 1 + 71)), zone)).not.toThrow();
+    expect(refusal(() => verifyHistory(emptyHistory(H), entries(reg, stolen, recovery(requestId(reg), 1 + 2)), { ...zone, recoveryWindow: 3600 }))).toMatch(
+      /after the recovery window \(3600 s\)/,
+    );
+    expect(refusal(() => verifyHistory(emptyHistory(H), entries(reg, stolen, recovery(requestId(reg), 2, alice)), zone))).toMatch(
+      /not signed by a recovery key of that state/,
+    );
+    const plain = register();
+    const taken = update(requestId(plain), alice, [mallory.public], 'https://evil.example/', [mallory.private]);
+    expect(refusal(() => verifyHistory(emptyHistory(H), entries(plain, taken, recovery(requestId(plain), 0)), zone))).toMatch(
+      /nor an entry a recovery may go back to/,
+    );
+  });
+
+  it("a thief's own recovery keys cannot block the owner's recovery, and cannot undo it", () => {
+    const reg = registerWithRecovery();
+    // The thief adds a recovery key of its own, then "recovers" to its own state.
+    const stolen = hijack(requestId(reg), 1, { recovery: [thiefRecovery.public] }, [mallory.private, thiefRecovery.private]);
+    const again = signChangeRequest(
+      { action: 'update', handle: H, endpoint: 'https://evil.example/2', keys: [mallory.public], recovery: [thiefRecovery.public], prev: requestId(stolen) },
+      mallory.private,
+      at(1.5),
+    );
+    const thiefUndo = signChangeRequest(
+      { action: 'update', handle: H, endpoint: 'https://evil.example/3', keys: [mallory.public], recovery: [thiefRecovery.public], prev: requestId(stolen) },
+      thiefRecovery.private,
+      at(1.6),
+    );
+    const ownerUndo = recovery(requestId(reg), 2);
+    const owner = verifyHistory(emptyHistory(H), entries(reg, stolen, again, thiefUndo, ownerUndo), zone);
+    expect(owner.state).toMatchObject({ endpoint: `${home}/recovered`, keys: [alice.public] });
+    // Undoing the owner's recovery would need going back to a state after the one it went back to.
+    const thiefAgain = signChangeRequest(
+      { action: 'update', handle: H, endpoint: 'https://evil.example/4', keys: [mallory.public], prev: requestId(thiefUndo) },
+      thiefRecovery.private,
+      at(2.5),
+    );
+    expect(refusal(() => verifyHistory(owner, [{ seq: 6, jws: thiefAgain }], zone))).toMatch(/a later recovery already went back beyond/);
+  });
+
+  it('a recovery key may also sign an ordinary change of the state that names it', () => {
+    const reg = registerWithRecovery();
+    const next = newUserKey();
+    const rotate = signChangeRequest(
+      { action: 'update', handle: H, endpoint: home, keys: [next.public], recovery: [recoveryKey.public], prev: requestId(reg) },
+      recoveryKey.private,
+      at(5),
+      [next.private],
+    );
+    expect(verifyHistory(emptyHistory(H), entries(reg, rotate), zone).state).toMatchObject({ keys: [next.public] });
   });
 });

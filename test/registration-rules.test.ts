@@ -1,7 +1,7 @@
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { parseChangeRequest, requestId } from '../src/records/change-request.js';
-import { MAX_HANDLE_KEYS } from '../src/records/types.js';
+import { MAX_HANDLE_KEYS, MAX_RECOVERY_KEYS } from '../src/records/types.js';
 import { assureValidChange, MAX_CLOCK_SKEW, type ZoneRules } from '../src/authority/rules.js';
 import { signChangeRequest } from '../src/client/requests.js';
 import { epochSeconds, ManualClock } from '../src/clock.js';
@@ -200,9 +200,13 @@ describe('parseChangeRequest: form of a change request', () => {
     ],
     ['an empty pop', 'invalid_jws', () => craft(registerPayload(), alice, { ...registerHeader, pop: [] })],
     [
-      'pop with more entries than a handle has keys',
+      'pop with more entries than a handle has keys and recovery keys',
       'invalid_jws',
-      () => craft(registerPayload(), alice, { ...registerHeader, pop: Array.from({ length: MAX_HANDLE_KEYS + 1 }, () => proofOf(registerPayload(), bob)) }),
+      () =>
+        craft(registerPayload(), alice, {
+          ...registerHeader,
+          pop: Array.from({ length: MAX_HANDLE_KEYS + MAX_RECOVERY_KEYS + 1 }, () => proofOf(registerPayload(), bob)),
+        }),
     ],
     ['a pop entry with an extra member', 'invalid_jws', () => withBobPop((payload) => ({ ...proofOf(payload, bob), header: { kid: 'x' } }))],
     ['a pop entry that is a compact string', 'invalid_jws', () => withBobPop(() => 'a.b.c')],

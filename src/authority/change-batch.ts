@@ -1,5 +1,7 @@
 import type { Clock } from '../clock.js';
-import { thumbprint, type PublicJwk } from '../records/keys.js';
+import { publicKeyObject, thumbprint, type PublicJwk } from '../records/keys.js';
+import { emptyHistory, verifyHistory, type VerifiedHistory } from '../records/history-chain.js';
+import { MAX_HISTORY_ENTRIES } from '../records/history-key.js';
 import { epochSeconds } from '../clock.js';
 import { IdnsError, isIdnsError } from '../errors.js';
 import type { HandleFields } from '../records/types.js';
@@ -111,9 +113,11 @@ export class ChangeApplier {
     const stored = this.store.records.get(editor.zone.content, 'handle', req.handle);
     const current = stored ? (decodePayload(stored.jws) as unknown as HandleFields) : null;
     this.assureNotReplayed(req, current, editor);
+    // An update naming an earlier entry than the current state's may be a recovery (docs/protocol.md §6.6).
+    const recovered = req.action === 'update' && req.prev !== null && req.prev !== current?.op ? this.recovery(req, editor) : null;
     // A signature checked before queueing stands if it was checked against the key set in force now.
     const checked = item.verified !== undefined && (item.verified === 'register' ? req.action === 'register' : current?.op === item.verified);
-    assureValidChange(req, current, now, editor.settings, checked);
+    assureValidChange(req, current, now, editor.settings, checked, recovered !== null);
     if (req.action === 'register') this.assureNotReserved(req, editor, now);
     const seq = editor.nextHistorySeq(req.handle, req.jws.length);
     // Last of the checks: a valid invite is spent by it.
@@ -132,15 +136,47 @@ export class ChangeApplier {
         keys: req.keys!,
         ttl: editor.settings.handleTtl,
         op: req.cid,
-        // A register begins a registration; an update continues the current one.
-        genesis: req.action === 'register' ? req.cid : current!.genesis,
+        // A register begins a registration; an update continues the current one, a recovery the one it goes back to.
+        genesis: req.action === 'register' ? req.cid : (recovered?.genesis ?? current!.genesis),
         seq,
         ...links,
+        ...(req.recovery !== null ? { recovery: req.recovery } : {}),
       });
-      if (req.action === 'register') editor.addName(req.handle);
+      // A recovery may bring back a handle that a stolen key deleted.
+      if (req.action === 'register' || current === null) editor.addName(req.handle);
     }
     editor.appendHistory(req.handle, req.jws, seq);
     return { handle: req.handle, zone, serial: serialOf(version), action: req.action, op: req.cid, record };
+  }
+
+  /**
+   * The handle's history with `req` after it, verified as a resolver verifies it, when `req` is a
+   * recovery: an update naming as `prev` an earlier state that a recovery may still go back to, signed by
+   * a recovery key of that state. Null when it is not (the usual checks then refuse it: stale_prev);
+   * recovery_refused when it is, and breaks a rule of recovery (too late, going back beyond a later one).
+   */
+  private recovery(req: ChangeRequest, editor: ZoneEditor): VerifiedHistory | null {
+    const zone = this.zones.zoneRecord(editor.zone);
+    if (zone === null) return null;
+    const historyZone = {
+      name: editor.zone.name,
+      keys: new Map(zone.keys.map((k) => [thumbprint(k), publicKeyObject(k)])),
+      recoveryWindow: editor.settings.recoveryWindow,
+    };
+    const entries = this.store.records.history(editor.zone.content, req.handle, 0, MAX_HISTORY_ENTRIES);
+    // Only a request signed by a key that some state named as a recovery key can be one (most stale
+    // updates are not): looked for in the payloads before any signature is checked.
+    const named = (jws: string) => ((decodePayload(jws).recovery ?? []) as PublicJwk[]).some((k) => thumbprint(k) === req.kid);
+    if (!entries.some((e) => named(e.jws))) return null;
+    const point = verifyHistory(emptyHistory(req.handle), entries, historyZone);
+    const target = point.recoverable.find((p) => p.op === req.prev);
+    if (target === undefined || !target.state.recovery.some((k) => thumbprint(k) === req.kid)) return null;
+    try {
+      return verifyHistory(point, [{ seq: point.seq + 1, jws: req.jws }], historyZone);
+    } catch (err) {
+      if (!isIdnsError(err, 'verification_failed')) throw err;
+      throw new IdnsError('recovery_refused', err.message.replace(/^the history of .* does not verify at entry \d+: /, 'the recovery is refused: '));
+    }
   }
 
   /**

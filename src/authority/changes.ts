@@ -111,7 +111,7 @@ export class ChangeProcessor {
       const stored = row ? this.store.records.get(row.content, 'handle', req.handle) : undefined;
       if (!stored) return undefined;
       const current = decodePayload(stored.jws) as unknown as HandleFields;
-      key = current.keys.find((k) => thumbprint(k) === req.kid);
+      key = [...current.keys, ...(current.recovery ?? [])].find((k) => thumbprint(k) === req.kid);
       if (!key) return undefined;
       against = current.op;
     }

@@ -225,6 +225,7 @@ export class ZoneEditor {
       digest: this.digest.value(),
       denial: { alg: 'sha256', salt: this.zone.salt },
       ...(this.totals ?? this.store.records.totals(this.zone.content)),
+      recoveryWindow: this.settings.recoveryWindow,
     };
     const record = this.sign('zone', fields);
     this.store.zones.updateState(this.zone.name, this.version, this.digest.state(), record, this.iat + this.settings.signatureValidity);

@@ -24,11 +24,13 @@ export interface ZoneRules {
  */
 export function assureValidChange(
   req: ChangeRequest,
-  current: Pick<HandleFields, 'keys' | 'op'> | null,
+  current: Pick<HandleFields, 'keys' | 'op' | 'recovery'> | null,
   nowSeconds: number,
   zone: ZoneRules,
   /** The signature was already checked, before the request was queued, against the key this state names. */
   signatureChecked = false,
+  /** The request is a recovery its handle's history verified (signature, proofs, the state it goes back to): the rest is checked here. */
+  recovery = false,
 ): void {
   if (Math.abs(req.iat - nowSeconds) > MAX_CLOCK_SKEW) {
     throw new IdnsError('iat_out_of_range', `the request's iat is more than ${MAX_CLOCK_SKEW} s from the server's clock; check the client's clock`, {
@@ -38,6 +40,7 @@ export function assureValidChange(
   if (req.endpoint !== null) parseEndpoint(req.endpoint, zone.allowLoopbackEndpoints);
   const linkProblem = handleLinksProblem(linksOf(req), zone.allowLoopbackEndpoints);
   if (linkProblem !== null) throw new IdnsError('invalid_request', `request payload ${linkProblem.path.join('.')}: ${linkProblem.message}`);
+  if (recovery) return;
 
   if (req.action === 'register') {
     if (current !== null) throw new IdnsError('handle_exists', `${req.handle} is already registered`);
@@ -49,7 +52,8 @@ export function assureValidChange(
     return;
   }
   if (current === null) throw new IdnsError('handle_not_found', `${req.handle} is not registered`);
-  const candidates = current.keys.map((jwk: PublicJwk) => ({ kid: thumbprint(jwk), jwk }));
+  // A recovery key may sign any change of the state that names it (docs/protocol.md §6.6).
+  const candidates = [...current.keys, ...(current.recovery ?? [])].map((jwk: PublicJwk) => ({ kid: thumbprint(jwk), jwk }));
   const signer = keyForKid(req.decoded, candidates);
   if (!signatureChecked) {
     verifyRequestSignatures(req, signer.jwk);
@@ -61,7 +65,10 @@ export function assureValidChange(
   }
   // Added keys are judged against the state `prev` names (checked just above), so they are exactly determined.
   const held = new Set(candidates.map((c) => c.kid));
-  assureProofsFor(req.proofs, req.keyIds === null ? [] : req.keyIds.filter((kid) => !held.has(kid)));
+  assureProofsFor(
+    req.proofs,
+    [...(req.keyIds ?? []), ...(req.recoveryIds ?? [])].filter((kid) => !held.has(kid)),
+  );
 }
 
 /** The owner-set links a request gives the handle's new state (absent ones left out). */

@@ -38,6 +38,11 @@ export interface ZoneSettings {
    * before the setting existed.
    */
   tombstoneCooldown: number;
+  /**
+   * Seconds after a change within which a recovery key of the state before it may undo it (docs/protocol.md
+   * §6.6), published in the zone record (`recoveryWindow`) for verifiers. Default 72 hours.
+   */
+  recoveryWindow: number;
 }
 
 const DAY = 24 * 3600;
@@ -54,6 +59,7 @@ export const DEFAULT_ZONE_TIMERS = {
   signatureValidity: 21 * DAY,
   resignBefore: 10 * DAY,
   tombstoneCooldown: 30 * DAY,
+  recoveryWindow: 3 * DAY,
 } as const;
 
 // The records' own rule (records/urls.ts): what a verifier accepts in `primary` and `servers`.
@@ -88,6 +94,7 @@ const schema = z
       .min(0)
       .max(365 * DAY)
       .default(DEFAULT_ZONE_TIMERS.tombstoneCooldown),
+    recoveryWindow: z.number().int().min(0).max(L.maxRecoveryWindow).default(DEFAULT_ZONE_TIMERS.recoveryWindow),
   })
   .strict()
   .refine((s) => s.resignBefore < s.signatureValidity, { message: 'resignBefore must be shorter than signatureValidity', path: ['resignBefore'] });

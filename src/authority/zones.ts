@@ -320,6 +320,20 @@ export class ZoneService extends ZoneReader {
     return this.changeSettings(name, { tombstoneCooldown: seconds });
   }
 
+  /**
+   * Sets the recovery window of a primary zone (seconds, docs/protocol.md §6.6) and signs a new version:
+   * verifiers read the window from the zone record.
+   */
+  setRecoveryWindow(name: string, seconds: number): ZoneSettings {
+    return this.store.write(() => {
+      const settings = this.changeSettings(name, { recoveryWindow: seconds });
+      const editor = this.editor(name);
+      editor.beginChange();
+      editor.commit();
+      return settings;
+    });
+  }
+
   private changeSettings(name: string, change: Partial<ZoneSettings>): ZoneSettings {
     const row = this.require(name);
     if (row.role !== 'primary') throw new IdnsError('invalid_request', `zone ${name} is a secondary here; set it on its primary`);

@@ -6,6 +6,7 @@ import { noCutOf, verifyDelegation, verifyDenial, verifyHandleRecord, verifyZone
 import type { DelegationRecord, HandleRecord } from '../records/types.js';
 import { errorFromBody, jsonRequest } from './http.js';
 import { verifyRecordHistory, type VerifiedHistory } from '../records/history-chain.js';
+import { historyZoneOf } from '../records/history-entries.js';
 import { parseEvidence, readLog } from '../records/history-evidence.js';
 import { MAX_HISTORY_ENTRIES } from '../records/history-key.js';
 import { decodeCompact } from '../records/jws.js';
@@ -67,7 +68,7 @@ export function checkAnswer(
   if (b.status === 'answer') {
     const record = verifyHandleRecord(b.record, handle, zone, now, options);
     const carried = parseEvidence(b.history, record.seq).map((e) => e.jws);
-    const history = verifyRecordHistory(record, [...earlier, ...carried], { name: b.zone, keys: zone.keys });
+    const history = verifyRecordHistory(record, [...earlier, ...carried], historyZoneOf(zone));
     return { status: 'answer', record, jws: b.record as string, history, ...common };
   }
   if (b.status === 'referral') {

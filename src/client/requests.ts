@@ -19,6 +19,8 @@ export interface OwnerLinks {
   profile?: string;
   alsoKnownAs?: string[];
   movedTo?: string;
+  /** The new state's recovery keys (docs/protocol.md §6.6): a request states them each time, or the handle has none after it. */
+  recovery?: PublicJwk[];
 }
 
 /**
@@ -37,6 +39,7 @@ export function signChangeRequest(intent: ChangeIntent, privateJwk: PrivateJwk, 
     if (intent.profile !== undefined) payload.profile = intent.profile;
     if (intent.alsoKnownAs !== undefined) payload.alsoKnownAs = intent.alsoKnownAs;
     if (intent.movedTo !== undefined) payload.movedTo = intent.movedTo;
+    if (intent.recovery !== undefined) payload.recovery = intent.recovery;
   }
   payload.prev = intent.action === 'register' ? null : intent.prev;
   payload.iat = epochSeconds(clock);
@@ -51,12 +54,12 @@ export function signChangeRequest(intent: ChangeIntent, privateJwk: PrivateJwk, 
 
 function proofs(intent: ChangeIntent, signerKid: string, addedKeys: readonly PrivateJwk[], payloadB64: string) {
   if (intent.action === 'delete') throw new IdnsError('invalid_request', 'a delete request adds no key');
-  const listed = new Set(intent.keys.map((k) => k.x));
+  const listed = new Set([...intent.keys, ...(intent.recovery ?? [])].map((k) => k.x));
   const seen = new Set<string>();
   return addedKeys.map((jwk, i) => {
     const added = signingKeyFromJwk(jwk, `added key ${i + 1}`);
     if (added.kid === signerKid) throw new IdnsError('invalid_request', `added key ${added.kid} is the signing key, which needs no proof`);
-    if (!listed.has(added.publicJwk.x)) throw new IdnsError('invalid_request', `added key ${added.kid} is not listed in the request's keys`);
+    if (!listed.has(added.publicJwk.x)) throw new IdnsError('invalid_request', `added key ${added.kid} is not listed in the request's keys or recovery keys`);
     if (seen.has(added.kid)) throw new IdnsError('invalid_request', `added key ${added.kid} is given twice`);
     seen.add(added.kid);
     return signPossessionProof(payloadB64, added);

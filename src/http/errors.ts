@@ -32,6 +32,7 @@ export const STATUS_OF: Record<ErrorCode, ContentfulStatusCode> = {
   stale_prev: 409,
   replayed: 409,
   history_full: 409,
+  recovery_refused: 409,
   handle_reserved: 409,
   unauthorized_key: 403,
   missing_proof: 403,

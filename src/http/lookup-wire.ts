@@ -3,8 +3,6 @@ import type { BatchResult, BridgedResult, LookupResult, VerifiedResult } from '.
 
 /** `,"record":"`: the record follows. */
 const OPEN = ',"record":"';
-/** Between the record and a handle's history entries (`…record","history":["e1","e2"]`). */
-const HISTORY_OPEN = '","history":["';
 
 /** Heads kept as bytes (~250 bytes each, about 1 MB in all), for the most recently made ones. */
 const HOT_HEADS = 4096;
@@ -32,6 +30,14 @@ export class LookupWire {
   private readonly chains = new WeakMap<readonly ProofStep[], Buffer>();
   private readonly traces = new WeakMap<NonNullable<VerifiedResult['trace']>, string>();
   private readonly rests = new WeakMap<Proof, string>();
+  /**
+   * A handle's history as written after its record (`","history":[…]`), kept for the last HOT_HEADS
+   * histories written, as the heads are: a copy for every cached handle would double what their
+   * histories hold.
+   */
+  private readonly histories = new Map<readonly string[], string>();
+  /** The tails after a history (the record's closing quote left out), per trace. */
+  private readonly historyTails = new WeakMap<NonNullable<VerifiedResult['trace']>, string>();
   /** In insertion order, oldest first; keyed by proof, which a cached resolution and its results share. */
   private readonly heads = new Map<Proof, Buffer>();
 
@@ -47,7 +53,7 @@ export class LookupWire {
     if (isPlain(r.proof)) {
       const h = r.proof.history;
       if (h === undefined) return [head, mid, chain, OPEN, r.proof.record, this.tailOf(r.trace)];
-      return [head, mid, chain, OPEN, r.proof.record, HISTORY_OPEN, h.join('","'), afterHistory(this.tailOf(r.trace))];
+      return [head, mid, chain, OPEN, r.proof.record, this.historyOf(h), this.tailAfterHistory(r.trace)];
     }
     return [head, mid, chain, this.restOf(r)];
   }
@@ -99,9 +105,8 @@ export class LookupWire {
         item(r.proof.record);
         const h = r.proof.history;
         if (h !== undefined) {
-          item(HISTORY_OPEN);
-          item(h.join('","'));
-          item(afterHistory(this.tailOf(r.trace)));
+          item(this.historyOf(h));
+          item(this.tailAfterHistory(r.trace));
         } else item(this.tailOf(r.trace));
       } else item(this.restOf(r));
     }
@@ -152,6 +157,28 @@ export class LookupWire {
     return tail;
   }
 
+  /** `","history":["e1","e2"]`: closes the record's string, then the entries (verified compact JWSs, nothing to escape). */
+  private historyOf(history: readonly string[]): string {
+    let text = this.histories.get(history);
+    if (text === undefined) {
+      text = flat(`","history":["${history.join('","')}"]`);
+      if (this.histories.size >= HOT_HEADS) this.histories.delete(this.histories.keys().next().value as readonly string[]);
+      this.histories.set(history, text);
+    }
+    return text;
+  }
+
+  /** tailOf without the quote that closes the record (historyOf closed it). */
+  private tailAfterHistory(trace: VerifiedResult['trace']): string {
+    if (trace === undefined) return '}}';
+    let tail = this.historyTails.get(trace);
+    if (tail === undefined) {
+      tail = flat(this.tailOf(trace).slice(1));
+      this.historyTails.set(trace, tail);
+    }
+    return tail;
+  }
+
   /** After the steps of any other proof: its other members, its end, the trace, the end of the body. */
   private restOf(r: VerifiedResult): string {
     let rest = this.rests.get(r.proof);
@@ -177,11 +204,6 @@ function isPlain(proof: Proof): boolean {
     n += 1;
   }
   return n === 2 || (n === 3 && proof.history !== undefined);
-}
-
-/** A proof's tail (which begins by closing the record's string) as it follows the last history entry: `"]` then the rest. */
-function afterHistory(tail: string): string {
-  return `"]${tail.slice(1)}`;
 }
 
 /**

@@ -6,7 +6,7 @@ import type { Ed25519PublicKey } from './ed25519.js';
 import { decodeCompact, OPERATION_TYP, verifyDecoded, type DecodedJws } from './jws.js';
 import { parsePublicJwk, thumbprint, type PublicJwk } from './keys.js';
 import { parsePossessionProofs, POP_MEMBER, verifyPossessionProofs, type PossessionProof } from './pop.js';
-import { MAX_HANDLE_KEYS } from './types.js';
+import { MAX_HANDLE_KEYS, MAX_RECOVERY_KEYS } from './types.js';
 import { HANDLE_LINK_LIMITS, handleLinksProblem } from './handle-links.js';
 import { MAX_URL_LENGTH, parseEndpoint } from './urls.js';
 
@@ -44,6 +44,9 @@ export interface ChangeRequest {
   profile: string | null;
   alsoKnownAs: string[] | null;
   movedTo: string | null;
+  /** The new state's recovery keys (docs/protocol.md §6.6), null when it names none; and their thumbprints. */
+  recovery: PublicJwk[] | null;
+  recoveryIds: string[] | null;
 }
 
 const payloadSchema = z
@@ -59,6 +62,7 @@ const payloadSchema = z
     profile: z.string().max(MAX_URL_LENGTH).optional(),
     alsoKnownAs: z.array(z.string().max(HANDLE_LINK_LIMITS.maxEntryLength)).max(HANDLE_LINK_LIMITS.maxAlsoKnownAs).optional(),
     movedTo: z.string().max(400).optional(),
+    recovery: z.array(z.unknown()).optional(),
   })
   .strict();
 
@@ -90,8 +94,16 @@ export function parseChangeRequest(jws: unknown): ChangeRequest {
   if (needsState && (p.endpoint === undefined || p.keys === undefined)) {
     throw new IdnsError('invalid_request', `a ${p.action} request must carry "endpoint" and "keys"`);
   }
-  if (!needsState && (p.endpoint !== undefined || p.keys !== undefined || p.profile !== undefined || p.alsoKnownAs !== undefined || p.movedTo !== undefined)) {
-    throw new IdnsError('invalid_request', 'a delete request carries no "endpoint", "keys", "profile", "alsoKnownAs" or "movedTo"');
+  if (
+    !needsState &&
+    (p.endpoint !== undefined ||
+      p.keys !== undefined ||
+      p.profile !== undefined ||
+      p.alsoKnownAs !== undefined ||
+      p.movedTo !== undefined ||
+      p.recovery !== undefined)
+  ) {
+    throw new IdnsError('invalid_request', 'a delete request carries no "endpoint", "keys", "profile", "alsoKnownAs", "movedTo" or "recovery"');
   }
   // Form only here, as for the endpoint; rules.ts judges the URLs again by the zone's loopback setting.
   const linkProblem = handleLinksProblem({ handle, profile: p.profile, alsoKnownAs: p.alsoKnownAs, movedTo: p.movedTo }, true);
@@ -99,6 +111,7 @@ export function parseChangeRequest(jws: unknown): ChangeRequest {
   const parsedKeys = p.keys === undefined ? null : parseKeySet(p.keys);
   const keys = parsedKeys?.keys ?? null;
   const keyIds = parsedKeys?.ids ?? null;
+  const parsedRecovery = p.recovery === undefined ? null : parseRecoveryKeys(p.recovery, keyIds!);
   const endpoint = p.endpoint === undefined ? null : p.endpoint;
   // Form only here; whether this zone accepts loopback http is the rules' decision (rules.ts).
   if (endpoint !== null) parseEndpoint(endpoint, true);
@@ -120,12 +133,13 @@ export function parseChangeRequest(jws: unknown): ChangeRequest {
     if (decoded.header.kid === undefined) throw new IdnsError('invalid_jws', `an ${p.action} request names its signing key in the header "kid"`);
     kid = decoded.header.kid;
   }
-  const proofs = parseProofs(decoded, p.action, keyIds);
-  // A registration adds every key it lists: all but the signer's own need a proof, whatever the state.
+  const heldIds = keyIds === null ? null : [...keyIds, ...(parsedRecovery?.ids ?? [])];
+  const proofs = parseProofs(decoded, p.action, heldIds);
+  // A registration adds every key it lists (recovery keys too): all but the signer's own need a proof, whatever the state.
   if (headerKid !== null)
     assureProofsFor(
       proofs,
-      keyIds!.filter((k) => k !== headerKid),
+      heldIds!.filter((k) => k !== headerKid),
     );
   return {
     cid: requestId(jws as string),
@@ -146,7 +160,19 @@ export function parseChangeRequest(jws: unknown): ChangeRequest {
     profile: p.profile ?? null,
     alsoKnownAs: p.alsoKnownAs ?? null,
     movedTo: p.movedTo ?? null,
+    recovery: parsedRecovery?.keys ?? null,
+    recoveryIds: parsedRecovery?.ids ?? null,
   };
+}
+
+/** A request's recovery keys: 1–MAX_RECOVERY_KEYS public keys, no key twice, none of them among its `keys`. */
+function parseRecoveryKeys(input: readonly unknown[], keyIds: readonly string[]): { keys: PublicJwk[]; ids: string[] } {
+  if (input.length === 0 || input.length > MAX_RECOVERY_KEYS) throw new IdnsError('invalid_key', `"recovery" lists 1 to ${MAX_RECOVERY_KEYS} keys`);
+  const keys = input.map((k, i) => parsePublicJwk(k, `recovery[${i}]`));
+  const ids = keys.map(thumbprint);
+  if (new Set(ids).size !== keys.length) throw new IdnsError('invalid_key', 'the same recovery key is listed twice');
+  if (ids.some((id) => keyIds.includes(id))) throw new IdnsError('invalid_key', "a recovery key is not also one of the handle's keys");
+  return { keys, ids };
 }
 
 function parseProofs(decoded: DecodedJws, action: ChangeAction, keyIds: string[] | null): PossessionProof[] {
@@ -154,10 +180,10 @@ function parseProofs(decoded: DecodedJws, action: ChangeAction, keyIds: string[]
   if (input === undefined) return [];
   if (keyIds === null) throw new IdnsError('invalid_request', `a ${action} request adds no key, so it carries no "${POP_MEMBER}"`);
   const payloadB64 = decoded.signingInput.slice(decoded.signingInput.indexOf('.') + 1);
-  const proofs = parsePossessionProofs(input, payloadB64, MAX_HANDLE_KEYS);
+  const proofs = parsePossessionProofs(input, payloadB64, MAX_HANDLE_KEYS + MAX_RECOVERY_KEYS);
   for (const proof of proofs) {
     if (!keyIds.includes(proof.kid))
-      throw new IdnsError('invalid_request', `"${POP_MEMBER}" has a proof for key ${proof.kid}, which the request does not list in "keys"`);
+      throw new IdnsError('invalid_request', `"${POP_MEMBER}" has a proof for key ${proof.kid}, which the request does not list in "keys" or "recovery"`);
   }
   return proofs;
 }

@@ -12,6 +12,18 @@ export interface HistoryState {
   profile?: string;
   alsoKnownAs?: string[];
   movedTo?: string;
+  /** The owner's recovery keys (docs/protocol.md §6.6), absent when it names none. */
+  recovery?: PublicJwk[];
+}
+
+/** A state a recovery may go back to (docs/protocol.md §6.6): an entry whose state names recovery keys, and the iat of the entry after it. */
+export interface RecoverablePoint {
+  seq: number;
+  op: string;
+  genesis: string;
+  state: HistoryState & { recovery: PublicJwk[] };
+  /** The iat of the change after it: a recovery to this point must come within the recovery window of it. */
+  changedAt: number;
 }
 
 /** Where a verified history stands: enough to go on verifying its later entries alone. */
@@ -29,6 +41,12 @@ export interface VerifiedHistory {
   operatorAsserted: boolean;
   /** The id an upgraded import line had (operator entries' `legacyOp`), which the next entry may name as `prev`. */
   legacyOp: string | null;
+  /** The latest `iat` of the entries verified (0 for none). */
+  latestIat: number;
+  /** Earlier states of the handle a recovery may still go back to, oldest first (within the recovery window). */
+  recoverable: readonly RecoverablePoint[];
+  /** The recoveries among the entries after the oldest recoverable point: their number, and the entry each went back to. */
+  recoveries: readonly { seq: number; to: number }[];
 }
 
 export type { HistoryZone } from './history-entries.js';
@@ -38,8 +56,16 @@ export const MAX_VERIFIED_ENTRIES = MAX_HISTORY_ENTRIES;
 
 /** The starting point of a handle that has no history yet. */
 export function emptyHistory(handle: string): VerifiedHistory {
-  return { handle, seq: 0, op: '', genesis: null, state: null, operatorAsserted: false, legacyOp: null };
+  return { handle, seq: 0, op: '', genesis: null, state: null, operatorAsserted: false, legacyOp: null, latestIat: 0, recoverable: [], recoveries: [] };
 }
+
+/** How long after a change a recovery key may undo it when the zone record names no `recoveryWindow`: 72 hours. */
+export const DEFAULT_RECOVERY_WINDOW = 72 * 3600;
+/**
+ * How much earlier than the entries before it a recovery's `iat` may be: an authority accepts an `iat`
+ * within 300 s of its clock, so two entries it accepted one after the other are at most 600 s out of order.
+ */
+export const RECOVERY_IAT_SLACK = 600;
 
 /**
  * Verifies entries of a handle's history (docs/protocol.md §6.4) that follow `from` (the handle's
@@ -116,6 +142,7 @@ function next(at: VerifiedHistory, seq: number, jws: string, zone: HistoryZone, 
   const handle = at.handle;
   const read = guard(handle, seq, () => readHistoryEntry(jws, handle, zone, true));
   const op = requestId(jws);
+  const base = { handle, seq, op, legacyOp: null, recoverable: [], recoveries: [] };
   if (read.operator) {
     const entry = read.operator;
     if (entry.action === 'import') {
@@ -124,24 +151,27 @@ function next(at: VerifiedHistory, seq: number, jws: string, zone: HistoryZone, 
       if (at.state === null) throw fail(handle, seq, `an operator ${entry.action} of a handle that does not exist`);
       if (!follows(at, entry.prev)) throw fail(handle, seq, `its prev is not entry ${at.seq}`);
     }
-    if (entry.action === 'takedown') return { handle, seq, op, genesis: null, state: null, operatorAsserted: false, legacyOp: null };
+    // An operator entry ends what a recovery could go back across: the states before it are gone.
+    const latestIat = Math.max(at.latestIat, entry.iat);
+    if (entry.action === 'takedown') return { ...base, genesis: null, state: null, operatorAsserted: false, latestIat };
     // An import or a transfer gives the handle a state its owner did not sign: a new genesis, operator-asserted.
     const state: HistoryState = { endpoint: entry.endpoint!, keys: entry.keys!, ...definedLinks(entry) };
-    return { handle, seq, op, genesis: op, state, operatorAsserted: true, legacyOp: entry.legacyOp ?? null };
+    return { ...base, genesis: op, state, operatorAsserted: true, legacyOp: entry.legacyOp ?? null, latestIat };
   }
   const req = read.owner;
+  const kept = keepRecoverable(at, req.iat, zone);
   if (req.action === 'register') {
     if (at.state !== null) throw fail(handle, seq, 'a registration of a handle that exists');
     guard(handle, seq, () => verifyRequestSignatures(req, req.headerKey!));
-    return { handle, seq, op, genesis: op, state: requestState(req), operatorAsserted: false, legacyOp: null };
+    return { ...kept, handle, seq, op, genesis: op, state: requestState(req), operatorAsserted: false, legacyOp: null };
   }
+  if (!follows(at, req.prev)) return recover(at, kept, seq, op, req, zone);
   if (at.state === null) throw fail(handle, seq, `an ${req.action} of a handle that does not exist`);
-  if (!follows(at, req.prev)) throw fail(handle, seq, `its prev is not entry ${at.seq}`);
-  const kids = at.state.keys.map(thumbprint);
-  const signer = at.state.keys[kids.indexOf(req.kid!)];
+  // Signed by a key of the state, or by one of its recovery keys (which may sign any change).
+  const held = heldKeys(at.state);
+  const signer = held.get(req.kid!);
   if (signer === undefined) throw fail(handle, seq, 'it is not signed by a key the handle had');
-  const held = new Set(kids);
-  const sameKeys = req.keyIds !== null && req.keyIds.length === held.size && req.keyIds.every((kid) => held.has(kid));
+  const sameKeys = req.keyIds !== null && sameSet(requestHeld(req), held);
   guard(handle, seq, () => {
     // An update that keeps the key set, before the last entry, is held by the hash chain alone: the entry
     // after it names its id as `prev`, and so on up to the last entry, whose signature is checked. It cannot
@@ -149,10 +179,86 @@ function next(at: VerifiedHistory, seq: number, jws: string, zone: HistoryZone, 
     // register, a delete, a change of keys) and the last entry are checked in full (docs/protocol.md §6.4).
     if (sameKeys && !last) return;
     verifyRequestSignatures(req, signer);
-    assureProofsFor(req.proofs, req.keyIds === null ? [] : req.keyIds.filter((kid) => !held.has(kid)));
+    assureProofsFor(
+      req.proofs,
+      requestHeld(req).filter((kid) => !held.has(kid)),
+    );
   });
-  if (req.action === 'delete') return { handle, seq, op, genesis: null, state: null, operatorAsserted: false, legacyOp: null };
-  return { handle, seq, op, genesis: at.genesis, state: requestState(req), operatorAsserted: false, legacyOp: null };
+  if (req.action === 'delete') return { ...kept, handle, seq, op, genesis: null, state: null, operatorAsserted: false, legacyOp: null };
+  return { ...kept, handle, seq, op, genesis: at.genesis, state: requestState(req), operatorAsserted: false, legacyOp: null };
+}
+
+/**
+ * A recovery (docs/protocol.md §6.6): an update naming as `prev` an earlier entry of the history, within
+ * the recovery window after the change that followed it, signed by a recovery key of that entry's state,
+ * that no recovery since has gone back beyond. Its state replaces the current one; the registration goes
+ * on (the genesis of the state it went back to).
+ */
+function recover(at: VerifiedHistory, kept: KeptRecoverable, seq: number, op: string, req: ChangeRequest, zone: HistoryZone): VerifiedHistory {
+  const handle = at.handle;
+  const target = at.recoverable.find((p) => p.op === req.prev);
+  if (req.action !== 'update' || target === undefined) throw fail(handle, seq, `its prev is not entry ${at.seq}, nor an entry a recovery may go back to`);
+  const window = zone.recoveryWindow ?? DEFAULT_RECOVERY_WINDOW;
+  if (req.iat > target.changedAt + window) throw fail(handle, seq, `a recovery to entry ${target.seq} comes after the recovery window (${window} s)`);
+  if (req.iat < at.latestIat - RECOVERY_IAT_SLACK) throw fail(handle, seq, 'a recovery dated before the entries it undoes');
+  if (at.recoveries.some((r) => r.seq > target.seq && r.to <= target.seq)) {
+    throw fail(handle, seq, `a recovery to entry ${target.seq}, which a later recovery already went back beyond`);
+  }
+  const recoveryKeys = new Map(target.state.recovery.map((k) => [thumbprint(k), k]));
+  const signer = recoveryKeys.get(req.kid!);
+  if (signer === undefined) throw fail(handle, seq, `a recovery to entry ${target.seq} not signed by a recovery key of that state`);
+  const before = heldKeys(target.state);
+  guard(handle, seq, () => {
+    verifyRequestSignatures(req, signer);
+    assureProofsFor(
+      req.proofs,
+      requestHeld(req).filter((kid) => !before.has(kid)),
+    );
+  });
+  return {
+    ...kept,
+    recoveries: [...kept.recoveries, { seq, to: target.seq }],
+    handle,
+    seq,
+    op,
+    genesis: target.genesis,
+    state: requestState(req),
+    operatorAsserted: false,
+    legacyOp: null,
+  };
+}
+
+type KeptRecoverable = Pick<VerifiedHistory, 'latestIat' | 'recoverable' | 'recoveries'>;
+
+/**
+ * The points a recovery may still go back to once an owner's entry dated `iat` follows `at`: those kept
+ * before, and `at` itself when its state names recovery keys, less those whose window has closed for any
+ * recovery that can still come (one is dated at most RECOVERY_IAT_SLACK before the latest entry).
+ */
+function keepRecoverable(at: VerifiedHistory, iat: number, zone: HistoryZone): KeptRecoverable {
+  const latestIat = Math.max(at.latestIat, iat);
+  const window = zone.recoveryWindow ?? DEFAULT_RECOVERY_WINDOW;
+  const points = [...at.recoverable];
+  if (at.state?.recovery !== undefined && at.genesis !== null) {
+    points.push({ seq: at.seq, op: at.op, genesis: at.genesis, state: at.state as RecoverablePoint['state'], changedAt: iat });
+  }
+  const recoverable = points.filter((p) => p.changedAt + window >= latestIat - RECOVERY_IAT_SLACK);
+  const oldest = recoverable[0]?.seq ?? Infinity;
+  return { latestIat, recoverable, recoveries: at.recoveries.filter((r) => r.seq > oldest) };
+}
+
+/** A state's keys and recovery keys, by thumbprint: the keys that may sign its next change. */
+function heldKeys(state: HistoryState): Map<string, PublicJwk> {
+  return new Map([...state.keys, ...(state.recovery ?? [])].map((k) => [thumbprint(k), k]));
+}
+
+/** The thumbprints of the keys and recovery keys a request states. */
+function requestHeld(req: ChangeRequest): string[] {
+  return [...(req.keyIds ?? []), ...(req.recoveryIds ?? [])];
+}
+
+function sameSet(ids: readonly string[], held: ReadonlyMap<string, unknown>): boolean {
+  return ids.length === held.size && ids.every((id) => held.has(id));
 }
 
 /** True when `prev` names the last entry verified (or the import line it stands for, `legacyOp`). */
@@ -160,17 +266,19 @@ function follows(at: VerifiedHistory, prev: string | null | undefined): boolean 
   return prev === at.op || (at.legacyOp !== null && prev === at.legacyOp);
 }
 
-/** The state a request sets: its endpoint, keys and links (the absent ones left out, as in a record). */
+/** The state a request sets: its endpoint, keys, links and recovery keys (the absent ones left out, as in a record). */
 function requestState(req: ChangeRequest): HistoryState {
-  return { endpoint: req.endpoint!, keys: req.keys!, ...definedLinks(req) };
+  return { endpoint: req.endpoint!, keys: req.keys!, ...definedLinks(req), ...(req.recovery !== null ? { recovery: req.recovery } : {}) };
 }
 
-/** Same endpoint, the same keys in the same order (by thumbprint), the same links. */
+/** Same endpoint, the same keys and recovery keys in the same order (by thumbprint), the same links. */
 function sameState(a: HistoryState, b: HistoryState): boolean {
   const kids = (s: HistoryState) => s.keys.map(thumbprint).join(' ');
+  const recovery = (s: HistoryState) => (s.recovery ?? []).map(thumbprint).join(' ');
   return (
     a.endpoint === b.endpoint &&
     kids(a) === kids(b) &&
+    recovery(a) === recovery(b) &&
     a.profile === b.profile &&
     a.movedTo === b.movedTo &&
     JSON.stringify(a.alsoKnownAs ?? null) === JSON.stringify(b.alsoKnownAs ?? null)

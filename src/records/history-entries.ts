@@ -13,10 +13,17 @@ export interface HistoryZone {
   name: string;
   /** kid (thumbprint) → key. */
   keys: ReadonlyMap<string, KeyObject>;
+  /** The zone record's `recoveryWindow` (seconds; absent: the default, docs/protocol.md §6.6). */
+  recoveryWindow?: number | undefined;
 }
 
 /** A history entry as read: an owner's change request, or an operator entry of the zone. */
 export type HistoryEntry = { owner: ChangeRequest; operator?: undefined } | { operator: OperatorEntry; owner?: undefined };
+
+/** The zone a verified zone record describes, as a history's verifier needs it: its name, keys and recovery window. */
+export function historyZoneOf(zone: VerifiedZone): HistoryZone {
+  return { name: zone.record.zone, keys: zone.keys, recoveryWindow: zone.record.recoveryWindow };
+}
 
 /**
  * Reads an entry of `handle`'s history in `zone`, as every reader of histories must: by its `typ`, with
@@ -57,7 +64,7 @@ export function checkHistoryEntry(key: string, jws: unknown, zone: VerifiedZone,
   if (!isNormalHandle(handle)) throw fail(`the history entry ${JSON.stringify(key.slice(0, 300))} is not under a normalised handle`);
   if (!isAtOrBelow(handle.slice(handle.lastIndexOf('@') + 1), zoneName)) throw fail(`${handle} is outside zone ${zoneName} (out of bailiwick)`);
   try {
-    const entry = readHistoryEntry(jws, handle, { name: zoneName, keys: zone.keys }, signature);
+    const entry = readHistoryEntry(jws, handle, historyZoneOf(zone), signature);
     if (signature && entry.owner?.action === 'register') verifyRequestSignatures(entry.owner, entry.owner.headerKey!);
   } catch (err) {
     if (err instanceof IdnsError) throw fail(`the history entry ${key} does not verify: ${err.message}`);

@@ -41,7 +41,7 @@ export function parseEvidence(value: unknown, seq: number): { seq: number; jws: 
   return (value as string[]).map((jws, i) => ({ seq: from + i, jws }));
 }
 
-/** Entries read per request of a log (`GET /v1/handles/{h}/log`): the protocol's pages go to 1,000, and a history's 192 KiB fit in a 256 KiB body at 200. */
+/** Entries read per request of a log (`GET /v1/handles/{h}/log`; the protocol's pages go to 1,000): a page is at most the history's 1 MiB and 200 entries' members. */
 export const LOG_PAGE = 200;
 
 /** The log URL of a handle's entries after `after`, at most `limit` of them, on `server`. */

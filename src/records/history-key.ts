@@ -7,7 +7,7 @@ export const MAX_HISTORY_SEQ = 999_999;
  * refuses the change that would go past either (history_full), and a verifier refuses a history past them.
  */
 export const MAX_HISTORY_ENTRIES = 10_000;
-export const MAX_HISTORY_CHARS = 192 * 1024;
+export const MAX_HISTORY_CHARS = 1024 * 1024;
 
 /** The key a handle's history entry number `seq` (from 1) is stored under: `handle '#' seq`, 6 digits, so keys sort in history order. */
 export function historyKey(handle: string, seq: number): string {

@@ -5,7 +5,7 @@ import { isAtOrBelow, isNormalZoneName } from '../names/zone.js';
 import { DENIAL_MAX_HASHES } from './denial.js';
 import { HANDLE_LINK_LIMITS, handleLinksProblem } from './handle-links.js';
 import { MAX_HISTORY_ENTRIES } from './history-key.js';
-import { DENIAL_SALT_HEX, ED25519_X_B64U, NAME_HASH_HEX, RECORD_LIMITS, SHA256_B64U, MAX_HANDLE_KEYS, type RecordType } from './types.js';
+import { DENIAL_SALT_HEX, ED25519_X_B64U, NAME_HASH_HEX, RECORD_LIMITS, SHA256_B64U, MAX_HANDLE_KEYS, MAX_RECOVERY_KEYS, type RecordType } from './types.js';
 import { endpointProblem, MAX_URL_LENGTH, serverUrlProblem } from './urls.js';
 
 /**
@@ -72,6 +72,7 @@ function handleSchema(allowLoopbackEndpoints: boolean) {
       genesis: sha256,
       seq: historySeq,
       ...links,
+      recovery: keyList(MAX_RECOVERY_KEYS).optional(),
     })
     .strict()
     .check((ctx) => {
@@ -130,6 +131,7 @@ function schemas(allowLoopbackEndpoints: boolean) {
           .min(0)
           .max(2 ** 48)
           .optional(),
+        recoveryWindow: z.number().int().min(0).max(RECORD_LIMITS.maxRecoveryWindow).optional(),
       })
       .strict()
       .refine(validity, VALIDITY_MESSAGE),

@@ -33,6 +33,8 @@ export interface HandleFields {
   alsoKnownAs?: string[];
   /** The handle this one moved to (normalised, not itself). A resolver reports it, never follows it. */
   movedTo?: string;
+  /** 1–4 recovery keys of the owner (docs/protocol.md §6.6): they may undo a change within the zone's recovery window. */
+  recovery?: PublicJwk[];
 }
 
 /** A delegation (referral) of a child zone. */
@@ -79,6 +81,8 @@ export interface ZoneFields {
    */
   count?: number;
   size?: number;
+  /** Seconds after a change within which a recovery key may undo it (docs/protocol.md §6.6); absent: 259,200 (72 hours). */
+  recoveryWindow?: number;
 }
 
 export type HandleRecord = RecordBase & { type: 'handle' } & HandleFields;
@@ -113,6 +117,8 @@ export const RECORD_LIMITS = {
   maxExpire: 90 * DAY,
   /** Longest `exp − iat` of any record. */
   maxSignatureValidity: 365 * DAY,
+  /** A zone's `recoveryWindow` (docs/protocol.md §6.6). */
+  maxRecoveryWindow: 30 * DAY,
   /** Server URLs in a zone record or a delegation. */
   maxServers: 16,
   /** Keys of a zone record; thumbprints in a delegation's `ds`. */
@@ -121,6 +127,9 @@ export const RECORD_LIMITS = {
 
 /** Most keys one handle may publish. */
 export const MAX_HANDLE_KEYS = 8;
+
+/** Most recovery keys one handle may name (docs/protocol.md §6.6). */
+export const MAX_RECOVERY_KEYS = 4;
 
 /** An RFC 7638 thumbprint, a record's `op` or a zone digest: base64url of a SHA-256, 43 characters. */
 export const SHA256_B64U = /^[A-Za-z0-9_-]{43}$/;

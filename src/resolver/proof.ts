@@ -3,6 +3,7 @@ import { parseHandle } from '../names/handle.js';
 import { isAtOrBelow } from '../names/zone.js';
 import type { PublicJwk } from '../records/keys.js';
 import { verifyRecordHistory, type VerifiedHistory } from '../records/history-chain.js';
+import { historyZoneOf } from '../records/history-entries.js';
 import { MAX_HISTORY_ENTRIES } from '../records/history-key.js';
 import { noCutOf, verifyDelegation, verifyDenial, verifyHandleRecord, verifyZoneRecord, type VerifyOptions } from '../records/verify.js';
 
@@ -148,7 +149,7 @@ export function verifyProof(
     if (noCutOf(p.noCut).length > 0) throw new IdnsError('verification_failed', 'a proof of a handle record carries no noCut gaps');
     const r = verifyHandleRecord(p.record, handle, zone, now, options);
     const entries = historyOf(p.history, handle);
-    const history = verifyRecordHistory(r, entries, { name: zone.record.zone, keys: zone.keys }, known?.point(last.zone, handle));
+    const history = verifyRecordHistory(r, entries, historyZoneOf(zone), known?.point(last.zone, handle));
     known?.verified(last.zone, history, entries);
     return {
       handle,

@@ -19,8 +19,10 @@ import type { BridgedHandle, WebFingerBridge } from '../discovery/webfinger.js';
 import { parseHandleReference } from '../names/handle.js';
 import { SignatureCache } from '../records/signature-cache.js';
 import { verifyRecordHistory } from '../records/history-chain.js';
+import { historyZoneOf } from '../records/history-entries.js';
 import { parseEvidence, readLog } from '../records/history-evidence.js';
 import type { HandleRecord } from '../records/types.js';
+import { MAX_HISTORY_CHARS } from '../records/history-key.js';
 import { HistoryBook } from './histories.js';
 import { ServerSelector } from './servers.js';
 import { cutBytes, resolutionBytes, stepsBytes, traceBytes } from './weigh.js';
@@ -168,6 +170,9 @@ async function within<T>(budget: Budget, clock: Clock, work: Promise<T>): Promis
 function leadsDeeper(child: string, zone: string, host: string): boolean {
   return child !== zone && isAtOrBelow(child, zone) && isAtOrBelow(host, child);
 }
+
+/** Largest body of a response that may carry a handle's whole history (a log page, a proof): the history's bound and room for the rest. */
+const HISTORY_RESPONSE_BYTES = MAX_HISTORY_CHARS + 256 * 1024;
 
 /** A server's reply to `GET /v1/resolve/{handle}?zone=Z` as checkZoneReply leaves it: an answer's history not yet verified. */
 type CheckedAnswer = { status: 'answer'; zone: VerifiedZone; record: string; evidence: { seq: number; jws: string }[]; parsed: HandleRecord };
@@ -638,7 +643,7 @@ export class Resolver {
           ? known.entries.slice(0, first - 1)
           : // Each page is a request of the lookup's budget.
             await readLog(server, handle, first - 1, async (url) => {
-              const res = await this.get(url, budget.spend());
+              const res = await this.get(url, budget.spend(), HISTORY_RESPONSE_BYTES);
               const err = errorFromBody(res.body);
               if (err) throw new IdnsError('bad_response', `the server's log of ${handle} answered ${err.code}: ${err.message}`);
               return res.body;
@@ -646,7 +651,7 @@ export class Resolver {
     }
     const entries = before.length === 0 ? tail : [...before, ...tail];
     this.signatures.during(() => {
-      const history = verifyRecordHistory(reply.parsed, entries, { name: cut.name, keys: reply.zone.keys }, this.histories.point(cut.name, handle));
+      const history = verifyRecordHistory(reply.parsed, entries, historyZoneOf(reply.zone), this.histories.point(cut.name, handle));
       this.histories.verified(cut.name, history, entries);
     });
     return { status: 'answer', zone: reply.zone, record: reply.record, history: entries };
@@ -700,7 +705,8 @@ export class Resolver {
       const started = this.clock.now();
       try {
         assureAllowedUrl(upstream, this.options.allowPrivate);
-        const res = await this.get(`${upstream.replace(/\/+$/, '')}/v1/lookup/${encodeURIComponent(handle)}`, left);
+        // A proof carries the handle's whole history, which may be longer than other answers.
+        const res = await this.get(`${upstream.replace(/\/+$/, '')}/v1/lookup/${encodeURIComponent(handle)}`, left, HISTORY_RESPONSE_BYTES);
         if (res.status >= 300 && res.status < 400) throw new IdnsError('bad_response', `redirect (${res.status}) refused`);
         const err = errorFromBody(res.body);
         if (err) throw new IdnsError('bad_response', `the upstream answered ${err.code}: ${err.message}`);
@@ -744,14 +750,15 @@ export class Resolver {
     return anchorOf(found.found);
   }
 
-  private async get(url: string, budgetLeftMs: number): Promise<JsonResponse> {
+  /** A GET of JSON within the lookup's time left; bodies up to maxResponseBytes (or `atLeastBytes`, for what may carry a whole history). */
+  private async get(url: string, budgetLeftMs: number, atLeastBytes = 0): Promise<JsonResponse> {
     this.upstreamRequests += 1;
     const started = performance.now();
     let ok = false;
     try {
       const res = await jsonRequest(url, {
         timeoutMs: Math.max(1, Math.min(this.options.requestTimeoutMs, budgetLeftMs)),
-        maxBytes: this.options.maxResponseBytes,
+        maxBytes: Math.max(this.options.maxResponseBytes, atLeastBytes),
         dispatcher: this.dispatcher,
       });
       ok = res.status < 500;

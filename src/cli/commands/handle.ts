@@ -36,6 +36,15 @@ LINKS (owner-signed, shown in WebFinger and in lookups):
   rotate HANDLE --key FILE --new-key FILE
         Replaces every key of HANDLE by the key in --new-key; signed by a current key.
 
+RECOVERY KEYS (docs/protocol.md §6.6): keys kept offline that may undo a change within the
+zone's recovery window (default 72 hours), so that a stolen everyday key can be undone.
+  --recovery-key FILE...   (register, update) sets the handle's recovery keys (1-4, PRIVATE
+        key files: each signs the request that adds it); update keeps the current ones
+        unless given, or --no-recovery removes them.
+  recover HANDLE --key RECOVERY_FILE --to OP --new-key FILE --endpoint URL
+        Undoes every change after entry OP (an op id from 'idns handle log'): the handle's
+        keys become the key of --new-key, signed by a recovery key the handle had at OP.
+
 Every key added to a handle must sign the request that adds it (proof of possession), so
 --add-key and --new-key take the PRIVATE key file of the added key, never a thumbprint.
   delete HANDLE --key FILE
@@ -68,6 +77,9 @@ const options = {
   'no-moved-to': { type: 'boolean' },
   reason: { type: 'string' },
   'public-key': { type: 'string', multiple: true },
+  'recovery-key': { type: 'string', multiple: true },
+  'no-recovery': { type: 'boolean' },
+  to: { type: 'string' },
 } as const;
 
 type Values = OptionValues<typeof options>;
@@ -80,7 +92,7 @@ export async function handle(argv: string[], io: Io): Promise<number> {
     else io.out(usage);
     return sub === undefined ? 2 : 0;
   }
-  if (!['register', 'update', 'rotate', 'delete', 'show', 'log', 'takedown', 'transfer'].includes(sub))
+  if (!['register', 'update', 'rotate', 'recover', 'delete', 'show', 'log', 'takedown', 'transfer'].includes(sub))
     throw new UsageError(`unknown handle command "${sub}"`, usage);
   const { values, positionals, help } = parseCommand({ usage, options, positionals: ['HANDLE'] }, rest);
   if (help) return (io.out(usage), 0);
@@ -95,7 +107,7 @@ export async function handle(argv: string[], io: Io): Promise<number> {
       case 'log':
         return await log(target, handle, values, io);
       default:
-        return await change(sub as 'register' | 'update' | 'rotate' | 'delete', target, handle, values, io);
+        return await change(sub as 'register' | 'update' | 'rotate' | 'recover' | 'delete', target, handle, values, io);
     }
   } finally {
     await target.close();
@@ -136,7 +148,7 @@ function readPublicKey(file: string): PublicJwk {
   return parsePublicJwk({ kty, crv, x }, `--public-key ${file}`);
 }
 
-async function change(sub: 'register' | 'update' | 'rotate' | 'delete', target: Target, handle: string, values: Values, io: Io): Promise<number> {
+async function change(sub: 'register' | 'update' | 'rotate' | 'recover' | 'delete', target: Target, handle: string, values: Values, io: Io): Promise<number> {
   if (!values.key) throw new UsageError('--key FILE is required (the private key that signs the request)', usage);
   const key = readKeyFile(values.key, 'key file');
   const privateJwk = exportPrivate(key);
@@ -147,7 +159,25 @@ async function change(sub: 'register' | 'update' | 'rotate' | 'delete', target: 
     if (!values.endpoint) throw new UsageError('--endpoint URL is required', usage);
     added = (values['add-key'] ?? []).map((file) => readAddedKey(file, '--add-key'));
     const keys = [key.publicJwk, ...added.map((k) => k.publicJwk)];
-    intent = { action: 'register', handle, endpoint: values.endpoint, keys, ...(values.invite ? { invite: values.invite } : {}), ...linksFrom(values, {}) };
+    const recovery = recoveryFrom(values, {}, added);
+    intent = {
+      action: 'register',
+      handle,
+      endpoint: values.endpoint,
+      keys,
+      ...(values.invite ? { invite: values.invite } : {}),
+      ...linksFrom(values, {}),
+      ...recovery,
+    };
+  } else if (sub === 'recover') {
+    if (!values.to) throw new UsageError("--to OP is required: the entry to go back to (an op from 'idns handle log')", usage);
+    if (!values['new-key']) throw new UsageError('--new-key FILE is required: the key that replaces the stolen one', usage);
+    if (!values.endpoint) throw new UsageError('--endpoint URL is required', usage);
+    const next = readAddedKey(values['new-key'], '--new-key');
+    added = [next];
+    // The recovery keys stay as given, else the signer's own: the state it goes back to had it.
+    const recovery = values['recovery-key'] ? recoveryFrom(values, {}, added) : { recovery: [key.publicJwk] };
+    intent = { action: 'update', handle, endpoint: values.endpoint, keys: [next.publicJwk], prev: values.to, ...linksFrom(values, {}), ...recovery };
   } else {
     const current = await target.current(handle);
     if (sub === 'delete') {
@@ -156,7 +186,15 @@ async function change(sub: 'register' | 'update' | 'rotate' | 'delete', target: 
       if (!values['new-key']) throw new UsageError('--new-key FILE is required', usage);
       const next = readAddedKey(values['new-key'], '--new-key');
       if (!current.keys.some((k) => thumbprint(k) === next.kid)) added = [next];
-      intent = { action: 'update', handle, endpoint: values.endpoint ?? current.endpoint, keys: [next.publicJwk], prev: current.op, ...linksFrom({}, current) };
+      intent = {
+        action: 'update',
+        handle,
+        endpoint: values.endpoint ?? current.endpoint,
+        keys: [next.publicJwk],
+        prev: current.op,
+        ...linksFrom({}, current),
+        ...recoveryFrom({}, current, added),
+      };
     } else {
       let keys: PublicJwk[] = current.keys;
       added = (values['add-key'] ?? []).map((file) => readAddedKey(file, '--add-key'));
@@ -167,10 +205,21 @@ async function change(sub: 'register' | 'update' | 'rotate' | 'delete', target: 
       const removed = new Set(values['remove-key'] ?? []);
       keys = keys.filter((k) => !removed.has(thumbprint(k)));
       if (keys.length === 0) throw new UsageError('the update would leave the handle without keys', usage);
-      intent = { action: 'update', handle, endpoint: values.endpoint ?? current.endpoint, keys, prev: current.op, ...linksFrom(values, current) };
+      intent = {
+        action: 'update',
+        handle,
+        endpoint: values.endpoint ?? current.endpoint,
+        keys,
+        prev: current.op,
+        ...linksFrom(values, current),
+        ...recoveryFrom(values, current, added),
+      };
     }
   }
   if (sub === 'rotate' || sub === 'delete') assureNoLinkFlags(values, sub);
+  if (sub !== 'register' && sub !== 'update' && sub !== 'recover' && (values['recovery-key'] || values['no-recovery'])) {
+    throw new UsageError(`handle ${sub} takes no --recovery-key or --no-recovery`, usage);
+  }
   const result = await target.submit(signChangeRequest(intent, privateJwk, undefined, added.map(exportPrivate)));
   if (values.json) io.out(JSON.stringify(result));
   else io.out(`${result.action} ${result.handle}: accepted in zone ${result.zone} at serial ${result.serial} (op ${result.op})`);
@@ -189,6 +238,7 @@ async function show(target: Target, handle: string, values: Values, io: Io): Pro
         ...(current.alsoKnownAs !== undefined ? [`  also known as: ${current.alsoKnownAs.join(' ')}`] : []),
         ...(current.movedTo !== undefined ? [`  moved to ${current.movedTo}`] : []),
         `  keys: ${current.keys.map(thumbprint).join(' ')}`,
+        ...(current.recovery !== undefined ? [`  recovery keys: ${current.recovery.map(thumbprint).join(' ')}`] : []),
         `  op: ${current.op}`,
       ].join('\n'),
     );
@@ -212,6 +262,24 @@ function linksFrom(values: Values, current: OwnerLinks): OwnerLinks {
   const movedTo = values['no-moved-to'] ? undefined : (values['moved-to'] ?? current.movedTo);
   if (movedTo !== undefined && movedTo !== '') links.movedTo = handleArg(movedTo, '--moved-to');
   return links;
+}
+
+/**
+ * The recovery keys of the new state: those of --recovery-key (private key files: the ones new to the
+ * handle join `added`, to sign the request), none with --no-recovery, else the current ones.
+ */
+function recoveryFrom(
+  values: Pick<Values, 'recovery-key' | 'no-recovery'>,
+  current: { keys?: PublicJwk[]; recovery?: PublicJwk[] },
+  added: SigningKey[],
+): { recovery?: PublicJwk[] } {
+  if (values['recovery-key'] !== undefined && values['no-recovery']) throw new UsageError('give --recovery-key or --no-recovery, not both', usage);
+  if (values['no-recovery']) return {};
+  if (values['recovery-key'] === undefined) return current.recovery !== undefined ? { recovery: current.recovery } : {};
+  const held = new Set([...(current.keys ?? []), ...(current.recovery ?? [])].map(thumbprint));
+  const keys = values['recovery-key'].map((file) => readAddedKey(file, '--recovery-key'));
+  for (const k of keys) if (!held.has(k.kid) && !added.some((a) => a.kid === k.kid)) added.push(k);
+  return { recovery: keys.map((k) => k.publicJwk) };
 }
 
 /** An --also-known-as value: a URL as given (the server checks it), or a handle in normalised form. */
@@ -282,6 +350,7 @@ function stateOf(record: HandleFields): CurrentState {
   if (record.profile !== undefined) state.profile = record.profile;
   if (record.alsoKnownAs !== undefined) state.alsoKnownAs = record.alsoKnownAs;
   if (record.movedTo !== undefined) state.movedTo = record.movedTo;
+  if (record.recovery !== undefined) state.recovery = record.recovery;
   return state;
 }
 

@@ -62,7 +62,7 @@ export async function lookup(argv: string[], io: Io): Promise<number> {
   let anchoredBy: string;
   if (values.resolver !== undefined) {
     if (values.root || values.dns) throw new UsageError('give --root, --dns or --resolver, not --resolver with the others', usage);
-    const res = await jsonRequest(`${values.resolver.replace(/\/+$/, '')}/v1/lookup/${encodeURIComponent(handle)}`, { maxBytes: 1024 * 1024 });
+    const res = await jsonRequest(`${values.resolver.replace(/\/+$/, '')}/v1/lookup/${encodeURIComponent(handle)}`, { maxBytes: 2 * 1024 * 1024 });
     const err = errorFromBody(res.body);
     if (err) throw err;
     const body = res.body as { proof?: unknown; verified?: unknown } | null;

@@ -8,6 +8,8 @@ import { HOST_SCRIPTS_LEVELS, type HostScriptsLevel } from '../../names/host-scr
 import { IdnsError } from '../../errors.js';
 import { readFileSync } from 'node:fs';
 import { importHandles } from '../../authority/import.js';
+import type { LocalContext } from '../../local-context.js';
+import type { ZoneSettings } from '../../authority/settings.js';
 
 const usage = `usage: idns zone <command> ... [--data DIR] [--json]
 
@@ -15,12 +17,14 @@ Commands (they act on the data directory; a running server sees the change at on
   create ZONE --server-url URL... [--primary-url URL] [--policy open|invite|closed]
               [--allow-loopback-endpoints] [--host-scripts strict|moderate|off]
               [--handle-ttl S] [--ttl S] [--minimum S] [--refresh S] [--retry S] [--expire S]
-              [--tombstone-cooldown S]
+              [--tombstone-cooldown S] [--recovery-window S]
         Creates a primary zone, its Ed25519 signing key (in DIR/keys, mode 0600) and its
         signed zone record. --server-url lists the public URL(s) of the zone's servers.
         --host-scripts: look-alike checks of new hosts (UTS #39), default strict.
         --tombstone-cooldown: seconds after a delete during which only the handle's
         former keys may register it again, default 2592000 (30 days); 0 frees it at once.
+        --recovery-window: seconds after a change during which a recovery key of the handle
+        may undo it, default 259200 (72 hours); 0: recovery keys can undo nothing.
   show ZONE     The signed zone record, serial, digest and key thumbprints.
   publish ZONE  What to publish so that resolvers without an idns root find ZONE: the
         _idns.ZONE TXT record (a zone-file line for your DNS provider) and the document
@@ -39,6 +43,9 @@ Commands (they act on the data directory; a running server sees the change at on
         also mix with one other script but Cyrillic and Greek), or off.
   tombstone-cooldown ZONE SECONDS
         Sets how long a deleted handle stays reserved to the keys it had (0: not at all).
+  recovery-window ZONE SECONDS
+        Sets how long after a change a recovery key may undo it (signs a new zone version:
+        the window is in the zone record, for resolvers).
   delegate PARENT CHILD --server-url URL... --ds THUMBPRINT... [--ttl S]
         Delegates CHILD (below PARENT) to its own servers; --ds lists the thumbprints of
         the child zone's keys (printed by zone create/show where the child is held).
@@ -79,6 +86,7 @@ const createOptions = {
   retry: { type: 'string' },
   expire: { type: 'string' },
   'tombstone-cooldown': { type: 'string' },
+  'recovery-window': { type: 'string' },
 } as const;
 
 /** `idns zone ...` */
@@ -100,7 +108,9 @@ export async function zone(argv: string[], io: Io): Promise<number> {
     case 'host-scripts':
       return hostScripts(rest, io);
     case 'tombstone-cooldown':
-      return tombstoneCooldown(rest, io);
+      return secondsSetting(rest, io, 'tombstoneCooldown', 'tombstone cool-down', (ctx, name, s) => ctx.zones.setTombstoneCooldown(name, s));
+    case 'recovery-window':
+      return secondsSetting(rest, io, 'recoveryWindow', 'recovery window', (ctx, name, s) => ctx.zones.setRecoveryWindow(name, s));
     case 'delegate':
       return delegate(rest, io);
     case 'undelegate':
@@ -146,6 +156,7 @@ async function create(argv: string[], io: Io): Promise<number> {
     ['retry', 'retry'],
     ['expire', 'expire'],
     ['tombstone-cooldown', 'tombstoneCooldown'],
+    ['recovery-window', 'recoveryWindow'],
   ] as const) {
     const v = intOption(values[flag], flag, usage);
     if (v !== undefined) timers[key] = v;
@@ -179,7 +190,13 @@ async function show(argv: string[], io: Io): Promise<number> {
       `  role: ${info.role}`,
       `  serial: ${info.serial}`,
       `  policy: ${info.policy}`,
-      ...(info.settings ? [`  host scripts: ${info.settings.hostScripts}`, `  tombstone cool-down: ${info.settings.tombstoneCooldown} s`] : []),
+      ...(info.settings
+        ? [
+            `  host scripts: ${info.settings.hostScripts}`,
+            `  tombstone cool-down: ${info.settings.tombstoneCooldown} s`,
+            `  recovery window: ${info.settings.recoveryWindow} s`,
+          ]
+        : []),
       `  handles: ${info.handles}`,
       `  servers: ${info.servers.join(' ')}`,
       ...(info.secondary ? [`  copied from: ${info.secondary.primaries.join(' ')} (trusting keys ${info.secondary.ds.join(' ')})`] : []),
@@ -267,15 +284,25 @@ async function hostScripts(argv: string[], io: Io): Promise<number> {
   return 0;
 }
 
-async function tombstoneCooldown(argv: string[], io: Io): Promise<number> {
+/**
+ * `zone recovery-window` and `zone tombstone-cooldown`: ZONE SECONDS, set through `set`, and `key` (the
+ * setting's name) printed in words as `words`.
+ */
+async function secondsSetting(
+  argv: string[],
+  io: Io,
+  key: 'recoveryWindow' | 'tombstoneCooldown',
+  words: string,
+  set: (ctx: LocalContext, name: string, seconds: number) => ZoneSettings,
+): Promise<number> {
   const { values, positionals, help } = parseCommand({ usage, options: localOptions, positionals: ['ZONE', 'SECONDS'] }, argv);
   if (help) return (io.out(usage), 0);
   if (!/^\d{1,10}$/.test(positionals[1]!)) throw new UsageError('SECONDS must be a non-negative integer', usage);
   const seconds = Number(positionals[1]);
   const name = parseZoneName(positionals[0]!);
-  const settings = await withLocal(values, (ctx) => ctx.zones.setTombstoneCooldown(name, seconds));
-  if (values.json) io.out(JSON.stringify({ zone: name, tombstoneCooldown: settings.tombstoneCooldown }));
-  else io.out(`zone ${name}: tombstone cool-down ${settings.tombstoneCooldown} s`);
+  const settings = await withLocal(values, (ctx) => set(ctx, name, seconds));
+  if (values.json) io.out(JSON.stringify({ zone: name, [key]: settings[key] }));
+  else io.out(`zone ${name}: ${words} ${settings[key]} s`);
   return 0;
 }
 
@@ -434,6 +461,7 @@ function zoneJson(info: ZoneInfo) {
     policy: info.policy,
     hostScripts: info.settings?.hostScripts ?? null,
     tombstoneCooldown: info.settings?.tombstoneCooldown ?? null,
+    recoveryWindow: info.settings?.recoveryWindow ?? null,
     handles: info.handles,
     servers: info.servers,
     primary: info.settings?.primary ?? null,

@@ -1,0 +1,105 @@
+import { describe, expect, it } from 'vitest';
+import { signChangeRequest } from '../src/client/requests.js';
+import { requestId } from '../src/records/change-request.js';
+import { EVIDENCE_MAX_CHARS } from '../src/records/history-evidence.js';
+import { createResolver, type Resolver } from '../src/resolver/resolver.js';
+import { cleanupEachTest } from './support/cleanup.js';
+import { newUserKey } from './support/keys.js';
+import { startTestServer, type TestServer } from './support/server.js';
+
+/**
+ * How a resolver gets and keeps a handle's history (docs/protocol.md §6.5), observed from outside: the
+ * requests the zone's server answers. A history longer than an answer's evidence is read from the log at
+ * first contact; afterwards the resolver's history book supplies what it verified before, so a change is
+ * checked from there with no read of the log; a resolver without that book reads it again.
+ */
+
+const ZONE = 'example.com';
+const H = `alice@${ZONE}`;
+const owner = newUserKey();
+const cleanups = cleanupEachTest();
+
+/** An update of alice carrying ~1.2 KB of aliases, so that a few of them fill an answer's evidence. */
+function update(prev: string, n: number): string {
+  const alsoKnownAs = [`https://old.example/${String(n).padStart(4, '0')}/${'a'.repeat(900)}`];
+  return signChangeRequest(
+    { action: 'update', handle: H, endpoint: `https://home.example/alice/${n}`, keys: [owner.public], prev, alsoKnownAs },
+    owner.private,
+  );
+}
+
+/** Log requests the server answered with 200 so far (its metrics). */
+async function logReads(s: TestServer): Promise<number> {
+  const text = await (await fetch(`${s.url}/metrics`)).text();
+  let n = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('idns_http_requests_total{') && line.includes('route="/v1/handles/:handle/log"') && line.includes('status="200"')) {
+      n += Number(line.split(' ').pop());
+    }
+  }
+  return n;
+}
+
+function resolverFor(s: TestServer): Resolver {
+  const r = createResolver({ trustAnchors: new Map([[ZONE, s.ctx.zones.info(ZONE).keyThumbprints]]), rootServers: [s.url], allowPrivate: true });
+  cleanups.push(() => r.close());
+  return r;
+}
+
+describe("a resolver's history book", () => {
+  let s: TestServer;
+
+  it('reads a long history from the log once, then checks each later change from what it kept', async () => {
+    s = await startTestServer({ zones: { [ZONE]: {} } });
+    cleanups.push(() => s.close());
+    const reg = signChangeRequest({ action: 'register', handle: H, endpoint: 'https://home.example/alice', keys: [owner.public] }, owner.private);
+    await s.ctx.changes.submit(reg);
+    let prev = requestId(reg);
+    for (let n = 1; n <= 12; n++) {
+      const u = update(prev, n);
+      await s.ctx.changes.submit(u);
+      prev = requestId(u);
+    }
+    // The answer carries only the last entries: the evidence is bounded.
+    const answer = (await (await fetch(`${s.url}/v1/resolve/${H}`)).json()) as { history: string[] };
+    expect(answer.history.length).toBeLessThan(13);
+    expect(answer.history.join('').length).toBeLessThanOrEqual(EVIDENCE_MAX_CHARS);
+
+    const resolver = resolverFor(s);
+    const before = await logReads(s);
+    const first = await resolver.lookup(H);
+    expect(first).toMatchObject({ status: 'found', endpoint: 'https://home.example/alice/12', genesis: requestId(reg) });
+    expect(await logReads(s)).toBe(before + 1);
+    if (!first.verified) throw new Error('not verified');
+    expect(first.proof.history).toHaveLength(13);
+
+    // One more change: checked from the point kept, with the prefix from the book, no log read.
+    const u = update(prev, 13);
+    await s.ctx.changes.submit(u);
+    const second = await resolver.lookup(H, { forceRefresh: true });
+    expect(second).toMatchObject({ endpoint: 'https://home.example/alice/13', genesis: requestId(reg) });
+    expect(await logReads(s)).toBe(before + 1);
+
+    // A resolver without the book reads the log again.
+    const fresh = resolverFor(s);
+    expect(await fresh.lookup(H)).toMatchObject({ endpoint: 'https://home.example/alice/13' });
+    expect(await logReads(s)).toBe(before + 2);
+  });
+
+  it('notices a handle registered anew: another genesis', async () => {
+    s = await startTestServer({ zones: { [ZONE]: {} } });
+    cleanups.push(() => s.close());
+    // No cool-down: a stranger may take the name at once.
+    s.ctx.zones.setTombstoneCooldown(ZONE, 0);
+    const reg = signChangeRequest({ action: 'register', handle: H, endpoint: 'https://home.example/alice', keys: [owner.public] }, owner.private);
+    await s.ctx.changes.submit(reg);
+    const resolver = resolverFor(s);
+    expect(await resolver.resolve(H)).toMatchObject({ genesis: requestId(reg), operatorAsserted: false });
+    await s.ctx.changes.submit(signChangeRequest({ action: 'delete', handle: H, prev: requestId(reg) }, owner.private));
+    const stranger = newUserKey();
+    const again = signChangeRequest({ action: 'register', handle: H, endpoint: 'https://elsewhere.example/', keys: [stranger.public] }, stranger.private);
+    await s.ctx.changes.submit(again);
+    const now = await resolver.resolve(H, { forceRefresh: true });
+    expect(now).toMatchObject({ genesis: requestId(again), endpoint: 'https://elsewhere.example/', keys: [stranger.public] });
+  });
+});
