@@ -409,6 +409,7 @@ describe('handle recovery keys: --recovery-key, recover', () => {
     if (now.status !== 'answer') throw new Error('no answer');
     expect(now.record.keys.map(thumbprint)).toEqual([k4]);
     expect(now.record).toMatchObject({ endpoint: 'https://social.example/dana', genesis: reg.op });
+    expect(expectOk(await idns(['handle', 'log', h, ...s]))).toMatch(/^4\tupdate\t[A-Za-z0-9_-]{43}\trecovery: back to entry 2$/m);
     // The recovery key cannot go back beyond its own recovery: refused, with the reason.
     const again = await idns(['handle', 'recover', h, '--key', 'r1.jwk', '--to', kept.op, '--new-key', 'k1.jwk', '--endpoint', 'https://x.example/', ...s]);
     expect(again.code).not.toBe(0);

@@ -56,6 +56,9 @@ describe('operator acts', () => {
       { name: 'example.com', keys: zoneKeys },
     );
     expect(verified).toMatchObject({ seq: 2, state: null, genesis: null });
+    // idns handle log says who did it, and why.
+    const log = await runIdns(['handle', 'log', h, '--server', s.url]);
+    expect(log.stdout.trim().split('\n')[1]).toMatch(/^2\ttakedown\t[A-Za-z0-9_-]{43}\tby the zone's operator: spam, ticket 42$/);
 
     // Not even the former owner's key may take it back during the cool-down.
     const back = signChangeRequest({ action: 'register', handle: h, endpoint: 'https://social.example/back', keys: [owner.public] }, owner.private);

@@ -14,6 +14,8 @@ import { DEFAULT_SERVER, parseCommand, UsageError, type Io, type OptionValues } 
 import { localOptions, openLocal } from '../local.js';
 import { decodePayload } from '../../authority/editor.js';
 import { handleHistory } from '../../authority/history.js';
+import { decodeCompact } from '../../records/jws.js';
+import { OPERATOR_TYP } from '../../records/operator-entry.js';
 
 const usage = `usage: idns handle <command> HANDLE ... [--server URL | --data DIR] [--json]
 
@@ -306,8 +308,28 @@ function assureNoLinkFlags(values: Values, sub: string): void {
 async function log(target: Target, handle: string, values: Values, io: Io): Promise<number> {
   const entries = await target.log(handle);
   if (values.json) io.out(JSON.stringify({ handle, operations: entries }));
-  else io.out(entries.map((e) => `${e.seq}\t${e.action}\t${e.op}`).join('\n'));
+  else io.out(describeLog(entries).join('\n'));
   return 0;
+}
+
+/**
+ * One line per entry: its number, action and id, and who made it when it was not the owner's plain next
+ * change: an operator's entry (with its reason), a recovery (with the entry it went back to).
+ */
+function describeLog(entries: readonly LogEntry[]): string[] {
+  const seqOf = new Map(entries.map((e) => [e.op, e.seq]));
+  return entries.map((e, i) => {
+    const line = `${e.seq}\t${e.action}\t${e.op}`;
+    if (e.request === undefined) return line;
+    const { header, payload } = decodeCompact(e.request);
+    const p = payload as { reason?: unknown; prev?: unknown };
+    if (header.typ === OPERATOR_TYP) return `${line}\tby the zone's operator${typeof p.reason === 'string' ? `: ${p.reason}` : ''}`;
+    const before = entries[i - 1];
+    if (typeof p.prev === 'string' && before !== undefined && p.prev !== before.op && seqOf.has(p.prev)) {
+      return `${line}\trecovery: back to entry ${seqOf.get(p.prev)}`;
+    }
+    return line;
+  });
 }
 
 const THUMBPRINT = /^[A-Za-z0-9_-]{43}$/;
@@ -358,6 +380,8 @@ interface LogEntry {
   seq: number;
   op: string;
   action: string;
+  /** The entry as signed (the log endpoint gives it). */
+  request?: string;
 }
 
 /** Where handle commands go: a server over HTTP, or the operator's data directory. */
