@@ -1,3 +1,5 @@
+import { cpSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { signChangeRequest } from '../src/client/requests.js';
 import { requestId } from '../src/records/change-request.js';
@@ -5,7 +7,7 @@ import { EVIDENCE_MAX_CHARS } from '../src/records/history-evidence.js';
 import { createResolver, type Resolver } from '../src/resolver/resolver.js';
 import { cleanupEachTest } from './support/cleanup.js';
 import { newUserKey } from './support/keys.js';
-import { startTestServer, type TestServer } from './support/server.js';
+import { startTestServer, tempDir, type TestServer } from './support/server.js';
 
 /**
  * How a resolver gets and keeps a handle's history (docs/protocol.md §6.5), observed from outside: the
@@ -40,10 +42,40 @@ async function logReads(s: TestServer): Promise<number> {
   return n;
 }
 
-function resolverFor(s: TestServer): Resolver {
-  const r = createResolver({ trustAnchors: new Map([[ZONE, s.ctx.zones.info(ZONE).keyThumbprints]]), rootServers: [s.url], allowPrivate: true });
+function resolverFor(s: TestServer, url = s.url): Resolver {
+  const r = createResolver({ trustAnchors: new Map([[ZONE, s.ctx.zones.info(ZONE).keyThumbprints]]), rootServers: [url], allowPrivate: true });
   cleanups.push(() => r.close());
   return r;
+}
+
+/** Makes the updates numbered `from` … `to` of alice on `s`, after the entry `prev`; returns the last one's id. */
+async function updates(s: TestServer, prev: string, from: number, to: number): Promise<string> {
+  for (let n = from; n <= to; n++) {
+    const u = update(prev, n);
+    await s.ctx.changes.submit(u);
+    prev = requestId(u);
+  }
+  return prev;
+}
+
+/** A fixed address in front of a server that can be swapped (a server restored elsewhere keeps its name). */
+async function switchable(target: string): Promise<{ url: string; target: string; close: () => Promise<void> }> {
+  const state = { target };
+  const server: Server = createServer((req, res) => {
+    void fetch(`${state.target}${req.url}`).then(async (up) => {
+      res.writeHead(up.status, { 'content-type': up.headers.get('content-type') ?? 'application/json' });
+      res.end(Buffer.from(await up.arrayBuffer()));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return Object.assign(state, {
+    url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  });
 }
 
 describe("a resolver's history book", () => {
@@ -101,5 +133,44 @@ describe("a resolver's history book", () => {
     await s.ctx.changes.submit(again);
     const now = await resolver.resolve(H, { forceRefresh: true });
     expect(now).toMatchObject({ genesis: requestId(again), endpoint: 'https://elsewhere.example/', keys: [stranger.public] });
+  });
+
+  it('resolves a zone restored from a backup whose history went another way than the entries it kept', async () => {
+    const data = tempDir();
+    cleanups.push(data.remove);
+    const dataDir = data.dir;
+    const first = await startTestServer({ dataDir, zones: { [ZONE]: {} } });
+    const reg = signChangeRequest({ action: 'register', handle: H, endpoint: 'https://home.example/alice', keys: [owner.public] }, owner.private);
+    await first.ctx.changes.submit(reg);
+    const atBackup = await updates(first, requestId(reg), 1, 6);
+    const keys = first.ctx.zones.info(ZONE).keyThumbprints;
+    // The backup: a copy of the data directory with 7 entries, taken while the server is stopped.
+    await first.close();
+    const { dir: backup } = tempDir();
+    cleanups.push(() => rmSync(backup, { recursive: true, force: true }));
+    cpSync(dataDir, backup, { recursive: true });
+
+    const live = await startTestServer({ dataDir });
+    let liveOpen = true;
+    cleanups.push(async () => {
+      if (liveOpen) await live.close();
+    });
+    await updates(live, atBackup, 7, 13);
+    const front = await switchable(live.url);
+    cleanups.push(() => front.close());
+    const resolver = createResolver({ trustAnchors: new Map([[ZONE, keys]]), rootServers: [front.url], allowPrivate: true });
+    cleanups.push(() => resolver.close());
+    expect(await resolver.lookup(H)).toMatchObject({ endpoint: 'https://home.example/alice/13' });
+
+    // Restored from the backup, the zone goes another way: entries 8 on differ from those the resolver keeps.
+    liveOpen = false;
+    await live.close();
+    const restored = await startTestServer({ dataDir: backup });
+    cleanups.push(() => restored.close());
+    await updates(restored, atBackup, 100, 107);
+    front.target = restored.url;
+    const answer = (await (await fetch(`${restored.url}/v1/resolve/${H}`)).json()) as { history: string[] };
+    expect(15 - answer.history.length + 1).toBeGreaterThan(8);
+    expect(await resolver.lookup(H, { forceRefresh: true })).toMatchObject({ endpoint: 'https://home.example/alice/107' });
   });
 });

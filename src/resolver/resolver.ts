@@ -635,25 +635,36 @@ export class Resolver {
   ): Promise<DistributiveOmit<ZoneReply, 'server' | 'rttMs'>> {
     const first = reply.evidence[0]!.seq;
     const tail = reply.evidence.map((e) => e.jws);
-    let before: readonly string[] = [];
-    if (first > 1) {
-      const known = this.histories.get(cut.name, handle);
-      before =
-        known !== undefined && known.entries.length >= first - 1
-          ? known.entries.slice(0, first - 1)
-          : // Each page is a request of the lookup's budget.
-            await readLog(server, handle, first - 1, async (url) => {
-              const res = await this.get(url, budget.spend(), HISTORY_RESPONSE_BYTES);
-              const err = errorFromBody(res.body);
-              if (err) throw new IdnsError('bad_response', `the server's log of ${handle} answered ${err.code}: ${err.message}`);
-              return res.body;
-            });
+    const readBefore = () =>
+      // Each page is a request of the lookup's budget.
+      readLog(server, handle, first - 1, async (url) => {
+        const res = await this.get(url, budget.spend(), HISTORY_RESPONSE_BYTES);
+        const err = errorFromBody(res.body);
+        if (err) throw new IdnsError('bad_response', `the server's log of ${handle} answered ${err.code}: ${err.message}`);
+        return res.body;
+      });
+    const verify = (before: readonly string[]) => {
+      const entries = before.length === 0 ? tail : [...before, ...tail];
+      this.signatures.during(() => {
+        const history = verifyRecordHistory(reply.parsed, entries, historyZoneOf(reply.zone), this.histories.point(cut.name, handle));
+        this.histories.verified(cut.name, history, entries);
+      });
+      return entries;
+    };
+    const known = first > 1 ? this.histories.get(cut.name, handle) : undefined;
+    let entries: readonly string[];
+    if (first === 1) entries = verify([]);
+    else if (known === undefined || known.entries.length < first - 1) entries = verify(await readBefore());
+    else {
+      try {
+        entries = verify(known.entries.slice(0, first - 1));
+      } catch (err) {
+        // The entries kept are not this history's start (a zone made anew, restored from a backup): the
+        // server's log is, or the answer fails on its own.
+        if (!isIdnsError(err, 'verification_failed')) throw err;
+        entries = verify(await readBefore());
+      }
     }
-    const entries = before.length === 0 ? tail : [...before, ...tail];
-    this.signatures.during(() => {
-      const history = verifyRecordHistory(reply.parsed, entries, historyZoneOf(reply.zone), this.histories.point(cut.name, handle));
-      this.histories.verified(cut.name, history, entries);
-    });
     return { status: 'answer', zone: reply.zone, record: reply.record, history: entries };
   }
 
