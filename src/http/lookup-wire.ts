@@ -30,6 +30,12 @@ export class LookupWire {
   private readonly chains = new WeakMap<readonly ProofStep[], Buffer>();
   private readonly traces = new WeakMap<NonNullable<VerifiedResult['trace']>, string>();
   private readonly rests = new WeakMap<Proof, string>();
+  /**
+   * A handle's history as written after its record (`","history":[…]`), kept for the last HOT_HEADS
+   * histories written, as the heads are: a copy for every cached handle would double what their
+   * histories hold.
+   */
+  private readonly histories = new Map<readonly string[], string>();
   /** The tails after a history (the record's closing quote left out), per trace. */
   private readonly historyTails = new WeakMap<NonNullable<VerifiedResult['trace']>, string>();
   /** In insertion order, oldest first; keyed by proof, which a cached resolution and its results share. */
@@ -47,10 +53,7 @@ export class LookupWire {
     if (isPlain(r.proof)) {
       const h = r.proof.history;
       if (h === undefined) return [head, mid, chain, OPEN, r.proof.record, this.tailOf(r.trace)];
-      const out: (string | Buffer)[] = [head, mid, chain, OPEN, r.proof.record];
-      historyPieces(h, (piece) => out.push(piece));
-      out.push(this.tailAfterHistory(r.trace));
-      return out;
+      return [head, mid, chain, OPEN, r.proof.record, this.historyOf(h), this.tailAfterHistory(r.trace)];
     }
     return [head, mid, chain, this.restOf(r)];
   }
@@ -102,7 +105,7 @@ export class LookupWire {
         item(r.proof.record);
         const h = r.proof.history;
         if (h !== undefined) {
-          historyPieces(h, item);
+          item(this.historyOf(h));
           item(this.tailAfterHistory(r.trace));
         } else item(this.tailOf(r.trace));
       } else item(this.restOf(r));
@@ -154,7 +157,18 @@ export class LookupWire {
     return tail;
   }
 
-  /** tailOf without the quote that closes the record (historyPieces closed it). */
+  /** `","history":["e1","e2"]`: closes the record's string, then the entries (verified compact JWSs, nothing to escape). */
+  private historyOf(history: readonly string[]): string {
+    let text = this.histories.get(history);
+    if (text === undefined) {
+      text = flat(`","history":["${history.join('","')}"]`);
+      if (this.histories.size >= HOT_HEADS) this.histories.delete(this.histories.keys().next().value as readonly string[]);
+      this.histories.set(history, text);
+    }
+    return text;
+  }
+
+  /** tailOf without the quote that closes the record (historyOf closed it). */
   private tailAfterHistory(trace: VerifiedResult['trace']): string {
     if (trace === undefined) return '}}';
     let tail = this.historyTails.get(trace);
@@ -190,19 +204,6 @@ function isPlain(proof: Proof): boolean {
     n += 1;
   }
   return n === 2 || (n === 3 && proof.history !== undefined);
-}
-
-/**
- * A handle's history as it follows its record, `","history":["e1","e2"]`, piece by piece: the entries
- * are the cached proof's own strings (verified compact JWSs, nothing to escape), written without a copy.
- */
-function historyPieces(history: readonly string[], add: (piece: string) => void): void {
-  add('","history":["');
-  history.forEach((entry, i) => {
-    if (i > 0) add('","');
-    add(entry);
-  });
-  add('"]');
 }
 
 /**
