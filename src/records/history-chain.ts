@@ -56,8 +56,11 @@ export const MAX_VERIFIED_ENTRIES = MAX_HISTORY_ENTRIES;
 
 /** The starting point of a handle that has no history yet. */
 export function emptyHistory(handle: string): VerifiedHistory {
-  return { handle, seq: 0, op: '', genesis: null, state: null, operatorAsserted: false, legacyOp: null, latestIat: 0, recoverable: [], recoveries: [] };
+  return { handle, seq: 0, op: '', genesis: null, state: null, operatorAsserted: false, legacyOp: null, latestIat: 0, recoverable: NONE, recoveries: NONE };
 }
+
+/** The empty list of recoverable points and recoveries, shared: most points have none, and resolvers keep a point per handle. */
+const NONE: readonly never[] = Object.freeze([]);
 
 /** How long after a change a recovery key may undo it when the zone record names no `recoveryWindow`: 72 hours. */
 export const DEFAULT_RECOVERY_WINDOW = 72 * 3600;
@@ -142,7 +145,7 @@ function next(at: VerifiedHistory, seq: number, jws: string, zone: HistoryZone, 
   const handle = at.handle;
   const read = guard(handle, seq, () => readHistoryEntry(jws, handle, zone, true));
   const op = requestId(jws);
-  const base = { handle, seq, op, legacyOp: null, recoverable: [], recoveries: [] };
+  const base = { handle, seq, op, legacyOp: null, recoverable: NONE, recoveries: NONE };
   if (read.operator) {
     const entry = read.operator;
     if (entry.action === 'import') {
@@ -242,9 +245,10 @@ function keepRecoverable(at: VerifiedHistory, iat: number, zone: HistoryZone): K
   if (at.state?.recovery !== undefined && at.genesis !== null) {
     points.push({ seq: at.seq, op: at.op, genesis: at.genesis, state: at.state as RecoverablePoint['state'], changedAt: iat });
   }
-  const recoverable = points.filter((p) => p.changedAt + window >= latestIat - RECOVERY_IAT_SLACK);
-  const oldest = recoverable[0]?.seq ?? Infinity;
-  return { latestIat, recoverable, recoveries: at.recoveries.filter((r) => r.seq > oldest) };
+  const kept = points.filter((p) => p.changedAt + window >= latestIat - RECOVERY_IAT_SLACK);
+  if (kept.length === 0) return { latestIat, recoverable: NONE, recoveries: NONE };
+  const oldest = kept[0]!.seq;
+  return { latestIat, recoverable: kept, recoveries: at.recoveries.filter((r) => r.seq > oldest) };
 }
 
 /** A state's keys and recovery keys, by thumbprint: the keys that may sign its next change. */

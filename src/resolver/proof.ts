@@ -2,7 +2,9 @@ import { IdnsError } from '../errors.js';
 import { parseHandle } from '../names/handle.js';
 import { isAtOrBelow } from '../names/zone.js';
 import type { PublicJwk } from '../records/keys.js';
-import { verifyRecordHistory, type VerifiedHistory } from '../records/history-chain.js';
+import { verifyRecordHistory, type HistoryState, type VerifiedHistory } from '../records/history-chain.js';
+import { definedLinks } from '../records/handle-links.js';
+import type { HandleRecord } from '../records/types.js';
 import { historyZoneOf } from '../records/history-entries.js';
 import { MAX_HISTORY_ENTRIES } from '../records/history-key.js';
 import { noCutOf, verifyDelegation, verifyDenial, verifyHandleRecord, verifyZoneRecord, type VerifyOptions } from '../records/verify.js';
@@ -150,7 +152,8 @@ export function verifyProof(
     const r = verifyHandleRecord(p.record, handle, zone, now, options);
     const entries = historyOf(p.history, handle);
     const history = verifyRecordHistory(r, entries, historyZoneOf(zone), known?.point(last.zone, handle));
-    known?.verified(last.zone, history, entries);
+    // The record is that state (verifyRecordHistory checked it): the point kept shares its objects.
+    known?.verified(last.zone, { ...history, state: stateOf(r) }, entries);
     return {
       handle,
       status: 'found',
@@ -202,6 +205,11 @@ function verifiedProof(steps: readonly ProofStep[], record: string, noCut: strin
   );
   if (history !== null) return { steps: kept, record, history };
   return noCut.length > 0 ? { steps: kept, record, noCut } : { steps: kept, record };
+}
+
+/** A verified handle record's state, as a verified history states it (its own objects, not copies). */
+function stateOf(r: HandleRecord): HistoryState {
+  return { endpoint: r.endpoint, keys: r.keys, ...definedLinks(r), ...(r.recovery !== undefined ? { recovery: r.recovery } : {}) };
 }
 
 /** A proof's `history`, checked for form: at most MAX_HISTORY_ENTRIES strings (verifyRecordHistory checks the rest). */
