@@ -199,6 +199,27 @@ describe("a handle's history", () => {
     }
   });
 
+  it('idns handle log over HTTP reads a history longer than one page of the log, every entry in order', async () => {
+    const { startTestServer } = await import('./support/server.js');
+    const { runIdns } = await import('./support/process.js');
+    const s = await startTestServer({ zones: { 'example.com': {} } });
+    try {
+      // 1,001 stored entries (written straight into the store for the test: the log only reads them).
+      const content = s.ctx.store.zones.get('example.com')!.content;
+      const jws = register(alice, 'https://social.example/many');
+      s.ctx.store.write(() => {
+        for (let seq = 1; seq <= 1001; seq++) s.ctx.store.records.put(content, 'op', historyKey(H, seq), 1, 0, jws);
+      });
+      const log = await runIdns(['handle', 'log', H, '--server', s.url]);
+      expect(log.stderr).toBe('');
+      const lines = log.stdout.trim().split('\n');
+      expect(lines).toHaveLength(1001);
+      expect(lines.map((l) => Number(l.split('\t')[0]))).toEqual(Array.from({ length: 1001 }, (_, i) => i + 1));
+    } finally {
+      await s.close();
+    }
+  });
+
   it('verifies the history the authority writes, as served by its log: every entry, from the first', async () => {
     const { startTestServer } = await import('./support/server.js');
     const s = await startTestServer({ zones: { 'example.com': {} } });

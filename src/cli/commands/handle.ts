@@ -13,9 +13,10 @@ import type { HandleFields } from '../../records/types.js';
 import { DEFAULT_SERVER, parseCommand, UsageError, type Io, type OptionValues } from '../args.js';
 import { localOptions, openLocal } from '../local.js';
 import { decodePayload } from '../../authority/editor.js';
-import { handleHistory } from '../../authority/history.js';
+import { handleHistory, MAX_HISTORY_PAGE } from '../../authority/history.js';
 import { decodeCompact } from '../../records/jws.js';
 import { OPERATOR_TYP } from '../../records/operator-entry.js';
+import { MAX_HISTORY_CHARS, MAX_HISTORY_ENTRIES } from '../../records/history-key.js';
 
 const usage = `usage: idns handle <command> HANDLE ... [--server URL | --data DIR] [--json]
 
@@ -431,12 +432,19 @@ class RemoteTarget implements Target {
     return res.body as ChangeResult;
   }
 
+  /** The whole history, a page of MAX_HISTORY_PAGE entries at a time (a history holds at most MAX_HISTORY_ENTRIES). */
   async log(handle: string): Promise<LogEntry[]> {
     const { jsonRequest, errorFromBody } = await client();
-    const res = await jsonRequest(`${this.server.replace(/\/+$/, '')}/v1/handles/${encodeURIComponent(handle)}/log`);
-    const err = errorFromBody(res.body);
-    if (err) throw err;
-    return (res.body as { operations: LogEntry[] }).operations;
+    const entries: LogEntry[] = [];
+    for (;;) {
+      const url = `${this.server.replace(/\/+$/, '')}/v1/handles/${encodeURIComponent(handle)}/log?after=${entries.length}&limit=${MAX_HISTORY_PAGE}`;
+      const res = await jsonRequest(url, { maxBytes: MAX_HISTORY_CHARS + 1024 * 1024 });
+      const err = errorFromBody(res.body);
+      if (err) throw err;
+      const page = (res.body as { operations: LogEntry[] }).operations;
+      entries.push(...page);
+      if (page.length < MAX_HISTORY_PAGE || entries.length >= MAX_HISTORY_ENTRIES) return entries;
+    }
   }
 
   async close(): Promise<void> {}
