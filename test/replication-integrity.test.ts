@@ -391,12 +391,18 @@ async function hostileSource(primary: TestServer) {
       return;
     }
     res.writeHead(200, { 'content-type': 'application/x-ndjson' });
-    res.on('close', () => (state.closed = true));
+    // One listener for the hang-up, shared by every wait for drain (one per wait piled up: 11 and a warning).
+    const hungUp = new Promise<void>((r) =>
+      res.on('close', () => {
+        state.closed = true;
+        r();
+      }),
+    );
     /** Writes, waiting for the client to take it; false once the client is gone. */
     const write = async (text: string): Promise<boolean> => {
       if (state.closed || res.destroyed) return false;
       state.written += text.length;
-      if (!res.write(text)) await new Promise<void>((r) => (res.once('drain', r), res.once('close', r)));
+      if (!res.write(text)) await Promise.race([new Promise<void>((r) => res.once('drain', r)), hungUp]);
       return !state.closed && !res.destroyed;
     };
     await write(`${JSON.stringify({ kind: 'start', mode: 'full', zone: 'example', serial: attack.serial, record: attack.zoneRecord })}\n`);
