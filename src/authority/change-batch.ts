@@ -1,5 +1,7 @@
 import type { Clock } from '../clock.js';
-import { publicKeyObject, thumbprint, type PublicJwk } from '../records/keys.js';
+import { thumbprint, type PublicJwk } from '../records/keys.js';
+import { historyZoneOf } from '../records/history-entries.js';
+import { verifiedZoneOf } from '../records/verify-core.js';
 import { emptyHistory, verifyHistory, type VerifiedHistory } from '../records/history-chain.js';
 import { MAX_HISTORY_ENTRIES } from '../records/history-key.js';
 import { epochSeconds } from '../clock.js';
@@ -158,11 +160,8 @@ export class ChangeApplier {
   private recovery(req: ChangeRequest, editor: ZoneEditor): VerifiedHistory | null {
     const zone = this.zones.zoneRecord(editor.zone);
     if (zone === null) return null;
-    const historyZone = {
-      name: editor.zone.name,
-      keys: new Map(zone.keys.map((k) => [thumbprint(k), publicKeyObject(k)])),
-      recoveryWindow: editor.settings.recoveryWindow,
-    };
+    // The zone as its signed record states it (keys, recovery window): the authority judges as resolvers do.
+    const historyZone = historyZoneOf(verifiedZoneOf(zone, editor.zone.record));
     const entries = this.store.records.history(editor.zone.content, req.handle, 0, MAX_HISTORY_ENTRIES);
     // Only a request signed by a key that some state named as a recovery key can be one (most stale
     // updates are not): looked for in the payloads before any signature is checked.

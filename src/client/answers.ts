@@ -7,8 +7,8 @@ import type { DelegationRecord, HandleRecord } from '../records/types.js';
 import { errorFromBody, jsonRequest } from './http.js';
 import { verifyRecordHistory, type VerifiedHistory } from '../records/history-chain.js';
 import { historyZoneOf } from '../records/history-entries.js';
-import { parseEvidence, readLog } from '../records/history-evidence.js';
-import { MAX_HISTORY_CHARS, MAX_HISTORY_ENTRIES } from '../records/history-key.js';
+import { HISTORY_RESPONSE_MAX_BYTES, parseEvidence, readLog } from '../records/history-evidence.js';
+import { MAX_HISTORY_ENTRIES } from '../records/history-key.js';
 import { decodeCompact } from '../records/jws.js';
 
 /** The verified outcome of asking one authoritative server about a handle. */
@@ -94,7 +94,7 @@ export async function queryAuthoritative(
   const { handle } = parseHandle(input);
   // A log page may hold up to a history's whole 1 MiB.
   const get = async (url: string) => {
-    const res = await jsonRequest(url, { maxBytes: MAX_HISTORY_CHARS + 256 * 1024 });
+    const res = await jsonRequest(url, { maxBytes: HISTORY_RESPONSE_MAX_BYTES });
     const err = errorFromBody(res.body);
     if (err) throw err;
     return res.body;

@@ -1,5 +1,6 @@
 import { IdnsError } from '../errors.js';
 import { MAX_JWS_LENGTH } from './jws.js';
+import { MAX_HISTORY_CHARS } from './history-key.js';
 
 /**
  * The evidence an authoritative answer carries for a handle record (docs/protocol.md §6.5): the last
@@ -40,6 +41,12 @@ export function parseEvidence(value: unknown, seq: number): { seq: number; jws: 
   const from = seq - value.length + 1;
   return (value as string[]).map((jws, i) => ({ seq: from + i, jws }));
 }
+
+/**
+ * Largest body of a response that may carry a handle's whole history (a log page, a proof): the
+ * history's bound (MAX_HISTORY_CHARS) and room for the rest (a page's members, a proof's steps).
+ */
+export const HISTORY_RESPONSE_MAX_BYTES = MAX_HISTORY_CHARS + 256 * 1024;
 
 /** Entries read per request of a log (`GET /v1/handles/{h}/log`; the protocol's pages go to 1,000): a page is at most the history's 1 MiB and 200 entries' members. */
 export const LOG_PAGE = 200;

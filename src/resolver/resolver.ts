@@ -20,9 +20,8 @@ import { parseHandleReference } from '../names/handle.js';
 import { SignatureCache } from '../records/signature-cache.js';
 import { verifyRecordHistory } from '../records/history-chain.js';
 import { historyZoneOf } from '../records/history-entries.js';
-import { parseEvidence, readLog } from '../records/history-evidence.js';
+import { HISTORY_RESPONSE_MAX_BYTES, parseEvidence, readLog } from '../records/history-evidence.js';
 import type { HandleRecord } from '../records/types.js';
-import { MAX_HISTORY_CHARS } from '../records/history-key.js';
 import { HistoryBook } from './histories.js';
 import { ServerSelector } from './servers.js';
 import { cutBytes, resolutionBytes, stepsBytes, traceBytes } from './weigh.js';
@@ -170,9 +169,6 @@ async function within<T>(budget: Budget, clock: Clock, work: Promise<T>): Promis
 function leadsDeeper(child: string, zone: string, host: string): boolean {
   return child !== zone && isAtOrBelow(child, zone) && isAtOrBelow(host, child);
 }
-
-/** Largest body of a response that may carry a handle's whole history (a log page, a proof): the history's bound and room for the rest. */
-const HISTORY_RESPONSE_BYTES = MAX_HISTORY_CHARS + 256 * 1024;
 
 /** A server's reply to `GET /v1/resolve/{handle}?zone=Z` as checkZoneReply leaves it: an answer's history not yet verified. */
 type CheckedAnswer = { status: 'answer'; zone: VerifiedZone; record: string; evidence: { seq: number; jws: string }[]; parsed: HandleRecord };
@@ -638,7 +634,7 @@ export class Resolver {
     const readBefore = () =>
       // Each page is a request of the lookup's budget.
       readLog(server, handle, first - 1, async (url) => {
-        const res = await this.get(url, budget.spend(), HISTORY_RESPONSE_BYTES);
+        const res = await this.get(url, budget.spend(), HISTORY_RESPONSE_MAX_BYTES);
         const err = errorFromBody(res.body);
         if (err) throw new IdnsError('bad_response', `the server's log of ${handle} answered ${err.code}: ${err.message}`);
         return res.body;
@@ -717,7 +713,7 @@ export class Resolver {
       try {
         assureAllowedUrl(upstream, this.options.allowPrivate);
         // A proof carries the handle's whole history, which may be longer than other answers.
-        const res = await this.get(`${upstream.replace(/\/+$/, '')}/v1/lookup/${encodeURIComponent(handle)}`, left, HISTORY_RESPONSE_BYTES);
+        const res = await this.get(`${upstream.replace(/\/+$/, '')}/v1/lookup/${encodeURIComponent(handle)}`, left, HISTORY_RESPONSE_MAX_BYTES);
         if (res.status >= 300 && res.status < 400) throw new IdnsError('bad_response', `redirect (${res.status}) refused`);
         const err = errorFromBody(res.body);
         if (err) throw new IdnsError('bad_response', `the upstream answered ${err.code}: ${err.message}`);

@@ -16,7 +16,8 @@ import { decodePayload } from '../../authority/editor.js';
 import { handleHistory, MAX_HISTORY_PAGE } from '../../authority/history.js';
 import { decodeCompact } from '../../records/jws.js';
 import { OPERATOR_TYP } from '../../records/operator-entry.js';
-import { MAX_HISTORY_CHARS, MAX_HISTORY_ENTRIES } from '../../records/history-key.js';
+import { MAX_HISTORY_ENTRIES } from '../../records/history-key.js';
+import { HISTORY_RESPONSE_MAX_BYTES } from '../../records/history-evidence.js';
 
 const usage = `usage: idns handle <command> HANDLE ... [--server URL | --data DIR] [--json]
 
@@ -438,7 +439,7 @@ class RemoteTarget implements Target {
     const entries: LogEntry[] = [];
     for (;;) {
       const url = `${this.server.replace(/\/+$/, '')}/v1/handles/${encodeURIComponent(handle)}/log?after=${entries.length}&limit=${MAX_HISTORY_PAGE}`;
-      const res = await jsonRequest(url, { maxBytes: MAX_HISTORY_CHARS + 1024 * 1024 });
+      const res = await jsonRequest(url, { maxBytes: HISTORY_RESPONSE_MAX_BYTES });
       const err = errorFromBody(res.body);
       if (err) throw err;
       const page = (res.body as { operations: LogEntry[] }).operations;
