@@ -16,7 +16,7 @@ import { publicKeyObject, signingKeyFromJwk, generatePrivateJwk, thumbprint, typ
 import { signOperatorEntry } from '../src/records/operator-entry.js';
 import { historyKey, MAX_HISTORY_CHARS, MAX_HISTORY_ENTRIES } from '../src/records/history-key.js';
 import { newUserKey } from './support/keys.js';
-import { EVIDENCE_MAX_ENTRIES, parseEvidence } from '../src/records/history-evidence.js';
+import { EVIDENCE_MAX_ENTRIES, parseEvidence, readLog } from '../src/records/history-evidence.js';
 
 // The verifier of a handle's history (docs/protocol.md §6.4), with real keys and signatures: the chains an
 // honest authority writes verify, and each way a zone key holder could forge or bend one is refused.
@@ -424,5 +424,32 @@ describe('recovery keys (docs/protocol.md §6.6)', () => {
       [next.private],
     );
     expect(verifyHistory(emptyHistory(H), entries(reg, rotate), zone).state).toMatchObject({ keys: [next.public] });
+  });
+});
+
+describe('reading a history from a log (readLog)', () => {
+  const page = (from: number, n: number) => ({ operations: Array.from({ length: n }, (_, i) => ({ seq: from + i, request: `e${from + i}` })) });
+
+  it('asks for full pages only: 450 entries take 3 requests', async () => {
+    const asked: string[] = [];
+    const got = await readLog('http://log.example/', H, 450, async (url) => {
+      asked.push(url);
+      const u = new URL(url);
+      return page(Number(u.searchParams.get('after')) + 1, Number(u.searchParams.get('limit')));
+    });
+    expect(got).toEqual(Array.from({ length: 450 }, (_, i) => `e${i + 1}`));
+    expect(asked.map((u) => new URL(u).search)).toEqual(['?after=0&limit=200', '?after=200&limit=200', '?after=400&limit=50']);
+  });
+
+  it('refuses a page shorter or longer than asked, or out of place: a server cannot drive one request per entry', async () => {
+    let requests = 0;
+    const stalling = async (url: string) => {
+      requests += 1;
+      return page(Number(new URL(url).searchParams.get('after')) + 1, 1);
+    };
+    await expect(readLog('http://log.example/', H, 450, stalling)).rejects.toMatchObject({ code: 'verification_failed' });
+    expect(requests).toBe(1);
+    await expect(readLog('http://log.example/', H, 10, async () => page(1, 11))).rejects.toMatchObject({ code: 'verification_failed' });
+    await expect(readLog('http://log.example/', H, 2, async () => page(2, 2))).rejects.toMatchObject({ code: 'verification_failed' });
   });
 });

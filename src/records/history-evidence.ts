@@ -57,12 +57,14 @@ export function logUrl(server: string, handle: string, after: number, limit: num
 }
 
 /**
- * The entries a log page gives (its `operations`' requests), which must be entries `after + 1` on, in
- * order, at least one and at most `limit`; throws verification_failed otherwise.
+ * The entries a log page gives (its `operations`' requests), which must be exactly entries `after + 1` …
+ * `after + limit`, in order: the reader asks only for entries the record names, which a server of the
+ * zone holds, so a shorter page is a server stalling (each page costs a request); throws
+ * verification_failed otherwise.
  */
 export function logPageEntries(body: unknown, handle: string, after: number, limit: number): string[] {
   const ops = (body as { operations?: unknown } | null)?.operations;
-  if (!Array.isArray(ops) || ops.length === 0 || ops.length > limit) throw fail(`the server's log of ${handle} does not give the entries after ${after}`);
+  if (!Array.isArray(ops) || ops.length !== limit) throw fail(`the server's log of ${handle} does not give entries ${after + 1} to ${after + limit}`);
   return ops.map((op: { seq?: unknown; request?: unknown } | null, i) => {
     if (op?.seq !== after + i + 1 || typeof op.request !== 'string')
       throw fail(`the server's log of ${handle} does not give entry ${after + i + 1} in its place`);
@@ -72,7 +74,8 @@ export function logPageEntries(body: unknown, handle: string, after: number, lim
 
 /**
  * Entries 1 … `count` of a handle's history, read from a server's log a page at a time with `get` (which
- * answers a URL with the response body, throwing for an error answer).
+ * answers a URL with the response body, throwing for an error answer): at most ⌈count / LOG_PAGE⌉
+ * requests, since every page must be full.
  */
 export async function readLog(server: string, handle: string, count: number, get: (url: string) => Promise<unknown>): Promise<string[]> {
   const entries: string[] = [];
