@@ -23,7 +23,7 @@ const rec = (key: string, jws: string, i = 0) => ({
   jws,
   ttl: 60 + i,
   exp: 2_000_000_000 + i,
-  history: JSON.stringify([`e.${'q'.repeat(i % 1000)}.${i}`]),
+  history: JSON.stringify([[1, `e.${'q'.repeat(i % 1000)}.${i}`]]),
 });
 
 describe('answer file format', () => {
@@ -208,6 +208,24 @@ describe('answer files on a server', () => {
     expectAnswersMatchDatabase(s, handles);
     get.mockRestore();
     fromDb.mockRestore();
+  });
+
+  it("carries a long history's compact form, as the database path does", async () => {
+    const s = await server();
+    const handles = Array.from({ length: 25 }, (_, i) => `long${i}@example`);
+    // First 40 updates that keep the key, with endpoints long enough that the whole history does not fit
+    // the evidence; then the other handles, so that the file is built with that history.
+    const long = handles[0]!;
+    await change(s, 'register', long);
+    for (let n = 0; n < 40; n++) await change(s, 'update', long, `https://home.example/${long}/${n}/${'p'.repeat(300)}`);
+    for (const h of handles.slice(1)) await change(s, 'register', h);
+    await fileOf(s, 20);
+    const get = vi.spyOn(AnswerFile.prototype, 'get');
+    const body = JSON.parse(s.ctx.authority.resolveSerialised(long).body.toString()) as { history: [number, string][] };
+    expect(get).toHaveBeenCalledWith(long);
+    expect(body.history.map(([seq]) => seq)).toEqual([1, 41]);
+    expectAnswersMatchDatabase(s, handles);
+    get.mockRestore();
   });
 
   it('rebuilds a file once enough of its handles have changed', async () => {

@@ -18,7 +18,7 @@ import { checkHistoryEntry } from '../src/records/history-entries.js';
 import { parseOperatorEntry } from '../src/records/operator-entry.js';
 import { freshKey, historyOf, ZoneSigner } from './support/fake-server.js';
 import { parseEvidence } from '../src/records/history-evidence.js';
-import { verifyRecordHistory } from '../src/records/history-chain.js';
+import { verifyRecordHistory, type NumberedEntry } from '../src/records/history-chain.js';
 import { ndjsonLines } from '../src/replication/ndjson.js';
 import { verifyProof } from '../src/resolver/proof.js';
 import { chunked } from './support/chunks.js';
@@ -222,17 +222,19 @@ describe('JWS, keys, records and requests', () => {
     const zoneJws = signer.zoneRecord(['https://ns.example.com']);
     const zone = verifiedZoneOf(JSON.parse(Buffer.from(zoneJws.split('.')[1]!, 'base64url').toString()), zoneJws);
     const record = signer.handle('alice@example.com', 'https://h.example/', [freshKey().publicJwk]);
-    const own = historyOf(record);
+    const own = historyOf(record).map(([, jws]) => jws);
     const parsed = recordSchemas.handle.parse(JSON.parse(Buffer.from(record.split('.')[1]!, 'base64url').toString()));
-    const other = historyOf(signer.handle('alice@example.com', 'https://other.example/', [freshKey().publicJwk]));
+    const other = historyOf(signer.handle('alice@example.com', 'https://other.example/', [freshKey().publicJwk])).map(([, jws]) => jws);
     // The record's own entry, another record's, the own entry with one character changed, and noise.
     const mutated = fc.tuple(fc.nat(own[0]!.length - 1), fc.constantFrom('A', '.', '_', '=')).map(([i, c]) => own[0]!.slice(0, i) + c + own[0]!.slice(i + 1));
     const entry = fc.oneof(fc.constant(own[0]!), fc.constant(other[0]!), mutated, jwsLike);
-    const value = fc.oneof(fc.array(entry, { maxLength: 4 }), fc.jsonValue());
+    // Numbered as answers carry them (with numbers out of order, repeated, missing or not numbers), bare, or noise.
+    const numbered = fc.array(fc.tuple(fc.oneof(fc.integer({ min: -1, max: 40 }), fc.jsonValue()), entry), { maxLength: 4 });
+    const value = fc.oneof(numbered, fc.array(entry, { maxLength: 4 }), fc.jsonValue());
     fc.assert(
       fc.property(value, fc.integer({ min: -1, max: 12_000 }), (v, seq) => {
         expect(onlyTypedErrors(() => parseEvidence(v, seq))).toBe(true);
-        const entries = Array.isArray(v) ? (v as string[]) : [];
+        const entries = Array.isArray(v) ? (v as NumberedEntry[]) : [];
         let verified = false;
         expect(
           onlyTypedErrors(() => {
@@ -240,7 +242,7 @@ describe('JWS, keys, records and requests', () => {
             verified = true;
           }),
         ).toBe(true);
-        if (verified) expect(entries).toEqual(own);
+        if (verified) expect(entries).toEqual(own.map((jws, i) => [i + 1, jws]));
       }),
       params,
     );

@@ -10,13 +10,15 @@ import {
   verifyHistory,
   verifyRecordHistory,
   type HistoryZone,
+  type NumberedEntry,
   type VerifiedHistory,
 } from '../src/records/history-chain.js';
 import { publicKeyObject, signingKeyFromJwk, generatePrivateJwk, thumbprint, type PublicJwk } from '../src/records/keys.js';
 import { signOperatorEntry } from '../src/records/operator-entry.js';
 import { historyKey, MAX_HISTORY_CHARS, MAX_HISTORY_ENTRIES } from '../src/records/history-key.js';
 import { newUserKey } from './support/keys.js';
-import { EVIDENCE_MAX_ENTRIES, parseEvidence, readLog } from '../src/records/history-evidence.js';
+import { EVIDENCE_MAX_ENTRIES, evidenceOf, parseEvidence, readLog, WHOLE_EVIDENCE_MAX_ENTRIES } from '../src/records/history-evidence.js';
+import { compactHistory } from '../src/records/history-compact.js';
 
 // The verifier of a handle's history (docs/protocol.md §6.4), with real keys and signatures: the chains an
 // honest authority writes verify, and each way a zone key holder could forge or bend one is refused.
@@ -29,7 +31,7 @@ const zone: HistoryZone = { name: 'example.com', keys: new Map([[thumbprint(zone
 const alice = newUserKey();
 const mallory = newUserKey();
 
-const entries = (...jws: string[]) => jws.map((j, i) => ({ seq: i + 1, jws: j }));
+const entries = (...jws: string[]): NumberedEntry[] => jws.map((j, i) => [i + 1, j]);
 const register = (key = alice, endpoint = 'https://social.example/alice') =>
   signChangeRequest({ action: 'register', handle: H, endpoint, keys: [key.public] }, key.private);
 const update = (
@@ -47,6 +49,14 @@ const operatorImport = (extra: { legacyOp?: string } = {}, key = zoneKey, zoneNa
 function bigRegister(): string {
   const alsoKnownAs = Array.from({ length: 8 }, (_, i) => `https://social.example/${String(i).repeat(1970)}`);
   return signChangeRequest({ action: 'register', handle: H, endpoint: 'https://social.example/alice', keys: [alice.public], alsoKnownAs }, alice.private);
+}
+
+/** The entry with one bit of its signature flipped: its bytes, and so its id, change; its signature fails. */
+function tamper(jws: string): string {
+  const [h, p, s] = jws.split('.') as [string, string, string];
+  const sig = Buffer.from(s, 'base64url');
+  sig[5] = sig[5]! ^ 1;
+  return `${h}.${p}.${sig.toString('base64url')}`;
 }
 
 function refusal(run: () => unknown): string {
@@ -87,11 +97,11 @@ describe("a handle's history", () => {
     const reg = register();
     const verified = verifyHistory(emptyHistory(H), entries(reg), zone);
     // The attack: the zone's key holder gives the handle another key, in an update it signs with a key of its own.
-    expect(refusal(() => verifyHistory(verified, [{ seq: 2, jws: update(requestId(reg), mallory, [mallory.public]) }], zone))).toMatch(
+    expect(refusal(() => verifyHistory(verified, [[2, update(requestId(reg), mallory, [mallory.public])] as const], zone))).toMatch(
       /entry 2: it is not signed by a key the handle had/,
     );
-    expect(refusal(() => verifyHistory(verified, [{ seq: 2, jws: register(mallory) }], zone))).toMatch(/a registration of a handle that exists/);
-    expect(refusal(() => verifyHistory(verified, [{ seq: 2, jws: operatorImport() }], zone))).toMatch(/an operator import of a handle that exists/);
+    expect(refusal(() => verifyHistory(verified, [[2, register(mallory)] as const], zone))).toMatch(/a registration of a handle that exists/);
+    expect(refusal(() => verifyHistory(verified, [[2, operatorImport()] as const], zone))).toMatch(/an operator import of a handle that exists/);
     // A record re-signed with other keys, or another endpoint, does not follow from an honest history.
     expect(
       refusal(() => assureRecordFollows(verified, { handle: H, op: requestId(reg), endpoint: 'https://social.example/alice', keys: [mallory.public] })),
@@ -108,7 +118,7 @@ describe("a handle's history", () => {
     const reg = register();
     const up = update(requestId(reg));
     expect(refusal(() => verifyHistory(emptyHistory(H), entries(reg, update(requestId(up))), zone))).toMatch(/entry 2: its prev is not entry 1/);
-    expect(refusal(() => verifyHistory(emptyHistory(H), [{ seq: 2, jws: reg }], zone))).toMatch(/entry 2 does not follow entry 0/);
+    expect(refusal(() => verifyHistory(emptyHistory(H), [[2, reg] as const], zone))).toMatch(/entry 2 does not follow entry 0/);
     const [h, p, s] = up.split('.') as [string, string, string];
     const sig = Buffer.from(s, 'base64url');
     sig[3] = sig[3]! ^ 1;
@@ -125,12 +135,6 @@ describe("a handle's history", () => {
   });
 
   it("checks in full what can change who controls the handle and the last entry; an update that keeps the keys is held by the next entry's prev", () => {
-    const tamper = (jws: string) => {
-      const [h, p, s] = jws.split('.') as [string, string, string];
-      const sig = Buffer.from(s, 'base64url');
-      sig[5] = sig[5]! ^ 1;
-      return `${h}.${p}.${sig.toString('base64url')}`;
-    };
     const reg = register();
     // A same-keys update with a bad signature, in the middle: the owner's next entry names its id, so its
     // bytes are fixed by a signature that is checked, and it changed neither the keys nor the final state.
@@ -152,7 +156,7 @@ describe("a handle's history", () => {
     const imported = operatorImport();
     const first = verifyHistory(emptyHistory(H), entries(imported), zone);
     expect(first).toMatchObject({ seq: 1, genesis: requestId(imported), operatorAsserted: true });
-    const owned = verifyHistory(first, [{ seq: 2, jws: update(requestId(imported)) }], zone);
+    const owned = verifyHistory(first, [[2, update(requestId(imported))] as const], zone);
     expect(owned.operatorAsserted).toBe(false);
 
     const legacy = 'L'.repeat(43);
@@ -170,7 +174,7 @@ describe("a handle's history", () => {
   });
 
   it('refuses to verify more than MAX_VERIFIED_ENTRIES entries at once, before reading any', () => {
-    const many = Array.from({ length: MAX_VERIFIED_ENTRIES + 1 }, (_, i) => ({ seq: i + 1, jws: 'not read' }));
+    const many = Array.from({ length: MAX_VERIFIED_ENTRIES + 1 }, (_, i) => [i + 1, 'not read'] as const);
     expect(refusal(() => verifyHistory(emptyHistory(H), many, zone))).toMatch(/more than 10000 entries/);
   });
 
@@ -231,7 +235,7 @@ describe("a handle's history", () => {
       const log = (await (await fetch(`${s.url}/v1/handles/${H}/log`)).json()) as { operations: { seq: number; request: string }[] };
       const verified: VerifiedHistory = verifyHistory(
         emptyHistory(H),
-        log.operations.map((e) => ({ seq: e.seq, jws: e.request })),
+        log.operations.map((e) => [e.seq, e.request] as const),
         zone,
       );
       const answer = (await (await fetch(`${s.url}/v1/resolve/${H}`)).json()) as { record: string };
@@ -261,65 +265,85 @@ describe('a handle record and its history (verifyRecordHistory)', () => {
   it("accepts a record that is its history's last state, naming its genesis and place; returns the point reached", () => {
     const reg = register();
     const up = update(requestId(reg));
-    const point = verifyRecordHistory(recordOf(requestId(up), requestId(reg), 2, state('https://social.example/alice2', [alice.public])), [reg, up], zone);
+    const point = verifyRecordHistory(
+      recordOf(requestId(up), requestId(reg), 2, state('https://social.example/alice2', [alice.public])),
+      entries(reg, up),
+      zone,
+    );
     expect(point).toMatchObject({ seq: 2, op: requestId(up), genesis: requestId(reg), operatorAsserted: false });
   });
 
   it("refuses the zone key holder's re-signed record (other keys, other endpoint, same op), a wrong genesis, a wrong place, a history cut short", () => {
     const reg = register();
     const id = requestId(reg);
-    expect(refusal(() => verifyRecordHistory(recordOf(id, id, 1, state('https://social.example/alice', [mallory.public])), [reg], zone))).toMatch(
+    expect(refusal(() => verifyRecordHistory(recordOf(id, id, 1, state('https://social.example/alice', [mallory.public])), entries(reg), zone))).toMatch(
       /endpoint, keys or links are not the state/,
     );
-    expect(refusal(() => verifyRecordHistory(recordOf(id, id, 1, state('https://evil.example/', [alice.public])), [reg], zone))).toMatch(/not the state/);
-    expect(refusal(() => verifyRecordHistory(recordOf(id, requestId(update(id)), 1), [reg], zone))).toMatch(/names genesis/);
-    expect(refusal(() => verifyRecordHistory(recordOf(id, id, 2), [reg], zone))).toMatch(/names entry 2 of its history, but 1 entries came/);
+    expect(refusal(() => verifyRecordHistory(recordOf(id, id, 1, state('https://evil.example/', [alice.public])), entries(reg), zone))).toMatch(
+      /not the state/,
+    );
+    expect(refusal(() => verifyRecordHistory(recordOf(id, requestId(update(id)), 1), entries(reg), zone))).toMatch(/names genesis/);
+    expect(refusal(() => verifyRecordHistory(recordOf(id, id, 2), entries(reg), zone))).toMatch(
+      /names entry 2 of its history, but its history ends at entry 1/,
+    );
     const up = update(id);
-    expect(refusal(() => verifyRecordHistory(recordOf(id, id, 1), [reg, up].slice(1), zone))).toMatch(/does not verify at entry 1/);
+    expect(refusal(() => verifyRecordHistory(recordOf(id, id, 1), entries(up), zone))).toMatch(/does not verify at entry 1/);
   });
 
   it('goes on from a point verified before when it is one of the entries, else from the first entry', () => {
     const reg = register();
     const up = update(requestId(reg));
     const record = recordOf(requestId(up), requestId(reg), 2, state('https://social.example/alice2', [alice.public]));
-    const known = verifyRecordHistory(recordOf(requestId(reg), requestId(reg), 1), [reg], zone);
-    expect(verifyRecordHistory(record, [reg, up], zone, known)).toEqual(verifyRecordHistory(record, [reg, up], zone));
+    const known = verifyRecordHistory(recordOf(requestId(reg), requestId(reg), 1), entries(reg), zone);
+    expect(verifyRecordHistory(record, entries(reg, up), zone, known)).toEqual(verifyRecordHistory(record, entries(reg, up), zone));
     // A point that is not among the entries (another history of the handle) is not used: the entries are checked from the first.
     const theirs = register(mallory, 'https://other.example/');
-    const other = verifyRecordHistory(recordOf(requestId(theirs), requestId(theirs), 1, state('https://other.example/', [mallory.public])), [theirs], zone);
-    expect(verifyRecordHistory(record, [reg, up], zone, other)).toMatchObject({ seq: 2, genesis: requestId(reg) });
+    const other = verifyRecordHistory(
+      recordOf(requestId(theirs), requestId(theirs), 1, state('https://other.example/', [mallory.public])),
+      entries(theirs),
+      zone,
+    );
+    expect(verifyRecordHistory(record, entries(reg, up), zone, other)).toMatchObject({ seq: 2, genesis: requestId(reg) });
     // A point past the entries (an older answer than one seen before) is not used either.
-    expect(verifyRecordHistory(recordOf(requestId(reg), requestId(reg), 1), [reg], zone, verifyRecordHistory(record, [reg, up], zone)).seq).toBe(1);
+    expect(verifyRecordHistory(recordOf(requestId(reg), requestId(reg), 1), entries(reg), zone, verifyRecordHistory(record, entries(reg, up), zone)).seq).toBe(
+      1,
+    );
   });
 
   it('refuses a history longer than the bound in characters, before verifying any entry', () => {
     const big = bigRegister();
     const n = Math.ceil(MAX_HISTORY_CHARS / big.length) + 1;
     const many = Array.from({ length: n }, () => big);
-    expect(refusal(() => verifyRecordHistory(recordOf(requestId(big), requestId(big), n), many, zone))).toMatch(/longer than 1048576 characters/);
+    expect(refusal(() => verifyRecordHistory(recordOf(requestId(big), requestId(big), n), entries(...many), zone))).toMatch(/longer than 1048576 characters/);
   });
 });
 
 describe("an answer's evidence (parseEvidence)", () => {
-  it("numbers the entries so that the last is the record's, and refuses what an authority never sends", () => {
-    expect(parseEvidence(['a.b.c', 'd.e.f'], 7)).toEqual([
-      { seq: 6, jws: 'a.b.c' },
-      { seq: 7, jws: 'd.e.f' },
-    ]);
+  it("reads numbered entries whose last is the record's, and refuses what an authority never sends", () => {
+    const pairs: NumberedEntry[] = [
+      [1, 'a.b.c'],
+      [6, 'd.e.f'],
+      [7, 'g.h.i'],
+    ];
+    expect(parseEvidence(pairs, 7)).toEqual(pairs);
     const fails = (value: unknown, seq: number) => refusal(() => parseEvidence(value, seq));
     expect(fails(undefined, 1)).toMatch(/no history entries/);
     expect(fails([], 1)).toMatch(/no history entries/);
-    expect(fails(['a', 'b'], 1)).toMatch(/more than it may/);
+    expect(fails(pairs, 6)).toMatch(/end at entry 7, not at the record's 6/);
+    expect(fails([pairs[1], pairs[0], pairs[2]], 7)).toMatch(/not in order/);
+    expect(fails([pairs[0], pairs[0], pairs[2]], 7)).toMatch(/not in order/);
     expect(
       fails(
-        Array.from({ length: EVIDENCE_MAX_ENTRIES + 1 }, () => 'x'),
-        100,
+        Array.from({ length: EVIDENCE_MAX_ENTRIES + 1 }, (_, i) => [i + 1, 'x']),
+        EVIDENCE_MAX_ENTRIES + 1,
       ),
-    ).toMatch(/more than it may/);
-    expect(fails([1], 1)).toMatch(/not a JWS/);
-    expect(fails(['x'.repeat(5000), 'y'.repeat(5000)], 2)).toMatch(/exceed 8192 characters/);
+    ).toMatch(/more than 160/);
+    // The form before numbering, a number that is not one, a JWS that is not a string, a third member.
+    for (const bad of [['a.b.c'], [['1', 'a.b.c']], [[1.5, 'a.b.c']], [[1, 2]], [[1, 'a.b.c', 'x']]]) expect(fails(bad, 1)).toMatch(/not a pair/);
+    const big = (seq: number): NumberedEntry => [seq, 'x'.repeat(40_000)];
+    expect(fails([big(1), big(2)], 2)).toMatch(/exceed 65536 characters/);
     // One entry may be longer than the bound: the record's own entry is always sent.
-    expect(parseEvidence(['x'.repeat(20_000)], 3)).toEqual([{ seq: 3, jws: 'x'.repeat(20_000) }]);
+    expect(parseEvidence([[3, 'x'.repeat(20_000)]], 3)).toEqual([[3, 'x'.repeat(20_000)]]);
   });
 });
 
@@ -359,7 +383,7 @@ describe('recovery keys (docs/protocol.md §6.6)', () => {
     expect(after.state).toMatchObject({ endpoint: `${home}/recovered`, keys: [alice.public], recovery: [recoveryKey.public] });
     // The same from a point verified before the recovery (a resolver that saw the hijack first).
     const seen = verifyHistory(emptyHistory(H), entries(reg, stolen), zone);
-    expect(verifyHistory(seen, [{ seq: 3, jws: undo }], zone)).toEqual(after);
+    expect(verifyHistory(seen, [[3, undo] as const], zone)).toEqual(after);
     assureRecordFollows(after, { handle: H, op: requestId(undo), endpoint: `${home}/recovered`, keys: [alice.public], recovery: [recoveryKey.public] });
     // A record that leaves the recovery keys out is not the state.
     expect(refusal(() => assureRecordFollows(after, { handle: H, op: requestId(undo), endpoint: `${home}/recovered`, keys: [alice.public] }))).toMatch(
@@ -411,7 +435,7 @@ describe('recovery keys (docs/protocol.md §6.6)', () => {
       thiefRecovery.private,
       at(2.5),
     );
-    expect(refusal(() => verifyHistory(owner, [{ seq: 6, jws: thiefAgain }], zone))).toMatch(/a later recovery already went back beyond/);
+    expect(refusal(() => verifyHistory(owner, [[6, thiefAgain] as const], zone))).toMatch(/a later recovery already went back beyond/);
   });
 
   it('a recovery key may also sign an ordinary change of the state that names it', () => {
@@ -437,7 +461,7 @@ describe('reading a history from a log (readLog)', () => {
       const u = new URL(url);
       return page(Number(u.searchParams.get('after')) + 1, Number(u.searchParams.get('limit')));
     });
-    expect(got).toEqual(Array.from({ length: 450 }, (_, i) => `e${i + 1}`));
+    expect(got).toEqual(Array.from({ length: 450 }, (_, i) => [i + 1, `e${i + 1}`]));
     expect(asked.map((u) => new URL(u).search)).toEqual(['?after=0&limit=200', '?after=200&limit=200', '?after=400&limit=50']);
   });
 
@@ -451,5 +475,153 @@ describe('reading a history from a log (readLog)', () => {
     expect(requests).toBe(1);
     await expect(readLog('http://log.example/', H, 10, async () => page(1, 11))).rejects.toMatchObject({ code: 'verification_failed' });
     await expect(readLog('http://log.example/', H, 2, async () => page(2, 2))).rejects.toMatchObject({ code: 'verification_failed' });
+  });
+});
+
+describe('the compact form of a history (docs/protocol.md §6.5)', () => {
+  const HOUR = 3600_000;
+  const at = (hours: number) => new ManualClock(Date.UTC(2026, 5, 1) + hours * HOUR);
+  const recoveryKey = newUserKey();
+  const home = 'https://social.example/alice';
+  const next = newUserKey();
+  /** An update by `key` keeping `keys` (and `recovery`), to endpoint number `n`, at `hours`. */
+  const move = (prev: string, n: number, key = alice, keys = [alice.public], recovery?: PublicJwk[], hours = 0) =>
+    signChangeRequest({ action: 'update', handle: H, endpoint: `${home}/${n}`, keys, prev, ...(recovery ? { recovery } : {}) }, key.private, at(hours));
+  /** A chain of `n` updates after `first` that keep its keys: each names the one before. */
+  const moves = (first: string, n: number, key = alice, keys = [alice.public], recovery?: PublicJwk[], hours = 0) => {
+    const out: string[] = [];
+    for (let i = 0, prev = requestId(first); i < n; i++) {
+      out.push(move(prev, i, key, keys, recovery, hours));
+      prev = requestId(out.at(-1)!);
+    }
+    return out;
+  };
+  const lastRecord = (all: NumberedEntry[], genesis: string) => {
+    const point = verifyHistory(emptyHistory(H), all, zone);
+    return { handle: H, op: point.op, genesis, seq: point.seq, ...point.state! };
+  };
+
+  it('leaves out the updates that keep the key set, keeps the first, every change of keys and the last; the compact form verifies to the same point', () => {
+    const reg = register();
+    const before = moves(reg, 40);
+    const rotate = update(requestId(before.at(-1)!), alice, [next.public], `${home}/rotated`, [next.private]);
+    const after = moves(rotate, 40, next, [next.public]);
+    const all = entries(reg, ...before, rotate, ...after);
+    const compact = compactHistory(all);
+    expect(compact.map(([seq]) => seq)).toEqual([1, 42, 82]);
+    const record = lastRecord(all, requestId(reg));
+    const whole = verifyRecordHistory(record, all, zone);
+    expect(verifyRecordHistory(record, compact, zone)).toMatchObject({ seq: 82, op: whole.op, genesis: whole.genesis, state: whole.state });
+    // The evidence an answer carries is the compact form when the whole does not fit: one request, three signatures.
+    expect(evidenceOf([...all].reverse().slice(0, WHOLE_EVIDENCE_MAX_ENTRIES), () => all)).toEqual(compact);
+    // A short history is carried whole.
+    expect(evidenceOf(entries(reg, ...before.slice(0, 3)).reverse(), () => [])).toEqual(entries(reg, ...before.slice(0, 3)));
+  });
+
+  it('refuses after a gap what it would refuse right after the state before it: a key the handle did not have then, a missing proof, a first entry left out', () => {
+    const reg = register();
+    const before = moves(reg, 3);
+    const rotate = update(requestId(before.at(-1)!), alice, [next.public], `${home}/rotated`, [next.private]);
+    const after = moves(rotate, 3, next, [next.public]);
+    // Leaving out the change of keys: the entry after the gap is signed by a key the handle did not have before it.
+    const withoutRotation: NumberedEntry[] = [
+      [1, reg],
+      [8, after.at(-1)!],
+    ];
+    expect(refusal(() => verifyRecordHistory(lastRecord(entries(reg, ...before, rotate, ...after), requestId(reg)), withoutRotation, zone))).toMatch(
+      /entry 8: after a gap, it is not signed by a key the handle had before it/,
+    );
+    // A key added after a gap needs its proof, as anywhere.
+    const added = newUserKey();
+    const noProof = update(requestId(before[1]!), alice, [alice.public, added.public]);
+    expect(
+      refusal(() =>
+        verifyHistory(
+          emptyHistory(H),
+          [
+            [1, reg],
+            [4, noProof],
+          ],
+          zone,
+        ),
+      ),
+    ).toMatch(/entry 4: .*without its signature/);
+    // The first entry is never left out: a history begins with it.
+    expect(refusal(() => verifyHistory(emptyHistory(H), [[2, before[0]!]], zone))).toMatch(/entry 2 does not follow entry 0/);
+  });
+
+  it('checks the signature of an update that keeps the keys when the next entry shown does not name it: before a gap, before a recovery', () => {
+    const reg = register();
+    const chain = moves(reg, 4);
+    // (An entry whose next names it as prev is held by that hash: a changed one is another entry, which
+    // the next does not name.) Before a gap nothing names it: it is checked, and a forged one refused.
+    expect(() =>
+      verifyHistory(
+        emptyHistory(H),
+        [
+          [1, reg],
+          [2, chain[0]!],
+          [5, chain[3]!],
+        ],
+        zone,
+      ),
+    ).not.toThrow();
+    expect(
+      refusal(() =>
+        verifyHistory(
+          emptyHistory(H),
+          [
+            [1, reg],
+            [2, tamper(chain[0]!)],
+            [5, chain[3]!],
+          ],
+          zone,
+        ),
+      ),
+    ).toMatch(/entry 2/);
+    // Before a recovery (which names an earlier entry), likewise.
+    const withRecovery = signChangeRequest(
+      { action: 'register', handle: H, endpoint: home, keys: [alice.public], recovery: [recoveryKey.public] },
+      alice.private,
+      at(0),
+      [recoveryKey.private],
+    );
+    const stolen = move(requestId(withRecovery), 1, alice, [alice.public], [recoveryKey.public], 1);
+    const undo = signChangeRequest(
+      { action: 'update', handle: H, endpoint: `${home}/recovered`, keys: [alice.public], recovery: [recoveryKey.public], prev: requestId(withRecovery) },
+      recoveryKey.private,
+      at(2),
+    );
+    expect(() => verifyHistory(emptyHistory(H), entries(withRecovery, stolen, undo), zone)).not.toThrow();
+    expect(refusal(() => verifyHistory(emptyHistory(H), entries(withRecovery, tamper(stolen), undo), zone))).toMatch(/entry 2/);
+  });
+
+  it("keeps a recovery's reach whole (the entry it goes back to and every one after), so the recovery verifies; a point verified compactly gives way to the whole history", () => {
+    const reg = signChangeRequest(
+      { action: 'register', handle: H, endpoint: home, keys: [alice.public], recovery: [recoveryKey.public] },
+      alice.private,
+      at(0),
+      [recoveryKey.private],
+    );
+    const quiet = moves(reg, 5, alice, [alice.public], [recoveryKey.public]);
+    const stolenMoves = moves(quiet.at(-1)!, 3, alice, [alice.public], [recoveryKey.public], 1);
+    const undo = signChangeRequest(
+      { action: 'update', handle: H, endpoint: `${home}/recovered`, keys: [alice.public], recovery: [recoveryKey.public], prev: requestId(quiet[2]!) },
+      recoveryKey.private,
+      at(2),
+    );
+    const all = entries(reg, ...quiet, ...stolenMoves, undo);
+    const compact = compactHistory(all);
+    // Entry 4 is the one the recovery went back to: 4 … 10 are kept; 2 and 3 are left out.
+    expect(compact.map(([seq]) => seq)).toEqual([1, 4, 5, 6, 7, 8, 9, 10]);
+    const record = lastRecord(all, requestId(reg));
+    expect(verifyRecordHistory(record, compact, zone)).toMatchObject({ seq: 10, state: { endpoint: `${home}/recovered` } });
+    // A resolver that verified entry 9 from the compact form before the recovery (entries 1 and 9: no
+    // state before the gap to go back to) still verifies the recovery: from the whole of what it is given.
+    const earlier = entries(reg, ...quiet, ...stolenMoves);
+    const point = verifyRecordHistory(lastRecord(earlier, requestId(reg)), compactHistory(earlier), zone);
+    expect(compactHistory(earlier).map(([seq]) => seq)).toEqual([1, 9]);
+    expect(point.recoverable).toEqual([]);
+    expect(verifyRecordHistory(record, compact, zone, point)).toMatchObject({ seq: 10, state: { endpoint: `${home}/recovered` } });
   });
 });

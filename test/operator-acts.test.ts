@@ -52,7 +52,7 @@ describe('operator acts', () => {
     expect(payloadOf(entries[1]!.request)).toMatchObject({ action: 'takedown', handle: h, prev: op, reason: 'spam, ticket 42' });
     const verified = verifyHistory(
       emptyHistory(h),
-      entries.map((e) => ({ seq: e.seq, jws: e.request })),
+      entries.map((e) => [e.seq, e.request] as const),
       { name: 'example.com', keys: zoneKeys },
     );
     expect(verified).toMatchObject({ seq: 2, state: null, genesis: null });
@@ -100,7 +100,7 @@ describe('operator acts', () => {
     const zone = { name: 'example.com', keys: zoneKeys };
     const verified = verifyHistory(
       emptyHistory(h),
-      entries.map((e) => ({ seq: e.seq, jws: e.request })),
+      entries.map((e) => [e.seq, e.request] as const),
       zone,
     );
     expect(verified).toMatchObject({ operatorAsserted: true, genesis: transfer.op });
@@ -120,7 +120,7 @@ describe('operator acts', () => {
     expect(
       verifyHistory(
         verified,
-        after.slice(2).map((e) => ({ seq: e.seq, jws: e.request })),
+        after.slice(2).map((e) => [e.seq, e.request] as const),
         zone,
       ).operatorAsserted,
     ).toBe(false);

@@ -5,14 +5,15 @@ import { signChangeRequest } from '../src/client/requests.js';
 import { requestId } from '../src/records/change-request.js';
 import { EVIDENCE_MAX_CHARS } from '../src/records/history-evidence.js';
 import { createResolver, type Resolver } from '../src/resolver/resolver.js';
+import { verifyProof } from '../src/resolver/proof.js';
 import { cleanupEachTest } from './support/cleanup.js';
 import { newUserKey } from './support/keys.js';
 import { startTestServer, tempDir, type TestServer } from './support/server.js';
 
 /**
  * How a resolver gets and keeps a handle's history (docs/protocol.md §6.5), observed from outside: the
- * requests the zone's server answers. A history longer than an answer's evidence is read from the log at
- * first contact; afterwards the resolver's history book supplies what it verified before, so a change is
+ * requests the zone's server answers. A long history is verified from its compact form; one whose compact
+ * form is longer than an answer's evidence is read from the log at first contact; afterwards the resolver's history book supplies what it verified before, so a change is
  * checked from there with no read of the log; a resolver without that book reads it again.
  */
 
@@ -21,12 +22,31 @@ const H = `alice@${ZONE}`;
 const owner = newUserKey();
 const cleanups = cleanupEachTest();
 
-/** An update of alice carrying ~1.2 KB of aliases, so that a few of them fill an answer's evidence. */
-function update(prev: string, n: number): string {
-  const alsoKnownAs = [`https://old.example/${String(n).padStart(4, '0')}/${'a'.repeat(900)}`];
+const second = newUserKey();
+
+/**
+ * Update number `n` of alice, carrying ~1.2 KB of aliases so that a few of them fill a whole history's
+ * evidence. With `changeKeys` (and ~16 KB of aliases), an odd-numbered update adds a second key and an even-numbered one drops it: every one
+ * changes the key set, so the compact form of the history is all of it (docs/protocol.md §6.5).
+ */
+function update(prev: string, n: number, changeKeys = false): string {
+  // With keys that change, ~16 KB of aliases: a few entries' compact form is more than an answer carries.
+  const alsoKnownAs = changeKeys
+    ? Array.from({ length: 8 }, (_, i) => `https://old.example/${String(n).padStart(4, '0')}/${i}/${'a'.repeat(1900)}`)
+    : [`https://old.example/${String(n).padStart(4, '0')}/${'a'.repeat(900)}`];
+  const adds = changeKeys && n % 2 === 1;
   return signChangeRequest(
-    { action: 'update', handle: H, endpoint: `https://home.example/alice/${n}`, keys: [owner.public], prev, alsoKnownAs },
+    {
+      action: 'update',
+      handle: H,
+      endpoint: `https://home.example/alice/${n}`,
+      keys: adds ? [owner.public, second.public] : [owner.public],
+      prev,
+      alsoKnownAs,
+    },
     owner.private,
+    undefined,
+    adds ? [second.private] : [],
   );
 }
 
@@ -49,9 +69,9 @@ function resolverFor(s: TestServer, url = s.url): Resolver {
 }
 
 /** Makes the updates numbered `from` … `to` of alice on `s`, after the entry `prev`; returns the last one's id. */
-async function updates(s: TestServer, prev: string, from: number, to: number): Promise<string> {
+async function updates(s: TestServer, prev: string, from: number, to: number, changeKeys = false): Promise<string> {
   for (let n = from; n <= to; n++) {
-    const u = update(prev, n);
+    const u = update(prev, n, changeKeys);
     await s.ctx.changes.submit(u);
     prev = requestId(u);
   }
@@ -81,21 +101,39 @@ async function switchable(target: string): Promise<{ url: string; target: string
 describe("a resolver's history book", () => {
   let s: TestServer;
 
-  it('reads a long history from the log once, then checks each later change from what it kept', async () => {
+  it('verifies a long history of updates that keep the keys from its compact form, in one request', async () => {
     s = await startTestServer({ zones: { [ZONE]: {} } });
     cleanups.push(() => s.close());
     const reg = signChangeRequest({ action: 'register', handle: H, endpoint: 'https://home.example/alice', keys: [owner.public] }, owner.private);
     await s.ctx.changes.submit(reg);
-    let prev = requestId(reg);
-    for (let n = 1; n <= 12; n++) {
-      const u = update(prev, n);
-      await s.ctx.changes.submit(u);
-      prev = requestId(u);
-    }
-    // The answer carries only the last entries: the evidence is bounded.
-    const answer = (await (await fetch(`${s.url}/v1/resolve/${H}`)).json()) as { history: string[] };
-    expect(answer.history.length).toBeLessThan(13);
-    expect(answer.history.join('').length).toBeLessThanOrEqual(EVIDENCE_MAX_CHARS);
+    await updates(s, requestId(reg), 1, 30);
+    // 31 entries of ~1.2 KB do not fit in the evidence; their compact form is the registration and the last.
+    const answer = (await (await fetch(`${s.url}/v1/resolve/${H}`)).json()) as { history: [number, string][] };
+    expect(answer.history.map(([seq]) => seq)).toEqual([1, 31]);
+
+    const resolver = resolverFor(s);
+    const before = await logReads(s);
+    const first = await resolver.lookup(H);
+    expect(first).toMatchObject({ status: 'found', endpoint: 'https://home.example/alice/30', genesis: requestId(reg) });
+    expect(await logReads(s)).toBe(before);
+    if (!first.verified) throw new Error('not verified');
+    expect(first.proof.history!.map(([seq]) => seq)).toEqual([1, 31]);
+    // The proof, compact as it is, verifies on its own (what a forwarding resolver checks), through JSON.
+    const anchors = new Map([[ZONE, s.ctx.zones.info(ZONE).keyThumbprints]]);
+    const again = verifyProof(JSON.parse(JSON.stringify(first.proof)), H, anchors, Math.floor(Date.now() / 1000), undefined, { allowLoopbackEndpoints: true });
+    expect(again).toMatchObject({ status: 'found', endpoint: 'https://home.example/alice/30', genesis: requestId(reg) });
+  });
+
+  it('reads a history whose compact form does not fit from the log once, then checks each later change from what it kept', async () => {
+    s = await startTestServer({ zones: { [ZONE]: {} } });
+    cleanups.push(() => s.close());
+    const reg = signChangeRequest({ action: 'register', handle: H, endpoint: 'https://home.example/alice', keys: [owner.public] }, owner.private);
+    await s.ctx.changes.submit(reg);
+    const prev = await updates(s, requestId(reg), 1, 12, true);
+    // The answer carries only the last entries: the evidence is bounded, and every entry changed the keys.
+    const answer = (await (await fetch(`${s.url}/v1/resolve/${H}`)).json()) as { history: [number, string][] };
+    expect(answer.history[0]![0]).toBeGreaterThan(1);
+    expect(answer.history.map(([, jws]) => jws).join('').length).toBeLessThanOrEqual(EVIDENCE_MAX_CHARS);
 
     const resolver = resolverFor(s);
     const before = await logReads(s);
@@ -106,7 +144,7 @@ describe("a resolver's history book", () => {
     expect(first.proof.history).toHaveLength(13);
 
     // One more change: checked from the point kept, with the prefix from the book, no log read.
-    const u = update(prev, 13);
+    const u = update(prev, 13, true);
     await s.ctx.changes.submit(u);
     const second = await resolver.lookup(H, { forceRefresh: true });
     expect(second).toMatchObject({ endpoint: 'https://home.example/alice/13', genesis: requestId(reg) });
@@ -142,7 +180,7 @@ describe("a resolver's history book", () => {
     const first = await startTestServer({ dataDir, zones: { [ZONE]: {} } });
     const reg = signChangeRequest({ action: 'register', handle: H, endpoint: 'https://home.example/alice', keys: [owner.public] }, owner.private);
     await first.ctx.changes.submit(reg);
-    const atBackup = await updates(first, requestId(reg), 1, 6);
+    const atBackup = await updates(first, requestId(reg), 1, 6, true);
     const keys = first.ctx.zones.info(ZONE).keyThumbprints;
     // The backup: a copy of the data directory with 7 entries, taken while the server is stopped.
     await first.close();
@@ -155,7 +193,7 @@ describe("a resolver's history book", () => {
     cleanups.push(async () => {
       if (liveOpen) await live.close();
     });
-    await updates(live, atBackup, 7, 13);
+    await updates(live, atBackup, 7, 13, true);
     const front = await switchable(live.url);
     cleanups.push(() => front.close());
     const resolver = createResolver({ trustAnchors: new Map([[ZONE, keys]]), rootServers: [front.url], allowPrivate: true });
@@ -167,10 +205,10 @@ describe("a resolver's history book", () => {
     await live.close();
     const restored = await startTestServer({ dataDir: backup });
     cleanups.push(() => restored.close());
-    await updates(restored, atBackup, 100, 107);
+    await updates(restored, atBackup, 100, 107, true);
     front.target = restored.url;
-    const answer = (await (await fetch(`${restored.url}/v1/resolve/${H}`)).json()) as { history: string[] };
-    expect(15 - answer.history.length + 1).toBeGreaterThan(8);
+    const answer = (await (await fetch(`${restored.url}/v1/resolve/${H}`)).json()) as { history: [number, string][] };
+    expect(answer.history[0]![0]).toBeGreaterThan(8);
     expect(await resolver.lookup(H, { forceRefresh: true })).toMatchObject({ endpoint: 'https://home.example/alice/107' });
   });
 });

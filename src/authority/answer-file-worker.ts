@@ -4,8 +4,9 @@ import { writeAnswerFile } from '../store/answer-file.js';
 import { SnapshotReader } from '../store/snapshot.js';
 import { serveJobs } from '../threads/worker.js';
 import type { BuildJob, BuildReply } from './answer-files.js';
-import { evidenceText, recordTimes } from './authority.js';
-import { EVIDENCE_MAX_ENTRIES, evidenceTail } from '../records/history-evidence.js';
+import { recordTimes } from './authority.js';
+import { WHOLE_EVIDENCE_MAX_ENTRIES, entriesText, evidenceOf } from '../records/history-evidence.js';
+import type { NumberedEntry } from '../records/history-chain.js';
 
 /**
  * Builds one zone's answer file (answer-files.ts) on its own thread and read-only connection: reading a
@@ -20,7 +21,12 @@ serveJobs<BuildJob, BuildReply>((job) => {
     const meta = { zone: row.name, content: row.content, createdAt: row.createdAt, version: row.version, zoneRecord: row.record };
     const handles = reader.handleCount(row.content);
     if (handles < job.minHandles) return { value: { kind: 'small', meta: { ...meta, entries: handles } } };
-    const entries = writeAnswerFile(job.path, meta, handles, forFile(reader.handlesWithHistory(row.content, EVIDENCE_MAX_ENTRIES)));
+    const entries = writeAnswerFile(
+      job.path,
+      meta,
+      handles,
+      forFile(reader.handlesWithHistory(row.content, WHOLE_EVIDENCE_MAX_ENTRIES), (handle) => reader.history(row.content, handle)),
+    );
     return { value: { kind: 'built', meta: { ...meta, entries } } };
   } finally {
     reader.close();
@@ -28,9 +34,9 @@ serveJobs<BuildJob, BuildReply>((job) => {
 });
 
 /** Each record with the TTL and expiry of its payload and its answer's evidence, made once here instead of on every answer. */
-function* forFile(records: Iterable<{ key: string; jws: string; history: string[] }>) {
+function* forFile(records: Iterable<{ key: string; jws: string; history: NumberedEntry[] }>, whole: (handle: string) => NumberedEntry[]) {
   for (const r of records) {
-    const newestFirst = r.history.map((jws) => ({ jws })).reverse();
-    yield { key: r.key, jws: r.jws, ...recordTimes(r.jws), history: evidenceText(evidenceTail(newestFirst)) };
+    const evidence = evidenceOf(r.history.reverse(), () => whole(r.key));
+    yield { key: r.key, jws: r.jws, ...recordTimes(r.jws), history: entriesText(evidence) };
   }
 }

@@ -13,7 +13,9 @@ import { decodePayload } from './editor.js';
 import { serialOf } from './serial.js';
 import type { ZoneReader } from './zone-reader.js';
 import type { AnswerFiles } from './answer-files.js';
-import { EVIDENCE_MAX_ENTRIES, evidenceTail } from '../records/history-evidence.js';
+import { WHOLE_EVIDENCE_MAX_ENTRIES, entriesText, evidenceOf } from '../records/history-evidence.js';
+import type { NumberedEntry } from '../records/history-chain.js';
+import { MAX_HISTORY_ENTRIES } from '../records/history-key.js';
 
 /** An authoritative answer for one handle. */
 export interface AuthoritativeAnswer {
@@ -24,11 +26,11 @@ export interface AuthoritativeAnswer {
   /** The signed handle record (answer), the signed gap covering the name's hash (denial), or the signed delegation (referral). */
   record: string;
   /**
-   * Answer only: the last entries of the handle's history, up to the one the record's `op` names (as many
-   * as fit in EVIDENCE_MAX_CHARS, always that one), so a resolver can check that the record follows from
-   * its owner's signed changes (docs/protocol.md §6.5).
+   * Answer only: entries of the handle's history as `[seq, jws]`, up to the one the record's `seq` names
+   * (the whole history, or the last entries of its compact form, always that one: evidenceOf), so a
+   * resolver can check that the record follows from its owner's signed changes (docs/protocol.md §6.5).
    */
-  history?: string[];
+  history?: NumberedEntry[];
   /** The signed zone record, so a client can check `record` without a second request. */
   zoneRecord: string;
   /** Seconds a cache may keep this: the record's TTL (the zone's minimum for a denial), capped by `exp`. */
@@ -69,6 +71,9 @@ const NORMAL_LOCAL = /^[a-z0-9_](?:[a-z0-9._-]{0,62}[a-z0-9_])?$/;
 const MAX_HANDLE_INPUT = 320;
 /** Distinct raw hosts remembered; hosts come from the network, so the memo is bounded. */
 const MAX_HOSTS = 1000;
+/** Long histories' evidence kept: at most this many handles, and this many characters of entries together. */
+const MAX_LONG_EVIDENCE = 4096;
+const MAX_LONG_EVIDENCE_CHARS = 16 * 1024 * 1024;
 
 /** Answers queries for the zones this server holds, from stored signed records only: no signing here. */
 export class Authority {
@@ -76,6 +81,9 @@ export class Authority {
   // parsing a handle, and the queries a server answers name few distinct hosts.
   private readonly hosts = new Map<string, string>();
   private readonly fragments = new Map<string, ZoneFragments>();
+  /** The evidence of handles whose history does not fit in it whole (evidence()), oldest first out. */
+  private readonly longEvidence = new Map<string, { last: string; evidence: NumberedEntry[]; chars: number }>();
+  private longEvidenceChars = 0;
 
   constructor(
     private readonly store: Store,
@@ -161,7 +169,7 @@ export class Authority {
       if (filed !== undefined) return this.spliced('answer', zone, filed.jws, filed.history, filed, true);
       this.store.batchReads();
       const jws = this.store.records.jws(zone.content, 'handle', handle);
-      if (jws !== undefined) return this.spliced('answer', zone, jws, evidenceText(this.evidence(zone.content, handle)));
+      if (jws !== undefined) return this.spliced('answer', zone, jws, entriesText(this.evidence(zone.content, handle)));
     }
     this.store.batchReads();
     const answer = this.resolve(input);
@@ -186,9 +194,39 @@ export class Authority {
     return parsed;
   }
 
-  /** The history entries an answer with the handle's record carries (AuthoritativeAnswer.history). */
-  private evidence(content: string, handle: string): string[] {
-    return evidenceTail(this.store.records.latestHistory(content, handle, EVIDENCE_MAX_ENTRIES));
+  /**
+   * The history entries an answer with the handle's record carries (AuthoritativeAnswer.history). A long
+   * history's compact form is made from all of its entries: the evidence made of it is kept, by zone
+   * content and handle, until the history gains an entry.
+   */
+  private evidence(content: string, handle: string): NumberedEntry[] {
+    const newest = this.store.records.latestHistory(content, handle, WHOLE_EVIDENCE_MAX_ENTRIES);
+    const key = `${content} ${handle}`;
+    const held = this.longEvidence.get(key);
+    if (held !== undefined && held.last === newest[0]?.[1]) return held.evidence;
+    let long = false;
+    const evidence = evidenceOf(newest, () => {
+      long = true;
+      return this.store.records.history(content, handle, 0, MAX_HISTORY_ENTRIES);
+    });
+    if (long) {
+      let chars = 0;
+      for (const e of evidence) chars += e[1].length;
+      this.forgetLongEvidence(key);
+      while (this.longEvidence.size >= MAX_LONG_EVIDENCE || this.longEvidenceChars + chars > MAX_LONG_EVIDENCE_CHARS) {
+        this.forgetLongEvidence(this.longEvidence.keys().next().value!);
+      }
+      this.longEvidence.set(key, { last: newest[0]![1], evidence, chars });
+      this.longEvidenceChars += chars;
+    }
+    return evidence;
+  }
+
+  private forgetLongEvidence(key: string): void {
+    const held = this.longEvidence.get(key);
+    if (held === undefined) return;
+    this.longEvidence.delete(key);
+    this.longEvidenceChars -= held.chars;
   }
 
   /**
@@ -256,18 +294,13 @@ export class Authority {
     ttl: number,
     exp: number,
     now: number,
-    history?: string[],
+    history?: NumberedEntry[],
   ): AuthoritativeAnswer {
     // The members in the order the spliced bodies write them.
     const head = { status, zone, serial: serialOf(version), record };
     const tail = { zoneRecord, ttl: cappedTtl(ttl, exp, now) };
     return history === undefined ? { ...head, ...tail } : { ...head, history, ...tail };
   }
-}
-
-/** An answer's evidence as it is spliced into the body: JSON text (its entries are compact JWSs, nothing to escape). */
-export function evidenceText(history: readonly string[]): string {
-  return JSON.stringify(history);
 }
 
 /** A record's TTL capped by the time left before its `exp`, never negative. */

@@ -166,12 +166,12 @@ export class ChangeApplier {
     // Only a request signed by a key that some state named as a recovery key can be one (most stale
     // updates are not): looked for in the payloads before any signature is checked.
     const named = (jws: string) => ((decodePayload(jws).recovery ?? []) as PublicJwk[]).some((k) => thumbprint(k) === req.kid);
-    if (!entries.some((e) => named(e.jws))) return null;
+    if (!entries.some((e) => named(e[1]))) return null;
     const point = verifyHistory(emptyHistory(req.handle), entries, historyZone);
     const target = point.recoverable.find((p) => p.op === req.prev);
     if (target === undefined || !target.state.recovery.some((k) => thumbprint(k) === req.kid)) return null;
     try {
-      return verifyHistory(point, [{ seq: point.seq + 1, jws: req.jws }], historyZone);
+      return verifyHistory(point, [[point.seq + 1, req.jws]], historyZone);
     } catch (err) {
       if (!isIdnsError(err, 'verification_failed')) throw err;
       throw new IdnsError('recovery_refused', err.message.replace(/^the history of .* does not verify at entry \d+: /, 'the recovery is refused: '));
@@ -189,9 +189,9 @@ export class ChangeApplier {
     if (current !== null && req.prev === current.op) return;
     for (let after = 0; ;) {
       const page = this.store.records.history(editor.zone.content, req.handle, after, REPLAY_PAGE);
-      if (page.some((e) => e.jws === req.jws)) throw new IdnsError('replayed', 'this exact request was already accepted');
+      if (page.some((e) => e[1] === req.jws)) throw new IdnsError('replayed', 'this exact request was already accepted');
       if (page.length < REPLAY_PAGE) return;
-      after = page[page.length - 1]!.seq;
+      after = page[page.length - 1]![0];
     }
   }
 
@@ -203,7 +203,7 @@ export class ChangeApplier {
   private assureNotReserved(req: ChangeRequest, editor: ZoneEditor, now: number): void {
     const [last, before] = this.store.records.latestHistory(editor.zone.content, req.handle, 2);
     if (last === undefined || before === undefined) return;
-    const deletion = decodePayload(last.jws);
+    const deletion = decodePayload(last[1]);
     if ((deletion.action !== 'delete' && deletion.action !== 'takedown') || typeof deletion.iat !== 'number') return;
     const until = deletion.iat + editor.settings.tombstoneCooldown;
     if (now >= until) return;
@@ -218,7 +218,7 @@ export class ChangeApplier {
         },
       );
     }
-    const held = ((decodePayload(before.jws).keys ?? []) as PublicJwk[]).map(thumbprint);
+    const held = ((decodePayload(before[1]).keys ?? []) as PublicJwk[]).map(thumbprint);
     if (held.includes(thumbprint(req.headerKey!))) return;
     throw new IdnsError(
       'handle_reserved',

@@ -30,12 +30,12 @@ export function handleHistory(store: Store, zones: ZoneReader, input: string, af
   if (!zone || zones.cutFor(zone, host)) throw new IdnsError('not_authoritative', `this server holds no zone for ${host}`);
   const rows = store.records.history(zone.content, handle, Math.max(0, after), Math.min(Math.max(limit, 1), MAX_HISTORY_PAGE));
   if (rows.length === 0 && after === 0) throw new IdnsError('handle_not_found', `${handle} has no history in zone ${zone.name}`);
-  return rows.map((r) => ({
-    seq: r.seq,
-    op: requestId(r.jws),
-    action: actionOf(r.jws),
-    cursor: r.seq,
-    request: r.jws,
+  return rows.map(([seq, jws]) => ({
+    seq,
+    op: requestId(jws),
+    action: actionOf(jws),
+    cursor: seq,
+    request: jws,
   }));
 }
 

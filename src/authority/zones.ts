@@ -285,11 +285,11 @@ export class ZoneService extends ZoneReader {
       if (typeof record.genesis === 'string') continue;
       let genesis: string | null = null;
       let seq = 0;
-      for (const entry of this.store.records.history(content, handle, 0, MAX_HISTORY_SEQ)) {
-        const id = requestId(entry.jws);
-        if (beginsRegistration(entry.jws)) genesis = id;
+      for (const [entrySeq, jws] of this.store.records.history(content, handle, 0, MAX_HISTORY_SEQ)) {
+        const id = requestId(jws);
+        if (beginsRegistration(jws)) genesis = id;
         if (id === record.op) {
-          seq = entry.seq;
+          seq = entrySeq;
           break;
         }
       }

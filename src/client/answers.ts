@@ -5,7 +5,7 @@ import { isAtOrBelow } from '../names/zone.js';
 import { noCutOf, verifyDelegation, verifyDenial, verifyHandleRecord, verifyZoneRecord, type VerifyOptions } from '../records/verify.js';
 import type { DelegationRecord, HandleRecord } from '../records/types.js';
 import { errorFromBody, jsonRequest } from './http.js';
-import { verifyRecordHistory, type VerifiedHistory } from '../records/history-chain.js';
+import { verifyRecordHistory, type NumberedEntry, type VerifiedHistory } from '../records/history-chain.js';
 import { historyZoneOf } from '../records/history-entries.js';
 import { HISTORY_RESPONSE_MAX_BYTES, parseEvidence, readLog } from '../records/history-evidence.js';
 import { MAX_HISTORY_ENTRIES } from '../records/history-key.js';
@@ -54,7 +54,7 @@ export function checkAnswer(
   anchors: Map<string, string[]>,
   clock: Clock = systemClock,
   options: VerifyOptions = {},
-  earlier: readonly string[] = [],
+  earlier: readonly NumberedEntry[] = [],
 ): CheckedAnswer {
   const b = body as { status?: unknown; zone?: unknown; record?: unknown; history?: unknown; zoneRecord?: unknown; ttl?: unknown; noCut?: unknown } | null;
   if (!b || (b.status !== 'answer' && b.status !== 'denial' && b.status !== 'referral') || typeof b.zone !== 'string') {
@@ -67,8 +67,8 @@ export function checkAnswer(
   const common = { handle, zone: b.zone, serial: zone.record.serial, zoneKey: zone.signer, anchored: trusted !== undefined, ttl };
   if (b.status === 'answer') {
     const record = verifyHandleRecord(b.record, handle, zone, now, options);
-    const carried = parseEvidence(b.history, record.seq).map((e) => e.jws);
-    const history = verifyRecordHistory(record, [...earlier, ...carried], historyZoneOf(zone));
+    const carried = parseEvidence(b.history, record.seq);
+    const history = verifyRecordHistory(record, earlier.length === 0 ? carried : [...earlier, ...carried], historyZoneOf(zone));
     return { status: 'answer', record, jws: b.record as string, history, ...common };
   }
   if (b.status === 'referral') {
@@ -107,18 +107,13 @@ export async function queryAuthoritative(
 }
 
 /**
- * The number of the first history entry an answer body carries (1 when it carries the whole history;
- * 0 when it is no answer with a record or its history is malformed, which checkAnswer then refuses).
+ * The number of the first history entry an answer body carries (1 when it carries the whole history or its
+ * compact form; 0 when it is no answer with a record or its history is malformed, which checkAnswer then
+ * refuses).
  */
 export function historyStart(body: unknown): number {
   const b = body as { status?: unknown; record?: unknown; history?: unknown } | null;
   if (b?.status !== 'answer' || typeof b.record !== 'string' || !Array.isArray(b.history)) return 0;
-  try {
-    const seq = (decodeCompact(b.record).payload as { seq?: unknown }).seq;
-    return typeof seq === 'number' && Number.isInteger(seq) && seq >= b.history.length && seq <= MAX_HISTORY_ENTRIES ? seq - b.history.length + 1 : 0;
-  } catch (err) {
-    // A record that does not decode is refused by checkAnswer, with its reason.
-    if (err instanceof IdnsError) return 0;
-    throw err;
-  }
+  const first: unknown = Array.isArray(b.history[0]) ? (b.history[0] as unknown[])[0] : undefined;
+  return typeof first === 'number' && Number.isInteger(first) && first >= 1 && first <= MAX_HISTORY_ENTRIES ? first : 0;
 }

@@ -1,5 +1,7 @@
 import type { Proof, ProofStep } from '../resolver/proof.js';
 import type { BatchResult, BridgedResult, LookupResult, VerifiedResult } from '../resolver/resolver.js';
+import type { NumberedEntry } from '../records/history-chain.js';
+import { entriesText } from '../records/history-evidence.js';
 
 /** `,"record":"`: the record follows. */
 const OPEN = ',"record":"';
@@ -35,7 +37,7 @@ export class LookupWire {
    * histories written, as the heads are: a copy for every cached handle would double what their
    * histories hold.
    */
-  private readonly histories = new Map<readonly string[], string>();
+  private readonly histories = new Map<readonly NumberedEntry[], string>();
   /** The tails after a history (the record's closing quote left out), per trace. */
   private readonly historyTails = new WeakMap<NonNullable<VerifiedResult['trace']>, string>();
   /** In insertion order, oldest first; keyed by proof, which a cached resolution and its results share. */
@@ -157,12 +159,12 @@ export class LookupWire {
     return tail;
   }
 
-  /** `","history":["e1","e2"]`: closes the record's string, then the entries (verified compact JWSs, nothing to escape). */
-  private historyOf(history: readonly string[]): string {
+  /** `","history":[[1,"e1"],[2,"e2"]]`: closes the record's string, then the entries (verified compact JWSs, nothing to escape). */
+  private historyOf(history: readonly NumberedEntry[]): string {
     let text = this.histories.get(history);
     if (text === undefined) {
-      text = flat(`","history":["${history.join('","')}"]`);
-      if (this.histories.size >= HOT_HEADS) this.histories.delete(this.histories.keys().next().value as readonly string[]);
+      text = flat(`","history":${entriesText(history)}`);
+      if (this.histories.size >= HOT_HEADS) this.histories.delete(this.histories.keys().next().value as readonly NumberedEntry[]);
       this.histories.set(history, text);
     }
     return text;

@@ -70,60 +70,95 @@ export const DEFAULT_RECOVERY_WINDOW = 72 * 3600;
  */
 export const RECOVERY_IAT_SLACK = 600;
 
+/** A history entry with its number (from 1), `[seq, jws]`: as answers and proofs carry them (JSON), and as they are kept. */
+export type NumberedEntry = readonly [seq: number, jws: string];
+
 /**
  * Verifies entries of a handle's history (docs/protocol.md §6.4) that follow `from` (the handle's
  * empty history, or a point verified before), in order, each with its number: every owner's entry
  * signed by its own key (a register) or by a key of the state before it, with its proofs of possession,
- * naming the entry before it as `prev`; every operator entry signed by a key of the zone. Returns where
- * the history then stands. Throws verification_failed, naming the entry and why, for anything else.
+ * naming the entry before it as `prev`; every operator entry signed by a key of the zone. An entry may
+ * follow a gap (entries left out of a compact history, §6.5): it is then checked against the state before
+ * the gap, in full, and may not be a recovery. Returns where the history then stands. Throws
+ * verification_failed, naming the entry and why, for anything else.
  */
-export function verifyHistory(from: VerifiedHistory, entries: readonly { seq: number; jws: string }[], zone: HistoryZone): VerifiedHistory {
+export function verifyHistory(from: VerifiedHistory, entries: readonly NumberedEntry[], zone: HistoryZone): VerifiedHistory {
   if (entries.length > MAX_VERIFIED_ENTRIES) throw fail(from.handle, 0, `more than ${MAX_VERIFIED_ENTRIES} entries to verify at once`);
   let at = from;
-  entries.forEach((entry, i) => {
-    if (entry.seq !== at.seq + 1) throw fail(from.handle, entry.seq, `entry ${entry.seq} does not follow entry ${at.seq}`);
-    at = next(at, entry.seq, entry.jws, zone, i === entries.length - 1);
-  });
+  // The signature check of an update that keeps the key set, until the next entry shows whether it
+  // names that update as `prev` (then the hash chain holds it) or not (then it is checked after all).
+  let unchecked: (() => void) | null = null;
+  for (const [seq, jws] of entries) {
+    // Entry 1 begins the history: a compact history leaves out only entries after it.
+    const gap = seq > at.seq + 1 && at.seq >= 1;
+    if (seq !== at.seq + 1 && !gap) throw fail(from.handle, seq, `entry ${seq} does not follow entry ${at.seq}`);
+    const step = next(at, seq, jws, zone, gap);
+    if (unchecked !== null && !step.chained) unchecked();
+    unchecked = step.unchecked;
+    at = step.point;
+  }
+  unchecked?.();
   return at;
 }
 
 /**
  * Verifies that a handle record follows from its owner's signed history (docs/protocol.md §6.5):
- * `entries` are the whole history up to the entry the record names (entries 1 … record.seq), checked
- * from the start or, when `known` (a point verified before) is one of them, from there on: one
- * signature per new change. Returns where the history stands, the record's genesis and whether its
- * state is operator-asserted. Throws verification_failed saying why.
+ * `entries` are the history up to the entry the record names, in order from entry 1 to entry record.seq,
+ * whole or compact (with gaps, §6.5), checked from the start or, when `known` (a point verified before)
+ * is one of them, from there on: one signature per new change. Returns where the history stands, the
+ * record's genesis and whether its state is operator-asserted. Throws verification_failed saying why.
  */
 export function verifyRecordHistory(
   record: { handle: string; op: string; genesis: string; seq: number } & HistoryState,
-  entries: readonly string[],
+  entries: readonly NumberedEntry[],
   zone: HistoryZone,
   known?: VerifiedHistory,
 ): VerifiedHistory {
   const handle = record.handle;
-  if (entries.length !== record.seq) {
-    throw new IdnsError('verification_failed', `the record of ${handle} names entry ${record.seq} of its history, but ${entries.length} entries came with it`);
-  }
-  let chars = 0;
-  for (const e of entries as readonly unknown[]) {
-    if (typeof e !== 'string') throw new IdnsError('verification_failed', `an entry of the history of ${handle} is not a JWS`);
-    chars += e.length;
-  }
-  if (chars > MAX_HISTORY_CHARS) throw new IdnsError('verification_failed', `the history of ${handle} is longer than ${MAX_HISTORY_CHARS} characters`);
+  assureHistoryForm(handle, entries, record.seq);
   // A point verified before fixes every entry up to it (each names the id of the one before): when it
   // is among these entries, only the ones after it are new.
-  const from =
-    known !== undefined && known.handle === handle && known.seq >= 1 && known.seq <= entries.length && requestId(entries[known.seq - 1]!) === known.op
-      ? known
-      : emptyHistory(handle);
-  const verified = verifyHistory(
-    from,
-    entries.slice(from.seq).map((jws, i) => ({ seq: from.seq + i + 1, jws })),
-    zone,
-  );
+  const at = known !== undefined && known.handle === handle && known.seq >= 1 ? entries.findIndex((e) => e[0] === known.seq) : -1;
+  if (at >= 0 && requestId(entries[at]![1]) === known!.op) {
+    try {
+      return followsTo(record, verifyHistory(known!, entries.slice(at + 1), zone));
+    } catch (err) {
+      // The point may lack what this history needs (a recovery to an entry a compact history left out
+      // when the point was verified): the whole history decides.
+      if (!(err instanceof IdnsError)) throw err;
+    }
+  }
+  return followsTo(record, verifyHistory(emptyHistory(handle), entries, zone));
+}
+
+/** Throws verification_failed unless `entries` are in form a history up to entry `seq`: entries 1 … seq in order, within the bounds. */
+function assureHistoryForm(handle: string, entries: readonly unknown[], seq: number): void {
+  if (entries.length === 0 || entries.length > MAX_HISTORY_ENTRIES) {
+    throw new IdnsError('verification_failed', `the history of ${handle} has ${entries.length} entries, not 1 to ${MAX_HISTORY_ENTRIES}`);
+  }
+  let chars = 0;
+  let last = 0;
+  for (const e of entries as readonly unknown[]) {
+    const [seq, jws] = Array.isArray(e) ? (e as unknown[]) : [];
+    if (typeof jws !== 'string' || typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq <= last || (last === 0 && seq !== 1)) {
+      throw new IdnsError('verification_failed', `the history of ${handle} is not entries numbered from 1 upwards, each a JWS`);
+    }
+    last = seq;
+    chars += jws.length;
+  }
+  if (last !== seq)
+    throw new IdnsError('verification_failed', `the record of ${handle} names entry ${seq} of its history, but its history ends at entry ${last}`);
+  if (chars > MAX_HISTORY_CHARS) throw new IdnsError('verification_failed', `the history of ${handle} is longer than ${MAX_HISTORY_CHARS} characters`);
+}
+
+/** `verified`, once the record is checked to be its result with its genesis. */
+function followsTo(record: { handle: string; op: string; genesis: string } & HistoryState, verified: VerifiedHistory): VerifiedHistory {
   assureRecordFollows(verified, record);
   if (record.genesis !== verified.genesis) {
-    throw new IdnsError('verification_failed', `the record of ${handle} names genesis ${record.genesis}, but its history's is ${String(verified.genesis)}`);
+    throw new IdnsError(
+      'verification_failed',
+      `the record of ${record.handle} names genesis ${record.genesis}, but its history's is ${String(verified.genesis)}`,
+    );
   }
   return verified;
 }
@@ -141,7 +176,15 @@ export function assureRecordFollows(history: VerifiedHistory, record: { handle: 
   if (why !== null) throw new IdnsError('verification_failed', `the record of ${record.handle} does not follow from its history: ${why}`);
 }
 
-function next(at: VerifiedHistory, seq: number, jws: string, zone: HistoryZone, last: boolean): VerifiedHistory {
+/**
+ * One entry verified after `at`: where the history then stands; whether the entry names `at` as its
+ * `prev` (`chained`); and, for an update that keeps the key set, its signature check, left `unchecked`:
+ * when the entry after it names it as `prev`, the hash chain holds it up to a later entry whose signature
+ * is checked, so it cannot change who controls the handle and its state is replaced by a later one.
+ * Everything that can (a register, a delete, a change of keys, a recovery) and an entry after a gap are
+ * checked at once (docs/protocol.md §6.4).
+ */
+function next(at: VerifiedHistory, seq: number, jws: string, zone: HistoryZone, gap: boolean): Step {
   const handle = at.handle;
   const read = guard(handle, seq, () => readHistoryEntry(jws, handle, zone, true));
   const op = requestId(jws);
@@ -152,43 +195,58 @@ function next(at: VerifiedHistory, seq: number, jws: string, zone: HistoryZone, 
       if (at.state !== null) throw fail(handle, seq, 'an operator import of a handle that exists');
     } else {
       if (at.state === null) throw fail(handle, seq, `an operator ${entry.action} of a handle that does not exist`);
-      if (!follows(at, entry.prev)) throw fail(handle, seq, `its prev is not entry ${at.seq}`);
+      if (!gap && !follows(at, entry.prev)) throw fail(handle, seq, `its prev is not entry ${at.seq}`);
     }
     // An operator entry ends what a recovery could go back across: the states before it are gone.
     const latestIat = Math.max(at.latestIat, entry.iat);
-    if (entry.action === 'takedown') return { ...base, genesis: null, state: null, operatorAsserted: false, latestIat };
+    // Only an owner's entry vouches for the owner's entry before it (chained): an operator's is the zone key's word.
+    if (entry.action === 'takedown') return checked({ ...base, genesis: null, state: null, operatorAsserted: false, latestIat }, false);
     // An import or a transfer gives the handle a state its owner did not sign: a new genesis, operator-asserted.
     const state: HistoryState = { endpoint: entry.endpoint!, keys: entry.keys!, ...definedLinks(entry) };
-    return { ...base, genesis: op, state, operatorAsserted: true, legacyOp: entry.legacyOp ?? null, latestIat };
+    return checked({ ...base, genesis: op, state, operatorAsserted: true, legacyOp: entry.legacyOp ?? null, latestIat }, false);
   }
   const req = read.owner;
-  const kept = keepRecoverable(at, req.iat, zone);
+  // After a gap the states left out are unknown: no recovery may go back to one, nor across the gap.
+  const kept = gap ? { latestIat: Math.max(at.latestIat, req.iat), recoverable: NONE, recoveries: NONE } : keepRecoverable(at, req.iat, zone);
   if (req.action === 'register') {
     if (at.state !== null) throw fail(handle, seq, 'a registration of a handle that exists');
     guard(handle, seq, () => verifyRequestSignatures(req, req.headerKey!));
-    return { ...kept, handle, seq, op, genesis: op, state: requestState(req), operatorAsserted: false, legacyOp: null };
+    return checked({ ...kept, handle, seq, op, genesis: op, state: requestState(req), operatorAsserted: false, legacyOp: null }, false);
   }
-  if (!follows(at, req.prev)) return recover(at, kept, seq, op, req, zone);
+  if (!gap && !follows(at, req.prev)) return checked(recover(at, kept, seq, op, req, zone), false);
   if (at.state === null) throw fail(handle, seq, `an ${req.action} of a handle that does not exist`);
   // Signed by a key of the state, or by one of its recovery keys (which may sign any change).
   const held = heldKeys(at.state);
   const signer = held.get(req.kid!);
-  if (signer === undefined) throw fail(handle, seq, 'it is not signed by a key the handle had');
+  if (signer === undefined)
+    throw fail(handle, seq, gap ? 'after a gap, it is not signed by a key the handle had before it' : 'it is not signed by a key the handle had');
   const sameKeys = req.keyIds !== null && sameSet(requestHeld(req), held);
-  guard(handle, seq, () => {
-    // An update that keeps the key set, before the last entry, is held by the hash chain alone: the entry
-    // after it names its id as `prev`, and so on up to the last entry, whose signature is checked. It cannot
-    // change who controls the handle, and its state is replaced by a later one. Everything that can (a
-    // register, a delete, a change of keys) and the last entry are checked in full (docs/protocol.md §6.4).
-    if (sameKeys && !last) return;
-    verifyRequestSignatures(req, signer);
-    assureProofsFor(
-      req.proofs,
-      requestHeld(req).filter((kid) => !held.has(kid)),
-    );
-  });
-  if (req.action === 'delete') return { ...kept, handle, seq, op, genesis: null, state: null, operatorAsserted: false, legacyOp: null };
-  return { ...kept, handle, seq, op, genesis: at.genesis, state: requestState(req), operatorAsserted: false, legacyOp: null };
+  const check = () =>
+    guard(handle, seq, () => {
+      verifyRequestSignatures(req, signer);
+      assureProofsFor(
+        req.proofs,
+        requestHeld(req).filter((kid) => !held.has(kid)),
+      );
+    });
+  const deferred = sameKeys && req.action === 'update' && !gap;
+  if (!deferred) check();
+  const unchecked = deferred ? check : null;
+  const chained = !gap;
+  if (req.action === 'delete')
+    return { point: { ...kept, handle, seq, op, genesis: null, state: null, operatorAsserted: false, legacyOp: null }, chained, unchecked };
+  return { point: { ...kept, handle, seq, op, genesis: at.genesis, state: requestState(req), operatorAsserted: false, legacyOp: null }, chained, unchecked };
+}
+
+interface Step {
+  point: VerifiedHistory;
+  chained: boolean;
+  unchecked: (() => void) | null;
+}
+
+/** A step whose entry is checked in full already. */
+function checked(point: VerifiedHistory, chained: boolean): Step {
+  return { point, chained, unchecked: null };
 }
 
 /**

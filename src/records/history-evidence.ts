@@ -1,45 +1,85 @@
 import { IdnsError } from '../errors.js';
 import { MAX_JWS_LENGTH } from './jws.js';
 import { MAX_HISTORY_CHARS } from './history-key.js';
+import { compactHistory } from './history-compact.js';
+import type { NumberedEntry } from './history-chain.js';
 
 /**
- * The evidence an authoritative answer carries for a handle record (docs/protocol.md §6.5): the last
- * entries of the handle's history, up to the one the record's `op` names, as many as fit in
- * EVIDENCE_MAX_CHARS (always the last one). For most handles that is the whole history, so a resolver
- * meeting the handle for the first time verifies it with no second request; for a longer one it reads the
- * rest from the log.
+ * The evidence an authoritative answer carries for a handle record (docs/protocol.md §6.5): entries of
+ * the handle's history, each with its number, up to the one the record's `seq` names (always that one).
+ * A history of at most WHOLE_EVIDENCE_MAX_CHARS is carried whole, so a resolver meeting the handle for
+ * the first time verifies it with no second request: almost every handle's. A longer one is carried in
+ * its compact form (history-compact.ts: runs of updates that keep the key set left out), as much of it
+ * as fits in EVIDENCE_MAX_CHARS: for a history of a thousand changes and a few dozen changes of keys, all
+ * of it. When it does not fit, the resolver reads the entries before the evidence from the log.
  */
-export const EVIDENCE_MAX_CHARS = 8192;
-/** Entries read to fill the evidence: an entry is at least ~400 characters, so more never fit. */
-export const EVIDENCE_MAX_ENTRIES = 32;
+export const WHOLE_EVIDENCE_MAX_CHARS = 8192;
+/** Entries read to see whether a history is carried whole: an entry is at least ~400 characters, so more never fit. */
+export const WHOLE_EVIDENCE_MAX_ENTRIES = 32;
+/** Most characters of evidence with more than one entry (a compact form's, mostly). */
+export const EVIDENCE_MAX_CHARS = 65_536;
+/** Most entries of evidence: at least ~400 characters each, so more never fit. */
+export const EVIDENCE_MAX_ENTRIES = 160;
 
-/** The evidence from the last entries of a history, newest first as read: oldest first, within the bound. */
-export function evidenceTail(newestFirst: readonly { jws: string }[]): string[] {
-  const out: string[] = [];
+/**
+ * The evidence of a handle's record from its history: `newestFirst`, its last entries as read (at least
+ * WHOLE_EVIDENCE_MAX_ENTRIES of them when it has that many), and `whole`, which reads all of it, called
+ * only when those do not reach back to entry 1 within WHOLE_EVIDENCE_MAX_CHARS (the compact form is made
+ * from the whole history). Empty for a handle with no history (which no resolver accepts).
+ */
+export function evidenceOf(newestFirst: readonly NumberedEntry[], whole: () => readonly NumberedEntry[]): NumberedEntry[] {
+  const tail = tailWithin(newestFirst, WHOLE_EVIDENCE_MAX_CHARS, WHOLE_EVIDENCE_MAX_ENTRIES);
+  if (tail.length === 0 || tail[0]![0] === 1) return tail;
+  return tailWithin(compactHistory(whole()).reverse(), EVIDENCE_MAX_CHARS, EVIDENCE_MAX_ENTRIES);
+}
+
+/** The last entries (given newest first) within `maxChars` and `maxEntries`, oldest first: at least the newest. */
+function tailWithin(newestFirst: readonly NumberedEntry[], maxChars: number, maxEntries: number): NumberedEntry[] {
+  const out: NumberedEntry[] = [];
   let chars = 0;
   for (const entry of newestFirst) {
-    if (out.length > 0 && (chars + entry.jws.length > EVIDENCE_MAX_CHARS || out.length >= EVIDENCE_MAX_ENTRIES)) break;
-    chars += entry.jws.length;
-    out.push(entry.jws);
+    if (out.length > 0 && (chars + entry[1].length > maxChars || out.length >= maxEntries)) break;
+    chars += entry[1].length;
+    out.push(entry);
   }
   return out.reverse();
 }
 
+/** Numbered entries as JSON text, `[[seq,"jws"],…]`, as answers and proofs carry them (compact JWSs: nothing to escape). */
+export function entriesText(entries: readonly NumberedEntry[]): string {
+  return JSON.stringify(entries);
+}
+
+/**
+ * Reads numbered entries as answers and proofs carry them (`[[seq, "jws"], …]`): at most `maxEntries`
+ * pairs of a number and a JWS of at most the length allowed. Their order and numbers are checked by the
+ * history's verifier. Throws verification_failed saying what of `what` is wrong.
+ */
+export function parseEntries(value: unknown, maxEntries: number, what: string): NumberedEntry[] {
+  if (!Array.isArray(value) || value.length === 0) throw fail(`${what} carries no history entries`);
+  if (value.length > maxEntries) throw fail(`${what} carries ${value.length} history entries, more than ${maxEntries}`);
+  for (const pair of value as unknown[]) {
+    if (!Array.isArray(pair) || pair.length !== 2 || !Number.isSafeInteger(pair[0]) || typeof pair[1] !== 'string' || pair[1].length > MAX_JWS_LENGTH) {
+      throw fail(`a history entry of ${what} is not a pair of its number and a JWS of at most the length allowed`);
+    }
+  }
+  return value as NumberedEntry[];
+}
+
 /**
  * Reads the evidence of an answer for a record that names entry `seq`: its entries with their numbers
- * (the last is `seq`). Throws verification_failed when it is not within the bounds an authority keeps.
+ * (the last must be `seq`). Throws verification_failed when it is not within the bounds an authority keeps.
  */
-export function parseEvidence(value: unknown, seq: number): { seq: number; jws: string }[] {
-  if (!Array.isArray(value) || value.length === 0) throw fail('the answer carries no history entries for its record');
-  if (value.length > EVIDENCE_MAX_ENTRIES || value.length > seq) throw fail(`the answer carries ${value.length} history entries, more than it may`);
+export function parseEvidence(value: unknown, seq: number): NumberedEntry[] {
+  const entries = parseEntries(value, EVIDENCE_MAX_ENTRIES, 'the answer');
   let chars = 0;
-  for (const entry of value) {
-    if (typeof entry !== 'string' || entry.length > MAX_JWS_LENGTH) throw fail('a history entry of the answer is not a JWS of at most the length allowed');
-    chars += entry.length;
+  for (const e of entries) chars += e[1].length;
+  if (entries.length > 1 && chars > EVIDENCE_MAX_CHARS) throw fail(`the answer's history entries exceed ${EVIDENCE_MAX_CHARS} characters`);
+  if (entries.at(-1)![0] !== seq) throw fail(`the answer's history entries end at entry ${entries.at(-1)![0]}, not at the record's ${seq}`);
+  for (let i = 1; i < entries.length; i++) {
+    if (entries[i]![0] <= entries[i - 1]![0]) throw fail("the answer's history entries are not in order");
   }
-  if (value.length > 1 && chars > EVIDENCE_MAX_CHARS) throw fail(`the answer's history entries exceed ${EVIDENCE_MAX_CHARS} characters`);
-  const from = seq - value.length + 1;
-  return (value as string[]).map((jws, i) => ({ seq: from + i, jws }));
+  return entries;
 }
 
 /**
@@ -77,11 +117,13 @@ export function logPageEntries(body: unknown, handle: string, after: number, lim
  * answers a URL with the response body, throwing for an error answer): at most ⌈count / LOG_PAGE⌉
  * requests, since every page must be full.
  */
-export async function readLog(server: string, handle: string, count: number, get: (url: string) => Promise<unknown>): Promise<string[]> {
-  const entries: string[] = [];
+export async function readLog(server: string, handle: string, count: number, get: (url: string) => Promise<unknown>): Promise<NumberedEntry[]> {
+  const entries: NumberedEntry[] = [];
   while (entries.length < count) {
-    const limit = Math.min(LOG_PAGE, count - entries.length);
-    entries.push(...logPageEntries(await get(logUrl(server, handle, entries.length, limit)), handle, entries.length, limit));
+    const after = entries.length;
+    const limit = Math.min(LOG_PAGE, count - after);
+    const page = logPageEntries(await get(logUrl(server, handle, after, limit)), handle, after, limit);
+    for (let i = 0; i < page.length; i++) entries.push([after + i + 1, page[i]!]);
   }
   return entries;
 }

@@ -1,15 +1,15 @@
-import type { VerifiedHistory } from '../records/history-chain.js';
+import type { NumberedEntry, VerifiedHistory } from '../records/history-chain.js';
 import type { KnownHistories } from './proof.js';
 
 /** What the book holds of one handle: where its verification stands, and the entries up to there. */
 export interface KnownHistory {
   point: VerifiedHistory;
-  entries: readonly string[];
+  entries: readonly NumberedEntry[];
 }
 
 /**
  * A resolver's book of the handles' histories it has verified (docs/protocol.md §6.5): for each, the
- * point reached (entry number and id, state, genesis) and the entries up to it. A later answer for the
+ * point reached (entry number and id, state, genesis) and the entries up to it (whole or compact). A later answer for the
  * handle is checked from that point on, one signature per new change; its proof is made from the entries
  * kept and the new ones the answer carries. It outlives the cached answers (a record's TTL is short, a
  * history's prefix never changes), bounded by handles and characters: the least recently used go first.
@@ -33,7 +33,7 @@ export class HistoryBook implements KnownHistories {
   }
 
   /** Keeps a verified history, unless an older point of it than one already kept (an answer from a server that lags). */
-  verified(zone: string, point: VerifiedHistory, entries: readonly string[]): void {
+  verified(zone: string, point: VerifiedHistory, entries: readonly NumberedEntry[]): void {
     const key = keyOf(zone, point.handle);
     const held = this.map.get(key);
     if (held !== undefined) {
@@ -42,7 +42,7 @@ export class HistoryBook implements KnownHistories {
       this.chars -= held.chars;
     }
     let chars = 0;
-    for (const e of entries) chars += e.length;
+    for (const e of entries) chars += e[1].length;
     if (chars > this.maxChars) return;
     this.map.set(key, { point, entries, chars });
     this.chars += chars;

@@ -2,11 +2,12 @@ import { IdnsError } from '../errors.js';
 import { parseHandle } from '../names/handle.js';
 import { isAtOrBelow } from '../names/zone.js';
 import type { PublicJwk } from '../records/keys.js';
-import { verifyRecordHistory, type HistoryState, type VerifiedHistory } from '../records/history-chain.js';
+import { verifyRecordHistory, type HistoryState, type NumberedEntry, type VerifiedHistory } from '../records/history-chain.js';
 import { definedLinks } from '../records/handle-links.js';
 import type { HandleRecord } from '../records/types.js';
 import { historyZoneOf } from '../records/history-entries.js';
 import { MAX_HISTORY_ENTRIES } from '../records/history-key.js';
+import { parseEntries } from '../records/history-evidence.js';
 import { noCutOf, verifyDelegation, verifyDenial, verifyHandleRecord, verifyZoneRecord, type VerifyOptions } from '../records/verify.js';
 
 /**
@@ -44,10 +45,11 @@ export interface Proof {
   /** The handle record (found) or the denial (not found), signed by the last step's zone. */
   record: string;
   /**
-   * With a handle record: its whole history, entries 1 … the record's `seq`, from which the record must
-   * follow (docs/protocol.md §6.5). Shared with the resolver's history book: never mutated.
+   * With a handle record: its history up to the record's `seq`, whole or compact (docs/protocol.md §6.5),
+   * from which the record must follow; on the wire `[[seq, jws], …]`. Shared with the resolver's history
+   * book: never mutated.
    */
-  history?: readonly string[];
+  history?: readonly NumberedEntry[];
   /** With a denial for a host below the last zone: gaps proving no name in between is a delegated zone. */
   noCut?: string[];
   /** Where the first step's zone was anchored, when it was found by discovery rather than configured. */
@@ -93,7 +95,7 @@ export interface TraceStep {
 export interface KnownHistories {
   point(zone: string, handle: string): VerifiedHistory | undefined;
   /** Told each history verified, with its entries, so that the next verification starts from it. */
-  verified(zone: string, history: VerifiedHistory, entries: readonly string[]): void;
+  verified(zone: string, history: VerifiedHistory, entries: readonly NumberedEntry[]): void;
 }
 
 /** Trust anchors: zone name → thumbprints of keys trusted to sign that zone's record. */
@@ -199,7 +201,7 @@ export function verifyProof(
  * put in the proof or its steps (a forwarding resolver's upstream may add anything) is left behind, so
  * it is neither cached nor served.
  */
-function verifiedProof(steps: readonly ProofStep[], record: string, noCut: string[], history: readonly string[] | null): Proof {
+function verifiedProof(steps: readonly ProofStep[], record: string, noCut: string[], history: readonly NumberedEntry[] | null): Proof {
   const kept = steps.map((s): ProofStep =>
     s.delegation === undefined ? { zone: s.zone, zoneRecord: s.zoneRecord } : { zone: s.zone, zoneRecord: s.zoneRecord, delegation: s.delegation },
   );
@@ -212,13 +214,9 @@ function stateOf(r: HandleRecord): HistoryState {
   return { endpoint: r.endpoint, keys: r.keys, ...definedLinks(r), ...(r.recovery !== undefined ? { recovery: r.recovery } : {}) };
 }
 
-/** A proof's `history`, checked for form: at most MAX_HISTORY_ENTRIES strings (verifyRecordHistory checks the rest). */
-function historyOf(value: unknown, handle: string): readonly string[] {
-  if (!Array.isArray(value)) throw new IdnsError('verification_failed', `the proof of ${handle} carries no history for its record`);
-  if (value.length > MAX_HISTORY_ENTRIES || !value.every((e) => typeof e === 'string')) {
-    throw new IdnsError('verification_failed', `the history in the proof of ${handle} is not a list of at most ${MAX_HISTORY_ENTRIES} entries`);
-  }
-  return value as string[];
+/** A proof's `history`, checked for form: at most MAX_HISTORY_ENTRIES numbered entries (verifyRecordHistory checks the rest). */
+function historyOf(value: unknown, handle: string): readonly NumberedEntry[] {
+  return parseEntries(value, MAX_HISTORY_ENTRIES, `the proof of ${handle}`);
 }
 
 function decodeType(jws: string): string | undefined {

@@ -18,7 +18,7 @@ import type { DnsClient } from '../discovery/dns-client.js';
 import type { BridgedHandle, WebFingerBridge } from '../discovery/webfinger.js';
 import { parseHandleReference } from '../names/handle.js';
 import { SignatureCache } from '../records/signature-cache.js';
-import { verifyRecordHistory } from '../records/history-chain.js';
+import { verifyRecordHistory, type NumberedEntry } from '../records/history-chain.js';
 import { historyZoneOf } from '../records/history-entries.js';
 import { HISTORY_RESPONSE_MAX_BYTES, parseEvidence, readLog } from '../records/history-evidence.js';
 import type { HandleRecord } from '../records/types.js';
@@ -171,7 +171,7 @@ function leadsDeeper(child: string, zone: string, host: string): boolean {
 }
 
 /** A server's reply to `GET /v1/resolve/{handle}?zone=Z` as checkZoneReply leaves it: an answer's history not yet verified. */
-type CheckedAnswer = { status: 'answer'; zone: VerifiedZone; record: string; evidence: { seq: number; jws: string }[]; parsed: HandleRecord };
+type CheckedAnswer = { status: 'answer'; zone: VerifiedZone; record: string; evidence: NumberedEntry[]; parsed: HandleRecord };
 type CheckedReply = CheckedAnswer | DistributiveOmit<Exclude<ZoneReply, { status: 'answer' }>, 'server' | 'rttMs'>;
 
 /** A walk's request sent ahead to the next zone's first server while a referral is verified. */
@@ -181,7 +181,7 @@ interface Ahead {
 
 /** A server's verified reply to `GET /v1/resolve/{handle}?zone=Z`. */
 type ZoneReply = (
-  | { status: 'answer'; zone: VerifiedZone; record: string; history: readonly string[] }
+  | { status: 'answer'; zone: VerifiedZone; record: string; history: readonly NumberedEntry[] }
   | { status: 'denial'; zone: VerifiedZone; record: string; noCut?: string[] }
   | { status: 'referral'; zone: VerifiedZone; record: string; child: ZoneCut }
 ) & { server: string; rttMs: number };
@@ -629,8 +629,8 @@ export class Resolver {
     handle: string,
     budget: Budget,
   ): Promise<DistributiveOmit<ZoneReply, 'server' | 'rttMs'>> {
-    const first = reply.evidence[0]!.seq;
-    const tail = reply.evidence.map((e) => e.jws);
+    const tail = reply.evidence;
+    const first = tail[0]![0];
     const readBefore = () =>
       // Each page is a request of the lookup's budget.
       readLog(server, handle, first - 1, async (url) => {
@@ -639,7 +639,7 @@ export class Resolver {
         if (err) throw new IdnsError('bad_response', `the server's log of ${handle} answered ${err.code}: ${err.message}`);
         return res.body;
       });
-    const verify = (before: readonly string[]) => {
+    const verify = (before: readonly NumberedEntry[]) => {
       const entries = before.length === 0 ? tail : [...before, ...tail];
       this.signatures.during(() => {
         const history = verifyRecordHistory(reply.parsed, entries, historyZoneOf(reply.zone), this.histories.point(cut.name, handle));
@@ -647,16 +647,18 @@ export class Resolver {
       });
       return entries;
     };
-    const known = first > 1 ? this.histories.get(cut.name, handle) : undefined;
-    let entries: readonly string[];
+    // The entries kept before the evidence's first: they and the evidence are the history with a gap at
+    // most, which verifies when only updates that keep the key set lie in it.
+    const kept = first > 1 ? this.histories.get(cut.name, handle)?.entries.filter((e) => e[0] < first) : undefined;
+    let entries: readonly NumberedEntry[];
     if (first === 1) entries = verify([]);
-    else if (known === undefined || known.entries.length < first - 1) entries = verify(await readBefore());
+    else if (kept === undefined || kept.length === 0) entries = verify(await readBefore());
     else {
       try {
-        entries = verify(known.entries.slice(0, first - 1));
+        entries = verify(kept);
       } catch (err) {
-        // The entries kept are not this history's start (a zone made anew, restored from a backup): the
-        // server's log is, or the answer fails on its own.
+        // The entries kept are not this history's start (a zone made anew, restored from a backup), or
+        // what lies between them and the evidence changed the keys: the server's log decides.
         if (!isIdnsError(err, 'verification_failed')) throw err;
         entries = verify(await readBefore());
       }

@@ -40,7 +40,7 @@ export function resolutionBytes(r: Resolution): number {
   // A handle's history (its array shared with the resolver's history book, counted here all the same) and genesis.
   if (r.proof.history !== undefined) {
     n += array(r.proof.history.length);
-    for (const e of r.proof.history) n += ascii(e);
+    for (const e of r.proof.history) n += array(2) + ascii(e[1]);
   }
   if (r.genesis !== undefined) n += ascii(r.genesis);
   // The owner's links: up to 8 aliases of 2 KiB each, so a record can weigh ~16 KiB more through them.

@@ -17,13 +17,14 @@ export interface AnswerFileMeta {
 }
 
 // Layout (little-endian):
-//   magic "IDNSANS2" | u32 meta length | u32 slot count | meta (JSON, UTF-8, padded to 8 bytes)
+//   magic "IDNSANS4" | u32 meta length | u32 slot count | meta (JSON, UTF-8, padded to 8 bytes)
 //   slots: slot count × 8 bytes: u32 hash, u32 entry reference (offset in the entries / 8, plus 1; 0 = empty)
 //   entries, each starting at a multiple of 8: u32 length, u16 key length, u32 TTL, u32 signature
 //   expiry, u32 record length, key, signed record, history evidence (JSON text; all three ASCII)
 //   trailer "IDNSEND1"
 // A file whose size or trailer does not match is refused: it was cut short.
-const MAGIC = Buffer.from('IDNSANS3');
+// 4: the evidence is numbered entries (`[[seq,"jws"],…]`); a file of an earlier form is refused and built again.
+const MAGIC = Buffer.from('IDNSANS4');
 const TRAILER = Buffer.from('IDNSEND1');
 const FIXED = 16;
 const SLOT = 8;

@@ -2,6 +2,7 @@ import { BulkInsert } from './bulk-insert.js';
 import type { Db } from './database.js';
 import { handleEndpoint } from './endpoint.js';
 import { historyKey, parseHistoryKey } from '../records/history-key.js';
+import type { NumberedEntry } from '../records/history-chain.js';
 
 export type StoredType = 'handle' | 'delegation' | 'denial' | 'op';
 
@@ -142,15 +143,15 @@ export class RecordStore {
   }
 
   /** Up to `limit` entries of a handle's history after entry `afterSeq`, oldest first. */
-  history(content: string, handle: string, afterSeq: number, limit: number): { seq: number; jws: string }[] {
+  history(content: string, handle: string, afterSeq: number, limit: number): NumberedEntry[] {
     return this.historyStmt
       .all(content, afterSeq === 0 ? `${handle}#` : historyKey(handle, afterSeq), `${handle}$`, limit)
-      .map((r) => ({ seq: parseHistoryKey(r.key)!.seq, jws: r.jws }));
+      .map((r): NumberedEntry => [parseHistoryKey(r.key)!.seq, r.jws]);
   }
 
   /** The last `limit` entries of a handle's history, newest first. */
-  latestHistory(content: string, handle: string, limit: number): { seq: number; jws: string }[] {
-    return this.latestHistoryStmt.all(content, `${handle}#`, `${handle}$`, limit).map((r) => ({ seq: parseHistoryKey(r.key)!.seq, jws: r.jws }));
+  latestHistory(content: string, handle: string, limit: number): NumberedEntry[] {
+    return this.latestHistoryStmt.all(content, `${handle}#`, `${handle}$`, limit).map((r): NumberedEntry => [parseHistoryKey(r.key)!.seq, r.jws]);
   }
 
   /** How many entries a handle's history holds and their characters together (one scan of its range). */

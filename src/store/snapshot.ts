@@ -2,6 +2,8 @@ import Database from 'better-sqlite3';
 import type { JournalEntry } from './journal.js';
 import { COUNT_BY_TYPE_SQL, type StoredRecord } from './records.js';
 import type { ZoneRow } from './zones.js';
+import type { NumberedEntry } from '../records/history-chain.js';
+import { parseHistoryKey } from '../records/history-key.js';
 
 /**
  * A read-only connection holding one snapshot of the database (WAL keeps it stable while writers go on),
@@ -54,7 +56,7 @@ export class SnapshotReader {
    * (oldest first), in key order, read lazily: a page of handles at a time, then one scan of the history
    * rows between its first and last handle (a handle's entries, `handle#seq`, sort right after it).
    */
-  *handlesWithHistory(content: string, tailLength: number, pageSize = 1000): Generator<{ key: string; jws: string; history: string[] }> {
+  *handlesWithHistory(content: string, tailLength: number, pageSize = 1000): Generator<{ key: string; jws: string; history: NumberedEntry[] }> {
     const page = this.db.prepare<[string, string, number], { key: string; jws: string }>(
       `SELECT key, jws FROM records WHERE content = ? AND type = 'handle' AND key > ? ORDER BY key LIMIT ?`,
     );
@@ -64,16 +66,27 @@ export class SnapshotReader {
     for (let after = ''; ;) {
       const handles = page.all(content, after, pageSize);
       if (handles.length === 0) return;
-      const tails = new Map<string, string[]>(handles.map((h) => [h.key, []]));
+      const tails = new Map<string, NumberedEntry[]>(handles.map((h) => [h.key, []]));
       for (const row of entries.iterate(content, `${handles[0]!.key}#`, `${handles.at(-1)!.key}$`)) {
-        const tail = tails.get(row.key.slice(0, row.key.lastIndexOf('#')));
+        const cut = row.key.lastIndexOf('#');
+        const tail = tails.get(row.key.slice(0, cut));
         if (tail === undefined) continue; // a deleted handle's history
-        tail.push(row.jws);
+        tail.push([Number(row.key.slice(cut + 1)), row.jws]);
         if (tail.length > tailLength) tail.shift();
       }
       for (const h of handles) yield { key: h.key, jws: h.jws, history: tails.get(h.key)! };
       after = handles.at(-1)!.key;
     }
+  }
+
+  /** The whole history of a handle, oldest first. */
+  history(content: string, handle: string): NumberedEntry[] {
+    return this.db
+      .prepare<[string, string, string], { key: string; jws: string }>(
+        `SELECT key, jws FROM records WHERE content = ? AND type = 'op' AND key > ? AND key < ? ORDER BY key`,
+      )
+      .all(content, `${handle}#`, `${handle}$`)
+      .map((r): NumberedEntry => [parseHistoryKey(r.key)!.seq, r.jws]);
   }
 
   /** The journal entries of a zone after `afterVersion`, in order, read lazily. */

@@ -1,3 +1,4 @@
+import type { NumberedEntry } from '../../src/records/history-chain.js';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
@@ -165,7 +166,7 @@ export class ZoneSigner {
     const entry = signOperatorEntry({ action: 'import', zone: this.zone, handle, endpoint, keys, iat: t.iat ?? this.nowSeconds() }, this.key);
     const op = requestId(entry);
     const record = this.sign('handle', { handle, endpoint, keys, ttl: t.ttl ?? 3600, op, genesis: op, seq: 1 }, t);
-    HISTORIES.set(record, [entry]);
+    HISTORIES.set(record, [[1, entry]]);
     return record;
   }
 
@@ -175,10 +176,10 @@ export class ZoneSigner {
 }
 
 /** The history of each handle record ZoneSigner.handle made, which an answer with it carries. */
-const HISTORIES = new Map<string, string[]>();
+const HISTORIES = new Map<string, NumberedEntry[]>();
 
-/** The history ZoneSigner.handle made for a handle record (what its proof carries). */
-export function historyOf(record: string): string[] {
+/** The history ZoneSigner.handle made for a handle record (what its proof carries), numbered. */
+export function historyOf(record: string): NumberedEntry[] {
   const history = HISTORIES.get(record);
   if (history === undefined) throw new Error('no history: the record was not made by ZoneSigner.handle');
   return history;

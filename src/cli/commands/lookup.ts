@@ -1,3 +1,4 @@
+import type { NumberedEntry } from '../../records/history-chain.js';
 import { readFileSync } from 'node:fs';
 import { epochSeconds, systemClock } from '../../clock.js';
 import { IdnsError } from '../../errors.js';
@@ -155,7 +156,7 @@ export async function lookup(argv: string[], io: Io): Promise<number> {
         ...(result.profile !== undefined ? [`  profile: ${result.profile}`] : []),
         ...(result.alsoKnownAs !== undefined ? [`  also known as: ${result.alsoKnownAs.join(' ')}`] : []),
         `  keys: ${result.keys!.map(thumbprint).join(' ')}`,
-        `  history: ${result.proof.history!.length} signed change${result.proof.history!.length === 1 ? '' : 's'}, verified; genesis ${result.genesis}`,
+        `  history: ${historyLine(result.proof.history!)}, verified; genesis ${result.genesis}`,
         ...(result.operatorAsserted ? [OPERATOR_ASSERTED] : []),
         `  zone: ${result.zone}, ttl ${result.ttl}s, ${result.proof.anchor ? describeAnchor(result.proof.anchor) : 'from a configured trust anchor'}`,
         'chain of trust:',
@@ -188,4 +189,11 @@ function bridgedText(r: BridgedResult): string {
     ...(r.profile ? [`  profile page: ${r.profile}`] : []),
     `  ttl ${r.ttl}s`,
   ].join('\n');
+}
+
+/** "3 signed changes", or "1,000 signed changes (12 shown: the compact form)" when the proof leaves updates out. */
+function historyLine(history: readonly NumberedEntry[]): string {
+  const changes = history.at(-1)![0];
+  const counted = `${changes.toLocaleString('en-US')} signed change${changes === 1 ? '' : 's'}`;
+  return history.length === changes ? counted : `${counted} (${history.length} shown: the compact form)`;
 }

@@ -1,0 +1,69 @@
+import { parseChangeRequest, requestId } from './change-request.js';
+import type { NumberedEntry } from './history-chain.js';
+import { decodeCompact, OPERATION_TYP } from './jws.js';
+import { thumbprint } from './keys.js';
+import { parseOperatorEntry } from './operator-entry.js';
+
+/**
+ * The compact form of a handle's whole history (docs/protocol.md §6.5), as an authority gives it: the
+ * history less the updates a resolver does not need to see, in order with their numbers. An update may be
+ * left out when it keeps the key set (the keys and recovery keys of the state before it) and names the
+ * entry before it as `prev` (it is no recovery), unless it is the last entry, or it lies within a
+ * recovery's reach (from the entry a recovery went back to, up to that recovery). The entry after a run
+ * left out is then signed by a key of the state before the run, with proofs for any key it adds
+ * relative to it, exactly as it is relative to the entry it follows: it verifies after the gap.
+ *
+ * `entries` are the authority's own, checked when they were accepted (or copied): this reads them
+ * without verifying signatures again.
+ */
+export function compactHistory(entries: readonly NumberedEntry[]): NumberedEntry[] {
+  const facts = entries.map((e) => factsOf(e[1]));
+  const keep = facts.map((f, i) => i === 0 || i === facts.length - 1 || !keepsKeysOf(f, facts[i - 1]!));
+  // A recovery's reach: the entry it went back to and every one after it, so the verifier sees the state
+  // the recovery restores and the changes it undoes (it allows no recovery across a gap).
+  const at = new Map(facts.map((f, i) => [f.id, i]));
+  facts.forEach((f, i) => {
+    if (f.update && i > 0 && !follows(f, facts[i - 1]!)) {
+      const target = at.get(f.prev!);
+      for (let j = target ?? 0; j < i; j++) keep[j] = true;
+    }
+  });
+  return entries.filter((_, i) => keep[i]);
+}
+
+/** What compaction reads of an entry: its id, what it names as `prev`, and the keys (and recovery keys) of the state it leaves. */
+interface EntryFacts {
+  id: string;
+  /** An owner's update (a recovery is one too). */
+  update: boolean;
+  prev: string | null;
+  /** The id an upgraded import line had (an operator entry's `legacyOp`), which the next entry may name as `prev`. */
+  legacyOp: string | null;
+  /** The thumbprints of the keys and recovery keys of the state it leaves, sorted and joined; null when it leaves none (a delete, a takedown). */
+  held: string | null;
+}
+
+function factsOf(jws: string): EntryFacts {
+  const id = requestId(jws);
+  if (decodeCompact(jws).header.typ === OPERATION_TYP) {
+    const req = parseChangeRequest(jws);
+    const held = req.keyIds === null ? null : heldText([...req.keyIds, ...(req.recoveryIds ?? [])]);
+    return { id, update: req.action === 'update', prev: req.prev ?? null, legacyOp: null, held: req.action === 'delete' ? null : held };
+  }
+  const entry = parseOperatorEntry(jws, true);
+  const held = entry.keys === undefined || entry.action === 'takedown' ? null : heldText(entry.keys.map(thumbprint));
+  return { id, update: false, prev: entry.prev ?? null, legacyOp: entry.legacyOp ?? null, held };
+}
+
+/** True for an update that names `before` as its `prev` and keeps the key set `before` leaves. */
+function keepsKeysOf(f: EntryFacts, before: EntryFacts): boolean {
+  return f.update && follows(f, before) && before.held !== null && f.held === before.held;
+}
+
+function follows(f: EntryFacts, before: EntryFacts): boolean {
+  return f.prev === before.id || (before.legacyOp !== null && f.prev === before.legacyOp);
+}
+
+function heldText(ids: readonly string[]): string {
+  return [...ids].sort().join(' ');
+}
