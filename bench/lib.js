@@ -125,9 +125,14 @@ export function start(args, ready = /idns serving on (https?:\/\/\S+)/) {
   });
 }
 
-/** `idns serve` on a data directory (resolver flags and the like in `extra`, Node's own flags in `node`). */
+/**
+ * `idns serve` on a data directory (resolver flags and the like in `extra`, Node's own flags in `node`).
+ * IDNS_BENCH_SERVER_NODE_FLAGS adds Node flags to every server the benchmarks start, for profiling
+ * (`--cpu-prof --cpu-prof-dir=DIR`: Node refuses --cpu-prof in NODE_OPTIONS).
+ */
 export function serve(dir, listen = '127.0.0.1:0', extra = [], node = []) {
-  return start([...node, BIN, 'serve', '--listen', listen, '--data', dir, '--no-bootstrap', '--log-level', 'error', ...extra]);
+  const profiling = process.env.IDNS_BENCH_SERVER_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
+  return start([...profiling, ...node, BIN, 'serve', '--listen', listen, '--data', dir, '--no-bootstrap', '--log-level', 'error', ...extra]);
 }
 
 export const PRODUCTION_HOST = '0.0.0.0';
