@@ -10,6 +10,7 @@ export type { LookupResult, VerifiedResult, BridgedResult, LookupOptions, Resolv
 export type { ResolverOptions, DiscoveryOptions } from './resolver/options.js';
 export { proofFromBatch, verifyProof, describeAnchor } from './resolver/proof.js';
 export type { AnchorKind, BatchProof, Proof, ProofAnchor, ProofStep, Resolution, TrustAnchors } from './resolver/proof.js';
+export type { NumberedEntry } from './records/history-chain.js';
 export type { BridgedHandle } from './discovery/webfinger.js';
 
 // Checking what a handle's owner signed.
