@@ -1,4 +1,8 @@
+import { spawnSync } from 'node:child_process';
 import { createPrivateKey, createPublicKey } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { IdnsError } from '../src/errors.js';
@@ -20,12 +24,14 @@ import {
   ed25519NoteSigner,
   ed25519NoteVerifier,
   NOTE_COSIGNATURE_V1,
+  NOTE_ED25519,
   openNote,
   parseNote,
   parseVerifierKey,
   signNote,
   verifierKey,
 } from '../src/transparency/note.js';
+import { addCheckpoint, formatAddCheckpoint, parseAddCheckpoint, type ForkEvidence, type WitnessedCheckpoint } from '../src/transparency/witness.js';
 
 // The transparency primitives of witnessed zones (issue 18): RFC 9162's Merkle tree with its proofs, and
 // C2SP's signed notes, checkpoints and cosignatures, checked against the published test vectors (RFC
@@ -254,6 +260,136 @@ describe('checkpoints and cosignatures (C2SP tlog-checkpoint, tlog-cosignature)'
       `${origin}\n8\n${root}`,
     ]) {
       expect(code(() => parseCheckpoint(bad))).toBe('verification_failed');
+    }
+  });
+});
+
+describe('a witness deciding add-checkpoint (C2SP tlog-witness)', () => {
+  const zone = signingKeyFromJwk(generatePrivateJwk());
+  const witnessKey = signingKeyFromJwk(generatePrivateJwk());
+  const origin = 'example.com/idns-log';
+  const leaves = Array.from({ length: 20 }, (_, i) => Buffer.from(`change ${i}`));
+  const { subtree } = treeOf(leaves);
+  const signed = (size: number, root = treeRoot(subtree, size), key = zone) =>
+    signNote(checkpointText({ origin, size, root }), [ed25519NoteSigner(origin, key.privateKey, key.publicJwk)]);
+  const logs = (o: string) => (o === origin ? [ed25519NoteVerifier(origin, zone.publicJwk)] : undefined);
+  const witness = cosigner('witness.example/w1', witnessKey.privateKey, witnessKey.publicJwk, () => 1_780_000_000);
+
+  /** A witness's state as a store would keep it: the checkpoint held per origin, and the forks seen. */
+  function witnessState() {
+    const held = new Map<string, WitnessedCheckpoint>();
+    const forks: ForkEvidence[] = [];
+    const add = (body: string) => {
+      const out = addCheckpoint(
+        parseAddCheckpoint(body),
+        logs,
+        (o) => held.get(o),
+        (o) => forks.some((f) => f.origin === o),
+        witness,
+      );
+      if (out.status === 200) held.set(origin, out.held);
+      if (out.status !== 200 && out.evidence) forks.push(out.evidence);
+      return out;
+    };
+    return { add, held, forks };
+  }
+  const request = (oldSize: number, size: number, note = signed(size), proof = consistencyProof(subtree, oldSize, size)) =>
+    formatAddCheckpoint({ oldSize, proof, note });
+
+  it('cosigns the first checkpoint and each consistent successor; the cosignature verifies on the checkpoint', () => {
+    const w = witnessState();
+    const first = w.add(request(0, 5));
+    expect(first.status).toBe(200);
+    const next = w.add(request(5, 12));
+    expect(next.status).toBe(200);
+    if (next.status !== 200) throw new Error('refused');
+    const note = signed(12) + next.cosignatures;
+    const opened = openNote(note, [ed25519NoteVerifier(origin, zone.publicJwk), cosignatureVerifier('witness.example/w1', witnessKey.publicJwk)]);
+    expect(opened.verified.map((v) => v.verifier.name)).toEqual([origin, 'witness.example/w1']);
+    expect(w.held.get(origin)!.size).toBe(12);
+    // The same checkpoint again: cosigned again (a quiet zone stays fresh).
+    expect(w.add(request(12, 12, signed(12), [])).status).toBe(200);
+  });
+
+  it('answers 404 for an unknown log, 403 for a checkpoint not signed by its key, 409 with the held size for a stale old size, 400 for an old size past the checkpoint, 422 for a proof from size 0', () => {
+    const w = witnessState();
+    expect(
+      w.add(
+        formatAddCheckpoint({
+          oldSize: 0,
+          proof: [],
+          note: signNote(checkpointText({ origin: 'other.example/log', size: 1, root: treeRoot(subtree, 1) }), [
+            ed25519NoteSigner('other.example/log', zone.privateKey, zone.publicJwk),
+          ]),
+        }),
+      ).status,
+    ).toBe(404);
+    const stranger = signingKeyFromJwk(generatePrivateJwk());
+    expect(w.add(request(0, 5, signed(5, undefined, stranger))).status).toBe(403);
+    expect(w.add(request(0, 5)).status).toBe(200);
+    expect(w.add(request(3, 8))).toMatchObject({ status: 409, heldSize: 5 });
+    expect(w.add(request(9, 8, signed(8), [])).status).toBe(400);
+    const fresh = witnessState();
+    expect(fresh.add(request(0, 5, signed(5), consistencyProof(subtree, 2, 5))).status).toBe(422);
+    expect(() => parseAddCheckpoint('old 01\n\nx')).toThrow(IdnsError);
+    expect(() => parseAddCheckpoint(`old 1\nAAAA\n\n${signed(5)}`)).toThrow(IdnsError);
+  });
+
+  it('keeps two checkpoints that do not join as evidence of a fork, and cosigns nothing more of that log', () => {
+    const w = witnessState();
+    expect(w.add(request(0, 8)).status).toBe(200);
+    // A fork: the same key signs a tree whose first 8 leaves differ (another history of one of them).
+    const forkLeaves = leaves.map((l, i) => (i === 3 ? Buffer.from('another change 3') : l));
+    const forkTree = treeOf(forkLeaves).subtree;
+    const forked = w.add(request(8, 12, signed(12, treeRoot(forkTree, 12)), consistencyProof(forkTree, 8, 12)));
+    expect(forked).toMatchObject({ status: 409, evidence: { origin } });
+    expect(w.forks).toHaveLength(1);
+    expect(w.forks[0]!.held).toBe(signed(8));
+    // Even the honest successor is not cosigned now: an operator must look at the evidence first.
+    expect(w.add(request(8, 12)).status).toBe(409);
+    // Two checkpoints of one size with different roots are evidence too.
+    const same = witnessState();
+    expect(same.add(request(0, 8)).status).toBe(200);
+    expect(same.add(request(8, 8, signed(8, treeRoot(forkTree, 8)), []))).toMatchObject({
+      status: 409,
+      evidence: { why: 'two checkpoints of size 8 with different roots' },
+    });
+  });
+});
+
+describe('interoperability: an independent verifier (test/support/c2sp-verify.mjs, written from the specs)', () => {
+  it("verifies a zone's checkpoint and a witness's cosignature as idns makes them, and refuses a changed one", () => {
+    const zone = signingKeyFromJwk(generatePrivateJwk());
+    const witnessKey = signingKeyFromJwk(generatePrivateJwk());
+    const origin = 'example.com/idns-log';
+    const { subtree } = treeOf(LEAVES);
+    const note = signNote(checkpointText({ origin, size: 8, root: treeRoot(subtree, 8) }), [ed25519NoteSigner(origin, zone.privateKey, zone.publicJwk)]);
+    const out = addCheckpoint(
+      { oldSize: 0, proof: [], note },
+      (o) => (o === origin ? [ed25519NoteVerifier(origin, zone.publicJwk)] : undefined),
+      () => undefined,
+      () => false,
+      cosigner('witness.example/w1', witnessKey.privateKey, witnessKey.publicJwk, () => 1_780_000_123),
+    );
+    if (out.status !== 200) throw new Error(out.message);
+    const dir = mkdtempSync(join(tmpdir(), 'idns-c2sp-'));
+    try {
+      const vkeys = [
+        verifierKey(origin, NOTE_ED25519, Buffer.from(zone.publicJwk.x, 'base64url')),
+        verifierKey('witness.example/w1', NOTE_COSIGNATURE_V1, Buffer.from(witnessKey.publicJwk.x, 'base64url')),
+      ];
+      const run = (text: string) => {
+        writeFileSync(join(dir, 'note'), text);
+        return spawnSync(process.execPath, [join(import.meta.dirname, 'support', 'c2sp-verify.mjs'), join(dir, 'note'), ...vkeys], { encoding: 'utf8' });
+      };
+      const ok = run(note + out.cosignatures);
+      expect(ok.status, ok.stderr).toBe(0);
+      expect(ok.stdout).toBe(`${origin} 1\nwitness.example/w1 4 time 1780000123\n`);
+      const changed = run((note + out.cosignatures).replace('\n8\n', '\n9\n'));
+      expect(changed.status).toBe(1);
+      expect(changed.stderr).toMatch(/does not verify/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
