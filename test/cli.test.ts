@@ -1,4 +1,4 @@
-import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -749,5 +749,25 @@ describe('serve start-up failures', () => {
       expect(lines[0]).toContain(file);
       expect(lines[0]).not.toContain('unexpected error');
     }
+  });
+});
+
+describe('idns witness show', () => {
+  it('makes the witness key on first use (0600) and prints its name, thumbprint and public key, the same each time; refuses a data directory that does not exist', async () => {
+    const cwd = newDir();
+    const data = join(cwd, 'data');
+    const missing = await runIdns(['witness', 'show', '--data', data, '--json'], { cwd });
+    expectFailure(missing, 1, 'invalid_config');
+    expect(missing.stderr).toMatch(/does not exist/);
+    mkdirSync(data);
+    const first = await runIdns(['witness', 'show', '--data', data, '--json'], { cwd });
+    expect(first.code, first.stderr).toBe(0);
+    const shown = JSON.parse(first.stdout) as { name: string; thumbprint: string; publicKey: { kty: string; crv: string; x: string } };
+    expect(shown.thumbprint).toBe(thumbprint(shown.publicKey as Parameters<typeof thumbprint>[0]));
+    expect(shown.name).toBe(`idns-witness/${shown.thumbprint}`);
+    expect(statSync(join(data, 'keys', 'witness.jwk')).mode & 0o777).toBe(0o600);
+    const again = await runIdns(['witness', 'show', '--data', data], { cwd });
+    expect(again.stdout).toContain(`thumbprint: ${shown.thumbprint}`);
+    expect(again.stdout).not.toContain('made now');
   });
 });

@@ -7,6 +7,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { IdnsError } from '../src/errors.js';
 import { generatePrivateJwk, signingKeyFromJwk, type PublicJwk } from '../src/records/keys.js';
+import { CheckpointBook } from '../src/transparency/checkpoint-book.js';
 import { checkpointText, cosignatureTime, cosignatureVerifier, cosigner, parseCheckpoint } from '../src/transparency/checkpoint.js';
 import {
   consistencyProof,
@@ -391,5 +392,36 @@ describe('interoperability: an independent verifier (test/support/c2sp-verify.mj
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("a resolver's checkpoints (no rollback, forks kept)", () => {
+  const leaves = Array.from({ length: 12 }, (_, i) => Buffer.from(`c${i}`));
+  const { subtree } = treeOf(leaves);
+  const at = (size: number, root = treeRoot(subtree, size)) => ({ size, root, note: `note of ${size} ${root.toString('hex').slice(0, 8)}` });
+
+  it('accepts growing checkpoints, refuses an older one, and keeps two that cannot both be true', () => {
+    const book = new CheckpointBook(10);
+    book.accept('example', at(4));
+    book.accept('example', at(9), consistencyProof(subtree, 4, 9));
+    book.accept('example', at(9));
+    expect(book.latest('example')!.size).toBe(9);
+    expect(() => book.accept('example', at(4))).toThrow(/older than the one of size 9 seen before \(a rollback\)/);
+    const other = treeOf(leaves.map((l, i) => (i === 2 ? Buffer.from('forked') : l))).subtree;
+    expect(() => book.accept('example', at(9, treeRoot(other, 9)))).toThrow(/evidence of a fork/);
+    expect(() => book.accept('example', at(12, treeRoot(other, 12)), consistencyProof(other, 9, 12))).toThrow(/evidence of a fork/);
+    expect(book.forks().map((f) => f.why)).toEqual(['two checkpoints of size 9 with different roots', expect.stringMatching(/not a prefix/)]);
+    // The honest view goes on.
+    book.accept('example', at(12), consistencyProof(subtree, 9, 12));
+    expect(book.latest('example')!.size).toBe(12);
+  });
+
+  it('forgets the least recently seen zones past its bound', () => {
+    const book = new CheckpointBook(2);
+    book.accept('a', at(1));
+    book.accept('b', at(1));
+    book.accept('a', at(2));
+    book.accept('c', at(1));
+    expect([book.latest('a')?.size, book.latest('b'), book.latest('c')?.size]).toEqual([2, undefined, 1]);
   });
 });

@@ -9,6 +9,7 @@ Server side (--data DIR, default ./data):
   serve      Run an identity server for the zones in DIR.
   zone       create | show | list | invite | policy | delegate | undelegate | import |
              secondary | digest | allow-transfer | deny-transfer | promote
+  witness    show: this server's witness key (name, thumbprint, public key).
 Client side (--server URL, default http://127.0.0.1:8053):
   keygen     Make an Ed25519 key file for a handle.
   handle     register | update | rotate | delete | show | log
@@ -41,6 +42,8 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
         return await (await import('./commands/resolve.js')).resolve(rest, io);
       case 'lookup':
         return await (await import('./commands/lookup.js')).lookup(rest, io);
+      case 'witness':
+        return await (await import('./commands/witness.js')).witness(rest, io);
       case 'demo':
         return await (await import('./commands/demo.js')).demo(rest, io);
       case '--help':

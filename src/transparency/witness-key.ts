@@ -1,0 +1,44 @@
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { IdnsError } from '../errors.js';
+import { readKeyFile } from '../authority/keyring.js';
+import { generatePrivateJwk, type SigningKey } from '../records/keys.js';
+
+/**
+ * A server's witness key (../shared/DESIGN.md, "Witnessed zones"): `DATA/keys/witness.jwk`, mode 0600,
+ * made on first use. Its cosignatures are signed under a name derived from its thumbprint, so a resolver
+ * configured with the thumbprint alone (`--witness THUMBPRINT`) knows the name too.
+ */
+export interface WitnessKey {
+  name: string;
+  key: SigningKey;
+}
+
+/** The name a witness signs under: `idns-witness/<thumbprint>` (a C2SP key name: no spaces, no "+"). */
+export function witnessName(thumbprint: string): string {
+  return `idns-witness/${thumbprint}`;
+}
+
+/**
+ * The witness key of a data directory, made (0600) when it has none yet. Refuses a data directory that
+ * does not exist: a mistyped --data must not leave a new directory behind.
+ */
+export function witnessKeyOf(dataDir: string): WitnessKey & { created: boolean } {
+  if (!existsSync(dataDir)) throw new IdnsError('invalid_config', `the data directory ${dataDir} does not exist`);
+  const dir = join(dataDir, 'keys');
+  const path = join(dir, 'witness.jwk');
+  let created = false;
+  if (!existsSync(path)) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    chmodSync(dir, 0o700);
+    try {
+      // 'wx': a key another process wrote meanwhile is kept, and read below.
+      writeFileSync(path, `${JSON.stringify(generatePrivateJwk())}\n`, { mode: 0o600, flag: 'wx' });
+      created = true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+  }
+  const key = readKeyFile(path, 'the witness key');
+  return { name: witnessName(key.kid), key, created };
+}
