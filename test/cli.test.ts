@@ -44,6 +44,13 @@ function expectFailure(res: { code: number | null; stdout: string; stderr: strin
   expect(lines[0]).toMatch(/^idns: /);
 }
 
+/** Asserts a failed command with --json: the exit status, and one JSON line on stderr, {"error":{"code","message"}}. */
+function expectJsonFailure(res: { code: number | null; stdout: string; stderr: string }, status: number, code: string): void {
+  expect(res.code, `stdout: ${res.stdout}\nstderr: ${res.stderr}`).toBe(status);
+  expect(res.stdout).toBe('');
+  expect(JSON.parse(res.stderr)).toEqual({ error: { code, message: expect.any(String) } });
+}
+
 function expectOk(res: { code: number | null; stdout: string; stderr: string }): string {
   expect(res.code, `stdout: ${res.stdout}\nstderr: ${res.stderr}`).toBe(0);
   return res.stdout;
@@ -579,7 +586,7 @@ describe('zone publish', () => {
     expectOk(await runIdns(['zone', 'create', '.', '--server-url', 'https://root.example', '--data', data]));
     expectFailure(await runIdns(['zone', 'publish', '.', '--data', data]), 1, 'invalid_zone_name');
     expectFailure(await runIdns(['zone', 'publish', 'missing.example', '--data', data]), 1, 'zone_not_found');
-    expectFailure(await runIdns(['zone', 'publish', 'missing.example', '--data', data, '--json']), 1, 'zone_not_found');
+    expectJsonFailure(await runIdns(['zone', 'publish', 'missing.example', '--data', data, '--json']), 1, 'zone_not_found');
   });
 });
 
@@ -705,6 +712,45 @@ describe('usage', () => {
     expect(() => statSync(join(cwd, 'data'))).toThrow();
   });
 
+  it("--version; a misspelt option named with the one meant; a subcommand's help shows that subcommand; --json errors are JSON", async () => {
+    const cwd = newDir();
+    const [version, misspelt, far, createHelp, jsonUsage] = await Promise.all([
+      runIdns(['--version'], { cwd }),
+      runIdns(['handle', 'register', 'a@localhost', '--key', 'k.jwk', '--endpont', 'https://x.example/'], { cwd }),
+      runIdns(['keygen', '--out', 'k.jwk', '--frobnicate'], { cwd }),
+      runIdns(['zone', 'create', '--help'], { cwd }),
+      runIdns(['keygen', '--outt', 'k.jwk', '--json'], { cwd }),
+    ]);
+    const pkg = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'package.json'), 'utf8')) as { version: string };
+    expect(version.stdout).toBe(`idns ${pkg.version}\n`);
+    expect(misspelt.code).toBe(2);
+    expect(misspelt.stderr.split('\n')[0]).toBe('idns: unknown option --endpont; did you mean --endpoint?');
+    expect(far.stderr.split('\n')[0]).toBe('idns: unknown option --frobnicate');
+    expect(createHelp.stdout).toContain('--server-url');
+    expect(createHelp.stdout).not.toContain('allow-transfer');
+    expectJsonFailure(jsonUsage, 2, 'usage');
+    expect(JSON.parse(jsonUsage.stderr).error.message).toBe('unknown option --outt; did you mean --out?');
+  });
+
+  it('commands that only read never make a data directory: a mistyped --data says so', async () => {
+    const cwd = newDir();
+    const typo = join(cwd, 'dta');
+    const runs = await Promise.all(
+      [
+        ['zone', 'list'],
+        ['zone', 'show', 'example'],
+        ['zone', 'digest', 'example'],
+        ['zone', 'publish', 'example'],
+        ['handle', 'log', 'a@example'],
+      ].map((cmd) => runIdns([...cmd, '--data', typo], { cwd }).then((r) => ({ cmd, ...r }))),
+    );
+    for (const r of runs) {
+      expectFailure(r, 1, 'invalid_config');
+      expect(r.stderr, r.cmd.join(' ')).toContain('is not an idns data directory');
+    }
+    expect(() => statSync(typo)).toThrow();
+  });
+
   it('a missing command or subcommand is an error: exit 2, usage on stderr, nothing on stdout', async () => {
     const results = await Promise.all([[], ['zone'], ['handle']].map((args) => runIdns(args).then((r) => ({ args, ...r }))));
     for (const r of results) {
@@ -757,7 +803,7 @@ describe('idns witness show', () => {
     const cwd = newDir();
     const data = join(cwd, 'data');
     const missing = await runIdns(['witness', 'show', '--data', data, '--json'], { cwd });
-    expectFailure(missing, 1, 'invalid_config');
+    expectJsonFailure(missing, 1, 'invalid_config');
     expect(missing.stderr).toMatch(/does not exist/);
     mkdirSync(data);
     const first = await runIdns(['witness', 'show', '--data', data, '--json'], { cwd });

@@ -49,7 +49,7 @@ export function parseCommand<O extends Options>(spec: CommandSpec<O>, argv: stri
       strict: true,
     });
   } catch (err) {
-    throw new UsageError((err as Error).message, spec.usage);
+    throw new UsageError(optionMistake((err as Error).message, Object.keys(spec.options)), spec.usage);
   }
   const help = (parsed.values as { help?: boolean }).help === true;
   if (!help) {
@@ -61,6 +61,64 @@ export function parseCommand<O extends Options>(spec: CommandSpec<O>, argv: stri
     }
   }
   return { values: parsed.values as OptionValues<O>, positionals: parsed.positionals, help };
+}
+
+/**
+ * parseArgs's message for an option it does not know, in a line, with the closest option the command has
+ * ("unknown option --endpont; did you mean --endpoint?"); any other message as it is.
+ */
+function optionMistake(message: string, known: readonly string[]): string {
+  const m = /^Unknown option '(-{1,2})([^']*)'/.exec(message);
+  if (m === null) return message;
+  const given = m[2]!;
+  let best: string | null = null;
+  let bestDistance = Infinity;
+  for (const name of [...known, 'help']) {
+    const d = editDistance(given, name);
+    if (d < bestDistance) [best, bestDistance] = [name, d];
+  }
+  // A suggestion only when it is close: at most a third of the name's letters differ.
+  const close = best !== null && bestDistance <= Math.max(1, Math.floor(best.length / 3));
+  return `unknown option ${m[1]}${given}${close ? `; did you mean --${best}?` : ''}`;
+}
+
+/** Levenshtein distance: insertions, deletions and substitutions, each 1. */
+function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) next.push(Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1)));
+    row = next;
+  }
+  return row[b.length]!;
+}
+
+/**
+ * One sub-command's help from its group's usage: the group's first line, then the sub-command's block
+ * (its line, `  SUB …`, and the lines indented under it), so that `idns zone create --help` shows only
+ * create's. The whole usage when the block is not found.
+ */
+export function commandUsage(usage: string, command: string): string {
+  const lines = usage.split('\n');
+  const start = lines.findIndex((l) => l.startsWith(`  ${command} `) || l === `  ${command}`);
+  if (start < 0) return usage;
+  let end = start + 1;
+  while (end < lines.length && lines[end]!.startsWith('   ')) end++;
+  return [lines[0]!.replace('<command>', command), '', ...lines.slice(start, end)].join('\n');
+}
+
+/**
+ * Runs a command group's sub-command with its own help: `--help` anywhere after it prints that
+ * sub-command's block of the usage, and a usage error of it shows that block too.
+ */
+export async function subCommand(usage: string, command: string, argv: readonly string[], io: Io, run: () => number | Promise<number>): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) return (io.out(commandUsage(usage, command)), 0);
+  try {
+    return await run();
+  } catch (err) {
+    if (err instanceof UsageError && err.usage === usage) throw new UsageError(err.message, commandUsage(usage, command));
+    throw err;
+  }
 }
 
 /**

@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { IdnsError } from '../errors.js';
 import type { LocalContext } from '../local-context.js';
 
@@ -6,9 +8,13 @@ import type { LocalContext } from '../local-context.js';
  * (the store, libsodium, zod's schemas) are loaded here, not when the command module is, so that `--help`
  * and argument errors answer without them.
  */
-export async function openLocal(values: { data?: string | undefined; config?: string | undefined }): Promise<LocalContext> {
+export async function openLocal(values: { data?: string | undefined; config?: string | undefined }, existing = false): Promise<LocalContext> {
   const [{ loadConfig }, { LocalContext }, { createLogger }] = await Promise.all([import('../config.js'), import('../local-context.js'), import('../log.js')]);
   const config = loadConfig({ data: values.data, config: values.config });
+  // A command that only reads must not make a data directory out of a mistyped --data.
+  if (existing && !existsSync(join(config.dataDir, 'idns.sqlite'))) {
+    throw new IdnsError('invalid_config', `${config.dataDir} is not an idns data directory (it holds no idns.sqlite): nothing to read there`);
+  }
   return openingDataDir(config.dataDir, () => new LocalContext(config, undefined, createLogger('warn')));
 }
 
@@ -25,9 +31,13 @@ export function openingDataDir<T>(dataDir: string, open: () => T): T {
   }
 }
 
-/** Runs `fn` with the local context and always closes it. */
-export async function withLocal<T>(values: { data?: string | undefined; config?: string | undefined }, fn: (ctx: LocalContext) => T | Promise<T>): Promise<T> {
-  const ctx = await openLocal(values);
+/** Runs `fn` with the local context and always closes it; with `existing` (a command that only reads), on an existing data directory only. */
+export async function withLocal<T>(
+  values: { data?: string | undefined; config?: string | undefined },
+  fn: (ctx: LocalContext) => T | Promise<T>,
+  existing = false,
+): Promise<T> {
+  const ctx = await openLocal(values, existing);
   try {
     return await fn(ctx);
   } finally {

@@ -1,9 +1,10 @@
 // The server's Ed25519 (libsodium), installed before anything signs or verifies.
 import '../records/ed25519-sodium.js';
+import { createRequire } from 'node:module';
 import { IdnsError } from '../errors.js';
 import { UsageError, type Io } from './args.js';
 
-const usage = `usage: idns <command> [options]   (idns <command> --help for each)
+const usage = `usage: idns <command> [options]   (idns <command> --help for each; idns --version)
 
 Server side (--data DIR, default ./data):
   serve      Run an identity server for the zones in DIR.
@@ -17,6 +18,11 @@ Client side (--server URL, default http://127.0.0.1:8053):
   lookup     Resolve a handle through the hierarchy (or a resolver), verifying the chain.
 Try it:
   demo       Run a small federation (root, example, social.example, a resolver) on loopback.`;
+
+/** This build's version, from its package.json (two levels up from src/cli and from dist/cli alike). */
+function version(): string {
+  return (createRequire(import.meta.url)('../../package.json') as { version: string }).version;
+}
 
 const stdio: Io = {
   out: (text) => process.stdout.write(`${text}\n`),
@@ -46,6 +52,11 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
         return await (await import('./commands/witness.js')).witness(rest, io);
       case 'demo':
         return await (await import('./commands/demo.js')).demo(rest, io);
+      case '--version':
+      case '-V':
+      case 'version':
+        io.out(`idns ${version()}`);
+        return 0;
       case '--help':
       case '-h':
       case 'help':
@@ -58,12 +69,14 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
         throw new UsageError(`unknown command "${command}"`, usage);
     }
   } catch (err) {
+    // With --json a script reads errors as JSON too: the shape of the HTTP API's error bodies.
+    const json = argv.includes('--json');
     if (err instanceof UsageError) {
-      io.err(`idns: ${err.message}\n\n${err.usage}`);
+      io.err(json ? JSON.stringify({ error: { code: 'usage', message: err.message } }) : `idns: ${err.message}\n\n${err.usage}`);
       return 2;
     }
     if (err instanceof IdnsError) {
-      io.err(`idns: ${err.message} (${err.code})`);
+      io.err(json ? JSON.stringify({ error: { code: err.code, message: err.message } }) : `idns: ${err.message} (${err.code})`);
       return 1;
     }
     io.err(`idns: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);

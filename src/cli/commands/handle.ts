@@ -103,7 +103,9 @@ export async function handle(argv: string[], io: Io): Promise<number> {
   if (values.server !== undefined && values.data !== undefined) throw new UsageError('give either --server or --data, not both', usage);
   const { handle } = parseHandle(positionals[0]!);
   if (sub === 'takedown' || sub === 'transfer') return operatorCommand(sub, handle, values, io);
-  const target = values.data !== undefined ? new LocalTarget(await openLocal(values)) : new RemoteTarget(values.server ?? DEFAULT_SERVER);
+  // show and log only read: they never make a data directory.
+  const target =
+    values.data !== undefined ? new LocalTarget(await openLocal(values, sub === 'show' || sub === 'log')) : new RemoteTarget(values.server ?? DEFAULT_SERVER);
   try {
     switch (sub) {
       case 'show':

@@ -1,7 +1,7 @@
 import type { CreateZoneOptions, ZoneInfo } from '../../authority/zones.js';
 import { parseZoneName } from '../../names/zone.js';
 import type { RegistrationPolicy } from '../../store/zones.js';
-import { intOption, parseCommand, UsageError, type Io } from '../args.js';
+import { intOption, parseCommand, subCommand, UsageError, type Io } from '../args.js';
 import { localOptions, withLocal } from '../local.js';
 import { parseCredential } from '../../replication/credentials.js';
 import { HOST_SCRIPTS_LEVELS, type HostScriptsLevel } from '../../names/host-scripts.js';
@@ -92,6 +92,11 @@ const createOptions = {
 /** `idns zone ...` */
 export async function zone(argv: string[], io: Io): Promise<number> {
   const [sub, ...rest] = argv;
+  if (sub === undefined || sub.startsWith('-')) return run(sub, rest, io);
+  return subCommand(usage, sub, rest, io, () => run(sub, rest, io));
+}
+
+async function run(sub: string | undefined, rest: string[], io: Io): Promise<number> {
   switch (sub) {
     case 'create':
       return create(rest, io);
@@ -179,7 +184,7 @@ async function create(argv: string[], io: Io): Promise<number> {
 async function show(argv: string[], io: Io): Promise<number> {
   const { values, positionals, help } = parseCommand({ usage, options: localOptions, positionals: ['ZONE'] }, argv);
   if (help) return (io.out(usage), 0);
-  const info = await withLocal(values, (ctx) => ctx.zones.info(parseZoneName(positionals[0]!)));
+  const info = await withLocal(values, (ctx) => ctx.zones.info(parseZoneName(positionals[0]!)), true);
   if (values.json) {
     io.out(JSON.stringify(zoneJson(info)));
     return 0;
@@ -212,7 +217,7 @@ async function publish(argv: string[], io: Io): Promise<number> {
   const { values, positionals, help } = parseCommand({ usage, options: localOptions, positionals: ['ZONE'] }, argv);
   if (help) return (io.out(usage), 0);
   const name = parseZoneName(positionals[0]!);
-  const { ttl, ...publication } = await withLocal(values, (ctx) => ctx.zones.publication(name));
+  const { ttl, ...publication } = await withLocal(values, (ctx) => ctx.zones.publication(name), true);
   // publication.js brings zod's schemas: loaded by this command only, so that --help and the other commands do without them.
   const { formatDocument, formatTxt, txtName, txtStrings, wellKnownUrl } = await import('../../discovery/publication.js');
   const txt = formatTxt(publication);
@@ -240,7 +245,7 @@ function zoneFileString(text: string): string {
 async function list(argv: string[], io: Io): Promise<number> {
   const { values, help } = parseCommand({ usage, options: localOptions, positionals: [] }, argv);
   if (help) return (io.out(usage), 0);
-  const zones = await withLocal(values, (ctx) => ctx.zones.list().map((z) => ctx.zones.info(z.name)));
+  const zones = await withLocal(values, (ctx) => ctx.zones.list().map((z) => ctx.zones.info(z.name)), true);
   if (values.json) io.out(JSON.stringify(zones.map(zoneJson)));
   else io.out(zones.map((z) => `${z.name}\t${z.role}\tserial ${z.serial}\t${z.policy}\t${z.handles} handles`).join('\n') || '(no zones)');
   return 0;
@@ -371,7 +376,7 @@ async function secondary(argv: string[], io: Io): Promise<number> {
 async function digest(argv: string[], io: Io): Promise<number> {
   const { values, positionals, help } = parseCommand({ usage, options: localOptions, positionals: ['ZONE'] }, argv);
   if (help) return (io.out(usage), 0);
-  const info = await withLocal(values, (ctx) => ctx.zones.info(parseZoneName(positionals[0]!)));
+  const info = await withLocal(values, (ctx) => ctx.zones.info(parseZoneName(positionals[0]!)), true);
   if (values.json) io.out(JSON.stringify({ zone: info.name, serial: info.serial, digest: info.digest }));
   else io.out(`${info.name} serial ${info.serial} digest ${info.digest}`);
   return 0;
