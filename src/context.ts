@@ -4,7 +4,7 @@ import type { ServerConfig } from './config.js';
 import { createLogger, type Logger } from './log.js';
 import { LocalContext } from './local-context.js';
 import { Metrics, type MetricsSources, type ZoneFacts } from './http/metrics.js';
-import { serialOf } from './authority/serial.js';
+import { serialOf } from './records/serial.js';
 import { createResolver, type Resolver } from './resolver/resolver.js';
 import { outboundAgent, trustedCas } from './tls.js';
 import { MAX_AUTH_SKEW } from './replication/credentials.js';

@@ -272,6 +272,23 @@ describe('secondary replicas', () => {
     }
   });
 
+  it('follows a serial moved forward by zone bump-serial with an incremental transfer, and changes after it', async () => {
+    const { primary, secondary, kid } = await primaryAndSecondary();
+    await register(primary, 'before@example');
+    secondary.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });
+    await secondary.ctx.replicator.checkNow('example');
+    const from = (await zoneState(primary)).serial;
+    expect(primary.ctx.zones.bumpSerial('example', from + 1000)).toBe(from + 1000);
+    await register(primary, 'after@example');
+    const { incremental } = secondary.ctx.replicator.statuses()[0]!.transfers;
+    const status = await secondary.ctx.replicator.checkNow('example');
+    expect(status.lastError).toBeNull();
+    expect(status.transfers.incremental).toBe(incremental + 1);
+    const [p, s] = [await zoneState(primary), await zoneState(secondary)];
+    expect(p.serial).toBe(from + 1001);
+    expect(s).toMatchObject({ serial: p.serial, digest: p.digest, record: p.record });
+  });
+
   it('answers WebFinger by actor URL on a secondary like the primary, through full and incremental transfers', async () => {
     const { primary, secondary, kid } = await primaryAndSecondary();
     // More than one multi-row insert's worth of records (64), so a full transfer loads them in bulk.

@@ -212,3 +212,75 @@ describe("a resolver's history book", () => {
     expect(await resolver.lookup(H, { forceRefresh: true })).toMatchObject({ endpoint: 'https://home.example/alice/107' });
   });
 });
+
+describe("a resolver's zone versions: no rollback, forks kept (docs/protocol.md §10.1)", () => {
+  /** A zone with alice and three updates, its data directory copied as a backup, and two more updates live. */
+  async function liveAndBackup() {
+    const data = tempDir();
+    cleanups.push(data.remove);
+    const first = await startTestServer({ dataDir: data.dir, zones: { [ZONE]: {} } });
+    const reg = signChangeRequest({ action: 'register', handle: H, endpoint: 'https://home.example/alice', keys: [owner.public] }, owner.private);
+    await first.ctx.changes.submit(reg);
+    const atBackup = await updates(first, requestId(reg), 1, 3);
+    const keys = first.ctx.zones.info(ZONE).keyThumbprints;
+    await first.close();
+    const { dir: backup } = tempDir();
+    cleanups.push(() => rmSync(backup, { recursive: true, force: true }));
+    cpSync(data.dir, backup, { recursive: true });
+    const live = await startTestServer({ dataDir: data.dir });
+    await updates(live, atBackup, 4, 5);
+    const front = await switchable(live.url);
+    cleanups.push(() => front.close());
+    const resolver = createResolver({ trustAnchors: new Map([[ZONE, keys]]), rootServers: [front.url], allowPrivate: true });
+    cleanups.push(() => resolver.close());
+    expect(await resolver.lookup(H)).toMatchObject({ endpoint: 'https://home.example/alice/5' });
+    return { live, backup, atBackup, front, resolver };
+  }
+
+  it('refuses an older version of a zone than one it verified (a backup served again): the state since is not undone', async () => {
+    const { live, backup, front, resolver } = await liveAndBackup();
+    await live.close();
+    const restored = await startTestServer({ dataDir: backup });
+    cleanups.push(() => restored.close());
+    front.target = restored.url;
+    // The refresh is refused; what the resolver serves meanwhile is the newer state, marked stale.
+    expect(await resolver.lookup(H, { forceRefresh: true })).toMatchObject({ endpoint: 'https://home.example/alice/5', stale: true });
+    resolver.clearCache();
+    await expect(resolver.lookup(H)).rejects.toMatchObject({
+      code: 'verification_failed',
+      message: expect.stringMatching(/older than serial \d+ seen before/),
+    });
+    // The operator who meant to restore moves the serial past the newest published: resolvers take it again.
+    const seen = Number(/older than serial (\d+)/.exec(String(await resolver.lookup(H).catch((err: Error) => err.message)))![1]);
+    expect(restored.ctx.zones.bumpSerial(ZONE, seen + 1)).toBe(seen + 1);
+    expect(() => restored.ctx.zones.bumpSerial(ZONE, seen)).toThrow(/is not after/);
+    expect(await resolver.lookup(H)).toMatchObject({ endpoint: 'https://home.example/alice/3', stale: false });
+    // A resolver that never saw the newer version takes it: only witnessed checkpoints will tell it (issue 18).
+    const fresh = createResolver({
+      trustAnchors: new Map([[ZONE, restored.ctx.zones.info(ZONE).keyThumbprints]]),
+      rootServers: [front.url],
+      allowPrivate: true,
+    });
+    cleanups.push(() => fresh.close());
+    expect(await fresh.lookup(H)).toMatchObject({ endpoint: 'https://home.example/alice/3' });
+  });
+
+  it('keeps two zone records of one serial with different contents as evidence of a fork, and refuses the second', async () => {
+    const { live, backup, atBackup, front, resolver } = await liveAndBackup();
+    await live.close();
+    // The backup goes on with two changes of its own: the same serial as the live zone, other contents.
+    const restored = await startTestServer({ dataDir: backup });
+    cleanups.push(() => restored.close());
+    await updates(restored, atBackup, 40, 41);
+    front.target = restored.url;
+    resolver.clearCache();
+    await expect(resolver.lookup(H)).rejects.toMatchObject({
+      code: 'verification_failed',
+      message: expect.stringMatching(/evidence of a fork/),
+    });
+    const forks = resolver.zoneForks();
+    expect(forks).toHaveLength(1);
+    expect(forks[0]).toMatchObject({ zone: ZONE });
+    expect(forks[0]!.seen).not.toBe(forks[0]!.offered);
+  });
+});

@@ -1,3 +1,4 @@
+import { ZoneVersions } from '../src/resolver/zone-versions.js';
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.js';
 import { DENIAL_MAX_HASHES, nameHash } from '../src/records/denial.js';
@@ -746,5 +747,32 @@ describe('noCut gaps: only what the proof needs (issue 14, item 2)', () => {
     expect(JSON.stringify(r.proof)).not.toContain(pad);
     expect(Object.keys(r.proof).sort()).toEqual(['noCut', 'record', 'steps']);
     expect(Object.keys(r.proof.steps[0]!).sort()).toEqual(['zone', 'zoneRecord']);
+  });
+});
+
+describe('ZoneVersions (no rollback of zone serials, RFC 1982)', () => {
+  const record = (serial: number, digest = `d${serial}`) => ({ serial, digest });
+
+  it('takes newer serials across the wrap, refuses older ones, and keeps a same-serial record with another digest as a fork', () => {
+    const v = new ZoneVersions(10);
+    v.check('z', record(2 ** 32 - 2), 'a');
+    v.check('z', record(3), 'b'); // 5 serials later, across 2^32
+    expect(v.serial('z')).toBe(3);
+    expect(() => v.check('z', record(2 ** 32 - 1), 'c')).toThrow(/older than serial 3 seen before/);
+    v.check('z', record(3), 'b again'); // the same version again
+    expect(() => v.check('z', record(3, 'other'), 'd')).toThrow(/evidence of a fork/);
+    expect(v.forks()).toEqual([{ zone: 'z', serial: 3, seen: 'b', offered: 'd' }]);
+    // Other zones are their own.
+    v.check('y', record(1), 'e');
+    expect(v.serial('y')).toBe(1);
+  });
+
+  it('forgets the least recently advanced zones past its bound', () => {
+    const v = new ZoneVersions(2);
+    v.check('a', record(5), 'a5');
+    v.check('b', record(5), 'b5');
+    v.check('a', record(6), 'a6');
+    v.check('c', record(1), 'c1');
+    expect([v.serial('a'), v.serial('b'), v.serial('c')]).toEqual([6, undefined, 1]);
   });
 });

@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodePayload } from '../src/authority/editor.js';
-import { serialLess, serialOf, versionOfSerial } from '../src/authority/serial.js';
+import { serialLess, serialOf, versionOfSerial } from '../src/records/serial.js';
 import { signChangeRequest } from '../src/client/requests.js';
 import { DENIAL_MAX_HASHES, nameHash } from '../src/records/denial.js';
 import { ZoneDigest } from '../src/records/digest.js';

@@ -10,7 +10,7 @@ import { nameHash } from '../records/denial.js';
 import { COMPACT_JWS_TEXT } from '../records/encoding.js';
 import type { Store } from '../store/store.js';
 import { decodePayload } from './editor.js';
-import { serialOf } from './serial.js';
+import { serialOf } from '../records/serial.js';
 import type { ZoneReader } from './zone-reader.js';
 import type { AnswerFiles } from './answer-files.js';
 import { WHOLE_EVIDENCE_MAX_ENTRIES, entriesText, evidenceOf } from '../records/history-evidence.js';

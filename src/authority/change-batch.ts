@@ -12,7 +12,7 @@ import type { ZoneEditor } from './editor.js';
 import { decodePayload } from './editor.js';
 import type { ChangeRequest } from '../records/change-request.js';
 import { assureValidChange, linksOf } from './rules.js';
-import { serialOf } from './serial.js';
+import { serialOf } from '../records/serial.js';
 import { inviteHash, type ZoneService } from './zones.js';
 
 /** History entries read at a time when looking for a replayed request. */

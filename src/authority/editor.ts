@@ -12,7 +12,7 @@ import { historyKey, MAX_HISTORY_CHARS, MAX_HISTORY_ENTRIES } from '../records/h
 import { HISTORY_EXP, type StoredType } from '../store/records.js';
 import type { Store } from '../store/store.js';
 import type { ZoneRow } from '../store/zones.js';
-import { serialOf } from './serial.js';
+import { serialOf } from '../records/serial.js';
 import type { ZoneSettings } from './settings.js';
 
 /**
@@ -56,9 +56,12 @@ export class ZoneEditor {
     return this.version;
   }
 
-  /** Starts the next version of the zone; the puts and deletes that follow belong to it. */
-  beginChange(): number {
-    this.version += 1;
+  /**
+   * Starts the next version of the zone; the puts and deletes that follow belong to it. `skipped` versions
+   * are passed over first (zone bump-serial: the serial moves past ones published before a restore).
+   */
+  beginChange(skipped = 0): number {
+    this.version += 1 + skipped;
     this.idx = 0;
     this.changed = true;
     return this.version;

@@ -10,7 +10,7 @@ import { historyKey, parseHistoryKey } from '../records/history-key.js';
 import { HISTORY_EXP } from '../store/records.js';
 import { ThreadPool, workerFile } from '../threads/pool.js';
 import { fromWire, type WireError } from '../threads/wire.js';
-import { serialOf } from './serial.js';
+import { serialOf } from '../records/serial.js';
 import type { ZoneService } from './zones.js';
 
 export type { ImportLine } from './import-line.js';

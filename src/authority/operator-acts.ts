@@ -6,7 +6,7 @@ import type { HandleFields } from '../records/types.js';
 import { parseEndpoint } from '../records/urls.js';
 import type { Store } from '../store/store.js';
 import { decodePayload } from './editor.js';
-import { serialOf } from './serial.js';
+import { serialOf } from '../records/serial.js';
 import type { ZoneService } from './zones.js';
 
 /** What an operator act did. */

@@ -10,7 +10,7 @@ import type { RegistrationPolicy, ZoneRow } from '../store/zones.js';
 import type { Publication } from '../discovery/publication.js';
 import { decodePayload } from './editor.js';
 import type { KeyRing } from './keyring.js';
-import { serialOf } from './serial.js';
+import { serialOf } from '../records/serial.js';
 import { parseSecondarySettings, parseZoneSettings, type SecondarySettings, type ZoneSettings } from './settings.js';
 
 /** A zone as operators see it. */

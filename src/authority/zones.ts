@@ -1,3 +1,4 @@
+import { serialOf } from '../records/serial.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { IdnsError } from '../errors.js';
 import { isAtOrBelow, parseZoneName } from '../names/zone.js';
@@ -331,6 +332,26 @@ export class ZoneService extends ZoneReader {
       editor.beginChange();
       editor.commit();
       return settings;
+    });
+  }
+
+  /**
+   * Moves a primary zone's serial forward to `serial` in one new version (RFC 1982: at most 2^31 − 1
+   * ahead). After a restore from a backup, resolvers that saw a newer serial refuse the older versions
+   * (a rollback); the operator moves the serial past the newest one published. Returns the new serial.
+   */
+  bumpSerial(name: string, serial: number): number {
+    const row = this.require(name);
+    if (row.role !== 'primary') throw new IdnsError('invalid_request', `zone ${name} is a secondary here; its serial follows its primary's`);
+    if (!Number.isSafeInteger(serial) || serial < 0 || serial >= 2 ** 32) throw new IdnsError('invalid_request', 'a serial is 0 to 4294967295');
+    const ahead = (serial - serialOf(row.version) + 2 ** 32) % 2 ** 32;
+    if (ahead === 0 || ahead >= 2 ** 31) {
+      throw new IdnsError('invalid_request', `serial ${serial} is not after zone ${name}'s serial ${serialOf(row.version)} (RFC 1982: 1 to 2^31 - 1 ahead)`);
+    }
+    return this.store.write(() => {
+      const editor = this.editor(name);
+      editor.beginChange(ahead - 1);
+      return serialOf(editor.commit().version);
     });
   }
 

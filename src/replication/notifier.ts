@@ -1,6 +1,6 @@
 import type { Dispatcher } from 'undici';
 import { request } from '../client/undici.js';
-import { serialOf } from '../authority/serial.js';
+import { serialOf } from '../records/serial.js';
 import type { ZoneReader } from '../authority/zone-reader.js';
 import { epochSeconds, timersFor, type Clock, type Timers } from '../clock.js';
 import type { Logger } from '../log.js';

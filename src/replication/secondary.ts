@@ -1,5 +1,5 @@
 import type { Dispatcher } from 'undici';
-import { serialLess, serialOf } from '../authority/serial.js';
+import { serialLess, serialOf } from '../records/serial.js';
 import type { ZoneReader } from '../authority/zone-reader.js';
 import { timersFor, type Clock, type Timers } from '../clock.js';
 import { IdnsError } from '../errors.js';

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Dispatcher } from 'undici';
 import { request } from '../client/undici.js';
-import { serialLess, serialOf } from '../authority/serial.js';
+import { serialLess, serialOf } from '../records/serial.js';
 import type { ZoneReader } from '../authority/zone-reader.js';
 import { epochSeconds, type Clock } from '../clock.js';
 import { errorFromBody, jsonRequest } from '../client/http.js';

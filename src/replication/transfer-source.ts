@@ -1,5 +1,5 @@
 import { IdnsError } from '../errors.js';
-import { serialOf, versionOfSerial } from '../authority/serial.js';
+import { serialOf, versionOfSerial } from '../records/serial.js';
 import { SnapshotReader } from '../store/snapshot.js';
 
 /**

@@ -7,6 +7,7 @@ import { definedLinks } from '../records/handle-links.js';
 import type { HandleRecord } from '../records/types.js';
 import { historyZoneOf } from '../records/history-entries.js';
 import { MAX_HISTORY_ENTRIES } from '../records/history-key.js';
+import type { ZoneVersions } from './zone-versions.js';
 import { parseEntries } from '../records/history-evidence.js';
 import { noCutOf, verifyDelegation, verifyDenial, verifyHandleRecord, verifyZoneRecord, type VerifyOptions } from '../records/verify.js';
 
@@ -104,7 +105,9 @@ export type TrustAnchors = ReadonlyMap<string, readonly string[]>;
 /**
  * Verifies a proof for `handle` against the anchors, at time `now` (seconds). Throws verification_failed
  * with the reason, or no_trust_anchor when the proof starts at a zone without an anchor. `options` is the
- * verifier's mode (development mode accepts loopback endpoints; see VerifyOptions).
+ * verifier's mode (development mode accepts loopback endpoints; see VerifyOptions). A resolver passes what
+ * it remembers: the histories it verified (`known`) and the zone versions it saw (`versions`: a zone
+ * record older than one seen, or another of the same serial, is refused).
  */
 export function verifyProof(
   proof: unknown,
@@ -114,6 +117,7 @@ export function verifyProof(
   expected?: 'answer' | 'denial',
   options: VerifyOptions = {},
   known?: KnownHistories,
+  versions?: ZoneVersions,
 ): Resolution {
   const { handle, host } = parseHandle(input);
   const p = proof as Partial<Proof> | null;
@@ -130,6 +134,7 @@ export function verifyProof(
   let trusted: readonly string[] = anchored;
   let exp = Infinity;
   let zone = verifyZoneRecord(first.zoneRecord, first.zone, now, trusted);
+  versions?.check(first.zone, zone.record, first.zoneRecord);
   if (!isAtOrBelow(host, first.zone)) throw new IdnsError('verification_failed', `${handle} is not under the anchored zone ${first.zone}`);
   exp = Math.min(exp, zone.record.exp);
   for (let i = 0; i < p.steps.length - 1; i++) {
@@ -144,6 +149,7 @@ export function verifyProof(
     exp = Math.min(exp, d.exp);
     trusted = d.ds;
     zone = verifyZoneRecord(next.zoneRecord, next.zone, now, trusted);
+    versions?.check(next.zone, zone.record, next.zoneRecord);
     exp = Math.min(exp, zone.record.exp);
   }
   const last = p.steps[p.steps.length - 1] as ProofStep;

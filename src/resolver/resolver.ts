@@ -23,6 +23,7 @@ import { historyZoneOf } from '../records/history-entries.js';
 import { HISTORY_RESPONSE_MAX_BYTES, parseEvidence, readLog } from '../records/history-evidence.js';
 import type { HandleRecord } from '../records/types.js';
 import { HistoryBook } from './histories.js';
+import { ZoneVersions, type ZoneFork } from './zone-versions.js';
 import { ServerSelector } from './servers.js';
 import { cutBytes, resolutionBytes, stepsBytes, traceBytes } from './weigh.js';
 
@@ -87,6 +88,9 @@ export type ResolveManyResult = { handle: string; result: ResolvedHandle } | { h
 
 /** Most bytes of JSON each of the proof-chain and trace interners remembers (their arrays besides). */
 const INTERNER_BYTES = 8 * 1024 * 1024;
+
+/** Zones whose newest version a resolver remembers (~100 bytes each; a zone record is kept for a fork's evidence only). */
+const MAX_ZONE_VERSIONS = 10_000;
 
 /** Most handles in one batch. */
 export const MAX_BATCH = 100;
@@ -211,6 +215,8 @@ export class Resolver {
   private readonly verifyOptions: VerifyOptions;
   /** The handles' histories verified so far: later changes are checked from there (histories.ts). */
   private readonly histories: HistoryBook;
+  /** The newest version of each zone verified: an older one is refused (zone-versions.ts). */
+  private readonly versions: ZoneVersions;
   /**
    * Finding zones without a root (DNS, HTTPS documents) and the WebFinger bridge, each null when off,
    * loaded at first use: a resolver that only walks its root's hierarchy never needs them, and their
@@ -229,6 +235,7 @@ export class Resolver {
     this.selector = new ServerSelector(this.clock);
     // Entries are shared with the cached proofs that carry them; a quarter of the cache's bytes bounds the rest.
     this.histories = new HistoryBook(this.options.maxEntries, Math.floor(this.options.maxBytes / 4));
+    this.versions = new ZoneVersions(MAX_ZONE_VERSIONS);
     this.ownsDispatcher = options.dispatcher === undefined;
     this.dispatcher =
       options.dispatcher ??
@@ -394,7 +401,15 @@ export class Resolver {
     return this.cache.bytes;
   }
 
-  /** Empties the cache. */
+  /**
+   * Evidence of forks met: zone records of one zone and serial, signed by its key, with different
+   * contents (the zone showed this resolver two histories). Oldest first, at most MAX_ZONE_FORKS.
+   */
+  zoneForks(): readonly ZoneFork[] {
+    return this.versions.forks();
+  }
+
+  /** Empties the cache (the zone versions seen stay: they are what a rollback is judged by). */
   clearCache(): void {
     this.cache.clear();
   }
@@ -481,7 +496,9 @@ export class Resolver {
             ? { steps, record: reply.record, history: reply.history }
             : { steps, record: reply.record, ...(reply.noCut ? { noCut: reply.noCut } : {}) };
         const anchors = start.anchor === null ? this.options.anchors : new Map([[steps[0]!.zone, start.anchor.ds]]);
-        const r = this.signatures.during(() => verifyProof(proof, handle, anchors, epochSeconds(this.clock), undefined, this.verifyOptions, this.histories));
+        const r = this.signatures.during(() =>
+          verifyProof(proof, handle, anchors, epochSeconds(this.clock), undefined, this.verifyOptions, this.histories, this.versions),
+        );
         // Verified, the chain is swapped for the shared one with the same content.
         r.proof.steps = this.chains.intern(r.proof.steps);
         if (start.anchor !== null) r.proof.anchor = start.anchor;
@@ -676,6 +693,8 @@ export class Resolver {
     if (b.zone !== cut.name) throw new IdnsError('verification_failed', `asked zone ${cut.name}, the reply is from ${String(b.zone)}`);
     const now = epochSeconds(this.clock);
     const zone = verifyZoneRecord(b.zoneRecord, cut.name, now, cut.trusted);
+    // Before the rest: a server answering from an older version of the zone is refused, and the next tried.
+    this.versions.check(cut.name, zone.record, zone.jws);
     if (typeof b.record !== 'string') throw new IdnsError('bad_response', 'the reply carries no record');
     if (b.status === 'answer') {
       const r = verifyHandleRecord(b.record, handle, zone, now, this.verifyOptions);
@@ -727,7 +746,7 @@ export class Resolver {
           typeof first === 'string' && this.options.discovery !== null && !this.options.anchors.has(first) ? await this.discoveredAnchor(handle, first) : null;
         const anchors = anchor === null ? this.options.anchors : new Map([[first as string, anchor.ds]]);
         const resolution = this.signatures.during(() =>
-          verifyProof(proof, handle, anchors, epochSeconds(this.clock), undefined, this.verifyOptions, this.histories),
+          verifyProof(proof, handle, anchors, epochSeconds(this.clock), undefined, this.verifyOptions, this.histories, this.versions),
         );
         if (anchor !== null) resolution.proof.anchor = anchor;
         // Verified, the chain is swapped for the shared one with the same content (the proof is this

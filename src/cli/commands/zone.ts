@@ -46,6 +46,10 @@ Commands (they act on the data directory; a running server sees the change at on
   recovery-window ZONE SECONDS
         Sets how long after a change a recovery key may undo it (signs a new zone version:
         the window is in the zone record, for resolvers).
+  bump-serial ZONE SERIAL
+        Moves the zone's serial forward to SERIAL in one new version (at most 2^31 - 1
+        ahead). After restoring a primary from a backup, resolvers that saw a newer serial
+        refuse the older versions (rollback protection): move it past the newest published.
   delegate PARENT CHILD --server-url URL... --ds THUMBPRINT... [--ttl S]
         Delegates CHILD (below PARENT) to its own servers; --ds lists the thumbprints of
         the child zone's keys (printed by zone create/show where the child is held).
@@ -116,6 +120,8 @@ async function run(sub: string | undefined, rest: string[], io: Io): Promise<num
       return secondsSetting(rest, io, 'tombstoneCooldown', 'tombstone cool-down', (ctx, name, s) => ctx.zones.setTombstoneCooldown(name, s));
     case 'recovery-window':
       return secondsSetting(rest, io, 'recoveryWindow', 'recovery window', (ctx, name, s) => ctx.zones.setRecoveryWindow(name, s));
+    case 'bump-serial':
+      return bumpSerial(rest, io);
     case 'delegate':
       return delegate(rest, io);
     case 'undelegate':
@@ -379,6 +385,18 @@ async function digest(argv: string[], io: Io): Promise<number> {
   const info = await withLocal(values, (ctx) => ctx.zones.info(parseZoneName(positionals[0]!)), true);
   if (values.json) io.out(JSON.stringify({ zone: info.name, serial: info.serial, digest: info.digest }));
   else io.out(`${info.name} serial ${info.serial} digest ${info.digest}`);
+  return 0;
+}
+
+async function bumpSerial(argv: string[], io: Io): Promise<number> {
+  const { values, positionals, help } = parseCommand({ usage, options: localOptions, positionals: ['ZONE', 'SERIAL'] }, argv);
+  if (help) return (io.out(usage), 0);
+  const name = parseZoneName(positionals[0]!);
+  if (!/^\d{1,10}$/.test(positionals[1]!)) throw new UsageError('SERIAL must be a non-negative integer', usage);
+  const serial = Number(positionals[1]);
+  const now = await withLocal(values, (ctx) => ctx.zones.bumpSerial(name, serial), true);
+  if (values.json) io.out(JSON.stringify({ zone: name, serial: now }));
+  else io.out(`${name} serial ${now}`);
   return 0;
 }
 

@@ -1,4 +1,4 @@
-import { serialLess, serialOf } from '../../authority/serial.js';
+import { serialLess, serialOf } from '../../records/serial.js';
 import type { AppContext } from '../../context.js';
 import { IdnsError, type ErrorCode } from '../../errors.js';
 import { decodeCompact } from '../../records/jws.js';

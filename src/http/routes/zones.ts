@@ -1,7 +1,7 @@
 import { Hono } from 'hono';
 import type { AppContext } from '../../context.js';
 import { parseZoneName } from '../../names/zone.js';
-import { serialOf } from '../../authority/serial.js';
+import { serialOf } from '../../records/serial.js';
 import { IdnsError } from '../../errors.js';
 import { ZoneDigest } from '../../records/digest.js';
 
