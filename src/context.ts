@@ -10,6 +10,7 @@ import { outboundAgent, trustedCas } from './tls.js';
 import { MAX_AUTH_SKEW } from './replication/credentials.js';
 import { NonceStore } from './replication/nonces.js';
 import { Housekeeper } from './replication/housekeeping.js';
+import { Fencer } from './replication/fencing.js';
 import { Notifier } from './replication/notifier.js';
 import { Replicator } from './replication/secondary.js';
 import { DEFAULT_TRANSFER_LIMITS } from './replication/transfer-client.js';
@@ -27,6 +28,8 @@ export class AppContext extends LocalContext {
   readonly replicator: Replicator;
   readonly notifier: Notifier;
   readonly housekeeper: Housekeeper;
+  /** Asks a primary zone's other servers whether it was promoted elsewhere (fencing.ts). */
+  readonly fencer: Fencer;
   readonly metrics: Metrics;
   /** Outbound connections of replication (transfers, notifies) to operator-configured servers. */
   private readonly replicationAgent: Agent;
@@ -65,7 +68,12 @@ export class AppContext extends LocalContext {
       signatureChecks: config.transfers.signatureChecks,
     });
     this.notifier = new Notifier(this.zones, this.credentials, clock, this.log, this.replicationAgent);
-    this.store.onZoneChanged((zone) => this.notifier.zoneChanged(zone));
+    this.fencer = new Fencer(this.zones, clock, this.log, this.replicationAgent);
+    this.store.onZoneChanged((zone) => {
+      this.notifier.zoneChanged(zone);
+      // Whenever it notifies, a primary also asks whether another server took its place (at most every 10 s).
+      this.fencer.checkSoon(zone);
+    });
     this.housekeeper = new Housekeeper(this.store, clock, this.log, config.journal);
   }
 
@@ -74,11 +82,14 @@ export class AppContext extends LocalContext {
     this.resigner.start(this.config.resign.intervalMs, (err) => this.log.error('re-signing failed', { err }));
     this.replicator.start();
     this.notifier.start();
+    // At start-up: a primary back from an outage must learn of a promotion before it signs anything.
+    void this.fencer.checkAll().catch((err: unknown) => this.log.error('fencing check failed', { err }));
     this.housekeeper.start(this.config.housekeepingIntervalMs);
     this.answerFiles?.start(this.zones.list());
   }
 
   protected override async stopRoles(): Promise<void> {
+    this.fencer.stop();
     this.notifier.stop();
     this.housekeeper.stop();
     await this.replicator.stop();

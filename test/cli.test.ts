@@ -817,3 +817,20 @@ describe('idns witness show', () => {
     expect(again.stdout).not.toContain('made now');
   });
 });
+
+describe('zone bump-serial and unfence', () => {
+  it('bump-serial moves a primary serial forward (not back); unfence refuses a zone that is not fenced', async () => {
+    const cwd = newDir();
+    const data = join(cwd, 'data');
+    const idns = (args: string[]) => runIdns(args, { cwd });
+    const created = JSON.parse(expectOk(await idns(['zone', 'create', 'example.com', '--server-url', 'https://ns.example.com', '--data', data, '--json']))) as {
+      serial: number;
+    };
+    const bumped = JSON.parse(expectOk(await idns(['zone', 'bump-serial', 'example.com', String(created.serial + 500), '--data', data, '--json'])));
+    expect(bumped).toEqual({ zone: 'example.com', serial: created.serial + 500 });
+    expectFailure(await idns(['zone', 'bump-serial', 'example.com', String(created.serial + 10), '--data', data]), 1, 'invalid_request');
+    const shown = JSON.parse(expectOk(await idns(['zone', 'show', 'example.com', '--data', data, '--json']))) as { serial: number; fencedBy: unknown };
+    expect(shown).toMatchObject({ serial: created.serial + 500, fencedBy: null });
+    expectFailure(await idns(['zone', 'unfence', 'example.com', '--data', data]), 1, 'invalid_request');
+  });
+});

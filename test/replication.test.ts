@@ -6,7 +6,7 @@ import { signChangeRequest } from '../src/client/requests.js';
 import { Housekeeper } from '../src/replication/housekeeping.js';
 import { ManualClock } from '../src/clock.js';
 import { newUserKey } from './support/keys.js';
-import { startTestServer, type TestServer } from './support/server.js';
+import { startTestServer, tempDir, type TestServer } from './support/server.js';
 
 const owner = newUserKey();
 const started: TestServer[] = [];
@@ -519,6 +519,53 @@ describe('secondary replicas', () => {
     await primary.server.close();
     secondary.ctx.zones.promote('example', `${primary.dataDir}/keys/example`, { primary: secondary.url });
     expect(await logOf(secondary)).toEqual(want);
+  });
+
+  it('fences an old primary that comes back after a promotion: no writes (307 to the new primary), no signing, until unfenced', async () => {
+    const dirA = tempDir();
+    const b = await server();
+    // C claims the zone too, with a key of its own and a newer serial: it must not fence anyone.
+    const c = await server({ zones: { example: {} } });
+    for (let i = 0; i < 5; i++) await register(c, `c${i}@example`);
+    let a: TestServer = await startTestServer({ dataDir: dirA.dir });
+    a.ctx.zones.create('example', { servers: [a.url, b.url, c.url] });
+    const kid = a.ctx.zones.info('example').keyThumbprints[0]!;
+    await register(a, 'a@example');
+    expect(await a.ctx.fencer.check('example')).toBe(false);
+    b.ctx.zones.createSecondary('example', { primaries: [a.url], ds: [kid] });
+    await b.ctx.replicator.checkNow('example');
+
+    // A goes away; B is promoted with A's key (from a backup) and takes a change.
+    await a.close();
+    b.ctx.zones.promote('example', `${dirA.dir}/keys/example`, { primary: b.url, policy: 'open' });
+    await register(b, 'b@example');
+    const promoted = await zoneState(b);
+
+    // A comes back (on another port): at start-up it asks the zone's other servers and learns of B.
+    a = await startTestServer({ dataDir: dirA.dir, background: true });
+    started.push(a);
+    await until(() => a.ctx.zones.info('example').settings?.fencedBy !== undefined, 'the fence');
+    expect(a.ctx.zones.info('example').settings!.fencedBy).toEqual({ primary: b.url, serial: promoted.serial });
+    const before = await zoneState(a);
+    const write = await fetch(`${a.url}/v1/handles`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        request: signChangeRequest({ action: 'register', handle: 'late@example', endpoint: 'https://home.example/late', keys: [owner.public] }, owner.private),
+      }),
+      redirect: 'manual',
+    });
+    expect(write.status).toBe(307);
+    expect(write.headers.get('location')).toBe(`${b.url}/v1/handles`);
+    expect(a.ctx.resigner.runOnce()).toBe(0);
+    expect(() => a.ctx.zones.bumpSerial('example', before.serial + 10)).toThrow(expect.objectContaining({ code: 'not_primary' }));
+    expect(await zoneState(a)).toMatchObject({ serial: before.serial, digest: before.digest });
+
+    // The operator retires B and lets A go on: its serial moves past B's, so none is signed twice.
+    expect(a.ctx.zones.unfence('example')).toBe(promoted.serial + 1);
+    await register(a, 'after@example');
+    expect((await zoneState(a)).serial).toBe(promoted.serial + 2);
+    dirA.remove();
   });
 
   it('promotes a secondary to primary with the zone key from a backup', async () => {

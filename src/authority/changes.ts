@@ -153,6 +153,7 @@ export class ChangeProcessor {
     if (this.zones.cutFor(row, host))
       throw new IdnsError('not_authoritative', `${host} is delegated away from zone ${row.name}; register with the child zone's servers`);
     if (row.role !== 'primary') throw this.zones.notPrimary(row, `zone ${row.name} is a secondary here; send changes to its primary`);
+    this.zones.assureNotFenced(row);
     return row.name;
   }
 

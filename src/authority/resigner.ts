@@ -27,6 +27,8 @@ export class Resigner {
     for (const row of this.zones.list()) {
       if (row.role !== 'primary') continue;
       const settings = this.zones.settings(row);
+      // A fenced zone signs nothing (another server is its primary now): its copy here ages until an operator acts.
+      if (settings.fencedBy !== undefined) continue;
       const threshold = epochSeconds(this.clock) + settings.resignBefore;
       const due = this.store.records.expiringBefore(row.content, threshold, this.batchSize);
       if (due.length === 0 && row.recordExp >= threshold) continue;

@@ -43,6 +43,12 @@ export interface ZoneSettings {
    * §6.6), published in the zone record (`recoveryWindow`) for verifiers. Default 72 hours.
    */
   recoveryWindow: number;
+  /**
+   * Set when this server learned that another server holds a newer zone record, signed by the zone's key,
+   * naming another primary (a promotion while this one was away): the zone takes no writes and signs
+   * nothing here (fencing), and changes are sent to that primary, until an operator acts.
+   */
+  fencedBy?: { primary: string; serial: number } | undefined;
 }
 
 const DAY = 24 * 3600;
@@ -95,6 +101,17 @@ const schema = z
       .max(365 * DAY)
       .default(DEFAULT_ZONE_TIMERS.tombstoneCooldown),
     recoveryWindow: z.number().int().min(0).max(L.maxRecoveryWindow).default(DEFAULT_ZONE_TIMERS.recoveryWindow),
+    fencedBy: z
+      .object({
+        primary: serverUrl,
+        serial: z
+          .number()
+          .int()
+          .min(0)
+          .max(2 ** 32 - 1),
+      })
+      .strict()
+      .optional(),
   })
   .strict()
   .refine((s) => s.resignBefore < s.signatureValidity, { message: 'resignBefore must be shorter than signatureValidity', path: ['resignBefore'] });

@@ -168,6 +168,21 @@ export class ZoneReader {
     return new IdnsError('not_primary', primary ? `${message} ${primary}` : message, { details: { zone: row.name, ...(primary ? { primary } : {}) } });
   }
 
+  /**
+   * Throws not_primary (307 to the new primary) for a primary zone fenced by a newer zone record elsewhere
+   * naming another primary (ZoneSettings.fencedBy): it takes no writes and signs nothing.
+   */
+  assureNotFenced(row: ZoneRow): void {
+    if (row.role !== 'primary') return;
+    const fence = this.settings(row).fencedBy;
+    if (fence === undefined) return;
+    throw new IdnsError(
+      'not_primary',
+      `zone ${row.name} was promoted elsewhere: ${fence.primary} holds serial ${fence.serial}, newer than this server's; changes go there`,
+      { details: { zone: row.name, primary: fence.primary } },
+    );
+  }
+
   /** Settings of a secondary zone. */
   secondarySettings(row: ZoneRow): SecondarySettings {
     if (row.role !== 'secondary') throw new IdnsError('invalid_request', `zone ${row.name} is not a secondary here`);

@@ -1,4 +1,4 @@
-import { serialOf } from '../records/serial.js';
+import { serialLess, serialOf } from '../records/serial.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { IdnsError } from '../errors.js';
 import { isAtOrBelow, parseZoneName } from '../names/zone.js';
@@ -195,8 +195,9 @@ export class ZoneService extends ZoneReader {
     });
   }
 
-  /** Opens a primary zone for change; call inside a write transaction. */
+  /** Opens a primary zone for change (not a fenced one: nothing is signed there); call inside a write transaction. */
   editor(name: string): ZoneEditor {
+    this.assureNotFenced(this.require(name));
     if (this.store.zones.historyUpgrade(name) !== 0) this.addMigratedHistory(name);
     return this.newEditor(name);
   }
@@ -352,6 +353,30 @@ export class ZoneService extends ZoneReader {
       const editor = this.editor(name);
       editor.beginChange(ahead - 1);
       return serialOf(editor.commit().version);
+    });
+  }
+
+  /**
+   * Fences a primary zone (docs/operations.md, "Fencing"): another server holds a newer zone record, signed
+   * by the zone's key, naming another primary. From now on it takes no writes and signs nothing.
+   */
+  fence(name: string, by: { primary: string; serial: number }): void {
+    this.changeSettings(name, { fencedBy: by });
+  }
+
+  /**
+   * Lifts a fence (the other primary was retired): the zone takes writes again, and its serial moves past
+   * the one it was fenced by, so no serial is signed twice. Returns the new serial.
+   */
+  unfence(name: string): number {
+    const fence = this.settings(this.require(name)).fencedBy;
+    if (fence === undefined) throw new IdnsError('invalid_request', `zone ${name} is not fenced`);
+    return this.store.write(() => {
+      const row = this.require(name);
+      const { fencedBy: _gone, ...settings } = this.settings(row);
+      this.store.zones.setSettings(name, JSON.stringify(parseZoneSettings(settings)));
+      const past = (fence.serial + 1) % 2 ** 32;
+      return serialLess(serialOf(row.version), past) ? this.bumpSerial(name, past) : this.bumpSerial(name, (serialOf(row.version) + 1) % 2 ** 32);
     });
   }
 

@@ -50,6 +50,11 @@ Commands (they act on the data directory; a running server sees the change at on
         Moves the zone's serial forward to SERIAL in one new version (at most 2^31 - 1
         ahead). After restoring a primary from a backup, resolvers that saw a newer serial
         refuse the older versions (rollback protection): move it past the newest published.
+  unfence ZONE
+        A primary that learned of a promotion elsewhere (a newer zone record naming
+        another primary, see zone show) takes no writes and signs nothing: fenced. Once
+        that other primary is retired, unfence lets this one go on, its serial moved past
+        the newer one's.
   delegate PARENT CHILD --server-url URL... --ds THUMBPRINT... [--ttl S]
         Delegates CHILD (below PARENT) to its own servers; --ds lists the thumbprints of
         the child zone's keys (printed by zone create/show where the child is held).
@@ -122,6 +127,8 @@ async function run(sub: string | undefined, rest: string[], io: Io): Promise<num
       return secondsSetting(rest, io, 'recoveryWindow', 'recovery window', (ctx, name, s) => ctx.zones.setRecoveryWindow(name, s));
     case 'bump-serial':
       return bumpSerial(rest, io);
+    case 'unfence':
+      return unfence(rest, io);
     case 'delegate':
       return delegate(rest, io);
     case 'undelegate':
@@ -199,6 +206,12 @@ async function show(argv: string[], io: Io): Promise<number> {
     [
       `zone ${info.name}`,
       `  role: ${info.role}`,
+      ...(info.settings?.fencedBy
+        ? [
+            `  FENCED: ${info.settings.fencedBy.primary} holds serial ${info.settings.fencedBy.serial}, newer, naming itself the primary;`,
+            '  this server takes no writes and signs nothing for the zone (idns zone unfence, once that server is retired)',
+          ]
+        : []),
       `  serial: ${info.serial}`,
       `  policy: ${info.policy}`,
       ...(info.settings
@@ -400,6 +413,16 @@ async function bumpSerial(argv: string[], io: Io): Promise<number> {
   return 0;
 }
 
+async function unfence(argv: string[], io: Io): Promise<number> {
+  const { values, positionals, help } = parseCommand({ usage, options: localOptions, positionals: ['ZONE'] }, argv);
+  if (help) return (io.out(usage), 0);
+  const name = parseZoneName(positionals[0]!);
+  const serial = await withLocal(values, (ctx) => ctx.zones.unfence(name), true);
+  if (values.json) io.out(JSON.stringify({ zone: name, serial }));
+  else io.out(`${name} takes writes again, at serial ${serial}`);
+  return 0;
+}
+
 async function importZone(argv: string[], io: Io): Promise<number> {
   const { values, positionals, help } = parseCommand({ usage, options: localOptions, positionals: ['ZONE', 'FILE'] }, argv);
   if (help) return (io.out(usage), 0);
@@ -488,6 +511,7 @@ function zoneJson(info: ZoneInfo) {
     handles: info.handles,
     servers: info.servers,
     primary: info.settings?.primary ?? null,
+    fencedBy: info.settings?.fencedBy ?? null,
     primaries: info.secondary?.primaries ?? null,
     keyThumbprints: info.keyThumbprints,
     digest: info.digest,
