@@ -568,6 +568,27 @@ describe('secondary replicas', () => {
     dirA.remove();
   });
 
+  it('promotion keeps how the zone was run: TTLs, timers, recovery window and signature validity, from its signed records', async () => {
+    const primary = await server({
+      zones: { example: { timers: { ttl: 120, minimum: 60, refresh: 900, retry: 90, expire: 86_400, handleTtl: 600, recoveryWindow: 3600 } } },
+    });
+    const kid = primary.ctx.zones.info('example').keyThumbprints[0]!;
+    await register(primary, 'a@example');
+    const secondary = await server();
+    secondary.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });
+    await secondary.ctx.replicator.checkNow('example');
+    const was = primary.ctx.zones.info('example').settings!;
+    await primary.server.close();
+    secondary.ctx.zones.promote('example', `${primary.dataDir}/keys/example`, { primary: secondary.url, policy: 'open' });
+    const now = secondary.ctx.zones.info('example').settings!;
+    for (const key of ['ttl', 'minimum', 'refresh', 'retry', 'expire', 'handleTtl', 'recoveryWindow', 'signatureValidity'] as const) {
+      expect(now[key], key).toBe(was[key]);
+    }
+    await register(secondary, 'b@example');
+    const answer = (await (await fetch(`${secondary.url}/v1/resolve/b@example`)).json()) as { record: string };
+    expect(JSON.parse(Buffer.from(answer.record.split('.')[1]!, 'base64url').toString()).ttl).toBe(600);
+  });
+
   it('promotes a secondary to primary with the zone key from a backup', async () => {
     const { primary, secondary, kid } = await primaryAndSecondary();
     await register(primary, 'a@example');

@@ -117,6 +117,13 @@ export class ZoneService extends ZoneReader {
     if (!record) throw new IdnsError('zone_unavailable', `zone ${name} has no copy to promote yet`);
     const published = new Set(record.keys.map((k) => thumbprint(k)));
     const key = this.keys.importFrom(name, keyDir, published);
+    // The zone goes on as its signed records say it was run: timers and TTLs from the zone record, the
+    // handles' TTL from a handle record, the signatures' validity from the zone record's. What no record
+    // publishes (the registration policy, the tombstone cool-down, the host-script checks) takes the
+    // defaults, or what the operator says.
+    const handle = this.store.records.firstOfType(row.content, 'handle');
+    const validity = record.exp - record.iat;
+    const signatureValidity = validity >= 3600 && validity <= RECORD_LIMITS.maxSignatureValidity ? validity : DEFAULT_ZONE_TIMERS.signatureValidity;
     const settings = parseZoneSettings({
       primary: options.primary,
       servers: options.servers ?? record.servers,
@@ -126,10 +133,11 @@ export class ZoneService extends ZoneReader {
       expire: record.expire,
       minimum: record.minimum,
       ttl: record.ttl,
-      handleTtl: DEFAULT_ZONE_TIMERS.handleTtl,
-      signatureValidity: DEFAULT_ZONE_TIMERS.signatureValidity,
-      resignBefore: DEFAULT_ZONE_TIMERS.resignBefore,
+      handleTtl: handle !== undefined ? Number(decodePayload(handle).ttl) : DEFAULT_ZONE_TIMERS.handleTtl,
+      signatureValidity,
+      resignBefore: Math.min(DEFAULT_ZONE_TIMERS.resignBefore, Math.floor(signatureValidity / 2)),
       allowLoopbackEndpoints: options.allowLoopbackEndpoints ?? false,
+      ...(record.recoveryWindow !== undefined ? { recoveryWindow: record.recoveryWindow } : {}),
     });
     this.store.write(() => {
       this.store.zones.promote(name, JSON.stringify(settings));

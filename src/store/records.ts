@@ -70,6 +70,7 @@ export class RecordStore {
   private readonly historyStmt;
   private readonly historySizeStmt;
   private readonly latestHistoryStmt;
+  private readonly firstStmt;
 
   constructor(db: Db) {
     this.getStmt = db.prepare<[string, string, string], StoredRecord>(
@@ -90,6 +91,7 @@ export class RecordStore {
     this.latestHistoryStmt = db.prepare<[string, string, string, number], { key: string; jws: string }>(
       `SELECT key, jws FROM records WHERE content = ? AND type = 'op' AND key > ? AND key < ? ORDER BY key DESC LIMIT ?`,
     );
+    this.firstStmt = db.prepare<[string, string], string>(`SELECT jws FROM records WHERE content = ? AND type = ? ORDER BY key LIMIT 1`).pluck();
     this.putStmt = db.prepare(
       `INSERT INTO records (content, type, key, version, exp, jws, endpoint) VALUES (?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (content, type, key) DO UPDATE SET version = excluded.version, exp = excluded.exp, jws = excluded.jws, endpoint = excluded.endpoint`,
@@ -158,6 +160,11 @@ export class RecordStore {
   historySize(content: string, handle: string): { entries: number; chars: number } {
     const r = this.historySizeStmt.get(content, `${handle}#`, `${handle}$`)!;
     return { entries: r.entries, chars: r.chars ?? 0 };
+  }
+
+  /** The signed record of one record of `type` in a content, any one (the first by key), or undefined. */
+  firstOfType(content: string, type: StoredType): string | undefined {
+    return this.firstStmt.get(content, type);
   }
 
   /** One record, or undefined. */
