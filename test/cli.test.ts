@@ -834,3 +834,28 @@ describe('zone bump-serial and unfence', () => {
     expectFailure(await idns(['zone', 'unfence', 'example.com', '--data', data]), 1, 'invalid_request');
   });
 });
+
+describe('zone delete and re-pointing a secondary', () => {
+  it('delete needs --yes and removes the zone; secondary on a held zone re-points it without --ds', async () => {
+    const cwd = newDir();
+    const data = join(cwd, 'data');
+    const idns = (args: string[]) => runIdns(args, { cwd });
+    const created = JSON.parse(expectOk(await idns(['zone', 'create', 'example.com', '--server-url', 'https://ns.example.com', '--data', data, '--json']))) as {
+      keyThumbprints: string[];
+    };
+    const refused = await idns(['zone', 'delete', 'example.com', '--data', data]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('--yes');
+    expectOk(await idns(['zone', 'show', 'example.com', '--data', data]));
+    expectOk(await idns(['zone', 'delete', 'example.com', '--yes', '--data', data]));
+    expectFailure(await idns(['zone', 'show', 'example.com', '--data', data]), 1, 'zone_not_found');
+    // A secondary, then re-pointed in place: the keys it trusts stay.
+    const kid = created.keyThumbprints[0]!;
+    expectOk(await idns(['zone', 'secondary', 'copy.example', '--primary', 'https://a.example', '--ds', kid, '--data', data]));
+    const moved = JSON.parse(expectOk(await idns(['zone', 'secondary', 'copy.example', '--primary', 'https://b.example', '--data', data, '--json']))) as {
+      primaries: string[];
+    };
+    expect(moved.primaries).toEqual(['https://b.example']);
+    expect(expectOk(await idns(['zone', 'show', 'copy.example', '--data', data]))).toContain(`copied from: https://b.example (trusting keys ${kid})`);
+  });
+});

@@ -568,6 +568,30 @@ describe('secondary replicas', () => {
     dirA.remove();
   });
 
+  it('makes a fenced primary a secondary of the new primary in place: it copies the new zone', async () => {
+    const dirA = tempDir();
+    const b = await server();
+    let a: TestServer = await startTestServer({ dataDir: dirA.dir });
+    a.ctx.zones.create('example', { servers: [a.url, b.url] });
+    const kid = a.ctx.zones.info('example').keyThumbprints[0]!;
+    await register(a, 'a@example');
+    b.ctx.zones.createSecondary('example', { primaries: [a.url], ds: [kid] });
+    await b.ctx.replicator.checkNow('example');
+    await a.close();
+    b.ctx.zones.promote('example', `${dirA.dir}/keys/example`, { primary: b.url, policy: 'open' });
+    await register(b, 'b@example');
+    a = await startTestServer({ dataDir: dirA.dir, background: true });
+    started.push(a);
+    expect(await a.ctx.fencer.check('example')).toBe(true);
+    // Re-pointed: a secondary of B, trusting the keys of its own zone record.
+    expect(a.ctx.zones.repoint('example', { primaries: [b.url] })).toMatchObject({ role: 'secondary', secondary: { primaries: [b.url], ds: [kid] } });
+    const status = await a.ctx.replicator.checkNow('example');
+    expect(status.lastError).toBeNull();
+    expect(await zoneState(a)).toMatchObject({ role: 'secondary', serial: (await zoneState(b)).serial, digest: (await zoneState(b)).digest });
+    expect(await (await fetch(`${a.url}/v1/resolve/b@example`)).json()).toMatchObject({ status: 'answer' });
+    dirA.remove();
+  });
+
   it('promotion keeps how the zone was run: TTLs, timers, recovery window and signature validity, from its signed records', async () => {
     const primary = await server({
       zones: { example: { timers: { ttl: 120, minimum: 60, refresh: 900, retry: 90, expire: 86_400, handleTtl: 600, recoveryWindow: 3600 } } },
@@ -587,6 +611,35 @@ describe('secondary replicas', () => {
     await register(secondary, 'b@example');
     const answer = (await (await fetch(`${secondary.url}/v1/resolve/b@example`)).json()) as { record: string };
     expect(JSON.parse(Buffer.from(answer.record.split('.')[1]!, 'base64url').toString()).ttl).toBe(600);
+  });
+
+  it('re-points a secondary in place to another source, going on with incremental transfers; deletes a zone', async () => {
+    const { primary, secondary, kid } = await primaryAndSecondary();
+    await register(primary, 'a@example');
+    secondary.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });
+    await secondary.ctx.replicator.checkNow('example');
+    const third = await server();
+    third.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });
+    await third.ctx.replicator.checkNow('example');
+    // The secondary now copies from the third server instead of the primary, keeping the keys it trusted.
+    expect(secondary.ctx.zones.repoint('example', { primaries: [third.url] }).secondary).toEqual({ primaries: [third.url], ds: [kid] });
+    await register(primary, 'b@example');
+    await third.ctx.replicator.checkNow('example');
+    const { full, incremental } = secondary.ctx.replicator.statuses()[0]!.transfers;
+    const status = await secondary.ctx.replicator.checkNow('example');
+    expect(status.lastError).toBeNull();
+    expect(status.transfers).toMatchObject({ full, incremental: incremental + 1 });
+    expect(await zoneState(secondary)).toMatchObject({ serial: (await zoneState(primary)).serial, digest: (await zoneState(primary)).digest });
+    // A primary that is not fenced is not made a secondary.
+    expect(() => primary.ctx.zones.repoint('example', { primaries: [third.url] })).toThrow(/only a fenced one/);
+    // Deleted: gone from the server (404 on its zone, not authoritative for its handles), and can be made again.
+    secondary.ctx.zones.deleteZone('example');
+    expect((await fetch(`${secondary.url}/v1/zones/example`)).status).toBe(404);
+    expect((await fetch(`${secondary.url}/v1/resolve/a@example`)).status).toBe(421);
+    primary.ctx.zones.deleteZone('example');
+    expect(primary.ctx.store.records.count('example', 'handle')).toBe(0);
+    primary.ctx.zones.create('example', { servers: [primary.url] });
+    expect(primary.ctx.zones.info('example').handles).toBe(0);
   });
 
   it('promotes a secondary to primary with the zone key from a backup', async () => {

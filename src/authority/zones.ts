@@ -42,6 +42,9 @@ export class ZoneService extends ZoneReader {
   /** Creates a primary zone with a new signing key, its zone record and its first denial gap. */
   create(name: string, options: CreateZoneOptions): ZoneInfo {
     if (this.store.zones.get(name)) throw new IdnsError('zone_exists', `zone ${name} already exists here`);
+    // A primary's content id is its name: a deleted zone's records must be gone before it is made again.
+    if (this.store.records.isRetired(name))
+      throw new IdnsError('zone_exists', `zone ${name} was deleted here and its records are still being removed; try again shortly`);
     const partial = {
       primary: options.primary ?? options.servers[0],
       servers: options.servers,
@@ -98,6 +101,46 @@ export class ZoneService extends ZoneReader {
     // The salt, like everything else of a secondary's copy, comes with its first transfer.
     this.store.write(() => this.store.zones.insert(this.newRow(name, 'secondary', 'closed', JSON.stringify(settings), '')));
     return this.info(name);
+  }
+
+  /**
+   * Re-points a zone held here (`idns zone secondary` on a zone already held): a secondary copies from
+   * `primaries` from its next check on (trusting `ds`, or the keys it trusted); its copy, serial and
+   * journal carry on, so an incremental transfer continues when the new source's journal reaches back.
+   * A fenced primary (promoted elsewhere) becomes a secondary of the new primary this way, trusting the
+   * keys of its zone record; a primary that is not fenced is refused (it is the zone's primary).
+   */
+  repoint(name: string, source: { primaries: string[]; ds?: string[] | undefined }): ZoneInfo {
+    const row = this.require(name);
+    let ds = source.ds;
+    if (row.role === 'primary') {
+      if (this.settings(row).fencedBy === undefined) {
+        throw new IdnsError('invalid_request', `zone ${name} is the primary here; only a fenced one (promoted elsewhere) may become a secondary`);
+      }
+      ds ??= (this.zoneRecord(row)?.keys ?? []).map((k) => thumbprint(k));
+    } else {
+      ds ??= this.secondarySettings(row).ds;
+    }
+    const settings = JSON.stringify(parseSecondarySettings({ primaries: source.primaries, ds: [...new Set(ds)] }));
+    this.store.write(() => (row.role === 'primary' ? this.store.zones.demote(name, settings) : this.store.zones.setSettings(name, settings)));
+    return this.info(name);
+  }
+
+  /**
+   * Removes a zone held here, primary or secondary: its row, journal and invites at once, its content in
+   * the background (retired). Its key files stay in DIR/keys (deleting keys is the operator's own act).
+   */
+  deleteZone(name: string): void {
+    const row = this.require(name);
+    this.store.write(() => {
+      this.store.zones.delete(name);
+      if (row.content !== '') this.store.records.retire(row.content, this.clock.now());
+    });
+    if (row.content === '') return;
+    // In bounded transactions (a running server goes on between them); the housekeeper finishes it if
+    // this process stops first.
+    while (this.store.write(() => this.store.records.deleteSome(row.content, 5000)) === 5000);
+    this.store.write(() => this.store.records.unretire(row.content));
   }
 
   /**

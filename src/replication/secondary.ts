@@ -29,6 +29,8 @@ interface ZoneLoop {
   running: Promise<void> | null;
   again: boolean;
   status: SecondaryStatus;
+  /** The zone's settings (JSON) the loop last saw: a change (a re-pointed source) is checked at once. */
+  settings: string;
 }
 
 /** Least time between two checks triggered by notifies, ms. */
@@ -116,8 +118,22 @@ export class Replicator {
     return [...this.loops.values()].map((l) => l.status);
   }
 
+  /** Starts loops for secondary zones added (or re-pointed, or demoted) since, and ends those of zones deleted or promoted. */
   private scan(): void {
-    for (const row of this.zones.list()) if (row.role === 'secondary' && !this.loops.has(row.name)) this.ensureLoop(row.name, true);
+    const secondaries = new Map(this.zones.list().flatMap((row) => (row.role === 'secondary' ? [[row.name, row.settings] as const] : [])));
+    for (const [zone, loop] of this.loops) {
+      if (secondaries.has(zone) || loop.running !== null) continue;
+      if (loop.timer !== null) this.timers.clearTimeout(loop.timer);
+      this.loops.delete(zone);
+    }
+    for (const [zone, settings] of secondaries) {
+      const loop = this.loops.get(zone);
+      if (loop === undefined) this.ensureLoop(zone, true);
+      else if (loop.settings !== settings) {
+        loop.settings = settings;
+        this.schedule(zone, 0);
+      }
+    }
   }
 
   private ensureLoop(zone: string, startNow = false): void {
@@ -129,6 +145,7 @@ export class Replicator {
       lastStarted: 0,
       running: null,
       again: false,
+      settings: row.settings,
       status: {
         zone,
         serial: row.record === '' ? null : serialOf(row.version),

@@ -62,6 +62,7 @@ export class RecordStore {
   private readonly retireStmt;
   private readonly unretireStmt;
   private readonly nextRetiredStmt;
+  private readonly isRetiredStmt;
   private readonly bulk;
   private readonly loadOneStmt;
   private readonly loadManyStmt;
@@ -139,6 +140,7 @@ export class RecordStore {
        WHERE r.endpoint = ? AND r.type = 'handle' LIMIT ?`,
     );
     this.nextRetiredStmt = db.prepare<[], { content: string }>(`SELECT content FROM retired_content ORDER BY retired_at LIMIT 1`);
+    this.isRetiredStmt = db.prepare<[string], number>(`SELECT 1 FROM retired_content WHERE content = ?`).pluck();
     this.underStmt = db.prepare<[string, string, string], { n: number }>(
       `SELECT count(*) AS n FROM records WHERE content = ? AND type = 'handle' AND (key GLOB '*@' || ? OR key GLOB '*.' || ?)`,
     );
@@ -252,6 +254,11 @@ export class RecordStore {
   /** Lists a content id for deletion (a replaced copy, or a transfer in progress that may be abandoned). */
   retire(content: string, at: number): void {
     this.retireStmt.run(content, at);
+  }
+
+  /** True while a content id waits for deletion. */
+  isRetired(content: string): boolean {
+    return this.isRetiredStmt.get(content) !== undefined;
   }
 
   /** Takes a content id off the deletion list (the transfer that was loading it succeeded). */

@@ -34,6 +34,8 @@ export class ZoneStore {
   private readonly replaceCopyStmt;
   private readonly refreshedStmt;
   private readonly promoteStmt;
+  private readonly demoteStmt;
+  private readonly deleteStmt;
   private readonly floorStmt;
 
   private cache: Map<string, ZoneRow> | null = null;
@@ -66,6 +68,9 @@ export class ZoneStore {
     );
     this.refreshedStmt = db.prepare(`UPDATE zones SET refreshed_at = ? WHERE name = ?`);
     this.promoteStmt = db.prepare(`UPDATE zones SET role = 'primary', settings = ?, refreshed_at = NULL WHERE name = ?`);
+    this.demoteStmt = db.prepare(`UPDATE zones SET role = 'secondary', settings = ?, policy = 'closed', refreshed_at = NULL WHERE name = ?`);
+    // The journal and invites go with the zone (ON DELETE CASCADE); its content is retired by the caller.
+    this.deleteStmt = db.prepare(`DELETE FROM zones WHERE name = ?`);
     this.floorStmt = db.prepare(`UPDATE zones SET journal_floor = max(journal_floor, ?) WHERE name = ?`);
     this.historyPendingStmt = db.prepare<[], string>(`SELECT name FROM zones WHERE history_pending != 0 ORDER BY name`).pluck();
     this.isHistoryPendingStmt = db.prepare<[string], number>(`SELECT history_pending FROM zones WHERE name = ?`).pluck();
@@ -177,6 +182,16 @@ export class ZoneStore {
   /** Turns a secondary into a primary with new settings. */
   promote(name: string, settings: string): void {
     this.promoteStmt.run(settings, name);
+  }
+
+  /** Turns a primary into a secondary with the given (secondary) settings: its copy stays until a transfer replaces it. */
+  demote(name: string, settings: string): void {
+    this.demoteStmt.run(settings, name);
+  }
+
+  /** Removes a zone, its journal and its invites. */
+  delete(name: string): void {
+    this.deleteStmt.run(name);
   }
 
   /** Records that the journal now starts after `version`. */

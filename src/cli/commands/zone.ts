@@ -63,6 +63,12 @@ Commands (they act on the data directory; a running server sees the change at on
   secondary ZONE --primary URL... --ds THUMBPRINT... [--credential NAME:SECRET]
         Holds ZONE as a secondary: copies it from the primary (or another secondary),
         trusting only zone records signed by a key with one of the --ds thumbprints.
+        On a zone held already, re-points it in place (--ds optional: the keys trusted so
+        far, or for a fenced primary its zone record's keys): the copy carries on, with an
+        incremental transfer when the new source's journal reaches back.
+  delete ZONE --yes
+        Removes ZONE from this server (primary or secondary): its records, journal and
+        invites. Its key files stay in DIR/keys.
   digest ZONE   The zone's serial and the digest of the content held here.
   import ZONE FILE
         Bulk import by the operator: FILE is NDJSON, one {"handle","endpoint","keys"} per line.
@@ -129,6 +135,8 @@ async function run(sub: string | undefined, rest: string[], io: Io): Promise<num
       return bumpSerial(rest, io);
     case 'unfence':
       return unfence(rest, io);
+    case 'delete':
+      return deleteZone(rest, io);
     case 'delegate':
       return delegate(rest, io);
     case 'undelegate':
@@ -380,15 +388,19 @@ async function secondary(argv: string[], io: Io): Promise<number> {
   if (help) return (io.out(usage), 0);
   const name = parseZoneName(positionals[0]!);
   if (!values.primary?.length) throw new UsageError('--primary URL is required (where to copy the zone from)', usage);
-  if (!values.ds?.length) throw new UsageError('--ds THUMBPRINT is required (the zone key to trust)', usage);
   const credential = values.credential === undefined ? null : parseCredential(values.credential);
-  const info = await withLocal(values, (ctx) => {
-    const made = ctx.zones.createSecondary(name, { primaries: values.primary!, ds: values.ds! });
+  const { info, repointed } = await withLocal(values, (ctx) => {
+    // A zone held already is re-pointed in place (its copy carries on); a new one needs the key to trust.
+    const held = ctx.zones.get(name) !== undefined;
+    if (!held && !values.ds?.length) throw new UsageError('--ds THUMBPRINT is required (the zone key to trust)', usage);
+    const made = held
+      ? ctx.zones.repoint(name, { primaries: values.primary!, ds: values.ds })
+      : ctx.zones.createSecondary(name, { primaries: values.primary!, ds: values.ds! });
     if (credential) ctx.credentials.setOwn(name, credential);
-    return made;
+    return { info: made, repointed: held };
   });
   if (values.json) io.out(JSON.stringify(zoneJson(info)));
-  else io.out(`zone ${name}: secondary of ${values.primary.join(' ')}; a running server copies it within seconds`);
+  else io.out(`zone ${name}: ${repointed ? 're-pointed, now a ' : ''}secondary of ${values.primary.join(' ')}; a running server copies it within seconds`);
   return 0;
 }
 
@@ -410,6 +422,17 @@ async function bumpSerial(argv: string[], io: Io): Promise<number> {
   const now = await withLocal(values, (ctx) => ctx.zones.bumpSerial(name, serial), true);
   if (values.json) io.out(JSON.stringify({ zone: name, serial: now }));
   else io.out(`${name} serial ${now}`);
+  return 0;
+}
+
+async function deleteZone(argv: string[], io: Io): Promise<number> {
+  const { values, positionals, help } = parseCommand({ usage, options: { ...localOptions, yes: { type: 'boolean' } }, positionals: ['ZONE'] }, argv);
+  if (help) return (io.out(usage), 0);
+  const name = parseZoneName(positionals[0]!);
+  if (!values.yes) throw new UsageError(`deleting zone ${name} removes its records from this server: add --yes to confirm`, usage);
+  await withLocal(values, (ctx) => ctx.zones.deleteZone(name), true);
+  if (values.json) io.out(JSON.stringify({ zone: name, deleted: true }));
+  else io.out(`zone ${name} deleted here (its key files stay in the data directory's keys/)`);
   return 0;
 }
 
