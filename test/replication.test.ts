@@ -481,6 +481,25 @@ describe('secondary replicas', () => {
     expect((await fetch(`${secondary.url}/v1/resolve/a@example`)).status).toBe(200);
   });
 
+  it('chains converge on notifies alone: a secondary that took a new serial notifies the servers after it', async () => {
+    const b = await server();
+    const c = await server();
+    const a = await server();
+    a.ctx.zones.create('example', { servers: [a.url, b.url, c.url] });
+    const kid = a.ctx.zones.info('example').keyThumbprints[0]!;
+    await register(a, 'first@example');
+    b.ctx.zones.createSecondary('example', { primaries: [a.url], ds: [kid] });
+    c.ctx.zones.createSecondary('example', { primaries: [b.url], ds: [kid] });
+    await b.ctx.replicator.checkNow('example');
+    await c.ctx.replicator.checkNow('example');
+    // From here on nothing but notifies: the refresh timer (an hour) never fires within the test.
+    await register(a, 'second@example');
+    const want = await zoneState(a);
+    await until(async () => (await zoneState(c)).serial === want.serial, 'the end of the chain to take the new serial', 10_000);
+    expect(await zoneState(c)).toMatchObject({ serial: want.serial, digest: want.digest });
+    expect(b.ctx.notifier.sent).toBeGreaterThan(0);
+  });
+
   it('chains: a secondary copies from another secondary and converges', async () => {
     const { primary, secondary, third } = await chainWithOneHandle();
     await register(primary, 'b@example');

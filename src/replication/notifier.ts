@@ -90,9 +90,19 @@ export class Notifier {
     for (const [name, a] of Object.entries(acl)) {
       if (a.notify !== null && !byUrl.has(a.notify)) byUrl.set(a.notify, { url: a.notify, credential: { name, secret: a.secret } });
     }
-    if (byUrl.size > 0 || Object.keys(acl).length > 0 || row.role !== 'primary') return [...byUrl.values()];
-    const settings = this.zones.settings(row);
-    return settings.servers.filter((s) => s !== settings.primary).map((url) => ({ url, credential: null }));
+    if (byUrl.size > 0 || Object.keys(acl).length > 0) return [...byUrl.values()];
+    if (row.role === 'primary') {
+      const settings = this.zones.settings(row);
+      return settings.servers.filter((s) => s !== settings.primary).map((url) => ({ url, credential: null }));
+    }
+    // A secondary with open transfers notifies the zone's other servers once it took a new serial (as
+    // BIND's `notify yes`), so a chain primary → secondary → secondary converges in a second a hop: every
+    // server the zone record lists but the primary and this secondary's own sources (a server that gets
+    // a notify for a zone it copies from elsewhere just checks its own source).
+    const record = this.zones.zoneRecord(row);
+    if (record === null) return [];
+    const sources = new Set(this.zones.secondarySettings(row).primaries);
+    return record.servers.filter((s) => s !== record.primary && !sources.has(s)).map((url) => ({ url, credential: null }));
   }
 
   private poll(): void {
