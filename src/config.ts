@@ -2,6 +2,7 @@ import { processEnvironment } from './environment.js';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { parseBlock } from './resolver/address-bytes.js';
 import { parseDnsServer } from './discovery/dns-server.js';
 import { IdnsError } from './errors.js';
 import type { LogLevel } from './log.js';
@@ -100,6 +101,12 @@ export interface RateLimitConfig {
   inviteFailuresPerZone: Bucket;
   /** Most keys each table tracks; the least recently used are forgotten, so memory stays bounded. */
   maxKeys: number;
+  /**
+   * Addresses or CIDR blocks of reverse proxies in front of this server: for a request from one of them,
+   * the client is the address its `X-Forwarded-For` names (rate-limits.ts keyOf). Empty by default: the
+   * header is then ignored, since any client can send it.
+   */
+  trustedProxies: string[];
 }
 
 export interface Bucket {
@@ -115,6 +122,7 @@ export const DEFAULT_RATE_LIMITS: RateLimitConfig = {
   changesPerHandle: { rate: 10, per: 3600, burst: 10 },
   inviteFailuresPerZone: { rate: 20, per: 3600, burst: 20 },
   maxKeys: 100_000,
+  trustedProxies: [],
 };
 
 export const DEFAULT_LISTEN = '127.0.0.1:8053';
@@ -251,6 +259,15 @@ const fileSchema = z
         changesPerHandle: bucketSchema.optional(),
         inviteFailuresPerZone: bucketSchema.optional(),
         maxKeys: z.number().int().min(100).max(10_000_000).optional(),
+        trustedProxies: z
+          .array(
+            z
+              .string()
+              .max(64)
+              .refine((s) => parseBlock(s) !== null, 'an IP address or CIDR block'),
+          )
+          .max(64)
+          .optional(),
       })
       .strict()
       .optional(),

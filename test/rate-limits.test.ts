@@ -2,7 +2,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.js';
 import { DEFAULT_RATE_LIMITS, loadConfig } from '../src/config.js';
 import { signChangeRequest } from '../src/client/requests.js';
-import { BucketTable } from '../src/http/rate-limits.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BucketTable, RateLimits } from '../src/http/rate-limits.js';
 import { newUserKey } from './support/keys.js';
 import { startTestServer, type TestServer } from './support/server.js';
 
@@ -107,5 +111,60 @@ describe('rate limits over HTTP', () => {
       signChangeRequest({ action: 'register', handle: 'real@example', endpoint: 'https://h.example/', keys: [owner.public], invite: code }, owner.private),
     );
     expect(real.status).toBe(429);
+  });
+});
+
+describe('clients behind trusted proxies (rateLimits.trustedProxies)', () => {
+  const limits = (trustedProxies: string[]) => new RateLimits({ ...DEFAULT_RATE_LIMITS, trustedProxies }, new ManualClock());
+  const req = (remoteAddress: string, xff?: string | string[]) =>
+    ({ socket: { remoteAddress }, headers: xff === undefined ? {} : { 'x-forwarded-for': xff } }) as unknown as IncomingMessage;
+
+  it('takes the client from X-Forwarded-For only when the socket is a trusted proxy, right to left past trusted hops', () => {
+    const none = limits([]);
+    expect(none.keyOf(req('198.51.100.7', '203.0.113.9'))).toBe('198.51.100.7');
+    const behind = limits(['10.0.0.0/8', '::ffff:192.0.2.1', '2001:db8::/32']);
+    expect(behind.keyOf(req('10.1.2.3', '203.0.113.9'))).toBe('203.0.113.9');
+    // A client's own spoofed entries lie left of what the proxies appended: the first untrusted from the right wins.
+    expect(behind.keyOf(req('10.1.2.3', '6.6.6.6, 203.0.113.9, 10.9.9.9'))).toBe('203.0.113.9');
+    expect(behind.keyOf(req('::ffff:192.0.2.1', ['203.0.113.9', '10.0.0.1']))).toBe('203.0.113.9');
+    expect(behind.keyOf(req('2001:db8::5', '2001:db9:1:2:3::4'))).toBe('2001:db9:1:2::/64');
+    // No header, garbage, or an overlong header: the proxy itself is the client.
+    expect(behind.keyOf(req('10.1.2.3'))).toBe('10.1.2.3');
+    expect(behind.keyOf(req('10.1.2.3', 'not-an-address'))).toBe('10.1.2.3');
+    expect(behind.keyOf(req('10.1.2.3', `${'1.2.3.4,'.repeat(400)}5.6.7.8`))).toBe('10.1.2.3');
+    // Only proxies in the chain: the leftmost of them.
+    expect(behind.keyOf(req('10.1.2.3', '10.2.2.2'))).toBe('10.2.2.2');
+  });
+
+  it('refuses a configuration entry that is not an address or CIDR block', () => {
+    expect(() => limits(['10.0.0.0/33'])).toThrow(expect.objectContaining({ code: 'invalid_config' }));
+    const dir = mkdtempSync(join(tmpdir(), 'idns-config-'));
+    try {
+      writeFileSync(join(dir, 'config.json'), JSON.stringify({ rateLimits: { trustedProxies: ['example.com'] } }));
+      expect(() => loadConfig({ config: join(dir, 'config.json') }, {})).toThrow(/trustedProxies/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('over HTTP: behind a trusted proxy each forwarded client has its own bucket; untrusted, the header is ignored', async () => {
+    const config = (trustedProxies: string[]) => ({
+      rateLimits: { ...DEFAULT_RATE_LIMITS, enabled: true, lookups: { rate: 1, per: 3600, burst: 2 }, trustedProxies },
+    });
+    const proxied = await startTestServer({ zones: { open: {} }, config: config(['127.0.0.1', '::1']) });
+    const direct = await startTestServer({ zones: { open: {} }, config: config([]) });
+    try {
+      const ask = (s: TestServer, from: string) => fetch(`${s.url}/v1/resolve/nobody@open`, { headers: { 'x-forwarded-for': from } }).then((r) => r.status);
+      const seq = async (s: TestServer, froms: string[]) => {
+        const out: number[] = [];
+        for (const f of froms) out.push(await ask(s, f));
+        return out;
+      };
+      expect(await seq(proxied, ['203.0.113.1', '203.0.113.1', '203.0.113.1', '203.0.113.2'])).toEqual([404, 404, 429, 404]);
+      expect(await seq(direct, ['203.0.113.1', '203.0.113.2', '203.0.113.3'])).toEqual([404, 404, 429]);
+    } finally {
+      await proxied.close();
+      await direct.close();
+    }
   });
 });

@@ -3,7 +3,7 @@ import type { Context, MiddlewareHandler } from 'hono';
 import type { Clock } from '../clock.js';
 import type { Bucket } from '../config.js';
 import { IdnsError } from '../errors.js';
-import { parseAddress } from '../resolver/address-bytes.js';
+import { AddressSet, normalAddress, parseAddress } from '../resolver/address-bytes.js';
 import type { RateLimitConfig } from '../config.js';
 
 /**
@@ -72,11 +72,13 @@ export class RateLimits {
   readonly writes: BucketTable;
   readonly changes: BucketTable;
   readonly inviteFailures: BucketTable;
+  private readonly proxies: AddressSet;
 
   constructor(
     readonly config: RateLimitConfig,
     clock: Clock,
   ) {
+    this.proxies = new AddressSet(config.trustedProxies);
     this.lookups = new BucketTable(config.lookups, clock, config.maxKeys);
     this.writes = new BucketTable(config.writes, clock, config.maxKeys);
     this.changes = new BucketTable(config.changesPerHandle, clock, config.maxKeys);
@@ -96,13 +98,42 @@ export class RateLimits {
     if (this.config.enabled) charged.add(req);
   }
 
+  /**
+   * The limit key of a request's client: the one key function of the application and the fast paths.
+   * Its socket's address, or, when that is a trusted proxy (`rateLimits.trustedProxies`), the address
+   * that proxy names in `X-Forwarded-For`: read right to left (each proxy appends the address it saw),
+   * skipping trusted proxies; a malformed or overlong header counts as the proxy itself.
+   */
+  keyOf(req: IncomingMessage): string {
+    const remote = normalAddress(req.socket.remoteAddress ?? '');
+    if (!this.proxies.has(remote)) return clientKeyOf(remote);
+    const header = req.headers['x-forwarded-for'];
+    const text = Array.isArray(header) ? header.join(',') : header;
+    if (text === undefined || text.length > MAX_FORWARDED_CHARS) return clientKeyOf(remote);
+    const hops = text.split(',');
+    let client = remote;
+    for (let i = hops.length - 1; i >= 0 && hops.length - i <= MAX_FORWARDED_HOPS; i--) {
+      const hop = normalAddress(hops[i]!.trim());
+      if (parseAddress(hop) === undefined) break;
+      client = hop;
+      if (!this.proxies.has(hop)) break;
+    }
+    return clientKeyOf(client);
+  }
+
+  /** keyOf for a hono context; requests made in-process (app.request in tests) share one bucket. */
+  keyOfContext(c: Context): string {
+    const req = incomingOf(c);
+    return req === undefined ? 'local' : this.keyOf(req);
+  }
+
   /** Middleware charging a table per client address (the same charge as the fast paths'). */
   perClient(table: ClientTable): MiddlewareHandler {
     const limits = this;
     const rateLimit: MiddlewareHandler = async (c, next) => {
       if (limits.config.enabled) {
         const req = incomingOf(c);
-        if (req === undefined || !charged.has(req)) limits.charge(table, clientKey(c));
+        if (req === undefined || !charged.has(req)) limits.charge(table, limits.keyOfContext(c));
       }
       await next();
     };
@@ -123,24 +154,16 @@ function incomingOf(c: Context): IncomingMessage | undefined {
   return (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
 }
 
+/** Longest X-Forwarded-For read, and most hops of it looked at: a client may send one of any length. */
+const MAX_FORWARDED_CHARS = 2048;
+const MAX_FORWARDED_HOPS = 16;
+
 /**
- * The client's address as the limit key. IPv6 clients are grouped by /64, the block one subscriber
- * usually gets, so one client cannot multiply its allowance by rotating addresses within it.
+ * The limit key of a client address. IPv6 clients are grouped by /64, the block one subscriber usually
+ * gets, so one client cannot multiply its allowance by rotating addresses within it.
  */
-export function clientKey(c: Context): string {
-  const req = incomingOf(c);
-  // Requests made in-process (app.request in tests) have no socket: they share one bucket.
-  return req === undefined ? 'local' : clientKeyOfRequest(req);
-}
-
-/** The limit key of a node request: the one key function of the application and the fast paths. */
-export function clientKeyOfRequest(req: IncomingMessage): string {
-  return clientKeyOf(req.socket.remoteAddress ?? '');
-}
-
-/** The limit key of a client address (see clientKey). */
 export function clientKeyOf(address: string): string {
-  if (address.startsWith('::ffff:') && address.includes('.')) return address.slice(7);
+  address = normalAddress(address);
   if (!address.includes(':')) return address;
   // On the parsed bytes (address-policy.ts), not the text: `2001:db8::1` and `2001:db8:0:0:1::1` share a /64.
   const bytes = parseAddress(address);

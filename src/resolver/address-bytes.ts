@@ -1,3 +1,4 @@
+import { IdnsError } from '../errors.js';
 import { isIPv4, isIPv6 } from 'node:net';
 
 // Apart from address-policy.ts (which builds undici agents) so that the rate limits, which key clients by
@@ -33,4 +34,49 @@ export function parseAddress(text: string): Uint8Array | undefined {
     out[2 * i + 1] = w & 0xff;
   });
   return out;
+}
+
+/** An IPv4 address given as IPv4-mapped IPv6 (`::ffff:192.0.2.1`), as itself. */
+export function normalAddress(address: string): string {
+  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+}
+
+/** Addresses and CIDR blocks (`192.0.2.10`, `10.0.0.0/8`, `2001:db8::/32`): the trusted proxies. */
+export class AddressSet {
+  private readonly blocks: { bytes: Uint8Array; bits: number }[];
+
+  constructor(entries: readonly string[]) {
+    this.blocks = entries.map((entry) => {
+      const parsed = parseBlock(entry);
+      if (parsed === null) throw new IdnsError('invalid_config', `${JSON.stringify(entry)} is not an IP address or CIDR block`);
+      return parsed;
+    });
+  }
+
+  /** True when `address` lies in one of the blocks. */
+  has(address: string): boolean {
+    if (this.blocks.length === 0) return false;
+    const bytes = parseAddress(normalAddress(address));
+    if (bytes === undefined) return false;
+    return this.blocks.some((b) => b.bytes.length === bytes.length && samePrefix(b.bytes, bytes, b.bits));
+  }
+}
+
+/** An address or CIDR block, or null when it is neither. */
+export function parseBlock(entry: string): { bytes: Uint8Array; bits: number } | null {
+  const [address, prefix, ...rest] = entry.split('/');
+  const bytes = address === undefined ? undefined : parseAddress(normalAddress(address));
+  if (bytes === undefined || rest.length > 0) return null;
+  const max = bytes.length * 8;
+  if (prefix !== undefined && !/^\d{1,3}$/.test(prefix)) return null;
+  const bits = prefix === undefined ? max : Number(prefix);
+  return bits <= max ? { bytes, bits } : null;
+}
+
+function samePrefix(a: Uint8Array, b: Uint8Array, bits: number): boolean {
+  for (let i = 0; i < bits; i++) {
+    const mask = 0x80 >> (i % 8);
+    if ((a[i >> 3]! & mask) !== (b[i >> 3]! & mask)) return false;
+  }
+  return true;
 }

@@ -2,7 +2,6 @@ import type { IncomingMessage } from 'node:http';
 import type { AppContext } from '../../context.js';
 import type { Resolver } from '../../resolver/resolver.js';
 import type { LookupWire } from '../lookup-wire.js';
-import { clientKeyOfRequest } from '../rate-limits.js';
 import { parseJsonObject } from '../request.js';
 import { batchReply } from '../routes/lookup.js';
 import { readBody } from './body.js';
@@ -29,7 +28,7 @@ export class BatchEndpoint implements FastEndpoint {
 
   private async reply(req: IncomingMessage, resolver: Resolver, head: RequestHead): Promise<FastReply> {
     const text = await readBody(req, Number(head.contentLength));
-    const reply = await batchReply(this.ctx, resolver, this.wire, parseJsonObject(text), clientKeyOfRequest(req));
+    const reply = await batchReply(this.ctx, resolver, this.wire, parseJsonObject(text), this.ctx.rateLimits.keyOf(req));
     return { status: reply.status, headers: reply.headers, body: reply.body, tally: null, facts: reply.facts };
   }
 }

@@ -5,7 +5,6 @@ import { errorReply, tooLargeMessage } from '../errors.js';
 import type { LookupWire } from '../lookup-wire.js';
 import type { Tally } from '../metrics.js';
 import { account, requestIdFor, type RequestFacts } from '../observe.js';
-import { clientKeyOfRequest } from '../rate-limits.js';
 import { BatchEndpoint } from './batch.js';
 import { HandlesEndpoint } from './handles.js';
 import { LookupEndpoint } from './lookup.js';
@@ -91,7 +90,7 @@ export class FastPaths {
     try {
       const max = ctx.config.limits.bodyBytes;
       if (route.body && Number(head.contentLength) > max) throw new IdnsError('payload_too_large', tooLargeMessage(max));
-      if (ctx.rateLimits.config.enabled) ctx.rateLimits.charge(route.limit, clientKeyOfRequest(req));
+      if (ctx.rateLimits.config.enabled) ctx.rateLimits.charge(route.limit, ctx.rateLimits.keyOf(req));
     } catch (err) {
       // Refused before the endpoint read a body: the connection is not read on (as the application does).
       this.fail(req, res, route, started, id, err, undefined, route.body);

@@ -4,7 +4,6 @@ import { IdnsError } from '../../errors.js';
 import type { LookupResult, Resolver } from '../../resolver/resolver.js';
 import { MAX_BATCH } from '../../resolver/resolver.js';
 import { readJsonObject } from '../request.js';
-import { clientKey } from '../rate-limits.js';
 import { note, type RequestFacts } from '../observe.js';
 import type { LookupWire } from '../lookup-wire.js';
 
@@ -66,7 +65,7 @@ export function lookupRoutes(ctx: AppContext, wire: LookupWire): Hono {
   app.post('/v1/lookup', async (c) => {
     note(c, { role: 'resolver_batch' });
     const resolver = resolverOf();
-    const reply = await batchReply(ctx, resolver, wire, await readJsonObject(c), clientKey(c));
+    const reply = await batchReply(ctx, resolver, wire, await readJsonObject(c), ctx.rateLimits.keyOfContext(c));
     note(c, reply.facts);
     for (let i = 0; i < reply.headers.length; i += 2) c.header(reply.headers[i]!, reply.headers[i + 1]!);
     return c.body(reply.body as Uint8Array<ArrayBuffer>, reply.status);

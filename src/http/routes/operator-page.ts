@@ -3,7 +3,6 @@ import type { AppContext } from '../../context.js';
 import { CONTENT_SECURITY_POLICY } from '../operator-page/assets.js';
 import { gatherLookup, gatherOperatorPage } from '../operator-page/data.js';
 import { renderLookup, renderOperatorPage } from '../operator-page/render.js';
-import { clientKey } from '../rate-limits.js';
 
 /**
  * The operator page at `GET /`: the zones held here and a lookup box showing the chain of trust.
@@ -16,7 +15,7 @@ export function operatorPageRoutes(ctx: AppContext): Hono {
     const lookup = c.req.query('lookup');
     // A lookup costs what a /v1/lookup request costs; a refusal is shown on the page like any error.
     const beforeLookup = () => {
-      if (ctx.rateLimits.config.enabled) ctx.rateLimits.lookups.take(clientKey(c), 1);
+      if (ctx.rateLimits.config.enabled) ctx.rateLimits.lookups.take(ctx.rateLimits.keyOfContext(c), 1);
     };
     secureHeaders(c);
     if (c.req.query('fragment') === 'lookup') {
