@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve as resolvePath } from 'node:path';
@@ -19,7 +19,8 @@ const usage = `usage: idns demo [--data DIR]
 Runs a small federation on loopback, as real child processes: a root zone with two servers, the zone
 "example" and the zone "social.example" each with a primary and a secondary, and a resolver. Registers
 a few handles and prints commands to try. Ctrl-C stops every process it started. Its data lives in a
-temporary directory (removed on exit) unless --data DIR is given (kept).`;
+temporary directory (removed on exit) unless --data DIR is given (kept: started again on it, the
+demo comes back on the same ports, kept in DIR/demo.json, so its zones, replication and redirects go on).`;
 
 const BIN = fileURLToPath(new URL('../../../bin/idns.js', import.meta.url));
 
@@ -41,11 +42,19 @@ export async function demo(argv: string[], io: Io): Promise<number> {
   mkdirSync(base, { recursive: true });
 
   const names = ['root-1', 'root-2', 'example-primary', 'example-secondary', 'social-primary', 'social-secondary', 'resolver'];
+  // The zones name their servers' URLs, so a demo started again on its data must come back on the same
+  // ports: they are kept in DIR/demo.json, and a port taken meanwhile is an error, not a new port.
+  const portsFile = join(base, 'demo.json');
+  const saved = existsSync(portsFile) ? savedPorts(portsFile, names) : null;
   const nodes = new Map<string, Node>();
   for (const name of names) {
-    const port = await freePort();
+    const port = saved?.[name] ?? (await freePort());
+    if (saved && !(await portFree(port))) {
+      throw new IdnsError('invalid_request', `port ${port} of the demo's ${name} is in use: stop what holds it, or start the demo on a new --data DIR`);
+    }
     nodes.set(name, { name, dir: join(base, name), port, url: `http://127.0.0.1:${port}`, args: [] });
   }
+  if (!saved) writeFileSync(portsFile, `${JSON.stringify(Object.fromEntries([...nodes.values()].map((node) => [node.name, node.port])))}\n`);
   const n = (name: string) => nodes.get(name)!;
 
   // Zones, keys, delegations and a few handles, written straight into each server's data directory.
@@ -208,6 +217,32 @@ async function stopChild(child: ChildProcess | undefined): Promise<void> {
   const forced = setTimeout(() => child.kill('SIGKILL'), 5000);
   await exited;
   clearTimeout(forced);
+}
+
+/** The ports a demo on this data directory used before; refuses a file that does not name one for each server. */
+function savedPorts(file: string, names: readonly string[]): Record<string, number> {
+  let ports: unknown;
+  try {
+    ports = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (cause) {
+    throw new IdnsError('invalid_request', `${file} is not the demo's port file: remove it, or use a new --data DIR`, { cause });
+  }
+  const p = ports as Record<string, unknown>;
+  if (!names.every((n) => Number.isInteger(p?.[n]) && (p[n] as number) > 0 && (p[n] as number) < 65536)) {
+    throw new IdnsError('invalid_request', `${file} does not name a port for each of the demo's servers: remove it, or use a new --data DIR`);
+  }
+  return p as Record<string, number>;
+}
+
+/** True when nothing listens on the loopback port. */
+async function portFree(port: number): Promise<boolean> {
+  const srv = createServer();
+  const ok = await new Promise<boolean>((r) => {
+    srv.once('error', () => r(false));
+    srv.listen(port, '127.0.0.1', () => r(true));
+  });
+  if (ok) await new Promise((r) => srv.close(r));
+  return ok;
 }
 
 async function freePort(): Promise<number> {
