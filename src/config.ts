@@ -7,6 +7,7 @@ import { parseDnsServer } from './discovery/dns-server.js';
 import { IdnsError } from './errors.js';
 import type { LogLevel } from './log.js';
 import { parseZoneName } from './names/zone.js';
+import { SHA256_B64U } from './records/types.js';
 import type { ResolverOptions } from './resolver/options.js';
 
 /** The server's configuration, read once at start-up from a file, the environment and flags. */
@@ -278,7 +279,7 @@ const fileSchema = z
           .record(
             z.string(),
             z
-              .array(z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'a key thumbprint'))
+              .array(z.string().regex(SHA256_B64U, 'a key thumbprint (43 characters of canonical base64url)'))
               .min(1)
               .max(8),
           )
@@ -476,7 +477,7 @@ export function parseAnchorFlags(values: string[]): Record<string, string[]> {
   for (const v of values) {
     const i = v.lastIndexOf('=');
     const kid = v.slice(i + 1);
-    if (i <= 0 || !/^[A-Za-z0-9_-]{43}$/.test(kid)) throw new IdnsError('invalid_config', `--anchor: expected ZONE=THUMBPRINT, got "${v}"`);
+    if (i <= 0 || !SHA256_B64U.test(kid)) throw new IdnsError('invalid_config', `--anchor: expected ZONE=THUMBPRINT, got "${v}"`);
     let zone: string;
     try {
       zone = parseZoneName(v.slice(0, i));

@@ -315,3 +315,16 @@ describe('the resolver role without a root (--dns)', () => {
     expect(() => loadConfig({ requireDnssec: true }, {})).toThrow(expect.objectContaining({ code: 'invalid_config' }));
   });
 });
+
+describe('key thumbprints in the configuration', () => {
+  it("refuses the deploy files' placeholder anchor, which has a thumbprint's length but is no SHA-256 in base64url", () => {
+    const placeholder = 'REPLACE-ME-with-the-root-key-thumbprint____';
+    expect(placeholder).toHaveLength(43);
+    expect(() => loadConfig({ root: ['https://root.example'], anchor: [`.=${placeholder}`] }, {})).toThrow(IdnsError);
+    expect(() => loadConfig({ config: configFile({ resolver: { root: ['https://root.example'], anchors: { '.': [placeholder] } } }) }, {})).toThrow(
+      /resolver\.anchors/,
+    );
+    // A real thumbprint still passes.
+    expect(loadConfig({ root: ['https://root.example'], anchor: [`.=${'A'.repeat(42)}E`] }, {}).resolver?.anchors).toEqual({ '.': [`${'A'.repeat(42)}E`] });
+  });
+});

@@ -204,7 +204,9 @@ describe('the fast paths and the application answer alike', () => {
       const before = await counters();
       lines.length = 0;
       exchanges.push(await send(base, address, request, agent));
-      logs.push(...lines.filter((l) => l.msg === 'request' || l.level !== 'info').map(({ time: _t, ms: _m, ...rest }) => rest));
+      for (const l of lines) if (l.msg === 'request') expect(l.client, 'the client address in the request log line').toBe(address);
+      // Each side has its own client address (its own rate-limit buckets): compared apart, above.
+      logs.push(...lines.filter((l) => l.msg === 'request' || l.level !== 'info').map(({ time: _t, ms: _m, client: _c, ...rest }) => rest));
       metrics.push(delta(before, await counters()));
     }
     agent.destroy();

@@ -8,6 +8,7 @@ import { HandlesEndpoint } from '../src/http/fast/handles.js';
 import { LookupEndpoint } from '../src/http/fast/lookup.js';
 import { ResolveEndpoint } from '../src/http/fast/resolve.js';
 import { createLogger } from '../src/log.js';
+import { IdnsError } from '../src/errors.js';
 import { startHierarchy, type Hierarchy, hierarchyResolver } from './support/hierarchy.js';
 import { newUserKey } from './support/keys.js';
 import { parseExposition, sampleValue } from './support/prometheus.js';
@@ -186,7 +187,7 @@ describe('metrics and request logs', () => {
     expect(await metrics()).not.toContain(marker);
   });
 
-  it('logs one JSON line per request with a request id, route, status, duration, zone and outcome', async () => {
+  it('logs one JSON line per request with a request id, the client address, route, status, duration, zone and outcome', async () => {
     lines.length = 0;
     const res = await fetch(`${server.url}/v1/resolve/nobody@local.test`, { headers: { 'x-request-id': 'trace-123' } });
     expect(res.headers.get('x-request-id')).toBe('trace-123');
@@ -199,6 +200,7 @@ describe('metrics and request logs', () => {
     expect(requests[0]).toMatchObject({
       level: 'info',
       reqId: 'trace-123',
+      client: '127.0.0.1',
       method: 'GET',
       route: '/v1/resolve/:handle',
       status: 404,
@@ -211,5 +213,16 @@ describe('metrics and request logs', () => {
     // A hostile request id is replaced, not logged.
     const hostile = await fetch(`${server.url}/healthz`, { headers: { 'x-request-id': 'a"b\\nc' } });
     expect(hostile.headers.get('x-request-id')).not.toContain('"');
+  });
+});
+
+describe('error log lines', () => {
+  it('give an expected (typed) failure as its code and message, without a stack; anything else with its stack', () => {
+    const lines: Record<string, unknown>[] = [];
+    const log = createLogger('info', (l) => lines.push(JSON.parse(l) as Record<string, unknown>));
+    log.warn('zone check failed', { err: new IdnsError('network_error', 'GET http://127.0.0.1:1/x: connect ECONNREFUSED', { cause: new Error('deep') }) });
+    log.error('unexpected', { err: new TypeError('a bug') });
+    expect(lines[0]!.err).toEqual({ type: 'IdnsError', code: 'network_error', message: 'GET http://127.0.0.1:1/x: connect ECONNREFUSED' });
+    expect((lines[1]!.err as { stack?: string }).stack).toMatch(/TypeError: a bug/);
   });
 });

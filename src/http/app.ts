@@ -32,7 +32,10 @@ export function createApp(ctx: AppContext, wire: LookupWire = new LookupWire()):
 
   // Middleware here runs for the fast endpoints too only if src/http/fast/ mirrors it: the server
   // refuses to start until it does (fast/routes.ts `mirrors`, docs/architecture.md).
-  app.use('*', observe(ctx.log, metrics));
+  app.use(
+    '*',
+    observe(ctx.log, metrics, (c) => ctx.rateLimits.addressOfContext(c)),
+  );
   app.use(
     '*',
     bodyLimit({

@@ -44,6 +44,7 @@ export function account(
   status: number,
   elapsedMs: number,
   f: RequestFacts | undefined,
+  client: () => string,
 ): void {
   if (tally !== null) tally.add(elapsedMs / 1000);
   else {
@@ -57,7 +58,7 @@ export function account(
   // Built only when written: the busiest servers log at warn.
   if (!log.enabled(level)) return;
   const ms = Math.round(elapsedMs * 100) / 100;
-  const line = { reqId: id, method, route, status, ms, ...(f?.zone ? { zone: f.zone } : {}), ...(f?.outcome ? { outcome: f.outcome } : {}) };
+  const line = { reqId: id, client: client(), method, route, status, ms, ...(f?.zone ? { zone: f.zone } : {}), ...(f?.outcome ? { outcome: f.outcome } : {}) };
   log[level]('request', line);
 }
 
@@ -74,16 +75,17 @@ function routeOf(c: Context): string {
 
 /**
  * One structured log line and the metrics of every request: a request id (the client's X-Request-Id when
- * it is sane, else a new one, echoed in the response), the route pattern, status, duration, and what the
+ * it is sane, else a new one, echoed in the response), the client's address (behind a trusted proxy, the
+ * one it forwards), the route pattern, status, duration, and what the
  * handler noted (zone, outcome). Never bodies, keys or invite codes; the path is logged as the route
  * pattern, so no raw input reaches a metric label.
  */
-export function observe(log: Logger, metrics: Metrics): MiddlewareHandler {
+export function observe(log: Logger, metrics: Metrics, clientOf: (c: Context) => string): MiddlewareHandler {
   return async function observeRequest(c, next) {
     const started = performance.now();
     const id = requestIdFor(c.req.header('x-request-id'));
     await next();
     c.res.headers.set('X-Request-Id', id);
-    account(log, metrics, null, id, c.req.method, routeOf(c), c.res.status, performance.now() - started, facts.get(c.req.raw));
+    account(log, metrics, null, id, c.req.method, routeOf(c), c.res.status, performance.now() - started, facts.get(c.req.raw), () => clientOf(c));
   };
 }

@@ -105,11 +105,16 @@ export class RateLimits {
    * skipping trusted proxies; a malformed or overlong header counts as the proxy itself.
    */
   keyOf(req: IncomingMessage): string {
+    return clientKeyOf(this.addressOf(req));
+  }
+
+  /** The address of a request's client (keyOf's, before IPv6 clients are grouped by /64): what the request log shows. */
+  addressOf(req: IncomingMessage): string {
     const remote = normalAddress(req.socket.remoteAddress ?? '');
-    if (!this.proxies.has(remote)) return clientKeyOf(remote);
+    if (!this.proxies.has(remote)) return remote;
     const header = req.headers['x-forwarded-for'];
     const text = Array.isArray(header) ? header.join(',') : header;
-    if (text === undefined || text.length > MAX_FORWARDED_CHARS) return clientKeyOf(remote);
+    if (text === undefined || text.length > MAX_FORWARDED_CHARS) return remote;
     const hops = text.split(',');
     let client = remote;
     for (let i = hops.length - 1; i >= 0 && hops.length - i <= MAX_FORWARDED_HOPS; i--) {
@@ -118,13 +123,19 @@ export class RateLimits {
       client = hop;
       if (!this.proxies.has(hop)) break;
     }
-    return clientKeyOf(client);
+    return client;
   }
 
   /** keyOf for a hono context; requests made in-process (app.request in tests) share one bucket. */
   keyOfContext(c: Context): string {
     const req = incomingOf(c);
     return req === undefined ? 'local' : this.keyOf(req);
+  }
+
+  /** addressOf for a hono context ('local' for a request made in-process). */
+  addressOfContext(c: Context): string {
+    const req = incomingOf(c);
+    return req === undefined ? 'local' : this.addressOf(req);
   }
 
   /** Middleware charging a table per client address (the same charge as the fast paths'). */

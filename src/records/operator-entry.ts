@@ -5,7 +5,7 @@ import { decodeCompact, signCompactText, type DecodedJws } from './jws.js';
 import { parseKeySet } from './change-request.js';
 import type { PublicJwk, SigningKey } from './keys.js';
 import { HANDLE_LINK_LIMITS, handleLinksProblem } from './handle-links.js';
-import { MAX_HANDLE_KEYS } from './types.js';
+import { MAX_HANDLE_KEYS, SHA256_B64U } from './types.js';
 import { MAX_URL_LENGTH, parseEndpoint } from './urls.js';
 
 /**
@@ -58,7 +58,7 @@ const payloadSchema = z
     handle: z.string().max(400),
     prev: z
       .string()
-      .regex(/^[A-Za-z0-9_-]{43}$/)
+      .regex(SHA256_B64U)
       .optional(),
     endpoint: z.string().max(MAX_URL_LENGTH).optional(),
     keys: z.array(z.unknown()).min(1).max(MAX_HANDLE_KEYS).optional(),
@@ -69,7 +69,7 @@ const payloadSchema = z
     movedTo: z.string().max(400).optional(),
     legacyOp: z
       .string()
-      .regex(/^[A-Za-z0-9_-]{43}$/)
+      .regex(SHA256_B64U)
       .optional(),
   })
   .strict();

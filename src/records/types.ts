@@ -131,8 +131,12 @@ export const MAX_HANDLE_KEYS = 8;
 /** Most recovery keys one handle may name (docs/protocol.md §6.6). */
 export const MAX_RECOVERY_KEYS = 4;
 
-/** An RFC 7638 thumbprint, a record's `op` or a zone digest: base64url of a SHA-256, 43 characters. */
-export const SHA256_B64U = /^[A-Za-z0-9_-]{43}$/;
+/**
+ * An RFC 7638 thumbprint, a record's `op` or a zone digest: base64url of a SHA-256, 43 characters, in its
+ * one canonical form (the last character carries 4 bits and 2 zero bits), so a placeholder of the right
+ * length ("REPLACE-ME…____") is not taken for one.
+ */
+export const SHA256_B64U = /^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/;
 
 /** An Ed25519 public key's `x`: 32 bytes in canonical unpadded base64url (the last character carries 2 bits and 4 zero bits). */
 export const ED25519_X_B64U = /^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/;

@@ -9,7 +9,7 @@ import { parseHandle } from '../../names/handle.js';
 import type { PrivateJwk, PublicJwk, SigningKey } from '../../records/keys.js';
 import { parsePublicJwk, thumbprint } from '../../records/keys.js';
 import { operatorAct } from '../../authority/operator-acts.js';
-import type { HandleFields } from '../../records/types.js';
+import { SHA256_B64U, type HandleFields } from '../../records/types.js';
 import { DEFAULT_SERVER, parseCommand, UsageError, type Io, type OptionValues } from '../args.js';
 import { localOptions, openLocal } from '../local.js';
 import { decodePayload } from '../../authority/editor.js';
@@ -336,7 +336,7 @@ function describeLog(entries: readonly LogEntry[]): string[] {
   });
 }
 
-const THUMBPRINT = /^[A-Za-z0-9_-]{43}$/;
+const THUMBPRINT = SHA256_B64U;
 
 /**
  * Reads the private key file of a key to add. A thumbprint or a public key cannot sign the request, and

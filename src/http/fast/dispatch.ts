@@ -169,7 +169,9 @@ export class FastPaths {
       res.end(body[body.length - 1]);
       res.uncork();
     }
-    account(this.ctx.log, this.ctx.metrics, reply.tally, id, req.method ?? 'GET', route.pattern, reply.status, performance.now() - started, reply.facts);
+    account(this.ctx.log, this.ctx.metrics, reply.tally, id, req.method ?? 'GET', route.pattern, reply.status, performance.now() - started, reply.facts, () =>
+      this.ctx.rateLimits.addressOf(req),
+    );
   }
 }
 
