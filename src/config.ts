@@ -276,13 +276,7 @@ const fileSchema = z
       .object({
         root: z.array(z.string().url()).max(32).optional(),
         anchors: z
-          .record(
-            z.string(),
-            z
-              .array(z.string().regex(SHA256_B64U, 'a key thumbprint (43 characters of canonical base64url)'))
-              .min(1)
-              .max(8),
-          )
+          .record(z.string(), z.array(z.string().regex(SHA256_B64U, 'a key thumbprint (43 characters of canonical base64url)')).min(1).max(8))
           .optional(),
         forward: z.array(z.string().url()).max(32).optional(),
         dns: z

@@ -56,10 +56,7 @@ const payloadSchema = z
     action: z.enum(OPERATOR_ACTIONS),
     zone: z.string().max(253),
     handle: z.string().max(400),
-    prev: z
-      .string()
-      .regex(SHA256_B64U)
-      .optional(),
+    prev: z.string().regex(SHA256_B64U).optional(),
     endpoint: z.string().max(MAX_URL_LENGTH).optional(),
     keys: z.array(z.unknown()).min(1).max(MAX_HANDLE_KEYS).optional(),
     reason: z.string().max(1000).optional(),
@@ -67,10 +64,7 @@ const payloadSchema = z
     profile: z.string().max(MAX_URL_LENGTH).optional(),
     alsoKnownAs: z.array(z.string().max(HANDLE_LINK_LIMITS.maxEntryLength)).max(HANDLE_LINK_LIMITS.maxAlsoKnownAs).optional(),
     movedTo: z.string().max(400).optional(),
-    legacyOp: z
-      .string()
-      .regex(SHA256_B64U)
-      .optional(),
+    legacyOp: z.string().regex(SHA256_B64U).optional(),
   })
   .strict();
 
