@@ -63,7 +63,7 @@ describe('idns lookup and idns resolve through the hierarchy', () => {
     const ok = await runIdns(['lookup', 'carol@news.example', '--resolver', resolverServer.url, '--anchor', `.=${rootKid}`]);
     expect(ok.code).toBe(0);
     expect(ok.stdout).toContain('endpoint: https://home.example/carol@news.example');
-    const bad = await runIdns(['lookup', 'carol@news.example', '--resolver', resolverServer.url, '--anchor', `.=${'B'.repeat(43)}`]);
+    const bad = await runIdns(['lookup', 'carol@news.example', '--resolver', resolverServer.url, '--anchor', `.=${'B'.repeat(42)}A`]);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain('verification_failed');
     const unanchored = await runIdns(['lookup', 'carol@news.example', '--resolver', resolverServer.url]);

@@ -729,16 +729,25 @@ describe('Kubernetes manifests', () => {
     }
   });
 
-  it('every config.json in a ConfigMap passes the server configuration loader', () => {
+  it('every config.json in a ConfigMap passes the server configuration loader once its placeholders are filled, and not before', () => {
     const tmp = mkdtempSync(join(tmpdir(), 'idns-deploy-config-'));
     try {
       let checked = 0;
+      let placeholders = 0;
       for (const cm of configMaps) {
         for (const [key, value] of Object.entries(cm.data as Record<string, string>)) {
           if (!key.endsWith('.json')) continue;
           const file = join(tmp, `${cm.metadata.name}-${key}`);
-          writeFileSync(file, value);
-          const config = loadConfig({ config: file, listen: '0.0.0.0:8053', data: join(tmp, 'data'), bootstrap: false }, {});
+          const flags = { config: file, listen: '0.0.0.0:8053', data: join(tmp, 'data'), bootstrap: false };
+          // As shipped, a placeholder thumbprint is refused: a resolver must not start on it and report ready.
+          if (value.includes('REPLACE-ME')) {
+            writeFileSync(file, value);
+            expect(() => loadConfig(flags, {}), cm.metadata.name).toThrow(/thumbprint/);
+            placeholders++;
+          }
+          // Filled in as the operator does, with a real key's thumbprint.
+          writeFileSync(file, value.replace(/REPLACE-ME[A-Za-z0-9_-]*/g, `${'A'.repeat(42)}E`));
+          const config = loadConfig(flags, {});
           const component = cm.metadata.labels['app.kubernetes.io/component'];
           // Only the resolvers have the resolver role; never with private addresses allowed.
           expect(config.resolver !== null, cm.metadata.name).toBe(component === 'resolver');
@@ -747,6 +756,7 @@ describe('Kubernetes manifests', () => {
         }
       }
       expect(checked).toBe(3);
+      expect(placeholders).toBeGreaterThan(0);
     } finally {
       rmSync(tmp, { recursive: true, force: true });
     }

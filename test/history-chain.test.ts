@@ -159,7 +159,7 @@ describe("a handle's history", () => {
     const owned = verifyHistory(first, [[2, update(requestId(imported))] as const], zone);
     expect(owned.operatorAsserted).toBe(false);
 
-    const legacy = 'L'.repeat(43);
+    const legacy = `${'L'.repeat(42)}A`;
     const upgraded = operatorImport({ legacyOp: legacy });
     const afterLegacy = verifyHistory(emptyHistory(H), entries(upgraded, update(legacy)), zone);
     expect(afterLegacy).toMatchObject({ seq: 2, genesis: requestId(upgraded), operatorAsserted: false });
