@@ -68,11 +68,24 @@ describe('operator page: rendering', () => {
             expired: true,
             transfers: { full: 1, incremental: 0, failed: 4 },
           },
+          delegations: [{ name: `child.example`, servers: [`https://child.example/${hostile}`], ds: [hostile] }],
+          fencedBy: { primary: `https://new.example/${hostile}`, serial: 9 },
         },
       ],
       lookup: { input: hostile, noResolver: false, error: { code: 'invalid_handle', message: `bad handle ${hostile}` }, result: null, bridged: null },
     };
     const page = renderOperatorPage(data);
+    const primary = renderOperatorPage({ ...data, zones: [{ ...data.zones[0]!, role: 'primary', secondary: null }] });
+    expect(primary).toContain(`delegates <code>child.example</code>`);
+    expect(primary).toContain(`<code>https://new.example/${escapeHtml(hostile)}</code> holds serial 9`);
+    expect(primary).not.toContain('<script>alert');
+    // A copy whose last check failed is not shown as plainly serving.
+    const failing = renderOperatorPage({
+      ...data,
+      zones: [{ ...data.zones[0]!, unavailable: null, secondary: { ...data.zones[0]!.secondary!, expired: false } }],
+    });
+    expect(failing).toContain('serving its last good copy');
+    expect(failing).not.toContain('<span class="badge ok">serving</span>');
     expect(page).not.toContain('<script>alert');
     expect(page).not.toContain('<img');
     expect(page).not.toContain('onerror=alert(2)>');
@@ -175,6 +188,17 @@ describe('operator page over a real hierarchy', () => {
     expect(page).toContain('<code class="endpoint">https://home.example/alice@social.example</code>');
     expect(page).toContain(h.owner.kid);
     expect(page).toMatch(/TTL left: <strong class="ttl">\d+ s<\/strong>/);
+  });
+
+  it('marks an answer from the cache as cached: the walk that filled it is named, not timed as if it just ran', async () => {
+    await h.register('cached@social.example', 'social.example');
+    const first = await (await fetch(`${resolverServer.url}/?lookup=cached@social.example`)).text();
+    const again = await (await fetch(`${resolverServer.url}/?lookup=cached@social.example`)).text();
+    expect(first).not.toContain('class="badge cached"');
+    expect(first).toMatch(/<code class="server">[^<]+<\/code> <span class="muted">\(\d+ ms\)<\/span>/);
+    expect(again).toContain(`<span class="badge cached">from this resolver's cache</span>`);
+    expect(again).not.toMatch(/<span class="muted">\(\d+ ms\)<\/span>/);
+    expect(again).toContain('the walk that filled it asked');
   });
 
   it("shows that a handle record follows from its owner's history, and marks one the operator set (a court-ordered transfer) as operator-asserted", async () => {

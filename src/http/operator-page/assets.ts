@@ -14,7 +14,10 @@ h2 { font-size: 17px; margin: 24px 0 8px; }
 h3 { font-size: 15px; margin: 0 0 6px; }
 code, .mono { font-family: ui-monospace, "DejaVu Sans Mono", "Liberation Mono", monospace; font-size: 12.5px; overflow-wrap: anywhere; }
 .muted { color: var(--muted); }
-code.zone-name { white-space: nowrap; font-weight: 600; }
+code.zone-name { font-weight: 600; }
+/* Long tokens (thumbprints, JWS, URLs, 253-character names) wrap anywhere rather than widen the page. */
+td, dd, p, li { overflow-wrap: anywhere; }
+.badge.cached { color: var(--muted); }
 .ok { color: var(--ok); }
 .bad { color: var(--bad); }
 .warn { color: var(--warn); }

@@ -52,6 +52,10 @@ export interface ZoneView {
   /** Why the zone cannot be answered from now (ZoneReader.unavailable), or null. */
   unavailable: string | null;
   secondary: SecondaryView | null;
+  /** A primary's delegations: each child zone, its servers and the key thumbprints vouched for. */
+  delegations: { name: string; servers: string[]; ds: string[] }[];
+  /** A primary fenced by a newer zone record elsewhere (ZoneSettings.fencedBy), or null. */
+  fencedBy: { primary: string; serial: number } | null;
 }
 
 export interface SecondaryView {
@@ -98,6 +102,8 @@ export interface ChainView {
   /** Seconds the result may still be used (what is left of the cached result). */
   ttlLeft: number;
   stale: boolean;
+  /** Answered from this resolver's cache: the servers named are those of the walk that filled it. */
+  cached: boolean;
   /** Earliest signature expiry of the whole proof, seconds since the epoch. */
   exp: number;
   steps: ChainStep[];
@@ -219,9 +225,22 @@ export function zoneViews(ctx: AppContext, now: number): ZoneView[] {
         transfers: status ? { ...status.transfers } : null,
       };
     }
+    const settings = row.role === 'primary' ? info.settings : null;
+    const delegations =
+      row.role === 'primary'
+        ? ctx.store.records
+            .keys(row.content, 'delegation')
+            .slice(0, MAX_DELEGATIONS_SHOWN)
+            .map((child) => {
+              const d = decodeCompact(ctx.store.records.jws(row.content, 'delegation', child)!).payload as DelegationRecord;
+              return { name: d.name, servers: [...d.servers], ds: [...d.ds] };
+            })
+        : [];
     return {
       name: row.name,
       role: row.role,
+      delegations,
+      fencedBy: settings?.fencedBy ?? null,
       serial,
       policy: row.role === 'primary' ? row.policy : null,
       handles: info.handles,
@@ -243,7 +262,9 @@ export async function gatherLookup(ctx: AppContext, input: string | undefined, o
   if (!ctx.resolver) return { input: asked, noResolver: true, error: null, result: null, bridged: null };
   try {
     options.beforeLookup?.();
-    const result = await ctx.resolver.lookup(asked);
+    // A result the cache gives at once is marked so: its trace is the walk that filled the cache.
+    const hit = ctx.resolver.lookupCached(asked);
+    const result = hit ?? (await ctx.resolver.lookup(asked));
     if (!result.verified) {
       const bridged = {
         handle: result.handle,
@@ -255,12 +276,21 @@ export async function gatherLookup(ctx: AppContext, input: string | undefined, o
       };
       return { input: asked, noResolver: false, error: null, result: null, bridged };
     }
-    return { input: asked, noResolver: false, error: null, result: chainOf(result, ctx.resolver.options.anchors), bridged: null };
+    return {
+      input: asked,
+      noResolver: false,
+      error: null,
+      result: { ...chainOf(result, ctx.resolver.options.anchors), cached: hit !== undefined },
+      bridged: null,
+    };
   } catch (err) {
     if (!(err instanceof IdnsError)) throw err;
     return { input: asked, noResolver: false, error: { code: err.code, message: err.message }, result: null, bridged: null };
   }
 }
+
+/** Most delegations a zone's row lists (a parent of many zones shows the first ones). */
+const MAX_DELEGATIONS_SHOWN = 50;
 
 /** The chain of trust of a verified lookup result, step by step. */
 export function chainOf(r: VerifiedResult, anchors: ReadonlyMap<string, readonly string[]> = new Map()): ChainView {
@@ -340,5 +370,5 @@ export function chainOf(r: VerifiedResult, anchors: ReadonlyMap<string, readonly
       noCut: r.proof.noCut?.length ?? 0,
     };
   }
-  return { handle: r.handle, status: r.status, zone: r.zone, ttlLeft: r.ttl, stale: r.stale, exp: r.exp, steps, record };
+  return { handle: r.handle, status: r.status, zone: r.zone, ttlLeft: r.ttl, stale: r.stale, cached: false, exp: r.exp, steps, record };
 }

@@ -126,8 +126,20 @@ function renderZoneRow(z: ZoneView): Html {
 <td class="num">${z.handles}</td>
 <td>${codes(z.servers)}</td>
 <td>${codes(z.keys)}</td>
-<td>${z.secondary ? renderReplication(z) : html`<span class="muted">primary: serves its own copy</span>`}</td>
+<td>${z.secondary ? renderReplication(z) : renderPrimary(z)}</td>
 </tr>`;
+}
+
+/** A primary's replication cell: its fence, if any, and the zones it delegates. */
+function renderPrimary(z: ZoneView): Html {
+  const fence = z.fencedBy
+    ? html`<p><span class="badge bad">fenced</span> <code>${z.fencedBy.primary}</code> holds serial ${z.fencedBy.serial}, newer, naming itself the primary: this server takes no writes and signs nothing for the zone (<code>idns zone unfence</code> once that server is retired, or re-point this one as a secondary)</p>`
+    : html`<span class="muted">primary: serves its own copy</span>`;
+  if (z.delegations.length === 0) return fence;
+  return html`${fence}
+<dl class="kv delegations">
+${z.delegations.map((d) => html`<dt>delegates <code>${d.name}</code></dt><dd>to ${codes(d.servers)}, vouching for ${codes(d.ds)}</dd>`)}
+</dl>`;
 }
 
 function renderReplication(z: ZoneView): Html {
@@ -141,7 +153,13 @@ function renderReplication(z: ZoneView): Html {
           ? html`<span class="warn">${s.lag} behind</span>`
           : html`<span class="bad">source is ${-s.lag} behind us</span>`;
   return html`<dl class="kv">
-<dt>state</dt><dd>${s.expired ? html`<span class="badge bad">expired</span> ${z.unavailable ?? ''}` : html`<span class="badge ok">serving</span>`}</dd>
+<dt>state</dt><dd>${
+    s.expired
+      ? html`<span class="badge bad">expired</span> ${z.unavailable ?? ''}`
+      : s.lastError !== null
+        ? html`<span class="badge warn">serving its last good copy</span> <span class="muted">(its last check failed: see below)</span>`
+        : html`<span class="badge ok">serving</span>`
+  }</dd>
 <dt>sources</dt><dd>${codes(s.sources)}</dd>
 <dt>last good check</dt><dd>${s.lastSuccess === null ? html`<span class="muted">never</span>` : html`${formatDuration(s.lastSuccessAge ?? 0)} ago <span class="muted">(${formatTime(Math.floor(s.lastSuccess / 1000))})</span>`}</dd>
 <dt>last error</dt><dd class="last-error">${s.lastError === null ? html`<span class="muted">none</span>` : html`<span class="bad">${s.lastError}</span>`}</dd>
@@ -189,7 +207,7 @@ function renderChain(c: ChainView, now: number): Html {
       : html`<p class="summary"><span class="badge warn">verified denial</span> <code>${c.handle}</code> does not exist: zone <code>${c.zone}</code> signed a proof of non-existence.</p>`;
   const items: Html[] = [];
   c.steps.forEach((step, i) => {
-    items.push(renderStep(step, i, now));
+    items.push(renderStep(step, i, now, c.cached));
     if (step.delegates) {
       items.push(
         html`<li class="link">zone <code>${step.zone}</code> delegates <code>${step.delegates.name}</code> to ${step.delegates.servers.length} server${step.delegates.servers.length === 1 ? '' : 's'}, vouching for key${step.delegates.ds.length === 1 ? '' : 's'} ${step.delegates.ds.map((d, j) => html`${j ? ', ' : ''}<code>${d}</code>`)}</li>`,
@@ -200,7 +218,7 @@ function renderChain(c: ChainView, now: number): Html {
   items.push(renderFinal(c.record, now));
   return html`<section class="result" data-outcome="${c.status}" aria-label="Result of the lookup">
 ${summary}
-<p class="muted">TTL left: <strong class="ttl">${c.ttlLeft} s</strong>${c.stale ? html` <span class="badge warn">stale: served from expired cache because the zone's servers failed</span>` : ''} · whole chain valid until ${expiry(c.exp, now)}</p>
+<p class="muted">TTL left: <strong class="ttl">${c.ttlLeft} s</strong>${c.cached ? html` <span class="badge cached">from this resolver's cache</span>` : ''}${c.stale ? html` <span class="badge warn">stale: served from expired cache because the zone's servers failed</span>` : ''} · whole chain valid until ${expiry(c.exp, now)}</p>
 <h3>Chain of trust</h3>
 <ol class="chain">
 ${items}
@@ -208,13 +226,15 @@ ${items}
 </section>`;
 }
 
-function renderStep(step: ChainStep, i: number, now: number): Html {
+function renderStep(step: ChainStep, i: number, now: number, cached: boolean): Html {
   const answered =
-    step.answeredBy.kind === 'server'
-      ? html`<code class="server">${step.answeredBy.url}</code> <span class="muted">(${step.answeredBy.rttMs} ms)</span>`
-      : step.answeredBy.kind === 'upstream'
-        ? html`the upstream resolver <code class="server">${step.answeredBy.url}</code> <span class="muted">(its proof checked here)</span>`
-        : html`<span class="muted">known from this resolver's cache of zone cuts (server not recorded)</span>`;
+    step.answeredBy.kind === 'server' && cached
+      ? html`<span class="muted">this resolver's cache (the walk that filled it asked</span> <code class="server">${step.answeredBy.url}</code><span class="muted">)</span>`
+      : step.answeredBy.kind === 'server'
+        ? html`<code class="server">${step.answeredBy.url}</code> <span class="muted">(${step.answeredBy.rttMs} ms)</span>`
+        : step.answeredBy.kind === 'upstream'
+          ? html`the upstream resolver <code class="server">${step.answeredBy.url}</code> <span class="muted">(its proof checked here)</span>`
+          : html`<span class="muted">known from this resolver's cache of zone cuts (server not recorded)</span>`;
   const v = step.vouchedBy;
   const trusted =
     v.kind === 'anchor'
