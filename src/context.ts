@@ -12,6 +12,7 @@ import { NonceStore } from './replication/nonces.js';
 import { Housekeeper } from './replication/housekeeping.js';
 import { Fencer } from './replication/fencing.js';
 import { Notifier } from './replication/notifier.js';
+import { PeerLog } from './replication/peers.js';
 import { Replicator } from './replication/secondary.js';
 import { DEFAULT_TRANSFER_LIMITS } from './replication/transfer-client.js';
 
@@ -28,6 +29,8 @@ export class AppContext extends LocalContext {
   readonly replicator: Replicator;
   readonly notifier: Notifier;
   readonly housekeeper: Housekeeper;
+  /** The last notify to each target and the last transfer of each client, per zone (for the operator page). */
+  readonly peers: PeerLog;
   /** Asks a primary zone's other servers whether it was promoted elsewhere (fencing.ts). */
   readonly fencer: Fencer;
   readonly metrics: Metrics;
@@ -67,7 +70,10 @@ export class AppContext extends LocalContext {
       maxMs: config.transfers.maxSeconds * 1000,
       signatureChecks: config.transfers.signatureChecks,
     });
-    this.notifier = new Notifier(this.zones, this.credentials, clock, this.log, this.replicationAgent);
+    this.peers = new PeerLog(clock);
+    this.notifier = new Notifier(this.zones, this.credentials, clock, this.log, this.replicationAgent, (zone, target, ok, detail) =>
+      this.peers.notified(zone, target, ok, detail),
+    );
     this.fencer = new Fencer(this.zones, clock, this.log, this.replicationAgent);
     this.store.onZoneChanged((zone) => {
       this.notifier.zoneChanged(zone);

@@ -500,6 +500,23 @@ describe('secondary replicas', () => {
     expect(b.ctx.notifier.sent).toBeGreaterThan(0);
   });
 
+  it("shows a primary's secondaries on its operator page: the last notify to each and the last transfer each took", async () => {
+    const b = await server();
+    const a = await server();
+    a.ctx.zones.create('example', { servers: [a.url, b.url] });
+    const kid = a.ctx.zones.info('example').keyThumbprints[0]!;
+    await register(a, 'first@example');
+    b.ctx.zones.createSecondary('example', { primaries: [a.url], ds: [kid] });
+    await b.ctx.replicator.checkNow('example');
+    await register(a, 'second@example');
+    const serial = (await zoneState(a)).serial;
+    await until(async () => (await zoneState(b)).serial === serial, 'the notified secondary to copy', 10_000);
+    const row = /<tr data-zone="example">([\s\S]*?)<\/tr>/.exec(await (await fetch(`${a.url}/`)).text())?.[1] ?? '';
+    expect(row).toContain(`notified <code>${b.url}</code>`);
+    expect(row).toMatch(/ago: <span class="ok">taken<\/span>/);
+    expect(row).toMatch(new RegExp(`copied by <code>127\\.0\\.0\\.1</code></dt><dd>[^<]* ago: incremental transfer at serial ${serial}`));
+  });
+
   it('chains: a secondary copies from another secondary and converges', async () => {
     const { primary, secondary, third } = await chainWithOneHandle();
     await register(primary, 'b@example');

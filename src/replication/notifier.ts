@@ -42,6 +42,8 @@ export class Notifier {
     private readonly clock: Clock,
     private readonly log: Logger,
     private readonly dispatcher: Dispatcher,
+    /** Told each notify's outcome (the operator page shows the last per target). */
+    private readonly outcome: (zone: string, target: string, ok: boolean, detail: string | null) => void = () => undefined,
   ) {
     this.timers = timersFor(clock);
   }
@@ -166,12 +168,17 @@ export class Notifier {
           bodyTimeout: 3000,
         });
         await res.body.dump();
-        if (res.statusCode < 300) return;
+        if (res.statusCode < 300) {
+          this.outcome(zone, url, true, null);
+          return;
+        }
+        this.outcome(zone, url, false, `refused: ${res.statusCode}`);
         this.log.warn('notify refused', { zone, target: url, status: res.statusCode });
         // The target answered and said no (not a secondary of this zone, bad credentials): retrying the same
         // request won't help, but one signed with credentials changed meanwhile may.
         if (res.statusCode < 500 && !this.credentialChanged(zone, target)) break;
       } catch (err) {
+        this.outcome(zone, url, false, 'unreachable');
         this.log.debug('notify failed', { zone, target: url, err });
       }
     }

@@ -56,6 +56,27 @@ export interface ZoneView {
   delegations: { name: string; servers: string[]; ds: string[] }[];
   /** A primary fenced by a newer zone record elsewhere (ZoneSettings.fencedBy), or null. */
   fencedBy: { primary: string; serial: number } | null;
+  /**
+   * The servers copying a primary zone, as this server saw them since it started: the targets it
+   * notified (the last notify to each) and the clients that took transfers (the last transfer of each).
+   */
+  peers: { notifies: PeerNotify[]; transfers: PeerTransfer[] };
+}
+
+export interface PeerNotify {
+  target: string;
+  /** Seconds since the notify. */
+  age: number;
+  ok: boolean;
+  detail: string | null;
+}
+
+export interface PeerTransfer {
+  /** A named secondary's credential name, or the client's address. */
+  client: string;
+  age: number;
+  serial: number;
+  mode: 'full' | 'incremental';
 }
 
 export interface SecondaryView {
@@ -236,10 +257,17 @@ export function zoneViews(ctx: AppContext, now: number): ZoneView[] {
               return { name: d.name, servers: [...d.servers], ds: [...d.ds] };
             })
         : [];
+    const seen = ctx.peers.of(row.name);
+    const ageOf = (at: number) => Math.max(0, Math.floor((now - at) / 1000));
+    const peers = {
+      notifies: [...seen.notifies].map(([target, n]): PeerNotify => ({ target, age: ageOf(n.at), ok: n.ok, detail: n.detail })),
+      transfers: [...seen.transfers].map(([client, t]): PeerTransfer => ({ client, age: ageOf(t.at), serial: t.serial, mode: t.mode })),
+    };
     return {
       name: row.name,
       role: row.role,
       delegations,
+      peers,
       fencedBy: settings?.fencedBy ?? null,
       serial,
       policy: row.role === 'primary' ? row.policy : null,

@@ -135,11 +135,24 @@ function renderPrimary(z: ZoneView): Html {
   const fence = z.fencedBy
     ? html`<p><span class="badge bad">fenced</span> <code>${z.fencedBy.primary}</code> holds serial ${z.fencedBy.serial}, newer, naming itself the primary: this server takes no writes and signs nothing for the zone (<code>idns zone unfence</code> once that server is retired, or re-point this one as a secondary)</p>`
     : html`<span class="muted">primary: serves its own copy</span>`;
-  if (z.delegations.length === 0) return fence;
-  return html`${fence}
-<dl class="kv delegations">
+  const { notifies, transfers } = z.peers;
+  const peers =
+    notifies.length + transfers.length === 0
+      ? ''
+      : html`<dl class="kv secondaries">
+${notifies.map(
+  (n) =>
+    html`<dt>notified <code>${n.target}</code></dt><dd>${formatDuration(n.age)} ago: ${n.ok ? html`<span class="ok">taken</span>` : html`<span class="bad">${n.detail ?? 'failed'}</span>`}</dd>`,
+)}
+${transfers.map((t) => html`<dt>copied by <code>${t.client}</code></dt><dd>${formatDuration(t.age)} ago: ${t.mode} transfer at serial ${t.serial}</dd>`)}
+</dl>`;
+  const delegations =
+    z.delegations.length === 0
+      ? ''
+      : html`<dl class="kv delegations">
 ${z.delegations.map((d) => html`<dt>delegates <code>${d.name}</code></dt><dd>to ${codes(d.servers)}, vouching for ${codes(d.ds)}</dd>`)}
 </dl>`;
+  return html`${fence}${peers}${delegations}`;
 }
 
 function renderReplication(z: ZoneView): Html {

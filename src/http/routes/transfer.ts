@@ -6,6 +6,7 @@ import { verifyAuthorization } from '../../replication/credentials.js';
 import { openTransfer } from '../../replication/transfer-source.js';
 import { outgoingOf, streamedBody } from '../streamed-body.js';
 import { zoneFromPath } from './zones.js';
+import { serialOf } from '../../records/serial.js';
 
 /** Zone transfer (full or incremental) and notify, between a zone's servers. */
 export function transferRoutes(ctx: AppContext): Hono {
@@ -16,7 +17,7 @@ export function transferRoutes(ctx: AppContext): Hono {
     const row = ctx.zones.require(zone);
     // A zone with named secondaries transfers only to them; without any, the zone is public data anyway.
     const acl = ctx.credentials.allowed(zone);
-    if (Object.keys(acl).length > 0) authenticate(c, ctx, new Uint8Array(0), (name) => acl[name]?.secret);
+    const named = Object.keys(acl).length > 0 ? authenticate(c, ctx, new Uint8Array(0), (name) => acl[name]?.secret) : null;
     const sinceRaw = c.req.query('since');
     if (sinceRaw !== undefined && !/^\d{1,10}$/.test(sinceRaw)) throw new IdnsError('invalid_request', 'since must be a serial (0 to 4294967295)');
     const since = sinceRaw === undefined ? null : Number(sinceRaw);
@@ -24,6 +25,7 @@ export function transferRoutes(ctx: AppContext): Hono {
     const unavailable = ctx.zones.unavailable(row);
     if (unavailable) throw new IdnsError('zone_unavailable', unavailable);
     const transfer = openTransfer(ctx.store.path, { zone, since, format: c.req.query('format') });
+    ctx.peers.transferred(zone, named ?? ctx.rateLimits.addressOfContext(c), serialOf(row.version), since === null ? 'full' : 'incremental');
     const body = await streamedBody(transfer.body, outgoingOf(c.env), ctx.log, `transfer of ${zone}`);
     return new Response(body, { status: 200, headers: { 'content-type': transfer.contentType, 'cache-control': 'no-store' } });
   });
