@@ -859,3 +859,38 @@ describe('zone delete and re-pointing a secondary', () => {
     expect(expectOk(await idns(['zone', 'show', 'copy.example', '--data', data]))).toContain(`copied from: https://b.example (trusting keys ${kid})`);
   });
 });
+
+describe('idns ctl: the running server through its control socket', () => {
+  it('status, refresh, retransfer, notify and reload; the socket is 0600 and goes with the server', async () => {
+    const cwd = newDir();
+    const dirP = join(cwd, 'p');
+    const dirS = join(cwd, 's');
+    const primary = await serve(dirP, ['--no-bootstrap']);
+    const secondary = await serve(dirS, ['--no-bootstrap']);
+    const idns = (args: string[]) => runIdns(args, { cwd });
+    const created = JSON.parse(expectOk(await idns(['zone', 'create', 'example', '--server-url', primary.url, secondary.url, '--data', dirP, '--json']))) as {
+      keyThumbprints: string[];
+    };
+    expectOk(await idns(['zone', 'secondary', 'example', '--primary', primary.url, '--ds', created.keyThumbprints[0]!, '--data', dirS]));
+    expect(statSync(join(dirS, 'control.sock')).mode & 0o777).toBe(0o600);
+
+    // refresh: the secondary checks now (its first copy, if the scan has not taken it yet).
+    const refreshed = JSON.parse(expectOk(await idns(['ctl', 'refresh', 'example', '--data', dirS, '--json']))) as { serial: number; lastError: null };
+    expect(refreshed).toMatchObject({ serial: 1, lastError: null });
+    const before = JSON.parse(expectOk(await idns(['ctl', 'status', '--data', dirS, '--json']))) as { zones: { zone: string; transfers: { full: number } }[] };
+    const fullBefore = before.zones.find((z) => z.zone === 'example')!.transfers.full;
+    const again = JSON.parse(expectOk(await idns(['ctl', 'retransfer', 'example', '--data', dirS, '--json']))) as { transfers: { full: number } };
+    expect(again, JSON.stringify(again)).toMatchObject({ lastError: null });
+    expect(again.transfers.full).toBe(fullBefore + 1);
+    expect(expectOk(await idns(['ctl', 'status', '--data', dirS]))).toMatch(/example: secondary, serial 1, source at 1/);
+
+    const notified = JSON.parse(expectOk(await idns(['ctl', 'notify', 'example', '--data', dirP, '--json']))) as { targets: string[] };
+    expect(notified.targets).toEqual([secondary.url]);
+    expect(JSON.parse(expectOk(await idns(['ctl', 'reload', '--data', dirP, '--json'])))).toEqual({ tls: 'not serving HTTPS' });
+    expectFailure(await idns(['ctl', 'refresh', 'example', '--data', dirP]), 1, 'invalid_request');
+
+    await primary.stop('SIGTERM');
+    expect(() => statSync(join(dirP, 'control.sock'))).toThrow();
+    expectFailure(await idns(['ctl', 'status', '--data', dirP]), 1, 'invalid_config');
+  });
+});

@@ -101,3 +101,44 @@ describe('HTTPS', () => {
     }
   });
 });
+
+describe('HTTPS certificate renewal without a restart (idns ctl reload)', () => {
+  it('serves the certificate now in the configured files to new connections once reloaded', async () => {
+    const tmp = tempDir('idns-tls-reload-');
+    const first = join(tmp.dir, 'first');
+    const second = join(tmp.dir, 'second');
+    const { mkdirSync, copyFileSync, readFileSync } = await import('node:fs');
+    mkdirSync(first);
+    mkdirSync(second);
+    makeServerCertificate(first);
+    makeServerCertificate(second);
+    const live = join(tmp.dir, 'live');
+    mkdirSync(live);
+    for (const f of ['server.pem', 'server.key']) copyFileSync(join(first, f), join(live, f));
+    const s = await startTestServer({ config: { tls: { cert: join(live, 'server.pem'), key: join(live, 'server.key'), ca: [] } } });
+    const status = async (ca: string) => {
+      const agent = new Agent({ connect: { ca: readFileSync(join(ca, 'ca.pem')) } });
+      try {
+        const res = await request(`${s.url}/healthz`, { dispatcher: agent });
+        await res.body.dump();
+        return res.statusCode;
+      } catch (err) {
+        return (err as Error).message;
+      } finally {
+        await agent.close();
+      }
+    };
+    try {
+      expect(await status(first)).toBe(200);
+      // The certificate is renewed on disk (by another CA here, so that the test can tell which is served).
+      for (const f of ['server.pem', 'server.key']) copyFileSync(join(second, f), join(live, f));
+      expect(await status(first)).toBe(200);
+      expect(s.server.reloadTls()).toBe(true);
+      expect(await status(second)).toBe(200);
+      expect(await status(first)).toMatch(/certificate/i);
+    } finally {
+      await s.close();
+      tmp.remove();
+    }
+  });
+});

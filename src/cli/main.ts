@@ -10,6 +10,7 @@ Server side (--data DIR, default ./data):
   serve      Run an identity server for the zones in DIR.
   zone       create | show | list | invite | policy | delegate | undelegate | import |
              secondary | digest | allow-transfer | deny-transfer | promote
+  ctl        status | refresh | retransfer | notify | reload: the running server, through its control socket.
   witness    show: this server's witness key (name, thumbprint, public key).
 Client side (--server URL, default http://127.0.0.1:8053):
   keygen     Make an Ed25519 key file for a handle.
@@ -48,6 +49,8 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
         return await (await import('./commands/resolve.js')).resolve(rest, io);
       case 'lookup':
         return await (await import('./commands/lookup.js')).lookup(rest, io);
+      case 'ctl':
+        return await (await import('./commands/ctl.js')).ctl(rest, io);
       case 'witness':
         return await (await import('./commands/witness.js')).witness(rest, io);
       case 'demo':

@@ -24,6 +24,8 @@ export interface RunningServer {
   connections: ConnectionGuard;
   /** Stops accepting, lets in-flight requests finish, then resolves. */
   close(): Promise<void>;
+  /** Reads the TLS certificate and key files again (idns ctl reload); false when not serving HTTPS. */
+  reloadTls(): boolean;
 }
 
 /**
@@ -132,6 +134,13 @@ export async function startServer(ctx: AppContext, host: string, port: number, s
     port: address.port,
     server,
     connections: guard,
+    reloadTls: () => {
+      // Read again from the configured files: a renewed certificate is used by the next handshakes.
+      if (tls === null) return false;
+      const fresh = serverCredentials(ctx.config)!;
+      (server as unknown as { setSecureContext(o: { cert: Buffer; key: Buffer }): void }).setSecureContext({ cert: fresh.cert, key: fresh.key });
+      return true;
+    },
     close: () =>
       new Promise<void>((resolve) => {
         // Graceful: stop accepting, let requests in flight finish, and close each keep-alive connection

@@ -31,6 +31,8 @@ interface ZoneLoop {
   status: SecondaryStatus;
   /** The zone's settings (JSON) the loop last saw: a change (a re-pointed source) is checked at once. */
   settings: string;
+  /** The next check takes a full transfer whatever the serials say (idns ctl retransfer). */
+  forceFull: boolean;
 }
 
 /** Least time between two checks triggered by notifies, ms. */
@@ -108,6 +110,16 @@ export class Replicator {
     return loop.status;
   }
 
+  /** Takes a full transfer of a secondary zone now, whatever the serials say, and waits for the outcome (idns ctl retransfer). */
+  async retransfer(zone: string): Promise<SecondaryStatus> {
+    this.ensureLoop(zone);
+    const loop = this.loops.get(zone)!;
+    if (loop.running) await loop.running;
+    loop.forceFull = true;
+    await this.run(zone);
+    return loop.status;
+  }
+
   /** True while a check of the zone is running. */
   busy(zone: string): boolean {
     return this.loops.get(zone)?.running != null;
@@ -145,6 +157,7 @@ export class Replicator {
       lastStarted: 0,
       running: null,
       again: false,
+      forceFull: false,
       settings: row.settings,
       status: {
         zone,
@@ -214,15 +227,16 @@ export class Replicator {
         loop.status.primarySerial = record.serial;
         const current = this.zones.require(zone);
         const ours = current.record === '' ? null : serialOf(current.version);
-        if (ours === null || serialLess(ours, record.serial)) {
+        if (loop.forceFull || ours === null || serialLess(ours, record.serial)) {
           let serial: number | false = false;
-          if (ours !== null) serial = await this.incrementalOrNothing(src, loop);
+          if (ours !== null && !loop.forceFull) serial = await this.incrementalOrNothing(src, loop);
           if (serial === false) {
-            serial = await this.client.full(src);
+            serial = await this.client.full(src, loop.forceFull);
             loop.status.transfers.full += 1;
           } else {
             loop.status.transfers.incremental += 1;
           }
+          loop.forceFull = false;
           this.log.info('zone transferred', { zone, serial, from: server });
         } else if (ours !== record.serial) {
           throw new Error(`the source's serial ${record.serial} is behind ours (${ours})`);

@@ -104,8 +104,8 @@ export class TransferClient {
     return { record: zone.record, jws: jws as string };
   }
 
-  /** Copies the whole zone and switches to the copy; returns the new serial. */
-  async full(src: Source): Promise<number> {
+  /** Copies the whole zone and switches to the copy; returns the new serial. With `again`, a copy of the serial held already is taken too (idns ctl retransfer). */
+  async full(src: Source, again = false): Promise<number> {
     const before = this.zones.require(src.zone);
     const opened = await this.open(src, null, 'compact');
     const bounds = new TransferBounds(opened.body, this.limits.maxBytes, this.limits.maxMs);
@@ -132,7 +132,7 @@ export class TransferClient {
       if (ended) throw afterEnd();
       const line = asLine(value);
       if (start === null) {
-        start = this.checkStart(line, src, before, 'full');
+        start = this.checkStart(line, src, before, 'full', again);
         const { count: signedCount, size: signedSize } = start.record;
         if (signedCount !== undefined && signedSize !== undefined) {
           bounds.limit(signedSize + signedCount * LINE_OVERHEAD + 2 * this.limits.maxLineBytes, "more than its signed zone record's count and size allow");
@@ -483,15 +483,16 @@ export class TransferClient {
     return { zone: src.zone, zoneRecord: start.jws, record: start.record, nowSeconds: epochSeconds(this.clock), signatureRate: Math.min(1, signatureRate) };
   }
 
-  private checkStart(line: Line, src: Source, before: ZoneRow, mode: 'full' | 'incremental'): { record: ZoneRecord; jws: string } {
+  private checkStart(line: Line, src: Source, before: ZoneRow, mode: 'full' | 'incremental', again = false): { record: ZoneRecord; jws: string } {
     if (line.kind !== 'start' || line.mode !== mode || line.zone !== src.zone) {
       throw new IdnsError('transfer_failed', `the stream does not start with the ${mode} transfer of ${src.zone}`);
     }
     const zone = verifyZoneRecord(line.record, src.zone, epochSeconds(this.clock), src.trusted);
     if (before.record !== '') {
       const ours = serialOf(before.version);
-      // A serial going backwards is a replay of an older zone, or a broken primary: never take it.
-      if (serialLess(zone.record.serial, ours) || (mode === 'full' && zone.record.serial === ours)) {
+      // A serial going backwards is a replay of an older zone, or a broken primary: never take it. The same
+      // serial again only when the operator asked for it (idns ctl retransfer: a copy to be made anew).
+      if (serialLess(zone.record.serial, ours) || (mode === 'full' && zone.record.serial === ours && !again)) {
         throw new IdnsError('transfer_failed', `the source offers serial ${zone.record.serial}, not newer than ours (${ours})`);
       }
     }

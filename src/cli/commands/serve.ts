@@ -53,11 +53,12 @@ export async function serve(argv: string[], io: Io): Promise<number> {
   const { values, help } = parseCommand({ usage, options, positionals: [] }, argv);
   if (help) return (io.out(usage), 0);
   // The server's modules load after the arguments are read: `--help` answers without them.
-  const [{ loadConfig }, { AppContext }, { startServer }, signatures] = await Promise.all([
+  const [{ loadConfig }, { AppContext }, { startServer }, signatures, { startControl }] = await Promise.all([
     import('../../config.js'),
     import('../../context.js'),
     import('../../http/server.js'),
     import('../../records/ed25519.js'),
+    import('../../http/control.js'),
   ]);
   const config = loadConfig({
     data: values.data,
@@ -80,9 +81,16 @@ export async function serve(argv: string[], io: Io): Promise<number> {
   });
   const ctx = openingDataDir(config.dataDir, () => new AppContext(config));
   let running;
+  let control;
   try {
     ctx.zones.assureKeys();
     running = await startServer(ctx, config.listen.host, config.listen.port);
+    try {
+      control = await startControl(ctx, running);
+    } catch (err) {
+      await running.close();
+      throw err;
+    }
   } catch (err) {
     await ctx.close();
     const code = (err as NodeJS.ErrnoException).code;
@@ -153,6 +161,7 @@ export async function serve(argv: string[], io: Io): Promise<number> {
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
   });
+  await control.close();
   await running.close();
   await ctx.changes.drain();
   await ctx.close();
