@@ -88,8 +88,14 @@ export async function serve(argv: string[], io: Io): Promise<number> {
     try {
       control = await startControl(ctx, running);
     } catch (err) {
-      await running.close();
-      throw err;
+      if (err instanceof IdnsError) {
+        // Another server on this data directory: two servers on one database must not run.
+        await running.close();
+        throw err;
+      }
+      // A socket path too long for the system (a deep data directory) costs idns ctl, not the service.
+      ctx.log.warn('control socket unavailable: idns ctl will not reach this server', { err });
+      control = null;
     }
   } catch (err) {
     await ctx.close();
@@ -161,7 +167,7 @@ export async function serve(argv: string[], io: Io): Promise<number> {
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
   });
-  await control.close();
+  await control?.close();
   await running.close();
   await ctx.changes.drain();
   await ctx.close();
