@@ -125,5 +125,6 @@ function metricsSources(ctx: AppContext): MetricsSources {
     notifies: () => ({ sent: ctx.notifier.sent, gaveUp: ctx.notifier.failed }),
     answerFiles: () => ctx.answerFiles?.status() ?? [],
     resolverCache: () => (ctx.resolver ? { entries: ctx.resolver.cacheSize, bytes: ctx.resolver.cacheBytes } : null),
+    resolverZoneForks: () => ctx.resolver?.zoneForks().length ?? 0,
   };
 }

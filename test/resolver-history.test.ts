@@ -284,3 +284,23 @@ describe("a resolver's zone versions: no rollback, forks kept (docs/protocol.md 
     expect(forks[0]!.seen).not.toBe(forks[0]!.offered);
   });
 });
+
+describe('the forks a resolver role keeps, as a metric', () => {
+  it('counts them in idns_resolver_zone_forks', async () => {
+    const { Metrics } = await import('../src/http/metrics.js');
+    let forks = 0;
+    const metrics = new Metrics({
+      now: () => Date.now(),
+      zones: () => [],
+      signatureExpiry: () => [],
+      replication: () => [],
+      notifies: () => ({ sent: 0, gaveUp: 0 }),
+      answerFiles: () => [],
+      resolverCache: () => ({ entries: 0, bytes: 0 }),
+      resolverZoneForks: () => forks,
+    });
+    expect(await metrics.registry.metrics()).toMatch(/^idns_resolver_zone_forks 0$/m);
+    forks = 2;
+    expect(await metrics.registry.metrics()).toMatch(/^idns_resolver_zone_forks 2$/m);
+  });
+});

@@ -37,6 +37,8 @@ export interface MetricsSources {
   answerFiles(): Iterable<{ zone: string; entries: number; changed: number }>;
   /** The resolver cache, or null without a resolver role. */
   resolverCache(): { entries: number; bytes: number } | null;
+  /** Forks the resolver met and keeps as evidence (two contents of one zone serial); 0 without a resolver role. */
+  resolverZoneForks(): number;
 }
 
 /** Upper bounds of the request-duration buckets, s: a fast-path read takes tens of µs, a registration a few ms. */
@@ -329,6 +331,14 @@ export class Metrics {
       registers,
       collect() {
         this.set(sources.resolverCache()?.entries ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'idns_resolver_zone_forks',
+      help: 'Zone forks the resolver met and keeps as evidence: two zone records of one zone and serial with different contents (resolver.zoneForks())',
+      registers,
+      collect() {
+        this.set(sources.resolverZoneForks());
       },
     });
     new Gauge({
