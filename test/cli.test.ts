@@ -3,6 +3,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { queryAuthoritative } from '../src/client/answers.js';
+import { signChangeRequest } from '../src/client/requests.js';
 import { parseDocument, parseTxt } from '../src/discovery/publication.js';
 import { thumbprint } from '../src/records/keys.js';
 import { newUserKey, writeUserKey } from './support/keys.js';
@@ -892,5 +893,54 @@ describe('idns ctl: the running server through its control socket', () => {
     await primary.stop('SIGTERM');
     expect(() => statSync(join(dirP, 'control.sock'))).toThrow();
     expectFailure(await idns(['ctl', 'status', '--data', dirP]), 1, 'invalid_config');
+  });
+});
+
+describe('fencing with real processes', () => {
+  it('an old primary restarted after its secondary was promoted takes no writes and points to the new primary', async () => {
+    const cwd = newDir();
+    const dirA = join(cwd, 'a');
+    const dirB = join(cwd, 'b');
+    const idns = (args: string[]) => runIdns(args, { cwd });
+    let a = await serve(dirA, ['--no-bootstrap']);
+    const b = await serve(dirB, ['--no-bootstrap']);
+    const created = JSON.parse(
+      expectOk(await idns(['zone', 'create', 'example', '--server-url', a.url, b.url, '--policy', 'open', '--data', dirA, '--json'])),
+    ) as {
+      keyThumbprints: string[];
+    };
+    expectOk(await idns(['zone', 'secondary', 'example', '--primary', a.url, '--ds', created.keyThumbprints[0]!, '--data', dirB]));
+    expectOk(await idns(['ctl', 'refresh', 'example', '--data', dirB]));
+
+    // A stops; B is promoted with A's key (its key directory standing in for a backup).
+    await a.stop('SIGTERM');
+    expectOk(await idns(['zone', 'promote', 'example', '--key-dir', join(dirA, 'keys', 'example'), '--primary-url', b.url, '--data', dirB]));
+    const promoted = JSON.parse(expectOk(await idns(['ctl', 'status', '--data', dirB, '--json']))) as { zones: { zone: string; serial: number }[] };
+    const newSerial = promoted.zones.find((z) => z.zone === 'example')!.serial;
+
+    // A comes back: it learns of B at start-up and fences the zone.
+    a = await serve(dirA, ['--no-bootstrap']);
+    const deadline = Date.now() + 20_000;
+    type Fence = { primary: string; serial: number } | null;
+    let fenced: Fence = null;
+    while (fenced === null) {
+      const shown = JSON.parse(expectOk(await idns(['zone', 'show', 'example', '--data', dirA, '--json']))) as { fencedBy: Fence };
+      fenced = shown.fencedBy;
+      if (fenced === null && Date.now() > deadline) throw new Error('the restarted primary never fenced itself');
+      if (fenced === null) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(fenced).toEqual({ primary: b.url, serial: newSerial });
+    const late = newUserKey();
+    const write = await fetch(`${a.url}/v1/handles`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        request: signChangeRequest({ action: 'register', handle: 'late@example', endpoint: 'https://home.example/late', keys: [late.public] }, late.private),
+      }),
+      redirect: 'manual',
+    });
+    expect(write.status).toBe(307);
+    expect(write.headers.get('location')).toBe(`${b.url}/v1/handles`);
+    expect(expectOk(await idns(['zone', 'show', 'example', '--data', dirA]))).toContain('FENCED');
   });
 });
