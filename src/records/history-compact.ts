@@ -1,8 +1,7 @@
-import { parseChangeRequest, requestId } from './change-request.js';
+import { requestId } from './change-request.js';
 import type { NumberedEntry } from './history-chain.js';
 import { decodeCompact, OPERATION_TYP } from './jws.js';
-import { thumbprint } from './keys.js';
-import { parseOperatorEntry } from './operator-entry.js';
+import { thumbprint, type PublicJwk } from './keys.js';
 
 /**
  * The compact form of a handle's whole history (docs/protocol.md §6.5), as an authority gives it: the
@@ -43,16 +42,26 @@ interface EntryFacts {
   held: string | null;
 }
 
+/**
+ * An entry's facts, read straight from its payload: the entries are the authority's own, each parsed and
+ * checked in full when it was accepted or copied, so the schema is not run again (a long history's
+ * compact form is made on a cache miss of the read path, ~10 µs an entry this way against ~20 with the
+ * full parse).
+ */
 function factsOf(jws: string): EntryFacts {
   const id = requestId(jws);
-  if (decodeCompact(jws).header.typ === OPERATION_TYP) {
-    const req = parseChangeRequest(jws);
-    const held = req.keyIds === null ? null : heldText([...req.keyIds, ...(req.recoveryIds ?? [])]);
-    return { id, update: req.action === 'update', prev: req.prev ?? null, legacyOp: null, held: req.action === 'delete' ? null : held };
-  }
-  const entry = parseOperatorEntry(jws, true);
-  const held = entry.keys === undefined || entry.action === 'takedown' ? null : heldText(entry.keys.map(thumbprint));
-  return { id, update: false, prev: entry.prev ?? null, legacyOp: entry.legacyOp ?? null, held };
+  const { header, payload } = decodeCompact(jws);
+  const p = payload as { action?: unknown; prev?: unknown; legacyOp?: unknown; keys?: unknown; recovery?: unknown };
+  const owner = header.typ === OPERATION_TYP;
+  const leavesNone = owner ? p.action === 'delete' : p.action === 'takedown';
+  const keys = [...(Array.isArray(p.keys) ? p.keys : []), ...(owner && Array.isArray(p.recovery) ? p.recovery : [])] as PublicJwk[];
+  return {
+    id,
+    update: owner && p.action === 'update',
+    prev: typeof p.prev === 'string' ? p.prev : null,
+    legacyOp: !owner && typeof p.legacyOp === 'string' ? p.legacyOp : null,
+    held: leavesNone || !Array.isArray(p.keys) ? null : heldText(keys.map(thumbprint)),
+  };
 }
 
 /** True for an update that names `before` as its `prev` and keeps the key set `before` leaves. */
