@@ -41,9 +41,26 @@ export function normalAddress(address: string): string {
   return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
 }
 
+/** A prefix of an address: its first `bits` bits equal those of `net`. */
+export interface Prefix {
+  net: Uint8Array;
+  bits: number;
+}
+
+/** True when `bytes` is an address of the prefix's family that starts with it. */
+export function within(bytes: Uint8Array, p: Prefix): boolean {
+  if (bytes.length !== p.net.length) return false;
+  const whole = p.bits >> 3;
+  for (let i = 0; i < whole; i++) if (bytes[i] !== p.net[i]) return false;
+  const rest = p.bits & 7;
+  if (rest === 0) return true;
+  const mask = (0xff << (8 - rest)) & 0xff;
+  return (bytes[whole]! & mask) === (p.net[whole]! & mask);
+}
+
 /** Addresses and CIDR blocks (`192.0.2.10`, `10.0.0.0/8`, `2001:db8::/32`): the trusted proxies. */
 export class AddressSet {
-  private readonly blocks: { bytes: Uint8Array; bits: number }[];
+  private readonly blocks: Prefix[];
 
   constructor(entries: readonly string[]) {
     this.blocks = entries.map((entry) => {
@@ -58,25 +75,17 @@ export class AddressSet {
     if (this.blocks.length === 0) return false;
     const bytes = parseAddress(normalAddress(address));
     if (bytes === undefined) return false;
-    return this.blocks.some((b) => b.bytes.length === bytes.length && samePrefix(b.bytes, bytes, b.bits));
+    return this.blocks.some((b) => within(bytes, b));
   }
 }
 
 /** An address or CIDR block, or null when it is neither. */
-export function parseBlock(entry: string): { bytes: Uint8Array; bits: number } | null {
+export function parseBlock(entry: string): Prefix | null {
   const [address, prefix, ...rest] = entry.split('/');
   const bytes = address === undefined ? undefined : parseAddress(normalAddress(address));
   if (bytes === undefined || rest.length > 0) return null;
   const max = bytes.length * 8;
   if (prefix !== undefined && !/^\d{1,3}$/.test(prefix)) return null;
   const bits = prefix === undefined ? max : Number(prefix);
-  return bits <= max ? { bytes, bits } : null;
-}
-
-function samePrefix(a: Uint8Array, b: Uint8Array, bits: number): boolean {
-  for (let i = 0; i < bits; i++) {
-    const mask = 0x80 >> (i % 8);
-    if ((a[i >> 3]! & mask) !== (b[i >> 3]! & mask)) return false;
-  }
-  return true;
+  return bits <= max ? { net: bytes, bits } : null;
 }

@@ -2,7 +2,7 @@ import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { type LookupFunction } from 'node:net';
 import { Agent } from '../client/undici.js';
 import { IdnsError } from '../errors.js';
-import { parseAddress } from './address-bytes.js';
+import { parseAddress, within, type Prefix } from './address-bytes.js';
 
 export { parseAddress };
 
@@ -17,12 +17,6 @@ export { parseAddress };
  * the text misses some. IPv6 forms that carry an IPv4 address (mapped, translated, NAT64, 6to4, Teredo)
  * are judged by that address too.
  */
-
-/** A prefix of an address: its first `bits` bits equal those of `net`. */
-interface Prefix {
-  net: Uint8Array;
-  bits: number;
-}
 
 function prefix(text: string, bits: number): Prefix {
   const net = parseAddress(text);
@@ -73,16 +67,6 @@ const V6_EMBEDDING: readonly Prefix[] = [
   ['64:ff9b::', 96], // NAT64 well-known prefix (RFC 6052)
 ].map(([n, b]) => prefix(n as string, b as number));
 const V6_6TO4 = prefix('2002::', 16);
-
-function within(bytes: Uint8Array, p: Prefix): boolean {
-  if (bytes.length !== p.net.length) return false;
-  const whole = p.bits >> 3;
-  for (let i = 0; i < whole; i++) if (bytes[i] !== p.net[i]) return false;
-  const rest = p.bits & 7;
-  if (rest === 0) return true;
-  const mask = (0xff << (8 - rest)) & 0xff;
-  return (bytes[whole]! & mask) === (p.net[whole]! & mask);
-}
 
 function v4PrivateBytes(b: Uint8Array): boolean {
   return V4_NOT_PUBLIC.some((p) => within(b, p));
