@@ -1,4 +1,4 @@
-import { serialLess, serialOf } from '../records/serial.js';
+import { serialLess, serialOf, serialsFrom } from '../records/serial.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { IdnsError } from '../errors.js';
 import { isAtOrBelow, parseZoneName } from '../names/zone.js';
@@ -396,7 +396,7 @@ export class ZoneService extends ZoneReader {
     const row = this.require(name);
     if (row.role !== 'primary') throw new IdnsError('invalid_request', `zone ${name} is a secondary here; its serial follows its primary's`);
     if (!Number.isSafeInteger(serial) || serial < 0 || serial >= 2 ** 32) throw new IdnsError('invalid_request', 'a serial is 0 to 4294967295');
-    const ahead = (serial - serialOf(row.version) + 2 ** 32) % 2 ** 32;
+    const ahead = serialsFrom(serialOf(row.version), serial);
     if (ahead === 0 || ahead >= 2 ** 31) {
       throw new IdnsError('invalid_request', `serial ${serial} is not after zone ${name}'s serial ${serialOf(row.version)} (RFC 1982: 1 to 2^31 - 1 ahead)`);
     }
@@ -426,8 +426,9 @@ export class ZoneService extends ZoneReader {
       const row = this.require(name);
       const { fencedBy: _gone, ...settings } = this.settings(row);
       this.store.zones.setSettings(name, JSON.stringify(parseZoneSettings(settings)));
-      const past = (fence.serial + 1) % 2 ** 32;
-      return serialLess(serialOf(row.version), past) ? this.bumpSerial(name, past) : this.bumpSerial(name, (serialOf(row.version) + 1) % 2 ** 32);
+      const ours = serialOf(row.version);
+      const past = serialOf(fence.serial + 1);
+      return this.bumpSerial(name, serialLess(ours, past) ? past : serialOf(ours + 1));
     });
   }
 

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Metric } from 'prom-client';
+import { serialsFrom } from '../records/serial.js';
 
 /** A zone held here, as the metrics read it when scraped. */
 export interface ZoneFacts {
@@ -272,7 +273,7 @@ export class Metrics {
       collect() {
         this.reset();
         for (const s of sources.replication()) {
-          if (s.primarySerial !== null && s.serial !== null) this.set({ zone: s.zone }, (s.primarySerial - s.serial + 2 ** 32) % 2 ** 32);
+          if (s.primarySerial !== null && s.serial !== null) this.set({ zone: s.zone }, serialsFrom(s.serial, s.primarySerial));
         }
       },
     });

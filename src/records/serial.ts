@@ -16,6 +16,11 @@ export function serialLess(a: number, b: number): boolean {
   return a !== b && ((a < b && b - a < HALF) || (a > b && a - b > HALF));
 }
 
+/** How many serials forward from `from` to `to`, modulo 2^32 (0 to 2^32 − 1; RFC 1982 calls under 2^31 "after"). */
+export function serialsFrom(from: number, to: number): number {
+  return (to - from + MOD) % MOD;
+}
+
 /**
  * The version a peer means by `serial`, given our current version: the most recent version with that
  * serial not after ours. Null when the serial is ahead of ours.
@@ -23,5 +28,5 @@ export function serialLess(a: number, b: number): boolean {
 export function versionOfSerial(serial: number, currentVersion: number): number | null {
   const current = serialOf(currentVersion);
   if (serial !== current && !serialLess(serial, current)) return null;
-  return currentVersion - ((current - serial + MOD) % MOD);
+  return currentVersion - serialsFrom(serial, current);
 }

@@ -1,4 +1,4 @@
-import { serialLess, serialOf } from '../../records/serial.js';
+import { serialLess, serialOf, serialsFrom } from '../../records/serial.js';
 import type { AppContext } from '../../context.js';
 import { IdnsError, type ErrorCode } from '../../errors.js';
 import { decodeCompact } from '../../records/jws.js';
@@ -182,8 +182,6 @@ export type FinalRecord =
       noCut: number;
     };
 
-const MOD = 2 ** 32;
-
 /**
  * How many serials the primary is ahead of our copy, in RFC 1982 arithmetic: positive when behind,
  * negative when the source is behind us, null when unknown or when the two are exactly 2^31 apart.
@@ -191,8 +189,8 @@ const MOD = 2 ** 32;
 export function serialLag(primary: number | null, ours: number | null): number | null {
   if (primary === null || ours === null) return null;
   if (primary === ours) return 0;
-  if (serialLess(ours, primary)) return (primary - ours + MOD) % MOD;
-  if (serialLess(primary, ours)) return -((ours - primary + MOD) % MOD);
+  if (serialLess(ours, primary)) return serialsFrom(ours, primary);
+  if (serialLess(primary, ours)) return -serialsFrom(primary, ours);
   return null;
 }
 
