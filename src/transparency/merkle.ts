@@ -121,11 +121,10 @@ export function verifyInclusion(leaf: Buffer, index: number, size: number, proof
     if (sn === 0) throw fail('an inclusion proof longer than its tree needs');
     if (fn % 2 === 1 || fn === sn) {
       r = nodeHash(p, r);
-      if (fn % 2 === 0) {
-        while (fn % 2 === 0 && fn !== 0) {
-          fn = Math.floor(fn / 2);
-          sn = Math.floor(sn / 2);
-        }
+      // RFC 9162: if LSB(fn) is not set, shift both until it is, or fn is 0.
+      while (fn % 2 === 0 && fn !== 0) {
+        fn = Math.floor(fn / 2);
+        sn = Math.floor(sn / 2);
       }
     } else {
       r = nodeHash(r, p);
@@ -172,11 +171,10 @@ export function verifyConsistency(from: number, to: number, proof: readonly Buff
     if (fn % 2 === 1 || fn === sn) {
       fr = nodeHash(c, fr);
       sr = nodeHash(c, sr);
-      if (fn % 2 === 0) {
-        while (fn % 2 === 0 && fn !== 0) {
-          fn = Math.floor(fn / 2);
-          sn = Math.floor(sn / 2);
-        }
+      // RFC 9162: if LSB(fn) is not set, shift both until it is, or fn is 0.
+      while (fn % 2 === 0 && fn !== 0) {
+        fn = Math.floor(fn / 2);
+        sn = Math.floor(sn / 2);
       }
     } else {
       sr = nodeHash(sr, c);
