@@ -1,7 +1,7 @@
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { IdnsError } from '../errors.js';
-import { generatePrivateJwk, signingKeyFromJwk, type SigningKey } from '../records/keys.js';
+import { generatePrivateJwk, signingKeyFromJwk, type PrivateJwk, type SigningKey } from '../records/keys.js';
 
 /**
  * Zone signing keys, one file per key under `<data>/keys/<zone>/<kid>.jwk`, mode 0600. Keys never enter
@@ -16,11 +16,7 @@ export class KeyRing {
   create(zone: string): SigningKey {
     const jwk = generatePrivateJwk();
     const key = signingKeyFromJwk(jwk);
-    const dir = this.zoneDir(zone);
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    chmodSync(dir, 0o700);
-    // 'wx': never overwrite an existing key file.
-    writeFileSync(join(dir, `${key.kid}.jwk`), `${JSON.stringify(jwk)}\n`, { mode: 0o600, flag: 'wx' });
+    writeKeyFile(this.zoneDir(zone), `${key.kid}.jwk`, jwk);
     this.cache.set(`${zone}/${key.kid}`, key);
     return key;
   }
@@ -71,6 +67,16 @@ export class KeyRing {
     // '.' is the root zone; other names are LDH plus dots, safe as a directory name.
     return join(this.keysDir, zone === '.' ? '_root' : zone);
   }
+}
+
+/**
+ * Writes a private JWK as `dir/file`, mode 0600, in a directory made 0700. Never overwrites an existing
+ * key file ('wx': it throws EEXIST).
+ */
+export function writeKeyFile(dir: string, file: string, jwk: PrivateJwk): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
+  writeFileSync(join(dir, file), `${JSON.stringify(jwk)}\n`, { mode: 0o600, flag: 'wx' });
 }
 
 /** Reads a private JWK file, refusing one that group or others can read (the key would be exposed). */

@@ -1,7 +1,7 @@
-import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { IdnsError } from '../errors.js';
-import { readKeyFile } from '../authority/keyring.js';
+import { readKeyFile, writeKeyFile } from '../authority/keyring.js';
 import { generatePrivateJwk, type SigningKey } from '../records/keys.js';
 
 /**
@@ -29,11 +29,9 @@ export function witnessKeyOf(dataDir: string): WitnessKey & { created: boolean }
   const path = join(dir, 'witness.jwk');
   let created = false;
   if (!existsSync(path)) {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    chmodSync(dir, 0o700);
     try {
-      // 'wx': a key another process wrote meanwhile is kept, and read below.
-      writeFileSync(path, `${JSON.stringify(generatePrivateJwk())}\n`, { mode: 0o600, flag: 'wx' });
+      // A key another process wrote meanwhile is kept (EEXIST), and read below.
+      writeKeyFile(dir, 'witness.jwk', generatePrivateJwk());
       created = true;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
