@@ -604,6 +604,43 @@ describe('secondary replicas', () => {
     dirA.remove();
   });
 
+  it("fencing reads other servers' answers within bounds: a fencing answer past 64 KiB and a silent server fence nothing", async () => {
+    const listen = async (handler: Parameters<typeof createServer>[1]) => {
+      const srv = createServer(handler);
+      proxies.push(srv);
+      await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+      return `http://127.0.0.1:${(srv.address() as AddressInfo).port}`;
+    };
+    const b = await server();
+    // Stands for B, passing B's zone record answer on, padded past what a zone record answer may be when asked.
+    let pad = 0;
+    const padded = await listen((req, res) => {
+      void fetch(`${b.url}${req.url}`)
+        .then((r) => r.json())
+        .then((body) => res.end(JSON.stringify({ ...(body as object), pad: 'x'.repeat(pad) })));
+    });
+    let asked = 0;
+    const silent = await listen(() => void asked++);
+    const a = await server();
+    a.ctx.zones.create('example', { servers: [a.url, padded, silent] });
+    const kid = a.ctx.zones.info('example').keyThumbprints[0]!;
+    await register(a, 'a@example');
+    b.ctx.zones.createSecondary('example', { primaries: [a.url], ds: [kid] });
+    await b.ctx.replicator.checkNow('example');
+    b.ctx.zones.promote('example', `${a.dataDir}/keys/example`, { primary: b.url, policy: 'open' });
+
+    pad = 100 * 1024;
+    const started = Date.now();
+    expect(await a.ctx.fencer.check('example')).toBe(false);
+    // The silent server was asked and given up on after the fencer's 3 s, not the transport's minutes.
+    expect(asked).toBeGreaterThanOrEqual(1);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    // The same answer within the bound fences: it was the size that stopped it.
+    pad = 0;
+    expect(await a.ctx.fencer.check('example')).toBe(true);
+    expect(a.ctx.zones.info('example').settings!.fencedBy).toEqual({ primary: b.url, serial: (await zoneState(b)).serial });
+  });
+
   it('makes a fenced primary a secondary of the new primary in place: it copies the new zone', async () => {
     const dirA = tempDir();
     const b = await server();

@@ -24,6 +24,7 @@ import {
 import {
   ed25519NoteSigner,
   ed25519NoteVerifier,
+  MAX_NOTE_SIGNATURES,
   NOTE_COSIGNATURE_V1,
   NOTE_ED25519,
   openNote,
@@ -214,6 +215,10 @@ describe('signed notes (C2SP signed-note)', () => {
       expect(code(() => parseNote(bad))).toBe('verification_failed');
     }
     expect(code(() => parseVerifierKey('PeterNeumann+c74f20a4+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW'))).toBe('invalid_request');
+    // At most MAX_NOTE_SIGNATURES signature lines: one more is refused before any is checked.
+    const line = signed.slice(text.length + 1);
+    expect(parseNote(`${text}\n${line.repeat(MAX_NOTE_SIGNATURES)}`).signatures).toHaveLength(MAX_NOTE_SIGNATURES);
+    expect(code(() => parseNote(`${text}\n${line.repeat(MAX_NOTE_SIGNATURES + 1)}`))).toBe('verification_failed');
   });
 });
 
@@ -334,6 +339,10 @@ describe('a witness deciding add-checkpoint (C2SP tlog-witness)', () => {
     expect(fresh.add(request(0, 5, signed(5), consistencyProof(subtree, 2, 5))).status).toBe(422);
     expect(() => parseAddCheckpoint('old 01\n\nx')).toThrow(IdnsError);
     expect(() => parseAddCheckpoint(`old 1\nAAAA\n\n${signed(5)}`)).toThrow(IdnsError);
+    // At most 63 consistency proof lines (C2SP tlog-witness).
+    const hash = Buffer.alloc(32).toString('base64');
+    expect(parseAddCheckpoint(`old 1\n${`${hash}\n`.repeat(63)}\n${signed(5)}`).proof).toHaveLength(63);
+    expect(() => parseAddCheckpoint(`old 1\n${`${hash}\n`.repeat(64)}\n${signed(5)}`)).toThrow(/more than 63/);
   });
 
   it('keeps two checkpoints that do not join as evidence of a fork, and cosigns nothing more of that log', () => {
