@@ -1,6 +1,6 @@
 -- The idns database: the one definition of its tables. src/store/database.ts applies this file to a new
 -- database and records the version below in PRAGMA user_version; a later version adds a migration there.
--- schema-version: 3
+-- schema-version: 5
 --
 -- Private keys never live here: they sit in the key directory beside the database (files mode 0600).
 
@@ -39,6 +39,18 @@ CREATE TABLE records (
 -- Signatures by expiry (re-signing, counts); history entries never expire and stay out of it.
 CREATE INDEX records_by_exp ON records (content, exp) WHERE type != 'op';
 CREATE INDEX records_by_endpoint ON records (endpoint) WHERE endpoint IS NOT NULL;
+
+-- The compact form of each long history (one an answer does not carry whole, docs/protocol.md §6.5) and
+-- the evidence answers carry made of it, kept up to date by the transaction that adds entries
+-- (src/store/compact-histories.ts), so an answer reads one row instead of compacting the history.
+CREATE TABLE compact_histories (
+  content  TEXT NOT NULL,
+  handle   TEXT NOT NULL,
+  kept     TEXT NOT NULL,                   -- the numbers of the entries the compact form keeps, space-separated
+  last     INTEGER NOT NULL,                -- the newest entry's number, with which the evidence ends
+  evidence TEXT NOT NULL,                   -- JSON [[seq, jws], …]: the compact form's last entries within the evidence bounds
+  PRIMARY KEY (content, handle)
+) STRICT;
 
 -- Content ids no zone uses any more (replaced copies, interrupted transfers), deleted in small batches.
 CREATE TABLE retired_content (

@@ -17,7 +17,7 @@ import { publicKeyObject, signingKeyFromJwk, generatePrivateJwk, thumbprint, typ
 import { signOperatorEntry } from '../src/records/operator-entry.js';
 import { historyKey, MAX_HISTORY_CHARS, MAX_HISTORY_ENTRIES } from '../src/records/history-key.js';
 import { newUserKey } from './support/keys.js';
-import { EVIDENCE_MAX_ENTRIES, evidenceOf, parseEvidence, readLog, WHOLE_EVIDENCE_MAX_ENTRIES } from '../src/records/history-evidence.js';
+import { EVIDENCE_MAX_ENTRIES, entriesText, evidenceOf, parseEvidence, readLog, WHOLE_EVIDENCE_MAX_ENTRIES } from '../src/records/history-evidence.js';
 import { compactHistory } from '../src/records/history-compact.js';
 
 // The verifier of a handle's history (docs/protocol.md §6.4), with real keys and signatures: the chains an
@@ -512,10 +512,16 @@ describe('the compact form of a history (docs/protocol.md §6.5)', () => {
     const record = lastRecord(all, requestId(reg));
     const whole = verifyRecordHistory(record, all, zone);
     expect(verifyRecordHistory(record, compact, zone)).toMatchObject({ seq: 82, op: whole.op, genesis: whole.genesis, state: whole.state });
-    // The evidence an answer carries is the compact form when the whole does not fit: one request, three signatures.
-    expect(evidenceOf([...all].reverse().slice(0, WHOLE_EVIDENCE_MAX_ENTRIES), () => all)).toEqual(compact);
-    // A short history is carried whole.
-    expect(evidenceOf(entries(reg, ...before.slice(0, 3)).reverse(), () => [])).toEqual(entries(reg, ...before.slice(0, 3)));
+    // The evidence an answer carries is the compact form kept with the history when the whole does not fit:
+    // one request, three signatures. Kept evidence that does not end at the newest entry is not used, and
+    // without any the answer carries the newest entries (the resolver reads the rest from the log).
+    const newest = [...all].reverse().slice(0, WHOLE_EVIDENCE_MAX_ENTRIES);
+    expect(evidenceOf(newest, () => ({ last: 82, evidence: entriesText(compact) }))).toBe(entriesText(compact));
+    expect(evidenceOf(newest, () => ({ last: 81, evidence: entriesText(compact) }))).toBe(entriesText([...newest].reverse()));
+    expect(evidenceOf(newest, () => undefined)).toBe(entriesText([...newest].reverse()));
+    // A short history is carried whole, whatever is kept.
+    const short = entries(reg, ...before.slice(0, 3));
+    expect(evidenceOf([...short].reverse(), () => ({ last: 4, evidence: '[]' }))).toBe(entriesText(short));
   });
 
   it('refuses after a gap what it would refuse right after the state before it: a key the handle did not have then, a missing proof, a first entry left out', () => {

@@ -127,6 +127,8 @@ function rewriteAsVersion3(dataDir: string): void {
   const payload = decodePayload(zone.record);
   const record = signCompact({ ...payload, digest: digest.value(), size: (payload.size as number) + grown }, key, RECORD_TYP);
   db.prepare(`UPDATE zones SET record = ?, digest_state = ?, history_pending = 0 WHERE name = ?`).run(record, digest.state(), ZONE);
+  // Schema 5's table came later.
+  db.exec('DROP TABLE compact_histories');
   db.pragma('user_version = 3');
   db.close();
 }
@@ -188,8 +190,7 @@ describe('schema version 3: the history as zone content', () => {
     cleanups.push(() => s.close());
     const db = new Database(join(dataDir, 'idns.sqlite'), { readonly: true });
     cleanups.push(() => db.close());
-    expect(SCHEMA_VERSION).toBe(4);
-    expect(db.pragma('user_version', { simple: true })).toBe(4);
+    expect(db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
     const tables = (db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table'`).all() as { name: string }[]).map((t) => t.name);
     expect(tables).not.toContain('operations');
     expect(tables).not.toContain('migrated_imports');

@@ -5,7 +5,7 @@ import { SnapshotReader } from '../store/snapshot.js';
 import { serveJobs } from '../threads/worker.js';
 import type { BuildJob, BuildReply } from './answer-files.js';
 import { recordTimes } from './authority.js';
-import { WHOLE_EVIDENCE_MAX_ENTRIES, entriesText, evidenceOf } from '../records/history-evidence.js';
+import { WHOLE_EVIDENCE_MAX_ENTRIES, evidenceOf, type StoredEvidence } from '../records/history-evidence.js';
 import type { NumberedEntry } from '../records/history-chain.js';
 
 /**
@@ -25,7 +25,7 @@ serveJobs<BuildJob, BuildReply>((job) => {
       job.path,
       meta,
       handles,
-      forFile(reader.handlesWithHistory(row.content, WHOLE_EVIDENCE_MAX_ENTRIES), (handle) => reader.history(row.content, handle)),
+      forFile(reader.handlesWithHistory(row.content, WHOLE_EVIDENCE_MAX_ENTRIES), (handle) => reader.keptEvidence(row.content, handle)),
     );
     return { value: { kind: 'built', meta: { ...meta, entries } } };
   } finally {
@@ -34,9 +34,8 @@ serveJobs<BuildJob, BuildReply>((job) => {
 });
 
 /** Each record with the TTL and expiry of its payload and its answer's evidence, made once here instead of on every answer. */
-function* forFile(records: Iterable<{ key: string; jws: string; history: NumberedEntry[] }>, whole: (handle: string) => NumberedEntry[]) {
+function* forFile(records: Iterable<{ key: string; jws: string; history: NumberedEntry[] }>, kept: (handle: string) => StoredEvidence | undefined) {
   for (const r of records) {
-    const evidence = evidenceOf(r.history.reverse(), () => whole(r.key));
-    yield { key: r.key, jws: r.jws, ...recordTimes(r.jws), history: entriesText(evidence) };
+    yield { key: r.key, jws: r.jws, ...recordTimes(r.jws), history: evidenceOf(r.history.reverse(), () => kept(r.key)) };
   }
 }

@@ -13,9 +13,8 @@ import { decodePayload } from './editor.js';
 import { serialOf } from '../records/serial.js';
 import type { ZoneReader } from './zone-reader.js';
 import type { AnswerFiles } from './answer-files.js';
-import { WHOLE_EVIDENCE_MAX_ENTRIES, entriesText, evidenceOf } from '../records/history-evidence.js';
+import { WHOLE_EVIDENCE_MAX_ENTRIES, evidenceOf } from '../records/history-evidence.js';
 import type { NumberedEntry } from '../records/history-chain.js';
-import { MAX_HISTORY_ENTRIES } from '../records/history-key.js';
 
 /** An authoritative answer for one handle. */
 export interface AuthoritativeAnswer {
@@ -71,9 +70,6 @@ const NORMAL_LOCAL = /^[a-z0-9_](?:[a-z0-9._-]{0,62}[a-z0-9_])?$/;
 const MAX_HANDLE_INPUT = 320;
 /** Distinct raw hosts remembered; hosts come from the network, so the memo is bounded. */
 const MAX_HOSTS = 1000;
-/** Long histories' evidence kept: at most this many handles, and this many characters of entries together. */
-const MAX_LONG_EVIDENCE = 4096;
-const MAX_LONG_EVIDENCE_CHARS = 16 * 1024 * 1024;
 
 /** Answers queries for the zones this server holds, from stored signed records only: no signing here. */
 export class Authority {
@@ -81,9 +77,6 @@ export class Authority {
   // parsing a handle, and the queries a server answers name few distinct hosts.
   private readonly hosts = new Map<string, string>();
   private readonly fragments = new Map<string, ZoneFragments>();
-  /** The evidence of handles whose history does not fit in it whole (evidence()), oldest first out. */
-  private readonly longEvidence = new Map<string, { last: string; evidence: NumberedEntry[]; chars: number }>();
-  private longEvidenceChars = 0;
 
   constructor(
     private readonly store: Store,
@@ -121,7 +114,17 @@ export class Authority {
     const found = this.store.records.get(zone.content, 'handle', handle);
     if (found) {
       const t = recordTimes(found.jws);
-      return this.answer('answer', zone.name, zone.version, found.jws, zone.record, t.ttl, t.exp, now, this.evidence(zone.content, handle));
+      return this.answer(
+        'answer',
+        zone.name,
+        zone.version,
+        found.jws,
+        zone.record,
+        t.ttl,
+        t.exp,
+        now,
+        JSON.parse(this.evidence(zone.content, handle)) as NumberedEntry[],
+      );
     }
     const gap = this.gap(zone, handle);
     const answer = this.answer('denial', zone.name, zone.version, gap.jws, zone.record, zoneRecord.minimum, Number(decodePayload(gap.jws).exp), now);
@@ -169,7 +172,7 @@ export class Authority {
       if (filed !== undefined) return this.spliced('answer', zone, filed.jws, filed.history, filed, true);
       this.store.batchReads();
       const jws = this.store.records.jws(zone.content, 'handle', handle);
-      if (jws !== undefined) return this.spliced('answer', zone, jws, entriesText(this.evidence(zone.content, handle)));
+      if (jws !== undefined) return this.spliced('answer', zone, jws, this.evidence(zone.content, handle));
     }
     this.store.batchReads();
     const answer = this.resolve(input);
@@ -195,38 +198,12 @@ export class Authority {
   }
 
   /**
-   * The history entries an answer with the handle's record carries (AuthoritativeAnswer.history). A long
-   * history's compact form is made from all of its entries: the evidence made of it is kept, by zone
-   * content and handle, until the history gains an entry.
+   * The history entries an answer with the handle's record carries (AuthoritativeAnswer.history), as
+   * JSON text: its last entries, or the evidence kept with a long history (src/store/compact-histories.ts).
    */
-  private evidence(content: string, handle: string): NumberedEntry[] {
+  private evidence(content: string, handle: string): string {
     const newest = this.store.records.latestHistory(content, handle, WHOLE_EVIDENCE_MAX_ENTRIES);
-    const key = `${content} ${handle}`;
-    const held = this.longEvidence.get(key);
-    if (held !== undefined && held.last === newest[0]?.[1]) return held.evidence;
-    let long = false;
-    const evidence = evidenceOf(newest, () => {
-      long = true;
-      return this.store.records.history(content, handle, 0, MAX_HISTORY_ENTRIES);
-    });
-    if (long) {
-      let chars = 0;
-      for (const e of evidence) chars += e[1].length;
-      this.forgetLongEvidence(key);
-      while (this.longEvidence.size >= MAX_LONG_EVIDENCE || this.longEvidenceChars + chars > MAX_LONG_EVIDENCE_CHARS) {
-        this.forgetLongEvidence(this.longEvidence.keys().next().value!);
-      }
-      this.longEvidence.set(key, { last: newest[0]![1], evidence, chars });
-      this.longEvidenceChars += chars;
-    }
-    return evidence;
-  }
-
-  private forgetLongEvidence(key: string): void {
-    const held = this.longEvidence.get(key);
-    if (held === undefined) return;
-    this.longEvidence.delete(key);
-    this.longEvidenceChars -= held.chars;
+    return evidenceOf(newest, () => this.store.histories.evidence(content, handle));
   }
 
   /**

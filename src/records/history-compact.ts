@@ -16,18 +16,33 @@ import { thumbprint, type PublicJwk } from './keys.js';
  * without verifying signatures again.
  */
 export function compactHistory(entries: readonly NumberedEntry[]): NumberedEntry[] {
+  return compactFrom(entries, 0)!;
+}
+
+/**
+ * The entries from `entries[first]` on that the compact form of the whole history keeps, where `entries`
+ * is a run of the history ending with its newest entry and `first` ≥ 1 (or 0 when the run starts at entry
+ * 1): an entry's fate depends only on the entry before it and on the recoveries after it. Null when a
+ * recovery after `entries[first]` went back to an entry before the run (its reach is not in view; that
+ * of `entries[first]` itself was in view when it was the newest). This is how a stored compact form is
+ * extended when entries are added (src/store/compact-histories.ts).
+ */
+export function compactFrom(entries: readonly NumberedEntry[], first: number): NumberedEntry[] | null {
   const facts = entries.map((e) => factsOf(e[1]));
   const keep = facts.map((f, i) => i === 0 || i === facts.length - 1 || !keepsKeysOf(f, facts[i - 1]!));
   // A recovery's reach: the entry it went back to and every one after it, so the verifier sees the state
   // the recovery restores and the changes it undoes (it allows no recovery across a gap).
   const at = new Map(facts.map((f, i) => [f.id, i]));
-  facts.forEach((f, i) => {
-    if (f.update && i > 0 && !follows(f, facts[i - 1]!)) {
-      const target = at.get(f.prev!);
-      for (let j = target ?? 0; j < i; j++) keep[j] = true;
-    }
-  });
-  return entries.filter((_, i) => keep[i]);
+  for (let i = 1; i < facts.length; i++) {
+    const f = facts[i]!;
+    if (!f.update || follows(f, facts[i - 1]!)) continue;
+    const target = at.get(f.prev!);
+    if (target === undefined && i > first && entries[0]![0] !== 1) return null;
+    for (let j = target ?? 0; j < i; j++) keep[j] = true;
+  }
+  const kept: NumberedEntry[] = [];
+  for (let i = first; i < entries.length; i++) if (keep[i]) kept.push(entries[i]!);
+  return kept;
 }
 
 /** What compaction reads of an entry: its id, what it names as `prev`, and the keys (and recovery keys) of the state it leaves. */

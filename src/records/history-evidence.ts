@@ -1,7 +1,6 @@
 import { IdnsError } from '../errors.js';
 import { MAX_JWS_LENGTH } from './jws.js';
 import { MAX_HISTORY_CHARS } from './history-key.js';
-import { compactHistory } from './history-compact.js';
 import type { NumberedEntry } from './history-chain.js';
 
 /**
@@ -22,15 +21,47 @@ export const EVIDENCE_MAX_CHARS = 65_536;
 export const EVIDENCE_MAX_ENTRIES = 160;
 
 /**
- * The evidence of a handle's record from its history: `newestFirst`, its last entries as read (at least
- * WHOLE_EVIDENCE_MAX_ENTRIES of them when it has that many), and `whole`, which reads all of it, called
- * only when those do not reach back to entry 1 within WHOLE_EVIDENCE_MAX_CHARS (the compact form is made
- * from the whole history). Empty for a handle with no history (which no resolver accepts).
+ * The evidence of a handle's record, as JSON text (entriesText): `newestFirst`, its history's last entries
+ * as read (at least WHOLE_EVIDENCE_MAX_ENTRIES of them when it has that many), carried whole when they
+ * reach back to entry 1 within WHOLE_EVIDENCE_MAX_CHARS; else the evidence kept with the history
+ * (`kept`: made from its compact form when the entries were written, src/store/compact-histories.ts),
+ * when it ends at the newest entry. Never made here: a read must not cost a pass over a long history.
+ * Without kept evidence (none should be missing), the newest entries within the evidence bounds, which a
+ * resolver completes from the log. Empty for a handle with no history (which no resolver accepts).
  */
-export function evidenceOf(newestFirst: readonly NumberedEntry[], whole: () => readonly NumberedEntry[]): NumberedEntry[] {
+export function evidenceOf(newestFirst: readonly NumberedEntry[], kept: () => StoredEvidence | undefined): string {
   const tail = tailWithin(newestFirst, WHOLE_EVIDENCE_MAX_CHARS, WHOLE_EVIDENCE_MAX_ENTRIES);
-  if (tail.length === 0 || tail[0]![0] === 1) return tail;
-  return tailWithin(compactHistory(whole()).reverse(), EVIDENCE_MAX_CHARS, EVIDENCE_MAX_ENTRIES);
+  if (tail.length === 0 || tail[0]![0] === 1) return entriesText(tail);
+  const stored = kept();
+  if (stored !== undefined && stored.last === newestFirst[0]![0]) return stored.evidence;
+  return entriesText(tailWithin(newestFirst, EVIDENCE_MAX_CHARS, EVIDENCE_MAX_ENTRIES));
+}
+
+/** The evidence kept with a long history: as JSON text, and the number of the entry it ends with. */
+export interface StoredEvidence {
+  last: number;
+  evidence: string;
+}
+
+/** True when a history of `entries` entries of `chars` characters together is carried whole (evidenceOf). */
+export function carriedWhole(entries: number, chars: number): boolean {
+  return entries <= 1 || (entries <= WHOLE_EVIDENCE_MAX_ENTRIES && chars <= WHOLE_EVIDENCE_MAX_CHARS);
+}
+
+/**
+ * The evidence made from a compact form, given by its entries' numbers (oldest first): its last entries
+ * within EVIDENCE_MAX_CHARS and EVIDENCE_MAX_ENTRIES, oldest first, `jwsOf` giving each entry's JWS.
+ */
+export function compactEvidence(kept: readonly number[], jwsOf: (seq: number) => string): NumberedEntry[] {
+  const out: NumberedEntry[] = [];
+  let chars = 0;
+  for (let i = kept.length - 1; i >= 0; i--) {
+    const jws = jwsOf(kept[i]!);
+    if (out.length > 0 && (chars + jws.length > EVIDENCE_MAX_CHARS || out.length >= EVIDENCE_MAX_ENTRIES)) break;
+    chars += jws.length;
+    out.push([kept[i]!, jws]);
+  }
+  return out.reverse();
 }
 
 /** The last entries (given newest first) within `maxChars` and `maxEntries`, oldest first: at least the newest. */

@@ -3,12 +3,13 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { IdnsError } from '../errors.js';
 import { handleEndpoint } from './endpoint.js';
-import { HISTORY_EXP } from './records.js';
+import { HISTORY_EXP, RecordStore } from './records.js';
+import { CompactHistories } from './compact-histories.js';
 
 export type Db = Database.Database;
 
 /** The schema version schema.sql defines; bumped together with a migration below. */
-export const SCHEMA_VERSION = 4;
+export const SCHEMA_VERSION = 5;
 
 // src/store/ and dist/store/ both sit two levels below the package root, where schema.sql lives.
 const SCHEMA_PATH = new URL('../../schema.sql', import.meta.url);
@@ -63,6 +64,7 @@ function migrate(db: Db): void {
     if (current === 1) addEndpointColumn(db);
     if (current >= 1 && current <= 2) moveHistoryIntoContent(db);
     if (current === 3) db.exec("UPDATE zones SET history_pending = 2 WHERE role = 'primary' AND history_pending = 0");
+    if (current >= 1 && current <= 4) addCompactHistories(db);
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
   }).immediate();
 }
@@ -123,6 +125,23 @@ function moveHistoryIntoContent(db: Db): void {
 // zone key's work, so the migration only marks each primary (history_pending = 2): its first editor
 // re-signs every handle record with them, in one version (ZoneService.editor, src/authority/zones.ts).
 // A schema-2 database is marked 1 by moveHistoryIntoContent, which includes that work.
+
+/**
+ * Version 4 → 5: long histories keep their compact form and evidence beside them (compact-histories.ts),
+ * made here once for every long history there is, inside the migration's transaction.
+ */
+function addCompactHistories(db: Db): void {
+  db.exec(`CREATE TABLE compact_histories (
+    content  TEXT NOT NULL,
+    handle   TEXT NOT NULL,
+    kept     TEXT NOT NULL,
+    last     INTEGER NOT NULL,
+    evidence TEXT NOT NULL,
+    PRIMARY KEY (content, handle)
+  ) STRICT`);
+  const noListener = { noteWritten: () => {}, drop: () => {} };
+  new CompactHistories(db, new RecordStore(db, noListener)).rebuildAll();
+}
 
 /** True for SQLite's "another connection holds the write lock" (past the busy timeout). */
 export function isStorageBusy(err: unknown): boolean {

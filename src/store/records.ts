@@ -12,6 +12,12 @@ export type StoredType = 'handle' | 'delegation' | 'denial' | 'op';
  */
 export const HISTORY_EXP = 2 ** 53 - 1;
 
+/** What hears of history entries written and of contents dropped. */
+export interface HistoryListener {
+  noteWritten(content: string, key: string, chars: number): void;
+  drop(content: string): void;
+}
+
 /** A stored record of a zone's content. */
 export interface StoredRecord {
   type: StoredType;
@@ -73,7 +79,11 @@ export class RecordStore {
   private readonly latestHistoryStmt;
   private readonly firstStmt;
 
-  constructor(db: Db) {
+  /** `histories` hears of every history entry written and of contents dropped (compact-histories.ts keeps long histories' compact forms). */
+  constructor(
+    db: Db,
+    private readonly histories: HistoryListener,
+  ) {
     this.getStmt = db.prepare<[string, string, string], StoredRecord>(
       `SELECT type, key, version, exp, jws FROM records WHERE content = ? AND type = ? AND key = ?`,
     );
@@ -182,6 +192,7 @@ export class RecordStore {
   /** Inserts or replaces a record. */
   put(content: string, type: StoredType, key: string, version: number, exp: number, jws: string): void {
     this.putStmt.run(content, type, key, version, exp, jws, endpointOf(type, jws));
+    if (type === 'op') this.histories.noteWritten(content, key, jws.length);
   }
 
   /** Deletes a record; true if it existed. */
@@ -206,12 +217,13 @@ export class RecordStore {
 
   /** Inserts many records under a content id (a transfer being loaded); call inside a transaction. */
   putMany(content: string, rows: readonly StoredRecord[]): void {
-    for (const r of rows) this.putStmt.run(content, r.type, r.key, r.version, r.exp, r.jws, endpointOf(r.type, r.jws));
+    for (const r of rows) this.put(content, r.type, r.key, r.version, r.exp, r.jws);
   }
 
   /** Inserts new records of one type, version and expiry (a bulk import); none may exist yet. Call inside a transaction. */
   insertNew(content: string, type: StoredType, version: number, exp: number, records: readonly { key: string; jws: string }[]): void {
     this.bulk.run(records.map((r) => [content, type, r.key, version, exp, r.jws, endpointOf(type, r.jws)]));
+    if (type === 'op') for (const r of records) this.histories.noteWritten(content, r.key, r.jws.length);
   }
 
   /**
@@ -231,6 +243,7 @@ export class RecordStore {
           params[j * 5 + 2] = r.key;
           params[j * 5 + 3] = r.jws;
           params[j * 5 + 4] = endpointOf(r.type, r.jws);
+          if (r.type === 'op') this.histories.noteWritten(content, r.key, r.jws.length);
         }
         this.loadManyStmt.run(params);
       }
@@ -238,17 +251,21 @@ export class RecordStore {
     for (; i < n; i++) {
       const r = rows[i]!;
       this.loadOneStmt.run(content, r.type, r.key, r.jws, endpointOf(r.type, r.jws));
+      if (r.type === 'op') this.histories.noteWritten(content, r.key, r.jws.length);
     }
   }
 
   /** Inserts or replaces a record of a copy (expiry 0), as an incremental transfer does. */
   putLoaded(content: string, type: StoredType, key: string, version: number, jws: string): void {
     this.putLoadedStmt.run(content, type, key, version, jws, endpointOf(type, jws));
+    if (type === 'op') this.histories.noteWritten(content, key, jws.length);
   }
 
   /** Deletes up to `limit` records of a content id; returns how many went (retired copies are dropped in batches). */
   deleteSome(content: string, limit: number): number {
-    return this.deleteSomeStmt.run(content, content, limit).changes;
+    const n = this.deleteSomeStmt.run(content, content, limit).changes;
+    if (n < limit) this.histories.drop(content);
+    return n;
   }
 
   /** Lists a content id for deletion (a replaced copy, or a transfer in progress that may be abandoned). */

@@ -3,7 +3,7 @@ import type { JournalEntry } from './journal.js';
 import { COUNT_BY_TYPE_SQL, type StoredRecord } from './records.js';
 import type { ZoneRow } from './zones.js';
 import type { NumberedEntry } from '../records/history-chain.js';
-import { parseHistoryKey } from '../records/history-key.js';
+import type { StoredEvidence } from '../records/history-evidence.js';
 
 /**
  * A read-only connection holding one snapshot of the database (WAL keeps it stable while writers go on),
@@ -13,6 +13,7 @@ import { parseHistoryKey } from '../records/history-key.js';
 export class SnapshotReader {
   private readonly db: Database.Database;
   private open = true;
+  private keptStmt: Database.Statement<[string, string], StoredEvidence> | undefined;
 
   constructor(path: string) {
     this.db = new Database(path, { readonly: true, fileMustExist: true });
@@ -79,14 +80,10 @@ export class SnapshotReader {
     }
   }
 
-  /** The whole history of a handle, oldest first. */
-  history(content: string, handle: string): NumberedEntry[] {
-    return this.db
-      .prepare<[string, string, string], { key: string; jws: string }>(
-        `SELECT key, jws FROM records WHERE content = ? AND type = 'op' AND key > ? AND key < ? ORDER BY key`,
-      )
-      .all(content, `${handle}#`, `${handle}$`)
-      .map((r): NumberedEntry => [parseHistoryKey(r.key)!.seq, r.jws]);
+  /** The evidence kept with a long history (compact-histories.ts), if the handle's history is one. */
+  keptEvidence(content: string, handle: string): StoredEvidence | undefined {
+    this.keptStmt ??= this.db.prepare<[string, string], StoredEvidence>('SELECT last, evidence FROM compact_histories WHERE content = ? AND handle = ?');
+    return this.keptStmt.get(content, handle);
   }
 
   /** The journal entries of a zone after `afterVersion`, in order, read lazily. */

@@ -2,8 +2,9 @@ import { IdnsError } from '../errors.js';
 import { isStorageBusy, isStorageFull, openDatabase, openMemoryDatabase, type Db } from './database.js';
 import { InviteStore } from './invites.js';
 import { JournalStore } from './journal.js';
-import { RecordStore } from './records.js';
+import { RecordStore, type HistoryListener } from './records.js';
 import { ZoneStore } from './zones.js';
+import { CompactHistories } from './compact-histories.js';
 
 /** Seconds a writer refused for a busy database is told to wait before trying again. */
 const BUSY_RETRY_AFTER_SECONDS = 5;
@@ -14,6 +15,7 @@ export class Store {
   readonly records: RecordStore;
   readonly journal: JournalStore;
   readonly invites: InviteStore;
+  readonly histories: CompactHistories;
 
   private readonly changedInTransaction = new Set<string>();
   /** A read transaction opened by batchReads() is open. */
@@ -27,7 +29,10 @@ export class Store {
 
   constructor(private readonly db: Db) {
     this.zones = new ZoneStore(db);
-    this.records = new RecordStore(db);
+    // The compact histories read the records and hear of their writes: a late-bound listener joins them.
+    const histories: HistoryListener = { noteWritten: (c, k, n) => this.histories.noteWritten(c, k, n), drop: (c) => this.histories.drop(c) };
+    this.records = new RecordStore(db, histories);
+    this.histories = new CompactHistories(db, this.records);
     this.journal = new JournalStore(db);
     this.invites = new InviteStore(db);
   }
@@ -67,7 +72,13 @@ export class Store {
     if (this.db.inTransaction) return this.db.transaction(fn)();
     this.changedInTransaction.clear();
     try {
-      const result = this.db.transaction(fn).immediate();
+      const result = this.db
+        .transaction(() => {
+          const result = fn();
+          this.histories.settle();
+          return result;
+        })
+        .immediate();
       this.announceChanges();
       return result;
     } catch (err) {
@@ -124,6 +135,7 @@ export class Store {
       let result: T;
       try {
         result = await fn();
+        this.histories.settle();
         this.db.exec('COMMIT');
       } catch (err) {
         if (this.db.inTransaction) this.db.exec('ROLLBACK');
@@ -148,6 +160,7 @@ export class Store {
   /** The error to throw for a write that did not commit. */
   private failedWrite(err: unknown): unknown {
     this.changedInTransaction.clear();
+    this.histories.forget();
     if (isStorageFull(err)) return new IdnsError('storage_full', 'the database is full; the change was not applied', { cause: err });
     if (isStorageBusy(err)) {
       return new IdnsError('storage_busy', 'another writer (a bulk import?) holds the database; the change was not applied, try again shortly', {
