@@ -1,4 +1,5 @@
 import Database from 'better-sqlite3';
+import { createHash } from 'node:crypto';
 import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -316,5 +317,61 @@ describe('schema version 4: handle records name their genesis and place in the h
     await secondary.ctx.replicator.checkNow(ZONE);
     expect(secondary.ctx.zones.info(ZONE).digest).toBe(again.ctx.zones.info(ZONE).digest);
     expect(checkAnswer(await (await fetch(`${secondary.url}/v1/resolve/ann@${ZONE}`)).json(), `ann@${ZONE}`, anchors).status).toBe('answer');
+  });
+});
+
+/** The digest state as idns before schema 5 computed it: each element expanded with SHAKE128 to 2048 bytes. */
+function shakeState(records: readonly { type: string; key: string; jws: string }[]): Buffer {
+  const lanes = new Uint16Array(1024);
+  for (const r of records) {
+    const out = createHash('shake128', { outputLength: 2048 }).update(`${r.type}\n${r.key}\n${r.jws}`).digest();
+    for (let i = 0; i < 1024; i++) lanes[i] = lanes[i]! + out.readUInt16LE(i * 2);
+  }
+  const state = Buffer.alloc(2048);
+  lanes.forEach((v, i) => state.writeUInt16LE(v, i * 2));
+  return state;
+}
+
+describe('schema version 5: the digest expanded with ChaCha20, compact histories kept', () => {
+  it('migrates a version 4 database: its digest is computed anew, one version signs it, and a secondary copies and verifies it', async () => {
+    const tmp = tempDir('idns-migrate-');
+    cleanups.push(tmp.remove);
+    const dataDir = tmp.dir;
+    const first = await startTestServer({ dataDir, zones: { [ZONE]: {} } });
+    for (const name of ['ann', 'bob']) {
+      await first.ctx.changes.submit(
+        signChangeRequest({ action: 'register', handle: `${name}@${ZONE}`, endpoint: `https://social.example/${name}`, keys: [owner.public] }, owner.private),
+      );
+    }
+    await first.close();
+    // Rewrite it as idns with schema 4 left it: the SHAKE128 digest in the state and the signed zone record, no compact_histories.
+    const db = new Database(join(dataDir, 'idns.sqlite'));
+    const zone = db.prepare(`SELECT record, content FROM zones WHERE name = ?`).get(ZONE) as { record: string; content: string };
+    const kid = (JSON.parse(Buffer.from(zone.record.split('.')[0]!, 'base64url').toString()) as { kid: string }).kid;
+    const key = new KeyRing(join(dataDir, 'keys')).load(ZONE, kid);
+    const state = shakeState(db.prepare(`SELECT type, key, jws FROM records WHERE content = ?`).all(zone.content) as Row[]);
+    const oldDigest = createHash('sha256').update(state).digest('base64url');
+    const oldRecord = signCompact({ ...decodePayload(zone.record), digest: oldDigest }, key, RECORD_TYP);
+    db.prepare(`UPDATE zones SET record = ?, digest_state = ? WHERE name = ?`).run(oldRecord, state, ZONE);
+    db.exec('DROP TABLE compact_histories');
+    db.pragma('user_version = 4');
+    db.close();
+    const oldSerial = decodePayload(oldRecord).serial as number;
+
+    const s = await startTestServer({ dataDir });
+    cleanups.push(() => s.close());
+    const info = s.ctx.zones.info(ZONE);
+    expect(info.serial).toBe(oldSerial + 1);
+    expect(info.digest).not.toBe(oldDigest);
+    expect(contentDigest(s)).toBe(info.digest);
+    const served = (await (await fetch(`${s.url}/v1/zones/${ZONE}`)).json()) as { digest: string; record: string };
+    expect(served.digest).toBe(info.digest);
+    expect(decodePayload(served.record).digest).toBe(info.digest);
+    // A secondary's full transfer checks the new digest against what it computes from the records.
+    const secondary = await startTestServer();
+    cleanups.push(() => secondary.close());
+    secondary.ctx.zones.createSecondary(ZONE, { primaries: [s.url], ds: info.keyThumbprints });
+    await secondary.ctx.replicator.checkNow(ZONE);
+    expect(secondary.ctx.zones.info(ZONE)).toMatchObject({ serial: oldSerial + 1, digest: info.digest });
   });
 });

@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { createHash } from 'node:crypto';
+import { createCipheriv, createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { IdnsError } from '../src/errors.js';
 import { DIGEST_LANES, DIGEST_STATE_BYTES, ZoneDigest, digestElement } from '../src/records/digest.js';
@@ -17,11 +17,16 @@ const ascii = (min: number, max: number) =>
   fc.string({ unit: fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c)), minLength: min, maxLength: max });
 const record = fc.record({ type: fc.constantFrom(...TYPES), key: ascii(0, 60), jws: ascii(1, 300) });
 
-/** §5 read literally: SHAKE128 output as little-endian 16-bit lanes, summed modulo 2^16, lane by lane. */
+/** RFC 8439's ChaCha20 key stream (nonce and counter zero) through node:crypto (OpenSSL), not the code under test (libsodium). */
+function chacha20Stream(key: Buffer, bytes: number): Buffer {
+  return createCipheriv('chacha20', key, Buffer.alloc(16)).update(Buffer.alloc(bytes));
+}
+
+/** §5 read literally: the ChaCha20 stream under SHA-256 of the element, as little-endian 16-bit lanes, summed modulo 2^16, lane by lane. */
 function referenceDigest(records: readonly LoadedRecord[]): string {
   const lanes = new Array<number>(DIGEST_LANES).fill(0);
   for (const r of records) {
-    const out = createHash('shake128', { outputLength: DIGEST_STATE_BYTES }).update(`${r.type}\n${r.key}\n${r.jws}`, 'utf8').digest();
+    const out = chacha20Stream(createHash('sha256').update(`${r.type}\n${r.key}\n${r.jws}`, 'utf8').digest(), DIGEST_STATE_BYTES);
     for (let i = 0; i < DIGEST_LANES; i++) lanes[i] = (lanes[i]! + out.readUInt16LE(i * 2)) % 65536;
   }
   const state = Buffer.alloc(DIGEST_STATE_BYTES);
@@ -52,6 +57,12 @@ async function drain(chunks: Uint8Array[], maxLine = 1 << 16): Promise<CompactIt
 }
 
 describe('the zone digest', () => {
+  it("expands each element with RFC 8439's ChaCha20 (its test vector A.1 #1: key and nonce zero)", () => {
+    expect(chacha20Stream(Buffer.alloc(32), 64).toString('hex')).toBe(
+      '76b8e0ada0f13d90405d6ae55386bd28bdd219b8a08ded1aa836efcc8b770dc7da41597c5157488d7724e03fb8d84a376a43b8f41518a11cc387b669b2ee6586',
+    );
+  });
+
   it('computed word-wise equals §5 read lane by lane, and removing undoes adding', () => {
     fc.assert(
       fc.property(fc.array(record, { maxLength: 12 }), (records) => {

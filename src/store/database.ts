@@ -5,6 +5,7 @@ import { IdnsError } from '../errors.js';
 import { handleEndpoint } from './endpoint.js';
 import { HISTORY_EXP, RecordStore } from './records.js';
 import { CompactHistories } from './compact-histories.js';
+import { ZoneDigest } from '../records/digest.js';
 
 export type Db = Database.Database;
 
@@ -65,6 +66,7 @@ function migrate(db: Db): void {
     if (current >= 1 && current <= 2) moveHistoryIntoContent(db);
     if (current === 3) db.exec("UPDATE zones SET history_pending = 2 WHERE role = 'primary' AND history_pending = 0");
     if (current >= 1 && current <= 4) addCompactHistories(db);
+    if (current >= 1 && current <= 4) recomputeDigests(db);
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
   }).immediate();
 }
@@ -141,6 +143,27 @@ function addCompactHistories(db: Db): void {
   ) STRICT`);
   const noListener = { noteWritten: () => {}, drop: () => {} };
   new CompactHistories(db, new RecordStore(db, noListener)).rebuildAll();
+}
+
+/**
+ * Version 4 → 5: the zone digest expands each record with ChaCha20 instead of SHAKE128 (docs/protocol.md
+ * §5). Every zone's digest state is computed again from its records, one pass over them; each primary
+ * then signs one version whose zone record states the new digest (history_pending 2: its re-signing
+ * of handle records finds nothing left to do), before it serves. A secondary's copy keeps its old zone
+ * record until the next transfer from an upgraded primary (docs/operations.md: upgrade a zone's servers
+ * together).
+ */
+function recomputeDigests(db: Db): void {
+  const zones = db.prepare<[], { name: string; content: string; pending: number }>('SELECT name, content, history_pending AS pending FROM zones').all();
+  const records = db.prepare<[string], { type: string; key: string; jws: string }>('SELECT type, key, jws FROM records WHERE content = ?');
+  const setState = db.prepare('UPDATE zones SET digest_state = ? WHERE name = ?');
+  for (const zone of zones) {
+    const digest = ZoneDigest.empty();
+    // A history just moved into the content (schema 3's upgrade, pending 1) is added by the version that upgrade signs.
+    for (const r of records.iterate(zone.content)) if (zone.pending !== 1 || r.type !== 'op') digest.add(r.type, r.key, r.jws);
+    setState.run(digest.state(), zone.name);
+  }
+  db.exec("UPDATE zones SET history_pending = 2 WHERE role = 'primary' AND history_pending = 0");
 }
 
 /** True for SQLite's "another connection holds the write lock" (past the busy timeout). */
