@@ -42,6 +42,8 @@ export interface ServerConfig {
     intervalMs: number;
     batchSize: number;
   };
+  /** Key management: how often key rollovers take their next step and parents check their `--auto-ds` children, ms. */
+  rollover: { intervalMs: number };
   /** The resolver role, when configured (root servers and anchors, or forwarders). */
   resolver: ResolverConfig | null;
   /** How long each zone's change journal is kept (incremental transfers reach back this far). */
@@ -145,6 +147,7 @@ export const DEFAULT_CONFIG: ServerConfig = {
     maxDatabaseBytes: null,
   },
   resign: { intervalMs: 60_000, batchSize: 1000 },
+  rollover: { intervalMs: 60_000 },
   resolver: null,
   journal: { maxEntries: 1_000_000, maxAgeSeconds: 14 * 24 * 3600 },
   housekeepingIntervalMs: 10_000,
@@ -212,6 +215,10 @@ const fileSchema = z
         intervalMs: z.number().int().min(100).max(86_400_000).optional(),
         batchSize: z.number().int().min(1).max(1_000_000).optional(),
       })
+      .strict()
+      .optional(),
+    rollover: z
+      .object({ intervalMs: z.number().int().min(100).max(86_400_000).optional() })
       .strict()
       .optional(),
     journal: z
@@ -411,6 +418,7 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = processE
   }
   Object.assign(config.limits, file.limits);
   Object.assign(config.resign, file.resign);
+  Object.assign(config.rollover, file.rollover);
   Object.assign(config.journal, file.journal);
   config.housekeepingIntervalMs = file.housekeepingIntervalMs ?? config.housekeepingIntervalMs;
   config.answerFiles = { ...DEFAULT_CONFIG.answerFiles, ...file.answerFiles };

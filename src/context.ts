@@ -1,5 +1,5 @@
 import type { Agent } from 'undici';
-import { systemClock, type Clock } from './clock.js';
+import { systemClock, timersFor, type Clock } from './clock.js';
 import type { ServerConfig } from './config.js';
 import { createLogger, type Logger } from './log.js';
 import { LocalContext } from './local-context.js';
@@ -11,6 +11,8 @@ import { MAX_AUTH_SKEW } from './replication/credentials.js';
 import { NonceStore } from './replication/nonces.js';
 import { Housekeeper } from './replication/housekeeping.js';
 import { Fencer } from './replication/fencing.js';
+import { KeyRollovers } from './authority/rollover.js';
+import { DelegationFollower } from './authority/auto-ds.js';
 import { Notifier } from './replication/notifier.js';
 import { PeerLog } from './replication/peers.js';
 import { Replicator } from './replication/secondary.js';
@@ -33,6 +35,12 @@ export class AppContext extends LocalContext {
   readonly peers: PeerLog;
   /** Asks a primary zone's other servers whether it was promoted elsewhere (fencing.ts). */
   readonly fencer: Fencer;
+  /** Takes key rollovers of primary zones through their phases (rollover.ts). */
+  readonly rollovers: KeyRollovers;
+  /** A parent's primary following its `--auto-ds` children's requested ds sets (auto-ds.ts). */
+  readonly delegationFollower: DelegationFollower;
+  private keyTimer: unknown = null;
+  private changesTimer: unknown = null;
   readonly metrics: Metrics;
   /** Outbound connections of replication (transfers, notifies) to operator-configured servers. */
   private readonly replicationAgent: Agent;
@@ -75,6 +83,8 @@ export class AppContext extends LocalContext {
       this.peers.notified(zone, target, ok, detail),
     );
     this.fencer = new Fencer(this.zones, clock, this.log, this.replicationAgent);
+    this.rollovers = new KeyRollovers(this.store, this.zones, clock, this.log, this.replicationAgent, config.resign.batchSize);
+    this.delegationFollower = new DelegationFollower(this.zones, clock, this.log, this.replicationAgent);
     this.store.onZoneChanged((zone) => {
       this.notifier.zoneChanged(zone);
       // Whenever it notifies, a primary also asks whether another server took its place (at most every 10 s).
@@ -91,11 +101,19 @@ export class AppContext extends LocalContext {
     // At start-up: a primary back from an outage must learn of a promotion before it signs anything.
     void this.fencer.checkAll().catch((err: unknown) => this.log.error('fencing check failed', { err }));
     this.housekeeper.start(this.config.housekeepingIntervalMs);
+    // Versions another process signed (the CLI on this data directory) are announced as this one's are.
+    this.changesTimer = timersFor(this.clock).setInterval(() => this.store.noticeChangesElsewhere(), 1000);
+    this.keyTimer = timersFor(this.clock).setInterval(() => {
+      this.rollovers.runOnce().catch((err: unknown) => this.log.error('key rollover failed', { err }));
+      this.delegationFollower.runOnce().catch((err: unknown) => this.log.error('following a child delegation failed', { err }));
+    }, this.config.rollover.intervalMs);
     this.answerFiles?.start(this.zones.list());
   }
 
   protected override async stopRoles(): Promise<void> {
     this.fencer.stop();
+    if (this.keyTimer !== null) timersFor(this.clock).clearInterval(this.keyTimer);
+    if (this.changesTimer !== null) timersFor(this.clock).clearInterval(this.changesTimer);
     this.notifier.stop();
     this.housekeeper.stop();
     await this.replicator.stop();
@@ -126,5 +144,11 @@ function metricsSources(ctx: AppContext): MetricsSources {
     answerFiles: () => ctx.answerFiles?.status() ?? [],
     resolverCache: () => (ctx.resolver ? { entries: ctx.resolver.cacheSize, bytes: ctx.resolver.cacheBytes } : null),
     resolverZoneForks: () => ctx.resolver?.zoneForks().length ?? 0,
+    *rollovers() {
+      for (const row of ctx.zones.list()) {
+        const r = row.role === 'primary' ? ctx.zones.settings(row).rollover : undefined;
+        if (r !== undefined) yield { zone: row.name, phase: r.phase, since: r.since };
+      }
+    },
   };
 }

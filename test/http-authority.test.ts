@@ -7,7 +7,6 @@ import { requestId as requestIdOf } from '../src/records/change-request.js';
 import { checkAnswer } from '../src/client/answers.js';
 import { signChangeRequest } from '../src/client/requests.js';
 import { ManualClock } from '../src/clock.js';
-import { IdnsError } from '../src/errors.js';
 import { OPERATION_TYP } from '../src/records/jws.js';
 import { bridgedJrd, PROFILE_PAGE_REL } from '../src/http/routes/webfinger.js';
 import type { PublicJwk } from '../src/records/keys.js';
@@ -26,6 +25,7 @@ import {
 } from './support/http.js';
 import { newUserKey, type UserKey } from './support/keys.js';
 import { startTestServer, type TestServer } from './support/server.js';
+import { errorCode } from './support/errors.js';
 
 // One real server, several zones with different policies; each test uses its own handles.
 let s: TestServer;
@@ -68,16 +68,6 @@ function tamperSignature(jws: string): string {
 function withPayload(jws: string, payload: unknown): string {
   const [h, , sig] = jws.split('.') as [string, string, string];
   return `${h}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}.${sig}`;
-}
-
-function errorCodeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(IdnsError);
-    return (err as IdnsError).code;
-  }
-  throw new Error('expected an IdnsError, but nothing was thrown');
 }
 
 /** What must not change when a request is refused: each zone's signed record (serial, digest) and each handle's answer. */
@@ -178,7 +168,7 @@ describe('answers and denials', () => {
   it('refuses a real denial presented for a handle that exists (verification_failed)', async () => {
     const res = await resolveHandle(s.url, 'nobody@example.com');
     // alice's hash is one of the zone's names: listed in the denial or one of its bounds, never covered.
-    expect(errorCodeOf(() => checkAnswer(res.json, 'alice@example.com', anchors('example.com')))).toBe('verification_failed');
+    expect(errorCode(() => checkAnswer(res.json, 'alice@example.com', anchors('example.com')))).toBe('verification_failed');
     expect(checkAnswer(res.json, 'nobody@example.com', anchors('example.com')).status).toBe('denial');
   });
 
@@ -187,16 +177,16 @@ describe('answers and denials', () => {
     const denial = payloadOf(res.json.record);
     // Widen the range to the whole hash space and empty the list, which would "deny" every name, alice included.
     const widened = { ...res.json, record: withPayload(res.json.record, { ...denial, after: null, next: null, hashes: [] }) };
-    expect(errorCodeOf(() => checkAnswer(widened, 'alice@example.com', anchors('example.com')))).toBe('verification_failed');
+    expect(errorCode(() => checkAnswer(widened, 'alice@example.com', anchors('example.com')))).toBe('verification_failed');
     const shifted = { ...res.json, record: withPayload(res.json.record, { ...denial, after: '0'.repeat(64) }) };
-    expect(errorCodeOf(() => checkAnswer(shifted, 'nobody@example.com', anchors('example.com')))).toBe('verification_failed');
+    expect(errorCode(() => checkAnswer(shifted, 'nobody@example.com', anchors('example.com')))).toBe('verification_failed');
     // The untouched denial still verifies, so the failures above come from the alteration.
     expect(checkAnswer(res.json, 'nobody@example.com', anchors('example.com')).status).toBe('denial');
   });
 
   it("refuses one handle's answer presented for another handle (verification_failed)", async () => {
     const res = await resolveHandle(s.url, 'alice@example.com');
-    expect(errorCodeOf(() => checkAnswer(res.json, 'other0@example.com', anchors('example.com')))).toBe('verification_failed');
+    expect(errorCode(() => checkAnswer(res.json, 'other0@example.com', anchors('example.com')))).toBe('verification_failed');
   });
 
   it('sets Cache-Control max-age to the handle ttl (3600) for an answer and the zone minimum (300) for a denial', async () => {
@@ -565,7 +555,7 @@ describe('several zones on one server', () => {
     expect(s.ctx.zones.info('example.com').keyThumbprints).not.toEqual(s.ctx.zones.info('example.org').keyThumbprints);
     // example.org's answer anchored at example.com's key must not verify.
     const wrongAnchor = new Map([['example.org', s.ctx.zones.info('example.com').keyThumbprints]]);
-    expect(errorCodeOf(() => checkAnswer(org.json, 'multi@example.org', wrongAnchor))).toBe('verification_failed');
+    expect(errorCode(() => checkAnswer(org.json, 'multi@example.org', wrongAnchor))).toBe('verification_failed');
   });
 
   it('puts a handle under sub.example.com in example.com', async () => {
@@ -987,7 +977,7 @@ describe('changes', () => {
       { action: 'register', handle: 'staff@closed.example', endpoint: 'https://social.example/staff', keys: [k.public] },
       k.private,
     );
-    expect(errorCodeOf(() => s.ctx.changes.applyNow(jws))).toBe('registration_closed');
+    expect(errorCode(() => s.ctx.changes.applyNow(jws))).toBe('registration_closed');
     expect((await resolveHandle(s.url, 'staff@closed.example')).status).toBe(404);
     const result = s.ctx.changes.applyNow(jws, { operator: true });
     expect(result).toMatchObject({ handle: 'staff@closed.example', zone: 'closed.example', action: 'register' });

@@ -11,6 +11,7 @@ import { signingKeyFromJwk, type PublicJwk } from '../src/records/keys.js';
 import { POP_TYP, signPossessionProof, type PopEntry } from '../src/records/pop.js';
 import { b64u } from '../src/records/encoding.js';
 import { newUserKey, type UserKey } from './support/keys.js';
+import { errorCode } from './support/errors.js';
 
 const clock = new ManualClock(Date.UTC(2026, 2, 1, 12));
 const NOW = epochSeconds(clock);
@@ -73,15 +74,7 @@ function deletePayload(extra: Record<string, unknown> = {}): Record<string, unkn
   return { v: 1, action: 'delete', handle: 'alice@example.com', prev: PREV, iat: NOW, ...extra };
 }
 
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    if (!(err instanceof IdnsError)) throw err;
-    return err.code;
-  }
-  return 'accepted';
-}
+const codeOf = (fn: () => unknown): string => errorCode(fn, 'accepted');
 
 const registerHeader = { jwk: alice.public };
 

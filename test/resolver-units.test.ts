@@ -9,17 +9,9 @@ import { verifyProof, type ProofStep } from '../src/resolver/proof.js';
 import { ServerSelector } from '../src/resolver/servers.js';
 import { FAKE_SALT, freshKey, historyOf, payloadOf, ZoneSigner } from './support/fake-server.js';
 import { newUserKey } from './support/keys.js';
+import { errorCode } from './support/errors.js';
 
 /** The typed error code `fn` throws (fails the test when it returns or throws something untyped). */
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof IdnsError) return err.code;
-    throw new Error(`expected an IdnsError, got ${String(err)}`);
-  }
-  throw new Error('expected an error, got a result');
-}
 
 describe('ServerSelector', () => {
   const A = 'https://a.example';
@@ -258,7 +250,7 @@ describe('assureAllowedUrl', () => {
     'ftp://ns.example.com',
     'not a url',
   ])('refuses %s without allowPrivate', (url) => {
-    expect(codeOf(() => assureAllowedUrl(url, false))).toBe('address_refused');
+    expect(errorCode(() => assureAllowedUrl(url, false))).toBe('address_refused');
   });
 
   it.each([
@@ -277,8 +269,8 @@ describe('assureAllowedUrl', () => {
   });
 
   it('refuses other schemes even with allowPrivate', () => {
-    expect(codeOf(() => assureAllowedUrl('ftp://127.0.0.1', true))).toBe('address_refused');
-    expect(codeOf(() => assureAllowedUrl('file:///etc/passwd', true))).toBe('address_refused');
+    expect(errorCode(() => assureAllowedUrl('ftp://127.0.0.1', true))).toBe('address_refused');
+    expect(errorCode(() => assureAllowedUrl('file:///etc/passwd', true))).toBe('address_refused');
   });
 });
 
@@ -669,7 +661,7 @@ describe('verifyProof', () => {
   ];
   it.each(cases)('refuses %s', (_what, make, code) => {
     const c = make();
-    const got = codeOf(() => verifyProof(c.proof, c.handle ?? HANDLE, c.anchors ?? anchors, now, c.expected));
+    const got = errorCode(() => verifyProof(c.proof, c.handle ?? HANDLE, c.anchors ?? anchors, now, c.expected));
     expect(Array.isArray(code) ? code : [code]).toContain(got);
   });
 });
@@ -736,7 +728,7 @@ describe('noCut gaps: only what the proof needs (issue 14, item 2)', () => {
   it('refuses noCut gaps beside a handle record', () => {
     const handleRecord = soc.handle(DEEP, 'https://home.example/bob', [newUserKey().public]);
     expect(verifyProof({ steps: steps(), record: handleRecord, history: historyOf(handleRecord), noCut: [] }, DEEP, anchors, now).status).toBe('found');
-    expect(codeOf(() => verifyProof({ steps: steps(), record: handleRecord, history: historyOf(handleRecord), noCut: [A] }, DEEP, anchors, now))).toBe(
+    expect(errorCode(() => verifyProof({ steps: steps(), record: handleRecord, history: historyOf(handleRecord), noCut: [A] }, DEEP, anchors, now))).toBe(
       'verification_failed',
     );
   });

@@ -34,6 +34,7 @@ import {
   verifierKey,
 } from '../src/transparency/note.js';
 import { addCheckpoint, formatAddCheckpoint, parseAddCheckpoint, type ForkEvidence, type WitnessedCheckpoint } from '../src/transparency/witness.js';
+import { errorCode } from './support/errors.js';
 
 // The transparency primitives of witnessed zones (issue 18): RFC 9162's Merkle tree with its proofs, and
 // C2SP's signed notes, checkpoints and cosignatures, checked against the published test vectors (RFC
@@ -66,15 +67,7 @@ function treeOf(leaves: readonly Buffer[]): { subtree: SubtreeHashes; frontier: 
   return { subtree, frontier };
 }
 
-function code(run: () => unknown): string {
-  try {
-    run();
-  } catch (err) {
-    expect(err).toBeInstanceOf(IdnsError);
-    return (err as IdnsError).code;
-  }
-  return 'ok';
-}
+const code = (fn: () => unknown): string => errorCode(fn, 'ok');
 
 describe('the Merkle tree (RFC 9162 §2.1)', () => {
   it("gives RFC 6962's roots for trees of 0 to 8 leaves, appended one at a time and computed from the stored subtrees", () => {

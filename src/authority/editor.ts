@@ -6,7 +6,7 @@ import { DENIAL_MAX_HASHES, nameHash } from '../records/denial.js';
 import { ZoneDigest } from '../records/digest.js';
 import { parseIJson } from '../records/ijson.js';
 import { RECORD_TYP, signCompact } from '../records/jws.js';
-import type { SigningKey } from '../records/keys.js';
+import type { PublicJwk, SigningKey } from '../records/keys.js';
 import type { DenialFields, FieldsOf, RecordType, ZoneFields } from '../records/types.js';
 import { historyKey, MAX_HISTORY_CHARS, MAX_HISTORY_ENTRIES } from '../records/history-key.js';
 import { HISTORY_EXP, type StoredType } from '../store/records.js';
@@ -37,6 +37,8 @@ export class ZoneEditor {
     readonly settings: ZoneSettings,
     private readonly key: SigningKey,
     private readonly clock: Clock,
+    /** Every key the zone record lists (the signing key first; during a rollover, both), and the ds set it asks its parent for. */
+    private readonly published: { keys: PublicJwk[]; cds?: string[] } = { keys: [key.publicJwk] },
   ) {
     this.version = zone.version;
     this.digest = ZoneDigest.fromState(zone.digestState);
@@ -219,7 +221,7 @@ export class ZoneEditor {
     const fields: ZoneFields = {
       primary: this.settings.primary,
       servers: this.settings.servers,
-      keys: [this.key.publicJwk],
+      keys: this.published.keys,
       refresh: this.settings.refresh,
       retry: this.settings.retry,
       expire: this.settings.expire,
@@ -229,6 +231,7 @@ export class ZoneEditor {
       denial: { alg: 'sha256', salt: this.zone.salt },
       ...(this.totals ?? this.store.records.totals(this.zone.content)),
       recoveryWindow: this.settings.recoveryWindow,
+      ...(this.published.cds === undefined ? {} : { cds: this.published.cds }),
     };
     const record = this.sign('zone', fields);
     this.store.zones.updateState(this.zone.name, this.version, this.digest.state(), record, this.iat + this.settings.signatureValidity);

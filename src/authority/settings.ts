@@ -49,6 +49,43 @@ export interface ZoneSettings {
    * nothing here (fencing), and changes are sent to that primary, until an operator acts.
    */
   fencedBy?: { primary: string; serial: number } | undefined;
+  /** A key rollover under way (`idns zone rekey`, src/authority/rollover.ts); absent when none is. */
+  rollover?: RolloverState | undefined;
+  /**
+   * Servers of the parent zone, where a rollover checks that the delegation lists the new key before it
+   * signs with it (and no longer lists the old one at its end). Without them, the operator says so
+   * (`idns zone rekey ZONE --submitted`), as with Knot's `zone-ksk-submitted`.
+   */
+  parentServers?: string[] | undefined;
+  /** Child zones whose delegation follows the ds set the child asks for in its zone record (`zone delegate --auto-ds`). */
+  autoDs?: string[] | undefined;
+}
+
+/** The phases of a key rollover (docs/operations.md, "Key rollover"), in order. */
+export const ROLLOVER_PHASES = ['publishing', 'signing', 'draining', 'retiring'] as const;
+export type RolloverPhase = (typeof ROLLOVER_PHASES)[number];
+
+/** Where a key rollover stands, kept in the zone's settings so a restarted server resumes it. */
+export interface RolloverState {
+  phase: RolloverPhase;
+  /** The key rolled in and the key rolled out (kids). */
+  newKey: string;
+  oldKey: string;
+  /** When the rollover, and its present phase, began (epoch seconds). */
+  started: number;
+  since: number;
+  /**
+   * When every delegation was last seen as the phase needs it (the new key listed; at the end, the old
+   * one gone), or the operator said so; and the longest TTL of those delegations, which must run out.
+   */
+  delegationsSeen?: number | undefined;
+  delegationTtl?: number | undefined;
+  /** The operator said the delegation (or trust anchor) is as the phase needs it (`--submitted`). */
+  submitted?: boolean | undefined;
+  /** signing: the last record re-signed with the new key, in the content's order; absent before the first. */
+  cursor?: { type: string; key: string } | undefined;
+  /** What the rollover waits for now, in words (for zone show, the operator page and idns ctl status). */
+  waiting?: string | undefined;
 }
 
 const DAY = 24 * 3600;
@@ -112,6 +149,26 @@ const schema = z
       })
       .strict()
       .optional(),
+    rollover: z
+      .object({
+        phase: z.enum(ROLLOVER_PHASES),
+        newKey: z.string().regex(SHA256_B64U),
+        oldKey: z.string().regex(SHA256_B64U),
+        started: z.number().int().min(0),
+        since: z.number().int().min(0),
+        delegationsSeen: z.number().int().min(0).optional(),
+        delegationTtl: z.number().int().min(0).max(L.maxTtl).optional(),
+        submitted: z.boolean().optional(),
+        cursor: z
+          .object({ type: z.string().max(16), key: z.string().max(1024) })
+          .strict()
+          .optional(),
+        waiting: z.string().max(500).optional(),
+      })
+      .strict()
+      .optional(),
+    parentServers: z.array(serverUrl).min(1).max(L.maxServers).optional(),
+    autoDs: z.array(z.string().min(1).max(253)).max(10_000).optional(),
   })
   .strict()
   .refine((s) => s.resignBefore < s.signatureValidity, { message: 'resignBefore must be shorter than signatureValidity', path: ['resignBefore'] });

@@ -7,6 +7,7 @@ import { ZoneDigest } from '../records/digest.js';
 import { thumbprint } from '../records/keys.js';
 import type { RegistrationPolicy, ZoneRow } from '../store/zones.js';
 import { ZoneEditor } from './editor.js';
+import { requestedDs } from './rollover-state.js';
 import { ZoneReader, type ZoneInfo } from './zone-reader.js';
 import { DEFAULT_ZONE_TIMERS, parseSecondarySettings, parseServerUrls, parseZoneSettings, type SecondarySettings, type ZoneSettings } from './settings.js';
 import { HISTORY_EXP } from '../store/records.js';
@@ -202,7 +203,7 @@ export class ZoneService extends ZoneReader {
   }
 
   /** Delegates `child` (strictly below `parent`) to its own servers, vouching for its keys by thumbprint. */
-  delegate(parent: string, child: string, delegation: { servers: string[]; ds: string[]; ttl?: number }): string {
+  delegate(parent: string, child: string, delegation: { servers: string[]; ds: string[]; ttl?: number; autoDs?: boolean }): string {
     // Held to the bounds verifiers apply to a delegation record (records/schemas.ts), so none it signs is refused.
     if (parseZoneName(child) !== child) throw new IdnsError('invalid_zone_name', `${child} is not a normalised zone name`);
     if (child === parent || !isAtOrBelow(child, parent)) throw new IdnsError('invalid_request', `${child} is not below zone ${parent}`);
@@ -229,6 +230,7 @@ export class ZoneService extends ZoneReader {
       // The cut's name joins the hashed names, so no denial of this zone can cover it (verify.ts verifyDenial).
       if (!existed) editor.addName(child);
       editor.commit();
+      if (delegation.autoDs !== undefined) this.followChild(parent, child, delegation.autoDs);
       return jws;
     });
   }
@@ -243,6 +245,43 @@ export class ZoneService extends ZoneReader {
       editor.remove('delegation', child);
       editor.removeName(child);
       editor.commit();
+      this.followChild(parent, child, false);
+    });
+  }
+
+  /** Whether the delegation of `child` follows the ds set the child asks for (`--auto-ds`, src/authority/auto-ds.ts). */
+  private followChild(parent: string, child: string, follow: boolean): void {
+    const others = (this.settings(this.require(parent)).autoDs ?? []).filter((c) => c !== child);
+    const autoDs = follow ? [...others, child] : others;
+    this.changeSettings(parent, { autoDs: autoDs.length === 0 ? undefined : autoDs });
+  }
+
+  /** The delegation of `child` held in primary zone `parent`, as signed (null when there is none). */
+  delegationOf(parent: string, child: string): { jws: string; servers: string[]; ds: string[]; ttl: number } | null {
+    const jws = this.store.records.jws(this.require(parent).content, 'delegation', child);
+    if (jws === undefined) return null;
+    const { servers, ds, ttl } = decodePayload(jws) as { servers: string[]; ds: string[]; ttl: number };
+    return { jws, servers, ds, ttl };
+  }
+
+  /** A new signing key for a zone, in its key directory (not used until its settings name it); returns its kid. */
+  newKey(name: string): string {
+    return this.keys.create(name).kid;
+  }
+
+  /**
+   * Changes a primary zone's key settings (keyIds, rollover) and, when `sign`, signs a new version in the
+   * same transaction, whose zone record lists the keys and the ds set asked for (src/authority/rollover.ts).
+   */
+  changeKeys(name: string, change: Partial<ZoneSettings>, sign: boolean): ZoneSettings {
+    return this.store.write(() => {
+      const settings = this.changeSettings(name, change);
+      if (sign) {
+        const editor = this.editor(name);
+        editor.beginChange();
+        editor.commit();
+      }
+      return settings;
     });
   }
 
@@ -360,7 +399,9 @@ export class ZoneService extends ZoneReader {
     const settings = this.settings(row);
     const kid = settings.keyIds[0];
     if (kid === undefined) throw new IdnsError('key_unavailable', `zone ${name} has no signing key configured`);
-    return new ZoneEditor(this.store, row, settings, this.keys.load(name, kid), this.clock);
+    const key = this.keys.load(name, kid);
+    const keys = [key.publicJwk, ...settings.keyIds.slice(1).map((other) => this.keys.load(name, other).publicJwk)];
+    return new ZoneEditor(this.store, row, settings, key, this.clock, { keys, cds: requestedDs(settings) });
   }
 
   /** Sets the UTS #39 checks of the hosts of new registrations in a primary zone. */

@@ -67,7 +67,7 @@ function controlApp(ctx: AppContext, running: RunningServer): Hono {
         role: row.role,
         serial,
         ...(row.role === 'primary'
-          ? { fencedBy: ctx.zones.settings(row).fencedBy ?? null }
+          ? { fencedBy: ctx.zones.settings(row).fencedBy ?? null, rollover: ctx.zones.settings(row).rollover ?? null }
           : {
               primarySerial,
               behind: serial === null || primarySerial === null ? null : serialLess(serial, primarySerial),

@@ -40,6 +40,8 @@ export interface MetricsSources {
   resolverCache(): { entries: number; bytes: number } | null;
   /** Forks the resolver met and keeps as evidence (two contents of one zone serial); 0 without a resolver role. */
   resolverZoneForks(): number;
+  /** Key rollovers under way in primary zones held here: the phase and since when (epoch seconds). */
+  rollovers(): Iterable<{ zone: string; phase: string; since: number }>;
 }
 
 /** Upper bounds of the request-duration buckets, s: a fast-path read takes tens of µs, a registration a few ms. */
@@ -263,6 +265,17 @@ export class Metrics {
         this.reset();
         const now = sources.now() / 1000;
         for (const z of sources.signatureExpiry()) this.set({ zone: z.zone }, Math.round(z.exp - now));
+      },
+    });
+    new Gauge({
+      name: 'idns_zone_key_rollover_phase_seconds',
+      help: 'For each primary zone rolling its key (idns zone rekey): seconds in its present phase (publishing, signing, draining, retiring); absent when none is under way',
+      labelNames: ['zone', 'phase'],
+      registers,
+      collect() {
+        this.reset();
+        const now = sources.now() / 1000;
+        for (const r of sources.rollovers()) this.set({ zone: r.zone, phase: r.phase }, Math.round(now - r.since));
       },
     });
     new Gauge({

@@ -5,6 +5,7 @@ import { isAtOrBelow, isNormalZoneName } from '../names/zone.js';
 import { DENIAL_MAX_HASHES } from './denial.js';
 import { HANDLE_LINK_LIMITS, handleLinksProblem } from './handle-links.js';
 import { MAX_HISTORY_ENTRIES } from './history-key.js';
+import { thumbprint } from './keys.js';
 import { DENIAL_SALT_HEX, ED25519_X_B64U, NAME_HASH_HEX, RECORD_LIMITS, SHA256_B64U, MAX_HANDLE_KEYS, MAX_RECOVERY_KEYS, type RecordType } from './types.js';
 import { endpointProblem, MAX_URL_LENGTH, serverUrlProblem } from './urls.js';
 
@@ -132,8 +133,14 @@ function schemas(allowLoopbackEndpoints: boolean) {
           .max(2 ** 48)
           .optional(),
         recoveryWindow: z.number().int().min(0).max(RECORD_LIMITS.maxRecoveryWindow).optional(),
+        // The ds set the zone asks its parent for during a key rollover (DNS's CDS, RFC 7344): keys it lists.
+        cds: z.array(sha256).min(1).max(RECORD_LIMITS.maxZoneKeys).refine(distinct, 'lists the same thumbprint twice').optional(),
       })
       .strict()
+      .refine((r) => r.cds === undefined || r.cds.every((t) => r.keys.some((k) => thumbprint(k) === t)), {
+        message: 'asks for a ds naming a key the zone record does not list',
+        path: ['cds'],
+      })
       .refine(validity, VALIDITY_MESSAGE),
   } as const;
 }

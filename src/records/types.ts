@@ -83,6 +83,11 @@ export interface ZoneFields {
   size?: number;
   /** Seconds after a change within which a recovery key may undo it (docs/protocol.md §6.6); absent: 259,200 (72 hours). */
   recoveryWindow?: number;
+  /**
+   * During a key rollover, the ds set the zone asks its parent to publish (docs/protocol.md §3.2, as DNS's
+   * CDS): thumbprints of keys this record lists. A parent following the child (`--auto-ds`) adopts it.
+   */
+  cds?: string[];
 }
 
 export type HandleRecord = RecordBase & { type: 'handle' } & HandleFields;

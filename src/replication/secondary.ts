@@ -5,6 +5,9 @@ import { timersFor, type Clock, type Timers } from '../clock.js';
 import { IdnsError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Store } from '../store/store.js';
+import { decodeCompact } from '../records/jws.js';
+import { thumbprint, type PublicJwk } from '../records/keys.js';
+import { parseSecondarySettings } from '../authority/settings.js';
 import type { CredentialStore } from './credentials.js';
 import { TransferClient, type Source, type TransferLimits, DEFAULT_TRANSFER_LIMITS } from './transfer-client.js';
 
@@ -238,6 +241,7 @@ export class Replicator {
           }
           loop.forceFull = false;
           this.log.info('zone transferred', { zone, serial, from: server });
+          this.followCopyKeys(zone);
         } else if (ours !== record.serial) {
           throw new Error(`the source's serial ${record.serial} is behind ours (${ours})`);
         } else {
@@ -260,6 +264,20 @@ export class Replicator {
     // change was refused): check again soon with it rather than wait the zone's retry interval.
     const changed = this.credentialVersion(zone) !== credentialAtStart;
     this.schedule(zone, changed ? NOTIFY_INTERVAL_MS : this.timer(this.zones.require(zone), 'retry'));
+  }
+
+  /**
+   * A secondary trusts the keys its copy's zone record lists (a record signed by a key it trusted vouched
+   * for them): its ds follows them, so a key rollover of the zone (src/authority/rollover.ts) needs no step
+   * on its secondaries, and a retired key stops being trusted.
+   */
+  private followCopyKeys(zone: string): void {
+    const row = this.zones.require(zone);
+    const keys = (decodeCompact(row.record).payload as { keys: PublicJwk[] }).keys.map((k) => thumbprint(k));
+    const settings = this.zones.secondarySettings(row);
+    if (keys.length === settings.ds.length && keys.every((k) => settings.ds.includes(k))) return;
+    this.store.write(() => this.store.zones.setSettings(zone, JSON.stringify(parseSecondarySettings({ ...settings, ds: keys }))));
+    this.log.info('zone keys followed: the copy trusts the keys its zone record lists', { zone, ds: keys });
   }
 
   /** The zone's own credential as text, to tell whether it changed (an unreadable file is a state of its own). */

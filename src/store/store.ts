@@ -26,6 +26,8 @@ export class Store {
     if (this.db.open && this.db.inTransaction) this.db.exec('COMMIT');
   };
   private readonly changeListeners: ((zone: string) => void)[] = [];
+  /** The version and content id of each zone last announced to the listeners. */
+  private readonly announced = new Map<string, string>();
 
   constructor(private readonly db: Db) {
     this.zones = new ZoneStore(db);
@@ -35,6 +37,7 @@ export class Store {
     this.histories = new CompactHistories(db, this.records);
     this.journal = new JournalStore(db);
     this.invites = new InviteStore(db);
+    this.zones.onChangedElsewhere = (zones) => this.announce(zones);
   }
 
   /** Opens the database of a data directory. */
@@ -154,7 +157,7 @@ export class Store {
   private announceChanges(): void {
     const changed = [...this.changedInTransaction];
     this.changedInTransaction.clear();
-    for (const zone of changed) for (const listener of this.changeListeners) listener(zone);
+    this.announce(changed);
   }
 
   /** The error to throw for a write that did not commit. */
@@ -207,7 +210,33 @@ export class Store {
    */
   changedElsewhere(zones: readonly string[]): void {
     this.zones.invalidate();
-    for (const zone of new Set(zones)) for (const listener of this.changeListeners) listener(zone);
+    this.announce(zones);
+  }
+
+  /**
+   * Tells the listeners of each zone's new version, once per version: the writer thread's commits are
+   * announced by changedElsewhere and noticed again through data_version, the CLI's only the second way.
+   */
+  private announce(zones: readonly string[]): void {
+    const rows = this.zones.snapshot();
+    for (const zone of new Set(zones)) {
+      const row = rows.get(zone);
+      // A copy replaced at the same serial (a forced full transfer) is a change too: its content id differs.
+      const state = row === undefined ? undefined : `${row.version} ${row.content}`;
+      if (state !== undefined && this.announced.get(zone) === state) continue;
+      if (state !== undefined) this.announced.set(zone, state);
+      else this.announced.delete(zone);
+      for (const listener of this.changeListeners) listener(zone);
+    }
+  }
+
+  /**
+   * Notices commits of other processes (the CLI on a running server's data directory: a delegation, a key
+   * rollover started) and tells the listeners, as for this process's own; called periodically. SQLite's
+   * data_version says when another connection committed.
+   */
+  noticeChangesElsewhere(): void {
+    this.zones.snapshot();
   }
 
   /** Calls `listener` with the zone name after every committed transaction that changed that zone. */

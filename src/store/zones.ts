@@ -141,12 +141,27 @@ export class ZoneStore {
     if (this.cache !== null && this.checkedWrites === this.localWrites && now - this.checkedAt < 50) return this.cache;
     this.checkedAt = now;
     this.checkedWrites = this.localWrites;
-    const generation = `${this.dataVersion.get()}:${this.localWrites}`;
+    const dataVersion = this.dataVersion.get() ?? 0;
+    const generation = `${dataVersion}:${this.localWrites}`;
     if (this.cache === null || generation !== this.cacheGeneration) {
+      const before = this.cache;
       this.cache = new Map(this.all.all().map((row) => [row.name, row]));
       this.cacheGeneration = generation;
+      if (before !== null && dataVersion !== this.lastDataVersion) this.announceElsewhere(before, this.cache);
     }
+    this.lastDataVersion = dataVersion;
     return this.cache;
+  }
+
+  /** Hears of zones another connection (the CLI, the writer thread) gave a new version, as snapshot() notices them. */
+  onChangedElsewhere: ((zones: string[]) => void) | null = null;
+  private lastDataVersion: number | null = null;
+
+  private announceElsewhere(before: ReadonlyMap<string, ZoneRow>, after: ReadonlyMap<string, ZoneRow>): void {
+    const changed = [...after.values()]
+      .filter((row) => before.get(row.name)?.version !== row.version || before.get(row.name)?.content !== row.content)
+      .map((row) => row.name);
+    if (changed.length > 0) this.onChangedElsewhere?.(changed);
   }
 
   /** Marks the cache stale after a write on this connection. */

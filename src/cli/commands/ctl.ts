@@ -1,4 +1,6 @@
 import { parseCommand, UsageError, type Io } from '../args.js';
+import { describeRollover } from '../../authority/rollover-state.js';
+import type { RolloverState } from '../../authority/settings.js';
 
 const usage = `usage: idns ctl <command> [ZONE] [--data DIR] [--config FILE] [--json]
 
@@ -71,7 +73,7 @@ function describe(command: string, body: unknown): string {
       `server ${s.url}`,
       ...s.zones.map((z) =>
         z.role === 'primary'
-          ? `  ${String(z.zone)}: primary, serial ${String(z.serial)}${z.fencedBy ? `, FENCED by ${JSON.stringify(z.fencedBy)}` : ''}`
+          ? `  ${String(z.zone)}: primary, serial ${String(z.serial)}${z.fencedBy ? `, FENCED by ${JSON.stringify(z.fencedBy)}` : ''}${z.rollover ? `, ${describeRollover(z.rollover as RolloverState)}` : ''}`
           : `  ${String(z.zone)}: secondary, serial ${String(z.serial)}, source at ${String(z.primarySerial)}${z.behind ? ' (behind)' : ''}${z.lastError ? `, last error: ${String(z.lastError)}` : ''}`,
       ),
     ].join('\n');

@@ -9,7 +9,9 @@ import { IdnsError } from '../../errors.js';
 import { readFileSync } from 'node:fs';
 import { importHandles } from '../../authority/import.js';
 import type { LocalContext } from '../../local-context.js';
-import type { ZoneSettings } from '../../authority/settings.js';
+import { parseServerUrls, type ZoneSettings } from '../../authority/settings.js';
+import { describeRollover } from '../../authority/rollover-state.js';
+import { startRollover, submitRollover } from '../../authority/rollover.js';
 
 const usage = `usage: idns zone <command> ... [--data DIR] [--json]
 
@@ -55,9 +57,20 @@ Commands (they act on the data directory; a running server sees the change at on
         another primary, see zone show) takes no writes and signs nothing: fenced. Once
         that other primary is retired, unfence lets this one go on, its serial moved past
         the newer one's.
-  delegate PARENT CHILD --server-url URL... --ds THUMBPRINT... [--ttl S]
+  rekey ZONE [--parent-server URL...] [--submitted]
+        Rolls the zone's key on the running server, safe for every resolver and cache
+        (docs/operations.md, Key rollover): publishes a new key beside the old one, switches
+        signing once every server of the parent zone lists it in the delegation (checked at
+        --parent-server, and at the servers its zone record lists) and the TTLs ran out,
+        re-signs the records in batches, retires the old key after the TTLs. Without parent
+        servers (a root, a zone published in DNS), say when the parent's delegation (or the
+        resolvers' anchor) lists the new key, and later when it no longer lists the old one,
+        with --submitted. The state shows in zone show, idns ctl status and the metrics.
+  delegate PARENT CHILD --server-url URL... --ds THUMBPRINT... [--ttl S] [--auto-ds]
         Delegates CHILD (below PARENT) to its own servers; --ds lists the thumbprints of
         the child zone's keys (printed by zone create/show where the child is held).
+        --auto-ds: the parent's running primary follows the ds set the child's zone record
+        asks for during a key rollover (as DNS's CDS), checked with the keys listed now.
   undelegate PARENT CHILD
         Removes the delegation.
   secondary ZONE --primary URL... --ds THUMBPRINT... [--credential NAME:SECRET]
@@ -133,6 +146,8 @@ async function run(sub: string | undefined, rest: string[], io: Io): Promise<num
       return secondsSetting(rest, io, 'recoveryWindow', 'recovery window', (ctx, name, s) => ctx.zones.setRecoveryWindow(name, s));
     case 'bump-serial':
       return bumpSerial(rest, io);
+    case 'rekey':
+      return rekey(rest, io);
     case 'unfence':
       return unfence(rest, io);
     case 'delete':
@@ -233,6 +248,8 @@ async function show(argv: string[], io: Io): Promise<number> {
       `  servers: ${info.servers.join(' ')}`,
       ...(info.secondary ? [`  copied from: ${info.secondary.primaries.join(' ')} (trusting keys ${info.secondary.ds.join(' ')})`] : []),
       `  key thumbprints: ${info.keyThumbprints.join(' ')}`,
+      ...(info.settings?.rollover ? [`  ${describeRollover(info.settings.rollover)}`] : []),
+      ...(info.settings?.autoDs ? [`  follows the ds sets its children ask for: ${info.settings.autoDs.join(' ')}`] : []),
       `  digest: ${info.digest}`,
       `  record: ${info.record}`,
     ].join('\n'),
@@ -344,6 +361,7 @@ async function delegate(argv: string[], io: Io): Promise<number> {
     'server-url': { type: 'string', multiple: true },
     ds: { type: 'string', multiple: true },
     ttl: { type: 'string' },
+    'auto-ds': { type: 'boolean' },
   } as const;
   const { values, positionals, help } = parseCommand({ usage, options, positionals: ['PARENT', 'CHILD'] }, argv);
   if (help) return (io.out(usage), 0);
@@ -355,11 +373,13 @@ async function delegate(argv: string[], io: Io): Promise<number> {
   if (ds.length === 0) throw new UsageError("--ds THUMBPRINT is required (the child zone's key thumbprints)", usage);
   const ttl = intOption(values.ttl, 'ttl', usage);
   const record = await withLocal(values, (ctx) => {
-    ctx.zones.delegate(parent, child, { servers, ds, ...(ttl === undefined ? {} : { ttl }) });
+    ctx.zones.delegate(parent, child, { servers, ds, ...(ttl === undefined ? {} : { ttl }), ...(values['auto-ds'] ? { autoDs: true } : {}) });
     return ctx.zones.info(parent);
   });
-  if (values.json) io.out(JSON.stringify({ parent, child, servers, ds, serial: record.serial }));
-  else io.out(`zone ${parent}: delegated ${child} to ${servers.join(' ')} (serial ${record.serial})`);
+  const autoDs = values['auto-ds'] === true;
+  if (values.json) io.out(JSON.stringify({ parent, child, servers, ds, autoDs, serial: record.serial }));
+  else
+    io.out(`zone ${parent}: delegated ${child} to ${servers.join(' ')} (serial ${record.serial})${autoDs ? "; it follows the child's requested ds set" : ''}`);
   return 0;
 }
 
@@ -422,6 +442,27 @@ async function bumpSerial(argv: string[], io: Io): Promise<number> {
   const now = await withLocal(values, (ctx) => ctx.zones.bumpSerial(name, serial), true);
   if (values.json) io.out(JSON.stringify({ zone: name, serial: now }));
   else io.out(`${name} serial ${now}`);
+  return 0;
+}
+
+async function rekey(argv: string[], io: Io): Promise<number> {
+  const options = { ...localOptions, 'parent-server': { type: 'string', multiple: true }, submitted: { type: 'boolean' } } as const;
+  const { values, positionals, help } = parseCommand({ usage, options, positionals: ['ZONE'] }, argv);
+  if (help) return (io.out(usage), 0);
+  const name = parseZoneName(positionals[0]!);
+  const parents = values['parent-server'];
+  if (values.submitted && parents !== undefined) throw new UsageError('--submitted confirms a step of a rollover under way; --parent-server starts one', usage);
+  const state = await withLocal(
+    values,
+    (ctx) =>
+      values.submitted
+        ? submitRollover(ctx.zones, name)
+        : startRollover(ctx.zones, ctx.clock, name, parents === undefined ? undefined : parseServerUrls(parents, '--parent-server')),
+    true,
+  );
+  if (values.json) io.out(JSON.stringify({ zone: name, rollover: state }));
+  else if (values.submitted) io.out(`zone ${name}: noted; the running server takes the next step of the rollover (${state.phase})`);
+  else io.out(`zone ${name}: rolling its key: ${state.newKey} is published beside ${state.oldKey}; the running server waits for ${state.waiting}`);
   return 0;
 }
 
@@ -535,6 +576,9 @@ function zoneJson(info: ZoneInfo) {
     servers: info.servers,
     primary: info.settings?.primary ?? null,
     fencedBy: info.settings?.fencedBy ?? null,
+    rollover: info.settings?.rollover ?? null,
+    parentServers: info.settings?.parentServers ?? null,
+    autoDs: info.settings?.autoDs ?? null,
     primaries: info.secondary?.primaries ?? null,
     keyThumbprints: info.keyThumbprints,
     digest: info.digest,

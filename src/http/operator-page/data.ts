@@ -3,6 +3,7 @@ import type { AppContext } from '../../context.js';
 import { IdnsError, type ErrorCode } from '../../errors.js';
 import { decodeCompact } from '../../records/jws.js';
 import { thumbprint } from '../../records/keys.js';
+import { describeRollover } from '../../authority/rollover-state.js';
 import type { DelegationRecord, DenialRecord, HandleRecord, ZoneRecord } from '../../records/types.js';
 import { describeAnchor, type AnchorKind } from '../../resolver/proof.js';
 import type { VerifiedResult } from '../../resolver/resolver.js';
@@ -56,6 +57,8 @@ export interface ZoneView {
   delegations: { name: string; servers: string[]; ds: string[] }[];
   /** A primary fenced by a newer zone record elsewhere (ZoneSettings.fencedBy), or null. */
   fencedBy: { primary: string; serial: number } | null;
+  /** A primary's key rollover under way, in words (rollover.ts describeRollover), or null. */
+  rollover: string | null;
   /**
    * The servers copying a primary zone, as this server saw them since it started: the targets it
    * notified (the last notify to each) and the clients that took transfers (the last transfer of each).
@@ -267,6 +270,7 @@ export function zoneViews(ctx: AppContext, now: number): ZoneView[] {
       delegations,
       peers,
       fencedBy: settings?.fencedBy ?? null,
+      rollover: settings?.rollover ? describeRollover(settings.rollover) : null,
       serial,
       policy: row.role === 'primary' ? row.policy : null,
       handles: info.handles,

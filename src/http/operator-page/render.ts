@@ -135,6 +135,7 @@ function renderPrimary(z: ZoneView): Html {
   const fence = z.fencedBy
     ? html`<p><span class="badge bad">fenced</span> <code>${z.fencedBy.primary}</code> holds serial ${z.fencedBy.serial}, newer, naming itself the primary: this server takes no writes and signs nothing for the zone (<code>idns zone unfence</code> once that server is retired, or re-point this one as a secondary)</p>`
     : html`<span class="muted">primary: serves its own copy</span>`;
+  const rollover = z.rollover === null ? '' : html`<p><span class="badge">rekey</span> ${z.rollover}</p>`;
   const { notifies, transfers } = z.peers;
   const peers =
     notifies.length + transfers.length === 0
@@ -152,7 +153,7 @@ ${transfers.map((t) => html`<dt>copied by <code>${t.client}</code></dt><dd>${for
       : html`<dl class="kv delegations">
 ${z.delegations.map((d) => html`<dt>delegates <code>${d.name}</code></dt><dd>to ${codes(d.servers)}, vouching for ${codes(d.ds)}</dd>`)}
 </dl>`;
-  return html`${fence}${peers}${delegations}`;
+  return html`${fence}${rollover}${peers}${delegations}`;
 }
 
 function renderReplication(z: ZoneView): Html {

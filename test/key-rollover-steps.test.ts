@@ -1,0 +1,119 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { startRollover, submitRollover } from '../src/authority/rollover.js';
+import { signChangeRequest } from '../src/client/requests.js';
+import { ManualClock } from '../src/clock.js';
+import { decodeCompact } from '../src/records/jws.js';
+import { thumbprint, type PublicJwk } from '../src/records/keys.js';
+import { startTestServer, type TestServer } from './support/server.js';
+import { newUserKey } from './support/keys.js';
+import { errorCode } from './support/errors.js';
+
+// The steps of a key rollover (src/authority/rollover.ts) one at a time, in process with a manual clock:
+// a zone without parent servers, whose operator confirms each delegation step (--submitted), and the
+// parent's side (--auto-ds), which follows only what the child's present key asks for.
+
+const servers: TestServer[] = [];
+afterEach(async () => {
+  for (const s of servers.splice(0)) await s.close();
+});
+
+const ZONE = 'social.example';
+const owner = newUserKey();
+
+/** The signer and listed keys of the zone record a server holds for `zone`. */
+function zoneRecord(s: TestServer, zone: string): { signer: string; keys: string[]; cds: string[] | undefined } {
+  const { header, payload } = decodeCompact(s.ctx.zones.info(zone).record);
+  const p = payload as { keys: PublicJwk[]; cds?: string[] };
+  return { signer: header.kid!, keys: p.keys.map((k) => thumbprint(k)), cds: p.cds };
+}
+
+/** Every record of the zone's content but history entries: the keys that signed them. */
+function signers(s: TestServer, zone: string): Set<string> {
+  const content = s.ctx.zones.require(zone).content;
+  const out = new Set<string>();
+  for (const r of s.ctx.store.records.page(content, null, 10_000)) if (r.type !== 'op') out.add(decodeCompact(r.jws).header.kid!);
+  return out;
+}
+
+describe('key rollover, step by step', () => {
+  it('without parent servers: waits for the operator at both delegation steps, re-signs every record, drains the TTLs, and refuses what does not fit the phase', async () => {
+    const clock = new ManualClock(Date.now());
+    const s = await startTestServer({ clock, zones: { [ZONE]: { policy: 'open', timers: { ttl: 60, handleTtl: 120, minimum: 30 } } } });
+    servers.push(s);
+    for (const name of ['ann', 'bob', 'cai']) {
+      await s.ctx.changes.submit(
+        signChangeRequest({ action: 'register', handle: `${name}@${ZONE}`, endpoint: `https://social.example/${name}`, keys: [owner.public] }, owner.private),
+      );
+    }
+    const oldKey = zoneRecord(s, ZONE).signer;
+    expect(errorCode(() => submitRollover(s.ctx.zones, ZONE))).toBe('invalid_request');
+
+    const started = startRollover(s.ctx.zones, clock, ZONE);
+    const newKey = started.newKey;
+    expect(zoneRecord(s, ZONE)).toEqual({ signer: oldKey, keys: [oldKey, newKey], cds: [oldKey, newKey] });
+    expect(errorCode(() => startRollover(s.ctx.zones, clock, ZONE))).toBe('invalid_request');
+    const phase = () => s.ctx.zones.settings(s.ctx.zones.require(ZONE)).rollover;
+
+    // Publishing: nothing moves until the operator confirms, however long it waits.
+    clock.advance(3600_000);
+    await s.ctx.rollovers.runOnce();
+    expect(phase()).toMatchObject({ phase: 'publishing', waiting: expect.stringContaining('--submitted') });
+    submitRollover(s.ctx.zones, ZONE);
+    await s.ctx.rollovers.runOnce();
+    // The confirmation starts the delegation's TTL (the zone's own TTL stands for it): not yet.
+    expect(phase()).toMatchObject({ phase: 'publishing' });
+    clock.advance(61_000);
+    await s.ctx.rollovers.runOnce();
+    expect(phase()).toMatchObject({ phase: 'signing' });
+    expect(zoneRecord(s, ZONE)).toEqual({ signer: newKey, keys: [newKey, oldKey], cds: [oldKey, newKey] });
+    expect(errorCode(() => submitRollover(s.ctx.zones, ZONE))).toBe('invalid_request');
+
+    // Signing: one batch re-signs every record the old key signed (a small zone).
+    expect(signers(s, ZONE).has(oldKey)).toBe(true);
+    await s.ctx.rollovers.runOnce();
+    expect(signers(s, ZONE)).toEqual(new Set([newKey]));
+    expect(phase()).toMatchObject({ phase: 'draining' });
+
+    // Draining: the longest TTL (handles, 120 s) must run out.
+    clock.advance(60_000);
+    await s.ctx.rollovers.runOnce();
+    expect(phase()).toMatchObject({ phase: 'draining' });
+    clock.advance(61_000);
+    await s.ctx.rollovers.runOnce();
+    expect(phase()).toMatchObject({ phase: 'retiring', waiting: expect.stringContaining('no longer lists the old key') });
+    expect(zoneRecord(s, ZONE)).toEqual({ signer: newKey, keys: [newKey], cds: [newKey] });
+
+    // Retiring: ends when the operator says the parent (or anchor) dropped the old key.
+    await s.ctx.rollovers.runOnce();
+    expect(phase()).toMatchObject({ phase: 'retiring' });
+    submitRollover(s.ctx.zones, ZONE);
+    await s.ctx.rollovers.runOnce();
+    expect(phase()).toBeUndefined();
+    expect(zoneRecord(s, ZONE)).toEqual({ signer: newKey, keys: [newKey], cds: undefined });
+    expect(s.ctx.zones.info(ZONE).keyThumbprints).toEqual([newKey]);
+  });
+
+  it('--auto-ds: the parent adopts the ds set its child asks for, signed by a key it lists; a server of the child signing with another key changes nothing', async () => {
+    const child = await startTestServer({ zones: { [ZONE]: {} } });
+    const impostor = await startTestServer({ zones: { [ZONE]: {} } });
+    const parent = await startTestServer({ zones: { example: {} } });
+    servers.push(child, impostor, parent);
+    const oldKey = zoneRecord(child, ZONE).signer;
+    // The impostor lists the child's servers too, and asks for its own key.
+    parent.ctx.zones.delegate('example', ZONE, { servers: [impostor.url, child.url], ds: [oldKey], autoDs: true });
+    startRollover(impostor.ctx.zones, impostor.ctx.clock, ZONE);
+    await parent.ctx.delegationFollower.runOnce();
+    expect(parent.ctx.zones.delegationOf('example', ZONE)!.ds).toEqual([oldKey]);
+
+    const { newKey } = startRollover(child.ctx.zones, child.ctx.clock, ZONE);
+    await parent.ctx.delegationFollower.runOnce();
+    expect(parent.ctx.zones.delegationOf('example', ZONE)!.ds).toEqual([oldKey, newKey]);
+    expect(parent.ctx.delegationFollower.followed).toBe(1);
+    // Nothing more to follow while the child asks for the same set.
+    await parent.ctx.delegationFollower.runOnce();
+    expect(parent.ctx.delegationFollower.followed).toBe(1);
+    // Undelegated, the child is no longer followed.
+    parent.ctx.zones.undelegate('example', ZONE);
+    expect(parent.ctx.zones.settings(parent.ctx.zones.require('example')).autoDs).toBeUndefined();
+  });
+});
