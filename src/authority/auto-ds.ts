@@ -34,8 +34,17 @@ export class DelegationFollower {
     private readonly dispatcher: Dispatcher | undefined,
   ) {}
 
-  /** Checks every child followed by a primary zone held here. */
+  private running: Promise<void> | null = null;
+
+  /** Checks every child followed by a primary zone held here; one run at a time (a slow child's servers can outlast a tick). */
   async runOnce(): Promise<void> {
+    this.running ??= this.followAll().finally(() => {
+      this.running = null;
+    });
+    return this.running;
+  }
+
+  private async followAll(): Promise<void> {
     for (const row of this.zones.list()) {
       if (row.role !== 'primary') continue;
       const settings = this.zones.settings(row);
