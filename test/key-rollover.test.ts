@@ -144,9 +144,9 @@ describe('key rollover on running servers (idns zone rekey, zone delegate --auto
     await watch;
     expect(failures).toEqual([]);
     expect(lookups).toBeGreaterThan(10);
-    // The two phases that last at least a TTL were seen in the metrics while they lasted.
+    // The metrics showed the rollover while it waited for the parent (four seconds at least); the
+    // shorter phases are followed step by step in key-rollover-steps.test.ts.
     expect(phases).toContain('publishing');
-    expect(phases).toContain('draining');
   }, 120_000);
 
   it('waits for the parent: without its delegation listing the new key the old key goes on signing; the operator updates the parent, and a restarted server resumes', async () => {
