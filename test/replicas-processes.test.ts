@@ -525,6 +525,20 @@ describe('replicas as real processes', () => {
     expect((await resolveOn(s2, 'gus9@example')).status).toBe(200);
   });
 
+  it("a version signed by the CLI on a running primary's data directory reaches its secondary by notify, as the server's own do", async () => {
+    const [p, s] = [await cluster.node('p'), await cluster.node('s')];
+    // refresh 3600: only a notify brings the change within the wait below.
+    const kid = await createZone(p, [p, s], { refresh: 3600, retry: 3600 });
+    await makeSecondary(s, p.url, kid);
+    await Promise.all([p, s].map((n) => cluster.start(n)));
+    await register(p.url, owner, 'ivy@example');
+    await converged(p, [s]);
+    const before = (await zoneState(p.url)).serial;
+    // Another process signs a version (the zone record states the new recovery window).
+    await idns(['zone', 'recovery-window', 'example', '3600', '--data', p.dir]);
+    await until(async () => (await zoneState(s.url)).serial === before + 1, 'the secondary to take the new version', 10_000, 100);
+  });
+
   it('promotion: with the primary gone for good, a promoted secondary accepts writes and serves the old handles; a re-pointed secondary follows it', async () => {
     const [p, s1, s2] = [await cluster.node('p'), await cluster.node('s1'), await cluster.node('s2')];
     const kid = await createZone(p, [p, s1, s2], { refresh: 3600, retry: 1 });
