@@ -890,6 +890,14 @@ describe('idns ctl: the running server through its control socket', () => {
     expect(JSON.parse(expectOk(await idns(['ctl', 'reload', '--data', dirP, '--json'])))).toEqual({ tls: 'not serving HTTPS' });
     expectFailure(await idns(['ctl', 'refresh', 'example', '--data', dirP]), 1, 'invalid_request');
 
+    // A key rollover under way shows in the primary's status, with what it waits for.
+    expectOk(await idns(['zone', 'rekey', 'example', '--data', dirP]));
+    expect(expectOk(await idns(['ctl', 'status', '--data', dirP]))).toMatch(
+      /example: primary, serial \d+, key rollover publishing since .*waiting for the operator to confirm/,
+    );
+    const status = JSON.parse(expectOk(await idns(['ctl', 'status', '--data', dirP, '--json']))) as { zones: { rollover: { phase: string } | null }[] };
+    expect(status.zones[0]!.rollover).toMatchObject({ phase: 'publishing' });
+
     await primary.stop('SIGTERM');
     expect(() => statSync(join(dirP, 'control.sock'))).toThrow();
     expectFailure(await idns(['ctl', 'status', '--data', dirP]), 1, 'invalid_config');
