@@ -54,6 +54,33 @@ async function delegationDs(parent: Node): Promise<string[]> {
   return (decodeCompact(body.record).payload as { ds: string[] }).ds;
 }
 
+/**
+ * The hierarchy: parent zone `example` on its own server, the child zone `social.example` (TTLs of one
+ * second, open registration) on a primary and, given `secondary`, a secondary, delegated with the child's
+ * key and `delegation` flags; a resolver anchored at the parent. Every server is started, and the handle
+ * registered and resolvable.
+ */
+async function hierarchy(o: { secondary: boolean; delegation: string[] }) {
+  const config = fastKeyManagement();
+  const p = await cluster.node('parent', ['--config', config]);
+  const c = await cluster.node('child', ['--config', config]);
+  const cs = o.secondary ? await cluster.node('child-secondary') : null;
+  const childServers = cs === null ? [c.url] : [c.url, cs.url];
+  const short = ['--ttl', '1', '--handle-ttl', '1', '--minimum', '1'];
+  const parentKid = (await idns(['zone', 'create', PARENT, '--server-url', p.url, '--data', p.dir, ...short, '--json'])).keyThumbprints[0] as string;
+  const oldKid = (await idns(['zone', 'create', CHILD, '--server-url', ...childServers, '--policy', 'open', '--data', c.dir, ...short, '--json']))
+    .keyThumbprints[0] as string;
+  await idns(['zone', 'delegate', PARENT, CHILD, '--server-url', ...childServers, '--ds', oldKid, ...o.delegation, '--data', p.dir]);
+  if (cs !== null) await idns(['zone', 'secondary', CHILD, '--primary', c.url, `--ds=${oldKid}`, '--data', cs.dir]);
+  const r = await cluster.node('resolver', ['--root', p.url, '--anchor', `${PARENT}=${parentKid}`, '--allow-private']);
+  await Promise.all([p, c, cs, r].map((n) => (n === null ? null : cluster.start(n))));
+  expect((await register(c.url, owner, HANDLE)).status).toBe(201);
+  if (cs !== null)
+    await until(async () => (await zoneRecord(cs, CHILD)).serial === (await zoneRecord(c, CHILD)).serial, 'the secondary to copy the child zone');
+  await until(async () => (await send(r.url, 'GET', `/v1/lookup/${HANDLE}`)).status === 200, 'the resolver to resolve the handle');
+  return { p, c, cs, r, oldKid, childServers };
+}
+
 /** Looks the handle up through the resolver every 200 ms until stopped; stop() gives the count and the failures. */
 function watchLookups(r: Node): { stop(): Promise<{ lookups: number; failures: string[] }> } {
   const failures: string[] = [];
@@ -78,21 +105,8 @@ function watchLookups(r: Node): { stop(): Promise<{ lookups: number; failures: s
 
 describe('key rollover on running servers (idns zone rekey, zone delegate --auto-ds)', () => {
   it('rolls a child zone key under continuous lookups through a resolver: no lookup fails, then only the new key signs and the parent lists only it', async () => {
-    const config = fastKeyManagement();
-    const p = await cluster.node('parent', ['--config', config]);
-    const c = await cluster.node('child', ['--config', config]);
-    const cs = await cluster.node('child-secondary');
-    const short = ['--ttl', '1', '--handle-ttl', '1', '--minimum', '1'];
-    const parentKid = (await idns(['zone', 'create', PARENT, '--server-url', p.url, '--data', p.dir, ...short, '--json'])).keyThumbprints[0] as string;
-    const oldKid = (await idns(['zone', 'create', CHILD, '--server-url', c.url, cs.url, '--policy', 'open', '--data', c.dir, ...short, '--json']))
-      .keyThumbprints[0] as string;
-    await idns(['zone', 'delegate', PARENT, CHILD, '--server-url', c.url, cs.url, '--ds', oldKid, '--ttl', '4', '--auto-ds', '--data', p.dir]);
-    await idns(['zone', 'secondary', CHILD, '--primary', c.url, `--ds=${oldKid}`, '--data', cs.dir]);
-    const r = await cluster.node('resolver', ['--root', p.url, '--anchor', `${PARENT}=${parentKid}`, '--allow-private']);
-    await Promise.all([p, c, cs, r].map((n) => cluster.start(n)));
-    expect((await register(c.url, owner, HANDLE)).status).toBe(201);
-    await until(async () => (await zoneRecord(cs, CHILD)).serial === (await zoneRecord(c, CHILD)).serial, 'the secondary to copy the child zone');
-    await until(async () => (await send(r.url, 'GET', `/v1/lookup/${HANDLE}`)).status === 200, 'the resolver to resolve the handle');
+    const { p, c, cs: secondary, r, oldKid } = await hierarchy({ secondary: true, delegation: ['--ttl', '4', '--auto-ds'] });
+    const cs = secondary!;
 
     // Lookups every 200 ms through the resolver for the whole rollover; the phases seen in the metrics.
     const failures: string[] = [];
@@ -150,20 +164,10 @@ describe('key rollover on running servers (idns zone rekey, zone delegate --auto
   }, 120_000);
 
   it('waits for the parent: without its delegation listing the new key the old key goes on signing; the operator updates the parent, and a restarted server resumes', async () => {
-    const config = fastKeyManagement();
-    const p = await cluster.node('parent', ['--config', config]);
-    const c = await cluster.node('child', ['--config', config]);
-    const short = ['--ttl', '1', '--handle-ttl', '1', '--minimum', '1'];
-    const parentKid = (await idns(['zone', 'create', PARENT, '--server-url', p.url, '--data', p.dir, ...short, '--json'])).keyThumbprints[0] as string;
-    const oldKid = (await idns(['zone', 'create', CHILD, '--server-url', c.url, '--policy', 'open', '--data', c.dir, ...short, '--json']))
-      .keyThumbprints[0] as string;
+    const { p, c, r, oldKid } = await hierarchy({ secondary: false, delegation: ['--ttl', '2'] });
+    // The operator's own change at the parent (no --auto-ds).
     const delegate = (ds: string[]) =>
       idns(['zone', 'delegate', PARENT, CHILD, '--server-url', c.url, ...ds.flatMap((d) => ['--ds', d]), '--ttl', '2', '--data', p.dir]);
-    await delegate([oldKid]);
-    const r = await cluster.node('resolver', ['--root', p.url, '--anchor', `${PARENT}=${parentKid}`, '--allow-private']);
-    await Promise.all([p, c, r].map((n) => cluster.start(n)));
-    expect((await register(c.url, owner, HANDLE)).status).toBe(201);
-    await until(async () => (await send(r.url, 'GET', `/v1/lookup/${HANDLE}`)).status === 200, 'the resolver to resolve the handle');
     let watch = watchLookups(r);
     const show = async () => (await idns(['zone', 'show', CHILD, '--data', c.dir, '--json'])) as { rollover: { phase: string; waiting: string } | null };
 
