@@ -539,6 +539,42 @@ describe('replicas as real processes', () => {
     await until(async () => (await zoneState(s.url)).serial === before + 1, 'the secondary to take the new version', 10_000, 100);
   });
 
+  it('promotion with the old primary restarted: it is fenced and refuses writes, a secondary re-pointed in place follows the new primary, a resolver sees every write made after the promotion', async () => {
+    const [p, s1, s2] = [await cluster.node('p'), await cluster.node('s1'), await cluster.node('s2')];
+    const kid = await createZone(p, [p, s1, s2], { refresh: 3600, retry: 1 });
+    await makeSecondary(s1, p.url, kid);
+    await makeSecondary(s2, p.url, kid);
+    const r = await resolverNode(kid, [p, s1, s2]);
+    await Promise.all([p, s1, s2, r].map((n) => cluster.start(n)));
+    await registerMany(p.url, owner, handles('old', 0, 3), 3);
+    await converged(p, [s1, s2]);
+
+    // The primary is lost; s1 is promoted with its key (from backup); s2 is re-pointed in place, running.
+    await cluster.kill(p);
+    await cluster.kill(s1);
+    await idns(['zone', 'promote', 'example', '--key-dir', join(p.dir, 'keys', 'example'), '--primary-url', s1.url, '--policy', 'open', '--data', s1.dir]);
+    await cluster.start(s1);
+    await idns(['zone', 'secondary', 'example', '--primary', s1.url, '--data', s2.dir]);
+    await converged(s1, [s2]);
+
+    // The old primary comes back: it learns of the promotion, takes no writes and answers nothing stale.
+    await cluster.start(p);
+    await until(async () => (await idns(['zone', 'show', 'example', '--data', p.dir, '--json'])).fencedBy !== null, 'the old primary to fence itself');
+    const refused = await send(p.url, 'POST', '/v1/handles', { json: { request: registerRequest(owner, 'late@example') } });
+    expect(refused.status).toBe(307);
+    expect((await resolveOn(p, 'old0@example')).status).toBe(503);
+
+    // Writes after the promotion, on the new primary: the secondary follows, and the resolver (whose
+    // servers include the old primary) finds every one of them.
+    const fresh = handles('new', 0, 4);
+    await registerMany(s1.url, owner, fresh, 2);
+    await converged(s1, [s2]);
+    for (const h of [...fresh, 'old0@example']) {
+      const res = await lookup(r, h);
+      expect(res.status, `${h}: ${res.text}`).toBe(200);
+    }
+  });
+
   it('promotion: with the primary gone for good, a promoted secondary accepts writes and serves the old handles; a re-pointed secondary follows it', async () => {
     const [p, s1, s2] = [await cluster.node('p'), await cluster.node('s1'), await cluster.node('s2')];
     const kid = await createZone(p, [p, s1, s2], { refresh: 3600, retry: 1 });

@@ -147,7 +147,14 @@ export class ZoneReader {
    * secondary does, rather than serve data that may be long out of date.
    */
   unavailable(row: ZoneRow): string | null {
-    if (row.role !== 'secondary') return null;
+    if (row.role === 'primary') {
+      // A fenced primary knows a newer version is served elsewhere: its copy is stale, so it sends
+      // resolvers on to the zone's other servers rather than answer from it (a fresh resolver would accept it).
+      const fence = row.record === '' ? undefined : this.settings(row).fencedBy;
+      return fence === undefined
+        ? null
+        : `zone ${row.name} is fenced here: ${fence.primary} holds serial ${fence.serial}, newer; ask another server of the zone`;
+    }
     const record = this.zoneRecord(row);
     if (record === null) return `zone ${row.name} has not been transferred yet`;
     const last = row.refreshedAt ?? row.createdAt;
