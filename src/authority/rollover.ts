@@ -192,10 +192,16 @@ export class KeyRollovers {
     return { phase, newKey: r.newKey, oldKey: r.oldKey, started: r.started, since: now };
   }
 
-  /** Keeps what a step learned, without signing (the zone record does not change). */
+  /**
+   * Keeps what a step learned, without signing (the zone record does not change), merged into the state
+   * as stored now: the step awaited the network, and meanwhile the operator may have confirmed a step
+   * (`--submitted`, another process), which a write of the state read before would undo.
+   */
   private update(zone: string, r: RolloverState, change: Partial<RolloverState>): void {
-    const next = { ...r, ...change };
-    if (JSON.stringify(next) !== JSON.stringify(r)) this.zones.changeKeys(zone, { rollover: next }, false);
+    const current = this.zones.settings(this.zones.require(zone)).rollover;
+    if (current === undefined || current.phase !== r.phase || current.newKey !== r.newKey) return;
+    const next = { ...current, ...change };
+    if (JSON.stringify(next) !== JSON.stringify(current)) this.zones.changeKeys(zone, { rollover: next }, false);
   }
 
   /**
