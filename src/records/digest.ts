@@ -146,7 +146,8 @@ function loadSodium(): ChaChaBinding | null {
     // createRequire: sodium-native is a CommonJS addon, and a failed load must leave node:crypto in place.
     return createRequire(import.meta.url)('sodium-native') as ChaChaBinding;
   } catch {
-    // node:crypto gives the same bytes, a little slower: nothing to report.
+    // node:crypto gives the same bytes, a little slower. The binding's failure to load is reported once,
+    // by the server's Ed25519 installer (ed25519-sodium.ts), which loads the same package.
     return null;
   }
 }
