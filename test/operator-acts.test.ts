@@ -1,14 +1,14 @@
-import { writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signChangeRequest } from '../src/client/requests.js';
 import { requestId } from '../src/records/change-request.js';
 import { assureRecordFollows, emptyHistory, verifyHistory } from '../src/records/history-chain.js';
 import { publicKeyObject, type PublicJwk } from '../src/records/keys.js';
-import { newUserKey } from './support/keys.js';
+import { newUserKey, writeUserKey } from './support/keys.js';
 import { get, postChange, putChange } from './support/http.js';
 import { runIdns } from './support/process.js';
-import { startTestServer, type TestServer } from './support/server.js';
+import { startTestServer, tempDir, type TestServer } from './support/server.js';
 
 // The zone operator's takedown and court-ordered transfer (issue 17, item 4): operator entries in the
 // handle's history, signed by the zone key, made with the CLI on a running server's data directory.
@@ -147,5 +147,124 @@ describe('operator acts', () => {
     const missing = await runIdns(['handle', 'takedown', 'nobody@example.com', '--reason', 'r', '--data', s.dataDir]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain('handle_not_found');
+  });
+});
+
+describe('idns handle watch (issue 18, item 4): the owner checks that every change since the last run was theirs', () => {
+  it("exits 0 while every new entry is the owner's, 3 for an operator entry, another key or a rewritten history, 1 when it cannot check", async () => {
+    const dir = tempDir('idns-watch-');
+    const ownerFile = writeUserKey(dir.dir, 'owner.jwk', owner);
+    const state = join(dir.dir, 'watch.json');
+    const h = 'watched@example.com';
+    const watch = async (extra: string[] = []) => {
+      const r = await runIdns(['handle', 'watch', h, '--key', ownerFile, '--server', s.url, '--state', state, '--json', ...extra]);
+      return {
+        code: r.code,
+        stderr: r.stderr,
+        out: r.code === 0 || r.code === 3 ? (JSON.parse(r.stdout) as { checked: number; allMine: boolean; foreign: { seq: number; by: string }[] }) : null,
+      };
+    };
+    try {
+      const op = await registered(h);
+      expect(await watch()).toMatchObject({ code: 0, out: { checked: 1, allMine: true, foreign: [] } });
+      // The owner's own update: still all theirs; only the new entry is checked.
+      const update = signChangeRequest({ action: 'update', handle: h, endpoint: 'https://social.example/u2', keys: [owner.public], prev: op }, owner.private);
+      expect((await putChange(s.url, h, update)).status).toBe(200);
+      expect(await watch()).toMatchObject({ code: 0, out: { checked: 1, allMine: true } });
+
+      // The operator gives the handle to someone else (a court order): caught, with who did it.
+      const other = newUserKey();
+      const otherPublic = join(dir.dir, 'other.pub.jwk');
+      writeFileSync(otherPublic, JSON.stringify(other.public));
+      const moved = await runIdns([
+        'handle',
+        'transfer',
+        h,
+        '--endpoint',
+        'https://else.example/u',
+        '--public-key',
+        otherPublic,
+        '--reason',
+        'court order 7',
+        '--data',
+        s.dataDir,
+      ]);
+      expect(moved.code, moved.stderr).toBe(0);
+      const caught = await watch();
+      expect(caught).toMatchObject({ code: 3, out: { allMine: false, foreign: [{ seq: 3, by: expect.stringContaining("zone's operator") }] } });
+      // Reported once: the next run looks at what came after.
+      expect(await watch()).toMatchObject({ code: 0, out: { checked: 0 } });
+
+      // A change signed by a key that is not the owner's.
+      const third = (await history(h)).at(-1)!.op;
+      const byOther = signChangeRequest({ action: 'update', handle: h, endpoint: 'https://else.example/u2', keys: [other.public], prev: third }, other.private);
+      expect((await putChange(s.url, h, byOther)).status).toBe(200);
+      const notMine = await watch();
+      expect(notMine).toMatchObject({ code: 3, out: { foreign: [{ seq: 4, by: expect.stringContaining('not one of yours') }] } });
+
+      // The history seen last time is not the one served now (a state naming another entry 4).
+      const saved = JSON.parse(readFileSync(state, 'utf8')) as { op: string };
+      writeFileSync(state, JSON.stringify({ ...saved, op: `${'A'.repeat(42)}E` }));
+      expect(await watch()).toMatchObject({ code: 3, out: { foreign: [{ seq: 4, by: expect.stringContaining('rewritten') }] } });
+
+      // No server to ask: it could not check.
+      const down = await watch(['--server', 'http://127.0.0.1:9']);
+      expect(down.code).toBe(1);
+      expect((JSON.parse(down.stderr) as { error: { code: string } }).error.code).toBe('network_error');
+    } finally {
+      dir.remove();
+    }
+  });
+});
+
+describe('idns handle watch against a fork', () => {
+  it("exits 3 when two servers of the zone show different histories of the handle (a copy of the primary's data with its own later changes)", async () => {
+    const dir = tempDir('idns-watch-fork-');
+    const original = await startTestServer({ zones: { 'fork.example': { policy: 'open' } } });
+    try {
+      const h = 'victim@fork.example';
+      const reg = signChangeRequest({ action: 'register', handle: h, endpoint: 'https://social.example/v', keys: [owner.public] }, owner.private);
+      expect((await postChange(original.url, reg)).status).toBe(201);
+      // The copy: the same database and zone key, started elsewhere (its zone record still lists the original).
+      original.ctx.store.checkpoint();
+      cpSync(original.dataDir, join(dir.dir, 'copy'), { recursive: true });
+      const copy = await startTestServer({ dataDir: join(dir.dir, 'copy') });
+      try {
+        const honest = signChangeRequest(
+          { action: 'update', handle: h, endpoint: 'https://social.example/v2', keys: [owner.public], prev: requestId(reg) },
+          owner.private,
+        );
+        expect((await putChange(original.url, h, honest)).status).toBe(200);
+        // On the copy, the owner's key is not needed for what the holder of the zone key does as operator.
+        const other = newUserKey();
+        const otherPublic = join(dir.dir, 'other.pub.jwk');
+        writeFileSync(otherPublic, JSON.stringify(other.public));
+        const forked = await runIdns([
+          'handle',
+          'transfer',
+          h,
+          '--endpoint',
+          'https://evil.example/v',
+          '--public-key',
+          otherPublic,
+          '--reason',
+          'x',
+          '--data',
+          copy.dataDir,
+        ]);
+        expect(forked.code, forked.stderr).toBe(0);
+        const ownerFile = writeUserKey(dir.dir, 'owner.jwk', owner);
+        const r = await runIdns(['handle', 'watch', h, '--key', ownerFile, '--server', copy.url, '--state', join(dir.dir, 'w.json'), '--json']);
+        expect(r.code, r.stderr).toBe(3);
+        const out = JSON.parse(r.stdout) as { servers: string[]; foreign: { seq: number; by: string }[] };
+        expect(out.servers).toEqual([copy.url, original.url]);
+        expect(out.foreign).toContainEqual(expect.objectContaining({ seq: 2, by: expect.stringContaining('shows another entry 2') }));
+      } finally {
+        await copy.close();
+      }
+    } finally {
+      await original.close();
+      dir.remove();
+    }
   });
 });

@@ -7,17 +7,17 @@ import { IdnsError } from '../../errors.js';
 import { readKeyFile } from '../../authority/keyring.js';
 import { parseHandle } from '../../names/handle.js';
 import type { PrivateJwk, PublicJwk, SigningKey } from '../../records/keys.js';
-import { parsePublicJwk, thumbprint } from '../../records/keys.js';
+import { thumbprint } from '../../records/keys.js';
+import { readPublicKeyFile } from '../public-key-file.js';
 import { operatorAct } from '../../authority/operator-acts.js';
 import { SHA256_B64U, type HandleFields } from '../../records/types.js';
 import { DEFAULT_SERVER, parseCommand, UsageError, type Io, type OptionValues } from '../args.js';
 import { localOptions, openLocal } from '../local.js';
 import { decodePayload } from '../../authority/editor.js';
-import { handleHistory, MAX_HISTORY_PAGE } from '../../authority/history.js';
+import { handleHistory } from '../../authority/history.js';
+import type { LogEntry } from '../../client/handle-log.js';
 import { decodeCompact } from '../../records/jws.js';
 import { OPERATOR_TYP } from '../../records/operator-entry.js';
-import { MAX_HISTORY_ENTRIES } from '../../records/history-key.js';
-import { HISTORY_RESPONSE_MAX_BYTES } from '../../records/history-evidence.js';
 
 const usage = `usage: idns handle <command> HANDLE ... [--server URL | --data DIR] [--json]
 
@@ -55,6 +55,14 @@ Every key added to a handle must sign the request that adds it (proof of possess
         Deletes HANDLE; signed by a current key.
   show HANDLE   The verified current record (same as idns resolve).
   log HANDLE    The signed history of HANDLE's changes.
+  watch HANDLE --key FILE... [--state FILE]
+        Checks that every change of HANDLE since the last watch was yours: reads its history
+        from every server of its zone (--server: one of them), verifies it, checks that the
+        servers agree and that each new entry was signed by one of the --key files (yours;
+        public or private). Exit 0: all yours; 3: someone else changed it (the zone's
+        operator, another key, or a history rewritten or forked between servers); 1: it
+        could not check. --state (default ~/.local/state/idns/watch/HANDLE.json) keeps the
+        last entry seen. Run it from cron; docs/security.md says what it does not see yet.
 
 Operator acts (with --data only; each is an operator entry in the handle's history, signed by the
 zone key, so everyone sees that the operator made it, not the owner):
@@ -96,6 +104,7 @@ export async function handle(argv: string[], io: Io): Promise<number> {
     else io.out(usage);
     return sub === undefined ? 2 : 0;
   }
+  if (sub === 'watch') return watch(rest, io);
   if (!['register', 'update', 'rotate', 'recover', 'delete', 'show', 'log', 'takedown', 'transfer'].includes(sub))
     throw new UsageError(`unknown handle command "${sub}"`, usage);
   const { values, positionals, help } = parseCommand({ usage, options, positionals: ['HANDLE'] }, rest);
@@ -120,6 +129,17 @@ export async function handle(argv: string[], io: Io): Promise<number> {
   }
 }
 
+async function watch(argv: string[], io: Io): Promise<number> {
+  const watchOptions = { json: { type: 'boolean' }, server: { type: 'string' }, key: { type: 'string', multiple: true }, state: { type: 'string' } } as const;
+  const { values, positionals, help } = parseCommand({ usage, options: watchOptions, positionals: ['HANDLE'] }, argv);
+  if (help) return (io.out(usage), 0);
+  const { handle } = parseHandle(positionals[0]!);
+  const keys = values.key ?? [];
+  if (keys.length === 0) throw new UsageError('--key FILE is required: your key files (each key of the handle that is yours)', usage);
+  const { watchHandle } = await import('./handle-watch.js');
+  return watchHandle(handle, { server: values.server ?? DEFAULT_SERVER, keys, state: values.state, json: values.json === true }, io);
+}
+
 async function operatorCommand(sub: 'takedown' | 'transfer', handle: string, values: Values, io: Io): Promise<number> {
   if (values.data === undefined) throw new UsageError(`handle ${sub} is the operator's: it needs --data DIR (the zone's data directory)`, usage);
   if (!values.reason) throw new UsageError("--reason TEXT is required: it is written into the handle's history", usage);
@@ -129,7 +149,7 @@ async function operatorCommand(sub: 'takedown' | 'transfer', handle: string, val
     if (!values.endpoint) throw new UsageError('--endpoint URL is required', usage);
     const files = values['public-key'] ?? [];
     if (files.length === 0) throw new UsageError("--public-key FILE is required (the new owner's public key, a JWK)", usage);
-    act = { action: 'transfer', reason: values.reason, state: { endpoint: values.endpoint, keys: files.map(readPublicKey) } };
+    act = { action: 'transfer', reason: values.reason, state: { endpoint: values.endpoint, keys: files.map((f) => readPublicKeyFile(f, '--public-key')) } };
   }
   const ctx = await openLocal(values);
   try {
@@ -143,16 +163,6 @@ async function operatorCommand(sub: 'takedown' | 'transfer', handle: string, val
 }
 
 /** A public key from a JWK file (a private key file gives its public half). */
-function readPublicKey(file: string): PublicJwk {
-  let jwk: unknown;
-  try {
-    jwk = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (cause) {
-    throw new IdnsError('invalid_key', `--public-key ${file} is not a readable JWK file`, { cause });
-  }
-  const { kty, crv, x } = (jwk ?? {}) as Record<string, unknown>;
-  return parsePublicJwk({ kty, crv, x }, `--public-key ${file}`);
-}
 
 async function change(sub: 'register' | 'update' | 'rotate' | 'recover' | 'delete', target: Target, handle: string, values: Values, io: Io): Promise<number> {
   if (!values.key) throw new UsageError('--key FILE is required (the private key that signs the request)', usage);
@@ -380,14 +390,6 @@ function stateOf(record: HandleFields): CurrentState {
   return state;
 }
 
-interface LogEntry {
-  seq: number;
-  op: string;
-  action: string;
-  /** The entry as signed (the log endpoint gives it). */
-  request?: string;
-}
-
 /** Where handle commands go: a server over HTTP, or the operator's data directory. */
 interface Target {
   current(handle: string): Promise<CurrentState>;
@@ -435,19 +437,9 @@ class RemoteTarget implements Target {
     return res.body as ChangeResult;
   }
 
-  /** The whole history, a page of MAX_HISTORY_PAGE entries at a time (a history holds at most MAX_HISTORY_ENTRIES). */
   async log(handle: string): Promise<LogEntry[]> {
-    const { jsonRequest, errorFromBody } = await client();
-    const entries: LogEntry[] = [];
-    for (;;) {
-      const url = `${this.server.replace(/\/+$/, '')}/v1/handles/${encodeURIComponent(handle)}/log?after=${entries.length}&limit=${MAX_HISTORY_PAGE}`;
-      const res = await jsonRequest(url, { maxBytes: HISTORY_RESPONSE_MAX_BYTES });
-      const err = errorFromBody(res.body);
-      if (err) throw err;
-      const page = (res.body as { operations: LogEntry[] }).operations;
-      entries.push(...page);
-      if (page.length < MAX_HISTORY_PAGE || entries.length >= MAX_HISTORY_ENTRIES) return entries;
-    }
+    const { readHandleLog } = await import('../../client/handle-log.js');
+    return readHandleLog(this.server, handle);
   }
 
   async close(): Promise<void> {}
