@@ -148,8 +148,20 @@ describe('idns lookup and idns resolve through the hierarchy', () => {
       });
       // A handle without owner links: exactly the plain members, none of the links' keys.
       const plain = await library.resolve('alice@social.example');
-      expect(Object.keys(plain)).toEqual(['handle', 'endpoint', 'keys', 'ttl', 'stale', 'verified', 'anchor', 'zone', 'genesis', 'operatorAsserted']);
-      expect(plain).toMatchObject({ handle: 'alice@social.example', endpoint: 'https://home.example/alice@social.example', verified: true });
+      expect(Object.keys(plain)).toEqual([
+        'handle',
+        'endpoint',
+        'keys',
+        'ttl',
+        'stale',
+        'verified',
+        'witnessed',
+        'anchor',
+        'zone',
+        'genesis',
+        'operatorAsserted',
+      ]);
+      expect(plain).toMatchObject({ handle: 'alice@social.example', endpoint: 'https://home.example/alice@social.example', verified: true, witnessed: false });
     } finally {
       await library.close();
     }

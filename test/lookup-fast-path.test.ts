@@ -138,9 +138,10 @@ describe('the resolver read fast path and the batch body', () => {
     expect(JSON.parse(missing.body)).toMatchObject({ handle: 'nobody@social.example', status: 'not_found', endpoint: null, keys: null, stale: false });
     // The body is the plain JSON of the documented GET shape.
     for (const name of ['alice@social.example', PATHS[2]!.slice('/v1/lookup/'.length)]) {
-      const { handle, status, zone, endpoint, keys, genesis, operatorAsserted, verified, anchor, ttl, stale, proof, trace } = r.resolver.lookupCached(name)!;
+      const { handle, status, zone, endpoint, keys, genesis, operatorAsserted, verified, witnessed, anchor, ttl, stale, proof, trace } =
+        r.resolver.lookupCached(name)!;
       expect((await get(r.url, `/v1/lookup/${name}`)).body).toBe(
-        JSON.stringify({ handle, status, zone, endpoint, keys, genesis, operatorAsserted, verified, anchor, ttl, stale, proof, trace }),
+        JSON.stringify({ handle, status, zone, endpoint, keys, genesis, operatorAsserted, verified, witnessed, anchor, ttl, stale, proof, trace }),
       );
     }
     expect(JSON.parse((await get(r.url, PATHS[2]!)).body).proof.noCut).toHaveLength(1);

@@ -27,6 +27,7 @@ function verified(handle: string, over: Partial<VerifiedResult> = {}, chain = so
     proof: { steps: chain, record: `h.${handle.length}.sig` },
     trace,
     verified: true,
+    witnessed: false,
     anchor: 'configured',
     stale: false,
     ...over,
@@ -50,7 +51,21 @@ const bridged: BridgedResult = {
 function expectedBody(r: VerifiedResult | BridgedResult): unknown {
   if (!r.verified) {
     const { handle, status, endpoint, verified, source, subject, aliases, profile, ttl, stale } = r;
-    return { handle, status, zone: null, endpoint, keys: [], verified, source, subject, aliases, ...(profile ? { profile } : {}), ttl, stale };
+    return {
+      handle,
+      status,
+      zone: null,
+      endpoint,
+      keys: [],
+      verified,
+      witnessed: false,
+      source,
+      subject,
+      aliases,
+      ...(profile ? { profile } : {}),
+      ttl,
+      stale,
+    };
   }
   const { handle, status, zone, endpoint, keys, profile, alsoKnownAs, movedTo, anchor, ttl, stale, proof } = r;
   return {
@@ -63,6 +78,7 @@ function expectedBody(r: VerifiedResult | BridgedResult): unknown {
     ...(alsoKnownAs ? { alsoKnownAs } : {}),
     ...(movedTo ? { movedTo } : {}),
     verified: true,
+    witnessed: false,
     anchor,
     ttl,
     stale,

@@ -124,14 +124,14 @@ export class LookupWire {
     return body;
   }
 
-  /** `{"handle":…,"status":…,"zone":…,"endpoint":…,"keys":…[,"profile","alsoKnownAs","movedTo"],"verified":true,"anchor":…,"ttl":` */
+  /** `{"handle":…,"status":…,"zone":…,"endpoint":…,"keys":…[,"profile","alsoKnownAs","movedTo"],"verified":true,"witnessed":false,"anchor":…,"ttl":` */
   private headOf(r: VerifiedResult): Buffer {
     let head = this.heads.get(r.proof);
     if (head === undefined) {
       // The owner's links only when set (undefined members are left out), as docs/protocol.md §7 shows.
       const { profile, alsoKnownAs, movedTo, genesis, operatorAsserted } = r;
       head = Buffer.from(
-        `${JSON.stringify({ handle: r.handle, status: r.status, zone: r.zone, endpoint: r.endpoint, keys: r.keys, profile, alsoKnownAs, movedTo, genesis, operatorAsserted, verified: true, anchor: r.anchor }).slice(0, -1)},"ttl":`,
+        `${JSON.stringify({ handle: r.handle, status: r.status, zone: r.zone, endpoint: r.endpoint, keys: r.keys, profile, alsoKnownAs, movedTo, genesis, operatorAsserted, verified: true, witnessed: r.witnessed, anchor: r.anchor }).slice(0, -1)},"ttl":`,
       );
       if (this.heads.size >= HOT_HEADS) this.heads.delete(this.heads.keys().next().value as Proof);
       this.heads.set(r.proof, head);
@@ -229,6 +229,7 @@ function bridgedBody(r: BridgedResult): string {
     endpoint: r.endpoint,
     keys: [],
     verified: false,
+    witnessed: false,
     source: r.source,
     subject: r.subject,
     aliases: r.aliases,

@@ -30,6 +30,12 @@ import { cutBytes, resolutionBytes, stepsBytes, traceBytes } from './weigh.js';
 /** A verified lookup result: the resolution with TTL left, staleness and how its trust was rooted. */
 export interface VerifiedResult extends Resolution {
   verified: true;
+  /**
+   * True when the zone's checkpoint holding the record was cosigned by the witnesses the resolver
+   * requires (issue 18: witnesses are not implemented yet, so always false; the no-rollback rule on
+   * zone serials holds either way, docs/protocol.md §10.1).
+   */
+  witnessed: false;
   /** `configured`: a trust anchor given to the resolver; `dnssec`/`https`: a publication found by discovery. */
   anchor: AnchorKind;
   /** True when served from expired cache because the zone's servers could not be reached (RFC 8767). */
@@ -70,6 +76,8 @@ export type ResolvedHandle = {
 } & (
   | {
       verified: true;
+      /** Cosigned by the required witnesses (not implemented yet: always false; see VerifiedResult). */
+      witnessed: false;
       anchor: AnchorKind;
       zone: string;
       /** The id of the entry that began the handle's current registration: a new one means the handle was deleted and registered again, perhaps by someone else. */
@@ -77,7 +85,7 @@ export type ResolvedHandle = {
       /** True while the handle's state rests on an operator entry (an import, a court-ordered transfer), with no change of its owner since. */
       operatorAsserted: boolean;
     }
-  | { verified: false; source: 'webfinger'; zone: null; aliases: string[]; profile?: string }
+  | { verified: false; witnessed: false; source: 'webfinger'; zone: null; aliases: string[]; profile?: string }
 );
 
 /** One result of lookupMany: a lookup result or the typed error of that handle. */
@@ -824,6 +832,7 @@ function result(r: Resolution, ttl: number, stale: boolean): VerifiedResult {
     genesis: r.genesis,
     operatorAsserted: r.operatorAsserted,
     verified: true,
+    witnessed: false,
     anchor: r.proof.anchor?.type ?? 'configured',
     stale,
   };
@@ -859,6 +868,7 @@ function resolvedHandle(r: LookupResult): ResolvedHandle {
       ttl: r.ttl,
       stale: r.stale,
       verified: false,
+      witnessed: false,
       source: 'webfinger',
       zone: null,
       aliases: r.aliases,
@@ -876,6 +886,7 @@ function resolvedHandle(r: LookupResult): ResolvedHandle {
       ttl: r.ttl,
       stale: r.stale,
       verified: true,
+      witnessed: false,
       anchor: r.anchor,
       zone: r.zone,
       genesis: r.genesis!,
@@ -892,6 +903,7 @@ function resolvedHandle(r: LookupResult): ResolvedHandle {
     ...(r.alsoKnownAs !== undefined ? { alsoKnownAs: r.alsoKnownAs } : {}),
     ...(r.movedTo !== undefined ? { movedTo: r.movedTo } : {}),
     verified: true,
+    witnessed: false,
     anchor: r.anchor,
     zone: r.zone,
     genesis: r.genesis!,

@@ -87,7 +87,7 @@ export async function lookup(argv: string[], io: Io): Promise<number> {
       anchoredBy = 'your anchors';
     }
     const r: Resolution = verifyProof(proof, handle, anchors, epochSeconds(systemClock), undefined, { allowLoopbackEndpoints: allowPrivate });
-    result = { ...r, verified: true, anchor: 'configured', stale: false };
+    result = { ...r, verified: true, witnessed: false, anchor: 'configured', stale: false };
   } else {
     if (!values.dns && (!values.root || values.root.length === 0)) throw new UsageError('give --root URL... and --anchor, --dns, or --resolver URL', usage);
     if (values.root && anchors.size === 0) throw new UsageError('--anchor ZONE=THUMBPRINT is required with --root', usage);
