@@ -897,6 +897,12 @@ describe('idns ctl: the running server through its control socket', () => {
     );
     const status = JSON.parse(expectOk(await idns(['ctl', 'status', '--data', dirP, '--json']))) as { zones: { rollover: { phase: string } | null }[] };
     expect(status.zones[0]!.rollover).toMatchObject({ phase: 'publishing' });
+    // Abandoned before the new key signs anything.
+    expectOk(await idns(['zone', 'rekey', 'example', '--cancel', '--data', dirP]));
+    expect(expectOk(await idns(['ctl', 'status', '--data', dirP]))).toMatch(/example: primary, serial \d+, key rollover abandoned since/);
+    const both = await idns(['zone', 'rekey', 'example', '--cancel', '--submitted', '--data', dirP]);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain('give --submitted or --cancel, not both');
 
     await primary.stop('SIGTERM');
     expect(() => statSync(join(dirP, 'control.sock'))).toThrow();

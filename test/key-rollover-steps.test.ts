@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { startRollover, submitRollover } from '../src/authority/rollover.js';
+import { cancelRollover, startRollover, submitRollover } from '../src/authority/rollover.js';
+import { describeRollover } from '../src/authority/rollover-state.js';
 import { signChangeRequest } from '../src/client/requests.js';
 import { ManualClock } from '../src/clock.js';
 import { decodeCompact } from '../src/records/jws.js';
@@ -115,5 +116,37 @@ describe('key rollover, step by step', () => {
     // Undelegated, the child is no longer followed.
     parent.ctx.zones.undelegate('example', ZONE);
     expect(parent.ctx.zones.settings(parent.ctx.zones.require('example')).autoDs).toBeUndefined();
+  });
+});
+
+describe('abandoning a rollover (zone rekey --cancel)', () => {
+  it('before the new key signs: the old key alone is listed and asked for again, and the rollover ends once the parent drops the abandoned key; refused once the new key signs', async () => {
+    const clock = new ManualClock(Date.now());
+    const s = await startTestServer({ clock, zones: { [ZONE]: { timers: { ttl: 60 } } } });
+    servers.push(s);
+    const oldKey = zoneRecord(s, ZONE).signer;
+    expect(errorCode(() => cancelRollover(s.ctx.zones, clock, ZONE))).toBe('invalid_request');
+    const { newKey } = startRollover(s.ctx.zones, clock, ZONE);
+    const back = cancelRollover(s.ctx.zones, clock, ZONE);
+    expect(back).toMatchObject({ phase: 'retiring', newKey: oldKey, oldKey: newKey, cancelled: true });
+    expect(zoneRecord(s, ZONE)).toEqual({ signer: oldKey, keys: [oldKey], cds: [oldKey] });
+    expect(describeRollover(back)).toMatch(
+      new RegExp(`^key rollover abandoned since .* \\(key ${oldKey} kept, ${newKey} dropped\\): waiting for .*abandoned key`),
+    );
+    await s.ctx.rollovers.runOnce();
+    expect(s.ctx.zones.settings(s.ctx.zones.require(ZONE)).rollover).toMatchObject({ phase: 'retiring', cancelled: true });
+    submitRollover(s.ctx.zones, ZONE);
+    await s.ctx.rollovers.runOnce();
+    expect(s.ctx.zones.settings(s.ctx.zones.require(ZONE)).rollover).toBeUndefined();
+    expect(zoneRecord(s, ZONE)).toEqual({ signer: oldKey, keys: [oldKey], cds: undefined });
+
+    // Once the new key signs, there is nothing to cancel: the rollover finishes.
+    startRollover(s.ctx.zones, clock, ZONE);
+    submitRollover(s.ctx.zones, ZONE);
+    await s.ctx.rollovers.runOnce();
+    clock.advance(61_000);
+    await s.ctx.rollovers.runOnce();
+    expect(s.ctx.zones.settings(s.ctx.zones.require(ZONE)).rollover).toMatchObject({ phase: 'signing' });
+    expect(errorCode(() => cancelRollover(s.ctx.zones, clock, ZONE))).toBe('invalid_request');
   });
 });

@@ -15,6 +15,9 @@ export function requestedDs(settings: Pick<ZoneSettings, 'rollover'>): string[] 
 
 /** A rollover's state in one line (zone show, idns ctl status, the operator page). */
 export function describeRollover(r: RolloverState): string {
+  if (r.cancelled === true) {
+    return `key rollover abandoned since ${iso(r.since)} (key ${r.newKey} kept, ${r.oldKey} dropped)${r.waiting ? `: waiting for ${r.waiting}` : ''}`;
+  }
   return `key rollover ${r.phase} since ${iso(r.since)} (new key ${r.newKey}, old key ${r.oldKey})${r.waiting ? `: waiting for ${r.waiting}` : ''}`;
 }
 

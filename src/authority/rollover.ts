@@ -72,6 +72,32 @@ export function submitRollover(zones: ZoneService, zone: string): RolloverState 
   return next;
 }
 
+/**
+ * Abandons a rollover still publishing (nothing is signed by the new key yet): the zone record lists the
+ * old key alone again and asks the parent for it alone, and the rollover ends, as a retiring one does,
+ * once the parent no longer lists the abandoned key (a parent that follows the child may have added it).
+ */
+export function cancelRollover(zones: ZoneService, clock: Clock, zone: string): RolloverState {
+  const settings = zones.settings(zones.require(zone));
+  const r = settings.rollover;
+  if (r === undefined) throw new IdnsError('invalid_request', `zone ${zone} is not rolling its key`);
+  if (r.phase !== 'publishing') {
+    throw new IdnsError('invalid_request', `zone ${zone}'s new key signs already (${r.phase}): let the rollover finish, then roll again if needed`);
+  }
+  const now = epochSeconds(clock);
+  const back: RolloverState = {
+    phase: 'retiring',
+    newKey: r.oldKey,
+    oldKey: r.newKey,
+    started: r.started,
+    since: now,
+    waiting: waitingFor(settings.parentServers, 'no longer lists the abandoned key'),
+    cancelled: true,
+  };
+  zones.changeKeys(zone, { keyIds: [r.oldKey], rollover: back }, true);
+  return back;
+}
+
 function waitingFor(parentServers: string[] | undefined, what: string): string {
   return parentServers === undefined
     ? `the operator to confirm that the parent's delegation (or the resolvers' trust anchor) ${what}: idns zone rekey ZONE --submitted`
@@ -175,13 +201,21 @@ export class KeyRollovers {
         return;
       }
       case 'retiring': {
-        const seen = await this.delegationsSeen(zone, settings, r, (ds) => !ds.includes(r.oldKey) && ds.includes(r.newKey), 'no longer lists the old key');
+        const what = r.cancelled === true ? 'no longer lists the abandoned key' : 'no longer lists the old key';
+        const seen = await this.delegationsSeen(zone, settings, r, (ds) => !ds.includes(r.oldKey) && ds.includes(r.newKey), what);
         if (seen.at === undefined) {
           this.update(zone, r, { waiting: seen.waiting });
           return;
         }
         this.zones.changeKeys(zone, { rollover: undefined }, true);
-        this.log.info('key rollover done: the new key alone signs the zone', { zone, newKey: r.newKey, oldKey: r.oldKey });
+        this.log.info(
+          r.cancelled === true ? 'key rollover abandoned: the old key alone signs the zone' : 'key rollover done: the new key alone signs the zone',
+          {
+            zone,
+            newKey: r.newKey,
+            oldKey: r.oldKey,
+          },
+        );
         return;
       }
     }

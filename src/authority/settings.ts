@@ -86,6 +86,8 @@ export interface RolloverState {
   cursor?: { type: string; key: string } | undefined;
   /** What the rollover waits for now, in words (for zone show, the operator page and idns ctl status). */
   waiting?: string | undefined;
+  /** Abandoned while publishing (`--cancel`): `newKey` is the key kept, `oldKey` the one abandoned. */
+  cancelled?: boolean | undefined;
 }
 
 const DAY = 24 * 3600;
@@ -164,6 +166,7 @@ const schema = z
           .strict()
           .optional(),
         waiting: z.string().max(500).optional(),
+        cancelled: z.boolean().optional(),
       })
       .strict()
       .optional(),

@@ -11,7 +11,7 @@ import { importHandles } from '../../authority/import.js';
 import type { LocalContext } from '../../local-context.js';
 import { parseServerUrls, type ZoneSettings } from '../../authority/settings.js';
 import { describeRollover } from '../../authority/rollover-state.js';
-import { startRollover, submitRollover } from '../../authority/rollover.js';
+import { cancelRollover, startRollover, submitRollover } from '../../authority/rollover.js';
 
 const usage = `usage: idns zone <command> ... [--data DIR] [--json]
 
@@ -57,7 +57,7 @@ Commands (they act on the data directory; a running server sees the change at on
         another primary, see zone show) takes no writes and signs nothing: fenced. Once
         that other primary is retired, unfence lets this one go on, its serial moved past
         the newer one's.
-  rekey ZONE [--parent-server URL...] [--submitted]
+  rekey ZONE [--parent-server URL...] [--submitted | --cancel]
         Rolls the zone's key on the running server, safe for every resolver and cache
         (docs/operations.md, Key rollover): publishes a new key beside the old one, switches
         signing once every server of the parent zone lists it in the delegation (checked at
@@ -66,6 +66,7 @@ Commands (they act on the data directory; a running server sees the change at on
         servers (a root, a zone published in DNS), say when the parent's delegation (or the
         resolvers' anchor) lists the new key, and later when it no longer lists the old one,
         with --submitted. The state shows in zone show, idns ctl status and the metrics.
+        --cancel abandons a rollover before the new key signs anything (publishing).
   delegate PARENT CHILD --server-url URL... --ds THUMBPRINT... [--ttl S] [--auto-ds]
         Delegates CHILD (below PARENT) to its own servers; --ds lists the thumbprints of
         the child zone's keys (printed by zone create/show where the child is held).
@@ -446,22 +447,32 @@ async function bumpSerial(argv: string[], io: Io): Promise<number> {
 }
 
 async function rekey(argv: string[], io: Io): Promise<number> {
-  const options = { ...localOptions, 'parent-server': { type: 'string', multiple: true }, submitted: { type: 'boolean' } } as const;
+  const options = {
+    ...localOptions,
+    'parent-server': { type: 'string', multiple: true },
+    submitted: { type: 'boolean' },
+    cancel: { type: 'boolean' },
+  } as const;
   const { values, positionals, help } = parseCommand({ usage, options, positionals: ['ZONE'] }, argv);
   if (help) return (io.out(usage), 0);
   const name = parseZoneName(positionals[0]!);
   const parents = values['parent-server'];
-  if (values.submitted && parents !== undefined) throw new UsageError('--submitted confirms a step of a rollover under way; --parent-server starts one', usage);
+  if ((values.submitted || values.cancel) && parents !== undefined)
+    throw new UsageError('--submitted and --cancel act on a rollover under way; --parent-server starts one', usage);
+  if (values.submitted && values.cancel) throw new UsageError('give --submitted or --cancel, not both', usage);
   const state = await withLocal(
     values,
     (ctx) =>
       values.submitted
         ? submitRollover(ctx.zones, name)
-        : startRollover(ctx.zones, ctx.clock, name, parents === undefined ? undefined : parseServerUrls(parents, '--parent-server')),
+        : values.cancel
+          ? cancelRollover(ctx.zones, ctx.clock, name)
+          : startRollover(ctx.zones, ctx.clock, name, parents === undefined ? undefined : parseServerUrls(parents, '--parent-server')),
     true,
   );
   if (values.json) io.out(JSON.stringify({ zone: name, rollover: state }));
   else if (values.submitted) io.out(`zone ${name}: noted; the running server takes the next step of the rollover (${state.phase})`);
+  else if (values.cancel) io.out(`zone ${name}: rollover abandoned; ${state.newKey} alone signs and is listed; the running server waits for ${state.waiting}`);
   else io.out(`zone ${name}: rolling its key: ${state.newKey} is published beside ${state.oldKey}; the running server waits for ${state.waiting}`);
   return 0;
 }
