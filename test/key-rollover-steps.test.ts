@@ -52,6 +52,10 @@ describe('key rollover, step by step', () => {
     const started = startRollover(s.ctx.zones, clock, ZONE);
     const newKey = started.newKey;
     expect(zoneRecord(s, ZONE)).toEqual({ signer: oldKey, keys: [oldKey, newKey], cds: [oldKey, newKey] });
+    // The operator page says so, on the zone's row.
+    const row = /<tr data-zone="social\.example">([\s\S]*?)<\/tr>/.exec(await (await fetch(`${s.url}/`)).text())?.[1] ?? '';
+    expect(row).toContain('<span class="badge">rekey</span> key rollover publishing since');
+    expect(row).toContain(`new key ${newKey}, old key ${oldKey}`);
     expect(errorCode(() => startRollover(s.ctx.zones, clock, ZONE))).toBe('invalid_request');
     const phase = () => s.ctx.zones.settings(s.ctx.zones.require(ZONE)).rollover;
 
