@@ -99,24 +99,35 @@ describe('key rollover, step by step', () => {
   });
 
   it('--auto-ds: the parent adopts the ds set its child asks for, signed by a key it lists; a server of the child signing with another key changes nothing', async () => {
-    const child = await startTestServer({ zones: { [ZONE]: {} } });
+    const child = await startTestServer({ zones: { [ZONE]: { timers: { ttl: 300 } } } });
     const impostor = await startTestServer({ zones: { [ZONE]: {} } });
-    const parent = await startTestServer({ zones: { example: {} } });
+    const clock = new ManualClock(Date.now());
+    const parent = await startTestServer({ clock, zones: { example: {} } });
     servers.push(child, impostor, parent);
+    const follower = parent.ctx.delegationFollower;
     const oldKey = zoneRecord(child, ZONE).signer;
     // The impostor lists the child's servers too, and asks for its own key.
     parent.ctx.zones.delegate('example', ZONE, { servers: [impostor.url, child.url], ds: [oldKey], autoDs: true });
     startRollover(impostor.ctx.zones, impostor.ctx.clock, ZONE);
-    await parent.ctx.delegationFollower.runOnce();
+    await follower.runOnce();
     expect(parent.ctx.zones.delegationOf('example', ZONE)!.ds).toEqual([oldKey]);
+    expect(follower.checks).toBe(1);
 
     const { newKey } = startRollover(child.ctx.zones, child.ctx.clock, ZONE);
-    await parent.ctx.delegationFollower.runOnce();
+    // The child is asked again only once its zone record's TTL (300 s) ran out.
+    clock.advance(299_000);
+    await follower.runOnce();
+    expect(follower.checks).toBe(1);
+    clock.advance(2_000);
+    await follower.runOnce();
+    expect(follower.checks).toBe(2);
     expect(parent.ctx.zones.delegationOf('example', ZONE)!.ds).toEqual([oldKey, newKey]);
-    expect(parent.ctx.delegationFollower.followed).toBe(1);
+    expect(follower.followed).toBe(1);
     // Nothing more to follow while the child asks for the same set.
-    await parent.ctx.delegationFollower.runOnce();
-    expect(parent.ctx.delegationFollower.followed).toBe(1);
+    clock.advance(301_000);
+    await follower.runOnce();
+    expect(follower.checks).toBe(3);
+    expect(follower.followed).toBe(1);
     // Undelegated, the child is no longer followed.
     parent.ctx.zones.undelegate('example', ZONE);
     expect(parent.ctx.zones.settings(parent.ctx.zones.require('example')).autoDs).toBeUndefined();

@@ -9,6 +9,9 @@ import { verifyZoneRecord } from '../records/verify.js';
 import { pathZone } from '../replication/transfer-client.js';
 import type { ZoneService } from './zones.js';
 
+/** Longest a followed child goes unchecked, however long its zone record's TTL, ms. */
+const MAX_CHECK_EVERY_MS = 3600_000;
+
 /** Most bytes of a zone record answer read from a child's server. */
 const MAX_ANSWER_BYTES = 64 * 1024;
 const TIMEOUT_MS = 3000;
@@ -23,6 +26,12 @@ const TIMEOUT_MS = 3000;
 export class DelegationFollower {
   /** The newest serial of each child's zone record acted on: an older record (a replay) is not. */
   private readonly seen = new Map<string, number>();
+  /**
+   * When each child is next checked (ms): every zone record TTL of the child (a new one cannot be seen
+   * sooner by resolvers anyway), at least the run interval and at most an hour, so a parent following
+   * many children asks each about as often as a resolver would.
+   */
+  private readonly nextCheck = new Map<string, number>();
   /** Children checked, and delegations changed, for tests and metrics. */
   checks = 0;
   followed = 0;
@@ -56,10 +65,16 @@ export class DelegationFollower {
   private async follow(parent: string, child: string): Promise<void> {
     const delegation = this.zones.delegationOf(parent, child);
     if (delegation === null) return;
+    const key = `${parent} ${child}`;
+    const now = this.clock.now();
+    if (now < (this.nextCheck.get(key) ?? 0)) return;
     this.checks += 1;
     const record = await this.newestRecord(child, delegation.servers, delegation.ds);
+    // Without an answer, again after the delegation's TTL (the child's servers may be down a while).
+    const ttl = record?.ttl ?? delegation.ttl;
+    if (this.nextCheck.size >= 100_000) this.nextCheck.clear();
+    this.nextCheck.set(key, now + Math.min(MAX_CHECK_EVERY_MS, ttl * 1000));
     if (record === null || record.cds === undefined) return;
-    const key = `${parent} ${child}`;
     const last = this.seen.get(key);
     if (last !== undefined && serialLess(record.serial, last)) return;
     this.seen.set(key, record.serial);
