@@ -1,20 +1,14 @@
 import type { Dispatcher } from 'undici';
 import { epochSeconds, type Clock } from '../clock.js';
-import { jsonRequest } from '../client/http.js';
 import { IdnsError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { thumbprint } from '../records/keys.js';
 import { serialLess } from '../records/serial.js';
-import { verifyZoneRecord } from '../records/verify.js';
-import { pathZone } from '../replication/transfer-client.js';
+import { peerZoneRecord } from '../replication/peer-zone-record.js';
 import type { ZoneService } from './zones.js';
 
 /** Longest a followed child goes unchecked, however long its zone record's TTL, ms. */
 const MAX_CHECK_EVERY_MS = 3600_000;
-
-/** Most bytes of a zone record answer read from a child's server. */
-const MAX_ANSWER_BYTES = 64 * 1024;
-const TIMEOUT_MS = 3000;
 
 /**
  * The parent follows the child (`idns zone delegate … --auto-ds`, DNS's CDS/CDNSKEY of RFC 7344 and
@@ -94,14 +88,7 @@ export class DelegationFollower {
     const records = await Promise.all(
       servers.map(async (server) => {
         try {
-          const res = await jsonRequest(`${server.replace(/\/+$/, '')}/v1/zones/${pathZone(child)}`, {
-            ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
-            timeoutMs: TIMEOUT_MS,
-            maxBytes: MAX_ANSWER_BYTES,
-          });
-          const jws = (res.body as { record?: unknown } | null)?.record;
-          if (res.status !== 200 || typeof jws !== 'string') return null;
-          return verifyZoneRecord(jws, child, now, ds).record;
+          return (await peerZoneRecord(server, child, ds, now, this.dispatcher)).record;
         } catch (err) {
           if (!(err instanceof IdnsError)) throw err;
           this.log.debug('auto-ds: no zone record from a server of the child', { zone: child, server, err });

@@ -8,14 +8,11 @@ import { decodeCompact } from '../records/jws.js';
 import { verifyDelegation, verifyZoneRecord } from '../records/verify.js';
 import type { Store } from '../store/store.js';
 import { thumbprint } from '../records/keys.js';
-import { pathZone } from '../replication/transfer-client.js';
+import { peerRequest, peerZoneRecord } from '../replication/peer-zone-record.js';
 import type { RolloverState, ZoneSettings } from './settings.js';
 import { iso } from './rollover-state.js';
 import type { ZoneService } from './zones.js';
 
-/** Most bytes of an answer read from a parent's server (a referral is a few KiB). */
-const MAX_ANSWER_BYTES = 64 * 1024;
-const TIMEOUT_MS = 3000;
 /** Ancestors of a zone tried when a parent's server also holds the zone itself (each is one request). */
 const MAX_PARENT_TRIES = 8;
 /** The handle asked for at a parent's servers: any name below the zone gets its referral. */
@@ -296,7 +293,7 @@ export class KeyRollovers {
     for (const candidate of candidates) {
       try {
         const query = candidate === undefined ? '' : `?zone=${encodeURIComponent(candidate)}`;
-        const res = await jsonRequest(`${server.replace(/\/+$/, '')}/v1/resolve/${PROBE}@${zone}${query}`, this.requestOptions());
+        const res = await jsonRequest(`${server.replace(/\/+$/, '')}/v1/resolve/${PROBE}@${zone}${query}`, peerRequest(this.dispatcher));
         const body = res.body as { status?: unknown; zone?: unknown; record?: unknown; zoneRecord?: unknown } | null;
         if (res.status !== 200 || body?.status !== 'referral' || typeof body.zone !== 'string') {
           last = `answered ${res.status}${typeof body?.status === 'string' ? ` (${body.status} from zone ${String(body.zone)})` : ''}, not a referral`;
@@ -324,10 +321,7 @@ export class KeyRollovers {
     const views = await Promise.all(
       others.map(async (server) => {
         try {
-          const res = await jsonRequest(`${server.replace(/\/+$/, '')}/v1/zones/${pathZone(zone)}`, this.requestOptions());
-          const jws = (res.body as { record?: unknown } | null)?.record;
-          if (res.status !== 200 || typeof jws !== 'string') return `${server}: answered ${res.status}`;
-          const record = verifyZoneRecord(jws, zone, epochSeconds(this.clock), settings.keyIds).record;
+          const { record } = await peerZoneRecord(server, zone, settings.keyIds, epochSeconds(this.clock), this.dispatcher);
           return record.keys.some((k) => thumbprint(k) === kid) ? null : `${server}: at serial ${record.serial}, without it`;
         } catch (err) {
           if (!(err instanceof IdnsError)) throw err;
@@ -336,10 +330,6 @@ export class KeyRollovers {
       }),
     );
     return views.find((v) => v !== null) ?? null;
-  }
-
-  private requestOptions() {
-    return { ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}), timeoutMs: TIMEOUT_MS, maxBytes: MAX_ANSWER_BYTES };
   }
 
   /** Re-signs one batch of the records the old key signed, in one version; true once none is left. */

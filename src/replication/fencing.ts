@@ -1,16 +1,11 @@
 import type { Dispatcher } from 'undici';
 import { epochSeconds, type Clock } from '../clock.js';
-import { jsonRequest } from '../client/http.js';
 import { IdnsError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { serialLess, serialOf } from '../records/serial.js';
-import { verifyZoneRecord } from '../records/verify.js';
 import type { ZoneService } from '../authority/zones.js';
-import { pathZone } from './transfer-client.js';
+import { peerZoneRecord } from './peer-zone-record.js';
 
-/** Most bytes of a zone record answer read from another server (a zone record is a few KiB). */
-const MAX_ANSWER_BYTES = 64 * 1024;
-const TIMEOUT_MS = 3000;
 /** Least time between two background checks of one zone. */
 const CHECK_EVERY_MS = 10_000;
 
@@ -84,15 +79,8 @@ export class Fencer {
     primary: string,
   ): Promise<{ primary: string; serial: number } | null> {
     try {
-      const res = await jsonRequest(`${url.replace(/\/+$/, '')}/v1/zones/${pathZone(zone)}`, {
-        dispatcher: this.dispatcher,
-        timeoutMs: TIMEOUT_MS,
-        maxBytes: MAX_ANSWER_BYTES,
-      });
-      const record = (res.body as { record?: unknown } | null)?.record;
-      if (res.status !== 200 || typeof record !== 'string') return null;
       // Only a record signed by a key this zone lists counts: anyone can run a server that claims the zone.
-      const theirs = verifyZoneRecord(record, zone, epochSeconds(this.clock), keyIds).record;
+      const theirs = (await peerZoneRecord(url, zone, keyIds, epochSeconds(this.clock), this.dispatcher)).record;
       return serialLess(ours, theirs.serial) && theirs.primary !== primary ? { primary: theirs.primary, serial: theirs.serial } : null;
     } catch (err) {
       if (!(err instanceof IdnsError)) throw err;

@@ -5,8 +5,7 @@ import { timersFor, type Clock, type Timers } from '../clock.js';
 import { IdnsError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Store } from '../store/store.js';
-import { decodeCompact } from '../records/jws.js';
-import { thumbprint, type PublicJwk } from '../records/keys.js';
+import { thumbprint } from '../records/keys.js';
 import { parseSecondarySettings } from '../authority/settings.js';
 import type { CredentialStore } from './credentials.js';
 import { TransferClient, type Source, type TransferLimits, DEFAULT_TRANSFER_LIMITS } from './transfer-client.js';
@@ -273,7 +272,8 @@ export class Replicator {
    */
   private followCopyKeys(zone: string): void {
     const row = this.zones.require(zone);
-    const keys = (decodeCompact(row.record).payload as { keys: PublicJwk[] }).keys.map((k) => thumbprint(k));
+    // Just transferred: the copy has its zone record, verified and parsed (and kept parsed) by the reader.
+    const keys = this.zones.zoneRecord(row)!.keys.map((k) => thumbprint(k));
     const settings = this.zones.secondarySettings(row);
     if (keys.length === settings.ds.length && keys.every((k) => settings.ds.includes(k))) return;
     this.store.write(() => this.store.zones.setSettings(zone, JSON.stringify(parseSecondarySettings({ ...settings, ds: keys }))));
