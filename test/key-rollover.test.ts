@@ -81,8 +81,11 @@ async function hierarchy(o: { secondary: boolean; delegation: string[] }) {
   return { p, c, cs, r, oldKid, childServers };
 }
 
-/** Looks the handle up through the resolver every 200 ms until stopped; stop() gives the count and the failures. */
-function watchLookups(r: Node): { stop(): Promise<{ lookups: number; failures: string[] }> } {
+/**
+ * Looks the handle up through the resolver every 200 ms until stopped, running `alongside` after each
+ * lookup; `lookups()` counts them so far, stop() gives the count and the failures.
+ */
+function watchLookups(r: Node, alongside?: () => Promise<void>): { lookups(): number; stop(): Promise<{ lookups: number; failures: string[] }> } {
   const failures: string[] = [];
   let lookups = 0;
   let watching = true;
@@ -91,10 +94,12 @@ function watchLookups(r: Node): { stop(): Promise<{ lookups: number; failures: s
       const res = await send(r.url, 'GET', `/v1/lookup/${HANDLE}`);
       lookups += 1;
       if (res.status !== 200 || (res.json as { status?: string }).status !== 'found') failures.push(`${res.status} ${res.text.slice(0, 300)}`);
+      await alongside?.();
       await sleep(200);
     }
   })();
   return {
+    lookups: () => lookups,
     async stop() {
       watching = false;
       await loop;
@@ -109,20 +114,11 @@ describe('key rollover on running servers (idns zone rekey, zone delegate --auto
     const cs = secondary!;
 
     // Lookups every 200 ms through the resolver for the whole rollover; the phases seen in the metrics.
-    const failures: string[] = [];
     const phases = new Set<string>();
-    let lookups = 0;
-    let watching = true;
-    const watch = (async () => {
-      while (watching) {
-        const res = await send(r.url, 'GET', `/v1/lookup/${HANDLE}`);
-        lookups += 1;
-        if (res.status !== 200 || (res.json as { status?: string }).status !== 'found') failures.push(`${res.status} ${res.text.slice(0, 300)}`);
-        const metrics = await send(c.url, 'GET', '/metrics');
-        for (const m of metrics.text.matchAll(/idns_zone_key_rollover_phase_seconds\{[^}]*phase="(\w+)"/g)) phases.add(m[1]!);
-        await sleep(200);
-      }
-    })();
+    const watch = watchLookups(r, async () => {
+      const metrics = await send(c.url, 'GET', '/metrics');
+      for (const m of metrics.text.matchAll(/idns_zone_key_rollover_phase_seconds\{[^}]*phase="(\w+)"/g)) phases.add(m[1]!);
+    });
 
     const started = await idns(['zone', 'rekey', CHILD, '--parent-server', p.url, '--data', c.dir, '--json']);
     const newKid = (started.rollover as { newKey: string }).newKey;
@@ -152,10 +148,9 @@ describe('key rollover on running servers (idns zone rekey, zone delegate --auto
     expect(trusted.stdout).toContain(`trusting keys ${newKid}`);
 
     // A few more lookups after the end, then the verdict.
-    const after = lookups;
-    await until(() => lookups >= after + 5, 'five lookups after the rollover');
-    watching = false;
-    await watch;
+    const after = watch.lookups();
+    await until(() => watch.lookups() >= after + 5, 'five lookups after the rollover');
+    const { lookups, failures } = await watch.stop();
     expect(failures).toEqual([]);
     expect(lookups).toBeGreaterThan(10);
     // The metrics showed the rollover while it waited for the parent (four seconds at least); the

@@ -74,6 +74,20 @@ async function resolverNode(kid: string, servers: Node[]): Promise<Node> {
   return cluster.node('r', [...servers.flatMap((s) => ['--root', s.url]), '--anchor', `example=${kid}`, '--allow-private']);
 }
 
+/**
+ * A primary `p` with two secondaries `s1`, `s2` copying from it (refresh 3600: only a notify brings a
+ * change quickly) and a resolver `r` whose servers are all three, every one started.
+ */
+async function threeServersAndResolver(): Promise<{ p: Node; s1: Node; s2: Node; r: Node; kid: string }> {
+  const [p, s1, s2] = [await cluster.node('p'), await cluster.node('s1'), await cluster.node('s2')];
+  const kid = await createZone(p, [p, s1, s2], { refresh: 3600, retry: 1 });
+  await makeSecondary(s1, p.url, kid);
+  await makeSecondary(s2, p.url, kid);
+  const r = await resolverNode(kid, [p, s1, s2]);
+  await Promise.all([p, s1, s2, r].map((n) => cluster.start(n)));
+  return { p, s1, s2, r, kid };
+}
+
 /** Waits (bounded) until every secondary has the source's serial and digest; returns the source's state. */
 /**
  * Waits until every secondary holds the source's serial and digest. The bound is generous on purpose: it
@@ -151,13 +165,8 @@ async function waitHeld(x: Proxy, nth: number, bytes: number): Promise<void> {
 
 describe('replicas as real processes', () => {
   it('1 primary + 2 secondaries + 1 resolver: notifies bring registrations to both secondaries, digests are equal, the resolver resolves', async () => {
-    const [p, s1, s2] = [await cluster.node('p'), await cluster.node('s1'), await cluster.node('s2')];
     // refresh 3600: the secondaries can only learn of a change quickly through the primary's notify.
-    const kid = await createZone(p, [p, s1, s2], { refresh: 3600, retry: 1 });
-    await makeSecondary(s1, p.url, kid);
-    await makeSecondary(s2, p.url, kid);
-    const r = await resolverNode(kid, [p, s1, s2]);
-    await Promise.all([p, s1, s2, r].map((n) => cluster.start(n)));
+    const { p, s1, s2, r } = await threeServersAndResolver();
     await converged(p, [s1, s2]);
 
     const t0 = Date.now();
@@ -540,12 +549,7 @@ describe('replicas as real processes', () => {
   });
 
   it('promotion with the old primary restarted: it is fenced and refuses writes, a secondary re-pointed in place follows the new primary, a resolver sees every write made after the promotion', async () => {
-    const [p, s1, s2] = [await cluster.node('p'), await cluster.node('s1'), await cluster.node('s2')];
-    const kid = await createZone(p, [p, s1, s2], { refresh: 3600, retry: 1 });
-    await makeSecondary(s1, p.url, kid);
-    await makeSecondary(s2, p.url, kid);
-    const r = await resolverNode(kid, [p, s1, s2]);
-    await Promise.all([p, s1, s2, r].map((n) => cluster.start(n)));
+    const { p, s1, s2, r } = await threeServersAndResolver();
     await registerMany(p.url, owner, handles('old', 0, 3), 3);
     await converged(p, [s1, s2]);
 
