@@ -12,14 +12,12 @@ import {
 import type { NumberedEntry } from '../records/history-chain.js';
 import { MAX_HISTORY_ENTRIES, historyKey, parseHistoryKey } from '../records/history-key.js';
 
-/** What a transaction wrote of one handle's history: the entries' numbers and characters. */
+/** What a transaction wrote of one handle's history: the range of the entries' numbers. */
 interface Written {
   content: string;
   handle: string;
   min: number;
   max: number;
-  count: number;
-  chars: number;
 }
 
 /**
@@ -61,19 +59,20 @@ export class CompactHistories {
   }
 
   /** Notes a history entry written by the running transaction (RecordStore calls this for every `op` row it writes). */
-  noteWritten(content: string, key: string, chars: number): void {
+  noteWritten(content: string, key: string): void {
     const parsed = parseHistoryKey(key);
-    if (parsed === null) return;
+    // Entry 1 alone is a history carried whole, and a history of more entries is settled by its later ones
+    // (it then counts its entries itself): an import or a copy of a million handles of one entry each
+    // notes nothing.
+    if (parsed === null || parsed.seq === 1) return;
     const id = `${content} ${parsed.handle}`;
     const w = this.written.get(id);
     if (w === undefined) {
-      this.written.set(id, { content, handle: parsed.handle, min: parsed.seq, max: parsed.seq, count: 1, chars });
+      this.written.set(id, { content, handle: parsed.handle, min: parsed.seq, max: parsed.seq });
       return;
     }
     w.min = Math.min(w.min, parsed.seq);
     w.max = Math.max(w.max, parsed.seq);
-    w.count++;
-    w.chars += chars;
   }
 
   /**
@@ -93,7 +92,7 @@ export class CompactHistories {
   /** Makes the compact form of every long history there is (the schema-5 migration): one pass over the histories. */
   rebuildAll(): void {
     for (const h of this.longStmt.all(WHOLE_EVIDENCE_MAX_ENTRIES, WHOLE_EVIDENCE_MAX_CHARS)) {
-      this.settleOne({ content: h.content, handle: h.handle, min: 1, max: h.entries, count: h.entries, chars: h.chars });
+      this.settleOne({ content: h.content, handle: h.handle, min: 1, max: h.entries });
     }
   }
 
@@ -103,9 +102,7 @@ export class CompactHistories {
   }
 
   private settleOne(w: Written): void {
-    if (w.max <= 1) return;
-    // A history written whole in this transaction (a new handle's, a copy's) needs no count.
-    const size = w.min === 1 && w.count === w.max ? { entries: w.count, chars: w.chars } : this.records.historySize(w.content, w.handle);
+    const size = this.records.historySize(w.content, w.handle);
     if (carriedWhole(size.entries, size.chars)) return;
     const stored = this.getStmt.get(w.content, w.handle);
     const extended = stored !== undefined && stored.last === w.min - 1 ? this.extend(w, stored) : null;

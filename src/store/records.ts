@@ -14,7 +14,7 @@ export const HISTORY_EXP = 2 ** 53 - 1;
 
 /** What hears of history entries written and of contents dropped. */
 export interface HistoryListener {
-  noteWritten(content: string, key: string, chars: number): void;
+  noteWritten(content: string, key: string): void;
   drop(content: string): void;
 }
 
@@ -192,7 +192,7 @@ export class RecordStore {
   /** Inserts or replaces a record. */
   put(content: string, type: StoredType, key: string, version: number, exp: number, jws: string): void {
     this.putStmt.run(content, type, key, version, exp, jws, endpointOf(type, jws));
-    if (type === 'op') this.histories.noteWritten(content, key, jws.length);
+    if (type === 'op') this.histories.noteWritten(content, key);
   }
 
   /** Deletes a record; true if it existed. */
@@ -223,7 +223,7 @@ export class RecordStore {
   /** Inserts new records of one type, version and expiry (a bulk import); none may exist yet. Call inside a transaction. */
   insertNew(content: string, type: StoredType, version: number, exp: number, records: readonly { key: string; jws: string }[]): void {
     this.bulk.run(records.map((r) => [content, type, r.key, version, exp, r.jws, endpointOf(type, r.jws)]));
-    if (type === 'op') for (const r of records) this.histories.noteWritten(content, r.key, r.jws.length);
+    if (type === 'op') for (const r of records) this.histories.noteWritten(content, r.key);
   }
 
   /**
@@ -243,7 +243,7 @@ export class RecordStore {
           params[j * 5 + 2] = r.key;
           params[j * 5 + 3] = r.jws;
           params[j * 5 + 4] = endpointOf(r.type, r.jws);
-          if (r.type === 'op') this.histories.noteWritten(content, r.key, r.jws.length);
+          if (r.type === 'op') this.histories.noteWritten(content, r.key);
         }
         this.loadManyStmt.run(params);
       }
@@ -251,14 +251,14 @@ export class RecordStore {
     for (; i < n; i++) {
       const r = rows[i]!;
       this.loadOneStmt.run(content, r.type, r.key, r.jws, endpointOf(r.type, r.jws));
-      if (r.type === 'op') this.histories.noteWritten(content, r.key, r.jws.length);
+      if (r.type === 'op') this.histories.noteWritten(content, r.key);
     }
   }
 
   /** Inserts or replaces a record of a copy (expiry 0), as an incremental transfer does. */
   putLoaded(content: string, type: StoredType, key: string, version: number, jws: string): void {
     this.putLoadedStmt.run(content, type, key, version, jws, endpointOf(type, jws));
-    if (type === 'op') this.histories.noteWritten(content, key, jws.length);
+    if (type === 'op') this.histories.noteWritten(content, key);
   }
 
   /** Deletes up to `limit` records of a content id; returns how many went (retired copies are dropped in batches). */

@@ -32,7 +32,7 @@ export class Store {
   constructor(private readonly db: Db) {
     this.zones = new ZoneStore(db);
     // The compact histories read the records and hear of their writes: a late-bound listener joins them.
-    const histories: HistoryListener = { noteWritten: (c, k, n) => this.histories.noteWritten(c, k, n), drop: (c) => this.histories.drop(c) };
+    const histories: HistoryListener = { noteWritten: (c, k) => this.histories.noteWritten(c, k), drop: (c) => this.histories.drop(c) };
     this.records = new RecordStore(db, histories);
     this.histories = new CompactHistories(db, this.records);
     this.journal = new JournalStore(db);
