@@ -1,3 +1,5 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { cancelRollover, startRollover, submitRollover } from '../src/authority/rollover.js';
 import { describeRollover } from '../src/authority/rollover-state.js';
@@ -164,4 +166,54 @@ describe('abandoning a rollover (zone rekey --cancel)', () => {
     expect(s.ctx.zones.settings(s.ctx.zones.require(ZONE)).rollover).toMatchObject({ phase: 'signing' });
     expect(errorCode(() => cancelRollover(s.ctx.zones, clock, ZONE))).toBe('invalid_request');
   });
+});
+
+describe("a rollover reads the parent's servers within bounds", () => {
+  it('an answer past 64 KiB counts as no answer (the same answer within the bound counts), and a silent server is given up after 3 s a question', async () => {
+    const listeners: Server[] = [];
+    const listen = async (handler: Parameters<typeof createServer>[1]) => {
+      const srv = createServer(handler);
+      listeners.push(srv);
+      await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+      return `http://127.0.0.1:${(srv.address() as AddressInfo).port}`;
+    };
+    try {
+      const clock = new ManualClock(Date.now());
+      const child = await startTestServer({ clock, zones: { [ZONE]: { timers: { ttl: 60 } } } });
+      const parent = await startTestServer({ zones: { example: {} } });
+      servers.push(child, parent);
+      // Stands for the parent's server, passing its answers on, padded by `pad` characters.
+      let pad = 100 * 1024;
+      const padded = await listen((req, res) => {
+        void fetch(`${parent.url}${req.url}`)
+          .then((r) => r.json())
+          .then((body) => res.end(JSON.stringify({ ...(body as object), pad: 'x'.repeat(pad) })));
+      });
+      const oldKey = zoneRecord(child, ZONE).signer;
+      const { newKey } = startRollover(child.ctx.zones, clock, ZONE, [padded]);
+      parent.ctx.zones.delegate('example', ZONE, { servers: [child.url], ds: [oldKey, newKey], ttl: 60 });
+      const rollover = () => child.ctx.zones.settings(child.ctx.zones.require(ZONE)).rollover!;
+
+      await child.ctx.rollovers.runOnce();
+      expect(rollover()).toMatchObject({ phase: 'publishing', waiting: expect.stringContaining(padded) });
+      expect(rollover().delegationsSeen).toBeUndefined();
+      pad = 0;
+      await child.ctx.rollovers.runOnce();
+      expect(rollover().delegationsSeen).toBeDefined();
+
+      // A server that never answers: each question is given up after 3 s (three names asked for: the
+      // zone and its two ancestors), not after the transport's minutes.
+      let asked = 0;
+      const silent = await listen(() => void asked++);
+      child.ctx.zones.changeKeys(ZONE, { parentServers: [silent] }, false);
+      const started = Date.now();
+      await child.ctx.rollovers.runOnce();
+      expect(asked).toBe(3);
+      expect(Date.now() - started).toBeLessThan(20_000);
+      expect(rollover()).toMatchObject({ phase: 'publishing', waiting: expect.stringContaining(silent) });
+    } finally {
+      for (const srv of listeners) srv.closeAllConnections();
+      await Promise.all(listeners.map((srv) => new Promise((r) => srv.close(r))));
+    }
+  }, 60_000);
 });

@@ -1,4 +1,6 @@
 import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signChangeRequest } from '../src/client/requests.js';
@@ -264,6 +266,36 @@ describe('idns handle watch against a fork', () => {
       }
     } finally {
       await original.close();
+      dir.remove();
+    }
+  });
+});
+
+describe('idns handle watch reads within bounds', () => {
+  it('an answer for the handle past 256 KiB is no answer (exit 1, could not check); the same answer within it is checked', async () => {
+    const dir = tempDir('idns-watch-bound-');
+    let pad = 300 * 1024;
+    // Stands for the zone's server, passing its answers on, the handle's answer padded by `pad` characters.
+    const proxy = createServer((req, res) => {
+      void fetch(`${s.url}${req.url}`)
+        .then((r) => r.json())
+        .then((body) => res.end(JSON.stringify(req.url!.startsWith('/v1/resolve/') ? { ...(body as object), pad: 'x'.repeat(pad) } : body)));
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    try {
+      const h = 'bounded@example.com';
+      await registered(h);
+      const args = ['handle', 'watch', h, '--key', writeUserKey(dir.dir, 'owner.jwk', owner), '--server', url, '--state', join(dir.dir, 'w.json'), '--json'];
+      const tooBig = await runIdns(args);
+      expect(tooBig.code).toBe(1);
+      expect(tooBig.stderr).toMatch(/bytes|too large|limit/i);
+      pad = 0;
+      const fine = await runIdns(args);
+      expect(fine.code, fine.stderr).toBe(0);
+    } finally {
+      proxy.closeAllConnections();
+      await new Promise((r) => proxy.close(r));
       dir.remove();
     }
   });
