@@ -1,6 +1,6 @@
 -- The idns database: the one definition of its tables. src/store/database.ts applies this file to a new
 -- database and records the version below in PRAGMA user_version; a later version adds a migration there.
--- schema-version: 5
+-- schema-version: 6
 --
 -- Private keys never live here: they sit in the key directory beside the database (files mode 0600).
 
@@ -19,6 +19,7 @@ CREATE TABLE zones (
   journal_floor INTEGER NOT NULL DEFAULT 0, -- the journal holds every change after this version
   refreshed_at INTEGER,                     -- secondary: last successful check against a primary, ms
   created_at   INTEGER NOT NULL,
+  checkpoint   TEXT NOT NULL DEFAULT '',    -- the signed checkpoint of the zone's log at this version (C2SP signed note, src/transparency/zone-log.ts); '' before the log exists
   history_pending INTEGER NOT NULL DEFAULT 0 -- an upgrade the primary has still to sign: 1 after schema 3 (add the history to the digest, then 2's work), 2 after schema 4 (re-sign handle records to name genesis and seq)
 ) STRICT;
 
@@ -34,6 +35,7 @@ CREATE TABLE records (
   exp     INTEGER NOT NULL,                 -- signature expiry, seconds (drives re-signing); HISTORY_EXP for op entries, which are never re-signed
   jws     TEXT NOT NULL,
   endpoint TEXT,                            -- handle records: the record's `endpoint` (WebFinger by actor URL); else NULL
+  leaf    INTEGER,                          -- history entries: the index of their leaf in the zone's log (log_nodes); else NULL
   PRIMARY KEY (content, type, key)
 ) STRICT, WITHOUT ROWID;
 -- Signatures by expiry (re-signing, counts); history entries never expire and stay out of it.
@@ -51,6 +53,18 @@ CREATE TABLE compact_histories (
   evidence TEXT NOT NULL,                   -- JSON [[seq, jws], …]: the compact form's last entries within the evidence bounds
   PRIMARY KEY (content, handle)
 ) STRICT;
+
+-- The zone's log (docs/protocol.md §13): an append-only Merkle tree (RFC 9162) over its changes, per content
+-- id like the records. Only complete subtrees are kept, and of them only levels 0, 4, 8, …: a level in
+-- between is recomputed from at most 8 nodes of the kept level below (src/store/log-nodes.ts), so a tree of
+-- n leaves takes about 1.07 n rows.
+CREATE TABLE log_nodes (
+  content TEXT NOT NULL,
+  level   INTEGER NOT NULL,                 -- height of the subtree: 0 for a leaf's hash
+  idx     INTEGER NOT NULL,                 -- the subtree covers leaves idx·2^level … (idx + 1)·2^level − 1
+  hash    BLOB NOT NULL,                    -- its Merkle tree hash, 32 bytes
+  PRIMARY KEY (content, level, idx)
+) STRICT, WITHOUT ROWID;
 
 -- Content ids no zone uses any more (replaced copies, interrupted transfers), deleted in small batches.
 CREATE TABLE retired_content (

@@ -1,4 +1,5 @@
 // The server's Ed25519 (libsodium), installed before anything signs or verifies.
+import { ZoneLogs } from './authority/zone-logs.js';
 import './records/ed25519-sodium.js';
 import { join } from 'node:path';
 import { Authority } from './authority/authority.js';
@@ -26,6 +27,8 @@ export class LocalContext {
   readonly store: Store;
   readonly keys: KeyRing;
   readonly zones: ZoneService;
+  /** The zones' logs: checkpoints and proofs (docs/protocol.md §13). */
+  readonly zoneLogs: ZoneLogs;
   readonly changes: ChangeProcessor;
   readonly authority: Authority;
   /** Answer files of large zones for the read path, when enabled. */
@@ -42,6 +45,7 @@ export class LocalContext {
     this.store = Store.open(config.dataDir, config.limits.maxDatabaseBytes);
     this.keys = new KeyRing(join(config.dataDir, 'keys'));
     this.zones = new ZoneService(this.store, this.keys, clock);
+    this.zoneLogs = new ZoneLogs(this.store, this.zones);
     // After the upgrade to schema 3, each primary signs its migrated history into its digest before it serves.
     for (const { zone, reason } of this.zones.addMigratedHistories()) {
       this.log.warn('the history moved into this zone by the schema upgrade is not in its digest yet; its next change adds it', { zone, reason });

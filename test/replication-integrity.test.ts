@@ -199,7 +199,7 @@ async function fullTransferLines(url: string, zone = 'example') {
  * only the checks of each record can tell.
  */
 async function keyHoldingSource(primary: TestServer, kid: string, records: { type: string; key: string; record: string }[], opts: { legacy?: boolean } = {}) {
-  const { ZoneSigner, zoneKey, payloadOf } = await import('./support/fake-server.js');
+  const { ZoneSigner, zoneKey, payloadOf, fakeLog } = await import('./support/fake-server.js');
   const { ZoneDigest } = await import('../src/records/digest.js');
   const signer = new ZoneSigner('example', zoneKey(primary.dataDir, 'example', kid));
   const genuine = payloadOf((await zoneState(primary.url)).record);
@@ -218,10 +218,17 @@ async function keyHoldingSource(primary: TestServer, kid: string, records: { typ
   const fake = await startFakeServer((req, res) => {
     if (/\/transfer/.test(req.url ?? '')) {
       res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+      const log = fakeLog(
+        'example',
+        signer.key,
+        zoneRecord,
+        records.filter((r) => r.type === 'op'),
+      );
       const lines = [
-        { kind: 'start', mode: 'full', zone: 'example', serial: serial + 10, record: zoneRecord },
+        { kind: 'start', mode: 'full', zone: 'example', serial: serial + 10, record: zoneRecord, checkpoint: log.checkpoint },
+        ...log.lines,
         ...records.map((r) => ({ kind: 'record', ...r })),
-        { kind: 'end', zone: 'example', serial: serial + 10, record: zoneRecord, count: records.length },
+        { kind: 'end', zone: 'example', serial: serial + 10, record: zoneRecord, checkpoint: log.checkpoint, count: records.length },
       ];
       res.end(lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
       return;
@@ -405,7 +412,11 @@ async function hostileSource(primary: TestServer) {
       if (!res.write(text)) await Promise.race([new Promise<void>((r) => res.once('drain', r)), hungUp]);
       return !state.closed && !res.destroyed;
     };
-    await write(`${JSON.stringify({ kind: 'start', mode: 'full', zone: 'example', serial: attack.serial, record: attack.zoneRecord })}\n`);
+    // The start line with a checkpoint the zone key signs and its log section (one leaf: the zone record).
+    const { fakeLog, zoneKey } = await import('./support/fake-server.js');
+    const log = fakeLog('example', zoneKey(primary.dataDir, 'example', primary.ctx.zones.info('example').keyThumbprints[0]!), attack.zoneRecord);
+    const start = { kind: 'start', mode: 'full', zone: 'example', serial: attack.serial, record: attack.zoneRecord, checkpoint: log.checkpoint };
+    await write([start, ...log.lines].map((l) => `${JSON.stringify(l)}\n`).join(''));
     await attack.body(write);
     res.end();
   });

@@ -149,13 +149,14 @@ describe('secondary replicas', () => {
 
   // Both full-transfer formats (section 11.1): the compact one a secondary asks for, and NDJSON, which a
   // source that does not know `format=compact` sends instead (the proxy then drops the parameter).
-  const tampers: [string, (lines: string[], f: LineFormat) => string[]][] = [
+  // The records follow the start line and the log section: `r` is the first record line.
+  const tampers: [string, (lines: string[], f: LineFormat, r: number) => string[]][] = [
     ['alters', (lines, f) => lines.map((l) => (f.isRecord(l) && f.type(l) === 'handle' ? f.alter(l) : l))],
-    ['drops', (lines, f) => lines.filter((l, i) => !(f.isRecord(l) && i === 2))],
-    ['adds', (lines, f) => [...lines.slice(0, 2), f.rekey(lines[1]!, 'x'), ...lines.slice(2)]],
-    ['repeats', (lines) => [...lines.slice(0, 2), lines[1]!, ...lines.slice(2)]],
-    ['cuts short', (lines) => lines.slice(0, 3)],
-    ['appends a record after the end line to', (lines) => [...lines, lines[1]!]],
+    ['drops', (lines, f, r) => lines.filter((l, i) => !(f.isRecord(l) && i === r + 1))],
+    ['adds', (lines, f, r) => [...lines.slice(0, r + 1), f.rekey(lines[r]!, 'x'), ...lines.slice(r + 1)]],
+    ['repeats', (lines, _f, r) => [...lines.slice(0, r + 1), lines[r]!, ...lines.slice(r + 1)]],
+    ['cuts short', (lines, _f, r) => lines.slice(0, r + 2)],
+    ['appends a record after the end line to', (lines, _f, r) => [...lines, lines[r]!]],
   ];
   it.each(tampers.flatMap(([what, tamper]) => (['compact', 'ndjson'] as const).map((format) => [what, format, tamper] as const)))(
     'rejects a full transfer whose stream a man in the middle %s (%s), keeping its copy',
@@ -168,7 +169,8 @@ describe('secondary replicas', () => {
         (path, text) => {
           if (!path.includes('/transfer')) return text;
           seen = path;
-          return tamper(text.trimEnd().split('\n'), LINE_FORMATS[format]).join('\n') + '\n';
+          const lines = text.trimEnd().split('\n');
+          return tamper(lines, LINE_FORMATS[format], lines.findIndex(LINE_FORMATS[format].isRecord)).join('\n') + '\n';
         },
         () => false,
         format === 'ndjson' ? (path) => path.replace(/[?&]format=compact/, '') : (path) => path,
@@ -219,11 +221,14 @@ describe('secondary replicas', () => {
     const text = await compact.text();
     expect(Buffer.from(text).every((b) => b < 0x80)).toBe(true);
     const compactLines = text.trimEnd().split('\n');
-    // The same start and end lines, and the same records in the same order.
-    expect(JSON.parse(compactLines[0]!)).toEqual(lines[0]);
-    expect(JSON.parse(compactLines.at(-1)!)).toEqual(lines.at(-1));
-    expect(compactLines.slice(1, -1)).toEqual(lines.slice(1, -1).map((l) => `${l.type}\t${l.key}\t${l.record}`));
-    expect(lines.at(-1)).toMatchObject({ kind: 'end', count: lines.length - 2 });
+    // The same JSON lines (start, the log section, end), and the same records in the same order.
+    expect(compactLines.length).toBe(lines.length);
+    compactLines.forEach((line, i) => {
+      const l = lines[i]!;
+      expect(line.startsWith('{') ? JSON.parse(line) : line).toEqual(l.kind === 'record' ? `${l.type}\t${l.key}\t${l.record}` : l);
+    });
+    expect(lines.map((l) => l.kind)).toEqual(['start', 'log', 'leaves', ...Array(lines.length - 4).fill('record'), 'end']);
+    expect(lines.at(-1)).toMatchObject({ kind: 'end', count: lines.length - 4 });
     expect(lines.filter((l) => l.type === 'handle').map((l) => l.key)).toEqual(['user0@example', 'user1@example', 'user2@example']);
     // An incremental transfer is NDJSON whatever the format asked.
     const serial = (await zoneState(primary)).serial;

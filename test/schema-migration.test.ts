@@ -42,7 +42,7 @@ function rewriteAsVersion2(dataDir: string): void {
   const now = new Database(file, { readonly: true });
   const zone = now.prepare(`SELECT * FROM zones WHERE name = ?`).get(ZONE) as Record<string, unknown> & { record: string; content: string };
   const rows = now.prepare(`SELECT * FROM records WHERE content = ? ORDER BY type, key`).all(zone.content) as Row[];
-  const journal = now.prepare(`SELECT * FROM journal WHERE zone = ? AND type != 'op'`).all(ZONE) as Record<string, unknown>[];
+  const journal = now.prepare(`SELECT * FROM journal WHERE zone = ? AND type NOT IN ('op', 'zone')`).all(ZONE) as Record<string, unknown>[];
   now.close();
   const zoneRecord = decodePayload(zone.record);
   const kid = (JSON.parse(Buffer.from(zone.record.split('.')[0]!, 'base64url').toString()) as { kid: string }).kid;
@@ -80,7 +80,7 @@ function rewriteAsVersion2(dataDir: string): void {
   const v2 = new Database(`${file}.v2`);
   v2.exec(V2_SCHEMA);
   v2.pragma('user_version = 2');
-  const { history_pending: _pending, ...zoneColumns } = zone;
+  const { history_pending: _pending, checkpoint: _checkpoint, ...zoneColumns } = zone;
   const names = Object.keys(zoneColumns);
   v2.prepare(`INSERT INTO zones (${names.join(', ')}) VALUES (${names.map((n) => `@${n}`).join(', ')})`).run({
     ...zoneColumns,
@@ -128,10 +128,16 @@ function rewriteAsVersion3(dataDir: string): void {
   const payload = decodePayload(zone.record);
   const record = signCompact({ ...payload, digest: digest.value(), size: (payload.size as number) + grown }, key, RECORD_TYP);
   db.prepare(`UPDATE zones SET record = ?, digest_state = ?, history_pending = 0 WHERE name = ?`).run(record, digest.state(), ZONE);
-  // Schema 5's table came later.
+  // Schema 5's table and schema 6's log came later.
   db.exec('DROP TABLE compact_histories');
+  withoutLogs(db);
   db.pragma('user_version = 3');
   db.close();
+}
+
+/** Takes away what schema 6 added (docs/protocol.md §13): the zones' logs, their checkpoints, and the zone records in the journal. */
+function withoutLogs(db: Database.Database): void {
+  db.exec(`ALTER TABLE zones DROP COLUMN checkpoint; ALTER TABLE records DROP COLUMN leaf; DROP TABLE log_nodes; DELETE FROM journal WHERE type = 'zone'`);
 }
 
 /** A zone with an owner's handle (registered, then updated) and two imported ones, rewritten as schema version 2. */
@@ -354,6 +360,7 @@ describe('schema version 5: the digest expanded with ChaCha20, compact histories
     const oldRecord = signCompact({ ...decodePayload(zone.record), digest: oldDigest }, key, RECORD_TYP);
     db.prepare(`UPDATE zones SET record = ?, digest_state = ? WHERE name = ?`).run(oldRecord, state, ZONE);
     db.exec('DROP TABLE compact_histories');
+    withoutLogs(db);
     db.pragma('user_version = 4');
     db.close();
     const oldSerial = decodePayload(oldRecord).serial as number;
@@ -373,5 +380,68 @@ describe('schema version 5: the digest expanded with ChaCha20, compact histories
     secondary.ctx.zones.createSecondary(ZONE, { primaries: [s.url], ds: info.keyThumbprints });
     await secondary.ctx.replicator.checkNow(ZONE);
     expect(secondary.ctx.zones.info(ZONE)).toMatchObject({ serial: oldSerial + 1, digest: info.digest });
+  });
+});
+
+describe('schema version 6: every zone keeps a log', () => {
+  it('migrates a version 5 database: the primary builds its log from its content and signs a checkpoint; a copy without a log takes a full transfer', async () => {
+    const tmp = tempDir('idns-migrate-');
+    cleanups.push(tmp.remove);
+    const dataDir = tmp.dir;
+    const first = await startTestServer({ dataDir, zones: { [ZONE]: {} } });
+    const reg = signChangeRequest({ action: 'register', handle: `ann@${ZONE}`, endpoint: 'https://social.example/ann', keys: [owner.public] }, owner.private);
+    await first.ctx.changes.submit(reg);
+    await first.ctx.changes.submit(
+      signChangeRequest(
+        { action: 'update', handle: `ann@${ZONE}`, endpoint: 'https://social.example/ann2', keys: [owner.public], prev: requestId(reg) },
+        owner.private,
+      ),
+    );
+    await first.ctx.changes.submit(
+      signChangeRequest({ action: 'register', handle: `bob@${ZONE}`, endpoint: 'https://social.example/bob', keys: [owner.public] }, owner.private),
+    );
+    first.ctx.zones.delegate(ZONE, `child.${ZONE}`, { servers: ['https://child.example/'], ds: ['A'.repeat(43)] });
+    await first.close();
+    // As idns with schema 5 left it: no logs, no checkpoints, no zone records in the journal.
+    const db = new Database(join(dataDir, 'idns.sqlite'));
+    withoutLogs(db);
+    db.pragma('user_version = 5');
+    const entries = db.prepare(`SELECT key, jws FROM records WHERE type = 'op' ORDER BY key`).all() as { key: string; jws: string }[];
+    const delegation = db.prepare(`SELECT jws FROM records WHERE type = 'delegation'`).pluck().get() as string;
+    const oldSerial = decodePayload(db.prepare('SELECT record FROM zones').pluck().get() as string).serial as number;
+    db.close();
+
+    const s = await startTestServer({ dataDir });
+    cleanups.push(() => s.close());
+    const zone = (await (await fetch(`${s.url}/v1/zones/${ZONE}`)).json()) as { serial: number; record: string; checkpoint: string };
+    expect(zone.serial).toBe(oldSerial + 1);
+    // The log: the history entries in key order, the delegation, then the zone record of the version signed at start-up.
+    const sha = (...parts: (string | Buffer)[]) => parts.reduce((h, p) => h.update(p), createHash('sha256')).digest();
+    const leaf = (kind: number, key: string, jws: string) => sha(Buffer.from([0, kind]), sha(key), sha(jws));
+    const leaves = [...entries.map((e) => leaf(1, e.key, e.jws)), leaf(2, `child.${ZONE}`, delegation), leaf(4, '', zone.record)];
+    const node = (l: Buffer, r: Buffer) => sha(Buffer.from([1]), l, r);
+    // Five leaves: MTH = node(node(node(0,1), node(2,3)), 4).
+    const root = node(node(node(leaves[0]!, leaves[1]!), node(leaves[2]!, leaves[3]!)), leaves[4]!);
+    expect(leaves).toHaveLength(5);
+    expect(zone.checkpoint.split('\n').slice(0, 3)).toEqual([`${ZONE}/idns-log`, '5', root.toString('base64')]);
+    const log = (await (await fetch(`${s.url}/v1/handles/ann@${ZONE}/log`)).json()) as { operations: { leaf: number }[] };
+    expect(log.operations.map((o) => o.leaf)).toEqual([0, 1]);
+
+    // A secondary copies the log; a copy that lost it (as one made by schema 5) takes a full transfer again.
+    const info = s.ctx.zones.info(ZONE);
+    const secondary = await startTestServer();
+    cleanups.push(() => secondary.close());
+    secondary.ctx.zones.createSecondary(ZONE, { primaries: [s.url], ds: info.keyThumbprints });
+    await secondary.ctx.replicator.checkNow(ZONE);
+    await s.ctx.changes.submit(
+      signChangeRequest({ action: 'register', handle: `cai@${ZONE}`, endpoint: 'https://social.example/cai', keys: [owner.public] }, owner.private),
+    );
+    const copy = new Database(join(secondary.dataDir, 'idns.sqlite'));
+    copy.prepare(`UPDATE zones SET checkpoint = '' WHERE name = ?`).run(ZONE);
+    copy.close();
+    const status = await secondary.ctx.replicator.checkNow(ZONE);
+    expect(status.transfers).toMatchObject({ full: 2, incremental: 0 });
+    const served = (await (await fetch(`${secondary.url}/v1/zones/${ZONE}`)).json()) as { checkpoint: string };
+    expect(served.checkpoint).toBe(((await (await fetch(`${s.url}/v1/zones/${ZONE}`)).json()) as { checkpoint: string }).checkpoint);
   });
 });

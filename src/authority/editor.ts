@@ -10,10 +10,12 @@ import type { PublicJwk, SigningKey } from '../records/keys.js';
 import type { DenialFields, FieldsOf, RecordType, ZoneFields } from '../records/types.js';
 import { historyKey, MAX_HISTORY_CHARS, MAX_HISTORY_ENTRIES } from '../records/history-key.js';
 import { HISTORY_EXP, type StoredType } from '../store/records.js';
+import type { JournaledType } from '../store/journal.js';
 import type { Store } from '../store/store.js';
 import type { ZoneRow } from '../store/zones.js';
 import { serialOf } from '../records/serial.js';
 import type { ZoneSettings } from './settings.js';
+import { changeLeafHash, checkpointSize, signCheckpoint, ZoneLog, zoneRecordLeafHash } from '../transparency/zone-log.js';
 
 /**
  * Changes one zone inside a write transaction: signs the records it puts, keeps the denial gaps, the
@@ -30,6 +32,10 @@ export class ZoneEditor {
   private changed = false;
   /** When false, changes are not journaled (a bulk import, after which secondaries take a full transfer). */
   journaling = true;
+  /** The zone's log, opened at the first change it records. */
+  private log: ZoneLog | null = null;
+  /** True when this editor built the log from the content (the zone had none: created by an older idns). */
+  private seeded = false;
 
   constructor(
     private readonly store: Store,
@@ -85,7 +91,8 @@ export class ZoneEditor {
     if (old) this.digest.remove(type, key, old.jws);
     this.digest.add(type, key, jws);
     this.count(old ? 0 : 1, elementSize(type, key, jws) - (old ? elementSize(type, key, old.jws) : 0));
-    this.store.records.put(this.zone.content, type, key, this.version, exp, jws);
+    const leaf = this.logged('put', type, key, jws);
+    this.store.records.put(this.zone.content, type, key, this.version, exp, jws, leaf);
     this.journal('put', type, key, jws);
   }
 
@@ -94,7 +101,9 @@ export class ZoneEditor {
    * the digest of exactly these records, none of which exists yet, so no old version is looked up.
    */
   putNew(type: StoredType, records: readonly { key: string; jws: string }[], exp: number, digest: ZoneDigest): void {
-    this.store.records.insertNew(this.zone.content, type, this.version, exp, records);
+    // History entries get their leaves in the order they are stored (the import's, by key).
+    const logged = type === 'op' || type === 'delegation' ? records.map((r) => ({ ...r, leaf: this.logged('put', type, r.key, r.jws) })) : records;
+    this.store.records.insertNew(this.zone.content, type, this.version, exp, logged);
     let size = 0;
     for (const r of records) {
       this.journal('put', type, r.key, r.jws);
@@ -139,6 +148,12 @@ export class ZoneEditor {
    * of the current change, so that secondaries receive it by incremental transfer.
    */
   adoptStored(type: StoredType, key: string, jws: string): void {
+    // A log this editor built from the content holds the record already.
+    this.zoneLog();
+    if (!this.seeded) {
+      const leaf = this.logged('put', type, key, jws);
+      if (leaf !== null && type === 'op') this.store.records.setLeaf(this.zone.content, key, leaf);
+    }
     this.digest.add(type, key, jws);
     this.count(1, elementSize(type, key, jws));
     this.journal('put', type, key, jws);
@@ -151,6 +166,7 @@ export class ZoneEditor {
     this.digest.remove(type, key, old.jws);
     this.count(-1, -elementSize(type, key, old.jws));
     this.store.records.delete(this.zone.content, type, key);
+    this.logged('del', type, key, null);
     this.journal('del', type, key, null);
     return true;
   }
@@ -235,6 +251,12 @@ export class ZoneEditor {
     };
     const record = this.sign('zone', fields);
     this.store.zones.updateState(this.zone.name, this.version, this.digest.state(), record, this.iat + this.settings.signatureValidity);
+    // The zone record is the version's last change: journaled (secondaries append the same leaf) and
+    // logged, then the checkpoint of the tree that ends with it.
+    this.journal('put', 'zone', '', record);
+    const log = this.zoneLog();
+    log.append(zoneRecordLeafHash(record));
+    this.store.zones.setCheckpoint(this.zone.name, signCheckpoint(this.zone.name, log.size, log.root(), this.key));
     this.store.markChanged(this.zone.name);
     return { version: this.version, record };
   }
@@ -262,7 +284,38 @@ export class ZoneEditor {
     return signCompact(payload, this.key, RECORD_TYP);
   }
 
-  private journal(action: 'put' | 'del', type: StoredType, key: string, jws: string | null): void {
+  /** Appends the change's leaf to the zone's log when the log records such changes; returns the leaf's index, or null. */
+  private logged(action: 'put' | 'del', type: StoredType, key: string, jws: string | null): number | null {
+    const hash = changeLeafHash(action, type, key, jws);
+    return hash === null ? null : this.zoneLog().append(hash);
+  }
+
+  /**
+   * The zone's log. A zone without a checkpoint (made by an older idns) gets its log here, built from its
+   * content: its history entries, then its delegations, each in key order.
+   */
+  private zoneLog(): ZoneLog {
+    if (this.log !== null) return this.log;
+    const { content, checkpoint } = this.zone;
+    this.log = ZoneLog.at(this.store.logs, content, checkpointSize(checkpoint));
+    if (checkpoint !== '') return this.log;
+    this.seeded = true;
+    for (const type of ['op', 'delegation'] as const) {
+      for (
+        let page = this.store.records.keyPage(content, type, '', 1000);
+        page.length > 0;
+        page = this.store.records.keyPage(content, type, page.at(-1)!.key, 1000)
+      ) {
+        for (const r of page) {
+          const leaf = this.log.append(changeLeafHash('put', type, r.key, r.jws)!);
+          if (type === 'op') this.store.records.setLeaf(content, r.key, leaf);
+        }
+      }
+    }
+    return this.log;
+  }
+
+  private journal(action: 'put' | 'del', type: JournaledType, key: string, jws: string | null): void {
     if (!this.journaling) return;
     this.store.journal.append(this.zone.name, { version: this.version, idx: this.idx++, action, type, key, jws }, this.clock.now());
   }

@@ -3,6 +3,7 @@ import { parseHandle } from '../names/handle.js';
 import type { Store } from '../store/store.js';
 import { decodePayload } from './editor.js';
 import { requestId } from '../records/change-request.js';
+import { historyKey } from '../records/history-key.js';
 import type { ZoneReader } from './zone-reader.js';
 
 /** One accepted change of a handle, as the log endpoint returns it: the same on every server of the zone. */
@@ -15,6 +16,8 @@ export interface HistoryEntry {
   cursor: number;
   /** The signed request exactly as the owner sent it; anyone can check it against the keys of its time. */
   request: string;
+  /** The entry's leaf in the zone's log (docs/protocol.md §13); absent while the zone has no log here. */
+  leaf?: number;
 }
 
 /** Largest page of history returned at once. */
@@ -30,13 +33,11 @@ export function handleHistory(store: Store, zones: ZoneReader, input: string, af
   if (!zone || zones.cutFor(zone, host)) throw new IdnsError('not_authoritative', `this server holds no zone for ${host}`);
   const rows = store.records.history(zone.content, handle, Math.max(0, after), Math.min(Math.max(limit, 1), MAX_HISTORY_PAGE));
   if (rows.length === 0 && after === 0) throw new IdnsError('handle_not_found', `${handle} has no history in zone ${zone.name}`);
-  return rows.map(([seq, jws]) => ({
-    seq,
-    op: requestId(jws),
-    action: actionOf(jws),
-    cursor: seq,
-    request: jws,
-  }));
+  return rows.map(([seq, jws]) => {
+    // The entry's leaf in the zone's log (docs/protocol.md §13), for an inclusion proof; none before the zone has a log.
+    const leaf = store.records.leafOf(zone.content, historyKey(handle, seq));
+    return { seq, op: requestId(jws), action: actionOf(jws), cursor: seq, request: jws, ...(typeof leaf === 'number' ? { leaf } : {}) };
+  });
 }
 
 /** The `action` a stored history entry states (it was checked when it was accepted or copied). */

@@ -84,6 +84,7 @@ export class ZoneService extends ZoneReader {
       journalFloor: 0,
       refreshedAt: null,
       createdAt: this.clock.now(),
+      checkpoint: '',
     };
   }
 
@@ -140,7 +141,7 @@ export class ZoneService extends ZoneReader {
     if (row.content === '') return;
     // In bounded transactions (a running server goes on between them); the housekeeper finishes it if
     // this process stops first.
-    while (this.store.write(() => this.store.records.deleteSome(row.content, 5000)) === 5000);
+    while (this.store.write(() => this.store.deleteSomeContent(row.content, 5000)) === 5000);
     this.store.write(() => this.store.records.unretire(row.content));
   }
 

@@ -38,7 +38,7 @@ export class Housekeeper {
     const retired = this.store.records.nextRetired();
     if (retired !== undefined && !TransferClient.loading.has(retired)) {
       deleted += this.store.write(() => {
-        const n = this.store.records.deleteSome(retired, this.rowsPerStep);
+        const n = this.store.deleteSomeContent(retired, this.rowsPerStep);
         if (n < this.rowsPerStep) this.store.records.unretire(retired);
         return n;
       });

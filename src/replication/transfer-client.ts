@@ -11,6 +11,7 @@ import { MAX_JWS_LENGTH } from '../records/jws.js';
 import type { ZoneRecord } from '../records/types.js';
 import { verifyZoneRecord } from '../records/verify.js';
 import type { LoadedRecord, StoredType } from '../store/records.js';
+import type { JournaledType } from '../store/journal.js';
 import type { Store } from '../store/store.js';
 import type { ZoneRow } from '../store/zones.js';
 import { authorization, type Credential } from './credentials.js';
@@ -21,6 +22,8 @@ import { compactItems } from './compact.js';
 import { LINE_OVERHEAD, TransferBounds } from './transfer-bounds.js';
 import { contentTotals, elementSize } from '../authority/editor.js';
 import { TRANSFER_CONTENT_TYPES } from './transfer-source.js';
+import { LogLoader, transferCheckpoint } from './transfer-log.js';
+import { changeLeafHash, checkpointSize, ZoneLog } from '../transparency/zone-log.js';
 
 /** Limits on what a transfer peer can make us do. */
 export interface TransferLimits {
@@ -117,6 +120,10 @@ export class TransferClient {
     // while this thread parses and stores. They start with the start line, which says what to check against.
     let hashing: DigestWorkers | null = null;
     let start: { record: ZoneRecord; jws: string } | null = null;
+    let checkpoint = '';
+    let log: LogLoader | null = null;
+    // History entries whose leaf is compared with the log's, at the rate signatures are verified.
+    let entryCheckRate = 1;
     let ended = false;
     let count = 0;
     let size = 0;
@@ -137,21 +144,32 @@ export class TransferClient {
         if (signedCount !== undefined && signedSize !== undefined) {
           bounds.limit(signedSize + signedCount * LINE_OVERHEAD + 2 * this.limits.maxLineBytes, "more than its signed zone record's count and size allow");
         }
+        const opened = transferCheckpoint(src.zone, start, line.checkpoint);
+        checkpoint = opened.note;
+        log = new LogLoader(this.store, content, opened);
+        entryCheckRate = start.record.count === undefined ? 1 : this.limits.signatureChecks / Math.max(1, start.record.count);
         hashing = new DigestWorkers(this.limits.digestWorkers, {
           expected: start.record.count,
-          checks: this.checks(src, start, start.record.count === undefined ? 1 : this.limits.signatureChecks / Math.max(1, start.record.count)),
+          checks: this.checks(src, start, entryCheckRate),
         });
         return false;
       }
+      if (line.kind === 'log' || line.kind === 'leaves') {
+        if (count > 0) throw new IdnsError('transfer_failed', `a ${line.kind} line after the records; transfer refused`);
+        log!.line(line);
+        return false;
+      }
       if (line.kind !== 'end') throw new IdnsError('transfer_failed', `unexpected line kind ${String(line.kind)} in a full transfer`);
-      this.endLine(line, start.jws, count);
+      this.endLine(line, start.jws, count, checkpoint);
       return (ended = true);
     };
     const records = (loaded: LoadedRecord[]) => {
       if (loaded.length === 0) return;
       if (start === null) throw new IdnsError('transfer_failed', `the stream does not start with the full transfer of ${src.zone}`);
+      if (count === 0) log!.beginRecords();
       count += loaded.length;
       for (const r of loaded) {
+        if (r.type === 'op') r.leaf = log!.entryLeaf(r.key, r.jws, Math.random() < entryCheckRate);
         rows.push(r);
         size += elementSize(r.type, r.key, r.jws);
       }
@@ -206,6 +224,7 @@ export class TransferClient {
         throw new IdnsError('transfer_failed', `the transferred content does not match the digest of serial ${first.record.serial}; transfer refused`);
       }
       checkTotals(first.record, { count, size });
+      log!.finish(first.jws);
       this.store.write(() => {
         const current = this.zones.require(src.zone);
         const version = current.record === '' ? first.record.serial : current.version + ((first.record.serial - serialOf(current.version) + 2 ** 32) % 2 ** 32);
@@ -219,6 +238,7 @@ export class TransferClient {
           content,
           journalFloor: version,
           refreshedAt: this.clock.now(),
+          checkpoint,
         });
         this.store.journal.clear(src.zone);
         this.store.records.unretire(content);
@@ -246,6 +266,8 @@ export class TransferClient {
    */
   async incremental(src: Source): Promise<number | false> {
     const before = this.zones.require(src.zone);
+    // A copy without a log (made by an older idns) has no tree to append to: a full transfer brings one.
+    if (before.checkpoint === '') return false;
     const since = serialOf(before.version);
     let body: Dispatcher.ResponseData['body'];
     try {
@@ -262,6 +284,7 @@ export class TransferClient {
     try {
       let start: { record: ZoneRecord; jws: string } | null = null;
       let ended = false;
+      let checkpoint = '';
       const changes: Change[] = [];
       let serial = -1;
       // Versions as offsets from our serial (RFC 1982): each must lie in (since, the new serial], rising.
@@ -280,7 +303,10 @@ export class TransferClient {
           }
           if (line.kind === 'end') {
             if (serial !== -1 && versionCount === 0) throw new IdnsError('transfer_failed', `version ${serial} of the incremental transfer carries no change`);
-            this.endLine(line, start.jws, changes.length);
+            if (typeof line.checkpoint !== 'string')
+              throw new IdnsError('transfer_failed', 'the incremental transfer ends without a checkpoint; transfer refused');
+            checkpoint = line.checkpoint;
+            this.endLine(line, start.jws, changes.length, checkpoint);
             ended = true;
             continue;
           }
@@ -307,7 +333,13 @@ export class TransferClient {
           if (serial === -1) throw new IdnsError('transfer_failed', 'a change before any version line');
           if (changes.length >= this.limits.maxIncrementalEntries) return false;
           versionCount += 1;
-          if (line.kind === 'put') {
+          if (line.kind === 'put' && line.type === 'zone') {
+            // A version's zone record: a leaf of the log only (the copy keeps the newest, from the start line).
+            const jws = zoneLine(line);
+            if (signedSerial(jws) !== serial)
+              throw new IdnsError('transfer_failed', `a zone record sent as a change of version ${serial} was not signed at it`);
+            changes.push({ serial, action: 'put', type: 'zone', key: '', jws });
+          } else if (line.kind === 'put') {
             const r = recordLine(line);
             // A history entry is its owner's request: it has no serial of its own (and is never replaced, below).
             const signedAt = r.type === 'op' ? serial : signedSerial(r.jws);
@@ -335,7 +367,13 @@ export class TransferClient {
         const digest = ZoneDigest.fromState(row.digestState);
         digest.merge(puts.state());
         const localVersion = (s: number) => row.version + ((s - serialOf(row.version) + 2 ** 32) % 2 ** 32);
-        const totals = this.applyChanges(row.content, digest, changes, localVersion);
+        const totals = this.applyChanges(
+          row.content,
+          digest,
+          changes.filter((c): c is RecordChange => c.type !== 'zone'),
+          localVersion,
+        );
+        this.appendToLog(src.zone, row, changes, first, checkpoint);
         const now = this.clock.now();
         this.store.journal.dropAfter(src.zone, row.version);
         let idx = 0;
@@ -357,6 +395,7 @@ export class TransferClient {
           checkTotals(first.record, { count: held.count + totals.count, size: held.size + totals.size });
         }
         this.store.zones.updateState(src.zone, localVersion(first.record.serial), digest.state(), first.jws, first.record.exp);
+        this.store.zones.setCheckpoint(src.zone, checkpoint);
         this.store.zones.setRefreshed(src.zone, this.clock.now());
         this.store.markChanged(src.zone);
       });
@@ -375,6 +414,29 @@ export class TransferClient {
   }
 
   /**
+   * Appends the leaves of the changes to the copy's log, in their order, as the source's editor did, and
+   * gives each history entry its leaf; the tree must then be the one the source's checkpoint signs, and
+   * end with the new zone record.
+   */
+  private appendToLog(zone: string, row: ZoneRow, changes: readonly Change[], start: { record: ZoneRecord; jws: string }, checkpoint: string): void {
+    const signed = transferCheckpoint(zone, start, checkpoint);
+    const log = ZoneLog.at(this.store.logs, row.content, checkpointSize(row.checkpoint));
+    for (const c of changes) {
+      const hash = changeLeafHash(c.action, c.type, c.key, c.jws);
+      if (hash === null) continue;
+      const leaf = log.append(hash);
+      if (c.type === 'op') this.store.records.setLeaf(row.content, c.key, leaf);
+    }
+    const last = changes.at(-1);
+    if (last !== undefined && (last.type !== 'zone' || last.jws !== start.jws)) {
+      throw new IdnsError('transfer_failed', 'the incremental transfer does not end with the zone record it started with; transfer refused');
+    }
+    if (log.size !== signed.size || !log.root().equals(signed.root)) {
+      throw new IdnsError('transfer_failed', `the changes do not make the tree of ${signed.size} leaves the checkpoint signs; transfer refused`);
+    }
+  }
+
+  /**
    * Applies a change set to a copy's records and to its digest, which already holds every value the set
    * puts: the effect is that of applying the changes one by one in order, but each record is touched
    * once. Per (type, key) the first state is read and subtracted, the last is written, and every value
@@ -384,11 +446,11 @@ export class TransferClient {
   private applyChanges(
     content: string,
     digest: ZoneDigest,
-    changes: readonly Change[],
+    changes: readonly RecordChange[],
     localVersion: (serial: number) => number,
   ): { count: number; size: number } {
     const delta = { count: 0, size: 0 };
-    const byKey = new Map<string, Change[]>();
+    const byKey = new Map<string, RecordChange[]>();
     for (const c of changes) {
       const id = `${c.type}\n${c.key}`;
       const ops = byKey.get(id);
@@ -499,8 +561,9 @@ export class TransferClient {
     return { record: zone.record, jws: line.record as string };
   }
 
-  private endLine(line: Line, startJws: string, count: number): void {
+  private endLine(line: Line, startJws: string, count: number, checkpoint: string): void {
     if (line.record !== startJws) throw new IdnsError('transfer_failed', 'the stream ends with another zone record than it started with');
+    if (line.checkpoint !== checkpoint) throw new IdnsError('transfer_failed', 'the stream ends with another checkpoint than it started with');
     if (line.count !== count) throw new IdnsError('transfer_failed', `the stream announced ${String(line.count)} entries and carried ${count}`);
   }
 }
@@ -511,10 +574,13 @@ type Line = Record<string, unknown>;
 interface Change {
   serial: number;
   action: 'put' | 'del';
-  type: StoredType;
+  type: JournaledType;
   key: string;
   jws: string | null;
 }
+
+/** A change of the zone's records (not a version's zone record). */
+type RecordChange = Change & { type: StoredType };
 
 function asLine(value: unknown): Line {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new IdnsError('transfer_failed', 'a transfer line is not an object');
@@ -547,6 +613,13 @@ function keyOf(line: Line): { type: StoredType; key: string } {
     throw new IdnsError('transfer_failed', 'a transfer line has a bad type or key');
   }
   return { type: line.type as StoredType, key: line.key };
+}
+
+/** The zone record of an incremental transfer's `put` of type `zone` (key ""). */
+function zoneLine(line: Line): string {
+  if (line.key !== '' || typeof line.record !== 'string' || line.record.length > MAX_JWS_LENGTH)
+    throw new IdnsError('transfer_failed', 'a zone line has a bad key or record');
+  return line.record;
 }
 
 function recordLine(line: Line): LoadedRecord {

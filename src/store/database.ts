@@ -10,7 +10,7 @@ import { ZoneDigest } from '../records/digest.js';
 export type Db = Database.Database;
 
 /** The schema version schema.sql defines; bumped together with a migration below. */
-export const SCHEMA_VERSION = 5;
+export const SCHEMA_VERSION = 6;
 
 // src/store/ and dist/store/ both sit two levels below the package root, where schema.sql lives.
 const SCHEMA_PATH = new URL('../../schema.sql', import.meta.url);
@@ -65,6 +65,8 @@ function migrate(db: Db): void {
     if (current === 1) addEndpointColumn(db);
     if (current >= 1 && current <= 2) moveHistoryIntoContent(db);
     if (current === 3) db.exec("UPDATE zones SET history_pending = 2 WHERE role = 'primary' AND history_pending = 0");
+    // Before any step that prepares the store's statements, which name schema 6's columns.
+    if (current >= 1 && current <= 5) addZoneLogs(db);
     if (current >= 1 && current <= 4) addCompactHistories(db);
     if (current >= 1 && current <= 4) recomputeDigests(db);
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
@@ -163,6 +165,25 @@ function recomputeDigests(db: Db): void {
     for (const r of records.iterate(zone.content)) if (zone.pending !== 1 || r.type !== 'op') digest.add(r.type, r.key, r.jws);
     setState.run(digest.state(), zone.name);
   }
+  db.exec("UPDATE zones SET history_pending = 2 WHERE role = 'primary' AND history_pending = 0");
+}
+
+/**
+ * Version 5 → 6: every zone gets a log (docs/protocol.md §13): the tables here, empty. A primary's log is
+ * built from its content by the first version it signs (src/transparency/zone-log.ts seeds a log that has
+ * no checkpoint yet), which history_pending makes it sign at start-up; a secondary, whose copy has no
+ * checkpoint, takes a full transfer that brings the primary's log.
+ */
+function addZoneLogs(db: Db): void {
+  db.exec(`ALTER TABLE zones ADD COLUMN checkpoint TEXT NOT NULL DEFAULT ''`);
+  db.exec(`ALTER TABLE records ADD COLUMN leaf INTEGER`);
+  db.exec(`CREATE TABLE log_nodes (
+    content TEXT NOT NULL,
+    level   INTEGER NOT NULL,
+    idx     INTEGER NOT NULL,
+    hash    BLOB NOT NULL,
+    PRIMARY KEY (content, level, idx)
+  ) STRICT, WITHOUT ROWID`);
   db.exec("UPDATE zones SET history_pending = 2 WHERE role = 'primary' AND history_pending = 0");
 }
 

@@ -1,12 +1,15 @@
 import type { Db } from './database.js';
 import type { StoredType } from './records.js';
 
+/** What the journal holds: changes of the zone's records, and each version's zone record (the last entry of a version that signed one). */
+export type JournaledType = StoredType | 'zone';
+
 /** One step of a version's change: a record put (with its new JWS) or deleted. */
 export interface JournalEntry {
   version: number;
   idx: number;
   action: 'put' | 'del';
-  type: StoredType;
+  type: JournaledType;
   key: string;
   jws: string | null;
 }

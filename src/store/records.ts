@@ -32,6 +32,8 @@ export interface LoadedRecord {
   type: StoredType;
   key: string;
   jws: string;
+  /** A history entry's leaf in the zone's log, when the transfer says. */
+  leaf?: number | null;
 }
 
 /**
@@ -78,6 +80,9 @@ export class RecordStore {
   private readonly historySizeStmt;
   private readonly latestHistoryStmt;
   private readonly firstStmt;
+  private readonly setLeafStmt;
+  private readonly leafStmt;
+  private readonly keyPageStmt;
 
   /** `histories` hears of every history entry written and of contents dropped (compact-histories.ts keeps long histories' compact forms). */
   constructor(
@@ -104,8 +109,8 @@ export class RecordStore {
     );
     this.firstStmt = db.prepare<[string, string], string>(`SELECT jws FROM records WHERE content = ? AND type = ? ORDER BY key LIMIT 1`).pluck();
     this.putStmt = db.prepare(
-      `INSERT INTO records (content, type, key, version, exp, jws, endpoint) VALUES (?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (content, type, key) DO UPDATE SET version = excluded.version, exp = excluded.exp, jws = excluded.jws, endpoint = excluded.endpoint`,
+      `INSERT INTO records (content, type, key, version, exp, jws, endpoint, leaf) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (content, type, key) DO UPDATE SET version = excluded.version, exp = excluded.exp, jws = excluded.jws, endpoint = excluded.endpoint, leaf = excluded.leaf`,
     );
     this.delStmt = db.prepare(`DELETE FROM records WHERE content = ? AND type = ? AND key = ?`);
     // The gap that starts at the greatest key below the hash: the gaps tile the hash space.
@@ -128,20 +133,25 @@ export class RecordStore {
     this.pageStmt = db.prepare<[string, string, string, number], StoredRecord>(
       `SELECT type, key, version, exp, jws FROM records WHERE content = ? AND (type, key) > (?, ?) ORDER BY type, key LIMIT ?`,
     );
+    this.setLeafStmt = db.prepare(`UPDATE records SET leaf = ? WHERE content = ? AND type = 'op' AND key = ?`);
+    this.leafStmt = db.prepare<[string, string], number | null>(`SELECT leaf FROM records WHERE content = ? AND type = 'op' AND key = ?`).pluck();
+    this.keyPageStmt = db.prepare<[string, string, string, number], { key: string; jws: string }>(
+      `SELECT key, jws FROM records WHERE content = ? AND type = ? AND key > ? ORDER BY key LIMIT ?`,
+    );
     this.setExpStmt = db.prepare(`UPDATE records SET exp = ? WHERE content = ? AND type = ? AND key = ?`);
     this.keysStmt = db.prepare<[string, string], string>(`SELECT key FROM records WHERE content = ? AND type = ?`).pluck();
-    this.bulk = new BulkInsert(db, 'INSERT INTO records (content, type, key, version, exp, jws, endpoint)', 7);
+    this.bulk = new BulkInsert(db, 'INSERT INTO records (content, type, key, version, exp, jws, endpoint, leaf)', 8);
     this.retireStmt = db.prepare(`INSERT OR REPLACE INTO retired_content (content, retired_at) VALUES (?, ?)`);
     this.unretireStmt = db.prepare(`DELETE FROM retired_content WHERE content = ?`);
     // A copy being loaded is new: a plain INSERT, so a repeated (type, key) in a transfer fails instead of replacing.
-    this.loadOneStmt = db.prepare(`INSERT INTO records (content, type, key, version, exp, jws, endpoint) VALUES (?, ?, ?, 0, 0, ?, ?)`);
+    this.loadOneStmt = db.prepare(`INSERT INTO records (content, type, key, version, exp, jws, endpoint, leaf) VALUES (?, ?, ?, 0, 0, ?, ?, ?)`);
     this.loadManyStmt = db.prepare(
-      `INSERT INTO records (content, type, key, version, exp, jws, endpoint) VALUES ${Array.from({ length: LOAD_ROWS_PER_STATEMENT }, () => '(?, ?, ?, 0, 0, ?, ?)').join(', ')}`,
+      `INSERT INTO records (content, type, key, version, exp, jws, endpoint, leaf) VALUES ${Array.from({ length: LOAD_ROWS_PER_STATEMENT }, () => '(?, ?, ?, 0, 0, ?, ?, ?)').join(', ')}`,
     );
     // A copy's expiry column stays 0: an update leaves it (and so the expiry index) untouched.
     this.putLoadedStmt = db.prepare(
-      `INSERT INTO records (content, type, key, version, exp, jws, endpoint) VALUES (?, ?, ?, ?, 0, ?, ?)
-       ON CONFLICT (content, type, key) DO UPDATE SET version = excluded.version, jws = excluded.jws, endpoint = excluded.endpoint`,
+      `INSERT INTO records (content, type, key, version, exp, jws, endpoint, leaf) VALUES (?, ?, ?, ?, 0, ?, ?, ?)
+       ON CONFLICT (content, type, key) DO UPDATE SET version = excluded.version, jws = excluded.jws, endpoint = excluded.endpoint, leaf = excluded.leaf`,
     );
     // Only live copies (a zone's current content), never a retired or half-loaded one. In index order
     // (content, key): no sort, so the cost is bounded by `limit` however many handles share the endpoint.
@@ -189,9 +199,9 @@ export class RecordStore {
     return this.jwsStmt[type].get(content, key);
   }
 
-  /** Inserts or replaces a record. */
-  put(content: string, type: StoredType, key: string, version: number, exp: number, jws: string): void {
-    this.putStmt.run(content, type, key, version, exp, jws, endpointOf(type, jws));
+  /** Inserts or replaces a record (`leaf`: a history entry's leaf in the zone's log). */
+  put(content: string, type: StoredType, key: string, version: number, exp: number, jws: string, leaf: number | null = null): void {
+    this.putStmt.run(content, type, key, version, exp, jws, endpointOf(type, jws), leaf);
     if (type === 'op') this.histories.noteWritten(content, key);
   }
 
@@ -221,8 +231,8 @@ export class RecordStore {
   }
 
   /** Inserts new records of one type, version and expiry (a bulk import); none may exist yet. Call inside a transaction. */
-  insertNew(content: string, type: StoredType, version: number, exp: number, records: readonly { key: string; jws: string }[]): void {
-    this.bulk.run(records.map((r) => [content, type, r.key, version, exp, r.jws, endpointOf(type, r.jws)]));
+  insertNew(content: string, type: StoredType, version: number, exp: number, records: readonly { key: string; jws: string; leaf?: number | null }[]): void {
+    this.bulk.run(records.map((r) => [content, type, r.key, version, exp, r.jws, endpointOf(type, r.jws), r.leaf ?? null]));
     if (type === 'op') for (const r of records) this.histories.noteWritten(content, r.key);
   }
 
@@ -234,15 +244,16 @@ export class RecordStore {
     const n = rows.length;
     let i = 0;
     if (n >= LOAD_ROWS_PER_STATEMENT) {
-      const params: (string | null)[] = new Array<string | null>(LOAD_ROWS_PER_STATEMENT * 5);
+      const params: (string | number | null)[] = new Array<string | number | null>(LOAD_ROWS_PER_STATEMENT * 6);
       for (; i + LOAD_ROWS_PER_STATEMENT <= n; i += LOAD_ROWS_PER_STATEMENT) {
         for (let j = 0; j < LOAD_ROWS_PER_STATEMENT; j++) {
           const r = rows[i + j]!;
-          params[j * 5] = content;
-          params[j * 5 + 1] = r.type;
-          params[j * 5 + 2] = r.key;
-          params[j * 5 + 3] = r.jws;
-          params[j * 5 + 4] = endpointOf(r.type, r.jws);
+          params[j * 6] = content;
+          params[j * 6 + 1] = r.type;
+          params[j * 6 + 2] = r.key;
+          params[j * 6 + 3] = r.jws;
+          params[j * 6 + 4] = endpointOf(r.type, r.jws);
+          params[j * 6 + 5] = r.leaf ?? null;
           if (r.type === 'op') this.histories.noteWritten(content, r.key);
         }
         this.loadManyStmt.run(params);
@@ -250,15 +261,30 @@ export class RecordStore {
     }
     for (; i < n; i++) {
       const r = rows[i]!;
-      this.loadOneStmt.run(content, r.type, r.key, r.jws, endpointOf(r.type, r.jws));
+      this.loadOneStmt.run(content, r.type, r.key, r.jws, endpointOf(r.type, r.jws), r.leaf ?? null);
       if (r.type === 'op') this.histories.noteWritten(content, r.key);
     }
   }
 
   /** Inserts or replaces a record of a copy (expiry 0), as an incremental transfer does. */
-  putLoaded(content: string, type: StoredType, key: string, version: number, jws: string): void {
-    this.putLoadedStmt.run(content, type, key, version, jws, endpointOf(type, jws));
+  putLoaded(content: string, type: StoredType, key: string, version: number, jws: string, leaf: number | null = null): void {
+    this.putLoadedStmt.run(content, type, key, version, jws, endpointOf(type, jws), leaf);
     if (type === 'op') this.histories.noteWritten(content, key);
+  }
+
+  /** Sets the log leaf of a history entry (the change that added it appended the leaf). */
+  setLeaf(content: string, key: string, leaf: number): void {
+    this.setLeafStmt.run(leaf, content, key);
+  }
+
+  /** The log leaf of a history entry; null when its zone has no log yet, undefined when there is no such entry. */
+  leafOf(content: string, key: string): number | null | undefined {
+    return this.leafStmt.get(content, key);
+  }
+
+  /** The next `limit` records of one type after `afterKey`, in key order: for walking them in bounded memory. */
+  keyPage(content: string, type: StoredType, afterKey: string, limit: number): { key: string; jws: string }[] {
+    return this.keyPageStmt.all(content, type, afterKey, limit);
   }
 
   /** Deletes up to `limit` records of a content id; returns how many went (retired copies are dropped in batches). */

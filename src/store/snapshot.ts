@@ -26,7 +26,7 @@ export class SnapshotReader {
     return this.db
       .prepare<[string], ZoneRow>(
         `SELECT name, role, version, policy, settings, salt, digest_state AS digestState, record, record_exp AS recordExp,
-           content, journal_floor AS journalFloor, refreshed_at AS refreshedAt, created_at AS createdAt FROM zones WHERE name = ?`,
+           content, journal_floor AS journalFloor, refreshed_at AS refreshedAt, created_at AS createdAt, checkpoint FROM zones WHERE name = ?`,
       )
       .get(name);
   }
@@ -91,6 +91,19 @@ export class SnapshotReader {
     yield* this.db
       .prepare<[string, number], JournalEntry>(`SELECT version, idx, action, type, key, jws FROM journal WHERE zone = ? AND version > ? ORDER BY version, idx`)
       .iterate(zone, afterVersion);
+  }
+
+  /** The leaf hashes of a content's log from `start` up to `end` (exclusive), in order, read lazily. */
+  *logLeaves(content: string, start: number, end: number): Generator<Buffer> {
+    yield* this.db
+      .prepare<[string, number, number], Buffer>(`SELECT hash FROM log_nodes WHERE content = ? AND level = 0 AND idx >= ? AND idx < ? ORDER BY idx`)
+      .pluck()
+      .iterate(content, start, end);
+  }
+
+  /** The log leaf of each history entry of a content, in the entries' key order (the order a full transfer sends them in), read lazily. */
+  *entryLeaves(content: string): Generator<number | null> {
+    yield* this.db.prepare<[string], number | null>(`SELECT leaf FROM records WHERE content = ? AND type = 'op' ORDER BY key`).pluck().iterate(content);
   }
 
   /** Ends the snapshot and closes the connection (idempotent). */

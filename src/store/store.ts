@@ -5,6 +5,7 @@ import { JournalStore } from './journal.js';
 import { RecordStore, type HistoryListener } from './records.js';
 import { ZoneStore } from './zones.js';
 import { CompactHistories } from './compact-histories.js';
+import { LogStore } from './log-nodes.js';
 
 /** Seconds a writer refused for a busy database is told to wait before trying again. */
 const BUSY_RETRY_AFTER_SECONDS = 5;
@@ -16,6 +17,7 @@ export class Store {
   readonly journal: JournalStore;
   readonly invites: InviteStore;
   readonly histories: CompactHistories;
+  readonly logs: LogStore;
 
   private readonly changedInTransaction = new Set<string>();
   /** A read transaction opened by batchReads() is open. */
@@ -37,6 +39,7 @@ export class Store {
     this.histories = new CompactHistories(db, this.records);
     this.journal = new JournalStore(db);
     this.invites = new InviteStore(db);
+    this.logs = new LogStore(db);
     this.zones.onChangedElsewhere = (zones) => this.announce(zones);
   }
 
@@ -197,6 +200,12 @@ export class Store {
     } finally {
       this.db.pragma(`synchronous = ${level}`);
     }
+  }
+
+  /** Deletes up to `limit` rows of a content id no zone uses (its records, then its log); returns how many went. */
+  deleteSomeContent(content: string, limit: number): number {
+    const n = this.records.deleteSome(content, limit);
+    return n < limit ? n + this.logs.deleteSome(content, limit - n) : n;
   }
 
   /** Marks a zone as changed by the running transaction; listeners hear of it once it commits. */

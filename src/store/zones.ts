@@ -21,6 +21,8 @@ export interface ZoneRow {
   /** Secondary: last successful check against a primary, ms; null before the first. */
   refreshedAt: number | null;
   createdAt: number;
+  /** The signed checkpoint of the zone's log at this version ('' before the zone has a log). */
+  checkpoint: string;
 }
 
 /** The zones this server holds. */
@@ -30,6 +32,7 @@ export class ZoneStore {
   private readonly insertStmt;
   private readonly updateStateStmt;
   private readonly updatePolicyStmt;
+  private readonly checkpointStmt;
   private readonly updateSettingsStmt;
   private readonly replaceCopyStmt;
   private readonly refreshedStmt;
@@ -52,7 +55,7 @@ export class ZoneStore {
     // data_version changes when another connection (the CLI) commits; our own commits bump localWrites.
     this.dataVersion = db.prepare<[], number>('PRAGMA data_version').pluck();
     const cols = `name, role, version, policy, settings, salt, digest_state AS digestState, record, record_exp AS recordExp,
-      content, journal_floor AS journalFloor, refreshed_at AS refreshedAt, created_at AS createdAt`;
+      content, journal_floor AS journalFloor, refreshed_at AS refreshedAt, created_at AS createdAt, checkpoint`;
     this.byName = db.prepare<[string], ZoneRow>(`SELECT ${cols} FROM zones WHERE name = ?`);
     this.all = db.prepare<[], ZoneRow>(`SELECT ${cols} FROM zones ORDER BY name`);
     this.insertStmt = db.prepare(
@@ -60,11 +63,12 @@ export class ZoneStore {
        VALUES (@name, @role, @version, @policy, @settings, @salt, @digestState, @record, @recordExp, @content, @journalFloor, @refreshedAt, @createdAt)`,
     );
     this.updateStateStmt = db.prepare(`UPDATE zones SET version = ?, digest_state = ?, record = ?, record_exp = ? WHERE name = ?`);
+    this.checkpointStmt = db.prepare(`UPDATE zones SET checkpoint = ? WHERE name = ?`);
     this.updatePolicyStmt = db.prepare(`UPDATE zones SET policy = ? WHERE name = ?`);
     this.updateSettingsStmt = db.prepare(`UPDATE zones SET settings = ? WHERE name = ?`);
     this.replaceCopyStmt = db.prepare(
       `UPDATE zones SET version = @version, digest_state = @digestState, record = @record, record_exp = @recordExp, salt = @salt,
-         content = @content, journal_floor = @journalFloor, refreshed_at = @refreshedAt WHERE name = @name`,
+         content = @content, journal_floor = @journalFloor, refreshed_at = @refreshedAt, checkpoint = @checkpoint WHERE name = @name`,
     );
     this.refreshedStmt = db.prepare(`UPDATE zones SET refreshed_at = ? WHERE name = ?`);
     this.promoteStmt = db.prepare(`UPDATE zones SET role = 'primary', settings = ?, refreshed_at = NULL WHERE name = ?`);
@@ -184,8 +188,15 @@ export class ZoneStore {
     this.updateStateStmt.run(version, digestState, record, recordExp, name);
   }
 
+  /** Stores the checkpoint of a zone's log at its current version (signed by its editor, or copied with a transfer). */
+  setCheckpoint(name: string, checkpoint: string): void {
+    this.checkpointStmt.run(checkpoint, name);
+  }
+
   /** A secondary's new copy: everything the primary's zone record and the transfer define, at once. */
-  replaceCopy(row: Pick<ZoneRow, 'name' | 'version' | 'digestState' | 'record' | 'recordExp' | 'salt' | 'content' | 'journalFloor' | 'refreshedAt'>): void {
+  replaceCopy(
+    row: Pick<ZoneRow, 'name' | 'version' | 'digestState' | 'record' | 'recordExp' | 'salt' | 'content' | 'journalFloor' | 'refreshedAt' | 'checkpoint'>,
+  ): void {
     this.replaceCopyStmt.run(row);
   }
 

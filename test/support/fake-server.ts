@@ -8,6 +8,8 @@ import { RECORD_TYP, signCompact } from '../../src/records/jws.js';
 import { generatePrivateJwk, signingKeyFromJwk, type PublicJwk, type SigningKey } from '../../src/records/keys.js';
 import { signOperatorEntry } from '../../src/records/operator-entry.js';
 import { requestId } from '../../src/records/change-request.js';
+import { MerkleFrontier } from '../../src/transparency/merkle.js';
+import { changeLeafHash, signCheckpoint, zoneRecordLeafHash } from '../../src/transparency/zone-log.js';
 
 /**
  * Scripted hostile peers for resolver tests: tiny node:http servers on loopback whose behaviour a test
@@ -214,4 +216,28 @@ export function tamperSignature(jws: string): string {
 /** Resolves after `ms` (bounded waits in fake servers). */
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * The log a zone holding `entries` (its history entries, in key order) would have were it built from its
+ * content, ending with `zoneRecord` (docs/protocol.md §13): the checkpoint the zone key signs, and the log
+ * section of a full transfer that carries it. For sources a test makes up.
+ */
+export function fakeLog(
+  zone: string,
+  key: SigningKey,
+  zoneRecord: string,
+  entries: readonly { key: string; record: string }[] = [],
+): { checkpoint: string; lines: object[] } {
+  const frontier = new MerkleFrontier();
+  const hashes: Buffer[] = [];
+  const add = (hash: Buffer) => {
+    hashes.push(hash);
+    return frontier.append(hash)[0]!.index;
+  };
+  const leaves = entries.map((e) => add(changeLeafHash('put', 'op', e.key, e.record)!));
+  add(zoneRecordLeafHash(zoneRecord));
+  const lines: object[] = [{ kind: 'log', hashes: Buffer.concat(hashes).toString('base64') }];
+  if (leaves.length > 0) lines.push({ kind: 'leaves', leaves });
+  return { checkpoint: signCheckpoint(zone, frontier.size, frontier.root(), key), lines };
 }

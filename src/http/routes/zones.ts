@@ -13,7 +13,15 @@ export function zoneFromPath(raw: string): string {
   return parseZoneName(raw === ROOT_IN_PATH ? '.' : raw);
 }
 
-/** `GET /v1/zones/{zone}`: the signed zone record. */
+/** A leaf number or tree size from the query: a decimal integer below 2^53. */
+function treeIndex(raw: string | undefined, name: string): number {
+  if (raw === undefined || !/^(0|[1-9][0-9]{0,15})$/.test(raw) || !Number.isSafeInteger(Number(raw))) {
+    throw new IdnsError('invalid_request', `${name} must be a whole number (0 to 2^53 - 1)`);
+  }
+  return Number(raw);
+}
+
+/** `GET /v1/zones/{zone}`: the signed zone record; its log's checkpoint and proofs (docs/protocol.md §13). */
 export function zoneRoutes(ctx: AppContext): Hono {
   const app = new Hono();
   app.get('/v1/zones/:zone', (c) => {
@@ -27,7 +35,28 @@ export function zoneRoutes(ctx: AppContext): Hono {
     c.header('Cache-Control', `public, max-age=${Math.min(record.ttl, record.refresh)}`);
     // The digest of the content this server holds (its own running state, not the one the record claims):
     // equal digests on two servers prove they hold the same records.
-    return c.json({ zone: row.name, serial: serialOf(row.version), role: row.role, digest: ZoneDigest.fromState(row.digestState).value(), record: row.record });
+    return c.json({
+      zone: row.name,
+      serial: serialOf(row.version),
+      role: row.role,
+      digest: ZoneDigest.fromState(row.digestState).value(),
+      record: row.record,
+      ...(row.checkpoint === '' ? {} : { checkpoint: row.checkpoint }),
+    });
+  });
+  // A new checkpoint comes with every version: cached no longer than a second, like the answers.
+  app.get('/v1/zones/:zone/checkpoint', (c) => {
+    const checkpoint = ctx.zoneLogs.checkpoint(zoneFromPath(c.req.param('zone')));
+    c.header('Cache-Control', 'public, max-age=1');
+    return c.text(checkpoint, 200, { 'content-type': 'text/plain; charset=utf-8' });
+  });
+  app.get('/v1/zones/:zone/log/inclusion', (c) => {
+    const zone = zoneFromPath(c.req.param('zone'));
+    return c.json(ctx.zoneLogs.inclusion(zone, treeIndex(c.req.query('leaf'), 'leaf'), treeIndex(c.req.query('size'), 'size')));
+  });
+  app.get('/v1/zones/:zone/log/consistency', (c) => {
+    const zone = zoneFromPath(c.req.param('zone'));
+    return c.json(ctx.zoneLogs.consistency(zone, treeIndex(c.req.query('from'), 'from'), treeIndex(c.req.query('to'), 'to')));
   });
   return app;
 }

@@ -1,0 +1,72 @@
+import { IdnsError } from '../errors.js';
+import type { Store } from '../store/store.js';
+import type { ZoneRow } from '../store/zones.js';
+import { consistencyProof, inclusionProof } from '../transparency/merkle.js';
+import { checkpointSize } from '../transparency/zone-log.js';
+import type { ZoneReader } from './zone-reader.js';
+
+/** An inclusion proof as served (docs/protocol.md §13.4): the leaf's hash and the path to the root of the tree of `size` leaves. */
+export interface InclusionAnswer {
+  leaf: number;
+  size: number;
+  hash: string;
+  proof: string[];
+}
+
+/** A consistency proof as served: the tree of `from` leaves is a prefix of the tree of `to`. */
+export interface ConsistencyAnswer {
+  from: number;
+  to: number;
+  proof: string[];
+}
+
+/**
+ * What every server of a zone answers about its log (docs/protocol.md §13): the checkpoint of the version
+ * it holds, and proofs against that tree or any earlier size of it, computed from the stored subtrees.
+ */
+export class ZoneLogs {
+  constructor(
+    private readonly store: Store,
+    private readonly zones: ZoneReader,
+  ) {}
+
+  /** The checkpoint of the zone's log at the version held here (a C2SP signed note). */
+  checkpoint(name: string): string {
+    return this.logged(name).checkpoint;
+  }
+
+  /** The inclusion proof of leaf `leaf` in the zone's tree of `size` leaves (at most the size of its checkpoint). */
+  inclusion(name: string, leaf: number, size: number): InclusionAnswer {
+    const row = this.logged(name);
+    this.assureSize(row, size);
+    if (leaf >= size) throw new IdnsError('invalid_request', `leaf ${leaf} is not in a tree of ${size} leaves`);
+    const subtrees = this.store.logs.subtrees(row.content);
+    return { leaf, size, hash: subtrees(0, leaf).toString('base64'), proof: inclusionProof(subtrees, leaf, size).map(b64) };
+  }
+
+  /** The consistency proof between the zone's trees of `from` and `to` leaves (1 ≤ from ≤ to ≤ the size of its checkpoint). */
+  consistency(name: string, from: number, to: number): ConsistencyAnswer {
+    const row = this.logged(name);
+    this.assureSize(row, to);
+    if (from < 1 || from > to) throw new IdnsError('invalid_request', `a consistency proof goes from a tree of 1 to ${to} leaves, not ${from}`);
+    return { from, to, proof: consistencyProof(this.store.logs.subtrees(row.content), from, to).map(b64) };
+  }
+
+  private logged(name: string): ZoneRow {
+    const row = this.zones.require(name);
+    const unavailable = this.zones.unavailable(row);
+    if (unavailable) throw new IdnsError('zone_unavailable', unavailable);
+    if (row.checkpoint === '')
+      throw new IdnsError('zone_unavailable', `zone ${name} has no log here yet (a copy made by an older idns, until its next full transfer)`);
+    return row;
+  }
+
+  private assureSize(row: ZoneRow, size: number): void {
+    const held = checkpointSize(row.checkpoint);
+    if (size < 1 || size > held) throw new IdnsError('invalid_request', `zone ${row.name}'s log holds ${held} leaves here; ask about a tree of 1 to ${held}`);
+  }
+}
+
+function b64(hash: Buffer): string {
+  return hash.toString('base64');
+}
