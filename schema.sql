@@ -66,6 +66,24 @@ CREATE TABLE log_nodes (
   PRIMARY KEY (content, level, idx)
 ) STRICT, WITHOUT ROWID;
 
+-- This server as a witness of zones' logs (docs/protocol.md §14): per log (its checkpoints' origin), the
+-- latest checkpoint it cosigned; and the evidence of each fork it met (two checkpoints no consistency
+-- proof joins), after which it cosigns nothing more of that log.
+CREATE TABLE witnessed (
+  origin TEXT PRIMARY KEY,
+  size   INTEGER NOT NULL,
+  root   BLOB NOT NULL,
+  note   TEXT NOT NULL                      -- the checkpoint as the log signed it
+) STRICT;
+CREATE TABLE witness_forks (
+  origin  TEXT NOT NULL,
+  held    TEXT NOT NULL,                    -- the checkpoint cosigned before
+  offered TEXT NOT NULL,                    -- the one that does not extend it
+  proof   TEXT NOT NULL,                    -- JSON: the consistency proof offered with it (base64 hashes)
+  why     TEXT NOT NULL,
+  at      INTEGER NOT NULL                  -- ms
+) STRICT;
+
 -- Content ids no zone uses any more (replaced copies, interrupted transfers), deleted in small batches.
 CREATE TABLE retired_content (
   content    TEXT PRIMARY KEY,

@@ -44,6 +44,8 @@ export interface ServerConfig {
   };
   /** Key management: how often key rollovers take their next step and parents check their `--auto-ds` children, ms. */
   rollover: { intervalMs: number };
+  /** Witnessing: how often a primary offers each zone's unchanged checkpoint to its witnesses again (fresh cosignatures), ms. */
+  witnessing: { recosignMs: number };
   /** The resolver role, when configured (root servers and anchors, or forwarders). */
   resolver: ResolverConfig | null;
   /** How long each zone's change journal is kept (incremental transfers reach back this far). */
@@ -148,6 +150,7 @@ export const DEFAULT_CONFIG: ServerConfig = {
   },
   resign: { intervalMs: 60_000, batchSize: 1000 },
   rollover: { intervalMs: 60_000 },
+  witnessing: { recosignMs: 600_000 },
   resolver: null,
   journal: { maxEntries: 1_000_000, maxAgeSeconds: 14 * 24 * 3600 },
   housekeepingIntervalMs: 10_000,
@@ -219,6 +222,10 @@ const fileSchema = z
       .optional(),
     rollover: z
       .object({ intervalMs: z.number().int().min(100).max(86_400_000).optional() })
+      .strict()
+      .optional(),
+    witnessing: z
+      .object({ recosignMs: z.number().int().min(100).max(86_400_000).optional() })
       .strict()
       .optional(),
     journal: z
@@ -419,6 +426,7 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = processE
   Object.assign(config.limits, file.limits);
   Object.assign(config.resign, file.resign);
   Object.assign(config.rollover, file.rollover);
+  Object.assign(config.witnessing, file.witnessing);
   Object.assign(config.journal, file.journal);
   config.housekeepingIntervalMs = file.housekeepingIntervalMs ?? config.housekeepingIntervalMs;
   config.answerFiles = { ...DEFAULT_CONFIG.answerFiles, ...file.answerFiles };

@@ -17,6 +17,9 @@ import { Notifier } from './replication/notifier.js';
 import { PeerLog } from './replication/peers.js';
 import { Replicator } from './replication/secondary.js';
 import { DEFAULT_TRANSFER_LIMITS } from './replication/transfer-client.js';
+import { Witness } from './replication/witnessing.js';
+import { CosignatureCollector } from './replication/cosigning.js';
+import { witnessKeyOf } from './transparency/witness-key.js';
 
 /**
  * Everything a server process owns, built once at start-up in a straight line: the data directory's
@@ -39,6 +42,10 @@ export class AppContext extends LocalContext {
   readonly rollovers: KeyRollovers;
   /** A parent's primary following its `--auto-ds` children's requested ds sets (auto-ds.ts). */
   readonly delegationFollower: DelegationFollower;
+  /** This server as a witness of the zones it copies (witnessing.ts). */
+  readonly witness: Witness;
+  /** A primary collecting its zones' cosignatures from their witnesses (cosigning.ts). */
+  readonly cosignatures: CosignatureCollector;
   private keyTimer: unknown = null;
   private changesTimer: unknown = null;
   readonly metrics: Metrics;
@@ -71,6 +78,7 @@ export class AppContext extends LocalContext {
         })
       : null;
     this.authNonces = new NonceStore(clock, MAX_AUTH_SKEW);
+    this.witness = new Witness(this.store, this.zones, () => witnessKeyOf(config.dataDir), clock, this.log);
     this.replicationAgent = outboundAgent(cas, 8);
     this.replicator = new Replicator(this.store, this.zones, this.credentials, clock, this.log, this.replicationAgent, {
       ...DEFAULT_TRANSFER_LIMITS,
@@ -91,6 +99,9 @@ export class AppContext extends LocalContext {
       this.fencer.checkSoon(zone);
     });
     this.housekeeper = new Housekeeper(this.store, clock, this.log, config.journal);
+    this.cosignatures = new CosignatureCollector(this.store, this.zones, clock, this.log, this.replicationAgent, config.witnessing.recosignMs, (zone) =>
+      this.notifier.zoneChanged(zone),
+    );
   }
 
   /** Starts the background work of a serving process: re-signing, replication, notifies, upkeep. */
@@ -108,10 +119,12 @@ export class AppContext extends LocalContext {
       this.delegationFollower.runOnce().catch((err: unknown) => this.log.error('following a child delegation failed', { err }));
     }, this.config.rollover.intervalMs);
     this.answerFiles?.start(this.zones.list());
+    this.cosignatures.start();
   }
 
   protected override async stopRoles(): Promise<void> {
     this.fencer.stop();
+    this.cosignatures.stop();
     if (this.keyTimer !== null) timersFor(this.clock).clearInterval(this.keyTimer);
     if (this.changesTimer !== null) timersFor(this.clock).clearInterval(this.changesTimer);
     this.notifier.stop();
@@ -144,6 +157,7 @@ function metricsSources(ctx: AppContext): MetricsSources {
     answerFiles: () => ctx.answerFiles?.status() ?? [],
     resolverCache: () => (ctx.resolver ? { entries: ctx.resolver.cacheSize, bytes: ctx.resolver.cacheBytes } : null),
     resolverZoneForks: () => ctx.resolver?.zoneForks().length ?? 0,
+    witnessForks: () => ctx.store.witness.forks().length,
     *rollovers() {
       for (const row of ctx.zones.list()) {
         const r = row.role === 'primary' ? ctx.zones.settings(row).rollover : undefined;

@@ -64,6 +64,10 @@ export type ErrorCode =
   | 'network_error'
   | 'bad_response'
   | 'verification_failed'
+  | 'unknown_log'
+  | 'checkpoint_unsigned'
+  | 'log_forked'
+  | 'invalid_proof'
   | 'internal';
 
 /** Base class of every error idns raises on purpose. */

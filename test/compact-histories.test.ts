@@ -191,7 +191,9 @@ describe('compact histories kept with the history', () => {
     // Schema 4 is schema 5 without the table (and schema 5 is 6 without the logs).
     const db = new Database(join(dir, 'idns.sqlite'));
     db.exec('DROP TABLE compact_histories');
-    db.exec('ALTER TABLE zones DROP COLUMN checkpoint; ALTER TABLE records DROP COLUMN leaf; DROP TABLE log_nodes');
+    db.exec(
+      'ALTER TABLE zones DROP COLUMN checkpoint; ALTER TABLE records DROP COLUMN leaf; DROP TABLE log_nodes; DROP TABLE witnessed; DROP TABLE witness_forks',
+    );
     db.pragma('user_version = 4');
     db.close();
     const reopened = Store.open(dir);

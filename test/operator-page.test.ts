@@ -71,6 +71,8 @@ describe('operator page: rendering', () => {
           delegations: [{ name: `child.example`, servers: [`https://child.example/${hostile}`], ds: [hostile] }],
           fencedBy: { primary: `https://new.example/${hostile}`, serial: 9 },
           rollover: `key rollover publishing: waiting for ${hostile}`,
+          log: { size: 12, cosignatures: 2 },
+          fork: { why: `two roots of size 12 ${hostile}`, at: now },
           peers: {
             notifies: [{ target: `https://sec.example/${hostile}`, age: 3, ok: false, detail: `refused: 403 ${hostile}` }],
             transfers: [{ client: `sec1${hostile}`, age: 5, serial: 8, mode: 'incremental' }],

@@ -298,6 +298,7 @@ describe('the forks a resolver role keeps, as a metric', () => {
       answerFiles: () => [],
       resolverCache: () => ({ entries: 0, bytes: 0 }),
       resolverZoneForks: () => forks,
+      witnessForks: () => 0,
       rollovers: () => [],
     });
     expect(await metrics.registry.metrics()).toMatch(/^idns_resolver_zone_forks 0$/m);

@@ -137,7 +137,9 @@ function rewriteAsVersion3(dataDir: string): void {
 
 /** Takes away what schema 6 added (docs/protocol.md §13): the zones' logs, their checkpoints, and the zone records in the journal. */
 function withoutLogs(db: Database.Database): void {
-  db.exec(`ALTER TABLE zones DROP COLUMN checkpoint; ALTER TABLE records DROP COLUMN leaf; DROP TABLE log_nodes; DELETE FROM journal WHERE type = 'zone'`);
+  db.exec(
+    `ALTER TABLE zones DROP COLUMN checkpoint; ALTER TABLE records DROP COLUMN leaf; DROP TABLE log_nodes; DROP TABLE witnessed; DROP TABLE witness_forks; DELETE FROM journal WHERE type = 'zone'`,
+  );
 }
 
 /** A zone with an owner's handle (registered, then updated) and two imported ones, rewritten as schema version 2. */

@@ -288,7 +288,8 @@ describe('notifies use the current targets and credentials (item 13)', () => {
     secondary.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });
     await register(primary);
     expect((await secondary.ctx.replicator.checkNow('example')).lastError).toBeNull();
-    await until(() => primary.ctx.notifier.pending === 0, 'the notifies of the set-up to finish', 20_000);
+    // A round of cosignatures (the secondary is a witness) ends in a notify of its own: both must be over.
+    await until(() => primary.ctx.cosignatures.pending === 0 && primary.ctx.notifier.pending === 0, 'the notifies of the set-up to finish', 20_000);
     // The notifies sent while the zone was being set up may have been refused (the secondary did not hold it yet).
     return { primary, secondary, link, failedBefore: primary.ctx.notifier.failed };
   }
@@ -338,7 +339,8 @@ describe('notifies use the current targets and credentials (item 13)', () => {
     secondary.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });
     await register(primary);
     expect((await secondary.ctx.replicator.checkNow('example')).lastError).toBeNull();
-    await until(() => primary.ctx.notifier.pending === 0, 'the notifies of the set-up to finish', 20_000);
+    // A round of cosignatures (the secondary is a witness) ends in a notify of its own: both must be over.
+    await until(() => primary.ctx.cosignatures.pending === 0 && primary.ctx.notifier.pending === 0, 'the notifies of the set-up to finish', 20_000);
     const before = oldLink.requests.length;
 
     // The old target's notify is held, then its connection cut: a failure the notifier retries.

@@ -33,15 +33,51 @@ const DEFAULT_MAX_BYTES = 1024 * 1024;
  * JSON or too large becomes bad_response.
  */
 export async function jsonRequest(url: string, options: JsonRequestOptions = {}): Promise<JsonResponse> {
+  const { body: json, ignoreBodyOf: _ignored, ...rest } = options;
+  const res = await textRequest(url, {
+    ...rest,
+    accept: 'application/json',
+    ...(json === undefined ? {} : { body: JSON.stringify(json), contentType: 'application/json' }),
+  });
+  let body: unknown = null;
+  if (res.text !== '' && !options.ignoreBodyOf?.includes(res.status)) {
+    try {
+      body = JSON.parse(res.text);
+    } catch (cause) {
+      throw new IdnsError('bad_response', `${url}: the response (status ${res.status}) is not JSON`, { cause });
+    }
+  }
+  return { status: res.status, headers: res.headers, body };
+}
+
+/** Options for one request whose body and answer are text. */
+export interface TextRequestOptions extends Omit<JsonRequestOptions, 'body' | 'ignoreBodyOf'> {
+  body?: string;
+  contentType?: string;
+  accept?: string;
+}
+
+/**
+ * Sends a request and reads the response as UTF-8 text, within the same bounds as jsonRequest (which is
+ * this and a parse): for the text protocols of C2SP (a witness's add-checkpoint).
+ */
+export async function textRequest(
+  url: string,
+  options: TextRequestOptions = {},
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; text: string }> {
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES;
   const signal = options.signal ? AbortSignal.any([options.signal, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs);
+  const method = options.method ?? 'GET';
   let res: Dispatcher.ResponseData;
   try {
     res = await request(url, {
-      method: options.method ?? 'GET',
-      headers: options.body === undefined ? { accept: 'application/json' } : { accept: 'application/json', 'content-type': 'application/json' },
-      body: options.body === undefined ? undefined : JSON.stringify(options.body),
+      method,
+      headers: {
+        ...(options.accept === undefined ? {} : { accept: options.accept }),
+        ...(options.contentType === undefined ? {} : { 'content-type': options.contentType }),
+      },
+      body: options.body,
       signal,
       headersTimeout: timeoutMs,
       bodyTimeout: timeoutMs,
@@ -51,7 +87,7 @@ export async function jsonRequest(url: string, options: JsonRequestOptions = {})
     // A refusal by our own address policy (made in the connect lookup) keeps its meaning.
     const refused = [cause, (cause as { cause?: unknown })?.cause].find((e) => e instanceof IdnsError);
     if (refused) throw refused;
-    throw new IdnsError('network_error', `${options.method ?? 'GET'} ${url}: ${(cause as Error).message}`, { cause });
+    throw new IdnsError('network_error', `${method} ${url}: ${(cause as Error).message}`, { cause });
   }
   const chunks: Buffer[] = [];
   let size = 0;
@@ -68,16 +104,7 @@ export async function jsonRequest(url: string, options: JsonRequestOptions = {})
     if (cause instanceof IdnsError) throw cause;
     throw new IdnsError('network_error', `${url}: the response was cut off: ${(cause as Error).message}`, { cause });
   }
-  const text = Buffer.concat(chunks).toString('utf8');
-  let body: unknown = null;
-  if (text !== '' && !options.ignoreBodyOf?.includes(res.statusCode)) {
-    try {
-      body = JSON.parse(text);
-    } catch (cause) {
-      throw new IdnsError('bad_response', `${url}: the response (status ${res.statusCode}) is not JSON`, { cause });
-    }
-  }
-  return { status: res.statusCode, headers: res.headers, body };
+  return { status: res.statusCode, headers: res.headers, text: Buffer.concat(chunks).toString('utf8') };
 }
 
 /** Turns an idns JSON error body into the typed error it describes, or null when the body is not one. */

@@ -1,3 +1,4 @@
+import { witnessRoutes } from './routes/witness.js';
 import type { IncomingMessage } from 'node:http';
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
@@ -63,6 +64,7 @@ export function createApp(ctx: AppContext, wire: LookupWire = new LookupWire()):
   app.route('/', lookupRoutes(ctx, wire));
   app.route('/', zoneRoutes(ctx));
   app.route('/', transferRoutes(ctx));
+  app.route('/', witnessRoutes(ctx));
   app.route('/', handleRoutes(ctx));
   app.route('/', webfingerRoutes(ctx));
   app.route('/', healthRoutes(ctx, metrics));

@@ -62,6 +62,11 @@ export const STATUS_OF: Record<ErrorCode, ContentfulStatusCode> = {
   network_error: 502,
   bad_response: 502,
   verification_failed: 502,
+  // A witness's answers to add-checkpoint (C2SP tlog-witness gives these statuses).
+  unknown_log: 404,
+  checkpoint_unsigned: 403,
+  log_forked: 409,
+  invalid_proof: 422,
   internal: 500,
 };
 

@@ -40,6 +40,8 @@ export interface MetricsSources {
   resolverCache(): { entries: number; bytes: number } | null;
   /** Forks the resolver met and keeps as evidence (two contents of one zone serial); 0 without a resolver role. */
   resolverZoneForks(): number;
+  /** Forks of zones' logs this server, as a witness, met and keeps as evidence (GET /v1/witness). */
+  witnessForks(): number;
   /** Key rollovers under way in primary zones held here: the phase and since when (epoch seconds). */
   rollovers(): Iterable<{ zone: string; phase: string; since: number }>;
 }
@@ -353,6 +355,14 @@ export class Metrics {
       registers,
       collect() {
         this.set(sources.resolverZoneForks());
+      },
+    });
+    new Gauge({
+      name: 'idns_witness_forks',
+      help: "Forks of zones' logs this server met as a witness and keeps as evidence: two checkpoints of one zone that do not extend one another (GET /v1/witness)",
+      registers,
+      collect() {
+        this.set(sources.witnessForks());
       },
     });
     new Gauge({

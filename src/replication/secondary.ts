@@ -7,6 +7,9 @@ import type { Logger } from '../log.js';
 import type { Store } from '../store/store.js';
 import { thumbprint } from '../records/keys.js';
 import { parseSecondarySettings } from '../authority/settings.js';
+import type { ZoneRecord } from '../records/types.js';
+import { parseNote } from '../transparency/note.js';
+import { checkpointSize, openCheckpoint } from '../transparency/zone-log.js';
 import type { CredentialStore } from './credentials.js';
 import { TransferClient, type Source, type TransferLimits, DEFAULT_TRANSFER_LIMITS } from './transfer-client.js';
 
@@ -225,7 +228,7 @@ export class Replicator {
         },
       };
       try {
-        const { record } = await this.client.zoneRecord(src);
+        const { record, jws, checkpoint } = await this.client.zoneRecord(src);
         loop.status.primarySerial = record.serial;
         const current = this.zones.require(zone);
         const ours = current.record === '' ? null : serialOf(current.version);
@@ -244,7 +247,10 @@ export class Replicator {
         } else if (ours !== record.serial) {
           throw new Error(`the source's serial ${record.serial} is behind ours (${ours})`);
         } else {
-          this.store.write(() => this.store.zones.setRefreshed(zone, this.clock.now()));
+          this.store.write(() => {
+            this.store.zones.setRefreshed(zone, this.clock.now());
+            this.adoptCosignatures(zone, record, jws, checkpoint);
+          });
         }
         const fresh = this.zones.require(zone);
         loop.status.serial = serialOf(fresh.version);
@@ -263,6 +269,25 @@ export class Replicator {
     // change was refused): check again soon with it rather than wait the zone's retry interval.
     const changed = this.credentialVersion(zone) !== credentialAtStart;
     this.schedule(zone, changed ? NOTIFY_INTERVAL_MS : this.timer(this.zones.require(zone), 'retry'));
+  }
+
+  /**
+   * The source's checkpoint of the serial held here, when it is the same tree's with other cosignatures
+   * (its witnesses cosigned it after the transfer, or again since): served from now on, so that the zone's
+   * every server carries fresh cosignatures (docs/protocol.md §14). The zone's own signature is checked;
+   * cosignatures are the resolver's to check.
+   */
+  private adoptCosignatures(zone: string, record: ZoneRecord, jws: string, offered: unknown): void {
+    const row = this.zones.require(zone);
+    if (typeof offered !== 'string' || offered === row.checkpoint || row.checkpoint === '' || jws !== row.record) return;
+    try {
+      const theirs = openCheckpoint(zone, offered, record.keys);
+      if (parseNote(offered).text === parseNote(row.checkpoint).text && theirs.size === checkpointSize(row.checkpoint))
+        this.store.zones.setCheckpoint(zone, offered);
+    } catch (err) {
+      if (!(err instanceof IdnsError)) throw err;
+      this.log.warn("the source's checkpoint does not verify; keeping ours", { zone, err });
+    }
   }
 
   /**

@@ -32,7 +32,7 @@ export interface VerifiedResult extends Resolution {
   verified: true;
   /**
    * True when the zone's checkpoint holding the record was cosigned by the witnesses the resolver
-   * requires (issue 18: witnesses are not implemented yet, so always false; the no-rollback rule on
+   * requires (issue 18: resolvers do not require witnesses yet, so always false; the no-rollback rule on
    * zone serials holds either way, docs/protocol.md §10.1).
    */
   witnessed: false;
@@ -76,7 +76,7 @@ export type ResolvedHandle = {
 } & (
   | {
       verified: true;
-      /** Cosigned by the required witnesses (not implemented yet: always false; see VerifiedResult). */
+      /** Cosigned by the required witnesses (not required yet: always false; see VerifiedResult). */
       witnessed: false;
       anchor: AnchorKind;
       zone: string;

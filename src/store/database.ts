@@ -169,7 +169,8 @@ function recomputeDigests(db: Db): void {
 }
 
 /**
- * Version 5 → 6: every zone gets a log (docs/protocol.md §13): the tables here, empty. A primary's log is
+ * Version 5 → 6: every zone gets a log (docs/protocol.md §13), and the server a witness's state (§14): the
+ * tables here, empty. A primary's log is
  * built from its content by the first version it signs (src/transparency/zone-log.ts seeds a log that has
  * no checkpoint yet), which history_pending makes it sign at start-up; a secondary, whose copy has no
  * checkpoint, takes a full transfer that brings the primary's log.
@@ -184,6 +185,10 @@ function addZoneLogs(db: Db): void {
     hash    BLOB NOT NULL,
     PRIMARY KEY (content, level, idx)
   ) STRICT, WITHOUT ROWID`);
+  db.exec(`CREATE TABLE witnessed (origin TEXT PRIMARY KEY, size INTEGER NOT NULL, root BLOB NOT NULL, note TEXT NOT NULL) STRICT`);
+  db.exec(
+    `CREATE TABLE witness_forks (origin TEXT NOT NULL, held TEXT NOT NULL, offered TEXT NOT NULL, proof TEXT NOT NULL, why TEXT NOT NULL, at INTEGER NOT NULL) STRICT`,
+  );
   db.exec("UPDATE zones SET history_pending = 2 WHERE role = 'primary' AND history_pending = 0");
 }
 

@@ -6,6 +6,7 @@ import { RecordStore, type HistoryListener } from './records.js';
 import { ZoneStore } from './zones.js';
 import { CompactHistories } from './compact-histories.js';
 import { LogStore } from './log-nodes.js';
+import { WitnessStore } from './witness.js';
 
 /** Seconds a writer refused for a busy database is told to wait before trying again. */
 const BUSY_RETRY_AFTER_SECONDS = 5;
@@ -18,6 +19,7 @@ export class Store {
   readonly invites: InviteStore;
   readonly histories: CompactHistories;
   readonly logs: LogStore;
+  readonly witness: WitnessStore;
 
   private readonly changedInTransaction = new Set<string>();
   /** A read transaction opened by batchReads() is open. */
@@ -40,6 +42,7 @@ export class Store {
     this.journal = new JournalStore(db);
     this.invites = new InviteStore(db);
     this.logs = new LogStore(db);
+    this.witness = new WitnessStore(db);
     this.zones.onChangedElsewhere = (zones) => this.announce(zones);
   }
 

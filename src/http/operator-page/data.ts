@@ -1,3 +1,5 @@
+import { checkpointSize, logOrigin } from '../../transparency/zone-log.js';
+import { parseNote } from '../../transparency/note.js';
 import { serialLess, serialOf, serialsFrom } from '../../records/serial.js';
 import type { AppContext } from '../../context.js';
 import { IdnsError, type ErrorCode } from '../../errors.js';
@@ -59,6 +61,10 @@ export interface ZoneView {
   fencedBy: { primary: string; serial: number } | null;
   /** A primary's key rollover under way, in words (rollover.ts describeRollover), or null. */
   rollover: string | null;
+  /** The zone's log as held here (docs/protocol.md §13): its size and how many cosignatures its checkpoint carries; null without one. */
+  log: { size: number; cosignatures: number } | null;
+  /** Evidence this server, as a witness of the zone, keeps of a fork of its log (the newest), or null. */
+  fork: { why: string; at: number } | null;
   /**
    * The servers copying a primary zone, as this server saw them since it started: the targets it
    * notified (the last notify to each) and the clients that took transfers (the last transfer of each).
@@ -226,6 +232,7 @@ export function serverView(ctx: AppContext): ServerView {
 /** Every zone held here, with the replication state of secondaries. */
 export function zoneViews(ctx: AppContext, now: number): ZoneView[] {
   const statuses = new Map(ctx.replicator.statuses().map((s) => [s.zone, s]));
+  const forks = ctx.store.witness.forks();
   return ctx.zones.list().map((row): ZoneView => {
     const info = ctx.zones.info(row.name);
     const record = ctx.zones.zoneRecord(row);
@@ -264,9 +271,12 @@ export function zoneViews(ctx: AppContext, now: number): ZoneView[] {
       notifies: [...seen.notifies].map(([target, n]): PeerNotify => ({ target, age: ageOf(n.at), ok: n.ok, detail: n.detail })),
       transfers: [...seen.transfers].map(([client, t]): PeerTransfer => ({ client, age: ageOf(t.at), serial: t.serial, mode: t.mode })),
     };
+    const fork = forks.filter((f) => f.origin === logOrigin(row.name)).at(-1);
     return {
       name: row.name,
       role: row.role,
+      log: row.checkpoint === '' ? null : { size: checkpointSize(row.checkpoint), cosignatures: parseNote(row.checkpoint).signatures.length - 1 },
+      fork: fork === undefined ? null : { why: fork.why, at: fork.at },
       delegations,
       peers,
       fencedBy: settings?.fencedBy ?? null,

@@ -126,8 +126,20 @@ function renderZoneRow(z: ZoneView): Html {
 <td class="num">${z.handles}</td>
 <td>${codes(z.servers)}</td>
 <td>${codes(z.keys)}</td>
-<td>${z.secondary ? renderReplication(z) : renderPrimary(z)}</td>
+<td>${z.secondary ? renderReplication(z) : renderPrimary(z)}${renderLog(z)}</td>
 </tr>`;
+}
+
+/** The zone's log: its size and cosignatures, and the evidence of a fork this server saw as its witness. */
+function renderLog(z: ZoneView): Html {
+  const log =
+    z.log === null
+      ? html`<p class="muted">no log here yet (a copy made by an older idns, until its next full transfer)</p>`
+      : html`<p class="log">log: ${z.log.size} leaves; checkpoint cosigned by ${z.log.cosignatures} witness${z.log.cosignatures === 1 ? '' : 'es'}</p>`;
+  const fork = z.fork
+    ? html`<p><span class="badge bad">fork</span> as its witness, this server was shown two checkpoints of the zone that do not extend one another (${formatTime(Math.floor(z.fork.at / 1000))}): ${z.fork.why}. The evidence is at <code>GET /v1/witness</code>; nothing more of the zone is cosigned here</p>`
+    : '';
+  return html`${log}${fork}`;
 }
 
 /** A primary's replication cell: its fence, if any, and the zones it delegates. */
