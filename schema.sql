@@ -75,6 +75,16 @@ CREATE TABLE witnessed (
   root   BLOB NOT NULL,
   note   TEXT NOT NULL                      -- the checkpoint as the log signed it
 ) STRICT;
+-- Zones this server witnesses without copying them (`idns witness follow`): where to read the zone record,
+-- and the keys of the newest one it verified (the zone's checkpoints must be signed by one of them).
+CREATE TABLE witness_follows (
+  zone    TEXT PRIMARY KEY,
+  servers TEXT NOT NULL,                    -- JSON: server URLs of the zone
+  keys    TEXT NOT NULL,                    -- JSON: the public JWKs the newest verified zone record lists
+  serial  INTEGER NOT NULL,                 -- that zone record's serial
+  ttl     INTEGER NOT NULL,                 -- and its ttl: it is read again once that long has passed
+  checked_at INTEGER NOT NULL               -- ms: when the zone record was last read
+) STRICT;
 CREATE TABLE witness_forks (
   origin  TEXT NOT NULL,
   held    TEXT NOT NULL,                    -- the checkpoint cosigned before

@@ -78,8 +78,8 @@ export class AppContext extends LocalContext {
         })
       : null;
     this.authNonces = new NonceStore(clock, MAX_AUTH_SKEW);
-    this.witness = new Witness(this.store, this.zones, () => witnessKeyOf(config.dataDir), clock, this.log);
     this.replicationAgent = outboundAgent(cas, 8);
+    this.witness = new Witness(this.store, this.zones, () => witnessKeyOf(config.dataDir), clock, this.log, this.replicationAgent);
     this.replicator = new Replicator(this.store, this.zones, this.credentials, clock, this.log, this.replicationAgent, {
       ...DEFAULT_TRANSFER_LIMITS,
       maxBytes: config.transfers.maxBytes,

@@ -135,10 +135,27 @@ function rewriteAsVersion3(dataDir: string): void {
   db.close();
 }
 
+/** The tables (with their columns, in any order) and indexes of a database. */
+function shapeOf(file: string): Record<string, string[]> {
+  const db = new Database(file, { readonly: true });
+  try {
+    const shape: Record<string, string[]> = {};
+    for (const { type, name } of db.prepare(`SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name`).all() as {
+      type: string;
+      name: string;
+    }[]) {
+      shape[`${type} ${name}`] = type === 'table' ? (db.pragma(`table_info(${name})`) as { name: string }[]).map((c) => c.name).sort() : [];
+    }
+    return shape;
+  } finally {
+    db.close();
+  }
+}
+
 /** Takes away what schema 6 added (docs/protocol.md §13): the zones' logs, their checkpoints, and the zone records in the journal. */
 function withoutLogs(db: Database.Database): void {
   db.exec(
-    `ALTER TABLE zones DROP COLUMN checkpoint; ALTER TABLE records DROP COLUMN leaf; DROP TABLE log_nodes; DROP TABLE witnessed; DROP TABLE witness_forks; DELETE FROM journal WHERE type = 'zone'`,
+    `ALTER TABLE zones DROP COLUMN checkpoint; ALTER TABLE records DROP COLUMN leaf; DROP TABLE log_nodes; DROP TABLE witnessed; DROP TABLE witness_forks; DROP TABLE witness_follows; DELETE FROM journal WHERE type = 'zone'`,
   );
 }
 
@@ -415,6 +432,11 @@ describe('schema version 6: every zone keeps a log', () => {
 
     const s = await startTestServer({ dataDir });
     cleanups.push(() => s.close());
+    // The migrated database has every table, column and index a new one has.
+    const fresh = tempDir('idns-fresh-');
+    cleanups.push(fresh.remove);
+    (await startTestServer({ dataDir: fresh.dir })).close();
+    expect(shapeOf(join(dataDir, 'idns.sqlite'))).toEqual(shapeOf(join(fresh.dir, 'idns.sqlite')));
     const zone = (await (await fetch(`${s.url}/v1/zones/${ZONE}`)).json()) as { serial: number; record: string; checkpoint: string };
     expect(zone.serial).toBe(oldSerial + 1);
     // The log: the history entries in key order, the delegation, then the zone record of the version signed at start-up.

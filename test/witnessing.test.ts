@@ -8,6 +8,7 @@ import { formatAddCheckpoint } from '../src/transparency/witness.js';
 import { openCheckpoint } from '../src/transparency/zone-log.js';
 import { newUserKey } from './support/keys.js';
 import { startTestServer, tempDir, type TestServer } from './support/server.js';
+import { runIdns } from './support/process.js';
 
 /**
  * Witnesses (docs/protocol.md §14): every secondary cosigns the checkpoints of the zones it copies when
@@ -57,6 +58,7 @@ async function witnessOf(s: TestServer) {
     name: string;
     thumbprint: string;
     publicKey: PublicJwk;
+    follows: { zone: string; servers: string[]; serial: number }[];
     forks: { origin: string; held: string; offered: string; why: string }[];
   };
 }
@@ -206,5 +208,58 @@ describe('a witness shown a fork', () => {
     expect(await codes(formatAddCheckpoint({ oldSize: 0, proof: [], note: await (await fetch(`${other.url}/v1/zones/other/checkpoint`)).text() }))).toBe(
       'unknown_log',
     );
+  });
+});
+
+describe('a witness of zones it does not copy (idns witness follow)', () => {
+  it("is offered a zone's checkpoints once its primary lists it, cosigns them, and reads the zone record again once its TTL has passed", async () => {
+    const primary = await server({ background: true, zones: { example: {} } });
+    const kid = primary.ctx.zones.info('example').keyThumbprints[0]!;
+    const witness = await server({ background: true });
+    // Followed from the command line, on the running witness's data directory.
+    const followed = await runIdns(['witness', 'follow', 'example', '--ds', kid, '--server', primary.url, '--data', witness.dataDir, '--json']);
+    expect(followed.stderr).toBe('');
+    expect(JSON.parse(followed.stdout)).toMatchObject({ zone: 'example', servers: [primary.url] });
+    const listed = await runIdns(['witness', 'list', '--data', witness.dataDir, '--json']);
+    expect(JSON.parse(listed.stdout)).toEqual([{ zone: 'example', servers: [primary.url], serial: JSON.parse(followed.stdout).serial }]);
+    primary.ctx.zones.setWitnesses('example', [witness.url]);
+    await register(primary, 'ann@example');
+    await until(async () => (await cosignedBy(await checkpointText(primary), [witness])).size === 1, 'the standalone witness to cosign');
+
+    // Its TTL passed (as if an hour went by): the next checkpoint offered makes it read the zone record again.
+    const before = witness.ctx.store.witness.followed('example')!;
+    witness.ctx.store.write(() => witness.ctx.store.witness.follow({ ...before, checkedAt: 0 }));
+    await register(primary, 'bob@example');
+    const serial = ((await (await fetch(`${primary.url}/v1/zones/example`)).json()) as { serial: number }).serial;
+    await until(async () => witness.ctx.store.witness.followed('example')!.serial === serial, 'the witness to read the newer zone record');
+    expect((await witnessOf(witness)).follows).toEqual([{ zone: 'example', servers: [primary.url], serial }]);
+
+    const unfollowed = await runIdns(['witness', 'unfollow', 'example', '--data', witness.dataDir]);
+    expect(unfollowed.code).toBe(0);
+    expect((await runIdns(['witness', 'list', '--data', witness.dataDir, '--json'])).stdout.trim()).toBe('[]');
+  });
+
+  it('refuses to follow a zone whose servers give no zone record signed by a --ds key, or one it copies, saying why', async () => {
+    const primary = await server({ zones: { example: {} } });
+    const witness = await server();
+    const wrong = await runIdns(['witness', 'follow', 'example', '--ds', 'A'.repeat(43), '--server', primary.url, '--data', witness.dataDir]);
+    expect(wrong.code).not.toBe(0);
+    expect(wrong.stderr).toMatch(/no server of example gave a zone record signed by a trusted key/);
+    const copy = await server();
+    copy.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: primary.ctx.zones.info('example').keyThumbprints });
+    const copied = await runIdns([
+      'witness',
+      'follow',
+      'example',
+      '--ds',
+      primary.ctx.zones.info('example').keyThumbprints[0]!,
+      '--server',
+      primary.url,
+      '--data',
+      copy.dataDir,
+    ]);
+    expect(copied.code).not.toBe(0);
+    expect(copied.stderr).toMatch(/copied here/);
+    expect((await runIdns(['witness', 'unfollow', 'nowhere', '--data', witness.dataDir])).stderr).toMatch(/not followed here/);
   });
 });

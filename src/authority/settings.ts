@@ -57,6 +57,12 @@ export interface ZoneSettings {
    * (`idns zone rekey ZONE --submitted`), as with Knot's `zone-ksk-submitted`.
    */
   parentServers?: string[] | undefined;
+  /**
+   * Witnesses of the zone's log besides its secondaries (which witness it anyway): servers that follow the
+   * zone's checkpoints without copying it (`idns witness follow`), offered each checkpoint as they are
+   * (docs/protocol.md §14.4). Set with `idns zone witnesses`.
+   */
+  witnesses?: string[] | undefined;
   /** Child zones whose delegation follows the ds set the child asks for in its zone record (`zone delegate --auto-ds`). */
   autoDs?: string[] | undefined;
 }
@@ -171,6 +177,7 @@ const schema = z
       .strict()
       .optional(),
     parentServers: z.array(serverUrl).min(1).max(L.maxServers).optional(),
+    witnesses: z.array(serverUrl).min(1).max(L.maxServers).optional(),
     autoDs: z.array(z.string().min(1).max(253)).max(10_000).optional(),
   })
   .strict()

@@ -405,6 +405,11 @@ export class ZoneService extends ZoneReader {
     return new ZoneEditor(this.store, row, settings, key, this.clock, { keys, cds: requestedDs(settings) });
   }
 
+  /** Sets the witnesses a primary zone offers its checkpoints to besides its secondaries (none: only they). */
+  setWitnesses(name: string, urls: readonly string[]): ZoneSettings {
+    return this.changeSettings(name, { witnesses: urls.length === 0 ? undefined : [...new Set(parseServerUrls([...urls], 'witnesses'))] });
+  }
+
   /** Sets the UTS #39 checks of the hosts of new registrations in a primary zone. */
   setHostScripts(name: string, level: HostScriptsLevel): ZoneSettings {
     return this.changeSettings(name, { hostScripts: level });

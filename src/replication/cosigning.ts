@@ -89,8 +89,10 @@ export class CosignatureCollector {
     if (row === undefined || row.role !== 'primary' || row.checkpoint === '') return;
     const record = this.zones.zoneRecord(row);
     if (record === null) return;
+    // The zone's other servers (its secondaries) and the witnesses the operator added.
     const own = record.primary.replace(/\/+$/, '');
-    const witnesses = record.servers.map((s) => s.replace(/\/+$/, '')).filter((s) => s !== own);
+    const listed = [...record.servers, ...(this.zones.settings(row).witnesses ?? [])].map((s) => s.replace(/\/+$/, ''));
+    const witnesses = [...new Set(listed)].filter((s) => s !== own);
     const note = parseNote(row.checkpoint);
     const got = await Promise.all(
       witnesses.map((url) => this.ask(url, row.name, row.content, row.checkpoint).catch((err: unknown) => this.failed(url, zone, err))),

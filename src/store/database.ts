@@ -187,6 +187,9 @@ function addZoneLogs(db: Db): void {
   ) STRICT, WITHOUT ROWID`);
   db.exec(`CREATE TABLE witnessed (origin TEXT PRIMARY KEY, size INTEGER NOT NULL, root BLOB NOT NULL, note TEXT NOT NULL) STRICT`);
   db.exec(
+    `CREATE TABLE witness_follows (zone TEXT PRIMARY KEY, servers TEXT NOT NULL, keys TEXT NOT NULL, serial INTEGER NOT NULL, ttl INTEGER NOT NULL, checked_at INTEGER NOT NULL) STRICT`,
+  );
+  db.exec(
     `CREATE TABLE witness_forks (origin TEXT NOT NULL, held TEXT NOT NULL, offered TEXT NOT NULL, proof TEXT NOT NULL, why TEXT NOT NULL, at INTEGER NOT NULL) STRICT`,
   );
   db.exec("UPDATE zones SET history_pending = 2 WHERE role = 'primary' AND history_pending = 0");

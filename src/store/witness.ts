@@ -1,5 +1,6 @@
 import type { Db } from './database.js';
 import type { ForkEvidence, WitnessedCheckpoint } from '../transparency/witness.js';
+import type { PublicJwk } from '../records/keys.js';
 
 /** Most forks kept as evidence; past it the oldest go (each is two notes of at most 64 KiB). */
 export const MAX_KEPT_FORKS = 100;
@@ -9,7 +10,18 @@ export interface KeptFork extends ForkEvidence {
   at: number;
 }
 
-/** This server's state as a witness (schema.sql `witnessed`, `witness_forks`). */
+/** A zone this server witnesses without copying it: where its zone record is read, and what it last said. */
+export interface FollowedZone {
+  zone: string;
+  servers: string[];
+  keys: PublicJwk[];
+  serial: number;
+  /** The zone record's ttl, s: it is read again once that long has passed since `checkedAt`. */
+  ttl: number;
+  checkedAt: number;
+}
+
+/** This server's state as a witness (schema.sql `witnessed`, `witness_follows`, `witness_forks`). */
 export class WitnessStore {
   private readonly heldStmt;
   private readonly setHeldStmt;
@@ -17,8 +29,18 @@ export class WitnessStore {
   private readonly addForkStmt;
   private readonly trimForksStmt;
   private readonly forksStmt;
+  private readonly followStmt;
+  private readonly unfollowStmt;
+  private readonly followedStmt;
+  private readonly followsStmt;
 
   constructor(db: Db) {
+    type Row = { zone: string; servers: string; keys: string; serial: number; ttl: number; checkedAt: number };
+    const cols = 'zone, servers, keys, serial, ttl, checked_at AS checkedAt';
+    this.followStmt = db.prepare(`INSERT OR REPLACE INTO witness_follows (zone, servers, keys, serial, ttl, checked_at) VALUES (?, ?, ?, ?, ?, ?)`);
+    this.unfollowStmt = db.prepare(`DELETE FROM witness_follows WHERE zone = ?`);
+    this.followedStmt = db.prepare<[string], Row>(`SELECT ${cols} FROM witness_follows WHERE zone = ?`);
+    this.followsStmt = db.prepare<[], Row>(`SELECT ${cols} FROM witness_follows ORDER BY zone`);
     this.heldStmt = db.prepare<[string], { origin: string; size: number; root: Buffer; note: string }>(
       `SELECT origin, size, root, note FROM witnessed WHERE origin = ?`,
     );
@@ -52,8 +74,40 @@ export class WitnessStore {
     this.trimForksStmt.run(MAX_KEPT_FORKS);
   }
 
+  /** Starts (or updates) witnessing a zone not copied here. */
+  follow(f: FollowedZone): void {
+    this.followStmt.run(f.zone, JSON.stringify(f.servers), JSON.stringify(f.keys), f.serial, f.ttl, f.checkedAt);
+  }
+
+  /** Stops witnessing a zone not copied here; false when it was not followed. */
+  unfollow(zone: string): boolean {
+    return this.unfollowStmt.run(zone).changes > 0;
+  }
+
+  /** A zone followed here, if it is. */
+  followed(zone: string): FollowedZone | undefined {
+    const row = this.followedStmt.get(zone);
+    return row === undefined ? undefined : followedOf(row);
+  }
+
+  /** Every zone followed here. */
+  follows(): FollowedZone[] {
+    return this.followsStmt.all().map(followedOf);
+  }
+
   /** Every fork kept, oldest first. */
   forks(): KeptFork[] {
     return this.forksStmt.all().map((f) => ({ ...f, proof: JSON.parse(f.proof) as string[] }));
   }
+}
+
+function followedOf(row: { zone: string; servers: string; keys: string; serial: number; ttl: number; checkedAt: number }): FollowedZone {
+  return {
+    zone: row.zone,
+    servers: JSON.parse(row.servers) as string[],
+    keys: JSON.parse(row.keys) as PublicJwk[],
+    serial: row.serial,
+    ttl: row.ttl,
+    checkedAt: row.checkedAt,
+  };
 }

@@ -48,6 +48,11 @@ Commands (they act on the data directory; a running server sees the change at on
   recovery-window ZONE SECONDS
         Sets how long after a change a recovery key may undo it (signs a new zone version:
         the window is in the zone record, for resolvers).
+  witnesses ZONE [--url URL... | --clear]
+        The witnesses a primary zone offers each checkpoint of its log to, besides its
+        secondaries (which witness it anyway): servers that follow the zone without copying
+        it (idns witness follow). --url sets the list, --clear empties it; without either,
+        prints it. See docs/operations.md, Zone logs and witnesses.
   bump-serial ZONE SERIAL
         Moves the zone's serial forward to SERIAL in one new version (at most 2^31 - 1
         ahead). After restoring a primary from a backup, resolvers that saw a newer serial
@@ -145,6 +150,8 @@ async function run(sub: string | undefined, rest: string[], io: Io): Promise<num
       return secondsSetting(rest, io, 'tombstoneCooldown', 'tombstone cool-down', (ctx, name, s) => ctx.zones.setTombstoneCooldown(name, s));
     case 'recovery-window':
       return secondsSetting(rest, io, 'recoveryWindow', 'recovery window', (ctx, name, s) => ctx.zones.setRecoveryWindow(name, s));
+    case 'witnesses':
+      return witnesses(rest, io);
     case 'bump-serial':
       return bumpSerial(rest, io);
     case 'rekey':
@@ -485,6 +492,22 @@ async function deleteZone(argv: string[], io: Io): Promise<number> {
   await withLocal(values, (ctx) => ctx.zones.deleteZone(name), true);
   if (values.json) io.out(JSON.stringify({ zone: name, deleted: true }));
   else io.out(`zone ${name} deleted here (its key files stay in the data directory's keys/)`);
+  return 0;
+}
+
+async function witnesses(argv: string[], io: Io): Promise<number> {
+  const { values, positionals, help } = parseCommand(
+    { usage, options: { ...localOptions, url: { type: 'string', multiple: true }, clear: { type: 'boolean' } }, positionals: ['ZONE'] },
+    argv,
+  );
+  if (help) return (io.out(usage), 0);
+  const name = parseZoneName(positionals[0]!);
+  if (values.url !== undefined && values.clear) throw new UsageError('give --url or --clear, not both', usage);
+  const change = values.url !== undefined || values.clear === true;
+  const settings = await withLocal(values, (ctx) => (change ? ctx.zones.setWitnesses(name, values.url ?? []) : ctx.zones.info(name).settings), true);
+  const list = settings?.witnesses ?? [];
+  if (values.json) io.out(JSON.stringify({ zone: name, witnesses: list }));
+  else io.out(list.length === 0 ? `zone ${name}: no witnesses besides its secondaries` : `zone ${name}: witnesses ${list.join(' ')} (besides its secondaries)`);
   return 0;
 }
 
