@@ -75,6 +75,13 @@ CREATE TABLE witnessed (
   root   BLOB NOT NULL,
   note   TEXT NOT NULL                      -- the checkpoint as the log signed it
 ) STRICT;
+-- The public keys of witnesses whose cosignatures this server serves with checkpoints, by the name they
+-- cosign under (`idns-witness/<thumbprint>`): a resolver given the thumbprint checks the key against it.
+CREATE TABLE witness_keys (
+  name       TEXT PRIMARY KEY,
+  public_key TEXT NOT NULL                  -- JSON: the public JWK
+) STRICT;
+
 -- Zones this server witnesses without copying them (`idns witness follow`): where to read the zone record,
 -- and the keys of the newest one it verified (the zone's checkpoints must be signed by one of them).
 CREATE TABLE witness_follows (

@@ -155,7 +155,7 @@ function shapeOf(file: string): Record<string, string[]> {
 /** Takes away what schema 6 added (docs/protocol.md §13): the zones' logs, their checkpoints, and the zone records in the journal. */
 function withoutLogs(db: Database.Database): void {
   db.exec(
-    `ALTER TABLE zones DROP COLUMN checkpoint; ALTER TABLE records DROP COLUMN leaf; DROP TABLE log_nodes; DROP TABLE witnessed; DROP TABLE witness_forks; DROP TABLE witness_follows; DELETE FROM journal WHERE type = 'zone'`,
+    `ALTER TABLE zones DROP COLUMN checkpoint; ALTER TABLE records DROP COLUMN leaf; DROP TABLE log_nodes; DROP TABLE witnessed; DROP TABLE witness_forks; DROP TABLE witness_follows; DROP TABLE witness_keys; DELETE FROM journal WHERE type = 'zone'`,
   );
 }
 

@@ -3,7 +3,13 @@ import type { Store } from '../store/store.js';
 import type { ZoneRow } from '../store/zones.js';
 import { consistencyProof, inclusionProof } from '../transparency/merkle.js';
 import { checkpointSize } from '../transparency/zone-log.js';
+import { parseNote } from '../transparency/note.js';
+import type { PublicJwk } from '../records/keys.js';
+import { serialOf } from '../records/serial.js';
+import { historyKey } from '../records/history-key.js';
 import type { ZoneReader } from './zone-reader.js';
+import type { AuthoritativeAnswer } from './authority.js';
+import { decodePayload } from './editor.js';
 
 /** An inclusion proof as served (docs/protocol.md §13.4): the leaf's hash and the path to the root of the tree of `size` leaves. */
 export interface InclusionAnswer {
@@ -11,6 +17,19 @@ export interface InclusionAnswer {
   size: number;
   hash: string;
   proof: string[];
+}
+
+/**
+ * What binds an authoritative answer to the zone's log (docs/protocol.md §13.5, `?log=1`): the
+ * checkpoint of the version answered from (with its cosignatures and the keys of their witnesses), the
+ * inclusion proof of the answer's zone record as the tree's last leaf, and for a handle the inclusion
+ * proof of the history entry its record names.
+ */
+export interface AnswerLog {
+  checkpoint: string;
+  witnesses: Record<string, PublicJwk>;
+  zoneRecord: string[];
+  entry?: { leaf: number; proof: string[] };
 }
 
 /** A consistency proof as served: the tree of `from` leaves is a prefix of the tree of `to`. */
@@ -50,6 +69,37 @@ export class ZoneLogs {
     this.assureSize(row, to);
     if (from < 1 || from > to) throw new IdnsError('invalid_request', `a consistency proof goes from a tree of 1 to ${to} leaves, not ${from}`);
     return { from, to, proof: consistencyProof(this.store.logs.subtrees(row.content), from, to).map(b64) };
+  }
+
+  /** The keys of the witnesses whose cosignatures a checkpoint carries, by name, as far as they are known here. */
+  witnessKeys(checkpoint: string): Record<string, PublicJwk> {
+    const keys: Record<string, PublicJwk> = {};
+    for (const { name } of parseNote(checkpoint).signatures) {
+      const key = this.store.witness.keyOf(name);
+      if (key !== undefined) keys[name] = key;
+    }
+    return keys;
+  }
+
+  /** The log binding of an answer given from the version of `answer.zone` held now (the caller reads both in one turn). */
+  bind(answer: Pick<AuthoritativeAnswer, 'zone' | 'serial' | 'status' | 'record' | 'history'>): AnswerLog {
+    const row = this.logged(answer.zone);
+    if (serialOf(row.version) !== answer.serial) throw new IdnsError('zone_unavailable', `zone ${answer.zone} changed while answering; ask again`);
+    const size = checkpointSize(row.checkpoint);
+    const subtrees = this.store.logs.subtrees(row.content);
+    const log: AnswerLog = {
+      checkpoint: row.checkpoint,
+      witnesses: this.witnessKeys(row.checkpoint),
+      zoneRecord: inclusionProof(subtrees, size - 1, size).map(b64),
+    };
+    const last = answer.history?.at(-1);
+    if (answer.status === 'answer' && last !== undefined) {
+      const handle = decodePayload(answer.record).handle as string;
+      const leaf = this.store.records.leafOf(row.content, historyKey(handle, last[0]));
+      if (typeof leaf !== 'number') throw new IdnsError('internal', `zone ${answer.zone}: the history entry ${handle}#${last[0]} has no leaf in the log`);
+      log.entry = { leaf, proof: inclusionProof(subtrees, leaf, size).map(b64) };
+    }
+    return log;
   }
 
   private logged(name: string): ZoneRow {

@@ -3,7 +3,7 @@ import { timersFor, type Clock } from '../clock.js';
 import { jsonRequest, textRequest } from '../client/http.js';
 import { IdnsError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { parsePublicJwk, thumbprint } from '../records/keys.js';
+import { parsePublicJwk, thumbprint, type PublicJwk } from '../records/keys.js';
 import type { ZoneReader } from '../authority/zone-reader.js';
 import type { Store } from '../store/store.js';
 import { cosignatureVerifier } from '../transparency/checkpoint.js';
@@ -27,8 +27,8 @@ export const DEFAULT_RECOSIGN_MS = 10 * 60_000;
 export class CosignatureCollector {
   /** Per zone and witness URL, the size that witness cosigned last (as it said, or as we gave it). */
   private readonly sizes = new Map<string, number>();
-  /** The verifier of each witness URL's cosignatures, from its published key. */
-  private readonly witnessKeys = new Map<string, NoteVerifier>();
+  /** The verifier of each witness URL's cosignatures, from its published key, and that key. */
+  private readonly witnessKeys = new Map<string, { verifier: NoteVerifier; key: PublicJwk }>();
   private readonly running = new Map<string, Promise<void>>();
   private readonly again = new Set<string>();
   private timer: unknown = null;
@@ -97,21 +97,23 @@ export class CosignatureCollector {
     const got = await Promise.all(
       witnesses.map((url) => this.ask(url, row.name, row.content, row.checkpoint).catch((err: unknown) => this.failed(url, zone, err))),
     );
-    const fresh = got.filter((s): s is NoteSignature => s !== null);
+    const fresh = got.filter((s): s is { line: NoteSignature; key: PublicJwk } => s !== null);
     if (fresh.length === 0) return;
     this.store.write(() => {
+      // Served with the checkpoint (GET /v1/zones/{zone}, answers' log), so that a resolver knowing a witness by its thumbprint can check its line.
+      for (const f of fresh) this.store.witness.putKey(f.line.name, f.key);
       const now = this.zones.get(zone);
       // A version signed meanwhile has a checkpoint of its own, which the next round offers.
       if (now === undefined || now.checkpoint === '' || parseNote(now.checkpoint).text !== note.text) return;
-      const kept = parseNote(now.checkpoint).signatures.filter((s) => !fresh.some((f) => f.name === s.name));
-      this.store.zones.setCheckpoint(zone, formatNote({ text: note.text, signatures: [...kept, ...fresh] }));
+      const kept = parseNote(now.checkpoint).signatures.filter((s) => !fresh.some((f) => f.line.name === s.name));
+      this.store.zones.setCheckpoint(zone, formatNote({ text: note.text, signatures: [...kept, ...fresh.map((f) => f.line)] }));
     });
     this.onCosigned(zone);
   }
 
   /** One witness's cosignature of the checkpoint, checked against its published key; null when it has none to give. */
-  private async ask(url: string, zone: string, content: string, checkpoint: string): Promise<NoteSignature | null> {
-    const verifier = await this.witnessKey(url);
+  private async ask(url: string, zone: string, content: string, checkpoint: string): Promise<{ line: NoteSignature; key: PublicJwk } | null> {
+    const { verifier, key } = await this.witnessKey(url);
     const size = checkpointSize(checkpoint);
     const text = parseNote(checkpoint).text;
     const id = `${zone}\n${url}`;
@@ -139,15 +141,15 @@ export class CosignatureCollector {
       if (line === undefined || !verifier.verify(text, line.signature))
         throw new IdnsError('bad_response', 'its answer holds no cosignature by its own key that verifies');
       this.sizes.set(id, size);
-      return line;
+      return { line, key };
     }
     return null;
   }
 
   /** The verifier of a witness's cosignatures: its key as `GET /v1/witness` publishes it, named by its thumbprint. */
-  private async witnessKey(url: string): Promise<NoteVerifier> {
-    const known = this.witnessKeys.get(url);
-    if (known) return known;
+  private async witnessKey(url: string): Promise<{ verifier: NoteVerifier; key: PublicJwk }> {
+    const cached = this.witnessKeys.get(url);
+    if (cached) return cached;
     const res = await jsonRequest(`${url}/v1/witness`, {
       timeoutMs: PEER_TIMEOUT_MS,
       maxBytes: PEER_ANSWER_MAX_BYTES,
@@ -155,9 +157,9 @@ export class CosignatureCollector {
     });
     if (res.status !== 200) throw new IdnsError('bad_response', `GET /v1/witness answered ${res.status}`);
     const jwk = parsePublicJwk((res.body as { publicKey?: unknown } | null)?.publicKey, 'the witness key');
-    const verifier = cosignatureVerifier(witnessName(thumbprint(jwk)), jwk);
-    this.witnessKeys.set(url, verifier);
-    return verifier;
+    const known = { verifier: cosignatureVerifier(witnessName(thumbprint(jwk)), jwk), key: jwk };
+    this.witnessKeys.set(url, known);
+    return known;
   }
 
   private failed(url: string, zone: string, err: unknown): null {

@@ -5,7 +5,8 @@ import { timersFor, type Clock, type Timers } from '../clock.js';
 import { IdnsError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Store } from '../store/store.js';
-import { thumbprint } from '../records/keys.js';
+import { parsePublicJwk, thumbprint } from '../records/keys.js';
+import { witnessName } from '../transparency/witness-key.js';
 import { parseSecondarySettings } from '../authority/settings.js';
 import type { ZoneRecord } from '../records/types.js';
 import { parseNote } from '../transparency/note.js';
@@ -228,7 +229,7 @@ export class Replicator {
         },
       };
       try {
-        const { record, jws, checkpoint } = await this.client.zoneRecord(src);
+        const { record, jws, checkpoint, witnesses } = await this.client.zoneRecord(src);
         loop.status.primarySerial = record.serial;
         const current = this.zones.require(zone);
         const ours = current.record === '' ? null : serialOf(current.version);
@@ -249,7 +250,7 @@ export class Replicator {
         } else {
           this.store.write(() => {
             this.store.zones.setRefreshed(zone, this.clock.now());
-            this.adoptCosignatures(zone, record, jws, checkpoint);
+            this.adoptCosignatures(zone, record, jws, checkpoint, witnesses);
           });
         }
         const fresh = this.zones.require(zone);
@@ -277,16 +278,25 @@ export class Replicator {
    * every server carries fresh cosignatures (docs/protocol.md §14). The zone's own signature is checked;
    * cosignatures are the resolver's to check.
    */
-  private adoptCosignatures(zone: string, record: ZoneRecord, jws: string, offered: unknown): void {
+  private adoptCosignatures(zone: string, record: ZoneRecord, jws: string, offered: unknown, witnesses: unknown): void {
     const row = this.zones.require(zone);
-    if (typeof offered !== 'string' || offered === row.checkpoint || row.checkpoint === '' || jws !== row.record) return;
+    if (typeof offered !== 'string' || row.checkpoint === '' || jws !== row.record) return;
     try {
-      const theirs = openCheckpoint(zone, offered, record.keys);
-      if (parseNote(offered).text === parseNote(row.checkpoint).text && theirs.size === checkpointSize(row.checkpoint))
+      if (offered !== row.checkpoint) {
+        const theirs = openCheckpoint(zone, offered, record.keys);
+        if (parseNote(offered).text !== parseNote(row.checkpoint).text || theirs.size !== checkpointSize(row.checkpoint)) return;
         this.store.zones.setCheckpoint(zone, offered);
+      }
+      // The keys of the witnesses whose lines it carries, each under the name its own thumbprint gives.
+      const named = typeof witnesses === 'object' && witnesses !== null ? (witnesses as Record<string, unknown>) : {};
+      for (const { name } of parseNote(offered).signatures) {
+        if (!Object.hasOwn(named, name)) continue;
+        const key = parsePublicJwk(named[name], 'a witness key');
+        if (witnessName(thumbprint(key)) === name) this.store.witness.putKey(name, key);
+      }
     } catch (err) {
       if (!(err instanceof IdnsError)) throw err;
-      this.log.warn("the source's checkpoint does not verify; keeping ours", { zone, err });
+      this.log.warn("the source's checkpoint or its witnesses' keys do not verify; keeping ours", { zone, err });
     }
   }
 

@@ -97,14 +97,15 @@ export class TransferClient {
   ) {}
 
   /** The primary's current zone record, verified, with the checkpoint of its log the source serves (unverified). */
-  async zoneRecord(src: Source): Promise<{ record: ZoneRecord; jws: string; checkpoint: unknown }> {
+  async zoneRecord(src: Source): Promise<{ record: ZoneRecord; jws: string; checkpoint: unknown; witnesses: unknown }> {
     const path = `/v1/zones/${pathZone(src.zone)}`;
     const res = await jsonRequest(`${base(src.server)}${path}`, { timeoutMs: this.limits.timeoutMs, maxBytes: 64 * 1024, dispatcher: this.dispatcher });
     const err = errorFromBody(res.body);
     if (err) throw new IdnsError('transfer_failed', `${src.server}: ${err.code}: ${err.message}`);
     const jws = (res.body as { record?: unknown } | null)?.record;
     const zone = verifyZoneRecord(jws, src.zone, epochSeconds(this.clock), src.trusted);
-    return { record: zone.record, jws: jws as string, checkpoint: (res.body as { checkpoint?: unknown }).checkpoint };
+    const { checkpoint, witnesses } = res.body as { checkpoint?: unknown; witnesses?: unknown };
+    return { record: zone.record, jws: jws as string, checkpoint, witnesses };
   }
 
   /** Copies the whole zone and switches to the copy; returns the new serial. With `again`, a copy of the serial held already is taken too (idns ctl retransfer). */

@@ -186,6 +186,7 @@ function addZoneLogs(db: Db): void {
     PRIMARY KEY (content, level, idx)
   ) STRICT, WITHOUT ROWID`);
   db.exec(`CREATE TABLE witnessed (origin TEXT PRIMARY KEY, size INTEGER NOT NULL, root BLOB NOT NULL, note TEXT NOT NULL) STRICT`);
+  db.exec(`CREATE TABLE witness_keys (name TEXT PRIMARY KEY, public_key TEXT NOT NULL) STRICT`);
   db.exec(
     `CREATE TABLE witness_follows (zone TEXT PRIMARY KEY, servers TEXT NOT NULL, keys TEXT NOT NULL, serial INTEGER NOT NULL, ttl INTEGER NOT NULL, checked_at INTEGER NOT NULL) STRICT`,
   );

@@ -33,8 +33,12 @@ export class WitnessStore {
   private readonly unfollowStmt;
   private readonly followedStmt;
   private readonly followsStmt;
+  private readonly putKeyStmt;
+  private readonly keyStmt;
 
   constructor(db: Db) {
+    this.putKeyStmt = db.prepare(`INSERT OR REPLACE INTO witness_keys (name, public_key) VALUES (?, ?)`);
+    this.keyStmt = db.prepare<[string], string>(`SELECT public_key FROM witness_keys WHERE name = ?`).pluck();
     type Row = { zone: string; servers: string; keys: string; serial: number; ttl: number; checkedAt: number };
     const cols = 'zone, servers, keys, serial, ttl, checked_at AS checkedAt';
     this.followStmt = db.prepare(`INSERT OR REPLACE INTO witness_follows (zone, servers, keys, serial, ttl, checked_at) VALUES (?, ?, ?, ?, ?, ?)`);
@@ -93,6 +97,17 @@ export class WitnessStore {
   /** Every zone followed here. */
   follows(): FollowedZone[] {
     return this.followsStmt.all().map(followedOf);
+  }
+
+  /** Records the key a witness cosigns under (checked against its name by the caller). */
+  putKey(name: string, publicKey: PublicJwk): void {
+    this.putKeyStmt.run(name, JSON.stringify(publicKey));
+  }
+
+  /** The key of a witness whose cosignatures are served here, by its name, if known. */
+  keyOf(name: string): PublicJwk | undefined {
+    const json = this.keyStmt.get(name);
+    return json === undefined ? undefined : (JSON.parse(json) as PublicJwk);
   }
 
   /** Every fork kept, oldest first. */

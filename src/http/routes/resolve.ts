@@ -3,6 +3,8 @@ import type { AuthoritativeAnswer } from '../../authority/authority.js';
 import type { AppContext } from '../../context.js';
 import { zoneFromPath } from './zones.js';
 import { note } from '../observe.js';
+import { IdnsError } from '../../errors.js';
+import { fnv1a } from '../../records/encoding.js';
 
 /** `GET /v1/resolve/{handle}[?zone=Z]`: authoritative, non-recursive answers from the zones held here. */
 export function resolveRoutes(ctx: AppContext): Hono {
@@ -10,13 +12,26 @@ export function resolveRoutes(ctx: AppContext): Hono {
   app.get('/v1/resolve/:handle', (c) => {
     note(c, { role: 'authoritative' });
     const zone = c.req.query('zone');
-    const answer = ctx.authority.resolve(c.req.param('handle'), zone === undefined ? undefined : zoneFromPath(zone));
+    const withLog = logQuery(c.req.query('log'));
+    const resolved = ctx.authority.resolve(c.req.param('handle'), zone === undefined ? undefined : zoneFromPath(zone));
+    // Read in the same turn as the answer: the checkpoint of the version it was given from (docs/protocol.md §13.5).
+    const log = withLog ? ctx.zoneLogs.bind(resolved) : undefined;
+    const answer = log ? { ...resolved, log } : resolved;
     note(c, { zone: answer.zone, outcome: answer.status });
-    const reply = resolveReply(answer.status, answer.ttl, answerEtag(answer), c.req.header('If-None-Match'));
+    // With the log, the body also changes with the checkpoint's cosignatures: they name the ETag too.
+    const etag = log ? `${answerEtag(answer).slice(0, -1)}-${fnv1a(log.checkpoint).toString(36)}"` : answerEtag(answer);
+    const reply = resolveReply(answer.status, answer.ttl, etag, c.req.header('If-None-Match'));
     for (let i = 0; i < reply.headers.length; i += 2) c.header(reply.headers[i]!, reply.headers[i + 1]!);
     return reply.status === 304 ? c.body(null, 304) : c.body(JSON.stringify(answer), reply.status);
   });
   return app;
+}
+
+/** `?log=1` asks for the answer's log binding; absent, the answer as always; anything else is a bad request. */
+function logQuery(raw: string | undefined): boolean {
+  if (raw === undefined) return false;
+  if (raw === '1') return true;
+  throw new IdnsError('invalid_request', 'log must be 1 (or absent)');
 }
 
 /** The status and headers of an authoritative answer; the body, when there is one, is the answer's JSON. */

@@ -41,7 +41,7 @@ export function zoneRoutes(ctx: AppContext): Hono {
       role: row.role,
       digest: ZoneDigest.fromState(row.digestState).value(),
       record: row.record,
-      ...(row.checkpoint === '' ? {} : { checkpoint: row.checkpoint }),
+      ...(row.checkpoint === '' ? {} : { checkpoint: row.checkpoint, witnesses: ctx.zoneLogs.witnessKeys(row.checkpoint) }),
     });
   });
   // A new checkpoint comes with every version: cached no longer than a second, like the answers.

@@ -1,0 +1,137 @@
+import { IdnsError } from '../errors.js';
+import { parsePublicJwk, thumbprint, type PublicJwk } from '../records/keys.js';
+import { cosignatureTime, cosignatureVerifier } from './checkpoint.js';
+import { HASH_BYTES, MAX_PROOF_HASHES, verifyInclusion } from './merkle.js';
+import { ed25519NoteVerifier, MAX_NOTE_SIGNATURES, openNote, type NoteVerifier } from './note.js';
+import { parseCheckpoint, type Checkpoint } from './checkpoint.js';
+import { changeLeafHash, logOrigin, zoneRecordLeafHash } from './zone-log.js';
+import { witnessName } from './witness-key.js';
+
+/** What a resolver requires of a zone's checkpoints (`--witness THUMBPRINT… --witness-quorum N`). */
+export interface WitnessPolicy {
+  /** Thumbprints of the witness keys that count. */
+  witnesses: readonly string[];
+  /** How many of them must have cosigned. */
+  quorum: number;
+  /** How old the youngest `quorum` cosignatures may be, s (default one hour). */
+  freshnessSeconds: number;
+}
+
+/** Default freshness bound of witnessed answers: one hour (docs/protocol.md §14). */
+export const DEFAULT_WITNESS_FRESHNESS_SECONDS = 3600;
+
+/** A checkpoint that bound an answer, verified: its tree, and until when its cosignatures make it fresh enough (epoch s). */
+export interface BoundCheckpoint extends Checkpoint {
+  note: string;
+  /** The quorum's cosignatures are within the freshness bound until then; Infinity without a policy. */
+  freshUntil: number;
+}
+
+/** Seconds a cosignature's time may lie ahead of the verifier's clock (as records' `iat`, docs/protocol.md §3). */
+const CLOCK_SKEW_SECONDS = 300;
+
+/**
+ * Checks an answer's log binding (docs/protocol.md §13.5): the checkpoint is the zone's, signed by a key
+ * of `zoneKeys`; `zoneRecord` is its tree's last leaf; `entry` (a handle answer's history entry, as
+ * `handle#seq` and its JWS) is the leaf the binding names; and, with a policy, at least `quorum` of its
+ * witnesses cosigned it within the freshness bound, each checked with a key the binding carries whose
+ * thumbprint the policy names. Throws verification_failed saying what does not hold.
+ */
+export function verifyAnswerLog(
+  zone: string,
+  zoneRecord: string,
+  zoneKeys: readonly PublicJwk[],
+  input: unknown,
+  policy: WitnessPolicy | null,
+  nowSeconds: number,
+  entry?: { key: string; jws: string },
+): BoundCheckpoint {
+  const log = shapeOf(input);
+  const origin = logOrigin(zone);
+  const verifiers: NoteVerifier[] = zoneKeys.map((k) => ed25519NoteVerifier(origin, k));
+  const counted = new Set<NoteVerifier>();
+  if (policy !== null) {
+    for (const [name, value] of Object.entries(log.witnesses)) {
+      let key: PublicJwk;
+      try {
+        key = parsePublicJwk(value, `witness key ${name.slice(0, 80)}`);
+      } catch (err) {
+        // Not a key: it counts for no witness (the quorum decides whether enough remain).
+        if (err instanceof IdnsError) continue;
+        throw err;
+      }
+      const tp = thumbprint(key);
+      if (!policy.witnesses.includes(tp) || witnessName(tp) !== name) continue;
+      const v = cosignatureVerifier(name, key);
+      verifiers.push(v);
+      counted.add(v);
+    }
+  }
+  const { note, verified } = openNote(log.checkpoint, verifiers);
+  if (!verified.some((v) => !counted.has(v.verifier))) throw fail(`the checkpoint is not signed by a key of zone ${zone}`);
+  const checkpoint = parseCheckpoint(note.text);
+  if (checkpoint.origin !== origin) throw fail(`a checkpoint of ${checkpoint.origin}, not of ${origin}`);
+  if (checkpoint.size === 0) throw fail('a checkpoint of an empty log');
+  verifyInclusion(zoneRecordLeafHash(zoneRecord), checkpoint.size - 1, checkpoint.size, log.zoneRecord, checkpoint.root);
+  if (entry !== undefined) {
+    if (log.entry === undefined) throw fail(`the answer carries no inclusion proof of history entry ${entry.key}`);
+    verifyInclusion(changeLeafHash('put', 'op', entry.key, entry.jws)!, log.entry.leaf, checkpoint.size, log.entry.proof, checkpoint.root);
+  }
+  let freshUntil = Infinity;
+  if (policy !== null) {
+    const times = verified
+      .filter((v) => counted.has(v.verifier))
+      .map((v) => cosignatureTime(v.signature)!)
+      .filter((t) => t <= nowSeconds + CLOCK_SKEW_SECONDS)
+      .sort((a, b) => b - a);
+    const youngest = times.slice(0, policy.quorum);
+    const oldest = youngest.at(-1);
+    if (youngest.length < policy.quorum || oldest === undefined || oldest + policy.freshnessSeconds < nowSeconds) {
+      const fresh = times.filter((t) => t + policy.freshnessSeconds >= nowSeconds).length;
+      throw fail(
+        `the checkpoint of ${zone} is cosigned by ${fresh} of the witnesses required within the last ${policy.freshnessSeconds} s; ${policy.quorum} needed`,
+      );
+    }
+    freshUntil = oldest + policy.freshnessSeconds;
+  }
+  return { ...checkpoint, note: log.checkpoint, freshUntil };
+}
+
+interface AnswerLogShape {
+  checkpoint: string;
+  witnesses: Record<string, unknown>;
+  zoneRecord: Buffer[];
+  entry?: { leaf: number; proof: Buffer[] };
+}
+
+/** The binding's members, of the right types and within bounds (the note's own bounds are openNote's). */
+function shapeOf(input: unknown): AnswerLogShape {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) throw fail('the answer carries no log binding');
+  const log = input as Record<string, unknown>;
+  if (typeof log.checkpoint !== 'string') throw fail('a log binding without a checkpoint');
+  const witnesses = log.witnesses ?? {};
+  if (typeof witnesses !== 'object' || witnesses === null || Array.isArray(witnesses) || Object.keys(witnesses).length > MAX_NOTE_SIGNATURES) {
+    throw fail(`a log binding's witnesses are an object of at most ${MAX_NOTE_SIGNATURES} keys`);
+  }
+  const shape: AnswerLogShape = { checkpoint: log.checkpoint, witnesses: witnesses as Record<string, unknown>, zoneRecord: proofOf(log.zoneRecord) };
+  if (log.entry !== undefined) {
+    const e = log.entry as { leaf?: unknown; proof?: unknown } | null;
+    if (typeof e !== 'object' || e === null || !Number.isSafeInteger(e.leaf) || (e.leaf as number) < 0)
+      throw fail("a log binding's entry without a leaf number");
+    shape.entry = { leaf: e.leaf as number, proof: proofOf(e.proof) };
+  }
+  return shape;
+}
+
+function proofOf(value: unknown): Buffer[] {
+  if (!Array.isArray(value) || value.length > MAX_PROOF_HASHES) throw fail(`an inclusion proof is a list of at most ${MAX_PROOF_HASHES} hashes`);
+  return value.map((h) => {
+    const hash = typeof h === 'string' ? Buffer.from(h, 'base64') : Buffer.alloc(0);
+    if (hash.length !== HASH_BYTES || hash.toString('base64') !== h) throw fail('a proof hash is not 32 bytes of base64');
+    return hash;
+  });
+}
+
+function fail(why: string): IdnsError {
+  return new IdnsError('verification_failed', why);
+}

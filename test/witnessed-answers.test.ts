@@ -1,0 +1,161 @@
+import { cpSync } from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { signChangeRequest } from '../src/client/requests.js';
+import type { PublicJwk } from '../src/records/keys.js';
+import { historyKey } from '../src/records/history-key.js';
+import { DEFAULT_WITNESS_FRESHNESS_SECONDS, verifyAnswerLog, type WitnessPolicy } from '../src/transparency/witnessed.js';
+import { newUserKey } from './support/keys.js';
+import { startTestServer, tempDir, type TestServer } from './support/server.js';
+
+/**
+ * Answers bound to the zone's log (`GET /v1/resolve/{handle}?log=1`, docs/protocol.md §13.5) and their
+ * check against a witness policy (src/transparency/witnessed.ts): the zone record is the checkpoint's last
+ * leaf, the handle's history entry is in the tree, and enough of the required witnesses cosigned it
+ * recently. What a fork of the zone (the same key, its own history) serves fails the policy.
+ */
+
+const owner = newUserKey();
+const started: TestServer[] = [];
+const cleanups: (() => void)[] = [];
+
+afterEach(async () => {
+  for (const s of started.splice(0).reverse()) await s.close();
+  for (const c of cleanups.splice(0)) c();
+});
+
+async function server(options: Parameters<typeof startTestServer>[0] = {}): Promise<TestServer> {
+  const s = await startTestServer(options);
+  started.push(s);
+  return s;
+}
+
+async function register(s: TestServer, handle: string): Promise<void> {
+  await s.ctx.changes.submit(
+    signChangeRequest({ action: 'register', handle, endpoint: `https://home.example/${handle}`, keys: [owner.public] }, owner.private),
+  );
+}
+
+async function until<T>(check: () => Promise<T | undefined | false>, what: string, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const got = await check();
+    if (got !== undefined && got !== false) return got;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+interface Answer {
+  status: string;
+  zone: string;
+  record: string;
+  zoneRecord: string;
+  history?: [number, string][];
+  log?: { checkpoint: string; witnesses: Record<string, PublicJwk> };
+}
+
+async function resolve(s: TestServer, handle: string): Promise<Answer> {
+  return (await (await fetch(`${s.url}/v1/resolve/${handle}?log=1`)).json()) as Answer;
+}
+
+const keysOf = (zoneRecord: string): PublicJwk[] => JSON.parse(Buffer.from(zoneRecord.split('.')[1]!, 'base64url').toString()).keys;
+const now = () => Math.floor(Date.now() / 1000);
+
+/** The history entry a handle answer's record names: the last of its evidence. */
+function entryOf(answer: Answer): { key: string; jws: string } {
+  const [seq, jws] = answer.history!.at(-1)!;
+  return { key: historyKey(JSON.parse(Buffer.from(answer.record.split('.')[1]!, 'base64url').toString()).handle, seq), jws };
+}
+
+const check = (answer: Answer, policy: WitnessPolicy | null, at = now()) =>
+  verifyAnswerLog(answer.zone, answer.zoneRecord, keysOf(answer.zoneRecord), answer.log, policy, at, answer.status === 'answer' ? entryOf(answer) : undefined);
+
+/** A primary whose two secondaries witness it, both cosigning; the policy that requires both. */
+async function witnessedZone() {
+  const [a, b] = [await server({ background: true }), await server({ background: true })];
+  const primary = await server({ background: true });
+  primary.ctx.zones.create('example', { servers: [primary.url, a.url, b.url] });
+  const kid = primary.ctx.zones.info('example').keyThumbprints[0]!;
+  for (const s of [a, b]) {
+    s.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });
+    await s.ctx.replicator.checkNow('example');
+  }
+  const thumbprints = await Promise.all([a, b].map(async (s) => ((await (await fetch(`${s.url}/v1/witness`)).json()) as { thumbprint: string }).thumbprint));
+  const policy: WitnessPolicy = { witnesses: thumbprints, quorum: 2, freshnessSeconds: DEFAULT_WITNESS_FRESHNESS_SECONDS };
+  return { primary, secondaries: [a, b], policy };
+}
+
+/** Waits until `s` answers for `handle` with a binding both witnesses cosigned. */
+async function cosignedAnswer(s: TestServer, handle: string, policy: WitnessPolicy): Promise<Answer> {
+  return until(async () => {
+    const answer = await resolve(s, handle);
+    try {
+      check(answer, policy);
+      return answer;
+    } catch {
+      return undefined;
+    }
+  }, `a cosigned answer for ${handle} from ${s.url}`);
+}
+
+describe('answers bound to the log', () => {
+  it('carry the checkpoint, its witnesses, and proofs of the zone record and the history entry, which a quorum policy accepts, on the primary and its secondaries', async () => {
+    const { primary, secondaries, policy } = await witnessedZone();
+    await register(primary, 'ann@example');
+    await register(primary, 'bob@example');
+    const answer = await cosignedAnswer(primary, 'ann@example', policy);
+    const bound = check(answer, policy);
+    expect(bound.freshUntil).toBeGreaterThan(now());
+    expect(Object.keys(answer.log!.witnesses).sort()).toEqual(policy.witnesses.map((t) => `idns-witness/${t}`).sort());
+    // The secondaries serve the same binding once they took the cosigned checkpoint (and the witnesses' keys).
+    for (const s of secondaries) expect(check(await cosignedAnswer(s, 'bob@example', policy), policy).size).toBe(bound.size);
+    // A denial is bound by its zone record.
+    const denial = await resolve(primary, 'nobody@example');
+    expect(denial.status).toBe('denial');
+    check(denial, policy);
+    // Without ?log the answer is as before; a bad value is refused.
+    expect(await (await fetch(`${primary.url}/v1/resolve/ann@example`)).json()).not.toHaveProperty('log');
+    const bad = await fetch(`${primary.url}/v1/resolve/ann@example?log=yes`);
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: { code: string } }).error.code).toBe('invalid_request');
+  });
+
+  it('fail the policy without enough fresh cosignatures, and fail whatever the policy when the proofs do not hold', async () => {
+    const { primary, policy } = await witnessedZone();
+    await register(primary, 'ann@example');
+    await register(primary, 'bob@example');
+    const answer = await cosignedAnswer(primary, 'ann@example', policy);
+    expect(() => check(answer, { ...policy, quorum: 3 })).toThrow(/cosigned by 2 of the witnesses required.*3 needed/);
+    expect(() => check(answer, { ...policy, witnesses: [policy.witnesses[0]!], quorum: 2 })).toThrow(/cosigned by 1 of/);
+    // Two hours later the same answer is stale: its cosignatures are older than the bound.
+    expect(() => check(answer, policy, now() + 2 * 3600)).toThrow(/within the last 3600 s/);
+    // Another handle's entry, or an older zone record, is not what this checkpoint binds.
+    const bob = await resolve(primary, 'bob@example');
+    expect(() => verifyAnswerLog('example', answer.zoneRecord, keysOf(answer.zoneRecord), answer.log, policy, now(), entryOf(bob))).toThrow();
+    const older = answer.zoneRecord;
+    await register(primary, 'cai@example');
+    const newer = await cosignedAnswer(primary, 'cai@example', policy);
+    expect(() => verifyAnswerLog('example', older, keysOf(older), newer.log, policy, now(), entryOf(newer))).toThrow();
+    // A binding stripped of its witnesses' keys counts no cosignature.
+    expect(() => check({ ...answer, log: { ...answer.log!, witnesses: {} } }, policy)).toThrow(/cosigned by 0/);
+  });
+
+  it("a fork's answers (a copy of the primary's data, the same key, its own history) pass without a policy and fail it: the witnesses follow the real primary", async () => {
+    const { primary, policy } = await witnessedZone();
+    await register(primary, 'ann@example');
+    await cosignedAnswer(primary, 'ann@example', policy);
+    const copy = tempDir('idns-fork-');
+    cleanups.push(copy.remove);
+    primary.ctx.store.checkpoint();
+    cpSync(primary.dataDir, copy.dir, { recursive: true });
+    const fork = await server({ dataDir: copy.dir });
+    await register(fork, 'mallory@example');
+    const forged = await resolve(fork, 'mallory@example');
+    expect(forged.status).toBe('answer');
+    check(forged, null);
+    expect(() => check(forged, policy)).toThrow(/cosigned by 0 of the witnesses required/);
+    // The real primary's next answers stay witnessed.
+    await register(primary, 'bob@example');
+    check(await cosignedAnswer(primary, 'bob@example', policy), policy);
+  });
+});
