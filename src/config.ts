@@ -83,6 +83,8 @@ export interface ResolverConfig {
   /** The WebFinger bridge for hosts that publish no zone (on with discovery unless turned off). */
   webfinger: boolean;
   allowPrivate: boolean;
+  /** Witnesses required of every zone walked (docs/protocol.md §13.5), or absent. */
+  witnesses?: { thumbprints: string[]; quorum?: number; freshnessSeconds?: number };
   /** The resolver's cache options, as the library takes them (resolver/options.ts). */
   cache: NonNullable<ResolverOptions['cache']>;
   /**
@@ -304,6 +306,14 @@ const fileSchema = z
           .optional(),
         webfingerFallback: z.boolean().optional(),
         allowPrivate: z.boolean().optional(),
+        witnesses: z
+          .object({
+            thumbprints: z.array(z.string().regex(SHA256_B64U, 'a key thumbprint (43 characters of canonical base64url)')).min(1).max(100),
+            quorum: z.number().int().min(1).max(100).optional(),
+            freshnessSeconds: z.number().int().min(60).max(604_800).optional(),
+          })
+          .strict()
+          .optional(),
         cache: z
           .object({
             maxEntries: z.number().int().min(1).max(100_000_000).optional(),
@@ -375,6 +385,9 @@ export interface ConfigFlags {
   requireDnssec?: boolean;
   webfingerFallback?: boolean;
   allowPrivate?: boolean;
+  /** `--witness THUMBPRINT…` and `--witness-quorum N`: witnesses the resolver requires. */
+  witness?: string[];
+  witnessQuorum?: number;
 }
 
 /**
@@ -475,10 +488,31 @@ function resolverConfig(file: ConfigFile['resolver'], flags: ConfigFlags, config
     discovery: dnsOn ? { ...(dnsServers ? { dnsServers } : {}), requireDnssec, ...(file?.dns?.timeoutMs ? { dnsTimeoutMs: file.dns.timeoutMs } : {}) } : null,
     webfinger: dnsOn && (flags.webfingerFallback ?? file?.webfingerFallback ?? true),
     allowPrivate: flags.allowPrivate ?? file?.allowPrivate ?? false,
+    ...witnessesOf(flags, file?.witnesses, where, forwarders.length > 0),
     cache: cacheOptions,
     compactHeap: compactHeap ?? true,
     limits: { ...file?.limits },
   };
+}
+
+/** The witnesses the resolver requires, from the flags (which replace the file's) or the file. */
+function witnessesOf(flags: ConfigFlags, file: ResolverConfig['witnesses'], where: string, forwarding: boolean): Pick<ResolverConfig, 'witnesses'> {
+  if (flags.witness === undefined && flags.witnessQuorum !== undefined) throw new IdnsError('invalid_config', 'flags: --witness-quorum goes with --witness');
+  const w = flags.witness ? { thumbprints: flags.witness, ...(flags.witnessQuorum !== undefined ? { quorum: flags.witnessQuorum } : {}) } : file;
+  if (w === undefined) return {};
+  if (forwarding) {
+    throw new IdnsError(
+      'invalid_config',
+      `${where}: witnesses are required of the zones an iterative resolver walks (--root); a forwarding one cannot check them yet`,
+    );
+  }
+  for (const t of w.thumbprints)
+    if (!SHA256_B64U.test(t)) throw new IdnsError('invalid_config', `${where}: witness "${t}" is not a key thumbprint (43 base64url characters)`);
+  const count = new Set(w.thumbprints).size;
+  if (w.quorum !== undefined && (!Number.isInteger(w.quorum) || w.quorum < 1 || w.quorum > count)) {
+    throw new IdnsError('invalid_config', `${where}: the witness quorum is 1 to ${count} (the witnesses given)`);
+  }
+  return { witnesses: w };
 }
 
 /** Parses `ZONE=THUMBPRINT` values; the zone may be `.` for the root. */

@@ -66,6 +66,7 @@ export class AppContext extends LocalContext {
           discovery: r.discovery ?? false,
           webfinger: r.webfinger,
           allowPrivate: r.allowPrivate,
+          ...(r.witnesses ? { witnesses: r.witnesses } : {}),
           cache: r.cache,
           limits: r.limits,
           clock,
@@ -156,7 +157,7 @@ function metricsSources(ctx: AppContext): MetricsSources {
     notifies: () => ({ sent: ctx.notifier.sent, gaveUp: ctx.notifier.failed }),
     answerFiles: () => ctx.answerFiles?.status() ?? [],
     resolverCache: () => (ctx.resolver ? { entries: ctx.resolver.cacheSize, bytes: ctx.resolver.cacheBytes } : null),
-    resolverZoneForks: () => ctx.resolver?.zoneForks().length ?? 0,
+    resolverZoneForks: () => (ctx.resolver ? ctx.resolver.zoneForks().length + ctx.resolver.checkpointForks().length : 0),
     witnessForks: () => ctx.store.witness.forks().length,
     *rollovers() {
       for (const row of ctx.zones.list()) {

@@ -15,7 +15,8 @@ import type { Store } from '../store/store.js';
 import type { ZoneRow } from '../store/zones.js';
 import { serialOf } from '../records/serial.js';
 import type { ZoneSettings } from './settings.js';
-import { changeLeafHash, checkpointSize, signCheckpoint, ZoneLog, zoneRecordLeafHash } from '../transparency/zone-log.js';
+import { changeLeafHash, checkpointSize, signCheckpoint, zoneRecordLeafHash } from '../transparency/zone-log.js';
+import { ZoneLog } from '../transparency/zone-log-writer.js';
 
 /**
  * Changes one zone inside a write transaction: signs the records it puts, keeps the denial gaps, the

@@ -10,7 +10,7 @@ import { cosignatureVerifier } from '../transparency/checkpoint.js';
 import { consistencyProof } from '../transparency/merkle.js';
 import { formatNote, parseNote, type NoteSignature, type NoteVerifier } from '../transparency/note.js';
 import { formatAddCheckpoint } from '../transparency/witness.js';
-import { witnessName } from '../transparency/witness-key.js';
+import { witnessName } from '../transparency/witness-name.js';
 import { checkpointSize } from '../transparency/zone-log.js';
 import { PEER_ANSWER_MAX_BYTES, PEER_TIMEOUT_MS } from './peer-zone-record.js';
 

@@ -6,7 +6,7 @@ import { IdnsError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Store } from '../store/store.js';
 import { parsePublicJwk, thumbprint } from '../records/keys.js';
-import { witnessName } from '../transparency/witness-key.js';
+import { witnessName } from '../transparency/witness-name.js';
 import { parseSecondarySettings } from '../authority/settings.js';
 import type { ZoneRecord } from '../records/types.js';
 import { parseNote } from '../transparency/note.js';

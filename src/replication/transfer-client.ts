@@ -23,7 +23,8 @@ import { LINE_OVERHEAD, TransferBounds } from './transfer-bounds.js';
 import { contentTotals, elementSize } from '../authority/editor.js';
 import { TRANSFER_CONTENT_TYPES } from './transfer-source.js';
 import { LogLoader, transferCheckpoint } from './transfer-log.js';
-import { changeLeafHash, checkpointSize, ZoneLog } from '../transparency/zone-log.js';
+import { changeLeafHash, checkpointSize } from '../transparency/zone-log.js';
+import { ZoneLog } from '../transparency/zone-log-writer.js';
 
 /** Limits on what a transfer peer can make us do. */
 export interface TransferLimits {

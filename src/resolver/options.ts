@@ -1,6 +1,7 @@
 import type { Dispatcher } from 'undici';
 import type { Clock } from '../clock.js';
 import { parseDnsServer, type DnsServer } from '../discovery/dns-server.js';
+import { DEFAULT_WITNESS_FRESHNESS_SECONDS, type WitnessPolicy } from '../transparency/witnessed.js';
 
 /** How to build a resolver. Each option is documented with its default. */
 export interface ResolverOptions {
@@ -28,6 +29,13 @@ export interface ResolverOptions {
   webfinger?: boolean;
   /** Reach http URLs and loopback/private addresses (tests, local demos). Default false. */
   allowPrivate?: boolean;
+  /**
+   * Witnessed answers (docs/protocol.md §13.5, §14): accept an answer, a denial or a referral only when
+   * the zone's checkpoint binding it was cosigned by `quorum` of these witnesses (RFC 7638 thumbprints of
+   * their keys, as `idns witness show` prints them) within `freshnessSeconds`. Default: none required.
+   * `quorum` defaults to every witness given, `freshnessSeconds` to 3,600. Iterative mode only.
+   */
+  witnesses?: { thumbprints: string[]; quorum?: number; freshnessSeconds?: number };
   clock?: Clock;
   cache?: {
     /** Most entries kept (answers, denials and zone cuts together). Default 100,000. */
@@ -101,6 +109,8 @@ export interface ResolvedOptions {
   rootServers: string[];
   forwarders: string[];
   allowPrivate: boolean;
+  /** The witnesses required, or null. */
+  witnesses: WitnessPolicy | null;
   maxEntries: number;
   maxBytes: number;
   maxEntryBytes: number;
@@ -145,6 +155,7 @@ export function resolveOptions(o: ResolverOptions): ResolvedOptions {
   return {
     anchors,
     discovery,
+    witnesses: witnessPolicyOf(o.witnesses, forwarders.length > 0),
     // The bridge trusts nothing it can check: requireDnssec rules it out.
     webfinger: discovery !== null && !discovery.requireDnssec && (o.webfinger ?? true),
     rootServers,
@@ -162,4 +173,25 @@ export function resolveOptions(o: ResolverOptions): ResolvedOptions {
     maxQueries: positive(o.limits?.maxQueries, 32, 'limits.maxQueries'),
     maxResponseBytes: positive(o.limits?.maxResponseBytes, 256 * 1024, 'limits.maxResponseBytes'),
   };
+}
+
+const THUMBPRINT = /^[A-Za-z0-9_-]{43}$/;
+
+/** The witness policy of the options, checked; null when no witness is required. */
+function witnessPolicyOf(w: ResolverOptions['witnesses'], forwarding: boolean): WitnessPolicy | null {
+  if (w === undefined) return null;
+  const thumbprints = [...new Set(w.thumbprints)];
+  if (thumbprints.length === 0 || thumbprints.length > 100 || !thumbprints.every((t) => THUMBPRINT.test(t))) {
+    throw new TypeError('createResolver: witnesses.thumbprints are 1 to 100 key thumbprints (43 base64url characters)');
+  }
+  const quorum = w.quorum ?? thumbprints.length;
+  if (!Number.isInteger(quorum) || quorum < 1 || quorum > thumbprints.length)
+    throw new TypeError(`createResolver: witnesses.quorum is 1 to ${thumbprints.length}`);
+  const freshnessSeconds = w.freshnessSeconds ?? DEFAULT_WITNESS_FRESHNESS_SECONDS;
+  if (!Number.isInteger(freshnessSeconds) || freshnessSeconds < 60 || freshnessSeconds > 7 * 86_400) {
+    throw new TypeError('createResolver: witnesses.freshnessSeconds is 60 to 604800');
+  }
+  // Forwarded proofs do not carry the log bindings yet: witnesses are required of zones walked here.
+  if (forwarding) throw new TypeError('createResolver: witnesses are required of the zones an iterative resolver walks; forwarding does not carry them yet');
+  return { witnesses: thumbprints, quorum, freshnessSeconds };
 }

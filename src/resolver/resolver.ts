@@ -24,6 +24,9 @@ import { HISTORY_RESPONSE_MAX_BYTES, parseEvidence, readLog } from '../records/h
 import type { HandleRecord } from '../records/types.js';
 import { HistoryBook } from './histories.js';
 import { ZoneVersions, type ZoneFork } from './zone-versions.js';
+import { CheckpointBook, type CheckpointFork } from '../transparency/checkpoint-book.js';
+import { verifyAnswerLog } from '../transparency/witnessed.js';
+import { historyKey } from '../records/history-key.js';
 import { ServerSelector } from './servers.js';
 import { cutBytes, resolutionBytes, stepsBytes, traceBytes } from './weigh.js';
 
@@ -31,11 +34,11 @@ import { cutBytes, resolutionBytes, stepsBytes, traceBytes } from './weigh.js';
 export interface VerifiedResult extends Resolution {
   verified: true;
   /**
-   * True when the zone's checkpoint holding the record was cosigned by the witnesses the resolver
-   * requires (issue 18: resolvers do not require witnesses yet, so always false; the no-rollback rule on
-   * zone serials holds either way, docs/protocol.md §10.1).
+   * True when every zone of the proof was bound to a checkpoint cosigned by the witnesses the resolver
+   * requires (`witnesses` option), within their freshness bound; false without witnesses required or for
+   * a stale answer (the no-rollback rule on zone serials holds either way, docs/protocol.md §10.1).
    */
-  witnessed: false;
+  witnessed: boolean;
   /** `configured`: a trust anchor given to the resolver; `dnssec`/`https`: a publication found by discovery. */
   anchor: AnchorKind;
   /** True when served from expired cache because the zone's servers could not be reached (RFC 8767). */
@@ -76,8 +79,8 @@ export type ResolvedHandle = {
 } & (
   | {
       verified: true;
-      /** Cosigned by the required witnesses (not required yet: always false; see VerifiedResult). */
-      witnessed: false;
+      /** Cosigned by the required witnesses, fresh (see VerifiedResult). */
+      witnessed: boolean;
       anchor: AnchorKind;
       zone: string;
       /** The id of the entry that began the handle's current registration: a new one means the handle was deleted and registered again, perhaps by someone else. */
@@ -196,7 +199,7 @@ type ZoneReply = (
   | { status: 'answer'; zone: VerifiedZone; record: string; history: readonly NumberedEntry[] }
   | { status: 'denial'; zone: VerifiedZone; record: string; noCut?: string[] }
   | { status: 'referral'; zone: VerifiedZone; record: string; child: ZoneCut }
-) & { server: string; rttMs: number };
+) & { server: string; rttMs: number; /** With witnesses required: until when the reply's checkpoint is fresh enough, epoch s. */ freshUntil?: number };
 
 /**
  * The caching, verifying resolver: walks the hierarchy from its trust anchors (or asks upstream resolvers
@@ -225,6 +228,8 @@ export class Resolver {
   private readonly histories: HistoryBook;
   /** The newest version of each zone verified: an older one is refused (zone-versions.ts). */
   private readonly versions: ZoneVersions;
+  /** With witnesses required: the largest checkpoint of each zone accepted (no rollback, forks kept). */
+  private readonly checkpoints: CheckpointBook;
   /**
    * Finding zones without a root (DNS, HTTPS documents) and the WebFinger bridge, each null when off,
    * loaded at first use: a resolver that only walks its root's hierarchy never needs them, and their
@@ -244,6 +249,7 @@ export class Resolver {
     // Entries are shared with the cached proofs that carry them; a quarter of the cache's bytes bounds the rest.
     this.histories = new HistoryBook(this.options.maxEntries, Math.floor(this.options.maxBytes / 4));
     this.versions = new ZoneVersions(MAX_ZONE_VERSIONS);
+    this.checkpoints = new CheckpointBook(MAX_ZONE_VERSIONS);
     this.ownsDispatcher = options.dispatcher === undefined;
     this.dispatcher =
       options.dispatcher ??
@@ -356,12 +362,12 @@ export class Resolver {
       // Prefetch: a hot entry near expiry is refreshed before anyone has to wait for it.
       if (this.options.prefetch && entry.hits >= 2 && entry.expiresAt - now < entry.ttlMs / 10) this.background(handle);
       this.events.cache?.('hit');
-      return result(cached, Math.max(0, Math.ceil((entry.expiresAt - now) / 1000)), false);
+      return result(cached, Math.max(0, Math.ceil((entry.expiresAt - now) / 1000)), false, this.options.witnesses !== null);
     }
     if (now < entry.expiresAt + this.options.staleWhileRevalidateMs) {
       this.background(handle);
       this.events.cache?.('stale');
-      return result(cached, 0, true);
+      return result(cached, 0, true, false);
     }
     return undefined;
   }
@@ -386,14 +392,14 @@ export class Resolver {
     this.events.cache?.('miss');
     try {
       const fresh = await raceSignal(this.refresh(handle, options.forceRefresh ?? false), options.signal);
-      return isBridged(fresh) ? { ...fresh, status: 'found', zone: null, stale: false } : result(fresh, fresh.ttl, false);
+      return isBridged(fresh) ? { ...fresh, status: 'found', zone: null, stale: false } : result(fresh, fresh.ttl, false, this.options.witnesses !== null);
     } catch (err) {
       if (options.signal?.aborted) throw err;
       // RFC 8767: when the zone's servers cannot give an answer, expired data (still validly signed) is
       // better than none, for a bounded window, and marked as stale.
       if (entry && cached) {
         this.events.cache?.('stale');
-        return result(cached, 0, true);
+        return result(cached, 0, true, false);
       }
       throw err;
     }
@@ -415,6 +421,14 @@ export class Resolver {
    */
   zoneForks(): readonly ZoneFork[] {
     return this.versions.forks();
+  }
+
+  /**
+   * With witnesses required: evidence of forks of zones' logs met, two checkpoints of one zone that cannot
+   * both be true (one size, two roots). Oldest first, at most MAX_FORKS.
+   */
+  checkpointForks(): readonly CheckpointFork[] {
+    return this.checkpoints.forks();
   }
 
   /** Empties the cache (the zone versions seen stay: they are what a rollback is judged by). */
@@ -495,7 +509,8 @@ export class Resolver {
     for (let referrals = 0; ; referrals++) {
       const reply = await this.askZone(cut, handle, host, budget, referrals < this.options.maxReferrals ? ahead : null);
       trace.push({ zone: cut.name, server: reply.server, rttMs: reply.rttMs });
-      exp = Math.min(exp, reply.zone.record.exp);
+      // A witnessed reply is good only while its checkpoint's cosignatures are fresh enough.
+      exp = Math.min(exp, reply.zone.record.exp, reply.freshUntil ?? Infinity);
       if (this.rememberServers(cut, reply.zone)) this.cache.reweigh(`z:${cut.name}`);
       if (reply.status !== 'referral') {
         steps.push({ zone: cut.name, zoneRecord: reply.zone.jws });
@@ -579,10 +594,12 @@ export class Resolver {
           await turn();
         }
         const checked = this.signatures.during(() => this.checkZoneReply(res, cut, handle, host));
-        const reply = checked.status === 'answer' ? await this.withHistory(checked, cut, server, handle, budget) : checked;
+        const reply: DistributiveOmit<ZoneReply, 'server' | 'rttMs'> =
+          checked.status === 'answer' ? await this.withHistory(checked, cut, server, handle, budget) : checked;
+        const freshUntil = this.options.witnesses === null ? undefined : this.signatures.during(() => this.boundToLog(res.body, reply, cut));
         const rttMs = this.clock.now() - started;
         this.selector.success(server, rttMs);
-        return { ...reply, server, rttMs };
+        return { ...reply, server, rttMs, ...(freshUntil === undefined ? {} : { freshUntil }) };
       } catch (err) {
         // A request sent ahead on this server's referral is not wanted now that the reply failed.
         if (ahead) ahead.next = null;
@@ -599,7 +616,26 @@ export class Resolver {
   }
 
   private resolveUrl(server: string, handle: string, zoneParam: string): string {
-    return `${server.replace(/\/+$/, '')}/v1/resolve/${encodeURIComponent(handle)}?zone=${encodeURIComponent(zoneParam)}`;
+    const log = this.options.witnesses === null ? '' : '&log=1';
+    return `${server.replace(/\/+$/, '')}/v1/resolve/${encodeURIComponent(handle)}?zone=${encodeURIComponent(zoneParam)}${log}`;
+  }
+
+  /**
+   * With witnesses required (docs/protocol.md §13.5): the reply's binding to the zone's log, checked
+   * against the policy, its checkpoint no older than one seen before for the zone (kept as evidence of a
+   * fork when it cannot extend it); then the reply's zone version is remembered. Returns until when the
+   * checkpoint's cosignatures are fresh enough, epoch s. Throws verification_failed: the next server is tried.
+   */
+  private boundToLog(body: unknown, reply: DistributiveOmit<ZoneReply, 'server' | 'rttMs'>, cut: ZoneCut): number {
+    // A handle answer's entry: the last of its verified history, the one its record's `seq` names.
+    const last = reply.status === 'answer' ? reply.history.at(-1) : undefined;
+    const handle = last === undefined ? '' : (decodeCompact(reply.record).payload as { handle: string }).handle;
+    const entry = last === undefined ? undefined : { key: historyKey(handle, last[0]), jws: last[1] };
+    const log = (body as { log?: unknown } | null)?.log;
+    const bound = verifyAnswerLog(cut.name, reply.zone.jws, reply.zone.record.keys, log, this.options.witnesses, epochSeconds(this.clock), entry);
+    this.checkpoints.accept(cut.name, { size: bound.size, root: bound.root, note: bound.note });
+    this.versions.check(cut.name, reply.zone.record, reply.zone.jws);
+    return bound.freshUntil;
   }
 
   /**
@@ -702,7 +738,8 @@ export class Resolver {
     const now = epochSeconds(this.clock);
     const zone = verifyZoneRecord(b.zoneRecord, cut.name, now, cut.trusted);
     // Before the rest: a server answering from an older version of the zone is refused, and the next tried.
-    this.versions.check(cut.name, zone.record, zone.jws);
+    // With witnesses required, the version is remembered only once its checkpoint binding verifies (boundToLog).
+    this.versions.check(cut.name, zone.record, zone.jws, this.options.witnesses === null);
     if (typeof b.record !== 'string') throw new IdnsError('bad_response', 'the reply carries no record');
     if (b.status === 'answer') {
       const r = verifyHandleRecord(b.record, handle, zone, now, this.verifyOptions);
@@ -815,7 +852,8 @@ export function createResolver(options: ResolverOptions = {}): Resolver {
 }
 
 /** A lookup result: the resolution with the TTL left and its staleness, member by member (see withTrace). */
-function result(r: Resolution, ttl: number, stale: boolean): VerifiedResult {
+/** The result of a verified resolution; `witnessed` when every zone of it was bound to a checkpoint the required witnesses cosigned, still fresh. */
+function result(r: Resolution, ttl: number, stale: boolean, witnessed: boolean): VerifiedResult {
   return {
     handle: r.handle,
     status: r.status,
@@ -832,7 +870,7 @@ function result(r: Resolution, ttl: number, stale: boolean): VerifiedResult {
     genesis: r.genesis,
     operatorAsserted: r.operatorAsserted,
     verified: true,
-    witnessed: false,
+    witnessed,
     anchor: r.proof.anchor?.type ?? 'configured',
     stale,
   };
@@ -886,7 +924,7 @@ function resolvedHandle(r: LookupResult): ResolvedHandle {
       ttl: r.ttl,
       stale: r.stale,
       verified: true,
-      witnessed: false,
+      witnessed: r.witnessed,
       anchor: r.anchor,
       zone: r.zone,
       genesis: r.genesis!,
@@ -903,7 +941,7 @@ function resolvedHandle(r: LookupResult): ResolvedHandle {
     ...(r.alsoKnownAs !== undefined ? { alsoKnownAs: r.alsoKnownAs } : {}),
     ...(r.movedTo !== undefined ? { movedTo: r.movedTo } : {}),
     verified: true,
-    witnessed: false,
+    witnessed: r.witnessed,
     anchor: r.anchor,
     zone: r.zone,
     genesis: r.genesis!,

@@ -27,10 +27,12 @@ export class ZoneVersions {
   constructor(private readonly maxZones: number) {}
 
   /**
-   * Checks a verified zone record of `zone` against the newest seen, and remembers it when it is newer.
+   * Checks a verified zone record of `zone` against the newest seen, and remembers it when it is newer
+   * (unless `remember` is false: a resolver requiring witnesses remembers a version only once its
+   * checkpoint binding is verified too, or a fork's newer serial would make the genuine zone look old).
    * Throws verification_failed for an older serial (rollback) or a same-serial record with another digest (fork).
    */
-  check(zone: string, record: { serial: number; digest: string }, jws: string): void {
+  check(zone: string, record: { serial: number; digest: string }, jws: string, remember = true): void {
     const held = this.zones.get(zone);
     if (held !== undefined) {
       if (serialLess(record.serial, held.serial)) {
@@ -47,8 +49,10 @@ export class ZoneVersions {
         }
         return;
       }
+      if (!remember) return;
       this.zones.delete(zone);
     }
+    if (!remember) return;
     this.zones.set(zone, { serial: record.serial, digest: record.digest, record: jws });
     while (this.zones.size > this.maxZones) this.zones.delete(this.zones.keys().next().value!);
   }

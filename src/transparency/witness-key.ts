@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { IdnsError } from '../errors.js';
 import { readKeyFile, writeKeyFile } from '../authority/keyring.js';
 import { generatePrivateJwk, type SigningKey } from '../records/keys.js';
+import { witnessName } from './witness-name.js';
 
 /**
  * A server's witness key (../shared/DESIGN.md, "Witnessed zones"): `DATA/keys/witness.jwk`, mode 0600,
@@ -12,11 +13,6 @@ import { generatePrivateJwk, type SigningKey } from '../records/keys.js';
 export interface WitnessKey {
   name: string;
   key: SigningKey;
-}
-
-/** The name a witness signs under: `idns-witness/<thumbprint>` (a C2SP key name: no spaces, no "+"). */
-export function witnessName(thumbprint: string): string {
-  return `idns-witness/${thumbprint}`;
 }
 
 /**

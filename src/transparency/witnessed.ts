@@ -5,7 +5,7 @@ import { HASH_BYTES, MAX_PROOF_HASHES, verifyInclusion } from './merkle.js';
 import { ed25519NoteVerifier, MAX_NOTE_SIGNATURES, openNote, type NoteVerifier } from './note.js';
 import { parseCheckpoint, type Checkpoint } from './checkpoint.js';
 import { changeLeafHash, logOrigin, zoneRecordLeafHash } from './zone-log.js';
-import { witnessName } from './witness-key.js';
+import { witnessName } from './witness-name.js';
 
 /** What a resolver requires of a zone's checkpoints (`--witness THUMBPRINT… --witness-quorum N`). */
 export interface WitnessPolicy {

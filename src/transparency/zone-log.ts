@@ -1,9 +1,8 @@
 import { createHash } from 'node:crypto';
 import { IdnsError } from '../errors.js';
 import type { PublicJwk, SigningKey } from '../records/keys.js';
-import type { LogStore } from '../store/log-nodes.js';
 import { checkpointText, parseCheckpoint, type Checkpoint } from './checkpoint.js';
-import { leafHash, MerkleFrontier, type SubtreeHashes } from './merkle.js';
+import { leafHash } from './merkle.js';
 import { ed25519NoteSigner, ed25519NoteVerifier, openNote, signNote } from './note.js';
 
 /**
@@ -70,45 +69,6 @@ export function openCheckpoint(zone: string, note: unknown, keys: readonly Publi
 export function checkpointSize(note: string): number {
   if (note === '') return 0;
   return Number(note.split('\n', 2)[1]);
-}
-
-/**
- * The log of one content id being appended to inside a write transaction: the frontier (the tree's right
- * edge) in memory, the completed subtrees stored as they complete.
- */
-export class ZoneLog {
-  private constructor(
-    private readonly logs: LogStore,
-    private readonly content: string,
-    private readonly frontier: MerkleFrontier,
-  ) {}
-
-  /** The log of `content` at `size` leaves (read from the stored subtrees: O(log n) reads). */
-  static at(logs: LogStore, content: string, size: number): ZoneLog {
-    return new ZoneLog(logs, content, size === 0 ? new MerkleFrontier() : MerkleFrontier.of(logs.subtrees(content), size));
-  }
-
-  /** Appends a leaf hash and stores what it completes; returns the leaf's index. */
-  append(leafHash: Buffer): number {
-    const index = this.frontier.size;
-    this.logs.keep(this.content, this.frontier.append(leafHash));
-    return index;
-  }
-
-  /** Leaves appended so far. */
-  get size(): number {
-    return this.frontier.size;
-  }
-
-  /** The tree's root (MTH) as it is. */
-  root(): Buffer {
-    return this.frontier.root();
-  }
-
-  /** The stored subtrees, for proofs. */
-  subtrees(): SubtreeHashes {
-    return this.logs.subtrees(this.content);
-  }
 }
 
 function sha256(text: string): Buffer {

@@ -8,9 +8,9 @@ import { decodeCompact } from '../../records/jws.js';
 import type { Resolution } from '../../resolver/proof.js';
 import type { BridgedResult, LookupResult } from '../../resolver/resolver.js';
 import type { ResolverOptions } from '../../resolver/options.js';
-import { OPERATOR_ASSERTED, parseCommand, UsageError, type Io } from '../args.js';
+import { intOption, OPERATOR_ASSERTED, parseCommand, UsageError, type Io } from '../args.js';
 
-const usage = `usage: idns lookup HANDLE --root URL... --anchor ZONE=THUMBPRINT... [--dns ...] [--allow-private] [--json]
+const usage = `usage: idns lookup HANDLE --root URL... --anchor ZONE=THUMBPRINT... [--dns ...] [--witness THUMBPRINT... [--witness-quorum N]] [--allow-private] [--json]
        idns lookup HANDLE --dns [--dns-server HOST:PORT...] [--require-dnssec] [--no-webfinger-fallback] [--ca FILE...] [--json]
        idns lookup HANDLE --resolver URL [--anchor ZONE=THUMBPRINT...] [--allow-private] [--json]
 
@@ -25,6 +25,9 @@ system's resolvers are asked and a TXT record needs its HTTPS document to confir
 --require-dnssec accepts only zones anchored by DNSSEC. --ca adds CA certificates (PEM) for https.
 With --resolver it asks that resolver and checks the proof it returns: against --anchor when
 given, otherwise only for consistency with the resolver's own anchor (and says so).
+--witness (with --root) accepts an answer only when every zone walked binds it to a checkpoint of
+its log cosigned by N of these witnesses (N = --witness-quorum, default all) within the last hour,
+and prints it as witnessed (docs/protocol.md, section 13.5).
 --allow-private allows http and loopback/private addresses (tests, the demo), and records whose
 endpoint is a loopback URL (development zones).
 The owner's profile page and other names (also known as) are printed when set; a handle whose
@@ -43,6 +46,8 @@ export async function lookup(argv: string[], io: Io): Promise<number> {
     'no-webfinger-fallback': { type: 'boolean' },
     ca: { type: 'string', multiple: true },
     'allow-private': { type: 'boolean' },
+    witness: { type: 'string', multiple: true },
+    'witness-quorum': { type: 'string' },
     json: { type: 'boolean' },
   } as const;
   const { values, positionals, help } = parseCommand({ usage, options, positionals: ['HANDLE'] }, argv);
@@ -92,8 +97,12 @@ export async function lookup(argv: string[], io: Io): Promise<number> {
     if (!values.dns && (!values.root || values.root.length === 0)) throw new UsageError('give --root URL... and --anchor, --dns, or --resolver URL', usage);
     if (values.root && anchors.size === 0) throw new UsageError('--anchor ZONE=THUMBPRINT is required with --root', usage);
     if (!values.root && anchors.size > 0) throw new UsageError('--anchor goes with --root or --resolver', usage);
+    if (values.witness && !values.root) throw new UsageError('--witness goes with --root (the zones walked here)', usage);
+    if (values['witness-quorum'] !== undefined && !values.witness) throw new UsageError('--witness-quorum goes with --witness', usage);
+    const quorum = intOption(values['witness-quorum'], 'witness-quorum', usage);
     const opts: ResolverOptions = {
       allowPrivate,
+      ...(values.witness ? { witnesses: { thumbprints: values.witness, ...(quorum !== undefined ? { quorum } : {}) } } : {}),
       ...(values.root ? { trustAnchors: anchors, rootServers: values.root } : {}),
       discovery: values.dns
         ? { ...(values['dns-server'] ? { dnsServers: values['dns-server'] } : {}), ...(values['require-dnssec'] ? { requireDnssec: true } : {}) }
@@ -135,6 +144,7 @@ export async function lookup(argv: string[], io: Io): Promise<number> {
         operatorAsserted: result.operatorAsserted,
         ttl: result.ttl,
         verified: true,
+        witnessed: result.witnessed,
         anchor: result.anchor,
         proof: result.proof,
       }),
@@ -159,6 +169,7 @@ export async function lookup(argv: string[], io: Io): Promise<number> {
         `  history: ${historyLine(result.proof.history!)}, verified; genesis ${result.genesis}`,
         ...(result.operatorAsserted ? [OPERATOR_ASSERTED] : []),
         `  zone: ${result.zone}, ttl ${result.ttl}s, ${result.proof.anchor ? describeAnchor(result.proof.anchor) : 'from a configured trust anchor'}`,
+        ...(result.witnessed ? ["  witnessed: every zone's checkpoint was cosigned by the witnesses required"] : []),
         'chain of trust:',
         ...chain,
       ].join('\n'),

@@ -1,12 +1,13 @@
 import { setFlagsFromString } from 'node:v8';
 import { IdnsError } from '../../errors.js';
 import { openingDataDir } from '../local.js';
-import { parseCommand, type Io } from '../args.js';
+import { intOption, parseCommand, type Io } from '../args.js';
 
 const usage = `usage: idns serve [--listen HOST:PORT] [--data DIR] [--config FILE] [--public-url URL]
                   [--log-level debug|info|warn|error|silent] [--no-bootstrap]
                   [--root URL... --anchor ZONE=THUMBPRINT... | --forward URL... --anchor ...]
                   [--dns [--dns-server HOST:PORT...] [--require-dnssec] [--no-webfinger-fallback]]
+                  [--witness THUMBPRINT... [--witness-quorum N]]
                   [--allow-private] [--tls-cert FILE --tls-key FILE] [--ca FILE...]
 
 Serves every zone in the data directory (default ./data) over HTTP on HOST:PORT (default
@@ -25,6 +26,10 @@ WebFinger and marked unverified, unless --no-webfinger-fallback. --dns-server na
 servers that validate DNSSEC (their AD flag anchors a zone); without it the system's
 resolvers are asked, and a TXT record needs its HTTPS document. --require-dnssec accepts
 only zones anchored by DNSSEC.
+--witness makes the resolver (with --root) accept an answer only when every zone it walks
+binds it to a checkpoint of its log cosigned by N of these witnesses (thumbprints, as idns
+witness show prints them; N = --witness-quorum, default all) within the last hour
+(docs/protocol.md, section 13.5); results then say "witnessed": true.
 --allow-private lets the resolver reach http and loopback/private addresses (tests, demo).
 --tls-cert and --tls-key (PEM) serve HTTPS. --ca adds CA certificates (PEM) that the resolver
 and the secondaries trust, besides the system's, when they connect to https servers.`;
@@ -46,6 +51,8 @@ export async function serve(argv: string[], io: Io): Promise<number> {
     'require-dnssec': { type: 'boolean' },
     'no-webfinger-fallback': { type: 'boolean' },
     'allow-private': { type: 'boolean' },
+    witness: { type: 'string', multiple: true },
+    'witness-quorum': { type: 'string' },
     'tls-cert': { type: 'string' },
     'tls-key': { type: 'string' },
     ca: { type: 'string', multiple: true },
@@ -75,6 +82,8 @@ export async function serve(argv: string[], io: Io): Promise<number> {
     ...(values['require-dnssec'] ? { requireDnssec: true } : {}),
     ...(values['no-webfinger-fallback'] ? { webfingerFallback: false } : {}),
     ...(values['allow-private'] ? { allowPrivate: true } : {}),
+    ...(values.witness ? { witness: values.witness } : {}),
+    ...(values['witness-quorum'] !== undefined ? { witnessQuorum: intOption(values['witness-quorum'], 'witness-quorum', usage)! } : {}),
     ...(values['tls-cert'] ? { tlsCert: values['tls-cert'] } : {}),
     ...(values['tls-key'] ? { tlsKey: values['tls-key'] } : {}),
     ...(values.ca ? { ca: values.ca } : {}),

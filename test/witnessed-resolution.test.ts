@@ -1,0 +1,178 @@
+import { cpSync } from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ManualClock } from '../src/clock.js';
+import { signChangeRequest } from '../src/client/requests.js';
+import { createResolver, type Resolver } from '../src/resolver/resolver.js';
+import type { ResolverOptions } from '../src/resolver/options.js';
+import { newUserKey } from './support/keys.js';
+import { runIdns } from './support/process.js';
+import { startTestServer, tempDir, type TestServer } from './support/server.js';
+import { startFakeServer, type FakeServer } from './support/fake-server.js';
+
+/**
+ * Resolvers that require witnesses (`witnesses` option, `idns lookup --witness`, docs/protocol.md §13.5):
+ * the issue's fork, served to one resolver while the witnesses follow the real primary, and replays of
+ * older answers, refused by a resolver that saw newer checkpoints and by any past the freshness bound.
+ */
+
+const owner = newUserKey();
+const started: TestServer[] = [];
+const fakes: FakeServer[] = [];
+const resolvers: Resolver[] = [];
+const cleanups: (() => void)[] = [];
+
+afterEach(async () => {
+  for (const r of resolvers.splice(0)) await r.close();
+  for (const f of fakes.splice(0)) await f.close();
+  for (const s of started.splice(0).reverse()) await s.close();
+  for (const c of cleanups.splice(0)) c();
+});
+
+async function server(options: Parameters<typeof startTestServer>[0] = {}): Promise<TestServer> {
+  const s = await startTestServer(options);
+  started.push(s);
+  return s;
+}
+
+async function register(s: TestServer, handle: string): Promise<void> {
+  await s.ctx.changes.submit(
+    signChangeRequest({ action: 'register', handle, endpoint: `https://home.example/${handle}`, keys: [owner.public] }, owner.private),
+  );
+}
+
+async function until<T>(check: () => Promise<T | undefined | false>, what: string, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const got = await check();
+    if (got !== undefined && got !== false) return got;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function resolver(options: ResolverOptions): Resolver {
+  const r = createResolver({ allowPrivate: true, ...options });
+  resolvers.push(r);
+  return r;
+}
+
+/** How many lines of a checkpoint note are cosignatures (every line but the zone key's). */
+const cosignatures = (note: string) =>
+  note
+    .slice(note.lastIndexOf('\n\n') + 2)
+    .trim()
+    .split('\n').length - 1;
+
+/** A primary anchored at its zone, its two secondaries witnessing it; their thumbprints. */
+async function witnessedZone() {
+  const [a, b] = [await server({ background: true }), await server({ background: true })];
+  const primary = await server({ background: true });
+  primary.ctx.zones.create('example', { servers: [primary.url, a.url, b.url] });
+  const kid = primary.ctx.zones.info('example').keyThumbprints[0]!;
+  for (const s of [a, b]) {
+    s.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });
+    await s.ctx.replicator.checkNow('example');
+  }
+  const witnesses = await Promise.all([a, b].map(async (s) => ((await (await fetch(`${s.url}/v1/witness`)).json()) as { thumbprint: string }).thumbprint));
+  return { primary, secondaries: [a, b], kid, witnesses };
+}
+
+/** Waits until every server's checkpoint of the zone carries both witnesses' cosignatures. */
+async function allCosigned(servers: TestServer[]): Promise<void> {
+  for (const s of servers) {
+    await until(
+      async () => cosignatures(await (await fetch(`${s.url}/v1/zones/example/checkpoint`)).text()) === 2,
+      `${s.url} to serve the cosigned checkpoint`,
+    );
+  }
+}
+
+describe('a resolver requiring witnesses', () => {
+  it('refuses what only a fork holds (a copy of the primary with the same key and its own history) and resolves the honest view through the zone’s other servers', async () => {
+    const { primary, secondaries, kid, witnesses } = await witnessedZone();
+    await register(primary, 'ann@example');
+    await allCosigned([primary, ...secondaries]);
+    const copy = tempDir('idns-fork-');
+    cleanups.push(copy.remove);
+    primary.ctx.store.checkpoint();
+    cpSync(primary.dataDir, copy.dir, { recursive: true });
+    const fork = await server({ dataDir: copy.dir });
+    await register(fork, 'mallory@example');
+    const anchors = { example: [kid] };
+
+    // Without witnesses, the fork's own history is believed: mallory resolves.
+    const plain = resolver({ trustAnchors: anchors, rootServers: [fork.url] });
+    expect(await plain.lookup('mallory@example')).toMatchObject({ status: 'found', witnessed: false });
+
+    // Requiring both witnesses, nothing the fork says is taken: its checkpoint was never cosigned.
+    const policy = { thumbprints: witnesses, quorum: 2 };
+    const onlyFork = resolver({ trustAnchors: anchors, rootServers: [fork.url], witnesses: policy });
+    await expect(onlyFork.lookup('mallory@example')).rejects.toThrow(/cosigned by 0 of the witnesses required/);
+    // With the real primary among the servers, the fork's answers are refused and the honest ones taken.
+    const both = resolver({ trustAnchors: anchors, rootServers: [fork.url, primary.url], witnesses: policy });
+    expect(await both.lookup('mallory@example')).toMatchObject({ status: 'not_found', witnessed: true });
+    expect(await both.lookup('ann@example')).toMatchObject({ status: 'found', witnessed: true, endpoint: 'https://home.example/ann@example' });
+
+    // The command line, a process of its own, the same way.
+    const args = (handle: string, root: string) => [
+      'lookup',
+      handle,
+      '--root',
+      root,
+      '--anchor',
+      `example=${kid}`,
+      '--witness',
+      witnesses[0]!,
+      '--witness',
+      witnesses[1]!,
+      '--allow-private',
+      '--json',
+    ];
+    const refused = await runIdns(args('mallory@example', fork.url));
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/cosigned by 0 of the witnesses required/);
+    const honest = await runIdns(args('ann@example', primary.url));
+    expect(honest.stderr).toBe('');
+    expect(JSON.parse(honest.stdout)).toMatchObject({ status: 'found', witnessed: true });
+  });
+
+  it('refuses a replayed older answer: after a newer checkpoint was seen, and past the freshness bound for any resolver', async () => {
+    const { primary, secondaries, kid, witnesses } = await witnessedZone();
+    await register(primary, 'ann@example');
+    await allCosigned([primary, ...secondaries]);
+    // A denial of bob, recorded as an attacker would, before bob registers.
+    const recorded = await (await fetch(`${primary.url}/v1/resolve/bob@example?zone=example&log=1`)).text();
+    expect(JSON.parse(recorded)).toMatchObject({ status: 'denial' });
+    await register(primary, 'bob@example');
+    await allCosigned([primary]);
+    // In front of the primary: passes everything through until it replays the recorded denial.
+    let replay = false;
+    const proxy = await startFakeServer(async (req, res) => {
+      if (replay && req.url!.startsWith('/v1/resolve/')) {
+        res.writeHead(404, { 'content-type': 'application/json' });
+        res.end(recorded);
+        return;
+      }
+      const upstream = await fetch(`${primary.url}${req.url}`);
+      res.writeHead(upstream.status, { 'content-type': upstream.headers.get('content-type') ?? 'application/json' });
+      res.end(await upstream.text());
+    });
+    fakes.push(proxy);
+    const policy = { thumbprints: witnesses, quorum: 2 };
+    const anchors = { example: [kid] };
+
+    // A resolver that saw the newer checkpoint (bob registered) refuses the replayed denial: it keeps
+    // serving what it verified, marked stale (and so not witnessed), rather than take the older version.
+    const r = resolver({ trustAnchors: anchors, rootServers: [proxy.url], witnesses: policy });
+    expect(await r.lookup('bob@example')).toMatchObject({ status: 'found', witnessed: true });
+    replay = true;
+    expect(await r.lookup('bob@example', { forceRefresh: true })).toMatchObject({ status: 'found', stale: true, witnessed: false });
+    // A resolver that never saw the zone takes it while its cosignatures are fresh (the freshness bound is the limit)…
+    const fresh = resolver({ trustAnchors: anchors, rootServers: [proxy.url], witnesses: policy });
+    expect(await fresh.lookup('bob@example')).toMatchObject({ status: 'not_found', witnessed: true });
+    // …and two hours on, any resolver requiring witnesses refuses it: its cosignatures are too old.
+    const later = new ManualClock(Date.now() + 2 * 3600 * 1000);
+    const stale = resolver({ trustAnchors: anchors, rootServers: [proxy.url], witnesses: policy, clock: later });
+    await expect(stale.lookup('bob@example')).rejects.toThrow(/within the last 3600 s/);
+  });
+});
