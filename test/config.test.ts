@@ -328,3 +328,32 @@ describe('key thumbprints in the configuration', () => {
     expect(loadConfig({ root: ['https://root.example'], anchor: [`.=${'A'.repeat(42)}E`] }, {}).resolver?.anchors).toEqual({ '.': [`${'A'.repeat(42)}E`] });
   });
 });
+
+describe('witnesses required by the resolver', () => {
+  const kid = `${'A'.repeat(42)}E`;
+  const w1 = `${'B'.repeat(42)}E`;
+  const w2 = `${'C'.repeat(42)}E`;
+  it('takes --witness and --witness-quorum (the flags replace the file), and resolver.witnesses from the file', () => {
+    const base = { root: ['https://root.example'], anchor: [`.=${kid}`] };
+    expect(loadConfig({ ...base, witness: [w1, w2], witnessQuorum: 1 }, {}).resolver?.witnesses).toEqual({ thumbprints: [w1, w2], quorum: 1 });
+    const file = configFile({ resolver: { root: ['https://root.example'], anchors: { '.': [kid] }, witnesses: { thumbprints: [w1], freshnessSeconds: 600 } } });
+    expect(loadConfig({ config: file }, {}).resolver?.witnesses).toEqual({ thumbprints: [w1], freshnessSeconds: 600 });
+    expect(loadConfig({ config: file, witness: [w2] }, {}).resolver?.witnesses).toEqual({ thumbprints: [w2] });
+  });
+
+  it('refuses a quorum without witnesses or above their number, a bad thumbprint, and witnesses with forwarding', () => {
+    const base = { root: ['https://root.example'], anchor: [`.=${kid}`] };
+    expect(() => loadConfig({ ...base, witnessQuorum: 1 }, {})).toThrow(/--witness-quorum goes with --witness/);
+    expect(() => loadConfig({ ...base, witness: [w1], witnessQuorum: 2 }, {})).toThrow(/quorum is 1 to 1/);
+    expect(() => loadConfig({ ...base, witness: ['not-a-thumbprint'] }, {})).toThrow(/not a key thumbprint/);
+    expect(() => loadConfig({ forward: ['https://up.example'], anchor: [`.=${kid}`], witness: [w1] }, {})).toThrow(/forwarding one cannot check them yet/);
+    expect(() =>
+      loadConfig(
+        {
+          config: configFile({ resolver: { root: ['https://root.example'], anchors: { '.': [kid] }, witnesses: { thumbprints: [w1], freshnessSeconds: 5 } } }),
+        },
+        {},
+      ),
+    ).toThrow(/resolver\.witnesses/);
+  });
+});

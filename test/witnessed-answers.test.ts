@@ -1,11 +1,11 @@
-import { cpSync } from 'node:fs';
-import { afterEach, describe, expect, it } from 'vitest';
-import { signChangeRequest } from '../src/client/requests.js';
+import { describe, expect, it } from 'vitest';
 import type { PublicJwk } from '../src/records/keys.js';
 import { historyKey } from '../src/records/history-key.js';
 import { DEFAULT_WITNESS_FRESHNESS_SECONDS, verifyAnswerLog, type WitnessPolicy } from '../src/transparency/witnessed.js';
 import { newUserKey } from './support/keys.js';
-import { startTestServer, tempDir, type TestServer } from './support/server.js';
+import type { TestServer } from './support/server.js';
+import { until } from './support/cluster.js';
+import { forkOf, registerHandle, serversOfEachTest, witnessedZone } from './support/witnessed-zone.js';
 
 /**
  * Answers bound to the zone's log (`GET /v1/resolve/{handle}?log=1`, docs/protocol.md §13.5) and their
@@ -15,35 +15,8 @@ import { startTestServer, tempDir, type TestServer } from './support/server.js';
  */
 
 const owner = newUserKey();
-const started: TestServer[] = [];
-const cleanups: (() => void)[] = [];
-
-afterEach(async () => {
-  for (const s of started.splice(0).reverse()) await s.close();
-  for (const c of cleanups.splice(0)) c();
-});
-
-async function server(options: Parameters<typeof startTestServer>[0] = {}): Promise<TestServer> {
-  const s = await startTestServer(options);
-  started.push(s);
-  return s;
-}
-
-async function register(s: TestServer, handle: string): Promise<void> {
-  await s.ctx.changes.submit(
-    signChangeRequest({ action: 'register', handle, endpoint: `https://home.example/${handle}`, keys: [owner.public] }, owner.private),
-  );
-}
-
-async function until<T>(check: () => Promise<T | undefined | false>, what: string, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const got = await check();
-    if (got !== undefined && got !== false) return got;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const { server, cleanups } = serversOfEachTest();
+const register = (s: TestServer, handle: string) => registerHandle(s, handle, owner);
 
 interface Answer {
   status: string;
@@ -70,19 +43,11 @@ function entryOf(answer: Answer): { key: string; jws: string } {
 const check = (answer: Answer, policy: WitnessPolicy | null, at = now()) =>
   verifyAnswerLog(answer.zone, answer.zoneRecord, keysOf(answer.zoneRecord), answer.log, policy, at, answer.status === 'answer' ? entryOf(answer) : undefined);
 
-/** A primary whose two secondaries witness it, both cosigning; the policy that requires both. */
-async function witnessedZone() {
-  const [a, b] = [await server({ background: true }), await server({ background: true })];
-  const primary = await server({ background: true });
-  primary.ctx.zones.create('example', { servers: [primary.url, a.url, b.url] });
-  const kid = primary.ctx.zones.info('example').keyThumbprints[0]!;
-  for (const s of [a, b]) {
-    s.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });
-    await s.ctx.replicator.checkNow('example');
-  }
-  const thumbprints = await Promise.all([a, b].map(async (s) => ((await (await fetch(`${s.url}/v1/witness`)).json()) as { thumbprint: string }).thumbprint));
-  const policy: WitnessPolicy = { witnesses: thumbprints, quorum: 2, freshnessSeconds: DEFAULT_WITNESS_FRESHNESS_SECONDS };
-  return { primary, secondaries: [a, b], policy };
+/** A primary whose two secondaries witness it; the policy that requires both. */
+async function witnessedPolicy() {
+  const zone = await witnessedZone(server);
+  const policy: WitnessPolicy = { witnesses: zone.witnesses, quorum: 2, freshnessSeconds: DEFAULT_WITNESS_FRESHNESS_SECONDS };
+  return { ...zone, policy };
 }
 
 /** Waits until `s` answers for `handle` with a binding both witnesses cosigned. */
@@ -100,7 +65,7 @@ async function cosignedAnswer(s: TestServer, handle: string, policy: WitnessPoli
 
 describe('answers bound to the log', () => {
   it('carry the checkpoint, its witnesses, and proofs of the zone record and the history entry, which a quorum policy accepts, on the primary and its secondaries', async () => {
-    const { primary, secondaries, policy } = await witnessedZone();
+    const { primary, secondaries, policy } = await witnessedPolicy();
     await register(primary, 'ann@example');
     await register(primary, 'bob@example');
     const answer = await cosignedAnswer(primary, 'ann@example', policy);
@@ -121,7 +86,7 @@ describe('answers bound to the log', () => {
   });
 
   it('fail the policy without enough fresh cosignatures, and fail whatever the policy when the proofs do not hold', async () => {
-    const { primary, policy } = await witnessedZone();
+    const { primary, policy } = await witnessedPolicy();
     await register(primary, 'ann@example');
     await register(primary, 'bob@example');
     const answer = await cosignedAnswer(primary, 'ann@example', policy);
@@ -141,14 +106,10 @@ describe('answers bound to the log', () => {
   });
 
   it("a fork's answers (a copy of the primary's data, the same key, its own history) pass without a policy and fail it: the witnesses follow the real primary", async () => {
-    const { primary, policy } = await witnessedZone();
+    const { primary, policy } = await witnessedPolicy();
     await register(primary, 'ann@example');
     await cosignedAnswer(primary, 'ann@example', policy);
-    const copy = tempDir('idns-fork-');
-    cleanups.push(copy.remove);
-    primary.ctx.store.checkpoint();
-    cpSync(primary.dataDir, copy.dir, { recursive: true });
-    const fork = await server({ dataDir: copy.dir });
+    const fork = await forkOf(primary, server, cleanups);
     await register(fork, 'mallory@example');
     const forged = await resolve(fork, 'mallory@example');
     expect(forged.status).toBe('answer');

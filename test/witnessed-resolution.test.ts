@@ -1,12 +1,12 @@
-import { cpSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.js';
-import { signChangeRequest } from '../src/client/requests.js';
 import { createResolver, type Resolver } from '../src/resolver/resolver.js';
 import type { ResolverOptions } from '../src/resolver/options.js';
 import { newUserKey } from './support/keys.js';
 import { runIdns } from './support/process.js';
-import { startTestServer, tempDir, type TestServer } from './support/server.js';
+import type { TestServer } from './support/server.js';
+import { until } from './support/cluster.js';
+import { forkOf, registerHandle, serversOfEachTest, witnessedZone } from './support/witnessed-zone.js';
 import { startFakeServer, type FakeServer } from './support/fake-server.js';
 
 /**
@@ -16,39 +16,15 @@ import { startFakeServer, type FakeServer } from './support/fake-server.js';
  */
 
 const owner = newUserKey();
-const started: TestServer[] = [];
+const { server, cleanups } = serversOfEachTest();
+const register = (s: TestServer, handle: string) => registerHandle(s, handle, owner);
 const fakes: FakeServer[] = [];
 const resolvers: Resolver[] = [];
-const cleanups: (() => void)[] = [];
 
 afterEach(async () => {
   for (const r of resolvers.splice(0)) await r.close();
   for (const f of fakes.splice(0)) await f.close();
-  for (const s of started.splice(0).reverse()) await s.close();
-  for (const c of cleanups.splice(0)) c();
 });
-
-async function server(options: Parameters<typeof startTestServer>[0] = {}): Promise<TestServer> {
-  const s = await startTestServer(options);
-  started.push(s);
-  return s;
-}
-
-async function register(s: TestServer, handle: string): Promise<void> {
-  await s.ctx.changes.submit(
-    signChangeRequest({ action: 'register', handle, endpoint: `https://home.example/${handle}`, keys: [owner.public] }, owner.private),
-  );
-}
-
-async function until<T>(check: () => Promise<T | undefined | false>, what: string, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const got = await check();
-    if (got !== undefined && got !== false) return got;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 function resolver(options: ResolverOptions): Resolver {
   const r = createResolver({ allowPrivate: true, ...options });
@@ -63,20 +39,6 @@ const cosignatures = (note: string) =>
     .trim()
     .split('\n').length - 1;
 
-/** A primary anchored at its zone, its two secondaries witnessing it; their thumbprints. */
-async function witnessedZone() {
-  const [a, b] = [await server({ background: true }), await server({ background: true })];
-  const primary = await server({ background: true });
-  primary.ctx.zones.create('example', { servers: [primary.url, a.url, b.url] });
-  const kid = primary.ctx.zones.info('example').keyThumbprints[0]!;
-  for (const s of [a, b]) {
-    s.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });
-    await s.ctx.replicator.checkNow('example');
-  }
-  const witnesses = await Promise.all([a, b].map(async (s) => ((await (await fetch(`${s.url}/v1/witness`)).json()) as { thumbprint: string }).thumbprint));
-  return { primary, secondaries: [a, b], kid, witnesses };
-}
-
 /** Waits until every server's checkpoint of the zone carries both witnesses' cosignatures. */
 async function allCosigned(servers: TestServer[]): Promise<void> {
   for (const s of servers) {
@@ -89,14 +51,10 @@ async function allCosigned(servers: TestServer[]): Promise<void> {
 
 describe('a resolver requiring witnesses', () => {
   it('refuses what only a fork holds (a copy of the primary with the same key and its own history) and resolves the honest view through the zone’s other servers', async () => {
-    const { primary, secondaries, kid, witnesses } = await witnessedZone();
+    const { primary, secondaries, kid, witnesses } = await witnessedZone(server);
     await register(primary, 'ann@example');
     await allCosigned([primary, ...secondaries]);
-    const copy = tempDir('idns-fork-');
-    cleanups.push(copy.remove);
-    primary.ctx.store.checkpoint();
-    cpSync(primary.dataDir, copy.dir, { recursive: true });
-    const fork = await server({ dataDir: copy.dir });
+    const fork = await forkOf(primary, server, cleanups);
     await register(fork, 'mallory@example');
     const anchors = { example: [kid] };
 
@@ -137,7 +95,7 @@ describe('a resolver requiring witnesses', () => {
   });
 
   it('refuses a replayed older answer: after a newer checkpoint was seen, and past the freshness bound for any resolver', async () => {
-    const { primary, secondaries, kid, witnesses } = await witnessedZone();
+    const { primary, secondaries, kid, witnesses } = await witnessedZone(server);
     await register(primary, 'ann@example');
     await allCosigned([primary, ...secondaries]);
     // A denial of bob, recorded as an attacker would, before bob registers.

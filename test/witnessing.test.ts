@@ -1,13 +1,13 @@
-import { cpSync } from 'node:fs';
-import { afterEach, describe, expect, it } from 'vitest';
-import { signChangeRequest } from '../src/client/requests.js';
+import { describe, expect, it } from 'vitest';
 import type { PublicJwk } from '../src/records/keys.js';
 import { cosignatureTime, cosignatureVerifier } from '../src/transparency/checkpoint.js';
 import { parseNote } from '../src/transparency/note.js';
 import { formatAddCheckpoint } from '../src/transparency/witness.js';
 import { openCheckpoint } from '../src/transparency/zone-log.js';
 import { newUserKey } from './support/keys.js';
-import { startTestServer, tempDir, type TestServer } from './support/server.js';
+import type { TestServer } from './support/server.js';
+import { until } from './support/cluster.js';
+import { forkOf, registerHandle, serversOfEachTest, witnessedZone } from './support/witnessed-zone.js';
 import { runIdns } from './support/process.js';
 
 /**
@@ -18,35 +18,8 @@ import { runIdns } from './support/process.js';
  */
 
 const owner = newUserKey();
-const started: TestServer[] = [];
-const cleanups: (() => void)[] = [];
-
-afterEach(async () => {
-  for (const s of started.splice(0).reverse()) await s.close();
-  for (const c of cleanups.splice(0)) c();
-});
-
-async function server(options: Parameters<typeof startTestServer>[0] = {}): Promise<TestServer> {
-  const s = await startTestServer(options);
-  started.push(s);
-  return s;
-}
-
-async function register(s: TestServer, handle: string): Promise<void> {
-  await s.ctx.changes.submit(
-    signChangeRequest({ action: 'register', handle, endpoint: `https://home.example/${handle}`, keys: [owner.public] }, owner.private),
-  );
-}
-
-async function until<T>(check: () => Promise<T | undefined | false>, what: string, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const got = await check();
-    if (got !== undefined && got !== false) return got;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const { server, cleanups } = serversOfEachTest();
+const register = (s: TestServer, handle: string) => registerHandle(s, handle, owner);
 
 async function zoneKeys(s: TestServer): Promise<PublicJwk[]> {
   const body = (await (await fetch(`${s.url}/v1/zones/example`)).json()) as { record: string };
@@ -77,22 +50,9 @@ async function cosignedBy(note: string, witnesses: TestServer[]): Promise<Map<st
   return out;
 }
 
-/** A primary whose zone lists two secondaries that copy it; every server runs its background work. */
-async function zoneWithWitnesses(config: NonNullable<Parameters<typeof startTestServer>[0]>['config'] = {}) {
-  const [a, b] = [await server({ background: true, config }), await server({ background: true, config })];
-  const primary = await server({ background: true, config, zones: {} });
-  primary.ctx.zones.create('example', { servers: [primary.url, a.url, b.url] });
-  const kid = primary.ctx.zones.info('example').keyThumbprints[0]!;
-  for (const s of [a, b]) {
-    s.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });
-    await s.ctx.replicator.checkNow('example');
-  }
-  return { primary, secondaries: [a, b], kid };
-}
-
 describe('secondaries witness the zones they copy', () => {
   it('cosign each new checkpoint; the primary keeps the cosignatures and serves them, and so do the secondaries after it', async () => {
-    const { primary, secondaries } = await zoneWithWitnesses();
+    const { primary, secondaries } = await witnessedZone(server);
     await register(primary, 'ann@example');
     await register(primary, 'bob@example');
     const keys = await zoneKeys(primary);
@@ -111,7 +71,7 @@ describe('secondaries witness the zones they copy', () => {
   });
 
   it('cosign an unchanged checkpoint again, so that a quiet zone keeps fresh cosignatures', async () => {
-    const { primary, secondaries } = await zoneWithWitnesses({ witnessing: { recosignMs: 500 } });
+    const { primary, secondaries } = await witnessedZone(server, { witnessing: { recosignMs: 500 } });
     await register(primary, 'ann@example');
     const first = await until(async () => {
       const times = await cosignedBy(await checkpointText(primary), secondaries);
@@ -146,11 +106,7 @@ describe('a witness shown a fork', () => {
     expect(await cosignedBy(genuine + (await ok.text()), [witness])).toHaveProperty('size', 1);
 
     // A fork: a copy of the primary's data (the same key) that goes its own way.
-    const copyDir = tempDir('idns-fork-');
-    cleanups.push(copyDir.remove);
-    primary.ctx.store.checkpoint();
-    cpSync(primary.dataDir, copyDir.dir, { recursive: true });
-    const fork = await server({ dataDir: copyDir.dir });
+    const fork = await forkOf(primary, server, cleanups);
     await register(fork, 'mallory@example');
     await register(primary, 'bob@example');
     // The witness follows the real primary: its checkpoint with bob, proven to extend the one held.
