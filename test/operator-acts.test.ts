@@ -219,6 +219,38 @@ describe('idns handle watch (issue 18, item 4): the owner checks that every chan
   });
 });
 
+describe("idns handle watch follows the zone's log", () => {
+  it('checks each new entry is in the largest checkpoint, that the one seen last time is a prefix of it, and, with --witness, that witnesses cosigned it', async () => {
+    const dir = tempDir('idns-watch-log-');
+    const ownerFile = writeUserKey(dir.dir, 'owner.jwk', owner);
+    const state = join(dir.dir, 'watch.json');
+    const h = 'logged@example.com';
+    const watch = (extra: string[] = []) => runIdns(['handle', 'watch', h, '--key', ownerFile, '--server', s.url, '--state', state, '--json', ...extra]);
+    try {
+      await registered(h);
+      const first = await watch();
+      expect(first.code, first.stderr).toBe(0);
+      const out = JSON.parse(first.stdout) as { checkpoint: { size: number; server: string; witnessed: boolean } };
+      expect(out.checkpoint).toMatchObject({ server: s.url, witnessed: false });
+      const saved = JSON.parse(readFileSync(state, 'utf8')) as { checkpoint: { size: number; root: string } };
+      expect(saved.checkpoint.size).toBe(out.checkpoint.size);
+      // A checkpoint remembered that the zone's log does not extend: the log forked since the last run.
+      writeFileSync(state, JSON.stringify({ ...saved, checkpoint: { size: saved.checkpoint.size, root: Buffer.alloc(32, 7).toString('base64') } }));
+      const forked = await watch();
+      expect(forked.code).toBe(3);
+      expect(forked.stdout).toContain("the zone's log forked: the checkpoint seen last time");
+      // Requiring a witness that never cosigned the zone: it could not check.
+      const unwitnessed = await watch(['--witness', `${'A'.repeat(42)}E`]);
+      expect(unwitnessed.code).toBe(1);
+      expect(unwitnessed.stderr).toMatch(/cosigned by 0 of the witnesses required/);
+      const usage = await watch(['--witness-quorum', '1']);
+      expect(usage.code).toBe(2);
+    } finally {
+      dir.remove();
+    }
+  });
+});
+
 describe('idns handle watch against a fork', () => {
   it("exits 3 when two servers of the zone show different histories of the handle (a copy of the primary's data with its own later changes)", async () => {
     const dir = tempDir('idns-watch-fork-');
@@ -261,6 +293,8 @@ describe('idns handle watch against a fork', () => {
         const out = JSON.parse(r.stdout) as { servers: string[]; foreign: { seq: number; by: string }[] };
         expect(out.servers).toEqual([copy.url, original.url]);
         expect(out.foreign).toContainEqual(expect.objectContaining({ seq: 2, by: expect.stringContaining('shows another entry 2') }));
+        // Their logs do not extend one another either: the same size, two roots.
+        expect(out.foreign).toContainEqual(expect.objectContaining({ by: expect.stringContaining("the zone's log forked") }));
       } finally {
         await copy.close();
       }

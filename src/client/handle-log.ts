@@ -10,6 +10,8 @@ export interface LogEntry {
   action: string;
   /** The entry as signed. */
   request?: string;
+  /** Its leaf in the zone's log, when the server has the log. */
+  leaf?: number;
 }
 
 /** A handle's whole log from `server`, a page of MAX_HISTORY_PAGE entries at a time (a history holds at most MAX_HISTORY_ENTRIES). */

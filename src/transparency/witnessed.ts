@@ -47,11 +47,34 @@ export function verifyAnswerLog(
   entry?: { key: string; jws: string },
 ): BoundCheckpoint {
   const log = shapeOf(input);
+  const checkpoint = verifyCheckpoint(zone, log.checkpoint, zoneKeys, log.witnesses, policy, nowSeconds);
+  verifyInclusion(zoneRecordLeafHash(zoneRecord), checkpoint.size - 1, checkpoint.size, log.zoneRecord, checkpoint.root);
+  if (entry !== undefined) {
+    if (log.entry === undefined) throw fail(`the answer carries no inclusion proof of history entry ${entry.key}`);
+    verifyInclusion(changeLeafHash('put', 'op', entry.key, entry.jws)!, log.entry.leaf, checkpoint.size, log.entry.proof, checkpoint.root);
+  }
+  return checkpoint;
+}
+
+/**
+ * Checks a checkpoint of `zone`'s log: signed by a key of `zoneKeys` under the zone's origin, of a tree
+ * that is not empty, and, with a policy, cosigned by `quorum` of its witnesses within the freshness bound,
+ * each checked with a key of `witnessKeys` (by name, as a binding or the zone's record carries them)
+ * whose thumbprint the policy names. Throws verification_failed saying what does not hold.
+ */
+export function verifyCheckpoint(
+  zone: string,
+  note: string,
+  zoneKeys: readonly PublicJwk[],
+  witnessKeys: Readonly<Record<string, unknown>>,
+  policy: WitnessPolicy | null,
+  nowSeconds: number,
+): BoundCheckpoint {
   const origin = logOrigin(zone);
   const verifiers: NoteVerifier[] = zoneKeys.map((k) => ed25519NoteVerifier(origin, k));
   const counted = new Set<NoteVerifier>();
   if (policy !== null) {
-    for (const [name, value] of Object.entries(log.witnesses)) {
+    for (const [name, value] of Object.entries(witnessKeys).slice(0, MAX_NOTE_SIGNATURES)) {
       let key: PublicJwk;
       try {
         key = parsePublicJwk(value, `witness key ${name.slice(0, 80)}`);
@@ -67,16 +90,11 @@ export function verifyAnswerLog(
       counted.add(v);
     }
   }
-  const { note, verified } = openNote(log.checkpoint, verifiers);
+  const { note: opened, verified } = openNote(note, verifiers);
   if (!verified.some((v) => !counted.has(v.verifier))) throw fail(`the checkpoint is not signed by a key of zone ${zone}`);
-  const checkpoint = parseCheckpoint(note.text);
+  const checkpoint = parseCheckpoint(opened.text);
   if (checkpoint.origin !== origin) throw fail(`a checkpoint of ${checkpoint.origin}, not of ${origin}`);
   if (checkpoint.size === 0) throw fail('a checkpoint of an empty log');
-  verifyInclusion(zoneRecordLeafHash(zoneRecord), checkpoint.size - 1, checkpoint.size, log.zoneRecord, checkpoint.root);
-  if (entry !== undefined) {
-    if (log.entry === undefined) throw fail(`the answer carries no inclusion proof of history entry ${entry.key}`);
-    verifyInclusion(changeLeafHash('put', 'op', entry.key, entry.jws)!, log.entry.leaf, checkpoint.size, log.entry.proof, checkpoint.root);
-  }
   let freshUntil = Infinity;
   if (policy !== null) {
     const times = verified
@@ -94,7 +112,7 @@ export function verifyAnswerLog(
     }
     freshUntil = oldest + policy.freshnessSeconds;
   }
-  return { ...checkpoint, note: log.checkpoint, freshUntil };
+  return { ...checkpoint, note, freshUntil };
 }
 
 interface AnswerLogShape {

@@ -11,7 +11,13 @@ import { decodeCompact, OPERATION_TYP } from '../../records/jws.js';
 import { thumbprint } from '../../records/keys.js';
 import { readPublicKeyFile } from '../public-key-file.js';
 import { verifyZoneRecord } from '../../records/verify.js';
-import { readHandleLog } from '../../client/handle-log.js';
+import { readHandleLog, type LogEntry } from '../../client/handle-log.js';
+import { historyKey } from '../../records/history-key.js';
+import type { VerifiedZone } from '../../records/verify.js';
+import { pathZone } from '../../replication/transfer-client.js';
+import { HASH_BYTES, MAX_PROOF_HASHES, verifyConsistency, verifyInclusion } from '../../transparency/merkle.js';
+import { verifyCheckpoint, type WitnessPolicy } from '../../transparency/witnessed.js';
+import { changeLeafHash } from '../../transparency/zone-log.js';
 import type { Io } from '../args.js';
 
 /** Exit codes of `idns handle watch` (1, as for any command, when it could not check). */
@@ -21,11 +27,21 @@ export const WATCH_NOT_MINE = 3;
 /** Most bytes of the answer read to learn the handle's zone. */
 const MAX_ANSWER_BYTES = 256 * 1024;
 
-/** What a run remembers for the next: the last entry it saw. */
+/** What a run remembers for the next: the last entry it saw, and the zone's checkpoint it checked them against. */
 interface WatchState {
   handle: string;
   seq: number;
   op: string;
+  /** The largest checkpoint of the zone's log seen (size and base64 root); absent before the zone had a log. */
+  checkpoint?: { size: number; root: string };
+}
+
+/** A server's checkpoint of the zone's log, checked. */
+interface ServedCheckpoint {
+  server: string;
+  size: number;
+  root: Buffer;
+  note: string;
 }
 
 /** An entry of the history that the watcher's keys did not make, in words. */
@@ -44,12 +60,17 @@ interface Foreign {
  * key holder could still show the watcher and the resolvers different histories; the servers are at
  * least compared with each other.
  */
-export async function watchHandle(handle: string, o: { server: string; keys: string[]; state: string | undefined; json: boolean }, io: Io): Promise<number> {
+export async function watchHandle(
+  handle: string,
+  o: { server: string; keys: string[]; state: string | undefined; json: boolean; witnesses: WitnessPolicy | null },
+  io: Io,
+): Promise<number> {
   const mine = new Set(o.keys.map((file) => thumbprint(readPublicKeyFile(file, '--key'))));
   const statePath = o.state ?? defaultStatePath(handle);
   const last = readState(statePath, handle);
   const { servers, zone } = await zoneOf(o.server, handle);
-  const histories = await Promise.all(servers.map(async (server) => ({ server, entries: numbered(handle, server, await readHandleLog(server, handle)) })));
+  const logs = await Promise.all(servers.map(async (server) => ({ server, log: await readHandleLog(server, handle) })));
+  const histories = logs.map(({ server, log }) => ({ server, entries: numbered(handle, server, log) }));
   for (const h of histories) {
     // The chain and every signature, as a resolver checks them (a server's own view of the zone's keys).
     verifyHistory(emptyHistory(handle), h.entries, historyZoneOf(zone));
@@ -68,6 +89,9 @@ export async function watchHandle(handle: string, o: { server: string; keys: str
     }
   }
   const since = last === null ? 0 : last.seq;
+  // The zone's log: every server's checkpoint extends the others' and the one seen last time, and every
+  // new entry is in the largest (docs/protocol.md §13), cosigned by the witnesses when some are required.
+  const largest = await checkLog(handle, zone, servers, logs, since, last, o.witnesses, foreign);
   for (const [seq, jws] of longest.entries.slice(since)) {
     const { header } = decodeCompact(jws);
     if (header.typ !== OPERATION_TYP) foreign.push({ seq, op: requestId(jws), by: "the zone's operator (an operator entry)" });
@@ -75,13 +99,109 @@ export async function watchHandle(handle: string, o: { server: string; keys: str
       foreign.push({ seq, op: requestId(jws), by: `key ${header.kid ?? '(none)'}, not one of yours` });
   }
   const newest = longest.entries.at(-1);
-  if (newest !== undefined) writeState(statePath, { handle, seq: newest[0], op: requestId(newest[1]) });
+  if (newest !== undefined) {
+    writeState(statePath, {
+      handle,
+      seq: newest[0],
+      op: requestId(newest[1]),
+      ...(largest ? { checkpoint: { size: largest.size, root: largest.root.toString('base64') } } : {}),
+    });
+  }
   const checked = longest.entries.length - since;
-  if (o.json) io.out(JSON.stringify({ handle, servers, since, checked, allMine: foreign.length === 0, foreign }));
+  const logged = largest ? { checkpoint: { size: largest.size, server: largest.server, witnessed: o.witnesses !== null } } : {};
+  if (o.json) io.out(JSON.stringify({ handle, servers, since, checked, allMine: foreign.length === 0, foreign, ...logged }));
   else if (foreign.length === 0)
     io.out(`${handle}: all mine (${checked} new entr${checked === 1 ? 'y' : 'ies'} since entry ${since}, ${servers.length} server(s) agree)`);
   else io.out([`${handle}: SOMEONE ELSE CHANGED IT`, ...foreign.map((f) => `  entry ${f.seq} (${f.op}): ${f.by}`)].join('\n'));
   return foreign.length === 0 ? WATCH_ALL_MINE : WATCH_NOT_MINE;
+}
+
+/**
+ * Checks the zone's log as its servers serve it: each checkpoint signed by a zone key (and, with
+ * `witnesses`, the largest cosigned by them, else the run could not check); every smaller one, and the
+ * one seen last time, a prefix of the largest (a consistency proof from its server), else a fork is
+ * reported; every entry after `since` in the largest tree (an inclusion proof of its leaf). Servers
+ * without a log yet (an older idns) are passed over. Returns the largest, or null when no server has one.
+ */
+async function checkLog(
+  handle: string,
+  zone: VerifiedZone,
+  servers: string[],
+  logs: { server: string; log: LogEntry[] }[],
+  since: number,
+  last: WatchState | null,
+  witnesses: WitnessPolicy | null,
+  foreign: Foreign[],
+): Promise<ServedCheckpoint | null> {
+  const name = zone.record.zone;
+  const now = epochSeconds(systemClock);
+  const served: ServedCheckpoint[] = [];
+  for (const server of servers) {
+    const res = await jsonRequest(`${server}/v1/zones/${pathZone(name)}`, { maxBytes: MAX_ANSWER_BYTES });
+    const b = res.body as { checkpoint?: unknown } | null;
+    if (res.status !== 200 || typeof b?.checkpoint !== 'string') continue;
+    const c = verifyCheckpoint(name, b.checkpoint, zone.record.keys, {}, null, now);
+    served.push({ server, size: c.size, root: c.root, note: c.note });
+  }
+  if (served.length === 0) {
+    if (witnesses !== null)
+      throw new IdnsError('verification_failed', `no server of ${name} serves a checkpoint of its log: nothing the witnesses cosigned to check against`);
+    return null;
+  }
+  const largest = served.reduce((a, b) => (b.size > a.size ? b : a));
+  if (witnesses !== null) {
+    const res = await jsonRequest(`${largest.server}/v1/zones/${pathZone(name)}`, { maxBytes: MAX_ANSWER_BYTES });
+    const keys = (res.body as { witnesses?: unknown } | null)?.witnesses;
+    verifyCheckpoint(name, largest.note, zone.record.keys, typeof keys === 'object' && keys !== null ? (keys as Record<string, unknown>) : {}, witnesses, now);
+  }
+  const prefixes = served.filter((c) => c !== largest).map((c) => ({ size: c.size, root: c.root, what: `${c.server}'s checkpoint` }));
+  if (last?.checkpoint) prefixes.push({ size: last.checkpoint.size, root: Buffer.from(last.checkpoint.root, 'base64'), what: 'the checkpoint seen last time' });
+  for (const p of prefixes) {
+    try {
+      if (p.size > largest.size) throw new IdnsError('verification_failed', `it is larger than ${largest.server}'s (${largest.size} leaves)`);
+      const proof = p.size === largest.size ? [] : await consistencyFrom(largest.server, name, p.size, largest.size);
+      verifyConsistency(p.size, largest.size, proof, p.root, largest.root);
+    } catch (err) {
+      if (!(err instanceof IdnsError) || err.code !== 'verification_failed') throw err;
+      foreign.push({
+        seq: 0,
+        op: '',
+        by: `the zone's log forked: ${p.what} (${p.size} leaves) is not a prefix of ${largest.server}'s (${largest.size}): ${err.message}`,
+      });
+    }
+  }
+  const entries = logs.find((l) => l.server === largest.server)!.log;
+  for (const e of entries.slice(since)) {
+    const at = typeof e.leaf === 'number' && Number.isSafeInteger(e.leaf) && e.leaf >= 0 && e.leaf < largest.size ? e.leaf : null;
+    try {
+      if (at === null) throw new IdnsError('verification_failed', `${largest.server} gives it no leaf in its log of ${largest.size} leaves`);
+      const res = await jsonRequest(`${largest.server}/v1/zones/${pathZone(name)}/log/inclusion?leaf=${at}&size=${largest.size}`, {
+        maxBytes: MAX_ANSWER_BYTES,
+      });
+      const proof = hashes((res.body as { proof?: unknown } | null)?.proof);
+      verifyInclusion(changeLeafHash('put', 'op', historyKey(handle, e.seq), e.request ?? '')!, at, largest.size, proof, largest.root);
+    } catch (err) {
+      if (!(err instanceof IdnsError) || err.code !== 'verification_failed') throw err;
+      foreign.push({ seq: e.seq, op: e.op, by: `not in the zone's log as ${largest.server} serves it: ${err.message}` });
+    }
+  }
+  return largest;
+}
+
+/** The consistency proof between two sizes of the zone's log, from `server`. */
+async function consistencyFrom(server: string, zone: string, from: number, to: number): Promise<Buffer[]> {
+  const res = await jsonRequest(`${server}/v1/zones/${pathZone(zone)}/log/consistency?from=${from}&to=${to}`, { maxBytes: MAX_ANSWER_BYTES });
+  return hashes((res.body as { proof?: unknown } | null)?.proof);
+}
+
+/** A proof's hashes as a server gives them (base64), at most MAX_PROOF_HASHES; anything else fails verification. */
+function hashes(value: unknown): Buffer[] {
+  if (!Array.isArray(value) || value.length > MAX_PROOF_HASHES) throw new IdnsError('verification_failed', 'a proof that is not a list of hashes');
+  return value.map((h) => {
+    const b = typeof h === 'string' ? Buffer.from(h, 'base64') : Buffer.alloc(0);
+    if (b.length !== HASH_BYTES || b.toString('base64') !== h) throw new IdnsError('verification_failed', 'a proof hash that is not 32 bytes of base64');
+    return b;
+  });
 }
 
 /** A log's entries as the history verifier takes them; a log must give every entry, in order, with its request. */
@@ -118,7 +238,9 @@ function readState(path: string, handle: string): WatchState | null {
     throw new IdnsError('invalid_request', `the watch state ${path} is not readable JSON; remove it to start again`, { cause });
   }
   const s = state as Partial<WatchState> | null;
-  if (s?.handle !== handle || !Number.isSafeInteger(s.seq) || (s.seq ?? 0) < 1 || typeof s.op !== 'string') {
+  const c = s?.checkpoint;
+  const checkpointOk = c === undefined || (typeof c === 'object' && c !== null && Number.isSafeInteger(c.size) && c.size > 0 && typeof c.root === 'string');
+  if (s?.handle !== handle || !Number.isSafeInteger(s.seq) || (s.seq ?? 0) < 1 || typeof s.op !== 'string' || !checkpointOk) {
     throw new IdnsError('invalid_request', `the watch state ${path} is not a state of ${handle}; give another --state or remove it`);
   }
   return s as WatchState;

@@ -11,7 +11,7 @@ import { thumbprint } from '../../records/keys.js';
 import { readPublicKeyFile } from '../public-key-file.js';
 import { operatorAct } from '../../authority/operator-acts.js';
 import { SHA256_B64U, type HandleFields } from '../../records/types.js';
-import { DEFAULT_SERVER, parseCommand, UsageError, type Io, type OptionValues } from '../args.js';
+import { intOption, DEFAULT_SERVER, parseCommand, UsageError, type Io, type OptionValues } from '../args.js';
 import { localOptions, openLocal } from '../local.js';
 import { decodePayload } from '../../authority/editor.js';
 import { handleHistory } from '../../authority/history.js';
@@ -55,14 +55,18 @@ Every key added to a handle must sign the request that adds it (proof of possess
         Deletes HANDLE; signed by a current key.
   show HANDLE   The verified current record (same as idns resolve).
   log HANDLE    The signed history of HANDLE's changes.
-  watch HANDLE --key FILE... [--state FILE]
+  watch HANDLE --key FILE... [--state FILE] [--witness THUMBPRINT... [--witness-quorum N]]
         Checks that every change of HANDLE since the last watch was yours: reads its history
         from every server of its zone (--server: one of them), verifies it, checks that the
         servers agree and that each new entry was signed by one of the --key files (yours;
-        public or private). Exit 0: all yours; 3: someone else changed it (the zone's
-        operator, another key, or a history rewritten or forked between servers); 1: it
-        could not check. --state (default ~/.local/state/idns/watch/HANDLE.json) keeps the
-        last entry seen. Run it from cron; docs/security.md says what it does not see yet.
+        public or private). It follows the zone's log too: every server's checkpoint, and the
+        one seen last time, must be a prefix of the largest, and each new entry must be in it
+        (inclusion proofs); with --witness, that checkpoint must be cosigned by N of these
+        witnesses within the hour (what resolvers requiring them accept). Exit 0: all yours;
+        3: someone else changed it (the zone's operator, another key, a history rewritten or
+        forked between servers or since the last run, an entry outside the log); 1: it could
+        not check. --state (default ~/.local/state/idns/watch/HANDLE.json) keeps the last entry
+        and checkpoint seen. Run it from cron; docs/security.md says what it does not see.
 
 Operator acts (with --data only; each is an operator entry in the handle's history, signed by the
 zone key, so everyone sees that the operator made it, not the owner):
@@ -130,14 +134,27 @@ export async function handle(argv: string[], io: Io): Promise<number> {
 }
 
 async function watch(argv: string[], io: Io): Promise<number> {
-  const watchOptions = { json: { type: 'boolean' }, server: { type: 'string' }, key: { type: 'string', multiple: true }, state: { type: 'string' } } as const;
+  const watchOptions = {
+    json: { type: 'boolean' },
+    server: { type: 'string' },
+    key: { type: 'string', multiple: true },
+    state: { type: 'string' },
+    witness: { type: 'string', multiple: true },
+    'witness-quorum': { type: 'string' },
+  } as const;
   const { values, positionals, help } = parseCommand({ usage, options: watchOptions, positionals: ['HANDLE'] }, argv);
   if (help) return (io.out(usage), 0);
   const { handle } = parseHandle(positionals[0]!);
   const keys = values.key ?? [];
   if (keys.length === 0) throw new UsageError('--key FILE is required: your key files (each key of the handle that is yours)', usage);
-  const { watchHandle } = await import('./handle-watch.js');
-  return watchHandle(handle, { server: values.server ?? DEFAULT_SERVER, keys, state: values.state, json: values.json === true }, io);
+  if (values['witness-quorum'] !== undefined && !values.witness) throw new UsageError('--witness-quorum goes with --witness', usage);
+  const witnesses = values.witness ?? [];
+  const quorum = intOption(values['witness-quorum'], 'witness-quorum', usage) ?? witnesses.length;
+  if (witnesses.length > 0 && (quorum < 1 || quorum > new Set(witnesses).size))
+    throw new UsageError(`--witness-quorum is 1 to ${new Set(witnesses).size}`, usage);
+  const [{ watchHandle }, { DEFAULT_WITNESS_FRESHNESS_SECONDS }] = await Promise.all([import('./handle-watch.js'), import('../../transparency/witnessed.js')]);
+  const policy = witnesses.length === 0 ? null : { witnesses: [...new Set(witnesses)], quorum, freshnessSeconds: DEFAULT_WITNESS_FRESHNESS_SECONDS };
+  return watchHandle(handle, { server: values.server ?? DEFAULT_SERVER, keys, state: values.state, json: values.json === true, witnesses: policy }, io);
 }
 
 async function operatorCommand(sub: 'takedown' | 'transfer', handle: string, values: Values, io: Io): Promise<number> {
