@@ -152,11 +152,12 @@ export async function authorityTargets(ctx) {
   // size: first as operators run it (public address, limits on), the headline; then on loopback (limits
   // off), beside it.
   const paths = shuffled(Array.from({ length: N }, (_, i) => `/v1/resolve/user${i}@bench.example`));
-  const reads = async (url, id, how) => {
-    log(`authoritative reads (${how})`);
-    const sample = (await http(`${url}${paths[0]}`)).body;
+  const reads = async (url, id, how, query = '', plainRatio = null) => {
+    log(`authoritative reads (${how}${query})`);
+    const asked = query === '' ? paths : paths.map((p) => `${p}${query}`);
+    const sample = (await http(`${url}${asked[0]}`)).body;
     const baseUrl = await baselineOf(JSON.stringify(sample).length);
-    const { ours, base } = await loadInterleaved(opts.runs, { url, paths, duration: opts.duration }, { url: baseUrl, paths: ['/'], duration: opts.duration });
+    const { ours, base } = await loadInterleaved(opts.runs, { url, paths: asked, duration: opts.duration }, { url: baseUrl, paths: ['/'], duration: opts.duration });
     const errors = ours.reduce((k, o) => k + o.errors + o.non2xx, 0);
     const [rps, brps, p99, bp99] = [
       median(ours.map((o) => o.rps)),
@@ -165,6 +166,21 @@ export async function authorityTargets(ctx) {
       median(base.map((o) => o.p99)),
     ];
     const p99ratio = p99 / Math.max(bp99, 1);
+    if (plainRatio !== null) {
+      // Issue 18: answers bound to the zone's log (checkpoint and two inclusion proofs) within 10% of the plain reads' ratio.
+      rows.add({
+        target: 1,
+        id,
+        name: `authoritative GET /v1/resolve?log=1 (the checkpoint and inclusion proofs), ${n}-handle zone, random handles, ${how}`,
+        figure: `${Math.round(rps)} req/s, p99 ${p99} ms (errors ${errors})`,
+        baseline: `${Math.round(brps)} req/s, p99 ${bp99} ms`,
+        ratio: `${(rps / brps).toFixed(2)} (plain reads ${plainRatio.toFixed(2)}), p99 ${p99ratio.toFixed(2)}×`,
+        goal: '≥ 0.9 of the plain reads’ ratio (issue 18)',
+        met: rps / brps >= 0.9 * plainRatio && errors === 0,
+        compare: { ratio: { value: rps / brps, better: 'higher' } },
+      });
+      return rps / brps;
+    }
     rows.add({
       target: 1,
       id,
@@ -176,6 +192,7 @@ export async function authorityTargets(ctx) {
       met: rps / brps >= 0.7 && p99ratio <= 1.5 && errors === 0,
       compare: { ratio: { value: rps / brps, better: 'higher' }, 'p99 ratio': { value: p99ratio, better: 'lower', slack: 0.25 } },
     });
+    return rps / brps;
   };
   const url = big.primaryUrl;
   // The primary builds its answer file in the background at start (and opens it again at a restart);
@@ -187,7 +204,8 @@ export async function authorityTargets(ctx) {
   };
   let primary = await startPrimary(PRODUCTION_HOST, await productionServeArgs());
   if (want(1)) {
-    await reads(url, 'resolve-production', PRODUCTION_LABEL);
+    const plain = await reads(url, 'resolve-production', PRODUCTION_LABEL);
+    await reads(url, 'resolve-log-production', PRODUCTION_LABEL, '?log=1', plain);
     await stop(primary);
     primary = await startPrimary('127.0.0.1', []);
     await reads(url, 'resolve', 'loopback (limits off)');
