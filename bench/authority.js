@@ -157,7 +157,11 @@ export async function authorityTargets(ctx) {
     const asked = query === '' ? paths : paths.map((p) => `${p}${query}`);
     const sample = (await http(`${url}${asked[0]}`)).body;
     const baseUrl = await baselineOf(JSON.stringify(sample).length);
-    const { ours, base } = await loadInterleaved(opts.runs, { url, paths: asked, duration: opts.duration }, { url: baseUrl, paths: ['/'], duration: opts.duration });
+    const { ours, base } = await loadInterleaved(
+      opts.runs,
+      { url, paths: asked, duration: opts.duration },
+      { url: baseUrl, paths: ['/'], duration: opts.duration },
+    );
     const errors = ours.reduce((k, o) => k + o.errors + o.non2xx, 0);
     const [rps, brps, p99, bp99] = [
       median(ours.map((o) => o.rps)),

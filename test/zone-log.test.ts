@@ -169,6 +169,24 @@ describe('a primary logs every change', () => {
     verifyConsistency(early.size, cp.size, b64s((await consistency(primary, early.size, cp.size)).body.proof), early.root, cp.root);
   });
 
+  it('serves proofs of a zone deleted and created again from its new tree, not from what it remembered of the old one', async () => {
+    const primary = await server({ zones: { example: {} } });
+    for (let i = 0; i < 40; i++) await register(primary, `old${i}@example`);
+    const old = await checkpointOf(primary);
+    // Proofs read (and remember) the old tree's upper subtrees.
+    expect((await inclusion(primary, 0, old.size)).status).toBe(200);
+    primary.ctx.zones.deleteZone('example');
+    primary.ctx.zones.create('example', { servers: [primary.url] });
+    for (let i = 0; i < 40; i++) await register(primary, `new${i}@example`);
+    const fresh = await checkpointOf(primary);
+    const leaves = journalLeaves(primary);
+    expect(fresh.root.equals(mth(leaves))).toBe(true);
+    for (const leaf of [0, 17, 33, fresh.size - 1]) {
+      const { body } = await inclusion(primary, leaf, fresh.size);
+      verifyInclusion(leaves[leaf]!, leaf, fresh.size, b64s(body.proof), fresh.root);
+    }
+  });
+
   it('refuses questions about trees it does not hold, with a JSON error', async () => {
     const primary = await server({ zones: { example: {} } });
     await register(primary, 'ann@example');

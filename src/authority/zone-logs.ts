@@ -44,6 +44,9 @@ export interface ConsistencyAnswer {
  * it holds, and proofs against that tree or any earlier size of it, computed from the stored subtrees.
  */
 export class ZoneLogs {
+  /** Per zone, the inclusion proof of its zone record in the tree of the version held (by content and size). */
+  private readonly zoneProofs = new Map<string, { version: string; proof: string[] }>();
+
   constructor(
     private readonly store: Store,
     private readonly zones: ZoneReader,
@@ -59,7 +62,7 @@ export class ZoneLogs {
     const row = this.logged(name);
     this.assureSize(row, size);
     if (leaf >= size) throw new IdnsError('invalid_request', `leaf ${leaf} is not in a tree of ${size} leaves`);
-    const subtrees = this.store.logs.subtrees(row.content);
+    const subtrees = this.store.logs.subtrees(row.content, String(row.createdAt));
     return { leaf, size, hash: subtrees(0, leaf).toString('base64'), proof: inclusionProof(subtrees, leaf, size).map(b64) };
   }
 
@@ -68,7 +71,7 @@ export class ZoneLogs {
     const row = this.logged(name);
     this.assureSize(row, to);
     if (from < 1 || from > to) throw new IdnsError('invalid_request', `a consistency proof goes from a tree of 1 to ${to} leaves, not ${from}`);
-    return { from, to, proof: consistencyProof(this.store.logs.subtrees(row.content), from, to).map(b64) };
+    return { from, to, proof: consistencyProof(this.store.logs.subtrees(row.content, String(row.createdAt)), from, to).map(b64) };
   }
 
   /** The keys of the witnesses whose cosignatures a checkpoint carries, by name, as far as they are known here. */
@@ -86,11 +89,18 @@ export class ZoneLogs {
     const row = this.logged(answer.zone);
     if (serialOf(row.version) !== answer.serial) throw new IdnsError('zone_unavailable', `zone ${answer.zone} changed while answering; ask again`);
     const size = checkpointSize(row.checkpoint);
-    const subtrees = this.store.logs.subtrees(row.content);
+    const subtrees = this.store.logs.subtrees(row.content, String(row.createdAt));
+    // The zone record's proof is the same for every answer of a version: made once per version.
+    const version = `${row.content}\n${size}`;
+    let zoneProof = this.zoneProofs.get(answer.zone);
+    if (zoneProof?.version !== version) {
+      zoneProof = { version, proof: inclusionProof(subtrees, size - 1, size).map(b64) };
+      this.zoneProofs.set(answer.zone, zoneProof);
+    }
     const log: AnswerLog = {
       checkpoint: row.checkpoint,
       witnesses: this.witnessKeys(row.checkpoint),
-      zoneRecord: inclusionProof(subtrees, size - 1, size).map(b64),
+      zoneRecord: zoneProof.proof,
     };
     const last = answer.history?.at(-1);
     if (answer.status === 'answer' && last !== undefined) {

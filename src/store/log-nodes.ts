@@ -10,6 +10,9 @@ import { nodeHash, type SubtreeHashes } from '../transparency/merkle.js';
  */
 const KEPT_EVERY = 4;
 
+/** Most subtree hashes remembered (about 15 MB): every node of level 4 and above of a tree of about 1,000,000 leaves. */
+const MEMO_NODES = 131_072;
+
 /** A subtree hash computed by the tree: its height, its index at that height, and the hash. */
 export interface LogNode {
   level: number;
@@ -27,6 +30,8 @@ export class LogStore {
   private readonly insertStmt;
   private readonly bulk;
   private readonly deleteSomeStmt;
+  /** Complete subtrees of the kept levels and above already read for proofs, by content, tree name, level and index. */
+  private readonly memo = new Map<string, Buffer>();
 
   constructor(db: Db) {
     this.getStmt = db.prepare<[string, number, number], Buffer>(`SELECT hash FROM log_nodes WHERE content = ? AND level = ? AND idx = ?`).pluck();
@@ -57,24 +62,41 @@ export class LogStore {
    * read, a level in between one range read of the kept level below. Throws for a subtree not stored:
    * the caller asked about leaves the log does not hold yet.
    */
-  subtrees(content: string): SubtreeHashes {
+  subtrees(content: string, remember: string | null = null): SubtreeHashes {
     return (level, index) => {
-      const below = level - (level % KEPT_EVERY);
-      if (below === level) {
-        const hash = this.getStmt.get(content, level, index);
-        if (hash === undefined) throw new Error(`log ${content}: no subtree at level ${level}, index ${index}`);
-        return hash;
+      // A complete subtree never changes while its tree lives: with `remember` (a name of this tree that
+      // no later tree under the same content id shares, such as the zone's creation time), those of the
+      // kept levels and above are remembered for the proofs that ask for the same upper nodes again and
+      // again, up to MEMO_NODES, then the memory starts afresh.
+      const memoKey = remember !== null && level >= KEPT_EVERY ? `${content}\n${remember}\n${level}\n${index}` : null;
+      const known = memoKey === null ? undefined : this.memo.get(memoKey);
+      if (known !== undefined) return known;
+      const hash = this.read(content, level, index);
+      if (memoKey !== null) {
+        if (this.memo.size >= MEMO_NODES) this.memo.clear();
+        this.memo.set(memoKey, hash);
       }
-      const width = 2 ** (level - below);
-      let row = this.rangeStmt.all(content, below, index * width, (index + 1) * width);
-      if (row.length !== width) throw new Error(`log ${content}: subtree at level ${level}, index ${index} is incomplete`);
-      while (row.length > 1) {
-        const up: Buffer[] = [];
-        for (let i = 0; i < row.length; i += 2) up.push(nodeHash(row[i]!, row[i + 1]!));
-        row = up;
-      }
-      return row[0]!;
+      return hash;
     };
+  }
+
+  /** A complete subtree's hash from the table: a kept level's row, or the kept level below's rows hashed up. */
+  private read(content: string, level: number, index: number): Buffer {
+    const below = level - (level % KEPT_EVERY);
+    if (below === level) {
+      const hash = this.getStmt.get(content, level, index);
+      if (hash === undefined) throw new Error(`log ${content}: no subtree at level ${level}, index ${index}`);
+      return hash;
+    }
+    const width = 2 ** (level - below);
+    let row = this.rangeStmt.all(content, below, index * width, (index + 1) * width);
+    if (row.length !== width) throw new Error(`log ${content}: subtree at level ${level}, index ${index} is incomplete`);
+    while (row.length > 1) {
+      const up: Buffer[] = [];
+      for (let i = 0; i < row.length; i += 2) up.push(nodeHash(row[i]!, row[i + 1]!));
+      row = up;
+    }
+    return row[0]!;
   }
 
   /** The leaf hashes from `start` (inclusive) to `end` (exclusive), in order, read lazily. */
