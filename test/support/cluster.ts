@@ -1,14 +1,16 @@
 import Database from 'better-sqlite3';
-import { randomInt } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { signChangeRequest } from '../../src/client/requests.js';
 import { send, type HttpResult } from './http.js';
 import type { UserKey } from './keys.js';
 import { runIdns, spawnServer, type ServerProcess } from './process.js';
+import { freePort } from '../../src/cli/free-port.js';
+
+export { freePort };
 
 /**
  * Helpers for tests that run a zone's servers as real `idns serve` child processes: free ports, temp
@@ -41,59 +43,6 @@ export async function until<T>(check: () => Promise<T> | T, what: string | (() =
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
-}
-
-/**
- * A port that was free a moment ago, from below the kernel's ephemeral range. The server that takes it
- * binds it again later, and in between a port of the ephemeral range (what binding port 0 gives) can
- * become the local port of any outgoing connection on the machine, held for as long as that connection
- * lives: a server of a test then could not start (seen under a full parallel run). Ports below the
- * range are only ever taken by an explicit bind, which other tests do the same way, and retry.
- */
-export async function freePort(): Promise<number> {
-  const [low] = ephemeralRange();
-  const top = low - 1;
-  const bottom = Math.max(1024, top - 12_000);
-  if (top - bottom >= 1000) {
-    for (let attempt = 0; attempt < 100; attempt++) {
-      const port = bottom + randomInt(top - bottom + 1);
-      if (await canListen(port)) return port;
-    }
-  }
-  // A range starting too low to leave room below it: any port the kernel gives.
-  return listenAndClose(0);
-}
-
-/** The kernel's range of ports for outgoing connections (Linux; the usual default elsewhere). */
-function ephemeralRange(): [number, number] {
-  try {
-    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
-    if (Number.isInteger(low) && Number.isInteger(high)) return [low!, high!];
-  } catch {
-    // Not Linux: fall through to the default below.
-  }
-  return [32768, 60999];
-}
-
-async function canListen(port: number): Promise<boolean> {
-  try {
-    await listenAndClose(port);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Binds `port` on loopback (0: any), closes it again, and returns the port bound. */
-async function listenAndClose(port: number): Promise<number> {
-  const srv = createNetServer();
-  await new Promise<void>((resolve, reject) => {
-    srv.once('error', reject);
-    srv.listen(port, '127.0.0.1', () => resolve());
-  });
-  const bound = (srv.address() as AddressInfo).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return bound;
 }
 
 /** One zone server process (or resolver) of a test, restartable on the same data dir and port. */

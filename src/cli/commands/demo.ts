@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +12,7 @@ import { createLogger } from '../../log.js';
 import { ROOT_IN_PATH } from '../../http/routes/zones.js';
 import { generatePrivateJwk } from '../../records/keys.js';
 import { parseCommand, type Io } from '../args.js';
+import { canListen, freePort } from '../free-port.js';
 
 const usage = `usage: idns demo [--data DIR]
 
@@ -49,7 +49,7 @@ export async function demo(argv: string[], io: Io): Promise<number> {
   const nodes = new Map<string, Node>();
   for (const name of names) {
     const port = saved?.[name] ?? (await freePort());
-    if (saved && !(await portFree(port))) {
+    if (saved && !(await canListen(port))) {
       throw new IdnsError('invalid_request', `port ${port} of the demo's ${name} is in use: stop what holds it, or start the demo on a new --data DIR`);
     }
     nodes.set(name, { name, dir: join(base, name), port, url: `http://127.0.0.1:${port}`, args: [] });
@@ -232,23 +232,4 @@ function savedPorts(file: string, names: readonly string[]): Record<string, numb
     throw new IdnsError('invalid_request', `${file} does not name a port for each of the demo's servers: remove it, or use a new --data DIR`);
   }
   return p as Record<string, number>;
-}
-
-/** True when nothing listens on the loopback port. */
-async function portFree(port: number): Promise<boolean> {
-  const srv = createServer();
-  const ok = await new Promise<boolean>((r) => {
-    srv.once('error', () => r(false));
-    srv.listen(port, '127.0.0.1', () => r(true));
-  });
-  if (ok) await new Promise((r) => srv.close(r));
-  return ok;
-}
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as AddressInfo).port;
-  await new Promise((r) => srv.close(r));
-  return port;
 }
