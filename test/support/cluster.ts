@@ -8,9 +8,16 @@ import { signChangeRequest } from '../../src/client/requests.js';
 import { send, type HttpResult } from './http.js';
 import type { UserKey } from './keys.js';
 import { runIdns, spawnServer, type ServerProcess } from './process.js';
-import { freePort } from '../../src/cli/free-port.js';
+import { freePort as freePortIn, PORT_SLICES } from '../../src/cli/free-port.js';
 
-export { freePort };
+/**
+ * A free port for a server of a test, from this test worker's own slice of the ports below the ephemeral
+ * range (vitest numbers its workers from 1; the CLI, the demo a test starts included, keeps slice 0).
+ */
+export function freePort(): Promise<number> {
+  const worker = Number(process.env.VITEST_POOL_ID ?? 1);
+  return freePortIn(1 + ((Number.isInteger(worker) && worker > 0 ? worker - 1 : 0) % (PORT_SLICES - 1)));
+}
 
 /**
  * Helpers for tests that run a zone's servers as real `idns serve` child processes: free ports, temp
