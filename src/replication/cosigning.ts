@@ -95,7 +95,7 @@ export class CosignatureCollector {
     const witnesses = [...new Set(listed)].filter((s) => s !== own);
     const note = parseNote(row.checkpoint);
     const got = await Promise.all(
-      witnesses.map((url) => this.ask(url, row.name, row.content, row.checkpoint).catch((err: unknown) => this.failed(url, zone, err))),
+      witnesses.map((url) => this.ask(url, row.name, row.content, row.checkpoint, note.text).catch((err: unknown) => this.failed(url, zone, err))),
     );
     const fresh = got.filter((s): s is { line: NoteSignature; key: PublicJwk } => s !== null);
     if (fresh.length === 0) return;
@@ -112,10 +112,9 @@ export class CosignatureCollector {
   }
 
   /** One witness's cosignature of the checkpoint, checked against its published key; null when it has none to give. */
-  private async ask(url: string, zone: string, content: string, checkpoint: string): Promise<{ line: NoteSignature; key: PublicJwk } | null> {
+  private async ask(url: string, zone: string, content: string, checkpoint: string, text: string): Promise<{ line: NoteSignature; key: PublicJwk } | null> {
     const { verifier, key } = await this.witnessKey(url);
     const size = checkpointSize(checkpoint);
-    const text = parseNote(checkpoint).text;
     const id = `${zone}\n${url}`;
     for (let attempt = 0; attempt < 2; attempt++) {
       const old = Math.min(this.sizes.get(id) ?? 0, size);

@@ -282,14 +282,15 @@ export class Replicator {
     const row = this.zones.require(zone);
     if (typeof offered !== 'string' || row.checkpoint === '' || jws !== row.record) return;
     try {
+      const note = parseNote(offered);
       if (offered !== row.checkpoint) {
         const theirs = openCheckpoint(zone, offered, record.keys);
-        if (parseNote(offered).text !== parseNote(row.checkpoint).text || theirs.size !== checkpointSize(row.checkpoint)) return;
+        if (note.text !== parseNote(row.checkpoint).text || theirs.size !== checkpointSize(row.checkpoint)) return;
         this.store.zones.setCheckpoint(zone, offered);
       }
       // The keys of the witnesses whose lines it carries, each under the name its own thumbprint gives.
       const named = typeof witnesses === 'object' && witnesses !== null ? (witnesses as Record<string, unknown>) : {};
-      for (const { name } of parseNote(offered).signatures) {
+      for (const { name } of note.signatures) {
         if (!Object.hasOwn(named, name)) continue;
         const key = parsePublicJwk(named[name], 'a witness key');
         if (witnessName(thumbprint(key)) === name) this.store.witness.putKey(name, key);

@@ -11,16 +11,10 @@ import { cosigner } from '../transparency/checkpoint.js';
 import { ed25519NoteVerifier, type NoteSigner, type NoteVerifier } from '../transparency/note.js';
 import { addCheckpoint, parseAddCheckpoint, type AddCheckpoint, type AddCheckpointOutcome } from '../transparency/witness.js';
 import type { WitnessKey } from '../transparency/witness-key.js';
-import { logOrigin } from '../transparency/zone-log.js';
+import { zoneOfLogOrigin } from '../transparency/zone-log.js';
 
 /** Least time between two reads of a followed zone's record prompted by checkpoints signed by keys unknown here, ms. */
 const FOLLOW_REFRESH_MS = 60_000;
-
-/** The zone whose log an origin names (`<zone>/idns-log`), or null. */
-function zoneOfOrigin(origin: string): string | null {
-  const zone = origin.endsWith('/idns-log') ? origin.slice(0, -'/idns-log'.length) : null;
-  return zone !== null && zone !== '' && logOrigin(zone) === origin ? zone : null;
-}
 
 /** What an add-checkpoint request got: the cosignature lines, or the size this witness holds (C2SP: 409 with text/x.tlog.size). */
 export type WitnessAnswer = { cosignatures: string } | { heldSize: number };
@@ -52,7 +46,7 @@ export class Witness {
    */
   async addCheckpoint(body: string): Promise<WitnessAnswer> {
     const request = parseAddCheckpoint(body);
-    const zone = zoneOfOrigin(request.note.slice(0, Math.max(0, request.note.indexOf('\n'))));
+    const zone = zoneOfLogOrigin(request.note.slice(0, Math.max(0, request.note.indexOf('\n'))));
     const followed = zone === null ? undefined : this.store.witness.followed(zone);
     // A followed zone's record is read again once its TTL has passed, so that the witness learns of a key
     // rollover's new key while the old one still signs (the rollover publishes it for at least that TTL).
@@ -123,7 +117,7 @@ export class Witness {
    * a zone followed without a copy, the keys its newest zone record read lists.
    */
   private verifiers(origin: string): NoteVerifier[] | undefined {
-    const zone = zoneOfOrigin(origin);
+    const zone = zoneOfLogOrigin(origin);
     if (zone === null) return undefined;
     const row = this.zones.get(zone);
     const keys =

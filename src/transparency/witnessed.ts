@@ -131,18 +131,19 @@ function shapeOf(input: unknown): AnswerLogShape {
   if (typeof witnesses !== 'object' || witnesses === null || Array.isArray(witnesses) || Object.keys(witnesses).length > MAX_NOTE_SIGNATURES) {
     throw fail(`a log binding's witnesses are an object of at most ${MAX_NOTE_SIGNATURES} keys`);
   }
-  const shape: AnswerLogShape = { checkpoint: log.checkpoint, witnesses: witnesses as Record<string, unknown>, zoneRecord: proofOf(log.zoneRecord) };
+  const shape: AnswerLogShape = { checkpoint: log.checkpoint, witnesses: witnesses as Record<string, unknown>, zoneRecord: proofHashes(log.zoneRecord) };
   if (log.entry !== undefined) {
     const e = log.entry as { leaf?: unknown; proof?: unknown } | null;
     if (typeof e !== 'object' || e === null || !Number.isSafeInteger(e.leaf) || (e.leaf as number) < 0)
       throw fail("a log binding's entry without a leaf number");
-    shape.entry = { leaf: e.leaf as number, proof: proofOf(e.proof) };
+    shape.entry = { leaf: e.leaf as number, proof: proofHashes(e.proof) };
   }
   return shape;
 }
 
-function proofOf(value: unknown): Buffer[] {
-  if (!Array.isArray(value) || value.length > MAX_PROOF_HASHES) throw fail(`an inclusion proof is a list of at most ${MAX_PROOF_HASHES} hashes`);
+/** A proof's hashes as a server gives them (base64), at most MAX_PROOF_HASHES; anything else throws verification_failed. */
+export function proofHashes(value: unknown): Buffer[] {
+  if (!Array.isArray(value) || value.length > MAX_PROOF_HASHES) throw fail(`a proof is a list of at most ${MAX_PROOF_HASHES} hashes`);
   return value.map((h) => {
     const hash = typeof h === 'string' ? Buffer.from(h, 'base64') : Buffer.alloc(0);
     if (hash.length !== HASH_BYTES || hash.toString('base64') !== h) throw fail('a proof hash is not 32 bytes of base64');

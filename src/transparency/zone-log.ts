@@ -44,6 +44,12 @@ export function logOrigin(zone: string): string {
   return `${zone}/idns-log`;
 }
 
+/** The zone whose log an origin names (`<zone>/idns-log`), or null. */
+export function zoneOfLogOrigin(origin: string): string | null {
+  const zone = origin.endsWith('/idns-log') ? origin.slice(0, -'/idns-log'.length) : null;
+  return zone !== null && zone !== '' && logOrigin(zone) === origin ? zone : null;
+}
+
 /** A checkpoint of the zone's log, signed by the zone key (a C2SP signed note). */
 export function signCheckpoint(zone: string, size: number, root: Buffer, key: SigningKey): string {
   const origin = logOrigin(zone);

@@ -15,8 +15,8 @@ import { readHandleLog, type LogEntry } from '../../client/handle-log.js';
 import { historyKey } from '../../records/history-key.js';
 import type { VerifiedZone } from '../../records/verify.js';
 import { pathZone } from '../../replication/transfer-client.js';
-import { HASH_BYTES, MAX_PROOF_HASHES, verifyConsistency, verifyInclusion } from '../../transparency/merkle.js';
-import { verifyCheckpoint, type WitnessPolicy } from '../../transparency/witnessed.js';
+import { verifyConsistency, verifyInclusion } from '../../transparency/merkle.js';
+import { proofHashes, verifyCheckpoint, type WitnessPolicy } from '../../transparency/witnessed.js';
 import { changeLeafHash } from '../../transparency/zone-log.js';
 import type { Io } from '../args.js';
 
@@ -42,6 +42,8 @@ interface ServedCheckpoint {
   size: number;
   root: Buffer;
   note: string;
+  /** The keys of the witnesses whose cosignatures the note carries, as the server gives them beside it. */
+  witnessKeys: Record<string, unknown>;
 }
 
 /** An entry of the history that the watcher's keys did not make, in words. */
@@ -138,10 +140,11 @@ async function checkLog(
   const served: ServedCheckpoint[] = [];
   for (const server of servers) {
     const res = await jsonRequest(`${server}/v1/zones/${pathZone(name)}`, { maxBytes: MAX_ANSWER_BYTES });
-    const b = res.body as { checkpoint?: unknown } | null;
+    const b = res.body as { checkpoint?: unknown; witnesses?: unknown } | null;
     if (res.status !== 200 || typeof b?.checkpoint !== 'string') continue;
     const c = verifyCheckpoint(name, b.checkpoint, zone.record.keys, {}, null, now);
-    served.push({ server, size: c.size, root: c.root, note: c.note });
+    const witnessKeys = typeof b.witnesses === 'object' && b.witnesses !== null ? (b.witnesses as Record<string, unknown>) : {};
+    served.push({ server, size: c.size, root: c.root, note: c.note, witnessKeys });
   }
   if (served.length === 0) {
     if (witnesses !== null)
@@ -149,11 +152,7 @@ async function checkLog(
     return null;
   }
   const largest = served.reduce((a, b) => (b.size > a.size ? b : a));
-  if (witnesses !== null) {
-    const res = await jsonRequest(`${largest.server}/v1/zones/${pathZone(name)}`, { maxBytes: MAX_ANSWER_BYTES });
-    const keys = (res.body as { witnesses?: unknown } | null)?.witnesses;
-    verifyCheckpoint(name, largest.note, zone.record.keys, typeof keys === 'object' && keys !== null ? (keys as Record<string, unknown>) : {}, witnesses, now);
-  }
+  if (witnesses !== null) verifyCheckpoint(name, largest.note, zone.record.keys, largest.witnessKeys, witnesses, now);
   const prefixes = served.filter((c) => c !== largest).map((c) => ({ size: c.size, root: c.root, what: `${c.server}'s checkpoint` }));
   if (last?.checkpoint) prefixes.push({ size: last.checkpoint.size, root: Buffer.from(last.checkpoint.root, 'base64'), what: 'the checkpoint seen last time' });
   for (const p of prefixes) {
@@ -178,7 +177,7 @@ async function checkLog(
       const res = await jsonRequest(`${largest.server}/v1/zones/${pathZone(name)}/log/inclusion?leaf=${at}&size=${largest.size}`, {
         maxBytes: MAX_ANSWER_BYTES,
       });
-      const proof = hashes((res.body as { proof?: unknown } | null)?.proof);
+      const proof = proofHashes((res.body as { proof?: unknown } | null)?.proof);
       verifyInclusion(changeLeafHash('put', 'op', historyKey(handle, e.seq), e.request ?? '')!, at, largest.size, proof, largest.root);
     } catch (err) {
       if (!(err instanceof IdnsError) || err.code !== 'verification_failed') throw err;
@@ -191,17 +190,7 @@ async function checkLog(
 /** The consistency proof between two sizes of the zone's log, from `server`. */
 async function consistencyFrom(server: string, zone: string, from: number, to: number): Promise<Buffer[]> {
   const res = await jsonRequest(`${server}/v1/zones/${pathZone(zone)}/log/consistency?from=${from}&to=${to}`, { maxBytes: MAX_ANSWER_BYTES });
-  return hashes((res.body as { proof?: unknown } | null)?.proof);
-}
-
-/** A proof's hashes as a server gives them (base64), at most MAX_PROOF_HASHES; anything else fails verification. */
-function hashes(value: unknown): Buffer[] {
-  if (!Array.isArray(value) || value.length > MAX_PROOF_HASHES) throw new IdnsError('verification_failed', 'a proof that is not a list of hashes');
-  return value.map((h) => {
-    const b = typeof h === 'string' ? Buffer.from(h, 'base64') : Buffer.alloc(0);
-    if (b.length !== HASH_BYTES || b.toString('base64') !== h) throw new IdnsError('verification_failed', 'a proof hash that is not 32 bytes of base64');
-    return b;
-  });
+  return proofHashes((res.body as { proof?: unknown } | null)?.proof);
 }
 
 /** A log's entries as the history verifier takes them; a log must give every entry, in order, with its request. */
