@@ -351,7 +351,7 @@ export class Metrics {
     });
     new Gauge({
       name: 'idns_resolver_zone_forks',
-      help: 'Zone forks the resolver met and keeps as evidence: two zone records of one zone and serial with different contents (resolver.zoneForks())',
+      help: 'Zone forks the resolver met and keeps as evidence: two zone records of one zone and serial with different contents (resolver.zoneForks()), or two checkpoints of one zone and size with different roots (resolver.checkpointForks())',
       registers,
       collect() {
         this.set(sources.resolverZoneForks());
