@@ -9,6 +9,7 @@ import type { TestServer } from './support/server.js';
 import { until } from './support/cluster.js';
 import { forkOf, registerHandle, serversOfEachTest, witnessedZone } from './support/witnessed-zone.js';
 import { runIdns } from './support/process.js';
+import { sendJson, startFakeServer } from './support/fake-server.js';
 
 /**
  * Witnesses (docs/protocol.md §14): every secondary cosigns the checkpoints of the zones it copies when
@@ -83,6 +84,34 @@ describe('secondaries witness the zones they copy', () => {
       return times.size === 2 && Math.min(...times.values()) > first ? times : undefined;
     }, 'fresher cosignatures of the same checkpoint');
     expect(later.size).toBe(2);
+  });
+});
+
+describe('the primary asks its witnesses within bounds', () => {
+  it("gives a witness whose answer passes 64 KiB, or that never answers, nothing, after at most 3 s a question, and keeps the other witnesses' cosignatures", async () => {
+    const { primary, secondaries } = await witnessedZone(server);
+    // One publishes a key document past 64 KiB; the other publishes a key but never answers add-checkpoint.
+    const bloated = await startFakeServer((_req, res) => sendJson(res, 200, { publicKey: newUserKey().public, pad: 'x'.repeat(70 * 1024) }));
+    const silent = await startFakeServer((req, res) => {
+      if (req.url === '/v1/witness') sendJson(res, 200, { publicKey: newUserKey().public });
+    });
+    cleanups.push(
+      () => void bloated.close(),
+      () => void silent.close(),
+    );
+    primary.ctx.zones.setWitnesses('example', [bloated.url, silent.url]);
+    const started = Date.now();
+    await register(primary, 'ann@example');
+    await until(async () => (await cosignedBy(await checkpointText(primary), secondaries)).size === 2, 'the secondaries to cosign');
+    await primary.ctx.cosignatures.collect('example');
+    const took = Date.now() - started;
+    // The silent witness was given up on its timeout, not waited for without end.
+    expect(took).toBeGreaterThanOrEqual(3000);
+    expect(took).toBeLessThan(15_000);
+    expect(silent.requests.some((r) => r.path === '/v1/witness/add-checkpoint')).toBe(true);
+    const lines = parseNote(await checkpointText(primary)).signatures;
+    // The zone's own signature and the two secondaries' cosignatures, nothing from the other two.
+    expect(lines).toHaveLength(3);
   });
 });
 
