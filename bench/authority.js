@@ -14,6 +14,7 @@ import {
   load,
   loadInterleaved,
   log,
+  logTreeReady,
   median,
   rss,
   productionServeArgs,
@@ -156,6 +157,11 @@ export async function authorityTargets(ctx) {
     log(`authoritative reads (${how}${query})`);
     const asked = query === '' ? paths : paths.map((p) => `${p}${query}`);
     const sample = (await http(`${url}${asked[0]}`)).body;
+    if (query === '?log=1') {
+      // The first bound question makes the server hold the zone's tree (docs/operations.md): measured once it does.
+      const waited = await logTreeReady(url, 'bench.example', N);
+      log(waited === null ? 'no log tree metric (an older build)' : `log tree held after ${waited.toFixed(1)} s`);
+    }
     const baseUrl = await baselineOf(JSON.stringify(sample).length);
     const { ours, base } = await loadInterleaved(
       opts.runs,

@@ -302,6 +302,24 @@ export async function answerFileReady(url, zone, handles, timeoutMs = 300_000) {
   }
 }
 
+/**
+ * Waits until the server holds the zone's log tree in memory with at least `leaves` leaves (filled at the
+ * first question bound to the log, `?log=1`), as it is once it has served such answers for a while; seconds
+ * waited, or null for a build that does not say (no idns_zone_log_tree_leaves for the zone within 3 s).
+ */
+export async function logTreeReady(url, zone, leaves, timeoutMs = 120_000) {
+  const t0 = performance.now();
+  const prefix = `idns_zone_log_tree_leaves{zone="${zone}"} `;
+  for (;;) {
+    const r = await http(`${url}/metrics`).catch(() => null);
+    const line = typeof r?.body === 'string' ? r.body.split('\n').find((l) => l.startsWith(prefix)) : undefined;
+    if (line !== undefined && Number(line.slice(prefix.length)) >= leaves) return (performance.now() - t0) / 1000;
+    if (line === undefined && performance.now() - t0 > 3000) return null;
+    if (performance.now() - t0 > timeoutMs) throw new Error(`${url} held no log tree of ${leaves} leaves for ${zone} in ${timeoutMs / 1000} s`);
+    await sleep(50);
+  }
+}
+
 const began = performance.now();
 /** A progress line on stderr, with the seconds since the run began. */
 export function log(msg) {

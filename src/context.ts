@@ -156,6 +156,7 @@ function metricsSources(ctx: AppContext): MetricsSources {
     replication: () => ctx.replicator.statuses(),
     notifies: () => ({ sent: ctx.notifier.sent, gaveUp: ctx.notifier.failed }),
     answerFiles: () => ctx.answerFiles?.status() ?? [],
+    zoneLogTrees: () => ctx.zoneLogs.held(),
     resolverCache: () => (ctx.resolver ? { entries: ctx.resolver.cacheSize, bytes: ctx.resolver.cacheBytes } : null),
     resolverZoneForks: () => (ctx.resolver ? ctx.resolver.zoneForks().length + ctx.resolver.checkpointForks().length : 0),
     witnessForks: () => ctx.store.witness.forks().length,

@@ -73,6 +73,7 @@ export class LocalContext {
     await this.answerFiles?.close();
     this.resigner.stop();
     await this.stopRoles();
+    this.zoneLogs.close();
     this.store.close();
   }
 

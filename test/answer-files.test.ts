@@ -24,6 +24,8 @@ const rec = (key: string, jws: string, i = 0) => ({
   ttl: 60 + i,
   exp: 2_000_000_000 + i,
   history: JSON.stringify([[1, `e.${'q'.repeat(i % 1000)}.${i}`]]),
+  // Leaves past 2^32 too, and none (a zone without a log).
+  leaf: i % 7 === 0 ? null : i * 2 ** 21,
 });
 
 describe('answer file format', () => {
@@ -72,18 +74,20 @@ describe('answer file format', () => {
 
   it('leaves out records it cannot hold as they are (the database answers for them)', () => {
     const p = path();
-    const written = writeAnswerFile(p, meta, 6, [
+    const written = writeAnswerFile(p, meta, 7, [
       rec('a@x', 'compact.jws.ok'),
       rec('caf\u00e9@x', 'compact.jws.ok'),
       rec('c@x', 'not compact: "quoted"'),
       rec('d@x', 'caf\u00e9'),
       { ...rec('e@x', 'compact.jws.ok'), ttl: -1 },
       { ...rec('f@x', 'compact.jws.ok'), exp: 2 ** 32 },
+      { ...rec('g@x', 'compact.jws.ok'), leaf: -1 },
     ]);
     expect(written).toBe(1);
     const f = AnswerFile.open(p);
-    expect(['a@x', 'caf\u00e9@x', 'c@x', 'd@x', 'e@x', 'f@x'].map((k) => f.get(k)?.jws)).toEqual([
+    expect(['a@x', 'caf\u00e9@x', 'c@x', 'd@x', 'e@x', 'f@x', 'g@x'].map((k) => f.get(k)?.jws)).toEqual([
       'compact.jws.ok',
+      undefined,
       undefined,
       undefined,
       undefined,

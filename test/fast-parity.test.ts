@@ -32,6 +32,7 @@ describe('the fast paths and the application answer alike', () => {
   const owner = newUserKey();
   const clock = new ManualClock(Date.now());
   let etag = '';
+  let boundEtag = '';
 
   beforeAll(async () => {
     h = await startHierarchy();
@@ -64,6 +65,11 @@ describe('the fast paths and the application answer alike', () => {
     );
     ctx.zones.delegate('example', 'child.example', { servers: ['https://child.example.test'], ds: ['A'.repeat(43)] });
     etag = (await fetch(`${app.url}/v1/resolve/alice@example`, { headers: { 'x-request-id': 'setup' } })).headers.get('etag')!;
+    // From an address of its own: the setup's others take the lookup limit's whole burst.
+    const agent = keepAlive();
+    boundEtag = (await send(app.url, '127.0.3.1', get('/v1/resolve/alice@example?log=1'), agent)).headers.etag as string;
+    agent.destroy();
+    expect(boundEtag).not.toBe(etag);
     // Resolver cache hits for the lookup rows.
     for (const path of ['/v1/lookup/alice@social.example', '/v1/lookup/nobody@social.example'])
       expect((await fetch(`${app.url}${path}`)).status).toBeLessThan(500);
@@ -115,6 +121,20 @@ describe('the fast paths and the application answer alike', () => {
     { name: 'the lookup limit, on errors too', requests: times(BURST + 1, get('/v1/resolve/not%20a%20handle')), fast: true },
     { name: 'a malformed escape, handed to the application and charged once', requests: times(BURST + 1, get('/v1/resolve/%E0%A4%A')), fast: true },
     { name: 'a query string (?zone=) goes to the application', requests: [get('/v1/resolve/alice@example?zone=example')], fast: false },
+    { name: 'an answer bound to the log (?log=1)', requests: [get('/v1/resolve/alice@example?log=1')], fast: true },
+    { name: 'an answer bound to the log, percent-encoded', requests: [get('/v1/resolve/ALICE%40Example?log=1')], fast: true },
+    { name: 'a denial bound to the log', requests: [get('/v1/resolve/nobody@example?log=1')], fast: true },
+    { name: 'a referral bound to the log', requests: [get('/v1/resolve/dave@child.example?log=1')], fast: true },
+    { name: 'bound to the log, a zone not held here (error mapping)', requests: [get('/v1/resolve/a@elsewhere.test?log=1')], fast: true },
+    { name: 'If-None-Match naming the bound ETag: 304', requests: [get('/v1/resolve/alice@example?log=1', { 'if-none-match': '<bound>' })], fast: true },
+    {
+      name: 'If-None-Match naming the unbound ETag, bound to the log: 200',
+      requests: [get('/v1/resolve/alice@example?log=1', { 'if-none-match': '' })],
+      fast: true,
+    },
+    { name: 'the lookup limit, bound to the log', requests: times(BURST + 1, get('/v1/resolve/alice@example?log=1')), fast: true },
+    { name: 'log=1 with another query goes to the application', requests: [get('/v1/resolve/alice@example?zone=example&log=1')], fast: false },
+    { name: 'log=2 goes to the application (invalid_request)', requests: [get('/v1/resolve/alice@example?log=2')], fast: false },
     { name: 'HEAD goes to the application', requests: [{ ...get('/v1/resolve/alice@example'), method: 'HEAD' }], fast: false },
     { name: 'a GET with a body goes to the application', requests: [{ ...get('/v1/resolve/alice@example'), body: 'x'.repeat(5000) }], fast: false },
     { name: 'a path of two segments is not the endpoint', requests: [get('/v1/resolve/a/b')], fast: false },
@@ -220,7 +240,9 @@ describe('the fast paths and the application answer alike', () => {
       tookFast,
     };
   }
-  const fill = (v: string | string[]) => (Array.isArray(v) ? v.map((x) => (x === '' ? etag : x)) : v === '' ? etag : v);
+  // '' stands for the answer's ETag, '<bound>' for the ETag of the answer bound to the log.
+  const tag = (x: string) => (x === '' ? etag : x === '<bound>' ? boundEtag : x);
+  const fill = (v: string | string[]) => (Array.isArray(v) ? v.map(tag) : tag(v));
 
   it.each(ROWS.map((r) => [r.name, r] as const))('%s', async (_, r) => {
     const a = await run(r, 'fast');

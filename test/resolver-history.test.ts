@@ -296,6 +296,7 @@ describe('the forks a resolver role keeps, as a metric', () => {
       replication: () => [],
       notifies: () => ({ sent: 0, gaveUp: 0 }),
       answerFiles: () => [],
+      zoneLogTrees: () => [],
       resolverCache: () => ({ entries: 0, bytes: 0 }),
       resolverZoneForks: () => forks,
       witnessForks: () => 0,

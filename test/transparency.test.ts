@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { IdnsError } from '../src/errors.js';
 import { generatePrivateJwk, signingKeyFromJwk, type PublicJwk } from '../src/records/keys.js';
 import { CheckpointBook } from '../src/transparency/checkpoint-book.js';
+import { MemoryTree } from '../src/transparency/memory-tree.js';
 import { checkpointText, cosignatureTime, cosignatureVerifier, cosigner, parseCheckpoint } from '../src/transparency/checkpoint.js';
 import {
   consistencyProof,
@@ -139,6 +140,25 @@ describe('the Merkle tree (RFC 9162 §2.1)', () => {
     }
     expect(code(() => verifyInclusion(other, 3, 3, [], roots[3]!))).toBe('verification_failed');
     expect(code(() => verifyConsistency(5, 4, [], roots[5]!, roots[4]!))).toBe('verification_failed');
+  });
+
+  it('a tree held in memory gives the proofs and subtrees of the stored one, for every size up to its own, as it grows', () => {
+    const leaves = Array.from({ length: 70 }, (_, i) => Buffer.from(`leaf ${i}`));
+    const { subtree } = treeOf(leaves);
+    const tree = new MemoryTree();
+    for (let n = 0; n < leaves.length; n++) {
+      tree.append(leafHash(leaves[n]!));
+      // Asked between appends, so that a size's shared suffixes are made again for the next size.
+      for (const size of [n + 1, Math.max(1, n - 6), Math.ceil((n + 1) / 2)]) {
+        for (let i = 0; i < size; i++) expect(tree.inclusion(i, size)).toEqual(inclusionProof(subtree, i, size));
+        expect(treeRoot(tree.subtree, size)).toEqual(treeRoot(subtree, size));
+      }
+    }
+    expect(tree.size).toBe(70);
+    expect(tree.bytes).toBeGreaterThanOrEqual(2 * 70 * 32);
+    // Outside the tree: the same refusals as the stored one's.
+    expect(code(() => tree.inclusion(70, 70))).toBe('invalid_request');
+    expect(code(() => tree.inclusion(3, 71))).toBe('internal');
   });
 
   it('verification throws only typed errors, whatever the proof (fast-check)', () => {

@@ -6,6 +6,15 @@ import { newUserKey } from './support/keys.js';
 import type { TestServer } from './support/server.js';
 import { until } from './support/cluster.js';
 import { forkOf, registerHandle, serversOfEachTest, witnessedZone } from './support/witnessed-zone.js';
+import { join } from 'node:path';
+import { importHandles } from '../src/authority/import.js';
+import { KeyRing } from '../src/authority/keyring.js';
+import { ZoneService } from '../src/authority/zones.js';
+import { systemClock } from '../src/clock.js';
+import { Store } from '../src/store/store.js';
+import { inclusionProof } from '../src/transparency/merkle.js';
+import { checkpointSize } from '../src/transparency/zone-log.js';
+import { startTestServer, tempDir } from './support/server.js';
 
 /**
  * Answers bound to the zone's log (`GET /v1/resolve/{handle}?log=1`, docs/protocol.md §13.5) and their
@@ -118,5 +127,73 @@ describe('answers bound to the log', () => {
     // The real primary's next answers stay witnessed.
     await register(primary, 'bob@example');
     check(await cosignedAnswer(primary, 'bob@example', policy), policy);
+  });
+});
+
+describe("answers bound to the log, from the zone's tree in memory", () => {
+  it('are the proofs of the stored tree while it fills and after, from the answer file and the database; a new copy of the zone gets a tree of its own', async () => {
+    const dir = tempDir();
+    cleanups.push(dir.remove);
+    await (await startTestServer({ dataDir: dir.dir, zones: { example: {} } })).close();
+    // More leaves than one slice of the fill (4,096): the tree is filled over several turns.
+    const store = Store.open(dir.dir);
+    const zones = new ZoneService(store, new KeyRing(join(dir.dir, 'keys')), systemClock);
+    const lines = Array.from({ length: 6000 }, (_, i) =>
+      JSON.stringify({ handle: `user${i}@example`, endpoint: `https://h.example/${i}`, keys: [owner.public] }),
+    );
+    await importHandles(store, zones, systemClock, 'example', lines.join('\n'));
+    store.close();
+    const s = await server({ dataDir: dir.dir, config: { answerFiles: { enabled: true, minHandles: 1000, rebuildAfter: 10_000 } }, background: true });
+    await until(() => s.ctx.answerFiles!.status().find((f) => f.zone === 'example' && f.entries === 6000), 'the answer file');
+
+    // Each answer's proofs are those computed from the stored subtrees, whichever path answered.
+    const expectStoredProofs = (answer: Answer) => {
+      check(answer, null);
+      const row = s.ctx.zones.require('example');
+      const size = checkpointSize(row.checkpoint);
+      const stored = s.ctx.store.logs.subtrees(row.content);
+      const b64 = (p: Buffer[]) => p.map((h) => h.toString('base64'));
+      const log = answer.log as unknown as { zoneRecord: string[]; entry?: { leaf: number; proof: string[] } };
+      expect(log.zoneRecord).toEqual(b64(inclusionProof(stored, size - 1, size)));
+      if (answer.status === 'answer') {
+        const { key } = entryOf(answer);
+        expect(log.entry!.leaf).toBe(s.ctx.store.records.leafOf(row.content, key));
+        expect(log.entry!.proof).toEqual(b64(inclusionProof(stored, log.entry!.leaf, size)));
+      }
+    };
+    expect(s.ctx.zoneLogs.held()).toEqual([]);
+    expectStoredProofs(await resolve(s, 'user1234@example'));
+    const size = checkpointSize(s.ctx.zones.require('example').checkpoint);
+    // The first zone record, the 6,000 entries and the import's zone record.
+    expect(size).toBe(6002);
+    expect(s.ctx.zoneLogs.held()).toMatchObject([{ zone: 'example', filling: true }]);
+    await until(() => s.ctx.zoneLogs.held().find((t) => !t.filling), 'the tree filled');
+    expect(s.ctx.zoneLogs.held()).toMatchObject([{ zone: 'example', leaves: size, filling: false }]);
+    expect(s.ctx.zoneLogs.held()[0]!.bytes).toBeGreaterThanOrEqual(64 * size - 64);
+    for (const handle of ['user0@example', 'user1234@example', 'user5999@example', 'nobody@example']) {
+      const answer = await resolve(s, handle);
+      expectStoredProofs(answer);
+      // The application's route (another query) gives the same bytes.
+      const viaApp = await (await fetch(`${s.url}/v1/resolve/${handle}?zone=example&log=1`)).json();
+      expect(viaApp).toEqual(answer);
+    }
+    const metrics = await (await fetch(`${s.url}/metrics`)).text();
+    expect(metrics).toContain(`idns_zone_log_tree_bytes{zone="example"} ${s.ctx.zoneLogs.held()[0]!.bytes}`);
+    expect(metrics).toContain(`idns_zone_log_tree_leaves{zone="example"} ${size}`);
+
+    // A change: answered from the database (not the file), its tree caught up at once.
+    await register(s, 'new@example');
+    const grown = checkpointSize(s.ctx.zones.require('example').checkpoint);
+    expect(grown).toBeGreaterThan(size);
+    expectStoredProofs(await resolve(s, 'new@example'));
+    expect(s.ctx.zoneLogs.held()).toMatchObject([{ zone: 'example', leaves: grown, filling: false }]);
+    expectStoredProofs(await resolve(s, 'user42@example'));
+
+    // Another copy of the zone: proofs come from a tree of its own, which replaces the old one.
+    s.ctx.zones.deleteZone('example');
+    s.ctx.zones.create('example', { servers: [s.url] });
+    await register(s, 'again@example');
+    expectStoredProofs(await resolve(s, 'again@example'));
+    expect(s.ctx.zoneLogs.held()).toMatchObject([{ zone: 'example', leaves: checkpointSize(s.ctx.zones.require('example').checkpoint), filling: false }]);
   });
 });

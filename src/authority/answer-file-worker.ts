@@ -34,8 +34,11 @@ serveJobs<BuildJob, BuildReply>((job) => {
 });
 
 /** Each record with the TTL and expiry of its payload and its answer's evidence, made once here instead of on every answer. */
-function* forFile(records: Iterable<{ key: string; jws: string; history: NumberedEntry[] }>, kept: (handle: string) => StoredEvidence | undefined) {
+function* forFile(
+  records: Iterable<{ key: string; jws: string; history: NumberedEntry[]; leaf: number | null }>,
+  kept: (handle: string) => StoredEvidence | undefined,
+) {
   for (const r of records) {
-    yield { key: r.key, jws: r.jws, ...recordTimes(r.jws), history: evidenceOf(r.history.reverse(), () => kept(r.key)) };
+    yield { key: r.key, jws: r.jws, ...recordTimes(r.jws), history: evidenceOf(r.history.reverse(), () => kept(r.key)), leaf: r.leaf };
   }
 }

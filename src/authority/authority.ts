@@ -50,6 +50,8 @@ export interface SerialisedAnswer {
   zoneRecord: string;
   /** Exactly `JSON.stringify` of the AuthoritativeAnswer that `resolve` gives for the same input, UTF-8. */
   body: Buffer;
+  /** Asked for (`withLeaf`), an answer's: the leaf of its history's last entry in the zone's log (null: the zone has no log). */
+  leaf?: number | null;
 }
 
 /** A zone's parts of every answer body at one version, serialised once. */
@@ -158,7 +160,7 @@ export class Authority {
    * referrals spliced from the stored JWS and per-zone fragments rather than built as objects and
    * stringified. Denials take `resolve` itself.
    */
-  resolveSerialised(input: string): SerialisedAnswer {
+  resolveSerialised(input: string, withLeaf = false): SerialisedAnswer {
     const { handle, host } = this.parse(input);
     const zone = this.zones.closestHosted(host);
     // Every unusual case goes through resolve(), which throws its errors or builds the denial.
@@ -169,16 +171,35 @@ export class Authority {
       if (cut) return this.spliced('referral', zone, cut.jws, null);
       // An answer file's record comes with its times, and is a compact JWS (the file holds no other kind).
       const filed = this.files?.record(zone, handle);
-      if (filed !== undefined) return this.spliced('answer', zone, filed.jws, filed.history, filed, true);
+      if (filed !== undefined) {
+        const answer = this.spliced('answer', zone, filed.jws, filed.history, filed, true);
+        if (withLeaf) answer.leaf = filed.leaf;
+        return answer;
+      }
       this.store.batchReads();
       const jws = this.store.records.jws(zone.content, 'handle', handle);
-      if (jws !== undefined) return this.spliced('answer', zone, jws, this.evidence(zone.content, handle));
+      if (jws !== undefined) {
+        const answer = this.spliced('answer', zone, jws, this.evidence(zone.content, handle));
+        // Its evidence's last entry is the handle's newest (evidenceOf).
+        if (withLeaf) answer.leaf = this.store.records.newestLeaf(zone.content, handle) ?? null;
+        return answer;
+      }
     }
     this.store.batchReads();
     const answer = this.resolve(input);
     // resolve() returned, so it found the same closest zone: `zone` is set.
     const { status, ttl, record, zoneRecord } = answer;
-    return { status, zone: answer.zone, version: zone!.version, ttl, record, zoneRecord, body: Buffer.from(JSON.stringify(answer)) };
+    const serialised: SerialisedAnswer = {
+      status,
+      zone: answer.zone,
+      version: zone!.version,
+      ttl,
+      record,
+      zoneRecord,
+      body: Buffer.from(JSON.stringify(answer)),
+    };
+    if (withLeaf && status === 'answer') serialised.leaf = this.store.records.newestLeaf(zone!.content, this.parse(input).handle) ?? null;
+    return serialised;
   }
 
   /** parseHandle, skipping host normalisation for a host already seen and a local part already normal. */

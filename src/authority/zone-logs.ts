@@ -1,7 +1,8 @@
 import { IdnsError } from '../errors.js';
 import type { Store } from '../store/store.js';
 import type { ZoneRow } from '../store/zones.js';
-import { consistencyProof, inclusionProof } from '../transparency/merkle.js';
+import { consistencyProof, inclusionProof, type SubtreeHashes } from '../transparency/merkle.js';
+import { MemoryTree } from '../transparency/memory-tree.js';
 import { checkpointSize } from '../transparency/zone-log.js';
 import { parseNote } from '../transparency/note.js';
 import type { PublicJwk } from '../records/keys.js';
@@ -40,17 +41,57 @@ export interface ConsistencyAnswer {
 }
 
 /**
+ * Leaves of all zones' trees held in memory together (about 64 bytes each: 256 MB): past it, the trees
+ * asked least lately are let go, and proofs of their zones are computed from the stored subtrees.
+ */
+const MAX_LEAVES_HELD = 4 * 1024 * 1024;
+/** Leaves read and hashed into a tree per turn of the event loop while it is filled (a few milliseconds). */
+const FILL_SLICE = 4096;
+
+/** A zone's tree in memory: the copy it was read from, and whether a fill is under way. */
+interface HeldTree {
+  /** The zone row's content id and creation time: another copy of the zone has another tree. */
+  copy: string;
+  tree: MemoryTree;
+  filling: boolean;
+}
+
+/** What every answer of one version binds to: its checkpoint, and the JSON text of the binding up to the entry. */
+interface VersionBinding {
+  copy: string;
+  checkpoint: string;
+  /** The witness keys recorded when it was made (store/witness.ts keysRecorded): a key learnt later is served too. */
+  keys: number;
+  /** `{"checkpoint":…,"witnesses":…,"zoneRecord":[…]`: the text of AnswerLog before `entry`. */
+  head: string;
+}
+
+/**
  * What every server of a zone answers about its log (docs/protocol.md §13): the checkpoint of the version
- * it holds, and proofs against that tree or any earlier size of it, computed from the stored subtrees.
+ * it holds, and proofs against that tree or any earlier size of it. Proofs come from the stored subtrees,
+ * or, once a zone's answers have been asked for bound to its log (`?log=1`, which every witnessed
+ * resolver asks), from the zone's tree held in memory: filled from the stored leaves a slice per turn
+ * of the event loop, then kept up to the version held as it grows.
  */
 export class ZoneLogs {
-  /** Per zone, the inclusion proof of its zone record in the tree of the version held (by content and size). */
-  private readonly zoneProofs = new Map<string, { version: string; proof: string[] }>();
+  /** Per zone, the binding of the version held (by checkpoint). */
+  private readonly bindings = new Map<string, VersionBinding>();
+  /** Per zone, its tree in memory; in the order last asked (the first goes first past MAX_LEAVES_HELD). */
+  private readonly trees = new Map<string, HeldTree>();
+  private closed = false;
 
   constructor(
     private readonly store: Store,
     private readonly zones: ZoneReader,
-  ) {}
+  ) {
+    // A zone replaced by another copy lets go of its tree at once, not when next asked (a zone deleted, when
+    // the next tree is made: letGo).
+    store.onZoneChanged((zone) => {
+      const held = this.trees.get(zone);
+      const row = held && this.store.zones.cached(zone);
+      if (held !== undefined && (row === undefined || copyOf(row) !== held.copy)) this.trees.delete(zone);
+    });
+  }
 
   /** The checkpoint of the zone's log at the version held here (a C2SP signed note). */
   checkpoint(name: string): string {
@@ -62,7 +103,7 @@ export class ZoneLogs {
     const row = this.logged(name);
     this.assureSize(row, size);
     if (leaf >= size) throw new IdnsError('invalid_request', `leaf ${leaf} is not in a tree of ${size} leaves`);
-    const subtrees = this.store.logs.subtrees(row.content, String(row.createdAt));
+    const subtrees = this.subtrees(row);
     return { leaf, size, hash: subtrees(0, leaf).toString('base64'), proof: inclusionProof(subtrees, leaf, size).map(b64) };
   }
 
@@ -71,7 +112,7 @@ export class ZoneLogs {
     const row = this.logged(name);
     this.assureSize(row, to);
     if (from < 1 || from > to) throw new IdnsError('invalid_request', `a consistency proof goes from a tree of 1 to ${to} leaves, not ${from}`);
-    return { from, to, proof: consistencyProof(this.store.logs.subtrees(row.content, String(row.createdAt)), from, to).map(b64) };
+    return { from, to, proof: consistencyProof(this.subtrees(row), from, to).map(b64) };
   }
 
   /** The keys of the witnesses whose cosignatures a checkpoint carries, by name, as far as they are known here. */
@@ -84,32 +125,141 @@ export class ZoneLogs {
     return keys;
   }
 
-  /** The log binding of an answer given from the version of `answer.zone` held now (the caller reads both in one turn). */
-  bind(answer: Pick<AuthoritativeAnswer, 'zone' | 'serial' | 'status' | 'record' | 'history'>): AnswerLog {
-    const row = this.logged(answer.zone);
-    if (serialOf(row.version) !== answer.serial) throw new IdnsError('zone_unavailable', `zone ${answer.zone} changed while answering; ask again`);
-    const size = checkpointSize(row.checkpoint);
-    const subtrees = this.store.logs.subtrees(row.content, String(row.createdAt));
-    // The zone record's proof is the same for every answer of a version: made once per version.
-    const version = `${row.content}\n${size}`;
-    let zoneProof = this.zoneProofs.get(answer.zone);
-    if (zoneProof?.version !== version) {
-      zoneProof = { version, proof: inclusionProof(subtrees, size - 1, size).map(b64) };
-      this.zoneProofs.set(answer.zone, zoneProof);
-    }
-    const log: AnswerLog = {
-      checkpoint: row.checkpoint,
-      witnesses: this.witnessKeys(row.checkpoint),
-      zoneRecord: zoneProof.proof,
-    };
+  /**
+   * The log binding (AnswerLog) of an answer given from the version of `answer.zone` held now, for its
+   * history's last entry; see bindLeaf.
+   */
+  bind(answer: Pick<AuthoritativeAnswer, 'zone' | 'serial' | 'status' | 'record' | 'history'>): BoundLog {
     const last = answer.history?.at(-1);
-    if (answer.status === 'answer' && last !== undefined) {
-      const handle = decodePayload(answer.record).handle as string;
-      const leaf = this.store.records.leafOf(row.content, historyKey(handle, last[0]));
-      if (typeof leaf !== 'number') throw new IdnsError('internal', `zone ${answer.zone}: the history entry ${handle}#${last[0]} has no leaf in the log`);
-      log.entry = { leaf, proof: inclusionProof(subtrees, leaf, size).map(b64) };
+    if (answer.status !== 'answer' || last === undefined) return this.bindLeaf(answer.zone, answer.serial, undefined);
+    const handle = decodePayload(answer.record).handle as string;
+    return this.bindLeaf(answer.zone, answer.serial, this.store.records.leafOf(this.logged(answer.zone).content, historyKey(handle, last[0])) ?? null);
+  }
+
+  /**
+   * The log binding of an answer given from the version of `zone` held now (the caller reads both in one
+   * turn), as the JSON text of the answer's `log` member (AnswerLog, docs/protocol.md §13.5): the
+   * checkpoint with its witnesses' keys, the zone record's inclusion proof as the tree's last leaf, and
+   * for an answer the inclusion proof of `leaf`, its history entry (undefined: a denial or a referral,
+   * which name none; null: an entry the log does not hold, an error).
+   */
+  bindLeaf(zone: string, serial: number, leaf: number | null | undefined): BoundLog {
+    const row = this.logged(zone);
+    if (serialOf(row.version) !== serial) throw new IdnsError('zone_unavailable', `zone ${zone} changed while answering; ask again`);
+    const size = checkpointSize(row.checkpoint);
+    const tree = this.heldTree(row, true);
+    const stored = tree === null ? this.store.logs.subtrees(row.content, String(row.createdAt)) : null;
+    const proof = (index: number): string[] => (tree !== null ? tree.inclusion(index, size) : inclusionProof(stored!, index, size)).map(b64);
+    const copy = copyOf(row);
+    let binding = this.bindings.get(zone);
+    const keys = this.store.witness.keysRecorded;
+    if (binding?.copy !== copy || binding.checkpoint !== row.checkpoint || binding.keys !== keys) {
+      // The same for every answer of a version (and its cosignatures): made once.
+      const head = JSON.stringify({ checkpoint: row.checkpoint, witnesses: this.witnessKeys(row.checkpoint), zoneRecord: proof(size - 1) });
+      binding = { copy, checkpoint: row.checkpoint, keys, head: head.slice(0, -1) };
+      this.bindings.set(zone, binding);
     }
-    return log;
+    if (leaf === undefined) return { text: `${binding.head}}`, checkpoint: row.checkpoint };
+    if (leaf === null || !(leaf >= 0 && leaf < size - 1))
+      throw new IdnsError('internal', `zone ${zone}: the answer's history entry has no leaf in the tree of ${size} leaves`);
+    // As JSON.stringify writes `entry` after the members above (base64 needs no escaping).
+    return {
+      text: `${binding.head},"entry":{"leaf":${leaf},"proof":[${proof(leaf)
+        .map((p) => `"${p}"`)
+        .join(',')}]}}`,
+      checkpoint: row.checkpoint,
+    };
+  }
+
+  /** The zones' trees held in memory: leaves, bytes, and whether they are still being filled. */
+  held(): { zone: string; leaves: number; bytes: number; filling: boolean }[] {
+    return [...this.trees].map(([zone, h]) => ({ zone, leaves: h.tree.size, bytes: h.tree.bytes, filling: h.filling }));
+  }
+
+  /** Stops filling trees (the database is about to close). */
+  close(): void {
+    this.closed = true;
+    this.trees.clear();
+  }
+
+  /** The subtrees of the zone's tree: from memory when its tree there is complete, else from the store. */
+  private subtrees(row: ZoneRow): SubtreeHashes {
+    return this.heldTree(row, false)?.subtree ?? this.store.logs.subtrees(row.content, String(row.createdAt));
+  }
+
+  /**
+   * The zone's tree in memory when it holds the version's leaves, else null. `fill` (a bound answer was
+   * asked for) starts or continues holding it there.
+   */
+  private heldTree(row: ZoneRow, fill: boolean): MemoryTree | null {
+    const size = checkpointSize(row.checkpoint);
+    let held = this.trees.get(row.name);
+    if (held !== undefined && held.copy !== copyOf(row)) {
+      this.trees.delete(row.name);
+      held = undefined;
+    }
+    if (fill && !this.closed) {
+      if (held === undefined) {
+        held = { copy: copyOf(row), tree: new MemoryTree(), filling: false };
+        this.trees.set(row.name, held);
+        this.letGo();
+      } else {
+        // Asked again: last to be let go.
+        this.trees.delete(row.name);
+        this.trees.set(row.name, held);
+      }
+      // A few leaves behind (the versions since the last answer): caught up at once; more, in the background.
+      if (size - held.tree.size <= FILL_SLICE) this.extend(row, held.tree, size);
+      else this.fillLater(row.name, held);
+    }
+    return held !== undefined && held.tree.size >= size ? held.tree : null;
+  }
+
+  /** Appends the stored leaves from the tree's size up to `size`. */
+  private extend(row: ZoneRow, tree: MemoryTree, size: number): void {
+    for (const leaf of this.store.logs.leaves(row.content, tree.size, size)) tree.append(leaf);
+    if (tree.size !== size) throw new IdnsError('internal', `zone ${row.name}: its log holds ${tree.size} of the ${size} leaves its checkpoint counts`);
+  }
+
+  /**
+   * Fills a zone's tree FILL_SLICE leaves per turn of the event loop (setImmediate, not a timer: it yields
+   * to the requests waiting, it does not wait for time), up to the version held when each slice runs;
+   * stops when the zone or its copy changes (the tree is dropped) or the logs close.
+   */
+  private fillLater(zone: string, held: HeldTree): void {
+    if (held.filling) return;
+    held.filling = true;
+    const step = (): void => {
+      held.filling = false;
+      if (this.closed || this.trees.get(zone) !== held) return;
+      const row = this.zones.cachedZone(zone);
+      if (row === undefined || copyOf(row) !== held.copy || row.checkpoint === '') {
+        this.trees.delete(zone);
+        return;
+      }
+      const size = checkpointSize(row.checkpoint);
+      this.extend(row, held.tree, Math.min(size, held.tree.size + FILL_SLICE));
+      if (held.tree.size < size) {
+        held.filling = true;
+        setImmediate(step);
+      } else this.letGo();
+    };
+    setImmediate(step);
+  }
+
+  /** Lets go of the trees of zones gone or replaced, then of those asked least lately while the trees held have more than MAX_LEAVES_HELD leaves. */
+  private letGo(): void {
+    let leaves = 0;
+    for (const [zone, held] of this.trees) {
+      const row = this.zones.cachedZone(zone);
+      if (row === undefined || copyOf(row) !== held.copy) this.trees.delete(zone);
+      else leaves += held.tree.size;
+    }
+    for (const [zone, held] of this.trees) {
+      if (leaves <= MAX_LEAVES_HELD) return;
+      this.trees.delete(zone);
+      leaves -= held.tree.size;
+    }
   }
 
   private logged(name: string): ZoneRow {
@@ -125,6 +275,17 @@ export class ZoneLogs {
     const held = checkpointSize(row.checkpoint);
     if (size < 1 || size > held) throw new IdnsError('invalid_request', `zone ${row.name}'s log holds ${held} leaves here; ask about a tree of 1 to ${held}`);
   }
+}
+
+/** An answer's log binding as served: the JSON text of its `log` member, and the checkpoint in it (which names the ETag). */
+export interface BoundLog {
+  text: string;
+  checkpoint: string;
+}
+
+/** Names one copy of a zone: its content id and creation time (the tree of another copy is another tree). */
+function copyOf(row: ZoneRow): string {
+  return `${row.content}\n${row.createdAt}`;
 }
 
 function b64(hash: Buffer): string {

@@ -36,6 +36,8 @@ export interface MetricsSources {
   /** Notifies since start (monotonic): sent (retries included) and given up. */
   notifies(): { sent: number; gaveUp: number };
   answerFiles(): Iterable<{ zone: string; entries: number; changed: number }>;
+  /** Zones' log trees held in memory for answers bound to the log (authority/zone-logs.ts). */
+  zoneLogTrees(): Iterable<{ zone: string; leaves: number; bytes: number }>;
   /** The resolver cache, or null without a resolver role. */
   resolverCache(): { entries: number; bytes: number } | null;
   /** Forks the resolver met and keeps as evidence (two contents of one zone serial); 0 without a resolver role. */
@@ -339,6 +341,26 @@ export class Metrics {
           this.set({ zone: f.zone, kind: 'entries' }, f.entries);
           this.set({ zone: f.zone, kind: 'changed' }, f.changed);
         }
+      },
+    });
+    new Gauge({
+      name: 'idns_zone_log_tree_bytes',
+      help: "Bytes of each zone's log tree held in memory for answers bound to the log (?log=1): about 64 a leaf",
+      labelNames: ['zone'],
+      registers,
+      collect() {
+        this.reset();
+        for (const t of sources.zoneLogTrees()) this.set({ zone: t.zone }, t.bytes);
+      },
+    });
+    new Gauge({
+      name: 'idns_zone_log_tree_leaves',
+      help: "Leaves of each zone's log tree held in memory so far (the tree serves proofs once it holds the checkpoint's size)",
+      labelNames: ['zone'],
+      registers,
+      collect() {
+        this.reset();
+        for (const t of sources.zoneLogTrees()) this.set({ zone: t.zone }, t.leaves);
       },
     });
     new Gauge({

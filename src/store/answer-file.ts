@@ -20,11 +20,12 @@ export interface AnswerFileMeta {
 //   magic "IDNSANS4" | u32 meta length | u32 slot count | meta (JSON, UTF-8, padded to 8 bytes)
 //   slots: slot count × 8 bytes: u32 hash, u32 entry reference (offset in the entries / 8, plus 1; 0 = empty)
 //   entries, each starting at a multiple of 8: u32 length, u16 key length, u32 TTL, u32 signature
-//   expiry, u32 record length, key, signed record, history evidence (JSON text; all three ASCII)
+//   expiry, u32 record length, f64 leaf (−1: none), key, signed record, history evidence (JSON text;
+//   all three ASCII)
 //   trailer "IDNSEND1"
 // A file whose size or trailer does not match is refused: it was cut short.
-// 4: the evidence is numbered entries (`[[seq,"jws"],…]`); a file of an earlier form is refused and built again.
-const MAGIC = Buffer.from('IDNSANS4');
+// 4: the evidence is numbered entries (`[[seq,"jws"],…]`); 5: the leaf. A file of an earlier form is refused and built again.
+const MAGIC = Buffer.from('IDNSANS5');
 const TRAILER = Buffer.from('IDNSEND1');
 const FIXED = 16;
 const SLOT = 8;
@@ -44,7 +45,7 @@ const MAX_ENTRY = WRITE_BUFFER;
 /** The entries' end a 32-bit reference in units of 8 bytes can reach. */
 const MAX_DATA = (2 ** 32 - 2) * 8;
 const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
-const ENTRY_HEAD = 18;
+const ENTRY_HEAD = 26;
 
 /** A handle's record as an answer file holds it: the compact JWS, the TTL and expiry its payload gives, and its answer's evidence. */
 export interface FileRecord {
@@ -53,6 +54,8 @@ export interface FileRecord {
   exp: number;
   /** The history entries its answer carries (AuthoritativeAnswer.history), as JSON text. */
   history: string;
+  /** The leaf of the last of those entries in the zone's log (docs/protocol.md §13), or null when the zone had no log. */
+  leaf: number | null;
 }
 
 /** The error for a file that is not a complete answer file. */
@@ -91,7 +94,7 @@ export function writeAnswerFile(path: string, meta: Omit<AnswerFileMeta, 'entrie
     let staged = 0;
     let written = 0;
     let entries = 0;
-    for (const { key, jws, ttl, exp, history } of records) {
+    for (const { key, jws, ttl, exp, history, leaf } of records) {
       const len = ENTRY_HEAD + key.length + jws.length + history.length;
       if (
         key.length > MAX_KEY ||
@@ -100,7 +103,8 @@ export function writeAnswerFile(path: string, meta: Omit<AnswerFileMeta, 'entrie
         !COMPACT_JWS_TEXT.test(jws) ||
         !PRINTABLE_ASCII.test(history) ||
         !isU32(ttl) ||
-        !isU32(exp)
+        !isU32(exp) ||
+        !(leaf === null || (Number.isSafeInteger(leaf) && leaf >= 0))
       ) {
         continue;
       }
@@ -117,7 +121,7 @@ export function writeAnswerFile(path: string, meta: Omit<AnswerFileMeta, 'entrie
       while (view[i * 2 + 1] !== 0) i = (i + 1) & mask;
       view[i * 2] = h;
       view[i * 2 + 1] = offset / 8 + 1;
-      staged = pad8(putEntry(staging, staged, len, key, jws, history, ttl, exp));
+      staged = pad8(putEntry(staging, staged, len, key, jws, history, ttl, exp, leaf));
       entries += 1;
     }
     writeSync(fd, staging, 0, staged, dataAt + written);
@@ -141,16 +145,23 @@ export function writeAnswerFile(path: string, meta: Omit<AnswerFileMeta, 'entrie
   }
 }
 
-function putEntry(buf: Buffer, at: number, len: number, key: string, jws: string, history: string, ttl: number, exp: number): number {
+function putEntry(buf: Buffer, at: number, len: number, key: string, jws: string, history: string, ttl: number, exp: number, leaf: number | null): number {
   buf.writeUInt32LE(len, at);
   buf.writeUInt16LE(key.length, at + 4);
   buf.writeUInt32LE(ttl, at + 6);
   buf.writeUInt32LE(exp, at + 10);
   buf.writeUInt32LE(jws.length, at + 14);
+  buf.writeDoubleLE(leaf ?? -1, at + 18);
   let to = at + ENTRY_HEAD;
   to += buf.write(key, to, 'latin1');
   to += buf.write(jws, to, 'latin1');
   return to + buf.write(history, to, 'latin1');
+}
+
+function leafOf(stored: number): number | null {
+  if (stored === -1) return null;
+  if (!(Number.isSafeInteger(stored) && stored >= 0)) throw new AnswerFileInvalid('an answer file entry with a damaged leaf');
+  return stored;
 }
 
 function isU32(n: number): boolean {
@@ -295,6 +306,7 @@ export class AnswerFile {
       ttl: buf.readUInt32LE(6),
       exp: buf.readUInt32LE(10),
       history: buf.toString('latin1', jwsEnd, len),
+      leaf: leafOf(buf.readDoubleLE(18)),
     };
   }
 

@@ -82,6 +82,7 @@ export class RecordStore {
   private readonly firstStmt;
   private readonly setLeafStmt;
   private readonly leafStmt;
+  private readonly newestLeafStmt;
   private readonly keyPageStmt;
 
   /** `histories` hears of every history entry written and of contents dropped (compact-histories.ts keeps long histories' compact forms). */
@@ -135,6 +136,11 @@ export class RecordStore {
     );
     this.setLeafStmt = db.prepare(`UPDATE records SET leaf = ? WHERE content = ? AND type = 'op' AND key = ?`);
     this.leafStmt = db.prepare<[string, string], number | null>(`SELECT leaf FROM records WHERE content = ? AND type = 'op' AND key = ?`).pluck();
+    this.newestLeafStmt = db
+      .prepare<[string, string, string], number | null>(
+        `SELECT leaf FROM records WHERE content = ? AND type = 'op' AND key > ? AND key < ? ORDER BY key DESC LIMIT 1`,
+      )
+      .pluck();
     this.keyPageStmt = db.prepare<[string, string, string, number], { key: string; jws: string }>(
       `SELECT key, jws FROM records WHERE content = ? AND type = ? AND key > ? ORDER BY key LIMIT ?`,
     );
@@ -280,6 +286,11 @@ export class RecordStore {
   /** The log leaf of a history entry; null when its zone has no log yet, undefined when there is no such entry. */
   leafOf(content: string, key: string): number | null | undefined {
     return this.leafStmt.get(content, key);
+  }
+
+  /** The log leaf of a handle's newest history entry; null when its zone has no log yet, undefined when it has no history. */
+  newestLeaf(content: string, handle: string): number | null | undefined {
+    return this.newestLeafStmt.get(content, `${handle}#`, `${handle}$`);
   }
 
   /** The next `limit` records of one type after `afterKey`, in key order: for walking them in bounded memory. */

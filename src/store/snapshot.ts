@@ -57,25 +57,32 @@ export class SnapshotReader {
    * (oldest first), in key order, read lazily: a page of handles at a time, then one scan of the history
    * rows between its first and last handle (a handle's entries, `handle#seq`, sort right after it).
    */
-  *handlesWithHistory(content: string, tailLength: number, pageSize = 1000): Generator<{ key: string; jws: string; history: NumberedEntry[] }> {
+  *handlesWithHistory(
+    content: string,
+    tailLength: number,
+    pageSize = 1000,
+  ): Generator<{ key: string; jws: string; history: NumberedEntry[]; leaf: number | null }> {
     const page = this.db.prepare<[string, string, number], { key: string; jws: string }>(
       `SELECT key, jws FROM records WHERE content = ? AND type = 'handle' AND key > ? ORDER BY key LIMIT ?`,
     );
-    const entries = this.db.prepare<[string, string, string], { key: string; jws: string }>(
-      `SELECT key, jws FROM records WHERE content = ? AND type = 'op' AND key > ? AND key < ? ORDER BY key`,
+    const entries = this.db.prepare<[string, string, string], { key: string; jws: string; leaf: number | null }>(
+      `SELECT key, jws, leaf FROM records WHERE content = ? AND type = 'op' AND key > ? AND key < ? ORDER BY key`,
     );
     for (let after = ''; ;) {
       const handles = page.all(content, after, pageSize);
       if (handles.length === 0) return;
       const tails = new Map<string, NumberedEntry[]>(handles.map((h) => [h.key, []]));
+      // The leaf of each handle's newest entry (the last its evidence holds).
+      const leaves = new Map<string, number | null>();
       for (const row of entries.iterate(content, `${handles[0]!.key}#`, `${handles.at(-1)!.key}$`)) {
         const cut = row.key.lastIndexOf('#');
         const tail = tails.get(row.key.slice(0, cut));
         if (tail === undefined) continue; // a deleted handle's history
         tail.push([Number(row.key.slice(cut + 1)), row.jws]);
+        leaves.set(row.key.slice(0, cut), row.leaf);
         if (tail.length > tailLength) tail.shift();
       }
-      for (const h of handles) yield { key: h.key, jws: h.jws, history: tails.get(h.key)! };
+      for (const h of handles) yield { key: h.key, jws: h.jws, history: tails.get(h.key)!, leaf: leaves.get(h.key) ?? null };
       after = handles.at(-1)!.key;
     }
   }

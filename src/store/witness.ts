@@ -99,9 +99,13 @@ export class WitnessStore {
     return this.followsStmt.all().map(followedOf);
   }
 
+  /** Keys recorded through this connection so far: what was read of them before is stale once it moves. */
+  keysRecorded = 0;
+
   /** Records the key a witness cosigns under (checked against its name by the caller). */
   putKey(name: string, publicKey: PublicJwk): void {
     this.putKeyStmt.run(name, JSON.stringify(publicKey));
+    this.keysRecorded += 1;
   }
 
   /** The key of a witness whose cosignatures are served here, by its name, if known. */

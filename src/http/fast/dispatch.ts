@@ -51,14 +51,16 @@ export class FastPaths {
     wire: LookupWire,
   ) {
     const of: Record<string, FastEndpoint> = {
-      '/v1/resolve/:handle': new ResolveEndpoint(ctx),
+      '/v1/resolve/:handle': new ResolveEndpoint(ctx, false),
+      '/v1/resolve/:handle?log=1': new ResolveEndpoint(ctx, true),
       '/v1/lookup/:handle': new LookupEndpoint(ctx, wire),
       '/v1/lookup': new BatchEndpoint(ctx, wire),
       '/v1/handles': new HandlesEndpoint(ctx),
     };
     this.endpoints = FAST_ROUTES.map((r) => {
-      const endpoint = of[r.pattern];
-      if (endpoint === undefined) throw new Error(`no fast endpoint answers ${r.method} ${r.pattern}`);
+      const name = r.query === undefined ? r.pattern : `${r.pattern}?${r.query}`;
+      const endpoint = of[name];
+      if (endpoint === undefined) throw new Error(`no fast endpoint answers ${r.method} ${name}`);
       return endpoint;
     });
   }

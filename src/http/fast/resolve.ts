@@ -2,12 +2,15 @@ import type { IncomingMessage } from 'node:http';
 import type { AppContext } from '../../context.js';
 import { fnv1a } from '../../records/encoding.js';
 import type { Tally } from '../metrics.js';
-import { answerEtag, resolveReply } from '../routes/resolve.js';
+import { serialOf } from '../../records/serial.js';
+import { answerEtag, boundEtag, logMember, resolveReply } from '../routes/resolve.js';
 import type { FastEndpoint, FastReply, RequestHead } from './dispatch.js';
 
 interface Cached {
   zone: string;
   version: number;
+  /** The zone's checkpoint it was built with: cosignatures change it without a new version. */
+  checkpoint: string;
   builtAt: number;
   outcome: string;
   status: 'answer' | 'denial' | 'referral';
@@ -24,10 +27,11 @@ const REUSE_MS = 1000;
 const MAX_ENTRIES = 10_000;
 
 /**
- * `GET /v1/resolve/{handle}` on the fast path: the request a busy server answers most. Answers are
- * reused (body, ETag, reply) until the zone's version changes or a second passes; the status and
- * headers come from the route's own rule (routes/resolve.ts `resolveReply`), conditional requests
- * included. A query string (`?zone=`) goes to the application.
+ * `GET /v1/resolve/{handle}` on the fast path: the request a busy server answers most, and with
+ * `withLog` the same bound to the zone's log (`?log=1`, which witnessed resolvers ask). Answers are
+ * reused (body, ETag, reply) until the zone's version or checkpoint changes or a second passes; the
+ * status and headers come from the route's own rule (routes/resolve.ts `resolveReply`, `boundEtag`),
+ * conditional requests included. Any other query string (`?zone=`) goes to the application.
  */
 export class ResolveEndpoint implements FastEndpoint {
   private readonly cache = new Map<string, Cached>();
@@ -38,7 +42,10 @@ export class ResolveEndpoint implements FastEndpoint {
   /** The request and query counts, per status and outcome. */
   private readonly tallies = new Map<number, Map<string, Tally>>();
 
-  constructor(private readonly ctx: AppContext) {}
+  constructor(
+    private readonly ctx: AppContext,
+    private readonly withLog: boolean,
+  ) {}
 
   /** The reply to a handle (the path's raw segment), or null to leave it to the application. */
   answer(_req: IncomingMessage, param: string, head: RequestHead): FastReply | null {
@@ -47,7 +54,9 @@ export class ResolveEndpoint implements FastEndpoint {
     let hit = cached;
     if (hit) {
       const zone = this.ctx.zones.cachedZone(hit.zone);
-      if (!zone || zone.version !== hit.version || now - hit.builtAt > REUSE_MS || this.ctx.zones.unavailable(zone)) hit = undefined;
+      if (!zone || zone.version !== hit.version || zone.checkpoint !== hit.checkpoint || now - hit.builtAt > REUSE_MS || this.ctx.zones.unavailable(zone)) {
+        hit = undefined;
+      }
     }
     if (!hit) {
       const built = this.build(param, now);
@@ -118,12 +127,20 @@ export class ResolveEndpoint implements FastEndpoint {
         throw err;
       }
     }
-    const answer = this.ctx.authority.resolveSerialised(handle);
-    const etag = answerEtag(answer);
+    const answer = this.ctx.authority.resolveSerialised(handle, this.withLog);
+    let etag = answerEtag(answer);
+    let body = answer.body;
+    // Read in the same turn as the answer: the checkpoint of the version it was given from.
+    const log = this.withLog ? this.ctx.zoneLogs.bindLeaf(answer.zone, serialOf(answer.version), answer.status === 'answer' ? answer.leaf : undefined) : null;
+    if (log !== null) {
+      etag = boundEtag(etag, log);
+      body = Buffer.concat([body.subarray(0, body.length - 1), Buffer.from(logMember(log))]);
+    }
     const r = resolveReply(answer.status, answer.ttl, etag, undefined);
     return {
       zone: answer.zone,
       version: answer.version,
+      checkpoint: this.ctx.zones.cachedZone(answer.zone)?.checkpoint ?? '',
       builtAt: now,
       outcome: answer.status,
       status: answer.status,
@@ -132,7 +149,7 @@ export class ResolveEndpoint implements FastEndpoint {
       reply: {
         status: r.status,
         headers: r.headers,
-        body: answer.body,
+        body,
         tally: this.tally(r.status, answer.status),
         facts: { role: 'authoritative', zone: answer.zone, outcome: answer.status },
       },

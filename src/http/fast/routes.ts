@@ -11,6 +11,8 @@ export interface FastRoute {
   method: 'GET' | 'POST';
   /** The application's route pattern, which the request log and the metrics name. */
   pattern: string;
+  /** The one query string served fast (`log=1`), or none: a request with another query goes to the application. */
+  query?: string;
   /** A path the pattern matches, for the startup check. */
   sample: string;
   /** The parameter the path carries (the raw, undecoded segment; '' when there is none), or null when the path is not this endpoint's. */
@@ -30,15 +32,20 @@ export interface FastRoute {
   mirrors: readonly string[];
 }
 
-/** The segment after `prefix` when the path is exactly one non-empty segment without a query, as hono's `:param` matches it. */
-function oneSegment(prefix: string): (url: string) => string | null {
+/**
+ * The segment after `prefix` when the path is exactly one non-empty segment, as hono's `:param` matches
+ * it, followed by exactly `?query` when one is given, else by no query.
+ */
+function oneSegment(prefix: string, query?: string): (url: string) => string | null {
+  const suffix = query === undefined ? '' : `?${query}`;
   return (url) => {
-    if (!url.startsWith(prefix) || url.length === prefix.length) return null;
-    for (let i = prefix.length; i < url.length; i++) {
+    const end = url.length - suffix.length;
+    if (!url.startsWith(prefix) || end <= prefix.length || (suffix !== '' && !url.endsWith(suffix))) return null;
+    for (let i = prefix.length; i < end; i++) {
       const ch = url.charCodeAt(i);
       if (ch === 0x2f || ch === 0x3f) return null; // '/', '?': another endpoint, or a query the fast path leaves to the application
     }
-    return url.slice(prefix.length);
+    return url.slice(prefix.length, end);
   };
 }
 
@@ -49,6 +56,18 @@ export const FAST_ROUTES: readonly FastRoute[] = [
     pattern: '/v1/resolve/:handle',
     sample: '/v1/resolve/a@example',
     match: oneSegment('/v1/resolve/'),
+    body: false,
+    limit: 'lookups',
+    facts: { role: 'authoritative' },
+    mirrors: ['observeRequest', 'bodyLimit', 'rateLimit:lookups', 'GET /v1/resolve/:handle'],
+  },
+  {
+    // The answer bound to the zone's log (docs/protocol.md §13.5), which witnessed resolvers ask for.
+    method: 'GET',
+    pattern: '/v1/resolve/:handle',
+    query: 'log=1',
+    sample: '/v1/resolve/a@example',
+    match: oneSegment('/v1/resolve/', 'log=1'),
     body: false,
     limit: 'lookups',
     facts: { role: 'authoritative' },

@@ -1,5 +1,6 @@
 import { Hono } from 'hono';
 import type { AuthoritativeAnswer } from '../../authority/authority.js';
+import type { BoundLog } from '../../authority/zone-logs.js';
 import type { AppContext } from '../../context.js';
 import { zoneFromPath } from './zones.js';
 import { note } from '../observe.js';
@@ -13,18 +14,31 @@ export function resolveRoutes(ctx: AppContext): Hono {
     note(c, { role: 'authoritative' });
     const zone = c.req.query('zone');
     const withLog = logQuery(c.req.query('log'));
-    const resolved = ctx.authority.resolve(c.req.param('handle'), zone === undefined ? undefined : zoneFromPath(zone));
+    const answer = ctx.authority.resolve(c.req.param('handle'), zone === undefined ? undefined : zoneFromPath(zone));
     // Read in the same turn as the answer: the checkpoint of the version it was given from (docs/protocol.md §13.5).
-    const log = withLog ? ctx.zoneLogs.bind(resolved) : undefined;
-    const answer = log ? { ...resolved, log } : resolved;
+    const log = withLog ? ctx.zoneLogs.bind(answer) : undefined;
     note(c, { zone: answer.zone, outcome: answer.status });
-    // With the log, the body also changes with the checkpoint's cosignatures: they name the ETag too.
-    const etag = log ? `${answerEtag(answer).slice(0, -1)}-${fnv1a(log.checkpoint).toString(36)}"` : answerEtag(answer);
+    const etag = log ? boundEtag(answerEtag(answer), log) : answerEtag(answer);
     const reply = resolveReply(answer.status, answer.ttl, etag, c.req.header('If-None-Match'));
     for (let i = 0; i < reply.headers.length; i += 2) c.header(reply.headers[i]!, reply.headers[i + 1]!);
-    return reply.status === 304 ? c.body(null, 304) : c.body(JSON.stringify(answer), reply.status);
+    if (reply.status === 304) return c.body(null, 304);
+    const body = JSON.stringify(answer);
+    return c.body(log ? `${body.slice(0, -1)}${logMember(log)}` : body, reply.status);
   });
   return app;
+}
+
+/**
+ * The end of an answer's body bound to the log, in place of its closing `}`: the binding as the last
+ * member, as JSON.stringify writes `{ ...answer, log }` (docs/protocol.md §13.5).
+ */
+export function logMember(log: BoundLog): string {
+  return `,"log":${log.text}}`;
+}
+
+/** The ETag of an answer bound to the log: the body also changes with the checkpoint's cosignatures, so they name it too. */
+export function boundEtag(etag: string, log: BoundLog): string {
+  return `${etag.slice(0, -1)}-${fnv1a(log.checkpoint).toString(36)}"`;
 }
 
 /** `?log=1` asks for the answer's log binding; absent, the answer as always; anything else is a bad request. */

@@ -1,0 +1,102 @@
+import { IdnsError } from '../errors.js';
+import { HASH_BYTES, inclusionProof, nodeHash, type SubtreeHashes } from './merkle.js';
+
+/**
+ * A Merkle tree's complete subtrees held in memory, level by level (about 64 bytes a leaf), so that an
+ * inclusion proof is a few lookups instead of reads: the read path's answers bound to a zone's log
+ * (docs/protocol.md §13.5) carry one each. Grown by appending leaf hashes in order; a proof for any size
+ * up to the tree's own.
+ */
+export class MemoryTree {
+  /** Per level (0: the leaves' hashes), its complete subtrees' hashes, HASH_BYTES each, with room to grow. */
+  private readonly levels: Buffer[] = [];
+  private readonly counts: number[] = [];
+  /** The proof suffixes of the tree size asked last (see inclusion). */
+  private suffixes: { size: number; peaks: { start: number; level: number; suffix: Buffer[] | null }[] } | null = null;
+
+  /** Leaves appended. */
+  get size(): number {
+    return this.counts[0] ?? 0;
+  }
+
+  /** Bytes held. */
+  get bytes(): number {
+    let n = 0;
+    for (const level of this.levels) n += level.length;
+    return n;
+  }
+
+  /** Appends a leaf hash, and the subtrees it completes. */
+  append(leaf: Buffer): void {
+    let hash = leaf;
+    for (let level = 0; ; level++) {
+      const at = this.push(level, hash);
+      // An even count: the node just added completes its parent.
+      if (at % 2 === 0) return;
+      const nodes = this.levels[level]!;
+      hash = nodeHash(nodes.subarray((at - 1) * HASH_BYTES, at * HASH_BYTES), nodes.subarray(at * HASH_BYTES, (at + 1) * HASH_BYTES));
+    }
+  }
+
+  /** The tree's complete subtrees, for merkle.ts; the hash is a view of the tree's memory, not a copy. */
+  readonly subtree: SubtreeHashes = (level, index) => {
+    const count = this.counts[level] ?? 0;
+    if (!(index >= 0 && index < count))
+      throw new IdnsError('internal', `no complete subtree at level ${level}, index ${index} in a tree of ${this.size} leaves`);
+    return this.levels[level]!.subarray(index * HASH_BYTES, (index + 1) * HASH_BYTES);
+  };
+
+  /**
+   * merkle.ts `inclusionProof(this.subtree, index, size)`, without its recursion: the proof of a leaf is
+   * its siblings inside the largest complete subtree of the size's split that holds it (looked up), then
+   * a suffix that every leaf of that subtree shares, made once per size.
+   */
+  inclusion(index: number, size: number): Buffer[] {
+    if (!(Number.isSafeInteger(index) && Number.isSafeInteger(size) && index >= 0 && index < size && size <= this.size)) {
+      return inclusionProof(this.subtree, index, size);
+    }
+    if (this.suffixes?.size !== size) this.suffixes = { size, peaks: peaksOf(size).map((p) => ({ ...p, suffix: null })) };
+    let peak = this.suffixes.peaks[0]!;
+    for (const p of this.suffixes.peaks) if (p.start <= index) peak = p;
+    peak.suffix ??= inclusionProof(this.subtree, peak.start, size).slice(peak.level);
+    const path = new Array<Buffer>(peak.level);
+    let at = index;
+    for (let level = 0; level < peak.level; level++) {
+      path[level] = this.subtree(level, at % 2 === 0 ? at + 1 : at - 1);
+      at = Math.floor(at / 2);
+    }
+    return path.concat(peak.suffix);
+  }
+
+  /** Adds a node at the end of a level; returns its index. */
+  private push(level: number, hash: Buffer): number {
+    if (this.levels.length === level) {
+      this.levels.push(Buffer.allocUnsafeSlow(HASH_BYTES * 1024));
+      this.counts.push(0);
+    }
+    const at = this.counts[level]!;
+    let nodes = this.levels[level]!;
+    if ((at + 1) * HASH_BYTES > nodes.length) {
+      const grown = Buffer.allocUnsafeSlow(nodes.length * 2);
+      nodes.copy(grown);
+      this.levels[level] = nodes = grown;
+    }
+    hash.copy(nodes, at * HASH_BYTES);
+    this.counts[level] = at + 1;
+    return at;
+  }
+}
+
+/** The complete subtrees a tree of `size` leaves splits into (RFC 9162's recursion), largest (leftmost) first. */
+function peaksOf(size: number): { start: number; level: number }[] {
+  const peaks = [];
+  let start = 0;
+  for (let level = 52; level >= 0; level--) {
+    const n = 2 ** level;
+    if (size - start >= n) {
+      peaks.push({ start, level });
+      start += n;
+    }
+  }
+  return peaks;
+}
