@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { fromB64u } from '../src/records/encoding.js';
+import { fromB64u, writeBase64 } from '../src/records/encoding.js';
 
 /** fromB64u's definition: base64url alphabet, a possible length, and the one spelling that re-encodes to itself. */
 function byDefinition(text: string): Buffer | null {
@@ -34,5 +34,19 @@ describe('fromB64u', () => {
       const b = Buffer.from(Array.from({ length: n }, (_, i) => (i * 37 + 11) & 0xff));
       expect(fromB64u(b.toString('base64url'))?.equals(b)).toBe(true);
     }
+  });
+});
+
+describe('writeBase64', () => {
+  it("writes what Buffer's base64 gives, padding included, where it is told, for any bytes (fast-check)", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 70 }), fc.nat(5), (bytes, at) => {
+        const expected = Buffer.from(bytes).toString('base64');
+        const dst = Buffer.alloc(at + expected.length + 3, 0x2e);
+        expect(writeBase64(bytes, dst, at)).toBe(at + expected.length);
+        expect(dst.toString('latin1')).toBe(`${'.'.repeat(at)}${expected}...`);
+      }),
+      { numRuns: 500 },
+    );
   });
 });

@@ -1,7 +1,7 @@
 import { IdnsError } from '../errors.js';
 import type { Store } from '../store/store.js';
 import type { ZoneRow } from '../store/zones.js';
-import { consistencyProof, inclusionProof, type SubtreeHashes } from '../transparency/merkle.js';
+import { consistencyProof, HASH_BYTES, inclusionProof, type SubtreeHashes } from '../transparency/merkle.js';
 import { MemoryTree } from '../transparency/memory-tree.js';
 import { checkpointSize } from '../transparency/zone-log.js';
 import { parseNote } from '../transparency/note.js';
@@ -11,6 +11,7 @@ import { historyKey } from '../records/history-key.js';
 import type { ZoneReader } from './zone-reader.js';
 import type { AuthoritativeAnswer } from './authority.js';
 import { decodePayload } from './editor.js';
+import { fnv1a, writeBase64 } from '../records/encoding.js';
 
 /** An inclusion proof as served (docs/protocol.md §13.4): the leaf's hash and the path to the root of the tree of `size` leaves. */
 export interface InclusionAnswer {
@@ -48,22 +49,31 @@ const MAX_LEAVES_HELD = 4 * 1024 * 1024;
 /** Leaves read and hashed into a tree per turn of the event loop while it is filled (a few milliseconds). */
 const FILL_SLICE = 4096;
 
+/** One copy of a zone: the zone row's content id and creation time (another copy has another tree). */
+interface Copy {
+  content: string;
+  createdAt: number;
+}
+
 /** A zone's tree in memory: the copy it was read from, and whether a fill is under way. */
-interface HeldTree {
-  /** The zone row's content id and creation time: another copy of the zone has another tree. */
-  copy: string;
+interface HeldTree extends Copy {
   tree: MemoryTree;
   filling: boolean;
 }
 
 /** What every answer of one version binds to: its checkpoint, and the JSON text of the binding up to the entry. */
-interface VersionBinding {
-  copy: string;
+interface VersionBinding extends Copy {
   checkpoint: string;
+  /** The checkpoint's tree size. */
+  size: number;
   /** The witness keys recorded when it was made (store/witness.ts keysRecorded): a key learnt later is served too. */
   keys: number;
-  /** `{"checkpoint":…,"witnesses":…,"zoneRecord":[…]`: the text of AnswerLog before `entry`. */
-  head: string;
+  /** `,"log":{"checkpoint":…,"witnesses":…,"zoneRecord":[…]`: the log member up to `entry`, UTF-8. */
+  head: Buffer;
+  /** The member of an answer with no entry (a denial, a referral), the answer's closing brace included. */
+  bare: Buffer;
+  /** What names the checkpoint in the ETag of an answer bound to it (BoundLog.tag). */
+  tag: string;
 }
 
 /**
@@ -89,7 +99,7 @@ export class ZoneLogs {
     store.onZoneChanged((zone) => {
       const held = this.trees.get(zone);
       const row = held && this.store.zones.cached(zone);
-      if (held !== undefined && (row === undefined || copyOf(row) !== held.copy)) this.trees.delete(zone);
+      if (held !== undefined && (row === undefined || !sameCopy(held, row))) this.trees.delete(zone);
     });
   }
 
@@ -133,7 +143,8 @@ export class ZoneLogs {
     const last = answer.history?.at(-1);
     if (answer.status !== 'answer' || last === undefined) return this.bindLeaf(answer.zone, answer.serial, undefined);
     const handle = decodePayload(answer.record).handle as string;
-    return this.bindLeaf(answer.zone, answer.serial, this.store.records.leafOf(this.logged(answer.zone).content, historyKey(handle, last[0])) ?? null);
+    const content = this.logged(answer.zone, this.zones.cachedZone(answer.zone)).content;
+    return this.bindLeaf(answer.zone, answer.serial, this.store.records.leafOf(content, historyKey(handle, last[0])) ?? null);
   }
 
   /**
@@ -144,31 +155,37 @@ export class ZoneLogs {
    * which name none; null: an entry the log does not hold, an error).
    */
   bindLeaf(zone: string, serial: number, leaf: number | null | undefined): BoundLog {
-    const row = this.logged(zone);
+    // The read path's cached row, as the answer was read from (and no query per answer).
+    const row = this.logged(zone, this.zones.cachedZone(zone));
     if (serialOf(row.version) !== serial) throw new IdnsError('zone_unavailable', `zone ${zone} changed while answering; ask again`);
-    const size = checkpointSize(row.checkpoint);
-    const tree = this.heldTree(row, true);
-    const stored = tree === null ? this.store.logs.subtrees(row.content, String(row.createdAt)) : null;
-    const proof = (index: number): string[] => (tree !== null ? tree.inclusion(index, size) : inclusionProof(stored!, index, size)).map(b64);
-    const copy = copyOf(row);
     let binding = this.bindings.get(zone);
     const keys = this.store.witness.keysRecorded;
-    if (binding?.copy !== copy || binding.checkpoint !== row.checkpoint || binding.keys !== keys) {
+    const fresh = binding !== undefined && binding.checkpoint === row.checkpoint && binding.keys === keys && sameCopy(binding, row);
+    const size = fresh ? binding!.size : checkpointSize(row.checkpoint);
+    const tree = this.heldTree(row, size, true);
+    const stored = tree === null ? this.store.logs.subtrees(row.content, String(row.createdAt)) : null;
+    const proof = (index: number): Buffer[] => (tree !== null ? tree.inclusion(index, size) : inclusionProof(stored!, index, size));
+    if (!fresh) {
       // The same for every answer of a version (and its cosignatures): made once.
-      const head = JSON.stringify({ checkpoint: row.checkpoint, witnesses: this.witnessKeys(row.checkpoint), zoneRecord: proof(size - 1) });
-      binding = { copy, checkpoint: row.checkpoint, keys, head: head.slice(0, -1) };
+      const log = JSON.stringify({ checkpoint: row.checkpoint, witnesses: this.witnessKeys(row.checkpoint), zoneRecord: proof(size - 1).map(b64) });
+      const head = Buffer.from(`,"log":${log.slice(0, -1)}`);
+      binding = {
+        content: row.content,
+        createdAt: row.createdAt,
+        checkpoint: row.checkpoint,
+        size,
+        keys,
+        head,
+        bare: Buffer.concat([head, CLOSE_BARE]),
+        tag: fnv1a(row.checkpoint).toString(36),
+      };
       this.bindings.set(zone, binding);
     }
-    if (leaf === undefined) return { text: `${binding.head}}`, checkpoint: row.checkpoint };
+    const b = binding!;
+    if (leaf === undefined) return { member: b.bare, checkpoint: row.checkpoint, tag: b.tag };
     if (leaf === null || !(leaf >= 0 && leaf < size - 1))
       throw new IdnsError('internal', `zone ${zone}: the answer's history entry has no leaf in the tree of ${size} leaves`);
-    // As JSON.stringify writes `entry` after the members above (base64 needs no escaping).
-    return {
-      text: `${binding.head},"entry":{"leaf":${leaf},"proof":[${proof(leaf)
-        .map((p) => `"${p}"`)
-        .join(',')}]}}`,
-      checkpoint: row.checkpoint,
-    };
+    return { member: withEntry(b.head, leaf, proof(leaf)), checkpoint: row.checkpoint, tag: b.tag };
   }
 
   /** The zones' trees held in memory: leaves, bytes, and whether they are still being filled. */
@@ -184,23 +201,22 @@ export class ZoneLogs {
 
   /** The subtrees of the zone's tree: from memory when its tree there is complete, else from the store. */
   private subtrees(row: ZoneRow): SubtreeHashes {
-    return this.heldTree(row, false)?.subtree ?? this.store.logs.subtrees(row.content, String(row.createdAt));
+    return this.heldTree(row, checkpointSize(row.checkpoint), false)?.subtree ?? this.store.logs.subtrees(row.content, String(row.createdAt));
   }
 
   /**
    * The zone's tree in memory when it holds the version's leaves, else null. `fill` (a bound answer was
    * asked for) starts or continues holding it there.
    */
-  private heldTree(row: ZoneRow, fill: boolean): MemoryTree | null {
-    const size = checkpointSize(row.checkpoint);
+  private heldTree(row: ZoneRow, size: number, fill: boolean): MemoryTree | null {
     let held = this.trees.get(row.name);
-    if (held !== undefined && held.copy !== copyOf(row)) {
+    if (held !== undefined && !sameCopy(held, row)) {
       this.trees.delete(row.name);
       held = undefined;
     }
     if (fill && !this.closed) {
       if (held === undefined) {
-        held = { copy: copyOf(row), tree: new MemoryTree(), filling: false };
+        held = { content: row.content, createdAt: row.createdAt, tree: new MemoryTree(), filling: false };
         this.trees.set(row.name, held);
         this.letGo();
       } else {
@@ -209,8 +225,9 @@ export class ZoneLogs {
         this.trees.set(row.name, held);
       }
       // A few leaves behind (the versions since the last answer): caught up at once; more, in the background.
-      if (size - held.tree.size <= FILL_SLICE) this.extend(row, held.tree, size);
-      else this.fillLater(row.name, held);
+      const behind = size - held.tree.size;
+      if (behind > FILL_SLICE) this.fillLater(row.name, held);
+      else if (behind > 0) this.extend(row, held.tree, size);
     }
     return held !== undefined && held.tree.size >= size ? held.tree : null;
   }
@@ -233,7 +250,7 @@ export class ZoneLogs {
       held.filling = false;
       if (this.closed || this.trees.get(zone) !== held) return;
       const row = this.zones.cachedZone(zone);
-      if (row === undefined || copyOf(row) !== held.copy || row.checkpoint === '') {
+      if (row === undefined || !sameCopy(held, row) || row.checkpoint === '') {
         this.trees.delete(zone);
         return;
       }
@@ -252,7 +269,7 @@ export class ZoneLogs {
     let leaves = 0;
     for (const [zone, held] of this.trees) {
       const row = this.zones.cachedZone(zone);
-      if (row === undefined || copyOf(row) !== held.copy) this.trees.delete(zone);
+      if (row === undefined || !sameCopy(held, row)) this.trees.delete(zone);
       else leaves += held.tree.size;
     }
     for (const [zone, held] of this.trees) {
@@ -262,8 +279,9 @@ export class ZoneLogs {
     }
   }
 
-  private logged(name: string): ZoneRow {
-    const row = this.zones.require(name);
+  /** The zone's row (`row`, when the caller read it already) if its log can be served, else the error to answer. */
+  private logged(name: string, row: ZoneRow | undefined = this.zones.get(name)): ZoneRow {
+    if (row === undefined) throw new IdnsError('zone_not_found', `zone ${name} is not held by this server`);
     const unavailable = this.zones.unavailable(row);
     if (unavailable) throw new IdnsError('zone_unavailable', unavailable);
     if (row.checkpoint === '')
@@ -277,15 +295,52 @@ export class ZoneLogs {
   }
 }
 
-/** An answer's log binding as served: the JSON text of its `log` member, and the checkpoint in it (which names the ETag). */
+/** An answer's log binding as served, and the checkpoint in it (which names the ETag). */
 export interface BoundLog {
-  text: string;
+  /**
+   * What takes the place of the answer body's closing brace: `,"log":{…}}`, the binding as the last
+   * member, as JSON.stringify writes `{ ...answer, log }` (docs/protocol.md §13.5).
+   */
+  member: Buffer;
   checkpoint: string;
+  /** A hash of the checkpoint (FNV-1a, base 36), which names it in the answer's ETag. */
+  tag: string;
 }
 
-/** Names one copy of a zone: its content id and creation time (the tree of another copy is another tree). */
-function copyOf(row: ZoneRow): string {
-  return `${row.content}\n${row.createdAt}`;
+const CLOSE_BARE = Buffer.from('}}');
+const ENTRY_LEAF = Buffer.from(',"entry":{"leaf":');
+const ENTRY_PROOF = Buffer.from(',"proof":[');
+const CLOSE_ENTRY = Buffer.from(']}}}');
+/** A hash in base64 between quotes. */
+const QUOTED_HASH = 2 + 4 * Math.ceil(HASH_BYTES / 3);
+
+/**
+ * The log member `head` continued with the entry's leaf and proof and closed, written into one buffer
+ * as JSON.stringify would write them (base64 needs no escaping): every answer bound to the log makes
+ * one, so no string is built for it.
+ */
+function withEntry(head: Buffer, leaf: number, proof: readonly Buffer[]): Buffer {
+  const digits = String(leaf);
+  const size =
+    head.length + ENTRY_LEAF.length + digits.length + ENTRY_PROOF.length + proof.length * (QUOTED_HASH + 1) - (proof.length > 0 ? 1 : 0) + CLOSE_ENTRY.length;
+  const out = Buffer.allocUnsafe(size);
+  let at = head.copy(out, 0);
+  at += ENTRY_LEAF.copy(out, at);
+  at += out.write(digits, at, 'latin1');
+  at += ENTRY_PROOF.copy(out, at);
+  for (let i = 0; i < proof.length; i++) {
+    if (i > 0) out[at++] = 0x2c;
+    out[at++] = 0x22;
+    at = writeBase64(proof[i]!, out, at);
+    out[at++] = 0x22;
+  }
+  at += CLOSE_ENTRY.copy(out, at);
+  if (at !== size) throw new IdnsError('internal', `a log binding of ${at} bytes where ${size} were counted`);
+  return out;
+}
+
+function sameCopy(copy: Copy, row: ZoneRow): boolean {
+  return copy.content === row.content && copy.createdAt === row.createdAt;
 }
 
 function b64(hash: Buffer): string {

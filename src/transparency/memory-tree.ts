@@ -11,8 +11,8 @@ export class MemoryTree {
   /** Per level (0: the leaves' hashes), its complete subtrees' hashes, HASH_BYTES each, with room to grow. */
   private readonly levels: Buffer[] = [];
   private readonly counts: number[] = [];
-  /** The proof suffixes of the tree size asked last (see inclusion). */
-  private suffixes: { size: number; peaks: { start: number; level: number; suffix: Buffer[] | null }[] } | null = null;
+  /** The split of the tree size asked last, with the proof suffixes of its peaks as made (see inclusion). */
+  private peaks: { size: number; peaks: Peak[] } | null = null;
 
   /** Leaves appended. */
   get size(): number {
@@ -49,15 +49,18 @@ export class MemoryTree {
   /**
    * merkle.ts `inclusionProof(this.subtree, index, size)`, without its recursion: the proof of a leaf is
    * its siblings inside the largest complete subtree of the size's split that holds it (looked up), then
-   * a suffix that every leaf of that subtree shares, made once per size.
+   * a suffix that every leaf of that subtree shares, made once per size. The hashes are views of the
+   * tree's memory.
    */
   inclusion(index: number, size: number): Buffer[] {
     if (!(Number.isSafeInteger(index) && Number.isSafeInteger(size) && index >= 0 && index < size && size <= this.size)) {
-      return inclusionProof(this.subtree, index, size);
+      // What merkle.ts refuses (or, past the tree, what it cannot read): the same errors.
+      inclusionProof(this.subtree, index, size);
+      throw new IdnsError('internal', `leaf ${index} of a tree of ${size} leaves is past the ${this.size} held`);
     }
-    if (this.suffixes?.size !== size) this.suffixes = { size, peaks: peaksOf(size).map((p) => ({ ...p, suffix: null })) };
-    let peak = this.suffixes.peaks[0]!;
-    for (const p of this.suffixes.peaks) if (p.start <= index) peak = p;
+    if (this.peaks?.size !== size) this.peaks = { size, peaks: peaksOf(size).map((p) => ({ ...p, suffix: null })) };
+    let peak = this.peaks.peaks[0]!;
+    for (const p of this.peaks.peaks) if (p.start <= index) peak = p;
     peak.suffix ??= inclusionProof(this.subtree, peak.start, size).slice(peak.level);
     const path = new Array<Buffer>(peak.level);
     let at = index;
@@ -85,6 +88,13 @@ export class MemoryTree {
     this.counts[level] = at + 1;
     return at;
   }
+}
+
+/** One complete subtree of a tree's split, and the proof suffix its leaves share (made when first asked). */
+interface Peak {
+  start: number;
+  level: number;
+  suffix: Buffer[] | null;
 }
 
 /** The complete subtrees a tree of `size` leaves splits into (RFC 9162's recursion), largest (leftmost) first. */

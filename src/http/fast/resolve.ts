@@ -3,7 +3,7 @@ import type { AppContext } from '../../context.js';
 import { fnv1a } from '../../records/encoding.js';
 import type { Tally } from '../metrics.js';
 import { serialOf } from '../../records/serial.js';
-import { answerEtag, boundEtag, logMember, resolveReply } from '../routes/resolve.js';
+import { answerEtag, boundBody, boundEtag, resolveReply } from '../routes/resolve.js';
 import type { FastEndpoint, FastReply, RequestHead } from './dispatch.js';
 
 interface Cached {
@@ -134,7 +134,7 @@ export class ResolveEndpoint implements FastEndpoint {
     const log = this.withLog ? this.ctx.zoneLogs.bindLeaf(answer.zone, serialOf(answer.version), answer.status === 'answer' ? answer.leaf : undefined) : null;
     if (log !== null) {
       etag = boundEtag(etag, log);
-      body = Buffer.concat([body.subarray(0, body.length - 1), Buffer.from(logMember(log))]);
+      body = boundBody(body, log);
     }
     const r = resolveReply(answer.status, answer.ttl, etag, undefined);
     return {

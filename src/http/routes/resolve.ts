@@ -5,7 +5,6 @@ import type { AppContext } from '../../context.js';
 import { zoneFromPath } from './zones.js';
 import { note } from '../observe.js';
 import { IdnsError } from '../../errors.js';
-import { fnv1a } from '../../records/encoding.js';
 
 /** `GET /v1/resolve/{handle}[?zone=Z]`: authoritative, non-recursive answers from the zones held here. */
 export function resolveRoutes(ctx: AppContext): Hono {
@@ -23,22 +22,21 @@ export function resolveRoutes(ctx: AppContext): Hono {
     for (let i = 0; i < reply.headers.length; i += 2) c.header(reply.headers[i]!, reply.headers[i + 1]!);
     if (reply.status === 304) return c.body(null, 304);
     const body = JSON.stringify(answer);
-    return c.body(log ? `${body.slice(0, -1)}${logMember(log)}` : body, reply.status);
+    return c.body(log ? boundBody(Buffer.from(body), log).toString() : body, reply.status);
   });
   return app;
 }
 
-/**
- * The end of an answer's body bound to the log, in place of its closing `}`: the binding as the last
- * member, as JSON.stringify writes `{ ...answer, log }` (docs/protocol.md §13.5).
- */
-export function logMember(log: BoundLog): string {
-  return `,"log":${log.text}}`;
+/** An answer's body (JSON) with its log binding as the last member (BoundLog.member). */
+export function boundBody(body: Buffer, log: BoundLog): Buffer {
+  const out = Buffer.allocUnsafe(body.length - 1 + log.member.length);
+  log.member.copy(out, body.copy(out, 0, 0, body.length - 1));
+  return out;
 }
 
 /** The ETag of an answer bound to the log: the body also changes with the checkpoint's cosignatures, so they name it too. */
 export function boundEtag(etag: string, log: BoundLog): string {
-  return `${etag.slice(0, -1)}-${fnv1a(log.checkpoint).toString(36)}"`;
+  return `${etag.slice(0, -1)}-${log.tag}"`;
 }
 
 /** `?log=1` asks for the answer's log binding; absent, the answer as always; anything else is a bad request. */
