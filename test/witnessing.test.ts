@@ -164,6 +164,17 @@ describe('a witness shown a fork', () => {
     const after = await add(sizeOf(real), genuineProof.proof, next);
     expect(after.status).toBe(409);
     expect(((await after.json()) as { error: { message: string } }).error.message).toMatch(/forked/);
+    // Forks of many other zones (one each: a forked zone is refused from then on) evict nothing: the
+    // refusal rests on the evidence, which is kept for good.
+    const store = witness.ctx.store;
+    for (let i = 0; i < 150; i++) {
+      store.write(() => store.witness.addFork({ origin: `z${i}.example/idns-log`, held: 'h', offered: 'o', proof: [], why: 'another zone' }, Date.now() + i));
+    }
+    store.write(() => store.witness.addFork({ origin: 'example/idns-log', held: 'h', offered: 'o', proof: [], why: 'a second' }, Date.now()));
+    const kept = (await witnessOf(witness)).forks;
+    expect(kept).toHaveLength(151);
+    expect(kept.filter((f) => f.origin === 'example/idns-log')).toMatchObject([{ held: real, offered: forked }]);
+    expect((await add(sizeOf(real), genuineProof.proof, next)).status).toBe(409);
   });
 
   it('answers add-checkpoint as C2SP tlog-witness does: the size it holds on a conflict, and typed errors', async () => {

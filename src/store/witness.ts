@@ -2,9 +2,6 @@ import type { Db } from './database.js';
 import type { ForkEvidence, WitnessedCheckpoint } from '../transparency/witness.js';
 import type { PublicJwk } from '../records/keys.js';
 
-/** Most forks kept as evidence; past it the oldest go (each is two notes of at most 64 KiB). */
-export const MAX_KEPT_FORKS = 100;
-
 /** A fork this witness met, with when (ms). */
 export interface KeptFork extends ForkEvidence {
   at: number;
@@ -27,7 +24,6 @@ export class WitnessStore {
   private readonly setHeldStmt;
   private readonly forkedStmt;
   private readonly addForkStmt;
-  private readonly trimForksStmt;
   private readonly forksStmt;
   private readonly followStmt;
   private readonly unfollowStmt;
@@ -50,8 +46,9 @@ export class WitnessStore {
     );
     this.setHeldStmt = db.prepare(`INSERT OR REPLACE INTO witnessed (origin, size, root, note) VALUES (?, ?, ?, ?)`);
     this.forkedStmt = db.prepare<[string], number>(`SELECT 1 FROM witness_forks WHERE origin = ? LIMIT 1`).pluck();
-    this.addForkStmt = db.prepare(`INSERT INTO witness_forks (origin, held, offered, proof, why, at) VALUES (?, ?, ?, ?, ?, ?)`);
-    this.trimForksStmt = db.prepare(`DELETE FROM witness_forks WHERE rowid NOT IN (SELECT rowid FROM witness_forks ORDER BY at DESC, rowid DESC LIMIT ?)`);
+    this.addForkStmt = db.prepare(
+      `INSERT INTO witness_forks (origin, held, offered, proof, why, at) SELECT ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM witness_forks WHERE origin = ?)`,
+    );
     this.forksStmt = db.prepare<[], { origin: string; held: string; offered: string; proof: string; why: string; at: number }>(
       `SELECT origin, held, offered, proof, why, at FROM witness_forks ORDER BY at, rowid`,
     );
@@ -72,10 +69,14 @@ export class WitnessStore {
     return this.forkedStmt.get(origin) !== undefined;
   }
 
-  /** Keeps the evidence of a fork (at most MAX_KEPT_FORKS, the newest). */
+  /**
+   * Keeps the evidence of a fork: the first met of each log, kept for good (the log is refused from then
+   * on, so there is no second). Nothing is trimmed: the refusal rests on the evidence, and logs are only
+   * those of zones this witness copies or follows, so the rows are bounded by what its operator chose
+   * (two notes of at most 64 KiB each).
+   */
   addFork(e: ForkEvidence, at: number): void {
-    this.addForkStmt.run(e.origin, e.held, e.offered, JSON.stringify(e.proof), e.why, at);
-    this.trimForksStmt.run(MAX_KEPT_FORKS);
+    this.addForkStmt.run(e.origin, e.held, e.offered, JSON.stringify(e.proof), e.why, at, e.origin);
   }
 
   /** Starts (or updates) witnessing a zone not copied here. */
