@@ -306,14 +306,14 @@ describe('idns handle watch against a fork', () => {
 });
 
 describe('idns handle watch reads within bounds', () => {
-  it('an answer for the handle past 256 KiB is no answer (exit 1, could not check); the same answer within it is checked', async () => {
+  it("an answer for the handle, or the zone's record, past 256 KiB is no answer (exit 1, could not check); a proof past 64 hashes proves nothing (exit 3); within them, checked", async () => {
     const dir = tempDir('idns-watch-bound-');
-    let pad = 300 * 1024;
-    // Stands for the zone's server, passing its answers on, the handle's answer padded by `pad` characters.
+    // Stands for the zone's server, passing its answers on, changed by `tamper`.
+    let tamper: (url: string, body: Record<string, unknown>) => Record<string, unknown> = (_, body) => body;
     const proxy = createServer((req, res) => {
       void fetch(`${s.url}${req.url}`)
         .then((r) => r.json())
-        .then((body) => res.end(JSON.stringify(req.url!.startsWith('/v1/resolve/') ? { ...(body as object), pad: 'x'.repeat(pad) } : body)));
+        .then((body) => res.end(JSON.stringify(tamper(req.url!, body as Record<string, unknown>))));
     });
     await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
     const url = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
@@ -321,10 +321,26 @@ describe('idns handle watch reads within bounds', () => {
       const h = 'bounded@example.com';
       await registered(h);
       const args = ['handle', 'watch', h, '--key', writeUserKey(dir.dir, 'owner.jwk', owner), '--server', url, '--state', join(dir.dir, 'w.json'), '--json'];
-      const tooBig = await runIdns(args);
-      expect(tooBig.code).toBe(1);
-      expect(tooBig.stderr).toMatch(/bytes|too large|limit/i);
-      pad = 0;
+      const padded = (path: (url: string) => boolean) => (u: string, body: Record<string, unknown>) =>
+        path(u) ? { ...body, pad: 'x'.repeat(300 * 1024) } : body;
+      for (const [what, path] of [
+        ['the answer', (u: string) => u.startsWith('/v1/resolve/')],
+        ["the zone's record", (u: string) => u === '/v1/zones/example.com'],
+      ] as const) {
+        tamper = padded(path);
+        const tooBig = await runIdns(args);
+        expect(tooBig.code, what).toBe(1);
+        expect(tooBig.stderr, what).toMatch(/bytes|too large|limit/i);
+      }
+      // An inclusion proof of 65 hashes (each a real one): more than any tree needs, refused unread.
+      tamper = (u, body) =>
+        u.includes('/log/inclusion') ? { ...body, proof: Array.from({ length: 65 }, () => (body.proof as string[])[0] ?? body.hash) } : body;
+      const long = await runIdns(args);
+      expect(long.code, long.stderr).toBe(3);
+      expect((JSON.parse(long.stdout) as { foreign: { by: string }[] }).foreign).toContainEqual(
+        expect.objectContaining({ by: expect.stringContaining('at most 64 hashes') }),
+      );
+      tamper = (_, body) => body;
       const fine = await runIdns(args);
       expect(fine.code, fine.stderr).toBe(0);
     } finally {
