@@ -488,7 +488,7 @@ function resolverConfig(file: ConfigFile['resolver'], flags: ConfigFlags, config
     discovery: dnsOn ? { ...(dnsServers ? { dnsServers } : {}), requireDnssec, ...(file?.dns?.timeoutMs ? { dnsTimeoutMs: file.dns.timeoutMs } : {}) } : null,
     webfinger: dnsOn && (flags.webfingerFallback ?? file?.webfingerFallback ?? true),
     allowPrivate: flags.allowPrivate ?? file?.allowPrivate ?? false,
-    ...witnessesOf(flags, file?.witnesses, where, forwarders.length > 0),
+    ...witnessesOf(flags, file?.witnesses, where),
     cache: cacheOptions,
     compactHeap: compactHeap ?? true,
     limits: { ...file?.limits },
@@ -496,16 +496,10 @@ function resolverConfig(file: ConfigFile['resolver'], flags: ConfigFlags, config
 }
 
 /** The witnesses the resolver requires, from the flags (which replace the file's) or the file. */
-function witnessesOf(flags: ConfigFlags, file: ResolverConfig['witnesses'], where: string, forwarding: boolean): Pick<ResolverConfig, 'witnesses'> {
+function witnessesOf(flags: ConfigFlags, file: ResolverConfig['witnesses'], where: string): Pick<ResolverConfig, 'witnesses'> {
   if (flags.witness === undefined && flags.witnessQuorum !== undefined) throw new IdnsError('invalid_config', 'flags: --witness-quorum goes with --witness');
   const w = flags.witness ? { thumbprints: flags.witness, ...(flags.witnessQuorum !== undefined ? { quorum: flags.witnessQuorum } : {}) } : file;
   if (w === undefined) return {};
-  if (forwarding) {
-    throw new IdnsError(
-      'invalid_config',
-      `${where}: witnesses are required of the zones an iterative resolver walks (--root); a forwarding one cannot check them yet`,
-    );
-  }
   for (const t of w.thumbprints)
     if (!SHA256_B64U.test(t)) throw new IdnsError('invalid_config', `${where}: witness "${t}" is not a key thumbprint (43 base64url characters)`);
   const count = new Set(w.thumbprints).size;

@@ -341,12 +341,13 @@ describe('witnesses required by the resolver', () => {
     expect(loadConfig({ config: file, witness: [w2] }, {}).resolver?.witnesses).toEqual({ thumbprints: [w2] });
   });
 
-  it('refuses a quorum without witnesses or above their number, a bad thumbprint, and witnesses with forwarding', () => {
+  it('refuses a quorum without witnesses or above their number, and a bad thumbprint; takes witnesses with forwarding', () => {
     const base = { root: ['https://root.example'], anchor: [`.=${kid}`] };
     expect(() => loadConfig({ ...base, witnessQuorum: 1 }, {})).toThrow(/--witness-quorum goes with --witness/);
     expect(() => loadConfig({ ...base, witness: [w1], witnessQuorum: 2 }, {})).toThrow(/quorum is 1 to 1/);
     expect(() => loadConfig({ ...base, witness: ['not-a-thumbprint'] }, {})).toThrow(/not a key thumbprint/);
-    expect(() => loadConfig({ forward: ['https://up.example'], anchor: [`.=${kid}`], witness: [w1] }, {})).toThrow(/forwarding one cannot check them yet/);
+    // A forwarding resolver checks the bindings its upstream's proofs carry (docs/protocol.md §7).
+    expect(loadConfig({ forward: ['https://up.example'], anchor: [`.=${kid}`], witness: [w1] }, {}).resolver?.witnesses).toEqual({ thumbprints: [w1] });
     expect(() =>
       loadConfig(
         {

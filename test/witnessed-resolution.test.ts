@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.js';
-import { createResolver, type Resolver } from '../src/resolver/resolver.js';
+import { createResolver, type Resolver, type VerifiedResult } from '../src/resolver/resolver.js';
 import type { ResolverOptions } from '../src/resolver/options.js';
+import type { ResolverConfig } from '../src/config.js';
 import { newUserKey } from './support/keys.js';
 import { runIdns } from './support/process.js';
 import type { TestServer } from './support/server.js';
@@ -94,6 +95,34 @@ describe('a resolver requiring witnesses', () => {
     expect(JSON.parse(honest.stdout)).toMatchObject({ status: 'found', witnessed: true });
   });
 
+  it('keeps a result no longer than its checkpoints stay fresh: its TTL within the freshness bound, then it asks again', async () => {
+    const { primary, secondaries, kid, witnesses } = await witnessedZone(server);
+    await register(primary, 'ann@example');
+    await allCosigned([primary, ...secondaries]);
+    const clock = new ManualClock(Date.now());
+    const r = resolver({
+      trustAnchors: { example: [kid] },
+      rootServers: [primary.url],
+      witnesses: { thumbprints: witnesses, quorum: 2, freshnessSeconds: 120 },
+      clock,
+    });
+    const found = (await r.lookup('ann@example')) as VerifiedResult;
+    expect(found).toMatchObject({ status: 'found', witnessed: true });
+    // The record itself may be kept far longer: the bound is what shortens it.
+    const recordTtl = (JSON.parse(Buffer.from(found.proof.record.split('.')[1]!, 'base64url').toString()) as { ttl: number }).ttl;
+    expect(recordTtl).toBeGreaterThan(120);
+    expect(found.ttl).toBeGreaterThan(0);
+    expect(found.ttl).toBeLessThanOrEqual(120);
+    // Within it, a cache hit; past it, the resolver asks the zone again rather than serve it as witnessed:
+    // here the cosignatures are as old as the bound by then, so all it has is the old result, stale.
+    const asked = r.upstreamRequests;
+    expect(await r.lookup('ann@example')).toMatchObject({ witnessed: true, stale: false });
+    expect(r.upstreamRequests).toBe(asked);
+    clock.advance(121_000);
+    expect(await r.lookup('ann@example')).toMatchObject({ status: 'found', witnessed: false, stale: true });
+    expect(r.upstreamRequests).toBeGreaterThan(asked);
+  });
+
   it('refuses a replayed older answer: after a newer checkpoint was seen, and past the freshness bound for any resolver', async () => {
     const { primary, secondaries, kid, witnesses } = await witnessedZone(server);
     await register(primary, 'ann@example');
@@ -132,5 +161,70 @@ describe('a resolver requiring witnesses', () => {
     const later = new ManualClock(Date.now() + 2 * 3600 * 1000);
     const stale = resolver({ trustAnchors: anchors, rootServers: [proxy.url], witnesses: policy, clock: later });
     await expect(stale.lookup('bob@example')).rejects.toThrow(/within the last 3600 s/);
+  });
+});
+
+describe('a forwarding resolver requiring witnesses', () => {
+  /** An idns server with the resolver role for zone `example`, requiring `witnesses` (or none). */
+  const upstreamOf = (primary: TestServer, kid: string, witnesses?: ResolverConfig['witnesses']) =>
+    server({
+      config: {
+        resolver: {
+          rootServers: [primary.url],
+          anchors: { example: [kid] },
+          forwarders: [],
+          discovery: null,
+          webfinger: false,
+          allowPrivate: true,
+          cache: {},
+          limits: {},
+          ...(witnesses ? { witnesses } : {}),
+        },
+      },
+    });
+
+  it("checks the bindings its upstream's proofs carry, keeps the result no longer than they stay fresh, and refuses a proof without them", async () => {
+    const { primary, secondaries, kid, witnesses } = await witnessedZone(server);
+    await register(primary, 'ann@example');
+    await allCosigned([primary, ...secondaries]);
+    const policy = { thumbprints: witnesses, quorum: 2 };
+    const upstream = await upstreamOf(primary, kid, policy);
+    const forwarder = resolver({ trustAnchors: { example: [kid] }, forwarders: [upstream.url], witnesses: { ...policy, freshnessSeconds: 600 } });
+    const found = (await forwarder.lookup('ann@example')) as VerifiedResult;
+    expect(found).toMatchObject({ status: 'found', witnessed: true });
+    expect(found.trace).toEqual([expect.objectContaining({ zone: '(upstream resolver)', server: upstream.url })]);
+    // What it keeps of the bindings: the checkpoint, the witnesses' keys and the proofs it checked.
+    expect(found.proof.steps[0]!.log).toMatchObject({ checkpoint: expect.stringContaining('example/idns-log') });
+    expect(Object.keys(found.proof.steps[0]!.log!.witnesses).sort()).toEqual(witnesses.map((t) => `idns-witness/${t}`).sort());
+    expect(found.proof.entry).toMatchObject({ leaf: expect.any(Number) });
+    expect(found.ttl).toBeGreaterThan(0);
+    expect(found.ttl).toBeLessThanOrEqual(600);
+    expect(await forwarder.lookup('nobody@example')).toMatchObject({ status: 'not_found', witnessed: true });
+
+    // In front of the upstream, a proxy that drops the bindings, or points the entry at another leaf.
+    let change: (proof: { steps: { log?: unknown }[]; entry?: { leaf: number } }) => void = () => {};
+    const proxy = await startFakeServer(async (req, res) => {
+      const up = await fetch(`${upstream.url}${req.url}`);
+      const body = (await up.json()) as { proof?: { steps: { log?: unknown }[]; entry?: { leaf: number } } };
+      if (body.proof) change(body.proof);
+      res.writeHead(up.status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(body));
+    });
+    fakes.push(proxy);
+    const misled = () => resolver({ trustAnchors: { example: [kid] }, forwarders: [proxy.url], witnesses: policy });
+    change = (p) => p.steps.forEach((s) => delete s.log);
+    await expect(misled().lookup('ann@example')).rejects.toThrow(/log binding/);
+    change = (p) => {
+      p.entry!.leaf = 0;
+    };
+    await expect(misled().lookup('ann@example')).rejects.toThrow(/verification|leaf|tree/i);
+    change = () => {};
+    expect(await misled().lookup('ann@example')).toMatchObject({ status: 'found', witnessed: true });
+
+    // An upstream that requires no witnesses asks for no bindings: it has none to give.
+    const plain = await upstreamOf(primary, kid);
+    await expect(resolver({ trustAnchors: { example: [kid] }, forwarders: [plain.url], witnesses: policy }).lookup('ann@example')).rejects.toThrow(
+      /log binding/,
+    );
   });
 });

@@ -155,7 +155,7 @@ export function resolveOptions(o: ResolverOptions): ResolvedOptions {
   return {
     anchors,
     discovery,
-    witnesses: witnessPolicyOf(o.witnesses, forwarders.length > 0),
+    witnesses: witnessPolicyOf(o.witnesses),
     // The bridge trusts nothing it can check: requireDnssec rules it out.
     webfinger: discovery !== null && !discovery.requireDnssec && (o.webfinger ?? true),
     rootServers,
@@ -178,7 +178,7 @@ export function resolveOptions(o: ResolverOptions): ResolvedOptions {
 const THUMBPRINT = /^[A-Za-z0-9_-]{43}$/;
 
 /** The witness policy of the options, checked; null when no witness is required. */
-function witnessPolicyOf(w: ResolverOptions['witnesses'], forwarding: boolean): WitnessPolicy | null {
+function witnessPolicyOf(w: ResolverOptions['witnesses']): WitnessPolicy | null {
   if (w === undefined) return null;
   const thumbprints = [...new Set(w.thumbprints)];
   if (thumbprints.length === 0 || thumbprints.length > 100 || !thumbprints.every((t) => THUMBPRINT.test(t))) {
@@ -191,7 +191,5 @@ function witnessPolicyOf(w: ResolverOptions['witnesses'], forwarding: boolean): 
   if (!Number.isInteger(freshnessSeconds) || freshnessSeconds < 60 || freshnessSeconds > 7 * 86_400) {
     throw new TypeError('createResolver: witnesses.freshnessSeconds is 60 to 604800');
   }
-  // Forwarded proofs do not carry the log bindings yet: witnesses are required of zones walked here.
-  if (forwarding) throw new TypeError('createResolver: witnesses are required of the zones an iterative resolver walks; forwarding does not carry them yet');
   return { witnesses: thumbprints, quorum, freshnessSeconds };
 }

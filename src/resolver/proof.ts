@@ -9,6 +9,7 @@ import { historyZoneOf } from '../records/history-entries.js';
 import { MAX_HISTORY_ENTRIES } from '../records/history-key.js';
 import type { ZoneVersions } from './zone-versions.js';
 import { parseEntries } from '../records/history-evidence.js';
+import type { EntryProof, StepLog } from '../transparency/witnessed.js';
 import { noCutOf, verifyDelegation, verifyDenial, verifyHandleRecord, verifyZoneRecord, type VerifyOptions } from '../records/verify.js';
 
 /**
@@ -22,6 +23,11 @@ export interface ProofStep {
   zoneRecord: string;
   /** The delegation, signed by this zone, of the next step's zone. Absent on the last step. */
   delegation?: string;
+  /**
+   * From a resolver requiring witnesses: the zone's reply's binding to its log, which it checked
+   * (docs/protocol.md §7 and §13.5), for a resolver forwarding to it to check again. verifyProof leaves it.
+   */
+  log?: StepLog;
 }
 
 /**
@@ -55,6 +61,8 @@ export interface Proof {
   noCut?: string[];
   /** Where the first step's zone was anchored, when it was found by discovery rather than configured. */
   anchor?: ProofAnchor;
+  /** With a handle record, from a resolver requiring witnesses: its history entry's leaf and inclusion proof (see ProofStep.log). */
+  entry?: EntryProof;
 }
 
 /** A verified resolution. */

@@ -21,11 +21,11 @@ import { SignatureCache } from '../records/signature-cache.js';
 import { verifyRecordHistory, type NumberedEntry } from '../records/history-chain.js';
 import { historyZoneOf } from '../records/history-entries.js';
 import { HISTORY_RESPONSE_MAX_BYTES, parseEvidence, readLog } from '../records/history-evidence.js';
-import type { HandleRecord } from '../records/types.js';
+import type { HandleRecord, ZoneRecord } from '../records/types.js';
 import { HistoryBook } from './histories.js';
 import { ZoneVersions, type ZoneFork } from './zone-versions.js';
 import { CheckpointBook, type CheckpointFork } from '../transparency/checkpoint-book.js';
-import { verifyAnswerLog } from '../transparency/witnessed.js';
+import { keptBinding, verifyAnswerLog } from '../transparency/witnessed.js';
 import { historyKey } from '../records/history-key.js';
 import { ServerSelector } from './servers.js';
 import { cutBytes, resolutionBytes, stepsBytes, traceBytes } from './weigh.js';
@@ -199,7 +199,12 @@ type ZoneReply = (
   | { status: 'answer'; zone: VerifiedZone; record: string; history: readonly NumberedEntry[] }
   | { status: 'denial'; zone: VerifiedZone; record: string; noCut?: string[] }
   | { status: 'referral'; zone: VerifiedZone; record: string; child: ZoneCut }
-) & { server: string; rttMs: number; /** With witnesses required: until when the reply's checkpoint is fresh enough, epoch s. */ freshUntil?: number };
+) & {
+  server: string;
+  rttMs: number;
+  /** With witnesses required: until when the reply's checkpoint is fresh enough, epoch s, and its binding as a proof keeps it. */
+  bound?: { freshUntil: number; binding: ReturnType<typeof keptBinding> };
+};
 
 /**
  * The caching, verifying resolver: walks the hierarchy from its trust anchors (or asks upstream resolvers
@@ -504,16 +509,22 @@ export class Resolver {
     // Step objects are shared (the cut's prefix, interned chains): new ones are made, none is changed.
     const steps: ProofStep[] = [...cut.prefix];
     let exp = cut.exp;
+    // With witnesses required: until when every reply of this walk is fresh enough (the cut's own are, while it is cached).
+    let freshUntil = Infinity;
     const trace: TraceStep[] = [];
     const ahead: Ahead = { next: null };
     for (let referrals = 0; ; referrals++) {
       const reply = await this.askZone(cut, handle, host, budget, referrals < this.options.maxReferrals ? ahead : null);
       trace.push({ zone: cut.name, server: reply.server, rttMs: reply.rttMs });
       // A witnessed reply is good only while its checkpoint's cosignatures are fresh enough.
-      exp = Math.min(exp, reply.zone.record.exp, reply.freshUntil ?? Infinity);
+      exp = Math.min(exp, reply.zone.record.exp, reply.bound?.freshUntil ?? Infinity);
+      freshUntil = Math.min(freshUntil, reply.bound?.freshUntil ?? Infinity);
       if (this.rememberServers(cut, reply.zone)) this.cache.reweigh(`z:${cut.name}`);
+      // Its binding, checked, goes with the step: a resolver forwarding to this one checks it again.
+      const log = reply.bound === undefined ? {} : { log: reply.bound.binding.log };
       if (reply.status !== 'referral') {
-        steps.push({ zone: cut.name, zoneRecord: reply.zone.jws });
+        steps.push({ zone: cut.name, zoneRecord: reply.zone.jws, ...log });
+        const entry = reply.bound?.binding.entry;
         const proof: Proof =
           reply.status === 'answer'
             ? { steps, record: reply.record, history: reply.history }
@@ -522,15 +533,20 @@ export class Resolver {
         const r = this.signatures.during(() =>
           verifyProof(proof, handle, anchors, epochSeconds(this.clock), undefined, this.verifyOptions, this.histories, this.versions),
         );
-        // Verified, the chain is swapped for the shared one with the same content.
-        r.proof.steps = this.chains.intern(r.proof.steps);
+        // Verified, the chain is swapped for the shared one with the same content (verifyProof keeps no
+        // bindings: these steps are this walk's own, each binding checked as its reply came).
+        r.proof.steps = this.chains.intern(steps);
+        if (reply.status === 'answer' && entry !== undefined) r.proof.entry = entry;
         if (start.anchor !== null) r.proof.anchor = start.anchor;
+        // Kept no longer than every reply of the walk stays fresh enough (its checkpoints' cosignatures):
+        // past that it is asked for again, and served stale (not witnessed) only if that fails.
+        r.ttl = Math.max(0, Math.min(r.ttl, freshUntil - epochSeconds(this.clock)));
         return withTrace(r, this.traces.intern(trace), handle);
       }
       if (referrals >= this.options.maxReferrals) {
         throw new IdnsError('referral_limit', `more than ${this.options.maxReferrals} referrals for ${handle}`);
       }
-      steps.push({ zone: cut.name, zoneRecord: reply.zone.jws, delegation: reply.record });
+      steps.push({ zone: cut.name, zoneRecord: reply.zone.jws, delegation: reply.record, ...log });
       const d = this.signatures.during(() => verifyDelegation(reply.record, reply.zone, epochSeconds(this.clock)));
       exp = Math.min(exp, d.exp);
       const child: ZoneCut = { ...reply.child, prefix: [...steps], exp, anchor: cut.anchor };
@@ -596,10 +612,10 @@ export class Resolver {
         const checked = this.signatures.during(() => this.checkZoneReply(res, cut, handle, host));
         const reply: DistributiveOmit<ZoneReply, 'server' | 'rttMs'> =
           checked.status === 'answer' ? await this.withHistory(checked, cut, server, handle, budget) : checked;
-        const freshUntil = this.options.witnesses === null ? undefined : this.signatures.during(() => this.boundToLog(res.body, reply, cut));
+        const bound = this.options.witnesses === null ? undefined : this.signatures.during(() => this.boundToLog(res.body, reply, cut));
         const rttMs = this.clock.now() - started;
         this.selector.success(server, rttMs);
-        return { ...reply, server, rttMs, ...(freshUntil === undefined ? {} : { freshUntil }) };
+        return { ...reply, server, rttMs, ...(bound === undefined ? {} : { bound }) };
       } catch (err) {
         // A request sent ahead on this server's referral is not wanted now that the reply failed.
         if (ahead) ahead.next = null;
@@ -624,18 +640,28 @@ export class Resolver {
    * With witnesses required (docs/protocol.md §13.5): the reply's binding to the zone's log, checked
    * against the policy, its checkpoint no older than one seen before for the zone (kept as evidence of a
    * fork when it cannot extend it); then the reply's zone version is remembered. Returns until when the
-   * checkpoint's cosignatures are fresh enough, epoch s. Throws verification_failed: the next server is tried.
+   * checkpoint's cosignatures are fresh enough (epoch s), and the binding as the proof keeps it. Throws
+   * verification_failed: the next server is tried.
    */
-  private boundToLog(body: unknown, reply: DistributiveOmit<ZoneReply, 'server' | 'rttMs'>, cut: ZoneCut): number {
+  private boundToLog(body: unknown, reply: DistributiveOmit<ZoneReply, 'server' | 'rttMs'>, cut: ZoneCut): NonNullable<ZoneReply['bound']> {
     // A handle answer's entry: the last of its verified history, the one its record's `seq` names.
     const last = reply.status === 'answer' ? reply.history.at(-1) : undefined;
     const handle = last === undefined ? '' : (decodeCompact(reply.record).payload as { handle: string }).handle;
     const entry = last === undefined ? undefined : { key: historyKey(handle, last[0]), jws: last[1] };
     const log = (body as { log?: unknown } | null)?.log;
-    const bound = verifyAnswerLog(cut.name, reply.zone.jws, reply.zone.record.keys, log, this.options.witnesses, epochSeconds(this.clock), entry);
-    this.checkpoints.accept(cut.name, { size: bound.size, root: bound.root, note: bound.note });
-    this.versions.check(cut.name, reply.zone.record, reply.zone.jws);
-    return bound.freshUntil;
+    return this.bind(cut.name, reply.zone.record, reply.zone.jws, log, entry);
+  }
+
+  /**
+   * Checks a zone's binding to its log against the policy (verifyAnswerLog), takes its checkpoint (no
+   * older than one seen, a fork kept as evidence), then remembers the zone's version: only once the
+   * binding holds, so that a fork's newer serial cannot make the genuine zone look old.
+   */
+  private bind(zone: string, record: ZoneRecord, jws: string, log: unknown, entry: { key: string; jws: string } | undefined): NonNullable<ZoneReply['bound']> {
+    const bound = verifyAnswerLog(zone, jws, record.keys, log, this.options.witnesses, epochSeconds(this.clock), entry);
+    this.checkpoints.accept(zone, { size: bound.size, root: bound.root, note: bound.note });
+    this.versions.check(zone, record, jws);
+    return { freshUntil: bound.freshUntil, binding: keptBinding(log, entry !== undefined) };
   }
 
   /**
@@ -790,9 +816,12 @@ export class Resolver {
         const anchor =
           typeof first === 'string' && this.options.discovery !== null && !this.options.anchors.has(first) ? await this.discoveredAnchor(handle, first) : null;
         const anchors = anchor === null ? this.options.anchors : new Map([[first as string, anchor.ds]]);
+        const witnessed = this.options.witnesses !== null;
+        // With witnesses required, a zone's version is remembered only once its binding holds (boundForwarded).
         const resolution = this.signatures.during(() =>
-          verifyProof(proof, handle, anchors, epochSeconds(this.clock), undefined, this.verifyOptions, this.histories, this.versions),
+          verifyProof(proof, handle, anchors, epochSeconds(this.clock), undefined, this.verifyOptions, this.histories, witnessed ? undefined : this.versions),
         );
+        if (witnessed) this.signatures.during(() => this.boundForwarded(proof as { steps: unknown[]; entry?: unknown }, resolution));
         if (anchor !== null) resolution.proof.anchor = anchor;
         // Verified, the chain is swapped for the shared one with the same content (the proof is this
         // reply's own object, fresh from JSON.parse).
@@ -809,6 +838,30 @@ export class Resolver {
     if (isIdnsError(lastError, 'verification_failed') || isIdnsError(lastError, 'no_trust_anchor') || isIdnsError(lastError, 'address_refused'))
       throw lastError;
     throw new IdnsError('resolution_failed', `no upstream resolver gave a usable answer (last: ${(lastError as Error).message})`, { cause: lastError });
+  }
+
+  /**
+   * With witnesses required, a forwarded proof's bindings (docs/protocol.md §7): every step's zone record
+   * bound to a checkpoint of its zone cosigned as the policy asks, and a handle's history entry in the
+   * last one, each checked as a walk checks a reply's (bind). The resolution then keeps the bindings
+   * (only what was read), and is fresh only while every checkpoint is (its TTL).
+   */
+  private boundForwarded(input: { steps: unknown[]; entry?: unknown }, r: Resolution): void {
+    const steps: ProofStep[] = [];
+    const last = r.proof.history?.at(-1);
+    let freshUntil = Infinity;
+    r.proof.steps.forEach((step, i) => {
+      const log = (input.steps[i] as { log?: unknown }).log;
+      const entry = i === r.proof.steps.length - 1 && last !== undefined ? { key: historyKey(r.handle, last[0]), jws: last[1] } : undefined;
+      // verifyProof checked this zone record: its payload is a zone record's.
+      const record = decodeCompact(step.zoneRecord).payload as unknown as ZoneRecord;
+      const bound = this.bind(step.zone, record, step.zoneRecord, entry === undefined ? log : { ...(log as object), entry: input.entry }, entry);
+      freshUntil = Math.min(freshUntil, bound.freshUntil);
+      steps.push({ ...step, log: bound.binding.log });
+      if (bound.binding.entry !== undefined) r.proof.entry = bound.binding.entry;
+    });
+    r.proof.steps = steps;
+    r.ttl = Math.max(0, Math.min(r.ttl, freshUntil - epochSeconds(this.clock)));
   }
 
   /** This resolver's own anchor for `zone`, found by discovering the handle's host; throws unless discovery finds that very zone. */

@@ -52,9 +52,22 @@ export function resolutionBytes(r: Resolution): number {
   }
   if (r.keys !== null) {
     n += array(r.keys.length);
-    // A JWK: {kty, crv, x}, x 43 characters, kty and crv short strings of their own.
-    for (const k of r.keys) n += OBJECT + 3 * SLOT + ascii(k.x) + 2 * (STRING + 8);
+    for (const k of r.keys) n += jwk(k);
   }
+  // With witnesses required: the history entry's inclusion proof.
+  if (r.proof.entry !== undefined) n += OBJECT + 2 * SLOT + hashes(r.proof.entry.proof);
+  return n;
+}
+
+/** A JWK: {kty, crv, x}, x 43 characters, kty and crv short strings of their own. */
+const jwk = (k: { x: string }): number => OBJECT + 3 * SLOT + ascii(k.x) + 2 * (STRING + 8);
+/** A proof's base64 hashes. */
+const hashes = (list: readonly string[]): number => array(list.length) + list.length * ascii('='.repeat(44));
+
+/** Bytes of a step's log binding (with witnesses required): its note, the witnesses' keys (by name) and the zone record's proof. */
+function logBytes(log: NonNullable<ProofStep['log']>): number {
+  let n = 2 * OBJECT + 3 * SLOT + ascii(log.checkpoint) + hashes(log.zoneRecord);
+  for (const [name, key] of Object.entries(log.witnesses)) n += MAP_ENTRY + ascii(name) + jwk(key);
   return n;
 }
 
@@ -69,7 +82,10 @@ export function cutBytes(c: WeighedCut): number {
 /** Bytes of a chain of proof steps (shared between the resolutions of a zone). */
 export function stepsBytes(steps: readonly ProofStep[]): number {
   let n = array(steps.length);
-  for (const s of steps) n += OBJECT + 3 * SLOT + ascii(s.zone) + ascii(s.zoneRecord) + (s.delegation === undefined ? 0 : ascii(s.delegation));
+  for (const s of steps) {
+    n += OBJECT + 3 * SLOT + ascii(s.zone) + ascii(s.zoneRecord) + (s.delegation === undefined ? 0 : ascii(s.delegation));
+    if (s.log !== undefined) n += logBytes(s.log);
+  }
   return n;
 }
 

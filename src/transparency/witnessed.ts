@@ -74,17 +74,8 @@ export function verifyCheckpoint(
   const verifiers: NoteVerifier[] = zoneKeys.map((k) => ed25519NoteVerifier(origin, k));
   const counted = new Set<NoteVerifier>();
   if (policy !== null) {
-    for (const [name, value] of Object.entries(witnessKeys).slice(0, MAX_NOTE_SIGNATURES)) {
-      let key: PublicJwk;
-      try {
-        key = parsePublicJwk(value, `witness key ${name.slice(0, 80)}`);
-      } catch (err) {
-        // Not a key: it counts for no witness (the quorum decides whether enough remain).
-        if (err instanceof IdnsError) continue;
-        throw err;
-      }
-      const tp = thumbprint(key);
-      if (!policy.witnesses.includes(tp) || witnessName(tp) !== name) continue;
+    for (const [name, key] of Object.entries(witnessKeysOf(witnessKeys))) {
+      if (!policy.witnesses.includes(thumbprint(key))) continue;
       const v = cosignatureVerifier(name, key);
       verifiers.push(v);
       counted.add(v);
@@ -113,6 +104,58 @@ export function verifyCheckpoint(
     freshUntil = oldest + policy.freshnessSeconds;
   }
   return { ...checkpoint, note, freshUntil };
+}
+
+/**
+ * The witness keys of a binding that are keys, each under the name its thumbprint gives (at most
+ * MAX_NOTE_SIGNATURES): anything else counts for no witness (the quorum decides whether enough remain).
+ */
+function witnessKeysOf(witnessKeys: Readonly<Record<string, unknown>>): Record<string, PublicJwk> {
+  const keys: Record<string, PublicJwk> = {};
+  for (const [name, value] of Object.entries(witnessKeys).slice(0, MAX_NOTE_SIGNATURES)) {
+    let key: PublicJwk;
+    try {
+      key = parsePublicJwk(value, `witness key ${name.slice(0, 80)}`);
+    } catch (err) {
+      if (err instanceof IdnsError) continue;
+      throw err;
+    }
+    if (witnessName(thumbprint(key)) === name) keys[name] = key;
+  }
+  return keys;
+}
+
+/**
+ * A zone's log binding as a forwarded proof's step carries it (docs/protocol.md §7): the checkpoint, the
+ * witness keys that came with it, and the zone record's inclusion proof. A resolver that checked the
+ * binding keeps it with the proof it serves, so that a resolver forwarding to it can check it too.
+ */
+export interface StepLog {
+  checkpoint: string;
+  witnesses: Record<string, PublicJwk>;
+  zoneRecord: string[];
+}
+
+/** A handle answer's history entry in its zone's log, as a forwarded proof carries it (its leaf and inclusion proof). */
+export interface EntryProof {
+  leaf: number;
+  proof: string[];
+}
+
+/**
+ * What a proof keeps of a binding that verifyAnswerLog accepted: only the members it read (the entry
+ * only when it was checked: `withEntry`), and of the witness keys those that are keys under their own
+ * names (whichever witnesses a forwarding resolver requires, it finds theirs), so that nothing else a
+ * server added is held or passed on.
+ */
+export function keptBinding(input: unknown, withEntry: boolean): { log: StepLog; entry?: EntryProof } {
+  const shape = shapeOf(input);
+  const log: StepLog = { checkpoint: shape.checkpoint, witnesses: witnessKeysOf(shape.witnesses), zoneRecord: shape.zoneRecord.map(b64) };
+  return !withEntry || shape.entry === undefined ? { log } : { log, entry: { leaf: shape.entry.leaf, proof: shape.entry.proof.map(b64) } };
+}
+
+function b64(hash: Buffer): string {
+  return hash.toString('base64');
 }
 
 interface AnswerLogShape {
