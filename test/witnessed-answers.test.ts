@@ -135,7 +135,7 @@ describe("answers bound to the log, from the zone's tree in memory", () => {
     const dir = tempDir();
     cleanups.push(dir.remove);
     await (await startTestServer({ dataDir: dir.dir, zones: { example: {} } })).close();
-    // More leaves than one slice of the fill (4,096): the tree is filled over several turns.
+    // More leaves than one slice of the fill (1,024): the tree is filled over several turns.
     const store = Store.open(dir.dir);
     const zones = new ZoneService(store, new KeyRing(join(dir.dir, 'keys')), systemClock);
     const lines = Array.from({ length: 6000 }, (_, i) =>
