@@ -8,6 +8,8 @@ import { until } from './support/cluster.js';
 import { forkOf, registerHandle, serversOfEachTest, witnessedZone } from './support/witnessed-zone.js';
 import { join } from 'node:path';
 import { importHandles } from '../src/authority/import.js';
+import { ZoneLogs } from '../src/authority/zone-logs.js';
+import { serialOf } from '../src/records/serial.js';
 import { KeyRing } from '../src/authority/keyring.js';
 import { ZoneService } from '../src/authority/zones.js';
 import { systemClock } from '../src/clock.js';
@@ -195,5 +197,35 @@ describe("answers bound to the log, from the zone's tree in memory", () => {
     await register(s, 'again@example');
     expectStoredProofs(await resolve(s, 'again@example'));
     expect(s.ctx.zoneLogs.held()).toMatchObject([{ zone: 'example', leaves: checkpointSize(s.ctx.zones.require('example').checkpoint), filling: false }]);
+  });
+});
+
+describe("the zones' trees held in memory stay within their bound", () => {
+  it('lets go of the tree asked least lately, never holds one larger than the bound, and binds alike from memory and from the stored subtrees', async () => {
+    const s = await server({ zones: { one: {}, two: {} } });
+    for (let i = 0; i < 40; i++) {
+      await register(s, `a${i}@one`);
+      await register(s, `b${i}@two`);
+    }
+    const bindOf = (logs: ZoneLogs, zone: string, handle: string) => {
+      const row = s.ctx.zones.require(zone);
+      return logs.bindLeaf(zone, serialOf(row.version), s.ctx.store.records.newestLeaf(row.content, handle)).member.toString();
+    };
+    const size = (zone: string) => checkpointSize(s.ctx.zones.require(zone).checkpoint);
+    expect(size('one')).toBe(size('two'));
+    // Room for one zone's tree, not two.
+    const logs = new ZoneLogs(s.ctx.store, s.ctx.zones, Math.floor(1.5 * size('one')));
+    const fromOne = bindOf(logs, 'one', 'a7@one');
+    expect(logs.held()).toMatchObject([{ zone: 'one', leaves: size('one') }]);
+    bindOf(logs, 'two', 'b7@two');
+    expect(logs.held()).toMatchObject([{ zone: 'two', leaves: size('two') }]);
+    // A bound smaller than one zone's tree: nothing held, the same binding from the stored subtrees.
+    const small = new ZoneLogs(s.ctx.store, s.ctx.zones, size('one') - 1);
+    expect(bindOf(small, 'one', 'a7@one')).toBe(fromOne);
+    expect(small.held()).toEqual([]);
+    // And the same as the server's own, which holds both.
+    expect(bindOf(s.ctx.zoneLogs, 'one', 'a7@one')).toBe(fromOne);
+    logs.close();
+    small.close();
   });
 });

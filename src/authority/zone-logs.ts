@@ -43,9 +43,10 @@ export interface ConsistencyAnswer {
 
 /**
  * Leaves of all zones' trees held in memory together (about 64 bytes each: 256 MB): past it, the trees
- * asked least lately are let go, and proofs of their zones are computed from the stored subtrees.
+ * asked least lately are let go, and proofs of their zones are computed from the stored subtrees; a
+ * zone whose tree alone is larger is never held.
  */
-const MAX_LEAVES_HELD = 4 * 1024 * 1024;
+export const MAX_LEAVES_HELD = 4 * 1024 * 1024;
 /**
  * Leaves read and hashed into a tree per turn of the event loop while it is filled, and most caught up
  * within one answer: about 5 ms of the thread (a million leaves fill in about 6 s at full load).
@@ -89,13 +90,15 @@ interface VersionBinding extends Copy {
 export class ZoneLogs {
   /** Per zone, the binding of the version held (by checkpoint). */
   private readonly bindings = new Map<string, VersionBinding>();
-  /** Per zone, its tree in memory; in the order last asked (the first goes first past MAX_LEAVES_HELD). */
+  /** Per zone, its tree in memory; in the order last asked (the first goes first past maxLeavesHeld). */
   private readonly trees = new Map<string, HeldTree>();
   private closed = false;
 
   constructor(
     private readonly store: Store,
     private readonly zones: ZoneReader,
+    /** Leaves of all trees held together (MAX_LEAVES_HELD; tests make it small). */
+    private readonly maxLeavesHeld = MAX_LEAVES_HELD,
   ) {
     // A zone replaced by another copy lets go of its tree at once, not when next asked (a zone deleted, when
     // the next tree is made: letGo).
@@ -219,6 +222,8 @@ export class ZoneLogs {
     }
     if (fill && !this.closed) {
       if (held === undefined) {
+        // Too large to hold at all: filling it would only have it let go again, over and over.
+        if (size > this.maxLeavesHeld) return null;
         held = { content: row.content, createdAt: row.createdAt, tree: new MemoryTree(), filling: false };
         this.trees.set(row.name, held);
         this.letGo();
@@ -230,7 +235,10 @@ export class ZoneLogs {
       // A few leaves behind (the versions since the last answer): caught up at once; more, in the background.
       const behind = size - held.tree.size;
       if (behind > FILL_SLICE) this.fillLater(row.name, held);
-      else if (behind > 0) this.extend(row, held.tree, size);
+      else if (behind > 0) {
+        this.extend(row, held.tree, size);
+        this.letGo();
+      }
     }
     return held !== undefined && held.tree.size >= size ? held.tree : null;
   }
@@ -267,7 +275,7 @@ export class ZoneLogs {
     setImmediate(step);
   }
 
-  /** Lets go of the trees of zones gone or replaced, then of those asked least lately while the trees held have more than MAX_LEAVES_HELD leaves. */
+  /** Lets go of the trees of zones gone or replaced, then of those asked least lately while the trees held have more than maxLeavesHeld leaves. */
   private letGo(): void {
     let leaves = 0;
     for (const [zone, held] of this.trees) {
@@ -276,7 +284,7 @@ export class ZoneLogs {
       else leaves += held.tree.size;
     }
     for (const [zone, held] of this.trees) {
-      if (leaves <= MAX_LEAVES_HELD) return;
+      if (leaves <= this.maxLeavesHeld) return;
       this.trees.delete(zone);
       leaves -= held.tree.size;
     }
