@@ -159,6 +159,9 @@ describe('the Merkle tree (RFC 9162 §2.1)', () => {
           );
         const expected = all((i) => inclusionProof(subtree, i, size));
         expect(all((i) => tree.inclusion(i, size))).toEqual(expected);
+        // The same hashes as base64 one after the other (the upper levels' encodings kept and reused).
+        const text = Array.from({ length: size }, (_, i) => tree.inclusionBase64(i, size).toString('latin1').match(/.{44}/g)?.join(' ') ?? '');
+        expect(text).toEqual(expected);
         expect(treeRoot(tree.subtree, size)).toEqual(treeRoot(subtree, size));
       }
     }

@@ -191,7 +191,9 @@ export class ZoneLogs {
     if (leaf === undefined) return { member: b.bare, checkpoint: row.checkpoint, tag: b.tag };
     if (leaf === null || !(leaf >= 0 && leaf < size - 1))
       throw new IdnsError('internal', `zone ${zone}: the answer's history entry has no leaf in the tree of ${size} leaves`);
-    return { member: withEntry(b.head, leaf, proof(leaf)), checkpoint: row.checkpoint, tag: b.tag };
+    // The entry's proof as base64, from the tree held (whose upper nodes are encoded once) or the stored subtrees.
+    const entry = tree !== null ? tree.inclusionBase64(leaf, size) : base64Of(inclusionProof(stored!, leaf, size));
+    return { member: withEntry(b.head, leaf, entry), checkpoint: row.checkpoint, tag: b.tag };
   }
 
   /** The zones' trees held in memory: leaves, bytes, and whether they are still being filled. */
@@ -322,27 +324,35 @@ const CLOSE_BARE = Buffer.from('}}');
 const ENTRY_LEAF = Buffer.from(',"entry":{"leaf":');
 const ENTRY_PROOF = Buffer.from(',"proof":[');
 const CLOSE_ENTRY = Buffer.from(']}}}');
-/** A hash in base64 between quotes. */
-const QUOTED_HASH = 2 + 4 * Math.ceil(HASH_BYTES / 3);
+/** A hash in base64 (padded). */
+const BASE64_HASH = 4 * Math.ceil(HASH_BYTES / 3);
+
+/** Hashes as base64 one after the other, as MemoryTree.inclusionBase64 gives them. */
+function base64Of(hashes: readonly Buffer[]): Buffer {
+  const out = Buffer.allocUnsafe(hashes.length * BASE64_HASH);
+  let at = 0;
+  for (const h of hashes) at = writeBase64(h, out, at);
+  return out;
+}
 
 /**
- * The log member `head` continued with the entry's leaf and proof and closed, written into one buffer
- * as JSON.stringify would write them (base64 needs no escaping): every answer bound to the log makes
- * one, so no string is built for it.
+ * The log member `head` continued with the entry's leaf and proof (its hashes in base64, one after the
+ * other) and closed, written into one buffer as JSON.stringify would write them (base64 needs no
+ * escaping): every answer bound to the log makes one, so no string is built for it.
  */
-function withEntry(head: Buffer, leaf: number, proof: readonly Buffer[]): Buffer {
+function withEntry(head: Buffer, leaf: number, proof: Buffer): Buffer {
   const digits = String(leaf);
-  const size =
-    head.length + ENTRY_LEAF.length + digits.length + ENTRY_PROOF.length + proof.length * (QUOTED_HASH + 1) - (proof.length > 0 ? 1 : 0) + CLOSE_ENTRY.length;
+  const hashes = proof.length / BASE64_HASH;
+  const size = head.length + ENTRY_LEAF.length + digits.length + ENTRY_PROOF.length + hashes * (BASE64_HASH + 3) - (hashes > 0 ? 1 : 0) + CLOSE_ENTRY.length;
   const out = Buffer.allocUnsafe(size);
   let at = head.copy(out, 0);
   at += ENTRY_LEAF.copy(out, at);
   at += out.write(digits, at, 'latin1');
   at += ENTRY_PROOF.copy(out, at);
-  for (let i = 0; i < proof.length; i++) {
+  for (let i = 0, from = 0; i < hashes; i++, from += BASE64_HASH) {
     if (i > 0) out[at++] = 0x2c;
     out[at++] = 0x22;
-    at = writeBase64(proof[i]!, out, at);
+    for (let j = from; j < from + BASE64_HASH; j++) out[at++] = proof[j]!;
     out[at++] = 0x22;
   }
   at += CLOSE_ENTRY.copy(out, at);

@@ -14,19 +14,20 @@ export function fnv1a(text: string): number {
 const BASE64 = Buffer.from('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/');
 
 /**
- * Writes `src` as padded base64 (RFC 4648 §4, as `toString('base64')` spells it) into `dst` at `at`;
- * returns the offset after it. For the read path's proofs: no string to make and encode again.
+ * Writes `src` (or its bytes from `start` to `end`) as padded base64 (RFC 4648 §4, as `toString('base64')`
+ * spells it) into `dst` at `at`; returns the offset after it. For the read path's proofs: no string to
+ * make and encode again.
  */
-export function writeBase64(src: Uint8Array, dst: Buffer, at: number): number {
-  let i = 0;
-  for (; i + 3 <= src.length; i += 3) {
+export function writeBase64(src: Uint8Array, dst: Buffer, at: number, start = 0, end = src.length): number {
+  let i = start;
+  for (; i + 3 <= end; i += 3) {
     const n = (src[i]! << 16) | (src[i + 1]! << 8) | src[i + 2]!;
     dst[at++] = BASE64[n >>> 18]!;
     dst[at++] = BASE64[(n >>> 12) & 63]!;
     dst[at++] = BASE64[(n >>> 6) & 63]!;
     dst[at++] = BASE64[n & 63]!;
   }
-  const rest = src.length - i;
+  const rest = end - i;
   if (rest > 0) {
     const n = (src[i]! << 16) | (rest === 2 ? src[i + 1]! << 8 : 0);
     dst[at++] = BASE64[n >>> 18]!;

@@ -1,4 +1,5 @@
 import { IdnsError } from '../errors.js';
+import { writeBase64 } from '../records/encoding.js';
 import { HASH_BYTES, inclusionProof, nodeHash, type SubtreeHashes } from './merkle.js';
 
 /**
@@ -13,6 +14,8 @@ export class MemoryTree {
   private readonly counts: number[] = [];
   /** The split of the tree size asked last, with the proof suffixes of its peaks as made (see inclusion). */
   private peaks: { size: number; peaks: Peak[] } | null = null;
+  /** Per level from ENCODED_FROM: the base64 of its nodes as encoded so far (inclusionBase64), and which are. */
+  private readonly encoded: ({ text: Buffer; known: Uint8Array } | undefined)[] = [];
 
   /** Leaves appended. */
   get size(): number {
@@ -23,6 +26,7 @@ export class MemoryTree {
   get bytes(): number {
     let n = 0;
     for (const level of this.levels) n += level.length;
+    for (const e of this.encoded) if (e !== undefined) n += e.text.length + e.known.length;
     return n;
   }
 
@@ -53,22 +57,69 @@ export class MemoryTree {
    * tree's memory.
    */
   inclusion(index: number, size: number): Buffer[] {
-    if (!(Number.isSafeInteger(index) && Number.isSafeInteger(size) && index >= 0 && index < size && size <= this.size)) {
-      // What merkle.ts refuses (or, past the tree, what it cannot read): the same errors.
-      inclusionProof(this.subtree, index, size);
-      throw new IdnsError('internal', `leaf ${index} of a tree of ${size} leaves is past the ${this.size} held`);
-    }
-    if (this.peaks?.size !== size) this.peaks = { size, peaks: peaksOf(size).map((p) => ({ ...p, suffix: null })) };
-    let peak = this.peaks.peaks[0]!;
-    for (const p of this.peaks.peaks) if (p.start <= index) peak = p;
-    peak.suffix ??= inclusionProof(this.subtree, peak.start, size).slice(peak.level);
+    const peak = this.peakOf(index, size);
     const path = new Array<Buffer>(peak.level);
     let at = index;
     for (let level = 0; level < peak.level; level++) {
       path[level] = this.subtree(level, at % 2 === 0 ? at + 1 : at - 1);
       at = Math.floor(at / 2);
     }
-    return path.concat(peak.suffix);
+    return path.concat(peak.suffix!);
+  }
+
+  /**
+   * inclusion(), its hashes as base64 one after the other (44 bytes each), as a proof is served. Nodes of
+   * the levels from ENCODED_FROM up, which many leaves' proofs share, are encoded once and kept (about a
+   * 32nd of the nodes), and so is each peak's suffix.
+   */
+  inclusionBase64(index: number, size: number): Buffer {
+    const peak = this.peakOf(index, size);
+    peak.suffixBase64 ??= Buffer.concat(peak.suffix!.map((h) => Buffer.from(h.toString('base64'), 'latin1')));
+    const out = Buffer.allocUnsafe(peak.level * BASE64_HASH + peak.suffixBase64.length);
+    let at = 0;
+    let i = index;
+    for (let level = 0; level < peak.level; level++) {
+      at = this.writeNode(level, i % 2 === 0 ? i + 1 : i - 1, out, at);
+      i = Math.floor(i / 2);
+    }
+    peak.suffixBase64.copy(out, at);
+    return out;
+  }
+
+  /** The peak of the size's split that holds leaf `index`, its suffix made; refuses as merkle.ts does. */
+  private peakOf(index: number, size: number): Peak {
+    if (!(Number.isSafeInteger(index) && Number.isSafeInteger(size) && index >= 0 && index < size && size <= this.size)) {
+      // What merkle.ts refuses (or, past the tree, what it cannot read): the same errors.
+      inclusionProof(this.subtree, index, size);
+      throw new IdnsError('internal', `leaf ${index} of a tree of ${size} leaves is past the ${this.size} held`);
+    }
+    if (this.peaks?.size !== size) this.peaks = { size, peaks: peaksOf(size).map((p) => ({ ...p, suffix: null, suffixBase64: null })) };
+    let peak = this.peaks.peaks[0]!;
+    for (const p of this.peaks.peaks) if (p.start <= index) peak = p;
+    peak.suffix ??= inclusionProof(this.subtree, peak.start, size).slice(peak.level);
+    return peak;
+  }
+
+  /** Writes a complete subtree's hash in base64 at `at`; returns the offset after it. */
+  private writeNode(level: number, index: number, out: Buffer, at: number): number {
+    const nodes = this.levels[level]!;
+    if (!(index >= 0 && index < this.counts[level]!)) throw new IdnsError('internal', `no complete subtree at level ${level}, index ${index}`);
+    if (level < ENCODED_FROM) return writeBase64(nodes, out, at, index * HASH_BYTES, (index + 1) * HASH_BYTES);
+    let encoded = this.encoded[level];
+    if (encoded === undefined || encoded.text.length < (index + 1) * BASE64_HASH) {
+      // Room for every node the level has room for, what was encoded kept.
+      const grown = { text: Buffer.allocUnsafeSlow((nodes.length / HASH_BYTES) * BASE64_HASH), known: new Uint8Array(nodes.length / HASH_BYTES) };
+      if (encoded !== undefined) {
+        encoded.text.copy(grown.text);
+        grown.known.set(encoded.known);
+      }
+      this.encoded[level] = encoded = grown;
+    }
+    if (encoded.known[index] === 0) {
+      writeBase64(nodes, encoded.text, index * BASE64_HASH, index * HASH_BYTES, (index + 1) * HASH_BYTES);
+      encoded.known[index] = 1;
+    }
+    return at + encoded.text.copy(out, at, index * BASE64_HASH, (index + 1) * BASE64_HASH);
   }
 
   /** Adds a node at the end of a level; returns its index. */
@@ -95,7 +146,13 @@ interface Peak {
   start: number;
   level: number;
   suffix: Buffer[] | null;
+  suffixBase64: Buffer | null;
 }
+
+/** Levels whose nodes' base64 is kept once encoded: a node of level 6 is in the proofs of 64 leaves. */
+const ENCODED_FROM = 6;
+/** A hash in base64, padded. */
+const BASE64_HASH = 4 * Math.ceil(HASH_BYTES / 3);
 
 /** The complete subtrees a tree of `size` leaves splits into (RFC 9162's recursion), largest (leftmost) first. */
 function peaksOf(size: number): { start: number; level: number }[] {
