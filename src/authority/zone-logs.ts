@@ -1,8 +1,8 @@
 import { IdnsError } from '../errors.js';
 import type { Store } from '../store/store.js';
 import type { ZoneRow } from '../store/zones.js';
-import { consistencyProof, HASH_BYTES, inclusionProof, type SubtreeHashes } from '../transparency/merkle.js';
-import { MemoryTree } from '../transparency/memory-tree.js';
+import { consistencyProof, inclusionProof, type SubtreeHashes } from '../transparency/merkle.js';
+import { BASE64_HASH, hashesBase64, MemoryTree } from '../transparency/memory-tree.js';
 import { checkpointSize } from '../transparency/zone-log.js';
 import { parseNote } from '../transparency/note.js';
 import type { PublicJwk } from '../records/keys.js';
@@ -11,7 +11,7 @@ import { historyKey } from '../records/history-key.js';
 import type { ZoneReader } from './zone-reader.js';
 import type { AuthoritativeAnswer } from './authority.js';
 import { decodePayload } from './editor.js';
-import { fnv1a, writeBase64 } from '../records/encoding.js';
+import { fnv1a } from '../records/encoding.js';
 
 /** An inclusion proof as served (docs/protocol.md §13.4): the leaf's hash and the path to the root of the tree of `size` leaves. */
 export interface InclusionAnswer {
@@ -19,19 +19,6 @@ export interface InclusionAnswer {
   size: number;
   hash: string;
   proof: string[];
-}
-
-/**
- * What binds an authoritative answer to the zone's log (docs/protocol.md §13.5, `?log=1`): the
- * checkpoint of the version answered from (with its cosignatures and the keys of their witnesses), the
- * inclusion proof of the answer's zone record as the tree's last leaf, and for a handle the inclusion
- * proof of the history entry its record names.
- */
-export interface AnswerLog {
-  checkpoint: string;
-  witnesses: Record<string, PublicJwk>;
-  zoneRecord: string[];
-  entry?: { leaf: number; proof: string[] };
 }
 
 /** A consistency proof as served: the tree of `from` leaves is a prefix of the tree of `to`. */
@@ -142,8 +129,8 @@ export class ZoneLogs {
   }
 
   /**
-   * The log binding (AnswerLog) of an answer given from the version of `answer.zone` held now, for its
-   * history's last entry; see bindLeaf.
+   * The log binding of an answer given from the version of `answer.zone` held now, for its history's
+   * last entry; see bindLeaf.
    */
   bind(answer: Pick<AuthoritativeAnswer, 'zone' | 'serial' | 'status' | 'record' | 'history'>): BoundLog {
     const last = answer.history?.at(-1);
@@ -155,7 +142,8 @@ export class ZoneLogs {
 
   /**
    * The log binding of an answer given from the version of `zone` held now (the caller reads both in one
-   * turn), as the JSON text of the answer's `log` member (AnswerLog, docs/protocol.md §13.5): the
+   * turn), as the bytes of the answer's `log` member (docs/protocol.md §13.5; its shape is witnessed.ts's
+   * StepLog with an EntryProof `entry`): the
    * checkpoint with its witnesses' keys, the zone record's inclusion proof as the tree's last leaf, and
    * for an answer the inclusion proof of `leaf`, its history entry (undefined: a denial or a referral,
    * which name none; null: an entry the log does not hold, an error).
@@ -192,7 +180,7 @@ export class ZoneLogs {
     if (leaf === null || !(leaf >= 0 && leaf < size - 1))
       throw new IdnsError('internal', `zone ${zone}: the answer's history entry has no leaf in the tree of ${size} leaves`);
     // The entry's proof as base64, from the tree held (whose upper nodes are encoded once) or the stored subtrees.
-    const entry = tree !== null ? tree.inclusionBase64(leaf, size) : base64Of(inclusionProof(stored!, leaf, size));
+    const entry = tree !== null ? tree.inclusionBase64(leaf, size) : hashesBase64(inclusionProof(stored!, leaf, size));
     return { member: withEntry(b.head, leaf, entry), checkpoint: row.checkpoint, tag: b.tag };
   }
 
@@ -324,16 +312,6 @@ const CLOSE_BARE = Buffer.from('}}');
 const ENTRY_LEAF = Buffer.from(',"entry":{"leaf":');
 const ENTRY_PROOF = Buffer.from(',"proof":[');
 const CLOSE_ENTRY = Buffer.from(']}}}');
-/** A hash in base64 (padded). */
-const BASE64_HASH = 4 * Math.ceil(HASH_BYTES / 3);
-
-/** Hashes as base64 one after the other, as MemoryTree.inclusionBase64 gives them. */
-function base64Of(hashes: readonly Buffer[]): Buffer {
-  const out = Buffer.allocUnsafe(hashes.length * BASE64_HASH);
-  let at = 0;
-  for (const h of hashes) at = writeBase64(h, out, at);
-  return out;
-}
 
 /**
  * The log member `head` continued with the entry's leaf and proof (its hashes in base64, one after the

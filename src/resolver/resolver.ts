@@ -644,10 +644,7 @@ export class Resolver {
    * verification_failed: the next server is tried.
    */
   private boundToLog(body: unknown, reply: DistributiveOmit<ZoneReply, 'server' | 'rttMs'>, cut: ZoneCut): NonNullable<ZoneReply['bound']> {
-    // A handle answer's entry: the last of its verified history, the one its record's `seq` names.
-    const last = reply.status === 'answer' ? reply.history.at(-1) : undefined;
-    const handle = last === undefined ? '' : (decodeCompact(reply.record).payload as { handle: string }).handle;
-    const entry = last === undefined ? undefined : { key: historyKey(handle, last[0]), jws: last[1] };
+    const entry = reply.status === 'answer' ? loggedEntry((decodeCompact(reply.record).payload as { handle: string }).handle, reply.history) : undefined;
     const log = (body as { log?: unknown } | null)?.log;
     return this.bind(cut.name, reply.zone.record, reply.zone.jws, log, entry);
   }
@@ -848,11 +845,11 @@ export class Resolver {
    */
   private boundForwarded(input: { steps: unknown[]; entry?: unknown }, r: Resolution): void {
     const steps: ProofStep[] = [];
-    const last = r.proof.history?.at(-1);
+    const logged = r.proof.history === undefined ? undefined : loggedEntry(r.handle, r.proof.history);
     let freshUntil = Infinity;
     r.proof.steps.forEach((step, i) => {
       const log = (input.steps[i] as { log?: unknown }).log;
-      const entry = i === r.proof.steps.length - 1 && last !== undefined ? { key: historyKey(r.handle, last[0]), jws: last[1] } : undefined;
+      const entry = i === r.proof.steps.length - 1 ? logged : undefined;
       // verifyProof checked this zone record: its payload is a zone record's.
       const record = decodeCompact(step.zoneRecord).payload as unknown as ZoneRecord;
       const bound = this.bind(step.zone, record, step.zoneRecord, entry === undefined ? log : { ...(log as object), entry: input.entry }, entry);
@@ -904,8 +901,10 @@ export function createResolver(options: ResolverOptions = {}): Resolver {
   return new Resolver(options);
 }
 
-/** A lookup result: the resolution with the TTL left and its staleness, member by member (see withTrace). */
-/** The result of a verified resolution; `witnessed` when every zone of it was bound to a checkpoint the required witnesses cosigned, still fresh. */
+/**
+ * A lookup result: the resolution with the TTL left and its staleness, member by member (see withTrace);
+ * `witnessed` when every zone of it was bound to a checkpoint the required witnesses cosigned, still fresh.
+ */
 function result(r: Resolution, ttl: number, stale: boolean, witnessed: boolean): VerifiedResult {
   return {
     handle: r.handle,
@@ -1024,6 +1023,12 @@ function withTrace(r: Resolution, trace: readonly TraceStep[], handle: string): 
     genesis: r.genesis,
     operatorAsserted: r.operatorAsserted,
   };
+}
+
+/** A handle answer's entry in its zone's log: the last of its verified history, the one its record's `seq` names (none for an empty history). */
+function loggedEntry(handle: string, history: readonly NumberedEntry[]): { key: string; jws: string } | undefined {
+  const last = history.at(-1);
+  return last === undefined ? undefined : { key: historyKey(handle, last[0]), jws: last[1] };
 }
 
 /** A handle's failure in a batch, as its typed error; anything else is a bug and propagates. */

@@ -1,6 +1,6 @@
 import { IdnsError } from '../errors.js';
 import { writeBase64 } from '../records/encoding.js';
-import { HASH_BYTES, inclusionProof, nodeHash, type SubtreeHashes } from './merkle.js';
+import { HASH_BYTES, inclusionProof, nodeHash, peaksOf, type SubtreeHashes } from './merkle.js';
 
 /**
  * A Merkle tree's complete subtrees held in memory, level by level (about 64 bytes a leaf), so that an
@@ -74,7 +74,7 @@ export class MemoryTree {
    */
   inclusionBase64(index: number, size: number): Buffer {
     const peak = this.peakOf(index, size);
-    peak.suffixBase64 ??= Buffer.concat(peak.suffix!.map((h) => Buffer.from(h.toString('base64'), 'latin1')));
+    peak.suffixBase64 ??= hashesBase64(peak.suffix!);
     const out = Buffer.allocUnsafe(peak.level * BASE64_HASH + peak.suffixBase64.length);
     let at = 0;
     let i = index;
@@ -152,18 +152,12 @@ interface Peak {
 /** Levels whose nodes' base64 is kept once encoded: a node of level 6 is in the proofs of 64 leaves. */
 const ENCODED_FROM = 6;
 /** A hash in base64, padded. */
-const BASE64_HASH = 4 * Math.ceil(HASH_BYTES / 3);
+export const BASE64_HASH = 4 * Math.ceil(HASH_BYTES / 3);
 
-/** The complete subtrees a tree of `size` leaves splits into (RFC 9162's recursion), largest (leftmost) first. */
-function peaksOf(size: number): { start: number; level: number }[] {
-  const peaks = [];
-  let start = 0;
-  for (let level = 52; level >= 0; level--) {
-    const n = 2 ** level;
-    if (size - start >= n) {
-      peaks.push({ start, level });
-      start += n;
-    }
-  }
-  return peaks;
+/** Hashes as base64 one after the other (BASE64_HASH bytes each), as inclusionBase64 gives them. */
+export function hashesBase64(hashes: readonly Buffer[]): Buffer {
+  const out = Buffer.allocUnsafe(hashes.length * BASE64_HASH);
+  let at = 0;
+  for (const h of hashes) at = writeBase64(h, out, at);
+  return out;
 }

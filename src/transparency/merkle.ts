@@ -32,6 +32,20 @@ function isPowerOfTwo(n: number): boolean {
   return n >= 1 && 2 ** Math.round(Math.log2(n)) === n;
 }
 
+/** The complete subtrees a tree of `size` leaves splits into (RFC 9162's recursion), largest (leftmost) first: its frontier. */
+export function peaksOf(size: number): { start: number; level: number }[] {
+  const peaks = [];
+  let start = 0;
+  for (let level = 52; level >= 0; level--) {
+    const n = 2 ** level;
+    if (size - start >= n) {
+      peaks.push({ start, level });
+      start += n;
+    }
+  }
+  return peaks;
+}
+
 /** The largest power of two smaller than n (n ≥ 2): where RFC 9162 splits a tree of n leaves. */
 export function splitPoint(n: number): number {
   let k = 1;
@@ -199,14 +213,7 @@ export class MerkleFrontier {
   /** The frontier of a tree of `size` leaves, from its stored subtree hashes. */
   static of(subtree: SubtreeHashes, size: number): MerkleFrontier {
     const f = new MerkleFrontier(size);
-    let start = 0;
-    for (let level = 52; level >= 0; level--) {
-      const n = 2 ** level;
-      if (size - start >= n) {
-        f.peaks.push({ level, hash: subtree(level, start / n) });
-        start += n;
-      }
-    }
+    for (const { start, level } of peaksOf(size)) f.peaks.push({ level, hash: subtree(level, start / 2 ** level) });
     return f;
   }
 
