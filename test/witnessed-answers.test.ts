@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { PublicJwk } from '../src/records/keys.js';
 import { historyKey } from '../src/records/history-key.js';
-import { DEFAULT_WITNESS_FRESHNESS_SECONDS, verifyAnswerLog, type WitnessPolicy } from '../src/transparency/witnessed.js';
+import { DEFAULT_WITNESS_FRESHNESS_SECONDS, keptBinding, verifyAnswerLog, type WitnessPolicy } from '../src/transparency/witnessed.js';
 import { newUserKey } from './support/keys.js';
 import type { TestServer } from './support/server.js';
 import { until } from './support/cluster.js';
@@ -114,6 +114,14 @@ describe('answers bound to the log', () => {
     expect(() => verifyAnswerLog('example', older, keysOf(older), newer.log, policy, now(), entryOf(newer))).toThrow();
     // A binding stripped of its witnesses' keys counts no cosignature.
     expect(() => check({ ...answer, log: { ...answer.log!, witnesses: {} } }, policy)).toThrow(/cosigned by 0/);
+    // More witness keys than a note has signature lines: refused unread. What a proof keeps of a binding
+    // (what a forwarding resolver is passed) holds only keys under their own names.
+    const padded = { ...answer.log!.witnesses, ...Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`junk${i}`, { kty: 'OKP' }])) };
+    expect(() => check({ ...answer, log: { ...answer.log!, witnesses: padded as unknown as Record<string, PublicJwk> } }, policy)).toThrow(/at most 100 keys/);
+    const kept = keptBinding({ ...answer.log!, witnesses: { ...answer.log!.witnesses, junk: { kty: 'OKP' } } }, true);
+    expect(Object.keys(kept.log.witnesses).sort()).toEqual(Object.keys(answer.log!.witnesses).sort());
+    expect(kept.entry).toMatchObject({ leaf: expect.any(Number) });
+    expect(keptBinding(answer.log, false).entry).toBeUndefined();
   });
 
   it("a fork's answers (a copy of the primary's data, the same key, its own history) pass without a policy and fail it: the witnesses follow the real primary", async () => {
