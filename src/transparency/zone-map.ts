@@ -1,0 +1,235 @@
+import { createHash } from 'node:crypto';
+import { IdnsError } from '../errors.js';
+import { HASH_BYTES, leafHash, nodeHash } from './merkle.js';
+
+/**
+ * A zone's map (docs/protocol.md §13.6): a Merkle prefix tree over the records the zone holds now, key
+ * SHA-256(type "\n" key), value SHA-256(jws). Where the log proves that an entry was once written, the map
+ * proves that a record is the zone's current one: its root is a line of each checkpoint, so a record
+ * replaced since (a handle's older keys, a denial from before a registration) has no proof against it.
+ *
+ * The tree over a set S of keys at depth d (keys sharing their first d bits): no key, the empty hash (32
+ * zero bytes); one key, that key's leaf `SHA-256(0x00 || key || value)`; more, the interior node
+ * `SHA-256(0x01 || tree(S with bit d = 0) || tree(S with bit d = 1))`. Bits count from the most
+ * significant bit of the key's first byte. One shape per set, so every server of the zone computes the
+ * same root; a change rehashes the nodes on one key's path, about log2(n) + 1 of them.
+ */
+
+/** The hash of an empty subtree, and the root of an empty map. */
+export const EMPTY_MAP = Buffer.alloc(HASH_BYTES);
+
+/** Most hashes a map proof holds: one per bit of the key. */
+export const MAX_MAP_PROOF = 256;
+
+/** The prefix of a checkpoint's extension line that carries its map's root. */
+export const MAP_LINE = 'idns-map ';
+
+/** The types of record the map holds (not the zone record, whose leaf ends each checkpoint's tree, nor history entries, which the tree logs). */
+export const MAPPED_TYPES: ReadonlySet<string> = new Set(['handle', 'delegation', 'denial']);
+
+/** A record's key in the map: SHA-256(utf8(type "\n" key)). */
+export function mapKey(type: string, key: string): Buffer {
+  return createHash('sha256').update(`${type}\n${key}`).digest();
+}
+
+/** A record's value in the map: SHA-256 of its JWS (ASCII). */
+export function mapValue(jws: string): Buffer {
+  return createHash('sha256').update(jws).digest();
+}
+
+/** A map leaf's hash: SHA-256(0x00 || key || value). */
+export function mapLeafHash(key: Buffer, value: Buffer): Buffer {
+  return leafHash(Buffer.concat([key, value], 2 * HASH_BYTES));
+}
+
+/** Bit `depth` of a key (0 is the most significant bit of the first byte). */
+export function keyBit(key: Buffer, depth: number): 0 | 1 {
+  return ((key[depth >> 3]! >> (7 - (depth & 7))) & 1) as 0 | 1;
+}
+
+/**
+ * Checks that `key` holds `value` in the map whose root is `root`: `proof` lists the sibling of each node
+ * on the key's path, from the leaf up (the empty hash for an empty sibling). Throws verification_failed.
+ */
+export function verifyMapMembership(key: Buffer, value: Buffer, proof: readonly Buffer[], root: Buffer): void {
+  if (proof.length > MAX_MAP_PROOF) throw new IdnsError('verification_failed', `a map proof of ${proof.length} hashes (at most ${MAX_MAP_PROOF})`);
+  let hash = mapLeafHash(key, value);
+  for (let i = 0; i < proof.length; i++) {
+    const sibling = proof[i]!;
+    if (sibling.length !== HASH_BYTES) throw new IdnsError('verification_failed', 'a map proof hash that is not 32 bytes');
+    hash = keyBit(key, proof.length - 1 - i) === 1 ? nodeHash(sibling, hash) : nodeHash(hash, sibling);
+  }
+  if (!hash.equals(root))
+    throw new IdnsError('verification_failed', 'the record is not the one the map of the checkpoint holds: not the zone’s current record');
+}
+
+/** The map's root a checkpoint states in its extension lines, or null when it states none. Throws for a malformed or repeated line. */
+export function mapRootOf(extensions: readonly string[]): Buffer | null {
+  let root: Buffer | null = null;
+  for (const line of extensions) {
+    if (!line.startsWith(MAP_LINE)) continue;
+    const text = line.slice(MAP_LINE.length);
+    const hash = Buffer.from(text, 'base64');
+    if (root !== null || hash.length !== HASH_BYTES || hash.toString('base64') !== text)
+      throw new IdnsError('verification_failed', 'a checkpoint’s map line is one base64 hash of 32 bytes, once');
+    root = hash;
+  }
+  return root;
+}
+
+/** A node as a store keeps it: its hash, and for a leaf its key (null: an interior node). */
+export interface MapNode {
+  hash: Buffer;
+  key: Buffer | null;
+}
+
+/** Where a map's nodes are kept, by path (mapPath); an absent path is an empty subtree. */
+export interface MapNodes {
+  get(path: Buffer): MapNode | undefined;
+  put(path: Buffer, node: MapNode): void;
+  delete(path: Buffer): void;
+}
+
+/** The position of the node at `depth` on a key's path: two bytes of depth, then the key's first `depth` bits (the rest of the last byte zero). */
+export function mapPath(key: Buffer, depth: number): Buffer {
+  const bytes = (depth + 7) >> 3;
+  const path = Buffer.allocUnsafe(2 + bytes);
+  path.writeUInt16BE(depth, 0);
+  key.copy(path, 2, 0, bytes);
+  if (depth & 7) path[1 + bytes] = path[1 + bytes]! & (0xff << (8 - (depth & 7)));
+  return path;
+}
+
+/** The path of the sibling of the node at `depth` (≥ 1) on a key's path. */
+function siblingPath(key: Buffer, depth: number): Buffer {
+  const path = mapPath(key, depth);
+  const bit = depth - 1;
+  path[2 + (bit >> 3)] = path[2 + (bit >> 3)]! ^ (0x80 >> (bit & 7));
+  return path;
+}
+
+/** The number of leading bits two different keys share. */
+function sharedBits(a: Buffer, b: Buffer): number {
+  for (let i = 0; i < HASH_BYTES; i++) {
+    const x = a[i]! ^ b[i]!;
+    if (x !== 0) return i * 8 + Math.clz32(x) - 24;
+  }
+  throw new Error('two map leaves with the same key');
+}
+
+/** A zone's map kept in `nodes`, changed one record at a time (inside the write transaction that changes the record). */
+export class ZoneMap {
+  constructor(private readonly nodes: MapNodes) {}
+
+  /** The map's root hash. */
+  root(): Buffer {
+    return this.nodes.get(mapPath(EMPTY_MAP, 0))?.hash ?? EMPTY_MAP;
+  }
+
+  /** Sets a key's value (adds the key, or replaces its value). */
+  set(key: Buffer, value: Buffer): void {
+    const leaf: MapNode = { hash: mapLeafHash(key, value), key };
+    for (let depth = 0; ; depth++) {
+      const path = mapPath(key, depth);
+      const node = this.nodes.get(path);
+      if (node !== undefined && node.key === null) continue;
+      if (node === undefined || node.key!.equals(key)) {
+        this.nodes.put(path, leaf);
+        return this.rehash(key, depth, leaf.hash);
+      }
+      // Another key's leaf: both go down to where they part, the nodes above them become interior.
+      const parted = sharedBits(key, node.key!) + 1;
+      this.nodes.put(mapPath(node.key!, parted), node);
+      this.nodes.put(mapPath(key, parted), leaf);
+      return this.rehash(key, parted, leaf.hash);
+    }
+  }
+
+  /** Removes a key; false when the map does not hold it. */
+  remove(key: Buffer): boolean {
+    let depth = 0;
+    for (; ; depth++) {
+      const node = this.nodes.get(mapPath(key, depth));
+      if (node === undefined || (node.key !== null && !node.key.equals(key))) return false;
+      if (node.key !== null) break;
+    }
+    // A subtree left with one key is that key's leaf: a sibling leaf rises while the other side is empty.
+    let top = depth;
+    let risen: MapNode | null = null;
+    while (top > 0) {
+      const sibling = this.nodes.get(siblingPath(key, top));
+      if (sibling !== undefined && (risen !== null || sibling.key === null)) break;
+      if (sibling !== undefined) {
+        this.nodes.delete(siblingPath(key, top));
+        risen = sibling;
+      }
+      top--;
+    }
+    for (let d = depth; d > top; d--) this.nodes.delete(mapPath(key, d));
+    if (risen !== null) this.nodes.put(mapPath(key, top), risen);
+    else this.nodes.delete(mapPath(key, top));
+    this.rehash(key, top, risen?.hash ?? EMPTY_MAP);
+    return true;
+  }
+
+  /** The siblings on a key's path from its leaf up, when the map holds the key; else null. */
+  proof(key: Buffer): Buffer[] | null {
+    const siblings: Buffer[] = [];
+    for (let depth = 0; ; depth++) {
+      const node = this.nodes.get(mapPath(key, depth));
+      if (node === undefined) return null;
+      if (node.key !== null) return node.key.equals(key) ? siblings.reverse() : null;
+      siblings.push(this.nodes.get(siblingPath(key, depth + 1))?.hash ?? EMPTY_MAP);
+    }
+  }
+
+  /** Rehashes the interior nodes above the node at `depth` on a key's path, whose hash is `hash`. */
+  private rehash(key: Buffer, depth: number, hash: Buffer): void {
+    for (let d = depth; d > 0; d--) {
+      const sibling = this.nodes.get(siblingPath(key, d))?.hash ?? EMPTY_MAP;
+      hash = keyBit(key, d - 1) === 1 ? nodeHash(sibling, hash) : nodeHash(hash, sibling);
+      this.nodes.put(mapPath(key, d - 1), { hash, key: null });
+    }
+  }
+}
+
+/** A key and value of the map. */
+export interface MapEntry {
+  key: Buffer;
+  value: Buffer;
+}
+
+/**
+ * The root of the map of `entries` (sorted by key, no key twice), built bottom-up: one hash per node,
+ * about 2 n. `keep` receives every node (a store filled from a transfer or a bulk import).
+ */
+export function buildMap(entries: readonly MapEntry[], keep?: (path: Buffer, node: MapNode) => void): Buffer {
+  for (let i = 1; i < entries.length; i++)
+    if (Buffer.compare(entries[i - 1]!.key, entries[i]!.key) >= 0) throw new Error('map entries are not sorted by key, each once');
+  const build = (lo: number, hi: number, depth: number): Buffer => {
+    if (hi === lo) return EMPTY_MAP;
+    const first = entries[lo]!.key;
+    if (hi - lo === 1) {
+      const hash = mapLeafHash(first, entries[lo]!.value);
+      keep?.(mapPath(first, depth), { hash, key: first });
+      return hash;
+    }
+    // The first entry whose bit `depth` is 1 (they are sorted, and share the bits above).
+    let a = lo;
+    let b = hi;
+    while (a < b) {
+      const m = (a + b) >> 1;
+      if (keyBit(entries[m]!.key, depth) === 1) b = m;
+      else a = m + 1;
+    }
+    const hash = nodeHash(build(lo, a, depth + 1), build(a, hi, depth + 1));
+    keep?.(mapPath(first, depth), { hash, key: null });
+    return hash;
+  };
+  return build(0, entries.length, 0);
+}
+
+/** Sorts map entries by key (in place) and returns them. */
+export function sortMapEntries(entries: MapEntry[]): MapEntry[] {
+  return entries.sort((x, y) => Buffer.compare(x.key, y.key));
+}

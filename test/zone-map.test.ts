@@ -1,0 +1,139 @@
+import { createHash } from 'node:crypto';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import {
+  buildMap,
+  EMPTY_MAP,
+  mapKey,
+  mapLeafHash,
+  mapRootOf,
+  mapValue,
+  sortMapEntries,
+  verifyMapMembership,
+  ZoneMap,
+  type MapEntry,
+  type MapNode,
+  type MapNodes,
+} from '../src/transparency/zone-map.js';
+import { errorCode } from './support/errors.js';
+
+// The zone map (docs/protocol.md §13.6): a Merkle prefix tree over the zone's current records. The root
+// of a set is computed here straight from the definition, independently of the module's code, and the
+// module's incremental map (set and remove, node by node) and bottom-up build must both give it, for
+// any order of changes; its proofs verify, and nothing else does.
+
+const sha = (...parts: Buffer[]): Buffer => {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(p);
+  return h.digest();
+};
+const bit = (key: Buffer, d: number): number => (key[Math.floor(d / 8)]! >> (7 - (d % 8))) & 1;
+
+/** The definition: empty → 32 zero bytes; one key → its leaf; more → 0x01 || left || right split on bit d. */
+function definedRoot(entries: readonly MapEntry[], depth = 0): Buffer {
+  if (entries.length === 0) return Buffer.alloc(32);
+  if (entries.length === 1) return sha(Buffer.from([0]), entries[0]!.key, entries[0]!.value);
+  const left = entries.filter((e) => bit(e.key, depth) === 0);
+  const right = entries.filter((e) => bit(e.key, depth) === 1);
+  return sha(Buffer.from([1]), definedRoot(left, depth + 1), definedRoot(right, depth + 1));
+}
+
+class MemoryNodes implements MapNodes {
+  readonly rows = new Map<string, MapNode>();
+  get(path: Buffer): MapNode | undefined {
+    return this.rows.get(path.toString('hex'));
+  }
+  put(path: Buffer, node: MapNode): void {
+    this.rows.set(path.toString('hex'), node);
+  }
+  delete(path: Buffer): void {
+    this.rows.delete(path.toString('hex'));
+  }
+}
+
+/** Keys from a small alphabet of names, some sharing long prefixes on purpose (hand-made keys). */
+const keyArb = fc.oneof(
+  fc.string({ minLength: 1, maxLength: 6 }).map((s) => mapKey('handle', s)),
+  // Keys equal but for their last bits: deep paths, long chains of interior nodes with one empty side.
+  fc.integer({ min: 0, max: 7 }).map((n) => Buffer.concat([Buffer.alloc(31, 0xab), Buffer.from([n])])),
+);
+const opArb = fc.record({ key: keyArb, value: fc.option(fc.string({ maxLength: 4 }), { nil: null }) });
+
+describe('zone map', () => {
+  it('keeps the root the definition gives, through any sequence of sets and removes, and proves each key it holds', () => {
+    fc.assert(
+      fc.property(fc.array(opArb, { maxLength: 60 }), (ops) => {
+        const nodes = new MemoryNodes();
+        const map = new ZoneMap(nodes);
+        const state = new Map<string, MapEntry>();
+        for (const op of ops) {
+          const id = op.key.toString('hex');
+          if (op.value === null) {
+            expect(map.remove(op.key)).toBe(state.delete(id));
+          } else {
+            const value = mapValue(op.value);
+            map.set(op.key, value);
+            state.set(id, { key: op.key, value });
+          }
+        }
+        const entries = sortMapEntries([...state.values()]);
+        const root = definedRoot(entries);
+        expect(map.root().equals(root)).toBe(true);
+        const built = new MemoryNodes();
+        expect(buildMap(entries, (p, n) => built.put(p, n)).equals(root)).toBe(true);
+        // The same nodes, whichever way the map was made: the shape is the set's.
+        expect([...nodes.rows.keys()].sort()).toEqual([...built.rows.keys()].sort());
+        for (const e of entries) {
+          const proof = map.proof(e.key)!;
+          verifyMapMembership(e.key, e.value, proof, root);
+          expect(errorCode(() => verifyMapMembership(e.key, mapValue('another'), proof, root))).toBe('verification_failed');
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('has no proof for a key it does not hold, and an old value is refused once replaced', () => {
+    const map = new ZoneMap(new MemoryNodes());
+    const alice = mapKey('handle', 'alice@example.com');
+    map.set(mapKey('handle', 'bob@example.com'), mapValue('b'));
+    map.set(alice, mapValue('old'));
+    const oldProof = map.proof(alice)!;
+    const oldRoot = map.root();
+    verifyMapMembership(alice, mapValue('old'), oldProof, oldRoot);
+    map.set(alice, mapValue('new'));
+    expect(errorCode(() => verifyMapMembership(alice, mapValue('old'), oldProof, map.root()))).toBe('verification_failed');
+    expect(errorCode(() => verifyMapMembership(alice, mapValue('old'), map.proof(alice)!, map.root()))).toBe('verification_failed');
+    expect(map.proof(mapKey('handle', 'carol@example.com'))).toBeNull();
+    map.remove(alice);
+    expect(map.proof(alice)).toBeNull();
+    map.remove(mapKey('handle', 'bob@example.com'));
+    expect(map.root().equals(EMPTY_MAP)).toBe(true);
+  });
+
+  it('refuses a proof longer than a key has bits, and hashes that are not 32 bytes', () => {
+    const key = mapKey('handle', 'a@b');
+    const value = mapValue('x');
+    const root = mapLeafHash(key, value);
+    verifyMapMembership(key, value, [], root);
+    expect(
+      errorCode(() =>
+        verifyMapMembership(
+          key,
+          value,
+          Array.from({ length: 257 }, () => EMPTY_MAP),
+          root,
+        ),
+      ),
+    ).toBe('verification_failed');
+    expect(errorCode(() => verifyMapMembership(key, value, [Buffer.alloc(31)], root))).toBe('verification_failed');
+  });
+
+  it('reads the root from one checkpoint extension line, refusing a malformed or repeated one', () => {
+    const root = sha(Buffer.from('r'));
+    expect(mapRootOf([])).toBeNull();
+    expect(mapRootOf(['other line', `idns-map ${root.toString('base64')}`])!.equals(root)).toBe(true);
+    expect(errorCode(() => mapRootOf(['idns-map AAAA']))).toBe('verification_failed');
+    expect(errorCode(() => mapRootOf([`idns-map ${root.toString('base64')}`, `idns-map ${root.toString('base64')}`]))).toBe('verification_failed');
+  });
+});
