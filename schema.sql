@@ -66,6 +66,17 @@ CREATE TABLE log_nodes (
   PRIMARY KEY (content, level, idx)
 ) STRICT, WITHOUT ROWID;
 
+-- The zone's map (docs/protocol.md §13.6): a Merkle prefix tree over the records the zone holds now, whose
+-- root each checkpoint states. Every node by its path (2 bytes of depth, then that many bits of the key);
+-- a leaf also has its key (src/store/map-nodes.ts, src/transparency/zone-map.ts).
+CREATE TABLE map_nodes (
+  content  TEXT NOT NULL,
+  path     BLOB NOT NULL,
+  hash     BLOB NOT NULL,                   -- the node's hash, 32 bytes
+  leaf_key BLOB,                            -- a leaf's key, 32 bytes; NULL for an interior node
+  PRIMARY KEY (content, path)
+) STRICT, WITHOUT ROWID;
+
 -- This server as a witness of zones' logs (docs/protocol.md §14): per log (its checkpoints' origin), the
 -- latest checkpoint it cosigned; and the evidence of each fork it met (two checkpoints no consistency
 -- proof joins), after which it cosigns nothing more of that log.

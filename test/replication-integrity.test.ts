@@ -223,6 +223,7 @@ async function keyHoldingSource(primary: TestServer, kid: string, records: { typ
         signer.key,
         zoneRecord,
         records.filter((r) => r.type === 'op'),
+        records.map((r) => ({ type: r.type, key: r.key, jws: r.record })),
       );
       const lines = [
         { kind: 'start', mode: 'full', zone: 'example', serial: serial + 10, record: zoneRecord, checkpoint: log.checkpoint },

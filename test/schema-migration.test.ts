@@ -152,8 +152,14 @@ function shapeOf(file: string): Record<string, string[]> {
   }
 }
 
-/** Takes away what schema 6 added (docs/protocol.md §13): the zones' logs, their checkpoints, and the zone records in the journal. */
+/** Takes away what schema 7 added (docs/protocol.md §13.6): the zones' maps. */
+function withoutMaps(db: Database.Database): void {
+  db.exec('DROP TABLE map_nodes');
+}
+
+/** Takes away what schemas 6 and 7 added (docs/protocol.md §13): the zones' logs and maps, their checkpoints, and the zone records in the journal. */
 function withoutLogs(db: Database.Database): void {
+  withoutMaps(db);
   db.exec(
     `ALTER TABLE zones DROP COLUMN checkpoint; ALTER TABLE records DROP COLUMN leaf; DROP TABLE log_nodes; DROP TABLE witnessed; DROP TABLE witness_forks; DROP TABLE witness_follows; DROP TABLE witness_keys; DELETE FROM journal WHERE type = 'zone'`,
   );

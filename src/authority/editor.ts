@@ -15,7 +15,8 @@ import type { Store } from '../store/store.js';
 import type { ZoneRow } from '../store/zones.js';
 import { serialOf } from '../records/serial.js';
 import type { ZoneSettings } from './settings.js';
-import { changeLeafHash, checkpointSize, signCheckpoint, zoneRecordLeafHash } from '../transparency/zone-log.js';
+import { changeLeafHash, checkpointMapRoot, checkpointSize, signCheckpoint, zoneRecordLeafHash } from '../transparency/zone-log.js';
+import { isMapped, mapKey, mapValue, ZoneMap } from '../transparency/zone-map.js';
 import { ZoneLog } from '../transparency/zone-log-writer.js';
 
 /**
@@ -37,6 +38,13 @@ export class ZoneEditor {
   private log: ZoneLog | null = null;
   /** True when this editor built the log from the content (the zone had none: created by an older idns). */
   private seeded = false;
+  /**
+   * The zone's map, changed with each record (docs/protocol.md §13.6), opened at the first change of a
+   * record it holds; null until then, or when it is to be built whole at commit (`rebuildMap`).
+   */
+  private map: ZoneMap | null = null;
+  /** True when commit() builds the map from the records: the zone has none yet, or a bulk import changed most of it. */
+  private rebuildMap = false;
 
   constructor(
     private readonly store: Store,
@@ -93,6 +101,7 @@ export class ZoneEditor {
     this.digest.add(type, key, jws);
     this.count(old ? 0 : 1, elementSize(type, key, jws) - (old ? elementSize(type, key, old.jws) : 0));
     const leaf = this.logged('put', type, key, jws);
+    this.mapped(type, key, jws);
     this.store.records.put(this.zone.content, type, key, this.version, exp, jws, leaf);
     this.journal('put', type, key, jws);
   }
@@ -102,6 +111,9 @@ export class ZoneEditor {
    * the digest of exactly these records, none of which exists yet, so no old version is looked up.
    */
   putNew(type: StoredType, records: readonly { key: string; jws: string }[], exp: number, digest: ZoneDigest): void {
+    // Many records at once: the map is built whole at commit, two rows a record, rather than changed
+    // node by node (about 2 log2 n reads and writes each).
+    if (isMapped(type)) this.rebuildMap = true;
     // History entries get their leaves in the order they are stored (the import's, by key).
     const logged = type === 'op' || type === 'delegation' ? records.map((r) => ({ ...r, leaf: this.logged('put', type, r.key, r.jws) })) : records;
     this.store.records.insertNew(this.zone.content, type, this.version, exp, logged);
@@ -157,6 +169,7 @@ export class ZoneEditor {
     }
     this.digest.add(type, key, jws);
     this.count(1, elementSize(type, key, jws));
+    this.mapped(type, key, jws);
     this.journal('put', type, key, jws);
   }
 
@@ -168,6 +181,7 @@ export class ZoneEditor {
     this.count(-1, -elementSize(type, key, old.jws));
     this.store.records.delete(this.zone.content, type, key);
     this.logged('del', type, key, null);
+    this.mapped(type, key, null);
     this.journal('del', type, key, null);
     return true;
   }
@@ -257,7 +271,8 @@ export class ZoneEditor {
     this.journal('put', 'zone', '', record);
     const log = this.zoneLog();
     log.append(zoneRecordLeafHash(record));
-    this.store.zones.setCheckpoint(this.zone.name, signCheckpoint(this.zone.name, log.size, log.root(), this.key));
+    const mapRoot = this.rebuildMap || this.zoneMap() === null ? this.store.rebuildMap(this.zone.content) : this.map!.root();
+    this.store.zones.setCheckpoint(this.zone.name, signCheckpoint(this.zone.name, log.size, log.root(), mapRoot, this.key));
     this.store.markChanged(this.zone.name);
     return { version: this.version, record };
   }
@@ -291,6 +306,30 @@ export class ZoneEditor {
     return hash === null ? null : this.zoneLog().append(hash);
   }
 
+  /** Changes the record's value in the zone's map (a put's JWS; null: removed), unless the map is built at commit. */
+  private mapped(type: StoredType, key: string, jws: string | null): void {
+    if (!isMapped(type)) return;
+    const map = this.zoneMap();
+    if (map === null) return;
+    if (jws === null) map.remove(mapKey(type, key));
+    else map.set(mapKey(type, key), mapValue(jws));
+  }
+
+  /**
+   * The zone's map, or null when commit() builds it whole: when the stored map is not the one the last
+   * checkpoint names (a zone of an older idns, whose checkpoint names none; a database upgraded to keep
+   * maps).
+   */
+  private zoneMap(): ZoneMap | null {
+    if (this.map === null && !this.rebuildMap) {
+      const named = checkpointMapRoot(this.zone.checkpoint);
+      const stored = new ZoneMap(this.store.maps.nodes(this.zone.content));
+      if (named !== null && stored.root().equals(named)) this.map = stored;
+      else this.rebuildMap = true;
+    }
+    return this.rebuildMap ? null : this.map;
+  }
+
   /**
    * The zone's log. A zone without a checkpoint (made by an older idns) gets its log here, built from its
    * content: its history entries, then its delegations, each in key order.
@@ -303,7 +342,7 @@ export class ZoneEditor {
     this.seeded = true;
     for (const type of ['op', 'delegation'] as const) {
       for (
-        let page = this.store.records.keyPage(content, type, '', 1000);
+        let page = this.store.records.keyPage(content, type, null, 1000);
         page.length > 0;
         page = this.store.records.keyPage(content, type, page.at(-1)!.key, 1000)
       ) {

@@ -22,8 +22,9 @@ import { compactItems } from './compact.js';
 import { LINE_OVERHEAD, TransferBounds } from './transfer-bounds.js';
 import { contentTotals, elementSize } from '../authority/editor.js';
 import { TRANSFER_CONTENT_TYPES } from './transfer-source.js';
-import { LogLoader, transferCheckpoint } from './transfer-log.js';
-import { changeLeafHash, checkpointSize } from '../transparency/zone-log.js';
+import type { Checkpoint } from '../transparency/checkpoint.js';
+import { applyToMap, LogLoader, MapLoader, transferCheckpoint } from './transfer-log.js';
+import { changeLeafHash, checkpointMapRoot, checkpointSize } from '../transparency/zone-log.js';
 import { ZoneLog } from '../transparency/zone-log-writer.js';
 
 /** Limits on what a transfer peer can make us do. */
@@ -124,6 +125,7 @@ export class TransferClient {
     let start: { record: ZoneRecord; jws: string } | null = null;
     let checkpoint = '';
     let log: LogLoader | null = null;
+    let map: MapLoader | null = null;
     // History entries whose leaf is compared with the log's, at the rate signatures are verified.
     let entryCheckRate = 1;
     let ended = false;
@@ -149,6 +151,7 @@ export class TransferClient {
         const opened = transferCheckpoint(src.zone, start, line.checkpoint);
         checkpoint = opened.note;
         log = new LogLoader(this.store, content, opened);
+        map = new MapLoader(this.store, content, opened);
         entryCheckRate = start.record.count === undefined ? 1 : this.limits.signatureChecks / Math.max(1, start.record.count);
         hashing = new DigestWorkers(this.limits.digestWorkers, {
           expected: start.record.count,
@@ -172,6 +175,7 @@ export class TransferClient {
       count += loaded.length;
       for (const r of loaded) {
         if (r.type === 'op') r.leaf = log!.entryLeaf(r.key, r.jws, Math.random() < entryCheckRate);
+        else map!.add(r.type, r.key, r.jws);
         rows.push(r);
         size += elementSize(r.type, r.key, r.jws);
       }
@@ -227,6 +231,7 @@ export class TransferClient {
       }
       checkTotals(first.record, { count, size });
       log!.finish(first.jws);
+      map!.finish();
       this.store.write(() => {
         const current = this.zones.require(src.zone);
         const version = current.record === '' ? first.record.serial : current.version + ((first.record.serial - serialOf(current.version) + 2 ** 32) % 2 ** 32);
@@ -375,7 +380,8 @@ export class TransferClient {
           changes.filter((c): c is RecordChange => c.type !== 'zone'),
           localVersion,
         );
-        this.appendToLog(src.zone, row, changes, first, checkpoint);
+        const signed = this.appendToLog(src.zone, row, changes, first, checkpoint);
+        applyToMap(this.store, row.content, checkpointMapRoot(row.checkpoint), changes, signed);
         const now = this.clock.now();
         this.store.journal.dropAfter(src.zone, row.version);
         let idx = 0;
@@ -420,7 +426,13 @@ export class TransferClient {
    * gives each history entry its leaf; the tree must then be the one the source's checkpoint signs, and
    * end with the new zone record.
    */
-  private appendToLog(zone: string, row: ZoneRow, changes: readonly Change[], start: { record: ZoneRecord; jws: string }, checkpoint: string): void {
+  private appendToLog(
+    zone: string,
+    row: ZoneRow,
+    changes: readonly Change[],
+    start: { record: ZoneRecord; jws: string },
+    checkpoint: string,
+  ): Checkpoint & { note: string } {
     const signed = transferCheckpoint(zone, start, checkpoint);
     const log = ZoneLog.at(this.store.logs, row.content, checkpointSize(row.checkpoint));
     for (const c of changes) {
@@ -436,6 +448,7 @@ export class TransferClient {
     if (log.size !== signed.size || !log.root().equals(signed.root)) {
       throw new IdnsError('transfer_failed', `the changes do not make the tree of ${signed.size} leaves the checkpoint signs; transfer refused`);
     }
+    return signed;
   }
 
   /**

@@ -5,6 +5,7 @@ import type { Store } from '../store/store.js';
 import { HASH_BYTES, MerkleFrontier } from '../transparency/merkle.js';
 import { changeLeafHash, openCheckpoint, zoneRecordLeafHash } from '../transparency/zone-log.js';
 import type { Checkpoint } from '../transparency/checkpoint.js';
+import { buildMap, isMapped, MapEntries, mapKey, mapRootOf, mapValue, ZoneMap } from '../transparency/zone-map.js';
 
 /** Nodes buffered before they are written (a transaction of their own, not synced: the switch syncs). */
 const NODES_PER_WRITE = 4096;
@@ -125,6 +126,78 @@ export class LogLoader {
     const nodes = this.nodes;
     this.nodes = [];
     this.store.writeUnsynced(() => this.store.logs.keepMany(this.content, nodes));
+  }
+}
+
+/**
+ * The map a full transfer's records make (docs/protocol.md §13.6), built once they are all in and stored
+ * under the new content id: its root must be the one the checkpoint names. A checkpoint that names none
+ * (a primary of an older idns) leaves the copy without a map until one that does arrives.
+ */
+export class MapLoader {
+  private readonly entries: MapEntries | null;
+  private readonly named: Buffer | null;
+
+  constructor(
+    private readonly store: Store,
+    private readonly content: string,
+    checkpoint: Checkpoint,
+  ) {
+    this.named = namedMapRoot(checkpoint);
+    this.entries = this.named === null ? null : new MapEntries();
+  }
+
+  /** Takes a record of the stream. */
+  add(type: string, key: string, jws: string): void {
+    if (this.entries !== null && isMapped(type)) this.entries.add(mapKey(type, key), mapValue(jws));
+  }
+
+  /** Builds and stores the map, and checks its root against the checkpoint's. */
+  finish(): void {
+    if (this.entries === null) return;
+    const sorted = this.entries.sorted();
+    const root = this.store.writeUnsynced(() => this.store.maps.replace(this.content, (keep) => buildMap(sorted, keep)));
+    if (!root.equals(this.named!)) throw refused('the records do not make the map the checkpoint names');
+  }
+}
+
+/**
+ * Applies an incremental transfer's changes to a copy's map, inside the transaction that applies them to
+ * its records, and checks the new checkpoint's map root. A copy whose map is not the one its last
+ * checkpoint named (none kept yet: an upgraded secondary, or a primary that begins naming a map) has
+ * its map built from its records, which hold the changes by then.
+ */
+export function applyToMap(
+  store: Store,
+  content: string,
+  heldRoot: Buffer | null,
+  changes: readonly { action: 'put' | 'del'; type: string; key: string; jws: string | null }[],
+  checkpoint: Checkpoint,
+): void {
+  const named = namedMapRoot(checkpoint);
+  if (named === null) return;
+  const map = new ZoneMap(store.maps.nodes(content));
+  let root: Buffer;
+  if (heldRoot !== null && map.root().equals(heldRoot)) {
+    for (const c of changes) {
+      if (!isMapped(c.type)) continue;
+      if (c.action === 'put') map.set(mapKey(c.type, c.key), mapValue(c.jws!));
+      else map.remove(mapKey(c.type, c.key));
+    }
+    root = map.root();
+  } else {
+    root = store.rebuildMap(content);
+  }
+  if (!root.equals(named)) throw refused(`the changes do not make the map the checkpoint names`);
+}
+
+/** The map root a transfer's checkpoint names; a malformed map line refuses the transfer. */
+function namedMapRoot(checkpoint: Checkpoint): Buffer | null {
+  try {
+    return mapRootOf(checkpoint.extensions);
+  } catch (err) {
+    if (err instanceof IdnsError) throw refused(`the transfer's checkpoint: ${err.message}`);
+    throw err;
   }
 }
 

@@ -10,7 +10,7 @@ import { ZoneDigest } from '../records/digest.js';
 export type Db = Database.Database;
 
 /** The schema version schema.sql defines; bumped together with a migration below. */
-export const SCHEMA_VERSION = 6;
+export const SCHEMA_VERSION = 7;
 
 // src/store/ and dist/store/ both sit two levels below the package root, where schema.sql lives.
 const SCHEMA_PATH = new URL('../../schema.sql', import.meta.url);
@@ -67,6 +67,7 @@ function migrate(db: Db): void {
     if (current === 3) db.exec("UPDATE zones SET history_pending = 2 WHERE role = 'primary' AND history_pending = 0");
     // Before any step that prepares the store's statements, which name schema 6's columns.
     if (current >= 1 && current <= 5) addZoneLogs(db);
+    if (current >= 1 && current <= 6) addZoneMaps(db);
     if (current >= 1 && current <= 4) addCompactHistories(db);
     if (current >= 1 && current <= 4) recomputeDigests(db);
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
@@ -193,6 +194,23 @@ function addZoneLogs(db: Db): void {
   db.exec(
     `CREATE TABLE witness_forks (origin TEXT NOT NULL, held TEXT NOT NULL, offered TEXT NOT NULL, proof TEXT NOT NULL, why TEXT NOT NULL, at INTEGER NOT NULL) STRICT`,
   );
+  db.exec("UPDATE zones SET history_pending = 2 WHERE role = 'primary' AND history_pending = 0");
+}
+
+/**
+ * Version 6 → 7: every zone gets a map of its current records (docs/protocol.md §13.6), empty here. A
+ * primary builds its map from its content by the first version it signs (its checkpoint names no map yet),
+ * which history_pending makes it sign at start-up; a secondary builds its own from its copy when the
+ * first checkpoint naming a map arrives (src/replication/transfer-client.ts).
+ */
+function addZoneMaps(db: Db): void {
+  db.exec(`CREATE TABLE map_nodes (
+    content  TEXT NOT NULL,
+    path     BLOB NOT NULL,
+    hash     BLOB NOT NULL,
+    leaf_key BLOB,
+    PRIMARY KEY (content, path)
+  ) STRICT, WITHOUT ROWID`);
   db.exec("UPDATE zones SET history_pending = 2 WHERE role = 'primary' AND history_pending = 0");
 }
 

@@ -84,6 +84,7 @@ export class RecordStore {
   private readonly leafStmt;
   private readonly newestLeafStmt;
   private readonly keyPageStmt;
+  private readonly firstPageStmt;
 
   /** `histories` hears of every history entry written and of contents dropped (compact-histories.ts keeps long histories' compact forms). */
   constructor(
@@ -143,6 +144,9 @@ export class RecordStore {
       .pluck();
     this.keyPageStmt = db.prepare<[string, string, string, number], { key: string; jws: string }>(
       `SELECT key, jws FROM records WHERE content = ? AND type = ? AND key > ? ORDER BY key LIMIT ?`,
+    );
+    this.firstPageStmt = db.prepare<[string, string, number], { key: string; jws: string }>(
+      `SELECT key, jws FROM records WHERE content = ? AND type = ? ORDER BY key LIMIT ?`,
     );
     this.setExpStmt = db.prepare(`UPDATE records SET exp = ? WHERE content = ? AND type = ? AND key = ?`);
     this.keysStmt = db.prepare<[string, string], string>(`SELECT key FROM records WHERE content = ? AND type = ?`).pluck();
@@ -293,9 +297,9 @@ export class RecordStore {
     return this.newestLeafStmt.get(content, `${handle}#`, `${handle}$`);
   }
 
-  /** The next `limit` records of one type after `afterKey`, in key order: for walking them in bounded memory. */
-  keyPage(content: string, type: StoredType, afterKey: string, limit: number): { key: string; jws: string }[] {
-    return this.keyPageStmt.all(content, type, afterKey, limit);
+  /** The next `limit` records of one type after `afterKey` (null: from the first), in key order: for walking them in bounded memory. */
+  keyPage(content: string, type: StoredType, afterKey: string | null, limit: number): { key: string; jws: string }[] {
+    return afterKey === null ? this.firstPageStmt.all(content, type, limit) : this.keyPageStmt.all(content, type, afterKey, limit);
   }
 
   /** Deletes up to `limit` records of a content id; returns how many went (retired copies are dropped in batches). */

@@ -6,6 +6,8 @@ import { RecordStore, type HistoryListener } from './records.js';
 import { ZoneStore } from './zones.js';
 import { CompactHistories } from './compact-histories.js';
 import { LogStore } from './log-nodes.js';
+import { MapStore } from './map-nodes.js';
+import { buildMap, MapEntries, MAPPED_TYPES, mapKey, mapValue } from '../transparency/zone-map.js';
 import { WitnessStore } from './witness.js';
 
 /** Seconds a writer refused for a busy database is told to wait before trying again. */
@@ -19,6 +21,7 @@ export class Store {
   readonly invites: InviteStore;
   readonly histories: CompactHistories;
   readonly logs: LogStore;
+  readonly maps: MapStore;
   readonly witness: WitnessStore;
 
   private readonly changedInTransaction = new Set<string>();
@@ -42,6 +45,7 @@ export class Store {
     this.journal = new JournalStore(db);
     this.invites = new InviteStore(db);
     this.logs = new LogStore(db);
+    this.maps = new MapStore(db);
     this.witness = new WitnessStore(db);
     this.zones.onChangedElsewhere = (zones) => this.announce(zones);
   }
@@ -205,10 +209,27 @@ export class Store {
     }
   }
 
-  /** Deletes up to `limit` rows of a content id no zone uses (its records, then its log); returns how many went. */
+  /** Deletes up to `limit` rows of a content id no zone uses (its records, then its log and map); returns how many went. */
   deleteSomeContent(content: string, limit: number): number {
-    const n = this.records.deleteSome(content, limit);
-    return n < limit ? n + this.logs.deleteSome(content, limit - n) : n;
+    let n = this.records.deleteSome(content, limit);
+    if (n < limit) n += this.logs.deleteSome(content, limit - n);
+    return n < limit ? n + this.maps.deleteSome(content, limit - n) : n;
+  }
+
+  /**
+   * Builds a content id's map (docs/protocol.md §13.6) from the records it holds, replacing the one
+   * stored, and returns its root: a primary's first map, a copy's after a full transfer. Inside a
+   * transaction; O(n log n) for n records (the sort), two hashes and two rows a record.
+   */
+  rebuildMap(content: string): Buffer {
+    const entries = new MapEntries();
+    for (const type of MAPPED_TYPES) {
+      for (let page = this.records.keyPage(content, type, null, 1000); page.length > 0; page = this.records.keyPage(content, type, page.at(-1)!.key, 1000)) {
+        for (const r of page) entries.add(mapKey(type, r.key), mapValue(r.jws));
+      }
+    }
+    const sorted = entries.sorted();
+    return this.maps.replace(content, (keep) => buildMap(sorted, keep));
   }
 
   /** Marks a zone as changed by the running transaction; listeners hear of it once it commits. */

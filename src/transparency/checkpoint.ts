@@ -16,14 +16,16 @@ export interface Checkpoint {
   origin: string;
   size: number;
   root: Buffer;
-  /** Lines after the root hash (opaque; idns writes none). */
+  /** Lines after the root hash: idns writes one, its map's root (zone-map.ts MAP_LINE); others are opaque. */
   extensions: string[];
 }
 
-/** The text of a checkpoint: origin, tree size, base64 root hash, each on its own line. */
-export function checkpointText(c: Pick<Checkpoint, 'origin' | 'size' | 'root'>): string {
+/** The text of a checkpoint: origin, tree size, base64 root hash, then any extension lines, each on its own line. */
+export function checkpointText(c: Pick<Checkpoint, 'origin' | 'size' | 'root'> & { extensions?: readonly string[] }): string {
   if (c.origin.length === 0 || c.origin.includes('\n')) throw new IdnsError('internal', 'a checkpoint origin is one non-empty line');
-  return `${c.origin}\n${c.size}\n${c.root.toString('base64')}\n`;
+  const extensions = c.extensions ?? [];
+  if (extensions.some((l) => l.length === 0 || l.includes('\n'))) throw new IdnsError('internal', 'a checkpoint extension is one non-empty line');
+  return `${c.origin}\n${c.size}\n${c.root.toString('base64')}\n${extensions.map((l) => `${l}\n`).join('')}`;
 }
 
 /** Reads a checkpoint's text (a note's, already opened). Throws verification_failed saying what is wrong. */

@@ -3,7 +3,8 @@ import { IdnsError } from '../errors.js';
 import type { PublicJwk, SigningKey } from '../records/keys.js';
 import { checkpointText, parseCheckpoint, type Checkpoint } from './checkpoint.js';
 import { leafHash } from './merkle.js';
-import { ed25519NoteSigner, ed25519NoteVerifier, openNote, signNote } from './note.js';
+import { ed25519NoteSigner, ed25519NoteVerifier, openNote, parseNote, signNote } from './note.js';
+import { MAP_LINE, mapRootOf } from './zone-map.js';
 
 /**
  * A zone's log (docs/protocol.md §13): an append-only Merkle tree (RFC 9162) with one leaf per change of
@@ -50,10 +51,17 @@ export function zoneOfLogOrigin(origin: string): string | null {
   return zone !== null && zone !== '' && logOrigin(zone) === origin ? zone : null;
 }
 
-/** A checkpoint of the zone's log, signed by the zone key (a C2SP signed note). */
-export function signCheckpoint(zone: string, size: number, root: Buffer, key: SigningKey): string {
+/** A checkpoint of the zone's log and its map (the map's root as an extension line), signed by the zone key (a C2SP signed note). */
+export function signCheckpoint(zone: string, size: number, root: Buffer, mapRoot: Buffer, key: SigningKey): string {
   const origin = logOrigin(zone);
-  return signNote(checkpointText({ origin, size, root }), [ed25519NoteSigner(origin, key.privateKey, key.publicJwk)]);
+  const extensions = [`${MAP_LINE}${mapRoot.toString('base64')}`];
+  return signNote(checkpointText({ origin, size, root, extensions }), [ed25519NoteSigner(origin, key.privateKey, key.publicJwk)]);
+}
+
+/** The map root a stored checkpoint states (null for none: a checkpoint of an older idns, or none at all); the note was checked when it was stored. */
+export function checkpointMapRoot(note: string): Buffer | null {
+  if (note === '') return null;
+  return mapRootOf(parseCheckpoint(parseNote(note).text).extensions);
 }
 
 /**

@@ -25,7 +25,12 @@ export const MAX_MAP_PROOF = 256;
 export const MAP_LINE = 'idns-map ';
 
 /** The types of record the map holds (not the zone record, whose leaf ends each checkpoint's tree, nor history entries, which the tree logs). */
-export const MAPPED_TYPES: ReadonlySet<string> = new Set(['handle', 'delegation', 'denial']);
+export const MAPPED_TYPES = ['handle', 'delegation', 'denial'] as const;
+
+/** True for a type of record the map holds. */
+export function isMapped(type: string): boolean {
+  return type === 'handle' || type === 'delegation' || type === 'denial';
+}
 
 /** A record's key in the map: SHA-256(utf8(type "\n" key)). */
 export function mapKey(type: string, key: string): Buffer {
@@ -193,25 +198,55 @@ export class ZoneMap {
   }
 }
 
-/** A key and value of the map. */
-export interface MapEntry {
-  key: Buffer;
-  value: Buffer;
+/** Keys and values of a map, packed (key || value, 64 bytes each), to be sorted and built into a map bottom-up. */
+export class MapEntries {
+  private packed = Buffer.allocUnsafe(64 * ENTRY_BYTES);
+  private count = 0;
+
+  /** Adds a key and its value (no key twice). */
+  add(key: Buffer, value: Buffer): void {
+    if ((this.count + 1) * ENTRY_BYTES > this.packed.length) {
+      const grown = Buffer.allocUnsafe(this.packed.length * 2);
+      this.packed.copy(grown, 0, 0, this.count * ENTRY_BYTES);
+      this.packed = grown;
+    }
+    key.copy(this.packed, this.count * ENTRY_BYTES);
+    value.copy(this.packed, this.count * ENTRY_BYTES + HASH_BYTES);
+    this.count++;
+  }
+
+  /** The entries sorted by key, packed. */
+  sorted(): Buffer {
+    const { packed } = this;
+    const order = new Uint32Array(this.count);
+    for (let i = 0; i < order.length; i++) order[i] = i;
+    order.sort((a, b) => packed.compare(packed, b * ENTRY_BYTES, b * ENTRY_BYTES + HASH_BYTES, a * ENTRY_BYTES, a * ENTRY_BYTES + HASH_BYTES));
+    const out = Buffer.allocUnsafe(this.count * ENTRY_BYTES);
+    for (let i = 0; i < order.length; i++) packed.copy(out, i * ENTRY_BYTES, order[i]! * ENTRY_BYTES, (order[i]! + 1) * ENTRY_BYTES);
+    return out;
+  }
 }
 
+const ENTRY_BYTES = 2 * HASH_BYTES;
+
 /**
- * The root of the map of `entries` (sorted by key, no key twice), built bottom-up: one hash per node,
- * about 2 n. `keep` receives every node (a store filled from a transfer or a bulk import).
+ * The root of the map of `packed` entries (MapEntries.sorted: sorted by key, no key twice), built
+ * bottom-up: one hash per node, about 2 n. `keep` receives every node (a store filled from a transfer or
+ * a bulk import).
  */
-export function buildMap(entries: readonly MapEntry[], keep?: (path: Buffer, node: MapNode) => void): Buffer {
-  for (let i = 1; i < entries.length; i++)
-    if (Buffer.compare(entries[i - 1]!.key, entries[i]!.key) >= 0) throw new Error('map entries are not sorted by key, each once');
+export function buildMap(packed: Buffer, keep?: (path: Buffer, node: MapNode) => void): Buffer {
+  const n = packed.length / ENTRY_BYTES;
+  const keyAt = (i: number): Buffer => packed.subarray(i * ENTRY_BYTES, i * ENTRY_BYTES + HASH_BYTES);
+  for (let i = 1; i < n; i++) {
+    if (packed.compare(packed, i * ENTRY_BYTES, i * ENTRY_BYTES + HASH_BYTES, (i - 1) * ENTRY_BYTES, (i - 1) * ENTRY_BYTES + HASH_BYTES) >= 0)
+      throw new Error('map entries are not sorted by key, each once');
+  }
   const build = (lo: number, hi: number, depth: number): Buffer => {
     if (hi === lo) return EMPTY_MAP;
-    const first = entries[lo]!.key;
+    const first = keyAt(lo);
     if (hi - lo === 1) {
-      const hash = mapLeafHash(first, entries[lo]!.value);
-      keep?.(mapPath(first, depth), { hash, key: first });
+      const hash = leafHash(packed.subarray(lo * ENTRY_BYTES, (lo + 1) * ENTRY_BYTES));
+      keep?.(mapPath(first, depth), { hash, key: Buffer.from(first) });
       return hash;
     }
     // The first entry whose bit `depth` is 1 (they are sorted, and share the bits above).
@@ -219,17 +254,12 @@ export function buildMap(entries: readonly MapEntry[], keep?: (path: Buffer, nod
     let b = hi;
     while (a < b) {
       const m = (a + b) >> 1;
-      if (keyBit(entries[m]!.key, depth) === 1) b = m;
+      if (keyBit(keyAt(m), depth) === 1) b = m;
       else a = m + 1;
     }
     const hash = nodeHash(build(lo, a, depth + 1), build(a, hi, depth + 1));
     keep?.(mapPath(first, depth), { hash, key: null });
     return hash;
   };
-  return build(0, entries.length, 0);
-}
-
-/** Sorts map entries by key (in place) and returns them. */
-export function sortMapEntries(entries: MapEntry[]): MapEntry[] {
-  return entries.sort((x, y) => Buffer.compare(x.key, y.key));
+  return build(0, n, 0);
 }

@@ -10,6 +10,7 @@ import { signOperatorEntry } from '../../src/records/operator-entry.js';
 import { requestId } from '../../src/records/change-request.js';
 import { MerkleFrontier } from '../../src/transparency/merkle.js';
 import { changeLeafHash, signCheckpoint, zoneRecordLeafHash } from '../../src/transparency/zone-log.js';
+import { buildMap, isMapped, MapEntries, mapKey, mapValue } from '../../src/transparency/zone-map.js';
 
 /**
  * Scripted hostile peers for resolver tests: tiny node:http servers on loopback whose behaviour a test
@@ -219,7 +220,7 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /**
- * The log a zone holding `entries` (its history entries, in key order) would have were it built from its
+ * The log and map a zone holding `entries` and `records` (its history entries, in key order) would have were it built from its
  * content, ending with `zoneRecord` (docs/protocol.md §13): the checkpoint the zone key signs, and the log
  * section of a full transfer that carries it. For sources a test makes up.
  */
@@ -228,6 +229,8 @@ export function fakeLog(
   key: SigningKey,
   zoneRecord: string,
   entries: readonly { key: string; record: string }[] = [],
+  /** The zone's records (those the map holds are taken: handle, delegation and denial records). */
+  records: readonly { type: string; key: string; jws: string }[] = [],
 ): { checkpoint: string; lines: object[] } {
   const frontier = new MerkleFrontier();
   const hashes: Buffer[] = [];
@@ -239,5 +242,7 @@ export function fakeLog(
   add(zoneRecordLeafHash(zoneRecord));
   const lines: object[] = [{ kind: 'log', hashes: Buffer.concat(hashes).toString('base64') }];
   if (leaves.length > 0) lines.push({ kind: 'leaves', leaves });
-  return { checkpoint: signCheckpoint(zone, frontier.size, frontier.root(), key), lines };
+  const mapped = new MapEntries();
+  for (const r of records) if (isMapped(r.type)) mapped.add(mapKey(r.type, r.key), mapValue(r.jws));
+  return { checkpoint: signCheckpoint(zone, frontier.size, frontier.root(), buildMap(mapped.sorted()), key), lines };
 }
