@@ -35,7 +35,8 @@ interface Answer {
   record: string;
   zoneRecord: string;
   history?: [number, string][];
-  log?: { checkpoint: string; witnesses: Record<string, PublicJwk> };
+  noCut?: string[];
+  log?: { checkpoint: string; witnesses: Record<string, PublicJwk>; map?: string[][] };
 }
 
 async function resolve(s: TestServer, handle: string): Promise<Answer> {
@@ -51,8 +52,20 @@ function entryOf(answer: Answer): { key: string; jws: string } {
   return { key: historyKey(JSON.parse(Buffer.from(answer.record.split('.')[1]!, 'base64url').toString()).handle, seq), jws };
 }
 
+/** The records of an answer a binding's map proves current: its record, then its noCut denials. */
+const recordsOf = (answer: Answer): string[] => [answer.record, ...(answer.noCut ?? [])];
+
 const check = (answer: Answer, policy: WitnessPolicy | null, at = now()) =>
-  verifyAnswerLog(answer.zone, answer.zoneRecord, keysOf(answer.zoneRecord), answer.log, policy, at, answer.status === 'answer' ? entryOf(answer) : undefined);
+  verifyAnswerLog(
+    answer.zone,
+    answer.zoneRecord,
+    keysOf(answer.zoneRecord),
+    answer.log,
+    policy,
+    at,
+    recordsOf(answer),
+    answer.status === 'answer' ? entryOf(answer) : undefined,
+  );
 
 /** A primary whose two secondaries witness it; the policy that requires both. */
 async function witnessedPolicy() {
@@ -107,11 +120,13 @@ describe('answers bound to the log', () => {
     expect(() => check(answer, policy, now() + 2 * 3600)).toThrow(/within the last 3600 s/);
     // Another handle's entry, or an older zone record, is not what this checkpoint binds.
     const bob = await resolve(primary, 'bob@example');
-    expect(() => verifyAnswerLog('example', answer.zoneRecord, keysOf(answer.zoneRecord), answer.log, policy, now(), entryOf(bob))).toThrow();
+    expect(() =>
+      verifyAnswerLog('example', answer.zoneRecord, keysOf(answer.zoneRecord), answer.log, policy, now(), recordsOf(answer), entryOf(bob)),
+    ).toThrow();
     const older = answer.zoneRecord;
     await register(primary, 'cai@example');
     const newer = await cosignedAnswer(primary, 'cai@example', policy);
-    expect(() => verifyAnswerLog('example', older, keysOf(older), newer.log, policy, now(), entryOf(newer))).toThrow();
+    expect(() => verifyAnswerLog('example', older, keysOf(older), newer.log, policy, now(), recordsOf(newer), entryOf(newer))).toThrow();
     // A binding stripped of its witnesses' keys counts no cosignature.
     expect(() => check({ ...answer, log: { ...answer.log!, witnesses: {} } }, policy)).toThrow(/cosigned by 0/);
     // More witness keys than a note has signature lines: refused unread. What a proof keeps of a binding
@@ -217,7 +232,9 @@ describe("the zones' trees held in memory stay within their bound", () => {
     }
     const bindOf = (logs: ZoneLogs, zone: string, handle: string) => {
       const row = s.ctx.zones.require(zone);
-      return logs.bindLeaf(zone, serialOf(row.version), s.ctx.store.records.newestLeaf(row.content, handle)).member.toString();
+      return logs
+        .bindLeaf(zone, serialOf(row.version), s.ctx.store.records.newestLeaf(row.content, handle), [{ type: 'handle', key: handle }])
+        .member.toString();
     };
     const size = (zone: string) => checkpointSize(s.ctx.zones.require(zone).checkpoint);
     expect(size('one')).toBe(size('two'));

@@ -9,6 +9,8 @@ import type { TestServer } from './support/server.js';
 import { until } from './support/cluster.js';
 import { forkOf, registerHandle, serversOfEachTest, witnessedZone } from './support/witnessed-zone.js';
 import { startFakeServer, type FakeServer } from './support/fake-server.js';
+import { signChangeRequest } from '../src/client/requests.js';
+import { requestId } from '../src/records/change-request.js';
 
 /**
  * Resolvers that require witnesses (`witnesses` option, `idns lookup --witness`, docs/protocol.md §13.5):
@@ -17,6 +19,14 @@ import { startFakeServer, type FakeServer } from './support/fake-server.js';
  */
 
 const owner = newUserKey();
+
+/** An authoritative answer bound to the log, as served. */
+interface Bound {
+  status: string;
+  record: string;
+  history?: unknown;
+  log: { checkpoint: string; entry?: { leaf: number; proof: string[] }; map?: string[][] };
+}
 const { server, cleanups } = serversOfEachTest();
 const register = (s: TestServer, handle: string) => registerHandle(s, handle, owner);
 const fakes: FakeServer[] = [];
@@ -161,6 +171,72 @@ describe('a resolver requiring witnesses', () => {
     const later = new ManualClock(Date.now() + 2 * 3600 * 1000);
     const stale = resolver({ trustAnchors: anchors, rootServers: [proxy.url], witnesses: policy, clock: later });
     await expect(stale.lookup('bob@example')).rejects.toThrow(/within the last 3600 s/);
+  });
+});
+
+describe('a resolver requiring witnesses takes only current records', () => {
+  it('refuses an older record shown with the current checkpoint (a key its owner rotated away, a denial from before a registration): the map of the zone’s records proves what is current', async () => {
+    const { primary, secondaries, kid, witnesses } = await witnessedZone(server);
+    const rotated = newUserKey();
+    const reg = signChangeRequest({ action: 'register', handle: 'ann@example', endpoint: 'https://home.example/ann', keys: [owner.public] }, owner.private);
+    await primary.ctx.changes.submit(reg);
+    await allCosigned([primary, ...secondaries]);
+    // Recorded as an attacker would: ann's answer with the key she is about to rotate away, bob's denial.
+    const read = async (handle: string) => (await (await fetch(`${primary.url}/v1/resolve/${handle}?zone=example&log=1`)).json()) as Bound;
+    const oldAnn = await read('ann@example');
+    const oldBob = await read('bob@example');
+    expect([oldAnn.status, oldBob.status]).toEqual(['answer', 'denial']);
+    await primary.ctx.changes.submit(
+      signChangeRequest(
+        { action: 'update', handle: 'ann@example', endpoint: 'https://home.example/ann', keys: [rotated.public], prev: requestId(reg) },
+        owner.private,
+        undefined,
+        [rotated.private],
+      ),
+    );
+    await register(primary, 'bob@example');
+    await allCosigned([primary, ...secondaries]);
+
+    // In front of the primary: the current answer, its checkpoint and proofs, around the recorded record.
+    // The older entry is in the current tree too (a valid inclusion proof): only the map tells it is not current.
+    let swap: ((current: Bound) => Promise<Bound>) | null = null;
+    const proxy = await startFakeServer(async (req, res) => {
+      const upstream = await fetch(`${primary.url}${req.url}`);
+      let body = (await upstream.json()) as Bound;
+      if (swap !== null && req.url!.startsWith('/v1/resolve/')) body = await swap(body);
+      res.writeHead(upstream.status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(body));
+    });
+    fakes.push(proxy);
+    const size = Number(oldAnn.log.checkpoint.split('\n')[1]);
+    const current = await read('ann@example');
+    const currentSize = Number(current.log.checkpoint.split('\n')[1]);
+    expect(currentSize).toBeGreaterThan(size);
+    const inclusion = (await (await fetch(`${primary.url}/v1/zones/example/log/inclusion?leaf=${oldAnn.log.entry!.leaf}&size=${currentSize}`)).json()) as {
+      proof: string[];
+    };
+    const policy = { thumbprints: witnesses, quorum: 2 };
+    const fresh = () => resolver({ trustAnchors: { example: [kid] }, rootServers: [proxy.url], witnesses: policy });
+
+    expect(await fresh().lookup('ann@example')).toMatchObject({ status: 'found', witnessed: true, keys: [rotated.public] });
+    for (const map of [(c: Bound) => c.log.map, () => oldAnn.log.map]) {
+      swap = async (c) => ({
+        ...c,
+        record: oldAnn.record,
+        history: oldAnn.history,
+        log: { ...c.log, entry: { leaf: oldAnn.log.entry!.leaf, proof: inclusion.proof }, map: map(c) },
+      });
+      await expect(fresh().lookup('ann@example')).rejects.toThrow(/not the zone’s current record/);
+    }
+    // bob's older denial with the current checkpoint: the denial is no longer in the map.
+    swap = async (c) => {
+      const { history: _h, log, ...rest } = c;
+      const { entry: _e, ...bare } = log;
+      return { ...rest, status: 'denial', record: oldBob.record, log: { ...bare, map: oldBob.log.map } };
+    };
+    await expect(fresh().lookup('bob@example')).rejects.toThrow(/not the zone’s current record/);
+    swap = null;
+    expect(await fresh().lookup('bob@example')).toMatchObject({ status: 'found', witnessed: true });
   });
 });
 

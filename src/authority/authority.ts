@@ -15,6 +15,7 @@ import type { ZoneReader } from './zone-reader.js';
 import type { AnswerFiles } from './answer-files.js';
 import { WHOLE_EVIDENCE_MAX_ENTRIES, evidenceOf } from '../records/history-evidence.js';
 import type { NumberedEntry } from '../records/history-chain.js';
+import { mappedOf, type MappedRecord } from './zone-logs.js';
 
 /** An authoritative answer for one handle. */
 export interface AuthoritativeAnswer {
@@ -50,8 +51,10 @@ export interface SerialisedAnswer {
   zoneRecord: string;
   /** Exactly `JSON.stringify` of the AuthoritativeAnswer that `resolve` gives for the same input, UTF-8. */
   body: Buffer;
-  /** Asked for (`withLeaf`), an answer's: the leaf of its history's last entry in the zone's log (null: the zone has no log). */
+  /** Asked for (`withLog`), an answer's: the leaf of its history's last entry in the zone's log (null: the zone has no log). */
   leaf?: number | null;
+  /** Asked for (`withLog`): the records of the answer whose map proofs a binding carries (zone-logs.ts mappedOf). */
+  mapped?: MappedRecord[];
 }
 
 /** A zone's parts of every answer body at one version, serialised once. */
@@ -160,7 +163,7 @@ export class Authority {
    * referrals spliced from the stored JWS and per-zone fragments rather than built as objects and
    * stringified. Denials take `resolve` itself.
    */
-  resolveSerialised(input: string, withLeaf = false): SerialisedAnswer {
+  resolveSerialised(input: string, withLog = false): SerialisedAnswer {
     const { handle, host } = this.parse(input);
     const zone = this.zones.closestHosted(host);
     // Every unusual case goes through resolve(), which throws its errors or builds the denial.
@@ -168,12 +171,19 @@ export class Authority {
       // A handle at the zone's apex cannot be below a cut. The read batch is opened only for a read of
       // the database: an answer from an answer file needs none.
       const cut = host === zone.name ? undefined : (this.store.batchReads(), this.zones.cutFor(zone, host));
-      if (cut) return this.spliced('referral', zone, cut.jws, null);
+      if (cut) {
+        const referral = this.spliced('referral', zone, cut.jws, null);
+        if (withLog) referral.mapped = [{ type: 'delegation', key: cut.key }];
+        return referral;
+      }
       // An answer file's record comes with its times, and is a compact JWS (the file holds no other kind).
       const filed = this.files?.record(zone, handle);
       if (filed !== undefined) {
         const answer = this.spliced('answer', zone, filed.jws, filed.history, filed, true);
-        if (withLeaf) answer.leaf = filed.leaf;
+        if (withLog) {
+          answer.leaf = filed.leaf;
+          answer.mapped = [{ type: 'handle', key: handle }];
+        }
         return answer;
       }
       this.store.batchReads();
@@ -181,7 +191,10 @@ export class Authority {
       if (jws !== undefined) {
         const answer = this.spliced('answer', zone, jws, this.evidence(zone.content, handle));
         // Its evidence's last entry is the handle's newest (evidenceOf).
-        if (withLeaf) answer.leaf = this.store.records.newestLeaf(zone.content, handle) ?? null;
+        if (withLog) {
+          answer.leaf = this.store.records.newestLeaf(zone.content, handle) ?? null;
+          answer.mapped = [{ type: 'handle', key: handle }];
+        }
         return answer;
       }
     }
@@ -198,7 +211,10 @@ export class Authority {
       zoneRecord,
       body: Buffer.from(JSON.stringify(answer)),
     };
-    if (withLeaf && status === 'answer') serialised.leaf = this.store.records.newestLeaf(zone!.content, this.parse(input).handle) ?? null;
+    if (withLog) {
+      if (status === 'answer') serialised.leaf = this.store.records.newestLeaf(zone!.content, this.parse(input).handle) ?? null;
+      serialised.mapped = mappedOf(answer);
+    }
     return serialised;
   }
 

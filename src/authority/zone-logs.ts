@@ -3,7 +3,8 @@ import type { Store } from '../store/store.js';
 import type { ZoneRow } from '../store/zones.js';
 import { consistencyProof, inclusionProof, type SubtreeHashes } from '../transparency/merkle.js';
 import { BASE64_HASH, hashesBase64, MemoryTree } from '../transparency/memory-tree.js';
-import { checkpointSize } from '../transparency/zone-log.js';
+import { checkpointMapRoot, checkpointSize } from '../transparency/zone-log.js';
+import { mapKey, storedKeyOf, ZoneMap, type MappedType } from '../transparency/zone-map.js';
 import { parseNote } from '../transparency/note.js';
 import type { PublicJwk } from '../records/keys.js';
 import { serialOf } from '../records/serial.js';
@@ -61,8 +62,8 @@ interface VersionBinding extends Copy {
   keys: number;
   /** `,"log":{"checkpoint":…,"witnesses":…,"zoneRecord":[…]`: the log member up to `entry`, UTF-8. */
   head: Buffer;
-  /** The member of an answer with no entry (a denial, a referral), the answer's closing brace included. */
-  bare: Buffer;
+  /** True when the checkpoint names a map of the zone's records (one of an older idns names none): answers carry map proofs. */
+  mapped: boolean;
   /** What names the checkpoint in the ETag of an answer bound to it (BoundLog.tag). */
   tag: string;
 }
@@ -132,12 +133,12 @@ export class ZoneLogs {
    * The log binding of an answer given from the version of `answer.zone` held now, for its history's
    * last entry; see bindLeaf.
    */
-  bind(answer: Pick<AuthoritativeAnswer, 'zone' | 'serial' | 'status' | 'record' | 'history'>): BoundLog {
+  bind(answer: Pick<AuthoritativeAnswer, 'zone' | 'serial' | 'status' | 'record' | 'history' | 'noCut'>): BoundLog {
     const last = answer.history?.at(-1);
-    if (answer.status !== 'answer' || last === undefined) return this.bindLeaf(answer.zone, answer.serial, undefined);
-    const handle = decodePayload(answer.record).handle as string;
+    const mapped = mappedOf(answer);
+    if (answer.status !== 'answer' || last === undefined) return this.bindLeaf(answer.zone, answer.serial, undefined, mapped);
     const content = this.logged(answer.zone, this.zones.cachedZone(answer.zone)).content;
-    return this.bindLeaf(answer.zone, answer.serial, this.store.records.leafOf(content, historyKey(handle, last[0])) ?? null);
+    return this.bindLeaf(answer.zone, answer.serial, this.store.records.leafOf(content, historyKey(mapped[0]!.key, last[0])) ?? null, mapped);
   }
 
   /**
@@ -146,9 +147,10 @@ export class ZoneLogs {
    * StepLog with an EntryProof `entry`): the
    * checkpoint with its witnesses' keys, the zone record's inclusion proof as the tree's last leaf, and
    * for an answer the inclusion proof of `leaf`, its history entry (undefined: a denial or a referral,
-   * which name none; null: an entry the log does not hold, an error).
+   * which name none; null: an entry the log does not hold, an error); and the map proof of each of
+   * `mapped`, the answer's records (its `record`, then its `noCut`), when the checkpoint names a map.
    */
-  bindLeaf(zone: string, serial: number, leaf: number | null | undefined): BoundLog {
+  bindLeaf(zone: string, serial: number, leaf: number | null | undefined, mapped: readonly MappedRecord[]): BoundLog {
     // The read path's cached row, as the answer was read from (and no query per answer).
     const row = this.logged(zone, this.zones.cachedZone(zone));
     if (serialOf(row.version) !== serial) throw new IdnsError('zone_unavailable', `zone ${zone} changed while answering; ask again`);
@@ -170,18 +172,37 @@ export class ZoneLogs {
         size,
         keys,
         head,
-        bare: Buffer.concat([head, CLOSE_BARE]),
+        mapped: checkpointMapRoot(row.checkpoint) !== null,
         tag: fnv1a(row.checkpoint).toString(36),
       };
       this.bindings.set(zone, binding);
     }
     const b = binding!;
-    if (leaf === undefined) return { member: b.bare, checkpoint: row.checkpoint, tag: b.tag };
+    const tail = b.mapped ? this.mapMember(row, mapped) : CLOSE_BARE;
+    if (leaf === undefined) return { member: Buffer.concat([b.head, tail]), checkpoint: row.checkpoint, tag: b.tag };
     if (leaf === null || !(leaf >= 0 && leaf < size - 1))
       throw new IdnsError('internal', `zone ${zone}: the answer's history entry has no leaf in the tree of ${size} leaves`);
     // The entry's proof as base64, from the tree held (whose upper nodes are encoded once) or the stored subtrees.
     const entry = tree !== null ? tree.inclusionBase64(leaf, size) : hashesBase64(inclusionProof(stored!, leaf, size));
-    return { member: withEntry(b.head, leaf, entry), checkpoint: row.checkpoint, tag: b.tag };
+    return { member: withEntry(b.head, leaf, entry, tail), checkpoint: row.checkpoint, tag: b.tag };
+  }
+
+  /**
+   * `,"map":[…]}}`: the map proof of each record, read from the stored map in one snapshot with the
+   * zone's checkpoint, which must still be the one the answer binds to (a version committed since the
+   * answer was read changed the map: the answer is asked again).
+   */
+  private mapMember(row: ZoneRow, mapped: readonly MappedRecord[]): Buffer {
+    this.store.batchReads();
+    if (this.store.zones.checkpointOf(row.name) !== row.checkpoint)
+      throw new IdnsError('zone_unavailable', `zone ${row.name} changed while answering; ask again`);
+    const map = new ZoneMap(this.store.maps.nodes(row.content));
+    const proofs = mapped.map((m) => {
+      const proof = map.proof(mapKey(m.type, m.key));
+      if (proof === null) throw new IdnsError('internal', `zone ${row.name}: its map does not hold the ${m.type} record ${m.key}`);
+      return proof.map(b64);
+    });
+    return Buffer.from(`,"map":${JSON.stringify(proofs)}}}`);
   }
 
   /** The zones' trees held in memory: leaves, bytes, and whether they are still being filled. */
@@ -311,17 +332,31 @@ export interface BoundLog {
 const CLOSE_BARE = Buffer.from('}}');
 const ENTRY_LEAF = Buffer.from(',"entry":{"leaf":');
 const ENTRY_PROOF = Buffer.from(',"proof":[');
-const CLOSE_ENTRY = Buffer.from(']}}}');
+const CLOSE_ENTRY = Buffer.from(']}');
+
+/** A record of an answer whose map proof the binding carries: its type and the key it is stored under. */
+export interface MappedRecord {
+  type: MappedType;
+  key: string;
+}
+
+/** The records of an answer the map proves current: its `record`, then each of its `noCut` denials, under the keys their payloads give. */
+export function mappedOf(answer: Pick<AuthoritativeAnswer, 'status' | 'record' | 'noCut'>): MappedRecord[] {
+  const type: MappedType = answer.status === 'answer' ? 'handle' : answer.status === 'denial' ? 'denial' : 'delegation';
+  return [answer.record, ...(answer.noCut ?? [])].map((jws) => ({ type, key: storedKeyOf(type, decodePayload(jws)) }));
+}
 
 /**
  * The log member `head` continued with the entry's leaf and proof (its hashes in base64, one after the
- * other) and closed, written into one buffer as JSON.stringify would write them (base64 needs no
- * escaping): every answer bound to the log makes one, so no string is built for it.
+ * other) and `tail` (the map member and the closing braces), written into one buffer as JSON.stringify
+ * would write them (base64 needs no escaping): every answer bound to the log makes one, so no string is
+ * built for it.
  */
-function withEntry(head: Buffer, leaf: number, proof: Buffer): Buffer {
+function withEntry(head: Buffer, leaf: number, proof: Buffer, tail: Buffer): Buffer {
   const digits = String(leaf);
   const hashes = proof.length / BASE64_HASH;
-  const size = head.length + ENTRY_LEAF.length + digits.length + ENTRY_PROOF.length + hashes * (BASE64_HASH + 3) - (hashes > 0 ? 1 : 0) + CLOSE_ENTRY.length;
+  const size =
+    head.length + ENTRY_LEAF.length + digits.length + ENTRY_PROOF.length + hashes * (BASE64_HASH + 3) - (hashes > 0 ? 1 : 0) + CLOSE_ENTRY.length + tail.length;
   const out = Buffer.allocUnsafe(size);
   let at = head.copy(out, 0);
   at += ENTRY_LEAF.copy(out, at);
@@ -334,6 +369,7 @@ function withEntry(head: Buffer, leaf: number, proof: Buffer): Buffer {
     out[at++] = 0x22;
   }
   at += CLOSE_ENTRY.copy(out, at);
+  at += tail.copy(out, at);
   if (at !== size) throw new IdnsError('internal', `a log binding of ${at} bytes where ${size} were counted`);
   return out;
 }

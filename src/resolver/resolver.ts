@@ -646,7 +646,8 @@ export class Resolver {
   private boundToLog(body: unknown, reply: DistributiveOmit<ZoneReply, 'server' | 'rttMs'>, cut: ZoneCut): NonNullable<ZoneReply['bound']> {
     const entry = reply.status === 'answer' ? loggedEntry((decodeCompact(reply.record).payload as { handle: string }).handle, reply.history) : undefined;
     const log = (body as { log?: unknown } | null)?.log;
-    return this.bind(cut.name, reply.zone.record, reply.zone.jws, log, entry);
+    const records = reply.status === 'denial' ? [reply.record, ...(reply.noCut ?? [])] : [reply.record];
+    return this.bind(cut.name, reply.zone.record, reply.zone.jws, log, records, entry);
   }
 
   /**
@@ -654,8 +655,15 @@ export class Resolver {
    * older than one seen, a fork kept as evidence), then remembers the zone's version: only once the
    * binding holds, so that a fork's newer serial cannot make the genuine zone look old.
    */
-  private bind(zone: string, record: ZoneRecord, jws: string, log: unknown, entry: { key: string; jws: string } | undefined): NonNullable<ZoneReply['bound']> {
-    const bound = verifyAnswerLog(zone, jws, record.keys, log, this.options.witnesses, epochSeconds(this.clock), entry);
+  private bind(
+    zone: string,
+    record: ZoneRecord,
+    jws: string,
+    log: unknown,
+    records: readonly string[],
+    entry: { key: string; jws: string } | undefined,
+  ): NonNullable<ZoneReply['bound']> {
+    const bound = verifyAnswerLog(zone, jws, record.keys, log, this.options.witnesses, epochSeconds(this.clock), records, entry);
     this.checkpoints.accept(zone, { size: bound.size, root: bound.root, note: bound.note });
     this.versions.check(zone, record, jws);
     return { freshUntil: bound.freshUntil, binding: keptBinding(log, entry !== undefined) };
@@ -849,10 +857,12 @@ export class Resolver {
     let freshUntil = Infinity;
     r.proof.steps.forEach((step, i) => {
       const log = (input.steps[i] as { log?: unknown }).log;
-      const entry = i === r.proof.steps.length - 1 ? logged : undefined;
-      // verifyProof checked this zone record: its payload is a zone record's.
+      const last = i === r.proof.steps.length - 1;
+      const entry = last ? logged : undefined;
+      // verifyProof checked this zone record: its payload is a zone record's; and the records each step vouches for.
       const record = decodeCompact(step.zoneRecord).payload as unknown as ZoneRecord;
-      const bound = this.bind(step.zone, record, step.zoneRecord, entry === undefined ? log : { ...(log as object), entry: input.entry }, entry);
+      const records = last ? [r.proof.record, ...(r.proof.noCut ?? [])] : [step.delegation!];
+      const bound = this.bind(step.zone, record, step.zoneRecord, entry === undefined ? log : { ...(log as object), entry: input.entry }, records, entry);
       freshUntil = Math.min(freshUntil, bound.freshUntil);
       steps.push({ ...step, log: bound.binding.log });
       if (bound.binding.entry !== undefined) r.proof.entry = bound.binding.entry;

@@ -6,6 +6,9 @@ import { ed25519NoteVerifier, MAX_NOTE_SIGNATURES, openNote, type NoteVerifier }
 import { parseCheckpoint, type Checkpoint } from './checkpoint.js';
 import { changeLeafHash, logOrigin, zoneRecordLeafHash } from './zone-log.js';
 import { witnessName } from './witness-name.js';
+import { MAX_MAP_PROOF, mapKey, mapRootOf, mapValue, storedKeyOf, verifyMapMembership } from './zone-map.js';
+import { decodeCompact } from '../records/jws.js';
+import { MAX_NO_CUT_PROOFS } from '../records/verify-core.js';
 
 /** What a resolver requires of a zone's checkpoints (`--witness THUMBPRINT… --witness-quorum N`). */
 export interface WitnessPolicy {
@@ -32,10 +35,12 @@ const CLOCK_SKEW_SECONDS = 300;
 
 /**
  * Checks an answer's log binding (docs/protocol.md §13.5): the checkpoint is the zone's, signed by a key
- * of `zoneKeys`; `zoneRecord` is its tree's last leaf; `entry` (a handle answer's history entry, as
- * `handle#seq` and its JWS) is the leaf the binding names; and, with a policy, at least `quorum` of its
- * witnesses cosigned it within the freshness bound, each checked with a key the binding carries whose
- * thumbprint the policy names. Throws verification_failed saying what does not hold.
+ * of `zoneKeys`; `zoneRecord` is its tree's last leaf; `records` (the answer's `record`, then its `noCut`
+ * denials; a referral's delegation), verified already, are the zone's current ones by the map the
+ * checkpoint names (§13.6); `entry` (a handle answer's history entry, as `handle#seq` and its JWS) is the
+ * leaf the binding names; and, with a policy, at least `quorum` of its witnesses cosigned it within the
+ * freshness bound, each checked with a key the binding carries whose thumbprint the policy names. Throws
+ * verification_failed saying what does not hold.
  */
 export function verifyAnswerLog(
   zone: string,
@@ -44,16 +49,37 @@ export function verifyAnswerLog(
   input: unknown,
   policy: WitnessPolicy | null,
   nowSeconds: number,
+  records: readonly string[],
   entry?: { key: string; jws: string },
 ): BoundCheckpoint {
   const log = shapeOf(input);
   const checkpoint = verifyCheckpoint(zone, log.checkpoint, zoneKeys, log.witnesses, policy, nowSeconds);
   verifyInclusion(zoneRecordLeafHash(zoneRecord), checkpoint.size - 1, checkpoint.size, log.zoneRecord, checkpoint.root);
+  verifyCurrent(zone, checkpoint, records, log.map);
   if (entry !== undefined) {
     if (log.entry === undefined) throw fail(`the answer carries no inclusion proof of history entry ${entry.key}`);
     verifyInclusion(changeLeafHash('put', 'op', entry.key, entry.jws)!, log.entry.leaf, checkpoint.size, log.entry.proof, checkpoint.root);
   }
   return checkpoint;
+}
+
+/**
+ * Checks that each of `records` is the one its zone holds now under its key: a membership proof (of
+ * `proofs`, in the same order) in the map whose root the checkpoint names. A checkpoint that names no
+ * map (an older idns) proves nothing current: refused, so that a replayed older record, within its
+ * signature's validity, is not taken with a newer checkpoint.
+ */
+function verifyCurrent(zone: string, checkpoint: Checkpoint, records: readonly string[], proofs: Buffer[][] | undefined): void {
+  const root = mapRootOf(checkpoint.extensions);
+  if (root === null) throw fail(`the checkpoint of ${zone} names no map of its records: it cannot show them current`);
+  if (proofs === undefined || proofs.length !== records.length)
+    throw fail(`the binding carries ${proofs?.length ?? 0} map proofs for the answer's ${records.length} records`);
+  records.forEach((jws, i) => {
+    const payload = decodeCompact(jws).payload as Record<string, unknown>;
+    const type = payload.type;
+    if (type !== 'handle' && type !== 'delegation' && type !== 'denial') throw fail(`a ${String(type)} record has no place in the map`);
+    verifyMapMembership(mapKey(type, storedKeyOf(type, payload)), mapValue(jws), proofs[i]!, root);
+  });
 }
 
 /**
@@ -134,6 +160,8 @@ export interface StepLog {
   checkpoint: string;
   witnesses: Record<string, PublicJwk>;
   zoneRecord: string[];
+  /** The map proofs of the records the step vouches for (a referral's delegation; the last step's record and noCut). */
+  map: string[][];
 }
 
 /** A handle answer's history entry in its zone's log, as a forwarded proof carries it (its leaf and inclusion proof). */
@@ -150,7 +178,12 @@ export interface EntryProof {
  */
 export function keptBinding(input: unknown, withEntry: boolean): { log: StepLog; entry?: EntryProof } {
   const shape = shapeOf(input);
-  const log: StepLog = { checkpoint: shape.checkpoint, witnesses: witnessKeysOf(shape.witnesses), zoneRecord: shape.zoneRecord.map(b64) };
+  const log: StepLog = {
+    checkpoint: shape.checkpoint,
+    witnesses: witnessKeysOf(shape.witnesses),
+    zoneRecord: shape.zoneRecord.map(b64),
+    map: (shape.map ?? []).map((p) => p.map(b64)),
+  };
   return !withEntry || shape.entry === undefined ? { log } : { log, entry: { leaf: shape.entry.leaf, proof: shape.entry.proof.map(b64) } };
 }
 
@@ -163,6 +196,7 @@ interface AnswerLogShape {
   witnesses: Record<string, unknown>;
   zoneRecord: Buffer[];
   entry?: { leaf: number; proof: Buffer[] };
+  map?: Buffer[][];
 }
 
 /** The binding's members, of the right types and within bounds (the note's own bounds are openNote's). */
@@ -181,12 +215,18 @@ function shapeOf(input: unknown): AnswerLogShape {
       throw fail("a log binding's entry without a leaf number");
     shape.entry = { leaf: e.leaf as number, proof: proofHashes(e.proof) };
   }
+  if (log.map !== undefined) {
+    // One proof per record of an answer: its record and at most MAX_NO_CUT_PROOFS denials of noCut.
+    if (!Array.isArray(log.map) || log.map.length > 1 + MAX_NO_CUT_PROOFS)
+      throw fail(`a log binding's map is a list of at most ${1 + MAX_NO_CUT_PROOFS} proofs`);
+    shape.map = log.map.map((p) => proofHashes(p, MAX_MAP_PROOF));
+  }
   return shape;
 }
 
-/** A proof's hashes as a server gives them (base64), at most MAX_PROOF_HASHES; anything else throws verification_failed. */
-export function proofHashes(value: unknown): Buffer[] {
-  if (!Array.isArray(value) || value.length > MAX_PROOF_HASHES) throw fail(`a proof is a list of at most ${MAX_PROOF_HASHES} hashes`);
+/** A proof's hashes as a server gives them (base64), at most `most` (a log's proofs: MAX_PROOF_HASHES); anything else throws verification_failed. */
+export function proofHashes(value: unknown, most = MAX_PROOF_HASHES): Buffer[] {
+  if (!Array.isArray(value) || value.length > most) throw fail(`a proof is a list of at most ${most} hashes`);
   return value.map((h) => {
     const hash = typeof h === 'string' ? Buffer.from(h, 'base64') : Buffer.alloc(0);
     if (hash.length !== HASH_BYTES || hash.toString('base64') !== h) throw fail('a proof hash is not 32 bytes of base64');

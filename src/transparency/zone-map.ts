@@ -27,6 +27,19 @@ export const MAP_LINE = 'idns-map ';
 /** The types of record the map holds (not the zone record, whose leaf ends each checkpoint's tree, nor history entries, which the tree logs). */
 export const MAPPED_TYPES = ['handle', 'delegation', 'denial'] as const;
 
+/** A type of record the map holds. */
+export type MappedType = (typeof MAPPED_TYPES)[number];
+
+/**
+ * The key a record is stored under, from its (verified) payload (docs/protocol.md §3, §4): a handle
+ * record's handle, a delegation's child zone, a denial's `after` (the empty string for the first).
+ */
+export function storedKeyOf(type: MappedType, payload: Record<string, unknown>): string {
+  const key = type === 'handle' ? payload.handle : type === 'delegation' ? payload.name : (payload.after ?? '');
+  if (typeof key !== 'string') throw new IdnsError('verification_failed', `a ${type} record without the key it is stored under`);
+  return key;
+}
+
 /** True for a type of record the map holds. */
 export function isMapped(type: string): boolean {
   return type === 'handle' || type === 'delegation' || type === 'denial';

@@ -131,7 +131,9 @@ export class ResolveEndpoint implements FastEndpoint {
     let etag = answerEtag(answer);
     let body = answer.body;
     // Read in the same turn as the answer: the checkpoint of the version it was given from.
-    const log = this.withLog ? this.ctx.zoneLogs.bindLeaf(answer.zone, serialOf(answer.version), answer.status === 'answer' ? answer.leaf : undefined) : null;
+    const log = this.withLog
+      ? this.ctx.zoneLogs.bindLeaf(answer.zone, serialOf(answer.version), answer.status === 'answer' ? answer.leaf : undefined, answer.mapped!)
+      : null;
     if (log !== null) {
       etag = boundEtag(etag, log);
       body = boundBody(body, log);
