@@ -198,7 +198,13 @@ async function fullTransferLines(url: string, zone = 'example') {
  * zone's content under a new zone record it signs itself, whose digest, count and size match them, so
  * only the checks of each record can tell.
  */
-async function keyHoldingSource(primary: TestServer, kid: string, records: { type: string; key: string; record: string }[], opts: { legacy?: boolean } = {}) {
+async function keyHoldingSource(
+  primary: TestServer,
+  kid: string,
+  records: { type: string; key: string; record: string }[],
+  /** `mapOf`: the records whose map the checkpoint names (the records sent, by default). */
+  opts: { legacy?: boolean; mapOf?: { type: string; key: string; record: string }[] } = {},
+) {
   const { ZoneSigner, zoneKey, payloadOf, fakeLog } = await import('./support/fake-server.js');
   const { ZoneDigest } = await import('../src/records/digest.js');
   const signer = new ZoneSigner('example', zoneKey(primary.dataDir, 'example', kid));
@@ -223,7 +229,7 @@ async function keyHoldingSource(primary: TestServer, kid: string, records: { typ
         signer.key,
         zoneRecord,
         records.filter((r) => r.type === 'op'),
-        records.map((r) => ({ type: r.type, key: r.key, jws: r.record })),
+        (opts.mapOf ?? records).map((r) => ({ type: r.type, key: r.key, jws: r.record })),
       );
       const lines = [
         { kind: 'start', mode: 'full', zone: 'example', serial: serial + 10, record: zoneRecord, checkpoint: log.checkpoint },
@@ -240,6 +246,60 @@ async function keyHoldingSource(primary: TestServer, kid: string, records: { typ
   fakes.push(fake);
   return { url: fake.url, signer, serial: serial + 10 };
 }
+
+describe('a copy keeps the map of its records', () => {
+  it('refuses an incremental transfer whose checkpoint names another map than its changes make, and a copy that lost its map builds it from its records', async () => {
+    const primary = await server({ zones: { example: {} } });
+    const kid = primary.ctx.zones.info('example').keyThumbprints[0]!;
+    await register(primary, 'a@example');
+    const secondary = await server();
+    secondary.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });
+    await secondary.ctx.replicator.checkNow('example');
+    const copy = await zoneState(secondary.url);
+    await register(primary, 'b@example');
+
+    // A source holding the zone key re-signs each checkpoint of the stream with the same tree and another map.
+    const { zoneKey } = await import('./support/fake-server.js');
+    const { signCheckpoint } = await import('../src/transparency/zone-log.js');
+    const { parseCheckpoint } = await import('../src/transparency/checkpoint.js');
+    const { parseNote } = await import('../src/transparency/note.js');
+    const key = zoneKey(primary.dataDir, 'example', kid);
+    const otherMap = (note: string) => {
+      const c = parseCheckpoint(parseNote(note).text);
+      return signCheckpoint('example', c.size, c.root, Buffer.alloc(32, 7), key);
+    };
+    const fake = await startFakeServer(async (req, res) => {
+      const got = await genuineLines(`${primary.url}${req.url}`);
+      const lines = got.lines.map((l) => (typeof l.checkpoint === 'string' ? { ...l, checkpoint: otherMap(l.checkpoint) } : l));
+      res.writeHead(got.status, { 'content-type': got.contentType });
+      res.end(/transfer\?since=/.test(req.url ?? '') ? lines.map((l) => JSON.stringify(l)).join('\n') + '\n' : got.raw);
+    });
+    fakes.push(fake);
+    const { TransferClient } = await import('../src/replication/transfer-client.js');
+    const { Agent } = await import('undici');
+    const agent = new Agent();
+    const client = new TransferClient(secondary.ctx.store, secondary.ctx.zones, secondary.ctx.clock, agent);
+    try {
+      await expect(client.incremental({ server: fake.url, zone: 'example', trusted: [kid], credential: null })).rejects.toThrow(
+        /the changes do not make the map the checkpoint names/,
+      );
+      expect(await zoneState(secondary.url)).toEqual(copy);
+    } finally {
+      await agent.close();
+    }
+
+    // A copy whose map is gone (an upgraded database, a lost table) builds it again from its records at
+    // its next incremental transfer, and serves answers that prove their records current.
+    const content = secondary.ctx.zones.require('example').content;
+    secondary.ctx.store.write(() => secondary.ctx.store.maps.replace(content, () => undefined));
+    const status = await secondary.ctx.replicator.checkNow('example');
+    expect(status.transfers).toMatchObject({ incremental: 1 });
+    expect(await zoneState(secondary.url)).toEqual(await zoneState(primary.url));
+    const bound = (await (await fetch(`${secondary.url}/v1/resolve/b@example?log=1`)).json()) as { log: { map: string[][] } };
+    const fromPrimary = (await (await fetch(`${primary.url}/v1/resolve/b@example?log=1`)).json()) as { log: { map: string[][] } };
+    expect(bound.log.map).toEqual(fromPrimary.log.map);
+  });
+});
 
 describe('a secondary checks each record it copies as a resolver would', () => {
   it('refuses a full transfer, digest and all matching, that holds a record a resolver would refuse, and keeps its copy', async () => {
@@ -321,6 +381,20 @@ describe('a secondary checks each record it copies as a resolver would', () => {
           (err: { code?: string; message: string }) => `${err.code}: ${err.message}`,
         );
         expect(outcome, what).toMatch(/^transfer_failed: .*(would be refused by a resolver|a transfer line has a bad type)/);
+        expect(await zoneState(secondary.url), what).toEqual(copy);
+      }
+      // A checkpoint whose map is not the records' (an older handle record named current, a record left
+      // out) is refused: the map the witnesses cosign is the one every secondary computes.
+      for (const [what, mapOf] of [
+        ['a map naming another record current', replaced(a, { record: records[b]!.record })],
+        ['a map without a record', records.filter((_, i) => i !== denialAt)],
+      ] as const) {
+        const source = await keyHoldingSource(primary, kid, records, { mapOf: [...mapOf] });
+        const outcome = await client.full({ server: source.url, zone: 'example', trusted: [kid], credential: null }).then(
+          (serial) => `accepted serial ${serial}`,
+          (err: { code?: string; message: string }) => `${err.code}: ${err.message}`,
+        );
+        expect(outcome, what).toMatch(/^transfer_failed: the records do not make the map the checkpoint names/);
         expect(await zoneState(secondary.url), what).toEqual(copy);
       }
       // The same source with the genuine records is taken: the checks refuse only what a resolver would.

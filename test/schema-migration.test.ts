@@ -475,3 +475,65 @@ describe('schema version 6: every zone keeps a log', () => {
     expect(served.checkpoint).toBe(((await (await fetch(`${s.url}/v1/zones/${ZONE}`)).json()) as { checkpoint: string }).checkpoint);
   });
 });
+
+describe('schema version 7: every zone keeps a map of its records', () => {
+  it('migrates a version 6 database: the primary builds its map from its content and names it in the checkpoint it signs; a copy takes it and follows', async () => {
+    const tmp = tempDir('idns-migrate-');
+    cleanups.push(tmp.remove);
+    const dataDir = tmp.dir;
+    const first = await startTestServer({ dataDir, zones: { [ZONE]: {} } });
+    for (const name of ['ann', 'bob']) {
+      await first.ctx.changes.submit(
+        signChangeRequest({ action: 'register', handle: `${name}@${ZONE}`, endpoint: `https://social.example/${name}`, keys: [owner.public] }, owner.private),
+      );
+    }
+    const kid = first.ctx.zones.info(ZONE).keyThumbprints[0]!;
+    await first.close();
+    // As idns with schema 6 left it: no map_nodes, a checkpoint of the tree alone.
+    const db = new Database(join(dataDir, 'idns.sqlite'));
+    const row = db.prepare('SELECT checkpoint, record FROM zones WHERE name = ?').get(ZONE) as { checkpoint: string; record: string };
+    const [origin, size, root] = row.checkpoint.split('\n') as [string, string, string];
+    const key = new KeyRing(join(dataDir, 'keys')).load(ZONE, kid);
+    const { signNote, ed25519NoteSigner } = await import('../src/transparency/note.js');
+    const { checkpointText } = await import('../src/transparency/checkpoint.js');
+    const unmapped = signNote(checkpointText({ origin, size: Number(size), root: Buffer.from(root, 'base64') }), [
+      ed25519NoteSigner(origin, key.privateKey, key.publicJwk),
+    ]);
+    db.prepare('UPDATE zones SET checkpoint = ? WHERE name = ?').run(unmapped, ZONE);
+    db.exec('DROP TABLE map_nodes');
+    db.pragma('user_version = 6');
+    const oldSerial = decodePayload(row.record).serial as number;
+    db.close();
+
+    const s = await startTestServer({ dataDir });
+    cleanups.push(() => s.close());
+    const fresh = tempDir('idns-fresh-');
+    cleanups.push(fresh.remove);
+    (await startTestServer({ dataDir: fresh.dir })).close();
+    expect(shapeOf(join(dataDir, 'idns.sqlite'))).toEqual(shapeOf(join(fresh.dir, 'idns.sqlite')));
+    // One version signed at start-up; its checkpoint names the map of the zone's handle, delegation and denial records.
+    const zone = (await (await fetch(`${s.url}/v1/zones/${ZONE}`)).json()) as { serial: number; checkpoint: string };
+    expect(zone.serial).toBe(oldSerial + 1);
+    const { buildMap, MapEntries, MAPPED_TYPES, mapKey, mapValue } = await import('../src/transparency/zone-map.js');
+    const entries = new MapEntries();
+    for (const type of MAPPED_TYPES)
+      for (const k of s.ctx.store.records.keys(ZONE, type)) entries.add(mapKey(type, k), mapValue(s.ctx.store.records.jws(ZONE, type, k)!));
+    expect(zone.checkpoint.split('\n')[3]).toBe(`idns-map ${buildMap(entries.sorted()).toString('base64')}`);
+    const answer = (await (await fetch(`${s.url}/v1/resolve/ann@${ZONE}?log=1`)).json()) as { log: { map: string[][] } };
+    expect(answer.log.map).toHaveLength(1);
+
+    // A copy takes the zone and its map, and then follows the primary's changes.
+    const secondary = await startTestServer();
+    cleanups.push(() => secondary.close());
+    secondary.ctx.zones.createSecondary(ZONE, { primaries: [s.url], ds: [kid] });
+    await secondary.ctx.replicator.checkNow(ZONE);
+    await s.ctx.changes.submit(
+      signChangeRequest({ action: 'register', handle: `cai@${ZONE}`, endpoint: 'https://social.example/cai', keys: [owner.public] }, owner.private),
+    );
+    const status = await secondary.ctx.replicator.checkNow(ZONE);
+    expect(status.transfers).toMatchObject({ full: 1, incremental: 1 });
+    const served = (await (await fetch(`${secondary.url}/v1/resolve/cai@${ZONE}?log=1`)).json()) as { log: { map: string[][] } };
+    const fromPrimary = (await (await fetch(`${s.url}/v1/resolve/cai@${ZONE}?log=1`)).json()) as { log: { map: string[][] } };
+    expect(served.log.map).toEqual(fromPrimary.log.map);
+  });
+});
