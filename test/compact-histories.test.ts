@@ -188,11 +188,11 @@ describe('compact histories kept with the history', () => {
     const expected = store.histories.evidence('example.com', H);
     expect(expected).toEqual({ last: h.all.length, evidence: wholeEvidence(h.all) });
     store.close();
-    // Schema 4 is schema 5 without the table (and schema 5 is 6 without the logs).
+    // Schema 4 is schema 5 without the table (and schema 5 is 6 without the logs, 6 is 7 without the maps).
     const db = new Database(join(dir, 'idns.sqlite'));
     db.exec('DROP TABLE compact_histories');
     db.exec(
-      'ALTER TABLE zones DROP COLUMN checkpoint; ALTER TABLE records DROP COLUMN leaf; DROP TABLE log_nodes; DROP TABLE witnessed; DROP TABLE witness_forks; DROP TABLE witness_follows; DROP TABLE witness_keys',
+      'DROP TABLE map_nodes; ALTER TABLE zones DROP COLUMN checkpoint; ALTER TABLE records DROP COLUMN leaf; DROP TABLE log_nodes; DROP TABLE witnessed; DROP TABLE witness_forks; DROP TABLE witness_follows; DROP TABLE witness_keys',
     );
     db.pragma('user_version = 4');
     db.close();
