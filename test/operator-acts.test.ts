@@ -251,6 +251,52 @@ describe("idns handle watch follows the zone's log", () => {
   });
 });
 
+describe('idns handle watch checks the record the zone gives resolvers', () => {
+  it("exits 3 when the zone's map keeps an older record of the handle current (a key holder re-signs the checkpoint), 0 while it is the newest entry's", async () => {
+    const dir = tempDir('idns-watch-map-');
+    const t = await startTestServer({ zones: { 'example.com': {} } });
+    const h = 'mapped@example.com';
+    const args = ['handle', 'watch', h, '--key', writeUserKey(dir.dir, 'owner.jwk', owner), '--server', t.url, '--state', join(dir.dir, 'w.json'), '--json'];
+    try {
+      const reg = signChangeRequest({ action: 'register', handle: h, endpoint: 'https://social.example/u', keys: [owner.public] }, owner.private);
+      expect((await postChange(t.url, reg)).status).toBe(201);
+      const content = t.ctx.zones.require('example.com').content;
+      const older = t.ctx.store.records.jws(content, 'handle', h)!;
+      const upd = signChangeRequest(
+        { action: 'update', handle: h, endpoint: 'https://social.example/moved', keys: [owner.public], prev: requestId(reg) },
+        owner.private,
+      );
+      expect((await postChange(t.url, upd)).status).toBe(200);
+      const fine = await runIdns(args);
+      expect(fine.code, fine.stdout + fine.stderr).toBe(0);
+
+      // The key holder puts the older record back, and signs a checkpoint of the same tree naming the
+      // map that holds it: every resolver would be shown the older state, proven current.
+      const { zoneKey } = await import('./support/fake-server.js');
+      const { signCheckpoint } = await import('../src/transparency/zone-log.js');
+      const { parseCheckpoint } = await import('../src/transparency/checkpoint.js');
+      const { parseNote } = await import('../src/transparency/note.js');
+      const row = t.ctx.zones.require('example.com');
+      const key = zoneKey(t.dataDir, 'example.com', t.ctx.zones.info('example.com').keyThumbprints[0]!);
+      const tree = parseCheckpoint(parseNote(row.checkpoint).text);
+      t.ctx.store.write(() => {
+        t.ctx.store.records.put(content, 'handle', h, row.version, row.recordExp, older);
+        const root = t.ctx.store.rebuildMap(content);
+        t.ctx.store.zones.setCheckpoint('example.com', signCheckpoint('example.com', tree.size, tree.root, root, key));
+        t.ctx.store.markChanged('example.com');
+      });
+      const caught = await runIdns(args);
+      expect(caught.code, caught.stdout + caught.stderr).toBe(3);
+      expect((JSON.parse(caught.stdout) as { foreign: { by: string }[] }).foreign).toContainEqual(
+        expect.objectContaining({ by: expect.stringMatching(/its record of entry 1, current in the zone's map, where the newest entry is 2/) }),
+      );
+    } finally {
+      await t.close();
+      dir.remove();
+    }
+  });
+});
+
 describe('idns handle watch against a fork', () => {
   it("exits 3 when two servers of the zone show different histories of the handle (a copy of the primary's data with its own later changes)", async () => {
     const dir = tempDir('idns-watch-fork-');

@@ -272,6 +272,7 @@ export class ZoneEditor {
     const log = this.zoneLog();
     log.append(zoneRecordLeafHash(record));
     const mapRoot = this.rebuildMap || this.zoneMap() === null ? this.store.rebuildMap(this.zone.content) : this.map!.root();
+    this.store.maps.committed(this.zone.content, mapRoot);
     this.store.zones.setCheckpoint(this.zone.name, signCheckpoint(this.zone.name, log.size, log.root(), mapRoot, this.key));
     this.store.markChanged(this.zone.name);
     return { version: this.version, record };
@@ -323,7 +324,7 @@ export class ZoneEditor {
   private zoneMap(): ZoneMap | null {
     if (this.map === null && !this.rebuildMap) {
       const named = checkpointMapRoot(this.zone.checkpoint);
-      const stored = new ZoneMap(this.store.maps.nodes(this.zone.content));
+      const stored = new ZoneMap(this.store.maps.nodes(this.zone.content, named));
       if (named !== null && stored.root().equals(named)) this.map = stored;
       else this.rebuildMap = true;
     }

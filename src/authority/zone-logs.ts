@@ -62,8 +62,8 @@ interface VersionBinding extends Copy {
   keys: number;
   /** `,"log":{"checkpoint":…,"witnesses":…,"zoneRecord":[…]`: the log member up to `entry`, UTF-8. */
   head: Buffer;
-  /** True when the checkpoint names a map of the zone's records (one of an older idns names none): answers carry map proofs. */
-  mapped: boolean;
+  /** The root of the map of the zone's records the checkpoint names (one of an older idns names none: null), whose proofs answers carry. */
+  mapRoot: Buffer | null;
   /** What names the checkpoint in the ETag of an answer bound to it (BoundLog.tag). */
   tag: string;
 }
@@ -172,13 +172,13 @@ export class ZoneLogs {
         size,
         keys,
         head,
-        mapped: checkpointMapRoot(row.checkpoint) !== null,
+        mapRoot: checkpointMapRoot(row.checkpoint),
         tag: fnv1a(row.checkpoint).toString(36),
       };
       this.bindings.set(zone, binding);
     }
     const b = binding!;
-    const tail = b.mapped ? this.mapMember(row, mapped) : CLOSE_BARE;
+    const tail = b.mapRoot !== null ? this.mapMember(row, b.mapRoot, mapped) : CLOSE_BARE;
     if (leaf === undefined) return { member: Buffer.concat([b.head, tail]), checkpoint: row.checkpoint, tag: b.tag };
     if (leaf === null || !(leaf >= 0 && leaf < size - 1))
       throw new IdnsError('internal', `zone ${zone}: the answer's history entry has no leaf in the tree of ${size} leaves`);
@@ -192,11 +192,11 @@ export class ZoneLogs {
    * zone's checkpoint, which must still be the one the answer binds to (a version committed since the
    * answer was read changed the map: the answer is asked again).
    */
-  private mapMember(row: ZoneRow, mapped: readonly MappedRecord[]): Buffer {
+  private mapMember(row: ZoneRow, root: Buffer, mapped: readonly MappedRecord[]): Buffer {
     this.store.batchReads();
     if (this.store.zones.checkpointOf(row.name) !== row.checkpoint)
       throw new IdnsError('zone_unavailable', `zone ${row.name} changed while answering; ask again`);
-    const map = new ZoneMap(this.store.maps.nodes(row.content));
+    const map = new ZoneMap(this.store.maps.nodes(row.content, root));
     const proofs = mapped.map((m) => {
       const proof = map.proof(mapKey(m.type, m.key));
       if (proof === null) throw new IdnsError('internal', `zone ${row.name}: its map does not hold the ${m.type} record ${m.key}`);

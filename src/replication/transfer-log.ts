@@ -176,7 +176,7 @@ export function applyToMap(
 ): void {
   const named = namedMapRoot(checkpoint);
   if (named === null) return;
-  const map = new ZoneMap(store.maps.nodes(content));
+  const map = new ZoneMap(store.maps.nodes(content, heldRoot));
   let root: Buffer;
   if (heldRoot !== null && map.root().equals(heldRoot)) {
     for (const c of changes) {
@@ -189,6 +189,7 @@ export function applyToMap(
     root = store.rebuildMap(content);
   }
   if (!root.equals(named)) throw refused(`the changes do not make the map the checkpoint names`);
+  store.maps.committed(content, root);
 }
 
 /** The map root a transfer's checkpoint names; a malformed map line refuses the transfer. */

@@ -16,7 +16,7 @@ import { historyKey } from '../../records/history-key.js';
 import type { VerifiedZone } from '../../records/verify.js';
 import { pathZone } from '../../replication/transfer-client.js';
 import { verifyConsistency, verifyInclusion } from '../../transparency/merkle.js';
-import { proofHashes, verifyCheckpoint, type WitnessPolicy } from '../../transparency/witnessed.js';
+import { proofHashes, verifyAnswerLog, verifyCheckpoint, type WitnessPolicy } from '../../transparency/witnessed.js';
 import { changeLeafHash } from '../../transparency/zone-log.js';
 import type { Io } from '../args.js';
 
@@ -58,9 +58,9 @@ interface Foreign {
  * checks it (the chain, every signature) and that the servers agree, then that every entry since the
  * last run (`--state`) was signed by one of the owner's keys given. Exit 0: all the owner's; 3: someone
  * else changed the handle (an operator entry, another key, servers showing different histories, or the
- * history seen last time rewritten); 1: it could not check. Until zones are witnessed (issue 18), a zone
- * key holder could still show the watcher and the resolvers different histories; the servers are at
- * least compared with each other.
+ * history seen last time rewritten, a zone log that forked, a record the zone's map gives resolvers that
+ * is not the newest entry's); 1: it could not check. With `--witness`, the checkpoint the entries are
+ * checked against must be one those witnesses cosigned: the history the resolvers requiring them see.
  */
 export async function watchHandle(
   handle: string,
@@ -94,6 +94,7 @@ export async function watchHandle(
   // The zone's log: every server's checkpoint extends the others' and the one seen last time, and every
   // new entry is in the largest (docs/protocol.md §13), cosigned by the witnesses when some are required.
   const largest = await checkLog(handle, zone, servers, logs, since, last, o.witnesses, foreign);
+  for (const { server, log } of logs) await checkCurrent(handle, zone, server, log, foreign);
   for (const [seq, jws] of longest.entries.slice(since)) {
     const { header } = decodeCompact(jws);
     if (header.typ !== OPERATION_TYP) foreign.push({ seq, op: requestId(jws), by: "the zone's operator (an operator entry)" });
@@ -185,6 +186,46 @@ async function checkLog(
     }
   }
   return largest;
+}
+
+/**
+ * Checks the handle's record that `server` gives resolvers (its answer bound to the log, `?log=1`): the
+ * map its checkpoint names holds it (docs/protocol.md §13.6), and it is the state of the newest entry of
+ * the history the server shows that is in that checkpoint's tree (a deleted handle: a denial). A zone key
+ * holder who keeps an older record of the handle current, for everyone, is caught here. A server whose
+ * checkpoint names no map (an older idns) is passed over, as one without a log.
+ */
+async function checkCurrent(handle: string, zone: VerifiedZone, server: string, log: LogEntry[], foreign: Foreign[]): Promise<void> {
+  const name = zone.record.zone;
+  const res = await jsonRequest(`${server}/v1/resolve/${encodeURIComponent(handle)}?log=1`, { maxBytes: MAX_ANSWER_BYTES });
+  const err = errorFromBody(res.body);
+  if (err) throw err;
+  const b = res.body as { status?: unknown; record?: unknown; zoneRecord?: unknown; noCut?: unknown; log?: { checkpoint?: unknown } } | null;
+  if (typeof b?.log?.checkpoint !== 'string' || !/\nidns-map /.test(b.log.checkpoint)) return;
+  const why = (what: string) => foreign.push({ seq: 0, op: '', by: `${server} gives resolvers ${what}` });
+  let size: number;
+  try {
+    if (typeof b.record !== 'string' || typeof b.zoneRecord !== 'string') throw new IdnsError('verification_failed', 'an answer without its record');
+    const noCut = b.status === 'denial' && Array.isArray(b.noCut) ? (b.noCut as unknown[]).map(String) : [];
+    size = verifyAnswerLog(name, b.zoneRecord, zone.record.keys, b.log, null, epochSeconds(systemClock), [b.record, ...noCut]).size;
+  } catch (e) {
+    if (!(e instanceof IdnsError) || e.code !== 'verification_failed') throw e;
+    why(`an answer not proven current: ${e.message}`);
+    return;
+  }
+  // The newest entry in that tree: what the zone held at that checkpoint. A record follows it, or a
+  // denial when it deleted the handle.
+  const newest = log.filter((e) => typeof e.leaf === 'number' && e.leaf < size).at(-1);
+  if (newest === undefined) return;
+  const gone = newest.action === 'delete' || newest.action === 'takedown';
+  const record = b.status === 'answer' ? (decodeCompact(b.record).payload as { seq?: unknown; op?: unknown }) : null;
+  if (gone ? record !== null : record === null || record.seq !== newest.seq || record.op !== newest.op) {
+    why(
+      record === null
+        ? `a denial of the handle, current in the zone's map, while its entry ${newest.seq} (${newest.action}) left it a state`
+        : `its record of entry ${String(record.seq)}, current in the zone's map, where the newest entry is ${newest.seq}: another state than yours`,
+    );
+  }
 }
 
 /** The consistency proof between two sizes of the zone's log, from `server`. */
