@@ -142,3 +142,47 @@ describe('zone map', () => {
     expect(errorCode(() => mapRootOf([`idns-map ${root.toString('base64')}`, `idns-map ${root.toString('base64')}`]))).toBe('verification_failed');
   });
 });
+
+describe('zone map in the store', () => {
+  it('keeps upper nodes in memory only for the root named: a change made through another connection is never read stale, nor one rolled back', async () => {
+    const { Store } = await import('../src/store/store.js');
+    const { tempDir } = await import('./support/server.js');
+    const dir = tempDir('idns-map-store-');
+    const writer = Store.open(dir.dir);
+    const reader = Store.open(dir.dir);
+    try {
+      const keys = Array.from({ length: 300 }, (_, i) => mapKey('handle', `h${i}@example`));
+      // Written through one connection, as the writer thread does; `committed` names the new root.
+      const change = (at: Buffer | null, edit: (map: ZoneMap) => void): Buffer =>
+        writer.write(() => {
+          const map = new ZoneMap(writer.maps.nodes('c', at));
+          edit(map);
+          writer.maps.committed('c', map.root());
+          return map.root();
+        });
+      let root = change(null, (map) => keys.forEach((k, i) => map.set(k, mapValue(`v${i}`))));
+      const proofAt = (r: Buffer, key: Buffer) => new ZoneMap(reader.maps.nodes('c', r)).proof(key)!;
+      verifyMapMembership(keys[7]!, mapValue('v7'), proofAt(root, keys[7]!), root);
+      // Changed through the writer: the reader, asked for the new root, reads it afresh.
+      root = change(root, (map) => map.set(keys[7]!, mapValue('changed')));
+      verifyMapMembership(keys[7]!, mapValue('changed'), proofAt(root, keys[7]!), root);
+      // A change rolled back leaves the writer's memory of nodes unused: the next change starts from the stored map.
+      expect(() =>
+        writer.write(() => {
+          const map = new ZoneMap(writer.maps.nodes('c', root));
+          map.set(keys[8]!, mapValue('lost'));
+          throw new Error('rolled back');
+        }),
+      ).toThrow('rolled back');
+      const after = change(root, (map) => map.set(keys[9]!, mapValue('kept')));
+      const entries = new MapEntries();
+      keys.forEach((k, i) => entries.add(k, mapValue(i === 7 ? 'changed' : i === 9 ? 'kept' : `v${i}`)));
+      expect(after.equals(buildMap(entries.sorted()))).toBe(true);
+      verifyMapMembership(keys[8]!, mapValue('v8'), proofAt(after, keys[8]!), after);
+    } finally {
+      writer.close();
+      reader.close();
+      dir.remove();
+    }
+  });
+});

@@ -5,22 +5,31 @@ import type { MapNode, MapNodes } from '../transparency/zone-map.js';
 
 /**
  * Nodes down to this depth are kept in memory (per content id, while its map's root is the one they were
- * read at): every proof and every change passes through them, and a map of a million records has about
- * 2^17 of them (some 15 MB); the 5 or so levels below are read from the table.
+ * read at): every proof and every change passes through them. A level of depth d takes 2^d places of 33
+ * bytes once a node of it is read (a map of a million records: all 18 levels, some 17 MB); the 3 or 4
+ * levels below are read from the table (in a read transaction, 2 to 4 µs a node; one statement with all
+ * their paths in an IN list measured slower).
  */
-const CACHED_DEPTH = 16;
-/** Most nodes kept in memory, all maps together; past it a map's nodes are let go. */
-const MAX_CACHED = 300_000;
-/** Paths a batched read asks for at once: the nodes below CACHED_DEPTH on a key's path and their siblings. */
-const BATCH = 48;
+const CACHED_DEPTH = 18;
+/** Maps whose upper nodes are kept in memory at once; the one used least lately goes first. */
+const MAX_CACHED_MAPS = 4;
+
+/** What is known of a place: not read yet, empty, an interior node, a leaf (its key in `leafKeys`). */
+const UNKNOWN = 0;
+const EMPTY = 1;
+const INTERIOR = 2;
+const LEAF = 3;
 
 /** A map's nodes kept in memory: valid for the root named when they were read, unless changed since. */
 interface NodeCache {
   root: Buffer | null;
   /** Nodes were changed by a transaction that has not been seen to commit: the cache is not trusted. */
   dirty: boolean;
-  /** By path (latin1 of its bytes); null: known empty. */
-  nodes: Map<string, MapNode | null>;
+  /** Per depth, what each place holds (UNKNOWN … LEAF), and its hash (32 bytes a place); made when first used. */
+  kinds: (Uint8Array | undefined)[];
+  hashes: (Buffer | undefined)[];
+  /** The keys of the leaves kept, by depth and place (depth · 2^32 + place). */
+  leafKeys: Map<number, Buffer>;
 }
 
 /**
@@ -32,21 +41,16 @@ interface NodeCache {
  */
 export class MapStore {
   private readonly getStmt: Statement<[string, Buffer], { hash: Buffer; leaf_key: Buffer | null }>;
-  private readonly manyStmt: Statement<unknown[], { path: Buffer; hash: Buffer; leaf_key: Buffer | null }>;
   private readonly putStmt;
   private readonly deleteStmt;
   private readonly clearStmt;
   private readonly deleteSomeStmt;
   private readonly bulk;
   private readonly caches = new Map<string, NodeCache>();
-  private cached = 0;
 
   constructor(db: Db) {
     this.getStmt = db.prepare<[string, Buffer], { hash: Buffer; leaf_key: Buffer | null }>(
       'SELECT hash, leaf_key FROM map_nodes WHERE content = ? AND path = ?',
-    );
-    this.manyStmt = db.prepare<unknown[], { path: Buffer; hash: Buffer; leaf_key: Buffer | null }>(
-      `SELECT path, hash, leaf_key FROM map_nodes WHERE content = ? AND path IN (${Array(BATCH).fill('?').join(', ')})`,
     );
     this.putStmt = db.prepare('INSERT OR REPLACE INTO map_nodes (content, path, hash, leaf_key) VALUES (?, ?, ?, ?)');
     this.deleteStmt = db.prepare('DELETE FROM map_nodes WHERE content = ? AND path = ?');
@@ -66,41 +70,23 @@ export class MapStore {
       const row = this.getStmt.get(content, path);
       return row === undefined ? undefined : { hash: row.hash, key: row.leaf_key };
     };
-    const keep = (id: string, node: MapNode | undefined): void => {
-      if (cache === null || cache.nodes.has(id)) return;
-      if (this.cached >= MAX_CACHED) this.forgetAll();
-      cache.nodes.set(id, node ?? null);
-      this.cached++;
-    };
     const get = (path: Buffer): MapNode | undefined => {
-      if (cache === null || depthOf(path) > CACHED_DEPTH) return read(path);
-      const id = path.toString('latin1');
-      const known = cache.nodes.get(id);
-      if (known !== undefined) return known ?? undefined;
-      const node = read(path);
-      keep(id, node);
-      return node;
+      const depth = depthOf(path);
+      if (cache === null || depth > CACHED_DEPTH) return read(path);
+      const place = placeOf(path, depth);
+      const kind = kindsAt(cache, depth)[place]!;
+      if (kind === UNKNOWN) {
+        const node = read(path);
+        keep(cache, depth, place, node);
+        return node;
+      }
+      if (kind === EMPTY) return undefined;
+      // A copy: the place may be written again while the caller holds the node.
+      const hash = Buffer.from(hashesAt(cache, depth).subarray(place * 32, place * 32 + 32));
+      return { hash, key: kind === LEAF ? cache.leafKeys.get(depth * 2 ** 32 + place)! : null };
     };
     return {
       get,
-      getMany: (paths) => {
-        // The shallow ones from memory (or read and kept), the rest in batches of one statement each.
-        const out: (MapNode | undefined)[] = new Array(paths.length);
-        const rest: number[] = [];
-        paths.forEach((p, i) => {
-          if (cache !== null && depthOf(p) <= CACHED_DEPTH) out[i] = get(p);
-          else rest.push(i);
-        });
-        for (let from = 0; from < rest.length; from += BATCH) {
-          const part = rest.slice(from, from + BATCH);
-          const args: unknown[] = [content, ...part.map((i) => paths[i]!)];
-          while (args.length < BATCH + 1) args.push(NO_PATH);
-          const found = new Map<string, MapNode>();
-          for (const row of this.manyStmt.iterate(...args)) found.set(row.path.toString('latin1'), { hash: row.hash, key: row.leaf_key });
-          for (const i of part) out[i] = found.get(paths[i]!.toString('latin1'));
-        }
-        return out;
-      },
       put: (path, node) => {
         this.putStmt.run(content, path, node.hash, node.key);
         this.changed(content, path, node);
@@ -149,10 +135,13 @@ export class MapStore {
   private cacheOf(content: string, at: Buffer | null): NodeCache | null {
     if (at === null) return null;
     let cache = this.caches.get(content);
-    if (cache !== undefined && !cache.dirty && cache.root !== null && cache.root.equals(at)) return cache;
-    this.forget(content);
-    cache = { root: at, dirty: false, nodes: new Map() };
+    this.caches.delete(content);
+    if (cache === undefined || cache.dirty || cache.root === null || !cache.root.equals(at)) {
+      cache = { root: at, dirty: false, kinds: [], hashes: [], leafKeys: new Map() };
+    }
+    // Last in the map's order: used most lately.
     this.caches.set(content, cache);
+    if (this.caches.size > MAX_CACHED_MAPS) this.caches.delete(this.caches.keys().next().value as string);
     return cache;
   }
 
@@ -160,28 +149,44 @@ export class MapStore {
     const cache = this.caches.get(content);
     if (cache === undefined) return;
     cache.dirty = true;
-    if (depthOf(path) > CACHED_DEPTH) return;
-    const id = path.toString('latin1');
-    if (!cache.nodes.has(id)) this.cached++;
-    cache.nodes.set(id, node ?? null);
+    const depth = depthOf(path);
+    if (depth <= CACHED_DEPTH) keep(cache, depth, placeOf(path, depth), node);
   }
 
   private forget(content: string): void {
-    const cache = this.caches.get(content);
-    if (cache === undefined) return;
-    this.cached -= cache.nodes.size;
     this.caches.delete(content);
-  }
-
-  private forgetAll(): void {
-    this.caches.clear();
-    this.cached = 0;
   }
 }
 
-/** A path no node has (a path is at least two bytes): fills a batched read's unused places. */
-const NO_PATH = Buffer.alloc(0);
-
 function depthOf(path: Buffer): number {
   return path.readUInt16BE(0);
+}
+
+/** A node's place among the 2^depth of its depth: its path's bits (depth at most CACHED_DEPTH). */
+function placeOf(path: Buffer, depth: number): number {
+  if (depth === 0) return 0;
+  const bits = (((path[2] ?? 0) << 16) | ((path[3] ?? 0) << 8) | (path[4] ?? 0)) >>> 0;
+  return bits >>> (24 - depth);
+}
+
+function kindsAt(cache: NodeCache, depth: number): Uint8Array {
+  return (cache.kinds[depth] ??= new Uint8Array(2 ** depth));
+}
+
+function hashesAt(cache: NodeCache, depth: number): Buffer {
+  return (cache.hashes[depth] ??= Buffer.alloc(2 ** depth * 32));
+}
+
+/** Records what a place holds (a node read or written; undefined: empty). */
+function keep(cache: NodeCache, depth: number, place: number, node: MapNode | undefined): void {
+  const id = depth * 2 ** 32 + place;
+  if (node === undefined) {
+    kindsAt(cache, depth)[place] = EMPTY;
+    cache.leafKeys.delete(id);
+    return;
+  }
+  node.hash.copy(hashesAt(cache, depth), place * 32);
+  kindsAt(cache, depth)[place] = node.key === null ? INTERIOR : LEAF;
+  if (node.key === null) cache.leafKeys.delete(id);
+  else cache.leafKeys.set(id, Buffer.from(node.key));
 }

@@ -104,14 +104,9 @@ export interface MapNode {
 /** Where a map's nodes are kept, by path (mapPath); an absent path is an empty subtree. */
 export interface MapNodes {
   get(path: Buffer): MapNode | undefined;
-  /** Several at once (a store reads them with one statement), in the order asked. */
-  getMany?(paths: readonly Buffer[]): (MapNode | undefined)[];
   put(path: Buffer, node: MapNode): void;
   delete(path: Buffer): void;
 }
-
-/** Levels of a key's path whose nodes and siblings a proof asks for at once: deeper than almost every leaf of a map of 2^20 keys (the rest are read one by one). */
-const PROOF_READ = 28;
 
 /** The position of the node at `depth` on a key's path: two bytes of depth, then the key's first `depth` bits (the rest of the last byte zero). */
 export function mapPath(key: Buffer, depth: number): Buffer {
@@ -197,22 +192,12 @@ export class ZoneMap {
 
   /** The siblings on a key's path from its leaf up, when the map holds the key; else null. */
   proof(key: Buffer): Buffer[] | null {
-    // The nodes on the path and their siblings, read together as far as PROOF_READ levels down.
-    const ahead = new Map<number, [MapNode | undefined, MapNode | undefined]>();
-    if (this.nodes.getMany !== undefined) {
-      const paths: Buffer[] = [];
-      for (let d = 0; d < PROOF_READ; d++) paths.push(mapPath(key, d), siblingPath(key, d + 1));
-      const got = this.nodes.getMany(paths);
-      for (let d = 0; d < PROOF_READ; d++) ahead.set(d, [got[2 * d], got[2 * d + 1]]);
-    }
     const siblings: Buffer[] = [];
     for (let depth = 0; ; depth++) {
-      const read = ahead.get(depth);
-      const node = read !== undefined ? read[0] : this.nodes.get(mapPath(key, depth));
+      const node = this.nodes.get(mapPath(key, depth));
       if (node === undefined) return null;
       if (node.key !== null) return node.key.equals(key) ? siblings.reverse() : null;
-      const sibling = read !== undefined ? read[1] : this.nodes.get(siblingPath(key, depth + 1));
-      siblings.push(sibling?.hash ?? EMPTY_MAP);
+      siblings.push(this.nodes.get(siblingPath(key, depth + 1))?.hash ?? EMPTY_MAP);
     }
   }
 
