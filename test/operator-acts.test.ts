@@ -266,7 +266,7 @@ describe('idns handle watch checks the record the zone gives resolvers', () => {
         { action: 'update', handle: h, endpoint: 'https://social.example/moved', keys: [owner.public], prev: requestId(reg) },
         owner.private,
       );
-      expect((await postChange(t.url, upd)).status).toBe(200);
+      expect((await putChange(t.url, h, upd)).status).toBe(200);
       const fine = await runIdns(args);
       expect(fine.code, fine.stdout + fine.stderr).toBe(0);
 
