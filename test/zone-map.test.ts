@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   buildMap,
+  BufferedNodes,
   EMPTY_MAP,
   mapKey,
   mapLeafHash,
@@ -98,6 +99,31 @@ describe('zone map', () => {
     );
   });
 
+  it('changed through a buffer, writes each node once at flush and leaves the same nodes as changing them one by one', () => {
+    fc.assert(
+      fc.property(fc.array(opArb, { maxLength: 60 }), fc.integer({ min: 1, max: 10 }), (ops, every) => {
+        const direct = new MemoryNodes();
+        const stored = new MemoryNodes();
+        const buffer = new BufferedNodes(stored);
+        const [one, buffered] = [new ZoneMap(direct), new ZoneMap(buffer)];
+        ops.forEach((op, i) => {
+          for (const map of [one, buffered]) {
+            if (op.value === null) map.remove(op.key);
+            else map.set(op.key, mapValue(op.value));
+          }
+          // Flushed now and then, as commits are.
+          if (i % every === 0) buffer.flush();
+        });
+        buffer.flush();
+        expect(new ZoneMap(stored).root().equals(one.root())).toBe(true);
+        expect(new Map([...stored.rows].map(([k, n]) => [k, n.hash.toString('hex')]))).toEqual(
+          new Map([...direct.rows].map(([k, n]) => [k, n.hash.toString('hex')])),
+        );
+      }),
+      { numRuns: 200 },
+    );
+  });
+
   it('has no proof for a key it does not hold, and an old value is refused once replaced', () => {
     const map = new ZoneMap(new MemoryNodes());
     const alice = mapKey('handle', 'alice@example.com');
@@ -161,7 +187,13 @@ describe('zone map in the store', () => {
           return map.root();
         });
       let root = change(null, (map) => keys.forEach((k, i) => map.set(k, mapValue(`v${i}`))));
-      const proofAt = (r: Buffer, key: Buffer) => new ZoneMap(reader.maps.nodes('c', r)).proof(key)!;
+      // Both ways a reader proves: through the nodes kept for the named root, and the proofs for answers,
+      // whose nodes outlive a change and are checked.
+      const proofAt = (r: Buffer, key: Buffer) => {
+        const kept = new ZoneMap(reader.maps.nodes('c', r)).proof(key)!;
+        expect(reader.maps.proof('c', r, key)).toEqual(kept);
+        return kept;
+      };
       verifyMapMembership(keys[7]!, mapValue('v7'), proofAt(root, keys[7]!), root);
       // Changed through the writer: the reader, asked for the new root, reads it afresh.
       root = change(root, (map) => map.set(keys[7]!, mapValue('changed')));
@@ -179,6 +211,19 @@ describe('zone map in the store', () => {
       keys.forEach((k, i) => entries.add(k, mapValue(i === 7 ? 'changed' : i === 9 ? 'kept' : `v${i}`)));
       expect(after.equals(buildMap(entries.sorted()))).toBe(true);
       verifyMapMembership(keys[8]!, mapValue('v8'), proofAt(after, keys[8]!), after);
+      // Every key proven under one root, then each again after a change elsewhere: the proofs kept from
+      // before are checked, and the stale ones read again.
+      for (const k of keys) reader.maps.proof('c', after, k);
+      const last = change(after, (map) => {
+        map.remove(keys[3]!);
+        map.set(keys[200]!, mapValue('moved'));
+      });
+      expect(reader.maps.proof('c', last, keys[3]!)).toBeNull();
+      keys.forEach((k, i) => {
+        if (i === 3) return;
+        const value = mapValue(i === 7 ? 'changed' : i === 9 ? 'kept' : i === 200 ? 'moved' : `v${i}`);
+        verifyMapMembership(k, value, reader.maps.proof('c', last, k)!, last);
+      });
     } finally {
       writer.close();
       reader.close();

@@ -16,7 +16,7 @@ import type { ZoneRow } from '../store/zones.js';
 import { serialOf } from '../records/serial.js';
 import type { ZoneSettings } from './settings.js';
 import { changeLeafHash, checkpointMapRoot, checkpointSize, signCheckpoint, zoneRecordLeafHash } from '../transparency/zone-log.js';
-import { isMapped, mapKey, mapValue, ZoneMap } from '../transparency/zone-map.js';
+import { BufferedNodes, isMapped, mapKey, mapValue, ZoneMap } from '../transparency/zone-map.js';
 import { ZoneLog } from '../transparency/zone-log-writer.js';
 
 /**
@@ -43,6 +43,8 @@ export class ZoneEditor {
    * record it holds; null until then, or when it is to be built whole at commit (`rebuildMap`).
    */
   private map: ZoneMap | null = null;
+  /** The map's nodes as this editor changed them, written once each at commit. */
+  private mapNodes: BufferedNodes | null = null;
   /** True when commit() builds the map from the records: the zone has none yet, or a bulk import changed most of it. */
   private rebuildMap = false;
 
@@ -271,7 +273,11 @@ export class ZoneEditor {
     this.journal('put', 'zone', '', record);
     const log = this.zoneLog();
     log.append(zoneRecordLeafHash(record));
-    const mapRoot = this.rebuildMap || this.zoneMap() === null ? this.store.rebuildMap(this.zone.content) : this.map!.root();
+    // Built whole, or changed node by node (each node written once, now); what was changed before a bulk
+    // change made the editor build it whole is dropped with the rest.
+    const rebuilt = this.rebuildMap || this.zoneMap() === null;
+    const mapRoot = rebuilt ? this.store.rebuildMap(this.zone.content) : this.map!.root();
+    if (!rebuilt) this.mapNodes!.flush();
     this.store.maps.committed(this.zone.content, mapRoot);
     this.store.zones.setCheckpoint(this.zone.name, signCheckpoint(this.zone.name, log.size, log.root(), mapRoot, this.key));
     this.store.markChanged(this.zone.name);
@@ -324,9 +330,12 @@ export class ZoneEditor {
   private zoneMap(): ZoneMap | null {
     if (this.map === null && !this.rebuildMap) {
       const named = checkpointMapRoot(this.zone.checkpoint);
-      const stored = new ZoneMap(this.store.maps.nodes(this.zone.content, named));
-      if (named !== null && stored.root().equals(named)) this.map = stored;
-      else this.rebuildMap = true;
+      const nodes = new BufferedNodes(this.store.maps.nodes(this.zone.content, named));
+      const stored = new ZoneMap(nodes);
+      if (named !== null && stored.root().equals(named)) {
+        this.map = stored;
+        this.mapNodes = nodes;
+      } else this.rebuildMap = true;
     }
     return this.rebuildMap ? null : this.map;
   }

@@ -4,7 +4,7 @@ import type { ZoneRow } from '../store/zones.js';
 import { consistencyProof, inclusionProof, type SubtreeHashes } from '../transparency/merkle.js';
 import { BASE64_HASH, hashesBase64, MemoryTree } from '../transparency/memory-tree.js';
 import { checkpointMapRoot, checkpointSize } from '../transparency/zone-log.js';
-import { mapKey, storedKeyOf, ZoneMap, type MappedType } from '../transparency/zone-map.js';
+import { mapKey, storedKeyOf, type MappedType } from '../transparency/zone-map.js';
 import { parseNote } from '../transparency/note.js';
 import type { PublicJwk } from '../records/keys.js';
 import { serialOf } from '../records/serial.js';
@@ -189,16 +189,16 @@ export class ZoneLogs {
 
   /**
    * `,"map":[…]}}`: the map proof of each record, read from the stored map in one snapshot with the
-   * zone's checkpoint, which must still be the one the answer binds to (a version committed since the
-   * answer was read changed the map: the answer is asked again).
+   * zone's version, which must still be the one the answer binds to (a version committed since the
+   * answer was read changed the map: the answer is asked again). `root` is the map's root its
+   * checkpoint names.
    */
   private mapMember(row: ZoneRow, root: Buffer, mapped: readonly MappedRecord[]): Buffer {
     this.store.batchReads();
-    if (this.store.zones.checkpointOf(row.name) !== row.checkpoint)
-      throw new IdnsError('zone_unavailable', `zone ${row.name} changed while answering; ask again`);
-    const map = new ZoneMap(this.store.maps.nodes(row.content, root));
+    // The map changes only with a version (cosignatures change the note, not the map).
+    if (this.store.zones.versionOf(row.name) !== row.version) throw new IdnsError('zone_unavailable', `zone ${row.name} changed while answering; ask again`);
     const proofs = mapped.map((m) => {
-      const proof = map.proof(mapKey(m.type, m.key));
+      const proof = this.store.maps.proof(row.content, root, mapKey(m.type, m.key));
       if (proof === null) throw new IdnsError('internal', `zone ${row.name}: its map does not hold the ${m.type} record ${m.key}`);
       return proof.map(b64);
     });

@@ -33,7 +33,7 @@ export class ZoneStore {
   private readonly updateStateStmt;
   private readonly updatePolicyStmt;
   private readonly checkpointStmt;
-  private readonly checkpointOfStmt;
+  private readonly versionOfStmt;
   private readonly updateSettingsStmt;
   private readonly replaceCopyStmt;
   private readonly refreshedStmt;
@@ -65,7 +65,7 @@ export class ZoneStore {
     );
     this.updateStateStmt = db.prepare(`UPDATE zones SET version = ?, digest_state = ?, record = ?, record_exp = ? WHERE name = ?`);
     this.checkpointStmt = db.prepare(`UPDATE zones SET checkpoint = ? WHERE name = ?`);
-    this.checkpointOfStmt = db.prepare<[string], string>(`SELECT checkpoint FROM zones WHERE name = ?`).pluck();
+    this.versionOfStmt = db.prepare<[string], number>(`SELECT version FROM zones WHERE name = ?`).pluck();
     this.updatePolicyStmt = db.prepare(`UPDATE zones SET policy = ? WHERE name = ?`);
     this.updateSettingsStmt = db.prepare(`UPDATE zones SET settings = ? WHERE name = ?`);
     this.replaceCopyStmt = db.prepare(
@@ -190,9 +190,9 @@ export class ZoneStore {
     this.updateStateStmt.run(version, digestState, record, recordExp, name);
   }
 
-  /** The checkpoint of a zone's log as stored now (read from the table, not the cached row). */
-  checkpointOf(name: string): string | undefined {
-    return this.checkpointOfStmt.get(name);
+  /** A zone's version as stored now (read from the table, not the cached row). */
+  versionOf(name: string): number | undefined {
+    return this.versionOfStmt.get(name);
   }
 
   /** Stores the checkpoint of a zone's log at its current version (signed by its editor, or copied with a transfer). */
