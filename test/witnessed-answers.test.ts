@@ -17,6 +17,8 @@ import { Store } from '../src/store/store.js';
 import { inclusionProof } from '../src/transparency/merkle.js';
 import { checkpointSize } from '../src/transparency/zone-log.js';
 import { startTestServer, tempDir } from './support/server.js';
+import { operatorAct } from '../src/authority/operator-acts.js';
+import { boundBody, resolveBound } from '../src/http/routes/resolve.js';
 
 /**
  * Answers bound to the zone's log (`GET /v1/resolve/{handle}?log=1`, docs/protocol.md §13.5) and their
@@ -220,6 +222,38 @@ describe("answers bound to the log, from the zone's tree in memory", () => {
     await register(s, 'again@example');
     expectStoredProofs(await resolve(s, 'again@example'));
     expect(s.ctx.zoneLogs.held()).toMatchObject([{ zone: 'example', leaves: checkpointSize(s.ctx.zones.require('example').checkpoint), filling: false }]);
+  });
+});
+
+describe('answers bound to the log right after another connection commits', () => {
+  it('are of the version committed and prove their records current in its map (the read path drops its cached rows and reads the answer again)', async () => {
+    const s = await server({ zones: { example: {} } });
+    await register(s, 'ann@example');
+    await register(s, 'bob@example');
+    const before = s.ctx.zones.cachedZone('example')!.version;
+    // Committed through another connection, as the writer thread and the command line commit: the read
+    // path's cached rows show it only once they are checked again (at most every 50 ms) or dropped.
+    const other = Store.open(s.dataDir);
+    try {
+      operatorAct(other, new ZoneService(other, new KeyRing(join(s.dataDir, 'keys')), systemClock), 'bob@example', {
+        action: 'takedown',
+        reason: 'a test of a version committed elsewhere',
+      });
+    } finally {
+      other.close();
+    }
+    // A new turn of the event loop: the reads see the committed version, the cached row may not yet.
+    await new Promise((r) => setImmediate(r));
+    const { answer, log } = resolveBound(s.ctx, 'ann@example', undefined, true);
+    expect(answer.serial).toBe(serialOf(before + 1));
+    const served = JSON.parse(boundBody(Buffer.from(JSON.stringify(answer)), log!).toString()) as Answer;
+    check(served, null);
+    // Over HTTP, on the fast path and the application's route alike.
+    for (const url of [`${s.url}/v1/resolve/ann@example?log=1`, `${s.url}/v1/resolve/ann@example?log=1&zone=example`]) {
+      const res = await fetch(url);
+      expect(res.status).toBe(200);
+      check((await res.json()) as Answer, null);
+    }
   });
 });
 

@@ -196,7 +196,12 @@ export class ZoneLogs {
   private mapMember(row: ZoneRow, root: Buffer, mapped: readonly MappedRecord[]): Buffer {
     this.store.batchReads();
     // The map changes only with a version (cosignatures change the note, not the map).
-    if (this.store.zones.versionOf(row.name) !== row.version) throw new IdnsError('zone_unavailable', `zone ${row.name} changed while answering; ask again`);
+    if (this.store.zones.versionOf(row.name) !== row.version) {
+      // A version committed through another connection that the cached rows do not show yet: they are
+      // read again by the next question (routes/resolve.ts resolveBound asks it at once).
+      this.store.zones.invalidate();
+      throw new IdnsError('zone_unavailable', `zone ${row.name} changed while answering; ask again`);
+    }
     const proofs = mapped.map((m) => {
       const proof = this.store.maps.proof(row.content, root, mapKey(m.type, m.key));
       if (proof === null) throw new IdnsError('internal', `zone ${row.name}: its map does not hold the ${m.type} record ${m.key}`);

@@ -1,5 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { AppContext } from '../../context.js';
+import type { BoundLog } from '../../authority/zone-logs.js';
+import { isIdnsError } from '../../errors.js';
 import { fnv1a } from '../../records/encoding.js';
 import type { Tally } from '../metrics.js';
 import { serialOf } from '../../records/serial.js';
@@ -131,9 +133,17 @@ export class ResolveEndpoint implements FastEndpoint {
     let etag = answerEtag(answer);
     let body = answer.body;
     // Read in the same turn as the answer: the checkpoint of the version it was given from.
-    const log = this.withLog
-      ? this.ctx.zoneLogs.bindLeaf(answer.zone, serialOf(answer.version), answer.status === 'answer' ? answer.leaf : undefined, answer.mapped!)
-      : null;
+    let log: BoundLog | null = null;
+    if (this.withLog) {
+      try {
+        log = this.ctx.zoneLogs.bindLeaf(answer.zone, serialOf(answer.version), answer.status === 'answer' ? answer.leaf : undefined, answer.mapped!);
+      } catch (err) {
+        // A version committed elsewhere that the cached rows do not show yet: the application's route
+        // reads the answer again (resolveBound).
+        if (isIdnsError(err, 'zone_unavailable')) return null;
+        throw err;
+      }
+    }
     if (log !== null) {
       etag = boundEtag(etag, log);
       body = boundBody(body, log);

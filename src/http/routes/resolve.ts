@@ -4,7 +4,7 @@ import type { BoundLog } from '../../authority/zone-logs.js';
 import type { AppContext } from '../../context.js';
 import { zoneFromPath } from './zones.js';
 import { note } from '../observe.js';
-import { IdnsError } from '../../errors.js';
+import { IdnsError, isIdnsError } from '../../errors.js';
 
 /** `GET /v1/resolve/{handle}[?zone=Z]`: authoritative, non-recursive answers from the zones held here. */
 export function resolveRoutes(ctx: AppContext): Hono {
@@ -13,9 +13,7 @@ export function resolveRoutes(ctx: AppContext): Hono {
     note(c, { role: 'authoritative' });
     const zone = c.req.query('zone');
     const withLog = logQuery(c.req.query('log'));
-    const answer = ctx.authority.resolve(c.req.param('handle'), zone === undefined ? undefined : zoneFromPath(zone));
-    // Read in the same turn as the answer: the checkpoint of the version it was given from (docs/protocol.md §13.5).
-    const log = withLog ? ctx.zoneLogs.bind(answer) : undefined;
+    const { answer, log } = resolveBound(ctx, c.req.param('handle'), zone === undefined ? undefined : zoneFromPath(zone), withLog);
     note(c, { zone: answer.zone, outcome: answer.status });
     const etag = log ? boundEtag(answerEtag(answer), log) : answerEtag(answer);
     const reply = resolveReply(answer.status, answer.ttl, etag, c.req.header('If-None-Match'));
@@ -25,6 +23,26 @@ export function resolveRoutes(ctx: AppContext): Hono {
     return c.body(log ? boundBody(Buffer.from(body), log).toString() : body, reply.status);
   });
   return app;
+}
+
+/**
+ * An authoritative answer and, with `withLog`, its binding to the zone's log, read in the same turn (the
+ * checkpoint of the version it was given from, docs/protocol.md §13.5). When another connection (the
+ * writer thread) committed a version the zone rows cached here do not show yet, the binding's map proofs
+ * cannot be read for the version answered (zone_unavailable, and the cache is dropped): the answer is
+ * read once more, from the version committed.
+ */
+export function resolveBound(ctx: AppContext, handle: string, zone: string | undefined, withLog: boolean): { answer: AuthoritativeAnswer; log?: BoundLog } {
+  const read = () => {
+    const answer = ctx.authority.resolve(handle, zone);
+    return withLog ? { answer, log: ctx.zoneLogs.bind(answer) } : { answer };
+  };
+  try {
+    return read();
+  } catch (err) {
+    if (!withLog || !isIdnsError(err, 'zone_unavailable')) throw err;
+    return read();
+  }
 }
 
 /** An answer's body (JSON) with its log binding as the last member (BoundLog.member). */
