@@ -39,6 +39,17 @@ const zoneState = async (url: string, zone = 'example') => {
   return { serial, digest, record };
 };
 
+/** A primary of zone `example` holding a@example, and a secondary that copied it. */
+async function primaryAndCopy() {
+  const primary = await server({ zones: { example: {} } });
+  const kid = primary.ctx.zones.info('example').keyThumbprints[0]!;
+  await register(primary, 'a@example');
+  const secondary = await server();
+  secondary.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });
+  await secondary.ctx.replicator.checkNow('example');
+  return { primary, kid, secondary };
+}
+
 /** The lines of a genuine transfer (as the source sent them). */
 async function genuineLines(url: string): Promise<{ status: number; contentType: string; lines: Record<string, unknown>[]; raw: string }> {
   const res = await request(url, { headersTimeout: 5000, bodyTimeout: 5000 });
@@ -165,12 +176,7 @@ describe('incremental transfers journal only the source history', () => {
   });
 
   it('heals a journal that holds entries past its own version (left by an older idns): the next genuine transfer applies', async () => {
-    const primary = await server({ zones: { example: {} } });
-    const kid = primary.ctx.zones.info('example').keyThumbprints[0]!;
-    await register(primary, 'a@example');
-    const secondary = await server();
-    secondary.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });
-    await secondary.ctx.replicator.checkNow('example');
+    const { primary, kid, secondary } = await primaryAndCopy();
     const version = secondary.ctx.zones.require('example').version;
     // What the relabelling attack left behind in an older idns: changes journaled under future versions.
     secondary.ctx.store.write(() => {
@@ -249,12 +255,7 @@ async function keyHoldingSource(
 
 describe('a copy keeps the map of its records', () => {
   it('refuses an incremental transfer whose checkpoint names another map than its changes make, and a copy that lost its map builds it from its records', async () => {
-    const primary = await server({ zones: { example: {} } });
-    const kid = primary.ctx.zones.info('example').keyThumbprints[0]!;
-    await register(primary, 'a@example');
-    const secondary = await server();
-    secondary.ctx.zones.createSecondary('example', { primaries: [primary.url], ds: [kid] });
-    await secondary.ctx.replicator.checkNow('example');
+    const { primary, kid, secondary } = await primaryAndCopy();
     const copy = await zoneState(secondary.url);
     await register(primary, 'b@example');
 

@@ -135,6 +135,32 @@ function rewriteAsVersion3(dataDir: string): void {
   db.close();
 }
 
+/** A data directory whose zone holds two registered handles (the server that made it closed), and its zone key's thumbprint. */
+async function twoHandles(): Promise<{ dataDir: string; kid: string }> {
+  const tmp = tempDir('idns-migrate-');
+  cleanups.push(tmp.remove);
+  const first = await startTestServer({ dataDir: tmp.dir, zones: { [ZONE]: {} } });
+  for (const name of ['ann', 'bob']) {
+    await first.ctx.changes.submit(
+      signChangeRequest({ action: 'register', handle: `${name}@${ZONE}`, endpoint: `https://social.example/${name}`, keys: [owner.public] }, owner.private),
+    );
+  }
+  const kid = first.ctx.zones.info(ZONE).keyThumbprints[0]!;
+  await first.close();
+  return { dataDir: tmp.dir, kid };
+}
+
+/** A server started on an older database, which it migrates; the migrated database has every table, column and index a new one has. */
+async function startMigrated(dataDir: string): Promise<TestServer> {
+  const s = await startTestServer({ dataDir });
+  cleanups.push(() => s.close());
+  const fresh = tempDir('idns-fresh-');
+  cleanups.push(fresh.remove);
+  (await startTestServer({ dataDir: fresh.dir })).close();
+  expect(shapeOf(join(dataDir, 'idns.sqlite'))).toEqual(shapeOf(join(fresh.dir, 'idns.sqlite')));
+  return s;
+}
+
 /** The tables (with their columns, in any order) and indexes of a database. */
 function shapeOf(file: string): Record<string, string[]> {
   const db = new Database(file, { readonly: true });
@@ -365,16 +391,7 @@ function shakeState(records: readonly { type: string; key: string; jws: string }
 
 describe('schema version 5: the digest expanded with ChaCha20, compact histories kept', () => {
   it('migrates a version 4 database: its digest is computed anew, one version signs it, and a secondary copies and verifies it', async () => {
-    const tmp = tempDir('idns-migrate-');
-    cleanups.push(tmp.remove);
-    const dataDir = tmp.dir;
-    const first = await startTestServer({ dataDir, zones: { [ZONE]: {} } });
-    for (const name of ['ann', 'bob']) {
-      await first.ctx.changes.submit(
-        signChangeRequest({ action: 'register', handle: `${name}@${ZONE}`, endpoint: `https://social.example/${name}`, keys: [owner.public] }, owner.private),
-      );
-    }
-    await first.close();
+    const { dataDir } = await twoHandles();
     // Rewrite it as idns with schema 4 left it: the SHAKE128 digest in the state and the signed zone record, no compact_histories.
     const db = new Database(join(dataDir, 'idns.sqlite'));
     const zone = db.prepare(`SELECT record, content FROM zones WHERE name = ?`).get(ZONE) as { record: string; content: string };
@@ -436,13 +453,7 @@ describe('schema version 6: every zone keeps a log', () => {
     const oldSerial = decodePayload(db.prepare('SELECT record FROM zones').pluck().get() as string).serial as number;
     db.close();
 
-    const s = await startTestServer({ dataDir });
-    cleanups.push(() => s.close());
-    // The migrated database has every table, column and index a new one has.
-    const fresh = tempDir('idns-fresh-');
-    cleanups.push(fresh.remove);
-    (await startTestServer({ dataDir: fresh.dir })).close();
-    expect(shapeOf(join(dataDir, 'idns.sqlite'))).toEqual(shapeOf(join(fresh.dir, 'idns.sqlite')));
+    const s = await startMigrated(dataDir);
     const zone = (await (await fetch(`${s.url}/v1/zones/${ZONE}`)).json()) as { serial: number; record: string; checkpoint: string };
     expect(zone.serial).toBe(oldSerial + 1);
     // The log: the history entries in key order, the delegation, then the zone record of the version signed at start-up.
@@ -478,17 +489,7 @@ describe('schema version 6: every zone keeps a log', () => {
 
 describe('schema version 7: every zone keeps a map of its records', () => {
   it('migrates a version 6 database: the primary builds its map from its content and names it in the checkpoint it signs; a copy takes it and follows', async () => {
-    const tmp = tempDir('idns-migrate-');
-    cleanups.push(tmp.remove);
-    const dataDir = tmp.dir;
-    const first = await startTestServer({ dataDir, zones: { [ZONE]: {} } });
-    for (const name of ['ann', 'bob']) {
-      await first.ctx.changes.submit(
-        signChangeRequest({ action: 'register', handle: `${name}@${ZONE}`, endpoint: `https://social.example/${name}`, keys: [owner.public] }, owner.private),
-      );
-    }
-    const kid = first.ctx.zones.info(ZONE).keyThumbprints[0]!;
-    await first.close();
+    const { dataDir, kid } = await twoHandles();
     // As idns with schema 6 left it: no map_nodes, a checkpoint of the tree alone.
     const db = new Database(join(dataDir, 'idns.sqlite'));
     const row = db.prepare('SELECT checkpoint, record FROM zones WHERE name = ?').get(ZONE) as { checkpoint: string; record: string };
@@ -505,12 +506,7 @@ describe('schema version 7: every zone keeps a map of its records', () => {
     const oldSerial = decodePayload(row.record).serial as number;
     db.close();
 
-    const s = await startTestServer({ dataDir });
-    cleanups.push(() => s.close());
-    const fresh = tempDir('idns-fresh-');
-    cleanups.push(fresh.remove);
-    (await startTestServer({ dataDir: fresh.dir })).close();
-    expect(shapeOf(join(dataDir, 'idns.sqlite'))).toEqual(shapeOf(join(fresh.dir, 'idns.sqlite')));
+    const s = await startMigrated(dataDir);
     // One version signed at start-up; its checkpoint names the map of the zone's handle, delegation and denial records.
     const zone = (await (await fetch(`${s.url}/v1/zones/${ZONE}`)).json()) as { serial: number; checkpoint: string };
     expect(zone.serial).toBe(oldSerial + 1);
