@@ -225,6 +225,41 @@ describe("answers bound to the log, from the zone's tree in memory", () => {
   });
 });
 
+describe('referrals and denials bound to the log', () => {
+  it("prove their delegation, denial and noCut denials current in the zone's map; a delegation replaced since has no proof", async () => {
+    const s = await server({ zones: { example: {} } });
+    await register(s, 'ann@example');
+    const ds = ['A'.repeat(43)];
+    s.ctx.zones.delegate('example', 'child.example', { servers: ['https://child.example/'], ds });
+    const referral = await resolve(s, 'x@child.example');
+    expect(referral.status).toBe('referral');
+    expect(referral.log!.map).toHaveLength(1);
+    check(referral, null);
+    // Hosts two levels below the zone: the denial and its noCut denials (once the zone's names span
+    // several denials, some host's names fall in other gaps than the handle), each with its own proof.
+    for (let i = 0; i < 70; i++) await register(s, `h${i}@example`);
+    let withNoCut: Answer | undefined;
+    for (let i = 0; i < 40 && withNoCut === undefined; i++) {
+      const denial = await resolve(s, `x@d${i}.s${i}.example`);
+      expect(denial.status).toBe('denial');
+      expect(denial.log!.map).toHaveLength(1 + (denial.noCut ?? []).length);
+      check(denial, null);
+      if ((denial.noCut ?? []).length > 0) withNoCut = denial;
+    }
+    expect(withNoCut).toBeDefined();
+    // A noCut denial's proof swapped for the record's: refused.
+    expect(() => check({ ...withNoCut!, log: { ...withNoCut!.log!, map: [withNoCut!.log!.map![0]!, withNoCut!.log!.map![0]!] } }, null)).toThrow();
+    // The delegation re-signed with another ds: the older one, shown with the new checkpoint and its
+    // proof (or the new proof), is not the zone's current record.
+    s.ctx.zones.delegate('example', 'child.example', { servers: ['https://child.example/'], ds: [`${'B'.repeat(42)}A`] });
+    const current = await resolve(s, 'x@child.example');
+    check(current, null);
+    for (const map of [referral.log!.map!, current.log!.map!]) {
+      expect(() => check({ ...current, record: referral.record, log: { ...current.log!, map } }, null)).toThrow(/not the zone’s current record/);
+    }
+  });
+});
+
 describe('answers bound to the log right after another connection commits', () => {
   it('are of the version committed and prove their records current in its map (the read path drops its cached rows and reads the answer again)', async () => {
     const s = await server({ zones: { example: {} } });
