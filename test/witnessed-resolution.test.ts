@@ -240,6 +240,60 @@ describe('a resolver requiring witnesses takes only current records', () => {
   });
 });
 
+describe('a resolver requiring witnesses across a delegation', () => {
+  it("walks a referral bound to the parent's log (its delegation proven current) to the child's answer, and a forwarder checks both zones' bindings", async () => {
+    const { primary, secondaries, kid, witnesses } = await witnessedZone(server);
+    // The child zone on its own primary, copied (and so witnessed) by the same two secondaries.
+    const child = await server({ background: true });
+    child.ctx.zones.create('kids.example', { servers: [child.url, ...secondaries.map((s) => s.url)] });
+    const childKid = child.ctx.zones.info('kids.example').keyThumbprints[0]!;
+    for (const s of secondaries) {
+      s.ctx.zones.createSecondary('kids.example', { primaries: [child.url], ds: [childKid] });
+      await s.ctx.replicator.checkNow('kids.example');
+    }
+    primary.ctx.zones.delegate('example', 'kids.example', { servers: [child.url], ds: [childKid] });
+    // A change through the primary's writer: its witnesses are then offered the version with the delegation.
+    await register(primary, 'ann@example');
+    await register(child, 'kim@kids.example');
+    await allCosigned([primary, ...secondaries]);
+    for (const s of [child, ...secondaries]) {
+      await until(
+        async () => cosignatures(await (await fetch(`${s.url}/v1/zones/kids.example/checkpoint`)).text()) === 2,
+        `${s.url} to serve the child's cosigned checkpoint`,
+      );
+    }
+    const policy = { thumbprints: witnesses, quorum: 2 };
+    const walking = resolver({ trustAnchors: { example: [kid] }, rootServers: [primary.url], witnesses: policy });
+    const found = (await walking.lookup('kim@kids.example')) as VerifiedResult;
+    expect(found).toMatchObject({ status: 'found', witnessed: true });
+    // Each step keeps the map proofs it checked: the parent's of the delegation, the child's of the record.
+    expect(found.proof.steps.map((s) => [s.zone, s.log!.map.length])).toEqual([
+      ['example', 1],
+      ['kids.example', 1],
+    ]);
+    expect(await walking.lookup('nobody@kids.example')).toMatchObject({ status: 'not_found', witnessed: true });
+
+    // Through an upstream that requires witnesses, the forwarder checks both zones' bindings again.
+    const upstream = await server({
+      config: {
+        resolver: {
+          rootServers: [primary.url],
+          anchors: { example: [kid] },
+          forwarders: [],
+          discovery: null,
+          webfinger: false,
+          allowPrivate: true,
+          cache: {},
+          limits: {},
+          witnesses: policy,
+        },
+      },
+    });
+    const forwarder = resolver({ trustAnchors: { example: [kid] }, forwarders: [upstream.url], witnesses: policy });
+    expect(await forwarder.lookup('kim@kids.example')).toMatchObject({ status: 'found', witnessed: true });
+  });
+});
+
 describe('a forwarding resolver requiring witnesses', () => {
   /** An idns server with the resolver role for zone `example`, requiring `witnesses` (or none). */
   const upstreamOf = (primary: TestServer, kid: string, witnesses?: ResolverConfig['witnesses']) =>
