@@ -60,6 +60,24 @@ async function allCosigned(servers: TestServer[]): Promise<void> {
   }
 }
 
+/** An idns server with the resolver role for zone `example`, requiring `witnesses` (or none). */
+const upstreamOf = (primary: TestServer, kid: string, witnesses?: ResolverConfig['witnesses']) =>
+  server({
+    config: {
+      resolver: {
+        rootServers: [primary.url],
+        anchors: { example: [kid] },
+        forwarders: [],
+        discovery: null,
+        webfinger: false,
+        allowPrivate: true,
+        cache: {},
+        limits: {},
+        ...(witnesses ? { witnesses } : {}),
+      },
+    },
+  });
+
 describe('a resolver requiring witnesses', () => {
   it('refuses what only a fork holds (a copy of the primary with the same key and its own history) and resolves the honest view through the zone’s other servers', async () => {
     const { primary, secondaries, kid, witnesses } = await witnessedZone(server);
@@ -274,45 +292,13 @@ describe('a resolver requiring witnesses across a delegation', () => {
     expect(await walking.lookup('nobody@kids.example')).toMatchObject({ status: 'not_found', witnessed: true });
 
     // Through an upstream that requires witnesses, the forwarder checks both zones' bindings again.
-    const upstream = await server({
-      config: {
-        resolver: {
-          rootServers: [primary.url],
-          anchors: { example: [kid] },
-          forwarders: [],
-          discovery: null,
-          webfinger: false,
-          allowPrivate: true,
-          cache: {},
-          limits: {},
-          witnesses: policy,
-        },
-      },
-    });
+    const upstream = await upstreamOf(primary, kid, policy);
     const forwarder = resolver({ trustAnchors: { example: [kid] }, forwarders: [upstream.url], witnesses: policy });
     expect(await forwarder.lookup('kim@kids.example')).toMatchObject({ status: 'found', witnessed: true });
   });
 });
 
 describe('a forwarding resolver requiring witnesses', () => {
-  /** An idns server with the resolver role for zone `example`, requiring `witnesses` (or none). */
-  const upstreamOf = (primary: TestServer, kid: string, witnesses?: ResolverConfig['witnesses']) =>
-    server({
-      config: {
-        resolver: {
-          rootServers: [primary.url],
-          anchors: { example: [kid] },
-          forwarders: [],
-          discovery: null,
-          webfinger: false,
-          allowPrivate: true,
-          cache: {},
-          limits: {},
-          ...(witnesses ? { witnesses } : {}),
-        },
-      },
-    });
-
   it("checks the bindings its upstream's proofs carry, keeps the result no longer than they stay fresh, and refuses a proof without them", async () => {
     const { primary, secondaries, kid, witnesses } = await witnessedZone(server);
     await register(primary, 'ann@example');

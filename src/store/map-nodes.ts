@@ -1,8 +1,7 @@
 import type { Statement } from 'better-sqlite3';
 import type { Db } from './database.js';
 import { BulkInsert } from './bulk-insert.js';
-import { EMPTY_MAP, keyBit, mapPath, siblingPath, type MapNode, type MapNodes } from '../transparency/zone-map.js';
-import { nodeHash } from '../transparency/merkle.js';
+import { EMPTY_MAP, keyBit, mapPath, mapRootFrom, siblingPath, type MapNode, type MapNodes } from '../transparency/zone-map.js';
 
 /**
  * Nodes down to this depth are kept in memory (per content id, while its map's root is the one they were
@@ -120,7 +119,7 @@ export class MapStore {
     const cache = this.readerCache(content, at);
     const first = this.walk(content, cache, key, false);
     if (first.trusted) return first.siblings;
-    if (first.siblings !== null && rootOf(key, first.leaf!, first.siblings).equals(at)) {
+    if (first.siblings !== null && mapRootFrom(key, first.leaf!, first.siblings).equals(at)) {
       for (const [depth, place] of first.used) gensAt(cache, depth)[place] = cache.generation;
       return first.siblings;
     }
@@ -283,15 +282,6 @@ function keptNode(cache: NodeCache, depth: number, place: number, kind: number):
 
 function gensAt(cache: ReaderCache, depth: number): Uint32Array {
   return (cache.gens[depth] ??= new Uint32Array(2 ** depth));
-}
-
-/** The root a leaf's hash and its siblings (from the leaf up) make, on a key's path. */
-function rootOf(key: Buffer, leaf: Buffer, siblings: readonly Buffer[]): Buffer {
-  let hash = leaf;
-  for (let i = 0; i < siblings.length; i++) {
-    hash = keyBit(key, siblings.length - 1 - i) === 1 ? nodeHash(siblings[i]!, hash) : nodeHash(hash, siblings[i]!);
-  }
-  return hash;
 }
 
 function kindsAt(cache: NodeCache, depth: number): Uint8Array {

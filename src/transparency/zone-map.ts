@@ -71,14 +71,18 @@ export function keyBit(key: Buffer, depth: number): 0 | 1 {
  */
 export function verifyMapMembership(key: Buffer, value: Buffer, proof: readonly Buffer[], root: Buffer): void {
   if (proof.length > MAX_MAP_PROOF) throw new IdnsError('verification_failed', `a map proof of ${proof.length} hashes (at most ${MAX_MAP_PROOF})`);
-  let hash = mapLeafHash(key, value);
-  for (let i = 0; i < proof.length; i++) {
-    const sibling = proof[i]!;
-    if (sibling.length !== HASH_BYTES) throw new IdnsError('verification_failed', 'a map proof hash that is not 32 bytes');
-    hash = keyBit(key, proof.length - 1 - i) === 1 ? nodeHash(sibling, hash) : nodeHash(hash, sibling);
-  }
-  if (!hash.equals(root))
+  if (proof.some((sibling) => sibling.length !== HASH_BYTES)) throw new IdnsError('verification_failed', 'a map proof hash that is not 32 bytes');
+  if (!mapRootFrom(key, mapLeafHash(key, value), proof).equals(root))
     throw new IdnsError('verification_failed', 'the record is not the one the map of the checkpoint holds: not the zone’s current record');
+}
+
+/** The root that a leaf's hash and the siblings on its key's path (from the leaf up) make. */
+export function mapRootFrom(key: Buffer, leaf: Buffer, siblings: readonly Buffer[]): Buffer {
+  let hash = leaf;
+  for (let i = 0; i < siblings.length; i++) {
+    hash = keyBit(key, siblings.length - 1 - i) === 1 ? nodeHash(siblings[i]!, hash) : nodeHash(hash, siblings[i]!);
+  }
+  return hash;
 }
 
 /** The map's root a checkpoint states in its extension lines, or null when it states none. Throws for a malformed or repeated line. */

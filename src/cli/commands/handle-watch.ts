@@ -18,6 +18,7 @@ import { pathZone } from '../../replication/transfer-client.js';
 import { verifyConsistency, verifyInclusion } from '../../transparency/merkle.js';
 import { proofHashes, verifyAnswerLog, verifyCheckpoint, type WitnessPolicy } from '../../transparency/witnessed.js';
 import { changeLeafHash } from '../../transparency/zone-log.js';
+import { MAP_LINE } from '../../transparency/zone-map.js';
 import type { Io } from '../args.js';
 
 /** Exit codes of `idns handle watch` (1, as for any command, when it could not check). */
@@ -201,7 +202,7 @@ async function checkCurrent(handle: string, zone: VerifiedZone, server: string, 
   const err = errorFromBody(res.body);
   if (err) throw err;
   const b = res.body as { status?: unknown; record?: unknown; zoneRecord?: unknown; noCut?: unknown; log?: { checkpoint?: unknown } } | null;
-  if (typeof b?.log?.checkpoint !== 'string' || !/\nidns-map /.test(b.log.checkpoint)) return;
+  if (typeof b?.log?.checkpoint !== 'string' || !b.log.checkpoint.includes(`\n${MAP_LINE}`)) return;
   const why = (what: string) => foreign.push({ seq: 0, op: '', by: `${server} gives resolvers ${what}` });
   let size: number;
   try {
