@@ -135,6 +135,11 @@ describe('answers bound to the log', () => {
     // (what a forwarding resolver is passed) holds only keys under their own names.
     const padded = { ...answer.log!.witnesses, ...Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`junk${i}`, { kty: 'OKP' }])) };
     expect(() => check({ ...answer, log: { ...answer.log!, witnesses: padded as unknown as Record<string, PublicJwk> } }, policy)).toThrow(/at most 100 keys/);
+    // More map proofs than an answer has records at most (a record and 127 noCut denials), or a proof
+    // longer than a key has bits: refused before any hash is computed.
+    const proof = answer.log!.map![0]!;
+    expect(() => check({ ...answer, log: { ...answer.log!, map: Array.from({ length: 129 }, () => proof) } }, policy)).toThrow(/at most 128 proofs/);
+    expect(() => check({ ...answer, log: { ...answer.log!, map: [Array.from({ length: 257 }, () => proof[0]!)] } }, policy)).toThrow(/at most 256 hashes/);
     const kept = keptBinding({ ...answer.log!, witnesses: { ...answer.log!.witnesses, junk: { kty: 'OKP' } } }, true);
     expect(Object.keys(kept.log.witnesses).sort()).toEqual(Object.keys(answer.log!.witnesses).sort());
     expect(kept.entry).toMatchObject({ leaf: expect.any(Number) });
