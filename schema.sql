@@ -67,14 +67,15 @@ CREATE TABLE log_nodes (
 ) STRICT, WITHOUT ROWID;
 
 -- The zone's map (docs/protocol.md §13.6): a Merkle prefix tree over the records the zone holds now, whose
--- root each checkpoint states. Every node by its path (2 bytes of depth, then that many bits of the key);
--- a leaf also has its key (src/store/map-nodes.ts, src/transparency/zone-map.ts).
+-- root each checkpoint states. Every node by its place in tile order (src/store/map-nodes.ts mapRowKey:
+-- the subtree of 6 levels it is in, then its depth and path), so that the nodes a change rewrites on one
+-- key's path lie on a page per 6 levels; a leaf also has its key (src/transparency/zone-map.ts).
 CREATE TABLE map_nodes (
   content  TEXT NOT NULL,
-  path     BLOB NOT NULL,
+  node     BLOB NOT NULL,
   hash     BLOB NOT NULL,                   -- the node's hash, 32 bytes
   leaf_key BLOB,                            -- a leaf's key, 32 bytes; NULL for an interior node
-  PRIMARY KEY (content, path)
+  PRIMARY KEY (content, node)
 ) STRICT, WITHOUT ROWID;
 
 -- This server as a witness of zones' logs (docs/protocol.md §14): per log (its checkpoints' origin), the

@@ -533,3 +533,55 @@ describe('schema version 7: every zone keeps a map of its records', () => {
     expect(served.log.map).toEqual(fromPrimary.log.map);
   });
 });
+
+describe('schema version 8: the maps’ nodes are stored by tile', () => {
+  it('migrates a version 7 database: the same map under new row keys, nothing signed again, answers still proven current, and the next change made on it', async () => {
+    const { dataDir } = await twoHandles();
+    const { buildMap, MapEntries, MAPPED_TYPES, mapKey, mapValue, verifyMapMembership } = await import('../src/transparency/zone-map.js');
+    const { Store } = await import('../src/store/store.js');
+    const mapOf = (store: InstanceType<typeof Store>) => {
+      const entries = new MapEntries();
+      for (const type of MAPPED_TYPES)
+        for (const k of store.records.keys(ZONE, type)) entries.add(mapKey(type, k), mapValue(store.records.jws(ZONE, type, k)!));
+      return entries.sorted();
+    };
+    // As idns with schema 7 left it: every node under its path (two bytes of depth, then its bits).
+    const store = Store.open(dataDir);
+    const packed = mapOf(store);
+    store.close();
+    const db = new Database(join(dataDir, 'idns.sqlite'));
+    const { version, checkpoint } = db.prepare('SELECT version, checkpoint FROM zones WHERE name = ?').get(ZONE) as { version: number; checkpoint: string };
+    db.exec('DROP TABLE map_nodes');
+    db.exec(
+      'CREATE TABLE map_nodes (content TEXT NOT NULL, path BLOB NOT NULL, hash BLOB NOT NULL, leaf_key BLOB, PRIMARY KEY (content, path)) STRICT, WITHOUT ROWID',
+    );
+    const insert = db.prepare('INSERT INTO map_nodes (content, path, hash, leaf_key) VALUES (?, ?, ?, ?)');
+    const root = buildMap(packed, (path, node) => insert.run(ZONE, path, node.hash, node.key === null ? null : Buffer.from(node.key)));
+    const rows = (db.prepare('SELECT count(*) AS n FROM map_nodes').get() as { n: number }).n;
+    expect(rows).toBeGreaterThan(2);
+    db.pragma('user_version = 7');
+    db.close();
+
+    const s = await startMigrated(dataDir);
+    // Nothing signed at start-up: the checkpoint that named the map still does, and the nodes are the same.
+    const zone = (await (await fetch(`${s.url}/v1/zones/${ZONE}`)).json()) as { serial: number; checkpoint: string };
+    expect([zone.serial, zone.checkpoint.split('\n').slice(0, 4)]).toEqual([version, checkpoint.split('\n').slice(0, 4)]);
+    expect(zone.checkpoint.split('\n')[3]).toBe(`idns-map ${root.toString('base64')}`);
+    const migrated = new Database(join(dataDir, 'idns.sqlite'), { readonly: true });
+    expect((migrated.prepare('SELECT count(*) AS n FROM map_nodes').get() as { n: number }).n).toBe(rows);
+    migrated.close();
+    const answer = (await (await fetch(`${s.url}/v1/resolve/ann@${ZONE}?log=1`)).json()) as { record: string; log: { map: string[][] } };
+    verifyMapMembership(
+      mapKey('handle', `ann@${ZONE}`),
+      mapValue(answer.record),
+      answer.log.map[0]!.map((h) => Buffer.from(h, 'base64')),
+      root,
+    );
+    // The next change is made on the migrated map (not built again): its root is the records' map.
+    await s.ctx.changes.submit(
+      signChangeRequest({ action: 'register', handle: `cai@${ZONE}`, endpoint: 'https://social.example/cai', keys: [owner.public] }, owner.private),
+    );
+    const next = (await (await fetch(`${s.url}/v1/zones/${ZONE}`)).json()) as { checkpoint: string };
+    expect(next.checkpoint.split('\n')[3]).toBe(`idns-map ${buildMap(mapOf(s.ctx.store)).toString('base64')}`);
+  });
+});

@@ -230,4 +230,75 @@ describe('zone map in the store', () => {
       dir.remove();
     }
   });
+
+  it('below the levels kept in memory, reads and changes nodes a tile at a time: keys that share up to 255 bits, changed over several commits, keep the defined root, and each proof given between commits holds (a node kept on one key’s path is not taken as another’s sibling unchecked)', async () => {
+    const { Store } = await import('../src/store/store.js');
+    const { tempDir } = await import('./support/server.js');
+    const dir = tempDir('idns-map-tiles-');
+    const writer = Store.open(dir.dir);
+    const reader = Store.open(dir.dir);
+    try {
+      // One key, and that key with bit p flipped: the pair parts at depth p + 1, so the paths run through
+      // every tile below the 18 levels kept (tiles of 6 levels: 19–24, 25–30, …), and end on either side
+      // of tiles' edges.
+      const base = createHash('sha256').update('base').digest();
+      const flipped = (p: number) => {
+        const key = Buffer.from(base);
+        key[p >> 3] = key[p >> 3]! ^ (0x80 >> (p & 7));
+        return key;
+      };
+      const keys = [
+        base,
+        ...[17, 18, 19, 23, 24, 25, 30, 31, 47, 100, 200, 254, 255].map(flipped),
+        ...Array.from({ length: 50 }, (_, i) => mapKey('handle', `t${i}`)),
+      ];
+      const state = new Map<string, MapEntry>();
+      let root: Buffer | null = null;
+      const commit = (edit: (map: ZoneMap) => void): void => {
+        root = writer.write(() => {
+          const nodes = new BufferedNodes(writer.maps.nodes('c', root));
+          const map = new ZoneMap(nodes);
+          edit(map);
+          nodes.flush();
+          writer.maps.committed('c', map.root());
+          return map.root();
+        });
+      };
+      const set = (map: ZoneMap, key: Buffer, v: string) => {
+        map.set(key, mapValue(v));
+        state.set(key.toString('hex'), { key, value: mapValue(v) });
+      };
+      const check = () => {
+        expect(root!.equals(definedRoot([...state.values()]))).toBe(true);
+        for (const k of keys) {
+          const proof = reader.maps.proof('c', root!, k);
+          const entry = state.get(k.toString('hex'));
+          if (entry === undefined) expect(proof).toBeNull();
+          else verifyMapMembership(k, entry.value, proof!, root!);
+        }
+      };
+      commit((map) => keys.forEach((k, i) => set(map, k, `v${i}`)));
+      check();
+      // The deepest pairs lose a key (the other rises through the tiles), others change value.
+      commit((map) => {
+        for (const p of [255, 100, 24]) {
+          map.remove(flipped(p));
+          state.delete(flipped(p).toString('hex'));
+        }
+        set(map, flipped(200), 'changed');
+        set(map, base, 'changed');
+      });
+      check();
+      commit((map) => {
+        map.remove(base);
+        state.delete(base.toString('hex'));
+        set(map, flipped(255), 'back');
+      });
+      check();
+    } finally {
+      writer.close();
+      reader.close();
+      dir.remove();
+    }
+  });
 });

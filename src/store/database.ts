@@ -6,11 +6,12 @@ import { handleEndpoint } from './endpoint.js';
 import { HISTORY_EXP, RecordStore } from './records.js';
 import { CompactHistories } from './compact-histories.js';
 import { ZoneDigest } from '../records/digest.js';
+import { mapRowKey } from './map-nodes.js';
 
 export type Db = Database.Database;
 
 /** The schema version schema.sql defines; bumped together with a migration below. */
-export const SCHEMA_VERSION = 7;
+export const SCHEMA_VERSION = 8;
 
 // src/store/ and dist/store/ both sit two levels below the package root, where schema.sql lives.
 const SCHEMA_PATH = new URL('../../schema.sql', import.meta.url);
@@ -68,6 +69,7 @@ function migrate(db: Db): void {
     // Before any step that prepares the store's statements, which name schema 6's columns.
     if (current >= 1 && current <= 5) addZoneLogs(db);
     if (current >= 1 && current <= 6) addZoneMaps(db);
+    if (current === 7) tileMapNodes(db);
     if (current >= 1 && current <= 4) addCompactHistories(db);
     if (current >= 1 && current <= 4) recomputeDigests(db);
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
@@ -204,14 +206,26 @@ function addZoneLogs(db: Db): void {
  * first checkpoint naming a map arrives (src/replication/transfer-client.ts).
  */
 function addZoneMaps(db: Db): void {
-  db.exec(`CREATE TABLE map_nodes (
-    content  TEXT NOT NULL,
-    path     BLOB NOT NULL,
-    hash     BLOB NOT NULL,
-    leaf_key BLOB,
-    PRIMARY KEY (content, path)
-  ) STRICT, WITHOUT ROWID`);
+  db.exec(mapNodesTable('map_nodes'));
   db.exec("UPDATE zones SET history_pending = 2 WHERE role = 'primary' AND history_pending = 0");
+}
+
+/**
+ * Version 7 → 8: the maps' nodes are stored by tile (src/store/map-nodes.ts mapRowKey) instead of by depth
+ * first, so a change's rows share pages. The same nodes, their keys rewritten: O(nodes), once, inside the
+ * migration's transaction; nothing is signed again and copies keep following their primaries.
+ */
+function tileMapNodes(db: Db): void {
+  db.function('idns_map_row_key', { deterministic: true }, (path: unknown) => mapRowKey(path as Buffer));
+  db.exec(mapNodesTable('map_nodes_by_tile'));
+  db.exec('INSERT INTO map_nodes_by_tile (content, node, hash, leaf_key) SELECT content, idns_map_row_key(path), hash, leaf_key FROM map_nodes');
+  db.exec('DROP TABLE map_nodes');
+  db.exec('ALTER TABLE map_nodes_by_tile RENAME TO map_nodes');
+}
+
+/** schema.sql's `map_nodes` (since version 8), under `name`. */
+function mapNodesTable(name: string): string {
+  return `CREATE TABLE ${name} (content TEXT NOT NULL, node BLOB NOT NULL, hash BLOB NOT NULL, leaf_key BLOB, PRIMARY KEY (content, node)) STRICT, WITHOUT ROWID`;
 }
 
 /** True for SQLite's "another connection holds the write lock" (past the busy timeout). */

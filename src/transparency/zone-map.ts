@@ -78,11 +78,22 @@ export function verifyMapMembership(key: Buffer, value: Buffer, proof: readonly 
 
 /** The root that a leaf's hash and the siblings on its key's path (from the leaf up) make. */
 export function mapRootFrom(key: Buffer, leaf: Buffer, siblings: readonly Buffer[]): Buffer {
+  const hashes = mapPathFrom(key, leaf, siblings);
+  return hashes[hashes.length - 1]!;
+}
+
+/**
+ * The hashes of the nodes on a key's path that a leaf's hash and its siblings (from the leaf up) make, from
+ * the leaf up: the i-th is the node at depth D − i (D: the number of siblings), the last the root.
+ */
+export function mapPathFrom(key: Buffer, leaf: Buffer, siblings: readonly Buffer[]): Buffer[] {
+  const hashes = [leaf];
   let hash = leaf;
   for (let i = 0; i < siblings.length; i++) {
     hash = keyBit(key, siblings.length - 1 - i) === 1 ? nodeHash(siblings[i]!, hash) : nodeHash(hash, siblings[i]!);
+    hashes.push(hash);
   }
-  return hash;
+  return hashes;
 }
 
 /** The map's root a checkpoint states in its extension lines, or null when it states none. Throws for a malformed or repeated line. */
