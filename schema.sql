@@ -67,15 +67,14 @@ CREATE TABLE log_nodes (
 ) STRICT, WITHOUT ROWID;
 
 -- The zone's map (docs/protocol.md §13.6): a Merkle prefix tree over the records the zone holds now, whose
--- root each checkpoint states. Every node by its place in tile order (src/store/map-nodes.ts mapRowKey:
--- the subtree of 6 levels it is in, then its depth and path), so that the nodes a change rewrites on one
--- key's path lie on a page per 6 levels; a leaf also has its key (src/transparency/zone-map.ts).
-CREATE TABLE map_nodes (
+-- root each checkpoint states, stored as tiles: a row holds the nodes of the 5 levels below a node whose
+-- depth is a multiple of 5 (src/store/map-nodes.ts: the tile's key, and the encoding of its nodes, each a
+-- hash and, for a leaf, its key; src/transparency/zone-map.ts).
+CREATE TABLE map_tiles (
   content  TEXT NOT NULL,
-  node     BLOB NOT NULL,
-  hash     BLOB NOT NULL,                   -- the node's hash, 32 bytes
-  leaf_key BLOB,                            -- a leaf's key, 32 bytes; NULL for an interior node
-  PRIMARY KEY (content, node)
+  tile     BLOB NOT NULL,                   -- its level (a byte), then the bits of its root's path
+  nodes    BLOB NOT NULL,                   -- its nodes (map-nodes.ts encodeTile)
+  PRIMARY KEY (content, tile)
 ) STRICT, WITHOUT ROWID;
 
 -- This server as a witness of zones' logs (docs/protocol.md §14): per log (its checkpoints' origin), the

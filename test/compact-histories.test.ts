@@ -192,7 +192,7 @@ describe('compact histories kept with the history', () => {
     const db = new Database(join(dir, 'idns.sqlite'));
     db.exec('DROP TABLE compact_histories');
     db.exec(
-      'DROP TABLE map_nodes; ALTER TABLE zones DROP COLUMN checkpoint; ALTER TABLE records DROP COLUMN leaf; DROP TABLE log_nodes; DROP TABLE witnessed; DROP TABLE witness_forks; DROP TABLE witness_follows; DROP TABLE witness_keys',
+      'DROP TABLE map_tiles; ALTER TABLE zones DROP COLUMN checkpoint; ALTER TABLE records DROP COLUMN leaf; DROP TABLE log_nodes; DROP TABLE witnessed; DROP TABLE witness_forks; DROP TABLE witness_follows; DROP TABLE witness_keys',
     );
     db.pragma('user_version = 4');
     db.close();

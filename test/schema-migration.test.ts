@@ -180,7 +180,7 @@ function shapeOf(file: string): Record<string, string[]> {
 
 /** Takes away what schema 7 added (docs/protocol.md §13.6): the zones' maps. */
 function withoutMaps(db: Database.Database): void {
-  db.exec('DROP TABLE map_nodes');
+  db.exec('DROP TABLE map_tiles');
 }
 
 /** Takes away what schemas 6 and 7 added (docs/protocol.md §13): the zones' logs and maps, their checkpoints, and the zone records in the journal. */
@@ -490,7 +490,7 @@ describe('schema version 6: every zone keeps a log', () => {
 describe('schema version 7: every zone keeps a map of its records', () => {
   it('migrates a version 6 database: the primary builds its map from its content and names it in the checkpoint it signs; a copy takes it and follows', async () => {
     const { dataDir, kid } = await twoHandles();
-    // As idns with schema 6 left it: no map_nodes, a checkpoint of the tree alone.
+    // As idns with schema 6 left it: no map, a checkpoint of the tree alone.
     const db = new Database(join(dataDir, 'idns.sqlite'));
     const row = db.prepare('SELECT checkpoint, record FROM zones WHERE name = ?').get(ZONE) as { checkpoint: string; record: string };
     const [origin, size, root] = row.checkpoint.split('\n') as [string, string, string];
@@ -501,7 +501,7 @@ describe('schema version 7: every zone keeps a map of its records', () => {
       ed25519NoteSigner(origin, key.privateKey, key.publicJwk),
     ]);
     db.prepare('UPDATE zones SET checkpoint = ? WHERE name = ?').run(unmapped, ZONE);
-    db.exec('DROP TABLE map_nodes');
+    db.exec('DROP TABLE map_tiles');
     db.pragma('user_version = 6');
     const oldSerial = decodePayload(row.record).serial as number;
     db.close();
@@ -534,8 +534,8 @@ describe('schema version 7: every zone keeps a map of its records', () => {
   });
 });
 
-describe('schema version 8: the maps’ nodes are stored by tile', () => {
-  it('migrates a version 7 database: the same map under new row keys, nothing signed again, answers still proven current, and the next change made on it', async () => {
+describe('schema version 8: the maps are stored by tile', () => {
+  it('migrates a version 7 database: the same map stored by tile, nothing signed again, answers still proven current, and the next change made on it', async () => {
     const { dataDir } = await twoHandles();
     const { buildMap, MapEntries, MAPPED_TYPES, mapKey, mapValue, verifyMapMembership } = await import('../src/transparency/zone-map.js');
     const { Store } = await import('../src/store/store.js');
@@ -551,7 +551,7 @@ describe('schema version 8: the maps’ nodes are stored by tile', () => {
     store.close();
     const db = new Database(join(dataDir, 'idns.sqlite'));
     const { version, checkpoint } = db.prepare('SELECT version, checkpoint FROM zones WHERE name = ?').get(ZONE) as { version: number; checkpoint: string };
-    db.exec('DROP TABLE map_nodes');
+    db.exec('DROP TABLE map_tiles');
     db.exec(
       'CREATE TABLE map_nodes (content TEXT NOT NULL, path BLOB NOT NULL, hash BLOB NOT NULL, leaf_key BLOB, PRIMARY KEY (content, path)) STRICT, WITHOUT ROWID',
     );
@@ -563,12 +563,12 @@ describe('schema version 8: the maps’ nodes are stored by tile', () => {
     db.close();
 
     const s = await startMigrated(dataDir);
-    // Nothing signed at start-up: the checkpoint that named the map still does, and the nodes are the same.
+    // Nothing signed at start-up: the checkpoint that named the map still does (the same map, by tile).
     const zone = (await (await fetch(`${s.url}/v1/zones/${ZONE}`)).json()) as { serial: number; checkpoint: string };
     expect([zone.serial, zone.checkpoint.split('\n').slice(0, 4)]).toEqual([version, checkpoint.split('\n').slice(0, 4)]);
     expect(zone.checkpoint.split('\n')[3]).toBe(`idns-map ${root.toString('base64')}`);
     const migrated = new Database(join(dataDir, 'idns.sqlite'), { readonly: true });
-    expect((migrated.prepare('SELECT count(*) AS n FROM map_nodes').get() as { n: number }).n).toBe(rows);
+    expect((migrated.prepare('SELECT count(*) AS n FROM map_tiles').get() as { n: number }).n).toBeGreaterThan(0);
     migrated.close();
     const answer = (await (await fetch(`${s.url}/v1/resolve/ann@${ZONE}?log=1`)).json()) as { record: string; log: { map: string[][] } };
     verifyMapMembership(

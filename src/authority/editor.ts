@@ -16,7 +16,8 @@ import type { ZoneRow } from '../store/zones.js';
 import { serialOf } from '../records/serial.js';
 import type { ZoneSettings } from './settings.js';
 import { changeLeafHash, checkpointMapRoot, checkpointSize, signCheckpoint, zoneRecordLeafHash } from '../transparency/zone-log.js';
-import { BufferedNodes, isMapped, mapKey, mapValue, ZoneMap } from '../transparency/zone-map.js';
+import { isMapped, mapKey, mapValue, ZoneMap } from '../transparency/zone-map.js';
+import type { StoredNodes } from '../store/map-nodes.js';
 import { ZoneLog } from '../transparency/zone-log-writer.js';
 
 /**
@@ -44,7 +45,7 @@ export class ZoneEditor {
    */
   private map: ZoneMap | null = null;
   /** The map's nodes as this editor changed them, written once each at commit. */
-  private mapNodes: BufferedNodes | null = null;
+  private mapNodes: StoredNodes | null = null;
   /** True when commit() builds the map from the records: the zone has none yet, or a bulk import changed most of it. */
   private rebuildMap = false;
 
@@ -273,7 +274,7 @@ export class ZoneEditor {
     this.journal('put', 'zone', '', record);
     const log = this.zoneLog();
     log.append(zoneRecordLeafHash(record));
-    // Built whole, or changed node by node (each node written once, now); what was changed before a bulk
+    // Built whole, or changed node by node (each tile written once, now); what was changed before a bulk
     // change made the editor build it whole is dropped with the rest.
     const rebuilt = this.rebuildMap || this.zoneMap() === null;
     const mapRoot = rebuilt ? this.store.rebuildMap(this.zone.content) : this.map!.root();
@@ -330,7 +331,7 @@ export class ZoneEditor {
   private zoneMap(): ZoneMap | null {
     if (this.map === null && !this.rebuildMap) {
       const named = checkpointMapRoot(this.zone.checkpoint);
-      const nodes = new BufferedNodes(this.store.maps.nodes(this.zone.content, named));
+      const nodes = this.store.maps.nodes(this.zone.content, named);
       const stored = new ZoneMap(nodes);
       if (named !== null && stored.root().equals(named)) {
         this.map = stored;

@@ -5,7 +5,7 @@ import type { Store } from '../store/store.js';
 import { HASH_BYTES, MerkleFrontier } from '../transparency/merkle.js';
 import { changeLeafHash, openCheckpoint, zoneRecordLeafHash } from '../transparency/zone-log.js';
 import type { Checkpoint } from '../transparency/checkpoint.js';
-import { BufferedNodes, buildMap, isMapped, MapEntries, mapKey, mapRootOf, mapValue, ZoneMap } from '../transparency/zone-map.js';
+import { buildMap, isMapped, MapEntries, mapKey, mapRootOf, mapValue, ZoneMap } from '../transparency/zone-map.js';
 
 /** Nodes buffered before they are written (a transaction of their own, not synced: the switch syncs). */
 const NODES_PER_WRITE = 4096;
@@ -176,8 +176,8 @@ export function applyToMap(
 ): void {
   const named = namedMapRoot(checkpoint);
   if (named === null) return;
-  // As the primary's editor does: the changes in memory, each node written once.
-  const nodes = new BufferedNodes(store.maps.nodes(content, heldRoot));
+  // As the primary's editor does: the changes in memory, each tile written once.
+  const nodes = store.maps.nodes(content, heldRoot);
   const map = new ZoneMap(nodes);
   let root: Buffer;
   if (heldRoot !== null && map.root().equals(heldRoot)) {

@@ -6,7 +6,8 @@ import { handleEndpoint } from './endpoint.js';
 import { HISTORY_EXP, RecordStore } from './records.js';
 import { CompactHistories } from './compact-histories.js';
 import { ZoneDigest } from '../records/digest.js';
-import { mapRowKey } from './map-nodes.js';
+import { MapStore } from './map-nodes.js';
+import { buildMap, MapEntries, MAPPED_TYPES, mapKey, mapValue } from '../transparency/zone-map.js';
 
 export type Db = Database.Database;
 
@@ -69,7 +70,7 @@ function migrate(db: Db): void {
     // Before any step that prepares the store's statements, which name schema 6's columns.
     if (current >= 1 && current <= 5) addZoneLogs(db);
     if (current >= 1 && current <= 6) addZoneMaps(db);
-    if (current === 7) tileMapNodes(db);
+    if (current === 7) tileMaps(db);
     if (current >= 1 && current <= 4) addCompactHistories(db);
     if (current >= 1 && current <= 4) recomputeDigests(db);
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
@@ -206,27 +207,31 @@ function addZoneLogs(db: Db): void {
  * first checkpoint naming a map arrives (src/replication/transfer-client.ts).
  */
 function addZoneMaps(db: Db): void {
-  db.exec(mapNodesTable('map_nodes'));
+  db.exec(MAP_TILES_TABLE);
   db.exec("UPDATE zones SET history_pending = 2 WHERE role = 'primary' AND history_pending = 0");
 }
 
 /**
- * Version 7 → 8: the maps' nodes are stored by tile (src/store/map-nodes.ts mapRowKey) instead of by depth
- * first, so a change's rows share pages. The same nodes, their keys rewritten: O(nodes), once, inside the
- * migration's transaction; nothing is signed again and copies keep following their primaries.
+ * Version 7 → 8: the maps are stored by tile (src/store/map-nodes.ts), a row per tile of 5 levels instead
+ * of a row per node. Each content id's map is built again from its records (as Store.rebuildMap does:
+ * the same map, so its checkpoint still names it): O(n log n) for n records, once, inside the migration's
+ * transaction; nothing is signed again and copies keep following their primaries.
  */
-function tileMapNodes(db: Db): void {
-  db.function('idns_map_row_key', { deterministic: true }, (path: unknown) => mapRowKey(path as Buffer));
-  db.exec(mapNodesTable('map_nodes_by_tile'));
-  db.exec('INSERT INTO map_nodes_by_tile (content, node, hash, leaf_key) SELECT content, idns_map_row_key(path), hash, leaf_key FROM map_nodes');
+function tileMaps(db: Db): void {
+  db.exec(MAP_TILES_TABLE);
+  const maps = new MapStore(db);
+  const records = db.prepare<[string, string], { key: string; jws: string }>('SELECT key, jws FROM records WHERE content = ? AND type = ?');
+  for (const content of db.prepare<[], string>('SELECT DISTINCT content FROM map_nodes').pluck().all()) {
+    const entries = new MapEntries();
+    for (const type of MAPPED_TYPES) for (const r of records.iterate(content, type)) entries.add(mapKey(type, r.key), mapValue(r.jws));
+    const sorted = entries.sorted();
+    maps.replace(content, (keep) => buildMap(sorted, keep));
+  }
   db.exec('DROP TABLE map_nodes');
-  db.exec('ALTER TABLE map_nodes_by_tile RENAME TO map_nodes');
 }
 
-/** schema.sql's `map_nodes` (since version 8), under `name`. */
-function mapNodesTable(name: string): string {
-  return `CREATE TABLE ${name} (content TEXT NOT NULL, node BLOB NOT NULL, hash BLOB NOT NULL, leaf_key BLOB, PRIMARY KEY (content, node)) STRICT, WITHOUT ROWID`;
-}
+/** schema.sql's `map_tiles` (since version 8). */
+const MAP_TILES_TABLE = `CREATE TABLE map_tiles (content TEXT NOT NULL, tile BLOB NOT NULL, nodes BLOB NOT NULL, PRIMARY KEY (content, tile)) STRICT, WITHOUT ROWID`;
 
 /** True for SQLite's "another connection holds the write lock" (past the busy timeout). */
 export function isStorageBusy(err: unknown): boolean {

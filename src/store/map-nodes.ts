@@ -1,35 +1,28 @@
 import type { Statement } from 'better-sqlite3';
 import type { Db } from './database.js';
 import { BulkInsert } from './bulk-insert.js';
+import { HASH_BYTES } from '../transparency/merkle.js';
 import { EMPTY_MAP, keyBit, mapPath, mapPathFrom, siblingPath, type MapNode, type MapNodes } from '../transparency/zone-map.js';
 
 /**
- * Levels of the map whose nodes are neighbours in the table: a tile is the subtree of this many levels
- * below a node whose depth is a multiple of it (the root is a tile of its own), and its rows sort together
- * (mapRowKey). A change rewrites a node per depth on one key's path: stored by depth, those rows lay on as
- * many pages as there are levels, each dirtied page written whole to the WAL at commit (16 KiB); by tile,
- * on a page per tile. A key's path below the levels kept in memory, and every sibling on it, is one tile:
- * one range read.
+ * Levels of the map stored in one row (schema.sql `map_tiles`): a tile holds the nodes of the 5 levels
+ * below a node whose depth is a multiple of 5 (up to 62 of them; the root is a tile of its own). A change
+ * rewrites a node per depth on one key's path: a row each, they took as many pages and B-tree updates as
+ * the path is long (each dirtied page is written whole to the WAL at commit, 16 KiB); a row per tile, a
+ * fifth of that. A full tile is about 2 KB, well inside a 16 KiB page's limit for a row kept in place.
  */
-export const TILE_LEVELS = 6;
+export const TILE_LEVELS = 5;
 /**
- * Nodes down to this depth (the root and three tiles) are kept in memory (per content id, while its map's
- * root is the one they were read at): every proof and every change passes through them. A level of depth d
- * takes 2^d places of 33 bytes once a node of it is read (a map of a million records: all 18 levels, some
- * 17 MB); the levels below are read a tile at a time, the rows of one range (a map of a million records
- * holds about 8 nodes in such a tile).
+ * Nodes down to this depth (the root's tile and three levels of tiles, at most 2^16 − 1 nodes) are kept in
+ * memory per content id, while its map's root is the one they were read at: every proof and every change
+ * passes through them. A map of a million records: some 2 MB, read in about a thousand rows. The levels
+ * below are read a tile at a time (a key's path there, and its siblings, in one or two rows).
  */
 const CACHED_DEPTH = 3 * TILE_LEVELS;
-/** The first row key below CACHED_DEPTH: every row of the levels kept sorts before it (the tile's level first). */
+/** The first tile below CACHED_DEPTH: every tile of the levels kept sorts before it (its level first). */
 const UPPER_END = Buffer.from([tileOf(CACHED_DEPTH + 1).level]);
 /** Maps whose upper nodes are kept in memory at once; the one used least lately goes first. */
 const MAX_CACHED_MAPS = 4;
-
-/** The nodes kept for proofs: as NodeCache, and per place the generation (one per root) it was read or checked under. */
-interface ReaderCache extends NodeCache {
-  gens: (Uint32Array | undefined)[];
-  generation: number;
-}
 
 /** What is known of a place: not read yet, empty, an interior node, a leaf (its key in `leafKeys`). */
 const UNKNOWN = 0;
@@ -49,79 +42,80 @@ interface NodeCache {
   leafKeys: Map<number, Buffer>;
 }
 
+/** The nodes kept for proofs: as NodeCache, and per place the generation (one per root) it was read or checked under. */
+interface ReaderCache extends NodeCache {
+  gens: (Uint32Array | undefined)[];
+  generation: number;
+}
+
+/** A map's nodes as a transaction changes them: the tiles changed are written by flush(), each once. */
+export interface StoredNodes extends MapNodes {
+  /** Writes every tile changed since the last flush (inside the transaction). */
+  flush(): void;
+}
+
 /**
- * The zones' maps (schema.sql `map_nodes`, docs/protocol.md §13.6): every node of each content id's map by
- * its path, a leaf with its key. Changed in place inside the write transaction that changes the records
- * (transparency/zone-map.ts ZoneMap), or replaced whole by a map built from the records. The upper levels
- * are kept in memory per content id and checked against the root a caller names (`at`) before use, so a
+ * The zones' maps (schema.sql `map_tiles`, docs/protocol.md §13.6): each content id's map as tiles of
+ * nodes. Changed inside the write transaction that changes the records (transparency/zone-map.ts ZoneMap
+ * over nodes(), then flush()), or replaced whole by a map built from the records. The upper levels are
+ * kept in memory per content id and checked against the root a caller names (`at`) before use, so a
  * change made through another connection (the writer thread, the command line) is never read stale.
  */
 export class MapStore {
-  private readonly getStmt: Statement<[string, Buffer], { hash: Buffer; leaf_key: Buffer | null }>;
+  private readonly getStmt: Statement<[string, Buffer], Buffer>;
   private readonly putStmt;
   private readonly deleteStmt;
   private readonly clearStmt;
   private readonly deleteSomeStmt;
   private readonly bulk;
-  private readonly upperStmt: Statement<[string, Buffer], { node: Buffer; hash: Buffer; leaf_key: Buffer | null }>;
-  private readonly tileStmt: Statement<[string, Buffer, Buffer], { node: Buffer; hash: Buffer; leaf_key: Buffer | null }>;
+  private readonly upperStmt: Statement<[string, Buffer], { tile: Buffer; nodes: Buffer }>;
   private readonly caches = new Map<string, NodeCache>();
   /** The nodes kept for proofs (proof()), which outlive a change of the map (checked when used). */
   private readonly readers = new Map<string, ReaderCache>();
 
   constructor(db: Db) {
-    this.getStmt = db.prepare<[string, Buffer], { hash: Buffer; leaf_key: Buffer | null }>(
-      'SELECT hash, leaf_key FROM map_nodes WHERE content = ? AND node = ?',
-    );
-    this.putStmt = db.prepare('INSERT OR REPLACE INTO map_nodes (content, node, hash, leaf_key) VALUES (?, ?, ?, ?)');
-    this.deleteStmt = db.prepare('DELETE FROM map_nodes WHERE content = ? AND node = ?');
-    this.clearStmt = db.prepare('DELETE FROM map_nodes WHERE content = ?');
-    this.deleteSomeStmt = db.prepare('DELETE FROM map_nodes WHERE content = ? AND node IN (SELECT node FROM map_nodes WHERE content = ? LIMIT ?)');
-    this.bulk = new BulkInsert(db, 'INSERT INTO map_nodes (content, node, hash, leaf_key)', 4);
-    this.upperStmt = db.prepare<[string, Buffer], { node: Buffer; hash: Buffer; leaf_key: Buffer | null }>(
-      'SELECT node, hash, leaf_key FROM map_nodes WHERE content = ? AND node < ?',
-    );
-    this.tileStmt = db.prepare<[string, Buffer, Buffer], { node: Buffer; hash: Buffer; leaf_key: Buffer | null }>(
-      'SELECT node, hash, leaf_key FROM map_nodes WHERE content = ? AND node > ? AND node < ?',
-    );
+    this.getStmt = db.prepare<[string, Buffer], Buffer>('SELECT nodes FROM map_tiles WHERE content = ? AND tile = ?').pluck();
+    this.putStmt = db.prepare('INSERT OR REPLACE INTO map_tiles (content, tile, nodes) VALUES (?, ?, ?)');
+    this.deleteStmt = db.prepare('DELETE FROM map_tiles WHERE content = ? AND tile = ?');
+    this.clearStmt = db.prepare('DELETE FROM map_tiles WHERE content = ?');
+    this.deleteSomeStmt = db.prepare('DELETE FROM map_tiles WHERE content = ? AND tile IN (SELECT tile FROM map_tiles WHERE content = ? LIMIT ?)');
+    this.bulk = new BulkInsert(db, 'INSERT INTO map_tiles (content, tile, nodes)', 3);
+    this.upperStmt = db.prepare<[string, Buffer], { tile: Buffer; nodes: Buffer }>('SELECT tile, nodes FROM map_tiles WHERE content = ? AND tile < ?');
   }
 
   /**
    * The nodes of a content id's map whose root is `at` (the root its checkpoint names; null when unknown:
-   * nothing kept in memory is used). Writes only inside a transaction; after the transaction that changed
-   * them commits, `committed` names the new root.
+   * nothing kept in memory is used), for one transaction: changes are kept by tile until flush() writes
+   * them; after the transaction commits, `committed` names the new root.
    */
-  nodes(content: string, at: Buffer | null): MapNodes {
+  nodes(content: string, at: Buffer | null): StoredNodes {
     const cache = this.cacheOf(content, at);
-    const tiles = this.tiles(content);
-    const read = (path: Buffer): MapNode | undefined => this.read(content, path);
+    const tiles = new Tiles((id) => this.readTile(content, id));
     const get = (path: Buffer): MapNode | undefined => {
       const depth = depthOf(path);
-      if (depth > CACHED_DEPTH) return tiles.get(mapRowKey(path));
-      if (cache === null) return read(path);
+      if (cache === null || depth > CACHED_DEPTH) return tiles.get(path);
       const place = placeOf(path, depth);
       const kind = kindsAt(cache, depth)[place]!;
       if (kind === UNKNOWN) {
-        const node = read(path);
+        const node = tiles.get(path);
         keep(cache, depth, place, node);
         return node;
       }
       return kind === EMPTY ? undefined : keptNode(cache, depth, place, kind);
     };
+    const set = (path: Buffer, node: MapNode | undefined): void => {
+      tiles.set(path, node);
+      this.changed(content, path, node);
+    };
     return {
       get,
-      put: (path, node) => {
-        const row = mapRowKey(path);
-        this.putStmt.run(content, row, node.hash, node.key);
-        tiles.changed(row, node);
-        this.changed(content, path, node);
-      },
-      delete: (path) => {
-        const row = mapRowKey(path);
-        this.deleteStmt.run(content, row);
-        tiles.changed(row, undefined);
-        this.changed(content, path, undefined);
-      },
+      put: (path, node) => set(path, node),
+      delete: (path) => set(path, undefined),
+      flush: () =>
+        tiles.flush((id, blob) => {
+          if (blob === null) this.deleteStmt.run(content, id);
+          else this.putStmt.run(content, id, blob);
+        }),
     };
   }
 
@@ -163,14 +157,14 @@ export class MapStore {
   ): { siblings: Buffer[] | null; leaf: Buffer | null; used: [number, number][]; trusted: boolean } {
     const used: [number, number][] = [];
     let trusted = true;
-    const tiles = this.tiles(content);
+    const tiles = new Tiles((id) => this.readTile(content, id));
     // A place's node: kept (no path made, no copy: the hashes are read before anything changes them), or
-    // read from the table by the path `path()` makes. Places count down the key's bits (2^depth of them).
+    // read from its tile by the path `path()` makes. Places count down the key's bits (2^depth of them).
     const look = (depth: number, place: number, path: () => Buffer): { hash: Buffer; key: Buffer | null } | undefined => {
-      if (depth > CACHED_DEPTH) return tiles.get(mapRowKey(path()));
+      if (depth > CACHED_DEPTH) return tiles.get(path());
       const kind = kindsAt(cache, depth)[place]!;
       if (fresh || kind === UNKNOWN) {
-        const node = this.read(content, path());
+        const node = tiles.get(path());
         keep(cache, depth, place, node);
         gensAt(cache, depth)[place] = cache.generation;
         return node;
@@ -210,31 +204,26 @@ export class MapStore {
   }
 
   /**
-   * Reads every node down to CACHED_DEPTH into a new cache, in one range of the table (rows sort by
-   * their tile's level first): at most 2^(CACHED_DEPTH + 1) rows however large the map, about half a second at most,
-   * once, where reading them one by one as answers and changes ask would take hundreds of thousands of
-   * them to warm. A place not listed is empty.
+   * Reads every node down to CACHED_DEPTH into a new cache, in one range of the table (tiles sort by their
+   * level first): at most 1 + 32 + 1,024 + 32,768 rows however large the map. A place not listed is empty.
    */
   private fill(content: string, cache: NodeCache | ReaderCache): void {
     for (let depth = 0; depth <= CACHED_DEPTH; depth++) kindsAt(cache, depth).fill(EMPTY);
     for (const row of this.upperStmt.iterate(content, UPPER_END)) {
-      const { depth, place } = placeOfRow(row.node);
-      keep(cache, depth, place, { hash: row.hash, key: row.leaf_key });
+      const level = row.tile[0]!;
+      const top = topOf(level);
+      const under = placeAt(row.tile, 1, top);
+      decodeTile(row.nodes).forEach((node, slot) => {
+        // Place 2^r − 2 + p: r levels below the tile's root, p-th among them (the root's tile: the root).
+        const r = level === 0 ? 0 : 31 - Math.clz32(slot + 2);
+        keep(cache, top + r, under * 2 ** r + (level === 0 ? 0 : slot + 2 - 2 ** r), node);
+      });
     }
     if ('gens' in cache) for (let depth = 0; depth <= CACHED_DEPTH; depth++) gensAt(cache, depth).fill(cache.generation);
   }
 
-  /** A reader of a content id's nodes a tile at a time, for one transaction's changes or one proof. */
-  private tiles(content: string): TileReader {
-    return new TileReader((id) => {
-      const end = Buffer.concat([id, Buffer.from([0xff])]);
-      return this.tileStmt.iterate(content, id, end);
-    });
-  }
-
-  private read(content: string, path: Buffer): MapNode | undefined {
-    const row = this.getStmt.get(content, mapRowKey(path));
-    return row === undefined ? undefined : { hash: row.hash, key: row.leaf_key };
+  private readTile(content: string, id: Buffer): Buffer | undefined {
+    return this.getStmt.get(content, id);
   }
 
   /** The transaction that changed a content id's map committed, leaving it with `root`: what is kept in memory is that map's. */
@@ -246,25 +235,34 @@ export class MapStore {
   }
 
   /**
-   * Replaces a content id's map by the nodes `build` hands to its `keep` (a map built whole); returns what
-   * `build` returns. Call inside a transaction.
+   * Replaces a content id's map by the nodes `build` hands to its `keep` (a map built whole, bottom-up:
+   * every node after the nodes below it); returns what `build` returns. Call inside a transaction.
    */
   replace<T>(content: string, build: (keep: (path: Buffer, node: MapNode) => void) => T): T {
     this.forget(content);
     this.clearStmt.run(content);
     let rows: unknown[][] = [];
-    const result = build((path, node) => {
-      rows.push([content, mapRowKey(path), node.hash, node.key]);
-      if (rows.length === 4096) {
+    const tiles = new Tiles(() => undefined);
+    const write = (id: Buffer, blob: Buffer | null): void => {
+      if (blob !== null) rows.push([content, id, blob]);
+      if (rows.length === 1024) {
         this.bulk.run(rows);
         rows = [];
       }
+    };
+    const result = build((path, node) => {
+      tiles.set(path, node);
+      // A node whose depth is a multiple of TILE_LEVELS is the root of a tile of the level below, built
+      // before it: that tile is whole and is written now, so only the tiles on one path are held at once.
+      const depth = depthOf(path);
+      if (depth % TILE_LEVELS === 0) tiles.flushOne(Buffer.concat([Buffer.from([depth / TILE_LEVELS + 1]), path.subarray(2)]), write);
     });
+    tiles.flush(write);
     this.bulk.run(rows);
     return result;
   }
 
-  /** Deletes up to `limit` nodes of a content id; returns how many went (retired copies are dropped in batches). */
+  /** Deletes up to `limit` tiles of a content id; returns how many went (retired copies are dropped in batches). */
   deleteSome(content: string, limit: number): number {
     this.forget(content);
     return this.deleteSomeStmt.run(content, content, limit).changes;
@@ -300,33 +298,116 @@ export class MapStore {
 }
 
 /**
- * Nodes below the levels kept in memory, read a tile at a time (every node on a key's path there, and their
- * siblings, in one range read), kept for one transaction's changes (which it is told of) or one proof.
+ * Tiles read (by `read`, the stored row or undefined) and changed in memory, for one transaction's changes
+ * or one proof: each tile read once, each changed tile written once by flush().
  */
-class TileReader {
-  private readonly tiles = new Map<string, Map<string, MapNode>>();
+class Tiles {
+  private readonly tiles = new Map<string, { id: Buffer; nodes: (MapNode | undefined)[]; changed: boolean }>();
 
-  constructor(private readonly readTile: (id: Buffer) => Iterable<{ node: Buffer; hash: Buffer; leaf_key: Buffer | null }>) {}
+  constructor(private readonly read: (id: Buffer) => Buffer | undefined) {}
 
-  /** The node whose row key is `row`, or undefined (empty). */
-  get(row: Buffer): MapNode | undefined {
-    const id = tileIdOf(row);
-    let tile = this.tiles.get(id);
-    if (tile === undefined) {
-      tile = new Map();
-      for (const r of this.readTile(Buffer.from(id, 'latin1'))) tile.set(r.node.toString('latin1'), { hash: r.hash, key: r.leaf_key });
-      this.tiles.set(id, tile);
+  /** The node at `path` (mapPath), or undefined (empty). */
+  get(path: Buffer): MapNode | undefined {
+    return this.tileOf(tileIdOf(path)).nodes[slotOf(path)];
+  }
+
+  /** Sets the node at `path` (undefined: empty). */
+  set(path: Buffer, node: MapNode | undefined): void {
+    const tile = this.tileOf(tileIdOf(path));
+    tile.nodes[slotOf(path)] = node;
+    tile.changed = true;
+  }
+
+  /** Hands every changed tile to `write` (its encoding; null when it holds no node now). */
+  flush(write: (id: Buffer, blob: Buffer | null) => void): void {
+    for (const tile of this.tiles.values()) {
+      if (!tile.changed) continue;
+      write(tile.id, encodeTile(tile.nodes));
+      tile.changed = false;
     }
-    return tile.get(row.toString('latin1'));
   }
 
-  /** A node written (undefined: deleted), in its tile if that was read. */
-  changed(row: Buffer, node: MapNode | undefined): void {
-    const tile = this.tiles.get(tileIdOf(row));
+  /** Hands the tile `id`, when changed, to `write`, and forgets it. */
+  flushOne(id: Buffer, write: (id: Buffer, blob: Buffer | null) => void): void {
+    const name = id.toString('latin1');
+    const tile = this.tiles.get(name);
     if (tile === undefined) return;
-    if (node === undefined) tile.delete(row.toString('latin1'));
-    else tile.set(row.toString('latin1'), node);
+    if (tile.changed) write(tile.id, encodeTile(tile.nodes));
+    this.tiles.delete(name);
   }
+
+  private tileOf(id: Buffer): { id: Buffer; nodes: (MapNode | undefined)[]; changed: boolean } {
+    const name = id.toString('latin1');
+    let tile = this.tiles.get(name);
+    if (tile === undefined) {
+      const blob = this.read(id);
+      tile = { id, nodes: blob === undefined ? [] : decodeTile(blob), changed: false };
+      this.tiles.set(name, tile);
+    }
+    return tile;
+  }
+}
+
+/**
+ * A tile's row (schema.sql `map_tiles.nodes`): two 64-bit big-endian masks of its places (bit s of the
+ * pair, counting from the least significant bit of the second word: place s), the places that hold a node
+ * and those that hold a leaf; then, for each place that holds a node in ascending order, its hash (32
+ * bytes) and, for a leaf, its key (32 bytes). A node r levels below the tile's root, at position p among
+ * the 2^r there, is at place 2^r − 2 + p; the root's tile has the root at place 0. Null: no node.
+ */
+function encodeTile(nodes: readonly (MapNode | undefined)[]): Buffer | null {
+  // The masks as two 32-bit words each (places 32 to 61, then 0 to 31): numbers, not BigInts, for speed.
+  const present = [0, 0];
+  const leaves = [0, 0];
+  let size = 16;
+  for (let s = 0; s < nodes.length; s++) {
+    const node = nodes[s];
+    if (node === undefined) continue;
+    const word = s < 32 ? 1 : 0;
+    present[word] = (present[word]! | (1 << (s & 31))) >>> 0;
+    size += HASH_BYTES;
+    if (node.key !== null) {
+      leaves[word] = (leaves[word]! | (1 << (s & 31))) >>> 0;
+      size += HASH_BYTES;
+    }
+  }
+  if (size === 16) return null;
+  const blob = Buffer.allocUnsafe(size);
+  blob.writeUInt32BE(present[0]!, 0);
+  blob.writeUInt32BE(present[1]!, 4);
+  blob.writeUInt32BE(leaves[0]!, 8);
+  blob.writeUInt32BE(leaves[1]!, 12);
+  let at = 16;
+  for (const node of nodes) {
+    if (node === undefined) continue;
+    at += node.hash.copy(blob, at);
+    if (node.key !== null) at += node.key.copy(blob, at);
+  }
+  return blob;
+}
+
+/** The nodes of a tile's row (encodeTile), by place; the hashes and keys are views of `blob`. */
+function decodeTile(blob: Buffer): (MapNode | undefined)[] {
+  const nodes: (MapNode | undefined)[] = [];
+  let at = 16;
+  for (let word = 1; word >= 0; word--) {
+    let present = blob.readUInt32BE(word * 4);
+    const leaves = blob.readUInt32BE(8 + word * 4);
+    while (present !== 0) {
+      const bit = present & -present;
+      const s = (1 - word) * 32 + 31 - Math.clz32(bit);
+      present = (present ^ bit) >>> 0;
+      const hash = blob.subarray(at, at + HASH_BYTES);
+      at += HASH_BYTES;
+      let key: Buffer | null = null;
+      if ((leaves & bit) !== 0) {
+        key = blob.subarray(at, at + HASH_BYTES);
+        at += HASH_BYTES;
+      }
+      nodes[s] = { hash, key };
+    }
+  }
+  return nodes;
 }
 
 /** The tile of a node at `depth`: its level (a byte: the root's tile is 0) and the depth of its root. */
@@ -341,35 +422,29 @@ function topOf(level: number): number {
 }
 
 /**
- * The key of a node's row (schema.sql `map_nodes.node`): its tile's level (a byte), the path of the tile's
- * root (its first `top` bits, whole bytes, the rest of the last zero), the node's depth below that root (a
- * byte), then its path's bits (mapPath without the depth). Rows sort by tile, so a tile's nodes share a
- * page, and the first 2 + ⌈top / 8⌉ bytes name the tile (tileRange).
+ * The key of the row of the tile that holds the node at `path` (schema.sql `map_tiles.tile`): its level (a
+ * byte), then the path of the tile's root (its first `top` bits, whole bytes, the rest of the last zero).
+ * Tiles sort by level, so the levels kept in memory are one range.
  */
-export function mapRowKey(path: Buffer): Buffer {
+function tileIdOf(path: Buffer): Buffer {
+  const { level, top } = tileOf(depthOf(path));
+  const bytes = (top + 7) >> 3;
+  const id = Buffer.allocUnsafe(1 + bytes);
+  id[0] = level;
+  path.copy(id, 1, 2, 2 + bytes);
+  if (top & 7) id[bytes] = id[bytes]! & (0xff << (8 - (top & 7)));
+  return id;
+}
+
+/** The place of the node at `path` in its tile (encodeTile). */
+function slotOf(path: Buffer): number {
   const depth = depthOf(path);
-  const { level, top } = tileOf(depth);
-  const topBytes = (top + 7) >> 3;
-  const row = Buffer.allocUnsafe(2 + topBytes + path.length - 2);
-  row[0] = level;
-  path.copy(row, 1, 2, 2 + topBytes);
-  if (top & 7) row[topBytes] = row[topBytes]! & (0xff << (8 - (top & 7)));
-  row[1 + topBytes] = depth - top;
-  path.copy(row, 2 + topBytes, 2);
-  return row;
-}
-
-/** The bytes that name a row's tile (its level and root), as a string to look it up by. */
-function tileIdOf(row: Buffer): string {
-  return row.toString('latin1', 0, 1 + ((topOf(row[0]!) + 7) >> 3));
-}
-
-/** A row's node's depth, and its place among the 2^depth of its depth (depth at most CACHED_DEPTH). */
-function placeOfRow(row: Buffer): { depth: number; place: number } {
-  const top = topOf(row[0]!);
-  const at = 2 + ((top + 7) >> 3);
-  const depth = top + row[at - 1]!;
-  return { depth, place: placeAt(row, at, depth) };
+  if (depth === 0) return 0;
+  const { top } = tileOf(depth);
+  const r = depth - top;
+  let p = 0;
+  for (let bit = top; bit < depth; bit++) p = (p << 1) | ((path[2 + (bit >> 3)]! >> (7 - (bit & 7))) & 1);
+  return 2 ** r - 2 + p;
 }
 
 function depthOf(path: Buffer): number {

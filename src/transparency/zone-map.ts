@@ -123,38 +123,6 @@ export interface MapNodes {
   delete(path: Buffer): void;
 }
 
-/**
- * Nodes changed in memory and written to `under` once each by flush(): the changes of one transaction
- * share the nodes near the root, and a node changed by many of them is written once.
- */
-export class BufferedNodes implements MapNodes {
-  private readonly changed = new Map<string, { path: Buffer; node: MapNode | null }>();
-
-  constructor(private readonly under: MapNodes) {}
-
-  get(path: Buffer): MapNode | undefined {
-    const change = this.changed.get(path.toString('latin1'));
-    return change === undefined ? this.under.get(path) : (change.node ?? undefined);
-  }
-
-  put(path: Buffer, node: MapNode): void {
-    this.changed.set(path.toString('latin1'), { path, node });
-  }
-
-  delete(path: Buffer): void {
-    this.changed.set(path.toString('latin1'), { path, node: null });
-  }
-
-  /** Writes every node changed since the last flush. */
-  flush(): void {
-    for (const { path, node } of this.changed.values()) {
-      if (node === null) this.under.delete(path);
-      else this.under.put(path, node);
-    }
-    this.changed.clear();
-  }
-}
-
 /** The position of the node at `depth` on a key's path: two bytes of depth, then the key's first `depth` bits (the rest of the last byte zero). */
 export function mapPath(key: Buffer, depth: number): Buffer {
   const bytes = (depth + 7) >> 3;
