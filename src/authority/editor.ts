@@ -17,7 +17,6 @@ import { serialOf } from '../records/serial.js';
 import type { ZoneSettings } from './settings.js';
 import { changeLeafHash, checkpointMapRoot, checkpointSize, signCheckpoint, zoneRecordLeafHash } from '../transparency/zone-log.js';
 import { isMapped, mapKey, mapValue, ZoneMap } from '../transparency/zone-map.js';
-import type { StoredNodes } from '../store/map-nodes.js';
 import { ZoneLog } from '../transparency/zone-log-writer.js';
 
 /**
@@ -45,7 +44,6 @@ export class ZoneEditor {
    */
   private map: ZoneMap | null = null;
   /** The map's nodes as this editor changed them, written once each at commit. */
-  private mapNodes: StoredNodes | null = null;
   /** True when commit() builds the map from the records: the zone has none yet, or a bulk import changed most of it. */
   private rebuildMap = false;
 
@@ -277,8 +275,7 @@ export class ZoneEditor {
     // Built whole, or changed node by node (each tile written once, now); what was changed before a bulk
     // change made the editor build it whole is dropped with the rest.
     const rebuilt = this.rebuildMap || this.zoneMap() === null;
-    const mapRoot = rebuilt ? this.store.rebuildMap(this.zone.content) : this.map!.root();
-    if (!rebuilt) this.mapNodes!.flush();
+    const mapRoot = rebuilt ? this.store.rebuildMap(this.zone.content) : this.map!.commit();
     this.store.maps.committed(this.zone.content, mapRoot);
     this.store.zones.setCheckpoint(this.zone.name, signCheckpoint(this.zone.name, log.size, log.root(), mapRoot, this.key));
     this.store.markChanged(this.zone.name);
@@ -335,7 +332,6 @@ export class ZoneEditor {
       const stored = new ZoneMap(nodes);
       if (named !== null && stored.root().equals(named)) {
         this.map = stored;
-        this.mapNodes = nodes;
       } else this.rebuildMap = true;
     }
     return this.rebuildMap ? null : this.map;

@@ -186,8 +186,7 @@ export function applyToMap(
       if (c.action === 'put') map.set(mapKey(c.type, c.key), mapValue(c.jws!));
       else map.remove(mapKey(c.type, c.key));
     }
-    root = map.root();
-    nodes.flush();
+    root = map.commit();
   } else {
     root = store.rebuildMap(content);
   }

@@ -48,12 +48,6 @@ interface ReaderCache extends NodeCache {
   generation: number;
 }
 
-/** A map's nodes as a transaction changes them: the tiles changed are written by flush(), each once. */
-export interface StoredNodes extends MapNodes {
-  /** Writes every tile changed since the last flush (inside the transaction). */
-  flush(): void;
-}
-
 /**
  * The zones' maps (schema.sql `map_tiles`, docs/protocol.md §13.6): each content id's map as tiles of
  * nodes. Changed inside the write transaction that changes the records (transparency/zone-map.ts ZoneMap
@@ -86,9 +80,9 @@ export class MapStore {
   /**
    * The nodes of a content id's map whose root is `at` (the root its checkpoint names; null when unknown:
    * nothing kept in memory is used), for one transaction: changes are kept by tile until flush() writes
-   * them; after the transaction commits, `committed` names the new root.
+   * them (ZoneMap.commit), each tile once; after the transaction commits, `committed` names the new root.
    */
-  nodes(content: string, at: Buffer | null): StoredNodes {
+  nodes(content: string, at: Buffer | null): MapNodes {
     const cache = this.cacheOf(content, at);
     const tiles = new Tiles((id) => this.readTile(content, id));
     const get = (path: Buffer): MapNode | undefined => {
@@ -103,19 +97,34 @@ export class MapStore {
       }
       return kind === EMPTY ? undefined : keptNode(cache, depth, place, kind);
     };
+    // Tiles of the levels kept in memory are changed there and encoded from there at flush (no read of
+    // the stored row); the tiles below, in `tiles`.
+    const kept = new Map<string, Buffer>();
     const set = (path: Buffer, node: MapNode | undefined): void => {
-      tiles.set(path, node);
-      this.changed(content, path, node);
+      const depth = depthOf(path);
+      if (cache === null || depth > CACHED_DEPTH) {
+        tiles.set(path, node);
+        this.changed(content, path, node);
+        return;
+      }
+      keep(cache, depth, placeOf(path, depth), node);
+      cache.dirty = true;
+      const id = tileIdOf(path);
+      kept.set(id.toString('latin1'), id);
+    };
+    const write = (id: Buffer, blob: Buffer | null): void => {
+      if (blob === null) this.deleteStmt.run(content, id);
+      else this.putStmt.run(content, id, blob);
     };
     return {
       get,
       put: (path, node) => set(path, node),
       delete: (path) => set(path, undefined),
-      flush: () =>
-        tiles.flush((id, blob) => {
-          if (blob === null) this.deleteStmt.run(content, id);
-          else this.putStmt.run(content, id, blob);
-        }),
+      flush: () => {
+        for (const id of kept.values()) write(id, encodeTile(keptTile(cache!, id)));
+        kept.clear();
+        tiles.flush(write);
+      },
     };
   }
 
@@ -210,14 +219,8 @@ export class MapStore {
   private fill(content: string, cache: NodeCache | ReaderCache): void {
     for (let depth = 0; depth <= CACHED_DEPTH; depth++) kindsAt(cache, depth).fill(EMPTY);
     for (const row of this.upperStmt.iterate(content, UPPER_END)) {
-      const level = row.tile[0]!;
-      const top = topOf(level);
-      const under = placeAt(row.tile, 1, top);
-      decodeTile(row.nodes).forEach((node, slot) => {
-        // Place 2^r − 2 + p: r levels below the tile's root, p-th among them (the root's tile: the root).
-        const r = level === 0 ? 0 : 31 - Math.clz32(slot + 2);
-        keep(cache, top + r, under * 2 ** r + (level === 0 ? 0 : slot + 2 - 2 ** r), node);
-      });
+      const nodes = decodeTile(row.nodes);
+      placesOfTile(row.tile, (slot, depth, place) => keep(cache, depth, place, nodes[slot]));
     }
     if ('gens' in cache) for (let depth = 0; depth <= CACHED_DEPTH; depth++) gensAt(cache, depth).fill(cache.generation);
   }
@@ -410,6 +413,25 @@ function decodeTile(blob: Buffer): (MapNode | undefined)[] {
   return nodes;
 }
 
+/** Calls `fn` with each place of the tile `id` (encodeTile), and the depth and place among 2^depth it stands for. */
+function placesOfTile(id: Buffer, fn: (slot: number, depth: number, place: number) => void): void {
+  const level = id[0]!;
+  const top = topOf(level);
+  const under = placeAt(id, 1, top);
+  if (level === 0) return fn(0, 0, 0);
+  for (let r = 1; r <= TILE_LEVELS; r++) for (let p = 0; p < 2 ** r; p++) fn(2 ** r - 2 + p, top + r, under * 2 ** r + p);
+}
+
+/** A tile of the levels kept in memory, read from that memory (complete: it was filled whole). */
+function keptTile(cache: NodeCache, id: Buffer): (MapNode | undefined)[] {
+  const nodes: (MapNode | undefined)[] = [];
+  placesOfTile(id, (slot, depth, place) => {
+    const kind = kindsAt(cache, depth)[place]!;
+    if (kind === INTERIOR || kind === LEAF) nodes[slot] = keptView(cache, depth, place, kind);
+  });
+  return nodes;
+}
+
 /** The tile of a node at `depth`: its level (a byte: the root's tile is 0) and the depth of its root. */
 function tileOf(depth: number): { level: number; top: number } {
   const level = depth === 0 ? 0 : Math.floor((depth - 1) / TILE_LEVELS) + 1;
@@ -465,8 +487,13 @@ function placeAt(bytes: Buffer, at: number, depth: number): number {
 
 /** A node kept in memory, as a copy: the place may be written again while the caller holds it. */
 function keptNode(cache: NodeCache, depth: number, place: number, kind: number): MapNode {
-  const hash = Buffer.from(hashesAt(cache, depth).subarray(place * 32, place * 32 + 32));
-  return { hash, key: kind === LEAF ? cache.leafKeys.get(depth * 2 ** 32 + place)! : null };
+  const view = keptView(cache, depth, place, kind);
+  return { hash: Buffer.from(view.hash), key: view.key };
+}
+
+/** A node kept in memory, its hash a view of that memory. */
+function keptView(cache: NodeCache, depth: number, place: number, kind: number): MapNode {
+  return { hash: hashesAt(cache, depth).subarray(place * 32, place * 32 + 32), key: kind === LEAF ? cache.leafKeys.get(depth * 2 ** 32 + place)! : null };
 }
 
 function gensAt(cache: ReaderCache, depth: number): Uint32Array {

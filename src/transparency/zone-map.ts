@@ -121,6 +121,8 @@ export interface MapNodes {
   get(path: Buffer): MapNode | undefined;
   put(path: Buffer, node: MapNode): void;
   delete(path: Buffer): void;
+  /** Writes the changes kept in memory, where a store keeps them until then (ZoneMap.commit calls it). */
+  flush?(): void;
 }
 
 /** The position of the node at `depth` on a key's path: two bytes of depth, then the key's first `depth` bits (the rest of the last byte zero). */
@@ -150,12 +152,38 @@ function sharedBits(a: Buffer, b: Buffer): number {
   throw new Error('two map leaves with the same key');
 }
 
-/** A zone's map kept in `nodes`, changed one record at a time (inside the write transaction that changes the record). */
+/**
+ * A zone's map kept in `nodes`, changed one record at a time (inside the write transaction that changes the
+ * record). A change places its leaf at once and marks the interior nodes above it stale; root() hashes
+ * each stale node once, bottom-up, so the changes of one commit share the work near the root.
+ */
 export class ZoneMap {
+  /** Interior nodes whose hash is not computed yet, per depth: a key below each, by the node's place. */
+  private stale: Map<number | string, Buffer>[] = [];
+
   constructor(private readonly nodes: MapNodes) {}
 
-  /** The map's root hash. */
+  /** Hashes what the changes left stale and has the nodes written (a store's flush); returns the root. Call before the transaction commits. */
+  commit(): Buffer {
+    const root = this.root();
+    this.nodes.flush?.();
+    return root;
+  }
+
+  /** The map's root hash (hashing the nodes changes left stale). */
   root(): Buffer {
+    for (let depth = this.stale.length - 1; depth >= 0; depth--) {
+      for (const key of this.stale[depth]?.values() ?? []) {
+        const path = mapPath(key, depth);
+        const node = this.nodes.get(path);
+        // Removed since, or a leaf that rose to its place: nothing to hash.
+        if (node === undefined || node.key !== null) continue;
+        const child = this.nodes.get(mapPath(key, depth + 1))?.hash ?? EMPTY_MAP;
+        const sibling = this.nodes.get(siblingPath(key, depth + 1))?.hash ?? EMPTY_MAP;
+        this.nodes.put(path, { hash: keyBit(key, depth) === 1 ? nodeHash(sibling, child) : nodeHash(child, sibling), key: null });
+      }
+    }
+    this.stale = [];
     return this.nodes.get(mapPath(EMPTY_MAP, 0))?.hash ?? EMPTY_MAP;
   }
 
@@ -168,13 +196,15 @@ export class ZoneMap {
       if (node !== undefined && node.key === null) continue;
       if (node === undefined || node.key!.equals(key)) {
         this.nodes.put(path, leaf);
-        return this.rehash(key, depth, leaf.hash);
+        return this.staleAbove(key, depth);
       }
-      // Another key's leaf: both go down to where they part, the nodes above them become interior.
+      // Another key's leaf: both go down to where they part, the places from the other leaf's down to
+      // theirs become interior nodes (hashed by root()).
       const parted = sharedBits(key, node.key!) + 1;
       this.nodes.put(mapPath(node.key!, parted), node);
       this.nodes.put(mapPath(key, parted), leaf);
-      return this.rehash(key, parted, leaf.hash);
+      for (let d = depth; d < parted; d++) this.nodes.put(mapPath(key, d), { hash: EMPTY_MAP, key: null });
+      return this.staleAbove(key, parted);
     }
   }
 
@@ -201,12 +231,13 @@ export class ZoneMap {
     for (let d = depth; d > top; d--) this.nodes.delete(mapPath(key, d));
     if (risen !== null) this.nodes.put(mapPath(key, top), risen);
     else this.nodes.delete(mapPath(key, top));
-    this.rehash(key, top, risen?.hash ?? EMPTY_MAP);
+    this.staleAbove(key, top);
     return true;
   }
 
   /** The siblings on a key's path from its leaf up, when the map holds the key; else null. */
   proof(key: Buffer): Buffer[] | null {
+    this.root();
     const siblings: Buffer[] = [];
     for (let depth = 0; ; depth++) {
       const node = this.nodes.get(mapPath(key, depth));
@@ -216,12 +247,14 @@ export class ZoneMap {
     }
   }
 
-  /** Rehashes the interior nodes above the node at `depth` on a key's path, whose hash is `hash`. */
-  private rehash(key: Buffer, depth: number, hash: Buffer): void {
-    for (let d = depth; d > 0; d--) {
-      const sibling = this.nodes.get(siblingPath(key, d))?.hash ?? EMPTY_MAP;
-      hash = keyBit(key, d - 1) === 1 ? nodeHash(sibling, hash) : nodeHash(hash, sibling);
-      this.nodes.put(mapPath(key, d - 1), { hash, key: null });
+  /** Marks the nodes above the one at `depth` on a key's path stale, up to the first that is already (whose own are too). */
+  private staleAbove(key: Buffer, depth: number): void {
+    for (let d = depth - 1; d >= 0; d--) {
+      const level = (this.stale[d] ??= new Map());
+      // A place's first d bits as a number while they fit, else its path as a string.
+      const place = d <= 30 ? (d === 0 ? 0 : key.readUInt32BE(0) >>> (32 - d)) : mapPath(key, d).toString('latin1');
+      if (level.has(place)) return;
+      level.set(place, key);
     }
   }
 }
