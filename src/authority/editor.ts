@@ -109,14 +109,18 @@ export class ZoneEditor {
 
   /**
    * Stores new records signed and digested elsewhere (a bulk import signs on worker threads): `digest` is
-   * the digest of exactly these records, none of which exists yet, so no old version is looked up.
+   * the digest of exactly these records, none of which exists yet, so no old version is looked up. For a
+   * type the log records, `leaves` may give each record's leaf hash (changeLeafHash, 32 bytes each, in
+   * order), computed where it was signed.
    */
-  putNew(type: StoredType, records: readonly { key: string; jws: string }[], exp: number, digest: ZoneDigest): void {
+  putNew(type: StoredType, records: readonly { key: string; jws: string }[], exp: number, digest: ZoneDigest, leaves?: Uint8Array): void {
     // Many records at once: the map is built whole at commit, two rows a record, rather than changed
     // node by node (about 2 log2 n reads and writes each).
     if (isMapped(type)) this.rebuildMap = true;
     // History entries get their leaves in the order they are stored (the import's, by key).
-    const logged = type === 'op' || type === 'delegation' ? records.map((r) => ({ ...r, leaf: this.logged('put', type, r.key, r.jws) })) : records;
+    const leafOf = (r: { key: string; jws: string }, i: number): number | null =>
+      leaves === undefined ? this.logged('put', type, r.key, r.jws) : this.zoneLog().append(Buffer.from(leaves.buffer, leaves.byteOffset + 32 * i, 32));
+    const logged = type === 'op' || type === 'delegation' ? records.map((r, i) => ({ ...r, leaf: leafOf(r, i) })) : records;
     this.store.records.insertNew(this.zone.content, type, this.version, exp, logged);
     let size = 0;
     for (const r of records) {

@@ -11,11 +11,12 @@ import { signOperatorEntry } from '../records/operator-entry.js';
 import { requestId } from '../records/change-request.js';
 import { serveJobs } from '../threads/worker.js';
 import { toWire } from '../threads/wire.js';
+import { changeLeafHash } from '../transparency/zone-log.js';
 import type { ImportChunk, PreparedChunk } from './import.js';
 
 /**
  * A thread of a bulk import (import.ts): parses and validates a chunk of the file's lines, then builds,
- * signs and hashes each handle's record, so that the main thread only checks the lines against the zone
+ * signs and hashes each handle's record (and its history entry's leaf in the zone's log), so that the main thread only checks the lines against the zone
  * and each other and stores them. The first bad line ends the chunk: what came before it is returned
  * with the error, so the caller can still report an earlier line's error first.
  */
@@ -23,7 +24,18 @@ const { privateKey, kid } = workerData as { privateKey: KeyObject; kid: string }
 const key = { kid, privateKey };
 
 serveJobs<ImportChunk, PreparedChunk>((chunk) => {
-  const out: PreparedChunk = { handles: [], hosts: [], lineNos: [], entries: [], hashes: [], jws: [], digestState: new Uint8Array(0), error: null };
+  const out: PreparedChunk = {
+    handles: [],
+    hosts: [],
+    lineNos: [],
+    entries: [],
+    entryLeaves: new Uint8Array(0),
+    hashes: [],
+    jws: [],
+    digestState: new Uint8Array(0),
+    error: null,
+  };
+  const leaves: Buffer[] = [];
   const digest = ZoneDigest.empty();
   const { text, context: c } = chunk;
   let lineNo = chunk.firstLineNo;
@@ -53,6 +65,7 @@ serveJobs<ImportChunk, PreparedChunk>((chunk) => {
       const jws = signCompactText(payload, key, RECORD_TYP);
       digest.add('handle', line.handle, jws);
       digest.add('op', historyKey(line.handle, 1), entry);
+      leaves.push(changeLeafHash('put', 'op', historyKey(line.handle, 1), entry)!);
       out.handles.push(line.handle);
       out.hosts.push(line.host);
       out.lineNos.push(lineNo);
@@ -66,5 +79,7 @@ serveJobs<ImportChunk, PreparedChunk>((chunk) => {
     if (out.error.code === null) out.error.message = `line ${lineNo}: ${out.error.message}`;
   }
   out.digestState = digest.state();
-  return { value: out, transfer: [out.digestState.buffer as ArrayBuffer] };
+  // A buffer of its own (not a slice of Buffer's pool), to be transferred.
+  out.entryLeaves = new Uint8Array(Buffer.concat(leaves));
+  return { value: out, transfer: [out.digestState.buffer as ArrayBuffer, out.entryLeaves.buffer as ArrayBuffer] };
 });

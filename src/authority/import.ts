@@ -46,6 +46,8 @@ export interface PreparedChunk {
   lineNos: number[];
   /** Each handle's first history entry: an operator entry (`import`) signed by the zone key. */
   entries: string[];
+  /** Each entry's leaf hash in the zone's log (zone-log.ts changeLeafHash), 32 bytes each, in order. */
+  entryLeaves: Uint8Array;
   hashes: string[];
   jws: string[];
   digestState: Uint8Array;
@@ -157,6 +159,7 @@ export async function importHandles(store: Store, zones: ZoneService, clock: Clo
             c.handles.map((h, i) => ({ key: historyKey(h, 1), jws: c.entries[i]! })),
             HISTORY_EXP,
             ZoneDigest.empty(),
+            c.entryLeaves,
           );
         };
         const ahead: Promise<PreparedChunk>[] = [];
