@@ -95,7 +95,7 @@ export class MapStore {
         keep(cache, depth, place, node);
         return node;
       }
-      return kind === EMPTY ? undefined : keptNode(cache, depth, place, kind);
+      return kind === EMPTY ? undefined : keptView(cache, depth, place, kind);
     };
     // Tiles of the levels kept in memory are changed there and encoded from there at flush (no read of
     // the stored row); the tiles below, in `tiles`.
@@ -483,12 +483,6 @@ function placeAt(bytes: Buffer, at: number, depth: number): number {
   if (depth === 0) return 0;
   const bits = (((bytes[at] ?? 0) << 16) | ((bytes[at + 1] ?? 0) << 8) | (bytes[at + 2] ?? 0)) >>> 0;
   return bits >>> (24 - depth);
-}
-
-/** A node kept in memory, as a copy: the place may be written again while the caller holds it. */
-function keptNode(cache: NodeCache, depth: number, place: number, kind: number): MapNode {
-  const view = keptView(cache, depth, place, kind);
-  return { hash: Buffer.from(view.hash), key: view.key };
 }
 
 /** A node kept in memory, its hash a view of that memory. */

@@ -118,6 +118,7 @@ export interface MapNode {
 
 /** Where a map's nodes are kept, by path (mapPath); an absent path is an empty subtree. */
 export interface MapNodes {
+  /** The node at `path`; its hash may be a view of the store's memory, valid until the next put or delete: copy what is kept. */
   get(path: Buffer): MapNode | undefined;
   put(path: Buffer, node: MapNode): void;
   delete(path: Buffer): void;
@@ -184,7 +185,8 @@ export class ZoneMap {
       }
     }
     this.stale = [];
-    return this.nodes.get(mapPath(EMPTY_MAP, 0))?.hash ?? EMPTY_MAP;
+    // A copy: callers keep the root (the checkpoint's, the store's memory of which map it holds).
+    return Buffer.from(this.nodes.get(mapPath(EMPTY_MAP, 0))?.hash ?? EMPTY_MAP);
   }
 
   /** Sets a key's value (adds the key, or replaces its value). */
@@ -201,7 +203,8 @@ export class ZoneMap {
       // Another key's leaf: both go down to where they part, the places from the other leaf's down to
       // theirs become interior nodes (hashed by root()).
       const parted = sharedBits(key, node.key!) + 1;
-      this.nodes.put(mapPath(node.key!, parted), node);
+      // A copy: the node's hash may be a view of its old place, which is written below.
+      this.nodes.put(mapPath(node.key!, parted), { hash: Buffer.from(node.hash), key: node.key });
       this.nodes.put(mapPath(key, parted), leaf);
       for (let d = depth; d < parted; d++) this.nodes.put(mapPath(key, d), { hash: EMPTY_MAP, key: null });
       return this.staleAbove(key, parted);
@@ -223,8 +226,9 @@ export class ZoneMap {
       const sibling = this.nodes.get(siblingPath(key, top));
       if (sibling !== undefined && (risen !== null || sibling.key === null)) break;
       if (sibling !== undefined) {
+        // A copy, kept across the deletes.
+        risen = { hash: Buffer.from(sibling.hash), key: sibling.key };
         this.nodes.delete(siblingPath(key, top));
-        risen = sibling;
       }
       top--;
     }
@@ -243,7 +247,7 @@ export class ZoneMap {
       const node = this.nodes.get(mapPath(key, depth));
       if (node === undefined) return null;
       if (node.key !== null) return node.key.equals(key) ? siblings.reverse() : null;
-      siblings.push(this.nodes.get(siblingPath(key, depth + 1))?.hash ?? EMPTY_MAP);
+      siblings.push(Buffer.from(this.nodes.get(siblingPath(key, depth + 1))?.hash ?? EMPTY_MAP));
     }
   }
 
