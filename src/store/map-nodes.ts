@@ -181,8 +181,7 @@ export class MapStore {
       used.push([depth, place]);
       if (gensAt(cache, depth)[place] !== cache.generation) trusted = false;
       if (kind === EMPTY) return undefined;
-      const hash = hashesAt(cache, depth).subarray(place * 32, place * 32 + 32);
-      return { hash, key: kind === LEAF ? cache.leafKeys.get(depth * 2 ** 32 + place)! : null };
+      return keptView(cache, depth, place, kind);
     };
     const siblings: Buffer[] = [];
     let place = 0;
