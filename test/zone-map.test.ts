@@ -275,7 +275,7 @@ describe('zone map in the store', () => {
       const entries = new MapEntries();
       for (const e of state.values()) entries.add(e.key, e.value);
       const sorted = entries.sorted();
-      expect(writer.write(() => writer.maps.replace('d', (keep) => buildMap(sorted, keep))).equals(root!)).toBe(true);
+      expect(writer.write(() => writer.maps.build('d', sorted)).equals(root!)).toBe(true);
       const { default: Database } = await import('better-sqlite3');
       const db = new Database(`${dir.dir}/idns.sqlite`, { readonly: true });
       const tiles = (content: string) => db.prepare('SELECT tile, nodes FROM map_tiles WHERE content = ? ORDER BY tile').all(content);

@@ -43,7 +43,6 @@ export class ZoneEditor {
    * record it holds; null until then, or when it is to be built whole at commit (`rebuildMap`).
    */
   private map: ZoneMap | null = null;
-  /** The map's nodes as this editor changed them, written once each at commit. */
   /** True when commit() builds the map from the records: the zone has none yet, or a bulk import changed most of it. */
   private rebuildMap = false;
 
@@ -332,11 +331,9 @@ export class ZoneEditor {
   private zoneMap(): ZoneMap | null {
     if (this.map === null && !this.rebuildMap) {
       const named = checkpointMapRoot(this.zone.checkpoint);
-      const nodes = this.store.maps.nodes(this.zone.content, named);
-      const stored = new ZoneMap(nodes);
-      if (named !== null && stored.root().equals(named)) {
-        this.map = stored;
-      } else this.rebuildMap = true;
+      const stored = new ZoneMap(this.store.maps.nodes(this.zone.content, named));
+      if (named !== null && stored.root().equals(named)) this.map = stored;
+      else this.rebuildMap = true;
     }
     return this.rebuildMap ? null : this.map;
   }

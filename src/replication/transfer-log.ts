@@ -5,7 +5,7 @@ import type { Store } from '../store/store.js';
 import { HASH_BYTES, MerkleFrontier } from '../transparency/merkle.js';
 import { changeLeafHash, openCheckpoint, zoneRecordLeafHash } from '../transparency/zone-log.js';
 import type { Checkpoint } from '../transparency/checkpoint.js';
-import { buildMap, isMapped, MapEntries, mapKey, mapRootOf, mapValue, ZoneMap } from '../transparency/zone-map.js';
+import { isMapped, MapEntries, mapKey, mapRootOf, mapValue, ZoneMap } from '../transparency/zone-map.js';
 
 /** Nodes buffered before they are written (a transaction of their own, not synced: the switch syncs). */
 const NODES_PER_WRITE = 4096;
@@ -156,7 +156,7 @@ export class MapLoader {
   finish(): void {
     if (this.entries === null) return;
     const sorted = this.entries.sorted();
-    const root = this.store.writeUnsynced(() => this.store.maps.replace(this.content, (keep) => buildMap(sorted, keep)));
+    const root = this.store.writeUnsynced(() => this.store.maps.build(this.content, sorted));
     if (!root.equals(this.named!)) throw refused('the records do not make the map the checkpoint names');
   }
 }

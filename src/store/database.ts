@@ -7,7 +7,7 @@ import { HISTORY_EXP, RecordStore } from './records.js';
 import { CompactHistories } from './compact-histories.js';
 import { ZoneDigest } from '../records/digest.js';
 import { MapStore } from './map-nodes.js';
-import { buildMap, MapEntries, MAPPED_TYPES, mapKey, mapValue } from '../transparency/zone-map.js';
+import { MapEntries, MAPPED_TYPES, mapKey, mapValue } from '../transparency/zone-map.js';
 
 export type Db = Database.Database;
 
@@ -232,8 +232,7 @@ function tileMaps(db: Db): void {
   for (const content of db.prepare<[], string>('SELECT DISTINCT content FROM map_nodes').pluck().all()) {
     const entries = new MapEntries();
     for (const type of MAPPED_TYPES) for (const r of records.iterate(content, type)) entries.add(mapKey(type, r.key), mapValue(r.jws));
-    const sorted = entries.sorted();
-    maps.replace(content, (keep) => buildMap(sorted, keep));
+    maps.build(content, entries.sorted());
   }
   db.exec('DROP TABLE map_nodes');
 }

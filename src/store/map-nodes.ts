@@ -2,7 +2,7 @@ import type { Statement } from 'better-sqlite3';
 import type { Db } from './database.js';
 import { BulkInsert } from './bulk-insert.js';
 import { HASH_BYTES } from '../transparency/merkle.js';
-import { EMPTY_MAP, keyBit, mapPath, mapPathFrom, siblingPath, type MapNode, type MapNodes } from '../transparency/zone-map.js';
+import { buildMap, EMPTY_MAP, keyBit, mapPath, mapPathFrom, siblingPath, type MapNode, type MapNodes } from '../transparency/zone-map.js';
 
 /**
  * Levels of the map stored in one row (schema.sql `map_tiles`): a tile holds the nodes of the 5 levels
@@ -237,10 +237,10 @@ export class MapStore {
   }
 
   /**
-   * Replaces a content id's map by the nodes `build` hands to its `keep` (a map built whole, bottom-up:
-   * every node after the nodes below it); returns what `build` returns. Call inside a transaction.
+   * Replaces a content id's map by the map of `sorted` (MapEntries.sorted), built whole; returns its root.
+   * Call inside a transaction.
    */
-  replace<T>(content: string, build: (keep: (path: Buffer, node: MapNode) => void) => T): T {
+  build(content: string, sorted: Buffer): Buffer {
     this.forget(content);
     this.clearStmt.run(content);
     let rows: unknown[][] = [];
@@ -252,7 +252,8 @@ export class MapStore {
         rows = [];
       }
     };
-    const result = build((path, node) => {
+    // buildMap hands every node after the nodes below it.
+    const root = buildMap(sorted, (path, node) => {
       tiles.set(path, node);
       // A node whose depth is a multiple of TILE_LEVELS is the root of a tile of the level below, built
       // before it: that tile is whole and is written now, so only the tiles on one path are held at once.
@@ -261,7 +262,7 @@ export class MapStore {
     });
     tiles.flush(write);
     this.bulk.run(rows);
-    return result;
+    return root;
   }
 
   /** Deletes up to `limit` tiles of a content id; returns how many went (retired copies are dropped in batches). */

@@ -7,7 +7,7 @@ import { ZoneStore } from './zones.js';
 import { CompactHistories } from './compact-histories.js';
 import { LogStore } from './log-nodes.js';
 import { MapStore } from './map-nodes.js';
-import { buildMap, MapEntries, MAPPED_TYPES, mapKey, mapValue } from '../transparency/zone-map.js';
+import { MapEntries, MAPPED_TYPES, mapKey, mapValue } from '../transparency/zone-map.js';
 import { WitnessStore } from './witness.js';
 
 /** Seconds a writer refused for a busy database is told to wait before trying again. */
@@ -229,7 +229,7 @@ export class Store {
       }
     }
     const sorted = entries.sorted();
-    return this.maps.replace(content, (keep) => buildMap(sorted, keep));
+    return this.maps.build(content, sorted);
   }
 
   /** Marks a zone as changed by the running transaction; listeners hear of it once it commits. */
