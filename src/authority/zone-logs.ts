@@ -80,6 +80,8 @@ export class ZoneLogs {
   private readonly bindings = new Map<string, VersionBinding>();
   /** Per zone, its tree in memory; in the order last asked (the first goes first past maxLeavesHeld). */
   private readonly trees = new Map<string, HeldTree>();
+  /** The zones' versions read in the read batch `batch` (mapMember): one snapshot, one version. */
+  private readonly versionsRead = { batch: -1, versions: new Map<string, number>() };
   private closed = false;
 
   constructor(
@@ -195,19 +197,46 @@ export class ZoneLogs {
    */
   private mapMember(row: ZoneRow, root: Buffer, mapped: readonly MappedRecord[]): Buffer {
     this.store.batchReads();
-    // The map changes only with a version (cosignatures change the note, not the map).
-    if (this.store.zones.versionOf(row.name) !== row.version) {
+    // The map changes only with a version (cosignatures change the note, not the map); one snapshot (read
+    // batch) holds one version, read once.
+    const batch = this.store.openReadBatch;
+    const seen = this.versionsRead;
+    let version = batch !== null && seen.batch === batch ? seen.versions.get(row.name) : undefined;
+    if (version === undefined) {
+      version = this.store.zones.versionOf(row.name);
+      if (batch !== null) {
+        if (seen.batch !== batch) {
+          seen.batch = batch;
+          seen.versions.clear();
+        }
+        if (version !== undefined) seen.versions.set(row.name, version);
+      }
+    }
+    if (version !== row.version) {
       // A version committed through another connection that the cached rows do not show yet: they are
       // read again by the next question (routes/resolve.ts resolveBound asks it at once).
       this.store.zones.invalidate();
       throw new IdnsError('zone_unavailable', `zone ${row.name} changed while answering; ask again`);
     }
-    const proofs = mapped.map((m) => {
-      const proof = this.store.maps.proof(row.content, root, mapKey(m.type, m.key));
+    const proofs: Buffer[] = [];
+    let size = MAP_OPEN.length + CLOSE_MAP.length + Math.max(0, mapped.length - 1);
+    for (const m of mapped) {
+      const proof = this.store.maps.proofBase64(row.content, root, mapKey(m.type, m.key));
       if (proof === null) throw new IdnsError('internal', `zone ${row.name}: its map does not hold the ${m.type} record ${m.key}`);
-      return proof.map(b64);
-    });
-    return Buffer.from(`,"map":${JSON.stringify(proofs)}}}`);
+      proofs.push(proof);
+      size += 2 + listBytes(proof);
+    }
+    const out = Buffer.allocUnsafe(size);
+    let at = MAP_OPEN.copy(out, 0);
+    for (let i = 0; i < proofs.length; i++) {
+      if (i > 0) out[at++] = 0x2c;
+      out[at++] = 0x5b;
+      at = writeList(out, at, proofs[i]!);
+      out[at++] = 0x5d;
+    }
+    at += CLOSE_MAP.copy(out, at);
+    if (at !== size) throw new IdnsError('internal', `a map member of ${at} bytes where ${size} were counted`);
+    return out;
   }
 
   /** The zones' trees held in memory: leaves, bytes, and whether they are still being filled. */
@@ -338,6 +367,8 @@ const CLOSE_BARE = Buffer.from('}}');
 const ENTRY_LEAF = Buffer.from(',"entry":{"leaf":');
 const ENTRY_PROOF = Buffer.from(',"proof":[');
 const CLOSE_ENTRY = Buffer.from(']}');
+const MAP_OPEN = Buffer.from(',"map":[');
+const CLOSE_MAP = Buffer.from(']}}');
 
 /** A record of an answer whose map proof the binding carries: its type and the key it is stored under. */
 export interface MappedRecord {
@@ -359,24 +390,35 @@ export function mappedOf(answer: Pick<AuthoritativeAnswer, 'status' | 'record' |
  */
 function withEntry(head: Buffer, leaf: number, proof: Buffer, tail: Buffer): Buffer {
   const digits = String(leaf);
-  const hashes = proof.length / BASE64_HASH;
-  const size =
-    head.length + ENTRY_LEAF.length + digits.length + ENTRY_PROOF.length + hashes * (BASE64_HASH + 3) - (hashes > 0 ? 1 : 0) + CLOSE_ENTRY.length + tail.length;
+  const size = head.length + ENTRY_LEAF.length + digits.length + ENTRY_PROOF.length + listBytes(proof) + CLOSE_ENTRY.length + tail.length;
   const out = Buffer.allocUnsafe(size);
   let at = head.copy(out, 0);
   at += ENTRY_LEAF.copy(out, at);
   at += out.write(digits, at, 'latin1');
   at += ENTRY_PROOF.copy(out, at);
-  for (let i = 0, from = 0; i < hashes; i++, from += BASE64_HASH) {
-    if (i > 0) out[at++] = 0x2c;
-    out[at++] = 0x22;
-    for (let j = from; j < from + BASE64_HASH; j++) out[at++] = proof[j]!;
-    out[at++] = 0x22;
-  }
+  at = writeList(out, at, proof);
   at += CLOSE_ENTRY.copy(out, at);
   at += tail.copy(out, at);
   if (at !== size) throw new IdnsError('internal', `a log binding of ${at} bytes where ${size} were counted`);
   return out;
+}
+
+/** The bytes of writeList's JSON strings for hashes in base64 one after the other. */
+function listBytes(base64: Buffer): number {
+  const hashes = base64.length / BASE64_HASH;
+  return hashes * (BASE64_HASH + 3) - (hashes > 0 ? 1 : 0);
+}
+
+/** Writes each hash of `base64` (BASE64_HASH bytes each) as a JSON string, comma-separated, at `at`; returns the offset after. */
+function writeList(out: Buffer, at: number, base64: Buffer): number {
+  for (let from = 0; from < base64.length; from += BASE64_HASH) {
+    if (from > 0) out[at++] = 0x2c;
+    out[at++] = 0x22;
+    // Byte by byte: a copy call costs more than 44 bytes.
+    for (let j = from; j < from + BASE64_HASH; j++) out[at++] = base64[j]!;
+    out[at++] = 0x22;
+  }
+  return at;
 }
 
 function sameCopy(copy: Copy, row: ZoneRow): boolean {

@@ -2,7 +2,9 @@ import type { Statement } from 'better-sqlite3';
 import type { Db } from './database.js';
 import { BulkInsert } from './bulk-insert.js';
 import { HASH_BYTES } from '../transparency/merkle.js';
-import { buildMap, EMPTY_MAP, keyBit, mapPath, mapPathFrom, siblingPath, type MapNode, type MapNodes } from '../transparency/zone-map.js';
+import { buildMap, EMPTY_MAP, keyBit, mapPathFrom, type MapNode, type MapNodes } from '../transparency/zone-map.js';
+import { BASE64_HASH } from '../transparency/memory-tree.js';
+import { writeBase64 } from '../records/encoding.js';
 
 /**
  * Levels of the map stored in one row (schema.sql `map_tiles`): a tile holds the nodes of the 5 levels
@@ -66,6 +68,8 @@ export class MapStore {
   private readonly caches = new Map<string, NodeCache>();
   /** The nodes kept for proofs (proof()), which outlive a change of the map (checked when used). */
   private readonly readers = new Map<string, ReaderCache>();
+  /** The one walk of a proof, reused (a walk allocates nothing per node). */
+  private readonly walk = new ProofWalk();
 
   constructor(db: Db) {
     this.getStmt = db.prepare<[string, Buffer], Buffer>('SELECT nodes FROM map_tiles WHERE content = ? AND tile = ?').pluck();
@@ -134,65 +138,56 @@ export class MapStore {
    * The nodes kept in memory for proofs outlive a change of the map: a proof that used nodes kept under
    * an earlier root is checked against `at` before it is given (a few hashes), and when it does not hold,
    * those nodes are forgotten and the proof read again from the table. So a change costs a proof only the
-   * nodes it changed, not the whole memory. The hashes may be views of that memory: use them before the
-   * next call.
+   * nodes it changed, not the whole memory.
    */
   proof(content: string, at: Buffer, key: Buffer): Buffer[] | null {
+    const walk = this.proven(content, at, key);
+    if (walk === null) return null;
+    const siblings: Buffer[] = [];
+    for (let i = walk.count - 1; i >= 0; i--) siblings.push(Buffer.from(walk.hashIn[i]!.subarray(walk.hashAt[i]!, walk.hashAt[i]! + HASH_BYTES)));
+    return siblings;
+  }
+
+  /**
+   * proof() as the bound answers carry it: each sibling's base64 (BASE64_HASH bytes), one after the other,
+   * from the leaf up. Written from the kept memory and the rows read, with no node made on the way.
+   */
+  proofBase64(content: string, at: Buffer, key: Buffer): Buffer | null {
+    const walk = this.proven(content, at, key);
+    if (walk === null) return null;
+    const out = Buffer.allocUnsafe(walk.count * BASE64_HASH);
+    let to = 0;
+    for (let i = walk.count - 1; i >= 0; i--) to = writeBase64(walk.hashIn[i]!, out, to, walk.hashAt[i]!, walk.hashAt[i]! + HASH_BYTES);
+    return out;
+  }
+
+  /** The walk of a key's proof that holds against `at` (see proof()), or null when the map does not hold the key. Valid until the next walk. */
+  private proven(content: string, at: Buffer, key: Buffer): ProofWalk | null {
     const cache = this.readerCache(content, at);
-    const first = this.walk(content, cache, key, false);
-    if (first.trusted) return first.siblings;
-    if (first.siblings !== null) {
-      const hashes = mapPathFrom(key, first.leaf!, first.siblings);
+    const walk = this.walk;
+    walk.run(cache, key, false, (id) => this.readTile(content, id));
+    if (walk.trusted) return walk.found ? walk : null;
+    // Kept nodes from before a change: a proof found is checked against the root; a key not found may
+    // be there now (read again below).
+    if (walk.found) {
+      const siblings: Buffer[] = [];
+      for (let i = walk.count - 1; i >= 0; i--) siblings.push(walk.hashIn[i]!.subarray(walk.hashAt[i]!, walk.hashAt[i]! + HASH_BYTES));
+      const hashes = mapPathFrom(key, walk.leafIn!.subarray(walk.leafAt, walk.leafAt + HASH_BYTES), siblings);
       if (hashes[hashes.length - 1]!.equals(at)) {
         // The root holds: the leaf and each sibling are what it commits to (a leaf's hash binds its key,
         // an interior node's is no leaf's, the empty hash is nobody's). The nodes on the path were used
         // only as interior nodes, their kept hashes unchecked: they take the hashes just computed.
-        for (const [depth, place] of first.used) gensAt(cache, depth)[place] = cache.generation;
-        const depth = first.siblings.length;
+        const { used } = walk;
+        for (let i = 0; i < used.length; i += 2) gensAt(cache, used[i]!)[used[i + 1]!] = cache.generation;
+        const depth = walk.count;
         for (let d = Math.min(depth - 1, CACHED_DEPTH); d >= 0; d--) keep(cache, d, placeAt(key, 0, d), { hash: hashes[depth - d]!, key: null });
-        return first.siblings;
+        return walk;
       }
     }
-    for (const [depth, place] of first.used) kindsAt(cache, depth)[place] = UNKNOWN;
-    return this.walk(content, cache, key, true).siblings;
-  }
-
-  /** A key's path walked from the root: its proof (or null), the leaf's hash, and the kept places used, trusted when all were kept under the current root. */
-  private walk(
-    content: string,
-    cache: ReaderCache,
-    key: Buffer,
-    fresh: boolean,
-  ): { siblings: Buffer[] | null; leaf: Buffer | null; used: [number, number][]; trusted: boolean } {
-    const used: [number, number][] = [];
-    let trusted = true;
-    const tiles = new Tiles((id) => this.readTile(content, id));
-    // A place's node: kept (no path made, no copy: the hashes are read before anything changes them), or
-    // read from its tile by the path `path()` makes. Places count down the key's bits (2^depth of them).
-    const look = (depth: number, place: number, path: () => Buffer): { hash: Buffer; key: Buffer | null } | undefined => {
-      if (depth > CACHED_DEPTH) return tiles.get(path());
-      const kind = kindsAt(cache, depth)[place]!;
-      if (fresh || kind === UNKNOWN) {
-        const node = tiles.get(path());
-        keep(cache, depth, place, node);
-        gensAt(cache, depth)[place] = cache.generation;
-        return node;
-      }
-      used.push([depth, place]);
-      if (gensAt(cache, depth)[place] !== cache.generation) trusted = false;
-      if (kind === EMPTY) return undefined;
-      return keptView(cache, depth, place, kind);
-    };
-    const siblings: Buffer[] = [];
-    let place = 0;
-    for (let depth = 0; ; depth++) {
-      const node = look(depth, place, () => mapPath(key, depth));
-      if (node === undefined) return { siblings: null, leaf: null, used, trusted };
-      if (node.key !== null) return { siblings: node.key.equals(key) ? siblings.reverse() : null, leaf: node.hash, used, trusted };
-      const next = place * 2 + keyBit(key, depth);
-      siblings.push(look(depth + 1, next ^ 1, () => siblingPath(key, depth + 1))?.hash ?? EMPTY_MAP);
-      place = next;
-    }
+    const { used } = walk;
+    for (let i = 0; i < used.length; i += 2) kindsAt(cache, used[i]!)[used[i + 1]!] = UNKNOWN;
+    walk.run(cache, key, true, (id) => this.readTile(content, id));
+    return walk.found ? walk : null;
   }
 
   /** The nodes kept for proofs of a content id's map: under a new root, the same nodes, no longer trusted until checked. */
@@ -298,6 +293,180 @@ export class MapStore {
     this.caches.delete(content);
     this.readers.delete(content);
   }
+}
+
+/**
+ * A key's path walked from the root for its proof, through the nodes kept in memory and then the tiles
+ * below a row at a time, read in place (tileSlot): each sibling is a hash at an offset of a buffer (the
+ * kept memory, a row read, or the empty hash), so a proof makes no node, path or tile id per level.
+ */
+class ProofWalk {
+  /** The key is in the map (its leaf reached). */
+  found = false;
+  /** Every kept node used was read or checked under the current root. */
+  trusted = true;
+  /** Siblings from the root down: the i-th is at hashAt[i] of hashIn[i]. */
+  count = 0;
+  readonly hashIn: Buffer[] = [];
+  readonly hashAt: number[] = [];
+  leafIn: Buffer | null = null;
+  leafAt = 0;
+  /** The kept places used, as depth and place pairs. */
+  readonly used: number[] = [];
+  /** The tile row of the deepest level read, and its level. */
+  private tile: Buffer | undefined;
+  private tileLevel = -1;
+  /** The node looked at last: its hash at `at` of `in` (null: empty), and whether it is a leaf with the walk's key. */
+  private nodeIn: Buffer | null = null;
+  private nodeAt = 0;
+  private nodeLeaf = false;
+  private nodeMine = false;
+
+  run(cache: ReaderCache, key: Buffer, fresh: boolean, read: (id: Buffer) => Buffer | undefined): void {
+    this.found = false;
+    this.trusted = true;
+    this.count = 0;
+    this.used.length = 0;
+    this.tile = undefined;
+    this.tileLevel = -1;
+    let place = 0;
+    for (let depth = 0; ; depth++) {
+      this.look(cache, key, depth, place, false, fresh, read);
+      if (this.nodeIn === null) return;
+      if (this.nodeLeaf) {
+        if (!this.nodeMine) return;
+        this.found = true;
+        this.leafIn = this.nodeIn;
+        this.leafAt = this.nodeAt;
+        return;
+      }
+      const next = place * 2 + keyBit(key, depth);
+      this.look(cache, key, depth + 1, next ^ 1, true, fresh, read);
+      this.hashIn[this.count] = this.nodeIn ?? EMPTY_MAP;
+      this.hashAt[this.count] = this.nodeIn === null ? 0 : this.nodeAt;
+      this.count++;
+      place = next;
+    }
+  }
+
+  /**
+   * Looks at the node at `depth` on the key's path (`sibling`: its sibling), whose place among the 2^depth
+   * of its depth is `place` (used while depth ≤ CACHED_DEPTH): sets nodeIn, nodeAt, nodeLeaf and nodeMine.
+   */
+  private look(
+    cache: ReaderCache,
+    key: Buffer,
+    depth: number,
+    place: number,
+    sibling: boolean,
+    fresh: boolean,
+    read: (id: Buffer) => Buffer | undefined,
+  ): void {
+    if (depth <= CACHED_DEPTH) {
+      const kinds = kindsAt(cache, depth);
+      if (fresh || kinds[place] === UNKNOWN) {
+        const tile = this.tileAt(key, depth, read);
+        const at = tile === undefined ? -1 : tileSlot(tile, slotAt(key, depth, sibling));
+        keep(cache, depth, place, at < 0 ? undefined : nodeOf(tile!, at));
+        gensAt(cache, depth)[place] = cache.generation;
+      } else {
+        this.used.push(depth, place);
+        if (gensAt(cache, depth)[place] !== cache.generation) this.trusted = false;
+      }
+      const kind = kinds[place]!;
+      if (kind === EMPTY) {
+        this.nodeIn = null;
+        return;
+      }
+      this.nodeIn = hashesAt(cache, depth);
+      this.nodeAt = place * HASH_BYTES;
+      this.nodeLeaf = kind === LEAF;
+      this.nodeMine = this.nodeLeaf && cache.leafKeys.get(depth * 2 ** 32 + place)!.equals(key);
+      return;
+    }
+    const tile = this.tileAt(key, depth, read);
+    const at = tile === undefined ? -1 : tileSlot(tile, slotAt(key, depth, sibling));
+    if (at < 0) {
+      this.nodeIn = null;
+      return;
+    }
+    this.nodeIn = tile!;
+    this.nodeAt = at & ~LEAF_FLAG;
+    this.nodeLeaf = (at & LEAF_FLAG) !== 0;
+    this.nodeMine = this.nodeLeaf && key.compare(tile!, this.nodeAt + HASH_BYTES, this.nodeAt + 2 * HASH_BYTES) === 0;
+  }
+
+  /** The row of the tile that holds the key's path at `depth` (read once a walk: a path's nodes and their siblings share it). */
+  private tileAt(key: Buffer, depth: number, read: (id: Buffer) => Buffer | undefined): Buffer | undefined {
+    const { level, top } = tileOf(depth);
+    if (level !== this.tileLevel) {
+      this.tileLevel = level;
+      this.tile = read(tileIdAt(key, level, top));
+    }
+    return this.tile;
+  }
+}
+
+/** In tileSlot's answer, the bit that marks a leaf (offsets are far below it). */
+const LEAF_FLAG = 1 << 30;
+
+/** Where the node at `slot` starts in a tile's row (encodeTile), with LEAF_FLAG for a leaf; −1 when the place is empty. */
+function tileSlot(blob: Buffer, slot: number): number {
+  // Places 0–31 in the second word, 32–61 in the first; nodes are written places 0–31 first.
+  const low = blob.readUInt32BE(4);
+  const lowLeaves = blob.readUInt32BE(12);
+  let present: number;
+  let leaves: number;
+  let before = 0;
+  let leavesBefore = 0;
+  if (slot < 32) {
+    present = low;
+    leaves = lowLeaves;
+  } else {
+    present = blob.readUInt32BE(0);
+    leaves = blob.readUInt32BE(8);
+    before = popcount(low);
+    leavesBefore = popcount(lowLeaves);
+  }
+  const bit = (1 << (slot & 31)) >>> 0;
+  if ((present & bit) === 0) return -1;
+  const below = (bit - 1) >>> 0;
+  const at = 16 + (before + popcount(present & below) + leavesBefore + popcount(leaves & below)) * HASH_BYTES;
+  return (leaves & bit) !== 0 ? at | LEAF_FLAG : at;
+}
+
+function popcount(n: number): number {
+  n = n - ((n >>> 1) & 0x55555555);
+  n = (n & 0x33333333) + ((n >>> 2) & 0x33333333);
+  return (Math.imul((n + (n >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24) & 0xff;
+}
+
+/** The node at `at` of a row (tileSlot's answer), as views of it. */
+function nodeOf(blob: Buffer, at: number): MapNode {
+  const start = at & ~LEAF_FLAG;
+  const hash = blob.subarray(start, start + HASH_BYTES);
+  return { hash, key: (at & LEAF_FLAG) !== 0 ? blob.subarray(start + HASH_BYTES, start + 2 * HASH_BYTES) : null };
+}
+
+/** The slot (encodeTile) of the node at `depth` on the key's path, or of its sibling. */
+function slotAt(key: Buffer, depth: number, sibling: boolean): number {
+  if (depth === 0) return 0;
+  const { top } = tileOf(depth);
+  const r = depth - top;
+  let p = 0;
+  for (let bit = top; bit < depth; bit++) p = (p << 1) | keyBit(key, bit);
+  if (sibling) p ^= 1;
+  return 2 ** r - 2 + p;
+}
+
+/** The row key (tileIdOf) of the tile of `level`, whose root is at depth `top`, on the key's path. */
+function tileIdAt(key: Buffer, level: number, top: number): Buffer {
+  const bytes = (top + 7) >> 3;
+  const id = Buffer.allocUnsafe(1 + bytes);
+  id[0] = level;
+  key.copy(id, 1, 0, bytes);
+  if (top & 7) id[bytes] = id[bytes]! & (0xff << (8 - (top & 7)));
+  return id;
 }
 
 /**

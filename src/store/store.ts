@@ -27,6 +27,8 @@ export class Store {
   private readonly changedInTransaction = new Set<string>();
   /** A read transaction opened by batchReads() is open. */
   private readBatch = false;
+  /** Read batches opened so far (each one's number). */
+  private readBatches = 0;
   private readonly endReadBatch = (): void => {
     if (!this.readBatch) return;
     this.readBatch = false;
@@ -71,7 +73,16 @@ export class Store {
     if (this.readBatch || this.db.inTransaction) return;
     this.db.exec('BEGIN');
     this.readBatch = true;
+    this.readBatches++;
     setImmediate(this.endReadBatch);
+  }
+
+  /**
+   * The read batch open now (a number of its own), or null outside one: what is read twice in one batch
+   * reads the same (one snapshot), so a reader may keep it for the batch.
+   */
+  get openReadBatch(): number | null {
+    return this.readBatch ? this.readBatches : null;
   }
 
   /**
