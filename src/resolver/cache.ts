@@ -1,5 +1,10 @@
 /** One cached value with its freshness bounds (milliseconds since the epoch). */
 export interface CacheEntry<V> {
+  /**
+   * The key it was stored under: a touch re-inserts the entry under this string, not the caller's equal
+   * one, so that the map and the value (a resolution's `handle` is its key) keep holding one string.
+   */
+  key: string;
   value: V;
   /** Fresh until this time. */
   expiresAt: number;
@@ -76,8 +81,8 @@ export class LruCache<V> {
     entry.hits += 1;
     if (now - entry.touchedAt >= TOUCH_MS) {
       entry.touchedAt = now;
-      this.map.delete(key);
-      this.map.set(key, entry);
+      this.map.delete(entry.key);
+      this.map.set(entry.key, entry);
     }
     return entry;
   }
@@ -102,7 +107,7 @@ export class LruCache<V> {
     if (old) this.remove(key, old);
     if (weight > this.maxEntryBytes) return false;
     const expiresAt = Math.min(now + ttlMs, hardLimit);
-    const entry: CacheEntry<V> = { value, expiresAt, staleUntil: Math.min(expiresAt + staleMs, hardLimit), ttlMs, hits: 0, touchedAt: now, bytes: own };
+    const entry: CacheEntry<V> = { key, value, expiresAt, staleUntil: Math.min(expiresAt + staleMs, hardLimit), ttlMs, hits: 0, touchedAt: now, bytes: own };
     this.map.set(key, entry);
     this.total += own;
     for (const part of shared) {
