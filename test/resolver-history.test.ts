@@ -156,6 +156,34 @@ describe("a resolver's history book", () => {
     expect(await logReads(s)).toBe(before + 2);
   });
 
+  it('checks a change from the book once the cached answer is gone (the book outlives the cache), its proof whole', async () => {
+    s = await startTestServer({ zones: { [ZONE]: {} } });
+    cleanups.push(() => s.close());
+    const reg = signChangeRequest({ action: 'register', handle: H, endpoint: 'https://home.example/alice', keys: [owner.public] }, owner.private);
+    await s.ctx.changes.submit(reg);
+    const prev = await updates(s, requestId(reg), 1, 12, true);
+    const resolver = resolverFor(s);
+    const before = await logReads(s);
+    await resolver.lookup(H);
+    expect(await logReads(s)).toBe(before + 1);
+
+    // The cached answer goes (as it does when it expires and is evicted); the book keeps the point and entries.
+    resolver.clearCache();
+    expect(resolver.cacheSize).toBe(0);
+    const u = update(prev, 13, true);
+    await s.ctx.changes.submit(u);
+    const later = await resolver.lookup(H);
+    expect(later).toMatchObject({ status: 'found', endpoint: 'https://home.example/alice/13', genesis: requestId(reg), stale: false });
+    // No read of the log: the entries before the answer's evidence came from the book.
+    expect(await logReads(s)).toBe(before + 1);
+    if (!later.verified) throw new Error('not verified');
+    expect(later.proof.history!.map(([seq]) => seq)).toEqual(Array.from({ length: 14 }, (_, i) => i + 1));
+    // The proof made from the book's entries and the answer's verifies on its own, from nothing.
+    const anchors = new Map([[ZONE, s.ctx.zones.info(ZONE).keyThumbprints]]);
+    const alone = verifyProof(JSON.parse(JSON.stringify(later.proof)), H, anchors, Math.floor(Date.now() / 1000), undefined, { allowLoopbackEndpoints: true });
+    expect(alone).toMatchObject({ endpoint: 'https://home.example/alice/13', genesis: requestId(reg) });
+  });
+
   it('notices a handle registered anew: another genesis', async () => {
     s = await startTestServer({ zones: { [ZONE]: {} } });
     cleanups.push(() => s.close());

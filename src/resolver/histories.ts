@@ -1,9 +1,12 @@
 import type { NumberedEntry, VerifiedHistory } from '../records/history-chain.js';
 import type { KnownHistories } from './proof.js';
 
-/** What the book holds of one handle: where its verification stands, and the entries up to there. */
-export interface KnownHistory {
-  point: VerifiedHistory;
+/**
+ * What the book keeps of one handle, in one object: the point its verification reached (this object is
+ * that point), the zone it was verified in, and the entries up to there (whole or compact).
+ */
+export interface KnownHistory extends VerifiedHistory {
+  zone: string;
   entries: readonly NumberedEntry[];
 }
 
@@ -13,9 +16,15 @@ export interface KnownHistory {
  * handle is checked from that point on, one signature per new change; its proof is made from the entries
  * kept and the new ones the answer carries. It outlives the cached answers (a record's TTL is short, a
  * history's prefix never changes), bounded by handles and characters: the least recently used go first.
+ *
+ * Memory (bench target 8): a resolver keeps a point for every handle it has cached, so each costs one
+ * map entry and one object. The map is keyed by the handle alone, with the point's own `handle` string
+ * (the resolver passes its cache key), not by a string made of zone and handle; the entries array is the
+ * one the cached answer's proof holds. A handle is answered for by one zone at a time: a point verified
+ * in another zone (a delegation changed) replaces the one kept.
  */
 export class HistoryBook implements KnownHistories {
-  private readonly map = new Map<string, KnownHistory & { chars: number }>();
+  private readonly map = new Map<string, KnownHistory>();
   private chars = 0;
 
   constructor(
@@ -25,31 +34,31 @@ export class HistoryBook implements KnownHistories {
 
   /** What is known of a handle's history in a zone, or undefined. */
   get(zone: string, handle: string): KnownHistory | undefined {
-    return this.map.get(keyOf(zone, handle));
+    const kept = this.map.get(handle);
+    return kept !== undefined && kept.zone === zone ? kept : undefined;
   }
 
   point(zone: string, handle: string): VerifiedHistory | undefined {
-    return this.get(zone, handle)?.point;
+    return this.get(zone, handle);
   }
 
   /** Keeps a verified history, unless an older point of it than one already kept (an answer from a server that lags). */
   verified(zone: string, point: VerifiedHistory, entries: readonly NumberedEntry[]): void {
-    const key = keyOf(zone, point.handle);
+    const key = point.handle;
     const held = this.map.get(key);
     if (held !== undefined) {
-      if (held.point.seq > point.seq) return;
+      if (held.zone === zone && held.seq > point.seq) return;
       this.map.delete(key);
-      this.chars -= held.chars;
+      this.chars -= charsOf(held.entries);
     }
-    let chars = 0;
-    for (const e of entries) chars += e[1].length;
+    const chars = charsOf(entries);
     if (chars > this.maxChars) return;
-    this.map.set(key, { point, entries, chars });
+    this.map.set(key, kept(zone, point, entries));
     this.chars += chars;
     while (this.map.size > this.maxHandles || this.chars > this.maxChars) {
-      const [oldest, value] = this.map.entries().next().value as [string, KnownHistory & { chars: number }];
-      this.map.delete(oldest);
-      this.chars -= value.chars;
+      const oldest = this.map.values().next().value as KnownHistory;
+      this.map.delete(oldest.handle);
+      this.chars -= charsOf(oldest.entries);
     }
   }
 
@@ -59,6 +68,29 @@ export class HistoryBook implements KnownHistories {
   }
 }
 
-function keyOf(zone: string, handle: string): string {
-  return `${zone} ${handle}`;
+function charsOf(entries: readonly NumberedEntry[]): number {
+  let chars = 0;
+  for (const e of entries) chars += e[1].length;
+  return chars;
+}
+
+/**
+ * The object kept: one literal of every member, so that every kept point has one shape with its members
+ * in the object itself (a spread of the point made a second, out-of-object array of them).
+ */
+function kept(zone: string, p: VerifiedHistory, entries: readonly NumberedEntry[]): KnownHistory {
+  return {
+    handle: p.handle,
+    seq: p.seq,
+    op: p.op,
+    genesis: p.genesis,
+    state: p.state,
+    operatorAsserted: p.operatorAsserted,
+    legacyOp: p.legacyOp,
+    latestIat: p.latestIat,
+    recoverable: p.recoverable,
+    recoveries: p.recoveries,
+    zone,
+    entries,
+  };
 }

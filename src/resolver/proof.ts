@@ -127,7 +127,11 @@ export function verifyProof(
   known?: KnownHistories,
   versions?: ZoneVersions,
 ): Resolution {
-  const { handle, host } = parseHandle(input);
+  const parsed = parseHandle(input);
+  // The input itself when it is already normal: a resolver passes its cache key, which the history book
+  // then keeps as the handle's key too (one string for both; the parsed form is a rope of its parts).
+  const handle = parsed.handle === input ? input : parsed.handle;
+  const host = parsed.host;
   const p = proof as Partial<Proof> | null;
   if (!p || !Array.isArray(p.steps) || p.steps.length === 0 || typeof p.record !== 'string') {
     throw new IdnsError('verification_failed', 'the proof must have steps and a record');
@@ -168,8 +172,9 @@ export function verifyProof(
     const r = verifyHandleRecord(p.record, handle, zone, now, options);
     const entries = historyOf(p.history, handle);
     const history = verifyRecordHistory(r, entries, historyZoneOf(zone), known?.point(last.zone, handle));
-    // The record is that state (verifyRecordHistory checked it): the point kept shares its objects.
-    known?.verified(last.zone, { ...history, state: stateOf(r) }, entries);
+    // The record is that state (verifyRecordHistory checked it): the point kept shares its objects, and
+    // the handle's string (see above).
+    known?.verified(last.zone, { ...history, handle, state: stateOf(r) }, entries);
     return {
       handle,
       status: 'found',

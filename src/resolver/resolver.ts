@@ -735,7 +735,7 @@ export class Resolver {
       const entries = before.length === 0 ? tail : [...before, ...tail];
       this.signatures.during(() => {
         const history = verifyRecordHistory(reply.parsed, entries, historyZoneOf(reply.zone), this.histories.point(cut.name, handle));
-        this.histories.verified(cut.name, history, entries);
+        this.histories.verified(cut.name, { ...history, handle }, entries);
       });
       return entries;
     };
