@@ -13,8 +13,10 @@ const SLOT = 8;
 const ARRAY = 32;
 /** A Map entry (key, value, chain link) and the share of a hash table bucket. */
 const MAP_ENTRY = 32;
-/** The cache's own record of an entry (CacheEntry: eight members). */
-const CACHE_ENTRY = OBJECT + 8 * SLOT;
+/** A number that is not a small integer (a time in ms since the epoch), boxed in a member. */
+const HEAP_NUMBER = 16;
+/** The cache's own record of an entry (CacheEntry: eight members, three of them times in ms). */
+const CACHE_ENTRY = OBJECT + 8 * SLOT + 3 * HEAP_NUMBER;
 
 const ascii = (s: string): number => STRING + s.length;
 const text = (s: string): number => STRING + 2 * s.length;
@@ -30,7 +32,8 @@ export interface WeighedCut {
 
 /** Bytes of a resolution held by it alone: the entry, the result, its record and gaps, endpoint and keys. */
 export function resolutionBytes(r: Resolution): number {
-  let n = MAP_ENTRY + CACHE_ENTRY + OBJECT + 12 * SLOT + ascii(r.handle) + ascii(r.zone);
+  // The resolution's fourteen members; its handle is the cache key too (one string, counted once).
+  let n = MAP_ENTRY + CACHE_ENTRY + OBJECT + 14 * SLOT + ascii(r.handle) + ascii(r.zone);
   n += OBJECT + 3 * SLOT + ascii(r.proof.record);
   if (r.proof.noCut) {
     n += array(r.proof.noCut.length);
