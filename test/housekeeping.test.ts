@@ -79,3 +79,102 @@ describe('schedules follow the clock', () => {
     }
   });
 });
+
+describe("the journal's trim", () => {
+  /** A store holding zone `z` whose journal has `versions` versions of `per` entries each, one a second. */
+  const journalOf = (versions: number, per: number, startMs: number) => {
+    const store = Store.memory();
+    store.write(() => {
+      store.zones.insert({
+        name: 'z',
+        role: 'primary',
+        version: versions,
+        policy: 'open',
+        settings: '{}',
+        salt: '00',
+        digestState: Buffer.alloc(0),
+        record: '',
+        recordExp: 0,
+        content: 'z',
+        journalFloor: 0,
+        refreshedAt: null,
+        createdAt: 0,
+        checkpoint: '',
+      });
+    });
+    const append = (from: number, to: number) =>
+      store.write(() => {
+        for (let v = from; v <= to; v++)
+          for (let i = 0; i < per; i++)
+            store.journal.append('z', { version: v, idx: i, action: 'put', type: 'handle', key: `h${v}.${i}`, jws: 'x' }, startMs + v * 1000);
+      });
+    append(1, versions);
+    const entries = () => store.journal.countAfter('z', null, 1e9).entries;
+    const first = () => store.journal.oldest('z')?.version;
+    return { store, append, entries, first };
+  };
+
+  it('drops whole versions from the oldest, a step at a time, down to the limit by count, and counts what is appended meanwhile', () => {
+    const clock = new ManualClock(Date.UTC(2026, 0, 1));
+    const j = journalOf(30, 4, clock.now());
+    // At most 50 entries, 10 a step: 120 entries go down to 48 (whole versions: 12 of 4), 12 or fewer a step.
+    const keeper = new Housekeeper(j.store, clock, createLogger('silent'), { maxEntries: 50, maxAgeSeconds: 3600 }, 10, 1_000);
+    const dropped: number[] = [];
+    for (let n = keeper.trim('z'); n > 0; n = keeper.trim('z')) dropped.push(n);
+    expect(dropped.every((n) => n > 0 && n <= 12 && n % 4 === 0)).toBe(true);
+    expect(j.entries()).toBe(48);
+    expect(j.first()).toBe(19);
+    expect(j.store.zones.get('z')!.journalFloor).toBe(18);
+    // Appended after: the count follows, and the trim takes the journal back under the limit.
+    j.append(31, 40);
+    while (keeper.trim('z') > 0);
+    expect(j.entries()).toBe(48);
+    expect(j.first()).toBe(29);
+    j.store.close();
+  });
+
+  it('trims by count only once the count has reached the newest entry, counting a bounded number of entries a step until then and every new entry after', () => {
+    const clock = new ManualClock(Date.UTC(2026, 0, 1));
+    const j = journalOf(25, 2, clock.now());
+    // 50 entries counted 7 a step: seven steps trim nothing (43 counted after the seventh … 49), then the trims.
+    const keeper = new Housekeeper(j.store, clock, createLogger('silent'), { maxEntries: 10, maxAgeSeconds: 3600 }, 100, 7);
+    const steps = Array.from({ length: 7 }, () => keeper.trim('z'));
+    expect(steps).toEqual([0, 0, 0, 0, 0, 0, 0]);
+    expect(j.entries()).toBe(50);
+    expect(keeper.trim('z')).toBe(40);
+    expect(j.entries()).toBe(10);
+    // Once counted to the end, what is appended is counted at once, however many: 30 more, trimmed in one step.
+    j.append(26, 40);
+    expect(keeper.trim('z')).toBe(30);
+    expect(j.entries()).toBe(10);
+    j.store.close();
+  });
+
+  it('drops versions older than the age limit, a step at a time, whatever the count', () => {
+    const clock = new ManualClock(Date.UTC(2026, 0, 1));
+    const j = journalOf(40, 3, clock.now());
+    // Versions are a second apart: 35 s later, with a 10 s age limit, versions 1–24 are too old.
+    clock.advance(35_000);
+    const keeper = new Housekeeper(j.store, clock, createLogger('silent'), { maxEntries: 1_000, maxAgeSeconds: 10 }, 20, 1_000);
+    const dropped: number[] = [];
+    for (let n = keeper.trim('z'); n > 0; n = keeper.trim('z')) dropped.push(n);
+    expect(dropped.every((n) => n > 0 && n <= 21)).toBe(true);
+    expect(j.first()).toBe(25);
+    j.store.close();
+  });
+
+  it('counts again from the start a journal that no longer holds what was counted (cleared and written anew)', () => {
+    const clock = new ManualClock(Date.UTC(2026, 0, 1));
+    const j = journalOf(10, 5, clock.now());
+    const keeper = new Housekeeper(j.store, clock, createLogger('silent'), { maxEntries: 30, maxAgeSeconds: 3600 }, 100, 1_000);
+    expect(keeper.trim('z')).toBe(20);
+    // A full transfer starts a new journal: the count of the old one must not carry over.
+    j.store.write(() => j.store.journal.clear('z'));
+    clock.advance(1);
+    j.append(100, 107);
+    expect(keeper.trim('z')).toBe(10);
+    expect(j.entries()).toBe(30);
+    expect(j.first()).toBe(102);
+    j.store.close();
+  });
+});
