@@ -631,3 +631,27 @@ describe('the compact form of a history (docs/protocol.md §6.5)', () => {
     expect(verifyRecordHistory(record, compact, zone, point)).toMatchObject({ seq: 10, state: { endpoint: `${home}/recovered` } });
   });
 });
+
+describe('history entries as a copy reads them (readHistoryEntry: one decode for the type and the parse)', () => {
+  it("reads an operator entry and an owner's request, and refuses an operator entry whose handle is not in normal form or that lists a key twice", async () => {
+    const { readHistoryEntry } = await import('../src/records/history-entries.js');
+    expect(readHistoryEntry(operatorImport(), H, zone, true).operator).toMatchObject({ action: 'import', handle: H, keys: [alice.public] });
+    expect(readHistoryEntry(register(), H, zone, false).owner).toMatchObject({ action: 'register', handle: H });
+    const signed = (handle: string, keys: PublicJwk[]) =>
+      signOperatorEntry({ action: 'import', zone: 'example.com', handle, endpoint: 'https://social.example/imported', keys, iat: 1 }, zoneKey);
+    const code = (run: () => unknown) => {
+      try {
+        run();
+      } catch (err) {
+        expect(err).toBeInstanceOf(IdnsError);
+        return `${(err as IdnsError).code}: ${(err as IdnsError).message}`;
+      }
+      throw new Error('read');
+    };
+    expect(code(() => readHistoryEntry(signed('Alice@Example.com', [alice.public]), H, zone, true))).toBe(
+      `invalid_request: an operator entry names its handle in normal form (${H})`,
+    );
+    expect(code(() => readHistoryEntry(signed(H, [alice.public, { ...alice.public }]), H, zone, true))).toBe('invalid_key: the same key is listed twice');
+    expect(readHistoryEntry(signed(H, [alice.public, mallory.public]), H, zone, true).operator?.keys).toEqual([alice.public, mallory.public]);
+  });
+});

@@ -77,9 +77,8 @@ export function verifyRequestSignatures(req: Pick<ChangeRequest, 'decoded' | 'pr
   verifyPossessionProofs(req.proofs);
 }
 
-/** Decodes and validates the shape of a change request; signature and state checks come later. */
-export function parseChangeRequest(jws: unknown): ChangeRequest {
-  const decoded = decodeCompact(jws);
+/** Decodes and validates the shape of a change request; signature and state checks come later. `decoded`: `jws` as the caller decoded it already. */
+export function parseChangeRequest(jws: unknown, decoded: DecodedJws = decodeCompact(jws)): ChangeRequest {
   if (decoded.header.typ !== OPERATION_TYP) {
     throw new IdnsError('invalid_jws', `a change request must have header typ "${OPERATION_TYP}"`);
   }
@@ -213,12 +212,18 @@ export function assureProofsFor(proofs: readonly PossessionProof[], added: reado
   }
 }
 
-/** A handle's key set, as every request and operator entry states it: 1–8 public keys, no key twice. */
+/** A handle's key set, as every request states it (parseKeyList), with each key's thumbprint. */
 export function parseKeySet(input: readonly unknown[]): { keys: PublicJwk[]; ids: string[] } {
+  const keys = parseKeyList(input);
+  return { keys, ids: keys.map(thumbprint) };
+}
+
+/** A handle's keys: 1 to MAX_HANDLE_KEYS Ed25519 public JWKs, none listed twice (parseKeySet without the thumbprints). */
+export function parseKeyList(input: readonly unknown[]): PublicJwk[] {
   if (input.length === 0) throw new IdnsError('invalid_key', 'a handle needs at least one key');
   if (input.length > MAX_HANDLE_KEYS) throw new IdnsError('invalid_key', `a handle has at most ${MAX_HANDLE_KEYS} keys`);
   const keys = input.map((k, i) => parsePublicJwk(k, `keys[${i}]`));
-  const ids = keys.map(thumbprint);
-  if (new Set(ids).size !== keys.length) throw new IdnsError('invalid_key', 'the same key is listed twice');
-  return { keys, ids };
+  // parsePublicJwk keeps kty, crv (both fixed) and x: two keys with one thumbprint are two with one x.
+  if (new Set(keys.map((k) => k.x)).size !== keys.length) throw new IdnsError('invalid_key', 'the same key is listed twice');
+  return keys;
 }

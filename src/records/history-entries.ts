@@ -33,9 +33,10 @@ export function historyZoneOf(zone: VerifiedZone): HistoryZone {
  * parser's typed error.
  */
 export function readHistoryEntry(jws: unknown, handle: string, zone: HistoryZone, verifyOperator: boolean): HistoryEntry {
-  const typ = decodeCompact(jws).header.typ;
+  const decoded = decodeCompact(jws);
+  const typ = decoded.header.typ;
   if (typ === OPERATOR_TYP) {
-    const entry = parseOperatorEntry(jws, true);
+    const entry = parseOperatorEntry(jws, true, decoded);
     if (entry.handle !== handle) throw fail(`it is an entry of ${entry.handle}`);
     if (entry.zone !== zone.name) throw fail(`it is an operator entry of zone ${entry.zone}`);
     const key = zone.keys.get(entry.decoded.header.kid!);
@@ -44,7 +45,7 @@ export function readHistoryEntry(jws: unknown, handle: string, zone: HistoryZone
     return { operator: entry };
   }
   if (typ !== OPERATION_TYP) throw fail("it is neither an owner's change request nor an operator entry");
-  const req = parseChangeRequest(jws);
+  const req = parseChangeRequest(jws, decoded);
   if (req.handle !== handle) throw fail(`it is a change of ${req.handle}`);
   return { owner: req };
 }
