@@ -54,7 +54,7 @@ describe('operator page: rendering', () => {
           role: 'secondary',
           serial: 5,
           policy: null,
-          handles: 3,
+          records: 3,
           servers: [`https://a.example/${hostile}`],
           keys: ['k'.repeat(43)],
           unavailable: `zone example expired ${hostile}`,
@@ -177,6 +177,11 @@ describe('operator page over a real hierarchy', () => {
     expect(row).toContain(h.zones.get('social.example')!.kid);
     expect(row).toContain('0 (up to date)');
     expect(row).toContain('serving');
+    // The records its signed zone record counts: the page, anyone's to ask for, counts nothing itself.
+    const copy = resolverServer.ctx.zones.require('social.example');
+    const count = (JSON.parse(Buffer.from(copy.record.split('.')[1]!, 'base64url').toString()) as { count: number }).count;
+    expect(count).toBeGreaterThan(0);
+    expect(row).toContain(`<td class="num">${count}</td>`);
   });
 
   it('renders a lookup server-side with ?lookup=: the chain from the root anchor to the handle record', async () => {

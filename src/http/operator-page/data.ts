@@ -47,7 +47,12 @@ export interface ZoneView {
   serial: number | null;
   /** Who may register; null on a secondary (the primary decides). */
   policy: string | null;
-  handles: number;
+  /**
+   * Records the signed zone record counts (handles, their histories, denials, delegations), or null when it
+   * states none: the page is anyone's to ask for, so it counts nothing itself (a count of a million
+   * handles reads them all).
+   */
+  records: number | null;
   /** Servers listed in the zone record. */
   servers: string[];
   /** Thumbprints of the zone's keys. */
@@ -234,7 +239,7 @@ export function zoneViews(ctx: AppContext, now: number): ZoneView[] {
   const statuses = new Map(ctx.replicator.statuses().map((s) => [s.zone, s]));
   const forks = ctx.store.witness.forks();
   return ctx.zones.list().map((row): ZoneView => {
-    const info = ctx.zones.info(row.name);
+    const info = ctx.zones.summary(row.name);
     const record = ctx.zones.zoneRecord(row);
     const unavailable = ctx.zones.unavailable(row);
     const serial = row.role === 'secondary' && record === null ? null : serialOf(row.version);
@@ -283,7 +288,7 @@ export function zoneViews(ctx: AppContext, now: number): ZoneView[] {
       rollover: settings?.rollover ? describeRollover(settings.rollover) : null,
       serial,
       policy: row.role === 'primary' ? row.policy : null,
-      handles: info.handles,
+      records: record?.count ?? null,
       servers: record?.servers ?? info.servers,
       keys: record ? record.keys.map((k) => thumbprint(k)) : info.keyThumbprints,
       unavailable,

@@ -109,7 +109,7 @@ export function renderZones(zones: readonly ZoneView[]): Html {
   return html`<section id="zones" aria-labelledby="zones-title">
 <h2 id="zones-title">Zones held here (${zones.length})</h2>
 <table>
-<thead><tr><th>Zone</th><th>Role</th><th>Serial</th><th>Policy</th><th>Handles</th><th>Servers (zone record)</th><th>Keys</th><th>Replication</th></tr></thead>
+<thead><tr><th>Zone</th><th>Role</th><th>Serial</th><th>Policy</th><th>Records</th><th>Servers (zone record)</th><th>Keys</th><th>Replication</th></tr></thead>
 <tbody>
 ${zones.map((z) => renderZoneRow(z))}
 </tbody>
@@ -123,7 +123,7 @@ function renderZoneRow(z: ZoneView): Html {
 <td>${z.role}</td>
 <td class="num">${z.serial ?? html`<span class="muted">none yet</span>`}</td>
 <td>${z.policy ?? html`<span class="muted">set on the primary</span>`}</td>
-<td class="num">${z.handles}</td>
+<td class="num">${z.records ?? html`<span class="muted">not stated</span>`}</td>
 <td>${codes(z.servers)}</td>
 <td>${codes(z.keys)}</td>
 <td>${z.secondary ? renderReplication(z) : renderPrimary(z)}${renderLog(z)}</td>
