@@ -366,7 +366,7 @@ class ProofWalk {
       const kinds = kindsAt(cache, depth);
       if (fresh || kinds[place] === UNKNOWN) {
         const tile = this.tileAt(key, depth, read);
-        const at = tile === undefined ? -1 : tileSlot(tile, slotAt(key, depth, sibling));
+        const at = tile === undefined ? -1 : tileSlot(tile, slotIn(key, 0, depth, sibling));
         keep(cache, depth, place, at < 0 ? undefined : nodeOf(tile!, at));
         gensAt(cache, depth)[place] = cache.generation;
       } else {
@@ -385,7 +385,7 @@ class ProofWalk {
       return;
     }
     const tile = this.tileAt(key, depth, read);
-    const at = tile === undefined ? -1 : tileSlot(tile, slotAt(key, depth, sibling));
+    const at = tile === undefined ? -1 : tileSlot(tile, slotIn(key, 0, depth, sibling));
     if (at < 0) {
       this.nodeIn = null;
       return;
@@ -398,10 +398,10 @@ class ProofWalk {
 
   /** The row of the tile that holds the key's path at `depth` (read once a walk: a path's nodes and their siblings share it). */
   private tileAt(key: Buffer, depth: number, read: (id: Buffer) => Buffer | undefined): Buffer | undefined {
-    const { level, top } = tileOf(depth);
+    const { level } = tileOf(depth);
     if (level !== this.tileLevel) {
       this.tileLevel = level;
-      this.tile = read(tileIdAt(key, level, top));
+      this.tile = read(tileIdIn(key, 0, depth));
     }
     return this.tile;
   }
@@ -446,27 +446,6 @@ function nodeOf(blob: Buffer, at: number): MapNode {
   const start = at & ~LEAF_FLAG;
   const hash = blob.subarray(start, start + HASH_BYTES);
   return { hash, key: (at & LEAF_FLAG) !== 0 ? blob.subarray(start + HASH_BYTES, start + 2 * HASH_BYTES) : null };
-}
-
-/** The slot (encodeTile) of the node at `depth` on the key's path, or of its sibling. */
-function slotAt(key: Buffer, depth: number, sibling: boolean): number {
-  if (depth === 0) return 0;
-  const { top } = tileOf(depth);
-  const r = depth - top;
-  let p = 0;
-  for (let bit = top; bit < depth; bit++) p = (p << 1) | keyBit(key, bit);
-  if (sibling) p ^= 1;
-  return 2 ** r - 2 + p;
-}
-
-/** The row key (tileIdOf) of the tile of `level`, whose root is at depth `top`, on the key's path. */
-function tileIdAt(key: Buffer, level: number, top: number): Buffer {
-  const bytes = (top + 7) >> 3;
-  const id = Buffer.allocUnsafe(1 + bytes);
-  id[0] = level;
-  key.copy(id, 1, 0, bytes);
-  if (top & 7) id[bytes] = id[bytes]! & (0xff << (8 - (top & 7)));
-  return id;
 }
 
 /**
@@ -618,24 +597,33 @@ function topOf(level: number): number {
  * Tiles sort by level, so the levels kept in memory are one range.
  */
 function tileIdOf(path: Buffer): Buffer {
-  const { level, top } = tileOf(depthOf(path));
+  return tileIdIn(path, 2, depthOf(path));
+}
+
+/** tileIdOf for the node at `depth` whose path's bits are `bits` from byte `at` (a path's: 2; a key's, for the node on its path: 0). */
+function tileIdIn(bits: Buffer, at: number, depth: number): Buffer {
+  const { level, top } = tileOf(depth);
   const bytes = (top + 7) >> 3;
   const id = Buffer.allocUnsafe(1 + bytes);
   id[0] = level;
-  path.copy(id, 1, 2, 2 + bytes);
+  bits.copy(id, 1, at, at + bytes);
   if (top & 7) id[bytes] = id[bytes]! & (0xff << (8 - (top & 7)));
   return id;
 }
 
 /** The place of the node at `path` in its tile (encodeTile). */
 function slotOf(path: Buffer): number {
-  const depth = depthOf(path);
+  return slotIn(path, 2, depthOf(path), false);
+}
+
+/** slotOf for the node at `depth` whose path's bits are `bits` from byte `at` (as tileIdIn), or for its sibling. */
+function slotIn(bits: Buffer, at: number, depth: number, sibling: boolean): number {
   if (depth === 0) return 0;
   const { top } = tileOf(depth);
-  const r = depth - top;
   let p = 0;
-  for (let bit = top; bit < depth; bit++) p = (p << 1) | ((path[2 + (bit >> 3)]! >> (7 - (bit & 7))) & 1);
-  return 2 ** r - 2 + p;
+  for (let bit = top; bit < depth; bit++) p = (p << 1) | ((bits[at + (bit >> 3)]! >> (7 - (bit & 7))) & 1);
+  if (sibling) p ^= 1;
+  return 2 ** (depth - top) - 2 + p;
 }
 
 function depthOf(path: Buffer): number {
