@@ -305,3 +305,26 @@ describe('zone map in the store', () => {
     }
   });
 });
+
+describe('map entries sorted for a build', () => {
+  it('sorts in place: every key once, in order, each with its own value, for any number of entries (through several growths)', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 3000 }), fc.integer(), (n, seed) => {
+        const entries = Array.from({ length: n }, (_, i) => ({
+          key: createHash('sha256').update(`k${seed}/${i}`).digest(),
+          value: createHash('sha256').update(`v${i}`).digest(),
+        }));
+        const packed = new MapEntries();
+        for (const e of entries) packed.add(e.key, e.value);
+        const sorted = packed.sorted();
+        const expected = [...entries].sort((a, b) => Buffer.compare(a.key, b.key));
+        expect(sorted.length).toBe(n * 64);
+        expected.forEach((e, i) => {
+          expect(sorted.subarray(i * 64, i * 64 + 32).equals(e.key)).toBe(true);
+          expect(sorted.subarray(i * 64 + 32, i * 64 + 64).equals(e.value)).toBe(true);
+        });
+      }),
+      { numRuns: 25 },
+    );
+  });
+});
