@@ -81,6 +81,12 @@ describe('schedules follow the clock', () => {
 });
 
 describe("the journal's trim", () => {
+  /** What each step of the trim dropped, until one drops nothing. */
+  const trimmedSteps = (keeper: Housekeeper): number[] => {
+    const dropped: number[] = [];
+    for (let n = keeper.trim('z'); n > 0; n = keeper.trim('z')) dropped.push(n);
+    return dropped;
+  };
   /** A store holding zone `z` whose journal has `versions` versions of `per` entries each, one a second. */
   const journalOf = (versions: number, per: number, startMs: number) => {
     const store = Store.memory();
@@ -119,8 +125,7 @@ describe("the journal's trim", () => {
     const j = journalOf(30, 4, clock.now());
     // At most 50 entries, 10 a step: 120 entries go down to 48 (whole versions: 12 of 4), 12 or fewer a step.
     const keeper = new Housekeeper(j.store, clock, createLogger('silent'), { maxEntries: 50, maxAgeSeconds: 3600 }, 10, 1_000);
-    const dropped: number[] = [];
-    for (let n = keeper.trim('z'); n > 0; n = keeper.trim('z')) dropped.push(n);
+    const dropped = trimmedSteps(keeper);
     expect(dropped.every((n) => n > 0 && n <= 12 && n % 4 === 0)).toBe(true);
     expect(j.entries()).toBe(48);
     expect(j.first()).toBe(19);
@@ -156,8 +161,7 @@ describe("the journal's trim", () => {
     // Versions are a second apart: 35 s later, with a 10 s age limit, versions 1–24 are too old.
     clock.advance(35_000);
     const keeper = new Housekeeper(j.store, clock, createLogger('silent'), { maxEntries: 1_000, maxAgeSeconds: 10 }, 20, 1_000);
-    const dropped: number[] = [];
-    for (let n = keeper.trim('z'); n > 0; n = keeper.trim('z')) dropped.push(n);
+    const dropped = trimmedSteps(keeper);
     expect(dropped.every((n) => n > 0 && n <= 21)).toBe(true);
     expect(j.first()).toBe(25);
     j.store.close();

@@ -7,7 +7,6 @@ import { HISTORY_EXP, RecordStore } from './records.js';
 import { CompactHistories } from './compact-histories.js';
 import { ZoneDigest } from '../records/digest.js';
 import { MapStore } from './map-nodes.js';
-import { MapEntries, MAPPED_TYPES, mapKey, mapValue } from '../transparency/zone-map.js';
 
 export type Db = Database.Database;
 
@@ -221,19 +220,14 @@ function addZoneMaps(db: Db): void {
 
 /**
  * Version 7 → 8: the maps are stored by tile (src/store/map-nodes.ts), a row per tile of 5 levels instead
- * of a row per node. Each content id's map is built again from its records (as Store.rebuildMap does:
- * the same map, so its checkpoint still names it): O(n log n) for n records, once, inside the migration's
+ * of a row per node. Each content id's map is built again from its records (MapStore.rebuild, as for a
+ * primary's first map: the same map, so its checkpoint still names it): O(n log n) for n records, once, inside the migration's
  * transaction; nothing is signed again and copies keep following their primaries.
  */
 function tileMaps(db: Db): void {
   db.exec(MAP_TILES_TABLE);
   const maps = new MapStore(db);
-  const records = db.prepare<[string, string], { key: string; jws: string }>('SELECT key, jws FROM records WHERE content = ? AND type = ?');
-  for (const content of db.prepare<[], string>('SELECT DISTINCT content FROM map_nodes').pluck().all()) {
-    const entries = new MapEntries();
-    for (const type of MAPPED_TYPES) for (const r of records.iterate(content, type)) entries.add(mapKey(type, r.key), mapValue(r.jws));
-    maps.build(content, entries.sorted());
-  }
+  for (const content of db.prepare<[], string>('SELECT DISTINCT content FROM map_nodes').pluck().all()) maps.rebuild(content);
   db.exec('DROP TABLE map_nodes');
 }
 

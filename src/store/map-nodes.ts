@@ -2,7 +2,7 @@ import type { Statement } from 'better-sqlite3';
 import type { Db } from './database.js';
 import { BulkInsert } from './bulk-insert.js';
 import { HASH_BYTES } from '../transparency/merkle.js';
-import { buildMap, EMPTY_MAP, keyBit, mapPathFrom, type MapNode, type MapNodes } from '../transparency/zone-map.js';
+import { buildMap, EMPTY_MAP, keyBit, MapEntries, MAPPED_TYPES, mapKey, mapPathFrom, mapValue, type MapNode, type MapNodes } from '../transparency/zone-map.js';
 import { BASE64_HASH } from '../transparency/memory-tree.js';
 import { writeBase64 } from '../records/encoding.js';
 
@@ -65,6 +65,8 @@ export class MapStore {
   private readonly deleteSomeStmt;
   private readonly bulk;
   private readonly upperStmt: Statement<[string, Buffer], { tile: Buffer; nodes: Buffer }>;
+  /** The records of a content id and type, which the map holds (rebuild). */
+  private readonly recordsStmt: Statement<[string, string], { key: string; jws: string }>;
   private readonly caches = new Map<string, NodeCache>();
   /** The nodes kept for proofs (proof()), which outlive a change of the map (checked when used). */
   private readonly readers = new Map<string, ReaderCache>();
@@ -79,6 +81,7 @@ export class MapStore {
     this.deleteSomeStmt = db.prepare('DELETE FROM map_tiles WHERE content = ? AND tile IN (SELECT tile FROM map_tiles WHERE content = ? LIMIT ?)');
     this.bulk = new BulkInsert(db, 'INSERT INTO map_tiles (content, tile, nodes)', 3);
     this.upperStmt = db.prepare<[string, Buffer], { tile: Buffer; nodes: Buffer }>('SELECT tile, nodes FROM map_tiles WHERE content = ? AND tile < ?');
+    this.recordsStmt = db.prepare<[string, string], { key: string; jws: string }>('SELECT key, jws FROM records WHERE content = ? AND type = ?');
   }
 
   /**
@@ -141,11 +144,11 @@ export class MapStore {
    * nodes it changed, not the whole memory.
    */
   proof(content: string, at: Buffer, key: Buffer): Buffer[] | null {
-    const walk = this.proven(content, at, key);
-    if (walk === null) return null;
-    const siblings: Buffer[] = [];
-    for (let i = walk.count - 1; i >= 0; i--) siblings.push(Buffer.from(walk.hashIn[i]!.subarray(walk.hashAt[i]!, walk.hashAt[i]! + HASH_BYTES)));
-    return siblings;
+    return (
+      this.proven(content, at, key)
+        ?.siblings()
+        .map((h) => Buffer.from(h)) ?? null
+    );
   }
 
   /**
@@ -170,9 +173,7 @@ export class MapStore {
     // Kept nodes from before a change: a proof found is checked against the root; a key not found may
     // be there now (read again below).
     if (walk.found) {
-      const siblings: Buffer[] = [];
-      for (let i = walk.count - 1; i >= 0; i--) siblings.push(walk.hashIn[i]!.subarray(walk.hashAt[i]!, walk.hashAt[i]! + HASH_BYTES));
-      const hashes = mapPathFrom(key, walk.leafIn!.subarray(walk.leafAt, walk.leafAt + HASH_BYTES), siblings);
+      const hashes = mapPathFrom(key, walk.leafIn!.subarray(walk.leafAt, walk.leafAt + HASH_BYTES), walk.siblings());
       if (hashes[hashes.length - 1]!.equals(at)) {
         // The root holds: the leaf and each sibling are what it commits to (a leaf's hash binds its key,
         // an interior node's is no leaf's, the empty hash is nobody's). The nodes on the path were used
@@ -232,6 +233,16 @@ export class MapStore {
   }
 
   /**
+   * Builds a content id's map (docs/protocol.md §13.6) from the records it holds, replacing the one stored,
+   * and returns its root. Inside a transaction; O(n log n) for n records (the sort), two hashes a record.
+   */
+  rebuild(content: string): Buffer {
+    const entries = new MapEntries();
+    for (const type of MAPPED_TYPES) for (const r of this.recordsStmt.iterate(content, type)) entries.add(mapKey(type, r.key), mapValue(r.jws));
+    return this.build(content, entries.sorted());
+  }
+
+  /**
    * Replaces a content id's map by the map of `sorted` (MapEntries.sorted), built whole; returns its root.
    * Call inside a transaction.
    */
@@ -253,7 +264,7 @@ export class MapStore {
       // A node whose depth is a multiple of TILE_LEVELS is the root of a tile of the level below, built
       // before it: that tile is whole and is written now, so only the tiles on one path are held at once.
       const depth = depthOf(path);
-      if (depth % TILE_LEVELS === 0) tiles.flushOne(Buffer.concat([Buffer.from([depth / TILE_LEVELS + 1]), path.subarray(2)]), write);
+      if (depth % TILE_LEVELS === 0) tiles.flushOne(tileIdIn(path, 2, depth + 1), write);
     });
     tiles.flush(write);
     this.bulk.run(rows);
@@ -321,6 +332,13 @@ class ProofWalk {
   private nodeAt = 0;
   private nodeLeaf = false;
   private nodeMine = false;
+
+  /** The siblings found, from the leaf up, as views of where they are (valid until the next walk). */
+  siblings(): Buffer[] {
+    const out: Buffer[] = [];
+    for (let i = this.count - 1; i >= 0; i--) out.push(this.hashIn[i]!.subarray(this.hashAt[i]!, this.hashAt[i]! + HASH_BYTES));
+    return out;
+  }
 
   run(cache: ReaderCache, key: Buffer, fresh: boolean, read: (id: Buffer) => Buffer | undefined): void {
     this.found = false;

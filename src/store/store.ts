@@ -7,7 +7,6 @@ import { ZoneStore } from './zones.js';
 import { CompactHistories } from './compact-histories.js';
 import { LogStore } from './log-nodes.js';
 import { MapStore } from './map-nodes.js';
-import { MapEntries, MAPPED_TYPES, mapKey, mapValue } from '../transparency/zone-map.js';
 import { WitnessStore } from './witness.js';
 
 /** Seconds a writer refused for a busy database is told to wait before trying again. */
@@ -229,18 +228,11 @@ export class Store {
 
   /**
    * Builds a content id's map (docs/protocol.md §13.6) from the records it holds, replacing the one
-   * stored, and returns its root: a primary's first map, a copy's after a full transfer. Inside a
-   * transaction; O(n log n) for n records (the sort), two hashes and two rows a record.
+   * stored, and returns its root: a primary's first map, a copy's after a full transfer (MapStore.rebuild).
+   * Inside a transaction.
    */
   rebuildMap(content: string): Buffer {
-    const entries = new MapEntries();
-    for (const type of MAPPED_TYPES) {
-      for (let page = this.records.keyPage(content, type, null, 1000); page.length > 0; page = this.records.keyPage(content, type, page.at(-1)!.key, 1000)) {
-        for (const r of page) entries.add(mapKey(type, r.key), mapValue(r.jws));
-      }
-    }
-    const sorted = entries.sorted();
-    return this.maps.build(content, sorted);
+    return this.maps.rebuild(content);
   }
 
   /** Marks a zone as changed by the running transaction; listeners hear of it once it commits. */
