@@ -2,11 +2,11 @@ import type { IncomingMessage } from 'node:http';
 import type { AppContext } from '../../context.js';
 import type { BoundLog } from '../../authority/zone-logs.js';
 import { isIdnsError } from '../../errors.js';
-import { fnv1a } from '../../records/encoding.js';
 import type { Tally } from '../metrics.js';
 import { serialOf } from '../../records/serial.js';
 import { answerEtag, boundBody, boundEtag, resolveReply } from '../routes/resolve.js';
 import type { FastEndpoint, FastReply, RequestHead } from './dispatch.js';
+import { RecentlyAsked } from './recently-asked.js';
 
 interface Cached {
   zone: string;
@@ -27,6 +27,14 @@ const ROUTE = '/v1/resolve/:handle';
 const REUSE_MS = 1000;
 /** Most answers kept; the oldest go first. */
 const MAX_ENTRIES = 10_000;
+/**
+ * An answer is kept when its URL was asked for among this many answers before. Each answer kept lives
+ * long enough to reach the old generation: under random queries over a large zone, those kept by
+ * chance (1 in 12 at a million handles when a slot's mark alone stood for a URL, 1 in 200 with a window
+ * of 10,000, 1 in 900 with this one) brought major collections every few seconds and slower scavenges. A handle asked for often is still asked twice
+ * within it.
+ */
+const ADMIT_WINDOW = 2_000;
 
 /**
  * `GET /v1/resolve/{handle}` on the fast path: the request a busy server answers most, and with
@@ -37,10 +45,8 @@ const MAX_ENTRIES = 10_000;
  */
 export class ResolveEndpoint implements FastEndpoint {
   private readonly cache = new Map<string, Cached>();
-  /** Per hashed URL, the generation in which it was last answered without being kept. */
-  private readonly marks = new Uint16Array(65_536);
-  private generation = 1;
-  private marked = 0;
+  /** URLs answered recently without being kept. */
+  private readonly asked = new RecentlyAsked(ADMIT_WINDOW);
   /** The request and query counts, per status and outcome. */
   private readonly tallies = new Map<number, Map<string, Tally>>();
 
@@ -76,33 +82,16 @@ export class ResolveEndpoint implements FastEndpoint {
    * Keeps an answer for reuse only when its URL was asked for recently (or was kept before): under
    * queries spread over a large zone most answers are never asked for again within REUSE_MS, and
    * keeping each one would cost more (map churn, old-generation garbage) than it saves. "Asked for
-   * recently" is a hashed mark per URL, cleared every MAX_ENTRIES marks: no allocation per query, and
-   * a collision only keeps an answer that did not need keeping.
+   * recently" is among the last ADMIT_WINDOW URLs answered (RecentlyAsked: no allocation per query).
    */
   private admit(key: string, answer: Cached, wasCached: boolean): void {
-    if (!wasCached) {
-      const slot = fnv1a(key) & (this.marks.length - 1);
-      if (this.marks[slot] !== this.generation) {
-        this.marks[slot] = this.generation;
-        if (++this.marked >= MAX_ENTRIES) this.nextGeneration();
-        return;
-      }
-    }
+    if (!wasCached && !this.asked.ask(key)) return;
     if (this.cache.size >= MAX_ENTRIES) this.cache.delete(this.cache.keys().next().value as string);
     // A body of its own: a slice of Buffer's shared pool would keep the whole pool block alive.
     const given = answer.reply.body as Buffer;
     const body = Buffer.allocUnsafeSlow(given.length);
     given.copy(body);
     this.cache.set(key, { ...answer, reply: { ...answer.reply, body } });
-  }
-
-  private nextGeneration(): void {
-    this.marked = 0;
-    this.generation = (this.generation + 1) & 0xffff;
-    if (this.generation === 0) {
-      this.marks.fill(0);
-      this.generation = 1;
-    }
   }
 
   private tally(status: number, outcome: string): Tally {
