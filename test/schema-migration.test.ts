@@ -510,11 +510,11 @@ describe('schema version 7: every zone keeps a map of its records', () => {
     // One version signed at start-up; its checkpoint names the map of the zone's handle, delegation and denial records.
     const zone = (await (await fetch(`${s.url}/v1/zones/${ZONE}`)).json()) as { serial: number; checkpoint: string };
     expect(zone.serial).toBe(oldSerial + 1);
-    const { buildMap, MapEntries, MAPPED_TYPES, mapKey, mapValue } = await import('../src/transparency/zone-map.js');
+    const { MapEntries, MAPPED_TYPES, mapKey, mapValue } = await import('../src/transparency/zone-map.js');
     const entries = new MapEntries();
     for (const type of MAPPED_TYPES)
       for (const k of s.ctx.store.records.keys(ZONE, type)) entries.add(mapKey(type, k), mapValue(s.ctx.store.records.jws(ZONE, type, k)!));
-    expect(zone.checkpoint.split('\n')[3]).toBe(`idns-map ${buildMap(entries.sorted()).toString('base64')}`);
+    expect(zone.checkpoint.split('\n')[3]).toBe(`idns-map ${entries.build().toString('base64')}`);
     const answer = (await (await fetch(`${s.url}/v1/resolve/ann@${ZONE}?log=1`)).json()) as { log: { map: string[][] } };
     expect(answer.log.map).toHaveLength(1);
 
@@ -537,13 +537,13 @@ describe('schema version 7: every zone keeps a map of its records', () => {
 describe('schema version 8: the maps are stored by tile', () => {
   it('migrates a version 7 database: the same map stored by tile, nothing signed again, answers still proven current, and the next change made on it', async () => {
     const { dataDir } = await twoHandles();
-    const { buildMap, MapEntries, MAPPED_TYPES, mapKey, mapValue, verifyMapMembership } = await import('../src/transparency/zone-map.js');
+    const { MapEntries, MAPPED_TYPES, mapKey, mapValue, verifyMapMembership } = await import('../src/transparency/zone-map.js');
     const { Store } = await import('../src/store/store.js');
     const mapOf = (store: InstanceType<typeof Store>) => {
       const entries = new MapEntries();
       for (const type of MAPPED_TYPES)
         for (const k of store.records.keys(ZONE, type)) entries.add(mapKey(type, k), mapValue(store.records.jws(ZONE, type, k)!));
-      return entries.sorted();
+      return entries;
     };
     // As idns with schema 7 left it: every node under its path (two bytes of depth, then its bits).
     const store = Store.open(dataDir);
@@ -556,7 +556,7 @@ describe('schema version 8: the maps are stored by tile', () => {
       'CREATE TABLE map_nodes (content TEXT NOT NULL, path BLOB NOT NULL, hash BLOB NOT NULL, leaf_key BLOB, PRIMARY KEY (content, path)) STRICT, WITHOUT ROWID',
     );
     const insert = db.prepare('INSERT INTO map_nodes (content, path, hash, leaf_key) VALUES (?, ?, ?, ?)');
-    const root = buildMap(packed, (path, node) => insert.run(ZONE, path, node.hash, node.key === null ? null : Buffer.from(node.key)));
+    const root = packed.build((path, node) => insert.run(ZONE, path, node.hash, node.key === null ? null : Buffer.from(node.key)));
     const rows = (db.prepare('SELECT count(*) AS n FROM map_nodes').get() as { n: number }).n;
     expect(rows).toBeGreaterThan(2);
     db.pragma('user_version = 7');
@@ -582,6 +582,6 @@ describe('schema version 8: the maps are stored by tile', () => {
       signChangeRequest({ action: 'register', handle: `cai@${ZONE}`, endpoint: 'https://social.example/cai', keys: [owner.public] }, owner.private),
     );
     const next = (await (await fetch(`${s.url}/v1/zones/${ZONE}`)).json()) as { checkpoint: string };
-    expect(next.checkpoint.split('\n')[3]).toBe(`idns-map ${buildMap(mapOf(s.ctx.store)).toString('base64')}`);
+    expect(next.checkpoint.split('\n')[3]).toBe(`idns-map ${mapOf(s.ctx.store).build().toString('base64')}`);
   });
 });

@@ -1,9 +1,12 @@
 import { createHash } from 'node:crypto';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
-  buildMap,
   EMPTY_MAP,
+  mapPath,
   mapKey,
   mapLeafHash,
   mapRootOf,
@@ -86,7 +89,7 @@ describe('zone map', () => {
         const packed = new MapEntries();
         for (const e of entries) packed.add(e.key, e.value);
         const built = new MemoryNodes();
-        expect(buildMap(packed.sorted(), (p, n) => built.put(p, n)).equals(root)).toBe(true);
+        expect(packed.build((p, n) => built.put(p, n)).equals(root)).toBe(true);
         // The same nodes, whichever way the map was made: the shape is the set's.
         expect([...nodes.rows.keys()].sort()).toEqual([...built.rows.keys()].sort());
         for (const e of entries) {
@@ -186,7 +189,7 @@ describe('zone map in the store', () => {
       const after = change(root, (map) => map.set(keys[9]!, mapValue('kept')));
       const entries = new MapEntries();
       keys.forEach((k, i) => entries.add(k, mapValue(i === 7 ? 'changed' : i === 9 ? 'kept' : `v${i}`)));
-      expect(after.equals(buildMap(entries.sorted()))).toBe(true);
+      expect(after.equals(entries.build())).toBe(true);
       verifyMapMembership(keys[8]!, mapValue('v8'), proofAt(after, keys[8]!), after);
       // Every key proven under one root, then each again after a change elsewhere: the proofs kept from
       // before are checked, and the stale ones read again.
@@ -290,8 +293,7 @@ describe('zone map in the store', () => {
       // Built whole from the same entries, bottom-up: the very same tiles, byte for byte.
       const entries = new MapEntries();
       for (const e of state.values()) entries.add(e.key, e.value);
-      const sorted = entries.sorted();
-      expect(writer.write(() => writer.maps.build('d', sorted)).equals(root!)).toBe(true);
+      expect(writer.write(() => writer.maps.build('d', entries)).equals(root!)).toBe(true);
       const { default: Database } = await import('better-sqlite3');
       const db = new Database(`${dir.dir}/idns.sqlite`, { readonly: true });
       const tiles = (content: string) => db.prepare('SELECT tile, nodes FROM map_tiles WHERE content = ? ORDER BY tile').all(content);
@@ -306,25 +308,69 @@ describe('zone map in the store', () => {
   });
 });
 
-describe('map entries sorted for a build', () => {
-  it('sorts in place: every key once, in order, each with its own value, for any number of entries (through several growths)', () => {
-    fc.assert(
-      fc.property(fc.integer({ min: 0, max: 3000 }), fc.integer(), (n, seed) => {
-        const entries = Array.from({ length: n }, (_, i) => ({
-          key: createHash('sha256').update(`k${seed}/${i}`).digest(),
-          value: createHash('sha256').update(`v${i}`).digest(),
-        }));
-        const packed = new MapEntries();
-        for (const e of entries) packed.add(e.key, e.value);
-        const sorted = packed.sorted();
-        const expected = [...entries].sort((a, b) => Buffer.compare(a.key, b.key));
-        expect(sorted.length).toBe(n * 64);
-        expected.forEach((e, i) => {
-          expect(sorted.subarray(i * 64, i * 64 + 32).equals(e.key)).toBe(true);
-          expect(sorted.subarray(i * 64 + 32, i * 64 + 64).equals(e.value)).toBe(true);
-        });
-      }),
-      { numRuns: 25 },
-    );
+describe('map entries built whole', () => {
+  it('build the map the definition gives, kept in memory or spilled to a file, however the keys fall into buckets', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'idns-map-entries-'));
+    try {
+      fc.assert(
+        fc.property(fc.integer({ min: 0, max: 1500 }), fc.integer({ min: 0, max: 2000 }), fc.integer(), (spread, crowded, seed) => {
+          // Keys spread over every bucket, and keys crowded into one (their first 10 bits alike), enough
+          // to fill several of its chunks, and some alone in theirs (a leaf above the buckets' depth).
+          const entries = Array.from({ length: spread + crowded }, (_, i) => {
+            const key = createHash('sha256').update(`k${seed}/${i}`).digest();
+            if (i >= spread) key.writeUInt16BE((0x2a5 << 6) | (key.readUInt16BE(0) & 0x3f), 0);
+            return { key, value: createHash('sha256').update(`v${i}`).digest() };
+          });
+          const root = definedRoot(entries);
+          const nodes = (spill?: string) => {
+            const packed = new MapEntries(spill);
+            for (const e of entries) packed.add(e.key, e.value);
+            const order = new Map<string, { at: number; hash: string }>();
+            try {
+              expect(packed.build((p, n) => order.set(p.toString('hex'), { at: order.size, hash: n.hash.toString('hex') })).equals(root)).toBe(true);
+            } finally {
+              packed.close();
+            }
+            return order;
+          };
+          const inMemory = nodes();
+          expect(nodes(dir)).toEqual(inMemory);
+          // Each node after the nodes below it (a store writes a tile once the nodes below are all in).
+          for (const [path, { at }] of inMemory) {
+            const parent = Buffer.from(path, 'hex');
+            const depth = parent.readUInt16BE(0);
+            const bits = Buffer.alloc(32);
+            parent.copy(bits, 0, 2);
+            for (const side of [0, 1]) {
+              if (side === 1) bits[depth >> 3]! |= 0x80 >> (depth & 7);
+              const child = inMemory.get(mapPath(bits, depth + 1).toString('hex'));
+              if (child !== undefined) expect(child.at).toBeLessThan(at);
+            }
+          }
+        }),
+        {
+          numRuns: 20,
+          examples: [
+            [0, 0, 1],
+            [1, 0, 2],
+            [0, 1, 3],
+            [300, 1000, 4],
+          ],
+        },
+      );
+      // The spilled entries' file is gone from the directory from the start.
+      expect(readdirSync(dir)).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a key added twice', () => {
+    const packed = new MapEntries();
+    const key = createHash('sha256').update('k').digest();
+    packed.add(key, mapValue('a'));
+    packed.add(Buffer.from(createHash('sha256').update('other').digest()), mapValue('b'));
+    packed.add(key, mapValue('c'));
+    expect(() => packed.build()).toThrow('each once');
   });
 });

@@ -261,6 +261,7 @@ export class TransferClient {
     } finally {
       TransferClient.loading.delete(content);
       bounds.close();
+      (map as MapLoader | null)?.close();
       await (hashing as DigestWorkers | null)?.close();
       // Ends the response body if the loops above stopped before it did.
       opened.body.destroy();

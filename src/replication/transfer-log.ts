@@ -5,7 +5,7 @@ import type { Store } from '../store/store.js';
 import { HASH_BYTES, MerkleFrontier } from '../transparency/merkle.js';
 import { changeLeafHash, openCheckpoint, zoneRecordLeafHash } from '../transparency/zone-log.js';
 import type { Checkpoint } from '../transparency/checkpoint.js';
-import { isMapped, MapEntries, mapKey, mapRootOf, mapValue, ZoneMap } from '../transparency/zone-map.js';
+import { isMapped, type MapEntries, mapKey, mapRootOf, mapValue, ZoneMap } from '../transparency/zone-map.js';
 
 /** Nodes buffered before they are written (a transaction of their own, not synced: the switch syncs). */
 const NODES_PER_WRITE = 4096;
@@ -144,7 +144,7 @@ export class MapLoader {
     checkpoint: Checkpoint,
   ) {
     this.named = namedMapRoot(checkpoint);
-    this.entries = this.named === null ? null : new MapEntries();
+    this.entries = this.named === null ? null : store.maps.entries();
   }
 
   /** Takes a record of the stream. */
@@ -155,9 +155,14 @@ export class MapLoader {
   /** Builds and stores the map, and checks its root against the checkpoint's. */
   finish(): void {
     if (this.entries === null) return;
-    const sorted = this.entries.sorted();
-    const root = this.store.writeUnsynced(() => this.store.maps.build(this.content, sorted));
+    const entries = this.entries;
+    const root = this.store.writeUnsynced(() => this.store.maps.build(this.content, entries));
     if (!root.equals(this.named!)) throw refused('the records do not make the map the checkpoint names');
+  }
+
+  /** Lets go of the entries gathered (their temporary file), whether or not the map was built. */
+  close(): void {
+    this.entries?.close();
   }
 }
 

@@ -1,8 +1,9 @@
+import { dirname } from 'node:path';
 import type { Statement } from 'better-sqlite3';
 import type { Db } from './database.js';
 import { BulkInsert } from './bulk-insert.js';
 import { HASH_BYTES } from '../transparency/merkle.js';
-import { buildMap, EMPTY_MAP, keyBit, MapEntries, MAPPED_TYPES, mapKey, mapPathFrom, mapValue, type MapNode, type MapNodes } from '../transparency/zone-map.js';
+import { EMPTY_MAP, keyBit, MapEntries, MAPPED_TYPES, mapKey, mapPathFrom, mapValue, type MapNode, type MapNodes } from '../transparency/zone-map.js';
 import { BASE64_HASH } from '../transparency/memory-tree.js';
 import { writeBase64 } from '../records/encoding.js';
 
@@ -73,7 +74,11 @@ export class MapStore {
   /** The one walk of a proof, reused (a walk allocates nothing per node). */
   private readonly walk = new ProofWalk();
 
+  /** Where a map built whole spills its entries (MapEntries): beside the database; none for one in memory. */
+  private readonly spillDir: string | undefined;
+
   constructor(db: Db) {
+    this.spillDir = db.memory ? undefined : dirname(db.name);
     this.getStmt = db.prepare<[string, Buffer], Buffer>('SELECT nodes FROM map_tiles WHERE content = ? AND tile = ?').pluck();
     this.putStmt = db.prepare('INSERT OR REPLACE INTO map_tiles (content, tile, nodes) VALUES (?, ?, ?)');
     this.deleteStmt = db.prepare('DELETE FROM map_tiles WHERE content = ? AND tile = ?');
@@ -237,16 +242,22 @@ export class MapStore {
    * and returns its root. Inside a transaction; O(n log n) for n records (the sort), two hashes a record.
    */
   rebuild(content: string): Buffer {
-    const entries = new MapEntries();
-    for (const type of MAPPED_TYPES) for (const r of this.recordsStmt.iterate(content, type)) entries.add(mapKey(type, r.key), mapValue(r.jws));
-    return this.build(content, entries.sorted());
+    const entries = this.entries();
+    try {
+      for (const type of MAPPED_TYPES) for (const r of this.recordsStmt.iterate(content, type)) entries.add(mapKey(type, r.key), mapValue(r.jws));
+      return this.build(content, entries);
+    } finally {
+      entries.close();
+    }
   }
 
-  /**
-   * Replaces a content id's map by the map of `sorted` (MapEntries.sorted), built whole; returns its root.
-   * Call inside a transaction.
-   */
-  build(content: string, sorted: Buffer): Buffer {
+  /** Entries to build a map of (`build`), spilled beside the database: close them when done. */
+  entries(): MapEntries {
+    return new MapEntries(this.spillDir);
+  }
+
+  /** Replaces a content id's map by the map of `entries`, built whole; returns its root. Call inside a transaction. */
+  build(content: string, entries: MapEntries): Buffer {
     this.forget(content);
     this.clearStmt.run(content);
     let rows: unknown[][] = [];
@@ -258,8 +269,8 @@ export class MapStore {
         rows = [];
       }
     };
-    // buildMap hands every node after the nodes below it.
-    const root = buildMap(sorted, (path, node) => {
+    // build hands every node after the nodes below it.
+    const root = entries.build((path, node) => {
       tiles.set(path, node);
       // A node whose depth is a multiple of TILE_LEVELS is the root of a tile of the level below, built
       // before it: that tile is whole and is written now, so only the tiles on one path are held at once.

@@ -1,4 +1,6 @@
-import { hash } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
+import { closeSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
 import { IdnsError } from '../errors.js';
 import { HASH_BYTES, leafHash, nodeHash } from './merkle.js';
 
@@ -263,74 +265,149 @@ export class ZoneMap {
   }
 }
 
-/** Keys and values of a map, packed (key || value, 64 bytes each), to be sorted and built into a map bottom-up. */
+/** Bits of a key that choose its bucket in MapEntries (1,024 buckets). */
+const BUCKET_BITS = 10;
+const BUCKETS = 1 << BUCKET_BITS;
+/** Entries of a bucket written (or kept) together: 8 KiB. */
+const CHUNK_ENTRIES = 128;
+
+/**
+ * A map's keys and values (64 bytes each), gathered to be built into the map bottom-up (`build`). They are
+ * kept by the first BUCKET_BITS bits of their keys, in chunks of CHUNK_ENTRIES; with a spill directory,
+ * each full chunk goes to a temporary file there (unlinked at once: nothing is left behind by a crash),
+ * so that building a map of any size holds one bucket and a partial chunk per bucket in memory (8 MiB),
+ * not every entry (132 MB for a million handles and their denials). Without one, the chunks stay in
+ * memory. Call `close` when done with it.
+ */
 export class MapEntries {
-  private packed = Buffer.allocUnsafe(64 * ENTRY_BYTES);
-  private count = 0;
+  /** Per bucket: its partly filled chunk (allocated at its first entry). */
+  private readonly open: (Buffer | undefined)[] = new Array<Buffer | undefined>(BUCKETS);
+  private readonly filled = new Uint32Array(BUCKETS);
+  /** Per bucket: its full chunks, as file offsets (spilled) or buffers. */
+  private readonly full: (number | Buffer)[][] = Array.from({ length: BUCKETS }, () => []);
+  private readonly counts = new Float64Array(BUCKETS);
+  private fd: number | null = null;
+  private written = 0;
+
+  constructor(private readonly spillDir?: string) {}
 
   /** Adds a key and its value (no key twice). */
   add(key: Buffer, value: Buffer): void {
-    if ((this.count + 1) * ENTRY_BYTES > this.packed.length) {
-      // By half again, not double: a million-handle zone's entries are 96 MB, and while growing the old
-      // and the new buffer are both held.
-      const grown = Buffer.allocUnsafe(Math.ceil((this.packed.length / ENTRY_BYTES) * 1.5) * ENTRY_BYTES);
-      this.packed.copy(grown, 0, 0, this.count * ENTRY_BYTES);
-      this.packed = grown;
+    const b = key.readUInt16BE(0) >>> (16 - BUCKET_BITS);
+    let chunk = this.open[b];
+    if (chunk === undefined) chunk = this.open[b] = Buffer.allocUnsafe(CHUNK_ENTRIES * ENTRY_BYTES);
+    const at = this.filled[b]! * ENTRY_BYTES;
+    key.copy(chunk, at, 0, HASH_BYTES);
+    value.copy(chunk, at + HASH_BYTES, 0, HASH_BYTES);
+    this.counts[b]! += 1;
+    if (++this.filled[b]! < CHUNK_ENTRIES) return;
+    this.filled[b] = 0;
+    if (this.spillDir === undefined) {
+      this.full[b]!.push(chunk);
+      this.open[b] = undefined;
+      return;
     }
-    key.copy(this.packed, this.count * ENTRY_BYTES);
-    value.copy(this.packed, this.count * ENTRY_BYTES + HASH_BYTES);
-    this.count++;
+    if (this.fd === null) {
+      const path = join(this.spillDir, `.map-entries-${process.pid}-${randomBytes(6).toString('hex')}`);
+      this.fd = openSync(path, 'wx+', 0o600);
+      unlinkSync(path);
+    }
+    if (writeSync(this.fd, chunk, 0, chunk.length, this.written) !== chunk.length) throw new Error('short write of map entries');
+    this.full[b]!.push(this.written);
+    this.written += chunk.length;
   }
 
   /**
-   * The entries sorted by key, packed: sorted where they are (no second buffer of them all, the largest
-   * allocation of a full transfer), so call it once, when every entry is added.
+   * Builds the map of the entries bottom-up and returns its root: one hash per node, about 2 n. `keep`
+   * receives every node, each after the nodes below it (a store filled from a transfer or a bulk import).
+   * Throws for a key added twice.
    */
-  sorted(): Buffer {
-    const { packed } = this;
-    const n = this.count;
-    const order = new Uint32Array(n);
-    // Keys compared by their first four bytes as numbers, the rest only on a tie (one in about 2^32 / n):
-    // Buffer.compare with offsets costs a call into the runtime each, ten times a number comparison.
-    const head = new Uint32Array(n);
-    for (let i = 0; i < n; i++) {
-      order[i] = i;
-      head[i] = packed.readUInt32BE(i * ENTRY_BYTES);
-    }
-    order.sort(
-      (a, b) =>
-        head[a]! - head[b]! || packed.compare(packed, b * ENTRY_BYTES + 4, b * ENTRY_BYTES + HASH_BYTES, a * ENTRY_BYTES + 4, a * ENTRY_BYTES + HASH_BYTES),
-    );
-    // Place i takes entry order[i]: each cycle of the permutation is followed once, its first entry held
-    // aside; a place done is marked by order[j] = j.
-    const held = Buffer.allocUnsafe(ENTRY_BYTES);
-    for (let i = 0; i < n; i++) {
-      if (order[i] === i) continue;
-      packed.copy(held, 0, i * ENTRY_BYTES, (i + 1) * ENTRY_BYTES);
-      let j = i;
-      for (;;) {
-        const k = order[j]!;
-        order[j] = j;
-        if (k === i) {
-          held.copy(packed, j * ENTRY_BYTES);
-          break;
-        }
-        packed.copy(packed, j * ENTRY_BYTES, k * ENTRY_BYTES, (k + 1) * ENTRY_BYTES);
-        j = k;
+  build(keep?: (path: Buffer, node: MapNode) => void): Buffer {
+    const before = new Float64Array(BUCKETS + 1);
+    for (let b = 0; b < BUCKETS; b++) before[b + 1] = before[b]! + this.counts[b]!;
+    const prefix = Buffer.alloc(HASH_BYTES);
+    // The buckets lo..hi-1 hold the keys below one node at `depth` (≤ BUCKET_BITS): as buildSorted does
+    // for entries, a node of one key is its leaf, and a node of buckets splits them by the next bit.
+    const up = (lo: number, hi: number, depth: number): Buffer => {
+      const n = before[hi]! - before[lo]!;
+      if (n === 0) return EMPTY_MAP;
+      if (n === 1 || depth === BUCKET_BITS) {
+        let b = lo;
+        while (this.counts[b] === 0) b++;
+        return buildSorted(this.bucket(b), depth, keep);
       }
+      const mid = (lo + hi) >> 1;
+      const hash = nodeHash(up(lo, mid, depth + 1), up(mid, hi, depth + 1));
+      prefix.writeUInt16BE(lo << (16 - BUCKET_BITS), 0);
+      keep?.(mapPath(prefix, depth), { hash, key: null });
+      return hash;
+    };
+    return up(0, BUCKETS, 0);
+  }
+
+  /** Lets go of the temporary file (the entries cannot be built after). */
+  close(): void {
+    if (this.fd !== null) closeSync(this.fd);
+    this.fd = null;
+  }
+
+  /** A bucket's entries, sorted by key. */
+  private bucket(b: number): Buffer {
+    const packed = Buffer.allocUnsafe(this.counts[b]! * ENTRY_BYTES);
+    let at = 0;
+    for (const chunk of this.full[b]!) {
+      if (typeof chunk !== 'number') at += chunk.copy(packed, at);
+      else if (readSync(this.fd!, packed, at, CHUNK_ENTRIES * ENTRY_BYTES, chunk) === CHUNK_ENTRIES * ENTRY_BYTES) at += CHUNK_ENTRIES * ENTRY_BYTES;
+      else throw new Error('short read of map entries');
     }
-    return packed.subarray(0, n * ENTRY_BYTES);
+    if (this.filled[b]! > 0) at += this.open[b]!.copy(packed, at, 0, this.filled[b]! * ENTRY_BYTES);
+    sortEntries(packed);
+    return packed;
+  }
+}
+
+/** Sorts packed entries by key where they are (no second buffer of them). */
+function sortEntries(packed: Buffer): void {
+  const n = packed.length / ENTRY_BYTES;
+  const order = new Uint32Array(n);
+  // Keys compared by their first four bytes as numbers, the rest only on a tie (one in about 2^32 / n):
+  // Buffer.compare with offsets costs a call into the runtime each, ten times a number comparison.
+  const head = new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    order[i] = i;
+    head[i] = packed.readUInt32BE(i * ENTRY_BYTES);
+  }
+  order.sort(
+    (a, b) =>
+      head[a]! - head[b]! || packed.compare(packed, b * ENTRY_BYTES + 4, b * ENTRY_BYTES + HASH_BYTES, a * ENTRY_BYTES + 4, a * ENTRY_BYTES + HASH_BYTES),
+  );
+  // Place i takes entry order[i]: each cycle of the permutation is followed once, its first entry held
+  // aside; a place done is marked by order[j] = j.
+  const held = Buffer.allocUnsafe(ENTRY_BYTES);
+  for (let i = 0; i < n; i++) {
+    if (order[i] === i) continue;
+    packed.copy(held, 0, i * ENTRY_BYTES, (i + 1) * ENTRY_BYTES);
+    let j = i;
+    for (;;) {
+      const k = order[j]!;
+      order[j] = j;
+      if (k === i) {
+        held.copy(packed, j * ENTRY_BYTES);
+        break;
+      }
+      packed.copy(packed, j * ENTRY_BYTES, k * ENTRY_BYTES, (k + 1) * ENTRY_BYTES);
+      j = k;
+    }
   }
 }
 
 const ENTRY_BYTES = 2 * HASH_BYTES;
 
 /**
- * The root of the map of `packed` entries (MapEntries.sorted: sorted by key, no key twice), built
- * bottom-up: one hash per node, about 2 n. `keep` receives every node (a store filled from a transfer or
- * a bulk import).
+ * The root of the subtree at `depth` of `packed` entries (sorted by key, no key twice, sharing their
+ * first `depth` bits), built bottom-up; `keep` receives every node, each after the nodes below it.
  */
-export function buildMap(packed: Buffer, keep?: (path: Buffer, node: MapNode) => void): Buffer {
+function buildSorted(packed: Buffer, depth: number, keep?: (path: Buffer, node: MapNode) => void): Buffer {
   const n = packed.length / ENTRY_BYTES;
   const keyAt = (i: number): Buffer => packed.subarray(i * ENTRY_BYTES, i * ENTRY_BYTES + HASH_BYTES);
   for (let i = 1; i < n; i++) {
@@ -360,5 +437,5 @@ export function buildMap(packed: Buffer, keep?: (path: Buffer, node: MapNode) =>
     keep?.(mapPath(first, depth), { hash, key: null });
     return hash;
   };
-  return build(0, n, 0);
+  return build(0, n, depth);
 }

@@ -10,7 +10,7 @@ import { signOperatorEntry } from '../../src/records/operator-entry.js';
 import { requestId } from '../../src/records/change-request.js';
 import { MerkleFrontier } from '../../src/transparency/merkle.js';
 import { changeLeafHash, signCheckpoint, zoneRecordLeafHash } from '../../src/transparency/zone-log.js';
-import { buildMap, isMapped, MapEntries, mapKey, mapValue } from '../../src/transparency/zone-map.js';
+import { isMapped, MapEntries, mapKey, mapValue } from '../../src/transparency/zone-map.js';
 
 /**
  * Scripted hostile peers for resolver tests: tiny node:http servers on loopback whose behaviour a test
@@ -244,5 +244,5 @@ export function fakeLog(
   if (leaves.length > 0) lines.push({ kind: 'leaves', leaves });
   const mapped = new MapEntries();
   for (const r of records) if (isMapped(r.type)) mapped.add(mapKey(r.type, r.key), mapValue(r.jws));
-  return { checkpoint: signCheckpoint(zone, frontier.size, frontier.root(), buildMap(mapped.sorted()), key), lines };
+  return { checkpoint: signCheckpoint(zone, frontier.size, frontier.root(), mapped.build(), key), lines };
 }
