@@ -24,6 +24,7 @@ import { contentTotals, elementSize } from '../authority/editor.js';
 import { TRANSFER_CONTENT_TYPES } from './transfer-source.js';
 import type { Checkpoint } from '../transparency/checkpoint.js';
 import { applyToMap, LogLoader, MapLoader, transferCheckpoint } from './transfer-log.js';
+import { leanHeap } from '../lean-heap.js';
 import { changeLeafHash, checkpointMapRoot, checkpointSize } from '../transparency/zone-log.js';
 import { ZoneLog } from '../transparency/zone-log-writer.js';
 
@@ -118,6 +119,7 @@ export class TransferClient {
     const content = `${src.zone}#${randomBytes(6).toString('hex')}`;
     // Listed as retired until it is complete and checked: a crash mid-transfer leaves it for the cleaner.
     this.store.write(() => this.store.records.retire(content, this.clock.now()));
+    const releaseHeap = leanHeap.hold();
     TransferClient.loading.add(content);
     // Hashing and checking each record are the largest costs of a transfer: they run in worker threads
     // while this thread parses and stores. They start with the start line, which says what to check against.
@@ -260,6 +262,7 @@ export class TransferClient {
       throw err;
     } finally {
       TransferClient.loading.delete(content);
+      releaseHeap();
       bounds.close();
       (map as MapLoader | null)?.close();
       await (hashing as DigestWorkers | null)?.close();
