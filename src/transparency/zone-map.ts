@@ -312,7 +312,8 @@ export class MapEntries {
       this.fd = openSync(path, 'wx+', 0o600);
       unlinkSync(path);
     }
-    if (writeSync(this.fd, chunk, 0, chunk.length, this.written) !== chunk.length) throw new Error('short write of map entries');
+    if (writeSync(this.fd, chunk, 0, chunk.length, this.written) !== chunk.length)
+      throw new IdnsError('internal', 'a short write of map entries to their temporary file');
     this.full[b]!.push(this.written);
     this.written += chunk.length;
   }
@@ -358,7 +359,7 @@ export class MapEntries {
     for (const chunk of this.full[b]!) {
       if (typeof chunk !== 'number') at += chunk.copy(packed, at);
       else if (readSync(this.fd!, packed, at, CHUNK_ENTRIES * ENTRY_BYTES, chunk) === CHUNK_ENTRIES * ENTRY_BYTES) at += CHUNK_ENTRIES * ENTRY_BYTES;
-      else throw new Error('short read of map entries');
+      else throw new IdnsError('internal', 'a short read of map entries from their temporary file');
     }
     if (this.filled[b]! > 0) at += this.open[b]!.copy(packed, at, 0, this.filled[b]! * ENTRY_BYTES);
     sortEntries(packed);
