@@ -113,9 +113,10 @@ export class Housekeeper {
   }
 
   /**
-   * The count of a zone's journal, carried on (by up to countStep entries until it is complete): started again when the journal
-   * no longer begins where it did or no longer holds the entry counted last as it was (a copy replaced by
-   * a full transfer starts a new journal; a secondary drops entries past its version).
+   * The count of a zone's journal, carried on (by up to countStep entries until it is complete): started
+   * again when the journal no longer begins where it did or no longer holds the entry counted last as it
+   * was (a copy replaced by a full transfer starts a new journal; a secondary drops entries past its
+   * version).
    */
   private tallyOf(zone: string, oldest: JournalPlace): JournalTally {
     let tally = this.tallies.get(zone);

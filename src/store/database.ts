@@ -10,6 +10,9 @@ import { MapStore } from './map-nodes.js';
 
 export type Db = Database.Database;
 
+/** The records' listener of a migration: nothing caches them while it runs. */
+const NO_LISTENER = { noteWritten: (): void => {}, drop: (): void => {} };
+
 /** The schema version schema.sql defines; bumped together with a migration below. */
 export const SCHEMA_VERSION = 8;
 
@@ -154,8 +157,7 @@ function addCompactHistories(db: Db): void {
     evidence TEXT NOT NULL,
     PRIMARY KEY (content, handle)
   ) STRICT`);
-  const noListener = { noteWritten: () => {}, drop: () => {} };
-  new CompactHistories(db, new RecordStore(db, noListener)).rebuildAll();
+  new CompactHistories(db, new RecordStore(db, NO_LISTENER)).rebuildAll();
 }
 
 /**
@@ -221,12 +223,12 @@ function addZoneMaps(db: Db): void {
 /**
  * Version 7 → 8: the maps are stored by tile (src/store/map-nodes.ts), a row per tile of 5 levels instead
  * of a row per node. Each content id's map is built again from its records (MapStore.rebuild, as for a
- * primary's first map: the same map, so its checkpoint still names it): O(n log n) for n records, once, inside the migration's
- * transaction; nothing is signed again and copies keep following their primaries.
+ * primary's first map: the same map, so its checkpoint still names it): O(n log n) for n records, once,
+ * inside the migration's transaction; nothing is signed again and copies keep following their primaries.
  */
 function tileMaps(db: Db): void {
   db.exec(MAP_TILES_TABLE);
-  const maps = new MapStore(db);
+  const maps = new MapStore(db, new RecordStore(db, NO_LISTENER));
   for (const content of db.prepare<[], string>('SELECT DISTINCT content FROM map_nodes').pluck().all()) maps.rebuild(content);
   db.exec('DROP TABLE map_nodes');
 }

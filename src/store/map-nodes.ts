@@ -2,6 +2,7 @@ import { dirname } from 'node:path';
 import type { Statement } from 'better-sqlite3';
 import type { Db } from './database.js';
 import { BulkInsert } from './bulk-insert.js';
+import type { RecordStore } from './records.js';
 import { HASH_BYTES } from '../transparency/merkle.js';
 import { EMPTY_MAP, keyBit, MapEntries, MAPPED_TYPES, mapKey, mapPathFrom, mapValue, type MapNode, type MapNodes } from '../transparency/zone-map.js';
 import { BASE64_HASH } from '../transparency/memory-tree.js';
@@ -66,8 +67,6 @@ export class MapStore {
   private readonly deleteSomeStmt;
   private readonly bulk;
   private readonly upperStmt: Statement<[string, Buffer], { tile: Buffer; nodes: Buffer }>;
-  /** The records of a content id and type, which the map holds (rebuild). */
-  private readonly recordsStmt: Statement<[string, string], { key: string; jws: string }>;
   private readonly caches = new Map<string, NodeCache>();
   /** The nodes kept for proofs (proof()), which outlive a change of the map (checked when used). */
   private readonly readers = new Map<string, ReaderCache>();
@@ -77,7 +76,11 @@ export class MapStore {
   /** Where a map built whole spills its entries (MapEntries): beside the database; none for one in memory. */
   private readonly spillDir: string | undefined;
 
-  constructor(db: Db) {
+  /** `records`: the records a map is rebuilt from. */
+  constructor(
+    db: Db,
+    private readonly records: RecordStore,
+  ) {
     this.spillDir = db.memory ? undefined : dirname(db.name);
     this.getStmt = db.prepare<[string, Buffer], Buffer>('SELECT nodes FROM map_tiles WHERE content = ? AND tile = ?').pluck();
     this.putStmt = db.prepare('INSERT OR REPLACE INTO map_tiles (content, tile, nodes) VALUES (?, ?, ?)');
@@ -86,7 +89,6 @@ export class MapStore {
     this.deleteSomeStmt = db.prepare('DELETE FROM map_tiles WHERE content = ? AND tile IN (SELECT tile FROM map_tiles WHERE content = ? LIMIT ?)');
     this.bulk = new BulkInsert(db, 'INSERT INTO map_tiles (content, tile, nodes)', 3);
     this.upperStmt = db.prepare<[string, Buffer], { tile: Buffer; nodes: Buffer }>('SELECT tile, nodes FROM map_tiles WHERE content = ? AND tile < ?');
-    this.recordsStmt = db.prepare<[string, string], { key: string; jws: string }>('SELECT key, jws FROM records WHERE content = ? AND type = ?');
   }
 
   /**
@@ -244,7 +246,11 @@ export class MapStore {
   rebuild(content: string): Buffer {
     const entries = this.entries();
     try {
-      for (const type of MAPPED_TYPES) for (const r of this.recordsStmt.iterate(content, type)) entries.add(mapKey(type, r.key), mapValue(r.jws));
+      for (const type of MAPPED_TYPES) {
+        for (let page = this.records.keyPage(content, type, null, 1000); page.length > 0; page = this.records.keyPage(content, type, page.at(-1)!.key, 1000)) {
+          for (const r of page) entries.add(mapKey(type, r.key), mapValue(r.jws));
+        }
+      }
       return this.build(content, entries);
     } finally {
       entries.close();

@@ -46,7 +46,7 @@ export class Store {
     this.journal = new JournalStore(db);
     this.invites = new InviteStore(db);
     this.logs = new LogStore(db);
-    this.maps = new MapStore(db);
+    this.maps = new MapStore(db, this.records);
     this.witness = new WitnessStore(db);
     this.zones.onChangedElsewhere = (zones) => this.announce(zones);
   }

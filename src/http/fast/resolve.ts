@@ -31,8 +31,8 @@ const MAX_ENTRIES = 10_000;
  * An answer is kept when its URL was asked for among this many answers before. Each answer kept lives
  * long enough to reach the old generation: under random queries over a large zone, those kept by
  * chance (1 in 12 at a million handles when a slot's mark alone stood for a URL, 1 in 200 with a window
- * of 10,000, 1 in 900 with this one) brought major collections every few seconds and slower scavenges. A handle asked for often is still asked twice
- * within it.
+ * of 10,000, 1 in 900 with this one) brought major collections every few seconds and slower scavenges.
+ * A handle asked for often is still asked twice within it.
  */
 const ADMIT_WINDOW = 2_000;
 
