@@ -39,7 +39,7 @@ export class LogStore {
       .prepare<[string, number, number, number], Buffer>(`SELECT hash FROM log_nodes WHERE content = ? AND level = ? AND idx >= ? AND idx < ? ORDER BY idx`)
       .pluck();
     this.insertStmt = db.prepare(`INSERT INTO log_nodes (content, level, idx, hash) VALUES (?, ?, ?, ?)`);
-    this.bulk = new BulkInsert(db, 'INSERT INTO log_nodes (content, level, idx, hash)', 4);
+    this.bulk = new BulkInsert(db, 'log_nodes (content, level, idx, hash)', 4);
     this.deleteSomeStmt = db.prepare(
       `DELETE FROM log_nodes WHERE content = ? AND (level, idx) IN (SELECT level, idx FROM log_nodes WHERE content = ? LIMIT ?)`,
     );

@@ -87,7 +87,7 @@ export class MapStore {
     this.deleteStmt = db.prepare('DELETE FROM map_tiles WHERE content = ? AND tile = ?');
     this.clearStmt = db.prepare('DELETE FROM map_tiles WHERE content = ?');
     this.deleteSomeStmt = db.prepare('DELETE FROM map_tiles WHERE content = ? AND tile IN (SELECT tile FROM map_tiles WHERE content = ? LIMIT ?)');
-    this.bulk = new BulkInsert(db, 'INSERT INTO map_tiles (content, tile, nodes)', 3);
+    this.bulk = new BulkInsert(db, 'map_tiles (content, tile, nodes)', 3);
     this.upperStmt = db.prepare<[string, Buffer], { tile: Buffer; nodes: Buffer }>('SELECT tile, nodes FROM map_tiles WHERE content = ? AND tile < ?');
   }
 

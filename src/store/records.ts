@@ -1,4 +1,4 @@
-import { BulkInsert } from './bulk-insert.js';
+import { BulkInsert, ROLLBACK_ON_CONFLICT } from './bulk-insert.js';
 import type { Db } from './database.js';
 import { handleEndpoint } from './endpoint.js';
 import { historyKey, parseHistoryKey } from '../records/history-key.js';
@@ -150,13 +150,13 @@ export class RecordStore {
     );
     this.setExpStmt = db.prepare(`UPDATE records SET exp = ? WHERE content = ? AND type = ? AND key = ?`);
     this.keysStmt = db.prepare<[string, string], string>(`SELECT key FROM records WHERE content = ? AND type = ?`).pluck();
-    this.bulk = new BulkInsert(db, 'INSERT INTO records (content, type, key, version, exp, jws, endpoint, leaf)', 8);
+    this.bulk = new BulkInsert(db, 'records (content, type, key, version, exp, jws, endpoint, leaf)', 8);
     this.retireStmt = db.prepare(`INSERT OR REPLACE INTO retired_content (content, retired_at) VALUES (?, ?)`);
     this.unretireStmt = db.prepare(`DELETE FROM retired_content WHERE content = ?`);
-    // A copy being loaded is new: a plain INSERT, so a repeated (type, key) in a transfer fails instead of replacing.
-    this.loadOneStmt = db.prepare(`INSERT INTO records (content, type, key, version, exp, jws, endpoint, leaf) VALUES (?, ?, ?, 0, 0, ?, ?, ?)`);
+    // A copy being loaded is new: no upsert, so a repeated (type, key) in a transfer fails instead of replacing.
+    this.loadOneStmt = db.prepare(`${ROLLBACK_ON_CONFLICT} records (content, type, key, version, exp, jws, endpoint, leaf) VALUES (?, ?, ?, 0, 0, ?, ?, ?)`);
     this.loadManyStmt = db.prepare(
-      `INSERT INTO records (content, type, key, version, exp, jws, endpoint, leaf) VALUES ${Array.from({ length: LOAD_ROWS_PER_STATEMENT }, () => '(?, ?, ?, 0, 0, ?, ?, ?)').join(', ')}`,
+      `${ROLLBACK_ON_CONFLICT} records (content, type, key, version, exp, jws, endpoint, leaf) VALUES ${Array.from({ length: LOAD_ROWS_PER_STATEMENT }, () => '(?, ?, ?, 0, 0, ?, ?, ?)').join(', ')}`,
     );
     // A copy's expiry column stays 0: an update leaves it (and so the expiry index) untouched.
     this.putLoadedStmt = db.prepare(
@@ -248,7 +248,7 @@ export class RecordStore {
 
   /**
    * Inserts records of a copy being loaded (version and expiry 0); call inside a transaction. Throws
-   * (SQLITE_CONSTRAINT) when a (type, key) is already there.
+   * (SQLITE_CONSTRAINT) when a (type, key) is already there, and the transaction is then rolled back.
    */
   insertLoaded(content: string, rows: readonly LoadedRecord[]): void {
     const n = rows.length;
