@@ -537,7 +537,7 @@ describe('schema version 7: every zone keeps a map of its records', () => {
 describe('schema version 8: the maps are stored by tile', () => {
   it('migrates a version 7 database: the same map stored by tile, nothing signed again, answers still proven current, and the next change made on it', async () => {
     const { dataDir } = await twoHandles();
-    const { MapEntries, MAPPED_TYPES, mapKey, mapValue, verifyMapMembership } = await import('../src/transparency/zone-map.js');
+    const { byPath, MapEntries, MAPPED_TYPES, mapKey, mapValue, verifyMapMembership } = await import('../src/transparency/zone-map.js');
     const { Store } = await import('../src/store/store.js');
     const mapOf = (store: InstanceType<typeof Store>) => {
       const entries = new MapEntries();
@@ -556,7 +556,7 @@ describe('schema version 8: the maps are stored by tile', () => {
       'CREATE TABLE map_nodes (content TEXT NOT NULL, path BLOB NOT NULL, hash BLOB NOT NULL, leaf_key BLOB, PRIMARY KEY (content, path)) STRICT, WITHOUT ROWID',
     );
     const insert = db.prepare('INSERT INTO map_nodes (content, path, hash, leaf_key) VALUES (?, ?, ?, ?)');
-    const root = packed.build((path, node) => insert.run(ZONE, path, node.hash, node.key === null ? null : Buffer.from(node.key)));
+    const root = packed.build(byPath((path, node) => insert.run(ZONE, path, node.hash, node.key)));
     const rows = (db.prepare('SELECT count(*) AS n FROM map_nodes').get() as { n: number }).n;
     expect(rows).toBeGreaterThan(2);
     db.pragma('user_version = 7');

@@ -267,23 +267,15 @@ export class MapStore {
     this.forget(content);
     this.clearStmt.run(content);
     let rows: unknown[][] = [];
-    const tiles = new Tiles(() => undefined);
-    const write = (id: Buffer, blob: Buffer | null): void => {
-      if (blob !== null) rows.push([content, id, blob]);
+    const tiles = new TileBuilder((id, blob) => {
+      rows.push([content, id, blob]);
       if (rows.length === 1024) {
         this.bulk.run(rows);
         rows = [];
       }
-    };
-    // build hands every node after the nodes below it.
-    const root = entries.build((path, node) => {
-      tiles.set(path, node);
-      // A node whose depth is a multiple of TILE_LEVELS is the root of a tile of the level below, built
-      // before it: that tile is whole and is written now, so only the tiles on one path are held at once.
-      const depth = depthOf(path);
-      if (depth % TILE_LEVELS === 0) tiles.flushOne(tileIdIn(path, 2, depth + 1), write);
     });
-    tiles.flush(write);
+    const root = entries.build((bits, at, depth, hash, leaf) => tiles.node(bits, at, depth, hash, leaf));
+    tiles.finish();
     this.bulk.run(rows);
     return root;
   }
@@ -513,15 +505,6 @@ class Tiles {
     }
   }
 
-  /** Hands the tile `id`, when changed, to `write`, and forgets it. */
-  flushOne(id: Buffer, write: (id: Buffer, blob: Buffer | null) => void): void {
-    const name = id.toString('latin1');
-    const tile = this.tiles.get(name);
-    if (tile === undefined) return;
-    if (tile.changed) write(tile.id, encodeTile(tile.nodes));
-    this.tiles.delete(name);
-  }
-
   private tileOf(id: Buffer): { id: Buffer; nodes: (MapNode | undefined)[]; changed: boolean } {
     const name = id.toString('latin1');
     let tile = this.tiles.get(name);
@@ -533,6 +516,78 @@ class Tiles {
     return tile;
   }
 }
+
+/**
+ * The tiles of a map built whole, from its nodes as MapEntries.build hands them, each after the nodes
+ * below it: the nodes of a tile then arrive together, before the node at its top, so one tile per level is
+ * open at a time, and it is complete when that node arrives. Each node is copied into its open tile's
+ * place; a complete tile is encoded (encodeTile's layout) and handed to `write`. No path, node object or
+ * map entry per node, as Tiles would make.
+ */
+class TileBuilder {
+  /** Per level: the open tile's id (null: none open), its places (a hash and a key each), and its masks (encodeTile's words). */
+  private readonly ids: (Buffer | null)[] = [];
+  private readonly places: Buffer[] = [];
+  private readonly masks: Uint32Array[] = [];
+
+  constructor(private readonly write: (id: Buffer, blob: Buffer) => void) {}
+
+  /** Takes one node (a MapNodeSink's arguments). */
+  node(bits: Buffer, at: number, depth: number, hash: Buffer, leaf: boolean): void {
+    // The node at the top of a tile comes after every node of that tile: the tile below is whole.
+    if (depth % TILE_LEVELS === 0) this.close(tileOf(depth + 1).level);
+    const { level } = tileOf(depth);
+    if (this.ids[level] == null) {
+      this.ids[level] = tileIdIn(bits, at, depth);
+      this.places[level] ??= Buffer.allocUnsafe(TILE_PLACES * 2 * HASH_BYTES);
+      this.masks[level] ??= new Uint32Array(4);
+    }
+    const slot = slotIn(bits, at, depth, false);
+    const masks = this.masks[level]!;
+    const word = slot < 32 ? 1 : 0;
+    const bit = (1 << (slot & 31)) >>> 0;
+    masks[word] = (masks[word]! | bit) >>> 0;
+    const place = this.places[level]!;
+    hash.copy(place, slot * 2 * HASH_BYTES);
+    if (leaf) {
+      masks[2 + word] = (masks[2 + word]! | bit) >>> 0;
+      bits.copy(place, slot * 2 * HASH_BYTES + HASH_BYTES, at, at + HASH_BYTES);
+    }
+  }
+
+  /** Writes the tiles still open: the root's, once the root has come. */
+  finish(): void {
+    for (let level = 0; level < this.ids.length; level++) this.close(level);
+  }
+
+  private close(level: number): void {
+    const id = this.ids[level];
+    if (id == null) return;
+    const masks = this.masks[level]!;
+    const place = this.places[level]!;
+    let size = 16;
+    for (let word = 0; word < 2; word++) size += (popcount(masks[word]!) + popcount(masks[2 + word]!)) * HASH_BYTES;
+    const blob = Buffer.allocUnsafe(size);
+    blob.writeUInt32BE(masks[0]!, 0);
+    blob.writeUInt32BE(masks[1]!, 4);
+    blob.writeUInt32BE(masks[2]!, 8);
+    blob.writeUInt32BE(masks[3]!, 12);
+    let out = 16;
+    for (let slot = 0; slot < TILE_PLACES; slot++) {
+      const word = slot < 32 ? 1 : 0;
+      const bit = (1 << (slot & 31)) >>> 0;
+      if ((masks[word]! & bit) === 0) continue;
+      const from = slot * 2 * HASH_BYTES;
+      out += place.copy(blob, out, from, from + ((masks[2 + word]! & bit) !== 0 ? 2 : 1) * HASH_BYTES);
+    }
+    masks.fill(0);
+    this.ids[level] = null;
+    this.write(id, blob);
+  }
+}
+
+/** Places in a tile: the nodes of TILE_LEVELS levels below its top, 2 + 4 + … + 32. */
+const TILE_PLACES = 2 ** (TILE_LEVELS + 1) - 2;
 
 /**
  * A tile's row (schema.sql `map_tiles.nodes`): two 64-bit big-endian masks of its places (bit s of the

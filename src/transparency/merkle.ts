@@ -13,16 +13,22 @@ export const MAX_PROOF_HASHES = 64;
 
 /** The hash of a leaf: SHA-256(0x00 || leaf). */
 export function leafHash(leaf: Buffer): Buffer {
+  return leafHashOf(leaf, 0, leaf.length);
+}
+
+/** leafHash of the bytes `bytes[start, end)`. */
+export function leafHashOf(bytes: Buffer, start: number, end: number): Buffer {
   // One-shot hashing of one buffer: a hash object per call costs about as much again as the hashing.
-  const input = leaf.length < SCRATCH.length ? SCRATCH.subarray(0, leaf.length + 1) : Buffer.allocUnsafe(leaf.length + 1);
+  const length = end - start;
+  const input = length === 2 * HASH_BYTES ? SCRATCH_65 : length < SCRATCH.length ? SCRATCH.subarray(0, length + 1) : Buffer.allocUnsafe(length + 1);
   input[0] = 0;
-  leaf.copy(input, 1);
+  bytes.copy(input, 1, start, end);
   return hash('sha256', input, 'buffer') as Buffer;
 }
 
 /** The hash of an interior node: SHA-256(0x01 || left || right). */
 export function nodeHash(left: Buffer, right: Buffer): Buffer {
-  const input = SCRATCH.subarray(0, 1 + left.length + right.length);
+  const input = left.length + right.length === 2 * HASH_BYTES ? SCRATCH_65 : SCRATCH.subarray(0, 1 + left.length + right.length);
   input[0] = 1;
   left.copy(input, 1);
   right.copy(input, 1 + left.length);
@@ -31,6 +37,8 @@ export function nodeHash(left: Buffer, right: Buffer): Buffer {
 
 /** Where a leaf or node is laid out before it is hashed (hashing is synchronous: never shared by two calls at once). */
 const SCRATCH = Buffer.alloc(256);
+/** Its first 65 bytes: the input of every interior node and map leaf (a view made once, not per hash). */
+const SCRATCH_65 = SCRATCH.subarray(0, 1 + 2 * HASH_BYTES);
 
 /** The root of the empty tree: SHA-256 of nothing. */
 export const EMPTY_ROOT = createHash('sha256').digest();

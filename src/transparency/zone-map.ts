@@ -2,7 +2,7 @@ import { hash, randomBytes } from 'node:crypto';
 import { closeSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { IdnsError } from '../errors.js';
-import { HASH_BYTES, leafHash, nodeHash } from './merkle.js';
+import { HASH_BYTES, leafHash, leafHashOf, nodeHash } from './merkle.js';
 
 /**
  * A zone's map (docs/protocol.md §13.6): a Merkle prefix tree over the records the zone holds now, key
@@ -323,7 +323,7 @@ export class MapEntries {
    * receives every node, each after the nodes below it (a store filled from a transfer or a bulk import).
    * Throws for a key added twice.
    */
-  build(keep?: (path: Buffer, node: MapNode) => void): Buffer {
+  build(keep?: MapNodeSink): Buffer {
     const before = new Float64Array(BUCKETS + 1);
     for (let b = 0; b < BUCKETS; b++) before[b + 1] = before[b]! + this.counts[b]!;
     const prefix = Buffer.alloc(HASH_BYTES);
@@ -340,7 +340,7 @@ export class MapEntries {
       const mid = (lo + hi) >> 1;
       const hash = nodeHash(up(lo, mid, depth + 1), up(mid, hi, depth + 1));
       prefix.writeUInt16BE(lo << (16 - BUCKET_BITS), 0);
-      keep?.(mapPath(prefix, depth), { hash, key: null });
+      keep?.(prefix, 0, depth, hash, false);
       return hash;
     };
     return up(0, BUCKETS, 0);
@@ -408,20 +408,17 @@ const ENTRY_BYTES = 2 * HASH_BYTES;
  * The root of the subtree at `depth` of `packed` entries (sorted by key, no key twice, sharing their
  * first `depth` bits), built bottom-up; `keep` receives every node, each after the nodes below it.
  */
-function buildSorted(packed: Buffer, depth: number, keep?: (path: Buffer, node: MapNode) => void): Buffer {
+function buildSorted(packed: Buffer, depth: number, keep?: MapNodeSink): Buffer {
   const n = packed.length / ENTRY_BYTES;
-  const keyAt = (i: number): Buffer => packed.subarray(i * ENTRY_BYTES, i * ENTRY_BYTES + HASH_BYTES);
   for (let i = 1; i < n; i++) {
     if (packed.compare(packed, i * ENTRY_BYTES, i * ENTRY_BYTES + HASH_BYTES, (i - 1) * ENTRY_BYTES, (i - 1) * ENTRY_BYTES + HASH_BYTES) >= 0)
       throw new Error('map entries are not sorted by key, each once');
   }
   const build = (lo: number, hi: number, depth: number): Buffer => {
     if (hi === lo) return EMPTY_MAP;
-    const first = keyAt(lo);
     if (hi - lo === 1) {
-      const hash = leafHash(packed.subarray(lo * ENTRY_BYTES, (lo + 1) * ENTRY_BYTES));
-      // `first` is a view of `packed`, which stays as it is: a store copies the bytes when it takes them.
-      keep?.(mapPath(first, depth), { hash, key: first });
+      const hash = leafHashOf(packed, lo * ENTRY_BYTES, (lo + 1) * ENTRY_BYTES);
+      keep?.(packed, lo * ENTRY_BYTES, depth, hash, true);
       return hash;
     }
     // The first entry whose bit `depth` is 1 (they are sorted, and share the bits above).
@@ -435,8 +432,25 @@ function buildSorted(packed: Buffer, depth: number, keep?: (path: Buffer, node: 
       else a = m + 1;
     }
     const hash = nodeHash(build(lo, a, depth + 1), build(a, hi, depth + 1));
-    keep?.(mapPath(first, depth), { hash, key: null });
+    keep?.(packed, lo * ENTRY_BYTES, depth, hash, false);
     return hash;
   };
   return build(0, n, depth);
+}
+
+/**
+ * Takes the nodes of a map as it is built (MapEntries.build), each after the nodes below it: the node at
+ * `depth` whose path is the first `depth` bits of `bits` from byte `at`, its hash, and whether it is a
+ * leaf, whose key is then the 32 bytes at `at`. `bits` is the builder's memory, valid during the call
+ * only: what is kept is copied. Offsets rather than views: a million records' map is about 2.5 million
+ * nodes, and a view or a path allocated for each was a good part of a build's time.
+ */
+export type MapNodeSink = (bits: Buffer, at: number, depth: number, hash: Buffer, leaf: boolean) => void;
+
+/** A MapNodeSink handing each node as a path (mapPath) and a MapNode of its own (for tests and stores of nodes by path). */
+export function byPath(keep: (path: Buffer, node: MapNode) => void): MapNodeSink {
+  return (bits, at, depth, hash, leaf) => {
+    const key = bits.subarray(at, at + HASH_BYTES);
+    keep(mapPath(key, depth), { hash, key: leaf ? Buffer.from(key) : null });
+  };
 }
