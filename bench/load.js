@@ -30,7 +30,10 @@ async function run(opts) {
   let lastAnswerAt = 0;
   const startedAt = Date.now();
   const once = bodies && !opts.repeat;
-  const result = await autocannon({
+  // Latencies of the 2xx answers, in ms: autocannon's own histogram keeps whole milliseconds, too coarse
+  // for a p99 of 2-4 ms compared as a ratio (2 against 3 ms reads as 1.5x whatever the truth).
+  const latencies = [];
+  const tracker = autocannon({
     url: opts.url,
     connections: opts.connections ?? 64,
     pipelining: 1,
@@ -65,10 +68,17 @@ async function run(opts) {
       },
     ],
   });
+  tracker.on('response', (_client, status, _bytes, ms) => {
+    if (status >= 200 && status <= 299) latencies.push(ms);
+  });
+  const result = await tracker;
+  const sorted = Float64Array.from(latencies).sort();
+  const percentile = (p) => (sorted.length === 0 ? 0 : Math.round(sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] * 100) / 100);
   return {
     rps: result.requests.average,
-    p50: result.latency.p50,
-    p99: result.latency.p99,
+    // To 0.01 ms, from each answer's own time (autocannon's: from the request's write to its answer).
+    p50: percentile(50),
+    p99: percentile(99),
     errors: result.errors,
     non2xx: result.non2xx,
     total: result.requests.total,
