@@ -565,21 +565,10 @@ class TileBuilder {
     if (id == null) return;
     const masks = this.masks[level]!;
     const place = this.places[level]!;
-    let size = 16;
-    for (let word = 0; word < 2; word++) size += (popcount(masks[word]!) + popcount(masks[2 + word]!)) * HASH_BYTES;
-    const blob = Buffer.allocUnsafe(size);
-    blob.writeUInt32BE(masks[0]!, 0);
-    blob.writeUInt32BE(masks[1]!, 4);
-    blob.writeUInt32BE(masks[2]!, 8);
-    blob.writeUInt32BE(masks[3]!, 12);
-    let out = 16;
-    for (let slot = 0; slot < TILE_PLACES; slot++) {
-      const word = slot < 32 ? 1 : 0;
-      const bit = (1 << (slot & 31)) >>> 0;
-      if ((masks[word]! & bit) === 0) continue;
+    const blob = packTile(masks, (slot, leaf, out, at) => {
       const from = slot * 2 * HASH_BYTES;
-      out += place.copy(blob, out, from, from + ((masks[2 + word]! & bit) !== 0 ? 2 : 1) * HASH_BYTES);
-    }
+      return place.copy(out, at, from, from + (leaf ? 2 : 1) * HASH_BYTES);
+    });
     masks.fill(0);
     this.ids[level] = null;
     this.write(id, blob);
@@ -598,31 +587,37 @@ const TILE_PLACES = 2 ** (TILE_LEVELS + 1) - 2;
  */
 function encodeTile(nodes: readonly (MapNode | undefined)[]): Buffer | null {
   // The masks as two 32-bit words each (places 32 to 61, then 0 to 31): numbers, not BigInts, for speed.
-  const present = [0, 0];
-  const leaves = [0, 0];
-  let size = 16;
+  const masks = new Uint32Array(4);
   for (let s = 0; s < nodes.length; s++) {
     const node = nodes[s];
     if (node === undefined) continue;
     const word = s < 32 ? 1 : 0;
-    present[word] = (present[word]! | (1 << (s & 31))) >>> 0;
-    size += HASH_BYTES;
-    if (node.key !== null) {
-      leaves[word] = (leaves[word]! | (1 << (s & 31))) >>> 0;
-      size += HASH_BYTES;
-    }
+    masks[word] = (masks[word]! | (1 << (s & 31))) >>> 0;
+    if (node.key !== null) masks[2 + word] = (masks[2 + word]! | (1 << (s & 31))) >>> 0;
   }
-  if (size === 16) return null;
+  if (masks[0] === 0 && masks[1] === 0) return null;
+  return packTile(masks, (slot, _leaf, out, at) => {
+    const node = nodes[slot]!;
+    return node.hash.copy(out, at) + (node.key === null ? 0 : node.key.copy(out, at + HASH_BYTES));
+  });
+}
+
+/**
+ * A tile's row (encodeTile's layout) from its masks (present places, then leaves, each as encodeTile's
+ * two words) and `node`, which writes the node at each present place, in ascending order (its hash, and
+ * a leaf's key after it) and returns the bytes written. Shared by a tile of nodes (encodeTile) and a tile
+ * built whole (TileBuilder).
+ */
+function packTile(masks: Uint32Array, node: (slot: number, leaf: boolean, out: Buffer, at: number) => number): Buffer {
+  let size = 16;
+  for (let word = 0; word < 2; word++) size += (popcount(masks[word]!) + popcount(masks[2 + word]!)) * HASH_BYTES;
   const blob = Buffer.allocUnsafe(size);
-  blob.writeUInt32BE(present[0]!, 0);
-  blob.writeUInt32BE(present[1]!, 4);
-  blob.writeUInt32BE(leaves[0]!, 8);
-  blob.writeUInt32BE(leaves[1]!, 12);
+  for (let i = 0; i < 4; i++) blob.writeUInt32BE(masks[i]!, 4 * i);
   let at = 16;
-  for (const node of nodes) {
-    if (node === undefined) continue;
-    at += node.hash.copy(blob, at);
-    if (node.key !== null) at += node.key.copy(blob, at);
+  for (let slot = 0; slot < TILE_PLACES; slot++) {
+    const word = slot < 32 ? 1 : 0;
+    const bit = (1 << (slot & 31)) >>> 0;
+    if ((masks[word]! & bit) !== 0) at += node(slot, (masks[2 + word]! & bit) !== 0, blob, at);
   }
   return blob;
 }
