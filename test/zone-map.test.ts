@@ -1,7 +1,9 @@
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
@@ -310,6 +312,38 @@ describe('zone map in the store', () => {
 });
 
 describe('map entries built whole', () => {
+  it('a spill the file system has no room for (here a file size limit, EFBIG; a full disk is ENOSPC) is storage_full, and leaves nothing in the directory', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'idns-spill-full-'));
+    try {
+      // In a child process under a 64 KiB file size limit (prlimit, util-linux; Node ignores SIGXFSZ, so
+      // the write fails with EFBIG): keys of one bucket, whose full chunks of 8 KiB spill at once.
+      const zoneMap = fileURLToPath(new URL('../dist/transparency/zone-map.js', import.meta.url));
+      const script = `
+        import { MapEntries } from ${JSON.stringify(zoneMap)};
+        import { randomBytes } from 'node:crypto';
+        const entries = new MapEntries(${JSON.stringify(dir)});
+        try {
+          for (let i = 0; i < 5000; i++) {
+            const e = randomBytes(64);
+            e[0] = 0;
+            e[1] = 0;
+            entries.add(e.subarray(0, 32), e.subarray(32));
+          }
+          console.log(JSON.stringify({ code: 'none' }));
+        } catch (err) {
+          console.log(JSON.stringify({ code: err.code, message: err.message }));
+        } finally {
+          entries.close();
+        }`;
+      const run = spawnSync('prlimit', ['--fsize=65536', process.execPath, '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+      expect(run.error).toBeUndefined();
+      expect(JSON.parse(run.stdout) as { code: string; message: string }).toMatchObject({ code: 'storage_full', message: expect.stringContaining('EFBIG') });
+      expect(readdirSync(dir)).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('stored whole (MapStore.build), the same tiles byte for byte as the same records set one by one, for random sets from one key to thousands (every bucket, tiles of every level down to the leaves)', async () => {
     const { Store } = await import('../src/store/store.js');
     const { tempDir } = await import('./support/server.js');

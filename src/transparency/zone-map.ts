@@ -307,13 +307,17 @@ export class MapEntries {
       this.open[b] = undefined;
       return;
     }
-    if (this.fd === null) {
-      const path = join(this.spillDir, `.map-entries-${process.pid}-${randomBytes(6).toString('hex')}`);
-      this.fd = openSync(path, 'wx+', 0o600);
-      unlinkSync(path);
+    try {
+      if (this.fd === null) {
+        const path = join(this.spillDir, `.map-entries-${process.pid}-${randomBytes(6).toString('hex')}`);
+        this.fd = openSync(path, 'wx+', 0o600);
+        unlinkSync(path);
+      }
+      if (writeSync(this.fd, chunk, 0, chunk.length, this.written) !== chunk.length)
+        throw new IdnsError('internal', 'a short write of map entries to their temporary file');
+    } catch (err) {
+      throw spillFailure(err, this.spillDir);
     }
-    if (writeSync(this.fd, chunk, 0, chunk.length, this.written) !== chunk.length)
-      throw new IdnsError('internal', 'a short write of map entries to their temporary file');
     this.full[b]!.push(this.written);
     this.written += chunk.length;
   }
@@ -365,6 +369,17 @@ export class MapEntries {
     sortEntries(packed);
     return packed;
   }
+}
+
+/** File system errors that mean no room: a full disk, a quota, a file size limit. */
+const NO_ROOM = new Set(['ENOSPC', 'EDQUOT', 'EFBIG']);
+
+/** The error to throw for a spill that failed: storage_full when the file system has no room for it (as for the database). */
+function spillFailure(err: unknown, dir: string): unknown {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && NO_ROOM.has(code))
+    return new IdnsError('storage_full', `no room for the map's entries in a temporary file in ${dir} (${code}); nothing was changed`, { cause: err });
+  return err;
 }
 
 /** Sorts packed entries by key where they are (no second buffer of them). */
