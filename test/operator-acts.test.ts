@@ -281,7 +281,7 @@ describe('idns handle watch checks the record the zone gives resolvers', () => {
       const tree = parseCheckpoint(parseNote(row.checkpoint).text);
       t.ctx.store.write(() => {
         t.ctx.store.records.put(content, 'handle', h, row.version, row.recordExp, older);
-        const root = t.ctx.store.rebuildMap(content);
+        const root = t.ctx.store.maps.rebuild(content);
         t.ctx.store.zones.setCheckpoint('example.com', signCheckpoint('example.com', tree.size, tree.root, root, key));
         t.ctx.store.markChanged('example.com');
       });

@@ -278,7 +278,7 @@ export class ZoneEditor {
     // Built whole, or changed node by node (each tile written once, now); what was changed before a bulk
     // change made the editor build it whole is dropped with the rest.
     const rebuilt = this.rebuildMap || this.zoneMap() === null;
-    const mapRoot = rebuilt ? this.store.rebuildMap(this.zone.content) : this.map!.commit();
+    const mapRoot = rebuilt ? this.store.maps.rebuild(this.zone.content) : this.map!.commit();
     this.store.maps.committed(this.zone.content, mapRoot);
     this.store.zones.setCheckpoint(this.zone.name, signCheckpoint(this.zone.name, log.size, log.root(), mapRoot, this.key));
     this.store.markChanged(this.zone.name);

@@ -193,7 +193,7 @@ export function applyToMap(
     }
     root = map.commit();
   } else {
-    root = store.rebuildMap(content);
+    root = store.maps.rebuild(content);
   }
   if (!root.equals(named)) throw refused(`the changes do not make the map the checkpoint names`);
   store.maps.committed(content, root);

@@ -226,15 +226,6 @@ export class Store {
     return n < limit ? n + this.maps.deleteSome(content, limit - n) : n;
   }
 
-  /**
-   * Builds a content id's map (docs/protocol.md §13.6) from the records it holds, replacing the one
-   * stored, and returns its root: a primary's first map, a copy's after a full transfer (MapStore.rebuild).
-   * Inside a transaction.
-   */
-  rebuildMap(content: string): Buffer {
-    return this.maps.rebuild(content);
-  }
-
   /** Marks a zone as changed by the running transaction; listeners hear of it once it commits. */
   markChanged(zone: string): void {
     this.changedInTransaction.add(zone);
