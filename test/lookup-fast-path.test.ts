@@ -118,7 +118,7 @@ describe('the resolver read fast path and the batch body', () => {
     }
     expect(PATHS[2]).not.toBe('');
     for (const path of PATHS) await get(r.url, `${path}?warm`);
-    const lookups = vi.spyOn(r.resolver, 'lookup');
+    const lookups = vi.spyOn(r.resolver, 'lookupStored');
     for (const path of PATHS) {
       lookups.mockClear();
       const fast = await get(r.url, path);
@@ -196,12 +196,12 @@ describe('the resolver read fast path and the batch body', () => {
     expect(JSON.parse(bad.body).error.code).toBe('invalid_handle');
     expect((await get(r.url, '/v1/lookup/%E0%A4%A')).status).toBe(400);
     expect((await get(r.url, '/v1/lookup/a/b')).status).toBe(404);
-    const lookups = vi.spyOn(r.resolver, 'lookup');
+    const lookups = vi.spyOn(r.resolver, 'lookupStored');
     expect((await get(r.url, '/v1/lookup/dave@org')).status).toBe(200);
     expect(lookups).toHaveBeenCalledTimes(1);
     lookups.mockRestore();
     // With rate limits on, a hit is answered by the fast path too (charged there: test/fast-parity.test.ts).
-    const limitedLookups = vi.spyOn(limited.resolver, 'lookup');
+    const limitedLookups = vi.spyOn(limited.resolver, 'lookupStored');
     expect((await get(limited.url, '/v1/lookup/bob@example')).status).toBe(200);
     expect((await get(limited.url, '/v1/lookup/bob@example')).status).toBe(200);
     expect(limitedLookups).toHaveBeenCalledTimes(1);
@@ -286,7 +286,7 @@ describe('the resolver read fast path and the batch body', () => {
     h.zones.delete('social.example');
     clock.advance(HOUR + 1000);
 
-    const lookups = vi.spyOn(swr.resolver, 'lookup');
+    const lookups = vi.spyOn(swr.resolver, 'lookupStored');
     for (const path of paths) {
       lookups.mockClear();
       const fast = await get(swr.url, path);

@@ -2,7 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { IdnsError } from '../src/errors.js';
 import { LookupWire } from '../src/http/lookup-wire.js';
 import type { ProofStep, TraceStep } from '../src/resolver/proof.js';
-import type { BatchResult, BridgedResult, VerifiedResult } from '../src/resolver/resolver.js';
+import type { BatchResult, BridgedResult, StoredBatchResult, StoredLookupResult, StoredResult, VerifiedResult } from '../src/resolver/resolver.js';
+import { recordPacker } from '../src/resolver/packed-records.js';
+import { signCompact } from '../src/records/jws.js';
+import { generatePrivateJwk, signingKeyFromJwk } from '../src/records/keys.js';
 
 // The wire writes bodies from kept byte pieces; whatever it keeps, a body must be exactly the JSON of the
 // result it stands for (docs/protocol.md, section 7), byte for byte.
@@ -46,6 +49,17 @@ const bridged: BridgedResult = {
   ttl: 60,
   stale: true,
 } as BridgedResult;
+
+/** A result as the resolver keeps it and gives it to the wire: its proof packed. */
+function stored(r: VerifiedResult | BridgedResult): StoredLookupResult {
+  return r.verified ? { ...r, proof: recordPacker.packProof(r.proof) } : r;
+}
+const storedItems = (items: readonly BatchResult[]): StoredBatchResult[] =>
+  items.map((i) => ('result' in i ? { handle: i.handle, result: stored(i.result) } : i));
+
+/** Real signed records, which the resolver packs: the wire must write them back exactly. */
+const zoneKey = signingKeyFromJwk(generatePrivateJwk());
+const signed = (what: string) => signCompact({ v: 1, zone: 'social.example', what }, zoneKey, 'idns-record');
 
 /** The GET body a result stands for, written the plain way. */
 function expectedBody(r: VerifiedResult | BridgedResult): unknown {
@@ -99,6 +113,16 @@ describe('LookupWire', () => {
       proof: { steps: socialSteps, record: 'denial.sig', noCut: ['gap.one', 'gap.two'] },
     } as Partial<VerifiedResult>),
     verified('untraced@social.example', { trace: undefined }),
+    verified('signed@social.example', {
+      proof: {
+        steps: socialSteps,
+        record: signed('record'),
+        history: [
+          [1, signed('genesis')],
+          [2, signed('update')],
+        ],
+      },
+    }),
     bridged,
   ];
 
@@ -106,9 +130,9 @@ describe('LookupWire', () => {
     const wire = new LookupWire();
     for (const round of [1, 2]) {
       for (const r of results) {
-        const bytes = wire.body(r);
+        const bytes = wire.body(stored(r));
         expect(JSON.parse(bytes.toString('utf8')), `${r.handle}, round ${round}`).toEqual(expectedBody(r));
-        const chunks = wire.chunks(r);
+        const chunks = wire.chunks(stored(r));
         expect(Buffer.concat(chunks.map((c) => (typeof c === 'string' ? Buffer.from(c) : c)))).toEqual(bytes);
       }
     }
@@ -121,10 +145,10 @@ describe('LookupWire', () => {
       { handle: 'bad handle', error },
       { handle: 'alice@social.example', result: verified('alice@social.example', { ttl: 12 }) },
     ];
-    const fresh = new LookupWire().batch(items);
+    const fresh = new LookupWire().batch(storedItems(items));
     const warm = new LookupWire();
-    warm.batch(items);
-    expect(warm.batch(items)).toEqual(fresh);
+    warm.batch(storedItems(items));
+    expect(warm.batch(storedItems(items))).toEqual(fresh);
     const body = JSON.parse(fresh.toString('utf8')) as { chains: unknown[]; results: Record<string, unknown>[] };
     expect(body.chains).toEqual([socialSteps, idnSteps]);
     expect(body.results).toHaveLength(items.length);
@@ -141,12 +165,20 @@ describe('LookupWire', () => {
   it('stays exact past the pieces it keeps, and when a proof comes back with another trace', () => {
     const wire = new LookupWire();
     const many = Array.from({ length: 5000 }, (_, i) => verified(`u${i}@social.example`, { ttl: i % 7 }));
-    for (const r of many) wire.chunks(r);
+    const kept = many.map((r) => stored(r) as StoredResult);
+    for (const r of kept) wire.chunks(r);
     // The first ones were let go and are made again; a proof seen with a new trace is not served the old one.
-    for (const r of [many[0]!, many[4999]!, { ...many[4998]!, trace: [{ zone: 'x', server: 'https://x', rttMs: 1 }] }]) {
-      expect(JSON.parse(wire.body(r).toString('utf8'))).toEqual(expectedBody(r));
+    for (const [r, s] of [
+      [many[0]!, kept[0]!],
+      [many[4999]!, kept[4999]!],
+      [
+        { ...many[4998]!, trace: [{ zone: 'x', server: 'https://x', rttMs: 1 }] },
+        { ...kept[4998]!, trace: [{ zone: 'x', server: 'https://x', rttMs: 1 }] },
+      ],
+    ] as const) {
+      expect(JSON.parse(wire.body(s).toString('utf8'))).toEqual(expectedBody(r));
     }
-    const batch = JSON.parse(wire.batch(many.slice(0, 100).map((result) => ({ handle: result.handle, result }))).toString('utf8')) as {
+    const batch = JSON.parse(wire.batch(kept.slice(0, 100).map((result) => ({ handle: result.handle, result }))).toString('utf8')) as {
       results: { ttl: number }[];
     };
     expect(batch.results.map((r) => r.ttl)).toEqual(many.slice(0, 100).map((r) => r.ttl));

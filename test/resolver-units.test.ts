@@ -330,13 +330,37 @@ describe('LruCache', () => {
     const c = new LruCache<string>(10);
     c.set('a', 'A', 0, 10_000, 5_000, 4_000);
     const e = c.get('a', 1)!;
-    expect(e.expiresAt).toBe(4_000);
-    expect(e.staleUntil).toBe(4_000);
+    expect(c.freshFor(e, 1)).toBe(3_999);
+    expect(c.usableFor(e, 1)).toBe(3_999);
     expect(c.get('a', 4_000)).toBeUndefined();
     expect(c.size).toBe(0);
     c.set('b', 'B', 0, 1_000, 5_000, Infinity);
-    expect(c.get('b', 5_999)?.expiresAt).toBe(1_000);
+    expect(c.freshFor(c.get('b', 5_999)!, 5_999)).toBe(-4_999);
     expect(c.get('b', 6_000)).toBeUndefined();
+  });
+
+  it("keeps its entries' times as small integers after a base time, moving the base as weeks pass, freshness unchanged", () => {
+    const c = new LruCache<string>(10);
+    const t0 = Date.UTC(2026, 11, 7);
+    const day = 86_400_000;
+    c.set('a', 'A', t0, 10 * day, 10 * day, t0 + 18 * day);
+    c.set('b', 'B', t0 + 1000, 60_000, day, t0 + 2 * day);
+    const small = (n: number) => Number.isInteger(n) && Math.abs(n) < 2 ** 31;
+    // Fresh for ten days, then stale until the hard limit: past 12.4 days the base moves.
+    for (const at of [t0 + 5 * day, t0 + 9 * day, t0 + 13 * day, t0 + 17 * day]) {
+      const a = c.get('a', at)!;
+      expect(c.freshFor(a, at)).toBe(t0 + 10 * day - at);
+      expect(c.usableFor(a, at)).toBe(t0 + 18 * day - at);
+      expect([a.expires, a.staleEnd, a.touched].every(small)).toBe(true);
+    }
+    expect(c.get('a', t0 + 18 * day)).toBeUndefined();
+    // 'b' expired a minute after it was set, could be served stale for a day, and no longer.
+    expect(c.get('b', t0 + 27 * day)).toBeUndefined();
+    c.set('c', 'C', t0 + 40 * day, 1000, 0, Infinity);
+    const e = c.get('c', t0 + 40 * day + 500)!;
+    expect(c.freshFor(e, t0 + 40 * day + 500)).toBe(500);
+    expect([e.expires, e.staleEnd, e.touched].every(small)).toBe(true);
+    expect(c.get('c', t0 + 40 * day + 1000)).toBeUndefined();
   });
 
   /** Values weighing their string length; `shared` arrays count their length once however many hold them. */

@@ -155,7 +155,8 @@ export class WebFingerBridge {
     if (options.forceRefresh !== true) {
       const now = this.clock.now();
       const hit = this.cache.get(name, now);
-      if (hit !== undefined && now < hit.expiresAt) return answer(hit.value, Math.ceil((hit.expiresAt - now) / 1000));
+      const fresh = hit === undefined ? 0 : this.cache.freshFor(hit, now);
+      if (hit !== undefined && fresh > 0) return answer(hit.value, Math.ceil(fresh / 1000));
     }
     const entry = await this.wait(name, this.inflight.get(name) ?? this.start(name), signal);
     return answer(entry, 'found' in entry ? entry.found.ttlSeconds : this.negativeTtl);

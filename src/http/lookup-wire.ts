@@ -1,6 +1,6 @@
-import type { Proof, ProofStep } from '../resolver/proof.js';
-import type { BatchResult, BridgedResult, LookupResult, VerifiedResult } from '../resolver/resolver.js';
-import type { NumberedEntry } from '../records/history-chain.js';
+import type { ProofStep } from '../resolver/proof.js';
+import type { BridgedResult, StoredBatchResult, StoredLookupResult, StoredResult } from '../resolver/resolver.js';
+import { recordPacker, type StoredProof } from '../resolver/packed-records.js';
 import { entriesText } from '../records/history-evidence.js';
 
 /** `,"record":"`: the record follows. */
@@ -21,7 +21,7 @@ export type BodyChunks = readonly (string | Buffer)[];
  *   handle) and kept, as bytes, for the last HOT_HEADS proofs only: a hot set stays fast, memory bounded.
  * - The proof's steps — ~3 KiB, the same for every handle of a zone — are one buffer per chain: the
  *   resolver shares one chain object between those handles.
- * - The handle record is written from the proof's own string.
+ * - The handle record is unpacked from the resolver's packed form (packed-records.ts) as it is written.
  * - What follows it (the end of the proof, the trace) is one string per trace, which the resolver
  *   shares too; a proof with more members (a denial's gaps) has its own string, kept as long as it is.
  * - Only ttl and stale, which change with every answer, are written anew.
@@ -30,38 +30,39 @@ export type BodyChunks = readonly (string | Buffer)[];
 export class LookupWire {
   /** Weak: a buffer or string lives as long as the chain, trace or proof it was made from. */
   private readonly chains = new WeakMap<readonly ProofStep[], Buffer>();
-  private readonly traces = new WeakMap<NonNullable<VerifiedResult['trace']>, string>();
-  private readonly rests = new WeakMap<Proof, string>();
+  private readonly traces = new WeakMap<NonNullable<StoredResult['trace']>, string>();
+  private readonly rests = new WeakMap<StoredProof, string>();
   /**
-   * A handle's history as written after its record (`","history":[…]`), kept for the last HOT_HEADS
-   * histories written, as the heads are: a copy for every cached handle would double what their
-   * histories hold.
+   * A handle's history as written after its record (`","history":[…]`), by its packed form, kept for the
+   * last HOT_HEADS histories written, as the heads are: a copy for every cached handle would double what
+   * their histories hold.
    */
-  private readonly histories = new Map<readonly NumberedEntry[], string>();
+  private readonly histories = new Map<string, string>();
   /** The tails after a history (the record's closing quote left out), per trace. */
-  private readonly historyTails = new WeakMap<NonNullable<VerifiedResult['trace']>, string>();
+  private readonly historyTails = new WeakMap<NonNullable<StoredResult['trace']>, string>();
   /** In insertion order, oldest first; keyed by proof, which a cached resolution and its results share. */
-  private readonly heads = new Map<Proof, Buffer>();
+  private readonly heads = new Map<StoredProof, Buffer>();
 
   /**
    * The `GET /v1/lookup/{handle}` body of a result as chunks to write one after the other (one writev):
    * the head, the ttl and stale, the proof's steps, then the record and what follows it.
    */
-  chunks(r: LookupResult): BodyChunks {
+  chunks(r: StoredLookupResult): BodyChunks {
     if (!r.verified) return [bridgedBody(r)];
     const head = this.headOf(r);
     const mid = `${r.ttl},"stale":${r.stale},"proof":{"steps":`;
     const chain = this.chainOf(r.proof.steps);
     if (isPlain(r.proof)) {
       const h = r.proof.history;
-      if (h === undefined) return [head, mid, chain, OPEN, r.proof.record, this.tailOf(r.trace)];
-      return [head, mid, chain, OPEN, r.proof.record, this.historyOf(h), this.tailAfterHistory(r.trace)];
+      const record = recordPacker.unpack(r.proof.record);
+      if (h === undefined) return [head, mid, chain, OPEN, record, this.tailOf(r.trace)];
+      return [head, mid, chain, OPEN, record, this.historyOf(h), this.tailAfterHistory(r.trace)];
     }
     return [head, mid, chain, this.restOf(r)];
   }
 
   /** The `GET /v1/lookup/{handle}` body of a result, in one buffer. */
-  body(r: LookupResult): Buffer {
+  body(r: StoredLookupResult): Buffer {
     return Buffer.concat(this.chunks(r).map((c) => (typeof c === 'string' ? Buffer.from(c) : c)));
   }
 
@@ -69,7 +70,7 @@ export class LookupWire {
    * The `POST /v1/lookup` body: each chain of proof steps appears once in `chains`, and each result's
    * proof names it by index (`"chain": k`) in place of its `steps`.
    */
-  batch(results: readonly BatchResult[]): Buffer {
+  batch(results: readonly StoredBatchResult[]): Buffer {
     const index = new Map<Buffer, number>();
     // The chains and the results, each in order, measured as they come, then copied into one buffer of
     // the exact size between the body's fixed parts.
@@ -104,7 +105,7 @@ export class LookupWire {
       item(`${r.ttl},"stale":${r.stale},"proof":{"chain":${k}`);
       if (isPlain(r.proof)) {
         item(OPEN);
-        item(r.proof.record);
+        item(recordPacker.unpack(r.proof.record));
         const h = r.proof.history;
         if (h !== undefined) {
           item(this.historyOf(h));
@@ -125,7 +126,7 @@ export class LookupWire {
   }
 
   /** `{"handle":…,"status":…,"zone":…,"endpoint":…,"keys":…[,"profile","alsoKnownAs","movedTo"],"verified":true,"witnessed":false,"anchor":…,"ttl":` */
-  private headOf(r: VerifiedResult): Buffer {
+  private headOf(r: StoredResult): Buffer {
     let head = this.heads.get(r.proof);
     if (head === undefined) {
       // The owner's links only when set (undefined members are left out), as docs/protocol.md §7 shows.
@@ -133,7 +134,7 @@ export class LookupWire {
       head = Buffer.from(
         `${JSON.stringify({ handle: r.handle, status: r.status, zone: r.zone, endpoint: r.endpoint, keys: r.keys, profile, alsoKnownAs, movedTo, genesis, operatorAsserted, verified: true, witnessed: r.witnessed, anchor: r.anchor }).slice(0, -1)},"ttl":`,
       );
-      if (this.heads.size >= HOT_HEADS) this.heads.delete(this.heads.keys().next().value as Proof);
+      if (this.heads.size >= HOT_HEADS) this.heads.delete(this.heads.keys().next().value as StoredProof);
       this.heads.set(r.proof, head);
     }
     return head;
@@ -149,7 +150,7 @@ export class LookupWire {
   }
 
   /** After a plain proof's record: its end, the trace, the end of the body. */
-  private tailOf(trace: VerifiedResult['trace']): string {
+  private tailOf(trace: StoredResult['trace']): string {
     if (trace === undefined) return '"}}';
     let tail = this.traces.get(trace);
     if (tail === undefined) {
@@ -159,19 +160,19 @@ export class LookupWire {
     return tail;
   }
 
-  /** `","history":[[1,"e1"],[2,"e2"]]`: closes the record's string, then the entries (verified compact JWSs, nothing to escape). */
-  private historyOf(history: readonly NumberedEntry[]): string {
-    let text = this.histories.get(history);
+  /** `","history":[[1,"e1"],[2,"e2"]]`: closes the record's string, then the entries (verified compact JWSs, nothing to escape), from their packed form. */
+  private historyOf(packed: string): string {
+    let text = this.histories.get(packed);
     if (text === undefined) {
-      text = flat(`","history":${entriesText(history)}`);
-      if (this.histories.size >= HOT_HEADS) this.histories.delete(this.histories.keys().next().value as readonly NumberedEntry[]);
-      this.histories.set(history, text);
+      text = flat(`","history":${entriesText(recordPacker.unpackHistory(packed))}`);
+      if (this.histories.size >= HOT_HEADS) this.histories.delete(this.histories.keys().next().value as string);
+      this.histories.set(packed, text);
     }
     return text;
   }
 
   /** tailOf without the quote that closes the record (historyOf closed it). */
-  private tailAfterHistory(trace: VerifiedResult['trace']): string {
+  private tailAfterHistory(trace: StoredResult['trace']): string {
     if (trace === undefined) return '}}';
     let tail = this.historyTails.get(trace);
     if (tail === undefined) {
@@ -182,10 +183,10 @@ export class LookupWire {
   }
 
   /** After the steps of any other proof: its other members, its end, the trace, the end of the body. */
-  private restOf(r: VerifiedResult): string {
+  private restOf(r: StoredResult): string {
     let rest = this.rests.get(r.proof);
     if (rest === undefined) {
-      const { steps: _steps, ...others } = r.proof;
+      const { steps: _steps, ...others } = recordPacker.unpackProof(r.proof);
       const json = JSON.stringify(others);
       rest = flat(`${json === '{}' ? '' : `,${json.slice(1, -1)}`}}${r.trace ? `,"trace":${JSON.stringify(r.trace)}` : ''}}`);
       this.rests.set(r.proof, rest);
@@ -199,7 +200,7 @@ export class LookupWire {
  * makes): its record and entries are written as they are, since what verified is compact JWSs, base64url
  * and dots (decodeCompact), which JSON needs no escaping for.
  */
-function isPlain(proof: Proof): boolean {
+function isPlain(proof: StoredProof): boolean {
   let n = 0;
   for (const key in proof) {
     if (key !== 'steps' && key !== 'record' && key !== 'history') return false;

@@ -1,4 +1,8 @@
-/** One cached value with its freshness bounds (milliseconds since the epoch). */
+/**
+ * One cached value with its freshness bounds. Its times are milliseconds after the cache's base time (see
+ * LruCache: `freshFor` gives the time left), small integers where milliseconds since the epoch are not:
+ * V8 boxes those as heap numbers, 16 bytes each, three an entry (bench target 8).
+ */
 export interface CacheEntry<V> {
   /**
    * The key it was stored under: a touch re-inserts the entry under this string, not the caller's equal
@@ -6,21 +10,26 @@ export interface CacheEntry<V> {
    */
   key: string;
   value: V;
-  /** Fresh until this time. */
-  expiresAt: number;
-  /** May be served as stale (RFC 8767) until this time, never past the signatures' expiry. */
-  staleUntil: number;
+  /** Fresh until this time (after the base). */
+  expires: number;
+  /** May be served as stale (RFC 8767) until this time (after the base), never past the signatures' expiry. */
+  staleEnd: number;
   /** The TTL it was stored with, ms, to tell when it is near expiry (prefetch). */
   ttlMs: number;
   hits: number;
-  /** When its place in the LRU order was last refreshed, ms. */
-  touchedAt: number;
+  /** When its place in the LRU order was last refreshed (after the base). */
+  touched: number;
   /** Estimated bytes the entry holds alone (Weigher.own), its shared parts apart. */
   bytes: number;
 }
 
 /** An entry's place in the LRU order is refreshed at most this often, ms. */
 const TOUCH_MS = 1000;
+/**
+ * When the time since the base passes this (about 12 days), the base moves to now and every entry's
+ * times with it: they stay small integers (a V8 small integer holds ±2^31 here).
+ */
+const REBASE_MS = 2 ** 30;
 
 /** How the cache weighs its values (estimates of the memory they hold). */
 export interface Weigher<V> {
@@ -46,7 +55,7 @@ const unweighed: Weigher<unknown> = { own: () => 0, shared: () => [], sharedByte
 /**
  * A bounded LRU map of cache entries. A Map keeps insertion order, so re-inserting on a hit makes the
  * first key the least recently used; eviction drops it. The order is kept to the second (TOUCH_MS),
- * which spares a hot entry two map updates on every hit. Entries past `staleUntil` are dropped when seen.
+ * which spares a hot entry two map updates on every hit. Entries past their stale window are dropped when seen.
  * Bounded by entries and by bytes: the weigher's estimate of each entry, with the parts entries share
  * (a zone's proof chain) counted once while any entry holds them.
  */
@@ -58,6 +67,8 @@ export class LruCache<V> {
   private readonly maxEntries: number;
   private readonly maxBytes: number;
   private readonly maxEntryBytes: number;
+  /** The time entries' times count from, ms since the epoch: the first `now` the cache was given, then moved every REBASE_MS. */
+  private base = NaN;
 
   constructor(
     limits: number | CacheLimits,
@@ -74,13 +85,14 @@ export class LruCache<V> {
   get(key: string, now: number): CacheEntry<V> | undefined {
     const entry = this.map.get(key);
     if (!entry) return undefined;
-    if (now >= entry.staleUntil) {
+    const t = this.since(now);
+    if (t >= entry.staleEnd) {
       this.remove(key, entry);
       return undefined;
     }
     entry.hits += 1;
-    if (now - entry.touchedAt >= TOUCH_MS) {
-      entry.touchedAt = now;
+    if (t - entry.touched >= TOUCH_MS) {
+      entry.touched = t;
       this.map.delete(entry.key);
       this.map.set(entry.key, entry);
     }
@@ -90,7 +102,17 @@ export class LruCache<V> {
   /** The entry, fresh or stale, or undefined, without counting a hit or marking it used. */
   peek(key: string, now: number): CacheEntry<V> | undefined {
     const entry = this.map.get(key);
-    return entry && now < entry.staleUntil ? entry : undefined;
+    return entry && this.since(now) < entry.staleEnd ? entry : undefined;
+  }
+
+  /** Milliseconds an entry stays fresh after `now`: zero or less once it has expired (it may still be served stale). */
+  freshFor(entry: CacheEntry<V>, now: number): number {
+    return entry.expires - this.since(now);
+  }
+
+  /** Milliseconds an entry may still be served after `now`, fresh or stale. */
+  usableFor(entry: CacheEntry<V>, now: number): number {
+    return entry.staleEnd - this.since(now);
   }
 
   /**
@@ -106,8 +128,10 @@ export class LruCache<V> {
     const old = this.map.get(key);
     if (old) this.remove(key, old);
     if (weight > this.maxEntryBytes) return false;
-    const expiresAt = Math.min(now + ttlMs, hardLimit);
-    const entry: CacheEntry<V> = { key, value, expiresAt, staleUntil: Math.min(expiresAt + staleMs, hardLimit), ttlMs, hits: 0, touchedAt: now, bytes: own };
+    const t = this.since(now);
+    const limit = hardLimit - this.base;
+    const expires = Math.min(t + ttlMs, limit);
+    const entry: CacheEntry<V> = { key, value, expires, staleEnd: Math.min(expires + staleMs, limit), ttlMs, hits: 0, touched: t, bytes: own };
     this.map.set(key, entry);
     this.total += own;
     for (const part of shared) {
@@ -160,6 +184,27 @@ export class LruCache<V> {
     this.map.clear();
     this.parts.clear();
     this.total = 0;
+  }
+
+  /** `now` after the base (set at the first call, moved when far behind). */
+  private since(now: number): number {
+    if (!(now - this.base < REBASE_MS)) this.rebase(now);
+    return now - this.base;
+  }
+
+  /** Moves the base to `now` (the first time, or every REBASE_MS): every entry's times move with it, O(entries). */
+  private rebase(now: number): void {
+    if (Number.isNaN(this.base)) {
+      this.base = now;
+      return;
+    }
+    const by = now - this.base;
+    for (const entry of this.map.values()) {
+      entry.expires -= by;
+      entry.staleEnd -= by;
+      entry.touched -= by;
+    }
+    this.base = now;
   }
 
   private remove(key: string, entry: CacheEntry<V>): void {

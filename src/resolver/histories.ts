@@ -1,13 +1,15 @@
 import type { NumberedEntry, VerifiedHistory } from '../records/history-chain.js';
+import type { RecordPacker } from './packed-records.js';
 import type { KnownHistories } from './proof.js';
 
 /**
  * What the book keeps of one handle, in one object: the point its verification reached (this object is
- * that point), the zone it was verified in, and the entries up to there (whole or compact).
+ * that point), the zone it was verified in, and the entries up to there (whole or compact), packed.
  */
 export interface KnownHistory extends VerifiedHistory {
   zone: string;
-  entries: readonly NumberedEntry[];
+  /** The entries as one packed string (RecordPacker.packHistory). */
+  packed: string;
 }
 
 /**
@@ -19,8 +21,8 @@ export interface KnownHistory extends VerifiedHistory {
  *
  * Memory (bench target 8): a resolver keeps a point for every handle it has cached, so each costs one
  * map entry and one object. The map is keyed by the handle alone, with the point's own `handle` string
- * (the resolver passes its cache key), not by a string made of zone and handle; the entries array is the
- * one the cached answer's proof holds. A handle is answered for by one zone at a time: a point verified
+ * (the resolver passes its cache key), not by a string made of zone and handle; the entries are packed
+ * into the same string the cached answer's proof holds (the packer gives one string for one array). A handle is answered for by one zone at a time: a point verified
  * in another zone (a delegation changed) replaces the one kept.
  */
 export class HistoryBook implements KnownHistories {
@@ -30,6 +32,7 @@ export class HistoryBook implements KnownHistories {
   constructor(
     private readonly maxHandles: number,
     private readonly maxChars: number,
+    private readonly packer: RecordPacker,
   ) {}
 
   /** What is known of a handle's history in a zone, or undefined. */
@@ -42,6 +45,12 @@ export class HistoryBook implements KnownHistories {
     return this.get(zone, handle);
   }
 
+  /** The entries kept for a handle in a zone, unpacked, or undefined. */
+  entries(zone: string, handle: string): NumberedEntry[] | undefined {
+    const kept = this.get(zone, handle);
+    return kept === undefined ? undefined : this.packer.unpackHistory(kept.packed);
+  }
+
   /** Keeps a verified history, unless an older point of it than one already kept (an answer from a server that lags). */
   verified(zone: string, point: VerifiedHistory, entries: readonly NumberedEntry[]): void {
     const key = point.handle;
@@ -49,36 +58,30 @@ export class HistoryBook implements KnownHistories {
     if (held !== undefined) {
       if (held.zone === zone && held.seq > point.seq) return;
       this.map.delete(key);
-      this.chars -= charsOf(held.entries);
+      this.chars -= held.packed.length;
     }
-    const chars = charsOf(entries);
-    if (chars > this.maxChars) return;
-    this.map.set(key, kept(zone, point, entries));
-    this.chars += chars;
+    const packed = this.packer.packHistory(entries);
+    if (packed.length > this.maxChars) return;
+    this.map.set(key, kept(zone, point, packed));
+    this.chars += packed.length;
     while (this.map.size > this.maxHandles || this.chars > this.maxChars) {
       const oldest = this.map.values().next().value as KnownHistory;
       this.map.delete(oldest.handle);
-      this.chars -= charsOf(oldest.entries);
+      this.chars -= oldest.packed.length;
     }
   }
 
-  /** Handles held, and the characters of their entries. */
+  /** Handles held, and the characters of their packed entries. */
   get size(): { handles: number; chars: number } {
     return { handles: this.map.size, chars: this.chars };
   }
-}
-
-function charsOf(entries: readonly NumberedEntry[]): number {
-  let chars = 0;
-  for (const e of entries) chars += e[1].length;
-  return chars;
 }
 
 /**
  * The object kept: one literal of every member, so that every kept point has one shape with its members
  * in the object itself (a spread of the point made a second, out-of-object array of them).
  */
-function kept(zone: string, p: VerifiedHistory, entries: readonly NumberedEntry[]): KnownHistory {
+function kept(zone: string, p: VerifiedHistory, packed: string): KnownHistory {
   return {
     handle: p.handle,
     seq: p.seq,
@@ -91,6 +94,6 @@ function kept(zone: string, p: VerifiedHistory, entries: readonly NumberedEntry[
     recoverable: p.recoverable,
     recoveries: p.recoveries,
     zone,
-    entries,
+    packed,
   };
 }

@@ -23,6 +23,7 @@ import { historyZoneOf } from '../records/history-entries.js';
 import { HISTORY_RESPONSE_MAX_BYTES, parseEvidence, readLog } from '../records/history-evidence.js';
 import type { HandleRecord, ZoneRecord } from '../records/types.js';
 import { HistoryBook } from './histories.js';
+import { recordPacker, type RecordPacker, type StoredProof, type StoredResolution } from './packed-records.js';
 import { ZoneVersions, type ZoneFork } from './zone-versions.js';
 import { CheckpointBook, type CheckpointFork } from '../transparency/checkpoint-book.js';
 import { keptBinding, verifyAnswerLog } from '../transparency/witnessed.js';
@@ -94,6 +95,16 @@ export type ResolvedHandle = {
 /** One result of lookupMany: a lookup result or the typed error of that handle. */
 export type BatchResult = { handle: string; result: LookupResult } | { handle: string; error: IdnsError };
 
+/**
+ * A verified result as the resolver keeps it, its proof packed (packed-records.ts): what the HTTP layer
+ * serialises (lookup-wire.ts, which unpacks as it writes) without unpacking it into strings first.
+ */
+export type StoredResult = Omit<VerifiedResult, 'proof'> & { proof: StoredProof };
+/** A lookup's result with its proof packed, or a bridged one. */
+export type StoredLookupResult = StoredResult | BridgedResult;
+/** One result of lookupManyStored. */
+export type StoredBatchResult = { handle: string; result: StoredLookupResult } | { handle: string; error: IdnsError };
+
 /** One result of resolveMany: the handle's record, or its typed error (handle_not_found when it does not exist, as resolve throws). */
 export type ResolveManyResult = { handle: string; result: ResolvedHandle } | { handle: string; error: IdnsError };
 
@@ -124,7 +135,7 @@ interface ZoneCut {
  * (a zone name has no `@`, so the two kinds of key never meet). No wrapper object: at 100,000 handles
  * each object an entry needs costs megabytes.
  */
-type Cached = Resolution | ZoneCut;
+type Cached = StoredResolution | ZoneCut;
 
 const isCut = (v: Cached): v is ZoneCut => 'prefix' in v;
 
@@ -214,7 +225,7 @@ export class Resolver {
   readonly options: ResolvedOptions;
   private readonly clock: Clock;
   private readonly cache: LruCache<Cached>;
-  private readonly inflight = new Map<string, Promise<Resolution | BridgedHandle>>();
+  private readonly inflight = new Map<string, Promise<StoredResolution | BridgedHandle>>();
   private readonly selector: ServerSelector;
   private readonly dispatcher: Dispatcher;
   private readonly ownsDispatcher: boolean;
@@ -231,6 +242,8 @@ export class Resolver {
   private readonly verifyOptions: VerifyOptions;
   /** The handles' histories verified so far: later changes are checked from there (histories.ts). */
   private readonly histories: HistoryBook;
+  /** The compact form of the records the cache and the history book keep (packed-records.ts). */
+  private readonly packer: RecordPacker = recordPacker;
   /** The newest version of each zone verified: an older one is refused (zone-versions.ts). */
   private readonly versions: ZoneVersions;
   /** With witnesses required: the largest checkpoint of each zone accepted (no rollback, forks kept). */
@@ -252,7 +265,7 @@ export class Resolver {
     this.traces = new ArrayInterner(1024, INTERNER_BYTES, this.options.maxEntryBytes);
     this.selector = new ServerSelector(this.clock);
     // Entries are shared with the cached proofs that carry them; a quarter of the cache's bytes bounds the rest.
-    this.histories = new HistoryBook(this.options.maxEntries, Math.floor(this.options.maxBytes / 4));
+    this.histories = new HistoryBook(this.options.maxEntries, Math.floor(this.options.maxBytes / 4), this.packer);
     this.versions = new ZoneVersions(MAX_ZONE_VERSIONS);
     this.checkpoints = new CheckpointBook(MAX_ZONE_VERSIONS);
     this.ownsDispatcher = options.dispatcher === undefined;
@@ -305,12 +318,12 @@ export class Resolver {
    * handle_not_found when it does not exist. Check `verified` before trusting the keys.
    */
   async resolve(handle: string, options: LookupOptions = {}): Promise<ResolvedHandle> {
-    return resolvedHandle(await this.lookup(handle, options));
+    return resolvedHandle(await this.lookupStored(handle, options));
   }
 
   /** Resolves up to 100 handles at once; each gets its record or its own error, a missing handle handle_not_found as resolve throws. */
   async resolveMany(handles: readonly string[], options: LookupOptions = {}): Promise<ResolveManyResult[]> {
-    const results = await this.lookupMany(handles, options);
+    const results = await this.lookupManyStored(handles, options);
     return results.map((item): ResolveManyResult => {
       if (!('result' in item)) return item;
       try {
@@ -323,18 +336,28 @@ export class Resolver {
 
   /** Looks up to 100 handles at once with their proofs (denials included); each gets its result or its own error. */
   async lookupMany(handles: readonly string[], options: LookupOptions = {}): Promise<BatchResult[]> {
+    const results = await this.lookupManyStored(handles, options);
+    return results.map((item): BatchResult => {
+      if (!('result' in item)) return item;
+      const r = item.result;
+      return { handle: item.handle, result: r.verified ? this.unpacked(r) : r };
+    });
+  }
+
+  /** lookupMany with each proof packed, as the resolver keeps it (for the HTTP layer, which writes it unpacked). */
+  async lookupManyStored(handles: readonly string[], options: LookupOptions = {}): Promise<StoredBatchResult[]> {
     if (handles.length > MAX_BATCH) throw new IdnsError('invalid_request', `at most ${MAX_BATCH} handles per batch`);
     // Cache hits are answered in one synchronous pass; only the misses wait for upstream.
-    const results = new Array<BatchResult>(handles.length);
+    const results = new Array<StoredBatchResult>(handles.length);
     const misses: Promise<void>[] = [];
     for (let i = 0; i < handles.length; i++) {
       const handle = handles[i]!;
       try {
-        const hit = options.forceRefresh ? undefined : this.lookupCached(handle);
+        const hit = options.forceRefresh ? undefined : this.cachedStored(handle);
         if (hit) results[i] = { handle, result: hit };
         else {
           misses.push(
-            this.lookup(handle, options).then(
+            this.lookupStored(handle, options).then(
               (result) => void (results[i] = { handle, result }),
               (error: unknown) => void (results[i] = batchError(handle, error)),
             ),
@@ -355,6 +378,12 @@ export class Resolver {
    * zone's servers. Throws invalid_handle as `lookup` does.
    */
   lookupCached(input: string): VerifiedResult | undefined {
+    const hit = this.cachedStored(input);
+    return hit === undefined ? undefined : this.unpacked(hit);
+  }
+
+  /** lookupCached with the proof packed, as the resolver keeps it (for the HTTP layer, which writes it unpacked). */
+  cachedStored(input: string): StoredResult | undefined {
     const now = this.clock.now();
     // Hot path: cache keys are normalised handles, so an input found as it is needs no parsing (IDNA is
     // the costliest step of a hit); anything else is parsed and looked up by its normal form.
@@ -363,13 +392,14 @@ export class Resolver {
     if (!entry && handle !== input) entry = this.cache.get(handle, now);
     if (!entry || isCut(entry.value)) return undefined;
     const cached = entry.value;
-    if (now < entry.expiresAt) {
+    const fresh = this.cache.freshFor(entry, now);
+    if (fresh > 0) {
       // Prefetch: a hot entry near expiry is refreshed before anyone has to wait for it.
-      if (this.options.prefetch && entry.hits >= 2 && entry.expiresAt - now < entry.ttlMs / 10) this.background(handle);
+      if (this.options.prefetch && entry.hits >= 2 && fresh < entry.ttlMs / 10) this.background(handle);
       this.events.cache?.('hit');
-      return result(cached, Math.max(0, Math.ceil((entry.expiresAt - now) / 1000)), false, this.options.witnesses !== null);
+      return result(cached, Math.ceil(fresh / 1000), false, this.options.witnesses !== null);
     }
-    if (now < entry.expiresAt + this.options.staleWhileRevalidateMs) {
+    if (-fresh < this.options.staleWhileRevalidateMs) {
       this.background(handle);
       this.events.cache?.('stale');
       return result(cached, 0, true, false);
@@ -382,9 +412,15 @@ export class Resolver {
    * publishes no zone, what its WebFinger says (`verified: false`).
    */
   async lookup(input: string, options: LookupOptions = {}): Promise<LookupResult> {
+    const r = await this.lookupStored(input, options);
+    return r.verified ? this.unpacked(r) : r;
+  }
+
+  /** lookup with the proof packed, as the resolver keeps it (for the HTTP layer and resolve(), which need no unpacked proof). */
+  async lookupStored(input: string, options: LookupOptions = {}): Promise<StoredLookupResult> {
     options.signal?.throwIfAborted();
     if (!options.forceRefresh) {
-      const hit = this.lookupCached(input);
+      const hit = this.cachedStored(input);
       if (hit) return hit;
     }
     const normal = parseHandleReference(input).handle;
@@ -408,6 +444,11 @@ export class Resolver {
       }
       throw err;
     }
+  }
+
+  /** A result as lookups give it out: its proof unpacked (a new object). */
+  private unpacked(r: StoredResult): VerifiedResult {
+    return { ...r, proof: this.packer.unpackProof(r.proof) };
   }
 
   /** Number of cache entries. */
@@ -459,7 +500,7 @@ export class Resolver {
    * One upstream resolution per name at a time: concurrent lookups share the pending promise. Verified
    * resolutions are cached here; bridged ones in the bridge's own cache.
    */
-  private refresh(handle: string, force: boolean): Promise<Resolution | BridgedHandle> {
+  private refresh(handle: string, force: boolean): Promise<StoredResolution | BridgedHandle> {
     const pending = this.inflight.get(handle);
     if (pending) return pending;
     const p = (this.options.forwarders.length > 0 ? this.forward(handle, force) : this.walk(handle, force)).then((r) => {
@@ -480,7 +521,7 @@ export class Resolver {
    * Iterative resolution from the closest known zone cut, or, for a host no configured anchor delegates,
    * from the zone its domain publishes; a host that publishes none goes to the WebFinger bridge.
    */
-  private async walk(handle: string, force: boolean): Promise<Resolution | BridgedHandle> {
+  private async walk(handle: string, force: boolean): Promise<StoredResolution | BridgedHandle> {
     const host = handle.slice(handle.lastIndexOf('@') + 1);
     const budget = new Budget(this.clock, this.options);
     const cut = this.closestCut(host);
@@ -504,7 +545,7 @@ export class Resolver {
   }
 
   /** Walks from `start` down the referrals to the zone that answers for the handle. */
-  private async walkFrom(start: ZoneCut, handle: string, host: string, budget: Budget): Promise<Resolution> {
+  private async walkFrom(start: ZoneCut, handle: string, host: string, budget: Budget): Promise<StoredResolution> {
     let cut = start;
     // Step objects are shared (the cut's prefix, interned chains): new ones are made, none is changed.
     const steps: ProofStep[] = [...cut.prefix];
@@ -541,7 +582,7 @@ export class Resolver {
         // Kept no longer than every reply of the walk stays fresh enough (its checkpoints' cosignatures):
         // past that it is asked for again, and served stale (not witnessed) only if that fails.
         r.ttl = Math.max(0, Math.min(r.ttl, freshUntil - epochSeconds(this.clock)));
-        return withTrace(r, this.traces.intern(trace), handle);
+        return stored(r, this.traces.intern(trace), handle, this.packer);
       }
       if (referrals >= this.options.maxReferrals) {
         throw new IdnsError('referral_limit', `more than ${this.options.maxReferrals} referrals for ${handle}`);
@@ -567,7 +608,7 @@ export class Resolver {
     const configured = names.some((name) => this.options.anchors.has(name));
     for (const name of names) {
       const entry = this.cache.get(`z:${name}`, now);
-      if (entry && now < entry.expiresAt && isCut(entry.value) && (entry.value.anchor === null || !configured)) return entry.value;
+      if (entry && this.cache.freshFor(entry, now) > 0 && isCut(entry.value) && (entry.value.anchor === null || !configured)) return entry.value;
       const anchor = this.options.anchors.get(name);
       if (anchor) return { name, servers: [...this.options.rootServers], trusted: anchor, prefix: [], exp: Infinity, anchor: null };
     }
@@ -741,7 +782,7 @@ export class Resolver {
     };
     // The entries kept before the evidence's first: they and the evidence are the history with a gap at
     // most, which verifies when only updates that keep the key set lie in it.
-    const kept = first > 1 ? this.histories.get(cut.name, handle)?.entries.filter((e) => e[0] < first) : undefined;
+    const kept = first > 1 ? this.histories.entries(cut.name, handle)?.filter((e) => e[0] < first) : undefined;
     let entries: readonly NumberedEntry[];
     if (first === 1) entries = verify([]);
     else if (kept === undefined || kept.length === 0) entries = verify(await readBefore());
@@ -801,7 +842,7 @@ export class Resolver {
    * in a discovered zone is checked against this resolver's own discovery of the host, and a bridged
    * answer (nothing to verify) is replaced by this resolver's own discovery and bridge.
    */
-  private async forward(handle: string, force: boolean): Promise<Resolution | BridgedHandle> {
+  private async forward(handle: string, force: boolean): Promise<StoredResolution | BridgedHandle> {
     const budget = new Budget(this.clock, this.options);
     let lastError: unknown = new IdnsError('resolution_failed', 'no upstream resolver configured');
     for (const upstream of this.selector.order(this.options.forwarders)) {
@@ -833,7 +874,7 @@ export class Resolver {
         resolution.proof.steps = this.chains.intern(resolution.proof.steps);
         const rttMs = this.clock.now() - started;
         this.selector.success(upstream, rttMs);
-        return withTrace(resolution, this.traces.intern([{ zone: '(upstream resolver)', server: upstream, rttMs }]), handle);
+        return stored(resolution, this.traces.intern([{ zone: '(upstream resolver)', server: upstream, rttMs }]), handle, this.packer);
       } catch (err) {
         if (isIdnsError(err, 'budget_exceeded')) throw err;
         this.selector.failure(upstream);
@@ -915,7 +956,7 @@ export function createResolver(options: ResolverOptions = {}): Resolver {
  * A lookup result: the resolution with the TTL left and its staleness, member by member (see withTrace);
  * `witnessed` when every zone of it was bound to a checkpoint the required witnesses cosigned, still fresh.
  */
-function result(r: Resolution, ttl: number, stale: boolean, witnessed: boolean): VerifiedResult {
+function result(r: StoredResolution, ttl: number, stale: boolean, witnessed: boolean): StoredResult {
   return {
     handle: r.handle,
     status: r.status,
@@ -945,7 +986,7 @@ interface OpenWorld {
   bridge: WebFingerBridge | null;
 }
 
-const isBridged = (r: Resolution | BridgedHandle): r is BridgedHandle => (r as BridgedHandle).verified === false;
+const isBridged = (r: StoredResolution | BridgedHandle): r is BridgedHandle => (r as BridgedHandle).verified === false;
 
 /** The cut a discovered zone starts a walk from: its servers and keys as the publication names them. */
 function discoveredCut(found: FoundZone, clock: Clock): ZoneCut {
@@ -959,7 +1000,7 @@ function anchorOf(found: FoundZone): ProofAnchor {
 }
 
 /** A lookup result as resolve() gives it; handle_not_found for a verified denial. */
-function resolvedHandle(r: LookupResult): ResolvedHandle {
+function resolvedHandle(r: StoredLookupResult): ResolvedHandle {
   if (r.verified === false) {
     return {
       handle: r.handle,
@@ -1012,11 +1053,12 @@ function resolvedHandle(r: LookupResult): ResolvedHandle {
 }
 
 /**
- * The resolution with its trace, built member by member: a spread here gave the cached resolutions
- * hundreds of different hidden classes, and every cache hit that read them paid for it (~1.5 µs).
- * `handle` is the cache key (equal to `r.handle`), so that the entry holds one string for both.
+ * The resolution as the cache keeps it: with its trace, its proof packed (packed-records.ts), built member
+ * by member: a spread here gave the cached resolutions hundreds of different hidden classes, and every
+ * cache hit that read them paid for it (~1.5 µs). `handle` is the cache key (equal to `r.handle`), so
+ * that the entry holds one string for both.
  */
-function withTrace(r: Resolution, trace: readonly TraceStep[], handle: string): Resolution {
+function stored(r: Resolution, trace: readonly TraceStep[], handle: string, packer: RecordPacker): StoredResolution {
   return {
     handle,
     status: r.status,
@@ -1025,7 +1067,7 @@ function withTrace(r: Resolution, trace: readonly TraceStep[], handle: string): 
     keys: r.keys,
     ttl: r.ttl,
     exp: r.exp,
-    proof: r.proof,
+    proof: packer.packProof(r.proof),
     trace,
     profile: r.profile,
     alsoKnownAs: r.alsoKnownAs,

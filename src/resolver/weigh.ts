@@ -1,4 +1,5 @@
-import type { ProofStep, Resolution, TraceStep } from './proof.js';
+import type { StoredResolution } from './packed-records.js';
+import type { ProofStep, TraceStep } from './proof.js';
 
 /**
  * Estimates of the memory a resolver's cache entries hold, for its byte bound. Cheap (no traversal of
@@ -13,10 +14,8 @@ const SLOT = 8;
 const ARRAY = 32;
 /** A Map entry (key, value, chain link) and the share of a hash table bucket. */
 const MAP_ENTRY = 32;
-/** A number that is not a small integer (a time in ms since the epoch), boxed in a member. */
-const HEAP_NUMBER = 16;
-/** The cache's own record of an entry (CacheEntry: eight members, three of them times in ms). */
-const CACHE_ENTRY = OBJECT + 8 * SLOT + 3 * HEAP_NUMBER;
+/** The cache's own record of an entry (CacheEntry: eight members, its times small integers). */
+const CACHE_ENTRY = OBJECT + 8 * SLOT;
 
 const ascii = (s: string): number => STRING + s.length;
 const text = (s: string): number => STRING + 2 * s.length;
@@ -30,8 +29,8 @@ export interface WeighedCut {
   prefix: readonly ProofStep[];
 }
 
-/** Bytes of a resolution held by it alone: the entry, the result, its record and gaps, endpoint and keys. */
-export function resolutionBytes(r: Resolution): number {
+/** Bytes of a resolution held by it alone: the entry, the result, its record (packed) and gaps, endpoint and keys. */
+export function resolutionBytes(r: StoredResolution): number {
   // The resolution's fourteen members; its handle is the cache key too (one string, counted once).
   let n = MAP_ENTRY + CACHE_ENTRY + OBJECT + 14 * SLOT + ascii(r.handle) + ascii(r.zone);
   n += OBJECT + 3 * SLOT + ascii(r.proof.record);
@@ -40,11 +39,8 @@ export function resolutionBytes(r: Resolution): number {
     for (const g of r.proof.noCut) n += ascii(g);
   }
   if (r.endpoint !== null) n += text(r.endpoint);
-  // A handle's history (its array shared with the resolver's history book, counted here all the same) and genesis.
-  if (r.proof.history !== undefined) {
-    n += array(r.proof.history.length);
-    for (const e of r.proof.history) n += array(2) + ascii(e[1]);
-  }
+  // A handle's history, packed into one string (shared with the resolver's history book, counted here all the same), and genesis.
+  if (r.proof.history !== undefined) n += ascii(r.proof.history);
   if (r.genesis !== undefined) n += ascii(r.genesis);
   // The owner's links: up to 8 aliases of 2 KiB each, so a record can weigh ~16 KiB more through them.
   if (r.profile !== undefined) n += text(r.profile);

@@ -28,7 +28,7 @@ export class LookupEndpoint implements FastEndpoint {
         throw err;
       }
     }
-    const r = resolver.lookupCached(input);
+    const r = resolver.cachedStored(input);
     if (r === undefined) return null;
     const reply = lookupReply(r);
     return { status: reply.status, headers: reply.headers, body: this.wire.chunks(r), tally: null, facts: reply.facts };

@@ -1,7 +1,7 @@
 import { Hono, type Context } from 'hono';
 import type { AppContext } from '../../context.js';
 import { IdnsError } from '../../errors.js';
-import type { LookupResult, Resolver } from '../../resolver/resolver.js';
+import type { Resolver, StoredLookupResult } from '../../resolver/resolver.js';
 import { MAX_BATCH } from '../../resolver/resolver.js';
 import { readJsonObject } from '../request.js';
 import { note, type RequestFacts } from '../observe.js';
@@ -11,7 +11,7 @@ import type { LookupWire } from '../lookup-wire.js';
  * The one rule for a lookup result's status, headers and accounting, used by this route and its fast
  * path (src/http/fast/lookup.ts); the body is the wire's (lookup-wire.ts).
  */
-export function lookupReply(r: LookupResult): { status: 200 | 404; headers: string[]; facts: RequestFacts } {
+export function lookupReply(r: StoredLookupResult): { status: 200 | 404; headers: string[]; facts: RequestFacts } {
   return {
     status: r.status === 'found' ? 200 : 404,
     headers: ['cache-control', `public, max-age=${r.ttl}`, 'content-type', 'application/json'],
@@ -36,7 +36,7 @@ export async function batchReply(
     throw new IdnsError('invalid_request', `the body must be {"handles": [1 to ${MAX_BATCH} handle strings]}`);
   }
   if (ctx.rateLimits.config.enabled && handles.length > 1) ctx.rateLimits.lookups.take(client, handles.length - 1);
-  const results = await resolver.lookupMany(handles as string[]);
+  const results = await resolver.lookupManyStored(handles as string[]);
   return { status: 200, headers: ['content-type', 'application/json'], body: wire.batch(results), facts: { role: 'resolver_batch', outcome: 'batch' } };
 }
 
@@ -54,7 +54,7 @@ export function lookupRoutes(ctx: AppContext, wire: LookupWire): Hono {
 
   app.get('/v1/lookup/:handle', async (c: Context) => {
     note(c, { role: 'resolver' });
-    const r = await resolverOf().lookup(c.req.param('handle')!);
+    const r = await resolverOf().lookupStored(c.req.param('handle')!);
     const reply = lookupReply(r);
     note(c, reply.facts);
     for (let i = 0; i < reply.headers.length; i += 2) c.header(reply.headers[i]!, reply.headers[i + 1]!);
