@@ -305,25 +305,37 @@ describe('publicOnlyLookup', () => {
 });
 
 describe('LruCache', () => {
-  it('evicts the least recently used entry, a hit making an entry recent (to the second)', () => {
+  it('evicts as CLOCK does: the oldest entry not read since it was placed; a read entry gets a second chance', () => {
     const c = new LruCache<string>(2);
     c.set('a', 'A', 0, 10_000, 0, Infinity);
     c.set('b', 'B', 0, 10_000, 0, Infinity);
     expect(c.get('a', 1000)?.value).toBe('A');
+    // 'a' was read: it moves behind 'b', unmarked, and 'b' goes.
     c.set('c', 'C', 1000, 10_000, 0, Infinity);
     expect(c.size).toBe(2);
     expect(c.get('b', 1000)).toBeUndefined();
-    expect(c.get('a', 1000)?.value).toBe('A');
+    // Both read now: 'c' then 'a' get their second chance, and the oldest of the two, 'c', goes.
     expect(c.get('c', 1000)?.value).toBe('C');
-    // An entry's place is refreshed at most once a second: 'a', last moved at 1000, stays the older of
-    // the two despite a hit at 1500, so it goes first; a hit a second later moves 'c' again.
-    expect(c.get('a', 1500)?.value).toBe('A');
+    expect(c.get('a', 1000)?.value).toBe('A');
     c.set('d', 'D', 1500, 10_000, 0, Infinity);
-    expect(c.get('a', 1500)).toBeUndefined();
-    expect(c.get('c', 2000)?.value).toBe('C');
+    expect(c.peek('c', 1500)).toBeUndefined();
+    expect(c.peek('a', 1500)?.value).toBe('A');
+    // The entry being stored is never the one evicted, even when every other entry was read.
+    expect(c.get('a', 1500)?.value).toBe('A');
     c.set('e', 'E', 2000, 10_000, 0, Infinity);
-    expect(c.get('d', 2000)).toBeUndefined();
-    expect(c.get('c', 2000)?.value).toBe('C');
+    expect(c.peek('e', 2000)?.value).toBe('E');
+    expect(c.size).toBe(2);
+  });
+
+  it('moves at most a bounded number of read entries to the back for one eviction', () => {
+    const c = new LruCache<string>(100);
+    for (let i = 0; i < 100; i++) c.set(`k${i}`, 'v', 0, 10_000, 0, Infinity);
+    for (let i = 0; i < 100; i++) c.get(`k${i}`, 1);
+    // Every entry was read: the eviction gives 32 of them a second chance, then takes the oldest left.
+    c.set('new', 'v', 2, 10_000, 0, Infinity);
+    expect(c.size).toBe(100);
+    expect(c.peek('k32', 2)).toBeUndefined();
+    for (const k of ['k0', 'k31', 'k33', 'k99', 'new']) expect(c.peek(k, 2)).toBeDefined();
   });
 
   it('bounds freshness by the hard limit (signature expiry) and drops entries past their stale window', () => {
@@ -351,7 +363,7 @@ describe('LruCache', () => {
       const a = c.get('a', at)!;
       expect(c.freshFor(a, at)).toBe(t0 + 10 * day - at);
       expect(c.usableFor(a, at)).toBe(t0 + 18 * day - at);
-      expect([a.expires, a.staleEnd, a.touched].every(small)).toBe(true);
+      expect([a.expires, a.staleEnd].every(small)).toBe(true);
     }
     expect(c.get('a', t0 + 18 * day)).toBeUndefined();
     // 'b' expired a minute after it was set, could be served stale for a day, and no longer.
@@ -359,7 +371,7 @@ describe('LruCache', () => {
     c.set('c', 'C', t0 + 40 * day, 1000, 0, Infinity);
     const e = c.get('c', t0 + 40 * day + 500)!;
     expect(c.freshFor(e, t0 + 40 * day + 500)).toBe(500);
-    expect([e.expires, e.staleEnd, e.touched].every(small)).toBe(true);
+    expect([e.expires, e.staleEnd].every(small)).toBe(true);
     expect(c.get('c', t0 + 40 * day + 1000)).toBeUndefined();
   });
 

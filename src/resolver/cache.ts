@@ -1,12 +1,12 @@
 /**
  * One cached value with its freshness bounds. Its times are milliseconds after the cache's base time (see
  * LruCache: `freshFor` gives the time left), small integers where milliseconds since the epoch are not:
- * V8 boxes those as heap numbers, 16 bytes each, three an entry (bench target 8).
+ * V8 boxes those as heap numbers, 16 bytes each (bench target 8).
  */
 export interface CacheEntry<V> {
   /**
-   * The key it was stored under: a touch re-inserts the entry under this string, not the caller's equal
-   * one, so that the map and the value (a resolution's `handle` is its key) keep holding one string.
+   * The key it was stored under: a move to the back re-inserts the entry under this string, not the
+   * caller's equal one, so that the map and the value (a resolution's `handle` is its key) keep holding one string.
    */
   key: string;
   value: V;
@@ -17,14 +17,14 @@ export interface CacheEntry<V> {
   /** The TTL it was stored with, ms, to tell when it is near expiry (prefetch). */
   ttlMs: number;
   hits: number;
-  /** When its place in the LRU order was last refreshed (after the base). */
-  touched: number;
+  /** Read since it was last placed at the back of the order: it gets a second chance before eviction. */
+  used: boolean;
   /** Estimated bytes the entry holds alone (Weigher.own), its shared parts apart. */
   bytes: number;
 }
 
-/** An entry's place in the LRU order is refreshed at most this often, ms. */
-const TOUCH_MS = 1000;
+/** Used entries an eviction moves to the back at most, before it takes the oldest used or not (a bounded pause). */
+const SECOND_CHANCES = 32;
 /**
  * When the time since the base passes this (about 12 days), the base moves to now and every entry's
  * times with it: they stay small integers (a V8 small integer holds ±2^31 here).
@@ -53,9 +53,12 @@ export interface CacheLimits {
 const unweighed: Weigher<unknown> = { own: () => 0, shared: () => [], sharedBytes: () => 0 };
 
 /**
- * A bounded LRU map of cache entries. A Map keeps insertion order, so re-inserting on a hit makes the
- * first key the least recently used; eviction drops it. The order is kept to the second (TOUCH_MS),
- * which spares a hot entry two map updates on every hit. Entries past their stale window are dropped when seen.
+ * A bounded map of cache entries, evicting as CLOCK does (second chance), an approximation of least
+ * recently used: a Map keeps insertion order; a hit only marks its entry used; an eviction looks at the
+ * oldest entry, moves it to the back (unmarked) if it was used since it was placed there, and takes the
+ * first one that was not (after SECOND_CHANCES moves, the oldest whatever it is). A hit makes no map
+ * update: moving each hit to the back, even once a second, left a deleted slot in the Map's table per
+ * move, which doubled the table of a large cache (bench target 8). Entries past their stale window are dropped when seen.
  * Bounded by entries and by bytes: the weigher's estimate of each entry, with the parts entries share
  * (a zone's proof chain) counted once while any entry holds them.
  */
@@ -91,11 +94,7 @@ export class LruCache<V> {
       return undefined;
     }
     entry.hits += 1;
-    if (t - entry.touched >= TOUCH_MS) {
-      entry.touched = t;
-      this.map.delete(entry.key);
-      this.map.set(entry.key, entry);
-    }
+    entry.used = true;
     return entry;
   }
 
@@ -131,7 +130,7 @@ export class LruCache<V> {
     const t = this.since(now);
     const limit = hardLimit - this.base;
     const expires = Math.min(t + ttlMs, limit);
-    const entry: CacheEntry<V> = { key, value, expires, staleEnd: Math.min(expires + staleMs, limit), ttlMs, hits: 0, touched: t, bytes: own };
+    const entry: CacheEntry<V> = { key, value, expires, staleEnd: Math.min(expires + staleMs, limit), ttlMs, hits: 0, used: false, bytes: own };
     this.map.set(key, entry);
     this.total += own;
     for (const part of shared) {
@@ -143,10 +142,7 @@ export class LruCache<V> {
         this.total += bytes;
       }
     }
-    while (this.map.size > this.maxEntries || this.total > this.maxBytes) {
-      const oldest = this.map.keys().next().value as string;
-      this.remove(oldest, this.map.get(oldest)!);
-    }
+    while (this.map.size > this.maxEntries || this.total > this.maxBytes) this.evictOne(entry);
     return true;
   }
 
@@ -157,10 +153,7 @@ export class LruCache<V> {
     const own = this.weigher.own(entry.value);
     this.total += own - entry.bytes;
     entry.bytes = own;
-    while (this.map.size > 1 && this.total > this.maxBytes) {
-      const oldest = this.map.keys().next().value as string;
-      this.remove(oldest, this.map.get(oldest)!);
-    }
+    while (this.map.size > 1 && this.total > this.maxBytes) this.evictOne(null);
   }
 
   /** Removes an entry. */
@@ -186,6 +179,23 @@ export class LruCache<V> {
     this.total = 0;
   }
 
+  /**
+   * Evicts one entry: the oldest not used since it was placed, giving the used ones before it a second
+   * chance (at most SECOND_CHANCES), and never `keep` (the entry being stored) while another is left.
+   */
+  private evictOne(keep: CacheEntry<V> | null): void {
+    for (let moved = 0; ; moved++) {
+      const oldest = this.map.values().next().value as CacheEntry<V>;
+      if (this.map.size === 1 || (oldest !== keep && (!oldest.used || moved >= SECOND_CHANCES))) {
+        this.remove(oldest.key, oldest);
+        return;
+      }
+      oldest.used = false;
+      this.map.delete(oldest.key);
+      this.map.set(oldest.key, oldest);
+    }
+  }
+
   /** `now` after the base (set at the first call, moved when far behind). */
   private since(now: number): number {
     if (!(now - this.base < REBASE_MS)) this.rebase(now);
@@ -202,7 +212,6 @@ export class LruCache<V> {
     for (const entry of this.map.values()) {
       entry.expires -= by;
       entry.staleEnd -= by;
-      entry.touched -= by;
     }
     this.base = now;
   }
