@@ -96,7 +96,7 @@ export type ResolvedHandle = {
 export type BatchResult = { handle: string; result: LookupResult } | { handle: string; error: IdnsError };
 
 /**
- * A verified result as the resolver keeps it, its proof packed (packed-records.ts): what the HTTP layer
+ * @internal A verified result as the resolver keeps it, its proof packed (packed-records.ts): what the HTTP layer
  * serialises (lookup-wire.ts, which unpacks as it writes) without unpacking it into strings first.
  */
 export type StoredResult = Omit<VerifiedResult, 'proof'> & { proof: StoredProof };
@@ -344,7 +344,7 @@ export class Resolver {
     });
   }
 
-  /** lookupMany with each proof packed, as the resolver keeps it (for the HTTP layer, which writes it unpacked). */
+  /** @internal lookupMany with each proof packed, as the resolver keeps it (for the HTTP layer, which writes it unpacked). */
   async lookupManyStored(handles: readonly string[], options: LookupOptions = {}): Promise<StoredBatchResult[]> {
     if (handles.length > MAX_BATCH) throw new IdnsError('invalid_request', `at most ${MAX_BATCH} handles per batch`);
     // Cache hits are answered in one synchronous pass; only the misses wait for upstream.
@@ -382,7 +382,7 @@ export class Resolver {
     return hit === undefined ? undefined : this.unpacked(hit);
   }
 
-  /** lookupCached with the proof packed, as the resolver keeps it (for the HTTP layer, which writes it unpacked). */
+  /** @internal lookupCached with the proof packed, as the resolver keeps it (for the HTTP layer, which writes it unpacked). */
   cachedStored(input: string): StoredResult | undefined {
     const now = this.clock.now();
     // Hot path: cache keys are normalised handles, so an input found as it is needs no parsing (IDNA is
@@ -416,7 +416,7 @@ export class Resolver {
     return r.verified ? this.unpacked(r) : r;
   }
 
-  /** lookup with the proof packed, as the resolver keeps it (for the HTTP layer and resolve(), which need no unpacked proof). */
+  /** @internal lookup with the proof packed, as the resolver keeps it (for the HTTP layer and resolve(), which need no unpacked proof). */
   async lookupStored(input: string, options: LookupOptions = {}): Promise<StoredLookupResult> {
     options.signal?.throwIfAborted();
     if (!options.forceRefresh) {
