@@ -953,7 +953,7 @@ export function createResolver(options: ResolverOptions = {}): Resolver {
 }
 
 /**
- * A lookup result: the resolution with the TTL left and its staleness, member by member (see withTrace);
+ * A lookup result: the stored resolution with the TTL left and its staleness, member by member (see stored);
  * `witnessed` when every zone of it was bound to a checkpoint the required witnesses cosigned, still fresh.
  */
 function result(r: StoredResolution, ttl: number, stale: boolean, witnessed: boolean): StoredResult {
