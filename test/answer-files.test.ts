@@ -174,7 +174,7 @@ describe('answer files on a server', () => {
     const built = await fileOf(s, 20);
     expect(files(s)).toHaveLength(1);
 
-    const get = vi.spyOn(AnswerFile.prototype, 'get');
+    const get = vi.spyOn(AnswerFile.prototype, 'span');
     const fromDb = vi.spyOn(s.ctx.store.records, 'jws');
     const unchanged = 'user3@example';
     expect(s.ctx.store.journal.handlesChanged('example', built.version, s.ctx.zones.cachedZone('example')!.version)).not.toContain(unchanged);
@@ -224,7 +224,7 @@ describe('answer files on a server', () => {
     for (let n = 0; n < 40; n++) await change(s, 'update', long, `https://home.example/${long}/${n}/${'p'.repeat(300)}`);
     for (const h of handles.slice(1)) await change(s, 'register', h);
     await fileOf(s, 20);
-    const get = vi.spyOn(AnswerFile.prototype, 'get');
+    const get = vi.spyOn(AnswerFile.prototype, 'span');
     const body = JSON.parse(s.ctx.authority.resolveSerialised(long).body.toString()) as { history: [number, string][] };
     expect(get).toHaveBeenCalledWith(long);
     expect(body.history.map(([seq]) => seq)).toEqual([1, 41]);
@@ -243,7 +243,7 @@ describe('answer files on a server', () => {
     expect(second.changed).toBe(0);
     expect(files(s)).toHaveLength(1);
     expect(files(s)[0]).not.toBe(firstFile);
-    const get = vi.spyOn(AnswerFile.prototype, 'get');
+    const get = vi.spyOn(AnswerFile.prototype, 'span');
     expectAnswersMatchDatabase(s, ['user0@example', 'user5@example', 'user10@example']);
     expect(get.mock.results.filter((r) => r.value !== undefined)).toHaveLength(3);
     get.mockRestore();
@@ -327,7 +327,8 @@ describe('answer files on a server', () => {
     expect((await secondary.ctx.replicator.checkNow('example')).transfers.full).toBe(1);
     const first = await fileOf(secondary, 25);
     const firstFile = files(secondary)[0];
-    const same = (h: string) => expect(secondary.ctx.authority.resolveSerialised(h).record).toBe(primary.ctx.authority.resolve(h).record);
+    const same = (h: string) =>
+      expect(JSON.parse(secondary.ctx.authority.resolveSerialised(h).body.toString()).record).toBe(primary.ctx.authority.resolve(h).record);
     expectAnswersMatchDatabase(secondary, handles);
     handles.forEach(same);
 

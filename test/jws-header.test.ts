@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeCompact, OPERATION_TYP, RECORD_TYP, signCompact } from '../src/records/jws.js';
+import { decodeCompact, OPERATION_TYP, RECORD_TYP, signaturePrefix, signaturePrefixOf, signCompact } from '../src/records/jws.js';
 import { signingKeyFromJwk } from '../src/records/keys.js';
 import { newUserKey } from './support/keys.js';
 
@@ -26,5 +26,16 @@ describe('decodeCompact remembers the last header', () => {
     const twice = Buffer.from(`{"alg":"EdDSA","kid":"${a.kid}","kid":"${b.kid}"}`).toString('base64url');
     expect(() => decodeCompact(`${twice}.${p}.${s}`)).toThrow(/twice/);
     expect(decodeCompact(good).header.kid).toBe(a.kid);
+  });
+});
+
+describe('the signature prefix of an answer ETag', () => {
+  it('reads the same 16 characters from a JWS in a buffer as from its string, wherever it lies', () => {
+    const key = signingKeyFromJwk(newUserKey().private);
+    for (const jws of [signCompact({ n: 1 }, key, RECORD_TYP), 'a.b.c', 'a.b.', 'no-dot-at-all', 'x.y.0123456789abcdefXYZ']) {
+      const buf = Buffer.from(`{"record":"${jws}","history":[]}`, 'latin1');
+      const start = buf.indexOf(jws);
+      expect(signaturePrefixOf(buf, start, start + jws.length)).toBe(signaturePrefix(jws));
+    }
   });
 });

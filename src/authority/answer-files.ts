@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import { ThreadPool, workerFile } from '../threads/pool.js';
-import { AnswerFile, AnswerFileInvalid, type AnswerFileMeta, type FileRecord } from '../store/answer-file.js';
+import { AnswerFile, AnswerFileInvalid, type AnswerFileMeta, type FileRecordSpan } from '../store/answer-file.js';
 import type { Store } from '../store/store.js';
 import type { ZoneRow } from '../store/zones.js';
 
@@ -141,10 +141,11 @@ export class AnswerFiles {
   }
 
   /**
-   * The record of `handle` in `zone` (the zone row the caller read) when a file can answer for it, else
-   * undefined: the caller then asks the database, which is always right.
+   * The record of `handle` in `zone` (the zone row the caller read) when a file can answer for it, where
+   * the file's read buffer holds it (valid until the next read of a file), else undefined: the caller then
+   * asks the database, which is always right.
    */
-  record(zone: ZoneRow, handle: string): FileRecord | undefined {
+  record(zone: ZoneRow, handle: string): FileRecordSpan | undefined {
     const state = this.zones.get(zone.name);
     const installed = state?.installed;
     if (installed == null) {
@@ -160,7 +161,7 @@ export class AnswerFiles {
     if (zone.version !== installed.through && !this.catchUp(zone, state!, installed)) return undefined;
     if (installed.changed.has(handle)) return undefined;
     try {
-      return installed.file.get(handle);
+      return installed.file.span(handle);
     } catch (err) {
       // A file cut short or unreadable under the server (a disk error, an operator's mistake): the
       // database answers, and a new file is built.

@@ -8,6 +8,8 @@ import type { StoredRecord } from '../store/records.js';
 import type { ZoneRow } from '../store/zones.js';
 import { nameHash } from '../records/denial.js';
 import { COMPACT_JWS_TEXT } from '../records/encoding.js';
+import { signaturePrefix, signaturePrefixOf } from '../records/jws.js';
+import type { FileRecordSpan } from '../store/answer-file.js';
 import type { Store } from '../store/store.js';
 import { decodePayload } from './editor.js';
 import { serialOf } from '../records/serial.js';
@@ -46,8 +48,8 @@ export interface SerialisedAnswer {
   /** The zone's version the answer was read at. */
   version: number;
   ttl: number;
-  /** The signed record and zone record the body carries. */
-  record: string;
+  /** The first 16 characters of the signature of the record the body carries (records/jws.ts signaturePrefix), and its zone record: its ETag's parts. */
+  recordSignature: string;
   zoneRecord: string;
   /** Exactly `JSON.stringify` of the AuthoritativeAnswer that `resolve` gives for the same input, UTF-8. */
   body: Buffer;
@@ -179,7 +181,7 @@ export class Authority {
       // An answer file's record comes with its times, and is a compact JWS (the file holds no other kind).
       const filed = this.files?.record(zone, handle);
       if (filed !== undefined) {
-        const answer = this.spliced('answer', zone, filed.jws, filed.history, filed, true);
+        const answer = this.filed(zone, filed);
         if (withLog) {
           answer.leaf = filed.leaf;
           answer.mapped = [{ type: 'handle', key: handle }];
@@ -207,7 +209,7 @@ export class Authority {
       zone: answer.zone,
       version: zone!.version,
       ttl,
-      record,
+      recordSignature: signaturePrefix(record),
       zoneRecord,
       body: Buffer.from(JSON.stringify(answer)),
     };
@@ -243,19 +245,72 @@ export class Authority {
     return evidenceOf(newest, () => this.store.histories.evidence(content, handle));
   }
 
-  /**
-   * The answer body spliced around `jws` and, for an answer, `history` (its evidence, as JSON text); `t`
-   * and `compact` are given when already known (an answer file's record).
-   */
-  private spliced(
-    status: 'answer' | 'referral',
-    zone: ZoneRow,
-    jws: string,
-    history: string | null,
-    t = recordTimes(jws),
-    compact = COMPACT_JWS_TEXT.test(jws),
-  ): SerialisedAnswer {
+  /** The answer body spliced around `jws` and, for an answer, `history` (its evidence, as JSON text). */
+  private spliced(status: 'answer' | 'referral', zone: ZoneRow, jws: string, history: string | null): SerialisedAnswer {
+    const t = recordTimes(jws);
     const ttl = cappedTtl(t.ttl, t.exp, epochSeconds(this.clock));
+    const f = this.fragmentsOf(zone);
+    const head = status === 'answer' ? f.answerHead : f.referralHead;
+    // As JSON.stringify writes the number (which also turns NaN into null).
+    const ttlText = Number.isFinite(ttl) ? String(ttl) : 'null';
+    let body: Buffer;
+    if (COMPACT_JWS_TEXT.test(jws)) {
+      // Nothing in a compact JWS needs escaping in JSON: write it between quotes as it is (and the
+      // evidence is JSON text of compact JWSs, all ASCII).
+      body = Buffer.allocUnsafe(
+        head.length + jws.length + 2 + (history === null ? 0 : HISTORY_MEMBER.length + history.length) + f.tail.length + ttlText.length + 1,
+      );
+      let at = head.copy(body, 0);
+      at = body.writeUInt8(0x22, at);
+      at += body.write(jws, at, 'latin1');
+      at = body.writeUInt8(0x22, at);
+      if (history !== null) {
+        at += HISTORY_MEMBER.copy(body, at);
+        at += body.write(history, at, 'latin1');
+      }
+      at += f.tail.copy(body, at);
+      at += body.write(ttlText, at, 'latin1');
+      body.writeUInt8(0x7d, at);
+    } else {
+      const historyPart = history === null ? '' : `,"history":${history}`;
+      body = Buffer.concat([head, Buffer.from(JSON.stringify(jws)), Buffer.from(historyPart), f.tail, Buffer.from(`${ttlText}}`)]);
+    }
+    return { status, zone: zone.name, version: zone.version, ttl, recordSignature: signaturePrefix(jws), zoneRecord: zone.record, body };
+  }
+
+  /**
+   * An answer body spliced around an answer file's record as the file's read buffer holds it (a compact
+   * JWS and its evidence's JSON text, both ASCII, with their times): no string is made of either.
+   */
+  private filed(zone: ZoneRow, s: FileRecordSpan): SerialisedAnswer {
+    const ttl = cappedTtl(s.ttl, s.exp, epochSeconds(this.clock));
+    const f = this.fragmentsOf(zone);
+    const ttlText = String(ttl);
+    const body = Buffer.allocUnsafe(
+      f.answerHead.length + (s.jwsEnd - s.jwsStart) + 2 + HISTORY_MEMBER.length + (s.end - s.jwsEnd) + f.tail.length + ttlText.length + 1,
+    );
+    let at = f.answerHead.copy(body, 0);
+    at = body.writeUInt8(0x22, at);
+    at += s.bytes.copy(body, at, s.jwsStart, s.jwsEnd);
+    at = body.writeUInt8(0x22, at);
+    at += HISTORY_MEMBER.copy(body, at);
+    at += s.bytes.copy(body, at, s.jwsEnd, s.end);
+    at += f.tail.copy(body, at);
+    at += body.write(ttlText, at, 'latin1');
+    body.writeUInt8(0x7d, at);
+    return {
+      status: 'answer',
+      zone: zone.name,
+      version: zone.version,
+      ttl,
+      recordSignature: signaturePrefixOf(s.bytes, s.jwsStart, s.jwsEnd),
+      zoneRecord: zone.record,
+      body,
+    };
+  }
+
+  /** A zone's parts of every answer body at its version (made once a version). */
+  private fragmentsOf(zone: ZoneRow): ZoneFragments {
     let f = this.fragments.get(zone.name);
     if (f === undefined || f.version !== zone.version || f.record !== zone.record) {
       // The same key order as answer() builds, so that the splice equals JSON.stringify of its object.
@@ -270,27 +325,7 @@ export class Authority {
       };
       this.fragments.set(zone.name, f);
     }
-    const head = status === 'answer' ? f.answerHead : f.referralHead;
-    // As JSON.stringify writes the number (which also turns NaN into null).
-    const ttlText = Number.isFinite(ttl) ? String(ttl) : 'null';
-    const historyPart = history === null ? '' : `,"history":${history}`;
-    let body: Buffer;
-    if (compact) {
-      // Nothing in a compact JWS needs escaping in JSON: write it between quotes as it is (and the
-      // evidence is JSON text of compact JWSs, all ASCII).
-      body = Buffer.allocUnsafe(head.length + jws.length + 2 + historyPart.length + f.tail.length + ttlText.length + 1);
-      let at = head.copy(body, 0);
-      at = body.writeUInt8(0x22, at);
-      at += body.write(jws, at, 'latin1');
-      at = body.writeUInt8(0x22, at);
-      at += body.write(historyPart, at, 'latin1');
-      at += f.tail.copy(body, at);
-      at += body.write(ttlText, at, 'latin1');
-      body.writeUInt8(0x7d, at);
-    } else {
-      body = Buffer.concat([head, Buffer.from(JSON.stringify(jws)), Buffer.from(historyPart), f.tail, Buffer.from(`${ttlText}}`)]);
-    }
-    return { status, zone: zone.name, version: zone.version, ttl, record: jws, zoneRecord: zone.record, body };
+    return f;
   }
 
   private gap(zone: ZoneRow, name: string): StoredRecord {
@@ -322,6 +357,8 @@ function cappedTtl(ttl: number, exp: number, now: number): number {
   return Math.max(0, Math.min(ttl, exp - now));
 }
 
+/** What comes between an answer's record and its history's JSON text. */
+const HISTORY_MEMBER = Buffer.from(',"history":');
 const TTL_KEY = Buffer.from('"ttl":');
 const EXP_KEY = Buffer.from('"exp":');
 

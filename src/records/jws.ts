@@ -32,6 +32,19 @@ export interface DecodedJws {
   signature: Buffer;
 }
 
+/** The first 16 characters of a compact JWS's signature (part of an answer's ETag): what tells two signed records apart. */
+export function signaturePrefix(jws: string): string {
+  const at = jws.lastIndexOf('.') + 1;
+  return jws.slice(at, at + 16);
+}
+
+/** signaturePrefix of the compact JWS `bytes[start, end)` (ASCII). */
+export function signaturePrefixOf(bytes: Buffer, start: number, end: number): string {
+  const dot = bytes.lastIndexOf(0x2e, end - 1);
+  const at = dot < start ? start : dot + 1;
+  return bytes.toString('latin1', at, Math.min(at + 16, end));
+}
+
 /** Largest JWS idns will look at; records and requests are a few KiB at most. */
 export const MAX_JWS_LENGTH = 48 * 1024;
 

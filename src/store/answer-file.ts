@@ -58,6 +58,22 @@ export interface FileRecord {
   leaf: number | null;
 }
 
+/**
+ * A record where the file's read buffer holds it: `bytes[jwsStart, jwsEnd)` its compact JWS and
+ * `bytes[jwsEnd, end)` its history's JSON text (FileRecord's, as bytes). Valid until the file's next
+ * read: an answer is spliced from it at once, with no string made of the record (bench target 1: the
+ * strings were most of a read's garbage, and each scavenge holds every request in flight).
+ */
+export interface FileRecordSpan {
+  bytes: Buffer;
+  jwsStart: number;
+  jwsEnd: number;
+  end: number;
+  ttl: number;
+  exp: number;
+  leaf: number | null;
+}
+
 /** The error for a file that is not a complete answer file. */
 export class AnswerFileInvalid extends Error {}
 
@@ -255,6 +271,19 @@ export class AnswerFile {
 
   /** The record stored for `key`, or undefined when the file has none. */
   get(key: string): FileRecord | undefined {
+    const s = this.span(key);
+    if (s === undefined) return undefined;
+    return {
+      jws: s.bytes.toString('latin1', s.jwsStart, s.jwsEnd),
+      ttl: s.ttl,
+      exp: s.exp,
+      history: s.bytes.toString('latin1', s.jwsEnd, s.end),
+      leaf: s.leaf,
+    };
+  }
+
+  /** Where the record stored for `key` lies in the read buffer (valid until the next read), or undefined when the file has none. */
+  span(key: string): FileRecordSpan | undefined {
     const fd = this.fd;
     if (fd === null) throw new Error(`answer file ${this.path} is closed`);
     const h = keyHash(key);
@@ -288,7 +317,7 @@ export class AnswerFile {
   }
 
   /** The entry at `offset` when it is `key`'s: one read of READ_AHEAD bytes, a second for a longer entry. */
-  private entry(fd: number, offset: number, key: string): FileRecord | undefined {
+  private entry(fd: number, offset: number, key: string): FileRecordSpan | undefined {
     let buf = this.entryBuf;
     const got = readSync(fd, buf, 0, READ_AHEAD, this.dataAt + offset);
     const len = got >= ENTRY_HEAD ? buf.readUInt32LE(0) : 0;
@@ -298,14 +327,18 @@ export class AnswerFile {
       if (readSync(fd, buf, 0, len, this.dataAt + offset) !== len) throw new AnswerFileInvalid(`${this.path} was cut short`);
     }
     const keyLen = buf.readUInt16LE(4);
-    if (keyLen !== key.length || buf.toString('latin1', ENTRY_HEAD, ENTRY_HEAD + keyLen) !== key) return undefined;
+    if (keyLen !== key.length) return undefined;
+    // Keys are printable ASCII (writeAnswerFile): compared byte by byte, with no string made.
+    for (let i = 0; i < keyLen; i++) if (buf[ENTRY_HEAD + i] !== key.charCodeAt(i)) return undefined;
     const jwsEnd = ENTRY_HEAD + keyLen + buf.readUInt32LE(14);
     if (jwsEnd > len) throw new AnswerFileInvalid(`${this.path} is damaged`);
     return {
-      jws: buf.toString('latin1', ENTRY_HEAD + keyLen, jwsEnd),
+      bytes: buf,
+      jwsStart: ENTRY_HEAD + keyLen,
+      jwsEnd,
+      end: len,
       ttl: buf.readUInt32LE(6),
       exp: buf.readUInt32LE(10),
-      history: buf.toString('latin1', jwsEnd, len),
       leaf: leafOf(buf.readDoubleLE(18)),
     };
   }

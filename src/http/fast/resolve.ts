@@ -119,7 +119,7 @@ export class ResolveEndpoint implements FastEndpoint {
       }
     }
     const answer = this.ctx.authority.resolveSerialised(handle, this.withLog);
-    let etag = answerEtag(answer);
+    let etag = answerEtag(answer.zoneRecord, answer.recordSignature, answer.ttl);
     let body = answer.body;
     // Read in the same turn as the answer: the checkpoint of the version it was given from.
     let log: BoundLog | null = null;

@@ -5,6 +5,7 @@ import type { AppContext } from '../../context.js';
 import { zoneFromPath } from './zones.js';
 import { note } from '../observe.js';
 import { IdnsError, isIdnsError } from '../../errors.js';
+import { signaturePrefix } from '../../records/jws.js';
 
 /** `GET /v1/resolve/{handle}[?zone=Z]`: authoritative, non-recursive answers from the zones held here. */
 export function resolveRoutes(ctx: AppContext): Hono {
@@ -15,7 +16,8 @@ export function resolveRoutes(ctx: AppContext): Hono {
     const withLog = logQuery(c.req.query('log'));
     const { answer, log } = resolveBound(ctx, c.req.param('handle'), zone === undefined ? undefined : zoneFromPath(zone), withLog);
     note(c, { zone: answer.zone, outcome: answer.status });
-    const etag = log ? boundEtag(answerEtag(answer), log) : answerEtag(answer);
+    const plain = answerEtag(answer.zoneRecord, signaturePrefix(answer.record), answer.ttl);
+    const etag = log ? boundEtag(plain, log) : plain;
     const reply = resolveReply(answer.status, answer.ttl, etag, c.req.header('If-None-Match'));
     for (let i = 0; i < reply.headers.length; i += 2) c.header(reply.headers[i]!, reply.headers[i + 1]!);
     if (reply.status === 304) return c.body(null, 304);
@@ -87,15 +89,11 @@ export function resolveReply(status: AuthoritativeAnswer['status'], ttl: number,
  * The ETag of an answer, named by the signatures it carries rather than by hashing its body. The body is
  * fixed by the zone record (zone and serial; for a denial also its noCut gaps, which follow from the zone's
  * content at that serial and the name asked), the record (which fixes the status) and the ttl. Ed25519
- * signatures of different payloads differ, so 16 characters (96 bits) of each name it.
+ * signatures of different payloads differ, so 16 characters (96 bits) of each name it (the record's:
+ * `recordSignature`, records/jws.ts signaturePrefix).
  */
-export function answerEtag(answer: Pick<AuthoritativeAnswer, 'record' | 'zoneRecord' | 'ttl'>): string {
-  return `"${signaturePrefix(answer.zoneRecord)}${signaturePrefix(answer.record)}${answer.ttl}"`;
-}
-
-function signaturePrefix(jws: string): string {
-  const at = jws.lastIndexOf('.') + 1;
-  return jws.slice(at, at + 16);
+export function answerEtag(zoneRecord: string, recordSignature: string, ttl: number): string {
+  return `"${signaturePrefix(zoneRecord)}${recordSignature}${ttl}"`;
 }
 
 /** RFC 9110 13.1.2: If-None-Match uses weak comparison, may list several tags, and `*` matches any. */
