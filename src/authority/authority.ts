@@ -251,29 +251,11 @@ export class Authority {
     const ttl = cappedTtl(t.ttl, t.exp, epochSeconds(this.clock));
     const f = this.fragmentsOf(zone);
     const head = status === 'answer' ? f.answerHead : f.referralHead;
-    // As JSON.stringify writes the number (which also turns NaN into null).
-    const ttlText = Number.isFinite(ttl) ? String(ttl) : 'null';
     let body: Buffer;
-    if (COMPACT_JWS_TEXT.test(jws)) {
-      // Nothing in a compact JWS needs escaping in JSON: write it between quotes as it is (and the
-      // evidence is JSON text of compact JWSs, all ASCII).
-      body = Buffer.allocUnsafe(
-        head.length + jws.length + 2 + (history === null ? 0 : HISTORY_MEMBER.length + history.length) + f.tail.length + ttlText.length + 1,
-      );
-      let at = head.copy(body, 0);
-      at = body.writeUInt8(0x22, at);
-      at += body.write(jws, at, 'latin1');
-      at = body.writeUInt8(0x22, at);
-      if (history !== null) {
-        at += HISTORY_MEMBER.copy(body, at);
-        at += body.write(history, at, 'latin1');
-      }
-      at += f.tail.copy(body, at);
-      at += body.write(ttlText, at, 'latin1');
-      body.writeUInt8(0x7d, at);
-    } else {
+    if (COMPACT_JWS_TEXT.test(jws)) body = compactBody(head, jws, history, f.tail, ttl);
+    else {
       const historyPart = history === null ? '' : `,"history":${history}`;
-      body = Buffer.concat([head, Buffer.from(JSON.stringify(jws)), Buffer.from(historyPart), f.tail, Buffer.from(`${ttlText}}`)]);
+      body = Buffer.concat([head, Buffer.from(JSON.stringify(jws)), Buffer.from(historyPart), f.tail, Buffer.from(`${ttlText(ttl)}}`)]);
     }
     return { status, zone: zone.name, version: zone.version, ttl, recordSignature: signaturePrefix(jws), zoneRecord: zone.record, body };
   }
@@ -285,19 +267,7 @@ export class Authority {
   private filed(zone: ZoneRow, s: FileRecordSpan): SerialisedAnswer {
     const ttl = cappedTtl(s.ttl, s.exp, epochSeconds(this.clock));
     const f = this.fragmentsOf(zone);
-    const ttlText = String(ttl);
-    const body = Buffer.allocUnsafe(
-      f.answerHead.length + (s.jwsEnd - s.jwsStart) + 2 + HISTORY_MEMBER.length + (s.end - s.jwsEnd) + f.tail.length + ttlText.length + 1,
-    );
-    let at = f.answerHead.copy(body, 0);
-    at = body.writeUInt8(0x22, at);
-    at += s.bytes.copy(body, at, s.jwsStart, s.jwsEnd);
-    at = body.writeUInt8(0x22, at);
-    at += HISTORY_MEMBER.copy(body, at);
-    at += s.bytes.copy(body, at, s.jwsEnd, s.end);
-    at += f.tail.copy(body, at);
-    at += body.write(ttlText, at, 'latin1');
-    body.writeUInt8(0x7d, at);
+    const body = compactBody(f.answerHead, s.bytes.subarray(s.jwsStart, s.jwsEnd), s.bytes.subarray(s.jwsEnd, s.end), f.tail, ttl);
     return {
       status: 'answer',
       zone: zone.name,
@@ -359,6 +329,40 @@ function cappedTtl(ttl: number, exp: number, now: number): number {
 
 /** What comes between an answer's record and its history's JSON text. */
 const HISTORY_MEMBER = Buffer.from(',"history":');
+
+/** A ttl as JSON.stringify writes the number (which also turns NaN into null). */
+function ttlText(ttl: number): string {
+  return Number.isFinite(ttl) ? String(ttl) : 'null';
+}
+
+/**
+ * An answer body whose record is a compact JWS: `head`, the record between quotes, its history member
+ * (for an answer), `tail`, the ttl and the closing brace. Nothing in a compact JWS needs escaping in JSON,
+ * and its evidence is JSON text of compact JWSs: both ASCII, written as they are, from strings or bytes.
+ */
+function compactBody(head: Buffer, record: string | Buffer, history: string | Buffer | null, tail: Buffer, ttl: number): Buffer {
+  const ttlPart = ttlText(ttl);
+  const body = Buffer.allocUnsafe(
+    head.length + record.length + 2 + (history === null ? 0 : HISTORY_MEMBER.length + history.length) + tail.length + ttlPart.length + 1,
+  );
+  let at = head.copy(body, 0);
+  at = body.writeUInt8(0x22, at);
+  at += put(body, at, record);
+  at = body.writeUInt8(0x22, at);
+  if (history !== null) {
+    at += HISTORY_MEMBER.copy(body, at);
+    at += put(body, at, history);
+  }
+  at += tail.copy(body, at);
+  at += body.write(ttlPart, at, 'latin1');
+  body.writeUInt8(0x7d, at);
+  return body;
+}
+
+/** Writes ASCII text or bytes into `body` at `at`; returns how many bytes. */
+function put(body: Buffer, at: number, piece: string | Buffer): number {
+  return typeof piece === 'string' ? body.write(piece, at, 'latin1') : piece.copy(body, at);
+}
 const TTL_KEY = Buffer.from('"ttl":');
 const EXP_KEY = Buffer.from('"exp":');
 
